@@ -1,0 +1,41 @@
+//! Enveloped XML signatures for SAML (XML-DSig 1.1 under the strict profile of XMLDSIG.md).
+//!
+//! [`verify`] checks an enveloped signature on the document root (metadata) or on the element
+//! with a given ID (protocol messages) and returns [`Verified`], the only way to reach the signed
+//! content. [`sign`] creates one with exclusive c14n, RSA or ECDSA.
+
+mod algorithms;
+mod keys;
+mod sign;
+mod signature;
+mod verify;
+
+pub use algorithms::{DigestAlgorithm, ENVELOPED_SIGNATURE, SignatureAlgorithm};
+pub use keys::{SigningKey, TrustedKey, TrustedKeys};
+pub use sign::{SignOptions, sign};
+pub use verify::{Verified, VerifyOptions, verify};
+
+/// The XML-DSig namespace.
+pub const DSIG_NS: &str = "http://www.w3.org/2000/09/xmldsig#";
+/// The SAML 2.0 assertion namespace (for `saml:Issuer`).
+pub const SAML_ASSERTION_NS: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
+
+/// Which element carries the enveloped signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The document root (SAML metadata).
+    Root,
+    /// The element whose ID attribute has this value (SAML protocol messages and assertions).
+    Id(String),
+}
+
+/// Where the `ds:Signature` must stand among the signed element's children (XMLDSIG.md rule 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// First element child (SAML metadata, SAML Metadata §3).
+    FirstChild,
+    /// Right after `saml:Issuer`, or first when there is no Issuer (SAML Core §5.3 schemas).
+    AfterIssuer,
+    /// Any child position (generic XML; still exactly one Signature child).
+    Anywhere,
+}

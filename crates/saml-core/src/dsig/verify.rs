@@ -1,0 +1,454 @@
+//! Verification of an enveloped signature in one streaming pass (XMLDSIG.md rules 1-8).
+//!
+//! ```text
+//!  bytes ──► hardened Reader ──► events ──┬─► ID table (uniqueness)
+//!                                         ├─► ds:Signature child of the target: span recorded,
+//!                                         │   parsed (strict profile) when it closes
+//!                                         └─► exc-c14n of the target minus its Signature ──► digest
+//!  then: digest == DigestValue, and SignatureValue over exc-c14n(SignedInfo) by a trusted key
+//!  result: Verified { signed element span, key index } — the only way to the signed content
+//! ```
+//! The target's start tag and whatever precedes the Signature inside it are canonicalized from a
+//! second reader over that short prefix once the Signature (and so the PrefixList) is known.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::ops::Range;
+
+use openssl::hash::Hasher;
+
+use super::algorithms::{DigestAlgorithm, SignatureAlgorithm};
+use super::keys::TrustedKeys;
+use super::signature::{self, ParsedSignature};
+use super::{DSIG_NS, Placement, SAML_ASSERTION_NS, Target};
+use crate::c14n::{self, Canonicalizer};
+use crate::error::{Error, LimitExceeded, SignatureError};
+use crate::xml::{Event, Limits, NsDecl, Reader, StartElement};
+
+/// How to verify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyOptions {
+    /// Which element carries the enveloped signature.
+    pub target: Target,
+    /// Where its `ds:Signature` must stand.
+    pub placement: Placement,
+    /// Accept SHA-1 digests and signatures (legacy federations). Off by default.
+    pub allow_sha1: bool,
+    /// Smallest RSA modulus accepted, in bits. Default 2048.
+    pub min_rsa_bits: u32,
+    /// Unprefixed attribute names treated as IDs (must be unique in the document).
+    /// Default `["ID"]` (SAML).
+    pub id_attributes: Vec<String>,
+    /// Reader limits.
+    pub limits: Limits,
+    /// Largest accepted `ds:Signature` element, in bytes. Default 64 KiB.
+    pub max_signature_size: usize,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions {
+            target: Target::Root,
+            placement: Placement::FirstChild,
+            allow_sha1: false,
+            min_rsa_bits: 2048,
+            id_attributes: vec!["ID".to_owned()],
+            limits: Limits::default(),
+            max_signature_size: 64 << 10,
+        }
+    }
+}
+
+impl VerifyOptions {
+    /// Options for SAML metadata: signature on the document root, as its first child.
+    pub fn metadata() -> Self {
+        Self::default()
+    }
+
+    /// Options for a SAML protocol message element with this ID: the Signature right after
+    /// `saml:Issuer`.
+    pub fn protocol(id: impl Into<String>) -> Self {
+        VerifyOptions {
+            target: Target::Id(id.into()),
+            placement: Placement::AfterIssuer,
+            ..Self::default()
+        }
+    }
+
+    /// Opts in to SHA-1 and 1024-bit RSA, for old federation metadata.
+    pub fn legacy(mut self) -> Self {
+        self.allow_sha1 = true;
+        self.min_rsa_bits = 1024;
+        self
+    }
+}
+
+/// A successful verification: the only way to reach the signed content.
+#[derive(Debug, Clone)]
+pub struct Verified<'a> {
+    src: &'a str,
+    base: usize,
+    limits: Limits,
+    element: Range<usize>,
+    signature: Range<usize>,
+    inherited: Vec<NsDecl<'a>>,
+    key_index: usize,
+    algorithm: SignatureAlgorithm,
+    digest: DigestAlgorithm,
+    canonical_len: u64,
+}
+
+impl<'a> Verified<'a> {
+    /// Byte range of the signed element in the verified document.
+    pub fn signed_range(&self) -> Range<usize> {
+        self.element.clone()
+    }
+
+    /// The signed element as written (its ds:Signature included).
+    pub fn signed_xml(&self) -> &'a str {
+        &self.src[self.element.start - self.base..self.element.end - self.base]
+    }
+
+    /// Byte range of the verified ds:Signature.
+    pub fn signature_range(&self) -> Range<usize> {
+        self.signature.clone()
+    }
+
+    /// Index, in the [`TrustedKeys`] given to [`verify`], of the key that verified.
+    pub fn key_index(&self) -> usize {
+        self.key_index
+    }
+
+    /// The signature algorithm.
+    pub fn algorithm(&self) -> SignatureAlgorithm {
+        self.algorithm
+    }
+
+    /// The digest algorithm.
+    pub fn digest_algorithm(&self) -> DigestAlgorithm {
+        self.digest
+    }
+
+    /// Number of canonical bytes that were digested.
+    pub fn canonical_len(&self) -> u64 {
+        self.canonical_len
+    }
+
+    /// Namespace bindings in scope at the signed element's parent (empty for the root).
+    pub fn inherited_scope(&self) -> &[NsDecl<'a>] {
+        &self.inherited
+    }
+
+    /// Events of the signed element, exactly the content that was digested: its
+    /// ds:Signature subtree is left out (the enveloped-signature transform); comments stay
+    /// (they do not split text values, see [`crate::xml::read_text`]). The reader starts with
+    /// the namespace scope of the element's parent, so a nested element reads as it did in
+    /// the document.
+    pub fn events(&self) -> Result<Reader<'a>, Error> {
+        let mut r = Reader::from_verified(self.src, self.base, self.limits)
+            .fragment_reader(self.element.clone(), &self.inherited)?;
+        r.omit_subtree_at(self.signature.start);
+        Ok(r)
+    }
+}
+
+struct SignedElement<'a> {
+    depth: usize,
+    start: usize,
+    inherited: Vec<NsDecl<'a>>,
+    id: Option<&'a str>,
+    children: usize,
+    first_child_issuer: bool,
+}
+
+enum Phase<'a> {
+    Before,
+    /// Inside the target, before its ds:Signature.
+    Pre,
+    /// Inside the ds:Signature (start offset, depth, scope of the target).
+    InSignature {
+        start: usize,
+        depth: usize,
+        scope: Vec<NsDecl<'a>>,
+    },
+    /// After the ds:Signature, streaming into the digest.
+    Post,
+    After,
+}
+
+/// Buffers small writes to an OpenSSL hasher (the canonicalizer already batches).
+struct DigestSink(Hasher);
+
+impl Write for DigestSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf).map_err(std::io::Error::other)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn is_signature(s: &StartElement<'_, '_>) -> bool {
+    s.is(DSIG_NS, "Signature")
+}
+
+/// Verifies the enveloped signature selected by `opts` in `doc` with `keys`.
+///
+/// The whole document is read and checked once (rule 1), IDs must be unique, the target must
+/// carry exactly one `ds:Signature` child at the required position whose single Reference points
+/// at the target; the digest of its exclusive canonical form (minus the Signature) must match
+/// and a configured key must have made the SignatureValue. KeyInfo only orders the keys tried.
+pub fn verify<'a>(
+    doc: &'a [u8],
+    keys: &TrustedKeys,
+    opts: &VerifyOptions,
+) -> Result<Verified<'a>, Error> {
+    if keys.is_empty() {
+        return Err(Error::Usage("no trusted keys configured".into()));
+    }
+    let mut reader = Reader::new(doc, opts.limits)?;
+    let (src, base) = reader.source();
+    let mut ids: HashSet<&'a str> = HashSet::new();
+    let mut phase = Phase::Before;
+    let mut signed: Option<SignedElement<'a>> = None;
+    let mut parsed: Option<ParsedSignature<'a>> = None;
+    let mut sig_range = 0..0;
+    let mut c14n: Option<Canonicalizer<'a, DigestSink>> = None;
+    let mut element_end = None;
+
+    loop {
+        let pos = reader.position();
+        let Some(ev) = reader.next()? else { break };
+        // Every ID attribute in the document must be unique (rule 2), whatever the phase.
+        if let Event::Start(s) = &ev {
+            for a in s.attributes {
+                if a.name.prefix.is_empty() && opts.id_attributes.iter().any(|n| n == a.name.local)
+                {
+                    if !ids.insert(a.raw_value) {
+                        return Err(SignatureError::DuplicateId(a.raw_value.to_owned()).into());
+                    }
+                }
+            }
+        }
+        match &mut phase {
+            Phase::Before => {
+                if let Event::Start(s) = &ev {
+                    let id = s
+                        .attributes
+                        .iter()
+                        .find(|a| {
+                            a.name.prefix.is_empty()
+                                && opts.id_attributes.iter().any(|n| n == a.name.local)
+                        })
+                        .map(|a| a.raw_value);
+                    let hit = match &opts.target {
+                        Target::Root => s.depth == 1,
+                        Target::Id(want) => id == Some(want.as_str()),
+                    };
+                    if hit {
+                        let own = s.namespace_decls.len();
+                        signed = Some(SignedElement {
+                            depth: s.depth,
+                            start: s.span.start,
+                            inherited: s.scope[..s.scope.len() - own].to_vec(),
+                            id,
+                            children: 0,
+                            first_child_issuer: false,
+                        });
+                        phase = Phase::Pre;
+                        if s.empty {
+                            return Err(SignatureError::Missing.into());
+                        }
+                    }
+                }
+            }
+            Phase::Pre => {
+                let Some(t) = signed.as_mut() else {
+                    return Err(Error::Usage("internal: no target".into()));
+                };
+                match &ev {
+                    Event::Start(s) if s.depth == t.depth + 1 => {
+                        t.children += 1;
+                        if is_signature(s) {
+                            let ok = match opts.placement {
+                                Placement::FirstChild => t.children == 1,
+                                Placement::AfterIssuer => {
+                                    t.children == 1 || (t.children == 2 && t.first_child_issuer)
+                                }
+                                Placement::Anywhere => true,
+                            };
+                            if !ok {
+                                return Err(SignatureError::Misplaced(format!(
+                                    "element child #{} of the signed element",
+                                    t.children
+                                ))
+                                .into());
+                            }
+                            let own = s.namespace_decls.len();
+                            phase = Phase::InSignature {
+                                start: s.span.start,
+                                depth: s.depth,
+                                scope: s.scope[..s.scope.len() - own].to_vec(),
+                            };
+                        } else if t.children == 1 && s.is(SAML_ASSERTION_NS, "Issuer") {
+                            t.first_child_issuer = true;
+                        }
+                    }
+                    Event::End(e) if e.depth == t.depth => {
+                        return Err(SignatureError::Missing.into());
+                    }
+                    _ => {}
+                }
+            }
+            Phase::InSignature {
+                start,
+                depth,
+                scope,
+            } => {
+                if reader_pos_exceeds(pos, *start, opts.max_signature_size) {
+                    return Err(Error::Limit {
+                        offset: pos,
+                        limit: LimitExceeded::SignatureSize(opts.max_signature_size),
+                    });
+                }
+                match &ev {
+                    Event::Comment(_) => return Err(SignatureError::CommentInSignature.into()),
+                    Event::End(e) if e.depth == *depth => {
+                        let range = *start..e.span.end;
+                        if range.len() > opts.max_signature_size {
+                            return Err(Error::Limit {
+                                offset: range.start,
+                                limit: LimitExceeded::SignatureSize(opts.max_signature_size),
+                            });
+                        }
+                        let scope = std::mem::take(scope);
+                        let frag = reader_fragment(src, base, opts.limits, range.clone(), &scope)?;
+                        let p = signature::parse(frag, opts.allow_sha1)?;
+                        let Some(t) = signed.as_ref() else {
+                            return Err(Error::Usage("internal: no target".into()));
+                        };
+                        // Canonicalize the target's start tag and what precedes the Signature.
+                        let hasher = Hasher::new(p.digest.message_digest())?;
+                        let mut c =
+                            Canonicalizer::new(DigestSink(hasher), p.reference_c14n.clone());
+                        let mut prefix = reader_fragment(
+                            src,
+                            base,
+                            opts.limits,
+                            t.start..range.start,
+                            &t.inherited,
+                        )?;
+                        while let Some(pe) = prefix.next()? {
+                            c.event(&pe)?;
+                        }
+                        c14n = Some(c);
+                        parsed = Some(p);
+                        sig_range = range;
+                        phase = Phase::Post;
+                    }
+                    _ => {}
+                }
+            }
+            Phase::Post => {
+                let Some(t) = signed.as_ref() else {
+                    return Err(Error::Usage("internal: no target".into()));
+                };
+                if let Event::Start(s) = &ev {
+                    if s.depth == t.depth + 1 && is_signature(s) {
+                        return Err(SignatureError::Multiple.into());
+                    }
+                }
+                if let Some(c) = c14n.as_mut() {
+                    c.event(&ev)?;
+                }
+                if let Event::End(e) = &ev {
+                    if e.depth == t.depth {
+                        element_end = Some(e.span.end);
+                        phase = Phase::After;
+                    }
+                }
+            }
+            Phase::After => {}
+        }
+    }
+
+    let Some(t) = signed else {
+        return Err(SignatureError::TargetNotFound(match &opts.target {
+            Target::Root => "no root element".into(),
+            Target::Id(id) => format!("no element with ID {id:?}"),
+        })
+        .into());
+    };
+    let (Some(p), Some(c), Some(end)) = (parsed, c14n, element_end) else {
+        return Err(SignatureError::Missing.into());
+    };
+
+    // Rule 2: the single Reference points at the signed element itself.
+    let uri = p.reference_uri.as_str();
+    let points_here = if uri.is_empty() {
+        t.depth == 1
+    } else {
+        uri.strip_prefix('#').is_some_and(|id| Some(id) == t.id)
+    };
+    if !points_here {
+        return Err(SignatureError::ReferenceUri(uri.to_owned()).into());
+    }
+
+    let (sink, len) = c.finish()?;
+    if len == 0 {
+        return Err(SignatureError::EmptyCanonicalForm.into());
+    }
+    let digest = sink.0.clone().finish()?;
+    if digest.len() != p.digest_value.len() || !openssl::memcmp::eq(&digest, &p.digest_value) {
+        return Err(SignatureError::DigestMismatch.into());
+    }
+
+    // SignedInfo, canonicalized with its own method, signed by a configured key.
+    let mut si_reader = reader_fragment(
+        src,
+        base,
+        opts.limits,
+        p.signed_info.clone(),
+        &p.signed_info_scope,
+    )?;
+    let (si_bytes, si_len) =
+        c14n::canonicalize(&mut si_reader, p.c14n.clone(), Vec::new(), |_| false)?;
+    if si_len == 0 {
+        return Err(SignatureError::EmptyCanonicalForm.into());
+    }
+    let key_index = keys.verify(
+        p.algorithm,
+        opts.min_rsa_bits,
+        &si_bytes,
+        &p.signature_value,
+        &p.certificates,
+    )?;
+
+    Ok(Verified {
+        src,
+        base,
+        limits: opts.limits,
+        element: t.start..end,
+        signature: sig_range,
+        inherited: t.inherited,
+        key_index,
+        algorithm: p.algorithm,
+        digest: p.digest,
+        canonical_len: len,
+    })
+}
+
+fn reader_pos_exceeds(pos: usize, start: usize, max: usize) -> bool {
+    pos.saturating_sub(start) > max
+}
+
+fn reader_fragment<'a>(
+    src: &'a str,
+    base: usize,
+    limits: Limits,
+    range: Range<usize>,
+    scope: &[NsDecl<'a>],
+) -> Result<Reader<'a>, Error> {
+    Reader::from_verified(src, base, limits).fragment_reader(range, scope)
+}

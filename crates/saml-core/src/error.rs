@@ -1,0 +1,236 @@
+//! The crate's one error type, split by cause: malformed input ([`Error::Xml`], [`Error::Limit`]),
+//! security or policy rejection ([`Error::Signature`]), key problems ([`Error::Key`]) and misuse
+//! ([`Error::Usage`]).
+
+use std::fmt;
+
+/// Everything that can go wrong in `saml-core`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The input is not well-formed XML, or uses an XML feature this reader refuses
+    /// (XMLDSIG.md rule 1). `offset` is the byte offset in the document where it was found.
+    #[error("malformed XML at byte {offset}: {kind}")]
+    Xml {
+        /// Byte offset into the document.
+        offset: usize,
+        /// What was wrong.
+        kind: XmlError,
+    },
+    /// A configured resource limit was exceeded (see [`crate::xml::Limits`]).
+    #[error("XML limit exceeded at byte {offset}: {limit}")]
+    Limit {
+        /// Byte offset into the document.
+        offset: usize,
+        /// Which limit.
+        limit: LimitExceeded,
+    },
+    /// Canonicalization failed. Any canonicalization error is fatal for verification.
+    #[error("canonicalization failed: {0}")]
+    C14n(String),
+    /// The signature was rejected: structure, algorithm, reference, digest or signature value.
+    #[error("signature rejected: {0}")]
+    Signature(#[from] SignatureError),
+    /// A key or certificate could not be used (unparseable PEM, unsupported key type, too small).
+    #[error("key error: {0}")]
+    Key(String),
+    /// The API was called with arguments that cannot work (e.g. no trusted keys configured).
+    #[error("usage error: {0}")]
+    Usage(String),
+    /// OpenSSL reported an error while computing a digest or signature.
+    #[error("crypto error: {0}")]
+    Crypto(#[from] openssl::error::ErrorStack),
+    /// Error reported by libxmlsec1 (the `xmlsec` feature's second engine).
+    #[cfg(feature = "xmlsec")]
+    #[error("xmlsec engine: {0}")]
+    XmlSec(String),
+}
+
+impl Error {
+    pub(crate) fn xml(offset: usize, kind: XmlError) -> Self {
+        Error::Xml { offset, kind }
+    }
+
+    /// The signature-rejection reason, if this error is one.
+    pub fn signature_error(&self) -> Option<&SignatureError> {
+        match self {
+            Error::Signature(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The XML well-formedness / hardening reason, if this error is one.
+    pub fn xml_error(&self) -> Option<&XmlError> {
+        match self {
+            Error::Xml { kind, .. } => Some(kind),
+            _ => None,
+        }
+    }
+}
+
+/// Why the hardened reader refused a document (XMLSIG.md "Verifier rules", rule 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum XmlError {
+    /// The bytes are not UTF-8 (only UTF-8 documents are accepted).
+    NotUtf8,
+    /// A character that XML 1.0 does not allow (e.g. U+0000, U+0001, U+FFFE).
+    InvalidChar(u32),
+    /// The XML declaration names an encoding other than UTF-8, or a version other than 1.0.
+    BadDeclaration(String),
+    /// A `<!DOCTYPE` (and with it any entity or attribute-list declaration).
+    DocType,
+    /// A reference to an entity other than the five predefined ones.
+    UnknownEntity(String),
+    /// A character reference to something that is not an XML Char (e.g. `&#0;`), or malformed.
+    InvalidCharRef(String),
+    /// A processing instruction (anything `<?...?>` other than the leading XML declaration).
+    ProcessingInstruction,
+    /// A name that is not a valid QName of NCNames (e.g. `x::Root`, `x:=`, `1a`).
+    InvalidName(String),
+    /// A prefix that is not bound to a namespace.
+    UnboundPrefix(String),
+    /// A namespace declaration that XML Namespaces 1.0 forbids (rebinding `xml`/`xmlns`,
+    /// undeclaring a prefix, a relative URI, or a reference inside the URI).
+    BadNamespaceDeclaration(String),
+    /// The same attribute (by expanded name) twice on one element.
+    DuplicateAttribute(String),
+    /// An attribute value containing `<`.
+    LtInAttributeValue,
+    /// A second root element.
+    MultipleRoots,
+    /// Non-whitespace content before the root element.
+    ContentBeforeRoot,
+    /// Non-whitespace content or markup after the root element.
+    TrailingContent,
+    /// No root element at all.
+    NoRoot,
+    /// The document ended inside an element.
+    UnclosedElement(String),
+    /// An end tag that does not match the open element.
+    MismatchedEndTag {
+        /// The open element's name.
+        expected: String,
+        /// The end tag's name.
+        found: String,
+    },
+    /// Any other syntax error, as reported by quick-xml.
+    Syntax(String),
+}
+
+impl fmt::Display for XmlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            XmlError::NotUtf8 => f.write_str("document is not valid UTF-8"),
+            XmlError::InvalidChar(c) => write!(f, "character U+{c:04X} is not allowed in XML"),
+            XmlError::BadDeclaration(s) => write!(f, "unsupported XML declaration: {s}"),
+            XmlError::DocType => f.write_str("DOCTYPE declarations are not allowed"),
+            XmlError::UnknownEntity(e) => write!(f, "reference to undeclared entity &{e};"),
+            XmlError::InvalidCharRef(r) => write!(f, "invalid character reference &{r};"),
+            XmlError::ProcessingInstruction => {
+                f.write_str("processing instructions are not allowed")
+            }
+            XmlError::InvalidName(n) => write!(f, "invalid XML name {n:?}"),
+            XmlError::UnboundPrefix(p) => write!(f, "namespace prefix {p:?} is not bound"),
+            XmlError::BadNamespaceDeclaration(s) => write!(f, "bad namespace declaration: {s}"),
+            XmlError::DuplicateAttribute(a) => write!(f, "duplicate attribute {a:?}"),
+            XmlError::LtInAttributeValue => f.write_str("'<' inside an attribute value"),
+            XmlError::MultipleRoots => f.write_str("a second root element"),
+            XmlError::ContentBeforeRoot => f.write_str("text before the root element"),
+            XmlError::TrailingContent => f.write_str("content after the root element"),
+            XmlError::NoRoot => f.write_str("no root element"),
+            XmlError::UnclosedElement(n) => write!(f, "element <{n}> is not closed"),
+            XmlError::MismatchedEndTag { expected, found } => {
+                write!(f, "end tag </{found}> does not close <{expected}>")
+            }
+            XmlError::Syntax(s) => write!(f, "syntax error: {s}"),
+        }
+    }
+}
+
+/// Which configured limit was exceeded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LimitExceeded {
+    /// Document larger than `max_document_size` bytes.
+    DocumentSize(usize),
+    /// Elements nested deeper than `max_depth`.
+    Depth(usize),
+    /// More than `max_attributes` attributes (including namespace declarations) on one element.
+    Attributes(usize),
+    /// An attribute value longer than `max_attribute_len` bytes.
+    AttributeLength(usize),
+    /// A text node longer than `max_text_len` bytes.
+    TextLength(usize),
+    /// A name longer than `max_name_len` bytes.
+    NameLength(usize),
+    /// A `ds:Signature` element larger than the signature size limit.
+    SignatureSize(usize),
+}
+
+impl fmt::Display for LimitExceeded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LimitExceeded::DocumentSize(n) => write!(f, "document larger than {n} bytes"),
+            LimitExceeded::Depth(n) => write!(f, "elements nested deeper than {n}"),
+            LimitExceeded::Attributes(n) => write!(f, "more than {n} attributes on an element"),
+            LimitExceeded::AttributeLength(n) => {
+                write!(f, "attribute value longer than {n} bytes")
+            }
+            LimitExceeded::TextLength(n) => write!(f, "text node longer than {n} bytes"),
+            LimitExceeded::NameLength(n) => write!(f, "name longer than {n} bytes"),
+            LimitExceeded::SignatureSize(n) => write!(f, "ds:Signature larger than {n} bytes"),
+        }
+    }
+}
+
+/// Why a signature was rejected (XMLDSIG.md rules 2-8). Each attack class maps to a variant.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignatureError {
+    /// The element to verify was not found (no root, or no element with that ID).
+    #[error("the element to verify was not found: {0}")]
+    TargetNotFound(String),
+    /// The signed element has no `ds:Signature` child.
+    #[error("no ds:Signature child on the signed element")]
+    Missing,
+    /// More than one `ds:Signature` child on the signed element.
+    #[error("more than one ds:Signature child on the signed element")]
+    Multiple,
+    /// The `ds:Signature` is not where the schema puts it (first child for metadata, right after
+    /// `saml:Issuer` for protocol messages).
+    #[error("ds:Signature is not at the required position: {0}")]
+    Misplaced(String),
+    /// The structure inside `ds:Signature` is not the one allowed (missing, repeated or
+    /// unexpected elements, `ds:Object`, `ds:Manifest`, wrapped `SignedInfo`...).
+    #[error("unexpected ds:Signature structure: {0}")]
+    Structure(String),
+    /// A comment inside `ds:Signature` (e.g. inside DigestValue, CVE-2025-29775).
+    #[error("comment inside ds:Signature")]
+    CommentInSignature,
+    /// The Reference URI is not `""` or `#ID` of the signed element (or is not same-document).
+    #[error("Reference URI {0:?} does not point at the signed element")]
+    ReferenceUri(String),
+    /// An ID attribute value occurs more than once in the document.
+    #[error("ID {0:?} occurs more than once")]
+    DuplicateId(String),
+    /// The transforms are not exactly enveloped-signature followed by exc-c14n.
+    #[error("transforms not allowed: {0}")]
+    Transforms(String),
+    /// An algorithm that is unknown or not on the allowlist (SHA-1 without legacy opt-in, MD5,
+    /// HMAC, DSA, inclusive c14n...).
+    #[error("algorithm not allowed: {0}")]
+    Algorithm(String),
+    /// A malformed value inside `ds:Signature` (bad base64, wrong ECDSA length, bad PrefixList).
+    #[error("malformed signature value: {0}")]
+    Malformed(String),
+    /// The canonical form of the signed element does not hash to the DigestValue.
+    #[error("digest mismatch: the signed content was modified")]
+    DigestMismatch,
+    /// No configured key verified the SignatureValue over SignedInfo.
+    #[error("signature value not made by any trusted key")]
+    NotTrusted,
+    /// Canonicalization produced no output (the "void canonicalization" class).
+    #[error("empty canonical output never verifies")]
+    EmptyCanonicalForm,
+}

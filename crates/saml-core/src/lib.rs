@@ -1,0 +1,53 @@
+//! # saml-core
+//!
+//! The security core of the federation workspace: a hardened XML reader over quick-xml,
+//! Exclusive XML Canonicalization 1.0, and enveloped XML signatures (verify and sign) with
+//! OpenSSL, under the rules of XMLDSIG.md that resist the known attack classes (signature
+//! wrapping, comment injection, parser differentials, key confusion, fail-open).
+//!
+//! In scope: [`xml`] (one parse that c14n and model builders share), [`c14n`] (exclusive c14n of
+//! a subtree, with or without comments, PrefixList, enveloped-signature omission), [`dsig`]
+//! (verify against configured keys only, sign with RSA/ECDSA).
+//! Out of scope here: the SAML metadata model (`saml-metadata`), protocol messages and bindings
+//! (later modules of this crate), inclusive c14n, XPath/XSLT transforms, detached or enveloping
+//! signatures, `ds:Object`/`ds:Manifest`, retrieval of remote references.
+//!
+//! The result of verification is the only way to the signed content:
+//!
+//! ```
+//! use saml_core::dsig::{self, SigningKey, SignOptions, TrustedKeys, VerifyOptions};
+//! use openssl::{ec::{EcGroup, EcKey}, nid::Nid, pkey::PKey};
+//!
+//! let ec = EcKey::generate(&EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?)?;
+//! let key = SigningKey::new(PKey::from_ec_key(ec)?, None)?;
+//! let doc = br#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="https://sp.example.org" ID="_e1"><md:SPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"/></md:EntityDescriptor>"#;
+//!
+//! let signed = dsig::sign(doc, &key, &SignOptions::default())?;
+//! let mut trusted = TrustedKeys::new();
+//! trusted.add_public_key(key.public_key()?, "test key")?;
+//! let verified = dsig::verify(&signed, &trusted, &VerifyOptions::metadata())?;
+//! assert_eq!(verified.key_index(), 0);
+//!
+//! // Reading the content goes through the verified result (Signature left out).
+//! let mut events = verified.events()?;
+//! let mut names = Vec::new();
+//! while let Some(ev) = events.next()? {
+//!     if let saml_core::xml::Event::Start(s) = ev { names.push(s.name.local.to_owned()); }
+//! }
+//! assert_eq!(names, ["EntityDescriptor", "SPSSODescriptor"]);
+//!
+//! // A modified document fails.
+//! let tampered = String::from_utf8(signed)?.replace("https://sp.example.org", "https://evil.example");
+//! assert!(dsig::verify(tampered.as_bytes(), &trusted, &VerifyOptions::metadata()).is_err());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod c14n;
+pub mod dsig;
+mod error;
+pub mod xml;
+
+pub use error::{Error, LimitExceeded, SignatureError, XmlError};

@@ -1,0 +1,198 @@
+//! Character-level rules of XML 1.0 (5th edition) and Namespaces 1.0: Char, NCName, references,
+//! attribute-value normalization (XML 1.0 §3.3.3) and end-of-line handling (§2.11).
+
+use std::borrow::Cow;
+
+use crate::error::XmlError;
+
+/// Whether `c` is an XML 1.0 `Char`.
+pub(crate) fn is_xml_char(c: u32) -> bool {
+    matches!(c, 0x9 | 0xA | 0xD | 0x20..=0xD7FF | 0xE000..=0xFFFD | 0x10000..=0x10FFFF)
+}
+
+fn is_name_start(c: char) -> bool {
+    matches!(c,
+        'A'..='Z' | '_' | 'a'..='z'
+        | '\u{C0}'..='\u{D6}' | '\u{D8}'..='\u{F6}' | '\u{F8}'..='\u{2FF}'
+        | '\u{370}'..='\u{37D}' | '\u{37F}'..='\u{1FFF}' | '\u{200C}'..='\u{200D}'
+        | '\u{2070}'..='\u{218F}' | '\u{2C00}'..='\u{2FEF}' | '\u{3001}'..='\u{D7FF}'
+        | '\u{F900}'..='\u{FDCF}' | '\u{FDF0}'..='\u{FFFD}' | '\u{10000}'..='\u{EFFFF}')
+}
+
+fn is_name_char(c: char) -> bool {
+    is_name_start(c)
+        || matches!(c, '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
+}
+
+/// Whether `s` is an NCName (a Name without colons).
+pub(crate) fn is_ncname(s: &str) -> bool {
+    let mut it = s.chars();
+    match it.next() {
+        Some(c) if is_name_start(c) => it.all(is_name_char),
+        _ => false,
+    }
+}
+
+/// Whether `uri` starts with a URI scheme (RFC 3986 §3.1), i.e. is not a relative reference.
+pub(crate) fn is_absolute_uri(uri: &str) -> bool {
+    let Some((scheme, _)) = uri.split_once(':') else {
+        return false;
+    };
+    let mut it = scheme.bytes();
+    matches!(it.next(), Some(b) if b.is_ascii_alphabetic())
+        && it.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+}
+
+/// Finds the first byte position of a character XML does not allow (C0 controls other than
+/// TAB/LF/CR, U+FFFE, U+FFFF). `bytes` is valid UTF-8.
+pub(crate) fn find_invalid_char(bytes: &[u8]) -> Option<(usize, u32)> {
+    const CHUNK: usize = 64;
+    for (ci, chunk) in bytes.chunks(CHUNK).enumerate() {
+        let bad = chunk.iter().fold(false, |acc, &b| {
+            acc | ((b < 0x20) & (b != 9) & (b != 10) & (b != 13))
+        });
+        if bad {
+            for (i, &b) in chunk.iter().enumerate() {
+                if b < 0x20 && !matches!(b, 9 | 10 | 13) {
+                    return Some((ci * CHUNK + i, u32::from(b)));
+                }
+            }
+        }
+    }
+    for at in memchr::memmem::find_iter(bytes, b"\xEF\xBF") {
+        match bytes.get(at + 2) {
+            Some(0xBE) => return Some((at, 0xFFFE)),
+            Some(0xBF) => return Some((at, 0xFFFF)),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Decodes the name of a reference (`amp`, `#60`, `#x3C`) to its character.
+pub(crate) fn decode_reference(name: &str) -> Result<char, XmlError> {
+    match name {
+        "amp" => return Ok('&'),
+        "lt" => return Ok('<'),
+        "gt" => return Ok('>'),
+        "quot" => return Ok('"'),
+        "apos" => return Ok('\''),
+        _ => {}
+    }
+    let Some(num) = name.strip_prefix('#') else {
+        return Err(XmlError::UnknownEntity(name.to_owned()));
+    };
+    let bad = || XmlError::InvalidCharRef(name.to_owned());
+    let (digits, radix) = match num.strip_prefix('x') {
+        Some(hex) => (hex, 16),
+        None => (num, 10),
+    };
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| (b as char).is_digit(radix))
+    {
+        return Err(bad());
+    }
+    let v = u32::from_str_radix(digits, radix).map_err(|_| bad())?;
+    if !is_xml_char(v) {
+        return Err(bad());
+    }
+    char::from_u32(v).ok_or_else(bad)
+}
+
+/// Checks one reference's name.
+pub(crate) fn check_reference(name: &str) -> Result<(), XmlError> {
+    decode_reference(name).map(|_| ())
+}
+
+/// Calls `f` for each piece of `raw` escaped text: literal runs and decoded references.
+/// Returns an error for malformed or unknown references.
+pub(crate) fn for_each_piece<'a>(
+    raw: &'a str,
+    mut f: impl FnMut(Piece<'a>),
+) -> Result<(), XmlError> {
+    let bytes = raw.as_bytes();
+    let mut i = 0;
+    while let Some(off) = memchr::memchr(b'&', &bytes[i..]) {
+        let amp = i + off;
+        if amp > i {
+            f(Piece::Literal(&raw[i..amp]));
+        }
+        let semi = memchr::memchr(b';', &bytes[amp..])
+            .map(|s| amp + s)
+            .ok_or_else(|| XmlError::Syntax("unterminated reference".into()))?;
+        f(Piece::Ref(decode_reference(&raw[amp + 1..semi])?));
+        i = semi + 1;
+    }
+    if i < raw.len() {
+        f(Piece::Literal(&raw[i..]));
+    }
+    Ok(())
+}
+
+/// A run of literal characters or one decoded reference.
+pub(crate) enum Piece<'a> {
+    Literal(&'a str),
+    Ref(char),
+}
+
+/// Validates a raw attribute value: no `<`, only known references.
+pub(crate) fn check_attribute_value(raw: &str) -> Result<(), XmlError> {
+    if memchr::memchr(b'<', raw.as_bytes()).is_some() {
+        return Err(XmlError::LtInAttributeValue);
+    }
+    if memchr::memchr(b'&', raw.as_bytes()).is_some() {
+        for_each_piece(raw, |_| {})?;
+    }
+    Ok(())
+}
+
+/// End-of-line handling (XML 1.0 §2.11): CRLF and lone CR become LF.
+pub fn normalize_newlines(raw: &str) -> Cow<'_, str> {
+    if !raw.contains('\r') {
+        return Cow::Borrowed(raw);
+    }
+    Cow::Owned(raw.replace("\r\n", "\n").replace('\r', "\n"))
+}
+
+/// Text content of a raw (escaped) text run: references expanded, line ends normalized.
+/// The raw text must have been accepted by the [`Reader`](super::Reader).
+pub fn text_value(raw: &str) -> Cow<'_, str> {
+    if !raw.contains(['&', '\r']) {
+        return Cow::Borrowed(raw);
+    }
+    let mut out = String::with_capacity(raw.len());
+    // Accepted input cannot fail; an unexpected error leaves the text as written.
+    let res = for_each_piece(raw, |p| match p {
+        Piece::Literal(s) => out.push_str(&normalize_newlines(s)),
+        Piece::Ref(c) => out.push(c),
+    });
+    match res {
+        Ok(()) => Cow::Owned(out),
+        Err(_) => Cow::Borrowed(raw),
+    }
+}
+
+/// Attribute-value normalization for CDATA attributes (XML 1.0 §3.3.3): references expanded,
+/// literal TAB/LF/CR (a CRLF pair counting once) become spaces.
+pub fn attribute_value(raw: &str) -> Cow<'_, str> {
+    if !raw.contains(['&', '\r', '\n', '\t']) {
+        return Cow::Borrowed(raw);
+    }
+    let mut out = String::with_capacity(raw.len());
+    let res = for_each_piece(raw, |p| match p {
+        Piece::Literal(s) => {
+            let s = s.replace("\r\n", " ");
+            out.extend(s.chars().map(|c| {
+                if matches!(c, '\t' | '\n' | '\r') {
+                    ' '
+                } else {
+                    c
+                }
+            }));
+        }
+        Piece::Ref(c) => out.push(c),
+    });
+    match res {
+        Ok(()) => Cow::Owned(out),
+        Err(_) => Cow::Borrowed(raw),
+    }
+}

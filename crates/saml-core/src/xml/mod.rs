@@ -1,0 +1,809 @@
+//! A hardened XML reader over quick-xml (XMLDSIG.md "Verifier rules", rule 1).
+//!
+//! [`Reader`] turns a UTF-8 document into a stream of [`Event`]s that both the canonicalizer
+//! ([`crate::c14n`]) and model builders consume, so one parse serves both. Every event carries its
+//! byte span in the original document and resolved namespaces; names, attribute values and text
+//! are borrowed from the document (no copies).
+//!
+//! What it refuses, beyond plain well-formedness: DOCTYPE (and so every entity or attribute-list
+//! declaration), references to entities other than the five predefined ones, character references
+//! to non-Chars (`&#0;`), processing instructions, names that are not QNames of NCNames
+//! (`x::Root`, `x:=`), unbound prefixes, namespace declarations that XML Namespaces 1.0 forbids
+//! (and relative namespace URIs, which exclusive c14n must fail on), duplicate attributes by
+//! expanded name, `<` in attribute values, a second root, content outside the root, and an XML
+//! declaration that is not version 1.0 / UTF-8. All sizes are bounded by [`Limits`].
+//!
+//! Empty-element tags (`<a/>`) are reported as a [`Event::Start`] followed by an [`Event::End`].
+
+pub(crate) mod chars;
+
+use std::ops::Range;
+
+use quick_xml::events::Event as QEvent;
+
+use crate::error::{Error, LimitExceeded, XmlError};
+
+pub use chars::{attribute_value, normalize_newlines, text_value};
+
+/// The namespace bound to the `xml` prefix.
+pub const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
+/// The namespace of `xmlns` attributes (never bindable).
+pub const XMLNS_NS: &str = "http://www.w3.org/2000/xmlns/";
+
+/// Resource limits. The defaults fit eduGAIN-sized metadata aggregates (tens of MB) and SAML
+/// protocol messages; lower them for untrusted small inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest accepted document, in bytes. Default 256 MiB.
+    pub max_document_size: usize,
+    /// Deepest element nesting. Default 64.
+    pub max_depth: usize,
+    /// Most attributes (namespace declarations included) on one element. Default 64.
+    pub max_attributes: usize,
+    /// Longest attribute value, in bytes. Default 64 KiB.
+    pub max_attribute_len: usize,
+    /// Longest single text node, in bytes. Default 16 MiB (embedded `data:` logos).
+    pub max_text_len: usize,
+    /// Longest element or attribute name, in bytes. Default 512.
+    pub max_name_len: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_document_size: 256 << 20,
+            max_depth: 64,
+            max_attributes: 64,
+            max_attribute_len: 64 << 10,
+            max_text_len: 16 << 20,
+            max_name_len: 512,
+        }
+    }
+}
+
+/// A qualified name split into prefix (empty when none) and local part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct QName<'a> {
+    /// The prefix, `""` when the name is unprefixed.
+    pub prefix: &'a str,
+    /// The local part.
+    pub local: &'a str,
+    /// The name as written (`prefix:local` or `local`).
+    pub raw: &'a str,
+}
+
+impl<'a> QName<'a> {
+    /// Splits and validates a QName: one optional prefix, both parts NCNames.
+    pub fn parse(raw: &'a str) -> Result<Self, XmlError> {
+        let (prefix, local) = match raw.split_once(':') {
+            Some((p, l)) => (p, l),
+            None => ("", raw),
+        };
+        if !chars::is_ncname(local) || (raw.contains(':') && !chars::is_ncname(prefix)) {
+            return Err(XmlError::InvalidName(raw.to_owned()));
+        }
+        Ok(QName { prefix, local, raw })
+    }
+}
+
+/// A namespace binding: `xmlns:prefix="uri"`, or `xmlns="uri"` with an empty prefix.
+/// An empty `uri` with an empty prefix undeclares the default namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NsDecl<'a> {
+    /// Bound prefix, `""` for the default namespace.
+    pub prefix: &'a str,
+    /// Namespace URI.
+    pub uri: &'a str,
+}
+
+/// An attribute (not a namespace declaration) of a start tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attribute<'a> {
+    /// Its name.
+    pub name: QName<'a>,
+    /// Its namespace URI, `""` for unprefixed attributes.
+    pub namespace: &'a str,
+    /// The value as written between the quotes (references not yet expanded).
+    pub raw_value: &'a str,
+}
+
+impl<'a> Attribute<'a> {
+    /// The normalized value (references expanded, white space normalized as for CDATA).
+    pub fn value(&self) -> std::borrow::Cow<'a, str> {
+        attribute_value(self.raw_value)
+    }
+}
+
+/// A start tag.
+#[derive(Debug, Clone)]
+pub struct StartElement<'r, 'a> {
+    /// The element name.
+    pub name: QName<'a>,
+    /// Its namespace URI (`""` when in no namespace).
+    pub namespace: &'a str,
+    /// The attributes, in document order, without namespace declarations.
+    pub attributes: &'r [Attribute<'a>],
+    /// The namespace declarations on this element, in document order (never `xml`).
+    pub namespace_decls: &'r [NsDecl<'a>],
+    /// All bindings in scope at this element, innermost last (later entries shadow earlier
+    /// ones with the same prefix). Includes `namespace_decls` at its end.
+    pub scope: &'r [NsDecl<'a>],
+    /// Byte span of the start tag in the document.
+    pub span: Range<usize>,
+    /// Whether it was written as an empty-element tag (`<a/>`).
+    pub empty: bool,
+    /// Depth of this element; the root has depth 1.
+    pub depth: usize,
+}
+
+impl<'r, 'a> StartElement<'r, 'a> {
+    /// Whether this element is `{namespace}local`.
+    pub fn is(&self, namespace: &str, local: &str) -> bool {
+        self.name.local == local && self.namespace == namespace
+    }
+
+    /// The raw value of the unprefixed attribute `name`.
+    pub fn attribute(&self, name: &str) -> Option<&'r Attribute<'a>> {
+        self.attributes
+            .iter()
+            .find(|a| a.name.prefix.is_empty() && a.name.local == name)
+    }
+
+    /// Resolves `prefix` in this element's scope (`""` gives the default namespace, which is
+    /// `Some("")` when none is declared).
+    pub fn lookup(&self, prefix: &str) -> Option<&'a str> {
+        lookup(self.scope, prefix)
+    }
+}
+
+pub(crate) fn lookup<'a>(scope: &[NsDecl<'a>], prefix: &str) -> Option<&'a str> {
+    match scope.iter().rev().find(|d| d.prefix == prefix) {
+        Some(d) => Some(d.uri),
+        None if prefix.is_empty() => Some(""),
+        None if prefix == "xml" => Some(XML_NS),
+        None => None,
+    }
+}
+
+/// The effective bindings of a scope: one entry per prefix, the innermost binding.
+pub fn effective_scope<'a>(scope: &[NsDecl<'a>]) -> Vec<NsDecl<'a>> {
+    let mut out: Vec<NsDecl<'a>> = Vec::new();
+    for d in scope.iter().rev() {
+        if !out.iter().any(|o| o.prefix == d.prefix) {
+            out.push(*d);
+        }
+    }
+    out.reverse();
+    out
+}
+
+/// An end tag (or the synthetic end of an empty-element tag).
+#[derive(Debug, Clone)]
+pub struct EndElement<'a> {
+    /// The element name.
+    pub name: QName<'a>,
+    /// Byte span of the end tag (empty for the end of an empty-element tag).
+    pub span: Range<usize>,
+    /// Depth of the element being closed.
+    pub depth: usize,
+}
+
+/// Character data: a run of text, a single reference, or a CDATA section.
+#[derive(Debug, Clone)]
+pub struct Text<'a> {
+    /// The data as written (escaped unless `cdata`).
+    pub raw: &'a str,
+    /// Whether this is the content of a CDATA section (nothing escaped).
+    pub cdata: bool,
+    /// Byte span in the document.
+    pub span: Range<usize>,
+}
+
+impl<'a> Text<'a> {
+    /// The character data (references expanded, line ends normalized).
+    pub fn value(&self) -> std::borrow::Cow<'a, str> {
+        if self.cdata {
+            chars::normalize_newlines(self.raw)
+        } else {
+            text_value(self.raw)
+        }
+    }
+
+    /// Whether the text is XML white space only.
+    pub fn is_whitespace(&self) -> bool {
+        !self.cdata
+            && self
+                .raw
+                .bytes()
+                .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    }
+}
+
+/// One token of the document.
+#[derive(Debug, Clone)]
+pub enum Event<'r, 'a> {
+    /// A start tag (an empty-element tag gives a `Start` and then an `End`).
+    Start(StartElement<'r, 'a>),
+    /// An end tag.
+    End(EndElement<'a>),
+    /// Character data inside the root element.
+    Text(Text<'a>),
+    /// A comment (content between `<!--` and `-->`).
+    Comment(Text<'a>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Prolog,
+    Content,
+    Epilog,
+    Done,
+}
+
+#[derive(Debug)]
+struct Open<'a> {
+    name: QName<'a>,
+    ns_len: usize,
+}
+
+/// The hardened pull reader. See the module docs for what it accepts.
+#[derive(Debug)]
+pub struct Reader<'a> {
+    src: &'a str,
+    base: usize,
+    inner: quick_xml::Reader<&'a [u8]>,
+    limits: Limits,
+    scope: Vec<NsDecl<'a>>,
+    open: Vec<Open<'a>>,
+    attrs: Vec<Attribute<'a>>,
+    pending_end: Option<usize>,
+    state: State,
+    fragment: bool,
+    omit_at: Option<usize>,
+    omitting: Option<usize>,
+}
+
+impl<'a> Reader<'a> {
+    /// Checks the whole document (size, UTF-8, allowed characters) and prepares to read it.
+    pub fn new(doc: &'a [u8], limits: Limits) -> Result<Self, Error> {
+        let (src, base) = check_document(doc, &limits)?;
+        Ok(Self::build(src, base, limits, Vec::new(), false))
+    }
+
+    /// A reader over one element subtree of the same document, `range` being byte offsets in
+    /// the whole document from the element's `<` to the end of its end tag, and `inherited` the
+    /// namespace scope of its parent. Offsets in events stay those of the whole document. A
+    /// range that ends before the element closes gives a prefix reader: it ends (`None`) at the
+    /// end of the range with elements still open.
+    pub fn fragment_reader(
+        &self,
+        range: Range<usize>,
+        inherited: &[NsDecl<'a>],
+    ) -> Result<Reader<'a>, Error> {
+        let src = range
+            .start
+            .checked_sub(self.base)
+            .zip(range.end.checked_sub(self.base))
+            .and_then(|(s, e)| self.src.get(s..e))
+            .ok_or_else(|| Error::Usage("fragment range outside the document".into()))?;
+        let mut r = Self::build(src, range.start, self.limits, inherited.to_vec(), true);
+        r.state = State::Content;
+        Ok(r)
+    }
+
+    /// A reader over a document that a [`Reader`] already accepted (`src` and `base` as
+    /// returned by [`Reader::source`]), without checking it again.
+    pub(crate) fn from_verified(src: &'a str, base: usize, limits: Limits) -> Self {
+        Self::build(src, base, limits, Vec::new(), false)
+    }
+
+    /// Leaves out the element subtree whose start tag begins at byte `offset`: no event of it
+    /// is returned (used to hand out signed content without its enveloped ds:Signature).
+    pub fn omit_subtree_at(&mut self, offset: usize) {
+        self.omit_at = Some(offset);
+    }
+
+    /// The document text (after any byte-order mark) and the byte offset where it starts.
+    pub fn source(&self) -> (&'a str, usize) {
+        (self.src, self.base)
+    }
+
+    /// The limits this reader enforces.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    fn build(
+        src: &'a str,
+        base: usize,
+        limits: Limits,
+        scope: Vec<NsDecl<'a>>,
+        fragment: bool,
+    ) -> Self {
+        let mut inner = quick_xml::Reader::from_str(src);
+        let cfg = inner.config_mut();
+        cfg.check_end_names = false; // checked below against our own stack, without allocating
+        cfg.check_comments = true;
+        cfg.expand_empty_elements = false;
+        cfg.trim_text(false);
+        cfg.allow_dangling_amp = false;
+        Reader {
+            src,
+            base,
+            inner,
+            limits,
+            scope,
+            open: Vec::with_capacity(16),
+            attrs: Vec::with_capacity(16),
+            pending_end: None,
+            state: State::Prolog,
+            fragment,
+            omit_at: None,
+            omitting: None,
+        }
+    }
+
+    /// Current depth (number of open elements).
+    pub fn depth(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Byte offset (in the whole document) of the next unread input.
+    pub fn position(&self) -> usize {
+        self.base + self.inner.buffer_position() as usize
+    }
+
+    /// All namespace bindings currently in scope, innermost last.
+    pub fn scope(&self) -> &[NsDecl<'a>] {
+        &self.scope
+    }
+
+    fn err(&self, at: usize, kind: XmlError) -> Error {
+        Error::xml(self.base + at, kind)
+    }
+
+    fn limit(&self, at: usize, limit: LimitExceeded) -> Error {
+        Error::Limit {
+            offset: self.base + at,
+            limit,
+        }
+    }
+
+    /// The next event, or `None` at the end of the document (or of the fragment).
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Result<Option<Event<'_, 'a>>, Error> {
+        if let Some(at) = self.pending_end.take() {
+            let end = self.pop(at..at)?;
+            if self.omitting == Some(end.depth) {
+                self.omitting = None;
+            } else {
+                return Ok(Some(Event::End(end)));
+            }
+        }
+        loop {
+            if self.state == State::Done {
+                return Ok(None);
+            }
+            let start = self.inner.buffer_position() as usize;
+            let ev = match self.inner.read_event() {
+                Ok(ev) => ev,
+                Err(e) => {
+                    let at = self.inner.error_position() as usize;
+                    return Err(self.err(at, XmlError::Syntax(e.to_string())));
+                }
+            };
+            let end = self.inner.buffer_position() as usize;
+            let span = self.base + start..self.base + end;
+            match ev {
+                QEvent::Start(_) | QEvent::Empty(_) => {
+                    let empty = matches!(ev, QEvent::Empty(_));
+                    match self.state {
+                        State::Prolog => self.state = State::Content,
+                        State::Content => {}
+                        _ => return Err(self.err(start, XmlError::MultipleRoots)),
+                    }
+                    let raw = &self.src[start..end];
+                    self.start_tag(raw, start)?;
+                    if self.omitting.is_none() && self.omit_at == Some(span.start) {
+                        self.omitting = Some(self.open.len());
+                    }
+                    if self.omitting.is_some() {
+                        if empty {
+                            let end = self.pop(span.end..span.end)?;
+                            if self.omitting == Some(end.depth) {
+                                self.omitting = None;
+                            }
+                        }
+                        continue;
+                    }
+                    if empty {
+                        self.pending_end = Some(self.base + end);
+                    }
+                    return Ok(Some(self.start_event(span, empty)));
+                }
+                QEvent::End(e) => {
+                    let name = e.name().into_inner();
+                    let Some(open) = self.open.last() else {
+                        return Err(self.err(start, XmlError::TrailingContent));
+                    };
+                    if open.name.raw != name.trim_end() {
+                        return Err(self.err(
+                            start,
+                            XmlError::MismatchedEndTag {
+                                expected: open.name.raw.to_owned(),
+                                found: name.to_owned(),
+                            },
+                        ));
+                    }
+                    let end = self.pop(span)?;
+                    if let Some(d) = self.omitting {
+                        if d == end.depth {
+                            self.omitting = None;
+                        }
+                        continue;
+                    }
+                    return Ok(Some(Event::End(end)));
+                }
+                QEvent::Text(_) => {
+                    let raw = &self.src[start..end];
+                    if self.state != State::Content {
+                        if raw
+                            .bytes()
+                            .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+                        {
+                            continue;
+                        }
+                        let kind = if self.state == State::Prolog {
+                            XmlError::ContentBeforeRoot
+                        } else {
+                            XmlError::TrailingContent
+                        };
+                        return Err(self.err(start, kind));
+                    }
+                    if self.omitting.is_some() {
+                        continue;
+                    }
+                    if raw.len() > self.limits.max_text_len {
+                        return Err(
+                            self.limit(start, LimitExceeded::TextLength(self.limits.max_text_len))
+                        );
+                    }
+                    return Ok(Some(Event::Text(Text {
+                        raw,
+                        cdata: false,
+                        span,
+                    })));
+                }
+                QEvent::GeneralRef(_) => {
+                    if self.state != State::Content {
+                        return Err(self.err(start, XmlError::ContentBeforeRoot));
+                    }
+                    let name = self.src.get(start + 1..end.saturating_sub(1)).unwrap_or("");
+                    chars::check_reference(name).map_err(|k| self.err(start, k))?;
+                    let raw = &self.src[start..end];
+                    if self.omitting.is_some() {
+                        continue;
+                    }
+                    return Ok(Some(Event::Text(Text {
+                        raw,
+                        cdata: false,
+                        span,
+                    })));
+                }
+                QEvent::CData(_) => {
+                    if self.state != State::Content {
+                        return Err(self.err(start, XmlError::ContentBeforeRoot));
+                    }
+                    let raw = self.src.get(start + 9..end.saturating_sub(3)).unwrap_or("");
+                    if self.omitting.is_some() {
+                        continue;
+                    }
+                    return Ok(Some(Event::Text(Text {
+                        raw,
+                        cdata: true,
+                        span,
+                    })));
+                }
+                QEvent::Comment(_) => {
+                    let raw = self.src.get(start + 4..end.saturating_sub(3)).unwrap_or("");
+                    if self.state == State::Content && self.omitting.is_none() {
+                        return Ok(Some(Event::Comment(Text {
+                            raw,
+                            cdata: false,
+                            span,
+                        })));
+                    }
+                    continue;
+                }
+                QEvent::Decl(d) => {
+                    if start != 0 || self.fragment {
+                        return Err(self.err(start, XmlError::ProcessingInstruction));
+                    }
+                    check_decl(&d).map_err(|k| self.err(start, k))?;
+                    continue;
+                }
+                QEvent::PI(_) => return Err(self.err(start, XmlError::ProcessingInstruction)),
+                QEvent::DocType(_) => return Err(self.err(start, XmlError::DocType)),
+                QEvent::Eof => {
+                    if let Some(open) = self.open.last() {
+                        if self.fragment {
+                            // A fragment that ends with open elements is a prefix reader.
+                            self.state = State::Done;
+                            return Ok(None);
+                        }
+                        let n = open.name.raw.to_owned();
+                        return Err(self.err(start, XmlError::UnclosedElement(n)));
+                    }
+                    if self.state == State::Prolog {
+                        return Err(self.err(start, XmlError::NoRoot));
+                    }
+                    self.state = State::Done;
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    fn start_event(&self, span: Range<usize>, empty: bool) -> Event<'_, 'a> {
+        let open = self.open.last().map(|o| (o.name, o.ns_len));
+        let (name, ns_len) = open.unwrap_or((
+            QName {
+                prefix: "",
+                local: "",
+                raw: "",
+            },
+            0,
+        ));
+        let namespace = lookup(&self.scope, name.prefix).unwrap_or("");
+        Event::Start(StartElement {
+            name,
+            namespace,
+            attributes: &self.attrs,
+            namespace_decls: &self.scope[ns_len..],
+            scope: &self.scope,
+            span,
+            empty,
+            depth: self.open.len(),
+        })
+    }
+
+    fn pop(&mut self, span: Range<usize>) -> Result<EndElement<'a>, Error> {
+        let depth = self.open.len();
+        let Some(open) = self.open.pop() else {
+            return Err(Error::xml(span.start, XmlError::TrailingContent));
+        };
+        self.scope.truncate(open.ns_len);
+        if self.open.is_empty() {
+            self.state = if self.fragment {
+                State::Done
+            } else {
+                State::Epilog
+            };
+        }
+        Ok(EndElement {
+            name: open.name,
+            span,
+            depth,
+        })
+    }
+
+    /// Parses a start tag `raw` (from `<` to `>`) at `at`: names, attributes, namespaces.
+    fn start_tag(&mut self, raw: &'a str, at: usize) -> Result<(), Error> {
+        let limits = self.limits;
+        if self.open.len() >= limits.max_depth {
+            return Err(self.limit(at, LimitExceeded::Depth(limits.max_depth)));
+        }
+        let body = raw
+            .strip_prefix('<')
+            .and_then(|r| r.strip_suffix('>'))
+            .map(|r| r.strip_suffix('/').unwrap_or(r))
+            .ok_or_else(|| self.err(at, XmlError::Syntax("bad start tag".into())))?;
+        let name_end = body
+            .find(|c: char| matches!(c, ' ' | '\t' | '\r' | '\n'))
+            .unwrap_or(body.len());
+        let raw_name = &body[..name_end];
+        if raw_name.len() > limits.max_name_len {
+            return Err(self.limit(at, LimitExceeded::NameLength(limits.max_name_len)));
+        }
+        let name = QName::parse(raw_name).map_err(|k| self.err(at, k))?;
+        if name.prefix == "xmlns" {
+            return Err(self.err(at, XmlError::InvalidName(raw_name.into())));
+        }
+        let ns_len = self.scope.len();
+        self.attrs.clear();
+        let mut rest = &body[name_end..];
+        let mut count = 0usize;
+        loop {
+            let trimmed = rest.trim_start_matches([' ', '\t', '\r', '\n']);
+            if trimmed.is_empty() {
+                break;
+            }
+            if trimmed.len() == rest.len() {
+                return Err(self.err(
+                    at,
+                    XmlError::Syntax("missing white space between attributes".into()),
+                ));
+            }
+            let (aname, value, after) = split_attribute(trimmed).ok_or_else(|| {
+                self.err(
+                    at,
+                    XmlError::Syntax(format!("malformed attribute in <{raw_name}>")),
+                )
+            })?;
+            rest = after;
+            count += 1;
+            if count > limits.max_attributes {
+                return Err(self.limit(at, LimitExceeded::Attributes(limits.max_attributes)));
+            }
+            if aname.len() > limits.max_name_len {
+                return Err(self.limit(at, LimitExceeded::NameLength(limits.max_name_len)));
+            }
+            if value.len() > limits.max_attribute_len {
+                return Err(
+                    self.limit(at, LimitExceeded::AttributeLength(limits.max_attribute_len))
+                );
+            }
+            chars::check_attribute_value(value).map_err(|k| self.err(at, k))?;
+            let qn = QName::parse(aname).map_err(|k| self.err(at, k))?;
+            if qn.raw == "xmlns" || qn.prefix == "xmlns" {
+                let prefix = if qn.prefix.is_empty() { "" } else { qn.local };
+                self.declare(prefix, value, ns_len, at)?;
+            } else {
+                self.attrs.push(Attribute {
+                    name: qn,
+                    namespace: "",
+                    raw_value: value,
+                });
+            }
+        }
+        // Resolve attribute namespaces now that all declarations on this element are known.
+        for i in 0..self.attrs.len() {
+            let p = self.attrs[i].name.prefix;
+            if !p.is_empty() {
+                let ns = lookup(&self.scope, p)
+                    .ok_or_else(|| Error::xml(self.base + at, XmlError::UnboundPrefix(p.into())))?;
+                self.attrs[i].namespace = ns;
+            }
+        }
+        for i in 1..self.attrs.len() {
+            let (a, b) = self.attrs.split_at(i);
+            let cur = &b[0];
+            if a.iter()
+                .any(|x| x.name.local == cur.name.local && x.namespace == cur.namespace)
+            {
+                return Err(self.err(at, XmlError::DuplicateAttribute(cur.name.raw.into())));
+            }
+        }
+        if lookup(&self.scope, name.prefix).is_none() {
+            return Err(self.err(at, XmlError::UnboundPrefix(name.prefix.into())));
+        }
+        self.open.push(Open { name, ns_len });
+        Ok(())
+    }
+
+    fn declare(
+        &mut self,
+        prefix: &'a str,
+        uri: &'a str,
+        ns_len: usize,
+        at: usize,
+    ) -> Result<(), Error> {
+        let bad = |s: String| Error::xml(self.base + at, XmlError::BadNamespaceDeclaration(s));
+        if self.scope[ns_len..].iter().any(|d| d.prefix == prefix) {
+            return Err(self.err(at, XmlError::DuplicateAttribute(format!("xmlns:{prefix}"))));
+        }
+        if prefix == "xmlns" {
+            return Err(bad("the xmlns prefix cannot be declared".into()));
+        }
+        if prefix == "xml" {
+            if uri != XML_NS {
+                return Err(bad("the xml prefix cannot be rebound".into()));
+            }
+            return Ok(());
+        }
+        if uri == XML_NS || uri == XMLNS_NS {
+            return Err(bad(format!("{uri} cannot be bound to {prefix:?}")));
+        }
+        if uri.contains('&') {
+            return Err(bad(format!(
+                "references in namespace URIs are not supported ({uri:?})"
+            )));
+        }
+        if uri.is_empty() {
+            if !prefix.is_empty() {
+                return Err(bad(format!("prefix {prefix:?} cannot be undeclared")));
+            }
+        } else if !chars::is_absolute_uri(uri) {
+            return Err(bad(format!("relative namespace URI {uri:?}")));
+        }
+        self.scope.push(NsDecl { prefix, uri });
+        Ok(())
+    }
+}
+
+/// Splits `name="value" rest` (value without quotes).
+fn split_attribute(s: &str) -> Option<(&str, &str, &str)> {
+    let eq = s.find('=')?;
+    let name = s[..eq].trim_end_matches([' ', '\t', '\r', '\n']);
+    if name.is_empty() || name.contains([' ', '\t', '\r', '\n']) {
+        return None;
+    }
+    let after = s[eq + 1..].trim_start_matches([' ', '\t', '\r', '\n']);
+    let quote = after.chars().next()?;
+    if quote != '"' && quote != '\'' {
+        return None;
+    }
+    let body = &after[1..];
+    let close = body.find(quote)?;
+    Some((name, &body[..close], &body[close + 1..]))
+}
+
+fn check_decl(d: &quick_xml::events::BytesDecl<'_>) -> Result<(), XmlError> {
+    let version = d
+        .version()
+        .map_err(|e| XmlError::BadDeclaration(e.to_string()))?;
+    if version != "1.0" {
+        return Err(XmlError::BadDeclaration(format!("version {version}")));
+    }
+    if let Some(enc) = d.encoding() {
+        let enc = enc.map_err(|e| XmlError::BadDeclaration(e.to_string()))?;
+        if !enc.eq_ignore_ascii_case("utf-8") {
+            return Err(XmlError::BadDeclaration(format!(
+                "encoding {enc} (only UTF-8 is accepted)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Size limit, BOM, UTF-8 and XML Char checks over the whole input, once.
+fn check_document<'a>(doc: &'a [u8], limits: &Limits) -> Result<(&'a str, usize), Error> {
+    if doc.len() > limits.max_document_size {
+        return Err(Error::Limit {
+            offset: limits.max_document_size,
+            limit: LimitExceeded::DocumentSize(limits.max_document_size),
+        });
+    }
+    let (bytes, base) = match doc.strip_prefix(b"\xEF\xBB\xBF") {
+        Some(rest) => (rest, 3),
+        None => (doc, 0),
+    };
+    let src = std::str::from_utf8(bytes)
+        .map_err(|e| Error::xml(base + e.valid_up_to(), XmlError::NotUtf8))?;
+    if let Some((at, c)) = chars::find_invalid_char(bytes) {
+        return Err(Error::xml(base + at, XmlError::InvalidChar(c)));
+    }
+    Ok((src, base))
+}
+
+/// Collects the concatenated character data of the current element's text children until its
+/// end tag (comments do not split a value, XMLDSIG.md rule 7). Fails on child elements.
+pub fn read_text(reader: &mut Reader<'_>) -> Result<String, Error> {
+    let mut out = String::new();
+    loop {
+        let at = reader.position();
+        match reader.next()? {
+            Some(Event::Text(t)) => out.push_str(&t.value()),
+            Some(Event::Comment(_)) => {}
+            Some(Event::End(_)) => return Ok(out),
+            Some(Event::Start(s)) => {
+                return Err(Error::xml(
+                    at,
+                    XmlError::Syntax(format!(
+                        "unexpected element <{}> in text content",
+                        s.name.raw
+                    )),
+                ));
+            }
+            None => {
+                return Err(Error::xml(
+                    at,
+                    XmlError::Syntax("unexpected end of input".into()),
+                ));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
