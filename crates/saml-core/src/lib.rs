@@ -18,7 +18,8 @@
 //! use saml_core::dsig::{self, SigningKey, SignOptions, TrustedKeys, VerifyOptions};
 //! use openssl::{ec::{EcGroup, EcKey}, nid::Nid, pkey::PKey};
 //!
-//! let ec = EcKey::generate(&EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?)?;
+//! let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
+//! let ec = EcKey::generate(&group)?;
 //! let key = SigningKey::new(PKey::from_ec_key(ec)?, None)?;
 //! let doc = br#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="https://sp.example.org" ID="_e1"><md:SPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"/></md:EntityDescriptor>"#;
 //!

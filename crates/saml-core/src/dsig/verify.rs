@@ -256,10 +256,9 @@ pub fn verify<'a>(
                             children: 0,
                             first_child_issuer: false,
                         });
-                        phase = Phase::Pre;
-                        if s.empty {
-                            return Err(SignatureError::Missing.into());
-                        }
+                        // An empty target has no Signature; keep reading so that document-wide
+                        // checks (duplicate IDs) report first.
+                        phase = if s.empty { Phase::After } else { Phase::Pre };
                     }
                 }
             }
@@ -295,9 +294,7 @@ pub fn verify<'a>(
                             t.first_child_issuer = true;
                         }
                     }
-                    Event::End(e) if e.depth == t.depth => {
-                        return Err(SignatureError::Missing.into());
-                    }
+                    Event::End(e) if e.depth == t.depth => phase = Phase::After,
                     _ => {}
                 }
             }

@@ -388,6 +388,9 @@ impl<'a> Reader<'a> {
             let ev = match self.inner.read_event() {
                 Ok(ev) => ev,
                 Err(e) => {
+                    if self.src[start..].starts_with("<!DOCTYPE") {
+                        return Err(self.err(start, XmlError::DocType));
+                    }
                     let at = self.inner.error_position() as usize;
                     return Err(self.err(at, XmlError::Syntax(e.to_string())));
                 }

@@ -1,0 +1,648 @@
+//! One test per attack class of XMLDSIG.md, each document built here with our own keys, each
+//! rejected with a specific error. Plus the positive paths: RSA/ECDSA round trips, key
+//! rollover, protocol-message placement.
+
+mod common;
+
+use base64::Engine as _;
+use common::{TestKey, aggregate};
+use openssl::hash::{MessageDigest, hash};
+use openssl::nid::Nid;
+use saml_core::dsig::{self, DSIG_NS, Placement, SignOptions, Target, TrustedKeys, VerifyOptions};
+use saml_core::xml::Event;
+use saml_core::{Error, LimitExceeded, SignatureError, XmlError};
+
+fn sign(doc: &str, key: &TestKey) -> String {
+    let out = dsig::sign(doc.as_bytes(), &key.signing(), &SignOptions::default()).expect("sign");
+    String::from_utf8(out).expect("utf-8")
+}
+
+fn verify_md(doc: &str, keys: &TrustedKeys) -> Result<(), Error> {
+    dsig::verify(doc.as_bytes(), keys, &VerifyOptions::metadata()).map(|_| ())
+}
+
+fn sig_err(doc: &str, keys: &TrustedKeys) -> SignatureError {
+    match verify_md(doc, keys) {
+        Err(Error::Signature(e)) => e,
+        other => panic!("expected a signature rejection, got {other:?}"),
+    }
+}
+
+fn xml_err(doc: &str, keys: &TrustedKeys) -> XmlError {
+    match verify_md(doc, keys) {
+        Err(Error::Xml { kind, .. }) => kind,
+        other => panic!("expected an XML rejection, got {other:?}"),
+    }
+}
+
+/// Splits a signed document around its ds:Signature: (before, signature, after).
+fn split_signature(doc: &str) -> (&str, &str, &str) {
+    let start = doc.find("<ds:Signature").expect("signature start");
+    let end = doc.find("</ds:Signature>").expect("signature end") + "</ds:Signature>".len();
+    (&doc[..start], &doc[start..end], &doc[end..])
+}
+
+const EVIL: &str = r#"<md:EntityDescriptor entityID="https://evil.example/idp" ID="_evil"><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://evil.example/sso"/></md:IDPSSODescriptor></md:EntityDescriptor>"#;
+
+#[test]
+fn round_trip_rsa_and_ecdsa() {
+    for key in [
+        TestKey::rsa("rsa"),
+        TestKey::ec(Nid::X9_62_PRIME256V1, "p256"),
+        TestKey::ec(Nid::SECP384R1, "p384"),
+        TestKey::ec(Nid::SECP521R1, "p521"),
+    ] {
+        let signed = sign(&aggregate(), &key);
+        let v = dsig::verify(
+            signed.as_bytes(),
+            &key.trusted(),
+            &VerifyOptions::metadata(),
+        )
+        .expect("verify");
+        assert_eq!(v.key_index(), 0);
+        assert!(v.signed_xml().starts_with("<md:EntitiesDescriptor"));
+        assert!(v.canonical_len() > 1000);
+    }
+}
+
+#[test]
+fn all_signature_algorithms_round_trip() {
+    use dsig::{DigestAlgorithm as D, SignatureAlgorithm as S};
+    let rsa = TestKey::rsa("rsa");
+    let ec = TestKey::ec(Nid::X9_62_PRIME256V1, "ec");
+    for (key, alg) in [
+        (&rsa, S::RsaSha256),
+        (&rsa, S::RsaSha384),
+        (&rsa, S::RsaSha512),
+        (&ec, S::EcdsaSha256),
+        (&ec, S::EcdsaSha384),
+        (&ec, S::EcdsaSha512),
+    ] {
+        for digest in [D::Sha256, D::Sha384, D::Sha512] {
+            let opts = SignOptions {
+                algorithm: Some(alg),
+                digest,
+                ..Default::default()
+            };
+            let signed = dsig::sign(aggregate().as_bytes(), &key.signing(), &opts).expect("sign");
+            let v =
+                dsig::verify(&signed, &key.trusted(), &VerifyOptions::metadata()).expect("verify");
+            assert_eq!((v.algorithm(), v.digest_algorithm()), (alg, digest));
+        }
+    }
+}
+
+#[test]
+fn key_rollover_reports_which_key_verified() {
+    let old = TestKey::rsa("old");
+    let new = TestKey::ec(Nid::X9_62_PRIME256V1, "new");
+    let mut keys = TrustedKeys::new();
+    keys.add_certificate(&old.cert).expect("old");
+    keys.add_certificate(&new.cert).expect("new");
+    let signed = sign(&aggregate(), &new);
+    let v = dsig::verify(signed.as_bytes(), &keys, &VerifyOptions::metadata()).expect("verify");
+    assert_eq!(v.key_index(), 1);
+    assert_eq!(keys.keys()[1].name(), "new");
+    // PEM with several blocks, text around them.
+    let mut pem = b"rollover set\n".to_vec();
+    pem.extend(old.cert_pem());
+    pem.extend(new.cert_pem());
+    assert_eq!(TrustedKeys::from_pem(&pem).expect("pem").len(), 2);
+}
+
+#[test]
+fn signed_content_is_reached_only_through_the_result_and_without_the_signature() {
+    let key = TestKey::rsa("k");
+    let signed = sign(&aggregate(), &key);
+    let v = dsig::verify(
+        signed.as_bytes(),
+        &key.trusted(),
+        &VerifyOptions::metadata(),
+    )
+    .expect("verify");
+    let mut events = v.events().expect("events");
+    let mut entity_ids = Vec::new();
+    let mut saw_signature = false;
+    while let Some(ev) = events.next().expect("event") {
+        if let Event::Start(s) = ev {
+            saw_signature |= s.namespace == DSIG_NS;
+            if s.name.local == "EntityDescriptor" {
+                entity_ids.push(
+                    s.attribute("entityID")
+                        .expect("entityID")
+                        .value()
+                        .into_owned(),
+                );
+            }
+        }
+    }
+    assert!(!saw_signature);
+    assert_eq!(
+        entity_ids,
+        [
+            "https://idp.example.org/idp",
+            "https://sp.example.net/shibboleth"
+        ]
+    );
+}
+
+// --- XSW analogues for metadata -------------------------------------------------------------
+
+#[test]
+fn xsw_evil_root_wrapping_the_signed_aggregate() {
+    let key = TestKey::rsa("k");
+    let signed = sign(&aggregate(), &key);
+    let body = signed.trim_start_matches(r#"<?xml version="1.0" encoding="UTF-8"?>"#);
+    let wrapped = format!(
+        r#"<md:EntitiesDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata">{EVIL}{body}</md:EntitiesDescriptor>"#
+    );
+    assert_eq!(sig_err(&wrapped, &key.trusted()), SignatureError::Missing);
+    // Even placing a copy of the genuine Signature first in the evil root fails.
+    let (_, sig, _) = split_signature(&signed);
+    let wrapped2 = format!(
+        r#"<md:EntitiesDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" ID="_agg1">{sig}{EVIL}{body}</md:EntitiesDescriptor>"#
+    );
+    assert!(matches!(
+        sig_err(&wrapped2, &key.trusted()),
+        SignatureError::DuplicateId(_) | SignatureError::DigestMismatch
+    ));
+}
+
+#[test]
+fn xsw_evil_entity_inside_signature_object() {
+    let key = TestKey::rsa("k");
+    let signed = sign(&aggregate(), &key);
+    let evil = signed.replace(
+        "</ds:KeyInfo></ds:Signature>",
+        &format!("</ds:KeyInfo><ds:Object>{EVIL}</ds:Object></ds:Signature>"),
+    );
+    assert!(
+        matches!(sig_err(&evil, &key.trusted()), SignatureError::Structure(m) if m.contains("Object"))
+    );
+}
+
+#[test]
+fn xsw_evil_entity_in_extensions_or_appended_after_signing() {
+    let key = TestKey::rsa("k");
+    let signed = sign(&aggregate(), &key);
+    let in_ext = signed.replace("<shibmd:Scope", &format!("{EVIL}<shibmd:Scope"));
+    assert_eq!(
+        sig_err(&in_ext, &key.trusted()),
+        SignatureError::DigestMismatch
+    );
+    let appended = signed.replace(
+        "</md:EntitiesDescriptor>",
+        &format!("{EVIL}</md:EntitiesDescriptor>"),
+    );
+    assert_eq!(
+        sig_err(&appended, &key.trusted()),
+        SignatureError::DigestMismatch
+    );
+    let before = signed.replace(
+        "  <md:EntityDescriptor entityID=\"https://idp",
+        &format!(
+            "{}  <md:EntityDescriptor entityID=\"https://idp",
+            EVIL.replace("https://evil.example/idp", "https://idp.example.org/idp")
+        ),
+    );
+    assert_eq!(
+        sig_err(&before, &key.trusted()),
+        SignatureError::DigestMismatch
+    );
+}
+
+#[test]
+fn xsw_duplicate_ids_are_rejected() {
+    let key = TestKey::rsa("k");
+    let signed = sign(&aggregate(), &key);
+    let dup = signed.replace("ID=\"_e2\"", "ID=\"_e1\"");
+    assert_eq!(
+        sig_err(&dup, &key.trusted()),
+        SignatureError::DuplicateId("_e1".into())
+    );
+}
+
+#[test]
+fn xsw_reference_to_a_nested_element() {
+    let key = TestKey::rsa("k");
+    // The signer signed entity _e1 only, the verifier asks for the root.
+    let nested = SignOptions {
+        target: Target::Id("_e1".into()),
+        ..Default::default()
+    };
+    let signed = String::from_utf8(
+        dsig::sign(aggregate().as_bytes(), &key.signing(), &nested).expect("sign"),
+    )
+    .expect("utf8");
+    assert_eq!(sig_err(&signed, &key.trusted()), SignatureError::Missing);
+    // Moving that signature up to the root keeps it pointing at _e1.
+    let (before, sig, after) = split_signature(&signed);
+    let moved = format!("{before}{after}").replacen(
+        "<md:Extensions><mdrpi",
+        &format!("{sig}<md:Extensions><mdrpi"),
+        1,
+    );
+    assert_eq!(
+        sig_err(&moved, &key.trusted()),
+        SignatureError::ReferenceUri("#_e1".into())
+    );
+}
+
+// --- SignedInfo structure -------------------------------------------------------------------
+
+#[test]
+fn multiple_or_wrapped_signed_info() {
+    let key = TestKey::rsa("k");
+    let signed = sign(&aggregate(), &key);
+    let (_, sig, _) = split_signature(&signed);
+    let si_start = sig.find("<ds:SignedInfo>").expect("si");
+    let si_end = sig.find("</ds:SignedInfo>").expect("si") + "</ds:SignedInfo>".len();
+    let si = &sig[si_start..si_end];
+    let twice = signed.replacen(si, &format!("{si}{si}"), 1);
+    assert!(matches!(
+        sig_err(&twice, &key.trusted()),
+        SignatureError::Structure(_)
+    ));
+    let wrapped = signed.replacen(si, &format!("<ds:SignedInfo>{si}</ds:SignedInfo>"), 1);
+    assert!(matches!(
+        sig_err(&wrapped, &key.trusted()),
+        SignatureError::Structure(_)
+    ));
+    let two_refs_start = si.find("<ds:Reference").expect("ref");
+    let two_refs_end = si.find("</ds:Reference>").expect("ref") + "</ds:Reference>".len();
+    let reference = &si[two_refs_start..two_refs_end];
+    let two = signed.replacen(reference, &format!("{reference}{reference}"), 1);
+    assert!(
+        matches!(sig_err(&two, &key.trusted()), SignatureError::Structure(m) if m.contains("Reference"))
+    );
+}
+
+#[test]
+fn signature_position_and_count() {
+    let key = TestKey::rsa("k");
+    let signed = sign(&aggregate(), &key);
+    let (before, sig, after) = split_signature(&signed);
+    let unsigned = format!("{before}{after}");
+    let late = unsigned.replace(
+        "</md:EntitiesDescriptor>",
+        &format!("{sig}</md:EntitiesDescriptor>"),
+    );
+    assert!(matches!(
+        sig_err(&late, &key.trusted()),
+        SignatureError::Misplaced(_)
+    ));
+    let twice = signed.replacen(sig, &format!("{sig}{sig}"), 1);
+    assert_eq!(sig_err(&twice, &key.trusted()), SignatureError::Multiple);
+}
+
+#[test]
+fn comment_inside_digest_value_or_anywhere_in_signature() {
+    let key = TestKey::rsa("k");
+    let signed = sign(&aggregate(), &key);
+    let (_, sig, _) = split_signature(&signed);
+    let dv = sig.find("<ds:DigestValue>").expect("dv") + "<ds:DigestValue>".len();
+    let with_comment = signed.replacen(&sig[..dv], &format!("{}<!-- x -->", &sig[..dv]), 1);
+    assert_eq!(
+        sig_err(&with_comment, &key.trusted()),
+        SignatureError::CommentInSignature
+    );
+}
+
+#[test]
+fn comment_injection_does_not_split_a_signed_value() {
+    // The signer signed "admin@example.org.evil.example"; an attacker inserts a comment so a
+    // naive reader would see "admin@example.org". The digest is unchanged (comments are not
+    // signed), so verification passes, and the value read from the verified content is whole.
+    let key = TestKey::rsa("k");
+    let doc = aggregate().replace(
+        "<md:OrganizationDisplayName xml:lang=\"en\">Example",
+        "<md:OrganizationDisplayName xml:lang=\"en\">admin@example.org.evil.example",
+    );
+    let signed = sign(&doc, &key);
+    let injected = signed.replace(
+        "admin@example.org.evil.example",
+        "admin@example.org<!---->.evil.example",
+    );
+    let v = dsig::verify(
+        injected.as_bytes(),
+        &key.trusted(),
+        &VerifyOptions::metadata(),
+    )
+    .expect("verify");
+    let mut events = v.events().expect("events");
+    let mut value = None;
+    while let Some(ev) = events.next().expect("event") {
+        if let Event::Start(s) = ev {
+            if s.name.local == "OrganizationDisplayName" {
+                value = Some(saml_core::xml::read_text(&mut events).expect("text"));
+            }
+        }
+    }
+    assert_eq!(value.as_deref(), Some("admin@example.org.evil.example"));
+}
+
+// --- Parser differentials -------------------------------------------------------------------
+
+#[test]
+fn doctype_tricks_are_refused_before_any_signature_work() {
+    let key = TestKey::rsa("k");
+    let signed = sign(&aggregate(), &key);
+    let body = signed.trim_start_matches(r#"<?xml version="1.0" encoding="UTF-8"?>"#);
+    // ruby-saml CVE-2025-25291: a quote inside the SYSTEM literal.
+    let quote = format!("<!DOCTYPE x SYSTEM \"a'\" [<!-- '>]>{body}");
+    assert_eq!(xml_err(&quote, &key.trusted()), XmlError::DocType);
+    // CVE-2025-25292: ATTLIST #FIXED xmlns on an unprefixed Signature.
+    let fixed = format!(
+        "<!DOCTYPE md:EntitiesDescriptor [<!ATTLIST Signature xmlns CDATA #FIXED \"http://www.w3.org/2000/09/xmldsig#\">]>{body}"
+    );
+    assert_eq!(xml_err(&fixed, &key.trusted()), XmlError::DocType);
+    // ID declared through an ATTLIST (makes xmlsec1 accept without --id-attr).
+    let attlist = format!("<!DOCTYPE x [<!ATTLIST md:EntityDescriptor ID ID #IMPLIED>]>{body}");
+    assert_eq!(xml_err(&attlist, &key.trusted()), XmlError::DocType);
+}
+
+#[test]
+fn void_canonicalization_through_an_invalid_namespace_uri() {
+    // CVE-2025-66568: a relative namespace URI made a c14n library return empty output whose
+    // digest (SHA-256 of "") the attacker put in DigestValue.
+    let key = TestKey::rsa("k");
+    let signed = sign(&aggregate(), &key);
+    let empty_digest = base64::engine::general_purpose::STANDARD
+        .encode(hash(MessageDigest::sha256(), b"").expect("hash"));
+    let (_, sig, _) = split_signature(&signed);
+    let dv_start = sig.find("<ds:DigestValue>").expect("dv") + 16;
+    let dv_end = sig.find("</ds:DigestValue>").expect("dv");
+    let evil = signed
+        .replacen(&sig[dv_start..dv_end], &empty_digest, 1)
+        .replacen(
+            "xmlns:shibmd=\"urn:mace:shibboleth:metadata:1.0\"",
+            "xmlns:shibmd=\"not a uri\"",
+            1,
+        );
+    assert!(matches!(
+        xml_err(&evil, &key.trusted()),
+        XmlError::BadNamespaceDeclaration(_)
+    ));
+    // Canonicalization of any element is never empty.
+    let mut c = saml_core::c14n::Canonicalizer::new(Vec::new(), Default::default());
+    assert!(
+        c.event(&Event::Comment(saml_core::xml::Text {
+            raw: "",
+            cdata: false,
+            span: 0..0
+        }))
+        .is_err()
+    );
+    assert!(
+        saml_core::c14n::Canonicalizer::new(Vec::<u8>::new(), Default::default())
+            .finish()
+            .is_err()
+    );
+}
+
+#[test]
+fn go_style_round_trip_names() {
+    let key = TestKey::rsa("k");
+    let signed = sign(&aggregate(), &key);
+    let colons = signed
+        .replacen("<md:Extensions>", "<md::Extensions>", 1)
+        .replacen("</md:Extensions>", "</md::Extensions>", 1);
+    assert!(matches!(
+        xml_err(&colons, &key.trusted()),
+        XmlError::InvalidName(_)
+    ));
+    let eq = signed.replacen("<md:Extensions>", "<md:Extensions x:=\"\">", 1);
+    assert!(matches!(
+        xml_err(&eq, &key.trusted()),
+        XmlError::InvalidName(_)
+    ));
+}
+
+// --- Key confusion --------------------------------------------------------------------------
+
+#[test]
+fn attacker_key_in_key_info_is_not_trusted() {
+    let trusted = TestKey::rsa("federation");
+    let attacker = TestKey::rsa("attacker");
+    // Signed by the attacker with the attacker's certificate in KeyInfo.
+    let forged = sign(&aggregate(), &attacker);
+    assert_eq!(
+        sig_err(&forged, &trusted.trusted()),
+        SignatureError::NotTrusted
+    );
+    // Signed by the attacker, KeyInfo claiming the federation's certificate.
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let claimed = forged.replace(
+        &b64.encode(attacker.cert.to_der().expect("der")),
+        &b64.encode(trusted.cert.to_der().expect("der")),
+    );
+    assert_eq!(
+        sig_err(&claimed, &trusted.trusted()),
+        SignatureError::NotTrusted
+    );
+    // Signed by the federation, KeyInfo carrying the attacker's certificate: still valid.
+    let genuine = sign(&aggregate(), &trusted).replace(
+        &b64.encode(trusted.cert.to_der().expect("der")),
+        &b64.encode(attacker.cert.to_der().expect("der")),
+    );
+    verify_md(&genuine, &trusted.trusted()).expect("KeyInfo never decides trust");
+}
+
+#[test]
+fn hmac_md5_sha1_and_unknown_algorithms_are_refused() {
+    let key = TestKey::rsa("k");
+    let signed = sign(&aggregate(), &key);
+    let alg = |from: &str, to: &str| sig_err(&signed.replacen(from, to, 1), &key.trusted());
+    let rsa256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
+    let sha256 = "http://www.w3.org/2001/04/xmlenc#sha256";
+    assert!(matches!(
+        alg(rsa256, "http://www.w3.org/2001/04/xmldsig-more#hmac-sha256"),
+        SignatureError::Algorithm(_)
+    ));
+    assert!(
+        matches!(alg(rsa256, "http://www.w3.org/2000/09/xmldsig#rsa-sha1"), SignatureError::Algorithm(m) if m.contains("SHA-1"))
+    );
+    assert!(matches!(
+        alg(rsa256, "http://www.w3.org/2000/09/xmldsig#dsa-sha1"),
+        SignatureError::Algorithm(_)
+    ));
+    assert!(matches!(
+        alg(sha256, "http://www.w3.org/2001/04/xmldsig-more#md5"),
+        SignatureError::Algorithm(_)
+    ));
+    assert!(matches!(
+        alg(sha256, "http://www.w3.org/2000/09/xmldsig#sha1"),
+        SignatureError::Algorithm(_)
+    ));
+    assert!(matches!(
+        alg(
+            "<ds:CanonicalizationMethod Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"",
+            "<ds:CanonicalizationMethod Algorithm=\"http://www.w3.org/TR/2001/REC-xml-c14n-20010315\""
+        ),
+        SignatureError::Algorithm(_)
+    ));
+}
+
+#[test]
+fn transforms_must_be_enveloped_then_exc_c14n() {
+    let key = TestKey::rsa("k");
+    let signed = sign(&aggregate(), &key);
+    let env = "<ds:Transform Algorithm=\"http://www.w3.org/2000/09/xmldsig#enveloped-signature\"/>";
+    let exc = "<ds:Transform Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"></ds:Transform>";
+    assert!(signed.contains(exc), "signer output changed");
+    let only_env = signed.replacen(exc, "", 1);
+    assert!(matches!(
+        sig_err(&only_env, &key.trusted()),
+        SignatureError::Transforms(_)
+    ));
+    let reversed = signed.replacen(&format!("{env}{exc}"), &format!("{exc}{env}"), 1);
+    assert!(matches!(
+        sig_err(&reversed, &key.trusted()),
+        SignatureError::Transforms(_)
+    ));
+    let xpath = signed.replacen(exc, "<ds:Transform Algorithm=\"http://www.w3.org/TR/1999/REC-xpath-19991116\"><ds:XPath>1</ds:XPath></ds:Transform>", 1);
+    assert!(matches!(
+        sig_err(&xpath, &key.trusted()),
+        SignatureError::Transforms(_)
+    ));
+    let remote = signed.replacen("URI=\"#_agg1\"", "URI=\"file:///etc/passwd\"", 1);
+    assert_eq!(
+        sig_err(&remote, &key.trusted()),
+        SignatureError::ReferenceUri("file:///etc/passwd".into())
+    );
+}
+
+// --- Fail-open ------------------------------------------------------------------------------
+
+#[test]
+fn fail_closed_without_signature_or_reference() {
+    let key = TestKey::rsa("k");
+    assert_eq!(
+        sig_err(&aggregate(), &key.trusted()),
+        SignatureError::Missing
+    );
+    let signed = sign(&aggregate(), &key);
+    let start = signed.find("<ds:Reference").expect("ref");
+    let end = signed.find("</ds:Reference>").expect("ref") + "</ds:Reference>".len();
+    let no_ref = format!("{}{}", &signed[..start], &signed[end..]);
+    assert!(matches!(
+        sig_err(&no_ref, &key.trusted()),
+        SignatureError::Structure(_)
+    ));
+    assert!(matches!(
+        verify_md(&signed, &TrustedKeys::new()),
+        Err(Error::Usage(_))
+    ));
+    let tampered_sig = {
+        let at = signed.find("<ds:SignatureValue>").expect("sv") + 19;
+        let mut b = signed.clone().into_bytes();
+        b[at] = if b[at] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(b).expect("utf8")
+    };
+    assert_eq!(
+        sig_err(&tampered_sig, &key.trusted()),
+        SignatureError::NotTrusted
+    );
+}
+
+// --- Resource exhaustion --------------------------------------------------------------------
+
+#[test]
+fn resource_exhaustion_is_bounded() {
+    let key = TestKey::rsa("k");
+    let deep = format!("<r>{}{}</r>", "<a>".repeat(100), "</a>".repeat(100));
+    assert!(matches!(
+        verify_md(&deep, &key.trusted()),
+        Err(Error::Limit {
+            limit: LimitExceeded::Depth(64),
+            ..
+        })
+    ));
+    let huge = format!("<r a=\"{}\"/>", "x".repeat(100_000));
+    assert!(matches!(
+        verify_md(&huge, &key.trusted()),
+        Err(Error::Limit {
+            limit: LimitExceeded::AttributeLength(_),
+            ..
+        })
+    ));
+    let signed = sign(&aggregate(), &key);
+    let fat = signed.replacen(
+        "</ds:X509Certificate>",
+        &format!(
+            "</ds:X509Certificate><ds:X509SubjectName>{}</ds:X509SubjectName>",
+            "x".repeat(70_000)
+        ),
+        1,
+    );
+    assert!(matches!(
+        verify_md(&fat, &key.trusted()),
+        Err(Error::Limit {
+            limit: LimitExceeded::SignatureSize(_),
+            ..
+        })
+    ));
+}
+
+// --- Protocol messages ----------------------------------------------------------------------
+
+#[test]
+fn protocol_message_signature_after_issuer() {
+    let key = TestKey::ec(Nid::X9_62_PRIME256V1, "idp");
+    let response = r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_r1" Version="2.0" IssueInstant="2026-01-01T00:00:00Z"><saml:Issuer>https://idp.example.org</saml:Issuer><samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Success"/></samlp:Status><saml:Assertion ID="_a1" Version="2.0" IssueInstant="2026-01-01T00:00:00Z"><saml:Issuer>https://idp.example.org</saml:Issuer><saml:Subject><saml:NameID>alice</saml:NameID></saml:Subject></saml:Assertion></samlp:Response>"#;
+    let opts = SignOptions {
+        target: Target::Id("_a1".into()),
+        placement: Placement::AfterIssuer,
+        ..Default::default()
+    };
+    let signed =
+        String::from_utf8(dsig::sign(response.as_bytes(), &key.signing(), &opts).expect("sign"))
+            .expect("utf8");
+    assert!(signed.contains("https://idp.example.org</saml:Issuer><ds:Signature"));
+    let v = dsig::verify(
+        signed.as_bytes(),
+        &key.trusted(),
+        &VerifyOptions::protocol("_a1"),
+    )
+    .expect("verify");
+    assert!(v.signed_xml().starts_with("<saml:Assertion"));
+    // The assertion content is read with its inherited namespaces.
+    let mut ev = v.events().expect("events");
+    let mut names = Vec::new();
+    while let Some(e) = ev.next().expect("event") {
+        if let Event::Start(s) = e {
+            names.push(format!("{{{}}}{}", s.namespace, s.name.local));
+        }
+    }
+    assert_eq!(names[0], "{urn:oasis:names:tc:SAML:2.0:assertion}Assertion");
+    assert!(!names.iter().any(|n| n.contains(DSIG_NS)));
+    // The signed Response root is not the assertion.
+    assert_eq!(
+        dsig::verify(
+            signed.as_bytes(),
+            &key.trusted(),
+            &VerifyOptions::protocol("_r1")
+        )
+        .map(|_| ())
+        .unwrap_err()
+        .signature_error(),
+        Some(&SignatureError::Missing)
+    );
+    // XSW-style: a second assertion copying the ID is rejected.
+    let dup = signed.replacen(
+        "<samlp:Status>",
+        "<saml:Assertion ID=\"_a1\"/><samlp:Status>",
+        1,
+    );
+    assert_eq!(
+        dsig::verify(
+            dup.as_bytes(),
+            &key.trusted(),
+            &VerifyOptions::protocol("_a1")
+        )
+        .map(|_| ())
+        .unwrap_err()
+        .signature_error(),
+        Some(&SignatureError::DuplicateId("_a1".into()))
+    );
+}
