@@ -1,0 +1,182 @@
+//! Interop with the real xmlsec1 CLI (Debian `xmlsec1`), both directions: documents we sign
+//! verify with `xmlsec1 --verify`; documents xmlsec1 signs (RSA and ECDSA) verify with us;
+//! tampered documents fail in both. Needs xmlsec1 on PATH (the README's test command installs
+//! it); a missing xmlsec1 fails these tests loudly.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{TestKey, aggregate};
+use openssl::nid::Nid;
+use saml_core::dsig::{self, SignOptions, VerifyOptions};
+use saml_core::{Error, SignatureError};
+
+const ID_ATTR: &str = "--id-attr:ID";
+const ROOT: &str = "urn:oasis:names:tc:SAML:2.0:metadata:EntitiesDescriptor";
+
+fn xmlsec1(args: &[&str]) -> std::process::Output {
+    Command::new("xmlsec1").args(args).output().unwrap_or_else(|e| {
+        panic!("xmlsec1 is required for the interop tests and could not be run ({e}); run scripts/setup.sh")
+    })
+}
+
+fn write(dir: &Path, name: &str, data: &[u8]) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, data).expect("write");
+    p.to_string_lossy().into_owned()
+}
+
+fn xmlsec1_verifies(dir: &Path, cert_pem: &[u8], doc: &[u8]) -> bool {
+    let cert = write(dir, "cert.pem", cert_pem);
+    let file = write(dir, "doc.xml", doc);
+    let out = xmlsec1(&["--verify", ID_ATTR, ROOT, "--pubkey-cert-pem", &cert, &file]);
+    out.status.success()
+}
+
+#[test]
+fn xmlsec1_verifies_what_we_sign() {
+    let dir = tempfile::tempdir().expect("tmp");
+    for key in [
+        TestKey::rsa("rsa"),
+        TestKey::ec(Nid::X9_62_PRIME256V1, "p256"),
+        TestKey::ec(Nid::SECP384R1, "p384"),
+    ] {
+        for prefixes in [None, Some("md mdui")] {
+            let opts = SignOptions {
+                inclusive_prefixes: prefixes.map(str::to_owned),
+                ..Default::default()
+            };
+            let signed = dsig::sign(aggregate().as_bytes(), &key.signing(), &opts).expect("sign");
+            assert!(
+                xmlsec1_verifies(dir.path(), &key.cert_pem(), &signed),
+                "xmlsec1 rejected our signature ({prefixes:?})"
+            );
+            let tampered = String::from_utf8(signed)
+                .expect("utf8")
+                .replace("https://idp.example.org/sso", "https://evil.example/sso");
+            assert!(
+                !xmlsec1_verifies(dir.path(), &key.cert_pem(), tampered.as_bytes()),
+                "xmlsec1 accepted a tampered document"
+            );
+        }
+    }
+}
+
+/// The aggregate with an xmlsec signing template as the root's first child.
+fn template(signature_method: &str) -> String {
+    let tmpl = format!(
+        r##"<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/><ds:SignatureMethod Algorithm="{signature_method}"/><ds:Reference URI="#_agg1"><ds:Transforms><ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/><ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/></ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue></ds:DigestValue></ds:Reference></ds:SignedInfo><ds:SignatureValue/><ds:KeyInfo><ds:X509Data/></ds:KeyInfo></ds:Signature>"##
+    );
+    aggregate().replacen(
+        "\n  <md:Extensions>",
+        &format!("{tmpl}\n  <md:Extensions>"),
+        1,
+    )
+}
+
+#[test]
+fn we_verify_what_xmlsec1_signs() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cases = [
+        (
+            TestKey::rsa("rsa"),
+            "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+        ),
+        (
+            TestKey::ec(Nid::X9_62_PRIME256V1, "p256"),
+            "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
+        ),
+        (
+            TestKey::ec(Nid::SECP384R1, "p384"),
+            "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384",
+        ),
+    ];
+    for (key, method) in cases {
+        let key_file = write(dir.path(), "key.pem", &key.key_pem());
+        let cert_file = write(dir.path(), "signer.pem", &key.cert_pem());
+        let tmpl = write(dir.path(), "tmpl.xml", template(method).as_bytes());
+        let out_file = dir.path().join("signed.xml").to_string_lossy().into_owned();
+        let keyspec = format!("{key_file},{cert_file}");
+        let out = xmlsec1(&[
+            "--sign",
+            ID_ATTR,
+            ROOT,
+            "--privkey-pem",
+            &keyspec,
+            "--output",
+            &out_file,
+            &tmpl,
+        ]);
+        assert!(
+            out.status.success(),
+            "xmlsec1 --sign failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let signed = std::fs::read(&out_file).expect("signed");
+        let v = dsig::verify(&signed, &key.trusted(), &VerifyOptions::metadata())
+            .unwrap_or_else(|e| panic!("we rejected xmlsec1's {method} signature: {e}"));
+        assert_eq!(v.key_index(), 0);
+        // A byte changed inside signed content fails for both.
+        let tampered = String::from_utf8(signed)
+            .expect("utf8")
+            .replace("Example Université", "Example Universitee");
+        assert!(matches!(
+            dsig::verify(
+                tampered.as_bytes(),
+                &key.trusted(),
+                &VerifyOptions::metadata()
+            ),
+            Err(Error::Signature(SignatureError::DigestMismatch))
+        ));
+        assert!(!xmlsec1_verifies(
+            dir.path(),
+            &key.cert_pem(),
+            tampered.as_bytes()
+        ));
+        // Another key fails for us.
+        let other = TestKey::rsa("other");
+        assert!(matches!(
+            dsig::verify(
+                tampered.as_bytes(),
+                &other.trusted(),
+                &VerifyOptions::metadata()
+            ),
+            Err(Error::Signature(_))
+        ));
+    }
+}
+
+#[test]
+fn xmlsec1_accepts_wrapping_that_we_reject() {
+    // XMLDSIG.md: libxmlsec1 reports VALID for an evil root wrapping the signed aggregate.
+    // This documents why xmlsec1 is never our only check.
+    let dir = tempfile::tempdir().expect("tmp");
+    let key = TestKey::rsa("rsa");
+    let signed = String::from_utf8(
+        dsig::sign(
+            aggregate().as_bytes(),
+            &key.signing(),
+            &SignOptions::default(),
+        )
+        .expect("sign"),
+    )
+    .expect("utf8");
+    let body = signed.trim_start_matches(r#"<?xml version="1.0" encoding="UTF-8"?>"#);
+    let wrapped = format!(
+        r#"<md:EntitiesDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata"><md:EntityDescriptor entityID="https://evil.example/idp"/>{body}</md:EntitiesDescriptor>"#
+    );
+    assert!(
+        xmlsec1_verifies(dir.path(), &key.cert_pem(), wrapped.as_bytes()),
+        "xmlsec1 behaviour changed"
+    );
+    assert!(matches!(
+        dsig::verify(
+            wrapped.as_bytes(),
+            &key.trusted(),
+            &VerifyOptions::metadata()
+        ),
+        Err(Error::Signature(SignatureError::Missing))
+    ));
+}
