@@ -9,11 +9,15 @@ mod keys;
 mod sign;
 mod signature;
 mod verify;
+#[cfg(feature = "xmlsec")]
+mod xmlsec_engine;
 
 pub use algorithms::{DigestAlgorithm, ENVELOPED_SIGNATURE, SignatureAlgorithm};
 pub use keys::{SigningKey, TrustedKey, TrustedKeys};
 pub use sign::{SignOptions, sign};
 pub use verify::{Verified, VerifyOptions, verify};
+#[cfg(feature = "xmlsec")]
+pub use xmlsec_engine::verify_with_xmlsec;
 
 /// The XML-DSig namespace.
 pub const DSIG_NS: &str = "http://www.w3.org/2000/09/xmldsig#";

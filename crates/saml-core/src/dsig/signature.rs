@@ -34,12 +34,11 @@ fn structure(msg: impl Into<String>) -> Error {
 fn c14n_options(uri: &str) -> Result<c14n::Options, Error> {
     match uri {
         EXC_C14N => Ok(c14n::Options::default()),
-        // With a same-document reference the node-set has no comments, so both variants
-        // produce the same octets (XML-DSig §4.4.3.3).
-        EXC_C14N_WITH_COMMENTS => Ok(c14n::Options {
-            with_comments: true,
-            ..Default::default()
-        }),
+        // A same-document reference (`""` or `#id`) yields a node-set without comments
+        // (XML-DSig 1.1 §4.4.3.3), so the #WithComments variant outputs the same octets; so
+        // does SignedInfo, which may not contain comments. xmlsec1 and Santuario agree (checked
+        // with UK federation metadata that uses #WithComments and has 251 comments).
+        EXC_C14N_WITH_COMMENTS => Ok(c14n::Options::default()),
         other => Err(SignatureError::Algorithm(format!("canonicalization {other}")).into()),
     }
 }

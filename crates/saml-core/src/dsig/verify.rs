@@ -129,7 +129,12 @@ impl<'a> Verified<'a> {
         self.digest
     }
 
-    /// Number of canonical bytes that were digested.
+    #[cfg_attr(not(feature = "xmlsec"), allow(dead_code))]
+    pub(crate) fn set_key_index(&mut self, i: usize) {
+        self.key_index = i;
+    }
+
+    /// Number of canonical bytes that were digested (0 when a second engine did the digest).
     pub fn canonical_len(&self) -> u64 {
         self.canonical_len
     }
@@ -203,6 +208,25 @@ pub fn verify<'a>(
     doc: &'a [u8],
     keys: &TrustedKeys,
     opts: &VerifyOptions,
+) -> Result<Verified<'a>, Error> {
+    check(doc, keys, opts, Crypto::Native)
+}
+
+/// Whether [`check`] does the digest and signature-value work itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Crypto {
+    /// Our c14n, digest and OpenSSL signature check.
+    Native,
+    /// Structure only: every rule but the cryptographic checks (for a second engine).
+    #[cfg_attr(not(feature = "xmlsec"), allow(dead_code))]
+    StructureOnly,
+}
+
+pub(crate) fn check<'a>(
+    doc: &'a [u8],
+    keys: &TrustedKeys,
+    opts: &VerifyOptions,
+    crypto: Crypto,
 ) -> Result<Verified<'a>, Error> {
     if keys.is_empty() {
         return Err(Error::Usage("no trusted keys configured".into()));
@@ -326,20 +350,22 @@ pub fn verify<'a>(
                             return Err(Error::Usage("internal: no target".into()));
                         };
                         // Canonicalize the target's start tag and what precedes the Signature.
-                        let hasher = Hasher::new(p.digest.message_digest())?;
-                        let mut c =
-                            Canonicalizer::new(DigestSink(hasher), p.reference_c14n.clone());
-                        let mut prefix = reader_fragment(
-                            src,
-                            base,
-                            opts.limits,
-                            t.start..range.start,
-                            &t.inherited,
-                        )?;
-                        while let Some(pe) = prefix.next()? {
-                            c.event(&pe)?;
+                        if crypto == Crypto::Native {
+                            let hasher = Hasher::new(p.digest.message_digest())?;
+                            let mut c =
+                                Canonicalizer::new(DigestSink(hasher), p.reference_c14n.clone());
+                            let mut prefix = reader_fragment(
+                                src,
+                                base,
+                                opts.limits,
+                                t.start..range.start,
+                                &t.inherited,
+                            )?;
+                            while let Some(pe) = prefix.next()? {
+                                c.event(&pe)?;
+                            }
+                            c14n = Some(c);
                         }
-                        c14n = Some(c);
                         parsed = Some(p);
                         sig_range = range;
                         phase = Phase::Post;
@@ -377,7 +403,7 @@ pub fn verify<'a>(
         })
         .into());
     };
-    let (Some(p), Some(c), Some(end)) = (parsed, c14n, element_end) else {
+    let (Some(p), Some(end)) = (parsed, element_end) else {
         return Err(SignatureError::Missing.into());
     };
 
@@ -392,6 +418,21 @@ pub fn verify<'a>(
         return Err(SignatureError::ReferenceUri(uri.to_owned()).into());
     }
 
+    let mut verified = Verified {
+        src,
+        base,
+        limits: opts.limits,
+        element: t.start..end,
+        signature: sig_range,
+        inherited: t.inherited,
+        key_index: 0,
+        algorithm: p.algorithm,
+        digest: p.digest,
+        canonical_len: 0,
+    };
+    let Some(c) = c14n else {
+        return Ok(verified); // Crypto::StructureOnly
+    };
     let (sink, len) = c.finish()?;
     if len == 0 {
         return Err(SignatureError::EmptyCanonicalForm.into());
@@ -414,26 +455,15 @@ pub fn verify<'a>(
     if si_len == 0 {
         return Err(SignatureError::EmptyCanonicalForm.into());
     }
-    let key_index = keys.verify(
+    verified.key_index = keys.verify(
         p.algorithm,
         opts.min_rsa_bits,
         &si_bytes,
         &p.signature_value,
         &p.certificates,
     )?;
-
-    Ok(Verified {
-        src,
-        base,
-        limits: opts.limits,
-        element: t.start..end,
-        signature: sig_range,
-        inherited: t.inherited,
-        key_index,
-        algorithm: p.algorithm,
-        digest: p.digest,
-        canonical_len: len,
-    })
+    verified.canonical_len = len;
+    Ok(verified)
 }
 
 fn reader_pos_exceeds(pos: usize, start: usize, max: usize) -> bool {

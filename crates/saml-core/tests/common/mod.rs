@@ -1,6 +1,8 @@
 //! Test helpers: keys and certificates made by the tests themselves, and a metadata document.
 #![allow(dead_code, missing_docs)]
 
+pub(crate) mod metadata;
+
 use openssl::asn1::Asn1Time;
 use openssl::bn::BigNum;
 use openssl::ec::{EcGroup, EcKey};
