@@ -413,10 +413,7 @@ pub fn canonicalize<'a, W: Write>(
 ) -> Result<(W, u64), Error> {
     let mut c = Canonicalizer::new(out, opts);
     let mut skip_depth: Option<usize> = None;
-    loop {
-        let Some(ev) = reader.next()? else {
-            break;
-        };
+    while let Some(ev) = reader.next()? {
         if skip(&ev, &mut skip_depth, &mut omit) {
             continue;
         }
@@ -436,18 +433,18 @@ pub(crate) fn skip<'a>(
     omit: &mut impl FnMut(&StartElement<'_, 'a>) -> bool,
 ) -> bool {
     if let Some(d) = *skip_depth {
-        if let Event::End(e) = ev {
-            if e.depth == d {
-                *skip_depth = None;
-            }
+        if let Event::End(e) = ev
+            && e.depth == d
+        {
+            *skip_depth = None;
         }
         return true;
     }
-    if let Event::Start(s) = ev {
-        if omit(s) {
-            *skip_depth = Some(s.depth);
-            return true;
-        }
+    if let Event::Start(s) = ev
+        && omit(s)
+    {
+        *skip_depth = Some(s.depth);
+        return true;
     }
     false
 }
@@ -473,19 +470,20 @@ pub fn canonicalize_element<'a>(
                     continue;
                 }
                 c.event(&ev)?;
-                if c.is_complete() {
-                    if let Some(c) = active.take() {
-                        done = Some(c.finish()?.0);
-                    }
+                if c.is_complete()
+                    && let Some(c) = active.take()
+                {
+                    done = Some(c.finish()?.0);
                 }
             }
             None => {
-                if let Event::Start(s) = &ev {
-                    if done.is_none() && select(s) {
-                        let mut c = Canonicalizer::new(Vec::new(), opts.clone());
-                        c.event(&ev)?;
-                        active = Some(c);
-                    }
+                if let Event::Start(s) = &ev
+                    && done.is_none()
+                    && select(s)
+                {
+                    let mut c = Canonicalizer::new(Vec::new(), opts.clone());
+                    c.event(&ev)?;
+                    active = Some(c);
                 }
             }
         }

@@ -288,12 +288,12 @@ impl SigningKey {
             }
             other => return Err(Error::Key(format!("unsupported key type {other:?}"))),
         }
-        if let Some(c) = &cert {
-            if !c.public_key()?.public_eq(&pkey) {
-                return Err(Error::Key(
-                    "the certificate does not match the private key".into(),
-                ));
-            }
+        if let Some(c) = &cert
+            && !c.public_key()?.public_eq(&pkey)
+        {
+            return Err(Error::Key(
+                "the certificate does not match the private key".into(),
+            ));
         }
         Ok(SigningKey { pkey, cert })
     }

@@ -70,36 +70,37 @@ pub fn sign(doc: &[u8], key: &SigningKey, opts: &SignOptions) -> Result<Vec<u8>,
     let mut id: Option<String> = None;
     let mut insert_at: Option<usize> = None;
     let mut children = 0usize;
+    let mut first_is_issuer = false;
     let mut digest: Option<Vec<u8>> = None;
     while let Some(ev) = reader.next()? {
         if let Some(c) = canon.as_mut() {
-            if let Event::Start(s) = &ev {
-                if s.depth == target_depth + 1 {
+            match &ev {
+                Event::Start(s) if s.depth == target_depth + 1 => {
                     children += 1;
                     if s.is(DSIG_NS, "Signature") {
                         return Err(Error::Usage("the element is already signed".into()));
                     }
+                    first_is_issuer |= children == 1 && s.is(SAML_ASSERTION_NS, "Issuer");
                 }
-            }
-            if let Event::End(e) = &ev {
-                // After saml:Issuer when it is the first child.
-                if e.depth == target_depth + 1
-                    && children == 1
-                    && matches!(opts.placement, Placement::AfterIssuer)
-                    && e.name.local == "Issuer"
-                    && insert_at_is_start(insert_at)
+                // SAML Core §5.3 schemas: the Signature follows saml:Issuer when there is one.
+                Event::End(e)
+                    if e.depth == target_depth + 1
+                        && children == 1
+                        && first_is_issuer
+                        && opts.placement == Placement::AfterIssuer =>
                 {
                     insert_at = Some(e.span.end);
                 }
+                _ => {}
             }
             c.event(&ev)?;
-            if c.is_complete() {
-                if let Some(c) = canon.take() {
-                    let (bytes, _) = c.finish()?;
-                    let mut h = Hasher::new(opts.digest.message_digest())?;
-                    h.update(&bytes)?;
-                    digest = Some(h.finish()?.to_vec());
-                }
+            if c.is_complete()
+                && let Some(c) = canon.take()
+            {
+                let (bytes, _) = c.finish()?;
+                let mut h = Hasher::new(opts.digest.message_digest())?;
+                h.update(&bytes)?;
+                digest = Some(h.finish()?.to_vec());
             }
             continue;
         }
@@ -133,7 +134,6 @@ pub fn sign(doc: &[u8], key: &SigningKey, opts: &SignOptions) -> Result<Vec<u8>,
     let (Some(digest), Some(at)) = (digest, insert_at) else {
         return Err(Error::Usage("the element to sign was not found".into()));
     };
-    let _ = SAML_ASSERTION_NS;
     let uri = id.map(|i| format!("#{i}")).unwrap_or_default();
     let b64 = base64::engine::general_purpose::STANDARD;
 
@@ -186,10 +186,6 @@ pub fn sign(doc: &[u8], key: &SigningKey, opts: &SignOptions) -> Result<Vec<u8>,
     out.extend_from_slice(signature.as_bytes());
     out.extend_from_slice(&doc[at..]);
     Ok(out)
-}
-
-fn insert_at_is_start(at: Option<usize>) -> bool {
-    at.is_some()
 }
 
 fn escape_attr(s: &str) -> String {

@@ -247,11 +247,11 @@ pub(crate) fn check<'a>(
         // Every ID attribute in the document must be unique (rule 2), whatever the phase.
         if let Event::Start(s) = &ev {
             for a in s.attributes {
-                if a.name.prefix.is_empty() && opts.id_attributes.iter().any(|n| n == a.name.local)
+                if a.name.prefix.is_empty()
+                    && opts.id_attributes.iter().any(|n| n == a.name.local)
+                    && !ids.insert(a.raw_value)
                 {
-                    if !ids.insert(a.raw_value) {
-                        return Err(SignatureError::DuplicateId(a.raw_value.to_owned()).into());
-                    }
+                    return Err(SignatureError::DuplicateId(a.raw_value.to_owned()).into());
                 }
             }
         }
@@ -377,19 +377,20 @@ pub(crate) fn check<'a>(
                 let Some(t) = signed.as_ref() else {
                     return Err(Error::Usage("internal: no target".into()));
                 };
-                if let Event::Start(s) = &ev {
-                    if s.depth == t.depth + 1 && is_signature(s) {
-                        return Err(SignatureError::Multiple.into());
-                    }
+                if let Event::Start(s) = &ev
+                    && s.depth == t.depth + 1
+                    && is_signature(s)
+                {
+                    return Err(SignatureError::Multiple.into());
                 }
                 if let Some(c) = c14n.as_mut() {
                     c.event(&ev)?;
                 }
-                if let Event::End(e) = &ev {
-                    if e.depth == t.depth {
-                        element_end = Some(e.span.end);
-                        phase = Phase::After;
-                    }
+                if let Event::End(e) = &ev
+                    && e.depth == t.depth
+                {
+                    element_end = Some(e.span.end);
+                    phase = Phase::After;
                 }
             }
             Phase::After => {}

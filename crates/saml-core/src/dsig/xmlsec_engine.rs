@@ -91,14 +91,11 @@ pub fn verify_with_xmlsec<'a>(
         let key = XmlSecKey::from_memory(&pem, XmlSecKeyFormat::Pem, None).map_err(engine)?;
         let mut ctx = XmlSecSignatureContext::new();
         ctx.insert_key(key);
-        match ctx.verify_node(node) {
-            Ok(true) => {
-                verified.set_key_index(i);
-                return Ok(verified);
-            }
-            // libxmlsec1 fails the whole call when the key does not fit the algorithm; that is
-            // "not this key", like a wrong signature value.
-            Ok(false) | Err(_) => {}
+        // libxmlsec1 fails the whole call when the key does not fit the algorithm; that is
+        // "not this key", like a wrong signature value.
+        if let Ok(true) = ctx.verify_node(node) {
+            verified.set_key_index(i);
+            return Ok(verified);
         }
     }
     Err(SignatureError::NotTrusted.into())

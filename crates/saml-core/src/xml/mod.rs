@@ -601,9 +601,7 @@ impl<'a> Reader<'a> {
             .and_then(|r| r.strip_suffix('>'))
             .map(|r| r.strip_suffix('/').unwrap_or(r))
             .ok_or_else(|| self.err(at, XmlError::Syntax("bad start tag".into())))?;
-        let name_end = body
-            .find(|c: char| matches!(c, ' ' | '\t' | '\r' | '\n'))
-            .unwrap_or(body.len());
+        let name_end = body.find([' ', '\t', '\r', '\n']).unwrap_or(body.len());
         let raw_name = &body[..name_end];
         if raw_name.len() > limits.max_name_len {
             return Err(self.limit(at, LimitExceeded::NameLength(limits.max_name_len)));

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The main job: the end-to-end demo (key pair, signed metadata, verification, xmlsec1 cross-check,
+# attacks rejected). Installs what it needs. Output files go to target/demo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+cargo run --release --locked -q -p saml-examples --bin demo -- "${1:-target/demo}"

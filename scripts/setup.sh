@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what the workspace needs on a fresh Debian machine with the Rust toolchain:
+# OpenSSL headers, libxml2/libxmlsec1 and libclang (the `xmlsec` feature's bindgen build), the
+# xmlsec1 CLI (interop peer and benchmark baseline) and GNU time (peak RSS measurements).
+# Idempotent: does nothing when everything is already installed.
+set -euo pipefail
+
+packages=(pkg-config libssl-dev libxml2-dev libxmlsec1-dev libclang-dev xmlsec1 time)
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (stable) first" >&2; exit 1; }
+command -v xmlsec1 >/dev/null || { echo "setup: xmlsec1 still missing" >&2; exit 1; }
+echo "setup: ok ($(xmlsec1 --version | head -1), $(cargo --version))"
