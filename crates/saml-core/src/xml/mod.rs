@@ -466,6 +466,9 @@ impl<'a> Reader<'a> {
                     if self.omitting.is_some() {
                         continue;
                     }
+                    if memchr::memmem::find(raw.as_bytes(), b"]]>").is_some() {
+                        return Err(self.err(start, XmlError::Syntax("']]>' in text".into())));
+                    }
                     if raw.len() > self.limits.max_text_len {
                         return Err(
                             self.limit(start, LimitExceeded::TextLength(self.limits.max_text_len))

@@ -1,1 +1,104 @@
+use super::*;
 
+fn events(doc: &str) -> Result<Vec<String>, Error> {
+    let mut r = Reader::new(doc.as_bytes(), Limits::default())?;
+    let mut out = Vec::new();
+    while let Some(ev) = r.next()? {
+        out.push(match ev {
+            Event::Start(s) => format!(
+                "S {}{{{}}} {:?} {}",
+                s.name.raw,
+                s.namespace,
+                s.attributes
+                    .iter()
+                    .map(|a| (a.name.raw, a.namespace, a.value().into_owned()))
+                    .collect::<Vec<_>>(),
+                &doc[s.span.clone()]
+            ),
+            Event::End(e) => format!("E {} {}", e.name.raw, &doc[e.span.clone()]),
+            Event::Text(t) => format!("T {:?} {}", t.value(), t.cdata),
+            Event::Comment(c) => format!("C {}", c.raw),
+        });
+    }
+    Ok(out)
+}
+
+#[test]
+fn spans_names_and_namespaces() {
+    let doc = "<a:r xmlns:a='urn:a' xmlns='urn:d' x='1&gt;2' a:y=\"'\"><b c='>'/>x&amp;y<![CDATA[<&>]]></a:r>";
+    let ev = events(doc).expect("events");
+    assert_eq!(
+        ev[0],
+        format!(
+            "S a:r{{urn:a}} [(\"x\", \"\", \"1>2\"), (\"a:y\", \"urn:a\", \"'\")] {}",
+            &doc[..doc.find("<b").expect("b")]
+        )
+    );
+    assert_eq!(ev[1], "S b{urn:d} [(\"c\", \"\", \">\")] <b c='>'/>");
+    assert_eq!(ev[2], "E b ");
+    assert_eq!(ev[3], "T \"x\" false");
+    assert_eq!(ev[4], "T \"&\" false");
+    assert_eq!(ev[5], "T \"y\" false");
+    assert_eq!(ev[6], "T \"<&>\" true");
+    assert_eq!(ev[7], "E a:r </a:r>");
+}
+
+#[test]
+fn default_namespace_undeclared_and_prefix_shadowed() {
+    let doc = "<r xmlns='urn:1' xmlns:p='urn:p'><s xmlns=''><p:t xmlns:p='urn:q'/></s></r>";
+    let ev = events(doc).expect("events");
+    assert!(ev[0].starts_with("S r{urn:1}"));
+    assert!(ev[1].starts_with("S s{}"));
+    assert!(ev[2].starts_with("S p:t{urn:q}"));
+}
+
+#[test]
+fn cdata_end_marker_in_text_is_refused() {
+    assert!(matches!(
+        events("<r>a]]>b</r>"),
+        Err(Error::Xml {
+            kind: XmlError::Syntax(_),
+            ..
+        })
+    ));
+}
+
+#[test]
+fn fragment_reader_keeps_offsets_and_scope() {
+    let doc = "<r xmlns:p='urn:p'><p:a x='1'><b/></p:a><c/></r>";
+    let r = Reader::new(doc.as_bytes(), Limits::default()).expect("reader");
+    let start = doc.find("<p:a").expect("a");
+    let end = doc.find("<c/>").expect("c");
+    let scope = [NsDecl {
+        prefix: "p",
+        uri: "urn:p",
+    }];
+    let mut f = r.fragment_reader(start..end, &scope).expect("fragment");
+    let mut seen = Vec::new();
+    while let Some(ev) = f.next().expect("event") {
+        if let Event::Start(s) = ev {
+            seen.push((s.name.raw.to_owned(), s.namespace.to_owned(), s.span.start));
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            ("p:a".to_owned(), "urn:p".to_owned(), start),
+            ("b".to_owned(), String::new(), doc.find("<b/>").expect("b"))
+        ]
+    );
+}
+
+#[test]
+fn omitted_subtree_produces_no_events() {
+    let doc = "<r><s><x/>t</s><u/></r>";
+    let mut r = Reader::new(doc.as_bytes(), Limits::default()).expect("reader");
+    r.omit_subtree_at(3);
+    let mut names = Vec::new();
+    while let Some(ev) = r.next().expect("event") {
+        if let Event::Start(s) = ev {
+            names.push(s.name.raw.to_owned());
+        }
+    }
+    assert_eq!(names, ["r", "u"]);
+}
