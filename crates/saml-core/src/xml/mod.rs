@@ -358,6 +358,13 @@ impl<'a> Reader<'a> {
         &self.scope
     }
 
+    /// The source between two positions reported by quick-xml (never panics).
+    fn slice(&self, start: usize, end: usize) -> Result<&'a str, Error> {
+        self.src
+            .get(start..end)
+            .ok_or_else(|| self.err(start, XmlError::Syntax("inconsistent token boundaries".into())))
+    }
+
     fn err(&self, at: usize, kind: XmlError) -> Error {
         Error::xml(self.base + at, kind)
     }
@@ -388,7 +395,7 @@ impl<'a> Reader<'a> {
             let ev = match self.inner.read_event() {
                 Ok(ev) => ev,
                 Err(e) => {
-                    if self.src[start..].starts_with("<!DOCTYPE") {
+                    if self.src.get(start..).is_some_and(|r| r.starts_with("<!DOCTYPE")) {
                         return Err(self.err(start, XmlError::DocType));
                     }
                     let at = self.inner.error_position() as usize;
@@ -405,7 +412,7 @@ impl<'a> Reader<'a> {
                         State::Content => {}
                         _ => return Err(self.err(start, XmlError::MultipleRoots)),
                     }
-                    let raw = &self.src[start..end];
+                    let raw = self.slice(start, end)?;
                     self.start_tag(raw, start)?;
                     if self.omitting.is_none() && self.omit_at == Some(span.start) {
                         self.omitting = Some(self.open.len());
@@ -448,7 +455,7 @@ impl<'a> Reader<'a> {
                     return Ok(Some(Event::End(end)));
                 }
                 QEvent::Text(_) => {
-                    let raw = &self.src[start..end];
+                    let raw = self.slice(start, end)?;
                     if self.state != State::Content {
                         if raw
                             .bytes()
@@ -486,7 +493,7 @@ impl<'a> Reader<'a> {
                     }
                     let name = self.src.get(start + 1..end.saturating_sub(1)).unwrap_or("");
                     chars::check_reference(name).map_err(|k| self.err(start, k))?;
-                    let raw = &self.src[start..end];
+                    let raw = self.slice(start, end)?;
                     if self.omitting.is_some() {
                         continue;
                     }
@@ -774,6 +781,11 @@ fn check_document<'a>(doc: &'a [u8], limits: &Limits) -> Result<(&'a str, usize)
     };
     let src = std::str::from_utf8(bytes)
         .map_err(|e| Error::xml(base + e.valid_up_to(), XmlError::NotUtf8))?;
+    if src.starts_with('\u{FEFF}') {
+        // A second byte-order mark is content before the root (and quick-xml would skip it,
+        // shifting every offset).
+        return Err(Error::xml(base, XmlError::ContentBeforeRoot));
+    }
     if let Some((at, c)) = chars::find_invalid_char(bytes) {
         return Err(Error::xml(base + at, XmlError::InvalidChar(c)));
     }
