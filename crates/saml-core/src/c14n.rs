@@ -19,7 +19,7 @@
 use std::io::Write;
 
 use crate::error::Error;
-use crate::xml::chars::{Piece, for_each_piece};
+use crate::xml::chars::{self, Piece, for_each_piece};
 use crate::xml::{Event, NsDecl, Reader, StartElement, Text, XML_NS};
 
 /// `http://www.w3.org/2001/10/xml-exc-c14n#`
@@ -147,7 +147,7 @@ impl<'a, W: Write> Canonicalizer<'a, W> {
         let mut cand: Vec<NsDecl<'a>> = std::mem::take(&mut self.ns_scratch);
         cand.clear();
         let consider = |prefix: &'a str, this: &mut Self, cand: &mut Vec<NsDecl<'a>>| {
-            if prefix == "xml" || cand.iter().any(|d| d.prefix == prefix) {
+            if prefix == "xml" || cand.iter().any(|d| chars::eq(d.prefix, prefix)) {
                 return;
             }
             let Some(uri) = s.lookup(prefix) else { return };
@@ -155,10 +155,10 @@ impl<'a, W: Write> Canonicalizer<'a, W> {
                 .rendered
                 .iter()
                 .rev()
-                .find(|d| d.prefix == prefix)
+                .find(|d| chars::eq(d.prefix, prefix))
                 .map(|d| d.uri);
             let needed = match rendered {
-                Some(r) => r != uri,
+                Some(r) => !chars::eq(r, uri),
                 None => !(prefix.is_empty() && uri.is_empty()),
             };
             if needed {
@@ -182,7 +182,9 @@ impl<'a, W: Write> Canonicalizer<'a, W> {
                 consider("", self, &mut cand);
             }
         }
-        cand.sort_unstable_by(|a, b| a.prefix.cmp(b.prefix));
+        if cand.len() > 1 {
+            cand.sort_unstable_by(|a, b| chars::cmp(a.prefix, b.prefix));
+        }
 
         self.frames.push(self.rendered.len());
         self.push(b"<");
@@ -214,7 +216,9 @@ impl<'a, W: Write> Canonicalizer<'a, W> {
                 a.name.local,
             )
         }));
-        attrs.sort_unstable_by(|a, b| (a.1, a.2).cmp(&(b.1, b.2)));
+        if attrs.len() > 1 {
+            attrs.sort_unstable_by(|a, b| chars::cmp(a.1, b.1).then_with(|| chars::cmp(a.2, b.2)));
+        }
         for &(i, _, _) in &attrs {
             let a = &s.attributes[i];
             self.push(b" ");

@@ -6,6 +6,7 @@
 
 mod algorithms;
 mod keys;
+mod pipeline;
 mod sign;
 mod signature;
 mod verify;

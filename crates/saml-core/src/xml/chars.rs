@@ -26,6 +26,20 @@ fn is_name_char(c: char) -> bool {
 
 /// Whether `s` is an NCName (a Name without colons).
 pub(crate) fn is_ncname(s: &str) -> bool {
+    // ASCII fast path: nearly every name in SAML documents.
+    let b = s.as_bytes();
+    if let Some((&first, rest)) = b.split_first() {
+        if (first.is_ascii_alphabetic() || first == b'_')
+            && rest
+                .iter()
+                .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'))
+        {
+            return true;
+        }
+        if b.is_ascii() {
+            return false;
+        }
+    }
     let mut it = s.chars();
     match it.next() {
         Some(c) if is_name_start(c) => it.all(is_name_char),
@@ -136,13 +150,31 @@ pub(crate) enum Piece<'a> {
 
 /// Validates a raw attribute value: no `<`, only known references.
 pub(crate) fn check_attribute_value(raw: &str) -> Result<(), XmlError> {
+    if memchr::memchr2(b'<', b'&', raw.as_bytes()).is_none() {
+        return Ok(());
+    }
     if memchr::memchr(b'<', raw.as_bytes()).is_some() {
         return Err(XmlError::LtInAttributeValue);
     }
-    if memchr::memchr(b'&', raw.as_bytes()).is_some() {
-        for_each_piece(raw, |_| {})?;
+    for_each_piece(raw, |_| {})
+}
+
+/// String equality without a call into libc: the names and prefixes compared while reading are
+/// a few bytes long, where `memcmp`'s call overhead dominates.
+#[inline]
+pub(crate) fn eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| x == y)
+}
+
+/// Ordering of two strings by bytes (= by code point), inline for short strings.
+#[inline]
+pub(crate) fn cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    for (x, y) in a.bytes().zip(b.bytes()) {
+        if x != y {
+            return x.cmp(&y);
+        }
     }
-    Ok(())
+    a.len().cmp(&b.len())
 }
 
 /// End-of-line handling (XML 1.0 §2.11): CRLF and lone CR become LF.

@@ -75,11 +75,17 @@ pub struct QName<'a> {
 impl<'a> QName<'a> {
     /// Splits and validates a QName: one optional prefix, both parts NCNames.
     pub fn parse(raw: &'a str) -> Result<Self, XmlError> {
-        let (prefix, local) = match raw.split_once(':') {
-            Some((p, l)) => (p, l),
+        let (prefix, local) = match memchr::memchr(b':', raw.as_bytes()) {
+            Some(i) => {
+                let (p, l) = (&raw[..i], &raw[i + 1..]);
+                if !chars::is_ncname(p) {
+                    return Err(XmlError::InvalidName(raw.to_owned()));
+                }
+                (p, l)
+            }
             None => ("", raw),
         };
-        if !chars::is_ncname(local) || (raw.contains(':') && !chars::is_ncname(prefix)) {
+        if !chars::is_ncname(local) {
             return Err(XmlError::InvalidName(raw.to_owned()));
         }
         Ok(QName { prefix, local, raw })
@@ -157,7 +163,7 @@ impl<'r, 'a> StartElement<'r, 'a> {
 }
 
 pub(crate) fn lookup<'a>(scope: &[NsDecl<'a>], prefix: &str) -> Option<&'a str> {
-    match scope.iter().rev().find(|d| d.prefix == prefix) {
+    match scope.iter().rev().find(|d| chars::eq(d.prefix, prefix)) {
         Some(d) => Some(d.uri),
         None if prefix.is_empty() => Some(""),
         None if prefix == "xml" => Some(XML_NS),
@@ -243,6 +249,7 @@ enum State {
 #[derive(Debug)]
 struct Open<'a> {
     name: QName<'a>,
+    namespace: &'a str,
     ns_len: usize,
 }
 
@@ -360,9 +367,12 @@ impl<'a> Reader<'a> {
 
     /// The source between two positions reported by quick-xml (never panics).
     fn slice(&self, start: usize, end: usize) -> Result<&'a str, Error> {
-        self.src
-            .get(start..end)
-            .ok_or_else(|| self.err(start, XmlError::Syntax("inconsistent token boundaries".into())))
+        self.src.get(start..end).ok_or_else(|| {
+            self.err(
+                start,
+                XmlError::Syntax("inconsistent token boundaries".into()),
+            )
+        })
     }
 
     fn err(&self, at: usize, kind: XmlError) -> Error {
@@ -395,7 +405,11 @@ impl<'a> Reader<'a> {
             let ev = match self.inner.read_event() {
                 Ok(ev) => ev,
                 Err(e) => {
-                    if self.src.get(start..).is_some_and(|r| r.starts_with("<!DOCTYPE")) {
+                    if self
+                        .src
+                        .get(start..)
+                        .is_some_and(|r| r.starts_with("<!DOCTYPE"))
+                    {
                         return Err(self.err(start, XmlError::DocType));
                     }
                     let at = self.inner.error_position() as usize;
@@ -436,7 +450,7 @@ impl<'a> Reader<'a> {
                     let Some(open) = self.open.last() else {
                         return Err(self.err(start, XmlError::TrailingContent));
                     };
-                    if open.name.raw != name.trim_end() {
+                    if !chars::eq(open.name.raw, name.trim_end()) {
                         return Err(self.err(
                             start,
                             XmlError::MismatchedEndTag {
@@ -558,16 +572,13 @@ impl<'a> Reader<'a> {
     }
 
     fn start_event(&self, span: Range<usize>, empty: bool) -> Event<'_, 'a> {
-        let open = self.open.last().map(|o| (o.name, o.ns_len));
-        let (name, ns_len) = open.unwrap_or((
-            QName {
-                prefix: "",
-                local: "",
-                raw: "",
-            },
-            0,
-        ));
-        let namespace = lookup(&self.scope, name.prefix).unwrap_or("");
+        let open = self.open.last().map(|o| (o.name, o.namespace, o.ns_len));
+        let empty_name = QName {
+            prefix: "",
+            local: "",
+            raw: "",
+        };
+        let (name, namespace, ns_len) = open.unwrap_or((empty_name, "", 0));
         Event::Start(StartElement {
             name,
             namespace,
@@ -611,7 +622,10 @@ impl<'a> Reader<'a> {
             .and_then(|r| r.strip_suffix('>'))
             .map(|r| r.strip_suffix('/').unwrap_or(r))
             .ok_or_else(|| self.err(at, XmlError::Syntax("bad start tag".into())))?;
-        let name_end = body.find([' ', '\t', '\r', '\n']).unwrap_or(body.len());
+        let name_end = body
+            .bytes()
+            .position(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+            .unwrap_or(body.len());
         let raw_name = &body[..name_end];
         if raw_name.len() > limits.max_name_len {
             return Err(self.limit(at, LimitExceeded::NameLength(limits.max_name_len)));
@@ -679,16 +693,20 @@ impl<'a> Reader<'a> {
         for i in 1..self.attrs.len() {
             let (a, b) = self.attrs.split_at(i);
             let cur = &b[0];
-            if a.iter()
-                .any(|x| x.name.local == cur.name.local && x.namespace == cur.namespace)
-            {
+            if a.iter().any(|x| {
+                chars::eq(x.name.local, cur.name.local) && chars::eq(x.namespace, cur.namespace)
+            }) {
                 return Err(self.err(at, XmlError::DuplicateAttribute(cur.name.raw.into())));
             }
         }
-        if lookup(&self.scope, name.prefix).is_none() {
+        let Some(namespace) = lookup(&self.scope, name.prefix) else {
             return Err(self.err(at, XmlError::UnboundPrefix(name.prefix.into())));
-        }
-        self.open.push(Open { name, ns_len });
+        };
+        self.open.push(Open {
+            name,
+            namespace,
+            ns_len,
+        });
         Ok(())
     }
 
@@ -734,18 +752,19 @@ impl<'a> Reader<'a> {
 
 /// Splits `name="value" rest` (value without quotes).
 fn split_attribute(s: &str) -> Option<(&str, &str, &str)> {
-    let eq = s.find('=')?;
+    let ws = |b: u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let eq = memchr::memchr(b'=', s.as_bytes())?;
     let name = s[..eq].trim_end_matches([' ', '\t', '\r', '\n']);
-    if name.is_empty() || name.contains([' ', '\t', '\r', '\n']) {
+    if name.is_empty() || name.bytes().any(ws) {
         return None;
     }
     let after = s[eq + 1..].trim_start_matches([' ', '\t', '\r', '\n']);
-    let quote = after.chars().next()?;
-    if quote != '"' && quote != '\'' {
+    let quote = *after.as_bytes().first()?;
+    if quote != b'"' && quote != b'\'' {
         return None;
     }
     let body = &after[1..];
-    let close = body.find(quote)?;
+    let close = memchr::memchr(quote, body.as_bytes())?;
     Some((name, &body[..close], &body[close + 1..]))
 }
 

@@ -105,10 +105,16 @@ fn omitted_subtree_produces_no_events() {
 
 #[test]
 fn second_byte_order_mark_is_refused_without_panic() {
-    for doc in [&b"\xEF\xBB\xBF\xEF\xBB\xBFx"[..], b"\xEF\xBB\xBF\xEF\xBB\xBFoc<?xml ve\"1."] {
+    for doc in [
+        &b"\xEF\xBB\xBF\xEF\xBB\xBFx"[..],
+        b"\xEF\xBB\xBF\xEF\xBB\xBFoc<?xml ve\"1.",
+    ] {
         assert!(matches!(
             Reader::new(doc, Limits::default()),
-            Err(Error::Xml { kind: XmlError::ContentBeforeRoot, offset: 3 })
+            Err(Error::Xml {
+                kind: XmlError::ContentBeforeRoot,
+                offset: 3
+            })
         ));
     }
 }
