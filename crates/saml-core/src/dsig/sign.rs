@@ -6,6 +6,7 @@ use openssl::hash::Hasher;
 
 use super::algorithms::{DigestAlgorithm, ENVELOPED_SIGNATURE, SignatureAlgorithm};
 use super::keys::SigningKey;
+use super::pipeline::DigestSink;
 use super::{DSIG_NS, Placement, SAML_ASSERTION_NS, Target};
 use crate::c14n::{self, Canonicalizer, EXC_C14N};
 use crate::error::Error;
@@ -65,7 +66,7 @@ pub fn sign(doc: &[u8], key: &SigningKey, opts: &SignOptions) -> Result<Vec<u8>,
     }
 
     let mut reader = Reader::new(doc, opts.limits)?;
-    let mut canon: Option<Canonicalizer<'_, Vec<u8>>> = None;
+    let mut canon: Option<Canonicalizer<'_, DigestSink>> = None;
     let mut target_depth = 0usize;
     let mut id: Option<String> = None;
     let mut insert_at: Option<usize> = None;
@@ -97,10 +98,8 @@ pub fn sign(doc: &[u8], key: &SigningKey, opts: &SignOptions) -> Result<Vec<u8>,
             if c.is_complete()
                 && let Some(c) = canon.take()
             {
-                let (bytes, _) = c.finish()?;
-                let mut h = Hasher::new(opts.digest.message_digest())?;
-                h.update(&bytes)?;
-                digest = Some(h.finish()?.to_vec());
+                let (mut sink, _) = c.finish()?;
+                digest = Some(sink.0.finish()?.to_vec());
             }
             continue;
         }
@@ -125,7 +124,8 @@ pub fn sign(doc: &[u8], key: &SigningKey, opts: &SignOptions) -> Result<Vec<u8>,
                 target_depth = s.depth;
                 id = sid;
                 insert_at = Some(s.span.end);
-                let mut c = Canonicalizer::new(Vec::new(), c14n_opts.clone());
+                let hasher = Hasher::new(opts.digest.message_digest())?;
+                let mut c = Canonicalizer::new(DigestSink(hasher), c14n_opts.clone());
                 c.event(&ev)?;
                 canon = Some(c);
             }
