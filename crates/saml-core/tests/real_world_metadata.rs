@@ -77,3 +77,19 @@ fn inclusive_c14n_signed_info_is_outside_the_profile() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn rsa_1024_needs_the_legacy_minimum() {
+    // SWITCHaai 2008 is signed with a 1024-bit RSA key: SHA-1 alone is not enough.
+    let doc = data("switch-aaitest-2008-signed.xml");
+    let keys = pinned_signer(&doc, VERIFIABLE[5].sha256);
+    let sha1_only = VerifyOptions {
+        allow_sha1: true,
+        ..VerifyOptions::metadata()
+    };
+    assert!(matches!(
+        dsig::verify(&doc, &keys, &sha1_only),
+        Err(Error::Signature(SignatureError::NotTrusted))
+    ));
+    dsig::verify(&doc, &keys, &VerifyOptions::metadata().legacy()).expect("legacy verifies");
+}
