@@ -10,36 +10,21 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 use base64::Engine as _;
-use openssl::asn1::Asn1Time;
-use openssl::bn::BigNum;
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
-use openssl::rsa::Rsa;
-use openssl::x509::{X509, X509NameBuilder};
+use openssl::x509::X509;
 use saml_core::dsig::{self, SignOptions, SigningKey, TrustedKeys, VerifyOptions};
 use saml_core::xml::Event;
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
-fn self_signed(pkey: &PKey<Private>, cn: &str) -> Res<X509> {
-    let mut name = X509NameBuilder::new()?;
-    name.append_entry_by_text("CN", cn)?;
-    let name = name.build();
-    let mut b = X509::builder()?;
-    b.set_version(2)?;
-    let serial = BigNum::from_u32(2026)?.to_asn1_integer()?;
-    b.set_serial_number(&serial)?;
-    b.set_subject_name(&name)?;
-    b.set_issuer_name(&name)?;
-    b.set_pubkey(pkey)?;
-    let (not_before, not_after) = (
-        Asn1Time::days_from_now(0)?,
-        Asn1Time::days_from_now(3 * 365)?,
-    );
-    b.set_not_before(&not_before)?;
-    b.set_not_after(&not_after)?;
-    b.sign(pkey, MessageDigest::sha256())?;
-    Ok(b.build())
+/// A fresh RSA-2048 key and self-signed certificate (shared with the benches).
+fn self_signed(cn: &str) -> Res<(PKey<Private>, X509)> {
+    let (key_pem, cert_pem) = saml_examples::signer::rsa2048_self_signed(cn)?;
+    Ok((
+        PKey::private_key_from_pem(&key_pem)?,
+        X509::from_pem(&cert_pem)?,
+    ))
 }
 
 /// A small but realistic federation aggregate: an IdP and an SP with the extensions
@@ -90,8 +75,7 @@ fn run(out: &Path) -> Res<bool> {
     let mut all = true;
 
     println!("== 1. Key pair");
-    let pkey = PKey::from_rsa(Rsa::generate(2048)?)?;
-    let cert = self_signed(&pkey, "Demo Federation Metadata Signer")?;
+    let (pkey, cert) = self_signed("Demo Federation Metadata Signer")?;
     let fp: Vec<String> = cert
         .digest(MessageDigest::sha256())?
         .iter()
@@ -211,8 +195,7 @@ fn run(out: &Path) -> Res<bool> {
         }
         Ok(_) => all &= step(false, "tampered document was accepted"),
     }
-    let attacker = PKey::from_rsa(Rsa::generate(2048)?)?;
-    let attacker_cert = self_signed(&attacker, "Demo Federation Metadata Signer")?;
+    let (attacker, attacker_cert) = self_signed("Demo Federation Metadata Signer")?;
     let forged = dsig::sign(
         doc.as_bytes(),
         &SigningKey::new(attacker, Some(attacker_cert))?,
