@@ -86,3 +86,39 @@ fn pipeline_with_many_batches() {
     assert!(inline.is_err());
     assert_eq!(inline, piped);
 }
+
+#[test]
+fn document_checks_agree_in_both_modes() {
+    let key = TestKey::rsa("k");
+    let signed = String::from_utf8(
+        dsig::sign(
+            aggregate().as_bytes(),
+            &key.signing(),
+            &SignOptions::default(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let control = signed.replacen(
+        "example.org</shibmd:Scope>",
+        "example.org\u{1}</shibmd:Scope>",
+        1,
+    );
+    let mut not_utf8 = signed.clone().into_bytes();
+    let at = signed.find("Université").unwrap() + 7;
+    not_utf8[at] = 0xFF;
+    for doc in [
+        control.as_bytes(),
+        &not_utf8[..],
+        "\u{feff}\u{feff}<r/>".as_bytes(),
+    ] {
+        let (inline, piped) = both(doc, &key.trusted(), VerifyOptions::metadata());
+        assert!(
+            inline
+                .as_ref()
+                .is_err_and(|e| e.starts_with("malformed XML at byte")),
+            "{inline:?}"
+        );
+        assert_eq!(inline, piped);
+    }
+}

@@ -234,7 +234,12 @@ fn check_in<'scope, 'env, 'a: 'env>(
     if keys.is_empty() {
         return Err(Error::Usage("no trusted keys configured".into()));
     }
-    let mut reader = Reader::new(doc, opts.limits)?;
+    let parallel = opts.parallel_min_size.is_some_and(|m| doc.len() >= m);
+    let mut reader = if parallel {
+        Reader::new_parallel(doc, opts.limits)?
+    } else {
+        Reader::new(doc, opts.limits)?
+    };
     let (src, base) = reader.source();
     let mut ids: HashSet<&'a str> = HashSet::new();
     let mut phase = Phase::Before;
@@ -373,7 +378,6 @@ fn check_in<'scope, 'env, 'a: 'env>(
                             while let Some(pe) = prefix.next()? {
                                 c.event(&pe)?;
                             }
-                            let parallel = opts.parallel_min_size.is_some_and(|m| doc.len() >= m);
                             c14n = Some(if parallel {
                                 let full_scope = !p.reference_c14n.inclusive_prefixes.is_empty();
                                 DigestStage::piped(sc, c, full_scope)

@@ -273,7 +273,14 @@ pub struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// Checks the whole document (size, UTF-8, allowed characters) and prepares to read it.
     pub fn new(doc: &'a [u8], limits: Limits) -> Result<Self, Error> {
-        let (src, base) = check_document(doc, &limits)?;
+        let (src, base) = check_document(doc, &limits, false)?;
+        Ok(Self::build(src, base, limits, Vec::new(), false))
+    }
+
+    /// Like [`Reader::new`], with the document-wide character check on a second thread
+    /// (worth it for documents of several MB).
+    pub(crate) fn new_parallel(doc: &'a [u8], limits: Limits) -> Result<Self, Error> {
+        let (src, base) = check_document(doc, &limits, true)?;
         Ok(Self::build(src, base, limits, Vec::new(), false))
     }
 
@@ -487,7 +494,7 @@ impl<'a> Reader<'a> {
                     if self.omitting.is_some() {
                         continue;
                     }
-                    if memchr::memmem::find(raw.as_bytes(), b"]]>").is_some() {
+                    if has_cdata_end(raw.as_bytes()) {
                         return Err(self.err(start, XmlError::Syntax("']]>' in text".into())));
                     }
                     if raw.len() > self.limits.max_text_len {
@@ -750,6 +757,12 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Whether text contains `]]>` (not allowed in character data, XML 1.0 §2.4). Text rarely
+/// contains `>` at all, so one byte search decides almost always.
+fn has_cdata_end(b: &[u8]) -> bool {
+    memchr::memchr_iter(b'>', b).any(|i| i >= 2 && &b[i - 2..i] == b"]]")
+}
+
 /// Splits `name="value" rest` (value without quotes).
 fn split_attribute(s: &str) -> Option<(&str, &str, &str)> {
     let ws = |b: u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
@@ -787,7 +800,11 @@ fn check_decl(d: &quick_xml::events::BytesDecl<'_>) -> Result<(), XmlError> {
 }
 
 /// Size limit, BOM, UTF-8 and XML Char checks over the whole input, once.
-fn check_document<'a>(doc: &'a [u8], limits: &Limits) -> Result<(&'a str, usize), Error> {
+fn check_document<'a>(
+    doc: &'a [u8],
+    limits: &Limits,
+    parallel: bool,
+) -> Result<(&'a str, usize), Error> {
     if doc.len() > limits.max_document_size {
         return Err(Error::Limit {
             offset: limits.max_document_size,
@@ -798,14 +815,28 @@ fn check_document<'a>(doc: &'a [u8], limits: &Limits) -> Result<(&'a str, usize)
         Some(rest) => (rest, 3),
         None => (doc, 0),
     };
-    let src = std::str::from_utf8(bytes)
-        .map_err(|e| Error::xml(base + e.valid_up_to(), XmlError::NotUtf8))?;
+    let utf8 = || match simdutf8::basic::from_utf8(bytes) {
+        Ok(s) => Ok(s),
+        // The fast validator does not say where; the standard one does.
+        Err(_) => std::str::from_utf8(bytes)
+            .map_err(|e| Error::xml(base + e.valid_up_to(), XmlError::NotUtf8)),
+    };
+    let (src, invalid) = if parallel {
+        std::thread::scope(|sc| {
+            let chars = sc.spawn(|| chars::find_invalid_char(bytes));
+            let src = utf8();
+            (src, chars.join().unwrap_or(Some((0, 0))))
+        })
+    } else {
+        (utf8(), chars::find_invalid_char(bytes))
+    };
+    let src = src?;
     if src.starts_with('\u{FEFF}') {
         // A second byte-order mark is content before the root (and quick-xml would skip it,
         // shifting every offset).
         return Err(Error::xml(base, XmlError::ContentBeforeRoot));
     }
-    if let Some((at, c)) = chars::find_invalid_char(bytes) {
+    if let Some((at, c)) = invalid {
         return Err(Error::xml(base + at, XmlError::InvalidChar(c)));
     }
     Ok((src, base))
