@@ -52,6 +52,17 @@ fn bench(c: &mut Criterion) {
             black_box(v.canonical_len())
         })
     });
+    // The same work on the calling thread only (no canonicalization/hashing pipeline).
+    let serial = VerifyOptions {
+        parallel_min_size: None,
+        ..opts.clone()
+    };
+    g.bench_function("saml_core_dsig_verify_single_thread", |b| {
+        b.iter(|| {
+            let v = dsig::verify(black_box(&doc), &keys, &serial).expect("verify");
+            black_box(v.canonical_len())
+        })
+    });
     g.bench_function("xmlsec1_cli_verify", |b| {
         b.iter(|| xmlsec1_verify(&agg.cert_pem, &agg.xml).unwrap_or_else(|e| panic!("{e}")))
     });

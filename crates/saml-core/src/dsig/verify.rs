@@ -251,7 +251,10 @@ fn check_in<'scope, 'env, 'a: 'env>(
 
     loop {
         let pos = reader.position();
-        let Some(ev) = reader.next()? else { break };
+        if !reader.advance()? {
+            break;
+        }
+        let Some(ev) = reader.current() else { break };
         // Every ID attribute in the document must be unique (rule 2), whatever the phase.
         if let Event::Start(s) = &ev {
             for a in s.attributes {

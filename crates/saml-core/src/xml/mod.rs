@@ -268,6 +268,17 @@ pub struct Reader<'a> {
     fragment: bool,
     omit_at: Option<usize>,
     omitting: Option<usize>,
+    cur: Cur<'a>,
+}
+
+/// The event the reader is on (see [`Reader::current`]).
+#[derive(Debug)]
+enum Cur<'a> {
+    None,
+    Start { span: Range<usize>, empty: bool },
+    End(EndElement<'a>),
+    Text(Text<'a>),
+    Comment(Text<'a>),
 }
 
 impl<'a> Reader<'a> {
@@ -354,6 +365,7 @@ impl<'a> Reader<'a> {
             fragment,
             omit_at: None,
             omitting: None,
+            cur: Cur::None,
         }
     }
 
@@ -396,17 +408,29 @@ impl<'a> Reader<'a> {
     /// The next event, or `None` at the end of the document (or of the fragment).
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Event<'_, 'a>>, Error> {
+        if self.advance()? {
+            Ok(self.current())
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Moves to the next event; `false` at the end. [`Reader::current`] then gives the event.
+    /// This split form lets hot loops avoid moving whole events through `Result`s.
+    pub fn advance(&mut self) -> Result<bool, Error> {
+        self.cur = Cur::None;
         if let Some(at) = self.pending_end.take() {
             let end = self.pop(at..at)?;
             if self.omitting == Some(end.depth) {
                 self.omitting = None;
             } else {
-                return Ok(Some(Event::End(end)));
+                self.cur = Cur::End(end);
+                return Ok(true);
             }
         }
         loop {
             if self.state == State::Done {
-                return Ok(None);
+                return Ok(false);
             }
             let start = self.inner.buffer_position() as usize;
             let ev = match self.inner.read_event() {
@@ -450,7 +474,8 @@ impl<'a> Reader<'a> {
                     if empty {
                         self.pending_end = Some(self.base + end);
                     }
-                    return Ok(Some(self.start_event(span, empty)));
+                    self.cur = Cur::Start { span, empty };
+                    return Ok(true);
                 }
                 QEvent::End(e) => {
                     let name = e.name().into_inner();
@@ -473,7 +498,8 @@ impl<'a> Reader<'a> {
                         }
                         continue;
                     }
-                    return Ok(Some(Event::End(end)));
+                    self.cur = Cur::End(end);
+                    return Ok(true);
                 }
                 QEvent::Text(_) => {
                     let raw = self.slice(start, end)?;
@@ -502,11 +528,12 @@ impl<'a> Reader<'a> {
                             self.limit(start, LimitExceeded::TextLength(self.limits.max_text_len))
                         );
                     }
-                    return Ok(Some(Event::Text(Text {
+                    self.cur = Cur::Text(Text {
                         raw,
                         cdata: false,
                         span,
-                    })));
+                    });
+                    return Ok(true);
                 }
                 QEvent::GeneralRef(_) => {
                     if self.state != State::Content {
@@ -518,11 +545,12 @@ impl<'a> Reader<'a> {
                     if self.omitting.is_some() {
                         continue;
                     }
-                    return Ok(Some(Event::Text(Text {
+                    self.cur = Cur::Text(Text {
                         raw,
                         cdata: false,
                         span,
-                    })));
+                    });
+                    return Ok(true);
                 }
                 QEvent::CData(_) => {
                     if self.state != State::Content {
@@ -532,20 +560,22 @@ impl<'a> Reader<'a> {
                     if self.omitting.is_some() {
                         continue;
                     }
-                    return Ok(Some(Event::Text(Text {
+                    self.cur = Cur::Text(Text {
                         raw,
                         cdata: true,
                         span,
-                    })));
+                    });
+                    return Ok(true);
                 }
                 QEvent::Comment(_) => {
                     let raw = self.src.get(start + 4..end.saturating_sub(3)).unwrap_or("");
                     if self.state == State::Content && self.omitting.is_none() {
-                        return Ok(Some(Event::Comment(Text {
+                        self.cur = Cur::Comment(Text {
                             raw,
                             cdata: false,
                             span,
-                        })));
+                        });
+                        return Ok(true);
                     }
                     continue;
                 }
@@ -563,7 +593,7 @@ impl<'a> Reader<'a> {
                         if self.fragment {
                             // A fragment that ends with open elements is a prefix reader.
                             self.state = State::Done;
-                            return Ok(None);
+                            return Ok(false);
                         }
                         let n = open.name.raw.to_owned();
                         return Err(self.err(start, XmlError::UnclosedElement(n)));
@@ -572,12 +602,25 @@ impl<'a> Reader<'a> {
                         return Err(self.err(start, XmlError::NoRoot));
                     }
                     self.state = State::Done;
-                    return Ok(None);
+                    return Ok(false);
                 }
             }
         }
     }
 
+    /// The event [`Reader::advance`] moved to (`None` before the first call and at the end).
+    #[inline]
+    pub fn current(&self) -> Option<Event<'_, 'a>> {
+        match &self.cur {
+            Cur::None => None,
+            Cur::Start { span, empty } => Some(self.start_event(span.clone(), *empty)),
+            Cur::End(e) => Some(Event::End(e.clone())),
+            Cur::Text(t) => Some(Event::Text(t.clone())),
+            Cur::Comment(t) => Some(Event::Comment(t.clone())),
+        }
+    }
+
+    #[inline]
     fn start_event(&self, span: Range<usize>, empty: bool) -> Event<'_, 'a> {
         let open = self.open.last().map(|o| (o.name, o.namespace, o.ns_len));
         let empty_name = QName {
