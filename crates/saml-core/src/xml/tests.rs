@@ -118,3 +118,23 @@ fn second_byte_order_mark_is_refused_without_panic() {
         ));
     }
 }
+
+#[test]
+fn fuzz_regressions_do_not_panic() {
+    // Inputs found by cargo-fuzz before the second-BOM check (fuzz/artifacts at the time).
+    let inputs: [&[u8]; 3] = [
+        b"\xEF\xBB\xBF\xEF\xBB\xBF.",
+        b"\xEF\xBB\xBF\xEF\xBB\xBF<>\r\nline\rniel<3/a>\r\n",
+        b"\xEF\xBB\xBF\xEF\xBB\xBFm\n<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\"/>",
+    ];
+    for doc in inputs {
+        let mut r = match Reader::new(doc, Limits::default()) {
+            Ok(r) => r,
+            Err(e) => {
+                assert!(matches!(e, Error::Xml { .. }), "{e}");
+                continue;
+            }
+        };
+        while let Ok(Some(_)) = r.next() {}
+    }
+}

@@ -1,0 +1,74 @@
+//! Shared fixture of the `verify` fuzz target and the `make_seed` example: the test signing key
+//! and the SAML metadata document it signs.
+
+use saml_core::Error;
+use saml_core::dsig::{SigningKey, TrustedKeys};
+use saml_core::xml::{Event, Reader};
+
+/// A P-256 test key, generated once with
+/// `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -pkeyopt ec_param_enc:named_curve`.
+/// Fixed rather than generated per run so that the signed seeds in `seeds/verify` verify in every
+/// fuzzing process and crashes reproduce. Test material only: it signs nothing but fuzz inputs.
+pub const KEY_PEM: &[u8] = include_bytes!("../keys/p256-test-key.pem");
+
+/// The entityID of [`DOC`]; the `verify` target splices its input in place of it.
+pub const ENTITY_ID: &str = "https://sp.example.org";
+
+/// The document that is signed (and the only content the test key ever signs).
+pub const DOC: &str = r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:mdui="urn:oasis:names:tc:SAML:metadata:ui" entityID="https://sp.example.org" ID="_e1">
+  <md:SPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
+    <md:Extensions><mdui:UIInfo><mdui:DisplayName xml:lang="en">Example SP &amp; Co</mdui:DisplayName></mdui:UIInfo></md:Extensions>
+    <md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="https://sp.example.org/acs" index="0"/>
+  </md:SPSSODescriptor>
+</md:EntityDescriptor>
+"#;
+
+/// The signing key from [`KEY_PEM`].
+pub fn signing_key() -> Result<SigningKey, Error> {
+    SigningKey::from_pem(KEY_PEM, None)
+}
+
+/// Trusted keys holding the public half of `key`.
+pub fn trusted_keys(key: &SigningKey) -> Result<TrustedKeys, Error> {
+    let mut keys = TrustedKeys::new();
+    keys.add_public_key(key.public_key()?, "fuzz test key")?;
+    Ok(keys)
+}
+
+/// What a consumer of the verified content sees, independent of how it was written: element
+/// names by namespace, attributes sorted with normalized values, text runs (comments neither
+/// kept nor splitting text). Two documents whose signed elements have the same exclusive
+/// canonical form (without comments) have the same fingerprint.
+pub fn fingerprint(reader: &mut Reader<'_>) -> Result<Vec<String>, Error> {
+    let mut out = Vec::new();
+    let mut text = String::new();
+    while let Some(ev) = reader.next()? {
+        match ev {
+            Event::Text(t) => text.push_str(&t.value()),
+            Event::Comment(_) => {}
+            other => {
+                if !text.is_empty() {
+                    out.push(format!("text {text:?}"));
+                    text.clear();
+                }
+                match other {
+                    Event::Start(s) => {
+                        let mut attrs: Vec<String> = s
+                            .attributes
+                            .iter()
+                            .map(|a| format!("{{{}}}{}={:?}", a.namespace, a.name.local, a.value()))
+                            .collect();
+                        attrs.sort();
+                        out.push(format!("start {{{}}}{} {attrs:?}", s.namespace, s.name.local));
+                    }
+                    Event::End(e) => out.push(format!("end {}", e.name.local)),
+                    Event::Text(_) | Event::Comment(_) => {}
+                }
+            }
+        }
+    }
+    if !text.is_empty() {
+        out.push(format!("text {text:?}"));
+    }
+    Ok(out)
+}
