@@ -1,4 +1,4 @@
-//! Real-world signed metadata (tests/data/metadata, see PROVENANCE.md there): federation
+//! Real-world signed metadata (testdata/metadata at the repository root, see PROVENANCE.md there): federation
 //! aggregates and vendor entity documents verify with the signer certificate, pinned by the
 //! SHA-256 fingerprint the provenance notes give; the tampered twin fails; documents outside
 //! our profile are refused with the precise reason.

@@ -1,4 +1,4 @@
-//! Real-world metadata test data and pinned signers (see tests/data/metadata/PROVENANCE.md).
+//! Real-world metadata test data and pinned signers (see testdata/metadata/PROVENANCE.md at the repository root).
 #![allow(dead_code)]
 
 use base64::Engine as _;
@@ -8,7 +8,10 @@ use saml_core::dsig::{DSIG_NS, TrustedKeys};
 use saml_core::xml::{Event, Limits, Reader, read_text};
 
 pub(crate) fn data(name: &str) -> Vec<u8> {
-    let p = format!("{}/tests/data/metadata/{name}", env!("CARGO_MANIFEST_DIR"));
+    let p = format!(
+        "{}/../../testdata/metadata/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
 }
 

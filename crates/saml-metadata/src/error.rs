@@ -1,0 +1,42 @@
+//! The crate's error type.
+
+/// Everything that can go wrong reading or checking metadata.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// XML or signature error from saml-core (malformed XML, signature rejected...).
+    #[error(transparent)]
+    Core(#[from] saml_core::Error),
+    /// A metadata element breaks the schema: missing or malformed attribute, wrong child.
+    #[error("invalid <{element}> at byte {offset}: {message}")]
+    Invalid {
+        /// Local name of the element.
+        element: String,
+        /// Byte offset of its start tag.
+        offset: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// Two entities with the same entityID in one aggregate.
+    #[error("duplicate entityID {0:?}")]
+    DuplicateEntityId(String),
+    /// The metadata is expired (validUntil in the past, allowing the configured skew).
+    #[error("metadata expired: validUntil {valid_until} is before now {now}")]
+    Expired {
+        /// The validUntil, RFC 3339.
+        valid_until: String,
+        /// The time given as now, RFC 3339.
+        now: String,
+    },
+    /// The metadata has no validUntil although the policy requires one.
+    #[error("metadata has no validUntil, which the policy requires")]
+    NoValidUntil,
+    /// validUntil lies further in the future than the policy allows.
+    #[error("validUntil {valid_until} is more than {max_days} days ahead")]
+    ValidityTooLong {
+        /// The validUntil, RFC 3339.
+        valid_until: String,
+        /// The configured maximum, in days.
+        max_days: u64,
+    },
+}

@@ -1,0 +1,167 @@
+//! Metadata extensions federations use: mdui (SAML V2.0 Metadata Extensions for Login and
+//! Discovery User Interface), mdrpi (Registration and Publication Info), mdattr (Entity
+//! Attributes), shibmd:Scope, idpdisc:DiscoveryResponse, init:RequestInitiator, alg (Algorithm
+//! Support), DAME's MetadataSyncLocation (both namespaces, see DAME.md). Anything else is kept
+//! as [`RawXml`] and can be written back unchanged.
+
+use std::time::SystemTime;
+
+use crate::model::{Endpoint, IndexedEndpoint, Localized, SamlAttribute};
+
+/// `urn:oasis:names:tc:SAML:metadata:ui`
+pub const MDUI_NS: &str = "urn:oasis:names:tc:SAML:metadata:ui";
+/// `urn:oasis:names:tc:SAML:metadata:rpi`
+pub const MDRPI_NS: &str = "urn:oasis:names:tc:SAML:metadata:rpi";
+/// `urn:oasis:names:tc:SAML:metadata:attribute`
+pub const MDATTR_NS: &str = "urn:oasis:names:tc:SAML:metadata:attribute";
+/// `urn:mace:shibboleth:metadata:1.0`
+pub const SHIBMD_NS: &str = "urn:mace:shibboleth:metadata:1.0";
+/// `urn:oasis:names:tc:SAML:profiles:SSO:idp-discovery-protocol`
+pub const IDPDISC_NS: &str = "urn:oasis:names:tc:SAML:profiles:SSO:idp-discovery-protocol";
+/// `urn:oasis:names:tc:SAML:profiles:SSO:request-init`
+pub const INIT_NS: &str = "urn:oasis:names:tc:SAML:profiles:SSO:request-init";
+/// `urn:oasis:names:tc:SAML:metadata:algsupport`
+pub const ALG_NS: &str = "urn:oasis:names:tc:SAML:metadata:algsupport";
+/// `urn:geant:dame` (draft-poehn-dame-06)
+pub const DAME_NS: &str = "urn:geant:dame";
+/// `urn:geant:lrz.de` (draft-poehn-dame-02's TTPMetadataSyncLocation)
+pub const DAME_OLD_NS: &str = "urn:geant:lrz.de";
+
+/// An element kept as written: its exact source text and the namespace bindings in scope where
+/// it stood (so it can be written elsewhere with the same meaning).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawXml {
+    /// `{namespace}local` of the element.
+    pub name: (String, String),
+    /// The element's source text.
+    pub xml: String,
+    /// In-scope bindings (prefix, URI) at the element, `""` for the default namespace.
+    pub namespaces: Vec<(String, String)>,
+}
+
+/// `mdui:Logo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logo {
+    /// The URL (may be a `data:` URI).
+    pub url: String,
+    /// `height` in pixels.
+    pub height: u32,
+    /// `width` in pixels.
+    pub width: u32,
+    /// `xml:lang`, if any.
+    pub lang: Option<String>,
+}
+
+/// `mdui:UIInfo`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UiInfo {
+    /// `DisplayName`.
+    pub display_names: Vec<Localized<String>>,
+    /// `Description`.
+    pub descriptions: Vec<Localized<String>>,
+    /// `Keywords` (space-separated words per language).
+    pub keywords: Vec<Localized<Vec<String>>>,
+    /// `Logo`.
+    pub logos: Vec<Logo>,
+    /// `InformationURL`.
+    pub information_urls: Vec<Localized<String>>,
+    /// `PrivacyStatementURL`.
+    pub privacy_urls: Vec<Localized<String>>,
+}
+
+/// `mdui:DiscoHints`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DiscoHints {
+    /// `IPHint` (CIDR blocks).
+    pub ip_hints: Vec<String>,
+    /// `DomainHint` (DNS domains).
+    pub domain_hints: Vec<String>,
+    /// `GeolocationHint` (`geo:` URIs).
+    pub geolocation_hints: Vec<String>,
+}
+
+/// `mdrpi:RegistrationInfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationInfo {
+    /// `registrationAuthority`.
+    pub authority: String,
+    /// `registrationInstant`.
+    pub instant: Option<SystemTime>,
+    /// `RegistrationPolicy`.
+    pub policies: Vec<Localized<String>>,
+}
+
+/// `mdrpi:PublicationInfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicationInfo {
+    /// `publisher`.
+    pub publisher: String,
+    /// `creationInstant`.
+    pub creation_instant: Option<SystemTime>,
+    /// `publicationId`.
+    pub publication_id: Option<String>,
+    /// `UsagePolicy`.
+    pub usage_policies: Vec<Localized<String>>,
+}
+
+/// `shibmd:Scope`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    /// The scope (a domain, or a regular expression when `regexp`).
+    pub value: String,
+    /// `regexp`.
+    pub regexp: bool,
+}
+
+/// `alg:DigestMethod` / `alg:SigningMethod`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlgorithmSupport {
+    /// `Algorithm`.
+    pub algorithm: String,
+    /// `MinKeySize` (signing only).
+    pub min_key_size: Option<u32>,
+    /// `MaxKeySize` (signing only).
+    pub max_key_size: Option<u32>,
+}
+
+/// The contents of an `md:Extensions` element, typed where we know the extension.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Extensions {
+    /// Whether the `md:Extensions` element was present at all.
+    pub present: bool,
+    /// `mdui:UIInfo`.
+    pub ui_info: Option<UiInfo>,
+    /// `mdui:DiscoHints`.
+    pub disco_hints: Option<DiscoHints>,
+    /// `mdrpi:RegistrationInfo`.
+    pub registration: Option<RegistrationInfo>,
+    /// `mdrpi:PublicationInfo`.
+    pub publication: Option<PublicationInfo>,
+    /// `mdattr:EntityAttributes`.
+    pub entity_attributes: Vec<SamlAttribute>,
+    /// `shibmd:Scope`.
+    pub scopes: Vec<Scope>,
+    /// `idpdisc:DiscoveryResponse`.
+    pub discovery_responses: Vec<IndexedEndpoint>,
+    /// `init:RequestInitiator`.
+    pub request_initiators: Vec<Endpoint>,
+    /// `alg:DigestMethod`.
+    pub digest_methods: Vec<AlgorithmSupport>,
+    /// `alg:SigningMethod`.
+    pub signing_methods: Vec<AlgorithmSupport>,
+    /// DAME `MetadataSyncLocation` (`urn:geant:dame` DAMEInfo, or the -02
+    /// `urn:geant:lrz.de` TTPMetadataSyncLocation).
+    pub dame_sync_locations: Vec<String>,
+    /// Every other extension element, as written, in order.
+    pub unknown: Vec<RawXml>,
+}
+
+impl Extensions {
+    /// Values of the entity attribute `name` (e.g. `http://macedir.org/entity-category`).
+    pub fn entity_attribute(&self, name: &str) -> impl Iterator<Item = &str> {
+        self.entity_attributes
+            .iter()
+            .filter(move |a| a.name == name)
+            .flat_map(|a| a.values.iter().map(String::as_str))
+    }
+}

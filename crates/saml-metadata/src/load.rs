@@ -1,0 +1,233 @@
+//! Loading metadata the way a relying party must: signature over the document root by a trusted
+//! key, then the model built from the verified content only, then validity checks against a
+//! given "now" (time is an input), then an index for O(1) lookups.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use saml_core::dsig::{self, TrustedKeys, VerifyOptions};
+use saml_core::xml::{Limits, Reader};
+
+use crate::error::Error;
+use crate::model::{EntitiesChild, EntitiesDescriptor, EntityDescriptor, Metadata};
+use crate::parse::{Cursor, metadata};
+use crate::time::format_datetime;
+
+/// What a load accepts (modelled on Shibboleth's metadata filters: SignatureValidation with
+/// `requireSignedRoot`, RequiredValidUntil with `maxValidityInterval`).
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// The keys the federation signs with (several during a rollover).
+    pub keys: TrustedKeys,
+    /// The current time, as the caller sees it.
+    pub now: SystemTime,
+    /// Tolerated clock skew when comparing validUntil with `now`. Default 5 minutes.
+    pub clock_skew: Duration,
+    /// Refuse documents without a validUntil on the root. Default false.
+    pub require_valid_until: bool,
+    /// Refuse a root validUntil further ahead than this. Default none.
+    pub max_validity: Option<Duration>,
+    /// Signature verification options (default: root signature, strict profile).
+    pub verify: VerifyOptions,
+}
+
+impl Policy {
+    /// A policy trusting `keys` at time `now`, with the defaults above.
+    pub fn new(keys: TrustedKeys, now: SystemTime) -> Self {
+        Policy {
+            keys,
+            now,
+            clock_skew: Duration::from_secs(300),
+            require_valid_until: false,
+            max_validity: None,
+            verify: VerifyOptions::metadata(),
+        }
+    }
+}
+
+/// A loaded, verified metadata document with its entity index.
+#[derive(Debug, Clone)]
+pub struct Aggregate {
+    metadata: Metadata,
+    paths: Vec<Vec<u32>>,
+    by_entity_id: HashMap<String, u32>,
+    by_sha1: HashMap<[u8; 20], u32>,
+    expired: Vec<String>,
+    signer: usize,
+}
+
+impl Aggregate {
+    /// The document as loaded.
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// Number of indexed (unexpired) entities.
+    pub fn len(&self) -> usize {
+        self.paths.len()
+    }
+
+    /// Whether no entity is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
+    /// Index (in the policy's trusted keys) of the key that signed the document.
+    pub fn signer_index(&self) -> usize {
+        self.signer
+    }
+
+    /// entityIDs of entities left out because their own validUntil had passed.
+    pub fn expired_entities(&self) -> &[String] {
+        &self.expired
+    }
+
+    /// The entity with this entityID.
+    pub fn get(&self, entity_id: &str) -> Option<&EntityDescriptor> {
+        self.by_entity_id.get(entity_id).and_then(|&i| self.at(i))
+    }
+
+    /// The entity whose `{sha1}` identifier (40 hex digits, any case, with or without the
+    /// `{sha1}` prefix) this is.
+    pub fn get_by_sha1(&self, id: &str) -> Option<&EntityDescriptor> {
+        let hex = id.strip_prefix("{sha1}").unwrap_or(id);
+        if hex.len() != 40 {
+            return None;
+        }
+        let mut key = [0u8; 20];
+        for (i, k) in key.iter_mut().enumerate() {
+            *k = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        self.by_sha1.get(&key).and_then(|&i| self.at(i))
+    }
+
+    /// Every indexed entity, in document order.
+    pub fn entities(&self) -> impl Iterator<Item = &EntityDescriptor> {
+        (0..self.paths.len() as u32).filter_map(|i| self.at(i))
+    }
+
+    /// Entities with an IdP role.
+    pub fn idps(&self) -> impl Iterator<Item = &EntityDescriptor> {
+        self.entities().filter(|e| e.idp().is_some())
+    }
+
+    /// Entities with an SP role.
+    pub fn sps(&self) -> impl Iterator<Item = &EntityDescriptor> {
+        self.entities().filter(|e| e.sp().is_some())
+    }
+
+    fn at(&self, i: u32) -> Option<&EntityDescriptor> {
+        let path = self.paths.get(i as usize)?;
+        let mut group = match &self.metadata {
+            Metadata::Entity(e) => return Some(e),
+            Metadata::Entities(g) => g,
+        };
+        let (last, inner) = path.split_last()?;
+        for &p in inner {
+            match group.children.get(p as usize)? {
+                EntitiesChild::Group(g) => group = g,
+                EntitiesChild::Entity(_) => return None,
+            }
+        }
+        match group.children.get(*last as usize)? {
+            EntitiesChild::Entity(e) => Some(e),
+            EntitiesChild::Group(_) => None,
+        }
+    }
+}
+
+/// Verifies `doc` (signature over the root by a key of the policy), builds the model from the
+/// verified content, applies the validity policy and indexes the entities. Duplicate entityIDs
+/// are refused; entities whose own validUntil has passed are left out of the index.
+pub fn load(doc: &[u8], policy: &Policy) -> Result<Aggregate, Error> {
+    let verified = dsig::verify(doc, &policy.keys, &policy.verify)?;
+    let mut cursor = Cursor::new(verified.events()?);
+    let md = metadata(&mut cursor)?;
+    let (valid_until, _) = match &md {
+        Metadata::Entity(e) => (e.valid_until, e.cache_duration),
+        Metadata::Entities(g) => (g.valid_until, g.cache_duration),
+    };
+    check_validity(valid_until, policy)?;
+    index(md, policy, verified.key_index())
+}
+
+fn check_validity(valid_until: Option<SystemTime>, policy: &Policy) -> Result<(), Error> {
+    let Some(vu) = valid_until else {
+        return if policy.require_valid_until {
+            Err(Error::NoValidUntil)
+        } else {
+            Ok(())
+        };
+    };
+    if vu + policy.clock_skew < policy.now {
+        return Err(Error::Expired {
+            valid_until: format_datetime(vu),
+            now: format_datetime(policy.now),
+        });
+    }
+    if let Some(max) = policy.max_validity
+        && vu > policy.now + max
+    {
+        return Err(Error::ValidityTooLong {
+            valid_until: format_datetime(vu),
+            max_days: max.as_secs() / 86400,
+        });
+    }
+    Ok(())
+}
+
+fn index(md: Metadata, policy: &Policy, signer: usize) -> Result<Aggregate, Error> {
+    let mut agg = Aggregate {
+        metadata: md,
+        paths: Vec::new(),
+        by_entity_id: HashMap::new(),
+        by_sha1: HashMap::new(),
+        expired: Vec::new(),
+        signer,
+    };
+    let mut found: Vec<(Vec<u32>, String, Option<SystemTime>)> = Vec::new();
+    match &agg.metadata {
+        Metadata::Entity(e) => found.push((Vec::new(), e.entity_id.clone(), e.valid_until)),
+        Metadata::Entities(g) => collect(g, &mut Vec::new(), &mut found),
+    }
+    let mut seen: HashMap<String, ()> = HashMap::with_capacity(found.len());
+    for (path, id, vu) in found {
+        if seen.insert(id.clone(), ()).is_some() {
+            return Err(Error::DuplicateEntityId(id));
+        }
+        if vu.is_some_and(|vu| vu + policy.clock_skew < policy.now) {
+            agg.expired.push(id);
+            continue;
+        }
+        let i = agg.paths.len() as u32;
+        let digest = openssl::sha::sha1(id.as_bytes());
+        agg.by_sha1.insert(digest, i);
+        agg.by_entity_id.insert(id, i);
+        agg.paths.push(path);
+    }
+    Ok(agg)
+}
+
+fn collect(
+    g: &EntitiesDescriptor,
+    path: &mut Vec<u32>,
+    out: &mut Vec<(Vec<u32>, String, Option<SystemTime>)>,
+) {
+    for (i, c) in g.children.iter().enumerate() {
+        path.push(i as u32);
+        match c {
+            EntitiesChild::Entity(e) => {
+                out.push((path.clone(), e.entity_id.clone(), e.valid_until))
+            }
+            EntitiesChild::Group(inner) => collect(inner, path, out),
+        }
+        path.pop();
+    }
+}
+
+/// Parses metadata WITHOUT checking any signature: for tools that inspect documents, never for
+/// trust decisions. Any `ds:Signature` is skipped, not checked.
+pub fn parse_unverified(doc: &[u8]) -> Result<Metadata, Error> {
+    let mut cursor = Cursor::new(Reader::new(doc, Limits::default())?);
+    metadata(&mut cursor)
+}

@@ -1,0 +1,799 @@
+//! Building the model from the hardened reader's events (pull parsing, no DOM). The events
+//! come from `Verified::events()` (the signed root, its Signature left out) or, through the
+//! deliberately named `parse_unverified`, from a whole document.
+
+use std::borrow::Cow;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use saml_core::dsig::DSIG_NS;
+use saml_core::xml::{Event, Reader, XML_NS, effective_scope, read_text};
+
+use crate::error::Error;
+use crate::ext::*;
+use crate::model::*;
+use crate::time::{parse_datetime, parse_duration};
+
+/// `urn:oasis:names:tc:SAML:2.0:metadata`
+pub const MD_NS: &str = "urn:oasis:names:tc:SAML:2.0:metadata";
+/// `urn:oasis:names:tc:SAML:2.0:assertion`
+pub const SAML_NS: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
+/// `http://refeds.org/metadata` (REFEDS security contact's `remd:contactType`)
+pub const REMD_NS: &str = "http://refeds.org/metadata";
+
+/// A start tag, copied out of the reader so that parsing can go on.
+pub(crate) struct Elem<'a> {
+    pub(crate) ns: &'a str,
+    pub(crate) local: &'a str,
+    attrs: Vec<(&'a str, &'a str, Cow<'a, str>)>,
+    start: usize,
+    depth: usize,
+}
+
+impl<'a> Elem<'a> {
+    fn is(&self, ns: &str, local: &str) -> bool {
+        self.local == local && self.ns == ns
+    }
+
+    fn name(&self) -> String {
+        self.local.to_owned()
+    }
+
+    fn attr(&self, local: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|a| a.0.is_empty() && a.1 == local)
+            .map(|a| a.2.as_ref())
+    }
+
+    fn attr_ns(&self, ns: &str, local: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|a| a.0 == ns && a.1 == local)
+            .map(|a| a.2.as_ref())
+    }
+
+    fn invalid(&self, msg: impl Into<String>) -> Error {
+        Error::Invalid {
+            element: self.name(),
+            offset: self.start,
+            message: msg.into(),
+        }
+    }
+
+    fn required(&self, local: &str) -> Result<&str, Error> {
+        self.attr(local)
+            .ok_or_else(|| self.invalid(format!("missing required attribute {local}")))
+    }
+
+    fn uri_attr(&self, local: &str) -> Result<Option<Uri>, Error> {
+        self.attr(local)
+            .map(|v| {
+                Uri::parse(v)
+                    .ok_or_else(|| self.invalid(format!("{local}={v:?} is not an absolute URI")))
+            })
+            .transpose()
+    }
+
+    fn bool_attr(&self, local: &str) -> Result<Option<bool>, Error> {
+        self.attr(local)
+            .map(|v| match v.trim() {
+                "true" | "1" => Ok(true),
+                "false" | "0" => Ok(false),
+                other => Err(self.invalid(format!("{local}={other:?} is not a boolean"))),
+            })
+            .transpose()
+    }
+
+    fn u16_attr(&self, local: &str) -> Result<u16, Error> {
+        let v = self.required(local)?;
+        v.trim()
+            .parse()
+            .map_err(|_| self.invalid(format!("{local}={v:?} is not an unsignedShort")))
+    }
+
+    fn time_attr(&self, local: &str) -> Result<Option<SystemTime>, Error> {
+        self.attr(local)
+            .map(|v| {
+                parse_datetime(v)
+                    .ok_or_else(|| self.invalid(format!("{local}={v:?} is not an xs:dateTime")))
+            })
+            .transpose()
+    }
+
+    fn duration_attr(&self, local: &str) -> Result<Option<Duration>, Error> {
+        self.attr(local)
+            .map(|v| {
+                parse_duration(v)
+                    .ok_or_else(|| self.invalid(format!("{local}={v:?} is not an xs:duration")))
+            })
+            .transpose()
+    }
+
+    fn lang(&self) -> Result<String, Error> {
+        self.attr_ns(XML_NS, "lang")
+            .map(str::to_owned)
+            .ok_or_else(|| self.invalid("missing xml:lang"))
+    }
+}
+
+/// Pull cursor over element-only content.
+pub(crate) struct Cursor<'a> {
+    r: Reader<'a>,
+    src: &'a str,
+    base: usize,
+}
+
+impl<'a> Cursor<'a> {
+    pub(crate) fn new(r: Reader<'a>) -> Self {
+        let (src, base) = r.source();
+        Cursor { r, src, base }
+    }
+
+    /// The next child element of the current element; `None` at its end tag (or the end of
+    /// input). Comments and white space are passed over; other text is an error.
+    pub(crate) fn next_child(&mut self, parent: &str) -> Result<Option<Elem<'a>>, Error> {
+        loop {
+            if !self.r.advance()? {
+                return Ok(None);
+            }
+            match self.r.current() {
+                Some(Event::Start(s)) => {
+                    return Ok(Some(Elem {
+                        ns: s.namespace,
+                        local: s.name.local,
+                        attrs: s
+                            .attributes
+                            .iter()
+                            .map(|a| (a.namespace, a.name.local, a.value()))
+                            .collect(),
+                        start: s.span.start,
+                        depth: s.depth,
+                    }));
+                }
+                Some(Event::End(_)) | None => return Ok(None),
+                Some(Event::Comment(_)) => {}
+                Some(Event::Text(t)) => {
+                    if !t.is_whitespace() {
+                        return Err(Error::Invalid {
+                            element: parent.to_owned(),
+                            offset: t.span.start,
+                            message: "unexpected text in element-only content".into(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// The text content of the element just returned (comments do not split it).
+    pub(crate) fn text(&mut self, e: &Elem<'_>) -> Result<String, Error> {
+        read_text(&mut self.r).map_err(|err| match err {
+            saml_core::Error::Xml { offset, kind } => Error::Invalid {
+                element: e.name(),
+                offset,
+                message: kind.to_string(),
+            },
+            other => Error::Core(other),
+        })
+    }
+
+    /// Trimmed text content.
+    fn text_trim(&mut self, e: &Elem<'_>) -> Result<String, Error> {
+        Ok(self.text(e)?.trim().to_owned())
+    }
+
+    /// Consumes the rest of the element just returned.
+    pub(crate) fn skip(&mut self, e: &Elem<'_>) -> Result<(), Error> {
+        loop {
+            match self.r.next()? {
+                Some(Event::End(end)) if end.depth == e.depth => return Ok(()),
+                None => return Ok(()),
+                _ => {}
+            }
+        }
+    }
+
+    /// Consumes the element just returned and keeps it as written.
+    pub(crate) fn raw(&mut self, e: &Elem<'_>) -> Result<RawXml, Error> {
+        let namespaces = effective_scope(self.r.scope())
+            .into_iter()
+            .map(|d| (d.prefix.to_owned(), d.uri.to_owned()))
+            .collect();
+        let mut end = e.start;
+        loop {
+            match self.r.next()? {
+                Some(Event::End(x)) if x.depth == e.depth => {
+                    end = if x.span.is_empty() {
+                        self.r.position()
+                    } else {
+                        x.span.end
+                    };
+                    break;
+                }
+                None => break,
+                _ => {}
+            }
+        }
+        let xml = self
+            .src
+            .get(e.start - self.base..end - self.base)
+            .unwrap_or_default()
+            .to_owned();
+        Ok(RawXml {
+            name: (e.ns.to_owned(), e.local.to_owned()),
+            xml,
+            namespaces,
+        })
+    }
+
+    fn localized(&mut self, e: &Elem<'_>) -> Result<Localized<String>, Error> {
+        Ok(Localized {
+            lang: e.lang()?,
+            value: self.text_trim(e)?,
+        })
+    }
+}
+
+/// Parses the root the cursor yields first.
+pub(crate) fn metadata(c: &mut Cursor<'_>) -> Result<Metadata, Error> {
+    let root = c.next_child("(document)")?.ok_or(Error::Invalid {
+        element: "(document)".into(),
+        offset: 0,
+        message: "no root element".into(),
+    })?;
+    match (root.ns, root.local) {
+        (MD_NS, "EntitiesDescriptor") => Ok(Metadata::Entities(Box::new(entities(c, &root)?))),
+        (MD_NS, "EntityDescriptor") => Ok(Metadata::Entity(Box::new(entity(c, &root)?))),
+        _ => Err(root.invalid("the root is neither md:EntitiesDescriptor nor md:EntityDescriptor")),
+    }
+}
+
+pub(crate) fn entities(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<EntitiesDescriptor, Error> {
+    let mut g = EntitiesDescriptor {
+        name: e.attr("Name").map(str::to_owned),
+        id: e.attr("ID").map(str::to_owned),
+        valid_until: e.time_attr("validUntil")?,
+        cache_duration: e.duration_attr("cacheDuration")?,
+        ..Default::default()
+    };
+    while let Some(ch) = c.next_child(e.local)? {
+        match (ch.ns, ch.local) {
+            (DSIG_NS, "Signature") => c.skip(&ch)?,
+            (MD_NS, "Extensions") => g.extensions = extensions(c, &ch)?,
+            (MD_NS, "EntityDescriptor") => g
+                .children
+                .push(EntitiesChild::Entity(Box::new(entity(c, &ch)?))),
+            (MD_NS, "EntitiesDescriptor") => g
+                .children
+                .push(EntitiesChild::Group(Box::new(entities(c, &ch)?))),
+            _ => return Err(ch.invalid("unexpected element in md:EntitiesDescriptor")),
+        }
+    }
+    Ok(g)
+}
+
+pub(crate) fn entity(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<EntityDescriptor, Error> {
+    let entity_id = e.required("entityID")?.to_owned();
+    if entity_id.is_empty() || entity_id.len() > 1024 {
+        return Err(e.invalid("entityID must have 1 to 1024 characters (SAML Metadata §2.3.2)"));
+    }
+    let mut ent = EntityDescriptor {
+        entity_id,
+        id: e.attr("ID").map(str::to_owned),
+        valid_until: e.time_attr("validUntil")?,
+        cache_duration: e.duration_attr("cacheDuration")?,
+        extensions: Extensions::default(),
+        roles: Vec::new(),
+        affiliation: None,
+        organization: None,
+        contacts: Vec::new(),
+        additional_locations: Vec::new(),
+    };
+    while let Some(ch) = c.next_child(e.local)? {
+        match (ch.ns, ch.local) {
+            (DSIG_NS, "Signature") => c.skip(&ch)?,
+            (MD_NS, "Extensions") => ent.extensions = extensions(c, &ch)?,
+            (MD_NS, "IDPSSODescriptor") => ent.roles.push(Role::Idp(idp(c, &ch)?)),
+            (MD_NS, "SPSSODescriptor") => ent.roles.push(Role::Sp(sp(c, &ch)?)),
+            (MD_NS, "AttributeAuthorityDescriptor") => ent.roles.push(Role::AttributeAuthority(
+                authority(c, &ch, "AttributeService")?,
+            )),
+            (MD_NS, "AuthnAuthorityDescriptor") => ent.roles.push(Role::AuthnAuthority(authority(
+                c,
+                &ch,
+                "AuthnQueryService",
+            )?)),
+            (MD_NS, "PDPDescriptor") => {
+                ent.roles
+                    .push(Role::Pdp(authority(c, &ch, "AuthzService")?))
+            }
+            (MD_NS, "RoleDescriptor") => ent.roles.push(Role::Other(c.raw(&ch)?)),
+            (MD_NS, "AffiliationDescriptor") => ent.affiliation = Some(affiliation(c, &ch)?),
+            (MD_NS, "Organization") => ent.organization = Some(organization(c, &ch)?),
+            (MD_NS, "ContactPerson") => ent.contacts.push(contact(c, &ch)?),
+            (MD_NS, "AdditionalMetadataLocation") => {
+                let namespace = ch.required("namespace")?.to_owned();
+                let loc = c.text_trim(&ch)?;
+                let location = Uri::parse(&loc)
+                    .ok_or_else(|| ch.invalid(format!("{loc:?} is not an absolute URI")))?;
+                ent.additional_locations.push(AdditionalMetadataLocation {
+                    namespace,
+                    location,
+                });
+            }
+            (MD_NS, _) => return Err(ch.invalid("unexpected element in md:EntityDescriptor")),
+            _ => ent.roles.push(Role::Other(c.raw(&ch)?)),
+        }
+    }
+    if ent.roles.is_empty() && ent.affiliation.is_none() {
+        return Err(
+            e.invalid("an EntityDescriptor needs at least one role or an AffiliationDescriptor")
+        );
+    }
+    Ok(ent)
+}
+
+fn role_common(e: &Elem<'_>) -> Result<RoleCommon, Error> {
+    let protocols = e
+        .required("protocolSupportEnumeration")?
+        .split_ascii_whitespace()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    if protocols.is_empty() {
+        return Err(e.invalid("empty protocolSupportEnumeration"));
+    }
+    Ok(RoleCommon {
+        id: e.attr("ID").map(str::to_owned),
+        valid_until: e.time_attr("validUntil")?,
+        cache_duration: e.duration_attr("cacheDuration")?,
+        protocols,
+        error_url: e.uri_attr("errorURL")?,
+        ..Default::default()
+    })
+}
+
+/// Handles a child common to every role; returns false if `ch` is not one.
+fn role_child(c: &mut Cursor<'_>, common: &mut RoleCommon, ch: &Elem<'_>) -> Result<bool, Error> {
+    match (ch.ns, ch.local) {
+        (DSIG_NS, "Signature") => c.skip(ch)?,
+        (MD_NS, "Extensions") => common.extensions = extensions(c, ch)?,
+        (MD_NS, "KeyDescriptor") => common.keys.push(key_descriptor(c, ch)?),
+        (MD_NS, "Organization") => common.organization = Some(organization(c, ch)?),
+        (MD_NS, "ContactPerson") => common.contacts.push(contact(c, ch)?),
+        (MD_NS, "ArtifactResolutionService") => {
+            common.artifact_resolution.push(indexed_endpoint(c, ch)?)
+        }
+        (MD_NS, "SingleLogoutService") => common.single_logout.push(endpoint(c, ch)?),
+        (MD_NS, "ManageNameIDService") => common.manage_name_id.push(endpoint(c, ch)?),
+        (MD_NS, "NameIDFormat") => common.name_id_formats.push(c.text_trim(ch)?),
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+fn idp(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<IdpSso, Error> {
+    let mut r = IdpSso {
+        common: role_common(e)?,
+        want_authn_requests_signed: e.bool_attr("WantAuthnRequestsSigned")?,
+        ..Default::default()
+    };
+    while let Some(ch) = c.next_child(e.local)? {
+        if role_child(c, &mut r.common, &ch)? {
+            continue;
+        }
+        match (ch.ns, ch.local) {
+            (MD_NS, "SingleSignOnService") => r.single_sign_on.push(endpoint(c, &ch)?),
+            (MD_NS, "NameIDMappingService") => r.name_id_mapping.push(endpoint(c, &ch)?),
+            (MD_NS, "AssertionIDRequestService") => r.assertion_id_request.push(endpoint(c, &ch)?),
+            (MD_NS, "AttributeProfile") => r.attribute_profiles.push(c.text_trim(&ch)?),
+            (SAML_NS, "Attribute") => r.attributes.push(attribute(c, &ch)?),
+            _ => return Err(ch.invalid("unexpected element in md:IDPSSODescriptor")),
+        }
+    }
+    Ok(r)
+}
+
+fn sp(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<SpSso, Error> {
+    let mut r = SpSso {
+        common: role_common(e)?,
+        authn_requests_signed: e.bool_attr("AuthnRequestsSigned")?,
+        want_assertions_signed: e.bool_attr("WantAssertionsSigned")?,
+        ..Default::default()
+    };
+    while let Some(ch) = c.next_child(e.local)? {
+        if role_child(c, &mut r.common, &ch)? {
+            continue;
+        }
+        match (ch.ns, ch.local) {
+            (MD_NS, "AssertionConsumerService") => {
+                r.assertion_consumer.push(indexed_endpoint(c, &ch)?)
+            }
+            (MD_NS, "AttributeConsumingService") => {
+                r.attribute_consuming.push(attribute_consuming(c, &ch)?)
+            }
+            _ => return Err(ch.invalid("unexpected element in md:SPSSODescriptor")),
+        }
+    }
+    Ok(r)
+}
+
+fn authority(c: &mut Cursor<'_>, e: &Elem<'_>, service: &str) -> Result<AuthorityRole, Error> {
+    let mut r = AuthorityRole {
+        common: role_common(e)?,
+        ..Default::default()
+    };
+    while let Some(ch) = c.next_child(e.local)? {
+        if role_child(c, &mut r.common, &ch)? {
+            continue;
+        }
+        match (ch.ns, ch.local) {
+            (MD_NS, s) if s == service => r.services.push(endpoint(c, &ch)?),
+            (MD_NS, "AssertionIDRequestService") => r.assertion_id_request.push(endpoint(c, &ch)?),
+            (MD_NS, "AttributeProfile") => r.attribute_profiles.push(c.text_trim(&ch)?),
+            (SAML_NS, "Attribute") => r.attributes.push(attribute(c, &ch)?),
+            _ => return Err(ch.invalid(format!("unexpected element in md:{}", e.local))),
+        }
+    }
+    Ok(r)
+}
+
+fn endpoint(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Endpoint, Error> {
+    let binding = Binding::from_uri(e.required("Binding")?);
+    let location = e
+        .uri_attr("Location")?
+        .ok_or_else(|| e.invalid("missing required attribute Location"))?;
+    let response_location = e.uri_attr("ResponseLocation")?;
+    c.skip(e)?;
+    Ok(Endpoint {
+        binding,
+        location,
+        response_location,
+    })
+}
+
+fn indexed_endpoint(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<IndexedEndpoint, Error> {
+    let index = e.u16_attr("index")?;
+    let is_default = e.bool_attr("isDefault")?;
+    Ok(IndexedEndpoint {
+        endpoint: endpoint(c, e)?,
+        index,
+        is_default,
+    })
+}
+
+fn key_descriptor(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<KeyDescriptor, Error> {
+    let key_use = match e.attr("use") {
+        None => KeyUse::Both,
+        Some("signing") => KeyUse::Signing,
+        Some("encryption") => KeyUse::Encryption,
+        Some(other) => {
+            return Err(e.invalid(format!("use={other:?} is neither signing nor encryption")));
+        }
+    };
+    let mut k = KeyDescriptor {
+        key_use,
+        certificates: Vec::new(),
+        key_names: Vec::new(),
+        encryption_methods: Vec::new(),
+    };
+    while let Some(ch) = c.next_child(e.local)? {
+        match (ch.ns, ch.local) {
+            (DSIG_NS, "KeyInfo") => key_info(c, &ch, &mut k)?,
+            (MD_NS, "EncryptionMethod") => {
+                k.encryption_methods
+                    .push(ch.required("Algorithm")?.to_owned());
+                c.skip(&ch)?;
+            }
+            _ => return Err(ch.invalid("unexpected element in md:KeyDescriptor")),
+        }
+    }
+    Ok(k)
+}
+
+fn key_info(c: &mut Cursor<'_>, e: &Elem<'_>, k: &mut KeyDescriptor) -> Result<(), Error> {
+    while let Some(ch) = c.next_child(e.local)? {
+        match (ch.ns, ch.local) {
+            (DSIG_NS, "X509Data") => {
+                while let Some(x) = c.next_child(ch.local)? {
+                    if x.is(DSIG_NS, "X509Certificate") {
+                        let text = c.text(&x)?;
+                        let clean: String = text.split_ascii_whitespace().collect();
+                        let der = base64::engine::general_purpose::STANDARD
+                            .decode(clean.as_bytes())
+                            .map_err(|err| x.invalid(format!("bad base64: {err}")))?;
+                        k.certificates.push(der);
+                    } else {
+                        c.skip(&x)?;
+                    }
+                }
+            }
+            (DSIG_NS, "KeyName") => k.key_names.push(c.text_trim(&ch)?),
+            _ => {
+                c.skip(&ch)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn organization(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Organization, Error> {
+    let mut o = Organization::default();
+    while let Some(ch) = c.next_child(e.local)? {
+        match (ch.ns, ch.local) {
+            (MD_NS, "Extensions") => c.skip(&ch)?,
+            (MD_NS, "OrganizationName") => o.names.push(c.localized(&ch)?),
+            (MD_NS, "OrganizationDisplayName") => o.display_names.push(c.localized(&ch)?),
+            (MD_NS, "OrganizationURL") => o.urls.push(c.localized(&ch)?),
+            _ => return Err(ch.invalid("unexpected element in md:Organization")),
+        }
+    }
+    if o.names.is_empty() || o.display_names.is_empty() || o.urls.is_empty() {
+        return Err(e.invalid(
+            "an Organization needs OrganizationName, OrganizationDisplayName and OrganizationURL",
+        ));
+    }
+    Ok(o)
+}
+
+fn contact(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<ContactPerson, Error> {
+    let contact_type = match e.required("contactType")? {
+        "technical" => ContactType::Technical,
+        "support" => ContactType::Support,
+        "administrative" => ContactType::Administrative,
+        "billing" => ContactType::Billing,
+        "other" => ContactType::Other,
+        other => return Err(e.invalid(format!("contactType={other:?} is not a SAML contact type"))),
+    };
+    let mut p = ContactPerson {
+        contact_type,
+        refeds_type: e.attr_ns(REMD_NS, "contactType").map(str::to_owned),
+        company: None,
+        given_name: None,
+        sur_name: None,
+        emails: Vec::new(),
+        phones: Vec::new(),
+    };
+    while let Some(ch) = c.next_child(e.local)? {
+        match (ch.ns, ch.local) {
+            (MD_NS, "Extensions") => c.skip(&ch)?,
+            (MD_NS, "Company") => p.company = Some(c.text_trim(&ch)?),
+            (MD_NS, "GivenName") => p.given_name = Some(c.text_trim(&ch)?),
+            (MD_NS, "SurName") => p.sur_name = Some(c.text_trim(&ch)?),
+            (MD_NS, "EmailAddress") => p.emails.push(c.text_trim(&ch)?),
+            (MD_NS, "TelephoneNumber") => p.phones.push(c.text_trim(&ch)?),
+            _ => return Err(ch.invalid("unexpected element in md:ContactPerson")),
+        }
+    }
+    Ok(p)
+}
+
+fn attribute(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<SamlAttribute, Error> {
+    let mut a = SamlAttribute {
+        name: e.required("Name")?.to_owned(),
+        name_format: e.attr("NameFormat").map(str::to_owned),
+        friendly_name: e.attr("FriendlyName").map(str::to_owned),
+        values: Vec::new(),
+    };
+    while let Some(ch) = c.next_child(e.local)? {
+        if ch.is(SAML_NS, "AttributeValue") {
+            a.values.push(c.text_trim(&ch)?);
+        } else {
+            return Err(ch.invalid("unexpected element in saml:Attribute"));
+        }
+    }
+    Ok(a)
+}
+
+fn attribute_consuming(
+    c: &mut Cursor<'_>,
+    e: &Elem<'_>,
+) -> Result<AttributeConsumingService, Error> {
+    let mut s = AttributeConsumingService {
+        index: e.u16_attr("index")?,
+        is_default: e.bool_attr("isDefault")?,
+        names: Vec::new(),
+        descriptions: Vec::new(),
+        requested: Vec::new(),
+    };
+    while let Some(ch) = c.next_child(e.local)? {
+        match (ch.ns, ch.local) {
+            (MD_NS, "ServiceName") => s.names.push(c.localized(&ch)?),
+            (MD_NS, "ServiceDescription") => s.descriptions.push(c.localized(&ch)?),
+            (MD_NS, "RequestedAttribute") => {
+                let is_required = ch.bool_attr("isRequired")?.unwrap_or(false);
+                s.requested.push(RequestedAttribute {
+                    attribute: attribute(c, &ch)?,
+                    is_required,
+                });
+            }
+            _ => return Err(ch.invalid("unexpected element in md:AttributeConsumingService")),
+        }
+    }
+    if s.names.is_empty() {
+        return Err(e.invalid("an AttributeConsumingService needs a ServiceName"));
+    }
+    Ok(s)
+}
+
+fn affiliation(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Affiliation, Error> {
+    let mut a = Affiliation {
+        owner: e.required("affiliationOwnerID")?.to_owned(),
+        members: Vec::new(),
+        keys: Vec::new(),
+    };
+    while let Some(ch) = c.next_child(e.local)? {
+        match (ch.ns, ch.local) {
+            (DSIG_NS, "Signature") | (MD_NS, "Extensions") => c.skip(&ch)?,
+            (MD_NS, "AffiliateMember") => a.members.push(c.text_trim(&ch)?),
+            (MD_NS, "KeyDescriptor") => a.keys.push(key_descriptor(c, &ch)?),
+            _ => return Err(ch.invalid("unexpected element in md:AffiliationDescriptor")),
+        }
+    }
+    if a.members.is_empty() {
+        return Err(e.invalid("an AffiliationDescriptor needs members"));
+    }
+    Ok(a)
+}
+
+fn extensions(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Extensions, Error> {
+    let mut x = Extensions {
+        present: true,
+        ..Default::default()
+    };
+    while let Some(ch) = c.next_child(e.local)? {
+        match (ch.ns, ch.local) {
+            (MDUI_NS, "UIInfo") => x.ui_info = Some(ui_info(c, &ch)?),
+            (MDUI_NS, "DiscoHints") => x.disco_hints = Some(disco_hints(c, &ch)?),
+            (MDRPI_NS, "RegistrationInfo") => {
+                let mut r = RegistrationInfo {
+                    authority: ch.required("registrationAuthority")?.to_owned(),
+                    instant: ch.time_attr("registrationInstant")?,
+                    policies: Vec::new(),
+                };
+                r.policies = localized_children(c, &ch, MDRPI_NS, "RegistrationPolicy")?;
+                x.registration = Some(r);
+            }
+            (MDRPI_NS, "PublicationInfo") => {
+                let mut p = PublicationInfo {
+                    publisher: ch.required("publisher")?.to_owned(),
+                    creation_instant: ch.time_attr("creationInstant")?,
+                    publication_id: ch.attr("publicationId").map(str::to_owned),
+                    usage_policies: Vec::new(),
+                };
+                p.usage_policies = localized_children(c, &ch, MDRPI_NS, "UsagePolicy")?;
+                x.publication = Some(p);
+            }
+            (MDATTR_NS, "EntityAttributes") => {
+                while let Some(a) = c.next_child(ch.local)? {
+                    if a.is(SAML_NS, "Attribute") {
+                        x.entity_attributes.push(attribute(c, &a)?);
+                    } else {
+                        c.skip(&a)?; // saml:Assertion carrying attributes: not interpreted
+                    }
+                }
+            }
+            (SHIBMD_NS, "Scope") => {
+                let regexp = ch.bool_attr("regexp")?.unwrap_or(false);
+                x.scopes.push(Scope {
+                    value: c.text_trim(&ch)?,
+                    regexp,
+                });
+            }
+            (IDPDISC_NS, "DiscoveryResponse") => {
+                x.discovery_responses.push(indexed_endpoint(c, &ch)?)
+            }
+            (INIT_NS, "RequestInitiator") => x.request_initiators.push(endpoint(c, &ch)?),
+            (ALG_NS, "DigestMethod") | (ALG_NS, "SigningMethod") => {
+                let size = |n: &str| -> Result<Option<u32>, Error> {
+                    ch.attr(n)
+                        .map(|v| {
+                            v.trim()
+                                .parse()
+                                .map_err(|_| ch.invalid(format!("{n}={v:?} is not a number")))
+                        })
+                        .transpose()
+                };
+                let alg = AlgorithmSupport {
+                    algorithm: ch.required("Algorithm")?.to_owned(),
+                    min_key_size: size("MinKeySize")?,
+                    max_key_size: size("MaxKeySize")?,
+                };
+                c.skip(&ch)?;
+                if ch.local == "DigestMethod" {
+                    x.digest_methods.push(alg);
+                } else {
+                    x.signing_methods.push(alg);
+                }
+            }
+            (DAME_NS, "DAMEInfo") => {
+                while let Some(l) = c.next_child(ch.local)? {
+                    if l.is(DAME_NS, "MetadataSyncLocation") {
+                        x.dame_sync_locations.push(c.text_trim(&l)?);
+                    } else {
+                        c.skip(&l)?;
+                    }
+                }
+            }
+            (DAME_OLD_NS, "TTPMetadataSyncLocation") => {
+                x.dame_sync_locations.push(c.text_trim(&ch)?)
+            }
+            _ => x.unknown.push(c.raw(&ch)?),
+        }
+    }
+    Ok(x)
+}
+
+fn localized_children(
+    c: &mut Cursor<'_>,
+    e: &Elem<'_>,
+    ns: &str,
+    local: &str,
+) -> Result<Vec<Localized<String>>, Error> {
+    let mut out = Vec::new();
+    while let Some(ch) = c.next_child(e.local)? {
+        if ch.is(ns, local) {
+            out.push(c.localized(&ch)?);
+        } else {
+            c.skip(&ch)?;
+        }
+    }
+    Ok(out)
+}
+
+fn ui_info(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<UiInfo, Error> {
+    let mut u = UiInfo::default();
+    while let Some(ch) = c.next_child(e.local)? {
+        match (ch.ns, ch.local) {
+            (MDUI_NS, "DisplayName") => u.display_names.push(c.localized(&ch)?),
+            (MDUI_NS, "Description") => u.descriptions.push(c.localized(&ch)?),
+            (MDUI_NS, "InformationURL") => u.information_urls.push(c.localized(&ch)?),
+            (MDUI_NS, "PrivacyStatementURL") => u.privacy_urls.push(c.localized(&ch)?),
+            (MDUI_NS, "Keywords") => {
+                let lang = ch.lang()?;
+                let words = c
+                    .text(&ch)?
+                    .split_ascii_whitespace()
+                    .map(str::to_owned)
+                    .collect();
+                u.keywords.push(Localized { lang, value: words });
+            }
+            (MDUI_NS, "Logo") => {
+                let dim = |n: &str| -> Result<u32, Error> {
+                    let v = ch.required(n)?;
+                    v.trim()
+                        .parse()
+                        .map_err(|_| ch.invalid(format!("{n}={v:?} is not a positive integer")))
+                };
+                let (height, width) = (dim("height")?, dim("width")?);
+                let lang = ch.attr_ns(XML_NS, "lang").map(str::to_owned);
+                let url: String = c.text(&ch)?.split_ascii_whitespace().collect();
+                u.logos.push(Logo {
+                    url,
+                    height,
+                    width,
+                    lang,
+                });
+            }
+            _ => {
+                c.skip(&ch)?;
+            }
+        }
+    }
+    Ok(u)
+}
+
+fn disco_hints(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<DiscoHints, Error> {
+    let mut d = DiscoHints::default();
+    while let Some(ch) = c.next_child(e.local)? {
+        match (ch.ns, ch.local) {
+            (MDUI_NS, "IPHint") => d.ip_hints.push(c.text_trim(&ch)?),
+            (MDUI_NS, "DomainHint") => d.domain_hints.push(c.text_trim(&ch)?),
+            (MDUI_NS, "GeolocationHint") => d.geolocation_hints.push(c.text_trim(&ch)?),
+            _ => {
+                c.skip(&ch)?;
+            }
+        }
+    }
+    Ok(d)
+}

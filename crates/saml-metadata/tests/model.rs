@@ -1,0 +1,201 @@
+//! Model details on documents built here: DAME extension in both namespaces, index behaviour
+//! (duplicates, expired entities, sha1 lookups), and one clear error per malformed value.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use openssl::ec::{EcGroup, EcKey};
+use openssl::nid::Nid;
+use openssl::pkey::PKey;
+use saml_core::dsig::{self, SignOptions, SigningKey, TrustedKeys};
+use saml_metadata::Error;
+use saml_metadata::load::{self, Policy, parse_unverified};
+use saml_metadata::model::{ContactType, Metadata, sha1_hex};
+
+const HEAD: &str = r#"<md:EntitiesDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:dame="urn:geant:dame" xmlns:remd="http://refeds.org/metadata" ID="_agg" validUntil="2030-01-01T00:00:00Z">"#;
+
+fn sp(entity_id: &str, extra_attrs: &str) -> String {
+    format!(
+        r#"<md:EntityDescriptor entityID="{entity_id}"{extra_attrs}><md:SPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="https://sp.example.org/acs" index="1" isDefault="false"/><md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="https://sp.example.org/acs2" index="2"/></md:SPSSODescriptor></md:EntityDescriptor>"#
+    )
+}
+
+fn signed(body: &str) -> (Vec<u8>, TrustedKeys) {
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+    let key = SigningKey::new(
+        PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap(),
+        None,
+    )
+    .unwrap();
+    let doc = format!("{HEAD}{body}</md:EntitiesDescriptor>");
+    let out = dsig::sign(doc.as_bytes(), &key, &SignOptions::default()).unwrap();
+    let mut keys = TrustedKeys::new();
+    keys.add_public_key(key.public_key().unwrap(), "fed")
+        .unwrap();
+    (out, keys)
+}
+
+fn now() -> std::time::SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+}
+
+#[test]
+fn dame_sync_location_in_both_namespaces_and_refeds_security_contact() {
+    let idp = r#"<md:EntityDescriptor entityID="https://idp.example.net"><md:Extensions><dame:DAMEInfo><dame:MetadataSyncLocation>
+        https://idp.example.net/idp/profile/SAML2/DAME </dame:MetadataSyncLocation></dame:DAMEInfo><ttp:TTPMetadataSyncLocation xmlns:ttp="urn:geant:lrz.de">https://idp.example.net/old</ttp:TTPMetadataSyncLocation></md:Extensions><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.example.net/sso"/></md:IDPSSODescriptor><md:ContactPerson contactType="other" remd:contactType="http://refeds.org/metadata/contactType/security"><md:EmailAddress>mailto:cert@example.net</md:EmailAddress></md:ContactPerson></md:EntityDescriptor>"#;
+    let (doc, keys) = signed(idp);
+    let agg = load::load(&doc, &Policy::new(keys, now())).unwrap();
+    let e = agg.get("https://idp.example.net").unwrap();
+    assert_eq!(
+        e.extensions.dame_sync_locations,
+        [
+            "https://idp.example.net/idp/profile/SAML2/DAME",
+            "https://idp.example.net/old"
+        ]
+    );
+    assert_eq!(e.contacts[0].contact_type, ContactType::Other);
+    assert_eq!(
+        e.contacts[0].refeds_type.as_deref(),
+        Some("http://refeds.org/metadata/contactType/security")
+    );
+}
+
+#[test]
+fn index_lookups_duplicates_and_expired_entities() {
+    let body = format!(
+        "{}{}",
+        sp("https://a.example.org", ""),
+        sp(
+            "https://b.example.org",
+            r#" validUntil="2020-01-01T00:00:00Z""#
+        )
+    );
+    let (doc, keys) = signed(&body);
+    let agg = load::load(&doc, &Policy::new(keys, now())).unwrap();
+    assert_eq!(agg.len(), 1);
+    assert_eq!(agg.expired_entities(), ["https://b.example.org"]);
+    let a = agg.get("https://a.example.org").unwrap();
+    assert_eq!(a.sp().unwrap().default_acs().unwrap().index, 2);
+    let sha = sha1_hex("https://a.example.org");
+    assert!(agg.get_by_sha1(&sha).is_some());
+    assert!(
+        agg.get_by_sha1(&format!("{{sha1}}{}", sha.to_uppercase()))
+            .is_some()
+    );
+    assert!(agg.get_by_sha1("{sha1}zz").is_none());
+    assert_eq!(agg.sps().count(), 1);
+    assert_eq!(agg.idps().count(), 0);
+
+    let dup = format!(
+        "{}{}",
+        sp("https://a.example.org", ""),
+        sp("https://a.example.org", "")
+    );
+    let (doc, keys) = signed(&dup);
+    assert!(
+        matches!(load::load(&doc, &Policy::new(keys, now())), Err(Error::DuplicateEntityId(id)) if id == "https://a.example.org")
+    );
+}
+
+#[test]
+fn unsigned_or_tampered_documents_do_not_load() {
+    let (doc, keys) = signed(&sp("https://a.example.org", ""));
+    let unsigned = format!(
+        "{HEAD}{}</md:EntitiesDescriptor>",
+        sp("https://a.example.org", "")
+    );
+    assert!(matches!(
+        load::load(unsigned.as_bytes(), &Policy::new(keys.clone(), now())),
+        Err(Error::Core(_))
+    ));
+    let tampered = String::from_utf8(doc).unwrap().replace("acs2", "evil");
+    assert!(matches!(
+        load::load(tampered.as_bytes(), &Policy::new(keys, now())),
+        Err(Error::Core(_))
+    ));
+}
+
+#[test]
+fn malformed_values_name_the_element() {
+    let cases = [
+        (
+            sp("https://a.example.org", "").replace(
+                "Location=\"https://sp.example.org/acs\"",
+                "Location=\"not a url\"",
+            ),
+            "AssertionConsumerService",
+            "absolute URI",
+        ),
+        (
+            sp("https://a.example.org", r#" cacheDuration="6 hours""#),
+            "EntityDescriptor",
+            "xs:duration",
+        ),
+        (
+            sp("https://a.example.org", r#" validUntil="tomorrow""#),
+            "EntityDescriptor",
+            "xs:dateTime",
+        ),
+        (
+            sp("https://a.example.org", "").replace("index=\"1\"", "index=\"70000\""),
+            "AssertionConsumerService",
+            "unsignedShort",
+        ),
+        (
+            sp("https://a.example.org", "").replace("isDefault=\"false\"", "isDefault=\"maybe\""),
+            "AssertionConsumerService",
+            "boolean",
+        ),
+        (
+            sp("https://a.example.org", "").replace(
+                " protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\"",
+                "",
+            ),
+            "SPSSODescriptor",
+            "protocolSupportEnumeration",
+        ),
+        (
+            sp("https://a.example.org", "").replace("entityID=\"https://a.example.org\"", ""),
+            "EntityDescriptor",
+            "entityID",
+        ),
+        (
+            sp("https://a.example.org", "").replace("<md:AssertionConsumerService ", "<md:Bogus "),
+            "Bogus",
+            "unexpected element",
+        ),
+        (sp("", ""), "EntityDescriptor", "1 to 1024"),
+        (
+            "<md:EntityDescriptor entityID=\"https://x.example\"/>".to_owned(),
+            "EntityDescriptor",
+            "at least one role",
+        ),
+    ];
+    for (body, element, msg) in cases {
+        let doc = format!("{HEAD}{body}</md:EntitiesDescriptor>");
+        match parse_unverified(doc.as_bytes()) {
+            Err(Error::Invalid {
+                element: el,
+                message,
+                ..
+            }) => {
+                assert_eq!(el, element, "{message}");
+                assert!(message.contains(msg), "{element}: {message}");
+            }
+            other => panic!("{element}/{msg}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        parse_unverified(b"<x/>"),
+        Err(Error::Invalid { .. })
+    ));
+    assert!(matches!(
+        parse_unverified(b"<!DOCTYPE x><x/>"),
+        Err(Error::Core(_))
+    ));
+    let Ok(Metadata::Entities(_)) =
+        parse_unverified(format!("{HEAD}</md:EntitiesDescriptor>").as_bytes())
+    else {
+        panic!()
+    };
+}
