@@ -45,6 +45,7 @@ pub mod ext;
 pub mod load;
 pub mod model;
 mod parse;
+pub mod split;
 pub mod time;
 
 pub use error::Error;

@@ -324,3 +324,35 @@ fn typed_values_from_real_documents() {
     assert_eq!(g.valid_until, Some(at("2031-04-17T05:59:16Z")));
     assert!(X509::from_der(&g.idp().unwrap().common.keys[0].certificates[0]).is_ok());
 }
+
+#[test]
+fn split_entities_read_back_as_the_same_model() {
+    // UK federation 2006: default-namespace metadata, comments, unknown extensions.
+    let doc = data("ukfederation-2006-signed.xml");
+    let keys = pinned(
+        &doc,
+        "CD:16:6D:A1:19:E4:B6:76:F1:91:C1:C5:23:98:DA:B1:91:D0:8D:4F:5A:60:F1:05:61:17:3B:8A:63:FE:3E:0F",
+    );
+    let mut policy = Policy::new(keys, at("2007-01-01T00:00:00Z"));
+    policy.verify = VerifyOptions::metadata().legacy();
+    let agg = load::load(&doc, &policy).unwrap();
+    let parts = saml_metadata::split::split(&doc, &policy).unwrap();
+    assert_eq!(parts.len(), 111);
+    for part in &parts {
+        let Metadata::Entity(e) = parse_unverified(part.xml.as_bytes())
+            .unwrap_or_else(|err| panic!("{}: {err}", part.entity_id))
+        else {
+            panic!()
+        };
+        let original = agg.get(&part.entity_id).unwrap();
+        // RawXml namespaces differ (standalone scope); everything else is identical.
+        let strip = |mut e: saml_metadata::model::EntityDescriptor| {
+            e.extensions
+                .unknown
+                .iter_mut()
+                .for_each(|u| u.namespaces.clear());
+            e
+        };
+        assert_eq!(strip(*e), strip(original.clone()), "{}", part.entity_id);
+    }
+}

@@ -1,0 +1,61 @@
+//! saml-metadata: load (verify + build the model from verified content + index) of the
+//! 10,000-entity aggregate, against `xmlsec1 --verify` of the same file in the same run, and
+//! lookups by entityID and by `{sha1}` in the loaded index.
+
+#![allow(clippy::expect_used, clippy::panic)] // a bench that cannot run must fail loudly
+
+use std::hint::black_box;
+use std::time::{Duration, SystemTime};
+
+use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use saml_benches::{signed_aggregate, xmlsec1_verify};
+use saml_core::dsig::TrustedKeys;
+use saml_metadata::load::{self, Policy};
+use saml_metadata::model::sha1_hex;
+
+fn bench(c: &mut Criterion) {
+    let agg = signed_aggregate(10_000, 1).expect("generate and sign the aggregate");
+    let doc = std::fs::read(&agg.xml).expect("read the aggregate");
+    let keys = TrustedKeys::from_pem(&std::fs::read(&agg.cert_pem).expect("cert")).expect("cert");
+    let policy = Policy::new(keys, SystemTime::now());
+    let loaded = load::load(&doc, &policy).unwrap_or_else(|e| panic!("load: {e}"));
+    assert_eq!(loaded.len(), 10_000);
+    xmlsec1_verify(&agg.cert_pem, &agg.xml).unwrap_or_else(|e| panic!("{e}"));
+
+    let mut g = c.benchmark_group("metadata_load_10k");
+    g.throughput(Throughput::Bytes(doc.len() as u64));
+    g.sample_size(10);
+    g.sampling_mode(SamplingMode::Flat);
+    g.measurement_time(Duration::from_secs(20));
+    g.bench_function("saml_metadata_load", |b| {
+        b.iter(|| black_box(load::load(black_box(&doc), &policy).expect("load").len()))
+    });
+    g.bench_function("xmlsec1_cli_verify", |b| {
+        b.iter(|| xmlsec1_verify(&agg.cert_pem, &agg.xml).unwrap_or_else(|e| panic!("{e}")))
+    });
+    g.finish();
+
+    let ids: Vec<String> = loaded.entities().map(|e| e.entity_id.clone()).collect();
+    let shas: Vec<String> = ids
+        .iter()
+        .map(|i| format!("{{sha1}}{}", sha1_hex(i)))
+        .collect();
+    let mut g = c.benchmark_group("metadata_lookup_10k");
+    let mut i = 0usize;
+    g.bench_function("by_entity_id", |b| {
+        b.iter(|| {
+            i = (i + 7919) % ids.len();
+            black_box(loaded.get(black_box(&ids[i])).is_some())
+        })
+    });
+    g.bench_function("by_sha1", |b| {
+        b.iter(|| {
+            i = (i + 7919) % shas.len();
+            black_box(loaded.get_by_sha1(black_box(&shas[i])).is_some())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,134 @@
+//! The `samlmd` command-line contract: exit codes, the `OK <N> entities` line, one-line
+//! reasons on failure, and split output that verifies with us and with xmlsec1.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn samlmd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_samlmd"))
+        .args(args)
+        .output()
+        .expect("run samlmd")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn gen_sign_verify_lookup_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key_pem, cert_pem) =
+        saml_examples::signer::rsa2048_self_signed("samlmd test signer").unwrap();
+    let key = dir.path().join("key.pem");
+    let cert = dir.path().join("cert.pem");
+    std::fs::write(&key, key_pem).unwrap();
+    std::fs::write(&cert, cert_pem).unwrap();
+    let agg = dir.path().join("agg.xml");
+    let signed = dir.path().join("signed.xml");
+
+    let o = samlmd(&["gen", "20", p(&agg)]);
+    assert!(o.status.success(), "{o:?}");
+    let o = samlmd(&[
+        "sign",
+        "--key",
+        p(&key),
+        "--cert",
+        p(&cert),
+        "--alg",
+        "rsa-sha512",
+        p(&agg),
+        p(&signed),
+    ]);
+    assert!(o.status.success(), "{o:?}");
+
+    let o = samlmd(&["verify", "--cert", p(&cert), p(&signed)]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(stdout(&o).lines().last(), Some("OK 20 entities"));
+
+    // Tampered: exit 1, one line on stderr.
+    let text = std::fs::read_to_string(&signed).unwrap();
+    let first_id = text
+        .split("entityID=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let tampered = dir.path().join("tampered.xml");
+    std::fs::write(&tampered, text.replacen("https://", "https://evil.", 3)).unwrap();
+    let o = samlmd(&["verify", "--cert", p(&cert), p(&tampered)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr).trim().lines().count(),
+        1,
+        "{o:?}"
+    );
+    // Unsigned: exit 1.
+    assert_eq!(
+        samlmd(&["verify", "--cert", p(&cert), p(&agg)])
+            .status
+            .code(),
+        Some(1)
+    );
+    // Usage errors: exit 2.
+    assert_eq!(samlmd(&["verify", p(&signed)]).status.code(), Some(2));
+    assert_eq!(samlmd(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(
+        samlmd(&["verify", "--cert", p(&cert), "--now", "soon", p(&signed)])
+            .status
+            .code(),
+        Some(2)
+    );
+
+    let o = samlmd(&["lookup", "--cert", p(&cert), p(&signed), &first_id]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(stdout(&o).starts_with(&format!("entityID: {first_id}\n")));
+    assert!(stdout(&o).contains("role: "));
+
+    let out = dir.path().join("split");
+    let o = samlmd(&[
+        "split",
+        "--cert",
+        p(&cert),
+        "--key",
+        p(&key),
+        "--sign-cert",
+        p(&cert),
+        p(&signed),
+        p(&out),
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let files: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 20);
+    let sha = saml_metadata::model::sha1_hex(&first_id);
+    let one = out.join(format!("{sha}.xml"));
+    assert!(one.exists());
+    let o = samlmd(&["verify", "--cert", p(&cert), p(&one)]);
+    assert_eq!(stdout(&o).lines().last(), Some("OK 1 entities"), "{o:?}");
+    let x = Command::new("xmlsec1")
+        .args([
+            "--verify",
+            "--id-attr:ID",
+            "urn:oasis:names:tc:SAML:2.0:metadata:EntityDescriptor",
+            "--pubkey-cert-pem",
+            p(&cert),
+            p(&one),
+        ])
+        .output()
+        .expect("xmlsec1 is required (scripts/setup.sh installs it)");
+    assert!(
+        x.status.success(),
+        "xmlsec1 rejected a split entity: {}",
+        String::from_utf8_lossy(&x.stderr)
+    );
+}
