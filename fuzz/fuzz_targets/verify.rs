@@ -7,6 +7,10 @@
 //! verification succeeds the verified content must be what the key signed (same fingerprint as
 //! the signed fixture): the key signs nothing else, so anything different is a forgery or a
 //! wrapping bug.
+//!
+//! Every document is verified twice: inline, and through the two-stage pipeline that real
+//! documents only take from `parallel_min_size` (4 MiB) on, forced here with a threshold of 0.
+//! Both must agree on the outcome and, on success, on what was verified.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -17,7 +21,10 @@ use saml_fuzz::{DOC, ENTITY_ID, fingerprint, signing_key, trusted_keys};
 
 struct Fixture {
     keys: TrustedKeys,
+    /// `VerifyOptions::metadata()` with everything on the calling thread.
     opts: VerifyOptions,
+    /// The same with the two-stage pipeline for every document size.
+    parallel: VerifyOptions,
     /// The signed document split around its entityID value.
     before: String,
     after: String,
@@ -30,10 +37,18 @@ fn fixture() -> &'static Fixture {
     FIXTURE.get_or_init(|| {
         let key = signing_key().expect("test key");
         let keys = trusted_keys(&key).expect("trusted keys");
-        let opts = VerifyOptions::metadata();
+        let opts = VerifyOptions {
+            parallel_min_size: None,
+            ..VerifyOptions::metadata()
+        };
+        let parallel = VerifyOptions {
+            parallel_min_size: Some(0),
+            ..VerifyOptions::metadata()
+        };
         let signed = dsig::sign(DOC.as_bytes(), &key, &SignOptions::default()).expect("sign");
         let signed = String::from_utf8(signed).expect("signed document is UTF-8");
         let verified = dsig::verify(signed.as_bytes(), &keys, &opts).expect("fixture verifies");
+        dsig::verify(signed.as_bytes(), &keys, &parallel).expect("fixture verifies (pipeline)");
         let expected =
             fingerprint(&mut verified.events().expect("events")).expect("fixture events");
         let needle = format!("entityID=\"{ENTITY_ID}\"");
@@ -42,6 +57,7 @@ fn fixture() -> &'static Fixture {
         Fixture {
             keys,
             opts,
+            parallel,
             before: signed[..at].to_owned(),
             after: signed[at + ENTITY_ID.len()..].to_owned(),
             expected,
@@ -50,12 +66,24 @@ fn fixture() -> &'static Fixture {
 }
 
 fn check(f: &Fixture, doc: &[u8]) {
-    let verified = match dsig::verify(doc, &f.keys, &f.opts) {
-        Ok(v) => v,
-        Err(e) => {
+    let inline = dsig::verify(doc, &f.keys, &f.opts);
+    let piped = dsig::verify(doc, &f.keys, &f.parallel);
+    let verified = match (inline, piped) {
+        (Err(e), Err(_)) => {
             let _ = e.to_string();
             return;
         }
+        (Ok(a), Ok(b)) => {
+            assert_eq!(a.signed_range(), b.signed_range(), "inline and pipeline disagree");
+            assert_eq!(a.signature_range(), b.signature_range(), "inline and pipeline disagree");
+            assert_eq!(a.canonical_len(), b.canonical_len(), "inline and pipeline disagree");
+            a
+        }
+        (a, b) => panic!(
+            "inline and pipelined verification disagree: inline {:?}, pipeline {:?}",
+            a.map(|v| v.signed_range()).map_err(|e| e.to_string()),
+            b.map(|v| v.signed_range()).map_err(|e| e.to_string()),
+        ),
     };
     // The accessors must be consistent with the document.
     let signed = verified.signed_range();
