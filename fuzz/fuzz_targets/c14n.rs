@@ -39,7 +39,10 @@ fuzz_target!(|data: &[u8]| {
             |s| omit_signature && s.depth == 2 && s.name.local == "Signature",
         );
         let Ok(out) = out else { continue };
-        assert!(std::str::from_utf8(&out).is_ok(), "canonical form is not UTF-8");
+        assert!(
+            std::str::from_utf8(&out).is_ok(),
+            "canonical form is not UTF-8"
+        );
         // The canonical form is a well-formed element. Canonicalizing it again must not fail
         // for a reason other than limits, and must give the same bytes.
         if !omit_signature {

@@ -52,7 +52,9 @@ fn fixture() -> &'static Fixture {
         let expected =
             fingerprint(&mut verified.events().expect("events")).expect("fixture events");
         let needle = format!("entityID=\"{ENTITY_ID}\"");
-        let at = signed.find(&needle).expect("entityID in the signed document")
+        let at = signed
+            .find(&needle)
+            .expect("entityID in the signed document")
             + "entityID=\"".len();
         Fixture {
             keys,
@@ -74,9 +76,21 @@ fn check(f: &Fixture, doc: &[u8]) {
             return;
         }
         (Ok(a), Ok(b)) => {
-            assert_eq!(a.signed_range(), b.signed_range(), "inline and pipeline disagree");
-            assert_eq!(a.signature_range(), b.signature_range(), "inline and pipeline disagree");
-            assert_eq!(a.canonical_len(), b.canonical_len(), "inline and pipeline disagree");
+            assert_eq!(
+                a.signed_range(),
+                b.signed_range(),
+                "inline and pipeline disagree"
+            );
+            assert_eq!(
+                a.signature_range(),
+                b.signature_range(),
+                "inline and pipeline disagree"
+            );
+            assert_eq!(
+                a.canonical_len(),
+                b.canonical_len(),
+                "inline and pipeline disagree"
+            );
             a
         }
         (a, b) => panic!(
@@ -88,7 +102,10 @@ fn check(f: &Fixture, doc: &[u8]) {
     // The accessors must be consistent with the document.
     let signed = verified.signed_range();
     let sig = verified.signature_range();
-    assert!(signed.end <= doc.len(), "signed range {signed:?} outside the document");
+    assert!(
+        signed.end <= doc.len(),
+        "signed range {signed:?} outside the document"
+    );
     assert!(
         signed.start < sig.start && sig.end <= signed.end,
         "signature {sig:?} not inside the signed element {signed:?}"

@@ -27,7 +27,10 @@ fuzz_target!(|data: &[u8]| {
             Ok(Some(ev)) => match ev {
                 Event::Start(s) => {
                     check_span(data, &s.span, "start tag");
-                    assert_eq!(data[s.span.start], b'<', "start tag span does not begin at '<'");
+                    assert_eq!(
+                        data[s.span.start], b'<',
+                        "start tag span does not begin at '<'"
+                    );
                     assert!(s.depth >= 1, "start tag at depth 0");
                     for a in s.attributes {
                         let _ = a.value();
@@ -48,6 +51,9 @@ fuzz_target!(|data: &[u8]| {
                 break;
             }
         }
-        assert!(reader.position() <= data.len(), "position past the end of the input");
+        assert!(
+            reader.position() <= data.len(),
+            "position past the end of the input"
+        );
     }
 });

@@ -59,7 +59,10 @@ pub fn fingerprint(reader: &mut Reader<'_>) -> Result<Vec<String>, Error> {
                             .map(|a| format!("{{{}}}{}={:?}", a.namespace, a.name.local, a.value()))
                             .collect();
                         attrs.sort();
-                        out.push(format!("start {{{}}}{} {attrs:?}", s.namespace, s.name.local));
+                        out.push(format!(
+                            "start {{{}}}{} {attrs:?}",
+                            s.namespace, s.name.local
+                        ));
                     }
                     Event::End(e) => out.push(format!("end {}", e.name.local)),
                     Event::Text(_) | Event::Comment(_) => {}

@@ -227,26 +227,49 @@ fn run(out: &Path) -> Res<bool> {
     let big = saml_examples::aggregate::generate(2000, 7);
     let big_signed = dsig::sign(big.as_bytes(), &key, &SignOptions::default())?;
     std::fs::write(out.join("aggregate-2000-signed.xml"), &big_signed)?;
-    println!("   generated and signed 2,000 entities ({} bytes) in {:?}", big_signed.len(), t.elapsed());
+    println!(
+        "   generated and signed 2,000 entities ({} bytes) in {:?}",
+        big_signed.len(),
+        t.elapsed()
+    );
     let t = Instant::now();
     let policy = saml_metadata::load::Policy::new(trusted.clone(), std::time::SystemTime::now());
     let agg = saml_metadata::load::load(&big_signed, &policy)?;
     let took = t.elapsed();
     let (idps, sps) = (agg.idps().count(), agg.sps().count());
-    all &= step(agg.len() == 2000, &format!("loaded (verify + model + index) in {took:?}: {idps} IdPs, {sps} SPs"));
+    all &= step(
+        agg.len() == 2000,
+        &format!("loaded (verify + model + index) in {took:?}: {idps} IdPs, {sps} SPs"),
+    );
     let rs = "http://refeds.org/category/research-and-scholarship";
-    let rands = agg.entities().filter(|e| e.extensions.entity_attribute("http://macedir.org/entity-category").any(|v| v == rs)).count();
+    let rands = agg
+        .entities()
+        .filter(|e| {
+            e.extensions
+                .entity_attribute("http://macedir.org/entity-category")
+                .any(|v| v == rs)
+        })
+        .count();
     println!("         filter: {rands} entities carry the REFEDS R&S entity category");
     if let Some(sp) = agg.sps().next() {
         let id = sp.entity_id.clone();
         let t = Instant::now();
-        let by_sha1 = agg.get_by_sha1(&format!("{{sha1}}{}", sp.sha1_id())).map(|e| e.entity_id.as_str());
-        let acs = agg.get(&id).and_then(|e| e.sp()).and_then(|s| s.default_acs()).map(|a| a.endpoint.location.to_string());
-        all &= step(by_sha1 == Some(id.as_str()) && acs.is_some(), &format!(
-            "lookup of {id} by entityID and by {{sha1}} in {:?}: default ACS {}",
-            t.elapsed(),
-            acs.unwrap_or_default()
-        ));
+        let by_sha1 = agg
+            .get_by_sha1(&format!("{{sha1}}{}", sp.sha1_id()))
+            .map(|e| e.entity_id.as_str());
+        let acs = agg
+            .get(&id)
+            .and_then(|e| e.sp())
+            .and_then(|s| s.default_acs())
+            .map(|a| a.endpoint.location.to_string());
+        all &= step(
+            by_sha1 == Some(id.as_str()) && acs.is_some(),
+            &format!(
+                "lookup of {id} by entityID and by {{sha1}} in {:?}: default ACS {}",
+                t.elapsed(),
+                acs.unwrap_or_default()
+            ),
+        );
     }
     Ok(all)
 }
