@@ -30,6 +30,12 @@ fn bench(c: &mut Criterion) {
     g.bench_function("saml_metadata_load", |b| {
         b.iter(|| black_box(load::load(black_box(&doc), &policy).expect("load").len()))
     });
+    g.bench_function("saml_metadata_load_lazy", |b| {
+        b.iter(|| {
+            let agg = saml_metadata::lazy::load_lazy(black_box(&doc), &policy).expect("lazy load");
+            black_box(agg.len())
+        })
+    });
     g.bench_function("xmlsec1_cli_verify", |b| {
         b.iter(|| xmlsec1_verify(&agg.cert_pem, &agg.xml).unwrap_or_else(|e| panic!("{e}")))
     });
@@ -52,6 +58,13 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 7919) % shas.len();
             black_box(loaded.get_by_sha1(black_box(&shas[i])).is_some())
+        })
+    });
+    let lazy = saml_metadata::lazy::load_lazy(&doc, &policy).expect("lazy load");
+    g.bench_function("lazy_by_entity_id_cached", |b| {
+        b.iter(|| {
+            i = (i + 7919) % ids.len();
+            black_box(lazy.get(black_box(&ids[i])).expect("parse").is_some())
         })
     });
     g.finish();

@@ -647,3 +647,41 @@ fn protocol_message_signature_after_issuer() {
         Some(&SignatureError::DuplicateId("_a1".into()))
     );
 }
+
+#[test]
+fn fragments_and_observers_stay_inside_the_signed_content() {
+    let key = TestKey::rsa("k");
+    let signed = sign(&aggregate(), &key);
+    let mut starts = Vec::new();
+    let v = dsig::verify_observed(
+        signed.as_bytes(),
+        &key.trusted(),
+        &VerifyOptions::metadata(),
+        &mut |ev| {
+            if let Event::Start(s) = ev {
+                if s.name.local == "EntityDescriptor" {
+                    starts.push(s.span.start);
+                }
+            }
+        },
+    )
+    .expect("verify");
+    assert_eq!(starts.len(), 2);
+    let e1 = starts[0]
+        ..signed.find("</md:EntityDescriptor>").expect("end") + "</md:EntityDescriptor>".len();
+    let scope = [saml_core::xml::NsDecl {
+        prefix: "md",
+        uri: "urn:oasis:names:tc:SAML:2.0:metadata",
+    }];
+    let mut r = v.fragment(e1.clone(), &scope).expect("inside");
+    let Some(Event::Start(s)) = r.next().expect("event") else {
+        panic!()
+    };
+    assert_eq!(s.namespace, "urn:oasis:names:tc:SAML:2.0:metadata");
+    // The root itself, the Signature, or a range reaching past the signed element are refused.
+    assert!(v.fragment(v.signed_range(), &[]).is_err());
+    assert!(v.fragment(v.signature_range(), &scope).is_err());
+    assert!(v.fragment(e1.start..signed.len() + 10, &scope).is_err());
+    let before_sig = v.signed_range().start + 1..v.signature_range().start + 5;
+    assert!(v.fragment(before_sig, &scope).is_err());
+}

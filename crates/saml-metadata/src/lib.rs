@@ -42,6 +42,7 @@
 
 mod error;
 pub mod ext;
+pub mod lazy;
 pub mod load;
 pub mod model;
 mod parse;

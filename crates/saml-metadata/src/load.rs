@@ -151,7 +151,10 @@ pub fn load(doc: &[u8], policy: &Policy) -> Result<Aggregate, Error> {
     index(md, policy, verified.key_index())
 }
 
-fn check_validity(valid_until: Option<SystemTime>, policy: &Policy) -> Result<(), Error> {
+pub(crate) fn check_validity(
+    valid_until: Option<SystemTime>,
+    policy: &Policy,
+) -> Result<(), Error> {
     let Some(vu) = valid_until else {
         return if policy.require_valid_until {
             Err(Error::NoValidUntil)

@@ -53,7 +53,7 @@ impl<'a> Elem<'a> {
             .map(|a| a.2.as_ref())
     }
 
-    fn invalid(&self, msg: impl Into<String>) -> Error {
+    pub(crate) fn invalid(&self, msg: impl Into<String>) -> Error {
         Error::Invalid {
             element: self.name(),
             offset: self.start,
@@ -92,7 +92,7 @@ impl<'a> Elem<'a> {
             .map_err(|_| self.invalid(format!("{local}={v:?} is not an unsignedShort")))
     }
 
-    fn time_attr(&self, local: &str) -> Result<Option<SystemTime>, Error> {
+    pub(crate) fn time_attr(&self, local: &str) -> Result<Option<SystemTime>, Error> {
         self.attr(local)
             .map(|v| {
                 parse_datetime(v)

@@ -16,7 +16,7 @@ mod xmlsec_engine;
 pub use algorithms::{DigestAlgorithm, ENVELOPED_SIGNATURE, SignatureAlgorithm};
 pub use keys::{SigningKey, TrustedKey, TrustedKeys};
 pub use sign::{SignOptions, sign};
-pub use verify::{Verified, VerifyOptions, verify};
+pub use verify::{Verified, VerifyOptions, verify, verify_observed};
 #[cfg(feature = "xmlsec")]
 pub use xmlsec_engine::verify_with_xmlsec;
 

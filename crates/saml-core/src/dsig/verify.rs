@@ -140,6 +140,28 @@ impl<'a> Verified<'a> {
         self.key_index = i;
     }
 
+    /// A reader over one element inside the signed content (`range` from the element's `<` to
+    /// the end of its end tag, `inherited` the namespace scope of its parent, e.g. recorded
+    /// through [`verify_observed`]). Fails unless the range lies inside the signed element and
+    /// outside its ds:Signature, so only verified bytes can be read this way.
+    pub fn fragment(
+        &self,
+        range: Range<usize>,
+        inherited: &[NsDecl<'a>],
+    ) -> Result<Reader<'a>, Error> {
+        let inside = range.start > self.element.start
+            && range.end < self.element.end
+            && range.start < range.end;
+        let clear_of_signature =
+            range.end <= self.signature.start || range.start >= self.signature.end;
+        if !(inside && clear_of_signature) {
+            return Err(Error::Usage(format!(
+                "{range:?} is not inside the signed content"
+            )));
+        }
+        Reader::from_verified(self.src, self.base, self.limits).fragment_reader(range, inherited)
+    }
+
     /// Number of canonical bytes that were digested (0 when a second engine did the digest).
     pub fn canonical_len(&self) -> u64 {
         self.canonical_len
@@ -202,7 +224,23 @@ pub fn verify<'a>(
     keys: &TrustedKeys,
     opts: &VerifyOptions,
 ) -> Result<Verified<'a>, Error> {
-    check(doc, keys, opts, Crypto::Native)
+    check(doc, keys, opts, Crypto::Native, &mut |_| {})
+}
+
+/// Like [`verify`], and calls `observer` with every event of the signed element that follows its
+/// `ds:Signature` (the signed element's own end tag included), in order, while verification
+/// streams. This lets a caller build an index in the same pass (saml-metadata's lazy loader
+/// records entity offsets this way). What the observer sees is only trustworthy if this
+/// function returns `Ok`: it runs before the digest and signature checks finish. The signed
+/// element's start tag and anything before the Signature are available from
+/// [`Verified::events`].
+pub fn verify_observed<'a>(
+    doc: &'a [u8],
+    keys: &TrustedKeys,
+    opts: &VerifyOptions,
+    observer: &mut dyn FnMut(&Event<'_, 'a>),
+) -> Result<Verified<'a>, Error> {
+    check(doc, keys, opts, Crypto::Native, observer)
 }
 
 /// Whether [`check`] does the digest and signature-value work itself.
@@ -220,8 +258,9 @@ pub(crate) fn check<'a>(
     keys: &TrustedKeys,
     opts: &VerifyOptions,
     crypto: Crypto,
+    observer: &mut dyn FnMut(&Event<'_, 'a>),
 ) -> Result<Verified<'a>, Error> {
-    std::thread::scope(|sc| check_in(sc, doc, keys, opts, crypto))
+    std::thread::scope(|sc| check_in(sc, doc, keys, opts, crypto, observer))
 }
 
 fn check_in<'scope, 'env, 'a: 'env>(
@@ -230,6 +269,7 @@ fn check_in<'scope, 'env, 'a: 'env>(
     keys: &TrustedKeys,
     opts: &VerifyOptions,
     crypto: Crypto,
+    observer: &mut dyn FnMut(&Event<'_, 'a>),
 ) -> Result<Verified<'a>, Error> {
     if keys.is_empty() {
         return Err(Error::Usage("no trusted keys configured".into()));
@@ -405,6 +445,7 @@ fn check_in<'scope, 'env, 'a: 'env>(
                 {
                     return Err(SignatureError::Multiple.into());
                 }
+                observer(&ev);
                 if let Some(c) = c14n.as_mut() {
                     c.feed(&ev)?;
                 }

@@ -1,0 +1,303 @@
+//! Lazy loading for large aggregates: one verification pass records where each entity stands
+//! (entityID, byte range, inherited namespaces, validUntil, IdP/SP roles) through
+//! `saml_core::dsig::verify_observed`; an entity's model is built on first lookup from those
+//! same verified bytes (through `Verified::fragment`, which refuses anything outside the signed
+//! content) and cached. Loading costs about one verification and keeps only the document plus a
+//! small index in memory.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::OnceLock;
+use std::time::SystemTime;
+
+use saml_core::dsig::{self, Verified};
+use saml_core::xml::{Event, NsDecl, effective_scope};
+
+use crate::error::Error;
+use crate::load::{Policy, check_validity};
+use crate::model::{EntityDescriptor, Metadata};
+use crate::parse::{Cursor, MD_NS, entity, metadata};
+use crate::time::parse_datetime;
+
+const IDP: u8 = 1;
+const SP: u8 = 2;
+
+#[derive(Debug)]
+struct Entry {
+    entity_id: String,
+    range: Range<usize>,
+    scope: u32,
+    roles: u8,
+}
+
+/// A verified aggregate whose entities are parsed on demand. See the module docs.
+#[derive(Debug)]
+pub struct LazyAggregate<'a> {
+    verified: Verified<'a>,
+    scopes: Vec<Vec<NsDecl<'a>>>,
+    entries: Vec<Entry>,
+    cache: Vec<OnceLock<EntityDescriptor>>,
+    by_entity_id: HashMap<String, u32>,
+    by_sha1: HashMap<[u8; 20], u32>,
+    expired: Vec<String>,
+}
+
+struct Builder<'a> {
+    scopes: Vec<Vec<NsDecl<'a>>>,
+    entries: Vec<(Entry, Option<SystemTime>)>,
+    open: Option<(usize, usize, String, Option<SystemTime>, u32, u8)>,
+    error: Option<Error>,
+}
+
+impl<'a> Builder<'a> {
+    fn observe(&mut self, ev: &Event<'_, 'a>) {
+        if self.error.is_some() {
+            return;
+        }
+        match ev {
+            Event::Start(s) if self.open.is_none() && s.is(MD_NS, "EntityDescriptor") => {
+                let invalid = |message: &str| Error::Invalid {
+                    element: "EntityDescriptor".into(),
+                    offset: s.span.start,
+                    message: message.into(),
+                };
+                let Some(id) = s.attribute("entityID").map(|a| a.value().into_owned()) else {
+                    self.error = Some(invalid("missing required attribute entityID"));
+                    return;
+                };
+                let valid_until = match s
+                    .attribute("validUntil")
+                    .map(|a| parse_datetime(&a.value()))
+                {
+                    Some(None) => {
+                        self.error = Some(invalid("validUntil is not an xs:dateTime"));
+                        return;
+                    }
+                    Some(t) => t,
+                    None => None,
+                };
+                let own = s.namespace_decls.len();
+                let inherited = effective_scope(&s.scope[..s.scope.len() - own]);
+                if self.scopes.last() != Some(&inherited) {
+                    self.scopes.push(inherited);
+                }
+                let scope = (self.scopes.len() - 1) as u32;
+                self.open = Some((s.span.start, s.depth, id, valid_until, scope, 0));
+            }
+            Event::Start(s) => {
+                if let Some(open) = self.open.as_mut()
+                    && s.depth == open.1 + 1
+                {
+                    if s.is(MD_NS, "IDPSSODescriptor") {
+                        open.5 |= IDP;
+                    } else if s.is(MD_NS, "SPSSODescriptor") {
+                        open.5 |= SP;
+                    }
+                }
+            }
+            Event::End(e) => {
+                if let Some((start, _, entity_id, valid_until, scope, roles)) =
+                    self.open.take_if(|o| o.1 == e.depth)
+                {
+                    let entry = Entry {
+                        entity_id,
+                        range: start..e.span.end,
+                        scope,
+                        roles,
+                    };
+                    self.entries.push((entry, valid_until));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Verifies `doc` under `policy` and indexes its entities without building their models; see
+/// [`LazyAggregate`]. A single-entity document is parsed at once.
+pub fn load_lazy<'a>(doc: &'a [u8], policy: &Policy) -> Result<LazyAggregate<'a>, Error> {
+    let mut b = Builder {
+        scopes: Vec::new(),
+        entries: Vec::new(),
+        open: None,
+        error: None,
+    };
+    let verified =
+        dsig::verify_observed(doc, &policy.keys, &policy.verify, &mut |ev| b.observe(ev))?;
+    if let Some(e) = b.error {
+        return Err(e);
+    }
+    // The root's own attributes (validity) and, for a single entity, the whole model.
+    let mut cursor = Cursor::new(verified.events()?);
+    let root = cursor.next_child("(document)")?.ok_or(Error::Invalid {
+        element: "(document)".into(),
+        offset: 0,
+        message: "no root element".into(),
+    })?;
+    let mut agg = LazyAggregate {
+        verified: verified.clone(),
+        scopes: b.scopes,
+        entries: Vec::new(),
+        cache: Vec::new(),
+        by_entity_id: HashMap::new(),
+        by_sha1: HashMap::new(),
+        expired: Vec::new(),
+    };
+    let mut single = None;
+    match (root.ns, root.local) {
+        (MD_NS, "EntitiesDescriptor") => check_validity(root.time_attr("validUntil")?, policy)?,
+        (MD_NS, "EntityDescriptor") => {
+            let e = entity(&mut cursor, &root)?;
+            check_validity(e.valid_until, policy)?;
+            b.entries.push((
+                Entry {
+                    entity_id: e.entity_id.clone(),
+                    range: verified.signed_range(),
+                    scope: 0,
+                    roles: u8::from(e.idp().is_some()) | (u8::from(e.sp().is_some()) << 1),
+                },
+                None,
+            ));
+            single = Some(e);
+        }
+        _ => {
+            return Err(
+                root.invalid("the root is neither md:EntitiesDescriptor nor md:EntityDescriptor")
+            );
+        }
+    }
+    let mut seen = std::collections::HashSet::with_capacity(b.entries.len());
+    for (entry, valid_until) in b.entries {
+        if !seen.insert(entry.entity_id.clone()) {
+            return Err(Error::DuplicateEntityId(entry.entity_id));
+        }
+        if valid_until.is_some_and(|vu| vu + policy.clock_skew < policy.now) {
+            agg.expired.push(entry.entity_id);
+            continue;
+        }
+        let i = agg.entries.len() as u32;
+        agg.by_sha1
+            .insert(openssl::sha::sha1(entry.entity_id.as_bytes()), i);
+        agg.by_entity_id.insert(entry.entity_id.clone(), i);
+        agg.entries.push(entry);
+        agg.cache.push(OnceLock::new());
+    }
+    if let (Some(e), Some(cell)) = (single, agg.cache.first()) {
+        let _ = cell.set(e);
+    }
+    Ok(agg)
+}
+
+impl<'a> LazyAggregate<'a> {
+    /// Number of indexed (unexpired) entities.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no entity is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The verification result (signer, signed range).
+    pub fn verified(&self) -> &Verified<'a> {
+        &self.verified
+    }
+
+    /// entityIDs of entities left out because their own validUntil had passed.
+    pub fn expired_entities(&self) -> &[String] {
+        &self.expired
+    }
+
+    /// entityIDs, in document order.
+    pub fn entity_ids(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|e| e.entity_id.as_str())
+    }
+
+    /// entityIDs of entities with an IdP role.
+    pub fn idp_ids(&self) -> impl Iterator<Item = &str> {
+        self.entries
+            .iter()
+            .filter(|e| e.roles & IDP != 0)
+            .map(|e| e.entity_id.as_str())
+    }
+
+    /// entityIDs of entities with an SP role.
+    pub fn sp_ids(&self) -> impl Iterator<Item = &str> {
+        self.entries
+            .iter()
+            .filter(|e| e.roles & SP != 0)
+            .map(|e| e.entity_id.as_str())
+    }
+
+    /// Whether an entity with this entityID is indexed (no parsing).
+    pub fn contains(&self, entity_id: &str) -> bool {
+        self.by_entity_id.contains_key(entity_id)
+    }
+
+    /// The entity with this entityID, parsed on first access from the verified bytes.
+    pub fn get(&self, entity_id: &str) -> Result<Option<&EntityDescriptor>, Error> {
+        match self.by_entity_id.get(entity_id) {
+            Some(&i) => self.at(i).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The entity with this `{sha1}` identifier (40 hex digits, optional `{sha1}` prefix).
+    pub fn get_by_sha1(&self, id: &str) -> Result<Option<&EntityDescriptor>, Error> {
+        let hex = id.strip_prefix("{sha1}").unwrap_or(id);
+        let mut key = [0u8; 20];
+        if hex.len() != 40 {
+            return Ok(None);
+        }
+        for (i, k) in key.iter_mut().enumerate() {
+            match hex
+                .get(2 * i..2 * i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                Some(v) => *k = v,
+                None => return Ok(None),
+            }
+        }
+        match self.by_sha1.get(&key) {
+            Some(&i) => self.at(i).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn at(&self, i: u32) -> Result<&EntityDescriptor, Error> {
+        let (Some(entry), Some(cell)) = (self.entries.get(i as usize), self.cache.get(i as usize))
+        else {
+            return Err(Error::Invalid {
+                element: "(index)".into(),
+                offset: 0,
+                message: "index out of range".into(),
+            });
+        };
+        if let Some(e) = cell.get() {
+            return Ok(e);
+        }
+        let scope = self
+            .scopes
+            .get(entry.scope as usize)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let reader = self.verified.fragment(entry.range.clone(), scope)?;
+        let parsed = match metadata(&mut Cursor::new(reader))? {
+            Metadata::Entity(e) => *e,
+            Metadata::Entities(_) => {
+                return Err(Error::Invalid {
+                    element: "EntityDescriptor".into(),
+                    offset: entry.range.start,
+                    message: "not an entity".into(),
+                });
+            }
+        };
+        let _ = cell.set(parsed);
+        cell.get().ok_or(Error::Invalid {
+            element: "(index)".into(),
+            offset: 0,
+            message: "cache".into(),
+        })
+    }
+}
