@@ -658,10 +658,10 @@ fn fragments_and_observers_stay_inside_the_signed_content() {
         &key.trusted(),
         &VerifyOptions::metadata(),
         &mut |ev| {
-            if let Event::Start(s) = ev {
-                if s.name.local == "EntityDescriptor" {
-                    starts.push(s.span.start);
-                }
+            if let Event::Start(s) = ev
+                && s.name.local == "EntityDescriptor"
+            {
+                starts.push(s.span.start);
             }
         },
     )
