@@ -199,3 +199,57 @@ fn malformed_values_name_the_element() {
         panic!()
     };
 }
+
+#[test]
+fn filters_compose() {
+    use saml_metadata::filter::{Filter, RoleKind};
+    let idp = r#"<md:EntityDescriptor entityID="https://idp.example.net"><md:Extensions><mdrpi:RegistrationInfo xmlns:mdrpi="urn:oasis:names:tc:SAML:metadata:rpi" registrationAuthority="https://fed.example.org"/><mdattr:EntityAttributes xmlns:mdattr="urn:oasis:names:tc:SAML:metadata:attribute"><saml:Attribute xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" Name="http://macedir.org/entity-category"><saml:AttributeValue>http://refeds.org/category/research-and-scholarship</saml:AttributeValue></saml:Attribute></mdattr:EntityAttributes></md:Extensions><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.example.net/sso"/></md:IDPSSODescriptor></md:EntityDescriptor>"#;
+    let body = format!(
+        "{idp}{}{}",
+        sp("https://a.example.org", ""),
+        sp("https://b.example.org", "")
+    );
+    let (doc, keys) = signed(&body);
+    let agg = load::load(&doc, &Policy::new(keys, now())).unwrap();
+    let ids = |f: &Filter| {
+        agg.select(f)
+            .map(|e| e.entity_id.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(&Filter::role(RoleKind::Idp)),
+        ["https://idp.example.net"]
+    );
+    assert_eq!(
+        ids(&Filter::category(
+            "http://refeds.org/category/research-and-scholarship"
+        )),
+        ["https://idp.example.net"]
+    );
+    assert_eq!(
+        ids(&Filter::registration_authority("https://fed.example.org")),
+        ["https://idp.example.net"]
+    );
+    assert_eq!(
+        ids(&Filter::role(RoleKind::Sp).and(Filter::deny(["https://a.example.org"]))),
+        ["https://b.example.org"]
+    );
+    assert_eq!(
+        ids(&Filter::allow(["https://a.example.org"]).or(Filter::role(RoleKind::Idp))),
+        ["https://idp.example.net", "https://a.example.org"]
+    );
+    assert_eq!(ids(&Filter::role(RoleKind::Idp).not()).len(), 2);
+    assert_eq!(
+        ids(&Filter::predicate(|e| e
+            .entity_id
+            .ends_with("b.example.org"))),
+        ["https://b.example.org"]
+    );
+    assert!(
+        format!(
+            "{:?}",
+            Filter::role(RoleKind::Sp).and(Filter::predicate(|_| true))
+        )
+        .contains("Predicate")
+    );
+}
