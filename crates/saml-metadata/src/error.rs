@@ -17,6 +17,14 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A model value that cannot be written as valid metadata (the parser would refuse it).
+    #[error("cannot write <{element}>: {message}")]
+    Unwritable {
+        /// Local name of the element.
+        element: String,
+        /// What is missing or wrong.
+        message: String,
+    },
     /// Two entities with the same entityID in one aggregate.
     #[error("duplicate entityID {0:?}")]
     DuplicateEntityId(String),

@@ -27,20 +27,21 @@ pub const DAME_NS: &str = "urn:geant:dame";
 /// `urn:geant:lrz.de` (draft-poehn-dame-02's TTPMetadataSyncLocation)
 pub const DAME_OLD_NS: &str = "urn:geant:lrz.de";
 
-/// An element kept as written: its exact source text and the namespace bindings in scope where
-/// it stood (so it can be written elsewhere with the same meaning).
+/// An element kept as written, self-contained: its source text, with the namespace bindings it
+/// inherited and uses declared on its own start tag, so that it means the same (and has the same
+/// exclusive canonical form) wherever it is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RawXml {
     /// `{namespace}local` of the element.
     pub name: (String, String),
-    /// The element's source text.
+    /// The element's text, self-contained.
     pub xml: String,
-    /// In-scope bindings (prefix, URI) at the element, `""` for the default namespace.
-    pub namespaces: Vec<(String, String)>,
 }
 
 /// `mdui:Logo`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Logo {
     /// The URL (may be a `data:` URI).
     pub url: String,
@@ -54,6 +55,7 @@ pub struct Logo {
 
 /// `mdui:UIInfo`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct UiInfo {
     /// `DisplayName`.
     pub display_names: Vec<Localized<String>>,
@@ -71,6 +73,7 @@ pub struct UiInfo {
 
 /// `mdui:DiscoHints`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct DiscoHints {
     /// `IPHint` (CIDR blocks).
     pub ip_hints: Vec<String>,
@@ -82,6 +85,7 @@ pub struct DiscoHints {
 
 /// `mdrpi:RegistrationInfo`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RegistrationInfo {
     /// `registrationAuthority`.
     pub authority: String,
@@ -93,6 +97,7 @@ pub struct RegistrationInfo {
 
 /// `mdrpi:PublicationInfo`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct PublicationInfo {
     /// `publisher`.
     pub publisher: String,
@@ -106,6 +111,7 @@ pub struct PublicationInfo {
 
 /// `shibmd:Scope`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Scope {
     /// The scope (a domain, or a regular expression when `regexp`).
     pub value: String,
@@ -115,6 +121,7 @@ pub struct Scope {
 
 /// `alg:DigestMethod` / `alg:SigningMethod`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct AlgorithmSupport {
     /// `Algorithm`.
     pub algorithm: String,
@@ -126,6 +133,7 @@ pub struct AlgorithmSupport {
 
 /// The contents of an `md:Extensions` element, typed where we know the extension.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Extensions {
     /// Whether the `md:Extensions` element was present at all.
     pub present: bool,

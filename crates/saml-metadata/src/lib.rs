@@ -5,12 +5,16 @@
 //! keys only, signature over the document root required, validUntil checked against a given
 //! "now"), and an index with O(1) lookup by entityID or `{sha1}` identifier.
 //!
-//! In scope now: [`model`] (EntitiesDescriptor, EntityDescriptor, IdP/SP/AA/AuthnAuthority/PDP
+//! In scope: [`model`] (EntitiesDescriptor, EntityDescriptor, IdP/SP/AA/AuthnAuthority/PDP
 //! roles, endpoints, keys, organization, contacts, affiliations), [`ext`] (mdui, mdrpi, mdattr,
 //! shibmd:Scope, idpdisc, init, alg, DAME; unknown extensions kept as written), [`load`]
-//! (verified loading and the [`load::Aggregate`] index), [`time`].
-//! Not yet: serialization back to XML, builders, filters, splitting into signed per-entity
-//! documents, serde (see the issue notes).
+//! (verified loading and the [`load::Aggregate`] index), [`lazy`] (one verification pass,
+//! entities built on first lookup), [`filter`] (composable entity filters), [`split`]
+//! (per-entity documents cut from the verified bytes), [`write`] (XML output with
+//! `parse(write(x)) == x`, signing on write), [`builder`] (entities by hand, aggregates combined
+//! from entities), [`time`]; feature `serde` for the model.
+//! Out of scope: fetching (see mdq-client), XML Schema validation beyond what the model needs,
+//! `saml:Assertion`s inside EntityAttributes (skipped, not interpreted).
 //!
 //! The model is only built from verified content: [`load::load`] verifies with saml-core and
 //! parses `Verified::events()`. Reading unverified metadata needs the deliberately named
@@ -40,14 +44,17 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod builder;
 mod error;
 pub mod ext;
+pub mod filter;
 pub mod lazy;
 pub mod load;
 pub mod model;
 mod parse;
 pub mod split;
 pub mod time;
+pub mod write;
 
 pub use error::Error;
 pub use parse::{MD_NS, REMD_NS, SAML_NS};

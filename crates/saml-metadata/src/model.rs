@@ -9,6 +9,7 @@ use crate::ext::Extensions;
 /// An absolute URI (`anyURI` used as an endpoint, entityID or identifier). Checked to carry a
 /// scheme when read; kept as written.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Uri(pub(crate) String);
 
 impl Uri {
@@ -39,6 +40,7 @@ impl std::fmt::Display for Uri {
 
 /// A string with its `xml:lang` (`localizedNameType` / `localizedURIType`, §2.2.4).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Localized<T> {
     /// The language tag.
     pub lang: String,
@@ -48,6 +50,7 @@ pub struct Localized<T> {
 
 /// SAML bindings (SAML Bindings 2.0 §3), other URIs kept as written.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub enum Binding {
     /// `urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect`
@@ -96,6 +99,7 @@ impl Binding {
 
 /// `EndpointType` (§2.2.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Endpoint {
     /// The binding.
     pub binding: Binding,
@@ -107,6 +111,7 @@ pub struct Endpoint {
 
 /// `IndexedEndpointType` (§2.2.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct IndexedEndpoint {
     /// The endpoint.
     pub endpoint: Endpoint,
@@ -118,6 +123,7 @@ pub struct IndexedEndpoint {
 
 /// What a key is for (`KeyTypes`, §2.4.1.1); absent means both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum KeyUse {
     /// `use="signing"`
     Signing,
@@ -129,6 +135,7 @@ pub enum KeyUse {
 
 /// `KeyDescriptor` (§2.4.1.1): the keys are carried as X.509 certificates (DER).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct KeyDescriptor {
     /// Signing, encryption or both.
     pub key_use: KeyUse,
@@ -142,6 +149,7 @@ pub struct KeyDescriptor {
 
 /// `Organization` (§2.3.2.1).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Organization {
     /// `OrganizationName`.
     pub names: Vec<Localized<String>>,
@@ -153,6 +161,7 @@ pub struct Organization {
 
 /// `contactType` (§2.3.2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum ContactType {
     /// technical
     Technical,
@@ -168,6 +177,7 @@ pub enum ContactType {
 
 /// `ContactPerson` (§2.3.2.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ContactPerson {
     /// The contact type.
     pub contact_type: ContactType,
@@ -187,6 +197,7 @@ pub struct ContactPerson {
 
 /// A `saml:Attribute` as used in metadata (IdP's supported attributes, entity attributes).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SamlAttribute {
     /// `Name`.
     pub name: String,
@@ -200,6 +211,7 @@ pub struct SamlAttribute {
 
 /// `RequestedAttribute` (§2.4.4.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RequestedAttribute {
     /// The attribute.
     pub attribute: SamlAttribute,
@@ -209,6 +221,7 @@ pub struct RequestedAttribute {
 
 /// `AttributeConsumingService` (§2.4.4.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct AttributeConsumingService {
     /// `index`.
     pub index: u16,
@@ -225,6 +238,7 @@ pub struct AttributeConsumingService {
 /// What every role has (`RoleDescriptorType`, §2.4.1) and SSO roles add (`SSODescriptorType`,
 /// §2.4.2).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RoleCommon {
     /// `ID`.
     pub id: Option<String>,
@@ -256,6 +270,7 @@ pub struct RoleCommon {
 
 /// `IDPSSODescriptor` (§2.4.3).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct IdpSso {
     /// Common parts.
     pub common: RoleCommon,
@@ -275,6 +290,7 @@ pub struct IdpSso {
 
 /// `SPSSODescriptor` (§2.4.4).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SpSso {
     /// Common parts.
     pub common: RoleCommon,
@@ -303,6 +319,7 @@ impl SpSso {
 /// `AttributeAuthorityDescriptor` (§2.4.7), `AuthnAuthorityDescriptor` (§2.4.5) and
 /// `PDPDescriptor` (§2.4.6): service endpoints plus `AssertionIDRequestService`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct AuthorityRole {
     /// Common parts.
     pub common: RoleCommon,
@@ -318,6 +335,7 @@ pub struct AuthorityRole {
 
 /// One role of an entity.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub enum Role {
     /// `IDPSSODescriptor`.
@@ -337,6 +355,7 @@ pub enum Role {
 
 /// `AffiliationDescriptor` (§2.3.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Affiliation {
     /// `affiliationOwnerID`.
     pub owner: String,
@@ -348,6 +367,7 @@ pub struct Affiliation {
 
 /// `AdditionalMetadataLocation` (§2.3.2.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct AdditionalMetadataLocation {
     /// `namespace`.
     pub namespace: String,
@@ -357,6 +377,7 @@ pub struct AdditionalMetadataLocation {
 
 /// `EntityDescriptor` (§2.3.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct EntityDescriptor {
     /// `entityID`.
     pub entity_id: String,
@@ -413,6 +434,7 @@ pub fn sha1_hex(s: &str) -> String {
 
 /// A child of an `EntitiesDescriptor`, in document order.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum EntitiesChild {
     /// An entity.
     Entity(Box<EntityDescriptor>),
@@ -422,6 +444,7 @@ pub enum EntitiesChild {
 
 /// `EntitiesDescriptor` (§2.3.1).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct EntitiesDescriptor {
     /// `Name`.
     pub name: Option<String>,
@@ -456,6 +479,7 @@ impl EntitiesDescriptor {
 
 /// A metadata document: one entity (e.g. from MDQ) or an aggregate.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Metadata {
     /// An `EntityDescriptor` root.
     Entity(Box<EntityDescriptor>),

@@ -25,7 +25,12 @@ pub const REMD_NS: &str = "http://refeds.org/metadata";
 pub(crate) struct Elem<'a> {
     pub(crate) ns: &'a str,
     pub(crate) local: &'a str,
-    attrs: Vec<(&'a str, &'a str, Cow<'a, str>)>,
+    /// Prefix of the element name as written.
+    prefix: &'a str,
+    /// (prefix, namespace, local name, value) of each attribute.
+    attrs: Vec<(&'a str, &'a str, &'a str, Cow<'a, str>)>,
+    /// How many namespace declarations the start tag carries itself.
+    own_decls: usize,
     start: usize,
     depth: usize,
 }
@@ -42,15 +47,15 @@ impl<'a> Elem<'a> {
     fn attr(&self, local: &str) -> Option<&str> {
         self.attrs
             .iter()
-            .find(|a| a.0.is_empty() && a.1 == local)
-            .map(|a| a.2.as_ref())
+            .find(|a| a.1.is_empty() && a.2 == local)
+            .map(|a| a.3.as_ref())
     }
 
     fn attr_ns(&self, ns: &str, local: &str) -> Option<&str> {
         self.attrs
             .iter()
-            .find(|a| a.0 == ns && a.1 == local)
-            .map(|a| a.2.as_ref())
+            .find(|a| a.1 == ns && a.2 == local)
+            .map(|a| a.3.as_ref())
     }
 
     pub(crate) fn invalid(&self, msg: impl Into<String>) -> Error {
@@ -142,11 +147,13 @@ impl<'a> Cursor<'a> {
                     return Ok(Some(Elem {
                         ns: s.namespace,
                         local: s.name.local,
+                        prefix: s.name.prefix,
                         attrs: s
                             .attributes
                             .iter()
-                            .map(|a| (a.namespace, a.name.local, a.value()))
+                            .map(|a| (a.name.prefix, a.namespace, a.name.local, a.value()))
                             .collect(),
+                        own_decls: s.namespace_decls.len(),
                         start: s.span.start,
                         depth: s.depth,
                     }));
@@ -194,15 +201,36 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// Consumes the element just returned and keeps it as written.
+    /// Consumes the element just returned and keeps it as written, made self-contained: the
+    /// bindings it inherited and uses (in element and attribute names, and in `xsi:type`
+    /// values) are declared on its start tag, so it means the same wherever it is written and
+    /// its exclusive canonical form is unchanged.
     pub(crate) fn raw(&mut self, e: &Elem<'_>) -> Result<RawXml, Error> {
-        let namespaces = effective_scope(self.r.scope())
+        let scope = self.r.scope();
+        // Bindings below `base` were inherited; the rest are declared inside the element.
+        let base = scope.len().saturating_sub(e.own_decls);
+        let inherited: Vec<(String, String)> = effective_scope(&scope[..base])
             .into_iter()
             .map(|d| (d.prefix.to_owned(), d.uri.to_owned()))
             .collect();
+        let mut used: Vec<String> = Vec::new();
+        let top = e
+            .attrs
+            .iter()
+            .map(|a| (a.0, a.1, a.2, a.3.clone()))
+            .collect::<Vec<_>>();
+        note_uses(&mut used, scope, base, e.prefix, &top);
         let mut end = e.start;
         loop {
             match self.r.next()? {
+                Some(Event::Start(s)) => {
+                    let attrs = s
+                        .attributes
+                        .iter()
+                        .map(|a| (a.name.prefix, a.namespace, a.name.local, a.value()))
+                        .collect::<Vec<_>>();
+                    note_uses(&mut used, s.scope, base, s.name.prefix, &attrs);
+                }
                 Some(Event::End(x)) if x.depth == e.depth => {
                     end = if x.span.is_empty() {
                         self.r.position()
@@ -215,15 +243,29 @@ impl<'a> Cursor<'a> {
                 _ => {}
             }
         }
-        let xml = self
+        let text = self
             .src
             .get(e.start - self.base..end - self.base)
-            .unwrap_or_default()
-            .to_owned();
+            .unwrap_or_default();
+        let namespaces: Vec<(String, String)> = inherited
+            .into_iter()
+            .filter(|(p, uri)| used.contains(p) && !(p.is_empty() && uri.is_empty()))
+            .collect();
+        let name_end = 1 + e.prefix.len() + usize::from(!e.prefix.is_empty()) + e.local.len();
+        let mut xml = String::with_capacity(text.len() + 64 * namespaces.len());
+        xml.push_str(text.get(..name_end).unwrap_or(text));
+        for (p, uri) in &namespaces {
+            let uri = crate::write::escape_attr(uri);
+            if p.is_empty() {
+                xml.push_str(&format!(" xmlns=\"{uri}\""));
+            } else {
+                xml.push_str(&format!(" xmlns:{p}=\"{uri}\""));
+            }
+        }
+        xml.push_str(text.get(name_end..).unwrap_or_default());
         Ok(RawXml {
             name: (e.ns.to_owned(), e.local.to_owned()),
             xml,
-            namespaces,
         })
     }
 
@@ -232,6 +274,39 @@ impl<'a> Cursor<'a> {
             lang: e.lang()?,
             value: self.text_trim(e)?,
         })
+    }
+}
+
+/// `http://www.w3.org/2001/XMLSchema-instance`
+const XSI_NS: &str = "http://www.w3.org/2001/XMLSchema-instance";
+
+/// Notes the prefixes an element uses (its name's, its attributes', and an `xsi:type` QName
+/// value's) that resolve to a binding inherited from outside the element being kept (index in
+/// `scope` below `base`).
+fn note_uses(
+    used: &mut Vec<String>,
+    scope: &[saml_core::xml::NsDecl<'_>],
+    base: usize,
+    prefix: &str,
+    attrs: &[(&str, &str, &str, Cow<'_, str>)],
+) {
+    let mut note = |p: &str| {
+        let inherited = scope
+            .iter()
+            .rposition(|d| d.prefix == p)
+            .is_some_and(|i| i < base);
+        if inherited && !used.iter().any(|u| u == p) {
+            used.push(p.to_owned());
+        }
+    };
+    note(prefix);
+    for (p, ns, local, value) in attrs {
+        if !p.is_empty() {
+            note(p);
+        }
+        if *ns == XSI_NS && *local == "type" {
+            note(value.trim().split_once(':').map_or("", |(p, _)| p));
+        }
     }
 }
 

@@ -121,6 +121,55 @@ pub fn format_datetime(t: SystemTime) -> String {
     )
 }
 
+/// Formats a time as `xs:dateTime` in UTC, with a fraction of a second only when there is one
+/// (`2026-11-22T10:00:00Z`, `2031-04-17T05:59:16.25Z`): what the metadata writer emits, so that
+/// a parsed instant is written back exactly.
+pub fn format_datetime_exact(t: SystemTime) -> String {
+    let whole = format_datetime(t);
+    let nanos = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    if nanos == 0 {
+        return whole;
+    }
+    let frac = format!("{nanos:09}");
+    format!(
+        "{}.{}Z",
+        &whole[..whole.len() - 1],
+        frac.trim_end_matches('0')
+    )
+}
+
+/// Formats a duration as `xs:duration` with days, hours, minutes and seconds (`P7D`, `PT6H`,
+/// `P1DT12H30M`, `PT0.5S`, `PT0S`); [`parse_duration`] reads it back to the same value.
+pub fn format_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86400, secs % 86400);
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    let nanos = d.subsec_nanos();
+    let mut out = String::from("P");
+    if days > 0 {
+        out.push_str(&format!("{days}D"));
+    }
+    if h > 0 || m > 0 || s > 0 || nanos > 0 || days == 0 {
+        out.push('T');
+        if h > 0 {
+            out.push_str(&format!("{h}H"));
+        }
+        if m > 0 {
+            out.push_str(&format!("{m}M"));
+        }
+        if nanos > 0 {
+            let frac = format!("{nanos:09}");
+            out.push_str(&format!("{s}.{}S", frac.trim_end_matches('0')));
+        } else if s > 0 || (h == 0 && m == 0) {
+            out.push_str(&format!("{s}S"));
+        }
+    }
+    out
+}
+
 /// Parses an `xs:duration` such as `PT6H`, `P7D`, `PT30M`, `P1DT12H`, `PT1.5S`. Years and
 /// months count as 365 and 30 days (metadata cacheDuration values use days and smaller units).
 /// Negative durations are refused.
@@ -213,6 +262,27 @@ mod tests {
         );
         assert_eq!(parse_duration("PT30M"), Some(Duration::from_secs(1800)));
         assert_eq!(parse_duration("PT1.5S"), Some(Duration::from_millis(1500)));
+        for secs in [
+            0,
+            1,
+            59,
+            60,
+            3600,
+            86400,
+            86400 * 7,
+            36 * 3600 + 1830,
+            8 * 3600,
+        ] {
+            let d = Duration::from_secs(secs);
+            assert_eq!(parse_duration(&format_duration(d)), Some(d), "{secs}");
+        }
+        assert_eq!(format_duration(Duration::from_secs(6 * 3600)), "PT6H");
+        assert_eq!(format_duration(Duration::from_secs(7 * 86400)), "P7D");
+        assert_eq!(format_duration(Duration::ZERO), "PT0S");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "PT1.5S");
+        let t = parse_datetime("2031-04-17T05:59:16.25Z").expect("fraction");
+        assert_eq!(format_datetime_exact(t), "2031-04-17T05:59:16.25Z");
+        assert_eq!(parse_datetime(&format_datetime_exact(t)), Some(t));
         for bad in ["", "P", "PT", "6H", "-PT6H", "PT6D", "P1H", "PTH", "P1Y2"] {
             assert!(parse_duration(bad).is_none(), "{bad}");
         }
