@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the workspace needs on a fresh Debian machine with the Rust toolchain:
 # OpenSSL headers, libxml2/libxmlsec1 and libclang (the `xmlsec` feature's bindgen build), the
-# xmlsec1 CLI (interop peer and benchmark baseline) and GNU time (peak RSS measurements).
-# Idempotent: does nothing when everything is already installed.
+# xmlsec1 CLI (interop peer and benchmark baseline) and GNU time (peak RSS measurements); and a
+# Python venv in .venv with pysaml2 and pyFF (independent SAML metadata peers for the interop
+# tests). Idempotent: does nothing when everything is already installed.
 set -euo pipefail
 
 packages=(pkg-config libssl-dev libxml2-dev libxmlsec1-dev libclang-dev xmlsec1 time)
@@ -12,13 +13,25 @@ for p in "${packages[@]}"; do
     missing+=("$p")
   fi
 done
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
-  SUDO=""
-  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (stable) first" >&2; exit 1; }
 command -v xmlsec1 >/dev/null || { echo "setup: xmlsec1 still missing" >&2; exit 1; }
+# Python interop peers, pinned (PyPI): pysaml2's make_metadata and MetadataStore, pyFF's pipelines.
+venv="$(cd "$(dirname "$0")/.." && pwd)/.venv"
+if ! "$venv/bin/python" -c 'import saml2, pyff' 2>/dev/null; then
+  echo "setup: creating $venv with pysaml2 and pyFF"
+  if ! python3 -m venv "$venv" 2>/dev/null; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-venv python3-pip >/dev/null
+    python3 -m venv "$venv"
+  fi
+  "$venv/bin/pip" install -q --disable-pip-version-check pysaml2==7.5.5 pyff==3.0.0
+fi
+"$venv/bin/python" -c 'import saml2, pyff' || { echo "setup: pysaml2/pyFF missing in $venv" >&2; exit 1; }
 echo "setup: ok ($(xmlsec1 --version | head -1), $(cargo --version))"
