@@ -197,7 +197,10 @@ fn pysaml2_make_metadata_verifies_loads_and_round_trips_with_us() {
             .collect::<Vec<_>>(),
         [
             (Binding::HttpPost, "https://sp.pysaml2.example.org/acs/post"),
-            (Binding::HttpArtifact, "https://sp.pysaml2.example.org/acs/artifact")
+            (
+                Binding::HttpArtifact,
+                "https://sp.pysaml2.example.org/acs/artifact"
+            )
         ]
     );
     assert_eq!(
@@ -213,14 +216,25 @@ fn pysaml2_make_metadata_verifies_loads_and_round_trips_with_us() {
     let req: Vec<(&str, bool)> = acs
         .requested
         .iter()
-        .map(|r| (r.attribute.friendly_name.as_deref().unwrap_or(""), r.is_required))
+        .map(|r| {
+            (
+                r.attribute.friendly_name.as_deref().unwrap_or(""),
+                r.is_required,
+            )
+        })
         .collect();
-    assert!(req.contains(&("mail", true)) && req.contains(&("title", false)), "{req:?}");
+    assert!(
+        req.contains(&("mail", true)) && req.contains(&("title", false)),
+        "{req:?}"
+    );
     let ui = s.common.extensions.ui_info.as_ref().unwrap();
     assert_eq!(ui.display_names[0].value, "pysaml2 SP");
     assert_eq!(ui.logos[0].width, 100);
     assert_eq!(
-        s.common.extensions.discovery_responses[0].endpoint.location.as_str(),
+        s.common.extensions.discovery_responses[0]
+            .endpoint
+            .location
+            .as_str(),
         "https://sp.pysaml2.example.org/disco"
     );
     assert_eq!(
@@ -277,12 +291,21 @@ fn our_entities(cert: &Path) -> Vec<EntityDescriptor> {
             EntityDescriptor::builder(&format!("https://idp{n}.example.edu/idp/shibboleth"))
                 .registration("https://federation.example.org", None)
                 .entity_category("http://refeds.org/category/hide-from-discovery")
-                .idp(IdpSso::builder()
-                    .signing_certificate(der.clone())
-                    .scope(&format!("idp{n}.example.edu"), false)
-                    .display_name("en", &format!("Example University {n}"))
-                    .sso(Binding::HttpRedirect, &format!("https://idp{n}.example.edu/sso")))
-                .organization("en", &format!("Example University {n}"), "https://example.edu/")
+                .idp(
+                    IdpSso::builder()
+                        .signing_certificate(der.clone())
+                        .scope(&format!("idp{n}.example.edu"), false)
+                        .display_name("en", &format!("Example University {n}"))
+                        .sso(
+                            Binding::HttpRedirect,
+                            &format!("https://idp{n}.example.edu/sso"),
+                        ),
+                )
+                .organization(
+                    "en",
+                    &format!("Example University {n}"),
+                    "https://example.edu/",
+                )
                 .contact(ContactType::Technical, "mailto:ops@example.edu")
                 .security_contact("mailto:cert@example.edu")
                 .build()
@@ -382,7 +405,11 @@ fn pyff_republishes_our_signed_aggregate_and_we_verify_its_signature() {
 
     let out = dir.path().join("pyff-out.xml");
     let o = pyff(dir.path(), &input, &our_cert, &pyff_key, &pyff_cert, &out);
-    assert!(o.status.success() && out.exists(), "pyff: {}", text(&o.stderr));
+    assert!(
+        o.status.success() && out.exists(),
+        "pyff: {}",
+        text(&o.stderr)
+    );
     let published = std::fs::read(&out).unwrap();
     let theirs = load::load(&published, &Policy::new(pyff_trusted.clone(), now()))
         .unwrap_or_else(|e| panic!("pyFF's output: {e}"));
@@ -397,8 +424,9 @@ fn pyff_republishes_our_signed_aggregate_and_we_verify_its_signature() {
         assert_eq!(theirs.get(&e.entity_id), Some(e), "{}", e.entity_id);
     }
     // Lazy loading of pyFF's output gives the same entities.
-    let lazy = saml_metadata::lazy::load_lazy(&published, &Policy::new(pyff_trusted.clone(), now()))
-        .unwrap();
+    let lazy =
+        saml_metadata::lazy::load_lazy(&published, &Policy::new(pyff_trusted.clone(), now()))
+            .unwrap();
     assert_eq!(
         lazy.get("https://sp1.example.com/shibboleth").unwrap(),
         theirs.get("https://sp1.example.com/shibboleth")
@@ -416,7 +444,14 @@ fn pyff_republishes_our_signed_aggregate_and_we_verify_its_signature() {
     )
     .unwrap();
     let out2 = dir.path().join("pyff-tampered.xml");
-    let o = pyff(dir.path(), &tampered_in, &our_cert, &pyff_key, &pyff_cert, &out2);
+    let o = pyff(
+        dir.path(),
+        &tampered_in,
+        &our_cert,
+        &pyff_key,
+        &pyff_cert,
+        &out2,
+    );
     assert!(
         !out2.exists() || !o.status.success(),
         "pyFF published a tampered document"

@@ -132,3 +132,106 @@ fn gen_sign_verify_lookup_split() {
         String::from_utf8_lossy(&x.stderr)
     );
 }
+
+#[test]
+fn select_filters_and_re_signs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key_pem, cert_pem) =
+        saml_examples::signer::rsa2048_self_signed("samlmd federation").unwrap();
+    let (key2_pem, cert2_pem) =
+        saml_examples::signer::rsa2048_self_signed("samlmd republisher").unwrap();
+    let write = |name: &str, data: &[u8]| {
+        let f = dir.path().join(name);
+        std::fs::write(&f, data).unwrap();
+        f
+    };
+    let (key, cert) = (write("k.pem", &key_pem), write("c.pem", &cert_pem));
+    let (key2, cert2) = (write("k2.pem", &key2_pem), write("c2.pem", &cert2_pem));
+    let agg = dir.path().join("agg.xml");
+    let signed = dir.path().join("signed.xml");
+    assert!(samlmd(&["gen", "40", p(&agg)]).status.success());
+    let o = samlmd(&[
+        "sign",
+        "--key",
+        p(&key),
+        "--cert",
+        p(&cert),
+        p(&agg),
+        p(&signed),
+    ]);
+    assert!(o.status.success(), "{o:?}");
+
+    let idps = dir.path().join("idps.xml");
+    let o = samlmd(&[
+        "select",
+        "--cert",
+        p(&cert),
+        "--role",
+        "idp",
+        "--name",
+        "urn:example:idps",
+        "--key",
+        p(&key2),
+        "--sign-cert",
+        p(&cert2),
+        p(&signed),
+        p(&idps),
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(stdout(&o).lines().last(), Some("OK 20 entities"));
+    // Signed by the republisher's key only.
+    let o = samlmd(&["verify", "--cert", p(&cert2), p(&idps)]);
+    assert_eq!(stdout(&o).lines().last(), Some("OK 20 entities"), "{o:?}");
+    assert_eq!(
+        samlmd(&["verify", "--cert", p(&cert), p(&idps)])
+            .status
+            .code(),
+        Some(1)
+    );
+    // xmlsec1 verifies what we wrote and signed.
+    let x = Command::new("xmlsec1")
+        .args([
+            "--verify",
+            "--id-attr:ID",
+            "urn:oasis:names:tc:SAML:2.0:metadata:EntitiesDescriptor",
+            "--pubkey-cert-pem",
+            p(&cert2),
+            p(&idps),
+        ])
+        .output()
+        .expect("xmlsec1 is required (scripts/setup.sh installs it)");
+    assert!(
+        x.status.success(),
+        "xmlsec1 rejected a selection: {}",
+        String::from_utf8_lossy(&x.stderr)
+    );
+    // Nothing matching is a failure; an unknown role is a usage error.
+    let none = samlmd(&[
+        "select",
+        "--cert",
+        p(&cert),
+        "--category",
+        "urn:example:no-such-category",
+        "--key",
+        p(&key2),
+        "--sign-cert",
+        p(&cert2),
+        p(&signed),
+        p(&dir.path().join("none.xml")),
+    ]);
+    assert_eq!(none.status.code(), Some(1));
+    let bad = samlmd(&[
+        "select",
+        "--cert",
+        p(&cert),
+        "--role",
+        "broker",
+        "--key",
+        p(&key2),
+        "--sign-cert",
+        p(&cert2),
+        p(&signed),
+        p(&idps),
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+}

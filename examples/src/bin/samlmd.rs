@@ -7,6 +7,11 @@
 //! samlmd lookup --cert PEM [--legacy] [--now DATETIME] FILE ENTITYID
 //! samlmd split --cert PEM [--legacy] [--now DATETIME] [--key PEM --sign-cert PEM] FILE OUTDIR
 //!     one file per entity, named by the {sha1} hex of its entityID, signed when --key is given
+//! samlmd select --cert PEM [--legacy] [--now DATETIME] [--role idp|sp|aa] [--category URI]
+//!        [--registrar URI] [--entity ENTITYID ...] [--name NAME] [--valid-days N]
+//!        --key PEM --sign-cert PEM FILE OUT
+//!     verify FILE, keep the entities matching every criterion given, write them as a new
+//!     aggregate (validUntil now + N days, default 7) signed with --key
 //! samlmd gen N OUT
 //!     an eduGAIN-shaped unsigned aggregate of N entities
 //! ```
@@ -14,15 +19,16 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use openssl::hash::MessageDigest;
 use openssl::x509::X509;
 use saml_core::dsig::{
     self, SignOptions, SignatureAlgorithm, SigningKey, TrustedKeys, VerifyOptions,
 };
+use saml_metadata::filter::{Filter, RoleKind};
 use saml_metadata::load::{self, Policy};
-use saml_metadata::model::{EntityDescriptor, Role};
+use saml_metadata::model::{EntitiesDescriptor, EntityDescriptor, Role};
 use saml_metadata::time::parse_datetime;
 
 enum Failure {
@@ -49,6 +55,12 @@ struct Opts {
     key: Option<String>,
     sign_cert: Option<String>,
     alg: Option<String>,
+    role: Option<String>,
+    category: Option<String>,
+    registrar: Option<String>,
+    entities: Vec<String>,
+    name: Option<String>,
+    valid_days: Option<u64>,
     positional: Vec<String>,
 }
 
@@ -74,6 +86,18 @@ fn parse_opts(args: &[String]) -> Res<Opts> {
             "--key" => o.key = Some(value("--key")?),
             "--sign-cert" => o.sign_cert = Some(value("--sign-cert")?),
             "--alg" => o.alg = Some(value("--alg")?),
+            "--role" => o.role = Some(value("--role")?),
+            "--category" => o.category = Some(value("--category")?),
+            "--registrar" => o.registrar = Some(value("--registrar")?),
+            "--entity" => o.entities.push(value("--entity")?),
+            "--name" => o.name = Some(value("--name")?),
+            "--valid-days" => {
+                let v = value("--valid-days")?;
+                o.valid_days =
+                    Some(v.parse().map_err(|_| {
+                        Failure::Usage(format!("--valid-days {v:?} is not a number"))
+                    })?);
+            }
             s if s.starts_with("--") => return Err(Failure::Usage(format!("unknown option {s}"))),
             _ => o.positional.push(a.clone()),
         }
@@ -241,13 +265,62 @@ fn lookup(o: &Opts) -> Res<()> {
     Ok(())
 }
 
+/// The re-signing key of `split` and `select` (`--key` with `--sign-cert`).
+fn signer(o: &Opts) -> Res<Option<SigningKey>> {
+    match (&o.key, &o.sign_cert) {
+        (Some(k), Some(c)) => Ok(Some(
+            SigningKey::from_pem(&read(k)?, Some(&read(c)?)).map_err(fail)?,
+        )),
+        (None, None) => Ok(None),
+        _ => Err(Failure::Usage("--key and --sign-cert go together".into())),
+    }
+}
+
+fn select(o: &Opts) -> Res<()> {
+    let [file, output] = positional::<2>(o, "FILE OUT")?;
+    let Some(signer) = signer(o)? else {
+        return Err(Failure::Usage("select needs --key and --sign-cert".into()));
+    };
+    let mut filter = Filter::predicate(|_| true);
+    if let Some(r) = &o.role {
+        filter = filter.and(Filter::role(match r.as_str() {
+            "idp" => RoleKind::Idp,
+            "sp" => RoleKind::Sp,
+            "aa" => RoleKind::AttributeAuthority,
+            other => return Err(Failure::Usage(format!("unknown --role {other}"))),
+        }));
+    }
+    if let Some(c) = &o.category {
+        filter = filter.and(Filter::category(c));
+    }
+    if let Some(r) = &o.registrar {
+        filter = filter.and(Filter::registration_authority(r));
+    }
+    if !o.entities.is_empty() {
+        filter = filter.and(Filter::allow(o.entities.iter().cloned()));
+    }
+    let policy = policy(o)?;
+    let agg = load::load(&read(&file)?, &policy).map_err(fail)?;
+    let days = o.valid_days.unwrap_or(7);
+    let out = EntitiesDescriptor::combine(
+        o.name.as_deref().unwrap_or("urn:samlmd:selection"),
+        agg.select(&filter).cloned(),
+        Some(policy.now + Duration::from_secs(days * 86400)),
+    )
+    .map_err(fail)?;
+    let count = out.children.len();
+    if count == 0 {
+        return Err(Failure::Failed("no entity matches".into()));
+    }
+    let signed = out.sign(&signer, &SignOptions::default()).map_err(fail)?;
+    std::fs::write(&output, signed).map_err(|e| Failure::Failed(format!("{output}: {e}")))?;
+    println!("OK {count} entities");
+    Ok(())
+}
+
 fn split(o: &Opts) -> Res<()> {
     let [file, outdir] = positional::<2>(o, "FILE OUTDIR")?;
-    let signer = match (&o.key, &o.sign_cert) {
-        (Some(k), Some(c)) => Some(SigningKey::from_pem(&read(k)?, Some(&read(c)?)).map_err(fail)?),
-        (None, None) => None,
-        _ => return Err(Failure::Usage("--key and --sign-cert go together".into())),
-    };
+    let signer = signer(o)?;
     let docs = saml_metadata::split::split(&read(&file)?, &policy(o)?).map_err(fail)?;
     std::fs::create_dir_all(&outdir).map_err(|e| Failure::Failed(format!("{outdir}: {e}")))?;
     for d in &docs {
@@ -277,7 +350,7 @@ fn generate(o: &Opts) -> Res<()> {
     Ok(())
 }
 
-const USAGE: &str = "usage: samlmd verify|sign|lookup|split|gen ... (see the crate docs)";
+const USAGE: &str = "usage: samlmd verify|sign|lookup|split|select|gen ... (see the crate docs)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -290,6 +363,7 @@ fn main() -> ExitCode {
         "sign" => sign(&o),
         "lookup" => lookup(&o),
         "split" => split(&o),
+        "select" => select(&o),
         "gen" => generate(&o),
         other => Err(Failure::Usage(format!("unknown command {other}"))),
     });
