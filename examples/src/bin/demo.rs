@@ -2,7 +2,8 @@
 //! metadata aggregate with saml-core, verify it, cross-check with the xmlsec1 CLI, show a
 //! signature-wrapping attempt, a tampered document, a forged KeyInfo and a DOCTYPE trick being
 //! rejected, then generate, sign, load (saml-metadata), filter and look up a 2,000-entity
-//! aggregate.
+//! aggregate, and publish a selection plus a hand-built entity as a new aggregate signed on
+//! write by a second key (checked by xmlsec1).
 //!
 //! Usage: `demo [OUTDIR]` (default `target/demo`). Exit status 0 when every step behaved as
 //! expected, 1 otherwise.
@@ -17,6 +18,9 @@ use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 use saml_core::dsig::{self, SignOptions, SigningKey, TrustedKeys, VerifyOptions};
 use saml_core::xml::Event;
+use saml_metadata::builder::RoleBuilder as _;
+use saml_metadata::filter::{ENTITY_CATEGORY_SUPPORT, Filter, RoleKind};
+use saml_metadata::model::{Binding, EntitiesDescriptor, EntityDescriptor, Metadata, SpSso};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -65,6 +69,27 @@ fn aggregate(cert_b64: &str) -> String {
 </md:EntitiesDescriptor>
 "#
     )
+}
+
+/// Whether the xmlsec1 CLI verifies the signature on the root of `file` with `cert`.
+fn xmlsec1_verifies(cert: &Path, file: &Path, what: &str) -> bool {
+    match Command::new("xmlsec1")
+        .args([
+            "--verify",
+            "--id-attr:ID",
+            "urn:oasis:names:tc:SAML:2.0:metadata:EntitiesDescriptor",
+            "--pubkey-cert-pem",
+        ])
+        .arg(cert)
+        .arg(file)
+        .output()
+    {
+        Ok(o) => step(o.status.success(), what),
+        Err(e) => step(
+            false,
+            &format!("xmlsec1 not runnable ({e}); run scripts/setup.sh"),
+        ),
+    }
 }
 
 fn step(ok: bool, what: &str) -> bool {
@@ -130,25 +155,11 @@ fn run(out: &Path) -> Res<bool> {
     );
 
     println!("== 4. Cross-check with xmlsec1 (an independent implementation)");
-    match Command::new("xmlsec1")
-        .args([
-            "--verify",
-            "--id-attr:ID",
-            "urn:oasis:names:tc:SAML:2.0:metadata:EntitiesDescriptor",
-            "--pubkey-cert-pem",
-        ])
-        .arg(out.join("signer.crt.pem"))
-        .arg(&signed_path)
-        .output()
-    {
-        Ok(o) => all &= step(o.status.success(), "xmlsec1 --verify accepts our signature"),
-        Err(e) => {
-            all &= step(
-                false,
-                &format!("xmlsec1 not runnable ({e}); run scripts/setup.sh"),
-            )
-        }
-    }
+    all &= xmlsec1_verifies(
+        &out.join("signer.crt.pem"),
+        &signed_path,
+        "xmlsec1 --verify accepts our signature",
+    );
 
     println!("== 5. Attacks");
     let signed_text = String::from_utf8(signed.clone())?;
@@ -242,15 +253,10 @@ fn run(out: &Path) -> Res<bool> {
         &format!("loaded (verify + model + index) in {took:?}: {idps} IdPs, {sps} SPs"),
     );
     let rs = "http://refeds.org/category/research-and-scholarship";
-    let rands = agg
-        .entities()
-        .filter(|e| {
-            e.extensions
-                .entity_attribute("http://macedir.org/entity-category")
-                .any(|v| v == rs)
-        })
-        .count();
-    println!("         filter: {rands} entities carry the REFEDS R&S entity category");
+    let rands_filter =
+        Filter::entity_attribute(ENTITY_CATEGORY_SUPPORT, rs).and(Filter::role(RoleKind::Idp));
+    let rands = agg.select(&rands_filter).count();
+    println!("         filter: {rands} IdPs support the REFEDS R&S entity category");
     if let Some(sp) = agg.sps().next() {
         let id = sp.entity_id.clone();
         let t = Instant::now();
@@ -271,6 +277,64 @@ fn run(out: &Path) -> Res<bool> {
             ),
         );
     }
+
+    println!("== 7. Publish: a hand-built entity and a selection, re-signed by a second key");
+    let (republisher, republisher_cert) = self_signed("Demo Republisher")?;
+    std::fs::write(out.join("republisher.crt.pem"), republisher_cert.to_pem()?)?;
+    let repub_key = SigningKey::new(republisher, Some(republisher_cert.clone()))?;
+    let now = std::time::SystemTime::now();
+    let own = EntityDescriptor::builder("https://wiki.example.org/shibboleth")
+        .entity_category(rs)
+        .sp(SpSso::builder()
+            .signing_certificate(cert.to_der()?)
+            .acs(
+                Binding::HttpPost,
+                "https://wiki.example.org/Shibboleth.sso/SAML2/POST",
+            )
+            .display_name("en", "Example Wiki")
+            .requested_attribute(
+                "en",
+                "Example Wiki",
+                "urn:oid:1.3.6.1.4.1.5923.1.1.1.6",
+                Some("eduPersonPrincipalName"),
+                true,
+            ))
+        .organization("en", "Example Org", "https://www.example.org/")
+        .security_contact("mailto:cert@example.org")
+        .build()?;
+    let published = EntitiesDescriptor::combine(
+        "https://republisher.example.org/rands-idps",
+        agg.select(&rands_filter)
+            .cloned()
+            .chain(std::iter::once(own)),
+        Some(now + std::time::Duration::from_secs(7 * 86400)),
+    )?;
+    let pub_signed = published.sign(&repub_key, &SignOptions::default())?;
+    let pub_path = out.join("republished-signed.xml");
+    std::fs::write(&pub_path, &pub_signed)?;
+    let mut repub_trust = TrustedKeys::new();
+    repub_trust.add_certificate(&republisher_cert)?;
+    let back = saml_metadata::load::load(
+        &pub_signed,
+        &saml_metadata::load::Policy::new(repub_trust, now),
+    )?;
+    all &= step(
+        back.len() == rands + 1 && back.metadata() == &Metadata::Entities(Box::new(published)),
+        &format!(
+            "wrote {} entities ({} bytes), signed on write; reloaded, the model is unchanged",
+            back.len(),
+            pub_signed.len()
+        ),
+    );
+    all &= xmlsec1_verifies(
+        &out.join("republisher.crt.pem"),
+        &pub_path,
+        "xmlsec1 --verify accepts the republished aggregate",
+    );
+    all &= step(
+        saml_metadata::load::load(&pub_signed, &policy).is_err(),
+        "the federation's key alone does not verify the republished aggregate",
+    );
     Ok(all)
 }
 
