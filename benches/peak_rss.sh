@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Peak RSS and wall time of signature verification of a signed eduGAIN-shaped aggregate:
 # saml-core (examples/src/bin/verify_file.rs: read the file, dsig::verify with
-# VerifyOptions::metadata()) against `xmlsec1 --verify`, both under `/usr/bin/time -v`.
+# VerifyOptions::metadata()) against `xmlsec1 --verify`, both under `/usr/bin/time -v`; then of
+# metadata loading: saml-metadata (examples/src/bin/load_file.rs, lazy and eager) against pyFF's
+# load with signature check (the venv from scripts/setup.sh; PYFF overrides its path).
 #
 # Usage: benches/peak_rss.sh [ENTITIES] [RUNS]     (defaults: 10000 entities, 3 runs each)
 # Environment: XMLSEC1 (default /usr/bin/xmlsec1), OUT (default target/bench-data/rss).
@@ -30,7 +32,7 @@ fi
 command -v openssl >/dev/null || die "the openssl CLI is needed to make the signing key"
 
 cd "$ROOT"
-cargo build --release --quiet -p saml-examples --bin gen_aggregate --bin verify_file
+cargo build --release --quiet -p saml-examples --bin gen_aggregate --bin verify_file --bin load_file
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 
 mkdir -p "$OUT"
@@ -88,4 +90,21 @@ awk -v size="$SIZE" -v ow="$OUR_WALL" -v or="$OUR_RSS" -v xw="$XS_WALL" -v xr="$
     printf "| %-34s | %10.2f | %14.1f | %14.2fx |\n", "saml-core verify_file", ow, or / 1024, or * 1024 / size
     printf "| %-34s | %10.2f | %14.1f | %14.2fx |\n", "xmlsec1 --verify", xw, xr / 1024, xr * 1024 / size
     printf "\nxmlsec1 / saml-core: wall time %.2fx, peak RSS %.2fx\n", xw / ow, xr / or
+}'
+
+PYFF=${PYFF:-$ROOT/.venv/bin/pyff}
+[ -x "$PYFF" ] || die "pyFF not found at $PYFF (bash scripts/setup.sh installs it, or set PYFF)"
+PIPE=$OUT/pyff-load.yaml
+printf -- '- load:\n  - %s verify %s\n- select\n' "$FILE" "$CERT" >"$PIPE"
+read -r LZ_WALL LZ_RSS < <(run_many "$BIN/load_file" --lazy "$CERT" "$FILE")
+read -r EG_WALL EG_RSS < <(run_many "$BIN/load_file" "$CERT" "$FILE")
+read -r PF_WALL PF_RSS < <(run_many "$PYFF" --loglevel=ERROR "$PIPE")
+echo
+awk -v size="$SIZE" -v lw="$LZ_WALL" -v lr="$LZ_RSS" -v ew="$EG_WALL" -v er="$EG_RSS" -v pw="$PF_WALL" -v pr="$PF_RSS" 'BEGIN {
+    printf "| %-34s | %10s | %14s | %14s |\n", "loader", "wall (s)", "peak RSS (MiB)", "RSS / file size"
+    printf "|%s|%s|%s|%s|\n", "------------------------------------", "------------", "----------------", "-----------------"
+    printf "| %-34s | %10.2f | %14.1f | %14.2fx |\n", "saml-metadata load_file --lazy", lw, lr / 1024, lr * 1024 / size
+    printf "| %-34s | %10.2f | %14.1f | %14.2fx |\n", "saml-metadata load_file (eager)", ew, er / 1024, er * 1024 / size
+    printf "| %-34s | %10.2f | %14.1f | %14.2fx |\n", "pyFF load + select (verify)", pw, pr / 1024, pr * 1024 / size
+    printf "\npyFF / saml-metadata lazy: wall time %.1fx, peak RSS %.1fx\n", pw / lw, pr / lr
 }'

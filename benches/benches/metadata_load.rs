@@ -1,6 +1,7 @@
 //! saml-metadata: load (verify + build the model from verified content + index) of the
-//! 10,000-entity aggregate, against `xmlsec1 --verify` of the same file in the same run, and
-//! lookups by entityID and by `{sha1}` in the loaded index.
+//! 10,000-entity aggregate, against `xmlsec1 --verify` and pyFF's load (verify + parse + index)
+//! of the same file in the same run; lookups by entityID and by `{sha1}` in the loaded index;
+//! writing the loaded model back to XML, and signing on write.
 
 #![allow(clippy::expect_used, clippy::panic)] // a bench that cannot run must fail loudly
 
@@ -8,8 +9,8 @@ use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use saml_benches::{signed_aggregate, xmlsec1_verify};
-use saml_core::dsig::TrustedKeys;
+use saml_benches::{pyff_load, signed_aggregate, xmlsec1_verify};
+use saml_core::dsig::{SignOptions, SigningKey, TrustedKeys};
 use saml_metadata::load::{self, Policy};
 use saml_metadata::model::sha1_hex;
 
@@ -21,6 +22,8 @@ fn bench(c: &mut Criterion) {
     let loaded = load::load(&doc, &policy).unwrap_or_else(|e| panic!("load: {e}"));
     assert_eq!(loaded.len(), 10_000);
     xmlsec1_verify(&agg.cert_pem, &agg.xml).unwrap_or_else(|e| panic!("{e}"));
+    let pipeline = agg.xml.with_extension("pyff-load.yaml");
+    pyff_load(&agg.cert_pem, &agg.xml, &pipeline).unwrap_or_else(|e| panic!("{e}"));
 
     let mut g = c.benchmark_group("metadata_load_10k");
     g.throughput(Throughput::Bytes(doc.len() as u64));
@@ -38,6 +41,34 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("xmlsec1_cli_verify", |b| {
         b.iter(|| xmlsec1_verify(&agg.cert_pem, &agg.xml).unwrap_or_else(|e| panic!("{e}")))
+    });
+    g.bench_function("pyff_load", |b| {
+        b.iter(|| pyff_load(&agg.cert_pem, &agg.xml, &pipeline).unwrap_or_else(|e| panic!("{e}")))
+    });
+    g.finish();
+
+    let md = loaded.metadata().clone();
+    let key = SigningKey::from_pem(
+        &std::fs::read(&agg.key_pem).expect("key"),
+        Some(&std::fs::read(&agg.cert_pem).expect("cert")),
+    )
+    .expect("signing key");
+    let written = md.to_xml().expect("write");
+    let mut g = c.benchmark_group("metadata_write_10k");
+    g.throughput(Throughput::Bytes(written.len() as u64));
+    g.sample_size(10);
+    g.sampling_mode(SamplingMode::Flat);
+    g.bench_function("to_xml", |b| {
+        b.iter(|| black_box(md.to_xml().expect("write").len()))
+    });
+    g.bench_function("sign_on_write", |b| {
+        b.iter(|| {
+            black_box(
+                md.sign(&key, &SignOptions::default())
+                    .expect("sign on write")
+                    .len(),
+            )
+        })
     });
     g.finish();
 

@@ -121,3 +121,42 @@ pub fn xmlsec1_verify(cert_pem: &Path, file: &Path) -> Result<(), String> {
         ))
     }
 }
+
+/// pyFF's command-line tool in the workspace's venv (`$FEDERATION_VENV/bin/pyff`, default
+/// `.venv/bin/pyff`, installed by `scripts/setup.sh`).
+pub fn pyff_path() -> PathBuf {
+    let venv = std::env::var_os("FEDERATION_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+            manifest.parent().unwrap_or(manifest).join(".venv")
+        });
+    venv.join("bin").join("pyff")
+}
+
+/// Runs a pyFF pipeline that loads `file`, checking its signature with `cert_pem`, and selects
+/// every entity (pyFF's load: parse, verify with xmlsec, index). An error when pyFF cannot be run
+/// or fails. `pipeline` is where the YAML is written.
+pub fn pyff_load(cert_pem: &Path, file: &Path, pipeline: &Path) -> Result<(), String> {
+    let yaml = format!(
+        "- load:\n  - {} verify {}\n- select\n",
+        file.display(),
+        cert_pem.display()
+    );
+    std::fs::write(pipeline, yaml).map_err(|e| format!("{}: {e}", pipeline.display()))?;
+    let bin = pyff_path();
+    let out = Command::new(&bin)
+        .arg("--loglevel=ERROR")
+        .arg(pipeline)
+        .output()
+        .map_err(|e| format!("cannot run {} ({e}); run scripts/setup.sh", bin.display()))?;
+    if out.status.success() && out.stderr.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "pyff failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
