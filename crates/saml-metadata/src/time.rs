@@ -97,12 +97,24 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// Seconds (floored) and nanoseconds since the epoch, for times before it too.
+fn epoch_parts(t: SystemTime) -> (i64, u32) {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => (i64::try_from(d.as_secs()).unwrap_or(i64::MAX), d.subsec_nanos()),
+        Err(e) => {
+            let d = e.duration();
+            let secs = -i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+            match d.subsec_nanos() {
+                0 => (secs, 0),
+                n => (secs - 1, 1_000_000_000 - n),
+            }
+        }
+    }
+}
+
 /// Formats a time as `YYYY-MM-DDThh:mm:ssZ` (whole seconds, UTC).
 pub fn format_datetime(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let secs = epoch_parts(t).0;
     let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -126,10 +138,7 @@ pub fn format_datetime(t: SystemTime) -> String {
 /// a parsed instant is written back exactly.
 pub fn format_datetime_exact(t: SystemTime) -> String {
     let whole = format_datetime(t);
-    let nanos = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let nanos = epoch_parts(t).1;
     if nanos == 0 {
         return whole;
     }
@@ -283,6 +292,11 @@ mod tests {
         let t = parse_datetime("2031-04-17T05:59:16.25Z").expect("fraction");
         assert_eq!(format_datetime_exact(t), "2031-04-17T05:59:16.25Z");
         assert_eq!(parse_datetime(&format_datetime_exact(t)), Some(t));
+        // Before the epoch (found by fuzzing the writer).
+        for v in ["1969-12-31T23:59:59Z", "0001-01-01T00:00:00Z", "1900-02-28T12:30:00.5Z"] {
+            let t = parse_datetime(v).expect("valid");
+            assert_eq!(format_datetime_exact(t), v);
+        }
         for bad in ["", "P", "PT", "6H", "-PT6H", "PT6D", "P1H", "PTH", "P1Y2"] {
             assert!(parse_duration(bad).is_none(), "{bad}");
         }
