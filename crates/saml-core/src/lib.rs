@@ -49,6 +49,7 @@
 pub mod c14n;
 pub mod dsig;
 mod error;
+pub mod time;
 pub mod xml;
 
 pub use error::{Error, LimitExceeded, SignatureError, XmlError};

@@ -53,7 +53,7 @@ pub mod load;
 pub mod model;
 mod parse;
 pub mod split;
-pub mod time;
+pub use saml_core::time;
 pub mod write;
 
 pub use error::Error;
