@@ -40,6 +40,9 @@ pub enum Error {
     /// OpenSSL reported an error while computing a digest or signature.
     #[error("crypto error: {0}")]
     Crypto(#[from] openssl::error::ErrorStack),
+    /// A SAML protocol message or binding was malformed or rejected by a profile rule.
+    #[error("{0}")]
+    Protocol(#[from] crate::protocol::ProtocolError),
     /// Error reported by libxmlsec1 (the `xmlsec` feature's second engine).
     #[cfg(feature = "xmlsec")]
     #[error("xmlsec engine: {0}")]

@@ -7,9 +7,10 @@
 //!
 //! In scope: [`xml`] (one parse that c14n and model builders share), [`c14n`] (exclusive c14n of
 //! a subtree, with or without comments, PrefixList, enveloped-signature omission), [`dsig`]
-//! (verify against configured keys only, sign with RSA/ECDSA).
-//! Out of scope here: the SAML metadata model (`saml-metadata`), protocol messages and bindings
-//! (later modules of this crate), inclusive c14n, XPath/XSLT transforms, detached or enveloping
+//! (verify against configured keys only, sign with RSA/ECDSA), [`protocol`] (AuthnRequest,
+//! Response and Assertion validation for SPs, Responses for IdPs, XML Encryption of assertions),
+//! [`bindings`] (HTTP-Redirect with query signatures, HTTP-POST), [`time`] (xs:dateTime).
+//! Out of scope here: the SAML metadata model (`saml-metadata`), inclusive c14n, XPath/XSLT transforms, detached or enveloping
 //! signatures, `ds:Object`/`ds:Manifest`, retrieval of remote references.
 //!
 //! The result of verification is the only way to the signed content:
@@ -46,9 +47,11 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod bindings;
 pub mod c14n;
 pub mod dsig;
 mod error;
+pub mod protocol;
 pub mod time;
 pub mod xml;
 

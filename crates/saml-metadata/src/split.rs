@@ -4,7 +4,7 @@
 //! dropped (the caller re-signs with its own key, see `saml_core::dsig::sign`).
 
 use saml_core::dsig::{self, DSIG_NS};
-use saml_core::xml::{Event, effective_scope};
+use saml_core::xml::{Event, effective_scope, escape_attr};
 
 use crate::error::Error;
 use crate::load::Policy;
@@ -54,9 +54,9 @@ pub fn split(doc: &[u8], policy: &Policy) -> Result<Vec<EntityDocument>, Error> 
                         continue;
                     }
                     if d.prefix.is_empty() {
-                        start_tag.push_str(&format!(" xmlns=\"{}\"", escape(d.uri)));
+                        start_tag.push_str(&format!(" xmlns=\"{}\"", escape_attr(d.uri)));
                     } else {
-                        start_tag.push_str(&format!(" xmlns:{}=\"{}\"", d.prefix, escape(d.uri)));
+                        start_tag.push_str(&format!(" xmlns:{}=\"{}\"", d.prefix, escape_attr(d.uri)));
                     }
                 }
                 start_tag.push_str(&tag[name_end..]);
@@ -101,10 +101,4 @@ pub fn split(doc: &[u8], policy: &Policy) -> Result<Vec<EntityDocument>, Error> 
         }
     }
     Ok(out)
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('"', "&quot;")
-        .replace('<', "&lt;")
 }

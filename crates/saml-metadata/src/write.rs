@@ -13,6 +13,7 @@
 
 use base64::Engine as _;
 use saml_core::dsig::{self, DSIG_NS, SignOptions, SigningKey};
+pub(crate) use saml_core::xml::{escape_attr, escape_text};
 
 use crate::error::Error;
 use crate::ext::*;
@@ -56,38 +57,6 @@ impl P {
     fn prefix(self) -> &'static str {
         PREFIXES[self as usize].0
     }
-}
-
-/// Escapes an attribute value (`&`, `<`, `"`, and TAB/LF/CR as character references so that
-/// attribute-value normalization keeps them).
-pub(crate) fn escape_attr(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '"' => out.push_str("&quot;"),
-            '\t' => out.push_str("&#9;"),
-            '\n' => out.push_str("&#10;"),
-            '\r' => out.push_str("&#13;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-fn escape_text(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\r' => out.push_str("&#13;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 fn refuse(element: &str, message: impl Into<String>) -> Error {

@@ -16,6 +16,7 @@
 //! Empty-element tags (`<a/>`) are reported as a [`Event::Start`] followed by an [`Event::End`].
 
 pub(crate) mod chars;
+mod escape;
 
 use std::ops::Range;
 
@@ -24,6 +25,7 @@ use quick_xml::events::Event as QEvent;
 use crate::error::{Error, LimitExceeded, XmlError};
 
 pub use chars::{attribute_value, normalize_newlines, text_value};
+pub use escape::{escape_attr, escape_text};
 
 /// The namespace bound to the `xml` prefix.
 pub const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";

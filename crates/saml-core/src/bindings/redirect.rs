@@ -1,0 +1,206 @@
+//! HTTP-Redirect binding (SAML Bindings §3.4): the message is DEFLATE-compressed (raw, RFC 1951),
+//! base64-encoded and URL-encoded into `SAMLRequest` or `SAMLResponse`; the signature, if any,
+//! covers the exact query-string octets `SAMLRequest=…&RelayState=…&SigAlg=…` as received
+//! (§3.4.4.1), never a re-encoding.
+
+use std::io::Write as _;
+
+use base64::Engine as _;
+use flate2::{Decompress, FlushDecompress, Status};
+
+use super::{MessageKind, base64_decode, binding, check_relay_state, raw_pairs, url_decode, url_encode};
+use crate::dsig::{SignatureAlgorithm, SigningKey, TrustedKeys};
+use crate::error::Error;
+use crate::protocol::ProtocolError;
+
+/// Default limit on the inflated message (256 KiB): a DEFLATE bomb stops there.
+pub const DEFAULT_MAX_INFLATED: usize = 256 << 10;
+
+/// `urn:oasis:names:tc:SAML:2.0:bindings:URL-Encoding:DEFLATE`, the only `SAMLEncoding` value.
+pub const DEFLATE_ENCODING: &str = "urn:oasis:names:tc:SAML:2.0:bindings:URL-Encoding:DEFLATE";
+
+/// Encodes `xml` as the query string of a Redirect-binding URL (without `?`), signed with `key`
+/// when given (its natural algorithm unless `alg` says otherwise; SHA-1 is refused).
+pub fn encode(
+    kind: MessageKind,
+    xml: &[u8],
+    relay_state: Option<&str>,
+    key: Option<&SigningKey>,
+    alg: Option<SignatureAlgorithm>,
+) -> Result<String, Error> {
+    check_relay_state(relay_state)?;
+    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(xml)
+        .and_then(|_| enc.flush())
+        .map_err(|e| binding(format!("deflate: {e}")))?;
+    let deflated = enc.finish().map_err(|e| binding(format!("deflate: {e}")))?;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(deflated);
+    let mut q = format!("{}={}", kind.param(), url_encode(&b64));
+    if let Some(rs) = relay_state {
+        q.push_str(&format!("&RelayState={}", url_encode(rs)));
+    }
+    if let Some(key) = key {
+        let alg = alg.unwrap_or_else(|| key.default_algorithm());
+        if matches!(alg, SignatureAlgorithm::RsaSha1 | SignatureAlgorithm::EcdsaSha1) {
+            return Err(Error::Usage("SHA-1 is not used for new signatures".into()));
+        }
+        q.push_str(&format!("&SigAlg={}", url_encode(alg.uri())));
+        let sig = key.sign(alg, q.as_bytes())?;
+        q.push_str(&format!(
+            "&Signature={}",
+            url_encode(&base64::engine::general_purpose::STANDARD.encode(sig))
+        ));
+    }
+    Ok(q)
+}
+
+/// `endpoint` with the query string appended (`?`, or `&` when the endpoint has a query already).
+pub fn url(endpoint: &str, query: &str) -> String {
+    let sep = if endpoint.contains('?') { '&' } else { '?' };
+    format!("{endpoint}{sep}{query}")
+}
+
+/// A decoded Redirect-binding message. Its signature is not checked until
+/// [`RedirectMessage::verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedirectMessage {
+    /// Request or response.
+    pub kind: MessageKind,
+    /// The inflated XML.
+    pub xml: Vec<u8>,
+    /// `RelayState`, decoded.
+    pub relay_state: Option<String>,
+    signature: Option<QuerySignature>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct QuerySignature {
+    alg: String,
+    value: Vec<u8>,
+    signed: String,
+}
+
+/// Decodes the query string of a Redirect-binding request (with or without the leading `?`).
+/// Exactly one `SAMLRequest` or `SAMLResponse`; `RelayState` at most once and at most 80 bytes;
+/// `SigAlg` and `Signature` together or not at all; the inflated message at most `max_inflated`
+/// bytes.
+pub fn decode(query: &str, max_inflated: usize) -> Result<RedirectMessage, Error> {
+    let pairs = raw_pairs(query);
+    let one = |name: &str| -> Result<Option<&str>, Error> {
+        let mut it = pairs.iter().filter(|(k, _)| *k == name).map(|(_, v)| *v);
+        let first = it.next();
+        if it.next().is_some() {
+            return Err(binding(format!("{name} appears more than once")));
+        }
+        Ok(first)
+    };
+    let (kind, raw_msg) = match (one("SAMLRequest")?, one("SAMLResponse")?) {
+        (Some(v), None) => (MessageKind::Request, v),
+        (None, Some(v)) => (MessageKind::Response, v),
+        (None, None) => return Err(binding("no SAMLRequest or SAMLResponse parameter")),
+        (Some(_), Some(_)) => return Err(binding("both SAMLRequest and SAMLResponse")),
+    };
+    if let Some(e) = one("SAMLEncoding")? {
+        let e = url_decode(e)?;
+        if e != DEFLATE_ENCODING {
+            return Err(binding(format!("unsupported SAMLEncoding {e:?}")));
+        }
+    }
+    let raw_rs = one("RelayState")?;
+    let relay_state = raw_rs.map(url_decode).transpose()?;
+    check_relay_state(relay_state.as_deref())?;
+    let deflated = base64_decode(&url_decode(raw_msg)?)?;
+    let xml = inflate(&deflated, max_inflated)?;
+    let signature = match (one("SigAlg")?, one("Signature")?) {
+        (None, None) => None,
+        (Some(alg), Some(sig)) => {
+            let mut signed = format!("{}={raw_msg}", kind.param());
+            if let Some(rs) = raw_rs {
+                signed.push_str(&format!("&RelayState={rs}"));
+            }
+            signed.push_str(&format!("&SigAlg={alg}"));
+            Some(QuerySignature {
+                alg: url_decode(alg)?,
+                value: base64_decode(&url_decode(sig)?)?,
+                signed,
+            })
+        }
+        _ => return Err(binding("SigAlg and Signature must come together")),
+    };
+    Ok(RedirectMessage {
+        kind,
+        xml,
+        relay_state,
+        signature,
+    })
+}
+
+/// Raw DEFLATE with a size limit; a truncated or corrupt stream is an error.
+fn inflate(data: &[u8], max: usize) -> Result<Vec<u8>, Error> {
+    let mut d = Decompress::new(false);
+    let mut out: Vec<u8> = Vec::with_capacity(data.len().saturating_mul(4).min(max) + 64);
+    loop {
+        if out.len() == out.capacity() {
+            if out.len() >= max {
+                return Err(binding(format!(
+                    "inflated message exceeds {max} bytes (DEFLATE bomb?)"
+                )));
+            }
+            out.reserve((out.len()).clamp(4096, max - out.len()));
+        }
+        let consumed = d.total_in() as usize;
+        let produced = d.total_out();
+        let status = d
+            .decompress_vec(&data[consumed.min(data.len())..], &mut out, FlushDecompress::None)
+            .map_err(|e| binding(format!("bad DEFLATE data: {e}")))?;
+        match status {
+            Status::StreamEnd => {
+                if (d.total_in() as usize) < data.len() {
+                    return Err(binding("trailing bytes after the DEFLATE stream"));
+                }
+                return Ok(out);
+            }
+            Status::Ok | Status::BufError => {
+                let stalled = d.total_in() as usize == consumed && d.total_out() == produced;
+                if out.len() < out.capacity() && (d.total_in() as usize >= data.len() || stalled)
+                {
+                    return Err(binding("truncated DEFLATE stream"));
+                }
+            }
+        }
+        if out.len() > max {
+            return Err(binding(format!(
+                "inflated message exceeds {max} bytes (DEFLATE bomb?)"
+            )));
+        }
+    }
+}
+
+impl RedirectMessage {
+    /// Whether the query carried SigAlg and Signature.
+    pub fn is_signed(&self) -> bool {
+        self.signature.is_some()
+    }
+
+    /// The SigAlg URI, if signed.
+    pub fn signature_algorithm(&self) -> Option<&str> {
+        self.signature.as_ref().map(|s| s.alg.as_str())
+    }
+
+    /// Verifies the query-string signature with `keys` (the sender's signing keys from its
+    /// metadata); `legacy` admits RSA-SHA1 and 1024-bit RSA. Returns the index of the key.
+    /// An unsigned message is an error here.
+    pub fn verify(&self, keys: &TrustedKeys, legacy: bool) -> Result<usize, Error> {
+        let s = self.signature.as_ref().ok_or_else(|| {
+            ProtocolError::Unsigned("the Redirect-binding message carries no Signature".into())
+        })?;
+        let alg = SignatureAlgorithm::from_uri(&s.alg, legacy)?;
+        keys.verify(
+            alg,
+            if legacy { 1024 } else { 2048 },
+            s.signed.as_bytes(),
+            &s.value,
+            &[],
+        )
+    }
+}

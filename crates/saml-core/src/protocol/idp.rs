@@ -1,0 +1,257 @@
+//! The identity provider's side, enough for tests, demos and brokers: check an incoming
+//! [`AuthnRequest`] and issue a signed (optionally encrypted) `samlp:Response` with one
+//! `saml:Assertion` for it (SAML Profiles §4.1.4.2).
+
+use std::time::{Duration, SystemTime};
+
+use openssl::pkey::{PKey, Public};
+
+use super::authn_request::AuthnRequest;
+use super::xmlenc::{self, DataAlgorithm, KeyTransport};
+use super::{
+    AC_PASSWORD_PROTECTED_TRANSPORT, Attribute, BEARER, NameId, ProtocolError, SAML_NS, SAMLP_NS,
+    Status, StatusCode, new_id,
+};
+use crate::dsig::{self, Placement, SignOptions, SigningKey, Target};
+use crate::error::Error;
+use crate::time::format_datetime_exact;
+use crate::xml::{escape_attr, escape_text};
+
+/// Checks an AuthnRequest as an IdP receiving it at `sso_urls` at `now`: Destination, if present,
+/// is one of them, and IssueInstant is not older than `max_age` nor later than `now` plus
+/// `clock_skew` (SAML Profiles §4.1.4.1).
+pub fn check_request(
+    req: &AuthnRequest,
+    sso_urls: &[&str],
+    now: SystemTime,
+    max_age: Duration,
+    clock_skew: Duration,
+) -> Result<(), Error> {
+    if let Some(d) = &req.destination
+        && !sso_urls.contains(&d.as_str())
+    {
+        return Err(ProtocolError::DestinationMismatch { found: d.clone() }.into());
+    }
+    if req.issue_instant > now + clock_skew {
+        return Err(ProtocolError::NotYetValid {
+            what: "AuthnRequest",
+            at: format_datetime_exact(req.issue_instant),
+            now: format_datetime_exact(now),
+        }
+        .into());
+    }
+    if req.issue_instant + max_age + clock_skew < now {
+        return Err(ProtocolError::Expired {
+            what: "AuthnRequest",
+            at: format_datetime_exact(req.issue_instant + max_age),
+            now: format_datetime_exact(now),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Encrypting the assertion for the SP.
+#[derive(Debug, Clone)]
+pub struct Encryption {
+    /// The SP's encryption key (from its metadata's `use="encryption"` certificate).
+    pub recipient: PKey<Public>,
+    /// Content algorithm (default AES-256-GCM).
+    pub algorithm: DataAlgorithm,
+    /// Key transport.
+    pub transport: KeyTransport,
+}
+
+/// What goes into a Response; see [`ResponseBuilder::for_request`].
+#[derive(Debug, Clone)]
+pub struct ResponseBuilder {
+    /// The IdP's entityID.
+    pub idp_entity_id: String,
+    /// The audience: the SP's entityID.
+    pub sp_entity_id: String,
+    /// Where the Response goes (Destination and Recipient).
+    pub acs_url: String,
+    /// The request answered (`None` for an unsolicited Response).
+    pub in_response_to: Option<String>,
+    /// The subject.
+    pub name_id: NameId,
+    /// Attributes released.
+    pub attributes: Vec<Attribute>,
+    /// AuthnContextClassRef.
+    pub authn_context_class: String,
+    /// When the user authenticated (default: now).
+    pub authn_instant: Option<SystemTime>,
+    /// SessionIndex (default: a new ID).
+    pub session_index: Option<String>,
+    /// How long the assertion is valid (default 5 minutes).
+    pub lifetime: Duration,
+    /// Sign the Assertion (default true).
+    pub sign_assertion: bool,
+    /// Sign the Response (default true).
+    pub sign_response: bool,
+    /// Encrypt the assertion.
+    pub encryption: Option<Encryption>,
+    /// The status; anything but Success yields a Response without an assertion.
+    pub status: Status,
+}
+
+impl ResponseBuilder {
+    /// A Response answering `req` from `idp_entity_id` to the ACS at `acs_url` (the URL the
+    /// request named, or the SP's default ACS from its metadata) about `name_id`.
+    pub fn for_request(
+        req: &AuthnRequest,
+        idp_entity_id: &str,
+        acs_url: &str,
+        name_id: NameId,
+    ) -> Self {
+        ResponseBuilder {
+            idp_entity_id: idp_entity_id.to_owned(),
+            sp_entity_id: req.issuer.clone(),
+            acs_url: acs_url.to_owned(),
+            in_response_to: Some(req.id.clone()),
+            name_id,
+            attributes: Vec::new(),
+            authn_context_class: AC_PASSWORD_PROTECTED_TRANSPORT.to_owned(),
+            authn_instant: None,
+            session_index: None,
+            lifetime: Duration::from_secs(300),
+            sign_assertion: true,
+            sign_response: true,
+            encryption: None,
+            status: Status::success(),
+        }
+    }
+
+    /// The assertion XML (unsigned), with its own namespace declarations.
+    fn assertion(&self, id: &str, session: &str, now: SystemTime) -> String {
+        let until = format_datetime_exact(now + self.lifetime);
+        let now_s = format_datetime_exact(now);
+        let irt = self
+            .in_response_to
+            .as_ref()
+            .map(|r| format!(" InResponseTo=\"{}\"", escape_attr(r)))
+            .unwrap_or_default();
+        let n = &self.name_id;
+        let mut name_attrs = String::new();
+        for (k, v) in [
+            ("Format", &n.format),
+            ("NameQualifier", &n.name_qualifier),
+            ("SPNameQualifier", &n.sp_name_qualifier),
+        ] {
+            if let Some(v) = v {
+                name_attrs.push_str(&format!(" {k}=\"{}\"", escape_attr(v)));
+            }
+        }
+        let mut attrs = String::new();
+        if !self.attributes.is_empty() {
+            attrs.push_str("<saml:AttributeStatement>");
+            for a in &self.attributes {
+                attrs.push_str(&format!("<saml:Attribute Name=\"{}\"", escape_attr(&a.name)));
+                if let Some(f) = &a.name_format {
+                    attrs.push_str(&format!(" NameFormat=\"{}\"", escape_attr(f)));
+                }
+                if let Some(f) = &a.friendly_name {
+                    attrs.push_str(&format!(" FriendlyName=\"{}\"", escape_attr(f)));
+                }
+                attrs.push('>');
+                for v in &a.values {
+                    attrs.push_str(&format!(
+                        "<saml:AttributeValue xmlns:xs=\"http://www.w3.org/2001/XMLSchema\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:type=\"xs:string\">{}</saml:AttributeValue>",
+                        escape_text(v)
+                    ));
+                }
+                attrs.push_str("</saml:Attribute>");
+            }
+            attrs.push_str("</saml:AttributeStatement>");
+        }
+        format!(
+            "<saml:Assertion xmlns:saml=\"{SAML_NS}\" ID=\"{id}\" Version=\"2.0\" IssueInstant=\"{now_s}\"><saml:Issuer>{issuer}</saml:Issuer><saml:Subject><saml:NameID{name_attrs}>{name}</saml:NameID><saml:SubjectConfirmation Method=\"{BEARER}\"><saml:SubjectConfirmationData NotOnOrAfter=\"{until}\" Recipient=\"{acs}\"{irt}/></saml:SubjectConfirmation></saml:Subject><saml:Conditions NotBefore=\"{now_s}\" NotOnOrAfter=\"{until}\"><saml:AudienceRestriction><saml:Audience>{audience}</saml:Audience></saml:AudienceRestriction></saml:Conditions><saml:AuthnStatement AuthnInstant=\"{authn}\" SessionIndex=\"{session}\"><saml:AuthnContext><saml:AuthnContextClassRef>{class}</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement>{attrs}</saml:Assertion>",
+            issuer = escape_text(&self.idp_entity_id),
+            name = escape_text(&n.value),
+            acs = escape_attr(&self.acs_url),
+            audience = escape_text(&self.sp_entity_id),
+            authn = format_datetime_exact(self.authn_instant.unwrap_or(now)),
+            session = escape_attr(session),
+            class = escape_text(&self.authn_context_class),
+        )
+    }
+
+    /// Builds the Response at `now`, signing with `key` as configured; `random` supplies IDs and
+    /// encryption keys.
+    pub fn build(
+        &self,
+        key: &SigningKey,
+        now: SystemTime,
+        random: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<Vec<u8>, Error> {
+        let response_id = new_id(random);
+        let mut inner = String::new();
+        if self.status.code == StatusCode::Success {
+            let assertion_id = new_id(random);
+            let session = self.session_index.clone().unwrap_or_else(|| new_id(random));
+            let xml = self.assertion(&assertion_id, &session, now);
+            let xml = if self.sign_assertion {
+                String::from_utf8(dsig::sign(
+                    xml.as_bytes(),
+                    key,
+                    &SignOptions {
+                        target: Target::Id(assertion_id),
+                        placement: Placement::AfterIssuer,
+                        ..SignOptions::default()
+                    },
+                )?)
+                .map_err(|_| Error::Usage("signed assertion is not UTF-8".into()))?
+            } else {
+                xml
+            };
+            inner = match &self.encryption {
+                Some(e) => {
+                    xmlenc::encrypt(xml.as_bytes(), &e.recipient, e.algorithm, e.transport, random)?
+                }
+                None => xml,
+            };
+        }
+        let irt = self
+            .in_response_to
+            .as_ref()
+            .map(|r| format!(" InResponseTo=\"{}\"", escape_attr(r)))
+            .unwrap_or_default();
+        let mut status = format!(
+            "<samlp:Status><samlp:StatusCode Value=\"{}\"",
+            escape_attr(&self.status.code.uri())
+        );
+        match &self.status.second {
+            Some(s) => status.push_str(&format!(
+                "><samlp:StatusCode Value=\"{}\"/></samlp:StatusCode>",
+                escape_attr(&s.uri())
+            )),
+            None => status.push_str("/>"),
+        }
+        if let Some(m) = &self.status.message {
+            status.push_str(&format!(
+                "<samlp:StatusMessage>{}</samlp:StatusMessage>",
+                escape_text(m)
+            ));
+        }
+        status.push_str("</samlp:Status>");
+        let response = format!(
+            "<samlp:Response xmlns:samlp=\"{SAMLP_NS}\" xmlns:saml=\"{SAML_NS}\" ID=\"{response_id}\" Version=\"2.0\" IssueInstant=\"{}\" Destination=\"{}\"{irt}><saml:Issuer>{}</saml:Issuer>{status}{inner}</samlp:Response>",
+            format_datetime_exact(now),
+            escape_attr(&self.acs_url),
+            escape_text(&self.idp_entity_id),
+        );
+        if self.sign_response {
+            dsig::sign(
+                response.as_bytes(),
+                key,
+                &SignOptions {
+                    target: Target::Id(response_id),
+                    placement: Placement::AfterIssuer,
+                    ..SignOptions::default()
+                },
+            )
+        } else {
+            Ok(response.into_bytes())
+        }
+    }
+}

@@ -1,0 +1,1024 @@
+//! Validating a `samlp:Response` (SAML Core §3.2.2, §3.3.3) and its `saml:Assertion` (§2.3.3) as
+//! a service provider under the Web Browser SSO profile (SAML Profiles §4.1.4.3, §4.1.4.5).
+//!
+//! Rules, in the order they are checked:
+//! 1. The whole document passes the hardened reader; the root is `samlp:Response`, Version 2.0;
+//!    it holds exactly one `saml:Assertion` or `saml:EncryptedAssertion` child.
+//! 2. Signatures: a `ds:Signature` on the Response is verified (it must verify; there is no
+//!    fallback); an EncryptedAssertion is decrypted *before* the signature of the assertion inside
+//!    it is verified; a signed assertion must be the Response's own assertion child (a signed
+//!    element found anywhere else is signature wrapping, XSW1-8). At least one of Response or
+//!    Assertion must be signed ([`ResponseValidator::require_signed_assertion`] wants the
+//!    assertion itself). Keys come only from the configuration (the IdP's metadata).
+//! 3. Only signed content is used: the model is built from the verified events.
+//! 4. Issuer (Response, if present, and Assertion) is the expected IdP; Destination, if present
+//!    (required on a signed Response, SAML Bindings §3.5.5.2), is one of this SP's ACS URLs;
+//!    the status is Success; InResponseTo names an outstanding request (or the Response is
+//!    unsolicited and that is allowed).
+//! 5. Conditions: NotBefore / NotOnOrAfter within the clock skew, every AudienceRestriction
+//!    names this SP; a bearer SubjectConfirmation with Recipient = an ACS URL, NotOnOrAfter in
+//!    the future and InResponseTo = the request; at least one AuthnStatement, its
+//!    SessionNotOnOrAfter not passed.
+//! 6. Replay: the assertion ID is unknown to the replay cache.
+//!
+//! Only when everything passed are the request ID marked complete and the assertion ID
+//! remembered, so a rejected Response changes no state.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use openssl::pkey::{PKey, Private};
+
+use super::read::{Cursor, Elem};
+use super::xmlenc::{self, EncryptedData};
+use super::{Attribute, BEARER, NameId, ProtocolError, SAML_NS, SAMLP_NS, Status, StatusCode};
+use crate::dsig::{self, DSIG_NS, TrustedKeys, VerifyOptions};
+use crate::error::Error;
+use crate::time::format_datetime_exact;
+use crate::xml::{Event, Limits, NsDecl, Reader, effective_scope, escape_attr};
+
+/// `saml:SubjectConfirmationData` (§2.4.1.2).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SubjectConfirmationData {
+    /// `NotBefore`.
+    pub not_before: Option<SystemTime>,
+    /// `NotOnOrAfter`.
+    pub not_on_or_after: Option<SystemTime>,
+    /// `Recipient`.
+    pub recipient: Option<String>,
+    /// `InResponseTo`.
+    pub in_response_to: Option<String>,
+    /// `Address`.
+    pub address: Option<String>,
+}
+
+/// `saml:SubjectConfirmation` (§2.4.1.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectConfirmation {
+    /// `Method` (e.g. [`BEARER`]).
+    pub method: String,
+    /// `SubjectConfirmationData`.
+    pub data: Option<SubjectConfirmationData>,
+}
+
+/// `saml:Subject` (§2.4.1).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Subject {
+    /// `NameID`.
+    pub name_id: Option<NameId>,
+    /// `SubjectConfirmation`s.
+    pub confirmations: Vec<SubjectConfirmation>,
+}
+
+/// `saml:Conditions` (§2.5.1).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Conditions {
+    /// `NotBefore`.
+    pub not_before: Option<SystemTime>,
+    /// `NotOnOrAfter`.
+    pub not_on_or_after: Option<SystemTime>,
+    /// Each `AudienceRestriction`'s `Audience` values.
+    pub audience_restrictions: Vec<Vec<String>>,
+    /// `OneTimeUse` present.
+    pub one_time_use: bool,
+    /// `ProxyRestriction@Count`.
+    pub proxy_count: Option<u32>,
+}
+
+/// `saml:AuthnStatement` (§2.7.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthnStatement {
+    /// `AuthnInstant`.
+    pub authn_instant: SystemTime,
+    /// `SessionIndex`.
+    pub session_index: Option<String>,
+    /// `SessionNotOnOrAfter`.
+    pub session_not_on_or_after: Option<SystemTime>,
+    /// `AuthnContext/AuthnContextClassRef`.
+    pub class_ref: Option<String>,
+    /// `AuthnContext/AuthnContextDeclRef`.
+    pub decl_ref: Option<String>,
+    /// `AuthnContext/AuthenticatingAuthority` values.
+    pub authenticating_authorities: Vec<String>,
+}
+
+/// `saml:Assertion` (§2.3.3), as far as the Web SSO profile uses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assertion {
+    /// `ID`.
+    pub id: String,
+    /// `IssueInstant`.
+    pub issue_instant: SystemTime,
+    /// `Issuer`.
+    pub issuer: String,
+    /// `Subject`.
+    pub subject: Subject,
+    /// `Conditions`.
+    pub conditions: Option<Conditions>,
+    /// `AuthnStatement`s.
+    pub authn_statements: Vec<AuthnStatement>,
+    /// The attributes of every `AttributeStatement`, in order.
+    pub attributes: Vec<Attribute>,
+}
+
+impl Assertion {
+    /// The first attribute named `name` (a URI such as `urn:oid:0.9.2342.19200300.100.1.3`) or
+    /// with that FriendlyName.
+    pub fn attribute(&self, name: &str) -> Option<&Attribute> {
+        self.attributes
+            .iter()
+            .find(|a| a.name == name)
+            .or_else(|| {
+                self.attributes
+                    .iter()
+                    .find(|a| a.friendly_name.as_deref() == Some(name))
+            })
+    }
+}
+
+/// A Response that passed every check: only signed content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidatedResponse {
+    /// The Response's `ID`.
+    pub response_id: String,
+    /// Its `InResponseTo` (the request it answers; `None` for an unsolicited Response).
+    pub in_response_to: Option<String>,
+    /// The IdP's entityID.
+    pub issuer: String,
+    /// The assertion.
+    pub assertion: Assertion,
+    /// Whether the Response element was signed (and verified).
+    pub response_signed: bool,
+    /// Whether the Assertion element was signed (and verified).
+    pub assertion_signed: bool,
+    /// Whether the assertion came encrypted.
+    pub encrypted: bool,
+    /// Index, in the configured IdP keys, of the key that verified the assertion (or the
+    /// Response, when only it was signed).
+    pub key_index: usize,
+}
+
+impl ValidatedResponse {
+    /// The subject's NameID.
+    pub fn name_id(&self) -> Option<&NameId> {
+        self.assertion.subject.name_id.as_ref()
+    }
+
+    /// The first AuthnStatement's SessionIndex.
+    pub fn session_index(&self) -> Option<&str> {
+        self.assertion
+            .authn_statements
+            .first()
+            .and_then(|s| s.session_index.as_deref())
+    }
+}
+
+/// The SP's record of the requests it sent and still waits for (InResponseTo correlation).
+pub trait RequestTracker {
+    /// Whether `id` is an outstanding request at `now`.
+    fn is_outstanding(&self, id: &str, now: SystemTime) -> bool;
+    /// `id` was answered by a valid Response: forget it.
+    fn complete(&mut self, id: &str);
+}
+
+/// An in-memory [`RequestTracker`]: request IDs with an expiry.
+#[derive(Debug, Clone, Default)]
+pub struct OutstandingRequests {
+    ids: HashMap<String, SystemTime>,
+}
+
+impl OutstandingRequests {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records a request sent, valid until `expires`; also drops the requests expired at
+    /// `now`.
+    pub fn insert(&mut self, id: &str, expires: SystemTime, now: SystemTime) {
+        self.ids.retain(|_, e| *e > now);
+        self.ids.insert(id.to_owned(), expires);
+    }
+
+    /// Number of requests recorded.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether none is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+impl RequestTracker for OutstandingRequests {
+    fn is_outstanding(&self, id: &str, now: SystemTime) -> bool {
+        self.ids.get(id).is_some_and(|e| *e > now)
+    }
+
+    fn complete(&mut self, id: &str) {
+        self.ids.remove(id);
+    }
+}
+
+/// Assertion IDs already consumed, until they expire (SAML Profiles §4.1.4.5: a bearer assertion
+/// is used once).
+pub trait ReplayCache {
+    /// Whether the assertion `id` from `issuer` was already used.
+    fn seen(&self, issuer: &str, id: &str, now: SystemTime) -> bool;
+    /// Remembers the assertion until `until` (after which it is expired anyway).
+    fn remember(&mut self, issuer: &str, id: &str, until: SystemTime, now: SystemTime);
+}
+
+/// An in-memory [`ReplayCache`]; expired entries are dropped as new ones come.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryReplayCache {
+    seen: HashMap<(String, String), SystemTime>,
+}
+
+impl MemoryReplayCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+}
+
+impl ReplayCache for MemoryReplayCache {
+    fn seen(&self, issuer: &str, id: &str, now: SystemTime) -> bool {
+        self.seen
+            .get(&(issuer.to_owned(), id.to_owned()))
+            .is_some_and(|until| *until > now)
+    }
+
+    fn remember(&mut self, issuer: &str, id: &str, until: SystemTime, now: SystemTime) {
+        self.seen.retain(|_, u| *u > now);
+        self.seen.insert((issuer.to_owned(), id.to_owned()), until);
+    }
+}
+
+/// What a service provider checks Responses against. Build with [`ResponseValidator::new`] and
+/// adjust the public fields.
+#[derive(Debug, Clone)]
+pub struct ResponseValidator {
+    /// This SP's entityID (the audience).
+    pub sp_entity_id: String,
+    /// This SP's AssertionConsumerService URLs (Destination and Recipient must be one of them).
+    pub acs_urls: Vec<String>,
+    /// The IdP's entityID (Issuer).
+    pub idp_entity_id: String,
+    /// The IdP's signing keys (from its metadata; several for rollover).
+    pub idp_keys: TrustedKeys,
+    /// This SP's decryption keys (for EncryptedAssertion), tried in order.
+    pub decryption_keys: Vec<PKey<Private>>,
+    /// Allowed clock difference (default 3 minutes).
+    pub clock_skew: Duration,
+    /// Accept Responses without InResponseTo (IdP-initiated SSO). Default false.
+    pub allow_unsolicited: bool,
+    /// Require the Assertion itself to be signed, not only the Response. Default false.
+    pub require_signed_assertion: bool,
+    /// Require assertions to come encrypted. Default false.
+    pub require_encrypted: bool,
+    /// Admit SHA-1 signatures and 1024-bit RSA keys. Default false.
+    pub legacy_signatures: bool,
+    /// Admit TripleDES content encryption, and AES-CBC in a Response that is not signed around
+    /// it (CBC without an outer signature is open to padding-oracle attacks, Jager and
+    /// Somorovsky 2011). Default false: AES-GCM always, AES-CBC under a Response signature.
+    pub legacy_encryption: bool,
+    /// Reader limits.
+    pub limits: Limits,
+}
+
+impl ResponseValidator {
+    /// A validator for `sp_entity_id` receiving at `acs_url` from `idp_entity_id` signing with
+    /// `idp_keys`.
+    pub fn new(sp_entity_id: &str, acs_url: &str, idp_entity_id: &str, idp_keys: TrustedKeys) -> Self {
+        ResponseValidator {
+            sp_entity_id: sp_entity_id.to_owned(),
+            acs_urls: vec![acs_url.to_owned()],
+            idp_entity_id: idp_entity_id.to_owned(),
+            idp_keys,
+            decryption_keys: Vec::new(),
+            clock_skew: Duration::from_secs(180),
+            allow_unsolicited: false,
+            require_signed_assertion: false,
+            require_encrypted: false,
+            legacy_signatures: false,
+            legacy_encryption: false,
+            limits: Limits::default(),
+        }
+    }
+
+    fn verify_options(&self, id: &str) -> VerifyOptions {
+        let mut o = VerifyOptions::protocol(id);
+        o.limits = self.limits;
+        if self.legacy_signatures {
+            o = o.legacy();
+        }
+        o
+    }
+
+    /// Validates the Response `xml` (already decoded from its binding) at `now`. On success the
+    /// answered request is completed in `requests` and the assertion ID remembered in `replay`;
+    /// on any error neither is touched.
+    pub fn validate(
+        &self,
+        xml: &[u8],
+        now: SystemTime,
+        requests: &mut dyn RequestTracker,
+        replay: &mut dyn ReplayCache,
+    ) -> Result<ValidatedResponse, Error> {
+        // Rule 1: shape, from an unverified read of the whole document.
+        let reader = Reader::new(xml, self.limits)?;
+        let first = read_response(Cursor::new(reader))?;
+        if first.items.len() > 1 {
+            return Err(ProtocolError::AssertionCount(first.items.len()).into());
+        }
+        // Rule 2: the Response signature, then the assertion's.
+        let mut key_index = None;
+        let (resp, response_signed) = if first.signed {
+            let v = dsig::verify(xml, &self.idp_keys, &self.verify_options(&first.id))?;
+            if v.signed_range().start != first.start {
+                return Err(ProtocolError::Wrapped.into());
+            }
+            key_index = Some(v.key_index());
+            (read_response(Cursor::new(v.events()?))?, true)
+        } else {
+            (first, false)
+        };
+        // An error status carries no assertion (it is authentic only if the Response was
+        // signed, but a forged failure gains an attacker nothing).
+        if resp.head.status.code != StatusCode::Success {
+            let st = resp.head.status;
+            return Err(ProtocolError::Status {
+                code: st.code,
+                second: st.second,
+                message: st.message,
+            }
+            .into());
+        }
+        if resp.items.len() != 1 {
+            return Err(ProtocolError::AssertionCount(resp.items.len()).into());
+        }
+        let item = resp
+            .items
+            .into_iter()
+            .next()
+            .ok_or(ProtocolError::AssertionCount(0))?;
+        let (assertion, assertion_signed, encrypted) = match item {
+            Item::Plain {
+                start,
+                id,
+                signed,
+                assertion,
+            } => {
+                if signed {
+                    let v = dsig::verify(xml, &self.idp_keys, &self.verify_options(&id))?;
+                    if v.signed_range().start != start {
+                        return Err(ProtocolError::Wrapped.into());
+                    }
+                    key_index = Some(v.key_index());
+                    let mut c = Cursor::new(v.events()?);
+                    let root = c.next_child("Assertion")?.ok_or(ProtocolError::Wrapped)?;
+                    (read_assertion(&mut c, &root)?, true, false)
+                } else if response_signed {
+                    (*assertion, false, false)
+                } else {
+                    return Err(ProtocolError::Unsigned(
+                        "neither the Response nor its Assertion is signed".into(),
+                    )
+                    .into());
+                }
+            }
+            Item::Encrypted { data, scope } => {
+                let plain = xmlenc::decrypt(
+                    &data,
+                    &self.decryption_keys,
+                    self.legacy_encryption,
+                    response_signed,
+                )?;
+                let doc = standalone(&plain, &scope)?;
+                let (assertion, signed, ki) = self.decrypted_assertion(&doc, response_signed)?;
+                if let Some(k) = ki {
+                    key_index = Some(k);
+                }
+                (assertion, signed, true)
+            }
+        };
+        if self.require_signed_assertion && !assertion_signed {
+            return Err(ProtocolError::Unsigned(
+                "the Assertion must be signed itself (require_signed_assertion)".into(),
+            )
+            .into());
+        }
+        if self.require_encrypted && !encrypted {
+            return Err(ProtocolError::Decryption(
+                "the assertion must be encrypted (require_encrypted)".into(),
+            )
+            .into());
+        }
+        // Rules 4-6 on signed content only.
+        self.check(&resp.head, &assertion, response_signed, now, &*requests, &*replay)?;
+        let until = replay_until(&assertion, now, self.clock_skew);
+        if let Some(id) = &resp.head.in_response_to {
+            requests.complete(id);
+        }
+        replay.remember(&assertion.issuer, &assertion.id, until, now);
+        Ok(ValidatedResponse {
+            response_id: resp.id,
+            in_response_to: resp.head.in_response_to,
+            issuer: assertion.issuer.clone(),
+            assertion,
+            response_signed,
+            assertion_signed,
+            encrypted,
+            key_index: key_index.unwrap_or(0),
+        })
+    }
+
+    /// The decrypted assertion as a document: verified when it carries a signature, trusted as
+    /// is only when the Response around it was verified.
+    fn decrypted_assertion(
+        &self,
+        doc: &[u8],
+        response_signed: bool,
+    ) -> Result<(Assertion, bool, Option<usize>), Error> {
+        let mut c = Cursor::new(Reader::new(doc, self.limits)?);
+        let root = c.next_child("(decrypted)")?.ok_or(ProtocolError::Decryption(
+            "the decrypted content has no element".into(),
+        ))?;
+        if !root.is(SAML_NS, "Assertion") {
+            return Err(root.invalid("the decrypted content is not a saml:Assertion"));
+        }
+        let (id, start) = (root.required("ID")?.to_owned(), root.start);
+        let (plain, signed) = read_assertion_signed(&mut c, &root)?;
+        if signed {
+            let v = dsig::verify(doc, &self.idp_keys, &self.verify_options(&id))?;
+            if v.signed_range().start != start {
+                return Err(ProtocolError::Wrapped.into());
+            }
+            let mut c = Cursor::new(v.events()?);
+            let root = c.next_child("Assertion")?.ok_or(ProtocolError::Wrapped)?;
+            Ok((read_assertion(&mut c, &root)?, true, Some(v.key_index())))
+        } else if response_signed {
+            Ok((plain, false, None))
+        } else {
+            Err(ProtocolError::Unsigned(
+                "neither the Response nor the decrypted Assertion is signed".into(),
+            )
+            .into())
+        }
+    }
+
+    fn check(
+        &self,
+        head: &Head,
+        a: &Assertion,
+        response_signed: bool,
+        now: SystemTime,
+        requests: &dyn RequestTracker,
+        replay: &dyn ReplayCache,
+    ) -> Result<(), Error> {
+        let skew = self.clock_skew;
+        let expect_issuer = |found: &str| -> Result<(), Error> {
+            if found == self.idp_entity_id {
+                Ok(())
+            } else {
+                Err(ProtocolError::IssuerMismatch {
+                    expected: self.idp_entity_id.clone(),
+                    found: found.to_owned(),
+                }
+                .into())
+            }
+        };
+        if let Some(i) = &head.issuer {
+            expect_issuer(i)?;
+        }
+        expect_issuer(&a.issuer)?;
+        match &head.destination {
+            Some(d) if !self.acs_urls.iter().any(|u| u == d) => {
+                return Err(ProtocolError::DestinationMismatch { found: d.clone() }.into());
+            }
+            None if response_signed => {
+                return Err(ProtocolError::Malformed {
+                    element: "Response".into(),
+                    offset: 0,
+                    message: "a signed Response must carry Destination (SAML Bindings §3.5.5.2)"
+                        .into(),
+                }
+                .into());
+            }
+            _ => {}
+        }
+        match &head.in_response_to {
+            Some(id) if !requests.is_outstanding(id, now) => {
+                return Err(ProtocolError::UnknownRequest(id.clone()).into());
+            }
+            None if !self.allow_unsolicited => return Err(ProtocolError::Unsolicited.into()),
+            _ => {}
+        }
+        if let Some(c) = &a.conditions {
+            window("Conditions", c.not_before, c.not_on_or_after, now, skew)?;
+            for audiences in &c.audience_restrictions {
+                if !audiences.iter().any(|x| *x == self.sp_entity_id) {
+                    return Err(ProtocolError::AudienceMismatch {
+                        sp: self.sp_entity_id.clone(),
+                        audiences: audiences.clone(),
+                    }
+                    .into());
+                }
+            }
+        }
+        self.bearer(a, head.in_response_to.as_deref(), now)?;
+        if a.authn_statements.is_empty() {
+            return Err(ProtocolError::Malformed {
+                element: "Assertion".into(),
+                offset: 0,
+                message: "no AuthnStatement (the Web SSO profile requires one)".into(),
+            }
+            .into());
+        }
+        for s in &a.authn_statements {
+            window("AuthnStatement session", None, s.session_not_on_or_after, now, skew)?;
+        }
+        if replay.seen(&a.issuer, &a.id, now) {
+            return Err(ProtocolError::Replayed(a.id.clone()).into());
+        }
+        Ok(())
+    }
+
+    /// SAML Profiles §4.1.4.2-3: a bearer SubjectConfirmation whose data names this ACS, is not
+    /// expired and answers the request.
+    fn bearer(&self, a: &Assertion, in_response_to: Option<&str>, now: SystemTime) -> Result<(), Error> {
+        let mut reasons = Vec::new();
+        for sc in a.subject.confirmations.iter().filter(|c| c.method == BEARER) {
+            let Some(d) = &sc.data else {
+                reasons.push("no SubjectConfirmationData".to_owned());
+                continue;
+            };
+            match &d.recipient {
+                Some(r) if self.acs_urls.iter().any(|u| u == r) => {}
+                Some(r) => {
+                    reasons.push(format!("Recipient {r:?} is not this SP's ACS"));
+                    continue;
+                }
+                None => {
+                    reasons.push("no Recipient".into());
+                    continue;
+                }
+            }
+            if d.not_on_or_after.is_none() {
+                reasons.push("no NotOnOrAfter".into());
+                continue;
+            }
+            if let Err(e) = window(
+                "SubjectConfirmationData",
+                d.not_before,
+                d.not_on_or_after,
+                now,
+                self.clock_skew,
+            ) {
+                reasons.push(e.to_string());
+                continue;
+            }
+            if d.in_response_to.as_deref() != in_response_to {
+                reasons.push(format!(
+                    "InResponseTo {:?} does not match the Response's {:?}",
+                    d.in_response_to, in_response_to
+                ));
+                continue;
+            }
+            return Ok(());
+        }
+        if reasons.is_empty() {
+            reasons.push("the Subject has no bearer SubjectConfirmation".into());
+        }
+        Err(ProtocolError::NoBearerConfirmation(reasons.join("; ")).into())
+    }
+}
+
+/// How long to remember a consumed assertion: until its last validity bound (plus skew).
+fn replay_until(a: &Assertion, now: SystemTime, skew: Duration) -> SystemTime {
+    let mut until = now + Duration::from_secs(3600);
+    let bounds = a
+        .conditions
+        .iter()
+        .filter_map(|c| c.not_on_or_after)
+        .chain(
+            a.subject
+                .confirmations
+                .iter()
+                .filter_map(|c| c.data.as_ref().and_then(|d| d.not_on_or_after)),
+        );
+    if let Some(max) = bounds.max() {
+        until = max;
+    }
+    until + skew
+}
+
+fn window(
+    what: &'static str,
+    not_before: Option<SystemTime>,
+    not_on_or_after: Option<SystemTime>,
+    now: SystemTime,
+    skew: Duration,
+) -> Result<(), Error> {
+    if let Some(nb) = not_before
+        && now + skew < nb
+    {
+        return Err(ProtocolError::NotYetValid {
+            what,
+            at: format_datetime_exact(nb),
+            now: format_datetime_exact(now),
+        }
+        .into());
+    }
+    if let Some(na) = not_on_or_after
+        && now >= na + skew
+    {
+        return Err(ProtocolError::Expired {
+            what,
+            at: format_datetime_exact(na),
+            now: format_datetime_exact(now),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Response-level values.
+struct Head {
+    in_response_to: Option<String>,
+    destination: Option<String>,
+    issuer: Option<String>,
+    status: Status,
+}
+
+enum Item<'a> {
+    Plain {
+        start: usize,
+        id: String,
+        signed: bool,
+        assertion: Box<Assertion>,
+    },
+    Encrypted {
+        data: EncryptedData,
+        scope: Vec<NsDecl<'a>>,
+    },
+}
+
+struct ResponseParts<'a> {
+    id: String,
+    start: usize,
+    signed: bool,
+    head: Head,
+    items: Vec<Item<'a>>,
+}
+
+fn read_response<'a>(mut c: Cursor<'a>) -> Result<ResponseParts<'a>, Error> {
+    let root = c.next_child("(document)")?.ok_or(ProtocolError::Malformed {
+        element: "(document)".into(),
+        offset: 0,
+        message: "no root element".into(),
+    })?;
+    if !root.is(SAMLP_NS, "Response") {
+        return Err(root.invalid("the root is not samlp:Response"));
+    }
+    root.check_version()?;
+    root.required_time("IssueInstant")?;
+    let mut parts = ResponseParts {
+        id: root.required("ID")?.to_owned(),
+        start: root.start,
+        signed: false,
+        head: Head {
+            in_response_to: root.string("InResponseTo"),
+            destination: root.string("Destination"),
+            issuer: None,
+            status: Status::success(),
+        },
+        items: Vec::new(),
+    };
+    let mut have_status = false;
+    while let Some(ch) = c.next_child("Response")? {
+        match (ch.ns, ch.local) {
+            (SAML_NS, "Issuer") => parts.head.issuer = Some(c.text(&ch)?),
+            (DSIG_NS, "Signature") => {
+                parts.signed = true;
+                c.skip(&ch)?;
+            }
+            (SAMLP_NS, "Extensions") => c.skip(&ch)?,
+            (SAMLP_NS, "Status") => {
+                parts.head.status = status(&mut c, &ch)?;
+                have_status = true;
+            }
+            (SAML_NS, "Assertion") => {
+                let id = ch.required("ID")?.to_owned();
+                let (a, signed) = read_assertion_signed(&mut c, &ch)?;
+                parts.items.push(Item::Plain {
+                    start: ch.start,
+                    id,
+                    signed,
+                    assertion: Box::new(a),
+                });
+            }
+            (SAML_NS, "EncryptedAssertion") => {
+                let scope = effective_scope(c.r.scope());
+                let data = xmlenc::read_encrypted(&mut c, &ch)?;
+                parts.items.push(Item::Encrypted { data, scope });
+            }
+            _ => return Err(ch.invalid("unexpected element in samlp:Response")),
+        }
+    }
+    if !have_status {
+        return Err(root.invalid("missing samlp:Status"));
+    }
+    Ok(parts)
+}
+
+fn status(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Status, Error> {
+    let mut st: Option<Status> = None;
+    while let Some(ch) = c.next_child("Status")? {
+        match (ch.ns, ch.local) {
+            (SAMLP_NS, "StatusCode") => {
+                let code = StatusCode::from_uri(ch.required("Value")?);
+                let mut second = None;
+                while let Some(inner) = c.next_child("StatusCode")? {
+                    if inner.is(SAMLP_NS, "StatusCode") && second.is_none() {
+                        second = Some(StatusCode::from_uri(inner.required("Value")?));
+                    }
+                    c.skip(&inner)?;
+                }
+                st = Some(Status {
+                    code,
+                    second,
+                    message: None,
+                });
+            }
+            (SAMLP_NS, "StatusMessage") => {
+                let m = c.text(&ch)?;
+                if let Some(s) = st.as_mut() {
+                    s.message = Some(m);
+                }
+            }
+            _ => c.skip(&ch)?,
+        }
+    }
+    st.ok_or_else(|| e.invalid("missing samlp:StatusCode"))
+}
+
+/// Reads the assertion whose start tag `e` was just returned.
+pub(crate) fn read_assertion(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Assertion, Error> {
+    Ok(read_assertion_signed(c, e)?.0)
+}
+
+/// Reads the assertion whose start tag `e` was just returned, and whether it has a
+/// `ds:Signature` child.
+fn read_assertion_signed(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<(Assertion, bool), Error> {
+    let mut signed = false;
+    if !e.is(SAML_NS, "Assertion") {
+        return Err(e.invalid("not a saml:Assertion"));
+    }
+    e.check_version()?;
+    let mut a = Assertion {
+        id: e.required("ID")?.to_owned(),
+        issue_instant: e.required_time("IssueInstant")?,
+        issuer: String::new(),
+        subject: Subject::default(),
+        conditions: None,
+        authn_statements: Vec::new(),
+        attributes: Vec::new(),
+    };
+    while let Some(ch) = c.next_child("Assertion")? {
+        match (ch.ns, ch.local) {
+            (SAML_NS, "Issuer") => a.issuer = c.text(&ch)?,
+            (DSIG_NS, "Signature") => {
+                signed = true;
+                c.skip(&ch)?;
+            }
+            (SAML_NS, "Subject") => a.subject = subject(c, &ch)?,
+            (SAML_NS, "Conditions") => a.conditions = Some(conditions(c, &ch)?),
+            (SAML_NS, "AuthnStatement") => a.authn_statements.push(authn_statement(c, &ch)?),
+            (SAML_NS, "AttributeStatement") => {
+                while let Some(x) = c.next_child("AttributeStatement")? {
+                    if x.is(SAML_NS, "Attribute") {
+                        a.attributes.push(attribute(c, &x)?);
+                    } else {
+                        c.skip(&x)?; // EncryptedAttribute: not supported, not used
+                    }
+                }
+            }
+            (SAML_NS, "Advice") | (SAML_NS, "AuthzDecisionStatement") | (SAML_NS, "Statement") => {
+                c.skip(&ch)?
+            }
+            _ => return Err(ch.invalid("unexpected element in saml:Assertion")),
+        }
+    }
+    if a.issuer.is_empty() {
+        return Err(e.invalid("missing saml:Issuer"));
+    }
+    Ok((a, signed))
+}
+
+fn name_id(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<NameId, Error> {
+    Ok(NameId {
+        format: e.string("Format"),
+        name_qualifier: e.string("NameQualifier"),
+        sp_name_qualifier: e.string("SPNameQualifier"),
+        value: c.text(e)?,
+    })
+}
+
+fn subject(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Subject, Error> {
+    let mut s = Subject::default();
+    while let Some(ch) = c.next_child("Subject")? {
+        match (ch.ns, ch.local) {
+            (SAML_NS, "NameID") => s.name_id = Some(name_id(c, &ch)?),
+            (SAML_NS, "SubjectConfirmation") => {
+                let mut sc = SubjectConfirmation {
+                    method: ch.required("Method")?.to_owned(),
+                    data: None,
+                };
+                while let Some(x) = c.next_child("SubjectConfirmation")? {
+                    if x.is(SAML_NS, "SubjectConfirmationData") {
+                        sc.data = Some(SubjectConfirmationData {
+                            not_before: x.time_attr("NotBefore")?,
+                            not_on_or_after: x.time_attr("NotOnOrAfter")?,
+                            recipient: x.string("Recipient"),
+                            in_response_to: x.string("InResponseTo"),
+                            address: x.string("Address"),
+                        });
+                    }
+                    c.skip(&x)?;
+                }
+                s.confirmations.push(sc);
+            }
+            _ => c.skip(&ch)?, // BaseID, EncryptedID: not supported
+        }
+    }
+    let _ = e;
+    Ok(s)
+}
+
+fn conditions(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Conditions, Error> {
+    let mut k = Conditions {
+        not_before: e.time_attr("NotBefore")?,
+        not_on_or_after: e.time_attr("NotOnOrAfter")?,
+        ..Default::default()
+    };
+    while let Some(ch) = c.next_child("Conditions")? {
+        match (ch.ns, ch.local) {
+            (SAML_NS, "AudienceRestriction") => {
+                let mut list = Vec::new();
+                while let Some(x) = c.next_child("AudienceRestriction")? {
+                    if x.is(SAML_NS, "Audience") {
+                        list.push(c.text(&x)?);
+                    } else {
+                        c.skip(&x)?;
+                    }
+                }
+                k.audience_restrictions.push(list);
+            }
+            (SAML_NS, "OneTimeUse") => {
+                k.one_time_use = true;
+                c.skip(&ch)?;
+            }
+            (SAML_NS, "ProxyRestriction") => {
+                k.proxy_count = ch
+                    .attr("Count")
+                    .map(|v| {
+                        v.trim()
+                            .parse()
+                            .map_err(|_| ch.invalid(format!("Count={v:?} is not a number")))
+                    })
+                    .transpose()?;
+                c.skip(&ch)?;
+            }
+            _ => {
+                // SAML Core §2.5.1.1: an unknown condition makes the assertion indeterminate.
+                return Err(ch.invalid("unknown condition: the assertion is indeterminate"));
+            }
+        }
+    }
+    Ok(k)
+}
+
+fn authn_statement(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<AuthnStatement, Error> {
+    let mut s = AuthnStatement {
+        authn_instant: e.required_time("AuthnInstant")?,
+        session_index: e.string("SessionIndex"),
+        session_not_on_or_after: e.time_attr("SessionNotOnOrAfter")?,
+        class_ref: None,
+        decl_ref: None,
+        authenticating_authorities: Vec::new(),
+    };
+    while let Some(ch) = c.next_child("AuthnStatement")? {
+        if ch.is(SAML_NS, "AuthnContext") {
+            while let Some(x) = c.next_child("AuthnContext")? {
+                match (x.ns, x.local) {
+                    (SAML_NS, "AuthnContextClassRef") => s.class_ref = Some(c.text(&x)?),
+                    (SAML_NS, "AuthnContextDeclRef") => s.decl_ref = Some(c.text(&x)?),
+                    (SAML_NS, "AuthenticatingAuthority") => {
+                        s.authenticating_authorities.push(c.text(&x)?)
+                    }
+                    _ => c.skip(&x)?,
+                }
+            }
+        } else {
+            c.skip(&ch)?; // SubjectLocality
+        }
+    }
+    Ok(s)
+}
+
+fn attribute(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Attribute, Error> {
+    let mut a = Attribute {
+        name: e.required("Name")?.to_owned(),
+        name_format: e.string("NameFormat"),
+        friendly_name: e.string("FriendlyName"),
+        values: Vec::new(),
+    };
+    while let Some(ch) = c.next_child("Attribute")? {
+        if ch.is(SAML_NS, "AttributeValue") {
+            a.values.push(value_text(c, &ch)?);
+        } else {
+            c.skip(&ch)?;
+        }
+    }
+    Ok(a)
+}
+
+/// The text of an AttributeValue, descendants included (eduPersonTargetedID carries a NameID).
+fn value_text(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<String, Error> {
+    let mut out = String::new();
+    loop {
+        match c.r.next()? {
+            Some(Event::Text(t)) => out.push_str(&t.value()),
+            Some(Event::End(end)) if end.depth == e.depth => break,
+            None => break,
+            _ => {}
+        }
+    }
+    Ok(out.trim().to_owned())
+}
+
+/// A standalone document of decrypted `plain` content: the namespace bindings in scope at the
+/// EncryptedAssertion that its root does not declare itself are declared on it (exclusive c14n
+/// does not depend on where a binding is declared, so a signature inside stays valid).
+fn standalone(plain: &[u8], scope: &[NsDecl<'_>]) -> Result<Vec<u8>, Error> {
+    let text = std::str::from_utf8(plain)
+        .map_err(|_| ProtocolError::Decryption("the decrypted content is not UTF-8".into()))?;
+    let body = text.trim_start_matches('\u{feff}').trim_start();
+    let body = match body.strip_prefix("<?xml") {
+        Some(rest) => rest.split_once("?>").map(|(_, b)| b.trim_start()).unwrap_or(body),
+        None => body,
+    };
+    let tag_end = start_tag_end(body).ok_or(ProtocolError::Decryption(
+        "the decrypted content is not an element".into(),
+    ))?;
+    let name_end = body
+        .find(|ch: char| ch.is_ascii_whitespace() || ch == '>' || ch == '/')
+        .unwrap_or(tag_end);
+    let tag = &body[..tag_end];
+    let mut out = String::with_capacity(body.len() + 256);
+    out.push_str(&body[..name_end]);
+    for d in scope {
+        let decl = if d.prefix.is_empty() {
+            "xmlns=".to_owned()
+        } else {
+            format!("xmlns:{}=", d.prefix)
+        };
+        if tag.contains(&format!(" {decl}")) || (d.prefix.is_empty() && d.uri.is_empty()) {
+            continue;
+        }
+        out.push_str(&format!(" {decl}\"{}\"", escape_attr(d.uri)));
+    }
+    out.push_str(&body[name_end..]);
+    Ok(out.into_bytes())
+}
+
+/// Offset just past the first start tag's `>` (quotes respected).
+fn start_tag_end(s: &str) -> Option<usize> {
+    if !s.starts_with('<') {
+        return None;
+    }
+    let mut quote: Option<char> = None;
+    for (i, ch) in s.char_indices() {
+        match (quote, ch) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(ch),
+            (None, '>') => return Some(i + 1),
+            _ => {}
+        }
+    }
+    None
+}
