@@ -100,7 +100,10 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 /// Seconds (floored) and nanoseconds since the epoch, for times before it too.
 fn epoch_parts(t: SystemTime) -> (i64, u32) {
     match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => (i64::try_from(d.as_secs()).unwrap_or(i64::MAX), d.subsec_nanos()),
+        Ok(d) => (
+            i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            d.subsec_nanos(),
+        ),
         Err(e) => {
             let d = e.duration();
             let secs = -i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
@@ -293,7 +296,11 @@ mod tests {
         assert_eq!(format_datetime_exact(t), "2031-04-17T05:59:16.25Z");
         assert_eq!(parse_datetime(&format_datetime_exact(t)), Some(t));
         // Before the epoch (found by fuzzing the writer).
-        for v in ["1969-12-31T23:59:59Z", "0001-01-01T00:00:00Z", "1900-02-28T12:30:00.5Z"] {
+        for v in [
+            "1969-12-31T23:59:59Z",
+            "0001-01-01T00:00:00Z",
+            "1900-02-28T12:30:00.5Z",
+        ] {
             let t = parse_datetime(v).expect("valid");
             assert_eq!(format_datetime_exact(t), v);
         }

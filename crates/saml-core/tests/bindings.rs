@@ -24,11 +24,25 @@ fn key() -> (SigningKey, TrustedKeys) {
 #[test]
 fn redirect_round_trip_signed_and_unsigned() {
     let (k, t) = key();
-    let q = redirect::encode(MessageKind::Request, XML, Some("state & more/+="), Some(&k), None).unwrap();
-    assert!(q.starts_with("SAMLRequest=") && q.contains("&RelayState=state%20%26%20more%2F%2B%3D&SigAlg="));
+    let q = redirect::encode(
+        MessageKind::Request,
+        XML,
+        Some("state & more/+="),
+        Some(&k),
+        None,
+    )
+    .unwrap();
+    assert!(
+        q.starts_with("SAMLRequest=")
+            && q.contains("&RelayState=state%20%26%20more%2F%2B%3D&SigAlg=")
+    );
     let url = redirect::url("https://idp.example.org/sso?tenant=a", &q);
     assert!(url.starts_with("https://idp.example.org/sso?tenant=a&SAMLRequest="));
-    let m = redirect::decode(&url[url.find('?').unwrap()..], redirect::DEFAULT_MAX_INFLATED).unwrap();
+    let m = redirect::decode(
+        &url[url.find('?').unwrap()..],
+        redirect::DEFAULT_MAX_INFLATED,
+    )
+    .unwrap();
     assert_eq!(m.kind, MessageKind::Request);
     assert_eq!(m.xml, XML);
     assert_eq!(m.relay_state.as_deref(), Some("state & more/+="));
@@ -56,7 +70,16 @@ fn redirect_round_trip_signed_and_unsigned() {
         assert!(m4.verify(&t, false).is_err());
     }
     // SHA-1 is not used for signing, and is refused on verify unless legacy.
-    assert!(redirect::encode(MessageKind::Request, XML, None, Some(&k), Some(SignatureAlgorithm::RsaSha1)).is_err());
+    assert!(
+        redirect::encode(
+            MessageKind::Request,
+            XML,
+            None,
+            Some(&k),
+            Some(SignatureAlgorithm::RsaSha1)
+        )
+        .is_err()
+    );
     let sha1 = q.replace(
         &url_encode("http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"),
         &url_encode("http://www.w3.org/2000/09/xmldsig#rsa-sha1"),
@@ -83,10 +106,14 @@ fn redirect_refusals() {
     let max = redirect::DEFAULT_MAX_INFLATED;
     let bomb = deflate(&vec![b'a'; 50 << 20]);
     assert!(bomb.len() < 100 << 10);
-    let e = redirect::decode(&query(&bomb), max).unwrap_err().to_string();
+    let e = redirect::decode(&query(&bomb), max)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("exceeds"), "{e}");
     let ok = deflate(XML);
-    let e = redirect::decode(&query(&ok[..ok.len() / 2]), max).unwrap_err().to_string();
+    let e = redirect::decode(&query(&ok[..ok.len() / 2]), max)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("truncated") || e.contains("DEFLATE"), "{e}");
     let mut trailing = ok.clone();
     trailing.extend_from_slice(b"junk");
@@ -134,10 +161,23 @@ fn post_form_and_decoding() {
         url_encode("abc")
     );
     let m = post::decode_form(&body, post::DEFAULT_MAX_MESSAGE).unwrap();
-    assert_eq!((m.kind, m.xml.as_slice(), m.relay_state.as_deref()), (MessageKind::Response, XML, Some("abc")));
+    assert_eq!(
+        (m.kind, m.xml.as_slice(), m.relay_state.as_deref()),
+        (MessageKind::Response, XML, Some("abc"))
+    );
     assert!(post::decode_form("RelayState=a", post::DEFAULT_MAX_MESSAGE).is_err());
-    assert!(post::decode_form(&format!("{body}&SAMLRequest=x"), post::DEFAULT_MAX_MESSAGE).is_err());
+    assert!(
+        post::decode_form(&format!("{body}&SAMLRequest=x"), post::DEFAULT_MAX_MESSAGE).is_err()
+    );
     assert!(post::decode(&value, 10).is_err());
     assert!(post::decode("!!!", 100).is_err());
-    assert!(post::form("https://x", MessageKind::Request, XML, Some(&"r".repeat(81))).is_err());
+    assert!(
+        post::form(
+            "https://x",
+            MessageKind::Request,
+            XML,
+            Some(&"r".repeat(81))
+        )
+        .is_err()
+    );
 }

@@ -109,7 +109,11 @@ fn build(w: &World, b: &ResponseBuilder) -> Vec<u8> {
     b.build(&w.idp_key, now(), &mut openssl_rng()).unwrap()
 }
 
-fn validate(w: &mut World, v: &ResponseValidator, xml: &[u8]) -> Result<saml_core::protocol::ValidatedResponse, Error> {
+fn validate(
+    w: &mut World,
+    v: &ResponseValidator,
+    xml: &[u8],
+) -> Result<saml_core::protocol::ValidatedResponse, Error> {
     v.validate(xml, now(), &mut w.requests, &mut w.replay)
 }
 
@@ -155,16 +159,64 @@ fn authn_request_round_trip_sign_and_parse() {
     assert!(AuthnRequest::verify_and_parse(tampered.as_bytes(), &trusted(&key), false).is_err());
     assert!(AuthnRequest::verify_and_parse(&signed, &trusted(&rsa_key()), false).is_err());
 
-    check_request(&req, &[SSO], now(), Duration::from_secs(300), Duration::from_secs(60)).unwrap();
-    assert!(check_request(&req, &["https://other/sso"], now(), Duration::from_secs(300), Duration::from_secs(60)).is_err());
-    assert!(check_request(&req, &[SSO], now() + Duration::from_secs(3600), Duration::from_secs(300), Duration::from_secs(60)).is_err());
+    check_request(
+        &req,
+        &[SSO],
+        now(),
+        Duration::from_secs(300),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    assert!(
+        check_request(
+            &req,
+            &["https://other/sso"],
+            now(),
+            Duration::from_secs(300),
+            Duration::from_secs(60)
+        )
+        .is_err()
+    );
+    assert!(
+        check_request(
+            &req,
+            &[SSO],
+            now() + Duration::from_secs(3600),
+            Duration::from_secs(300),
+            Duration::from_secs(60)
+        )
+        .is_err()
+    );
 
     for (bad, what) in [
-        (req.to_xml().replace("Version=\"2.0\"", "Version=\"1.1\""), "version"),
-        (req.to_xml().replace("<saml:Issuer>https://sp.example.com/shibboleth</saml:Issuer>", ""), "Issuer"),
-        (req.to_xml().replace(" IssueInstant=\"2027-01-15T08:00:00Z\"", " IssueInstant=\"yesterday\""), "dateTime"),
-        (req.to_xml().replace("ForceAuthn=\"true\"", "ForceAuthn=\"yes\""), "boolean"),
-        (req.to_xml().replace("samlp:AuthnRequest", "samlp:LogoutRequest"), "not samlp:AuthnRequest"),
+        (
+            req.to_xml().replace("Version=\"2.0\"", "Version=\"1.1\""),
+            "version",
+        ),
+        (
+            req.to_xml().replace(
+                "<saml:Issuer>https://sp.example.com/shibboleth</saml:Issuer>",
+                "",
+            ),
+            "Issuer",
+        ),
+        (
+            req.to_xml().replace(
+                " IssueInstant=\"2027-01-15T08:00:00Z\"",
+                " IssueInstant=\"yesterday\"",
+            ),
+            "dateTime",
+        ),
+        (
+            req.to_xml()
+                .replace("ForceAuthn=\"true\"", "ForceAuthn=\"yes\""),
+            "boolean",
+        ),
+        (
+            req.to_xml()
+                .replace("samlp:AuthnRequest", "samlp:LogoutRequest"),
+            "not samlp:AuthnRequest",
+        ),
     ] {
         let err = AuthnRequest::parse(bad.as_bytes()).unwrap_err().to_string();
         assert!(err.contains(what), "{what}: {err}");
@@ -181,13 +233,22 @@ fn signed_response_and_assertion_validate() {
     assert_eq!(ok.issuer, IDP);
     assert_eq!(ok.in_response_to.as_deref(), Some(w.request.id.as_str()));
     assert_eq!(ok.name_id().unwrap().value, "alice-7f3a");
-    assert_eq!(ok.name_id().unwrap().format.as_deref(), Some(NAMEID_PERSISTENT));
     assert_eq!(
-        ok.assertion.attribute("eduPersonScopedAffiliation").unwrap().values,
+        ok.name_id().unwrap().format.as_deref(),
+        Some(NAMEID_PERSISTENT)
+    );
+    assert_eq!(
+        ok.assertion
+            .attribute("eduPersonScopedAffiliation")
+            .unwrap()
+            .values,
         ["member@example.org", "staff@example.org"]
     );
     assert_eq!(
-        ok.assertion.attribute("urn:oid:0.9.2342.19200300.100.1.3").unwrap().values,
+        ok.assertion
+            .attribute("urn:oid:0.9.2342.19200300.100.1.3")
+            .unwrap()
+            .values,
         ["alice@example.org"]
     );
     assert!(ok.session_index().is_some());
@@ -212,7 +273,10 @@ fn every_signing_arrangement() {
         let r = validate(&mut w, &v, &xml);
         if ok {
             let r = r.unwrap();
-            assert_eq!((r.response_signed, r.assertion_signed), (sign_response, sign_assertion));
+            assert_eq!(
+                (r.response_signed, r.assertion_signed),
+                (sign_response, sign_assertion)
+            );
         } else {
             assert!(matches!(protocol_err(r), ProtocolError::Unsigned(_)));
         }
@@ -224,19 +288,52 @@ fn every_signing_arrangement() {
     let mut b = builder(&w);
     b.sign_assertion = false;
     let xml = build(&w, &b);
-    assert!(matches!(protocol_err(validate(&mut w, &v, &xml)), ProtocolError::Unsigned(_)));
+    assert!(matches!(
+        protocol_err(validate(&mut w, &v, &xml)),
+        ProtocolError::Unsigned(_)
+    ));
 }
 
 #[test]
 fn encrypted_assertions() {
     for (alg, transport, sign_response, legacy, ok) in [
-        (DataAlgorithm::Aes256Gcm, KeyTransport::RsaOaepMgf1p, false, false, true),
-        (DataAlgorithm::Aes128Gcm, KeyTransport::RsaOaepSha256, true, false, true),
-        (DataAlgorithm::Aes256Cbc, KeyTransport::RsaOaepMgf1p, true, false, true),
+        (
+            DataAlgorithm::Aes256Gcm,
+            KeyTransport::RsaOaepMgf1p,
+            false,
+            false,
+            true,
+        ),
+        (
+            DataAlgorithm::Aes128Gcm,
+            KeyTransport::RsaOaepSha256,
+            true,
+            false,
+            true,
+        ),
+        (
+            DataAlgorithm::Aes256Cbc,
+            KeyTransport::RsaOaepMgf1p,
+            true,
+            false,
+            true,
+        ),
         // CBC with no verified signature around the ciphertext: refused (padding oracle) ...
-        (DataAlgorithm::Aes128Cbc, KeyTransport::RsaOaepMgf1p, false, false, false),
+        (
+            DataAlgorithm::Aes128Cbc,
+            KeyTransport::RsaOaepMgf1p,
+            false,
+            false,
+            false,
+        ),
         // ... unless the caller opts in.
-        (DataAlgorithm::Aes128Cbc, KeyTransport::RsaOaepMgf1p, false, true, true),
+        (
+            DataAlgorithm::Aes128Cbc,
+            KeyTransport::RsaOaepMgf1p,
+            false,
+            true,
+            true,
+        ),
     ] {
         let mut w = world();
         let mut v = validator(&w);
@@ -257,7 +354,10 @@ fn encrypted_assertions() {
             assert!(r.encrypted && r.assertion_signed);
             assert_eq!(r.name_id().unwrap().value, "alice-7f3a");
         } else {
-            assert!(matches!(protocol_err(r), ProtocolError::Decryption(_)), "{alg:?}");
+            assert!(
+                matches!(protocol_err(r), ProtocolError::Decryption(_)),
+                "{alg:?}"
+            );
         }
     }
     // The wrong decryption key, and no key at all.
@@ -272,16 +372,25 @@ fn encrypted_assertions() {
     });
     let xml = build(&w, &b);
     v.decryption_keys = vec![PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap()];
-    assert!(matches!(protocol_err(validate(&mut w, &v, &xml)), ProtocolError::Decryption(_)));
+    assert!(matches!(
+        protocol_err(validate(&mut w, &v, &xml)),
+        ProtocolError::Decryption(_)
+    ));
     v.decryption_keys.clear();
-    assert!(matches!(protocol_err(validate(&mut w, &v, &xml)), ProtocolError::Decryption(_)));
+    assert!(matches!(
+        protocol_err(validate(&mut w, &v, &xml)),
+        ProtocolError::Decryption(_)
+    ));
     // A flipped ciphertext byte (GCM tag fails).
     let s = String::from_utf8(xml).unwrap();
     let i = s.rfind("<xenc:CipherValue>").unwrap() + "<xenc:CipherValue>".len() + 30;
     let mut bytes = s.into_bytes();
     bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
     v.decryption_keys = vec![w.sp_enc.clone()];
-    assert!(matches!(protocol_err(validate(&mut w, &v, &bytes)), ProtocolError::Decryption(_)));
+    assert!(matches!(
+        protocol_err(validate(&mut w, &v, &bytes)),
+        ProtocolError::Decryption(_)
+    ));
     // require_encrypted refuses a plain assertion.
     let mut w = world();
     let mut v = validator(&w);
@@ -294,24 +403,77 @@ fn encrypted_assertions() {
 fn each_rule_rejects_and_leaves_no_state() {
     type Tweak = fn(&mut World, &mut ResponseBuilder, &mut ResponseValidator) -> SystemTime;
     let cases: Vec<(&str, Tweak, fn(&ProtocolError) -> bool)> = vec![
-        ("issuer", |_, b, _| { b.idp_entity_id = "https://evil.example/idp".into(); now() },
-            |e| matches!(e, ProtocolError::IssuerMismatch { .. })),
-        ("audience", |_, b, _| { b.sp_entity_id = "https://other-sp.example".into(); now() },
-            |e| matches!(e, ProtocolError::AudienceMismatch { .. })),
-        ("destination", |_, b, _| { b.acs_url = "https://evil.example/acs".into(); now() },
-            |e| matches!(e, ProtocolError::DestinationMismatch { .. })),
-        ("expired", |_, _, _| now() + Duration::from_secs(500),
-            |e| matches!(e, ProtocolError::Expired { .. })),
-        ("not yet valid", |_, _, _| now() - Duration::from_secs(600),
-            |e| matches!(e, ProtocolError::NotYetValid { .. })),
-        ("unknown request", |_, b, _| { b.in_response_to = Some("_not-ours".into()); now() },
-            |e| matches!(e, ProtocolError::UnknownRequest(_))),
-        ("unsolicited", |_, b, _| { b.in_response_to = None; now() },
-            |e| matches!(e, ProtocolError::Unsolicited)),
-        ("status", |_, b, _| {
-            b.status = Status { code: StatusCode::Responder, second: Some(StatusCode::AuthnFailed), message: Some("wrong password".into()) };
-            now()
-        }, |e| matches!(e, ProtocolError::Status { code: StatusCode::Responder, second: Some(StatusCode::AuthnFailed), .. })),
+        (
+            "issuer",
+            |_, b, _| {
+                b.idp_entity_id = "https://evil.example/idp".into();
+                now()
+            },
+            |e| matches!(e, ProtocolError::IssuerMismatch { .. }),
+        ),
+        (
+            "audience",
+            |_, b, _| {
+                b.sp_entity_id = "https://other-sp.example".into();
+                now()
+            },
+            |e| matches!(e, ProtocolError::AudienceMismatch { .. }),
+        ),
+        (
+            "destination",
+            |_, b, _| {
+                b.acs_url = "https://evil.example/acs".into();
+                now()
+            },
+            |e| matches!(e, ProtocolError::DestinationMismatch { .. }),
+        ),
+        (
+            "expired",
+            |_, _, _| now() + Duration::from_secs(500),
+            |e| matches!(e, ProtocolError::Expired { .. }),
+        ),
+        (
+            "not yet valid",
+            |_, _, _| now() - Duration::from_secs(600),
+            |e| matches!(e, ProtocolError::NotYetValid { .. }),
+        ),
+        (
+            "unknown request",
+            |_, b, _| {
+                b.in_response_to = Some("_not-ours".into());
+                now()
+            },
+            |e| matches!(e, ProtocolError::UnknownRequest(_)),
+        ),
+        (
+            "unsolicited",
+            |_, b, _| {
+                b.in_response_to = None;
+                now()
+            },
+            |e| matches!(e, ProtocolError::Unsolicited),
+        ),
+        (
+            "status",
+            |_, b, _| {
+                b.status = Status {
+                    code: StatusCode::Responder,
+                    second: Some(StatusCode::AuthnFailed),
+                    message: Some("wrong password".into()),
+                };
+                now()
+            },
+            |e| {
+                matches!(
+                    e,
+                    ProtocolError::Status {
+                        code: StatusCode::Responder,
+                        second: Some(StatusCode::AuthnFailed),
+                        ..
+                    }
+                )
+            },
+        ),
     ];
     for (name, tweak, expect) in cases {
         let mut w = world();
@@ -322,7 +484,11 @@ fn each_rule_rejects_and_leaves_no_state() {
         let r = v.validate(&xml, at, &mut w.requests, &mut w.replay);
         let e = protocol_err(r);
         assert!(expect(&e), "{name}: {e}");
-        assert_eq!(w.requests.len(), 1, "{name}: the request must stay outstanding");
+        assert_eq!(
+            w.requests.len(),
+            1,
+            "{name}: the request must stay outstanding"
+        );
         assert!(w.replay.is_empty(), "{name}: nothing remembered");
     }
     // Another IdP's key: the signature is rejected.
@@ -330,7 +496,10 @@ fn each_rule_rejects_and_leaves_no_state() {
     let mut v = validator(&w);
     v.idp_keys = trusted(&rsa_key());
     let xml = build(&w, &builder(&w));
-    assert!(matches!(validate(&mut w, &v, &xml), Err(Error::Signature(_))));
+    assert!(matches!(
+        validate(&mut w, &v, &xml),
+        Err(Error::Signature(_))
+    ));
     assert_eq!(w.requests.len(), 1);
     // Unsolicited is fine when allowed.
     let mut w = world();
@@ -351,13 +520,19 @@ fn replay_is_refused() {
     b.in_response_to = None;
     let xml = build(&w, &b);
     validate(&mut w, &v, &xml).unwrap();
-    assert!(matches!(protocol_err(validate(&mut w, &v, &xml)), ProtocolError::Replayed(_)));
+    assert!(matches!(
+        protocol_err(validate(&mut w, &v, &xml)),
+        ProtocolError::Replayed(_)
+    ));
     // A solicited Response replayed: its request is already completed.
     let mut w = world();
     let v = validator(&w);
     let xml = build(&w, &builder(&w));
     validate(&mut w, &v, &xml).unwrap();
-    assert!(matches!(protocol_err(validate(&mut w, &v, &xml)), ProtocolError::UnknownRequest(_)));
+    assert!(matches!(
+        protocol_err(validate(&mut w, &v, &xml)),
+        ProtocolError::UnknownRequest(_)
+    ));
 }
 
 /// The one `<saml:Assertion ...>...</saml:Assertion>` of a Response.
@@ -385,7 +560,11 @@ fn xsw_response(good: &str, inside: bool) -> String {
     let ev = ev.replace("alice-7f3a", "admin");
     let body = good.trim_start_matches("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
     if inside {
-        ev.replacen("</ds:Signature>", &format!("<ds:Object>{body}</ds:Object></ds:Signature>"), 1)
+        ev.replacen(
+            "</ds:Signature>",
+            &format!("<ds:Object>{body}</ds:Object></ds:Signature>"),
+            1,
+        )
     } else {
         ev.replacen("</ds:Signature>", &format!("</ds:Signature>{body}"), 1)
     }
@@ -413,7 +592,13 @@ fn signature_wrapping_xsw1_to_xsw8_is_rejected() {
         let se = a.find("</ds:Signature>").unwrap() + "</ds:Signature>".len();
         format!("{}{}", &a[..ss], &a[se..])
     };
-    let with_in_sig = |a: &str, inner: &str| a.replacen("</ds:Signature>", &format!("<ds:Object>{inner}</ds:Object></ds:Signature>"), 1);
+    let with_in_sig = |a: &str, inner: &str| {
+        a.replacen(
+            "</ds:Signature>",
+            &format!("<ds:Object>{inner}</ds:Object></ds:Signature>"),
+            1,
+        )
+    };
     let ev_nosig = no_sig(&ev);
     let cases: Vec<(&str, String)> = vec![
         // XSW1: an evil Response (new ID, evil assertion) carrying the original Response's
@@ -424,15 +609,35 @@ fn signature_wrapping_xsw1_to_xsw8_is_rejected() {
         // XSW3: evil assertion before the signed one.
         ("XSW3", good.replacen(orig, &format!("{ev_nosig}{orig}"), 1)),
         // XSW4: the signed assertion inside the evil one.
-        ("XSW4", good.replacen(orig, &ev_nosig.replacen("</saml:Assertion>", &format!("{orig}</saml:Assertion>"), 1), 1)),
+        (
+            "XSW4",
+            good.replacen(
+                orig,
+                &ev_nosig.replacen("</saml:Assertion>", &format!("{orig}</saml:Assertion>"), 1),
+                1,
+            ),
+        ),
         // XSW5: evil assertion carrying the original signature; the original appended.
-        ("XSW5", good.replacen(orig, &format!("{ev}{}", no_sig(orig)), 1)),
+        (
+            "XSW5",
+            good.replacen(orig, &format!("{ev}{}", no_sig(orig)), 1),
+        ),
         // XSW6: evil assertion with the signature, the original inside that signature.
         ("XSW6", good.replacen(orig, &with_in_sig(&ev, orig), 1)),
         // XSW7: the original inside an Extensions element, evil assertion as the child.
-        ("XSW7", good.replacen(orig, &format!("<samlp:Extensions>{orig}</samlp:Extensions>{ev_nosig}"), 1)),
+        (
+            "XSW7",
+            good.replacen(
+                orig,
+                &format!("<samlp:Extensions>{orig}</samlp:Extensions>{ev_nosig}"),
+                1,
+            ),
+        ),
         // XSW8: evil assertion whose signature holds the original (without its signature) in an Object.
-        ("XSW8", good.replacen(orig, &with_in_sig(&ev, &no_sig(orig)), 1)),
+        (
+            "XSW8",
+            good.replacen(orig, &with_in_sig(&ev, &no_sig(orig)), 1),
+        ),
     ];
     for (name, doc) in cases {
         let r = validate(&mut w, &v, doc.as_bytes());
@@ -452,7 +657,10 @@ fn comment_injection_does_not_truncate_the_name_id() {
     let mut b = builder(&w);
     b.name_id = NameId::new("user@example.org.evil.com", NAMEID_PERSISTENT);
     let xml = String::from_utf8(build(&w, &b)).unwrap();
-    let injected = xml.replace("user@example.org.evil.com", "user@example.org<!---->.evil.com");
+    let injected = xml.replace(
+        "user@example.org.evil.com",
+        "user@example.org<!---->.evil.com",
+    );
     assert_ne!(xml, injected);
     let ok = validate(&mut w, &v, injected.as_bytes()).unwrap();
     assert_eq!(ok.name_id().unwrap().value, "user@example.org.evil.com");
@@ -464,13 +672,27 @@ fn malformed_responses_name_the_problem() {
     let v = validator(&w);
     let good = String::from_utf8(build(&w, &builder(&w))).unwrap();
     for (bad, what) in [
-        (good.replace("samlp:Response", "samlp:ArtifactResponse"), "not samlp:Response"),
-        ("<samlp:Response xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\"/>".to_owned(), "Version"),
-        (good.replacen("Version=\"2.0\"", "Version=\"3.0\"", 1), "version"),
+        (
+            good.replace("samlp:Response", "samlp:ArtifactResponse"),
+            "not samlp:Response",
+        ),
+        (
+            "<samlp:Response xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\"/>".to_owned(),
+            "Version",
+        ),
+        (
+            good.replacen("Version=\"2.0\"", "Version=\"3.0\"", 1),
+            "version",
+        ),
         ("<!DOCTYPE x [<!ENTITY e \"x\">]><x/>".to_owned(), "DOCTYPE"),
         ("not xml".to_owned(), "malformed"),
     ] {
-        let err = validate(&mut w, &v, bad.as_bytes()).unwrap_err().to_string();
-        assert!(err.to_lowercase().contains(&what.to_lowercase()), "{what}: {err}");
+        let err = validate(&mut w, &v, bad.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.to_lowercase().contains(&what.to_lowercase()),
+            "{what}: {err}"
+        );
     }
 }

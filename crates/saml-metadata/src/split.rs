@@ -56,7 +56,11 @@ pub fn split(doc: &[u8], policy: &Policy) -> Result<Vec<EntityDocument>, Error> 
                     if d.prefix.is_empty() {
                         start_tag.push_str(&format!(" xmlns=\"{}\"", escape_attr(d.uri)));
                     } else {
-                        start_tag.push_str(&format!(" xmlns:{}=\"{}\"", d.prefix, escape_attr(d.uri)));
+                        start_tag.push_str(&format!(
+                            " xmlns:{}=\"{}\"",
+                            d.prefix,
+                            escape_attr(d.uri)
+                        ));
                     }
                 }
                 start_tag.push_str(&tag[name_end..]);

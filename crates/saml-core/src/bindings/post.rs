@@ -41,7 +41,12 @@ pub fn form(
 ) -> Result<String, Error> {
     check_relay_state(relay_state)?;
     let rs = relay_state
-        .map(|r| format!("<input type=\"hidden\" name=\"RelayState\" value=\"{}\"/>", html(r)))
+        .map(|r| {
+            format!(
+                "<input type=\"hidden\" name=\"RelayState\" value=\"{}\"/>",
+                html(r)
+            )
+        })
         .unwrap_or_default();
     Ok(format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>SAML POST</title></head><body onload=\"document.forms[0].submit()\"><noscript><p>Press the button to continue.</p></noscript><form method=\"post\" action=\"{}\"><input type=\"hidden\" name=\"{}\" value=\"{}\"/>{rs}<noscript><button type=\"submit\">Continue</button></noscript></form></body></html>\n",
@@ -89,7 +94,9 @@ pub fn decode_form(body: &str, max: usize) -> Result<PostMessage, Error> {
             _ => continue,
         };
         if slot.is_some() {
-            return Err(binding(format!("{k} given twice, or both SAMLRequest and SAMLResponse")));
+            return Err(binding(format!(
+                "{k} given twice, or both SAMLRequest and SAMLResponse"
+            )));
         }
         *slot = Some(url_decode(v)?);
         if this.is_some() {

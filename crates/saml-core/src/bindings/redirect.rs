@@ -8,7 +8,9 @@ use std::io::Write as _;
 use base64::Engine as _;
 use flate2::{Decompress, FlushDecompress, Status};
 
-use super::{MessageKind, base64_decode, binding, check_relay_state, raw_pairs, url_decode, url_encode};
+use super::{
+    MessageKind, base64_decode, binding, check_relay_state, raw_pairs, url_decode, url_encode,
+};
 use crate::dsig::{SignatureAlgorithm, SigningKey, TrustedKeys};
 use crate::error::Error;
 use crate::protocol::ProtocolError;
@@ -41,7 +43,10 @@ pub fn encode(
     }
     if let Some(key) = key {
         let alg = alg.unwrap_or_else(|| key.default_algorithm());
-        if matches!(alg, SignatureAlgorithm::RsaSha1 | SignatureAlgorithm::EcdsaSha1) {
+        if matches!(
+            alg,
+            SignatureAlgorithm::RsaSha1 | SignatureAlgorithm::EcdsaSha1
+        ) {
             return Err(Error::Usage("SHA-1 is not used for new signatures".into()));
         }
         q.push_str(&format!("&SigAlg={}", url_encode(alg.uri())));
@@ -151,7 +156,11 @@ fn inflate(data: &[u8], max: usize) -> Result<Vec<u8>, Error> {
         let consumed = d.total_in() as usize;
         let produced = d.total_out();
         let status = d
-            .decompress_vec(&data[consumed.min(data.len())..], &mut out, FlushDecompress::None)
+            .decompress_vec(
+                &data[consumed.min(data.len())..],
+                &mut out,
+                FlushDecompress::None,
+            )
             .map_err(|e| binding(format!("bad DEFLATE data: {e}")))?;
         match status {
             Status::StreamEnd => {
@@ -162,8 +171,7 @@ fn inflate(data: &[u8], max: usize) -> Result<Vec<u8>, Error> {
             }
             Status::Ok | Status::BufError => {
                 let stalled = d.total_in() as usize == consumed && d.total_out() == produced;
-                if out.len() < out.capacity() && (d.total_in() as usize >= data.len() || stalled)
-                {
+                if out.len() < out.capacity() && (d.total_in() as usize >= data.len() || stalled) {
                     return Err(binding("truncated DEFLATE stream"));
                 }
             }

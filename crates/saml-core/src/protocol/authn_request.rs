@@ -218,11 +218,13 @@ impl AuthnRequest {
     }
 
     fn read(mut c: Cursor<'_>) -> Result<AuthnRequest, Error> {
-        let root = c.next_child("(document)")?.ok_or(ProtocolError::Malformed {
-            element: "(document)".into(),
-            offset: 0,
-            message: "no root element".into(),
-        })?;
+        let root = c
+            .next_child("(document)")?
+            .ok_or(ProtocolError::Malformed {
+                element: "(document)".into(),
+                offset: 0,
+                message: "no root element".into(),
+            })?;
         if !root.is(SAMLP_NS, "AuthnRequest") {
             return Err(root.invalid("the root is not samlp:AuthnRequest"));
         }

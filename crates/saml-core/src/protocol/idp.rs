@@ -146,7 +146,10 @@ impl ResponseBuilder {
         if !self.attributes.is_empty() {
             attrs.push_str("<saml:AttributeStatement>");
             for a in &self.attributes {
-                attrs.push_str(&format!("<saml:Attribute Name=\"{}\"", escape_attr(&a.name)));
+                attrs.push_str(&format!(
+                    "<saml:Attribute Name=\"{}\"",
+                    escape_attr(&a.name)
+                ));
                 if let Some(f) = &a.name_format {
                     attrs.push_str(&format!(" NameFormat=\"{}\"", escape_attr(f)));
                 }
@@ -205,9 +208,13 @@ impl ResponseBuilder {
                 xml
             };
             inner = match &self.encryption {
-                Some(e) => {
-                    xmlenc::encrypt(xml.as_bytes(), &e.recipient, e.algorithm, e.transport, random)?
-                }
+                Some(e) => xmlenc::encrypt(
+                    xml.as_bytes(),
+                    &e.recipient,
+                    e.algorithm,
+                    e.transport,
+                    random,
+                )?,
                 None => xml,
             };
         }

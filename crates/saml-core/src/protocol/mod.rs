@@ -177,7 +177,10 @@ const STATUS_NAMES: [(&str, StatusCode); 23] = [
     ("ProxyCountExceeded", StatusCode::ProxyCountExceeded),
     ("RequestDenied", StatusCode::RequestDenied),
     ("RequestUnsupported", StatusCode::RequestUnsupported),
-    ("RequestVersionDeprecated", StatusCode::RequestVersionDeprecated),
+    (
+        "RequestVersionDeprecated",
+        StatusCode::RequestVersionDeprecated,
+    ),
     ("RequestVersionTooHigh", StatusCode::RequestVersionTooHigh),
     ("RequestVersionTooLow", StatusCode::RequestVersionTooLow),
     ("ResourceNotRecognized", StatusCode::ResourceNotRecognized),

@@ -125,14 +125,11 @@ impl Assertion {
     /// The first attribute named `name` (a URI such as `urn:oid:0.9.2342.19200300.100.1.3`) or
     /// with that FriendlyName.
     pub fn attribute(&self, name: &str) -> Option<&Attribute> {
-        self.attributes
-            .iter()
-            .find(|a| a.name == name)
-            .or_else(|| {
-                self.attributes
-                    .iter()
-                    .find(|a| a.friendly_name.as_deref() == Some(name))
-            })
+        self.attributes.iter().find(|a| a.name == name).or_else(|| {
+            self.attributes
+                .iter()
+                .find(|a| a.friendly_name.as_deref() == Some(name))
+        })
     }
 }
 
@@ -301,7 +298,12 @@ pub struct ResponseValidator {
 impl ResponseValidator {
     /// A validator for `sp_entity_id` receiving at `acs_url` from `idp_entity_id` signing with
     /// `idp_keys`.
-    pub fn new(sp_entity_id: &str, acs_url: &str, idp_entity_id: &str, idp_keys: TrustedKeys) -> Self {
+    pub fn new(
+        sp_entity_id: &str,
+        acs_url: &str,
+        idp_entity_id: &str,
+        idp_keys: TrustedKeys,
+    ) -> Self {
         ResponseValidator {
             sp_entity_id: sp_entity_id.to_owned(),
             acs_urls: vec![acs_url.to_owned()],
@@ -427,7 +429,14 @@ impl ResponseValidator {
             .into());
         }
         // Rules 4-6 on signed content only.
-        self.check(&resp.head, &assertion, response_signed, now, &*requests, &*replay)?;
+        self.check(
+            &resp.head,
+            &assertion,
+            response_signed,
+            now,
+            &*requests,
+            &*replay,
+        )?;
         let until = replay_until(&assertion, now, self.clock_skew);
         if let Some(id) = &resp.head.in_response_to {
             requests.complete(id);
@@ -453,9 +462,11 @@ impl ResponseValidator {
         response_signed: bool,
     ) -> Result<(Assertion, bool, Option<usize>), Error> {
         let mut c = Cursor::new(Reader::new(doc, self.limits)?);
-        let root = c.next_child("(decrypted)")?.ok_or(ProtocolError::Decryption(
-            "the decrypted content has no element".into(),
-        ))?;
+        let root = c
+            .next_child("(decrypted)")?
+            .ok_or(ProtocolError::Decryption(
+                "the decrypted content has no element".into(),
+            ))?;
         if !root.is(SAML_NS, "Assertion") {
             return Err(root.invalid("the decrypted content is not a saml:Assertion"));
         }
@@ -548,7 +559,13 @@ impl ResponseValidator {
             .into());
         }
         for s in &a.authn_statements {
-            window("AuthnStatement session", None, s.session_not_on_or_after, now, skew)?;
+            window(
+                "AuthnStatement session",
+                None,
+                s.session_not_on_or_after,
+                now,
+                skew,
+            )?;
         }
         if replay.seen(&a.issuer, &a.id, now) {
             return Err(ProtocolError::Replayed(a.id.clone()).into());
@@ -558,9 +575,19 @@ impl ResponseValidator {
 
     /// SAML Profiles §4.1.4.2-3: a bearer SubjectConfirmation whose data names this ACS, is not
     /// expired and answers the request.
-    fn bearer(&self, a: &Assertion, in_response_to: Option<&str>, now: SystemTime) -> Result<(), Error> {
+    fn bearer(
+        &self,
+        a: &Assertion,
+        in_response_to: Option<&str>,
+        now: SystemTime,
+    ) -> Result<(), Error> {
         let mut reasons = Vec::new();
-        for sc in a.subject.confirmations.iter().filter(|c| c.method == BEARER) {
+        for sc in a
+            .subject
+            .confirmations
+            .iter()
+            .filter(|c| c.method == BEARER)
+        {
             let Some(d) = &sc.data else {
                 reasons.push("no SubjectConfirmationData".to_owned());
                 continue;
@@ -609,16 +636,12 @@ impl ResponseValidator {
 /// How long to remember a consumed assertion: until its last validity bound (plus skew).
 fn replay_until(a: &Assertion, now: SystemTime, skew: Duration) -> SystemTime {
     let mut until = now + Duration::from_secs(3600);
-    let bounds = a
-        .conditions
-        .iter()
-        .filter_map(|c| c.not_on_or_after)
-        .chain(
-            a.subject
-                .confirmations
-                .iter()
-                .filter_map(|c| c.data.as_ref().and_then(|d| d.not_on_or_after)),
-        );
+    let bounds = a.conditions.iter().filter_map(|c| c.not_on_or_after).chain(
+        a.subject
+            .confirmations
+            .iter()
+            .filter_map(|c| c.data.as_ref().and_then(|d| d.not_on_or_after)),
+    );
     if let Some(max) = bounds.max() {
         until = max;
     }
@@ -685,11 +708,13 @@ struct ResponseParts<'a> {
 }
 
 fn read_response<'a>(mut c: Cursor<'a>) -> Result<ResponseParts<'a>, Error> {
-    let root = c.next_child("(document)")?.ok_or(ProtocolError::Malformed {
-        element: "(document)".into(),
-        offset: 0,
-        message: "no root element".into(),
-    })?;
+    let root = c
+        .next_child("(document)")?
+        .ok_or(ProtocolError::Malformed {
+            element: "(document)".into(),
+            offset: 0,
+            message: "no root element".into(),
+        })?;
     if !root.is(SAMLP_NS, "Response") {
         return Err(root.invalid("the root is not samlp:Response"));
     }
@@ -978,7 +1003,10 @@ fn standalone(plain: &[u8], scope: &[NsDecl<'_>]) -> Result<Vec<u8>, Error> {
         .map_err(|_| ProtocolError::Decryption("the decrypted content is not UTF-8".into()))?;
     let body = text.trim_start_matches('\u{feff}').trim_start();
     let body = match body.strip_prefix("<?xml") {
-        Some(rest) => rest.split_once("?>").map(|(_, b)| b.trim_start()).unwrap_or(body),
+        Some(rest) => rest
+            .split_once("?>")
+            .map(|(_, b)| b.trim_start())
+            .unwrap_or(body),
         None => body,
     };
     let tag_end = start_tag_end(body).ok_or(ProtocolError::Decryption(

@@ -268,7 +268,9 @@ fn digest(uri: Option<&str>) -> Result<MessageDigest, Error> {
         Some("http://www.w3.org/2001/04/xmlenc#sha256") => Ok(MessageDigest::sha256()),
         Some("http://www.w3.org/2001/04/xmldsig-more#sha384") => Ok(MessageDigest::sha384()),
         Some("http://www.w3.org/2001/04/xmlenc#sha512") => Ok(MessageDigest::sha512()),
-        Some(other) => Err(ProtocolError::Decryption(format!("unsupported OAEP digest {other}")).into()),
+        Some(other) => {
+            Err(ProtocolError::Decryption(format!("unsupported OAEP digest {other}")).into())
+        }
     }
 }
 
@@ -294,10 +296,9 @@ fn unwrap_key(k: &EncryptedKey, key: &PKey<Private>) -> Result<Option<Vec<u8>>, 
             .into());
         }
         other => {
-            return Err(ProtocolError::Decryption(format!(
-                "unsupported key transport {other}"
-            ))
-            .into());
+            return Err(
+                ProtocolError::Decryption(format!("unsupported key transport {other}")).into(),
+            );
         }
     };
     let mut d = Decrypter::new(key)?;
@@ -414,7 +415,9 @@ pub fn encrypt(
     random: &mut dyn FnMut(&mut [u8]),
 ) -> Result<String, Error> {
     if alg == DataAlgorithm::TripleDesCbc {
-        return Err(Error::Usage("TripleDES is not used for new encryption".into()));
+        return Err(Error::Usage(
+            "TripleDES is not used for new encryption".into(),
+        ));
     }
     let cipher = alg.cipher();
     let mut key = vec![0u8; cipher.key_len()];

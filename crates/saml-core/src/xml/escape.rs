@@ -43,11 +43,7 @@ mod tests {
     fn escaped_values_read_back() {
         let text = "a & b < c > d \r e \"quoted\"";
         let attr = "x\ty\nz\r & < \" '";
-        let doc = format!(
-            "<r a=\"{}\">{}</r>",
-            escape_attr(attr),
-            escape_text(text)
-        );
+        let doc = format!("<r a=\"{}\">{}</r>", escape_attr(attr), escape_text(text));
         let mut r = Reader::new(doc.as_bytes(), Limits::default()).expect("reader");
         let Some(Event::Start(s)) = r.next().expect("start") else {
             panic!("no start")
