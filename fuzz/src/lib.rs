@@ -75,3 +75,16 @@ pub fn fingerprint(reader: &mut Reader<'_>) -> Result<Vec<String>, Error> {
     }
     Ok(out)
 }
+
+/// The only AuthnRequest the test key signs (seeds of the `redirect` target, with RelayState
+/// `state`).
+pub fn fuzz_request() -> saml_core::protocol::AuthnRequest {
+    let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+    let mut req = saml_core::protocol::AuthnRequest::new(
+        "_fuzz-request".into(),
+        "https://sp.example.org",
+        now,
+    );
+    req.acs_url = Some("https://sp.example.org/acs".into());
+    req
+}

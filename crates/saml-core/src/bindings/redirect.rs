@@ -143,7 +143,7 @@ pub fn decode(query: &str, max_inflated: usize) -> Result<RedirectMessage, Error
 /// Raw DEFLATE with a size limit; a truncated or corrupt stream is an error.
 fn inflate(data: &[u8], max: usize) -> Result<Vec<u8>, Error> {
     let mut d = Decompress::new(false);
-    let mut out: Vec<u8> = Vec::with_capacity(data.len().saturating_mul(4).min(max) + 64);
+    let mut out: Vec<u8> = Vec::with_capacity(data.len().saturating_mul(4).min(max) + 1);
     loop {
         if out.len() == out.capacity() {
             if out.len() >= max {
@@ -151,7 +151,8 @@ fn inflate(data: &[u8], max: usize) -> Result<Vec<u8>, Error> {
                     "inflated message exceeds {max} bytes (DEFLATE bomb?)"
                 )));
             }
-            out.reserve((out.len()).clamp(4096, max - out.len()));
+            // Grow by doubling, at least 4 KiB, never past the limit (plus one byte to see it).
+            out.reserve(out.len().max(4096).min(max - out.len() + 1));
         }
         let consumed = d.total_in() as usize;
         let produced = d.total_out();
@@ -162,6 +163,11 @@ fn inflate(data: &[u8], max: usize) -> Result<Vec<u8>, Error> {
                 FlushDecompress::None,
             )
             .map_err(|e| binding(format!("bad DEFLATE data: {e}")))?;
+        if out.len() > max {
+            return Err(binding(format!(
+                "inflated message exceeds {max} bytes (DEFLATE bomb?)"
+            )));
+        }
         match status {
             Status::StreamEnd => {
                 if (d.total_in() as usize) < data.len() {
@@ -175,11 +181,6 @@ fn inflate(data: &[u8], max: usize) -> Result<Vec<u8>, Error> {
                     return Err(binding("truncated DEFLATE stream"));
                 }
             }
-        }
-        if out.len() > max {
-            return Err(binding(format!(
-                "inflated message exceeds {max} bytes (DEFLATE bomb?)"
-            )));
         }
     }
 }
