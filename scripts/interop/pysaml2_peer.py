@@ -21,7 +21,13 @@ refuses a message):
   sp-validate DIR IDP_METADATA REQUEST_ID SAMLRESPONSE
       pysaml2 as that SP: validates the base64 SAMLResponse answering REQUEST_ID and prints
       `NAMEID <value>`, `ATTR <name> <value>` lines and `OK`.
+
+  sp-bench DIR IDP_METADATA REQUEST_ID SAMLRESPONSE N
+      validates the same Response N times in one process (pysaml2 keeps no replay cache, so it
+      accepts every repetition) and prints `SECONDS <total>` of the N validations, start-up and
+      configuration excluded (the benches' peer figure).
 """
+import time
 import base64
 import functools
 import os
@@ -186,9 +192,27 @@ def sp_validate(args):
     return 0
 
 
+def sp_bench(args):
+    d, idp_md, req_id, saml_response, n = args
+    client = sp_client(d, idp_md)
+    client.parse_authn_request_response(saml_response, BINDING_HTTP_POST, outstanding={req_id: "/"})
+    start = time.perf_counter()
+    for _ in range(int(n)):
+        resp = client.parse_authn_request_response(saml_response, BINDING_HTTP_POST, outstanding={req_id: "/"})
+        if resp is None:
+            return fail("pysaml2 SP refused the Response")
+    print(f"SECONDS {time.perf_counter() - start}")
+    return 0
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
-    return {"idp-respond": idp_respond, "sp-request": sp_request, "sp-validate": sp_validate}[cmd](args)
+    return {
+        "idp-respond": idp_respond,
+        "sp-request": sp_request,
+        "sp-validate": sp_validate,
+        "sp-bench": sp_bench,
+    }[cmd](args)
 
 
 if __name__ == "__main__":
