@@ -53,6 +53,7 @@ pub mod load;
 pub mod model;
 mod parse;
 pub mod split;
+pub mod sso;
 pub use saml_core::time;
 pub mod write;
 

@@ -1,0 +1,146 @@
+//! Web SSO driven by metadata: keys and endpoints from EntityDescriptors built here, a full
+//! SP -> IdP -> SP exchange through saml-core, and refusals when metadata lacks what is needed or
+//! a request names an ACS the SP's metadata does not list.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::SystemTime;
+
+use openssl::pkey::PKey;
+use openssl::rsa::Rsa;
+use openssl::x509::{X509, X509Builder, X509NameBuilder};
+use saml_core::bindings::{MessageKind, redirect};
+use saml_core::dsig::SigningKey;
+use saml_core::protocol::idp::{Encryption, ResponseBuilder};
+use saml_core::protocol::xmlenc::{DataAlgorithm, KeyTransport};
+use saml_core::protocol::{
+    AuthnRequest, MemoryReplayCache, NAMEID_TRANSIENT, NameId, OutstandingRequests, openssl_random,
+};
+use saml_metadata::builder::RoleBuilder as _;
+use saml_metadata::model::{Binding, EntityDescriptor, IdpSso, SpSso};
+use saml_metadata::sso;
+
+fn cert(pkey: &PKey<openssl::pkey::Private>) -> X509 {
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", "test").unwrap();
+    let name = name.build();
+    let mut b = X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(pkey).unwrap();
+    b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(30).unwrap())
+        .unwrap();
+    b.sign(pkey, openssl::hash::MessageDigest::sha256())
+        .unwrap();
+    b.build()
+}
+
+#[test]
+fn full_exchange_from_metadata() {
+    let idp_pkey = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let sp_pkey = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let (idp_cert, sp_cert) = (cert(&idp_pkey), cert(&sp_pkey));
+    let idp = EntityDescriptor::builder("https://idp.example.org/idp")
+        .idp(
+            IdpSso::builder()
+                .signing_certificate(idp_cert.to_der().unwrap())
+                .sso(
+                    Binding::HttpRedirect,
+                    "https://idp.example.org/sso/redirect",
+                )
+                .sso(Binding::HttpPost, "https://idp.example.org/sso/post"),
+        )
+        .build()
+        .unwrap();
+    let sp = EntityDescriptor::builder("https://sp.example.org/sp")
+        .sp(SpSso::builder()
+            .signing_certificate(sp_cert.to_der().unwrap())
+            .encryption_certificate(sp_cert.to_der().unwrap())
+            .want_assertions_signed(true)
+            .acs(Binding::HttpPost, "https://sp.example.org/acs")
+            .acs(Binding::HttpPost, "https://sp.example.org/acs2"))
+        .build()
+        .unwrap();
+    let now = SystemTime::now();
+
+    // SP: request to the IdP's Redirect endpoint, signed on the query string.
+    let (req, sso_url) =
+        sso::authn_request(&sp, &idp, Binding::HttpRedirect, "_r1".into(), now).unwrap();
+    assert_eq!(sso_url, "https://idp.example.org/sso/redirect");
+    assert_eq!(req.acs_url.as_deref(), Some("https://sp.example.org/acs"));
+    let sp_key = SigningKey::new(sp_pkey.clone(), Some(sp_cert.clone())).unwrap();
+    let q = redirect::encode(
+        MessageKind::Request,
+        req.to_xml().as_bytes(),
+        None,
+        Some(&sp_key),
+        None,
+    )
+    .unwrap();
+    let mut requests = OutstandingRequests::new();
+    requests.insert(&req.id, now + std::time::Duration::from_secs(300), now);
+
+    // IdP: verify with the SP's metadata keys, answer to the ACS its metadata lists, encrypt
+    // to its metadata encryption key.
+    let m = redirect::decode(&q, redirect::DEFAULT_MAX_INFLATED).unwrap();
+    m.verify(&sso::sp_signing_keys(&sp).unwrap(), false)
+        .unwrap();
+    let got = AuthnRequest::parse(&m.xml).unwrap();
+    let acs = sso::acs_for(&sp, &got).unwrap();
+    let mut b = ResponseBuilder::for_request(
+        &got,
+        &idp.entity_id,
+        &acs,
+        NameId::new("t-1", NAMEID_TRANSIENT),
+    );
+    b.encryption = Some(Encryption {
+        recipient: sso::sp_encryption_key(&sp).unwrap().unwrap(),
+        algorithm: DataAlgorithm::Aes256Gcm,
+        transport: KeyTransport::RsaOaepSha256,
+    });
+    let idp_key = SigningKey::new(idp_pkey, Some(idp_cert)).unwrap();
+    let xml = b.build(&idp_key, now, &mut openssl_random).unwrap();
+
+    // SP: validator from metadata (WantAssertionsSigned -> the assertion must be signed).
+    let mut v = sso::response_validator(&sp, &idp).unwrap();
+    assert!(v.require_signed_assertion);
+    assert_eq!(v.acs_urls.len(), 2);
+    v.decryption_keys = vec![sp_pkey];
+    let ok = v
+        .validate(&xml, now, &mut requests, &mut MemoryReplayCache::new())
+        .unwrap();
+    assert!(ok.encrypted && ok.assertion_signed);
+    assert_eq!(ok.name_id().unwrap().value, "t-1");
+
+    // A request naming an ACS the metadata does not list gets no Response.
+    let mut evil = got.clone();
+    evil.acs_url = Some("https://evil.example/acs".into());
+    assert!(sso::acs_for(&sp, &evil).is_err());
+    let mut by_index = got.clone();
+    by_index.acs_url = None;
+    by_index.acs_index = Some(1);
+    assert_eq!(
+        sso::acs_for(&sp, &by_index).unwrap(),
+        "https://sp.example.org/acs2"
+    );
+    // Missing pieces of metadata are clear errors.
+    assert!(
+        sso::sso_location(&idp, &Binding::HttpArtifact)
+            .unwrap_err()
+            .to_string()
+            .contains("SingleSignOnService")
+    );
+    assert!(sso::idp_signing_keys(&sp).is_err());
+    let bare = EntityDescriptor::builder("https://idp2.example.org")
+        .idp(IdpSso::builder().sso(Binding::HttpPost, "https://idp2.example.org/sso"))
+        .build()
+        .unwrap();
+    assert!(
+        sso::idp_signing_keys(&bare)
+            .unwrap_err()
+            .to_string()
+            .contains("no signing certificate")
+    );
+}
