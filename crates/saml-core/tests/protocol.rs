@@ -402,7 +402,8 @@ fn encrypted_assertions() {
 #[test]
 fn each_rule_rejects_and_leaves_no_state() {
     type Tweak = fn(&mut World, &mut ResponseBuilder, &mut ResponseValidator) -> SystemTime;
-    let cases: Vec<(&str, Tweak, fn(&ProtocolError) -> bool)> = vec![
+    type Expect = fn(&ProtocolError) -> bool;
+    let cases: Vec<(&str, Tweak, Expect)> = vec![
         (
             "issuer",
             |_, b, _| {
@@ -584,9 +585,6 @@ fn signature_wrapping_xsw1_to_xsw8_is_rejected() {
     let (s, e) = assertion_of(&good);
     let orig = &good[s..e];
     let ev = evil(orig);
-    let sig_s = orig.find("<ds:Signature").unwrap();
-    let sig_e = orig.find("</ds:Signature>").unwrap() + "</ds:Signature>".len();
-    let sig = &orig[sig_s..sig_e];
     let no_sig = |a: &str| {
         let ss = a.find("<ds:Signature").unwrap();
         let se = a.find("</ds:Signature>").unwrap() + "</ds:Signature>".len();

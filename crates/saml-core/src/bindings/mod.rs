@@ -123,7 +123,7 @@ mod tests {
         assert!(url_decode("%4").is_err());
         assert!(url_decode("%FF").is_err());
         assert_eq!(raw_pairs("?a=1&b=&c"), [("a", "1"), ("b", ""), ("c", "")]);
-        assert_eq!(base64_decode("YWJj ZA==").expect("ok"), b"abcd");
+        assert_eq!(base64_decode("YWJj\r\nZA==").expect("ok"), b"abcd");
         assert_eq!(
             base64_decode("+/8=").expect("ok"),
             base64_decode(" /8=").expect("ok")

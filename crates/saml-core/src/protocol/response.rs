@@ -540,7 +540,7 @@ impl ResponseValidator {
         if let Some(c) = &a.conditions {
             window("Conditions", c.not_before, c.not_on_or_after, now, skew)?;
             for audiences in &c.audience_restrictions {
-                if !audiences.iter().any(|x| *x == self.sp_entity_id) {
+                if !audiences.contains(&self.sp_entity_id) {
                     return Err(ProtocolError::AudienceMismatch {
                         sp: self.sp_entity_id.clone(),
                         audiences: audiences.clone(),

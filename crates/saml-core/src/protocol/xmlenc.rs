@@ -375,7 +375,7 @@ fn content(alg: DataAlgorithm, cipher: Cipher, key: &[u8], data: &[u8]) -> Optio
         return decrypt_aead(cipher, key, Some(iv), &[], ct, tag).ok();
     }
     let block = cipher.block_size();
-    if data.len() < iv_len + block || (data.len() - iv_len) % block != 0 {
+    if data.len() < iv_len + block || !(data.len() - iv_len).is_multiple_of(block) {
         return None;
     }
     let (iv, ct) = data.split_at(iv_len);
