@@ -554,6 +554,7 @@ impl EntityBuilder {
             sur_name: None,
             emails: vec![email.to_owned()],
             phones: Vec::new(),
+            extensions: Default::default(),
         });
         self
     }

@@ -157,6 +157,8 @@ pub struct Organization {
     pub display_names: Vec<Localized<String>>,
     /// `OrganizationURL`.
     pub urls: Vec<Localized<String>>,
+    /// `Extensions` (kept as read and written back).
+    pub extensions: Extensions,
 }
 
 /// `contactType` (§2.3.2.2).
@@ -193,6 +195,8 @@ pub struct ContactPerson {
     pub emails: Vec<String>,
     /// `TelephoneNumber` values.
     pub phones: Vec<String>,
+    /// `Extensions` (kept as read and written back).
+    pub extensions: Extensions,
 }
 
 /// A `saml:Attribute` as used in metadata (IdP's supported attributes, entity attributes).
@@ -363,6 +367,8 @@ pub struct Affiliation {
     pub members: Vec<String>,
     /// `KeyDescriptor`s.
     pub keys: Vec<KeyDescriptor>,
+    /// `Extensions` (kept as read and written back).
+    pub extensions: Extensions,
 }
 
 /// `AdditionalMetadataLocation` (§2.3.2.3).

@@ -596,7 +596,7 @@ fn organization(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Organization, Error>
     let mut o = Organization::default();
     while let Some(ch) = c.next_child(e.local)? {
         match (ch.ns, ch.local) {
-            (MD_NS, "Extensions") => c.skip(&ch)?,
+            (MD_NS, "Extensions") => o.extensions = extensions(c, &ch)?,
             (MD_NS, "OrganizationName") => o.names.push(c.localized(&ch)?),
             (MD_NS, "OrganizationDisplayName") => o.display_names.push(c.localized(&ch)?),
             (MD_NS, "OrganizationURL") => o.urls.push(c.localized(&ch)?),
@@ -628,10 +628,11 @@ fn contact(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<ContactPerson, Error> {
         sur_name: None,
         emails: Vec::new(),
         phones: Vec::new(),
+        extensions: Extensions::default(),
     };
     while let Some(ch) = c.next_child(e.local)? {
         match (ch.ns, ch.local) {
-            (MD_NS, "Extensions") => c.skip(&ch)?,
+            (MD_NS, "Extensions") => p.extensions = extensions(c, &ch)?,
             (MD_NS, "Company") => p.company = Some(c.text_trim(&ch)?),
             (MD_NS, "GivenName") => p.given_name = Some(c.text_trim(&ch)?),
             (MD_NS, "SurName") => p.sur_name = Some(c.text_trim(&ch)?),
@@ -696,10 +697,12 @@ fn affiliation(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Affiliation, Error> {
         owner: e.required("affiliationOwnerID")?.to_owned(),
         members: Vec::new(),
         keys: Vec::new(),
+        extensions: Extensions::default(),
     };
     while let Some(ch) = c.next_child(e.local)? {
         match (ch.ns, ch.local) {
-            (DSIG_NS, "Signature") | (MD_NS, "Extensions") => c.skip(&ch)?,
+            (DSIG_NS, "Signature") => c.skip(&ch)?,
+            (MD_NS, "Extensions") => a.extensions = extensions(c, &ch)?,
             (MD_NS, "AffiliateMember") => a.members.push(c.text_trim(&ch)?),
             (MD_NS, "KeyDescriptor") => a.keys.push(key_descriptor(c, &ch)?),
             _ => return Err(ch.invalid("unexpected element in md:AffiliationDescriptor")),

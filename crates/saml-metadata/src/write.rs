@@ -341,7 +341,7 @@ fn entity(w: &mut W, e: &EntityDescriptor) -> Result<(), Error> {
         organization(w, o)?;
     }
     for c in &e.contacts {
-        contact(w, c);
+        contact(w, c)?;
     }
     for l in &e.additional_locations {
         w.start(P::Md, "AdditionalMetadataLocation");
@@ -421,7 +421,7 @@ fn role_head(w: &mut W, c: &RoleCommon) -> Result<(), Error> {
         organization(w, o)?;
     }
     for p in &c.contacts {
-        contact(w, p);
+        contact(w, p)?;
     }
     Ok(())
 }
@@ -530,6 +530,7 @@ fn organization(w: &mut W, o: &Organization) -> Result<(), Error> {
         ));
     }
     w.start(P::Md, "Organization");
+    extensions(w, &o.extensions)?;
     for n in &o.names {
         w.localized(P::Md, "OrganizationName", n);
     }
@@ -543,7 +544,7 @@ fn organization(w: &mut W, o: &Organization) -> Result<(), Error> {
     Ok(())
 }
 
-fn contact(w: &mut W, c: &ContactPerson) {
+fn contact(w: &mut W, c: &ContactPerson) -> Result<(), Error> {
     w.start(P::Md, "ContactPerson");
     w.attr(
         "contactType",
@@ -558,6 +559,7 @@ fn contact(w: &mut W, c: &ContactPerson) {
     if let Some(t) = &c.refeds_type {
         w.attr_p(P::Remd, "contactType", t);
     }
+    extensions(w, &c.extensions)?;
     if let Some(v) = &c.company {
         w.text_elem(P::Md, "Company", v);
     }
@@ -574,6 +576,7 @@ fn contact(w: &mut W, c: &ContactPerson) {
         w.text_elem(P::Md, "TelephoneNumber", v);
     }
     w.end(P::Md, "ContactPerson");
+    Ok(())
 }
 
 fn attribute(w: &mut W, p: P, local: &str, a: &SamlAttribute, required: Option<bool>) {
@@ -628,6 +631,7 @@ fn affiliation(w: &mut W, a: &Affiliation) -> Result<(), Error> {
     }
     w.start(P::Md, "AffiliationDescriptor");
     w.attr("affiliationOwnerID", &a.owner);
+    extensions(w, &a.extensions)?;
     for m in &a.members {
         w.text_elem(P::Md, "AffiliateMember", m);
     }

@@ -124,7 +124,7 @@ fn every_real_world_document_round_trips() {
 
 #[test]
 fn unknown_extension_keeps_its_meaning_and_canonical_form() {
-    let doc = r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:x="urn:example:x" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:t="urn:example:types" xmlns:unused="urn:example:unused" entityID="https://sp.example.org"><md:Extensions><x:Thing xsi:type="t:Special" x:flag="1"><x:Child>a &amp; b</x:Child><y:Other xmlns:y="urn:example:y"/></x:Thing></md:Extensions><fed:ApplicationServiceType xmlns:fed="http://docs.oasis-open.org/wsfed/federation/200706" protocolSupportEnumeration="http://docs.oasis-open.org/wsfed/federation/200706"><x:Inner/></fed:ApplicationServiceType><md:SPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="https://sp.example.org/acs" index="0"/></md:SPSSODescriptor></md:EntityDescriptor>"#;
+    let doc = r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:x="urn:example:x" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:t="urn:example:types" xmlns:unused="urn:example:unused" entityID="https://sp.example.org"><md:Extensions><x:Thing xsi:type="t:Special" x:flag="1"><x:Child>a &amp; b</x:Child><y:Other xmlns:y="urn:example:y"/></x:Thing></md:Extensions><fed:ApplicationServiceType xmlns:fed="http://docs.oasis-open.org/wsfed/federation/200706" protocolSupportEnumeration="http://docs.oasis-open.org/wsfed/federation/200706"><x:Inner/></fed:ApplicationServiceType><md:SPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="https://sp.example.org/acs" index="0"/></md:SPSSODescriptor><md:Organization><md:Extensions><x:OrgNote>kept</x:OrgNote></md:Extensions><md:OrganizationName xml:lang="en">X</md:OrganizationName><md:OrganizationDisplayName xml:lang="en">X</md:OrganizationDisplayName><md:OrganizationURL xml:lang="en">https://x.example</md:OrganizationURL></md:Organization><md:ContactPerson contactType="technical"><md:Extensions><x:ContactNote>also kept</x:ContactNote></md:Extensions><md:EmailAddress>mailto:a@x.example</md:EmailAddress></md:ContactPerson></md:EntityDescriptor>"#;
     let md = parse_unverified(doc.as_bytes()).unwrap();
     let Metadata::Entity(e) = &md else { panic!() };
     let thing = &e.extensions.unknown[0];
@@ -136,8 +136,22 @@ fn unknown_extension_keeps_its_meaning_and_canonical_form() {
         panic!()
     };
     assert!(fed.xml.contains(r#"xmlns:x="urn:example:x""#));
+    assert!(
+        e.organization.as_ref().unwrap().extensions.unknown[0]
+            .xml
+            .contains("kept")
+    );
+    assert!(
+        e.contacts[0].extensions.unknown[0]
+            .xml
+            .contains("also kept")
+    );
     let xml = round_trip(&md);
     assert!(xml.contains("a &amp; b"));
+    assert!(
+        xml.contains("<x:OrgNote xmlns:x=\"urn:example:x\">kept</x:OrgNote>"),
+        "{xml}"
+    );
     assert!(!xml.contains("unused"));
     // Exclusive c14n of the extension is the same in the original and in the rewritten document.
     assert_eq!(
