@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the workspace needs on a fresh Debian machine with the Rust toolchain:
 # OpenSSL headers, libxml2/libxmlsec1 and libclang (the `xmlsec` feature's bindgen build), the
-# xmlsec1 CLI (interop peer and benchmark baseline) and GNU time (peak RSS measurements); and a
+# xmlsec1 CLI (interop peer and benchmark baseline), GNU time (peak RSS measurements), GNU SASL
+# (gsasl CLI and libgsasl18: the SAML20 SASL interop peer); and a
 # Python venv in .venv with pysaml2 and pyFF (independent SAML metadata peers for the interop
 # tests). Idempotent: does nothing when everything is already installed.
 set -euo pipefail
 
-packages=(pkg-config libssl-dev libxml2-dev libxmlsec1-dev libclang-dev xmlsec1 time)
+packages=(pkg-config libssl-dev libxml2-dev libxmlsec1-dev libclang-dev xmlsec1 time gsasl libgsasl18)
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

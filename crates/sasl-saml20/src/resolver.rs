@@ -1,0 +1,138 @@
+//! From the client's IdP identifier (a domain) to an IdP the server trusts (RFC 6595 §3.1 leaves
+//! the mapping to the server). [`MetadataResolver`] derives it from verified SAML metadata:
+//! `shibmd:Scope` (literal scopes) and `mdui:DomainHint` of IdPs that publish an HTTP-Redirect
+//! SingleSignOnService and a signing certificate.
+
+use std::collections::HashMap;
+
+use saml_core::dsig::TrustedKeys;
+use saml_metadata::model::{Binding, EntityDescriptor};
+use saml_metadata::sso;
+
+/// An IdP the server will send users to.
+#[derive(Debug, Clone)]
+pub struct ResolvedIdp {
+    /// Its entityID (the expected Issuer).
+    pub entity_id: String,
+    /// Its HTTP-Redirect SingleSignOnService URL.
+    pub sso_url: String,
+    /// Its signing keys.
+    pub keys: TrustedKeys,
+}
+
+/// Maps a normalized IdP identifier (A-labels, lower case) to a trusted IdP.
+pub trait IdpResolver: Send + Sync {
+    /// The IdP for `domain`, if any is trusted for it.
+    fn resolve(&self, domain: &str) -> Option<ResolvedIdp>;
+}
+
+/// A fixed table.
+#[derive(Debug, Clone, Default)]
+pub struct StaticResolver {
+    map: HashMap<String, ResolvedIdp>,
+}
+
+impl StaticResolver {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Maps `domain` (normalized here) to `idp`.
+    pub fn insert(&mut self, domain: &str, idp: ResolvedIdp) -> Result<(), crate::Error> {
+        self.map.insert(crate::gs2::idp_identifier(domain)?, idp);
+        Ok(())
+    }
+}
+
+impl IdpResolver for StaticResolver {
+    fn resolve(&self, domain: &str) -> Option<ResolvedIdp> {
+        self.map.get(domain).cloned()
+    }
+}
+
+/// IdPs from metadata. A domain resolves to the IdP whose literal `shibmd:Scope` equals it, or
+/// whose `mdui:DomainHint` equals it or is a parent of it. Regular-expression scopes are not
+/// used (they cannot name a domain to send users to). Two IdPs claiming the same domain make it
+/// ambiguous: it resolves to neither.
+#[derive(Debug, Clone, Default)]
+pub struct MetadataResolver {
+    scopes: HashMap<String, Vec<usize>>,
+    hints: HashMap<String, Vec<usize>>,
+    idps: Vec<ResolvedIdp>,
+}
+
+impl MetadataResolver {
+    /// Indexes the usable IdPs among `entities` (e.g. `Aggregate::idps()` of verified metadata).
+    pub fn new<'a>(entities: impl IntoIterator<Item = &'a EntityDescriptor>) -> Self {
+        let mut r = MetadataResolver::default();
+        for e in entities {
+            let (Some(role), Ok(sso_url), Ok(keys)) = (
+                e.idp(),
+                sso::sso_location(e, &Binding::HttpRedirect),
+                sso::idp_signing_keys(e),
+            ) else {
+                continue;
+            };
+            let i = r.idps.len();
+            r.idps.push(ResolvedIdp {
+                entity_id: e.entity_id.clone(),
+                sso_url,
+                keys,
+            });
+            let exts = [&e.extensions, &role.common.extensions];
+            for x in exts {
+                for s in x.scopes.iter().filter(|s| !s.regexp) {
+                    if let Ok(d) = crate::gs2::idp_identifier(&s.value) {
+                        r.scopes.entry(d).or_default().push(i);
+                    }
+                }
+                for h in x.disco_hints.iter().flat_map(|d| &d.domain_hints) {
+                    if let Ok(d) = crate::gs2::idp_identifier(h) {
+                        r.hints.entry(d).or_default().push(i);
+                    }
+                }
+            }
+        }
+        for v in r.scopes.values_mut().chain(r.hints.values_mut()) {
+            v.sort_unstable();
+            v.dedup();
+        }
+        r
+    }
+
+    /// Number of usable IdPs indexed.
+    pub fn len(&self) -> usize {
+        self.idps.len()
+    }
+
+    /// Whether none was usable.
+    pub fn is_empty(&self) -> bool {
+        self.idps.is_empty()
+    }
+
+    fn one(&self, v: Option<&Vec<usize>>) -> Option<ResolvedIdp> {
+        match v.map(Vec::as_slice) {
+            Some([i]) => self.idps.get(*i).cloned(),
+            _ => None,
+        }
+    }
+}
+
+impl IdpResolver for MetadataResolver {
+    fn resolve(&self, domain: &str) -> Option<ResolvedIdp> {
+        if let Some(idp) = self.one(self.scopes.get(domain)) {
+            return Some(idp);
+        }
+        let mut d = domain;
+        loop {
+            if self.hints.contains_key(d) {
+                return self.one(self.hints.get(d));
+            }
+            match d.split_once('.') {
+                Some((_, parent)) if parent.contains('.') => d = parent,
+                _ => return None,
+            }
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! The SAML20 server (RFC 6595 §3), sans-IO: a SAML relying party behind a SASL mechanism.
+//!
+//! ```text
+//!  start(None) ──► "" ──► AwaitInitial ──handle_response(initial)──┐
+//!  start(Some(initial)) ───────────────────────────────────────────┴─► challenge: redirect URI
+//!      AwaitEquals ──handle_response("=")──► AwaitSaml { request_id, deadline }
+//!      AwaitSaml ──handle_saml_response(xml from the ACS)──► Outcome (success) | Error (failure)
+//! ```
+//! The AuthnRequest ID ties the SASL session to the SAML Response that the IdP posts to the
+//! server's AssertionConsumerService, possibly much later and over another connection: the
+//! application routes a Response to the session whose [`Server::request_id`] equals its
+//! InResponseTo. Time and randomness are inputs.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use openssl::pkey::{PKey, Private};
+use saml_core::bindings::{MessageKind, redirect};
+use saml_core::dsig::SigningKey;
+use saml_core::protocol::{
+    Attribute, AuthnRequest, BINDING_HTTP_POST, NameId, ReplayCache, RequestTracker,
+    ResponseValidator, new_id,
+};
+
+use crate::error::Error;
+use crate::gs2::InitialResponse;
+use crate::resolver::{IdpResolver, ResolvedIdp};
+
+/// Decides whether the authenticated subject may act as the requested authzid.
+pub type AuthzPolicy = Arc<dyn Fn(&NameId, &str) -> bool + Send + Sync>;
+
+/// Server configuration, shared by its sessions.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// This relying party's entityID.
+    pub sp_entity_id: String,
+    /// Its AssertionConsumerService URL (HTTP-POST).
+    pub acs_url: String,
+    /// Which IdP serves a domain.
+    pub resolver: Arc<dyn IdpResolver>,
+    /// Signs the Redirect query when set (for IdPs with WantAuthnRequestsSigned).
+    pub signing_key: Option<SigningKey>,
+    /// Decryption keys for encrypted assertions.
+    pub decryption_keys: Vec<PKey<Private>>,
+    /// How long a session waits for the SAML Response after the challenge (default 5 minutes).
+    pub session_timeout: Duration,
+    /// Clock skew allowed in SAML validation (default 3 minutes).
+    pub clock_skew: Duration,
+    /// Whether an authzid is allowed for a subject. Without a policy an authzid other than the
+    /// subject's NameID value is refused.
+    pub authorize: Option<AuthzPolicy>,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("sp_entity_id", &self.sp_entity_id)
+            .field("acs_url", &self.acs_url)
+            .field("session_timeout", &self.session_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerConfig {
+    /// A configuration for the relying party `sp_entity_id` receiving at `acs_url`.
+    pub fn new(sp_entity_id: &str, acs_url: &str, resolver: Arc<dyn IdpResolver>) -> Self {
+        ServerConfig {
+            sp_entity_id: sp_entity_id.to_owned(),
+            acs_url: acs_url.to_owned(),
+            resolver,
+            signing_key: None,
+            decryption_keys: Vec::new(),
+            session_timeout: Duration::from_secs(300),
+            clock_skew: Duration::from_secs(180),
+            authorize: None,
+        }
+    }
+}
+
+/// A successful authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The subject's NameID (the authenticated identity).
+    pub name_id: NameId,
+    /// The authorization identity requested by the client, if any (already authorized).
+    pub authzid: Option<String>,
+    /// The IdP's entityID.
+    pub idp: String,
+    /// The attributes released.
+    pub attributes: Vec<Attribute>,
+    /// The IdP session index.
+    pub session_index: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    Start,
+    AwaitInitial,
+    AwaitEquals,
+    AwaitSaml,
+    Done,
+    Failed,
+}
+
+/// One server session.
+#[derive(Debug)]
+pub struct Server {
+    cfg: Arc<ServerConfig>,
+    state: State,
+    initial: Option<InitialResponse>,
+    idp: Option<ResolvedIdp>,
+    request_id: Option<String>,
+    deadline: Option<SystemTime>,
+}
+
+/// A [`RequestTracker`] holding this session's one request.
+struct One<'a> {
+    id: &'a str,
+    deadline: SystemTime,
+}
+
+impl RequestTracker for One<'_> {
+    fn is_outstanding(&self, id: &str, now: SystemTime) -> bool {
+        id == self.id && now < self.deadline
+    }
+    fn complete(&mut self, _id: &str) {}
+}
+
+impl Server {
+    /// A new session.
+    pub fn new(cfg: Arc<ServerConfig>) -> Self {
+        Server {
+            cfg,
+            state: State::Start,
+            initial: None,
+            idp: None,
+            request_id: None,
+            deadline: None,
+        }
+    }
+
+    fn fail<T>(&mut self, e: Error) -> Result<T, Error> {
+        self.state = State::Failed;
+        Err(e)
+    }
+
+    /// Starts the exchange. With the client's initial response, returns the challenge (the
+    /// redirect URI); without (the protocol could not carry it), returns the empty challenge.
+    pub fn start(
+        &mut self,
+        initial: Option<&[u8]>,
+        now: SystemTime,
+        random: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<Vec<u8>, Error> {
+        if self.state != State::Start {
+            return Err(Error::State("the session was already started".into()));
+        }
+        match initial {
+            None => {
+                self.state = State::AwaitInitial;
+                Ok(Vec::new())
+            }
+            Some(m) => self.initial(m, now, random),
+        }
+    }
+
+    /// Handles a client response: the initial response (after an empty challenge), returning
+    /// the challenge; or the final `=`, returning `None` (wait for the SAML Response).
+    pub fn handle_response(
+        &mut self,
+        msg: &[u8],
+        now: SystemTime,
+        random: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<Option<Vec<u8>>, Error> {
+        match self.state {
+            State::AwaitInitial => self.initial(msg, now, random).map(Some),
+            State::AwaitEquals => {
+                if self.deadline.is_some_and(|d| now >= d) {
+                    return self.fail(Error::Timeout);
+                }
+                if msg != b"=" {
+                    return self.fail(Error::Malformed(
+                        "the client's last message must be exactly \"=\" (RFC 6595 §3.3)".into(),
+                    ));
+                }
+                self.state = State::AwaitSaml;
+                Ok(None)
+            }
+            State::Start => Err(Error::State("call start first".into())),
+            _ => self.fail(Error::Malformed("no client message expected now".into())),
+        }
+    }
+
+    fn initial(
+        &mut self,
+        msg: &[u8],
+        now: SystemTime,
+        random: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<Vec<u8>, Error> {
+        let init = match InitialResponse::parse(msg) {
+            Ok(i) => i,
+            Err(e) => return self.fail(e),
+        };
+        let Some(idp) = self.cfg.resolver.resolve(&init.idp) else {
+            let e = Error::Policy(format!("no trusted IdP for {:?}", init.idp));
+            return self.fail(e);
+        };
+        let id = new_id(random);
+        let mut req = AuthnRequest::new(id.clone(), &self.cfg.sp_entity_id, now);
+        req.destination = Some(idp.sso_url.clone());
+        req.acs_url = Some(self.cfg.acs_url.clone());
+        req.protocol_binding = Some(BINDING_HTTP_POST.into());
+        let query = match redirect::encode(
+            MessageKind::Request,
+            req.to_xml().as_bytes(),
+            None,
+            self.cfg.signing_key.as_ref(),
+            None,
+        ) {
+            Ok(q) => q,
+            Err(e) => return self.fail(Error::Temporary(format!("cannot build the request: {e}"))),
+        };
+        let url = redirect::url(&idp.sso_url, &query);
+        self.initial = Some(init);
+        self.idp = Some(idp);
+        self.request_id = Some(id);
+        self.deadline = Some(now + self.cfg.session_timeout);
+        self.state = State::AwaitEquals;
+        Ok(url.into_bytes())
+    }
+
+    /// The AuthnRequest ID of this session (the InResponseTo its SAML Response must carry).
+    pub fn request_id(&self) -> Option<&str> {
+        self.request_id.as_deref()
+    }
+
+    /// The client's requested authzid and IdP identifier, once the initial response was read.
+    pub fn initial_response(&self) -> Option<&InitialResponse> {
+        self.initial.as_ref()
+    }
+
+    /// When the session expires (`poll_timeout`-style), once the challenge was sent.
+    pub fn deadline(&self) -> Option<SystemTime> {
+        match self.state {
+            State::AwaitEquals | State::AwaitSaml => self.deadline,
+            _ => None,
+        }
+    }
+
+    /// Fails the session if `now` is past its deadline.
+    pub fn handle_timeout(&mut self, now: SystemTime) -> Result<(), Error> {
+        if self.deadline().is_some_and(|d| now >= d) {
+            return self.fail(Error::Timeout);
+        }
+        Ok(())
+    }
+
+    /// Decides the outcome from the SAML Response the IdP posted to the ACS (decoded from its
+    /// binding). On success the session is done; on any error it has failed.
+    pub fn handle_saml_response(
+        &mut self,
+        xml: &[u8],
+        now: SystemTime,
+        replay: &mut dyn ReplayCache,
+    ) -> Result<Outcome, Error> {
+        if self.state != State::AwaitSaml {
+            return Err(Error::State(
+                "no SAML Response expected in this state (the client has not sent \"=\")".into(),
+            ));
+        }
+        let (Some(idp), Some(id), Some(deadline), Some(init)) = (
+            self.idp.clone(),
+            self.request_id.clone(),
+            self.deadline,
+            self.initial.clone(),
+        ) else {
+            return self.fail(Error::State("session state lost".into()));
+        };
+        if now >= deadline {
+            return self.fail(Error::Timeout);
+        }
+        let mut v = ResponseValidator::new(
+            &self.cfg.sp_entity_id,
+            &self.cfg.acs_url,
+            &idp.entity_id,
+            idp.keys,
+        );
+        v.decryption_keys = self.cfg.decryption_keys.clone();
+        v.clock_skew = self.cfg.clock_skew;
+        let mut tracker = One { id: &id, deadline };
+        let ok = match v.validate(xml, now, &mut tracker, replay) {
+            Ok(ok) => ok,
+            Err(e) => return self.fail(Error::Saml(e)),
+        };
+        let Some(name_id) = ok.name_id().cloned() else {
+            return self.fail(Error::Policy("the assertion has no NameID".into()));
+        };
+        if let Some(a) = &init.authzid {
+            let allowed = match &self.cfg.authorize {
+                Some(f) => f(&name_id, a),
+                None => *a == name_id.value,
+            };
+            if !allowed {
+                let e = Error::Policy(format!("{} may not act as authzid {a:?}", name_id.value));
+                return self.fail(e);
+            }
+        }
+        self.state = State::Done;
+        Ok(Outcome {
+            session_index: ok.session_index().map(str::to_owned),
+            name_id,
+            authzid: init.authzid,
+            idp: ok.issuer,
+            attributes: ok.assertion.attributes,
+        })
+    }
+
+    /// Whether the session ended in success.
+    pub fn is_authenticated(&self) -> bool {
+        self.state == State::Done
+    }
+}

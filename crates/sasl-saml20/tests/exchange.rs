@@ -1,0 +1,432 @@
+//! RFC 6595 exchanges between our client and server, in memory, with an IdP built from
+//! saml-core and IdPs resolved from metadata; every malformed message and every outcome.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use openssl::pkey::PKey;
+use openssl::rsa::Rsa;
+use openssl::x509::{X509, X509Builder, X509NameBuilder};
+use saml_core::bindings::redirect;
+use saml_core::dsig::{SigningKey, TrustedKeys};
+use saml_core::protocol::idp::ResponseBuilder;
+use saml_core::protocol::{
+    AuthnRequest, MemoryReplayCache, NAMEID_PERSISTENT, NameId, openssl_random,
+};
+use saml_metadata::builder::RoleBuilder as _;
+use saml_metadata::model::{Binding, EntityDescriptor, IdpSso};
+use sasl_saml20::Error;
+use sasl_saml20::client::{Client, RedirectPolicy, Step};
+use sasl_saml20::gs2::{InitialResponse, escape_saslname, idp_identifier, unescape_saslname};
+use sasl_saml20::resolver::{IdpResolver, MetadataResolver, ResolvedIdp, StaticResolver};
+use sasl_saml20::server::{Server, ServerConfig};
+
+const IDP: &str = "https://idp.example.org/idp";
+const SSO: &str = "https://idp.example.org/sso";
+const RP: &str = "xmpp:muc.example.com";
+const ACS: &str = "https://muc.example.com/saml/acs";
+
+fn now() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+}
+
+struct Idp {
+    key: SigningKey,
+    keys: TrustedKeys,
+}
+
+fn idp() -> Idp {
+    let key = SigningKey::new(PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(), None).unwrap();
+    let mut keys = TrustedKeys::new();
+    keys.add_public_key(key.public_key().unwrap(), "idp")
+        .unwrap();
+    Idp { key, keys }
+}
+
+fn config(i: &Idp) -> Arc<ServerConfig> {
+    let mut r = StaticResolver::new();
+    r.insert(
+        "example.org",
+        ResolvedIdp {
+            entity_id: IDP.into(),
+            sso_url: SSO.into(),
+            keys: i.keys.clone(),
+        },
+    )
+    .unwrap();
+    Arc::new(ServerConfig::new(RP, ACS, Arc::new(r)))
+}
+
+/// The IdP answering the AuthnRequest inside `url` for `user`.
+fn idp_answer(i: &Idp, url: &str, user: &str) -> Vec<u8> {
+    assert!(url.starts_with(SSO));
+    let m = redirect::decode(
+        &url[url.find('?').unwrap()..],
+        redirect::DEFAULT_MAX_INFLATED,
+    )
+    .unwrap();
+    let req = AuthnRequest::parse(&m.xml).unwrap();
+    assert_eq!(req.issuer, RP);
+    assert_eq!(req.acs_url.as_deref(), Some(ACS));
+    ResponseBuilder::for_request(&req, IDP, ACS, NameId::new(user, NAMEID_PERSISTENT))
+        .build(&i.key, now(), &mut openssl_random)
+        .unwrap()
+}
+
+fn run(
+    i: &Idp,
+    cfg: Arc<ServerConfig>,
+    authzid: Option<&str>,
+    user: &str,
+    initial_in_first: bool,
+) -> Result<sasl_saml20::server::Outcome, Error> {
+    let mut client = Client::new(authzid, "example.org").unwrap();
+    let mut server = Server::new(cfg);
+    let challenge = if initial_in_first {
+        server.start(
+            Some(&client.initial_response().unwrap()),
+            now(),
+            &mut openssl_random,
+        )?
+    } else {
+        let empty = server.start(None, now(), &mut openssl_random)?;
+        assert!(empty.is_empty());
+        let Step::Send(init) = client.handle_challenge(&empty).unwrap() else {
+            panic!()
+        };
+        server
+            .handle_response(&init, now(), &mut openssl_random)?
+            .unwrap()
+    };
+    let Step::OpenUrl { url, respond } = client.handle_challenge(&challenge).unwrap() else {
+        panic!()
+    };
+    assert_eq!(respond, b"=");
+    assert!(
+        server
+            .handle_response(&respond, now(), &mut openssl_random)?
+            .is_none()
+    );
+    assert!(server.request_id().is_some());
+    let xml = idp_answer(i, &url, user);
+    let r = server.handle_saml_response(&xml, now(), &mut MemoryReplayCache::new());
+    client.outcome(r.is_ok()).unwrap();
+    assert_eq!(client.is_authenticated(), r.is_ok());
+    assert_eq!(server.is_authenticated(), r.is_ok());
+    r
+}
+
+#[test]
+fn full_exchanges() {
+    let i = idp();
+    let o = run(&i, config(&i), None, "alice", true).unwrap();
+    assert_eq!(
+        (o.name_id.value.as_str(), o.idp.as_str(), o.authzid),
+        ("alice", IDP, None)
+    );
+    // Servers that cannot send an initial challenge: the empty-challenge start.
+    assert!(run(&i, config(&i), None, "alice", false).is_ok());
+    // An authzid equal to the subject is allowed by default; another one is not...
+    assert_eq!(
+        run(&i, config(&i), Some("alice"), "alice", true)
+            .unwrap()
+            .authzid
+            .as_deref(),
+        Some("alice")
+    );
+    let e = run(&i, config(&i), Some("admin"), "alice", true).unwrap_err();
+    assert!(matches!(e, Error::Policy(_)));
+    assert_eq!(e.xmpp_condition(), "invalid-authzid");
+    // ... unless the authorization policy says so.
+    let mut cfg = (*config(&i)).clone();
+    cfg.authorize = Some(Arc::new(|n, a| n.value == "alice" && a == "room-admin"));
+    assert!(run(&i, Arc::new(cfg), Some("room-admin"), "alice", true).is_ok());
+}
+
+#[test]
+fn the_initial_response_is_byte_identical_to_rfc_6595() {
+    // RFC 6595 §5 example: "n,,example.org" (base64 biwsZXhhbXBsZS5vcmc=).
+    let mut c = Client::new(None, "example.org").unwrap();
+    assert_eq!(c.initial_response().unwrap(), b"n,,example.org");
+    let mut c = Client::new(Some("me,=you"), "Bücher.Example").unwrap();
+    assert_eq!(
+        c.initial_response().unwrap(),
+        b"n,a=me=2C=3Dyou,xn--bcher-kva.example"
+    );
+    assert_eq!(
+        InitialResponse::parse(b"n,a=me=2C=3Dyou,xn--bcher-kva.example")
+            .unwrap()
+            .authzid
+            .as_deref(),
+        Some("me,=you")
+    );
+    assert_eq!(
+        unescape_saslname(&escape_saslname("a=b,c")).unwrap(),
+        "a=b,c"
+    );
+}
+
+#[test]
+fn malformed_initial_responses() {
+    for (bad, why) in [
+        (&b"y,,example.org"[..], "'y'"),
+        (b"p=tls-unique,,example.org", "channel binding"),
+        (b"F,n,,example.org", "nonstd"),
+        (b"n,example.org", "gs2 header"),
+        (b"n,,", "empty"),
+        (b"n,,https://idp.example.org/", "not a domain"),
+        (b"n,,example", "not a domain"),
+        (b"n,,exa mple.org", "not a domain"),
+        (b"n,,user@example.org", "not a domain"),
+        (b"n,,-bad-.example.org", "domain"),
+        (b"n,,10.0.0.1", "not a domain"),
+        (b"n,a=,example.org", "empty authzid"),
+        (b"n,a=x=2Cy=41,example.org", "escape"),
+        (b"n,a=x=,example.org", "escape"),
+        (b"n,b=x,example.org", "authzid field"),
+        (b"n,,example.org\0", "NUL"),
+        (b"n,,\xff.org", "UTF-8"),
+    ] {
+        let e = InitialResponse::parse(bad).unwrap_err();
+        assert!(matches!(e, Error::Malformed(_)), "{bad:?}");
+        assert!(e.to_string().contains(why), "{bad:?}: {e}");
+        assert_eq!(e.xmpp_condition(), "malformed-request");
+        // The server fails the session on it.
+        let i = idp();
+        let mut s = Server::new(config(&i));
+        assert!(s.start(Some(bad), now(), &mut openssl_random).is_err());
+        assert!(s.handle_response(b"=", now(), &mut openssl_random).is_err());
+    }
+    assert_eq!(idp_identifier("Example.ORG.").unwrap(), "example.org");
+}
+
+#[test]
+fn server_refusals_and_outcomes() {
+    let i = idp();
+    // Unknown IdP domain: policy.
+    let mut s = Server::new(config(&i));
+    let e = s
+        .start(Some(b"n,,other.example"), now(), &mut openssl_random)
+        .unwrap_err();
+    assert!(matches!(e, Error::Policy(_)) && e.xmpp_condition() == "not-authorized");
+    // The last client message must be exactly "=".
+    for bad in [&b""[..], b"==", b"= ", b"x"] {
+        let mut s = Server::new(config(&i));
+        s.start(Some(b"n,,example.org"), now(), &mut openssl_random)
+            .unwrap();
+        assert!(
+            matches!(
+                s.handle_response(bad, now(), &mut openssl_random),
+                Err(Error::Malformed(_))
+            ),
+            "{bad:?}"
+        );
+    }
+    // A SAML Response before "=" is misuse; after a timeout the session fails.
+    let mut s = Server::new(config(&i));
+    let url = String::from_utf8(
+        s.start(Some(b"n,,example.org"), now(), &mut openssl_random)
+            .unwrap(),
+    )
+    .unwrap();
+    let xml = idp_answer(&i, &url, "alice");
+    assert!(matches!(
+        s.handle_saml_response(&xml, now(), &mut MemoryReplayCache::new()),
+        Err(Error::State(_))
+    ));
+    s.handle_response(b"=", now(), &mut openssl_random).unwrap();
+    assert_eq!(s.deadline(), Some(now() + Duration::from_secs(300)));
+    let late = now() + Duration::from_secs(301);
+    assert!(matches!(
+        s.handle_saml_response(&xml, late, &mut MemoryReplayCache::new()),
+        Err(Error::Timeout)
+    ));
+    // Another session's Response (InResponseTo mismatch) fails SAML validation.
+    let mut a = Server::new(config(&i));
+    let mut b = Server::new(config(&i));
+    let url_a = String::from_utf8(
+        a.start(Some(b"n,,example.org"), now(), &mut openssl_random)
+            .unwrap(),
+    )
+    .unwrap();
+    b.start(Some(b"n,,example.org"), now(), &mut openssl_random)
+        .unwrap();
+    a.handle_response(b"=", now(), &mut openssl_random).unwrap();
+    b.handle_response(b"=", now(), &mut openssl_random).unwrap();
+    let for_a = idp_answer(&i, &url_a, "alice");
+    let e = b
+        .handle_saml_response(&for_a, now(), &mut MemoryReplayCache::new())
+        .unwrap_err();
+    assert!(matches!(e, Error::Saml(_)) && e.xmpp_condition() == "not-authorized");
+    assert!(
+        a.handle_saml_response(&for_a, now(), &mut MemoryReplayCache::new())
+            .is_ok()
+    );
+    // A Response signed by another key.
+    let mut s = Server::new(config(&i));
+    let url = String::from_utf8(
+        s.start(Some(b"n,,example.org"), now(), &mut openssl_random)
+            .unwrap(),
+    )
+    .unwrap();
+    s.handle_response(b"=", now(), &mut openssl_random).unwrap();
+    let forged = idp_answer(&idp(), &url, "alice");
+    assert!(matches!(
+        s.handle_saml_response(&forged, now(), &mut MemoryReplayCache::new()),
+        Err(Error::Saml(_))
+    ));
+}
+
+#[test]
+fn client_refusals() {
+    let check = |challenge: &[u8], policy: RedirectPolicy| {
+        let mut c = Client::new(None, "example.org")
+            .unwrap()
+            .with_policy(policy);
+        c.initial_response().unwrap();
+        c.handle_challenge(challenge)
+    };
+    let good = "https://idp.example.org/sso?SAMLRequest=abc";
+    assert!(check(good.as_bytes(), RedirectPolicy::default()).is_ok());
+    assert!(matches!(
+        check(
+            b"http://idp.example.org/sso?SAMLRequest=abc",
+            RedirectPolicy::default()
+        ),
+        Err(Error::Policy(_))
+    ));
+    assert!(
+        check(
+            b"http://127.0.0.1:8080/sso?SAMLRequest=abc",
+            RedirectPolicy {
+                require_https: false,
+                ..Default::default()
+            }
+        )
+        .is_ok()
+    );
+    for bad in [
+        &b"not a url"[..],
+        b"https://idp.example.org/sso",
+        b"https://idp.example.org/sso?RelayState=x",
+        b"javascript:alert(1)",
+        b"\xff",
+    ] {
+        assert!(check(bad, RedirectPolicy::default()).is_err(), "{bad:?}");
+    }
+    assert!(
+        check(
+            format!("{good}&x={}", "a".repeat(20_000)).as_bytes(),
+            RedirectPolicy::default()
+        )
+        .is_err()
+    );
+    // A non-empty first challenge without an initial response; a second challenge.
+    let mut c = Client::new(None, "example.org").unwrap();
+    assert!(
+        c.handle_challenge(b"https://x.example/?SAMLRequest=a")
+            .is_err()
+    );
+    let mut c = Client::new(None, "example.org").unwrap();
+    c.initial_response().unwrap();
+    c.handle_challenge(good.as_bytes()).unwrap();
+    assert!(c.handle_challenge(good.as_bytes()).is_err());
+    assert!(Client::new(None, "https://idp.example.org").is_err());
+    assert!(Client::new(Some(""), "example.org").is_err());
+}
+
+fn cert(pkey: &PKey<openssl::pkey::Private>) -> Vec<u8> {
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", "idp").unwrap();
+    let name = name.build();
+    let mut b = X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(pkey).unwrap();
+    b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(30).unwrap())
+        .unwrap();
+    b.sign(pkey, openssl::hash::MessageDigest::sha256())
+        .unwrap();
+    let c: X509 = b.build();
+    c.to_der().unwrap()
+}
+
+#[test]
+fn metadata_resolver() {
+    let k = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let der = cert(&k);
+    let a = EntityDescriptor::builder("https://idp.uni-a.example/idp")
+        .idp(
+            IdpSso::builder()
+                .signing_certificate(der.clone())
+                .scope("uni-a.example", false)
+                .scope("^.*\\.a\\.example$", true)
+                .sso(Binding::HttpRedirect, "https://idp.uni-a.example/sso"),
+        )
+        .build()
+        .unwrap();
+    let b = EntityDescriptor::builder("https://idp.uni-b.example/idp")
+        .idp(
+            IdpSso::builder()
+                .signing_certificate(der.clone())
+                .domain_hint("uni-b.example")
+                .sso(Binding::HttpRedirect, "https://idp.uni-b.example/sso"),
+        )
+        .build()
+        .unwrap();
+    // No Redirect endpoint: not usable. Same scope as a: ambiguity.
+    let c = EntityDescriptor::builder("https://idp.c.example/idp")
+        .idp(
+            IdpSso::builder()
+                .signing_certificate(der.clone())
+                .scope("c.example", false)
+                .sso(Binding::HttpPost, "https://idp.c.example/sso"),
+        )
+        .build()
+        .unwrap();
+    let d = EntityDescriptor::builder("https://idp.d.example/idp")
+        .idp(
+            IdpSso::builder()
+                .signing_certificate(der)
+                .scope("shared.example", false)
+                .scope("uni-b.example", false)
+                .sso(Binding::HttpRedirect, "https://idp.d.example/sso"),
+        )
+        .build()
+        .unwrap();
+    let e = EntityDescriptor::builder("https://idp.e.example/idp")
+        .idp(
+            IdpSso::builder()
+                .signing_certificate(cert(&k))
+                .scope("shared.example", false)
+                .sso(Binding::HttpRedirect, "https://idp.e.example/sso"),
+        )
+        .build()
+        .unwrap();
+    let r = MetadataResolver::new([&a, &b, &c, &d, &e]);
+    assert_eq!(r.len(), 4);
+    assert_eq!(
+        r.resolve("uni-a.example").unwrap().entity_id,
+        "https://idp.uni-a.example/idp"
+    );
+    assert_eq!(
+        r.resolve("uni-a.example").unwrap().sso_url,
+        "https://idp.uni-a.example/sso"
+    );
+    // Scope wins over a hint; hints also cover subdomains.
+    assert_eq!(
+        r.resolve("uni-b.example").unwrap().entity_id,
+        "https://idp.d.example/idp"
+    );
+    assert!(r.resolve("physics.uni-b.example").is_some());
+    assert!(r.resolve("c.example").is_none());
+    assert!(r.resolve("shared.example").is_none(), "two IdPs claim it");
+    assert!(
+        r.resolve("x.a.example").is_none(),
+        "regexp scopes are not used"
+    );
+}
