@@ -1,5 +1,8 @@
 //! Shared code of the example programs and the benches: a generator of eduGAIN-shaped metadata
-//! aggregates ([`aggregate`]) and a throw-away RSA signer ([`signer`]).
+//! aggregates ([`aggregate`]), a throw-away RSA signer ([`signer`]), and the XMPP s2s SAML20
+//! scenario on loopback ([`xmpp_s2s`]).
+
+pub mod xmpp_s2s;
 
 pub mod aggregate {
     //! A deterministic generator of eduGAIN-shaped SAML metadata aggregates.

@@ -1,0 +1,19 @@
+//! RFC 6595's seed use case on loopback sockets: a source XMPP server authenticates to two
+//! destinations with SAML20; its agent logs in at the IdP once, the second destination gets
+//! single sign-on from the IdP session.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[test]
+fn two_destinations_single_sign_on() {
+    let reports = saml_examples::xmpp_s2s::run().unwrap();
+    assert_eq!(reports.len(), 2);
+    for r in &reports {
+        assert_eq!(r.outcome.as_deref(), Ok("alice@cloud.example"), "{r:?}");
+        assert!(r.source_saw.starts_with("<success"), "{r:?}");
+    }
+    assert!(
+        reports[0].idp_login,
+        "the first destination needs a login at the IdP"
+    );
+    assert!(!reports[1].idp_login, "the second one is single sign-on");
+}
