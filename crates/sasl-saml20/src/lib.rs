@@ -11,8 +11,8 @@
 //! IDNA), [`client`] and [`server`] (sans-IO state machines; time and randomness are inputs),
 //! [`resolver`] (domain to IdP: a static table, or SAML metadata through shibmd:Scope and
 //! mdui:DomainHint), [`gssapi`] (RFC 6595 §4 token framing), [`Error`] with XMPP condition
-//! mapping. Out of scope here: security layers (SAML20 has none), channel binding (there is no
-//! SAML20-PLUS), the rsasl adapter (a later step).
+//! mapping, and with feature `rsasl` the mechanism for rsasl 2.3 (`rsasl_mechanism`). Out of
+//! scope: security layers (SAML20 has none), channel binding (there is no SAML20-PLUS).
 //!
 //! A whole exchange, in memory, with an IdP built from saml-core:
 //!
@@ -58,6 +58,8 @@ mod error;
 pub mod gs2;
 pub mod gssapi;
 pub mod resolver;
+#[cfg(feature = "rsasl")]
+pub mod rsasl_mechanism;
 pub mod server;
 
 pub use error::Error;

@@ -1,0 +1,209 @@
+//! SAML20 as an rsasl 2.3 mechanism (feature `rsasl`; rsasl's custom-mechanism API is outside
+//! its semver promise, so the dependency is pinned to the 2.3 line).
+//!
+//! Register [`SAML20`] (`Registry::with_mechanisms(&[SAML20])`), then:
+//! - client callbacks answer [`IdpIdentifier`] (and optionally rsasl's `AuthzId`) and handle the
+//!   action [`RedirectUrl`] (open it in the browser);
+//! - server callbacks answer [`Config`] (an `Arc<ServerConfig>`) and [`SamlResponse`] (the XML
+//!   the IdP posted to the ACS for the session whose [`RequestId`] is in the callback's context;
+//!   the callback may block until it arrives), and validate with the [`Authenticated`] outcome in
+//!   the context.
+//!
+//! Time and randomness come from the system here (an IO adapter; the sans-IO [`crate::server`]
+//! takes them as inputs).
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use rsasl::mechanism::{
+    Authentication, EmptyProvider, MechanismData, MechanismError, MechanismErrorKind, State,
+    ThisProvider,
+};
+use rsasl::mechname::Mechname;
+use rsasl::prelude::{Mechanism, MessageSent, SessionError};
+use rsasl::property::{AuthzId, SizedProperty};
+use rsasl::registry::{Matches, Named, Side};
+use saml_core::protocol::{MemoryReplayCache, openssl_random};
+
+use crate::client::{Client, Step};
+use crate::server::{Outcome, Server, ServerConfig};
+
+/// Client property: the IdP identifier (a domain), `str`.
+#[derive(Debug)]
+pub struct IdpIdentifier;
+impl rsasl::prelude::Property<'_> for IdpIdentifier {
+    type Value = str;
+}
+
+/// Client action: the redirect URL to open, `str`.
+#[derive(Debug)]
+pub struct RedirectUrl;
+impl rsasl::prelude::Property<'_> for RedirectUrl {
+    type Value = str;
+}
+
+/// Server property: the relying party configuration.
+#[derive(Debug)]
+pub struct Config;
+impl SizedProperty<'_> for Config {
+    type Value = Arc<ServerConfig>;
+}
+
+/// Server context: the AuthnRequest ID of the session (InResponseTo of its SAML Response), `str`.
+#[derive(Debug)]
+pub struct RequestId;
+impl rsasl::prelude::Property<'_> for RequestId {
+    type Value = str;
+}
+
+/// Server property: the SAML Response XML from the ACS, `[u8]`.
+#[derive(Debug)]
+pub struct SamlResponse;
+impl rsasl::prelude::Property<'_> for SamlResponse {
+    type Value = [u8];
+}
+
+/// Server validation context: the successful outcome.
+#[derive(Debug)]
+pub struct Authenticated;
+impl SizedProperty<'_> for Authenticated {
+    type Value = Outcome;
+}
+
+/// A SAML20 error as an rsasl mechanism error.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct Saml20Error(#[from] pub crate::Error);
+
+impl MechanismError for Saml20Error {
+    fn kind(&self) -> MechanismErrorKind {
+        match self.0 {
+            crate::Error::Malformed(_) => MechanismErrorKind::Parse,
+            crate::Error::State(_) | crate::Error::Temporary(_) => MechanismErrorKind::Protocol,
+            _ => MechanismErrorKind::Outcome,
+        }
+    }
+}
+
+fn err(e: crate::Error) -> SessionError {
+    Saml20Error(e).into()
+}
+
+/// The rsasl client side.
+#[derive(Debug, Default)]
+pub struct ClientSide {
+    client: Option<Client>,
+}
+
+impl Authentication for ClientSide {
+    fn step(
+        &mut self,
+        session: &mut MechanismData<'_, '_>,
+        input: Option<&[u8]>,
+        writer: &mut dyn Write,
+    ) -> Result<State, SessionError> {
+        match self.client.as_mut() {
+            None => {
+                let authzid = session
+                    .maybe_need_with::<AuthzId, _, _>(&EmptyProvider, |a| Ok(a.to_owned()))?;
+                let mut client =
+                    session.need_with::<IdpIdentifier, _, _>(&EmptyProvider, |idp| {
+                        Client::new(authzid.as_deref().filter(|a| !a.is_empty()), idp).map_err(err)
+                    })?;
+                let step = match input {
+                    // rsasl hands an empty challenge when the server spoke first.
+                    Some(i) => client.handle_challenge(i).map_err(err)?,
+                    None => Step::Send(client.initial_response().map_err(err)?),
+                };
+                let Step::Send(bytes) = step else {
+                    return Err(err(crate::Error::Malformed(
+                        "unexpected first challenge".into(),
+                    )));
+                };
+                writer.write_all(&bytes)?;
+                self.client = Some(client);
+                Ok(State::Running)
+            }
+            Some(client) => {
+                let challenge = input.ok_or(SessionError::InputDataRequired)?;
+                let Step::OpenUrl { url, respond } =
+                    client.handle_challenge(challenge).map_err(err)?
+                else {
+                    return Err(err(crate::Error::Malformed("unexpected challenge".into())));
+                };
+                session.action::<RedirectUrl>(&EmptyProvider, url.as_str())?;
+                writer.write_all(&respond)?;
+                Ok(State::Finished(MessageSent::Yes))
+            }
+        }
+    }
+}
+
+/// The rsasl server side.
+#[derive(Debug, Default)]
+pub struct ServerSide {
+    server: Option<Server>,
+}
+
+impl Authentication for ServerSide {
+    fn step(
+        &mut self,
+        session: &mut MechanismData<'_, '_>,
+        input: Option<&[u8]>,
+        writer: &mut dyn Write,
+    ) -> Result<State, SessionError> {
+        let now = SystemTime::now();
+        let mut random = openssl_random;
+        match self.server.as_mut() {
+            None => {
+                let cfg = session.need_with::<Config, _, _>(&EmptyProvider, |c| Ok(c.clone()))?;
+                let mut server = Server::new(cfg);
+                let out = server.start(input, now, &mut random).map_err(err)?;
+                writer.write_all(&out)?;
+                self.server = Some(server);
+                Ok(State::Running)
+            }
+            Some(server) => {
+                let msg = input.ok_or(SessionError::InputDataRequired)?;
+                if let Some(challenge) =
+                    server.handle_response(msg, now, &mut random).map_err(err)?
+                {
+                    writer.write_all(&challenge)?;
+                    return Ok(State::Running);
+                }
+                let id = server.request_id().unwrap_or_default().to_owned();
+                let xml = session.need_with::<SamlResponse, _, _>(
+                    &ThisProvider::<RequestId>::with(&id),
+                    |xml| Ok(xml.to_vec()),
+                )?;
+                // A fresh replay cache per session is enough here: the Response must answer this
+                // session's own request, which completes with it.
+                let outcome = server
+                    .handle_saml_response(&xml, SystemTime::now(), &mut MemoryReplayCache::new())
+                    .map_err(err)?;
+                session.validate(&ThisProvider::<Authenticated>::with(&outcome))?;
+                Ok(State::Finished(MessageSent::No))
+            }
+        }
+    }
+}
+
+struct Select;
+impl Named for Select {
+    fn mech() -> &'static Mechanism {
+        &SAML20
+    }
+}
+
+/// The SAML20 mechanism for rsasl's registry (the client goes first; offered only when the
+/// server has a callback).
+pub static SAML20: Mechanism = Mechanism::build(
+    Mechname::const_new_unchecked(b"SAML20"),
+    500,
+    Some(|| Ok(Box::new(ClientSide::default()))),
+    Some(|_| Ok(Box::new(ServerSide::default()))),
+    Side::Client,
+    |_| Some(Matches::<Select>::name()),
+    |_| true,
+);

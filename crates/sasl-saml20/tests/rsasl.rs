@@ -1,0 +1,219 @@
+//! SAML20 through rsasl 2.3's public API on both sides: a client session and a server session
+//! built from `SASLConfig`s whose registries hold our mechanism, callbacks answering our property
+//! types, the IdP (saml-core) answering the redirect the client callback was given, and the
+//! server's validation handing the NameID back to the application.
+#![cfg(feature = "rsasl")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use openssl::pkey::PKey;
+use openssl::rsa::Rsa;
+use rsasl::callback::{Context, Request, SessionCallback, SessionData};
+use rsasl::mechname::Mechname;
+use rsasl::prelude::{
+    MessageSent, Registry, SASLClient, SASLConfig, SASLServer, SessionError, State, Validation,
+};
+use rsasl::property::AuthzId;
+use rsasl::validate::{Validate, ValidationError};
+use saml_core::bindings::redirect;
+use saml_core::dsig::{SigningKey, TrustedKeys};
+use saml_core::protocol::idp::ResponseBuilder;
+use saml_core::protocol::{AuthnRequest, NAMEID_PERSISTENT, NameId, openssl_random};
+use sasl_saml20::resolver::{ResolvedIdp, StaticResolver};
+use sasl_saml20::rsasl_mechanism::{
+    Authenticated, Config, IdpIdentifier, RedirectUrl, RequestId, SAML20, SamlResponse,
+};
+use sasl_saml20::server::ServerConfig;
+
+static MECHS: [rsasl::prelude::Mechanism; 1] = [SAML20];
+
+struct ClientCb {
+    authzid: Option<&'static str>,
+    opened: Arc<Mutex<Vec<String>>>,
+}
+
+impl SessionCallback for ClientCb {
+    fn callback(
+        &self,
+        _: &SessionData,
+        _: &Context<'_>,
+        request: &mut Request<'_>,
+    ) -> Result<(), SessionError> {
+        if let Some(url) = request.get_action::<RedirectUrl>() {
+            self.opened.lock().unwrap().push(url.to_owned());
+            return Ok(());
+        }
+        if let Some(a) = self.authzid {
+            request.satisfy::<AuthzId>(a)?;
+        }
+        request.satisfy::<IdpIdentifier>("example.org")?;
+        Ok(())
+    }
+}
+
+/// The application's ACS inbox: SAML Responses by InResponseTo.
+type Inbox = Arc<Mutex<HashMap<String, Vec<u8>>>>;
+
+struct ServerCb {
+    cfg: Arc<ServerConfig>,
+    inbox: Inbox,
+}
+
+struct Subject;
+impl Validation for Subject {
+    type Value = Option<(String, Option<String>)>;
+}
+
+impl SessionCallback for ServerCb {
+    fn callback(
+        &self,
+        _: &SessionData,
+        context: &Context<'_>,
+        request: &mut Request<'_>,
+    ) -> Result<(), SessionError> {
+        request.satisfy::<Config>(&self.cfg)?;
+        if let Some(id) = context.get_ref::<RequestId>()
+            && let Some(xml) = self.inbox.lock().unwrap().remove(id)
+        {
+            request.satisfy::<SamlResponse>(&xml)?;
+        }
+        Ok(())
+    }
+
+    fn validate(
+        &self,
+        _: &SessionData,
+        context: &Context<'_>,
+        validate: &mut Validate<'_>,
+    ) -> Result<(), ValidationError> {
+        validate.with::<Subject, _>(|| {
+            Ok(context
+                .get_ref::<Authenticated>()
+                .map(|o| (o.name_id.value.clone(), o.authzid.clone())))
+        })?;
+        Ok(())
+    }
+}
+
+fn exchange(
+    authzid: Option<&'static str>,
+    user: &str,
+    forge: bool,
+) -> Result<Option<(String, Option<String>)>, SessionError> {
+    let idp_key =
+        SigningKey::new(PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(), None).unwrap();
+    let mut keys = TrustedKeys::new();
+    keys.add_public_key(idp_key.public_key().unwrap(), "idp")
+        .unwrap();
+    let mut r = StaticResolver::new();
+    r.insert(
+        "example.org",
+        ResolvedIdp {
+            entity_id: "https://idp.example.org".into(),
+            sso_url: "https://idp.example.org/sso".into(),
+            keys,
+        },
+    )
+    .unwrap();
+    let cfg = Arc::new(ServerConfig::new(
+        "xmpp:example.com",
+        "https://example.com/acs",
+        Arc::new(r),
+    ));
+    let inbox: Inbox = Arc::default();
+    let opened = Arc::new(Mutex::new(Vec::new()));
+
+    let client_cfg = SASLConfig::builder()
+        .with_registry(Registry::with_mechanisms(&MECHS))
+        .with_callback(ClientCb {
+            authzid,
+            opened: opened.clone(),
+        })
+        .unwrap();
+    let server_cfg = SASLConfig::builder()
+        .with_registry(Registry::with_mechanisms(&MECHS))
+        .with_callback(ServerCb {
+            cfg,
+            inbox: inbox.clone(),
+        })
+        .unwrap();
+    let name = Mechname::parse(b"SAML20").unwrap();
+    let mut client = SASLClient::new(client_cfg)
+        .start_suggested(&[name])
+        .unwrap();
+    let mut server = SASLServer::<Subject>::new(server_cfg)
+        .start_suggested(name)
+        .unwrap();
+    assert_eq!(client.get_mechname().as_str(), "SAML20");
+
+    let mut out = Cursor::new(Vec::new());
+    assert_eq!(client.step(None, &mut out)?, State::Running);
+    let initial = out.into_inner();
+    let mut out = Cursor::new(Vec::new());
+    assert_eq!(server.step(Some(&initial), &mut out)?, State::Running);
+    let challenge = out.into_inner();
+    let mut out = Cursor::new(Vec::new());
+    assert_eq!(
+        client.step(Some(&challenge), &mut out)?,
+        State::Finished(MessageSent::Yes)
+    );
+    assert_eq!(out.get_ref().as_slice(), b"=");
+    // The client's callback was told to open the redirect; the browser reaches the IdP, which
+    // posts to the server's ACS (here: the inbox, keyed by InResponseTo).
+    let url = opened
+        .lock()
+        .unwrap()
+        .pop()
+        .expect("the client opened the redirect");
+    let m = redirect::decode(
+        &url[url.find('?').unwrap()..],
+        redirect::DEFAULT_MAX_INFLATED,
+    )
+    .unwrap();
+    let req = AuthnRequest::parse(&m.xml).unwrap();
+    let signer = if forge {
+        SigningKey::new(PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(), None).unwrap()
+    } else {
+        idp_key
+    };
+    let xml = ResponseBuilder::for_request(
+        &req,
+        "https://idp.example.org",
+        "https://example.com/acs",
+        NameId::new(user, NAMEID_PERSISTENT),
+    )
+    .build(&signer, SystemTime::now(), &mut openssl_random)
+    .unwrap();
+    inbox.lock().unwrap().insert(req.id.clone(), xml);
+    let mut out = Cursor::new(Vec::new());
+    assert_eq!(
+        server.step(Some(b"="), &mut out)?,
+        State::Finished(MessageSent::No)
+    );
+    Ok(server.validation().flatten())
+}
+
+#[test]
+fn rsasl_client_and_server() {
+    assert_eq!(
+        exchange(None, "alice", false).unwrap(),
+        Some(("alice".into(), None))
+    );
+    assert_eq!(
+        exchange(Some("alice"), "alice", false).unwrap(),
+        Some(("alice".into(), Some("alice".into())))
+    );
+    // A Response signed by another key: the server session fails with our mechanism error.
+    let e = exchange(None, "alice", true).unwrap_err();
+    assert!(e.is_mechanism_error(), "{e:?}");
+    assert!(
+        e.to_string().contains("SAML") || format!("{e:?}").contains("Saml"),
+        "{e:?}"
+    );
+    // An authzid the subject may not use.
+    assert!(exchange(Some("admin"), "alice", false).is_err());
+}
