@@ -163,7 +163,9 @@ impl Client {
                 "the redirect URI carries no SAMLRequest (SAML HTTP-Redirect binding)".into(),
             ));
         }
-        Ok(s.to_owned())
+        // Hand out the URL as parsed and checked (a lenient form such as `https:/host` becomes
+        // `https://host/`), never the raw text (found by fuzzing).
+        Ok(url.into())
     }
 
     /// The URL handed out by the last step, if any.
