@@ -1,0 +1,451 @@
+//! The sans-IO MDQ client: a cache in front of per-entity lookups. The adapter asks
+//! [`Client::lookup`]; the core answers from the cache or says what to fetch; the adapter
+//! performs the HTTP request and hands the result to [`Client::handle_response`] (or
+//! [`Client::handle_failure`]). Time is always an input.
+//!
+//! ```text
+//!  lookup(id, now) ─► Hit(entity, refresh?) | NotFound | Fetch(req) | Pending(token)
+//!  Fetch(req) ─ adapter GET req.url with req.headers ─► handle_response(token, resp, now)
+//!                                       transport error ─► handle_failure(token, err, now)
+//!  poll_timeout() ─► when the next early refresh is due; poll_refresh(now) ─► Fetch(req)
+//! ```
+//! Cache lifetimes come from `Cache-Control: max-age`, then the metadata's cacheDuration, then
+//! `Expires`, bounded by validUntil, and clamped to [`Config::min_ttl`, `Config::max_ttl`]
+//! (Shibboleth's defaults: 10 minutes and 8 hours). An entry is refreshed early once
+//! [`Config::refresh_fraction`] of its lifetime has passed; a 404 (or an empty answer) is cached
+//! for [`Config::negative_ttl`]; on a failed refresh a stale entry keeps being served for at most
+//! [`Config::max_stale`]. Concurrent lookups of one entity share one fetch (`Pending`). The cache
+//! is bounded by entry count and bytes, least recently used out first.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use saml_core::dsig::TrustedKeys;
+use saml_metadata::load::Policy;
+use saml_metadata::model::EntityDescriptor;
+
+use crate::error::Error;
+use crate::response::{self, Fetched, HttpResponse};
+use crate::url::{BaseUrl, Identifier};
+
+/// `application/samlmetadata+xml`
+pub const SAML_METADATA_TYPE: &str = "application/samlmetadata+xml";
+
+/// Client configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The MDQ service's base URL.
+    pub base: BaseUrl,
+    /// The keys the MDQ service signs with (several for rollover).
+    pub keys: TrustedKeys,
+    /// Shortest cache lifetime (default 10 minutes).
+    pub min_ttl: Duration,
+    /// Longest cache lifetime (default 8 hours).
+    pub max_ttl: Duration,
+    /// Lifetime when nothing says (default 1 hour, then clamped).
+    pub default_ttl: Duration,
+    /// How long a "not found" is remembered (default 10 minutes).
+    pub negative_ttl: Duration,
+    /// Fraction of the lifetime after which an entry is refreshed early (default 0.75).
+    pub refresh_fraction: f64,
+    /// How long past its expiry an entry may be served when refreshing fails (default 1 hour).
+    pub max_stale: Duration,
+    /// Most entries kept (default 10,000).
+    pub max_entries: usize,
+    /// Most document bytes kept (default 256 MiB).
+    pub max_bytes: usize,
+    /// Largest body accepted (default 4 MiB, decoded).
+    pub max_body: usize,
+    /// Clock skew for validUntil checks (default 5 minutes).
+    pub clock_skew: Duration,
+    /// Admit SHA-1 signatures and 1024-bit RSA (default false).
+    pub legacy: bool,
+}
+
+impl Config {
+    /// A configuration for `base` trusting `keys`, with the defaults above.
+    pub fn new(base: BaseUrl, keys: TrustedKeys) -> Self {
+        Config {
+            base,
+            keys,
+            min_ttl: Duration::from_secs(600),
+            max_ttl: Duration::from_secs(8 * 3600),
+            default_ttl: Duration::from_secs(3600),
+            negative_ttl: Duration::from_secs(600),
+            refresh_fraction: 0.75,
+            max_stale: Duration::from_secs(3600),
+            max_entries: 10_000,
+            max_bytes: 256 << 20,
+            max_body: 4 << 20,
+            clock_skew: Duration::from_secs(300),
+            legacy: false,
+        }
+    }
+}
+
+/// Identifies one fetch in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Token(u64);
+
+/// A GET the adapter must perform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchRequest {
+    /// Hand this back with the result.
+    pub token: Token,
+    /// The URL.
+    pub url: String,
+    /// Headers to send: Accept, Accept-Encoding, and If-None-Match when revalidating.
+    pub headers: Vec<(String, String)>,
+}
+
+/// The answer to a lookup.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    /// From the cache; `refresh` when it is due for an early refresh (serve now, fetch too).
+    Hit {
+        /// The entity.
+        entity: Arc<EntityDescriptor>,
+        /// An early refresh to perform, if due and none is in flight.
+        refresh: Option<FetchRequest>,
+    },
+    /// Known not to exist (negative cache).
+    NotFound,
+    /// Not usable from the cache: fetch this.
+    Fetch(FetchRequest),
+    /// Another lookup is already fetching it: wait for that token to complete, then look up
+    /// again.
+    Pending(Token),
+}
+
+#[derive(Debug, Clone)]
+enum Value {
+    Found {
+        entity: Arc<EntityDescriptor>,
+        etag: Option<String>,
+        size: usize,
+    },
+    Missing,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    value: Value,
+    fetched: SystemTime,
+    refresh_at: SystemTime,
+    expires: SystemTime,
+    used: u64,
+}
+
+/// The client core.
+#[derive(Debug)]
+pub struct Client {
+    cfg: Config,
+    entries: HashMap<String, Entry>,
+    inflight: HashMap<Token, (Identifier, String)>,
+    by_key: HashMap<String, Token>,
+    next: u64,
+    clock: u64,
+    bytes: usize,
+}
+
+impl Client {
+    /// A client with an empty cache.
+    pub fn new(cfg: Config) -> Self {
+        Client {
+            cfg,
+            entries: HashMap::new(),
+            inflight: HashMap::new(),
+            by_key: HashMap::new(),
+            next: 0,
+            clock: 0,
+            bytes: 0,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Number of cached entries (positive and negative).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes of cached documents.
+    pub fn cached_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    fn request(&mut self, id: &Identifier, key: &str) -> FetchRequest {
+        if let Some(t) = self.by_key.get(key) {
+            return FetchRequest {
+                token: *t,
+                url: self.cfg.base.entity(id),
+                headers: Vec::new(),
+            };
+        }
+        self.next += 1;
+        let token = Token(self.next);
+        self.inflight.insert(token, (id.clone(), key.to_owned()));
+        self.by_key.insert(key.to_owned(), token);
+        let mut headers = vec![
+            ("Accept".to_owned(), SAML_METADATA_TYPE.to_owned()),
+            ("Accept-Encoding".to_owned(), "gzip".to_owned()),
+        ];
+        if let Some(Entry {
+            value: Value::Found { etag: Some(e), .. },
+            ..
+        }) = self.entries.get(key)
+        {
+            headers.push(("If-None-Match".to_owned(), e.clone()));
+        }
+        FetchRequest {
+            token,
+            url: self.cfg.base.entity(id),
+            headers,
+        }
+    }
+
+    /// Looks `id` up at `now`.
+    pub fn lookup(&mut self, id: &Identifier, now: SystemTime) -> Lookup {
+        let key = id.key();
+        self.clock += 1;
+        let clock = self.clock;
+        let pending = self.by_key.get(&key).copied();
+        if let Some(e) = self.entries.get_mut(&key) {
+            e.used = clock;
+            // Only an entity whose ID matches is served (a {sha1} and an entityID lookup share the key).
+            let fresh = now < e.expires;
+            match (&e.value, fresh) {
+                (Value::Found { entity, .. }, true) if id.matches(&entity.entity_id) => {
+                    let entity = entity.clone();
+                    let due = now >= e.refresh_at;
+                    let refresh = (due && pending.is_none()).then(|| self.request(id, &key));
+                    return Lookup::Hit { entity, refresh };
+                }
+                (Value::Missing, true) => return Lookup::NotFound,
+                _ => {}
+            }
+        }
+        match pending {
+            Some(t) => Lookup::Pending(t),
+            None => Lookup::Fetch(self.request(id, &key)),
+        }
+    }
+
+    fn policy(&self, now: SystemTime) -> Policy {
+        let mut p = Policy::new(self.cfg.keys.clone(), now);
+        p.clock_skew = self.cfg.clock_skew;
+        if self.cfg.legacy {
+            p.verify = saml_core::dsig::VerifyOptions::metadata().legacy();
+        }
+        p
+    }
+
+    fn lifetime(
+        &self,
+        ttl: Option<Duration>,
+        valid_until: Option<SystemTime>,
+        now: SystemTime,
+    ) -> Duration {
+        let mut t = ttl
+            .unwrap_or(self.cfg.default_ttl)
+            .clamp(self.cfg.min_ttl, self.cfg.max_ttl);
+        if let Some(vu) = valid_until {
+            t = t.min(vu.duration_since(now).unwrap_or(Duration::ZERO));
+        }
+        t
+    }
+
+    fn insert(&mut self, key: String, value: Value, ttl: Duration, now: SystemTime) {
+        let size = match &value {
+            Value::Found { size, .. } => *size,
+            Value::Missing => 0,
+        };
+        if let Some(old) = self.entries.remove(&key)
+            && let Value::Found { size, .. } = old.value
+        {
+            self.bytes -= size;
+        }
+        self.clock += 1;
+        let refresh =
+            Duration::from_secs_f64(ttl.as_secs_f64() * self.cfg.refresh_fraction.clamp(0.0, 1.0));
+        self.entries.insert(
+            key,
+            Entry {
+                value,
+                fetched: now,
+                refresh_at: now + refresh,
+                expires: now + ttl,
+                used: self.clock,
+            },
+        );
+        self.bytes += size;
+        self.evict(now);
+    }
+
+    /// Drops expired-beyond-stale entries, then the least recently used until within bounds.
+    fn evict(&mut self, now: SystemTime) {
+        let max_stale = self.cfg.max_stale;
+        let mut freed = 0;
+        self.entries.retain(|_, e| {
+            let keep = now < e.expires + max_stale;
+            if !keep && let Value::Found { size, .. } = &e.value {
+                freed += size;
+            }
+            keep
+        });
+        self.bytes -= freed;
+        while self.entries.len() > self.cfg.max_entries || self.bytes > self.cfg.max_bytes {
+            let Some(k) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some(Entry {
+                value: Value::Found { size, .. },
+                ..
+            }) = self.entries.remove(&k)
+            {
+                self.bytes -= size;
+            }
+        }
+    }
+
+    fn finish(&mut self, token: Token) -> Result<(Identifier, String), Error> {
+        let (id, key) = self
+            .inflight
+            .remove(&token)
+            .ok_or_else(|| Error::State(format!("unknown fetch token {token:?}")))?;
+        self.by_key.remove(&key);
+        Ok((id, key))
+    }
+
+    /// A stale entry still allowed on failure.
+    fn stale(&self, key: &str, id: &Identifier, now: SystemTime) -> Option<Arc<EntityDescriptor>> {
+        match self.entries.get(key) {
+            Some(Entry {
+                value: Value::Found { entity, .. },
+                expires,
+                ..
+            }) if now < *expires + self.cfg.max_stale && id.matches(&entity.entity_id) => {
+                Some(entity.clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// Completes the fetch `token` with the HTTP response. Returns the entity (`None`: it does
+    /// not exist). A bad response keeps a usable stale entry (served for at most `max_stale`),
+    /// otherwise it is the error; a bad response never replaces a good cache entry.
+    pub fn handle_response(
+        &mut self,
+        token: Token,
+        resp: &HttpResponse<'_>,
+        now: SystemTime,
+    ) -> Result<Option<Arc<EntityDescriptor>>, Error> {
+        let (id, key) = self.finish(token)?;
+        match response::handle(&id, resp, &self.policy(now), self.cfg.max_body) {
+            Ok(Fetched::Entity {
+                entity,
+                etag,
+                ttl,
+                valid_until,
+                size,
+            }) => {
+                let entity: Arc<EntityDescriptor> = Arc::from(entity);
+                let t = self.lifetime(ttl, valid_until, now);
+                self.insert(
+                    key,
+                    Value::Found {
+                        entity: entity.clone(),
+                        etag,
+                        size,
+                    },
+                    t,
+                    now,
+                );
+                Ok(Some(entity))
+            }
+            Ok(Fetched::NotModified { ttl }) => {
+                let Some(old) = self.entries.get(&key).cloned() else {
+                    return Err(Error::Response(
+                        "304 for an entity that is not cached".into(),
+                    ));
+                };
+                let Value::Found { entity, .. } = &old.value else {
+                    return Err(Error::Response(
+                        "304 for an entity that is not cached".into(),
+                    ));
+                };
+                let vu = entity.valid_until;
+                let t = self.lifetime(ttl, vu, now);
+                let entity = entity.clone();
+                self.insert(key, old.value, t, now);
+                Ok(Some(entity))
+            }
+            Ok(Fetched::NotFound { ttl }) => {
+                let t = ttl
+                    .unwrap_or(self.cfg.negative_ttl)
+                    .clamp(Duration::from_secs(1), self.cfg.max_ttl);
+                self.insert(key, Value::Missing, t, now);
+                Ok(None)
+            }
+            Err(e) => match self.stale(&key, &id, now) {
+                Some(s) => Ok(Some(s)),
+                None => Err(e),
+            },
+        }
+    }
+
+    /// Completes the fetch `token` with a transport failure (after the adapter's retries).
+    pub fn handle_failure(
+        &mut self,
+        token: Token,
+        error: &str,
+        now: SystemTime,
+    ) -> Result<Option<Arc<EntityDescriptor>>, Error> {
+        let (id, key) = self.finish(token)?;
+        match self.stale(&key, &id, now) {
+            Some(s) => Ok(Some(s)),
+            None => Err(Error::Transport(error.to_owned())),
+        }
+    }
+
+    /// When the next early refresh is due (`poll_timeout`-style), if any entry will need one.
+    pub fn poll_timeout(&self) -> Option<SystemTime> {
+        self.entries
+            .iter()
+            .filter(|(k, e)| {
+                matches!(e.value, Value::Found { .. }) && !self.by_key.contains_key(*k)
+            })
+            .map(|(_, e)| e.refresh_at)
+            .min()
+    }
+
+    /// A refresh fetch for an entry due at `now`, if any.
+    pub fn poll_refresh(&mut self, now: SystemTime) -> Option<FetchRequest> {
+        let (key, id) = self.entries.iter().find_map(|(k, e)| match &e.value {
+            Value::Found { entity, .. } if now >= e.refresh_at && !self.by_key.contains_key(k) => {
+                Some((k.clone(), Identifier::EntityId(entity.entity_id.clone())))
+            }
+            _ => None,
+        })?;
+        Some(self.request(&id, &key))
+    }
+
+    /// When the cached entry for `id` was fetched and when it expires.
+    pub fn entry_times(&self, id: &Identifier) -> Option<(SystemTime, SystemTime)> {
+        self.entries.get(&id.key()).map(|e| (e.fetched, e.expires))
+    }
+}

@@ -1,0 +1,160 @@
+//! A blocking adapter over ureq 3 (TLS through OpenSSL via native-tls): connect and read
+//! timeouts, retries with backoff for transport errors and 5xx, no redirects (a redirect to
+//! another host would bypass the configured base URL), gzip decoded by the core, lookups of one
+//! entity from several threads coalesced into one request.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, SystemTime};
+
+use saml_metadata::model::EntityDescriptor;
+
+use crate::client::{Client, Config, FetchRequest, Lookup};
+use crate::error::Error;
+use crate::response::HttpResponse;
+use crate::url::Identifier;
+
+/// Adapter settings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Connect timeout (default 5 s).
+    pub connect_timeout: Duration,
+    /// Whole-request timeout (default 15 s).
+    pub timeout: Duration,
+    /// Retries after the first attempt for transport errors and 5xx (default 2).
+    pub retries: u32,
+    /// First backoff, doubled each retry (default 200 ms).
+    pub backoff: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(15),
+            retries: 2,
+            backoff: Duration::from_millis(200),
+        }
+    }
+}
+
+/// A thread-safe blocking MDQ client.
+#[derive(Debug)]
+pub struct BlockingClient {
+    core: Mutex<Client>,
+    done: Condvar,
+    agent: ureq::Agent,
+    opts: Options,
+}
+
+impl BlockingClient {
+    /// A client for `cfg` with `opts`.
+    pub fn new(cfg: Config, opts: Options) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .timeout_connect(Some(opts.connect_timeout))
+            .timeout_global(Some(opts.timeout))
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        BlockingClient {
+            core: Mutex::new(Client::new(cfg)),
+            done: Condvar::new(),
+            agent,
+            opts,
+        }
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Client>, Error> {
+        self.core
+            .lock()
+            .map_err(|_| Error::State("the client lock is poisoned".into()))
+    }
+
+    /// The entity `id` (`None`: it does not exist), from the cache or the server.
+    pub fn get(&self, id: &Identifier) -> Result<Option<Arc<EntityDescriptor>>, Error> {
+        loop {
+            let mut core = self.lock()?;
+            match core.lookup(id, SystemTime::now()) {
+                Lookup::Hit { entity, refresh } => {
+                    drop(core);
+                    if let Some(r) = refresh {
+                        // Early refresh inline: the cached entity is returned whatever happens.
+                        let _ = self.fetch(r);
+                    }
+                    return Ok(Some(entity));
+                }
+                Lookup::NotFound => return Ok(None),
+                Lookup::Fetch(r) => {
+                    drop(core);
+                    return self.fetch(r);
+                }
+                Lookup::Pending(_) => {
+                    // Another thread fetches it: wait for it, then look again.
+                    let _unused = self
+                        .done
+                        .wait_timeout(core, self.opts.timeout + Duration::from_secs(1))
+                        .map_err(|_| Error::State("the client lock is poisoned".into()))?;
+                }
+            }
+        }
+    }
+
+    fn fetch(&self, r: FetchRequest) -> Result<Option<Arc<EntityDescriptor>>, Error> {
+        let result = self.transfer(&r);
+        let mut core = self.lock()?;
+        let now = SystemTime::now();
+        let out = match result {
+            Ok((status, headers, body)) => core.handle_response(
+                r.token,
+                &HttpResponse {
+                    status,
+                    headers: &headers,
+                    body: &body,
+                },
+                now,
+            ),
+            Err(e) => core.handle_failure(r.token, &e, now),
+        };
+        drop(core);
+        self.done.notify_all();
+        out
+    }
+
+    /// GET with retries; 5xx and transport errors are retried, everything else is returned.
+    #[allow(clippy::type_complexity)]
+    fn transfer(&self, r: &FetchRequest) -> Result<(u16, Vec<(String, String)>, Vec<u8>), String> {
+        let mut wait = self.opts.backoff;
+        let mut last = String::new();
+        for attempt in 0..=self.opts.retries {
+            if attempt > 0 {
+                std::thread::sleep(wait);
+                wait *= 2;
+            }
+            let mut req = self.agent.get(&r.url);
+            for (k, v) in &r.headers {
+                req = req.header(k, v);
+            }
+            match req.call() {
+                Ok(mut resp) => {
+                    let status = resp.status().as_u16();
+                    let headers: Vec<(String, String)> = resp
+                        .headers()
+                        .iter()
+                        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+                        .collect();
+                    let limit = self.lock().map(|c| c.config().max_body).unwrap_or(4 << 20) as u64;
+                    match resp.body_mut().with_config().limit(limit + 1).read_to_vec() {
+                        Ok(body) if (500..600).contains(&status) => {
+                            last = format!("HTTP {status}");
+                            let _ = body;
+                        }
+                        Ok(body) => return Ok((status, headers, body)),
+                        Err(e) => last = format!("reading the body: {e}"),
+                    }
+                }
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(last)
+    }
+}

@@ -1,0 +1,4 @@
+//! IO adapters over the sans-IO [`crate::client::Client`].
+
+#[cfg(feature = "blocking")]
+pub mod blocking;

@@ -1,0 +1,233 @@
+//! Handling an MDQ response (draft-young-md-query-21 §4, -saml-21 §3): status codes as outcomes,
+//! gzip, size limits, lenient Content-Type, signature and validity through saml-metadata, the
+//! entityID check, and the cache lifetime from the headers and the metadata.
+//!
+//! Real servers' quirks handled: an empty `EntitiesDescriptor` with 200 means "not found"
+//! (pyFF); unquoted ETags; `Expires` without `Cache-Control`.
+
+use std::io::Read;
+use std::time::{Duration, SystemTime};
+
+use saml_metadata::load::{self, Aggregate, Policy};
+use saml_metadata::model::{EntityDescriptor, Metadata};
+use saml_metadata::time::parse_datetime;
+
+use crate::error::Error;
+use crate::url::Identifier;
+
+/// An HTTP response as the adapter received it.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpResponse<'a> {
+    /// Status code.
+    pub status: u16,
+    /// Header fields, names in any case.
+    pub headers: &'a [(String, String)],
+    /// The body as received (possibly gzip-compressed).
+    pub body: &'a [u8],
+}
+
+impl HttpResponse<'_> {
+    /// The first header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
+    }
+}
+
+/// What a response means.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fetched {
+    /// The verified entity, its ETag and how long it may be cached (before clamping).
+    Entity {
+        /// The entity.
+        entity: Box<EntityDescriptor>,
+        /// The ETag, normalized (quotes and `W/` kept as sent).
+        etag: Option<String>,
+        /// Lifetime from the response and metadata, if any said.
+        ttl: Option<Duration>,
+        /// The entity's (or its document's) validUntil.
+        valid_until: Option<SystemTime>,
+        /// Bytes of the (decoded) document.
+        size: usize,
+    },
+    /// 304: the cached copy is still current.
+    NotModified {
+        /// Lifetime from the response headers, if any.
+        ttl: Option<Duration>,
+    },
+    /// 404, or an empty EntitiesDescriptor.
+    NotFound {
+        /// Lifetime from the response headers, if any (for negative caching).
+        ttl: Option<Duration>,
+    },
+}
+
+/// `Cache-Control: max-age`, else `Expires` relative to `Date` (or `now`).
+pub fn header_ttl(resp: &HttpResponse<'_>, now: SystemTime) -> Option<Duration> {
+    if let Some(cc) = resp.header("cache-control") {
+        let lower = cc.to_ascii_lowercase();
+        if lower
+            .split(',')
+            .any(|d| matches!(d.trim(), "no-store" | "no-cache"))
+        {
+            return Some(Duration::ZERO);
+        }
+        for d in lower.split(',') {
+            if let Some(v) = d.trim().strip_prefix("max-age=")
+                && let Ok(secs) = v.trim_matches('"').parse::<u64>()
+            {
+                return Some(Duration::from_secs(secs));
+            }
+        }
+    }
+    let expires = resp.header("expires").and_then(http_date)?;
+    let base = resp.header("date").and_then(http_date).unwrap_or(now);
+    Some(expires.duration_since(base).unwrap_or(Duration::ZERO))
+}
+
+/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`, RFC 9110 §5.6.7); other forms are ignored.
+pub fn http_date(s: &str) -> Option<SystemTime> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    let [_, day, mon, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let m = months.iter().position(|x| x == mon)? + 1;
+    let iso = format!("{year}-{m:02}-{:02}T{time}Z", day.parse::<u32>().ok()?);
+    parse_datetime(&iso)
+}
+
+fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .take(max as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| Error::Response(format!("bad gzip body: {e}")))?;
+    if out.len() > max {
+        return Err(Error::Response(format!("body larger than {max} bytes")));
+    }
+    Ok(out)
+}
+
+fn content_type_ok(ct: Option<&str>) -> bool {
+    let Some(ct) = ct else { return true };
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    matches!(
+        mime.as_str(),
+        "application/samlmetadata+xml"
+            | "application/xml"
+            | "text/xml"
+            | "application/octet-stream"
+            | ""
+    )
+}
+
+/// Interprets `resp` to a lookup of `id`: verifies the metadata under `policy` (keys, validity,
+/// the caller's "now"), checks the entityID, and reads the lifetime. `max_body` bounds the
+/// decoded body.
+pub fn handle(
+    id: &Identifier,
+    resp: &HttpResponse<'_>,
+    policy: &Policy,
+    max_body: usize,
+) -> Result<Fetched, Error> {
+    let ttl = header_ttl(resp, policy.now);
+    match resp.status {
+        200 => {}
+        304 => return Ok(Fetched::NotModified { ttl }),
+        404 => return Ok(Fetched::NotFound { ttl }),
+        406 => {
+            return Err(Error::Response(
+                "406: the server cannot send SAML metadata".into(),
+            ));
+        }
+        s => return Err(Error::Response(format!("HTTP status {s}"))),
+    }
+    if !content_type_ok(resp.header("content-type")) {
+        return Err(Error::Response(format!(
+            "unexpected Content-Type {:?}",
+            resp.header("content-type").unwrap_or_default()
+        )));
+    }
+    if resp.body.len() > max_body {
+        return Err(Error::Response(format!(
+            "body larger than {max_body} bytes"
+        )));
+    }
+    let decoded;
+    let body = match resp
+        .header("content-encoding")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("identity") => resp.body,
+        Some("gzip" | "x-gzip") => {
+            decoded = gunzip(resp.body, max_body)?;
+            &decoded
+        }
+        Some(other) => {
+            return Err(Error::Response(format!(
+                "unsupported Content-Encoding {other}"
+            )));
+        }
+    };
+    let agg = load::load(body, policy)?;
+    let (entity, valid_until) = pick(id, &agg)?;
+    let Some(entity) = entity else {
+        return Ok(Fetched::NotFound { ttl });
+    };
+    let metadata_ttl = entity.cache_duration.or(match agg.metadata() {
+        Metadata::Entities(g) => g.cache_duration,
+        Metadata::Entity(_) => None,
+    });
+    Ok(Fetched::Entity {
+        etag: resp.header("etag").map(str::to_owned),
+        ttl: ttl.or(metadata_ttl),
+        valid_until,
+        size: body.len(),
+        entity: Box::new(entity.clone()),
+    })
+}
+
+/// The entity answering `id` in a verified document (a bare EntityDescriptor, or an
+/// EntitiesDescriptor with it), and the validUntil that applies.
+fn pick<'a>(
+    id: &Identifier,
+    agg: &'a Aggregate,
+) -> Result<(Option<&'a EntityDescriptor>, Option<SystemTime>), Error> {
+    let root_valid = match agg.metadata() {
+        Metadata::Entities(g) => g.valid_until,
+        Metadata::Entity(e) => e.valid_until,
+    };
+    let mut found = None;
+    for e in agg.entities() {
+        if id.matches(&e.entity_id) {
+            found = Some(e);
+        } else if matches!(agg.metadata(), Metadata::Entity(_)) || agg.len() == 1 {
+            return Err(Error::WrongEntity {
+                requested: id.to_string(),
+                found: e.entity_id.clone(),
+            });
+        }
+    }
+    if found.is_none() && agg.len() > 0 {
+        return Err(Error::Response(format!(
+            "{} entities and none is {id}",
+            agg.len()
+        )));
+    }
+    let valid = match (found.and_then(|e| e.valid_until), root_valid) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Ok((found, valid))
+}

@@ -1,0 +1,222 @@
+//! MDQ URLs (draft-young-md-query-21 §3, draft-young-md-query-saml-21 §2.1-2.2).
+//!
+//! - A base URL is a scheme, an authority and a path ending in `/`, with no query or fragment
+//!   (a missing final `/` is added).
+//! - A lookup is `base + "entities/" + identifier`, the identifier percent-encoded as one path
+//!   segment: `/` becomes `%2F`, a space `%20` (never `+`); RFC 3986 `pchar`s other than `%`
+//!   (unreserved, sub-delims, `:` and `@`) stay as they are.
+//! - The SAML profile's transformed identifier is `{sha1}` and 40 lower-case hex digits of the
+//!   SHA-1 of the entityID; in a URL the braces are `%7B` and `%7D`.
+//! - All entities: `base + "entities"`.
+
+use saml_metadata::model::sha1_hex;
+
+use crate::error::Error;
+
+/// A validated MDQ base URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrl(String);
+
+impl BaseUrl {
+    /// Validates `s` (http or https, a host, no query, no fragment, no user info).
+    pub fn parse(s: &str) -> Result<BaseUrl, Error> {
+        // The url crate follows WHATWG leniency (`https:/host`, `https:///host`): insist on the
+        // RFC 3986 form `scheme://authority`.
+        if !s
+            .split_once("://")
+            .is_some_and(|(_, rest)| !rest.is_empty() && !rest.starts_with('/'))
+        {
+            return Err(Error::Url(format!("{s:?}: expected scheme://host/path/")));
+        }
+        let u = url::Url::parse(s).map_err(|e| Error::Url(format!("{s:?}: {e}")))?;
+        if !matches!(u.scheme(), "http" | "https") {
+            return Err(Error::Url(format!(
+                "{s:?}: the scheme must be http or https"
+            )));
+        }
+        if u.host_str().is_none_or(str::is_empty) {
+            return Err(Error::Url(format!("{s:?}: no host")));
+        }
+        if u.query().is_some() || u.fragment().is_some() {
+            return Err(Error::Url(format!(
+                "{s:?}: a base URL has no query or fragment"
+            )));
+        }
+        if !u.username().is_empty() || u.password().is_some() {
+            return Err(Error::Url(format!("{s:?}: no credentials in the base URL")));
+        }
+        let mut out: String = u.into();
+        if !out.ends_with('/') {
+            out.push('/');
+        }
+        Ok(BaseUrl(out))
+    }
+
+    /// The base URL.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The lookup URL for `id`.
+    pub fn entity(&self, id: &Identifier) -> String {
+        format!("{}entities/{}", self.0, id.path_segment())
+    }
+
+    /// The URL of all entities.
+    pub fn all(&self) -> String {
+        format!("{}entities", self.0)
+    }
+}
+
+/// What a lookup asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Identifier {
+    /// An entityID, sent as is (percent-encoded).
+    EntityId(String),
+    /// The `{sha1}` transform: 40 lower-case hex digits.
+    Sha1(String),
+}
+
+impl Identifier {
+    /// An entityID.
+    pub fn entity_id(id: &str) -> Result<Identifier, Error> {
+        if id.is_empty() {
+            return Err(Error::Url("empty entityID".into()));
+        }
+        Ok(Identifier::EntityId(id.to_owned()))
+    }
+
+    /// The `{sha1}` identifier of an entityID.
+    pub fn sha1_of(entity_id: &str) -> Identifier {
+        Identifier::Sha1(sha1_hex(entity_id))
+    }
+
+    /// Parses `{sha1}` + 40 hex digits (upper case is folded to lower case, which servers
+    /// such as pyFF require).
+    pub fn parse_sha1(s: &str) -> Result<Identifier, Error> {
+        let hex = s
+            .strip_prefix("{sha1}")
+            .ok_or_else(|| Error::Url(format!("{s:?} does not start with {{sha1}}")))?;
+        if hex.len() != 40 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::Url(format!("{s:?}: {{sha1}} needs 40 hex digits")));
+        }
+        Ok(Identifier::Sha1(hex.to_ascii_lowercase()))
+    }
+
+    /// The cache key: the SHA-1 hex of the entityID, whichever form was asked for.
+    pub fn key(&self) -> String {
+        match self {
+            Identifier::EntityId(e) => sha1_hex(e),
+            Identifier::Sha1(h) => h.clone(),
+        }
+    }
+
+    /// Whether an entity with `entity_id` answers this identifier.
+    pub fn matches(&self, entity_id: &str) -> bool {
+        match self {
+            Identifier::EntityId(e) => e == entity_id,
+            Identifier::Sha1(h) => sha1_hex(entity_id) == *h,
+        }
+    }
+
+    /// The identifier as one encoded path segment.
+    pub fn path_segment(&self) -> String {
+        match self {
+            Identifier::EntityId(e) => encode_segment(e),
+            Identifier::Sha1(h) => format!("%7Bsha1%7D{h}"),
+        }
+    }
+}
+
+impl std::fmt::Display for Identifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Identifier::EntityId(e) => f.write_str(e),
+            Identifier::Sha1(h) => write!(f, "{{sha1}}{h}"),
+        }
+    }
+}
+
+/// Percent-encodes `s` as one path segment (RFC 3986 `pchar` minus `%`).
+pub fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 16);
+    for b in s.bytes() {
+        let keep = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'@'
+            );
+        if keep {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draft_examples() {
+        assert_eq!(
+            encode_segment("blue/green+light blue"),
+            "blue%2Fgreen+light%20blue"
+        );
+        assert_eq!(
+            encode_segment("http://example.org/idp"),
+            "http:%2F%2Fexample.org%2Fidp"
+        );
+        assert_eq!(
+            Identifier::sha1_of("http://example.org/service").to_string(),
+            "{sha1}11d72e8cf351eb6c75c721e838f469677ab41bdb"
+        );
+        let base = BaseUrl::parse("https://mdq.example.org/global").expect("base");
+        assert_eq!(base.as_str(), "https://mdq.example.org/global/");
+        assert_eq!(
+            base.entity(&Identifier::sha1_of("http://example.org/service")),
+            "https://mdq.example.org/global/entities/%7Bsha1%7D11d72e8cf351eb6c75c721e838f469677ab41bdb"
+        );
+        assert_eq!(base.all(), "https://mdq.example.org/global/entities");
+        assert_eq!(
+            base.entity(
+                &Identifier::entity_id("https://idp.example.org/idp/shibboleth").expect("id")
+            ),
+            "https://mdq.example.org/global/entities/https:%2F%2Fidp.example.org%2Fidp%2Fshibboleth"
+        );
+        assert_eq!(encode_segment("a%b?c#d é"), "a%25b%3Fc%23d%20%C3%A9");
+        for bad in [
+            "ftp://x/",
+            "https://x/?a=b",
+            "https://x/#f",
+            "https://u:p@x/",
+            "nota url",
+            "https:///path",
+        ] {
+            assert!(BaseUrl::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            Identifier::parse_sha1("{sha1}11D72E8CF351EB6C75C721E838F469677AB41BDB").expect("hex"),
+            Identifier::sha1_of("http://example.org/service")
+        );
+        assert!(Identifier::parse_sha1("{sha1}xyz").is_err());
+        assert!(Identifier::entity_id("").is_err());
+    }
+}
