@@ -219,7 +219,7 @@ fn pick<'a>(
             });
         }
     }
-    if found.is_none() && agg.len() > 0 {
+    if found.is_none() && !agg.is_empty() {
         return Err(Error::Response(format!(
             "{} entities and none is {id}",
             agg.len()

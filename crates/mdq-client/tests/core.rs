@@ -1,7 +1,12 @@
 //! The sans-IO core against in-memory responses: verification, the entityID check, lifetimes and
 //! their sources, negative caching, revalidation, stale-on-error, coalescing, early refresh and
 //! the cache bounds. Documents are signed here with saml-metadata.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::type_complexity
+)]
 
 use std::io::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -1,0 +1,275 @@
+//! The blocking adapter against a fault-injecting loopback server: slow responses, 5xx (retried),
+//! truncated and oversized bodies, gzip, 304 revalidation, a validly signed document for another
+//! entity, unsigned and badly signed documents, expired validUntil; each with its outcome and
+//! the cache state.
+#![cfg(feature = "blocking")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::type_complexity
+)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use mdq_client::io::blocking::{BlockingClient, Options};
+use mdq_client::{BaseUrl, Config, Error, Identifier};
+use openssl::pkey::PKey;
+use openssl::rsa::Rsa;
+use saml_core::dsig::{SignOptions, SigningKey, TrustedKeys};
+use saml_metadata::model::{Binding, EntityDescriptor, SpSso};
+
+const SP: &str = "https://sp.example.org/shibboleth";
+
+/// What the server does with one connection.
+enum Act {
+    Send(Vec<u8>),
+    SlowThen(Duration, Vec<u8>),
+    Truncated(Vec<u8>, usize),
+}
+
+fn http(status: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    )
+    .into_bytes();
+    for (k, v) in headers {
+        out.extend(format!("{k}: {v}\r\n").into_bytes());
+    }
+    out.extend(b"\r\n");
+    out.extend(body);
+    out
+}
+
+/// A server answering each connection with the next action; returns its base URL and the
+/// request heads it saw.
+fn server(acts: Vec<Act>) -> (String, Arc<Mutex<Vec<String>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}/", l.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for act in acts {
+            let Ok((mut s, _)) = l.accept() else { return };
+            let log = log.clone();
+            // One thread per connection, so that a slow answer does not hold up the next one.
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                log.lock().unwrap().push(head);
+                match act {
+                    Act::Send(b) => {
+                        let _ = s.write_all(&b);
+                    }
+                    Act::SlowThen(d, b) => {
+                        std::thread::sleep(d);
+                        let _ = s.write_all(&b);
+                    }
+                    Act::Truncated(b, n) => {
+                        let _ = s.write_all(&b[..n]);
+                    }
+                }
+            });
+        }
+    });
+    (base, seen)
+}
+
+struct Fx {
+    key: SigningKey,
+    keys: TrustedKeys,
+}
+
+fn fx() -> Fx {
+    let key = SigningKey::new(PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(), None).unwrap();
+    let mut keys = TrustedKeys::new();
+    keys.add_public_key(key.public_key().unwrap(), "mdq")
+        .unwrap();
+    Fx { key, keys }
+}
+
+fn doc(f: &Fx, id: &str, valid: Option<SystemTime>) -> Vec<u8> {
+    let mut b = EntityDescriptor::builder(id)
+        .sp(SpSso::builder().acs(Binding::HttpPost, "https://sp.example.org/acs"));
+    if let Some(v) = valid {
+        b = b.valid_until(v);
+    }
+    b.build()
+        .unwrap()
+        .sign(&f.key, &SignOptions::default())
+        .unwrap()
+}
+
+const XML: (&str, &str) = ("Content-Type", "application/samlmetadata+xml");
+
+fn client(f: &Fx, base: &str, opts: Options, min_ttl: Duration) -> BlockingClient {
+    let mut cfg = Config::new(BaseUrl::parse(base).unwrap(), f.keys.clone());
+    cfg.min_ttl = min_ttl;
+    BlockingClient::new(cfg, opts)
+}
+
+fn quick() -> Options {
+    Options {
+        connect_timeout: Duration::from_secs(2),
+        timeout: Duration::from_millis(800),
+        retries: 0,
+        backoff: Duration::from_millis(10),
+    }
+}
+
+#[test]
+fn faults() {
+    let f = fx();
+    let id = Identifier::entity_id(SP).unwrap();
+    let good = doc(&f, SP, None);
+
+    // 5xx then a good answer: retried.
+    let (base, seen) = server(vec![
+        Act::Send(http("503 Unavailable", &[], b"")),
+        Act::Send(http("200 OK", &[XML], &good)),
+    ]);
+    let c = client(
+        &f,
+        &base,
+        Options {
+            retries: 1,
+            ..quick()
+        },
+        Duration::from_secs(600),
+    );
+    assert!(c.get(&id).unwrap().is_some());
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    assert!(
+        seen.lock().unwrap()[0].contains("accept: application/samlmetadata+xml")
+            || seen.lock().unwrap()[0]
+                .to_ascii_lowercase()
+                .contains("accept: application/samlmetadata+xml")
+    );
+
+    // Slow: the timeout fires, nothing is cached, the next answer is used.
+    let (base, _) = server(vec![
+        Act::SlowThen(Duration::from_secs(2), http("200 OK", &[XML], &good)),
+        Act::Send(http("200 OK", &[XML], &good)),
+    ]);
+    let c = client(&f, &base, quick(), Duration::from_secs(600));
+    assert!(matches!(c.get(&id), Err(Error::Transport(_))));
+    assert!(c.get(&id).unwrap().is_some());
+
+    // Truncated body.
+    let full = http("200 OK", &[XML], &good);
+    let (base, _) = server(vec![Act::Truncated(full.clone(), full.len() - 500)]);
+    let c = client(&f, &base, quick(), Duration::from_secs(600));
+    assert!(c.get(&id).is_err());
+
+    // gzip, then a revalidation answered 304 (the cache entry lives on).
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&good).unwrap();
+    let gz = gz.finish().unwrap();
+    let (base, seen) = server(vec![
+        Act::Send(http(
+            "200 OK",
+            &[
+                XML,
+                ("Content-Encoding", "gzip"),
+                ("ETag", "\"v1\""),
+                ("Cache-Control", "max-age=0"),
+            ],
+            &gz,
+        )),
+        Act::Send(http("304 Not Modified", &[], b"")),
+    ]);
+    let c = client(&f, &base, quick(), Duration::ZERO);
+    assert!(c.get(&id).unwrap().is_some());
+    assert!(c.get(&id).unwrap().is_some());
+    let heads = seen.lock().unwrap();
+    assert!(
+        heads[0]
+            .to_ascii_lowercase()
+            .contains("accept-encoding: gzip")
+    );
+    assert!(
+        heads[1]
+            .to_ascii_lowercase()
+            .contains("if-none-match: \"v1\""),
+        "{}",
+        heads[1]
+    );
+    drop(heads);
+
+    // Refused answers, each leaving nothing cached (the following good answer is fetched).
+    let other = fx();
+    let unsigned = EntityDescriptor::builder(SP)
+        .sp(SpSso::builder().acs(Binding::HttpPost, "https://sp.example.org/acs"))
+        .build()
+        .unwrap()
+        .to_xml()
+        .unwrap();
+    let cases: Vec<(&str, Vec<u8>, fn(&Error) -> bool)> = vec![
+        (
+            "wrong entity",
+            http(
+                "200 OK",
+                &[XML],
+                &doc(&f, "https://evil.example.org/sp", None),
+            ),
+            |e| matches!(e, Error::WrongEntity { .. }),
+        ),
+        (
+            "unsigned",
+            http("200 OK", &[XML], unsigned.as_bytes()),
+            |e| matches!(e, Error::Metadata(_)),
+        ),
+        (
+            "badly signed",
+            http("200 OK", &[XML], &doc(&other, SP, None)),
+            |e| matches!(e, Error::Metadata(_)),
+        ),
+        (
+            "expired",
+            http(
+                "200 OK",
+                &[XML],
+                &doc(&f, SP, Some(SystemTime::now() - Duration::from_secs(7200))),
+            ),
+            |e| matches!(e, Error::Metadata(_)),
+        ),
+        (
+            "oversized",
+            http("200 OK", &[XML], &vec![b' '; 5 << 20]),
+            |_| true,
+        ),
+        (
+            "error page",
+            http(
+                "200 OK",
+                &[("Content-Type", "text/html")],
+                b"<html>maintenance</html>",
+            ),
+            |e| matches!(e, Error::Response(_)),
+        ),
+    ];
+    for (name, bad, expect) in cases {
+        let (base, _) = server(vec![
+            Act::Send(bad),
+            Act::Send(http("200 OK", &[XML], &good)),
+        ]);
+        let c = client(&f, &base, quick(), Duration::from_secs(600));
+        let e = c.get(&id).unwrap_err();
+        assert!(expect(&e), "{name}: {e}");
+        assert!(
+            c.get(&id).unwrap().is_some(),
+            "{name}: the cache was not poisoned"
+        );
+    }
+}
