@@ -93,6 +93,8 @@ pub struct Token(u64);
 pub struct FetchRequest {
     /// Hand this back with the result.
     pub token: Token,
+    /// What is being fetched.
+    pub id: Identifier,
     /// The URL.
     pub url: String,
     /// Headers to send: Accept, Accept-Encoding, and If-None-Match when revalidating.
@@ -123,9 +125,32 @@ enum Value {
     Found {
         entity: Arc<EntityDescriptor>,
         etag: Option<String>,
-        size: usize,
+        document: Arc<Vec<u8>>,
     },
     Missing,
+}
+
+impl Value {
+    fn size(&self) -> usize {
+        match self {
+            Value::Found { document, .. } => document.len(),
+            Value::Missing => 0,
+        }
+    }
+}
+
+/// A cached entity's document and validators, for a persistent cache (see
+/// [`Client::snapshot`] and [`Client::restore`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The entityID.
+    pub entity_id: String,
+    /// The signed document as received.
+    pub document: Arc<Vec<u8>>,
+    /// Its ETag.
+    pub etag: Option<String>,
+    /// When the cache entry expires.
+    pub expires: SystemTime,
 }
 
 #[derive(Debug, Clone)]
@@ -187,6 +212,7 @@ impl Client {
         if let Some(t) = self.by_key.get(key) {
             return FetchRequest {
                 token: *t,
+                id: id.clone(),
                 url: self.cfg.base.entity(id),
                 headers: Vec::new(),
             };
@@ -208,6 +234,7 @@ impl Client {
         }
         FetchRequest {
             token,
+            id: id.clone(),
             url: self.cfg.base.entity(id),
             headers,
         }
@@ -265,14 +292,9 @@ impl Client {
     }
 
     fn insert(&mut self, key: String, value: Value, ttl: Duration, now: SystemTime) {
-        let size = match &value {
-            Value::Found { size, .. } => *size,
-            Value::Missing => 0,
-        };
-        if let Some(old) = self.entries.remove(&key)
-            && let Value::Found { size, .. } = old.value
-        {
-            self.bytes -= size;
+        let size = value.size();
+        if let Some(old) = self.entries.remove(&key) {
+            self.bytes -= old.value.size();
         }
         self.clock += 1;
         let refresh =
@@ -297,8 +319,8 @@ impl Client {
         let mut freed = 0;
         self.entries.retain(|_, e| {
             let keep = now < e.expires + max_stale;
-            if !keep && let Value::Found { size, .. } = &e.value {
-                freed += size;
+            if !keep {
+                freed += e.value.size();
             }
             keep
         });
@@ -312,12 +334,8 @@ impl Client {
             else {
                 break;
             };
-            if let Some(Entry {
-                value: Value::Found { size, .. },
-                ..
-            }) = self.entries.remove(&k)
-            {
-                self.bytes -= size;
+            if let Some(e) = self.entries.remove(&k) {
+                self.bytes -= e.value.size();
             }
         }
     }
@@ -361,7 +379,7 @@ impl Client {
                 etag,
                 ttl,
                 valid_until,
-                size,
+                document,
             }) => {
                 let entity: Arc<EntityDescriptor> = Arc::from(entity);
                 let t = self.lifetime(ttl, valid_until, now);
@@ -370,7 +388,7 @@ impl Client {
                     Value::Found {
                         entity: entity.clone(),
                         etag,
-                        size,
+                        document: Arc::new(document),
                     },
                     t,
                     now,
@@ -442,6 +460,59 @@ impl Client {
             _ => None,
         })?;
         Some(self.request(&id, &key))
+    }
+
+    /// The cached document of `id`, for a persistent cache.
+    pub fn snapshot(&self, id: &Identifier) -> Option<Snapshot> {
+        match self.entries.get(&id.key()) {
+            Some(Entry {
+                value:
+                    Value::Found {
+                        entity,
+                        etag,
+                        document,
+                    },
+                expires,
+                ..
+            }) if id.matches(&entity.entity_id) => Some(Snapshot {
+                entity_id: entity.entity_id.clone(),
+                document: document.clone(),
+                etag: etag.clone(),
+                expires: *expires,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Restores a persisted entry: the document is verified again under the current policy
+    /// (keys, validUntil at `now`) and must hold exactly the entity `snapshot.entity_id`. An
+    /// entry already past `expires` is kept for revalidation (If-None-Match) and as stale.
+    pub fn restore(&mut self, snapshot: &Snapshot, now: SystemTime) -> Result<(), Error> {
+        let id = Identifier::entity_id(&snapshot.entity_id)?;
+        let agg = saml_metadata::load::load(&snapshot.document, &self.policy(now))?;
+        let mut it = agg.entities();
+        let (Some(e), None) = (it.next(), it.next()) else {
+            return Err(Error::Response(
+                "a persisted document must hold one entity".into(),
+            ));
+        };
+        if e.entity_id != snapshot.entity_id {
+            return Err(Error::WrongEntity {
+                requested: snapshot.entity_id.clone(),
+                found: e.entity_id.clone(),
+            });
+        }
+        let value = Value::Found {
+            entity: Arc::new(e.clone()),
+            etag: snapshot.etag.clone(),
+            document: snapshot.document.clone(),
+        };
+        let ttl = snapshot
+            .expires
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO);
+        self.insert(id.key(), value, ttl, now);
+        Ok(())
     }
 
     /// When the cached entry for `id` was fetched and when it expires.

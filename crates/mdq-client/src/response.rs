@@ -49,8 +49,8 @@ pub enum Fetched {
         ttl: Option<Duration>,
         /// The entity's (or its document's) validUntil.
         valid_until: Option<SystemTime>,
-        /// Bytes of the (decoded) document.
-        size: usize,
+        /// The verified document as received (decoded), for a persistent cache.
+        document: Vec<u8>,
     },
     /// 304: the cached copy is still current.
     NotModified {
@@ -193,7 +193,7 @@ pub fn handle(
         etag: resp.header("etag").map(str::to_owned),
         ttl: ttl.or(metadata_ttl),
         valid_until,
-        size: body.len(),
+        document: body.to_vec(),
         entity: Box::new(entity.clone()),
     })
 }

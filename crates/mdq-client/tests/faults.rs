@@ -10,10 +10,12 @@
     clippy::type_complexity
 )]
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
+mod common;
+
+use std::io::Write;
 use std::time::{Duration, SystemTime};
+
+use common::{Act, http, server};
 
 use mdq_client::io::blocking::{BlockingClient, Options};
 use mdq_client::{BaseUrl, Config, Error, Identifier};
@@ -23,68 +25,6 @@ use saml_core::dsig::{SignOptions, SigningKey, TrustedKeys};
 use saml_metadata::model::{Binding, EntityDescriptor, SpSso};
 
 const SP: &str = "https://sp.example.org/shibboleth";
-
-/// What the server does with one connection.
-enum Act {
-    Send(Vec<u8>),
-    SlowThen(Duration, Vec<u8>),
-    Truncated(Vec<u8>, usize),
-}
-
-fn http(status: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
-    let mut out = format!(
-        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    )
-    .into_bytes();
-    for (k, v) in headers {
-        out.extend(format!("{k}: {v}\r\n").into_bytes());
-    }
-    out.extend(b"\r\n");
-    out.extend(body);
-    out
-}
-
-/// A server answering each connection with the next action; returns its base URL and the
-/// request heads it saw.
-fn server(acts: Vec<Act>) -> (String, Arc<Mutex<Vec<String>>>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}/", l.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        for act in acts {
-            let Ok((mut s, _)) = l.accept() else { return };
-            let log = log.clone();
-            // One thread per connection, so that a slow answer does not hold up the next one.
-            std::thread::spawn(move || {
-                let mut r = BufReader::new(s.try_clone().unwrap());
-                let mut head = String::new();
-                loop {
-                    let mut line = String::new();
-                    if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    head.push_str(&line);
-                }
-                log.lock().unwrap().push(head);
-                match act {
-                    Act::Send(b) => {
-                        let _ = s.write_all(&b);
-                    }
-                    Act::SlowThen(d, b) => {
-                        std::thread::sleep(d);
-                        let _ = s.write_all(&b);
-                    }
-                    Act::Truncated(b, n) => {
-                        let _ = s.write_all(&b[..n]);
-                    }
-                }
-            });
-        }
-    });
-    (base, seen)
-}
 
 struct Fx {
     key: SigningKey,
@@ -125,6 +65,7 @@ fn quick() -> Options {
         timeout: Duration::from_millis(800),
         retries: 0,
         backoff: Duration::from_millis(10),
+        cache_dir: None,
     }
 }
 

@@ -5,7 +5,8 @@
 //! aggregate, and publish a selection plus a hand-built entity as a new aggregate signed on
 //! write by a second key (checked by xmlsec1); then a Web SSO exchange between an SP and an IdP
 //! described by that metadata (signed Redirect request, encrypted and signed POST Response),
-//! with a replay, a wrapped assertion and a tampered Response refused.
+//! with a replay, a wrapped assertion and a tampered Response refused; SAML20 SASL between XMPP
+//! servers; and MDQ lookups from a loopback responder.
 //!
 //! Usage: `demo [OUTDIR]` (default `target/demo`). Exit status 0 when every step behaved as
 //! expected, 1 otherwise.
@@ -339,6 +340,83 @@ fn run(out: &Path) -> Res<bool> {
     );
     all &= web_sso(out)?;
     all &= xmpp_sso()?;
+    all &= mdq(&big_signed, &policy, &key, &trusted)?;
+    Ok(all)
+}
+
+/// Step 10: an MDQ responder serving the aggregate's entities split and re-signed, and
+/// mdq-client's blocking adapter looking them up (verified, cached).
+fn mdq(
+    aggregate: &[u8],
+    policy: &saml_metadata::load::Policy,
+    key: &SigningKey,
+    trusted: &TrustedKeys,
+) -> Res<bool> {
+    use mdq_client::io::blocking::{BlockingClient, Options};
+    use mdq_client::{BaseUrl, Config, Identifier};
+
+    println!("== 10. Metadata Query Protocol (mdq-client against a loopback MDQ responder)");
+    let mut all = true;
+    let t = Instant::now();
+    let parts = saml_metadata::split::split(aggregate, policy)?;
+    let mut docs = std::collections::HashMap::new();
+    for p in parts.iter().take(200) {
+        docs.insert(
+            saml_metadata::model::sha1_hex(&p.entity_id),
+            dsig::sign(p.xml.as_bytes(), key, &SignOptions::default())?,
+        );
+    }
+    let server = saml_examples::mdq_server::serve(docs)?;
+    println!(
+        "   split the aggregate and re-signed 200 entities in {:?}; serving at {}",
+        t.elapsed(),
+        server.base
+    );
+    let client = BlockingClient::new(
+        Config::new(BaseUrl::parse(&server.base)?, trusted.clone()),
+        Options::default(),
+    );
+    let first = &parts[0].entity_id;
+    let t = Instant::now();
+    let e = client.get(&Identifier::entity_id(first)?)?;
+    all &= step(
+        e.is_some(),
+        &format!("fetched and verified {first} in {:?}", t.elapsed()),
+    );
+    let t = Instant::now();
+    let again = client.get(&Identifier::sha1_of(first))?;
+    all &= step(
+        again.is_some() && server.requests.load(std::sync::atomic::Ordering::Relaxed) == 1,
+        &format!(
+            "the same entity by {{sha1}} from the cache in {:?} (no request)",
+            t.elapsed()
+        ),
+    );
+    let nobody = client.get(&Identifier::entity_id("https://nobody.example.org/idp")?)?;
+    all &= step(
+        nobody.is_none(),
+        "an unknown entity: 404, remembered as not found",
+    );
+    // A client trusting another key refuses every answer.
+    let (other, _) = self_signed("Not the MDQ signer")?;
+    let mut wrong = TrustedKeys::new();
+    wrong.add_public_key(
+        openssl::pkey::PKey::public_key_from_der(&other.public_key_to_der()?)?,
+        "other",
+    )?;
+    let strict = BlockingClient::new(
+        Config::new(BaseUrl::parse(&server.base)?, wrong),
+        Options::default(),
+    );
+    match strict.get(&Identifier::entity_id(&parts[1].entity_id)?) {
+        Err(e) => {
+            all &= step(
+                true,
+                &format!("with the wrong signer key the answer is refused: {e}"),
+            )
+        }
+        Ok(_) => all &= step(false, "an answer signed by an untrusted key was accepted"),
+    }
     Ok(all)
 }
 

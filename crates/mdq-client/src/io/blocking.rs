@@ -13,29 +13,7 @@ use crate::error::Error;
 use crate::response::HttpResponse;
 use crate::url::Identifier;
 
-/// Adapter settings.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Connect timeout (default 5 s).
-    pub connect_timeout: Duration,
-    /// Whole-request timeout (default 15 s).
-    pub timeout: Duration,
-    /// Retries after the first attempt for transport errors and 5xx (default 2).
-    pub retries: u32,
-    /// First backoff, doubled each retry (default 200 ms).
-    pub backoff: Duration,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            connect_timeout: Duration::from_secs(5),
-            timeout: Duration::from_secs(15),
-            retries: 2,
-            backoff: Duration::from_millis(200),
-        }
-    }
-}
+pub use crate::io::options::Options;
 
 /// A thread-safe blocking MDQ client.
 #[derive(Debug)]
@@ -47,8 +25,16 @@ pub struct BlockingClient {
 }
 
 impl BlockingClient {
-    /// A client for `cfg` with `opts`.
+    /// A client for `cfg` with `opts`; entries in `opts.cache_dir` are verified and restored.
     pub fn new(cfg: Config, opts: Options) -> Self {
+        let mut core = Client::new(cfg);
+        if let Some(dir) = &opts.cache_dir {
+            let now = SystemTime::now();
+            for s in crate::io::persist::load(dir) {
+                // A document that no longer verifies (key rollover, expiry) is not restored.
+                let _ = core.restore(&s, now);
+            }
+        }
         let agent = ureq::Agent::config_builder()
             .timeout_connect(Some(opts.connect_timeout))
             .timeout_global(Some(opts.timeout))
@@ -57,7 +43,7 @@ impl BlockingClient {
             .build()
             .new_agent();
         BlockingClient {
-            core: Mutex::new(Client::new(cfg)),
+            core: Mutex::new(core),
             done: Condvar::new(),
             agent,
             opts,
@@ -68,6 +54,11 @@ impl BlockingClient {
         self.core
             .lock()
             .map_err(|_| Error::State("the client lock is poisoned".into()))
+    }
+
+    /// Number of cached entries.
+    pub fn cached(&self) -> usize {
+        self.lock().map(|c| c.len()).unwrap_or(0)
     }
 
     /// The entity `id` (`None`: it does not exist), from the cache or the server.
@@ -115,7 +106,15 @@ impl BlockingClient {
             ),
             Err(e) => core.handle_failure(r.token, &e, now),
         };
+        let snapshot = match (&out, &self.opts.cache_dir) {
+            (Ok(Some(_)), Some(_)) => core.snapshot(&r.id),
+            _ => None,
+        };
         drop(core);
+        if let (Some(s), Some(dir)) = (snapshot, &self.opts.cache_dir) {
+            // A full disk only loses persistence, not the lookup.
+            let _ = crate::io::persist::save(dir, &s);
+        }
         self.done.notify_all();
         out
     }

@@ -1,0 +1,166 @@
+//! An async adapter over reqwest (TLS through OpenSSL via native-tls) for tokio: the same
+//! behaviour as [`crate::io::blocking`] (timeouts, retries with backoff for transport errors and
+//! 5xx, no redirects, a body size limit, coalesced lookups, the persistent cache directory).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use saml_metadata::model::EntityDescriptor;
+use tokio::sync::Notify;
+
+use crate::client::{Client, Config, FetchRequest, Lookup};
+use crate::error::Error;
+use crate::io::options::Options;
+use crate::response::HttpResponse;
+use crate::url::Identifier;
+
+/// A shareable async MDQ client (wrap it in an `Arc` for several tasks).
+#[derive(Debug)]
+pub struct AsyncClient {
+    core: Mutex<Client>,
+    done: Notify,
+    http: reqwest::Client,
+    opts: Options,
+}
+
+type Transfer = (u16, Vec<(String, String)>, Vec<u8>);
+
+impl AsyncClient {
+    /// A client for `cfg` with `opts`; entries in `opts.cache_dir` are verified and restored.
+    pub fn new(cfg: Config, opts: Options) -> Result<Self, Error> {
+        let mut core = Client::new(cfg);
+        if let Some(dir) = &opts.cache_dir {
+            let now = SystemTime::now();
+            for s in crate::io::persist::load(dir) {
+                let _ = core.restore(&s, now);
+            }
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(opts.connect_timeout)
+            .timeout(opts.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| Error::Transport(format!("cannot build the HTTP client: {e}")))?;
+        Ok(AsyncClient {
+            core: Mutex::new(core),
+            done: Notify::new(),
+            http,
+            opts,
+        })
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Client>, Error> {
+        self.core
+            .lock()
+            .map_err(|_| Error::State("the client lock is poisoned".into()))
+    }
+
+    /// Number of cached entries.
+    pub fn cached(&self) -> usize {
+        self.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    /// The entity `id` (`None`: it does not exist), from the cache or the server.
+    pub async fn get(&self, id: &Identifier) -> Result<Option<Arc<EntityDescriptor>>, Error> {
+        loop {
+            // Registered before the lookup, so that a fetch finishing in between still wakes us.
+            let notified = self.done.notified();
+            let lookup = self.lock()?.lookup(id, SystemTime::now());
+            match lookup {
+                Lookup::Hit { entity, refresh } => {
+                    if let Some(r) = refresh {
+                        let _ = self.fetch(r).await;
+                    }
+                    return Ok(Some(entity));
+                }
+                Lookup::NotFound => return Ok(None),
+                Lookup::Fetch(r) => return self.fetch(r).await,
+                Lookup::Pending(_) => {
+                    let _ =
+                        tokio::time::timeout(self.opts.timeout + Duration::from_secs(1), notified)
+                            .await;
+                }
+            }
+        }
+    }
+
+    async fn fetch(&self, r: FetchRequest) -> Result<Option<Arc<EntityDescriptor>>, Error> {
+        let result = self.transfer(&r).await;
+        let (out, snapshot) = {
+            let mut core = self.lock()?;
+            let now = SystemTime::now();
+            let out = match result {
+                Ok((status, headers, body)) => core.handle_response(
+                    r.token,
+                    &HttpResponse {
+                        status,
+                        headers: &headers,
+                        body: &body,
+                    },
+                    now,
+                ),
+                Err(e) => core.handle_failure(r.token, &e, now),
+            };
+            let snapshot = match (&out, &self.opts.cache_dir) {
+                (Ok(Some(_)), Some(_)) => core.snapshot(&r.id),
+                _ => None,
+            };
+            (out, snapshot)
+        };
+        self.done.notify_waiters();
+        if let (Some(s), Some(dir)) = (snapshot, &self.opts.cache_dir) {
+            let _ = crate::io::persist::save(dir, &s);
+        }
+        out
+    }
+
+    async fn transfer(&self, r: &FetchRequest) -> Result<Transfer, String> {
+        let limit = self.lock().map(|c| c.config().max_body).unwrap_or(4 << 20);
+        let mut wait = self.opts.backoff;
+        let mut last = String::new();
+        for attempt in 0..=self.opts.retries {
+            if attempt > 0 {
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            let mut req = self.http.get(&r.url);
+            for (k, v) in &r.headers {
+                req = req.header(k.as_str(), v.as_str());
+            }
+            match req.send().await {
+                Ok(mut resp) => {
+                    let status = resp.status().as_u16();
+                    let headers: Vec<(String, String)> = resp
+                        .headers()
+                        .iter()
+                        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+                        .collect();
+                    let mut body = Vec::new();
+                    let mut failed = None;
+                    loop {
+                        match resp.chunk().await {
+                            Ok(Some(c)) => {
+                                body.extend_from_slice(&c);
+                                if body.len() > limit {
+                                    break; // the core reports the size
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(e) => {
+                                failed = Some(format!("reading the body: {e}"));
+                                break;
+                            }
+                        }
+                    }
+                    match failed {
+                        Some(e) => last = e,
+                        None if (500..600).contains(&status) => last = format!("HTTP {status}"),
+                        None => return Ok((status, headers, body)),
+                    }
+                }
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(last)
+    }
+}

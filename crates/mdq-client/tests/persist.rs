@@ -1,0 +1,106 @@
+//! The persistent cache directory: a restarted client serves a known entity without the
+//! network, revalidates an expired one with If-None-Match, and does not restore a document that
+//! no longer verifies.
+#![cfg(feature = "blocking")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Act, http, server};
+use mdq_client::io::blocking::{BlockingClient, Options};
+use mdq_client::{BaseUrl, Config, Identifier};
+use openssl::pkey::PKey;
+use openssl::rsa::Rsa;
+use saml_core::dsig::{SignOptions, SigningKey, TrustedKeys};
+use saml_metadata::model::{Binding, EntityDescriptor, SpSso};
+
+const SP: &str = "https://sp.example.org/shibboleth";
+const XML: (&str, &str) = ("Content-Type", "application/samlmetadata+xml");
+
+#[test]
+fn restart_from_the_cache_directory() {
+    let key = SigningKey::new(PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(), None).unwrap();
+    let mut keys = TrustedKeys::new();
+    keys.add_public_key(key.public_key().unwrap(), "mdq")
+        .unwrap();
+    let doc = EntityDescriptor::builder(SP)
+        .sp(SpSso::builder().acs(Binding::HttpPost, "https://sp.example.org/acs"))
+        .build()
+        .unwrap()
+        .sign(&key, &SignOptions::default())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        cache_dir: Some(dir.path().to_owned()),
+        retries: 0,
+        timeout: Duration::from_secs(2),
+        ..Options::default()
+    };
+    let id = Identifier::entity_id(SP).unwrap();
+
+    // First run: fetched once (lifetime 1 h), persisted.
+    let (base, _) = server(vec![Act::Send(http(
+        "200 OK",
+        &[XML, ("ETag", "\"e1\""), ("Cache-Control", "max-age=3600")],
+        &doc,
+    ))]);
+    let c = BlockingClient::new(
+        Config::new(BaseUrl::parse(&base).unwrap(), keys.clone()),
+        opts.clone(),
+    );
+    assert!(c.get(&id).unwrap().is_some());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        2,
+        "{{sha1}}.xml and .meta"
+    );
+
+    // Restart with the server gone: served from the restored cache.
+    let dead = "http://127.0.0.1:9/"; // discard port: nothing listens
+    let c = BlockingClient::new(
+        Config::new(BaseUrl::parse(dead).unwrap(), keys.clone()),
+        opts.clone(),
+    );
+    assert_eq!(c.cached(), 1);
+    assert_eq!(c.get(&id).unwrap().unwrap().entity_id, SP);
+
+    // Restart with the entry expired: revalidated with If-None-Match, 304 keeps it.
+    let meta = dir
+        .path()
+        .join(format!("{}.meta", saml_metadata::model::sha1_hex(SP)));
+    let text = std::fs::read_to_string(&meta).unwrap();
+    let expired: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("expires=") {
+                "expires=1700000000".to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&meta, expired).unwrap();
+    let (base, seen) = server(vec![Act::Send(http("304 Not Modified", &[], b""))]);
+    let mut cfg = Config::new(BaseUrl::parse(&base).unwrap(), keys);
+    cfg.max_stale = Duration::from_secs(10 * 365 * 86400);
+    let c = BlockingClient::new(cfg, opts.clone());
+    assert!(c.get(&id).unwrap().is_some());
+    assert!(
+        seen.lock().unwrap()[0]
+            .to_ascii_lowercase()
+            .contains("if-none-match: \"e1\"")
+    );
+
+    // Another federation key: nothing is restored.
+    let other =
+        SigningKey::new(PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(), None).unwrap();
+    let mut other_keys = TrustedKeys::new();
+    other_keys
+        .add_public_key(other.public_key().unwrap(), "other")
+        .unwrap();
+    let c = BlockingClient::new(Config::new(BaseUrl::parse(dead).unwrap(), other_keys), opts);
+    assert_eq!(c.cached(), 0);
+}
