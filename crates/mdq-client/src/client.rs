@@ -88,6 +88,13 @@ impl Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Token(u64);
 
+impl Token {
+    /// A token for a request outside the cache (an "all entities" fetch).
+    pub fn detached() -> Token {
+        Token(0)
+    }
+}
+
 /// A GET the adapter must perform.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchRequest {

@@ -158,28 +158,8 @@ pub fn handle(
             resp.header("content-type").unwrap_or_default()
         )));
     }
-    if resp.body.len() > max_body {
-        return Err(Error::Response(format!(
-            "body larger than {max_body} bytes"
-        )));
-    }
-    let decoded;
-    let body = match resp
-        .header("content-encoding")
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        None | Some("identity") => resp.body,
-        Some("gzip" | "x-gzip") => {
-            decoded = gunzip(resp.body, max_body)?;
-            &decoded
-        }
-        Some(other) => {
-            return Err(Error::Response(format!(
-                "unsupported Content-Encoding {other}"
-            )));
-        }
-    };
+    let decoded = decode_body(resp, max_body)?;
+    let body = decoded.as_slice();
     let agg = load::load(body, policy)?;
     let (entity, valid_until) = pick(id, &agg)?;
     let Some(entity) = entity else {
@@ -196,6 +176,46 @@ pub fn handle(
         document: body.to_vec(),
         entity: Box::new(entity.clone()),
     })
+}
+
+/// Interprets the answer to an "all entities" request (`base + "entities"`): the verified
+/// aggregate (`None` for 304 or 404), after the same status, encoding, size and Content-Type
+/// checks as a single lookup.
+pub fn handle_all(
+    resp: &HttpResponse<'_>,
+    policy: &Policy,
+    max_body: usize,
+) -> Result<Option<Aggregate>, Error> {
+    match resp.status {
+        200 => {}
+        304 | 404 => return Ok(None),
+        s => return Err(Error::Response(format!("HTTP status {s}"))),
+    }
+    if !content_type_ok(resp.header("content-type")) {
+        return Err(Error::Response("unexpected Content-Type".into()));
+    }
+    let body = decode_body(resp, max_body)?;
+    Ok(Some(load::load(&body, policy)?))
+}
+
+/// The body, size-checked and gunzipped when `Content-Encoding` says so.
+fn decode_body(resp: &HttpResponse<'_>, max_body: usize) -> Result<Vec<u8>, Error> {
+    if resp.body.len() > max_body {
+        return Err(Error::Response(format!(
+            "body larger than {max_body} bytes"
+        )));
+    }
+    match resp
+        .header("content-encoding")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("identity") => Ok(resp.body.to_vec()),
+        Some("gzip" | "x-gzip") => gunzip(resp.body, max_body),
+        Some(other) => Err(Error::Response(format!(
+            "unsupported Content-Encoding {other}"
+        ))),
+    }
 }
 
 /// The entity answering `id` in a verified document (a bare EntityDescriptor, or an

@@ -200,6 +200,43 @@ fn faults() {
             |e| matches!(e, Error::Response(_)),
         ),
     ];
+    // "All entities": a signed aggregate, then a 404, then one signed by another key.
+    let agg = saml_metadata::model::EntitiesDescriptor::combine(
+        "urn:example:all",
+        ["https://a.example.org/sp", "https://b.example.org/sp"]
+            .iter()
+            .map(|i| {
+                EntityDescriptor::builder(i)
+                    .sp(SpSso::builder().acs(Binding::HttpPost, "https://sp.example.org/acs"))
+                    .build()
+                    .unwrap()
+            }),
+        None,
+    )
+    .unwrap();
+    let (base, seen) = server(vec![
+        Act::Send(http(
+            "200 OK",
+            &[XML],
+            &agg.sign(&f.key, &SignOptions::default()).unwrap(),
+        )),
+        Act::Send(http("404 Not Found", &[], b"")),
+        Act::Send(http(
+            "200 OK",
+            &[XML],
+            &agg.sign(&other.key, &SignOptions::default()).unwrap(),
+        )),
+    ]);
+    let c = client(&f, &base, quick(), Duration::from_secs(600));
+    assert_eq!(c.all().unwrap().unwrap().len(), 2);
+    assert!(
+        seen.lock().unwrap()[0].starts_with("GET /entities HTTP/1.1"),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    assert!(c.all().unwrap().is_none());
+    assert!(matches!(c.all(), Err(Error::Metadata(_))));
+
     for (name, bad, expect) in cases {
         let (base, _) = server(vec![
             Act::Send(bad),

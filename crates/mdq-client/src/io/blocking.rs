@@ -90,6 +90,41 @@ impl BlockingClient {
         }
     }
 
+    /// All entities (`base + "entities"`), verified; `None` when the server has none (404).
+    /// Not cached: use it to seed or audit, per-entity lookups for everyday use.
+    pub fn all(&self) -> Result<Option<saml_metadata::load::Aggregate>, Error> {
+        let (url, policy, max) = {
+            let core = self.lock()?;
+            let mut p =
+                saml_metadata::load::Policy::new(core.config().keys.clone(), SystemTime::now());
+            p.clock_skew = core.config().clock_skew;
+            (
+                core.config().base.all(),
+                p,
+                core.config().max_body.max(256 << 20),
+            )
+        };
+        let r = FetchRequest {
+            token: crate::client::Token::detached(),
+            id: Identifier::EntityId(url.clone()),
+            url,
+            headers: vec![
+                ("Accept".into(), crate::client::SAML_METADATA_TYPE.into()),
+                ("Accept-Encoding".into(), "gzip".into()),
+            ],
+        };
+        let (status, headers, body) = self.transfer_limited(&r, max).map_err(Error::Transport)?;
+        crate::response::handle_all(
+            &HttpResponse {
+                status,
+                headers: &headers,
+                body: &body,
+            },
+            &policy,
+            max,
+        )
+    }
+
     fn fetch(&self, r: FetchRequest) -> Result<Option<Arc<EntityDescriptor>>, Error> {
         let result = self.transfer(&r);
         let mut core = self.lock()?;
@@ -122,6 +157,17 @@ impl BlockingClient {
     /// GET with retries; 5xx and transport errors are retried, everything else is returned.
     #[allow(clippy::type_complexity)]
     fn transfer(&self, r: &FetchRequest) -> Result<(u16, Vec<(String, String)>, Vec<u8>), String> {
+        let limit = self.lock().map(|c| c.config().max_body).unwrap_or(4 << 20);
+        self.transfer_limited(r, limit)
+    }
+
+    /// GET with retries, the body read up to `limit` + 1 bytes.
+    #[allow(clippy::type_complexity)]
+    fn transfer_limited(
+        &self,
+        r: &FetchRequest,
+        limit: usize,
+    ) -> Result<(u16, Vec<(String, String)>, Vec<u8>), String> {
         let mut wait = self.opts.backoff;
         let mut last = String::new();
         for attempt in 0..=self.opts.retries {
@@ -141,8 +187,12 @@ impl BlockingClient {
                         .iter()
                         .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
                         .collect();
-                    let limit = self.lock().map(|c| c.config().max_body).unwrap_or(4 << 20) as u64;
-                    match resp.body_mut().with_config().limit(limit + 1).read_to_vec() {
+                    match resp
+                        .body_mut()
+                        .with_config()
+                        .limit(limit as u64 + 1)
+                        .read_to_vec()
+                    {
                         Ok(body) if (500..600).contains(&status) => {
                             last = format!("HTTP {status}");
                             let _ = body;
