@@ -7,11 +7,25 @@
 //!
 //! In scope: [`url`] (base URL validation, path-segment encoding, `{sha1}`), [`response`]
 //! (status codes, gzip, size limits, lenient Content-Type, verification through saml-metadata,
-//! lifetimes from Cache-Control / cacheDuration / Expires / validUntil), [`client`] (the sans-IO
-//! core: cache with clamping, early refresh, negative caching, serve-stale-on-error, LRU bounds,
-//! coalesced lookups), and with feature `blocking` an adapter over ureq ([`io::blocking`]).
-//! Not yet: the tokio adapter, the persistent cache directory, the fault-injecting server tests,
-//! benches and the fuzz target (see the issue notes).
+//! lifetimes from Cache-Control / cacheDuration / Expires / validUntil, "all entities"
+//! answers), [`client`] (the sans-IO core: cache with clamping, early refresh, negative caching,
+//! serve-stale-on-error, LRU bounds, coalesced lookups, snapshots for a persistent cache), and
+//! the IO adapters in [`io`]: the cache directory, feature `blocking` (ureq) and feature `tokio`
+//! (reqwest), both with OpenSSL TLS. Out of scope: serving MDQ (see pyFF, or the demo's loopback
+//! responder in `saml-examples`), the JSON (discojson) profile.
+//!
+//! ```
+//! use std::time::SystemTime;
+//! use mdq_client::{client::Lookup, BaseUrl, Client, Config, Identifier};
+//! # let keys = saml_core::dsig::TrustedKeys::new();
+//! let mut core = Client::new(Config::new(BaseUrl::parse("https://mdq.example.org/")?, keys));
+//! let id = Identifier::entity_id("https://idp.example.org/idp/shibboleth")?;
+//! match core.lookup(&id, SystemTime::now()) {
+//!     Lookup::Fetch(req) => assert_eq!(req.url, "https://mdq.example.org/entities/https:%2F%2Fidp.example.org%2Fidp%2Fshibboleth"),
+//!     other => unreachable!("{other:?}"),
+//! }
+//! # Ok::<(), mdq_client::Error>(())
+//! ```
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
