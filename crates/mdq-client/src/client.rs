@@ -252,16 +252,16 @@ impl Client {
         let key = id.key();
         self.clock += 1;
         let clock = self.clock;
-        let pending = self.by_key.get(&key).copied();
-        if let Some(e) = self.entries.get_mut(&key) {
+        let pending = self.by_key.get(key).copied();
+        if let Some(e) = self.entries.get_mut(key) {
             e.used = clock;
             // Only an entity whose ID matches is served (a {sha1} and an entityID lookup share the key).
             let fresh = now < e.expires;
             match (&e.value, fresh) {
-                (Value::Found { entity, .. }, true) if id.matches(&entity.entity_id) => {
+                (Value::Found { entity, .. }, true) if id.matches_keyed(&entity.entity_id) => {
                     let entity = entity.clone();
                     let due = now >= e.refresh_at;
-                    let refresh = (due && pending.is_none()).then(|| self.request(id, &key));
+                    let refresh = (due && pending.is_none()).then(|| self.request(id, key));
                     return Lookup::Hit { entity, refresh };
                 }
                 (Value::Missing, true) => return Lookup::NotFound,
@@ -270,7 +270,7 @@ impl Client {
         }
         match pending {
             Some(t) => Lookup::Pending(t),
-            None => Lookup::Fetch(self.request(id, &key)),
+            None => Lookup::Fetch(self.request(id, key)),
         }
     }
 
@@ -363,7 +363,7 @@ impl Client {
                 value: Value::Found { entity, .. },
                 expires,
                 ..
-            }) if now < *expires + self.cfg.max_stale && id.matches(&entity.entity_id) => {
+            }) if now < *expires + self.cfg.max_stale && id.matches_keyed(&entity.entity_id) => {
                 Some(entity.clone())
             }
             _ => None,
@@ -462,7 +462,9 @@ impl Client {
     pub fn poll_refresh(&mut self, now: SystemTime) -> Option<FetchRequest> {
         let (key, id) = self.entries.iter().find_map(|(k, e)| match &e.value {
             Value::Found { entity, .. } if now >= e.refresh_at && !self.by_key.contains_key(k) => {
-                Some((k.clone(), Identifier::EntityId(entity.entity_id.clone())))
+                Identifier::entity_id(&entity.entity_id)
+                    .ok()
+                    .map(|i| (k.clone(), i))
             }
             _ => None,
         })?;
@@ -471,7 +473,7 @@ impl Client {
 
     /// The cached document of `id`, for a persistent cache.
     pub fn snapshot(&self, id: &Identifier) -> Option<Snapshot> {
-        match self.entries.get(&id.key()) {
+        match self.entries.get(id.key()) {
             Some(Entry {
                 value:
                     Value::Found {
@@ -481,7 +483,7 @@ impl Client {
                     },
                 expires,
                 ..
-            }) if id.matches(&entity.entity_id) => Some(Snapshot {
+            }) if id.matches_keyed(&entity.entity_id) => Some(Snapshot {
                 entity_id: entity.entity_id.clone(),
                 document: document.clone(),
                 etag: etag.clone(),
@@ -518,12 +520,12 @@ impl Client {
             .expires
             .duration_since(now)
             .unwrap_or(Duration::ZERO);
-        self.insert(id.key(), value, ttl, now);
+        self.insert(id.key().to_owned(), value, ttl, now);
         Ok(())
     }
 
     /// When the cached entry for `id` was fetched and when it expires.
     pub fn entry_times(&self, id: &Identifier) -> Option<(SystemTime, SystemTime)> {
-        self.entries.get(&id.key()).map(|e| (e.fetched, e.expires))
+        self.entries.get(id.key()).map(|e| (e.fetched, e.expires))
     }
 }

@@ -68,13 +68,12 @@ impl BaseUrl {
     }
 }
 
-/// What a lookup asks for.
+/// What a lookup asks for: an entityID, or the `{sha1}` transform of one. The cache key (the
+/// SHA-1 hex of the entityID) is computed once, when the identifier is made.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Identifier {
-    /// An entityID, sent as is (percent-encoded).
-    EntityId(String),
-    /// The `{sha1}` transform: 40 lower-case hex digits.
-    Sha1(String),
+pub struct Identifier {
+    entity_id: Option<String>,
+    key: String,
 }
 
 impl Identifier {
@@ -83,12 +82,18 @@ impl Identifier {
         if id.is_empty() {
             return Err(Error::Url("empty entityID".into()));
         }
-        Ok(Identifier::EntityId(id.to_owned()))
+        Ok(Identifier {
+            entity_id: Some(id.to_owned()),
+            key: sha1_hex(id),
+        })
     }
 
     /// The `{sha1}` identifier of an entityID.
     pub fn sha1_of(entity_id: &str) -> Identifier {
-        Identifier::Sha1(sha1_hex(entity_id))
+        Identifier {
+            entity_id: None,
+            key: sha1_hex(entity_id),
+        }
     }
 
     /// Parses `{sha1}` + 40 hex digits (upper case is folded to lower case, which servers
@@ -100,39 +105,50 @@ impl Identifier {
         if hex.len() != 40 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Error::Url(format!("{s:?}: {{sha1}} needs 40 hex digits")));
         }
-        Ok(Identifier::Sha1(hex.to_ascii_lowercase()))
+        Ok(Identifier {
+            entity_id: None,
+            key: hex.to_ascii_lowercase(),
+        })
+    }
+
+    /// The entityID, for an entityID lookup.
+    pub fn as_entity_id(&self) -> Option<&str> {
+        self.entity_id.as_deref()
     }
 
     /// The cache key: the SHA-1 hex of the entityID, whichever form was asked for.
-    pub fn key(&self) -> String {
-        match self {
-            Identifier::EntityId(e) => sha1_hex(e),
-            Identifier::Sha1(h) => h.clone(),
-        }
+    pub fn key(&self) -> &str {
+        &self.key
     }
 
     /// Whether an entity with `entity_id` answers this identifier.
     pub fn matches(&self, entity_id: &str) -> bool {
-        match self {
-            Identifier::EntityId(e) => e == entity_id,
-            Identifier::Sha1(h) => sha1_hex(entity_id) == *h,
+        match &self.entity_id {
+            Some(e) => e == entity_id,
+            None => sha1_hex(entity_id) == self.key,
         }
+    }
+
+    /// Like [`Identifier::matches`] for an entity already known to have this identifier's key
+    /// (found under it): only an entityID lookup needs comparing.
+    pub(crate) fn matches_keyed(&self, entity_id: &str) -> bool {
+        self.entity_id.as_deref().is_none_or(|e| e == entity_id)
     }
 
     /// The identifier as one encoded path segment.
     pub fn path_segment(&self) -> String {
-        match self {
-            Identifier::EntityId(e) => encode_segment(e),
-            Identifier::Sha1(h) => format!("%7Bsha1%7D{h}"),
+        match &self.entity_id {
+            Some(e) => encode_segment(e),
+            None => format!("%7Bsha1%7D{}", self.key),
         }
     }
 }
 
 impl std::fmt::Display for Identifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Identifier::EntityId(e) => f.write_str(e),
-            Identifier::Sha1(h) => write!(f, "{{sha1}}{h}"),
+        match &self.entity_id {
+            Some(e) => f.write_str(e),
+            None => write!(f, "{{sha1}}{}", self.key),
         }
     }
 }

@@ -433,9 +433,16 @@ impl EntityDescriptor {
 
 /// Lower-case hex SHA-1 of `s` (the MDQ `{sha1}` transform).
 pub fn sha1_hex(s: &str) -> String {
-    openssl::hash::hash(openssl::hash::MessageDigest::sha1(), s.as_bytes())
-        .map(|d| d.iter().map(|b| format!("{b:02x}")).collect())
-        .unwrap_or_default()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let Ok(d) = openssl::hash::hash(openssl::hash::MessageDigest::sha1(), s.as_bytes()) else {
+        return String::new();
+    };
+    let mut out = String::with_capacity(40);
+    for b in d.iter() {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    out
 }
 
 /// A child of an `EntitiesDescriptor`, in document order.

@@ -106,7 +106,7 @@ impl BlockingClient {
         };
         let r = FetchRequest {
             token: crate::client::Token::detached(),
-            id: Identifier::EntityId(url.clone()),
+            id: Identifier::sha1_of(&url),
             url,
             headers: vec![
                 ("Accept".into(), crate::client::SAML_METADATA_TYPE.into()),
