@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: the end-to-end demo (key pair, signed metadata, verification, xmlsec1 cross-check,
-# attacks rejected). Installs what it needs. Output files go to target/demo.
+# attacks rejected; a 2,000-entity aggregate loaded, filtered, republished; Web SSO; SAML20 SASL
+# between XMPP servers; MDQ lookups). Installs what it needs. Output files go to target/demo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
