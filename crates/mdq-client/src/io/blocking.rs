@@ -128,23 +128,8 @@ impl BlockingClient {
     fn fetch(&self, r: FetchRequest) -> Result<Option<Arc<EntityDescriptor>>, Error> {
         let result = self.transfer(&r);
         let mut core = self.lock()?;
-        let now = SystemTime::now();
-        let out = match result {
-            Ok((status, headers, body)) => core.handle_response(
-                r.token,
-                &HttpResponse {
-                    status,
-                    headers: &headers,
-                    body: &body,
-                },
-                now,
-            ),
-            Err(e) => core.handle_failure(r.token, &e, now),
-        };
-        let snapshot = match (&out, &self.opts.cache_dir) {
-            (Ok(Some(_)), Some(_)) => core.snapshot(&r.id),
-            _ => None,
-        };
+        let (out, snapshot) =
+            crate::io::complete(&mut core, &r, result, self.opts.cache_dir.is_some());
         drop(core);
         if let (Some(s), Some(dir)) = (snapshot, &self.opts.cache_dir) {
             // A full disk only loses persistence, not the lookup.

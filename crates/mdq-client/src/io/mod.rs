@@ -39,6 +39,42 @@ pub mod options {
 #[cfg(feature = "tokio")]
 pub mod tokio;
 
+/// What a transfer gave: status, header fields and body, or a transport error.
+#[cfg(any(feature = "blocking", feature = "tokio"))]
+pub(crate) type Transfer = Result<(u16, Vec<(String, String)>, Vec<u8>), String>;
+
+/// Hands a finished transfer to the core; returns the lookup's result and, when `persist` and it
+/// produced an entity, the snapshot to save (the adapter saves it outside its lock).
+#[cfg(any(feature = "blocking", feature = "tokio"))]
+pub(crate) fn complete(
+    core: &mut crate::client::Client,
+    r: &crate::client::FetchRequest,
+    result: Transfer,
+    persist: bool,
+) -> (
+    Result<Option<std::sync::Arc<saml_metadata::model::EntityDescriptor>>, crate::Error>,
+    Option<crate::client::Snapshot>,
+) {
+    let now = std::time::SystemTime::now();
+    let out = match result {
+        Ok((status, headers, body)) => core.handle_response(
+            r.token,
+            &crate::response::HttpResponse {
+                status,
+                headers: &headers,
+                body: &body,
+            },
+            now,
+        ),
+        Err(e) => core.handle_failure(r.token, &e, now),
+    };
+    let snapshot = match &out {
+        Ok(Some(_)) if persist => core.snapshot(&r.id),
+        _ => None,
+    };
+    (out, snapshot)
+}
+
 pub mod persist {
     //! A persistent cache directory: for each entity `{sha1}.xml` (the signed document as
     //! received) and `{sha1}.meta` (`entity_id=`, `etag=`, `expires=` in Unix seconds), written

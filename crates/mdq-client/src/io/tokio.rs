@@ -11,7 +11,6 @@ use tokio::sync::Notify;
 use crate::client::{Client, Config, FetchRequest, Lookup};
 use crate::error::Error;
 use crate::io::options::Options;
-use crate::response::HttpResponse;
 use crate::url::Identifier;
 
 /// A shareable async MDQ client (wrap it in an `Arc` for several tasks).
@@ -22,8 +21,6 @@ pub struct AsyncClient {
     http: reqwest::Client,
     opts: Options,
 }
-
-type Transfer = (u16, Vec<(String, String)>, Vec<u8>);
 
 impl AsyncClient {
     /// A client for `cfg` with `opts`; entries in `opts.cache_dir` are verified and restored.
@@ -88,24 +85,7 @@ impl AsyncClient {
         let result = self.transfer(&r).await;
         let (out, snapshot) = {
             let mut core = self.lock()?;
-            let now = SystemTime::now();
-            let out = match result {
-                Ok((status, headers, body)) => core.handle_response(
-                    r.token,
-                    &HttpResponse {
-                        status,
-                        headers: &headers,
-                        body: &body,
-                    },
-                    now,
-                ),
-                Err(e) => core.handle_failure(r.token, &e, now),
-            };
-            let snapshot = match (&out, &self.opts.cache_dir) {
-                (Ok(Some(_)), Some(_)) => core.snapshot(&r.id),
-                _ => None,
-            };
-            (out, snapshot)
+            crate::io::complete(&mut core, &r, result, self.opts.cache_dir.is_some())
         };
         self.done.notify_waiters();
         if let (Some(s), Some(dir)) = (snapshot, &self.opts.cache_dir) {
@@ -114,7 +94,7 @@ impl AsyncClient {
         out
     }
 
-    async fn transfer(&self, r: &FetchRequest) -> Result<Transfer, String> {
+    async fn transfer(&self, r: &FetchRequest) -> crate::io::Transfer {
         let limit = self.lock().map(|c| c.config().max_body).unwrap_or(4 << 20);
         let mut wait = self.opts.backoff;
         let mut last = String::new();
