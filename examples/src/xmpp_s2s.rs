@@ -90,7 +90,6 @@ fn respond(stream: &mut TcpStream, status: &str, extra: &str, body: &str) -> Res
 
 /// The IdP: `GET /sso?SAMLRequest=…` → login (once per cookie) → auto-submit form to the ACS.
 struct Idp {
-    addr: SocketAddr,
     logins: Arc<Mutex<u32>>,
 }
 
@@ -161,7 +160,7 @@ fn start_idp(
             }
         }
     });
-    Ok((Idp { addr, logins }, handle))
+    Ok((Idp { logins }, handle))
 }
 
 /// The agent's browser: GET with its cookie jar, then POST the form it gets.
@@ -476,6 +475,6 @@ pub fn run() -> Res<Vec<Report>> {
     }
     // The IdP thread ends after one request per destination; after a failure it may still wait
     // for one, so it is left to end with the process rather than joined.
-    let _ = (idp.addr, idp_thread);
+    drop(idp_thread);
     Ok(reports)
 }
