@@ -185,6 +185,20 @@ fn validator(w: &OurSp) -> ResponseValidator {
     v
 }
 
+/// Validates `xml` now, as the answer to `req`, with a fresh replay cache.
+fn check(
+    v: &ResponseValidator,
+    xml: &[u8],
+    req: &AuthnRequest,
+) -> Result<saml_core::protocol::ValidatedResponse, saml_core::Error> {
+    v.validate(
+        xml,
+        SystemTime::now(),
+        &mut outstanding(req),
+        &mut MemoryReplayCache::new(),
+    )
+}
+
 fn outstanding(req: &AuthnRequest) -> OutstandingRequests {
     let mut o = OutstandingRequests::new();
     o.insert(
@@ -203,14 +217,7 @@ fn our_sp_with_the_pysaml2_idp() {
     // Redirect binding, Response and Assertion signed by pysaml2.
     let req = request();
     let xml = via_redirect(&w, &req, &[]).unwrap_or_else(|e| panic!("{e}"));
-    let ok = v
-        .validate(
-            &xml,
-            SystemTime::now(),
-            &mut outstanding(&req),
-            &mut MemoryReplayCache::new(),
-        )
-        .unwrap_or_else(|e| panic!("{e}\n{}", text(&xml)));
+    let ok = check(&v, &xml, &req).unwrap_or_else(|e| panic!("{e}\n{}", text(&xml)));
     assert!(ok.response_signed && ok.assertion_signed);
     assert_eq!(ok.issuer, PY_IDP);
     assert_eq!(ok.name_id().unwrap().value, "alice-pysaml2");
@@ -224,15 +231,7 @@ fn our_sp_with_the_pysaml2_idp() {
 
     // The same Response refused: tampered, expired, another audience, another request.
     let tampered = text(&xml).replace("alice-pysaml2", "admin-pysaml2");
-    assert!(
-        v.validate(
-            tampered.as_bytes(),
-            SystemTime::now(),
-            &mut outstanding(&req),
-            &mut MemoryReplayCache::new()
-        )
-        .is_err()
-    );
+    assert!(check(&v, tampered.as_bytes(), &req).is_err());
     let later = SystemTime::now() + Duration::from_secs(3600);
     let mut o = OutstandingRequests::new();
     o.insert(&req.id, later + Duration::from_secs(600), later);
@@ -243,37 +242,20 @@ fn our_sp_with_the_pysaml2_idp() {
     let mut other = v.clone();
     other.sp_entity_id = "https://other-sp.rust.test/sp".into();
     assert!(matches!(
-        other.validate(
-            &xml,
-            SystemTime::now(),
-            &mut outstanding(&req),
-            &mut MemoryReplayCache::new()
-        ),
+        check(&other, &xml, &req),
         Err(saml_core::Error::Protocol(
             ProtocolError::AudienceMismatch { .. }
         ))
     ));
     assert!(matches!(
-        v.validate(
-            &xml,
-            SystemTime::now(),
-            &mut outstanding(&request()),
-            &mut MemoryReplayCache::new()
-        ),
+        check(&v, &xml, &request()),
         Err(saml_core::Error::Protocol(ProtocolError::UnknownRequest(_)))
     ));
 
     // Only the assertion signed.
     let req = request();
     let xml = via_redirect(&w, &req, &["--no-sign-response"]).unwrap();
-    let ok = v
-        .validate(
-            &xml,
-            SystemTime::now(),
-            &mut outstanding(&req),
-            &mut MemoryReplayCache::new(),
-        )
-        .unwrap();
+    let ok = check(&v, &xml, &req).unwrap();
     assert!(!ok.response_signed && ok.assertion_signed);
 
     // HTTP-POST binding: an enveloped signature on the request.
@@ -287,15 +269,7 @@ fn our_sp_with_the_pysaml2_idp() {
         &post::encode(&signed),
     ])
     .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        v.validate(
-            &xml,
-            SystemTime::now(),
-            &mut outstanding(&req),
-            &mut MemoryReplayCache::new()
-        )
-        .is_ok()
-    );
+    assert!(check(&v, &xml, &req).is_ok());
 
     // pysaml2 refuses our request once tampered (POST: signed content changed; Redirect:
     // signature from another key).
@@ -326,25 +300,11 @@ fn encrypted_responses_from_pysaml2() {
     let req = request();
     let xml = via_redirect(&w, &req, &["--encrypt", "3des"]).unwrap_or_else(|e| panic!("{e}"));
     assert!(text(&xml).contains("EncryptedAssertion"));
-    let err = v
-        .validate(
-            &xml,
-            SystemTime::now(),
-            &mut outstanding(&req),
-            &mut MemoryReplayCache::new(),
-        )
-        .unwrap_err();
+    let err = check(&v, &xml, &req).unwrap_err();
     assert!(err.to_string().contains("TripleDES"), "{err}");
     let mut legacy = v.clone();
     legacy.legacy_encryption = true;
-    let ok = legacy
-        .validate(
-            &xml,
-            SystemTime::now(),
-            &mut outstanding(&req),
-            &mut MemoryReplayCache::new(),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+    let ok = check(&legacy, &xml, &req).unwrap_or_else(|e| panic!("{e}"));
     assert!(ok.encrypted && ok.assertion_signed);
     assert_eq!(ok.name_id().unwrap().value, "alice-pysaml2");
 
@@ -353,37 +313,17 @@ fn encrypted_responses_from_pysaml2() {
     let xml = via_redirect(&w, &req, &["--encrypt", "aes256-gcm", "--no-sign-response"])
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(text(&xml).contains("aes256-gcm"));
-    let ok = v
-        .validate(
-            &xml,
-            SystemTime::now(),
-            &mut outstanding(&req),
-            &mut MemoryReplayCache::new(),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+    let ok = check(&v, &xml, &req).unwrap_or_else(|e| panic!("{e}"));
     assert!(ok.encrypted && ok.assertion_signed && !ok.response_signed);
 
     // AES-128-CBC inside a signed Response is fine; unsigned around it, refused (padding oracle).
     let req = request();
     let xml = via_redirect(&w, &req, &["--encrypt", "aes128-cbc"]).unwrap();
-    assert!(
-        v.validate(
-            &xml,
-            SystemTime::now(),
-            &mut outstanding(&req),
-            &mut MemoryReplayCache::new()
-        )
-        .is_ok()
-    );
+    assert!(check(&v, &xml, &req).is_ok());
     let req = request();
     let xml = via_redirect(&w, &req, &["--encrypt", "aes128-cbc", "--no-sign-response"]).unwrap();
     assert!(matches!(
-        v.validate(
-            &xml,
-            SystemTime::now(),
-            &mut outstanding(&req),
-            &mut MemoryReplayCache::new()
-        ),
+        check(&v, &xml, &req),
         Err(saml_core::Error::Protocol(ProtocolError::Decryption(_)))
     ));
 }
