@@ -1,0 +1,98 @@
+//! `jabber:x:encrypted` (XEP-0027 §5): the message body as an OpenPGP message encrypted to
+//! the recipients and to oneself, the `<body/>` replaced by a plaintext fallback.
+//!
+//! [`encrypt`] signs inside the encryption by default (one signed-and-encrypted OpenPGP
+//! message, with the recipients as intended recipients): plain XEP-0027 readers decrypt it as
+//! usual, and it gives what XEP-0027 cannot, a message both signed and encrypted. [`decrypt`]
+//! checks that inner signature against the sender's certificates.
+
+use std::time::SystemTime;
+
+use sequoia_openpgp::Cert;
+
+use crate::armor;
+use crate::keys::{CertLookup, Identity, SecretKeyStore};
+use crate::openpgp::{self, Verified};
+use crate::policy::Policy;
+use crate::signed::sender;
+use crate::stanza::{Element, Kind, NS_ENCRYPTED, Stanza};
+use crate::{Error, Result};
+
+/// The `<body/>` that replaces an encrypted one (XEP-0027 §5 suggests such a text).
+pub const FALLBACK_BODY: &str = "This message is encrypted.";
+
+/// Encrypts the `<body/>` of a message to `recipients` and to `me`, signed by `me` inside
+/// when `sign` is set.
+pub fn encrypt(
+    stanza: &mut Stanza,
+    me: &Identity,
+    recipients: &[&Cert],
+    sign: bool,
+    policy: &Policy,
+    now: SystemTime,
+) -> Result<()> {
+    if stanza.kind() != Kind::Message {
+        return Err(Error::State("only messages are encrypted".into()));
+    }
+    let body = stanza
+        .body()?
+        .ok_or_else(|| Error::Stanza("no <body/> to encrypt".into()))?;
+    let own = me.public_cert();
+    let mut to: Vec<&Cert> = recipients.to_vec();
+    if !to.iter().any(|c| c.fingerprint() == own.fingerprint()) {
+        to.push(&own);
+    }
+    let signer = if sign {
+        Some(me.signer(policy, now)?)
+    } else {
+        None
+    };
+    let ct = openpgp::encrypt(body.as_bytes(), &to, signer, policy, now)?;
+    let el = stanza.element_mut();
+    el.remove_children("x", NS_ENCRYPTED);
+    el.push(Element::new("x", NS_ENCRYPTED).with_text(&armor::encode(&ct)));
+    stanza.set_body(FALLBACK_BODY);
+    Ok(())
+}
+
+/// A decrypted message.
+#[derive(Clone, Debug)]
+pub struct Decrypted {
+    /// The body text.
+    pub body: String,
+    /// The signature inside, verified against the sender's certificates; `None` when the
+    /// message was not signed.
+    pub signature: Option<Verified>,
+}
+
+/// The encrypted payload of a message (binary OpenPGP), if it has one.
+pub fn payload(stanza: &Stanza) -> Result<Option<Vec<u8>>> {
+    match stanza.element().only_child("x", NS_ENCRYPTED)? {
+        Some(x) => Ok(Some(armor::decode(&x.text())?)),
+        None => Ok(None),
+    }
+}
+
+/// Decrypts a message's `jabber:x:encrypted` with `keys`; a signature inside must verify with
+/// the certificates of the stanza's sender (bare `from`).
+pub fn decrypt(
+    stanza: &Stanza,
+    keys: &dyn SecretKeyStore,
+    certs: &dyn CertLookup,
+    policy: &Policy,
+    now: SystemTime,
+) -> Result<Decrypted> {
+    let ct = payload(stanza)?
+        .ok_or_else(|| Error::Stanza("no <x xmlns='jabber:x:encrypted'/>".into()))?;
+    let signers = match sender(stanza) {
+        Ok(j) => certs.by_jid(j.bare()),
+        Err(_) => Vec::new(),
+    };
+    let d = openpgp::decrypt(&ct, keys, &signers, policy, now)?;
+    let body = String::from_utf8(d.plaintext)
+        .map_err(|_| Error::Stanza("decrypted body is not UTF-8".into()))?;
+    Ok(Decrypted {
+        body,
+        signature: d.signature,
+    })
+}

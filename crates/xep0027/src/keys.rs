@@ -1,0 +1,333 @@
+//! Where certificates and secret keys come from.
+//!
+//! [`CertLookup`] finds the certificates of a signer, by key handle (what an OpenPGP signature
+//! names) and by bare JID (who the stanza says sent it: verification only uses certificates
+//! bound to the sender's JID, so a valid signature by someone else's key is refused, which
+//! XEP-0027 itself never checks). [`Keyring`] implements it in memory, loaded from
+//! certificates or from an OpenPGP keyring file (binary or armored, e.g. `gpg --export`);
+//! an LDAP directory or a PKI's key publisher plugs in by implementing the trait.
+//!
+//! A certificate is bound to a JID by a User ID `xmpp:juliet@example.org` (XEP-0373 §4.1) or
+//! explicitly with [`Keyring::bind`] (a PKI that assigns keys, or a GnuPG key whose User ID
+//! is a name and e-mail address).
+//!
+//! [`SecretKeyStore`] hands out decryption keys; [`Identity`] is one's own JID and certificate
+//! with its secret keys, used to sign and decrypt.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use openpgp::cert::prelude::*;
+use openpgp::crypto::KeyPair;
+use openpgp::packet::Key;
+use openpgp::packet::key::{SecretParts, UnspecifiedRole};
+use openpgp::parse::Parse;
+use openpgp::types::KeyFlags;
+use openpgp::{Cert, Fingerprint, KeyHandle, KeyID};
+use sequoia_openpgp as openpgp;
+
+use crate::error::pgp_msg;
+use crate::jid::Jid;
+use crate::policy::Policy;
+use crate::{Error, Result};
+
+/// Finds certificates for verification and encryption.
+pub trait CertLookup {
+    /// Certificates containing a key with this handle (fingerprint or key ID).
+    fn by_handle(&self, handle: &KeyHandle) -> Vec<Cert>;
+    /// Certificates bound to this bare JID.
+    fn by_jid(&self, bare_jid: &str) -> Vec<Cert>;
+}
+
+/// Hands out secret keys for decryption.
+pub trait SecretKeyStore {
+    /// Unencrypted secret keys that may decrypt a session key addressed to `recipient`
+    /// (`None`: an anonymous recipient, so every decryption key is a candidate), with the
+    /// fingerprint of the certificate each belongs to.
+    fn decryption_keys(
+        &self,
+        recipient: Option<&KeyHandle>,
+    ) -> Vec<(Fingerprint, Key<SecretParts, UnspecifiedRole>)>;
+}
+
+/// An in-memory set of certificates (with or without secret keys), indexed by key and JID.
+#[derive(Clone, Debug, Default)]
+pub struct Keyring {
+    certs: HashMap<Fingerprint, Cert>,
+    by_keyid: HashMap<KeyID, Vec<Fingerprint>>,
+    by_jid: HashMap<String, Vec<Fingerprint>>,
+}
+
+/// The bare JIDs named by a certificate's `xmpp:` User IDs (XEP-0373 §4.1).
+pub fn xmpp_user_ids(cert: &Cert) -> Vec<Jid> {
+    cert.userids()
+        .filter_map(|u| {
+            let v = std::str::from_utf8(u.userid().value()).ok()?;
+            Jid::new(v.strip_prefix("xmpp:")?).ok().map(|j| j.to_bare())
+        })
+        .collect()
+}
+
+impl Keyring {
+    /// An empty keyring.
+    pub fn new() -> Keyring {
+        Keyring::default()
+    }
+
+    /// Reads every certificate of an OpenPGP keyring (binary or armored, several
+    /// certificates concatenated, as `gpg --export` writes it).
+    pub fn from_bytes(data: &[u8]) -> Result<Keyring> {
+        let mut k = Keyring::new();
+        for c in CertParser::from_bytes(data).map_err(|e| Error::OpenPgp(pgp_msg(&e)))? {
+            k.insert(c.map_err(|e| Error::OpenPgp(pgp_msg(&e)))?);
+        }
+        Ok(k)
+    }
+
+    /// Reads a keyring file (see [`Keyring::from_bytes`]).
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Keyring> {
+        Keyring::from_bytes(&std::fs::read(path)?)
+    }
+
+    /// Adds a certificate (merged with what is known under its fingerprint) and binds it to
+    /// the JIDs of its `xmpp:` User IDs.
+    pub fn insert(&mut self, cert: Cert) {
+        let fpr = cert.fingerprint();
+        let cert = match self.certs.remove(&fpr) {
+            Some(old) => old.merge_public_and_secret(cert.clone()).unwrap_or(cert),
+            None => cert,
+        };
+        for ka in cert.keys() {
+            let ids = self.by_keyid.entry(ka.key().keyid()).or_default();
+            if !ids.contains(&fpr) {
+                ids.push(fpr.clone());
+            }
+        }
+        for jid in xmpp_user_ids(&cert) {
+            self.bind_fpr(jid.bare(), &fpr);
+        }
+        self.certs.insert(fpr, cert);
+    }
+
+    /// Binds a known certificate to a JID (the PKI or the administrator says this key is this
+    /// JID's). Fails when the fingerprint is unknown.
+    pub fn bind(&mut self, jid: &Jid, fingerprint: &Fingerprint) -> Result<()> {
+        if !self.certs.contains_key(fingerprint) {
+            return Err(Error::Key(format!(
+                "no certificate {fingerprint} in the keyring"
+            )));
+        }
+        self.bind_fpr(jid.bare(), fingerprint);
+        Ok(())
+    }
+
+    fn bind_fpr(&mut self, bare: &str, fpr: &Fingerprint) {
+        let v = self.by_jid.entry(bare.to_owned()).or_default();
+        if !v.contains(fpr) {
+            v.push(fpr.clone());
+        }
+    }
+
+    /// A certificate by fingerprint.
+    pub fn get(&self, fingerprint: &Fingerprint) -> Option<&Cert> {
+        self.certs.get(fingerprint)
+    }
+
+    /// How many certificates.
+    pub fn len(&self) -> usize {
+        self.certs.len()
+    }
+
+    /// Whether empty.
+    pub fn is_empty(&self) -> bool {
+        self.certs.is_empty()
+    }
+}
+
+impl CertLookup for Keyring {
+    fn by_handle(&self, handle: &KeyHandle) -> Vec<Cert> {
+        let id = KeyID::from(handle);
+        self.by_keyid
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .filter_map(|f| self.certs.get(f))
+            .filter(|c| c.keys().any(|k| k.key().key_handle().aliases(handle)))
+            .cloned()
+            .collect()
+    }
+
+    fn by_jid(&self, bare_jid: &str) -> Vec<Cert> {
+        self.by_jid
+            .get(bare_jid)
+            .into_iter()
+            .flatten()
+            .filter_map(|f| self.certs.get(f))
+            .cloned()
+            .collect()
+    }
+}
+
+fn secret_keys_of(
+    cert: &Cert,
+    recipient: Option<&KeyHandle>,
+) -> Vec<(Fingerprint, Key<SecretParts, UnspecifiedRole>)> {
+    cert.keys()
+        .secret()
+        .filter(|k| recipient.is_none_or(|r| k.key().key_handle().aliases(r)))
+        .filter(|k| !k.key().secret().is_encrypted())
+        .map(|k| {
+            (
+                cert.fingerprint(),
+                k.key()
+                    .clone()
+                    .parts_into_secret()
+                    .map(|k| k.role_into_unspecified()),
+            )
+        })
+        .filter_map(|(f, k)| k.ok().map(|k| (f, k)))
+        .collect()
+}
+
+impl SecretKeyStore for Keyring {
+    fn decryption_keys(
+        &self,
+        recipient: Option<&KeyHandle>,
+    ) -> Vec<(Fingerprint, Key<SecretParts, UnspecifiedRole>)> {
+        match recipient {
+            Some(r) => self
+                .by_handle(r)
+                .iter()
+                .flat_map(|c| secret_keys_of(c, Some(r)))
+                .collect(),
+            None => self
+                .certs
+                .values()
+                .flat_map(|c| secret_keys_of(c, None))
+                .collect(),
+        }
+    }
+}
+
+/// One's own JID and certificate with its (unencrypted) secret keys.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    jid: Jid,
+    cert: Cert,
+}
+
+/// Which key algorithms [`Identity::generate`] uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Suite {
+    /// Ed25519 signing, Curve25519 (ECDH) encryption: small and fast (the default).
+    Cv25519,
+    /// RSA-3072 (for PKIs that require RSA).
+    Rsa3k,
+    /// RSA-2048.
+    Rsa2k,
+}
+
+impl Identity {
+    /// One's identity from a certificate with secret keys. The JID is checked to be bound to
+    /// the certificate by an `xmpp:` User ID unless `bound_elsewhere` says a PKI binds it.
+    pub fn new(jid: Jid, cert: Cert) -> Result<Identity> {
+        if !cert.is_tsk() {
+            return Err(Error::Key(format!(
+                "certificate {} has no secret keys",
+                cert.fingerprint()
+            )));
+        }
+        Ok(Identity {
+            jid: jid.to_bare(),
+            cert,
+        })
+    }
+
+    /// A new certificate for `jid` with the User ID `xmpp:<bare JID>`, a certification-only
+    /// primary key, and signing and encryption subkeys, created one minute before `now` (so
+    /// that it is valid for signatures made at `now` despite clock skew), valid for `validity`.
+    /// Key material comes from sequoia's OpenSSL backend.
+    pub fn generate(
+        jid: &Jid,
+        suite: Suite,
+        now: SystemTime,
+        validity: Option<Duration>,
+    ) -> Result<Identity> {
+        let cs = match suite {
+            Suite::Cv25519 => CipherSuite::Cv25519,
+            Suite::Rsa3k => CipherSuite::RSA3k,
+            Suite::Rsa2k => CipherSuite::RSA2k,
+        };
+        let (cert, _rev) = CertBuilder::new()
+            .set_cipher_suite(cs)
+            .set_creation_time(now - Duration::from_secs(60))
+            .set_validity_period(validity)
+            .add_userid(format!("xmpp:{}", jid.bare()))
+            .add_signing_subkey()
+            .add_subkey(
+                KeyFlags::empty()
+                    .set_transport_encryption()
+                    .set_storage_encryption(),
+                None,
+                None,
+            )
+            .generate()
+            .map_err(|e| Error::Key(pgp_msg(&e)))?;
+        Identity::new(jid.clone(), cert)
+    }
+
+    /// The bare JID.
+    pub fn jid(&self) -> &Jid {
+        &self.jid
+    }
+
+    /// The certificate with secret keys.
+    pub fn cert(&self) -> &Cert {
+        &self.cert
+    }
+
+    /// The certificate without secret keys: what to publish.
+    pub fn public_cert(&self) -> Cert {
+        self.cert.clone().strip_secret_key_material()
+    }
+
+    /// The fingerprint.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.cert.fingerprint()
+    }
+
+    /// A signing key pair valid under `policy` at `now`.
+    pub fn signer(&self, policy: &Policy, now: SystemTime) -> Result<KeyPair> {
+        let ka = self
+            .cert
+            .keys()
+            .with_policy(policy.openpgp(), Some(now))
+            .supported()
+            .alive()
+            .revoked(false)
+            .for_signing()
+            .secret()
+            .find(|k| !k.key().secret().is_encrypted())
+            .ok_or_else(|| {
+                Error::Key(format!(
+                    "no usable unencrypted signing key in {} at this time",
+                    self.cert.fingerprint()
+                ))
+            })?;
+        ka.key()
+            .clone()
+            .into_keypair()
+            .map_err(|e| Error::Key(pgp_msg(&e)))
+    }
+}
+
+impl SecretKeyStore for Identity {
+    fn decryption_keys(
+        &self,
+        recipient: Option<&KeyHandle>,
+    ) -> Vec<(Fingerprint, Key<SecretParts, UnspecifiedRole>)> {
+        secret_keys_of(&self.cert, recipient)
+    }
+}

@@ -1,0 +1,68 @@
+//! # xep0027
+//!
+//! XEP-0027 (Current Jabber OpenPGP Usage) for XMPP: OpenPGP-signed presence and messages
+//! (`jabber:x:signed`) and encrypted messages (`jabber:x:encrypted`), interoperable with GnuPG
+//! and the clients that use it, through sequoia-openpgp with its OpenSSL backend. On top, what
+//! inter-module messaging needs and XEP-0027 lacks: a signed envelope binding sender,
+//! recipient, stanza id and time with a replay window ([`envelope`]), per-conversation
+//! session keys ([`session`]) and moderator-distributed room keys ([`room`]).
+//!
+//! Modules, after the spec concepts: [`stanza`] (presence/message element trees that keep
+//! every other child), [`armor`] (XEP-0027's stripped armor, read tolerantly), [`signed`]
+//! (§3, §4), [`encrypted`] (§5, signed inside), [`openpgp`] (the byte-level operations),
+//! [`keys`] (certificate lookup by key and by JID, keyrings, secret keys, one's identity),
+//! [`policy`] (standard, or the explicit legacy SHA-1-era option), [`jid`], [`time`]
+//! (XEP-0082), [`symmetric`] (AES-256-GCM and the randomness input).
+//!
+//! Sans-IO: time (`now`) and, for the symmetric layer, randomness ([`symmetric::Random`]) are
+//! inputs; nothing here reads the clock or does IO (except [`keys::Keyring::from_file`]).
+//! OpenPGP's own randomness (session keys inside OpenPGP messages, key generation) comes from
+//! sequoia's OpenSSL backend.
+//!
+//! Signed presence with an envelope, checked by the receiver:
+//!
+//! ```
+//! use std::time::{Duration, SystemTime};
+//! use xep0027::{envelope, signed, jid::Jid, keys::{Identity, Keyring, Suite}, policy::Policy, stanza::Stanza};
+//!
+//! let now = SystemTime::now();
+//! let policy = Policy::standard();
+//! let alice = Identity::generate(&Jid::new("alice@example.org")?, Suite::Cv25519, now, None)?;
+//! let mut known = Keyring::new();
+//! known.insert(alice.public_cert()); // bound to alice@example.org by its xmpp: User ID
+//!
+//! let mut p = Stanza::parse("<presence id='p1'><status>Online</status></presence>")?;
+//! signed::sign(&mut p, &alice, &policy, now)?;
+//! envelope::seal(&mut p, &alice, &policy, now)?;
+//!
+//! // The server stamps 'from'; the receiver checks.
+//! let got = Stanza::parse(&p.to_xml())?.with_attr("from", "alice@example.org/desk");
+//! let mut window = envelope::ReplayWindow::new(Duration::from_secs(300), 10_000);
+//! let checked = envelope::check(&got, &known, &policy, &mut window, now)?;
+//! assert_eq!(checked.sender.bare(), "alice@example.org");
+//! assert_eq!(signed::verify(&got, &known, &policy, now)?.signer, alice.fingerprint());
+//! // The same stanza again is a replay.
+//! assert!(envelope::check(&got, &known, &policy, &mut window, now).is_err());
+//! # Ok::<(), xep0027::Error>(())
+//! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod armor;
+mod canonical;
+pub mod encrypted;
+pub mod envelope;
+pub mod error;
+pub mod jid;
+pub mod keys;
+pub mod openpgp;
+pub mod policy;
+pub mod room;
+pub mod session;
+pub mod signed;
+pub mod stanza;
+pub mod symmetric;
+pub mod time;
+
+pub use error::{Error, Result};

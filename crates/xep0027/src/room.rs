@@ -1,0 +1,455 @@
+//! Encrypted rooms with a moderator-distributed key (after XEP-0473's pattern for pubsub;
+//! no MUC specification does it). The [`Moderator`] creates a room key with an id and an
+//! epoch and sends it to each member in a message carrying
+//! `<room-key xmlns='urn:xmpp-federation:xep0027:room:0' room='…' epoch='…'>…</room-key>`: a
+//! signed-and-encrypted OpenPGP message (to that member only) whose plaintext binds the room,
+//! the epoch, the key id, the member's JID, the times and the key.
+//!
+//! A [`Member`] pins the moderator's certificate fingerprint when it joins and refuses keys
+//! not signed by it, for another room or member, or with an epoch not newer than the one it
+//! has (a replayed or rolled-back distribution). Removing a member rotates the key: the new
+//! epoch goes only to the remaining members, so the removed one cannot read later messages.
+//!
+//! Room messages are `groupchat` messages with
+//! `<sealed xmlns='…room:0' room='…' epoch='…' stamp='…'>base64</sealed>` (AES-256-GCM; the
+//! associated data binds room, epoch, sender, stanza id and stamp) and a signed
+//! [`crate::envelope`]: a shared key cannot say which member wrote a message, the sender's
+//! OpenPGP signature does.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use sequoia_openpgp::{Cert, Fingerprint};
+
+use crate::armor;
+use crate::canonical;
+use crate::encrypted::FALLBACK_BODY;
+use crate::envelope::{self, ReplayWindow};
+use crate::jid::Jid;
+use crate::keys::{CertLookup, Identity};
+use crate::openpgp;
+use crate::policy::Policy;
+use crate::signed::sender;
+use crate::stanza::{Element, Kind, Stanza};
+use crate::symmetric::{self, KeyBytes, Random};
+use crate::{Error, Result};
+
+/// The room-key namespace.
+pub const NS_ROOM: &str = "urn:xmpp-federation:xep0027:room:0";
+const RECORD: &str = "urn:xmpp-federation:xep0027:room-key:0";
+const AAD: &str = "urn:xmpp-federation:xep0027:room-message:0";
+
+#[derive(Clone, Debug)]
+struct RoomKey {
+    epoch: u64,
+    id: String,
+    key: KeyBytes,
+    created: SystemTime,
+    expires: SystemTime,
+}
+
+/// The room's moderator: holds the member list and the current key.
+#[derive(Debug)]
+pub struct Moderator {
+    room: Jid,
+    lifetime: Duration,
+    members: BTreeMap<String, Cert>,
+    current: RoomKey,
+}
+
+impl Moderator {
+    /// A room with a first key (epoch 1) valid for `lifetime`, and no members yet.
+    pub fn new(
+        room: &Jid,
+        lifetime: Duration,
+        rng: &mut dyn Random,
+        now: SystemTime,
+    ) -> Result<Moderator> {
+        let current = new_key(1, lifetime, rng, now)?;
+        Ok(Moderator {
+            room: room.to_bare(),
+            lifetime,
+            members: BTreeMap::new(),
+            current,
+        })
+    }
+
+    /// The room.
+    pub fn room(&self) -> &Jid {
+        &self.room
+    }
+
+    /// The current epoch.
+    pub fn epoch(&self) -> u64 {
+        self.current.epoch
+    }
+
+    /// The members (bare JIDs).
+    pub fn members(&self) -> impl Iterator<Item = &str> {
+        self.members.keys().map(String::as_str)
+    }
+
+    /// Adds a member with the certificate its key is sent to. A new member gets the current
+    /// key (it can read messages of this epoch); call [`Moderator::rotate`] first if it must
+    /// not.
+    pub fn add_member(&mut self, jid: &Jid, cert: Cert) {
+        self.members.insert(jid.bare().to_owned(), cert);
+    }
+
+    /// Removes a member and rotates the key; returns whether it was a member.
+    pub fn remove_member(
+        &mut self,
+        jid: &Jid,
+        rng: &mut dyn Random,
+        now: SystemTime,
+    ) -> Result<bool> {
+        let was = self.members.remove(jid.bare()).is_some();
+        self.rotate(rng, now)?;
+        Ok(was)
+    }
+
+    /// Starts a new epoch with a fresh key.
+    pub fn rotate(&mut self, rng: &mut dyn Random, now: SystemTime) -> Result<()> {
+        self.current = new_key(self.current.epoch + 1, self.lifetime, rng, now)?;
+        Ok(())
+    }
+
+    /// The key distribution for every current member: one message each, encrypted to that
+    /// member and signed by the moderator `me`.
+    pub fn distribute(
+        &self,
+        me: &Identity,
+        rng: &mut dyn Random,
+        policy: &Policy,
+        now: SystemTime,
+    ) -> Result<Vec<Stanza>> {
+        self.members
+            .iter()
+            .map(|(jid, cert)| self.distribution(me, jid, cert, rng, policy, now))
+            .collect()
+    }
+
+    /// The key distribution for one member.
+    pub fn distribute_to(
+        &self,
+        me: &Identity,
+        member: &Jid,
+        rng: &mut dyn Random,
+        policy: &Policy,
+        now: SystemTime,
+    ) -> Result<Stanza> {
+        let cert = self
+            .members
+            .get(member.bare())
+            .ok_or_else(|| Error::State(format!("{} is not a member", member.bare())))?;
+        self.distribution(me, member.bare(), cert, rng, policy, now)
+    }
+
+    fn distribution(
+        &self,
+        me: &Identity,
+        member: &str,
+        cert: &Cert,
+        rng: &mut dyn Random,
+        policy: &Policy,
+        now: SystemTime,
+    ) -> Result<Stanza> {
+        let k = &self.current;
+        let epoch = k.epoch.to_string();
+        let (c, e) = (
+            crate::time::format(k.created),
+            crate::time::format(k.expires),
+        );
+        let record = canonical::encode(
+            RECORD,
+            &[
+                self.room.bare().as_bytes(),
+                epoch.as_bytes(),
+                k.id.as_bytes(),
+                member.as_bytes(),
+                c.as_bytes(),
+                e.as_bytes(),
+                k.key.as_bytes(),
+            ],
+        );
+        let ct = openpgp::encrypt(&record, &[cert], Some(me.signer(policy, now)?), policy, now)?;
+        let mut s = Stanza::new(Kind::Message)
+            .with_attr("to", member)
+            .with_attr("id", &symmetric::random_id(rng, 8)?);
+        s.element_mut().push(
+            Element::new("room-key", NS_ROOM)
+                .with_attr("room", self.room.bare())
+                .with_attr("epoch", &epoch)
+                .with_text(&armor::encode(&ct)),
+        );
+        Ok(s)
+    }
+}
+
+fn new_key(
+    epoch: u64,
+    lifetime: Duration,
+    rng: &mut dyn Random,
+    now: SystemTime,
+) -> Result<RoomKey> {
+    // Times are kept at the millisecond precision they are written with.
+    let created = crate::time::parse(&crate::time::format(now))?;
+    let expires = crate::time::parse(&crate::time::format(now + lifetime))?;
+    Ok(RoomKey {
+        epoch,
+        id: symmetric::random_id(rng, 16)?,
+        key: KeyBytes::random(rng)?,
+        created,
+        expires,
+    })
+}
+
+/// A room message, opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomMessage {
+    /// Who wrote it (bare JID, from the signed envelope).
+    pub sender: Jid,
+    /// The key epoch it was sealed with.
+    pub epoch: u64,
+    /// The body.
+    pub body: String,
+}
+
+/// A member's view of a room: the pinned moderator and the keys received.
+#[derive(Debug)]
+pub struct Member {
+    room: Jid,
+    me: Jid,
+    moderator: Fingerprint,
+    keys: BTreeMap<u64, RoomKey>,
+}
+
+impl Member {
+    /// Joins `room` as `me`, trusting room keys signed by the certificate `moderator` only.
+    pub fn new(room: &Jid, me: &Jid, moderator: Fingerprint) -> Member {
+        Member {
+            room: room.to_bare(),
+            me: me.to_bare(),
+            moderator,
+            keys: BTreeMap::new(),
+        }
+    }
+
+    /// The newest epoch this member has a key for.
+    pub fn epoch(&self) -> Option<u64> {
+        self.keys.keys().next_back().copied()
+    }
+
+    /// Accepts a key distribution (see the module docs); returns the new epoch.
+    pub fn accept_key(
+        &mut self,
+        stanza: &Stanza,
+        me: &Identity,
+        certs: &dyn CertLookup,
+        policy: &Policy,
+        now: SystemTime,
+    ) -> Result<u64> {
+        let el = stanza
+            .element()
+            .only_child("room-key", NS_ROOM)?
+            .ok_or_else(|| Error::Stanza("no room key".into()))?;
+        let from = sender(stanza)?;
+        let moderator: Vec<Cert> = certs
+            .by_jid(from.bare())
+            .into_iter()
+            .filter(|c| c.fingerprint() == self.moderator)
+            .collect();
+        if moderator.is_empty() {
+            return Err(Error::Binding(format!(
+                "room key from {} is not from the room's moderator {}",
+                from.bare(),
+                self.moderator
+            )));
+        }
+        let d = openpgp::decrypt(&armor::decode(&el.text())?, me, &moderator, policy, now)?;
+        match d.signature {
+            Some(v) if v.signer == self.moderator => {}
+            _ => {
+                return Err(Error::Binding(
+                    "room key not signed by the room's moderator".into(),
+                ));
+            }
+        }
+        let f = canonical::decode(RECORD, &d.plaintext, 7)?;
+        let t = |i: usize| canonical::text(RECORD, f[i]);
+        let (room, epoch_s, id, member, c, e) = (t(0)?, t(1)?, t(2)?, t(3)?, t(4)?, t(5)?);
+        if room != self.room.bare() || el.attr("room") != Some(room) {
+            return Err(Error::Binding(format!(
+                "room key for {room}, not {}",
+                self.room.bare()
+            )));
+        }
+        if member != self.me.bare() {
+            return Err(Error::Binding(format!(
+                "room key addressed to {member}, not {}",
+                self.me.bare()
+            )));
+        }
+        let epoch: u64 = epoch_s
+            .parse()
+            .map_err(|_| Error::OpenPgp("bad epoch in the room key record".into()))?;
+        if el.attr("epoch") != Some(epoch_s) {
+            return Err(Error::Binding(
+                "the epoch attribute differs from the signed record".into(),
+            ));
+        }
+        if self.epoch().is_some_and(|cur| epoch <= cur) {
+            return Err(Error::Replay(format!(
+                "room key epoch {epoch} is not newer than {}",
+                self.epoch().unwrap_or(0)
+            )));
+        }
+        let (created, expires) = (crate::time::parse(c)?, crate::time::parse(e)?);
+        if expires <= now {
+            return Err(Error::Replay(format!(
+                "room key epoch {epoch} expired at {e}"
+            )));
+        }
+        self.keys.insert(
+            epoch,
+            RoomKey {
+                epoch,
+                id: id.to_owned(),
+                key: KeyBytes::from_slice(f[6])?,
+                created,
+                expires,
+            },
+        );
+        Ok(epoch)
+    }
+
+    fn aad(room: &str, epoch: &str, key_id: &str, sender: &str, id: &str, stamp: &str) -> Vec<u8> {
+        canonical::encode(
+            AAD,
+            &[
+                room.as_bytes(),
+                epoch.as_bytes(),
+                key_id.as_bytes(),
+                sender.as_bytes(),
+                id.as_bytes(),
+                stamp.as_bytes(),
+            ],
+        )
+    }
+
+    /// Seals a `groupchat` message to the room with the newest key and signs its envelope as
+    /// `me`. The stanza needs an `id`; `to` and `type` are set to the room and `groupchat`.
+    pub fn seal(
+        &self,
+        stanza: &mut Stanza,
+        me: &Identity,
+        rng: &mut dyn Random,
+        policy: &Policy,
+        now: SystemTime,
+    ) -> Result<()> {
+        let (_, k) = self
+            .keys
+            .iter()
+            .next_back()
+            .ok_or_else(|| Error::Key("no room key yet".into()))?;
+        if k.expires <= now {
+            return Err(Error::Key(format!(
+                "room key epoch {} has expired: the moderator must rotate",
+                k.epoch
+            )));
+        }
+        let id = stanza
+            .id()
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| Error::Stanza("no 'id'".into()))?
+            .to_owned();
+        let body = stanza
+            .body()?
+            .ok_or_else(|| Error::Stanza("no <body/> to seal".into()))?;
+        let stamp = crate::time::format(now);
+        let epoch = k.epoch.to_string();
+        let aad = Member::aad(
+            self.room.bare(),
+            &epoch,
+            &k.id,
+            me.jid().bare(),
+            &id,
+            &stamp,
+        );
+        let sealed = symmetric::seal(&k.key, &aad, body.as_bytes(), rng)?;
+        let el = stanza.element_mut();
+        el.set_attr("to", self.room.bare());
+        el.set_attr("type", "groupchat");
+        el.remove_children("sealed", NS_ROOM);
+        el.push(
+            Element::new("sealed", NS_ROOM)
+                .with_attr("room", self.room.bare())
+                .with_attr("epoch", &epoch)
+                .with_attr("stamp", &stamp)
+                .with_text(&sealed),
+        );
+        stanza.set_body(FALLBACK_BODY);
+        envelope::seal(stanza, me, policy, now)
+    }
+
+    /// Opens a room message as the MUC reflects it (`from` the room): checks the sender's
+    /// envelope (signature, room, stamp, replay) and decrypts with the epoch's key.
+    pub fn open(
+        &self,
+        stanza: &Stanza,
+        certs: &dyn CertLookup,
+        policy: &Policy,
+        window: &mut ReplayWindow,
+        now: SystemTime,
+    ) -> Result<RoomMessage> {
+        let el = stanza
+            .element()
+            .only_child("sealed", NS_ROOM)?
+            .ok_or_else(|| Error::Stanza("no sealed room payload".into()))?;
+        if el.attr("room") != Some(self.room.bare()) {
+            return Err(Error::Binding("sealed for another room".into()));
+        }
+        let epoch_s = el
+            .attr("epoch")
+            .ok_or_else(|| Error::Stanza("sealed without 'epoch'".into()))?;
+        let stamp_s = el
+            .attr("stamp")
+            .ok_or_else(|| Error::Stanza("sealed without 'stamp'".into()))?;
+        let epoch: u64 = epoch_s
+            .parse()
+            .map_err(|_| Error::Stanza("bad epoch".into()))?;
+        let k = self.keys.get(&epoch).ok_or_else(|| {
+            Error::Key(format!("no key for epoch {epoch} of {}", self.room.bare()))
+        })?;
+        let stamp = crate::time::parse(stamp_s)?;
+        if k.expires <= stamp {
+            return Err(Error::Replay(format!(
+                "sealed after room key epoch {epoch} expired"
+            )));
+        }
+        // The window is only changed once the message also decrypts.
+        let checked = envelope::verify(stanza, certs, policy, window, now)?;
+        if checked.stamp != stamp {
+            return Err(Error::Binding(
+                "the sealed stamp differs from the signed envelope".into(),
+            ));
+        }
+        let id = stanza.id().unwrap_or_default();
+        let aad = Member::aad(
+            self.room.bare(),
+            epoch_s,
+            &k.id,
+            checked.sender.bare(),
+            id,
+            stamp_s,
+        );
+        let pt = symmetric::open(&k.key, &aad, &el.text())?;
+        let body = String::from_utf8(pt).map_err(|_| Error::Decrypt)?;
+        window.accept(checked.sender.bare(), id, stamp, now)?;
+        Ok(RoomMessage {
+            sender: checked.sender,
+            epoch,
+            body,
+        })
+    }
+}

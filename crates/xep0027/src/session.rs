@@ -1,0 +1,335 @@
+//! Session keys (a hybrid scheme on top of XEP-0027): two parties agree a 256-bit key once,
+//! delivered encrypted to the peer's OpenPGP certificate and signed by the sender, then each
+//! message is one AES-256-GCM operation instead of a public-key encryption.
+//!
+//! The offer is a message carrying
+//! `<key xmlns='urn:xmpp-federation:xep0027:session:0' id='…' expires='…'>…</key>`: a
+//! signed-and-encrypted OpenPGP message whose plaintext binds the key to the conversation
+//! (sender and recipient bare JIDs), its id, creation and expiry. [`Sessions::accept`] requires
+//! the signature of a certificate bound to the sender and refuses a record for another
+//! conversation, an expired key or a key id seen before (a replayed offer).
+//!
+//! A sealed message carries `<sealed xmlns='…session:0' key='…' stamp='…'>base64</sealed>`;
+//! the associated data binds the sender, recipient, stanza id, stamp and key id, so a message
+//! cannot be moved to another conversation, direction or time, and the receiver's
+//! [`ReplayWindow`] refuses it twice. The key serves both directions (the direction is in the
+//! associated data). Rotation: offer a new key at any time; the newest one seals, older ones
+//! still open messages until they expire; [`Sessions::forget_expired`] drops them.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use sequoia_openpgp::Cert;
+
+use crate::armor;
+use crate::canonical;
+use crate::encrypted::FALLBACK_BODY;
+use crate::envelope::ReplayWindow;
+use crate::jid::Jid;
+use crate::keys::{CertLookup, Identity};
+use crate::openpgp;
+use crate::policy::Policy;
+use crate::signed::sender;
+use crate::stanza::{Element, Kind, Stanza};
+use crate::symmetric::{self, KeyBytes, Random};
+use crate::{Error, Result};
+
+/// The session-key namespace.
+pub const NS_SESSION: &str = "urn:xmpp-federation:xep0027:session:0";
+const RECORD: &str = "urn:xmpp-federation:xep0027:session-key:0";
+const AAD: &str = "urn:xmpp-federation:xep0027:session-message:0";
+
+#[derive(Clone, Debug)]
+struct SessionKey {
+    id: String,
+    key: KeyBytes,
+    created: SystemTime,
+    expires: SystemTime,
+}
+
+/// Facts about an agreed key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// The peer (bare JID).
+    pub peer: Jid,
+    /// The key id.
+    pub id: String,
+    /// When it was created.
+    pub created: SystemTime,
+    /// When it expires.
+    pub expires: SystemTime,
+}
+
+/// The session keys of one party, per peer.
+#[derive(Debug)]
+pub struct Sessions {
+    me: Jid,
+    lifetime: Duration,
+    keys: HashMap<String, Vec<SessionKey>>,
+    seen_ids: HashMap<String, SystemTime>,
+}
+
+impl Sessions {
+    /// The session keys of `me` (a bare JID); the keys this side offers live for `lifetime`.
+    pub fn new(me: &Jid, lifetime: Duration) -> Sessions {
+        Sessions {
+            me: me.to_bare(),
+            lifetime,
+            keys: HashMap::new(),
+            seen_ids: HashMap::new(),
+        }
+    }
+
+    fn me(&self) -> Result<&Jid> {
+        Ok(&self.me)
+    }
+
+    /// Creates a new key for the conversation with `peer` (valid for the store's lifetime
+    /// from `now`), keeps it as the current one, and returns the offer stanza to send (`to` the peer, a
+    /// random `id`).
+    pub fn offer(
+        &mut self,
+        me: &Identity,
+        peer: &Jid,
+        peer_cert: &Cert,
+        rng: &mut dyn Random,
+        policy: &Policy,
+        now: SystemTime,
+    ) -> Result<Stanza> {
+        if !me.jid().same_bare(self.me()?) {
+            return Err(Error::State("identity and Sessions owner differ".into()));
+        }
+        let key = KeyBytes::random(rng)?;
+        let id = symmetric::random_id(rng, 16)?;
+        let expires = now + self.lifetime;
+        let (created_s, expires_s) = (crate::time::format(now), crate::time::format(expires));
+        let record = canonical::encode(
+            RECORD,
+            &[
+                me.jid().bare().as_bytes(),
+                peer.bare().as_bytes(),
+                id.as_bytes(),
+                created_s.as_bytes(),
+                expires_s.as_bytes(),
+                key.as_bytes(),
+            ],
+        );
+        let own = me.public_cert();
+        let ct = openpgp::encrypt(
+            &record,
+            &[peer_cert, &own],
+            Some(me.signer(policy, now)?),
+            policy,
+            now,
+        )?;
+        let mut stanza = Stanza::new(Kind::Message)
+            .with_attr("to", peer.bare())
+            .with_attr("id", &symmetric::random_id(rng, 8)?);
+        stanza.element_mut().push(
+            Element::new("key", NS_SESSION)
+                .with_attr("id", &id)
+                .with_attr("expires", &expires_s)
+                .with_text(&armor::encode(&ct)),
+        );
+        let created = crate::time::parse(&created_s)?;
+        self.store(
+            peer.bare(),
+            SessionKey {
+                id,
+                key,
+                created,
+                expires: crate::time::parse(&expires_s)?,
+            },
+        );
+        Ok(stanza)
+    }
+
+    fn store(&mut self, peer: &str, k: SessionKey) {
+        self.seen_ids.insert(k.id.clone(), k.expires);
+        let v = self.keys.entry(peer.to_owned()).or_default();
+        v.push(k);
+        v.sort_by_key(|k| k.created);
+    }
+
+    /// Accepts a key offer from the stanza's sender: decrypts it with `me`, requires the
+    /// sender's signature, checks the record against the stanza and `now`.
+    pub fn accept(
+        &mut self,
+        stanza: &Stanza,
+        me: &Identity,
+        certs: &dyn CertLookup,
+        policy: &Policy,
+        now: SystemTime,
+    ) -> Result<KeyInfo> {
+        let el = stanza
+            .element()
+            .only_child("key", NS_SESSION)?
+            .ok_or_else(|| Error::Stanza("no session key offer".into()))?;
+        let from = sender(stanza)?;
+        let signers = certs.by_jid(from.bare());
+        if signers.is_empty() {
+            return Err(Error::UnknownSigner(from.to_string()));
+        }
+        let d = openpgp::decrypt(&armor::decode(&el.text())?, me, &signers, policy, now)?;
+        if d.signature.is_none() {
+            return Err(Error::BadSignature(
+                "a session key offer must be signed by its sender".into(),
+            ));
+        }
+        let f = canonical::decode(RECORD, &d.plaintext, 6)?;
+        let t = |i: usize| canonical::text(RECORD, f[i]);
+        let (r_from, r_to, id, created_s, expires_s) = (t(0)?, t(1)?, t(2)?, t(3)?, t(4)?);
+        if r_from != from.bare() || r_to != self.me()?.bare() {
+            return Err(Error::Binding(format!(
+                "the key record is for {r_from} -> {r_to}, the stanza is {} -> {}",
+                from.bare(),
+                self.me()?.bare()
+            )));
+        }
+        if el.attr("id") != Some(id) {
+            return Err(Error::Binding(
+                "the offer's id attribute differs from the signed record".into(),
+            ));
+        }
+        let (created, expires) = (
+            crate::time::parse(created_s)?,
+            crate::time::parse(expires_s)?,
+        );
+        if expires <= now {
+            return Err(Error::Replay(format!(
+                "session key {id} expired at {expires_s}"
+            )));
+        }
+        if self.seen_ids.contains_key(id) {
+            return Err(Error::Replay(format!(
+                "session key {id} was already offered"
+            )));
+        }
+        let key = KeyBytes::from_slice(f[5])?;
+        self.store(
+            from.bare(),
+            SessionKey {
+                id: id.to_owned(),
+                key,
+                created,
+                expires,
+            },
+        );
+        Ok(KeyInfo {
+            peer: from,
+            id: id.to_owned(),
+            created,
+            expires,
+        })
+    }
+
+    /// The current (newest unexpired) key for `peer`.
+    pub fn current(&self, peer: &Jid, now: SystemTime) -> Option<KeyInfo> {
+        self.current_key(peer.bare(), now).map(|k| KeyInfo {
+            peer: peer.to_bare(),
+            id: k.id.clone(),
+            created: k.created,
+            expires: k.expires,
+        })
+    }
+
+    fn current_key(&self, peer: &str, now: SystemTime) -> Option<&SessionKey> {
+        self.keys.get(peer)?.iter().rev().find(|k| k.expires > now)
+    }
+
+    fn aad(from: &str, to: &str, id: &str, stamp: &str, key_id: &str) -> Vec<u8> {
+        canonical::encode(
+            AAD,
+            &[
+                from.as_bytes(),
+                to.as_bytes(),
+                id.as_bytes(),
+                stamp.as_bytes(),
+                key_id.as_bytes(),
+            ],
+        )
+    }
+
+    /// Seals the message's body with the current key for its recipient (`to`); the body is
+    /// replaced by the fallback text. The stanza needs `to` and `id`.
+    pub fn seal(&self, stanza: &mut Stanza, rng: &mut dyn Random, now: SystemTime) -> Result<()> {
+        let to = Jid::new(stanza.to().ok_or_else(|| Error::Stanza("no 'to'".into()))?)?;
+        let id = stanza
+            .id()
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| Error::Stanza("no 'id'".into()))?
+            .to_owned();
+        let body = stanza
+            .body()?
+            .ok_or_else(|| Error::Stanza("no <body/> to seal".into()))?;
+        let k = self.current_key(to.bare(), now).ok_or_else(|| {
+            Error::Key(format!(
+                "no unexpired session key with {}: offer one",
+                to.bare()
+            ))
+        })?;
+        let stamp = crate::time::format(now);
+        let aad = Sessions::aad(self.me()?.bare(), to.bare(), &id, &stamp, &k.id);
+        let sealed = symmetric::seal(&k.key, &aad, body.as_bytes(), rng)?;
+        let el = stanza.element_mut();
+        el.remove_children("sealed", NS_SESSION);
+        el.push(
+            Element::new("sealed", NS_SESSION)
+                .with_attr("key", &k.id)
+                .with_attr("stamp", &stamp)
+                .with_text(&sealed),
+        );
+        stanza.set_body(FALLBACK_BODY);
+        Ok(())
+    }
+
+    /// Opens a sealed message from the stanza's sender: the key must be one agreed with the
+    /// sender and unexpired at the stamp, the stamp within the window's skew of `now`, the
+    /// `(sender, id)` pair new. On any error nothing is recorded.
+    pub fn open(
+        &self,
+        stanza: &Stanza,
+        window: &mut ReplayWindow,
+        now: SystemTime,
+    ) -> Result<String> {
+        let el = stanza
+            .element()
+            .only_child("sealed", NS_SESSION)?
+            .ok_or_else(|| Error::Stanza("no sealed payload".into()))?;
+        let from = sender(stanza)?;
+        let id = stanza
+            .id()
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| Error::Stanza("no 'id'".into()))?;
+        let key_id = el
+            .attr("key")
+            .ok_or_else(|| Error::Stanza("sealed without 'key'".into()))?;
+        let stamp_s = el
+            .attr("stamp")
+            .ok_or_else(|| Error::Stanza("sealed without 'stamp'".into()))?;
+        let stamp = crate::time::parse(stamp_s)?;
+        let k = self
+            .keys
+            .get(from.bare())
+            .and_then(|v| v.iter().find(|k| k.id == key_id))
+            .ok_or_else(|| Error::Key(format!("no session key {key_id} with {}", from.bare())))?;
+        if k.expires <= stamp || k.expires <= now {
+            return Err(Error::Replay(format!("session key {key_id} has expired")));
+        }
+        window.check_time(stamp, now)?;
+        let aad = Sessions::aad(from.bare(), self.me()?.bare(), id, stamp_s, key_id);
+        let pt = symmetric::open(&k.key, &aad, &el.text())?;
+        let body = String::from_utf8(pt).map_err(|_| Error::Decrypt)?;
+        window.accept(from.bare(), id, stamp, now)?;
+        Ok(body)
+    }
+
+    /// Drops keys expired at `now` (their messages can no longer be opened anyway).
+    pub fn forget_expired(&mut self, now: SystemTime) {
+        for v in self.keys.values_mut() {
+            v.retain(|k| k.expires > now);
+        }
+        self.keys.retain(|_, v| !v.is_empty());
+        self.seen_ids.retain(|_, e| *e > now);
+    }
+}
