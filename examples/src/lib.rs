@@ -1,7 +1,9 @@
 //! Shared code of the example programs and the benches: a generator of eduGAIN-shaped metadata
 //! aggregates ([`aggregate`]), a throw-away RSA signer ([`signer`]), and the XMPP s2s SAML20
-//! scenario on loopback ([`xmpp_s2s`]), and a loopback MDQ responder ([`mdq_server`]).
+//! scenario on loopback ([`xmpp_s2s`]), a loopback MDQ responder ([`mdq_server`]), a GnuPG
+//! driver ([`gnupg`]) and the XEP-0027 inter-module messaging scenario ([`modules`]).
 
+pub mod gnupg;
 pub mod mdq_server;
 pub mod xmpp_s2s;
 

@@ -210,6 +210,17 @@ impl SecretKeyStore for Keyring {
     }
 }
 
+/// Parses one certificate (binary or armored, with or without secret keys).
+pub fn cert_from_bytes(data: &[u8]) -> Result<Cert> {
+    Cert::from_bytes(data).map_err(|e| Error::OpenPgp(pgp_msg(&e)))
+}
+
+/// Serializes a certificate's public parts (binary), as `gpg --export` writes them.
+pub fn cert_to_bytes(cert: &Cert) -> Result<Vec<u8>> {
+    use openpgp::serialize::SerializeInto as _;
+    cert.to_vec().map_err(|e| Error::OpenPgp(pgp_msg(&e)))
+}
+
 /// One's own JID and certificate with its (unencrypted) secret keys.
 #[derive(Clone, Debug)]
 pub struct Identity {
@@ -230,8 +241,8 @@ pub enum Suite {
 }
 
 impl Identity {
-    /// One's identity from a certificate with secret keys. The JID is checked to be bound to
-    /// the certificate by an `xmpp:` User ID unless `bound_elsewhere` says a PKI binds it.
+    /// One's identity from a certificate with secret keys (the JID need not be in a User ID:
+    /// a PKI may bind it).
     pub fn new(jid: Jid, cert: Cert) -> Result<Identity> {
         if !cert.is_tsk() {
             return Err(Error::Key(format!(
@@ -276,6 +287,18 @@ impl Identity {
             .generate()
             .map_err(|e| Error::Key(pgp_msg(&e)))?;
         Identity::new(jid.clone(), cert)
+    }
+
+    /// One's identity from a transferable secret key (binary or armored, e.g. `gpg
+    /// --export-secret-keys`).
+    pub fn from_bytes(jid: &Jid, tsk: &[u8]) -> Result<Identity> {
+        Identity::new(jid.clone(), cert_from_bytes(tsk)?)
+    }
+
+    /// The transferable secret key (binary), as `gpg --import` reads it.
+    pub fn to_secret_bytes(&self) -> Result<Vec<u8>> {
+        use openpgp::serialize::SerializeInto as _;
+        self.cert.as_tsk().to_vec().map_err(|e| Error::OpenPgp(pgp_msg(&e)))
     }
 
     /// The bare JID.

@@ -66,3 +66,5 @@ pub mod symmetric;
 pub mod time;
 
 pub use error::{Error, Result};
+/// The sequoia-openpgp this crate is built on (certificates, fingerprints, policies).
+pub use sequoia_openpgp;
