@@ -42,12 +42,18 @@ pub type Result<T> = std::result::Result<T, String>;
 impl Gpg {
     /// A gpg with a fresh home directory. Fails when `gpg` is not installed.
     pub fn new() -> Result<Gpg> {
-        let v = Command::new("gpg").arg("--version").output().map_err(|e| format!("gpg is not installed (run scripts/setup.sh): {e}"))?;
+        let v = Command::new("gpg")
+            .arg("--version")
+            .output()
+            .map_err(|e| format!("gpg is not installed (run scripts/setup.sh): {e}"))?;
         if !v.status.success() {
             return Err("gpg --version failed".into());
         }
         // A short path: gpg-agent's socket path must fit in sun_path.
-        let home = tempfile::Builder::new().prefix("gpg").tempdir_in("/tmp").map_err(|e| e.to_string())?;
+        let home = tempfile::Builder::new()
+            .prefix("gpg")
+            .tempdir_in("/tmp")
+            .map_err(|e| e.to_string())?;
         Ok(Gpg { home })
     }
 
@@ -58,13 +64,32 @@ impl Gpg {
 
     fn cmd(&self) -> Command {
         let mut c = Command::new("gpg");
-        c.arg("--homedir").arg(self.home.path()).args(["--batch", "--no-tty", "--quiet", "--pinentry-mode", "loopback", "--passphrase", "", "--trust-model", "always", "--status-fd", "2"]);
+        c.arg("--homedir").arg(self.home.path()).args([
+            "--batch",
+            "--no-tty",
+            "--quiet",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--trust-model",
+            "always",
+            "--status-fd",
+            "2",
+        ]);
         c
     }
 
     /// Runs gpg with `args`, `stdin` as input; returns stdout and the status lines.
     pub fn run(&self, args: &[&str], stdin: &[u8]) -> Result<(Vec<u8>, Status)> {
-        let mut child = self.cmd().args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| format!("gpg: {e}"))?;
+        let mut child = self
+            .cmd()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("gpg: {e}"))?;
         if let Some(mut i) = child.stdin.take() {
             i.write_all(stdin).map_err(|e| format!("gpg stdin: {e}"))?;
         }
@@ -96,7 +121,10 @@ impl Gpg {
             KeyAlgo::Rsa2048 => ("rsa2048", "rsa2048"),
             KeyAlgo::Ed25519 => ("ed25519", "cv25519"),
         };
-        self.run(&["--quick-generate-key", uid, primary, "sign,cert", "never"], b"")?;
+        self.run(
+            &["--quick-generate-key", uid, primary, "sign,cert", "never"],
+            b"",
+        )?;
         let fpr = self.fingerprint(uid)?;
         self.run(&["--quick-add-key", &fpr, sub, "encr", "never"], b"")?;
         Ok(fpr)
@@ -105,7 +133,13 @@ impl Gpg {
     /// The primary fingerprint of the key with this User ID.
     pub fn fingerprint(&self, uid: &str) -> Result<String> {
         let (out, _) = self.run(&["--with-colons", "--list-keys", &format!("={uid}")], b"")?;
-        String::from_utf8_lossy(&out).lines().find_map(|l| l.strip_prefix("fpr:").map(|r| r.trim_matches(':').to_owned())).ok_or_else(|| format!("no key for {uid}"))
+        String::from_utf8_lossy(&out)
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("fpr:")
+                    .map(|r| r.trim_matches(':').to_owned())
+            })
+            .ok_or_else(|| format!("no key for {uid}"))
     }
 
     /// `gpg --export` (binary) of one key.
@@ -126,7 +160,14 @@ impl Gpg {
     /// An armored detached signature of `data` by `fpr` (`--textmode` when `text`; `digest`
     /// such as "SHA256" or "SHA1").
     pub fn detach_sign(&self, fpr: &str, data: &[u8], text: bool, digest: &str) -> Result<String> {
-        let mut args = vec!["--armor", "--local-user", fpr, "--digest-algo", digest, "--detach-sign"];
+        let mut args = vec![
+            "--armor",
+            "--local-user",
+            fpr,
+            "--digest-algo",
+            digest,
+            "--detach-sign",
+        ];
         if text {
             args.insert(0, "--textmode");
         }
@@ -150,7 +191,10 @@ impl Gpg {
     pub fn verify_detached(&self, armored_sig: &str, data: &[u8]) -> Result<Status> {
         let sig = self.temp_file("sig.asc", armored_sig.as_bytes())?;
         let dat = self.temp_file("data", data)?;
-        let (_, st) = self.run(&["--verify", &sig.to_string_lossy(), &dat.to_string_lossy()], b"")?;
+        let (_, st) = self.run(
+            &["--verify", &sig.to_string_lossy(), &dat.to_string_lossy()],
+            b"",
+        )?;
         if st.valid_sig.is_none() {
             return Err(format!("no valid signature: {:?}", st.lines));
         }
@@ -158,7 +202,12 @@ impl Gpg {
     }
 
     /// `gpg --armor --encrypt` to `recipients` (gpg's defaults: compressed), signed by `signer`.
-    pub fn encrypt(&self, recipients: &[&str], data: &[u8], signer: Option<&str>) -> Result<String> {
+    pub fn encrypt(
+        &self,
+        recipients: &[&str],
+        data: &[u8],
+        signer: Option<&str>,
+    ) -> Result<String> {
         let mut args = vec!["--armor"];
         for r in recipients {
             args.push("--recipient");
@@ -181,12 +230,21 @@ impl Gpg {
     /// a classic client hands it back to gpg.
     pub fn rearmor(kind: &str, stripped: &str) -> String {
         let lines: Vec<&str> = stripped.split_whitespace().collect();
-        format!("-----BEGIN PGP {kind}-----\n\n{}\n-----END PGP {kind}-----\n", lines.join("\n"))
+        format!(
+            "-----BEGIN PGP {kind}-----\n\n{}\n-----END PGP {kind}-----\n",
+            lines.join("\n")
+        )
     }
 }
 
 impl Drop for Gpg {
     fn drop(&mut self) {
-        let _ = Command::new("gpgconf").arg("--homedir").arg(self.home.path()).args(["--kill", "all"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let _ = Command::new("gpgconf")
+            .arg("--homedir")
+            .arg(self.home.path())
+            .args(["--kill", "all"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }

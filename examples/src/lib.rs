@@ -5,6 +5,7 @@
 
 pub mod gnupg;
 pub mod mdq_server;
+pub mod modules;
 pub mod xmpp_s2s;
 
 pub mod aggregate {

@@ -298,7 +298,10 @@ impl Identity {
     /// The transferable secret key (binary), as `gpg --import` reads it.
     pub fn to_secret_bytes(&self) -> Result<Vec<u8>> {
         use openpgp::serialize::SerializeInto as _;
-        self.cert.as_tsk().to_vec().map_err(|e| Error::OpenPgp(pgp_msg(&e)))
+        self.cert
+            .as_tsk()
+            .to_vec()
+            .map_err(|e| Error::OpenPgp(pgp_msg(&e)))
     }
 
     /// The bare JID.

@@ -6,7 +6,9 @@
 //! write by a second key (checked by xmlsec1); then a Web SSO exchange between an SP and an IdP
 //! described by that metadata (signed Redirect request, encrypted and signed POST Response),
 //! with a replay, a wrapped assertion and a tampered Response refused; SAML20 SASL between XMPP
-//! servers; and MDQ lookups from a loopback responder.
+//! servers; MDQ lookups from a loopback responder; and XEP-0027 between cloud modules (signed
+//! presence checked by GnuPG too, an encrypted message, a refused replay, a session key, an
+//! encrypted room with rotation on removal).
 //!
 //! Usage: `demo [OUTDIR]` (default `target/demo`). Exit status 0 when every step behaved as
 //! expected, 1 otherwise.
@@ -341,6 +343,20 @@ fn run(out: &Path) -> Res<bool> {
     all &= web_sso(out)?;
     all &= xmpp_sso()?;
     all &= mdq(&big_signed, &policy, &key, &trusted)?;
+    all &= xep0027_modules()?;
+    Ok(all)
+}
+
+/// Step 11: cloud modules over XMPP with XEP-0027 (saml_examples::modules).
+fn xep0027_modules() -> Res<bool> {
+    println!(
+        "== 11. XEP-0027 between cloud modules (signed presence, encrypted messages, replay, session key, encrypted room)"
+    );
+    let gpg = saml_examples::gnupg::Gpg::new()?;
+    let mut all = true;
+    for (ok, what) in saml_examples::modules::run(&gpg)? {
+        all &= step(ok, &what);
+    }
     Ok(all)
 }
 
