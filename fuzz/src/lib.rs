@@ -88,3 +88,35 @@ pub fn fuzz_request() -> saml_core::protocol::AuthnRequest {
     req.acs_url = Some("https://sp.example.org/acs".into());
     req
 }
+
+/// The fixture of the `xep0027_stanza` target and the `make_xep0027_seeds` example: two test
+/// identities with fixed keys (so that signed seeds verify in every fuzzing process), a room,
+/// and the fixed time everything is signed and checked at.
+pub mod xep0027_fixture {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use xep0027::jid::Jid;
+    use xep0027::keys::{Identity, Keyring};
+
+    /// alice@example.org's transferable secret key (Cv25519, test material only).
+    pub const ALICE: &[u8] = include_bytes!("../keys/xep0027-alice.asc");
+    /// bob@example.org's transferable secret key (Cv25519, test material only).
+    pub const BOB: &[u8] = include_bytes!("../keys/xep0027-bob.asc");
+    /// The room of the room-key seeds.
+    pub const ROOM: &str = "ops@rooms.example.org";
+
+    /// 2026-12-01T00:00:00Z: when the seeds were made and when the target checks them.
+    pub fn now() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_796_083_200)
+    }
+
+    /// alice, bob, and a keyring with both public certificates.
+    pub fn world() -> Result<(Identity, Identity, Keyring), xep0027::Error> {
+        let alice = Identity::from_bytes(&Jid::new("alice@example.org")?, ALICE)?;
+        let bob = Identity::from_bytes(&Jid::new("bob@example.org")?, BOB)?;
+        let mut k = Keyring::new();
+        k.insert(alice.public_cert());
+        k.insert(bob.public_cert());
+        Ok((alice, bob, k))
+    }
+}
