@@ -117,16 +117,21 @@ impl Gpg {
 
     /// Generates a key without passphrase for `uid`; returns its fingerprint.
     pub fn gen_key(&self, uid: &str, algo: KeyAlgo) -> Result<String> {
+        self.gen_key_expiring(uid, algo, "never")
+    }
+
+    /// [`Gpg::gen_key`] with an expiry (`never`, `1d`, `2y`...).
+    pub fn gen_key_expiring(&self, uid: &str, algo: KeyAlgo, expire: &str) -> Result<String> {
         let (primary, sub) = match algo {
             KeyAlgo::Rsa2048 => ("rsa2048", "rsa2048"),
             KeyAlgo::Ed25519 => ("ed25519", "cv25519"),
         };
         self.run(
-            &["--quick-generate-key", uid, primary, "sign,cert", "never"],
+            &["--quick-generate-key", uid, primary, "sign,cert", expire],
             b"",
         )?;
         let fpr = self.fingerprint(uid)?;
-        self.run(&["--quick-add-key", &fpr, sub, "encr", "never"], b"")?;
+        self.run(&["--quick-add-key", &fpr, sub, "encr", expire], b"")?;
         Ok(fpr)
     }
 

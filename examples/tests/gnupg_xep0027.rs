@@ -138,6 +138,46 @@ fn sha1_signatures_need_the_legacy_policy() {
 }
 
 #[test]
+fn expired_gpg_keys_are_refused() {
+    let g = gpg();
+    let p = Policy::standard();
+    let fpr = g
+        .gen_key_expiring("xmpp:temp@example.org", KeyAlgo::Ed25519, "1d")
+        .unwrap();
+    let keyring = Keyring::from_bytes(&g.export(&fpr).unwrap()).unwrap();
+    let sig = armor::strip(
+        &g.detach_sign(&fpr, b"short-lived", false, "SHA256")
+            .unwrap(),
+    )
+    .unwrap();
+    let st = presence("temp@example.org/x", "short-lived", &sig);
+    signed::verify(&st, &keyring, &p, now()).unwrap();
+    let in_two_days = now() + std::time::Duration::from_secs(2 * 86_400);
+    // OpenPGP semantics: a signature made while the key was valid stays valid after the key
+    // expires (stale stanzas are the signed envelope's job: its stamp must be within the skew).
+    signed::verify(&st, &keyring, &p, in_two_days).unwrap();
+    // Nor can anything be encrypted to it then.
+    let cert = keys::cert_from_bytes(&g.export(&fpr).unwrap()).unwrap();
+    let r = xep0027::openpgp::Recipients::new(&[&cert], &p, in_two_days);
+    assert!(
+        matches!(r, Err(Error::Key(_))),
+        "{:?}",
+        r.map(|r| r.valid_until())
+    );
+    // And one's own expired key no longer signs.
+    let me = Identity::generate(
+        &Jid::new("t@example.org").unwrap(),
+        Suite::Cv25519,
+        now(),
+        Some(std::time::Duration::from_secs(86_400)),
+    )
+    .unwrap();
+    assert!(matches!(me.signer(&p, in_two_days), Err(Error::Key(_))));
+    let mut s = Stanza::parse("<presence><status>x</status></presence>").unwrap();
+    assert!(signed::sign(&mut s, &me, &p, in_two_days).is_err());
+}
+
+#[test]
 fn xep0027_signatures_verify_with_gpg() {
     let g = gpg();
     let p = Policy::standard();
@@ -240,6 +280,29 @@ fn gpg_encrypted_messages_decrypt_with_xep0027() {
     assert!(matches!(
         encrypted::decrypt(&spoofed, &me, &keyring, &p, now()),
         Err(Error::UnknownSigner(_))
+    ));
+    // A compression bomb: 5 MiB of zeros compress to a few KiB; decryption stops at the
+    // plaintext limit instead of filling memory.
+    let bomb = g
+        .encrypt(
+            &[&me.fingerprint().to_hex()],
+            &vec![0u8; 5 * 1024 * 1024],
+            None,
+        )
+        .unwrap();
+    assert!(
+        bomb.len() < 64 * 1024,
+        "gpg compressed it ({} bytes)",
+        bomb.len()
+    );
+    let mut mb = Stanza::parse("<message from='gajim@client.example/pc'/>").unwrap();
+    mb.element_mut().push(
+        xep0027::stanza::Element::new("x", xep0027::stanza::NS_ENCRYPTED)
+            .with_text(&armor::strip(&bomb).unwrap()),
+    );
+    assert!(matches!(
+        encrypted::decrypt(&mb, &me, &keyring, &p, now()),
+        Err(Error::OpenPgp(_))
     ));
     // Encrypted to someone else only.
     let armored = g.encrypt(&[&gfpr], b"not for you", None).unwrap();

@@ -12,7 +12,7 @@ use sequoia_openpgp::Cert;
 
 use crate::armor;
 use crate::keys::{CertLookup, Identity, SecretKeyStore};
-use crate::openpgp::{self, Verified};
+use crate::openpgp::{self, Recipients, Verified};
 use crate::policy::Policy;
 use crate::signed::sender;
 use crate::stanza::{Element, Kind, NS_ENCRYPTED, Stanza};
@@ -31,23 +31,37 @@ pub fn encrypt(
     policy: &Policy,
     now: SystemTime,
 ) -> Result<()> {
+    let own = me.public_cert();
+    let mut to: Vec<&Cert> = recipients.to_vec();
+    if !to.iter().any(|c| c.fingerprint() == own.fingerprint()) {
+        to.push(&own);
+    }
+    let prepared = Recipients::new(&to, policy, now)?;
+    encrypt_to(stanza, me, &prepared, sign, policy, now)
+}
+
+/// [`encrypt`] to a prepared recipient set (checked once, reused for many messages); it
+/// should include `me`'s own certificate, as XEP-0027 §5 asks.
+pub fn encrypt_to(
+    stanza: &mut Stanza,
+    me: &Identity,
+    recipients: &Recipients,
+    sign: bool,
+    policy: &Policy,
+    now: SystemTime,
+) -> Result<()> {
     if stanza.kind() != Kind::Message {
         return Err(Error::State("only messages are encrypted".into()));
     }
     let body = stanza
         .body()?
         .ok_or_else(|| Error::Stanza("no <body/> to encrypt".into()))?;
-    let own = me.public_cert();
-    let mut to: Vec<&Cert> = recipients.to_vec();
-    if !to.iter().any(|c| c.fingerprint() == own.fingerprint()) {
-        to.push(&own);
-    }
     let signer = if sign {
         Some(me.signer(policy, now)?)
     } else {
         None
     };
-    let ct = openpgp::encrypt(body.as_bytes(), &to, signer, policy, now)?;
+    let ct = openpgp::encrypt_to(body.as_bytes(), recipients, signer, now)?;
     let el = stanza.element_mut();
     el.remove_children("x", NS_ENCRYPTED);
     el.push(Element::new("x", NS_ENCRYPTED).with_text(&armor::encode(&ct)));

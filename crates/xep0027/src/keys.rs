@@ -234,6 +234,8 @@ pub struct Identity {
 pub enum Suite {
     /// Ed25519 signing, Curve25519 (ECDH) encryption: small and fast (the default).
     Cv25519,
+    /// NIST P-256 (ECDSA signing, ECDH encryption): for PKIs that require NIST curves.
+    P256,
     /// RSA-3072 (for PKIs that require RSA).
     Rsa3k,
     /// RSA-2048.
@@ -268,6 +270,7 @@ impl Identity {
     ) -> Result<Identity> {
         let cs = match suite {
             Suite::Cv25519 => CipherSuite::Cv25519,
+            Suite::P256 => CipherSuite::P256,
             Suite::Rsa3k => CipherSuite::RSA3k,
             Suite::Rsa2k => CipherSuite::RSA2k,
         };

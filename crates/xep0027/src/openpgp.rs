@@ -9,7 +9,11 @@
 use std::io::{Read, Write};
 use std::time::SystemTime;
 
+use openpgp::cert::Preferences as _;
+use openpgp::cert::amalgamation::ValidAmalgamation as _;
 use openpgp::crypto::{KeyPair, SessionKey};
+use openpgp::packet::Key;
+use openpgp::packet::key::{PublicParts, UnspecifiedRole};
 use openpgp::packet::signature::SignatureBuilder;
 use openpgp::packet::{PKESK, SKESK};
 use openpgp::parse::Parse;
@@ -18,7 +22,7 @@ use openpgp::parse::stream::{
     VerificationError, VerificationHelper,
 };
 use openpgp::serialize::stream::{Encryptor, LiteralWriter, Message, Recipient, Signer};
-use openpgp::types::{KeyFlags, SignatureType, SymmetricAlgorithm};
+use openpgp::types::{Features, KeyFlags, SignatureType, SymmetricAlgorithm};
 use openpgp::{Cert, Fingerprint, KeyHandle};
 use sequoia_openpgp as openpgp;
 
@@ -26,6 +30,10 @@ use crate::error::pgp_msg;
 use crate::keys::SecretKeyStore;
 use crate::policy::Policy;
 use crate::{Error, Result};
+
+/// The longest plaintext [`decrypt`] returns (4 MiB, the largest armor this crate reads):
+/// compressed messages cannot expand past it.
+pub const MAX_PLAINTEXT_LEN: usize = crate::armor::MAX_ARMOR_LEN;
 
 /// A good signature: who made it and when.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -256,32 +264,90 @@ fn trim_trailing_whitespace(data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The encryption-capable keys (transport or storage) of `cert` valid under `policy` at `now`.
-fn encryption_keys<'c>(
-    cert: &'c Cert,
-    policy: &'c Policy,
-    now: SystemTime,
-) -> Result<Vec<Recipient<'c>>> {
-    let keys: Vec<Recipient<'c>> = cert
-        .keys()
-        .with_policy(policy.openpgp(), Some(now))
-        .supported()
-        .alive()
-        .revoked(false)
-        .key_flags(
-            KeyFlags::empty()
-                .set_transport_encryption()
-                .set_storage_encryption(),
-        )
-        .map(Recipient::from)
-        .collect();
-    if keys.is_empty() {
-        return Err(Error::Key(format!(
-            "certificate {} has no usable encryption key at this time",
-            cert.fingerprint()
-        )));
+/// The encryption keys of a set of certificates, checked once under a policy: what
+/// [`encrypt_to`] encrypts to. Checking a certificate (binding signatures, flags, expiry,
+/// revocation) costs about as much as a tenth of an encryption, so a module that writes to the
+/// same peers again and again prepares them once; the set refuses to be used after the first
+/// of its keys expires ([`Recipients::valid_until`]).
+#[derive(Clone, Debug)]
+pub struct Recipients {
+    keys: Vec<(Features, KeyHandle, Key<PublicParts, UnspecifiedRole>)>,
+    certs: Vec<Cert>,
+    checked: SystemTime,
+    valid_until: Option<SystemTime>,
+}
+
+impl Recipients {
+    /// The encryption-capable keys (transport or storage) of each certificate valid under
+    /// `policy` at `now`; every certificate must have one.
+    pub fn new(certs: &[&Cert], policy: &Policy, now: SystemTime) -> Result<Recipients> {
+        if certs.is_empty() {
+            return Err(Error::State("no recipients".into()));
+        }
+        let mut keys = Vec::new();
+        let mut valid_until: Option<SystemTime> = None;
+        for cert in certs {
+            let before = keys.len();
+            for ka in cert
+                .keys()
+                .with_policy(policy.openpgp(), Some(now))
+                .supported()
+                .alive()
+                .revoked(false)
+                .key_flags(
+                    KeyFlags::empty()
+                        .set_transport_encryption()
+                        .set_storage_encryption(),
+                )
+            {
+                if let Some(exp) = ka.key_expiration_time() {
+                    valid_until = Some(valid_until.map_or(exp, |v| v.min(exp)));
+                }
+                let features = ka.valid_cert().features().unwrap_or_else(Features::empty);
+                let handle: KeyHandle = if features.supports_seipdv2() {
+                    ka.key().fingerprint().into()
+                } else {
+                    ka.key().keyid().into()
+                };
+                keys.push((
+                    features,
+                    handle,
+                    ka.key().clone().parts_into_public().role_into_unspecified(),
+                ));
+            }
+            if keys.len() == before {
+                return Err(Error::Key(format!(
+                    "certificate {} has no usable encryption key at this time",
+                    cert.fingerprint()
+                )));
+            }
+        }
+        Ok(Recipients {
+            keys,
+            certs: certs.iter().map(|c| (*c).clone()).collect(),
+            checked: now,
+            valid_until,
+        })
     }
-    Ok(keys)
+
+    /// When the first of the keys expires (`None`: none expires).
+    pub fn valid_until(&self) -> Option<SystemTime> {
+        self.valid_until
+    }
+
+    /// The certificates.
+    pub fn certs(&self) -> &[Cert] {
+        &self.certs
+    }
+
+    fn check_time(&self, now: SystemTime) -> Result<()> {
+        if now < self.checked || self.valid_until.is_some_and(|v| now >= v) {
+            return Err(Error::Key(
+                "the recipient set was checked for another time: prepare it again".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Encrypts `plaintext` to every certificate in `recipients` (include your own to read it
@@ -295,25 +361,40 @@ pub fn encrypt(
     policy: &Policy,
     now: SystemTime,
 ) -> Result<Vec<u8>> {
-    if recipients.is_empty() {
-        return Err(Error::State("no recipients".into()));
-    }
-    let mut keys = Vec::new();
-    for c in recipients {
-        keys.extend(encryption_keys(c, policy, now)?);
-    }
+    let prepared = Recipients::new(recipients, policy, now)?;
+    encrypt_to(plaintext, &prepared, signer, now)
+}
+
+/// [`encrypt`] to a prepared [`Recipients`] set.
+pub fn encrypt_to(
+    plaintext: &[u8],
+    recipients: &Recipients,
+    signer: Option<KeyPair>,
+    now: SystemTime,
+) -> Result<Vec<u8>> {
+    recipients.check_time(now)?;
+    let keys: Vec<Recipient<'_>> = recipients
+        .keys
+        .iter()
+        .map(|(f, h, k)| Recipient::new(f.clone(), h.clone(), k))
+        .collect();
     let mut sink = Vec::new();
     let message = Message::new(&mut sink);
-    let message = Encryptor::for_recipients(message, keys)
-        .symmetric_algo(SymmetricAlgorithm::AES256)
-        .build()
+    // The session key from OpenSSL's CSPRNG directly: sequoia's default instantiates a new
+    // DRBG per session key, about 6 % of a whole encryption.
+    let mut sk = vec![0u8; 32];
+    openssl::rand::rand_bytes(&mut sk)?;
+    let session_key = SessionKey::from(sk);
+    let message = Encryptor::with_session_key(message, SymmetricAlgorithm::AES256, session_key)
+        .map(|e| e.add_recipients(keys))
+        .and_then(|e| e.build())
         .map_err(|e| Error::Key(pgp_msg(&e)))?;
     let message = match signer {
         Some(kp) => {
             let mut s = Signer::new(message, kp)
                 .map_err(|e| Error::Key(pgp_msg(&e)))?
                 .creation_time(now);
-            for c in recipients {
+            for c in &recipients.certs {
                 s = s.add_intended_recipient(c);
             }
             s.build().map_err(|e| Error::Key(pgp_msg(&e)))?
@@ -421,12 +502,26 @@ pub fn decrypt(
         structure_ok: false,
         recipient: None,
     };
-    let builder = DecryptorBuilder::from_bytes(ciphertext).map_err(|_| Error::Decrypt)?;
-    let mut d = builder
+    // sequoia buffers up to `buffer_size` bytes to check signatures before releasing data, and
+    // allocates that much up front (25 MiB by default, for every message). Stanza-sized
+    // messages fit in 64 KiB; a larger one is read to its end and checked all the same before
+    // anything is returned here.
+    let builder = DecryptorBuilder::from_bytes(ciphertext)
+        .map_err(|_| Error::Decrypt)?
+        .buffer_size(64 * 1024);
+    let d = builder
         .with_policy(policy.openpgp(), Some(now), helper)
         .map_err(|_| Error::Decrypt)?;
     let mut plaintext = Vec::new();
-    let read = d.read_to_end(&mut plaintext);
+    // A compressed message can expand enormously: read at most MAX_PLAINTEXT_LEN bytes.
+    let mut limited = d.take(MAX_PLAINTEXT_LEN as u64 + 1);
+    let read = limited.read_to_end(&mut plaintext);
+    let d = limited.into_inner();
+    if plaintext.len() > MAX_PLAINTEXT_LEN {
+        return Err(Error::OpenPgp(format!(
+            "plaintext longer than {MAX_PLAINTEXT_LEN} bytes (a compression bomb?)"
+        )));
+    }
     let processed = d.message_processed();
     let h = d.into_helper();
     if read.is_err() || !processed || !h.structure_ok || h.recipient.is_none() {
@@ -548,5 +643,31 @@ mod tests {
             decrypt(&sig, &b, &[ac], &p, now()),
             Err(Error::Decrypt)
         ));
+    }
+}
+
+#[cfg(test)]
+mod expiry_tests {
+    use super::*;
+    use crate::jid::Jid;
+    use crate::keys::{Identity, Suite};
+    use std::time::Duration;
+
+    #[test]
+    fn expired_certificates_are_not_recipients() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_000_000);
+        let p = Policy::standard();
+        let a = Identity::generate(
+            &Jid::new("a@example.org").unwrap(),
+            Suite::Cv25519,
+            now,
+            Some(Duration::from_secs(86_400)),
+        )
+        .unwrap();
+        let c = a.public_cert();
+        assert!(Recipients::new(&[&c], &p, now).is_ok());
+        let later = now + Duration::from_secs(2 * 86_400);
+        let r = Recipients::new(&[&c], &p, later);
+        assert!(matches!(r, Err(Error::Key(_))), "{r:?}");
     }
 }
