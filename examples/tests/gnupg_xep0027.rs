@@ -29,6 +29,16 @@ fn presence(from: &str, status: &str, sig: &str) -> Stanza {
     p
 }
 
+/// A message stanza with gpg's armored message in `jabber:x:encrypted`, stripped.
+fn with_encrypted(xml: &str, armored: &str) -> Stanza {
+    let mut m = Stanza::parse(xml).unwrap();
+    m.element_mut().push(
+        xep0027::stanza::Element::new("x", xep0027::stanza::NS_ENCRYPTED)
+            .with_text(&armor::strip(armored).unwrap()),
+    );
+    m
+}
+
 fn now() -> SystemTime {
     SystemTime::now()
 }
@@ -255,10 +265,9 @@ fn gpg_encrypted_messages_decrypt_with_xep0027() {
         String::from_utf8_lossy(&listing).contains("compressed packet"),
         "gpg compressed the message"
     );
-    let mut m = Stanza::parse("<message from='gajim@client.example/pc' to='module-b@cloud.example'><body>This message is encrypted.</body></message>").unwrap();
-    m.element_mut().push(
-        xep0027::stanza::Element::new("x", xep0027::stanza::NS_ENCRYPTED)
-            .with_text(&armor::strip(&armored).unwrap()),
+    let m = with_encrypted(
+        "<message from='gajim@client.example/pc' to='module-b@cloud.example'><body>This message is encrypted.</body></message>",
+        &armored,
     );
     let d = encrypted::decrypt(&m, &me, &keyring, &p, now()).unwrap();
     assert_eq!(d.body, body);
@@ -268,11 +277,7 @@ fn gpg_encrypted_messages_decrypt_with_xep0027() {
     let armored = g
         .encrypt(&[&me.fingerprint().to_hex()], body.as_bytes(), Some(&gfpr))
         .unwrap();
-    let mut m2 = Stanza::parse("<message from='gajim@client.example/pc'/>").unwrap();
-    m2.element_mut().push(
-        xep0027::stanza::Element::new("x", xep0027::stanza::NS_ENCRYPTED)
-            .with_text(&armor::strip(&armored).unwrap()),
-    );
+    let m2 = with_encrypted("<message from='gajim@client.example/pc'/>", &armored);
     let d = encrypted::decrypt(&m2, &me, &keyring, &p, now()).unwrap();
     assert_eq!(d.signature.unwrap().signer.to_hex(), gfpr);
     // The same message claimed by another sender: its signer is not that sender's key.
@@ -295,22 +300,14 @@ fn gpg_encrypted_messages_decrypt_with_xep0027() {
         "gpg compressed it ({} bytes)",
         bomb.len()
     );
-    let mut mb = Stanza::parse("<message from='gajim@client.example/pc'/>").unwrap();
-    mb.element_mut().push(
-        xep0027::stanza::Element::new("x", xep0027::stanza::NS_ENCRYPTED)
-            .with_text(&armor::strip(&bomb).unwrap()),
-    );
+    let mb = with_encrypted("<message from='gajim@client.example/pc'/>", &bomb);
     assert!(matches!(
         encrypted::decrypt(&mb, &me, &keyring, &p, now()),
         Err(Error::OpenPgp(_))
     ));
     // Encrypted to someone else only.
     let armored = g.encrypt(&[&gfpr], b"not for you", None).unwrap();
-    let mut m3 = Stanza::parse("<message from='gajim@client.example/pc'/>").unwrap();
-    m3.element_mut().push(
-        xep0027::stanza::Element::new("x", xep0027::stanza::NS_ENCRYPTED)
-            .with_text(&armor::strip(&armored).unwrap()),
-    );
+    let m3 = with_encrypted("<message from='gajim@client.example/pc'/>", &armored);
     assert!(matches!(
         encrypted::decrypt(&m3, &me, &keyring, &p, now()),
         Err(Error::Decrypt)

@@ -2,7 +2,14 @@
 //! field as `<decimal length>:<bytes>\n`. Two different field lists never give the same bytes,
 //! whatever the fields contain (JIDs, ids and text may hold any character).
 
-use crate::{Error, Result};
+use std::time::SystemTime;
+
+use sequoia_openpgp::Cert;
+
+use crate::keys::Identity;
+use crate::openpgp::{self, Verified};
+use crate::policy::Policy;
+use crate::{Error, Result, armor};
 
 /// Encodes `fields` under `label`.
 pub(crate) fn encode(label: &str, fields: &[&[u8]]) -> Vec<u8> {
@@ -63,6 +70,60 @@ pub(crate) fn decode<'a>(label: &str, data: &'a [u8], n: usize) -> Result<Vec<&'
 pub(crate) fn text<'a>(label: &str, field: &'a [u8]) -> Result<&'a str> {
     std::str::from_utf8(field)
         .map_err(|_| Error::OpenPgp(format!("bad {label} record: field is not UTF-8")))
+}
+
+/// A key record (session key offer, room key) as carried: `fields` under `label`, encrypted
+/// to `to` and signed by `me` inside one OpenPGP message; the stripped armor.
+pub(crate) fn seal_record(
+    label: &str,
+    fields: &[&[u8]],
+    to: &[&Cert],
+    me: &Identity,
+    policy: &Policy,
+    now: SystemTime,
+) -> Result<String> {
+    let ct = openpgp::encrypt(
+        &encode(label, fields),
+        to,
+        Some(me.signer(policy, now)?),
+        policy,
+        now,
+    )?;
+    Ok(armor::encode(&ct))
+}
+
+/// A key record, decrypted and with its signature checked.
+pub(crate) struct Record {
+    plaintext: Vec<u8>,
+    /// The signature; always one of the expected signers'.
+    pub(crate) signer: Verified,
+}
+
+impl Record {
+    /// Decrypts the record in `text` with `me`; it must be signed by one of `signers`
+    /// (`what` names the record in errors).
+    pub(crate) fn open(
+        text: &str,
+        what: &str,
+        me: &Identity,
+        signers: &[Cert],
+        policy: &Policy,
+        now: SystemTime,
+    ) -> Result<Record> {
+        let d = openpgp::decrypt(&armor::decode(text)?, me, signers, policy, now)?;
+        let signer = d
+            .signature
+            .ok_or_else(|| Error::BadSignature(format!("{what} must be signed by its sender")))?;
+        Ok(Record {
+            plaintext: d.plaintext,
+            signer,
+        })
+    }
+
+    /// The record's `n` fields under `label`.
+    pub(crate) fn fields(&self, label: &str, n: usize) -> Result<Vec<&[u8]>> {
+        decode(label, &self.plaintext, n)
+    }
 }
 
 #[cfg(test)]

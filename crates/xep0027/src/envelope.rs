@@ -305,8 +305,7 @@ pub fn verify(
 ) -> Result<Checked> {
     let env = stanza
         .element()
-        .only_child("envelope", NS_ENVELOPE)?
-        .ok_or_else(|| Error::Stanza("no signed envelope".into()))?;
+        .required_child("envelope", NS_ENVELOPE, "signed envelope")?;
     let attr = |n: &str| {
         env.attr(n)
             .ok_or_else(|| Error::Stanza(format!("envelope without '{n}'")))

@@ -21,13 +21,11 @@ use std::time::{Duration, SystemTime};
 
 use sequoia_openpgp::{Cert, Fingerprint};
 
-use crate::armor;
 use crate::canonical;
 use crate::encrypted::FALLBACK_BODY;
 use crate::envelope::{self, ReplayWindow};
 use crate::jid::Jid;
 use crate::keys::{CertLookup, Identity};
-use crate::openpgp;
 use crate::policy::Policy;
 use crate::signed::sender;
 use crate::stanza::{Element, Kind, Stanza};
@@ -160,7 +158,7 @@ impl Moderator {
             crate::time::format(k.created),
             crate::time::format(k.expires),
         );
-        let record = canonical::encode(
+        let sealed = canonical::seal_record(
             RECORD,
             &[
                 self.room.bare().as_bytes(),
@@ -171,8 +169,11 @@ impl Moderator {
                 e.as_bytes(),
                 k.key.as_bytes(),
             ],
-        );
-        let ct = openpgp::encrypt(&record, &[cert], Some(me.signer(policy, now)?), policy, now)?;
+            &[cert],
+            me,
+            policy,
+            now,
+        )?;
         let mut s = Stanza::new(Kind::Message)
             .with_attr("to", member)
             .with_attr("id", &symmetric::random_id(rng, 8)?);
@@ -180,7 +181,7 @@ impl Moderator {
             Element::new("room-key", NS_ROOM)
                 .with_attr("room", self.room.bare())
                 .with_attr("epoch", &epoch)
-                .with_text(&armor::encode(&ct)),
+                .with_text(&sealed),
         );
         Ok(s)
     }
@@ -251,8 +252,7 @@ impl Member {
     ) -> Result<u64> {
         let el = stanza
             .element()
-            .only_child("room-key", NS_ROOM)?
-            .ok_or_else(|| Error::Stanza("no room key".into()))?;
+            .required_child("room-key", NS_ROOM, "room key")?;
         let from = sender(stanza)?;
         let moderator: Vec<Cert> = certs
             .by_jid(from.bare())
@@ -266,16 +266,14 @@ impl Member {
                 self.moderator
             )));
         }
-        let d = openpgp::decrypt(&armor::decode(&el.text())?, me, &moderator, policy, now)?;
-        match d.signature {
-            Some(v) if v.signer == self.moderator => {}
-            _ => {
-                return Err(Error::Binding(
-                    "room key not signed by the room's moderator".into(),
-                ));
-            }
+        let record =
+            canonical::Record::open(&el.text(), "a room key", me, &moderator, policy, now)?;
+        if record.signer.signer != self.moderator {
+            return Err(Error::Binding(
+                "room key not signed by the room's moderator".into(),
+            ));
         }
-        let f = canonical::decode(RECORD, &d.plaintext, 7)?;
+        let f = record.fields(RECORD, 7)?;
         let t = |i: usize| canonical::text(RECORD, f[i]);
         let (room, epoch_s, id, member, c, e) = (t(0)?, t(1)?, t(2)?, t(3)?, t(4)?, t(5)?);
         if room != self.room.bare() || el.attr("room") != Some(room) {
@@ -404,8 +402,7 @@ impl Member {
     ) -> Result<RoomMessage> {
         let el = stanza
             .element()
-            .only_child("sealed", NS_ROOM)?
-            .ok_or_else(|| Error::Stanza("no sealed room payload".into()))?;
+            .required_child("sealed", NS_ROOM, "sealed room payload")?;
         if el.attr("room") != Some(self.room.bare()) {
             return Err(Error::Binding("sealed for another room".into()));
         }

@@ -21,13 +21,11 @@ use std::time::{Duration, SystemTime};
 
 use sequoia_openpgp::Cert;
 
-use crate::armor;
 use crate::canonical;
 use crate::encrypted::FALLBACK_BODY;
 use crate::envelope::ReplayWindow;
 use crate::jid::Jid;
 use crate::keys::{CertLookup, Identity};
-use crate::openpgp;
 use crate::policy::Policy;
 use crate::signed::sender;
 use crate::stanza::{Element, Kind, Stanza};
@@ -103,7 +101,8 @@ impl Sessions {
         let id = symmetric::random_id(rng, 16)?;
         let expires = now + self.lifetime;
         let (created_s, expires_s) = (crate::time::format(now), crate::time::format(expires));
-        let record = canonical::encode(
+        let own = me.public_cert();
+        let sealed = canonical::seal_record(
             RECORD,
             &[
                 me.jid().bare().as_bytes(),
@@ -113,12 +112,8 @@ impl Sessions {
                 expires_s.as_bytes(),
                 key.as_bytes(),
             ],
-        );
-        let own = me.public_cert();
-        let ct = openpgp::encrypt(
-            &record,
             &[peer_cert, &own],
-            Some(me.signer(policy, now)?),
+            me,
             policy,
             now,
         )?;
@@ -129,7 +124,7 @@ impl Sessions {
             Element::new("key", NS_SESSION)
                 .with_attr("id", &id)
                 .with_attr("expires", &expires_s)
-                .with_text(&armor::encode(&ct)),
+                .with_text(&sealed),
         );
         let created = crate::time::parse(&created_s)?;
         self.store(
@@ -163,20 +158,15 @@ impl Sessions {
     ) -> Result<KeyInfo> {
         let el = stanza
             .element()
-            .only_child("key", NS_SESSION)?
-            .ok_or_else(|| Error::Stanza("no session key offer".into()))?;
+            .required_child("key", NS_SESSION, "session key offer")?;
         let from = sender(stanza)?;
         let signers = certs.by_jid(from.bare());
         if signers.is_empty() {
             return Err(Error::UnknownSigner(from.to_string()));
         }
-        let d = openpgp::decrypt(&armor::decode(&el.text())?, me, &signers, policy, now)?;
-        if d.signature.is_none() {
-            return Err(Error::BadSignature(
-                "a session key offer must be signed by its sender".into(),
-            ));
-        }
-        let f = canonical::decode(RECORD, &d.plaintext, 6)?;
+        let record =
+            canonical::Record::open(&el.text(), "a session key offer", me, &signers, policy, now)?;
+        let f = record.fields(RECORD, 6)?;
         let t = |i: usize| canonical::text(RECORD, f[i]);
         let (r_from, r_to, id, created_s, expires_s) = (t(0)?, t(1)?, t(2)?, t(3)?, t(4)?);
         if r_from != from.bare() || r_to != self.me()?.bare() {
@@ -294,8 +284,7 @@ impl Sessions {
     ) -> Result<String> {
         let el = stanza
             .element()
-            .only_child("sealed", NS_SESSION)?
-            .ok_or_else(|| Error::Stanza("no sealed payload".into()))?;
+            .required_child("sealed", NS_SESSION, "sealed payload")?;
         let from = sender(stanza)?;
         let id = stanza
             .id()

@@ -67,8 +67,7 @@ pub fn verify(
 ) -> Result<Verified> {
     let x = stanza
         .element()
-        .only_child("x", NS_SIGNED)?
-        .ok_or_else(|| Error::Stanza("no <x xmlns='jabber:x:signed'/>".into()))?;
+        .required_child("x", NS_SIGNED, "<x xmlns='jabber:x:signed'/>")?;
     let sig = armor::decode(&x.text())?;
     let from = sender(stanza)?;
     let signers = certs.by_jid(from.bare());

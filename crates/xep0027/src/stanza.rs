@@ -190,6 +190,12 @@ impl Element {
         Ok(first)
     }
 
+    /// The only child element named `{ns}local`, required: `what` names it in the error.
+    pub fn required_child(&self, local: &str, ns: &str, what: &str) -> Result<&Element> {
+        self.only_child(local, ns)?
+            .ok_or_else(|| Error::Stanza(format!("no {what}")))
+    }
+
     /// Appends a child element.
     pub fn push(&mut self, child: Element) {
         self.children.push(Node::Element(child));
