@@ -298,6 +298,34 @@ fn encrypted_message_signed_inside() {
         Err(Error::BadSignature(_))
     ));
 
+    // Several recipients: each reads it, nobody else.
+    let mut multi =
+        Stanza::parse("<message to='ops@example.org' id='e3'><body>to both</body></message>")
+            .unwrap();
+    encrypted::encrypt(
+        &mut multi,
+        &w.alice,
+        &[&w.bob.public_cert(), &w.carol.public_cert()],
+        true,
+        &w.policy,
+        t0(),
+    )
+    .unwrap();
+    let got = deliver(&multi, "alice@example.org/a");
+    for reader in [&w.bob, &w.carol, &w.alice] {
+        assert_eq!(
+            encrypted::decrypt(&got, reader, &w.keyring, &w.policy, t0())
+                .unwrap()
+                .body,
+            "to both"
+        );
+    }
+    let dave = id("dave");
+    assert!(matches!(
+        encrypted::decrypt(&got, &dave, &w.keyring, &w.policy, t0()),
+        Err(Error::Decrypt)
+    ));
+
     // Unsigned encryption: no signature reported.
     let mut u = Stanza::parse("<message to='bob@example.org' id='e2'><body>plain</body></message>")
         .unwrap();
