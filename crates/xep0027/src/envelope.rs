@@ -13,7 +13,10 @@
 //! The signature covers, unambiguously encoded: the stanza kind and `type`, the sender's and
 //! recipient's bare JIDs, the stanza `id`, the XEP-0082 stamp, and the payload (for presence
 //! the `<show/>` and `<status/>` text; for a message the `jabber:x:encrypted` packets, or a
-//! sealed session/room payload, or the body text). Plain XEP-0027 readers ignore the element.
+//! sealed session/room payload, or the body text). Other children (`<subject/>`, `<thread/>`,
+//! extension elements) and other attributes are not covered: what must be protected belongs in
+//! the body (for messages between modules, a structured body). Plain XEP-0027 readers ignore
+//! the element.
 //!
 //! [`check`] verifies it with the certificates bound to the envelope's sender, matches the
 //! envelope against the stanza (the server-stamped `from`; the `to`; for `groupchat` the room
