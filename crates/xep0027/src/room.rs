@@ -44,7 +44,14 @@ struct RoomKey {
     key: KeyBytes,
     created: SystemTime,
     expires: SystemTime,
+    /// Messages this member sealed with it.
+    sealed: u64,
 }
+
+/// How many messages one member seals with one room key by default (2^24): with random
+/// 96-bit nonces AES-GCM must stay under 2^32 messages per key (NIST SP 800-38D §8.3), shared
+/// here by up to 256 members; past the limit the member asks the moderator to rotate.
+pub const DEFAULT_ROOM_SEAL_LIMIT: u64 = 1 << 24;
 
 /// The room's moderator: holds the member list and the current key.
 #[derive(Debug)]
@@ -202,6 +209,7 @@ fn new_key(
         key: KeyBytes::random(rng)?,
         created,
         expires,
+        sealed: 0,
     })
 }
 
@@ -223,6 +231,7 @@ pub struct Member {
     me: Jid,
     moderator: Fingerprint,
     keys: BTreeMap<u64, RoomKey>,
+    seal_limit: u64,
 }
 
 impl Member {
@@ -233,7 +242,14 @@ impl Member {
             me: me.to_bare(),
             moderator,
             keys: BTreeMap::new(),
+            seal_limit: DEFAULT_ROOM_SEAL_LIMIT,
         }
+    }
+
+    /// Sets how many messages this member seals with one room key before [`Member::seal`]
+    /// refuses (default [`DEFAULT_ROOM_SEAL_LIMIT`]).
+    pub fn set_seal_limit(&mut self, n: u64) {
+        self.seal_limit = n;
     }
 
     /// The newest epoch this member has a key for.
@@ -316,6 +332,7 @@ impl Member {
                 key: KeyBytes::from_slice(f[6])?,
                 created,
                 expires,
+                sealed: 0,
             },
         );
         Ok(epoch)
@@ -338,18 +355,26 @@ impl Member {
     /// Seals a `groupchat` message to the room with the newest key and signs its envelope as
     /// `me`. The stanza needs an `id`; `to` and `type` are set to the room and `groupchat`.
     pub fn seal(
-        &self,
+        &mut self,
         stanza: &mut Stanza,
         me: &Identity,
         rng: &mut dyn Random,
         policy: &Policy,
         now: SystemTime,
     ) -> Result<()> {
+        let limit = self.seal_limit;
+        let room = self.room.bare().to_owned();
         let (_, k) = self
             .keys
-            .iter()
+            .iter_mut()
             .next_back()
             .ok_or_else(|| Error::Key("no room key yet".into()))?;
+        if k.sealed >= limit {
+            return Err(Error::Key(format!(
+                "this member sealed {limit} messages with room key epoch {}: the moderator must rotate",
+                k.epoch
+            )));
+        }
         if k.expires <= now {
             return Err(Error::Key(format!(
                 "room key epoch {} has expired: the moderator must rotate",
@@ -366,28 +391,26 @@ impl Member {
             .ok_or_else(|| Error::Stanza("no <body/> to seal".into()))?;
         let stamp = crate::time::format(now);
         let epoch = k.epoch.to_string();
-        let aad = Member::aad(
-            self.room.bare(),
-            &epoch,
-            &k.id,
-            me.jid().bare(),
-            &id,
-            &stamp,
-        );
+        let aad = Member::aad(&room, &epoch, &k.id, me.jid().bare(), &id, &stamp);
         let sealed = symmetric::seal(&k.key, &aad, body.as_bytes(), rng)?;
-        let el = stanza.element_mut();
-        el.set_attr("to", self.room.bare());
+        // Built on a copy: the stanza changes only when the envelope is signed too.
+        let mut out = stanza.clone();
+        let el = out.element_mut();
+        el.set_attr("to", &room);
         el.set_attr("type", "groupchat");
         el.remove_children("sealed", NS_ROOM);
         el.push(
             Element::new("sealed", NS_ROOM)
-                .with_attr("room", self.room.bare())
+                .with_attr("room", &room)
                 .with_attr("epoch", &epoch)
                 .with_attr("stamp", &stamp)
                 .with_text(&sealed),
         );
-        stanza.set_body(FALLBACK_BODY);
-        envelope::seal(stanza, me, policy, now)
+        out.set_body(FALLBACK_BODY);
+        envelope::seal(&mut out, me, policy, now)?;
+        k.sealed += 1;
+        *stanza = out;
+        Ok(())
     }
 
     /// Opens a room message as the MUC reflects it (`from` the room): checks the sender's

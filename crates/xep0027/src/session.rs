@@ -43,7 +43,14 @@ struct SessionKey {
     key: KeyBytes,
     created: SystemTime,
     expires: SystemTime,
+    /// Messages this side sealed with it.
+    sealed: u64,
 }
+
+/// How many messages one side seals with one session key by default (2^31): with random
+/// 96-bit nonces, AES-GCM must not use a key for more than 2^32 messages (NIST SP 800-38D
+/// §8.3); both sides seal with the same key, so each gets half.
+pub const DEFAULT_SEAL_LIMIT: u64 = 1 << 31;
 
 /// Facts about an agreed key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,6 +72,7 @@ pub struct Sessions {
     lifetime: Duration,
     keys: HashMap<String, Vec<SessionKey>>,
     seen_ids: HashMap<String, SystemTime>,
+    seal_limit: u64,
 }
 
 impl Sessions {
@@ -75,7 +83,14 @@ impl Sessions {
             lifetime,
             keys: HashMap::new(),
             seen_ids: HashMap::new(),
+            seal_limit: DEFAULT_SEAL_LIMIT,
         }
+    }
+
+    /// Sets how many messages this side seals with one key before [`Sessions::seal`] refuses
+    /// and a new key must be offered (default [`DEFAULT_SEAL_LIMIT`]).
+    pub fn set_seal_limit(&mut self, n: u64) {
+        self.seal_limit = n;
     }
 
     fn me(&self) -> Result<&Jid> {
@@ -134,6 +149,7 @@ impl Sessions {
                 key,
                 created,
                 expires: crate::time::parse(&expires_s)?,
+                sealed: 0,
             },
         );
         Ok(stanza)
@@ -203,6 +219,7 @@ impl Sessions {
                 key,
                 created,
                 expires,
+                sealed: 0,
             },
         );
         Ok(KeyInfo {
@@ -242,7 +259,12 @@ impl Sessions {
 
     /// Seals the message's body with the current key for its recipient (`to`); the body is
     /// replaced by the fallback text. The stanza needs `to` and `id`.
-    pub fn seal(&self, stanza: &mut Stanza, rng: &mut dyn Random, now: SystemTime) -> Result<()> {
+    pub fn seal(
+        &mut self,
+        stanza: &mut Stanza,
+        rng: &mut dyn Random,
+        now: SystemTime,
+    ) -> Result<()> {
         let to = Jid::new(stanza.to().ok_or_else(|| Error::Stanza("no 'to'".into()))?)?;
         let id = stanza
             .id()
@@ -252,20 +274,33 @@ impl Sessions {
         let body = stanza
             .body()?
             .ok_or_else(|| Error::Stanza("no <body/> to seal".into()))?;
-        let k = self.current_key(to.bare(), now).ok_or_else(|| {
-            Error::Key(format!(
-                "no unexpired session key with {}: offer one",
-                to.bare()
-            ))
-        })?;
+        let (me, limit) = (self.me.bare().to_owned(), self.seal_limit);
+        let k = self
+            .keys
+            .get_mut(to.bare())
+            .and_then(|v| v.iter_mut().rev().find(|k| k.expires > now))
+            .ok_or_else(|| {
+                Error::Key(format!(
+                    "no unexpired session key with {}: offer one",
+                    to.bare()
+                ))
+            })?;
+        if k.sealed >= limit {
+            return Err(Error::Key(format!(
+                "session key {} has sealed {limit} messages: offer a new one",
+                k.id
+            )));
+        }
         let stamp = crate::time::format(now);
-        let aad = Sessions::aad(self.me()?.bare(), to.bare(), &id, &stamp, &k.id);
+        let aad = Sessions::aad(&me, to.bare(), &id, &stamp, &k.id);
         let sealed = symmetric::seal(&k.key, &aad, body.as_bytes(), rng)?;
+        k.sealed += 1;
+        let key_id = k.id.clone();
         let el = stanza.element_mut();
         el.remove_children("sealed", NS_SESSION);
         el.push(
             Element::new("sealed", NS_SESSION)
-                .with_attr("key", &k.id)
+                .with_attr("key", &key_id)
                 .with_attr("stamp", &stamp)
                 .with_text(&sealed),
         );

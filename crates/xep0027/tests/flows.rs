@@ -502,6 +502,100 @@ fn session_keys_agree_once_then_seal_both_ways() {
 }
 
 #[test]
+fn seal_limits_force_a_new_key() {
+    let w = world();
+    let mut rng = OsRandom;
+    let mut sa = Sessions::new(w.alice.jid(), Duration::from_secs(3600));
+    let mut sb = Sessions::new(w.bob.jid(), Duration::from_secs(3600));
+    sa.set_seal_limit(2);
+    let offer = sa
+        .offer(
+            &w.alice,
+            w.bob.jid(),
+            &w.bob.public_cert(),
+            &mut rng,
+            &w.policy,
+            t0(),
+        )
+        .unwrap();
+    sb.accept(
+        &deliver(&offer, "alice@example.org/a"),
+        &w.bob,
+        &w.keyring,
+        &w.policy,
+        t0(),
+    )
+    .unwrap();
+    let msg = |i: u32| {
+        Stanza::parse(&format!(
+            "<message to='bob@example.org' id='l{i}'><body>m{i}</body></message>"
+        ))
+        .unwrap()
+    };
+    for i in 0..2 {
+        sa.seal(&mut msg(i), &mut rng, t0()).unwrap();
+    }
+    let mut third = msg(2);
+    assert!(matches!(
+        sa.seal(&mut third, &mut rng, t0()),
+        Err(Error::Key(_))
+    ));
+    assert_eq!(third, msg(2), "a refused seal leaves the stanza as it was");
+    sa.offer(
+        &w.alice,
+        w.bob.jid(),
+        &w.bob.public_cert(),
+        &mut rng,
+        &w.policy,
+        t0(),
+    )
+    .unwrap();
+    sa.seal(&mut third, &mut rng, t0()).unwrap();
+
+    let room = Jid::new("r@rooms.example.org").unwrap();
+    let mut moderator = Moderator::new(&room, Duration::from_secs(3600), &mut rng, t0()).unwrap();
+    moderator.add_member(w.bob.jid(), w.bob.public_cert());
+    let mut bob = Member::new(&room, w.bob.jid(), w.alice.fingerprint());
+    bob.set_seal_limit(1);
+    let dist = moderator
+        .distribute(&w.alice, &mut rng, &w.policy, t0())
+        .unwrap();
+    bob.accept_key(
+        &deliver(&dist[0], "alice@example.org/m"),
+        &w.bob,
+        &w.keyring,
+        &w.policy,
+        t0(),
+    )
+    .unwrap();
+    bob.seal(&mut msg(10), &w.bob, &mut rng, &w.policy, t0())
+        .unwrap();
+    let mut second = msg(11);
+    assert!(matches!(
+        bob.seal(&mut second, &w.bob, &mut rng, &w.policy, t0()),
+        Err(Error::Key(_))
+    ));
+    assert_eq!(second, msg(11));
+    moderator.rotate(&mut rng, t0()).unwrap();
+    let dist = moderator
+        .distribute(&w.alice, &mut rng, &w.policy, t0())
+        .unwrap();
+    assert_eq!(
+        bob.accept_key(
+            &deliver(&dist[0], "alice@example.org/m"),
+            &w.bob,
+            &w.keyring,
+            &w.policy,
+            t0()
+        )
+        .unwrap(),
+        2
+    );
+    bob.seal(&mut second, &w.bob, &mut rng, &w.policy, t0())
+        .unwrap();
+}
+
+#[test]
 fn encrypted_room_with_moderator_and_rotation_on_removal() {
     let w = world();
     let dave = id("dave");
