@@ -1,11 +1,13 @@
 //! Shared code of the example programs and the benches: a generator of eduGAIN-shaped metadata
 //! aggregates ([`aggregate`]), a throw-away RSA signer ([`signer`]), and the XMPP s2s SAML20
 //! scenario on loopback ([`xmpp_s2s`]), a loopback MDQ responder ([`mdq_server`]), a GnuPG
-//! driver ([`gnupg`]) and the XEP-0027 inter-module messaging scenario ([`modules`]).
+//! driver ([`gnupg`]), the XEP-0027 inter-module messaging scenario ([`modules`]) and a minimal
+//! XMPP client with a throw-away Prosody server for it ([`xmpp_client`]).
 
 pub mod gnupg;
 pub mod mdq_server;
 pub mod modules;
+pub mod xmpp_client;
 pub mod xmpp_s2s;
 
 pub mod aggregate {
