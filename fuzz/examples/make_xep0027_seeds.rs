@@ -1,6 +1,8 @@
 //! Writes the test keys (once) and the seeds of the `xep0027_stanza` and `armor` targets:
 //! signed presence, a signed and encrypted message with an envelope, a session-key offer and a
 //! sealed message, a room key and a room message, all made at the fixture's fixed time.
+//! To make new test keys, empty `keys/xep0027-*.asc` and run this twice: the first run writes
+//! the keys (and stops, as the fixture was built with the empty files), the second the seeds.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
