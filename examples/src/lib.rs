@@ -4,6 +4,7 @@
 //! driver ([`gnupg`]), the XEP-0027 inter-module messaging scenario ([`modules`]) and a minimal
 //! XMPP client with a throw-away Prosody server for it ([`xmpp_client`]).
 
+pub mod cli;
 pub mod gnupg;
 pub mod mdq_server;
 pub mod modules;

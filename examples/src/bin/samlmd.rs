@@ -19,6 +19,8 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+
+use saml_examples::cli::{Failure, Res, fail, read};
 use std::time::{Duration, SystemTime};
 
 use openssl::hash::MessageDigest;
@@ -30,21 +32,6 @@ use saml_metadata::filter::{Filter, RoleKind};
 use saml_metadata::load::{self, Policy};
 use saml_metadata::model::{EntitiesDescriptor, EntityDescriptor, Role};
 use saml_metadata::time::parse_datetime;
-
-enum Failure {
-    Usage(String),
-    Failed(String),
-}
-
-type Res<T> = Result<T, Failure>;
-
-fn fail(e: impl std::fmt::Display) -> Failure {
-    Failure::Failed(e.to_string())
-}
-
-fn read(path: &str) -> Res<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Failure::Failed(format!("{path}: {e}")))
-}
 
 /// Options shared by the reading commands.
 #[derive(Default)]
@@ -353,29 +340,16 @@ fn generate(o: &Opts) -> Res<()> {
 const USAGE: &str = "usage: samlmd verify|sign|lookup|split|select|gen ... (see the crate docs)";
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some((cmd, rest)) = args.split_first() else {
-        eprintln!("{USAGE}");
-        return ExitCode::from(2);
-    };
-    let result = parse_opts(rest).and_then(|o| match cmd.as_str() {
-        "verify" => verify(&o),
-        "sign" => sign(&o),
-        "lookup" => lookup(&o),
-        "split" => split(&o),
-        "select" => select(&o),
-        "gen" => generate(&o),
-        other => Err(Failure::Usage(format!("unknown command {other}"))),
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Usage(m)) => {
-            eprintln!("samlmd: {m}\n{USAGE}");
-            ExitCode::from(2)
+    saml_examples::cli::main("samlmd", USAGE, |cmd, rest| {
+        let o = parse_opts(rest)?;
+        match cmd {
+            "verify" => verify(&o),
+            "sign" => sign(&o),
+            "lookup" => lookup(&o),
+            "split" => split(&o),
+            "select" => select(&o),
+            "gen" => generate(&o),
+            other => Err(Failure::Usage(format!("unknown command {other}"))),
         }
-        Err(Failure::Failed(m)) => {
-            eprintln!("samlmd: {}", m.replace('\n', " "));
-            ExitCode::FAILURE
-        }
-    }
+    })
 }

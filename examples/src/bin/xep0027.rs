@@ -20,6 +20,8 @@
 
 use std::io::Read as _;
 use std::process::ExitCode;
+
+use saml_examples::cli::{Failure, Res, fail, read};
 use std::time::{Duration, SystemTime};
 
 use xep0027::envelope::{self, NS_ENVELOPE, ReplayWindow};
@@ -31,17 +33,6 @@ use xep0027::{armor, encrypted, signed};
 
 const USAGE: &str =
     "usage: xep0027 keygen|sign|verify|encrypt|decrypt [options] (see the source's doc comment)";
-
-enum Failure {
-    Usage(String),
-    Failed(String),
-}
-
-type Res<T> = Result<T, Failure>;
-
-fn fail(e: impl std::fmt::Display) -> Failure {
-    Failure::Failed(e.to_string())
-}
 
 #[derive(Default)]
 struct Opts {
@@ -96,10 +87,6 @@ fn parse_opts(args: &[String]) -> Res<Opts> {
         }
     }
     Ok(o)
-}
-
-fn read(path: &str) -> Res<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Failure::Failed(format!("{path}: {e}")))
 }
 
 fn need<'a>(v: &'a Option<String>, what: &str) -> Res<&'a str> {
@@ -253,28 +240,15 @@ fn decrypt(o: &Opts) -> Res<()> {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some((cmd, rest)) = args.split_first() else {
-        eprintln!("{USAGE}");
-        return ExitCode::from(2);
-    };
-    let result = parse_opts(rest).and_then(|o| match cmd.as_str() {
-        "keygen" => keygen(&o),
-        "sign" => sign(&o),
-        "verify" => verify(&o),
-        "encrypt" => encrypt(&o),
-        "decrypt" => decrypt(&o),
-        other => Err(Failure::Usage(format!("unknown command {other}"))),
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Usage(m)) => {
-            eprintln!("xep0027: {m}\n{USAGE}");
-            ExitCode::from(2)
+    saml_examples::cli::main("xep0027", USAGE, |cmd, rest| {
+        let o = parse_opts(rest)?;
+        match cmd {
+            "keygen" => keygen(&o),
+            "sign" => sign(&o),
+            "verify" => verify(&o),
+            "encrypt" => encrypt(&o),
+            "decrypt" => decrypt(&o),
+            other => Err(Failure::Usage(format!("unknown command {other}"))),
         }
-        Err(Failure::Failed(m)) => {
-            eprintln!("xep0027: {}", m.replace('\n', " "));
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
