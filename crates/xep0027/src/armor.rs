@@ -1,6 +1,6 @@
 //! ASCII armor as XEP-0027 (§3, §4) carries it: the armored text with the `BEGIN` line, the
-//! armor headers, the blank line and the `END` line removed; the base64 lines and the `=XXXX`
-//! checksum line stay.
+//! armor headers, the blank line and the `END` line removed; the base64 lines and the checksum
+//! line (`=` and four base64 characters, e.g. `=njUN`) stay.
 //!
 //! Writing strips exactly that ([`strip`], [`encode`]). Reading ([`decode`]) is tolerant, the
 //! way real clients send it: with or without the checksum line, everything on one line, the
@@ -66,7 +66,8 @@ pub fn strip(armored: &str) -> Result<String> {
 }
 
 /// Encodes binary OpenPGP data as stripped armor: base64 in lines of 64 characters, then the
-/// `=XXXX` CRC-24 checksum line (RFC 4880 §6.1), exactly what [`strip`] leaves of `gpg --armor`.
+/// CRC-24 checksum line, `=` and four base64 characters (RFC 4880 §6.1): exactly what [`strip`]
+/// leaves of `gpg --armor`.
 pub fn encode(binary: &[u8]) -> String {
     let b64 = STANDARD.encode(binary);
     let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 8);
@@ -104,7 +105,7 @@ pub fn decode(text: &str) -> Result<Vec<u8>> {
         b64.extend_from_slice(t.as_bytes());
     }
     // A checksum glued to the data: base64 data is a multiple of 4 long (padding included),
-    // so five extra characters `=XXXX` leave a remainder of 1.
+    // so the five extra characters of a glued checksum (`=` and four) leave a remainder of 1.
     if b64.len() % 4 == 1 && b64.len() >= 5 && is_checksum_bytes(&b64[b64.len() - 5..]) {
         b64.truncate(b64.len() - 5);
     }
