@@ -32,7 +32,7 @@ use crate::jid::Jid;
 use crate::keys::{CertLookup, Identity};
 use crate::openpgp::{self, SigMode, Verified};
 use crate::policy::Policy;
-use crate::stanza::{Element, Kind, NS_ENCRYPTED, Stanza};
+use crate::stanza::{Element, Kind, Stanza};
 use crate::{Error, Result};
 
 /// The envelope namespace.
@@ -56,8 +56,8 @@ pub(crate) fn payload(stanza: &Stanza) -> Result<(&'static str, Vec<u8>)> {
             ))
         }
         Kind::Message => {
-            if let Some(x) = stanza.element().only_child("x", NS_ENCRYPTED)? {
-                return Ok(("encrypted", armor::decode(&x.text())?));
+            if let Some(packets) = crate::encrypted::payload(stanza)? {
+                return Ok(("encrypted", packets));
             }
             for ns in [crate::session::NS_SESSION, crate::room::NS_ROOM] {
                 if let Some(s) = stanza.element().only_child("sealed", ns)? {

@@ -93,10 +93,6 @@ impl Sessions {
         self.seal_limit = n;
     }
 
-    fn me(&self) -> Result<&Jid> {
-        Ok(&self.me)
-    }
-
     /// Creates a new key for the conversation with `peer` (valid for the store's lifetime
     /// from `now`), keeps it as the current one, and returns the offer stanza to send (`to` the peer, a
     /// random `id`).
@@ -109,7 +105,7 @@ impl Sessions {
         policy: &Policy,
         now: SystemTime,
     ) -> Result<Stanza> {
-        if !me.jid().same_bare(self.me()?) {
+        if !me.jid().same_bare(&self.me) {
             return Err(Error::State("identity and Sessions owner differ".into()));
         }
         let key = KeyBytes::random(rng)?;
@@ -185,11 +181,11 @@ impl Sessions {
         let f = record.fields(RECORD, 6)?;
         let t = |i: usize| canonical::text(RECORD, f[i]);
         let (r_from, r_to, id, created_s, expires_s) = (t(0)?, t(1)?, t(2)?, t(3)?, t(4)?);
-        if r_from != from.bare() || r_to != self.me()?.bare() {
+        if r_from != from.bare() || r_to != self.me.bare() {
             return Err(Error::Binding(format!(
                 "the key record is for {r_from} -> {r_to}, the stanza is {} -> {}",
                 from.bare(),
-                self.me()?.bare()
+                self.me.bare()
             )));
         }
         if el.attr("id") != Some(id) {
@@ -341,7 +337,7 @@ impl Sessions {
             return Err(Error::Replay(format!("session key {key_id} has expired")));
         }
         window.check_time(stamp, now)?;
-        let aad = Sessions::aad(from.bare(), self.me()?.bare(), id, stamp_s, key_id);
+        let aad = Sessions::aad(from.bare(), self.me.bare(), id, stamp_s, key_id);
         let pt = symmetric::open(&k.key, &aad, &el.text())?;
         let body = String::from_utf8(pt).map_err(|_| Error::Decrypt)?;
         window.accept(from.bare(), id, stamp, now)?;
