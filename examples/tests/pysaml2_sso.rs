@@ -203,6 +203,7 @@ fn outstanding(req: &AuthnRequest) -> OutstandingRequests {
     let mut o = OutstandingRequests::new();
     o.insert(
         &req.id,
+        PY_IDP,
         SystemTime::now() + Duration::from_secs(600),
         SystemTime::now(),
     );
@@ -234,7 +235,7 @@ fn our_sp_with_the_pysaml2_idp() {
     assert!(check(&v, tampered.as_bytes(), &req).is_err());
     let later = SystemTime::now() + Duration::from_secs(3600);
     let mut o = OutstandingRequests::new();
-    o.insert(&req.id, later + Duration::from_secs(600), later);
+    o.insert(&req.id, PY_IDP, later + Duration::from_secs(600), later);
     assert!(matches!(
         v.validate(&xml, later, &mut o, &mut MemoryReplayCache::new()),
         Err(saml_core::Error::Protocol(ProtocolError::Expired { .. }))
@@ -296,14 +297,15 @@ fn our_sp_with_the_pysaml2_idp() {
 fn encrypted_responses_from_pysaml2() {
     let w = our_sp();
     let v = validator(&w);
-    // pysaml2's only built-in choice is TripleDES-CBC: refused by default, accepted as legacy.
+    // pysaml2's only built-in choice is TripleDES-CBC: refused by default, accepted with
+    // allow_tripledes inside pysaml2's signed Response.
     let req = request();
     let xml = via_redirect(&w, &req, &["--encrypt", "3des"]).unwrap_or_else(|e| panic!("{e}"));
     assert!(text(&xml).contains("EncryptedAssertion"));
     let err = check(&v, &xml, &req).unwrap_err();
     assert!(err.to_string().contains("TripleDES"), "{err}");
     let mut legacy = v.clone();
-    legacy.legacy_encryption = true;
+    legacy.allow_tripledes = true;
     let ok = check(&legacy, &xml, &req).unwrap_or_else(|e| panic!("{e}"));
     assert!(ok.encrypted && ok.assertion_signed);
     assert_eq!(ok.name_id().unwrap().value, "alice-pysaml2");
