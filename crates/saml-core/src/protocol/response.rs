@@ -430,10 +430,11 @@ impl ResponseValidator {
                 }
             }
             Item::Encrypted { data, scope } => {
-                let mut opts = DecryptOptions::default();
-                opts.allow_tripledes = self.allow_tripledes;
-                opts.allow_unauthenticated_cbc = self.allow_unauthenticated_cbc;
-                opts.recipient = Some(self.sp_entity_id.clone());
+                let opts = DecryptOptions {
+                    allow_tripledes: self.allow_tripledes,
+                    allow_unauthenticated_cbc: self.allow_unauthenticated_cbc,
+                    recipient: Some(self.sp_entity_id.clone()),
+                };
                 let key =
                     xmlenc::content_key(&data, &self.decryption_keys, &opts, response_signed)?;
                 // After the key unwrap: under unauthenticated CBC every failure (padding,

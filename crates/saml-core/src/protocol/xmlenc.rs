@@ -734,10 +734,11 @@ mod tests {
     }
 
     fn opts(tripledes: bool, unauthenticated_cbc: bool) -> DecryptOptions {
-        let mut o = DecryptOptions::default();
-        o.allow_tripledes = tripledes;
-        o.allow_unauthenticated_cbc = unauthenticated_cbc;
-        o
+        DecryptOptions {
+            allow_tripledes: tripledes,
+            allow_unauthenticated_cbc: unauthenticated_cbc,
+            recipient: None,
+        }
     }
 
     /// Issue 13 item 2: one flag no longer admits both TripleDES and unauthenticated CBC.
@@ -830,8 +831,10 @@ mod tests {
         // Recipient = our entityID goes before the others.
         let mut to_us = real;
         to_us.recipient = Some("https://sp.example".into());
-        let mut o = DecryptOptions::default();
-        o.recipient = Some("https://sp.example".into());
+        let o = DecryptOptions {
+            recipient: Some("https://sp.example".into()),
+            ..Default::default()
+        };
         d.keys = vec![bogus; MAX_ENCRYPTED_KEYS - 1];
         d.keys.push(to_us);
         let before = ops();
