@@ -309,6 +309,18 @@ fn encrypted_responses_from_pysaml2() {
     let ok = check(&legacy, &xml, &req).unwrap_or_else(|e| panic!("{e}"));
     assert!(ok.encrypted && ok.assertion_signed);
     assert_eq!(ok.name_id().unwrap().value, "alice-pysaml2");
+    // TripleDES with no Response signature around it is unauthenticated CBC: allow_tripledes
+    // alone does not admit it, the separate allow_unauthenticated_cbc opt-in does.
+    let req = request();
+    let xml = via_redirect(&w, &req, &["--encrypt", "3des", "--no-sign-response"]).unwrap();
+    assert!(matches!(
+        check(&legacy, &xml, &req),
+        Err(saml_core::Error::Protocol(ProtocolError::Decryption(_)))
+    ));
+    let mut oracle = legacy.clone();
+    oracle.allow_unauthenticated_cbc = true;
+    let ok = check(&oracle, &xml, &req).unwrap_or_else(|e| panic!("{e}"));
+    assert!(ok.encrypted && ok.assertion_signed && !ok.response_signed);
 
     // AES-256-GCM (pysaml2 patched to ask xmlsec1 for it), the Response unsigned around it.
     let req = request();
