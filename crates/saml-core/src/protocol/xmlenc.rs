@@ -1,8 +1,8 @@
 //! `saml:EncryptedAssertion` (SAML Core §2.3.4) with XML Encryption 1.1: RSA-OAEP key transport
 //! (`xmlenc#rsa-oaep-mgf1p`, `xmlenc11#rsa-oaep` with its DigestMethod and MGF) of a content key
 //! for AES-GCM (`xmlenc11#aes128-gcm`, `aes192-gcm`, `aes256-gcm`) or AES-CBC (`xmlenc#aes128-cbc`,
-//! `aes192-cbc`, `aes256-cbc`); TripleDES-CBC only as a legacy opt-in. RSA PKCS#1 v1.5 key
-//! transport (`xmlenc#rsa-1_5`) is always refused (Bleichenbacher's attack).
+//! `aes192-cbc`, `aes256-cbc`); TripleDES-CBC only as an opt-in (`allow_tripledes`). RSA
+//! PKCS#1 v1.5 key transport (`xmlenc#rsa-1_5`) is always refused (Bleichenbacher's attack).
 //!
 //! ## CBC and the padding oracle
 //!
@@ -83,7 +83,7 @@ pub enum DataAlgorithm {
     Aes192Cbc,
     /// AES-256-CBC.
     Aes256Cbc,
-    /// TripleDES-CBC (legacy only; pysaml2's default).
+    /// TripleDES-CBC (only with `DecryptOptions::allow_tripledes`; pysaml2's default).
     TripleDesCbc,
 }
 
