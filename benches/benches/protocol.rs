@@ -80,7 +80,7 @@ fn bench(c: &mut Criterion) {
     v.decryption_keys = vec![sp_pkey];
     let outstanding = || {
         let mut o = OutstandingRequests::new();
-        o.insert(&req.id, now + Duration::from_secs(600), now);
+        o.insert(&req.id, IDP, now + Duration::from_secs(600), now);
         o
     };
     for doc in [&signed, &encrypted] {

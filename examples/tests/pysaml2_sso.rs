@@ -203,6 +203,7 @@ fn outstanding(req: &AuthnRequest) -> OutstandingRequests {
     let mut o = OutstandingRequests::new();
     o.insert(
         &req.id,
+        PY_IDP,
         SystemTime::now() + Duration::from_secs(600),
         SystemTime::now(),
     );
@@ -234,7 +235,7 @@ fn our_sp_with_the_pysaml2_idp() {
     assert!(check(&v, tampered.as_bytes(), &req).is_err());
     let later = SystemTime::now() + Duration::from_secs(3600);
     let mut o = OutstandingRequests::new();
-    o.insert(&req.id, later + Duration::from_secs(600), later);
+    o.insert(&req.id, PY_IDP, later + Duration::from_secs(600), later);
     assert!(matches!(
         v.validate(&xml, later, &mut o, &mut MemoryReplayCache::new()),
         Err(saml_core::Error::Protocol(ProtocolError::Expired { .. }))
@@ -296,17 +297,30 @@ fn our_sp_with_the_pysaml2_idp() {
 fn encrypted_responses_from_pysaml2() {
     let w = our_sp();
     let v = validator(&w);
-    // pysaml2's only built-in choice is TripleDES-CBC: refused by default, accepted as legacy.
+    // pysaml2's only built-in choice is TripleDES-CBC: refused by default, accepted with
+    // allow_tripledes inside pysaml2's signed Response.
     let req = request();
     let xml = via_redirect(&w, &req, &["--encrypt", "3des"]).unwrap_or_else(|e| panic!("{e}"));
     assert!(text(&xml).contains("EncryptedAssertion"));
     let err = check(&v, &xml, &req).unwrap_err();
     assert!(err.to_string().contains("TripleDES"), "{err}");
     let mut legacy = v.clone();
-    legacy.legacy_encryption = true;
+    legacy.allow_tripledes = true;
     let ok = check(&legacy, &xml, &req).unwrap_or_else(|e| panic!("{e}"));
     assert!(ok.encrypted && ok.assertion_signed);
     assert_eq!(ok.name_id().unwrap().value, "alice-pysaml2");
+    // TripleDES with no Response signature around it is unauthenticated CBC: allow_tripledes
+    // alone does not admit it, the separate allow_unauthenticated_cbc opt-in does.
+    let req = request();
+    let xml = via_redirect(&w, &req, &["--encrypt", "3des", "--no-sign-response"]).unwrap();
+    assert!(matches!(
+        check(&legacy, &xml, &req),
+        Err(saml_core::Error::Protocol(ProtocolError::Decryption(_)))
+    ));
+    let mut oracle = legacy.clone();
+    oracle.allow_unauthenticated_cbc = true;
+    let ok = check(&oracle, &xml, &req).unwrap_or_else(|e| panic!("{e}"));
+    assert!(ok.encrypted && ok.assertion_signed && !ok.response_signed);
 
     // AES-256-GCM (pysaml2 patched to ask xmlsec1 for it), the Response unsigned around it.
     let req = request();

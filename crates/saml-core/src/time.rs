@@ -3,9 +3,15 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Parses an `xs:dateTime` such as `2026-11-22T10:00:00Z`, `2031-04-17T05:59:16.000Z` or
-/// `2019-07-24T08:10:04+02:00`. A value without a zone is taken as UTC (SAML requires UTC).
+/// `2019-07-24T08:10:04+02:00`.
+///
+/// Strict: a four-digit year; seconds 00-59; the zone is required (SAML Core §1.3.3: time
+/// values are UTC, so a value without a zone has no defined instant and is refused), either `Z`
+/// or `+hh:mm` / `-hh:mm` with two digits each, hours at most 14, minutes at most 59, `14:00`
+/// at most (XML Schema Part 2 §3.2.7.3). Only XML white space around the value is ignored (the
+/// type collapses it), never other Unicode spaces.
 pub fn parse_datetime(s: &str) -> Option<SystemTime> {
-    let s = s.trim();
+    let s = s.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'));
     let b = s.as_bytes();
     if b.len() < 19
         || b[4] != b'-'
@@ -32,7 +38,7 @@ pub fn parse_datetime(s: &str) -> Option<SystemTime> {
         num(14..16)?,
         num(17..19)?,
     );
-    if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || se > 60
+    if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || se > 59
     {
         return None;
     }
@@ -47,23 +53,23 @@ pub fn parse_datetime(s: &str) -> Option<SystemTime> {
         nanos = f.parse::<u32>().ok()? * 10u32.pow(9 - f.len() as u32);
         rest = &frac[digits..];
     }
-    let offset_secs: i64 = match rest {
-        "" | "Z" => 0,
-        tz => {
-            let sign = match tz.as_bytes().first()? {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            let (oh, om) = tz[1..].split_once(':')?;
-            if oh.len() != 2 || om.len() != 2 {
+    let offset_secs: i64 = match rest.as_bytes() {
+        b"Z" => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2]
+            if [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit()) =>
+        {
+            let oh = i64::from((h1 - b'0') * 10 + (h2 - b'0'));
+            let om = i64::from((m1 - b'0') * 10 + (m2 - b'0'));
+            if oh > 14 || om > 59 || (oh == 14 && om > 0) {
                 return None;
             }
-            sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60)
+            let sign = if *sign == b'+' { 1 } else { -1 };
+            sign * (oh * 3600 + om * 60)
         }
+        _ => return None,
     };
     let days = days_from_civil(y, mo, d);
-    let secs = days * 86400 + h * 3600 + mi * 60 + se.min(59) - offset_secs;
+    let secs = days * 86400 + h * 3600 + mi * 60 + se - offset_secs;
     if secs >= 0 {
         UNIX_EPOCH.checked_add(Duration::new(secs as u64, nanos))
     } else {
@@ -262,6 +268,41 @@ mod tests {
             "2026-11-22T10:00:00.",
         ] {
             assert!(parse_datetime(bad).is_none(), "{bad}");
+        }
+    }
+
+    /// Issue 13 item 8: out-of-range and malformed zones, a missing zone, a leap second and
+    /// Unicode spaces around the value were accepted.
+    #[test]
+    fn datetimes_are_strict() {
+        for bad in [
+            "2026-11-22T10:00:00+99:99",
+            "2026-11-22T10:00:00++1:00",
+            "2026-11-22T10:00:00+-1:00",
+            "2026-11-22T10:00:00-+1:00",
+            "2026-11-22T10:00:00+15:00",
+            "2026-11-22T10:00:00+14:30",
+            "2026-11-22T10:00:00+01:60",
+            "2026-11-22T10:00:00+0100",
+            "2026-11-22T10:00:00+1:00",
+            "2026-11-22T10:00:00",
+            "2026-11-22T10:00:00.5",
+            "2026-11-22T10:00:60Z",
+            "\u{a0}2026-11-22T10:00:00Z",
+            "2026-11-22T10:00:00Z\u{3000}",
+            "2026-11-22T10:00:00Zz",
+        ] {
+            assert!(parse_datetime(bad).is_none(), "{bad:?}");
+        }
+        let utc = parse_datetime("2026-11-22T10:00:00Z");
+        assert!(utc.is_some());
+        for same in [
+            "2026-11-22T11:00:00+01:00",
+            "2026-11-22T00:00:00-10:00",
+            "2026-11-23T00:00:00+14:00",
+            " 2026-11-22T10:00:00Z\n",
+        ] {
+            assert_eq!(parse_datetime(same), utc, "{same:?}");
         }
     }
 

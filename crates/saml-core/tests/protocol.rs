@@ -63,7 +63,7 @@ fn world() -> World {
     request.acs_url = Some(ACS.into());
     request.protocol_binding = Some(saml_core::protocol::BINDING_HTTP_POST.into());
     let mut requests = OutstandingRequests::new();
-    requests.insert(&request.id, now() + Duration::from_secs(600), now());
+    requests.insert(&request.id, IDP, now() + Duration::from_secs(600), now());
     World {
         idp_key: rsa_key(),
         sp_enc: PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(),
@@ -337,7 +337,7 @@ fn encrypted_assertions() {
     ] {
         let mut w = world();
         let mut v = validator(&w);
-        v.legacy_encryption = legacy;
+        v.allow_unauthenticated_cbc = legacy;
         let mut b = builder(&w);
         b.sign_response = sign_response;
         b.encryption = Some(Encryption {
@@ -691,6 +691,409 @@ fn malformed_responses_name_the_problem() {
         assert!(
             err.to_lowercase().contains(&what.to_lowercase()),
             "{what}: {err}"
+        );
+    }
+}
+
+// ---- Issue 13 (items 3, 5, 7, 8): regression tests ----
+
+/// The Response built for `w`, unsigned, with `edit` applied, then signed (Response only).
+fn edited_and_signed(w: &World, b: &ResponseBuilder, edit: impl Fn(String) -> String) -> Vec<u8> {
+    let mut b = b.clone();
+    b.sign_assertion = false;
+    b.sign_response = false;
+    let xml = edit(String::from_utf8(build(w, &b)).unwrap());
+    let start = xml.find("<samlp:Response").unwrap();
+    let id_at = start + xml[start..].find(" ID=\"").unwrap() + 5;
+    let id = xml[id_at..id_at + xml[id_at..].find('"').unwrap()].to_owned();
+    saml_core::dsig::sign(
+        xml.as_bytes(),
+        &w.idp_key,
+        &saml_core::dsig::SignOptions {
+            target: saml_core::dsig::Target::Id(id),
+            placement: saml_core::dsig::Placement::AfterIssuer,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn unicode_spaces_are_not_trimmed_from_signed_values() {
+    // U+00A0 NO-BREAK SPACE, U+3000 IDEOGRAPHIC SPACE, U+2028 LINE SEPARATOR, U+0085 NEXT LINE:
+    // Unicode White_Space, not XML white space. `admin` + one of them is another identity.
+    for ch in ['\u{a0}', '\u{3000}', '\u{2028}', '\u{85}'] {
+        let mut w = world();
+        let v = validator(&w);
+        let mut b = builder(&w);
+        b.name_id = NameId::new(&format!("admin{ch}"), NAMEID_PERSISTENT);
+        b.attributes = vec![Attribute::uri(
+            "urn:oid:2.5.4.3",
+            None,
+            &[&format!("{ch}root")],
+        )];
+        b.authn_context_class = format!("urn:x:ac{ch}");
+        let xml = edited_and_signed(&w, &b, |x| x);
+        let ok = validate(&mut w, &v, &xml).unwrap_or_else(|e| panic!("{ch:?}: {e}"));
+        assert_eq!(ok.name_id().unwrap().value, format!("admin{ch}"), "{ch:?}");
+        assert_eq!(
+            ok.assertion.attribute("urn:oid:2.5.4.3").unwrap().values,
+            [format!("{ch}root")],
+            "{ch:?}"
+        );
+        assert_eq!(
+            ok.assertion.authn_statements[0].class_ref.as_deref(),
+            Some(format!("urn:x:ac{ch}").as_str())
+        );
+        // The audience and the issuers are compared as written: with the character added they
+        // name someone else.
+        let aud = format!("<saml:Audience>{SP}{ch}</saml:Audience>");
+        let xml = edited_and_signed(&w, &b, |x| {
+            x.replace(&format!("<saml:Audience>{SP}</saml:Audience>"), &aud)
+        });
+        let mut w2 = world();
+        assert!(
+            matches!(
+                protocol_err(validate(&mut w2, &validator(&w), &xml)),
+                ProtocolError::AudienceMismatch { .. } | ProtocolError::UnknownRequest(_)
+            ),
+            "{ch:?}"
+        );
+        let mut w = world();
+        let v = validator(&w);
+        let b = builder(&w);
+        let xml = edited_and_signed(&w, &b, |x| {
+            x.replace(
+                &format!("<saml:Audience>{SP}</saml:Audience>"),
+                &format!("<saml:Audience>{ch}{SP}</saml:Audience>"),
+            )
+        });
+        assert!(
+            matches!(
+                protocol_err(validate(&mut w, &v, &xml)),
+                ProtocolError::AudienceMismatch { .. }
+            ),
+            "{ch:?}"
+        );
+        let mut w = world();
+        let v = validator(&w);
+        let b = builder(&w);
+        let xml = edited_and_signed(&w, &b, |x| {
+            x.replace(
+                &format!("<saml:Issuer>{IDP}</saml:Issuer>"),
+                &format!("<saml:Issuer>{IDP}{ch}</saml:Issuer>"),
+            )
+        });
+        assert!(
+            matches!(
+                protocol_err(validate(&mut w, &v, &xml)),
+                ProtocolError::IssuerMismatch { .. }
+            ),
+            "{ch:?}"
+        );
+    }
+    // XML white space around an anyURI value is collapsed by its schema type: still accepted.
+    let mut w = world();
+    let v = validator(&w);
+    let xml = edited_and_signed(&w, &builder(&w), |x| {
+        x.replace(
+            &format!("<saml:Audience>{SP}</saml:Audience>"),
+            &format!("<saml:Audience>\n  {SP}\t\n</saml:Audience>"),
+        )
+    });
+    validate(&mut w, &v, &xml).unwrap();
+}
+
+#[test]
+fn audience_restriction_is_required() {
+    let aud = format!(
+        "<saml:AudienceRestriction><saml:Audience>{SP}</saml:Audience></saml:AudienceRestriction>"
+    );
+    // Conditions without AudienceRestriction, and no Conditions at all.
+    let cases: [&dyn Fn(String) -> String; 2] = [&|x: String| x.replace(&aud, ""), &|x: String| {
+        let s = x.find("<saml:Conditions").unwrap();
+        let e = x.find("</saml:Conditions>").unwrap() + "</saml:Conditions>".len();
+        format!("{}{}", &x[..s], &x[e..])
+    }];
+    for edit in cases {
+        let mut w = world();
+        let v = validator(&w);
+        let xml = edited_and_signed(&w, &builder(&w), edit);
+        assert!(!String::from_utf8_lossy(&xml).contains("AudienceRestriction"));
+        assert!(matches!(
+            protocol_err(validate(&mut w, &v, &xml)),
+            ProtocolError::NoAudienceRestriction
+        ));
+        assert_eq!(w.requests.len(), 1);
+    }
+    // Two restrictions: each must name the SP (SAML Core §2.5.1.4).
+    let mut w = world();
+    let v = validator(&w);
+    let xml = edited_and_signed(&w, &builder(&w), |x| {
+        x.replace(
+            &aud,
+            &format!("{aud}{}", aud.replace(SP, "https://other.example")),
+        )
+    });
+    assert!(matches!(
+        protocol_err(validate(&mut w, &v, &xml)),
+        ProtocolError::AudienceMismatch { .. }
+    ));
+}
+
+/// The signed assertion of a Response built for `w`, with `edit` applied to its XML (white
+/// space inside the start tag: the signature stays valid), encrypted for the SP, in a Response
+/// that is not signed.
+fn encrypted_with(w: &World, edit: impl Fn(&str) -> String) -> Vec<u8> {
+    let mut b = builder(w);
+    b.sign_response = false;
+    let xml = String::from_utf8(build(w, &b)).unwrap();
+    let s = xml.find("<saml:Assertion").unwrap();
+    let e = xml.find("</saml:Assertion>").unwrap() + "</saml:Assertion>".len();
+    let assertion = edit(&xml[s..e]);
+    let recipient = PKey::public_key_from_der(&w.sp_enc.public_key_to_der().unwrap()).unwrap();
+    let enc = saml_core::protocol::xmlenc::encrypt(
+        assertion.as_bytes(),
+        &recipient,
+        DataAlgorithm::Aes256Gcm,
+        KeyTransport::RsaOaepMgf1p,
+        &mut openssl_rng(),
+    )
+    .unwrap();
+    format!("{}{enc}{}", &xml[..s], &xml[e..]).into_bytes()
+}
+
+#[test]
+fn pretty_printed_decrypted_assertion_is_accepted() {
+    for sep in ["\n    ", "\t", "\r\n", "  \n\t "] {
+        let mut w = world();
+        let v = validator(&w);
+        let xml = encrypted_with(&w, |a| {
+            a.replacen(
+                "<saml:Assertion xmlns:saml=",
+                &format!("<saml:Assertion{sep}xmlns:saml="),
+                1,
+            )
+            .replacen(" ID=", &format!("{sep}ID="), 1)
+        });
+        let ok = validate(&mut w, &v, &xml).unwrap_or_else(|e| panic!("{sep:?}: {e}"));
+        assert!(ok.encrypted && ok.assertion_signed);
+        assert_eq!(ok.name_id().unwrap().value, "alice-7f3a");
+    }
+    // `xmlns:saml = "..."` (white space around `=`) and a declaration in single quotes.
+    let mut w = world();
+    let v = validator(&w);
+    let xml = encrypted_with(&w, |a| {
+        a.replacen(
+            &format!(
+                "<saml:Assertion xmlns:saml=\"{}\"",
+                saml_core::protocol::SAML_NS
+            ),
+            &format!(
+                "<saml:Assertion\n xmlns:saml = '{}'",
+                saml_core::protocol::SAML_NS
+            ),
+            1,
+        )
+    });
+    validate(&mut w, &v, &xml).unwrap();
+}
+
+#[test]
+fn issue_instant_is_checked() {
+    let t = saml_core::time::format_datetime_exact(now());
+    let moved = |which: usize, to: SystemTime| {
+        let at = saml_core::time::format_datetime_exact(to);
+        let t = t.clone();
+        move |x: String| {
+            let needle = format!("IssueInstant=\"{t}\"");
+            let i = x.match_indices(&needle).nth(which).unwrap().0;
+            format!("{}IssueInstant=\"{at}\"{}", &x[..i], &x[i + needle.len()..])
+        }
+    };
+    // 0: the Response's IssueInstant, 1: the Assertion's.
+    for which in [0, 1] {
+        for (to, future) in [
+            (now() + Duration::from_secs(600), true),
+            (now() - Duration::from_secs(3600), false),
+        ] {
+            let mut w = world();
+            let v = validator(&w);
+            let xml = edited_and_signed(&w, &builder(&w), moved(which, to));
+            let e = protocol_err(validate(&mut w, &v, &xml));
+            assert!(
+                if future {
+                    matches!(e, ProtocolError::NotYetValid { what, .. } if what.contains("IssueInstant"))
+                } else {
+                    matches!(e, ProtocolError::Expired { what, .. } if what.contains("IssueInstant"))
+                },
+                "{which} {future}: {e}"
+            );
+        }
+    }
+    // Within the skew, and within max_issue_age: accepted.
+    let mut w = world();
+    let v = validator(&w);
+    let xml = edited_and_signed(&w, &builder(&w), moved(1, now() - Duration::from_secs(400)));
+    validate(&mut w, &v, &xml).unwrap();
+}
+
+#[test]
+fn a_huge_clock_skew_does_not_panic() {
+    for skew in [Duration::MAX, Duration::from_secs(u64::MAX / 2)] {
+        let mut w = world();
+        let mut v = validator(&w);
+        v.clock_skew = skew;
+        let xml = build(&w, &builder(&w));
+        validate(&mut w, &v, &xml).unwrap();
+        // Far in the future: still no panic (everything is within an unbounded skew).
+        let mut w = world();
+        let xml = build(&w, &builder(&w));
+        let later = now() + Duration::from_secs(86400 * 365);
+        let _ = v.validate(&xml, later, &mut w.requests, &mut w.replay);
+        // The IdP side too.
+        let _ = check_request(&w.request, &[SSO], now(), skew, skew);
+        let _ = check_request(&w.request, &[SSO], now(), Duration::from_secs(60), skew);
+    }
+}
+
+#[test]
+fn an_answer_from_another_idp_to_our_request_is_refused() {
+    // The request went to IdP A; the same SP also trusts IdP B (this validator). B answers the
+    // request sent to A: refused, and A's request stays outstanding.
+    let mut w = world();
+    let v = validator(&w);
+    w.requests = OutstandingRequests::new();
+    w.requests.insert(
+        &w.request.id.clone(),
+        "https://idp-a.example.org/idp",
+        now() + Duration::from_secs(600),
+        now(),
+    );
+    let xml = build(&w, &builder(&w));
+    assert!(matches!(
+        protocol_err(validate(&mut w, &v, &xml)),
+        ProtocolError::UnknownRequest(_)
+    ));
+    assert_eq!(w.requests.len(), 1);
+    // Recorded for this IdP: accepted.
+    let mut w = world();
+    let v = validator(&w);
+    let xml = build(&w, &builder(&w));
+    validate(&mut w, &v, &xml).unwrap();
+}
+
+/// A Response (not signed) carrying the assertion encrypted with `alg`, and the byte range of
+/// the EncryptedData's CipherValue text.
+fn cbc_response(w: &World, alg: DataAlgorithm, sign_response: bool) -> (String, usize, usize) {
+    let mut b = builder(w);
+    b.sign_response = sign_response;
+    b.encryption = Some(Encryption {
+        recipient: PKey::public_key_from_der(&w.sp_enc.public_key_to_der().unwrap()).unwrap(),
+        algorithm: alg,
+        transport: KeyTransport::RsaOaepMgf1p,
+    });
+    let xml = String::from_utf8(build(w, &b)).unwrap();
+    let s = xml.rfind("<xenc:CipherValue>").unwrap() + "<xenc:CipherValue>".len();
+    let e = s + xml[s..].find("</xenc:CipherValue>").unwrap();
+    (xml, s, e)
+}
+
+fn with_cipher(xml: &str, s: usize, e: usize, edit: impl Fn(&mut Vec<u8>)) -> Vec<u8> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut c = b64.decode(&xml[s..e]).unwrap();
+    edit(&mut c);
+    format!("{}{}{}", &xml[..s], b64.encode(&c), &xml[e..]).into_bytes()
+}
+
+#[test]
+fn unauthenticated_cbc_failures_are_one_opaque_error() {
+    // Issue 13 item 2: the attacker changes the last byte of the second-to-last block (the
+    // plaintext's pad length byte) and the first block (the start tag): before, bad padding,
+    // "not UTF-8", "not an element" and XML errors were told apart.
+    let mut w = world();
+    let mut v = validator(&w);
+    v.allow_unauthenticated_cbc = true;
+    let (xml, s, e) = cbc_response(&w, DataAlgorithm::Aes128Cbc, false);
+    validate(&mut w, &v, xml.as_bytes()).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut w = world();
+    for delta in 1..=255u8 {
+        for at in [None, Some(0usize), Some(3), Some(16)] {
+            let doc = with_cipher(&xml, s, e, |c| {
+                let i = at.unwrap_or(c.len() - 17);
+                c[i] ^= delta;
+            });
+            let err = validate(&mut w, &v, &doc).unwrap_err();
+            seen.insert(err.to_string());
+        }
+    }
+    // Ciphertext too short or not a whole number of blocks: the same error.
+    for cut in [1usize, 16, 17] {
+        let doc = with_cipher(&xml, s, e, |c| c.truncate(c.len() - cut));
+        seen.insert(validate(&mut w, &v, &doc).unwrap_err().to_string());
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        [format!(
+            "cannot decrypt: {}",
+            saml_core::protocol::xmlenc::OPAQUE_FAILURE
+        )]
+    );
+    assert_eq!(w.requests.len(), 1);
+
+    // Inside a signed Response the ciphertext cannot be changed: the signature fails first.
+    let mut w = world();
+    let v = validator(&w);
+    let (xml, s, e) = cbc_response(&w, DataAlgorithm::Aes128Cbc, true);
+    validate(&mut w, &v, xml.as_bytes()).unwrap();
+    let doc = with_cipher(&xml, s, e, |c| {
+        let n = c.len();
+        c[n - 17] ^= 1;
+    });
+    let mut w = world();
+    assert!(matches!(
+        validate(&mut w, &v, &doc),
+        Err(Error::Signature(_))
+    ));
+}
+
+#[test]
+fn many_encrypted_keys_are_refused_before_any_private_key_operation() {
+    // Issue 13 item 4: 1,943 EncryptedKeys in a 1 MiB unsigned Response cost one RSA operation
+    // each. The count of private-key operations is bounded in the xmlenc unit test
+    // (private_key_operations_are_bounded); here the many-key shape is refused while reading.
+    let w = world();
+    let (xml, _, _) = cbc_response(&w, DataAlgorithm::Aes256Gcm, false);
+    let ks = xml.find("<xenc:EncryptedKey>").unwrap();
+    let ke = xml.find("</xenc:EncryptedKey>").unwrap() + "</xenc:EncryptedKey>".len();
+    let key = xml[ks..ke].replace(
+        "<xenc:EncryptedKey>",
+        &format!(
+            "<xenc:EncryptedKey xmlns:xenc=\"{}\" xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\">",
+            saml_core::protocol::xmlenc::XENC_NS
+        ),
+    );
+    let at = xml.find("</saml:EncryptedAssertion>").unwrap();
+    for n in [saml_core::protocol::xmlenc::MAX_ENCRYPTED_KEYS, 1943] {
+        let doc = format!("{}{}{}", &xml[..at], key.repeat(n), &xml[at..]);
+        let mut w2 = World {
+            idp_key: w.idp_key.clone(),
+            sp_enc: w.sp_enc.clone(),
+            request: w.request.clone(),
+            requests: {
+                let mut r = OutstandingRequests::new();
+                r.insert(&w.request.id, IDP, now() + Duration::from_secs(600), now());
+                r
+            },
+            replay: MemoryReplayCache::new(),
+        };
+        let v = validator(&w2);
+        let err = validate(&mut w2, &v, doc.as_bytes()).unwrap_err();
+        assert!(
+            matches!(&err, Error::Protocol(ProtocolError::Malformed { message, .. }) if message.contains("EncryptedKey")),
+            "{n}: {err}"
         );
     }
 }

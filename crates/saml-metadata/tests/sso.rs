@@ -80,7 +80,12 @@ fn full_exchange_from_metadata() {
     )
     .unwrap();
     let mut requests = OutstandingRequests::new();
-    requests.insert(&req.id, now + std::time::Duration::from_secs(300), now);
+    requests.insert(
+        &req.id,
+        &idp.entity_id,
+        now + std::time::Duration::from_secs(300),
+        now,
+    );
 
     // IdP: verify with the SP's metadata keys, answer to the ACS its metadata lists, encrypt
     // to its metadata encryption key.

@@ -120,7 +120,8 @@ struct One<'a> {
 }
 
 impl RequestTracker for One<'_> {
-    fn is_outstanding(&self, id: &str, now: SystemTime) -> bool {
+    // The validator is built for this session's one IdP, so the IdP needs no second check.
+    fn is_outstanding(&self, id: &str, _idp: &str, now: SystemTime) -> bool {
         id == self.id && now < self.deadline
     }
     fn complete(&mut self, _id: &str) {}

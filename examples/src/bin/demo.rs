@@ -528,7 +528,12 @@ fn web_sso(out: &Path) -> Res<bool> {
         None,
     )?;
     let mut requests = OutstandingRequests::new();
-    requests.insert(&req.id, now + std::time::Duration::from_secs(300), now);
+    requests.insert(
+        &req.id,
+        &idp_md.entity_id,
+        now + std::time::Duration::from_secs(300),
+        now,
+    );
     println!(
         "   SP -> {}?SAMLRequest=…&RelayState=page-42&SigAlg=…&Signature=… ({} bytes)",
         sso_url,
@@ -602,7 +607,12 @@ fn web_sso(out: &Path) -> Res<bool> {
     }
     // Signature wrapping: an evil assertion beside the signed one (assertion-only signature).
     let mut requests = OutstandingRequests::new();
-    requests.insert(&req.id, now + std::time::Duration::from_secs(300), now);
+    requests.insert(
+        &req.id,
+        &idp_md.entity_id,
+        now + std::time::Duration::from_secs(300),
+        now,
+    );
     b.encryption = None;
     b.sign_response = false;
     let plain = String::from_utf8(b.build(&idp_key, now, &mut openssl_random)?)?;

@@ -59,7 +59,9 @@ pub fn url_encode(s: &str) -> String {
     out
 }
 
-/// Decodes a query or form value (`application/x-www-form-urlencoded`: `+` is a space).
+/// Decodes a query or form value (`application/x-www-form-urlencoded`: `+` is a space). A `%`
+/// must be followed by exactly two hexadecimal digits (RFC 3986 §2.1): `%+1`, `%4` and `%zz`
+/// are errors.
 pub fn url_decode(s: &str) -> Result<String, Error> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -67,10 +69,12 @@ pub fn url_decode(s: &str) -> Result<String, Error> {
     while i < b.len() {
         match b[i] {
             b'%' => {
-                let hex = s
-                    .get(i + 1..i + 3)
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| binding(format!("bad percent-escape at {i}")))?;
+                let hex = match (b.get(i + 1), b.get(i + 2)) {
+                    (Some(&h), Some(&l)) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => {
+                        hex_value(h) << 4 | hex_value(l)
+                    }
+                    _ => return Err(binding(format!("bad percent-escape at {i}"))),
+                };
                 out.push(hex);
                 i += 3;
             }
@@ -87,13 +91,29 @@ pub fn url_decode(s: &str) -> Result<String, Error> {
     String::from_utf8(out).map_err(|_| binding("a parameter is not UTF-8"))
 }
 
-/// Splits `a=1&b=2` into raw (still encoded) pairs, in order.
-pub(crate) fn raw_pairs(query: &str) -> Vec<(&str, &str)> {
+fn hex_value(c: u8) -> u8 {
+    match c {
+        b'0'..=b'9' => c - b'0',
+        b'a'..=b'f' => c - b'a' + 10,
+        b'A'..=b'F' => c - b'A' + 10,
+        _ => 0,
+    }
+}
+
+/// Splits `a=1&b=2` into pairs of a decoded name and a raw (still encoded) value, in order.
+/// Names are percent-decoded like values, so `SAML%52equest` is `SAMLRequest`: a parameter
+/// cannot hide from these checks (duplicates, SigAlg without Signature) while a framework that
+/// decodes names sees it.
+pub(crate) fn raw_pairs(query: &str) -> Result<Vec<(String, &str)>, Error> {
     query
-        .trim_start_matches('?')
+        .strip_prefix('?')
+        .unwrap_or(query)
         .split('&')
         .filter(|p| !p.is_empty())
-        .map(|p| p.split_once('=').unwrap_or((p, "")))
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            Ok((url_decode(k)?, v))
+        })
         .collect()
 }
 
@@ -115,6 +135,20 @@ pub(crate) fn base64_decode(v: &str) -> Result<Vec<u8>, Error> {
 mod tests {
     use super::*;
 
+    /// Issue 13 item 8: `u8::from_str_radix` took a sign, so `%+1` decoded to 0x01.
+    #[test]
+    fn percent_escapes_are_two_hex_digits() {
+        for bad in ["%+1", "%-1", "%+F", "a%+10", "% 1", "%1"] {
+            assert!(url_decode(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(url_decode("%41%4a%4A").expect("ok"), "AJJ");
+        assert_eq!(
+            raw_pairs("SAML%52equest=x&Sig%41lg=y").expect("ok"),
+            [("SAMLRequest".to_owned(), "x"), ("SigAlg".to_owned(), "y")]
+        );
+        assert!(raw_pairs("a%+1=x").is_err());
+    }
+
     #[test]
     fn url_coding() {
         assert_eq!(url_encode("a+b/c= d~"), "a%2Bb%2Fc%3D%20d~");
@@ -122,7 +156,14 @@ mod tests {
         assert!(url_decode("%zz").is_err());
         assert!(url_decode("%4").is_err());
         assert!(url_decode("%FF").is_err());
-        assert_eq!(raw_pairs("?a=1&b=&c"), [("a", "1"), ("b", ""), ("c", "")]);
+        assert_eq!(
+            raw_pairs("?a=1&b=&c").expect("ok"),
+            [
+                ("a".to_owned(), "1"),
+                ("b".to_owned(), ""),
+                ("c".to_owned(), "")
+            ]
+        );
         assert_eq!(base64_decode("YWJj\r\nZA==").expect("ok"), b"abcd");
         assert_eq!(
             base64_decode("+/8=").expect("ok"),

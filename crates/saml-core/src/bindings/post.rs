@@ -82,12 +82,12 @@ pub struct PostMessage {
 /// Decodes an `application/x-www-form-urlencoded` body with exactly one `SAMLRequest` or
 /// `SAMLResponse` and at most one `RelayState` (at most 80 bytes).
 pub fn decode_form(body: &str, max: usize) -> Result<PostMessage, Error> {
-    let pairs = raw_pairs(body);
+    let pairs = raw_pairs(body)?;
     let mut kind = None;
     let mut msg = None;
     let mut relay_state = None;
     for (k, v) in pairs {
-        let (slot, this) = match k {
+        let (slot, this) = match k.as_str() {
             "SAMLRequest" => (&mut msg, Some(MessageKind::Request)),
             "SAMLResponse" => (&mut msg, Some(MessageKind::Response)),
             "RelayState" => (&mut relay_state, None),

@@ -90,7 +90,7 @@ struct QuerySignature {
 /// `SigAlg` and `Signature` together or not at all; the inflated message at most `max_inflated`
 /// bytes.
 pub fn decode(query: &str, max_inflated: usize) -> Result<RedirectMessage, Error> {
-    let pairs = raw_pairs(query);
+    let pairs = raw_pairs(query)?;
     let one = |name: &str| -> Result<Option<&str>, Error> {
         let mut it = pairs.iter().filter(|(k, _)| *k == name).map(|(_, v)| *v);
         let first = it.next();
@@ -140,44 +140,46 @@ pub fn decode(query: &str, max_inflated: usize) -> Result<RedirectMessage, Error
     })
 }
 
-/// Raw DEFLATE with a size limit; a truncated or corrupt stream is an error.
+/// Raw DEFLATE with a size limit; a truncated or corrupt stream is an error. Output is taken in
+/// chunks and the limit checked before each is kept, so at most `max` bytes are held and any
+/// stream that inflates to more than `max` bytes (`max + 1` included) is reported as too large.
 fn inflate(data: &[u8], max: usize) -> Result<Vec<u8>, Error> {
+    let too_large = || {
+        binding(format!(
+            "inflated message exceeds {max} bytes (DEFLATE bomb?)"
+        ))
+    };
     let mut d = Decompress::new(false);
-    let mut out: Vec<u8> = Vec::with_capacity(data.len().saturating_mul(4).min(max) + 1);
+    let mut out: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 32 << 10];
     loop {
-        if out.len() == out.capacity() {
-            if out.len() >= max {
-                return Err(binding(format!(
-                    "inflated message exceeds {max} bytes (DEFLATE bomb?)"
-                )));
-            }
-            // Grow by doubling, at least 4 KiB, never past the limit (plus one byte to see it).
-            out.reserve(out.len().max(4096).min(max - out.len() + 1));
-        }
-        let consumed = d.total_in() as usize;
-        let produced = d.total_out();
+        let (in_before, out_before) = (d.total_in(), d.total_out());
+        let input = usize::try_from(in_before)
+            .ok()
+            .and_then(|i| data.get(i..))
+            .unwrap_or_default();
         let status = d
-            .decompress_vec(
-                &data[consumed.min(data.len())..],
-                &mut out,
-                FlushDecompress::None,
-            )
+            .decompress(input, &mut chunk, FlushDecompress::None)
             .map_err(|e| binding(format!("bad DEFLATE data: {e}")))?;
-        if out.len() > max {
-            return Err(binding(format!(
-                "inflated message exceeds {max} bytes (DEFLATE bomb?)"
-            )));
+        let produced = usize::try_from(d.total_out() - out_before).unwrap_or(usize::MAX);
+        let Some(piece) = chunk.get(..produced) else {
+            return Err(binding("bad DEFLATE data"));
+        };
+        if out.len().saturating_add(produced) > max {
+            return Err(too_large());
         }
+        out.extend_from_slice(piece);
         match status {
             Status::StreamEnd => {
-                if (d.total_in() as usize) < data.len() {
+                if usize::try_from(d.total_in()).map_or(true, |n| n < data.len()) {
                     return Err(binding("trailing bytes after the DEFLATE stream"));
                 }
                 return Ok(out);
             }
             Status::Ok | Status::BufError => {
-                let stalled = d.total_in() as usize == consumed && d.total_out() == produced;
-                if out.len() < out.capacity() && (d.total_in() as usize >= data.len() || stalled) {
+                // No input taken and no output made with room to spare: the stream wants
+                // bytes that are not there.
+                if produced == 0 && d.total_in() == in_before {
                     return Err(binding("truncated DEFLATE stream"));
                 }
             }
@@ -211,5 +213,68 @@ impl RedirectMessage {
             &s.value,
             &[],
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deflate(data: &[u8]) -> Vec<u8> {
+        let mut enc =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(data).expect("in memory");
+        enc.finish().expect("in memory")
+    }
+
+    /// Issue 13 item 8: a message of the limit plus one byte (and a little more) is reported
+    /// as too large, never as a truncated stream; exactly the limit is accepted.
+    #[test]
+    fn inflated_size_limit_is_reported_as_such() {
+        for max in [
+            1,
+            100,
+            4095,
+            4096,
+            4097,
+            10_000,
+            65_536,
+            DEFAULT_MAX_INFLATED,
+        ] {
+            for len in [max + 1, max + 2, max + 4096, 2 * max + 1] {
+                for pattern in [0u8, 1] {
+                    let data: Vec<u8> = (0..len)
+                        .map(|i| {
+                            if pattern == 0 {
+                                b'a'
+                            } else {
+                                (i * 7 % 251) as u8
+                            }
+                        })
+                        .collect();
+                    let err = inflate(&deflate(&data), max).expect_err("over the limit");
+                    assert!(
+                        err.to_string().contains("exceeds"),
+                        "max {max}, len {len}: {err}"
+                    );
+                }
+            }
+            let exact = vec![b'x'; max];
+            assert_eq!(inflate(&deflate(&exact), max).expect("at the limit"), exact);
+        }
+    }
+
+    /// Issue 13 item 8: parameter names are percent-decoded, so a `Sig%41lg` without Signature
+    /// or a second `SAML%52equest` cannot slip past the checks.
+    #[test]
+    fn parameter_names_are_percent_decoded() {
+        let q = encode(MessageKind::Request, b"<x/>", None, None, None).expect("encode");
+        let v = q.split_once('=').expect("pair").1;
+        assert!(decode(&format!("{q}&Sig%41lg=x"), 1000).is_err());
+        assert!(decode(&format!("{q}&SAML%52equest={v}"), 1000).is_err());
+        assert!(decode(&format!("{q}&Relay%53tate=a&RelayState=b"), 1000).is_err());
+        let m = decode(&format!("SAML%52equest={v}&Relay%53tate=r"), 1000).expect("decoded");
+        assert_eq!(m.xml, b"<x/>");
+        assert_eq!(m.relay_state.as_deref(), Some("r"));
     }
 }

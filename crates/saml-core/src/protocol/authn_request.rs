@@ -3,7 +3,7 @@
 
 use std::time::SystemTime;
 
-use super::read::{Cursor, Elem};
+use super::read::{Cursor, Elem, xml_trim};
 use super::{ProtocolError, SAML_NS, SAMLP_NS};
 use crate::dsig::{self, DSIG_NS, Placement, SignOptions, SigningKey, Target, TrustedKeys};
 use crate::error::Error;
@@ -271,7 +271,7 @@ impl AuthnRequest {
                     };
                     while let Some(x) = c.next_child("RequestedAuthnContext")? {
                         if x.is(SAML_NS, "AuthnContextClassRef") {
-                            r.class_refs.push(c.text(&x)?);
+                            r.class_refs.push(c.collapsed(&x)?);
                         } else {
                             c.skip(&x)?;
                         }
@@ -293,7 +293,7 @@ fn scoping(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Scoping, Error> {
     let proxy_count = e
         .attr("ProxyCount")
         .map(|v| {
-            v.trim()
+            xml_trim(v)
                 .parse()
                 .map_err(|_| e.invalid(format!("ProxyCount={v:?} is not a number")))
         })
@@ -312,7 +312,7 @@ fn scoping(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Scoping, Error> {
                     c.skip(&x)?;
                 }
             }
-            (SAMLP_NS, "RequesterID") => s.requester_ids.push(c.text(&ch)?),
+            (SAMLP_NS, "RequesterID") => s.requester_ids.push(c.collapsed(&ch)?),
             _ => c.skip(&ch)?,
         }
     }

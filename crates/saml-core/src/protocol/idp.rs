@@ -32,23 +32,7 @@ pub fn check_request(
     {
         return Err(ProtocolError::DestinationMismatch { found: d.clone() }.into());
     }
-    if req.issue_instant > now + clock_skew {
-        return Err(ProtocolError::NotYetValid {
-            what: "AuthnRequest",
-            at: format_datetime_exact(req.issue_instant),
-            now: format_datetime_exact(now),
-        }
-        .into());
-    }
-    if req.issue_instant + max_age + clock_skew < now {
-        return Err(ProtocolError::Expired {
-            what: "AuthnRequest",
-            at: format_datetime_exact(req.issue_instant + max_age),
-            now: format_datetime_exact(now),
-        }
-        .into());
-    }
-    Ok(())
+    super::response::check_instant("AuthnRequest", req.issue_instant, now, max_age, clock_skew)
 }
 
 /// Encrypting the assertion for the SP.

@@ -339,6 +339,10 @@ pub enum ProtocolError {
         /// Now.
         now: String,
     },
+    /// The assertion has no `AudienceRestriction` (SAML Profiles §4.1.4.2 requires one naming
+    /// the SP).
+    #[error("the assertion has no AudienceRestriction (SAML Profiles §4.1.4.2 requires one)")]
+    NoAudienceRestriction,
     /// This SP is not in an AudienceRestriction.
     #[error("this SP ({sp}) is not in the audience {audiences:?}")]
     AudienceMismatch {

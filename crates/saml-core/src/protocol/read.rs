@@ -10,6 +10,25 @@ use crate::error::Error;
 use crate::time::parse_datetime;
 use crate::xml::{Event, Reader, read_text};
 
+/// The XML white-space characters (XML 1.0 §2.3 `S`): space, tab, CR, LF. Not U+00A0, U+3000,
+/// U+2028, U+0085 or any other Unicode `White_Space`.
+pub(crate) fn is_xml_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\r' | '\n')
+}
+
+/// `s` without leading and trailing XML white space (only [`is_xml_space`] characters).
+pub(crate) fn xml_trim(s: &str) -> &str {
+    s.trim_matches(is_xml_space)
+}
+
+/// XML Schema `whiteSpace=collapse`: runs of XML white space become one space, none at the ends.
+pub(crate) fn collapse(s: &str) -> String {
+    s.split(is_xml_space)
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A start tag, copied out of the reader.
 pub(crate) struct Elem<'a> {
     pub(crate) ns: &'a str,
@@ -51,7 +70,7 @@ impl Elem<'_> {
 
     pub(crate) fn bool_attr(&self, local: &str) -> Result<Option<bool>, Error> {
         self.attr(local)
-            .map(|v| match v.trim() {
+            .map(|v| match xml_trim(v) {
                 "true" | "1" => Ok(true),
                 "false" | "0" => Ok(false),
                 other => Err(self.invalid(format!("{local}={other:?} is not a boolean"))),
@@ -62,7 +81,7 @@ impl Elem<'_> {
     pub(crate) fn u16_attr(&self, local: &str) -> Result<Option<u16>, Error> {
         self.attr(local)
             .map(|v| {
-                v.trim()
+                xml_trim(v)
                     .parse()
                     .map_err(|_| self.invalid(format!("{local}={v:?} is not an unsignedShort")))
             })
@@ -138,9 +157,18 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// The trimmed text content of the element just returned (comments do not split it).
+    /// The text content of the element just returned, exactly as written (comments do not
+    /// split it). For `xs:string` based values (NameID, Issuer, StatusMessage): nothing is
+    /// trimmed, so the signed text is the text returned.
     pub(crate) fn text(&mut self, _e: &Elem<'_>) -> Result<String, Error> {
-        Ok(read_text(&mut self.r)?.trim().to_owned())
+        read_text(&mut self.r)
+    }
+
+    /// The text content of the element just returned, with XML Schema's `whiteSpace=collapse`
+    /// (XML Schema Part 2 §4.3.6), as for `xs:anyURI` values (Audience, AuthnContextClassRef).
+    /// Only the four XML white-space characters are touched, never other Unicode spaces.
+    pub(crate) fn collapsed(&mut self, _e: &Elem<'_>) -> Result<String, Error> {
+        Ok(collapse(&read_text(&mut self.r)?))
     }
 
     /// Consumes the rest of the element just returned.

@@ -13,24 +13,33 @@
 //! 3. Only signed content is used: the model is built from the verified events.
 //! 4. Issuer (Response, if present, and Assertion) is the expected IdP; Destination, if present
 //!    (required on a signed Response, SAML Bindings §3.5.5.2), is one of this SP's ACS URLs;
-//!    the status is Success; InResponseTo names an outstanding request (or the Response is
-//!    unsolicited and that is allowed).
-//! 5. Conditions: NotBefore / NotOnOrAfter within the clock skew, every AudienceRestriction
-//!    names this SP; a bearer SubjectConfirmation with Recipient = an ACS URL, NotOnOrAfter in
+//!    the status is Success; InResponseTo names a request outstanding *for this IdP* (the
+//!    [`RequestTracker`] records where each request went), or the Response is unsolicited and
+//!    that is allowed.
+//! 5. The Response's and the Assertion's IssueInstant are not later than now plus the clock
+//!    skew nor older than [`ResponseValidator::max_issue_age`] plus the skew. Conditions:
+//!    NotBefore / NotOnOrAfter within the clock skew; at least one AudienceRestriction (SAML
+//!    Profiles §4.1.4.2) and every AudienceRestriction names this SP; a bearer SubjectConfirmation with Recipient = an ACS URL, NotOnOrAfter in
 //!    the future and InResponseTo = the request; at least one AuthnStatement, its
 //!    SessionNotOnOrAfter not passed.
 //! 6. Replay: the assertion ID is unknown to the replay cache.
 //!
 //! Only when everything passed are the request ID marked complete and the assertion ID
 //! remembered, so a rejected Response changes no state.
+//!
+//! Values are returned as signed: `xs:string` content (NameID, Issuer, AttributeValue) is not
+//! trimmed at all, `xs:anyURI` content (Audience, AuthnContextClassRef) is collapsed over XML
+//! white space only (XML Schema Part 2 §4.3.6), so no Unicode space (U+00A0, U+3000, U+2028,
+//! U+0085...) ever disappears from an identity. Time arithmetic saturates: any `clock_skew`,
+//! `Duration::MAX` included, is safe.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use openssl::pkey::{PKey, Private};
 
-use super::read::{Cursor, Elem};
-use super::xmlenc::{self, EncryptedData};
+use super::read::{Cursor, Elem, is_xml_space, xml_trim};
+use super::xmlenc::{self, DecryptOptions, EncryptedData};
 use super::{Attribute, BEARER, NameId, ProtocolError, SAML_NS, SAMLP_NS, Status, StatusCode};
 use crate::dsig::{self, DSIG_NS, TrustedKeys, VerifyOptions};
 use crate::error::Error;
@@ -170,18 +179,21 @@ impl ValidatedResponse {
     }
 }
 
-/// The SP's record of the requests it sent and still waits for (InResponseTo correlation).
+/// The SP's record of the requests it sent and still waits for (InResponseTo correlation), and
+/// to which IdP each went: an SP with several IdPs must not accept IdP B's answer to a request
+/// sent to IdP A (SAML Profiles §4.1.4.3, InResponseTo names the request the IdP received).
 pub trait RequestTracker {
-    /// Whether `id` is an outstanding request at `now`.
-    fn is_outstanding(&self, id: &str, now: SystemTime) -> bool;
+    /// Whether `id` is a request outstanding at `now` that was sent to the IdP `idp` (its
+    /// entityID, as in [`ResponseValidator::idp_entity_id`]).
+    fn is_outstanding(&self, id: &str, idp: &str, now: SystemTime) -> bool;
     /// `id` was answered by a valid Response: forget it.
     fn complete(&mut self, id: &str);
 }
 
-/// An in-memory [`RequestTracker`]: request IDs with an expiry.
+/// An in-memory [`RequestTracker`]: request IDs with the IdP each was sent to and an expiry.
 #[derive(Debug, Clone, Default)]
 pub struct OutstandingRequests {
-    ids: HashMap<String, SystemTime>,
+    ids: HashMap<String, (String, SystemTime)>,
 }
 
 impl OutstandingRequests {
@@ -190,11 +202,12 @@ impl OutstandingRequests {
         Self::default()
     }
 
-    /// Records a request sent, valid until `expires`; also drops the requests expired at
-    /// `now`.
-    pub fn insert(&mut self, id: &str, expires: SystemTime, now: SystemTime) {
-        self.ids.retain(|_, e| *e > now);
-        self.ids.insert(id.to_owned(), expires);
+    /// Records a request `id` sent to the IdP `idp` (its entityID), valid until `expires`;
+    /// also drops the requests expired at `now`. Only a Response validated for that IdP
+    /// answers it.
+    pub fn insert(&mut self, id: &str, idp: &str, expires: SystemTime, now: SystemTime) {
+        self.ids.retain(|_, (_, e)| *e > now);
+        self.ids.insert(id.to_owned(), (idp.to_owned(), expires));
     }
 
     /// Number of requests recorded.
@@ -209,8 +222,10 @@ impl OutstandingRequests {
 }
 
 impl RequestTracker for OutstandingRequests {
-    fn is_outstanding(&self, id: &str, now: SystemTime) -> bool {
-        self.ids.get(id).is_some_and(|e| *e > now)
+    fn is_outstanding(&self, id: &str, idp: &str, now: SystemTime) -> bool {
+        self.ids
+            .get(id)
+            .is_some_and(|(to, e)| to == idp && *e > now)
     }
 
     fn complete(&mut self, id: &str) {
@@ -277,8 +292,12 @@ pub struct ResponseValidator {
     pub idp_keys: TrustedKeys,
     /// This SP's decryption keys (for EncryptedAssertion), tried in order.
     pub decryption_keys: Vec<PKey<Private>>,
-    /// Allowed clock difference (default 3 minutes).
+    /// Allowed clock difference (default 3 minutes). Any value is safe, `Duration::MAX`
+    /// included (sums saturate).
     pub clock_skew: Duration,
+    /// How old the Response's and the Assertion's `IssueInstant` may be (plus `clock_skew`);
+    /// neither may be later than now plus `clock_skew`. Default 5 minutes.
+    pub max_issue_age: Duration,
     /// Accept Responses without InResponseTo (IdP-initiated SSO). Default false.
     pub allow_unsolicited: bool,
     /// Require the Assertion itself to be signed, not only the Response. Default false.
@@ -287,10 +306,17 @@ pub struct ResponseValidator {
     pub require_encrypted: bool,
     /// Admit SHA-1 signatures and 1024-bit RSA keys. Default false.
     pub legacy_signatures: bool,
-    /// Admit TripleDES content encryption, and AES-CBC in a Response that is not signed around
-    /// it (CBC without an outer signature is open to padding-oracle attacks, Jager and
-    /// Somorovsky 2011). Default false: AES-GCM always, AES-CBC under a Response signature.
-    pub legacy_encryption: bool,
+    /// Admit TripleDES-CBC content encryption (pysaml2's default), under the same rules as
+    /// AES-CBC: inside a verified Response signature, or without one only with
+    /// `allow_unauthenticated_cbc` too. Default false.
+    pub allow_tripledes: bool,
+    /// Admit CBC content (AES, or TripleDES with `allow_tripledes`) in a Response that is not
+    /// signed around it. **A decryption oracle by design** (padding and format oracles, Jager
+    /// and Somorovsky, CCS 2011): every failure after the key unwrap, up to and including the
+    /// decrypted assertion's signature, is then the one opaque
+    /// [`xmlenc::OPAQUE_FAILURE`] error, but timing still tells failures apart. Default false:
+    /// AES-GCM always, CBC only under a verified Response signature.
+    pub allow_unauthenticated_cbc: bool,
     /// Reader limits.
     pub limits: Limits,
 }
@@ -311,11 +337,13 @@ impl ResponseValidator {
             idp_keys,
             decryption_keys: Vec::new(),
             clock_skew: Duration::from_secs(180),
+            max_issue_age: Duration::from_secs(300),
             allow_unsolicited: false,
             require_signed_assertion: false,
             require_encrypted: false,
             legacy_signatures: false,
-            legacy_encryption: false,
+            allow_tripledes: false,
+            allow_unauthenticated_cbc: false,
             limits: Limits::default(),
         }
     }
@@ -402,14 +430,26 @@ impl ResponseValidator {
                 }
             }
             Item::Encrypted { data, scope } => {
-                let plain = xmlenc::decrypt(
-                    &data,
-                    &self.decryption_keys,
-                    self.legacy_encryption,
-                    response_signed,
-                )?;
-                let doc = standalone(&plain, &scope)?;
-                let (assertion, signed, ki) = self.decrypted_assertion(&doc, response_signed)?;
+                let opts = DecryptOptions {
+                    allow_tripledes: self.allow_tripledes,
+                    allow_unauthenticated_cbc: self.allow_unauthenticated_cbc,
+                    recipient: Some(self.sp_entity_id.clone()),
+                };
+                let key =
+                    xmlenc::content_key(&data, &self.decryption_keys, &opts, response_signed)?;
+                // After the key unwrap: under unauthenticated CBC every failure (padding,
+                // UTF-8, XML, shape, signature) is one opaque error (xmlenc module docs).
+                let (assertion, signed, ki) = key
+                    .decrypt(&data)
+                    .and_then(|plain| standalone(&plain, &scope))
+                    .and_then(|doc| self.decrypted_assertion(&doc, response_signed))
+                    .map_err(|e| {
+                        if key.is_unauthenticated_cbc() {
+                            ProtocolError::Decryption(xmlenc::OPAQUE_FAILURE.into()).into()
+                        } else {
+                            e
+                        }
+                    })?;
                 if let Some(k) = ki {
                     key_index = Some(k);
                 }
@@ -437,7 +477,7 @@ impl ResponseValidator {
             &*requests,
             &*replay,
         )?;
-        let until = replay_until(&assertion, now, self.clock_skew);
+        let until = replay_until(&assertion, now, self.clock_skew, self.max_issue_age);
         if let Some(id) = &resp.head.in_response_to {
             requests.complete(id);
         }
@@ -531,11 +571,36 @@ impl ResponseValidator {
             _ => {}
         }
         match &head.in_response_to {
-            Some(id) if !requests.is_outstanding(id, now) => {
+            Some(id) if !requests.is_outstanding(id, &self.idp_entity_id, now) => {
                 return Err(ProtocolError::UnknownRequest(id.clone()).into());
             }
             None if !self.allow_unsolicited => return Err(ProtocolError::Unsolicited.into()),
             _ => {}
+        }
+        check_instant(
+            "Response IssueInstant",
+            head.issue_instant,
+            now,
+            self.max_issue_age,
+            skew,
+        )?;
+        check_instant(
+            "Assertion IssueInstant",
+            a.issue_instant,
+            now,
+            self.max_issue_age,
+            skew,
+        )?;
+        // SAML Profiles §4.1.4.2: the assertion MUST contain an AudienceRestriction including
+        // the SP's unique identifier; every AudienceRestriction present must name it (SAML
+        // Core §2.5.1.4).
+        let restrictions = a
+            .conditions
+            .as_ref()
+            .map(|c| c.audience_restrictions.as_slice())
+            .unwrap_or_default();
+        if restrictions.is_empty() {
+            return Err(ProtocolError::NoAudienceRestriction.into());
         }
         if let Some(c) = &a.conditions {
             window("Conditions", c.not_before, c.not_on_or_after, now, skew)?;
@@ -633,9 +698,15 @@ impl ResponseValidator {
     }
 }
 
-/// How long to remember a consumed assertion: until its last validity bound (plus skew).
-fn replay_until(a: &Assertion, now: SystemTime, skew: Duration) -> SystemTime {
-    let mut until = now + Duration::from_secs(3600);
+/// How long to remember a consumed assertion: until its last validity bound (plus skew), at
+/// least as long as the IssueInstant check would still admit it.
+fn replay_until(a: &Assertion, now: SystemTime, skew: Duration, max_age: Duration) -> SystemTime {
+    let later = |t: SystemTime, d: Duration| {
+        t.checked_add(d)
+            .or_else(|| t.checked_add(Duration::from_secs(u64::from(u32::MAX))))
+            .unwrap_or(t)
+    };
+    let mut until = later(a.issue_instant, max_age).max(later(now, Duration::from_secs(3600)));
     let bounds = a.conditions.iter().filter_map(|c| c.not_on_or_after).chain(
         a.subject
             .confirmations
@@ -643,9 +714,42 @@ fn replay_until(a: &Assertion, now: SystemTime, skew: Duration) -> SystemTime {
             .filter_map(|c| c.data.as_ref().and_then(|d| d.not_on_or_after)),
     );
     if let Some(max) = bounds.max() {
-        until = max;
+        until = until.max(max);
     }
-    until + skew
+    later(until, skew)
+}
+
+/// An `IssueInstant` check (SAML Core §3.2.2, §2.3.3; SAML Profiles §4.1.4.3 leaves the window
+/// to the relying party): `instant` is not later than `now` plus `skew`, nor older than
+/// `max_age` plus `skew`. Sums that do not fit saturate (never a panic).
+pub(crate) fn check_instant(
+    what: &'static str,
+    instant: SystemTime,
+    now: SystemTime,
+    max_age: Duration,
+    skew: Duration,
+) -> Result<(), Error> {
+    if now.checked_add(skew).is_some_and(|late| instant > late) {
+        return Err(ProtocolError::NotYetValid {
+            what,
+            at: format_datetime_exact(instant),
+            now: format_datetime_exact(now),
+        }
+        .into());
+    }
+    if instant
+        .checked_add(max_age)
+        .and_then(|t| t.checked_add(skew))
+        .is_some_and(|end| end < now)
+    {
+        return Err(ProtocolError::Expired {
+            what,
+            at: format_datetime_exact(instant.checked_add(max_age).unwrap_or(instant)),
+            now: format_datetime_exact(now),
+        }
+        .into());
+    }
+    Ok(())
 }
 
 fn window(
@@ -655,8 +759,10 @@ fn window(
     now: SystemTime,
     skew: Duration,
 ) -> Result<(), Error> {
+    // Saturating: a skew so large that the sum does not fit (Duration::MAX) accepts every
+    // time, it never panics.
     if let Some(nb) = not_before
-        && now + skew < nb
+        && now.checked_add(skew).is_some_and(|late| late < nb)
     {
         return Err(ProtocolError::NotYetValid {
             what,
@@ -666,7 +772,7 @@ fn window(
         .into());
     }
     if let Some(na) = not_on_or_after
-        && now >= na + skew
+        && na.checked_add(skew).is_some_and(|end| now >= end)
     {
         return Err(ProtocolError::Expired {
             what,
@@ -680,6 +786,7 @@ fn window(
 
 /// Response-level values.
 struct Head {
+    issue_instant: SystemTime,
     in_response_to: Option<String>,
     destination: Option<String>,
     issuer: Option<String>,
@@ -719,12 +826,13 @@ fn read_response<'a>(mut c: Cursor<'a>) -> Result<ResponseParts<'a>, Error> {
         return Err(root.invalid("the root is not samlp:Response"));
     }
     root.check_version()?;
-    root.required_time("IssueInstant")?;
+    let issue_instant = root.required_time("IssueInstant")?;
     let mut parts = ResponseParts {
         id: root.required("ID")?.to_owned(),
         start: root.start,
         signed: false,
         head: Head {
+            issue_instant,
             in_response_to: root.string("InResponseTo"),
             destination: root.string("Destination"),
             issuer: None,
@@ -905,7 +1013,7 @@ fn conditions(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Conditions, Error> {
                 let mut list = Vec::new();
                 while let Some(x) = c.next_child("AudienceRestriction")? {
                     if x.is(SAML_NS, "Audience") {
-                        list.push(c.text(&x)?);
+                        list.push(c.collapsed(&x)?);
                     } else {
                         c.skip(&x)?;
                     }
@@ -920,7 +1028,7 @@ fn conditions(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Conditions, Error> {
                 k.proxy_count = ch
                     .attr("Count")
                     .map(|v| {
-                        v.trim()
+                        xml_trim(v)
                             .parse()
                             .map_err(|_| ch.invalid(format!("Count={v:?} is not a number")))
                     })
@@ -949,10 +1057,10 @@ fn authn_statement(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<AuthnStatement, E
         if ch.is(SAML_NS, "AuthnContext") {
             while let Some(x) = c.next_child("AuthnContext")? {
                 match (x.ns, x.local) {
-                    (SAML_NS, "AuthnContextClassRef") => s.class_ref = Some(c.text(&x)?),
-                    (SAML_NS, "AuthnContextDeclRef") => s.decl_ref = Some(c.text(&x)?),
+                    (SAML_NS, "AuthnContextClassRef") => s.class_ref = Some(c.collapsed(&x)?),
+                    (SAML_NS, "AuthnContextDeclRef") => s.decl_ref = Some(c.collapsed(&x)?),
                     (SAML_NS, "AuthenticatingAuthority") => {
-                        s.authenticating_authorities.push(c.text(&x)?)
+                        s.authenticating_authorities.push(c.collapsed(&x)?)
                     }
                     _ => c.skip(&x)?,
                 }
@@ -981,7 +1089,8 @@ fn attribute(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Attribute, Error> {
     Ok(a)
 }
 
-/// The text of an AttributeValue, descendants included (eduPersonTargetedID carries a NameID).
+/// The text of an AttributeValue, descendants included (eduPersonTargetedID carries a NameID),
+/// as written: `xs:anyType` collapses no white space, so nothing is trimmed.
 fn value_text(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<String, Error> {
     let mut out = String::new();
     loop {
@@ -992,7 +1101,7 @@ fn value_text(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<String, Error> {
             _ => {}
         }
     }
-    Ok(out.trim().to_owned())
+    Ok(out)
 }
 
 /// A standalone document of decrypted `plain` content: the namespace bindings in scope at the
@@ -1001,11 +1110,13 @@ fn value_text(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<String, Error> {
 fn standalone(plain: &[u8], scope: &[NsDecl<'_>]) -> Result<Vec<u8>, Error> {
     let text = std::str::from_utf8(plain)
         .map_err(|_| ProtocolError::Decryption("the decrypted content is not UTF-8".into()))?;
-    let body = text.trim_start_matches('\u{feff}').trim_start();
+    let body = text
+        .trim_start_matches('\u{feff}')
+        .trim_start_matches(is_xml_space);
     let body = match body.strip_prefix("<?xml") {
         Some(rest) => rest
             .split_once("?>")
-            .map(|(_, b)| b.trim_start())
+            .map(|(_, b)| b.trim_start_matches(is_xml_space))
             .unwrap_or(body),
         None => body,
     };
@@ -1015,22 +1126,73 @@ fn standalone(plain: &[u8], scope: &[NsDecl<'_>]) -> Result<Vec<u8>, Error> {
     let name_end = body
         .find(|ch: char| ch.is_ascii_whitespace() || ch == '>' || ch == '/')
         .unwrap_or(tag_end);
-    let tag = &body[..tag_end];
+    let declared = attribute_names(&body[..tag_end]);
     let mut out = String::with_capacity(body.len() + 256);
     out.push_str(&body[..name_end]);
     for d in scope {
         let decl = if d.prefix.is_empty() {
-            "xmlns=".to_owned()
+            "xmlns".to_owned()
         } else {
-            format!("xmlns:{}=", d.prefix)
+            format!("xmlns:{}", d.prefix)
         };
-        if tag.contains(&format!(" {decl}")) || (d.prefix.is_empty() && d.uri.is_empty()) {
+        // Declared by the root itself (wherever in its start tag, after any XML white space,
+        // with any spacing around `=`): its own binding wins, as it would in place.
+        if declared.contains(&decl.as_str()) || (d.prefix.is_empty() && d.uri.is_empty()) {
             continue;
         }
-        out.push_str(&format!(" {decl}\"{}\"", escape_attr(d.uri)));
+        out.push_str(&format!(" {decl}=\"{}\"", escape_attr(d.uri)));
     }
     out.push_str(&body[name_end..]);
     Ok(out.into_bytes())
+}
+
+/// The attribute names written in the start tag `tag` (`<name attr = "v" ...>`): XML white
+/// space (XML 1.0 §2.3 `S`) separates them and may surround `=`; values in either quote.
+fn attribute_names(tag: &str) -> Vec<&str> {
+    let b = tag.as_bytes();
+    let ws = |c: u8| matches!(c, b' ' | b'\t' | b'\r' | b'\n');
+    let delim = |c: u8| ws(c) || matches!(c, b'=' | b'>' | b'/');
+    let mut names = Vec::new();
+    let mut i = 1;
+    while b.get(i).is_some_and(|&c| !delim(c)) {
+        i += 1;
+    }
+    loop {
+        while b.get(i).is_some_and(|&c| ws(c)) {
+            i += 1;
+        }
+        let start = i;
+        while b.get(i).is_some_and(|&c| !delim(c)) {
+            i += 1;
+        }
+        if i == start {
+            break;
+        }
+        if let Some(name) = tag.get(start..i) {
+            names.push(name);
+        }
+        while b.get(i).is_some_and(|&c| ws(c)) {
+            i += 1;
+        }
+        if b.get(i) != Some(&b'=') {
+            break;
+        }
+        i += 1;
+        while b.get(i).is_some_and(|&c| ws(c)) {
+            i += 1;
+        }
+        let Some(&q) = b.get(i).filter(|&&c| c == b'"' || c == b'\'') else {
+            break;
+        };
+        match b
+            .get(i + 1..)
+            .and_then(|rest| rest.iter().position(|&c| c == q))
+        {
+            Some(p) => i += p + 2,
+            None => break,
+        }
+    }
+    names
 }
 
 /// Offset just past the first start tag's `>` (quotes respected).

@@ -1,14 +1,34 @@
 //! `saml:EncryptedAssertion` (SAML Core §2.3.4) with XML Encryption 1.1: RSA-OAEP key transport
 //! (`xmlenc#rsa-oaep-mgf1p`, `xmlenc11#rsa-oaep` with its DigestMethod and MGF) of a content key
 //! for AES-GCM (`xmlenc11#aes128-gcm`, `aes192-gcm`, `aes256-gcm`) or AES-CBC (`xmlenc#aes128-cbc`,
-//! `aes192-cbc`, `aes256-cbc`); TripleDES-CBC only as a legacy opt-in. RSA PKCS#1 v1.5 key
-//! transport (`xmlenc#rsa-1_5`) is always refused (Bleichenbacher's attack).
+//! `aes192-cbc`, `aes256-cbc`); TripleDES-CBC only as an opt-in (`allow_tripledes`). RSA
+//! PKCS#1 v1.5 key transport (`xmlenc#rsa-1_5`) is always refused (Bleichenbacher's attack).
 //!
-//! AES-CBC carries no integrity of its own: without a verified signature around the
-//! ciphertext it is open to the padding-oracle attack on XML Encryption (Jager and Somorovsky,
-//! CCS 2011). [`decrypt`] therefore accepts CBC only when the Response around it was verified,
-//! unless the caller opts in to legacy encryption. Every failure to decrypt content reports the
-//! same error, so no padding or parsing oracle is exposed.
+//! ## CBC and the padding oracle
+//!
+//! CBC (AES-CBC, TripleDES-CBC) carries no integrity of its own: without a verified signature
+//! around the ciphertext it is open to the padding and format oracle attacks on XML Encryption
+//! (Jager and Somorovsky, CCS 2011): whoever can submit modified ciphertexts and tell failures
+//! apart recovers the plaintext. So:
+//!
+//! - AES-GCM is always accepted. CBC is accepted by default only inside a Response whose
+//!   signature was verified before decryption (the ciphertext cannot be modified).
+//! - TripleDES is a separate opt-in ([`DecryptOptions::allow_tripledes`], pysaml2's default
+//!   algorithm): it admits the algorithm, not unauthenticated use.
+//! - [`DecryptOptions::allow_unauthenticated_cbc`] admits CBC without such a signature. **This
+//!   mode is a decryption oracle by design.** Every failure after the key unwrap (padding, UTF-8,
+//!   XML, the assertion's shape, its signature) is reported as the one opaque
+//!   [`OPAQUE_FAILURE`] error, which removes the error-message oracle, but response timing still
+//!   differs between failures and is not hidden. Use it only for peers that can do nothing else.
+//!
+//! ## Work before authentication
+//!
+//! Unwrapping a content key is an RSA private-key operation, done before anything is
+//! authenticated. An EncryptedAssertion may carry at most [`MAX_ENCRYPTED_KEYS`] EncryptedKeys
+//! (more is refused while reading), and at most [`MAX_KEY_ATTEMPTS`] private-key operations are
+//! made per message. EncryptedKeys whose `ds:KeyInfo` carries an `X509Certificate` of one of our
+//! keys are tried first, with that key only; one naming another certificate is not tried; then
+//! those whose `Recipient` is our entityID, then the others.
 
 use base64::Engine as _;
 use openssl::encrypt::{Decrypter, Encrypter};
@@ -33,6 +53,20 @@ pub const RSA_OAEP: &str = "http://www.w3.org/2009/xmlenc11#rsa-oaep";
 /// `xmlenc#rsa-1_5`, refused.
 pub const RSA_1_5: &str = "http://www.w3.org/2001/04/xmlenc#rsa-1_5";
 
+/// Most `xenc:EncryptedKey` elements read for one EncryptedAssertion (inside its KeyInfo and as
+/// siblings together); more is refused.
+pub const MAX_ENCRYPTED_KEYS: usize = 16;
+
+/// Most RSA private-key operations (key unwrap attempts) per EncryptedAssertion.
+pub const MAX_KEY_ATTEMPTS: usize = 8;
+
+/// Most `ds:X509Certificate`s looked at in one EncryptedKey's KeyInfo.
+const MAX_KEYINFO_CERTIFICATES: usize = 4;
+
+/// The one error text for every failure after the key unwrap when unauthenticated CBC is read
+/// (see the module docs).
+pub const OPAQUE_FAILURE: &str = "the encrypted assertion could not be decrypted";
+
 /// Content encryption algorithms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -49,7 +83,7 @@ pub enum DataAlgorithm {
     Aes192Cbc,
     /// AES-256-CBC.
     Aes256Cbc,
-    /// TripleDES-CBC (legacy only; pysaml2's default).
+    /// TripleDES-CBC (only with `DecryptOptions::allow_tripledes`; pysaml2's default).
     TripleDesCbc,
 }
 
@@ -141,6 +175,11 @@ pub struct EncryptedKey {
     pub oaep_params: Option<Vec<u8>>,
     /// The wrapped key.
     pub cipher: Vec<u8>,
+    /// The `Recipient` attribute (a hint: the entityID the key is for).
+    pub recipient: Option<String>,
+    /// DER of the `ds:X509Certificate`s in its `ds:KeyInfo` (at most four): the certificate
+    /// whose key wrapped it.
+    pub certificates: Vec<Vec<u8>>,
 }
 
 /// An `xenc:EncryptedData` with the EncryptedKeys found for it.
@@ -181,6 +220,8 @@ fn encrypted_key(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<EncryptedKey, Error
         mgf: None,
         oaep_params: None,
         cipher: Vec::new(),
+        recipient: e.string("Recipient"),
+        certificates: Vec::new(),
     };
     while let Some(ch) = c.next_child("EncryptedKey")? {
         match (ch.ns, ch.local) {
@@ -202,7 +243,24 @@ fn encrypted_key(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<EncryptedKey, Error
                 }
             }
             (XENC_NS, "CipherData") => k.cipher = cipher_data(c, &ch)?,
-            _ => c.skip(&ch)?, // KeyInfo (which key: we try ours), ReferenceList, CarriedKeyName
+            (DSIG_NS, "KeyInfo") => {
+                while let Some(x) = c.next_child("KeyInfo")? {
+                    if !x.is(DSIG_NS, "X509Data") {
+                        c.skip(&x)?; // KeyName, KeyValue, RetrievalMethod: not used to choose
+                        continue;
+                    }
+                    while let Some(cert) = c.next_child("X509Data")? {
+                        if cert.is(DSIG_NS, "X509Certificate")
+                            && k.certificates.len() < MAX_KEYINFO_CERTIFICATES
+                        {
+                            k.certificates.push(b64(c, &cert)?);
+                        } else {
+                            c.skip(&cert)?;
+                        }
+                    }
+                }
+            }
+            _ => c.skip(&ch)?, // ReferenceList, CarriedKeyName
         }
     }
     if k.algorithm.is_empty() || k.cipher.is_empty() {
@@ -215,6 +273,7 @@ fn encrypted_key(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<EncryptedKey, Error
 pub(crate) fn read_encrypted(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<EncryptedData, Error> {
     let mut data: Option<EncryptedData> = None;
     let mut sibling_keys = Vec::new();
+    let mut total = 0usize;
     while let Some(ch) = c.next_child("EncryptedAssertion")? {
         match (ch.ns, ch.local) {
             (XENC_NS, "EncryptedData") => {
@@ -235,7 +294,7 @@ pub(crate) fn read_encrypted(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Encrypt
                         (DSIG_NS, "KeyInfo") => {
                             while let Some(k) = c.next_child("KeyInfo")? {
                                 if k.is(XENC_NS, "EncryptedKey") {
-                                    d.keys.push(encrypted_key(c, &k)?);
+                                    push_key(&mut d.keys, &mut total, c, &k)?;
                                 } else {
                                     c.skip(&k)?; // RetrievalMethod: the sibling keys are tried
                                 }
@@ -250,7 +309,7 @@ pub(crate) fn read_encrypted(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Encrypt
                 }
                 data = Some(d);
             }
-            (XENC_NS, "EncryptedKey") => sibling_keys.push(encrypted_key(c, &ch)?),
+            (XENC_NS, "EncryptedKey") => push_key(&mut sibling_keys, &mut total, c, &ch)?,
             _ => return Err(ch.invalid("unexpected element in saml:EncryptedAssertion")),
         }
     }
@@ -260,6 +319,23 @@ pub(crate) fn read_encrypted(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Encrypt
         return Err(e.invalid("no xenc:EncryptedKey"));
     }
     Ok(d)
+}
+
+/// Counts EncryptedKeys as they are read and refuses more than [`MAX_ENCRYPTED_KEYS`].
+fn push_key(
+    keys: &mut Vec<EncryptedKey>,
+    total: &mut usize,
+    c: &mut Cursor<'_>,
+    k: &Elem<'_>,
+) -> Result<(), Error> {
+    *total += 1;
+    if *total > MAX_ENCRYPTED_KEYS {
+        return Err(k.invalid(format!(
+            "more than {MAX_ENCRYPTED_KEYS} xenc:EncryptedKey elements"
+        )));
+    }
+    keys.push(encrypted_key(c, k)?);
+    Ok(())
 }
 
 fn digest(uri: Option<&str>) -> Result<MessageDigest, Error> {
@@ -283,6 +359,12 @@ fn mgf(uri: Option<&str>) -> Result<MessageDigest, Error> {
         Some("http://www.w3.org/2009/xmlenc11#mgf1sha512") => Ok(MessageDigest::sha512()),
         Some(other) => Err(ProtocolError::Decryption(format!("unsupported MGF {other}")).into()),
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// RSA private-key operations made by this thread (tests count them).
+    static PRIVATE_KEY_OPERATIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 fn unwrap_key(k: &EncryptedKey, key: &PKey<Private>) -> Result<Option<Vec<u8>>, Error> {
@@ -309,6 +391,8 @@ fn unwrap_key(k: &EncryptedKey, key: &PKey<Private>) -> Result<Option<Vec<u8>>, 
         d.set_rsa_oaep_label(label)?;
     }
     let mut out = vec![0u8; d.decrypt_len(&k.cipher)?];
+    #[cfg(test)]
+    PRIVATE_KEY_OPERATIONS.with(|n| n.set(n.get() + 1));
     match d.decrypt(&k.cipher, &mut out) {
         Ok(n) => {
             out.truncate(n);
@@ -318,28 +402,130 @@ fn unwrap_key(k: &EncryptedKey, key: &PKey<Private>) -> Result<Option<Vec<u8>>, 
     }
 }
 
-/// Decrypts `data` with the first of `keys` that unwraps one of its EncryptedKeys. CBC and
-/// TripleDES follow the rules in the module docs (`legacy`, `authenticated`: whether a verified
-/// signature covers the ciphertext).
-pub fn decrypt(
+/// What [`content_key`] and [`decrypt`] admit beyond AES-GCM (see the module docs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DecryptOptions {
+    /// Admit TripleDES-CBC content (pysaml2's default). Like AES-CBC it is then read inside a
+    /// verified Response signature, or without one only if `allow_unauthenticated_cbc` is set
+    /// too. Default false.
+    pub allow_tripledes: bool,
+    /// Admit CBC content that no verified signature covers: a decryption oracle by design
+    /// (module docs); every failure after the key unwrap is then [`OPAQUE_FAILURE`]. Default
+    /// false.
+    pub allow_unauthenticated_cbc: bool,
+    /// Our entityID: EncryptedKeys whose `Recipient` names it are tried before others.
+    pub recipient: Option<String>,
+}
+
+/// An unwrapped content key, ready for [`ContentKey::decrypt`].
+pub struct ContentKey {
+    alg: DataAlgorithm,
+    key: Vec<u8>,
+    unauthenticated: bool,
+}
+
+impl std::fmt::Debug for ContentKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContentKey")
+            .field("alg", &self.alg)
+            .field("unauthenticated", &self.unauthenticated)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ContentKey {
+    /// The content algorithm.
+    pub fn algorithm(&self) -> DataAlgorithm {
+        self.alg
+    }
+
+    /// Whether this is CBC content that no verified signature covers: every failure from here
+    /// on must be reported as [`OPAQUE_FAILURE`] (the caller's parsing of the plaintext
+    /// included).
+    pub fn is_unauthenticated_cbc(&self) -> bool {
+        self.unauthenticated
+    }
+
+    /// Decrypts the content of `data` (the EncryptedData this key was unwrapped for). Every
+    /// failure is the same error.
+    pub fn decrypt(&self, data: &EncryptedData) -> Result<Vec<u8>, Error> {
+        let failed = || {
+            let msg = if self.unauthenticated {
+                OPAQUE_FAILURE
+            } else {
+                "content decryption failed"
+            };
+            Error::from(ProtocolError::Decryption(msg.into()))
+        };
+        content(self.alg, self.alg.cipher(), &self.key, &data.cipher).ok_or_else(failed)
+    }
+}
+
+/// The (EncryptedKey, our key) pairs to try, best first, at most [`MAX_KEY_ATTEMPTS`]:
+/// a KeyInfo certificate of one of our keys pairs with that key only, a (readable) certificate
+/// of another key excludes the EncryptedKey; then `Recipient` = us, no Recipient, another
+/// Recipient.
+fn attempts<'a>(
+    data: &'a EncryptedData,
+    keys: &'a [PKey<Private>],
+    recipient: Option<&str>,
+) -> Vec<(&'a EncryptedKey, &'a PKey<Private>)> {
+    let mut ranked: Vec<(u8, &EncryptedKey, &PKey<Private>)> = Vec::new();
+    for k in &data.keys {
+        let named: Vec<PKey<Public>> = k
+            .certificates
+            .iter()
+            .filter_map(|der| openssl::x509::X509::from_der(der).ok())
+            .filter_map(|cert| cert.public_key().ok())
+            .collect();
+        if !named.is_empty() {
+            for key in keys {
+                if named.iter().any(|p| p.public_eq(key)) {
+                    ranked.push((0, k, key));
+                }
+            }
+            continue;
+        }
+        let rank = match (k.recipient.as_deref(), recipient) {
+            (Some(r), Some(us)) if r == us => 1,
+            (None, _) => 2,
+            _ => 3,
+        };
+        ranked.extend(keys.iter().map(|key| (rank, k, key)));
+    }
+    ranked.sort_by_key(|(rank, _, _)| *rank); // stable: document and configuration order
+    ranked
+        .into_iter()
+        .take(MAX_KEY_ATTEMPTS)
+        .map(|(_, k, key)| (k, key))
+        .collect()
+}
+
+/// Unwraps the content key of `data` with one of `keys` (this SP's decryption keys), under
+/// `opts`; `authenticated` says whether a verified signature covers the ciphertext (the
+/// Response's). Errors here do not depend on the content ciphertext; see the module docs for
+/// the CBC rules and the bound on private-key operations.
+pub fn content_key(
     data: &EncryptedData,
     keys: &[PKey<Private>],
-    legacy: bool,
+    opts: &DecryptOptions,
     authenticated: bool,
-) -> Result<Vec<u8>, Error> {
+) -> Result<ContentKey, Error> {
     let alg = DataAlgorithm::from_uri(&data.algorithm).ok_or_else(|| {
         ProtocolError::Decryption(format!("unsupported content algorithm {}", data.algorithm))
     })?;
-    if alg == DataAlgorithm::TripleDesCbc && !legacy {
+    if alg == DataAlgorithm::TripleDesCbc && !opts.allow_tripledes {
         return Err(ProtocolError::Decryption(
-            "TripleDES content encryption needs the legacy option".into(),
+            "TripleDES content encryption needs the allow_tripledes option".into(),
         )
         .into());
     }
-    if !alg.is_gcm() && !authenticated && !legacy {
+    let unauthenticated = !alg.is_gcm() && !authenticated;
+    if unauthenticated && !opts.allow_unauthenticated_cbc {
         return Err(ProtocolError::Decryption(format!(
             "{} without a verified Response signature around it is refused (padding oracle); \
-             use AES-GCM, sign the Response, or opt in to legacy encryption",
+             use AES-GCM, sign the Response, or opt in to allow_unauthenticated_cbc",
             alg.uri()
         ))
         .into());
@@ -347,21 +533,34 @@ pub fn decrypt(
     if keys.is_empty() {
         return Err(ProtocolError::Decryption("no decryption key configured".into()).into());
     }
-    let cipher = alg.cipher();
-    for k in &data.keys {
-        for key in keys {
-            let Some(cek) = unwrap_key(k, key)? else {
-                continue;
-            };
-            if cek.len() != cipher.key_len() {
-                continue;
-            }
-            return content(alg, cipher, &cek, &data.cipher).ok_or_else(|| {
-                ProtocolError::Decryption("content decryption failed".into()).into()
-            });
+    let key_len = alg.cipher().key_len();
+    for (k, key) in attempts(data, keys, opts.recipient.as_deref()) {
+        let Some(cek) = unwrap_key(k, key)? else {
+            continue;
+        };
+        if cek.len() != key_len {
+            continue;
         }
+        return Ok(ContentKey {
+            alg,
+            key: cek,
+            unauthenticated,
+        });
     }
-    Err(ProtocolError::Decryption("no configured key unwraps the content key".into()).into())
+    Err(ProtocolError::Decryption(format!(
+        "no configured key unwraps the content key (at most {MAX_KEY_ATTEMPTS} tried)"
+    ))
+    .into())
+}
+
+/// Decrypts `data`: [`content_key`], then [`ContentKey::decrypt`].
+pub fn decrypt(
+    data: &EncryptedData,
+    keys: &[PKey<Private>],
+    opts: &DecryptOptions,
+    authenticated: bool,
+) -> Result<Vec<u8>, Error> {
+    content_key(data, keys, opts, authenticated)?.decrypt(data)
 }
 
 fn content(alg: DataAlgorithm, cipher: Cipher, key: &[u8], data: &[u8]) -> Option<Vec<u8>> {
@@ -475,4 +674,171 @@ pub fn encrypt(
         enc.encode(&wrapped),
         enc.encode(&data)
     ))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use openssl::rsa::Rsa;
+
+    fn rsa() -> PKey<Private> {
+        PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap()
+    }
+
+    fn public(k: &PKey<Private>) -> PKey<Public> {
+        PKey::public_key_from_der(&k.public_key_to_der().unwrap()).unwrap()
+    }
+
+    fn ops() -> usize {
+        PRIVATE_KEY_OPERATIONS.with(|n| n.get())
+    }
+
+    fn wrapped(cek: &[u8], to: &PKey<Public>) -> EncryptedKey {
+        let mut e = Encrypter::new(to).unwrap();
+        e.set_rsa_padding(Padding::PKCS1_OAEP).unwrap();
+        let mut out = vec![0u8; e.encrypt_len(cek).unwrap()];
+        let n = e.encrypt(cek, &mut out).unwrap();
+        out.truncate(n);
+        EncryptedKey {
+            algorithm: RSA_OAEP_MGF1P.into(),
+            digest: None,
+            mgf: None,
+            oaep_params: None,
+            cipher: out,
+            recipient: None,
+            certificates: Vec::new(),
+        }
+    }
+
+    /// `plain` under `alg` (CBC, XML Encryption padding) with its key wrapped for `to`.
+    fn sealed(alg: DataAlgorithm, plain: &[u8], to: &PKey<Public>) -> EncryptedData {
+        let cipher = alg.cipher();
+        let cek = vec![7u8; cipher.key_len()];
+        let iv = vec![9u8; alg.iv_len()];
+        let block = cipher.block_size();
+        let pad = block - plain.len() % block;
+        let mut padded = plain.to_vec();
+        padded.extend(std::iter::repeat_n(0u8, pad - 1));
+        padded.push(pad as u8);
+        let mut c = Crypter::new(cipher, Mode::Encrypt, &cek, Some(&iv)).unwrap();
+        c.pad(false);
+        let mut out = vec![0u8; padded.len() + block];
+        let n = c.update(&padded, &mut out).unwrap();
+        out.truncate(n);
+        EncryptedData {
+            algorithm: alg.uri().into(),
+            cipher: [iv, out].concat(),
+            keys: vec![wrapped(&cek, to)],
+        }
+    }
+
+    fn opts(tripledes: bool, unauthenticated_cbc: bool) -> DecryptOptions {
+        DecryptOptions {
+            allow_tripledes: tripledes,
+            allow_unauthenticated_cbc: unauthenticated_cbc,
+            recipient: None,
+        }
+    }
+
+    /// Issue 13 item 2: one flag no longer admits both TripleDES and unauthenticated CBC.
+    #[test]
+    fn tripledes_and_unauthenticated_cbc_are_separate_choices() {
+        let sp = rsa();
+        let d = sealed(DataAlgorithm::TripleDesCbc, b"<a/>", &public(&sp));
+        let keys = [sp];
+        // (allow_tripledes, allow_unauthenticated_cbc, signed around) -> accepted
+        for (t, u, signed, ok) in [
+            (false, false, true, false),
+            (false, true, false, false),
+            (true, false, true, true),
+            (true, false, false, false),
+            (true, true, false, true),
+        ] {
+            let r = decrypt(&d, &keys, &opts(t, u), signed);
+            assert_eq!(r.is_ok(), ok, "{t} {u} {signed}: {r:?}");
+            if ok {
+                assert_eq!(r.unwrap(), b"<a/>");
+            }
+        }
+        let d = sealed(DataAlgorithm::Aes128Cbc, b"<a/>", &public(&keys[0]));
+        assert!(decrypt(&d, &keys, &opts(true, false), false).is_err());
+        assert!(decrypt(&d, &keys, &opts(false, false), true).is_ok());
+        let k = content_key(&d, &keys, &opts(false, true), false).unwrap();
+        assert!(k.is_unauthenticated_cbc());
+        assert!(
+            !content_key(&d, &keys, &opts(false, true), true)
+                .unwrap()
+                .is_unauthenticated_cbc()
+        );
+    }
+
+    /// Issue 13 item 2: under unauthenticated CBC a bad padding is the opaque error.
+    #[test]
+    fn bad_padding_is_opaque_under_unauthenticated_cbc() {
+        let sp = rsa();
+        let mut d = sealed(DataAlgorithm::Aes128Cbc, b"<a/>", &public(&sp));
+        let n = d.cipher.len();
+        d.cipher[n - 17] ^= 0x55; // last byte of the IV: the pad length byte changes
+        let keys = [sp];
+        let e = decrypt(&d, &keys, &opts(false, true), false).unwrap_err();
+        assert_eq!(e.to_string(), format!("cannot decrypt: {OPAQUE_FAILURE}"));
+    }
+
+    /// Issue 13 item 4: RSA private-key operations per message are bounded, and the
+    /// EncryptedKey that names our certificate is tried first.
+    #[test]
+    fn private_key_operations_are_bounded() {
+        let ours: Vec<PKey<Private>> = (0..3).map(|_| rsa()).collect();
+        let other = rsa();
+        let mut d = sealed(DataAlgorithm::Aes256Gcm, b"", &public(&ours[2]));
+        // GCM is built by `sealed` as CBC-shaped bytes: only the key unwrap matters here.
+        let real = d.keys.remove(0);
+        let bogus = wrapped(&[1u8; 32], &public(&other));
+        d.keys = vec![bogus.clone(); MAX_ENCRYPTED_KEYS - 1];
+        d.keys.push(real.clone());
+        let before = ops();
+        let r = content_key(&d, &ours, &DecryptOptions::default(), true);
+        let spent = ops() - before;
+        assert!(r.is_err(), "the real key is past the cap");
+        assert_eq!(spent, MAX_KEY_ATTEMPTS, "{spent} private-key operations");
+
+        // The real key's KeyInfo names our certificate: one operation, whatever comes first.
+        let cert_of = |k: &PKey<Private>| {
+            let mut b = openssl::x509::X509Builder::new().unwrap();
+            b.set_version(2).unwrap();
+            let t = openssl::asn1::Asn1Time::days_from_now(0).unwrap();
+            b.set_not_before(&t).unwrap();
+            b.set_not_after(&t).unwrap();
+            b.set_pubkey(k).unwrap();
+            b.sign(k, MessageDigest::sha256()).unwrap();
+            b.build().to_der().unwrap()
+        };
+        let cert = cert_of(&ours[2]);
+        let mut named = real.clone();
+        named.certificates = vec![cert];
+        // Another EncryptedKey naming someone else's certificate is not tried at all.
+        let mut elsewhere = bogus.clone();
+        elsewhere.certificates = vec![cert_of(&other)];
+        d.keys = vec![bogus.clone(); MAX_ENCRYPTED_KEYS - 2];
+        d.keys.push(elsewhere);
+        d.keys.push(named);
+        let before = ops();
+        let k = content_key(&d, &ours, &DecryptOptions::default(), true).unwrap();
+        assert_eq!(ops() - before, 1);
+        assert_eq!(k.key, vec![7u8; 32]);
+
+        // Recipient = our entityID goes before the others.
+        let mut to_us = real;
+        to_us.recipient = Some("https://sp.example".into());
+        let o = DecryptOptions {
+            recipient: Some("https://sp.example".into()),
+            ..Default::default()
+        };
+        d.keys = vec![bogus; MAX_ENCRYPTED_KEYS - 1];
+        d.keys.push(to_us);
+        let before = ops();
+        content_key(&d, &ours, &o, true).unwrap();
+        assert!(ops() - before <= ours.len());
+    }
 }
