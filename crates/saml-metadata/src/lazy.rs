@@ -171,7 +171,7 @@ pub fn load_lazy<'a>(doc: &'a [u8], policy: &Policy) -> Result<LazyAggregate<'a>
         if !seen.insert(entry.entity_id.clone()) {
             return Err(Error::DuplicateEntityId(entry.entity_id));
         }
-        if valid_until.is_some_and(|vu| vu + policy.clock_skew < policy.now) {
+        if valid_until.is_some_and(|vu| crate::load::is_expired(vu, policy)) {
             agg.expired.push(entry.entity_id);
             continue;
         }

@@ -151,6 +151,15 @@ pub fn load(doc: &[u8], policy: &Policy) -> Result<Aggregate, Error> {
     index(md, policy, verified.key_index())
 }
 
+/// Whether `valid_until` lies before `now` by more than the clock skew. Saturating: a skew (or a
+/// `validUntil`) so large that the sum does not fit a `SystemTime` means "not expired", never a
+/// panic.
+pub(crate) fn is_expired(valid_until: SystemTime, policy: &Policy) -> bool {
+    valid_until
+        .checked_add(policy.clock_skew)
+        .is_some_and(|latest| latest < policy.now)
+}
+
 pub(crate) fn check_validity(
     valid_until: Option<SystemTime>,
     policy: &Policy,
@@ -162,14 +171,14 @@ pub(crate) fn check_validity(
             Ok(())
         };
     };
-    if vu + policy.clock_skew < policy.now {
+    if is_expired(vu, policy) {
         return Err(Error::Expired {
             valid_until: format_datetime(vu),
             now: format_datetime(policy.now),
         });
     }
     if let Some(max) = policy.max_validity
-        && vu > policy.now + max
+        && policy.now.checked_add(max).is_some_and(|limit| vu > limit)
     {
         return Err(Error::ValidityTooLong {
             valid_until: format_datetime(vu),
@@ -198,7 +207,7 @@ fn index(md: Metadata, policy: &Policy, signer: usize) -> Result<Aggregate, Erro
         if seen.insert(id.clone(), ()).is_some() {
             return Err(Error::DuplicateEntityId(id));
         }
-        if vu.is_some_and(|vu| vu + policy.clock_skew < policy.now) {
+        if vu.is_some_and(|vu| is_expired(vu, policy)) {
             agg.expired.push(id);
             continue;
         }

@@ -253,3 +253,24 @@ fn filters_compose() {
         .contains("Predicate")
     );
 }
+
+/// Issue 13 item 8: a caller-chosen clock skew or maximum validity too large for `SystemTime`
+/// arithmetic saturates ("not expired", "not too long") instead of panicking, on the document's
+/// validUntil and on every entity's, in `load` and `load_lazy` alike.
+#[test]
+fn huge_clock_skew_and_max_validity_do_not_panic() {
+    let (doc, keys) = signed(&sp(
+        "https://sp.example.org",
+        r#" validUntil="2020-01-01T00:00:00Z""#,
+    ));
+    let mut policy = Policy::new(keys, now());
+    policy.clock_skew = Duration::MAX;
+    policy.max_validity = Some(Duration::MAX);
+    let agg = load::load(&doc, &policy).unwrap();
+    assert!(agg.get("https://sp.example.org").is_some());
+    let lazy = saml_metadata::lazy::load_lazy(&doc, &policy).unwrap();
+    assert!(lazy.get("https://sp.example.org").unwrap().is_some());
+    policy.clock_skew = Duration::ZERO;
+    let agg = load::load(&doc, &policy).unwrap();
+    assert!(agg.get("https://sp.example.org").is_none());
+}
