@@ -8,7 +8,10 @@ fn two_destinations_single_sign_on() {
     let reports = saml_examples::xmpp_s2s::run().unwrap();
     assert_eq!(reports.len(), 2);
     for r in &reports {
-        assert_eq!(r.outcome.as_deref(), Ok("alice@cloud.example"), "{r:?}");
+        let id = r.outcome.as_ref().unwrap();
+        // The name comes with the IdP that asserted it, its scope checked against that IdP's.
+        assert_eq!(id.idp(), "https://idp.cloud.example/idp", "{r:?}");
+        assert_eq!(id.scoped_name(), Some("alice@cloud.example"), "{r:?}");
         assert!(r.source_saw.starts_with("<success"), "{r:?}");
     }
     assert!(

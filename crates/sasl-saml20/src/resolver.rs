@@ -18,6 +18,20 @@ pub struct ResolvedIdp {
     pub sso_url: String,
     /// Its signing keys.
     pub keys: TrustedKeys,
+    /// The domains this IdP is authoritative for: the scoped names (`user@domain`) it may assert
+    /// under the default [`crate::server::IdentityPolicy::Scoped`]. Normalized domains (A-labels,
+    /// lower case), matched exactly (a scope does not cover its subdomains, as with Shibboleth's
+    /// literal `shibmd:Scope`). [`MetadataResolver`] fills it from the IdP's literal
+    /// `shibmd:Scope`s (never from `mdui:DomainHint`, which is a discovery hint, not a claim of
+    /// authority); [`StaticResolver::insert`] adds the domain the entry is inserted under.
+    pub scopes: Vec<String>,
+}
+
+impl ResolvedIdp {
+    /// Whether `domain` (normalized) is one of this IdP's scopes.
+    pub fn has_scope(&self, domain: &str) -> bool {
+        self.scopes.iter().any(|s| s.eq_ignore_ascii_case(domain))
+    }
 }
 
 /// Maps a normalized IdP identifier (A-labels, lower case) to a trusted IdP.
@@ -38,9 +52,20 @@ impl StaticResolver {
         Self::default()
     }
 
-    /// Maps `domain` (normalized here) to `idp`.
-    pub fn insert(&mut self, domain: &str, idp: ResolvedIdp) -> Result<(), crate::Error> {
-        self.map.insert(crate::gs2::idp_identifier(domain)?, idp);
+    /// Maps `domain` (normalized here) to `idp`. The table entry is the operator's statement
+    /// that `idp` speaks for `domain`: the domain is added to `idp.scopes` (whose other entries
+    /// are normalized here too; one that is not a domain name is an error).
+    pub fn insert(&mut self, domain: &str, mut idp: ResolvedIdp) -> Result<(), crate::Error> {
+        let d = crate::gs2::idp_identifier(domain)?;
+        let mut scopes = Vec::with_capacity(idp.scopes.len() + 1);
+        for s in idp.scopes.iter().chain(std::iter::once(&d)) {
+            let s = crate::gs2::idp_identifier(s)?;
+            if !scopes.contains(&s) {
+                scopes.push(s);
+            }
+        }
+        idp.scopes = scopes;
+        self.map.insert(d, idp);
         Ok(())
     }
 }
@@ -75,16 +100,15 @@ impl MetadataResolver {
                 continue;
             };
             let i = r.idps.len();
-            r.idps.push(ResolvedIdp {
-                entity_id: e.entity_id.clone(),
-                sso_url,
-                keys,
-            });
+            let mut scopes = Vec::new();
             let exts = [&e.extensions, &role.common.extensions];
             for x in exts {
                 for s in x.scopes.iter().filter(|s| !s.regexp) {
                     if let Ok(d) = crate::gs2::idp_identifier(&s.value) {
-                        r.scopes.entry(d).or_default().push(i);
+                        r.scopes.entry(d.clone()).or_default().push(i);
+                        if !scopes.contains(&d) {
+                            scopes.push(d);
+                        }
                     }
                 }
                 for h in x.disco_hints.iter().flat_map(|d| &d.domain_hints) {
@@ -93,6 +117,12 @@ impl MetadataResolver {
                     }
                 }
             }
+            r.idps.push(ResolvedIdp {
+                entity_id: e.entity_id.clone(),
+                sso_url,
+                keys,
+                scopes,
+            });
         }
         for v in r.scopes.values_mut().chain(r.hints.values_mut()) {
             v.sort_unstable();
