@@ -14,12 +14,14 @@ use saml_core::protocol::idp::ResponseBuilder;
 use saml_core::protocol::{
     AuthnRequest, MemoryReplayCache, NAMEID_PERSISTENT, NameId, openssl_random,
 };
-use saml_metadata::builder::RoleBuilder as _;
+use saml_metadata::builder::{IdpBuilder, RoleBuilder as _};
 use saml_metadata::model::{Binding, EntityDescriptor, IdpSso};
 use sasl_saml20::Error;
 use sasl_saml20::client::{Client, RedirectPolicy, Step};
 use sasl_saml20::gs2::{InitialResponse, escape_saslname, idp_identifier, unescape_saslname};
-use sasl_saml20::resolver::{IdpResolver, MetadataResolver, ResolvedIdp, StaticResolver};
+use sasl_saml20::resolver::{
+    IdpResolver, MetadataResolver, ResolvedIdp, ResolverOptions, StaticResolver,
+};
 use sasl_saml20::server::{IdentityPolicy, Outcome, Server, ServerConfig};
 
 const IDP: &str = "https://idp.example.org/idp";
@@ -425,12 +427,16 @@ fn metadata_resolver() {
         r.resolve("uni-a.example").unwrap().sso_url,
         "https://idp.uni-a.example/sso"
     );
-    // Scope wins over a hint; hints also cover subdomains.
+    // d's Scope and b's hint claim the same domain: ambiguous (a Scope no longer beats another
+    // IdP's hint); matches are exact (no subdomains by default).
+    assert!(r.resolve("uni-b.example").is_none());
+    assert!(r.resolve("physics.uni-b.example").is_none());
+    assert!(r.resolve("physics.uni-a.example").is_none());
+    // Only literal Scopes are the IdP's scopes for the identity policy.
     assert_eq!(
-        r.resolve("uni-b.example").unwrap().entity_id,
-        "https://idp.d.example/idp"
+        r.resolve("uni-a.example").unwrap().scopes,
+        ["uni-a.example"]
     );
-    assert!(r.resolve("physics.uni-b.example").is_some());
     assert!(r.resolve("c.example").is_none());
     assert!(r.resolve("shared.example").is_none(), "two IdPs claim it");
     assert!(
@@ -598,4 +604,60 @@ fn an_idp_may_only_assert_names_in_its_own_scope() {
     .unwrap();
     assert_eq!(o.identity.qualified(), (IDP_B, "alice@uni-a.example"));
     assert_eq!(o.identity.scoped_name(), None);
+}
+
+/// Item 9 (issue 12): a DomainHint for `ac.example` captured `cs.uni-a.ac.example`, and one
+/// IdP's Scope beat another IdP's own DomainHint.
+#[test]
+fn resolver_matches_exactly_and_refuses_ambiguity() {
+    let k = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let der = cert(&k);
+    let idp = |entity: &str, build: &dyn Fn(IdpBuilder) -> IdpBuilder| {
+        EntityDescriptor::builder(entity)
+            .idp(build(
+                IdpSso::builder()
+                    .signing_certificate(der.clone())
+                    .sso(Binding::HttpRedirect, "https://idp.example/sso"),
+            ))
+            .build()
+            .unwrap()
+    };
+    // x hints a whole second-level domain; y is uni-a's own IdP.
+    let x = idp("https://x.example/idp", &|b| {
+        b.scope("x.example", false).domain_hint("ac.example")
+    });
+    let y = idp("https://idp.uni-a.ac.example/idp", &|b| {
+        b.scope("uni-a.ac.example", false)
+    });
+    // z hints a domain that w holds as a Scope.
+    let z = idp("https://z.example/idp", &|b| b.domain_hint("uni-w.example"));
+    let w = idp("https://idp.uni-w.example/idp", &|b| {
+        b.scope("uni-w.example", false)
+    });
+    for opts in [ResolverOptions::exact(), ResolverOptions::with_subdomains()] {
+        let r = MetadataResolver::with_options([&x, &y, &z, &w], opts);
+        let who = |d: &str| r.resolve(d).map(|i| i.entity_id);
+        // A hint is exact: it never captures a subdomain, let alone another IdP's.
+        assert_eq!(who("ac.example").as_deref(), Some("https://x.example/idp"));
+        assert_ne!(
+            who("cs.uni-a.ac.example").as_deref(),
+            Some("https://x.example/idp")
+        );
+        assert_eq!(who("other.ac.example"), None);
+        // Scope of one IdP and hint of another: ambiguous, refused.
+        assert_eq!(who("uni-w.example"), None);
+        assert_eq!(
+            who("uni-a.ac.example").as_deref(),
+            Some("https://idp.uni-a.ac.example/idp")
+        );
+    }
+    // Subdomains only on request, and only below an IdP's own literal Scope.
+    let exact = MetadataResolver::new([&x, &y, &z, &w]);
+    assert!(exact.resolve("cs.uni-a.ac.example").is_none());
+    let sub = MetadataResolver::with_options([&x, &y, &z, &w], ResolverOptions::with_subdomains());
+    assert_eq!(
+        sub.resolve("cs.uni-a.ac.example").unwrap().entity_id,
+        "https://idp.uni-a.ac.example/idp"
+    );
+    assert!(sub.resolve("a.b.uni-w.example").is_some());
 }
