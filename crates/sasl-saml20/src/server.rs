@@ -289,7 +289,8 @@ impl Server {
     }
 
     /// Handles a client response: the initial response (after an empty challenge), returning
-    /// the challenge; or the final `=`, returning `None` (wait for the SAML Response).
+    /// the challenge; or the final `=`, returning `None` (wait for the SAML Response). A message
+    /// after success is refused ([`Error::Malformed`]) and the session stays authenticated.
     pub fn handle_response(
         &mut self,
         msg: &[u8],
@@ -311,6 +312,11 @@ impl Server {
                 Ok(None)
             }
             State::Start => Err(Error::State("call start first".into())),
+            // RFC 6595 §3.3: "=" is the client's last message. After success, a further message
+            // is refused, but it cannot undo an authentication the server already reported.
+            State::Done => Err(Error::Malformed(
+                "no client message is expected after success".into(),
+            )),
             _ => self.fail(Error::Malformed("no client message expected now".into())),
         }
     }

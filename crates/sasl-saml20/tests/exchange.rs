@@ -661,3 +661,63 @@ fn resolver_matches_exactly_and_refuses_ambiguity() {
     );
     assert!(sub.resolve("a.b.uni-w.example").is_some());
 }
+
+/// Item 10 (issue 12): a client message after success turned the session into Failed.
+#[test]
+fn a_message_after_success_is_refused_and_the_session_stays_authenticated() {
+    let f = Federation { a: idp(), b: idp() };
+    let cfg = Arc::new(federation_config(&f, IdentityPolicy::default()));
+    let mut client = Client::new(None, "uni-a.example").unwrap();
+    let mut server = Server::new(cfg);
+    let ch = server
+        .start(
+            Some(&client.initial_response().unwrap()),
+            now(),
+            &mut openssl_random,
+        )
+        .unwrap();
+    let Step::OpenUrl { url, respond } = client.handle_challenge(&ch).unwrap() else {
+        panic!()
+    };
+    server
+        .handle_response(&respond, now(), &mut openssl_random)
+        .unwrap();
+    let m = redirect::decode(
+        &url[url.find('?').unwrap()..],
+        redirect::DEFAULT_MAX_INFLATED,
+    )
+    .unwrap();
+    let req = AuthnRequest::parse(&m.xml).unwrap();
+    let xml = ResponseBuilder::for_request(
+        &req,
+        IDP_A,
+        ACS,
+        NameId::new("alice@uni-a.example", NAMEID_PERSISTENT),
+    )
+    .build(&f.a.key, now(), &mut openssl_random)
+    .unwrap();
+    server
+        .handle_saml_response(&xml, now(), &mut MemoryReplayCache::new())
+        .unwrap();
+    assert!(server.is_authenticated());
+    for msg in [&b"="[..], b"", b"n,,uni-a.example"] {
+        let e = server
+            .handle_response(msg, now(), &mut openssl_random)
+            .unwrap_err();
+        assert!(matches!(e, Error::Malformed(_)), "{e:?}");
+        assert!(
+            server.is_authenticated(),
+            "a late message undid the success"
+        );
+    }
+    // Nor does a replayed SAML Response or a timeout check.
+    assert!(
+        server
+            .handle_saml_response(&xml, now(), &mut MemoryReplayCache::new())
+            .is_err()
+    );
+    server
+        .handle_timeout(now() + Duration::from_secs(3600))
+        .unwrap();
+    assert!(server.is_authenticated());
+}
