@@ -332,3 +332,28 @@ fn dot_segment_entity_ids_are_encoded() {
         "https://mdq.example.org/mdq/entities/..."
     );
 }
+
+/// Item 13: `expires=18446744073709551615` in a `.meta` file panicked `persist::load` (and so
+/// `BlockingClient::new`); bad files are now skipped and reported.
+#[test]
+fn bad_meta_files_are_skipped_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, meta: &str| {
+        std::fs::write(dir.path().join(format!("{name}.meta")), meta).unwrap();
+        std::fs::write(dir.path().join(format!("{name}.xml")), b"<x/>").unwrap();
+    };
+    write(
+        "huge",
+        "entity_id=https://a.example\nexpires=18446744073709551615\n",
+    );
+    write("garbage", "\u{0}\u{1}not a meta file");
+    write("negative", "entity_id=https://b.example\nexpires=-1\n");
+    write("good", "entity_id=https://c.example\nexpires=1800000000\n");
+    let loaded = mdq_client::io::persist::load(dir.path());
+    assert_eq!(loaded.snapshots.len(), 1);
+    assert_eq!(loaded.snapshots[0].entity_id, "https://c.example");
+    assert_eq!(loaded.skipped.len(), 3, "{:?}", loaded.skipped);
+    for (path, e) in &loaded.skipped {
+        assert!(matches!(e, Error::Cache(_)), "{path:?}: {e}");
+    }
+}
