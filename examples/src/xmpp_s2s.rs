@@ -99,6 +99,7 @@ fn start_idp(
     listener: TcpListener,
     key: SigningKey,
     known_acs: Vec<String>,
+    user: String,
 ) -> Res<(Idp, JoinHandle<()>)> {
     let addr = listener.local_addr()?;
     let logins = Arc::new(Mutex::new(0u32));
@@ -139,11 +140,8 @@ fn start_idp(
                             *n += 1;
                         }
                         let c = saml_core::protocol::new_id(&mut openssl_random);
-                        sessions.insert(c.clone(), "alice@cloud.example".into());
-                        (
-                            "alice@cloud.example".to_owned(),
-                            format!("Set-Cookie: idp_session={c}\r\n"),
-                        )
+                        sessions.insert(c.clone(), user.clone());
+                        (user.clone(), format!("Set-Cookie: idp_session={c}\r\n"))
                     }
                 };
                 let resp = ResponseBuilder::for_request(
@@ -434,6 +432,13 @@ fn source_connect(dest: &Destination, jar: &mut Option<String>) -> Res<String> {
 
 /// Runs the whole scenario: one IdP, two destinations, one source whose agent logs in once.
 pub fn run() -> Res<Vec<Report>> {
+    run_as("alice@cloud.example")
+}
+
+/// [`run`] with the IdP's user named `user`. A scoped name outside the IdP's domain
+/// (`cloud.example`) is refused by the destinations' default identity policy: the cloud IdP
+/// cannot speak for another organisation's users.
+pub fn run_as(user: &str) -> Res<Vec<Report>> {
     let key = SigningKey::new(PKey::from_rsa(Rsa::generate(2048)?)?, None)?;
     let mut keys = TrustedKeys::new();
     keys.add_public_key(key.public_key()?, "cloud IdP")?;
@@ -452,7 +457,7 @@ pub fn run() -> Res<Vec<Report>> {
     for (_, _, acs) in &listeners {
         acs_urls.push(format!("http://{}/acs", acs.local_addr()?));
     }
-    let (idp, idp_thread) = start_idp(idp_listener, key, acs_urls)?;
+    let (idp, idp_thread) = start_idp(idp_listener, key, acs_urls, user.to_owned())?;
     let mut dests = Vec::new();
     for (domain, xmpp, acs) in listeners {
         dests.push(start_destination(

@@ -20,3 +20,16 @@ fn two_destinations_single_sign_on() {
     );
     assert!(!reports[1].idp_login, "the second one is single sign-on");
 }
+
+/// Issue 12 item 8: the cloud IdP asserting a user of another organisation is refused by both
+/// destinations (default identity policy: the name's domain must be one of the IdP's scopes).
+#[test]
+fn an_idp_cannot_assert_another_organisations_user() {
+    let reports = saml_examples::xmpp_s2s::run_as("alice@uni-a.example").unwrap();
+    assert!(!reports.is_empty());
+    for r in &reports {
+        let e = r.outcome.as_ref().unwrap_err();
+        assert!(e.contains("may not assert"), "{r:?}");
+        assert!(r.source_saw.contains("not-authorized"), "{r:?}");
+    }
+}
