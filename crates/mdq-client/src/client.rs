@@ -315,9 +315,11 @@ impl Client {
         valid_until: Option<SystemTime>,
         now: SystemTime,
     ) -> Duration {
+        // max then min, not clamp: a configuration with min_ttl > max_ttl must not panic.
         let mut t = ttl
             .unwrap_or(self.cfg.default_ttl)
-            .clamp(self.cfg.min_ttl, self.cfg.max_ttl);
+            .max(self.cfg.min_ttl)
+            .min(self.cfg.max_ttl);
         if let Some(vu) = valid_until {
             t = t.min(vu.duration_since(now).unwrap_or(Duration::ZERO));
         }

@@ -308,6 +308,13 @@ fn restored_lifetimes_are_clamped_and_bounded_by_valid_until() {
     )
     .unwrap();
     let _ = c.poll_timeout();
+    // An inconsistent configuration (min_ttl above max_ttl) does not panic either.
+    let mut cfg = Config::new(BaseUrl::parse("https://mdq.example.org/").unwrap(), key().1);
+    cfg.min_ttl = Duration::from_secs(10 * H);
+    cfg.max_ttl = Duration::from_secs(H);
+    let mut c = Client::new(cfg);
+    let r = fetch(&mut c, now());
+    let _ = answer(&mut c, &r, 200, &[], &doc, now());
 }
 
 /// Item 14: the entityIDs `.` and `..` became dot segments that URL resolution removes, leaving

@@ -91,7 +91,10 @@ impl BlockingClient {
                     // Another thread fetches it: wait for it, then look again.
                     let _unused = self
                         .done
-                        .wait_timeout(core, self.opts.timeout + Duration::from_secs(1))
+                        .wait_timeout(
+                            core,
+                            self.opts.timeout.saturating_add(Duration::from_secs(1)),
+                        )
                         .map_err(|_| Error::State("the client lock is poisoned".into()))?;
                 }
             }
@@ -166,7 +169,7 @@ impl BlockingClient {
         for attempt in 0..=self.opts.retries {
             if attempt > 0 {
                 std::thread::sleep(wait);
-                wait *= 2;
+                wait = wait.saturating_mul(2);
             }
             let mut req = self.agent.get(&r.url);
             for (k, v) in &r.headers {

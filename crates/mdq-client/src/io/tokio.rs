@@ -110,7 +110,7 @@ impl AsyncClient {
         for attempt in 0..=self.opts.retries {
             if attempt > 0 {
                 tokio::time::sleep(wait).await;
-                wait *= 2;
+                wait = wait.saturating_mul(2);
             }
             let mut req = self.http.get(&r.url);
             for (k, v) in &r.headers {
