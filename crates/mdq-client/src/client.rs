@@ -20,8 +20,8 @@
 //! Guarantees (issue 12):
 //! - No entry is served (fresh, after a 304, stale on error, or restored from a persistent
 //!   cache) at or after the effective `validUntil` of the signed document it came from: the
-//!   earlier of the entity's and the document root's (SAML Metadata §2.3.1 / §2.3.2; a document
-//!   past its validUntil "MUST NOT" be used). The entry stores it.
+//!   earlier of the entity's and the document root's (SAML Metadata §2.3.1 / §2.3.2: validUntil
+//!   is the expiration time of the element and everything it contains). The entry stores it.
 //! - A "not found" (a 404, which is not authenticated, or a signed empty aggregate, which is not
 //!   bound to the identifier asked for) never replaces a verified entry before that entry
 //!   expires, and is remembered for at most [`Config::negative_ttl`], whatever its headers say.

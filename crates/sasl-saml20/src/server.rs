@@ -17,7 +17,8 @@
 //! RFC 6595 §6 leaves it to the server to decide which identities an IdP may assert; this
 //! server decides with [`ServerConfig::identity_policy`], whose default,
 //! [`IdentityPolicy::Scoped`], is the federation rule of Shibboleth's `shibmd:Scope`
-//! (SAML V2.0 Metadata Extensions for Scope, §2): a *scoped* name (`user@domain`: the NameID
+//! (namespace `urn:mace:shibboleth:metadata:1.0`, as Shibboleth SPs apply it to scoped
+//! attributes): a *scoped* name (`user@domain`: the NameID
 //! value or the requested authzid) is accepted only when `domain` is exactly one of the
 //! asserting IdP's [`ResolvedIdp::scopes`]; anything else is [`Error::OutOfScope`]. The domain
 //! the client named in its initial response counts only when the resolver lists it among the
