@@ -32,7 +32,7 @@ use saml_core::protocol::{
 };
 use sasl_saml20::client::{Client, RedirectPolicy, Step};
 use sasl_saml20::resolver::{ResolvedIdp, StaticResolver};
-use sasl_saml20::server::{Outcome, Server, ServerConfig};
+use sasl_saml20::server::{Identity, Outcome, Server, ServerConfig};
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -46,8 +46,10 @@ const SASL_NS: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 pub struct Report {
     /// The destination's domain.
     pub destination: String,
-    /// The SASL outcome on the destination (`Ok`: the authenticated NameID).
-    pub outcome: Result<String, String>,
+    /// The SASL outcome on the destination (`Ok`: the authenticated identity, the name together
+    /// with the IdP that asserted it, its scope checked against the IdP's by the server's
+    /// default identity policy).
+    pub outcome: Result<Identity, String>,
     /// What the source saw at the end of the stream (`<success/>` or a `<failure>`).
     pub source_saw: String,
     /// Whether the IdP had to log the user in (false: single sign-on from its session).
@@ -97,6 +99,7 @@ fn start_idp(
     listener: TcpListener,
     key: SigningKey,
     known_acs: Vec<String>,
+    user: String,
 ) -> Res<(Idp, JoinHandle<()>)> {
     let addr = listener.local_addr()?;
     let logins = Arc::new(Mutex::new(0u32));
@@ -137,11 +140,8 @@ fn start_idp(
                             *n += 1;
                         }
                         let c = saml_core::protocol::new_id(&mut openssl_random);
-                        sessions.insert(c.clone(), "alice@cloud.example".into());
-                        (
-                            "alice@cloud.example".to_owned(),
-                            format!("Set-Cookie: idp_session={c}\r\n"),
-                        )
+                        sessions.insert(c.clone(), user.clone());
+                        (user.clone(), format!("Set-Cookie: idp_session={c}\r\n"))
                     }
                 };
                 let resp = ResponseBuilder::for_request(
@@ -233,7 +233,7 @@ fn start_destination(
     acs: TcpListener,
     idp_sso: &str,
     idp_keys: TrustedKeys,
-) -> Res<(Destination, JoinHandle<Result<String, String>>)> {
+) -> Res<(Destination, JoinHandle<Result<Identity, String>>)> {
     let xmpp_addr = xmpp.local_addr()?;
     let acs_url = format!("http://{}/acs", acs.local_addr()?);
     let mut resolver = StaticResolver::new();
@@ -243,6 +243,7 @@ fn start_destination(
             entity_id: IDP_ENTITY.into(),
             sso_url: idp_sso.into(),
             keys: idp_keys,
+            scopes: Vec::new(),
         },
     )?;
     let cfg = Arc::new(ServerConfig::new(
@@ -286,7 +287,7 @@ fn start_destination(
         }
     });
     let dom = domain.to_owned();
-    let handle = std::thread::spawn(move || -> Result<String, String> {
+    let handle = std::thread::spawn(move || -> Result<Identity, String> {
         let serve = || -> Res<Outcome> {
             let (mut s, _) = xmpp.accept()?;
             s.set_read_timeout(Some(Duration::from_secs(20)))?;
@@ -351,7 +352,8 @@ fn start_destination(
                 }
             }
         };
-        serve().map(|o| o.name_id.value).map_err(|e| e.to_string())
+        // The identity, never the bare name: the IdP that asserted it comes with it.
+        serve().map(|o| o.identity).map_err(|e| e.to_string())
     });
     Ok((
         Destination {
@@ -430,6 +432,13 @@ fn source_connect(dest: &Destination, jar: &mut Option<String>) -> Res<String> {
 
 /// Runs the whole scenario: one IdP, two destinations, one source whose agent logs in once.
 pub fn run() -> Res<Vec<Report>> {
+    run_as("alice@cloud.example")
+}
+
+/// [`run`] with the IdP's user named `user`. A scoped name outside the IdP's domain
+/// (`cloud.example`) is refused by the destinations' default identity policy: the cloud IdP
+/// cannot speak for another organisation's users.
+pub fn run_as(user: &str) -> Res<Vec<Report>> {
     let key = SigningKey::new(PKey::from_rsa(Rsa::generate(2048)?)?, None)?;
     let mut keys = TrustedKeys::new();
     keys.add_public_key(key.public_key()?, "cloud IdP")?;
@@ -448,7 +457,7 @@ pub fn run() -> Res<Vec<Report>> {
     for (_, _, acs) in &listeners {
         acs_urls.push(format!("http://{}/acs", acs.local_addr()?));
     }
-    let (idp, idp_thread) = start_idp(idp_listener, key, acs_urls)?;
+    let (idp, idp_thread) = start_idp(idp_listener, key, acs_urls, user.to_owned())?;
     let mut dests = Vec::new();
     for (domain, xmpp, acs) in listeners {
         dests.push(start_destination(

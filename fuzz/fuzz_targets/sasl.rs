@@ -26,6 +26,7 @@ fn config() -> Arc<ServerConfig> {
                 entity_id: "https://idp.example.org".into(),
                 sso_url: "https://idp.example.org/sso".into(),
                 keys,
+                scopes: Vec::new(),
             },
         )
         .expect("domain");

@@ -16,6 +16,18 @@
 //! for [`Config::negative_ttl`]; on a failed refresh a stale entry keeps being served for at most
 //! [`Config::max_stale`]. Concurrent lookups of one entity share one fetch (`Pending`). The cache
 //! is bounded by entry count and bytes, least recently used out first.
+//!
+//! Guarantees (issue 12):
+//! - No entry is served (fresh, after a 304, stale on error, or restored from a persistent
+//!   cache) at or after the effective `validUntil` of the signed document it came from: the
+//!   earlier of the entity's and the document root's (SAML Metadata §2.3.1 / §2.3.2: validUntil
+//!   is the expiration time of the element and everything it contains). The entry stores it.
+//! - A "not found" (a 404, which is not authenticated, or a signed empty aggregate, which is not
+//!   bound to the identifier asked for) never replaces a verified entry before that entry
+//!   expires, and is remembered for at most [`Config::negative_ttl`], whatever its headers say.
+//! - Restored lifetimes are clamped like fresh ones (at most [`Config::max_ttl`] from `now`,
+//!   never past validUntil), and all time arithmetic is checked: no input or configuration
+//!   value panics (a sum past the representable range saturates at a far-future time).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -156,8 +168,20 @@ pub struct Snapshot {
     pub document: Arc<Vec<u8>>,
     /// Its ETag.
     pub etag: Option<String>,
-    /// When the cache entry expires.
+    /// When the cache entry expires (an upper bound on restore: the lifetime is clamped to
+    /// [`Config::max_ttl`] and the document's validUntil).
     pub expires: SystemTime,
+}
+
+/// `t + d`, saturating at a far-future time instead of overflowing.
+fn add(t: SystemTime, d: Duration) -> SystemTime {
+    const FAR: Duration = Duration::from_secs(1000 * 365 * 86400);
+    t.checked_add(d).or_else(|| t.checked_add(FAR)).unwrap_or(t)
+}
+
+/// Whether a document whose effective validUntil is `vu` may be served at `now`.
+fn valid_at(vu: Option<SystemTime>, now: SystemTime) -> bool {
+    vu.is_none_or(|v| now < v)
 }
 
 #[derive(Debug, Clone)]
@@ -166,6 +190,8 @@ struct Entry {
     fetched: SystemTime,
     refresh_at: SystemTime,
     expires: SystemTime,
+    /// The effective validUntil of the signed document (never served at or after it).
+    valid_until: Option<SystemTime>,
     used: u64,
 }
 
@@ -256,7 +282,7 @@ impl Client {
         if let Some(e) = self.entries.get_mut(key) {
             e.used = clock;
             // Only an entity whose ID matches is served (a {sha1} and an entityID lookup share the key).
-            let fresh = now < e.expires;
+            let fresh = now < e.expires && valid_at(e.valid_until, now);
             match (&e.value, fresh) {
                 (Value::Found { entity, .. }, true) if id.matches_keyed(&entity.entity_id) => {
                     let entity = entity.clone();
@@ -289,34 +315,49 @@ impl Client {
         valid_until: Option<SystemTime>,
         now: SystemTime,
     ) -> Duration {
+        // max then min, not clamp: a configuration with min_ttl > max_ttl must not panic.
         let mut t = ttl
             .unwrap_or(self.cfg.default_ttl)
-            .clamp(self.cfg.min_ttl, self.cfg.max_ttl);
+            .max(self.cfg.min_ttl)
+            .min(self.cfg.max_ttl);
         if let Some(vu) = valid_until {
             t = t.min(vu.duration_since(now).unwrap_or(Duration::ZERO));
         }
         t
     }
 
-    fn insert(&mut self, key: String, value: Value, ttl: Duration, now: SystemTime) {
+    fn insert(
+        &mut self,
+        key: String,
+        value: Value,
+        ttl: Duration,
+        valid_until: Option<SystemTime>,
+        now: SystemTime,
+    ) {
         let size = value.size();
         if let Some(old) = self.entries.remove(&key) {
-            self.bytes -= old.value.size();
+            self.bytes = self.bytes.saturating_sub(old.value.size());
         }
         self.clock += 1;
-        let refresh =
-            Duration::from_secs_f64(ttl.as_secs_f64() * self.cfg.refresh_fraction.clamp(0.0, 1.0));
+        let fraction = self.cfg.refresh_fraction;
+        let fraction = if fraction.is_finite() {
+            fraction.clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
+        let refresh = Duration::try_from_secs_f64(ttl.as_secs_f64() * fraction).unwrap_or(ttl);
         self.entries.insert(
             key,
             Entry {
                 value,
                 fetched: now,
-                refresh_at: now + refresh,
-                expires: now + ttl,
+                refresh_at: add(now, refresh),
+                expires: add(now, ttl),
+                valid_until,
                 used: self.clock,
             },
         );
-        self.bytes += size;
+        self.bytes = self.bytes.saturating_add(size);
         self.evict(now);
     }
 
@@ -325,13 +366,13 @@ impl Client {
         let max_stale = self.cfg.max_stale;
         let mut freed = 0;
         self.entries.retain(|_, e| {
-            let keep = now < e.expires + max_stale;
+            let keep = now < add(e.expires, max_stale) && valid_at(e.valid_until, now);
             if !keep {
                 freed += e.value.size();
             }
             keep
         });
-        self.bytes -= freed;
+        self.bytes = self.bytes.saturating_sub(freed);
         while self.entries.len() > self.cfg.max_entries || self.bytes > self.cfg.max_bytes {
             let Some(k) = self
                 .entries
@@ -342,7 +383,7 @@ impl Client {
                 break;
             };
             if let Some(e) = self.entries.remove(&k) {
-                self.bytes -= e.value.size();
+                self.bytes = self.bytes.saturating_sub(e.value.size());
             }
         }
     }
@@ -356,14 +397,29 @@ impl Client {
         Ok((id, key))
     }
 
-    /// A stale entry still allowed on failure.
+    /// A stale entry still allowed on failure (never past its document's validUntil).
     fn stale(&self, key: &str, id: &Identifier, now: SystemTime) -> Option<Arc<EntityDescriptor>> {
+        self.usable(key, id, now, self.cfg.max_stale)
+    }
+
+    /// The cached entity for `key` if it is usable at `now`, `grace` past its expiry.
+    fn usable(
+        &self,
+        key: &str,
+        id: &Identifier,
+        now: SystemTime,
+        grace: Duration,
+    ) -> Option<Arc<EntityDescriptor>> {
         match self.entries.get(key) {
             Some(Entry {
                 value: Value::Found { entity, .. },
                 expires,
+                valid_until,
                 ..
-            }) if now < *expires + self.cfg.max_stale && id.matches_keyed(&entity.entity_id) => {
+            }) if now < add(*expires, grace)
+                && valid_at(*valid_until, now)
+                && id.matches_keyed(&entity.entity_id) =>
+            {
                 Some(entity.clone())
             }
             _ => None,
@@ -371,8 +427,11 @@ impl Client {
     }
 
     /// Completes the fetch `token` with the HTTP response. Returns the entity (`None`: it does
-    /// not exist). A bad response keeps a usable stale entry (served for at most `max_stale`),
-    /// otherwise it is the error; a bad response never replaces a good cache entry.
+    /// not exist). A bad response keeps a usable stale entry (served for at most `max_stale`,
+    /// never past its validUntil), otherwise it is the error; a bad response never replaces a
+    /// good cache entry. A "not found" does not replace an entry that has not expired yet (that
+    /// entry is returned), and is cached for at most `negative_ttl`. A 304 for an entry past its
+    /// validUntil is an error.
     pub fn handle_response(
         &mut self,
         token: Token,
@@ -398,6 +457,7 @@ impl Client {
                         document: Arc::new(document),
                     },
                     t,
+                    valid_until,
                     now,
                 );
                 Ok(Some(entity))
@@ -413,17 +473,30 @@ impl Client {
                         "304 for an entity that is not cached".into(),
                     ));
                 };
-                let vu = entity.valid_until;
+                // The stored effective validUntil (the root's too), not just the entity's.
+                let vu = old.valid_until;
+                if !valid_at(vu, now) {
+                    if let Some(e) = self.entries.remove(&key) {
+                        self.bytes = self.bytes.saturating_sub(e.value.size());
+                    }
+                    return Err(Error::Response(
+                        "304 for a cached document past its validUntil".into(),
+                    ));
+                }
                 let t = self.lifetime(ttl, vu, now);
                 let entity = entity.clone();
-                self.insert(key, old.value, t, now);
+                self.insert(key, old.value, t, vu, now);
                 Ok(Some(entity))
             }
             Ok(Fetched::NotFound { ttl }) => {
-                let t = ttl
-                    .unwrap_or(self.cfg.negative_ttl)
-                    .clamp(Duration::from_secs(1), self.cfg.max_ttl);
-                self.insert(key, Value::Missing, t, now);
+                // Neither a 404 nor a signed empty aggregate is bound to this identifier: a
+                // verified entry stays until it expires.
+                if let Some(kept) = self.usable(&key, &id, now, Duration::ZERO) {
+                    return Ok(Some(kept));
+                }
+                let neg = self.cfg.negative_ttl;
+                let t = ttl.map_or(neg, |t| t.min(neg));
+                self.insert(key, Value::Missing, t, None, now);
                 Ok(None)
             }
             Err(e) => match self.stale(&key, &id, now) {
@@ -494,8 +567,11 @@ impl Client {
     }
 
     /// Restores a persisted entry: the document is verified again under the current policy
-    /// (keys, validUntil at `now`) and must hold exactly the entity `snapshot.entity_id`. An
-    /// entry already past `expires` is kept for revalidation (If-None-Match) and as stale.
+    /// (keys, validUntil at `now`) and must hold exactly the entity `snapshot.entity_id`. The
+    /// lifetime is `snapshot.expires` clamped like a fresh one: at most [`Config::max_ttl`] from
+    /// `now`, and never past the document's validUntil (the earlier of the entity's and the
+    /// root's). An entry already past `expires` is kept for revalidation (If-None-Match) and as
+    /// stale.
     pub fn restore(&mut self, snapshot: &Snapshot, now: SystemTime) -> Result<(), Error> {
         let id = Identifier::entity_id(&snapshot.entity_id)?;
         let agg = saml_metadata::load::load(&snapshot.document, &self.policy(now))?;
@@ -511,16 +587,28 @@ impl Client {
                 found: e.entity_id.clone(),
             });
         }
+        let root_valid = match agg.metadata() {
+            saml_metadata::model::Metadata::Entities(g) => g.valid_until,
+            saml_metadata::model::Metadata::Entity(r) => r.valid_until,
+        };
+        let vu = match (e.valid_until, root_valid) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let value = Value::Found {
             entity: Arc::new(e.clone()),
             etag: snapshot.etag.clone(),
             document: snapshot.document.clone(),
         };
-        let ttl = snapshot
+        let mut ttl = snapshot
             .expires
             .duration_since(now)
-            .unwrap_or(Duration::ZERO);
-        self.insert(id.key().to_owned(), value, ttl, now);
+            .unwrap_or(Duration::ZERO)
+            .min(self.cfg.max_ttl);
+        if let Some(v) = vu {
+            ttl = ttl.min(v.duration_since(now).unwrap_or(Duration::ZERO));
+        }
+        self.insert(id.key().to_owned(), value, ttl, vu, now);
         Ok(())
     }
 

@@ -25,6 +25,10 @@ pub enum Error {
     /// Transport failure reported by the IO adapter (connect, timeout, TLS, truncated body).
     #[error("transport: {0}")]
     Transport(String),
+    /// A persistent cache file is unusable (unreadable, malformed, out-of-range expiry); the
+    /// entry is skipped.
+    #[error("persistent cache: {0}")]
+    Cache(String),
     /// The API was used out of order (an unknown fetch token).
     #[error("misuse: {0}")]
     State(String),

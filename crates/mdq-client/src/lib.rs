@@ -14,6 +14,13 @@
 //! (reqwest), both with OpenSSL TLS. Out of scope: serving MDQ (see pyFF, or the demo's loopback
 //! responder in `saml-examples`), the JSON (discojson) profile.
 //!
+//! Guarantees: no entity is served at or after the effective validUntil of the signed document
+//! it came from (fresh, after a 304, stale, or restored); a "not found" never displaces a
+//! verified entry before it expires and is remembered for at most `negative_ttl`; a persistent
+//! cache is verified again, its lifetimes clamped like fresh ones, and bad files are skipped and
+//! reported, never a panic; the entityIDs `.` and `..` cannot leave `entities/`. Details in
+//! [`client`], [`io::persist`] and [`url`].
+//!
 //! ```
 //! use std::time::SystemTime;
 //! use mdq_client::{client::Lookup, BaseUrl, Client, Config, Identifier};

@@ -4,7 +4,9 @@
 //!   (a missing final `/` is added).
 //! - A lookup is `base + "entities/" + identifier`, the identifier percent-encoded as one path
 //!   segment: `/` becomes `%2F`, a space `%20` (never `+`); RFC 3986 `pchar`s other than `%`
-//!   (unreserved, sub-delims, `:` and `@`) stay as they are.
+//!   (unreserved, sub-delims, `:` and `@`) stay as they are. The entityIDs `.` and `..` would be
+//!   dot segments (RFC 3986 §5.2.4; WHATWG parsers read `%2E` as a dot too) and leave
+//!   `entities/`: they are looked up by their `{sha1}` form instead.
 //! - The SAML profile's transformed identifier is `{sha1}` and 40 lower-case hex digits of the
 //!   SHA-1 of the entityID; in a URL the braces are `%7B` and `%7D`.
 //! - All entities: `base + "entities"`.
@@ -138,8 +140,11 @@ impl Identifier {
     /// The identifier as one encoded path segment.
     pub fn path_segment(&self) -> String {
         match &self.entity_id {
-            Some(e) => encode_segment(e),
-            None => format!("%7Bsha1%7D{}", self.key),
+            // `.` and `..` would be dot segments, and WHATWG parsers (the url crate, so reqwest)
+            // treat `%2E` as a dot as well: these two go by their {sha1} form, which every MDQ
+            // SAML responder supports (draft-young-md-query-saml-21 §2.2).
+            Some(e) if e != "." && e != ".." => encode_segment(e),
+            _ => format!("%7Bsha1%7D{}", self.key),
         }
     }
 }
@@ -153,8 +158,13 @@ impl std::fmt::Display for Identifier {
     }
 }
 
-/// Percent-encodes `s` as one path segment (RFC 3986 `pchar` minus `%`).
+/// Percent-encodes `s` as one path segment (RFC 3986 `pchar` minus `%`). The whole segments
+/// `.` and `..` are encoded as `%2E` and `%2E%2E`: left as they are they would be dot segments,
+/// which URL resolution removes (RFC 3986 §5.2.4), sending the request outside `entities/`.
 pub fn encode_segment(s: &str) -> String {
+    if s == "." || s == ".." {
+        return "%2E".repeat(s.len());
+    }
     let mut out = String::with_capacity(s.len() + 16);
     for b in s.bytes() {
         let keep = b.is_ascii_alphanumeric()

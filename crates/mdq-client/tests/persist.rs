@@ -103,4 +103,55 @@ fn restart_from_the_cache_directory() {
         .unwrap();
     let c = BlockingClient::new(Config::new(BaseUrl::parse(dead).unwrap(), other_keys), opts);
     assert_eq!(c.cached(), 0);
+    assert_eq!(
+        c.skipped_cache_files().len(),
+        1,
+        "the entry that no longer verifies"
+    );
+}
+
+/// Issue 12 item 13: `expires=18446744073709551615` in a `.meta` file panicked
+/// `BlockingClient::new`; it is now skipped and reported, and the good entry next to it is
+/// restored with a clamped lifetime.
+#[test]
+fn a_bad_meta_file_is_skipped_and_reported() {
+    let key = SigningKey::new(PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(), None).unwrap();
+    let mut keys = TrustedKeys::new();
+    keys.add_public_key(key.public_key().unwrap(), "mdq")
+        .unwrap();
+    let doc = EntityDescriptor::builder(SP)
+        .sp(SpSso::builder().acs(Binding::HttpPost, "https://sp.example.org/acs"))
+        .build()
+        .unwrap()
+        .sign(&key, &SignOptions::default())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let good = saml_metadata::model::sha1_hex(SP);
+    std::fs::write(dir.path().join(format!("{good}.xml")), &doc).unwrap();
+    // Far in the future, but representable: clamped to max_ttl on restore.
+    std::fs::write(
+        dir.path().join(format!("{good}.meta")),
+        format!("entity_id={SP}\nexpires=99999999999\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("huge.xml"), &doc).unwrap();
+    std::fs::write(
+        dir.path().join("huge.meta"),
+        format!("entity_id={SP}\nexpires=18446744073709551615\n"),
+    )
+    .unwrap();
+    let opts = Options {
+        cache_dir: Some(dir.path().to_owned()),
+        retries: 0,
+        ..Options::default()
+    };
+    let c = BlockingClient::new(
+        Config::new(BaseUrl::parse("http://127.0.0.1:9/").unwrap(), keys),
+        opts,
+    );
+    assert_eq!(c.cached(), 1);
+    let skipped = c.skipped_cache_files();
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert!(skipped[0].0.ends_with("huge.meta"));
+    assert!(matches!(skipped[0].1, mdq_client::Error::Cache(_)));
 }

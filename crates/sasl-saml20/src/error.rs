@@ -13,6 +13,19 @@ pub enum Error {
     /// this server does not allow.
     #[error("refused by policy: {0}")]
     Policy(String),
+    /// The asserting IdP may not assert this name under the server's
+    /// [`crate::server::IdentityPolicy`] (a scoped name outside the IdP's `shibmd:Scope`s).
+    #[error("{idp} may not assert {}{name:?}: {reason}", if *authzid { "the authzid " } else { "" })]
+    OutOfScope {
+        /// The asserting IdP's entityID.
+        idp: String,
+        /// The refused name (the NameID value, or the authzid).
+        name: String,
+        /// Whether the refused name is the requested authzid (else the subject's NameID).
+        authzid: bool,
+        /// Why.
+        reason: String,
+    },
     /// The SAML Response did not validate (signature, issuer, audience, time, replay...).
     #[error("SAML validation failed: {0}")]
     Saml(#[from] saml_core::Error),
@@ -34,7 +47,10 @@ impl Error {
         match self {
             Error::Malformed(_) => "malformed-request",
             Error::Policy(m) if m.contains("authzid") => "invalid-authzid",
-            Error::Policy(_) | Error::Saml(_) | Error::Timeout => "not-authorized",
+            Error::OutOfScope { authzid: true, .. } => "invalid-authzid",
+            Error::Policy(_) | Error::OutOfScope { .. } | Error::Saml(_) | Error::Timeout => {
+                "not-authorized"
+            }
             Error::Temporary(_) | Error::State(_) => "temporary-auth-failure",
         }
     }

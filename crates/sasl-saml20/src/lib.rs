@@ -14,6 +14,12 @@
 //! mapping, and with feature `rsasl` the mechanism for rsasl 2.3 (`rsasl_mechanism`). Out of
 //! scope: security layers (SAML20 has none), channel binding (there is no SAML20-PLUS).
 //!
+//! Guarantees: a successful outcome names an [`server::Identity`], the name together with the
+//! IdP that asserted it, and by default a scoped name (`user@domain`) is accepted only from an
+//! IdP whose `shibmd:Scope` is that domain ([`server::IdentityPolicy`]); the resolver matches
+//! domains exactly and refuses a domain that two IdPs claim ([`resolver`] documents the
+//! order); a message after success is refused without undoing the success.
+//!
 //! A whole exchange, in memory, with an IdP built from saml-core:
 //!
 //! ```
@@ -29,7 +35,7 @@
 //! let mut keys = TrustedKeys::new();
 //! keys.add_public_key(idp_key.public_key()?, "idp")?;
 //! let mut resolver = StaticResolver::new();
-//! resolver.insert("example.org", ResolvedIdp { entity_id: "https://idp.example.org".into(), sso_url: "https://idp.example.org/sso".into(), keys })?;
+//! resolver.insert("example.org", ResolvedIdp { entity_id: "https://idp.example.org".into(), sso_url: "https://idp.example.org/sso".into(), keys, scopes: vec![] })?;
 //! let cfg = Arc::new(ServerConfig::new("xmpp:chat.example.com", "https://chat.example.com/acs", Arc::new(resolver)));
 //! let now = SystemTime::now();
 //!
@@ -45,7 +51,8 @@
 //! let resp = ResponseBuilder::for_request(&req, "https://idp.example.org", "https://chat.example.com/acs", NameId::new("alice", NAMEID_PERSISTENT))
 //!     .build(&idp_key, now, &mut openssl_random)?;
 //! let outcome = server.handle_saml_response(&resp, now, &mut MemoryReplayCache::new())?;
-//! assert_eq!(outcome.name_id.value, "alice");
+//! // The identity is the name together with the IdP that asserted it.
+//! assert_eq!(outcome.identity.qualified(), ("https://idp.example.org", "alice"));
 //! client.outcome(true)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

@@ -10,6 +10,25 @@
 //! server's AssertionConsumerService, possibly much later and over another connection: the
 //! application routes a Response to the session whose [`Server::request_id`] equals its
 //! InResponseTo. Time and randomness are inputs.
+//!
+//! ## Identity guarantee
+//!
+//! A server typically trusts several IdPs (a federation), and any of them can sign any name.
+//! RFC 6595 §6 leaves it to the server to decide which identities an IdP may assert; this
+//! server decides with [`ServerConfig::identity_policy`], whose default,
+//! [`IdentityPolicy::Scoped`], is the federation rule of Shibboleth's `shibmd:Scope`
+//! (namespace `urn:mace:shibboleth:metadata:1.0`, as Shibboleth SPs apply it to scoped
+//! attributes): a *scoped* name (`user@domain`: the NameID
+//! value or the requested authzid) is accepted only when `domain` is exactly one of the
+//! asserting IdP's [`ResolvedIdp::scopes`]; anything else is [`Error::OutOfScope`]. The domain
+//! the client named in its initial response counts only when the resolver lists it among the
+//! IdP's scopes ([`crate::resolver::StaticResolver`] does for the domain an entry is inserted
+//! under; [`crate::resolver::MetadataResolver`] only for a literal `shibmd:Scope`, never for a
+//! `mdui:DomainHint`).
+//!
+//! A successful [`Outcome`] gives no bare name: its [`Identity`] values carry the asserting
+//! IdP's entityID with the name, and only a name whose scope was checked is available alone
+//! ([`Identity::scoped_name`]). Key accounts on [`Identity::qualified`] (IdP, name) otherwise.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -26,8 +45,107 @@ use crate::error::Error;
 use crate::gs2::InitialResponse;
 use crate::resolver::{IdpResolver, ResolvedIdp};
 
-/// Decides whether the authenticated subject may act as the requested authzid.
-pub type AuthzPolicy = Arc<dyn Fn(&NameId, &str) -> bool + Send + Sync>;
+/// Decides whether the authenticated subject (an [`Identity`] that already passed the
+/// [`IdentityPolicy`]) may act as the requested authzid. The authzid then passes the identity
+/// policy too, as a name asserted by the same IdP.
+pub type AuthzPolicy = Arc<dyn Fn(&Identity, &str) -> bool + Send + Sync>;
+
+/// Which names an IdP may assert (the NameID value, and the authzid it authorizes). See the
+/// [module docs](self) for the rule and its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum IdentityPolicy {
+    /// The default. A scoped name (`local@domain`, split at the last `@`) must have `domain`
+    /// (IDNA-normalized) equal to one of the asserting IdP's [`ResolvedIdp::scopes`]; a name
+    /// that looks scoped but whose domain is not a domain name is refused too. An unscoped
+    /// name (a persistent or transient NameID such as `3f7b…`) is accepted, and is only
+    /// meaningful together with its IdP ([`Identity::qualified`]; [`Identity::scoped_name`] is
+    /// `None`).
+    #[default]
+    Scoped,
+    /// Like [`IdentityPolicy::Scoped`], and unscoped names are refused: every accepted identity
+    /// has a checked scope. For deployments that key accounts on scoped names alone.
+    RequireScoped,
+    /// No check: any trusted IdP may assert any name. Only for a server that trusts a single
+    /// IdP, or that keys everything on [`Identity::qualified`]; [`Identity::scoped_name`] is
+    /// then always `None`.
+    AnyName,
+}
+
+/// An authenticated (or authorized) identity: a name together with the IdP that asserted it.
+///
+/// There is deliberately no accessor for the name alone unless its scope was checked: two IdPs
+/// may each assert `alice`, and only the pair tells them apart.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Identity {
+    idp: String,
+    name: String,
+    scope: Option<String>,
+}
+
+impl Identity {
+    /// The asserting IdP's entityID.
+    pub fn idp(&self) -> &str {
+        &self.idp
+    }
+
+    /// The (IdP entityID, name) pair: the key to store an account under.
+    pub fn qualified(&self) -> (&str, &str) {
+        (&self.idp, &self.name)
+    }
+
+    /// The name, when it is scoped and its scope was checked against the IdP's scopes: a name
+    /// that no other IdP of the federation could have asserted unless it shares the scope.
+    pub fn scoped_name(&self) -> Option<&str> {
+        self.scope.is_some().then_some(self.name.as_str())
+    }
+
+    /// The checked scope (normalized domain) of the name, if any.
+    pub fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    /// Applies `policy` to `name` asserted by `idp`. `authzid` only says which one failed.
+    fn check(
+        policy: IdentityPolicy,
+        idp: &ResolvedIdp,
+        name: &str,
+        authzid: bool,
+    ) -> Result<Identity, Error> {
+        let refuse = |reason: &str| Error::OutOfScope {
+            idp: idp.entity_id.clone(),
+            name: name.to_owned(),
+            authzid,
+            reason: reason.to_owned(),
+        };
+        let scope = match (policy, name.rsplit_once('@')) {
+            (IdentityPolicy::AnyName, _) => None,
+            (IdentityPolicy::RequireScoped, None) => {
+                return Err(refuse("the policy requires a scoped name (user@domain)"));
+            }
+            (_, None) => None,
+            (_, Some((_, domain))) => {
+                let d = crate::gs2::idp_identifier(domain)
+                    .map_err(|_| refuse("the scope is not a domain name"))?;
+                if !idp.has_scope(&d) {
+                    return Err(refuse("the scope is not one of the IdP's scopes"));
+                }
+                Some(d)
+            }
+        };
+        Ok(Identity {
+            idp: idp.entity_id.clone(),
+            name: name.to_owned(),
+            scope,
+        })
+    }
+}
+
+impl std::fmt::Display for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (asserted by {})", self.name, self.idp)
+    }
+}
 
 /// Server configuration, shared by its sessions.
 #[derive(Clone)]
@@ -49,6 +167,8 @@ pub struct ServerConfig {
     /// Whether an authzid is allowed for a subject. Without a policy an authzid other than the
     /// subject's NameID value is refused.
     pub authorize: Option<AuthzPolicy>,
+    /// Which names the asserting IdP may assert (default [`IdentityPolicy::Scoped`]).
+    pub identity_policy: IdentityPolicy,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -57,6 +177,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("sp_entity_id", &self.sp_entity_id)
             .field("acs_url", &self.acs_url)
             .field("session_timeout", &self.session_timeout)
+            .field("identity_policy", &self.identity_policy)
             .finish_non_exhaustive()
     }
 }
@@ -73,23 +194,27 @@ impl ServerConfig {
             session_timeout: Duration::from_secs(300),
             clock_skew: Duration::from_secs(180),
             authorize: None,
+            identity_policy: IdentityPolicy::Scoped,
         }
     }
 }
 
 /// A successful authentication.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Outcome {
-    /// The subject's NameID (the authenticated identity).
-    pub name_id: NameId,
-    /// The authorization identity requested by the client, if any (already authorized).
-    pub authzid: Option<String>,
-    /// The IdP's entityID.
-    pub idp: String,
+    /// Who the session acts as: the authorized authzid when the client asked for one, else the
+    /// subject. Checked against [`ServerConfig::identity_policy`].
+    pub identity: Identity,
+    /// The authenticated subject (the NameID value), checked likewise.
+    pub subject: Identity,
     /// The attributes released.
     pub attributes: Vec<Attribute>,
     /// The IdP session index.
     pub session_index: Option<String>,
+    /// The subject's NameID as asserted, for SAML Single Logout (SAML Core §3.7) only: its
+    /// value is not an identity without the IdP (use [`Outcome::identity`]).
+    pub logout_name_id: NameId,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,7 +291,8 @@ impl Server {
     }
 
     /// Handles a client response: the initial response (after an empty challenge), returning
-    /// the challenge; or the final `=`, returning `None` (wait for the SAML Response).
+    /// the challenge; or the final `=`, returning `None` (wait for the SAML Response). A message
+    /// after success is refused ([`Error::Malformed`]) and the session stays authenticated.
     pub fn handle_response(
         &mut self,
         msg: &[u8],
@@ -188,6 +314,11 @@ impl Server {
                 Ok(None)
             }
             State::Start => Err(Error::State("call start first".into())),
+            // RFC 6595 §3.3: "=" is the client's last message. After success, a further message
+            // is refused, but it cannot undo an authentication the server already reported.
+            State::Done => Err(Error::Malformed(
+                "no client message is expected after success".into(),
+            )),
             _ => self.fail(Error::Malformed("no client message expected now".into())),
         }
     }
@@ -284,7 +415,7 @@ impl Server {
             &self.cfg.sp_entity_id,
             &self.cfg.acs_url,
             &idp.entity_id,
-            idp.keys,
+            idp.keys.clone(),
         );
         v.decryption_keys = self.cfg.decryption_keys.clone();
         v.clock_skew = self.cfg.clock_skew;
@@ -296,22 +427,34 @@ impl Server {
         let Some(name_id) = ok.name_id().cloned() else {
             return self.fail(Error::Policy("the assertion has no NameID".into()));
         };
-        if let Some(a) = &init.authzid {
-            let allowed = match &self.cfg.authorize {
-                Some(f) => f(&name_id, a),
-                None => *a == name_id.value,
-            };
-            if !allowed {
-                let e = Error::Policy(format!("{} may not act as authzid {a:?}", name_id.value));
-                return self.fail(e);
+        let policy = self.cfg.identity_policy;
+        let subject = match Identity::check(policy, &idp, &name_id.value, false) {
+            Ok(s) => s,
+            Err(e) => return self.fail(e),
+        };
+        let identity = match &init.authzid {
+            None => subject.clone(),
+            Some(a) => {
+                let allowed = match &self.cfg.authorize {
+                    Some(f) => f(&subject, a),
+                    None => *a == name_id.value,
+                };
+                if !allowed {
+                    let e = Error::Policy(format!("{subject} may not act as authzid {a:?}"));
+                    return self.fail(e);
+                }
+                match Identity::check(policy, &idp, a, true) {
+                    Ok(i) => i,
+                    Err(e) => return self.fail(e),
+                }
             }
-        }
+        };
         self.state = State::Done;
         Ok(Outcome {
+            identity,
+            subject,
             session_index: ok.session_index().map(str::to_owned),
-            name_id,
-            authzid: init.authzid,
-            idp: ok.issuer,
+            logout_name_id: name_id,
             attributes: ok.assertion.attributes,
         })
     }

@@ -14,13 +14,15 @@ use saml_core::protocol::idp::ResponseBuilder;
 use saml_core::protocol::{
     AuthnRequest, MemoryReplayCache, NAMEID_PERSISTENT, NameId, openssl_random,
 };
-use saml_metadata::builder::RoleBuilder as _;
+use saml_metadata::builder::{IdpBuilder, RoleBuilder as _};
 use saml_metadata::model::{Binding, EntityDescriptor, IdpSso};
 use sasl_saml20::Error;
 use sasl_saml20::client::{Client, RedirectPolicy, Step};
 use sasl_saml20::gs2::{InitialResponse, escape_saslname, idp_identifier, unescape_saslname};
-use sasl_saml20::resolver::{IdpResolver, MetadataResolver, ResolvedIdp, StaticResolver};
-use sasl_saml20::server::{Server, ServerConfig};
+use sasl_saml20::resolver::{
+    IdpResolver, MetadataResolver, ResolvedIdp, ResolverOptions, StaticResolver,
+};
+use sasl_saml20::server::{IdentityPolicy, Outcome, Server, ServerConfig};
 
 const IDP: &str = "https://idp.example.org/idp";
 const SSO: &str = "https://idp.example.org/sso";
@@ -52,6 +54,7 @@ fn config(i: &Idp) -> Arc<ServerConfig> {
             entity_id: IDP.into(),
             sso_url: SSO.into(),
             keys: i.keys.clone(),
+            scopes: Vec::new(),
         },
     )
     .unwrap();
@@ -80,7 +83,7 @@ fn run(
     authzid: Option<&str>,
     user: &str,
     initial_in_first: bool,
-) -> Result<sasl_saml20::server::Outcome, Error> {
+) -> Result<Outcome, Error> {
     let mut client = Client::new(authzid, "example.org").unwrap();
     let mut server = Server::new(cfg);
     let challenge = if initial_in_first {
@@ -121,9 +124,12 @@ fn run(
 fn full_exchanges() {
     let i = idp();
     let o = run(&i, config(&i), None, "alice", true).unwrap();
+    assert_eq!(o.identity.qualified(), (IDP, "alice"));
+    assert_eq!(o.identity, o.subject);
     assert_eq!(
-        (o.name_id.value.as_str(), o.idp.as_str(), o.authzid),
-        ("alice", IDP, None)
+        o.identity.scoped_name(),
+        None,
+        "an unscoped name needs its IdP"
     );
     // Servers that cannot send an initial challenge: the empty-challenge start.
     assert!(run(&i, config(&i), None, "alice", false).is_ok());
@@ -131,17 +137,21 @@ fn full_exchanges() {
     assert_eq!(
         run(&i, config(&i), Some("alice"), "alice", true)
             .unwrap()
-            .authzid
-            .as_deref(),
-        Some("alice")
+            .identity
+            .qualified(),
+        (IDP, "alice")
     );
     let e = run(&i, config(&i), Some("admin"), "alice", true).unwrap_err();
     assert!(matches!(e, Error::Policy(_)));
     assert_eq!(e.xmpp_condition(), "invalid-authzid");
     // ... unless the authorization policy says so.
     let mut cfg = (*config(&i)).clone();
-    cfg.authorize = Some(Arc::new(|n, a| n.value == "alice" && a == "room-admin"));
-    assert!(run(&i, Arc::new(cfg), Some("room-admin"), "alice", true).is_ok());
+    cfg.authorize = Some(Arc::new(|n, a| {
+        n.qualified() == (IDP, "alice") && a == "room-admin"
+    }));
+    let o = run(&i, Arc::new(cfg), Some("room-admin"), "alice", true).unwrap();
+    assert_eq!(o.identity.qualified(), (IDP, "room-admin"));
+    assert_eq!(o.subject.qualified(), (IDP, "alice"));
 }
 
 #[test]
@@ -417,16 +427,297 @@ fn metadata_resolver() {
         r.resolve("uni-a.example").unwrap().sso_url,
         "https://idp.uni-a.example/sso"
     );
-    // Scope wins over a hint; hints also cover subdomains.
+    // d's Scope and b's hint claim the same domain: ambiguous (a Scope no longer beats another
+    // IdP's hint); matches are exact (no subdomains by default).
+    assert!(r.resolve("uni-b.example").is_none());
+    assert!(r.resolve("physics.uni-b.example").is_none());
+    assert!(r.resolve("physics.uni-a.example").is_none());
+    // Only literal Scopes are the IdP's scopes for the identity policy.
     assert_eq!(
-        r.resolve("uni-b.example").unwrap().entity_id,
-        "https://idp.d.example/idp"
+        r.resolve("uni-a.example").unwrap().scopes,
+        ["uni-a.example"]
     );
-    assert!(r.resolve("physics.uni-b.example").is_some());
     assert!(r.resolve("c.example").is_none());
     assert!(r.resolve("shared.example").is_none(), "two IdPs claim it");
     assert!(
         r.resolve("x.a.example").is_none(),
         "regexp scopes are not used"
     );
+}
+
+/// Two trusted IdPs, each with its own scope, for the identity-policy tests.
+struct Federation {
+    a: Idp,
+    b: Idp,
+}
+
+const IDP_A: &str = "https://idp.uni-a.example/idp";
+const IDP_B: &str = "https://idp.uni-b.example/idp";
+
+fn federation_config(f: &Federation, policy: IdentityPolicy) -> ServerConfig {
+    let mut r = StaticResolver::new();
+    for (domain, entity, i) in [
+        ("uni-a.example", IDP_A, &f.a),
+        ("uni-b.example", IDP_B, &f.b),
+    ] {
+        r.insert(
+            domain,
+            ResolvedIdp {
+                entity_id: entity.into(),
+                sso_url: SSO.into(),
+                keys: i.keys.clone(),
+                scopes: Vec::new(),
+            },
+        )
+        .unwrap();
+    }
+    let mut cfg = ServerConfig::new(RP, ACS, Arc::new(r));
+    cfg.identity_policy = policy;
+    // Any subject may act as any authzid here: only the identity policy decides.
+    cfg.authorize = Some(Arc::new(|_, _| true));
+    cfg
+}
+
+/// The client names `domain`; the IdP `issuer` (signing with `i`) asserts `user`.
+fn federated(
+    cfg: &ServerConfig,
+    domain: &str,
+    authzid: Option<&str>,
+    i: &Idp,
+    issuer: &str,
+    user: &str,
+) -> Result<Outcome, Error> {
+    let mut client = Client::new(authzid, domain).unwrap();
+    let mut server = Server::new(Arc::new(cfg.clone()));
+    let ch = server.start(
+        Some(&client.initial_response().unwrap()),
+        now(),
+        &mut openssl_random,
+    )?;
+    let Step::OpenUrl { url, respond } = client.handle_challenge(&ch).unwrap() else {
+        panic!()
+    };
+    server.handle_response(&respond, now(), &mut openssl_random)?;
+    let m = redirect::decode(
+        &url[url.find('?').unwrap()..],
+        redirect::DEFAULT_MAX_INFLATED,
+    )
+    .unwrap();
+    let req = AuthnRequest::parse(&m.xml).unwrap();
+    let xml = ResponseBuilder::for_request(&req, issuer, ACS, NameId::new(user, NAMEID_PERSISTENT))
+        .build(&i.key, now(), &mut openssl_random)
+        .unwrap();
+    let r = server.handle_saml_response(&xml, now(), &mut MemoryReplayCache::new());
+    assert_eq!(server.is_authenticated(), r.is_ok());
+    r
+}
+
+/// Item 8 (issue 12): with several trusted IdPs, one IdP asserting a name in another
+/// organisation's scope was accepted (as the subject, and as an authzid).
+#[test]
+fn an_idp_may_only_assert_names_in_its_own_scope() {
+    let f = Federation { a: idp(), b: idp() };
+    let cfg = federation_config(&f, IdentityPolicy::default());
+    // uni-b's IdP asserts alice@uni-a.example: refused, typed.
+    let e = federated(
+        &cfg,
+        "uni-b.example",
+        None,
+        &f.b,
+        IDP_B,
+        "alice@uni-a.example",
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, Error::OutOfScope { idp, name, authzid: false, .. }
+            if idp == IDP_B && name == "alice@uni-a.example"),
+        "{e:?}"
+    );
+    assert_eq!(e.xmpp_condition(), "not-authorized");
+    // ... and as an authzid for its own user: refused too.
+    let e = federated(
+        &cfg,
+        "uni-b.example",
+        Some("alice@uni-a.example"),
+        &f.b,
+        IDP_B,
+        "bob@uni-b.example",
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, Error::OutOfScope { authzid: true, .. }),
+        "{e:?}"
+    );
+    assert_eq!(e.xmpp_condition(), "invalid-authzid");
+    // Scopes match exactly: a subdomain, an empty or a bad domain is refused.
+    for user in [
+        "alice@cs.uni-a.example",
+        "alice@",
+        "alice@uni-a.example@evil",
+        "alice@ex ample",
+    ] {
+        assert!(
+            matches!(
+                federated(&cfg, "uni-a.example", None, &f.a, IDP_A, user),
+                Err(Error::OutOfScope { .. })
+            ),
+            "{user}"
+        );
+    }
+    // The IdP's own scope (any case): the identity carries the IdP and the checked scope.
+    let o = federated(
+        &cfg,
+        "uni-a.example",
+        None,
+        &f.a,
+        IDP_A,
+        "alice@Uni-A.example",
+    )
+    .unwrap();
+    assert_eq!(o.identity.idp(), IDP_A);
+    assert_eq!(o.identity.scope(), Some("uni-a.example"));
+    assert_eq!(o.identity.scoped_name(), Some("alice@Uni-A.example"));
+    // An unscoped name is accepted, but only usable with its IdP.
+    let o = federated(&cfg, "uni-b.example", None, &f.b, IDP_B, "alice").unwrap();
+    assert_eq!(o.identity.qualified(), (IDP_B, "alice"));
+    assert_eq!(o.identity.scoped_name(), None);
+    assert_eq!(
+        o.identity.to_string(),
+        format!("alice (asserted by {IDP_B})")
+    );
+    // RequireScoped refuses unscoped names; AnyName (single-IdP deployments) checks nothing
+    // and so never vouches for a name alone.
+    let strict = federation_config(&f, IdentityPolicy::RequireScoped);
+    assert!(matches!(
+        federated(&strict, "uni-b.example", None, &f.b, IDP_B, "alice"),
+        Err(Error::OutOfScope { .. })
+    ));
+    let any = federation_config(&f, IdentityPolicy::AnyName);
+    let o = federated(
+        &any,
+        "uni-b.example",
+        None,
+        &f.b,
+        IDP_B,
+        "alice@uni-a.example",
+    )
+    .unwrap();
+    assert_eq!(o.identity.qualified(), (IDP_B, "alice@uni-a.example"));
+    assert_eq!(o.identity.scoped_name(), None);
+}
+
+/// Item 9 (issue 12): a DomainHint for `ac.example` captured `cs.uni-a.ac.example`, and one
+/// IdP's Scope beat another IdP's own DomainHint.
+#[test]
+fn resolver_matches_exactly_and_refuses_ambiguity() {
+    let k = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let der = cert(&k);
+    let idp = |entity: &str, build: &dyn Fn(IdpBuilder) -> IdpBuilder| {
+        EntityDescriptor::builder(entity)
+            .idp(build(
+                IdpSso::builder()
+                    .signing_certificate(der.clone())
+                    .sso(Binding::HttpRedirect, "https://idp.example/sso"),
+            ))
+            .build()
+            .unwrap()
+    };
+    // x hints a whole second-level domain; y is uni-a's own IdP.
+    let x = idp("https://x.example/idp", &|b| {
+        b.scope("x.example", false).domain_hint("ac.example")
+    });
+    let y = idp("https://idp.uni-a.ac.example/idp", &|b| {
+        b.scope("uni-a.ac.example", false)
+    });
+    // z hints a domain that w holds as a Scope.
+    let z = idp("https://z.example/idp", &|b| b.domain_hint("uni-w.example"));
+    let w = idp("https://idp.uni-w.example/idp", &|b| {
+        b.scope("uni-w.example", false)
+    });
+    for opts in [ResolverOptions::exact(), ResolverOptions::with_subdomains()] {
+        let r = MetadataResolver::with_options([&x, &y, &z, &w], opts);
+        let who = |d: &str| r.resolve(d).map(|i| i.entity_id);
+        // A hint is exact: it never captures a subdomain, let alone another IdP's.
+        assert_eq!(who("ac.example").as_deref(), Some("https://x.example/idp"));
+        assert_ne!(
+            who("cs.uni-a.ac.example").as_deref(),
+            Some("https://x.example/idp")
+        );
+        assert_eq!(who("other.ac.example"), None);
+        // Scope of one IdP and hint of another: ambiguous, refused.
+        assert_eq!(who("uni-w.example"), None);
+        assert_eq!(
+            who("uni-a.ac.example").as_deref(),
+            Some("https://idp.uni-a.ac.example/idp")
+        );
+    }
+    // Subdomains only on request, and only below an IdP's own literal Scope.
+    let exact = MetadataResolver::new([&x, &y, &z, &w]);
+    assert!(exact.resolve("cs.uni-a.ac.example").is_none());
+    let sub = MetadataResolver::with_options([&x, &y, &z, &w], ResolverOptions::with_subdomains());
+    assert_eq!(
+        sub.resolve("cs.uni-a.ac.example").unwrap().entity_id,
+        "https://idp.uni-a.ac.example/idp"
+    );
+    assert!(sub.resolve("a.b.uni-w.example").is_some());
+}
+
+/// Item 10 (issue 12): a client message after success turned the session into Failed.
+#[test]
+fn a_message_after_success_is_refused_and_the_session_stays_authenticated() {
+    let f = Federation { a: idp(), b: idp() };
+    let cfg = Arc::new(federation_config(&f, IdentityPolicy::default()));
+    let mut client = Client::new(None, "uni-a.example").unwrap();
+    let mut server = Server::new(cfg);
+    let ch = server
+        .start(
+            Some(&client.initial_response().unwrap()),
+            now(),
+            &mut openssl_random,
+        )
+        .unwrap();
+    let Step::OpenUrl { url, respond } = client.handle_challenge(&ch).unwrap() else {
+        panic!()
+    };
+    server
+        .handle_response(&respond, now(), &mut openssl_random)
+        .unwrap();
+    let m = redirect::decode(
+        &url[url.find('?').unwrap()..],
+        redirect::DEFAULT_MAX_INFLATED,
+    )
+    .unwrap();
+    let req = AuthnRequest::parse(&m.xml).unwrap();
+    let xml = ResponseBuilder::for_request(
+        &req,
+        IDP_A,
+        ACS,
+        NameId::new("alice@uni-a.example", NAMEID_PERSISTENT),
+    )
+    .build(&f.a.key, now(), &mut openssl_random)
+    .unwrap();
+    server
+        .handle_saml_response(&xml, now(), &mut MemoryReplayCache::new())
+        .unwrap();
+    assert!(server.is_authenticated());
+    for msg in [&b"="[..], b"", b"n,,uni-a.example"] {
+        let e = server
+            .handle_response(msg, now(), &mut openssl_random)
+            .unwrap_err();
+        assert!(matches!(e, Error::Malformed(_)), "{e:?}");
+        assert!(
+            server.is_authenticated(),
+            "a late message undid the success"
+        );
+    }
+    // Nor does a replayed SAML Response or a timeout check.
+    assert!(
+        server
+            .handle_saml_response(&xml, now(), &mut MemoryReplayCache::new())
+            .is_err()
+    );
+    server
+        .handle_timeout(now() + Duration::from_secs(3600))
+        .unwrap();
+    assert!(server.is_authenticated());
 }

@@ -72,6 +72,7 @@ fn gsasl_cli_client_against_our_server() {
                 entity_id: "https://idp.example.org/idp".into(),
                 sso_url: "https://idp.example.org/sso".into(),
                 keys,
+                scopes: Vec::new(),
             },
         )
         .unwrap();
@@ -138,8 +139,8 @@ fn gsasl_cli_client_against_our_server() {
             .handle_saml_response(&resp, now, &mut MemoryReplayCache::new())
             .unwrap();
         assert_eq!(
-            (o.name_id.value.as_str(), o.authzid.as_deref()),
-            ("alice", authzid)
+            (o.subject.qualified().1, Some(o.identity.qualified().1)),
+            ("alice", Some(authzid.unwrap_or("alice")))
         );
     }
 }

@@ -65,7 +65,7 @@ struct ServerCb {
 
 struct Subject;
 impl Validation for Subject {
-    type Value = Option<(String, Option<String>)>;
+    type Value = Option<(String, String, String)>;
 }
 
 impl SessionCallback for ServerCb {
@@ -91,9 +91,15 @@ impl SessionCallback for ServerCb {
         validate: &mut Validate<'_>,
     ) -> Result<(), ValidationError> {
         validate.with::<Subject, _>(|| {
-            Ok(context
-                .get_ref::<Authenticated>()
-                .map(|o| (o.name_id.value.clone(), o.authzid.clone())))
+            Ok(context.get_ref::<Authenticated>().map(|o| {
+                // (IdP, subject, identity): the name never travels without its IdP.
+                let (idp, subject) = o.subject.qualified();
+                (
+                    idp.to_owned(),
+                    subject.to_owned(),
+                    o.identity.qualified().1.to_owned(),
+                )
+            }))
         })?;
         Ok(())
     }
@@ -103,7 +109,7 @@ fn exchange(
     authzid: Option<&'static str>,
     user: &str,
     forge: bool,
-) -> Result<Option<(String, Option<String>)>, SessionError> {
+) -> Result<Option<(String, String, String)>, SessionError> {
     let idp_key =
         SigningKey::new(PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(), None).unwrap();
     let mut keys = TrustedKeys::new();
@@ -116,6 +122,7 @@ fn exchange(
             entity_id: "https://idp.example.org".into(),
             sso_url: "https://idp.example.org/sso".into(),
             keys,
+            scopes: Vec::new(),
         },
     )
     .unwrap();
@@ -201,11 +208,19 @@ fn exchange(
 fn rsasl_client_and_server() {
     assert_eq!(
         exchange(None, "alice", false).unwrap(),
-        Some(("alice".into(), None))
+        Some((
+            "https://idp.example.org".into(),
+            "alice".into(),
+            "alice".into()
+        ))
     );
     assert_eq!(
         exchange(Some("alice"), "alice", false).unwrap(),
-        Some(("alice".into(), Some("alice".into())))
+        Some((
+            "https://idp.example.org".into(),
+            "alice".into(),
+            "alice".into()
+        ))
     );
     // A Response signed by another key: the server session fails with our mechanism error.
     let e = exchange(None, "alice", true).unwrap_err();

@@ -452,7 +452,8 @@ fn xmpp_sso() -> Res<bool> {
                 r.destination,
                 "source.example",
                 r.outcome
-                    .clone()
+                    .as_ref()
+                    .map(ToString::to_string)
                     .unwrap_or_else(|e| format!("(failed: {e})")),
                 r.source_saw,
                 if r.idp_login {

@@ -22,19 +22,20 @@ pub struct BlockingClient {
     done: Condvar,
     agent: ureq::Agent,
     opts: Options,
+    skipped: Vec<(std::path::PathBuf, Error)>,
 }
 
 impl BlockingClient {
-    /// A client for `cfg` with `opts`; entries in `opts.cache_dir` are verified and restored.
+    /// A client for `cfg` with `opts`; entries in `opts.cache_dir` are verified and restored
+    /// (those that are not are listed by `skipped_cache_files`).
     pub fn new(cfg: Config, opts: Options) -> Self {
         let mut core = Client::new(cfg);
-        if let Some(dir) = &opts.cache_dir {
-            let now = SystemTime::now();
-            for s in crate::io::persist::load(dir) {
-                // A document that no longer verifies (key rollover, expiry) is not restored.
-                let _ = core.restore(&s, now);
-            }
-        }
+        // A malformed file or a document that no longer verifies (key rollover, expiry) is not
+        // restored; see `skipped_cache_files`.
+        let skipped = match &opts.cache_dir {
+            Some(dir) => crate::io::persist::restore_into(&mut core, dir, SystemTime::now()),
+            None => Vec::new(),
+        };
         let agent = ureq::Agent::config_builder()
             .timeout_connect(Some(opts.connect_timeout))
             .timeout_global(Some(opts.timeout))
@@ -47,7 +48,14 @@ impl BlockingClient {
             done: Condvar::new(),
             agent,
             opts,
+            skipped,
         }
+    }
+
+    /// The persistent cache files passed over at construction, and why (malformed `.meta`,
+    /// unreadable, or a document that no longer verifies).
+    pub fn skipped_cache_files(&self) -> &[(std::path::PathBuf, Error)] {
+        &self.skipped
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Client>, Error> {
@@ -83,7 +91,10 @@ impl BlockingClient {
                     // Another thread fetches it: wait for it, then look again.
                     let _unused = self
                         .done
-                        .wait_timeout(core, self.opts.timeout + Duration::from_secs(1))
+                        .wait_timeout(
+                            core,
+                            self.opts.timeout.saturating_add(Duration::from_secs(1)),
+                        )
                         .map_err(|_| Error::State("the client lock is poisoned".into()))?;
                 }
             }
@@ -158,7 +169,7 @@ impl BlockingClient {
         for attempt in 0..=self.opts.retries {
             if attempt > 0 {
                 std::thread::sleep(wait);
-                wait *= 2;
+                wait = wait.saturating_mul(2);
             }
             let mut req = self.agent.get(&r.url);
             for (k, v) in &r.headers {

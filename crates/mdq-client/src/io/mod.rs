@@ -81,8 +81,13 @@ pub mod persist {
     //! atomically. On start the adapters restore every entry through
     //! [`crate::client::Client::restore`], which verifies the document again: a restart serves
     //! known entities without the network and revalidates them with If-None-Match.
+    //!
+    //! Nothing in the directory is trusted: the document is verified again, the `.meta` expiry
+    //! is only an upper bound (clamped to `max_ttl` and the document's validUntil on restore),
+    //! and a malformed file (an expiry `SystemTime` cannot hold, garbage) is skipped and
+    //! reported, never a panic.
 
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
     use std::sync::Arc;
     use std::time::{Duration, UNIX_EPOCH};
 
@@ -116,41 +121,84 @@ pub mod persist {
         write_atomic(&dir.join(format!("{key}.meta")), meta.as_bytes())
     }
 
-    /// Every entry saved in `dir` (unreadable or incomplete ones are passed over).
-    pub fn load(dir: &Path) -> Vec<Snapshot> {
+    /// What [`load`] found in a cache directory.
+    #[derive(Debug, Default)]
+    pub struct Loaded {
+        /// The well-formed entries (still to be verified by
+        /// [`crate::client::Client::restore`]).
+        pub snapshots: Vec<Snapshot>,
+        /// The `.meta` files passed over, and why ([`crate::Error::Cache`]).
+        pub skipped: Vec<(PathBuf, crate::Error)>,
+    }
+
+    /// Reads one entry from the text of its `.meta` file and its document. The expiry is an
+    /// upper bound only: [`crate::client::Client::restore`] clamps it like a fresh lifetime. An
+    /// expiry that is not a number of seconds or that `SystemTime` cannot represent is an
+    /// error, never a panic.
+    pub fn parse_meta(meta: &str, document: Vec<u8>) -> Result<Snapshot, crate::Error> {
+        let bad = |m: &str| crate::Error::Cache(m.to_owned());
+        let get = |k: &str| meta.lines().find_map(|l| l.strip_prefix(k));
+        let entity_id = get("entity_id=")
+            .filter(|e| !e.is_empty())
+            .ok_or_else(|| bad("no entity_id"))?;
+        let secs = get("expires=")
+            .ok_or_else(|| bad("no expires"))?
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| bad("expires is not a number of seconds"))?;
+        let expires = UNIX_EPOCH
+            .checked_add(Duration::from_secs(secs))
+            .ok_or_else(|| bad("expires is out of range"))?;
+        Ok(Snapshot {
+            entity_id: entity_id.to_owned(),
+            document: Arc::new(document),
+            etag: get("etag=").map(str::to_owned),
+            expires,
+        })
+    }
+
+    /// Every entry saved in `dir`; unreadable or malformed ones are skipped and reported in
+    /// [`Loaded::skipped`]. A missing directory is an empty cache.
+    pub fn load(dir: &Path) -> Loaded {
+        let mut out = Loaded::default();
         let Ok(rd) = std::fs::read_dir(dir) else {
-            return Vec::new();
+            return out;
         };
-        let mut out = Vec::new();
         for f in rd.flatten() {
             let p = f.path();
             if p.extension().and_then(|e| e.to_str()) != Some("meta") {
                 continue;
             }
-            let (Ok(meta), Ok(document)) = (
+            let r = match (
                 std::fs::read_to_string(&p),
                 std::fs::read(p.with_extension("xml")),
-            ) else {
-                continue;
+            ) {
+                (Ok(meta), Ok(document)) => parse_meta(&meta, document),
+                (Err(e), _) | (_, Err(e)) => Err(crate::Error::Cache(format!("unreadable: {e}"))),
             };
-            let get = |k: &str| {
-                meta.lines()
-                    .find_map(|l| l.strip_prefix(k))
-                    .map(str::to_owned)
-            };
-            let (Some(entity_id), Some(expires)) = (
-                get("entity_id="),
-                get("expires=").and_then(|v| v.parse::<u64>().ok()),
-            ) else {
-                continue;
-            };
-            out.push(Snapshot {
-                entity_id,
-                document: Arc::new(document),
-                etag: get("etag="),
-                expires: UNIX_EPOCH + Duration::from_secs(expires),
-            });
+            match r {
+                Ok(s) => out.snapshots.push(s),
+                Err(e) => out.skipped.push((p, e)),
+            }
         }
         out
+    }
+
+    /// Restores every entry of `dir` into `core` at `now` (see [`load`] and
+    /// [`crate::client::Client::restore`]); returns the files skipped, and why (malformed, or
+    /// a document that no longer verifies).
+    pub fn restore_into(
+        core: &mut crate::client::Client,
+        dir: &Path,
+        now: std::time::SystemTime,
+    ) -> Vec<(PathBuf, crate::Error)> {
+        let loaded = load(dir);
+        let mut skipped = loaded.skipped;
+        for s in loaded.snapshots {
+            if let Err(e) = core.restore(&s, now) {
+                skipped.push((dir.join(format!("{}.meta", sha1_hex(&s.entity_id))), e));
+            }
+        }
+        skipped
     }
 }

@@ -20,18 +20,20 @@ pub struct AsyncClient {
     done: Notify,
     http: reqwest::Client,
     opts: Options,
+    skipped: Vec<(std::path::PathBuf, Error)>,
 }
 
 impl AsyncClient {
-    /// A client for `cfg` with `opts`; entries in `opts.cache_dir` are verified and restored.
+    /// A client for `cfg` with `opts`; entries in `opts.cache_dir` are verified and restored
+    /// (those that are not are listed by `skipped_cache_files`).
     pub fn new(cfg: Config, opts: Options) -> Result<Self, Error> {
         let mut core = Client::new(cfg);
-        if let Some(dir) = &opts.cache_dir {
-            let now = SystemTime::now();
-            for s in crate::io::persist::load(dir) {
-                let _ = core.restore(&s, now);
-            }
-        }
+        // A malformed file or a document that no longer verifies (key rollover, expiry) is not
+        // restored; see `skipped_cache_files`.
+        let skipped = match &opts.cache_dir {
+            Some(dir) => crate::io::persist::restore_into(&mut core, dir, SystemTime::now()),
+            None => Vec::new(),
+        };
         let http = reqwest::Client::builder()
             .connect_timeout(opts.connect_timeout)
             .timeout(opts.timeout)
@@ -43,7 +45,14 @@ impl AsyncClient {
             done: Notify::new(),
             http,
             opts,
+            skipped,
         })
+    }
+
+    /// The persistent cache files passed over at construction, and why (malformed `.meta`,
+    /// unreadable, or a document that no longer verifies).
+    pub fn skipped_cache_files(&self) -> &[(std::path::PathBuf, Error)] {
+        &self.skipped
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, Client>, Error> {
@@ -101,7 +110,7 @@ impl AsyncClient {
         for attempt in 0..=self.opts.retries {
             if attempt > 0 {
                 tokio::time::sleep(wait).await;
-                wait *= 2;
+                wait = wait.saturating_mul(2);
             }
             let mut req = self.http.get(&r.url);
             for (k, v) in &r.headers {

@@ -1,0 +1,366 @@
+//! Issue 12, items 11-14: what an unauthenticated or stale answer, a persisted `.meta` file or a
+//! dot-segment entityID can no longer do to the cache.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mdq_client::client::{Client, Config, FetchRequest, Lookup, Snapshot};
+use mdq_client::response::HttpResponse;
+use mdq_client::{BaseUrl, Error, Identifier};
+use openssl::pkey::PKey;
+use openssl::rsa::Rsa;
+use saml_core::dsig::{SignOptions, SigningKey, TrustedKeys};
+use saml_metadata::model::{Binding, EntityDescriptor, SpSso};
+
+const SP: &str = "https://sp.example.org/shibboleth";
+const H: u64 = 3600;
+
+fn now() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+}
+
+fn at(secs: u64) -> SystemTime {
+    now() + Duration::from_secs(secs)
+}
+
+fn key() -> (SigningKey, TrustedKeys) {
+    let key = SigningKey::new(PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(), None).unwrap();
+    let mut keys = TrustedKeys::new();
+    keys.add_public_key(key.public_key().unwrap(), "mdq")
+        .unwrap();
+    (key, keys)
+}
+
+fn entity(valid: Option<SystemTime>) -> EntityDescriptor {
+    let mut b = EntityDescriptor::builder(SP)
+        .sp(SpSso::builder().acs(Binding::HttpPost, "https://sp.example.org/acs"));
+    if let Some(v) = valid {
+        b = b.valid_until(v);
+    }
+    b.build().unwrap()
+}
+
+/// The entity inside a signed EntitiesDescriptor whose own validUntil is `valid` (the entity
+/// itself has none): the effective validUntil comes from the root.
+fn wrapped(key: &SigningKey, valid: SystemTime) -> Vec<u8> {
+    let inner = entity(None).to_xml().unwrap();
+    let inner = match inner.find("?>") {
+        Some(i) if inner.starts_with("<?xml") => inner[i + 2..].trim_start().to_owned(),
+        _ => inner,
+    };
+    let xml = format!(
+        "<md:EntitiesDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" ID=\"_agg\" validUntil=\"{}\">{inner}</md:EntitiesDescriptor>",
+        saml_core::time::format_datetime(valid)
+    );
+    saml_core::dsig::sign(xml.as_bytes(), key, &SignOptions::default()).unwrap()
+}
+
+fn empty_aggregate(key: &SigningKey) -> Vec<u8> {
+    let xml = "<md:EntitiesDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" ID=\"_e\"></md:EntitiesDescriptor>";
+    saml_core::dsig::sign(xml.as_bytes(), key, &SignOptions::default()).unwrap()
+}
+
+fn client(keys: &TrustedKeys) -> Client {
+    Client::new(Config::new(
+        BaseUrl::parse("https://mdq.example.org/").unwrap(),
+        keys.clone(),
+    ))
+}
+
+fn fetch(c: &mut Client, t: SystemTime) -> FetchRequest {
+    match c.lookup(&Identifier::entity_id(SP).unwrap(), t) {
+        Lookup::Fetch(r) => r,
+        Lookup::Hit {
+            refresh: Some(r), ..
+        } => r,
+        other => panic!("expected a fetch, got {other:?}"),
+    }
+}
+
+fn answer(
+    c: &mut Client,
+    r: &FetchRequest,
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    t: SystemTime,
+) -> Result<Option<Arc<EntityDescriptor>>, Error> {
+    let mut h: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| ((*k).into(), (*v).into()))
+        .collect();
+    h.push(("Content-Type".into(), "application/samlmetadata+xml".into()));
+    c.handle_response(
+        r.token,
+        &HttpResponse {
+            status,
+            headers: &h,
+            body,
+        },
+        t,
+    )
+}
+
+fn lookup(c: &mut Client, t: SystemTime) -> Lookup {
+    let l = c.lookup(&Identifier::entity_id(SP).unwrap(), t);
+    // Leave nothing in flight: fail whatever fetch the lookup started.
+    match &l {
+        Lookup::Fetch(r)
+        | Lookup::Hit {
+            refresh: Some(r), ..
+        } => {
+            let _ = c.handle_failure(r.token, "not performed", t);
+        }
+        _ => {}
+    }
+    l
+}
+
+/// Item 11: an unauthenticated 404 (or a replayed signed empty aggregate, pyFF's not-found)
+/// replaced a verified entry for up to max_ttl (8 h), and negative answers were cached for as
+/// long as their headers said.
+#[test]
+fn not_found_keeps_a_verified_entry_and_is_capped_at_negative_ttl() {
+    let (k, keys) = key();
+    let doc = entity(None).sign(&k, &SignOptions::default()).unwrap();
+    for (status, body) in [(404, Vec::new()), (200, empty_aggregate(&k))] {
+        let mut c = client(&keys);
+        let r = fetch(&mut c, now());
+        answer(&mut c, &r, 200, &[], &doc, now()).unwrap().unwrap(); // 1 h
+        // The early refresh (after 45 min) gets "not found" for 8 h: the entry is kept.
+        let r = fetch(&mut c, at(46 * 60));
+        let got = answer(
+            &mut c,
+            &r,
+            status,
+            &[("Cache-Control", "max-age=28800")],
+            &body,
+            at(46 * 60),
+        )
+        .unwrap();
+        assert_eq!(got.unwrap().entity_id, SP, "{status}");
+        assert!(matches!(lookup(&mut c, at(50 * 60)), Lookup::Hit { .. }));
+        // Past its expiry it is fetched again, not remembered as missing for 8 h.
+        let r = fetch(&mut c, at(H + 1));
+        assert_eq!(
+            answer(
+                &mut c,
+                &r,
+                status,
+                &[("Cache-Control", "max-age=28800")],
+                &body,
+                at(H + 1)
+            )
+            .unwrap(),
+            None
+        );
+        // Capped at negative_ttl (10 min), whatever the headers say.
+        assert!(matches!(lookup(&mut c, at(H + 599)), Lookup::NotFound));
+        assert!(
+            matches!(lookup(&mut c, at(H + 602)), Lookup::Fetch(_)),
+            "{status}: a negative answer outlived negative_ttl"
+        );
+    }
+}
+
+/// Item 12: a 304 or stale-on-error served an entry past the signed validUntil of the document
+/// it came from (the root's, here).
+#[test]
+fn no_entry_is_served_past_the_documents_valid_until() {
+    let (k, keys) = key();
+    let doc = wrapped(&k, at(H));
+    // 304 after the validUntil: refused, not revived for 8 h.
+    let mut c = client(&keys);
+    let r = fetch(&mut c, now());
+    answer(
+        &mut c,
+        &r,
+        200,
+        &[("Cache-Control", "max-age=7200")],
+        &doc,
+        now(),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        c.entry_times(&Identifier::entity_id(SP).unwrap())
+            .unwrap()
+            .1,
+        at(H)
+    );
+    let r = fetch(&mut c, at(H + 1));
+    assert!(
+        answer(
+            &mut c,
+            &r,
+            304,
+            &[("Cache-Control", "max-age=28800")],
+            b"",
+            at(H + 1)
+        )
+        .is_err(),
+        "a 304 revived a document past its validUntil"
+    );
+    assert!(!matches!(lookup(&mut c, at(H + 2)), Lookup::Hit { .. }));
+    // A 304 before the validUntil is bounded by it.
+    let mut c = client(&keys);
+    let r = fetch(&mut c, now());
+    answer(
+        &mut c,
+        &r,
+        200,
+        &[("Cache-Control", "max-age=600")],
+        &doc,
+        now(),
+    )
+    .unwrap();
+    let r = fetch(&mut c, at(601));
+    answer(
+        &mut c,
+        &r,
+        304,
+        &[("Cache-Control", "max-age=28800")],
+        b"",
+        at(601),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        c.entry_times(&Identifier::entity_id(SP).unwrap())
+            .unwrap()
+            .1,
+        at(H)
+    );
+    // Stale-on-error stops at the validUntil too (max_stale would allow 1 h more).
+    let mut c = client(&keys);
+    let r = fetch(&mut c, now());
+    answer(
+        &mut c,
+        &r,
+        200,
+        &[("Cache-Control", "max-age=600")],
+        &doc,
+        now(),
+    )
+    .unwrap();
+    let r = fetch(&mut c, at(H - 60));
+    assert!(
+        answer(&mut c, &r, 503, &[], b"", at(H - 60))
+            .unwrap()
+            .is_some()
+    );
+    let r = fetch(&mut c, at(H + 60));
+    assert!(answer(&mut c, &r, 503, &[], b"", at(H + 60)).is_err());
+    let r = fetch(&mut c, at(H + 61));
+    assert!(c.handle_failure(r.token, "down", at(H + 61)).is_err());
+}
+
+/// Items 12 and 13: a restored entry kept the `.meta` expiry (served 29 days past its
+/// validUntil); restored lifetimes are now clamped like fresh ones.
+#[test]
+fn restored_lifetimes_are_clamped_and_bounded_by_valid_until() {
+    let (k, keys) = key();
+    let id = Identifier::entity_id(SP).unwrap();
+    let snap = |document: Vec<u8>, expires: SystemTime| Snapshot {
+        entity_id: SP.into(),
+        document: Arc::new(document),
+        etag: None,
+        expires,
+    };
+    let mut c = client(&keys);
+    c.restore(&snap(wrapped(&k, at(H)), at(30 * 86400)), now())
+        .unwrap();
+    assert_eq!(c.entry_times(&id).unwrap().1, at(H));
+    assert!(!matches!(lookup(&mut c, at(H + 1)), Lookup::Hit { .. }));
+    assert!(!matches!(
+        lookup(&mut c, at(29 * 86400)),
+        Lookup::Hit { .. }
+    ));
+    let r = fetch(&mut c, at(29 * 86400));
+    assert!(c.handle_failure(r.token, "down", at(29 * 86400)).is_err());
+    // No validUntil: clamped to max_ttl (8 h), not 30 days.
+    let doc = entity(None).sign(&k, &SignOptions::default()).unwrap();
+    let mut c = client(&keys);
+    c.restore(&snap(doc.clone(), at(30 * 86400)), now())
+        .unwrap();
+    assert_eq!(c.entry_times(&id).unwrap().1, at(8 * H));
+    // Far-future expiries and extreme configurations: no arithmetic overflow.
+    let far = UNIX_EPOCH + Duration::from_secs(u64::MAX / 4);
+    let mut cfg = Config::new(BaseUrl::parse("https://mdq.example.org/").unwrap(), keys);
+    cfg.max_ttl = Duration::MAX;
+    cfg.max_stale = Duration::MAX;
+    cfg.refresh_fraction = f64::NAN;
+    let mut c = Client::new(cfg.clone());
+    c.restore(&snap(doc.clone(), far), now()).unwrap();
+    assert!(matches!(lookup(&mut c, at(H)), Lookup::Hit { .. }));
+    let r = fetch(&mut c, far);
+    let _ = c.handle_failure(r.token, "down", far);
+    let mut c = Client::new(cfg);
+    let r = fetch(&mut c, now());
+    answer(
+        &mut c,
+        &r,
+        200,
+        &[("Cache-Control", "max-age=18446744073709551615")],
+        &doc,
+        now(),
+    )
+    .unwrap();
+    let _ = c.poll_timeout();
+    // An inconsistent configuration (min_ttl above max_ttl) does not panic either.
+    let mut cfg = Config::new(BaseUrl::parse("https://mdq.example.org/").unwrap(), key().1);
+    cfg.min_ttl = Duration::from_secs(10 * H);
+    cfg.max_ttl = Duration::from_secs(H);
+    let mut c = Client::new(cfg);
+    let r = fetch(&mut c, now());
+    let _ = answer(&mut c, &r, 200, &[], &doc, now());
+}
+
+/// Item 14: the entityIDs `.` and `..` became dot segments that URL resolution removes, leaving
+/// `entities/`.
+#[test]
+fn dot_segment_entity_ids_are_encoded() {
+    let base = BaseUrl::parse("https://mdq.example.org/mdq/").unwrap();
+    for id in [".", ".."] {
+        // WHATWG URL parsers (the url crate, hence reqwest) treat `%2E` as a dot too: these two
+        // are looked up by their {sha1} form (draft-young-md-query-saml §2.2).
+        let u = base.entity(&Identifier::entity_id(id).unwrap());
+        let seg = format!("%7Bsha1%7D{}", saml_metadata::model::sha1_hex(id));
+        assert_eq!(u, format!("https://mdq.example.org/mdq/entities/{seg}"));
+        let parsed = url::Url::parse(&u).unwrap();
+        assert_eq!(parsed.path(), format!("/mdq/entities/{seg}"), "{id}");
+        // As a generic path segment (RFC 3986), they are percent-encoded.
+        assert_eq!(mdq_client::url::encode_segment(id), "%2E".repeat(id.len()));
+    }
+    // Other dots stay as they are.
+    assert_eq!(
+        base.entity(&Identifier::entity_id("...").unwrap()),
+        "https://mdq.example.org/mdq/entities/..."
+    );
+}
+
+/// Item 13: `expires=18446744073709551615` in a `.meta` file panicked `persist::load` (and so
+/// `BlockingClient::new`); bad files are now skipped and reported.
+#[test]
+fn bad_meta_files_are_skipped_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, meta: &str| {
+        std::fs::write(dir.path().join(format!("{name}.meta")), meta).unwrap();
+        std::fs::write(dir.path().join(format!("{name}.xml")), b"<x/>").unwrap();
+    };
+    write(
+        "huge",
+        "entity_id=https://a.example\nexpires=18446744073709551615\n",
+    );
+    write("garbage", "\u{0}\u{1}not a meta file");
+    write("negative", "entity_id=https://b.example\nexpires=-1\n");
+    write("good", "entity_id=https://c.example\nexpires=1800000000\n");
+    let loaded = mdq_client::io::persist::load(dir.path());
+    assert_eq!(loaded.snapshots.len(), 1);
+    assert_eq!(loaded.snapshots[0].entity_id, "https://c.example");
+    assert_eq!(loaded.skipped.len(), 3, "{:?}", loaded.skipped);
+    for (path, e) in &loaded.skipped {
+        assert!(matches!(e, Error::Cache(_)), "{path:?}: {e}");
+    }
+}
