@@ -169,6 +169,8 @@ pub enum LimitExceeded {
     NameLength(usize),
     /// A `ds:Signature` element larger than the signature size limit.
     SignatureSize(usize),
+    /// More than `max_namespace_declarations` namespace declarations in scope at once.
+    NamespaceDeclarations(usize),
 }
 
 impl fmt::Display for LimitExceeded {
@@ -183,6 +185,9 @@ impl fmt::Display for LimitExceeded {
             LimitExceeded::TextLength(n) => write!(f, "text node longer than {n} bytes"),
             LimitExceeded::NameLength(n) => write!(f, "name longer than {n} bytes"),
             LimitExceeded::SignatureSize(n) => write!(f, "ds:Signature larger than {n} bytes"),
+            LimitExceeded::NamespaceDeclarations(n) => {
+                write!(f, "more than {n} namespace declarations in scope")
+            }
         }
     }
 }

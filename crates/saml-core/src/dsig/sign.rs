@@ -63,6 +63,7 @@ pub fn sign(doc: &[u8], key: &SigningKey, opts: &SignOptions) -> Result<Vec<u8>,
     let mut c14n_opts = c14n::Options::default();
     if let Some(list) = &opts.inclusive_prefixes {
         c14n_opts = c14n_opts.with_prefix_list(list);
+        c14n_opts.check_prefix_list().map_err(Error::Usage)?;
     }
 
     let mut reader = Reader::new(doc, opts.limits)?;

@@ -422,8 +422,7 @@ fn check_in<'scope, 'env, 'a: 'env>(
                                 c.event(&pe)?;
                             }
                             c14n = Some(if parallel {
-                                let full_scope = !p.reference_c14n.inclusive_prefixes.is_empty();
-                                DigestStage::piped(sc, c, full_scope)
+                                DigestStage::piped(sc, c)
                             } else {
                                 DigestStage::Inline(c)
                             });
