@@ -118,17 +118,20 @@ pub(crate) fn gather<'a>(
     cand: &mut Vec<NsDecl<'a>>,
 ) {
     cand.clear();
-    let visible = |prefix: &'a str, cand: &mut Vec<NsDecl<'a>>| {
-        if prefix != "xml"
-            && let Some(uri) = s.lookup(prefix)
-        {
-            cand.push(NsDecl { prefix, uri });
-        }
-    };
-    visible(s.name.prefix, cand);
+    // Visibly utilized prefixes: the reader already resolved them (element and attribute
+    // namespaces), so no lookup is needed.
+    if s.name.prefix != "xml" {
+        cand.push(NsDecl {
+            prefix: s.name.prefix,
+            uri: s.namespace,
+        });
+    }
     for a in s.attributes {
-        if !a.name.prefix.is_empty() {
-            visible(a.name.prefix, cand);
+        if !a.name.prefix.is_empty() && a.name.prefix != "xml" {
+            cand.push(NsDecl {
+                prefix: a.name.prefix,
+                uri: a.namespace,
+            });
         }
     }
     if !list.is_empty() {
