@@ -222,6 +222,11 @@ pub enum SignatureError {
     /// An ID attribute value occurs more than once in the document.
     #[error("ID {0:?} occurs more than once")]
     DuplicateId(String),
+    /// An ID attribute whose value is written with a character reference or white space
+    /// (e.g. `ID="&#95;a1"`): such a value reads differently raw and normalized, so it is
+    /// refused rather than compared one way or the other.
+    #[error("ID {0:?} is written with a character reference or white space")]
+    InvalidId(String),
     /// The transforms are not exactly enveloped-signature followed by exc-c14n.
     #[error("transforms not allowed: {0}")]
     Transforms(String),

@@ -9,7 +9,7 @@ use super::keys::SigningKey;
 use super::pipeline::DigestSink;
 use super::{DSIG_NS, Placement, SAML_ASSERTION_NS, Target};
 use crate::c14n::{self, Canonicalizer, EXC_C14N};
-use crate::error::Error;
+use crate::error::{Error, SignatureError};
 use crate::xml::{Event, Limits, Reader};
 
 /// How to sign.
@@ -108,14 +108,19 @@ pub fn sign(doc: &[u8], key: &SigningKey, opts: &SignOptions) -> Result<Vec<u8>,
             continue;
         }
         if let Event::Start(s) = &ev {
-            let sid = s
-                .attribute(&opts.id_attribute)
-                .map(|a| a.value().into_owned());
+            let id_attr = s.attribute(&opts.id_attribute);
+            let sid = id_attr.map(|a| a.value().into_owned());
             let hit = match &opts.target {
                 Target::Root => s.depth == 1,
                 Target::Id(want) => sid.as_deref() == Some(want.as_str()),
             };
             if hit {
+                // `verify` refuses such IDs (issue 13 item 6); never sign what cannot verify.
+                if let Some(a) = id_attr
+                    && !super::verify::is_plain_id(a.raw_value)
+                {
+                    return Err(SignatureError::InvalidId(a.raw_value.to_owned()).into());
+                }
                 if s.empty {
                     return Err(Error::Usage("cannot sign an empty-element tag".into()));
                 }

@@ -295,7 +295,10 @@ fn check_in<'scope, 'env, 'a: 'env>(
             break;
         }
         let Some(ev) = reader.current() else { break };
-        // Every ID attribute in the document must be unique (rule 2), whatever the phase.
+        // Every ID attribute in the document must be unique (rule 2), whatever the phase, and
+        // be written plainly, so that its raw and normalized values are the same string: the
+        // value compared here, the one `sign` looks up and the one other processors see agree
+        // (issue 13 item 6).
         if let Event::Start(s) = &ev {
             for a in s.attributes {
                 if a.name.prefix.is_empty()
@@ -303,9 +306,13 @@ fn check_in<'scope, 'env, 'a: 'env>(
                         .id_attributes
                         .iter()
                         .any(|n| chars::eq(n, a.name.local))
-                    && !ids.insert(a.raw_value)
                 {
-                    return Err(SignatureError::DuplicateId(a.raw_value.to_owned()).into());
+                    if !is_plain_id(a.raw_value) {
+                        return Err(SignatureError::InvalidId(a.raw_value.to_owned()).into());
+                    }
+                    if !ids.insert(a.raw_value) {
+                        return Err(SignatureError::DuplicateId(a.raw_value.to_owned()).into());
+                    }
                 }
             }
         }
@@ -527,6 +534,15 @@ fn check_in<'scope, 'env, 'a: 'env>(
     )?;
     verified.canonical_len = len;
     Ok(verified)
+}
+
+/// Whether an ID value as written equals its normalized value and has no white space: not
+/// empty, no reference, no XML white space (xs:ID values are NCNames, SAML Core §1.3.4).
+pub(crate) fn is_plain_id(raw: &str) -> bool {
+    !raw.is_empty()
+        && !raw
+            .bytes()
+            .any(|b| matches!(b, b'&' | b' ' | b'\t' | b'\n' | b'\r'))
 }
 
 fn reader_pos_exceeds(pos: usize, start: usize, max: usize) -> bool {
