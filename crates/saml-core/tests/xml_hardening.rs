@@ -235,3 +235,34 @@ fn values_are_normalized_and_comments_do_not_split_text() {
         "onetwo&\n"
     );
 }
+
+/// Issue 13 item 9: a namespace URI with a literal TAB, LF or CR reads as one string raw and
+/// another attribute-normalized (which is what c14n writes), and one with `"` cannot be written
+/// back without a reference; all are refused.
+#[test]
+fn namespace_uris_with_white_space_other_than_space_or_quotes_are_refused() {
+    for doc in [
+        "<a xmlns:x=\"urn:a\tb\"/>",
+        "<a xmlns=\"urn:a\nb\"/>",
+        "<a xmlns:x=\"urn:a\r\nb\"/>",
+        "<a xmlns:x='urn:a\"b'/>",
+    ] {
+        assert!(
+            matches!(
+                read_all(doc.as_bytes(), Limits::default()),
+                Err(Error::Xml {
+                    kind: XmlError::BadNamespaceDeclaration(_),
+                    ..
+                })
+            ),
+            "{doc:?}"
+        );
+    }
+    assert!(
+        read_all(
+            b"<a xmlns:x='urn:a b' xmlns:y=\"urn:a'b\"/>",
+            Limits::default()
+        )
+        .is_ok()
+    );
+}

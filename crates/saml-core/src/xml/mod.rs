@@ -9,7 +9,8 @@
 //! declaration), references to entities other than the five predefined ones, character references
 //! to non-Chars (`&#0;`), processing instructions, names that are not QNames of NCNames
 //! (`x::Root`, `x:=`), unbound prefixes, namespace declarations that XML Namespaces 1.0 forbids
-//! (and relative namespace URIs, which exclusive c14n must fail on), duplicate attributes by
+//! (and relative namespace URIs, which exclusive c14n must fail on, and namespace URIs holding a
+//! character reference, TAB, line end or `"`), duplicate attributes by
 //! expanded name, `<` in attribute values, a second root, content outside the root, and an XML
 //! declaration that is not version 1.0 / UTF-8. All sizes are bounded by [`Limits`], including
 //! the number of namespace declarations in scope at once.
@@ -958,6 +959,18 @@ impl<'a> Reader<'a> {
         if uri.contains('&') {
             return Err(bad(format!(
                 "references in namespace URIs are not supported ({uri:?})"
+            )));
+        }
+        // A literal TAB, LF or CR attribute-normalizes to a space (XML 1.0 §3.3.3), so the URI
+        // compared here and the one c14n writes would differ; a `"` can only be written back as
+        // a reference. Neither belongs in a URI (RFC 3986 §2), and refusing them keeps
+        // parse(write(x)) == x for every document read (issue 13 item 9).
+        if uri
+            .bytes()
+            .any(|b| matches!(b, b'\t' | b'\n' | b'\r' | b'"'))
+        {
+            return Err(bad(format!(
+                "namespace URI {uri:?} holds a TAB, line end or double quote"
             )));
         }
         if uri.is_empty() {
