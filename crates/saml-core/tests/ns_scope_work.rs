@@ -103,6 +103,7 @@ fn tamper(signed: &[u8]) -> Vec<u8> {
 const UNITS_PER_BYTE: u64 = 1;
 
 fn assert_linear(what: &str, doc_len: usize, work: u64) {
+    eprintln!("{what}: {work} units of namespace work for {doc_len} bytes");
     assert!(
         work <= UNITS_PER_BYTE * doc_len as u64,
         "{what}: {work} units of namespace work for {doc_len} bytes"
