@@ -6,6 +6,9 @@
 //! COUNTED (`saml_core::xml::work`: bindings visited and hash probes on this thread, the
 //! pipeline's second thread included), never timed. With the default limits such documents are
 //! refused outright (`Limits::max_namespace_declarations`).
+//! Work is counted only in builds with debug assertions (`saml_core::xml::work::ENABLED`), so
+//! these tests are compiled there only (plain `cargo test`, as scripts/test.sh runs).
+#![cfg(debug_assertions)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;

@@ -24,11 +24,13 @@ pub struct SignOptions {
     pub algorithm: Option<SignatureAlgorithm>,
     /// Digest algorithm. Default SHA-256.
     pub digest: DigestAlgorithm,
-    /// InclusiveNamespaces PrefixList for the reference's exc-c14n transform, if any.
+    /// InclusiveNamespaces PrefixList for the reference's exc-c14n transform, if any: at most
+    /// [`c14n::MAX_INCLUSIVE_PREFIXES`] distinct prefixes (verifiers here refuse more).
     pub inclusive_prefixes: Option<String>,
     /// Put the signer's certificate in KeyInfo (when the key has one). Default true.
     pub include_certificate: bool,
     /// The unprefixed attribute holding the target's ID (for the Reference URI). Default `ID`.
+    /// A target whose ID is written with a character reference is refused, as `verify` would.
     pub id_attribute: String,
     /// Reader limits for the input.
     pub limits: Limits,

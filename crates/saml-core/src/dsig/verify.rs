@@ -37,8 +37,10 @@ pub struct VerifyOptions {
     pub allow_sha1: bool,
     /// Smallest RSA modulus accepted, in bits. Default 2048.
     pub min_rsa_bits: u32,
-    /// Unprefixed attribute names treated as IDs (must be unique in the document).
-    /// Default `["ID"]` (SAML).
+    /// Unprefixed attribute names treated as IDs (must be unique in the document, and be
+    /// written plainly: a value with a character reference or XML white space is refused, so
+    /// the raw and normalized values, which `sign` and other processors may compare, are the
+    /// same string). Default `["ID"]` (SAML).
     pub id_attributes: Vec<String>,
     /// Reader limits.
     pub limits: Limits,

@@ -305,12 +305,21 @@ pub(crate) fn lookup<'a>(scope: &[NsDecl<'a>], prefix: &str) -> Option<&'a str> 
 /// The effective bindings of a scope: one entry per prefix, the innermost binding, in the
 /// order of the scope. Linear in the length of `scope`.
 pub fn effective_scope<'a>(scope: &[NsDecl<'a>]) -> Vec<NsDecl<'a>> {
-    let mut seen: std::collections::HashSet<&'a str> =
-        std::collections::HashSet::with_capacity(scope.len());
     let mut out: Vec<NsDecl<'a>> = Vec::with_capacity(scope.len());
-    for d in scope.iter().rev() {
-        if seen.insert(d.prefix) {
-            out.push(*d);
+    if scope.len() <= SCAN_BINDINGS {
+        // Small scopes (the ordinary case): a scan beats hashing, and is bounded.
+        for d in scope.iter().rev() {
+            if !out.iter().any(|o| o.prefix == d.prefix) {
+                out.push(*d);
+            }
+        }
+    } else {
+        let mut seen: std::collections::HashSet<&'a str> =
+            std::collections::HashSet::with_capacity(scope.len());
+        for d in scope.iter().rev() {
+            if seen.insert(d.prefix) {
+                out.push(*d);
+            }
         }
     }
     out.reverse();
@@ -319,8 +328,9 @@ pub fn effective_scope<'a>(scope: &[NsDecl<'a>]) -> Vec<NsDecl<'a>> {
 }
 
 /// A count of namespace-binding work (bindings visited, hash probes) done on this thread, for
-/// tests that bound the work of the reader and the canonicalizer in the input size. Not part of
-/// the stable API.
+/// tests that bound the work of the reader and the canonicalizer in the input size. Counted only
+/// in builds with debug assertions (where the tests run); release builds pay nothing. Not part
+/// of the stable API.
 #[doc(hidden)]
 pub mod work {
     use std::cell::Cell;
@@ -329,10 +339,15 @@ pub mod work {
         static UNITS: Cell<u64> = const { Cell::new(0) };
     }
 
+    /// Whether work is counted in this build.
+    pub const ENABLED: bool = cfg!(debug_assertions);
+
     /// Adds `n` units to this thread's count.
     #[inline]
     pub fn add(n: u64) {
-        UNITS.with(|c| c.set(c.get().saturating_add(n)));
+        if ENABLED {
+            UNITS.with(|c| c.set(c.get().saturating_add(n)));
+        }
     }
 
     /// Returns this thread's count and resets it.
