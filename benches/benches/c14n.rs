@@ -2,6 +2,13 @@
 //! the hardened reader alone (baseline), `canonicalize_element` into a `Vec`, and the streaming
 //! path verification uses (reader events into a `Canonicalizer` writing to a SHA-256 hasher).
 //! Throughput is in bytes of input document.
+//!
+//! `c14n_namespace_worst_case` (issue 13 item 1): 61 nested elements each declaring D prefixes
+//! `pNNNN` (new URIs at every level), then 50 x D empty leaves, for D = 16, 32, 64, so the input
+//! and the bindings in scope both grow with D. Canonicalized with and without an
+//! InclusiveNamespaces PrefixList of 8 prefixes, under limits raised to admit the shape (the
+//! default `max_namespace_declarations` refuses it). Linear work shows as a flat throughput
+//! across D; the old scope rebuild per start tag lost throughput in proportion to D.
 
 #![allow(clippy::expect_used)] // a bench that cannot run must fail loudly
 
@@ -45,6 +52,59 @@ fn to_sha256(doc: &[u8]) -> (Vec<u8>, u64) {
     (hasher.finish().expect("digest").to_vec(), len)
 }
 
+fn worst_case(decls: usize) -> Vec<u8> {
+    let mut s = String::from("<r:root xmlns:r=\"urn:r\">");
+    for i in 0..61 {
+        s.push_str("<p0000:e");
+        for j in 0..decls {
+            s.push_str(&format!(" xmlns:p{j:04}=\"urn:x:{i}:{j}\""));
+        }
+        s.push('>');
+    }
+    for _ in 0..50 * decls {
+        s.push_str("<p0000:l r:a=\"1\"/>");
+    }
+    for _ in 0..61 {
+        s.push_str("</p0000:e>");
+    }
+    s.push_str("</r:root>");
+    s.into_bytes()
+}
+
+fn worst_case_sha256(doc: &[u8], opts: &Options) -> u64 {
+    let limits = Limits {
+        max_namespace_declarations: 1 << 20,
+        ..Limits::default()
+    };
+    let mut reader = Reader::new(doc, limits).expect("reader");
+    let hasher = Hasher::new(MessageDigest::sha256()).expect("sha256");
+    let mut c = Canonicalizer::new(hasher, opts.clone());
+    while let Some(ev) = reader.next().expect("well-formed") {
+        c.event(&ev).expect("c14n event");
+    }
+    c.finish().expect("c14n finish").1
+}
+
+fn bench_worst_case(c: &mut Criterion) {
+    let pl = Options::default().with_prefix_list("p0000 p0001 p0002 p0003 p0004 p0005 p0006 r");
+    let mut g = c.benchmark_group("c14n_namespace_worst_case");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(5));
+    for decls in [16usize, 32, 64] {
+        let doc = worst_case(decls);
+        g.throughput(Throughput::Bytes(doc.len() as u64));
+        g.bench_function(
+            format!("prefix_list_{decls}_decls_{}_bytes", doc.len()),
+            |b| b.iter(|| worst_case_sha256(black_box(&doc), &pl)),
+        );
+        g.bench_function(
+            format!("no_prefix_list_{decls}_decls_{}_bytes", doc.len()),
+            |b| b.iter(|| worst_case_sha256(black_box(&doc), &Options::default())),
+        );
+    }
+    g.finish();
+}
+
 fn bench(c: &mut Criterion) {
     let doc = aggregate::generate(ENTITIES, 1).into_bytes();
     let canonical = to_vec(&doc);
@@ -77,5 +137,5 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group!(benches, bench, bench_worst_case);
 criterion_main!(benches);

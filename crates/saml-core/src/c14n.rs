@@ -14,13 +14,25 @@
 //!   (or listed in the PrefixList) and not already output with the same value by an output
 //!   ancestor; `xmlns=""` only to undo an output default namespace.
 //!
+//! Work is linear in the input (issue 13 item 1): each start tag looks up only the prefixes it
+//! uses and, with a PrefixList, the listed prefixes it declares itself (at the apex, every listed
+//! prefix) — a listed prefix that an element does not redeclare has, by induction, already been
+//! output with its in-scope value by an output ancestor, so exc-c14n §3 outputs nothing for it.
+//! Lookups in the document's scope and in what ancestors rendered are hash lookups, and a
+//! PrefixList holds at most [`MAX_INCLUSIVE_PREFIXES`] distinct prefixes (more is an error).
+//!
 //! Any error is fatal and nothing is ever reported as canonical output for a partial subtree.
 
 use std::io::Write;
 
 use crate::error::Error;
 use crate::xml::chars::{self, Piece, for_each_piece};
-use crate::xml::{Event, NsDecl, Reader, StartElement, Text, XML_NS};
+use crate::xml::{Attribute, Bindings, Event, NsDecl, QName, Reader, StartElement, Text, XML_NS};
+
+/// Most distinct prefixes an InclusiveNamespaces PrefixList may hold (`#default` included).
+/// Real signers list a handful; a longer list is refused by [`Canonicalizer`] and by the
+/// signature parser.
+pub const MAX_INCLUSIVE_PREFIXES: usize = 64;
 
 /// `http://www.w3.org/2001/10/xml-exc-c14n#`
 pub const EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
@@ -56,15 +68,111 @@ impl Options {
 
 const BUF: usize = 64 << 10;
 
+impl Options {
+    /// Fails when the PrefixList holds more than [`MAX_INCLUSIVE_PREFIXES`] distinct prefixes.
+    pub(crate) fn check_prefix_list(&self) -> Result<(), String> {
+        let n = PrefixSet::new(&self.inclusive_prefixes).len();
+        if n > MAX_INCLUSIVE_PREFIXES {
+            return Err(format!(
+                "InclusiveNamespaces PrefixList of {n} prefixes (at most {MAX_INCLUSIVE_PREFIXES})"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A PrefixList as a sorted set (`""` for `#default`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct PrefixSet(Vec<String>);
+
+impl PrefixSet {
+    fn new(list: &[String]) -> Self {
+        let mut v = list.to_vec();
+        v.sort_unstable();
+        v.dedup();
+        PrefixSet(v)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn contains(&self, prefix: &str) -> bool {
+        crate::xml::work::add(1);
+        self.0.binary_search_by(|p| p.as_str().cmp(prefix)).is_ok()
+    }
+}
+
+/// The namespace bindings exclusive c14n has to consider at start tag `s` (§3): those of the
+/// prefixes it visibly utilizes, and those of the listed prefixes it declares itself (every
+/// listed prefix at the `apex`), each resolved in `s`'s scope, sorted by prefix, without
+/// duplicates. Constant work per prefix whatever the size of the scope.
+pub(crate) fn gather<'a>(
+    s: &StartElement<'_, 'a>,
+    list: &PrefixSet,
+    apex: bool,
+    cand: &mut Vec<NsDecl<'a>>,
+) {
+    cand.clear();
+    // Visibly utilized prefixes: the reader already resolved them (element and attribute
+    // namespaces), so no lookup is needed.
+    if s.name.prefix != "xml" {
+        cand.push(NsDecl {
+            prefix: s.name.prefix,
+            uri: s.namespace,
+        });
+    }
+    for a in s.attributes {
+        if !a.name.prefix.is_empty() && a.name.prefix != "xml" {
+            cand.push(NsDecl {
+                prefix: a.name.prefix,
+                uri: a.namespace,
+            });
+        }
+    }
+    if !list.is_empty() {
+        if apex {
+            for p in &list.0 {
+                if p == "xml" {
+                    continue;
+                }
+                match s.binding(p) {
+                    Some(d) => cand.push(d),
+                    None if p.is_empty() => cand.push(NsDecl {
+                        prefix: "",
+                        uri: "",
+                    }),
+                    None => {}
+                }
+            }
+        } else {
+            for d in s.namespace_decls {
+                if list.contains(d.prefix) {
+                    cand.push(*d);
+                }
+            }
+        }
+    }
+    if cand.len() > 1 {
+        cand.sort_unstable_by(|a, b| chars::cmp(a.prefix, b.prefix));
+        cand.dedup_by(|a, b| chars::eq(a.prefix, b.prefix));
+    }
+}
 /// Streaming exclusive canonicalizer of one element subtree.
 #[derive(Debug)]
 pub struct Canonicalizer<'a, W: Write> {
     out: W,
     buf: Vec<u8>,
     opts: Options,
-    rendered: Vec<NsDecl<'a>>,
+    list: PrefixSet,
+    rendered: Bindings<'a>,
     frames: Vec<usize>,
     ns_scratch: Vec<NsDecl<'a>>,
+    render_scratch: Vec<NsDecl<'a>>,
     attr_scratch: Vec<(usize, &'a str, &'a str)>,
     written: u64,
     started: bool,
@@ -77,10 +185,12 @@ impl<'a, W: Write> Canonicalizer<'a, W> {
         Canonicalizer {
             out,
             buf: Vec::with_capacity(BUF),
+            list: PrefixSet::new(&opts.inclusive_prefixes),
             opts,
-            rendered: Vec::new(),
+            rendered: Bindings::default(),
             frames: Vec::new(),
             ns_scratch: Vec::new(),
+            render_scratch: Vec::new(),
             attr_scratch: Vec::new(),
             written: 0,
             started: false,
@@ -97,7 +207,13 @@ impl<'a, W: Write> Canonicalizer<'a, W> {
             ));
         }
         match ev {
-            Event::Start(s) => self.start(s),
+            Event::Start(s) => {
+                let mut cand = std::mem::take(&mut self.ns_scratch);
+                gather(s, &self.list, self.frames.is_empty(), &mut cand);
+                let r = self.start(s.name, s.attributes, &cand);
+                self.ns_scratch = cand;
+                r
+            }
             Event::End(e) => {
                 let Some(len) = self.frames.pop() else {
                     return Err(Error::C14n("end tag without start".into()));
@@ -136,59 +252,64 @@ impl<'a, W: Write> Canonicalizer<'a, W> {
         Ok(())
     }
 
-    fn start(&mut self, s: &StartElement<'_, 'a>) -> Result<(), Error> {
+    /// The PrefixList in force, as a set.
+    pub(crate) fn prefix_set(&self) -> &PrefixSet {
+        &self.list
+    }
+
+    /// Feeds a start tag whose bindings to consider were already gathered (by [`gather`], on
+    /// the reading thread of the digest pipeline).
+    pub(crate) fn start_gathered(
+        &mut self,
+        name: QName<'a>,
+        attributes: &[Attribute<'a>],
+        cand: &[NsDecl<'a>],
+    ) -> Result<(), Error> {
+        if self.finished {
+            return Err(Error::C14n(
+                "event after the end of the canonicalized subtree".into(),
+            ));
+        }
+        self.start(name, attributes, cand)
+    }
+
+    fn start(
+        &mut self,
+        name: QName<'a>,
+        attributes: &[Attribute<'a>],
+        gathered: &[NsDecl<'a>],
+    ) -> Result<(), Error> {
         if self.frames.is_empty() && self.started {
             return Err(Error::C14n("a second apex element".into()));
         }
+        if self.list.0.len() > MAX_INCLUSIVE_PREFIXES {
+            return Err(Error::C14n(format!(
+                "InclusiveNamespaces PrefixList of more than {MAX_INCLUSIVE_PREFIXES} prefixes"
+            )));
+        }
         self.started = true;
-        // Namespace nodes to render (exc-c14n §3): visibly utilized prefixes plus the
-        // PrefixList, each only if its in-scope value differs from what an output ancestor
-        // rendered.
-        let mut cand: Vec<NsDecl<'a>> = std::mem::take(&mut self.ns_scratch);
+        // Namespace nodes to render (exc-c14n §3): of the gathered bindings, those whose value
+        // differs from what an output ancestor rendered (an empty default needs no `xmlns=""`
+        // unless a default was rendered).
+        let mut cand: Vec<NsDecl<'a>> = std::mem::take(&mut self.render_scratch);
         cand.clear();
-        let consider = |prefix: &'a str, this: &mut Self, cand: &mut Vec<NsDecl<'a>>| {
-            if prefix == "xml" || cand.iter().any(|d| chars::eq(d.prefix, prefix)) {
-                return;
-            }
-            let Some(uri) = s.lookup(prefix) else { return };
-            let rendered = this
-                .rendered
-                .iter()
-                .rev()
-                .find(|d| chars::eq(d.prefix, prefix))
-                .map(|d| d.uri);
-            let needed = match rendered {
-                Some(r) => !chars::eq(r, uri),
-                None => !(prefix.is_empty() && uri.is_empty()),
+        for d in gathered {
+            let needed = match self.rendered.index_of(d.prefix) {
+                Some(i) => self
+                    .rendered
+                    .as_slice()
+                    .get(i)
+                    .is_none_or(|r| !chars::eq(r.uri, d.uri)),
+                None => !(d.prefix.is_empty() && d.uri.is_empty()),
             };
             if needed {
-                cand.push(NsDecl { prefix, uri });
+                cand.push(*d);
             }
-        };
-        consider(s.name.prefix, self, &mut cand);
-        for a in s.attributes {
-            if !a.name.prefix.is_empty() {
-                consider(a.name.prefix, self, &mut cand);
-            }
-        }
-        if !self.opts.inclusive_prefixes.is_empty() {
-            // Prefixes are looked up in the scope so the stored &str has the document lifetime.
-            for d in crate::xml::effective_scope(s.scope) {
-                if self.opts.inclusive_prefixes.iter().any(|p| p == d.prefix) {
-                    consider(d.prefix, self, &mut cand);
-                }
-            }
-            if self.opts.inclusive_prefixes.iter().any(|p| p.is_empty()) {
-                consider("", self, &mut cand);
-            }
-        }
-        if cand.len() > 1 {
-            cand.sort_unstable_by(|a, b| chars::cmp(a.prefix, b.prefix));
         }
 
         self.frames.push(self.rendered.len());
         self.push(b"<");
-        self.push(s.name.raw.as_bytes());
+        self.push(name.raw.as_bytes());
         for d in &cand {
             if d.prefix.is_empty() {
                 self.push(b" xmlns=\"");
@@ -200,12 +321,14 @@ impl<'a, W: Write> Canonicalizer<'a, W> {
             write_attr_value(&mut self.buf, d.uri)?;
             self.push(b"\"");
         }
-        self.rendered.extend_from_slice(&cand);
-        self.ns_scratch = cand;
+        for d in &cand {
+            self.rendered.push(*d);
+        }
+        self.render_scratch = cand;
 
         let mut attrs = std::mem::take(&mut self.attr_scratch);
         attrs.clear();
-        attrs.extend(s.attributes.iter().enumerate().map(|(i, a)| {
+        attrs.extend(attributes.iter().enumerate().map(|(i, a)| {
             (
                 i,
                 if a.name.prefix == "xml" {
@@ -220,7 +343,7 @@ impl<'a, W: Write> Canonicalizer<'a, W> {
             attrs.sort_unstable_by(|a, b| chars::cmp(a.1, b.1).then_with(|| chars::cmp(a.2, b.2)));
         }
         for &(i, _, _) in &attrs {
-            let a = &s.attributes[i];
+            let Some(a) = attributes.get(i) else { continue };
             self.push(b" ");
             self.push(a.name.raw.as_bytes());
             self.push(b"=\"");
@@ -265,6 +388,11 @@ impl<'a, W: Write> Canonicalizer<'a, W> {
         self.written += self.buf.len() as u64;
         self.buf.clear();
         Ok(())
+    }
+
+    /// Whether the apex element's start tag has been fed.
+    pub(crate) fn is_started(&self) -> bool {
+        self.started
     }
 
     /// Whether the apex element has been closed.

@@ -169,6 +169,8 @@ pub enum LimitExceeded {
     NameLength(usize),
     /// A `ds:Signature` element larger than the signature size limit.
     SignatureSize(usize),
+    /// More than `max_namespace_declarations` namespace declarations in scope at once.
+    NamespaceDeclarations(usize),
 }
 
 impl fmt::Display for LimitExceeded {
@@ -183,6 +185,9 @@ impl fmt::Display for LimitExceeded {
             LimitExceeded::TextLength(n) => write!(f, "text node longer than {n} bytes"),
             LimitExceeded::NameLength(n) => write!(f, "name longer than {n} bytes"),
             LimitExceeded::SignatureSize(n) => write!(f, "ds:Signature larger than {n} bytes"),
+            LimitExceeded::NamespaceDeclarations(n) => {
+                write!(f, "more than {n} namespace declarations in scope")
+            }
         }
     }
 }
@@ -217,6 +222,11 @@ pub enum SignatureError {
     /// An ID attribute value occurs more than once in the document.
     #[error("ID {0:?} occurs more than once")]
     DuplicateId(String),
+    /// An ID attribute whose value is written with a character reference or white space
+    /// (e.g. `ID="&#95;a1"`): such a value reads differently raw and normalized, so it is
+    /// refused rather than compared one way or the other.
+    #[error("ID {0:?} is written with a character reference or white space")]
+    InvalidId(String),
     /// The transforms are not exactly enveloped-signature followed by exc-c14n.
     #[error("transforms not allowed: {0}")]
     Transforms(String),

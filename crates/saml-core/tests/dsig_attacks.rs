@@ -685,3 +685,79 @@ fn fragments_and_observers_stay_inside_the_signed_content() {
     let before_sig = v.signed_range().start + 1..v.signature_range().start + 5;
     assert!(v.fragment(before_sig, &scope).is_err());
 }
+
+/// Issue 13 item 6: an ID written with a character reference (`&#95;a1` is `_a1`) or with white
+/// space reads differently raw and normalized. Before, the verifier compared raw values (so
+/// `ID="&#95;a1"` and `ID="_a1"` were not duplicates, and the signed element was not found by
+/// its normalized ID) while `sign` compared normalized ones. Now both refuse such IDs.
+#[test]
+fn ids_written_with_references_or_white_space_are_refused() {
+    let key = TestKey::ec(Nid::X9_62_PRIME256V1, "idp");
+    let response = |assertion_id: &str, extra: &str| {
+        format!(
+            r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_r1" Version="2.0" IssueInstant="2026-01-01T00:00:00Z"><saml:Issuer>https://idp.example.org</saml:Issuer>{extra}<saml:Assertion ID="{assertion_id}" Version="2.0" IssueInstant="2026-01-01T00:00:00Z"><saml:Issuer>https://idp.example.org</saml:Issuer><saml:Subject><saml:NameID>alice</saml:NameID></saml:Subject></saml:Assertion></samlp:Response>"#
+        )
+    };
+    let opts = SignOptions {
+        target: Target::Id("_a1".into()),
+        placement: Placement::AfterIssuer,
+        ..Default::default()
+    };
+    let invalid = |e: Error| match e {
+        Error::Signature(SignatureError::InvalidId(id)) => id,
+        other => panic!("expected InvalidId, got {other:?}"),
+    };
+    // sign and verify agree: neither takes `&#95;a1` for `_a1`.
+    for written in ["&#95;a1", "&#x5F;a1"] {
+        let doc = response(written, "");
+        let err = dsig::sign(doc.as_bytes(), &key.signing(), &opts).unwrap_err();
+        assert_eq!(invalid(err), written);
+    }
+    // (White space normalizes to a different value, so there is nothing to find.)
+    for written in ["_a1&#9;", "_a1 ", "\t_a1"] {
+        let doc = response(written, "");
+        assert!(dsig::sign(doc.as_bytes(), &key.signing(), &opts).is_err());
+    }
+    // A plainly written element signed, then a duplicate written with a reference added.
+    let signed = String::from_utf8(
+        dsig::sign(response("_a1", "").as_bytes(), &key.signing(), &opts).expect("sign"),
+    )
+    .expect("utf8");
+    dsig::verify(
+        signed.as_bytes(),
+        &key.trusted(),
+        &VerifyOptions::protocol("_a1"),
+    )
+    .expect("verify");
+    for dup in ["&#95;a1", "_&#97;1", "_a1&#32;"] {
+        let doc = signed.replacen(
+            "<saml:Assertion ",
+            &format!("<saml:Assertion ID=\"{dup}\"/><saml:Assertion "),
+            1,
+        );
+        let err = dsig::verify(
+            doc.as_bytes(),
+            &key.trusted(),
+            &VerifyOptions::protocol("_a1"),
+        )
+        .unwrap_err();
+        assert_eq!(invalid(err), dup);
+    }
+    // The signed element itself written with a reference (same canonical form, so the same
+    // digest): refused, not "not found".
+    let doc = signed.replacen("ID=\"_a1\"", "ID=\"&#95;a1\"", 1);
+    let err = dsig::verify(
+        doc.as_bytes(),
+        &key.trusted(),
+        &VerifyOptions::protocol("_a1"),
+    )
+    .unwrap_err();
+    assert_eq!(invalid(err), "&#95;a1");
+    // Metadata: an entity ID written with a reference next to the same plain ID.
+    let md = sign(&aggregate(), &TestKey::rsa("k"));
+    let dup = md.replace("ID=\"_e2\"", "ID=\"&#95;e1\"");
+    assert_eq!(
+        sig_err(&dup, &TestKey::rsa("k").trusted()),
+        SignatureError::InvalidId("&#95;e1".into())
+    );
+}

@@ -190,6 +190,7 @@ fn limits_hold() {
         max_attribute_len: 8,
         max_text_len: 8,
         max_name_len: 8,
+        max_namespace_declarations: 3,
     };
     let lim = |doc: &str| match read_all(doc.as_bytes(), tight) {
         Err(Error::Limit { limit, .. }) => limit,
@@ -204,6 +205,18 @@ fn limits_hold() {
     assert_eq!(lim("<a x='123456789'/>"), LimitExceeded::AttributeLength(8));
     assert_eq!(lim("<a>123456789</a>"), LimitExceeded::TextLength(8));
     assert_eq!(lim("<abcdefghi/>"), LimitExceeded::NameLength(8));
+    // Declarations in scope are counted across ancestors (issue 13 item 1).
+    assert_eq!(
+        lim("<a xmlns:p='u:1' xmlns:q='u:2'><b xmlns:r='u:3'><c xmlns:s='u:4'/></b></a>"),
+        LimitExceeded::NamespaceDeclarations(3)
+    );
+    assert!(
+        read_all(
+            b"<a xmlns:p='u:1'><b xmlns:q='u:2'/><c xmlns:r='u:3'/></a>",
+            tight
+        )
+        .is_ok()
+    );
     // Billion laughs never gets to expand anything: DOCTYPE is refused first.
     let laughs = "<!DOCTYPE l [<!ENTITY a 'aaaaaaaaaa'><!ENTITY b '&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;'>]><l>&b;</l>";
     assert_eq!(xml_err(laughs), XmlError::DocType);
@@ -220,5 +233,36 @@ fn values_are_normalized_and_comments_do_not_split_text() {
     assert_eq!(
         saml_core::xml::read_text(&mut r).expect("text"),
         "onetwo&\n"
+    );
+}
+
+/// Issue 13 item 9: a namespace URI with a literal TAB, LF or CR reads as one string raw and
+/// another attribute-normalized (which is what c14n writes), and one with `"` cannot be written
+/// back without a reference; all are refused.
+#[test]
+fn namespace_uris_with_white_space_other_than_space_or_quotes_are_refused() {
+    for doc in [
+        "<a xmlns:x=\"urn:a\tb\"/>",
+        "<a xmlns=\"urn:a\nb\"/>",
+        "<a xmlns:x=\"urn:a\r\nb\"/>",
+        "<a xmlns:x='urn:a\"b'/>",
+    ] {
+        assert!(
+            matches!(
+                read_all(doc.as_bytes(), Limits::default()),
+                Err(Error::Xml {
+                    kind: XmlError::BadNamespaceDeclaration(_),
+                    ..
+                })
+            ),
+            "{doc:?}"
+        );
+    }
+    assert!(
+        read_all(
+            b"<a xmlns:x='urn:a b' xmlns:y=\"urn:a'b\"/>",
+            Limits::default()
+        )
+        .is_ok()
     );
 }

@@ -181,3 +181,53 @@ fn xmlsec1_accepts_wrapping_that_we_reject() {
         Err(Error::Signature(SignatureError::Missing))
     ));
 }
+
+/// Issue 13 item 1 changed how exclusive c14n finds the PrefixList bindings (only at the apex
+/// and where an element redeclares a listed prefix). xmlsec1 is the oracle here: listed prefixes
+/// declared at the apex and redeclared deeper with another or the same URI, `#default` declared
+/// and undeclared, a listed prefix first declared below the apex, and one never declared.
+#[test]
+fn xmlsec1_agrees_on_prefix_list_scoping() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let doc = r#"<md:EntitiesDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:p="urn:p:1" xmlns="urn:d:1" ID="_agg1" Name="x"><md:Extensions><a p:x="1"><b xmlns:p="urn:p:2"><c xmlns:p="urn:p:2" xmlns:q="urn:q:1"><d xmlns=""><e xmlns="urn:d:2"/><md:f xmlns:p="urn:p:1"/></d></c></b><g xmlns:q="urn:q:2"><h xmlns:q="urn:q:2" xmlns:r="urn:r:1"/></g></a></md:Extensions><md:EntityDescriptor entityID="https://x.example"/></md:EntitiesDescriptor>"#;
+    let key = TestKey::rsa("rsa");
+    for prefixes in ["p q #default", "q", "#default", "r", "zz p"] {
+        let opts = SignOptions {
+            inclusive_prefixes: Some(prefixes.to_owned()),
+            ..Default::default()
+        };
+        let signed = dsig::sign(doc.as_bytes(), &key.signing(), &opts).expect("sign");
+        assert!(
+            xmlsec1_verifies(dir.path(), &key.cert_pem(), &signed),
+            "xmlsec1 rejected our signature with PrefixList {prefixes:?}"
+        );
+        for parallel in [None, Some(0)] {
+            let v = VerifyOptions {
+                parallel_min_size: parallel,
+                ..VerifyOptions::metadata()
+            };
+            dsig::verify(&signed, &key.trusted(), &v)
+                .unwrap_or_else(|e| panic!("{prefixes:?} {parallel:?}: {e}"));
+        }
+        // Changing a listed prefix's binding where it is only declared (not used) changes the
+        // canonical form for both.
+        let tampered = String::from_utf8(signed.clone())
+            .unwrap()
+            .replace("xmlns:q=\"urn:q:2\"><h", "xmlns:q=\"urn:q:3\"><h");
+        if prefixes.contains('q') {
+            assert!(!xmlsec1_verifies(
+                dir.path(),
+                &key.cert_pem(),
+                tampered.as_bytes()
+            ));
+            assert!(
+                dsig::verify(
+                    tampered.as_bytes(),
+                    &key.trusted(),
+                    &VerifyOptions::metadata()
+                )
+                .is_err()
+            );
+        }
+    }
+}

@@ -47,12 +47,28 @@ struct Builder<'a> {
     entries: Vec<(Entry, Option<SystemTime>)>,
     open: Option<(usize, usize, String, Option<SystemTime>, u32, u8)>,
     error: Option<Error>,
+    /// Depth of the entities whose inherited scope is the last of `scopes`, while their parent
+    /// stays the same: siblings share it without recomputing it (this runs while verification
+    /// streams, before the signature is known to be good, so the work per entity must not
+    /// depend on the number of bindings in scope).
+    scope_depth: Option<usize>,
 }
 
 impl<'a> Builder<'a> {
     fn observe(&mut self, ev: &Event<'_, 'a>) {
         if self.error.is_some() {
             return;
+        }
+        // A start or end tag above the entities' level means a new parent and so a new scope.
+        let depth = match ev {
+            Event::Start(s) => Some(s.depth),
+            Event::End(e) => Some(e.depth),
+            _ => None,
+        };
+        if let (Some(d), Some(sd)) = (depth, self.scope_depth)
+            && d < sd
+        {
+            self.scope_depth = None;
         }
         match ev {
             Event::Start(s) if self.open.is_none() && s.is(MD_NS, "EntityDescriptor") => {
@@ -76,10 +92,14 @@ impl<'a> Builder<'a> {
                     Some(t) => t,
                     None => None,
                 };
-                let own = s.namespace_decls.len();
-                let inherited = effective_scope(&s.scope[..s.scope.len() - own]);
-                if self.scopes.last() != Some(&inherited) {
-                    self.scopes.push(inherited);
+                if self.scope_depth != Some(s.depth) || self.scopes.is_empty() {
+                    let own = s.namespace_decls.len();
+                    let inherited =
+                        effective_scope(s.scope.get(..s.scope.len() - own).unwrap_or_default());
+                    if self.scopes.last() != Some(&inherited) {
+                        self.scopes.push(inherited);
+                    }
+                    self.scope_depth = Some(s.depth);
                 }
                 let scope = (self.scopes.len() - 1) as u32;
                 self.open = Some((s.span.start, s.depth, id, valid_until, scope, 0));
@@ -121,6 +141,7 @@ pub fn load_lazy<'a>(doc: &'a [u8], policy: &Policy) -> Result<LazyAggregate<'a>
         entries: Vec::new(),
         open: None,
         error: None,
+        scope_depth: None,
     };
     let verified =
         dsig::verify_observed(doc, &policy.keys, &policy.verify, &mut |ev| b.observe(ev))?;

@@ -219,7 +219,8 @@ impl<'a> Cursor<'a> {
             .iter()
             .map(|a| (a.0, a.1, a.2, a.3.clone()))
             .collect::<Vec<_>>();
-        note_uses(&mut used, scope, base, e.prefix, &top);
+        let top_index = |p: &str| scope.iter().rposition(|d| d.prefix == p);
+        note_uses(&mut used, &top_index, base, e.prefix, &top);
         let mut end = e.start;
         loop {
             match self.r.next()? {
@@ -229,7 +230,14 @@ impl<'a> Cursor<'a> {
                         .iter()
                         .map(|a| (a.name.prefix, a.namespace, a.name.local, a.value()))
                         .collect::<Vec<_>>();
-                    note_uses(&mut used, s.scope, base, s.name.prefix, &attrs);
+                    // A constant-time lookup, whatever the number of bindings in scope.
+                    note_uses(
+                        &mut used,
+                        &|p| s.binding_index(p),
+                        base,
+                        s.name.prefix,
+                        &attrs,
+                    );
                 }
                 Some(Event::End(x)) if x.depth == e.depth => {
                     end = if x.span.is_empty() {
@@ -285,16 +293,13 @@ const XSI_NS: &str = "http://www.w3.org/2001/XMLSchema-instance";
 /// `scope` below `base`).
 fn note_uses(
     used: &mut Vec<String>,
-    scope: &[saml_core::xml::NsDecl<'_>],
+    binding_index: &dyn Fn(&str) -> Option<usize>,
     base: usize,
     prefix: &str,
     attrs: &[(&str, &str, &str, Cow<'_, str>)],
 ) {
     let mut note = |p: &str| {
-        let inherited = scope
-            .iter()
-            .rposition(|d| d.prefix == p)
-            .is_some_and(|i| i < base);
+        let inherited = binding_index(p).is_some_and(|i| i < base);
         if inherited && !used.iter().any(|u| u == p) {
             used.push(p.to_owned());
         }

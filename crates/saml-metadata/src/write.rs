@@ -8,11 +8,12 @@
 //! (they are self-contained). For every value the parser produces, `parse(write(x)) == x`.
 //!
 //! Writing checks what the parser would refuse (an entity without a role, an Organization
-//! without names, an SP without ACS names, an empty protocol list...), so a written document
-//! always reads back.
+//! without names, an SP without ACS names, an empty protocol list, a [`RawXml`] that does not
+//! read back on its own...), so a written document always reads back.
 
 use base64::Engine as _;
 use saml_core::dsig::{self, DSIG_NS, SignOptions, SigningKey};
+use saml_core::xml::{Event, Limits, Reader};
 pub(crate) use saml_core::xml::{escape_attr, escape_text};
 
 use crate::error::Error;
@@ -182,10 +183,13 @@ impl W {
         self.body(p, local, &l.value);
     }
 
-    fn raw(&mut self, r: &RawXml) {
+    /// Writes a kept element as it is, once [`check_raw`] has found that it reads back.
+    fn raw(&mut self, r: &RawXml) -> Result<(), Error> {
+        check_raw(r)?;
         self.finish_tag();
         self.indent();
         self.out.push_str(&r.xml);
+        Ok(())
     }
 
     /// The namespace declarations of the prefixes used.
@@ -217,6 +221,36 @@ impl Metadata {
             Metadata::Entities(g) => g.sign(key, opts),
         }
     }
+}
+
+/// A [`RawXml`] is written verbatim, so it must read on its own, with the same hardened reader
+/// and default limits as the rest of the document, as one element named `r.name`: otherwise the
+/// written document would not read back (issue 13 item 9; a `RawXml` that `parse` produced
+/// always passes).
+fn check_raw(r: &RawXml) -> Result<(), Error> {
+    let name = format!("{{{}}}{}", r.name.0, r.name.1);
+    let bad = |m: String| refuse(&name, m);
+    let mut reader = Reader::new(r.xml.as_bytes(), Limits::default())
+        .map_err(|e| bad(format!("kept element does not read back: {e}")))?;
+    let mut first = true;
+    while let Some(ev) = reader
+        .next()
+        .map_err(|e| bad(format!("kept element does not read back: {e}")))?
+    {
+        if first {
+            first = false;
+            let Event::Start(s) = &ev else {
+                return Err(bad("kept element does not start with its start tag".into()));
+            };
+            if s.namespace != r.name.0 || s.name.local != r.name.1 {
+                return Err(bad(format!(
+                    "kept element reads as {{{}}}{}",
+                    s.namespace, s.name.local
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn document(w: W) -> String {
@@ -393,7 +427,7 @@ fn role(w: &mut W, r: &Role) -> Result<(), Error> {
             authority(w, "AuthnAuthorityDescriptor", "AuthnQueryService", a)?
         }
         Role::Pdp(a) => authority(w, "PDPDescriptor", "AuthzService", a)?,
-        Role::Other(raw) => w.raw(raw),
+        Role::Other(raw) => w.raw(raw)?,
     }
     Ok(())
 }
@@ -748,7 +782,7 @@ fn extensions(w: &mut W, x: &Extensions) -> Result<(), Error> {
         w.end(P::Dame, "DAMEInfo");
     }
     for r in &x.unknown {
-        w.raw(r);
+        w.raw(r)?;
     }
     w.end(P::Md, "Extensions");
     Ok(())

@@ -4,10 +4,12 @@
 //! pipeline over batches of events; the events borrow the document, so the second stage runs
 //! in a scoped thread and nothing is copied but small records).
 //!
-//! Both stages see exactly the same events in the same order; the second stage gets, for each
-//! start tag, the namespace bindings that exclusive c14n can consult (the element's and its
-//! attributes' prefixes, or the whole effective scope when an InclusiveNamespaces PrefixList is
-//! in force), so the output is byte-identical to the inline path (tested).
+//! Both stages see exactly the same events in the same order; for each start tag the first
+//! stage resolves the namespace bindings that exclusive c14n has to consider
+//! ([`crate::c14n`]'s `gather`: the element's and its attributes' prefixes, and the listed
+//! prefixes the element declares when an InclusiveNamespaces PrefixList is in force), so the
+//! second stage needs no scope and the output is byte-identical to the inline path (tested).
+//! The work per start tag is bounded by its own size, never by the bindings in scope.
 
 use std::io::Write;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -15,11 +17,9 @@ use std::thread::{Scope, ScopedJoinHandle};
 
 use openssl::hash::Hasher;
 
-use crate::c14n::Canonicalizer;
+use crate::c14n::{Canonicalizer, PrefixSet, gather};
 use crate::error::Error;
-use crate::xml::{
-    Attribute, EndElement, Event, NsDecl, QName, StartElement, Text, effective_scope,
-};
+use crate::xml::{Attribute, EndElement, Event, NsDecl, QName, Text};
 
 /// Writes canonical octets into an OpenSSL hasher.
 pub(crate) struct DigestSink(pub(crate) Hasher);
@@ -39,11 +39,8 @@ const BATCH_EVENTS: usize = 4096;
 enum Rec<'a> {
     Start {
         name: QName<'a>,
-        namespace: &'a str,
         attrs: (u32, u32),
         scope: (u32, u32),
-        depth: u32,
-        empty: bool,
     },
     End {
         name: QName<'a>,
@@ -58,6 +55,7 @@ pub(crate) struct Batch<'a> {
     recs: Vec<Rec<'a>>,
     attrs: Vec<Attribute<'a>>,
     scope: Vec<NsDecl<'a>>,
+    scratch: Vec<NsDecl<'a>>,
 }
 
 impl<'a> Batch<'a> {
@@ -67,35 +65,18 @@ impl<'a> Batch<'a> {
         self.scope.clear();
     }
 
-    fn push(&mut self, ev: &Event<'_, 'a>, full_scope: bool) {
+    fn push(&mut self, ev: &Event<'_, 'a>, list: &PrefixSet, apex: bool) {
         let rec = match ev {
             Event::Start(s) => {
                 let a0 = self.attrs.len() as u32;
                 self.attrs.extend_from_slice(s.attributes);
                 let s0 = self.scope.len() as u32;
-                if full_scope {
-                    self.scope.extend(effective_scope(s.scope));
-                } else {
-                    // What exclusive c14n consults without a PrefixList: the visibly utilized
-                    // prefixes, already resolved by the reader.
-                    self.scope.push(NsDecl {
-                        prefix: s.name.prefix,
-                        uri: s.namespace,
-                    });
-                    for a in s.attributes.iter().filter(|a| !a.name.prefix.is_empty()) {
-                        self.scope.push(NsDecl {
-                            prefix: a.name.prefix,
-                            uri: a.namespace,
-                        });
-                    }
-                }
+                gather(s, list, apex, &mut self.scratch);
+                self.scope.extend_from_slice(&self.scratch);
                 Rec::Start {
                     name: s.name,
-                    namespace: s.namespace,
                     attrs: (a0, self.attrs.len() as u32),
                     scope: (s0, self.scope.len() as u32),
-                    depth: s.depth as u32,
-                    empty: s.empty,
                 }
             }
             Event::End(e) => Rec::End {
@@ -110,33 +91,26 @@ impl<'a> Batch<'a> {
 
     fn replay(&self, c: &mut Canonicalizer<'a, DigestSink>) -> Result<(), Error> {
         for rec in &self.recs {
-            let ev = match rec {
-                Rec::Start {
-                    name,
-                    namespace,
-                    attrs,
-                    scope,
-                    depth,
-                    empty,
-                } => Event::Start(StartElement {
-                    name: *name,
-                    namespace,
-                    attributes: &self.attrs[attrs.0 as usize..attrs.1 as usize],
-                    namespace_decls: &[],
-                    scope: &self.scope[scope.0 as usize..scope.1 as usize],
-                    span: 0..0,
-                    empty: *empty,
-                    depth: *depth as usize,
-                }),
-                Rec::End { name, depth } => Event::End(EndElement {
+            match rec {
+                Rec::Start { name, attrs, scope } => {
+                    let attrs = self
+                        .attrs
+                        .get(attrs.0 as usize..attrs.1 as usize)
+                        .unwrap_or_default();
+                    let scope = self
+                        .scope
+                        .get(scope.0 as usize..scope.1 as usize)
+                        .unwrap_or_default();
+                    c.start_gathered(*name, attrs, scope)?;
+                }
+                Rec::End { name, depth } => c.event(&Event::End(EndElement {
                     name: *name,
                     span: 0..0,
                     depth: *depth as usize,
-                }),
-                Rec::Text(t) => Event::Text(t.clone()),
-                Rec::Comment(t) => Event::Comment(t.clone()),
-            };
-            c.event(&ev)?;
+                }))?,
+                Rec::Text(t) => c.event(&Event::Text(t.clone()))?,
+                Rec::Comment(t) => c.event(&Event::Comment(t.clone()))?,
+            }
         }
         Ok(())
     }
@@ -151,8 +125,9 @@ pub(crate) enum DigestStage<'scope, 'a> {
         tx: SyncSender<Batch<'a>>,
         recycled: Receiver<Batch<'a>>,
         batch: Batch<'a>,
-        full_scope: bool,
-        worker: ScopedJoinHandle<'scope, Finished>,
+        list: PrefixSet,
+        apex_pending: bool,
+        worker: ScopedJoinHandle<'scope, (Finished, u64)>,
     },
 }
 
@@ -161,26 +136,33 @@ impl<'scope, 'a: 'scope> DigestStage<'scope, 'a> {
     pub(crate) fn piped<'env>(
         scope: &'scope Scope<'scope, 'env>,
         mut c: Canonicalizer<'a, DigestSink>,
-        full_scope: bool,
     ) -> Self
     where
         'a: 'env,
     {
+        let list = c.prefix_set().clone();
+        let apex_pending = !c.is_started();
         let (tx, rx) = sync_channel::<Batch<'a>>(4);
         let (back_tx, recycled) = sync_channel::<Batch<'a>>(8);
-        let worker = scope.spawn(move || -> Finished {
-            while let Ok(mut batch) = rx.recv() {
-                batch.replay(&mut c)?;
-                batch.clear();
-                let _ = back_tx.try_send(batch);
-            }
-            c.finish()
+        let worker = scope.spawn(move || -> (Finished, u64) {
+            let run = || -> Finished {
+                while let Ok(mut batch) = rx.recv() {
+                    batch.replay(&mut c)?;
+                    batch.clear();
+                    let _ = back_tx.try_send(batch);
+                }
+                c.finish()
+            };
+            let done = run();
+            // This thread's namespace work is reported on the caller's thread.
+            (done, crate::xml::work::take())
         });
         DigestStage::Piped {
             tx,
             recycled,
             batch: Batch::default(),
-            full_scope,
+            list,
+            apex_pending,
             worker,
         }
     }
@@ -193,10 +175,15 @@ impl<'scope, 'a: 'scope> DigestStage<'scope, 'a> {
                 tx,
                 recycled,
                 batch,
-                full_scope,
+                list,
+                apex_pending,
                 ..
             } => {
-                batch.push(ev, *full_scope);
+                let apex = *apex_pending && matches!(ev, Event::Start(_));
+                if apex {
+                    *apex_pending = false;
+                }
+                batch.push(ev, list, apex);
                 if batch.recs.len() >= BATCH_EVENTS {
                     let next = recycled.try_recv().unwrap_or_default();
                     let full = std::mem::replace(batch, next);
@@ -221,9 +208,13 @@ impl<'scope, 'a: 'scope> DigestStage<'scope, 'a> {
                     let _ = tx.send(batch);
                 }
                 drop(tx);
-                worker
-                    .join()
-                    .unwrap_or_else(|_| Err(Error::C14n("canonicalization thread panicked".into())))
+                match worker.join() {
+                    Ok((done, work)) => {
+                        crate::xml::work::add(work);
+                        done
+                    }
+                    Err(_) => Err(Error::C14n("canonicalization thread panicked".into())),
+                }
             }
         }
     }

@@ -9,7 +9,7 @@ use super::keys::SigningKey;
 use super::pipeline::DigestSink;
 use super::{DSIG_NS, Placement, SAML_ASSERTION_NS, Target};
 use crate::c14n::{self, Canonicalizer, EXC_C14N};
-use crate::error::Error;
+use crate::error::{Error, SignatureError};
 use crate::xml::{Event, Limits, Reader};
 
 /// How to sign.
@@ -24,11 +24,13 @@ pub struct SignOptions {
     pub algorithm: Option<SignatureAlgorithm>,
     /// Digest algorithm. Default SHA-256.
     pub digest: DigestAlgorithm,
-    /// InclusiveNamespaces PrefixList for the reference's exc-c14n transform, if any.
+    /// InclusiveNamespaces PrefixList for the reference's exc-c14n transform, if any: at most
+    /// [`c14n::MAX_INCLUSIVE_PREFIXES`] distinct prefixes (verifiers here refuse more).
     pub inclusive_prefixes: Option<String>,
     /// Put the signer's certificate in KeyInfo (when the key has one). Default true.
     pub include_certificate: bool,
     /// The unprefixed attribute holding the target's ID (for the Reference URI). Default `ID`.
+    /// A target whose ID is written with a character reference is refused, as `verify` would.
     pub id_attribute: String,
     /// Reader limits for the input.
     pub limits: Limits,
@@ -63,6 +65,7 @@ pub fn sign(doc: &[u8], key: &SigningKey, opts: &SignOptions) -> Result<Vec<u8>,
     let mut c14n_opts = c14n::Options::default();
     if let Some(list) = &opts.inclusive_prefixes {
         c14n_opts = c14n_opts.with_prefix_list(list);
+        c14n_opts.check_prefix_list().map_err(Error::Usage)?;
     }
 
     let mut reader = Reader::new(doc, opts.limits)?;
@@ -107,14 +110,19 @@ pub fn sign(doc: &[u8], key: &SigningKey, opts: &SignOptions) -> Result<Vec<u8>,
             continue;
         }
         if let Event::Start(s) = &ev {
-            let sid = s
-                .attribute(&opts.id_attribute)
-                .map(|a| a.value().into_owned());
+            let id_attr = s.attribute(&opts.id_attribute);
+            let sid = id_attr.map(|a| a.value().into_owned());
             let hit = match &opts.target {
                 Target::Root => s.depth == 1,
                 Target::Id(want) => sid.as_deref() == Some(want.as_str()),
             };
             if hit {
+                // `verify` refuses such IDs (issue 13 item 6); never sign what cannot verify.
+                if let Some(a) = id_attr
+                    && !super::verify::is_plain_id(a.raw_value)
+                {
+                    return Err(SignatureError::InvalidId(a.raw_value.to_owned()).into());
+                }
                 if s.empty {
                     return Err(Error::Usage("cannot sign an empty-element tag".into()));
                 }

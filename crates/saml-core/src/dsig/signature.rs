@@ -220,7 +220,12 @@ pub(crate) fn parse<'a>(
                             c14n.as_mut()
                         };
                         match target {
-                            Some(o) => *o = std::mem::take(o).with_prefix_list(&list),
+                            Some(o) => {
+                                *o = std::mem::take(o).with_prefix_list(&list);
+                                // Bounded so that no signer-chosen list makes c14n costly.
+                                o.check_prefix_list()
+                                    .map_err(|m| Error::from(SignatureError::Transforms(m)))?;
+                            }
                             None => return Err(structure("InclusiveNamespaces outside exc-c14n")),
                         }
                         Node::InclusiveNamespaces

@@ -37,8 +37,10 @@ pub struct VerifyOptions {
     pub allow_sha1: bool,
     /// Smallest RSA modulus accepted, in bits. Default 2048.
     pub min_rsa_bits: u32,
-    /// Unprefixed attribute names treated as IDs (must be unique in the document).
-    /// Default `["ID"]` (SAML).
+    /// Unprefixed attribute names treated as IDs (must be unique in the document, and be
+    /// written plainly: a value with a character reference or XML white space is refused, so
+    /// the raw and normalized values, which `sign` and other processors may compare, are the
+    /// same string). Default `["ID"]` (SAML).
     pub id_attributes: Vec<String>,
     /// Reader limits.
     pub limits: Limits,
@@ -295,7 +297,10 @@ fn check_in<'scope, 'env, 'a: 'env>(
             break;
         }
         let Some(ev) = reader.current() else { break };
-        // Every ID attribute in the document must be unique (rule 2), whatever the phase.
+        // Every ID attribute in the document must be unique (rule 2), whatever the phase, and
+        // be written plainly, so that its raw and normalized values are the same string: the
+        // value compared here, the one `sign` looks up and the one other processors see agree
+        // (issue 13 item 6).
         if let Event::Start(s) = &ev {
             for a in s.attributes {
                 if a.name.prefix.is_empty()
@@ -303,9 +308,13 @@ fn check_in<'scope, 'env, 'a: 'env>(
                         .id_attributes
                         .iter()
                         .any(|n| chars::eq(n, a.name.local))
-                    && !ids.insert(a.raw_value)
                 {
-                    return Err(SignatureError::DuplicateId(a.raw_value.to_owned()).into());
+                    if !is_plain_id(a.raw_value) {
+                        return Err(SignatureError::InvalidId(a.raw_value.to_owned()).into());
+                    }
+                    if !ids.insert(a.raw_value) {
+                        return Err(SignatureError::DuplicateId(a.raw_value.to_owned()).into());
+                    }
                 }
             }
         }
@@ -422,8 +431,7 @@ fn check_in<'scope, 'env, 'a: 'env>(
                                 c.event(&pe)?;
                             }
                             c14n = Some(if parallel {
-                                let full_scope = !p.reference_c14n.inclusive_prefixes.is_empty();
-                                DigestStage::piped(sc, c, full_scope)
+                                DigestStage::piped(sc, c)
                             } else {
                                 DigestStage::Inline(c)
                             });
@@ -528,6 +536,15 @@ fn check_in<'scope, 'env, 'a: 'env>(
     )?;
     verified.canonical_len = len;
     Ok(verified)
+}
+
+/// Whether an ID value as written equals its normalized value and has no white space: not
+/// empty, no reference, no XML white space (xs:ID values are NCNames, SAML Core §1.3.4).
+pub(crate) fn is_plain_id(raw: &str) -> bool {
+    !raw.is_empty()
+        && !raw
+            .bytes()
+            .any(|b| matches!(b, b'&' | b' ' | b'\t' | b'\n' | b'\r'))
 }
 
 fn reader_pos_exceeds(pos: usize, start: usize, max: usize) -> bool {

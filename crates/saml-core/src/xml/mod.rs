@@ -9,9 +9,15 @@
 //! declaration), references to entities other than the five predefined ones, character references
 //! to non-Chars (`&#0;`), processing instructions, names that are not QNames of NCNames
 //! (`x::Root`, `x:=`), unbound prefixes, namespace declarations that XML Namespaces 1.0 forbids
-//! (and relative namespace URIs, which exclusive c14n must fail on), duplicate attributes by
+//! (and relative namespace URIs, which exclusive c14n must fail on, and namespace URIs holding a
+//! character reference, TAB, line end or `"`), duplicate attributes by
 //! expanded name, `<` in attribute values, a second root, content outside the root, and an XML
-//! declaration that is not version 1.0 / UTF-8. All sizes are bounded by [`Limits`].
+//! declaration that is not version 1.0 / UTF-8. All sizes are bounded by [`Limits`], including
+//! the number of namespace declarations in scope at once.
+//!
+//! Namespace work is linear in the input: prefix lookups ([`StartElement::lookup`],
+//! [`StartElement::binding_index`]) go through an index of the scope and cost the same whatever
+//! the number of bindings in scope (issue 13 item 1).
 //!
 //! Empty-element tags (`<a/>`) are reported as a [`Event::Start`] followed by an [`Event::End`].
 
@@ -48,6 +54,11 @@ pub struct Limits {
     pub max_text_len: usize,
     /// Longest element or attribute name, in bytes. Default 512.
     pub max_name_len: usize,
+    /// Most namespace declarations in scope at once: the sum over an element and all its
+    /// ancestors (a fragment reader's inherited bindings included). Default 256. Lookups do not
+    /// depend on this number (they are hash lookups); it bounds what a scope can hold, and so
+    /// the inherited scope that metadata entities and signed elements carry.
+    pub max_namespace_declarations: usize,
 }
 
 impl Default for Limits {
@@ -59,6 +70,7 @@ impl Default for Limits {
             max_attribute_len: 64 << 10,
             max_text_len: 16 << 20,
             max_name_len: 512,
+            max_namespace_declarations: 256,
         }
     }
 }
@@ -142,6 +154,9 @@ pub struct StartElement<'r, 'a> {
     pub empty: bool,
     /// Depth of this element; the root has depth 1.
     pub depth: usize,
+    /// The reader's index of `scope` (prefix -> innermost binding), when the event comes from
+    /// a [`Reader`]; without it lookups scan `scope`.
+    bindings: Option<&'r Bindings<'a>>,
 }
 
 impl<'r, 'a> StartElement<'r, 'a> {
@@ -159,13 +174,127 @@ impl<'r, 'a> StartElement<'r, 'a> {
 
     /// Resolves `prefix` in this element's scope (`""` gives the default namespace, which is
     /// `Some("")` when none is declared).
+    ///
+    /// Takes constant time whatever the number of bindings in scope (a hash lookup in the
+    /// reader's index).
     pub fn lookup(&self, prefix: &str) -> Option<&'a str> {
-        lookup(self.scope, prefix)
+        match self.bindings {
+            Some(b) => b.lookup(prefix),
+            None => lookup(self.scope, prefix),
+        }
+    }
+
+    /// The index in [`StartElement::scope`] of the binding of `prefix` in force here (`None`
+    /// when the prefix is not declared, including the implicit `xml` and empty default).
+    /// Constant time, like [`StartElement::lookup`].
+    pub fn binding_index(&self, prefix: &str) -> Option<usize> {
+        match self.bindings {
+            Some(b) => b.index_of(prefix),
+            None => {
+                work::add(self.scope.len() as u64);
+                self.scope.iter().rposition(|d| chars::eq(d.prefix, prefix))
+            }
+        }
+    }
+
+    /// The declaration of `prefix` in force here (`None` when not declared).
+    pub(crate) fn binding(&self, prefix: &str) -> Option<NsDecl<'a>> {
+        self.binding_index(prefix)
+            .and_then(|i| self.scope.get(i))
+            .copied()
+    }
+}
+
+/// Namespace bindings in scope, innermost last, with an index from prefix to its innermost
+/// binding so that a lookup costs the same whatever the number of bindings (issue 13 item 1:
+/// scanning or rebuilding the scope per start tag was quadratic). Truncation restores the
+/// shadowed bindings, so the total work is linear in the declarations read.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Bindings<'a> {
+    decls: Vec<NsDecl<'a>>,
+    /// For each entry of `decls`: 1 + the index of the binding of the same prefix it shadows,
+    /// or 0.
+    shadowed: Vec<u32>,
+    innermost: std::collections::HashMap<&'a str, u32>,
+}
+
+/// Up to this many bindings, a backwards scan is as cheap as hashing and is used instead.
+const SCAN_BINDINGS: usize = 16;
+
+impl<'a> Bindings<'a> {
+    pub(crate) fn from_slice(decls: &[NsDecl<'a>]) -> Self {
+        let mut b = Bindings::default();
+        for d in decls {
+            b.push(*d);
+        }
+        b
+    }
+
+    pub(crate) fn as_slice(&self) -> &[NsDecl<'a>] {
+        &self.decls
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.decls.len()
+    }
+
+    pub(crate) fn push(&mut self, d: NsDecl<'a>) {
+        let at = self.decls.len() as u32;
+        let prev = self.innermost.insert(d.prefix, at);
+        self.shadowed.push(prev.map_or(0, |p| p + 1));
+        self.decls.push(d);
+        work::add(1);
+    }
+
+    pub(crate) fn truncate(&mut self, len: usize) {
+        while self.decls.len() > len {
+            let (Some(d), Some(prev)) = (self.decls.pop(), self.shadowed.pop()) else {
+                break;
+            };
+            if prev == 0 {
+                self.innermost.remove(d.prefix);
+            } else {
+                self.innermost.insert(d.prefix, prev - 1);
+            }
+            work::add(1);
+        }
+    }
+
+    /// Index of the innermost binding of `prefix`.
+    pub(crate) fn index_of(&self, prefix: &str) -> Option<usize> {
+        if self.decls.len() <= SCAN_BINDINGS {
+            let mut n = 0u64;
+            let found = self.decls.iter().rposition(|d| {
+                n += 1;
+                chars::eq(d.prefix, prefix)
+            });
+            work::add(n);
+            found
+        } else {
+            work::add(1);
+            self.innermost.get(prefix).map(|&i| i as usize)
+        }
+    }
+
+    /// The URI `prefix` resolves to, with the implicit `xml` and empty default bindings.
+    pub(crate) fn lookup(&self, prefix: &str) -> Option<&'a str> {
+        match self.index_of(prefix).and_then(|i| self.decls.get(i)) {
+            Some(d) => Some(d.uri),
+            None if prefix.is_empty() => Some(""),
+            None if prefix == "xml" => Some(XML_NS),
+            None => None,
+        }
     }
 }
 
 pub(crate) fn lookup<'a>(scope: &[NsDecl<'a>], prefix: &str) -> Option<&'a str> {
-    match scope.iter().rev().find(|d| chars::eq(d.prefix, prefix)) {
+    let mut n = 0u64;
+    let found = scope.iter().rev().find(|d| {
+        n += 1;
+        chars::eq(d.prefix, prefix)
+    });
+    work::add(n);
+    match found {
         Some(d) => Some(d.uri),
         None if prefix.is_empty() => Some(""),
         None if prefix == "xml" => Some(XML_NS),
@@ -173,16 +302,58 @@ pub(crate) fn lookup<'a>(scope: &[NsDecl<'a>], prefix: &str) -> Option<&'a str> 
     }
 }
 
-/// The effective bindings of a scope: one entry per prefix, the innermost binding.
+/// The effective bindings of a scope: one entry per prefix, the innermost binding, in the
+/// order of the scope. Linear in the length of `scope`.
 pub fn effective_scope<'a>(scope: &[NsDecl<'a>]) -> Vec<NsDecl<'a>> {
-    let mut out: Vec<NsDecl<'a>> = Vec::new();
-    for d in scope.iter().rev() {
-        if !out.iter().any(|o| o.prefix == d.prefix) {
-            out.push(*d);
+    let mut out: Vec<NsDecl<'a>> = Vec::with_capacity(scope.len());
+    if scope.len() <= SCAN_BINDINGS {
+        // Small scopes (the ordinary case): a scan beats hashing, and is bounded.
+        for d in scope.iter().rev() {
+            if !out.iter().any(|o| o.prefix == d.prefix) {
+                out.push(*d);
+            }
+        }
+    } else {
+        let mut seen: std::collections::HashSet<&'a str> =
+            std::collections::HashSet::with_capacity(scope.len());
+        for d in scope.iter().rev() {
+            if seen.insert(d.prefix) {
+                out.push(*d);
+            }
         }
     }
     out.reverse();
+    work::add(scope.len() as u64);
     out
+}
+
+/// A count of namespace-binding work (bindings visited, hash probes) done on this thread, for
+/// tests that bound the work of the reader and the canonicalizer in the input size. Counted only
+/// in builds with debug assertions (where the tests run); release builds pay nothing. Not part
+/// of the stable API.
+#[doc(hidden)]
+pub mod work {
+    use std::cell::Cell;
+
+    thread_local! {
+        static UNITS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    /// Whether work is counted in this build.
+    pub const ENABLED: bool = cfg!(debug_assertions);
+
+    /// Adds `n` units to this thread's count.
+    #[inline]
+    pub fn add(n: u64) {
+        if ENABLED {
+            UNITS.with(|c| c.set(c.get().saturating_add(n)));
+        }
+    }
+
+    /// Returns this thread's count and resets it.
+    pub fn take() -> u64 {
+        UNITS.with(|c| c.replace(0))
+    }
 }
 
 /// An end tag (or the synthetic end of an empty-element tag).
@@ -262,7 +433,7 @@ pub struct Reader<'a> {
     base: usize,
     inner: quick_xml::Reader<&'a [u8]>,
     limits: Limits,
-    scope: Vec<NsDecl<'a>>,
+    scope: Bindings<'a>,
     open: Vec<Open<'a>>,
     attrs: Vec<Attribute<'a>>,
     pending_end: Option<usize>,
@@ -287,14 +458,14 @@ impl<'a> Reader<'a> {
     /// Checks the whole document (size, UTF-8, allowed characters) and prepares to read it.
     pub fn new(doc: &'a [u8], limits: Limits) -> Result<Self, Error> {
         let (src, base) = check_document(doc, &limits, false)?;
-        Ok(Self::build(src, base, limits, Vec::new(), false))
+        Ok(Self::build(src, base, limits, Bindings::default(), false))
     }
 
     /// Like [`Reader::new`], with the document-wide character check on a second thread
     /// (worth it for documents of several MB).
     pub(crate) fn new_parallel(doc: &'a [u8], limits: Limits) -> Result<Self, Error> {
         let (src, base) = check_document(doc, &limits, true)?;
-        Ok(Self::build(src, base, limits, Vec::new(), false))
+        Ok(Self::build(src, base, limits, Bindings::default(), false))
     }
 
     /// A reader over one element subtree of the same document, `range` being byte offsets in
@@ -313,7 +484,19 @@ impl<'a> Reader<'a> {
             .zip(range.end.checked_sub(self.base))
             .and_then(|(s, e)| self.src.get(s..e))
             .ok_or_else(|| Error::Usage("fragment range outside the document".into()))?;
-        let mut r = Self::build(src, range.start, self.limits, inherited.to_vec(), true);
+        if inherited.len() > self.limits.max_namespace_declarations {
+            return Err(Error::Limit {
+                offset: range.start,
+                limit: LimitExceeded::NamespaceDeclarations(self.limits.max_namespace_declarations),
+            });
+        }
+        let mut r = Self::build(
+            src,
+            range.start,
+            self.limits,
+            Bindings::from_slice(inherited),
+            true,
+        );
         r.state = State::Content;
         Ok(r)
     }
@@ -321,7 +504,7 @@ impl<'a> Reader<'a> {
     /// A reader over a document that a [`Reader`] already accepted (`src` and `base` as
     /// returned by [`Reader::source`]), without checking it again.
     pub(crate) fn from_verified(src: &'a str, base: usize, limits: Limits) -> Self {
-        Self::build(src, base, limits, Vec::new(), false)
+        Self::build(src, base, limits, Bindings::default(), false)
     }
 
     /// Leaves out the element subtree whose start tag begins at byte `offset`: no event of it
@@ -344,7 +527,7 @@ impl<'a> Reader<'a> {
         src: &'a str,
         base: usize,
         limits: Limits,
-        scope: Vec<NsDecl<'a>>,
+        scope: Bindings<'a>,
         fragment: bool,
     ) -> Self {
         let mut inner = quick_xml::Reader::from_str(src);
@@ -383,7 +566,7 @@ impl<'a> Reader<'a> {
 
     /// All namespace bindings currently in scope, innermost last.
     pub fn scope(&self) -> &[NsDecl<'a>] {
-        &self.scope
+        self.scope.as_slice()
     }
 
     /// The source between two positions reported by quick-xml (never panics).
@@ -635,11 +818,12 @@ impl<'a> Reader<'a> {
             name,
             namespace,
             attributes: &self.attrs,
-            namespace_decls: &self.scope[ns_len..],
-            scope: &self.scope,
+            namespace_decls: self.scope.as_slice().get(ns_len..).unwrap_or_default(),
+            scope: self.scope.as_slice(),
             span,
             empty,
             depth: self.open.len(),
+            bindings: Some(&self.scope),
         })
     }
 
@@ -737,7 +921,9 @@ impl<'a> Reader<'a> {
         for i in 0..self.attrs.len() {
             let p = self.attrs[i].name.prefix;
             if !p.is_empty() {
-                let ns = lookup(&self.scope, p)
+                let ns = self
+                    .scope
+                    .lookup(p)
                     .ok_or_else(|| Error::xml(self.base + at, XmlError::UnboundPrefix(p.into())))?;
                 self.attrs[i].namespace = ns;
             }
@@ -751,7 +937,7 @@ impl<'a> Reader<'a> {
                 return Err(self.err(at, XmlError::DuplicateAttribute(cur.name.raw.into())));
             }
         }
-        let Some(namespace) = lookup(&self.scope, name.prefix) else {
+        let Some(namespace) = self.scope.lookup(name.prefix) else {
             return Err(self.err(at, XmlError::UnboundPrefix(name.prefix.into())));
         };
         self.open.push(Open {
@@ -770,7 +956,7 @@ impl<'a> Reader<'a> {
         at: usize,
     ) -> Result<(), Error> {
         let bad = |s: String| Error::xml(self.base + at, XmlError::BadNamespaceDeclaration(s));
-        if self.scope[ns_len..].iter().any(|d| d.prefix == prefix) {
+        if self.scope.index_of(prefix).is_some_and(|i| i >= ns_len) {
             return Err(self.err(at, XmlError::DuplicateAttribute(format!("xmlns:{prefix}"))));
         }
         if prefix == "xmlns" {
@@ -790,12 +976,30 @@ impl<'a> Reader<'a> {
                 "references in namespace URIs are not supported ({uri:?})"
             )));
         }
+        // A literal TAB, LF or CR attribute-normalizes to a space (XML 1.0 §3.3.3), so the URI
+        // compared here and the one c14n writes would differ; a `"` can only be written back as
+        // a reference. Neither belongs in a URI (RFC 3986 §2), and refusing them keeps
+        // parse(write(x)) == x for every document read (issue 13 item 9).
+        if uri
+            .bytes()
+            .any(|b| matches!(b, b'\t' | b'\n' | b'\r' | b'"'))
+        {
+            return Err(bad(format!(
+                "namespace URI {uri:?} holds a TAB, line end or double quote"
+            )));
+        }
         if uri.is_empty() {
             if !prefix.is_empty() {
                 return Err(bad(format!("prefix {prefix:?} cannot be undeclared")));
             }
         } else if !chars::is_absolute_uri(uri) {
             return Err(bad(format!("relative namespace URI {uri:?}")));
+        }
+        if self.scope.len() >= self.limits.max_namespace_declarations {
+            return Err(self.limit(
+                at,
+                LimitExceeded::NamespaceDeclarations(self.limits.max_namespace_declarations),
+            ));
         }
         self.scope.push(NsDecl { prefix, uri });
         Ok(())
