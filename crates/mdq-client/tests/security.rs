@@ -68,6 +68,22 @@ fn client(keys: &TrustedKeys) -> Client {
     ))
 }
 
+/// A client that fetched `doc` for SP at `now()` with that Cache-Control.
+fn cached(keys: &TrustedKeys, doc: &[u8], cache_control: &str) -> Client {
+    let mut c = client(keys);
+    let r = fetch(&mut c, now());
+    answer(
+        &mut c,
+        &r,
+        200,
+        &[("Cache-Control", cache_control)],
+        doc,
+        now(),
+    )
+    .unwrap();
+    c
+}
+
 fn fetch(c: &mut Client, t: SystemTime) -> FetchRequest {
     match c.lookup(&Identifier::entity_id(SP).unwrap(), t) {
         Lookup::Fetch(r) => r,
@@ -204,17 +220,7 @@ fn no_entry_is_served_past_the_documents_valid_until() {
     );
     assert!(!matches!(lookup(&mut c, at(H + 2)), Lookup::Hit { .. }));
     // A 304 before the validUntil is bounded by it.
-    let mut c = client(&keys);
-    let r = fetch(&mut c, now());
-    answer(
-        &mut c,
-        &r,
-        200,
-        &[("Cache-Control", "max-age=600")],
-        &doc,
-        now(),
-    )
-    .unwrap();
+    let mut c = cached(&keys, &doc, "max-age=600");
     let r = fetch(&mut c, at(601));
     answer(
         &mut c,
@@ -233,17 +239,7 @@ fn no_entry_is_served_past_the_documents_valid_until() {
         at(H)
     );
     // Stale-on-error stops at the validUntil too (max_stale would allow 1 h more).
-    let mut c = client(&keys);
-    let r = fetch(&mut c, now());
-    answer(
-        &mut c,
-        &r,
-        200,
-        &[("Cache-Control", "max-age=600")],
-        &doc,
-        now(),
-    )
-    .unwrap();
+    let mut c = cached(&keys, &doc, "max-age=600");
     let r = fetch(&mut c, at(H - 60));
     assert!(
         answer(&mut c, &r, 503, &[], b"", at(H - 60))
