@@ -40,8 +40,8 @@ fn bench(c: &mut Criterion) {
     )
     .unwrap();
     let mut ring = Keyring::new();
-    ring.insert(alice.public_cert());
-    ring.insert(bob.public_cert());
+    ring.insert_pinned(alice.jid(), alice.public_cert());
+    ring.insert_pinned(bob.jid(), bob.public_cert());
     let body: String = "0123456789abcdef".repeat(64); // 1 KiB
     let presence =
         format!("<presence id='p1'><show>chat</show><status>{STATUS}</status></presence>");

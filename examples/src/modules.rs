@@ -89,7 +89,7 @@ pub fn run(gpg: &Gpg) -> Result<Vec<Line>, Error> {
     );
     let mut pki = Keyring::new();
     for m in [&sched, &worker, &auditor] {
-        pki.insert(m.id.public_cert());
+        pki.insert_pinned(m.id.jid(), m.id.public_cert());
     }
     let mut router = Router::default();
 

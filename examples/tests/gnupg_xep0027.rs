@@ -52,7 +52,8 @@ fn gpg_signatures_verify_with_xep0027() {
         (KeyAlgo::Ed25519, "juliet@capulet.example"),
     ] {
         let fpr = g.gen_key(&format!("xmpp:{jid}"), algo).unwrap();
-        let keyring = Keyring::from_bytes(&g.export(&fpr).unwrap()).unwrap();
+let mut keyring = Keyring::from_bytes(&g.export(&fpr).unwrap()).unwrap();
+        keyring.bind_user_ids(&Policy::standard(), now());
         let status = "Online – ☕ at the café";
         let armored = g
             .detach_sign(&fpr, status.as_bytes(), false, "SHA256")
@@ -136,7 +137,8 @@ fn sha1_signatures_need_the_legacy_policy() {
     let fpr = g
         .gen_key("xmpp:old@legacy.example", KeyAlgo::Rsa2048)
         .unwrap();
-    let keyring = Keyring::from_bytes(&g.export(&fpr).unwrap()).unwrap();
+let mut keyring = Keyring::from_bytes(&g.export(&fpr).unwrap()).unwrap();
+    keyring.bind_user_ids(&Policy::standard(), now());
     let sig = armor::strip(&g.detach_sign(&fpr, b"Available", false, "SHA1").unwrap()).unwrap();
     let st = presence("old@legacy.example", "Available", &sig);
     assert!(matches!(
@@ -154,7 +156,8 @@ fn expired_gpg_keys_are_refused() {
     let fpr = g
         .gen_key_expiring("xmpp:temp@example.org", KeyAlgo::Ed25519, "1d")
         .unwrap();
-    let keyring = Keyring::from_bytes(&g.export(&fpr).unwrap()).unwrap();
+let mut keyring = Keyring::from_bytes(&g.export(&fpr).unwrap()).unwrap();
+    keyring.bind_user_ids(&Policy::standard(), now());
     let sig = armor::strip(
         &g.detach_sign(&fpr, b"short-lived", false, "SHA256")
             .unwrap(),
@@ -253,7 +256,8 @@ fn gpg_encrypted_messages_decrypt_with_xep0027() {
     .unwrap();
     g.import(&keys::cert_to_bytes(&me.public_cert()).unwrap())
         .unwrap();
-    let keyring = Keyring::from_bytes(&g.export(&gfpr).unwrap()).unwrap();
+let mut keyring = Keyring::from_bytes(&g.export(&gfpr).unwrap()).unwrap();
+    keyring.bind_user_ids(&Policy::standard(), now());
     let body = "Meet at 10:00 — bring the 🔑. ".repeat(40);
 
     // gpg's defaults: to the peer and to itself, compressed.
@@ -367,6 +371,8 @@ fn keyring_files_and_explicit_bindings() {
     std::fs::write(&path, &all).unwrap();
     let mut ring = Keyring::from_file(&path).unwrap();
     assert_eq!(ring.len(), 2);
+    // The keyring file is trusted here: its valid xmpp: User IDs bind (a's only).
+    assert_eq!(ring.bind_user_ids(&p, now()).len(), 1);
     let sig = armor::strip(&g.detach_sign(&b, b"hi", false, "SHA256").unwrap()).unwrap();
     let st = presence("b@example.org/x", "hi", &sig);
     // Bea's User ID is not an xmpp: URI: not bound until the administrator says so.

@@ -51,7 +51,7 @@ fn xep0027_through_prosody() {
         .collect();
     let mut pki = Keyring::new();
     for i in &ids {
-        pki.insert(i.public_cert());
+        pki.insert_pinned(i.jid(), i.public_cert());
     }
     let pw = ["pw-s", "pw-w", "pw-a"];
     let mut clients: Vec<Client> = names

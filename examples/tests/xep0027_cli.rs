@@ -71,6 +71,7 @@ fn keygen_sign_verify_encrypt_decrypt() {
             "verify",
             "--keyring",
             p(&ring),
+            "--trust-user-ids",
             "--from",
             "alice@example.org/cli",
         ],
@@ -84,6 +85,7 @@ fn keygen_sign_verify_encrypt_decrypt() {
             "verify",
             "--keyring",
             p(&ring),
+            "--trust-user-ids",
             "--from",
             "bob@example.org/cli",
         ],
@@ -97,6 +99,7 @@ fn keygen_sign_verify_encrypt_decrypt() {
             "verify",
             "--keyring",
             p(&ring),
+            "--trust-user-ids",
             "--from",
             "alice@example.org/cli",
             "--now",
@@ -133,6 +136,7 @@ fn keygen_sign_verify_encrypt_decrypt() {
             "bob@example.org",
             "--keyring",
             p(&ring),
+            "--trust-user-ids",
             "--from",
             "alice@example.org/cli",
         ],
@@ -145,8 +149,33 @@ fn keygen_sign_verify_encrypt_decrypt() {
     // Usage errors and malformed input.
     assert_eq!(x27(&["frobnicate"], "").status.code(), Some(2));
     assert_eq!(x27(&["verify"], "").status.code(), Some(2));
+    // A keyring alone says nothing about who is who: a usage error.
     assert_eq!(
-        x27(&["verify", "--keyring", p(&ring)], "<iq/>")
+        x27(&["verify", "--keyring", p(&ring)], &signed)
+            .status
+            .code(),
+        Some(2)
+    );
+    // Pinned by fingerprint instead of trusting the User IDs.
+    let alice_fpr = xep0027::keys::cert_from_bytes(&std::fs::read(f("alice.pub")).unwrap())
+        .unwrap()
+        .fingerprint()
+        .to_hex();
+    let o = x27(
+        &[
+            "verify",
+            "--keyring",
+            p(&ring),
+            "--pin",
+            &format!("alice@example.org={alice_fpr}"),
+            "--from",
+            "alice@example.org/cli",
+        ],
+        &signed,
+    );
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(
+        x27(&["verify", "--keyring", p(&ring), "--trust-user-ids"], "<iq/>")
             .status
             .code(),
         Some(1)

@@ -115,8 +115,8 @@ pub mod xep0027_fixture {
         let alice = Identity::from_bytes(&Jid::new("alice@example.org")?, ALICE)?;
         let bob = Identity::from_bytes(&Jid::new("bob@example.org")?, BOB)?;
         let mut k = Keyring::new();
-        k.insert(alice.public_cert());
-        k.insert(bob.public_cert());
+        k.insert_pinned(alice.jid(), alice.public_cert());
+        k.insert_pinned(bob.jid(), bob.public_cert());
         Ok((alice, bob, k))
     }
 }

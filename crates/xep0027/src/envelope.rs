@@ -23,7 +23,7 @@
 //! as recipient and sender), requires the stamp and the OpenPGP signature time within the
 //! skew of `now`, and refuses an `(sender, id)` pair seen before ([`ReplayWindow`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
 
 use crate::armor;
@@ -151,15 +151,37 @@ pub struct Checked {
 }
 
 /// Remembers which `(sender, id)` pairs were accepted, for as long as their stamps are inside
-/// the skew window; refuses stamps outside it. Memory is bounded: when `max_entries` is
-/// reached the oldest entry is forgotten and every stamp not newer than it is refused from
-/// then on (fail closed, never forget silently).
+/// the skew window; refuses stamps outside it.
+///
+/// Memory is bounded by `max_entries`, shared fairly: when it is reached, the oldest entry of
+/// the sender holding the most entries is forgotten, and from then on that sender's stamps
+/// not newer than it are refused (fail closed, never forget silently). One contact filling
+/// the window therefore only ever loses its own oldest entries; the others' in-flight stanzas
+/// are unaffected. (Only when every remembered entry is from a different sender does a
+/// forgotten one raise the floor for everyone.)
+///
+/// Time only moves forward here: the window remembers the latest `now` it was given and uses
+/// it whenever a smaller one comes (a clock stepped back), so an entry that expired cannot be
+/// accepted again.
 #[derive(Clone, Debug)]
 pub struct ReplayWindow {
     skew: Duration,
     max_entries: usize,
-    seen: HashMap<(String, String), SystemTime>,
-    order: VecDeque<(SystemTime, (String, String))>,
+    senders: HashMap<String, SenderLog>,
+    /// Every remembered entry by stamp, for expiry.
+    by_stamp: BTreeSet<(SystemTime, String, String)>,
+    /// Senders by how many entries they hold, for fair eviction.
+    by_count: BTreeSet<(usize, String)>,
+    /// The floor for every sender (see the type docs).
+    floor: Option<SystemTime>,
+    latest_now: Option<SystemTime>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct SenderLog {
+    ids: HashMap<String, SystemTime>,
+    /// The same entries by stamp.
+    order: BTreeSet<(SystemTime, String)>,
     floor: Option<SystemTime>,
 }
 
@@ -170,9 +192,11 @@ impl ReplayWindow {
         ReplayWindow {
             skew,
             max_entries: max_entries.max(1),
-            seen: HashMap::new(),
-            order: VecDeque::new(),
+            senders: HashMap::new(),
+            by_stamp: BTreeSet::new(),
+            by_count: BTreeSet::new(),
             floor: None,
+            latest_now: None,
         }
     }
 
@@ -183,21 +207,29 @@ impl ReplayWindow {
 
     /// How many ids are remembered.
     pub fn len(&self) -> usize {
-        self.seen.len()
+        self.by_stamp.len()
     }
 
     /// Whether nothing is remembered.
     pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
+        self.by_stamp.is_empty()
     }
 
     /// Whether `(sender, id)` was accepted and is still remembered.
     pub fn is_seen(&self, sender: &str, id: &str) -> bool {
-        self.seen.contains_key(&(sender.to_owned(), id.to_owned()))
+        self.senders
+            .get(sender)
+            .is_some_and(|l| l.ids.contains_key(id))
     }
 
-    /// Checks a stamp against `now` without recording anything.
+    /// The latest `now` this window was given (or `now`, if later).
+    fn effective_now(&self, now: SystemTime) -> SystemTime {
+        self.latest_now.map_or(now, |l| l.max(now))
+    }
+
+    /// Checks a stamp from anyone against `now` without recording anything.
     pub fn check_time(&self, stamp: SystemTime, now: SystemTime) -> Result<()> {
+        let now = self.effective_now(now);
         let off = match stamp.duration_since(now) {
             Ok(ahead) => ahead,
             Err(e) => e.duration(),
@@ -223,6 +255,22 @@ impl ReplayWindow {
         Ok(())
     }
 
+    /// [`ReplayWindow::check_time`] for a stamp from `sender`, with that sender's floor.
+    pub fn check_sender_time(&self, sender: &str, stamp: SystemTime, now: SystemTime) -> Result<()> {
+        self.check_time(stamp, now)?;
+        if self
+            .senders
+            .get(sender)
+            .and_then(|l| l.floor)
+            .is_some_and(|f| stamp <= f)
+        {
+            return Err(Error::Replay(format!(
+                "stamp older than what the replay window still remembers of {sender}"
+            )));
+        }
+        Ok(())
+    }
+
     /// Checks, then records `(sender, id)` with its stamp. On error nothing is recorded.
     pub fn accept(
         &mut self,
@@ -232,40 +280,73 @@ impl ReplayWindow {
         now: SystemTime,
     ) -> Result<()> {
         self.expire(now);
-        self.check_time(stamp, now)?;
-        let key = (sender.to_owned(), id.to_owned());
-        if self.seen.contains_key(&key) {
+        self.check_sender_time(sender, stamp, now)?;
+        if self.is_seen(sender, id) {
             return Err(Error::Replay(format!(
                 "stanza id {id:?} from {sender} was already accepted"
             )));
         }
-        while self.seen.len() >= self.max_entries {
-            let Some((t, k)) = self.order.pop_front() else {
-                break;
-            };
-            self.seen.remove(&k);
-            self.floor = Some(self.floor.map_or(t, |f| f.max(t)));
+        while self.by_stamp.len() >= self.max_entries {
+            self.evict_one();
         }
-        self.seen.insert(key.clone(), stamp);
-        // Keep `order` sorted by stamp (stamps arrive nearly in order).
-        let at = self
-            .order
-            .iter()
-            .rposition(|(t, _)| *t <= stamp)
-            .map_or(0, |p| p + 1);
-        self.order.insert(at, (stamp, key));
+        let log = self.senders.entry(sender.to_owned()).or_default();
+        let before = log.ids.len();
+        log.ids.insert(id.to_owned(), stamp);
+        log.order.insert((stamp, id.to_owned()));
+        self.by_count.remove(&(before, sender.to_owned()));
+        self.by_count.insert((before + 1, sender.to_owned()));
+        self.by_stamp
+            .insert((stamp, sender.to_owned(), id.to_owned()));
         Ok(())
     }
 
-    /// Forgets ids whose stamps are now outside the window (they would be refused as stale).
+    /// Forgets the oldest entry of the sender holding the most.
+    fn evict_one(&mut self) {
+        let Some((count, sender)) = self.by_count.pop_last() else {
+            return;
+        };
+        let Some(log) = self.senders.get_mut(&sender) else {
+            return;
+        };
+        let Some((t, oldest_id)) = log.order.pop_first() else {
+            return;
+        };
+        log.ids.remove(&oldest_id);
+        self.by_stamp.remove(&(t, sender.clone(), oldest_id));
+        if count > 1 {
+            log.floor = Some(log.floor.map_or(t, |f| f.max(t)));
+            self.by_count.insert((count - 1, sender));
+        } else {
+            // Its only entry: no per-sender log is kept without entries, so the floor is
+            // everyone's (every sender held one entry at most).
+            self.senders.remove(&sender);
+            self.floor = Some(self.floor.map_or(t, |f| f.max(t)));
+        }
+    }
+
+    /// Forgets ids whose stamps are now outside the window (they would be refused as stale),
+    /// and remembers `now` if it is the latest seen.
     pub fn expire(&mut self, now: SystemTime) {
-        while let Some((t, _)) = self.order.front() {
-            if now.duration_since(*t).is_ok_and(|d| d > self.skew) {
-                if let Some((_, k)) = self.order.pop_front() {
-                    self.seen.remove(&k);
-                }
-            } else {
+        let now = self.effective_now(now);
+        self.latest_now = Some(now);
+        while let Some((t, _, _)) = self.by_stamp.first() {
+            if !now.duration_since(*t).is_ok_and(|d| d > self.skew) {
                 break;
+            }
+            let Some((t, sender, id)) = self.by_stamp.pop_first() else {
+                break;
+            };
+            if let Some(log) = self.senders.get_mut(&sender) {
+                let before = log.ids.len();
+                log.ids.remove(&id);
+                log.order.remove(&(t, id));
+                self.by_count.remove(&(before, sender.clone()));
+                if log.ids.is_empty() {
+                    // Its floor is older than every acceptable stamp now.
+                    self.senders.remove(&sender);
+                } else {
+                    self.by_count.insert((before - 1, sender));
+                }
             }
         }
     }
@@ -366,14 +447,16 @@ pub fn verify(
         }
     }
     let stamp = crate::time::parse(stamp_s)?;
-    window.check_time(stamp, now)?;
+    window.check_sender_time(e_from, stamp, now)?;
     let signers = certs.by_jid(e_from);
     if signers.is_empty() {
         return Err(Error::UnknownSigner(e_from.to_owned()));
     }
     let sig = armor::decode(&env.text())?;
     let bytes = signed_bytes(stanza, e_from, e_to, id, stamp_s)?;
-    let v = openpgp::verify_detached(&sig, &bytes, &signers, policy, now)?;
+    // The stamp is within the window's skew of `now`, either way: verify as of the later of
+    // the two, so that a sender whose clock is ahead is not refused ("not live until").
+    let v = openpgp::verify_detached_at(&sig, &bytes, &signers, policy, now.max(stamp))?;
     // The OpenPGP creation time has second granularity; it must agree with the stamp.
     let drift = match v.created.duration_since(stamp) {
         Ok(d) => d,

@@ -7,9 +7,15 @@
 //! certificates or from an OpenPGP keyring file (binary or armored, e.g. `gpg --export`);
 //! an LDAP directory or a PKI's key publisher plugs in by implementing the trait.
 //!
-//! A certificate is bound to a JID by a User ID `xmpp:juliet@example.org` (XEP-0373 §4.1) or
-//! explicitly with [`Keyring::bind`] (a PKI that assigns keys, or a GnuPG key whose User ID
-//! is a name and e-mail address).
+//! A certificate is bound to a JID by pinning: [`Keyring::bind`] or [`Keyring::insert_pinned`]
+//! with the fingerprint the user, the administrator or the PKI vouches for (the default, and
+//! the only way for a GnuPG key whose User ID is a name and e-mail address). Binding from the
+//! certificate's own `xmpp:juliet@example.org` User IDs (XEP-0373 §4.1) is an explicit choice,
+//! [`Keyring::insert_binding_user_ids`]: only User IDs with a valid self-signature under the
+//! policy, not revoked, on a certificate that is neither revoked nor expired, bind, and even
+//! then anyone can make a certificate naming any JID, so it is trust on first use, for
+//! keyrings whose certificates come from a source that already vouches for them. A plain
+//! [`Keyring::insert`] binds nothing.
 //!
 //! [`SecretKeyStore`] hands out decryption keys; [`Identity`] is one's own JID and certificate
 //! with its secret keys, used to sign and decrypt.
@@ -44,10 +50,15 @@ pub trait CertLookup {
 pub trait SecretKeyStore {
     /// Unencrypted secret keys that may decrypt a session key addressed to `recipient`
     /// (`None`: an anonymous recipient, so every decryption key is a candidate), with the
-    /// fingerprint of the certificate each belongs to.
+    /// fingerprint of the certificate each belongs to. Only keys whose binding is valid under
+    /// `policy` at `now` and whose key flags allow encryption (transport or storage): a
+    /// signing-only or certification-only key must never decrypt. Expired keys may be
+    /// returned (messages encrypted before the expiry still decrypt).
     fn decryption_keys(
         &self,
         recipient: Option<&KeyHandle>,
+        policy: &Policy,
+        now: SystemTime,
     ) -> Vec<(Fingerprint, Key<SecretParts, UnspecifiedRole>)>;
 }
 
@@ -59,14 +70,33 @@ pub struct Keyring {
     by_jid: HashMap<String, Vec<Fingerprint>>,
 }
 
-/// The bare JIDs named by a certificate's `xmpp:` User IDs (XEP-0373 §4.1).
-pub fn xmpp_user_ids(cert: &Cert) -> Vec<Jid> {
-    cert.userids()
-        .filter_map(|u| {
-            let v = std::str::from_utf8(u.userid().value()).ok()?;
-            Jid::new(v.strip_prefix("xmpp:")?).ok().map(|j| j.to_bare())
-        })
-        .collect()
+/// The bare JIDs named by a certificate's `xmpp:` User IDs (XEP-0373 §4.1) that are valid
+/// under `policy` at `now`: a User ID with a valid self-signature, not revoked, on a
+/// certificate that is itself valid, alive and not revoked. User ID packets without a
+/// self-signature (anyone can append one to a copy of a certificate) name nobody.
+pub fn xmpp_user_ids(cert: &Cert, policy: &Policy, now: SystemTime) -> Vec<Jid> {
+    use openpgp::types::RevocationStatus;
+    let Ok(vc) = cert.with_policy(policy.openpgp(), Some(now)) else {
+        return Vec::new();
+    };
+    if vc.alive().is_err() || matches!(vc.revocation_status(), RevocationStatus::Revoked(_)) {
+        return Vec::new();
+    }
+    let mut out: Vec<Jid> = Vec::new();
+    for u in vc.userids().revoked(false) {
+        let Some(j) = std::str::from_utf8(u.userid().value())
+            .ok()
+            .and_then(|v| v.strip_prefix("xmpp:"))
+            .and_then(|v| Jid::new(v).ok())
+            .map(|j| j.to_bare())
+        else {
+            continue;
+        };
+        if !out.contains(&j) {
+            out.push(j);
+        }
+    }
+    out
 }
 
 impl Keyring {
@@ -76,7 +106,8 @@ impl Keyring {
     }
 
     /// Reads every certificate of an OpenPGP keyring (binary or armored, several
-    /// certificates concatenated, as `gpg --export` writes it).
+    /// certificates concatenated, as `gpg --export` writes it). No JID is bound: pin them
+    /// with [`Keyring::bind`].
     pub fn from_bytes(data: &[u8]) -> Result<Keyring> {
         let mut k = Keyring::new();
         for c in CertParser::from_bytes(data).map_err(|e| Error::OpenPgp(pgp_msg(&e)))? {
@@ -90,9 +121,62 @@ impl Keyring {
         Keyring::from_bytes(&std::fs::read(path)?)
     }
 
-    /// Adds a certificate (merged with what is known under its fingerprint) and binds it to
-    /// the JIDs of its `xmpp:` User IDs.
+    /// Adds a certificate (merged with what is known under its fingerprint). It is bound to
+    /// no JID: pin it with [`Keyring::bind`], or use [`Keyring::insert_pinned`] or
+    /// [`Keyring::insert_binding_user_ids`].
     pub fn insert(&mut self, cert: Cert) {
+        self.insert_merged(cert);
+    }
+
+    /// Adds a certificate and pins it to `jid` (the caller vouches that this fingerprint is
+    /// this JID's key: out of band, from an administrator, from a PKI).
+    pub fn insert_pinned(&mut self, jid: &Jid, cert: Cert) {
+        let fpr = self.insert_merged(cert);
+        self.bind_fpr(jid.bare(), &fpr);
+    }
+
+    /// Adds a certificate and binds it to the JIDs of its `xmpp:` User IDs that are valid
+    /// under `policy` at `now` ([`xmpp_user_ids`]); returns them. Anyone can make a
+    /// certificate with any User ID: use this only for certificates from a source that already
+    /// vouches for them (a directory, a PKI's key publisher), never for a key a peer sent.
+    pub fn insert_binding_user_ids(
+        &mut self,
+        cert: Cert,
+        policy: &Policy,
+        now: SystemTime,
+    ) -> Vec<Jid> {
+        let fpr = self.insert_merged(cert);
+        let jids = self
+            .certs
+            .get(&fpr)
+            .map(|c| xmpp_user_ids(c, policy, now))
+            .unwrap_or_default();
+        for jid in &jids {
+            self.bind_fpr(jid.bare(), &fpr);
+        }
+        jids
+    }
+
+    /// Binds every certificate of the keyring to the JIDs of its valid `xmpp:` User IDs (see
+    /// [`Keyring::insert_binding_user_ids`], whose warning applies to the whole keyring);
+    /// returns the bindings made.
+    pub fn bind_user_ids(&mut self, policy: &Policy, now: SystemTime) -> Vec<(Jid, Fingerprint)> {
+        let found: Vec<(Jid, Fingerprint)> = self
+            .certs
+            .values()
+            .flat_map(|c| {
+                xmpp_user_ids(c, policy, now)
+                    .into_iter()
+                    .map(move |j| (j, c.fingerprint()))
+            })
+            .collect();
+        for (jid, fpr) in &found {
+            self.bind_fpr(jid.bare(), fpr);
+        }
+        found
+    }
+
+    fn insert_merged(&mut self, cert: Cert) -> Fingerprint {
         let fpr = cert.fingerprint();
         let cert = match self.certs.remove(&fpr) {
             Some(old) => old.merge_public_and_secret(cert.clone()).unwrap_or(cert),
@@ -104,10 +188,8 @@ impl Keyring {
                 ids.push(fpr.clone());
             }
         }
-        for jid in xmpp_user_ids(&cert) {
-            self.bind_fpr(jid.bare(), &fpr);
-        }
-        self.certs.insert(fpr, cert);
+        self.certs.insert(fpr.clone(), cert);
+        fpr
     }
 
     /// Binds a known certificate to a JID (the PKI or the administrator says this key is this
@@ -172,8 +254,17 @@ impl CertLookup for Keyring {
 fn secret_keys_of(
     cert: &Cert,
     recipient: Option<&KeyHandle>,
+    policy: &Policy,
+    now: SystemTime,
 ) -> Vec<(Fingerprint, Key<SecretParts, UnspecifiedRole>)> {
     cert.keys()
+        .with_policy(policy.openpgp(), Some(now))
+        .supported()
+        .key_flags(
+            KeyFlags::empty()
+                .set_transport_encryption()
+                .set_storage_encryption(),
+        )
         .secret()
         .filter(|k| recipient.is_none_or(|r| k.key().key_handle().aliases(r)))
         .filter(|k| !k.key().secret().is_encrypted())
@@ -194,17 +285,19 @@ impl SecretKeyStore for Keyring {
     fn decryption_keys(
         &self,
         recipient: Option<&KeyHandle>,
+        policy: &Policy,
+        now: SystemTime,
     ) -> Vec<(Fingerprint, Key<SecretParts, UnspecifiedRole>)> {
         match recipient {
             Some(r) => self
                 .by_handle(r)
                 .iter()
-                .flat_map(|c| secret_keys_of(c, Some(r)))
+                .flat_map(|c| secret_keys_of(c, Some(r), policy, now))
                 .collect(),
             None => self
                 .certs
                 .values()
-                .flat_map(|c| secret_keys_of(c, None))
+                .flat_map(|c| secret_keys_of(c, None, policy, now))
                 .collect(),
         }
     }
@@ -356,7 +449,9 @@ impl SecretKeyStore for Identity {
     fn decryption_keys(
         &self,
         recipient: Option<&KeyHandle>,
+        policy: &Policy,
+        now: SystemTime,
     ) -> Vec<(Fingerprint, Key<SecretParts, UnspecifiedRole>)> {
-        secret_keys_of(&self.cert, recipient)
+        secret_keys_of(&self.cert, recipient, policy, now)
     }
 }

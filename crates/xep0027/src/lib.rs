@@ -29,7 +29,7 @@
 //! let policy = Policy::standard();
 //! let alice = Identity::generate(&Jid::new("alice@example.org")?, Suite::Cv25519, now, None)?;
 //! let mut known = Keyring::new();
-//! known.insert(alice.public_cert()); // bound to alice@example.org by its xmpp: User ID
+//! known.insert_pinned(alice.jid(), alice.public_cert()); // this fingerprint is alice's
 //!
 //! let mut p = Stanza::parse("<presence id='p1'><status>Online</status></presence>")?;
 //! signed::sign(&mut p, &alice, &policy, now)?;

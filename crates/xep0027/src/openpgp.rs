@@ -85,7 +85,6 @@ struct VHelper<'a> {
     certs: &'a [Cert],
     good: Option<Verified>,
     errors: Vec<Error>,
-    sig_type: Option<SignatureType>,
 }
 
 impl VerificationHelper for VHelper<'_> {
@@ -94,37 +93,37 @@ impl VerificationHelper for VHelper<'_> {
     }
 
     fn check(&mut self, structure: MessageStructure<'_>) -> openpgp::Result<()> {
-        record_signatures(
-            structure,
-            &mut self.good,
-            &mut self.errors,
-            &mut self.sig_type,
-        );
+        for layer in structure.into_iter() {
+            record_layer(layer, None, &mut self.good, &mut self.errors);
+        }
         Ok(())
-    }
-}
-
-fn record_signatures(
-    structure: MessageStructure<'_>,
-    good: &mut Option<Verified>,
-    errors: &mut Vec<Error>,
-    sig_type: &mut Option<SignatureType>,
-) {
-    for layer in structure.into_iter() {
-        record_layer(layer, good, errors, sig_type);
     }
 }
 
 fn record_layer(
     layer: MessageLayer<'_>,
+    recipient: Option<&Fingerprint>,
     good: &mut Option<Verified>,
     errors: &mut Vec<Error>,
-    sig_type: &mut Option<SignatureType>,
 ) {
     if let MessageLayer::SignatureGroup { results } = layer {
         for r in results {
             match r {
                 Ok(g) => {
+                    // RFC 9580 §5.2.3.36: a signature that names its intended recipients
+                    // must name the one reading it (else it was signed for someone else and
+                    // re-encrypted).
+                    let mut intended = g.sig.intended_recipients().peekable();
+                    if let Some(me) = recipient
+                        && intended.peek().is_some()
+                        && !intended.any(|f| f == me)
+                    {
+                        errors.push(Error::Binding(format!(
+                            "the signature by {} is intended for other recipients than {me}",
+                            g.ka.cert().fingerprint()
+                        )));
+                        continue;
+                    }
                     if good.is_none() {
                         *good = Some(Verified {
                             signer: g.ka.cert().fingerprint(),
@@ -136,26 +135,10 @@ fn record_layer(
                             normalized: false,
                         });
                     }
-                    *sig_type = Some(g.sig.typ());
                 }
-                Err(e) => {
-                    if let Some(s) = verification_error_sig(&e) {
-                        sig_type.get_or_insert(s);
-                    }
-                    errors.push(verification_error(e));
-                }
+                Err(e) => errors.push(verification_error(e)),
             }
         }
-    }
-}
-
-fn verification_error_sig(e: &VerificationError<'_>) -> Option<SignatureType> {
-    match e {
-        VerificationError::MissingKey { sig } => Some(sig.typ()),
-        VerificationError::BadSignature { sig, .. } => Some(sig.typ()),
-        VerificationError::UnboundKey { sig, .. } => Some(sig.typ()),
-        VerificationError::BadKey { sig, .. } => Some(sig.typ()),
-        _ => None,
     }
 }
 
@@ -186,8 +169,19 @@ fn verification_error(e: VerificationError<'_>) -> Error {
     }
 }
 
+/// The most signatures one detached signature block may carry: each costs a public-key
+/// operation (and a Text one a second), so more is refused before any is checked.
+pub const MAX_SIGNATURES: usize = 8;
+
 /// Verifies a detached signature (binary packets) over `data` with the given certificates, as
-/// of `now`. The first good signature is reported; without one, the most telling error.
+/// of `now`, accepting signatures made up to [`crate::time::CLOCK_SKEW`] after `now` (the
+/// signer's clock may be ahead). The first good signature is reported; without one, the first
+/// signature's error.
+///
+/// Each signature is checked on its own: over the exact bytes, and, only when that signature
+/// is of type Text (what clearsign-based clients make), once more with trailing whitespace
+/// removed from each line ([`Verified::normalized`]). A block of more than
+/// [`MAX_SIGNATURES`] signatures, or with anything but signatures, is refused.
 pub fn verify_detached(
     sig: &[u8],
     data: &[u8],
@@ -195,22 +189,74 @@ pub fn verify_detached(
     policy: &Policy,
     now: SystemTime,
 ) -> Result<Verified> {
-    match verify_once(sig, data, certs, policy, now) {
-        Ok(v) => Ok(v),
-        Err((err, Some(SignatureType::Text))) => {
+    verify_detached_at(sig, data, certs, policy, now + crate::time::CLOCK_SKEW)
+}
+
+/// [`verify_detached`] as of `at` exactly.
+pub(crate) fn verify_detached_at(
+    sig: &[u8],
+    data: &[u8],
+    certs: &[Cert],
+    policy: &Policy,
+    at: SystemTime,
+) -> Result<Verified> {
+    let mut first_err = None;
+    for (typ, one) in split_signatures(sig)? {
+        let err = match verify_once(&one, data, certs, policy, at) {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        if typ == SignatureType::Text {
             let trimmed = trim_trailing_whitespace(data);
-            if trimmed.as_slice() == data {
-                return Err(err);
-            }
-            verify_once(sig, &trimmed, certs, policy, now)
-                .map(|v| Verified {
+            if trimmed.as_slice() != data
+                && let Ok(v) = verify_once(&one, &trimmed, certs, policy, at)
+            {
+                return Ok(Verified {
                     normalized: true,
                     ..v
-                })
-                .map_err(|_| err)
+                });
+            }
         }
-        Err((err, _)) => Err(err),
+        first_err.get_or_insert(err);
     }
+    Err(first_err.unwrap_or_else(|| Error::OpenPgp("no signature".into())))
+}
+
+/// The signatures of a detached signature block, each serialized alone, with its type.
+fn split_signatures(sig: &[u8]) -> Result<Vec<(SignatureType, Vec<u8>)>> {
+    use openpgp::Packet;
+    use openpgp::parse::{PacketParser, PacketParserResult};
+    use openpgp::serialize::SerializeInto as _;
+    let mut out = Vec::new();
+    let mut ppr = PacketParser::from_bytes(sig).map_err(|e| Error::OpenPgp(pgp_msg(&e)))?;
+    while let PacketParserResult::Some(pp) = ppr {
+        let (packet, next) = pp.next().map_err(|e| Error::OpenPgp(pgp_msg(&e)))?;
+        ppr = next;
+        match packet {
+            Packet::Signature(s) => {
+                if out.len() == MAX_SIGNATURES {
+                    return Err(Error::OpenPgp(format!(
+                        "more than {MAX_SIGNATURES} signatures in one detached signature"
+                    )));
+                }
+                let typ = s.typ();
+                let bytes = Packet::from(s)
+                    .to_vec()
+                    .map_err(|e| Error::OpenPgp(pgp_msg(&e)))?;
+                out.push((typ, bytes));
+            }
+            other => {
+                return Err(Error::OpenPgp(format!(
+                    "a {} packet where a detached signature is expected",
+                    other.tag()
+                )));
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::OpenPgp("no signature".into()));
+    }
+    Ok(out)
 }
 
 fn verify_once(
@@ -218,34 +264,27 @@ fn verify_once(
     data: &[u8],
     certs: &[Cert],
     policy: &Policy,
-    now: SystemTime,
-) -> std::result::Result<Verified, (Error, Option<SignatureType>)> {
+    at: SystemTime,
+) -> Result<Verified> {
     let helper = VHelper {
         certs,
         good: None,
         errors: Vec::new(),
-        sig_type: None,
     };
-    let builder = DetachedVerifierBuilder::from_bytes(sig)
-        .map_err(|e| (Error::OpenPgp(pgp_msg(&e)), None))?;
+    let builder = DetachedVerifierBuilder::from_bytes(sig).map_err(|e| Error::OpenPgp(pgp_msg(&e)))?;
     let mut v = builder
-        .with_policy(policy.openpgp(), Some(now), helper)
-        .map_err(|e| (Error::OpenPgp(pgp_msg(&e)), None))?;
+        .with_policy(policy.openpgp(), Some(at), helper)
+        .map_err(|e| Error::OpenPgp(pgp_msg(&e)))?;
     let res = v.verify_bytes(data);
     let h = v.into_helper();
-    if let Err(e) = res {
-        return Err((Error::OpenPgp(pgp_msg(&e)), h.sig_type));
-    }
-    match h.good {
-        Some(g) => Ok(g),
-        None => {
-            let err = h
-                .errors
-                .into_iter()
-                .next()
-                .unwrap_or_else(|| Error::OpenPgp("no signature".into()));
-            Err((err, h.sig_type))
-        }
+    match (h.good, res) {
+        (Some(g), _) => Ok(g),
+        (None, Err(e)) => Err(h.errors.into_iter().next().unwrap_or_else(|| Error::OpenPgp(pgp_msg(&e)))),
+        (None, Ok(())) => Err(h
+            .errors
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| Error::OpenPgp("no signature".into()))),
     }
 }
 
@@ -421,14 +460,214 @@ pub struct Decrypted {
     pub recipient: Option<Fingerprint>,
 }
 
+/// The most public-key encrypted session key packets (PKESKs) one message may carry. A
+/// XEP-0027 message is encrypted to its recipients and the sender; a larger list is refused
+/// before any private-key operation.
+pub const MAX_PKESKS: usize = 64;
+
+/// The most private-key operations [`decrypt`] spends on one message, over all its PKESKs
+/// (anonymous ones are tried with every encryption key held): 25 ms each with RSA-3072, so one
+/// stanza costs at most about 0.2 s of CPU however it is built.
+pub const MAX_DECRYPTION_ATTEMPTS: usize = 8;
+
+/// The most OpenPGP packets one encrypted message may have, at every depth together.
+pub const MAX_PACKETS: usize = 256;
+
+/// The most decrypted and decompressed bytes [`decrypt`] produces for one message, at every
+/// packet depth together (packet headers, signatures and the literal data): the plaintext
+/// limit plus room for the packets around it.
+pub const MAX_DECRYPTED_LEN: usize = MAX_PLAINTEXT_LEN + 256 * 1024;
+
+/// The largest non-data packet (a signature, a one-pass signature...) inside an encrypted
+/// message.
+const MAX_PACKET_LEN: u32 = 64 * 1024;
+
+/// Why the first pass refused a message (internal: the public error is [`Error::Decrypt`] for
+/// every reason found after a session key was tried, so that it is no oracle).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refusal {
+    /// Not an encrypted message this crate reads, or malformed.
+    Malformed,
+    /// More than [`MAX_PKESKS`] PKESKs.
+    TooManyPkesks,
+    /// No key held decrypts it within [`MAX_DECRYPTION_ATTEMPTS`].
+    NoKey,
+    /// More than [`MAX_DECRYPTED_LEN`] bytes inside (a compression bomb), or more than
+    /// [`MAX_PACKETS`] packets.
+    TooLarge,
+}
+
+/// The session key found by the first pass.
+struct Unlocked {
+    algo: Option<SymmetricAlgorithm>,
+    key: SessionKey,
+    recipient: Fingerprint,
+}
+
+/// What the first pass did, for the tests.
+#[derive(Debug, Default)]
+struct Cost {
+    /// Private-key operations.
+    attempts: usize,
+    /// Bytes produced inside the encryption container.
+    inner_bytes: usize,
+}
+
+/// The first pass over an encrypted message (RFC 9580 §10.3): finds the session key with at
+/// most [`MAX_DECRYPTION_ATTEMPTS`] private-key operations, using only keys whose flags allow
+/// encryption under the policy, then streams every packet inside the encryption container,
+/// at every depth of compression, in small chunks, counting the bytes produced and refusing
+/// the message as soon as they pass [`MAX_DECRYPTED_LEN`]. Memory stays at a few chunk
+/// buffers whatever the message expands to; only then does the second pass (sequoia's
+/// `Decryptor`, which buffers the literal data to check signatures) run on the same bytes,
+/// whose expansion is now known to be bounded.
+fn unlock(
+    ciphertext: &[u8],
+    keys: &dyn SecretKeyStore,
+    policy: &Policy,
+    now: SystemTime,
+    cost: &mut Cost,
+) -> std::result::Result<Unlocked, Refusal> {
+    use openpgp::Packet;
+    use openpgp::packet::SEIP;
+    use openpgp::parse::{PacketParserBuilder, PacketParserResult};
+
+    let mut ppr = PacketParserBuilder::from_bytes(ciphertext)
+        .map_err(|_| Refusal::Malformed)?
+        .max_packet_size(MAX_PACKET_LEN)
+        .automatic_hashing(false)
+        .build()
+        .map_err(|_| Refusal::Malformed)?;
+    let mut pkesks: Vec<PKESK> = Vec::new();
+    let mut unlocked: Option<Unlocked> = None;
+    let mut packets = 0usize;
+    let mut chunk = vec![0u8; 16 * 1024];
+    while let PacketParserResult::Some(mut pp) = ppr {
+        packets += 1;
+        if packets > MAX_PACKETS {
+            return Err(Refusal::TooLarge);
+        }
+        let depth = pp.recursion_depth();
+        if depth > 0 {
+            // Inside the encryption container: count what the parser produced.
+            // A packet header is at most 6 bytes (RFC 9580 §4.2).
+            cost.inner_bytes += 6;
+            if let openpgp::packet::header::BodyLength::Full(n) = pp.header().length()
+                && !matches!(
+                    pp.packet,
+                    Packet::Literal(_) | Packet::CompressedData(_) | Packet::SEIP(_)
+                )
+            {
+                cost.inner_bytes += *n as usize;
+            }
+        }
+        match &pp.packet {
+            Packet::PKESK(p) if depth == 0 && unlocked.is_none() => {
+                pkesks.push(p.clone());
+                if pkesks.len() > MAX_PKESKS {
+                    return Err(Refusal::TooManyPkesks);
+                }
+            }
+            Packet::SKESK(_) if depth == 0 && unlocked.is_none() => {}
+            Packet::SEIP(seip) if depth == 0 && unlocked.is_none() => {
+                let hint = match seip {
+                    SEIP::V2(s) => Some(s.symmetric_algo()),
+                    _ => None,
+                };
+                unlocked = Some(try_keys(&mut pp, &pkesks, keys, hint, policy, now, cost)?);
+            }
+            // Another encryption container, or key packets after (or inside) the one
+            // decrypted: not a message of RFC 9580 §10.3's grammar.
+            Packet::SEIP(_) | Packet::PKESK(_) | Packet::SKESK(_) => {
+                return Err(Refusal::Malformed);
+            }
+            Packet::CompressedData(_) if depth > 0 => {}
+            _ if depth == 0 => return Err(Refusal::Malformed),
+            _ => {
+                // Whatever the parser left unread (the literal data, an over-long packet)
+                // streams through one chunk buffer, counted.
+                loop {
+                    let n = pp.read(&mut chunk).map_err(|_| Refusal::Malformed)?;
+                    if n == 0 {
+                        break;
+                    }
+                    cost.inner_bytes += n;
+                    if cost.inner_bytes > MAX_DECRYPTED_LEN {
+                        return Err(Refusal::TooLarge);
+                    }
+                }
+            }
+        }
+        if cost.inner_bytes > MAX_DECRYPTED_LEN {
+            return Err(Refusal::TooLarge);
+        }
+        ppr = match pp.recurse() {
+            Ok((_, next)) => next,
+            Err(_) => return Err(Refusal::Malformed),
+        };
+    }
+    if let PacketParserResult::EOF(eof) = &ppr
+        && eof.is_message().is_err()
+    {
+        return Err(Refusal::Malformed);
+    }
+    unlocked.ok_or(Refusal::NoKey)
+}
+
+/// Tries the keys of `keys` on the PKESKs, at most [`MAX_DECRYPTION_ATTEMPTS`] private-key
+/// operations in all.
+fn try_keys(
+    pp: &mut openpgp::parse::PacketParser<'_>,
+    pkesks: &[PKESK],
+    keys: &dyn SecretKeyStore,
+    hint: Option<SymmetricAlgorithm>,
+    policy: &Policy,
+    now: SystemTime,
+    cost: &mut Cost,
+) -> std::result::Result<Unlocked, Refusal> {
+    // Addressed PKESKs first: an anonymous one costs a try with every key.
+    let (addressed, anonymous): (Vec<&PKESK>, Vec<&PKESK>) = pkesks
+        .iter()
+        .partition(|p| p.recipient().is_some_and(|r| !is_wildcard(&r)));
+    for pkesk in addressed.into_iter().chain(anonymous) {
+        let recipient = pkesk.recipient().filter(|r| !is_wildcard(r));
+        for (fpr, key) in keys.decryption_keys(recipient.as_ref(), policy, now) {
+            if cost.attempts >= MAX_DECRYPTION_ATTEMPTS {
+                return Err(Refusal::NoKey);
+            }
+            let Ok(mut kp) = key.into_keypair() else {
+                continue;
+            };
+            cost.attempts += 1;
+            if let Some((algo, sk)) = pkesk.decrypt(&mut kp, hint) {
+                let algo = hint.or(algo);
+                if pp.decrypt(algo, &sk).is_ok() {
+                    return Ok(Unlocked {
+                        algo,
+                        key: sk,
+                        recipient: fpr,
+                    });
+                }
+            }
+        }
+    }
+    Err(Refusal::NoKey)
+}
+
+fn is_wildcard(h: &KeyHandle) -> bool {
+    match h {
+        KeyHandle::KeyID(id) => id.is_wildcard(),
+        KeyHandle::Fingerprint(_) => false,
+    }
+}
+
 struct DHelper<'a> {
-    keys: &'a dyn SecretKeyStore,
     certs: &'a [Cert],
+    unlocked: &'a Unlocked,
     good: Option<Verified>,
     errors: Vec<Error>,
-    sig_type: Option<SignatureType>,
     structure_ok: bool,
-    recipient: Option<Fingerprint>,
+    decrypted: bool,
 }
 
 impl VerificationHelper for DHelper<'_> {
@@ -446,7 +685,12 @@ impl VerificationHelper for DHelper<'_> {
                 MessageLayer::Compression { .. } => 'c',
                 MessageLayer::SignatureGroup { .. } => 's',
             });
-            record_layer(layer, &mut self.good, &mut self.errors, &mut self.sig_type);
+            record_layer(
+                layer,
+                Some(&self.unlocked.recipient),
+                &mut self.good,
+                &mut self.errors,
+            );
         }
         self.structure_ok = matches!(shape.as_str(), "e" | "ec" | "es" | "ecs");
         Ok(())
@@ -456,36 +700,43 @@ impl VerificationHelper for DHelper<'_> {
 impl DecryptionHelper for DHelper<'_> {
     fn decrypt(
         &mut self,
-        pkesks: &[PKESK],
+        _pkesks: &[PKESK],
         _skesks: &[SKESK],
-        sym_algo: Option<SymmetricAlgorithm>,
+        _sym_algo: Option<SymmetricAlgorithm>,
         decrypt: &mut dyn FnMut(Option<SymmetricAlgorithm>, &SessionKey) -> bool,
     ) -> openpgp::Result<Option<Cert>> {
-        for pkesk in pkesks {
-            for (fpr, key) in self.keys.decryption_keys(pkesk.recipient().as_ref()) {
-                let Ok(mut kp) = key.into_keypair() else {
-                    continue;
-                };
-                if let Some((algo, sk)) = pkesk.decrypt(&mut kp, sym_algo)
-                    && decrypt(algo, &sk)
-                {
-                    self.recipient = Some(fpr);
-                    return Ok(None);
-                }
-            }
+        // The first pass found the session key: no private-key operation here.
+        if decrypt(self.unlocked.algo, &self.unlocked.key) {
+            self.decrypted = true;
+            return Ok(None);
         }
         Err(openpgp::anyhow::anyhow!("no key decrypts the message"))
     }
 }
 
 /// Decrypts an OpenPGP message (binary packets) with the keys of `keys`, and checks any
-/// signature inside against `signers` (the sender's certificates) as of `now`.
+/// signature inside against `signers` (the sender's certificates) as of `now`, accepting
+/// signatures made up to [`crate::time::CLOCK_SKEW`] after `now` (the sender's clock may be
+/// ahead).
 ///
 /// Every failure to decrypt (no matching key, wrong key, tampered ciphertext, a message that
-/// is not encrypted) is the one [`Error::Decrypt`], so that the error is no oracle. Once
-/// decrypted, a signature that is present but does not verify with `signers` is an error
-/// too ([`Error::UnknownSigner`] or [`Error::BadSignature`]): a message is never returned with
-/// a signature silently ignored. An unsigned message gives `signature: None`.
+/// is not encrypted, one that expands past the limits) is the one [`Error::Decrypt`], so that
+/// the error is no oracle. Once decrypted, a signature that is present but does not verify
+/// with `signers` is an error too ([`Error::UnknownSigner`] or [`Error::BadSignature`]): a
+/// message is never returned with a signature silently ignored. A signature that names
+/// intended recipients (RFC 9580 §5.2.3.36) must name the certificate that decrypted the
+/// message ([`Error::Binding`] otherwise: a message signed for someone else and re-encrypted
+/// to us). An unsigned message gives `signature: None`.
+///
+/// # Resource bounds
+///
+/// Whatever the message, before anything in it is authenticated: at most [`MAX_PKESKS`]
+/// PKESKs (more is [`Error::OpenPgp`], before any key is used), at most
+/// [`MAX_DECRYPTION_ATTEMPTS`] private-key operations, and only with keys whose flags allow
+/// encryption under `policy` (a message encrypted to a signing or certification key is not
+/// decrypted), at most [`MAX_PACKETS`] packets and [`MAX_DECRYPTED_LEN`] decrypted and
+/// decompressed bytes at every depth together, streamed through fixed buffers: a compression
+/// bomb is refused after producing that much, with memory in the tens of megabytes at most.
 pub fn decrypt(
     ciphertext: &[u8],
     keys: &dyn SecretKeyStore,
@@ -493,38 +744,54 @@ pub fn decrypt(
     policy: &Policy,
     now: SystemTime,
 ) -> Result<Decrypted> {
+    decrypt_counted(ciphertext, keys, signers, policy, now, &mut Cost::default())
+}
+
+fn decrypt_counted(
+    ciphertext: &[u8],
+    keys: &dyn SecretKeyStore,
+    signers: &[Cert],
+    policy: &Policy,
+    now: SystemTime,
+    cost: &mut Cost,
+) -> Result<Decrypted> {
+    let unlocked = unlock(ciphertext, keys, policy, now, cost).map_err(|r| match r {
+        Refusal::TooManyPkesks => Error::OpenPgp(format!(
+            "more than {MAX_PKESKS} encrypted session keys in one message"
+        )),
+        _ => Error::Decrypt,
+    })?;
     let helper = DHelper {
-        keys,
         certs: signers,
+        unlocked: &unlocked,
         good: None,
         errors: Vec::new(),
-        sig_type: None,
         structure_ok: false,
-        recipient: None,
+        decrypted: false,
     };
     // sequoia buffers up to `buffer_size` bytes to check signatures before releasing data, and
     // allocates that much up front (25 MiB by default, for every message). Stanza-sized
-    // messages fit in 64 KiB; a larger one is read to its end and checked all the same before
-    // anything is returned here.
+    // messages fit in 64 KiB; a larger one is read to its end (at most MAX_DECRYPTED_LEN
+    // bytes, as the first pass proved) and checked before anything is returned here.
+    let at = now + crate::time::CLOCK_SKEW;
     let builder = DecryptorBuilder::from_bytes(ciphertext)
         .map_err(|_| Error::Decrypt)?
         .buffer_size(64 * 1024);
     let d = builder
-        .with_policy(policy.openpgp(), Some(now), helper)
+        .with_policy(policy.openpgp(), Some(at), helper)
         .map_err(|_| Error::Decrypt)?;
     let mut plaintext = Vec::new();
-    // A compressed message can expand enormously: read at most MAX_PLAINTEXT_LEN bytes.
     let mut limited = d.take(MAX_PLAINTEXT_LEN as u64 + 1);
     let read = limited.read_to_end(&mut plaintext);
     let d = limited.into_inner();
-    if plaintext.len() > MAX_PLAINTEXT_LEN {
-        return Err(Error::OpenPgp(format!(
-            "plaintext longer than {MAX_PLAINTEXT_LEN} bytes (a compression bomb?)"
-        )));
-    }
     let processed = d.message_processed();
     let h = d.into_helper();
-    if read.is_err() || !processed || !h.structure_ok || h.recipient.is_none() {
+    if read.is_err()
+        || plaintext.len() > MAX_PLAINTEXT_LEN
+        || !processed
+        || !h.structure_ok
+        || !h.decrypted
+    {
         return Err(Error::Decrypt);
     }
     if h.good.is_none()
@@ -535,7 +802,7 @@ pub fn decrypt(
     Ok(Decrypted {
         plaintext,
         signature: h.good,
-        recipient: h.recipient,
+        recipient: Some(unlocked.recipient.clone()),
     })
 }
 

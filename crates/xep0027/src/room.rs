@@ -8,7 +8,10 @@
 //! A [`Member`] pins the moderator's certificate fingerprint when it joins and refuses keys
 //! not signed by it, for another room or member, or with an epoch not newer than the one it
 //! has (a replayed or rolled-back distribution). Removing a member rotates the key: the new
-//! epoch goes only to the remaining members, so the removed one cannot read later messages.
+//! epoch goes only to the remaining members, so the removed one cannot read later messages,
+//! and cannot post either: once a member has accepted a newer epoch, messages sealed with an
+//! older one are refused after a short grace period for messages already in flight
+//! ([`DEFAULT_EPOCH_GRACE`], [`Member::set_epoch_grace`]; zero refuses them at once).
 //!
 //! Room messages are `groupchat` messages with
 //! `<sealed xmlns='…room:0' room='…' epoch='…' stamp='…'>base64</sealed>` (AES-256-GCM; the
@@ -46,12 +49,19 @@ struct RoomKey {
     expires: SystemTime,
     /// Messages this member sealed with it.
     sealed: u64,
+    /// When this member accepted it (the moderator's side: when it was made).
+    accepted: SystemTime,
 }
 
 /// How many messages one member seals with one room key by default (2^24): with random
 /// 96-bit nonces AES-GCM must stay under 2^32 messages per key (NIST SP 800-38D §8.3), shared
 /// here by up to 256 members; past the limit the member asks the moderator to rotate.
 pub const DEFAULT_ROOM_SEAL_LIMIT: u64 = 1 << 24;
+
+/// How long after accepting a newer room key a member still opens messages sealed with an
+/// older epoch (10 s): messages members sealed just before they got the new key. A member
+/// removed by the rotation can post with its old key during this time at most.
+pub const DEFAULT_EPOCH_GRACE: Duration = Duration::from_secs(10);
 
 /// The room's moderator: holds the member list and the current key.
 #[derive(Debug)]
@@ -210,6 +220,7 @@ fn new_key(
         created,
         expires,
         sealed: 0,
+        accepted: created,
     })
 }
 
@@ -232,6 +243,7 @@ pub struct Member {
     moderator: Fingerprint,
     keys: BTreeMap<u64, RoomKey>,
     seal_limit: u64,
+    epoch_grace: Duration,
 }
 
 impl Member {
@@ -243,6 +255,7 @@ impl Member {
             moderator,
             keys: BTreeMap::new(),
             seal_limit: DEFAULT_ROOM_SEAL_LIMIT,
+            epoch_grace: DEFAULT_EPOCH_GRACE,
         }
     }
 
@@ -250,6 +263,12 @@ impl Member {
     /// refuses (default [`DEFAULT_ROOM_SEAL_LIMIT`]).
     pub fn set_seal_limit(&mut self, n: u64) {
         self.seal_limit = n;
+    }
+
+    /// Sets how long after accepting a newer key messages of older epochs are still opened
+    /// (default [`DEFAULT_EPOCH_GRACE`]; zero: refused as soon as a newer key is accepted).
+    pub fn set_epoch_grace(&mut self, grace: Duration) {
+        self.epoch_grace = grace;
     }
 
     /// The newest epoch this member has a key for.
@@ -333,6 +352,7 @@ impl Member {
                 created,
                 expires,
                 sealed: 0,
+                accepted: now,
             },
         );
         Ok(epoch)
@@ -441,6 +461,16 @@ impl Member {
         let k = self.keys.get(&epoch).ok_or_else(|| {
             Error::Key(format!("no key for epoch {epoch} of {}", self.room.bare()))
         })?;
+        if let Some((newer, next)) = self.keys.range(epoch + 1..).next()
+            && now
+                .duration_since(next.accepted)
+                .is_ok_and(|d| d > self.epoch_grace)
+        {
+            return Err(Error::Replay(format!(
+                "sealed with room key epoch {epoch}, superseded by epoch {newer} since {}",
+                crate::time::format(next.accepted)
+            )));
+        }
         let stamp = crate::time::parse(stamp_s)?;
         if k.expires <= stamp {
             return Err(Error::Replay(format!(

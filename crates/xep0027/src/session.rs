@@ -15,6 +15,13 @@
 //! [`ReplayWindow`] refuses it twice. The key serves both directions (the direction is in the
 //! associated data). Rotation: offer a new key at any time; the newest one seals, older ones
 //! still open messages until they expire; [`Sessions::forget_expired`] drops them.
+//!
+//! A peer's offers must be newer than the newest one accepted from it: a replayed offer is
+//! refused by its id while the key lives and by its creation time for good. The creation
+//! times survive a restart when the caller saves [`Sessions::offer_state`] and restores it
+//! with [`Sessions::restore_offer_state`]; without that, an offer recorded before the restart
+//! can be replayed until its key expires (it installs a key the peer really made, so it
+//! reveals nothing, but the peer may have moved on).
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -72,6 +79,8 @@ pub struct Sessions {
     lifetime: Duration,
     keys: HashMap<String, Vec<SessionKey>>,
     seen_ids: HashMap<String, SystemTime>,
+    /// The creation time of the newest offer accepted from each peer.
+    newest_offer: HashMap<String, SystemTime>,
     seal_limit: u64,
 }
 
@@ -83,6 +92,7 @@ impl Sessions {
             lifetime,
             keys: HashMap::new(),
             seen_ids: HashMap::new(),
+            newest_offer: HashMap::new(),
             seal_limit: DEFAULT_SEAL_LIMIT,
         }
     }
@@ -207,7 +217,21 @@ impl Sessions {
                 "session key {id} was already offered"
             )));
         }
+        if created > now + crate::time::CLOCK_SKEW {
+            return Err(Error::Replay(format!(
+                "session key {id} is created in the future ({created_s})"
+            )));
+        }
+        if let Some(newest) = self.newest_offer.get(from.bare())
+            && created <= *newest
+        {
+            return Err(Error::Replay(format!(
+                "session key {id} ({created_s}) is not newer than the newest one accepted from {}",
+                from.bare()
+            )));
+        }
         let key = KeyBytes::from_slice(f[5])?;
+        self.newest_offer.insert(from.bare().to_owned(), created);
         self.store(
             from.bare(),
             SessionKey {
@@ -336,12 +360,47 @@ impl Sessions {
         if k.expires <= stamp || k.expires <= now {
             return Err(Error::Replay(format!("session key {key_id} has expired")));
         }
-        window.check_time(stamp, now)?;
+        window.check_sender_time(from.bare(), stamp, now)?;
         let aad = Sessions::aad(from.bare(), self.me.bare(), id, stamp_s, key_id);
         let pt = symmetric::open(&k.key, &aad, &el.text())?;
         let body = String::from_utf8(pt).map_err(|_| Error::Decrypt)?;
         window.accept(from.bare(), id, stamp, now)?;
         Ok(body)
+    }
+
+    /// What must survive a restart to refuse replayed offers: the creation time of the newest
+    /// offer accepted from each peer, one line each, `<bare JID> <XEP-0082 time>`. Save it
+    /// after every [`Sessions::accept`] (or at shutdown) and give it to
+    /// [`Sessions::restore_offer_state`] at start.
+    pub fn offer_state(&self) -> String {
+        let mut lines: Vec<String> = self
+            .newest_offer
+            .iter()
+            .map(|(peer, t)| format!("{peer} {}\n", crate::time::format(*t)))
+            .collect();
+        lines.sort();
+        lines.concat()
+    }
+
+    /// Restores what [`Sessions::offer_state`] saved (merged with what is known: the later
+    /// time wins). A malformed state is refused whole, nothing restored.
+    pub fn restore_offer_state(&mut self, state: &str) -> Result<()> {
+        let mut parsed = Vec::new();
+        for line in state.lines().filter(|l| !l.trim().is_empty()) {
+            let (peer, t) = line
+                .split_once(' ')
+                .ok_or_else(|| Error::State(format!("bad offer state line {line:?}")))?;
+            let jid = Jid::new(peer)?;
+            if jid.bare() != peer {
+                return Err(Error::State(format!("bad offer state line {line:?}")));
+            }
+            parsed.push((peer.to_owned(), crate::time::parse(t)?));
+        }
+        for (peer, t) in parsed {
+            let e = self.newest_offer.entry(peer).or_insert(t);
+            *e = (*e).max(t);
+        }
+        Ok(())
     }
 
     /// Drops keys expired at `now` (their messages can no longer be opened anyway).

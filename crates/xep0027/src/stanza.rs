@@ -367,9 +367,11 @@ impl Stanza {
         self
     }
 
-    /// The `<status/>` (presence) text XEP-0027 signs. `None` without a status; an error when
-    /// there are several and it is not clear which one is meant (XEP-0027 leaves this open;
-    /// here the single one without `xml:lang` is meant, and several without it are refused).
+    /// The `<status/>` (presence) text XEP-0027 signs. `None` without a status. With several
+    /// (one per language, RFC 6121 §4.7.2.2), the default one is meant: the one whose
+    /// language, its own `xml:lang` or else the stanza's (RFC 6120 §8.1.5), is the stanza's
+    /// language (compared without regard to case); an error when there is not exactly one
+    /// (XEP-0027 leaves this open).
     pub fn status(&self) -> Result<Option<String>> {
         self.text_child("status")
     }
@@ -396,9 +398,15 @@ impl Stanza {
             [] => return Ok(None),
             [one] => *one,
             many => {
+                let stanza_lang = self.root.attr("xml:lang");
+                let same = |a: Option<&str>, b: Option<&str>| match (a, b) {
+                    (None, None) => true,
+                    (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+                    _ => false,
+                };
                 let unlabelled: Vec<&&Element> = many
                     .iter()
-                    .filter(|e| e.attr("xml:lang").is_none())
+                    .filter(|e| same(e.attr("xml:lang").or(stanza_lang), stanza_lang))
                     .collect();
                 match unlabelled.as_slice() {
                     [one] => **one,

@@ -5,6 +5,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::{Error, Result};
 
+/// How far ahead of the receiver's clock a sender's may be: signatures, signed stamps and
+/// key records made up to this long after `now` are accepted (five minutes, XEP-0285's skew).
+/// [`crate::envelope::ReplayWindow`] has its own, configurable skew for envelope stamps.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(300);
+
 /// Formats `t` as an XEP-0082 DateTime in UTC with milliseconds: `2026-12-01T11:05:00.123Z`.
 /// Times before 1970 are not used by this crate and are written as the epoch.
 pub fn format(t: SystemTime) -> String {

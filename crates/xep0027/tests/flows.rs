@@ -42,7 +42,7 @@ fn world() -> World {
     let (alice, bob, carol) = (id("alice"), id("bob"), id("carol"));
     let mut keyring = Keyring::new();
     for i in [&alice, &bob, &carol] {
-        keyring.insert(i.public_cert());
+        keyring.insert_pinned(i.jid(), i.public_cert());
     }
     World {
         alice,
@@ -600,7 +600,7 @@ fn encrypted_room_with_moderator_and_rotation_on_removal() {
     let w = world();
     let dave = id("dave");
     let mut keyring = w.keyring.clone();
-    keyring.insert(dave.public_cert());
+    keyring.insert_pinned(dave.jid(), dave.public_cert());
     let mut rng = OsRandom;
     let room = Jid::new("ops@rooms.example.org").unwrap();
     let mut moderator = Moderator::new(&room, Duration::from_secs(86_400), &mut rng, t0()).unwrap();

@@ -7,13 +7,19 @@
 //!     a new key with the User ID xmpp:JID (armored transferable secret key, public key)
 //! xep0027 sign --key SECRET --jid JID [--text] [--envelope]
 //!     add jabber:x:signed over the status/body (and a signed envelope: needs 'id')
-//! xep0027 verify --keyring FILE [--from JID] [--legacy] [--now DATETIME] [--skew SECONDS]
+//! xep0027 verify --keyring FILE (--pin JID=FPR ... | --trust-user-ids) [--from JID] [--legacy]
+//!         [--now DATETIME] [--skew SECONDS]
 //!     check the envelope (when present) and jabber:x:signed; `OK <fingerprint> <time>`
 //! xep0027 encrypt --key SECRET --jid JID --to CERT [--to CERT ...] [--unsigned] [--envelope]
 //!     encrypt the body to every --to and to oneself, signed inside unless --unsigned
-//! xep0027 decrypt --key SECRET --jid JID --keyring FILE [--from JID] [--legacy] [--now DATETIME]
+//! xep0027 decrypt --key SECRET --jid JID --keyring FILE (--pin JID=FPR ... | --trust-user-ids)
+//!         [--from JID] [--legacy] [--now DATETIME]
 //!     print the body; `signed-by <fingerprint>` on stderr when it was signed
 //! ```
+//! Which key speaks for which JID: `--pin JID=FINGERPRINT` (repeatable) binds a certificate
+//! of the keyring to a JID; `--trust-user-ids` binds each certificate to the JIDs of its
+//! valid, self-signed `xmpp:` User IDs (for a keyring file you already trust). Without
+//! either, no key speaks for anyone and every signature is refused.
 //! `--from` stamps the sender as the receiving server would. `--now` takes an XEP-0082
 //! DateTime (default: the system clock). Exit 0 on success, 1 with a one-line reason on
 //! stderr when the stanza is refused, 2 on usage errors.
@@ -39,6 +45,8 @@ struct Opts {
     key: Option<String>,
     jid: Option<String>,
     keyring: Option<String>,
+    pins: Vec<String>,
+    trust_user_ids: bool,
     from: Option<String>,
     to: Vec<String>,
     suite: Option<String>,
@@ -64,6 +72,8 @@ fn parse_opts(args: &[String]) -> Res<Opts> {
             "--key" => o.key = Some(val()?),
             "--jid" => o.jid = Some(val()?),
             "--keyring" => o.keyring = Some(val()?),
+            "--pin" => o.pins.push(val()?),
+            "--trust-user-ids" => o.trust_user_ids = true,
             "--from" => o.from = Some(val()?),
             "--to" => o.to.push(val()?),
             "--suite" => o.suite = Some(val()?),
@@ -107,6 +117,30 @@ fn stdin_stanza(o: &Opts) -> Res<Stanza> {
 fn identity(o: &Opts) -> Res<Identity> {
     let jid = Jid::new(need(&o.jid, "--jid")?).map_err(|e| Failure::Usage(e.to_string()))?;
     Identity::from_bytes(&jid, &read(need(&o.key, "--key")?)?).map_err(fail)
+}
+
+/// The keyring of `--keyring` with the bindings of `--pin` and `--trust-user-ids`.
+fn keyring(o: &Opts, p: &Policy, now: SystemTime) -> Res<Keyring> {
+    let mut ring = Keyring::from_file(need(&o.keyring, "--keyring")?).map_err(fail)?;
+    if o.pins.is_empty() && !o.trust_user_ids {
+        return Err(Failure::Usage(
+            "say which key speaks for which JID: --pin JID=FINGERPRINT or --trust-user-ids".into(),
+        ));
+    }
+    for pin in &o.pins {
+        let (jid, fpr) = pin
+            .split_once('=')
+            .ok_or_else(|| Failure::Usage(format!("--pin takes JID=FINGERPRINT, not {pin:?}")))?;
+        let jid = Jid::new(jid).map_err(|e| Failure::Usage(e.to_string()))?;
+        let fpr: xep0027::sequoia_openpgp::Fingerprint = fpr
+            .parse()
+            .map_err(|_| Failure::Usage(format!("--pin: bad fingerprint {fpr:?}")))?;
+        ring.bind(&jid, &fpr).map_err(fail)?;
+    }
+    if o.trust_user_ids {
+        ring.bind_user_ids(p, now);
+    }
+    Ok(ring)
 }
 
 fn policy(o: &Opts) -> Policy {
@@ -172,9 +206,9 @@ fn sign(o: &Opts) -> Res<()> {
 }
 
 fn verify(o: &Opts) -> Res<()> {
-    let ring = Keyring::from_file(need(&o.keyring, "--keyring")?).map_err(fail)?;
     let now = o.now.unwrap_or_else(SystemTime::now);
     let p = policy(o);
+    let ring = keyring(o, &p, now)?;
     let st = stdin_stanza(o)?;
     if st
         .element()
@@ -227,9 +261,9 @@ fn encrypt(o: &Opts) -> Res<()> {
 
 fn decrypt(o: &Opts) -> Res<()> {
     let me = identity(o)?;
-    let ring = Keyring::from_file(need(&o.keyring, "--keyring")?).map_err(fail)?;
     let now = o.now.unwrap_or_else(SystemTime::now);
     let p = policy(o);
+    let ring = keyring(o, &p, now)?;
     let st = stdin_stanza(o)?;
     let d = encrypted::decrypt(&st, &me, &ring, &p, now).map_err(fail)?;
     if let Some(v) = d.signature {
