@@ -14,7 +14,42 @@ use xep0027::room::{Member, Moderator};
 use xep0027::session::Sessions;
 use xep0027::stanza::Stanza;
 use xep0027::symmetric::OsRandom;
+use xep0027::sequoia_openpgp::Cert;
+use xep0027::sequoia_openpgp::serialize::stream::{Compressor, Encryptor, LiteralWriter, Message, Recipient};
+use xep0027::sequoia_openpgp::types::{CompressionAlgorithm, CompressionLevel};
 use xep0027::{armor, encrypted, envelope, signed};
+
+/// An OpenPGP message to `to`: `size` zero bytes under `levels` compression layers, after
+/// `decoys` anonymous PKESKs to the same key.
+fn bomb(to: &Cert, levels: usize, size: usize, decoys: usize) -> Vec<u8> {
+    use std::io::Write as _;
+    let p = Policy::standard();
+    let key = to
+        .keys()
+        .with_policy(p.openpgp(), Some(saml_fuzz::xep0027_fixture::now()))
+        .for_transport_encryption()
+        .next()
+        .unwrap()
+        .key()
+        .clone();
+    let mut recipients: Vec<Recipient<'_>> = (0..decoys).map(|_| Recipient::new(None, None, &key)).collect();
+    recipients.push(Recipient::new(None, key.key_handle(), &key));
+    let mut sink = Vec::new();
+    let mut m = Encryptor::for_recipients(Message::new(&mut sink), recipients).build().unwrap();
+    for _ in 0..levels {
+        m = Compressor::new(m).algo(CompressionAlgorithm::Zip).level(CompressionLevel::best()).build().unwrap();
+    }
+    let mut w = LiteralWriter::new(m).build().unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(zeros.len());
+        w.write_all(&zeros[..n]).unwrap();
+        left -= n;
+    }
+    w.finalize().unwrap();
+    sink
+}
 
 fn main() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -65,6 +100,17 @@ fn main() {
     member.seal(&mut g, &alice, &mut rng, &policy, now).unwrap();
     seeds.push(("room_message.xml".into(), g.with_attr("from", "ops@rooms.example.org/alice").with_attr("to", "bob@example.org").to_xml()));
 
+    // Issue 12 items 1 and 2: compression bombs (one layer, and nested) and a stanza with
+    // more PKESKs than decrypt looks at, as a message body and as a session-key offer.
+    let bob_cert = bob.public_cert();
+    let bomb1 = armor::encode(&bomb(&bob_cert, 1, 16 << 20, 0));
+    let bomb2 = armor::encode(&bomb(&bob_cert, 2, 64 << 20, 0));
+    let many = armor::encode(&bomb(&bob_cert, 0, 5, 70));
+    let enc = |payload: &str| format!("<message from='alice@example.org/fuzz' to='bob@example.org' id='b1' type='chat'><body>x</body><x xmlns='jabber:x:encrypted'>{payload}</x></message>");
+    seeds.push(("bomb_zip.xml".into(), enc(&bomb1)));
+    seeds.push(("bomb_nested.xml".into(), enc(&bomb2)));
+    seeds.push(("many_pkesks.xml".into(), enc(&many)));
+    seeds.push(("session_offer_bomb.xml".into(), format!("<message from='alice@example.org/fuzz' to='bob@example.org' id='o1'><key xmlns='urn:xmpp-federation:xep0027:session:0' id='k1' expires='2026-12-01T01:00:00.000Z'>{bomb1}</key></message>")));
     for (name, xml) in &seeds {
         std::fs::write(dir.join("seeds/xep0027_stanza").join(name), xml).unwrap();
     }

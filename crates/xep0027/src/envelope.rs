@@ -514,4 +514,65 @@ mod tests {
         assert!(w.is_empty());
         assert!(w.accept("a@x", "1", t0, later).is_err(), "stale");
     }
+
+    /// Issue 12 item 5: one contact filling the window costs only its own entries.
+    #[test]
+    fn a_flooding_sender_does_not_push_out_the_others() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let s = Duration::from_secs;
+        let mut w = ReplayWindow::new(s(300), 10);
+        // bob's stanza, stamped t0, is accepted; one of his is still in flight.
+        w.accept("bob@x", "b1", t0, t0).unwrap();
+        // mallory sends 100 stanzas with later stamps.
+        for i in 0..100 {
+            let stamp = t0 + Duration::from_millis(1000 + i);
+            w.accept("mallory@x", &format!("m{i}"), stamp, t0 + s(2))
+                .unwrap();
+        }
+        assert_eq!(w.len(), 10);
+        assert!(w.is_seen("bob@x", "b1"), "bob's entry stays");
+        // bob's in-flight stanza, stamped before mallory's flood, is still accepted ...
+        w.accept("bob@x", "b2", t0, t0 + s(3)).unwrap();
+        assert!(w.accept("bob@x", "b1", t0, t0 + s(3)).is_err(), "replay");
+        // ... while mallory's own forgotten stamps are refused.
+        assert!(
+            w.accept("mallory@x", "m0", t0 + s(1), t0 + s(3)).is_err(),
+            "mallory's forgotten entry must not come back"
+        );
+        w.accept("mallory@x", "m-new", t0 + s(4), t0 + s(4))
+            .unwrap();
+    }
+
+    /// Issue 12 item 5: a clock stepping back does not revive an expired entry.
+    #[test]
+    fn time_only_moves_forward() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let s = Duration::from_secs;
+        let mut w = ReplayWindow::new(s(300), 100);
+        w.accept("a@x", "1", t0, t0).unwrap();
+        // Much later the entry expires and is forgotten.
+        w.expire(t0 + s(400));
+        assert!(w.is_empty());
+        // The clock steps back to just after t0: the replay is still stale.
+        assert!(matches!(
+            w.accept("a@x", "1", t0, t0 + s(10)),
+            Err(Error::Replay(_))
+        ));
+        assert!(w.check_time(t0, t0 + s(10)).is_err());
+    }
+
+    /// When every entry is another sender's, forgetting one raises everyone's floor (fail
+    /// closed), as documented.
+    #[test]
+    fn single_entry_senders_share_a_floor() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let s = Duration::from_secs;
+        let mut w = ReplayWindow::new(s(300), 2);
+        w.accept("a@x", "1", t0, t0).unwrap();
+        w.accept("b@x", "1", t0 + s(1), t0 + s(1)).unwrap();
+        w.accept("c@x", "1", t0 + s(2), t0 + s(2)).unwrap();
+        assert_eq!(w.len(), 2);
+        assert!(w.accept("a@x", "1", t0, t0 + s(2)).is_err());
+        assert!(w.accept("d@x", "1", t0, t0 + s(2)).is_err());
+    }
 }

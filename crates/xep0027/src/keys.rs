@@ -455,3 +455,138 @@ impl SecretKeyStore for Identity {
         secret_keys_of(&self.cert, recipient, policy, now)
     }
 }
+
+/// Issue 12 item 4: which User IDs bind a key to a JID.
+#[cfg(test)]
+mod binding_tests {
+    use super::*;
+    use openpgp::Packet;
+    use openpgp::cert::UserIDRevocationBuilder;
+    use openpgp::packet::UserID;
+    use openpgp::packet::signature::SignatureBuilder;
+    use openpgp::types::{ReasonForRevocation, SignatureType};
+
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_000_000)
+    }
+
+    fn id(name: &str) -> Identity {
+        Identity::generate(
+            &Jid::new(&format!("{name}@example.org")).unwrap(),
+            Suite::Cv25519,
+            now(),
+            None,
+        )
+        .unwrap()
+    }
+
+    fn primary_signer(i: &Identity) -> KeyPair {
+        i.cert()
+            .primary_key()
+            .key()
+            .clone()
+            .parts_into_secret()
+            .unwrap()
+            .into_keypair()
+            .unwrap()
+    }
+
+    fn jids(ring: &Keyring, jid: &str) -> Vec<Fingerprint> {
+        ring.by_jid(jid).iter().map(|c| c.fingerprint()).collect()
+    }
+
+    #[test]
+    fn insert_binds_nothing_and_pinning_binds_what_it_says() {
+        let (alice, mallory) = (id("alice"), id("mallory"));
+        // mallory's own certificate, self-signed, naming alice's JID: a look-alike.
+        let (lookalike, _) = CertBuilder::new()
+            .set_creation_time(now() - Duration::from_secs(60))
+            .add_userid("xmpp:alice@example.org")
+            .add_signing_subkey()
+            .generate()
+            .unwrap();
+        let mut ring = Keyring::new();
+        ring.insert(alice.public_cert());
+        ring.insert(lookalike.clone());
+        ring.insert(mallory.public_cert());
+        assert!(jids(&ring, "alice@example.org").is_empty());
+        ring.bind(alice.jid(), &alice.fingerprint()).unwrap();
+        assert_eq!(jids(&ring, "alice@example.org"), vec![alice.fingerprint()]);
+        let mut pinned = Keyring::new();
+        pinned.insert_pinned(alice.jid(), alice.public_cert());
+        pinned.insert(lookalike);
+        assert_eq!(
+            jids(&pinned, "alice@example.org"),
+            vec![alice.fingerprint()]
+        );
+    }
+
+    #[test]
+    fn only_valid_self_signed_user_ids_bind() {
+        let p = Policy::standard();
+        let (alice, mallory) = (id("alice"), id("mallory"));
+        let cert = alice.public_cert();
+        // A bare User ID packet appended to alice's certificate (no signature at all), and
+        // one certified by mallory only (a third-party certification, not a self-signature).
+        let bare = UserID::from("xmpp:bare@example.org");
+        let third = UserID::from("xmpp:third@example.org");
+        let cert_sig = SignatureBuilder::new(SignatureType::GenericCertification)
+            .set_signature_creation_time(now())
+            .unwrap()
+            .sign_userid_binding(&mut primary_signer(&mallory), cert.primary_key().key(), &third)
+            .unwrap();
+        let (cert, _) = cert
+            .insert_packets(vec![
+                Packet::from(bare),
+                Packet::from(third),
+                Packet::from(cert_sig),
+            ])
+            .unwrap();
+        assert_eq!(cert.userids().count(), 3);
+        let bound: Vec<String> = xmpp_user_ids(&cert, &p, now())
+            .iter()
+            .map(|j| j.bare().to_owned())
+            .collect();
+        assert_eq!(bound, vec!["alice@example.org".to_owned()]);
+        let mut ring = Keyring::new();
+        ring.insert_binding_user_ids(cert, &p, now());
+        assert!(jids(&ring, "bare@example.org").is_empty());
+        assert!(jids(&ring, "third@example.org").is_empty());
+        assert_eq!(jids(&ring, "alice@example.org"), vec![alice.fingerprint()]);
+    }
+
+    #[test]
+    fn revoked_user_ids_and_certificates_do_not_bind() {
+        let p = Policy::standard();
+        let (cert, revocation) = CertBuilder::new()
+            .set_creation_time(now() - Duration::from_secs(60))
+            .add_userid("xmpp:kept@example.org")
+            .add_userid("xmpp:retired@example.org")
+            .add_signing_subkey()
+            .generate()
+            .unwrap();
+        let i = Identity::new(Jid::new("kept@example.org").unwrap(), cert.clone()).unwrap();
+        let retired = cert
+            .userids()
+            .find(|u| u.userid().value() == b"xmpp:retired@example.org")
+            .unwrap()
+            .userid()
+            .clone();
+        let rev = UserIDRevocationBuilder::new()
+            .set_signature_creation_time(now())
+            .unwrap()
+            .set_reason_for_revocation(ReasonForRevocation::UIDRetired, b"moved")
+            .unwrap()
+            .build(&mut primary_signer(&i), &cert, &retired, None)
+            .unwrap();
+        let (cert, _) = cert.insert_packets(rev).unwrap();
+        let bound: Vec<String> = xmpp_user_ids(&cert, &p, now() + Duration::from_secs(1))
+            .iter()
+            .map(|j| j.bare().to_owned())
+            .collect();
+        assert_eq!(bound, vec!["kept@example.org".to_owned()]);
+        // The whole certificate revoked: nothing binds.
+        let (revoked, _) = cert.insert_packets(revocation).unwrap();
+        assert!(xmpp_user_ids(&revoked, &p, now() + Duration::from_secs(1)).is_empty());
+    }
+}

@@ -938,3 +938,328 @@ mod expiry_tests {
         assert!(matches!(r, Err(Error::Key(_))), "{r:?}");
     }
 }
+
+/// Issue 12 items 1, 2 and 6: what one message may cost before anything in it is
+/// authenticated, and which keys and signatures count.
+#[cfg(test)]
+mod bound_tests {
+    use super::*;
+    use crate::jid::Jid;
+    use crate::keys::{Identity, Suite};
+    use openpgp::serialize::stream::Compressor;
+    use openpgp::types::{CompressionAlgorithm, CompressionLevel};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn now() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_796_000_000)
+    }
+
+    fn id(name: &str, suite: Suite) -> Identity {
+        Identity::generate(
+            &Jid::new(&format!("{name}@example.org")).unwrap(),
+            suite,
+            now(),
+            None,
+        )
+        .unwrap()
+    }
+
+    fn encryption_key(c: &Cert) -> Key<PublicParts, UnspecifiedRole> {
+        c.keys()
+            .with_policy(Policy::standard().openpgp(), Some(now()))
+            .for_transport_encryption()
+            .next()
+            .unwrap()
+            .key()
+            .clone()
+            .role_into_unspecified()
+    }
+
+    /// An encrypted message to `to` whose literal data is `size` zero bytes under `levels`
+    /// nested compression layers: what a compression bomb looks like.
+    fn bomb(to: &Cert, levels: usize, size: usize) -> Vec<u8> {
+        let key = encryption_key(to);
+        let mut sink = Vec::new();
+        let mut m = Encryptor::for_recipients(
+            Message::new(&mut sink),
+            [Recipient::new(None, key.key_handle(), &key)],
+        )
+        .build()
+        .unwrap();
+        for _ in 0..levels {
+            m = Compressor::new(m)
+                .algo(CompressionAlgorithm::Zip)
+                .level(CompressionLevel::best())
+                .build()
+                .unwrap();
+        }
+        let mut w = LiteralWriter::new(m).build().unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        let mut left = size;
+        while left > 0 {
+            let n = left.min(zeros.len());
+            w.write_all(&zeros[..n]).unwrap();
+            left -= n;
+        }
+        w.finalize().unwrap();
+        sink
+    }
+
+    #[test]
+    fn compression_bombs_stop_at_the_limit_at_any_depth() {
+        let bob = id("bob", Suite::Cv25519);
+        let p = Policy::standard();
+        for levels in [1, 2, 3] {
+            let ct = bomb(&bob.public_cert(), levels, 128 << 20);
+            assert!(ct.len() < 1 << 20, "{levels}: {} bytes", ct.len());
+            let mut cost = Cost::default();
+            let r = unlock(&ct, &bob, &p, now(), &mut cost);
+            assert_eq!(r.err(), Some(Refusal::TooLarge), "{levels} levels");
+            // Refused as soon as the output passed the limit: one chunk past it at most.
+            assert!(cost.inner_bytes > MAX_DECRYPTED_LEN, "{cost:?}");
+            assert!(cost.inner_bytes <= MAX_DECRYPTED_LEN + 16 * 1024, "{cost:?}");
+            assert_eq!(cost.attempts, 1);
+            assert!(matches!(
+                decrypt(&ct, &bob, &[], &p, now()),
+                Err(Error::Decrypt)
+            ));
+        }
+        // Compressed plaintext at the limit is an ordinary message (nested compression is
+        // not: RFC 9580 §10.3 allows it, but no XEP-0027 client makes it).
+        let ct = bomb(&bob.public_cert(), 1, MAX_PLAINTEXT_LEN);
+        let d = decrypt(&ct, &bob, &[], &p, now()).unwrap();
+        assert_eq!(d.plaintext.len(), MAX_PLAINTEXT_LEN);
+        let ct = bomb(&bob.public_cert(), 1, MAX_PLAINTEXT_LEN + 1);
+        assert!(matches!(
+            decrypt(&ct, &bob, &[], &p, now()),
+            Err(Error::Decrypt)
+        ));
+    }
+
+    /// Runs in a child process (see the next test): decrypts the bomb named by the
+    /// environment and prints the peak resident set size. Without the environment it is not
+    /// the child and does nothing.
+    #[test]
+    fn compression_bomb_child_process() {
+        let (Ok(bomb), Ok(key)) = (
+            std::env::var("XEP0027_BOMB_FILE"),
+            std::env::var("XEP0027_BOMB_KEY"),
+        ) else {
+            return;
+        };
+        let bob = Identity::from_bytes(
+            &Jid::new("bob@example.org").unwrap(),
+            &std::fs::read(key).unwrap(),
+        )
+        .unwrap();
+        let ct = std::fs::read(bomb).unwrap();
+        let before = peak_rss_kib();
+        let r = decrypt(&ct, &bob, &[], &Policy::standard(), now());
+        println!(
+            "BOMB result={} before_kib={before} peak_kib={}",
+            matches!(r, Err(Error::Decrypt)),
+            peak_rss_kib()
+        );
+    }
+
+    fn peak_rss_kib() -> u64 {
+        std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    #[test]
+    fn a_128_mib_compression_bomb_peaks_far_under_100_mb() {
+        let dir = tempfile::tempdir().unwrap();
+        let bob = id("bob", Suite::Cv25519);
+        let (bomb_file, key_file) = (dir.path().join("bomb.pgp"), dir.path().join("bob.tsk"));
+        std::fs::write(&bomb_file, bomb(&bob.public_cert(), 1, 128 << 20)).unwrap();
+        std::fs::write(&key_file, bob.to_secret_bytes().unwrap()).unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "openpgp::bound_tests::compression_bomb_child_process",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("XEP0027_BOMB_FILE", &bomb_file)
+            .env("XEP0027_BOMB_KEY", &key_file)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout
+            .lines()
+            .find_map(|l| l.split_once("BOMB ").map(|(_, r)| r))
+            .unwrap_or_else(|| panic!("the child printed no result: {out:?}"));
+        let field = |k: &str| {
+            line.split(' ')
+                .find_map(|f| f.strip_prefix(k))
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(field("result="), "true", "{line}");
+        let peak_mib = field("peak_kib=").parse::<u64>().unwrap() / 1024;
+        // The whole test process, sequoia and OpenSSL included: before the fix it grew by
+        // the bomb's full 128 MiB (1.9 GB for the review's 700 KB stanza).
+        assert!(peak_mib < 48, "peak RSS {peak_mib} MiB: {line}");
+    }
+
+    /// `n` anonymous PKESKs to `decoy` (nobody here holds its key), then one anonymous PKESK
+    /// to `to`.
+    fn anonymous_to(decoy: &Cert, n: usize, to: &Cert) -> Vec<u8> {
+        let (dk, tk) = (encryption_key(decoy), encryption_key(to));
+        let mut recipients: Vec<Recipient<'_>> =
+            (0..n).map(|_| Recipient::new(None, None, &dk)).collect();
+        recipients.push(Recipient::new(None, None, &tk));
+        let mut sink = Vec::new();
+        let m = Encryptor::for_recipients(Message::new(&mut sink), recipients)
+            .build()
+            .unwrap();
+        let mut w = LiteralWriter::new(m).build().unwrap();
+        w.write_all(b"hello").unwrap();
+        w.finalize().unwrap();
+        sink
+    }
+
+    #[test]
+    fn pkesks_and_private_key_operations_are_capped() {
+        let p = Policy::standard();
+        let (bob, carol) = (id("bob", Suite::Cv25519), id("carol", Suite::Cv25519));
+        // Anonymous and last: found within the cap when few come before it.
+        let ct = anonymous_to(&carol.public_cert(), 3, &bob.public_cert());
+        let mut cost = Cost::default();
+        let d = decrypt_counted(&ct, &bob, &[], &p, now(), &mut cost).unwrap();
+        assert_eq!(d.plaintext, b"hello");
+        assert_eq!(cost.attempts, 4);
+        // 60 anonymous decoys: at most MAX_DECRYPTION_ATTEMPTS private-key operations.
+        let ct = anonymous_to(&carol.public_cert(), 60, &bob.public_cert());
+        let mut cost = Cost::default();
+        let r = decrypt_counted(&ct, &bob, &[], &p, now(), &mut cost);
+        assert!(matches!(r, Err(Error::Decrypt)), "{r:?}");
+        assert_eq!(cost.attempts, MAX_DECRYPTION_ATTEMPTS);
+        // 400 (the review's 11 s with RSA-3072): refused before any key is used.
+        let ct = anonymous_to(&carol.public_cert(), 400, &bob.public_cert());
+        let mut cost = Cost::default();
+        let r = decrypt_counted(&ct, &bob, &[], &p, now(), &mut cost);
+        assert!(matches!(r, Err(Error::OpenPgp(_))), "{r:?}");
+        assert_eq!(cost.attempts, 0);
+    }
+
+    #[test]
+    fn signing_and_certification_keys_never_decrypt() {
+        let p = Policy::standard();
+        // RSA: every key could decrypt as far as the algorithm goes; only the flags say no.
+        let alice = id("alice", Suite::Rsa2k);
+        let cert = alice.public_cert();
+        let vc = cert.with_policy(p.openpgp(), Some(now())).unwrap();
+        let signing = vc.keys().for_signing().next().unwrap().key().clone();
+        let primary = vc.primary_key().key().clone();
+        for key in [
+            signing.role_into_unspecified(),
+            primary.role_into_unspecified(),
+        ] {
+            let mut sink = Vec::new();
+            let m = Encryptor::for_recipients(
+                Message::new(&mut sink),
+                [Recipient::new(None, key.key_handle(), &key)],
+            )
+            .build()
+            .unwrap();
+            let mut w = LiteralWriter::new(m).build().unwrap();
+            w.write_all(b"to the wrong key").unwrap();
+            w.finalize().unwrap();
+            let r = decrypt(&sink, &alice, &[], &p, now());
+            assert!(matches!(r, Err(Error::Decrypt)), "{r:?}");
+        }
+        // The encryption subkey does.
+        let ct = encrypt(b"right", &[&cert], None, &p, now()).unwrap();
+        assert_eq!(decrypt(&ct, &alice, &[], &p, now()).unwrap().plaintext, b"right");
+    }
+
+    #[test]
+    fn a_signature_for_other_intended_recipients_is_refused() {
+        let p = Policy::standard();
+        let (alice, bob, carol) = (
+            id("alice", Suite::Cv25519),
+            id("bob", Suite::Cv25519),
+            id("carol", Suite::Cv25519),
+        );
+        let signed_for = |intended: &Cert| {
+            let key = encryption_key(&carol.public_cert());
+            let mut sink = Vec::new();
+            let m = Encryptor::for_recipients(
+                Message::new(&mut sink),
+                [Recipient::new(None, key.key_handle(), &key)],
+            )
+            .build()
+            .unwrap();
+            let m = Signer::new(m, alice.signer(&p, now()).unwrap())
+                .unwrap()
+                .creation_time(now())
+                .add_intended_recipient(intended)
+                .build()
+                .unwrap();
+            let mut w = LiteralWriter::new(m).build().unwrap();
+            w.write_all(b"for bob only").unwrap();
+            w.finalize().unwrap();
+            sink
+        };
+        // Signed for bob, re-encrypted to carol: carol must not take it as said to her.
+        let ct = signed_for(&bob.public_cert());
+        let r = decrypt(&ct, &carol, &[alice.public_cert()], &p, now());
+        assert!(matches!(r, Err(Error::Binding(_))), "{r:?}");
+        let ct = signed_for(&carol.public_cert());
+        let d = decrypt(&ct, &carol, &[alice.public_cert()], &p, now()).unwrap();
+        assert_eq!(d.signature.unwrap().signer, alice.fingerprint());
+    }
+
+    #[test]
+    fn the_whitespace_retry_is_decided_per_signature() {
+        let p = Policy::standard();
+        let alice = id("alice", Suite::Cv25519);
+        let sign = |data: &[u8], mode| {
+            sign_detached(alice.signer(&p, now()).unwrap(), data, mode, now()).unwrap()
+        };
+        // A binary signature over the trimmed text, behind a text signature over anything:
+        // the binary one must not be retried with trailing whitespace removed.
+        let mut block = sign(b"unrelated", SigMode::Text);
+        block.extend(sign(b"Online\nBusy", SigMode::Binary));
+        let r = verify_detached(&block, b"Online  \nBusy\t", &[alice.public_cert()], &p, now());
+        assert!(matches!(r, Err(Error::BadSignature(_))), "{r:?}");
+        // The same binary signature verifies the exact text, whatever precedes it.
+        let v = verify_detached(&block, b"Online\nBusy", &[alice.public_cert()], &p, now())
+            .unwrap();
+        assert!(!v.normalized);
+        // A text signature is retried, on its own account.
+        let mut block = sign(b"unrelated", SigMode::Binary);
+        block.extend(sign(b"Online\nBusy", SigMode::Text));
+        let v = verify_detached(&block, b"Online  \nBusy\t", &[alice.public_cert()], &p, now())
+            .unwrap();
+        assert!(v.normalized);
+        // At most MAX_SIGNATURES signatures are looked at.
+        let mut many = Vec::new();
+        for _ in 0..=MAX_SIGNATURES {
+            many.extend(sign(b"x", SigMode::Binary));
+        }
+        assert!(matches!(
+            verify_detached(&many, b"x", &[alice.public_cert()], &p, now()),
+            Err(Error::OpenPgp(_))
+        ));
+    }
+
+    #[test]
+    fn signatures_from_a_clock_ahead_are_accepted_within_the_skew() {
+        let p = Policy::standard();
+        let alice = id("alice", Suite::Cv25519);
+        for (ahead, ok) in [(2, true), (290, true), (400, false)] {
+            let t = now() + Duration::from_secs(ahead);
+            let sig =
+                sign_detached(alice.signer(&p, t).unwrap(), b"x", SigMode::Binary, t).unwrap();
+            let r = verify_detached(&sig, b"x", &[alice.public_cert()], &p, now());
+            assert_eq!(r.is_ok(), ok, "{ahead} s ahead: {r:?}");
+        }
+    }
+}

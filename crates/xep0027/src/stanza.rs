@@ -918,4 +918,44 @@ mod tests {
             "AAAA"
         );
     }
+
+    /// Issue 12 item 7: the default `<status/>` is the one in the stanza's language (RFC 6120
+    /// §8.1.5, RFC 6121 §4.7.2.2).
+    #[test]
+    fn the_default_status_is_in_the_stanzas_language() {
+        let st = Stanza::parse(
+            "<presence xml:lang='de'><status xml:lang='en'>Away</status>\
+             <status xml:lang='de'>Abwesend</status></presence>",
+        )
+        .unwrap();
+        assert_eq!(st.status().unwrap().as_deref(), Some("Abwesend"));
+        // An unlabelled one inherits the stanza's language.
+        let st = Stanza::parse(
+            "<presence xml:lang='de'><status xml:lang='en'>Away</status>\
+             <status>Abwesend</status></presence>",
+        )
+        .unwrap();
+        assert_eq!(st.status().unwrap().as_deref(), Some("Abwesend"));
+        // Language tags compare without regard to case.
+        let st = Stanza::parse(
+            "<presence xml:lang='de-AT'><status xml:lang='en'>Away</status>\
+             <status xml:lang='DE-at'>Abwesend</status></presence>",
+        )
+        .unwrap();
+        assert_eq!(st.status().unwrap().as_deref(), Some("Abwesend"));
+        // Two in the stanza's language (one by inheritance): ambiguous.
+        let st = Stanza::parse(
+            "<presence xml:lang='de'><status>Weg</status>\
+             <status xml:lang='de'>Abwesend</status></presence>",
+        )
+        .unwrap();
+        assert!(matches!(st.status(), Err(Error::Stanza(_))));
+        // None in the stanza's language: ambiguous too.
+        let st = Stanza::parse(
+            "<presence xml:lang='de'><status xml:lang='en'>Away</status>\
+             <status xml:lang='fr'>Absent</status></presence>",
+        )
+        .unwrap();
+        assert!(matches!(st.status(), Err(Error::Stanza(_))));
+    }
 }

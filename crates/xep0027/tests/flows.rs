@@ -793,6 +793,163 @@ fn encrypted_room_with_moderator_and_rotation_on_removal() {
             )
             .is_err()
     );
+
+    // Issue 12 item 3: carol, removed, still holds the epoch 1 key and posts with it. The
+    // remaining members accepted epoch 2 at t1: during the grace period for messages in
+    // flight the post is opened, after it refused.
+    let mut carol_posts = |members: &mut Vec<(&Identity, Member)>, id: &str, at: SystemTime| {
+        let mut m = Stanza::parse(&format!(
+            "<message id='{id}'><body>still here</body></message>"
+        ))
+        .unwrap();
+        members[2]
+            .1
+            .seal(&mut m, &w.carol, &mut rng, &w.policy, at)
+            .unwrap();
+        Stanza::parse(&m.to_xml())
+            .unwrap()
+            .with_attr("from", "ops@rooms.example.org/carol")
+            .with_attr("to", "alice@example.org")
+    };
+    let in_flight = carol_posts(&mut members, "c1", t1 + Duration::from_secs(5));
+    let got = members[0]
+        .1
+        .open(
+            &in_flight,
+            &keyring,
+            &w.policy,
+            &mut win_a,
+            t1 + Duration::from_secs(5),
+        )
+        .unwrap();
+    assert_eq!((got.epoch, got.sender.bare()), (1, "carol@example.org"));
+    let late = carol_posts(&mut members, "c2", t1 + Duration::from_secs(11));
+    let r = members[0].1.open(
+        &late,
+        &keyring,
+        &w.policy,
+        &mut win_a,
+        t1 + Duration::from_secs(11),
+    );
+    assert!(matches!(r, Err(Error::Replay(_))), "{r:?}");
+    // With no grace at all, the in-flight one is refused too.
+    members[1].1.set_epoch_grace(Duration::ZERO);
+    let c3 = carol_posts(&mut members, "c3", t1 + Duration::from_secs(1));
+    let r = members[1].1.open(
+        &c3,
+        &keyring,
+        &w.policy,
+        &mut ReplayWindow::default(),
+        t1 + Duration::from_secs(1),
+    );
+    assert!(matches!(r, Err(Error::Replay(_))), "{r:?}");
+}
+
+/// Issue 12 item 6: a replayed offer is refused after a restart when the offer state was
+/// saved, and an offer older than the newest accepted one is refused in any case.
+#[test]
+fn session_offers_do_not_replay_across_restarts() {
+    let w = world();
+    let mut rng = OsRandom;
+    let (ja, jb) = (w.alice.jid().clone(), w.bob.jid().clone());
+    let mut sa = Sessions::new(&ja, Duration::from_secs(3600));
+    let offer_at = |sa: &mut Sessions, rng: &mut OsRandom, at: SystemTime| {
+        deliver(
+            &sa.offer(&w.alice, &jb, &w.bob.public_cert(), rng, &w.policy, at)
+                .unwrap(),
+            "alice@example.org/a",
+        )
+    };
+    let first = offer_at(&mut sa, &mut rng, t0());
+    let second = offer_at(&mut sa, &mut rng, t0() + Duration::from_secs(60));
+    let mut sb = Sessions::new(&jb, Duration::from_secs(3600));
+    let later = t0() + Duration::from_secs(120);
+    sb.accept(&second, &w.bob, &w.keyring, &w.policy, later)
+        .unwrap();
+    // The older offer, never seen, is older than the newest accepted: refused.
+    assert!(matches!(
+        sb.accept(&first, &w.bob, &w.keyring, &w.policy, later),
+        Err(Error::Replay(_))
+    ));
+    // Bob restarts with the saved state: the replay is refused.
+    let state = sb.offer_state();
+    assert!(state.starts_with("alice@example.org "), "{state}");
+    let mut restarted = Sessions::new(&jb, Duration::from_secs(3600));
+    restarted.restore_offer_state(&state).unwrap();
+    assert!(matches!(
+        restarted.accept(&second, &w.bob, &w.keyring, &w.policy, later),
+        Err(Error::Replay(_))
+    ));
+    // Without it, the documented gap: the offer installs again.
+    let mut forgetful = Sessions::new(&jb, Duration::from_secs(3600));
+    forgetful
+        .accept(&second, &w.bob, &w.keyring, &w.policy, later)
+        .unwrap();
+    // A new offer after the restart is accepted.
+    let third = offer_at(&mut sa, &mut rng, later);
+    restarted
+        .accept(&third, &w.bob, &w.keyring, &w.policy, later)
+        .unwrap();
+    // A malformed state is refused whole.
+    assert!(
+        Sessions::new(&jb, Duration::from_secs(3600))
+            .restore_offer_state("alice@example.org yesterday\n")
+            .is_err()
+    );
+}
+
+/// Issue 12 item 6: stamps and signatures from a sender whose clock is ahead are accepted
+/// within the skew, both ways as documented, and refused beyond it.
+#[test]
+fn a_sender_clock_ahead_is_accepted_within_the_skew() {
+    let w = world();
+    let mut rng = OsRandom;
+    for (ahead, ok) in [(2, true), (250, true), (400, false)] {
+        let at = t0() + Duration::from_secs(ahead);
+        let mut p = Stanza::parse("<presence id='p1'><status>ahead</status></presence>").unwrap();
+        signed::sign(&mut p, &w.alice, &w.policy, at).unwrap();
+        envelope::seal(&mut p, &w.alice, &w.policy, at).unwrap();
+        let got = deliver(&p, "alice@example.org/a");
+        let r = envelope::check(
+            &got,
+            &w.keyring,
+            &w.policy,
+            &mut ReplayWindow::default(),
+            t0(),
+        );
+        assert_eq!(r.is_ok(), ok, "envelope {ahead} s ahead: {r:?}");
+        let r = signed::verify(&got, &w.keyring, &w.policy, t0());
+        assert_eq!(r.is_ok(), ok, "signature {ahead} s ahead: {r:?}");
+        // A session key offer made by that clock.
+        let mut sa = Sessions::new(w.alice.jid(), Duration::from_secs(3600));
+        let offer = sa
+            .offer(&w.alice, w.bob.jid(), &w.bob.public_cert(), &mut rng, &w.policy, at)
+            .unwrap();
+        let r = Sessions::new(w.bob.jid(), Duration::from_secs(3600)).accept(
+            &deliver(&offer, "alice@example.org/a"),
+            &w.bob,
+            &w.keyring,
+            &w.policy,
+            t0(),
+        );
+        assert_eq!(r.is_ok(), ok, "offer {ahead} s ahead: {r:?}");
+        // A room key distributed by that clock.
+        let room = Jid::new("ops@rooms.example.org").unwrap();
+        let mut moderator =
+            Moderator::new(&room, Duration::from_secs(86_400), &mut rng, at).unwrap();
+        moderator.add_member(w.bob.jid(), w.bob.public_cert());
+        let dist = moderator
+            .distribute(&w.alice, &mut rng, &w.policy, at)
+            .unwrap();
+        let r = Member::new(&room, w.bob.jid(), w.alice.fingerprint()).accept_key(
+            &deliver(&dist[0], "alice@example.org/mod"),
+            &w.bob,
+            &w.keyring,
+            &w.policy,
+            t0(),
+        );
+        assert_eq!(r.is_ok(), ok, "room key {ahead} s ahead: {r:?}");
+    }
 }
 
 #[test]
