@@ -171,6 +171,101 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    // Decryption alone, of a message encrypted once (the path issue 12's caps changed: a
+    // streamed first pass finds the session key and bounds the expansion, then sequoia's
+    // Decryptor verifies with that key).
+    let mut g = c.benchmark_group("xep0027_decrypt_1KiB");
+    for (name, sign) in [("unsigned", false), ("signed_inside", true)] {
+        let mut m = Stanza::parse(&message).unwrap();
+        encrypted::encrypt(&mut m, &alice, &[&bob.public_cert()], sign, &policy, now).unwrap();
+        let got = Stanza::parse(&m.to_xml())
+            .unwrap()
+            .with_attr("from", "alice@cloud.example/a");
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(encrypted::decrypt(&got, &bob, &ring, &policy, now).unwrap()))
+        });
+    }
+    g.finish();
+
+    hostile(c, &bob, now);
+}
+
+/// What a hostile stanza costs now that decryption is bounded (issue 12 items 1 and 2): a
+/// 128 MiB compression bomb, and 60 anonymous PKESKs (under the 64 cap) to a key nobody here
+/// holds, against an RSA-3072 recipient.
+fn hostile(c: &mut Criterion, bob: &Identity, now: SystemTime) {
+    use std::io::Write as _;
+    use xep0027::sequoia_openpgp::Cert;
+    use xep0027::sequoia_openpgp::serialize::stream::{
+        Compressor, Encryptor, LiteralWriter, Message, Recipient,
+    };
+    use xep0027::sequoia_openpgp::types::{CompressionAlgorithm, CompressionLevel};
+    let policy = Policy::standard();
+    let message = |to: &Cert, decoy: Option<&Cert>, decoys: usize, zeros: usize, compress| {
+        let key_of = |c: &Cert| {
+            c.keys()
+                .with_policy(policy.openpgp(), Some(now))
+                .for_transport_encryption()
+                .next()
+                .unwrap()
+                .key()
+                .clone()
+        };
+        let key = key_of(to);
+        let dk = decoy.map(key_of);
+        let mut recipients: Vec<Recipient<'_>> = dk
+            .iter()
+            .flat_map(|k| (0..decoys).map(move |_| Recipient::new(None, None, k)))
+            .collect();
+        recipients.push(Recipient::new(None, None, &key));
+        let mut sink = Vec::new();
+        let mut m = Encryptor::for_recipients(Message::new(&mut sink), recipients)
+            .build()
+            .unwrap();
+        if compress {
+            m = Compressor::new(m)
+                .algo(CompressionAlgorithm::Zip)
+                .level(CompressionLevel::best())
+                .build()
+                .unwrap();
+        }
+        let mut w = LiteralWriter::new(m).build().unwrap();
+        let chunk = vec![0u8; 1 << 20];
+        let mut left = zeros;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            w.write_all(&chunk[..n]).unwrap();
+            left -= n;
+        }
+        w.finalize().unwrap();
+        sink
+    };
+    let mut g = c.benchmark_group("xep0027_hostile");
+    g.sample_size(10);
+    let bomb = message(&bob.public_cert(), None, 0, 128 << 20, true);
+    g.bench_function("compression_bomb_128MiB_refused", |b| {
+        b.iter(|| {
+            assert!(xep0027::openpgp::decrypt(&bomb, bob, &[], &policy, now).is_err());
+        })
+    });
+    let rsa = |n: &str| {
+        Identity::generate(
+            &Jid::new(&format!("{n}@cloud.example")).unwrap(),
+            Suite::Rsa3k,
+            now,
+            None,
+        )
+        .unwrap()
+    };
+    let (victim, decoy) = (rsa("victim"), rsa("decoy"));
+    let flood = message(&victim.public_cert(), Some(&decoy.public_cert()), 60, 16, false);
+    g.bench_function("anonymous_pkesks_60_rsa3072_refused", |b| {
+        b.iter(|| {
+            assert!(xep0027::openpgp::decrypt(&flood, &victim, &[], &policy, now).is_err());
+        })
+    });
+    g.finish();
 }
 
 criterion_group!(benches, bench);

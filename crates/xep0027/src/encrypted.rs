@@ -88,7 +88,8 @@ pub fn payload(stanza: &Stanza) -> Result<Option<Vec<u8>>> {
 }
 
 /// Decrypts a message's `jabber:x:encrypted` with `keys`; a signature inside must verify with
-/// the certificates of the stanza's sender (bare `from`).
+/// the certificates of the stanza's sender (bare `from`). The resource bounds of
+/// [`openpgp::decrypt`] apply before anything is authenticated.
 pub fn decrypt(
     stanza: &Stanza,
     keys: &dyn SecretKeyStore,

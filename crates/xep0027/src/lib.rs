@@ -14,6 +14,16 @@
 //! [`policy`] (standard, or the explicit legacy SHA-1-era option), [`jid`], [`time`]
 //! (XEP-0082), [`symmetric`] (AES-256-GCM and the randomness input).
 //!
+//! What is guaranteed against a hostile peer (each with its regression test): decrypting one
+//! message costs at most [`openpgp::MAX_DECRYPTION_ATTEMPTS`] private-key operations, with
+//! encryption-capable keys only, over at most [`openpgp::MAX_PKESKS`] PKESKs, and produces at
+//! most [`openpgp::MAX_DECRYPTED_LEN`] bytes at every packet depth, streamed (a compression bomb
+//! is refused in constant memory); a detached signature block is at most
+//! [`openpgp::MAX_SIGNATURES`] signatures; a key speaks for a JID only when pinned
+//! ([`keys::Keyring::bind`]) or, by explicit choice, through a valid self-signed `xmpp:` User
+//! ID; the replay window is shared fairly between senders and never goes back in time; a room
+//! member refuses older epochs once a newer key is accepted, after a short grace.
+//!
 //! Sans-IO: time (`now`) and, for the symmetric layer, randomness ([`symmetric::Random`]) are
 //! inputs; nothing here reads the clock or does IO (except [`keys::Keyring::from_file`]).
 //! OpenPGP's own randomness (session keys inside OpenPGP messages, key generation) comes from

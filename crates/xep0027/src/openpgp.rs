@@ -540,6 +540,7 @@ fn unlock(
         .map_err(|_| Refusal::Malformed)?;
     let mut pkesks: Vec<PKESK> = Vec::new();
     let mut unlocked: Option<Unlocked> = None;
+    let mut skipped = 0usize;
     let mut packets = 0usize;
     let mut chunk = vec![0u8; 16 * 1024];
     while let PacketParserResult::Some(mut pp) = ppr {
@@ -564,11 +565,21 @@ fn unlock(
         match &pp.packet {
             Packet::PKESK(p) if depth == 0 && unlocked.is_none() => {
                 pkesks.push(p.clone());
-                if pkesks.len() > MAX_PKESKS {
+                if pkesks.len() + skipped > MAX_PKESKS {
                     return Err(Refusal::TooManyPkesks);
                 }
             }
-            Packet::SKESK(_) if depth == 0 && unlocked.is_none() => {}
+            // Password-encrypted session keys (not used here), Marker packets (to be
+            // ignored, RFC 9580 §5.8), and PKESKs of algorithms sequoia does not know (another
+            // recipient's key): skipped, counted with the PKESKs.
+            Packet::SKESK(_) | Packet::Marker(_) | Packet::Unknown(_)
+                if depth == 0 && unlocked.is_none() =>
+            {
+                skipped += 1;
+                if pkesks.len() + skipped > MAX_PKESKS {
+                    return Err(Refusal::TooManyPkesks);
+                }
+            }
             Packet::SEIP(seip) if depth == 0 && unlocked.is_none() => {
                 let hint = match seip {
                     SEIP::V2(s) => Some(s.symmetric_algo()),
