@@ -259,7 +259,13 @@ fn hostile(c: &mut Criterion, bob: &Identity, now: SystemTime) {
         .unwrap()
     };
     let (victim, decoy) = (rsa("victim"), rsa("decoy"));
-    let flood = message(&victim.public_cert(), Some(&decoy.public_cert()), 60, 16, false);
+    let flood = message(
+        &victim.public_cert(),
+        Some(&decoy.public_cert()),
+        60,
+        16,
+        false,
+    );
     g.bench_function("anonymous_pkesks_60_rsa3072_refused", |b| {
         b.iter(|| {
             assert!(xep0027::openpgp::decrypt(&flood, &victim, &[], &policy, now).is_err());

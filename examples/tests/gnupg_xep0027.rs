@@ -52,7 +52,7 @@ fn gpg_signatures_verify_with_xep0027() {
         (KeyAlgo::Ed25519, "juliet@capulet.example"),
     ] {
         let fpr = g.gen_key(&format!("xmpp:{jid}"), algo).unwrap();
-let mut keyring = Keyring::from_bytes(&g.export(&fpr).unwrap()).unwrap();
+        let mut keyring = Keyring::from_bytes(&g.export(&fpr).unwrap()).unwrap();
         keyring.bind_user_ids(&Policy::standard(), now());
         let status = "Online – ☕ at the café";
         let armored = g
@@ -137,7 +137,7 @@ fn sha1_signatures_need_the_legacy_policy() {
     let fpr = g
         .gen_key("xmpp:old@legacy.example", KeyAlgo::Rsa2048)
         .unwrap();
-let mut keyring = Keyring::from_bytes(&g.export(&fpr).unwrap()).unwrap();
+    let mut keyring = Keyring::from_bytes(&g.export(&fpr).unwrap()).unwrap();
     keyring.bind_user_ids(&Policy::standard(), now());
     let sig = armor::strip(&g.detach_sign(&fpr, b"Available", false, "SHA1").unwrap()).unwrap();
     let st = presence("old@legacy.example", "Available", &sig);
@@ -156,7 +156,7 @@ fn expired_gpg_keys_are_refused() {
     let fpr = g
         .gen_key_expiring("xmpp:temp@example.org", KeyAlgo::Ed25519, "1d")
         .unwrap();
-let mut keyring = Keyring::from_bytes(&g.export(&fpr).unwrap()).unwrap();
+    let mut keyring = Keyring::from_bytes(&g.export(&fpr).unwrap()).unwrap();
     keyring.bind_user_ids(&Policy::standard(), now());
     let sig = armor::strip(
         &g.detach_sign(&fpr, b"short-lived", false, "SHA256")
@@ -256,7 +256,7 @@ fn gpg_encrypted_messages_decrypt_with_xep0027() {
     .unwrap();
     g.import(&keys::cert_to_bytes(&me.public_cert()).unwrap())
         .unwrap();
-let mut keyring = Keyring::from_bytes(&g.export(&gfpr).unwrap()).unwrap();
+    let mut keyring = Keyring::from_bytes(&g.export(&gfpr).unwrap()).unwrap();
     keyring.bind_user_ids(&Policy::standard(), now());
     let body = "Meet at 10:00 — bring the 🔑. ".repeat(40);
 

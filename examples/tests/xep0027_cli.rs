@@ -175,9 +175,12 @@ fn keygen_sign_verify_encrypt_decrypt() {
     );
     assert!(o.status.success(), "{o:?}");
     assert_eq!(
-        x27(&["verify", "--keyring", p(&ring), "--trust-user-ids"], "<iq/>")
-            .status
-            .code(),
+        x27(
+            &["verify", "--keyring", p(&ring), "--trust-user-ids"],
+            "<iq/>"
+        )
+        .status
+        .code(),
         Some(1)
     );
 }

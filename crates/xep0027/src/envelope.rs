@@ -256,7 +256,12 @@ impl ReplayWindow {
     }
 
     /// [`ReplayWindow::check_time`] for a stamp from `sender`, with that sender's floor.
-    pub fn check_sender_time(&self, sender: &str, stamp: SystemTime, now: SystemTime) -> Result<()> {
+    pub fn check_sender_time(
+        &self,
+        sender: &str,
+        stamp: SystemTime,
+        now: SystemTime,
+    ) -> Result<()> {
         self.check_time(stamp, now)?;
         if self
             .senders

@@ -533,7 +533,11 @@ mod binding_tests {
         let cert_sig = SignatureBuilder::new(SignatureType::GenericCertification)
             .set_signature_creation_time(now())
             .unwrap()
-            .sign_userid_binding(&mut primary_signer(&mallory), cert.primary_key().key(), &third)
+            .sign_userid_binding(
+                &mut primary_signer(&mallory),
+                cert.primary_key().key(),
+                &third,
+            )
             .unwrap();
         let (cert, _) = cert
             .insert_packets(vec![

@@ -271,7 +271,8 @@ fn verify_once(
         good: None,
         errors: Vec::new(),
     };
-    let builder = DetachedVerifierBuilder::from_bytes(sig).map_err(|e| Error::OpenPgp(pgp_msg(&e)))?;
+    let builder =
+        DetachedVerifierBuilder::from_bytes(sig).map_err(|e| Error::OpenPgp(pgp_msg(&e)))?;
     let mut v = builder
         .with_policy(policy.openpgp(), Some(at), helper)
         .map_err(|e| Error::OpenPgp(pgp_msg(&e)))?;
@@ -279,7 +280,11 @@ fn verify_once(
     let h = v.into_helper();
     match (h.good, res) {
         (Some(g), _) => Ok(g),
-        (None, Err(e)) => Err(h.errors.into_iter().next().unwrap_or_else(|| Error::OpenPgp(pgp_msg(&e)))),
+        (None, Err(e)) => Err(h
+            .errors
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| Error::OpenPgp(pgp_msg(&e)))),
         (None, Ok(())) => Err(h
             .errors
             .into_iter()
@@ -1028,7 +1033,10 @@ mod bound_tests {
             assert_eq!(r.err(), Some(Refusal::TooLarge), "{levels} levels");
             // Refused as soon as the output passed the limit: one chunk past it at most.
             assert!(cost.inner_bytes > MAX_DECRYPTED_LEN, "{cost:?}");
-            assert!(cost.inner_bytes <= MAX_DECRYPTED_LEN + 16 * 1024, "{cost:?}");
+            assert!(
+                cost.inner_bytes <= MAX_DECRYPTED_LEN + 16 * 1024,
+                "{cost:?}"
+            );
             assert_eq!(cost.attempts, 1);
             assert!(matches!(
                 decrypt(&ct, &bob, &[], &p, now()),
@@ -1187,7 +1195,10 @@ mod bound_tests {
         }
         // The encryption subkey does.
         let ct = encrypt(b"right", &[&cert], None, &p, now()).unwrap();
-        assert_eq!(decrypt(&ct, &alice, &[], &p, now()).unwrap().plaintext, b"right");
+        assert_eq!(
+            decrypt(&ct, &alice, &[], &p, now()).unwrap().plaintext,
+            b"right"
+        );
     }
 
     #[test]
@@ -1238,17 +1249,29 @@ mod bound_tests {
         // the binary one must not be retried with trailing whitespace removed.
         let mut block = sign(b"unrelated", SigMode::Text);
         block.extend(sign(b"Online\nBusy", SigMode::Binary));
-        let r = verify_detached(&block, b"Online  \nBusy\t", &[alice.public_cert()], &p, now());
+        let r = verify_detached(
+            &block,
+            b"Online  \nBusy\t",
+            &[alice.public_cert()],
+            &p,
+            now(),
+        );
         assert!(matches!(r, Err(Error::BadSignature(_))), "{r:?}");
         // The same binary signature verifies the exact text, whatever precedes it.
-        let v = verify_detached(&block, b"Online\nBusy", &[alice.public_cert()], &p, now())
-            .unwrap();
+        let v =
+            verify_detached(&block, b"Online\nBusy", &[alice.public_cert()], &p, now()).unwrap();
         assert!(!v.normalized);
         // A text signature is retried, on its own account.
         let mut block = sign(b"unrelated", SigMode::Binary);
         block.extend(sign(b"Online\nBusy", SigMode::Text));
-        let v = verify_detached(&block, b"Online  \nBusy\t", &[alice.public_cert()], &p, now())
-            .unwrap();
+        let v = verify_detached(
+            &block,
+            b"Online  \nBusy\t",
+            &[alice.public_cert()],
+            &p,
+            now(),
+        )
+        .unwrap();
         assert!(v.normalized);
         // At most MAX_SIGNATURES signatures are looked at.
         let mut many = Vec::new();

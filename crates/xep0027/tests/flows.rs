@@ -923,7 +923,14 @@ fn a_sender_clock_ahead_is_accepted_within_the_skew() {
         // A session key offer made by that clock.
         let mut sa = Sessions::new(w.alice.jid(), Duration::from_secs(3600));
         let offer = sa
-            .offer(&w.alice, w.bob.jid(), &w.bob.public_cert(), &mut rng, &w.policy, at)
+            .offer(
+                &w.alice,
+                w.bob.jid(),
+                &w.bob.public_cert(),
+                &mut rng,
+                &w.policy,
+                at,
+            )
             .unwrap();
         let r = Sessions::new(w.bob.jid(), Duration::from_secs(3600)).accept(
             &deliver(&offer, "alice@example.org/a"),
