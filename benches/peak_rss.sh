@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Peak RSS and wall time of signature verification of a signed eduGAIN-shaped aggregate:
-# saml-core (examples/src/bin/verify_file.rs: read the file, dsig::verify with
+# saml-core (examples/verify_file.rs: read the file, dsig::verify with
 # VerifyOptions::metadata()) against `xmlsec1 --verify`, both under `/usr/bin/time -v`; then of
-# metadata loading: saml-metadata (examples/src/bin/load_file.rs, lazy and eager) against pyFF's
+# metadata loading: saml-metadata (examples/load_file.rs, lazy and eager) against pyFF's
 # load with signature check (the venv from scripts/setup.sh; PYFF overrides its path).
 #
 # Usage: benches/peak_rss.sh [ENTITIES] [RUNS]     (defaults: 10000 entities, 3 runs each)
@@ -32,8 +32,9 @@ fi
 command -v openssl >/dev/null || die "the openssl CLI is needed to make the signing key"
 
 cd "$ROOT"
-cargo build --release --quiet -p saml-examples --bin gen_aggregate --bin verify_file --bin load_file
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+cargo build --release --quiet -p saml-benches --example gen_aggregate
+cargo build --release --quiet -p saml-examples --example verify_file --example load_file
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/examples
 
 mkdir -p "$OUT"
 KEY=$OUT/signer.key.pem

@@ -7,4 +7,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cargo run --release --locked -q -p saml-examples --bin demo -- "${1:-target/demo}"
+cargo run --release --locked -q -p saml-examples --example demo -- "${1:-target/demo}"

@@ -19,7 +19,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use openssl::hash::{Hasher, MessageDigest};
 use saml_core::c14n::{self, Canonicalizer, Options};
 use saml_core::xml::{Limits, Reader};
-use saml_examples::aggregate;
+use testkit::aggregate;
 
 const ENTITIES: usize = 1_000;
 

@@ -20,11 +20,11 @@ use saml_metadata::model::sha1_hex;
 
 fn bench(c: &mut Criterion) {
     let (key_pem, cert_pem) =
-        saml_examples::signer::rsa2048_self_signed("mdq bench signer").expect("key");
+        testkit::signer::rsa2048_self_signed("mdq bench signer").expect("key");
     let key = SigningKey::from_pem(&key_pem, Some(&cert_pem)).expect("key");
     let keys = TrustedKeys::from_pem(&cert_pem).expect("trust");
     let agg = dsig::sign(
-        saml_examples::aggregate::generate(100, 5).as_bytes(),
+        testkit::aggregate::generate(100, 5).as_bytes(),
         &key,
         &SignOptions::default(),
     )
@@ -41,7 +41,7 @@ fn bench(c: &mut Criterion) {
         ids.push(p.entity_id.clone());
     }
     let bodies: Vec<Vec<u8>> = ids.iter().map(|i| docs[&sha1_hex(i)].clone()).collect();
-    let server = saml_examples::mdq_server::serve(docs).expect("server");
+    let server = testkit::mdq_server::serve(docs).expect("server");
     let base = BaseUrl::parse(&server.base).expect("base");
 
     // Cached lookup in the core.

@@ -9,10 +9,10 @@ use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use saml_benches::{pyff_load, signed_aggregate, xmlsec1_verify};
 use saml_core::dsig::{SignOptions, SigningKey, TrustedKeys};
 use saml_metadata::load::{self, Policy};
 use saml_metadata::model::sha1_hex;
+use testkit::bench::{pyff_load, signed_aggregate, xmlsec1_verify};
 
 fn bench(c: &mut Criterion) {
     let agg = signed_aggregate(10_000, 1).expect("generate and sign the aggregate");

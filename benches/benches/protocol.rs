@@ -6,7 +6,6 @@
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)] // a bench that cannot run must fail loudly
 
 use std::hint::black_box;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
@@ -31,7 +30,7 @@ const ACS: &str = "https://sp.pysaml2.test/acs";
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tmp");
     let pem = |name: &str| {
-        let (k, cert) = saml_examples::signer::rsa2048_self_signed(name).expect("key");
+        let (k, cert) = testkit::signer::rsa2048_self_signed(name).expect("key");
         std::fs::write(dir.path().join(format!("{name}.key")), &k).expect("write");
         std::fs::write(dir.path().join(format!("{name}.crt")), &cert).expect("write");
         (k, cert)
@@ -156,11 +155,8 @@ fn bench(c: &mut Criterion) {
         .expect("xml");
     let md_path = dir.path().join("idp-metadata.xml");
     std::fs::write(&md_path, md).expect("write");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let python = std::env::var_os("FEDERATION_VENV")
-        .map(|v| Path::new(&v).join("bin/python"))
-        .unwrap_or_else(|| root.join(".venv/bin/python"));
-    let script = root.join("scripts/interop/pysaml2_peer.py");
+    let python = testkit::peers::python();
+    let script = testkit::peers::interop_script("pysaml2_peer.py");
     let value = post::encode(&signed);
     let run = |n: u64| -> Duration {
         let o = Command::new(&python)

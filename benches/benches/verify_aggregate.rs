@@ -2,7 +2,7 @@
 //! SHA-256, exc-c14n): `saml_core::dsig::verify` (document already in memory) against the
 //! xmlsec1 CLI (`xmlsec1 --verify --id-attr:ID ... --pubkey-cert-pem CERT FILE`, a process that
 //! reads and parses the file). The signed file, key and certificate are cached in
-//! `target/bench-data` (see `saml_benches::signed_aggregate`). A missing xmlsec1 fails the bench.
+//! `target/bench-data` (see `testkit::bench::signed_aggregate`). A missing xmlsec1 fails the bench.
 
 #![allow(clippy::expect_used, clippy::panic)] // a bench that cannot run must fail loudly
 
@@ -10,8 +10,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use saml_benches::{signed_aggregate, xmlsec1_path, xmlsec1_verify};
 use saml_core::dsig::{self, TrustedKeys, VerifyOptions};
+use testkit::bench::{signed_aggregate, xmlsec1_verify};
+use testkit::peers::xmlsec1 as xmlsec1_path;
 
 const ENTITIES: usize = 10_000;
 

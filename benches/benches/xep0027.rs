@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
-use saml_examples::gnupg::{Gpg, KeyAlgo};
+use testkit::gnupg::{Gpg, KeyAlgo};
 use xep0027::envelope::ReplayWindow;
 use xep0027::jid::Jid;
 use xep0027::keys::{Identity, Keyring, Suite};

@@ -12,7 +12,7 @@
 //! serve-stale-on-error, LRU bounds, coalesced lookups, snapshots for a persistent cache), and
 //! the IO adapters in [`io`]: the cache directory, feature `blocking` (ureq) and feature `tokio`
 //! (reqwest), both with OpenSSL TLS. Out of scope: serving MDQ (see pyFF, or the demo's loopback
-//! responder in `saml-examples`), the JSON (discojson) profile.
+//! responder in the workspace test kit, `testkit::mdq_server`), the JSON (discojson) profile.
 //!
 //! Guarantees: no entity is served at or after the effective validUntil of the signed document
 //! it came from (fresh, after a 304, stale, or restored); a "not found" never displaces a

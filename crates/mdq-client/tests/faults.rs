@@ -10,12 +10,10 @@
     clippy::type_complexity
 )]
 
-mod common;
-
 use std::io::Write;
 use std::time::{Duration, SystemTime};
 
-use common::{Act, http, server};
+use testkit::http::{Act, http, server};
 
 use mdq_client::io::blocking::{BlockingClient, Options};
 use mdq_client::{BaseUrl, Config, Error, Identifier};

@@ -4,17 +4,15 @@
 #![cfg(feature = "blocking")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Act, http, server};
 use mdq_client::io::blocking::{BlockingClient, Options};
 use mdq_client::{BaseUrl, Config, Identifier};
 use openssl::pkey::PKey;
 use openssl::rsa::Rsa;
 use saml_core::dsig::{SignOptions, SigningKey, TrustedKeys};
 use saml_metadata::model::{Binding, EntityDescriptor, SpSso};
+use testkit::http::{Act, http, server};
 
 const SP: &str = "https://sp.example.org/shibboleth";
 const XML: (&str, &str) = ("Content-Type", "application/samlmetadata+xml");

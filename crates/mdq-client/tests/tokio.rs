@@ -3,13 +3,10 @@
 #![cfg(feature = "tokio")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Act, http, server};
 use mdq_client::io::options::Options;
 use mdq_client::io::tokio::AsyncClient;
 use mdq_client::{BaseUrl, Config, Error, Identifier};
@@ -17,6 +14,7 @@ use openssl::pkey::PKey;
 use openssl::rsa::Rsa;
 use saml_core::dsig::{SignOptions, SigningKey, TrustedKeys};
 use saml_metadata::model::{Binding, EntityDescriptor, SpSso};
+use testkit::http::{Act, http, server};
 
 const SP: &str = "https://sp.example.org/shibboleth";
 const XML: (&str, &str) = ("Content-Type", "application/samlmetadata+xml");

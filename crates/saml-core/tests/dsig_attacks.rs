@@ -3,15 +3,14 @@
 //! rollover, protocol-message placement.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use base64::Engine as _;
-use common::{TestKey, aggregate};
 use openssl::hash::{MessageDigest, hash};
 use openssl::nid::Nid;
 use saml_core::dsig::{self, DSIG_NS, Placement, SignOptions, Target, TrustedKeys, VerifyOptions};
 use saml_core::xml::Event;
 use saml_core::{Error, LimitExceeded, SignatureError, XmlError};
+use testkit::metadata::small_aggregate as aggregate;
+use testkit::signer::TestKey;
 
 fn sign(doc: &str, key: &TestKey) -> String {
     let out = dsig::sign(doc.as_bytes(), &key.signing(), &SignOptions::default()).expect("sign");

@@ -2,12 +2,11 @@
 //! canonical lengths of the single-thread path (forced on small documents here).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::metadata::{VERIFIABLE, data, pinned_signer};
-use common::{TestKey, aggregate};
 use saml_core::dsig::{self, SignOptions, TrustedKeys, VerifyOptions};
 use saml_core::{Error, SignatureError};
+use testkit::metadata::small_aggregate as aggregate;
+use testkit::metadata::{VERIFIABLE, data, pinned_signer};
+use testkit::signer::TestKey;
 
 fn both(
     doc: &[u8],

@@ -2,15 +2,13 @@
 //! bare public keys as trust anchors, and clear errors for unusable keys.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::aggregate;
 use openssl::ec::{EcGroup, EcKey};
 use openssl::nid::Nid;
 use openssl::pkey::PKey;
 use openssl::rsa::Rsa;
 use saml_core::Error;
 use saml_core::dsig::{self, SignOptions, SigningKey, TrustedKeys, VerifyOptions};
+use testkit::metadata::small_aggregate as aggregate;
 
 fn keys(name: &str) -> Vec<u8> {
     std::fs::read(format!(

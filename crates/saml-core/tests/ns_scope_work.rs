@@ -11,12 +11,10 @@
 #![cfg(debug_assertions)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::TestKey;
 use saml_core::dsig::{self, Placement, SignOptions, Target, VerifyOptions};
 use saml_core::xml::{Limits, Reader, work};
 use saml_core::{Error, LimitExceeded, SignatureError, c14n};
+use testkit::signer::TestKey;
 
 const SAMLP: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
 const SAML: &str = "urn:oasis:names:tc:SAML:2.0:assertion";

@@ -4,11 +4,9 @@
 //! our profile are refused with the precise reason.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::metadata::{VERIFIABLE, data, pinned_signer};
 use saml_core::dsig::{self, VerifyOptions};
 use saml_core::{Error, SignatureError};
+use testkit::metadata::{VERIFIABLE, data, pinned_signer};
 
 fn options(legacy: bool) -> VerifyOptions {
     if legacy {

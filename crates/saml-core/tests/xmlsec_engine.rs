@@ -5,13 +5,12 @@
 #![cfg(feature = "xmlsec")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::metadata::{VERIFIABLE, data, pinned_signer};
-use common::{TestKey, aggregate};
 use openssl::nid::Nid;
 use saml_core::dsig::{self, SignOptions, TrustedKeys, VerifyOptions, verify_with_xmlsec};
 use saml_core::{Error, SignatureError};
+use testkit::metadata::small_aggregate as aggregate;
+use testkit::metadata::{VERIFIABLE, data, pinned_signer};
+use testkit::signer::TestKey;
 
 fn crypto_failure(e: &Error) -> bool {
     matches!(

@@ -1,0 +1,323 @@
+//! The `samlmd` command-line contract: exit codes, the `OK <N> entities` line, one-line
+//! reasons on failure, `--help`, `--version` and `--format json`; split output that verifies
+//! with us (xmlsec1 checks the same outputs in the interop suite, `interop/tests/xmlsec1.rs`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn samlmd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_samlmd"))
+        .args(args)
+        .output()
+        .expect("run samlmd")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn gen_sign_verify_lookup_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key_pem, cert_pem) = testkit::signer::rsa2048_self_signed("samlmd test signer").unwrap();
+    let key = dir.path().join("key.pem");
+    let cert = dir.path().join("cert.pem");
+    std::fs::write(&key, key_pem).unwrap();
+    std::fs::write(&cert, cert_pem).unwrap();
+    let agg = dir.path().join("agg.xml");
+    let signed = dir.path().join("signed.xml");
+
+    let o = samlmd(&["gen", "20", p(&agg)]);
+    assert!(o.status.success(), "{o:?}");
+    let o = samlmd(&[
+        "sign",
+        "--key",
+        p(&key),
+        "--cert",
+        p(&cert),
+        "--alg",
+        "rsa-sha512",
+        p(&agg),
+        p(&signed),
+    ]);
+    assert!(o.status.success(), "{o:?}");
+
+    let o = samlmd(&["verify", "--cert", p(&cert), p(&signed)]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(stdout(&o).lines().last(), Some("OK 20 entities"));
+
+    // Tampered: exit 1, one line on stderr.
+    let text = std::fs::read_to_string(&signed).unwrap();
+    let first_id = text
+        .split("entityID=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let tampered = dir.path().join("tampered.xml");
+    std::fs::write(&tampered, text.replacen("https://", "https://evil.", 3)).unwrap();
+    let o = samlmd(&["verify", "--cert", p(&cert), p(&tampered)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr).trim().lines().count(),
+        1,
+        "{o:?}"
+    );
+    // Unsigned: exit 1.
+    assert_eq!(
+        samlmd(&["verify", "--cert", p(&cert), p(&agg)])
+            .status
+            .code(),
+        Some(1)
+    );
+    // Usage errors: exit 2.
+    assert_eq!(samlmd(&["verify", p(&signed)]).status.code(), Some(2));
+    assert_eq!(samlmd(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(
+        samlmd(&["verify", "--cert", p(&cert), "--now", "soon", p(&signed)])
+            .status
+            .code(),
+        Some(2)
+    );
+
+    let o = samlmd(&["lookup", "--cert", p(&cert), p(&signed), &first_id]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(stdout(&o).starts_with(&format!("entityID: {first_id}\n")));
+    assert!(stdout(&o).contains("role: "));
+
+    let out = dir.path().join("split");
+    let o = samlmd(&[
+        "split",
+        "--cert",
+        p(&cert),
+        "--key",
+        p(&key),
+        "--sign-cert",
+        p(&cert),
+        p(&signed),
+        p(&out),
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let files: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 20);
+    let sha = saml_metadata::model::sha1_hex(&first_id);
+    let one = out.join(format!("{sha}.xml"));
+    assert!(one.exists());
+    let o = samlmd(&["verify", "--cert", p(&cert), p(&one)]);
+    assert_eq!(stdout(&o).lines().last(), Some("OK 1 entities"), "{o:?}");
+}
+
+#[test]
+fn select_filters_and_re_signs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key_pem, cert_pem) = testkit::signer::rsa2048_self_signed("samlmd federation").unwrap();
+    let (key2_pem, cert2_pem) = testkit::signer::rsa2048_self_signed("samlmd republisher").unwrap();
+    let write = |name: &str, data: &[u8]| {
+        let f = dir.path().join(name);
+        std::fs::write(&f, data).unwrap();
+        f
+    };
+    let (key, cert) = (write("k.pem", &key_pem), write("c.pem", &cert_pem));
+    let (key2, cert2) = (write("k2.pem", &key2_pem), write("c2.pem", &cert2_pem));
+    let agg = dir.path().join("agg.xml");
+    let signed = dir.path().join("signed.xml");
+    assert!(samlmd(&["gen", "40", p(&agg)]).status.success());
+    let o = samlmd(&[
+        "sign",
+        "--key",
+        p(&key),
+        "--cert",
+        p(&cert),
+        p(&agg),
+        p(&signed),
+    ]);
+    assert!(o.status.success(), "{o:?}");
+
+    let idps = dir.path().join("idps.xml");
+    let o = samlmd(&[
+        "select",
+        "--cert",
+        p(&cert),
+        "--role",
+        "idp",
+        "--name",
+        "urn:example:idps",
+        "--key",
+        p(&key2),
+        "--sign-cert",
+        p(&cert2),
+        p(&signed),
+        p(&idps),
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(stdout(&o).lines().last(), Some("OK 20 entities"));
+    // Signed by the republisher's key only.
+    let o = samlmd(&["verify", "--cert", p(&cert2), p(&idps)]);
+    assert_eq!(stdout(&o).lines().last(), Some("OK 20 entities"), "{o:?}");
+    assert_eq!(
+        samlmd(&["verify", "--cert", p(&cert), p(&idps)])
+            .status
+            .code(),
+        Some(1)
+    );
+    // Nothing matching is a failure; an unknown role is a usage error.
+    let none = samlmd(&[
+        "select",
+        "--cert",
+        p(&cert),
+        "--category",
+        "urn:example:no-such-category",
+        "--key",
+        p(&key2),
+        "--sign-cert",
+        p(&cert2),
+        p(&signed),
+        p(&dir.path().join("none.xml")),
+    ]);
+    assert_eq!(none.status.code(), Some(1));
+    let bad = samlmd(&[
+        "select",
+        "--cert",
+        p(&cert),
+        "--role",
+        "broker",
+        "--key",
+        p(&key2),
+        "--sign-cert",
+        p(&cert2),
+        p(&signed),
+        p(&idps),
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn help_version_and_usage_errors() {
+    let h = samlmd(&["--help"]);
+    assert_eq!(h.status.code(), Some(0));
+    let help = stdout(&h);
+    for cmd in [
+        "verify",
+        "sign",
+        "lookup",
+        "split",
+        "select",
+        "gen",
+        "EXIT STATUS",
+        "EXAMPLES",
+    ] {
+        assert!(help.contains(cmd), "--help lacks {cmd}");
+    }
+    let v = samlmd(&["--version"]);
+    assert_eq!(v.status.code(), Some(0));
+    assert_eq!(
+        stdout(&v).trim(),
+        format!("samlmd {}", env!("CARGO_PKG_VERSION"))
+    );
+    let none = samlmd(&[]);
+    assert_eq!(none.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("usage: samlmd"));
+    let bad = samlmd(&["verify", "--format", "yaml", "x.xml"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--format"));
+}
+
+#[test]
+fn json_output_is_scriptable() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = testkit::signer::TestKey::rsa("samlmd json");
+    let (key, cert) = k.write_pem(dir.path(), "signer");
+    let agg = dir.path().join("agg.xml");
+    let signed = dir.path().join("signed.xml");
+    assert!(samlmd(&["gen", "6", p(&agg)]).status.success());
+    let o = samlmd(&[
+        "sign",
+        "--key",
+        p(&key),
+        "--cert",
+        p(&cert),
+        p(&agg),
+        p(&signed),
+    ]);
+    assert!(o.status.success(), "{o:?}");
+
+    let json = |o: &Output| -> Value {
+        assert!(o.status.success(), "{o:?}");
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
+    };
+    let v = json(&samlmd(&[
+        "verify",
+        "--cert",
+        p(&cert),
+        "--format",
+        "json",
+        p(&signed),
+    ]));
+    assert_eq!(v["entities"], 6);
+
+    let out = dir.path().join("split");
+    let v = json(&samlmd(&[
+        "split",
+        "--cert",
+        p(&cert),
+        "--format",
+        "json",
+        p(&signed),
+        p(&out),
+    ]));
+    let list = v["entities"].as_array().unwrap();
+    assert_eq!(list.len(), 6);
+    let first = list[0]["entityID"].as_str().unwrap().to_owned();
+    let sha1 = list[0]["sha1"].as_str().unwrap();
+    assert_eq!(sha1, saml_metadata::model::sha1_hex(&first));
+    assert!(Path::new(list[0]["file"].as_str().unwrap()).exists());
+
+    let v = json(&samlmd(&[
+        "lookup",
+        "--cert",
+        p(&cert),
+        "--format",
+        "json",
+        p(&signed),
+        &first,
+    ]));
+    assert_eq!(v["entityID"], first.as_str());
+    assert_eq!(v["sha1"], sha1);
+    let roles = v["roles"].as_array().unwrap();
+    assert!(!roles.is_empty());
+    assert!(
+        roles[0]["endpoints"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty())
+    );
+
+    let sel = dir.path().join("sel.xml");
+    let v = json(&samlmd(&[
+        "select",
+        "--cert",
+        p(&cert),
+        "--role",
+        "sp",
+        "--format",
+        "json",
+        "--key",
+        p(&key),
+        "--sign-cert",
+        p(&cert),
+        p(&signed),
+        p(&sel),
+    ]));
+    assert_eq!(v["entities"].as_array().unwrap().len(), 3);
+}

@@ -1,0 +1,202 @@
+//! The `xep0027` command-line contract: keygen, sign (with an envelope), verify, encrypt and
+//! decrypt through stdin/stdout; exit codes 0/1/2 with one-line reasons, `--help` and
+//! `--version` (GnuPG keys with the tool: `interop/tests/gnupg.rs`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn x27(args: &[&str], stdin: &str) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_xep0027"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run xep0027");
+    c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    c.wait_with_output().unwrap()
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn keygen_sign_verify_encrypt_decrypt() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = |n: &str| dir.path().join(n);
+    for who in ["alice", "bob"] {
+        let o = x27(
+            &[
+                "keygen",
+                "--jid",
+                &format!("{who}@example.org"),
+                p(&f(&format!("{who}.sec"))),
+                p(&f(&format!("{who}.pub"))),
+            ],
+            "",
+        );
+        assert!(o.status.success(), "{o:?}");
+        assert_eq!(out(&o).trim().len(), 40, "a v4 fingerprint");
+    }
+    let ring = f("ring.pgp");
+    let mut all = std::fs::read(f("alice.pub")).unwrap();
+    all.extend(std::fs::read(f("bob.pub")).unwrap());
+    std::fs::write(&ring, all).unwrap();
+
+    let o = x27(
+        &[
+            "sign",
+            "--key",
+            p(&f("alice.sec")),
+            "--jid",
+            "alice@example.org",
+            "--envelope",
+        ],
+        "<presence id='p1'><status>Online</status></presence>",
+    );
+    assert!(o.status.success(), "{o:?}");
+    let signed = out(&o);
+    assert!(signed.contains("jabber:x:signed") && signed.contains("envelope"));
+    let o = x27(
+        &[
+            "verify",
+            "--keyring",
+            p(&ring),
+            "--trust-user-ids",
+            "--from",
+            "alice@example.org/cli",
+        ],
+        &signed,
+    );
+    assert!(o.status.success(), "{o:?}");
+    assert!(out(&o).starts_with("OK "), "{}", out(&o));
+    // Claimed by bob: refused, one line, exit 1.
+    let o = x27(
+        &[
+            "verify",
+            "--keyring",
+            p(&ring),
+            "--trust-user-ids",
+            "--from",
+            "bob@example.org/cli",
+        ],
+        &signed,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&o.stderr).trim().lines().count(), 1);
+    // Stale (an hour later).
+    let o = x27(
+        &[
+            "verify",
+            "--keyring",
+            p(&ring),
+            "--trust-user-ids",
+            "--from",
+            "alice@example.org/cli",
+            "--now",
+            &xep0027::time::format(
+                std::time::SystemTime::now() + std::time::Duration::from_secs(3600),
+            ),
+        ],
+        &signed,
+    );
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+
+    let o = x27(
+        &[
+            "encrypt",
+            "--key",
+            p(&f("alice.sec")),
+            "--jid",
+            "alice@example.org",
+            "--to",
+            p(&f("bob.pub")),
+            "--envelope",
+        ],
+        "<message to='bob@example.org' id='m1'><body>secret plans</body></message>",
+    );
+    assert!(o.status.success(), "{o:?}");
+    let enc = out(&o);
+    assert!(!enc.contains("secret plans"));
+    let o = x27(
+        &[
+            "decrypt",
+            "--key",
+            p(&f("bob.sec")),
+            "--jid",
+            "bob@example.org",
+            "--keyring",
+            p(&ring),
+            "--trust-user-ids",
+            "--from",
+            "alice@example.org/cli",
+        ],
+        &enc,
+    );
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(out(&o).trim(), "secret plans");
+    assert!(String::from_utf8_lossy(&o.stderr).starts_with("signed-by "));
+
+    // Usage errors and malformed input.
+    assert_eq!(x27(&["frobnicate"], "").status.code(), Some(2));
+    assert_eq!(x27(&["verify"], "").status.code(), Some(2));
+    // A keyring alone says nothing about who is who: a usage error.
+    assert_eq!(
+        x27(&["verify", "--keyring", p(&ring)], &signed)
+            .status
+            .code(),
+        Some(2)
+    );
+    // Pinned by fingerprint instead of trusting the User IDs.
+    let alice_fpr = xep0027::keys::cert_from_bytes(&std::fs::read(f("alice.pub")).unwrap())
+        .unwrap()
+        .fingerprint()
+        .to_hex();
+    let o = x27(
+        &[
+            "verify",
+            "--keyring",
+            p(&ring),
+            "--pin",
+            &format!("alice@example.org={alice_fpr}"),
+            "--from",
+            "alice@example.org/cli",
+        ],
+        &signed,
+    );
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(
+        x27(
+            &["verify", "--keyring", p(&ring), "--trust-user-ids"],
+            "<iq/>"
+        )
+        .status
+        .code(),
+        Some(1)
+    );
+}
+
+#[test]
+fn help_and_version() {
+    let h = x27(&["--help"], "");
+    assert_eq!(h.status.code(), Some(0));
+    for cmd in [
+        "keygen", "sign", "verify", "encrypt", "decrypt", "--pin", "EXAMPLES",
+    ] {
+        assert!(out(&h).contains(cmd), "--help lacks {cmd}");
+    }
+    let v = x27(&["--version"], "");
+    assert_eq!(v.status.code(), Some(0));
+    assert_eq!(
+        out(&v).trim(),
+        format!("xep0027 {}", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(x27(&[], "").status.code(), Some(2));
+}
