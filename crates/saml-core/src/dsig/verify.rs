@@ -196,19 +196,23 @@ struct SignedElement<'a> {
     first_child_issuer: bool,
 }
 
+/// Where the scan is; each state holds what it knows (the signed element once found).
 enum Phase<'a> {
+    /// Before the signed element.
     Before,
-    /// Inside the target, before its ds:Signature.
-    Pre,
-    /// Inside the ds:Signature (start offset, depth, scope of the target).
+    /// Inside the signed element, before its ds:Signature.
+    Pre(SignedElement<'a>),
+    /// Inside the ds:Signature (its start offset, depth, and the scope of its parent).
     InSignature {
+        target: SignedElement<'a>,
         start: usize,
         depth: usize,
         scope: Vec<NsDecl<'a>>,
     },
     /// After the ds:Signature, streaming into the digest.
-    Post,
-    After,
+    Post(SignedElement<'a>),
+    /// After the signed element's end tag (or its empty tag).
+    After(SignedElement<'a>),
 }
 
 fn is_signature(s: &StartElement<'_, '_>) -> bool {
@@ -285,7 +289,6 @@ fn check_in<'scope, 'env, 'a: 'env>(
     let (src, base) = reader.source();
     let mut ids: HashSet<&'a str> = HashSet::new();
     let mut phase = Phase::Before;
-    let mut signed: Option<SignedElement<'a>> = None;
     let mut parsed: Option<ParsedSignature<'a>> = None;
     let mut sig_range = 0..0;
     let mut c14n: Option<DigestStage<'scope, 'a>> = None;
@@ -318,82 +321,88 @@ fn check_in<'scope, 'env, 'a: 'env>(
                 }
             }
         }
-        match &mut phase {
+        phase = match std::mem::replace(&mut phase, Phase::Before) {
             Phase::Before => {
-                if let Event::Start(s) = &ev {
-                    let id = s
-                        .attributes
-                        .iter()
-                        .find(|a| {
-                            a.name.prefix.is_empty()
-                                && opts
-                                    .id_attributes
-                                    .iter()
-                                    .any(|n| chars::eq(n, a.name.local))
-                        })
-                        .map(|a| a.raw_value);
-                    let hit = match &opts.target {
-                        Target::Root => s.depth == 1,
-                        Target::Id(want) => id == Some(want.as_str()),
-                    };
-                    if hit {
-                        let own = s.namespace_decls.len();
-                        signed = Some(SignedElement {
-                            depth: s.depth,
-                            start: s.span.start,
-                            inherited: s.scope[..s.scope.len() - own].to_vec(),
-                            id,
-                            children: 0,
-                            first_child_issuer: false,
-                        });
-                        // An empty target has no Signature; keep reading so that document-wide
-                        // checks (duplicate IDs) report first.
-                        phase = if s.empty { Phase::After } else { Phase::Pre };
-                    }
+                let Event::Start(s) = &ev else {
+                    continue;
+                };
+                let id = s
+                    .attributes
+                    .iter()
+                    .find(|a| {
+                        a.name.prefix.is_empty()
+                            && opts
+                                .id_attributes
+                                .iter()
+                                .any(|n| chars::eq(n, a.name.local))
+                    })
+                    .map(|a| a.raw_value);
+                let hit = match &opts.target {
+                    Target::Root => s.depth == 1,
+                    Target::Id(want) => id == Some(want.as_str()),
+                };
+                if !hit {
+                    continue;
+                }
+                let own = s.namespace_decls.len();
+                let target = SignedElement {
+                    depth: s.depth,
+                    start: s.span.start,
+                    inherited: s.scope[..s.scope.len() - own].to_vec(),
+                    id,
+                    children: 0,
+                    first_child_issuer: false,
+                };
+                // An empty target has no Signature; keep reading so that document-wide
+                // checks (duplicate IDs) report first.
+                if s.empty {
+                    Phase::After(target)
+                } else {
+                    Phase::Pre(target)
                 }
             }
-            Phase::Pre => {
-                let Some(t) = signed.as_mut() else {
-                    return Err(Error::Usage("internal: no target".into()));
-                };
-                match &ev {
-                    Event::Start(s) if s.depth == t.depth + 1 => {
-                        t.children += 1;
-                        if is_signature(s) {
-                            let ok = match opts.placement {
-                                Placement::FirstChild => t.children == 1,
-                                Placement::AfterIssuer => {
-                                    t.children == 1 || (t.children == 2 && t.first_child_issuer)
-                                }
-                                Placement::Anywhere => true,
-                            };
-                            if !ok {
-                                return Err(SignatureError::Misplaced(format!(
-                                    "element child #{} of the signed element",
-                                    t.children
-                                ))
-                                .into());
+            Phase::Pre(mut t) => match &ev {
+                Event::Start(s) if s.depth == t.depth + 1 => {
+                    t.children += 1;
+                    if is_signature(s) {
+                        let ok = match opts.placement {
+                            Placement::FirstChild => t.children == 1,
+                            Placement::AfterIssuer => {
+                                t.children == 1 || (t.children == 2 && t.first_child_issuer)
                             }
-                            let own = s.namespace_decls.len();
-                            phase = Phase::InSignature {
-                                start: s.span.start,
-                                depth: s.depth,
-                                scope: s.scope[..s.scope.len() - own].to_vec(),
-                            };
-                        } else if t.children == 1 && s.is(SAML_ASSERTION_NS, "Issuer") {
+                            Placement::Anywhere => true,
+                        };
+                        if !ok {
+                            return Err(SignatureError::Misplaced(format!(
+                                "element child #{} of the signed element",
+                                t.children
+                            ))
+                            .into());
+                        }
+                        let own = s.namespace_decls.len();
+                        Phase::InSignature {
+                            target: t,
+                            start: s.span.start,
+                            depth: s.depth,
+                            scope: s.scope[..s.scope.len() - own].to_vec(),
+                        }
+                    } else {
+                        if t.children == 1 && s.is(SAML_ASSERTION_NS, "Issuer") {
                             t.first_child_issuer = true;
                         }
+                        Phase::Pre(t)
                     }
-                    Event::End(e) if e.depth == t.depth => phase = Phase::After,
-                    _ => {}
                 }
-            }
+                Event::End(e) if e.depth == t.depth => Phase::After(t),
+                _ => Phase::Pre(t),
+            },
             Phase::InSignature {
+                target: t,
                 start,
                 depth,
                 scope,
             } => {
-                if reader_pos_exceeds(pos, *start, opts.max_signature_size) {
+                if reader_pos_exceeds(pos, start, opts.max_signature_size) {
                     return Err(Error::Limit {
                         offset: pos,
                         limit: LimitExceeded::SignatureSize(opts.max_signature_size),
@@ -401,20 +410,16 @@ fn check_in<'scope, 'env, 'a: 'env>(
                 }
                 match &ev {
                     Event::Comment(_) => return Err(SignatureError::CommentInSignature.into()),
-                    Event::End(e) if e.depth == *depth => {
-                        let range = *start..e.span.end;
+                    Event::End(e) if e.depth == depth => {
+                        let range = start..e.span.end;
                         if range.len() > opts.max_signature_size {
                             return Err(Error::Limit {
                                 offset: range.start,
                                 limit: LimitExceeded::SignatureSize(opts.max_signature_size),
                             });
                         }
-                        let scope = std::mem::take(scope);
                         let frag = reader_fragment(src, base, opts.limits, range.clone(), &scope)?;
                         let p = signature::parse(frag, opts.allow_sha1)?;
-                        let Some(t) = signed.as_ref() else {
-                            return Err(Error::Usage("internal: no target".into()));
-                        };
                         // Canonicalize the target's start tag and what precedes the Signature.
                         if crypto == Crypto::Native {
                             let hasher = Hasher::new(p.digest.message_digest())?;
@@ -438,15 +443,17 @@ fn check_in<'scope, 'env, 'a: 'env>(
                         }
                         parsed = Some(p);
                         sig_range = range;
-                        phase = Phase::Post;
+                        Phase::Post(t)
                     }
-                    _ => {}
+                    _ => Phase::InSignature {
+                        target: t,
+                        start,
+                        depth,
+                        scope,
+                    },
                 }
             }
-            Phase::Post => {
-                let Some(t) = signed.as_ref() else {
-                    return Err(Error::Usage("internal: no target".into()));
-                };
+            Phase::Post(t) => {
                 if let Event::Start(s) = &ev
                     && s.depth == t.depth + 1
                     && is_signature(s)
@@ -457,18 +464,25 @@ fn check_in<'scope, 'env, 'a: 'env>(
                 if let Some(c) = c14n.as_mut() {
                     c.feed(&ev)?;
                 }
-                if let Event::End(e) = &ev
-                    && e.depth == t.depth
-                {
-                    element_end = Some(e.span.end);
-                    phase = Phase::After;
+                match &ev {
+                    Event::End(e) if e.depth == t.depth => {
+                        element_end = Some(e.span.end);
+                        Phase::After(t)
+                    }
+                    _ => Phase::Post(t),
                 }
             }
-            Phase::After => {}
-        }
+            after @ Phase::After(_) => after,
+        };
     }
 
-    let Some(t) = signed else {
+    let t = match phase {
+        Phase::Before => None,
+        Phase::Pre(t) | Phase::InSignature { target: t, .. } | Phase::Post(t) | Phase::After(t) => {
+            Some(t)
+        }
+    };
+    let Some(t) = t else {
         return Err(SignatureError::TargetNotFound(match &opts.target {
             Target::Root => "no root element".into(),
             Target::Id(id) => format!("no element with ID {id:?}"),
