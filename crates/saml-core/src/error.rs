@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use crate::status::StatusCode;
+
 /// Everything that can go wrong in `saml-core`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -42,16 +44,47 @@ pub enum Error {
     Crypto(#[from] openssl::error::ErrorStack),
     /// A SAML protocol message or binding was malformed or rejected by a profile rule.
     #[error("{0}")]
-    Protocol(#[from] crate::protocol::ProtocolError),
+    Protocol(#[from] ProtocolError),
     /// Error reported by libxmlsec1 (the `xmlsec` feature's second engine).
     #[cfg(feature = "xmlsec")]
     #[error("xmlsec engine: {0}")]
     XmlSec(String),
 }
 
+/// What kind of failure an [`Error`] is, for callers that map errors to their own answers
+/// (an HTTP status, a SAML status code, a log level) without matching every variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The input is malformed: not well-formed XML, not the schema, a bad binding encoding.
+    Malformed,
+    /// The input is well-formed but refused by a security or policy rule: a signature that does
+    /// not verify, a wrapped or replayed assertion, an expired message, a resource limit, a
+    /// non-success status from the IdP.
+    Rejected,
+    /// The API was used in a way that cannot work: no trusted keys, an unusable key or
+    /// configuration.
+    Misuse,
+    /// A cryptographic operation failed (OpenSSL, decryption).
+    Crypto,
+}
+
 impl Error {
     pub(crate) fn xml(offset: usize, kind: XmlError) -> Self {
         Error::Xml { offset, kind }
+    }
+
+    /// What kind of failure this is (see [`ErrorKind`]).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Xml { .. } | Error::C14n(_) => ErrorKind::Malformed,
+            Error::Limit { .. } | Error::Signature(_) => ErrorKind::Rejected,
+            Error::Key(_) | Error::Usage(_) => ErrorKind::Misuse,
+            Error::Crypto(_) => ErrorKind::Crypto,
+            Error::Protocol(p) => p.kind(),
+            #[cfg(feature = "xmlsec")]
+            Error::XmlSec(_) => ErrorKind::Rejected,
+        }
     }
 
     /// The signature-rejection reason, if this error is one.
@@ -246,4 +279,121 @@ pub enum SignatureError {
     /// Canonicalization produced no output (the "void canonicalization" class).
     #[error("empty canonical output never verifies")]
     EmptyCanonicalForm,
+}
+
+/// Errors of the protocol layer: what was wrong with a message, or which rule rejected it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// A required element or attribute is missing or malformed.
+    #[error("invalid <{element}> at byte {offset}: {message}")]
+    Malformed {
+        /// Local name of the element.
+        element: String,
+        /// Byte offset of its start tag.
+        offset: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The IdP answered with a non-success status.
+    #[error("the IdP returned status {code}{}{}", .second.as_ref().map(|s| format!(" / {s}")).unwrap_or_default(), .message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())]
+    Status {
+        /// Top-level code.
+        code: StatusCode,
+        /// Second-level code.
+        second: Option<StatusCode>,
+        /// StatusMessage.
+        message: Option<String>,
+    },
+    /// Neither the Response nor the Assertion is signed, or the policy wants the Assertion
+    /// signed and it is not.
+    #[error("{0}")]
+    Unsigned(String),
+    /// A Response must hold exactly one Assertion or EncryptedAssertion.
+    #[error("expected exactly one assertion in the Response, found {0}")]
+    AssertionCount(usize),
+    /// The signed assertion is not the Response's assertion child (signature wrapping).
+    #[error("the signed assertion is not the assertion the Response carries (signature wrapping)")]
+    Wrapped,
+    /// Issuer other than the expected IdP.
+    #[error("issuer {found:?} is not the expected {expected:?}")]
+    IssuerMismatch {
+        /// Expected entityID.
+        expected: String,
+        /// What the message says.
+        found: String,
+    },
+    /// Destination other than this SP's ACS.
+    #[error("Destination {found:?} is not one of this SP's ACS URLs")]
+    DestinationMismatch {
+        /// What the message says.
+        found: String,
+    },
+    /// `InResponseTo` names no request this SP has outstanding.
+    #[error("InResponseTo {0:?} is not an outstanding request of this SP")]
+    UnknownRequest(String),
+    /// No `InResponseTo` and unsolicited responses are not allowed.
+    #[error("unsolicited Response (no InResponseTo) and unsolicited responses are not allowed")]
+    Unsolicited,
+    /// A time condition is not met yet.
+    #[error("{what} is not valid before {at} (now {now})")]
+    NotYetValid {
+        /// Which element.
+        what: &'static str,
+        /// Its NotBefore, RFC 3339.
+        at: String,
+        /// Now.
+        now: String,
+    },
+    /// A time condition has passed.
+    #[error("{what} expired at {at} (now {now})")]
+    Expired {
+        /// Which element.
+        what: &'static str,
+        /// Its NotOnOrAfter, RFC 3339.
+        at: String,
+        /// Now.
+        now: String,
+    },
+    /// The assertion has no `AudienceRestriction` (SAML Profiles §4.1.4.2 requires one naming
+    /// the SP).
+    #[error("the assertion has no AudienceRestriction (SAML Profiles §4.1.4.2 requires one)")]
+    NoAudienceRestriction,
+    /// This SP is not in an AudienceRestriction.
+    #[error("this SP ({sp}) is not in the audience {audiences:?}")]
+    AudienceMismatch {
+        /// This SP's entityID.
+        sp: String,
+        /// The audiences of the failing restriction.
+        audiences: Vec<String>,
+    },
+    /// No bearer SubjectConfirmation passes the profile's checks.
+    #[error("no usable bearer SubjectConfirmation: {0}")]
+    NoBearerConfirmation(String),
+    /// The assertion ID was already used (replay).
+    #[error("assertion {0:?} was already used (replay)")]
+    Replayed(String),
+    /// `Version` is not 2.0.
+    #[error("unsupported SAML version {0:?}")]
+    Version(String),
+    /// XML Encryption: the assertion could not be decrypted or uses a refused algorithm.
+    #[error("cannot decrypt: {0}")]
+    Decryption(String),
+    /// A binding-level problem (base64, DEFLATE, size limit, parameters, URL).
+    #[error("binding: {0}")]
+    Binding(String),
+}
+
+impl ProtocolError {
+    /// What kind of failure this is (see [`ErrorKind`]).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ProtocolError::Malformed { .. }
+            | ProtocolError::Version(_)
+            | ProtocolError::Binding(_)
+            | ProtocolError::AssertionCount(_) => ErrorKind::Malformed,
+            ProtocolError::Decryption(_) => ErrorKind::Crypto,
+            _ => ErrorKind::Rejected,
+        }
+    }
 }

@@ -51,8 +51,10 @@ pub mod bindings;
 pub mod c14n;
 pub mod dsig;
 mod error;
+pub mod ns;
 pub mod protocol;
+mod status;
 pub mod time;
 pub mod xml;
 
-pub use error::{Error, LimitExceeded, SignatureError, XmlError};
+pub use error::{Error, ErrorKind, LimitExceeded, SignatureError, XmlError};

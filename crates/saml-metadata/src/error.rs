@@ -1,5 +1,7 @@
 //! The crate's error type.
 
+pub use saml_core::ErrorKind;
+
 /// Everything that can go wrong reading or checking metadata.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -47,4 +49,21 @@ pub enum Error {
         /// The configured maximum, in days.
         max_days: u64,
     },
+}
+
+impl Error {
+    /// What kind of failure this is (saml-core's [`ErrorKind`]): a schema violation is
+    /// malformed input, an expired or duplicate-carrying document is rejected by policy, a model
+    /// that cannot be written is misuse.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Core(e) => e.kind(),
+            Error::Invalid { .. } => ErrorKind::Malformed,
+            Error::Unwritable { .. } => ErrorKind::Misuse,
+            Error::DuplicateEntityId(_)
+            | Error::Expired { .. }
+            | Error::NoValidUntil
+            | Error::ValidityTooLong { .. } => ErrorKind::Rejected,
+        }
+    }
 }

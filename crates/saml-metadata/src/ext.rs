@@ -8,24 +8,9 @@ use std::time::SystemTime;
 
 use crate::model::{Endpoint, IndexedEndpoint, Localized, SamlAttribute};
 
-/// `urn:oasis:names:tc:SAML:metadata:ui`
-pub const MDUI_NS: &str = "urn:oasis:names:tc:SAML:metadata:ui";
-/// `urn:oasis:names:tc:SAML:metadata:rpi`
-pub const MDRPI_NS: &str = "urn:oasis:names:tc:SAML:metadata:rpi";
-/// `urn:oasis:names:tc:SAML:metadata:attribute`
-pub const MDATTR_NS: &str = "urn:oasis:names:tc:SAML:metadata:attribute";
-/// `urn:mace:shibboleth:metadata:1.0`
-pub const SHIBMD_NS: &str = "urn:mace:shibboleth:metadata:1.0";
-/// `urn:oasis:names:tc:SAML:profiles:SSO:idp-discovery-protocol`
-pub const IDPDISC_NS: &str = "urn:oasis:names:tc:SAML:profiles:SSO:idp-discovery-protocol";
-/// `urn:oasis:names:tc:SAML:profiles:SSO:request-init`
-pub const INIT_NS: &str = "urn:oasis:names:tc:SAML:profiles:SSO:request-init";
-/// `urn:oasis:names:tc:SAML:metadata:algsupport`
-pub const ALG_NS: &str = "urn:oasis:names:tc:SAML:metadata:algsupport";
-/// `urn:geant:dame` (draft-poehn-dame-06)
-pub const DAME_NS: &str = "urn:geant:dame";
-/// `urn:geant:lrz.de` (draft-poehn-dame-02's TTPMetadataSyncLocation)
-pub const DAME_OLD_NS: &str = "urn:geant:lrz.de";
+pub use crate::ns::{
+    ALG_NS, DAME_NS, DAME_OLD_NS, IDPDISC_NS, INIT_NS, MDATTR_NS, MDRPI_NS, MDUI_NS, SHIBMD_NS,
+};
 
 /// An element kept as written, self-contained: its source text, with the namespace bindings it
 /// inherited and uses declared on its own start tag, so that it means the same (and has the same

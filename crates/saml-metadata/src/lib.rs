@@ -51,11 +51,12 @@ pub mod filter;
 pub mod lazy;
 pub mod load;
 pub mod model;
+pub mod ns;
 mod parse;
 pub mod split;
 pub mod sso;
 pub use saml_core::time;
 pub mod write;
 
-pub use error::Error;
+pub use error::{Error, ErrorKind};
 pub use parse::{MD_NS, REMD_NS, SAML_NS};

@@ -14,12 +14,8 @@ use crate::ext::*;
 use crate::model::*;
 use crate::time::{parse_datetime, parse_duration};
 
-/// `urn:oasis:names:tc:SAML:2.0:metadata`
-pub const MD_NS: &str = "urn:oasis:names:tc:SAML:2.0:metadata";
-/// `urn:oasis:names:tc:SAML:2.0:assertion`
-pub const SAML_NS: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
-/// `http://refeds.org/metadata` (REFEDS security contact's `remd:contactType`)
-pub const REMD_NS: &str = "http://refeds.org/metadata";
+pub use crate::ns::{MD_NS, REMD_NS, SAML_NS};
+use crate::ns::XSI_NS;
 
 /// A start tag, copied out of the reader so that parsing can go on.
 pub(crate) struct Elem<'a> {
@@ -263,7 +259,7 @@ impl<'a> Cursor<'a> {
         let mut xml = String::with_capacity(text.len() + 64 * namespaces.len());
         xml.push_str(text.get(..name_end).unwrap_or(text));
         for (p, uri) in &namespaces {
-            let uri = crate::write::escape_attr(uri);
+            let uri = saml_core::xml::escape_attr(uri);
             if p.is_empty() {
                 xml.push_str(&format!(" xmlns=\"{uri}\""));
             } else {
@@ -284,9 +280,6 @@ impl<'a> Cursor<'a> {
         })
     }
 }
-
-/// `http://www.w3.org/2001/XMLSchema-instance`
-const XSI_NS: &str = "http://www.w3.org/2001/XMLSchema-instance";
 
 /// Notes the prefixes an element uses (its name's, its attributes', and an `xsi:type` QName
 /// value's) that resolve to a binding inherited from outside the element being kept (index in

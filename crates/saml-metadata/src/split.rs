@@ -8,7 +8,7 @@ use saml_core::xml::{Event, effective_scope, escape_attr};
 
 use crate::error::Error;
 use crate::load::Policy;
-use crate::parse::MD_NS;
+use crate::ns::MD_NS;
 
 /// One entity cut out of an aggregate.
 #[derive(Debug, Clone, PartialEq, Eq)]

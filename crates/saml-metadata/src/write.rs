@@ -19,7 +19,7 @@ pub(crate) use saml_core::xml::{escape_attr, escape_text};
 use crate::error::Error;
 use crate::ext::*;
 use crate::model::*;
-use crate::parse::{MD_NS, REMD_NS, SAML_NS};
+use crate::ns::{MD_NS, REMD_NS, SAML_NS};
 use crate::time::{format_datetime_exact, format_duration};
 
 /// The prefixes the writer uses, with their namespaces.

@@ -103,12 +103,7 @@ pub fn base64(data: &[u8]) -> String {
     out
 }
 
-/// Escapes text content (`&`, `<`, `>`).
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
+use saml_core::xml::escape_text as esc;
 
 const NS: &[(&str, &str)] = &[
     ("md", "urn:oasis:names:tc:SAML:2.0:metadata"),

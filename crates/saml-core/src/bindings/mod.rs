@@ -7,7 +7,7 @@ pub mod post;
 pub mod redirect;
 
 use crate::error::Error;
-use crate::protocol::ProtocolError;
+use crate::error::ProtocolError;
 
 /// SAML Bindings §3.4.3 / §3.5.3: RelayState MUST NOT exceed 80 bytes.
 pub const MAX_RELAY_STATE: usize = 80;

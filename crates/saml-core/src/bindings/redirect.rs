@@ -13,7 +13,7 @@ use super::{
 };
 use crate::dsig::{SignatureAlgorithm, SigningKey, TrustedKeys};
 use crate::error::Error;
-use crate::protocol::ProtocolError;
+use crate::error::ProtocolError;
 
 /// Default limit on the inflated message (256 KiB): a DEFLATE bomb stops there.
 pub const DEFAULT_MAX_INFLATED: usize = 256 << 10;

@@ -20,10 +20,9 @@ pub use verify::{Verified, VerifyOptions, verify, verify_observed};
 #[cfg(feature = "xmlsec")]
 pub use xmlsec_engine::verify_with_xmlsec;
 
-/// The XML-DSig namespace.
-pub const DSIG_NS: &str = "http://www.w3.org/2000/09/xmldsig#";
-/// The SAML 2.0 assertion namespace (for `saml:Issuer`).
-pub const SAML_ASSERTION_NS: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
+pub use crate::ns::DSIG_NS;
+/// The SAML 2.0 assertion namespace (for `saml:Issuer`): [`crate::ns::SAML_NS`].
+pub const SAML_ASSERTION_NS: &str = crate::ns::SAML_NS;
 
 /// Which element carries the enveloped signature.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -151,7 +151,7 @@ pub fn sign(doc: &[u8], key: &SigningKey, opts: &SignOptions) -> Result<Vec<u8>,
         .map(|l| {
             format!(
                 "<ec:InclusiveNamespaces xmlns:ec=\"{EXC_C14N}\" PrefixList=\"{}\"/>",
-                escape_attr(l)
+                crate::xml::escape_attr(l)
             )
         })
         .unwrap_or_default();
@@ -164,7 +164,7 @@ pub fn sign(doc: &[u8], key: &SigningKey, opts: &SignOptions) -> Result<Vec<u8>,
          <ds:DigestMethod Algorithm=\"{}\"/><ds:DigestValue>{}</ds:DigestValue>\
          </ds:Reference></ds:SignedInfo>",
         algorithm.uri(),
-        escape_attr(&uri),
+        crate::xml::escape_attr(&uri),
         opts.digest.uri(),
         b64.encode(&digest),
     );
@@ -194,10 +194,4 @@ pub fn sign(doc: &[u8], key: &SigningKey, opts: &SignOptions) -> Result<Vec<u8>,
     out.extend_from_slice(signature.as_bytes());
     out.extend_from_slice(&doc[at..]);
     Ok(out)
-}
-
-fn escape_attr(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('"', "&quot;")
 }

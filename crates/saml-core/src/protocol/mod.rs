@@ -31,7 +31,6 @@ mod read;
 pub mod response;
 pub mod xmlenc;
 
-use std::fmt;
 
 pub use authn_request::AuthnRequest;
 pub use response::{
@@ -39,10 +38,9 @@ pub use response::{
     ResponseValidator, ValidatedResponse,
 };
 
-/// `urn:oasis:names:tc:SAML:2.0:protocol`
-pub const SAMLP_NS: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
-/// `urn:oasis:names:tc:SAML:2.0:assertion`
-pub const SAML_NS: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
+pub use crate::error::ProtocolError;
+pub use crate::ns::{SAML_NS, SAMLP_NS};
+pub use crate::status::StatusCode;
 /// `urn:oasis:names:tc:SAML:2.0:cm:bearer` (SAML Profiles §3.3)
 pub const BEARER: &str = "urn:oasis:names:tc:SAML:2.0:cm:bearer";
 /// `urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST`
@@ -105,118 +103,6 @@ impl NameId {
     }
 }
 
-/// A `samlp:StatusCode` value (SAML Core §3.2.2.2), typed where the standard names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum StatusCode {
-    /// `Success`
-    Success,
-    /// `Requester`: the request could not be performed because of an error on the requester's side.
-    Requester,
-    /// `Responder`: an error on the responder's side.
-    Responder,
-    /// `VersionMismatch`
-    VersionMismatch,
-    /// `AuthnFailed`: the IdP could not authenticate the principal.
-    AuthnFailed,
-    /// `InvalidAttrNameOrValue`
-    InvalidAttrNameOrValue,
-    /// `InvalidNameIDPolicy`
-    InvalidNameIdPolicy,
-    /// `NoAuthnContext`: the requested authentication context cannot be met.
-    NoAuthnContext,
-    /// `NoAvailableIDP`
-    NoAvailableIdp,
-    /// `NoPassive`: passive authentication was requested and is not possible.
-    NoPassive,
-    /// `NoSupportedIDP`
-    NoSupportedIdp,
-    /// `PartialLogout`
-    PartialLogout,
-    /// `ProxyCountExceeded`
-    ProxyCountExceeded,
-    /// `RequestDenied`
-    RequestDenied,
-    /// `RequestUnsupported`
-    RequestUnsupported,
-    /// `RequestVersionDeprecated`
-    RequestVersionDeprecated,
-    /// `RequestVersionTooHigh`
-    RequestVersionTooHigh,
-    /// `RequestVersionTooLow`
-    RequestVersionTooLow,
-    /// `ResourceNotRecognized`
-    ResourceNotRecognized,
-    /// `TooManyResponses`
-    TooManyResponses,
-    /// `UnknownAttrProfile`
-    UnknownAttrProfile,
-    /// `UnknownPrincipal`
-    UnknownPrincipal,
-    /// `UnsupportedBinding`
-    UnsupportedBinding,
-    /// Any other URI, as written.
-    Other(String),
-}
-
-const STATUS_PREFIX: &str = "urn:oasis:names:tc:SAML:2.0:status:";
-
-const STATUS_NAMES: [(&str, StatusCode); 23] = [
-    ("Success", StatusCode::Success),
-    ("Requester", StatusCode::Requester),
-    ("Responder", StatusCode::Responder),
-    ("VersionMismatch", StatusCode::VersionMismatch),
-    ("AuthnFailed", StatusCode::AuthnFailed),
-    ("InvalidAttrNameOrValue", StatusCode::InvalidAttrNameOrValue),
-    ("InvalidNameIDPolicy", StatusCode::InvalidNameIdPolicy),
-    ("NoAuthnContext", StatusCode::NoAuthnContext),
-    ("NoAvailableIDP", StatusCode::NoAvailableIdp),
-    ("NoPassive", StatusCode::NoPassive),
-    ("NoSupportedIDP", StatusCode::NoSupportedIdp),
-    ("PartialLogout", StatusCode::PartialLogout),
-    ("ProxyCountExceeded", StatusCode::ProxyCountExceeded),
-    ("RequestDenied", StatusCode::RequestDenied),
-    ("RequestUnsupported", StatusCode::RequestUnsupported),
-    (
-        "RequestVersionDeprecated",
-        StatusCode::RequestVersionDeprecated,
-    ),
-    ("RequestVersionTooHigh", StatusCode::RequestVersionTooHigh),
-    ("RequestVersionTooLow", StatusCode::RequestVersionTooLow),
-    ("ResourceNotRecognized", StatusCode::ResourceNotRecognized),
-    ("TooManyResponses", StatusCode::TooManyResponses),
-    ("UnknownAttrProfile", StatusCode::UnknownAttrProfile),
-    ("UnknownPrincipal", StatusCode::UnknownPrincipal),
-    ("UnsupportedBinding", StatusCode::UnsupportedBinding),
-];
-
-impl StatusCode {
-    /// Maps a status code URI.
-    pub fn from_uri(uri: &str) -> StatusCode {
-        uri.strip_prefix(STATUS_PREFIX)
-            .and_then(|n| STATUS_NAMES.iter().find(|(name, _)| *name == n))
-            .map(|(_, c)| c.clone())
-            .unwrap_or_else(|| StatusCode::Other(uri.to_owned()))
-    }
-
-    /// The status code URI.
-    pub fn uri(&self) -> String {
-        match self {
-            StatusCode::Other(s) => s.clone(),
-            known => STATUS_NAMES
-                .iter()
-                .find(|(_, c)| c == known)
-                .map(|(n, _)| format!("{STATUS_PREFIX}{n}"))
-                .unwrap_or_default(),
-        }
-    }
-}
-
-impl fmt::Display for StatusCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.uri())
-    }
-}
 
 /// A `samlp:Status`: the top-level code, an optional second-level code and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -265,105 +151,3 @@ impl Attribute {
     }
 }
 
-/// Errors of the protocol layer: what was wrong with a message, or which rule rejected it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ProtocolError {
-    /// A required element or attribute is missing or malformed.
-    #[error("invalid <{element}> at byte {offset}: {message}")]
-    Malformed {
-        /// Local name of the element.
-        element: String,
-        /// Byte offset of its start tag.
-        offset: usize,
-        /// What is wrong.
-        message: String,
-    },
-    /// The IdP answered with a non-success status.
-    #[error("the IdP returned status {code}{}{}", .second.as_ref().map(|s| format!(" / {s}")).unwrap_or_default(), .message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())]
-    Status {
-        /// Top-level code.
-        code: StatusCode,
-        /// Second-level code.
-        second: Option<StatusCode>,
-        /// StatusMessage.
-        message: Option<String>,
-    },
-    /// Neither the Response nor the Assertion is signed, or the policy wants the Assertion
-    /// signed and it is not.
-    #[error("{0}")]
-    Unsigned(String),
-    /// A Response must hold exactly one Assertion or EncryptedAssertion.
-    #[error("expected exactly one assertion in the Response, found {0}")]
-    AssertionCount(usize),
-    /// The signed assertion is not the Response's assertion child (signature wrapping).
-    #[error("the signed assertion is not the assertion the Response carries (signature wrapping)")]
-    Wrapped,
-    /// Issuer other than the expected IdP.
-    #[error("issuer {found:?} is not the expected {expected:?}")]
-    IssuerMismatch {
-        /// Expected entityID.
-        expected: String,
-        /// What the message says.
-        found: String,
-    },
-    /// Destination other than this SP's ACS.
-    #[error("Destination {found:?} is not one of this SP's ACS URLs")]
-    DestinationMismatch {
-        /// What the message says.
-        found: String,
-    },
-    /// `InResponseTo` names no request this SP has outstanding.
-    #[error("InResponseTo {0:?} is not an outstanding request of this SP")]
-    UnknownRequest(String),
-    /// No `InResponseTo` and unsolicited responses are not allowed.
-    #[error("unsolicited Response (no InResponseTo) and unsolicited responses are not allowed")]
-    Unsolicited,
-    /// A time condition is not met yet.
-    #[error("{what} is not valid before {at} (now {now})")]
-    NotYetValid {
-        /// Which element.
-        what: &'static str,
-        /// Its NotBefore, RFC 3339.
-        at: String,
-        /// Now.
-        now: String,
-    },
-    /// A time condition has passed.
-    #[error("{what} expired at {at} (now {now})")]
-    Expired {
-        /// Which element.
-        what: &'static str,
-        /// Its NotOnOrAfter, RFC 3339.
-        at: String,
-        /// Now.
-        now: String,
-    },
-    /// The assertion has no `AudienceRestriction` (SAML Profiles §4.1.4.2 requires one naming
-    /// the SP).
-    #[error("the assertion has no AudienceRestriction (SAML Profiles §4.1.4.2 requires one)")]
-    NoAudienceRestriction,
-    /// This SP is not in an AudienceRestriction.
-    #[error("this SP ({sp}) is not in the audience {audiences:?}")]
-    AudienceMismatch {
-        /// This SP's entityID.
-        sp: String,
-        /// The audiences of the failing restriction.
-        audiences: Vec<String>,
-    },
-    /// No bearer SubjectConfirmation passes the profile's checks.
-    #[error("no usable bearer SubjectConfirmation: {0}")]
-    NoBearerConfirmation(String),
-    /// The assertion ID was already used (replay).
-    #[error("assertion {0:?} was already used (replay)")]
-    Replayed(String),
-    /// `Version` is not 2.0.
-    #[error("unsupported SAML version {0:?}")]
-    Version(String),
-    /// XML Encryption: the assertion could not be decrypted or uses a refused algorithm.
-    #[error("cannot decrypt: {0}")]
-    Decryption(String),
-    /// A binding-level problem (base64, DEFLATE, size limit, parameters, URL).
-    #[error("binding: {0}")]
-    Binding(String),
-}

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::time::SystemTime;
 
-use super::ProtocolError;
+use crate::error::ProtocolError;
 use crate::error::Error;
 use crate::time::parse_datetime;
 use crate::xml::{Event, Reader, read_text};

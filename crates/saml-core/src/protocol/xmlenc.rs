@@ -37,15 +37,12 @@ use openssl::pkey::{PKey, Private, Public};
 use openssl::rsa::Padding;
 use openssl::symm::{Cipher, Crypter, Mode, decrypt_aead, encrypt_aead};
 
-use super::ProtocolError;
+use crate::error::ProtocolError;
 use super::read::{Cursor, Elem};
 use crate::dsig::DSIG_NS;
 use crate::error::Error;
 
-/// `http://www.w3.org/2001/04/xmlenc#`
-pub const XENC_NS: &str = "http://www.w3.org/2001/04/xmlenc#";
-/// `http://www.w3.org/2009/xmlenc11#`
-pub const XENC11_NS: &str = "http://www.w3.org/2009/xmlenc11#";
+pub use crate::ns::{XENC_NS, XENC11_NS};
 /// `xmlenc#rsa-oaep-mgf1p` (MGF1 with SHA-1; OAEP digest from DigestMethod, SHA-1 by default).
 pub const RSA_OAEP_MGF1P: &str = "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p";
 /// `xmlenc11#rsa-oaep` (OAEP digest from DigestMethod, MGF from `xenc11:MGF`).

@@ -33,10 +33,7 @@ use crate::error::{Error, LimitExceeded, XmlError};
 pub use chars::{attribute_value, normalize_newlines, text_value};
 pub use escape::{escape_attr, escape_text};
 
-/// The namespace bound to the `xml` prefix.
-pub const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
-/// The namespace of `xmlns` attributes (never bindable).
-pub const XMLNS_NS: &str = "http://www.w3.org/2000/xmlns/";
+pub use crate::ns::{XML_NS, XMLNS_NS};
 
 /// Resource limits. The defaults fit eduGAIN-sized metadata aggregates (tens of MB) and SAML
 /// protocol messages; lower them for untrusted small inputs.
