@@ -51,6 +51,7 @@ pub struct Options {
 impl Options {
     /// Parses a PrefixList attribute value (white-space separated; `#default` for the default
     /// namespace).
+    #[must_use] 
     pub fn with_prefix_list(mut self, list: &str) -> Self {
         self.inclusive_prefixes = list
             .split_ascii_whitespace()

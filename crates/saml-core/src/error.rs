@@ -75,6 +75,7 @@ impl Error {
     }
 
     /// What kind of failure this is (see [`ErrorKind`]).
+    #[must_use] 
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Xml { .. } | Error::C14n(_) => ErrorKind::Malformed,
@@ -88,6 +89,7 @@ impl Error {
     }
 
     /// The signature-rejection reason, if this error is one.
+    #[must_use] 
     pub fn signature_error(&self) -> Option<&SignatureError> {
         match self {
             Error::Signature(s) => Some(s),
@@ -96,6 +98,7 @@ impl Error {
     }
 
     /// The XML well-formedness / hardening reason, if this error is one.
+    #[must_use] 
     pub fn xml_error(&self) -> Option<&XmlError> {
         match self {
             Error::Xml { kind, .. } => Some(kind),
@@ -386,6 +389,7 @@ pub enum ProtocolError {
 
 impl ProtocolError {
     /// What kind of failure this is (see [`ErrorKind`]).
+    #[must_use] 
     pub fn kind(&self) -> ErrorKind {
         match self {
             ProtocolError::Malformed { .. }
@@ -395,5 +399,35 @@ impl ProtocolError {
             ProtocolError::Decryption(_) => ErrorKind::Crypto,
             _ => ErrorKind::Rejected,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_follow_the_cause() {
+        assert_eq!(
+            Error::xml(3, XmlError::DocType).kind(),
+            ErrorKind::Malformed
+        );
+        assert_eq!(
+            Error::Signature(SignatureError::DigestMismatch).kind(),
+            ErrorKind::Rejected
+        );
+        assert_eq!(Error::Usage("no keys".into()).kind(), ErrorKind::Misuse);
+        assert_eq!(
+            Error::Protocol(ProtocolError::Replayed("_a".into())).kind(),
+            ErrorKind::Rejected
+        );
+        assert_eq!(
+            Error::Protocol(ProtocolError::Binding("bad base64".into())).kind(),
+            ErrorKind::Malformed
+        );
+        assert_eq!(
+            Error::Protocol(ProtocolError::Decryption("x".into())).kind(),
+            ErrorKind::Crypto
+        );
     }
 }

@@ -84,7 +84,7 @@ fn sign(doc: &str, key: &TestKey, target: Target, placement: Placement, pl: &str
 
 /// Runs `f` and returns the namespace work it did on this thread (and on the pipeline thread).
 fn counted<T>(f: impl FnOnce() -> T) -> (T, u64) {
-    work::take();
+    let _ = work::take();
     let r = f();
     (r, work::take())
 }

@@ -83,6 +83,7 @@ pub struct RoleParts {
 }
 
 impl RoleParts {
+    #[must_use]
     fn new() -> Self {
         RoleParts {
             common: RoleCommon {
@@ -111,12 +112,14 @@ pub trait RoleBuilder: Sized {
     fn parts(&mut self) -> &mut RoleParts;
 
     /// A `KeyDescriptor`.
+    #[must_use]
     fn key(mut self, k: KeyDescriptor) -> Self {
         self.parts().common.keys.push(k);
         self
     }
 
     /// A signing key as an X.509 certificate (DER).
+    #[must_use]
     fn signing_certificate(self, der: Vec<u8>) -> Self {
         self.key(KeyDescriptor {
             key_use: KeyUse::Signing,
@@ -127,6 +130,7 @@ pub trait RoleBuilder: Sized {
     }
 
     /// An encryption key as an X.509 certificate (DER).
+    #[must_use]
     fn encryption_certificate(self, der: Vec<u8>) -> Self {
         self.key(KeyDescriptor {
             key_use: KeyUse::Encryption,
@@ -137,30 +141,35 @@ pub trait RoleBuilder: Sized {
     }
 
     /// `mdui:DisplayName`.
+    #[must_use]
     fn display_name(mut self, lang: &str, name: &str) -> Self {
         self.parts().ui.display_names.push(localized(lang, name));
         self
     }
 
     /// `mdui:Description`.
+    #[must_use]
     fn description(mut self, lang: &str, text: &str) -> Self {
         self.parts().ui.descriptions.push(localized(lang, text));
         self
     }
 
     /// `mdui:InformationURL`.
+    #[must_use]
     fn information_url(mut self, lang: &str, url: &str) -> Self {
         self.parts().ui.information_urls.push(localized(lang, url));
         self
     }
 
     /// `mdui:PrivacyStatementURL`.
+    #[must_use]
     fn privacy_statement_url(mut self, lang: &str, url: &str) -> Self {
         self.parts().ui.privacy_urls.push(localized(lang, url));
         self
     }
 
     /// `mdui:Logo` (no language).
+    #[must_use]
     fn logo(mut self, url: &str, height: u32, width: u32) -> Self {
         self.parts().ui.logos.push(Logo {
             url: url.to_owned(),
@@ -172,6 +181,7 @@ pub trait RoleBuilder: Sized {
     }
 
     /// A `SingleLogoutService`.
+    #[must_use]
     fn slo(mut self, binding: Binding, location: &str) -> Self {
         self.parts().slo.push(PendingEndpoint {
             element: "SingleLogoutService",
@@ -182,12 +192,14 @@ pub trait RoleBuilder: Sized {
     }
 
     /// A `NameIDFormat`.
+    #[must_use]
     fn name_id_format(mut self, format: &str) -> Self {
         self.parts().common.name_id_formats.push(format.to_owned());
         self
     }
 
     /// The `protocolSupportEnumeration` (default: SAML 2.0 only).
+    #[must_use]
     fn protocols(mut self, uris: &[&str]) -> Self {
         self.parts().common.protocols = uris.iter().map(|s| (*s).to_owned()).collect();
         self
@@ -206,6 +218,7 @@ pub struct IdpBuilder {
 
 impl IdpSso {
     /// A builder for an IdP role supporting SAML 2.0.
+    #[must_use] 
     pub fn builder() -> IdpBuilder {
         IdpBuilder {
             parts: RoleParts::new(),
@@ -225,6 +238,7 @@ impl RoleBuilder for IdpBuilder {
 
 impl IdpBuilder {
     /// A `SingleSignOnService`.
+    #[must_use] 
     pub fn sso(mut self, binding: Binding, location: &str) -> Self {
         self.sso.push(PendingEndpoint {
             element: "SingleSignOnService",
@@ -235,6 +249,7 @@ impl IdpBuilder {
     }
 
     /// A `shibmd:Scope` (a domain, or a regular expression when `regexp`).
+    #[must_use] 
     pub fn scope(mut self, value: &str, regexp: bool) -> Self {
         self.scopes.push(Scope {
             value: value.to_owned(),
@@ -244,18 +259,21 @@ impl IdpBuilder {
     }
 
     /// An `mdui:DomainHint`.
+    #[must_use] 
     pub fn domain_hint(mut self, domain: &str) -> Self {
         self.hints.domain_hints.push(domain.to_owned());
         self
     }
 
     /// An `mdui:IPHint` (CIDR block).
+    #[must_use] 
     pub fn ip_hint(mut self, cidr: &str) -> Self {
         self.hints.ip_hints.push(cidr.to_owned());
         self
     }
 
     /// `WantAuthnRequestsSigned`.
+    #[must_use] 
     pub fn want_authn_requests_signed(mut self, yes: bool) -> Self {
         self.want_signed = Some(yes);
         self
@@ -295,6 +313,7 @@ pub struct SpBuilder {
 
 impl SpSso {
     /// A builder for an SP role supporting SAML 2.0.
+    #[must_use] 
     pub fn builder() -> SpBuilder {
         SpBuilder {
             parts: RoleParts::new(),
@@ -316,6 +335,7 @@ impl RoleBuilder for SpBuilder {
 impl SpBuilder {
     /// An `AssertionConsumerService`, indexed from 0 in the order added (the first is the
     /// default).
+    #[must_use] 
     pub fn acs(mut self, binding: Binding, location: &str) -> Self {
         self.acs.push(PendingEndpoint {
             element: "AssertionConsumerService",
@@ -326,6 +346,7 @@ impl SpBuilder {
     }
 
     /// An `idpdisc:DiscoveryResponse` (HTTP redirect back from a discovery service).
+    #[must_use] 
     pub fn discovery_response(mut self, location: &str) -> Self {
         self.discovery.push(PendingEndpoint {
             element: "DiscoveryResponse",
@@ -339,6 +360,7 @@ impl SpBuilder {
 
     /// A `RequestedAttribute` in the role's `AttributeConsumingService` (index 0, named
     /// `service_name` in `lang` when first created).
+    #[must_use]
     pub fn requested_attribute(
         mut self,
         lang: &str,
@@ -369,12 +391,14 @@ impl SpBuilder {
     }
 
     /// `AuthnRequestsSigned`.
+    #[must_use] 
     pub fn authn_requests_signed(mut self, yes: bool) -> Self {
         self.authn_requests_signed = Some(yes);
         self
     }
 
     /// `WantAssertionsSigned`.
+    #[must_use] 
     pub fn want_assertions_signed(mut self, yes: bool) -> Self {
         self.want_assertions_signed = Some(yes);
         self
@@ -437,6 +461,7 @@ pub struct EntityBuilder {
 
 impl EntityDescriptor {
     /// A builder for the entity `entity_id`.
+    #[must_use] 
     pub fn builder(entity_id: &str) -> EntityBuilder {
         EntityBuilder {
             entity: EntityDescriptor {
@@ -458,24 +483,28 @@ impl EntityDescriptor {
 
 impl EntityBuilder {
     /// `ID`.
+    #[must_use] 
     pub fn id(mut self, id: &str) -> Self {
         self.entity.id = Some(id.to_owned());
         self
     }
 
     /// `validUntil`.
+    #[must_use] 
     pub fn valid_until(mut self, t: SystemTime) -> Self {
         self.entity.valid_until = Some(t);
         self
     }
 
     /// `cacheDuration`.
+    #[must_use] 
     pub fn cache_duration(mut self, d: Duration) -> Self {
         self.entity.cache_duration = Some(d);
         self
     }
 
     /// `mdrpi:RegistrationInfo`.
+    #[must_use] 
     pub fn registration(mut self, authority: &str, instant: Option<SystemTime>) -> Self {
         self.entity.extensions.registration = Some(RegistrationInfo {
             authority: authority.to_owned(),
@@ -486,6 +515,7 @@ impl EntityBuilder {
     }
 
     /// An `mdattr:EntityAttributes` value (several values of one name share one Attribute).
+    #[must_use] 
     pub fn entity_attribute(mut self, name: &str, value: &str) -> Self {
         let attrs = &mut self.entity.extensions.entity_attributes;
         match attrs.iter_mut().find(|a| a.name == name) {
@@ -501,11 +531,13 @@ impl EntityBuilder {
     }
 
     /// An entity category (`http://macedir.org/entity-category`).
+    #[must_use] 
     pub fn entity_category(self, uri: &str) -> Self {
         self.entity_attribute(ENTITY_CATEGORY, uri)
     }
 
     /// A DAME `MetadataSyncLocation` (draft-poehn-dame).
+    #[must_use] 
     pub fn dame_sync_location(mut self, url: &str) -> Self {
         self.entity
             .extensions
@@ -515,24 +547,28 @@ impl EntityBuilder {
     }
 
     /// An IdP role.
+    #[must_use] 
     pub fn idp(mut self, idp: IdpBuilder) -> Self {
         self.roles.push(PendingRole::Idp(Box::new(idp)));
         self
     }
 
     /// An SP role.
+    #[must_use] 
     pub fn sp(mut self, sp: SpBuilder) -> Self {
         self.roles.push(PendingRole::Sp(Box::new(sp)));
         self
     }
 
     /// Any role, already built.
+    #[must_use] 
     pub fn role(mut self, role: Role) -> Self {
         self.roles.push(PendingRole::Done(Box::new(role)));
         self
     }
 
     /// `Organization` with one name (also the display name) and URL in `lang`.
+    #[must_use]
     pub fn organization(mut self, lang: &str, name: &str, url: &str) -> Self {
         let o = self
             .entity
@@ -545,6 +581,7 @@ impl EntityBuilder {
     }
 
     /// A `ContactPerson` with an email address (`mailto:` URI).
+    #[must_use] 
     pub fn contact(mut self, contact_type: ContactType, email: &str) -> Self {
         self.entity.contacts.push(ContactPerson {
             contact_type,
@@ -560,6 +597,7 @@ impl EntityBuilder {
     }
 
     /// A REFEDS security contact (`contactType="other"`, `remd:contactType` security).
+    #[must_use] 
     pub fn security_contact(mut self, email: &str) -> Self {
         self = self.contact(ContactType::Other, email);
         if let Some(c) = self.entity.contacts.last_mut() {

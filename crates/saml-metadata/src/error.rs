@@ -55,6 +55,7 @@ impl Error {
     /// What kind of failure this is (saml-core's [`ErrorKind`]): a schema violation is
     /// malformed input, an expired or duplicate-carrying document is rejected by policy, a model
     /// that cannot be written is misuse.
+    #[must_use] 
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Core(e) => e.kind(),
@@ -65,5 +66,25 @@ impl Error {
             | Error::NoValidUntil
             | Error::ValidityTooLong { .. } => ErrorKind::Rejected,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_follow_the_cause() {
+        let invalid = Error::Invalid {
+            element: "EntityDescriptor".into(),
+            offset: 0,
+            message: "no entityID".into(),
+        };
+        assert_eq!(invalid.kind(), ErrorKind::Malformed);
+        assert_eq!(Error::NoValidUntil.kind(), ErrorKind::Rejected);
+        assert_eq!(
+            Error::Core(saml_core::Error::Usage("no keys".into())).kind(),
+            ErrorKind::Misuse
+        );
     }
 }

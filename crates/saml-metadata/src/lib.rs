@@ -43,6 +43,8 @@
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+// Every decision and lookup a caller could drop by mistake is #[must_use] (issue 14).
+#![warn(clippy::must_use_candidate, clippy::return_self_not_must_use)]
 
 pub mod builder;
 mod error;

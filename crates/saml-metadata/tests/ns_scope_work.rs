@@ -80,7 +80,7 @@ fn policy(keys: TrustedKeys, limits: Limits) -> Policy {
 }
 
 fn counted<T>(f: impl FnOnce() -> T) -> (T, u64) {
-    work::take();
+    let _ = work::take();
     let r = f();
     (r, work::take())
 }

@@ -93,6 +93,7 @@ pub struct NameId {
 
 impl NameId {
     /// A NameID with a format.
+    #[must_use] 
     pub fn new(value: &str, format: &str) -> Self {
         NameId {
             value: value.to_owned(),
@@ -117,6 +118,7 @@ pub struct Status {
 
 impl Status {
     /// `Success` with nothing else.
+    #[must_use] 
     pub fn success() -> Self {
         Status {
             code: StatusCode::Success,

@@ -133,6 +133,7 @@ pub struct Assertion {
 impl Assertion {
     /// The first attribute named `name` (a URI such as `urn:oid:0.9.2342.19200300.100.1.3`) or
     /// with that FriendlyName.
+    #[must_use] 
     pub fn attribute(&self, name: &str) -> Option<&Attribute> {
         self.attributes.iter().find(|a| a.name == name).or_else(|| {
             self.attributes
@@ -166,11 +167,13 @@ pub struct ValidatedResponse {
 
 impl ValidatedResponse {
     /// The subject's NameID.
+    #[must_use] 
     pub fn name_id(&self) -> Option<&NameId> {
         self.assertion.subject.name_id.as_ref()
     }
 
     /// The first AuthnStatement's SessionIndex.
+    #[must_use] 
     pub fn session_index(&self) -> Option<&str> {
         self.assertion
             .authn_statements
@@ -198,6 +201,7 @@ pub struct OutstandingRequests {
 
 impl OutstandingRequests {
     /// An empty store.
+    #[must_use] 
     pub fn new() -> Self {
         Self::default()
     }
@@ -211,11 +215,13 @@ impl OutstandingRequests {
     }
 
     /// Number of requests recorded.
+    #[must_use] 
     pub fn len(&self) -> usize {
         self.ids.len()
     }
 
     /// Whether none is recorded.
+    #[must_use] 
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }
@@ -250,16 +256,19 @@ pub struct MemoryReplayCache {
 
 impl MemoryReplayCache {
     /// An empty cache.
+    #[must_use] 
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Entries held.
+    #[must_use] 
     pub fn len(&self) -> usize {
         self.seen.len()
     }
 
     /// Whether it is empty.
+    #[must_use] 
     pub fn is_empty(&self) -> bool {
         self.seen.is_empty()
     }
@@ -324,6 +333,7 @@ pub struct ResponseValidator {
 impl ResponseValidator {
     /// A validator for `sp_entity_id` receiving at `acs_url` from `idp_entity_id` signing with
     /// `idp_keys`.
+    #[must_use] 
     pub fn new(
         sp_entity_id: &str,
         acs_url: &str,

@@ -117,6 +117,7 @@ const DATA_ALGORITHMS: [(DataAlgorithm, &str); 7] = [
 
 impl DataAlgorithm {
     /// The algorithm URI.
+    #[must_use] 
     pub fn uri(self) -> &'static str {
         DATA_ALGORITHMS
             .iter()
@@ -126,6 +127,7 @@ impl DataAlgorithm {
     }
 
     /// Maps a URI.
+    #[must_use] 
     pub fn from_uri(uri: &str) -> Option<Self> {
         DATA_ALGORITHMS
             .iter()
@@ -433,6 +435,7 @@ impl std::fmt::Debug for ContentKey {
 
 impl ContentKey {
     /// The content algorithm.
+    #[must_use] 
     pub fn algorithm(&self) -> DataAlgorithm {
         self.alg
     }
@@ -440,6 +443,7 @@ impl ContentKey {
     /// Whether this is CBC content that no verified signature covers: every failure from here
     /// on must be reported as [`OPAQUE_FAILURE`] (the caller's parsing of the plaintext
     /// included).
+    #[must_use] 
     pub fn is_unauthenticated_cbc(&self) -> bool {
         self.unauthenticated
     }

@@ -126,6 +126,7 @@ pub struct Attribute<'a> {
 
 impl<'a> Attribute<'a> {
     /// The normalized value (references expanded, white space normalized as for CDATA).
+    #[must_use] 
     pub fn value(&self) -> std::borrow::Cow<'a, str> {
         attribute_value(self.raw_value)
     }
@@ -158,11 +159,13 @@ pub struct StartElement<'r, 'a> {
 
 impl<'r, 'a> StartElement<'r, 'a> {
     /// Whether this element is `{namespace}local`.
+    #[must_use] 
     pub fn is(&self, namespace: &str, local: &str) -> bool {
         self.name.local == local && self.namespace == namespace
     }
 
     /// The raw value of the unprefixed attribute `name`.
+    #[must_use] 
     pub fn attribute(&self, name: &str) -> Option<&'r Attribute<'a>> {
         self.attributes
             .iter()
@@ -174,6 +177,7 @@ impl<'r, 'a> StartElement<'r, 'a> {
     ///
     /// Takes constant time whatever the number of bindings in scope (a hash lookup in the
     /// reader's index).
+    #[must_use] 
     pub fn lookup(&self, prefix: &str) -> Option<&'a str> {
         match self.bindings {
             Some(b) => b.lookup(prefix),
@@ -184,6 +188,7 @@ impl<'r, 'a> StartElement<'r, 'a> {
     /// The index in [`StartElement::scope`] of the binding of `prefix` in force here (`None`
     /// when the prefix is not declared, including the implicit `xml` and empty default).
     /// Constant time, like [`StartElement::lookup`].
+    #[must_use] 
     pub fn binding_index(&self, prefix: &str) -> Option<usize> {
         match self.bindings {
             Some(b) => b.index_of(prefix),
@@ -301,6 +306,7 @@ pub(crate) fn lookup<'a>(scope: &[NsDecl<'a>], prefix: &str) -> Option<&'a str> 
 
 /// The effective bindings of a scope: one entry per prefix, the innermost binding, in the
 /// order of the scope. Linear in the length of `scope`.
+#[must_use] 
 pub fn effective_scope<'a>(scope: &[NsDecl<'a>]) -> Vec<NsDecl<'a>> {
     let mut out: Vec<NsDecl<'a>> = Vec::with_capacity(scope.len());
     if scope.len() <= SCAN_BINDINGS {
@@ -348,6 +354,7 @@ pub mod work {
     }
 
     /// Returns this thread's count and resets it.
+    #[must_use] 
     pub fn take() -> u64 {
         UNITS.with(|c| c.replace(0))
     }
@@ -377,6 +384,7 @@ pub struct Text<'a> {
 
 impl<'a> Text<'a> {
     /// The character data (references expanded, line ends normalized).
+    #[must_use] 
     pub fn value(&self) -> std::borrow::Cow<'a, str> {
         if self.cdata {
             chars::normalize_newlines(self.raw)
@@ -386,6 +394,7 @@ impl<'a> Text<'a> {
     }
 
     /// Whether the text is XML white space only.
+    #[must_use] 
     pub fn is_whitespace(&self) -> bool {
         !self.cdata
             && self
@@ -511,11 +520,13 @@ impl<'a> Reader<'a> {
     }
 
     /// The document text (after any byte-order mark) and the byte offset where it starts.
+    #[must_use] 
     pub fn source(&self) -> (&'a str, usize) {
         (self.src, self.base)
     }
 
     /// The limits this reader enforces.
+    #[must_use] 
     pub fn limits(&self) -> Limits {
         self.limits
     }
@@ -552,16 +563,19 @@ impl<'a> Reader<'a> {
     }
 
     /// Current depth (number of open elements).
+    #[must_use] 
     pub fn depth(&self) -> usize {
         self.open.len()
     }
 
     /// Byte offset (in the whole document) of the next unread input.
+    #[must_use] 
     pub fn position(&self) -> usize {
         self.base + self.inner.buffer_position() as usize
     }
 
     /// All namespace bindings currently in scope, innermost last.
+    #[must_use] 
     pub fn scope(&self) -> &[NsDecl<'a>] {
         self.scope.as_slice()
     }
@@ -792,6 +806,7 @@ impl<'a> Reader<'a> {
 
     /// The event [`Reader::advance`] moved to (`None` before the first call and at the end).
     #[inline]
+    #[must_use] 
     pub fn current(&self) -> Option<Event<'_, 'a>> {
         match &self.cur {
             Cur::None => None,
