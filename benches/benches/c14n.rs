@@ -72,9 +72,10 @@ fn worst_case(decls: usize) -> Vec<u8> {
 }
 
 fn worst_case_sha256(doc: &[u8], opts: &Options) -> u64 {
-    let limits = Limits {
-        max_namespace_declarations: 1 << 20,
-        ..Limits::default()
+    let limits = {
+        let mut o = Limits::default();
+        o.max_namespace_declarations = 1 << 20;
+        o
     };
     let mut reader = Reader::new(doc, limits).expect("reader");
     let hasher = Hasher::new(MessageDigest::sha256()).expect("sha256");

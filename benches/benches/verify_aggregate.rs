@@ -54,10 +54,8 @@ fn bench(c: &mut Criterion) {
         })
     });
     // The same work on the calling thread only (no canonicalization/hashing pipeline).
-    let serial = VerifyOptions {
-        parallel_min_size: None,
-        ..opts.clone()
-    };
+    let mut serial = opts.clone();
+    serial.parallel_min_size = None;
     g.bench_function("saml_core_dsig_verify_single_thread", |b| {
         b.iter(|| {
             let v = dsig::verify(black_box(&doc), &keys, &serial).expect("verify");

@@ -27,9 +27,10 @@ fuzz_target!(|data: &[u8]| {
     // does), to exercise the subtree skipping.
     let omit_signature = selector & 0x08 != 0;
     for with_comments in [false, true] {
-        let opts = Options {
-            with_comments,
-            ..Options::default()
+        let opts = {
+            let mut o = Options::default();
+            o.with_comments = with_comments;
+            o
         }
         .with_prefix_list(prefixes);
         let out = canonicalize_element(

@@ -37,13 +37,15 @@ fn fixture() -> &'static Fixture {
     FIXTURE.get_or_init(|| {
         let key = signing_key().expect("test key");
         let keys = trusted_keys(&key).expect("trusted keys");
-        let opts = VerifyOptions {
-            parallel_min_size: None,
-            ..VerifyOptions::metadata()
+        let opts = {
+            let mut o = VerifyOptions::metadata();
+            o.parallel_min_size = None;
+            o
         };
-        let parallel = VerifyOptions {
-            parallel_min_size: Some(0),
-            ..VerifyOptions::metadata()
+        let parallel = {
+            let mut o = VerifyOptions::metadata();
+            o.parallel_min_size = Some(0);
+            o
         };
         let signed = dsig::sign(DOC.as_bytes(), &key, &SignOptions::default()).expect("sign");
         let signed = String::from_utf8(signed).expect("signed document is UTF-8");

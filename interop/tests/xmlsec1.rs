@@ -44,9 +44,10 @@ fn xmlsec1_verifies_what_we_sign() {
         TestKey::ec(Nid::SECP384R1, "p384"),
     ] {
         for prefixes in [None, Some("md mdui")] {
-            let opts = SignOptions {
-                inclusive_prefixes: prefixes.map(str::to_owned),
-                ..Default::default()
+            let opts = {
+                let mut o = SignOptions::default();
+                o.inclusive_prefixes = prefixes.map(str::to_owned);
+                o
             };
             let signed = dsig::sign(aggregate().as_bytes(), &key.signing(), &opts).expect("sign");
             assert!(
@@ -191,9 +192,10 @@ fn xmlsec1_agrees_on_prefix_list_scoping() {
     let doc = r#"<md:EntitiesDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:p="urn:p:1" xmlns="urn:d:1" ID="_agg1" Name="x"><md:Extensions><a p:x="1"><b xmlns:p="urn:p:2"><c xmlns:p="urn:p:2" xmlns:q="urn:q:1"><d xmlns=""><e xmlns="urn:d:2"/><md:f xmlns:p="urn:p:1"/></d></c></b><g xmlns:q="urn:q:2"><h xmlns:q="urn:q:2" xmlns:r="urn:r:1"/></g></a></md:Extensions><md:EntityDescriptor entityID="https://x.example"/></md:EntitiesDescriptor>"#;
     let key = TestKey::rsa("rsa");
     for prefixes in ["p q #default", "q", "#default", "r", "zz p"] {
-        let opts = SignOptions {
-            inclusive_prefixes: Some(prefixes.to_owned()),
-            ..Default::default()
+        let opts = {
+            let mut o = SignOptions::default();
+            o.inclusive_prefixes = Some(prefixes.to_owned());
+            o
         };
         let signed = dsig::sign(doc.as_bytes(), &key.signing(), &opts).expect("sign");
         assert!(
@@ -201,9 +203,10 @@ fn xmlsec1_agrees_on_prefix_list_scoping() {
             "xmlsec1 rejected our signature with PrefixList {prefixes:?}"
         );
         for parallel in [None, Some(0)] {
-            let v = VerifyOptions {
-                parallel_min_size: parallel,
-                ..VerifyOptions::metadata()
+            let v = {
+                let mut o = VerifyOptions::metadata();
+                o.parallel_min_size = parallel;
+                o
             };
             dsig::verify(&signed, &key.trusted(), &v)
                 .unwrap_or_else(|e| panic!("{prefixes:?} {parallel:?}: {e}"));

@@ -41,6 +41,7 @@ pub const EXC_C14N_WITH_COMMENTS: &str = "http://www.w3.org/2001/10/xml-exc-c14n
 
 /// Parameters of exclusive canonicalization.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Options {
     /// Keep comments (the `#WithComments` variant).
     pub with_comments: bool,
@@ -51,7 +52,7 @@ pub struct Options {
 impl Options {
     /// Parses a PrefixList attribute value (white-space separated; `#default` for the default
     /// namespace).
-    #[must_use] 
+    #[must_use]
     pub fn with_prefix_list(mut self, list: &str) -> Self {
         self.inclusive_prefixes = list
             .split_ascii_whitespace()

@@ -75,7 +75,7 @@ impl Error {
     }
 
     /// What kind of failure this is (see [`ErrorKind`]).
-    #[must_use] 
+    #[must_use]
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Xml { .. } | Error::C14n(_) => ErrorKind::Malformed,
@@ -89,7 +89,7 @@ impl Error {
     }
 
     /// The signature-rejection reason, if this error is one.
-    #[must_use] 
+    #[must_use]
     pub fn signature_error(&self) -> Option<&SignatureError> {
         match self {
             Error::Signature(s) => Some(s),
@@ -98,7 +98,7 @@ impl Error {
     }
 
     /// The XML well-formedness / hardening reason, if this error is one.
-    #[must_use] 
+    #[must_use]
     pub fn xml_error(&self) -> Option<&XmlError> {
         match self {
             Error::Xml { kind, .. } => Some(kind),
@@ -389,7 +389,7 @@ pub enum ProtocolError {
 
 impl ProtocolError {
     /// What kind of failure this is (see [`ErrorKind`]).
-    #[must_use] 
+    #[must_use]
     pub fn kind(&self) -> ErrorKind {
         match self {
             ProtocolError::Malformed { .. }

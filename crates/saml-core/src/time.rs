@@ -122,7 +122,7 @@ fn epoch_parts(t: SystemTime) -> (i64, u32) {
 }
 
 /// Formats a time as `YYYY-MM-DDThh:mm:ssZ` (whole seconds, UTC).
-#[must_use] 
+#[must_use]
 pub fn format_datetime(t: SystemTime) -> String {
     let secs = epoch_parts(t).0;
     let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
@@ -146,7 +146,7 @@ pub fn format_datetime(t: SystemTime) -> String {
 /// Formats a time as `xs:dateTime` in UTC, with a fraction of a second only when there is one
 /// (`2026-11-22T10:00:00Z`, `2031-04-17T05:59:16.25Z`): what the metadata writer emits, so that
 /// a parsed instant is written back exactly.
-#[must_use] 
+#[must_use]
 pub fn format_datetime_exact(t: SystemTime) -> String {
     let whole = format_datetime(t);
     let nanos = epoch_parts(t).1;
@@ -163,7 +163,7 @@ pub fn format_datetime_exact(t: SystemTime) -> String {
 
 /// Formats a duration as `xs:duration` with days, hours, minutes and seconds (`P7D`, `PT6H`,
 /// `P1DT12H30M`, `PT0.5S`, `PT0S`); [`parse_duration`] reads it back to the same value.
-#[must_use] 
+#[must_use]
 pub fn format_duration(d: Duration) -> String {
     let secs = d.as_secs();
     let (days, rem) = (secs / 86400, secs % 86400);
@@ -194,7 +194,7 @@ pub fn format_duration(d: Duration) -> String {
 /// Parses an `xs:duration` such as `PT6H`, `P7D`, `PT30M`, `P1DT12H`, `PT1.5S`. Years and
 /// months count as 365 and 30 days (metadata cacheDuration values use days and smaller units).
 /// Negative durations are refused.
-#[must_use] 
+#[must_use]
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     let mut rest = s.strip_prefix('P')?;

@@ -46,9 +46,10 @@ fn signature(s: &StartElement<'_, '_>) -> bool {
 fn merlin_exc_c14n_one_all_four_variants_and_signed_info() {
     let doc = data("merlin-exc-c14n-one/exc-signature.xml");
     let with = |c: bool, list: &str| {
-        Options {
-            with_comments: c,
-            ..Default::default()
+        {
+            let mut o = Options::default();
+            o.with_comments = c;
+            o
         }
         .with_prefix_list(list)
     };
@@ -134,9 +135,10 @@ fn microsoft_xmldsig11_signed_info_and_predigest() {
 #[test]
 fn santuario_exclusive_examples() {
     const NET: &str = "http://example.net";
-    let with_comments = Options {
-        with_comments: true,
-        ..Default::default()
+    let with_comments = {
+        let mut o = Options::default();
+        o.with_comments = true;
+        o
     };
     // Example 2.2: the exclusive output does not depend on the context (both inputs, CRLF).
     for input in ["example2_2_1.xml", "example2_2_2.xml"] {

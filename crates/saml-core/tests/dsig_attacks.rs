@@ -79,10 +79,11 @@ fn all_signature_algorithms_round_trip() {
         (&ec, S::EcdsaSha512),
     ] {
         for digest in [D::Sha256, D::Sha384, D::Sha512] {
-            let opts = SignOptions {
-                algorithm: Some(alg),
-                digest,
-                ..Default::default()
+            let opts = {
+                let mut o = SignOptions::default();
+                o.algorithm = Some(alg);
+                o.digest = digest;
+                o
             };
             let signed = dsig::sign(aggregate().as_bytes(), &key.signing(), &opts).expect("sign");
             let v =
@@ -226,9 +227,10 @@ fn xsw_duplicate_ids_are_rejected() {
 fn xsw_reference_to_a_nested_element() {
     let key = TestKey::rsa("k");
     // The signer signed entity _e1 only, the verifier asks for the root.
-    let nested = SignOptions {
-        target: Target::Id("_e1".into()),
-        ..Default::default()
+    let nested = {
+        let mut o = SignOptions::default();
+        o.target = Target::Id("_e1".into());
+        o
     };
     let signed = String::from_utf8(
         dsig::sign(aggregate().as_bytes(), &key.signing(), &nested).expect("sign"),
@@ -590,10 +592,11 @@ fn resource_exhaustion_is_bounded() {
 fn protocol_message_signature_after_issuer() {
     let key = TestKey::ec(Nid::X9_62_PRIME256V1, "idp");
     let response = r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_r1" Version="2.0" IssueInstant="2026-01-01T00:00:00Z"><saml:Issuer>https://idp.example.org</saml:Issuer><samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Success"/></samlp:Status><saml:Assertion ID="_a1" Version="2.0" IssueInstant="2026-01-01T00:00:00Z"><saml:Issuer>https://idp.example.org</saml:Issuer><saml:Subject><saml:NameID>alice</saml:NameID></saml:Subject></saml:Assertion></samlp:Response>"#;
-    let opts = SignOptions {
-        target: Target::Id("_a1".into()),
-        placement: Placement::AfterIssuer,
-        ..Default::default()
+    let opts = {
+        let mut o = SignOptions::default();
+        o.target = Target::Id("_a1".into());
+        o.placement = Placement::AfterIssuer;
+        o
     };
     let signed =
         String::from_utf8(dsig::sign(response.as_bytes(), &key.signing(), &opts).expect("sign"))
@@ -697,10 +700,11 @@ fn ids_written_with_references_or_white_space_are_refused() {
             r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_r1" Version="2.0" IssueInstant="2026-01-01T00:00:00Z"><saml:Issuer>https://idp.example.org</saml:Issuer>{extra}<saml:Assertion ID="{assertion_id}" Version="2.0" IssueInstant="2026-01-01T00:00:00Z"><saml:Issuer>https://idp.example.org</saml:Issuer><saml:Subject><saml:NameID>alice</saml:NameID></saml:Subject></saml:Assertion></samlp:Response>"#
         )
     };
-    let opts = SignOptions {
-        target: Target::Id("_a1".into()),
-        placement: Placement::AfterIssuer,
-        ..Default::default()
+    let opts = {
+        let mut o = SignOptions::default();
+        o.target = Target::Id("_a1".into());
+        o.placement = Placement::AfterIssuer;
+        o
     };
     let invalid = |e: Error| match e {
         Error::Signature(SignatureError::InvalidId(id)) => id,

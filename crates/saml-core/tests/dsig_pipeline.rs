@@ -14,9 +14,10 @@ fn both(
     base: VerifyOptions,
 ) -> (Result<u64, String>, Result<u64, String>) {
     let run = |parallel| {
-        let opts = VerifyOptions {
-            parallel_min_size: parallel,
-            ..base.clone()
+        let opts = {
+            let mut o = base.clone();
+            o.parallel_min_size = parallel;
+            o
         };
         dsig::verify(doc, keys, &opts)
             .map(|v| v.canonical_len())
@@ -29,9 +30,10 @@ fn both(
 fn piped_and_inline_agree() {
     let key = TestKey::rsa("k");
     for prefixes in [None, Some("md mdui #default"), Some("shibmd")] {
-        let opts = SignOptions {
-            inclusive_prefixes: prefixes.map(str::to_owned),
-            ..Default::default()
+        let opts = {
+            let mut o = SignOptions::default();
+            o.inclusive_prefixes = prefixes.map(str::to_owned);
+            o
         };
         let signed = dsig::sign(aggregate().as_bytes(), &key.signing(), &opts).expect("sign");
         let (inline, piped) = both(&signed, &key.trusted(), VerifyOptions::metadata());

@@ -102,9 +102,10 @@ fn unusable_keys_are_refused_with_a_reason() {
     assert!(matches!(TrustedKeys::from_pem(&dsa), Err(Error::Key(m)) if m.contains("unsupported")));
     // SHA-1 is never used to sign.
     let signing = SigningKey::from_pem(&keys("rsa-2048-key.pem"), None).unwrap();
-    let sha1 = SignOptions {
-        digest: dsig::DigestAlgorithm::Sha1,
-        ..Default::default()
+    let sha1 = {
+        let mut o = SignOptions::default();
+        o.digest = dsig::DigestAlgorithm::Sha1;
+        o
     };
     assert!(matches!(
         dsig::sign(aggregate().as_bytes(), &signing, &sha1),

@@ -22,9 +22,10 @@ const MD: &str = "urn:oasis:names:tc:SAML:2.0:metadata";
 
 /// Limits that let the worst case through, so that the work it causes can be counted.
 fn open_limits() -> Limits {
-    Limits {
-        max_namespace_declarations: 1 << 20,
-        ..Limits::default()
+    {
+        let mut o = Limits::default();
+        o.max_namespace_declarations = 1 << 20;
+        o
     }
 }
 
@@ -72,12 +73,13 @@ fn metadata(leaves: usize) -> String {
 }
 
 fn sign(doc: &str, key: &TestKey, target: Target, placement: Placement, pl: &str) -> Vec<u8> {
-    let opts = SignOptions {
-        target,
-        placement,
-        inclusive_prefixes: Some(pl.to_owned()),
-        limits: open_limits(),
-        ..SignOptions::default()
+    let opts = {
+        let mut o = SignOptions::default();
+        o.target = target;
+        o.placement = placement;
+        o.inclusive_prefixes = Some(pl.to_owned());
+        o.limits = open_limits();
+        o
     };
     dsig::sign(doc.as_bytes(), &key.signing(), &opts).expect("sign")
 }
@@ -115,10 +117,11 @@ fn verify_all(doc: &[u8], key: &TestKey, base: &VerifyOptions) -> Vec<(Result<u6
     [None, Some(0)]
         .into_iter()
         .map(|parallel| {
-            let opts = VerifyOptions {
-                parallel_min_size: parallel,
-                limits: open_limits(),
-                ..base.clone()
+            let opts = {
+                let mut o = base.clone();
+                o.parallel_min_size = parallel;
+                o.limits = open_limits();
+                o
             };
             counted(|| dsig::verify(doc, &key.trusted(), &opts).map(|v| v.canonical_len()))
         })
@@ -287,11 +290,12 @@ fn an_oversized_prefix_list_is_refused() {
          <saml:x/></samlp:Response>"
     );
     let pl = prefix_list(c14n::MAX_INCLUSIVE_PREFIXES + 1);
-    let opts = SignOptions {
-        target: Target::Id("_r1".into()),
-        placement: Placement::AfterIssuer,
-        inclusive_prefixes: Some(pl),
-        ..SignOptions::default()
+    let opts = {
+        let mut o = SignOptions::default();
+        o.target = Target::Id("_r1".into());
+        o.placement = Placement::AfterIssuer;
+        o.inclusive_prefixes = Some(pl);
+        o
     };
     // The signer refuses to make one, and the verifier refuses one made by hand.
     assert!(dsig::sign(doc.as_bytes(), &key.signing(), &opts).is_err());

@@ -706,15 +706,12 @@ fn edited_and_signed(w: &World, b: &ResponseBuilder, edit: impl Fn(String) -> St
     let start = xml.find("<samlp:Response").unwrap();
     let id_at = start + xml[start..].find(" ID=\"").unwrap() + 5;
     let id = xml[id_at..id_at + xml[id_at..].find('"').unwrap()].to_owned();
-    saml_core::dsig::sign(
-        xml.as_bytes(),
-        &w.idp_key,
-        &saml_core::dsig::SignOptions {
-            target: saml_core::dsig::Target::Id(id),
-            placement: saml_core::dsig::Placement::AfterIssuer,
-            ..Default::default()
-        },
-    )
+    saml_core::dsig::sign(xml.as_bytes(), &w.idp_key, &{
+        let mut o = saml_core::dsig::SignOptions::default();
+        o.target = saml_core::dsig::Target::Id(id);
+        o.placement = saml_core::dsig::Placement::AfterIssuer;
+        o
+    })
     .unwrap()
 }
 

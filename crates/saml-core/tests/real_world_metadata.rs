@@ -81,9 +81,10 @@ fn rsa_1024_needs_the_legacy_minimum() {
     // SWITCHaai 2008 is signed with a 1024-bit RSA key: SHA-1 alone is not enough.
     let doc = data("switch-aaitest-2008-signed.xml");
     let keys = pinned_signer(&doc, VERIFIABLE[5].sha256);
-    let sha1_only = VerifyOptions {
-        allow_sha1: true,
-        ..VerifyOptions::metadata()
+    let sha1_only = {
+        let mut o = VerifyOptions::metadata();
+        o.allow_sha1 = true;
+        o
     };
     assert!(matches!(
         dsig::verify(&doc, &keys, &sha1_only),

@@ -183,15 +183,14 @@ fn errors_carry_the_byte_offset() {
 
 #[test]
 fn limits_hold() {
-    let tight = Limits {
-        max_document_size: 1000,
-        max_depth: 3,
-        max_attributes: 2,
-        max_attribute_len: 8,
-        max_text_len: 8,
-        max_name_len: 8,
-        max_namespace_declarations: 3,
-    };
+    let mut tight = Limits::default();
+    tight.max_document_size = 1000;
+    tight.max_depth = 3;
+    tight.max_attributes = 2;
+    tight.max_attribute_len = 8;
+    tight.max_text_len = 8;
+    tight.max_name_len = 8;
+    tight.max_namespace_declarations = 3;
     let lim = |doc: &str| match read_all(doc.as_bytes(), tight) {
         Err(Error::Limit { limit, .. }) => limit,
         other => panic!("{doc}: {other:?}"),

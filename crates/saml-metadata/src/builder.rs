@@ -218,7 +218,7 @@ pub struct IdpBuilder {
 
 impl IdpSso {
     /// A builder for an IdP role supporting SAML 2.0.
-    #[must_use] 
+    #[must_use]
     pub fn builder() -> IdpBuilder {
         IdpBuilder {
             parts: RoleParts::new(),
@@ -238,7 +238,7 @@ impl RoleBuilder for IdpBuilder {
 
 impl IdpBuilder {
     /// A `SingleSignOnService`.
-    #[must_use] 
+    #[must_use]
     pub fn sso(mut self, binding: Binding, location: &str) -> Self {
         self.sso.push(PendingEndpoint {
             element: "SingleSignOnService",
@@ -249,7 +249,7 @@ impl IdpBuilder {
     }
 
     /// A `shibmd:Scope` (a domain, or a regular expression when `regexp`).
-    #[must_use] 
+    #[must_use]
     pub fn scope(mut self, value: &str, regexp: bool) -> Self {
         self.scopes.push(Scope {
             value: value.to_owned(),
@@ -259,21 +259,21 @@ impl IdpBuilder {
     }
 
     /// An `mdui:DomainHint`.
-    #[must_use] 
+    #[must_use]
     pub fn domain_hint(mut self, domain: &str) -> Self {
         self.hints.domain_hints.push(domain.to_owned());
         self
     }
 
     /// An `mdui:IPHint` (CIDR block).
-    #[must_use] 
+    #[must_use]
     pub fn ip_hint(mut self, cidr: &str) -> Self {
         self.hints.ip_hints.push(cidr.to_owned());
         self
     }
 
     /// `WantAuthnRequestsSigned`.
-    #[must_use] 
+    #[must_use]
     pub fn want_authn_requests_signed(mut self, yes: bool) -> Self {
         self.want_signed = Some(yes);
         self
@@ -313,7 +313,7 @@ pub struct SpBuilder {
 
 impl SpSso {
     /// A builder for an SP role supporting SAML 2.0.
-    #[must_use] 
+    #[must_use]
     pub fn builder() -> SpBuilder {
         SpBuilder {
             parts: RoleParts::new(),
@@ -335,7 +335,7 @@ impl RoleBuilder for SpBuilder {
 impl SpBuilder {
     /// An `AssertionConsumerService`, indexed from 0 in the order added (the first is the
     /// default).
-    #[must_use] 
+    #[must_use]
     pub fn acs(mut self, binding: Binding, location: &str) -> Self {
         self.acs.push(PendingEndpoint {
             element: "AssertionConsumerService",
@@ -346,7 +346,7 @@ impl SpBuilder {
     }
 
     /// An `idpdisc:DiscoveryResponse` (HTTP redirect back from a discovery service).
-    #[must_use] 
+    #[must_use]
     pub fn discovery_response(mut self, location: &str) -> Self {
         self.discovery.push(PendingEndpoint {
             element: "DiscoveryResponse",
@@ -391,14 +391,14 @@ impl SpBuilder {
     }
 
     /// `AuthnRequestsSigned`.
-    #[must_use] 
+    #[must_use]
     pub fn authn_requests_signed(mut self, yes: bool) -> Self {
         self.authn_requests_signed = Some(yes);
         self
     }
 
     /// `WantAssertionsSigned`.
-    #[must_use] 
+    #[must_use]
     pub fn want_assertions_signed(mut self, yes: bool) -> Self {
         self.want_assertions_signed = Some(yes);
         self
@@ -461,7 +461,7 @@ pub struct EntityBuilder {
 
 impl EntityDescriptor {
     /// A builder for the entity `entity_id`.
-    #[must_use] 
+    #[must_use]
     pub fn builder(entity_id: &str) -> EntityBuilder {
         EntityBuilder {
             entity: EntityDescriptor {
@@ -483,28 +483,28 @@ impl EntityDescriptor {
 
 impl EntityBuilder {
     /// `ID`.
-    #[must_use] 
+    #[must_use]
     pub fn id(mut self, id: &str) -> Self {
         self.entity.id = Some(id.to_owned());
         self
     }
 
     /// `validUntil`.
-    #[must_use] 
+    #[must_use]
     pub fn valid_until(mut self, t: SystemTime) -> Self {
         self.entity.valid_until = Some(t);
         self
     }
 
     /// `cacheDuration`.
-    #[must_use] 
+    #[must_use]
     pub fn cache_duration(mut self, d: Duration) -> Self {
         self.entity.cache_duration = Some(d);
         self
     }
 
     /// `mdrpi:RegistrationInfo`.
-    #[must_use] 
+    #[must_use]
     pub fn registration(mut self, authority: &str, instant: Option<SystemTime>) -> Self {
         self.entity.extensions.registration = Some(RegistrationInfo {
             authority: authority.to_owned(),
@@ -515,7 +515,7 @@ impl EntityBuilder {
     }
 
     /// An `mdattr:EntityAttributes` value (several values of one name share one Attribute).
-    #[must_use] 
+    #[must_use]
     pub fn entity_attribute(mut self, name: &str, value: &str) -> Self {
         let attrs = &mut self.entity.extensions.entity_attributes;
         match attrs.iter_mut().find(|a| a.name == name) {
@@ -531,13 +531,13 @@ impl EntityBuilder {
     }
 
     /// An entity category (`http://macedir.org/entity-category`).
-    #[must_use] 
+    #[must_use]
     pub fn entity_category(self, uri: &str) -> Self {
         self.entity_attribute(ENTITY_CATEGORY, uri)
     }
 
     /// A DAME `MetadataSyncLocation` (draft-poehn-dame).
-    #[must_use] 
+    #[must_use]
     pub fn dame_sync_location(mut self, url: &str) -> Self {
         self.entity
             .extensions
@@ -547,21 +547,21 @@ impl EntityBuilder {
     }
 
     /// An IdP role.
-    #[must_use] 
+    #[must_use]
     pub fn idp(mut self, idp: IdpBuilder) -> Self {
         self.roles.push(PendingRole::Idp(Box::new(idp)));
         self
     }
 
     /// An SP role.
-    #[must_use] 
+    #[must_use]
     pub fn sp(mut self, sp: SpBuilder) -> Self {
         self.roles.push(PendingRole::Sp(Box::new(sp)));
         self
     }
 
     /// Any role, already built.
-    #[must_use] 
+    #[must_use]
     pub fn role(mut self, role: Role) -> Self {
         self.roles.push(PendingRole::Done(Box::new(role)));
         self
@@ -581,7 +581,7 @@ impl EntityBuilder {
     }
 
     /// A `ContactPerson` with an email address (`mailto:` URI).
-    #[must_use] 
+    #[must_use]
     pub fn contact(mut self, contact_type: ContactType, email: &str) -> Self {
         self.entity.contacts.push(ContactPerson {
             contact_type,
@@ -597,7 +597,7 @@ impl EntityBuilder {
     }
 
     /// A REFEDS security contact (`contactType="other"`, `remd:contactType` security).
-    #[must_use] 
+    #[must_use]
     pub fn security_contact(mut self, email: &str) -> Self {
         self = self.contact(ContactType::Other, email);
         if let Some(c) = self.entity.contacts.last_mut() {

@@ -55,7 +55,7 @@ impl Error {
     /// What kind of failure this is (saml-core's [`ErrorKind`]): a schema violation is
     /// malformed input, an expired or duplicate-carrying document is rejected by policy, a model
     /// that cannot be written is misuse.
-    #[must_use] 
+    #[must_use]
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Core(e) => e.kind(),

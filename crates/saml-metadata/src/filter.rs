@@ -82,13 +82,13 @@ impl fmt::Debug for Filter {
 
 impl Filter {
     /// Entities with `role`.
-    #[must_use] 
+    #[must_use]
     pub fn role(role: RoleKind) -> Self {
         Filter::Role(role)
     }
 
     /// Entities carrying entity category `uri` (`http://macedir.org/entity-category`).
-    #[must_use] 
+    #[must_use]
     pub fn category(uri: &str) -> Self {
         Filter::EntityAttribute {
             name: ENTITY_CATEGORY.into(),
@@ -97,7 +97,7 @@ impl Filter {
     }
 
     /// Entities whose entity attribute `name` has `value`.
-    #[must_use] 
+    #[must_use]
     pub fn entity_attribute(name: &str, value: &str) -> Self {
         Filter::EntityAttribute {
             name: name.into(),
@@ -106,7 +106,7 @@ impl Filter {
     }
 
     /// Entities registered by `authority`.
-    #[must_use] 
+    #[must_use]
     pub fn registration_authority(authority: &str) -> Self {
         Filter::RegistrationAuthority(authority.into())
     }
@@ -127,7 +127,7 @@ impl Filter {
     }
 
     /// Both filters.
-    #[must_use] 
+    #[must_use]
     pub fn and(self, other: Filter) -> Self {
         match self {
             Filter::All(mut v) => {
@@ -139,7 +139,7 @@ impl Filter {
     }
 
     /// Either filter.
-    #[must_use] 
+    #[must_use]
     pub fn or(self, other: Filter) -> Self {
         match self {
             Filter::Any(mut v) => {
@@ -152,13 +152,13 @@ impl Filter {
 
     /// The opposite.
     #[allow(clippy::should_implement_trait)]
-    #[must_use] 
+    #[must_use]
     pub fn not(self) -> Self {
         Filter::Not(Box::new(self))
     }
 
     /// Whether `e` passes.
-    #[must_use] 
+    #[must_use]
     pub fn matches(&self, e: &EntityDescriptor) -> bool {
         match self {
             Filter::Role(kind) => e.roles.iter().any(|r| {

@@ -211,25 +211,25 @@ pub fn load_lazy<'a>(doc: &'a [u8], policy: &Policy) -> Result<LazyAggregate<'a>
 
 impl<'a> LazyAggregate<'a> {
     /// Number of indexed (unexpired) entities.
-    #[must_use] 
+    #[must_use]
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
     /// Whether no entity is indexed.
-    #[must_use] 
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
     /// The verification result (signer, signed range).
-    #[must_use] 
+    #[must_use]
     pub fn verified(&self) -> &Verified<'a> {
         &self.verified
     }
 
     /// entityIDs of entities left out because their own validUntil had passed.
-    #[must_use] 
+    #[must_use]
     pub fn expired_entities(&self) -> &[String] {
         &self.expired
     }
@@ -256,7 +256,7 @@ impl<'a> LazyAggregate<'a> {
     }
 
     /// Whether an entity with this entityID is indexed (no parsing).
-    #[must_use] 
+    #[must_use]
     pub fn contains(&self, entity_id: &str) -> bool {
         self.by_entity_id.contains_key(entity_id)
     }

@@ -16,6 +16,7 @@ use crate::time::format_datetime;
 /// What a load accepts (modelled on Shibboleth's metadata filters: SignatureValidation with
 /// `requireSignedRoot`, RequiredValidUntil with `maxValidityInterval`).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Policy {
     /// The keys the federation signs with (several during a rollover).
     pub keys: TrustedKeys,
@@ -33,7 +34,7 @@ pub struct Policy {
 
 impl Policy {
     /// A policy trusting `keys` at time `now`, with the defaults above.
-    #[must_use] 
+    #[must_use]
     pub fn new(keys: TrustedKeys, now: SystemTime) -> Self {
         Policy {
             keys,
@@ -59,44 +60,44 @@ pub struct Aggregate {
 
 impl Aggregate {
     /// The document as loaded.
-    #[must_use] 
+    #[must_use]
     pub fn metadata(&self) -> &Metadata {
         &self.metadata
     }
 
     /// Number of indexed (unexpired) entities.
-    #[must_use] 
+    #[must_use]
     pub fn len(&self) -> usize {
         self.paths.len()
     }
 
     /// Whether no entity is indexed.
-    #[must_use] 
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.paths.is_empty()
     }
 
     /// Index (in the policy's trusted keys) of the key that signed the document.
-    #[must_use] 
+    #[must_use]
     pub fn signer_index(&self) -> usize {
         self.signer
     }
 
     /// entityIDs of entities left out because their own validUntil had passed.
-    #[must_use] 
+    #[must_use]
     pub fn expired_entities(&self) -> &[String] {
         &self.expired
     }
 
     /// The entity with this entityID.
-    #[must_use] 
+    #[must_use]
     pub fn get(&self, entity_id: &str) -> Option<&EntityDescriptor> {
         self.by_entity_id.get(entity_id).and_then(|&i| self.at(i))
     }
 
     /// The entity whose `{sha1}` identifier (40 hex digits, any case, with or without the
     /// `{sha1}` prefix) this is.
-    #[must_use] 
+    #[must_use]
     pub fn get_by_sha1(&self, id: &str) -> Option<&EntityDescriptor> {
         let hex = id.strip_prefix("{sha1}").unwrap_or(id);
         if hex.len() != 40 {

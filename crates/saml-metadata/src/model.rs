@@ -14,7 +14,7 @@ pub struct Uri(pub(crate) String);
 
 impl Uri {
     /// Checks that `s` is an absolute URI (scheme, then `:`) without white space.
-    #[must_use] 
+    #[must_use]
     pub fn parse(s: &str) -> Option<Uri> {
         let (scheme, rest) = s.split_once(':')?;
         let mut it = scheme.bytes();
@@ -28,7 +28,7 @@ impl Uri {
     }
 
     /// The URI as written.
-    #[must_use] 
+    #[must_use]
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -73,7 +73,7 @@ pub enum Binding {
 
 impl Binding {
     /// Maps a binding URI.
-    #[must_use] 
+    #[must_use]
     pub fn from_uri(s: &str) -> Binding {
         match s {
             "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" => Binding::HttpRedirect,
@@ -87,7 +87,7 @@ impl Binding {
     }
 
     /// The binding URI.
-    #[must_use] 
+    #[must_use]
     pub fn uri(&self) -> &str {
         match self {
             Binding::HttpRedirect => "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect",
@@ -315,7 +315,7 @@ pub struct SpSso {
 impl SpSso {
     /// The default AssertionConsumerService (§2.2.3: the one with `isDefault="true"`, else the
     /// first without `isDefault="false"`, else the first).
-    #[must_use] 
+    #[must_use]
     pub fn default_acs(&self) -> Option<&IndexedEndpoint> {
         let acs = &self.assertion_consumer;
         acs.iter()
@@ -414,7 +414,7 @@ pub struct EntityDescriptor {
 
 impl EntityDescriptor {
     /// The first IdP role.
-    #[must_use] 
+    #[must_use]
     pub fn idp(&self) -> Option<&IdpSso> {
         self.roles.iter().find_map(|r| match r {
             Role::Idp(i) => Some(i),
@@ -423,7 +423,7 @@ impl EntityDescriptor {
     }
 
     /// The first SP role.
-    #[must_use] 
+    #[must_use]
     pub fn sp(&self) -> Option<&SpSso> {
         self.roles.iter().find_map(|r| match r {
             Role::Sp(s) => Some(s),
@@ -433,14 +433,14 @@ impl EntityDescriptor {
 
     /// `{sha1}` identifier of the entityID (lower-case hex of SHA-1 over the UTF-8 bytes), as
     /// MDQ and the aggregate index use it.
-    #[must_use] 
+    #[must_use]
     pub fn sha1_id(&self) -> String {
         sha1_hex(&self.entity_id)
     }
 }
 
 /// Lower-case hex SHA-1 of `s` (the MDQ `{sha1}` transform).
-#[must_use] 
+#[must_use]
 pub fn sha1_hex(s: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let Ok(d) = openssl::hash::hash(openssl::hash::MessageDigest::sha1(), s.as_bytes()) else {
@@ -484,7 +484,7 @@ pub struct EntitiesDescriptor {
 
 impl EntitiesDescriptor {
     /// Every entity, nested groups included, in document order.
-    #[must_use] 
+    #[must_use]
     pub fn entities(&self) -> Vec<&EntityDescriptor> {
         let mut out = Vec::new();
         fn walk<'a>(g: &'a EntitiesDescriptor, out: &mut Vec<&'a EntityDescriptor>) {

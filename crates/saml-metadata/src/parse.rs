@@ -14,8 +14,8 @@ use crate::ext::*;
 use crate::model::*;
 use crate::time::{parse_datetime, parse_duration};
 
-pub use crate::ns::{MD_NS, REMD_NS, SAML_NS};
 use crate::ns::XSI_NS;
+pub use crate::ns::{MD_NS, REMD_NS, SAML_NS};
 
 /// A start tag, copied out of the reader so that parsing can go on.
 pub(crate) struct Elem<'a> {

@@ -678,7 +678,7 @@ fn affiliation(w: &mut W, a: &Affiliation) -> Result<(), Error> {
 
 impl Extensions {
     /// Whether there is nothing to write (no typed extension and no unknown one).
-    #[must_use] 
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.ui_info.is_none()
             && self.disco_hints.is_none()

@@ -24,9 +24,10 @@ use saml_metadata::{lazy, split};
 const MD: &str = "urn:oasis:names:tc:SAML:2.0:metadata";
 
 fn open_limits() -> Limits {
-    Limits {
-        max_namespace_declarations: 1 << 20,
-        ..Limits::default()
+    {
+        let mut o = Limits::default();
+        o.max_namespace_declarations = 1 << 20;
+        o
     }
 }
 
@@ -61,10 +62,11 @@ fn signed(leaves: usize) -> (Vec<u8>, TrustedKeys) {
     let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
     let pkey = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
     let key = SigningKey::new(pkey.clone(), None).unwrap();
-    let opts = SignOptions {
-        inclusive_prefixes: Some("p0000 p0001 p0002 p0003 p0004 p0005 p0006 p0007".into()),
-        limits: open_limits(),
-        ..SignOptions::default()
+    let opts = {
+        let mut o = SignOptions::default();
+        o.inclusive_prefixes = Some("p0000 p0001 p0002 p0003 p0004 p0005 p0006 p0007".into());
+        o.limits = open_limits();
+        o
     };
     let out = dsig::sign(doc(leaves).as_bytes(), &key, &opts).expect("sign");
     let mut keys = TrustedKeys::new();

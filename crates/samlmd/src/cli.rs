@@ -138,9 +138,10 @@ fn sign(o: &Opts, out: &mut dyn Write) -> Res<()> {
         Some(other) => return Err(Failure::Usage(format!("unknown --alg {other}"))),
     };
     let signing = SigningKey::from_pem(&read(key)?, Some(&read(cert)?)).map_err(fail)?;
-    let opts = SignOptions {
-        algorithm,
-        ..Default::default()
+    let opts = {
+        let mut o = SignOptions::default();
+        o.algorithm = algorithm;
+        o
     };
     let signed = dsig::sign(&read(&input)?, &signing, &opts).map_err(fail)?;
     std::fs::write(&output, signed).map_err(|e| Failure::Failed(format!("{output}: {e}")))?;

@@ -23,7 +23,7 @@ pub enum MessageKind {
 
 impl MessageKind {
     /// The form or query parameter name.
-    #[must_use] 
+    #[must_use]
     pub fn param(self) -> &'static str {
         match self {
             MessageKind::Request => "SAMLRequest",
@@ -48,7 +48,7 @@ pub(crate) fn check_relay_state(rs: Option<&str>) -> Result<(), Error> {
 
 /// Percent-encodes a query or form value: unreserved characters (RFC 3986 §2.3) stay, every
 /// other octet becomes `%XX` (upper-case hex), so `+`, `/` and `=` of base64 are encoded.
-#[must_use] 
+#[must_use]
 pub fn url_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3 / 2);
     for b in s.bytes() {

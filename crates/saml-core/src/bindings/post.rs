@@ -27,7 +27,7 @@ fn html(s: &str) -> String {
 }
 
 /// The base64 form value of `xml`.
-#[must_use] 
+#[must_use]
 pub fn encode(xml: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(xml)
 }

@@ -60,7 +60,7 @@ pub fn encode(
 }
 
 /// `endpoint` with the query string appended (`?`, or `&` when the endpoint has a query already).
-#[must_use] 
+#[must_use]
 pub fn url(endpoint: &str, query: &str) -> String {
     let sep = if endpoint.contains('?') { '&' } else { '?' };
     format!("{endpoint}{sep}{query}")
@@ -190,13 +190,13 @@ fn inflate(data: &[u8], max: usize) -> Result<Vec<u8>, Error> {
 
 impl RedirectMessage {
     /// Whether the query carried SigAlg and Signature.
-    #[must_use] 
+    #[must_use]
     pub fn is_signed(&self) -> bool {
         self.signature.is_some()
     }
 
     /// The SigAlg URI, if signed.
-    #[must_use] 
+    #[must_use]
     pub fn signature_algorithm(&self) -> Option<&str> {
         self.signature.as_ref().map(|s| s.alg.as_str())
     }

@@ -31,7 +31,7 @@ pub enum SignatureAlgorithm {
 
 impl SignatureAlgorithm {
     /// The algorithm URI.
-    #[must_use] 
+    #[must_use]
     pub fn uri(self) -> &'static str {
         match self {
             Self::RsaSha1 => "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
@@ -73,7 +73,7 @@ impl SignatureAlgorithm {
     }
 
     /// Whether this is an ECDSA algorithm (SignatureValue is raw `r||s`).
-    #[must_use] 
+    #[must_use]
     pub fn is_ecdsa(self) -> bool {
         matches!(
             self,
@@ -82,7 +82,7 @@ impl SignatureAlgorithm {
     }
 
     /// The digest used inside the signature.
-    #[must_use] 
+    #[must_use]
     pub fn message_digest(self) -> MessageDigest {
         match self {
             Self::RsaSha1 | Self::EcdsaSha1 => MessageDigest::sha1(),
@@ -109,7 +109,7 @@ pub enum DigestAlgorithm {
 
 impl DigestAlgorithm {
     /// The algorithm URI.
-    #[must_use] 
+    #[must_use]
     pub fn uri(self) -> &'static str {
         match self {
             Self::Sha1 => "http://www.w3.org/2000/09/xmldsig#sha1",
@@ -134,7 +134,7 @@ impl DigestAlgorithm {
     }
 
     /// The OpenSSL digest.
-    #[must_use] 
+    #[must_use]
     pub fn message_digest(self) -> MessageDigest {
         match self {
             Self::Sha1 => MessageDigest::sha1(),

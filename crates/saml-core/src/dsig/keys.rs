@@ -31,20 +31,20 @@ impl std::fmt::Debug for TrustedKey {
 
 impl TrustedKey {
     /// A human-readable name: the certificate subject, or "public key".
-    #[must_use] 
+    #[must_use]
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// SHA-256 fingerprint of the certificate (lower-case hex), if the key came from one.
-    #[must_use] 
+    #[must_use]
     pub fn certificate_sha256(&self) -> Option<String> {
         let der = self.cert_der.as_ref()?;
         hash(MessageDigest::sha256(), der).ok().map(|d| hex(&d))
     }
 
     /// The public key.
-    #[must_use] 
+    #[must_use]
     pub fn public_key(&self) -> &PKey<Public> {
         &self.pkey
     }
@@ -62,7 +62,7 @@ pub struct TrustedKeys {
 
 impl TrustedKeys {
     /// An empty set (verification with it always fails with a usage error).
-    #[must_use] 
+    #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
@@ -149,19 +149,19 @@ impl TrustedKeys {
 
     /// The keys, in the order they were added (the index is what [`super::Verified::key_index`]
     /// reports).
-    #[must_use] 
+    #[must_use]
     pub fn keys(&self) -> &[TrustedKey] {
         &self.keys
     }
 
     /// Number of keys.
-    #[must_use] 
+    #[must_use]
     pub fn len(&self) -> usize {
         self.keys.len()
     }
 
     /// Whether there is no key.
-    #[must_use] 
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
@@ -306,7 +306,7 @@ impl SigningKey {
     }
 
     /// The natural algorithm for this key: RSA-SHA256, or ECDSA with the curve's hash size.
-    #[must_use] 
+    #[must_use]
     pub fn default_algorithm(&self) -> SignatureAlgorithm {
         match self.pkey.ec_key().ok().and_then(|e| e.group().curve_name()) {
             Some(Nid::SECP384R1) => SignatureAlgorithm::EcdsaSha384,
@@ -317,7 +317,7 @@ impl SigningKey {
     }
 
     /// The certificate, if any.
-    #[must_use] 
+    #[must_use]
     pub fn certificate(&self) -> Option<&X509> {
         self.cert.as_ref()
     }

@@ -14,6 +14,7 @@ use crate::xml::{Event, Limits, Reader};
 
 /// How to sign.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SignOptions {
     /// The element to sign.
     pub target: Target,

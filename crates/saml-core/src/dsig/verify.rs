@@ -28,6 +28,7 @@ use crate::xml::{Event, Limits, NsDecl, Reader, StartElement};
 
 /// How to verify.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct VerifyOptions {
     /// Which element carries the enveloped signature.
     pub target: Target,
@@ -69,7 +70,7 @@ impl Default for VerifyOptions {
 
 impl VerifyOptions {
     /// Options for SAML metadata: signature on the document root, as its first child.
-    #[must_use] 
+    #[must_use]
     pub fn metadata() -> Self {
         Self::default()
     }
@@ -85,7 +86,7 @@ impl VerifyOptions {
     }
 
     /// Opts in to SHA-1 and 1024-bit RSA, for old federation metadata.
-    #[must_use] 
+    #[must_use]
     pub fn legacy(mut self) -> Self {
         self.allow_sha1 = true;
         self.min_rsa_bits = 1024;
@@ -110,37 +111,37 @@ pub struct Verified<'a> {
 
 impl<'a> Verified<'a> {
     /// Byte range of the signed element in the verified document.
-    #[must_use] 
+    #[must_use]
     pub fn signed_range(&self) -> Range<usize> {
         self.element.clone()
     }
 
     /// The signed element as written (its ds:Signature included).
-    #[must_use] 
+    #[must_use]
     pub fn signed_xml(&self) -> &'a str {
         &self.src[self.element.start - self.base..self.element.end - self.base]
     }
 
     /// Byte range of the verified ds:Signature.
-    #[must_use] 
+    #[must_use]
     pub fn signature_range(&self) -> Range<usize> {
         self.signature.clone()
     }
 
     /// Index, in the [`TrustedKeys`] given to [`verify`], of the key that verified.
-    #[must_use] 
+    #[must_use]
     pub fn key_index(&self) -> usize {
         self.key_index
     }
 
     /// The signature algorithm.
-    #[must_use] 
+    #[must_use]
     pub fn algorithm(&self) -> SignatureAlgorithm {
         self.algorithm
     }
 
     /// The digest algorithm.
-    #[must_use] 
+    #[must_use]
     pub fn digest_algorithm(&self) -> DigestAlgorithm {
         self.digest
     }
@@ -173,13 +174,13 @@ impl<'a> Verified<'a> {
     }
 
     /// Number of canonical bytes that were digested (0 when a second engine did the digest).
-    #[must_use] 
+    #[must_use]
     pub fn canonical_len(&self) -> u64 {
         self.canonical_len
     }
 
     /// Namespace bindings in scope at the signed element's parent (empty for the root).
-    #[must_use] 
+    #[must_use]
     pub fn inherited_scope(&self) -> &[NsDecl<'a>] {
         &self.inherited
     }

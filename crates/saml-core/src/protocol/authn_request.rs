@@ -75,7 +75,7 @@ pub struct AuthnRequest {
 impl AuthnRequest {
     /// A request from `issuer` (the SP's entityID) with `id`, issued at `now`; set the other
     /// fields as needed.
-    #[must_use] 
+    #[must_use]
     pub fn new(id: String, issuer: &str, now: SystemTime) -> Self {
         AuthnRequest {
             id,
@@ -95,7 +95,7 @@ impl AuthnRequest {
     }
 
     /// The request as XML (no XML declaration; what the bindings encode).
-    #[must_use] 
+    #[must_use]
     pub fn to_xml(&self) -> String {
         let mut s = String::with_capacity(1024);
         s.push_str(&format!(

@@ -82,7 +82,7 @@ pub struct ResponseBuilder {
 impl ResponseBuilder {
     /// A Response answering `req` from `idp_entity_id` to the ACS at `acs_url` (the URL the
     /// request named, or the SP's default ACS from its metadata) about `name_id`.
-    #[must_use] 
+    #[must_use]
     pub fn for_request(
         req: &AuthnRequest,
         idp_entity_id: &str,

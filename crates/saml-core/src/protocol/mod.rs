@@ -31,7 +31,6 @@ mod read;
 pub mod response;
 pub mod xmlenc;
 
-
 pub use authn_request::AuthnRequest;
 pub use response::{
     Assertion, MemoryReplayCache, OutstandingRequests, ReplayCache, RequestTracker,
@@ -93,7 +92,7 @@ pub struct NameId {
 
 impl NameId {
     /// A NameID with a format.
-    #[must_use] 
+    #[must_use]
     pub fn new(value: &str, format: &str) -> Self {
         NameId {
             value: value.to_owned(),
@@ -103,7 +102,6 @@ impl NameId {
         }
     }
 }
-
 
 /// A `samlp:Status`: the top-level code, an optional second-level code and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +116,7 @@ pub struct Status {
 
 impl Status {
     /// `Success` with nothing else.
-    #[must_use] 
+    #[must_use]
     pub fn success() -> Self {
         Status {
             code: StatusCode::Success,
@@ -152,4 +150,3 @@ impl Attribute {
         }
     }
 }
-

@@ -5,8 +5,8 @@
 use std::borrow::Cow;
 use std::time::SystemTime;
 
-use crate::error::ProtocolError;
 use crate::error::Error;
+use crate::error::ProtocolError;
 use crate::time::parse_datetime;
 use crate::xml::{Event, Reader, read_text};
 

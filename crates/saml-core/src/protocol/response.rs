@@ -133,7 +133,7 @@ pub struct Assertion {
 impl Assertion {
     /// The first attribute named `name` (a URI such as `urn:oid:0.9.2342.19200300.100.1.3`) or
     /// with that FriendlyName.
-    #[must_use] 
+    #[must_use]
     pub fn attribute(&self, name: &str) -> Option<&Attribute> {
         self.attributes.iter().find(|a| a.name == name).or_else(|| {
             self.attributes
@@ -167,13 +167,13 @@ pub struct ValidatedResponse {
 
 impl ValidatedResponse {
     /// The subject's NameID.
-    #[must_use] 
+    #[must_use]
     pub fn name_id(&self) -> Option<&NameId> {
         self.assertion.subject.name_id.as_ref()
     }
 
     /// The first AuthnStatement's SessionIndex.
-    #[must_use] 
+    #[must_use]
     pub fn session_index(&self) -> Option<&str> {
         self.assertion
             .authn_statements
@@ -201,7 +201,7 @@ pub struct OutstandingRequests {
 
 impl OutstandingRequests {
     /// An empty store.
-    #[must_use] 
+    #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
@@ -215,13 +215,13 @@ impl OutstandingRequests {
     }
 
     /// Number of requests recorded.
-    #[must_use] 
+    #[must_use]
     pub fn len(&self) -> usize {
         self.ids.len()
     }
 
     /// Whether none is recorded.
-    #[must_use] 
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }
@@ -256,19 +256,19 @@ pub struct MemoryReplayCache {
 
 impl MemoryReplayCache {
     /// An empty cache.
-    #[must_use] 
+    #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Entries held.
-    #[must_use] 
+    #[must_use]
     pub fn len(&self) -> usize {
         self.seen.len()
     }
 
     /// Whether it is empty.
-    #[must_use] 
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.seen.is_empty()
     }
@@ -290,6 +290,7 @@ impl ReplayCache for MemoryReplayCache {
 /// What a service provider checks Responses against. Build with [`ResponseValidator::new`] and
 /// adjust the public fields.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ResponseValidator {
     /// This SP's entityID (the audience).
     pub sp_entity_id: String,
@@ -333,7 +334,7 @@ pub struct ResponseValidator {
 impl ResponseValidator {
     /// A validator for `sp_entity_id` receiving at `acs_url` from `idp_entity_id` signing with
     /// `idp_keys`.
-    #[must_use] 
+    #[must_use]
     pub fn new(
         sp_entity_id: &str,
         acs_url: &str,

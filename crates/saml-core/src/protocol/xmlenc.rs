@@ -37,10 +37,10 @@ use openssl::pkey::{PKey, Private, Public};
 use openssl::rsa::Padding;
 use openssl::symm::{Cipher, Crypter, Mode, decrypt_aead, encrypt_aead};
 
-use crate::error::ProtocolError;
 use super::read::{Cursor, Elem};
 use crate::dsig::DSIG_NS;
 use crate::error::Error;
+use crate::error::ProtocolError;
 
 pub use crate::ns::{XENC_NS, XENC11_NS};
 /// `xmlenc#rsa-oaep-mgf1p` (MGF1 with SHA-1; OAEP digest from DigestMethod, SHA-1 by default).
@@ -117,7 +117,7 @@ const DATA_ALGORITHMS: [(DataAlgorithm, &str); 7] = [
 
 impl DataAlgorithm {
     /// The algorithm URI.
-    #[must_use] 
+    #[must_use]
     pub fn uri(self) -> &'static str {
         DATA_ALGORITHMS
             .iter()
@@ -127,7 +127,7 @@ impl DataAlgorithm {
     }
 
     /// Maps a URI.
-    #[must_use] 
+    #[must_use]
     pub fn from_uri(uri: &str) -> Option<Self> {
         DATA_ALGORITHMS
             .iter()
@@ -435,7 +435,7 @@ impl std::fmt::Debug for ContentKey {
 
 impl ContentKey {
     /// The content algorithm.
-    #[must_use] 
+    #[must_use]
     pub fn algorithm(&self) -> DataAlgorithm {
         self.alg
     }
@@ -443,7 +443,7 @@ impl ContentKey {
     /// Whether this is CBC content that no verified signature covers: every failure from here
     /// on must be reported as [`OPAQUE_FAILURE`] (the caller's parsing of the plaintext
     /// included).
-    #[must_use] 
+    #[must_use]
     pub fn is_unauthenticated_cbc(&self) -> bool {
         self.unauthenticated
     }

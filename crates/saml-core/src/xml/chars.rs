@@ -178,7 +178,7 @@ pub(crate) fn cmp(a: &str, b: &str) -> std::cmp::Ordering {
 }
 
 /// End-of-line handling (XML 1.0 §2.11): CRLF and lone CR become LF.
-#[must_use] 
+#[must_use]
 pub fn normalize_newlines(raw: &str) -> Cow<'_, str> {
     if !raw.contains('\r') {
         return Cow::Borrowed(raw);
@@ -188,7 +188,7 @@ pub fn normalize_newlines(raw: &str) -> Cow<'_, str> {
 
 /// Text content of a raw (escaped) text run: references expanded, line ends normalized.
 /// The raw text must have been accepted by the [`Reader`](super::Reader).
-#[must_use] 
+#[must_use]
 pub fn text_value(raw: &str) -> Cow<'_, str> {
     if !raw.contains(['&', '\r']) {
         return Cow::Borrowed(raw);
@@ -207,7 +207,7 @@ pub fn text_value(raw: &str) -> Cow<'_, str> {
 
 /// Attribute-value normalization for CDATA attributes (XML 1.0 §3.3.3): references expanded,
 /// literal TAB/LF/CR (a CRLF pair counting once) become spaces.
-#[must_use] 
+#[must_use]
 pub fn attribute_value(raw: &str) -> Cow<'_, str> {
     if !raw.contains(['&', '\r', '\n', '\t']) {
         return Cow::Borrowed(raw);

@@ -2,7 +2,7 @@
 
 /// Escapes text content: `&`, `<`, `>` and CR (as `&#13;`, so that line-end normalization keeps
 /// it).
-#[must_use] 
+#[must_use]
 pub fn escape_text(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -19,7 +19,7 @@ pub fn escape_text(s: &str) -> String {
 
 /// Escapes an attribute value for double quotes: `&`, `<`, `"`, and TAB/LF/CR as character
 /// references so that attribute-value normalization keeps them.
-#[must_use] 
+#[must_use]
 pub fn escape_attr(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {

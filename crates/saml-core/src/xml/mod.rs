@@ -38,6 +38,7 @@ pub use crate::ns::{XML_NS, XMLNS_NS};
 /// Resource limits. The defaults fit eduGAIN-sized metadata aggregates (tens of MB) and SAML
 /// protocol messages; lower them for untrusted small inputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Limits {
     /// Largest accepted document, in bytes. Default 256 MiB.
     pub max_document_size: usize,
@@ -126,7 +127,7 @@ pub struct Attribute<'a> {
 
 impl<'a> Attribute<'a> {
     /// The normalized value (references expanded, white space normalized as for CDATA).
-    #[must_use] 
+    #[must_use]
     pub fn value(&self) -> std::borrow::Cow<'a, str> {
         attribute_value(self.raw_value)
     }
@@ -159,13 +160,13 @@ pub struct StartElement<'r, 'a> {
 
 impl<'r, 'a> StartElement<'r, 'a> {
     /// Whether this element is `{namespace}local`.
-    #[must_use] 
+    #[must_use]
     pub fn is(&self, namespace: &str, local: &str) -> bool {
         self.name.local == local && self.namespace == namespace
     }
 
     /// The raw value of the unprefixed attribute `name`.
-    #[must_use] 
+    #[must_use]
     pub fn attribute(&self, name: &str) -> Option<&'r Attribute<'a>> {
         self.attributes
             .iter()
@@ -177,7 +178,7 @@ impl<'r, 'a> StartElement<'r, 'a> {
     ///
     /// Takes constant time whatever the number of bindings in scope (a hash lookup in the
     /// reader's index).
-    #[must_use] 
+    #[must_use]
     pub fn lookup(&self, prefix: &str) -> Option<&'a str> {
         match self.bindings {
             Some(b) => b.lookup(prefix),
@@ -188,7 +189,7 @@ impl<'r, 'a> StartElement<'r, 'a> {
     /// The index in [`StartElement::scope`] of the binding of `prefix` in force here (`None`
     /// when the prefix is not declared, including the implicit `xml` and empty default).
     /// Constant time, like [`StartElement::lookup`].
-    #[must_use] 
+    #[must_use]
     pub fn binding_index(&self, prefix: &str) -> Option<usize> {
         match self.bindings {
             Some(b) => b.index_of(prefix),
@@ -306,7 +307,7 @@ pub(crate) fn lookup<'a>(scope: &[NsDecl<'a>], prefix: &str) -> Option<&'a str> 
 
 /// The effective bindings of a scope: one entry per prefix, the innermost binding, in the
 /// order of the scope. Linear in the length of `scope`.
-#[must_use] 
+#[must_use]
 pub fn effective_scope<'a>(scope: &[NsDecl<'a>]) -> Vec<NsDecl<'a>> {
     let mut out: Vec<NsDecl<'a>> = Vec::with_capacity(scope.len());
     if scope.len() <= SCAN_BINDINGS {
@@ -354,7 +355,7 @@ pub mod work {
     }
 
     /// Returns this thread's count and resets it.
-    #[must_use] 
+    #[must_use]
     pub fn take() -> u64 {
         UNITS.with(|c| c.replace(0))
     }
@@ -384,7 +385,7 @@ pub struct Text<'a> {
 
 impl<'a> Text<'a> {
     /// The character data (references expanded, line ends normalized).
-    #[must_use] 
+    #[must_use]
     pub fn value(&self) -> std::borrow::Cow<'a, str> {
         if self.cdata {
             chars::normalize_newlines(self.raw)
@@ -394,7 +395,7 @@ impl<'a> Text<'a> {
     }
 
     /// Whether the text is XML white space only.
-    #[must_use] 
+    #[must_use]
     pub fn is_whitespace(&self) -> bool {
         !self.cdata
             && self
@@ -520,13 +521,13 @@ impl<'a> Reader<'a> {
     }
 
     /// The document text (after any byte-order mark) and the byte offset where it starts.
-    #[must_use] 
+    #[must_use]
     pub fn source(&self) -> (&'a str, usize) {
         (self.src, self.base)
     }
 
     /// The limits this reader enforces.
-    #[must_use] 
+    #[must_use]
     pub fn limits(&self) -> Limits {
         self.limits
     }
@@ -563,19 +564,19 @@ impl<'a> Reader<'a> {
     }
 
     /// Current depth (number of open elements).
-    #[must_use] 
+    #[must_use]
     pub fn depth(&self) -> usize {
         self.open.len()
     }
 
     /// Byte offset (in the whole document) of the next unread input.
-    #[must_use] 
+    #[must_use]
     pub fn position(&self) -> usize {
         self.base + self.inner.buffer_position() as usize
     }
 
     /// All namespace bindings currently in scope, innermost last.
-    #[must_use] 
+    #[must_use]
     pub fn scope(&self) -> &[NsDecl<'a>] {
         self.scope.as_slice()
     }
@@ -806,7 +807,7 @@ impl<'a> Reader<'a> {
 
     /// The event [`Reader::advance`] moved to (`None` before the first call and at the end).
     #[inline]
-    #[must_use] 
+    #[must_use]
     pub fn current(&self) -> Option<Event<'_, 'a>> {
         match &self.cur {
             Cur::None => None,
