@@ -1,6 +1,7 @@
 //! The crate's error type.
 
 pub use saml_core::ErrorKind;
+use saml_core::xml::cursor::{CursorError, Malformed};
 
 /// Everything that can go wrong reading or checking metadata.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +50,25 @@ pub enum Error {
         /// The configured maximum, in days.
         max_days: u64,
     },
+}
+
+impl From<Malformed> for Error {
+    fn from(m: Malformed) -> Self {
+        Error::Invalid {
+            element: m.element,
+            offset: m.offset,
+            message: m.message,
+        }
+    }
+}
+
+impl From<CursorError> for Error {
+    fn from(e: CursorError) -> Self {
+        match e {
+            CursorError::Malformed(m) => m.into(),
+            CursorError::Xml(e) => Error::Core(e),
+        }
+    }
 }
 
 impl Error {

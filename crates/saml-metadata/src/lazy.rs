@@ -149,7 +149,7 @@ pub fn load_lazy<'a>(doc: &'a [u8], policy: &Policy) -> Result<LazyAggregate<'a>
         return Err(e);
     }
     // The root's own attributes (validity) and, for a single entity, the whole model.
-    let mut cursor = Cursor::new(verified.events()?);
+    let mut cursor = Cursor::verified(&verified)?;
     let root = cursor.next_child("(document)")?.ok_or(Error::Invalid {
         element: "(document)".into(),
         offset: 0,
@@ -182,9 +182,9 @@ pub fn load_lazy<'a>(doc: &'a [u8], policy: &Policy) -> Result<LazyAggregate<'a>
             single = Some(e);
         }
         _ => {
-            return Err(
-                root.invalid("the root is neither md:EntitiesDescriptor nor md:EntityDescriptor")
-            );
+            return Err(root
+                .invalid("the root is neither md:EntitiesDescriptor nor md:EntityDescriptor")
+                .into());
         }
     }
     let mut seen = std::collections::HashSet::with_capacity(b.entries.len());
@@ -308,8 +308,8 @@ impl<'a> LazyAggregate<'a> {
             .get(entry.scope as usize)
             .map(Vec::as_slice)
             .unwrap_or_default();
-        let reader = self.verified.fragment(entry.range.clone(), scope)?;
-        let parsed = match metadata(&mut Cursor::new(reader))? {
+        let mut cursor = Cursor::verified_fragment(&self.verified, entry.range.clone(), scope)?;
+        let parsed = match metadata(&mut cursor)? {
             Metadata::Entity(e) => *e,
             Metadata::Entities(_) => {
                 return Err(Error::Invalid {

@@ -150,7 +150,7 @@ impl Aggregate {
 /// are refused; entities whose own validUntil has passed are left out of the index.
 pub fn load(doc: &[u8], policy: &Policy) -> Result<Aggregate, Error> {
     let verified = dsig::verify(doc, &policy.keys, &policy.verify)?;
-    let mut cursor = Cursor::new(verified.events()?);
+    let mut cursor = Cursor::verified(&verified)?;
     let md = metadata(&mut cursor)?;
     let (valid_until, _) = match &md {
         Metadata::Entity(e) => (e.valid_until, e.cache_duration),
@@ -249,6 +249,6 @@ fn collect(
 /// Parses metadata WITHOUT checking any signature: for tools that inspect documents, never for
 /// trust decisions. Any `ds:Signature` is skipped, not checked.
 pub fn parse_unverified(doc: &[u8]) -> Result<Metadata, Error> {
-    let mut cursor = Cursor::new(Reader::new(doc, Limits::default())?);
+    let mut cursor = Cursor::unverified(Reader::new(doc, Limits::default())?);
     metadata(&mut cursor)
 }

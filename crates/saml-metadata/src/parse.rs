@@ -3,101 +3,49 @@
 //! deliberately named `parse_unverified`, from a whole document.
 
 use std::borrow::Cow;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use base64::Engine as _;
 use saml_core::dsig::DSIG_NS;
-use saml_core::xml::{Event, Reader, XML_NS, effective_scope, read_text};
+pub(crate) use saml_core::xml::cursor::Cursor;
+use saml_core::xml::cursor::{Elem, xml_trim};
+use saml_core::xml::{Event, XML_NS, effective_scope};
 
 use crate::error::Error;
 use crate::ext::*;
 use crate::model::*;
-use crate::time::{parse_datetime, parse_duration};
+use crate::time::parse_duration;
 
 use crate::ns::XSI_NS;
 pub use crate::ns::{MD_NS, REMD_NS, SAML_NS};
 
-/// A start tag, copied out of the reader so that parsing can go on.
-pub(crate) struct Elem<'a> {
-    pub(crate) ns: &'a str,
-    pub(crate) local: &'a str,
-    /// Prefix of the element name as written.
-    prefix: &'a str,
-    /// (prefix, namespace, local name, value) of each attribute.
-    attrs: Vec<(&'a str, &'a str, &'a str, Cow<'a, str>)>,
-    /// How many namespace declarations the start tag carries itself.
-    own_decls: usize,
-    start: usize,
-    depth: usize,
+/// What saml-metadata reads beyond the core cursor's typed attributes.
+pub(crate) trait ElemExt {
+    fn name(&self) -> String;
+    fn required_u16(&self, local: &str) -> Result<u16, Error>;
+    fn uri_attr(&self, local: &str) -> Result<Option<Uri>, Error>;
+    fn duration_attr(&self, local: &str) -> Result<Option<Duration>, Error>;
+    fn lang(&self) -> Result<String, Error>;
 }
 
-impl<'a> Elem<'a> {
-    fn is(&self, ns: &str, local: &str) -> bool {
-        self.local == local && self.ns == ns
-    }
-
+impl ElemExt for Elem<'_> {
     fn name(&self) -> String {
         self.local.to_owned()
     }
 
-    fn attr(&self, local: &str) -> Option<&str> {
-        self.attrs
-            .iter()
-            .find(|a| a.1.is_empty() && a.2 == local)
-            .map(|a| a.3.as_ref())
-    }
-
-    fn attr_ns(&self, ns: &str, local: &str) -> Option<&str> {
-        self.attrs
-            .iter()
-            .find(|a| a.1 == ns && a.2 == local)
-            .map(|a| a.3.as_ref())
-    }
-
-    pub(crate) fn invalid(&self, msg: impl Into<String>) -> Error {
-        Error::Invalid {
-            element: self.name(),
-            offset: self.start,
-            message: msg.into(),
-        }
-    }
-
-    fn required(&self, local: &str) -> Result<&str, Error> {
-        self.attr(local)
-            .ok_or_else(|| self.invalid(format!("missing required attribute {local}")))
+    fn required_u16(&self, local: &str) -> Result<u16, Error> {
+        Ok(self
+            .u16_attr(local)?
+            .ok_or_else(|| self.invalid(format!("missing required attribute {local}")))?)
     }
 
     fn uri_attr(&self, local: &str) -> Result<Option<Uri>, Error> {
         self.attr(local)
             .map(|v| {
-                Uri::parse(v)
-                    .ok_or_else(|| self.invalid(format!("{local}={v:?} is not an absolute URI")))
-            })
-            .transpose()
-    }
-
-    fn bool_attr(&self, local: &str) -> Result<Option<bool>, Error> {
-        self.attr(local)
-            .map(|v| match v.trim() {
-                "true" | "1" => Ok(true),
-                "false" | "0" => Ok(false),
-                other => Err(self.invalid(format!("{local}={other:?} is not a boolean"))),
-            })
-            .transpose()
-    }
-
-    fn u16_attr(&self, local: &str) -> Result<u16, Error> {
-        let v = self.required(local)?;
-        v.trim()
-            .parse()
-            .map_err(|_| self.invalid(format!("{local}={v:?} is not an unsignedShort")))
-    }
-
-    pub(crate) fn time_attr(&self, local: &str) -> Result<Option<SystemTime>, Error> {
-        self.attr(local)
-            .map(|v| {
-                parse_datetime(v)
-                    .ok_or_else(|| self.invalid(format!("{local}={v:?} is not an xs:dateTime")))
+                Uri::parse(v).ok_or_else(|| {
+                    self.invalid(format!("{local}={v:?} is not an absolute URI"))
+                        .into()
+                })
             })
             .transpose()
     }
@@ -105,73 +53,34 @@ impl<'a> Elem<'a> {
     fn duration_attr(&self, local: &str) -> Result<Option<Duration>, Error> {
         self.attr(local)
             .map(|v| {
-                parse_duration(v)
-                    .ok_or_else(|| self.invalid(format!("{local}={v:?} is not an xs:duration")))
+                parse_duration(v).ok_or_else(|| {
+                    self.invalid(format!("{local}={v:?} is not an xs:duration"))
+                        .into()
+                })
             })
             .transpose()
     }
 
     fn lang(&self) -> Result<String, Error> {
-        self.attr_ns(XML_NS, "lang")
+        Ok(self
+            .attr_ns(XML_NS, "lang")
             .map(str::to_owned)
-            .ok_or_else(|| self.invalid("missing xml:lang"))
+            .ok_or_else(|| self.invalid("missing xml:lang"))?)
     }
 }
 
-/// Pull cursor over element-only content.
-pub(crate) struct Cursor<'a> {
-    r: Reader<'a>,
-    src: &'a str,
-    base: usize,
+/// What saml-metadata reads with the core cursor beyond its element-only navigation.
+pub(crate) trait CursorExt {
+    fn text_of(&mut self, e: &Elem<'_>) -> Result<String, Error>;
+    fn text_trim(&mut self, e: &Elem<'_>) -> Result<String, Error>;
+    fn raw(&mut self, e: &Elem<'_>) -> Result<RawXml, Error>;
+    fn localized(&mut self, e: &Elem<'_>) -> Result<Localized<String>, Error>;
 }
 
-impl<'a> Cursor<'a> {
-    pub(crate) fn new(r: Reader<'a>) -> Self {
-        let (src, base) = r.source();
-        Cursor { r, src, base }
-    }
-
-    /// The next child element of the current element; `None` at its end tag (or the end of
-    /// input). Comments and white space are passed over; other text is an error.
-    pub(crate) fn next_child(&mut self, parent: &str) -> Result<Option<Elem<'a>>, Error> {
-        loop {
-            if !self.r.advance()? {
-                return Ok(None);
-            }
-            match self.r.current() {
-                Some(Event::Start(s)) => {
-                    return Ok(Some(Elem {
-                        ns: s.namespace,
-                        local: s.name.local,
-                        prefix: s.name.prefix,
-                        attrs: s
-                            .attributes
-                            .iter()
-                            .map(|a| (a.name.prefix, a.namespace, a.name.local, a.value()))
-                            .collect(),
-                        own_decls: s.namespace_decls.len(),
-                        start: s.span.start,
-                        depth: s.depth,
-                    }));
-                }
-                Some(Event::End(_)) | None => return Ok(None),
-                Some(Event::Comment(_)) => {}
-                Some(Event::Text(t)) => {
-                    if !t.is_whitespace() {
-                        return Err(Error::Invalid {
-                            element: parent.to_owned(),
-                            offset: t.span.start,
-                            message: "unexpected text in element-only content".into(),
-                        });
-                    }
-                }
-            }
-        }
-    }
-
+impl CursorExt for Cursor<'_> {
     /// The text content of the element just returned (comments do not split it).
-    pub(crate) fn text(&mut self, e: &Elem<'_>) -> Result<String, Error> {
-        read_text(&mut self.r).map_err(|err| match err {
+    fn text_of(&mut self, e: &Elem<'_>) -> Result<String, Error> {
+        self.text().map_err(|err| match err {
             saml_core::Error::Xml { offset, kind } => Error::Invalid {
                 element: e.name(),
                 offset,
@@ -181,28 +90,19 @@ impl<'a> Cursor<'a> {
         })
     }
 
-    /// Trimmed text content.
+    /// Text content without leading and trailing XML white space (never other Unicode
+    /// spaces: a value that differs by U+00A0 is a different value).
     fn text_trim(&mut self, e: &Elem<'_>) -> Result<String, Error> {
-        Ok(self.text(e)?.trim().to_owned())
-    }
-
-    /// Consumes the rest of the element just returned.
-    pub(crate) fn skip(&mut self, e: &Elem<'_>) -> Result<(), Error> {
-        loop {
-            match self.r.next()? {
-                Some(Event::End(end)) if end.depth == e.depth => return Ok(()),
-                None => return Ok(()),
-                _ => {}
-            }
-        }
+        Ok(xml_trim(&self.text_of(e)?).to_owned())
     }
 
     /// Consumes the element just returned and keeps it as written, made self-contained: the
     /// bindings it inherited and uses (in element and attribute names, and in `xsi:type`
     /// values) are declared on its start tag, so it means the same wherever it is written and
     /// its exclusive canonical form is unchanged.
-    pub(crate) fn raw(&mut self, e: &Elem<'_>) -> Result<RawXml, Error> {
-        let scope = self.r.scope();
+    fn raw(&mut self, e: &Elem<'_>) -> Result<RawXml, Error> {
+        let (src, src_base) = self.reader().source();
+        let scope = self.reader().scope();
         // Bindings below `base` were inherited; the rest are declared inside the element.
         let base = scope.len().saturating_sub(e.own_decls);
         let inherited: Vec<(String, String)> = effective_scope(&scope[..base])
@@ -211,15 +111,16 @@ impl<'a> Cursor<'a> {
             .collect();
         let mut used: Vec<String> = Vec::new();
         let top = e
-            .attrs
+            .attributes()
             .iter()
             .map(|a| (a.0, a.1, a.2, a.3.clone()))
             .collect::<Vec<_>>();
         let top_index = |p: &str| scope.iter().rposition(|d| d.prefix == p);
         note_uses(&mut used, &top_index, base, e.prefix, &top);
-        let mut end = e.start;
+        // `None` for an empty element's synthetic end tag: it ends where the reader is.
+        let mut end = Some(e.start);
         loop {
-            match self.r.next()? {
+            match self.next_event()? {
                 Some(Event::Start(s)) => {
                     let attrs = s
                         .attributes
@@ -236,20 +137,16 @@ impl<'a> Cursor<'a> {
                     );
                 }
                 Some(Event::End(x)) if x.depth == e.depth => {
-                    end = if x.span.is_empty() {
-                        self.r.position()
-                    } else {
-                        x.span.end
-                    };
+                    end = (!x.span.is_empty()).then_some(x.span.end);
                     break;
                 }
                 None => break,
                 _ => {}
             }
         }
-        let text = self
-            .src
-            .get(e.start - self.base..end - self.base)
+        let end = end.unwrap_or_else(|| self.reader().position());
+        let text = src
+            .get(e.start - src_base..end - src_base)
             .unwrap_or_default();
         let namespaces: Vec<(String, String)> = inherited
             .into_iter()
@@ -303,7 +200,7 @@ fn note_uses(
             note(p);
         }
         if *ns == XSI_NS && *local == "type" {
-            note(value.trim().split_once(':').map_or("", |(p, _)| p));
+            note(xml_trim(value).split_once(':').map_or("", |(p, _)| p));
         }
     }
 }
@@ -318,7 +215,9 @@ pub(crate) fn metadata(c: &mut Cursor<'_>) -> Result<Metadata, Error> {
     match (root.ns, root.local) {
         (MD_NS, "EntitiesDescriptor") => Ok(Metadata::Entities(Box::new(entities(c, &root)?))),
         (MD_NS, "EntityDescriptor") => Ok(Metadata::Entity(Box::new(entity(c, &root)?))),
-        _ => Err(root.invalid("the root is neither md:EntitiesDescriptor nor md:EntityDescriptor")),
+        _ => Err(root
+            .invalid("the root is neither md:EntitiesDescriptor nor md:EntityDescriptor")
+            .into()),
     }
 }
 
@@ -340,7 +239,11 @@ pub(crate) fn entities(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<EntitiesDescr
             (MD_NS, "EntitiesDescriptor") => g
                 .children
                 .push(EntitiesChild::Group(Box::new(entities(c, &ch)?))),
-            _ => return Err(ch.invalid("unexpected element in md:EntitiesDescriptor")),
+            _ => {
+                return Err(ch
+                    .invalid("unexpected element in md:EntitiesDescriptor")
+                    .into());
+            }
         }
     }
     Ok(g)
@@ -349,7 +252,9 @@ pub(crate) fn entities(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<EntitiesDescr
 pub(crate) fn entity(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<EntityDescriptor, Error> {
     let entity_id = e.required("entityID")?.to_owned();
     if entity_id.is_empty() || entity_id.len() > 1024 {
-        return Err(e.invalid("entityID must have 1 to 1024 characters (SAML Metadata §2.3.2)"));
+        return Err(e
+            .invalid("entityID must have 1 to 1024 characters (SAML Metadata §2.3.2)")
+            .into());
     }
     let mut ent = EntityDescriptor {
         entity_id,
@@ -395,14 +300,18 @@ pub(crate) fn entity(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<EntityDescripto
                     location,
                 });
             }
-            (MD_NS, _) => return Err(ch.invalid("unexpected element in md:EntityDescriptor")),
+            (MD_NS, _) => {
+                return Err(ch
+                    .invalid("unexpected element in md:EntityDescriptor")
+                    .into());
+            }
             _ => ent.roles.push(Role::Other(c.raw(&ch)?)),
         }
     }
     if ent.roles.is_empty() && ent.affiliation.is_none() {
-        return Err(
-            e.invalid("an EntityDescriptor needs at least one role or an AffiliationDescriptor")
-        );
+        return Err(e
+            .invalid("an EntityDescriptor needs at least one role or an AffiliationDescriptor")
+            .into());
     }
     Ok(ent)
 }
@@ -414,7 +323,7 @@ fn role_common(e: &Elem<'_>) -> Result<RoleCommon, Error> {
         .map(str::to_owned)
         .collect::<Vec<_>>();
     if protocols.is_empty() {
-        return Err(e.invalid("empty protocolSupportEnumeration"));
+        return Err(e.invalid("empty protocolSupportEnumeration").into());
     }
     Ok(RoleCommon {
         id: e.attr("ID").map(str::to_owned),
@@ -461,7 +370,11 @@ fn idp(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<IdpSso, Error> {
             (MD_NS, "AssertionIDRequestService") => r.assertion_id_request.push(endpoint(c, &ch)?),
             (MD_NS, "AttributeProfile") => r.attribute_profiles.push(c.text_trim(&ch)?),
             (SAML_NS, "Attribute") => r.attributes.push(attribute(c, &ch)?),
-            _ => return Err(ch.invalid("unexpected element in md:IDPSSODescriptor")),
+            _ => {
+                return Err(ch
+                    .invalid("unexpected element in md:IDPSSODescriptor")
+                    .into());
+            }
         }
     }
     Ok(r)
@@ -485,7 +398,11 @@ fn sp(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<SpSso, Error> {
             (MD_NS, "AttributeConsumingService") => {
                 r.attribute_consuming.push(attribute_consuming(c, &ch)?)
             }
-            _ => return Err(ch.invalid("unexpected element in md:SPSSODescriptor")),
+            _ => {
+                return Err(ch
+                    .invalid("unexpected element in md:SPSSODescriptor")
+                    .into());
+            }
         }
     }
     Ok(r)
@@ -505,7 +422,11 @@ fn authority(c: &mut Cursor<'_>, e: &Elem<'_>, service: &str) -> Result<Authorit
             (MD_NS, "AssertionIDRequestService") => r.assertion_id_request.push(endpoint(c, &ch)?),
             (MD_NS, "AttributeProfile") => r.attribute_profiles.push(c.text_trim(&ch)?),
             (SAML_NS, "Attribute") => r.attributes.push(attribute(c, &ch)?),
-            _ => return Err(ch.invalid(format!("unexpected element in md:{}", e.local))),
+            _ => {
+                return Err(ch
+                    .invalid(format!("unexpected element in md:{}", e.local))
+                    .into());
+            }
         }
     }
     Ok(r)
@@ -526,7 +447,7 @@ fn endpoint(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Endpoint, Error> {
 }
 
 fn indexed_endpoint(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<IndexedEndpoint, Error> {
-    let index = e.u16_attr("index")?;
+    let index = e.required_u16("index")?;
     let is_default = e.bool_attr("isDefault")?;
     Ok(IndexedEndpoint {
         endpoint: endpoint(c, e)?,
@@ -541,7 +462,9 @@ fn key_descriptor(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<KeyDescriptor, Err
         Some("signing") => KeyUse::Signing,
         Some("encryption") => KeyUse::Encryption,
         Some(other) => {
-            return Err(e.invalid(format!("use={other:?} is neither signing nor encryption")));
+            return Err(e
+                .invalid(format!("use={other:?} is neither signing nor encryption"))
+                .into());
         }
     };
     let mut k = KeyDescriptor {
@@ -558,7 +481,7 @@ fn key_descriptor(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<KeyDescriptor, Err
                     .push(ch.required("Algorithm")?.to_owned());
                 c.skip(&ch)?;
             }
-            _ => return Err(ch.invalid("unexpected element in md:KeyDescriptor")),
+            _ => return Err(ch.invalid("unexpected element in md:KeyDescriptor").into()),
         }
     }
     Ok(k)
@@ -570,7 +493,7 @@ fn key_info(c: &mut Cursor<'_>, e: &Elem<'_>, k: &mut KeyDescriptor) -> Result<(
             (DSIG_NS, "X509Data") => {
                 while let Some(x) = c.next_child(ch.local)? {
                     if x.is(DSIG_NS, "X509Certificate") {
-                        let text = c.text(&x)?;
+                        let text = c.text_of(&x)?;
                         let clean: String = text.split_ascii_whitespace().collect();
                         let der = base64::engine::general_purpose::STANDARD
                             .decode(clean.as_bytes())
@@ -598,13 +521,13 @@ fn organization(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Organization, Error>
             (MD_NS, "OrganizationName") => o.names.push(c.localized(&ch)?),
             (MD_NS, "OrganizationDisplayName") => o.display_names.push(c.localized(&ch)?),
             (MD_NS, "OrganizationURL") => o.urls.push(c.localized(&ch)?),
-            _ => return Err(ch.invalid("unexpected element in md:Organization")),
+            _ => return Err(ch.invalid("unexpected element in md:Organization").into()),
         }
     }
     if o.names.is_empty() || o.display_names.is_empty() || o.urls.is_empty() {
         return Err(e.invalid(
             "an Organization needs OrganizationName, OrganizationDisplayName and OrganizationURL",
-        ));
+        ).into());
     }
     Ok(o)
 }
@@ -616,7 +539,11 @@ fn contact(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<ContactPerson, Error> {
         "administrative" => ContactType::Administrative,
         "billing" => ContactType::Billing,
         "other" => ContactType::Other,
-        other => return Err(e.invalid(format!("contactType={other:?} is not a SAML contact type"))),
+        other => {
+            return Err(e
+                .invalid(format!("contactType={other:?} is not a SAML contact type"))
+                .into());
+        }
     };
     let mut p = ContactPerson {
         contact_type,
@@ -636,7 +563,7 @@ fn contact(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<ContactPerson, Error> {
             (MD_NS, "SurName") => p.sur_name = Some(c.text_trim(&ch)?),
             (MD_NS, "EmailAddress") => p.emails.push(c.text_trim(&ch)?),
             (MD_NS, "TelephoneNumber") => p.phones.push(c.text_trim(&ch)?),
-            _ => return Err(ch.invalid("unexpected element in md:ContactPerson")),
+            _ => return Err(ch.invalid("unexpected element in md:ContactPerson").into()),
         }
     }
     Ok(p)
@@ -653,7 +580,7 @@ fn attribute(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<SamlAttribute, Error> {
         if ch.is(SAML_NS, "AttributeValue") {
             a.values.push(c.text_trim(&ch)?);
         } else {
-            return Err(ch.invalid("unexpected element in saml:Attribute"));
+            return Err(ch.invalid("unexpected element in saml:Attribute").into());
         }
     }
     Ok(a)
@@ -664,7 +591,7 @@ fn attribute_consuming(
     e: &Elem<'_>,
 ) -> Result<AttributeConsumingService, Error> {
     let mut s = AttributeConsumingService {
-        index: e.u16_attr("index")?,
+        index: e.required_u16("index")?,
         is_default: e.bool_attr("isDefault")?,
         names: Vec::new(),
         descriptions: Vec::new(),
@@ -681,11 +608,17 @@ fn attribute_consuming(
                     is_required,
                 });
             }
-            _ => return Err(ch.invalid("unexpected element in md:AttributeConsumingService")),
+            _ => {
+                return Err(ch
+                    .invalid("unexpected element in md:AttributeConsumingService")
+                    .into());
+            }
         }
     }
     if s.names.is_empty() {
-        return Err(e.invalid("an AttributeConsumingService needs a ServiceName"));
+        return Err(e
+            .invalid("an AttributeConsumingService needs a ServiceName")
+            .into());
     }
     Ok(s)
 }
@@ -703,11 +636,15 @@ fn affiliation(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Affiliation, Error> {
             (MD_NS, "Extensions") => a.extensions = extensions(c, &ch)?,
             (MD_NS, "AffiliateMember") => a.members.push(c.text_trim(&ch)?),
             (MD_NS, "KeyDescriptor") => a.keys.push(key_descriptor(c, &ch)?),
-            _ => return Err(ch.invalid("unexpected element in md:AffiliationDescriptor")),
+            _ => {
+                return Err(ch
+                    .invalid("unexpected element in md:AffiliationDescriptor")
+                    .into());
+            }
         }
     }
     if a.members.is_empty() {
-        return Err(e.invalid("an AffiliationDescriptor needs members"));
+        return Err(e.invalid("an AffiliationDescriptor needs members").into());
     }
     Ok(a)
 }
@@ -764,9 +701,9 @@ fn extensions(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Extensions, Error> {
                 let size = |n: &str| -> Result<Option<u32>, Error> {
                     ch.attr(n)
                         .map(|v| {
-                            v.trim()
-                                .parse()
-                                .map_err(|_| ch.invalid(format!("{n}={v:?} is not a number")))
+                            xml_trim(v).parse().map_err(|_| {
+                                Error::from(ch.invalid(format!("{n}={v:?} is not a number")))
+                            })
                         })
                         .transpose()
                 };
@@ -828,7 +765,7 @@ fn ui_info(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<UiInfo, Error> {
             (MDUI_NS, "Keywords") => {
                 let lang = ch.lang()?;
                 let words = c
-                    .text(&ch)?
+                    .text_of(&ch)?
                     .split_ascii_whitespace()
                     .map(str::to_owned)
                     .collect();
@@ -837,13 +774,13 @@ fn ui_info(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<UiInfo, Error> {
             (MDUI_NS, "Logo") => {
                 let dim = |n: &str| -> Result<u32, Error> {
                     let v = ch.required(n)?;
-                    v.trim()
-                        .parse()
-                        .map_err(|_| ch.invalid(format!("{n}={v:?} is not a positive integer")))
+                    xml_trim(v).parse().map_err(|_| {
+                        Error::from(ch.invalid(format!("{n}={v:?} is not a positive integer")))
+                    })
                 };
                 let (height, width) = (dim("height")?, dim("width")?);
                 let lang = ch.attr_ns(XML_NS, "lang").map(str::to_owned);
-                let url: String = c.text(&ch)?.split_ascii_whitespace().collect();
+                let url: String = c.text_of(&ch)?.split_ascii_whitespace().collect();
                 u.logos.push(Logo {
                     url,
                     height,

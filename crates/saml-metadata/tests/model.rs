@@ -274,3 +274,31 @@ fn huge_clock_skew_and_max_validity_do_not_panic() {
     let agg = load::load(&doc, &policy).unwrap();
     assert!(agg.get("https://sp.example.org").is_none());
 }
+
+/// Entity attribute values (entity categories) are trimmed of XML white space only: a value
+/// that differs by a Unicode space (U+00A0, U+3000, U+2028, U+0085) is a different category, so
+/// a look-alike cannot put an entity into R&S (issue 13 item 3, here for metadata).
+#[test]
+fn entity_categories_are_not_trimmed_of_unicode_spaces() {
+    const RS: &str = "http://refeds.org/category/research-and-scholarship";
+    let doc = |value: &str| {
+        format!(
+            r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:mdattr="urn:oasis:names:tc:SAML:metadata:attribute" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" entityID="https://sp.example.org/sp"><md:Extensions><mdattr:EntityAttributes><saml:Attribute Name="http://macedir.org/entity-category" NameFormat="urn:oasis:names:tc:SAML:2.0:attrname-format:uri"><saml:AttributeValue>{value}</saml:AttributeValue></saml:Attribute></mdattr:EntityAttributes></md:Extensions><md:SPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="https://sp.example.org/acs" index="0"/></md:SPSSODescriptor></md:EntityDescriptor>"#
+        )
+    };
+    let categories = |value: &str| -> Vec<String> {
+        let Metadata::Entity(e) = parse_unverified(doc(value).as_bytes()).unwrap() else {
+            panic!("not an entity")
+        };
+        e.extensions
+            .entity_attribute("http://macedir.org/entity-category")
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(categories(&format!("\n  {RS}\t ")), vec![RS.to_owned()]);
+    for c in ['\u{a0}', '\u{3000}', '\u{2028}', '\u{85}'] {
+        let got = categories(&format!("{RS}{c}"));
+        assert_eq!(got, vec![format!("{RS}{c}")], "U+{:04X}", c as u32);
+        assert_ne!(got[0], RS);
+    }
+}

@@ -3,11 +3,11 @@
 
 use std::time::SystemTime;
 
-use super::read::{Cursor, Elem, xml_trim};
 use super::{ProtocolError, SAML_NS, SAMLP_NS};
 use crate::dsig::{self, DSIG_NS, Placement, SignOptions, SigningKey, Target, TrustedKeys};
 use crate::error::Error;
 use crate::time::format_datetime_exact;
+use crate::xml::cursor::{Cursor, Elem, xml_trim};
 use crate::xml::{Limits, Reader, escape_attr, escape_text};
 
 /// `samlp:NameIDPolicy` (§3.4.1.1).
@@ -196,7 +196,7 @@ impl AuthnRequest {
     /// [`crate::bindings::redirect::RedirectMessage::verify`]), or for an IdP that accepts
     /// unsigned requests. An enveloped `ds:Signature`, if present, is ignored here.
     pub fn parse(xml: &[u8]) -> Result<AuthnRequest, Error> {
-        Self::read(Cursor::new(Reader::new(xml, Limits::default())?))
+        Self::read(Cursor::unverified(Reader::new(xml, Limits::default())?))
     }
 
     /// Verifies the enveloped signature (HTTP-POST binding) with `keys` (the SP's signing keys
@@ -216,7 +216,7 @@ impl AuthnRequest {
         if v.signed_range().start != root_start(xml)? {
             return Err(ProtocolError::Wrapped.into());
         }
-        Ok((Self::read(Cursor::new(v.events()?))?, v.key_index()))
+        Ok((Self::read(Cursor::verified(&v)?)?, v.key_index()))
     }
 
     fn read(mut c: Cursor<'_>) -> Result<AuthnRequest, Error> {
@@ -228,9 +228,9 @@ impl AuthnRequest {
                 message: "no root element".into(),
             })?;
         if !root.is(SAMLP_NS, "AuthnRequest") {
-            return Err(root.invalid("the root is not samlp:AuthnRequest"));
+            return Err(root.invalid("the root is not samlp:AuthnRequest").into());
         }
-        root.check_version()?;
+        super::check_version(&root)?;
         let mut req = AuthnRequest {
             id: root.required("ID")?.to_owned(),
             issue_instant: root.required_time("IssueInstant")?,
@@ -249,11 +249,11 @@ impl AuthnRequest {
         if req.acs_url.is_some() && req.acs_index.is_some() {
             return Err(root.invalid(
                 "AssertionConsumerServiceURL and AssertionConsumerServiceIndex are mutually exclusive (§3.4.1)",
-            ));
+            ).into());
         }
         while let Some(ch) = c.next_child("AuthnRequest")? {
             match (ch.ns, ch.local) {
-                (SAML_NS, "Issuer") => req.issuer = c.text(&ch)?,
+                (SAML_NS, "Issuer") => req.issuer = c.text()?,
                 (DSIG_NS, "Signature") | (SAMLP_NS, "Extensions") | (SAML_NS, "Subject") => {
                     c.skip(&ch)?
                 }
@@ -273,7 +273,7 @@ impl AuthnRequest {
                     };
                     while let Some(x) = c.next_child("RequestedAuthnContext")? {
                         if x.is(SAML_NS, "AuthnContextClassRef") {
-                            r.class_refs.push(c.collapsed(&x)?);
+                            r.class_refs.push(c.collapsed()?);
                         } else {
                             c.skip(&x)?;
                         }
@@ -281,11 +281,17 @@ impl AuthnRequest {
                     req.requested_authn_context = Some(r);
                 }
                 (SAMLP_NS, "Scoping") => req.scoping = Some(scoping(&mut c, &ch)?),
-                _ => return Err(ch.invalid("unexpected element in samlp:AuthnRequest")),
+                _ => {
+                    return Err(ch
+                        .invalid("unexpected element in samlp:AuthnRequest")
+                        .into());
+                }
             }
         }
         if req.issuer.is_empty() {
-            return Err(root.invalid("missing saml:Issuer (the Web SSO profile requires it)"));
+            return Err(root
+                .invalid("missing saml:Issuer (the Web SSO profile requires it)")
+                .into());
         }
         Ok(req)
     }
@@ -314,7 +320,7 @@ fn scoping(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Scoping, Error> {
                     c.skip(&x)?;
                 }
             }
-            (SAMLP_NS, "RequesterID") => s.requester_ids.push(c.collapsed(&ch)?),
+            (SAMLP_NS, "RequesterID") => s.requester_ids.push(c.collapsed()?),
             _ => c.skip(&ch)?,
         }
     }

@@ -27,7 +27,6 @@
 
 pub mod authn_request;
 pub mod idp;
-mod read;
 pub mod response;
 pub mod xmlenc;
 
@@ -148,5 +147,13 @@ impl Attribute {
             friendly_name: friendly_name.map(str::to_owned),
             values: values.iter().map(|v| (*v).to_owned()).collect(),
         }
+    }
+}
+
+/// `Version` must be `2.0` (SAML Core §3.2.1, §2.3.3).
+pub(crate) fn check_version(e: &crate::xml::cursor::Elem<'_>) -> Result<(), crate::Error> {
+    match e.required("Version")? {
+        "2.0" => Ok(()),
+        v => Err(ProtocolError::Version(v.to_owned()).into()),
     }
 }

@@ -38,12 +38,12 @@ use std::time::{Duration, SystemTime};
 
 use openssl::pkey::{PKey, Private};
 
-use super::read::{Cursor, Elem, is_xml_space, xml_trim};
 use super::xmlenc::{self, DecryptOptions, EncryptedData};
 use super::{Attribute, BEARER, NameId, ProtocolError, SAML_NS, SAMLP_NS, Status, StatusCode};
 use crate::dsig::{self, DSIG_NS, TrustedKeys, VerifyOptions};
 use crate::error::Error;
 use crate::time::format_datetime_exact;
+use crate::xml::cursor::{Cursor, Elem, is_xml_space, xml_trim};
 use crate::xml::{Event, Limits, NsDecl, Reader, effective_scope, escape_attr};
 
 /// `saml:SubjectConfirmationData` (§2.4.1.2).
@@ -380,7 +380,7 @@ impl ResponseValidator {
     ) -> Result<ValidatedResponse, Error> {
         // Rule 1: shape, from an unverified read of the whole document.
         let reader = Reader::new(xml, self.limits)?;
-        let first = read_response(Cursor::new(reader))?;
+        let first = read_response(Cursor::unverified(reader))?;
         if first.items.len() > 1 {
             return Err(ProtocolError::AssertionCount(first.items.len()).into());
         }
@@ -392,7 +392,7 @@ impl ResponseValidator {
                 return Err(ProtocolError::Wrapped.into());
             }
             key_index = Some(v.key_index());
-            (read_response(Cursor::new(v.events()?))?, true)
+            (read_response(Cursor::verified(&v)?)?, true)
         } else {
             (first, false)
         };
@@ -428,7 +428,7 @@ impl ResponseValidator {
                         return Err(ProtocolError::Wrapped.into());
                     }
                     key_index = Some(v.key_index());
-                    let mut c = Cursor::new(v.events()?);
+                    let mut c = Cursor::verified(&v)?;
                     let root = c.next_child("Assertion")?.ok_or(ProtocolError::Wrapped)?;
                     (read_assertion(&mut c, &root)?, true, false)
                 } else if response_signed {
@@ -512,14 +512,16 @@ impl ResponseValidator {
         doc: &[u8],
         response_signed: bool,
     ) -> Result<(Assertion, bool, Option<usize>), Error> {
-        let mut c = Cursor::new(Reader::new(doc, self.limits)?);
+        let mut c = Cursor::unverified(Reader::new(doc, self.limits)?);
         let root = c
             .next_child("(decrypted)")?
             .ok_or(ProtocolError::Decryption(
                 "the decrypted content has no element".into(),
             ))?;
         if !root.is(SAML_NS, "Assertion") {
-            return Err(root.invalid("the decrypted content is not a saml:Assertion"));
+            return Err(root
+                .invalid("the decrypted content is not a saml:Assertion")
+                .into());
         }
         let (id, start) = (root.required("ID")?.to_owned(), root.start);
         let (plain, signed) = read_assertion_signed(&mut c, &root)?;
@@ -528,7 +530,7 @@ impl ResponseValidator {
             if v.signed_range().start != start {
                 return Err(ProtocolError::Wrapped.into());
             }
-            let mut c = Cursor::new(v.events()?);
+            let mut c = Cursor::verified(&v)?;
             let root = c.next_child("Assertion")?.ok_or(ProtocolError::Wrapped)?;
             Ok((read_assertion(&mut c, &root)?, true, Some(v.key_index())))
         } else if response_signed {
@@ -834,9 +836,9 @@ fn read_response<'a>(mut c: Cursor<'a>) -> Result<ResponseParts<'a>, Error> {
             message: "no root element".into(),
         })?;
     if !root.is(SAMLP_NS, "Response") {
-        return Err(root.invalid("the root is not samlp:Response"));
+        return Err(root.invalid("the root is not samlp:Response").into());
     }
-    root.check_version()?;
+    super::check_version(&root)?;
     let issue_instant = root.required_time("IssueInstant")?;
     let mut parts = ResponseParts {
         id: root.required("ID")?.to_owned(),
@@ -854,7 +856,7 @@ fn read_response<'a>(mut c: Cursor<'a>) -> Result<ResponseParts<'a>, Error> {
     let mut have_status = false;
     while let Some(ch) = c.next_child("Response")? {
         match (ch.ns, ch.local) {
-            (SAML_NS, "Issuer") => parts.head.issuer = Some(c.text(&ch)?),
+            (SAML_NS, "Issuer") => parts.head.issuer = Some(c.text()?),
             (DSIG_NS, "Signature") => {
                 parts.signed = true;
                 c.skip(&ch)?;
@@ -875,15 +877,15 @@ fn read_response<'a>(mut c: Cursor<'a>) -> Result<ResponseParts<'a>, Error> {
                 });
             }
             (SAML_NS, "EncryptedAssertion") => {
-                let scope = effective_scope(c.r.scope());
+                let scope = effective_scope(c.reader().scope());
                 let data = xmlenc::read_encrypted(&mut c, &ch)?;
                 parts.items.push(Item::Encrypted { data, scope });
             }
-            _ => return Err(ch.invalid("unexpected element in samlp:Response")),
+            _ => return Err(ch.invalid("unexpected element in samlp:Response").into()),
         }
     }
     if !have_status {
-        return Err(root.invalid("missing samlp:Status"));
+        return Err(root.invalid("missing samlp:Status").into());
     }
     Ok(parts)
 }
@@ -908,7 +910,7 @@ fn status(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Status, Error> {
                 });
             }
             (SAMLP_NS, "StatusMessage") => {
-                let m = c.text(&ch)?;
+                let m = c.text()?;
                 if let Some(s) = st.as_mut() {
                     s.message = Some(m);
                 }
@@ -916,7 +918,7 @@ fn status(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Status, Error> {
             _ => c.skip(&ch)?,
         }
     }
-    st.ok_or_else(|| e.invalid("missing samlp:StatusCode"))
+    Ok(st.ok_or_else(|| e.invalid("missing samlp:StatusCode"))?)
 }
 
 /// Reads the assertion whose start tag `e` was just returned.
@@ -929,9 +931,9 @@ pub(crate) fn read_assertion(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Asserti
 fn read_assertion_signed(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<(Assertion, bool), Error> {
     let mut signed = false;
     if !e.is(SAML_NS, "Assertion") {
-        return Err(e.invalid("not a saml:Assertion"));
+        return Err(e.invalid("not a saml:Assertion").into());
     }
-    e.check_version()?;
+    super::check_version(e)?;
     let mut a = Assertion {
         id: e.required("ID")?.to_owned(),
         issue_instant: e.required_time("IssueInstant")?,
@@ -943,7 +945,7 @@ fn read_assertion_signed(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<(Assertion,
     };
     while let Some(ch) = c.next_child("Assertion")? {
         match (ch.ns, ch.local) {
-            (SAML_NS, "Issuer") => a.issuer = c.text(&ch)?,
+            (SAML_NS, "Issuer") => a.issuer = c.text()?,
             (DSIG_NS, "Signature") => {
                 signed = true;
                 c.skip(&ch)?;
@@ -963,11 +965,11 @@ fn read_assertion_signed(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<(Assertion,
             (SAML_NS, "Advice") | (SAML_NS, "AuthzDecisionStatement") | (SAML_NS, "Statement") => {
                 c.skip(&ch)?
             }
-            _ => return Err(ch.invalid("unexpected element in saml:Assertion")),
+            _ => return Err(ch.invalid("unexpected element in saml:Assertion").into()),
         }
     }
     if a.issuer.is_empty() {
-        return Err(e.invalid("missing saml:Issuer"));
+        return Err(e.invalid("missing saml:Issuer").into());
     }
     Ok((a, signed))
 }
@@ -977,7 +979,7 @@ fn name_id(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<NameId, Error> {
         format: e.string("Format"),
         name_qualifier: e.string("NameQualifier"),
         sp_name_qualifier: e.string("SPNameQualifier"),
-        value: c.text(e)?,
+        value: c.text()?,
     })
 }
 
@@ -1024,7 +1026,7 @@ fn conditions(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Conditions, Error> {
                 let mut list = Vec::new();
                 while let Some(x) = c.next_child("AudienceRestriction")? {
                     if x.is(SAML_NS, "Audience") {
-                        list.push(c.collapsed(&x)?);
+                        list.push(c.collapsed()?);
                     } else {
                         c.skip(&x)?;
                     }
@@ -1048,7 +1050,9 @@ fn conditions(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Conditions, Error> {
             }
             _ => {
                 // SAML Core §2.5.1.1: an unknown condition makes the assertion indeterminate.
-                return Err(ch.invalid("unknown condition: the assertion is indeterminate"));
+                return Err(ch
+                    .invalid("unknown condition: the assertion is indeterminate")
+                    .into());
             }
         }
     }
@@ -1068,10 +1072,10 @@ fn authn_statement(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<AuthnStatement, E
         if ch.is(SAML_NS, "AuthnContext") {
             while let Some(x) = c.next_child("AuthnContext")? {
                 match (x.ns, x.local) {
-                    (SAML_NS, "AuthnContextClassRef") => s.class_ref = Some(c.collapsed(&x)?),
-                    (SAML_NS, "AuthnContextDeclRef") => s.decl_ref = Some(c.collapsed(&x)?),
+                    (SAML_NS, "AuthnContextClassRef") => s.class_ref = Some(c.collapsed()?),
+                    (SAML_NS, "AuthnContextDeclRef") => s.decl_ref = Some(c.collapsed()?),
                     (SAML_NS, "AuthenticatingAuthority") => {
-                        s.authenticating_authorities.push(c.collapsed(&x)?)
+                        s.authenticating_authorities.push(c.collapsed()?)
                     }
                     _ => c.skip(&x)?,
                 }
@@ -1105,7 +1109,7 @@ fn attribute(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Attribute, Error> {
 fn value_text(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<String, Error> {
     let mut out = String::new();
     loop {
-        match c.r.next()? {
+        match c.next_event()? {
             Some(Event::Text(t)) => out.push_str(&t.value()),
             Some(Event::End(end)) if end.depth == e.depth => break,
             None => break,

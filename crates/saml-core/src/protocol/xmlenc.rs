@@ -37,10 +37,10 @@ use openssl::pkey::{PKey, Private, Public};
 use openssl::rsa::Padding;
 use openssl::symm::{Cipher, Crypter, Mode, decrypt_aead, encrypt_aead};
 
-use super::read::{Cursor, Elem};
 use crate::dsig::DSIG_NS;
 use crate::error::Error;
 use crate::error::ProtocolError;
+use crate::xml::cursor::{Cursor, Elem};
 
 pub use crate::ns::{XENC_NS, XENC11_NS};
 /// `xmlenc#rsa-oaep-mgf1p` (MGF1 with SHA-1; OAEP digest from DigestMethod, SHA-1 by default).
@@ -193,10 +193,10 @@ pub struct EncryptedData {
 }
 
 fn b64(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Vec<u8>, Error> {
-    let t: String = c.text(e)?.split_ascii_whitespace().collect();
+    let t: String = c.text()?.split_ascii_whitespace().collect();
     base64::engine::general_purpose::STANDARD
         .decode(t.as_bytes())
-        .map_err(|err| e.invalid(format!("bad base64: {err}")))
+        .map_err(|err| e.invalid(format!("bad base64: {err}")).into())
 }
 
 fn cipher_data(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Vec<u8>, Error> {
@@ -206,10 +206,10 @@ fn cipher_data(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Vec<u8>, Error> {
             out = Some(b64(c, &ch)?);
         } else {
             // CipherReference would need retrieval: refused.
-            return Err(ch.invalid("only xenc:CipherValue is supported"));
+            return Err(ch.invalid("only xenc:CipherValue is supported").into());
         }
     }
-    out.ok_or_else(|| e.invalid("missing xenc:CipherValue"))
+    Ok(out.ok_or_else(|| e.invalid("missing xenc:CipherValue"))?)
 }
 
 fn encrypted_key(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<EncryptedKey, Error> {
@@ -263,7 +263,9 @@ fn encrypted_key(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<EncryptedKey, Error
         }
     }
     if k.algorithm.is_empty() || k.cipher.is_empty() {
-        return Err(e.invalid("EncryptedKey needs EncryptionMethod and CipherValue"));
+        return Err(e
+            .invalid("EncryptedKey needs EncryptionMethod and CipherValue")
+            .into());
     }
     Ok(k)
 }
@@ -277,7 +279,7 @@ pub(crate) fn read_encrypted(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Encrypt
         match (ch.ns, ch.local) {
             (XENC_NS, "EncryptedData") => {
                 if data.is_some() {
-                    return Err(ch.invalid("more than one xenc:EncryptedData"));
+                    return Err(ch.invalid("more than one xenc:EncryptedData").into());
                 }
                 let mut d = EncryptedData {
                     algorithm: String::new(),
@@ -304,18 +306,22 @@ pub(crate) fn read_encrypted(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Encrypt
                     }
                 }
                 if d.algorithm.is_empty() {
-                    return Err(ch.invalid("missing xenc:EncryptionMethod"));
+                    return Err(ch.invalid("missing xenc:EncryptionMethod").into());
                 }
                 data = Some(d);
             }
             (XENC_NS, "EncryptedKey") => push_key(&mut sibling_keys, &mut total, c, &ch)?,
-            _ => return Err(ch.invalid("unexpected element in saml:EncryptedAssertion")),
+            _ => {
+                return Err(ch
+                    .invalid("unexpected element in saml:EncryptedAssertion")
+                    .into());
+            }
         }
     }
     let mut d = data.ok_or_else(|| e.invalid("missing xenc:EncryptedData"))?;
     d.keys.extend(sibling_keys);
     if d.keys.is_empty() {
-        return Err(e.invalid("no xenc:EncryptedKey"));
+        return Err(e.invalid("no xenc:EncryptedKey").into());
     }
     Ok(d)
 }
@@ -329,9 +335,11 @@ fn push_key(
 ) -> Result<(), Error> {
     *total += 1;
     if *total > MAX_ENCRYPTED_KEYS {
-        return Err(k.invalid(format!(
-            "more than {MAX_ENCRYPTED_KEYS} xenc:EncryptedKey elements"
-        )));
+        return Err(k
+            .invalid(format!(
+                "more than {MAX_ENCRYPTED_KEYS} xenc:EncryptedKey elements"
+            ))
+            .into());
     }
     keys.push(encrypted_key(c, k)?);
     Ok(())

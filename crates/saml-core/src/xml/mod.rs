@@ -22,6 +22,7 @@
 //! Empty-element tags (`<a/>`) are reported as a [`Event::Start`] followed by an [`Event::End`].
 
 pub(crate) mod chars;
+pub mod cursor;
 mod escape;
 
 use std::ops::Range;

@@ -1,0 +1,328 @@
+//! The one model cursor: a pull cursor over the hardened reader's events for element-only
+//! content, which the protocol messages (`crate::protocol`) and the metadata model
+//! (`saml-metadata`) are built with. Children one at a time, text content, typed attributes,
+//! errors that name the element and its byte offset.
+//!
+//! A cursor is made from verified content ([`Cursor::verified`], [`Cursor::verified_fragment`]:
+//! only bytes a signature covered) or, for tools and for reading what is checked afterwards,
+//! through the deliberately named [`Cursor::unverified`]; [`Cursor::is_verified`] says which.
+
+use std::borrow::Cow;
+use std::ops::Range;
+use std::time::SystemTime;
+
+use crate::dsig::Verified;
+use crate::error::{Error, ProtocolError};
+use crate::time::parse_datetime;
+use crate::xml::{Event, NsDecl, Reader, read_text};
+
+/// The XML white-space characters (XML 1.0 §2.3 `S`): space, tab, CR, LF. Not U+00A0, U+3000,
+/// U+2028, U+0085 or any other Unicode `White_Space`.
+#[must_use]
+pub fn is_xml_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\r' | '\n')
+}
+
+/// `s` without leading and trailing XML white space (only [`is_xml_space`] characters).
+#[must_use]
+pub fn xml_trim(s: &str) -> &str {
+    s.trim_matches(is_xml_space)
+}
+
+/// XML Schema `whiteSpace=collapse` (XML Schema Part 2 §4.3.6): runs of XML white space become
+/// one space, none at the ends.
+#[must_use]
+pub fn collapse(s: &str) -> String {
+    s.split(is_xml_space)
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// An element that breaks its schema: a missing or malformed attribute, unexpected content.
+/// Each crate maps it to its own error (`ProtocolError::Malformed` here, `Error::Invalid` in
+/// saml-metadata).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed {
+    /// Local name of the element.
+    pub element: String,
+    /// Byte offset of its start tag (or of the offending text).
+    pub offset: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl From<Malformed> for Error {
+    fn from(m: Malformed) -> Self {
+        ProtocolError::Malformed {
+            element: m.element,
+            offset: m.offset,
+            message: m.message,
+        }
+        .into()
+    }
+}
+
+/// What reading with a [`Cursor`] can fail with: the element breaks its schema, or the reader
+/// refused the XML.
+#[derive(Debug)]
+pub enum CursorError {
+    /// The element breaks its schema.
+    Malformed(Malformed),
+    /// The hardened reader refused the input.
+    Xml(Error),
+}
+
+impl From<Error> for CursorError {
+    fn from(e: Error) -> Self {
+        CursorError::Xml(e)
+    }
+}
+
+impl From<Malformed> for CursorError {
+    fn from(m: Malformed) -> Self {
+        CursorError::Malformed(m)
+    }
+}
+
+impl From<CursorError> for Error {
+    fn from(e: CursorError) -> Self {
+        match e {
+            CursorError::Malformed(m) => m.into(),
+            CursorError::Xml(e) => e,
+        }
+    }
+}
+
+/// An attribute of an [`Elem`]: (prefix, namespace, local name, value).
+type Attr<'a> = (&'a str, &'a str, &'a str, Cow<'a, str>);
+
+/// A start tag, copied out of the reader so that reading can go on.
+#[derive(Debug, Clone)]
+pub struct Elem<'a> {
+    /// Namespace of the element name.
+    pub ns: &'a str,
+    /// Local name.
+    pub local: &'a str,
+    /// Prefix of the element name as written.
+    pub prefix: &'a str,
+    attrs: Vec<Attr<'a>>,
+    /// How many namespace declarations the start tag carries itself.
+    pub own_decls: usize,
+    /// Byte offset of the start tag.
+    pub start: usize,
+    /// Depth (the root is 1).
+    pub depth: usize,
+}
+
+impl<'a> Elem<'a> {
+    /// Whether this is `{ns}local`.
+    #[must_use]
+    pub fn is(&self, ns: &str, local: &str) -> bool {
+        self.local == local && self.ns == ns
+    }
+
+    /// The attributes as (prefix, namespace, local name, value).
+    #[must_use]
+    pub fn attributes(&self) -> &[Attr<'a>] {
+        &self.attrs
+    }
+
+    /// An unqualified attribute's value.
+    #[must_use]
+    pub fn attr(&self, local: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|a| a.1.is_empty() && a.2 == local)
+            .map(|a| a.3.as_ref())
+    }
+
+    /// A namespace-qualified attribute's value.
+    #[must_use]
+    pub fn attr_ns(&self, ns: &str, local: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|a| a.1 == ns && a.2 == local)
+            .map(|a| a.3.as_ref())
+    }
+
+    /// An unqualified attribute's value, owned.
+    #[must_use]
+    pub fn string(&self, local: &str) -> Option<String> {
+        self.attr(local).map(str::to_owned)
+    }
+
+    /// A [`Malformed`] naming this element.
+    #[must_use]
+    pub fn invalid(&self, message: impl Into<String>) -> Malformed {
+        Malformed {
+            element: self.local.to_owned(),
+            offset: self.start,
+            message: message.into(),
+        }
+    }
+
+    /// A required unqualified attribute.
+    pub fn required(&self, local: &str) -> Result<&str, Malformed> {
+        self.attr(local)
+            .ok_or_else(|| self.invalid(format!("missing required attribute {local}")))
+    }
+
+    /// An `xs:boolean` attribute (`true`, `false`, `1`, `0`, XML white space collapsed).
+    pub fn bool_attr(&self, local: &str) -> Result<Option<bool>, Malformed> {
+        self.attr(local)
+            .map(|v| match xml_trim(v) {
+                "true" | "1" => Ok(true),
+                "false" | "0" => Ok(false),
+                other => Err(self.invalid(format!("{local}={other:?} is not a boolean"))),
+            })
+            .transpose()
+    }
+
+    /// An `xs:unsignedShort` attribute.
+    pub fn u16_attr(&self, local: &str) -> Result<Option<u16>, Malformed> {
+        self.attr(local)
+            .map(|v| {
+                xml_trim(v)
+                    .parse()
+                    .map_err(|_| self.invalid(format!("{local}={v:?} is not an unsignedShort")))
+            })
+            .transpose()
+    }
+
+    /// An `xs:dateTime` attribute.
+    pub fn time_attr(&self, local: &str) -> Result<Option<SystemTime>, Malformed> {
+        self.attr(local)
+            .map(|v| {
+                parse_datetime(v)
+                    .ok_or_else(|| self.invalid(format!("{local}={v:?} is not an xs:dateTime")))
+            })
+            .transpose()
+    }
+
+    /// A required `xs:dateTime` attribute.
+    pub fn required_time(&self, local: &str) -> Result<SystemTime, Malformed> {
+        self.time_attr(local)?
+            .ok_or_else(|| self.invalid(format!("missing required attribute {local}")))
+    }
+}
+
+/// Pull cursor over element-only content.
+#[derive(Debug)]
+pub struct Cursor<'a> {
+    r: Reader<'a>,
+    verified: bool,
+}
+
+impl<'a> Cursor<'a> {
+    /// A cursor over the signed element of `v` (its ds:Signature left out): what model
+    /// builders read.
+    pub fn verified(v: &Verified<'a>) -> Result<Self, Error> {
+        Ok(Cursor {
+            r: v.events()?,
+            verified: true,
+        })
+    }
+
+    /// A cursor over one element inside the signed content of `v` (see
+    /// [`Verified::fragment`]).
+    pub fn verified_fragment(
+        v: &Verified<'a>,
+        range: Range<usize>,
+        inherited: &[NsDecl<'a>],
+    ) -> Result<Self, Error> {
+        Ok(Cursor {
+            r: v.fragment(range, inherited)?,
+            verified: true,
+        })
+    }
+
+    /// A cursor over content no signature has covered: for tools that inspect documents and
+    /// for reading what is checked afterwards. Nothing read this way is authenticated.
+    #[must_use]
+    pub fn unverified(r: Reader<'a>) -> Self {
+        Cursor { r, verified: false }
+    }
+
+    /// Whether the content comes from a verified signature.
+    #[must_use]
+    pub fn is_verified(&self) -> bool {
+        self.verified
+    }
+
+    /// The underlying reader (its scope, source and position).
+    #[must_use]
+    pub fn reader(&self) -> &Reader<'a> {
+        &self.r
+    }
+
+    /// The next child element of the current element; `None` at its end tag (or the end of
+    /// input). Comments and white space are passed over; other text is an error naming
+    /// `parent`.
+    pub fn next_child(&mut self, parent: &str) -> Result<Option<Elem<'a>>, CursorError> {
+        loop {
+            if !self.r.advance()? {
+                return Ok(None);
+            }
+            match self.r.current() {
+                Some(Event::Start(s)) => {
+                    return Ok(Some(Elem {
+                        ns: s.namespace,
+                        local: s.name.local,
+                        prefix: s.name.prefix,
+                        attrs: s
+                            .attributes
+                            .iter()
+                            .map(|a| (a.name.prefix, a.namespace, a.name.local, a.value()))
+                            .collect(),
+                        own_decls: s.namespace_decls.len(),
+                        start: s.span.start,
+                        depth: s.depth,
+                    }));
+                }
+                Some(Event::End(_)) | None => return Ok(None),
+                Some(Event::Comment(_)) => {}
+                Some(Event::Text(t)) => {
+                    if !t.is_whitespace() {
+                        return Err(Malformed {
+                            element: parent.to_owned(),
+                            offset: t.span.start,
+                            message: "unexpected text in element-only content".into(),
+                        }
+                        .into());
+                    }
+                }
+            }
+        }
+    }
+
+    /// The text content of the element just returned, exactly as written (comments do not
+    /// split it). For `xs:string` based values (NameID, Issuer, StatusMessage): nothing is
+    /// trimmed, so the signed text is the text returned.
+    pub fn text(&mut self) -> Result<String, Error> {
+        read_text(&mut self.r)
+    }
+
+    /// The text content with XML Schema's `whiteSpace=collapse`, as for `xs:anyURI` values
+    /// (Audience, AuthnContextClassRef). Only the four XML white-space characters are touched.
+    pub fn collapsed(&mut self) -> Result<String, Error> {
+        Ok(collapse(&read_text(&mut self.r)?))
+    }
+
+    /// Consumes the rest of the element just returned.
+    pub fn skip(&mut self, e: &Elem<'_>) -> Result<(), Error> {
+        loop {
+            match self.r.next()? {
+                Some(Event::End(end)) if end.depth == e.depth => return Ok(()),
+                None => return Ok(()),
+                _ => {}
+            }
+        }
+    }
+
+    /// The next event of the element just returned (for callers that keep an element as
+    /// written, e.g. unknown extensions).
+    pub fn next_event(&mut self) -> Result<Option<Event<'_, 'a>>, Error> {
+        self.r.next()
+    }
+}
