@@ -14,10 +14,11 @@ fn run(cert: &str, file: &str, serial: bool) -> Result<u64, Box<dyn std::error::
     let pem = std::fs::read(cert).map_err(|e| format!("{cert}: {e}"))?;
     let keys = TrustedKeys::from_pem(&pem)?;
     let doc = std::fs::read(file).map_err(|e| format!("{file}: {e}"))?;
-    let mut opts = VerifyOptions::metadata();
-    if serial {
-        opts.parallel_min_size = None;
-    }
+    let opts = if serial {
+        VerifyOptions::metadata().single_threaded()
+    } else {
+        VerifyOptions::metadata()
+    };
     let verified = dsig::verify(&doc, &keys, &opts)?;
     Ok(verified.canonical_len())
 }

@@ -13,6 +13,11 @@
 //! Out of scope here: the SAML metadata model (`saml-metadata`), inclusive c14n, XPath/XSLT transforms, detached or enveloping
 //! signatures, `ds:Object`/`ds:Manifest`, retrieval of remote references.
 //!
+//! Threads: nothing here spawns a thread except [`dsig::verify`] on documents of 4 MiB or more
+//! (one scoped helper, joined before it returns); [`dsig::VerifyOptions::single_threaded`]
+//! turns that off. Errors: one [`Error`] with [`Error::kind`] (malformed, rejected, misuse,
+//! crypto); namespaces in [`ns`]; the model cursor in [`xml::cursor`].
+//!
 //! The result of verification is the only way to the signed content:
 //!
 //! ```

@@ -3,6 +3,13 @@
 //! [`verify`] checks an enveloped signature on the document root (metadata) or on the element
 //! with a given ID (protocol messages) and returns [`Verified`], the only way to reach the signed
 //! content. [`sign`] creates one with exclusive c14n, RSA or ECDSA.
+//!
+//! ## Threads
+//! [`verify`] runs on the calling thread for any document under
+//! [`VerifyOptions::parallel_min_size`] (4 MiB by default: every protocol message and single
+//! entity). From that size on it starts one scoped helper thread that canonicalizes and hashes
+//! while the calling thread reads, and joins it before returning. Embedders that must not
+//! spawn threads use [`VerifyOptions::single_threaded`]; the result is the same, byte for byte.
 
 mod algorithms;
 mod keys;

@@ -49,7 +49,9 @@ pub struct VerifyOptions {
     pub max_signature_size: usize,
     /// Documents at least this large are canonicalized and hashed on a second thread while the
     /// first one reads and checks (same octets, about 1.5x faster on two cores). `None` keeps
-    /// everything on the calling thread. Default 4 MiB.
+    /// everything on the calling thread ([`VerifyOptions::single_threaded`]). Default 4 MiB:
+    /// protocol messages and single entities never start a thread; eduGAIN-sized aggregates
+    /// start one scoped thread (`std::thread::scope`) that ends before `verify` returns.
     pub parallel_min_size: Option<usize>,
 }
 
@@ -90,6 +92,16 @@ impl VerifyOptions {
     pub fn legacy(mut self) -> Self {
         self.allow_sha1 = true;
         self.min_rsa_bits = 1024;
+        self
+    }
+
+    /// Keeps verification on the calling thread whatever the document size (sets
+    /// [`parallel_min_size`](Self::parallel_min_size) to `None`): for embedders that forbid
+    /// spawning threads. By default, documents of 4 MiB or more use one scoped helper thread
+    /// that ends before [`verify`] returns.
+    #[must_use]
+    pub fn single_threaded(mut self) -> Self {
+        self.parallel_min_size = None;
         self
     }
 }
