@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use openssl::pkey::PKey;
 use openssl::rsa::Rsa;
 use saml_core::Error;
-use saml_core::dsig::{SigningKey, TrustedKeys};
+use saml_core::dsig::{self, SigningKey, TrustedKeys, VerifyOptions};
 use saml_core::protocol::authn_request::{NameIdPolicy, RequestedAuthnContext};
 use saml_core::protocol::idp::{Encryption, ResponseBuilder, check_request};
 use saml_core::protocol::xmlenc::{DataAlgorithm, KeyTransport};
@@ -255,6 +255,41 @@ fn signed_response_and_assertion_validate() {
     // The request is completed and the assertion remembered.
     assert!(w.requests.is_empty());
     assert_eq!(w.replay.len(), 1);
+}
+
+/// A signed Response with a signed Assertion is read once shallowly (to find what is signed),
+/// once per signature verification, and once into the model from the verified events. Before
+/// issue 14 it was also parsed whole without verification and rebuilt per signature, a fifth
+/// and sixth read.
+/// Reads are counted only in builds with debug assertions (plain `cargo test`).
+#[cfg(debug_assertions)]
+#[test]
+fn a_signed_response_is_read_once_per_signature_and_built_once() {
+    use saml_core::xml::work::take_start_tags;
+    let mut w = world();
+    let v = validator(&w);
+    let xml = build(&w, &builder(&w));
+    let _ = take_start_tags();
+    let ok = validate(&mut w, &v, &xml).unwrap();
+    assert!(ok.response_signed && ok.assertion_signed);
+    let reads = take_start_tags();
+
+    // What each part costs on its own: one plain read, and each signature's verification.
+    let mut r = saml_core::xml::Reader::new(&xml, saml_core::xml::Limits::default()).unwrap();
+    while r.next().unwrap().is_some() {}
+    let once = take_start_tags();
+    let keys = trusted(&w.idp_key);
+    let verify = |id: &str| {
+        let _ = dsig::verify(&xml, &keys, &VerifyOptions::protocol(id)).unwrap();
+        take_start_tags()
+    };
+    let (response, assertion) = (verify(&ok.response_id), verify(&ok.assertion.id));
+    let bound = once + response + assertion + once;
+    assert!(
+        reads <= bound,
+        "{reads} start tags read; a shallow read, two verifications ({response}, {assertion}) \
+         and one model build need at most {bound}"
+    );
 }
 
 #[test]

@@ -378,9 +378,12 @@ impl ResponseValidator {
         requests: &mut dyn RequestTracker,
         replay: &mut dyn ReplayCache,
     ) -> Result<ValidatedResponse, Error> {
-        // Rule 1: shape, from an unverified read of the whole document.
+        // One verification pass per signature and one model build from verified events: a
+        // shallow, unverified read finds the Response's ID, its assertion and which of them is
+        // signed (rule 1: shape); the models are built only from content a signature covered
+        // (or, for an assertion inside a verified Response, from that Response's content).
         let reader = Reader::new(xml, self.limits)?;
-        let first = read_response(Cursor::unverified(reader))?;
+        let first = read_response(Cursor::unverified(reader), Depth::Shallow)?;
         if first.items.len() > 1 {
             return Err(ProtocolError::AssertionCount(first.items.len()).into());
         }
@@ -392,7 +395,7 @@ impl ResponseValidator {
                 return Err(ProtocolError::Wrapped.into());
             }
             key_index = Some(v.key_index());
-            (read_response(Cursor::verified(&v)?)?, true)
+            (read_response(Cursor::verified(&v)?, Depth::Full)?, true)
         } else {
             (first, false)
         };
@@ -428,11 +431,20 @@ impl ResponseValidator {
                         return Err(ProtocolError::Wrapped.into());
                     }
                     key_index = Some(v.key_index());
-                    let mut c = Cursor::verified(&v)?;
-                    let root = c.next_child("Assertion")?.ok_or(ProtocolError::Wrapped)?;
-                    (read_assertion(&mut c, &root)?, true, false)
-                } else if response_signed {
-                    (*assertion, false, false)
+                    // Built from the verified Response when there is one (the same bytes: the
+                    // element at `start` is the one this signature covers), else from the
+                    // assertion's own verified events.
+                    let a = match assertion {
+                        Some(a) => *a,
+                        None => {
+                            let mut c = Cursor::verified(&v)?;
+                            let root = c.next_child("Assertion")?.ok_or(ProtocolError::Wrapped)?;
+                            read_assertion(&mut c, &root)?
+                        }
+                    };
+                    (a, true, false)
+                } else if let (true, Some(a)) = (response_signed, assertion) {
+                    (*a, false, false)
                 } else {
                     return Err(ProtocolError::Unsigned(
                         "neither the Response nor its Assertion is signed".into(),
@@ -524,8 +536,7 @@ impl ResponseValidator {
                 .into());
         }
         let (id, start) = (root.required("ID")?.to_owned(), root.start);
-        let (plain, signed) = read_assertion_signed(&mut c, &root)?;
-        if signed {
+        if has_signature_child(&mut c, &root)? {
             let v = dsig::verify(doc, &self.idp_keys, &self.verify_options(&id))?;
             if v.signed_range().start != start {
                 return Err(ProtocolError::Wrapped.into());
@@ -534,7 +545,10 @@ impl ResponseValidator {
             let root = c.next_child("Assertion")?.ok_or(ProtocolError::Wrapped)?;
             Ok((read_assertion(&mut c, &root)?, true, Some(v.key_index())))
         } else if response_signed {
-            Ok((plain, false, None))
+            // Decrypted from a verified Response: its content is what that signature covered.
+            let mut c = Cursor::unverified(Reader::new(doc, self.limits)?);
+            let root = c.next_child("(decrypted)")?.ok_or(ProtocolError::Wrapped)?;
+            Ok((read_assertion(&mut c, &root)?, false, None))
         } else {
             Err(ProtocolError::Unsigned(
                 "neither the Response nor the decrypted Assertion is signed".into(),
@@ -811,7 +825,10 @@ enum Item<'a> {
         start: usize,
         id: String,
         signed: bool,
-        assertion: Box<Assertion>,
+        /// The model, built only when the Response was read from verified content
+        /// ([`Depth::Full`]); a shallow read notes where the assertion is and whether it is
+        /// signed.
+        assertion: Option<Box<Assertion>>,
     },
     Encrypted {
         data: EncryptedData,
@@ -827,7 +844,27 @@ struct ResponseParts<'a> {
     items: Vec<Item<'a>>,
 }
 
-fn read_response<'a>(mut c: Cursor<'a>) -> Result<ResponseParts<'a>, Error> {
+/// How much of a Response to build.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Depth {
+    /// Head (ID, Issuer, Status, ...) and where each assertion is, whether it is signed: what
+    /// decides which signatures to verify. Assertion models are not built.
+    Shallow,
+    /// Everything, assertion models included (from verified content).
+    Full,
+}
+
+/// Whether the element just returned (an assertion) has a `ds:Signature` child; consumes it.
+fn has_signature_child(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<bool, Error> {
+    let mut signed = false;
+    while let Some(ch) = c.next_child(e.local)? {
+        signed |= ch.is(DSIG_NS, "Signature");
+        c.skip(&ch)?;
+    }
+    Ok(signed)
+}
+
+fn read_response<'a>(mut c: Cursor<'a>, depth: Depth) -> Result<ResponseParts<'a>, Error> {
     let root = c
         .next_child("(document)")?
         .ok_or(ProtocolError::Malformed {
@@ -868,12 +905,18 @@ fn read_response<'a>(mut c: Cursor<'a>) -> Result<ResponseParts<'a>, Error> {
             }
             (SAML_NS, "Assertion") => {
                 let id = ch.required("ID")?.to_owned();
-                let (a, signed) = read_assertion_signed(&mut c, &ch)?;
+                let (assertion, signed) = match depth {
+                    Depth::Full => {
+                        let (a, signed) = read_assertion_signed(&mut c, &ch)?;
+                        (Some(Box::new(a)), signed)
+                    }
+                    Depth::Shallow => (None, has_signature_child(&mut c, &ch)?),
+                };
                 parts.items.push(Item::Plain {
                     start: ch.start,
                     id,
                     signed,
-                    assertion: Box::new(a),
+                    assertion,
                 });
             }
             (SAML_NS, "EncryptedAssertion") => {

@@ -342,6 +342,22 @@ pub mod work {
 
     thread_local! {
         static UNITS: Cell<u64> = const { Cell::new(0) };
+        static START_TAGS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    /// Counts one start tag read by a reader on this thread (how many times a document is
+    /// read, for tests that bound the passes over it).
+    #[inline]
+    pub fn start_tag() {
+        if ENABLED {
+            START_TAGS.with(|c| c.set(c.get().saturating_add(1)));
+        }
+    }
+
+    /// Returns this thread's count of start tags read and resets it.
+    #[must_use]
+    pub fn take_start_tags() -> u64 {
+        START_TAGS.with(|c| c.replace(0))
     }
 
     /// Whether work is counted in this build.
@@ -672,6 +688,7 @@ impl<'a> Reader<'a> {
                     if empty {
                         self.pending_end = Some(self.base + end);
                     }
+                    work::start_tag();
                     self.cur = Cur::Start { span, empty };
                     return Ok(true);
                 }
