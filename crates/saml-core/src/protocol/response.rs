@@ -289,6 +289,19 @@ impl ReplayCache for MemoryReplayCache {
 
 /// What a service provider checks Responses against. Build with [`ResponseValidator::new`] and
 /// adjust the public fields.
+///
+/// ## Call order (a sans-IO flow: time and storage are the caller's)
+/// 1. Once: `ResponseValidator::new(sp, acs, idp, idp_keys)` (or `saml_metadata::sso::
+///    response_validator` from the two EntityDescriptors), then set `decryption_keys` and the
+///    policy fields; keep one [`OutstandingRequests`] (or your own [`RequestTracker`]) and one
+///    [`MemoryReplayCache`] (or your own [`ReplayCache`]) per SP, shared by all users.
+/// 2. Per login: build the `AuthnRequest`, then `requests.insert(id, idp, deadline, now)` before
+///    sending it.
+/// 3. At the ACS: decode the binding (`bindings::post::decode_form`), then
+///    [`validate`](Self::validate)`(xml, now, &mut requests, &mut replay)`. On success the
+///    request is completed and the assertion remembered; on any error neither changed, so the
+///    same request may still be answered correctly.
+/// 4. From time to time: nothing; both stores drop expired entries as they are used.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ResponseValidator {
