@@ -166,6 +166,19 @@ impl TrustedKeys {
         self.keys.is_empty()
     }
 
+    /// Verifies a signature over octets that are not XML (see [`SigningKey::sign_octets`]) with
+    /// any configured key; returns the index of the key that verified it. RSA keys shorter than
+    /// `min_rsa_bits` are refused.
+    pub fn verify_octets(
+        &self,
+        alg: SignatureAlgorithm,
+        min_rsa_bits: u32,
+        data: &[u8],
+        sig: &[u8],
+    ) -> Result<usize, Error> {
+        self.verify(alg, min_rsa_bits, data, sig, &[])
+    }
+
     /// Verifies `sig` over `data` with the first key that can: keys whose certificate equals one
     /// of `hint_certs` (from KeyInfo, DER) are tried first, but every configured key is tried.
     pub(crate) fn verify(
@@ -325,6 +338,19 @@ impl SigningKey {
     /// The public half, e.g. to build [`TrustedKeys`] in tests.
     pub fn public_key(&self) -> Result<PKey<Public>, Error> {
         Ok(PKey::public_key_from_der(&self.pkey.public_key_to_der()?)?)
+    }
+
+    /// Signs octets that are not XML: a query string signed the way the HTTP-Redirect binding
+    /// signs (SAML Bindings §3.4.4.1), or a protocol built like it (DAME triggers). SHA-1
+    /// algorithms are refused for new signatures. For ECDSA the result is the raw `r||s`.
+    pub fn sign_octets(&self, alg: SignatureAlgorithm, data: &[u8]) -> Result<Vec<u8>, Error> {
+        if matches!(
+            alg,
+            SignatureAlgorithm::RsaSha1 | SignatureAlgorithm::EcdsaSha1
+        ) {
+            return Err(Error::Usage("SHA-1 is not used for new signatures".into()));
+        }
+        self.sign(alg, data)
     }
 
     /// Signs `data`; for ECDSA the result is the raw `r||s` of XML-DSig 1.1.
