@@ -1,0 +1,46 @@
+//! # dame-protocol
+//!
+//! DAME, Dynamic Automated Metadata Exchange (draft-poehn-dame-06, the GÉANT-TrustBroker
+//! design): an IdP and an SP that do not know each other exchange metadata on demand through a
+//! trusted third party (the broker), after the user has authenticated at the IdP. Sans-IO:
+//! time and randomness are inputs, no sockets or files.
+//!
+//! ```text
+//!  UA -> SP -> broker      discovery request          (discovery::DiscoveryRequest)
+//!  broker -> SP            discovery answer, `return` checked against the SP's metadata
+//!  SP -> broker            action=authenticate + AuthnRequest1 (authenticate::AuthenticateRequest)
+//!  broker -> IdP -> broker AuthnRequest2 / Response2 (saml-core, the broker as SP)
+//!  broker -> IdP, SP       signed MDI triggers         (trigger::Trigger, TriggerVerifier)
+//!  IdP, SP -> broker       MDI responses, status reports (mdi::MdiResponse, StatusReport)
+//!  broker -> IdP           AuthnRequest1 replayed as soon as both integrations are confirmed
+//! ```
+//!
+//! In this crate now: every message of the draft that crosses the wire, parsed strictly and
+//! written ([`discovery`], [`authenticate`], [`trigger`], [`mdi`]); the trigger and status
+//! authentication the draft leaves open, defined here as a wire spec (a query signature over
+//! the exact octets with `issueInstant`, `nonce` and the addressee, see [`trigger`] and
+//! [`mdi`]); the entity side of triggers ([`trigger::TriggerVerifier`]) and the broker side of
+//! status reports ([`mdi::StatusReports`]) with replay windows of bounded memory; policies
+//! ([`policy`]: allow/deny lists by DNS domain, token-bucket rate limits).
+//!
+//! Not yet in this crate (issue 16, to come): the broker's per-user flow state machine, the
+//! second mode for unmodified SPs, the provider extension's integration planning (the
+//! `LocalDynamic` directory layout), registration with proof of ownership, relationships,
+//! attribute conversion rules and the metadata service core.
+//!
+//! Errors: one [`Error`] with [`Error::kind`]; refusals are typed ([`Refusal`]).
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(clippy::must_use_candidate, clippy::return_self_not_must_use)]
+
+pub mod authenticate;
+pub mod discovery;
+mod error;
+pub mod mdi;
+pub mod policy;
+mod query;
+pub mod signed;
+pub mod trigger;
+
+pub use error::{Error, ErrorKind, Refusal};
+pub use query::{MAX_PARAMS, MAX_QUERY_LEN};
