@@ -21,11 +21,14 @@
 //! the exact octets with `issueInstant`, `nonce` and the addressee, see [`trigger`] and
 //! [`mdi`]); the entity side of triggers ([`trigger::TriggerVerifier`]) and the broker side of
 //! status reports ([`mdi::StatusReports`]) with replay windows of bounded memory; policies
-//! ([`policy`]: allow/deny lists by DNS domain, token-bucket rate limits).
+//! ([`policy`]: allow/deny lists by DNS domain, token-bucket rate limits); the entity side's
+//! last step ([`integration`]: the fetched peer checked against the broker's keys and the
+//! entityID asked for, then written in the GÉANT-TrustBroker / Shibboleth `LocalDynamic` layout,
+//! `<sha1>.xml` + `<sha1>.xml.loc`, with feature `fs` for the directory).
 //!
 //! Not yet in this crate (issue 16, to come): the broker's per-user flow state machine, the
-//! second mode for unmodified SPs, the provider extension's integration planning (the
-//! `LocalDynamic` directory layout), registration with proof of ownership, relationships,
+//! second mode for unmodified SPs, the provider extension's state machine (trigger -> MDQ fetch
+//! -> integrate -> answer), registration with proof of ownership, relationships,
 //! attribute conversion rules and the metadata service core.
 //!
 //! Errors: one [`Error`] with [`Error::kind`]; refusals are typed ([`Refusal`]).
@@ -36,6 +39,7 @@
 pub mod authenticate;
 pub mod discovery;
 mod error;
+pub mod integration;
 pub mod mdi;
 pub mod policy;
 mod query;
