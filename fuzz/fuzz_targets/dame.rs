@@ -1,7 +1,8 @@
 //! DAME messages on untrusted input (dame-protocol): the bytes as a discovery request, an
 //! `action=authenticate` request (verified against a fixed SP), a trigger at the entity (the
 //! broker key pinned), a status report at the broker, and an MDI response body with a status
-//! code from the first byte. Errors are fine, panics are not; nothing signed by a key other than
+//! code from the first byte, and an MDQ request (path, Accept, If-None-Match lines) at the
+//! broker's metadata service. Errors are fine, panics are not; nothing signed by a key other than
 //! the fixture's may be accepted, and a trigger is accepted at most once.
 #![no_main]
 
@@ -11,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use dame_protocol::authenticate::AuthenticateRequest;
 use dame_protocol::discovery::DiscoveryRequest;
 use dame_protocol::mdi::{MdiResponse, StatusReports};
+use dame_protocol::mdq_service::{DocumentSource, MdqRequest, MdqService, SignedDocument};
 use dame_protocol::trigger::TriggerVerifier;
 use libfuzzer_sys::fuzz_target;
 use saml_core::dsig::TrustedKeys;
@@ -45,6 +47,17 @@ fn verifier() -> &'static Mutex<TriggerVerifier> {
     })
 }
 
+struct One;
+
+impl DocumentSource for One {
+    fn by_sha1(&self, h: &str) -> Option<SignedDocument> {
+        (h == "0123456789abcdef0123456789abcdef01234567").then(|| SignedDocument {
+            xml: b"<x/>".to_vec(),
+            etag: "e".into(),
+        })
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
@@ -67,5 +80,16 @@ fuzz_target!(|data: &[u8]| {
     let _ = reports.accept(&text, keys(), now);
     let code = [200u16, 202, 403, 500][usize::from(data.first().copied().unwrap_or(0) % 4)];
     let _ = MdiResponse::from_http(code, &text);
+    let (path, rest) = text.split_once('\n').unwrap_or((&text, ""));
+    let a = MdqService::new("/").answer(
+        &MdqRequest {
+            method: "GET",
+            path,
+            accept: rest.lines().next(),
+            if_none_match: rest.lines().nth(1),
+        },
+        &One,
+    );
+    assert!(matches!(a.status, 200 | 304 | 400 | 404 | 406));
     let _: SystemTime = now;
 });

@@ -24,12 +24,14 @@
 //! ([`policy`]: allow/deny lists by DNS domain, token-bucket rate limits); the entity side's
 //! last step ([`integration`]: the fetched peer checked against the broker's keys and the
 //! entityID asked for, then written in the GÉANT-TrustBroker / Shibboleth `LocalDynamic` layout,
-//! `<sha1>.xml` + `<sha1>.xml.loc`, with feature `fs` for the directory).
+//! `<sha1>.xml` + `<sha1>.xml.loc`, with feature `fs` for the directory); the broker's
+//! metadata service core ([`mdq_service`]: MDQ requests by entityID or `{sha1}`, ETag and 304,
+//! 404, 406).
 //!
 //! Not yet in this crate (issue 16, to come): the broker's per-user flow state machine, the
 //! second mode for unmodified SPs, the provider extension's state machine (trigger -> MDQ fetch
-//! -> integrate -> answer), registration with proof of ownership, relationships,
-//! attribute conversion rules and the metadata service core.
+//! -> integrate -> answer), registration with proof of ownership, relationships and
+//! attribute conversion rules.
 //!
 //! Errors: one [`Error`] with [`Error::kind`]; refusals are typed ([`Refusal`]).
 #![forbid(unsafe_code)]
@@ -41,6 +43,7 @@ pub mod discovery;
 mod error;
 pub mod integration;
 pub mod mdi;
+pub mod mdq_service;
 pub mod policy;
 mod query;
 pub mod signed;

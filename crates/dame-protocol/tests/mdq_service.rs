@@ -1,0 +1,110 @@
+//! The broker's metadata service core: each MDQ answer the draft and real clients need.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+
+use dame_protocol::mdq_service::{DocumentSource, MdqRequest, MdqService, SignedDocument};
+use saml_metadata::model::sha1_hex;
+
+const SP: &str = "https://sp.example.org/shibboleth";
+
+struct Store(HashMap<String, SignedDocument>);
+
+impl DocumentSource for Store {
+    fn by_sha1(&self, h: &str) -> Option<SignedDocument> {
+        self.0.get(h).cloned()
+    }
+}
+
+fn store() -> Store {
+    let doc = SignedDocument {
+        xml: b"<md:EntityDescriptor/>".to_vec(),
+        etag: "v1".into(),
+    };
+    Store(HashMap::from([(sha1_hex(SP), doc)]))
+}
+
+fn get(path: &str) -> MdqRequest<'_> {
+    MdqRequest {
+        method: "GET",
+        path,
+        accept: None,
+        if_none_match: None,
+    }
+}
+
+fn header<'a>(a: &'a dame_protocol::mdq_service::MdqAnswer, name: &str) -> Option<&'a str> {
+    a.headers
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn found_by_entity_id_and_by_sha1() {
+    let s = MdqService::new("/metadataservice");
+    let enc = saml_core::bindings::url_encode(SP);
+    for path in [
+        format!("/metadataservice/entities/{enc}"),
+        format!("/metadataservice/entities/%7Bsha1%7D{}", sha1_hex(SP)),
+        format!(
+            "/metadataservice/entities/{{sha1}}{}",
+            sha1_hex(SP).to_uppercase()
+        ),
+    ] {
+        let a = s.answer(&get(&path), &store());
+        assert_eq!(a.status, 200, "{path}");
+        assert_eq!(
+            header(&a, "Content-Type"),
+            Some("application/samlmetadata+xml")
+        );
+        assert_eq!(header(&a, "ETag"), Some("\"v1\""));
+        assert_eq!(header(&a, "Cache-Control"), Some("max-age=3600"));
+        assert_eq!(a.body, b"<md:EntityDescriptor/>");
+    }
+    let mut head =
+        get("/metadataservice/entities/%7Bsha1%7D0000000000000000000000000000000000000000");
+    head.method = "HEAD";
+    assert_eq!(s.answer(&head, &store()).status, 404);
+}
+
+#[test]
+fn conditional_not_found_not_acceptable_and_bad_requests() {
+    let s = MdqService::new("/");
+    let path = format!("/entities/{}", saml_core::bindings::url_encode(SP));
+    let mut r = get(&path);
+    r.if_none_match = Some("\"v0\", \"v1\"");
+    let a = s.answer(&r, &store());
+    assert_eq!((a.status, a.body.len()), (304, 0));
+    assert_eq!(header(&a, "ETag"), Some("\"v1\""));
+    r.if_none_match = Some("\"v0\"");
+    assert_eq!(s.answer(&r, &store()).status, 200);
+
+    let unknown = s.answer(&get("/entities/https%3A%2F%2Fnobody.example%2F"), &store());
+    assert_eq!(unknown.status, 404);
+    assert_eq!(header(&unknown, "Cache-Control"), Some("max-age=60"));
+
+    let mut json = get(&path);
+    json.accept = Some("application/json");
+    assert_eq!(s.answer(&json, &store()).status, 406);
+    json.accept = Some("application/json, application/samlmetadata+xml;q=0.9");
+    assert_eq!(s.answer(&json, &store()).status, 200);
+    json.accept = Some("application/samlmetadata+xml;q=0");
+    assert_eq!(s.answer(&json, &store()).status, 406);
+
+    let mut post = get(&path);
+    post.method = "POST";
+    let a = s.answer(&post, &store());
+    assert_eq!(a.status, 405);
+    assert_eq!(header(&a, "Allow"), Some("GET, HEAD"));
+
+    assert_eq!(s.answer(&get("/entities/a/b"), &store()).status, 400);
+    assert_eq!(
+        s.answer(&get("/entities/%7Bsha1%7Dxyz"), &store()).status,
+        400
+    );
+    assert_eq!(s.answer(&get("/entities/%ZZ"), &store()).status, 400);
+    assert_eq!(s.answer(&get("/other/x"), &store()).status, 404);
+    // No aggregate offered.
+    assert_eq!(s.answer(&get("/entities"), &store()).status, 404);
+}
