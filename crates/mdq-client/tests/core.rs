@@ -265,13 +265,13 @@ fn refusals_do_not_poison_the_cache() {
             |e| matches!(e, Error::Response(_)),
         ),
         ("500", (500, vec![], vec![]), |e| {
-            matches!(e, Error::Response(_))
+            matches!(e, Error::Status { status: 500 })
         }),
         ("406", (406, vec![], vec![]), |e| {
-            matches!(e, Error::Response(_))
+            matches!(e, Error::Status { status: 406 })
         }),
         ("oversized", ok(&big, &[]), |e| {
-            matches!(e, Error::Response(_))
+            matches!(e, Error::TooLarge { .. })
         }),
         (
             "bad gzip",

@@ -58,13 +58,11 @@ fn client(f: &Fx, base: &str, opts: Options, min_ttl: Duration) -> BlockingClien
 }
 
 fn quick() -> Options {
-    Options {
-        connect_timeout: Duration::from_secs(2),
-        timeout: Duration::from_millis(800),
-        retries: 0,
-        backoff: Duration::from_millis(10),
-        cache_dir: None,
-    }
+    Options::default()
+        .with_connect_timeout(Duration::from_secs(2))
+        .with_timeout(Duration::from_millis(800))
+        .with_retries(0)
+        .with_backoff(Duration::from_millis(10))
 }
 
 #[test]
@@ -78,15 +76,7 @@ fn faults() {
         Act::Send(http("503 Unavailable", &[], b"")),
         Act::Send(http("200 OK", &[XML], &good)),
     ]);
-    let c = client(
-        &f,
-        &base,
-        Options {
-            retries: 1,
-            ..quick()
-        },
-        Duration::from_secs(600),
-    );
+    let c = client(&f, &base, quick().with_retries(1), Duration::from_secs(600));
     assert!(c.get(&id).unwrap().is_some());
     assert_eq!(seen.lock().unwrap().len(), 2);
     assert!(
