@@ -29,6 +29,7 @@
 //! 5. To refresh in the background, arm a timer for [`Client::poll_timeout`]; when it fires,
 //!    drain [`Client::poll_refresh`] (each result is a fetch for step 3) until it returns
 //!    `None`, then poll the timeout again.
+//!
 //! Cache lifetimes come from `Cache-Control: max-age`, then the metadata's cacheDuration, then
 //! `Expires`, bounded by validUntil, and clamped to [`Config::min_ttl`, `Config::max_ttl`]
 //! (Shibboleth's defaults: 10 minutes and 8 hours). An entry is refreshed early once

@@ -1,5 +1,5 @@
 //! IO adapters over the sans-IO [`crate::client::Client`], and the persistent cache directory
-//! they share: [`persist`] (feature `persist`, on by default and enabled by `blocking` and
+//! they share: `persist` (feature `persist`, on by default and enabled by `blocking` and
 //! `tokio`), `blocking` (feature `blocking`) and `tokio` (feature `tokio`). Without any of these
 //! features this module is empty and the crate has no filesystem or network code.
 
