@@ -103,7 +103,7 @@ fn bench(c: &mut Criterion) {
                     body,
                 };
                 let policy = Policy::new(keys.clone(), now);
-                black_box(
+                let fetched = black_box(
                     response::handle(
                         &Identifier::entity_id(i).expect("id"),
                         &resp,
@@ -112,6 +112,7 @@ fn bench(c: &mut Criterion) {
                     )
                     .expect("valid"),
                 );
+                drop(fetched);
             }
         })
     });

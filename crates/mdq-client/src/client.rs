@@ -9,6 +9,27 @@
 //!                                       transport error ─► handle_failure(token, err, now)
 //!  poll_timeout() ─► when the next early refresh is due; poll_refresh(now) ─► Fetch(req)
 //! ```
+//!
+//! ## Call order
+//!
+//! An adapter drives the core in this order (quinn-proto style; `now` is always an input):
+//!
+//! 1. At start, optionally [`Client::restore`] each persisted [`Snapshot`] (feature `persist`:
+//!    `io::persist::restore_into`).
+//! 2. For each lookup, call [`Client::lookup`]:
+//!    - [`Lookup::Hit`]: use the entity; if `refresh` is `Some`, perform that fetch too (step 3).
+//!    - [`Lookup::NotFound`]: the entity does not exist (negative cache).
+//!    - [`Lookup::Fetch`]: perform the GET (step 3), then use its result.
+//!    - [`Lookup::Pending`]: another caller is fetching it; wait until that token completes,
+//!      then call [`Client::lookup`] again.
+//! 3. Perform a [`FetchRequest`] (`url`, `headers`), then hand the result back exactly once
+//!    with its `token`: [`Client::handle_response`] with the HTTP response, or
+//!    [`Client::handle_failure`] for a transport error after the adapter's retries.
+//! 4. After a fetch produced an entity, optionally persist [`Client::snapshot`].
+//! 5. To refresh in the background, arm a timer for [`Client::poll_timeout`]; when it fires,
+//!    drain [`Client::poll_refresh`] (each result is a fetch for step 3) until it returns
+//!    `None`, then poll the timeout again.
+//!
 //! Cache lifetimes come from `Cache-Control: max-age`, then the metadata's cacheDuration, then
 //! `Expires`, bounded by validUntil, and clamped to [`Config::min_ttl`, `Config::max_ttl`]
 //! (Shibboleth's defaults: 10 minutes and 8 hours). An entry is refreshed early once
@@ -44,8 +65,9 @@ use crate::url::{BaseUrl, Identifier};
 /// `application/samlmetadata+xml`
 pub const SAML_METADATA_TYPE: &str = "application/samlmetadata+xml";
 
-/// Client configuration.
+/// Client configuration. Build it with [`Config::new`], then set the fields to change.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Config {
     /// The MDQ service's base URL.
     pub base: BaseUrl,
@@ -107,8 +129,10 @@ impl Token {
     }
 }
 
-/// A GET the adapter must perform.
+/// A GET the adapter must perform, then complete with [`Client::handle_response`] or
+/// [`Client::handle_failure`] (an uncompleted request keeps its entity pending).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "a fetch request must be performed and completed"]
 pub struct FetchRequest {
     /// Hand this back with the result.
     pub token: Token,
@@ -122,6 +146,7 @@ pub struct FetchRequest {
 
 /// The answer to a lookup.
 #[derive(Debug, Clone)]
+#[must_use = "a lookup may ask for a fetch that must be performed"]
 pub enum Lookup {
     /// From the cache; `refresh` when it is due for an early refresh (serve now, fetch too).
     Hit {
@@ -161,6 +186,7 @@ impl Value {
 /// A cached entity's document and validators, for a persistent cache (see
 /// [`Client::snapshot`] and [`Client::restore`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
 pub struct Snapshot {
     /// The entityID.
     pub entity_id: String,
@@ -195,7 +221,7 @@ struct Entry {
     used: u64,
 }
 
-/// The client core.
+/// The client core. See the [module docs](self) for the call order.
 #[derive(Debug)]
 pub struct Client {
     cfg: Config,
@@ -222,21 +248,25 @@ impl Client {
     }
 
     /// The configuration.
+    #[must_use]
     pub fn config(&self) -> &Config {
         &self.cfg
     }
 
     /// Number of cached entries (positive and negative).
+    #[must_use]
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
     /// Whether the cache is empty.
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
     /// Bytes of cached documents.
+    #[must_use]
     pub fn cached_bytes(&self) -> usize {
         self.bytes
     }
@@ -521,6 +551,7 @@ impl Client {
     }
 
     /// When the next early refresh is due (`poll_timeout`-style), if any entry will need one.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<SystemTime> {
         self.entries
             .iter()
@@ -532,6 +563,7 @@ impl Client {
     }
 
     /// A refresh fetch for an entry due at `now`, if any.
+    #[must_use]
     pub fn poll_refresh(&mut self, now: SystemTime) -> Option<FetchRequest> {
         let (key, id) = self.entries.iter().find_map(|(k, e)| match &e.value {
             Value::Found { entity, .. } if now >= e.refresh_at && !self.by_key.contains_key(k) => {
@@ -545,6 +577,7 @@ impl Client {
     }
 
     /// The cached document of `id`, for a persistent cache.
+    #[must_use]
     pub fn snapshot(&self, id: &Identifier) -> Option<Snapshot> {
         match self.entries.get(id.key()) {
             Some(Entry {
@@ -613,6 +646,7 @@ impl Client {
     }
 
     /// When the cached entry for `id` was fetched and when it expires.
+    #[must_use]
     pub fn entry_times(&self, id: &Identifier) -> Option<(SystemTime, SystemTime)> {
         self.entries.get(id.key()).map(|e| (e.fetched, e.expires))
     }

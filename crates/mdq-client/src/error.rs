@@ -1,4 +1,4 @@
-//! The crate's error type.
+//! The crate's error type, split by cause ([`Error::kind`]).
 
 /// Everything that can go wrong in an MDQ lookup.
 #[derive(Debug, thiserror::Error)]
@@ -8,9 +8,22 @@ pub enum Error {
     #[error("bad MDQ URL: {0}")]
     Url(String),
     /// The server answered something the protocol does not allow, or the body is unusable
-    /// (status, content type, encoding, size, XML).
+    /// (content type, encoding, XML, a 304 for nothing cached, an aggregate without the entity).
     #[error("bad MDQ response: {0}")]
     Response(String),
+    /// The server answered with an HTTP status that carries no metadata (406: it cannot send
+    /// SAML metadata; 5xx after the adapter's retries; any other code but 200, 304 and 404).
+    #[error("bad MDQ response: HTTP status {status}")]
+    Status {
+        /// The HTTP status code.
+        status: u16,
+    },
+    /// The body is larger than [`crate::Config::max_body`] (before or after gzip decoding).
+    #[error("bad MDQ response: body larger than {max} bytes")]
+    TooLarge {
+        /// The limit, in bytes.
+        max: usize,
+    },
     /// The metadata failed verification (signature, validity) or loading.
     #[error("metadata rejected: {0}")]
     Metadata(#[from] saml_metadata::Error),
@@ -29,7 +42,39 @@ pub enum Error {
     /// entry is skipped.
     #[error("persistent cache: {0}")]
     Cache(String),
-    /// The API was used out of order (an unknown fetch token).
+    /// The API was used out of order (an unknown fetch token), or an adapter's lock was
+    /// poisoned by a panic in another thread.
     #[error("misuse: {0}")]
     State(String),
+}
+
+/// The cause of an [`Error`], for callers that branch on it (see [`Error::kind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Malformed input: a bad URL or identifier, a response the protocol does not allow, an
+    /// unusable persistent cache file.
+    Malformed,
+    /// Refused by policy or by a security check: metadata that does not verify, another
+    /// entity than the one asked for, a body over the size limit.
+    Rejected,
+    /// The API was used out of order.
+    Misuse,
+    /// The transport or the server failed (connect, TLS, timeout, an error status).
+    Transport,
+}
+
+impl Error {
+    /// The cause of this error.
+    #[must_use]
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Url(_) | Error::Response(_) | Error::Cache(_) => ErrorKind::Malformed,
+            Error::Metadata(_) | Error::WrongEntity { .. } | Error::TooLarge { .. } => {
+                ErrorKind::Rejected
+            }
+            Error::Status { .. } | Error::Transport(_) => ErrorKind::Transport,
+            Error::State(_) => ErrorKind::Misuse,
+        }
+    }
 }

@@ -10,8 +10,13 @@
 //! lifetimes from Cache-Control / cacheDuration / Expires / validUntil, "all entities"
 //! answers), [`client`] (the sans-IO core: cache with clamping, early refresh, negative caching,
 //! serve-stale-on-error, LRU bounds, coalesced lookups, snapshots for a persistent cache), and
-//! the IO adapters in [`io`]: the cache directory, feature `blocking` (ureq) and feature `tokio`
-//! (reqwest), both with OpenSSL TLS. Out of scope: serving MDQ (see pyFF, or the demo's loopback
+//! the IO adapters in [`io`]: the cache directory `io::persist` (feature `persist`), feature
+//! `blocking` (ureq) and feature `tokio` (reqwest), both with OpenSSL TLS.
+//!
+//! Features: `persist` (default) is the cache directory; `blocking` and `tokio` enable it, since
+//! their `Options::cache_dir` uses it. With `--no-default-features` the crate is the sans-IO
+//! core alone (URL rules, response handling, the cache state machine, [`client::Snapshot`]s):
+//! no filesystem, network, clock or thread code. Out of scope: serving MDQ (see pyFF, or the demo's loopback
 //! responder in the workspace test kit, `testkit::mdq_server`), the JSON (discojson) profile.
 //!
 //! Guarantees: no entity is served at or after the effective validUntil of the signed document
@@ -19,7 +24,7 @@
 //! verified entry before it expires and is remembered for at most `negative_ttl`; a persistent
 //! cache is verified again, its lifetimes clamped like fresh ones, and bad files are skipped and
 //! reported, never a panic; the entityIDs `.` and `..` cannot leave `entities/`. Details in
-//! [`client`], [`io::persist`] and [`url`].
+//! [`client`], `io::persist` and [`url`].
 //!
 //! ```
 //! use std::time::SystemTime;
@@ -44,5 +49,5 @@ pub mod response;
 pub mod url;
 
 pub use client::{Client, Config, Lookup};
-pub use error::Error;
+pub use error::{Error, ErrorKind};
 pub use url::{BaseUrl, Identifier};

@@ -38,6 +38,7 @@ impl HttpResponse<'_> {
 
 /// What a response means.
 #[derive(Debug, Clone, PartialEq)]
+#[must_use = "a fetched response is the verified answer to a lookup"]
 pub enum Fetched {
     /// The verified entity, its ETag and how long it may be cached (before clamping).
     Entity {
@@ -108,7 +109,7 @@ fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, Error> {
         .read_to_end(&mut out)
         .map_err(|e| Error::Response(format!("bad gzip body: {e}")))?;
     if out.len() > max {
-        return Err(Error::Response(format!("body larger than {max} bytes")));
+        return Err(Error::TooLarge { max });
     }
     Ok(out)
 }
@@ -145,12 +146,8 @@ pub fn handle(
         200 => {}
         304 => return Ok(Fetched::NotModified { ttl }),
         404 => return Ok(Fetched::NotFound { ttl }),
-        406 => {
-            return Err(Error::Response(
-                "406: the server cannot send SAML metadata".into(),
-            ));
-        }
-        s => return Err(Error::Response(format!("HTTP status {s}"))),
+        // 406: the server cannot send SAML metadata.
+        status => return Err(Error::Status { status }),
     }
     if !content_type_ok(resp.header("content-type")) {
         return Err(Error::Response(format!(
@@ -189,7 +186,7 @@ pub fn handle_all(
     match resp.status {
         200 => {}
         304 | 404 => return Ok(None),
-        s => return Err(Error::Response(format!("HTTP status {s}"))),
+        status => return Err(Error::Status { status }),
     }
     if !content_type_ok(resp.header("content-type")) {
         return Err(Error::Response("unexpected Content-Type".into()));
@@ -201,9 +198,7 @@ pub fn handle_all(
 /// The body, size-checked and gunzipped when `Content-Encoding` says so.
 fn decode_body(resp: &HttpResponse<'_>, max_body: usize) -> Result<Vec<u8>, Error> {
     if resp.body.len() > max_body {
-        return Err(Error::Response(format!(
-            "body larger than {max_body} bytes"
-        )));
+        return Err(Error::TooLarge { max: max_body });
     }
     match resp
         .header("content-encoding")

@@ -1,6 +1,7 @@
 //! The sans-IO core against in-memory responses: verification, the entityID check, lifetimes and
 //! their sources, negative caching, revalidation, stale-on-error, coalescing, early refresh and
-//! the cache bounds. Documents are signed here with saml-metadata.
+//! the cache bounds, one test per fault through the scenario builder in `scenario/` (a scripted
+//! server and a clock). Documents are signed here with saml-metadata.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -8,16 +9,19 @@
     clippy::type_complexity
 )]
 
+mod scenario;
+
 use std::io::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mdq_client::client::{Client, Config, Lookup};
 use mdq_client::response::HttpResponse;
-use mdq_client::{BaseUrl, Error, Identifier};
+use mdq_client::{BaseUrl, Error, ErrorKind, Identifier};
 use openssl::pkey::PKey;
 use openssl::rsa::Rsa;
 use saml_core::dsig::{SignOptions, SigningKey, TrustedKeys};
 use saml_metadata::model::{Binding, EntityDescriptor, SpSso};
+use scenario::{Reply, Scenario};
 
 fn now() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_800_000_000)
@@ -220,194 +224,247 @@ fn not_found_is_cached_and_pyff_empty_answers_count_as_not_found() {
     assert!(matches!(c.lookup(&id, now()), Lookup::NotFound));
 }
 
+fn sp() -> Identifier {
+    Identifier::entity_id(SP).unwrap()
+}
+
+/// One refusal: the scripted answer to a first lookup is an error matching `expect`, and
+/// nothing is cached.
+fn assert_refused(f: &Fx, reply: Reply, expect: fn(&Error) -> bool) {
+    let mut s = Scenario::new(&f.keys);
+    s.then(reply);
+    let e = s.get(&sp()).unwrap_err();
+    assert!(expect(&e), "{e}");
+    assert!(s.client.is_empty(), "nothing cached");
+    assert!(s.script_done());
+}
+
+// Refusals do not poison the cache: one test per fault.
+
 #[test]
-fn refusals_do_not_poison_the_cache() {
+fn a_document_for_another_entity_is_refused() {
     let f = fx();
-    let id = Identifier::entity_id(SP).unwrap();
-    let good = signed(&f, &entity(SP, None, None));
-    let other_key = fx();
     let wrong_entity = signed(&f, &entity("https://evil.example.org/sp", None, None));
+    assert_refused(&f, Reply::ok(&wrong_entity, &[]), |e| {
+        matches!(e, Error::WrongEntity { .. }) && e.kind() == ErrorKind::Rejected
+    });
+}
+
+#[test]
+fn an_unsigned_document_is_refused() {
+    let f = fx();
     let unsigned = entity(SP, None, None).to_xml().unwrap().into_bytes();
+    assert_refused(&f, Reply::ok(&unsigned, &[]), |e| {
+        matches!(e, Error::Metadata(_))
+    });
+}
+
+#[test]
+fn a_document_signed_by_another_key_is_refused() {
+    let f = fx();
+    let other_key = fx();
+    let doc = signed(&other_key, &entity(SP, None, None));
+    assert_refused(&f, Reply::ok(&doc, &[]), |e| {
+        matches!(e, Error::Metadata(_))
+    });
+}
+
+#[test]
+fn an_expired_document_is_refused() {
+    let f = fx();
     let expired = signed(
         &f,
         &entity(SP, None, Some(now() - Duration::from_secs(3600))),
     );
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(&good).unwrap();
-    let gzipped = gz.finish().unwrap();
-    let big = vec![b' '; 5 << 20];
-    let cases: Vec<(
-        &str,
-        (u16, Vec<(String, String)>, Vec<u8>),
-        fn(&Error) -> bool,
-    )> = vec![
-        ("wrong entity", ok(&wrong_entity, &[]), |e| {
-            matches!(e, Error::WrongEntity { .. })
-        }),
-        ("unsigned", ok(&unsigned, &[]), |e| {
-            matches!(e, Error::Metadata(_))
-        }),
-        (
-            "other key",
-            ok(&signed(&other_key, &entity(SP, None, None)), &[]),
-            |e| matches!(e, Error::Metadata(_)),
-        ),
-        ("expired", ok(&expired, &[]), |e| {
-            matches!(e, Error::Metadata(_))
-        }),
-        (
-            "html",
-            (
-                200,
-                vec![("Content-Type".into(), "text/html".into())],
-                good.clone(),
-            ),
-            |e| matches!(e, Error::Response(_)),
-        ),
-        ("500", (500, vec![], vec![]), |e| {
-            matches!(e, Error::Response(_))
-        }),
-        ("406", (406, vec![], vec![]), |e| {
-            matches!(e, Error::Response(_))
-        }),
-        ("oversized", ok(&big, &[]), |e| {
-            matches!(e, Error::Response(_))
-        }),
-        (
-            "bad gzip",
-            ok(b"not gzip", &[("Content-Encoding", "gzip")]),
-            |e| matches!(e, Error::Response(_)),
-        ),
-        ("304 uncached", (304, vec![], vec![]), |e| {
-            matches!(e, Error::Response(_))
-        }),
-    ];
-    for (name, resp, expect) in cases {
-        let mut c = client(&f);
-        let r = fetch(&mut c, &id, now());
-        let e = answer(&mut c, &r, &resp, now()).unwrap_err();
-        assert!(expect(&e), "{name}: {e}");
-        assert!(c.is_empty(), "{name}: nothing cached");
-    }
-    // gzip is fine.
-    let mut c = client(&f);
-    let r = fetch(&mut c, &id, now());
-    assert!(
-        answer(
-            &mut c,
-            &r,
-            &ok(&gzipped, &[("Content-Encoding", "gzip")]),
-            now()
-        )
-        .unwrap()
-        .is_some()
-    );
-    // With a good entry cached, a failed refresh serves it stale (up to max_stale), then errors.
-    let later = now() + Duration::from_secs(3601);
-    let r = fetch(&mut c, &id, later);
-    assert!(
-        answer(&mut c, &r, &(503, vec![], vec![]), later)
-            .unwrap()
-            .is_some()
-    );
-    let r = fetch(&mut c, &id, later);
-    assert!(
-        c.handle_failure(r.token, "connection refused", later)
-            .unwrap()
-            .is_some()
-    );
-    let much_later = now() + Duration::from_secs(3600 + 3601);
-    let r = fetch(&mut c, &id, much_later);
-    assert!(matches!(
-        c.handle_failure(r.token, "connection refused", much_later),
-        Err(Error::Transport(_))
-    ));
-    assert!(matches!(
-        c.handle_failure(r.token, "again", much_later),
-        Err(Error::State(_))
-    ));
+    assert_refused(&f, Reply::ok(&expired, &[]), |e| {
+        matches!(e, Error::Metadata(_))
+    });
 }
 
 #[test]
-fn coalescing_early_refresh_and_bounds() {
+fn an_html_answer_is_refused() {
     let f = fx();
-    let id = Identifier::entity_id(SP).unwrap();
-    let mut c = client(&f);
-    let r = fetch(&mut c, &id, now());
+    let good = signed(&f, &entity(SP, None, None));
+    assert_refused(
+        &f,
+        Reply::Http(200, vec![("Content-Type".into(), "text/html".into())], good),
+        |e| matches!(e, Error::Response(_)) && e.kind() == ErrorKind::Malformed,
+    );
+}
+
+#[test]
+fn a_500_is_refused() {
+    assert_refused(&fx(), Reply::status(500), |e| {
+        matches!(e, Error::Status { status: 500 }) && e.kind() == ErrorKind::Transport
+    });
+}
+
+#[test]
+fn a_406_is_refused() {
+    assert_refused(&fx(), Reply::status(406), |e| {
+        matches!(e, Error::Status { status: 406 })
+    });
+}
+
+#[test]
+fn an_oversized_body_is_refused() {
+    let big = vec![b' '; 5 << 20];
+    assert_refused(&fx(), Reply::ok(&big, &[]), |e| {
+        matches!(e, Error::TooLarge { .. })
+    });
+}
+
+#[test]
+fn a_bad_gzip_body_is_refused() {
+    assert_refused(
+        &fx(),
+        Reply::ok(b"not gzip", &[("Content-Encoding", "gzip")]),
+        |e| matches!(e, Error::Response(_)),
+    );
+}
+
+#[test]
+fn a_304_for_nothing_cached_is_refused() {
+    assert_refused(&fx(), Reply::status(304), |e| {
+        matches!(e, Error::Response(_))
+    });
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(data).unwrap();
+    gz.finish().unwrap()
+}
+
+#[test]
+fn a_gzip_body_is_accepted() {
+    let f = fx();
+    let mut s = Scenario::new(&f.keys);
+    let gzipped = gzip(&signed(&f, &entity(SP, None, None)));
+    s.then(Reply::ok(&gzipped, &[("Content-Encoding", "gzip")]));
+    assert!(s.get(&sp()).unwrap().is_some());
+}
+
+/// A scenario with a good entry fetched at the epoch (default lifetime 1 h).
+fn cached_good(f: &Fx) -> Scenario {
+    let mut s = Scenario::new(&f.keys);
+    s.then(Reply::ok(&signed(f, &entity(SP, None, None)), &[]));
+    assert!(s.get(&sp()).unwrap().is_some());
+    s
+}
+
+#[test]
+fn a_failed_refresh_with_an_error_status_serves_the_stale_entry() {
+    let f = fx();
+    let mut s = cached_good(&f);
+    s.at(3601).then(Reply::status(503));
+    assert!(s.get(&sp()).unwrap().is_some());
+}
+
+#[test]
+fn a_failed_refresh_with_a_transport_error_serves_the_stale_entry() {
+    let f = fx();
+    let mut s = cached_good(&f);
+    s.at(3601).then(Reply::Fail("connection refused".into()));
+    assert!(s.get(&sp()).unwrap().is_some());
+}
+
+#[test]
+fn past_max_stale_a_transport_error_is_the_answer() {
+    let f = fx();
+    let mut s = cached_good(&f);
+    s.at(3600 + 3601)
+        .then(Reply::Fail("connection refused".into()));
+    let e = s.get(&sp()).unwrap_err();
+    assert!(matches!(e, Error::Transport(_)));
+    assert_eq!(e.kind(), ErrorKind::Transport);
+}
+
+#[test]
+fn completing_a_fetch_twice_is_misuse() {
+    let f = fx();
+    let mut s = cached_good(&f);
+    s.at(3600 + 3601)
+        .then(Reply::Fail("connection refused".into()));
+    assert!(s.get(&sp()).is_err());
+    let token = s.requests.last().unwrap().token;
+    let e = s
+        .client
+        .handle_failure(token, "again", s.now())
+        .unwrap_err();
+    assert!(matches!(e, Error::State(_)));
+    assert_eq!(e.kind(), ErrorKind::Misuse);
+}
+
+#[test]
+fn concurrent_lookups_share_one_fetch() {
+    let f = fx();
+    let id = sp();
+    let mut s = Scenario::new(&f.keys);
+    let Lookup::Fetch(r) = s.lookup(&id) else {
+        panic!()
+    };
     // A second lookup while the first is in flight waits for it.
-    assert!(matches!(c.lookup(&id, now()), Lookup::Pending(t) if t == r.token));
+    assert!(matches!(s.lookup(&id), Lookup::Pending(t) if t == r.token));
     assert!(matches!(
-        c.lookup(&Identifier::sha1_of(SP), now()),
+        s.lookup(&Identifier::sha1_of(SP)),
         Lookup::Pending(_)
     ));
-    answer(
-        &mut c,
-        &r,
-        &ok(
-            &signed(&f, &entity(SP, None, None)),
-            &[("Cache-Control", "max-age=4000")],
-        ),
-        now(),
-    )
-    .unwrap();
+    s.then(Reply::ok(&signed(&f, &entity(SP, None, None)), &[]));
+    assert!(s.perform(r).unwrap().is_some());
+    assert!(matches!(s.lookup(&id), Lookup::Hit { .. }));
+}
+
+#[test]
+fn an_entry_is_refreshed_early_once() {
+    let f = fx();
+    let id = sp();
+    let mut s = Scenario::new(&f.keys);
+    s.then(Reply::ok(
+        &signed(&f, &entity(SP, None, None)),
+        &[("Cache-Control", "max-age=4000")],
+    ));
+    assert!(s.get(&id).unwrap().is_some());
     // After 75 % of the lifetime: served, with a refresh to perform (only once).
-    assert_eq!(c.poll_timeout(), Some(now() + Duration::from_secs(3000)));
-    let t = now() + Duration::from_secs(3001);
+    assert_eq!(
+        s.client.poll_timeout(),
+        Some(now() + Duration::from_secs(3000))
+    );
+    s.at(3001);
     let Lookup::Hit {
         refresh: Some(refresh),
         ..
-    } = c.lookup(&id, t)
+    } = s.lookup(&id)
     else {
         panic!()
     };
-    assert!(matches!(
-        c.lookup(&id, t),
-        Lookup::Hit { refresh: None, .. }
-    ));
-    answer(
-        &mut c,
-        &refresh,
-        &ok(&signed(&f, &entity(SP, None, None)), &[]),
-        t,
-    )
-    .unwrap();
-    assert!(c.poll_refresh(t).is_none());
+    assert!(matches!(s.lookup(&id), Lookup::Hit { refresh: None, .. }));
+    s.then(Reply::ok(&signed(&f, &entity(SP, None, None)), &[]));
+    s.perform(refresh).unwrap();
+    assert!(s.client.poll_refresh(s.now()).is_none());
+}
+
+#[test]
+fn the_least_recently_used_entry_goes_first() {
     // Bounds: at most max_entries, least recently used out first.
-    let mut cfg = Config::new(
-        BaseUrl::parse("https://mdq.example.org/").unwrap(),
-        f.keys.clone(),
-    );
-    cfg.max_entries = 2;
-    let mut c = Client::new(cfg);
+    let f = fx();
+    let mut s = Scenario::with_config(&f.keys, |cfg| cfg.max_entries = 2);
     for n in 0..3 {
         let eid = format!("https://sp{n}.example.org/sp");
-        let i = Identifier::entity_id(&eid).unwrap();
-        let r = fetch(&mut c, &i, now());
-        answer(
-            &mut c,
-            &r,
-            &ok(&signed(&f, &entity(&eid, None, None)), &[]),
-            now(),
-        )
-        .unwrap();
+        s.then(Reply::ok(&signed(&f, &entity(&eid, None, None)), &[]));
+        s.get(&Identifier::entity_id(&eid).unwrap()).unwrap();
         if n == 1 {
             // Touch sp0 so that sp1 is the least recently used.
             assert!(matches!(
-                c.lookup(
-                    &Identifier::entity_id("https://sp0.example.org/sp").unwrap(),
-                    now()
-                ),
+                s.lookup(&Identifier::entity_id("https://sp0.example.org/sp").unwrap()),
                 Lookup::Hit { .. }
             ));
         }
     }
-    assert_eq!(c.len(), 2);
+    assert_eq!(s.client.len(), 2);
     assert!(matches!(
-        c.lookup(
-            &Identifier::entity_id("https://sp1.example.org/sp").unwrap(),
-            now()
-        ),
+        s.lookup(&Identifier::entity_id("https://sp1.example.org/sp").unwrap()),
         Lookup::Fetch(_)
     ));
-    assert!(c.cached_bytes() > 0);
+    assert!(s.client.cached_bytes() > 0);
 }

@@ -1,7 +1,7 @@
 //! The blocking adapter against a fault-injecting loopback server: slow responses, 5xx (retried),
 //! truncated and oversized bodies, gzip, 304 revalidation, a validly signed document for another
 //! entity, unsigned and badly signed documents, expired validUntil; each with its outcome and
-//! the cache state.
+//! the cache state; one test per fault.
 #![cfg(feature = "blocking")]
 #![allow(
     clippy::unwrap_used,
@@ -58,17 +58,15 @@ fn client(f: &Fx, base: &str, opts: Options, min_ttl: Duration) -> BlockingClien
 }
 
 fn quick() -> Options {
-    Options {
-        connect_timeout: Duration::from_secs(2),
-        timeout: Duration::from_millis(800),
-        retries: 0,
-        backoff: Duration::from_millis(10),
-        cache_dir: None,
-    }
+    Options::default()
+        .with_connect_timeout(Duration::from_secs(2))
+        .with_timeout(Duration::from_millis(800))
+        .with_retries(0)
+        .with_backoff(Duration::from_millis(10))
 }
 
 #[test]
-fn faults() {
+fn a_5xx_is_retried() {
     let f = fx();
     let id = Identifier::entity_id(SP).unwrap();
     let good = doc(&f, SP, None);
@@ -78,15 +76,7 @@ fn faults() {
         Act::Send(http("503 Unavailable", &[], b"")),
         Act::Send(http("200 OK", &[XML], &good)),
     ]);
-    let c = client(
-        &f,
-        &base,
-        Options {
-            retries: 1,
-            ..quick()
-        },
-        Duration::from_secs(600),
-    );
+    let c = client(&f, &base, quick().with_retries(1), Duration::from_secs(600));
     assert!(c.get(&id).unwrap().is_some());
     assert_eq!(seen.lock().unwrap().len(), 2);
     assert!(
@@ -95,6 +85,13 @@ fn faults() {
                 .to_ascii_lowercase()
                 .contains("accept: application/samlmetadata+xml")
     );
+}
+
+#[test]
+fn a_slow_answer_times_out_and_caches_nothing() {
+    let f = fx();
+    let id = Identifier::entity_id(SP).unwrap();
+    let good = doc(&f, SP, None);
 
     // Slow: the timeout fires, nothing is cached, the next answer is used.
     let (base, _) = server(vec![
@@ -104,12 +101,26 @@ fn faults() {
     let c = client(&f, &base, quick(), Duration::from_secs(600));
     assert!(matches!(c.get(&id), Err(Error::Transport(_))));
     assert!(c.get(&id).unwrap().is_some());
+}
+
+#[test]
+fn a_truncated_body_is_an_error() {
+    let f = fx();
+    let id = Identifier::entity_id(SP).unwrap();
+    let good = doc(&f, SP, None);
 
     // Truncated body.
     let full = http("200 OK", &[XML], &good);
     let (base, _) = server(vec![Act::Truncated(full.clone(), full.len() - 500)]);
     let c = client(&f, &base, quick(), Duration::from_secs(600));
     assert!(c.get(&id).is_err());
+}
+
+#[test]
+fn gzip_then_a_304_revalidation() {
+    let f = fx();
+    let id = Identifier::entity_id(SP).unwrap();
+    let good = doc(&f, SP, None);
 
     // gzip, then a revalidation answered 304 (the cache entry lives on).
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -145,59 +156,12 @@ fn faults() {
         heads[1]
     );
     drop(heads);
+}
 
-    // Refused answers, each leaving nothing cached (the following good answer is fetched).
+#[test]
+fn all_entities_signed_not_found_and_badly_signed() {
+    let f = fx();
     let other = fx();
-    let unsigned = EntityDescriptor::builder(SP)
-        .sp(SpSso::builder().acs(Binding::HttpPost, "https://sp.example.org/acs"))
-        .build()
-        .unwrap()
-        .to_xml()
-        .unwrap();
-    let cases: Vec<(&str, Vec<u8>, fn(&Error) -> bool)> = vec![
-        (
-            "wrong entity",
-            http(
-                "200 OK",
-                &[XML],
-                &doc(&f, "https://evil.example.org/sp", None),
-            ),
-            |e| matches!(e, Error::WrongEntity { .. }),
-        ),
-        (
-            "unsigned",
-            http("200 OK", &[XML], unsigned.as_bytes()),
-            |e| matches!(e, Error::Metadata(_)),
-        ),
-        (
-            "badly signed",
-            http("200 OK", &[XML], &doc(&other, SP, None)),
-            |e| matches!(e, Error::Metadata(_)),
-        ),
-        (
-            "expired",
-            http(
-                "200 OK",
-                &[XML],
-                &doc(&f, SP, Some(SystemTime::now() - Duration::from_secs(7200))),
-            ),
-            |e| matches!(e, Error::Metadata(_)),
-        ),
-        (
-            "oversized",
-            http("200 OK", &[XML], &vec![b' '; 5 << 20]),
-            |_| true,
-        ),
-        (
-            "error page",
-            http(
-                "200 OK",
-                &[("Content-Type", "text/html")],
-                b"<html>maintenance</html>",
-            ),
-            |e| matches!(e, Error::Response(_)),
-        ),
-    ];
     // "All entities": a signed aggregate, then a 404, then one signed by another key.
     let agg = saml_metadata::model::EntitiesDescriptor::combine(
         "urn:example:all",
@@ -234,18 +198,79 @@ fn faults() {
     );
     assert!(c.all().unwrap().is_none());
     assert!(matches!(c.all(), Err(Error::Metadata(_))));
+}
 
-    for (name, bad, expect) in cases {
-        let (base, _) = server(vec![
-            Act::Send(bad),
-            Act::Send(http("200 OK", &[XML], &good)),
-        ]);
-        let c = client(&f, &base, quick(), Duration::from_secs(600));
-        let e = c.get(&id).unwrap_err();
-        assert!(expect(&e), "{name}: {e}");
-        assert!(
-            c.get(&id).unwrap().is_some(),
-            "{name}: the cache was not poisoned"
-        );
-    }
+/// A refused answer leaves nothing cached: the following good answer is fetched.
+fn refused_then_good(f: &Fx, bad: Vec<u8>, expect: fn(&Error) -> bool) {
+    let id = Identifier::entity_id(SP).unwrap();
+    let good = doc(f, SP, None);
+    let (base, _) = server(vec![
+        Act::Send(bad),
+        Act::Send(http("200 OK", &[XML], &good)),
+    ]);
+    let c = client(f, &base, quick(), Duration::from_secs(600));
+    let e = c.get(&id).unwrap_err();
+    assert!(expect(&e), "{e}");
+    assert!(c.get(&id).unwrap().is_some(), "the cache was not poisoned");
+}
+
+#[test]
+fn a_document_for_another_entity_is_refused() {
+    let f = fx();
+    let bad = http(
+        "200 OK",
+        &[XML],
+        &doc(&f, "https://evil.example.org/sp", None),
+    );
+    refused_then_good(&f, bad, |e| matches!(e, Error::WrongEntity { .. }));
+}
+
+#[test]
+fn an_unsigned_document_is_refused() {
+    let f = fx();
+    let unsigned = EntityDescriptor::builder(SP)
+        .sp(SpSso::builder().acs(Binding::HttpPost, "https://sp.example.org/acs"))
+        .build()
+        .unwrap()
+        .to_xml()
+        .unwrap();
+    let bad = http("200 OK", &[XML], unsigned.as_bytes());
+    refused_then_good(&f, bad, |e| matches!(e, Error::Metadata(_)));
+}
+
+#[test]
+fn a_badly_signed_document_is_refused() {
+    let f = fx();
+    let other = fx();
+    let bad = http("200 OK", &[XML], &doc(&other, SP, None));
+    refused_then_good(&f, bad, |e| matches!(e, Error::Metadata(_)));
+}
+
+#[test]
+fn an_expired_document_is_refused() {
+    let f = fx();
+    let bad = http(
+        "200 OK",
+        &[XML],
+        &doc(&f, SP, Some(SystemTime::now() - Duration::from_secs(7200))),
+    );
+    refused_then_good(&f, bad, |e| matches!(e, Error::Metadata(_)));
+}
+
+#[test]
+fn an_oversized_body_is_refused() {
+    let f = fx();
+    let bad = http("200 OK", &[XML], &vec![b' '; 5 << 20]);
+    refused_then_good(&f, bad, |_| true);
+}
+
+#[test]
+fn an_error_page_is_refused() {
+    let f = fx();
+    let bad = http(
+        "200 OK",
+        &[("Content-Type", "text/html")],
+        b"<html>maintenance</html>",
+    );
+    refused_then_good(&f, bad, |e| matches!(e, Error::Response(_)));
 }

@@ -30,12 +30,10 @@ fn restart_from_the_cache_directory() {
         .sign(&key, &SignOptions::default())
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options {
-        cache_dir: Some(dir.path().to_owned()),
-        retries: 0,
-        timeout: Duration::from_secs(2),
-        ..Options::default()
-    };
+    let opts = Options::default()
+        .with_cache_dir(dir.path())
+        .with_retries(0)
+        .with_timeout(Duration::from_secs(2));
     let id = Identifier::entity_id(SP).unwrap();
 
     // First run: fetched once (lifetime 1 h), persisted.
@@ -138,11 +136,9 @@ fn a_bad_meta_file_is_skipped_and_reported() {
         format!("entity_id={SP}\nexpires=18446744073709551615\n"),
     )
     .unwrap();
-    let opts = Options {
-        cache_dir: Some(dir.path().to_owned()),
-        retries: 0,
-        ..Options::default()
-    };
+    let opts = Options::default()
+        .with_cache_dir(dir.path())
+        .with_retries(0);
     let c = BlockingClient::new(
         Config::new(BaseUrl::parse("http://127.0.0.1:9/").unwrap(), keys),
         opts,

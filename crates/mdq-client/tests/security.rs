@@ -338,6 +338,7 @@ fn dot_segment_entity_ids_are_encoded() {
 
 /// Item 13: `expires=18446744073709551615` in a `.meta` file panicked `persist::load` (and so
 /// `BlockingClient::new`); bad files are now skipped and reported.
+#[cfg(feature = "persist")]
 #[test]
 fn bad_meta_files_are_skipped_and_reported() {
     let dir = tempfile::tempdir().unwrap();

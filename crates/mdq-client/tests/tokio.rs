@@ -37,12 +37,10 @@ fn doc(key: &SigningKey, id: &str) -> Vec<u8> {
 }
 
 fn opts() -> Options {
-    Options {
-        timeout: Duration::from_secs(3),
-        retries: 1,
-        backoff: Duration::from_millis(10),
-        ..Options::default()
-    }
+    Options::default()
+        .with_timeout(Duration::from_secs(3))
+        .with_retries(1)
+        .with_backoff(Duration::from_millis(10))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,20 +3,36 @@
 //! ```text
 //!            initial_response()                handle_challenge(url)           outcome(ok)
 //!   Start ─────────────────────► Sent ─────────────────────────► Redirected ─────────────► Done
-//!     │   handle_challenge("")     ▲    Step::OpenUrl { url, respond: "=" }
+//!     │   handle_challenge("")     ▲    Step::OpenUrl { url, respond: "=" }      { url }   { url }
 //!     └──────── (server cannot carry an initial response) ────┘
 //! ```
 //! The application opens the URL in the user's browser (or an authentication agent), which runs
 //! the SAML flow with the IdP; the server learns the result from its ACS and reports success or
 //! failure through the application protocol.
+//!
+//! ## Call order
+//!
+//! 1. [`Client::new`] (and optionally [`Client::with_policy`]).
+//! 2. If the application protocol carries an initial response (XMPP, IMAP with SASL-IR), send
+//!    [`Client::initial_response`]. Otherwise wait for the server's empty challenge and pass it
+//!    to [`Client::handle_challenge`], which returns [`Step::Send`] with the initial response.
+//! 3. Pass the server's next challenge (the redirect URI) to [`Client::handle_challenge`]: it
+//!    returns [`Step::OpenUrl`]; open `url` in the user's browser or agent and send `respond`.
+//! 4. When the application protocol reports success or failure, call [`Client::outcome`]; then
+//!    [`Client::is_authenticated`] says whether the server accepted the client.
+//!
+//! Any error leaves the session failed (except [`Error::State`] for a call out of order, which
+//! changes nothing); a failed session does not recover: start a new [`Client`].
 
 use url::Url;
 
 use crate::error::Error;
 use crate::gs2::{InitialResponse, idp_identifier};
 
-/// What the client checks in the server's redirect URI.
+/// What the client checks in the server's redirect URI. Build it from
+/// [`RedirectPolicy::default`] and the `with_*` methods.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RedirectPolicy {
     /// Refuse anything but `https` (RFC 6595 §6: the client must authenticate the server it is
     /// sent to). Default true; tests and loopback demos may allow `http`.
@@ -34,8 +50,26 @@ impl Default for RedirectPolicy {
     }
 }
 
+impl RedirectPolicy {
+    /// Whether only `https` redirects are accepted (`false` admits `http`, for tests and
+    /// loopback demos only).
+    #[must_use]
+    pub fn with_require_https(mut self, require_https: bool) -> Self {
+        self.require_https = require_https;
+        self
+    }
+
+    /// The largest redirect URI accepted, in bytes.
+    #[must_use]
+    pub fn with_max_len(mut self, max_len: usize) -> Self {
+        self.max_len = max_len;
+        self
+    }
+}
+
 /// What the application does next.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "a step says what to send or open next"]
 pub enum Step {
     /// Send these bytes to the server (the initial response, after an empty challenge).
     Send(Vec<u8>),
@@ -48,22 +82,28 @@ pub enum Step {
     },
 }
 
+/// Where the session is; each state holds what it knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
+    /// Nothing sent yet.
     Start,
+    /// The initial response was sent; the redirect URI is expected.
     Sent,
-    Redirected,
-    Done,
-    Failed,
+    /// The redirect URI was handed out; the outcome is expected.
+    Redirected { url: String },
+    /// The server reported success.
+    Done { url: String },
+    /// Failed (by the peer, a refusal, or the server's report), with the URL if one was handed
+    /// out.
+    Failed { url: Option<String> },
 }
 
-/// A client session.
+/// A client session. See the [module docs](self) for the call order.
 #[derive(Debug, Clone)]
 pub struct Client {
     initial: InitialResponse,
     policy: RedirectPolicy,
     state: State,
-    url: Option<String>,
 }
 
 impl Client {
@@ -80,11 +120,11 @@ impl Client {
             },
             policy: RedirectPolicy::default(),
             state: State::Start,
-            url: None,
         })
     }
 
     /// Changes what redirects are accepted.
+    #[must_use]
     pub fn with_policy(mut self, policy: RedirectPolicy) -> Self {
         self.policy = policy;
         self
@@ -105,7 +145,7 @@ impl Client {
         match self.state {
             State::Start => {
                 if !challenge.is_empty() {
-                    self.state = State::Failed;
+                    self.state = State::Failed { url: None };
                     return Err(Error::Malformed(
                         "the first challenge must be empty when no initial response was sent"
                             .into(),
@@ -115,20 +155,20 @@ impl Client {
             }
             State::Sent => match self.check_redirect(challenge) {
                 Ok(url) => {
-                    self.state = State::Redirected;
-                    self.url = Some(url.clone());
+                    self.state = State::Redirected { url: url.clone() };
                     Ok(Step::OpenUrl {
                         url,
                         respond: b"=".to_vec(),
                     })
                 }
                 Err(e) => {
-                    self.state = State::Failed;
+                    self.state = State::Failed { url: None };
                     Err(e)
                 }
             },
-            State::Redirected | State::Done | State::Failed => {
-                self.state = State::Failed;
+            State::Redirected { .. } | State::Done { .. } | State::Failed { .. } => {
+                let url = self.redirect_url().map(str::to_owned);
+                self.state = State::Failed { url };
                 Err(Error::Malformed(
                     "no further challenge is expected after the redirect".into(),
                 ))
@@ -147,9 +187,9 @@ impl Client {
             "https" => {}
             "http" if !self.policy.require_https => {}
             other => {
-                return Err(Error::Policy(format!(
-                    "redirect URI scheme {other:?} refused (https required)"
-                )));
+                return Err(Error::InsecureRedirect {
+                    scheme: other.to_owned(),
+                });
             }
         }
         if url.host_str().is_none_or(str::is_empty) {
@@ -169,23 +209,34 @@ impl Client {
     }
 
     /// The URL handed out by the last step, if any.
+    #[must_use]
     pub fn redirect_url(&self) -> Option<&str> {
-        self.url.as_deref()
+        match &self.state {
+            State::Redirected { url } | State::Done { url } => Some(url),
+            State::Failed { url } => url.as_deref(),
+            State::Start | State::Sent => None,
+        }
     }
 
     /// Records the outcome the application protocol reported (`<success/>` or `<failure/>`).
     pub fn outcome(&mut self, success: bool) -> Result<(), Error> {
-        if self.state != State::Redirected {
+        let State::Redirected { url } = &mut self.state else {
             return Err(Error::State(
                 "an outcome before the exchange completed".into(),
             ));
-        }
-        self.state = if success { State::Done } else { State::Failed };
+        };
+        let url = std::mem::take(url);
+        self.state = if success {
+            State::Done { url }
+        } else {
+            State::Failed { url: Some(url) }
+        };
         Ok(())
     }
 
     /// Whether the server reported success.
+    #[must_use]
     pub fn is_authenticated(&self) -> bool {
-        self.state == State::Done
+        matches!(self.state, State::Done { .. })
     }
 }

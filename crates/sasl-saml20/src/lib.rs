@@ -69,7 +69,7 @@ pub mod resolver;
 pub mod rsasl_mechanism;
 pub mod server;
 
-pub use error::Error;
+pub use error::{Error, ErrorKind};
 
 /// The mechanism name.
 pub const MECHANISM: &str = "SAML20";

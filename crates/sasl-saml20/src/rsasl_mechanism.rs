@@ -78,9 +78,9 @@ pub struct Saml20Error(#[from] pub crate::Error);
 
 impl MechanismError for Saml20Error {
     fn kind(&self) -> MechanismErrorKind {
-        match self.0 {
-            crate::Error::Malformed(_) => MechanismErrorKind::Parse,
-            crate::Error::State(_) | crate::Error::Temporary(_) => MechanismErrorKind::Protocol,
+        match self.0.kind() {
+            crate::ErrorKind::Malformed => MechanismErrorKind::Parse,
+            crate::ErrorKind::Misuse | crate::ErrorKind::Crypto => MechanismErrorKind::Protocol,
             _ => MechanismErrorKind::Outcome,
         }
     }

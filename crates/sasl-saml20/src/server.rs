@@ -3,9 +3,32 @@
 //! ```text
 //!  start(None) ──► "" ──► AwaitInitial ──handle_response(initial)──┐
 //!  start(Some(initial)) ───────────────────────────────────────────┴─► challenge: redirect URI
-//!      AwaitEquals ──handle_response("=")──► AwaitSaml { request_id, deadline }
-//!      AwaitSaml ──handle_saml_response(xml from the ACS)──► Outcome (success) | Error (failure)
+//!      AwaitEquals { session } ──handle_response("=")──► AwaitSaml { session }
+//!      AwaitSaml { session } ──handle_saml_response(xml from the ACS)──► Done { session } + Outcome
+//!                                                                      | Failed + Error
+//!  session = { initial response, resolved IdP, request_id, deadline }
 //! ```
+//! Each state holds exactly what it knows: there is no "session state lost" path.
+//!
+//! ## Call order
+//!
+//! 1. [`Server::new`] with the shared [`ServerConfig`].
+//! 2. [`Server::start`] with the client's initial response if the application protocol carried
+//!    one (it returns the challenge: the redirect URI), else with `None` (it returns the empty
+//!    challenge; then pass the client's next message, the initial response, to
+//!    [`Server::handle_response`], which returns the redirect URI).
+//! 3. Send the challenge; remember [`Server::request_id`] to route the SAML Response from the
+//!    ACS to this session.
+//! 4. Pass the client's last message to [`Server::handle_response`]: it must be exactly `=`, and
+//!    the answer is `None` (no further challenge).
+//! 5. While waiting, arm a timer for [`Server::deadline`] and call [`Server::handle_timeout`]
+//!    when it fires.
+//! 6. When the IdP posts the Response to the ACS, decode it from its binding and pass it to
+//!    [`Server::handle_saml_response`]: an [`Outcome`] means report success, an error means
+//!    report failure ([`Error::xmpp_condition`] for XMPP).
+//!
+//! Any error except [`Error::State`] (a call out of order, which changes nothing) fails the
+//! session for good.
 //! The AuthnRequest ID ties the SASL session to the SAML Response that the IdP posts to the
 //! server's AssertionConsumerService, possibly much later and over another connection: the
 //! application routes a Response to the session whose [`Server::request_id`] equals its
@@ -147,8 +170,10 @@ impl std::fmt::Display for Identity {
     }
 }
 
-/// Server configuration, shared by its sessions.
+/// Server configuration, shared by its sessions. Build it with [`ServerConfig::new`], then set
+/// fields or use the `with_*` methods.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct ServerConfig {
     /// This relying party's entityID.
     pub sp_entity_id: String,
@@ -197,11 +222,40 @@ impl ServerConfig {
             identity_policy: IdentityPolicy::Scoped,
         }
     }
+
+    /// Signs the Redirect query with `key` (for IdPs with WantAuthnRequestsSigned).
+    #[must_use]
+    pub fn with_signing_key(mut self, key: SigningKey) -> Self {
+        self.signing_key = Some(key);
+        self
+    }
+
+    /// How long a session waits for the SAML Response after the challenge.
+    #[must_use]
+    pub fn with_session_timeout(mut self, timeout: Duration) -> Self {
+        self.session_timeout = timeout;
+        self
+    }
+
+    /// Whether an authzid is allowed for a subject.
+    #[must_use]
+    pub fn with_authorize(mut self, policy: AuthzPolicy) -> Self {
+        self.authorize = Some(policy);
+        self
+    }
+
+    /// Which names the asserting IdP may assert.
+    #[must_use]
+    pub fn with_identity_policy(mut self, policy: IdentityPolicy) -> Self {
+        self.identity_policy = policy;
+        self
+    }
 }
 
 /// A successful authentication.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[must_use = "the outcome names who authenticated"]
 pub struct Outcome {
     /// Who the session acts as: the authorized authzid when the client asked for one, else the
     /// subject. Checked against [`ServerConfig::identity_policy`].
@@ -217,25 +271,56 @@ pub struct Outcome {
     pub logout_name_id: NameId,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum State {
-    Start,
-    AwaitInitial,
-    AwaitEquals,
-    AwaitSaml,
-    Done,
-    Failed,
+/// What a session knows once it has read the initial response and sent the challenge.
+#[derive(Debug)]
+struct Session {
+    initial: InitialResponse,
+    idp: ResolvedIdp,
+    request_id: String,
+    deadline: SystemTime,
 }
 
-/// One server session.
+/// Where the session is; each state holds what it knows.
+#[derive(Debug)]
+enum State {
+    /// [`Server::start`] not called yet.
+    Start,
+    /// The empty challenge was sent; the initial response is expected.
+    AwaitInitial,
+    /// The redirect URI was sent; the client's `=` is expected.
+    AwaitEquals(Session),
+    /// The SAML Response from the ACS is expected.
+    AwaitSaml(Session),
+    /// Authenticated.
+    Done(Session),
+    /// Failed for good, with what the session knew when it failed, if anything.
+    Failed(Option<Session>),
+}
+
+impl State {
+    fn session(&self) -> Option<&Session> {
+        match self {
+            State::AwaitEquals(s) | State::AwaitSaml(s) | State::Done(s) => Some(s),
+            State::Failed(s) => s.as_ref(),
+            State::Start | State::AwaitInitial => None,
+        }
+    }
+
+    /// The session, leaving `Failed` (with the session) behind.
+    fn take(&mut self) -> Option<Session> {
+        match std::mem::replace(self, State::Failed(None)) {
+            State::AwaitEquals(s) | State::AwaitSaml(s) | State::Done(s) => Some(s),
+            State::Failed(s) => s,
+            State::Start | State::AwaitInitial => None,
+        }
+    }
+}
+
+/// One server session. See the [module docs](self) for the call order.
 #[derive(Debug)]
 pub struct Server {
     cfg: Arc<ServerConfig>,
     state: State,
-    initial: Option<InitialResponse>,
-    idp: Option<ResolvedIdp>,
-    request_id: Option<String>,
-    deadline: Option<SystemTime>,
 }
 
 /// A [`RequestTracker`] holding this session's one request.
@@ -258,15 +343,13 @@ impl Server {
         Server {
             cfg,
             state: State::Start,
-            initial: None,
-            idp: None,
-            request_id: None,
-            deadline: None,
         }
     }
 
+    /// Fails the session (keeping what it knew) with `e`.
     fn fail<T>(&mut self, e: Error) -> Result<T, Error> {
-        self.state = State::Failed;
+        let session = self.state.take();
+        self.state = State::Failed(session);
         Err(e)
     }
 
@@ -278,7 +361,7 @@ impl Server {
         now: SystemTime,
         random: &mut dyn FnMut(&mut [u8]),
     ) -> Result<Vec<u8>, Error> {
-        if self.state != State::Start {
+        if !matches!(self.state, State::Start) {
             return Err(Error::State("the session was already started".into()));
         }
         match initial {
@@ -299,10 +382,10 @@ impl Server {
         now: SystemTime,
         random: &mut dyn FnMut(&mut [u8]),
     ) -> Result<Option<Vec<u8>>, Error> {
-        match self.state {
+        match &self.state {
             State::AwaitInitial => self.initial(msg, now, random).map(Some),
-            State::AwaitEquals => {
-                if self.deadline.is_some_and(|d| now >= d) {
+            State::AwaitEquals(session) => {
+                if now >= session.deadline {
                     return self.fail(Error::Timeout);
                 }
                 if msg != b"=" {
@@ -310,16 +393,20 @@ impl Server {
                         "the client's last message must be exactly \"=\" (RFC 6595 §3.3)".into(),
                     ));
                 }
-                self.state = State::AwaitSaml;
+                if let Some(session) = self.state.take() {
+                    self.state = State::AwaitSaml(session);
+                }
                 Ok(None)
             }
             State::Start => Err(Error::State("call start first".into())),
             // RFC 6595 §3.3: "=" is the client's last message. After success, a further message
             // is refused, but it cannot undo an authentication the server already reported.
-            State::Done => Err(Error::Malformed(
+            State::Done(_) => Err(Error::Malformed(
                 "no client message is expected after success".into(),
             )),
-            _ => self.fail(Error::Malformed("no client message expected now".into())),
+            State::AwaitSaml(_) | State::Failed(_) => {
+                self.fail(Error::Malformed("no client message expected now".into()))
+            }
         }
     }
 
@@ -334,7 +421,9 @@ impl Server {
             Err(e) => return self.fail(e),
         };
         let Some(idp) = self.cfg.resolver.resolve(&init.idp) else {
-            let e = Error::Policy(format!("no trusted IdP for {:?}", init.idp));
+            let e = Error::UnknownIdp {
+                domain: init.idp.clone(),
+            };
             return self.fail(e);
         };
         let id = new_id(random);
@@ -353,28 +442,34 @@ impl Server {
             Err(e) => return self.fail(Error::Temporary(format!("cannot build the request: {e}"))),
         };
         let url = redirect::url(&idp.sso_url, &query);
-        self.initial = Some(init);
-        self.idp = Some(idp);
-        self.request_id = Some(id);
-        self.deadline = Some(now + self.cfg.session_timeout);
-        self.state = State::AwaitEquals;
+        self.state = State::AwaitEquals(Session {
+            initial: init,
+            idp,
+            request_id: id,
+            deadline: now + self.cfg.session_timeout,
+        });
         Ok(url.into_bytes())
     }
 
-    /// The AuthnRequest ID of this session (the InResponseTo its SAML Response must carry).
+    /// The AuthnRequest ID of this session (the InResponseTo its SAML Response must carry),
+    /// once the challenge was built.
+    #[must_use]
     pub fn request_id(&self) -> Option<&str> {
-        self.request_id.as_deref()
+        self.state.session().map(|s| s.request_id.as_str())
     }
 
     /// The client's requested authzid and IdP identifier, once the initial response was read.
+    #[must_use]
     pub fn initial_response(&self) -> Option<&InitialResponse> {
-        self.initial.as_ref()
+        self.state.session().map(|s| &s.initial)
     }
 
-    /// When the session expires (`poll_timeout`-style), once the challenge was sent.
+    /// When the session expires (`poll_timeout`-style), while it waits for `=` or the SAML
+    /// Response.
+    #[must_use]
     pub fn deadline(&self) -> Option<SystemTime> {
-        match self.state {
-            State::AwaitEquals | State::AwaitSaml => self.deadline,
+        match &self.state {
+            State::AwaitEquals(s) | State::AwaitSaml(s) => Some(s.deadline),
             _ => None,
         }
     }
@@ -395,21 +490,38 @@ impl Server {
         now: SystemTime,
         replay: &mut dyn ReplayCache,
     ) -> Result<Outcome, Error> {
-        if self.state != State::AwaitSaml {
+        let State::AwaitSaml(session) = &self.state else {
             return Err(Error::State(
                 "no SAML Response expected in this state (the client has not sent \"=\")".into(),
             ));
-        }
-        let (Some(idp), Some(id), Some(deadline), Some(init)) = (
-            self.idp.clone(),
-            self.request_id.clone(),
-            self.deadline,
-            self.initial.clone(),
-        ) else {
-            return self.fail(Error::State("session state lost".into()));
         };
-        if now >= deadline {
-            return self.fail(Error::Timeout);
+        match self.decide(session, xml, now, replay) {
+            Ok(outcome) => {
+                if let Some(session) = self.state.take() {
+                    self.state = State::Done(session);
+                }
+                Ok(outcome)
+            }
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// Validates `xml` for `session`, and applies the identity and authzid policies.
+    fn decide(
+        &self,
+        session: &Session,
+        xml: &[u8],
+        now: SystemTime,
+        replay: &mut dyn ReplayCache,
+    ) -> Result<Outcome, Error> {
+        let Session {
+            initial,
+            idp,
+            request_id,
+            deadline,
+        } = session;
+        if now >= *deadline {
+            return Err(Error::Timeout);
         }
         let mut v = ResponseValidator::new(
             &self.cfg.sp_entity_id,
@@ -419,20 +531,17 @@ impl Server {
         );
         v.decryption_keys = self.cfg.decryption_keys.clone();
         v.clock_skew = self.cfg.clock_skew;
-        let mut tracker = One { id: &id, deadline };
-        let ok = match v.validate(xml, now, &mut tracker, replay) {
-            Ok(ok) => ok,
-            Err(e) => return self.fail(Error::Saml(e)),
+        let mut tracker = One {
+            id: request_id,
+            deadline: *deadline,
         };
+        let ok = v.validate(xml, now, &mut tracker, replay)?;
         let Some(name_id) = ok.name_id().cloned() else {
-            return self.fail(Error::Policy("the assertion has no NameID".into()));
+            return Err(Error::NoNameId);
         };
         let policy = self.cfg.identity_policy;
-        let subject = match Identity::check(policy, &idp, &name_id.value, false) {
-            Ok(s) => s,
-            Err(e) => return self.fail(e),
-        };
-        let identity = match &init.authzid {
+        let subject = Identity::check(policy, idp, &name_id.value, false)?;
+        let identity = match &initial.authzid {
             None => subject.clone(),
             Some(a) => {
                 let allowed = match &self.cfg.authorize {
@@ -440,16 +549,14 @@ impl Server {
                     None => *a == name_id.value,
                 };
                 if !allowed {
-                    let e = Error::Policy(format!("{subject} may not act as authzid {a:?}"));
-                    return self.fail(e);
+                    return Err(Error::AuthzidRefused {
+                        subject,
+                        authzid: a.clone(),
+                    });
                 }
-                match Identity::check(policy, &idp, a, true) {
-                    Ok(i) => i,
-                    Err(e) => return self.fail(e),
-                }
+                Identity::check(policy, idp, a, true)?
             }
         };
-        self.state = State::Done;
         Ok(Outcome {
             identity,
             subject,
@@ -460,7 +567,8 @@ impl Server {
     }
 
     /// Whether the session ended in success.
+    #[must_use]
     pub fn is_authenticated(&self) -> bool {
-        self.state == State::Done
+        matches!(self.state, State::Done(_))
     }
 }

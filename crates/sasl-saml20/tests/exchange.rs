@@ -1,129 +1,32 @@
 //! RFC 6595 exchanges between our client and server, in memory, with an IdP built from
-//! saml-core and IdPs resolved from metadata; every malformed message and every outcome.
+//! saml-core and IdPs resolved from metadata; every malformed message and every outcome, one
+//! test per fault, through the two-party harness in `harness/`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod harness;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use harness::{ACS, IDP, Idp, RP, SSO, Scenario, config, idp, idp_answer, now, started};
 use openssl::pkey::PKey;
 use openssl::rsa::Rsa;
 use openssl::x509::{X509, X509Builder, X509NameBuilder};
-use saml_core::bindings::redirect;
-use saml_core::dsig::{SigningKey, TrustedKeys};
-use saml_core::protocol::idp::ResponseBuilder;
-use saml_core::protocol::{
-    AuthnRequest, MemoryReplayCache, NAMEID_PERSISTENT, NameId, openssl_random,
-};
+use saml_core::protocol::{MemoryReplayCache, openssl_random};
 use saml_metadata::builder::{IdpBuilder, RoleBuilder as _};
 use saml_metadata::model::{Binding, EntityDescriptor, IdpSso};
-use sasl_saml20::Error;
-use sasl_saml20::client::{Client, RedirectPolicy, Step};
+use sasl_saml20::client::{Client, RedirectPolicy};
 use sasl_saml20::gs2::{InitialResponse, escape_saslname, idp_identifier, unescape_saslname};
 use sasl_saml20::resolver::{
     IdpResolver, MetadataResolver, ResolvedIdp, ResolverOptions, StaticResolver,
 };
-use sasl_saml20::server::{IdentityPolicy, Outcome, Server, ServerConfig};
-
-const IDP: &str = "https://idp.example.org/idp";
-const SSO: &str = "https://idp.example.org/sso";
-const RP: &str = "xmpp:muc.example.com";
-const ACS: &str = "https://muc.example.com/saml/acs";
-
-fn now() -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(1_800_000_000)
-}
-
-struct Idp {
-    key: SigningKey,
-    keys: TrustedKeys,
-}
-
-fn idp() -> Idp {
-    let key = SigningKey::new(PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(), None).unwrap();
-    let mut keys = TrustedKeys::new();
-    keys.add_public_key(key.public_key().unwrap(), "idp")
-        .unwrap();
-    Idp { key, keys }
-}
-
-fn config(i: &Idp) -> Arc<ServerConfig> {
-    let mut r = StaticResolver::new();
-    r.insert(
-        "example.org",
-        ResolvedIdp {
-            entity_id: IDP.into(),
-            sso_url: SSO.into(),
-            keys: i.keys.clone(),
-            scopes: Vec::new(),
-        },
-    )
-    .unwrap();
-    Arc::new(ServerConfig::new(RP, ACS, Arc::new(r)))
-}
-
-/// The IdP answering the AuthnRequest inside `url` for `user`.
-fn idp_answer(i: &Idp, url: &str, user: &str) -> Vec<u8> {
-    assert!(url.starts_with(SSO));
-    let m = redirect::decode(
-        &url[url.find('?').unwrap()..],
-        redirect::DEFAULT_MAX_INFLATED,
-    )
-    .unwrap();
-    let req = AuthnRequest::parse(&m.xml).unwrap();
-    assert_eq!(req.issuer, RP);
-    assert_eq!(req.acs_url.as_deref(), Some(ACS));
-    ResponseBuilder::for_request(&req, IDP, ACS, NameId::new(user, NAMEID_PERSISTENT))
-        .build(&i.key, now(), &mut openssl_random)
-        .unwrap()
-}
-
-fn run(
-    i: &Idp,
-    cfg: Arc<ServerConfig>,
-    authzid: Option<&str>,
-    user: &str,
-    initial_in_first: bool,
-) -> Result<Outcome, Error> {
-    let mut client = Client::new(authzid, "example.org").unwrap();
-    let mut server = Server::new(cfg);
-    let challenge = if initial_in_first {
-        server.start(
-            Some(&client.initial_response().unwrap()),
-            now(),
-            &mut openssl_random,
-        )?
-    } else {
-        let empty = server.start(None, now(), &mut openssl_random)?;
-        assert!(empty.is_empty());
-        let Step::Send(init) = client.handle_challenge(&empty).unwrap() else {
-            panic!()
-        };
-        server
-            .handle_response(&init, now(), &mut openssl_random)?
-            .unwrap()
-    };
-    let Step::OpenUrl { url, respond } = client.handle_challenge(&challenge).unwrap() else {
-        panic!()
-    };
-    assert_eq!(respond, b"=");
-    assert!(
-        server
-            .handle_response(&respond, now(), &mut openssl_random)?
-            .is_none()
-    );
-    assert!(server.request_id().is_some());
-    let xml = idp_answer(i, &url, user);
-    let r = server.handle_saml_response(&xml, now(), &mut MemoryReplayCache::new());
-    client.outcome(r.is_ok()).unwrap();
-    assert_eq!(client.is_authenticated(), r.is_ok());
-    assert_eq!(server.is_authenticated(), r.is_ok());
-    r
-}
+use sasl_saml20::server::{IdentityPolicy, Server, ServerConfig};
+use sasl_saml20::{Error, ErrorKind};
 
 #[test]
-fn full_exchanges() {
+fn full_exchange_with_the_initial_response() {
     let i = idp();
-    let o = run(&i, config(&i), None, "alice", true).unwrap();
+    let o = Scenario::new(&i).run().unwrap();
     assert_eq!(o.identity.qualified(), (IDP, "alice"));
     assert_eq!(o.identity, o.subject);
     assert_eq!(
@@ -131,25 +34,53 @@ fn full_exchanges() {
         None,
         "an unscoped name needs its IdP"
     );
+}
+
+#[test]
+fn full_exchange_after_an_empty_challenge() {
     // Servers that cannot send an initial challenge: the empty-challenge start.
-    assert!(run(&i, config(&i), None, "alice", false).is_ok());
-    // An authzid equal to the subject is allowed by default; another one is not...
+    let i = idp();
+    assert!(Scenario::new(&i).empty_challenge_first().run().is_ok());
+}
+
+#[test]
+fn an_authzid_equal_to_the_subject_is_allowed_by_default() {
+    let i = idp();
     assert_eq!(
-        run(&i, config(&i), Some("alice"), "alice", true)
+        Scenario::new(&i)
+            .authzid("alice")
+            .run()
             .unwrap()
             .identity
             .qualified(),
         (IDP, "alice")
     );
-    let e = run(&i, config(&i), Some("admin"), "alice", true).unwrap_err();
-    assert!(matches!(e, Error::Policy(_)));
+}
+
+#[test]
+fn another_authzid_is_refused_as_invalid_authzid() {
+    let i = idp();
+    let e = Scenario::new(&i).authzid("admin").run().unwrap_err();
+    assert!(
+        matches!(&e, Error::AuthzidRefused { subject, authzid }
+            if subject.qualified() == (IDP, "alice") && authzid == "admin"),
+        "{e:?}"
+    );
     assert_eq!(e.xmpp_condition(), "invalid-authzid");
-    // ... unless the authorization policy says so.
-    let mut cfg = (*config(&i)).clone();
-    cfg.authorize = Some(Arc::new(|n, a| {
+    assert_eq!(e.kind(), ErrorKind::Rejected);
+}
+
+#[test]
+fn the_authorization_policy_may_allow_another_authzid() {
+    let i = idp();
+    let cfg = (*config(&i)).clone().with_authorize(Arc::new(|n, a| {
         n.qualified() == (IDP, "alice") && a == "room-admin"
     }));
-    let o = run(&i, Arc::new(cfg), Some("room-admin"), "alice", true).unwrap();
+    let o = Scenario::new(&i)
+        .config(Arc::new(cfg))
+        .authzid("room-admin")
+        .run()
+        .unwrap();
     assert_eq!(o.identity.qualified(), (IDP, "room-admin"));
     assert_eq!(o.subject.qualified(), (IDP, "alice"));
 }
@@ -212,19 +143,34 @@ fn malformed_initial_responses() {
 }
 
 #[test]
-fn server_refusals_and_outcomes() {
+fn an_unknown_idp_domain_is_not_authorized() {
     let i = idp();
-    // Unknown IdP domain: policy.
     let mut s = Server::new(config(&i));
     let e = s
         .start(Some(b"n,,other.example"), now(), &mut openssl_random)
         .unwrap_err();
-    assert!(matches!(e, Error::Policy(_)) && e.xmpp_condition() == "not-authorized");
-    // The last client message must be exactly "=".
+    assert!(matches!(&e, Error::UnknownIdp { domain } if domain == "other.example"));
+    assert_eq!(e.xmpp_condition(), "not-authorized");
+}
+
+/// The XMPP condition is decided by variant: an unknown IdP whose domain mentions "authzid" is
+/// not an authzid refusal (it was, when the condition was found by searching the message).
+#[test]
+fn an_unknown_idp_named_authzid_is_not_an_authzid_refusal() {
+    let i = idp();
+    let mut s = Server::new(config(&i));
+    let e = s
+        .start(Some(b"n,,authzid.example"), now(), &mut openssl_random)
+        .unwrap_err();
+    assert!(matches!(e, Error::UnknownIdp { .. }));
+    assert_eq!(e.xmpp_condition(), "not-authorized");
+}
+
+#[test]
+fn the_last_client_message_must_be_exactly_equals() {
+    let i = idp();
     for bad in [&b""[..], b"==", b"= ", b"x"] {
-        let mut s = Server::new(config(&i));
-        s.start(Some(b"n,,example.org"), now(), &mut openssl_random)
-            .unwrap();
+        let (mut s, _) = started(config(&i));
         assert!(
             matches!(
                 s.handle_response(bad, now(), &mut openssl_random),
@@ -233,18 +179,31 @@ fn server_refusals_and_outcomes() {
             "{bad:?}"
         );
     }
-    // A SAML Response before "=" is misuse; after a timeout the session fails.
-    let mut s = Server::new(config(&i));
-    let url = String::from_utf8(
-        s.start(Some(b"n,,example.org"), now(), &mut openssl_random)
-            .unwrap(),
-    )
-    .unwrap();
+}
+
+#[test]
+fn a_saml_response_before_equals_is_misuse() {
+    let i = idp();
+    let (mut s, url) = started(config(&i));
     let xml = idp_answer(&i, &url, "alice");
-    assert!(matches!(
-        s.handle_saml_response(&xml, now(), &mut MemoryReplayCache::new()),
-        Err(Error::State(_))
-    ));
+    let e = s
+        .handle_saml_response(&xml, now(), &mut MemoryReplayCache::new())
+        .unwrap_err();
+    assert!(matches!(e, Error::State(_)));
+    assert_eq!(e.kind(), ErrorKind::Misuse);
+    // Misuse changes nothing: the session goes on.
+    s.handle_response(b"=", now(), &mut openssl_random).unwrap();
+    assert!(
+        s.handle_saml_response(&xml, now(), &mut MemoryReplayCache::new())
+            .is_ok()
+    );
+}
+
+#[test]
+fn a_saml_response_after_the_deadline_times_out() {
+    let i = idp();
+    let (mut s, url) = started(config(&i));
+    let xml = idp_answer(&i, &url, "alice");
     s.handle_response(b"=", now(), &mut openssl_random).unwrap();
     assert_eq!(s.deadline(), Some(now() + Duration::from_secs(300)));
     let late = now() + Duration::from_secs(301);
@@ -252,16 +211,14 @@ fn server_refusals_and_outcomes() {
         s.handle_saml_response(&xml, late, &mut MemoryReplayCache::new()),
         Err(Error::Timeout)
     ));
-    // Another session's Response (InResponseTo mismatch) fails SAML validation.
-    let mut a = Server::new(config(&i));
-    let mut b = Server::new(config(&i));
-    let url_a = String::from_utf8(
-        a.start(Some(b"n,,example.org"), now(), &mut openssl_random)
-            .unwrap(),
-    )
-    .unwrap();
-    b.start(Some(b"n,,example.org"), now(), &mut openssl_random)
-        .unwrap();
+}
+
+#[test]
+fn another_sessions_response_fails_saml_validation() {
+    // InResponseTo mismatch.
+    let i = idp();
+    let (mut a, url_a) = started(config(&i));
+    let (mut b, _) = started(config(&i));
     a.handle_response(b"=", now(), &mut openssl_random).unwrap();
     b.handle_response(b"=", now(), &mut openssl_random).unwrap();
     let for_a = idp_answer(&i, &url_a, "alice");
@@ -273,49 +230,59 @@ fn server_refusals_and_outcomes() {
         a.handle_saml_response(&for_a, now(), &mut MemoryReplayCache::new())
             .is_ok()
     );
-    // A Response signed by another key.
-    let mut s = Server::new(config(&i));
-    let url = String::from_utf8(
-        s.start(Some(b"n,,example.org"), now(), &mut openssl_random)
-            .unwrap(),
-    )
-    .unwrap();
-    s.handle_response(b"=", now(), &mut openssl_random).unwrap();
-    let forged = idp_answer(&idp(), &url, "alice");
-    assert!(matches!(
-        s.handle_saml_response(&forged, now(), &mut MemoryReplayCache::new()),
-        Err(Error::Saml(_))
-    ));
 }
 
 #[test]
-fn client_refusals() {
-    let check = |challenge: &[u8], policy: RedirectPolicy| {
-        let mut c = Client::new(None, "example.org")
-            .unwrap()
-            .with_policy(policy);
-        c.initial_response().unwrap();
-        c.handle_challenge(challenge)
-    };
-    let good = "https://idp.example.org/sso?SAMLRequest=abc";
-    assert!(check(good.as_bytes(), RedirectPolicy::default()).is_ok());
-    assert!(matches!(
-        check(
-            b"http://idp.example.org/sso?SAMLRequest=abc",
-            RedirectPolicy::default()
-        ),
-        Err(Error::Policy(_))
-    ));
+fn a_response_signed_by_another_key_fails() {
+    let i = idp();
+    let mut x = Scenario::new(&i).begin().unwrap();
+    x.send_equals().unwrap();
+    let forged = idp_answer(&idp(), &x.url, "alice");
+    assert!(matches!(x.deliver(&forged, now()), Err(Error::Saml(_))));
+    assert!(!x.server.is_authenticated());
+    // The failed session still names its request.
+    assert!(x.server.request_id().is_some());
+}
+
+fn check_redirect(challenge: &[u8], policy: RedirectPolicy) -> Result<(), Error> {
+    let mut c = Client::new(None, "example.org")
+        .unwrap()
+        .with_policy(policy);
+    c.initial_response().unwrap();
+    c.handle_challenge(challenge).map(drop)
+}
+
+const GOOD: &str = "https://idp.example.org/sso?SAMLRequest=abc";
+
+#[test]
+fn the_client_opens_an_https_redirect() {
+    assert!(check_redirect(GOOD.as_bytes(), RedirectPolicy::default()).is_ok());
+}
+
+#[test]
+fn the_client_refuses_an_http_redirect_by_default() {
+    let e = check_redirect(
+        b"http://idp.example.org/sso?SAMLRequest=abc",
+        RedirectPolicy::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(&e, Error::InsecureRedirect { scheme } if scheme == "http"));
+    assert_eq!(e.kind(), ErrorKind::Rejected);
+}
+
+#[test]
+fn the_client_opens_an_http_redirect_when_its_policy_allows() {
     assert!(
-        check(
+        check_redirect(
             b"http://127.0.0.1:8080/sso?SAMLRequest=abc",
-            RedirectPolicy {
-                require_https: false,
-                ..Default::default()
-            }
+            RedirectPolicy::default().with_require_https(false)
         )
         .is_ok()
     );
+}
+
+#[test]
+fn the_client_refuses_malformed_redirects() {
     for bad in [
         &b"not a url"[..],
         b"https://idp.example.org/sso",
@@ -323,26 +290,50 @@ fn client_refusals() {
         b"javascript:alert(1)",
         b"\xff",
     ] {
-        assert!(check(bad, RedirectPolicy::default()).is_err(), "{bad:?}");
+        assert!(
+            check_redirect(bad, RedirectPolicy::default()).is_err(),
+            "{bad:?}"
+        );
     }
+}
+
+#[test]
+fn the_client_refuses_an_oversized_redirect() {
     assert!(
-        check(
-            format!("{good}&x={}", "a".repeat(20_000)).as_bytes(),
+        check_redirect(
+            format!("{GOOD}&x={}", "a".repeat(20_000)).as_bytes(),
             RedirectPolicy::default()
         )
         .is_err()
     );
-    // A non-empty first challenge without an initial response; a second challenge.
+}
+
+#[test]
+fn the_client_refuses_a_non_empty_first_challenge_without_an_initial_response() {
     let mut c = Client::new(None, "example.org").unwrap();
     assert!(
         c.handle_challenge(b"https://x.example/?SAMLRequest=a")
             .is_err()
     );
+}
+
+#[test]
+fn the_client_refuses_a_second_challenge() {
     let mut c = Client::new(None, "example.org").unwrap();
     c.initial_response().unwrap();
-    c.handle_challenge(good.as_bytes()).unwrap();
-    assert!(c.handle_challenge(good.as_bytes()).is_err());
-    assert!(Client::new(None, "https://idp.example.org").is_err());
+    let _ = c.handle_challenge(GOOD.as_bytes()).unwrap();
+    assert!(c.handle_challenge(GOOD.as_bytes()).is_err());
+    // The URL handed out is still known.
+    assert_eq!(
+        c.redirect_url(),
+        Some("https://idp.example.org/sso?SAMLRequest=abc")
+    );
+}
+
+#[test]
+fn the_client_refuses_a_url_as_idp_and_an_empty_authzid() {
+    let e = Client::new(None, "https://idp.example.org").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Misuse);
     assert!(Client::new(Some(""), "example.org").is_err());
 }
 
@@ -454,7 +445,7 @@ struct Federation {
 const IDP_A: &str = "https://idp.uni-a.example/idp";
 const IDP_B: &str = "https://idp.uni-b.example/idp";
 
-fn federation_config(f: &Federation, policy: IdentityPolicy) -> ServerConfig {
+fn federation_config(f: &Federation, policy: IdentityPolicy) -> Arc<ServerConfig> {
     let mut r = StaticResolver::new();
     for (domain, entity, i) in [
         ("uni-a.example", IDP_A, &f.a),
@@ -471,85 +462,72 @@ fn federation_config(f: &Federation, policy: IdentityPolicy) -> ServerConfig {
         )
         .unwrap();
     }
-    let mut cfg = ServerConfig::new(RP, ACS, Arc::new(r));
-    cfg.identity_policy = policy;
     // Any subject may act as any authzid here: only the identity policy decides.
-    cfg.authorize = Some(Arc::new(|_, _| true));
-    cfg
-}
-
-/// The client names `domain`; the IdP `issuer` (signing with `i`) asserts `user`.
-fn federated(
-    cfg: &ServerConfig,
-    domain: &str,
-    authzid: Option<&str>,
-    i: &Idp,
-    issuer: &str,
-    user: &str,
-) -> Result<Outcome, Error> {
-    let mut client = Client::new(authzid, domain).unwrap();
-    let mut server = Server::new(Arc::new(cfg.clone()));
-    let ch = server.start(
-        Some(&client.initial_response().unwrap()),
-        now(),
-        &mut openssl_random,
-    )?;
-    let Step::OpenUrl { url, respond } = client.handle_challenge(&ch).unwrap() else {
-        panic!()
-    };
-    server.handle_response(&respond, now(), &mut openssl_random)?;
-    let m = redirect::decode(
-        &url[url.find('?').unwrap()..],
-        redirect::DEFAULT_MAX_INFLATED,
+    Arc::new(
+        ServerConfig::new(RP, ACS, Arc::new(r))
+            .with_identity_policy(policy)
+            .with_authorize(Arc::new(|_, _| true)),
     )
-    .unwrap();
-    let req = AuthnRequest::parse(&m.xml).unwrap();
-    let xml = ResponseBuilder::for_request(&req, issuer, ACS, NameId::new(user, NAMEID_PERSISTENT))
-        .build(&i.key, now(), &mut openssl_random)
-        .unwrap();
-    let r = server.handle_saml_response(&xml, now(), &mut MemoryReplayCache::new());
-    assert_eq!(server.is_authenticated(), r.is_ok());
-    r
 }
 
-/// Item 8 (issue 12): with several trusted IdPs, one IdP asserting a name in another
-/// organisation's scope was accepted (as the subject, and as an authzid).
+fn federation() -> Federation {
+    Federation { a: idp(), b: idp() }
+}
+
+/// The client names uni-b; uni-b's IdP asserts `user` (for `authzid`).
+fn at_uni_b<'a>(f: &'a Federation, policy: IdentityPolicy, user: &str) -> Scenario<'a> {
+    Scenario::new(&f.b)
+        .config(federation_config(f, policy))
+        .domain("uni-b.example")
+        .signed_by(&f.b, IDP_B)
+        .user(user)
+}
+
+/// The client names uni-a; uni-a's IdP asserts `user`.
+fn at_uni_a<'a>(f: &'a Federation, policy: IdentityPolicy, user: &str) -> Scenario<'a> {
+    Scenario::new(&f.a)
+        .config(federation_config(f, policy))
+        .domain("uni-a.example")
+        .signed_by(&f.a, IDP_A)
+        .user(user)
+}
+
+// Item 8 (issue 12): with several trusted IdPs, one IdP asserting a name in another
+// organisation's scope was accepted (as the subject, and as an authzid).
+
 #[test]
-fn an_idp_may_only_assert_names_in_its_own_scope() {
-    let f = Federation { a: idp(), b: idp() };
-    let cfg = federation_config(&f, IdentityPolicy::default());
+fn an_idp_may_not_assert_a_subject_in_another_scope() {
+    let f = federation();
     // uni-b's IdP asserts alice@uni-a.example: refused, typed.
-    let e = federated(
-        &cfg,
-        "uni-b.example",
-        None,
-        &f.b,
-        IDP_B,
-        "alice@uni-a.example",
-    )
-    .unwrap_err();
+    let e = at_uni_b(&f, IdentityPolicy::default(), "alice@uni-a.example")
+        .run()
+        .unwrap_err();
     assert!(
         matches!(&e, Error::OutOfScope { idp, name, authzid: false, .. }
             if idp == IDP_B && name == "alice@uni-a.example"),
         "{e:?}"
     );
     assert_eq!(e.xmpp_condition(), "not-authorized");
-    // ... and as an authzid for its own user: refused too.
-    let e = federated(
-        &cfg,
-        "uni-b.example",
-        Some("alice@uni-a.example"),
-        &f.b,
-        IDP_B,
-        "bob@uni-b.example",
-    )
-    .unwrap_err();
+}
+
+#[test]
+fn an_idp_may_not_authorize_an_authzid_in_another_scope() {
+    let f = federation();
+    let e = at_uni_b(&f, IdentityPolicy::default(), "bob@uni-b.example")
+        .authzid("alice@uni-a.example")
+        .run()
+        .unwrap_err();
     assert!(
         matches!(&e, Error::OutOfScope { authzid: true, .. }),
         "{e:?}"
     );
     assert_eq!(e.xmpp_condition(), "invalid-authzid");
-    // Scopes match exactly: a subdomain, an empty or a bad domain is refused.
+}
+
+#[test]
+fn scopes_match_exactly() {
+    // A subdomain, an empty or a bad domain is refused.
+    let f = federation();
     for user in [
         "alice@cs.uni-a.example",
         "alice@",
@@ -558,50 +536,55 @@ fn an_idp_may_only_assert_names_in_its_own_scope() {
     ] {
         assert!(
             matches!(
-                federated(&cfg, "uni-a.example", None, &f.a, IDP_A, user),
+                at_uni_a(&f, IdentityPolicy::default(), user).run(),
                 Err(Error::OutOfScope { .. })
             ),
             "{user}"
         );
     }
-    // The IdP's own scope (any case): the identity carries the IdP and the checked scope.
-    let o = federated(
-        &cfg,
-        "uni-a.example",
-        None,
-        &f.a,
-        IDP_A,
-        "alice@Uni-A.example",
-    )
-    .unwrap();
+}
+
+#[test]
+fn the_idps_own_scope_in_any_case_is_checked_and_kept() {
+    let f = federation();
+    let o = at_uni_a(&f, IdentityPolicy::default(), "alice@Uni-A.example")
+        .run()
+        .unwrap();
     assert_eq!(o.identity.idp(), IDP_A);
     assert_eq!(o.identity.scope(), Some("uni-a.example"));
     assert_eq!(o.identity.scoped_name(), Some("alice@Uni-A.example"));
-    // An unscoped name is accepted, but only usable with its IdP.
-    let o = federated(&cfg, "uni-b.example", None, &f.b, IDP_B, "alice").unwrap();
+}
+
+#[test]
+fn an_unscoped_name_is_only_usable_with_its_idp() {
+    let f = federation();
+    let o = at_uni_b(&f, IdentityPolicy::default(), "alice")
+        .run()
+        .unwrap();
     assert_eq!(o.identity.qualified(), (IDP_B, "alice"));
     assert_eq!(o.identity.scoped_name(), None);
     assert_eq!(
         o.identity.to_string(),
         format!("alice (asserted by {IDP_B})")
     );
-    // RequireScoped refuses unscoped names; AnyName (single-IdP deployments) checks nothing
-    // and so never vouches for a name alone.
-    let strict = federation_config(&f, IdentityPolicy::RequireScoped);
+}
+
+#[test]
+fn require_scoped_refuses_unscoped_names() {
+    let f = federation();
     assert!(matches!(
-        federated(&strict, "uni-b.example", None, &f.b, IDP_B, "alice"),
+        at_uni_b(&f, IdentityPolicy::RequireScoped, "alice").run(),
         Err(Error::OutOfScope { .. })
     ));
-    let any = federation_config(&f, IdentityPolicy::AnyName);
-    let o = federated(
-        &any,
-        "uni-b.example",
-        None,
-        &f.b,
-        IDP_B,
-        "alice@uni-a.example",
-    )
-    .unwrap();
+}
+
+#[test]
+fn any_name_checks_nothing_and_never_vouches_for_a_name_alone() {
+    // AnyName (single-IdP deployments).
+    let f = federation();
+    let o = at_uni_b(&f, IdentityPolicy::AnyName, "alice@uni-a.example")
+        .run()
+        .unwrap();
     assert_eq!(o.identity.qualified(), (IDP_B, "alice@uni-a.example"));
     assert_eq!(o.identity.scoped_name(), None);
 }
@@ -665,40 +648,16 @@ fn resolver_matches_exactly_and_refuses_ambiguity() {
 /// Item 10 (issue 12): a client message after success turned the session into Failed.
 #[test]
 fn a_message_after_success_is_refused_and_the_session_stays_authenticated() {
-    let f = Federation { a: idp(), b: idp() };
-    let cfg = Arc::new(federation_config(&f, IdentityPolicy::default()));
-    let mut client = Client::new(None, "uni-a.example").unwrap();
-    let mut server = Server::new(cfg);
-    let ch = server
-        .start(
-            Some(&client.initial_response().unwrap()),
-            now(),
-            &mut openssl_random,
-        )
-        .unwrap();
-    let Step::OpenUrl { url, respond } = client.handle_challenge(&ch).unwrap() else {
-        panic!()
-    };
-    server
-        .handle_response(&respond, now(), &mut openssl_random)
-        .unwrap();
-    let m = redirect::decode(
-        &url[url.find('?').unwrap()..],
-        redirect::DEFAULT_MAX_INFLATED,
-    )
-    .unwrap();
-    let req = AuthnRequest::parse(&m.xml).unwrap();
-    let xml = ResponseBuilder::for_request(
-        &req,
-        IDP_A,
-        ACS,
-        NameId::new("alice@uni-a.example", NAMEID_PERSISTENT),
-    )
-    .build(&f.a.key, now(), &mut openssl_random)
-    .unwrap();
-    server
+    let f = federation();
+    let scenario = at_uni_a(&f, IdentityPolicy::default(), "alice@uni-a.example");
+    let mut x = scenario.begin().unwrap();
+    x.send_equals().unwrap();
+    let xml = harness::answer_as(&f.a, IDP_A, &x.url, "alice@uni-a.example");
+    let server = &mut x.server;
+    let o = server
         .handle_saml_response(&xml, now(), &mut MemoryReplayCache::new())
         .unwrap();
+    assert_eq!(o.identity.qualified(), (IDP_A, "alice@uni-a.example"));
     assert!(server.is_authenticated());
     for msg in [&b"="[..], b"", b"n,,uni-a.example"] {
         let e = server

@@ -403,10 +403,9 @@ fn source_connect(dest: &Destination, jar: &mut Option<String>) -> Res<String> {
     if !features.contains("<mechanism>SAML20</mechanism>") {
         return Err("SAML20 not offered".into());
     }
-    let mut client = Client::new(None, DOMAIN)?.with_policy(RedirectPolicy {
-        require_https: false, // loopback demo only: the IdP runs on http://127.0.0.1
-        ..RedirectPolicy::default()
-    });
+    // Loopback demo only: the IdP runs on http://127.0.0.1.
+    let mut client =
+        Client::new(None, DOMAIN)?.with_policy(RedirectPolicy::default().with_require_https(false));
     write!(
         s,
         "<auth xmlns='{SASL_NS}' mechanism='SAML20'>{}</auth>",

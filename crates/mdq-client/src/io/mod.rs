@@ -1,5 +1,7 @@
 //! IO adapters over the sans-IO [`crate::client::Client`], and the persistent cache directory
-//! they share.
+//! they share: `persist` (feature `persist`, on by default and enabled by `blocking` and
+//! `tokio`), `blocking` (feature `blocking`) and `tokio` (feature `tokio`). Without any of these
+//! features this module is empty and the crate has no filesystem or network code.
 
 #[cfg(feature = "blocking")]
 pub mod blocking;
@@ -9,8 +11,9 @@ pub mod options {
 
     use std::time::Duration;
 
-    /// Adapter settings.
+    /// Adapter settings. Build them from [`Options::default`] and the `with_*` methods.
     #[derive(Debug, Clone)]
+    #[non_exhaustive]
     pub struct Options {
         /// Connect timeout (default 5 s).
         pub connect_timeout: Duration,
@@ -33,6 +36,43 @@ pub mod options {
                 backoff: Duration::from_millis(200),
                 cache_dir: None,
             }
+        }
+    }
+
+    impl Options {
+        /// The connect timeout.
+        #[must_use]
+        pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+            self.connect_timeout = timeout;
+            self
+        }
+
+        /// The whole-request timeout.
+        #[must_use]
+        pub fn with_timeout(mut self, timeout: Duration) -> Self {
+            self.timeout = timeout;
+            self
+        }
+
+        /// Retries after the first attempt for transport errors and 5xx.
+        #[must_use]
+        pub fn with_retries(mut self, retries: u32) -> Self {
+            self.retries = retries;
+            self
+        }
+
+        /// The first backoff, doubled each retry.
+        #[must_use]
+        pub fn with_backoff(mut self, backoff: Duration) -> Self {
+            self.backoff = backoff;
+            self
+        }
+
+        /// A persistent cache directory (see [`crate::io::persist`]).
+        #[must_use]
+        pub fn with_cache_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+            self.cache_dir = Some(dir.into());
+            self
         }
     }
 }
@@ -75,8 +115,9 @@ pub(crate) fn complete(
     (out, snapshot)
 }
 
+#[cfg(feature = "persist")]
 pub mod persist {
-    //! A persistent cache directory: for each entity `{sha1}.xml` (the signed document as
+    //! A persistent cache directory (feature `persist`, enabled by `blocking` and `tokio`): for each entity `{sha1}.xml` (the signed document as
     //! received) and `{sha1}.meta` (`entity_id=`, `etag=`, `expires=` in Unix seconds), written
     //! atomically. On start the adapters restore every entry through
     //! [`crate::client::Client::restore`], which verifies the document again: a restart serves
@@ -123,6 +164,7 @@ pub mod persist {
 
     /// What [`load`] found in a cache directory.
     #[derive(Debug, Default)]
+    #[must_use]
     pub struct Loaded {
         /// The well-formed entries (still to be verified by
         /// [`crate::client::Client::restore`]).
@@ -187,6 +229,7 @@ pub mod persist {
     /// Restores every entry of `dir` into `core` at `now` (see [`load`] and
     /// [`crate::client::Client::restore`]); returns the files skipped, and why (malformed, or
     /// a document that no longer verifies).
+    #[must_use = "the skipped files say which cache entries were not restored, and why"]
     pub fn restore_into(
         core: &mut crate::client::Client,
         dir: &Path,
