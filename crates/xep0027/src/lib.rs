@@ -12,7 +12,21 @@
 //! (§3, §4), [`encrypted`] (§5, signed inside), [`openpgp`] (the byte-level operations),
 //! [`keys`] (certificate lookup by key and by JID, keyrings, secret keys, one's identity),
 //! [`policy`] (standard, or the explicit legacy SHA-1-era option), [`jid`], [`time`]
-//! (XEP-0082), [`symmetric`] (AES-256-GCM and the randomness input).
+//! (XEP-0082), [`symmetric`] (AES-256-GCM and the randomness input), [`ns`] (every XML
+//! namespace), [`error`].
+//!
+//! The modules depend on each other in one direction only (no cycles); each uses only those
+//! on earlier lines:
+//!
+//! 1. [`error`], [`ns`]
+//! 2. [`jid`], [`time`], [`armor`], [`policy`], [`symmetric`]
+//! 3. [`stanza`] (uses `jid`, `armor`'s size limit)
+//! 4. [`keys`], then [`openpgp`] (uses `keys::SecretKeyStore`), then the private `canonical`
+//!    (signed records)
+//! 5. [`signed`], [`encrypted`]
+//! 6. [`envelope`] (recognises encrypted and sealed payloads through [`ns`] and
+//!    [`encrypted::payload`])
+//! 7. [`session`], [`room`] (seal with the envelope, check with [`envelope::ReplayWindow`])
 //!
 //! What is guaranteed against a hostile peer (each with its regression test): decrypting one
 //! message costs at most [`openpgp::MAX_DECRYPTION_ATTEMPTS`] private-key operations, with
@@ -66,6 +80,7 @@ pub mod envelope;
 pub mod error;
 pub mod jid;
 pub mod keys;
+pub mod ns;
 pub mod openpgp;
 pub mod policy;
 pub mod room;
@@ -75,6 +90,6 @@ pub mod stanza;
 pub mod symmetric;
 pub mod time;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 /// The sequoia-openpgp this crate is built on (certificates, fingerprints, policies).
 pub use sequoia_openpgp;

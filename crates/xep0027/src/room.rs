@@ -27,18 +27,15 @@ use sequoia_openpgp::{Cert, Fingerprint};
 use crate::canonical;
 use crate::encrypted::FALLBACK_BODY;
 use crate::envelope::{self, ReplayWindow};
+use crate::error::{Freshness, Mismatch, NeedKey};
 use crate::jid::Jid;
 use crate::keys::{CertLookup, Identity};
+use crate::ns;
+use crate::ns::label::{ROOM_KEY as RECORD, ROOM_MESSAGE as AAD};
 use crate::policy::Policy;
-use crate::signed::sender;
-use crate::stanza::{Element, Kind, Stanza};
+use crate::stanza::{Element, Kind, Stanza, sender};
 use crate::symmetric::{self, KeyBytes, Random};
 use crate::{Error, Result};
-
-/// The room-key namespace.
-pub const NS_ROOM: &str = "urn:xmpp-federation:xep0027:room:0";
-const RECORD: &str = "urn:xmpp-federation:xep0027:room-key:0";
-const AAD: &str = "urn:xmpp-federation:xep0027:room-message:0";
 
 #[derive(Clone, Debug)]
 struct RoomKey {
@@ -90,11 +87,13 @@ impl Moderator {
     }
 
     /// The room.
+    #[must_use]
     pub fn room(&self) -> &Jid {
         &self.room
     }
 
     /// The current epoch.
+    #[must_use]
     pub fn epoch(&self) -> u64 {
         self.current.epoch
     }
@@ -131,6 +130,7 @@ impl Moderator {
 
     /// The key distribution for every current member: one message each, encrypted to that
     /// member and signed by the moderator `me`.
+    #[must_use = "the room keys must be sent to the members"]
     pub fn distribute(
         &self,
         me: &Identity,
@@ -145,6 +145,7 @@ impl Moderator {
     }
 
     /// The key distribution for one member.
+    #[must_use = "the room key must be sent to the member"]
     pub fn distribute_to(
         &self,
         me: &Identity,
@@ -195,7 +196,7 @@ impl Moderator {
             .with_attr("to", member)
             .with_attr("id", &symmetric::random_id(rng, 8)?);
         s.element_mut().push(
-            Element::new("room-key", NS_ROOM)
+            Element::new("room-key", ns::ROOM)
                 .with_attr("room", self.room.bare())
                 .with_attr("epoch", &epoch)
                 .with_text(&sealed),
@@ -226,6 +227,8 @@ fn new_key(
 
 /// A room message, opened.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+#[must_use = "the opened message names its sender"]
 pub struct RoomMessage {
     /// Who wrote it (bare JID, from the signed envelope).
     pub sender: Jid,
@@ -272,6 +275,7 @@ impl Member {
     }
 
     /// The newest epoch this member has a key for.
+    #[must_use]
     pub fn epoch(&self) -> Option<u64> {
         self.keys.keys().next_back().copied()
     }
@@ -287,7 +291,7 @@ impl Member {
     ) -> Result<u64> {
         let el = stanza
             .element()
-            .required_child("room-key", NS_ROOM, "room key")?;
+            .required_child("room-key", ns::ROOM, "room key")?;
         let from = sender(stanza)?;
         let moderator: Vec<Cert> = certs
             .by_jid(from.bare())
@@ -295,53 +299,48 @@ impl Member {
             .filter(|c| c.fingerprint() == self.moderator)
             .collect();
         if moderator.is_empty() {
-            return Err(Error::Binding(format!(
-                "room key from {} is not from the room's moderator {}",
-                from.bare(),
-                self.moderator
-            )));
+            return Err(Error::Binding(Mismatch::NotModerator {
+                from: from.bare().to_owned(),
+            }));
         }
         let record =
             canonical::Record::open(&el.text(), "a room key", me, &moderator, policy, now)?;
         if record.signer.signer != self.moderator {
-            return Err(Error::Binding(
-                "room key not signed by the room's moderator".into(),
-            ));
+            return Err(Error::Binding(Mismatch::NotModerator {
+                from: from.bare().to_owned(),
+            }));
         }
         let f = record.fields(RECORD, 7)?;
         let t = |i: usize| canonical::text(RECORD, f[i]);
         let (room, epoch_s, id, member, c, e) = (t(0)?, t(1)?, t(2)?, t(3)?, t(4)?, t(5)?);
         if room != self.room.bare() || el.attr("room") != Some(room) {
-            return Err(Error::Binding(format!(
-                "room key for {room}, not {}",
-                self.room.bare()
-            )));
+            return Err(Error::Binding(Mismatch::Room {
+                expected: self.room.bare().to_owned(),
+                got: room.to_owned(),
+            }));
         }
         if member != self.me.bare() {
-            return Err(Error::Binding(format!(
-                "room key addressed to {member}, not {}",
-                self.me.bare()
-            )));
+            return Err(Error::Binding(Mismatch::Member {
+                expected: self.me.bare().to_owned(),
+                got: member.to_owned(),
+            }));
         }
         let epoch: u64 = epoch_s
             .parse()
             .map_err(|_| Error::OpenPgp("bad epoch in the room key record".into()))?;
         if el.attr("epoch") != Some(epoch_s) {
-            return Err(Error::Binding(
-                "the epoch attribute differs from the signed record".into(),
-            ));
+            return Err(Error::Binding(Mismatch::Attribute("epoch")));
         }
-        if self.epoch().is_some_and(|cur| epoch <= cur) {
-            return Err(Error::Replay(format!(
-                "room key epoch {epoch} is not newer than {}",
-                self.epoch().unwrap_or(0)
-            )));
+        if let Some(current) = self.epoch()
+            && epoch <= current
+        {
+            return Err(Error::Replay(Freshness::EpochNotNewer { epoch, current }));
         }
         let (created, expires) = (crate::time::parse(c)?, crate::time::parse(e)?);
         if expires <= now {
-            return Err(Error::Replay(format!(
-                "room key epoch {epoch} expired at {e}"
-            )));
+            return Err(Error::Replay(Freshness::KeyExpired {
+                key: epoch.to_string(),
+            }));
         }
         self.keys.insert(
             epoch,
@@ -388,18 +387,15 @@ impl Member {
             .keys
             .iter_mut()
             .next_back()
-            .ok_or_else(|| Error::Key("no room key yet".into()))?;
+            .ok_or(Error::NeedKey(NeedKey::NoRoomKey))?;
         if k.sealed >= limit {
-            return Err(Error::Key(format!(
-                "this member sealed {limit} messages with room key epoch {}: the moderator must rotate",
-                k.epoch
-            )));
+            return Err(Error::NeedKey(NeedKey::RoomSealLimit {
+                epoch: k.epoch,
+                limit,
+            }));
         }
         if k.expires <= now {
-            return Err(Error::Key(format!(
-                "room key epoch {} has expired: the moderator must rotate",
-                k.epoch
-            )));
+            return Err(Error::NeedKey(NeedKey::RoomKeyExpired { epoch: k.epoch }));
         }
         let id = stanza
             .id()
@@ -418,9 +414,9 @@ impl Member {
         let el = out.element_mut();
         el.set_attr("to", &room);
         el.set_attr("type", "groupchat");
-        el.remove_children("sealed", NS_ROOM);
+        el.remove_children("sealed", ns::ROOM);
         el.push(
-            Element::new("sealed", NS_ROOM)
+            Element::new("sealed", ns::ROOM)
                 .with_attr("room", &room)
                 .with_attr("epoch", &epoch)
                 .with_attr("stamp", &stamp)
@@ -445,9 +441,12 @@ impl Member {
     ) -> Result<RoomMessage> {
         let el = stanza
             .element()
-            .required_child("sealed", NS_ROOM, "sealed room payload")?;
+            .required_child("sealed", ns::ROOM, "sealed room payload")?;
         if el.attr("room") != Some(self.room.bare()) {
-            return Err(Error::Binding("sealed for another room".into()));
+            return Err(Error::Binding(Mismatch::Room {
+                expected: self.room.bare().to_owned(),
+                got: el.attr("room").unwrap_or_default().to_owned(),
+            }));
         }
         let epoch_s = el
             .attr("epoch")
@@ -458,31 +457,30 @@ impl Member {
         let epoch: u64 = epoch_s
             .parse()
             .map_err(|_| Error::Stanza("bad epoch".into()))?;
-        let k = self.keys.get(&epoch).ok_or_else(|| {
-            Error::Key(format!("no key for epoch {epoch} of {}", self.room.bare()))
-        })?;
+        let k = self
+            .keys
+            .get(&epoch)
+            .ok_or(Error::NeedKey(NeedKey::UnknownEpoch { epoch }))?;
         if let Some((newer, next)) = self.keys.range(epoch + 1..).next()
             && now
                 .duration_since(next.accepted)
                 .is_ok_and(|d| d > self.epoch_grace)
         {
-            return Err(Error::Replay(format!(
-                "sealed with room key epoch {epoch}, superseded by epoch {newer} since {}",
-                crate::time::format(next.accepted)
-            )));
+            return Err(Error::Replay(Freshness::EpochSuperseded {
+                epoch,
+                newer: *newer,
+            }));
         }
         let stamp = crate::time::parse(stamp_s)?;
         if k.expires <= stamp {
-            return Err(Error::Replay(format!(
-                "sealed after room key epoch {epoch} expired"
-            )));
+            return Err(Error::Replay(Freshness::KeyExpired {
+                key: epoch.to_string(),
+            }));
         }
         // The window is only changed once the message also decrypts.
         let checked = envelope::verify(stanza, certs, policy, window, now)?;
         if checked.stamp != stamp {
-            return Err(Error::Binding(
-                "the sealed stamp differs from the signed envelope".into(),
-            ));
+            return Err(Error::Binding(Mismatch::Attribute("stamp")));
         }
         let id = stanza.id().unwrap_or_default();
         let aad = Member::aad(

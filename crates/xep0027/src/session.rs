@@ -31,18 +31,15 @@ use sequoia_openpgp::Cert;
 use crate::canonical;
 use crate::encrypted::FALLBACK_BODY;
 use crate::envelope::ReplayWindow;
+use crate::error::{Freshness, Mismatch, NeedKey, UnknownSigner};
 use crate::jid::Jid;
 use crate::keys::{CertLookup, Identity};
+use crate::ns;
+use crate::ns::label::{SESSION_KEY as RECORD, SESSION_MESSAGE as AAD};
 use crate::policy::Policy;
-use crate::signed::sender;
-use crate::stanza::{Element, Kind, Stanza};
+use crate::stanza::{Element, Kind, Stanza, sender};
 use crate::symmetric::{self, KeyBytes, Random};
 use crate::{Error, Result};
-
-/// The session-key namespace.
-pub const NS_SESSION: &str = "urn:xmpp-federation:xep0027:session:0";
-const RECORD: &str = "urn:xmpp-federation:xep0027:session-key:0";
-const AAD: &str = "urn:xmpp-federation:xep0027:session-message:0";
 
 #[derive(Clone, Debug)]
 struct SessionKey {
@@ -61,6 +58,7 @@ pub const DEFAULT_SEAL_LIMIT: u64 = 1 << 31;
 
 /// Facts about an agreed key.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct KeyInfo {
     /// The peer (bare JID).
     pub peer: Jid,
@@ -106,6 +104,7 @@ impl Sessions {
     /// Creates a new key for the conversation with `peer` (valid for the store's lifetime
     /// from `now`), keeps it as the current one, and returns the offer stanza to send (`to` the peer, a
     /// random `id`).
+    #[must_use = "the offer must be sent to the peer, or the key is never agreed"]
     pub fn offer(
         &mut self,
         me: &Identity,
@@ -142,7 +141,7 @@ impl Sessions {
             .with_attr("to", peer.bare())
             .with_attr("id", &symmetric::random_id(rng, 8)?);
         stanza.element_mut().push(
-            Element::new("key", NS_SESSION)
+            Element::new("key", ns::SESSION)
                 .with_attr("id", &id)
                 .with_attr("expires", &expires_s)
                 .with_text(&sealed),
@@ -180,11 +179,11 @@ impl Sessions {
     ) -> Result<KeyInfo> {
         let el = stanza
             .element()
-            .required_child("key", NS_SESSION, "session key offer")?;
+            .required_child("key", ns::SESSION, "session key offer")?;
         let from = sender(stanza)?;
         let signers = certs.by_jid(from.bare());
         if signers.is_empty() {
-            return Err(Error::UnknownSigner(from.to_string()));
+            return Err(Error::UnknownSigner(UnknownSigner::Jid(from.to_string())));
         }
         let record =
             canonical::Record::open(&el.text(), "a session key offer", me, &signers, policy, now)?;
@@ -192,43 +191,36 @@ impl Sessions {
         let t = |i: usize| canonical::text(RECORD, f[i]);
         let (r_from, r_to, id, created_s, expires_s) = (t(0)?, t(1)?, t(2)?, t(3)?, t(4)?);
         if r_from != from.bare() || r_to != self.me.bare() {
-            return Err(Error::Binding(format!(
-                "the key record is for {r_from} -> {r_to}, the stanza is {} -> {}",
-                from.bare(),
-                self.me.bare()
-            )));
+            return Err(Error::Binding(Mismatch::Conversation {
+                signed: format!("{r_from} -> {r_to}"),
+                stanza: format!("{} -> {}", from.bare(), self.me.bare()),
+            }));
         }
         if el.attr("id") != Some(id) {
-            return Err(Error::Binding(
-                "the offer's id attribute differs from the signed record".into(),
-            ));
+            return Err(Error::Binding(Mismatch::Attribute("id")));
         }
         let (created, expires) = (
             crate::time::parse(created_s)?,
             crate::time::parse(expires_s)?,
         );
         if expires <= now {
-            return Err(Error::Replay(format!(
-                "session key {id} expired at {expires_s}"
-            )));
+            return Err(Error::Replay(Freshness::KeyExpired { key: id.to_owned() }));
         }
         if self.seen_ids.contains_key(id) {
-            return Err(Error::Replay(format!(
-                "session key {id} was already offered"
-            )));
+            return Err(Error::Replay(Freshness::OfferSeen { id: id.to_owned() }));
         }
         if created > now + crate::time::CLOCK_SKEW {
-            return Err(Error::Replay(format!(
-                "session key {id} is created in the future ({created_s})"
-            )));
+            return Err(Error::Replay(Freshness::OfferFromFuture {
+                id: id.to_owned(),
+            }));
         }
         if let Some(newest) = self.newest_offer.get(from.bare())
             && created <= *newest
         {
-            return Err(Error::Replay(format!(
-                "session key {id} ({created_s}) is not newer than the newest one accepted from {}",
-                from.bare()
-            )));
+            return Err(Error::Replay(Freshness::OfferNotNewer {
+                id: id.to_owned(),
+                peer: from.bare().to_owned(),
+            }));
         }
         let key = KeyBytes::from_slice(f[5])?;
         self.newest_offer.insert(from.bare().to_owned(), created);
@@ -251,6 +243,7 @@ impl Sessions {
     }
 
     /// The current (newest unexpired) key for `peer`.
+    #[must_use]
     pub fn current(&self, peer: &Jid, now: SystemTime) -> Option<KeyInfo> {
         self.current_key(peer.bare(), now).map(|k| KeyInfo {
             peer: peer.to_bare(),
@@ -300,16 +293,15 @@ impl Sessions {
             .get_mut(to.bare())
             .and_then(|v| v.iter_mut().rev().find(|k| k.expires > now))
             .ok_or_else(|| {
-                Error::Key(format!(
-                    "no unexpired session key with {}: offer one",
-                    to.bare()
-                ))
+                Error::NeedKey(NeedKey::NoSessionKey {
+                    peer: to.bare().to_owned(),
+                })
             })?;
         if k.sealed >= limit {
-            return Err(Error::Key(format!(
-                "session key {} has sealed {limit} messages: offer a new one",
-                k.id
-            )));
+            return Err(Error::NeedKey(NeedKey::SessionSealLimit {
+                key: k.id.clone(),
+                limit,
+            }));
         }
         let stamp = crate::time::format(now);
         let aad = Sessions::aad(&me, to.bare(), &id, &stamp, &k.id);
@@ -317,9 +309,9 @@ impl Sessions {
         k.sealed += 1;
         let key_id = k.id.clone();
         let el = stanza.element_mut();
-        el.remove_children("sealed", NS_SESSION);
+        el.remove_children("sealed", ns::SESSION);
         el.push(
-            Element::new("sealed", NS_SESSION)
+            Element::new("sealed", ns::SESSION)
                 .with_attr("key", &key_id)
                 .with_attr("stamp", &stamp)
                 .with_text(&sealed),
@@ -331,6 +323,7 @@ impl Sessions {
     /// Opens a sealed message from the stanza's sender: the key must be one agreed with the
     /// sender and unexpired at the stamp, the stamp within the window's skew of `now`, the
     /// `(sender, id)` pair new. On any error nothing is recorded.
+    #[must_use = "the opened body; the stanza is recorded as accepted"]
     pub fn open(
         &self,
         stanza: &Stanza,
@@ -339,7 +332,7 @@ impl Sessions {
     ) -> Result<String> {
         let el = stanza
             .element()
-            .required_child("sealed", NS_SESSION, "sealed payload")?;
+            .required_child("sealed", ns::SESSION, "sealed payload")?;
         let from = sender(stanza)?;
         let id = stanza
             .id()
@@ -356,9 +349,16 @@ impl Sessions {
             .keys
             .get(from.bare())
             .and_then(|v| v.iter().find(|k| k.id == key_id))
-            .ok_or_else(|| Error::Key(format!("no session key {key_id} with {}", from.bare())))?;
+            .ok_or_else(|| {
+                Error::NeedKey(NeedKey::UnknownSessionKey {
+                    peer: from.bare().to_owned(),
+                    key: key_id.to_owned(),
+                })
+            })?;
         if k.expires <= stamp || k.expires <= now {
-            return Err(Error::Replay(format!("session key {key_id} has expired")));
+            return Err(Error::Replay(Freshness::KeyExpired {
+                key: key_id.to_owned(),
+            }));
         }
         window.check_sender_time(from.bare(), stamp, now)?;
         let aad = Sessions::aad(from.bare(), self.me.bare(), id, stamp_s, key_id);
@@ -372,6 +372,7 @@ impl Sessions {
     /// offer accepted from each peer, one line each, `<bare JID> <XEP-0082 time>`. Save it
     /// after every [`Sessions::accept`] (or at shutdown) and give it to
     /// [`Sessions::restore_offer_state`] at start.
+    #[must_use = "save it, to refuse replayed offers after a restart"]
     pub fn offer_state(&self) -> String {
         let mut lines: Vec<String> = self
             .newest_offer

@@ -104,7 +104,7 @@ fn signed_presence_verifies_and_tampering_is_refused() {
     // An empty presence signs the empty string.
     let mut empty = Stanza::new(Kind::Presence);
     signed::sign(&mut empty, &w.alice, &w.policy, t0()).unwrap();
-    signed::verify(
+    let _verified = signed::verify(
         &deliver(&empty, "alice@example.org/x"),
         &w.keyring,
         &w.policy,
@@ -217,7 +217,7 @@ fn envelope_binds_sender_recipient_id_time_and_refuses_replays() {
     signed::sign(&mut p, &w.alice, &w.policy, t0()).unwrap();
     envelope::seal(&mut p, &w.alice, &w.policy, t0()).unwrap();
     let to_bob = deliver(&p, "alice@example.org/x").with_attr("to", "bob@example.org");
-    envelope::check(&to_bob, &w.keyring, &w.policy, &mut fresh, t0()).unwrap();
+    let _checked = envelope::check(&to_bob, &w.keyring, &w.policy, &mut fresh, t0()).unwrap();
     // A message always needs a recipient and an id.
     let mut no_to = Stanza::parse("<message id='x'><body>b</body></message>").unwrap();
     assert!(envelope::seal(&mut no_to, &w.alice, &w.policy, t0()).is_err());
@@ -245,7 +245,7 @@ fn encrypted_message_signed_inside() {
     let got = deliver(&m, "alice@example.org/a");
 
     let mut win = ReplayWindow::default();
-    envelope::check(&got, &w.keyring, &w.policy, &mut win, t0()).unwrap();
+    let _checked = envelope::check(&got, &w.keyring, &w.policy, &mut win, t0()).unwrap();
     let d = encrypted::decrypt(&got, &w.bob, &w.keyring, &w.policy, t0()).unwrap();
     assert_eq!(d.body, "the password is hunter2");
     assert_eq!(d.signature.unwrap().signer, w.alice.fingerprint());
@@ -495,7 +495,7 @@ fn session_keys_agree_once_then_seal_both_ways() {
             .unwrap();
     assert!(matches!(
         sa.seal(&mut m2, &mut rng, t_end),
-        Err(Error::Key(_))
+        Err(Error::NeedKey(_))
     ));
     sb.forget_expired(t_end);
     assert!(sb.current(&ja, t_end).is_none());
@@ -538,7 +538,7 @@ fn seal_limits_force_a_new_key() {
     let mut third = msg(2);
     assert!(matches!(
         sa.seal(&mut third, &mut rng, t0()),
-        Err(Error::Key(_))
+        Err(Error::NeedKey(_))
     ));
     assert_eq!(third, msg(2), "a refused seal leaves the stanza as it was");
     sa.offer(
@@ -573,7 +573,7 @@ fn seal_limits_force_a_new_key() {
     let mut second = msg(11);
     assert!(matches!(
         bob.seal(&mut second, &w.bob, &mut rng, &w.policy, t0()),
-        Err(Error::Key(_))
+        Err(Error::NeedKey(_))
     ));
     assert_eq!(second, msg(11));
     moderator.rotate(&mut rng, t0()).unwrap();
@@ -774,7 +774,7 @@ fn encrypted_room_with_moderator_and_rotation_on_removal() {
             &mut win_c,
             t1
         ),
-        Err(Error::Key(_))
+        Err(Error::NeedKey(_))
     ));
     // A member cannot pass a message off as another's: the envelope names the signer.
     let xml = reflected(&msg2, "alice@example.org")
