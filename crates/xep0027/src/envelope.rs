@@ -163,6 +163,21 @@ pub struct Checked {
 /// Time only moves forward here: the window remembers the latest `now` it was given and uses
 /// it whenever a smaller one comes (a clock stepped back), so an entry that expired cannot be
 /// accepted again.
+///
+/// Call these in this order:
+///
+/// 1. [`ReplayWindow::new`] (or [`ReplayWindow::default`]) once per receiver, and keep the
+///    window for as long as the receiver runs: a new window forgets what was accepted.
+/// 2. For each stanza received: [`check`] (verifies the envelope and records it), or, when
+///    more must be checked before the stanza counts as accepted (a payload to decrypt),
+///    [`verify`], then the other checks, then [`ReplayWindow::accept`] with the checked
+///    sender, the stanza id, the checked stamp and the same `now`. Nothing is recorded on
+///    error, so a refused stanza can be retried.
+/// 3. From time to time, [`ReplayWindow::expire`] with the current time to free memory
+///    ([`ReplayWindow::accept`] does it too).
+///
+/// [`ReplayWindow::check_time`], [`ReplayWindow::check_sender_time`] and
+/// [`ReplayWindow::is_seen`] only read, at any time.
 #[derive(Clone, Debug)]
 pub struct ReplayWindow {
     skew: Duration,

@@ -44,10 +44,18 @@ struct RoomKey {
     key: KeyBytes,
     created: SystemTime,
     expires: SystemTime,
+}
+
+/// A room key as a member holds it: with what only a member has, when it accepted the key
+/// (for the epoch grace) and how many messages it sealed with it (for the seal limit). The
+/// moderator keeps a bare [`RoomKey`].
+#[derive(Clone, Debug)]
+struct HeldKey {
+    room_key: RoomKey,
+    /// When this member accepted it.
+    accepted: SystemTime,
     /// Messages this member sealed with it.
     sealed: u64,
-    /// When this member accepted it (the moderator's side: when it was made).
-    accepted: SystemTime,
 }
 
 /// How many messages one member seals with one room key by default (2^24): with random
@@ -61,6 +69,16 @@ pub const DEFAULT_ROOM_SEAL_LIMIT: u64 = 1 << 24;
 pub const DEFAULT_EPOCH_GRACE: Duration = Duration::from_secs(10);
 
 /// The room's moderator: holds the member list and the current key.
+///
+/// Call these in this order:
+///
+/// 1. [`Moderator::new`] once per room (epoch 1).
+/// 2. [`Moderator::add_member`] for each member (with the certificate its key goes to).
+/// 3. [`Moderator::distribute`] and send every stanza it returns (or
+///    [`Moderator::distribute_to`] for one member added later).
+/// 4. To remove a member: [`Moderator::remove_member`] (it rotates), then step 3 again, so
+///    that the remaining members get the new epoch. To rotate otherwise (the key nears its
+///    expiry, a member reports its seal limit): [`Moderator::rotate`], then step 3.
 #[derive(Debug)]
 pub struct Moderator {
     room: Jid,
@@ -220,8 +238,6 @@ fn new_key(
         key: KeyBytes::random(rng)?,
         created,
         expires,
-        sealed: 0,
-        accepted: created,
     })
 }
 
@@ -239,12 +255,24 @@ pub struct RoomMessage {
 }
 
 /// A member's view of a room: the pinned moderator and the keys received.
+///
+/// Call these in this order:
+///
+/// 1. [`Member::new`] when joining, pinning the moderator's fingerprint (then
+///    [`Member::set_seal_limit`] and [`Member::set_epoch_grace`] if the defaults do not
+///    suit), and one [`ReplayWindow`] for the room.
+/// 2. [`Member::accept_key`] for each key distribution received from the moderator.
+/// 3. To post: [`Member::seal`] (it signs the envelope too) and send the stanza to the room.
+///    An [`Error::NeedKey`] means no key yet, or the key is used up or expired: ask the
+///    moderator to rotate and go back to step 2.
+/// 4. For each `groupchat` message the room reflects: [`Member::open`] with the room's
+///    window.
 #[derive(Debug)]
 pub struct Member {
     room: Jid,
     me: Jid,
     moderator: Fingerprint,
-    keys: BTreeMap<u64, RoomKey>,
+    keys: BTreeMap<u64, HeldKey>,
     seal_limit: u64,
     epoch_grace: Duration,
 }
@@ -344,14 +372,16 @@ impl Member {
         }
         self.keys.insert(
             epoch,
-            RoomKey {
-                epoch,
-                id: id.to_owned(),
-                key: KeyBytes::from_slice(f[6])?,
-                created,
-                expires,
-                sealed: 0,
+            HeldKey {
+                room_key: RoomKey {
+                    epoch,
+                    id: id.to_owned(),
+                    key: KeyBytes::from_slice(f[6])?,
+                    created,
+                    expires,
+                },
                 accepted: now,
+                sealed: 0,
             },
         );
         Ok(epoch)
@@ -383,19 +413,21 @@ impl Member {
     ) -> Result<()> {
         let limit = self.seal_limit;
         let room = self.room.bare().to_owned();
-        let (_, k) = self
+        let (_, held) = self
             .keys
             .iter_mut()
             .next_back()
             .ok_or(Error::NeedKey(NeedKey::NoRoomKey))?;
-        if k.sealed >= limit {
+        if held.sealed >= limit {
             return Err(Error::NeedKey(NeedKey::RoomSealLimit {
-                epoch: k.epoch,
+                epoch: held.room_key.epoch,
                 limit,
             }));
         }
-        if k.expires <= now {
-            return Err(Error::NeedKey(NeedKey::RoomKeyExpired { epoch: k.epoch }));
+        if held.room_key.expires <= now {
+            return Err(Error::NeedKey(NeedKey::RoomKeyExpired {
+                epoch: held.room_key.epoch,
+            }));
         }
         let id = stanza
             .id()
@@ -406,9 +438,16 @@ impl Member {
             .body()?
             .ok_or_else(|| Error::Stanza("no <body/> to seal".into()))?;
         let stamp = crate::time::format(now);
-        let epoch = k.epoch.to_string();
-        let aad = Member::aad(&room, &epoch, &k.id, me.jid().bare(), &id, &stamp);
-        let sealed = symmetric::seal(&k.key, &aad, body.as_bytes(), rng)?;
+        let epoch = held.room_key.epoch.to_string();
+        let aad = Member::aad(
+            &room,
+            &epoch,
+            &held.room_key.id,
+            me.jid().bare(),
+            &id,
+            &stamp,
+        );
+        let sealed = symmetric::seal(&held.room_key.key, &aad, body.as_bytes(), rng)?;
         // Built on a copy: the stanza changes only when the envelope is signed too.
         let mut out = stanza.clone();
         let el = out.element_mut();
@@ -424,7 +463,7 @@ impl Member {
         );
         out.set_body(FALLBACK_BODY);
         envelope::seal(&mut out, me, policy, now)?;
-        k.sealed += 1;
+        held.sealed += 1;
         *stanza = out;
         Ok(())
     }
@@ -460,6 +499,7 @@ impl Member {
         let k = self
             .keys
             .get(&epoch)
+            .map(|h| &h.room_key)
             .ok_or(Error::NeedKey(NeedKey::UnknownEpoch { epoch }))?;
         if let Some((newer, next)) = self.keys.range(epoch + 1..).next()
             && now

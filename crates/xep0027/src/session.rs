@@ -71,6 +71,21 @@ pub struct KeyInfo {
 }
 
 /// The session keys of one party, per peer.
+///
+/// Call these in this order:
+///
+/// 1. [`Sessions::new`] once per party (then [`Sessions::set_seal_limit`] if the default does
+///    not suit), and [`Sessions::restore_offer_state`] with what was saved before a restart.
+/// 2. To start a conversation (or rotate its key): [`Sessions::offer`], and send the stanza it
+///    returns to the peer.
+/// 3. For each offer received: [`Sessions::accept`], then save [`Sessions::offer_state`].
+/// 4. To send a message: [`Sessions::seal`] (an [`Error::NeedKey`] says to go back to step 2:
+///    no key yet, or the key's seal limit reached), then [`crate::envelope::seal`] if the
+///    message carries an envelope (always last), and send.
+/// 5. For each sealed message received: [`Sessions::open`] with the receiver's
+///    [`ReplayWindow`].
+/// 6. From time to time: [`Sessions::forget_expired`]; offer a new key (step 2) before
+///    [`Sessions::current`]'s expiry.
 #[derive(Debug)]
 pub struct Sessions {
     me: Jid,
