@@ -90,11 +90,26 @@ pub struct KeyInfo {
 pub struct Sessions {
     me: Jid,
     lifetime: Duration,
-    keys: HashMap<String, Vec<SessionKey>>,
+    /// What is known of each peer (by bare JID).
+    peers: HashMap<String, Peer>,
+    /// Every key id offered either way, with its expiry: a replayed offer is refused by it.
     seen_ids: HashMap<String, SystemTime>,
-    /// The creation time of the newest offer accepted from each peer.
-    newest_offer: HashMap<String, SystemTime>,
     seal_limit: u64,
+}
+
+/// One peer's state: its keys, and the creation time of the newest offer accepted from it
+/// (kept after its keys expire: it refuses older offers for good).
+#[derive(Debug, Default)]
+struct Peer {
+    /// Oldest first.
+    keys: Vec<SessionKey>,
+    newest_offer: Option<SystemTime>,
+}
+
+impl Peer {
+    fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.newest_offer.is_none()
+    }
 }
 
 impl Sessions {
@@ -103,9 +118,8 @@ impl Sessions {
         Sessions {
             me: me.to_bare(),
             lifetime,
-            keys: HashMap::new(),
+            peers: HashMap::new(),
             seen_ids: HashMap::new(),
-            newest_offer: HashMap::new(),
             seal_limit: DEFAULT_SEAL_LIMIT,
         }
     }
@@ -177,7 +191,7 @@ impl Sessions {
 
     fn store(&mut self, peer: &str, k: SessionKey) {
         self.seen_ids.insert(k.id.clone(), k.expires);
-        let v = self.keys.entry(peer.to_owned()).or_default();
+        let v = &mut self.peers.entry(peer.to_owned()).or_default().keys;
         v.push(k);
         v.sort_by_key(|k| k.created);
     }
@@ -229,7 +243,10 @@ impl Sessions {
                 id: id.to_owned(),
             }));
         }
-        if let Some(newest) = self.newest_offer.get(from.bare())
+        if let Some(newest) = self
+            .peers
+            .get(from.bare())
+            .and_then(|p| p.newest_offer.as_ref())
             && created <= *newest
         {
             return Err(Error::Replay(Freshness::OfferNotNewer {
@@ -238,7 +255,10 @@ impl Sessions {
             }));
         }
         let key = KeyBytes::from_slice(f[5])?;
-        self.newest_offer.insert(from.bare().to_owned(), created);
+        self.peers
+            .entry(from.bare().to_owned())
+            .or_default()
+            .newest_offer = Some(created);
         self.store(
             from.bare(),
             SessionKey {
@@ -269,7 +289,12 @@ impl Sessions {
     }
 
     fn current_key(&self, peer: &str, now: SystemTime) -> Option<&SessionKey> {
-        self.keys.get(peer)?.iter().rev().find(|k| k.expires > now)
+        self.peers
+            .get(peer)?
+            .keys
+            .iter()
+            .rev()
+            .find(|k| k.expires > now)
     }
 
     fn aad(from: &str, to: &str, id: &str, stamp: &str, key_id: &str) -> Vec<u8> {
@@ -304,9 +329,9 @@ impl Sessions {
             .ok_or_else(|| Error::Stanza("no <body/> to seal".into()))?;
         let (me, limit) = (self.me.bare().to_owned(), self.seal_limit);
         let k = self
-            .keys
+            .peers
             .get_mut(to.bare())
-            .and_then(|v| v.iter_mut().rev().find(|k| k.expires > now))
+            .and_then(|p| p.keys.iter_mut().rev().find(|k| k.expires > now))
             .ok_or_else(|| {
                 Error::NeedKey(NeedKey::NoSessionKey {
                     peer: to.bare().to_owned(),
@@ -361,9 +386,9 @@ impl Sessions {
             .ok_or_else(|| Error::Stanza("sealed without 'stamp'".into()))?;
         let stamp = crate::time::parse(stamp_s)?;
         let k = self
-            .keys
+            .peers
             .get(from.bare())
-            .and_then(|v| v.iter().find(|k| k.id == key_id))
+            .and_then(|p| p.keys.iter().find(|k| k.id == key_id))
             .ok_or_else(|| {
                 Error::NeedKey(NeedKey::UnknownSessionKey {
                     peer: from.bare().to_owned(),
@@ -390,9 +415,12 @@ impl Sessions {
     #[must_use = "save it, to refuse replayed offers after a restart"]
     pub fn offer_state(&self) -> String {
         let mut lines: Vec<String> = self
-            .newest_offer
+            .peers
             .iter()
-            .map(|(peer, t)| format!("{peer} {}\n", crate::time::format(*t)))
+            .filter_map(|(peer, p)| {
+                p.newest_offer
+                    .map(|t| format!("{peer} {}\n", crate::time::format(t)))
+            })
             .collect();
         lines.sort();
         lines.concat()
@@ -413,18 +441,18 @@ impl Sessions {
             parsed.push((peer.to_owned(), crate::time::parse(t)?));
         }
         for (peer, t) in parsed {
-            let e = self.newest_offer.entry(peer).or_insert(t);
-            *e = (*e).max(t);
+            let e = &mut self.peers.entry(peer).or_default().newest_offer;
+            *e = Some(e.map_or(t, |known| known.max(t)));
         }
         Ok(())
     }
 
     /// Drops keys expired at `now` (their messages can no longer be opened anyway).
     pub fn forget_expired(&mut self, now: SystemTime) {
-        for v in self.keys.values_mut() {
-            v.retain(|k| k.expires > now);
+        for p in self.peers.values_mut() {
+            p.keys.retain(|k| k.expires > now);
         }
-        self.keys.retain(|_, v| !v.is_empty());
+        self.peers.retain(|_, p| !p.is_empty());
         self.seen_ids.retain(|_, e| *e > now);
     }
 }
