@@ -38,6 +38,11 @@
 //! ID; the replay window is shared fairly between senders and never goes back in time; a room
 //! member refuses older epochs once a newer key is accepted, after a short grace.
 //!
+//! Errors: one [`Error`] enum; [`Error::kind`] sorts it into an [`ErrorKind`] (malformed
+//! input, refused by policy or for security, misuse, backend failure), and the refusals a
+//! caller branches on carry typed reasons ([`error::Freshness`]: replay, stale, future...;
+//! [`error::Mismatch`]: which binding; [`error::UnknownSigner`]; [`error::NeedKey`]).
+//!
 //! Sans-IO: time (`now`) and, for the symmetric layer, randomness ([`symmetric::Random`]) are
 //! inputs; nothing here reads the clock or does IO (except [`keys::Keyring::from_file`]).
 //! OpenPGP's own randomness (session keys inside OpenPGP messages, key generation) comes from
@@ -47,6 +52,7 @@
 //!
 //! ```
 //! use std::time::{Duration, SystemTime};
+//! use xep0027::{Error, ErrorKind, error::Freshness};
 //! use xep0027::{envelope, signed, jid::Jid, keys::{Identity, Keyring, Suite}, policy::Policy, stanza::Stanza};
 //!
 //! let now = SystemTime::now();
@@ -66,7 +72,9 @@
 //! assert_eq!(checked.sender.bare(), "alice@example.org");
 //! assert_eq!(signed::verify(&got, &known, &policy, now)?.signer, alice.fingerprint());
 //! // The same stanza again is a replay.
-//! assert!(envelope::check(&got, &known, &policy, &mut window, now).is_err());
+//! let again = envelope::check(&got, &known, &policy, &mut window, now).unwrap_err();
+//! assert_eq!(again.kind(), ErrorKind::Rejected);
+//! assert!(matches!(again, Error::Replay(Freshness::Duplicate { .. })));
 //! # Ok::<(), xep0027::Error>(())
 //! ```
 
