@@ -8,9 +8,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use xep0027::Error;
 use xep0027::encrypted::{self, FALLBACK_BODY};
 use xep0027::envelope::{self, ReplayWindow};
+use xep0027::error::{Freshness, Mismatch, NeedKey};
 use xep0027::jid::Jid;
 use xep0027::keys::{Identity, Keyring, Suite};
 use xep0027::policy::Policy;
@@ -19,6 +19,7 @@ use xep0027::session::Sessions;
 use xep0027::signed;
 use xep0027::stanza::{Kind, Stanza};
 use xep0027::symmetric::OsRandom;
+use xep0027::{Error, ErrorKind};
 
 // ---------------------------------------------------------------------------------------
 // The harness.
@@ -1286,4 +1287,135 @@ fn malformed_stanzas_give_clear_errors() {
         Err(Error::Decrypt)
     ));
     assert!(win.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// Refusals carry their reason and kind (issue 14).
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn envelope_refusals_say_which_binding_or_time() {
+    let w = Scenario::new();
+    let (m, got) = enveloped(&w);
+    let moved = got.clone().with_attr("to", "carol@example.org");
+    let e = refused_by_fresh_window(&w, &moved, t0());
+    assert_eq!(e.kind(), ErrorKind::Rejected);
+    assert!(
+        matches!(&e, Error::Binding(Mismatch::Recipient { stanza, signed })
+            if stanza == "carol@example.org" && signed == "bob@example.org"),
+        "{e:?}"
+    );
+    let other = deliver(&m, "carol@example.org/x");
+    let e = refused_by_fresh_window(&w, &other, t0());
+    assert!(
+        matches!(&e, Error::Binding(Mismatch::Sender { stanza, signed })
+            if stanza == "carol@example.org" && signed == "alice@example.org"),
+        "{e:?}"
+    );
+    let e = refused_by_fresh_window(&w, &got, at(301));
+    assert!(matches!(e, Error::Replay(Freshness::Stale { .. })), "{e:?}");
+    let e = refused_by_fresh_window(&w, &got, t0() - Duration::from_secs(301));
+    assert!(
+        matches!(e, Error::Replay(Freshness::Future { .. })),
+        "{e:?}"
+    );
+    let stranger = deliver(&m, "mallory@evil.example/x");
+    let e = refused_by_fresh_window(&w, &stranger, t0());
+    assert!(
+        matches!(e, Error::Binding(Mismatch::Sender { .. })),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn session_refusals_say_which() {
+    let mut f = SessionFlow::agreed();
+    let e = f.bob_accepts(&f.offer.clone(), t0()).unwrap_err();
+    assert!(
+        matches!(&e, Error::Replay(Freshness::OfferSeen { .. })),
+        "{e:?}"
+    );
+    // Sealing to a peer without a key is the caller's to fix: offer one.
+    let mut m = message("carol@example.org", "q1", "hi");
+    let e = f.sa.seal(&mut m, &mut OsRandom, t0()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Misuse);
+    assert!(
+        matches!(&e, Error::NeedKey(NeedKey::NoSessionKey { peer }) if peer == "carol@example.org"),
+        "{e:?}"
+    );
+    let (_, got) = f.alice_seals("s1", "x", t0());
+    let _body = f.sb.open(&got, &mut f.wb, t0()).unwrap();
+    let e = f.sb.open(&got, &mut f.wb, t0()).unwrap_err();
+    assert!(
+        matches!(&e, Error::Replay(Freshness::Duplicate { sender, id })
+            if sender == "alice@example.org" && id == "s1"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn room_refusals_say_which() {
+    let t1 = at(10);
+    let (mut f, dist2) = RoomFlow::carol_removed(t1);
+    // A replayed distribution: not newer.
+    let e = f.accept(BOB, &dist2, t1).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Replay(Freshness::EpochNotNewer {
+                epoch: 2,
+                current: 2
+            })
+        ),
+        "{e:?}"
+    );
+    // Carol has no key for epoch 2: refused input, not misuse.
+    let msg2 = f.post(BOB, "g2", "new credentials: s3cret", t1);
+    let e = f
+        .open(
+            CAROL,
+            &RoomFlow::reflected(&msg2, "bob", "carol@example.org"),
+            &mut ReplayWindow::default(),
+            t1,
+        )
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Rejected);
+    assert!(
+        matches!(e, Error::NeedKey(NeedKey::UnknownEpoch { epoch: 2 })),
+        "{e:?}"
+    );
+    // Carol's epoch 1 post after the grace.
+    let late = carol_posts(&mut f, "c2", t1 + Duration::from_secs(11));
+    let e = f
+        .open(
+            ALICE,
+            &late,
+            &mut ReplayWindow::default(),
+            t1 + Duration::from_secs(11),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Replay(Freshness::EpochSuperseded { epoch: 1, newer: 2 })
+        ),
+        "{e:?}"
+    );
+    // A key from someone who is not the pinned moderator.
+    let mut rogue =
+        Moderator::new(&f.room, Duration::from_secs(86_400), &mut OsRandom, t0()).unwrap();
+    rogue.add_member(f.s.bob.jid(), f.s.bob.public_cert());
+    let forged = deliver(
+        &rogue
+            .distribute(&f.s.carol, &mut OsRandom, &f.s.policy, t1)
+            .unwrap()[0],
+        "carol@example.org/c",
+    );
+    let e = f.members[BOB]
+        .accept_key(&forged, &f.s.bob, &f.s.keyring, &f.s.policy, t1)
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Binding(Mismatch::NotModerator { from }) if from == "carol@example.org"),
+        "{e:?}"
+    );
 }
