@@ -64,7 +64,7 @@ fn bench(c: &mut Criterion) {
             let got = Stanza::parse(&wire)
                 .unwrap()
                 .with_attr("from", "alice@cloud.example/a");
-            black_box(signed::verify(&got, &ring, &policy, now).unwrap());
+            let _ = black_box(signed::verify(&got, &ring, &policy, now).unwrap());
         })
     });
     g.sampling_mode(SamplingMode::Flat)
@@ -95,7 +95,7 @@ fn bench(c: &mut Criterion) {
             let got = Stanza::parse(&m.to_xml())
                 .unwrap()
                 .with_attr("from", "alice@cloud.example/a");
-            black_box(encrypted::decrypt(&got, &bob, &ring, &policy, now).unwrap());
+            let _ = black_box(encrypted::decrypt(&got, &bob, &ring, &policy, now).unwrap());
         })
     });
     let prepared = xep0027::openpgp::Recipients::new(
@@ -111,7 +111,7 @@ fn bench(c: &mut Criterion) {
             let got = Stanza::parse(&m.to_xml())
                 .unwrap()
                 .with_attr("from", "alice@cloud.example/a");
-            black_box(encrypted::decrypt(&got, &bob, &ring, &policy, now).unwrap());
+            let _ = black_box(encrypted::decrypt(&got, &bob, &ring, &policy, now).unwrap());
         })
     });
     g.bench_function("xep0027_public_key_signed", |b| {
@@ -121,7 +121,7 @@ fn bench(c: &mut Criterion) {
             let got = Stanza::parse(&m.to_xml())
                 .unwrap()
                 .with_attr("from", "alice@cloud.example/a");
-            black_box(encrypted::decrypt(&got, &bob, &ring, &policy, now).unwrap());
+            let _ = black_box(encrypted::decrypt(&got, &bob, &ring, &policy, now).unwrap());
         })
     });
     let mut sa = Sessions::new(alice.jid(), Duration::from_secs(86_400));

@@ -25,7 +25,7 @@ fn presence(from: &str, status: &str, sig: &str) -> Stanza {
     let mut p = Stanza::parse(&format!("<presence from='{from}'/>")).unwrap();
     p.set_status(status);
     p.element_mut()
-        .push(xep0027::stanza::Element::new("x", xep0027::stanza::NS_SIGNED).with_text(sig));
+        .push(xep0027::stanza::Element::new("x", xep0027::ns::SIGNED).with_text(sig));
     p
 }
 
@@ -33,7 +33,7 @@ fn presence(from: &str, status: &str, sig: &str) -> Stanza {
 fn with_encrypted(xml: &str, armored: &str) -> Stanza {
     let mut m = Stanza::parse(xml).unwrap();
     m.element_mut().push(
-        xep0027::stanza::Element::new("x", xep0027::stanza::NS_ENCRYPTED)
+        xep0027::stanza::Element::new("x", xep0027::ns::ENCRYPTED)
             .with_text(&armor::strip(armored).unwrap()),
     );
     m
@@ -79,7 +79,8 @@ fn gpg_signatures_verify_with_xep0027() {
             b64.join("\n"),
             format!("\n  {}\n  {check}\n", b64.join("\n  ")),
         ] {
-            signed::verify(&presence(jid, status, &shape), &keyring, &p, now()).unwrap();
+            let _verified =
+                signed::verify(&presence(jid, status, &shape), &keyring, &p, now()).unwrap();
         }
 
         // Tampered status, trailing newline (exact bytes are signed), another sender.
@@ -113,7 +114,7 @@ fn gpg_signatures_verify_with_xep0027() {
                 .unwrap(),
         )
         .unwrap();
-        signed::verify(&presence(jid, text, &ts), &keyring, &p, now()).unwrap();
+        let _verified = signed::verify(&presence(jid, text, &ts), &keyring, &p, now()).unwrap();
 
         // Clearsign-based clients: the signature block of a clearsigned status, whose hash
         // ignores trailing whitespace; verified tolerantly and reported as such.
@@ -164,11 +165,11 @@ fn expired_gpg_keys_are_refused() {
     )
     .unwrap();
     let st = presence("temp@example.org/x", "short-lived", &sig);
-    signed::verify(&st, &keyring, &p, now()).unwrap();
+    let _verified = signed::verify(&st, &keyring, &p, now()).unwrap();
     let in_two_days = now() + std::time::Duration::from_secs(2 * 86_400);
     // OpenPGP semantics: a signature made while the key was valid stays valid after the key
     // expires (stale stanzas are the signed envelope's job: its stamp must be within the skew).
-    signed::verify(&st, &keyring, &p, in_two_days).unwrap();
+    let _verified = signed::verify(&st, &keyring, &p, in_two_days).unwrap();
     // Nor can anything be encrypted to it then.
     let cert = keys::cert_from_bytes(&g.export(&fpr).unwrap()).unwrap();
     let r = xep0027::openpgp::Recipients::new(&[&cert], &p, in_two_days);
@@ -208,7 +209,7 @@ fn xep0027_signatures_verify_with_gpg() {
         signed::sign(&mut st, &me, &p, now()).unwrap();
         let x = st
             .element()
-            .only_child("x", xep0027::stanza::NS_SIGNED)
+            .only_child("x", xep0027::ns::SIGNED)
             .unwrap()
             .unwrap()
             .text();
@@ -231,7 +232,7 @@ fn xep0027_signatures_verify_with_gpg() {
         signed::sign(&mut m, &me, &p, now()).unwrap();
         let x = m
             .element()
-            .only_child("x", xep0027::stanza::NS_SIGNED)
+            .only_child("x", xep0027::ns::SIGNED)
             .unwrap()
             .unwrap()
             .text();
@@ -341,7 +342,7 @@ fn xep0027_encrypted_messages_decrypt_with_gpg() {
         encrypted::encrypt(&mut m, &me, &[&peer], true, &p, now()).unwrap();
         let x = m
             .element()
-            .only_child("x", xep0027::stanza::NS_ENCRYPTED)
+            .only_child("x", xep0027::ns::ENCRYPTED)
             .unwrap()
             .unwrap()
             .text();
@@ -383,10 +384,11 @@ fn keyring_files_and_explicit_bindings() {
     ));
     let bf: xep0027::sequoia_openpgp::Fingerprint = b.parse().unwrap();
     ring.bind(&Jid::new("b@example.org").unwrap(), &bf).unwrap();
-    signed::verify(&st, &ring, &p, now()).unwrap();
+    let _verified = signed::verify(&st, &ring, &p, now()).unwrap();
     // a's key is bound to a@ only.
     let sig = armor::strip(&g.detach_sign(&a, b"hi", false, "SHA256").unwrap()).unwrap();
-    signed::verify(&presence("a@example.org/x", "hi", &sig), &ring, &p, now()).unwrap();
+    let _verified =
+        signed::verify(&presence("a@example.org/x", "hi", &sig), &ring, &p, now()).unwrap();
     assert!(signed::verify(&presence("b@example.org/x", "hi", &sig), &ring, &p, now()).is_err());
     // gpg's secret key export is an identity we can use.
     let me = Identity::from_bytes(
@@ -396,7 +398,8 @@ fn keyring_files_and_explicit_bindings() {
     .unwrap();
     let mut mine = Stanza::parse("<presence><status>x</status></presence>").unwrap();
     signed::sign(&mut mine, &me, &p, now()).unwrap();
-    signed::verify(&mine.with_attr("from", "a@example.org/y"), &ring, &p, now()).unwrap();
+    let _verified =
+        signed::verify(&mine.with_attr("from", "a@example.org/y"), &ring, &p, now()).unwrap();
 }
 
 #[test]
@@ -429,7 +432,7 @@ fn gpg_keys_in_the_xep0027_tool_and_gpg_verifies_what_it_signs() {
     let st = xep0027::stanza::Stanza::parse(&String::from_utf8(stdout).unwrap()).unwrap();
     let x = st
         .element()
-        .only_child("x", xep0027::stanza::NS_SIGNED)
+        .only_child("x", xep0027::ns::SIGNED)
         .unwrap()
         .unwrap()
         .text();

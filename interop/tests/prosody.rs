@@ -79,7 +79,7 @@ fn xep0027_through_prosody() {
         Some("scheduler@cloud.example/module"),
         "the server stamped the sender"
     );
-    envelope::check(&got, &pki, &policy, &mut worker_window, now).unwrap();
+    let _checked = envelope::check(&got, &pki, &policy, &mut worker_window, now).unwrap();
     assert_eq!(
         signed::verify(&got, &pki, &policy, now).unwrap().signer,
         ids[0].fingerprint()
@@ -100,7 +100,7 @@ fn xep0027_through_prosody() {
     clients[0].send(&m.to_xml()).unwrap();
     clients[0].send(&m.to_xml()).unwrap();
     let first = Stanza::parse(&clients[1].next_stanza_matching("job-1").unwrap()).unwrap();
-    envelope::check(&first, &pki, &policy, &mut worker_window, now).unwrap();
+    let _checked = envelope::check(&first, &pki, &policy, &mut worker_window, now).unwrap();
     assert_eq!(
         encrypted::decrypt(&first, &ids[1], &pki, &policy, now)
             .unwrap()

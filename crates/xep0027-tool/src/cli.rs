@@ -5,9 +5,10 @@ use std::io::{Read, Write};
 use crate::exit::{Failure, Res, Tool, fail, read};
 use std::time::{Duration, SystemTime};
 
-use xep0027::envelope::{self, NS_ENVELOPE, ReplayWindow};
+use xep0027::envelope::{self, ReplayWindow};
 use xep0027::jid::Jid;
 use xep0027::keys::{self, Identity, Keyring, Suite};
+use xep0027::ns;
 use xep0027::policy::Policy;
 use xep0027::stanza::Stanza;
 use xep0027::{armor, encrypted, signed};
@@ -199,7 +200,7 @@ fn verify(o: &Opts, io: &mut Io<'_>) -> Res<()> {
     let st = stdin_stanza(o, io)?;
     if st
         .element()
-        .only_child("envelope", NS_ENVELOPE)
+        .only_child("envelope", ns::ENVELOPE)
         .map_err(fail)?
         .is_some()
     {

@@ -12,10 +12,10 @@ use sequoia_openpgp::Cert;
 
 use crate::armor;
 use crate::keys::{CertLookup, Identity, SecretKeyStore};
+use crate::ns;
 use crate::openpgp::{self, Recipients, Verified};
 use crate::policy::Policy;
-use crate::signed::sender;
-use crate::stanza::{Element, Kind, NS_ENCRYPTED, Stanza};
+use crate::stanza::{Element, Kind, Stanza, sender};
 use crate::{Error, Result};
 
 /// The `<body/>` that replaces an encrypted one (XEP-0027 §5 suggests such a text).
@@ -63,14 +63,16 @@ pub fn encrypt_to(
     };
     let ct = openpgp::encrypt_to(body.as_bytes(), recipients, signer, now)?;
     let el = stanza.element_mut();
-    el.remove_children("x", NS_ENCRYPTED);
-    el.push(Element::new("x", NS_ENCRYPTED).with_text(&armor::encode(&ct)));
+    el.remove_children("x", ns::ENCRYPTED);
+    el.push(Element::new("x", ns::ENCRYPTED).with_text(&armor::encode(&ct)));
     stanza.set_body(FALLBACK_BODY);
     Ok(())
 }
 
 /// A decrypted message.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
+#[must_use = "the body, and whether it was signed: check `signature`"]
 pub struct Decrypted {
     /// The body text.
     pub body: String,
@@ -81,7 +83,7 @@ pub struct Decrypted {
 
 /// The encrypted payload of a message (binary OpenPGP), if it has one.
 pub fn payload(stanza: &Stanza) -> Result<Option<Vec<u8>>> {
-    match stanza.element().only_child("x", NS_ENCRYPTED)? {
+    match stanza.element().only_child("x", ns::ENCRYPTED)? {
         Some(x) => Ok(Some(armor::decode(&x.text())?)),
         None => Ok(None),
     }

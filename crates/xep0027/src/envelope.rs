@@ -28,25 +28,23 @@ use std::time::{Duration, SystemTime};
 
 use crate::armor;
 use crate::canonical;
+use crate::error::{Freshness, Mismatch, UnknownSigner};
 use crate::jid::Jid;
 use crate::keys::{CertLookup, Identity};
+use crate::ns;
 use crate::openpgp::{self, SigMode, Verified};
 use crate::policy::Policy;
 use crate::stanza::{Element, Kind, Stanza};
 use crate::{Error, Result};
 
-/// The envelope namespace.
-pub const NS_ENVELOPE: &str = "urn:xmpp-federation:xep0027:envelope:0";
-const LABEL: &str = "urn:xmpp-federation:xep0027:envelope:0";
-
 /// The signed payload of a stanza (see the module docs).
 pub(crate) fn payload(stanza: &Stanza) -> Result<(&'static str, Vec<u8>)> {
     match stanza.kind() {
         Kind::Presence => {
-            let ns = stanza.element().ns().to_owned();
+            let space = stanza.element().ns().to_owned();
             let show = stanza
                 .element()
-                .only_child("show", &ns)?
+                .only_child("show", &space)?
                 .map(|e| e.text())
                 .unwrap_or_default();
             let status = stanza.status()?.unwrap_or_default();
@@ -59,8 +57,8 @@ pub(crate) fn payload(stanza: &Stanza) -> Result<(&'static str, Vec<u8>)> {
             if let Some(packets) = crate::encrypted::payload(stanza)? {
                 return Ok(("encrypted", packets));
             }
-            for ns in [crate::session::NS_SESSION, crate::room::NS_ROOM] {
-                if let Some(s) = stanza.element().only_child("sealed", ns)? {
+            for space in [ns::SESSION, ns::ROOM] {
+                if let Some(s) = stanza.element().only_child("sealed", space)? {
                     return Ok(("sealed", sealed_bytes(s)));
                 }
             }
@@ -95,7 +93,7 @@ fn signed_bytes(stanza: &Stanza, from: &str, to: &str, id: &str, stamp: &str) ->
     let typ = stanza.stanza_type().unwrap_or("");
     let (label, data) = payload(stanza)?;
     Ok(canonical::encode(
-        LABEL,
+        ns::label::ENVELOPE,
         &[
             kind.as_bytes(),
             typ.as_bytes(),
@@ -128,9 +126,9 @@ pub fn seal(stanza: &mut Stanza, me: &Identity, policy: &Policy, now: SystemTime
     let bytes = signed_bytes(stanza, &from, &to, &id, &stamp)?;
     let sig = openpgp::sign_detached(me.signer(policy, now)?, &bytes, SigMode::Binary, now)?;
     let el = stanza.element_mut();
-    el.remove_children("envelope", NS_ENVELOPE);
+    el.remove_children("envelope", ns::ENVELOPE);
     el.push(
-        Element::new("envelope", NS_ENVELOPE)
+        Element::new("envelope", ns::ENVELOPE)
             .with_attr("from", &from)
             .with_attr("to", &to)
             .with_attr("stamp", &stamp)
@@ -141,6 +139,8 @@ pub fn seal(stanza: &mut Stanza, me: &Identity, policy: &Policy, now: SystemTime
 
 /// A checked envelope.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
+#[must_use = "the checked envelope names the sender: use it, not the stanza's 'from'"]
 pub struct Checked {
     /// The sender (bare JID), whose certificate made the signature.
     pub sender: Jid,
@@ -163,6 +163,21 @@ pub struct Checked {
 /// Time only moves forward here: the window remembers the latest `now` it was given and uses
 /// it whenever a smaller one comes (a clock stepped back), so an entry that expired cannot be
 /// accepted again.
+///
+/// Call these in this order:
+///
+/// 1. [`ReplayWindow::new`] (or [`ReplayWindow::default`]) once per receiver, and keep the
+///    window for as long as the receiver runs: a new window forgets what was accepted.
+/// 2. For each stanza received: [`check`] (verifies the envelope and records it), or, when
+///    more must be checked before the stanza counts as accepted (a payload to decrypt),
+///    [`verify`], then the other checks, then [`ReplayWindow::accept`] with the checked
+///    sender, the stanza id, the checked stamp and the same `now`. Nothing is recorded on
+///    error, so a refused stanza can be retried.
+/// 3. From time to time, [`ReplayWindow::expire`] with the current time to free memory
+///    ([`ReplayWindow::accept`] does it too).
+///
+/// [`ReplayWindow::check_time`], [`ReplayWindow::check_sender_time`] and
+/// [`ReplayWindow::is_seen`] only read, at any time.
 #[derive(Clone, Debug)]
 pub struct ReplayWindow {
     skew: Duration,
@@ -201,21 +216,25 @@ impl ReplayWindow {
     }
 
     /// The allowed skew.
+    #[must_use]
     pub fn skew(&self) -> Duration {
         self.skew
     }
 
     /// How many ids are remembered.
+    #[must_use]
     pub fn len(&self) -> usize {
         self.by_stamp.len()
     }
 
     /// Whether nothing is remembered.
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.by_stamp.is_empty()
     }
 
     /// Whether `(sender, id)` was accepted and is still remembered.
+    #[must_use]
     pub fn is_seen(&self, sender: &str, id: &str) -> bool {
         self.senders
             .get(sender)
@@ -235,22 +254,15 @@ impl ReplayWindow {
             Err(e) => e.duration(),
         };
         if off > self.skew {
-            let when = if stamp > now {
-                "in the future"
+            let skew = self.skew;
+            return Err(Error::Replay(if stamp > now {
+                Freshness::Future { ahead: off, skew }
             } else {
-                "in the past"
-            };
-            return Err(Error::Replay(format!(
-                "stamp {} is {}s {when} (allowed skew {}s)",
-                crate::time::format(stamp),
-                off.as_secs(),
-                self.skew.as_secs()
-            )));
+                Freshness::Stale { behind: off, skew }
+            }));
         }
         if self.floor.is_some_and(|f| stamp <= f) {
-            return Err(Error::Replay(
-                "stamp older than what the full replay window still remembers".into(),
-            ));
+            return Err(Error::Replay(Freshness::Forgotten { sender: None }));
         }
         Ok(())
     }
@@ -269,9 +281,9 @@ impl ReplayWindow {
             .and_then(|l| l.floor)
             .is_some_and(|f| stamp <= f)
         {
-            return Err(Error::Replay(format!(
-                "stamp older than what the replay window still remembers of {sender}"
-            )));
+            return Err(Error::Replay(Freshness::Forgotten {
+                sender: Some(sender.to_owned()),
+            }));
         }
         Ok(())
     }
@@ -287,9 +299,10 @@ impl ReplayWindow {
         self.expire(now);
         self.check_sender_time(sender, stamp, now)?;
         if self.is_seen(sender, id) {
-            return Err(Error::Replay(format!(
-                "stanza id {id:?} from {sender} was already accepted"
-            )));
+            return Err(Error::Replay(Freshness::Duplicate {
+                sender: sender.to_owned(),
+                id: id.to_owned(),
+            }));
         }
         while self.by_stamp.len() >= self.max_entries {
             self.evict_one();
@@ -394,7 +407,7 @@ pub fn verify(
 ) -> Result<Checked> {
     let env = stanza
         .element()
-        .required_child("envelope", NS_ENVELOPE, "signed envelope")?;
+        .required_child("envelope", ns::ENVELOPE, "signed envelope")?;
     let attr = |n: &str| {
         env.attr(n)
             .ok_or_else(|| Error::Stanza(format!("envelope without '{n}'")))
@@ -420,34 +433,35 @@ pub fn verify(
         // A MUC reflects the message from room@service/nick: the room is the recipient the
         // sender named; the sender is the envelope's signer.
         if s_from.bare() != e_to {
-            return Err(Error::Binding(format!(
-                "groupchat from room {} but the envelope is for {e_to:?}",
-                s_from.bare()
-            )));
+            return Err(Error::Binding(Mismatch::Room {
+                expected: e_to.to_owned(),
+                got: s_from.bare().to_owned(),
+            }));
         }
     } else {
         if s_from.bare() != e_from {
-            return Err(Error::Binding(format!(
-                "stanza from {} but the envelope is signed for sender {e_from}",
-                s_from.bare()
-            )));
+            return Err(Error::Binding(Mismatch::Sender {
+                stanza: s_from.bare().to_owned(),
+                signed: e_from.to_owned(),
+            }));
         }
         match stanza.to() {
             Some(t) => {
                 let to = Jid::new(t)?;
                 let broadcast = stanza.kind() == Kind::Presence && e_to.is_empty();
                 if !broadcast && to.bare() != e_to {
-                    return Err(Error::Binding(format!(
-                        "stanza to {} but the envelope is for {e_to:?}",
-                        to.bare()
-                    )));
+                    return Err(Error::Binding(Mismatch::Recipient {
+                        stanza: to.bare().to_owned(),
+                        signed: e_to.to_owned(),
+                    }));
                 }
             }
             None if e_to.is_empty() => {}
             None => {
-                return Err(Error::Binding(
-                    "the envelope names a recipient, the stanza none".into(),
-                ));
+                return Err(Error::Binding(Mismatch::Recipient {
+                    stanza: String::new(),
+                    signed: e_to.to_owned(),
+                }));
             }
         }
     }
@@ -455,7 +469,7 @@ pub fn verify(
     window.check_sender_time(e_from, stamp, now)?;
     let signers = certs.by_jid(e_from);
     if signers.is_empty() {
-        return Err(Error::UnknownSigner(e_from.to_owned()));
+        return Err(Error::UnknownSigner(UnknownSigner::Jid(e_from.to_owned())));
     }
     let sig = armor::decode(&env.text())?;
     let bytes = signed_bytes(stanza, e_from, e_to, id, stamp_s)?;
@@ -468,14 +482,13 @@ pub fn verify(
         Err(e) => e.duration(),
     };
     if drift > Duration::from_secs(1) {
-        return Err(Error::Replay(
-            "the signature time and the signed stamp disagree".into(),
-        ));
+        return Err(Error::Replay(Freshness::ClockMismatch));
     }
     if window.is_seen(e_from, id) {
-        return Err(Error::Replay(format!(
-            "stanza id {id:?} from {e_from} was already accepted"
-        )));
+        return Err(Error::Replay(Freshness::Duplicate {
+            sender: e_from.to_owned(),
+            id: id.to_owned(),
+        }));
     }
     Ok(Checked {
         sender: e_from_jid,
@@ -518,6 +531,36 @@ mod tests {
         w.expire(later);
         assert!(w.is_empty());
         assert!(w.accept("a@x", "1", t0, later).is_err(), "stale");
+    }
+
+    /// The refusals say which: a replay, a stale or a future stamp, a forgotten floor.
+    #[test]
+    fn replay_window_reasons_are_typed() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let s = Duration::from_secs;
+        let skew = s(300);
+        let mut w = ReplayWindow::new(skew, 2);
+        w.accept("a@x", "1", t0, t0).unwrap();
+        let dup = w.accept("a@x", "1", t0, t0).unwrap_err();
+        assert!(matches!(
+            &dup,
+            Error::Replay(Freshness::Duplicate { sender, id }) if sender == "a@x" && id == "1"
+        ));
+        assert_eq!(dup.kind(), crate::ErrorKind::Rejected);
+        assert!(matches!(
+            w.accept("a@x", "2", t0 - s(301), t0),
+            Err(Error::Replay(Freshness::Stale { behind, skew: k })) if behind == s(301) && k == skew
+        ));
+        assert!(matches!(
+            w.accept("a@x", "2", t0 + s(301), t0),
+            Err(Error::Replay(Freshness::Future { ahead, .. })) if ahead == s(301)
+        ));
+        w.accept("a@x", "2", t0 + s(1), t0).unwrap();
+        w.accept("a@x", "3", t0 + s(2), t0).unwrap();
+        assert!(matches!(
+            w.accept("a@x", "4", t0, t0),
+            Err(Error::Replay(Freshness::Forgotten { sender: Some(s) })) if s == "a@x"
+        ));
     }
 
     /// Issue 12 item 5: one contact filling the window costs only its own entries.

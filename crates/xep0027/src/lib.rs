@@ -12,7 +12,21 @@
 //! (§3, §4), [`encrypted`] (§5, signed inside), [`openpgp`] (the byte-level operations),
 //! [`keys`] (certificate lookup by key and by JID, keyrings, secret keys, one's identity),
 //! [`policy`] (standard, or the explicit legacy SHA-1-era option), [`jid`], [`time`]
-//! (XEP-0082), [`symmetric`] (AES-256-GCM and the randomness input).
+//! (XEP-0082), [`symmetric`] (AES-256-GCM and the randomness input), [`ns`] (every XML
+//! namespace), [`error`].
+//!
+//! The modules depend on each other in one direction only (no cycles); each uses only those
+//! on earlier lines:
+//!
+//! 1. [`error`], [`ns`]
+//! 2. [`jid`], [`time`], [`armor`], [`policy`], [`symmetric`]
+//! 3. [`stanza`] (uses `jid`, `armor`'s size limit)
+//! 4. [`keys`], then [`openpgp`] (uses `keys::SecretKeyStore`), then the private `canonical`
+//!    (signed records)
+//! 5. [`signed`], [`encrypted`]
+//! 6. [`envelope`] (recognises encrypted and sealed payloads through [`ns`] and
+//!    [`encrypted::payload`])
+//! 7. [`session`], [`room`] (seal with the envelope, check with [`envelope::ReplayWindow`])
 //!
 //! What is guaranteed against a hostile peer (each with its regression test): decrypting one
 //! message costs at most [`openpgp::MAX_DECRYPTION_ATTEMPTS`] private-key operations, with
@@ -24,6 +38,11 @@
 //! ID; the replay window is shared fairly between senders and never goes back in time; a room
 //! member refuses older epochs once a newer key is accepted, after a short grace.
 //!
+//! Errors: one [`Error`] enum; [`Error::kind`] sorts it into an [`ErrorKind`] (malformed
+//! input, refused by policy or for security, misuse, backend failure), and the refusals a
+//! caller branches on carry typed reasons ([`error::Freshness`]: replay, stale, future...;
+//! [`error::Mismatch`]: which binding; [`error::UnknownSigner`]; [`error::NeedKey`]).
+//!
 //! Sans-IO: time (`now`) and, for the symmetric layer, randomness ([`symmetric::Random`]) are
 //! inputs; nothing here reads the clock or does IO (except [`keys::Keyring::from_file`]).
 //! OpenPGP's own randomness (session keys inside OpenPGP messages, key generation) comes from
@@ -33,6 +52,7 @@
 //!
 //! ```
 //! use std::time::{Duration, SystemTime};
+//! use xep0027::{Error, ErrorKind, error::Freshness};
 //! use xep0027::{envelope, signed, jid::Jid, keys::{Identity, Keyring, Suite}, policy::Policy, stanza::Stanza};
 //!
 //! let now = SystemTime::now();
@@ -52,7 +72,9 @@
 //! assert_eq!(checked.sender.bare(), "alice@example.org");
 //! assert_eq!(signed::verify(&got, &known, &policy, now)?.signer, alice.fingerprint());
 //! // The same stanza again is a replay.
-//! assert!(envelope::check(&got, &known, &policy, &mut window, now).is_err());
+//! let again = envelope::check(&got, &known, &policy, &mut window, now).unwrap_err();
+//! assert_eq!(again.kind(), ErrorKind::Rejected);
+//! assert!(matches!(again, Error::Replay(Freshness::Duplicate { .. })));
 //! # Ok::<(), xep0027::Error>(())
 //! ```
 
@@ -66,6 +88,7 @@ pub mod envelope;
 pub mod error;
 pub mod jid;
 pub mod keys;
+pub mod ns;
 pub mod openpgp;
 pub mod policy;
 pub mod room;
@@ -75,6 +98,6 @@ pub mod stanza;
 pub mod symmetric;
 pub mod time;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 /// The sequoia-openpgp this crate is built on (certificates, fingerprints, policies).
 pub use sequoia_openpgp;

@@ -26,7 +26,7 @@ use openpgp::types::{Features, KeyFlags, SignatureType, SymmetricAlgorithm};
 use openpgp::{Cert, Fingerprint, KeyHandle};
 use sequoia_openpgp as openpgp;
 
-use crate::error::pgp_msg;
+use crate::error::{Mismatch, UnknownSigner, pgp_msg};
 use crate::keys::SecretKeyStore;
 use crate::policy::Policy;
 use crate::{Error, Result};
@@ -35,8 +35,10 @@ use crate::{Error, Result};
 /// compressed messages cannot expand past it.
 pub const MAX_PLAINTEXT_LEN: usize = crate::armor::MAX_ARMOR_LEN;
 
-/// A good signature: who made it and when.
+/// A good signature: who made it and when. Only this crate makes one, after verifying.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+#[must_use = "a verified signature says who signed: check the signer"]
 pub struct Verified {
     /// The fingerprint of the signer's certificate.
     pub signer: Fingerprint,
@@ -118,10 +120,9 @@ fn record_layer(
                         && intended.peek().is_some()
                         && !intended.any(|f| f == me)
                     {
-                        errors.push(Error::Binding(format!(
-                            "the signature by {} is intended for other recipients than {me}",
-                            g.ka.cert().fingerprint()
-                        )));
+                        errors.push(Error::Binding(Mismatch::IntendedRecipient {
+                            signer: g.ka.cert().fingerprint().to_hex(),
+                        }));
                         continue;
                     }
                     if good.is_none() {
@@ -150,7 +151,7 @@ fn verification_error(e: VerificationError<'_>) -> Error {
                 .next()
                 .map(|h| h.to_string())
                 .unwrap_or_else(|| "an unnamed key".into());
-            Error::UnknownSigner(format!("key {who} (not among the sender's certificates)"))
+            Error::UnknownSigner(UnknownSigner::Key(who))
         }
         VerificationError::BadSignature { error, .. } => Error::BadSignature(pgp_msg(&error)),
         VerificationError::BadKey { error, .. } | VerificationError::UnboundKey { error, .. } => {
@@ -456,6 +457,8 @@ pub fn encrypt_to(
 
 /// What [`decrypt`] found.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
+#[must_use = "the plaintext and whether it was signed"]
 pub struct Decrypted {
     /// The plaintext.
     pub plaintext: Vec<u8>,

@@ -27,18 +27,15 @@ use sequoia_openpgp::{Cert, Fingerprint};
 use crate::canonical;
 use crate::encrypted::FALLBACK_BODY;
 use crate::envelope::{self, ReplayWindow};
+use crate::error::{Freshness, Mismatch, NeedKey};
 use crate::jid::Jid;
 use crate::keys::{CertLookup, Identity};
+use crate::ns;
+use crate::ns::label::{ROOM_KEY as RECORD, ROOM_MESSAGE as AAD};
 use crate::policy::Policy;
-use crate::signed::sender;
-use crate::stanza::{Element, Kind, Stanza};
+use crate::stanza::{Element, Kind, Stanza, sender};
 use crate::symmetric::{self, KeyBytes, Random};
 use crate::{Error, Result};
-
-/// The room-key namespace.
-pub const NS_ROOM: &str = "urn:xmpp-federation:xep0027:room:0";
-const RECORD: &str = "urn:xmpp-federation:xep0027:room-key:0";
-const AAD: &str = "urn:xmpp-federation:xep0027:room-message:0";
 
 #[derive(Clone, Debug)]
 struct RoomKey {
@@ -47,10 +44,18 @@ struct RoomKey {
     key: KeyBytes,
     created: SystemTime,
     expires: SystemTime,
+}
+
+/// A room key as a member holds it: with what only a member has, when it accepted the key
+/// (for the epoch grace) and how many messages it sealed with it (for the seal limit). The
+/// moderator keeps a bare [`RoomKey`].
+#[derive(Clone, Debug)]
+struct HeldKey {
+    room_key: RoomKey,
+    /// When this member accepted it.
+    accepted: SystemTime,
     /// Messages this member sealed with it.
     sealed: u64,
-    /// When this member accepted it (the moderator's side: when it was made).
-    accepted: SystemTime,
 }
 
 /// How many messages one member seals with one room key by default (2^24): with random
@@ -64,6 +69,16 @@ pub const DEFAULT_ROOM_SEAL_LIMIT: u64 = 1 << 24;
 pub const DEFAULT_EPOCH_GRACE: Duration = Duration::from_secs(10);
 
 /// The room's moderator: holds the member list and the current key.
+///
+/// Call these in this order:
+///
+/// 1. [`Moderator::new`] once per room (epoch 1).
+/// 2. [`Moderator::add_member`] for each member (with the certificate its key goes to).
+/// 3. [`Moderator::distribute`] and send every stanza it returns (or
+///    [`Moderator::distribute_to`] for one member added later).
+/// 4. To remove a member: [`Moderator::remove_member`] (it rotates), then step 3 again, so
+///    that the remaining members get the new epoch. To rotate otherwise (the key nears its
+///    expiry, a member reports its seal limit): [`Moderator::rotate`], then step 3.
 #[derive(Debug)]
 pub struct Moderator {
     room: Jid,
@@ -90,11 +105,13 @@ impl Moderator {
     }
 
     /// The room.
+    #[must_use]
     pub fn room(&self) -> &Jid {
         &self.room
     }
 
     /// The current epoch.
+    #[must_use]
     pub fn epoch(&self) -> u64 {
         self.current.epoch
     }
@@ -131,6 +148,7 @@ impl Moderator {
 
     /// The key distribution for every current member: one message each, encrypted to that
     /// member and signed by the moderator `me`.
+    #[must_use = "the room keys must be sent to the members"]
     pub fn distribute(
         &self,
         me: &Identity,
@@ -145,6 +163,7 @@ impl Moderator {
     }
 
     /// The key distribution for one member.
+    #[must_use = "the room key must be sent to the member"]
     pub fn distribute_to(
         &self,
         me: &Identity,
@@ -195,7 +214,7 @@ impl Moderator {
             .with_attr("to", member)
             .with_attr("id", &symmetric::random_id(rng, 8)?);
         s.element_mut().push(
-            Element::new("room-key", NS_ROOM)
+            Element::new("room-key", ns::ROOM)
                 .with_attr("room", self.room.bare())
                 .with_attr("epoch", &epoch)
                 .with_text(&sealed),
@@ -219,13 +238,13 @@ fn new_key(
         key: KeyBytes::random(rng)?,
         created,
         expires,
-        sealed: 0,
-        accepted: created,
     })
 }
 
 /// A room message, opened.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+#[must_use = "the opened message names its sender"]
 pub struct RoomMessage {
     /// Who wrote it (bare JID, from the signed envelope).
     pub sender: Jid,
@@ -236,12 +255,24 @@ pub struct RoomMessage {
 }
 
 /// A member's view of a room: the pinned moderator and the keys received.
+///
+/// Call these in this order:
+///
+/// 1. [`Member::new`] when joining, pinning the moderator's fingerprint (then
+///    [`Member::set_seal_limit`] and [`Member::set_epoch_grace`] if the defaults do not
+///    suit), and one [`ReplayWindow`] for the room.
+/// 2. [`Member::accept_key`] for each key distribution received from the moderator.
+/// 3. To post: [`Member::seal`] (it signs the envelope too) and send the stanza to the room.
+///    An [`Error::NeedKey`] means no key yet, or the key is used up or expired: ask the
+///    moderator to rotate and go back to step 2.
+/// 4. For each `groupchat` message the room reflects: [`Member::open`] with the room's
+///    window.
 #[derive(Debug)]
 pub struct Member {
     room: Jid,
     me: Jid,
     moderator: Fingerprint,
-    keys: BTreeMap<u64, RoomKey>,
+    keys: BTreeMap<u64, HeldKey>,
     seal_limit: u64,
     epoch_grace: Duration,
 }
@@ -272,6 +303,7 @@ impl Member {
     }
 
     /// The newest epoch this member has a key for.
+    #[must_use]
     pub fn epoch(&self) -> Option<u64> {
         self.keys.keys().next_back().copied()
     }
@@ -287,7 +319,7 @@ impl Member {
     ) -> Result<u64> {
         let el = stanza
             .element()
-            .required_child("room-key", NS_ROOM, "room key")?;
+            .required_child("room-key", ns::ROOM, "room key")?;
         let from = sender(stanza)?;
         let moderator: Vec<Cert> = certs
             .by_jid(from.bare())
@@ -295,64 +327,61 @@ impl Member {
             .filter(|c| c.fingerprint() == self.moderator)
             .collect();
         if moderator.is_empty() {
-            return Err(Error::Binding(format!(
-                "room key from {} is not from the room's moderator {}",
-                from.bare(),
-                self.moderator
-            )));
+            return Err(Error::Binding(Mismatch::NotModerator {
+                from: from.bare().to_owned(),
+            }));
         }
         let record =
             canonical::Record::open(&el.text(), "a room key", me, &moderator, policy, now)?;
         if record.signer.signer != self.moderator {
-            return Err(Error::Binding(
-                "room key not signed by the room's moderator".into(),
-            ));
+            return Err(Error::Binding(Mismatch::NotModerator {
+                from: from.bare().to_owned(),
+            }));
         }
         let f = record.fields(RECORD, 7)?;
         let t = |i: usize| canonical::text(RECORD, f[i]);
         let (room, epoch_s, id, member, c, e) = (t(0)?, t(1)?, t(2)?, t(3)?, t(4)?, t(5)?);
         if room != self.room.bare() || el.attr("room") != Some(room) {
-            return Err(Error::Binding(format!(
-                "room key for {room}, not {}",
-                self.room.bare()
-            )));
+            return Err(Error::Binding(Mismatch::Room {
+                expected: self.room.bare().to_owned(),
+                got: room.to_owned(),
+            }));
         }
         if member != self.me.bare() {
-            return Err(Error::Binding(format!(
-                "room key addressed to {member}, not {}",
-                self.me.bare()
-            )));
+            return Err(Error::Binding(Mismatch::Member {
+                expected: self.me.bare().to_owned(),
+                got: member.to_owned(),
+            }));
         }
         let epoch: u64 = epoch_s
             .parse()
             .map_err(|_| Error::OpenPgp("bad epoch in the room key record".into()))?;
         if el.attr("epoch") != Some(epoch_s) {
-            return Err(Error::Binding(
-                "the epoch attribute differs from the signed record".into(),
-            ));
+            return Err(Error::Binding(Mismatch::Attribute("epoch")));
         }
-        if self.epoch().is_some_and(|cur| epoch <= cur) {
-            return Err(Error::Replay(format!(
-                "room key epoch {epoch} is not newer than {}",
-                self.epoch().unwrap_or(0)
-            )));
+        if let Some(current) = self.epoch()
+            && epoch <= current
+        {
+            return Err(Error::Replay(Freshness::EpochNotNewer { epoch, current }));
         }
         let (created, expires) = (crate::time::parse(c)?, crate::time::parse(e)?);
         if expires <= now {
-            return Err(Error::Replay(format!(
-                "room key epoch {epoch} expired at {e}"
-            )));
+            return Err(Error::Replay(Freshness::KeyExpired {
+                key: epoch.to_string(),
+            }));
         }
         self.keys.insert(
             epoch,
-            RoomKey {
-                epoch,
-                id: id.to_owned(),
-                key: KeyBytes::from_slice(f[6])?,
-                created,
-                expires,
-                sealed: 0,
+            HeldKey {
+                room_key: RoomKey {
+                    epoch,
+                    id: id.to_owned(),
+                    key: KeyBytes::from_slice(f[6])?,
+                    created,
+                    expires,
+                },
                 accepted: now,
+                sealed: 0,
             },
         );
         Ok(epoch)
@@ -384,22 +413,21 @@ impl Member {
     ) -> Result<()> {
         let limit = self.seal_limit;
         let room = self.room.bare().to_owned();
-        let (_, k) = self
+        let (_, held) = self
             .keys
             .iter_mut()
             .next_back()
-            .ok_or_else(|| Error::Key("no room key yet".into()))?;
-        if k.sealed >= limit {
-            return Err(Error::Key(format!(
-                "this member sealed {limit} messages with room key epoch {}: the moderator must rotate",
-                k.epoch
-            )));
+            .ok_or(Error::NeedKey(NeedKey::NoRoomKey))?;
+        if held.sealed >= limit {
+            return Err(Error::NeedKey(NeedKey::RoomSealLimit {
+                epoch: held.room_key.epoch,
+                limit,
+            }));
         }
-        if k.expires <= now {
-            return Err(Error::Key(format!(
-                "room key epoch {} has expired: the moderator must rotate",
-                k.epoch
-            )));
+        if held.room_key.expires <= now {
+            return Err(Error::NeedKey(NeedKey::RoomKeyExpired {
+                epoch: held.room_key.epoch,
+            }));
         }
         let id = stanza
             .id()
@@ -410,17 +438,24 @@ impl Member {
             .body()?
             .ok_or_else(|| Error::Stanza("no <body/> to seal".into()))?;
         let stamp = crate::time::format(now);
-        let epoch = k.epoch.to_string();
-        let aad = Member::aad(&room, &epoch, &k.id, me.jid().bare(), &id, &stamp);
-        let sealed = symmetric::seal(&k.key, &aad, body.as_bytes(), rng)?;
+        let epoch = held.room_key.epoch.to_string();
+        let aad = Member::aad(
+            &room,
+            &epoch,
+            &held.room_key.id,
+            me.jid().bare(),
+            &id,
+            &stamp,
+        );
+        let sealed = symmetric::seal(&held.room_key.key, &aad, body.as_bytes(), rng)?;
         // Built on a copy: the stanza changes only when the envelope is signed too.
         let mut out = stanza.clone();
         let el = out.element_mut();
         el.set_attr("to", &room);
         el.set_attr("type", "groupchat");
-        el.remove_children("sealed", NS_ROOM);
+        el.remove_children("sealed", ns::ROOM);
         el.push(
-            Element::new("sealed", NS_ROOM)
+            Element::new("sealed", ns::ROOM)
                 .with_attr("room", &room)
                 .with_attr("epoch", &epoch)
                 .with_attr("stamp", &stamp)
@@ -428,7 +463,7 @@ impl Member {
         );
         out.set_body(FALLBACK_BODY);
         envelope::seal(&mut out, me, policy, now)?;
-        k.sealed += 1;
+        held.sealed += 1;
         *stanza = out;
         Ok(())
     }
@@ -445,9 +480,12 @@ impl Member {
     ) -> Result<RoomMessage> {
         let el = stanza
             .element()
-            .required_child("sealed", NS_ROOM, "sealed room payload")?;
+            .required_child("sealed", ns::ROOM, "sealed room payload")?;
         if el.attr("room") != Some(self.room.bare()) {
-            return Err(Error::Binding("sealed for another room".into()));
+            return Err(Error::Binding(Mismatch::Room {
+                expected: self.room.bare().to_owned(),
+                got: el.attr("room").unwrap_or_default().to_owned(),
+            }));
         }
         let epoch_s = el
             .attr("epoch")
@@ -458,31 +496,31 @@ impl Member {
         let epoch: u64 = epoch_s
             .parse()
             .map_err(|_| Error::Stanza("bad epoch".into()))?;
-        let k = self.keys.get(&epoch).ok_or_else(|| {
-            Error::Key(format!("no key for epoch {epoch} of {}", self.room.bare()))
-        })?;
+        let k = self
+            .keys
+            .get(&epoch)
+            .map(|h| &h.room_key)
+            .ok_or(Error::NeedKey(NeedKey::UnknownEpoch { epoch }))?;
         if let Some((newer, next)) = self.keys.range(epoch + 1..).next()
             && now
                 .duration_since(next.accepted)
                 .is_ok_and(|d| d > self.epoch_grace)
         {
-            return Err(Error::Replay(format!(
-                "sealed with room key epoch {epoch}, superseded by epoch {newer} since {}",
-                crate::time::format(next.accepted)
-            )));
+            return Err(Error::Replay(Freshness::EpochSuperseded {
+                epoch,
+                newer: *newer,
+            }));
         }
         let stamp = crate::time::parse(stamp_s)?;
         if k.expires <= stamp {
-            return Err(Error::Replay(format!(
-                "sealed after room key epoch {epoch} expired"
-            )));
+            return Err(Error::Replay(Freshness::KeyExpired {
+                key: epoch.to_string(),
+            }));
         }
         // The window is only changed once the message also decrypts.
         let checked = envelope::verify(stanza, certs, policy, window, now)?;
         if checked.stamp != stamp {
-            return Err(Error::Binding(
-                "the sealed stamp differs from the signed envelope".into(),
-            ));
+            return Err(Error::Binding(Mismatch::Attribute("stamp")));
         }
         let id = stanza.id().unwrap_or_default();
         let aad = Member::aad(

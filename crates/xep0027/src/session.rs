@@ -31,18 +31,15 @@ use sequoia_openpgp::Cert;
 use crate::canonical;
 use crate::encrypted::FALLBACK_BODY;
 use crate::envelope::ReplayWindow;
+use crate::error::{Freshness, Mismatch, NeedKey, UnknownSigner};
 use crate::jid::Jid;
 use crate::keys::{CertLookup, Identity};
+use crate::ns;
+use crate::ns::label::{SESSION_KEY as RECORD, SESSION_MESSAGE as AAD};
 use crate::policy::Policy;
-use crate::signed::sender;
-use crate::stanza::{Element, Kind, Stanza};
+use crate::stanza::{Element, Kind, Stanza, sender};
 use crate::symmetric::{self, KeyBytes, Random};
 use crate::{Error, Result};
-
-/// The session-key namespace.
-pub const NS_SESSION: &str = "urn:xmpp-federation:xep0027:session:0";
-const RECORD: &str = "urn:xmpp-federation:xep0027:session-key:0";
-const AAD: &str = "urn:xmpp-federation:xep0027:session-message:0";
 
 #[derive(Clone, Debug)]
 struct SessionKey {
@@ -61,6 +58,7 @@ pub const DEFAULT_SEAL_LIMIT: u64 = 1 << 31;
 
 /// Facts about an agreed key.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct KeyInfo {
     /// The peer (bare JID).
     pub peer: Jid,
@@ -73,15 +71,45 @@ pub struct KeyInfo {
 }
 
 /// The session keys of one party, per peer.
+///
+/// Call these in this order:
+///
+/// 1. [`Sessions::new`] once per party (then [`Sessions::set_seal_limit`] if the default does
+///    not suit), and [`Sessions::restore_offer_state`] with what was saved before a restart.
+/// 2. To start a conversation (or rotate its key): [`Sessions::offer`], and send the stanza it
+///    returns to the peer.
+/// 3. For each offer received: [`Sessions::accept`], then save [`Sessions::offer_state`].
+/// 4. To send a message: [`Sessions::seal`] (an [`Error::NeedKey`] says to go back to step 2:
+///    no key yet, or the key's seal limit reached), then [`crate::envelope::seal`] if the
+///    message carries an envelope (always last), and send.
+/// 5. For each sealed message received: [`Sessions::open`] with the receiver's
+///    [`ReplayWindow`].
+/// 6. From time to time: [`Sessions::forget_expired`]; offer a new key (step 2) before
+///    [`Sessions::current`]'s expiry.
 #[derive(Debug)]
 pub struct Sessions {
     me: Jid,
     lifetime: Duration,
-    keys: HashMap<String, Vec<SessionKey>>,
+    /// What is known of each peer (by bare JID).
+    peers: HashMap<String, Peer>,
+    /// Every key id offered either way, with its expiry: a replayed offer is refused by it.
     seen_ids: HashMap<String, SystemTime>,
-    /// The creation time of the newest offer accepted from each peer.
-    newest_offer: HashMap<String, SystemTime>,
     seal_limit: u64,
+}
+
+/// One peer's state: its keys, and the creation time of the newest offer accepted from it
+/// (kept after its keys expire: it refuses older offers for good).
+#[derive(Debug, Default)]
+struct Peer {
+    /// Oldest first.
+    keys: Vec<SessionKey>,
+    newest_offer: Option<SystemTime>,
+}
+
+impl Peer {
+    fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.newest_offer.is_none()
+    }
 }
 
 impl Sessions {
@@ -90,9 +118,8 @@ impl Sessions {
         Sessions {
             me: me.to_bare(),
             lifetime,
-            keys: HashMap::new(),
+            peers: HashMap::new(),
             seen_ids: HashMap::new(),
-            newest_offer: HashMap::new(),
             seal_limit: DEFAULT_SEAL_LIMIT,
         }
     }
@@ -106,6 +133,7 @@ impl Sessions {
     /// Creates a new key for the conversation with `peer` (valid for the store's lifetime
     /// from `now`), keeps it as the current one, and returns the offer stanza to send (`to` the peer, a
     /// random `id`).
+    #[must_use = "the offer must be sent to the peer, or the key is never agreed"]
     pub fn offer(
         &mut self,
         me: &Identity,
@@ -142,7 +170,7 @@ impl Sessions {
             .with_attr("to", peer.bare())
             .with_attr("id", &symmetric::random_id(rng, 8)?);
         stanza.element_mut().push(
-            Element::new("key", NS_SESSION)
+            Element::new("key", ns::SESSION)
                 .with_attr("id", &id)
                 .with_attr("expires", &expires_s)
                 .with_text(&sealed),
@@ -163,7 +191,7 @@ impl Sessions {
 
     fn store(&mut self, peer: &str, k: SessionKey) {
         self.seen_ids.insert(k.id.clone(), k.expires);
-        let v = self.keys.entry(peer.to_owned()).or_default();
+        let v = &mut self.peers.entry(peer.to_owned()).or_default().keys;
         v.push(k);
         v.sort_by_key(|k| k.created);
     }
@@ -180,11 +208,11 @@ impl Sessions {
     ) -> Result<KeyInfo> {
         let el = stanza
             .element()
-            .required_child("key", NS_SESSION, "session key offer")?;
+            .required_child("key", ns::SESSION, "session key offer")?;
         let from = sender(stanza)?;
         let signers = certs.by_jid(from.bare());
         if signers.is_empty() {
-            return Err(Error::UnknownSigner(from.to_string()));
+            return Err(Error::UnknownSigner(UnknownSigner::Jid(from.to_string())));
         }
         let record =
             canonical::Record::open(&el.text(), "a session key offer", me, &signers, policy, now)?;
@@ -192,46 +220,45 @@ impl Sessions {
         let t = |i: usize| canonical::text(RECORD, f[i]);
         let (r_from, r_to, id, created_s, expires_s) = (t(0)?, t(1)?, t(2)?, t(3)?, t(4)?);
         if r_from != from.bare() || r_to != self.me.bare() {
-            return Err(Error::Binding(format!(
-                "the key record is for {r_from} -> {r_to}, the stanza is {} -> {}",
-                from.bare(),
-                self.me.bare()
-            )));
+            return Err(Error::Binding(Mismatch::Conversation {
+                signed: format!("{r_from} -> {r_to}"),
+                stanza: format!("{} -> {}", from.bare(), self.me.bare()),
+            }));
         }
         if el.attr("id") != Some(id) {
-            return Err(Error::Binding(
-                "the offer's id attribute differs from the signed record".into(),
-            ));
+            return Err(Error::Binding(Mismatch::Attribute("id")));
         }
         let (created, expires) = (
             crate::time::parse(created_s)?,
             crate::time::parse(expires_s)?,
         );
         if expires <= now {
-            return Err(Error::Replay(format!(
-                "session key {id} expired at {expires_s}"
-            )));
+            return Err(Error::Replay(Freshness::KeyExpired { key: id.to_owned() }));
         }
         if self.seen_ids.contains_key(id) {
-            return Err(Error::Replay(format!(
-                "session key {id} was already offered"
-            )));
+            return Err(Error::Replay(Freshness::OfferSeen { id: id.to_owned() }));
         }
         if created > now + crate::time::CLOCK_SKEW {
-            return Err(Error::Replay(format!(
-                "session key {id} is created in the future ({created_s})"
-            )));
+            return Err(Error::Replay(Freshness::OfferFromFuture {
+                id: id.to_owned(),
+            }));
         }
-        if let Some(newest) = self.newest_offer.get(from.bare())
+        if let Some(newest) = self
+            .peers
+            .get(from.bare())
+            .and_then(|p| p.newest_offer.as_ref())
             && created <= *newest
         {
-            return Err(Error::Replay(format!(
-                "session key {id} ({created_s}) is not newer than the newest one accepted from {}",
-                from.bare()
-            )));
+            return Err(Error::Replay(Freshness::OfferNotNewer {
+                id: id.to_owned(),
+                peer: from.bare().to_owned(),
+            }));
         }
         let key = KeyBytes::from_slice(f[5])?;
-        self.newest_offer.insert(from.bare().to_owned(), created);
+        self.peers
+            .entry(from.bare().to_owned())
+            .or_default()
+            .newest_offer = Some(created);
         self.store(
             from.bare(),
             SessionKey {
@@ -251,6 +278,7 @@ impl Sessions {
     }
 
     /// The current (newest unexpired) key for `peer`.
+    #[must_use]
     pub fn current(&self, peer: &Jid, now: SystemTime) -> Option<KeyInfo> {
         self.current_key(peer.bare(), now).map(|k| KeyInfo {
             peer: peer.to_bare(),
@@ -261,7 +289,12 @@ impl Sessions {
     }
 
     fn current_key(&self, peer: &str, now: SystemTime) -> Option<&SessionKey> {
-        self.keys.get(peer)?.iter().rev().find(|k| k.expires > now)
+        self.peers
+            .get(peer)?
+            .keys
+            .iter()
+            .rev()
+            .find(|k| k.expires > now)
     }
 
     fn aad(from: &str, to: &str, id: &str, stamp: &str, key_id: &str) -> Vec<u8> {
@@ -296,20 +329,19 @@ impl Sessions {
             .ok_or_else(|| Error::Stanza("no <body/> to seal".into()))?;
         let (me, limit) = (self.me.bare().to_owned(), self.seal_limit);
         let k = self
-            .keys
+            .peers
             .get_mut(to.bare())
-            .and_then(|v| v.iter_mut().rev().find(|k| k.expires > now))
+            .and_then(|p| p.keys.iter_mut().rev().find(|k| k.expires > now))
             .ok_or_else(|| {
-                Error::Key(format!(
-                    "no unexpired session key with {}: offer one",
-                    to.bare()
-                ))
+                Error::NeedKey(NeedKey::NoSessionKey {
+                    peer: to.bare().to_owned(),
+                })
             })?;
         if k.sealed >= limit {
-            return Err(Error::Key(format!(
-                "session key {} has sealed {limit} messages: offer a new one",
-                k.id
-            )));
+            return Err(Error::NeedKey(NeedKey::SessionSealLimit {
+                key: k.id.clone(),
+                limit,
+            }));
         }
         let stamp = crate::time::format(now);
         let aad = Sessions::aad(&me, to.bare(), &id, &stamp, &k.id);
@@ -317,9 +349,9 @@ impl Sessions {
         k.sealed += 1;
         let key_id = k.id.clone();
         let el = stanza.element_mut();
-        el.remove_children("sealed", NS_SESSION);
+        el.remove_children("sealed", ns::SESSION);
         el.push(
-            Element::new("sealed", NS_SESSION)
+            Element::new("sealed", ns::SESSION)
                 .with_attr("key", &key_id)
                 .with_attr("stamp", &stamp)
                 .with_text(&sealed),
@@ -331,6 +363,7 @@ impl Sessions {
     /// Opens a sealed message from the stanza's sender: the key must be one agreed with the
     /// sender and unexpired at the stamp, the stamp within the window's skew of `now`, the
     /// `(sender, id)` pair new. On any error nothing is recorded.
+    #[must_use = "the opened body; the stanza is recorded as accepted"]
     pub fn open(
         &self,
         stanza: &Stanza,
@@ -339,7 +372,7 @@ impl Sessions {
     ) -> Result<String> {
         let el = stanza
             .element()
-            .required_child("sealed", NS_SESSION, "sealed payload")?;
+            .required_child("sealed", ns::SESSION, "sealed payload")?;
         let from = sender(stanza)?;
         let id = stanza
             .id()
@@ -353,12 +386,19 @@ impl Sessions {
             .ok_or_else(|| Error::Stanza("sealed without 'stamp'".into()))?;
         let stamp = crate::time::parse(stamp_s)?;
         let k = self
-            .keys
+            .peers
             .get(from.bare())
-            .and_then(|v| v.iter().find(|k| k.id == key_id))
-            .ok_or_else(|| Error::Key(format!("no session key {key_id} with {}", from.bare())))?;
+            .and_then(|p| p.keys.iter().find(|k| k.id == key_id))
+            .ok_or_else(|| {
+                Error::NeedKey(NeedKey::UnknownSessionKey {
+                    peer: from.bare().to_owned(),
+                    key: key_id.to_owned(),
+                })
+            })?;
         if k.expires <= stamp || k.expires <= now {
-            return Err(Error::Replay(format!("session key {key_id} has expired")));
+            return Err(Error::Replay(Freshness::KeyExpired {
+                key: key_id.to_owned(),
+            }));
         }
         window.check_sender_time(from.bare(), stamp, now)?;
         let aad = Sessions::aad(from.bare(), self.me.bare(), id, stamp_s, key_id);
@@ -372,11 +412,15 @@ impl Sessions {
     /// offer accepted from each peer, one line each, `<bare JID> <XEP-0082 time>`. Save it
     /// after every [`Sessions::accept`] (or at shutdown) and give it to
     /// [`Sessions::restore_offer_state`] at start.
+    #[must_use = "save it, to refuse replayed offers after a restart"]
     pub fn offer_state(&self) -> String {
         let mut lines: Vec<String> = self
-            .newest_offer
+            .peers
             .iter()
-            .map(|(peer, t)| format!("{peer} {}\n", crate::time::format(*t)))
+            .filter_map(|(peer, p)| {
+                p.newest_offer
+                    .map(|t| format!("{peer} {}\n", crate::time::format(t)))
+            })
             .collect();
         lines.sort();
         lines.concat()
@@ -397,18 +441,18 @@ impl Sessions {
             parsed.push((peer.to_owned(), crate::time::parse(t)?));
         }
         for (peer, t) in parsed {
-            let e = self.newest_offer.entry(peer).or_insert(t);
-            *e = (*e).max(t);
+            let e = &mut self.peers.entry(peer).or_default().newest_offer;
+            *e = Some(e.map_or(t, |known| known.max(t)));
         }
         Ok(())
     }
 
     /// Drops keys expired at `now` (their messages can no longer be opened anyway).
     pub fn forget_expired(&mut self, now: SystemTime) {
-        for v in self.keys.values_mut() {
-            v.retain(|k| k.expires > now);
+        for p in self.peers.values_mut() {
+            p.keys.retain(|k| k.expires > now);
         }
-        self.keys.retain(|_, v| !v.is_empty());
+        self.peers.retain(|_, p| !p.is_empty());
         self.seen_ids.retain(|_, e| *e > now);
     }
 }

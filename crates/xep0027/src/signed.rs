@@ -10,11 +10,12 @@
 use std::time::SystemTime;
 
 use crate::armor;
-use crate::jid::Jid;
+use crate::error::UnknownSigner;
 use crate::keys::{CertLookup, Identity};
+use crate::ns;
 use crate::openpgp::{self, SigMode, Verified};
 use crate::policy::Policy;
-use crate::stanza::{Element, Kind, NS_SIGNED, Stanza};
+use crate::stanza::{Element, Kind, Stanza, sender};
 use crate::{Error, Result};
 
 /// The text XEP-0027 signs in this stanza: the status (presence) or body (message) text, the
@@ -44,17 +45,9 @@ pub fn sign_with(
     let text = signed_text(stanza)?;
     let sig = openpgp::sign_detached(me.signer(policy, now)?, text.as_bytes(), mode, now)?;
     let el = stanza.element_mut();
-    el.remove_children("x", NS_SIGNED);
-    el.push(Element::new("x", NS_SIGNED).with_text(&armor::encode(&sig)));
+    el.remove_children("x", ns::SIGNED);
+    el.push(Element::new("x", ns::SIGNED).with_text(&armor::encode(&sig)));
     Ok(())
-}
-
-/// The sender's bare JID from the stanza's `from` (stamped by the server).
-pub(crate) fn sender(stanza: &Stanza) -> Result<Jid> {
-    let from = stanza
-        .from()
-        .ok_or_else(|| Error::Stanza("no 'from': the sender is unknown".into()))?;
-    Ok(Jid::new(from)?.to_bare())
 }
 
 /// Verifies the stanza's `jabber:x:signed` signature with the certificates bound to its
@@ -67,12 +60,12 @@ pub fn verify(
 ) -> Result<Verified> {
     let x = stanza
         .element()
-        .required_child("x", NS_SIGNED, "<x xmlns='jabber:x:signed'/>")?;
+        .required_child("x", ns::SIGNED, "<x xmlns='jabber:x:signed'/>")?;
     let sig = armor::decode(&x.text())?;
     let from = sender(stanza)?;
     let signers = certs.by_jid(from.bare());
     if signers.is_empty() {
-        return Err(Error::UnknownSigner(from.to_string()));
+        return Err(Error::UnknownSigner(UnknownSigner::Jid(from.to_string())));
     }
     let text = signed_text(stanza)?;
     openpgp::verify_detached(&sig, text.as_bytes(), &signers, policy, now)

@@ -16,22 +16,13 @@ use std::fmt::Write as _;
 use quick_xml::events::Event;
 use quick_xml::reader::Reader;
 
+use crate::jid::Jid;
+use crate::ns;
 use crate::{Error, Result};
-
-/// The stanza namespace of client streams (RFC 6120 §4.8.3).
-pub const NS_CLIENT: &str = "jabber:client";
-/// The stanza namespace of server-to-server streams.
-pub const NS_SERVER: &str = "jabber:server";
-/// The stanza namespace of XEP-0114 component streams.
-pub const NS_COMPONENT: &str = "jabber:component:accept";
-/// XEP-0027 signatures.
-pub const NS_SIGNED: &str = "jabber:x:signed";
-/// XEP-0027 encrypted messages.
-pub const NS_ENCRYPTED: &str = "jabber:x:encrypted";
-const NS_XML: &str = "http://www.w3.org/XML/1998/namespace";
 
 /// Limits on what [`Stanza::parse`] accepts.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct Limits {
     /// Most bytes in a stanza (default 4 MiB + 64 KiB: the largest armor plus room).
     pub max_len: usize,
@@ -284,7 +275,7 @@ impl Stanza {
         };
         Stanza {
             kind,
-            root: Element::inheriting(name, NS_CLIENT),
+            root: Element::inheriting(name, ns::CLIENT),
         }
     }
 
@@ -312,7 +303,7 @@ impl Stanza {
                 )));
             }
         };
-        if ![NS_CLIENT, NS_SERVER, NS_COMPONENT].contains(&root.ns()) {
+        if ![ns::CLIENT, ns::SERVER, ns::COMPONENT].contains(&root.ns()) {
             return Err(Error::Stanza(format!(
                 "stanza in namespace {:?}",
                 root.ns()
@@ -443,6 +434,14 @@ impl Stanza {
     }
 }
 
+/// The sender's bare JID from the stanza's `from` (stamped by the server).
+pub(crate) fn sender(stanza: &Stanza) -> Result<Jid> {
+    let from = stanza
+        .from()
+        .ok_or_else(|| Error::Stanza("no 'from': the sender is unknown".into()))?;
+    Ok(Jid::new(from)?.to_bare())
+}
+
 impl std::fmt::Display for Stanza {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.to_xml())
@@ -571,7 +570,7 @@ struct Open {
 
 fn lookup_ns<'a>(stack: &'a [Open], prefix: &str) -> Option<&'a str> {
     if prefix == "xml" {
-        return Some(NS_XML);
+        return Some(ns::XML);
     }
     for o in stack.iter().rev() {
         if let Some((_, uri)) = o.decls.iter().rev().find(|(p, _)| p == prefix) {
@@ -580,7 +579,7 @@ fn lookup_ns<'a>(stack: &'a [Open], prefix: &str) -> Option<&'a str> {
     }
     // A stanza cut out of its stream inherits the stream's default namespace.
     if prefix.is_empty() {
-        Some(NS_CLIENT)
+        Some(ns::CLIENT)
     } else {
         None
     }
@@ -832,7 +831,7 @@ mod tests {
         assert_eq!(other.local_name(), "x");
         assert_eq!(other.attr("p:attr"), Some("1"));
         assert_eq!(other.text(), "t<raw>");
-        assert!(s.element().only_child("x", NS_SIGNED).unwrap().is_some());
+        assert!(s.element().only_child("x", ns::SIGNED).unwrap().is_some());
     }
 
     #[test]
@@ -905,13 +904,13 @@ mod tests {
         let s = Stanza::parse("<message to='x@y' id='1'><body>hi</body><x xmlns='jabber:x:encrypted'>AAAA</x></message>").unwrap();
         let m = minidom::Element::try_from(&s).unwrap();
         assert_eq!(m.name(), "message");
-        assert_eq!(m.ns(), NS_CLIENT);
-        assert!(m.get_child("x", NS_ENCRYPTED).is_some());
+        assert_eq!(m.ns(), ns::CLIENT);
+        assert!(m.get_child("x", ns::ENCRYPTED).is_some());
         let back = Stanza::try_from(&m).unwrap();
         assert_eq!(back.body().unwrap().as_deref(), Some("hi"));
         assert_eq!(
             back.element()
-                .only_child("x", NS_ENCRYPTED)
+                .only_child("x", ns::ENCRYPTED)
                 .unwrap()
                 .unwrap()
                 .text(),

@@ -1,23 +1,38 @@
 //! Two-party and room scenarios, in memory, with every rejection the crate promises: each
 //! refused stanza leaves the receiver's state (replay window, keys) unchanged.
+//!
+//! Every test starts from the scenario harness below ([`Scenario`], [`SessionFlow`],
+//! [`RoomFlow`]): identities pinned in a keyring, a fixed clock, and the flow brought to the
+//! point where the fault under test is injected, so that each fault is its own test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::{Duration, SystemTime};
 
-use xep0027::Error;
 use xep0027::encrypted::{self, FALLBACK_BODY};
 use xep0027::envelope::{self, ReplayWindow};
+use xep0027::error::{Freshness, Mismatch, NeedKey};
 use xep0027::jid::Jid;
 use xep0027::keys::{Identity, Keyring, Suite};
 use xep0027::policy::Policy;
-use xep0027::room::{Member, Moderator};
+use xep0027::room::{Member, Moderator, RoomMessage};
 use xep0027::session::Sessions;
 use xep0027::signed;
 use xep0027::stanza::{Kind, Stanza};
 use xep0027::symmetric::OsRandom;
+use xep0027::{Error, ErrorKind};
 
+// ---------------------------------------------------------------------------------------
+// The harness.
+// ---------------------------------------------------------------------------------------
+
+/// The scenario clock's start.
 fn t0() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_130_000)
+}
+
+/// `t0() + n` seconds.
+fn at(n: u64) -> SystemTime {
+    t0() + Duration::from_secs(n)
 }
 
 fn id(name: &str) -> Identity {
@@ -30,7 +45,22 @@ fn id(name: &str) -> Identity {
     .unwrap()
 }
 
-struct World {
+/// What the server does on delivery: stamp the sender's full JID.
+fn deliver(s: &Stanza, from: &str) -> Stanza {
+    Stanza::parse(&s.to_xml()).unwrap().with_attr("from", from)
+}
+
+/// A message stanza.
+fn message(to: &str, id: &str, body: &str) -> Stanza {
+    Stanza::parse(&format!(
+        "<message to='{to}' id='{id}'><body>{body}</body></message>"
+    ))
+    .unwrap()
+}
+
+/// Three parties (alice, bob, carol), each pinned to its JID in one keyring, and the
+/// standard policy.
+struct Scenario {
     alice: Identity,
     bob: Identity,
     carol: Identity,
@@ -38,32 +68,252 @@ struct World {
     policy: Policy,
 }
 
-fn world() -> World {
-    let (alice, bob, carol) = (id("alice"), id("bob"), id("carol"));
-    let mut keyring = Keyring::new();
-    for i in [&alice, &bob, &carol] {
-        keyring.insert_pinned(i.jid(), i.public_cert());
+impl Scenario {
+    fn new() -> Scenario {
+        let (alice, bob, carol) = (id("alice"), id("bob"), id("carol"));
+        let mut keyring = Keyring::new();
+        for i in [&alice, &bob, &carol] {
+            keyring.insert_pinned(i.jid(), i.public_cert());
+        }
+        Scenario {
+            alice,
+            bob,
+            carol,
+            keyring,
+            policy: Policy::standard(),
+        }
     }
-    World {
-        alice,
-        bob,
-        carol,
-        keyring,
-        policy: Policy::standard(),
+
+    /// A fourth party, pinned too.
+    fn pin(&mut self, name: &str) -> Identity {
+        let i = id(name);
+        self.keyring.insert_pinned(i.jid(), i.public_cert());
+        i
     }
 }
 
-/// What the server does on delivery: stamp the sender's full JID.
-fn deliver(s: &Stanza, from: &str) -> Stanza {
-    Stanza::parse(&s.to_xml()).unwrap().with_attr("from", from)
+/// Alice and bob with session stores (keys live an hour) and a replay window each.
+struct SessionFlow {
+    s: Scenario,
+    sa: Sessions,
+    sb: Sessions,
+    wa: ReplayWindow,
+    wb: ReplayWindow,
+    /// Alice's first offer (made at t0), as delivered to bob.
+    offer: Stanza,
+}
+
+impl SessionFlow {
+    /// Alice has offered a key at t0; bob has not accepted it yet.
+    fn offered() -> SessionFlow {
+        let s = Scenario::new();
+        let mut sa = Sessions::new(s.alice.jid(), Duration::from_secs(3600));
+        let sb = Sessions::new(s.bob.jid(), Duration::from_secs(3600));
+        let offer = deliver(
+            &sa.offer(
+                &s.alice,
+                s.bob.jid(),
+                &s.bob.public_cert(),
+                &mut OsRandom,
+                &s.policy,
+                t0(),
+            )
+            .unwrap(),
+            "alice@example.org/a",
+        );
+        SessionFlow {
+            s,
+            sa,
+            sb,
+            wa: ReplayWindow::default(),
+            wb: ReplayWindow::default(),
+            offer,
+        }
+    }
+
+    /// Bob has accepted alice's offer at t0.
+    fn agreed() -> SessionFlow {
+        let mut f = SessionFlow::offered();
+        let _info = f.bob_accepts(&f.offer.clone(), t0()).unwrap();
+        f
+    }
+
+    /// Alice offers a new key at `when` (delivered to bob).
+    fn alice_offers(&mut self, when: SystemTime) -> Stanza {
+        let s = &self.s;
+        deliver(
+            &self
+                .sa
+                .offer(
+                    &s.alice,
+                    s.bob.jid(),
+                    &s.bob.public_cert(),
+                    &mut OsRandom,
+                    &s.policy,
+                    when,
+                )
+                .unwrap(),
+            "alice@example.org/a",
+        )
+    }
+
+    fn bob_accepts(
+        &mut self,
+        offer: &Stanza,
+        when: SystemTime,
+    ) -> xep0027::Result<xep0027::session::KeyInfo> {
+        self.sb
+            .accept(offer, &self.s.bob, &self.s.keyring, &self.s.policy, when)
+    }
+
+    /// Alice seals a message to bob at `when`: the stanza as sent and as delivered.
+    fn alice_seals(&mut self, id: &str, body: &str, when: SystemTime) -> (Stanza, Stanza) {
+        let mut m = message("bob@example.org", id, body);
+        self.sa.seal(&mut m, &mut OsRandom, when).unwrap();
+        let got = deliver(&m, "alice@example.org/a");
+        (m, got)
+    }
+}
+
+/// A room `ops@rooms.example.org` moderated by alice, with alice, bob and carol as members
+/// (in this order in `members`), each pinning alice's certificate as the moderator's.
+struct RoomFlow {
+    s: Scenario,
+    room: Jid,
+    moderator: Moderator,
+    members: Vec<Member>,
+    /// The epoch 1 distribution, as sent.
+    dist: Vec<Stanza>,
+}
+
+const ALICE: usize = 0;
+const BOB: usize = 1;
+const CAROL: usize = 2;
+
+impl RoomFlow {
+    /// The moderator has made the epoch 1 distribution at t0; nobody accepted it yet.
+    fn distributed() -> RoomFlow {
+        let s = Scenario::new();
+        let room = Jid::new("ops@rooms.example.org").unwrap();
+        let mut moderator =
+            Moderator::new(&room, Duration::from_secs(86_400), &mut OsRandom, t0()).unwrap();
+        for m in [&s.alice, &s.bob, &s.carol] {
+            moderator.add_member(m.jid(), m.public_cert());
+        }
+        let members = [&s.alice, &s.bob, &s.carol]
+            .into_iter()
+            .map(|i| Member::new(&room, i.jid(), s.alice.fingerprint()))
+            .collect();
+        let dist = moderator
+            .distribute(&s.alice, &mut OsRandom, &s.policy, t0())
+            .unwrap();
+        RoomFlow {
+            s,
+            room,
+            moderator,
+            members,
+            dist,
+        }
+    }
+
+    /// Every member has accepted epoch 1 at t0.
+    fn keyed() -> RoomFlow {
+        let mut f = RoomFlow::distributed();
+        let dist = f.dist.clone();
+        for who in [ALICE, BOB, CAROL] {
+            assert_eq!(f.accept(who, &dist, t0()).unwrap(), 1);
+        }
+        f
+    }
+
+    fn ident(&self, who: usize) -> &Identity {
+        [&self.s.alice, &self.s.bob, &self.s.carol][who]
+    }
+
+    /// The stanza of `dist` addressed to `jid`, as delivered from the moderator.
+    fn dist_to(dist: &[Stanza], jid: &str) -> Stanza {
+        deliver(
+            dist.iter().find(|s| s.to() == Some(jid)).unwrap(),
+            "alice@example.org/mod",
+        )
+    }
+
+    /// Member `who` accepts its stanza of `dist`.
+    fn accept(&mut self, who: usize, dist: &[Stanza], when: SystemTime) -> xep0027::Result<u64> {
+        let got = RoomFlow::dist_to(dist, self.ident(who).jid().bare());
+        let s = &self.s;
+        let me = [&s.alice, &s.bob, &s.carol][who];
+        self.members[who].accept_key(&got, me, &s.keyring, &s.policy, when)
+    }
+
+    /// Member `who` posts `body` as stanza `id` at `when`: the stanza as sent.
+    fn post(&mut self, who: usize, id: &str, body: &str, when: SystemTime) -> Stanza {
+        let mut m =
+            Stanza::parse(&format!("<message id='{id}'><body>{body}</body></message>")).unwrap();
+        let s = &self.s;
+        let me = [&s.alice, &s.bob, &s.carol][who];
+        self.members[who]
+            .seal(&mut m, me, &mut OsRandom, &s.policy, when)
+            .unwrap();
+        m
+    }
+
+    /// What the MUC does: reflect the message from `room/nick` to `to`.
+    fn reflected(s: &Stanza, nick: &str, to: &str) -> Stanza {
+        Stanza::parse(&s.to_xml())
+            .unwrap()
+            .with_attr("from", &format!("ops@rooms.example.org/{nick}"))
+            .with_attr("to", to)
+    }
+
+    /// Member `who` opens a reflected message.
+    fn open(
+        &self,
+        who: usize,
+        got: &Stanza,
+        window: &mut ReplayWindow,
+        when: SystemTime,
+    ) -> xep0027::Result<RoomMessage> {
+        self.members[who].open(got, &self.s.keyring, &self.s.policy, window, when)
+    }
+
+    /// Carol is removed at t0; alice and bob accept epoch 2 at `t1`, which is returned with
+    /// the epoch 2 distribution.
+    fn carol_removed(t1: SystemTime) -> (RoomFlow, Vec<Stanza>) {
+        let mut f = RoomFlow::keyed();
+        let carol = f.s.carol.jid().clone();
+        assert!(
+            f.moderator
+                .remove_member(&carol, &mut OsRandom, t0())
+                .unwrap()
+        );
+        let dist2 = f
+            .moderator
+            .distribute(&f.s.alice, &mut OsRandom, &f.s.policy, t1)
+            .unwrap();
+        for who in [ALICE, BOB] {
+            assert_eq!(f.accept(who, &dist2, t1).unwrap(), 2);
+        }
+        (f, dist2)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Signed presence (XEP-0027 §3).
+// ---------------------------------------------------------------------------------------
+
+/// Alice's signed presence (with a caps child), as sent and as delivered from her laptop.
+fn signed_presence(s: &Scenario) -> (Stanza, Stanza) {
+    let mut p = Stanza::parse("<presence id='p1'><show>dnd</show><status>Busy \u{1F4BB}</status><c xmlns='http://jabber.org/protocol/caps' node='n' ver='v' hash='sha-1'/></presence>").unwrap();
+    signed::sign(&mut p, &s.alice, &s.policy, t0()).unwrap();
+    let got = deliver(&p, "alice@example.org/laptop");
+    (p, got)
 }
 
 #[test]
-fn signed_presence_verifies_and_tampering_is_refused() {
-    let w = world();
-    let mut p = Stanza::parse("<presence id='p1'><show>dnd</show><status>Busy \u{1F4BB}</status><c xmlns='http://jabber.org/protocol/caps' node='n' ver='v' hash='sha-1'/></presence>").unwrap();
-    signed::sign(&mut p, &w.alice, &w.policy, t0()).unwrap();
-    let got = deliver(&p, "alice@example.org/laptop");
+fn signed_presence_verifies_and_keeps_other_children() {
+    let w = Scenario::new();
+    let (_, got) = signed_presence(&w);
     let v = signed::verify(&got, &w.keyring, &w.policy, t0()).unwrap();
     assert_eq!(v.signer, w.alice.fingerprint());
     assert_eq!(v.created, t0());
@@ -73,26 +323,49 @@ fn signed_presence_verifies_and_tampering_is_refused() {
             .any(|c| c.ns() == "http://jabber.org/protocol/caps"),
         "other children kept"
     );
+}
 
+#[test]
+fn signed_presence_with_a_changed_status_is_refused() {
+    let w = Scenario::new();
+    let (_, got) = signed_presence(&w);
     let mut tampered = got.clone();
     tampered.set_status("Available");
     assert!(matches!(
         signed::verify(&tampered, &w.keyring, &w.policy, t0()),
         Err(Error::BadSignature(_))
     ));
+}
+
+#[test]
+fn signed_presence_replayed_as_another_senders_is_refused() {
+    let w = Scenario::new();
+    let (p, _) = signed_presence(&w);
     // Alice's signed presence replayed as Bob's: the signature is not by a key of bob's.
     let as_bob = deliver(&p, "bob@example.org/x");
     assert!(matches!(
         signed::verify(&as_bob, &w.keyring, &w.policy, t0()),
         Err(Error::UnknownSigner(_))
     ));
-    // No sender, no certificate, no signature element.
+}
+
+#[test]
+fn signed_presence_without_sender_or_known_certificate_is_refused() {
+    let w = Scenario::new();
+    let (p, _) = signed_presence(&w);
+    // No sender.
     assert!(signed::verify(&p, &w.keyring, &w.policy, t0()).is_err());
+    // No certificate.
     let stranger = deliver(&p, "mallory@evil.example/x");
     assert!(matches!(
         signed::verify(&stranger, &w.keyring, &w.policy, t0()),
         Err(Error::UnknownSigner(_))
     ));
+}
+
+#[test]
+fn presence_without_signature_element_is_refused() {
+    let w = Scenario::new();
     let unsigned = deliver(
         &Stanza::parse("<presence/>").unwrap(),
         "alice@example.org/x",
@@ -101,10 +374,14 @@ fn signed_presence_verifies_and_tampering_is_refused() {
         signed::verify(&unsigned, &w.keyring, &w.policy, t0()),
         Err(Error::Stanza(_))
     ));
-    // An empty presence signs the empty string.
+}
+
+#[test]
+fn empty_presence_signs_the_empty_string() {
+    let w = Scenario::new();
     let mut empty = Stanza::new(Kind::Presence);
     signed::sign(&mut empty, &w.alice, &w.policy, t0()).unwrap();
-    signed::verify(
+    let _verified = signed::verify(
         &deliver(&empty, "alice@example.org/x"),
         &w.keyring,
         &w.policy,
@@ -113,19 +390,45 @@ fn signed_presence_verifies_and_tampering_is_refused() {
     .unwrap();
 }
 
-#[test]
-fn envelope_binds_sender_recipient_id_time_and_refuses_replays() {
-    let w = world();
+// ---------------------------------------------------------------------------------------
+// The signed envelope.
+// ---------------------------------------------------------------------------------------
+
+/// Alice's enveloped chat message to bob, stamped t0: as sent and as delivered.
+fn enveloped(s: &Scenario) -> (Stanza, Stanza) {
     let mut m = Stanza::parse(
         "<message to='bob@example.org/desk' id='m1' type='chat'><body>deploy v2</body></message>",
     )
     .unwrap();
-    envelope::seal(&mut m, &w.alice, &w.policy, t0()).unwrap();
+    envelope::seal(&mut m, &s.alice, &s.policy, t0()).unwrap();
     let got = deliver(&m, "alice@example.org/ci");
-    let mut win = ReplayWindow::new(Duration::from_secs(300), 1000);
+    (m, got)
+}
 
-    // Stale and future stamps are refused, and leave no trace.
-    let late = t0() + Duration::from_secs(301);
+/// Checks `got` with a fresh window at `now`; the window must stay empty.
+fn refused_by_fresh_window(w: &Scenario, got: &Stanza, now: SystemTime) -> Error {
+    let mut fresh = ReplayWindow::default();
+    let e = envelope::check(got, &w.keyring, &w.policy, &mut fresh, now).unwrap_err();
+    assert!(fresh.is_empty(), "refusals record nothing");
+    e
+}
+
+#[test]
+fn envelope_names_the_signed_sender_and_stamp() {
+    let w = Scenario::new();
+    let (_, got) = enveloped(&w);
+    let mut win = ReplayWindow::new(Duration::from_secs(300), 1000);
+    let c = envelope::check(&got, &w.keyring, &w.policy, &mut win, at(2)).unwrap();
+    assert_eq!(c.sender.bare(), "alice@example.org");
+    assert_eq!(c.stamp, t0());
+}
+
+#[test]
+fn envelope_stale_and_future_stamps_are_refused_and_leave_no_trace() {
+    let w = Scenario::new();
+    let (_, got) = enveloped(&w);
+    let mut win = ReplayWindow::new(Duration::from_secs(300), 1000);
+    let late = at(301);
     assert!(matches!(
         envelope::check(&got, &w.keyring, &w.policy, &mut win, late),
         Err(Error::Replay(_))
@@ -141,84 +444,108 @@ fn envelope_binds_sender_recipient_id_time_and_refuses_replays() {
         Err(Error::Replay(_))
     ));
     assert!(win.is_empty());
+}
 
-    let c = envelope::check(
-        &got,
-        &w.keyring,
-        &w.policy,
-        &mut win,
-        t0() + Duration::from_secs(2),
-    )
-    .unwrap();
-    assert_eq!(c.sender.bare(), "alice@example.org");
-    assert_eq!(c.stamp, t0());
+#[test]
+fn envelope_replay_is_refused() {
+    let w = Scenario::new();
+    let (_, got) = enveloped(&w);
+    let mut win = ReplayWindow::new(Duration::from_secs(300), 1000);
+    let _checked = envelope::check(&got, &w.keyring, &w.policy, &mut win, at(2)).unwrap();
     assert!(matches!(
-        envelope::check(
-            &got,
-            &w.keyring,
-            &w.policy,
-            &mut win,
-            t0() + Duration::from_secs(3)
-        ),
+        envelope::check(&got, &w.keyring, &w.policy, &mut win, at(3)),
         Err(Error::Replay(_))
     ));
+}
 
-    let mut fresh = ReplayWindow::default();
-    // Redirected to another recipient.
+#[test]
+fn envelope_redirected_to_another_recipient_is_refused() {
+    let w = Scenario::new();
+    let (_, got) = enveloped(&w);
     let moved = got.clone().with_attr("to", "carol@example.org");
     assert!(matches!(
-        envelope::check(&moved, &w.keyring, &w.policy, &mut fresh, t0()),
-        Err(Error::Binding(_))
+        refused_by_fresh_window(&w, &moved, t0()),
+        Error::Binding(_)
     ));
-    // Claimed by another sender (the server stamps the real one).
+}
+
+#[test]
+fn envelope_claimed_by_another_sender_is_refused() {
+    let w = Scenario::new();
+    let (m, _) = enveloped(&w);
+    // The server stamps the real sender.
     let other = deliver(&m, "carol@example.org/x");
     assert!(matches!(
-        envelope::check(&other, &w.keyring, &w.policy, &mut fresh, t0()),
-        Err(Error::Binding(_))
+        refused_by_fresh_window(&w, &other, t0()),
+        Error::Binding(_)
     ));
+}
+
+#[test]
+fn envelope_with_a_new_id_is_refused() {
+    let w = Scenario::new();
+    let (_, got) = enveloped(&w);
     // A new id to get past the replay window: the signature covers the id.
     let new_id = got.clone().with_attr("id", "m2");
     assert!(matches!(
-        envelope::check(&new_id, &w.keyring, &w.policy, &mut fresh, t0()),
-        Err(Error::BadSignature(_))
+        refused_by_fresh_window(&w, &new_id, t0()),
+        Error::BadSignature(_)
     ));
-    // Changed body, changed type.
+}
+
+#[test]
+fn envelope_with_a_changed_body_is_refused() {
+    let w = Scenario::new();
+    let (_, got) = enveloped(&w);
     let mut body = got.clone();
     body.set_body("deploy v3");
     assert!(matches!(
-        envelope::check(&body, &w.keyring, &w.policy, &mut fresh, t0()),
-        Err(Error::BadSignature(_))
+        refused_by_fresh_window(&w, &body, t0()),
+        Error::BadSignature(_)
     ));
+}
+
+#[test]
+fn envelope_with_a_changed_type_is_refused() {
+    let w = Scenario::new();
+    let (_, got) = enveloped(&w);
     let typ = got.clone().with_attr("type", "normal");
     assert!(matches!(
-        envelope::check(&typ, &w.keyring, &w.policy, &mut fresh, t0()),
-        Err(Error::BadSignature(_))
+        refused_by_fresh_window(&w, &typ, t0()),
+        Error::BadSignature(_)
     ));
-    // A re-stamped envelope (to get past the skew) breaks the signature.
+}
+
+#[test]
+fn envelope_restamped_past_the_skew_is_refused() {
+    let w = Scenario::new();
+    let (_, got) = enveloped(&w);
     let xml = got.to_xml().replace(
         &xep0027::time::format(t0()),
-        &xep0027::time::format(t0() + Duration::from_secs(600)),
+        &xep0027::time::format(at(600)),
     );
     let restamped = Stanza::parse(&xml).unwrap();
     assert!(matches!(
-        envelope::check(
-            &restamped,
-            &w.keyring,
-            &w.policy,
-            &mut fresh,
-            t0() + Duration::from_secs(600)
-        ),
-        Err(Error::BadSignature(_))
+        refused_by_fresh_window(&w, &restamped, at(600)),
+        Error::BadSignature(_)
     ));
-    assert!(fresh.is_empty(), "refusals record nothing");
+}
 
-    // Broadcast presence: no recipient in the envelope; the server adds 'to' per contact.
+#[test]
+fn broadcast_presence_envelope_names_no_recipient() {
+    let w = Scenario::new();
+    // No recipient in the envelope; the server adds 'to' per contact.
     let mut p = Stanza::parse("<presence id='p9'><status>on call</status></presence>").unwrap();
     signed::sign(&mut p, &w.alice, &w.policy, t0()).unwrap();
     envelope::seal(&mut p, &w.alice, &w.policy, t0()).unwrap();
     let to_bob = deliver(&p, "alice@example.org/x").with_attr("to", "bob@example.org");
-    envelope::check(&to_bob, &w.keyring, &w.policy, &mut fresh, t0()).unwrap();
-    // A message always needs a recipient and an id.
+    let mut fresh = ReplayWindow::default();
+    let _checked = envelope::check(&to_bob, &w.keyring, &w.policy, &mut fresh, t0()).unwrap();
+}
+
+#[test]
+fn enveloped_message_needs_a_recipient_and_an_id() {
+    let w = Scenario::new();
     let mut no_to = Stanza::parse("<message id='x'><body>b</body></message>").unwrap();
     assert!(envelope::seal(&mut no_to, &w.alice, &w.policy, t0()).is_err());
     let mut no_id =
@@ -226,9 +553,12 @@ fn envelope_binds_sender_recipient_id_time_and_refuses_replays() {
     assert!(envelope::seal(&mut no_id, &w.alice, &w.policy, t0()).is_err());
 }
 
-#[test]
-fn encrypted_message_signed_inside() {
-    let w = world();
+// ---------------------------------------------------------------------------------------
+// Encrypted messages (XEP-0027 §5), signed inside.
+// ---------------------------------------------------------------------------------------
+
+/// Alice's encrypted, signed and enveloped message to bob: as sent and as delivered.
+fn encrypted_to_bob(w: &Scenario) -> (Stanza, Stanza) {
     let mut m = Stanza::parse("<message to='bob@example.org' id='e1' type='chat'><body>the password is hunter2</body><thread>t1</thread></message>").unwrap();
     encrypted::encrypt(
         &mut m,
@@ -243,9 +573,15 @@ fn encrypted_message_signed_inside() {
     assert!(!m.to_xml().contains("hunter2"));
     envelope::seal(&mut m, &w.alice, &w.policy, t0()).unwrap();
     let got = deliver(&m, "alice@example.org/a");
+    (m, got)
+}
 
+#[test]
+fn encrypted_message_is_signed_inside_and_encrypted_to_self() {
+    let w = Scenario::new();
+    let (_, got) = encrypted_to_bob(&w);
     let mut win = ReplayWindow::default();
-    envelope::check(&got, &w.keyring, &w.policy, &mut win, t0()).unwrap();
+    let _checked = envelope::check(&got, &w.keyring, &w.policy, &mut win, t0()).unwrap();
     let d = encrypted::decrypt(&got, &w.bob, &w.keyring, &w.policy, t0()).unwrap();
     assert_eq!(d.body, "the password is hunter2");
     assert_eq!(d.signature.unwrap().signer, w.alice.fingerprint());
@@ -256,23 +592,46 @@ fn encrypted_message_signed_inside() {
             .body,
         "the password is hunter2"
     );
-    // Not to carol.
+}
+
+#[test]
+fn encrypted_message_is_not_readable_by_others() {
+    let w = Scenario::new();
+    let (_, got) = encrypted_to_bob(&w);
     assert!(matches!(
         encrypted::decrypt(&got, &w.carol, &w.keyring, &w.policy, t0()),
         Err(Error::Decrypt)
     ));
-    // Replayed: the envelope refuses it.
+}
+
+#[test]
+fn encrypted_message_replayed_is_refused_by_the_envelope() {
+    let w = Scenario::new();
+    let (_, got) = encrypted_to_bob(&w);
+    let mut win = ReplayWindow::default();
+    let _checked = envelope::check(&got, &w.keyring, &w.policy, &mut win, t0()).unwrap();
     assert!(matches!(
         envelope::check(&got, &w.keyring, &w.policy, &mut win, t0()),
         Err(Error::Replay(_))
     ));
+}
+
+#[test]
+fn encrypted_message_forwarded_as_anothers_is_refused() {
+    let w = Scenario::new();
+    let (m, _) = encrypted_to_bob(&w);
     // Forwarded by carol as hers: the inner signature is alice's, not carol's.
     let forwarded = deliver(&m, "carol@example.org/c");
     assert!(matches!(
         encrypted::decrypt(&forwarded, &w.bob, &w.keyring, &w.policy, t0()),
         Err(Error::UnknownSigner(_))
     ));
-    // Tampered ciphertext: one error, whatever broke.
+}
+
+#[test]
+fn tampered_ciphertext_gives_one_error_and_breaks_the_envelope() {
+    let w = Scenario::new();
+    let (_, got) = encrypted_to_bob(&w);
     let xml = got.to_xml();
     let x_start = xml.find("jabber:x:encrypted'>").unwrap() + 20;
     let mut bytes = xml.into_bytes();
@@ -297,8 +656,11 @@ fn encrypted_message_signed_inside() {
         ),
         Err(Error::BadSignature(_))
     ));
+}
 
-    // Several recipients: each reads it, nobody else.
+#[test]
+fn encrypted_to_several_recipients_each_reads_it_nobody_else() {
+    let w = Scenario::new();
     let mut multi =
         Stanza::parse("<message to='ops@example.org' id='e3'><body>to both</body></message>")
             .unwrap();
@@ -325,8 +687,11 @@ fn encrypted_message_signed_inside() {
         encrypted::decrypt(&got, &dave, &w.keyring, &w.policy, t0()),
         Err(Error::Decrypt)
     ));
+}
 
-    // Unsigned encryption: no signature reported.
+#[test]
+fn unsigned_encryption_reports_no_signature() {
+    let w = Scenario::new();
     let mut u = Stanza::parse("<message to='bob@example.org' id='e2'><body>plain</body></message>")
         .unwrap();
     encrypted::encrypt(
@@ -347,7 +712,11 @@ fn encrypted_message_signed_inside() {
     )
     .unwrap();
     assert!(d.signature.is_none());
-    // Only messages with a body.
+}
+
+#[test]
+fn only_messages_with_a_body_are_encrypted() {
+    let w = Scenario::new();
     assert!(
         encrypted::encrypt(
             &mut Stanza::new(Kind::Presence),
@@ -372,316 +741,288 @@ fn encrypted_message_signed_inside() {
     );
 }
 
+// ---------------------------------------------------------------------------------------
+// Session keys.
+// ---------------------------------------------------------------------------------------
+
 #[test]
-fn session_keys_agree_once_then_seal_both_ways() {
-    let w = world();
-    let mut rng = OsRandom;
-    let (ja, jb) = (w.alice.jid().clone(), w.bob.jid().clone());
-    let mut sa = Sessions::new(&ja, Duration::from_secs(3600));
-    let mut sb = Sessions::new(&jb, Duration::from_secs(3600));
-    let offer = sa
-        .offer(
-            &w.alice,
-            &jb,
-            &w.bob.public_cert(),
-            &mut rng,
-            &w.policy,
-            t0(),
-        )
-        .unwrap();
-    let got = deliver(&offer, "alice@example.org/a");
+fn session_offer_cannot_be_taken_by_a_third_party() {
+    let f = SessionFlow::offered();
     // Carol cannot take it (not encrypted to her), nor claim it.
-    let mut sc = Sessions::new(w.carol.jid(), Duration::from_secs(3600));
+    let mut sc = Sessions::new(f.s.carol.jid(), Duration::from_secs(3600));
     assert!(
-        sc.accept(&got, &w.carol, &w.keyring, &w.policy, t0())
+        sc.accept(&f.offer, &f.s.carol, &f.s.keyring, &f.s.policy, t0())
             .is_err()
     );
-    let info = sb
-        .accept(&got, &w.bob, &w.keyring, &w.policy, t0())
-        .unwrap();
+}
+
+#[test]
+fn session_offer_accepted_names_the_peer() {
+    let mut f = SessionFlow::offered();
+    let info = f.bob_accepts(&f.offer.clone(), t0()).unwrap();
     assert_eq!(info.peer.bare(), "alice@example.org");
-    // A replayed offer is refused.
+}
+
+#[test]
+fn session_offer_replayed_is_refused() {
+    let mut f = SessionFlow::agreed();
     assert!(matches!(
-        sb.accept(&got, &w.bob, &w.keyring, &w.policy, t0()),
+        f.bob_accepts(&f.offer.clone(), t0()),
         Err(Error::Replay(_))
     ));
-    // An offer delivered from someone else's account: not signed by them.
-    let spoofed = deliver(&offer, "carol@example.org/c");
-    assert!(
-        sb.accept(&spoofed, &w.bob, &w.keyring, &w.policy, t0())
-            .is_err()
-    );
+}
 
-    let mut wa = ReplayWindow::default();
-    let mut wb = ReplayWindow::default();
+#[test]
+fn session_offer_delivered_from_another_account_is_refused() {
+    let mut f = SessionFlow::offered();
+    // Not signed by them.
+    let spoofed = deliver(&f.offer, "carol@example.org/c");
+    assert!(f.bob_accepts(&spoofed, t0()).is_err());
+}
+
+#[test]
+fn sealed_messages_open_once() {
+    let mut f = SessionFlow::agreed();
     for (i, text) in ["one", "two", "three"].iter().enumerate() {
-        let mut m = Stanza::parse(&format!(
-            "<message to='bob@example.org' id='s{i}' type='chat'><body>{text}</body></message>"
-        ))
-        .unwrap();
-        sa.seal(&mut m, &mut rng, t0()).unwrap();
+        let (m, got) = f.alice_seals(&format!("s{i}"), text, t0());
         assert_eq!(m.body().unwrap().as_deref(), Some(FALLBACK_BODY));
-        let got = deliver(&m, "alice@example.org/a");
-        assert_eq!(sb.open(&got, &mut wb, t0()).unwrap(), *text);
+        assert_eq!(f.sb.open(&got, &mut f.wb, t0()).unwrap(), *text);
         assert!(matches!(
-            sb.open(&got, &mut wb, t0()),
+            f.sb.open(&got, &mut f.wb, t0()),
             Err(Error::Replay(_))
         ));
+    }
+}
+
+#[test]
+fn sealed_message_reflected_back_to_its_sender_is_refused() {
+    let mut f = SessionFlow::agreed();
+    for (i, text) in ["one", "two", "three"].iter().enumerate() {
+        let (m, _) = f.alice_seals(&format!("s{i}"), text, t0());
         // Reflected back to alice as if bob sent it: the direction is authenticated.
         let reflected = deliver(&m, "bob@example.org/b").with_attr("to", "alice@example.org");
-        assert!(sa.open(&reflected, &mut wa, t0()).is_err());
+        assert!(f.sa.open(&reflected, &mut f.wa, t0()).is_err());
     }
-    // And bob answers with the same key.
-    let mut r =
-        Stanza::parse("<message to='alice@example.org/a' id='r1'><body>ack</body></message>")
-            .unwrap();
-    sb.seal(&mut r, &mut rng, t0()).unwrap();
+}
+
+#[test]
+fn one_session_key_serves_both_directions() {
+    let mut f = SessionFlow::agreed();
+    let mut r = message("alice@example.org/a", "r1", "ack");
+    f.sb.seal(&mut r, &mut OsRandom, t0()).unwrap();
     assert_eq!(
-        sa.open(&deliver(&r, "bob@example.org/b"), &mut wa, t0())
+        f.sa.open(&deliver(&r, "bob@example.org/b"), &mut f.wa, t0())
             .unwrap(),
         "ack"
     );
-    // Tampered metadata or ciphertext.
-    let mut m =
-        Stanza::parse("<message to='bob@example.org' id='t1'><body>x</body></message>").unwrap();
-    sa.seal(&mut m, &mut rng, t0()).unwrap();
-    let got = deliver(&m, "alice@example.org/a");
-    assert!(matches!(
-        sb.open(&got.clone().with_attr("id", "t2"), &mut wb, t0()),
-        Err(Error::Decrypt)
-    ));
-    let stale = t0() + Duration::from_secs(400);
-    assert!(matches!(
-        sb.open(&got, &mut wb, stale),
-        Err(Error::Replay(_))
-    ));
-    sb.open(&got, &mut wb, t0()).unwrap();
-
-    // Rotation: a new key seals; the old one still opens until it expires.
-    let old = sa.current(&jb, t0()).unwrap();
-    let t1 = t0() + Duration::from_secs(60);
-    let offer2 = sa
-        .offer(&w.alice, &jb, &w.bob.public_cert(), &mut rng, &w.policy, t1)
-        .unwrap();
-    sb.accept(
-        &deliver(&offer2, "alice@example.org/a"),
-        &w.bob,
-        &w.keyring,
-        &w.policy,
-        t1,
-    )
-    .unwrap();
-    let new = sa.current(&jb, t1).unwrap();
-    assert_ne!(old.id, new.id);
-    let mut m =
-        Stanza::parse("<message to='bob@example.org' id='n1'><body>new key</body></message>")
-            .unwrap();
-    sa.seal(&mut m, &mut rng, t1).unwrap();
-    assert!(m.to_xml().contains(&new.id));
-    assert_eq!(
-        sb.open(&deliver(&m, "alice@example.org/a"), &mut wb, t1)
-            .unwrap(),
-        "new key"
-    );
-
-    // Expiry: nothing seals or opens with an expired key.
-    let after = t0() + Duration::from_secs(3601);
-    let mut m =
-        Stanza::parse("<message to='bob@example.org' id='x1'><body>late</body></message>").unwrap();
-    sa.seal(&mut m, &mut rng, after).unwrap(); // the rotated key is still valid
-    let t_end = t1 + Duration::from_secs(3601);
-    let mut m2 =
-        Stanza::parse("<message to='bob@example.org' id='x2'><body>too late</body></message>")
-            .unwrap();
-    assert!(matches!(
-        sa.seal(&mut m2, &mut rng, t_end),
-        Err(Error::Key(_))
-    ));
-    sb.forget_expired(t_end);
-    assert!(sb.current(&ja, t_end).is_none());
 }
 
 #[test]
-fn seal_limits_force_a_new_key() {
-    let w = world();
-    let mut rng = OsRandom;
-    let mut sa = Sessions::new(w.alice.jid(), Duration::from_secs(3600));
-    let mut sb = Sessions::new(w.bob.jid(), Duration::from_secs(3600));
-    sa.set_seal_limit(2);
-    let offer = sa
-        .offer(
-            &w.alice,
-            w.bob.jid(),
-            &w.bob.public_cert(),
-            &mut rng,
-            &w.policy,
-            t0(),
-        )
-        .unwrap();
-    sb.accept(
-        &deliver(&offer, "alice@example.org/a"),
-        &w.bob,
-        &w.keyring,
-        &w.policy,
-        t0(),
-    )
-    .unwrap();
-    let msg = |i: u32| {
-        Stanza::parse(&format!(
-            "<message to='bob@example.org' id='l{i}'><body>m{i}</body></message>"
-        ))
-        .unwrap()
-    };
+fn sealed_message_with_a_changed_id_is_refused() {
+    let mut f = SessionFlow::agreed();
+    let (_, got) = f.alice_seals("t1", "x", t0());
+    assert!(matches!(
+        f.sb.open(&got.clone().with_attr("id", "t2"), &mut f.wb, t0()),
+        Err(Error::Decrypt)
+    ));
+}
+
+#[test]
+fn sealed_message_outside_the_skew_is_refused_and_leaves_no_trace() {
+    let mut f = SessionFlow::agreed();
+    let (_, got) = f.alice_seals("t1", "x", t0());
+    let stale = at(400);
+    assert!(matches!(
+        f.sb.open(&got, &mut f.wb, stale),
+        Err(Error::Replay(_))
+    ));
+    assert_eq!(f.sb.open(&got, &mut f.wb, t0()).unwrap(), "x");
+}
+
+/// Alice rotates at t1 = t0 + 60 s and bob accepts: the flow, the old and the new key ids.
+fn rotated() -> (SessionFlow, String, String) {
+    let mut f = SessionFlow::agreed();
+    let jb = f.s.bob.jid().clone();
+    let old = f.sa.current(&jb, t0()).unwrap();
+    let t1 = at(60);
+    let offer2 = f.alice_offers(t1);
+    let _info = f.bob_accepts(&offer2, t1).unwrap();
+    let new = f.sa.current(&jb, t1).unwrap();
+    (f, old.id, new.id)
+}
+
+#[test]
+fn rotation_seals_with_the_new_key() {
+    let (mut f, old, new) = rotated();
+    assert_ne!(old, new);
+    let (m, got) = f.alice_seals("n1", "new key", at(60));
+    assert!(m.to_xml().contains(&new));
+    assert_eq!(f.sb.open(&got, &mut f.wb, at(60)).unwrap(), "new key");
+}
+
+#[test]
+fn nothing_seals_or_opens_with_an_expired_key() {
+    let (mut f, _, _) = rotated();
+    let t1 = at(60);
+    // The rotated key is still valid after the first one expired.
+    let _ = f.alice_seals("x1", "late", at(3601));
+    let t_end = t1 + Duration::from_secs(3601);
+    let mut m2 = message("bob@example.org", "x2", "too late");
+    assert!(matches!(
+        f.sa.seal(&mut m2, &mut OsRandom, t_end),
+        Err(Error::NeedKey(_))
+    ));
+    f.sb.forget_expired(t_end);
+    assert!(f.sb.current(f.s.alice.jid(), t_end).is_none());
+}
+
+#[test]
+fn session_seal_limit_forces_a_new_key() {
+    let mut f = SessionFlow::agreed();
+    f.sa.set_seal_limit(2);
+    let msg = |i: u32| message("bob@example.org", &format!("l{i}"), &format!("m{i}"));
     for i in 0..2 {
-        sa.seal(&mut msg(i), &mut rng, t0()).unwrap();
+        f.sa.seal(&mut msg(i), &mut OsRandom, t0()).unwrap();
     }
     let mut third = msg(2);
     assert!(matches!(
-        sa.seal(&mut third, &mut rng, t0()),
-        Err(Error::Key(_))
+        f.sa.seal(&mut third, &mut OsRandom, t0()),
+        Err(Error::NeedKey(_))
     ));
     assert_eq!(third, msg(2), "a refused seal leaves the stanza as it was");
-    sa.offer(
-        &w.alice,
-        w.bob.jid(),
-        &w.bob.public_cert(),
-        &mut rng,
-        &w.policy,
-        t0(),
-    )
-    .unwrap();
-    sa.seal(&mut third, &mut rng, t0()).unwrap();
+    let _offer = f.alice_offers(t0());
+    f.sa.seal(&mut third, &mut OsRandom, t0()).unwrap();
+}
 
-    let room = Jid::new("r@rooms.example.org").unwrap();
-    let mut moderator = Moderator::new(&room, Duration::from_secs(3600), &mut rng, t0()).unwrap();
-    moderator.add_member(w.bob.jid(), w.bob.public_cert());
-    let mut bob = Member::new(&room, w.bob.jid(), w.alice.fingerprint());
-    bob.set_seal_limit(1);
-    let dist = moderator
-        .distribute(&w.alice, &mut rng, &w.policy, t0())
-        .unwrap();
-    bob.accept_key(
-        &deliver(&dist[0], "alice@example.org/m"),
-        &w.bob,
-        &w.keyring,
-        &w.policy,
-        t0(),
-    )
-    .unwrap();
-    bob.seal(&mut msg(10), &w.bob, &mut rng, &w.policy, t0())
-        .unwrap();
-    let mut second = msg(11);
+// Issue 12 item 6: a replayed offer is refused after a restart when the offer state was
+// saved, and an offer older than the newest accepted one is refused in any case.
+
+/// Alice made two offers (t0, t0 + 60 s); bob accepted the second at t0 + 120 s. Returns the
+/// flow and the two offers.
+fn two_offers_second_accepted() -> (SessionFlow, Stanza, Stanza) {
+    let mut f = SessionFlow::offered();
+    let first = f.offer.clone();
+    let second = f.alice_offers(at(60));
+    let _info = f.bob_accepts(&second, at(120)).unwrap();
+    (f, first, second)
+}
+
+#[test]
+fn an_offer_older_than_the_newest_accepted_is_refused() {
+    let (mut f, first, _) = two_offers_second_accepted();
+    // The older offer, never seen, is older than the newest accepted: refused.
     assert!(matches!(
-        bob.seal(&mut second, &w.bob, &mut rng, &w.policy, t0()),
-        Err(Error::Key(_))
+        f.bob_accepts(&first, at(120)),
+        Err(Error::Replay(_))
     ));
-    assert_eq!(second, msg(11));
-    moderator.rotate(&mut rng, t0()).unwrap();
-    let dist = moderator
-        .distribute(&w.alice, &mut rng, &w.policy, t0())
-        .unwrap();
-    assert_eq!(
-        bob.accept_key(
-            &deliver(&dist[0], "alice@example.org/m"),
-            &w.bob,
-            &w.keyring,
-            &w.policy,
-            t0()
-        )
-        .unwrap(),
-        2
-    );
-    bob.seal(&mut second, &w.bob, &mut rng, &w.policy, t0())
+}
+
+#[test]
+fn a_replayed_offer_is_refused_after_a_restart_with_the_saved_state() {
+    let (mut f, _, second) = two_offers_second_accepted();
+    let later = at(120);
+    let state = f.sb.offer_state();
+    assert!(state.starts_with("alice@example.org "), "{state}");
+    let mut restarted = Sessions::new(f.s.bob.jid(), Duration::from_secs(3600));
+    restarted.restore_offer_state(&state).unwrap();
+    assert!(matches!(
+        restarted.accept(&second, &f.s.bob, &f.s.keyring, &f.s.policy, later),
+        Err(Error::Replay(_))
+    ));
+    // A new offer after the restart is accepted.
+    let third = f.alice_offers(later);
+    restarted
+        .accept(&third, &f.s.bob, &f.s.keyring, &f.s.policy, later)
         .unwrap();
 }
 
 #[test]
-fn encrypted_room_with_moderator_and_rotation_on_removal() {
-    let w = world();
-    let dave = id("dave");
-    let mut keyring = w.keyring.clone();
-    keyring.insert_pinned(dave.jid(), dave.public_cert());
-    let mut rng = OsRandom;
-    let room = Jid::new("ops@rooms.example.org").unwrap();
-    let mut moderator = Moderator::new(&room, Duration::from_secs(86_400), &mut rng, t0()).unwrap();
-    for m in [&w.alice, &w.bob, &w.carol] {
-        moderator.add_member(m.jid(), m.public_cert());
-    }
-    let members: Vec<(&Identity, Member)> = [&w.alice, &w.bob, &w.carol]
-        .into_iter()
-        .map(|i| (i, Member::new(&room, i.jid(), w.alice.fingerprint())))
-        .collect();
-    let mut members = members;
-    let dist = moderator
-        .distribute(&w.alice, &mut rng, &w.policy, t0())
+fn without_the_saved_state_a_replayed_offer_installs_again() {
+    // The documented gap.
+    let (f, _, second) = two_offers_second_accepted();
+    let mut forgetful = Sessions::new(f.s.bob.jid(), Duration::from_secs(3600));
+    forgetful
+        .accept(&second, &f.s.bob, &f.s.keyring, &f.s.policy, at(120))
         .unwrap();
-    assert_eq!(dist.len(), 3);
-    for (who, m) in members.iter_mut() {
-        let s = dist
-            .iter()
-            .find(|s| s.to() == Some(who.jid().bare()))
-            .unwrap();
-        let got = deliver(s, "alice@example.org/mod");
-        assert_eq!(
-            m.accept_key(&got, who, &keyring, &w.policy, t0()).unwrap(),
-            1
-        );
-        // Replayed distribution: not a newer epoch.
-        assert!(matches!(
-            m.accept_key(&got, who, &keyring, &w.policy, t0()),
-            Err(Error::Replay(_))
-        ));
+}
+
+#[test]
+fn a_malformed_offer_state_is_refused_whole() {
+    let w = Scenario::new();
+    assert!(
+        Sessions::new(w.bob.jid(), Duration::from_secs(3600))
+            .restore_offer_state("alice@example.org yesterday\n")
+            .is_err()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Encrypted rooms.
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn room_key_goes_to_each_member() {
+    let mut f = RoomFlow::distributed();
+    assert_eq!(f.dist.len(), 3);
+    let dist = f.dist.clone();
+    for who in [ALICE, BOB, CAROL] {
+        assert_eq!(f.accept(who, &dist, t0()).unwrap(), 1);
     }
-    // A key "distributed" by a member who is not the moderator is refused.
-    let mut rogue = Moderator::new(&room, Duration::from_secs(86_400), &mut rng, t0()).unwrap();
-    rogue.add_member(w.bob.jid(), w.bob.public_cert());
-    rogue.rotate(&mut rng, t0()).unwrap();
-    rogue.rotate(&mut rng, t0()).unwrap();
+}
+
+#[test]
+fn replayed_room_key_distribution_is_refused() {
+    let mut f = RoomFlow::keyed();
+    let dist = f.dist.clone();
+    for who in [ALICE, BOB, CAROL] {
+        // Not a newer epoch.
+        assert!(matches!(f.accept(who, &dist, t0()), Err(Error::Replay(_))));
+    }
+}
+
+#[test]
+fn room_key_from_a_member_who_is_not_the_moderator_is_refused() {
+    let mut f = RoomFlow::keyed();
+    let mut rogue =
+        Moderator::new(&f.room, Duration::from_secs(86_400), &mut OsRandom, t0()).unwrap();
+    rogue.add_member(f.s.bob.jid(), f.s.bob.public_cert());
+    rogue.rotate(&mut OsRandom, t0()).unwrap();
+    rogue.rotate(&mut OsRandom, t0()).unwrap();
     let forged = deliver(
         &rogue
-            .distribute(&w.carol, &mut rng, &w.policy, t0())
+            .distribute(&f.s.carol, &mut OsRandom, &f.s.policy, t0())
             .unwrap()[0],
         "carol@example.org/c",
     );
     assert!(matches!(
-        members[1]
-            .1
-            .accept_key(&forged, &w.bob, &keyring, &w.policy, t0()),
+        f.members[BOB].accept_key(&forged, &f.s.bob, &f.s.keyring, &f.s.policy, t0()),
         Err(Error::Binding(_))
     ));
-    // Nor can one member's key be replayed to another (addressed and encrypted to its member).
-    let carols = deliver(
-        dist.iter()
-            .find(|s| s.to() == Some("carol@example.org"))
-            .unwrap(),
-        "alice@example.org/mod",
-    );
+}
+
+#[test]
+fn one_members_room_key_cannot_be_replayed_to_another() {
+    let mut f = RoomFlow::keyed();
+    let dave = f.s.pin("dave");
+    // Addressed and encrypted to its member.
+    let carols = RoomFlow::dist_to(&f.dist, "carol@example.org");
     assert!(
-        Member::new(&room, dave.jid(), w.alice.fingerprint())
-            .accept_key(&carols, &dave, &keyring, &w.policy, t0())
+        Member::new(&f.room, dave.jid(), f.s.alice.fingerprint())
+            .accept_key(&carols, &dave, &f.s.keyring, &f.s.policy, t0())
             .is_err()
     );
+}
 
+#[test]
+fn room_message_opens_with_its_sender_and_epoch() {
+    let mut f = RoomFlow::keyed();
     // Bob writes to the room; the MUC reflects it from room/nick to each occupant.
-    let mut msg =
-        Stanza::parse("<message id='g1'><body>restart the workers</body></message>").unwrap();
-    members[1]
-        .1
-        .seal(&mut msg, &w.bob, &mut rng, &w.policy, t0())
-        .unwrap();
-    let reflected = |s: &Stanza, to: &str| {
-        Stanza::parse(&s.to_xml())
-            .unwrap()
-            .with_attr("from", "ops@rooms.example.org/bob")
-            .with_attr("to", to)
-    };
+    let msg = f.post(BOB, "g1", "restart the workers", t0());
     let mut win_c = ReplayWindow::default();
-    let opened = members[2]
-        .1
+    let opened = f
         .open(
-            &reflected(&msg, "carol@example.org"),
-            &keyring,
-            &w.policy,
+            CAROL,
+            &RoomFlow::reflected(&msg, "bob", "carol@example.org"),
             &mut win_c,
             t0(),
         )
@@ -690,219 +1031,173 @@ fn encrypted_room_with_moderator_and_rotation_on_removal() {
         (opened.sender.bare(), opened.epoch, opened.body.as_str()),
         ("bob@example.org", 1, "restart the workers")
     );
+}
+
+#[test]
+fn replayed_room_message_is_refused() {
+    let mut f = RoomFlow::keyed();
+    let msg = f.post(BOB, "g1", "restart the workers", t0());
+    let got = RoomFlow::reflected(&msg, "bob", "carol@example.org");
+    let mut win_c = ReplayWindow::default();
+    let _opened = f.open(CAROL, &got, &mut win_c, t0()).unwrap();
     assert!(matches!(
-        members[2].1.open(
-            &reflected(&msg, "carol@example.org"),
-            &keyring,
-            &w.policy,
-            &mut win_c,
-            t0()
-        ),
+        f.open(CAROL, &got, &mut win_c, t0()),
         Err(Error::Replay(_))
     ));
+}
 
-    // Carol is removed: the key rotates and goes to alice and bob only.
-    assert!(
-        moderator
-            .remove_member(w.carol.jid(), &mut rng, t0())
-            .unwrap()
-    );
-    let t1 = t0() + Duration::from_secs(10);
-    let dist2 = moderator
-        .distribute(&w.alice, &mut rng, &w.policy, t1)
-        .unwrap();
+#[test]
+fn removing_a_member_rotates_the_key_to_the_others_only() {
+    // Carol is removed: the key rotates and goes to alice and bob only (both accept epoch 2).
+    let (_, dist2) = RoomFlow::carol_removed(at(10));
     assert_eq!(dist2.len(), 2);
     assert!(dist2.iter().all(|s| s.to() != Some("carol@example.org")));
-    for (who, m) in members.iter_mut().take(2) {
-        let s = dist2
-            .iter()
-            .find(|s| s.to() == Some(who.jid().bare()))
-            .unwrap();
-        assert_eq!(
-            m.accept_key(
-                &deliver(s, "alice@example.org/mod"),
-                who,
-                &keyring,
-                &w.policy,
-                t1
-            )
-            .unwrap(),
-            2
-        );
-    }
-    // Carol cannot use bob's copy of the new key.
-    let bobs = deliver(
-        dist2
-            .iter()
-            .find(|s| s.to() == Some("bob@example.org"))
-            .unwrap(),
-        "alice@example.org/mod",
-    );
+}
+
+#[test]
+fn a_removed_member_cannot_use_anothers_copy_of_the_new_key() {
+    let t1 = at(10);
+    let (mut f, dist2) = RoomFlow::carol_removed(t1);
+    let bobs = RoomFlow::dist_to(&dist2, "bob@example.org");
     assert!(
-        members[2]
-            .1
-            .accept_key(&bobs, &w.carol, &keyring, &w.policy, t1)
+        f.members[CAROL]
+            .accept_key(&bobs, &f.s.carol, &f.s.keyring, &f.s.policy, t1)
             .is_err()
     );
+}
+
+#[test]
+fn a_removed_member_cannot_read_the_next_epoch() {
+    let t1 = at(10);
+    let (mut f, _) = RoomFlow::carol_removed(t1);
     // A later message is sealed with epoch 2: alice reads it, carol cannot.
-    let mut msg2 =
-        Stanza::parse("<message id='g2'><body>new credentials: s3cret</body></message>").unwrap();
-    members[1]
-        .1
-        .seal(&mut msg2, &w.bob, &mut rng, &w.policy, t1)
-        .unwrap();
+    let msg2 = f.post(BOB, "g2", "new credentials: s3cret", t1);
     let mut win_a = ReplayWindow::default();
     assert_eq!(
-        members[0]
-            .1
-            .open(
-                &reflected(&msg2, "alice@example.org"),
-                &keyring,
-                &w.policy,
-                &mut win_a,
-                t1
-            )
-            .unwrap()
-            .body,
+        f.open(
+            ALICE,
+            &RoomFlow::reflected(&msg2, "bob", "alice@example.org"),
+            &mut win_a,
+            t1
+        )
+        .unwrap()
+        .body,
         "new credentials: s3cret"
     );
     assert!(matches!(
-        members[2].1.open(
-            &reflected(&msg2, "carol@example.org"),
-            &keyring,
-            &w.policy,
-            &mut win_c,
+        f.open(
+            CAROL,
+            &RoomFlow::reflected(&msg2, "bob", "carol@example.org"),
+            &mut ReplayWindow::default(),
             t1
         ),
-        Err(Error::Key(_))
+        Err(Error::NeedKey(_))
     ));
-    // A member cannot pass a message off as another's: the envelope names the signer.
-    let xml = reflected(&msg2, "alice@example.org")
+}
+
+#[test]
+fn a_member_cannot_pass_a_message_off_as_anothers() {
+    let t1 = at(10);
+    let (mut f, _) = RoomFlow::carol_removed(t1);
+    let msg2 = f.post(BOB, "g2", "new credentials: s3cret", t1);
+    // The envelope names the signer.
+    let xml = RoomFlow::reflected(&msg2, "bob", "alice@example.org")
         .to_xml()
         .replace("from='bob@example.org'", "from='alice@example.org'");
     let spoof = Stanza::parse(&xml).unwrap();
     assert!(
-        members[0]
-            .1
-            .open(
-                &spoof,
-                &keyring,
-                &w.policy,
-                &mut ReplayWindow::default(),
-                t1
-            )
+        f.open(ALICE, &spoof, &mut ReplayWindow::default(), t1)
             .is_err()
     );
+}
 
-    // Issue 12 item 3: carol, removed, still holds the epoch 1 key and posts with it. The
-    // remaining members accepted epoch 2 at t1: during the grace period for messages in
-    // flight the post is opened, after it refused.
-    let mut carol_posts = |members: &mut Vec<(&Identity, Member)>, id: &str, at: SystemTime| {
-        let mut m = Stanza::parse(&format!(
-            "<message id='{id}'><body>still here</body></message>"
-        ))
-        .unwrap();
-        members[2]
-            .1
-            .seal(&mut m, &w.carol, &mut rng, &w.policy, at)
-            .unwrap();
-        Stanza::parse(&m.to_xml())
-            .unwrap()
-            .with_attr("from", "ops@rooms.example.org/carol")
-            .with_attr("to", "alice@example.org")
-    };
-    let in_flight = carol_posts(&mut members, "c1", t1 + Duration::from_secs(5));
-    let got = members[0]
-        .1
+// Issue 12 item 3: carol, removed, still holds the epoch 1 key and posts with it. The
+// remaining members accepted epoch 2 at t1: during the grace period for messages in flight
+// the post is opened, after it refused.
+
+/// Carol's post with her epoch 1 key, sealed at `when`, as reflected to alice.
+fn carol_posts(f: &mut RoomFlow, id: &str, when: SystemTime) -> Stanza {
+    let m = f.post(CAROL, id, "still here", when);
+    RoomFlow::reflected(&m, "carol", "alice@example.org")
+}
+
+#[test]
+fn a_removed_members_post_in_flight_opens_during_the_grace() {
+    let t1 = at(10);
+    let (mut f, _) = RoomFlow::carol_removed(t1);
+    let in_flight = carol_posts(&mut f, "c1", t1 + Duration::from_secs(5));
+    let got = f
         .open(
+            ALICE,
             &in_flight,
-            &keyring,
-            &w.policy,
-            &mut win_a,
+            &mut ReplayWindow::default(),
             t1 + Duration::from_secs(5),
         )
         .unwrap();
     assert_eq!((got.epoch, got.sender.bare()), (1, "carol@example.org"));
-    let late = carol_posts(&mut members, "c2", t1 + Duration::from_secs(11));
-    let r = members[0].1.open(
+}
+
+#[test]
+fn a_removed_members_post_after_the_grace_is_refused() {
+    let t1 = at(10);
+    let (mut f, _) = RoomFlow::carol_removed(t1);
+    let late = carol_posts(&mut f, "c2", t1 + Duration::from_secs(11));
+    let r = f.open(
+        ALICE,
         &late,
-        &keyring,
-        &w.policy,
-        &mut win_a,
+        &mut ReplayWindow::default(),
         t1 + Duration::from_secs(11),
     );
     assert!(matches!(r, Err(Error::Replay(_))), "{r:?}");
-    // With no grace at all, the in-flight one is refused too.
-    members[1].1.set_epoch_grace(Duration::ZERO);
-    let c3 = carol_posts(&mut members, "c3", t1 + Duration::from_secs(1));
-    let r = members[1].1.open(
+}
+
+#[test]
+fn with_no_grace_a_removed_members_post_in_flight_is_refused() {
+    let t1 = at(10);
+    let (mut f, _) = RoomFlow::carol_removed(t1);
+    f.members[BOB].set_epoch_grace(Duration::ZERO);
+    let c3 = carol_posts(&mut f, "c3", t1 + Duration::from_secs(1));
+    let r = f.open(
+        BOB,
         &c3,
-        &keyring,
-        &w.policy,
         &mut ReplayWindow::default(),
         t1 + Duration::from_secs(1),
     );
     assert!(matches!(r, Err(Error::Replay(_))), "{r:?}");
 }
 
-/// Issue 12 item 6: a replayed offer is refused after a restart when the offer state was
-/// saved, and an offer older than the newest accepted one is refused in any case.
 #[test]
-fn session_offers_do_not_replay_across_restarts() {
-    let w = world();
-    let mut rng = OsRandom;
-    let (ja, jb) = (w.alice.jid().clone(), w.bob.jid().clone());
-    let mut sa = Sessions::new(&ja, Duration::from_secs(3600));
-    let offer_at = |sa: &mut Sessions, rng: &mut OsRandom, at: SystemTime| {
-        deliver(
-            &sa.offer(&w.alice, &jb, &w.bob.public_cert(), rng, &w.policy, at)
-                .unwrap(),
-            "alice@example.org/a",
-        )
-    };
-    let first = offer_at(&mut sa, &mut rng, t0());
-    let second = offer_at(&mut sa, &mut rng, t0() + Duration::from_secs(60));
-    let mut sb = Sessions::new(&jb, Duration::from_secs(3600));
-    let later = t0() + Duration::from_secs(120);
-    sb.accept(&second, &w.bob, &w.keyring, &w.policy, later)
+fn room_seal_limit_forces_a_rotation() {
+    let mut f = RoomFlow::keyed();
+    f.members[BOB].set_seal_limit(1);
+    let msg = |i: u32| message("bob@example.org", &format!("l{i}"), &format!("m{i}"));
+    let s = &f.s;
+    f.members[BOB]
+        .seal(&mut msg(10), &s.bob, &mut OsRandom, &s.policy, t0())
         .unwrap();
-    // The older offer, never seen, is older than the newest accepted: refused.
+    let mut second = msg(11);
     assert!(matches!(
-        sb.accept(&first, &w.bob, &w.keyring, &w.policy, later),
-        Err(Error::Replay(_))
+        f.members[BOB].seal(&mut second, &s.bob, &mut OsRandom, &s.policy, t0()),
+        Err(Error::NeedKey(_))
     ));
-    // Bob restarts with the saved state: the replay is refused.
-    let state = sb.offer_state();
-    assert!(state.starts_with("alice@example.org "), "{state}");
-    let mut restarted = Sessions::new(&jb, Duration::from_secs(3600));
-    restarted.restore_offer_state(&state).unwrap();
-    assert!(matches!(
-        restarted.accept(&second, &w.bob, &w.keyring, &w.policy, later),
-        Err(Error::Replay(_))
-    ));
-    // Without it, the documented gap: the offer installs again.
-    let mut forgetful = Sessions::new(&jb, Duration::from_secs(3600));
-    forgetful
-        .accept(&second, &w.bob, &w.keyring, &w.policy, later)
+    assert_eq!(second, msg(11));
+    f.moderator.rotate(&mut OsRandom, t0()).unwrap();
+    let dist = f
+        .moderator
+        .distribute(&f.s.alice, &mut OsRandom, &f.s.policy, t0())
         .unwrap();
-    // A new offer after the restart is accepted.
-    let third = offer_at(&mut sa, &mut rng, later);
-    restarted
-        .accept(&third, &w.bob, &w.keyring, &w.policy, later)
+    assert_eq!(f.accept(BOB, &dist, t0()).unwrap(), 2);
+    let s = &f.s;
+    f.members[BOB]
+        .seal(&mut second, &s.bob, &mut OsRandom, &s.policy, t0())
         .unwrap();
-    // A malformed state is refused whole.
-    assert!(
-        Sessions::new(&jb, Duration::from_secs(3600))
-            .restore_offer_state("alice@example.org yesterday\n")
-            .is_err()
-    );
 }
 
 /// Issue 12 item 6: stamps and signatures from a sender whose clock is ahead are accepted
 /// within the skew, both ways as documented, and refused beyond it.
 #[test]
 fn a_sender_clock_ahead_is_accepted_within_the_skew() {
-    let w = world();
+    let w = Scenario::new();
     let mut rng = OsRandom;
     for (ahead, ok) in [(2, true), (250, true), (400, false)] {
         let at = t0() + Duration::from_secs(ahead);
@@ -961,7 +1256,7 @@ fn a_sender_clock_ahead_is_accepted_within_the_skew() {
 
 #[test]
 fn malformed_stanzas_give_clear_errors() {
-    let w = world();
+    let w = Scenario::new();
     let mut win = ReplayWindow::default();
     for xml in [
         "<message from='alice@example.org/a' id='1'><x xmlns='jabber:x:signed'>not base64 !!</x></message>",
@@ -992,4 +1287,135 @@ fn malformed_stanzas_give_clear_errors() {
         Err(Error::Decrypt)
     ));
     assert!(win.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// Refusals carry their reason and kind (issue 14).
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn envelope_refusals_say_which_binding_or_time() {
+    let w = Scenario::new();
+    let (m, got) = enveloped(&w);
+    let moved = got.clone().with_attr("to", "carol@example.org");
+    let e = refused_by_fresh_window(&w, &moved, t0());
+    assert_eq!(e.kind(), ErrorKind::Rejected);
+    assert!(
+        matches!(&e, Error::Binding(Mismatch::Recipient { stanza, signed })
+            if stanza == "carol@example.org" && signed == "bob@example.org"),
+        "{e:?}"
+    );
+    let other = deliver(&m, "carol@example.org/x");
+    let e = refused_by_fresh_window(&w, &other, t0());
+    assert!(
+        matches!(&e, Error::Binding(Mismatch::Sender { stanza, signed })
+            if stanza == "carol@example.org" && signed == "alice@example.org"),
+        "{e:?}"
+    );
+    let e = refused_by_fresh_window(&w, &got, at(301));
+    assert!(matches!(e, Error::Replay(Freshness::Stale { .. })), "{e:?}");
+    let e = refused_by_fresh_window(&w, &got, t0() - Duration::from_secs(301));
+    assert!(
+        matches!(e, Error::Replay(Freshness::Future { .. })),
+        "{e:?}"
+    );
+    let stranger = deliver(&m, "mallory@evil.example/x");
+    let e = refused_by_fresh_window(&w, &stranger, t0());
+    assert!(
+        matches!(e, Error::Binding(Mismatch::Sender { .. })),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn session_refusals_say_which() {
+    let mut f = SessionFlow::agreed();
+    let e = f.bob_accepts(&f.offer.clone(), t0()).unwrap_err();
+    assert!(
+        matches!(&e, Error::Replay(Freshness::OfferSeen { .. })),
+        "{e:?}"
+    );
+    // Sealing to a peer without a key is the caller's to fix: offer one.
+    let mut m = message("carol@example.org", "q1", "hi");
+    let e = f.sa.seal(&mut m, &mut OsRandom, t0()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Misuse);
+    assert!(
+        matches!(&e, Error::NeedKey(NeedKey::NoSessionKey { peer }) if peer == "carol@example.org"),
+        "{e:?}"
+    );
+    let (_, got) = f.alice_seals("s1", "x", t0());
+    let _body = f.sb.open(&got, &mut f.wb, t0()).unwrap();
+    let e = f.sb.open(&got, &mut f.wb, t0()).unwrap_err();
+    assert!(
+        matches!(&e, Error::Replay(Freshness::Duplicate { sender, id })
+            if sender == "alice@example.org" && id == "s1"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn room_refusals_say_which() {
+    let t1 = at(10);
+    let (mut f, dist2) = RoomFlow::carol_removed(t1);
+    // A replayed distribution: not newer.
+    let e = f.accept(BOB, &dist2, t1).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Replay(Freshness::EpochNotNewer {
+                epoch: 2,
+                current: 2
+            })
+        ),
+        "{e:?}"
+    );
+    // Carol has no key for epoch 2: refused input, not misuse.
+    let msg2 = f.post(BOB, "g2", "new credentials: s3cret", t1);
+    let e = f
+        .open(
+            CAROL,
+            &RoomFlow::reflected(&msg2, "bob", "carol@example.org"),
+            &mut ReplayWindow::default(),
+            t1,
+        )
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Rejected);
+    assert!(
+        matches!(e, Error::NeedKey(NeedKey::UnknownEpoch { epoch: 2 })),
+        "{e:?}"
+    );
+    // Carol's epoch 1 post after the grace.
+    let late = carol_posts(&mut f, "c2", t1 + Duration::from_secs(11));
+    let e = f
+        .open(
+            ALICE,
+            &late,
+            &mut ReplayWindow::default(),
+            t1 + Duration::from_secs(11),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Replay(Freshness::EpochSuperseded { epoch: 1, newer: 2 })
+        ),
+        "{e:?}"
+    );
+    // A key from someone who is not the pinned moderator.
+    let mut rogue =
+        Moderator::new(&f.room, Duration::from_secs(86_400), &mut OsRandom, t0()).unwrap();
+    rogue.add_member(f.s.bob.jid(), f.s.bob.public_cert());
+    let forged = deliver(
+        &rogue
+            .distribute(&f.s.carol, &mut OsRandom, &f.s.policy, t1)
+            .unwrap()[0],
+        "carol@example.org/c",
+    );
+    let e = f.members[BOB]
+        .accept_key(&forged, &f.s.bob, &f.s.keyring, &f.s.policy, t1)
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Binding(Mismatch::NotModerator { from }) if from == "carol@example.org"),
+        "{e:?}"
+    );
 }

@@ -1,0 +1,41 @@
+//! Every XML namespace (and signing label) this crate reads or writes, in one place.
+//!
+//! This module depends on nothing, so every other module may use it: the namespaces of the
+//! session and room extensions are here rather than in [`crate::session`] and
+//! [`crate::room`], which lets [`crate::envelope`] recognise their payloads without
+//! depending on the modules that use the envelope.
+
+/// The stanza namespace of client streams (RFC 6120 §4.8.3).
+pub const CLIENT: &str = "jabber:client";
+/// The stanza namespace of server-to-server streams.
+pub const SERVER: &str = "jabber:server";
+/// The stanza namespace of XEP-0114 component streams.
+pub const COMPONENT: &str = "jabber:component:accept";
+/// The namespace bound to the `xml` prefix (XML Namespaces §3).
+pub const XML: &str = "http://www.w3.org/XML/1998/namespace";
+/// XEP-0027 signatures (`<x xmlns='jabber:x:signed'/>`).
+pub const SIGNED: &str = "jabber:x:signed";
+/// XEP-0027 encrypted messages (`<x xmlns='jabber:x:encrypted'/>`).
+pub const ENCRYPTED: &str = "jabber:x:encrypted";
+/// This crate's signed envelope ([`crate::envelope`]).
+pub const ENVELOPE: &str = "urn:xmpp-federation:xep0027:envelope:0";
+/// This crate's session keys and sealed messages ([`crate::session`]).
+pub const SESSION: &str = "urn:xmpp-federation:xep0027:session:0";
+/// This crate's room keys and sealed room messages ([`crate::room`]).
+pub const ROOM: &str = "urn:xmpp-federation:xep0027:room:0";
+
+/// The labels that start the byte strings this crate signs or authenticates (see
+/// `canonical`); each names what the bytes are, so that no signature or tag made for one
+/// purpose is valid for another.
+pub(crate) mod label {
+    /// An envelope's signed bytes.
+    pub(crate) const ENVELOPE: &str = "urn:xmpp-federation:xep0027:envelope:0";
+    /// A session key offer's record.
+    pub(crate) const SESSION_KEY: &str = "urn:xmpp-federation:xep0027:session-key:0";
+    /// A sealed session message's associated data.
+    pub(crate) const SESSION_MESSAGE: &str = "urn:xmpp-federation:xep0027:session-message:0";
+    /// A room key distribution's record.
+    pub(crate) const ROOM_KEY: &str = "urn:xmpp-federation:xep0027:room-key:0";
+    /// A sealed room message's associated data.
+    pub(crate) const ROOM_MESSAGE: &str = "urn:xmpp-federation:xep0027:room-message:0";
+}
