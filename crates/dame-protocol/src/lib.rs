@@ -26,11 +26,13 @@
 //! entityID asked for, then written in the GÉANT-TrustBroker / Shibboleth `LocalDynamic` layout,
 //! `<sha1>.xml` + `<sha1>.xml.loc`, with feature `fs` for the directory); the broker's
 //! metadata service core ([`mdq_service`]: MDQ requests by entityID or `{sha1}`, ETag and 304,
-//! 404, 406).
+//! 404, 406); proof of ownership at registration ([`registration`]: a random file on the
+//! entityID's host, fetched over https from global addresses only, no redirects, expiry and
+//! bounded attempts).
 //!
 //! Not yet in this crate (issue 16, to come): the broker's per-user flow state machine, the
 //! second mode for unmodified SPs, the provider extension's state machine (trigger -> MDQ fetch
-//! -> integrate -> answer), registration with proof of ownership, relationships and
+//! -> integrate -> answer), registration's store and API, relationships and
 //! attribute conversion rules.
 //!
 //! Errors: one [`Error`] with [`Error::kind`]; refusals are typed ([`Refusal`]).
@@ -46,6 +48,7 @@ pub mod mdi;
 pub mod mdq_service;
 pub mod policy;
 mod query;
+pub mod registration;
 pub mod signed;
 pub mod trigger;
 

@@ -1,0 +1,118 @@
+//! Proof of ownership: the challenge names one https URL on the entityID's host, only global
+//! addresses are fetched (unless the operator allows private ones), and the answer must be the
+//! random content, in time, within the allowed attempts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dame_protocol::Refusal;
+use dame_protocol::registration::{OwnershipChallenge, is_global};
+
+fn now() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+}
+
+fn rng() -> impl FnMut(&mut [u8]) {
+    let mut n = 7u8;
+    move |b: &mut [u8]| {
+        for x in b.iter_mut() {
+            n = n.wrapping_mul(31).wrapping_add(17);
+            *x = n;
+        }
+    }
+}
+
+#[test]
+fn the_challenge_is_answered_with_its_content_only() {
+    let mut c =
+        OwnershipChallenge::new("https://IdP.Example.org/idp/shibboleth", now(), &mut rng())
+            .unwrap();
+    assert_eq!(c.host, "idp.example.org");
+    assert_eq!(c.name.len(), 32);
+    assert_eq!(c.content.len(), 64);
+    assert_eq!(
+        c.fetch_plan(),
+        format!(
+            "https://idp.example.org/.well-known/dame-ownership/{}",
+            c.name
+        )
+    );
+    let t = now() + Duration::from_secs(10);
+    let refused = |r: Result<(), dame_protocol::Error>| r.unwrap_err().refusal();
+    assert_eq!(refused(c.verify(t, 404, b"")), Some(Refusal::NotPermitted));
+    assert_eq!(refused(c.verify(t, 302, b"")), Some(Refusal::NotPermitted));
+    assert_eq!(
+        refused(c.verify(t, 200, b"wrong")),
+        Some(Refusal::NotPermitted)
+    );
+    let body = format!("{}\n", c.content);
+    assert!(c.verify(t, 200, body.as_bytes()).is_ok());
+    // Attempts are bounded: five in all.
+    assert!(c.verify(t, 200, body.as_bytes()).is_ok());
+    assert_eq!(
+        refused(c.verify(t, 200, body.as_bytes())),
+        Some(Refusal::RateLimited)
+    );
+    // Expired.
+    let mut late = OwnershipChallenge::new("https://sp.example.com/sp", now(), &mut rng()).unwrap();
+    let body = late.content.clone();
+    assert_eq!(
+        refused(late.verify(now() + Duration::from_secs(3600), 200, body.as_bytes())),
+        Some(Refusal::Stale)
+    );
+    assert!(late.verify(now(), 200, &vec![b'a'; 2000]).is_err());
+}
+
+#[test]
+fn only_https_dns_entity_ids_can_be_proven() {
+    for bad in [
+        "http://idp.example.org/idp",
+        "urn:mace:example:idp",
+        "https://192.0.2.7/idp",
+        "https://localhost/idp",
+        "https://user@idp.example.org/",
+    ] {
+        assert!(
+            OwnershipChallenge::new(bad, now(), &mut rng()).is_err(),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn private_and_special_addresses_are_not_fetched() {
+    let c = OwnershipChallenge::new("https://idp.example.org/idp", now(), &mut rng()).unwrap();
+    for ip in [
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "198.18.0.1",
+        "224.0.0.1",
+        "192.0.2.1",
+        "::1",
+        "fe80::1",
+        "fd00::1",
+        "::ffff:127.0.0.1",
+        "::ffff:169.254.169.254",
+        "2001:db8::1",
+    ] {
+        let ip: IpAddr = ip.parse().unwrap();
+        assert!(!is_global(ip), "{ip}");
+        assert_eq!(
+            c.check_address(ip, false),
+            Err(Refusal::NotPermitted),
+            "{ip}"
+        );
+        assert_eq!(c.check_address(ip, true), Ok(()));
+    }
+    for ip in ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"] {
+        let ip: IpAddr = ip.parse().unwrap();
+        assert!(is_global(ip), "{ip}");
+        assert_eq!(c.check_address(ip, false), Ok(()));
+    }
+}
