@@ -1,6 +1,32 @@
 //! The crate's one error type, split by cause.
 
-pub use saml_core::ErrorKind;
+/// What kind of failure an [`Error`] is: what a caller branches on (the same kinds as
+/// saml-core's, plus transport failures from fetching).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Malformed input.
+    Malformed,
+    /// Refused by a security check or a policy.
+    Rejected,
+    /// The API was used wrongly (a key that cannot sign, a call out of order).
+    Misuse,
+    /// A cryptographic operation failed.
+    Crypto,
+    /// A fetch failed (the broker or a peer could not be reached, or answered an error).
+    Transport,
+}
+
+impl From<saml_core::ErrorKind> for ErrorKind {
+    fn from(k: saml_core::ErrorKind) -> Self {
+        match k {
+            saml_core::ErrorKind::Malformed => ErrorKind::Malformed,
+            saml_core::ErrorKind::Rejected => ErrorKind::Rejected,
+            saml_core::ErrorKind::Crypto => ErrorKind::Crypto,
+            _ => ErrorKind::Misuse,
+        }
+    }
+}
 
 /// Why a DAME message or request was refused: what a caller branches on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -30,8 +56,22 @@ pub enum Refusal {
     /// A rate limit was hit.
     RateLimited,
     /// Too many entries would have to be remembered (a replay or rate-limit table is full of
-    /// live entries): refused rather than forgetting one.
+    /// live entries, or the broker runs its maximum of flows): refused rather than forgetting
+    /// one.
     Capacity,
+    /// The entityID is already registered.
+    Duplicate,
+    /// No flow of that identifier is running (never was, finished, or expired).
+    UnknownFlow,
+    /// The message is not expected in the flow's current state (the flow is unchanged).
+    WrongState,
+    /// The message names another SP or IdP than the flow it was sent into.
+    WrongFlow,
+    /// The entity has no DAME `MetadataSyncLocation`: it cannot take part in an exchange.
+    NotDameCapable,
+    /// The metadata fetched is not of the role expected (an SP's agent integrates IdPs only,
+    /// an IdP's agent SPs only).
+    WrongRole,
 }
 
 impl std::fmt::Display for Refusal {
@@ -51,6 +91,12 @@ impl std::fmt::Display for Refusal {
             Refusal::NotPermitted => "a policy forbids it",
             Refusal::RateLimited => "rate limit exceeded",
             Refusal::Capacity => "too many live entries to remember another",
+            Refusal::Duplicate => "the entityID is already registered",
+            Refusal::UnknownFlow => "no such flow (never started, finished or expired)",
+            Refusal::WrongState => "not expected in the flow's current state",
+            Refusal::WrongFlow => "the message names another SP or IdP than the flow",
+            Refusal::NotDameCapable => "the entity has no DAME MetadataSyncLocation",
+            Refusal::WrongRole => "the metadata is not of the role expected",
         })
     }
 }
@@ -77,6 +123,9 @@ pub enum Error {
     /// From saml-metadata (keys or endpoints of an entity).
     #[error(transparent)]
     Metadata(#[from] saml_metadata::Error),
+    /// From mdq-client (the provider's fetch of its peer from the broker).
+    #[error(transparent)]
+    Mdq(#[from] mdq_client::Error),
 }
 
 impl Error {
@@ -93,8 +142,14 @@ impl Error {
         match self {
             Error::Malformed { .. } => ErrorKind::Malformed,
             Error::Refused(_) => ErrorKind::Rejected,
-            Error::Saml(e) => e.kind(),
-            Error::Metadata(e) => e.kind(),
+            Error::Saml(e) => e.kind().into(),
+            Error::Metadata(e) => e.kind().into(),
+            Error::Mdq(e) => match e.kind() {
+                mdq_client::ErrorKind::Malformed => ErrorKind::Malformed,
+                mdq_client::ErrorKind::Rejected => ErrorKind::Rejected,
+                mdq_client::ErrorKind::Transport => ErrorKind::Transport,
+                _ => ErrorKind::Misuse,
+            },
         }
     }
 

@@ -40,7 +40,9 @@
 #![deny(missing_docs)]
 #![warn(clippy::must_use_candidate, clippy::return_self_not_must_use)]
 
+pub mod agent;
 pub mod authenticate;
+pub mod broker;
 pub mod discovery;
 mod error;
 pub mod integration;
@@ -49,6 +51,8 @@ pub mod mdq_service;
 pub mod policy;
 mod query;
 pub mod registration;
+pub mod registry;
+pub mod relationships;
 pub mod signed;
 pub mod trigger;
 

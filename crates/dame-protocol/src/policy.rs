@@ -3,7 +3,7 @@
 //! bounded memory).
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 use crate::error::Refusal;
 
@@ -94,7 +94,7 @@ impl PeerPolicy {
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     tokens: f64,
-    at: Instant,
+    at: SystemTime,
 }
 
 /// Token buckets per key (a source address, a user, an entity): `burst` requests at once, then
@@ -133,14 +133,14 @@ impl RateLimiter {
         self.buckets.is_empty()
     }
 
-    fn refill(&self, b: &mut Bucket, now: Instant) {
-        let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
+    fn refill(&self, b: &mut Bucket, now: SystemTime) {
+        let elapsed = now.duration_since(b.at).unwrap_or_default().as_secs_f64();
         b.tokens = (b.tokens + elapsed * self.per_second).min(self.burst);
         b.at = b.at.max(now);
     }
 
     /// Takes one token for `key` at `now`.
-    pub fn check(&mut self, key: &str, now: Instant) -> Result<(), Refusal> {
+    pub fn check(&mut self, key: &str, now: SystemTime) -> Result<(), Refusal> {
         if let Some(mut b) = self.buckets.get(key).copied() {
             self.refill(&mut b, now);
             if b.tokens < 1.0 {
@@ -154,7 +154,7 @@ impl RateLimiter {
         if self.buckets.len() >= self.max_keys {
             let (per_second, burst) = (self.per_second, self.burst);
             self.buckets.retain(|_, b| {
-                let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
+                let elapsed = now.duration_since(b.at).unwrap_or_default().as_secs_f64();
                 b.tokens + elapsed * per_second < burst
             });
             if self.buckets.len() >= self.max_keys {
@@ -173,7 +173,7 @@ impl RateLimiter {
 
     /// How long until `key` has a token again (zero when it has one now).
     #[must_use]
-    pub fn retry_after(&self, key: &str, now: Instant) -> Duration {
+    pub fn retry_after(&self, key: &str, now: SystemTime) -> Duration {
         let Some(mut b) = self.buckets.get(key).copied() else {
             return Duration::ZERO;
         };

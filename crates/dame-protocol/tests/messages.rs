@@ -2,7 +2,7 @@
 //! no state behind (the replay windows are unchanged).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dame_protocol::authenticate::AuthenticateRequest;
 use dame_protocol::discovery::{DiscoveryRequest, POLICY_SINGLE};
@@ -431,7 +431,7 @@ fn domain_lists_match_hosts_and_subdomains_only() {
 
 #[test]
 fn rate_limits_refill_and_memory_is_bounded() {
-    let t0 = Instant::now();
+    let t0 = now();
     let mut l = RateLimiter::new(1.0, 3, 2);
     for _ in 0..3 {
         assert!(l.check("198.51.100.7", t0).is_ok());

@@ -456,6 +456,15 @@ impl Client {
         }
     }
 
+    /// A fetch of `id` whatever the cache holds: for a push notice that the entity changed (a
+    /// DAME metadata-integration trigger). Sends `If-None-Match` when a version is cached, so
+    /// an unchanged entity costs a 304; joins a fetch of the same entity already in flight
+    /// (same token). Complete it like any [`FetchRequest`].
+    pub fn fetch_now(&mut self, id: &Identifier) -> FetchRequest {
+        let key = id.key().to_owned();
+        self.request(id, &key)
+    }
+
     /// Completes the fetch `token` with the HTTP response. Returns the entity (`None`: it does
     /// not exist). A bad response keeps a usable stale entry (served for at most `max_stale`,
     /// never past its validUntil), otherwise it is the error; a bad response never replaces a

@@ -1,0 +1,358 @@
+//! The provider extension (beside an IdP or an SP) as a sans-IO state machine: authenticate a
+//! trigger, fetch the peer's metadata from the broker with mdq-client's core, check it, integrate
+//! it, answer (draft-poehn-dame-06 §4, MDI request and response).
+//!
+//! ```text
+//!  handle_trigger(query, source, now)
+//!     ├─ refused (unsigned, forged, stale, replayed, not for us, rate)  ─► Err: answer with
+//!     │                                                                   Agent::answer_for(err)
+//!     ├─ rollback ─► remove <sha1>.xml + .loc ─► Answer(integrated)
+//!     └─ fetchmetadata ─► Fetch(req): GET req.url from the configured broker (never a URL
+//!                         from the trigger), then
+//!           handle_fetched(token, response, now) / handle_fetch_failure(token, error, now)
+//!              ├─ answered in time ─► Answer(MdiResponse): integrated / refused / error
+//!              └─ after defer(token) answered accepted-pending ─► Report(url): the signed
+//!                                                                status report to GET
+//! ```
+//! What is integrated was signed by the broker's pinned key (mdq-client verifies the signature,
+//! validity and that the document is the entity asked for), has the peer role this side
+//! accepts (an SP's agent integrates IdPs, an IdP's agent SPs), and goes to the
+//! [`IntegrationTarget`] with the URL it came from. Nothing from a refused trigger is kept.
+//!
+//! The IdP side also compares an SP's `RequestedAttribute`s with what it can release
+//! ([`missing_attributes`]) to ask the broker for conversion rules.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use mdq_client::client::{FetchRequest, Token};
+use mdq_client::response::HttpResponse;
+use mdq_client::{BaseUrl, Client, Config, Identifier};
+use saml_core::dsig::{SigningKey, TrustedKeys};
+use saml_metadata::model::{EntityDescriptor, RequestedAttribute};
+
+use crate::error::{Error, ErrorKind, Refusal};
+use crate::integration::IntegrationTarget;
+use crate::mdi::{MdiResponse, MdiStatus, StatusReport};
+use crate::policy::RateLimiter;
+use crate::trigger::{Trigger, TriggerAction, TriggerVerifier};
+
+/// Most fetches an agent runs at once (more triggers are refused, [`Refusal::Capacity`]).
+pub const MAX_PENDING: usize = 64;
+
+/// Which provider the agent stands beside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// An IdP: it integrates SPs.
+    Idp,
+    /// An SP: it integrates IdPs.
+    Sp,
+}
+
+/// What to do with a trigger that was accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum TriggerStep {
+    /// Answer the trigger with this now.
+    Answer(MdiResponse),
+    /// Perform this GET (the broker's MDQ service) and hand the result to
+    /// [`Agent::handle_fetched`] or [`Agent::handle_fetch_failure`]. If the trigger must be
+    /// answered before that, answer it with [`Agent::defer`].
+    Fetch(FetchRequest),
+}
+
+/// What to do once a fetch finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum FetchOutcome {
+    /// Answer the (still open) trigger with this.
+    Answer(MdiResponse),
+    /// The trigger was answered `accepted-pending`: GET this signed status report URL at the
+    /// broker.
+    Report(String),
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    trigger: Trigger,
+    deferred: bool,
+}
+
+/// The agent. See the [module docs](self).
+pub struct Agent<T: IntegrationTarget> {
+    me: String,
+    side: Side,
+    key: SigningKey,
+    broker_endpoint: String,
+    verifier: TriggerVerifier,
+    mdq: Client,
+    target: T,
+    pending: HashMap<Token, Pending>,
+    by_source: RateLimiter,
+}
+
+impl<T: IntegrationTarget> std::fmt::Debug for Agent<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("me", &self.me)
+            .field("side", &self.side)
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: IntegrationTarget> Agent<T> {
+    /// An agent for entity `me` on `side`, trusting the broker's `broker_keys` (configuration,
+    /// never a trigger), fetching from the broker's MDQ service at `broker_mdq`, reporting to
+    /// `broker_endpoint` (the broker's DAME URL) signed with the entity's `key`, integrating
+    /// into `target`.
+    pub fn new(
+        me: &str,
+        side: Side,
+        broker_keys: TrustedKeys,
+        broker_mdq: &str,
+        broker_endpoint: &str,
+        key: SigningKey,
+        target: T,
+    ) -> Result<Self, Error> {
+        let mut cfg = Config::new(BaseUrl::parse(broker_mdq)?, broker_keys.clone());
+        // A failed fetch must not integrate an older copy.
+        cfg.max_stale = Duration::ZERO;
+        cfg.max_entries = 1_000;
+        Ok(Agent {
+            me: me.to_owned(),
+            side,
+            key,
+            broker_endpoint: broker_endpoint.to_owned(),
+            verifier: TriggerVerifier::new(broker_keys, me),
+            mdq: Client::new(cfg),
+            target,
+            pending: HashMap::new(),
+            by_source: RateLimiter::new(10.0, 50, 10_000),
+        })
+    }
+
+    /// The integration target.
+    #[must_use]
+    pub fn target(&self) -> &T {
+        &self.target
+    }
+
+    /// The integration target, mutably (an operator's manual removal).
+    pub fn target_mut(&mut self) -> &mut T {
+        &mut self.target
+    }
+
+    /// Fetches in flight.
+    #[must_use]
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The answer to give for a refused trigger or a failed step: `refused` (403) for a
+    /// refusal or a malformed request, `error` (500) otherwise, with the reason.
+    #[must_use]
+    pub fn answer_for(err: &Error) -> MdiResponse {
+        let status = match err.kind() {
+            ErrorKind::Malformed | ErrorKind::Rejected => MdiStatus::Refused,
+            _ => MdiStatus::Error,
+        };
+        MdiResponse {
+            status,
+            reason: Some(reason(err)),
+        }
+    }
+
+    /// A trigger (`query`, as received) from `source` at `now`.
+    pub fn handle_trigger(
+        &mut self,
+        query: &str,
+        source: &str,
+        now: SystemTime,
+    ) -> Result<TriggerStep, Error> {
+        self.by_source.check(source, now)?;
+        // Refuse for capacity before the nonce is used up.
+        if self.pending.len() >= MAX_PENDING {
+            return Err(Refusal::Capacity.into());
+        }
+        let t = self.verifier.accept(query, now)?;
+        match t.action {
+            TriggerAction::Rollback => {
+                let removed = self.target.remove(&t.peer)?;
+                Ok(TriggerStep::Answer(MdiResponse {
+                    status: MdiStatus::Integrated,
+                    reason: Some(
+                        if removed {
+                            "removed"
+                        } else {
+                            "nothing to remove"
+                        }
+                        .into(),
+                    ),
+                }))
+            }
+            TriggerAction::FetchMetadata => {
+                let id = Identifier::entity_id(&t.peer)?;
+                let req = self.mdq.fetch_now(&id);
+                if self.pending.contains_key(&req.token) {
+                    // The same peer is already being fetched for an earlier trigger.
+                    return Err(Refusal::Replayed.into());
+                }
+                self.pending.insert(
+                    req.token,
+                    Pending {
+                        trigger: t,
+                        deferred: false,
+                    },
+                );
+                Ok(TriggerStep::Fetch(req))
+            }
+        }
+    }
+
+    /// The trigger of fetch `token` must be answered before the fetch ends: `accepted-pending`
+    /// now, a status report later ([`FetchOutcome::Report`]).
+    pub fn defer(&mut self, token: Token) -> Result<MdiResponse, Error> {
+        let p = self
+            .pending
+            .get_mut(&token)
+            .ok_or_else(|| Error::malformed("fetch", "no such fetch in flight"))?;
+        p.deferred = true;
+        Ok(MdiResponse {
+            status: MdiStatus::AcceptedPending,
+            reason: None,
+        })
+    }
+
+    /// The broker's answer to fetch `token` at `now`; `rng` for a status report's nonce.
+    pub fn handle_fetched(
+        &mut self,
+        token: Token,
+        url: &str,
+        resp: &HttpResponse<'_>,
+        now: SystemTime,
+        rng: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<FetchOutcome, Error> {
+        let p = self
+            .pending
+            .remove(&token)
+            .ok_or_else(|| Error::malformed("fetch", "no such fetch in flight"))?;
+        let result = self
+            .mdq
+            .handle_response(token, resp, now)
+            .map_err(Error::from)
+            .and_then(|e| self.integrate(&p.trigger.peer, e.as_deref(), url));
+        self.outcome(p, result, now, rng)
+    }
+
+    /// Fetch `token` failed in transport.
+    pub fn handle_fetch_failure(
+        &mut self,
+        token: Token,
+        error: &str,
+        now: SystemTime,
+        rng: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<FetchOutcome, Error> {
+        let p = self
+            .pending
+            .remove(&token)
+            .ok_or_else(|| Error::malformed("fetch", "no such fetch in flight"))?;
+        let result = self
+            .mdq
+            .handle_failure(token, error, now)
+            .map_err(Error::from)
+            .and_then(|_| {
+                Err(Error::malformed(
+                    "fetch",
+                    format!("the broker could not be reached: {error}"),
+                ))
+            });
+        self.outcome(p, result, now, rng)
+    }
+
+    fn integrate(
+        &mut self,
+        peer: &str,
+        entity: Option<&EntityDescriptor>,
+        url: &str,
+    ) -> Result<(), Error> {
+        let Some(entity) = entity else {
+            return Err(Refusal::UnknownEntity.into());
+        };
+        let role_ok = match self.side {
+            Side::Sp => entity.idp().is_some(),
+            Side::Idp => entity.sp().is_some(),
+        };
+        if !role_ok {
+            return Err(Refusal::WrongRole.into());
+        }
+        let id = Identifier::entity_id(peer)?;
+        let snap = self
+            .mdq
+            .snapshot(&id)
+            .ok_or_else(|| Error::malformed("fetch", "the fetched document is not cached"))?;
+        self.target.integrate(peer, &snap.document, url)
+    }
+
+    fn outcome(
+        &self,
+        p: Pending,
+        result: Result<(), Error>,
+        now: SystemTime,
+        rng: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<FetchOutcome, Error> {
+        let answer = match &result {
+            Ok(()) => MdiResponse {
+                status: MdiStatus::Integrated,
+                reason: None,
+            },
+            Err(e) => Self::answer_for(e),
+        };
+        if !p.deferred {
+            return Ok(FetchOutcome::Answer(answer));
+        }
+        let report = StatusReport::new(
+            &self.me,
+            &p.trigger.peer,
+            answer.status,
+            answer.reason.as_deref().unwrap_or(""),
+            now,
+            rng,
+        );
+        Ok(FetchOutcome::Report(
+            report.url(&self.broker_endpoint, &self.key)?,
+        ))
+    }
+}
+
+/// A reason short enough for an MDI answer (at most 200 characters, no control characters).
+fn reason(err: &Error) -> String {
+    err.to_string()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect()
+}
+
+/// The SP's requested attributes (every `AttributeConsumingService`) that the IdP cannot
+/// release: `releasable` holds the attribute names (URIs such as `urn:oid:...`) it has. The
+/// IdP's agent asks the broker for conversion rules for these.
+#[must_use]
+pub fn missing_attributes<'a>(
+    sp: &'a EntityDescriptor,
+    releasable: &[&str],
+) -> Vec<&'a RequestedAttribute> {
+    let Some(role) = sp.sp() else {
+        return Vec::new();
+    };
+    let mut out: Vec<&RequestedAttribute> = Vec::new();
+    for acs in &role.attribute_consuming {
+        for a in &acs.requested {
+            let name = a.attribute.name.as_str();
+            if !releasable.contains(&name) && !out.iter().any(|o| o.attribute.name == name) {
+                out.push(a);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,1377 @@
+//! The broker (the trusted third party) as a sans-IO state machine: one flow per user, from the
+//! discovery request to the replay of AuthnRequest1 (draft-poehn-dame-06 §4, Figure 2), with
+//! time and randomness as inputs. The HTTP service around it ([`handle_*`](Broker) in,
+//! [`poll_*`](Broker::poll_transmit) out, quinn-proto style) owns sockets, cookies and pages.
+//!
+//! ## A flow
+//!
+//! ```text
+//!              handle_discovery                      handle_idp_chosen
+//!   (none) ──────────────────────► ChoosingIdp ──────────────────────────┐
+//!     │                                                                  │ draft mode: answer
+//!     │ handle_authenticate                                              │ the discovery request
+//!     │ (AuthnRequest1 verified, stored)          AwaitingAuthnRequest1 ◄┘ (pair known: Finished)
+//!     ▼                                                      │ handle_authenticate
+//!  AwaitingResponse2 ◄─────────────────────────────────────-─┘
+//!     │  ▲ unmodified-SP mode (per-SP policy): from ChoosingIdp when the pair is new
+//!     │ handle_response2 (Response2 validated: the user is authenticated)
+//!     ▼
+//!  Exchanging ── triggers: IdP first (or both at once), each confirmed by its MDI response or
+//!     │           a later status report, before the exchange deadline
+//!     ├─ both integrated ─► Done ── handle_user_agent ─► redirect: AuthnRequest1 replayed to
+//!     │                                                   the IdP (or the discovery answer)
+//!     └─ refused, error, unreachable, timeout ─► Failed ── rollback triggers for what was sent;
+//!                                                          the user agent is told why
+//! ```
+//! A finished, failed or expired flow cannot be resumed: its identifier is forgotten once the
+//! user agent has been told the outcome (or when it expires). A message in the wrong state is
+//! refused ([`Refusal::WrongState`]) and changes nothing; so does every refusal before it.
+//!
+//! ## What each step checks
+//! - Discovery (SAML IdP Discovery Profile): the SP is registered, `return` is one of its
+//!   `DiscoveryResponse` endpoints; `isPassive=true` is answered at once without an IdP.
+//! - AuthnRequest1: signed with the SP's registered key (unless the SP's policy admits unsigned
+//!   ones), Issuer is that SP, the IdP is registered, both have a DAME sync location, and the
+//!   broker's, the SP's and the IdP's peer policies all allow the pair. Its Redirect-binding
+//!   octets (`SAMLRequest`, `RelayState`, `SigAlg`, `Signature`) are stored as received, so
+//!   the replay verifies at the IdP with the SP's signature. A signed AuthnRequest1 should
+//!   carry no `Destination` (the SP cannot know the IdP's endpoint yet) or the IdP's SSO
+//!   location; one addressed elsewhere is refused ([`Refusal::WrongFlow`]).
+//! - AuthnRequest2: issued by the broker as SP, signed, its ID the only request the flow's
+//!   Response2 may answer (a Response2 for another user's flow fails, see session hijacking).
+//! - Response2: validated with saml-core against the chosen IdP's registered keys (Issuer,
+//!   signature, audience, recipient, times, InResponseTo, one use per assertion): before it,
+//!   nothing is exchanged. The user (NameID at the IdP) is rate-limited per exchange.
+//! - Triggers: signed per [`crate::trigger`]; results per [`crate::mdi`].
+//!
+//! ## The unmodified-SP mode
+//! A stock SP (Shibboleth SP, SimpleSAMLphp) speaks only the IdP Discovery Profile. With
+//! [`crate::registry::EntityPolicy::unmodified_sp`], when such an SP's discovery request ends
+//! with an IdP it has not exchanged with, the broker authenticates the user at the IdP itself
+//! (AuthnRequest2 / Response2), runs the exchange, and then answers the discovery request; the
+//! SP's own AuthnRequest then goes straight to the IdP, which knows it by then. **What this mode
+//! does not prove**: there is no AuthnRequest1 signed by the SP, so nothing shows the SP asked
+//! for this IdP; the discovery request is unauthenticated, so anyone can make the broker
+//! connect a registered SP with a registered IdP that the policies allow, provided a real user
+//! of that IdP logs in. The exchange still needs an authenticated user, registered parties
+//! and every peer policy, which is why the mode is per SP and off by default.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, SystemTime};
+
+use saml_core::bindings::MessageKind;
+use saml_core::bindings::{post, redirect};
+use saml_core::dsig::SigningKey;
+use saml_core::protocol::{
+    AuthnRequest, MemoryReplayCache, RequestTracker, ValidatedResponse, new_id,
+};
+use saml_metadata::model::{Binding, EntityDescriptor};
+
+use crate::authenticate::{AuthenticateRequest, VerifiedAuthnRequest};
+use crate::discovery::DiscoveryRequest;
+use crate::error::{Error, Refusal};
+use crate::mdi::{MdiResponse, MdiStatus, StatusReport, StatusReports};
+use crate::policy::{PeerPolicy, RateLimiter};
+use crate::query::Query;
+use crate::registry::{Registered, Registry};
+use crate::relationships::Relationships;
+use crate::signed::new_nonce;
+use crate::trigger::{Trigger, TriggerAction};
+
+/// Largest Response2 accepted (decoded, 256 KiB).
+pub const MAX_RESPONSE2: usize = 256 << 10;
+
+/// A flow's identifier: 32 random hex digits, a bearer secret the service keeps in the user
+/// agent's cookie (never in a URL).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowId(String);
+
+impl FlowId {
+    /// The identifier as text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// An identifier as the service read it back (from a cookie); any text is accepted here, an
+    /// unknown one is refused by the broker.
+    #[must_use]
+    pub fn from_text(s: &str) -> Self {
+        FlowId(s.to_owned())
+    }
+}
+
+impl std::fmt::Display for FlowId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// In which order the entities are triggered once the user is authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TriggerOrder {
+    /// The IdP first, the SP once the IdP confirmed (the draft's RECOMMENDED order: an IdP that
+    /// refuses costs the SP nothing).
+    IdpFirst,
+    /// Both at once (one round trip less).
+    Both,
+}
+
+/// The broker's own settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct BrokerPolicy {
+    /// How long a flow may live from its first message (default 10 minutes).
+    pub flow_lifetime: Duration,
+    /// How long both confirmations may take from Response2 (default 2 minutes).
+    pub exchange_deadline: Duration,
+    /// Most flows at once (default 10,000): more are refused ([`Refusal::Capacity`]).
+    pub max_flows: usize,
+    /// Trigger order (default [`TriggerOrder::IdpFirst`]).
+    pub trigger_order: TriggerOrder,
+    /// Ask the IdP to authenticate the user afresh (`ForceAuthn`, default false).
+    pub force_authn: bool,
+    /// Pairs the broker itself allows: applied to both the SP and the IdP.
+    pub peers: PeerPolicy,
+    /// Requests per second and burst per source address, for discovery and authenticate
+    /// (default 1/s, burst 20).
+    pub per_source: (f64, u32),
+    /// Exchanges per second and burst per user, i.e. NameID at an IdP (default 0.1/s, burst
+    /// 5).
+    pub per_user: (f64, u32),
+    /// Keys each rate limiter remembers (default 100,000).
+    pub rate_keys: usize,
+}
+
+impl Default for BrokerPolicy {
+    fn default() -> Self {
+        BrokerPolicy {
+            flow_lifetime: Duration::from_secs(600),
+            exchange_deadline: Duration::from_secs(120),
+            max_flows: 10_000,
+            trigger_order: TriggerOrder::IdpFirst,
+            force_authn: false,
+            peers: PeerPolicy::default(),
+            per_source: (1.0, 20),
+            per_user: (0.1, 5),
+            rate_keys: 100_000,
+        }
+    }
+}
+
+impl BrokerPolicy {
+    /// The policy with `order`.
+    #[must_use]
+    pub fn with_trigger_order(mut self, order: TriggerOrder) -> Self {
+        self.trigger_order = order;
+        self
+    }
+
+    /// The policy with `peers` as the broker-wide pair policy.
+    #[must_use]
+    pub fn with_peers(mut self, peers: PeerPolicy) -> Self {
+        self.peers = peers;
+        self
+    }
+
+    /// The policy with these flow lifetime and exchange deadline.
+    #[must_use]
+    pub fn with_times(mut self, flow_lifetime: Duration, exchange_deadline: Duration) -> Self {
+        self.flow_lifetime = flow_lifetime;
+        self.exchange_deadline = exchange_deadline;
+        self
+    }
+
+    /// The policy with these rate limits (per second, burst).
+    #[must_use]
+    pub fn with_rates(mut self, per_source: (f64, u32), per_user: (f64, u32)) -> Self {
+        self.per_source = per_source;
+        self.per_user = per_user;
+        self
+    }
+
+    /// The policy with at most `n` flows.
+    #[must_use]
+    pub fn with_max_flows(mut self, n: usize) -> Self {
+        self.max_flows = n;
+        self
+    }
+}
+
+/// Why a flow failed (what the user agent is told).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FlowFailure {
+    /// The IdP answered Response2 with an error status (the user cancelled, or was refused).
+    AuthenticationFailed {
+        /// The SAML status code.
+        status: String,
+    },
+    /// An entity refused or failed the integration.
+    Integration {
+        /// Which entity.
+        entity: String,
+        /// Its status.
+        status: MdiStatus,
+        /// Its reason.
+        reason: String,
+    },
+    /// An entity could not be reached (or answered nonsense).
+    Unreachable {
+        /// Which entity.
+        entity: String,
+        /// What went wrong.
+        error: String,
+    },
+    /// The confirmations did not arrive before the exchange deadline.
+    Timeout,
+    /// The flow outlived its lifetime.
+    Expired,
+}
+
+impl std::fmt::Display for FlowFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FlowFailure::AuthenticationFailed { status } => {
+                write!(
+                    f,
+                    "the identity provider did not authenticate you ({status})"
+                )
+            }
+            FlowFailure::Integration {
+                entity,
+                status,
+                reason,
+            } => write!(
+                f,
+                "{entity} did not integrate the metadata ({}: {reason})",
+                status.as_str()
+            ),
+            FlowFailure::Unreachable { entity, error } => {
+                write!(f, "{entity} could not be reached ({error})")
+            }
+            FlowFailure::Timeout => f.write_str("the metadata exchange took too long"),
+            FlowFailure::Expired => f.write_str("the login took too long"),
+        }
+    }
+}
+
+/// What the service answers the user agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum UaReply {
+    /// Show the IdP choice for `sp` (the discovery page); then call
+    /// [`Broker::handle_idp_chosen`].
+    ChooseIdp {
+        /// The flow (set it as the cookie).
+        flow: FlowId,
+        /// The SP asking.
+        sp: String,
+    },
+    /// Redirect (302) to this URL.
+    Redirect(String),
+    /// Show a waiting page that comes back ([`Broker::handle_user_agent`]) after `retry_after`.
+    Wait {
+        /// The flow.
+        flow: FlowId,
+        /// When to come back.
+        retry_after: Duration,
+    },
+    /// The flow failed: show why.
+    Failed(FlowFailure),
+}
+
+/// A request the service sends for the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct Transmit {
+    /// The flow it belongs to (`None` for a re-download after a metadata update).
+    pub flow: Option<FlowId>,
+    /// The entity addressed.
+    pub to: String,
+    /// What the trigger asks.
+    pub action: TriggerAction,
+    /// The signed trigger URL (GET it; hand the answer to [`Broker::handle_trigger_answer`]
+    /// or [`Broker::handle_trigger_failure`]).
+    pub url: String,
+}
+
+/// What happened, for the audit log and the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A flow started.
+    FlowStarted {
+        /// The flow.
+        flow: FlowId,
+        /// The SP.
+        sp: String,
+    },
+    /// AuthnRequest1 verified and stored.
+    AuthnRequestStored {
+        /// The flow.
+        flow: FlowId,
+        /// The SP.
+        sp: String,
+        /// The IdP.
+        idp: String,
+        /// Whether it was signed.
+        signed: bool,
+    },
+    /// Response2 validated: the user is authenticated.
+    UserAuthenticated {
+        /// The flow.
+        flow: FlowId,
+        /// The IdP.
+        idp: String,
+        /// The NameID value.
+        subject: String,
+    },
+    /// An entity confirmed the integration.
+    Integrated {
+        /// The flow.
+        flow: FlowId,
+        /// Which entity.
+        entity: String,
+    },
+    /// A new IdP-SP pair.
+    RelationshipEstablished {
+        /// The IdP.
+        idp: String,
+        /// The SP.
+        sp: String,
+    },
+    /// The flow ended well.
+    FlowDone {
+        /// The flow.
+        flow: FlowId,
+    },
+    /// The flow failed.
+    FlowFailed {
+        /// The flow.
+        flow: FlowId,
+        /// Why.
+        failure: FlowFailure,
+    },
+    /// A rollback trigger was planned.
+    RollbackPlanned {
+        /// The flow.
+        flow: FlowId,
+        /// Which entity.
+        entity: String,
+    },
+}
+
+/// How far one entity is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leg {
+    NotSent,
+    Sent,
+    Pending,
+    Integrated,
+}
+
+/// Why the flow exists: the draft's AuthnRequest1, or a discovery request (unmodified SP).
+#[derive(Debug, Clone)]
+enum Origin {
+    AuthnRequest1 {
+        /// `SAMLRequest=..[&RelayState=..][&SigAlg=..&Signature=..]`, raw octets.
+        replay_query: String,
+    },
+    Discovery(DiscoveryRequest),
+}
+
+#[derive(Debug, Clone)]
+enum State {
+    ChoosingIdp {
+        discovery: DiscoveryRequest,
+    },
+    AwaitingAuthnRequest1 {
+        idp: String,
+    },
+    AwaitingResponse2 {
+        idp: String,
+        origin: Origin,
+        request2_id: String,
+    },
+    Exchanging {
+        idp: String,
+        origin: Origin,
+        idp_leg: Leg,
+        sp_leg: Leg,
+        deadline: SystemTime,
+        /// Pair established before this flow: never rolled back.
+        known_pair: bool,
+    },
+    Done {
+        reply: String,
+    },
+    Failed(FlowFailure),
+}
+
+impl State {
+    fn name(&self) -> &'static str {
+        match self {
+            State::ChoosingIdp { .. } => "choosing-idp",
+            State::AwaitingAuthnRequest1 { .. } => "awaiting-authn-request1",
+            State::AwaitingResponse2 { .. } => "awaiting-response2",
+            State::Exchanging { .. } => "exchanging",
+            State::Done { .. } => "done",
+            State::Failed(_) => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Flow {
+    sp: String,
+    state: State,
+    expires: SystemTime,
+}
+
+/// The phase a flow is in, for observers and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Phase {
+    /// The user picks an IdP.
+    ChoosingIdp,
+    /// Waiting for the SP's AuthnRequest1.
+    AwaitingAuthnRequest1,
+    /// Waiting for the IdP's Response2.
+    AwaitingResponse2,
+    /// Triggers out, waiting for confirmations.
+    Exchanging,
+    /// Done; the user agent has not collected the result yet.
+    Done,
+    /// Failed; the user agent has not been told yet.
+    Failed,
+}
+
+/// One request outstanding for one flow: the only InResponseTo its Response2 may carry.
+struct FlowRequest<'a> {
+    id: &'a str,
+    idp: &'a str,
+    expires: SystemTime,
+    done: bool,
+}
+
+impl RequestTracker for FlowRequest<'_> {
+    fn is_outstanding(&self, id: &str, idp: &str, now: SystemTime) -> bool {
+        !self.done && id == self.id && idp == self.idp && now < self.expires
+    }
+
+    fn complete(&mut self, id: &str) {
+        if id == self.id {
+            self.done = true;
+        }
+    }
+}
+
+/// The broker: registered entities, relationships, flows. See the [module docs](self).
+pub struct Broker {
+    entity: EntityDescriptor,
+    key: SigningKey,
+    /// Its settings.
+    pub policy: BrokerPolicy,
+    /// The registered providers.
+    pub registry: Registry,
+    /// The established pairs.
+    pub relationships: Relationships,
+    flows: HashMap<FlowId, Flow>,
+    replay: MemoryReplayCache,
+    reports: StatusReports,
+    by_source: RateLimiter,
+    by_user: RateLimiter,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("entity_id", &self.entity.entity_id)
+            .field("flows", &self.flows.len())
+            .field("registered", &self.registry.len())
+            .field("relationships", &self.relationships.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn leg_sent(l: Leg) -> bool {
+    l != Leg::NotSent
+}
+
+impl Broker {
+    /// A broker whose own SP metadata is `entity` (its entityID and HTTP-POST ACS, where
+    /// Response2 arrives), signing AuthnRequest2, triggers and published metadata with `key`.
+    pub fn new(
+        entity: EntityDescriptor,
+        key: SigningKey,
+        policy: BrokerPolicy,
+    ) -> Result<Self, Error> {
+        if entity.sp().is_none() {
+            return Err(Error::malformed(
+                "broker metadata",
+                "the broker needs an SPSSODescriptor (it is the SP of AuthnRequest2)",
+            ));
+        }
+        Ok(Broker {
+            by_source: RateLimiter::new(policy.per_source.0, policy.per_source.1, policy.rate_keys),
+            by_user: RateLimiter::new(policy.per_user.0, policy.per_user.1, policy.rate_keys),
+            registry: Registry::new(key.clone()),
+            entity,
+            key,
+            policy,
+            relationships: Relationships::new(),
+            flows: HashMap::new(),
+            replay: MemoryReplayCache::new(),
+            reports: StatusReports::default(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        })
+    }
+
+    /// The broker's entityID.
+    #[must_use]
+    pub fn entity_id(&self) -> &str {
+        &self.entity.entity_id
+    }
+
+    /// Flows held (running, or finished and not yet collected).
+    #[must_use]
+    pub fn flow_count(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// The phase of `flow`, if it exists.
+    #[must_use]
+    pub fn phase(&self, flow: &FlowId) -> Option<Phase> {
+        self.flows.get(flow).map(|f| match f.state {
+            State::ChoosingIdp { .. } => Phase::ChoosingIdp,
+            State::AwaitingAuthnRequest1 { .. } => Phase::AwaitingAuthnRequest1,
+            State::AwaitingResponse2 { .. } => Phase::AwaitingResponse2,
+            State::Exchanging { .. } => Phase::Exchanging,
+            State::Done { .. } => Phase::Done,
+            State::Failed(_) => Phase::Failed,
+        })
+    }
+
+    /// The next request to send, if any.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next audit event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Broker::handle_timeout`] must next be called, if any flow is held.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<SystemTime> {
+        self.flows
+            .values()
+            .map(|f| match &f.state {
+                State::Exchanging { deadline, .. } => (*deadline).min(f.expires),
+                _ => f.expires,
+            })
+            .min()
+    }
+
+    fn registered(&self, id: &str) -> Result<&Registered, Error> {
+        self.registry
+            .get(id)
+            .ok_or_else(|| Refusal::UnknownEntity.into())
+    }
+
+    fn check_source(&mut self, source: &str, now: SystemTime) -> Result<(), Error> {
+        Ok(self.by_source.check(source, now)?)
+    }
+
+    fn new_flow(
+        &mut self,
+        sp: &str,
+        state: State,
+        now: SystemTime,
+        rng: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<FlowId, Error> {
+        if self.flows.len() >= self.policy.max_flows {
+            self.expire(now);
+            if self.flows.len() >= self.policy.max_flows {
+                return Err(Refusal::Capacity.into());
+            }
+        }
+        let id = FlowId(new_nonce(rng));
+        self.flows.insert(
+            id.clone(),
+            Flow {
+                sp: sp.to_owned(),
+                state,
+                expires: now + self.policy.flow_lifetime,
+            },
+        );
+        self.events.push_back(Event::FlowStarted {
+            flow: id.clone(),
+            sp: sp.to_owned(),
+        });
+        Ok(id)
+    }
+
+    /// The pair policies: the broker's, the SP's for the IdP and the IdP's for the SP; both
+    /// registered and DAME-capable.
+    fn check_pair(&self, sp: &str, idp: &str) -> Result<(), Error> {
+        let s = self.registered(sp)?;
+        let i = self.registered(idp)?;
+        if s.entity.sp().is_none() || i.entity.idp().is_none() {
+            return Err(Refusal::WrongRole.into());
+        }
+        if s.sync_location().is_none() || i.sync_location().is_none() {
+            return Err(Refusal::NotDameCapable.into());
+        }
+        self.policy.peers.check(sp)?;
+        self.policy.peers.check(idp)?;
+        s.policy.peers.check(idp)?;
+        i.policy.peers.check(sp)?;
+        Ok(())
+    }
+
+    fn flow(&self, id: &FlowId, now: SystemTime) -> Result<&Flow, Error> {
+        match self.flows.get(id) {
+            Some(f) if now < f.expires => Ok(f),
+            _ => Err(Refusal::UnknownFlow.into()),
+        }
+    }
+
+    /// A discovery request (`query`, the SAML IdP Discovery Profile) from `source` (the
+    /// client address) at `now`. Returns the page to show: the IdP choice (a new flow), or, for
+    /// `isPassive`, the answer without an IdP.
+    pub fn handle_discovery(
+        &mut self,
+        query: &str,
+        source: &str,
+        now: SystemTime,
+        rng: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<UaReply, Error> {
+        let d = DiscoveryRequest::parse(query)?;
+        let sp = self.registered(&d.entity_id)?;
+        if sp.entity.sp().is_none() {
+            return Err(Refusal::WrongRole.into());
+        }
+        // Refuses an unregistered return before anything is remembered.
+        let bare = d.answer(&sp.entity, None)?;
+        self.check_source(source, now)?;
+        if d.is_passive {
+            return Ok(UaReply::Redirect(bare));
+        }
+        let sp = d.entity_id.clone();
+        let flow = self.new_flow(&sp, State::ChoosingIdp { discovery: d }, now, rng)?;
+        Ok(UaReply::ChooseIdp { flow, sp })
+    }
+
+    /// The user chose `idp` in `flow`. Draft mode: the discovery answer (the SP then sends
+    /// AuthnRequest1 here, or goes straight to the IdP when it knows it). Unmodified-SP mode
+    /// with a new pair: a redirect to the IdP with AuthnRequest2.
+    pub fn handle_idp_chosen(
+        &mut self,
+        flow: &FlowId,
+        idp: &str,
+        now: SystemTime,
+        rng: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<UaReply, Error> {
+        let f = self.flow(flow, now)?;
+        let State::ChoosingIdp { discovery } = &f.state else {
+            return Err(Refusal::WrongState.into());
+        };
+        let sp = f.sp.clone();
+        let discovery = discovery.clone();
+        let sp_reg = self.registered(&sp)?;
+        let answer = discovery.answer(&sp_reg.entity, Some(idp))?;
+        let unmodified = sp_reg.policy.unmodified_sp;
+        let known = self.relationships.contains(idp, &sp);
+        if known {
+            // Plain SSO from here: the SP and the IdP know each other.
+            self.flows.remove(flow);
+            return Ok(UaReply::Redirect(answer));
+        }
+        self.check_pair(&sp, idp)?;
+        if unmodified {
+            let (url, request2_id) = self.authn_request2(idp, now, rng)?;
+            if let Some(f) = self.flows.get_mut(flow) {
+                f.state = State::AwaitingResponse2 {
+                    idp: idp.to_owned(),
+                    origin: Origin::Discovery(discovery),
+                    request2_id,
+                };
+            }
+            return Ok(UaReply::Redirect(url));
+        }
+        if let Some(f) = self.flows.get_mut(flow) {
+            f.state = State::AwaitingAuthnRequest1 {
+                idp: idp.to_owned(),
+            };
+        }
+        Ok(UaReply::Redirect(answer))
+    }
+
+    /// AuthnRequest2 to `idp`: the URL to redirect to and the request's ID.
+    fn authn_request2(
+        &self,
+        idp: &str,
+        now: SystemTime,
+        rng: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(String, String), Error> {
+        let idp_reg = self.registered(idp)?;
+        let (mut req, sso) = saml_metadata::sso::authn_request(
+            &self.entity,
+            &idp_reg.entity,
+            Binding::HttpRedirect,
+            new_id(rng),
+            now,
+        )?;
+        if self.policy.force_authn {
+            req.force_authn = Some(true);
+        }
+        let q = redirect::encode(
+            MessageKind::Request,
+            req.to_xml().as_bytes(),
+            None,
+            Some(&self.key),
+            None,
+        )?;
+        Ok((redirect::url(&sso, &q), req.id))
+    }
+
+    /// `action=authenticate` with AuthnRequest1 (`query`, as received) from `source` at
+    /// `now`, in `flow` when the user agent brought one from discovery. Returns the flow (a new
+    /// one without `flow`: set it as the cookie) and the redirect to the IdP with
+    /// AuthnRequest2. Refused without any state change when the SP is unknown,
+    /// the signature does not verify, the pair is not allowed, or `flow` is not waiting for
+    /// this SP's AuthnRequest1 for this IdP.
+    pub fn handle_authenticate(
+        &mut self,
+        flow: Option<&FlowId>,
+        query: &str,
+        source: &str,
+        now: SystemTime,
+        rng: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(FlowId, UaReply), Error> {
+        let req = AuthenticateRequest::parse(query)?;
+        let sp_id = req.issuer()?;
+        let sp = self.registered(&sp_id)?;
+        let verified = req.verify(&sp.entity, sp.policy.allow_unsigned_authn_request)?;
+        let idp = verified.idp_entity_id.clone();
+        self.check_pair(&sp_id, &idp)?;
+        let idp_reg = self.registered(&idp)?;
+        if let Some(d) = &verified.request.destination {
+            let sso_ok = idp_reg
+                .entity
+                .idp()
+                .is_some_and(|r| r.single_sign_on.iter().any(|e| e.location.as_str() == d));
+            if !sso_ok {
+                return Err(Refusal::WrongFlow.into());
+            }
+        }
+        if let Some(id) = flow {
+            let f = self.flow(id, now)?;
+            match &f.state {
+                State::AwaitingAuthnRequest1 { idp: chosen } => {
+                    if f.sp != sp_id || *chosen != idp {
+                        return Err(Refusal::WrongFlow.into());
+                    }
+                }
+                _ => return Err(Refusal::WrongState.into()),
+            }
+        }
+        let replay_query = replay_query(query)?;
+        self.check_source(source, now)?;
+        let (url, request2_id) = self.authn_request2(&idp, now, rng)?;
+        let state = State::AwaitingResponse2 {
+            idp: idp.clone(),
+            origin: Origin::AuthnRequest1 { replay_query },
+            request2_id,
+        };
+        let id = match flow {
+            Some(id) => {
+                if let Some(f) = self.flows.get_mut(id) {
+                    f.state = state;
+                }
+                id.clone()
+            }
+            None => self.new_flow(&sp_id, state, now, rng)?,
+        };
+        self.stored_event(&id, &verified);
+        Ok((id, UaReply::Redirect(url)))
+    }
+
+    fn stored_event(&mut self, flow: &FlowId, v: &VerifiedAuthnRequest) {
+        self.events.push_back(Event::AuthnRequestStored {
+            flow: flow.clone(),
+            sp: v.request.issuer.clone(),
+            idp: v.idp_entity_id.clone(),
+            signed: v.signed,
+        });
+    }
+
+    /// Response2 (`form`, the HTTP-POST body with `SAMLResponse`) at the broker's ACS, in
+    /// `flow` (from the cookie). Validated against the flow's IdP and its AuthnRequest2; then
+    /// the triggers go out ([`Broker::poll_transmit`]) and the user agent waits. An invalid
+    /// Response2 is refused and changes nothing (the real one may still come); an error status
+    /// from the IdP fails the flow.
+    pub fn handle_response2(
+        &mut self,
+        flow: &FlowId,
+        form: &str,
+        now: SystemTime,
+        rng: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<UaReply, Error> {
+        let f = self.flow(flow, now)?;
+        let State::AwaitingResponse2 {
+            idp, request2_id, ..
+        } = &f.state
+        else {
+            return Err(Refusal::WrongState.into());
+        };
+        let (idp, request2_id, sp) = (idp.clone(), request2_id.clone(), f.sp.clone());
+        let msg = post::decode_form(form, MAX_RESPONSE2)?;
+        if msg.kind != MessageKind::Response {
+            return Err(Error::malformed(
+                "Response2",
+                "a SAMLRequest, not a SAMLResponse",
+            ));
+        }
+        let idp_reg = self.registered(&idp)?;
+        let validator = saml_metadata::sso::response_validator(&self.entity, &idp_reg.entity)?;
+        let mut tracker = FlowRequest {
+            id: &request2_id,
+            idp: &idp,
+            expires: f.expires,
+            done: false,
+        };
+        // Validate on a copy of the replay cache: only an accepted Response2 is remembered.
+        let mut replay = self.replay.clone();
+        let validated: ValidatedResponse =
+            match validator.validate(&msg.xml, now, &mut tracker, &mut replay) {
+                Ok(v) => v,
+                // An error status is unauthenticated unless signed: it fails the flow only when
+                // it answers this flow's AuthnRequest2, whose random ID only the user agent
+                // and the IdP saw.
+                Err(saml_core::Error::Protocol(saml_core::protocol::ProtocolError::Status {
+                    code,
+                    ..
+                })) if answers(&msg.xml, &request2_id) => {
+                    return Ok(self.fail(
+                        flow,
+                        FlowFailure::AuthenticationFailed {
+                            status: code.to_string(),
+                        },
+                        now,
+                        rng,
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            };
+        let subject = validated
+            .name_id()
+            .map(|n| n.value.clone())
+            .unwrap_or_default();
+        self.by_user.check(&format!("{idp}\u{0}{subject}"), now)?;
+        self.replay = replay;
+        self.events.push_back(Event::UserAuthenticated {
+            flow: flow.clone(),
+            idp: idp.clone(),
+            subject,
+        });
+        let known_pair = self.relationships.contains(&idp, &sp);
+        let Some(f) = self.flows.get_mut(flow) else {
+            return Err(Refusal::UnknownFlow.into());
+        };
+        let origin = match std::mem::replace(&mut f.state, State::Failed(FlowFailure::Expired)) {
+            State::AwaitingResponse2 { origin, .. } => origin,
+            _ => return Err(Refusal::WrongState.into()),
+        };
+        f.state = State::Exchanging {
+            idp: idp.clone(),
+            origin,
+            idp_leg: Leg::NotSent,
+            sp_leg: Leg::NotSent,
+            deadline: now + self.policy.exchange_deadline,
+            known_pair,
+        };
+        self.send_trigger(flow, &idp, &sp, now, rng)?;
+        if self.policy.trigger_order == TriggerOrder::Both {
+            self.send_trigger(flow, &sp, &idp, now, rng)?;
+        }
+        Ok(Self::wait(flow))
+    }
+
+    /// Queues the fetchmetadata trigger telling `to` to fetch `peer`, and marks its leg sent.
+    fn send_trigger(
+        &mut self,
+        flow: &FlowId,
+        to: &str,
+        peer: &str,
+        now: SystemTime,
+        rng: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), Error> {
+        let url = self.trigger_url(TriggerAction::FetchMetadata, to, peer, now, rng)?;
+        if let Some(Flow {
+            state:
+                State::Exchanging {
+                    idp,
+                    idp_leg,
+                    sp_leg,
+                    ..
+                },
+            ..
+        }) = self.flows.get_mut(flow)
+        {
+            if to == idp {
+                *idp_leg = Leg::Sent;
+            } else {
+                *sp_leg = Leg::Sent;
+            }
+        }
+        self.transmits.push_back(Transmit {
+            flow: Some(flow.clone()),
+            to: to.to_owned(),
+            action: TriggerAction::FetchMetadata,
+            url,
+        });
+        Ok(())
+    }
+
+    fn trigger_url(
+        &self,
+        action: TriggerAction,
+        to: &str,
+        peer: &str,
+        now: SystemTime,
+        rng: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<String, Error> {
+        let reg = self.registered(to)?;
+        let loc = reg.sync_location().ok_or(Refusal::NotDameCapable)?;
+        Trigger::new(action, peer, to, now, rng).url(loc, &self.key)
+    }
+
+    /// The answer to a trigger of `flow` sent to `entity`: the HTTP status and body as
+    /// received. An answer for a flow that is no longer exchanging (a rollback's answer, a late
+    /// one) changes nothing.
+    pub fn handle_trigger_answer(
+        &mut self,
+        flow: &FlowId,
+        entity: &str,
+        status: u16,
+        body: &str,
+        now: SystemTime,
+        rng: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), Error> {
+        match MdiResponse::from_http(status, body) {
+            Ok(r) => self.leg_result(
+                flow,
+                entity,
+                r.status,
+                r.reason.unwrap_or_default(),
+                now,
+                rng,
+            ),
+            Err(e) => self.handle_trigger_failure(flow, entity, &e.to_string(), now, rng),
+        }
+    }
+
+    /// A trigger of `flow` to `entity` failed in transport (after the service's retries).
+    pub fn handle_trigger_failure(
+        &mut self,
+        flow: &FlowId,
+        entity: &str,
+        error: &str,
+        now: SystemTime,
+        rng: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), Error> {
+        let f = self.flow(flow, now)?;
+        if !matches!(f.state, State::Exchanging { .. }) {
+            // A rollback's or a late answer: nothing to do.
+            return Ok(());
+        }
+        self.leg(flow, entity)?;
+        let _ = self.fail(
+            flow,
+            FlowFailure::Unreachable {
+                entity: entity.to_owned(),
+                error: error.chars().take(256).collect(),
+            },
+            now,
+            rng,
+        );
+        Ok(())
+    }
+
+    /// A status report (`query`, signed by the reporting entity) at the broker's DAME
+    /// endpoint: the final result of an integration answered `accepted-pending`.
+    pub fn handle_status_report(
+        &mut self,
+        query: &str,
+        now: SystemTime,
+        rng: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<StatusReport, Error> {
+        let reporter = StatusReport::reporter_of(query)?;
+        let keys = self.registered(&reporter)?.signing_keys()?;
+        // Find the flow first so that a report for nothing does not use up its nonce.
+        let peer = Query::parse("status report", query)?.required("status report", "peer")?;
+        let flow = self
+            .flows
+            .iter()
+            .find(|(_, f)| match &f.state {
+                State::Exchanging {
+                    idp,
+                    idp_leg,
+                    sp_leg,
+                    ..
+                } => {
+                    (reporter == *idp && peer == f.sp && *idp_leg == Leg::Pending)
+                        || (reporter == f.sp && peer == *idp && *sp_leg == Leg::Pending)
+                }
+                _ => false,
+            })
+            .map(|(id, _)| id.clone())
+            .ok_or(Refusal::UnknownFlow)?;
+        let report = self.reports.accept(query, &keys, now)?;
+        self.leg_result(
+            &flow,
+            &reporter,
+            report.status,
+            report.reason.clone(),
+            now,
+            rng,
+        )?;
+        Ok(report)
+    }
+
+    fn leg(&self, flow: &FlowId, entity: &str) -> Result<Leg, Error> {
+        match self.flows.get(flow) {
+            Some(Flow {
+                sp,
+                state:
+                    State::Exchanging {
+                        idp,
+                        idp_leg,
+                        sp_leg,
+                        ..
+                    },
+                ..
+            }) => {
+                if entity == idp {
+                    Ok(*idp_leg)
+                } else if entity == sp {
+                    Ok(*sp_leg)
+                } else {
+                    Err(Refusal::WrongFlow.into())
+                }
+            }
+            Some(_) => Err(Refusal::WrongState.into()),
+            None => Err(Refusal::UnknownFlow.into()),
+        }
+    }
+
+    fn set_leg(&mut self, flow: &FlowId, entity: &str, to: Leg) {
+        if let Some(Flow {
+            sp,
+            state:
+                State::Exchanging {
+                    idp,
+                    idp_leg,
+                    sp_leg,
+                    ..
+                },
+            ..
+        }) = self.flows.get_mut(flow)
+        {
+            if entity == idp {
+                *idp_leg = to;
+            } else if entity == sp {
+                *sp_leg = to;
+            }
+        }
+    }
+
+    fn leg_result(
+        &mut self,
+        flow: &FlowId,
+        entity: &str,
+        status: MdiStatus,
+        reason: String,
+        now: SystemTime,
+        rng: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), Error> {
+        let f = self.flow(flow, now)?;
+        if !matches!(f.state, State::Exchanging { .. }) {
+            // A rollback's answer or a late one: nothing to do.
+            return Ok(());
+        }
+        let leg = self.leg(flow, entity)?;
+        if !matches!(leg, Leg::Sent | Leg::Pending) {
+            return Err(Refusal::WrongState.into());
+        }
+        match status {
+            MdiStatus::AcceptedPending => {
+                if leg == Leg::Pending {
+                    return Err(Refusal::WrongState.into());
+                }
+                self.set_leg(flow, entity, Leg::Pending);
+            }
+            MdiStatus::Integrated => {
+                self.set_leg(flow, entity, Leg::Integrated);
+                self.events.push_back(Event::Integrated {
+                    flow: flow.clone(),
+                    entity: entity.to_owned(),
+                });
+                self.advance(flow, now, rng)?;
+            }
+            MdiStatus::Refused | MdiStatus::Error => {
+                let _ = self.fail(
+                    flow,
+                    FlowFailure::Integration {
+                        entity: entity.to_owned(),
+                        status,
+                        reason,
+                    },
+                    now,
+                    rng,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// After a confirmation: send the SP's trigger (IdP first), or finish.
+    fn advance(
+        &mut self,
+        flow: &FlowId,
+        now: SystemTime,
+        rng: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), Error> {
+        let Some(f) = self.flows.get(flow) else {
+            return Ok(());
+        };
+        let State::Exchanging {
+            idp,
+            origin,
+            idp_leg,
+            sp_leg,
+            ..
+        } = &f.state
+        else {
+            return Ok(());
+        };
+        let (idp, sp) = (idp.clone(), f.sp.clone());
+        match (idp_leg, sp_leg) {
+            (Leg::Integrated, Leg::NotSent) => self.send_trigger(flow, &sp, &idp, now, rng),
+            (Leg::Integrated, Leg::Integrated) => {
+                let reply = match origin {
+                    Origin::AuthnRequest1 { replay_query } => {
+                        let sso = saml_metadata::sso::sso_location(
+                            &self.registered(&idp)?.entity,
+                            &Binding::HttpRedirect,
+                        )?;
+                        redirect::url(&sso, replay_query)
+                    }
+                    Origin::Discovery(d) => d.answer(&self.registered(&sp)?.entity, Some(&idp))?,
+                };
+                if self.relationships.record(&idp, &sp, now) {
+                    self.events.push_back(Event::RelationshipEstablished {
+                        idp: idp.clone(),
+                        sp: sp.clone(),
+                    });
+                }
+                if let Some(f) = self.flows.get_mut(flow) {
+                    f.state = State::Done { reply };
+                }
+                self.events
+                    .push_back(Event::FlowDone { flow: flow.clone() });
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Fails the flow: rollback triggers for every leg that was sent (unless the pair existed
+    /// before this flow), the failure for the user agent.
+    fn fail(
+        &mut self,
+        flow: &FlowId,
+        failure: FlowFailure,
+        now: SystemTime,
+        rng: &mut dyn FnMut(&mut [u8]),
+    ) -> UaReply {
+        let Some(f) = self.flows.get_mut(flow) else {
+            return UaReply::Failed(failure);
+        };
+        let old = std::mem::replace(&mut f.state, State::Failed(failure.clone()));
+        let sp = f.sp.clone();
+        if let State::Exchanging {
+            idp,
+            idp_leg,
+            sp_leg,
+            known_pair: false,
+            ..
+        } = old
+        {
+            for (to, peer, sent) in [
+                (idp.as_str(), sp.as_str(), leg_sent(idp_leg)),
+                (sp.as_str(), idp.as_str(), leg_sent(sp_leg)),
+            ] {
+                if !sent {
+                    continue;
+                }
+                if let Ok(url) = self.trigger_url(TriggerAction::Rollback, to, peer, now, rng) {
+                    self.transmits.push_back(Transmit {
+                        flow: Some(flow.clone()),
+                        to: to.to_owned(),
+                        action: TriggerAction::Rollback,
+                        url,
+                    });
+                    self.events.push_back(Event::RollbackPlanned {
+                        flow: flow.clone(),
+                        entity: to.to_owned(),
+                    });
+                }
+            }
+        }
+        self.events.push_back(Event::FlowFailed {
+            flow: flow.clone(),
+            failure: failure.clone(),
+        });
+        UaReply::Failed(failure)
+    }
+
+    /// The waiting page's answer while `flow` runs.
+    fn wait(flow: &FlowId) -> UaReply {
+        UaReply::Wait {
+            flow: flow.clone(),
+            retry_after: Duration::from_secs(1),
+        }
+    }
+
+    /// The user agent (the waiting page) asks how `flow` is going. While exchanging: wait;
+    /// done: the redirect (AuthnRequest1 replayed to the IdP, or the discovery answer); failed:
+    /// why. A done or failed flow is forgotten once answered here, so it cannot be resumed.
+    pub fn handle_user_agent(&mut self, flow: &FlowId, now: SystemTime) -> Result<UaReply, Error> {
+        let f = self.flow(flow, now)?;
+        match &f.state {
+            State::Exchanging { .. } => Ok(Self::wait(flow)),
+            State::Done { .. } | State::Failed(_) => {
+                let f = self.flows.remove(flow).ok_or(Refusal::UnknownFlow)?;
+                Ok(match f.state {
+                    State::Done { reply } => UaReply::Redirect(reply),
+                    State::Failed(why) => UaReply::Failed(why),
+                    _ => UaReply::Failed(FlowFailure::Expired),
+                })
+            }
+            _ => Err(Refusal::WrongState.into()),
+        }
+    }
+
+    /// Time passes: exchanges past their deadline fail (rollback planned), flows past their
+    /// lifetime are forgotten (an exchanging one rolled back first).
+    pub fn handle_timeout(&mut self, now: SystemTime, rng: &mut dyn FnMut(&mut [u8])) {
+        let due: Vec<(FlowId, bool)> = self
+            .flows
+            .iter()
+            .filter_map(|(id, f)| {
+                let expired = now >= f.expires;
+                match &f.state {
+                    State::Exchanging { deadline, .. } if now >= *deadline || expired => {
+                        Some((id.clone(), expired))
+                    }
+                    _ if expired => Some((id.clone(), true)),
+                    _ => None,
+                }
+            })
+            .collect();
+        for (id, expired) in due {
+            if matches!(
+                self.flows.get(&id).map(|f| &f.state),
+                Some(State::Exchanging { .. })
+            ) {
+                let why = if expired {
+                    FlowFailure::Expired
+                } else {
+                    FlowFailure::Timeout
+                };
+                let _ = self.fail(&id, why, now, rng);
+            }
+            if expired {
+                self.flows.remove(&id);
+            }
+        }
+    }
+
+    /// Forgets expired flows that need no rollback (used when the flow table is full).
+    fn expire(&mut self, now: SystemTime) {
+        self.flows
+            .retain(|_, f| now < f.expires || matches!(f.state, State::Exchanging { .. }));
+    }
+
+    /// Registers or replaces `entity`'s metadata (an operator's import or a completed
+    /// registration update) and plans a re-download trigger to each of its established peers.
+    /// Returns how many triggers were planned.
+    pub fn update_entity(
+        &mut self,
+        entity: EntityDescriptor,
+        policy: crate::registry::EntityPolicy,
+        now: SystemTime,
+        rng: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<usize, Error> {
+        let id = entity.entity_id.clone();
+        self.registry.insert(entity, policy, now, true)?;
+        let mut n = 0;
+        for peer in self.relationships.peers_of(&id) {
+            if let Ok(url) = self.trigger_url(TriggerAction::FetchMetadata, &peer, &id, now, rng) {
+                self.transmits.push_back(Transmit {
+                    flow: None,
+                    to: peer,
+                    action: TriggerAction::FetchMetadata,
+                    url,
+                });
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// The state name of `flow` (for logs).
+    #[must_use]
+    pub fn state_name(&self, flow: &FlowId) -> Option<&'static str> {
+        self.flows.get(flow).map(|f| f.state.name())
+    }
+}
+
+/// The Redirect-binding part of an authenticate query, octets as received, in the order the
+/// binding signs them: `SAMLRequest`, `RelayState`, `SigAlg`, then `Signature`.
+fn replay_query(query: &str) -> Result<String, Error> {
+    let q = Query::parse("authenticate request", query)?;
+    let mut out = String::new();
+    for name in ["SAMLRequest", "RelayState", "SigAlg", "Signature"] {
+        if let Some(v) = q.raw(name) {
+            if !out.is_empty() {
+                out.push('&');
+            }
+            out.push_str(name);
+            out.push('=');
+            out.push_str(v);
+        }
+    }
+    Ok(out)
+}
+
+/// Whether the Response `xml` says it answers `request_id` (read unverified: only used to tie
+/// an unsigned error status to the flow whose random request ID it names).
+fn answers(xml: &[u8], request_id: &str) -> bool {
+    let needle = format!("InResponseTo=\"{request_id}\"");
+    xml.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// Parses a stored AuthnRequest1 replay query (for tests and observers): the request inside.
+pub fn replayed_request(query: &str) -> Result<AuthnRequest, Error> {
+    let m = redirect::decode(query, crate::authenticate::MAX_AUTHN_REQUEST)?;
+    Ok(AuthnRequest::parse(&m.xml)?)
+}

@@ -1,0 +1,306 @@
+//! The broker's register of providers: each registered entity's metadata (validated when it was
+//! registered), the document the broker publishes for it (re-signed with the broker's key, so
+//! that an entity pulling its peer trusts one key: the broker's), and the entity's DAME policy.
+//!
+//! Entities come in through [`crate::registration`] (proof of ownership) or an operator's bulk
+//! import ([`Registry::insert`]); the broker flow reads them ([`crate::broker`]) and the
+//! metadata service serves them ([`crate::mdq_service`], through [`DocumentSource`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use saml_core::dsig::{SignOptions, SigningKey, TrustedKeys};
+use saml_metadata::model::{EntityDescriptor, sha1_hex};
+
+use crate::error::{Error, Refusal};
+use crate::mdq_service::{DocumentSource, SignedDocument};
+use crate::policy::PeerPolicy;
+
+/// Most entities one registry holds (bounded memory: registration beyond it is refused).
+pub const MAX_ENTITIES: usize = 100_000;
+
+/// What a provider chose, or its operator configured, for DAME.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EntityPolicy {
+    /// Peers this provider accepts (allow and deny lists by DNS domain).
+    pub peers: PeerPolicy,
+    /// Accept an unsigned AuthnRequest1 from this SP (default false; the draft says SHOULD be
+    /// signed, and an unsigned one proves nothing about who asked).
+    pub allow_unsigned_authn_request: bool,
+    /// The second mode, for an SP that only speaks the IdP Discovery Profile (a stock
+    /// Shibboleth SP or SimpleSAMLphp): when its discovery request names an IdP it has not
+    /// exchanged with, the broker authenticates the user at the IdP, runs the exchange, then
+    /// answers the discovery request. Default false: see [`crate::broker`] for what this mode
+    /// does not prove.
+    pub unmodified_sp: bool,
+}
+
+impl EntityPolicy {
+    /// The default policy with `peers`.
+    #[must_use]
+    pub fn with_peers(mut self, peers: PeerPolicy) -> Self {
+        self.peers = peers;
+        self
+    }
+
+    /// The policy with the unmodified-SP mode on or off.
+    #[must_use]
+    pub fn with_unmodified_sp(mut self, on: bool) -> Self {
+        self.unmodified_sp = on;
+        self
+    }
+
+    /// The policy admitting unsigned AuthnRequest1 or not.
+    #[must_use]
+    pub fn with_unsigned_authn_request(mut self, on: bool) -> Self {
+        self.allow_unsigned_authn_request = on;
+        self
+    }
+}
+
+/// One registered provider.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    /// Its metadata as registered.
+    pub entity: Arc<EntityDescriptor>,
+    /// The document the broker publishes: the entity re-signed with the broker's key.
+    pub document: SignedDocument,
+    /// Its policy.
+    pub policy: EntityPolicy,
+    /// When it was registered or last updated.
+    pub updated: SystemTime,
+}
+
+impl Registered {
+    /// The entity's DAME `MetadataSyncLocation` (entity-level extensions first, then its
+    /// roles'; draft-poehn-dame-06 §3 does not say which holds it).
+    #[must_use]
+    pub fn sync_location(&self) -> Option<&str> {
+        sync_location(&self.entity)
+    }
+
+    /// The entity's signing keys over all its SSO roles (for its status reports).
+    pub fn signing_keys(&self) -> Result<TrustedKeys, Error> {
+        signing_keys(&self.entity)
+    }
+}
+
+/// The DAME `MetadataSyncLocation` of `entity`: the entity's extensions, else the first role's
+/// that has one.
+#[must_use]
+pub fn sync_location(entity: &EntityDescriptor) -> Option<&str> {
+    entity
+        .extensions
+        .dame_sync_locations
+        .first()
+        .or_else(|| {
+            entity
+                .idp()
+                .and_then(|r| r.common.extensions.dame_sync_locations.first())
+        })
+        .or_else(|| {
+            entity
+                .sp()
+                .and_then(|r| r.common.extensions.dame_sync_locations.first())
+        })
+        .map(String::as_str)
+}
+
+/// The signing keys of `entity`: its IdP role's, else its SP role's.
+pub fn signing_keys(entity: &EntityDescriptor) -> Result<TrustedKeys, Error> {
+    if entity.idp().is_some() {
+        Ok(saml_metadata::sso::idp_signing_keys(entity)?)
+    } else {
+        Ok(saml_metadata::sso::sp_signing_keys(entity)?)
+    }
+}
+
+/// Checks what DAME needs of a provider's metadata before it is registered: an https entityID,
+/// exactly one of an IdP or an SP SSO role, a signing certificate that parses, every endpoint
+/// and the DAME sync location over https.
+pub fn validate(entity: &EntityDescriptor) -> Result<(), Error> {
+    const WHAT: &str = "registered metadata";
+    if !entity.entity_id.starts_with("https://") {
+        return Err(Error::malformed(WHAT, "the entityID must be an https URL"));
+    }
+    match (entity.idp().is_some(), entity.sp().is_some()) {
+        (true, false) | (false, true) => {}
+        _ => {
+            return Err(Error::malformed(
+                WHAT,
+                "exactly one of IDPSSODescriptor and SPSSODescriptor",
+            ));
+        }
+    }
+    signing_keys(entity)?;
+    let mut urls: Vec<&str> = Vec::new();
+    if let Some(idp) = entity.idp() {
+        urls.extend(idp.single_sign_on.iter().map(|e| e.location.as_str()));
+        if idp.single_sign_on.is_empty() {
+            return Err(Error::malformed(WHAT, "the IdP has no SingleSignOnService"));
+        }
+    }
+    if let Some(sp) = entity.sp() {
+        urls.extend(
+            sp.assertion_consumer
+                .iter()
+                .map(|e| e.endpoint.location.as_str()),
+        );
+        urls.extend(
+            sp.common
+                .extensions
+                .discovery_responses
+                .iter()
+                .map(|e| e.endpoint.location.as_str()),
+        );
+        if sp.assertion_consumer.is_empty() {
+            return Err(Error::malformed(
+                WHAT,
+                "the SP has no AssertionConsumerService",
+            ));
+        }
+    }
+    match sync_location(entity) {
+        Some(s) => urls.push(s),
+        None => {
+            return Err(Error::malformed(
+                WHAT,
+                "no DAME MetadataSyncLocation (urn:geant:dame DAMEInfo)",
+            ));
+        }
+    }
+    if let Some(bad) = urls.iter().find(|u| !u.starts_with("https://")) {
+        return Err(Error::malformed(
+            WHAT,
+            format!("endpoint {bad:?} is not https"),
+        ));
+    }
+    Ok(())
+}
+
+/// The registered providers, by entityID.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    key: SigningKey,
+    /// Validity given to each published document (default 7 days; re-published on update).
+    pub validity: Duration,
+    entities: HashMap<String, Registered>,
+    by_sha1: HashMap<String, String>,
+}
+
+impl Registry {
+    /// An empty registry publishing with the broker's `key`.
+    #[must_use]
+    pub fn new(key: SigningKey) -> Self {
+        Registry {
+            key,
+            validity: Duration::from_secs(7 * 86400),
+            entities: HashMap::new(),
+            by_sha1: HashMap::new(),
+        }
+    }
+
+    /// The broker's publishing key.
+    #[must_use]
+    pub fn key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    /// Number of registered entities.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.entities.len()
+    }
+
+    /// Whether none is registered.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.entities.is_empty()
+    }
+
+    /// The registered entity `entity_id`.
+    #[must_use]
+    pub fn get(&self, entity_id: &str) -> Option<&Registered> {
+        self.entities.get(entity_id)
+    }
+
+    /// Every registered entityID (unordered).
+    pub fn entity_ids(&self) -> impl Iterator<Item = &str> {
+        self.entities.keys().map(String::as_str)
+    }
+
+    /// Registers (or, with `replace`, updates) `entity` with `policy` at `now` after
+    /// [`validate`]; the published document is signed here. A second registration of the same
+    /// entityID without `replace` is refused ([`Refusal::Duplicate`]), so is one beyond
+    /// [`MAX_ENTITIES`]. Nothing changes on error.
+    pub fn insert(
+        &mut self,
+        entity: EntityDescriptor,
+        policy: EntityPolicy,
+        now: SystemTime,
+        replace: bool,
+    ) -> Result<&Registered, Error> {
+        validate(&entity)?;
+        let exists = self.entities.contains_key(&entity.entity_id);
+        if exists && !replace {
+            return Err(Refusal::Duplicate.into());
+        }
+        if !exists && self.entities.len() >= MAX_ENTITIES {
+            return Err(Refusal::Capacity.into());
+        }
+        let mut published = entity.clone();
+        published.valid_until = Some(now + self.validity);
+        published.id = Some(format!("_{}", sha1_hex(&entity.entity_id)));
+        let xml = published.sign(&self.key, &SignOptions::default())?;
+        let etag = etag_of(&xml);
+        let id = entity.entity_id.clone();
+        self.by_sha1.insert(sha1_hex(&id), id.clone());
+        self.entities.insert(
+            id.clone(),
+            Registered {
+                entity: Arc::new(entity),
+                document: SignedDocument { xml, etag },
+                policy,
+                updated: now,
+            },
+        );
+        self.entities
+            .get(&id)
+            .ok_or_else(|| Error::malformed("registry", "entry vanished"))
+    }
+
+    /// Changes the policy of a registered entity (the document stays).
+    pub fn set_policy(&mut self, entity_id: &str, policy: EntityPolicy) -> Result<(), Error> {
+        match self.entities.get_mut(entity_id) {
+            Some(r) => {
+                r.policy = policy;
+                Ok(())
+            }
+            None => Err(Refusal::UnknownEntity.into()),
+        }
+    }
+
+    /// Removes `entity_id`; whether it was there.
+    pub fn remove(&mut self, entity_id: &str) -> bool {
+        self.by_sha1.remove(&sha1_hex(entity_id));
+        self.entities.remove(entity_id).is_some()
+    }
+}
+
+/// A short, stable entity tag of a document: the first 16 hex digits of its SHA-256.
+fn etag_of(xml: &[u8]) -> String {
+    openssl::sha::sha256(xml)
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl DocumentSource for Registry {
+    fn by_sha1(&self, sha1_hex: &str) -> Option<SignedDocument> {
+        let id = self.by_sha1.get(sha1_hex)?;
+        self.entities.get(id).map(|r| r.document.clone())
+    }
+}

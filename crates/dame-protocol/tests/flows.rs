@@ -1,0 +1,303 @@
+//! The three-party harness (user agent, SP, broker, IdP, and both agents) running every DAME
+//! journey in memory with real messages and signatures: first use, second use, both modes,
+//! trigger orders, deferred integration with status reports, re-download after an update, the
+//! virtual federation.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod harness;
+
+use std::time::Duration;
+
+use dame_protocol::broker::{BrokerPolicy, Event, Phase, TriggerOrder, UaReply};
+use dame_protocol::registry::EntityPolicy;
+use dame_protocol::trigger::TriggerAction;
+use harness::*;
+use saml_core::bindings::url_encode;
+
+#[test]
+fn first_use_exchanges_metadata_then_replays_authn_request1() {
+    let mut w = World::new();
+    let before = w.snapshot();
+    let (flow, who) = w.first_use();
+    assert_eq!(who, "alice");
+    // Both sides integrated each other, IdP first (the draft's recommended order).
+    assert_eq!(
+        w.delivered,
+        vec![
+            (IDP.to_owned(), TriggerAction::FetchMetadata),
+            (SP.to_owned(), TriggerAction::FetchMetadata)
+        ]
+    );
+    assert_eq!(w.integrated(SP, IDP).unwrap().entity_id, IDP);
+    assert_eq!(w.integrated(IDP, SP).unwrap().entity_id, SP);
+    // LocalDynamic layout with the source URL beside each file.
+    assert_eq!(
+        sources(w.sp.agent.target()),
+        vec![format!(
+            "{BROKER_MDQ}entities/{}",
+            mdq_client::url::encode_segment(IDP)
+        )]
+    );
+    assert!(w.broker.relationships.contains(IDP, SP));
+    // The flow is finished and forgotten: it cannot be resumed.
+    assert_eq!(w.broker.flow_count(), before.flows);
+    assert!(w.broker.phase(&flow).is_none());
+    let again = w.broker.handle_user_agent(&flow, w.now);
+    assert_eq!(refusal(again), dame_protocol::Refusal::UnknownFlow);
+    let events: Vec<Event> = std::iter::from_fn(|| w.broker.poll_event()).collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::UserAuthenticated { subject, .. } if subject == "alice"))
+    );
+    assert!(events.iter().any(
+        |e| matches!(e, Event::RelationshipEstablished { idp, sp } if idp == IDP && sp == SP)
+    ));
+    assert!(matches!(events.last(), Some(Event::FlowDone { .. })));
+}
+
+#[test]
+fn second_use_is_plain_sso_without_the_broker() {
+    let mut w = World::new();
+    w.first_use();
+    while w.broker.poll_event().is_some() {}
+    w.advance(Duration::from_secs(3600));
+    // The SP knows the IdP now: its AuthnRequest goes straight to the IdP.
+    let url = w.sp_direct_login(IDP);
+    assert!(url.starts_with(IDP_SSO));
+    let (form, acs) = w.idp_sso(IDP, &url).unwrap();
+    assert_eq!(acs, SP_ACS);
+    assert_eq!(w.sp_acs(IDP, &form).unwrap(), "alice");
+    assert_eq!(w.broker.flow_count(), 0);
+    assert!(w.broker.poll_transmit().is_none());
+    assert!(w.broker.poll_event().is_none());
+    // And discovery through the broker for a known pair answers at once, no exchange.
+    let mut r = rng();
+    let flow = match w
+        .broker
+        .handle_discovery(&w.sp_discovery(), UA_ADDR, w.now, &mut r)
+        .unwrap()
+    {
+        UaReply::ChooseIdp { flow, .. } => flow,
+        other => panic!("{other:?}"),
+    };
+    let back = redirect_of(
+        w.broker
+            .handle_idp_chosen(&flow, IDP, w.now, &mut r)
+            .unwrap(),
+    );
+    assert_eq!(back, format!("{SP_DS}?entityID={}", url_encode(IDP)));
+    assert_eq!(w.broker.flow_count(), 0);
+}
+
+#[test]
+fn authenticate_without_a_discovery_flow() {
+    // An SP with its own discovery sends AuthnRequest1 straight to the broker.
+    let mut w = World::new();
+    let mut r = rng();
+    let a1 = w.sp_authn_request1(IDP);
+    let (flow, reply) = w
+        .broker
+        .handle_authenticate(None, query_of(&a1), UA_ADDR, w.now, &mut r)
+        .unwrap();
+    let to_idp = redirect_of(reply);
+    let (form, _) = w.idp_sso(IDP, &to_idp).unwrap();
+    let _ = w
+        .broker
+        .handle_response2(&flow, &form, w.now, &mut r)
+        .unwrap();
+    w.run_triggers();
+    let replay = redirect_of(w.broker.handle_user_agent(&flow, w.now).unwrap());
+    let (form, _) = w.idp_sso(IDP, &replay).unwrap();
+    assert_eq!(w.sp_acs(IDP, &form).unwrap(), "alice");
+}
+
+#[test]
+fn unmodified_sp_mode_answers_discovery_after_the_exchange() {
+    let mut w = World::with(
+        EntityPolicy::default().with_unmodified_sp(true),
+        BrokerPolicy::default(),
+    );
+    let mut r = rng();
+    let now = w.now;
+    let flow = match w
+        .broker
+        .handle_discovery(&w.sp_discovery(), UA_ADDR, now, &mut r)
+        .unwrap()
+    {
+        UaReply::ChooseIdp { flow, .. } => flow,
+        other => panic!("{other:?}"),
+    };
+    // A new pair: the broker sends the user to the IdP itself.
+    let to_idp = redirect_of(w.broker.handle_idp_chosen(&flow, IDP, now, &mut r).unwrap());
+    assert!(to_idp.starts_with(IDP_SSO));
+    let (form, acs) = w.idp_sso(IDP, &to_idp).unwrap();
+    assert_eq!(acs, BROKER_ACS);
+    let _ = w
+        .broker
+        .handle_response2(&flow, &form, now, &mut r)
+        .unwrap();
+    w.run_triggers();
+    // Then the discovery answer; the stock SP's own AuthnRequest goes to the IdP.
+    let back = redirect_of(w.broker.handle_user_agent(&flow, now).unwrap());
+    assert_eq!(back, format!("{SP_DS}?entityID={}", url_encode(IDP)));
+    let url = w.sp_direct_login(IDP);
+    let (form, _) = w.idp_sso(IDP, &url).unwrap();
+    assert_eq!(w.sp_acs(IDP, &form).unwrap(), "alice");
+    assert!(w.broker.relationships.contains(IDP, SP));
+}
+
+#[test]
+fn unmodified_mode_is_off_by_default() {
+    let mut w = World::new();
+    let mut r = rng();
+    let flow = match w
+        .broker
+        .handle_discovery(&w.sp_discovery(), UA_ADDR, w.now, &mut r)
+        .unwrap()
+    {
+        UaReply::ChooseIdp { flow, .. } => flow,
+        other => panic!("{other:?}"),
+    };
+    let back = redirect_of(
+        w.broker
+            .handle_idp_chosen(&flow, IDP, w.now, &mut r)
+            .unwrap(),
+    );
+    assert!(
+        back.starts_with(SP_DS),
+        "draft mode answers discovery: {back}"
+    );
+    assert_eq!(w.broker.phase(&flow), Some(Phase::AwaitingAuthnRequest1));
+}
+
+#[test]
+fn both_at_once_order_triggers_in_one_round() {
+    let mut w = World::with(
+        EntityPolicy::default(),
+        BrokerPolicy::default().with_trigger_order(TriggerOrder::Both),
+    );
+    let (_, who) = w.first_use();
+    assert_eq!(who, "alice");
+    assert_eq!(w.delivered.len(), 2);
+}
+
+#[test]
+fn deferred_integration_is_confirmed_by_a_signed_status_report() {
+    let mut w = World::new();
+    w.defer_for = vec![IDP.to_owned(), SP.to_owned()];
+    let (_, who) = w.first_use();
+    assert_eq!(who, "alice");
+    assert!(w.reports.is_empty(), "every report was delivered");
+}
+
+#[test]
+fn a_status_report_cannot_be_replayed_or_forged() {
+    let mut w = World::new();
+    w.defer_for = vec![IDP.to_owned()];
+    let mut r = rng();
+    let now = w.now;
+    let a1 = w.sp_authn_request1(IDP);
+    let (flow, reply) = w
+        .broker
+        .handle_authenticate(None, query_of(&a1), UA_ADDR, now, &mut r)
+        .unwrap();
+    let to_idp = redirect_of(reply);
+    let (form, _) = w.idp_sso(IDP, &to_idp).unwrap();
+    let _ = w
+        .broker
+        .handle_response2(&flow, &form, now, &mut r)
+        .unwrap();
+    w.run_triggers();
+    assert_eq!(w.broker.phase(&flow), Some(Phase::Exchanging));
+    let report = w.reports.pop().unwrap();
+    // Forged: the same report signed by the SP's key instead of the IdP's.
+    let forged = {
+        let q = query_of(&report);
+        let (head, _) = q.split_once("&SigAlg=").unwrap();
+        let _ = head;
+        dame_protocol::mdi::StatusReport::new(
+            IDP,
+            SP,
+            dame_protocol::mdi::MdiStatus::Integrated,
+            "",
+            now,
+            &mut r,
+        )
+        .url(BROKER_DAME, &w.sp.key.signing())
+        .unwrap()
+    };
+    assert_eq!(
+        refusal(
+            w.broker
+                .handle_status_report(query_of(&forged), now, &mut r)
+        ),
+        dame_protocol::Refusal::BadSignature
+    );
+    assert_eq!(w.broker.phase(&flow), Some(Phase::Exchanging));
+    let _ = w
+        .broker
+        .handle_status_report(query_of(&report), now, &mut r)
+        .unwrap();
+    // Replayed: the IdP leg is no longer pending, so nothing takes it.
+    assert!(
+        w.broker
+            .handle_status_report(query_of(&report), now, &mut r)
+            .is_err()
+    );
+    w.run_triggers();
+    let replay = redirect_of(w.broker.handle_user_agent(&flow, now).unwrap());
+    assert!(replay.starts_with(IDP_SSO));
+}
+
+#[test]
+fn an_update_triggers_redownload_at_every_peer_and_federation_is_signed() {
+    let mut w = World::new();
+    w.first_use();
+    let mut r = rng();
+    w.advance(Duration::from_secs(60));
+    // The IdP's metadata changes (a new SSO endpoint host would be refused; a new key is fine).
+    let new_key = testkit::signer::TestKey::rsa("idp-rollover");
+    let updated = idp_entity(&new_key, IDP, Some(IDP_SYNC));
+    let n = w
+        .broker
+        .update_entity(updated, EntityPolicy::default(), w.now, &mut r)
+        .unwrap();
+    assert_eq!(n, 1);
+    let t = w.broker.poll_transmit().unwrap();
+    assert_eq!(
+        (t.to.as_str(), t.action, t.flow.is_none()),
+        (SP, TriggerAction::FetchMetadata, true)
+    );
+    w.deliver(t);
+    let idp_at_sp = w.integrated(SP, IDP).unwrap();
+    assert_eq!(
+        idp_at_sp.roles,
+        w.broker.registry.get(IDP).unwrap().entity.roles
+    );
+    assert_eq!(
+        saml_metadata::sso::idp_signing_keys(&idp_at_sp)
+            .unwrap()
+            .len(),
+        1
+    );
+    // The SP's virtual federation: itself and its IdP, signed by the broker.
+    let fed = w
+        .broker
+        .relationships
+        .federation(
+            SP,
+            &w.broker.registry,
+            "urn:dame:federation:sp",
+            w.now + Duration::from_secs(86400),
+        )
+        .unwrap();
+    let agg = saml_metadata::load::load(
+        &fed,
+        &saml_metadata::load::Policy::new(w.broker_key.trusted(), w.now),
+    )
+    .unwrap();
+    let mut ids: Vec<&str> = agg.entities().map(|e| e.entity_id.as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, vec![IDP, SP]);
+}
