@@ -31,7 +31,8 @@
 //! - Discovery (SAML IdP Discovery Profile): the SP is registered, `return` is one of its
 //!   `DiscoveryResponse` endpoints; `isPassive=true` is answered at once without an IdP.
 //! - AuthnRequest1: signed with the SP's registered key (unless the SP's policy admits unsigned
-//!   ones), Issuer is that SP, the IdP is registered, both have a DAME sync location, and the
+//!   ones), Issuer is that SP, issued within the last 5 minutes (60 s skew) and its ID not
+//!   accepted before (an overheard one cannot start another flow), the IdP is registered, both have a DAME sync location, and the
 //!   broker's, the SP's and the IdP's peer policies all allow the pair. Its Redirect-binding
 //!   octets (`SAMLRequest`, `RelayState`, `SigAlg`, `Signature`) are stored as received, so
 //!   the replay verifies at the IdP with the SP's signature. A signed AuthnRequest1 should
@@ -75,7 +76,7 @@ use crate::policy::{PeerPolicy, RateLimiter};
 use crate::query::Query;
 use crate::registry::{Registered, Registry};
 use crate::relationships::Relationships;
-use crate::signed::new_nonce;
+use crate::signed::{DEFAULT_CLOCK_SKEW, DEFAULT_MAX_AGE, NonceCache, check_time, new_nonce};
 use crate::trigger::{Trigger, TriggerAction};
 
 /// Largest Response2 accepted (decoded, 256 KiB).
@@ -479,6 +480,8 @@ pub struct Broker {
     pub relationships: Relationships,
     flows: HashMap<FlowId, Flow>,
     replay: MemoryReplayCache,
+    /// AuthnRequest1 IDs accepted (per SP), until they could no longer pass the time check.
+    requests1: NonceCache,
     reports: StatusReports,
     by_source: RateLimiter,
     by_user: RateLimiter,
@@ -525,6 +528,7 @@ impl Broker {
             relationships: Relationships::new(),
             flows: HashMap::new(),
             replay: MemoryReplayCache::new(),
+            requests1: NonceCache::new(100_000),
             reports: StatusReports::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -782,6 +786,16 @@ impl Broker {
                 _ => return Err(Refusal::WrongState.into()),
             }
         }
+        // Fresh (5 minutes, 60 s skew) and used once: an overheard AuthnRequest1 cannot start
+        // another flow.
+        check_time(
+            verified.request.issue_instant,
+            now,
+            DEFAULT_MAX_AGE,
+            DEFAULT_CLOCK_SKEW,
+        )?;
+        let seen = format!("{sp_id}\u{0}{}", verified.request.id);
+        self.requests1.check(&seen, now)?;
         let replay_query = replay_query(query)?;
         self.check_source(source, now)?;
         let (url, request2_id) = self.authn_request2(&idp, now, rng)?;
@@ -799,6 +813,10 @@ impl Broker {
             }
             None => self.new_flow(&sp_id, state, now, rng)?,
         };
+        self.requests1.remember(
+            &seen,
+            verified.request.issue_instant + DEFAULT_MAX_AGE + DEFAULT_CLOCK_SKEW.saturating_mul(2),
+        );
         self.stored_event(&id, &verified);
         Ok((id, UaReply::Redirect(url)))
     }

@@ -14,12 +14,27 @@
 //! failure), and refuses private, loopback, link-local and other non-global addresses unless the
 //! operator allows them, so registration cannot be used to probe the broker's network (SSRF).
 //! A challenge expires (default 1 hour) and allows a bounded number of attempts (default 5).
+//!
+//! [`Registrations`] is the store and API around it: register, update and delete each need a
+//! proof; what is uploaded is validated ([`crate::registry::validate`]: https entityID, one SSO
+//! role, a signing certificate, https endpoints, a DAME sync location) before a challenge is
+//! issued; an entityID is registered once; every step is an audit [`RegistrationEvent`].
+//!
+//! ```text
+//! begin(Register|Update, xml) / begin_delete(entityID) -> challenge (name, content, URL)
+//! ... the registrant publishes the content; the service fetches challenge URL ...
+//! complete(entityID, status, body, now, registry)        -> registered / updated / deleted
+//! ```
 
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
+use saml_metadata::model::{EntityDescriptor, Metadata};
+
 use crate::error::{Error, Refusal};
 use crate::policy::entity_host;
+use crate::registry::{EntityPolicy, Registry};
 
 /// Where challenges are served on the registrant's host.
 pub const WELL_KNOWN_PATH: &str = "/.well-known/dame-ownership/";
@@ -166,4 +181,250 @@ impl OwnershipChallenge {
 /// Equality without an early exit on the first differing byte.
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Largest metadata upload (256 KiB: one entity).
+pub const MAX_UPLOAD: usize = 256 << 10;
+/// Most challenges pending at once.
+pub const MAX_PENDING: usize = 10_000;
+
+/// What a pending proof will do once it succeeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// A new entityID.
+    Register,
+    /// New metadata for a registered entityID.
+    Update,
+    /// Remove a registered entityID.
+    Delete,
+}
+
+/// An audit event of registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RegistrationEvent {
+    /// A challenge was issued.
+    ChallengeIssued {
+        /// The entityID.
+        entity_id: String,
+        /// For what.
+        operation: Operation,
+    },
+    /// An upload or a proof was refused.
+    Refused {
+        /// The entityID, when known.
+        entity_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// The operation was carried out.
+    Done {
+        /// The entityID.
+        entity_id: String,
+        /// What.
+        operation: Operation,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct PendingProof {
+    challenge: OwnershipChallenge,
+    operation: Operation,
+    entity: Option<EntityDescriptor>,
+    policy: EntityPolicy,
+}
+
+/// Pending registrations, updates and deletions, each waiting for its proof of ownership.
+#[derive(Debug, Clone, Default)]
+pub struct Registrations {
+    pending: HashMap<String, PendingProof>,
+    events: VecDeque<RegistrationEvent>,
+}
+
+impl Registrations {
+    /// No pending proofs.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The next audit event.
+    pub fn poll_event(&mut self) -> Option<RegistrationEvent> {
+        self.events.pop_front()
+    }
+
+    /// Proofs pending.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Whether none is pending.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    fn refused(&mut self, entity_id: &str, e: Error) -> Error {
+        self.events.push_back(RegistrationEvent::Refused {
+            entity_id: entity_id.to_owned(),
+            reason: e.to_string(),
+        });
+        e
+    }
+
+    /// An upload of `xml` (one EntityDescriptor, unsigned or signed: the proof of ownership is
+    /// what authenticates it) to register or update, with the provider's `policy`. Returns
+    /// the challenge to publish. A new challenge for the same entityID replaces an older one.
+    pub fn begin(
+        &mut self,
+        operation: Operation,
+        xml: &[u8],
+        policy: EntityPolicy,
+        registry: &Registry,
+        now: SystemTime,
+        rng: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<OwnershipChallenge, Error> {
+        if xml.len() > MAX_UPLOAD {
+            let e = Error::malformed("registration", "metadata larger than 256 KiB");
+            return Err(self.refused("", e));
+        }
+        let entity = match saml_metadata::load::parse_unverified(xml) {
+            Ok(Metadata::Entity(e)) => *e,
+            Ok(_) => {
+                let e = Error::malformed("registration", "one EntityDescriptor expected");
+                return Err(self.refused("", e));
+            }
+            Err(e) => return Err(self.refused("", e.into())),
+        };
+        let id = entity.entity_id.clone();
+        if let Err(e) = crate::registry::validate(&entity) {
+            return Err(self.refused(&id, e));
+        }
+        match (operation, registry.get(&id).is_some()) {
+            (Operation::Register, true) => {
+                return Err(self.refused(&id, Refusal::Duplicate.into()));
+            }
+            (Operation::Update, false) => {
+                return Err(self.refused(&id, Refusal::UnknownEntity.into()));
+            }
+            (Operation::Delete, _) => {
+                return Err(Error::malformed(
+                    "registration",
+                    "a deletion carries no metadata: use begin_delete",
+                ));
+            }
+            _ => {}
+        }
+        self.issue(id, operation, Some(entity), policy, now, rng)
+    }
+
+    /// A request to delete the registered `entity_id`; returns the challenge.
+    pub fn begin_delete(
+        &mut self,
+        entity_id: &str,
+        registry: &Registry,
+        now: SystemTime,
+        rng: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<OwnershipChallenge, Error> {
+        if registry.get(entity_id).is_none() {
+            return Err(self.refused(entity_id, Refusal::UnknownEntity.into()));
+        }
+        self.issue(
+            entity_id.to_owned(),
+            Operation::Delete,
+            None,
+            EntityPolicy::default(),
+            now,
+            rng,
+        )
+    }
+
+    fn issue(
+        &mut self,
+        id: String,
+        operation: Operation,
+        entity: Option<EntityDescriptor>,
+        policy: EntityPolicy,
+        now: SystemTime,
+        rng: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<OwnershipChallenge, Error> {
+        if !self.pending.contains_key(&id) && self.pending.len() >= MAX_PENDING {
+            self.pending.retain(|_, p| now < p.challenge.expires);
+            if self.pending.len() >= MAX_PENDING {
+                return Err(self.refused(&id, Refusal::Capacity.into()));
+            }
+        }
+        let challenge = match OwnershipChallenge::new(&id, now, rng) {
+            Ok(c) => c,
+            Err(e) => return Err(self.refused(&id, e)),
+        };
+        self.pending.insert(
+            id.clone(),
+            PendingProof {
+                challenge: challenge.clone(),
+                operation,
+                entity,
+                policy,
+            },
+        );
+        self.events.push_back(RegistrationEvent::ChallengeIssued {
+            entity_id: id,
+            operation,
+        });
+        Ok(challenge)
+    }
+
+    /// The pending challenge of `entity_id` (its fetch plan and address check).
+    #[must_use]
+    pub fn challenge(&self, entity_id: &str) -> Option<&OwnershipChallenge> {
+        self.pending.get(entity_id).map(|p| &p.challenge)
+    }
+
+    /// The answer the service fetched for `entity_id`'s challenge (HTTP `status`, `body`) at
+    /// `now`. On success the operation is applied to `registry` and the proof forgotten; a
+    /// wrong answer uses an attempt; an expired or exhausted challenge is forgotten.
+    pub fn complete(
+        &mut self,
+        entity_id: &str,
+        status: u16,
+        body: &[u8],
+        registry: &mut Registry,
+        now: SystemTime,
+    ) -> Result<Operation, Error> {
+        let Some(p) = self.pending.get_mut(entity_id) else {
+            return Err(self.refused(entity_id, Refusal::UnknownEntity.into()));
+        };
+        if let Err(e) = p.challenge.verify(now, status, body) {
+            if matches!(e.refusal(), Some(Refusal::Stale | Refusal::RateLimited))
+                || p.challenge.attempts_left == 0
+            {
+                self.pending.remove(entity_id);
+            }
+            return Err(self.refused(entity_id, e));
+        }
+        let Some(p) = self.pending.remove(entity_id) else {
+            return Err(Refusal::UnknownEntity.into());
+        };
+        let result = match (p.operation, p.entity) {
+            (Operation::Delete, _) => {
+                registry.remove(entity_id);
+                Ok(())
+            }
+            (op, Some(entity)) => registry
+                .insert(entity, p.policy, now, op == Operation::Update)
+                .map(|_| ()),
+            (_, None) => Err(Error::malformed("registration", "no metadata pending")),
+        };
+        match result {
+            Ok(()) => {
+                self.events.push_back(RegistrationEvent::Done {
+                    entity_id: entity_id.to_owned(),
+                    operation: p.operation,
+                });
+                Ok(p.operation)
+            }
+            Err(e) => Err(self.refused(entity_id, e)),
+        }
+    }
 }

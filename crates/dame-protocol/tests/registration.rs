@@ -116,3 +116,215 @@ fn private_and_special_addresses_are_not_fetched() {
         assert_eq!(c.check_address(ip, false), Ok(()));
     }
 }
+
+mod store {
+    use super::{now, rng};
+    use dame_protocol::Refusal;
+    use dame_protocol::registration::{Operation, RegistrationEvent, Registrations};
+    use dame_protocol::registry::{EntityPolicy, Registry};
+    use saml_metadata::builder::RoleBuilder as _;
+    use saml_metadata::model::{Binding, EntityDescriptor, IdpSso};
+    use testkit::signer::TestKey;
+
+    const IDP: &str = "https://idp.example.net/idp/shibboleth";
+
+    fn upload(sync: &str, sso: &str) -> Vec<u8> {
+        let key = TestKey::rsa("idp");
+        EntityDescriptor::builder(IDP)
+            .idp(
+                IdpSso::builder()
+                    .signing_certificate(key.cert_der())
+                    .sso(Binding::HttpRedirect, sso),
+            )
+            .dame_sync_location(sync)
+            .build()
+            .unwrap()
+            .to_xml()
+            .unwrap()
+            .into_bytes()
+    }
+
+    fn good() -> Vec<u8> {
+        upload(
+            "https://idp.example.net/dame",
+            "https://idp.example.net/idp/profile/SAML2/Redirect/SSO",
+        )
+    }
+
+    #[test]
+    fn register_update_delete_each_need_the_proof() {
+        let mut reg = Registry::new(TestKey::rsa("broker").signing());
+        let mut store = Registrations::new();
+        let c = store
+            .begin(
+                Operation::Register,
+                &good(),
+                EntityPolicy::default(),
+                &reg,
+                now(),
+                &mut rng(),
+            )
+            .unwrap();
+        assert!(reg.is_empty(), "nothing registered before the proof");
+        // Missing (404) and wrong content: refused, nothing registered.
+        assert_eq!(
+            store
+                .complete(IDP, 404, b"", &mut reg, now())
+                .unwrap_err()
+                .refusal(),
+            Some(Refusal::NotPermitted)
+        );
+        assert_eq!(
+            store
+                .complete(IDP, 200, b"guess", &mut reg, now())
+                .unwrap_err()
+                .refusal(),
+            Some(Refusal::NotPermitted)
+        );
+        assert!(reg.is_empty());
+        assert_eq!(
+            store
+                .complete(IDP, 200, c.content.as_bytes(), &mut reg, now())
+                .unwrap(),
+            Operation::Register
+        );
+        assert!(reg.get(IDP).is_some());
+        // A second registration of the same entityID is refused before any challenge.
+        assert_eq!(
+            store
+                .begin(
+                    Operation::Register,
+                    &good(),
+                    EntityPolicy::default(),
+                    &reg,
+                    now(),
+                    &mut rng()
+                )
+                .unwrap_err()
+                .refusal(),
+            Some(Refusal::Duplicate)
+        );
+        // Update and delete with their own proofs.
+        let c = store
+            .begin(
+                Operation::Update,
+                &good(),
+                EntityPolicy::default(),
+                &reg,
+                now(),
+                &mut rng(),
+            )
+            .unwrap();
+        store
+            .complete(IDP, 200, c.content.as_bytes(), &mut reg, now())
+            .unwrap();
+        let c = store.begin_delete(IDP, &reg, now(), &mut rng()).unwrap();
+        assert!(reg.get(IDP).is_some());
+        store
+            .complete(IDP, 200, c.content.as_bytes(), &mut reg, now())
+            .unwrap();
+        assert!(reg.get(IDP).is_none());
+        let events: Vec<_> = std::iter::from_fn(|| store.poll_event()).collect();
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| matches!(e, RegistrationEvent::Done { .. }))
+                .count(),
+            3
+        );
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| matches!(e, RegistrationEvent::Refused { .. }))
+                .count(),
+            3
+        );
+    }
+
+    #[test]
+    fn invalid_uploads_get_no_challenge() {
+        let reg = Registry::new(TestKey::rsa("broker").signing());
+        let mut store = Registrations::new();
+        for bad in [
+            upload("http://idp.example.net/dame", "https://idp.example.net/sso"),
+            upload("https://idp.example.net/dame", "http://idp.example.net/sso"),
+            b"<EntityDescriptor".to_vec(),
+            vec![b' '; 300 << 10],
+        ] {
+            assert!(
+                store
+                    .begin(
+                        Operation::Register,
+                        &bad,
+                        EntityPolicy::default(),
+                        &reg,
+                        now(),
+                        &mut rng()
+                    )
+                    .is_err()
+            );
+        }
+        assert!(store.is_empty());
+        // An update of what is not registered.
+        assert_eq!(
+            store
+                .begin(
+                    Operation::Update,
+                    &good(),
+                    EntityPolicy::default(),
+                    &reg,
+                    now(),
+                    &mut rng()
+                )
+                .unwrap_err()
+                .refusal(),
+            Some(Refusal::UnknownEntity)
+        );
+    }
+
+    #[test]
+    fn an_exhausted_or_expired_proof_is_forgotten() {
+        let mut reg = Registry::new(TestKey::rsa("broker").signing());
+        let mut store = Registrations::new();
+        let c = store
+            .begin(
+                Operation::Register,
+                &good(),
+                EntityPolicy::default(),
+                &reg,
+                now(),
+                &mut rng(),
+            )
+            .unwrap();
+        for _ in 0..5 {
+            assert!(store.complete(IDP, 200, b"no", &mut reg, now()).is_err());
+        }
+        assert!(store.is_empty());
+        assert_eq!(
+            store
+                .complete(IDP, 200, c.content.as_bytes(), &mut reg, now())
+                .unwrap_err()
+                .refusal(),
+            Some(Refusal::UnknownEntity)
+        );
+        let c = store
+            .begin(
+                Operation::Register,
+                &good(),
+                EntityPolicy::default(),
+                &reg,
+                now(),
+                &mut rng(),
+            )
+            .unwrap();
+        let late = now() + std::time::Duration::from_secs(3601);
+        assert_eq!(
+            store
+                .complete(IDP, 200, c.content.as_bytes(), &mut reg, late)
+                .unwrap_err()
+                .refusal(),
+            Some(Refusal::Stale)
+        );
+        assert!(store.is_empty() && reg.is_empty());
+    }
+}

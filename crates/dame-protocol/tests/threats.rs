@@ -1,0 +1,409 @@
+//! The GÉANT-TrustBroker risk analysis, threat by threat (papers/dame-risk-management): each
+//! test plays the attack against the sans-IO broker and agents and asserts it fails without
+//! leaving state behind.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod harness;
+
+use std::time::Duration;
+
+use dame_protocol::agent::{Agent, FetchOutcome, Side, TriggerStep};
+use dame_protocol::broker::{BrokerPolicy, FlowId, UaReply};
+use dame_protocol::integration::{IntegrationTarget, MemoryTarget, loc_file, metadata_file};
+use dame_protocol::mdi::MdiStatus;
+use dame_protocol::policy::{DomainList, PeerPolicy, entity_host};
+use dame_protocol::registration::{Operation, Registrations};
+use dame_protocol::registry::{EntityPolicy, Registry};
+use dame_protocol::trigger::{Trigger, TriggerAction};
+use dame_protocol::{ErrorKind, Refusal};
+use harness::*;
+use mdq_client::response::HttpResponse;
+use saml_core::dsig::SignOptions;
+use saml_metadata::model::Metadata;
+use testkit::signer::TestKey;
+
+/// Lets the IdP's agent fetch `body` (status 200) for an accepted trigger to integrate `peer`.
+fn agent_fetches(w: &mut World, peer: &str, body: &[u8]) -> dame_protocol::mdi::MdiResponse {
+    let now = w.now;
+    let url = Trigger::new(TriggerAction::FetchMetadata, peer, IDP, now, &mut rng())
+        .url(IDP_SYNC, &w.broker_key.signing())
+        .unwrap();
+    let TriggerStep::Fetch(req) = w
+        .idp
+        .agent
+        .handle_trigger(query_of(&url), BROKER_ADDR, now)
+        .unwrap()
+    else {
+        panic!("no fetch")
+    };
+    let headers = vec![(
+        "Content-Type".to_owned(),
+        "application/samlmetadata+xml".to_owned(),
+    )];
+    match w
+        .idp
+        .agent
+        .handle_fetched(
+            req.token,
+            &req.url,
+            &HttpResponse {
+                status: 200,
+                headers: &headers,
+                body,
+            },
+            now,
+            &mut rng(),
+        )
+        .unwrap()
+    {
+        FetchOutcome::Answer(a) => a,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn flooding_the_broker_is_bounded_by_rate_flow_and_memory_caps() {
+    // Per source, per user, flows at once, and the rate tables themselves are bounded.
+    let mut w = World::with(
+        EntityPolicy::default(),
+        BrokerPolicy::default().with_max_flows(50),
+    );
+    let mut refused = 0;
+    for i in 0..2_000u32 {
+        let src = format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255);
+        match w
+            .broker
+            .handle_discovery(&w.sp_discovery(), &src, w.now, &mut rng())
+        {
+            Ok(_) => {}
+            Err(e) => {
+                assert_eq!(e.refusal(), Some(Refusal::Capacity));
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(w.broker.flow_count(), 50);
+    assert_eq!(refused, 1_950);
+    // Expired flows make room again.
+    w.advance(Duration::from_secs(601));
+    w.broker.handle_timeout(w.now, &mut rng());
+    assert_eq!(w.broker.flow_count(), 0);
+    // The agent: fetches in flight are capped before a trigger's nonce is used.
+    let mut w = World::new();
+    let now = w.now;
+    for i in 0..dame_protocol::agent::MAX_PENDING {
+        let peer = format!("https://sp{i}.example.org/sp");
+        let url = Trigger::new(TriggerAction::FetchMetadata, &peer, IDP, now, &mut rng())
+            .url(IDP_SYNC, &w.broker_key.signing())
+            .unwrap();
+        assert!(matches!(
+            w.idp
+                .agent
+                .handle_trigger(query_of(&url), &format!("192.0.2.{}", i % 200), now),
+            Ok(TriggerStep::Fetch(_))
+        ));
+    }
+    let url = Trigger::new(TriggerAction::FetchMetadata, SP, IDP, now, &mut rng())
+        .url(IDP_SYNC, &w.broker_key.signing())
+        .unwrap();
+    assert_eq!(
+        refusal(
+            w.idp
+                .agent
+                .handle_trigger(query_of(&url), "192.0.2.250", now)
+        ),
+        Refusal::Capacity
+    );
+}
+
+#[test]
+fn faked_metadata_is_never_integrated() {
+    let mut w = World::new();
+    // Signed by someone else than the broker.
+    let mallory = TestKey::rsa("mallory");
+    let fake_sp = sp_entity(&mallory, SP, Some(SP_SYNC));
+    let signed_by_mallory = fake_sp
+        .sign(&mallory.signing(), &SignOptions::default())
+        .unwrap();
+    let a = agent_fetches(&mut w, SP, &signed_by_mallory);
+    assert_eq!(a.status, MdiStatus::Refused, "{a:?}");
+    // Signed by the broker, but for another entity than the trigger named.
+    let other = sp_entity(&mallory, "https://other.example.org/sp", Some(SP_SYNC))
+        .sign(&w.broker_key.signing(), &SignOptions::default())
+        .unwrap();
+    let a = agent_fetches(&mut w, SP, &other);
+    assert_eq!(a.status, MdiStatus::Refused, "{a:?}");
+    // Signed by the broker, the right entityID, but an IdP given to an IdP's agent.
+    let idp_as_sp = idp_entity(&mallory, SP, Some(SP_SYNC))
+        .sign(&w.broker_key.signing(), &SignOptions::default())
+        .unwrap();
+    let a = agent_fetches(&mut w, SP, &idp_as_sp);
+    assert_eq!(a.status, MdiStatus::Refused, "{a:?}");
+    assert!(a.reason.unwrap().contains("role"));
+    assert!(w.idp.agent.target().files.is_empty());
+}
+
+#[test]
+fn faked_registration_needs_the_host_and_cannot_take_an_existing_entity() {
+    let broker = TestKey::rsa("broker");
+    let mut reg = Registry::new(broker.signing());
+    let mut store = Registrations::new();
+    let victim = idp_entity(&TestKey::rsa("idp"), IDP, Some(IDP_SYNC));
+    let xml = victim.to_xml().unwrap();
+    // Mallory uploads the victim's entityID with her key; she cannot publish on its host, so
+    // whatever she answers is not the random content.
+    let c = store
+        .begin(
+            Operation::Register,
+            xml.as_bytes(),
+            EntityPolicy::default(),
+            &reg,
+            t0(),
+            &mut rng(),
+        )
+        .unwrap();
+    assert_eq!(c.fetch_plan().split('/').nth(2), Some("idp.example.net"));
+    for guess in [&b"x"[..], c.name.as_bytes(), b""] {
+        assert!(store.complete(IDP, 200, guess, &mut reg, t0()).is_err());
+    }
+    assert!(reg.is_empty());
+    // The fetch never goes to the broker's own network.
+    for ip in ["127.0.0.1", "10.1.2.3", "169.254.169.254", "::1", "fd00::1"] {
+        assert_eq!(
+            c.check_address(ip.parse().unwrap(), false),
+            Err(Refusal::NotPermitted),
+            "{ip}"
+        );
+    }
+    // Once the real owner registered, a second registration is refused outright.
+    let c = store
+        .begin(
+            Operation::Register,
+            xml.as_bytes(),
+            EntityPolicy::default(),
+            &reg,
+            t0(),
+            &mut rng(),
+        )
+        .unwrap();
+    store
+        .complete(IDP, 200, c.content.as_bytes(), &mut reg, t0())
+        .unwrap();
+    let again = store.begin(
+        Operation::Register,
+        xml.as_bytes(),
+        EntityPolicy::default(),
+        &reg,
+        t0(),
+        &mut rng(),
+    );
+    assert_eq!(again.unwrap_err().refusal(), Some(Refusal::Duplicate));
+}
+
+#[test]
+fn look_alike_names_do_not_pass_domain_lists_or_the_brokers_key() {
+    let allow = PeerPolicy {
+        allow: DomainList::new([".example.net"]),
+        ..PeerPolicy::default()
+    };
+    for fake in [
+        "https://idp.example.net.evil.example/idp",
+        "https://idp.example.net@evil.example/idp",
+        "https://evil-example.net/idp",
+        "https://idp.exаmple.net/idp", // Cyrillic a
+        "https://xn--idp-example-net.evil/idp",
+        "urn:mace:example.net:idp",
+    ] {
+        assert_eq!(allow.check(fake), Err(Refusal::NotPermitted), "{fake}");
+    }
+    assert!(allow.check("https://IdP.Example.NET./idp").is_ok());
+    assert_eq!(entity_host("https://idp.exаmple.net/"), None);
+    // A federation aggregate with a familiar name is trusted by the key that signed it, never
+    // by its name.
+    let w = World::new();
+    let mallory = TestKey::rsa("mallory");
+    let agg = saml_metadata::model::EntitiesDescriptor::combine(
+        "urn:mace:incommon",
+        [idp_entity(&mallory, IDP, Some(IDP_SYNC))],
+        None,
+    )
+    .unwrap()
+    .sign(&mallory.signing(), &SignOptions::default())
+    .unwrap();
+    assert!(
+        saml_metadata::load::load(
+            &agg,
+            &saml_metadata::load::Policy::new(w.broker_key.trusted(), w.now)
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn session_hijacking_needs_the_flow_secret_and_the_flows_own_request() {
+    let mut w = World::new();
+    let flow = match w
+        .broker
+        .handle_discovery(&w.sp_discovery(), UA_ADDR, w.now, &mut rng())
+        .unwrap()
+    {
+        UaReply::ChooseIdp { flow, .. } => flow,
+        other => panic!("{other:?}"),
+    };
+    // 128 random bits; a guess is an unknown flow.
+    assert_eq!(flow.as_str().len(), 32);
+    for guess in [
+        "",
+        "0",
+        "00000000000000000000000000000000",
+        &flow.as_str()[..31],
+    ] {
+        assert_eq!(
+            refusal(
+                w.broker
+                    .handle_idp_chosen(&FlowId::from_text(guess), IDP, w.now, &mut rng())
+            ),
+            Refusal::UnknownFlow
+        );
+    }
+    // The victim's flow, the attacker's own Response2 (a real login of the attacker): it
+    // answers the attacker's AuthnRequest2, not the victim's.
+    let _ = w
+        .broker
+        .handle_idp_chosen(&flow, IDP, w.now, &mut rng())
+        .unwrap();
+    let a1 = w.sp_authn_request1(IDP);
+    let (_, to_idp) = w
+        .broker
+        .handle_authenticate(Some(&flow), query_of(&a1), UA_ADDR, w.now, &mut rng())
+        .unwrap();
+    let _ = to_idp;
+    let a1b = w.sp_authn_request1(IDP);
+    let (attacker, to_idp_b) = w
+        .broker
+        .handle_authenticate(None, query_of(&a1b), "203.0.113.66", w.now, &mut rng())
+        .unwrap();
+    let (form_b, _) = w.idp_sso(IDP, &redirect_of(to_idp_b)).unwrap();
+    let e = w
+        .broker
+        .handle_response2(&flow, &form_b, w.now, &mut rng())
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Rejected);
+    assert_ne!(attacker, flow);
+}
+
+#[test]
+fn replay_of_overheard_messages_is_refused() {
+    let mut w = World::new();
+    // AuthnRequest1: the same authenticate URL twice.
+    let a1 = w.sp_authn_request1(IDP);
+    let _ = w
+        .broker
+        .handle_authenticate(None, query_of(&a1), UA_ADDR, w.now, &mut rng())
+        .unwrap();
+    let flows = w.broker.flow_count();
+    assert_eq!(
+        refusal(
+            w.broker
+                .handle_authenticate(None, query_of(&a1), UA_ADDR, w.now, &mut rng())
+        ),
+        Refusal::Replayed
+    );
+    assert_eq!(w.broker.flow_count(), flows);
+    // ... and an old one.
+    let old = w.sp_authn_request1(IDP);
+    w.advance(Duration::from_secs(400));
+    assert_eq!(
+        refusal(
+            w.broker
+                .handle_authenticate(None, query_of(&old), UA_ADDR, w.now, &mut rng())
+        ),
+        Refusal::Stale
+    );
+    // Triggers and status reports: see failures.rs and flows.rs; Response2: failures.rs.
+}
+
+#[test]
+fn injection_into_the_store_has_no_path_or_line_to_break_out_of() {
+    let mut t = MemoryTarget::default();
+    for hostile in [
+        "../../etc/passwd",
+        "https://x/'; DROP TABLE entities; --",
+        "https://x/\u{0}\n.xml",
+        "/absolute/path",
+    ] {
+        let f = metadata_file(hostile);
+        assert_eq!(f.len(), 44, "{f}");
+        assert!(f[..40].bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(loc_file(hostile), format!("{f}.loc"));
+    }
+    // The source line cannot carry a second line or a non-https URL.
+    for bad in [
+        "https://broker/x\nhttps://evil/",
+        "file:///etc/passwd",
+        "http://broker/x",
+    ] {
+        assert!(t.integrate("https://x/", b"<x/>", bad).is_err(), "{bad}");
+    }
+    assert!(t.files.is_empty());
+    // The registry refuses what it would publish wrongly (non-https entityIDs and endpoints).
+    let mut reg = Registry::new(TestKey::rsa("broker").signing());
+    let bad = sp_entity(
+        &TestKey::rsa("x"),
+        "https://sp.example.org/sp",
+        Some("javascript:alert(1)"),
+    );
+    assert!(
+        reg.insert(bad, EntityPolicy::default(), t0(), false)
+            .is_err()
+    );
+    assert!(reg.is_empty());
+}
+
+#[test]
+fn a_faked_broker_cannot_trigger_or_feed_an_agent() {
+    let mut w = World::new();
+    let fake = TestKey::rsa("fake-broker");
+    let now = w.now;
+    let url = Trigger::new(TriggerAction::Rollback, SP, IDP, now, &mut rng())
+        .url(IDP_SYNC, &fake.signing())
+        .unwrap();
+    assert_eq!(
+        refusal(w.idp.agent.handle_trigger(query_of(&url), BROKER_ADDR, now)),
+        Refusal::BadSignature
+    );
+    // An agent configured with the real broker refuses documents of the fake one; one
+    // configured with the fake broker is the operator's mistake, not the protocol's.
+    let doc = sp_entity(&fake, SP, Some(SP_SYNC))
+        .sign(&fake.signing(), &SignOptions::default())
+        .unwrap();
+    let a = agent_fetches(&mut w, SP, &doc);
+    assert_eq!(a.status, MdiStatus::Refused);
+    let mut honest = Agent::new(
+        IDP,
+        Side::Idp,
+        w.broker_key.trusted(),
+        BROKER_MDQ,
+        BROKER_DAME,
+        w.idp.key.signing(),
+        MemoryTarget::default(),
+    )
+    .unwrap();
+    assert_eq!(honest.pending(), 0);
+    assert!(honest.target_mut().files.is_empty());
+    // The trusted aggregate of the broker parses only with its key.
+    let ok = w.broker.registry.get(SP).unwrap().document.xml.clone();
+    let agg = saml_metadata::load::load(
+        &ok,
+        &saml_metadata::load::Policy::new(w.broker_key.trusted(), w.now),
+    )
+    .unwrap();
+    assert!(matches!(agg.metadata(), Metadata::Entity(_)));
+    assert!(
+        saml_metadata::load::load(
+            &ok,
+            &saml_metadata::load::Policy::new(fake.trusted(), w.now)
+        )
+        .is_err()
+    );
+}
