@@ -8,14 +8,16 @@
 //! with a replay, a wrapped assertion and a tampered Response refused; SAML20 SASL between XMPP
 //! servers; MDQ lookups from a loopback responder; and XEP-0027 between cloud modules (signed
 //! presence checked by GnuPG too, an encrypted message, a refused replay, a session key, an
-//! encrypted room with rotation on removal).
+//! encrypted room with rotation on removal); and DAME, a first-use metadata exchange between
+//! an IdP and an SP through a broker, in memory with real signatures.
 //!
 //! Usage: `demo [OUTDIR]` (default `target/demo`). Exit status 0 when every step behaved as
 //! expected, 1 otherwise.
 //!
 //! One module per step: [`metadata`] (steps 1-7), [`web_sso`] (8), [`xmpp_sso`] (9), [`mdq`]
-//! (10), [`modules`] (11). The peers and generators come from the workspace's test kit.
+//! (10), [`modules`] (11), [`dame`] (12). The peers and generators come from the workspace's test kit.
 
+mod dame;
 mod mdq;
 mod metadata;
 mod modules;
@@ -72,6 +74,7 @@ fn run(out: &Path) -> Res<bool> {
     all &= xmpp_sso::run()?;
     all &= mdq::run(&published)?;
     all &= modules::step()?;
+    all &= dame::run(out)?;
     Ok(all)
 }
 

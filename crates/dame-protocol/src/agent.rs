@@ -151,7 +151,6 @@ impl<T: IntegrationTarget> Agent<T> {
 
     /// The answer to give for a refused trigger or a failed step: `refused` (403) for a
     /// refusal or a malformed request, `error` (500) otherwise, with the reason.
-    #[must_use]
     pub fn answer_for(err: &Error) -> MdiResponse {
         let status = match err.kind() {
             ErrorKind::Malformed | ErrorKind::Rejected => MdiStatus::Refused,

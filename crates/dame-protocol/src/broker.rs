@@ -468,7 +468,9 @@ impl RequestTracker for FlowRequest<'_> {
     }
 }
 
-/// The broker: registered entities, relationships, flows. See the [module docs](self).
+/// The broker: registered entities, relationships, flows. See the [module docs](self). Cloning
+/// copies every table (a template for tests and fuzzing).
+#[derive(Clone)]
 pub struct Broker {
     entity: EntityDescriptor,
     key: SigningKey,

@@ -152,6 +152,22 @@ pub struct World {
     pub delivered: Vec<(String, TriggerAction)>,
 }
 
+/// The four RSA-2048 keys (broker, SP, IdP, second IdP), made once per process.
+fn keys() -> [TestKey; 4] {
+    static KEYS: std::sync::OnceLock<Vec<TestKey>> = std::sync::OnceLock::new();
+    let k = KEYS.get_or_init(|| {
+        ["broker", "sp", "idp", "idp2"]
+            .into_iter()
+            .map(TestKey::rsa)
+            .collect()
+    });
+    let copy = |t: &TestKey| TestKey {
+        pkey: t.pkey.clone(),
+        cert: t.cert.clone(),
+    };
+    [copy(&k[0]), copy(&k[1]), copy(&k[2]), copy(&k[3])]
+}
+
 fn agent(me: &str, side: Side, key: &TestKey, broker: &TestKey) -> Agent<MemoryTarget> {
     Agent::new(
         me,
