@@ -266,11 +266,16 @@ fn describe(e: &EntityDescriptor) -> (Vec<String>, Value) {
 
 fn lookup(o: &Opts, out: &mut dyn Write) -> Res<()> {
     let [file, entity_id] = positional::<2>(o, "FILE ENTITYID")?;
-    let agg = load::load(&read(&file)?, &policy(o)?).map_err(fail)?;
-    let e = agg
-        .get(&entity_id)
-        .or_else(|| agg.get_by_sha1(&entity_id))
-        .ok_or_else(|| Failure::Failed(format!("no entity {entity_id:?}")))?;
+    // One verification pass; only the entity asked for is modelled (issue 15).
+    let doc = read(&file)?;
+    let agg = saml_metadata::lazy::load_lazy(&doc, &policy(o)?).map_err(fail)?;
+    let e = match agg.get(&entity_id).map_err(fail)? {
+        Some(e) => e,
+        None => agg
+            .get_by_sha1(&entity_id)
+            .map_err(fail)?
+            .ok_or_else(|| Failure::Failed(format!("no entity {entity_id:?}")))?,
+    };
     let (lines, value) = describe(e);
     if o.json {
         return say(out, format_args!("{value}"));
