@@ -85,6 +85,7 @@ pub const MAX_RESPONSE2: usize = 256 << 10;
 /// A flow's identifier: 32 random hex digits, a bearer secret the service keeps in the user
 /// agent's cookie (never in a URL).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct FlowId(String);
 
 impl FlowId {
@@ -201,6 +202,7 @@ impl BrokerPolicy {
 
 /// Why a flow failed (what the user agent is told).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub enum FlowFailure {
     /// The IdP answered Response2 with an error status (the user cancelled, or was refused).
@@ -365,6 +367,7 @@ pub enum Event {
 
 /// How far one entity is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 enum Leg {
     NotSent,
     Sent,
@@ -374,6 +377,7 @@ enum Leg {
 
 /// Why the flow exists: the draft's AuthnRequest1, or a discovery request (unmodified SP).
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 enum Origin {
     AuthnRequest1 {
         /// `SAMLRequest=..[&RelayState=..][&SigAlg=..&Signature=..]`, raw octets.
@@ -383,6 +387,7 @@ enum Origin {
 }
 
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 enum State {
     ChoosingIdp {
         discovery: DiscoveryRequest,
@@ -424,10 +429,30 @@ impl State {
 }
 
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 struct Flow {
     sp: String,
     state: State,
     expires: SystemTime,
+}
+
+/// One flow as a value: what a service keeps in a shared store so that the flow continues on
+/// another broker instance or after a restart ([`Broker::export_flow`],
+/// [`Broker::import_flow`]). Serializable with feature `serde`; its content is opaque.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct FlowRecord {
+    /// The flow's identifier.
+    pub id: FlowId,
+    flow: Flow,
+}
+
+impl FlowRecord {
+    /// When the flow expires.
+    #[must_use]
+    pub fn expires(&self) -> SystemTime {
+        self.flow.expires
+    }
 }
 
 /// The phase a flow is in, for observers and tests.
@@ -1356,6 +1381,40 @@ impl Broker {
             }
         }
         Ok(n)
+    }
+
+    /// `flow` as a record for a shared store (`None` when the broker does not hold it).
+    #[must_use]
+    pub fn export_flow(&self, flow: &FlowId) -> Option<FlowRecord> {
+        self.flows.get(flow).map(|f| FlowRecord {
+            id: flow.clone(),
+            flow: f.clone(),
+        })
+    }
+
+    /// Takes over a flow from a shared store (written by this or another instance); replaces
+    /// what this instance held for it. An expired record is refused ([`Refusal::UnknownFlow`]),
+    /// so is one beyond the flow cap ([`Refusal::Capacity`]). What stays per instance: the
+    /// replay windows (Response2 assertion IDs, AuthnRequest1 IDs, status-report nonces) and the
+    /// rate limiters; a deployment of several instances shares them through its store.
+    pub fn import_flow(&mut self, record: FlowRecord, now: SystemTime) -> Result<(), Error> {
+        if now >= record.flow.expires {
+            return Err(Refusal::UnknownFlow.into());
+        }
+        if !self.flows.contains_key(&record.id) && self.flows.len() >= self.policy.max_flows {
+            self.expire(now);
+            if self.flows.len() >= self.policy.max_flows {
+                return Err(Refusal::Capacity.into());
+            }
+        }
+        self.flows.insert(record.id, record.flow);
+        Ok(())
+    }
+
+    /// Forgets `flow` on this instance (after writing it back to a shared store); whether it
+    /// was held.
+    pub fn forget_flow(&mut self, flow: &FlowId) -> bool {
+        self.flows.remove(flow).is_some()
     }
 
     /// The state name of `flow` (for logs).

@@ -16,6 +16,7 @@ const WHAT: &str = "discovery request";
 
 /// A discovery request.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[must_use]
 pub struct DiscoveryRequest {
     /// The requesting SP (`entityID`, required).

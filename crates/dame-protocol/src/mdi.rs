@@ -30,6 +30,7 @@ pub const MAX_REASON_LEN: usize = 512;
 
 /// The result of an integration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum MdiStatus {
     /// The peer's metadata is integrated and in use.
     Integrated,

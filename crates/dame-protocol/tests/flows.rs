@@ -301,3 +301,46 @@ fn an_update_triggers_redownload_at_every_peer_and_federation_is_signed() {
     ids.sort_unstable();
     assert_eq!(ids, vec![IDP, SP]);
 }
+
+/// Two broker instances sharing a store: the flow starts on one, is written out as JSON, and
+/// finishes on the other (the user agent's next request went to the other instance).
+#[cfg(feature = "serde")]
+#[test]
+fn a_flow_continues_on_another_instance_from_its_record() {
+    let mut w = World::new();
+    let mut other = w.broker.clone();
+    let mut r = rng();
+    let now = w.now;
+    let flow = match w
+        .broker
+        .handle_discovery(&w.sp_discovery(), UA_ADDR, now, &mut r)
+        .unwrap()
+    {
+        UaReply::ChooseIdp { flow, .. } => flow,
+        other => panic!("{other:?}"),
+    };
+    let _ = w.broker.handle_idp_chosen(&flow, IDP, now, &mut r).unwrap();
+    let a1 = w.sp_authn_request1(IDP);
+    let (_, reply) = w
+        .broker
+        .handle_authenticate(Some(&flow), query_of(&a1), UA_ADDR, now, &mut r)
+        .unwrap();
+    let to_idp = redirect_of(reply);
+    // Instance A writes the flow to the store and forgets it.
+    let json = serde_json::to_string(&w.broker.export_flow(&flow).unwrap()).unwrap();
+    assert!(w.broker.forget_flow(&flow));
+    // Instance B reads it and receives Response2.
+    let record: dame_protocol::broker::FlowRecord = serde_json::from_str(&json).unwrap();
+    other.import_flow(record, now).unwrap();
+    assert_eq!(other.phase(&flow), Some(Phase::AwaitingResponse2));
+    let (form, _) = w.idp_sso(IDP, &to_idp).unwrap();
+    let _ = other.handle_response2(&flow, &form, now, &mut r).unwrap();
+    std::mem::swap(&mut w.broker, &mut other);
+    w.settle();
+    let replay = redirect_of(w.broker.handle_user_agent(&flow, now).unwrap());
+    let (form, _) = w.idp_sso(IDP, &replay).unwrap();
+    assert_eq!(w.sp_acs(IDP, &form).unwrap(), "alice");
+    // An expired record is not taken over.
+    let late = w.broker.export_flow(&flow);
+    assert!(late.is_none(), "a finished flow is gone");
+}
