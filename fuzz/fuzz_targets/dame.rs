@@ -2,7 +2,7 @@
 //! `action=authenticate` request (verified against a fixed SP), a trigger at the entity (the
 //! broker key pinned), a status report at the broker, and an MDI response body with a status
 //! code from the first byte, and an MDQ request (path, Accept, If-None-Match lines) at the
-//! broker's metadata service. Errors are fine, panics are not; nothing signed by a key other than
+//! broker's metadata service, and a registration upload (metadata checked before a challenge). Errors are fine, panics are not; nothing signed by a key other than
 //! the fixture's may be accepted, and a trigger is accepted at most once.
 #![no_main]
 
@@ -13,6 +13,8 @@ use dame_protocol::authenticate::AuthenticateRequest;
 use dame_protocol::discovery::DiscoveryRequest;
 use dame_protocol::mdi::{MdiResponse, StatusReports};
 use dame_protocol::mdq_service::{DocumentSource, MdqRequest, MdqService, SignedDocument};
+use dame_protocol::registration::{Operation, Registrations};
+use dame_protocol::registry::{EntityPolicy, Registry};
 use dame_protocol::trigger::TriggerVerifier;
 use libfuzzer_sys::fuzz_target;
 use saml_core::dsig::TrustedKeys;
@@ -91,5 +93,25 @@ fuzz_target!(|data: &[u8]| {
         &One,
     );
     assert!(matches!(a.status, 200 | 304 | 400 | 404 | 406));
+    if let Ok(key) = signing_key() {
+        let registry = Registry::new(key);
+        let mut store = Registrations::new();
+        let mut n = 0u8;
+        let mut rng = |b: &mut [u8]| {
+            for x in b.iter_mut() {
+                n = n.wrapping_add(101);
+                *x = n;
+            }
+        };
+        if store
+            .begin(Operation::Register, data, EntityPolicy::default(), &registry, now, &mut rng)
+            .is_ok()
+        {
+            // A challenge was issued only for metadata the registry would accept.
+            assert_eq!(store.len(), 1);
+        } else {
+            assert!(store.is_empty());
+        }
+    }
     let _: SystemTime = now;
 });
