@@ -718,13 +718,13 @@ impl Broker {
         let sp_reg = self.registered(&sp)?;
         let answer = discovery.answer(&sp_reg.entity, Some(idp))?;
         let unmodified = sp_reg.policy.unmodified_sp;
-        let known = self.relationships.contains(idp, &sp);
-        if known {
+        // Today's policies, even for a pair that exchanged before.
+        self.check_pair(&sp, idp)?;
+        if self.relationships.contains(idp, &sp) {
             // Plain SSO from here: the SP and the IdP know each other.
             self.flows.remove(flow);
             return Ok(UaReply::Redirect(answer));
         }
-        self.check_pair(&sp, idp)?;
         if unmodified {
             let (url, request2_id) = self.authn_request2(idp, now, rng)?;
             if let Some(f) = self.flows.get_mut(flow) {
