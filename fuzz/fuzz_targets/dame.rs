@@ -2,7 +2,7 @@
 //! `action=authenticate` request (verified against a fixed SP), a trigger at the entity (the
 //! broker key pinned), a status report at the broker, and an MDI response body with a status
 //! code from the first byte, and an MDQ request (path, Accept, If-None-Match lines) at the
-//! broker's metadata service, and a registration upload (metadata checked before a challenge). Errors are fine, panics are not; nothing signed by a key other than
+//! broker's metadata service, conversion rule sets (JSON, evaluated) and rule queries, and a registration upload (metadata checked before a challenge). Errors are fine, panics are not; nothing signed by a key other than
 //! the fixture's may be accepted, and a trigger is accepted at most once.
 #![no_main]
 
@@ -10,6 +10,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dame_protocol::authenticate::AuthenticateRequest;
+use dame_protocol::conversion::{Attributes, RuleSet, RulesQuery};
 use dame_protocol::discovery::DiscoveryRequest;
 use dame_protocol::mdi::{MdiResponse, StatusReports};
 use dame_protocol::mdq_service::{DocumentSource, MdqRequest, MdqService, SignedDocument};
@@ -93,6 +94,20 @@ fuzz_target!(|data: &[u8]| {
         &One,
     );
     assert!(matches!(a.status, 200 | 304 | 400 | 404 | 406));
+    // Conversion rules and rule queries: bounded, and evaluating a parsed rule never panics.
+    if let Ok(set) = RuleSet::from_json(data) {
+        let mut a = Attributes::default();
+        a.insert("urn:oid:0.9.2342.19200300.100.1.1", ["Alice", "a,b,c@d"]);
+        for r in &set.rules {
+            if let Ok(v) = r.evaluate(&a) {
+                assert!(v.len() <= dame_protocol::conversion::MAX_VALUES);
+            }
+        }
+    }
+    if let Ok(q) = RulesQuery::parse(&text) {
+        assert_eq!(RulesQuery::parse(&q.to_query()).ok(), Some(q.clone()));
+        let _ = q.answer(sp(), &RuleSet::default());
+    }
     if let Ok(key) = signing_key() {
         let registry = Registry::new(key);
         let mut store = Registrations::new();

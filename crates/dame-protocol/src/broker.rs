@@ -505,6 +505,8 @@ pub struct Broker {
     pub registry: Registry,
     /// The established pairs.
     pub relationships: Relationships,
+    /// The attribute conversion rules the broker shares.
+    pub rules: crate::conversion::RuleSet,
     flows: HashMap<FlowId, Flow>,
     replay: MemoryReplayCache,
     /// AuthnRequest1 IDs accepted (per SP), until they could no longer pass the time check.
@@ -553,6 +555,7 @@ impl Broker {
             key,
             policy,
             relationships: Relationships::new(),
+            rules: crate::conversion::RuleSet::default(),
             flows: HashMap::new(),
             replay: MemoryReplayCache::new(),
             requests1: NonceCache::new(100_000),
@@ -1381,6 +1384,14 @@ impl Broker {
             }
         }
         Ok(n)
+    }
+
+    /// A conversion-rule query (`action=rules`, see [`crate::conversion::RulesQuery`]): the
+    /// rules for the attributes the registered SP requests and the asking IdP lacks.
+    pub fn handle_rules_query(&self, query: &str) -> Result<crate::conversion::RuleSet, Error> {
+        let q = crate::conversion::RulesQuery::parse(query)?;
+        let sp = self.registered(&q.sp)?;
+        q.answer(&sp.entity, &self.rules)
     }
 
     /// `flow` as a record for a shared store (`None` when the broker does not hold it).

@@ -123,6 +123,15 @@ pub enum Error {
     /// From saml-metadata (keys or endpoints of an entity).
     #[error(transparent)]
     Metadata(#[from] saml_metadata::Error),
+    /// A valid request this implementation cannot carry out faithfully (a conversion rule a
+    /// product's configuration cannot express).
+    #[error("unsupported by {what}: {reason}")]
+    Unsupported {
+        /// Which generator or feature.
+        what: &'static str,
+        /// What is not supported.
+        reason: String,
+    },
     /// From mdq-client (the provider's fetch of its peer from the broker).
     #[error(transparent)]
     Mdq(#[from] mdq_client::Error),
@@ -142,6 +151,7 @@ impl Error {
         match self {
             Error::Malformed { .. } => ErrorKind::Malformed,
             Error::Refused(_) => ErrorKind::Rejected,
+            Error::Unsupported { .. } => ErrorKind::Misuse,
             Error::Saml(e) => e.kind().into(),
             Error::Metadata(e) => e.kind().into(),
             Error::Mdq(e) => match e.kind() {

@@ -30,7 +30,10 @@
 //! - the broker's register of providers ([`registry`]), registration with proof of ownership
 //!   ([`registration`]), relationships with re-download triggers and virtual federations
 //!   ([`relationships`]), policies ([`policy`]: allow/deny lists by DNS domain, token-bucket
-//!   rate limits), the metadata service core ([`mdq_service`]).
+//!   rate limits), the metadata service core ([`mdq_service`]);
+//! - attribute conversion rules ([`conversion`]: an implementation-neutral, bounded, data-only
+//!   format, its evaluator and repository query, generators for SimpleSAMLphp `authproc` filters
+//!   and Shibboleth IdP resolver definitions).
 //!
 //! ## A first-use exchange, end to end in memory
 //!
@@ -138,6 +141,7 @@
 pub mod agent;
 pub mod authenticate;
 pub mod broker;
+pub mod conversion;
 pub mod discovery;
 mod error;
 pub mod integration;

@@ -344,3 +344,45 @@ fn a_flow_continues_on_another_instance_from_its_record() {
     let late = w.broker.export_flow(&flow);
     assert!(late.is_none(), "a finished flow is gone");
 }
+
+/// After the exchange the IdP lacks eduPersonPrincipalName, which the SP requests; the broker
+/// answers with the rule that makes it from uid, and the rule works on the user's attributes.
+#[test]
+fn the_idp_asks_the_broker_for_conversion_rules_after_the_exchange() {
+    use dame_protocol::conversion::{Attributes, RuleSet, RulesQuery};
+    let mut w = World::new();
+    w.broker.rules = RuleSet::from_json(
+        br#"{"rules": [
+        {"id": "eppn-from-uid", "target": {"name": "urn:oid:1.3.6.1.4.1.5923.1.1.1.6"},
+         "sources": ["urn:oid:0.9.2342.19200300.100.1.1"],
+         "ops": [{"op": "lowercase"}, {"op": "scope_add", "scope": "example.net"}]},
+        {"id": "eppn-from-mail", "target": {"name": "urn:oid:1.3.6.1.4.1.5923.1.1.1.6"},
+         "sources": ["urn:oid:0.9.2342.19200300.100.1.3"]}
+    ]}"#,
+    )
+    .unwrap();
+    w.first_use();
+    let sp = w.integrated(IDP, SP).unwrap();
+    let have = ["urn:oid:0.9.2342.19200300.100.1.1"];
+    let missing = dame_protocol::agent::missing_attributes(&sp, &have);
+    assert_eq!(missing.len(), 1);
+    let q = RulesQuery {
+        sp: SP.to_owned(),
+        have: have.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    let rules = w.broker.handle_rules_query(&q.to_query()).unwrap();
+    assert_eq!(rules.rules.len(), 1);
+    assert_eq!(rules.rules[0].id, "eppn-from-uid");
+    let mut a = Attributes::default();
+    a.insert("urn:oid:0.9.2342.19200300.100.1.1", ["Alice"]);
+    assert_eq!(
+        rules.rules[0].evaluate(&a).unwrap(),
+        vec!["alice@example.net"]
+    );
+    // An unregistered SP is refused.
+    let stranger = RulesQuery {
+        sp: "https://nobody.example/sp".into(),
+        have: Default::default(),
+    };
+    assert!(w.broker.handle_rules_query(&stranger.to_query()).is_err());
+}
