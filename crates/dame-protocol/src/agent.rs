@@ -22,7 +22,7 @@
 //! The IdP side also compares an SP's `RequestedAttribute`s with what it can release
 //! ([`missing_attributes`]) to ask the broker for conversion rules.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use mdq_client::client::{FetchRequest, Token};
@@ -88,6 +88,10 @@ pub struct Agent<T: IntegrationTarget> {
     mdq: Client,
     target: T,
     pending: HashMap<Token, Pending>,
+    /// Triggers for a peer already being fetched: answered `accepted-pending`, reported on
+    /// when that fetch ends.
+    joined: HashMap<Token, usize>,
+    reports: VecDeque<String>,
     by_source: RateLimiter,
 }
 
@@ -128,6 +132,8 @@ impl<T: IntegrationTarget> Agent<T> {
             mdq: Client::new(cfg),
             target,
             pending: HashMap::new(),
+            joined: HashMap::new(),
+            reports: VecDeque::new(),
             by_source: RateLimiter::new(10.0, 50, 10_000),
         })
     }
@@ -194,8 +200,14 @@ impl<T: IntegrationTarget> Agent<T> {
                 let id = Identifier::entity_id(&t.peer)?;
                 let req = self.mdq.fetch_now(&id);
                 if self.pending.contains_key(&req.token) {
-                    // The same peer is already being fetched for an earlier trigger.
-                    return Err(Refusal::Replayed.into());
+                    // The same peer is already being fetched for another user's exchange: this
+                    // trigger waits for that fetch, and a status report follows it
+                    // ([`Agent::poll_report`]).
+                    *self.joined.entry(req.token).or_default() += 1;
+                    return Ok(TriggerStep::Answer(MdiResponse {
+                        status: MdiStatus::AcceptedPending,
+                        reason: Some("the peer is being fetched for another exchange".into()),
+                    }));
                 }
                 self.pending.insert(
                     req.token,
@@ -207,6 +219,13 @@ impl<T: IntegrationTarget> Agent<T> {
                 Ok(TriggerStep::Fetch(req))
             }
         }
+    }
+
+    /// The next signed status report URL to GET at the broker, for triggers that joined a fetch
+    /// already in flight (drain after every [`Agent::handle_fetched`] and
+    /// [`Agent::handle_fetch_failure`]).
+    pub fn poll_report(&mut self) -> Option<String> {
+        self.reports.pop_front()
     }
 
     /// The trigger of fetch `token` must be answered before the fetch ends: `accepted-pending`
@@ -241,7 +260,7 @@ impl<T: IntegrationTarget> Agent<T> {
             .handle_response(token, resp, now)
             .map_err(Error::from)
             .and_then(|e| self.integrate(&p.trigger.peer, e.as_deref(), url));
-        self.outcome(p, result, now, rng)
+        self.outcome(token, p, result, now, rng)
     }
 
     /// Fetch `token` failed in transport.
@@ -266,7 +285,7 @@ impl<T: IntegrationTarget> Agent<T> {
                     format!("the broker could not be reached: {error}"),
                 ))
             });
-        self.outcome(p, result, now, rng)
+        self.outcome(token, p, result, now, rng)
     }
 
     fn integrate(
@@ -294,7 +313,8 @@ impl<T: IntegrationTarget> Agent<T> {
     }
 
     fn outcome(
-        &self,
+        &mut self,
+        token: Token,
         p: Pending,
         result: Result<(), Error>,
         now: SystemTime,
@@ -307,20 +327,27 @@ impl<T: IntegrationTarget> Agent<T> {
             },
             Err(e) => Self::answer_for(e),
         };
+        let report = |me: &Self, rng: &mut dyn FnMut(&mut [u8])| {
+            StatusReport::new(
+                &me.me,
+                &p.trigger.peer,
+                answer.status,
+                answer.reason.as_deref().unwrap_or(""),
+                now,
+                rng,
+            )
+            .url(&me.broker_endpoint, &me.key)
+        };
+        // One report covers every joined trigger: the broker applies it to every flow waiting
+        // for this pair.
+        if self.joined.remove(&token).is_some() && !p.deferred {
+            let url = report(self, rng)?;
+            self.reports.push_back(url);
+        }
         if !p.deferred {
             return Ok(FetchOutcome::Answer(answer));
         }
-        let report = StatusReport::new(
-            &self.me,
-            &p.trigger.peer,
-            answer.status,
-            answer.reason.as_deref().unwrap_or(""),
-            now,
-            rng,
-        );
-        Ok(FetchOutcome::Report(
-            report.url(&self.broker_endpoint, &self.key)?,
-        ))
+        Ok(FetchOutcome::Report(report(self, rng)?))
     }
 }
 

@@ -1063,12 +1063,13 @@ impl Broker {
     ) -> Result<StatusReport, Error> {
         let reporter = StatusReport::reporter_of(query)?;
         let keys = self.registered(&reporter)?.signing_keys()?;
-        // Find the flow first so that a report for nothing does not use up its nonce.
+        // Find the flows first so that a report for nothing does not use up its nonce. Every
+        // flow waiting for this pair's integration at the reporter takes the result.
         let peer = Query::parse("status report", query)?.required("status report", "peer")?;
-        let flow = self
+        let flows: Vec<FlowId> = self
             .flows
             .iter()
-            .find(|(_, f)| match &f.state {
+            .filter(|(_, f)| match &f.state {
                 State::Exchanging {
                     idp,
                     idp_leg,
@@ -1081,16 +1082,21 @@ impl Broker {
                 _ => false,
             })
             .map(|(id, _)| id.clone())
-            .ok_or(Refusal::UnknownFlow)?;
+            .collect();
+        if flows.is_empty() {
+            return Err(Refusal::UnknownFlow.into());
+        }
         let report = self.reports.accept(query, &keys, now)?;
-        self.leg_result(
-            &flow,
-            &reporter,
-            report.status,
-            report.reason.clone(),
-            now,
-            rng,
-        )?;
+        for flow in &flows {
+            self.leg_result(
+                flow,
+                &reporter,
+                report.status,
+                report.reason.clone(),
+                now,
+                rng,
+            )?;
+        }
         Ok(report)
     }
 

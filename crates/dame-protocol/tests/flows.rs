@@ -386,3 +386,91 @@ fn the_idp_asks_the_broker_for_conversion_rules_after_the_exchange() {
     };
     assert!(w.broker.handle_rules_query(&stranger.to_query()).is_err());
 }
+
+/// Two users make the same pair's first use at once: the IdP's agent fetches the SP once; the
+/// second trigger joins that fetch (accepted-pending) and one signed status report completes
+/// the second flow.
+#[test]
+fn concurrent_first_uses_of_one_pair_share_the_fetch() {
+    use dame_protocol::agent::{FetchOutcome, TriggerStep};
+    use dame_protocol::mdi::MdiStatus;
+    let mut w = World::new();
+    let mut r = rng();
+    let now = w.now;
+    let mut flows = Vec::new();
+    for _ in 0..2 {
+        let a1 = w.sp_authn_request1(IDP);
+        let (flow, reply) = w
+            .broker
+            .handle_authenticate(None, query_of(&a1), UA_ADDR, now, &mut r)
+            .unwrap();
+        let (form, _) = w.idp_sso(IDP, &redirect_of(reply)).unwrap();
+        let _ = w
+            .broker
+            .handle_response2(&flow, &form, now, &mut r)
+            .unwrap();
+        flows.push(flow);
+    }
+    let t1 = w.broker.poll_transmit().unwrap();
+    let t2 = w.broker.poll_transmit().unwrap();
+    assert_eq!((t1.to.as_str(), t2.to.as_str()), (IDP, IDP));
+    let TriggerStep::Fetch(req) = w
+        .idp
+        .agent
+        .handle_trigger(query_of(&t1.url), BROKER_ADDR, now)
+        .unwrap()
+    else {
+        panic!("first trigger fetches")
+    };
+    let TriggerStep::Answer(joined) = w
+        .idp
+        .agent
+        .handle_trigger(query_of(&t2.url), BROKER_ADDR, now)
+        .unwrap()
+    else {
+        panic!("second trigger joins")
+    };
+    assert_eq!(joined.status, MdiStatus::AcceptedPending);
+    let (code, body) = joined.to_http().unwrap();
+    w.broker
+        .handle_trigger_answer(t2.flow.as_ref().unwrap(), IDP, code, &body, now, &mut r)
+        .unwrap();
+    let (status, headers, body) = w.mdq(&req.url, &req.headers);
+    let FetchOutcome::Answer(a) = w
+        .idp
+        .agent
+        .handle_fetched(
+            req.token,
+            &req.url,
+            &mdq_client::response::HttpResponse {
+                status,
+                headers: &headers,
+                body: &body,
+            },
+            now,
+            &mut r,
+        )
+        .unwrap()
+    else {
+        panic!("answered in time")
+    };
+    let (code, body) = a.to_http().unwrap();
+    w.broker
+        .handle_trigger_answer(t1.flow.as_ref().unwrap(), IDP, code, &body, now, &mut r)
+        .unwrap();
+    let report = w
+        .idp
+        .agent
+        .poll_report()
+        .expect("a report for the joined trigger");
+    assert!(w.idp.agent.poll_report().is_none());
+    let _ = w
+        .broker
+        .handle_status_report(query_of(&report), now, &mut r)
+        .unwrap();
+    w.settle();
+    for flow in &flows {
+        let replay = redirect_of(w.broker.handle_user_agent(flow, now).unwrap());
+        assert!(replay.starts_with(IDP_SSO));
+    }
+}
