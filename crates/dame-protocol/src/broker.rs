@@ -79,6 +79,9 @@ use crate::relationships::Relationships;
 use crate::signed::{DEFAULT_CLOCK_SKEW, DEFAULT_MAX_AGE, NonceCache, check_time, new_nonce};
 use crate::trigger::{Trigger, TriggerAction};
 
+/// Most audit events kept until drained with [`Broker::poll_event`].
+pub const MAX_EVENTS: usize = 10_000;
+
 /// Largest Response2 accepted (decoded, 256 KiB).
 pub const MAX_RESPONSE2: usize = 256 << 10;
 
@@ -516,6 +519,7 @@ pub struct Broker {
     by_user: RateLimiter,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
+    events_dropped: u64,
 }
 
 impl std::fmt::Debug for Broker {
@@ -562,6 +566,7 @@ impl Broker {
             reports: StatusReports::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            events_dropped: 0,
         })
     }
 
@@ -595,9 +600,24 @@ impl Broker {
         self.transmits.pop_front()
     }
 
-    /// The next audit event, if any.
+    /// The next audit event, if any. At most [`MAX_EVENTS`] wait to be drained; beyond that
+    /// the oldest are dropped and counted ([`Broker::events_dropped`]).
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+
+    /// Events dropped because nobody drained them.
+    #[must_use]
+    pub fn events_dropped(&self) -> u64 {
+        self.events_dropped
+    }
+
+    fn event(&mut self, e: Event) {
+        if self.events.len() >= MAX_EVENTS {
+            self.events.pop_front();
+            self.events_dropped += 1;
+        }
+        self.events.push_back(e);
     }
 
     /// When [`Broker::handle_timeout`] must next be called, if any flow is held.
@@ -644,7 +664,7 @@ impl Broker {
                 expires: now + self.policy.flow_lifetime,
             },
         );
-        self.events.push_back(Event::FlowStarted {
+        self.event(Event::FlowStarted {
             flow: id.clone(),
             sp: sp.to_owned(),
         });
@@ -852,7 +872,7 @@ impl Broker {
     }
 
     fn stored_event(&mut self, flow: &FlowId, v: &VerifiedAuthnRequest) {
-        self.events.push_back(Event::AuthnRequestStored {
+        self.event(Event::AuthnRequestStored {
             flow: flow.clone(),
             sp: v.request.issuer.clone(),
             idp: v.idp_entity_id.clone(),
@@ -924,7 +944,7 @@ impl Broker {
             .unwrap_or_default();
         self.by_user.check(&format!("{idp}\u{0}{subject}"), now)?;
         self.replay = replay;
-        self.events.push_back(Event::UserAuthenticated {
+        self.event(Event::UserAuthenticated {
             flow: flow.clone(),
             idp: idp.clone(),
             subject,
@@ -1174,7 +1194,7 @@ impl Broker {
             }
             MdiStatus::Integrated => {
                 self.set_leg(flow, entity, Leg::Integrated);
-                self.events.push_back(Event::Integrated {
+                self.event(Event::Integrated {
                     flow: flow.clone(),
                     entity: entity.to_owned(),
                 });
@@ -1231,7 +1251,7 @@ impl Broker {
                     Origin::Discovery(d) => d.answer(&self.registered(&sp)?.entity, Some(&idp))?,
                 };
                 if self.relationships.record(&idp, &sp, now) {
-                    self.events.push_back(Event::RelationshipEstablished {
+                    self.event(Event::RelationshipEstablished {
                         idp: idp.clone(),
                         sp: sp.clone(),
                     });
@@ -1239,8 +1259,7 @@ impl Broker {
                 if let Some(f) = self.flows.get_mut(flow) {
                     f.state = State::Done { reply };
                 }
-                self.events
-                    .push_back(Event::FlowDone { flow: flow.clone() });
+                self.event(Event::FlowDone { flow: flow.clone() });
                 Ok(())
             }
             _ => Ok(()),
@@ -1283,14 +1302,14 @@ impl Broker {
                         action: TriggerAction::Rollback,
                         url,
                     });
-                    self.events.push_back(Event::RollbackPlanned {
+                    self.event(Event::RollbackPlanned {
                         flow: flow.clone(),
                         entity: to.to_owned(),
                     });
                 }
             }
         }
-        self.events.push_back(Event::FlowFailed {
+        self.event(Event::FlowFailed {
             flow: flow.clone(),
             failure: failure.clone(),
         });

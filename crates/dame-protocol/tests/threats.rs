@@ -407,3 +407,22 @@ fn a_faked_broker_cannot_trigger_or_feed_an_agent() {
         .is_err()
     );
 }
+
+#[test]
+fn undrained_audit_events_are_bounded() {
+    let mut w = World::with(
+        EntityPolicy::default(),
+        BrokerPolicy::default()
+            .with_rates((1e9, u32::MAX), (1e9, u32::MAX))
+            .with_max_flows(20_000),
+    );
+    for _ in 0..(dame_protocol::broker::MAX_EVENTS + 5) {
+        let _ = w
+            .broker
+            .handle_discovery(&w.sp_discovery(), UA_ADDR, w.now, &mut rng())
+            .unwrap();
+    }
+    assert_eq!(w.broker.events_dropped(), 5);
+    let n = std::iter::from_fn(|| w.broker.poll_event()).count();
+    assert_eq!(n, dame_protocol::broker::MAX_EVENTS);
+}
