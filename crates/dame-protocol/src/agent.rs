@@ -35,7 +35,7 @@ use crate::error::{Error, ErrorKind, Refusal};
 use crate::integration::IntegrationTarget;
 use crate::mdi::{MdiResponse, MdiStatus, StatusReport};
 use crate::policy::RateLimiter;
-use crate::trigger::{Trigger, TriggerAction, TriggerVerifier};
+use crate::trigger::{TriggerAction, TriggerVerifier};
 
 /// Most fetches an agent runs at once (more triggers are refused, [`Refusal::Capacity`]).
 pub const MAX_PENDING: usize = 64;
@@ -74,7 +74,9 @@ pub enum FetchOutcome {
 
 #[derive(Debug, Clone)]
 struct Pending {
-    trigger: Trigger,
+    /// The peer's entityID (from the trigger), or `None` for a restart fetch by `{sha1}`.
+    peer: Option<String>,
+    id: Identifier,
     deferred: bool,
 }
 
@@ -212,13 +214,38 @@ impl<T: IntegrationTarget> Agent<T> {
                 self.pending.insert(
                     req.token,
                     Pending {
-                        trigger: t,
+                        peer: Some(t.peer),
+                        id,
                         deferred: false,
                     },
                 );
                 Ok(TriggerStep::Fetch(req))
             }
         }
+    }
+
+    /// At start: a fetch of every entity integrated before (one per `.xml.loc` in the target),
+    /// by `{sha1}` from the configured broker, so that a restart re-initialises what the
+    /// broker publishes now. Complete each like a trigger's fetch; the outcome's answer is for
+    /// the log (no trigger waits for it). A fetch that fails leaves the file as it was.
+    pub fn reinitialise(&mut self) -> Result<Vec<FetchRequest>, Error> {
+        let mut out = Vec::new();
+        for stem in self.target.sources()?.into_keys() {
+            let Ok(id) = Identifier::parse_sha1(&format!("{{sha1}}{stem}")) else {
+                continue;
+            };
+            let req = self.mdq.fetch_now(&id);
+            self.pending.insert(
+                req.token,
+                Pending {
+                    peer: None,
+                    id,
+                    deferred: false,
+                },
+            );
+            out.push(req);
+        }
+        Ok(out)
     }
 
     /// The next signed status report URL to GET at the broker, for triggers that joined a fetch
@@ -259,7 +286,7 @@ impl<T: IntegrationTarget> Agent<T> {
             .mdq
             .handle_response(token, resp, now)
             .map_err(Error::from)
-            .and_then(|e| self.integrate(&p.trigger.peer, e.as_deref(), url));
+            .and_then(|e| self.integrate(&p, e.as_deref(), url));
         self.outcome(token, p, result, now, rng)
     }
 
@@ -290,13 +317,16 @@ impl<T: IntegrationTarget> Agent<T> {
 
     fn integrate(
         &mut self,
-        peer: &str,
+        p: &Pending,
         entity: Option<&EntityDescriptor>,
         url: &str,
     ) -> Result<(), Error> {
         let Some(entity) = entity else {
             return Err(Refusal::UnknownEntity.into());
         };
+        // mdq-client checked that the entity answers the identifier (its entityID, or the
+        // SHA-1 of it for a restart fetch).
+        let peer = p.peer.as_deref().unwrap_or(&entity.entity_id);
         let role_ok = match self.side {
             Side::Sp => entity.idp().is_some(),
             Side::Idp => entity.sp().is_some(),
@@ -304,10 +334,9 @@ impl<T: IntegrationTarget> Agent<T> {
         if !role_ok {
             return Err(Refusal::WrongRole.into());
         }
-        let id = Identifier::entity_id(peer)?;
         let snap = self
             .mdq
-            .snapshot(&id)
+            .snapshot(&p.id)
             .ok_or_else(|| Error::malformed("fetch", "the fetched document is not cached"))?;
         self.target.integrate(peer, &snap.document, url)
     }
@@ -330,7 +359,7 @@ impl<T: IntegrationTarget> Agent<T> {
         let report = |me: &Self, rng: &mut dyn FnMut(&mut [u8])| {
             StatusReport::new(
                 &me.me,
-                &p.trigger.peer,
+                p.peer.as_deref().unwrap_or(""),
                 answer.status,
                 answer.reason.as_deref().unwrap_or(""),
                 now,

@@ -474,3 +474,47 @@ fn concurrent_first_uses_of_one_pair_share_the_fetch() {
         assert!(replay.starts_with(IDP_SSO));
     }
 }
+
+/// An agent restarted on the same directory re-fetches every integrated entity by `{sha1}`
+/// from the broker (the `.xml.loc` files say which), without any trigger.
+#[test]
+fn a_restarted_agent_reinitialises_from_its_loc_files() {
+    use dame_protocol::agent::{Agent, FetchOutcome, Side};
+    use dame_protocol::integration::metadata_file;
+    use dame_protocol::mdi::MdiStatus;
+    let mut w = World::new();
+    w.first_use();
+    let files = w.sp.agent.target().clone();
+    let mut restarted = Agent::new(
+        SP,
+        Side::Sp,
+        w.broker_key.trusted(),
+        BROKER_MDQ,
+        BROKER_DAME,
+        w.sp.key.signing(),
+        files,
+    )
+    .unwrap();
+    let reqs = restarted.reinitialise().unwrap();
+    assert_eq!(reqs.len(), 1);
+    for req in reqs {
+        assert!(req.url.contains("%7Bsha1%7D"), "{}", req.url);
+        let (status, headers, body) = w.mdq(&req.url, &req.headers);
+        let out = restarted
+            .handle_fetched(
+                req.token,
+                &req.url,
+                &mdq_client::response::HttpResponse {
+                    status,
+                    headers: &headers,
+                    body: &body,
+                },
+                w.now,
+                &mut rng(),
+            )
+            .unwrap();
+        assert!(matches!(out, FetchOutcome::Answer(a) if a.status == MdiStatus::Integrated));
+    }
+    assert!(restarted.target().files.contains_key(&metadata_file(IDP)));
+    assert_eq!(restarted.pending(), 0);
+}
