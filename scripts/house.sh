@@ -9,7 +9,7 @@
 #   and Python are masked on PATH and the venv is pointed nowhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-LIBS=(saml-core saml-metadata sasl-saml20 mdq-client xep0027 dame-protocol)
+LIBS=(saml-core saml-metadata sasl-saml20 mdq-client xep0027 dame-protocol dame-server)
 
 echo "-- cargo doc (RUSTDOCFLAGS=-Dwarnings)"
 RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --all-features --locked --quiet

@@ -307,10 +307,11 @@ impl<T: IntegrationTarget> Agent<T> {
             .handle_failure(token, error, now)
             .map_err(Error::from)
             .and_then(|_| {
-                Err(Error::malformed(
-                    "fetch",
-                    format!("the broker could not be reached: {error}"),
+                // Even with a copy in the cache, the trigger asked for a fresh fetch.
+                Err(mdq_client::Error::Transport(format!(
+                    "the broker could not be reached: {error}"
                 ))
+                .into())
             });
         self.outcome(token, p, result, now, rng)
     }

@@ -342,6 +342,9 @@ fn injection_into_the_store_has_no_path_or_line_to_break_out_of() {
         "https://broker/x\nhttps://evil/",
         "file:///etc/passwd",
         "http://broker/x",
+        "http://127.0.0.1.evil.example/x",
+        "http://localhost@evil.example/x",
+        "http://localhost:80@evil.example/x",
     ] {
         assert!(t.integrate("https://x/", b"<x/>", bad).is_err(), "{bad}");
     }

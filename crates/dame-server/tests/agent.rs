@@ -1,0 +1,362 @@
+//! `dame-agent` as a real process on loopback, against a broker side served by this test with
+//! dame-protocol's own MDQ service core over a registry (real signatures, real HTTP): a trigger
+//! integrates the peer into the LocalDynamic directory; replayed, forged, unsigned and stale
+//! triggers are refused and write nothing; rollback removes; a slow broker gets accepted-pending
+//! and a signed status report; a dead broker gets an error answer; a restart re-initialises
+//! from the `.xml.loc` files; malformed queries get 4xx; bad configurations name their key.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use dame_protocol::integration::{loc_file, metadata_file};
+use dame_protocol::mdi::{MdiStatus, StatusReports};
+use dame_protocol::mdq_service::{MdqRequest, MdqService};
+use dame_protocol::registry::{EntityPolicy, Registry};
+use dame_protocol::trigger::{Trigger, TriggerAction};
+use saml_core::protocol::openssl_random;
+use saml_metadata::builder::RoleBuilder as _;
+use saml_metadata::model::{Binding, EntityDescriptor, IdpSso};
+use testkit::signer::TestKey;
+
+const SP: &str = "https://sp.example.org/shibboleth";
+const IDP: &str = "https://idp.example.net/idp/shibboleth";
+
+struct Broker {
+    registry: Registry,
+    delay_ms: AtomicU64,
+    mdq_requests: AtomicUsize,
+    reports: Mutex<Vec<String>>,
+}
+
+async fn mdq(State(b): State<Arc<Broker>>, uri: Uri, headers: HeaderMap) -> impl IntoResponse {
+    b.mdq_requests.fetch_add(1, Ordering::SeqCst);
+    let delay = b.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let a = MdqService::new("/mdq/").answer(
+        &MdqRequest {
+            method: "GET",
+            path: uri.path(),
+            accept: h("accept"),
+            if_none_match: h("if-none-match"),
+        },
+        &b.registry,
+    );
+    let mut r = (StatusCode::from_u16(a.status).unwrap(), a.body).into_response();
+    for (k, v) in a.headers {
+        r.headers_mut().insert(k, v.parse().unwrap());
+    }
+    r
+}
+
+async fn report(State(b): State<Arc<Broker>>, RawQuery(q): RawQuery) -> &'static str {
+    b.reports.lock().unwrap().push(q.unwrap_or_default());
+    "ok"
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Agent {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config(
+    dir: &Path,
+    broker: SocketAddr,
+    port: u16,
+    keys: &Keys,
+    answer_within_ms: u64,
+) -> PathBuf {
+    let cfg = format!(
+        r#"entity_id = "{SP}"
+side = "sp"
+listen = "127.0.0.1:{port}"
+broker_mdq = "http://{broker}/mdq/"
+broker_endpoint = "http://{broker}/DAME"
+broker_certificate = "{bc}"
+key = "{k}"
+certificate = "{c}"
+directory = "{d}"
+answer_within_ms = {answer_within_ms}
+fetch_timeout_ms = 3000
+allow_http = true
+"#,
+        bc = keys.broker_cert.display(),
+        k = keys.sp_key.display(),
+        c = keys.sp_cert.display(),
+        d = dir.join("metadata").display(),
+    );
+    let p = dir.join(format!("agent-{port}.toml"));
+    std::fs::write(&p, cfg).unwrap();
+    p
+}
+
+async fn start(cfg: &Path, port: u16) -> Agent {
+    let log = std::fs::File::create(cfg.with_extension("log")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_dame-agent"))
+        .arg("--config")
+        .arg(cfg)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let agent = Agent { child, port };
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/health"))
+            .send()
+            .await
+            && r.status() == 200
+        {
+            return agent;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "dame-agent did not come up: {}",
+        std::fs::read_to_string(cfg.with_extension("log")).unwrap_or_default()
+    );
+}
+
+struct Keys {
+    broker: TestKey,
+    broker_cert: PathBuf,
+    sp: TestKey,
+    sp_key: PathBuf,
+    sp_cert: PathBuf,
+}
+
+async fn trigger(_agent: &Agent, url: &str) -> (u16, String) {
+    let r = reqwest::Client::new().get(url).send().await.unwrap();
+    let code = r.status().as_u16();
+    (code, r.text().await.unwrap())
+}
+
+fn trigger_url(agent: &Agent, action: TriggerAction, key: &TestKey, at: SystemTime) -> String {
+    Trigger::new(action, IDP, SP, at, &mut openssl_random)
+        .url(
+            &format!("http://127.0.0.1:{}/dame", agent.port),
+            &key.signing(),
+        )
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_integrates_refuses_rolls_back_defers_and_restarts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (broker, sp) = (TestKey::rsa("broker"), TestKey::rsa("sp"));
+    let (_, broker_cert) = broker.write_pem(tmp.path(), "broker");
+    let (sp_key, sp_cert) = sp.write_pem(tmp.path(), "sp");
+    let keys = Keys {
+        broker,
+        broker_cert,
+        sp,
+        sp_key,
+        sp_cert,
+    };
+    let mut registry = Registry::new(keys.broker.signing());
+    let idp = EntityDescriptor::builder(IDP)
+        .idp(
+            IdpSso::builder()
+                .signing_certificate(TestKey::rsa("idp").cert_der())
+                .sso(Binding::HttpRedirect, "https://idp.example.net/sso"),
+        )
+        .dame_sync_location("https://idp.example.net/dame")
+        .build()
+        .unwrap();
+    let _ = registry
+        .insert(idp, EntityPolicy::default(), SystemTime::now(), false)
+        .unwrap();
+    let state = Arc::new(Broker {
+        registry,
+        delay_ms: AtomicU64::new(0),
+        mdq_requests: AtomicUsize::new(0),
+        reports: Mutex::new(Vec::new()),
+    });
+    let app = Router::new()
+        .route("/mdq/entities/{*rest}", get(mdq))
+        .route("/DAME", get(report))
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let broker_addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let port = free_port();
+    let cfg = config(tmp.path(), broker_addr, port, &keys, 500);
+    let agent = start(&cfg, port).await;
+    let dir = tmp.path().join("metadata");
+    let xml = dir.join(metadata_file(IDP));
+    let loc = dir.join(loc_file(IDP));
+
+    // (a) A signed trigger: integrated, both files written.
+    let now = SystemTime::now();
+    let url = trigger_url(&agent, TriggerAction::FetchMetadata, &keys.broker, now);
+    assert_eq!(
+        trigger(&agent, &url).await,
+        (200, "status=integrated".into())
+    );
+    assert!(std::fs::read(&xml).unwrap().starts_with(b"<?xml"));
+    assert!(
+        std::fs::read_to_string(&loc)
+            .unwrap()
+            .starts_with(&format!("http://{broker_addr}/mdq/entities/"))
+    );
+    // (b) Replayed, forged, unsigned, stale: refused (403), nothing written.
+    std::fs::remove_file(&xml).unwrap();
+    assert_eq!(trigger(&agent, &url).await.0, 403);
+    let forged = trigger_url(&agent, TriggerAction::FetchMetadata, &keys.sp, now);
+    assert_eq!(trigger(&agent, &forged).await.0, 403);
+    let unsigned = format!(
+        "http://127.0.0.1:{port}/dame?action=fetchmetadata&entityID={}",
+        saml_core::bindings::url_encode(IDP)
+    );
+    assert_eq!(trigger(&agent, &unsigned).await.0, 403);
+    let stale = trigger_url(
+        &agent,
+        TriggerAction::FetchMetadata,
+        &keys.broker,
+        now - Duration::from_secs(3600),
+    );
+    assert_eq!(trigger(&agent, &stale).await.0, 403);
+    assert!(!xml.exists());
+    // Malformed and oversized queries: 4xx, the agent stays up.
+    let long = format!("http://127.0.0.1:{port}/dame?x={}", "a".repeat(20_000));
+    assert!((400..500).contains(&trigger(&agent, &long).await.0));
+    let junk = format!("http://127.0.0.1:{port}/dame?%ff%fe=&&==");
+    assert!((400..500).contains(&trigger(&agent, &junk).await.0));
+    // Integrate again, then (c) roll back.
+    let again = trigger_url(
+        &agent,
+        TriggerAction::FetchMetadata,
+        &keys.broker,
+        SystemTime::now(),
+    );
+    assert_eq!(trigger(&agent, &again).await.0, 200);
+    assert!(xml.exists() && loc.exists());
+    let rb = trigger_url(
+        &agent,
+        TriggerAction::Rollback,
+        &keys.broker,
+        SystemTime::now(),
+    );
+    assert_eq!(trigger(&agent, &rb).await.0, 200);
+    assert!(!xml.exists() && !loc.exists());
+    // (d) A slow broker: accepted-pending, then a status report signed by the SP's key.
+    state.delay_ms.store(1_500, Ordering::SeqCst);
+    let slow = trigger_url(
+        &agent,
+        TriggerAction::FetchMetadata,
+        &keys.broker,
+        SystemTime::now(),
+    );
+    let (code, body) = trigger(&agent, &slow).await;
+    assert_eq!((code, body.as_str()), (202, "status=accepted-pending"));
+    let mut report = None;
+    for _ in 0..60 {
+        if let Some(r) = state.reports.lock().unwrap().pop() {
+            report = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let report = report.expect("a status report");
+    let accepted = StatusReports::default()
+        .accept(&report, &keys.sp.trusted(), SystemTime::now())
+        .unwrap();
+    assert_eq!(
+        (accepted.status, accepted.peer.as_str()),
+        (MdiStatus::Integrated, IDP)
+    );
+    assert!(xml.exists());
+    state.delay_ms.store(0, Ordering::SeqCst);
+    // (f) Restart: the entity is fetched again at start.
+    drop(agent);
+    let before = state.mdq_requests.load(Ordering::SeqCst);
+    let port2 = free_port();
+    let cfg2 = config(tmp.path(), broker_addr, port2, &keys, 500);
+    let agent = start(&cfg2, port2).await;
+    assert_eq!(state.mdq_requests.load(Ordering::SeqCst), before + 1);
+    assert!(xml.exists() && loc.exists());
+    // (e) The broker down: the trigger is answered with an error.
+    server.abort();
+    let _ = server.await;
+    let down = trigger_url(
+        &agent,
+        TriggerAction::FetchMetadata,
+        &keys.broker,
+        SystemTime::now(),
+    );
+    let (code, body) = trigger(&agent, &down).await;
+    assert_eq!(code, 500, "{body}");
+    assert!(body.starts_with("status=error"), "{body}");
+    assert!(xml.exists(), "a failed fetch leaves what was integrated");
+}
+
+#[test]
+fn configuration_errors_name_their_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |text: &str| {
+        let p = tmp.path().join("bad.toml");
+        std::fs::write(&p, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_dame-agent"))
+            .arg("--config")
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let base = r#"entity_id = "https://sp.example.org/sp"
+side = "sp"
+listen = "127.0.0.1:0"
+broker_mdq = "https://broker.example.com/mdq/"
+broker_endpoint = "https://broker.example.com/DAME"
+broker_certificate = "/nonexistent/broker.crt"
+key = "/nonexistent/sp.key"
+certificate = "/nonexistent/sp.crt"
+directory = "/nonexistent/dir"
+"#;
+    assert!(run(&format!("{base}colour = \"blue\"\n")).contains("colour"));
+    assert!(run(base).contains("broker_certificate"));
+    assert!(
+        run(&base.replace("https://broker.example.com/mdq/", "ftp://x/")).contains("broker_mdq")
+    );
+    assert!(run(&base.replace("side = \"sp\"", "side = \"both\"")).contains("side"));
+    let missing = Command::new(env!("CARGO_BIN_EXE_dame-agent"))
+        .args(["--config", "/nonexistent/agent.toml"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    let help = Command::new(env!("CARGO_BIN_EXE_dame-agent"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("broker_certificate"));
+}
