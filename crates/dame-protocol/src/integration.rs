@@ -73,14 +73,7 @@ pub struct MemoryTarget {
 /// The source URL must be https, or http to a loopback address (a broker on the same host, or
 /// a test), and one line.
 fn check_source(source: &str) -> Result<(), Error> {
-    let loopback = source.strip_prefix("http://").is_some_and(|rest| {
-        let authority = rest.split('/').next().unwrap_or_default();
-        let host = match authority.rsplit_once(':') {
-            Some((h, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
-            _ => authority,
-        };
-        matches!(host, "127.0.0.1" | "localhost" | "[::1]")
-    });
+    let loopback = crate::registry::is_loopback_http(source);
     if !(source.starts_with("https://") || loopback) || source.chars().any(char::is_whitespace) {
         return Err(Error::malformed(
             "source URL",

@@ -33,6 +33,7 @@ pub fn entity_host(entity_id: &str) -> Option<String> {
 /// DNS domains: `example.org` matches that host only, `.example.org` matches every host below
 /// it (not `example.org` itself, not `badexample.org`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct DomainList {
     entries: Vec<String>,
 }
@@ -72,6 +73,7 @@ impl DomainList {
 /// peers pass. A peer whose entityID is not an http(s) URL has no domain: it passes only when
 /// the allow list is empty.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct PeerPolicy {
     /// Peers accepted (empty: all not denied).
     pub allow: DomainList,

@@ -22,6 +22,8 @@ pub const MAX_ENTITIES: usize = 100_000;
 
 /// What a provider chose, or its operator configured, for DAME.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 #[non_exhaustive]
 pub struct EntityPolicy {
     /// Peers this provider accepts (allow and deny lists by DNS domain).
@@ -121,6 +123,25 @@ pub fn signing_keys(entity: &EntityDescriptor) -> Result<TrustedKeys, Error> {
 /// exactly one of an IdP or an SP SSO role, a signing certificate that parses, every endpoint
 /// and the DAME sync location over https.
 pub fn validate(entity: &EntityDescriptor) -> Result<(), Error> {
+    validate_with(entity, false)
+}
+
+/// Whether `url` is `http://` to exactly `127.0.0.1`, `localhost` or `[::1]` (any port).
+#[must_use]
+pub fn is_loopback_http(url: &str) -> bool {
+    url.strip_prefix("http://").is_some_and(|rest| {
+        let authority = rest.split('/').next().unwrap_or_default();
+        let host = match authority.rsplit_once(':') {
+            Some((h, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => authority,
+        };
+        matches!(host, "127.0.0.1" | "localhost" | "[::1]")
+    })
+}
+
+/// [`validate`], admitting `http://` endpoints on loopback addresses when `loopback_http`
+/// (an operator's choice for a test deployment on one host; never the default).
+pub fn validate_with(entity: &EntityDescriptor, loopback_http: bool) -> Result<(), Error> {
     const WHAT: &str = "registered metadata";
     if !entity.entity_id.starts_with("https://") {
         return Err(Error::malformed(WHAT, "the entityID must be an https URL"));
@@ -171,7 +192,10 @@ pub fn validate(entity: &EntityDescriptor) -> Result<(), Error> {
             ));
         }
     }
-    if let Some(bad) = urls.iter().find(|u| !u.starts_with("https://")) {
+    if let Some(bad) = urls
+        .iter()
+        .find(|u| !(u.starts_with("https://") || (loopback_http && is_loopback_http(u))))
+    {
         return Err(Error::malformed(
             WHAT,
             format!("endpoint {bad:?} is not https"),
@@ -186,6 +210,8 @@ pub struct Registry {
     key: SigningKey,
     /// Validity given to each published document (default 7 days; re-published on update).
     pub validity: Duration,
+    /// Admit `http://` endpoints on loopback addresses (tests on one host; default false).
+    pub loopback_http: bool,
     entities: HashMap<String, Registered>,
     by_sha1: HashMap<String, String>,
 }
@@ -197,6 +223,7 @@ impl Registry {
         Registry {
             key,
             validity: Duration::from_secs(7 * 86400),
+            loopback_http: false,
             entities: HashMap::new(),
             by_sha1: HashMap::new(),
         }
@@ -242,7 +269,7 @@ impl Registry {
         now: SystemTime,
         replace: bool,
     ) -> Result<&Registered, Error> {
-        validate(&entity)?;
+        validate_with(&entity, self.loopback_http)?;
         let exists = self.entities.contains_key(&entity.entity_id);
         if exists && !replace {
             return Err(Refusal::Duplicate.into());

@@ -135,3 +135,109 @@ impl AgentConfig {
         Ok((broker, key))
     }
 }
+
+fn default_flow_lifetime_s() -> u64 {
+    600
+}
+fn default_exchange_deadline_s() -> u64 {
+    120
+}
+fn default_trigger_timeout_ms() -> u64 {
+    10_000
+}
+fn default_trigger_order() -> String {
+    "idp-first".into()
+}
+
+/// `dame-broker`'s configuration (see `crates/dame-server/broker.example.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct BrokerConfig {
+    /// The broker's entityID as the SP of AuthnRequest2.
+    pub entity_id: String,
+    /// The broker's public base URL: the ACS is `<public_url>/acs`, the DAME endpoint
+    /// `<public_url>/DAME`, the MDQ service `<public_url>/mdq/`, discovery `<public_url>/ds`.
+    pub public_url: String,
+    /// Address to listen on (TLS: a proxy in front).
+    pub listen: SocketAddr,
+    /// PEM: the broker's signing key (AuthnRequest2, triggers, published metadata).
+    pub key: PathBuf,
+    /// PEM: its certificate (in the broker's metadata; pinned by every agent).
+    pub certificate: PathBuf,
+    /// The SQLite database file (created and migrated at start).
+    pub database: PathBuf,
+    /// A file holding the operator's bearer token for `/admin/*` (at least 32 characters).
+    pub admin_token_file: PathBuf,
+    /// Admit `http://` loopback endpoints in registered metadata (one-host tests only).
+    #[serde(default)]
+    pub allow_loopback_http: bool,
+    /// How long a user's flow may live, seconds (default 600).
+    #[serde(default = "default_flow_lifetime_s")]
+    pub flow_lifetime_s: u64,
+    /// How long both confirmations may take after Response2, seconds (default 120).
+    #[serde(default = "default_exchange_deadline_s")]
+    pub exchange_deadline_s: u64,
+    /// `idp-first` (default) or `both`.
+    #[serde(default = "default_trigger_order")]
+    pub trigger_order: String,
+    /// Timeout of one trigger request, ms (default 10000).
+    #[serde(default = "default_trigger_timeout_ms")]
+    pub trigger_timeout_ms: u64,
+}
+
+impl BrokerConfig {
+    /// Reads and checks the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::config("--config", format!("{}: {e}", path.display())))?;
+        let cfg: BrokerConfig = toml::from_str(&text)
+            .map_err(|e| Error::config(&path.display().to_string(), e.to_string()))?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn check(&self) -> Result<(), Error> {
+        if !self.entity_id.starts_with("https://") && !self.allow_loopback_http {
+            return Err(Error::config("entity_id", "must be an https URL"));
+        }
+        let ok = self.public_url.starts_with("https://")
+            || (self.allow_loopback_http
+                && dame_protocol::registry::is_loopback_http(&self.public_url));
+        if !ok || self.public_url.ends_with('/') {
+            return Err(Error::config(
+                "public_url",
+                "an https base URL without a trailing / (http only on loopback with allow_loopback_http)",
+            ));
+        }
+        if !matches!(self.trigger_order.as_str(), "idp-first" | "both") {
+            return Err(Error::config("trigger_order", "idp-first or both"));
+        }
+        if self.flow_lifetime_s == 0
+            || self.exchange_deadline_s == 0
+            || self.trigger_timeout_ms == 0
+        {
+            return Err(Error::config(
+                "flow_lifetime_s / exchange_deadline_s / trigger_timeout_ms",
+                "must be positive",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The signing key and the admin token.
+    pub fn secrets(&self) -> Result<(saml_core::dsig::SigningKey, Vec<u8>, String), Error> {
+        let cert = read("certificate", &self.certificate)?;
+        let key = saml_core::dsig::SigningKey::from_pem(&read("key", &self.key)?, Some(&cert))
+            .map_err(|e| Error::config("key", e.to_string()))?;
+        let token = String::from_utf8(read("admin_token_file", &self.admin_token_file)?)
+            .map_err(|_| Error::config("admin_token_file", "not UTF-8"))?
+            .trim()
+            .to_owned();
+        if token.len() < 32 {
+            return Err(Error::config("admin_token_file", "at least 32 characters"));
+        }
+        Ok((key, cert, token))
+    }
+}

@@ -23,6 +23,9 @@ pub enum Error {
     /// From the protocol library.
     #[error(transparent)]
     Protocol(#[from] dame_protocol::Error),
+    /// The store failed (database).
+    #[error("store: {0}")]
+    Store(String),
     /// An HTTP client could not be built.
     #[error("http client: {0}")]
     Http(String),

@@ -3,6 +3,12 @@
 //! The DAME services an operator deploys, IO only: every protocol decision is made by
 //! [`dame_protocol`]'s sans-IO state machines; this crate carries HTTP, files and time.
 //!
+//! - `dame-broker` ([`broker`]): the trusted third party. Discovery page, `/DAME`
+//!   (authenticate, status reports, conversion-rule queries), the ACS for Response2, the waiting
+//!   page, the MDQ service, its own metadata, an operator API (Bearer token) to import entities
+//!   and set conversion rules, health and Prometheus metrics, JSON log lines. Its state (entities,
+//!   policies, relationships, flows, rules, audit log) lives in a [`store::Store`]: SQLite by
+//!   default, created and migrated at start, so a flow survives a restart.
 //! - `dame-agent` ([`agent`]): the provider extension as a sidecar beside an IdP or an SP. It
 //!   serves the entity's `MetadataSyncLocation`, authenticates the broker's triggers
 //!   (pinned key, freshness, nonce, addressee), pulls the peer from the broker's MDQ service,
@@ -16,7 +22,9 @@
 #![deny(missing_docs)]
 
 pub mod agent;
+pub mod broker;
 pub mod config;
 mod error;
+pub mod store;
 
 pub use error::Error;

@@ -1,0 +1,93 @@
+//! `dame-broker --config broker.toml`: the DAME broker (the trusted third party).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const HELP: &str = "\
+dame-broker: the DAME broker (trusted third party) between IdPs and SPs
+
+USAGE:
+    dame-broker --config FILE
+    dame-broker --help | --version
+
+Routes: /ds (discovery), /ds/choose, /DAME (authenticate, status, rules), /acs (Response2),
+/wait, /mdq/entities/<id> (MDQ), /metadata (the broker's own), /admin/entities and
+/admin/rules (operator, Bearer token), /health, /metrics. State in an SQLite file, created and
+migrated at start. Logs are JSON lines on stderr.
+
+CONFIGURATION (TOML; unknown keys are refused; see crates/dame-server/broker.example.toml):
+    entity_id            the broker's entityID (it is the SP of AuthnRequest2)
+    public_url           its public base URL (https, no trailing /)
+    listen               address to listen on, e.g. \"127.0.0.1:9443\" (TLS: a proxy in front)
+    key, certificate     PEM: the signing key and certificate (pinned by every agent)
+    database             the SQLite file
+    admin_token_file     a file with the operator's bearer token (at least 32 characters)
+    allow_loopback_http  admit http:// loopback endpoints (one-host tests; default false)
+    flow_lifetime_s      a user's flow lives this long (default 600)
+    exchange_deadline_s  both confirmations within this time after Response2 (default 120)
+    trigger_order        \"idp-first\" (default) or \"both\"
+    trigger_timeout_ms   timeout of one trigger request (default 10000)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let config = match args.as_slice() {
+        [h] if h == "--help" || h == "-h" => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        [v] if v == "--version" || v == "-V" => {
+            println!("dame-broker {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        [c, path] if c == "--config" => PathBuf::from(path),
+        _ => {
+            eprintln!("usage: dame-broker --config FILE (dame-broker --help)");
+            return ExitCode::from(2);
+        }
+    };
+    let cfg = match dame_server::config::BrokerConfig::load(&config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dame-broker: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dame-broker: runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        let store = dame_server::store::SqliteStore::open(&cfg.database).await?;
+        dame_server::broker::run(cfg, store, shutdown()).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dame-broker: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}

@@ -1,0 +1,878 @@
+//! `dame-broker`: [`dame_protocol::broker::Broker`] over HTTP, with its state in a [`Store`].
+//!
+//! ```text
+//! GET  /ds?entityID=..&return=..   discovery (IdP Discovery Profile): the IdP list (plain HTML)
+//! GET  /ds/choose?idp=..           the user's choice -> 302 (back to the SP, or to the IdP)
+//! GET  /DAME?action=authenticate.. AuthnRequest1 -> 302 to the IdP with AuthnRequest2
+//! GET  /DAME?action=status..       an entity's signed status report
+//! GET  /DAME?action=rules..        conversion rules for an SP's missing attributes (JSON)
+//! POST /acs                        Response2 -> 303 /wait (triggers go out)
+//! GET  /wait                       the waiting page; then 302 (AuthnRequest1 replayed) or why not
+//! GET  /mdq/entities/<id>          the MDQ service (signed per entity, ETag/304)
+//! GET  /metadata                   the broker's own signed metadata
+//! POST /admin/entities             operator import (Bearer token): metadata XML; query
+//!                                  `unmodified_sp`, `allow_unsigned`
+//! PUT  /admin/rules                operator: the conversion rules (JSON)
+//! GET  /health, /metrics
+//! ```
+//! The user's flow is named by the `dame_flow` cookie. Every change to a flow, an entity, a
+//! relationship or the rules is written to the store before the answer goes out, so a restart
+//! continues where it stopped; audit events go to the store's log. Bodies are limited to
+//! 256 KiB and every request to 30 s.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use dame_protocol::broker::{
+    Broker, BrokerPolicy, Event, FlowId, FlowRecord, Transmit, TriggerOrder, UaReply,
+};
+use dame_protocol::conversion::RuleSet;
+use dame_protocol::mdq_service::{MdqRequest, MdqService};
+use dame_protocol::registry::EntityPolicy;
+use dame_protocol::{ErrorKind, Refusal};
+use saml_core::dsig::SignOptions;
+use saml_core::protocol::openssl_random;
+use saml_metadata::builder::RoleBuilder as _;
+use saml_metadata::model::{Binding, EntityDescriptor, Metadata, SpSso};
+
+use crate::config::BrokerConfig;
+use crate::error::Error;
+use crate::store::{Store, StoredEntity};
+
+const COOKIE: &str = "dame_flow";
+const BODY_LIMIT: usize = 256 << 10;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn unix(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn log(fields: &[(&str, String)]) {
+    let body: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "\"{k}\":\"{}\"",
+                v.replace('\\', "\\\\").replace('"', "\\\"")
+            )
+        })
+        .collect();
+    eprintln!("{{{}}}", body.join(","));
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+#[derive(Debug, Default)]
+struct Metrics {
+    requests: AtomicU64,
+    flows_done: AtomicU64,
+    flows_failed: AtomicU64,
+    triggers_sent: AtomicU64,
+    refusals: AtomicU64,
+}
+
+/// The running broker.
+pub struct BrokerService<S: Store> {
+    core: Mutex<Broker>,
+    store: S,
+    http: reqwest::Client,
+    cfg: BrokerConfig,
+    token: String,
+    metadata: Vec<u8>,
+    metrics: Metrics,
+}
+
+impl<S: Store> std::fmt::Debug for BrokerService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerService")
+            .field("entity_id", &self.cfg.entity_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Store> BrokerService<S> {
+    /// The broker for `cfg` with `store`: keys read, state loaded from the store.
+    pub async fn new(cfg: BrokerConfig, store: S) -> Result<Arc<Self>, Error> {
+        let (key, cert_pem, token) = cfg.secrets()?;
+        let der = openssl::x509::X509::from_pem(&cert_pem)
+            .and_then(|c| c.to_der())
+            .map_err(|e| Error::config("certificate", e.to_string()))?;
+        let me = EntityDescriptor::builder(&cfg.entity_id)
+            .sp(SpSso::builder()
+                .signing_certificate(der)
+                .acs(Binding::HttpPost, &format!("{}/acs", cfg.public_url))
+                .authn_requests_signed(true))
+            .build()
+            .map_err(|e| Error::config("entity_id", e.to_string()))?;
+        let metadata = me
+            .sign(&key, &SignOptions::default())
+            .map_err(|e| Error::config("key", e.to_string()))?;
+        let order = if cfg.trigger_order == "both" {
+            TriggerOrder::Both
+        } else {
+            TriggerOrder::IdpFirst
+        };
+        let policy = BrokerPolicy::default()
+            .with_trigger_order(order)
+            .with_times(
+                Duration::from_secs(cfg.flow_lifetime_s),
+                Duration::from_secs(cfg.exchange_deadline_s),
+            );
+        let mut core = Broker::new(me, key, policy)?;
+        core.registry.loopback_http = cfg.allow_loopback_http;
+        let now = SystemTime::now();
+        for e in store.entities().await? {
+            let entity = match saml_metadata::load::parse_unverified(e.xml.as_bytes()) {
+                Ok(Metadata::Entity(ent)) => *ent,
+                _ => {
+                    return Err(Error::Store(format!(
+                        "entity {} does not parse",
+                        e.entity_id
+                    )));
+                }
+            };
+            let policy: EntityPolicy = serde_json::from_str(&e.policy)
+                .map_err(|err| Error::Store(format!("policy of {}: {err}", e.entity_id)))?;
+            core.registry.insert(entity, policy, now, true)?;
+        }
+        for (idp, sp, since) in store.relationships().await? {
+            let since = UNIX_EPOCH + Duration::from_secs(u64::try_from(since).unwrap_or(0));
+            let _ = core.relationships.record(&idp, &sp, since);
+        }
+        if let Some(json) = store.rules().await? {
+            core.rules = RuleSet::from_json(json.as_bytes())?;
+        }
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_millis(cfg.trigger_timeout_ms))
+            .build()
+            .map_err(|e| Error::Http(e.to_string()))?;
+        Ok(Arc::new(BrokerService {
+            core: Mutex::new(core),
+            store,
+            http,
+            cfg,
+            token,
+            metadata,
+            metrics: Metrics::default(),
+        }))
+    }
+
+    fn core(&self) -> std::sync::MutexGuard<'_, Broker> {
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Brings `flow` from the store when this instance does not hold it (after a restart).
+    async fn load_flow(&self, flow: &FlowId) -> Result<(), Error> {
+        if self.core().phase(flow).is_some() {
+            return Ok(());
+        }
+        let now = SystemTime::now();
+        if let Some(json) = self.store.flow(flow.as_str(), unix(now)).await? {
+            let record: FlowRecord =
+                serde_json::from_str(&json).map_err(|e| Error::Store(format!("flow: {e}")))?;
+            let _ = self.core().import_flow(record, now);
+        }
+        Ok(())
+    }
+
+    /// After a change: the flows touched written (or deleted), events logged, triggers sent.
+    /// (Boxed: a trigger's answer settles again, so the future is recursive.)
+    fn settle<'a>(
+        self: &'a Arc<Self>,
+        flows: &'a [FlowId],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>> + Send + 'a>> {
+        Box::pin(self.settle_inner(flows))
+    }
+
+    async fn settle_inner(self: &Arc<Self>, flows: &[FlowId]) -> Result<(), Error> {
+        let (records, transmits, events) = {
+            let mut core = self.core();
+            let records: Vec<(FlowId, Option<FlowRecord>)> = flows
+                .iter()
+                .map(|f| (f.clone(), core.export_flow(f)))
+                .collect();
+            let transmits: Vec<Transmit> = std::iter::from_fn(|| core.poll_transmit()).collect();
+            let events: Vec<Event> = std::iter::from_fn(|| core.poll_event()).collect();
+            (records, transmits, events)
+        };
+        for (id, rec) in records {
+            match rec {
+                Some(r) => {
+                    let json = serde_json::to_string(&r)
+                        .map_err(|e| Error::Store(format!("flow: {e}")))?;
+                    self.store
+                        .put_flow(id.as_str(), &json, unix(r.expires()))
+                        .await?;
+                }
+                None => self.store.delete_flow(id.as_str()).await?,
+            }
+        }
+        let now = unix(SystemTime::now());
+        for e in events {
+            match &e {
+                Event::RelationshipEstablished { idp, sp } => {
+                    self.store.put_relationship(idp, sp, now).await?;
+                }
+                Event::FlowDone { .. } => {
+                    self.metrics.flows_done.fetch_add(1, Ordering::Relaxed);
+                }
+                Event::FlowFailed { .. } => {
+                    self.metrics.flows_failed.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+            self.store.audit(now, &format!("{e:?}")).await?;
+            log(&[("event", format!("{e:?}"))]);
+        }
+        for t in transmits {
+            let svc = self.clone();
+            self.metrics.triggers_sent.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move { svc.send(t).await });
+        }
+        Ok(())
+    }
+
+    /// Sends one trigger and hands its answer to the core.
+    async fn send(self: Arc<Self>, t: Transmit) {
+        let started = Instant::now();
+        let answer = match self.http.get(&t.url).send().await {
+            Ok(r) => {
+                let code = r.status().as_u16();
+                match r.text().await {
+                    Ok(body) if body.len() <= 4096 => Ok((code, body)),
+                    Ok(_) => Err("answer larger than 4 KiB".to_owned()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        log(&[
+            ("event", "trigger".into()),
+            ("to", t.to.clone()),
+            ("action", t.action.as_str().into()),
+            (
+                "answer",
+                match &answer {
+                    Ok((c, b)) => format!("{c} {b}"),
+                    Err(e) => format!("error: {e}"),
+                },
+            ),
+            (
+                "ms",
+                format!("{:.1}", started.elapsed().as_secs_f64() * 1e3),
+            ),
+        ]);
+        let Some(flow) = t.flow else { return };
+        let now = SystemTime::now();
+        let mut rng = openssl_random;
+        let res = {
+            let mut core = self.core();
+            match &answer {
+                Ok((code, body)) => {
+                    core.handle_trigger_answer(&flow, &t.to, *code, body, now, &mut rng)
+                }
+                Err(e) => core.handle_trigger_failure(&flow, &t.to, e, now, &mut rng),
+            }
+        };
+        if let Err(e) = res {
+            log(&[
+                ("event", "trigger-answer-refused".into()),
+                ("error", e.to_string()),
+            ]);
+        }
+        if let Err(e) = self.settle(&[flow]).await {
+            log(&[("event", "store-error".into()), ("error", e.to_string())]);
+        }
+    }
+
+    /// The router.
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/ds", get(discovery::<S>))
+            .route("/ds/choose", get(choose::<S>))
+            .route("/DAME", get(dame::<S>))
+            .route("/acs", post(acs::<S>))
+            .route("/wait", get(wait::<S>))
+            .route("/mdq/entities/{*id}", get(mdq::<S>))
+            .route("/mdq/entities", get(mdq::<S>))
+            .route("/metadata", get(own_metadata::<S>))
+            .route("/admin/entities", post(admin_entity::<S>))
+            .route("/admin/rules", put(admin_rules::<S>))
+            .route("/health", get(|| async { "ok" }))
+            .route("/metrics", get(metrics::<S>))
+            .layer(DefaultBodyLimit::max(BODY_LIMIT))
+            .with_state(self.clone())
+    }
+
+    fn secure(&self) -> bool {
+        self.cfg.public_url.starts_with("https://")
+    }
+
+    /// The answer to the user agent, with the flow cookie when `set` names one.
+    fn reply(&self, r: UaReply, set: Option<&FlowId>) -> Response {
+        let mut resp = match r {
+            UaReply::Redirect(url) => redirect(StatusCode::FOUND, &url),
+            UaReply::ChooseIdp { sp, .. } => page(StatusCode::OK, &self.choice_page(&sp)),
+            UaReply::Wait { retry_after, .. } => {
+                let mut r = page(
+                    StatusCode::OK,
+                    "<meta http-equiv=\"refresh\" content=\"1;url=/wait\"><p>Exchanging metadata between your identity provider and the service. This page continues by itself.</p><p><a href=\"/wait\">Continue</a></p>",
+                );
+                if let Ok(v) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string()) {
+                    r.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                r
+            }
+            UaReply::Failed(why) => page(
+                StatusCode::CONFLICT,
+                &format!(
+                    "<h1>The login could not continue</h1><p>{}</p>",
+                    html_escape(&why.to_string())
+                ),
+            ),
+        };
+        if let Some(flow) = set {
+            let attrs = if self.secure() {
+                "; Secure; SameSite=None"
+            } else {
+                "; SameSite=Lax"
+            };
+            if let Ok(v) = HeaderValue::from_str(&format!(
+                "{COOKIE}={}; Path=/; HttpOnly{attrs}",
+                flow.as_str()
+            )) {
+                resp.headers_mut().append(header::SET_COOKIE, v);
+            }
+        }
+        resp
+    }
+
+    fn choice_page(&self, sp: &str) -> String {
+        let core = self.core();
+        let mut idps: Vec<(String, String)> = core
+            .registry
+            .entity_ids()
+            .filter_map(|id| {
+                let r = core.registry.get(id)?;
+                let idp = r.entity.idp()?;
+                let name = idp
+                    .common
+                    .extensions
+                    .ui_info
+                    .as_ref()
+                    .and_then(|u| u.display_names.first())
+                    .or_else(|| {
+                        r.entity
+                            .organization
+                            .as_ref()
+                            .and_then(|o| o.display_names.first())
+                    })
+                    .map_or_else(|| id.to_owned(), |l| l.value.clone());
+                Some((name, id.to_owned()))
+            })
+            .collect();
+        idps.sort();
+        let items: String = idps
+            .iter()
+            .map(|(name, id)| {
+                format!(
+                    "<li><a href=\"/ds/choose?idp={}\">{}</a> <small>{}</small></li>",
+                    html_escape(&saml_core::bindings::url_encode(id)),
+                    html_escape(name),
+                    html_escape(id)
+                )
+            })
+            .collect();
+        format!(
+            "<h1>Choose your identity provider</h1><p>for {}</p><ul>{items}</ul>",
+            html_escape(sp)
+        )
+    }
+}
+
+fn page(status: StatusCode, body: &str) -> Response {
+    let mut r = (
+        status,
+        format!("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>DAME broker</title></head><body>{body}</body></html>\n"),
+    )
+        .into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r
+}
+
+fn redirect(status: StatusCode, url: &str) -> Response {
+    match HeaderValue::from_str(url) {
+        Ok(v) => {
+            let mut r = status.into_response();
+            r.headers_mut().insert(header::LOCATION, v);
+            r
+        }
+        Err(_) => page(StatusCode::INTERNAL_SERVER_ERROR, "bad redirect"),
+    }
+}
+
+/// A refusal or an error as an HTTP answer.
+fn error_response(e: &dame_protocol::Error) -> Response {
+    let status = match (e.refusal(), e.kind()) {
+        (Some(Refusal::RateLimited), _) => StatusCode::TOO_MANY_REQUESTS,
+        (Some(Refusal::Capacity), _) => StatusCode::SERVICE_UNAVAILABLE,
+        (Some(Refusal::UnknownFlow), _) => StatusCode::NOT_FOUND,
+        (Some(Refusal::WrongState), _) => StatusCode::CONFLICT,
+        (Some(_), _) | (None, ErrorKind::Rejected) => StatusCode::FORBIDDEN,
+        (None, ErrorKind::Malformed) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    page(
+        status,
+        &format!("<h1>Refused</h1><p>{}</p>", html_escape(&e.to_string())),
+    )
+}
+
+fn store_error(e: &Error) -> Response {
+    log(&[("event", "store-error".into()), ("error", e.to_string())]);
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the broker's store is unavailable",
+    )
+}
+
+fn cookie_flow(headers: &HeaderMap) -> Option<FlowId> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix("dame_flow="))
+        .filter(|v| v.len() <= 64)
+        .map(FlowId::from_text)
+}
+
+async fn guard(f: impl std::future::Future<Output = Response>) -> Response {
+    tokio::time::timeout(REQUEST_TIMEOUT, f)
+        .await
+        .unwrap_or_else(|_| page(StatusCode::GATEWAY_TIMEOUT, "timed out"))
+}
+
+type Svc<S> = State<Arc<BrokerService<S>>>;
+
+async fn discovery<S: Store>(
+    State(svc): Svc<S>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    guard(async move {
+        svc.metrics.requests.fetch_add(1, Ordering::Relaxed);
+        let r = svc.core().handle_discovery(
+            &q.unwrap_or_default(),
+            &remote.ip().to_string(),
+            SystemTime::now(),
+            &mut openssl_random,
+        );
+        match r {
+            Ok(UaReply::ChooseIdp { flow, sp }) => {
+                if let Err(e) = svc.settle(std::slice::from_ref(&flow)).await {
+                    return store_error(&e);
+                }
+                let reply = UaReply::ChooseIdp {
+                    flow: flow.clone(),
+                    sp,
+                };
+                svc.reply(reply, Some(&flow))
+            }
+            Ok(other) => svc.reply(other, None),
+            Err(e) => {
+                svc.metrics.refusals.fetch_add(1, Ordering::Relaxed);
+                error_response(&e)
+            }
+        }
+    })
+    .await
+}
+
+fn query_param(q: &str, name: &str) -> Option<String> {
+    q.split('&').find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        (k == name)
+            .then(|| saml_core::bindings::url_decode(v).ok())
+            .flatten()
+    })
+}
+
+async fn choose<S: Store>(
+    State(svc): Svc<S>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    guard(async move {
+        let Some(flow) = cookie_flow(&headers) else {
+            return page(StatusCode::BAD_REQUEST, "no flow: start from your service");
+        };
+        let Some(idp) = query_param(&q.unwrap_or_default(), "idp") else {
+            return page(StatusCode::BAD_REQUEST, "no idp");
+        };
+        if let Err(e) = svc.load_flow(&flow).await {
+            return store_error(&e);
+        }
+        let r = svc
+            .core()
+            .handle_idp_chosen(&flow, &idp, SystemTime::now(), &mut openssl_random);
+        if let Err(e) = svc.settle(std::slice::from_ref(&flow)).await {
+            return store_error(&e);
+        }
+        match r {
+            Ok(reply) => svc.reply(reply, None),
+            Err(e) => error_response(&e),
+        }
+    })
+    .await
+}
+
+async fn dame<S: Store>(
+    State(svc): Svc<S>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    guard(async move {
+        svc.metrics.requests.fetch_add(1, Ordering::Relaxed);
+        let q = q.unwrap_or_default();
+        let now = SystemTime::now();
+        match query_param(&q, "action").as_deref() {
+            Some("authenticate") => {
+                let flow = cookie_flow(&headers);
+                if let Some(f) = &flow
+                    && let Err(e) = svc.load_flow(f).await
+                {
+                    return store_error(&e);
+                }
+                // A cookie of a finished or foreign flow does not block a new one.
+                let usable = flow.filter(|f| svc.core().phase(f).is_some());
+                let r = svc.core().handle_authenticate(
+                    usable.as_ref(),
+                    &q,
+                    &remote.ip().to_string(),
+                    now,
+                    &mut openssl_random,
+                );
+                match r {
+                    Ok((flow, reply)) => {
+                        if let Err(e) = svc.settle(std::slice::from_ref(&flow)).await {
+                            return store_error(&e);
+                        }
+                        svc.reply(reply, Some(&flow))
+                    }
+                    Err(e) => {
+                        svc.metrics.refusals.fetch_add(1, Ordering::Relaxed);
+                        error_response(&e)
+                    }
+                }
+            }
+            Some("status") => {
+                let r = svc
+                    .core()
+                    .handle_status_report(&q, now, &mut openssl_random);
+                let flows: Vec<FlowId> = Vec::new();
+                let settle = svc.settle(&flows).await;
+                match (r, settle) {
+                    (Ok(_), Ok(())) => page(StatusCode::OK, "ok"),
+                    (Err(e), _) => error_response(&e),
+                    (_, Err(e)) => store_error(&e),
+                }
+            }
+            Some("rules") => match svc.core().handle_rules_query(&q).and_then(|r| r.to_json()) {
+                Ok(json) => {
+                    let mut r = (StatusCode::OK, json).into_response();
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    );
+                    r
+                }
+                Err(e) => error_response(&e),
+            },
+            _ => page(StatusCode::BAD_REQUEST, "unknown action"),
+        }
+    })
+    .await
+}
+
+async fn acs<S: Store>(State(svc): Svc<S>, headers: HeaderMap, body: Bytes) -> Response {
+    guard(async move {
+        let Some(flow) = cookie_flow(&headers) else {
+            return page(StatusCode::BAD_REQUEST, "no flow cookie with this Response");
+        };
+        let Ok(form) = std::str::from_utf8(&body) else {
+            return page(StatusCode::BAD_REQUEST, "the form is not UTF-8");
+        };
+        if let Err(e) = svc.load_flow(&flow).await {
+            return store_error(&e);
+        }
+        let r = svc
+            .core()
+            .handle_response2(&flow, form, SystemTime::now(), &mut openssl_random);
+        if let Err(e) = svc.settle(std::slice::from_ref(&flow)).await {
+            return store_error(&e);
+        }
+        match r {
+            Ok(UaReply::Wait { .. }) => redirect(StatusCode::SEE_OTHER, "/wait"),
+            Ok(other) => svc.reply(other, None),
+            Err(e) => {
+                svc.metrics.refusals.fetch_add(1, Ordering::Relaxed);
+                error_response(&e)
+            }
+        }
+    })
+    .await
+}
+
+async fn wait<S: Store>(State(svc): Svc<S>, headers: HeaderMap) -> Response {
+    guard(async move {
+        let Some(flow) = cookie_flow(&headers) else {
+            return page(StatusCode::BAD_REQUEST, "no flow");
+        };
+        if let Err(e) = svc.load_flow(&flow).await {
+            return store_error(&e);
+        }
+        let r = svc.core().handle_user_agent(&flow, SystemTime::now());
+        if let Err(e) = svc.settle(std::slice::from_ref(&flow)).await {
+            return store_error(&e);
+        }
+        match r {
+            Ok(reply) => svc.reply(reply, None),
+            Err(e) => error_response(&e),
+        }
+    })
+    .await
+}
+
+async fn mdq<S: Store>(State(svc): Svc<S>, uri: Uri, headers: HeaderMap) -> Response {
+    let h = |n: header::HeaderName| headers.get(n).and_then(|v| v.to_str().ok());
+    let a = {
+        let core = svc.core();
+        MdqService::new("/mdq/").answer(
+            &MdqRequest {
+                method: "GET",
+                path: uri.path(),
+                accept: h(header::ACCEPT),
+                if_none_match: h(header::IF_NONE_MATCH),
+            },
+            &core.registry,
+        )
+    };
+    let mut r = (
+        StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        a.body,
+    )
+        .into_response();
+    for (k, v) in a.headers {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            r.headers_mut().insert(k, v);
+        }
+    }
+    r
+}
+
+async fn own_metadata<S: Store>(State(svc): Svc<S>) -> Response {
+    let mut r = (StatusCode::OK, svc.metadata.clone()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/samlmetadata+xml"),
+    );
+    r
+}
+
+fn authorized<S: Store>(svc: &BrokerService<S>, headers: &HeaderMap) -> bool {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    openssl::memcmp::eq(
+        openssl::sha::sha256(given.as_bytes()).as_slice(),
+        openssl::sha::sha256(svc.token.as_bytes()).as_slice(),
+    )
+}
+
+async fn admin_entity<S: Store>(
+    State(svc): Svc<S>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    guard(async move {
+        if !authorized(&svc, &headers) {
+            return page(StatusCode::UNAUTHORIZED, "operator token required");
+        }
+        let entity = match saml_metadata::load::parse_unverified(&body) {
+            Ok(Metadata::Entity(e)) => *e,
+            Ok(_) => return page(StatusCode::BAD_REQUEST, "one EntityDescriptor expected"),
+            Err(e) => return page(StatusCode::BAD_REQUEST, &html_escape(&e.to_string())),
+        };
+        let q = q.unwrap_or_default();
+        let policy = EntityPolicy::default()
+            .with_unmodified_sp(query_param(&q, "unmodified_sp").as_deref() == Some("true"))
+            .with_unsigned_authn_request(
+                query_param(&q, "allow_unsigned").as_deref() == Some("true"),
+            );
+        let Ok(xml) = String::from_utf8(body.to_vec()) else {
+            return page(StatusCode::BAD_REQUEST, "not UTF-8");
+        };
+        let Ok(policy_json) = serde_json::to_string(&policy) else {
+            return page(StatusCode::INTERNAL_SERVER_ERROR, "policy");
+        };
+        let id = entity.entity_id.clone();
+        let r = svc
+            .core()
+            .update_entity(entity, policy, SystemTime::now(), &mut openssl_random);
+        match r {
+            Ok(n) => {
+                let stored = StoredEntity {
+                    entity_id: id.clone(),
+                    xml,
+                    policy: policy_json,
+                };
+                if let Err(e) = svc.store.put_entity(&stored).await {
+                    return store_error(&e);
+                }
+                if let Err(e) = svc.settle(&[]).await {
+                    return store_error(&e);
+                }
+                log(&[("event", "entity-imported".into()), ("entity", id.clone())]);
+                page(
+                    StatusCode::OK,
+                    &format!(
+                        "registered {}; {n} peers told to re-fetch",
+                        html_escape(&id)
+                    ),
+                )
+            }
+            Err(e) => error_response(&e),
+        }
+    })
+    .await
+}
+
+async fn admin_rules<S: Store>(State(svc): Svc<S>, headers: HeaderMap, body: Bytes) -> Response {
+    guard(async move {
+        if !authorized(&svc, &headers) {
+            return page(StatusCode::UNAUTHORIZED, "operator token required");
+        }
+        match RuleSet::from_json(&body) {
+            Ok(rules) => {
+                let Ok(json) = rules.to_json() else {
+                    return page(StatusCode::INTERNAL_SERVER_ERROR, "rules");
+                };
+                if let Err(e) = svc.store.put_rules(&json).await {
+                    return store_error(&e);
+                }
+                let n = rules.rules.len();
+                svc.core().rules = rules;
+                page(StatusCode::OK, &format!("{n} rules"))
+            }
+            Err(e) => error_response(&e),
+        }
+    })
+    .await
+}
+
+async fn metrics<S: Store>(State(svc): Svc<S>) -> Response {
+    let (flows, entities, pairs) = {
+        let core = svc.core();
+        (
+            core.flow_count(),
+            core.registry.len(),
+            core.relationships.len(),
+        )
+    };
+    let m = &svc.metrics;
+    let text = format!(
+        "# TYPE dame_requests_total counter\ndame_requests_total {}\n\
+         # TYPE dame_flows_done_total counter\ndame_flows_done_total {}\n\
+         # TYPE dame_flows_failed_total counter\ndame_flows_failed_total {}\n\
+         # TYPE dame_triggers_sent_total counter\ndame_triggers_sent_total {}\n\
+         # TYPE dame_refusals_total counter\ndame_refusals_total {}\n\
+         # TYPE dame_flows gauge\ndame_flows {flows}\n\
+         # TYPE dame_entities gauge\ndame_entities {entities}\n\
+         # TYPE dame_relationships gauge\ndame_relationships {pairs}\n",
+        m.requests.load(Ordering::Relaxed),
+        m.flows_done.load(Ordering::Relaxed),
+        m.flows_failed.load(Ordering::Relaxed),
+        m.triggers_sent.load(Ordering::Relaxed),
+        m.refusals.load(Ordering::Relaxed),
+    );
+    let mut r = (StatusCode::OK, text).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
+}
+
+/// Runs the broker for `cfg` on `store` until `shutdown` resolves.
+pub async fn run<S: Store>(
+    cfg: BrokerConfig,
+    store: S,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let listen = cfg.listen;
+    let svc = BrokerService::new(cfg, store).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| Error::Io {
+            what: format!("listen on {listen}"),
+            source: e,
+        })?;
+    log(&[
+        ("event", "listening".into()),
+        ("address", listen.to_string()),
+        ("entities", svc.core().registry.len().to_string()),
+    ]);
+    // Time passes for flows: deadlines and expiry, every second.
+    let ticker = svc.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let due = ticker
+                .core()
+                .poll_timeout()
+                .is_some_and(|t| t <= SystemTime::now());
+            if due {
+                ticker
+                    .core()
+                    .handle_timeout(SystemTime::now(), &mut openssl_random);
+                let _ = ticker.settle(&[]).await;
+            }
+        }
+    });
+    axum::serve(
+        listener,
+        svc.router()
+            .into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .map_err(|e| Error::Io {
+        what: "serve".into(),
+        source: e,
+    })
+}

@@ -1,0 +1,514 @@
+//! End to end on loopback with real processes: `dame-broker` (SQLite store) and two
+//! `dame-agent`s (beside an SP and an IdP), driven by a scripted user agent (an HTTP client that
+//! keeps the broker's cookie and follows redirects by hand). The SP and the IdP software are
+//! played by this test with saml-core and saml-metadata, reading their peers only from what their
+//! agents wrote (the LocalDynamic directories). First use (exchange, then login), second use
+//! (plain SSO), a broker restart (state from SQLite), and an SP whose agent is down (the flow
+//! fails, the IdP's agent is told to roll back).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use dame_protocol::authenticate::AuthenticateRequest;
+use dame_protocol::discovery::DiscoveryRequest;
+use dame_protocol::integration::metadata_file;
+use saml_core::bindings::{MessageKind, post, redirect, url_encode};
+use saml_core::protocol::idp::{ResponseBuilder, check_request};
+use saml_core::protocol::{
+    AuthnRequest, MemoryReplayCache, NAMEID_TRANSIENT, NameId, OutstandingRequests, new_id,
+    openssl_random,
+};
+use saml_metadata::builder::RoleBuilder as _;
+use saml_metadata::load::{self, Policy};
+use saml_metadata::model::{Binding, EntityDescriptor, IdpSso, Metadata, SpSso};
+use testkit::signer::TestKey;
+
+const SP: &str = "https://sp.example.org/shibboleth";
+const SP2: &str = "https://sp2.example.org/shibboleth";
+const IDP: &str = "https://idp.example.net/idp/shibboleth";
+const IDP_SSO: &str = "https://idp.example.net/sso";
+const TOKEN: &str = "0123456789abcdef0123456789abcdef-operator";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(bin: &str, cfg: &Path) -> Proc {
+    let log = std::fs::File::create(cfg.with_extension("log")).unwrap();
+    Proc(
+        Command::new(bin)
+            .arg("--config")
+            .arg(cfg)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+async fn healthy(port: u16, cfg: &Path) {
+    let c = reqwest::Client::new();
+    for _ in 0..200 {
+        if let Ok(r) = c
+            .get(format!("http://127.0.0.1:{port}/health"))
+            .send()
+            .await
+            && r.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{} did not come up: {}",
+        cfg.display(),
+        std::fs::read_to_string(cfg.with_extension("log")).unwrap_or_default()
+    );
+}
+
+struct World {
+    dir: PathBuf,
+    broker_port: u16,
+    broker_key: TestKey,
+    sp_key: TestKey,
+    idp_key: TestKey,
+    http: reqwest::Client,
+    cookie: Option<String>,
+    sp_requests: OutstandingRequests,
+    sp_replay: MemoryReplayCache,
+}
+
+impl World {
+    fn broker(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.broker_port)
+    }
+
+    fn broker_config(&self) -> PathBuf {
+        let (k, c) = self.broker_key.write_pem(&self.dir, "broker");
+        let token = self.dir.join("admin.token");
+        std::fs::write(&token, TOKEN).unwrap();
+        let cfg = format!(
+            r#"entity_id = "https://broker.example.com/sp"
+public_url = "http://127.0.0.1:{p}"
+listen = "127.0.0.1:{p}"
+key = "{k}"
+certificate = "{c}"
+database = "{db}"
+admin_token_file = "{t}"
+allow_loopback_http = true
+exchange_deadline_s = 5
+trigger_timeout_ms = 2000
+"#,
+            p = self.broker_port,
+            k = k.display(),
+            c = c.display(),
+            db = self.dir.join("broker.db").display(),
+            t = token.display(),
+        );
+        let p = self.dir.join("broker.toml");
+        std::fs::write(&p, cfg).unwrap();
+        p
+    }
+
+    fn agent_config(
+        &self,
+        name: &str,
+        entity: &str,
+        side: &str,
+        port: u16,
+        key: &TestKey,
+    ) -> PathBuf {
+        let (_, bc) = self.broker_key.write_pem(&self.dir, "broker");
+        let (k, c) = key.write_pem(&self.dir, name);
+        let cfg = format!(
+            r#"entity_id = "{entity}"
+side = "{side}"
+listen = "127.0.0.1:{port}"
+broker_mdq = "{mdq}"
+broker_endpoint = "{dame}"
+broker_certificate = "{bc}"
+key = "{k}"
+certificate = "{c}"
+directory = "{d}"
+allow_http = true
+"#,
+            mdq = self.broker("/mdq/"),
+            dame = self.broker("/DAME"),
+            bc = bc.display(),
+            k = k.display(),
+            c = c.display(),
+            d = self.dir.join(name).display(),
+        );
+        let p = self.dir.join(format!("{name}.toml"));
+        std::fs::write(&p, cfg).unwrap();
+        p
+    }
+
+    /// A GET or POST as the user agent: the broker's cookie kept, no redirect followed.
+    async fn ua(&mut self, url: &str, form: Option<String>) -> (u16, Option<String>, String) {
+        let mut req = match form {
+            Some(f) => self
+                .http
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(f),
+            None => self.http.get(url),
+        };
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", c);
+        }
+        let r = req.send().await.unwrap();
+        if let Some(set) = r.headers().get("set-cookie") {
+            self.cookie = Some(set.to_str().unwrap().split(';').next().unwrap().to_owned());
+        }
+        let status = r.status().as_u16();
+        let location = r
+            .headers()
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (status, location, r.text().await.unwrap())
+    }
+
+    /// What an entity's software knows of a peer: its agent's file, verified with the
+    /// broker's key.
+    fn known(&self, agent_dir: &str, peer: &str) -> Option<EntityDescriptor> {
+        let xml = std::fs::read(self.dir.join(agent_dir).join(metadata_file(peer))).ok()?;
+        let agg = load::load(
+            &xml,
+            &Policy::new(self.broker_key.trusted(), SystemTime::now()),
+        )
+        .ok()?;
+        match agg.metadata() {
+            Metadata::Entity(e) => Some((**e).clone()),
+            _ => None,
+        }
+    }
+
+    /// The IdP's SSO endpoint: the request's issuer must be known (the broker, configured; or
+    /// an SP its agent integrated) and its signature valid. Returns the form and the ACS.
+    async fn idp_sso(&mut self, url: &str) -> Result<(String, String), String> {
+        let q = url.split_once('?').map_or("", |(_, q)| q);
+        let m = redirect::decode(q, 1 << 16).map_err(|e| e.to_string())?;
+        let req = AuthnRequest::parse(&m.xml).map_err(|e| e.to_string())?;
+        let sp = if req.issuer == "https://broker.example.com/sp" {
+            let xml = self
+                .http
+                .get(self.broker("/metadata"))
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            match load::load(
+                &xml,
+                &Policy::new(self.broker_key.trusted(), SystemTime::now()),
+            )
+            .unwrap()
+            .metadata()
+            {
+                Metadata::Entity(e) => (**e).clone(),
+                _ => panic!("broker metadata"),
+            }
+        } else {
+            self.known("idp-agent", &req.issuer)
+                .ok_or_else(|| format!("the IdP does not know {}", req.issuer))?
+        };
+        let keys = saml_metadata::sso::sp_signing_keys(&sp).map_err(|e| e.to_string())?;
+        m.verify(&keys, false).map_err(|e| e.to_string())?;
+        check_request(
+            &req,
+            &[IDP_SSO],
+            SystemTime::now(),
+            Duration::from_secs(300),
+            Duration::from_secs(60),
+        )
+        .map_err(|e| e.to_string())?;
+        let acs = saml_metadata::sso::acs_for(&sp, &req).map_err(|e| e.to_string())?;
+        let xml =
+            ResponseBuilder::for_request(&req, IDP, &acs, NameId::new("alice", NAMEID_TRANSIENT))
+                .build(
+                    &self.idp_key.signing(),
+                    SystemTime::now(),
+                    &mut openssl_random,
+                )
+                .map_err(|e| e.to_string())?;
+        let mut form = format!("SAMLResponse={}", url_encode(&post::encode(&xml)));
+        if let Some(rs) = &m.relay_state {
+            form.push_str(&format!("&RelayState={}", url_encode(rs)));
+        }
+        Ok((form, acs))
+    }
+
+    fn sp_entity(&self, id: &str, sync_port: u16) -> EntityDescriptor {
+        let host = id.split('/').nth(2).unwrap();
+        EntityDescriptor::builder(id)
+            .sp(SpSso::builder()
+                .signing_certificate(self.sp_key.cert_der())
+                .acs(
+                    Binding::HttpPost,
+                    &format!("https://{host}/Shibboleth.sso/SAML2/POST"),
+                )
+                .discovery_response(&format!("https://{host}/Shibboleth.sso/Login")))
+            .dame_sync_location(&format!("http://127.0.0.1:{sync_port}/dame"))
+            .build()
+            .unwrap()
+    }
+
+    async fn import(&self, e: &EntityDescriptor) {
+        let r = self
+            .http
+            .post(self.broker("/admin/entities"))
+            .bearer_auth(TOKEN)
+            .body(e.to_xml().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+
+    /// The SP's signed AuthnRequest1 for the IdP (it does not know it), to the broker.
+    fn authn_request1(&mut self, sp: &str) -> String {
+        let host = sp.split('/').nth(2).unwrap();
+        let mut req = AuthnRequest::new(new_id(&mut openssl_random), sp, SystemTime::now());
+        req.acs_url = Some(format!("https://{host}/Shibboleth.sso/SAML2/POST"));
+        self.sp_requests.insert(
+            &req.id,
+            IDP,
+            SystemTime::now() + Duration::from_secs(600),
+            SystemTime::now(),
+        );
+        AuthenticateRequest::url(
+            &self.broker("/DAME"),
+            IDP,
+            &req,
+            Some("resource-7"),
+            &self.sp_key.signing(),
+        )
+        .unwrap()
+    }
+
+    fn sp_acs(&mut self, form: &str) -> Result<String, String> {
+        let msg = post::decode_form(form, 1 << 20).map_err(|e| e.to_string())?;
+        let idp = self
+            .known("sp-agent", IDP)
+            .ok_or("the SP does not know the IdP")?;
+        let sp = EntityDescriptor::builder(SP)
+            .sp(SpSso::builder()
+                .signing_certificate(self.sp_key.cert_der())
+                .acs(
+                    Binding::HttpPost,
+                    "https://sp.example.org/Shibboleth.sso/SAML2/POST",
+                ))
+            .build()
+            .unwrap();
+        let v = saml_metadata::sso::response_validator(&sp, &idp).map_err(|e| e.to_string())?;
+        let r = v
+            .validate(
+                &msg.xml,
+                SystemTime::now(),
+                &mut self.sp_requests,
+                &mut self.sp_replay,
+            )
+            .map_err(|e| e.to_string())?;
+        Ok(r.name_id().map(|n| n.value.clone()).unwrap_or_default())
+    }
+
+    /// Polls the waiting page until it redirects (or fails).
+    async fn wait(&mut self) -> (u16, Option<String>, String) {
+        for _ in 0..100 {
+            let r = self.ua(&self.broker("/wait"), None).await;
+            if r.0 != 200 {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the flow did not finish");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_use_second_use_restart_and_a_failing_agent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (sp_agent_port, idp_agent_port) = (free_port(), free_port());
+    let mut w = World {
+        dir: tmp.path().to_owned(),
+        broker_port: free_port(),
+        broker_key: TestKey::rsa("broker"),
+        sp_key: TestKey::rsa("sp"),
+        idp_key: TestKey::rsa("idp"),
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        cookie: None,
+        sp_requests: OutstandingRequests::new(),
+        sp_replay: MemoryReplayCache::new(),
+    };
+    let broker_cfg = w.broker_config();
+    let mut broker = spawn(env!("CARGO_BIN_EXE_dame-broker"), &broker_cfg);
+    healthy(w.broker_port, &broker_cfg).await;
+    let sp_cfg = w.agent_config("sp-agent", SP, "sp", sp_agent_port, &w.sp_key);
+    let idp_cfg = w.agent_config("idp-agent", IDP, "idp", idp_agent_port, &w.idp_key);
+    let _sp_agent = spawn(env!("CARGO_BIN_EXE_dame-agent"), &sp_cfg);
+    let _idp_agent = spawn(env!("CARGO_BIN_EXE_dame-agent"), &idp_cfg);
+    healthy(sp_agent_port, &sp_cfg).await;
+    healthy(idp_agent_port, &idp_cfg).await;
+    // The operator imports both providers.
+    let idp = EntityDescriptor::builder(IDP)
+        .idp(
+            IdpSso::builder()
+                .signing_certificate(w.idp_key.cert_der())
+                .sso(Binding::HttpRedirect, IDP_SSO),
+        )
+        .dame_sync_location(&format!("http://127.0.0.1:{idp_agent_port}/dame"))
+        .build()
+        .unwrap();
+    w.import(&w.sp_entity(SP, sp_agent_port)).await;
+    w.import(&idp).await;
+    // An import without the token is refused.
+    let r = w
+        .http
+        .post(w.broker("/admin/entities"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // First use: discovery, the IdP chosen, AuthnRequest1, Response2, exchange, replay, login.
+    let t0 = std::time::Instant::now();
+    let ds =
+        DiscoveryRequest::new(SP, Some("https://sp.example.org/Shibboleth.sso/Login")).to_query();
+    let (status, _, body) = w.ua(&w.broker(&format!("/ds?{ds}")), None).await;
+    assert_eq!(status, 200);
+    assert!(body.contains(&url_encode(IDP)), "{body}");
+    let (status, loc, _) = w
+        .ua(
+            &w.broker(&format!("/ds/choose?idp={}", url_encode(IDP))),
+            None,
+        )
+        .await;
+    assert_eq!(status, 302);
+    assert_eq!(
+        loc.unwrap(),
+        format!(
+            "https://sp.example.org/Shibboleth.sso/Login?entityID={}",
+            url_encode(IDP)
+        )
+    );
+    assert!(w.known("sp-agent", IDP).is_none());
+    let a1 = w.authn_request1(SP);
+    let (status, loc, body) = w.ua(&a1, None).await;
+    assert_eq!(status, 302, "{body}");
+    let (form, acs) = w.idp_sso(&loc.unwrap()).await.unwrap();
+    assert_eq!(acs, w.broker("/acs"));
+    let (status, loc, body) = w.ua(&w.broker("/acs"), Some(form)).await;
+    assert_eq!((status, loc.as_deref()), (303, Some("/wait")), "{body}");
+    let (status, loc, body) = w.wait().await;
+    assert_eq!(status, 302, "{body}");
+    let replay = loc.unwrap();
+    assert!(replay.starts_with(IDP_SSO), "{replay}");
+    let (form, acs) = w.idp_sso(&replay).await.unwrap();
+    assert_eq!(acs, "https://sp.example.org/Shibboleth.sso/SAML2/POST");
+    assert_eq!(w.sp_acs(&form).unwrap(), "alice");
+    eprintln!("first use end to end on loopback: {:?}", t0.elapsed());
+
+    // Second use: plain SSO, the broker not involved.
+    let idp_md = w.known("sp-agent", IDP).unwrap();
+    let (req, sso) = saml_metadata::sso::authn_request(
+        &w.sp_entity(SP, sp_agent_port),
+        &idp_md,
+        Binding::HttpRedirect,
+        new_id(&mut openssl_random),
+        SystemTime::now(),
+    )
+    .unwrap();
+    w.sp_requests.insert(
+        &req.id,
+        IDP,
+        SystemTime::now() + Duration::from_secs(600),
+        SystemTime::now(),
+    );
+    let q = redirect::encode(
+        MessageKind::Request,
+        req.to_xml().as_bytes(),
+        None,
+        Some(&w.sp_key.signing()),
+        None,
+    )
+    .unwrap();
+    let (form, _) = w.idp_sso(&redirect::url(&sso, &q)).await.unwrap();
+    assert_eq!(w.sp_acs(&form).unwrap(), "alice");
+    let metrics = w
+        .http
+        .get(w.broker("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("dame_flows_done_total 1"), "{metrics}");
+    assert!(metrics.contains("dame_relationships 1"), "{metrics}");
+
+    // Restart: entities and relationships come back from SQLite.
+    drop(broker);
+    broker = spawn(env!("CARGO_BIN_EXE_dame-broker"), &broker_cfg);
+    healthy(w.broker_port, &broker_cfg).await;
+    let metrics = w
+        .http
+        .get(w.broker("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("dame_entities 2"), "{metrics}");
+    assert!(metrics.contains("dame_relationships 1"), "{metrics}");
+
+    // An SP whose agent is down: the IdP integrated it, the SP's trigger fails, the flow fails
+    // and the IdP's agent removes what it integrated.
+    let dead = free_port();
+    w.import(&w.sp_entity(SP2, dead)).await;
+    w.cookie = None;
+    let a1 = w.authn_request1(SP2);
+    let (status, loc, body) = w.ua(&a1, None).await;
+    assert_eq!(status, 302, "{body}");
+    let (form, _) = w.idp_sso(&loc.unwrap()).await.unwrap();
+    let (status, _, _) = w.ua(&w.broker("/acs"), Some(form)).await;
+    assert_eq!(status, 303);
+    let (status, _, body) = w.wait().await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("could not be reached"), "{body}");
+    let mut gone = false;
+    for _ in 0..40 {
+        if w.known("idp-agent", SP2).is_none() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "the IdP's agent rolled back the SP it had integrated");
+    assert!(
+        w.known("idp-agent", SP).is_some(),
+        "the established pair is untouched"
+    );
+    drop(broker);
+}
