@@ -30,6 +30,7 @@ use tokio::sync::oneshot;
 
 use crate::config::{AgentConfig, SideName};
 use crate::error::Error;
+use crate::log;
 
 /// The running agent's shared state.
 pub struct AgentService {
@@ -44,20 +45,6 @@ impl std::fmt::Debug for AgentService {
             .field("entity_id", &self.cfg.entity_id)
             .finish_non_exhaustive()
     }
-}
-
-/// One structured log line (JSON) on stderr.
-fn log(fields: &[(&str, String)]) {
-    let body: Vec<String> = fields
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "\"{k}\":\"{}\"",
-                v.replace('\\', "\\\\").replace('"', "\\\"")
-            )
-        })
-        .collect();
-    eprintln!("{{{}}}", body.join(","));
 }
 
 fn ms(since: Instant) -> String {

@@ -45,6 +45,7 @@ use saml_metadata::model::{Binding, EntityDescriptor, Metadata, SpSso};
 
 use crate::config::BrokerConfig;
 use crate::error::Error;
+use crate::log;
 use crate::store::{Store, StoredEntity};
 
 const COOKIE: &str = "dame_flow";
@@ -54,19 +55,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 fn unix(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-fn log(fields: &[(&str, String)]) {
-    let body: Vec<String> = fields
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "\"{k}\":\"{}\"",
-                v.replace('\\', "\\\\").replace('"', "\\\"")
-            )
-        })
-        .collect();
-    eprintln!("{{{}}}", body.join(","));
 }
 
 fn html_escape(s: &str) -> String {

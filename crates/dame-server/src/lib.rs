@@ -28,3 +28,33 @@ mod error;
 pub mod store;
 
 pub use error::Error;
+
+/// One structured log line (a JSON object of string fields) on stderr.
+pub(crate) fn log(fields: &[(&str, String)]) {
+    let body: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "\"{k}\":\"{}\"",
+                v.replace('\\', "\\\\").replace('"', "\\\"")
+            )
+        })
+        .collect();
+    eprintln!("{{{}}}", body.join(","));
+}
+
+/// Resolves on Ctrl-C or SIGTERM: the services' graceful-shutdown signal.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}

@@ -65,7 +65,7 @@ fn main() -> ExitCode {
     };
     let result = rt.block_on(async {
         let store = dame_server::store::SqliteStore::open(&cfg.database).await?;
-        dame_server::broker::run(cfg, store, shutdown()).await
+        dame_server::broker::run(cfg, store, dame_server::shutdown_signal()).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -73,21 +73,5 @@ fn main() -> ExitCode {
             eprintln!("dame-broker: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Ctrl-C or SIGTERM.
-async fn shutdown() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
     }
 }
