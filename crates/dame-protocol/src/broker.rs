@@ -456,6 +456,36 @@ impl FlowRecord {
     pub fn expires(&self) -> SystemTime {
         self.flow.expires
     }
+
+    /// When [`Broker::handle_timeout`] must see this flow: its exchange deadline while
+    /// exchanging, else its expiry (a shared store selects the flows due with it).
+    #[must_use]
+    pub fn due(&self) -> SystemTime {
+        match &self.flow.state {
+            State::Exchanging { deadline, .. } => (*deadline).min(self.flow.expires),
+            _ => self.flow.expires,
+        }
+    }
+
+    /// The IdP and the SP of an exchanging flow (a shared store finds the flows a status
+    /// report completes with it); `None` in every other phase.
+    #[must_use]
+    pub fn exchanging_pair(&self) -> Option<(&str, &str)> {
+        match &self.flow.state {
+            State::Exchanging { idp, .. } => Some((idp, &self.flow.sp)),
+            _ => None,
+        }
+    }
+}
+
+/// A one-time value a broker accepted ([`Broker::poll_consumed`]): several instances record it
+/// in their shared store, so that a value used on one instance is refused on every other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumed {
+    /// The value, prefixed with its kind (`authn-request1`, `status-report`) and issuer.
+    pub key: String,
+    /// Until when it must be remembered (after that the time checks refuse it anyway).
+    pub until: SystemTime,
 }
 
 /// The phase a flow is in, for observers and tests.
@@ -520,6 +550,7 @@ pub struct Broker {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     events_dropped: u64,
+    consumed: VecDeque<Consumed>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -565,6 +596,7 @@ impl Broker {
             requests1: NonceCache::new(100_000),
             reports: StatusReports::default(),
             transmits: VecDeque::new(),
+            consumed: VecDeque::new(),
             events: VecDeque::new(),
             events_dropped: 0,
         })
@@ -604,6 +636,21 @@ impl Broker {
     /// the oldest are dropped and counted ([`Broker::events_dropped`]).
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+
+    /// The next one-time value accepted (an AuthnRequest1 ID, a status report's nonce), for a
+    /// store shared by several instances: record it there inside the same transaction as the
+    /// flows the call changed, and refuse the call (write nothing) when another instance
+    /// already recorded it. A single instance may ignore these; at most [`MAX_EVENTS`] wait.
+    pub fn poll_consumed(&mut self) -> Option<Consumed> {
+        self.consumed.pop_front()
+    }
+
+    fn consume(&mut self, key: String, until: SystemTime) {
+        if self.consumed.len() >= MAX_EVENTS {
+            self.consumed.pop_front();
+        }
+        self.consumed.push_back(Consumed { key, until });
     }
 
     /// Events dropped because nobody drained them.
@@ -863,10 +910,10 @@ impl Broker {
             }
             None => self.new_flow(&sp_id, state, now, rng)?,
         };
-        self.requests1.remember(
-            &seen,
-            verified.request.issue_instant + DEFAULT_MAX_AGE + DEFAULT_CLOCK_SKEW.saturating_mul(2),
-        );
+        let until =
+            verified.request.issue_instant + DEFAULT_MAX_AGE + DEFAULT_CLOCK_SKEW.saturating_mul(2);
+        self.requests1.remember(&seen, until);
+        self.consume(format!("authn-request1\u{0}{seen}"), until);
         self.stored_event(&id, &verified);
         Ok((id, UaReply::Redirect(url)))
     }
@@ -1107,6 +1154,13 @@ impl Broker {
             return Err(Refusal::UnknownFlow.into());
         }
         let report = self.reports.accept(query, &keys, now)?;
+        let until = report.issue_instant
+            + self.reports.max_age
+            + self.reports.clock_skew.saturating_mul(2);
+        self.consume(
+            format!("status-report\u{0}{}\u{0}{}", report.reporter, report.nonce),
+            until,
+        );
         for flow in &flows {
             self.leg_result(
                 flow,
@@ -1451,6 +1505,11 @@ impl Broker {
     /// was held.
     pub fn forget_flow(&mut self, flow: &FlowId) -> bool {
         self.flows.remove(flow).is_some()
+    }
+
+    /// The flows this instance holds.
+    pub fn flow_ids(&self) -> impl Iterator<Item = &FlowId> {
+        self.flows.keys()
     }
 
     /// The state name of `flow` (for logs).

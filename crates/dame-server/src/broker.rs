@@ -20,6 +20,7 @@
 //! continues where it stopped; audit events go to the store's log. Bodies are limited to
 //! 256 KiB and every request to 30 s.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,7 +47,7 @@ use saml_metadata::model::{Binding, EntityDescriptor, Metadata, SpSso};
 use crate::config::BrokerConfig;
 use crate::error::Error;
 use crate::log;
-use crate::store::{Store, StoredEntity};
+use crate::store::{Changes, FlowData, FlowSelect, Generation, Store, StoredEntity};
 
 const COOKIE: &str = "dame_flow";
 const BODY_LIMIT: usize = 256 << 10;
@@ -77,6 +78,7 @@ struct Metrics {
 /// The running broker.
 pub struct BrokerService<S: Store> {
     core: Mutex<Broker>,
+    generation: Mutex<Generation>,
     store: S,
     http: reqwest::Client,
     cfg: BrokerConfig,
@@ -90,6 +92,34 @@ impl<S: Store> std::fmt::Debug for BrokerService<S> {
         f.debug_struct("BrokerService")
             .field("entity_id", &self.cfg.entity_id)
             .finish_non_exhaustive()
+    }
+}
+
+/// Registers (or replaces) every stored entity in `core`.
+fn load_entities(core: &mut Broker, entities: Vec<StoredEntity>) -> Result<(), Error> {
+    let now = SystemTime::now();
+    for e in entities {
+        let entity = match saml_metadata::load::parse_unverified(e.xml.as_bytes()) {
+            Ok(Metadata::Entity(ent)) => *ent,
+            _ => {
+                return Err(Error::Store(format!(
+                    "entity {} does not parse",
+                    e.entity_id
+                )));
+            }
+        };
+        let policy: EntityPolicy = serde_json::from_str(&e.policy)
+            .map_err(|err| Error::Store(format!("policy of {}: {err}", e.entity_id)))?;
+        core.registry.insert(entity, policy, now, true)?;
+    }
+    Ok(())
+}
+
+/// Records every stored relationship in `core`.
+fn load_relationships(core: &mut Broker, pairs: Vec<(String, String, i64)>) {
+    for (idp, sp, since) in pairs {
+        let since = UNIX_EPOCH + Duration::from_secs(u64::try_from(since).unwrap_or(0));
+        let _ = core.relationships.record(&idp, &sp, since);
     }
 }
 
@@ -123,25 +153,9 @@ impl<S: Store> BrokerService<S> {
             );
         let mut core = Broker::new(me, key, policy)?;
         core.registry.loopback_http = cfg.allow_loopback_http;
-        let now = SystemTime::now();
-        for e in store.entities().await? {
-            let entity = match saml_metadata::load::parse_unverified(e.xml.as_bytes()) {
-                Ok(Metadata::Entity(ent)) => *ent,
-                _ => {
-                    return Err(Error::Store(format!(
-                        "entity {} does not parse",
-                        e.entity_id
-                    )));
-                }
-            };
-            let policy: EntityPolicy = serde_json::from_str(&e.policy)
-                .map_err(|err| Error::Store(format!("policy of {}: {err}", e.entity_id)))?;
-            core.registry.insert(entity, policy, now, true)?;
-        }
-        for (idp, sp, since) in store.relationships().await? {
-            let since = UNIX_EPOCH + Duration::from_secs(u64::try_from(since).unwrap_or(0));
-            let _ = core.relationships.record(&idp, &sp, since);
-        }
+        let generation = store.generation().await?;
+        load_entities(&mut core, store.entities().await?)?;
+        load_relationships(&mut core, store.relationships().await?);
         if let Some(json) = store.rules().await? {
             core.rules = RuleSet::from_json(json.as_bytes())?;
         }
@@ -152,6 +166,7 @@ impl<S: Store> BrokerService<S> {
             .map_err(|e| Error::Http(e.to_string()))?;
         Ok(Arc::new(BrokerService {
             core: Mutex::new(core),
+            generation: Mutex::new(generation),
             store,
             http,
             cfg,
@@ -165,58 +180,23 @@ impl<S: Store> BrokerService<S> {
         self.core.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Brings `flow` from the store when this instance does not hold it (after a restart).
-    async fn load_flow(&self, flow: &FlowId) -> Result<(), Error> {
-        if self.core().phase(flow).is_some() {
-            return Ok(());
-        }
+    /// One step of the protocol in one store transaction: the flows `select` names are
+    /// locked and imported, `f` runs on the core, and what it changed (flows, one-time values,
+    /// relationships, audit events) is written back before anything leaves: triggers go out
+    /// and events are logged only after the commit. The core holds no flow between steps, so
+    /// any instance sharing the store can take the next one.
+    async fn step<R: Send>(
+        self: &Arc<Self>,
+        select: FlowSelect<'_>,
+        f: impl FnOnce(&mut Broker, SystemTime) -> R + Send,
+    ) -> Result<R, Error> {
         let now = SystemTime::now();
-        if let Some(json) = self.store.flow(flow.as_str(), unix(now)).await? {
-            let record: FlowRecord =
-                serde_json::from_str(&json).map_err(|e| Error::Store(format!("flow: {e}")))?;
-            let _ = self.core().import_flow(record, now);
-        }
-        Ok(())
-    }
-
-    /// After a change: the flows touched written (or deleted), events logged, triggers sent.
-    /// (Boxed: a trigger's answer settles again, so the future is recursive.)
-    fn settle<'a>(
-        self: &'a Arc<Self>,
-        flows: &'a [FlowId],
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>> + Send + 'a>> {
-        Box::pin(self.settle_inner(flows))
-    }
-
-    async fn settle_inner(self: &Arc<Self>, flows: &[FlowId]) -> Result<(), Error> {
-        let (records, transmits, events) = {
-            let mut core = self.core();
-            let records: Vec<(FlowId, Option<FlowRecord>)> = flows
-                .iter()
-                .map(|f| (f.clone(), core.export_flow(f)))
-                .collect();
-            let transmits: Vec<Transmit> = std::iter::from_fn(|| core.poll_transmit()).collect();
-            let events: Vec<Event> = std::iter::from_fn(|| core.poll_event()).collect();
-            (records, transmits, events)
-        };
-        for (id, rec) in records {
-            match rec {
-                Some(r) => {
-                    let json = serde_json::to_string(&r)
-                        .map_err(|e| Error::Store(format!("flow: {e}")))?;
-                    self.store
-                        .put_flow(id.as_str(), &json, unix(r.expires()))
-                        .await?;
-                }
-                None => self.store.delete_flow(id.as_str()).await?,
-            }
-        }
-        let now = unix(SystemTime::now());
-        for e in events {
-            match &e {
-                Event::RelationshipEstablished { idp, sp } => {
-                    self.store.put_relationship(idp, sp, now).await?;
-                }
+        let (out, transmits, events) = self
+            .store
+            .transact(select, unix(now), |records| self.run_step(records, now, f))
+            .await?;
+        for e in &events {
+            match e {
                 Event::FlowDone { .. } => {
                     self.metrics.flows_done.fetch_add(1, Ordering::Relaxed);
                 }
@@ -225,19 +205,129 @@ impl<S: Store> BrokerService<S> {
                 }
                 _ => {}
             }
-            self.store.audit(now, &format!("{e:?}")).await?;
             log(&[("event", format!("{e:?}"))]);
         }
         for t in transmits {
             let svc = self.clone();
             self.metrics.triggers_sent.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(async move { svc.send(t).await });
+            tokio::spawn(svc.send(t));
         }
+        Ok(out)
+    }
+
+    /// The synchronous part of [`Self::step`], inside the transaction.
+    fn run_step<R>(
+        &self,
+        records: Vec<String>,
+        now: SystemTime,
+        f: impl FnOnce(&mut Broker, SystemTime) -> R,
+    ) -> (Changes, (R, Vec<Transmit>, Vec<Event>)) {
+        let mut core = self.core();
+        let mut before: HashMap<FlowId, String> = HashMap::new();
+        for json in records {
+            match serde_json::from_str::<FlowRecord>(&json) {
+                Ok(rec) => {
+                    let id = rec.id.clone();
+                    if core.import_flow(rec, now).is_ok() {
+                        before.insert(id, json);
+                    }
+                }
+                Err(e) => log(&[
+                    ("event", "store-error".into()),
+                    ("error", format!("unreadable flow record: {e}")),
+                ]),
+            }
+        }
+        let out = f(&mut core, now);
+        let mut changes = Changes::default();
+        let held: Vec<FlowId> = core.flow_ids().cloned().collect();
+        for id in &held {
+            if let Some(rec) = core.export_flow(id) {
+                match serde_json::to_string(&rec) {
+                    Ok(json) if before.get(id) != Some(&json) => changes.flows.push((
+                        id.as_str().to_owned(),
+                        Some(FlowData {
+                            record: json,
+                            expires: unix(rec.expires()),
+                            due: unix(rec.due()),
+                            pair: rec
+                                .exchanging_pair()
+                                .map(|(i, s)| (i.to_owned(), s.to_owned())),
+                        }),
+                    )),
+                    Ok(_) => {}
+                    Err(e) => log(&[
+                        ("event", "store-error".into()),
+                        ("error", format!("flow record: {e}")),
+                    ]),
+                }
+            }
+            core.forget_flow(id);
+        }
+        for id in before.keys() {
+            if !held.contains(id) {
+                changes.flows.push((id.as_str().to_owned(), None));
+            }
+        }
+        changes.consumed = std::iter::from_fn(|| core.poll_consumed())
+            .map(|c| (c.key, unix(c.until).saturating_add(1)))
+            .collect();
+        let transmits: Vec<Transmit> = std::iter::from_fn(|| core.poll_transmit()).collect();
+        let events: Vec<Event> = std::iter::from_fn(|| core.poll_event()).collect();
+        let at = unix(now);
+        for e in &events {
+            if let Event::RelationshipEstablished { idp, sp } = e {
+                changes.relationships.push((idp.clone(), sp.clone(), at));
+            }
+            changes.audit.push((at, format!("{e:?}")));
+        }
+        (changes, (out, transmits, events))
+    }
+
+    /// Reloads what another instance changed: the registry and rules when the store's
+    /// registry generation moved, the relationships when theirs did.
+    async fn refresh(&self) -> Result<(), Error> {
+        let g = self.store.generation().await?;
+        let seen = *self.generation.lock().unwrap_or_else(|p| p.into_inner());
+        if g == seen {
+            return Ok(());
+        }
+        let entities = if g.registry == seen.registry {
+            None
+        } else {
+            Some((self.store.entities().await?, self.store.rules().await?))
+        };
+        let pairs = if g.relationships == seen.relationships {
+            None
+        } else {
+            Some(self.store.relationships().await?)
+        };
+        {
+            let mut core = self.core();
+            if let Some((entities, rules)) = entities {
+                load_entities(&mut core, entities)?;
+                if let Some(json) = rules {
+                    core.rules = RuleSet::from_json(json.as_bytes())?;
+                }
+            }
+            if let Some(pairs) = pairs {
+                load_relationships(&mut core, pairs);
+            }
+        }
+        *self.generation.lock().unwrap_or_else(|p| p.into_inner()) = g;
         Ok(())
     }
 
-    /// Sends one trigger and hands its answer to the core.
-    async fn send(self: Arc<Self>, t: Transmit) {
+    /// Sends one trigger and hands its answer to the core. (Boxed: handling the answer may
+    /// send triggers again, so the future is recursive.)
+    fn send(
+        self: Arc<Self>,
+        t: Transmit,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(self.send_inner(t))
+    }
+
+    async fn send_inner(self: Arc<Self>, t: Transmit) {
         let started = Instant::now();
         let answer = match self.http.get(&t.url).send().await {
             Ok(r) => {
@@ -267,26 +357,37 @@ impl<S: Store> BrokerService<S> {
             ),
         ]);
         let Some(flow) = t.flow else { return };
-        let now = SystemTime::now();
-        let mut rng = openssl_random;
-        let res = {
-            let mut core = self.core();
-            match &answer {
-                Ok((code, body)) => {
-                    core.handle_trigger_answer(&flow, &t.to, *code, body, now, &mut rng)
+        let res = self
+            .step(FlowSelect::One(flow.as_str()), |core, now| {
+                let mut rng = openssl_random;
+                match &answer {
+                    Ok((code, body)) => {
+                        core.handle_trigger_answer(&flow, &t.to, *code, body, now, &mut rng)
+                    }
+                    Err(e) => core.handle_trigger_failure(&flow, &t.to, e, now, &mut rng),
                 }
-                Err(e) => core.handle_trigger_failure(&flow, &t.to, e, now, &mut rng),
-            }
-        };
-        if let Err(e) = res {
-            log(&[
+            })
+            .await;
+        match res {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => log(&[
                 ("event", "trigger-answer-refused".into()),
                 ("error", e.to_string()),
-            ]);
+            ]),
+            Err(e) => log(&[("event", "store-error".into()), ("error", e.to_string())]),
         }
-        if let Err(e) = self.settle(&[flow]).await {
-            log(&[("event", "store-error".into()), ("error", e.to_string())]);
-        }
+    }
+
+    /// One shared rate-limit hit for the client at `remote`.
+    async fn within_rate(&self, remote: &SocketAddr) -> Result<bool, Error> {
+        let window = unix(SystemTime::now()) / 60;
+        self.store
+            .hit(
+                &format!("source\u{0}{}", remote.ip()),
+                window,
+                self.cfg.rate_per_source_per_minute,
+            )
+            .await
     }
 
     /// The router.
@@ -462,6 +563,21 @@ async fn guard(f: impl std::future::Future<Output = Response>) -> Response {
 
 type Svc<S> = State<Arc<BrokerService<S>>>;
 
+/// A store failure, or the refusal of a value already used on another instance.
+fn step_error(e: &Error) -> Response {
+    match e {
+        Error::Replayed(what) => page(
+            StatusCode::FORBIDDEN,
+            &format!("<h1>Refused</h1><p>replayed: {}</p>", html_escape(what)),
+        ),
+        other => store_error(other),
+    }
+}
+
+fn too_many() -> Response {
+    page(StatusCode::TOO_MANY_REQUESTS, "too many requests from your address")
+}
+
 async fn discovery<S: Store>(
     State(svc): Svc<S>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
@@ -469,28 +585,31 @@ async fn discovery<S: Store>(
 ) -> Response {
     guard(async move {
         svc.metrics.requests.fetch_add(1, Ordering::Relaxed);
-        let r = svc.core().handle_discovery(
-            &q.unwrap_or_default(),
-            &remote.ip().to_string(),
-            SystemTime::now(),
-            &mut openssl_random,
-        );
+        match svc.within_rate(&remote).await {
+            Ok(true) => {}
+            Ok(false) => return too_many(),
+            Err(e) => return store_error(&e),
+        }
+        let q = q.unwrap_or_default();
+        let r = svc
+            .step(FlowSelect::None, |core, now| {
+                core.handle_discovery(&q, &remote.ip().to_string(), now, &mut openssl_random)
+            })
+            .await;
         match r {
-            Ok(UaReply::ChooseIdp { flow, sp }) => {
-                if let Err(e) = svc.settle(std::slice::from_ref(&flow)).await {
-                    return store_error(&e);
-                }
+            Ok(Ok(UaReply::ChooseIdp { flow, sp })) => {
                 let reply = UaReply::ChooseIdp {
                     flow: flow.clone(),
                     sp,
                 };
                 svc.reply(reply, Some(&flow))
             }
-            Ok(other) => svc.reply(other, None),
-            Err(e) => {
+            Ok(Ok(other)) => svc.reply(other, None),
+            Ok(Err(e)) => {
                 svc.metrics.refusals.fetch_add(1, Ordering::Relaxed);
                 error_response(&e)
             }
+            Err(e) => step_error(&e),
         }
     })
     .await
@@ -505,6 +624,21 @@ fn query_param(q: &str, name: &str) -> Option<String> {
     })
 }
 
+/// The answer to a user-agent step on one flow.
+fn ua_answer<S: Store>(
+    svc: &BrokerService<S>,
+    r: Result<Result<UaReply, dame_protocol::Error>, Error>,
+) -> Response {
+    match r {
+        Ok(Ok(reply)) => svc.reply(reply, None),
+        Ok(Err(e)) => {
+            svc.metrics.refusals.fetch_add(1, Ordering::Relaxed);
+            error_response(&e)
+        }
+        Err(e) => step_error(&e),
+    }
+}
+
 async fn choose<S: Store>(
     State(svc): Svc<S>,
     headers: HeaderMap,
@@ -517,19 +651,12 @@ async fn choose<S: Store>(
         let Some(idp) = query_param(&q.unwrap_or_default(), "idp") else {
             return page(StatusCode::BAD_REQUEST, "no idp");
         };
-        if let Err(e) = svc.load_flow(&flow).await {
-            return store_error(&e);
-        }
         let r = svc
-            .core()
-            .handle_idp_chosen(&flow, &idp, SystemTime::now(), &mut openssl_random);
-        if let Err(e) = svc.settle(std::slice::from_ref(&flow)).await {
-            return store_error(&e);
-        }
-        match r {
-            Ok(reply) => svc.reply(reply, None),
-            Err(e) => error_response(&e),
-        }
+            .step(FlowSelect::One(flow.as_str()), |core, now| {
+                core.handle_idp_chosen(&flow, &idp, now, &mut openssl_random)
+            })
+            .await;
+        ua_answer(&svc, r)
     })
     .await
 }
@@ -543,47 +670,56 @@ async fn dame<S: Store>(
     guard(async move {
         svc.metrics.requests.fetch_add(1, Ordering::Relaxed);
         let q = q.unwrap_or_default();
-        let now = SystemTime::now();
         match query_param(&q, "action").as_deref() {
             Some("authenticate") => {
-                let flow = cookie_flow(&headers);
-                if let Some(f) = &flow
-                    && let Err(e) = svc.load_flow(f).await
-                {
-                    return store_error(&e);
+                match svc.within_rate(&remote).await {
+                    Ok(true) => {}
+                    Ok(false) => return too_many(),
+                    Err(e) => return store_error(&e),
                 }
-                // A cookie of a finished or foreign flow does not block a new one.
-                let usable = flow.filter(|f| svc.core().phase(f).is_some());
-                let r = svc.core().handle_authenticate(
-                    usable.as_ref(),
-                    &q,
-                    &remote.ip().to_string(),
-                    now,
-                    &mut openssl_random,
-                );
+                let flow = cookie_flow(&headers);
+                let select = flow
+                    .as_ref()
+                    .map_or(FlowSelect::None, |f| FlowSelect::One(f.as_str()));
+                let r = svc
+                    .step(select, |core, now| {
+                        // A cookie of a finished or foreign flow does not block a new one.
+                        let usable = flow.as_ref().filter(|f| core.phase(f).is_some());
+                        core.handle_authenticate(
+                            usable,
+                            &q,
+                            &remote.ip().to_string(),
+                            now,
+                            &mut openssl_random,
+                        )
+                    })
+                    .await;
                 match r {
-                    Ok((flow, reply)) => {
-                        if let Err(e) = svc.settle(std::slice::from_ref(&flow)).await {
-                            return store_error(&e);
-                        }
-                        svc.reply(reply, Some(&flow))
-                    }
-                    Err(e) => {
+                    Ok(Ok((flow, reply))) => svc.reply(reply, Some(&flow)),
+                    Ok(Err(e)) => {
                         svc.metrics.refusals.fetch_add(1, Ordering::Relaxed);
                         error_response(&e)
                     }
+                    Err(e) => step_error(&e),
                 }
             }
             Some("status") => {
+                // The flows waiting for this pair: the reporter and its peer, in either role.
+                let reporter = dame_protocol::mdi::StatusReport::reporter_of(&q).ok();
+                let peer = query_param(&q, "peer");
+                let select = match (&reporter, &peer) {
+                    (Some(r), Some(p)) => FlowSelect::Pair(r, p),
+                    _ => FlowSelect::None,
+                };
                 let r = svc
-                    .core()
-                    .handle_status_report(&q, now, &mut openssl_random);
-                let flows: Vec<FlowId> = Vec::new();
-                let settle = svc.settle(&flows).await;
-                match (r, settle) {
-                    (Ok(_), Ok(())) => page(StatusCode::OK, "ok"),
-                    (Err(e), _) => error_response(&e),
-                    (_, Err(e)) => store_error(&e),
+                    .step(select, |core, now| {
+                        core.handle_status_report(&q, now, &mut openssl_random)
+                    })
+                    .await;
+                match r {
+                    Ok(Ok(_)) => page(StatusCode::OK, "ok"),
+                    Ok(Err(e)) => error_response(&e),
+                    Err(e) => step_error(&e),
                 }
             }
             Some("rules") => match svc.core().handle_rules_query(&q).and_then(|r| r.to_json()) {
@@ -611,22 +747,19 @@ async fn acs<S: Store>(State(svc): Svc<S>, headers: HeaderMap, body: Bytes) -> R
         let Ok(form) = std::str::from_utf8(&body) else {
             return page(StatusCode::BAD_REQUEST, "the form is not UTF-8");
         };
-        if let Err(e) = svc.load_flow(&flow).await {
+        // Whether the pair is already established decides what a failure may roll back:
+        // see what other instances recorded.
+        if let Err(e) = svc.refresh().await {
             return store_error(&e);
         }
         let r = svc
-            .core()
-            .handle_response2(&flow, form, SystemTime::now(), &mut openssl_random);
-        if let Err(e) = svc.settle(std::slice::from_ref(&flow)).await {
-            return store_error(&e);
-        }
+            .step(FlowSelect::One(flow.as_str()), |core, now| {
+                core.handle_response2(&flow, form, now, &mut openssl_random)
+            })
+            .await;
         match r {
-            Ok(UaReply::Wait { .. }) => redirect(StatusCode::SEE_OTHER, "/wait"),
-            Ok(other) => svc.reply(other, None),
-            Err(e) => {
-                svc.metrics.refusals.fetch_add(1, Ordering::Relaxed);
-                error_response(&e)
-            }
+            Ok(Ok(UaReply::Wait { .. })) => redirect(StatusCode::SEE_OTHER, "/wait"),
+            other => ua_answer(&svc, other),
         }
     })
     .await
@@ -637,17 +770,12 @@ async fn wait<S: Store>(State(svc): Svc<S>, headers: HeaderMap) -> Response {
         let Some(flow) = cookie_flow(&headers) else {
             return page(StatusCode::BAD_REQUEST, "no flow");
         };
-        if let Err(e) = svc.load_flow(&flow).await {
-            return store_error(&e);
-        }
-        let r = svc.core().handle_user_agent(&flow, SystemTime::now());
-        if let Err(e) = svc.settle(std::slice::from_ref(&flow)).await {
-            return store_error(&e);
-        }
-        match r {
-            Ok(reply) => svc.reply(reply, None),
-            Err(e) => error_response(&e),
-        }
+        let r = svc
+            .step(FlowSelect::One(flow.as_str()), |core, now| {
+                core.handle_user_agent(&flow, now)
+            })
+            .await;
+        ua_answer(&svc, r)
     })
     .await
 }
@@ -728,22 +856,26 @@ async fn admin_entity<S: Store>(
             return page(StatusCode::INTERNAL_SERVER_ERROR, "policy");
         };
         let id = entity.entity_id.clone();
+        let stored = StoredEntity {
+            entity_id: id.clone(),
+            xml,
+            policy: policy_json,
+        };
+        // Checked by the core first; stored before the re-download triggers go out.
+        let loopback = svc.core().registry.loopback_http;
+        if let Err(e) = dame_protocol::registry::validate_with(&entity, loopback) {
+            return error_response(&e);
+        }
+        if let Err(e) = svc.store.put_entity(&stored).await {
+            return store_error(&e);
+        }
         let r = svc
-            .core()
-            .update_entity(entity, policy, SystemTime::now(), &mut openssl_random);
+            .step(FlowSelect::None, |core, now| {
+                core.update_entity(entity, policy, now, &mut openssl_random)
+            })
+            .await;
         match r {
-            Ok(n) => {
-                let stored = StoredEntity {
-                    entity_id: id.clone(),
-                    xml,
-                    policy: policy_json,
-                };
-                if let Err(e) = svc.store.put_entity(&stored).await {
-                    return store_error(&e);
-                }
-                if let Err(e) = svc.settle(&[]).await {
-                    return store_error(&e);
-                }
+            Ok(Ok(n)) => {
                 log(&[("event", "entity-imported".into()), ("entity", id.clone())]);
                 page(
                     StatusCode::OK,
@@ -753,7 +885,8 @@ async fn admin_entity<S: Store>(
                     ),
                 )
             }
-            Err(e) => error_response(&e),
+            Ok(Err(e)) => error_response(&e),
+            Err(e) => step_error(&e),
         }
     })
     .await
@@ -783,13 +916,13 @@ async fn admin_rules<S: Store>(State(svc): Svc<S>, headers: HeaderMap, body: Byt
 }
 
 async fn metrics<S: Store>(State(svc): Svc<S>) -> Response {
-    let (flows, entities, pairs) = {
+    let flows = match svc.store.flow_count(unix(SystemTime::now())).await {
+        Ok(n) => n,
+        Err(e) => return store_error(&e),
+    };
+    let (entities, pairs) = {
         let core = svc.core();
-        (
-            core.flow_count(),
-            core.registry.len(),
-            core.relationships.len(),
-        )
+        (core.registry.len(), core.relationships.len())
     };
     let m = &svc.metrics;
     let text = format!(
@@ -834,21 +967,30 @@ pub async fn run<S: Store>(
         ("address", listen.to_string()),
         ("entities", svc.core().registry.len().to_string()),
     ]);
-    // Time passes for flows: deadlines and expiry, every second.
+    // Every second: what other instances changed is reloaded, and flows past their deadline
+    // or lifetime are handled (whichever instance gets to them first; the others skip them).
+    // Every minute: one-time values and rate windows that can no longer matter are dropped.
     let ticker = svc.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut n: u64 = 0;
         loop {
             tick.tick().await;
-            let due = ticker
-                .core()
-                .poll_timeout()
-                .is_some_and(|t| t <= SystemTime::now());
-            if due {
-                ticker
-                    .core()
-                    .handle_timeout(SystemTime::now(), &mut openssl_random);
-                let _ = ticker.settle(&[]).await;
+            n += 1;
+            let now = unix(SystemTime::now());
+            let mut result = ticker.refresh().await;
+            if result.is_ok() {
+                result = ticker
+                    .step(FlowSelect::Due(now), |core, now| {
+                        core.handle_timeout(now, &mut openssl_random);
+                    })
+                    .await;
+            }
+            if result.is_ok() && n % 60 == 0 {
+                result = ticker.store.sweep(now).await;
+            }
+            if let Err(e) = result {
+                log(&[("event", "store-error".into()), ("error", e.to_string())]);
             }
         }
     });

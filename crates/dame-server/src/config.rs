@@ -145,6 +145,9 @@ fn default_exchange_deadline_s() -> u64 {
 fn default_trigger_timeout_ms() -> u64 {
     10_000
 }
+fn default_rate_per_source_per_minute() -> u32 {
+    600
+}
 fn default_trigger_order() -> String {
     "idp-first".into()
 }
@@ -165,8 +168,9 @@ pub struct BrokerConfig {
     pub key: PathBuf,
     /// PEM: its certificate (in the broker's metadata; pinned by every agent).
     pub certificate: PathBuf,
-    /// The SQLite database file (created and migrated at start).
-    pub database: PathBuf,
+    /// The store: an SQLite file (created and migrated at start; one instance), or a
+    /// `postgres://` URL (migrated at start; several instances share it).
+    pub database: String,
     /// A file holding the operator's bearer token for `/admin/*` (at least 32 characters).
     pub admin_token_file: PathBuf,
     /// Admit `http://` loopback endpoints in registered metadata (one-host tests only).
@@ -184,6 +188,18 @@ pub struct BrokerConfig {
     /// Timeout of one trigger request, ms (default 10000).
     #[serde(default = "default_trigger_timeout_ms")]
     pub trigger_timeout_ms: u64,
+    /// Discovery and authenticate requests one client address may make per minute, counted
+    /// in the store (so across every instance sharing it; default 600).
+    #[serde(default = "default_rate_per_source_per_minute")]
+    pub rate_per_source_per_minute: u32,
+}
+
+impl BrokerConfig {
+    /// Whether `database` names a PostgreSQL server rather than an SQLite file.
+    #[must_use]
+    pub fn is_postgres(&self) -> bool {
+        self.database.starts_with("postgres://") || self.database.starts_with("postgresql://")
+    }
 }
 
 impl BrokerConfig {
@@ -210,6 +226,12 @@ impl BrokerConfig {
                 "public_url",
                 "an https base URL without a trailing / (http only on loopback with allow_loopback_http)",
             ));
+        }
+        if self.database.is_empty() {
+            return Err(Error::config("database", "empty"));
+        }
+        if self.rate_per_source_per_minute == 0 {
+            return Err(Error::config("rate_per_source_per_minute", "must be positive"));
         }
         if !matches!(self.trigger_order.as_str(), "idp-first" | "both") {
             return Err(Error::config("trigger_order", "idp-first or both"));

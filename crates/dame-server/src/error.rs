@@ -26,6 +26,10 @@ pub enum Error {
     /// The store failed (database).
     #[error("store: {0}")]
     Store(String),
+    /// A one-time value (an AuthnRequest1 ID, a status report's nonce) was already used,
+    /// on this or another broker instance; nothing of the call was written.
+    #[error("replayed: {0}")]
+    Replayed(String),
     /// An HTTP client could not be built.
     #[error("http client: {0}")]
     Http(String),

@@ -1,14 +1,28 @@
 //! The broker's store, behind one trait: registered entities with their policies,
-//! relationships, flows (so that a flow survives a restart and can continue on another
-//! instance), the shared conversion rules and the audit log. [`SqliteStore`] is the embedded
-//! default: one file, created and migrated at start (sqlx migrations in
-//! `crates/dame-server/migrations`), parameterised queries only.
+//! relationships, flows, one-time values already used, rate-limit windows, the shared
+//! conversion rules and the audit log. Two implementations, the same tables (sqlx migrations in
+//! `crates/dame-server/migrations/{sqlite,postgres}`, run at start), parameterised queries only:
+//!
+//! - [`SqliteStore`], the embedded default: one file, created and migrated at start; one
+//!   broker instance.
+//! - [`PgStore`], PostgreSQL: several broker instances behind a load balancer share it.
+//!
+//! The store is the truth for flows: every request that touches a flow runs in one
+//! [`Store::transact`] call, which locks the flow's row (PostgreSQL `SELECT .. FOR UPDATE`;
+//! SQLite `BEGIN IMMEDIATE`), hands the record to the broker core, and writes back in the same
+//! transaction what the core changed, the one-time values it accepted (a value another instance
+//! already used makes the whole call fail with [`Error::Replayed`], nothing written), the
+//! relationships it established and its audit events. So a user's flow continues on any
+//! instance, two instances never advance one flow at the same time, and a killed instance
+//! loses nothing it answered.
 
 use std::future::Future;
 use std::path::Path;
 use std::str::FromStr;
+use std::time::Duration;
 
 use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 use crate::error::Error;
@@ -24,51 +38,380 @@ pub struct StoredEntity {
     pub policy: String,
 }
 
+/// Which flows a [`Store::transact`] call locks and hands over.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum FlowSelect<'a> {
+    /// None (a call that may only create flows).
+    None,
+    /// The flow with this id, if stored and not expired.
+    One(&'a str),
+    /// The exchanging flows of the pair of these two entities, in either role (a status
+    /// report from one about the other).
+    Pair(&'a str, &'a str),
+    /// Flows due at or before this time (Unix seconds): at most 100, skipping the ones another
+    /// instance holds.
+    Due(i64),
+}
+
+/// A flow as written back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowData {
+    /// The record (JSON).
+    pub record: String,
+    /// When it expires (Unix seconds).
+    pub expires: i64,
+    /// When it is next due (Unix seconds).
+    pub due: i64,
+    /// The IdP and the SP while exchanging.
+    pub pair: Option<(String, String)>,
+}
+
+/// What one [`Store::transact`] call writes, all or nothing.
+#[derive(Debug, Clone, Default)]
+pub struct Changes {
+    /// Flows written (`Some`) or deleted (`None`).
+    pub flows: Vec<(String, Option<FlowData>)>,
+    /// One-time values used, with the time (Unix seconds) until which they are remembered.
+    pub consumed: Vec<(String, i64)>,
+    /// New relationships: IdP, SP, since (Unix seconds).
+    pub relationships: Vec<(String, String, i64)>,
+    /// Audit events: when (Unix seconds), what.
+    pub audit: Vec<(i64, String)>,
+}
+
+/// How far the registry and the relationships have changed (see [`Store::generation`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Generation {
+    /// Bumped by every entity or rules change.
+    pub registry: i64,
+    /// Bumped by every new relationship.
+    pub relationships: i64,
+}
+
 /// What the broker keeps across restarts and shares between instances.
 pub trait Store: Send + Sync + 'static {
     /// Every registered entity.
     fn entities(&self) -> impl Future<Output = Result<Vec<StoredEntity>, Error>> + Send;
-    /// Registers or replaces an entity.
+    /// Registers or replaces an entity (and bumps the registry generation).
     fn put_entity(&self, e: &StoredEntity) -> impl Future<Output = Result<(), Error>> + Send;
     /// Every relationship: (IdP, SP, since as Unix seconds).
     fn relationships(
         &self,
     ) -> impl Future<Output = Result<Vec<(String, String, i64)>, Error>> + Send;
-    /// Records a relationship.
-    fn put_relationship(
-        &self,
-        idp: &str,
-        sp: &str,
-        since: i64,
-    ) -> impl Future<Output = Result<(), Error>> + Send;
-    /// A flow record (JSON), if stored and not expired at `now` (Unix seconds).
-    fn flow(
-        &self,
-        id: &str,
-        now: i64,
-    ) -> impl Future<Output = Result<Option<String>, Error>> + Send;
-    /// Stores a flow record.
-    fn put_flow(
-        &self,
-        id: &str,
-        record: &str,
-        expires: i64,
-    ) -> impl Future<Output = Result<(), Error>> + Send;
-    /// Forgets a flow (finished, failed or expired).
-    fn delete_flow(&self, id: &str) -> impl Future<Output = Result<(), Error>> + Send;
     /// The conversion rules (JSON), if any were stored.
     fn rules(&self) -> impl Future<Output = Result<Option<String>, Error>> + Send;
-    /// Replaces the conversion rules.
+    /// Replaces the conversion rules (and bumps the registry generation).
     fn put_rules(&self, json: &str) -> impl Future<Output = Result<(), Error>> + Send;
+    /// The change counters: an instance reloads its registry or relationships when they moved.
+    fn generation(&self) -> impl Future<Output = Result<Generation, Error>> + Send;
     /// Appends an audit event (JSON) at `at` (Unix seconds).
     fn audit(&self, at: i64, event: &str) -> impl Future<Output = Result<(), Error>> + Send;
+    /// Flows stored and not expired at `now`.
+    fn flow_count(&self, now: i64) -> impl Future<Output = Result<i64, Error>> + Send;
+    /// One transaction: the flows `select` names (not expired at `now`) are locked and handed
+    /// to `f` as records; what `f` returns in [`Changes`] is written, all or nothing. Fails
+    /// with [`Error::Replayed`] (nothing written) when a consumed value was already recorded.
+    fn transact<R: Send, F>(
+        &self,
+        select: FlowSelect<'_>,
+        now: i64,
+        f: F,
+    ) -> impl Future<Output = Result<R, Error>> + Send
+    where
+        F: FnOnce(Vec<String>) -> (Changes, R) + Send;
+    /// One hit on the shared rate-limit counter `key` in window `window`: whether it stays
+    /// within `limit`.
+    fn hit(
+        &self,
+        key: &str,
+        window: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+    /// Forgets one-time values and rate windows that can no longer matter at `now`.
+    fn sweep(&self, now: i64) -> impl Future<Output = Result<(), Error>> + Send;
 }
 
 fn db(what: &str, e: sqlx::Error) -> Error {
     Error::Store(format!("{what}: {e}"))
 }
 
-/// SQLite, one file (WAL journal), created and migrated at start.
+/// The parts of the two stores that differ: how a flow transaction begins and locks.
+macro_rules! store_impl {
+    ($store:ty, $begin:expr, $lock:literal, $skip:literal) => {
+        impl Store for $store {
+            async fn entities(&self) -> Result<Vec<StoredEntity>, Error> {
+                let rows =
+                    sqlx::query("SELECT entity_id, xml, policy FROM entities ORDER BY entity_id")
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(|e| db("entities", e))?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(StoredEntity {
+                            entity_id: r.try_get(0).map_err(|e| db("entities", e))?,
+                            xml: r.try_get(1).map_err(|e| db("entities", e))?,
+                            policy: r.try_get(2).map_err(|e| db("entities", e))?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn put_entity(&self, e: &StoredEntity) -> Result<(), Error> {
+                let mut tx = $begin(&self.pool).await.map_err(|e| db("put entity", e))?;
+                sqlx::query(
+                    "INSERT INTO entities (entity_id, xml, policy) VALUES ($1, $2, $3) \
+                     ON CONFLICT (entity_id) DO UPDATE SET xml = excluded.xml, \
+                     policy = excluded.policy",
+                )
+                .bind(&e.entity_id)
+                .bind(&e.xml)
+                .bind(&e.policy)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db("put entity", e))?;
+                sqlx::query("UPDATE generation SET n = n + 1 WHERE name = 'registry'")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| db("put entity", e))?;
+                tx.commit().await.map_err(|e| db("put entity", e))
+            }
+
+            async fn relationships(&self) -> Result<Vec<(String, String, i64)>, Error> {
+                let rows = sqlx::query("SELECT idp, sp, since FROM relationships")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| db("relationships", e))?;
+                rows.iter()
+                    .map(|r| {
+                        Ok((
+                            r.try_get(0).map_err(|e| db("relationships", e))?,
+                            r.try_get(1).map_err(|e| db("relationships", e))?,
+                            r.try_get(2).map_err(|e| db("relationships", e))?,
+                        ))
+                    })
+                    .collect()
+            }
+
+            async fn rules(&self) -> Result<Option<String>, Error> {
+                let row = sqlx::query("SELECT json FROM rules WHERE id = 1")
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| db("rules", e))?;
+                row.map(|r| r.try_get(0).map_err(|e| db("rules", e)))
+                    .transpose()
+            }
+
+            async fn put_rules(&self, json: &str) -> Result<(), Error> {
+                let mut tx = $begin(&self.pool).await.map_err(|e| db("put rules", e))?;
+                sqlx::query(
+                    "INSERT INTO rules (id, json) VALUES (1, $1) \
+                     ON CONFLICT (id) DO UPDATE SET json = excluded.json",
+                )
+                .bind(json)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db("put rules", e))?;
+                sqlx::query("UPDATE generation SET n = n + 1 WHERE name = 'registry'")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| db("put rules", e))?;
+                tx.commit().await.map_err(|e| db("put rules", e))
+            }
+
+            async fn generation(&self) -> Result<Generation, Error> {
+                let rows = sqlx::query("SELECT name, n FROM generation")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| db("generation", e))?;
+                let mut g = Generation::default();
+                for r in rows {
+                    let name: String = r.try_get(0).map_err(|e| db("generation", e))?;
+                    let n: i64 = r.try_get(1).map_err(|e| db("generation", e))?;
+                    match name.as_str() {
+                        "registry" => g.registry = n,
+                        "relationships" => g.relationships = n,
+                        _ => {}
+                    }
+                }
+                Ok(g)
+            }
+
+            async fn audit(&self, at: i64, event: &str) -> Result<(), Error> {
+                sqlx::query("INSERT INTO audit (at, event) VALUES ($1, $2)")
+                    .bind(at)
+                    .bind(event)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| db("audit", e))?;
+                Ok(())
+            }
+
+            async fn flow_count(&self, now: i64) -> Result<i64, Error> {
+                let row = sqlx::query("SELECT COUNT(*) FROM flows WHERE expires > $1")
+                    .bind(now)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(|e| db("flow count", e))?;
+                row.try_get(0).map_err(|e| db("flow count", e))
+            }
+
+            async fn transact<R: Send, F>(
+                &self,
+                select: FlowSelect<'_>,
+                now: i64,
+                f: F,
+            ) -> Result<R, Error>
+            where
+                F: FnOnce(Vec<String>) -> (Changes, R) + Send,
+            {
+                let w = |e| db("flow transaction", e);
+                let mut tx = $begin(&self.pool).await.map_err(w)?;
+                let rows = match select {
+                    FlowSelect::None => Vec::new(),
+                    FlowSelect::One(id) => sqlx::query(concat!(
+                        "SELECT record FROM flows WHERE id = $1 AND expires > $2",
+                        $lock
+                    ))
+                    .bind(id)
+                    .bind(now)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(w)?,
+                    FlowSelect::Pair(a, b) => sqlx::query(concat!(
+                        "SELECT record FROM flows WHERE expires > $3 AND \
+                         ((idp = $1 AND sp = $2) OR (idp = $2 AND sp = $1))",
+                        $lock
+                    ))
+                    .bind(a)
+                    .bind(b)
+                    .bind(now)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(w)?,
+                    FlowSelect::Due(at) => sqlx::query(concat!(
+                        "SELECT record FROM flows WHERE due <= $1 ORDER BY due LIMIT 100",
+                        $lock,
+                        $skip
+                    ))
+                    .bind(at)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(w)?,
+                };
+                let records = rows
+                    .iter()
+                    .map(|r| r.try_get::<String, _>(0))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(w)?;
+                let (changes, out) = f(records);
+                for (key, until) in &changes.consumed {
+                    let n = sqlx::query(
+                        "INSERT INTO consumed (key, until) VALUES ($1, $2) \
+                         ON CONFLICT (key) DO NOTHING",
+                    )
+                    .bind(key)
+                    .bind(until)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(w)?
+                    .rows_affected();
+                    if n == 0 {
+                        // Dropping `tx` rolls back: nothing of this call is written.
+                        return Err(Error::Replayed(key.replace('\u{0}', " ")));
+                    }
+                }
+                for (id, data) in &changes.flows {
+                    match data {
+                        Some(d) => {
+                            let (idp, sp) = d.pair.clone().unzip();
+                            sqlx::query(
+                                "INSERT INTO flows (id, record, expires, due, idp, sp) \
+                                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE \
+                                 SET record = excluded.record, expires = excluded.expires, \
+                                 due = excluded.due, idp = excluded.idp, sp = excluded.sp",
+                            )
+                            .bind(id)
+                            .bind(&d.record)
+                            .bind(d.expires)
+                            .bind(d.due)
+                            .bind(idp)
+                            .bind(sp)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(w)?;
+                        }
+                        None => {
+                            sqlx::query("DELETE FROM flows WHERE id = $1")
+                                .bind(id)
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(w)?;
+                        }
+                    }
+                }
+                for (idp, sp, since) in &changes.relationships {
+                    sqlx::query(
+                        "INSERT INTO relationships (idp, sp, since) VALUES ($1, $2, $3) \
+                         ON CONFLICT (idp, sp) DO NOTHING",
+                    )
+                    .bind(idp)
+                    .bind(sp)
+                    .bind(since)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(w)?;
+                }
+                if !changes.relationships.is_empty() {
+                    sqlx::query("UPDATE generation SET n = n + 1 WHERE name = 'relationships'")
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(w)?;
+                }
+                for (at, event) in &changes.audit {
+                    sqlx::query("INSERT INTO audit (at, event) VALUES ($1, $2)")
+                        .bind(at)
+                        .bind(event)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(w)?;
+                }
+                tx.commit().await.map_err(w)?;
+                Ok(out)
+            }
+
+            async fn hit(&self, key: &str, window: i64, limit: u32) -> Result<bool, Error> {
+                let row = sqlx::query(
+                    "INSERT INTO rate (key, win, n) VALUES ($1, $2, 1) \
+                     ON CONFLICT (key, win) DO UPDATE SET n = rate.n + 1 RETURNING n",
+                )
+                .bind(key)
+                .bind(window)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| db("rate", e))?;
+                let n: i64 = row.try_get(0).map_err(|e| db("rate", e))?;
+                Ok(n <= i64::from(limit))
+            }
+
+            async fn sweep(&self, now: i64) -> Result<(), Error> {
+                sqlx::query("DELETE FROM consumed WHERE until < $1")
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| db("sweep", e))?;
+                sqlx::query("DELETE FROM rate WHERE win < $1")
+                    .bind(now / 60 - 2)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| db("sweep", e))?;
+                Ok(())
+            }
+        }
+    };
+}
+
+/// SQLite, one file (WAL journal), created and migrated at start: one broker instance.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -81,13 +424,13 @@ impl SqliteStore {
             .map_err(|e| db("database", e))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(std::time::Duration::from_secs(5));
+            .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts)
             .await
             .map_err(|e| db(&path.display().to_string(), e))?;
-        sqlx::migrate!("./migrations")
+        sqlx::migrate!("./migrations/sqlite")
             .run(&pool)
             .await
             .map_err(|e| Error::Store(format!("migrating {}: {e}", path.display())))?;
@@ -95,129 +438,43 @@ impl SqliteStore {
     }
 }
 
-impl Store for SqliteStore {
-    async fn entities(&self) -> Result<Vec<StoredEntity>, Error> {
-        let rows = sqlx::query("SELECT entity_id, xml, policy FROM entities ORDER BY entity_id")
-            .fetch_all(&self.pool)
+/// Writers take the database lock at `BEGIN`, so two flow transactions never interleave.
+async fn sqlite_begin(
+    pool: &SqlitePool,
+) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+    pool.begin_with("BEGIN IMMEDIATE").await
+}
+
+store_impl!(SqliteStore, sqlite_begin, "", "");
+
+/// PostgreSQL, shared by several broker instances; migrated at start (instances starting
+/// together wait for each other on sqlx's migration lock).
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user[:password]@host[:port]/database`; libpq's
+    /// `PG*` environment variables fill what it leaves out) and migrates.
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        let opts = PgConnectOptions::from_str(url).map_err(|e| db("database", e))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
             .await
-            .map_err(|e| db("entities", e))?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredEntity {
-                    entity_id: r.try_get(0).map_err(|e| db("entities", e))?,
-                    xml: r.try_get(1).map_err(|e| db("entities", e))?,
-                    policy: r.try_get(2).map_err(|e| db("entities", e))?,
-                })
-            })
-            .collect()
-    }
-
-    async fn put_entity(&self, e: &StoredEntity) -> Result<(), Error> {
-        sqlx::query(
-            "INSERT INTO entities (entity_id, xml, policy) VALUES ($1, $2, $3) \
-             ON CONFLICT (entity_id) DO UPDATE SET xml = excluded.xml, policy = excluded.policy",
-        )
-        .bind(&e.entity_id)
-        .bind(&e.xml)
-        .bind(&e.policy)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| db("put entity", e))?;
-        Ok(())
-    }
-
-    async fn relationships(&self) -> Result<Vec<(String, String, i64)>, Error> {
-        let rows = sqlx::query("SELECT idp, sp, since FROM relationships")
-            .fetch_all(&self.pool)
+            .map_err(|e| db("connecting to PostgreSQL", e))?;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&pool)
             .await
-            .map_err(|e| db("relationships", e))?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get(0).map_err(|e| db("relationships", e))?,
-                    r.try_get(1).map_err(|e| db("relationships", e))?,
-                    r.try_get(2).map_err(|e| db("relationships", e))?,
-                ))
-            })
-            .collect()
-    }
-
-    async fn put_relationship(&self, idp: &str, sp: &str, since: i64) -> Result<(), Error> {
-        sqlx::query(
-            "INSERT INTO relationships (idp, sp, since) VALUES ($1, $2, $3) \
-             ON CONFLICT (idp, sp) DO NOTHING",
-        )
-        .bind(idp)
-        .bind(sp)
-        .bind(since)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| db("put relationship", e))?;
-        Ok(())
-    }
-
-    async fn flow(&self, id: &str, now: i64) -> Result<Option<String>, Error> {
-        let row = sqlx::query("SELECT record FROM flows WHERE id = $1 AND expires > $2")
-            .bind(id)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| db("flow", e))?;
-        row.map(|r| r.try_get(0).map_err(|e| db("flow", e)))
-            .transpose()
-    }
-
-    async fn put_flow(&self, id: &str, record: &str, expires: i64) -> Result<(), Error> {
-        sqlx::query(
-            "INSERT INTO flows (id, record, expires) VALUES ($1, $2, $3) \
-             ON CONFLICT (id) DO UPDATE SET record = excluded.record, expires = excluded.expires",
-        )
-        .bind(id)
-        .bind(record)
-        .bind(expires)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| db("put flow", e))?;
-        Ok(())
-    }
-
-    async fn delete_flow(&self, id: &str) -> Result<(), Error> {
-        sqlx::query("DELETE FROM flows WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| db("delete flow", e))?;
-        Ok(())
-    }
-
-    async fn rules(&self) -> Result<Option<String>, Error> {
-        let row = sqlx::query("SELECT json FROM rules WHERE id = 1")
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| db("rules", e))?;
-        row.map(|r| r.try_get(0).map_err(|e| db("rules", e)))
-            .transpose()
-    }
-
-    async fn put_rules(&self, json: &str) -> Result<(), Error> {
-        sqlx::query(
-            "INSERT INTO rules (id, json) VALUES (1, $1) \
-             ON CONFLICT (id) DO UPDATE SET json = excluded.json",
-        )
-        .bind(json)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| db("put rules", e))?;
-        Ok(())
-    }
-
-    async fn audit(&self, at: i64, event: &str) -> Result<(), Error> {
-        sqlx::query("INSERT INTO audit (at, event) VALUES ($1, $2)")
-            .bind(at)
-            .bind(event)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| db("audit", e))?;
-        Ok(())
+            .map_err(|e| Error::Store(format!("migrating PostgreSQL: {e}")))?;
+        Ok(PgStore { pool })
     }
 }
+
+async fn pg_begin(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    pool.begin().await
+}
+
+store_impl!(PgStore, pg_begin, " FOR UPDATE", " SKIP LOCKED");

@@ -13,20 +13,24 @@ USAGE:
 Routes: /ds (discovery), /ds/choose, /DAME (authenticate, status, rules), /acs (Response2),
 /wait, /mdq/entities/<id> (MDQ), /metadata (the broker's own), /admin/entities and
 /admin/rules (operator, Bearer token), /health, /metrics. State in an SQLite file, created and
-migrated at start. Logs are JSON lines on stderr.
+migrated at start, or in PostgreSQL (database = \"postgres://...\"), which several instances
+behind one load balancer share: a user's flow continues on any of them. Logs are JSON lines on stderr.
 
 CONFIGURATION (TOML; unknown keys are refused; see crates/dame-server/broker.example.toml):
     entity_id            the broker's entityID (it is the SP of AuthnRequest2)
     public_url           its public base URL (https, no trailing /)
     listen               address to listen on, e.g. \"127.0.0.1:9443\" (TLS: a proxy in front)
     key, certificate     PEM: the signing key and certificate (pinned by every agent)
-    database             the SQLite file
+    database             the SQLite file, or a postgres:// URL (several instances share it)
     admin_token_file     a file with the operator's bearer token (at least 32 characters)
     allow_loopback_http  admit http:// loopback endpoints (one-host tests; default false)
     flow_lifetime_s      a user's flow lives this long (default 600)
     exchange_deadline_s  both confirmations within this time after Response2 (default 120)
     trigger_order        \"idp-first\" (default) or \"both\"
     trigger_timeout_ms   timeout of one trigger request (default 10000)
+    rate_per_source_per_minute
+                         discovery/authenticate requests per client address and minute,
+                         counted across every instance (default 600)
 ";
 
 fn main() -> ExitCode {
@@ -64,8 +68,14 @@ fn main() -> ExitCode {
         }
     };
     let result = rt.block_on(async {
-        let store = dame_server::store::SqliteStore::open(&cfg.database).await?;
-        dame_server::broker::run(cfg, store, dame_server::shutdown_signal()).await
+        if cfg.is_postgres() {
+            let store = dame_server::store::PgStore::connect(&cfg.database).await?;
+            dame_server::broker::run(cfg, store, dame_server::shutdown_signal()).await
+        } else {
+            let path = std::path::PathBuf::from(&cfg.database);
+            let store = dame_server::store::SqliteStore::open(&path).await?;
+            dame_server::broker::run(cfg, store, dame_server::shutdown_signal()).await
+        }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
