@@ -482,7 +482,9 @@ impl FlowRecord {
 /// in their shared store, so that a value used on one instance is refused on every other.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Consumed {
-    /// The value, prefixed with its kind (`authn-request1`, `status-report`) and issuer.
+    /// The value, prefixed with its kind (`authn-request1`, `status-report`) and issuer,
+    /// separated by spaces (a store may refuse NUL characters; the last part, an XML ID or a
+    /// hex nonce, has no space, so the key is unambiguous).
     pub key: String,
     /// Until when it must be remembered (after that the time checks refuse it anyway).
     pub until: SystemTime,
@@ -913,7 +915,10 @@ impl Broker {
         let until =
             verified.request.issue_instant + DEFAULT_MAX_AGE + DEFAULT_CLOCK_SKEW.saturating_mul(2);
         self.requests1.remember(&seen, until);
-        self.consume(format!("authn-request1\u{0}{seen}"), until);
+        self.consume(
+            format!("authn-request1 {sp_id} {}", verified.request.id),
+            until,
+        );
         self.stored_event(&id, &verified);
         Ok((id, UaReply::Redirect(url)))
     }
@@ -1158,7 +1163,7 @@ impl Broker {
             + self.reports.max_age
             + self.reports.clock_skew.saturating_mul(2);
         self.consume(
-            format!("status-report\u{0}{}\u{0}{}", report.reporter, report.nonce),
+            format!("status-report {} {}", report.reporter, report.nonce),
             until,
         );
         for flow in &flows {

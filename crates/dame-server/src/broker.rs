@@ -383,7 +383,7 @@ impl<S: Store> BrokerService<S> {
         let window = unix(SystemTime::now()) / 60;
         self.store
             .hit(
-                &format!("source\u{0}{}", remote.ip()),
+                &format!("source {}", remote.ip()),
                 window,
                 self.cfg.rate_per_source_per_minute,
             )

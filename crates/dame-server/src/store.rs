@@ -318,7 +318,7 @@ macro_rules! store_impl {
                     .rows_affected();
                     if n == 0 {
                         // Dropping `tx` rolls back: nothing of this call is written.
-                        return Err(Error::Replayed(key.replace('\u{0}', " ")));
+                        return Err(Error::Replayed(key.clone()));
                     }
                 }
                 for (id, data) in &changes.flows {

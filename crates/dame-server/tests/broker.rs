@@ -4,7 +4,10 @@
 //! played by this test with saml-core and saml-metadata, reading their peers only from what their
 //! agents wrote (the LocalDynamic directories). First use (exchange, then login), second use
 //! (plain SSO), a broker restart (state from SQLite), and an SP whose agent is down (the flow
-//! fails, the IdP's agent is told to roll back).
+//! fails, the IdP's agent is told to roll back). Then the same on PostgreSQL (a private server
+//! started here: initdb in a temporary directory, a free loopback port) with two broker
+//! instances behind a small load balancer: one flow alternating between them, a replay across
+//! instances refused, one instance killed mid-flow, a read-only store.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
@@ -94,21 +97,57 @@ struct World {
 }
 
 impl World {
+    fn new(dir: &Path) -> Self {
+        World {
+            dir: dir.to_owned(),
+            broker_port: free_port(),
+            broker_key: TestKey::rsa("broker"),
+            sp_key: TestKey::rsa("sp"),
+            idp_key: TestKey::rsa("idp"),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookie: None,
+            sp_requests: OutstandingRequests::new(),
+            sp_replay: MemoryReplayCache::new(),
+        }
+    }
+
+    fn idp_entity(&self, sync_port: u16) -> EntityDescriptor {
+        EntityDescriptor::builder(IDP)
+            .idp(
+                IdpSso::builder()
+                    .signing_certificate(self.idp_key.cert_der())
+                    .sso(Binding::HttpRedirect, IDP_SSO),
+            )
+            .dame_sync_location(&format!("http://127.0.0.1:{sync_port}/dame"))
+            .build()
+            .unwrap()
+    }
+
     fn broker(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.broker_port)
     }
 
     fn broker_config(&self) -> PathBuf {
+        let db = self.dir.join("broker.db").display().to_string();
+        self.instance_config("broker", self.broker_port, &db)
+    }
+
+    /// One broker instance's configuration: public at `broker_port` (the load balancer, or
+    /// the instance itself), listening on `listen`, its store `database`.
+    fn instance_config(&self, name: &str, listen: u16, database: &str) -> PathBuf {
         let (k, c) = self.broker_key.write_pem(&self.dir, "broker");
         let token = self.dir.join("admin.token");
         std::fs::write(&token, TOKEN).unwrap();
         let cfg = format!(
             r#"entity_id = "https://broker.example.com/sp"
 public_url = "http://127.0.0.1:{p}"
-listen = "127.0.0.1:{p}"
+listen = "127.0.0.1:{listen}"
 key = "{k}"
 certificate = "{c}"
-database = "{db}"
+database = "{database}"
 admin_token_file = "{t}"
 allow_loopback_http = true
 exchange_deadline_s = 5
@@ -117,10 +156,9 @@ trigger_timeout_ms = 2000
             p = self.broker_port,
             k = k.display(),
             c = c.display(),
-            db = self.dir.join("broker.db").display(),
             t = token.display(),
         );
-        let p = self.dir.join("broker.toml");
+        let p = self.dir.join(format!("{name}.toml"));
         std::fs::write(&p, cfg).unwrap();
         p
     }
@@ -346,20 +384,7 @@ allow_http = true
 async fn first_use_second_use_restart_and_a_failing_agent() {
     let tmp = tempfile::tempdir().unwrap();
     let (sp_agent_port, idp_agent_port) = (free_port(), free_port());
-    let mut w = World {
-        dir: tmp.path().to_owned(),
-        broker_port: free_port(),
-        broker_key: TestKey::rsa("broker"),
-        sp_key: TestKey::rsa("sp"),
-        idp_key: TestKey::rsa("idp"),
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
-        cookie: None,
-        sp_requests: OutstandingRequests::new(),
-        sp_replay: MemoryReplayCache::new(),
-    };
+    let mut w = World::new(tmp.path());
     let broker_cfg = w.broker_config();
     let mut broker = spawn(env!("CARGO_BIN_EXE_dame-broker"), &broker_cfg);
     healthy(w.broker_port, &broker_cfg).await;
@@ -370,15 +395,7 @@ async fn first_use_second_use_restart_and_a_failing_agent() {
     healthy(sp_agent_port, &sp_cfg).await;
     healthy(idp_agent_port, &idp_cfg).await;
     // The operator imports both providers.
-    let idp = EntityDescriptor::builder(IDP)
-        .idp(
-            IdpSso::builder()
-                .signing_certificate(w.idp_key.cert_der())
-                .sso(Binding::HttpRedirect, IDP_SSO),
-        )
-        .dame_sync_location(&format!("http://127.0.0.1:{idp_agent_port}/dame"))
-        .build()
-        .unwrap();
+    let idp = w.idp_entity(idp_agent_port);
     w.import(&w.sp_entity(SP, sp_agent_port)).await;
     w.import(&idp).await;
     // An import without the token is refused.
@@ -517,20 +534,7 @@ async fn first_use_second_use_restart_and_a_failing_agent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_oversized_requests_get_4xx_on_every_route() {
     let tmp = tempfile::tempdir().unwrap();
-    let w = World {
-        dir: tmp.path().to_owned(),
-        broker_port: free_port(),
-        broker_key: TestKey::rsa("broker"),
-        sp_key: TestKey::rsa("sp"),
-        idp_key: TestKey::rsa("idp"),
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
-        cookie: None,
-        sp_requests: OutstandingRequests::new(),
-        sp_replay: MemoryReplayCache::new(),
-    };
+    let w = World::new(tmp.path());
     let cfg = w.broker_config();
     let _broker = spawn(env!("CARGO_BIN_EXE_dame-broker"), &cfg);
     healthy(w.broker_port, &cfg).await;
@@ -614,4 +618,314 @@ async fn malformed_and_oversized_requests_get_4xx_on_every_route() {
     }
     let ok = w.http.get(w.broker("/health")).send().await.unwrap();
     assert_eq!(ok.status(), 200);
+}
+
+/// A private PostgreSQL server: `initdb` in a temporary directory, a free loopback port,
+/// stopped when dropped. As root, the server runs as the `postgres` user (PostgreSQL refuses
+/// root). Fails loudly when the server binaries are missing.
+struct Postgres {
+    data: PathBuf,
+    port: u16,
+    as_postgres: bool,
+}
+
+fn pg_bin(name: &str) -> PathBuf {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|d| d.path().join("bin").join(name))
+        .filter(|p| p.exists())
+        .collect();
+    found.sort();
+    found.pop().unwrap_or_else(|| {
+        panic!(
+            "PostgreSQL's {name} not found under /usr/lib/postgresql/*/bin: run scripts/setup.sh \
+             (Debian package postgresql)"
+        )
+    })
+}
+
+impl Postgres {
+    fn start(dir: &Path) -> Postgres {
+        let uid = Command::new("id").arg("-u").output().unwrap().stdout;
+        let as_postgres = String::from_utf8_lossy(&uid).trim() == "0";
+        let data = dir.join("pg");
+        std::fs::create_dir_all(&data).unwrap();
+        if as_postgres {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&data)
+                .status()
+                .unwrap();
+            assert!(ok.success(), "chown to the postgres user");
+        }
+        let pg = Postgres {
+            data,
+            port: free_port(),
+            as_postgres,
+        };
+        let out = pg
+            .run(&pg_bin("initdb"))
+            .args(["-U", "dame", "-A", "trust", "-E", "UTF8", "--no-sync", "-D"])
+            .arg(pg.data.join("db"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = pg
+            .run(&pg_bin("pg_ctl"))
+            .arg("-D")
+            .arg(pg.data.join("db"))
+            .arg("-l")
+            .arg(pg.data.join("server.log"))
+            .arg("-o")
+            .arg(format!(
+                "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+                pg.port,
+                pg.data.display()
+            ))
+            .args(["-w", "start"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {} {}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(pg.data.join("server.log")).unwrap_or_default()
+        );
+        pg
+    }
+
+    fn run(&self, bin: &Path) -> Command {
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(bin);
+            c
+        } else {
+            Command::new(bin)
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://dame@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = self
+            .run(&pg_bin("pg_ctl"))
+            .arg("-D")
+            .arg(self.data.join("db"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+    }
+}
+
+/// The load balancer in front of the instances: each connection goes to the next backend
+/// that accepts it (a killed instance is skipped).
+async fn balancer(port: u16, backends: Vec<u16>) {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut next = 0usize;
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                continue;
+            };
+            let order: Vec<u16> = (0..backends.len())
+                .map(|i| backends[(next + i) % backends.len()])
+                .collect();
+            next += 1;
+            tokio::spawn(async move {
+                for b in order {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(("127.0.0.1", b)).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
+
+async fn metric(w: &World, base: &str, name: &str) -> String {
+    let text = w
+        .http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Two broker instances on one private PostgreSQL server behind a load balancer: entities
+/// imported on one are served by the other, the user agent alternates between them inside one
+/// flow, an AuthnRequest1 used on one is refused as replayed on the other, and after one
+/// instance is killed mid-flow the flow finishes on the survivor; then the second use is plain
+/// SSO and a fresh instance started on the same database sees the relationship.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_instances_share_a_flow_and_survive_a_kill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = Postgres::start(tmp.path());
+    let mut w = World::new(tmp.path());
+    let (port_a, port_b) = (free_port(), free_port());
+    balancer(w.broker_port, vec![port_a, port_b]).await;
+    let a_cfg = w.instance_config("broker-a", port_a, &pg.url());
+    let b_cfg = w.instance_config("broker-b", port_b, &pg.url());
+    let mut a = spawn(env!("CARGO_BIN_EXE_dame-broker"), &a_cfg);
+    let _b = spawn(env!("CARGO_BIN_EXE_dame-broker"), &b_cfg);
+    healthy(port_a, &a_cfg).await;
+    healthy(port_b, &b_cfg).await;
+    let (base_a, base_b) = (
+        format!("http://127.0.0.1:{port_a}"),
+        format!("http://127.0.0.1:{port_b}"),
+    );
+    let (sp_agent_port, idp_agent_port) = (free_port(), free_port());
+    let sp_cfg = w.agent_config("sp-agent", SP, "sp", sp_agent_port, &w.sp_key);
+    let idp_cfg = w.agent_config("idp-agent", IDP, "idp", idp_agent_port, &w.idp_key);
+    let _sp_agent = spawn(env!("CARGO_BIN_EXE_dame-agent"), &sp_cfg);
+    let _idp_agent = spawn(env!("CARGO_BIN_EXE_dame-agent"), &idp_cfg);
+    healthy(sp_agent_port, &sp_cfg).await;
+    healthy(idp_agent_port, &idp_cfg).await;
+
+    // Imported on A (both through the balancer's instance A directly).
+    for e in [w.sp_entity(SP, sp_agent_port), w.idp_entity(idp_agent_port)] {
+        let r = w
+            .http
+            .post(format!("{base_a}/admin/entities"))
+            .bearer_auth(TOKEN)
+            .body(e.to_xml().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // B reloads what A stored (its ticker, every second).
+    let mut seen = false;
+    for _ in 0..60 {
+        if metric(&w, &base_b, "dame_entities").await == "2" {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen, "instance B sees the entities imported on A");
+    let mdq = w
+        .http
+        .get(format!("{base_b}/mdq/entities/{}", url_encode(IDP)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mdq.status(), 200, "B's MDQ service serves A's import");
+
+    // One flow, alternating: discovery on A, the choice on B, AuthnRequest1 on A.
+    let ds =
+        DiscoveryRequest::new(SP, Some("https://sp.example.org/Shibboleth.sso/Login")).to_query();
+    let (status, _, body) = w.ua(&format!("{base_a}/ds?{ds}"), None).await;
+    assert_eq!(
+        status,
+        200,
+        "{body} {}",
+        std::fs::read_to_string(a_cfg.with_extension("log")).unwrap_or_default()
+    );
+    let (status, _, body) = w
+        .ua(&format!("{base_b}/ds/choose?idp={}", url_encode(IDP)), None)
+        .await;
+    assert_eq!(status, 302, "B continues A's flow: {body}");
+    let a1 = w.authn_request1(SP);
+    let query = a1.split_once('?').unwrap().1.to_owned();
+    let (status, loc, body) = w.ua(&format!("{base_a}/DAME?{query}"), None).await;
+    assert_eq!(status, 302, "{body}");
+    let to_idp = loc.unwrap();
+    // The same AuthnRequest1 on B, without the flow: already used (on A), refused.
+    let cookie = w.cookie.take();
+    let (status, _, body) = w.ua(&format!("{base_b}/DAME?{query}"), None).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("replayed"), "{body}");
+    w.cookie = cookie;
+
+    // A dies mid-flow (SIGKILL: nothing flushed, nothing said); the IdP answers, Response2
+    // goes to B, the triggers go out from B, the agents fetch through the balancer.
+    drop(a);
+    let (form, acs) = w.idp_sso(&to_idp).await.unwrap();
+    assert_eq!(acs, w.broker("/acs"));
+    let (status, loc, body) = w.ua(&format!("{base_b}/acs"), Some(form)).await;
+    assert_eq!((status, loc.as_deref()), (303, Some("/wait")), "{body}");
+    let mut done = None;
+    for _ in 0..100 {
+        let r = w.ua(&format!("{base_b}/wait"), None).await;
+        if r.0 != 200 {
+            done = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, loc, body) = done.expect("the flow finished on B");
+    assert_eq!(status, 302, "{body}");
+    let (form, _) = w.idp_sso(&loc.unwrap()).await.unwrap();
+    assert_eq!(w.sp_acs(&form).unwrap(), "alice");
+    assert!(w.known("idp-agent", SP).is_some());
+
+    // The store turns read-only (as a full disk or a failed-over replica would): the broker
+    // answers 503 naming the store, stays up, and the flow caught in it continues unharmed
+    // once the store is writable again (the pair is known by now: the choice ends the flow
+    // with the discovery answer; without the flow it would be a 404).
+    let admin = sqlx::postgres::PgPool::connect(&pg.url()).await.unwrap();
+    let read_only = |on: bool| {
+        let admin = admin.clone();
+        async move {
+            sqlx::query("SET default_transaction_read_only = off")
+                .execute(&admin)
+                .await
+                .unwrap();
+            sqlx::query(if on {
+                "ALTER SYSTEM SET default_transaction_read_only = on"
+            } else {
+                "ALTER SYSTEM RESET default_transaction_read_only"
+            })
+            .execute(&admin)
+            .await
+            .unwrap();
+            sqlx::query("SELECT pg_reload_conf()")
+                .execute(&admin)
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+    w.cookie = None;
+    let (status, _, body) = w.ua(&format!("{base_b}/ds?{ds}"), None).await;
+    assert_eq!(status, 200, "{body}");
+    read_only(true).await;
+    let choose = format!("{base_b}/ds/choose?idp={}", url_encode(IDP));
+    let (status, _, body) = w.ua(&choose, None).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("store is unavailable"), "{body}");
+    let health = w.http.get(format!("{base_b}/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    read_only(false).await;
+    let (status, _, body) = w.ua(&choose, None).await;
+    assert_eq!(status, 302, "the flow survived the read-only store: {body}");
+
+    // A fresh instance on the same database: the relationship and the entities are there.
+    a = spawn(env!("CARGO_BIN_EXE_dame-broker"), &a_cfg);
+    healthy(port_a, &a_cfg).await;
+    assert_eq!(metric(&w, &base_a, "dame_relationships").await, "1");
+    assert_eq!(metric(&w, &base_a, "dame_entities").await, "2");
+    assert_eq!(metric(&w, &base_a, "dame_flows").await, "0");
+    drop(a);
 }
