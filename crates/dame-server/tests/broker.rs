@@ -26,6 +26,7 @@ use saml_core::protocol::{
 use saml_metadata::builder::RoleBuilder as _;
 use saml_metadata::load::{self, Policy};
 use saml_metadata::model::{Binding, EntityDescriptor, IdpSso, Metadata, SpSso};
+use testkit::postgres::Postgres;
 use testkit::signer::TestKey;
 
 const SP: &str = "https://sp.example.org/shibboleth";
@@ -618,114 +619,6 @@ async fn malformed_and_oversized_requests_get_4xx_on_every_route() {
     }
     let ok = w.http.get(w.broker("/health")).send().await.unwrap();
     assert_eq!(ok.status(), 200);
-}
-
-/// A private PostgreSQL server: `initdb` in a temporary directory, a free loopback port,
-/// stopped when dropped. As root, the server runs as the `postgres` user (PostgreSQL refuses
-/// root). Fails loudly when the server binaries are missing.
-struct Postgres {
-    data: PathBuf,
-    port: u16,
-    as_postgres: bool,
-}
-
-fn pg_bin(name: &str) -> PathBuf {
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|d| d.path().join("bin").join(name))
-        .filter(|p| p.exists())
-        .collect();
-    found.sort();
-    found.pop().unwrap_or_else(|| {
-        panic!(
-            "PostgreSQL's {name} not found under /usr/lib/postgresql/*/bin: run scripts/setup.sh \
-             (Debian package postgresql)"
-        )
-    })
-}
-
-impl Postgres {
-    fn start(dir: &Path) -> Postgres {
-        let uid = Command::new("id").arg("-u").output().unwrap().stdout;
-        let as_postgres = String::from_utf8_lossy(&uid).trim() == "0";
-        let data = dir.join("pg");
-        std::fs::create_dir_all(&data).unwrap();
-        if as_postgres {
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-            let ok = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&data)
-                .status()
-                .unwrap();
-            assert!(ok.success(), "chown to the postgres user");
-        }
-        let pg = Postgres {
-            data,
-            port: free_port(),
-            as_postgres,
-        };
-        let out = pg
-            .run(&pg_bin("initdb"))
-            .args(["-U", "dame", "-A", "trust", "-E", "UTF8", "--no-sync", "-D"])
-            .arg(pg.data.join("db"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let out = pg
-            .run(&pg_bin("pg_ctl"))
-            .arg("-D")
-            .arg(pg.data.join("db"))
-            .arg("-l")
-            .arg(pg.data.join("server.log"))
-            .arg("-o")
-            .arg(format!(
-                "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
-                pg.port,
-                pg.data.display()
-            ))
-            .args(["-w", "start"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pg_ctl start: {} {}",
-            String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(pg.data.join("server.log")).unwrap_or_default()
-        );
-        pg
-    }
-
-    fn run(&self, bin: &Path) -> Command {
-        if self.as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(bin);
-            c
-        } else {
-            Command::new(bin)
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://dame@127.0.0.1:{}/postgres", self.port)
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let _ = self
-            .run(&pg_bin("pg_ctl"))
-            .arg("-D")
-            .arg(self.data.join("db"))
-            .args(["-m", "immediate", "-w", "stop"])
-            .output();
-    }
 }
 
 /// The load balancer in front of the instances: each connection goes to the next backend

@@ -9,7 +9,7 @@
 //!   pyFF, gsasl, gpg, prosody) and fails loudly when one is missing; [`gnupg`] drives GnuPG;
 //!   [`xmpp_client`] is a minimal XMPP client and the Prosody launcher.
 //! - Servers on loopback: [`mdq_server`] (an MDQ responder), [`http`] (a fault-injecting HTTP
-//!   server: slow, truncated, scripted answers).
+//!   server: slow, truncated, scripted answers), [`postgres`] (a private PostgreSQL server).
 //! - Harnesses: [`xmpp_s2s`] (RFC 6595 between XMPP servers, with an IdP and a user agent, on
 //!   loopback).
 #![forbid(unsafe_code)]
@@ -24,6 +24,7 @@ pub mod http;
 pub mod mdq_server;
 pub mod metadata;
 pub mod peers;
+pub mod postgres;
 pub mod signer;
 pub mod xmpp_client;
 pub mod xmpp_s2s;
