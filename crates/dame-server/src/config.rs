@@ -146,7 +146,7 @@ fn default_trigger_timeout_ms() -> u64 {
     10_000
 }
 fn default_rate_per_source_per_minute() -> u32 {
-    600
+    120
 }
 fn default_trigger_order() -> String {
     "idp-first".into()
@@ -188,8 +188,9 @@ pub struct BrokerConfig {
     /// Timeout of one trigger request, ms (default 10000).
     #[serde(default = "default_trigger_timeout_ms")]
     pub trigger_timeout_ms: u64,
-    /// Discovery and authenticate requests one client address may make per minute, counted
-    /// in the store (so across every instance sharing it; default 600).
+    /// Discovery and authenticate requests one client address may make per minute (default
+    /// 120): counted in the store per minute, so across every instance sharing it, and by
+    /// each instance as a token bucket (this many per minute, bursts of this many).
     #[serde(default = "default_rate_per_source_per_minute")]
     pub rate_per_source_per_minute: u32,
 }

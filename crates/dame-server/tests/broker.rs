@@ -619,6 +619,25 @@ async fn malformed_and_oversized_requests_get_4xx_on_every_route() {
     }
     let ok = w.http.get(w.broker("/health")).send().await.unwrap();
     assert_eq!(ok.status(), 200);
+
+    // The default rate limit (120 discovery/authenticate requests per address and minute):
+    // a flood from one address is answered 429 once it is used up, never 5xx.
+    let mut limited = 0;
+    for _ in 0..130 {
+        let status = w
+            .http
+            .get(w.broker("/ds?entityID=https%3A%2F%2Fnobody.example%2Fsp"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        assert!((400..500).contains(&status), "{status}");
+        limited += usize::from(status == 429);
+    }
+    assert!(limited >= 10, "the flood was rate limited ({limited} of 130)");
+    let ok = w.http.get(w.broker("/health")).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
 }
 
 /// The load balancer in front of the instances: each connection goes to the next backend

@@ -30,7 +30,7 @@ CONFIGURATION (TOML; unknown keys are refused; see crates/dame-server/broker.exa
     trigger_timeout_ms   timeout of one trigger request (default 10000)
     rate_per_source_per_minute
                          discovery/authenticate requests per client address and minute,
-                         counted across every instance (default 600)
+                         counted across every instance (default 120)
 ";
 
 fn main() -> ExitCode {
