@@ -23,7 +23,9 @@ use std::time::Duration;
 
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use crate::error::Error;
 
@@ -424,6 +426,10 @@ impl SqliteStore {
             .map_err(|e| db("database", e))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
+            // With WAL, NORMAL syncs at checkpoints, not at every commit: a crash of the
+            // process loses nothing, a power cut may lose the last commits (flows, which the
+            // users then restart), never corrupts the file.
+            .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
