@@ -3,12 +3,14 @@
 # OpenSSL headers, libxml2/libxmlsec1 and libclang (the `xmlsec` feature's bindgen build), the
 # xmlsec1 CLI (interop peer and benchmark baseline), GNU time (peak RSS measurements), GNU SASL
 # (gsasl CLI and libgsasl18: the SAML20 SASL interop peer), GnuPG (gpg: the XEP-0027 interop
-# peer and benchmark baseline), Prosody (a real XMPP server carrying XEP-0027 stanzas); and a
+# peer and benchmark baseline), Prosody (a real XMPP server carrying XEP-0027 stanzas),
+# Shibboleth SP 3 (libapache2-mod-shib and shibboleth-sp-utils: shibd and mdquery, the metadata
+# consumer peer; the packages' own configuration under /etc is never used by the tests); and a
 # Python venv in .venv with pysaml2 and pyFF (independent SAML metadata peers for the interop
 # tests). Idempotent: does nothing when everything is already installed.
 set -euo pipefail
 
-packages=(pkg-config libssl-dev libxml2-dev libxmlsec1-dev libclang-dev xmlsec1 time gsasl libgsasl18 gnupg prosody)
+packages=(pkg-config libssl-dev libxml2-dev libxmlsec1-dev libclang-dev xmlsec1 time gsasl libgsasl18 gnupg prosody libapache2-mod-shib shibboleth-sp-utils)
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -26,6 +28,7 @@ command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (sta
 command -v xmlsec1 >/dev/null || { echo "setup: xmlsec1 still missing" >&2; exit 1; }
 command -v gpg >/dev/null || { echo "setup: gpg still missing" >&2; exit 1; }
 command -v prosody >/dev/null || { echo "setup: prosody still missing" >&2; exit 1; }
+command -v mdquery >/dev/null || { echo "setup: mdquery (shibboleth-sp-utils) still missing" >&2; exit 1; }
 # Python interop peers, pinned (PyPI): pysaml2's make_metadata and MetadataStore, pyFF's pipelines.
 venv="$(cd "$(dirname "$0")/.." && pwd)/.venv"
 if ! "$venv/bin/python" -c 'import saml2, pyff' 2>/dev/null; then
