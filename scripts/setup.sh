@@ -4,12 +4,14 @@
 # xmlsec1 CLI (interop peer and benchmark baseline), GNU time (peak RSS measurements), GNU SASL
 # (gsasl CLI and libgsasl18: the SAML20 SASL interop peer), GnuPG (gpg: the XEP-0027 interop
 # peer and benchmark baseline), Prosody (a real XMPP server carrying XEP-0027 stanzas),
-# PostgreSQL (the DAME broker's shared store: the tests start private servers with initdb); and a
+# PostgreSQL (the DAME broker's shared store: the tests start private servers with initdb),
+# Shibboleth SP 3 (libapache2-mod-shib and shibboleth-sp-utils: shibd and mdquery, the metadata
+# consumer peer; the packages' own configuration under /etc is never used by the tests); and a
 # Python venv in .venv with pysaml2 and pyFF (independent SAML metadata peers for the interop
 # tests). Idempotent: does nothing when everything is already installed.
 set -euo pipefail
 
-packages=(pkg-config libssl-dev libxml2-dev libxmlsec1-dev libclang-dev xmlsec1 time gsasl libgsasl18 gnupg prosody postgresql)
+packages=(pkg-config libssl-dev libxml2-dev libxmlsec1-dev libclang-dev xmlsec1 time gsasl libgsasl18 gnupg prosody postgresql libapache2-mod-shib shibboleth-sp-utils)
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -28,6 +30,7 @@ command -v xmlsec1 >/dev/null || { echo "setup: xmlsec1 still missing" >&2; exit
 command -v gpg >/dev/null || { echo "setup: gpg still missing" >&2; exit 1; }
 command -v prosody >/dev/null || { echo "setup: prosody still missing" >&2; exit 1; }
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "setup: PostgreSQL's initdb still missing" >&2; exit 1; }
+command -v mdquery >/dev/null || { echo "setup: mdquery (shibboleth-sp-utils) still missing" >&2; exit 1; }
 # Python interop peers, pinned (PyPI): pysaml2's make_metadata and MetadataStore, pyFF's pipelines.
 venv="$(cd "$(dirname "$0")/.." && pwd)/.venv"
 if ! "$venv/bin/python" -c 'import saml2, pyff' 2>/dev/null; then
