@@ -1159,9 +1159,8 @@ impl Broker {
             return Err(Refusal::UnknownFlow.into());
         }
         let report = self.reports.accept(query, &keys, now)?;
-        let until = report.issue_instant
-            + self.reports.max_age
-            + self.reports.clock_skew.saturating_mul(2);
+        let until =
+            report.issue_instant + self.reports.max_age + self.reports.clock_skew.saturating_mul(2);
         self.consume(
             format!("status-report {} {}", report.reporter, report.nonce),
             until,

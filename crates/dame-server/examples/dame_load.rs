@@ -170,7 +170,12 @@ impl Run {
             &self.sp_key.signing(),
         )
         .map_err(|e| e.to_string())?;
-        let r = self.http.get(&url).send().await.map_err(|e| e.to_string())?;
+        let r = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
         if r.status() != 302 {
             return Err(format!("authenticate: {}", r.status()));
         }
@@ -192,13 +197,14 @@ impl Run {
         let m = redirect::decode(q, 1 << 16).map_err(|e| e.to_string())?;
         let req2 = AuthnRequest::parse(&m.xml).map_err(|e| e.to_string())?;
         let acs = format!("{}/acs", self.base);
-        let xml = ResponseBuilder::for_request(&req2, idp, &acs, NameId::new(user, NAMEID_TRANSIENT))
-            .build(
-                &self.idp_key.signing(),
-                SystemTime::now(),
-                &mut openssl_random,
-            )
-            .map_err(|e| e.to_string())?;
+        let xml =
+            ResponseBuilder::for_request(&req2, idp, &acs, NameId::new(user, NAMEID_TRANSIENT))
+                .build(
+                    &self.idp_key.signing(),
+                    SystemTime::now(),
+                    &mut openssl_random,
+                )
+                .map_err(|e| e.to_string())?;
         let mut form = format!("SAMLResponse={}", url_encode(&post::encode(&xml)));
         if let Some(rs) = &m.relay_state {
             form.push_str(&format!("&RelayState={}", url_encode(rs)));
@@ -213,7 +219,11 @@ impl Run {
             .await
             .map_err(|e| e.to_string())?;
         if r.status() != 303 {
-            return Err(format!("acs: {} {}", r.status(), r.text().await.unwrap_or_default()));
+            return Err(format!(
+                "acs: {} {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            ));
         }
         for _ in 0..3000 {
             let r = self
@@ -334,7 +344,10 @@ async fn main() {
         .pool_max_idle_per_host(64)
         .build()
         .unwrap();
-    wait_for(&http, &format!("{base}/health"), "dame-broker", |t| t == "ok").await;
+    wait_for(&http, &format!("{base}/health"), "dame-broker", |t| {
+        t == "ok"
+    })
+    .await;
 
     // One agent per provider, each registered with its sync location.
     let mut agents = Vec::new();
@@ -381,17 +394,22 @@ async fn main() {
                 .unwrap()
         } else {
             EntityDescriptor::builder(id)
-                .idp(IdpSso::builder()
-                    .signing_certificate(key.cert_der())
-                    .sso(Binding::HttpRedirect, &format!("https://{host}/sso")))
+                .idp(
+                    IdpSso::builder()
+                        .signing_certificate(key.cert_der())
+                        .sso(Binding::HttpRedirect, &format!("https://{host}/sso")),
+                )
                 .dame_sync_location(&sync)
                 .build()
                 .unwrap()
         };
         entities.push((id.clone(), e.to_xml().unwrap()));
-        wait_for(&http, &format!("http://127.0.0.1:{ap}/health"), "dame-agent", |t| {
-            t == "ok"
-        })
+        wait_for(
+            &http,
+            &format!("http://127.0.0.1:{ap}/health"),
+            "dame-agent",
+            |t| t == "ok",
+        )
         .await;
     }
     for (id, xml) in &entities {
@@ -409,7 +427,9 @@ async fn main() {
         "dame_load: store {store}, {} SPs x {} IdPs, {} clients, {} s per phase",
         a.sps, a.idps, a.clients, a.seconds
     );
-    println!("\n| phase | requests | rate | p50 | p99 | errors |\n| --- | --- | --- | --- | --- | --- |");
+    println!(
+        "\n| phase | requests | rate | p50 | p99 | errors |\n| --- | --- | --- | --- | --- | --- |"
+    );
 
     // 1. Every pair's first use at once.
     let run = Arc::new(Run {

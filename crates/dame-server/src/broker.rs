@@ -152,10 +152,9 @@ impl<S: Store> BrokerService<S> {
                 Duration::from_secs(cfg.exchange_deadline_s),
             );
         let per_minute = cfg.rate_per_source_per_minute;
-        let policy = policy.clone().with_rates(
-            (f64::from(per_minute) / 60.0, per_minute),
-            policy.per_user,
-        );
+        let policy = policy
+            .clone()
+            .with_rates((f64::from(per_minute) / 60.0, per_minute), policy.per_user);
         let mut core = Broker::new(me, key, policy)?;
         core.registry.loopback_http = cfg.allow_loopback_http;
         let generation = store.generation().await?;
@@ -580,7 +579,10 @@ fn step_error(e: &Error) -> Response {
 }
 
 fn too_many() -> Response {
-    page(StatusCode::TOO_MANY_REQUESTS, "too many requests from your address")
+    page(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many requests from your address",
+    )
 }
 
 async fn discovery<S: Store>(

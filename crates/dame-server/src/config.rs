@@ -232,7 +232,10 @@ impl BrokerConfig {
             return Err(Error::config("database", "empty"));
         }
         if self.rate_per_source_per_minute == 0 {
-            return Err(Error::config("rate_per_source_per_minute", "must be positive"));
+            return Err(Error::config(
+                "rate_per_source_per_minute",
+                "must be positive",
+            ));
         }
         if !matches!(self.trigger_order.as_str(), "idp-first" | "both") {
             return Err(Error::config("trigger_order", "idp-first or both"));

@@ -479,7 +479,9 @@ impl PgStore {
     }
 }
 
-async fn pg_begin(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+async fn pg_begin(
+    pool: &PgPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
     pool.begin().await
 }
 

@@ -635,7 +635,10 @@ async fn malformed_and_oversized_requests_get_4xx_on_every_route() {
         assert!((400..500).contains(&status), "{status}");
         limited += usize::from(status == 429);
     }
-    assert!(limited >= 10, "the flood was rate limited ({limited} of 130)");
+    assert!(
+        limited >= 10,
+        "the flood was rate limited ({limited} of 130)"
+    );
     let ok = w.http.get(w.broker("/health")).send().await.unwrap();
     assert_eq!(ok.status(), 200);
 }
