@@ -16,7 +16,7 @@
 //! 4. pyFF (`pyffd` from the `.venv` of `scripts/setup.sh`) serving the same entities through
 //!    its MDQ pipeline (signed on the way out), with the same clients, in the same run.
 //!
-//! Prints flows/s, p50/p99 latency, errors and peak memory (VmHWM) of the broker and of pyFF.
+//! With `DAME_LOAD_KEEP=1` the directory with every process's log is kept. Prints flows/s, p50/p99 latency, errors and peak memory (VmHWM) of the broker and of pyFF.
 //! The SPs' and IdPs' own software is played in-process (the IdP answers AuthnRequest2 without
 //! checking its signature: that cost is the IdP's, not the broker's). Rate limits are raised for
 //! the run (every client is 127.0.0.1); the tests check them.
@@ -312,6 +312,9 @@ async fn main() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
+    if std::env::var_os("DAME_LOAD_KEEP").is_some() {
+        eprintln!("dame_load: logs and files in {}", dir.display());
+    }
     let pg = a.postgres.then(|| testkit::postgres::Postgres::start(dir));
     let database = pg.as_ref().map_or_else(
         || dir.join("broker.db").display().to_string(),
@@ -552,4 +555,7 @@ async fn main() {
     drop(agents);
     drop(broker);
     drop(pg);
+    if std::env::var_os("DAME_LOAD_KEEP").is_some() {
+        let _ = tmp.keep();
+    }
 }

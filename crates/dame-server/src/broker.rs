@@ -79,6 +79,8 @@ struct Metrics {
 pub struct BrokerService<S: Store> {
     core: Mutex<Broker>,
     generation: Mutex<Generation>,
+    /// Waiting pages held open, by flow: woken when a step on this instance changes the flow.
+    waiters: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
     store: S,
     http: reqwest::Client,
     cfg: BrokerConfig,
@@ -171,6 +173,7 @@ impl<S: Store> BrokerService<S> {
         Ok(Arc::new(BrokerService {
             core: Mutex::new(core),
             generation: Mutex::new(generation),
+            waiters: Mutex::new(HashMap::new()),
             store,
             http,
             cfg,
@@ -195,10 +198,19 @@ impl<S: Store> BrokerService<S> {
         f: impl FnOnce(&mut Broker, SystemTime) -> R + Send,
     ) -> Result<R, Error> {
         let now = SystemTime::now();
-        let (out, transmits, events) = self
+        let (out, transmits, events, changed) = self
             .store
             .transact(select, unix(now), |records| self.run_step(records, now, f))
             .await?;
+        // Waiting pages of the flows that changed look again (see `wait`).
+        {
+            let waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+            for id in &changed {
+                if let Some(n) = waiters.get(id) {
+                    n.notify_waiters();
+                }
+            }
+        }
         for e in &events {
             match e {
                 Event::FlowDone { .. } => {
@@ -225,7 +237,7 @@ impl<S: Store> BrokerService<S> {
         records: Vec<String>,
         now: SystemTime,
         f: impl FnOnce(&mut Broker, SystemTime) -> R,
-    ) -> (Changes, (R, Vec<Transmit>, Vec<Event>)) {
+    ) -> (Changes, (R, Vec<Transmit>, Vec<Event>, Vec<String>)) {
         let mut core = self.core();
         let mut before: HashMap<FlowId, String> = HashMap::new();
         for json in records {
@@ -285,7 +297,8 @@ impl<S: Store> BrokerService<S> {
             }
             changes.audit.push((at, format!("{e:?}")));
         }
-        (changes, (out, transmits, events))
+        let changed = changes.flows.iter().map(|(id, _)| id.clone()).collect();
+        (changes, (out, transmits, events, changed))
     }
 
     /// Reloads what another instance changed: the registry and rules when the store's
@@ -772,16 +785,46 @@ async fn acs<S: Store>(State(svc): Svc<S>, headers: HeaderMap, body: Bytes) -> R
     .await
 }
 
+/// How long the waiting page is held open for an exchanging flow before it answers "wait".
+const LONG_POLL: Duration = Duration::from_secs(10);
+/// How often a held waiting page looks at the store (a change made by another instance).
+const LONG_POLL_STEP: Duration = Duration::from_millis(250);
+
 async fn wait<S: Store>(State(svc): Svc<S>, headers: HeaderMap) -> Response {
     guard(async move {
         let Some(flow) = cookie_flow(&headers) else {
             return page(StatusCode::BAD_REQUEST, "no flow");
         };
-        let r = svc
-            .step(FlowSelect::One(flow.as_str()), |core, now| {
-                core.handle_user_agent(&flow, now)
-            })
-            .await;
+        // Held open while the exchange runs: answered as soon as the flow is done or failed
+        // (woken by the step that changed it; another instance's change is seen within
+        // LONG_POLL_STEP), so the user waits for the exchange, not for a refresh period.
+        let notify = {
+            let mut w = svc.waiters.lock().unwrap_or_else(|p| p.into_inner());
+            w.entry(flow.as_str().to_owned()).or_default().clone()
+        };
+        let until = Instant::now() + LONG_POLL;
+        let r = loop {
+            // Registered before the step, so a change during it is not missed.
+            let woken = notify.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let r = svc
+                .step(FlowSelect::One(flow.as_str()), |core, now| {
+                    core.handle_user_agent(&flow, now)
+                })
+                .await;
+            if !matches!(r, Ok(Ok(UaReply::Wait { .. }))) || Instant::now() >= until {
+                break r;
+            }
+            let _ = tokio::time::timeout(LONG_POLL_STEP, woken).await;
+        };
+        {
+            let mut w = svc.waiters.lock().unwrap_or_else(|p| p.into_inner());
+            if w.get(flow.as_str()).is_some_and(|n| Arc::strong_count(n) <= 2) {
+                w.remove(flow.as_str());
+            }
+        }
+        drop(notify);
         ua_answer(&svc, r)
     })
     .await

@@ -438,7 +438,8 @@ async fn first_use_second_use_restart_and_a_failing_agent() {
     assert_eq!(acs, w.broker("/acs"));
     let (status, loc, body) = w.ua(&w.broker("/acs"), Some(form)).await;
     assert_eq!((status, loc.as_deref()), (303, Some("/wait")), "{body}");
-    let (status, loc, body) = w.wait().await;
+    // The waiting page is held open until the exchange ends: one request, no refresh period.
+    let (status, loc, body) = w.ua(&w.broker("/wait"), None).await;
     assert_eq!(status, 302, "{body}");
     let replay = loc.unwrap();
     assert!(replay.starts_with(IDP_SSO), "{replay}");
