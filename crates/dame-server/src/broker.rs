@@ -97,6 +97,10 @@ impl<S: Store> std::fmt::Debug for BrokerService<S> {
     }
 }
 
+/// What a step returns besides its changes: the handler's result, the triggers to send, the
+/// events to log, and the flows it changed.
+type Stepped<R> = (R, Vec<Transmit>, Vec<Event>, Vec<String>);
+
 /// Registers (or replaces) every stored entity in `core`.
 fn load_entities(core: &mut Broker, entities: Vec<StoredEntity>) -> Result<(), Error> {
     let now = SystemTime::now();
@@ -237,7 +241,7 @@ impl<S: Store> BrokerService<S> {
         records: Vec<String>,
         now: SystemTime,
         f: impl FnOnce(&mut Broker, SystemTime) -> R,
-    ) -> (Changes, (R, Vec<Transmit>, Vec<Event>, Vec<String>)) {
+    ) -> (Changes, Stepped<R>) {
         let mut core = self.core();
         let mut before: HashMap<FlowId, String> = HashMap::new();
         for json in records {
@@ -820,7 +824,9 @@ async fn wait<S: Store>(State(svc): Svc<S>, headers: HeaderMap) -> Response {
         };
         {
             let mut w = svc.waiters.lock().unwrap_or_else(|p| p.into_inner());
-            if w.get(flow.as_str()).is_some_and(|n| Arc::strong_count(n) <= 2) {
+            if w.get(flow.as_str())
+                .is_some_and(|n| Arc::strong_count(n) <= 2)
+            {
                 w.remove(flow.as_str());
             }
         }
@@ -1036,7 +1042,7 @@ pub async fn run<S: Store>(
                     })
                     .await;
             }
-            if result.is_ok() && n % 60 == 0 {
+            if result.is_ok() && n.is_multiple_of(60) {
                 result = ticker.store.sweep(now).await;
             }
             if let Err(e) = result {

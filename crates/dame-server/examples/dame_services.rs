@@ -1,12 +1,17 @@
-//! `dame_load`: a bounded load run of the DAME services on loopback, with real processes.
+//! `dame_services`: the DAME services on loopback, with real processes: a walk through a first
+//! and a second use (the demo's DAME step), or a bounded load run.
 //!
 //! ```text
 //! cargo build --release -p dame-server --bins --examples
-//! target/release/examples/dame_load [--postgres] [--sps 10] [--idps 5] [--seconds 5] [--clients 8]
+//! target/release/examples/dame_services walk [--postgres]
+//! target/release/examples/dame_services load [--postgres] [--sps 10] [--idps 5] [--seconds 5] [--clients 8]
 //! ```
 //!
-//! Starts `dame-broker` (SQLite, or a private PostgreSQL server with `--postgres`) and one
-//! `dame-agent` per provider (`--sps` SPs and `--idps` IdPs), registers them all, then:
+//! Both start `dame-broker` (SQLite, or a private PostgreSQL server with `--postgres`) and one
+//! `dame-agent` per provider, and register them all. `walk` (one SP, one IdP) prints each step
+//! of a first use (discovery, AuthnRequest1, Response2, the exchange, the replay, the login) and
+//! of a second use (plain SSO from the files the agents wrote, the broker not asked) with its
+//! time. `load` (`--sps` SPs and `--idps` IdPs) runs:
 //!
 //! 1. every SP-IdP pair's first use at once (`sps × idps` concurrent flows: AuthnRequest1 ->
 //!    AuthnRequest2 -> Response2 -> triggers to both agents -> MDQ fetches -> integration ->
@@ -16,7 +21,7 @@
 //! 4. pyFF (`pyffd` from the `.venv` of `scripts/setup.sh`) serving the same entities through
 //!    its MDQ pipeline (signed on the way out), with the same clients, in the same run.
 //!
-//! With `DAME_LOAD_KEEP=1` the directory with every process's log is kept. Prints flows/s, p50/p99 latency, errors and peak memory (VmHWM) of the broker and of pyFF.
+//! With `DAME_SERVICES_KEEP=1` the directory with every process's log is kept. Prints flows/s, p50/p99 latency, errors and peak memory (VmHWM) of the broker and of pyFF.
 //! The SPs' and IdPs' own software is played in-process (the IdP answers AuthnRequest2 without
 //! checking its signature: that cost is the IdP's, not the broker's). Rate limits are raised for
 //! the run (every client is 127.0.0.1); the tests check them.
@@ -28,11 +33,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use dame_protocol::authenticate::AuthenticateRequest;
-use saml_core::bindings::{post, redirect, url_encode};
+use saml_core::bindings::{MessageKind, post, redirect, url_encode};
 use saml_core::protocol::idp::ResponseBuilder;
-use saml_core::protocol::{AuthnRequest, NAMEID_TRANSIENT, NameId, new_id, openssl_random};
+use saml_core::protocol::{
+    AuthnRequest, MemoryReplayCache, NAMEID_TRANSIENT, NameId, OutstandingRequests, new_id,
+    openssl_random,
+};
 use saml_metadata::builder::RoleBuilder as _;
-use saml_metadata::model::{Binding, EntityDescriptor, IdpSso, SpSso};
+use saml_metadata::load;
+use saml_metadata::model::{Binding, EntityDescriptor, IdpSso, Metadata, SpSso};
 use testkit::signer::TestKey;
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef-operator";
@@ -91,6 +100,7 @@ fn vm_hwm(pid: u32) -> u64 {
 }
 
 struct Args {
+    walk: bool,
     postgres: bool,
     sps: usize,
     idps: usize,
@@ -100,6 +110,7 @@ struct Args {
 
 fn args() -> Args {
     let mut a = Args {
+        walk: false,
         postgres: false,
         sps: 10,
         idps: 5,
@@ -107,7 +118,16 @@ fn args() -> Args {
         clients: 8,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
+    match v.first().map(String::as_str) {
+        Some("walk") => {
+            a.walk = true;
+            a.sps = 1;
+            a.idps = 1;
+        }
+        Some("load") => {}
+        _ => panic!("usage: dame_services walk|load [options] (see the file's docs)"),
+    }
+    let mut i = 1;
     while i < v.len() {
         let num = |i: usize| -> u64 {
             v.get(i + 1)
@@ -121,7 +141,7 @@ fn args() -> Args {
             "--seconds" => a.seconds = num(i),
             "--clients" => a.clients = num(i) as usize,
             other => panic!(
-                "unknown argument {other}: dame_load [--postgres] [--sps N] [--idps N] [--seconds S] [--clients C]"
+                "unknown argument {other}: dame_services walk [--postgres] | load [--postgres] [--sps N] [--idps N] [--seconds S] [--clients C]"
             ),
         }
         i += if v[i] == "--postgres" { 1 } else { 2 };
@@ -282,6 +302,309 @@ async fn hammer(
     (all, errors, start.elapsed())
 }
 
+fn say(d: Duration, what: &str) {
+    println!("  [{:>8.1} ms] {what}", d.as_secs_f64() * 1e3);
+}
+
+/// The walk: one SP and one IdP, their software played here from the files their agents wrote.
+struct Walk {
+    base: String,
+    http: reqwest::Client,
+    dir: std::path::PathBuf,
+    broker_key: TestKey,
+    sp_key: TestKey,
+    idp_key: TestKey,
+    sp: EntityDescriptor,
+    cookie: Option<String>,
+    requests: OutstandingRequests,
+    replay: MemoryReplayCache,
+}
+
+impl Walk {
+    /// A user-agent request (the broker's cookie kept): status, Location, body.
+    async fn ua(&mut self, url: &str, form: Option<String>) -> (u16, String, String) {
+        let mut req = match form {
+            Some(f) => self
+                .http
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(f),
+            None => self.http.get(url),
+        };
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", c);
+        }
+        let r = req.send().await.unwrap();
+        if let Some(c) = r.headers().get("set-cookie").and_then(|v| v.to_str().ok()) {
+            self.cookie = c.split(';').next().map(str::to_owned);
+        }
+        let status = r.status().as_u16();
+        let loc = r
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        (status, loc, r.text().await.unwrap_or_default())
+    }
+
+    /// A peer as its provider's software knows it: the agent's LocalDynamic file, verified
+    /// with the broker's key.
+    fn known(&self, agent: &str, peer: &str) -> Option<EntityDescriptor> {
+        let path = self
+            .dir
+            .join(agent)
+            .join(dame_protocol::integration::metadata_file(peer));
+        let xml = std::fs::read(path).ok()?;
+        let policy = load::Policy::new(self.broker_key.trusted(), SystemTime::now());
+        match load::load(&xml, &policy).ok()?.metadata() {
+            Metadata::Entity(e) => Some((**e).clone()),
+            _ => None,
+        }
+    }
+
+    /// The IdP's SSO service: the requester must be known (the broker from its published
+    /// metadata, an SP from the IdP agent's file) and its signature valid; the answer is the
+    /// Response form for the requester's ACS.
+    async fn idp(&self, url: &str, user: &str) -> Result<(String, String), String> {
+        let q = url.split_once('?').map_or("", |(_, q)| q);
+        let m = redirect::decode(q, 1 << 16).map_err(|e| e.to_string())?;
+        let req = AuthnRequest::parse(&m.xml).map_err(|e| e.to_string())?;
+        let requester = if req.issuer == "https://broker.example.com/sp" {
+            let xml = self
+                .http
+                .get(format!("{}/metadata", self.base))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?
+                .bytes()
+                .await
+                .map_err(|e| e.to_string())?;
+            let policy = load::Policy::new(self.broker_key.trusted(), SystemTime::now());
+            match load::load(&xml, &policy)
+                .map_err(|e| e.to_string())?
+                .metadata()
+            {
+                Metadata::Entity(e) => (**e).clone(),
+                _ => return Err("the broker's metadata is not one entity".into()),
+            }
+        } else {
+            self.known("agent1", &req.issuer)
+                .ok_or_else(|| format!("the IdP does not know {}", req.issuer))?
+        };
+        let keys = saml_metadata::sso::sp_signing_keys(&requester).map_err(|e| e.to_string())?;
+        m.verify(&keys, false).map_err(|e| e.to_string())?;
+        let acs = saml_metadata::sso::acs_for(&requester, &req).map_err(|e| e.to_string())?;
+        let xml = ResponseBuilder::for_request(
+            &req,
+            &idp_id(0),
+            &acs,
+            NameId::new(user, NAMEID_TRANSIENT),
+        )
+        .build(
+            &self.idp_key.signing(),
+            SystemTime::now(),
+            &mut openssl_random,
+        )
+        .map_err(|e| e.to_string())?;
+        let mut form = format!("SAMLResponse={}", url_encode(&post::encode(&xml)));
+        if let Some(rs) = &m.relay_state {
+            form.push_str(&format!("&RelayState={}", url_encode(rs)));
+        }
+        Ok((form, acs))
+    }
+
+    /// The SP's ACS: the Response validated with the IdP's metadata from the SP agent's file.
+    fn sp_acs(&mut self, form: &str) -> Result<String, String> {
+        let msg = post::decode_form(form, 1 << 20).map_err(|e| e.to_string())?;
+        let idp = self
+            .known("agent0", &idp_id(0))
+            .ok_or("the SP does not know the IdP")?;
+        let v =
+            saml_metadata::sso::response_validator(&self.sp, &idp).map_err(|e| e.to_string())?;
+        let r = v
+            .validate(
+                &msg.xml,
+                SystemTime::now(),
+                &mut self.requests,
+                &mut self.replay,
+            )
+            .map_err(|e| e.to_string())?;
+        Ok(r.name_id().map(|n| n.value.clone()).unwrap_or_default())
+    }
+
+    async fn requests_total(&self) -> String {
+        let m = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        m.lines()
+            .find_map(|l| l.strip_prefix("dame_requests_total "))
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    async fn run(mut self) -> bool {
+        let (sp, idp) = (sp_id(0), idp_id(0));
+        let back = "https://sp0.example.org/Shibboleth.sso/Login";
+        let base = self.base.clone();
+        println!(" first use of the pair (neither knows the other):");
+        let first = Instant::now();
+        let t = Instant::now();
+        let (status, _, body) = self
+            .ua(
+                &format!(
+                    "{base}/ds?entityID={}&return={}",
+                    url_encode(&sp),
+                    url_encode(back)
+                ),
+                None,
+            )
+            .await;
+        if status != 200 || !body.contains(&url_encode(&idp)) {
+            println!("  FAILED discovery: {status} {body}");
+            return false;
+        }
+        say(
+            t.elapsed(),
+            "discovery: the broker's page lists the IdP for the SP",
+        );
+        let t = Instant::now();
+        let (status, loc, _) = self
+            .ua(&format!("{base}/ds/choose?idp={}", url_encode(&idp)), None)
+            .await;
+        if status != 302 || !loc.starts_with(back) {
+            println!("  FAILED choice: {status} {loc}");
+            return false;
+        }
+        say(
+            t.elapsed(),
+            "the user chooses the IdP: back to the SP's discovery return",
+        );
+        let t = Instant::now();
+        let mut req = AuthnRequest::new(new_id(&mut openssl_random), &sp, SystemTime::now());
+        req.acs_url = Some("https://sp0.example.org/Shibboleth.sso/SAML2/POST".into());
+        self.requests.insert(
+            &req.id,
+            &idp,
+            SystemTime::now() + Duration::from_secs(600),
+            SystemTime::now(),
+        );
+        let a1 = AuthenticateRequest::url(
+            &format!("{base}/DAME"),
+            &idp,
+            &req,
+            Some("resource-7"),
+            &self.sp_key.signing(),
+        )
+        .unwrap();
+        let (status, to_idp, body) = self.ua(&a1, None).await;
+        if status != 302 {
+            println!("  FAILED AuthnRequest1: {status} {body}");
+            return false;
+        }
+        say(
+            t.elapsed(),
+            "the SP's signed AuthnRequest1 to /DAME: stored; 302 to the IdP with the broker's AuthnRequest2",
+        );
+        let t = Instant::now();
+        let (form, acs) = match self.idp(&to_idp, "alice").await {
+            Ok(f) => f,
+            Err(e) => {
+                println!("  FAILED at the IdP: {e}");
+                return false;
+            }
+        };
+        let (status, _, body) = self.ua(&acs, Some(form)).await;
+        if status != 303 {
+            println!("  FAILED Response2: {status} {body}");
+            return false;
+        }
+        say(
+            t.elapsed(),
+            "the IdP authenticates alice for the broker: Response2 validated at /acs, triggers out",
+        );
+        let t = Instant::now();
+        let (status, replay, body) = self.ua(&format!("{base}/wait"), None).await;
+        if status != 302
+            || self.known("agent0", &idp).is_none()
+            || self.known("agent1", &sp).is_none()
+        {
+            println!("  FAILED exchange: {status} {body}");
+            return false;
+        }
+        say(
+            t.elapsed(),
+            "waiting page: both agents pulled and integrated the peer (LocalDynamic files); 302 AuthnRequest1 replayed",
+        );
+        let t = Instant::now();
+        let user = match self.idp(&replay, "alice").await {
+            Ok((form, _)) => self.sp_acs(&form),
+            Err(e) => Err(e),
+        };
+        match user {
+            Ok(u) if u == "alice" => say(
+                t.elapsed(),
+                "the IdP verifies the replayed AuthnRequest1 with the SP's new metadata; the SP logs alice in",
+            ),
+            other => {
+                println!("  FAILED login: {other:?}");
+                return false;
+            }
+        }
+        say(first.elapsed(), "first use, end to end (no fixed wait)");
+        println!(" second use (another user, the pair known):");
+        let before = self.requests_total().await;
+        let t = Instant::now();
+        let idp_md = self
+            .known("agent0", &idp)
+            .unwrap_or_else(|| panic!("integrated"));
+        let (req, sso) = saml_metadata::sso::authn_request(
+            &self.sp,
+            &idp_md,
+            Binding::HttpRedirect,
+            new_id(&mut openssl_random),
+            SystemTime::now(),
+        )
+        .unwrap();
+        self.requests.insert(
+            &req.id,
+            &idp,
+            SystemTime::now() + Duration::from_secs(600),
+            SystemTime::now(),
+        );
+        let q = redirect::encode(
+            MessageKind::Request,
+            req.to_xml().as_bytes(),
+            None,
+            Some(&self.sp_key.signing()),
+            None,
+        )
+        .unwrap();
+        let user = match self.idp(&redirect::url(&sso, &q), "bob").await {
+            Ok((form, _)) => self.sp_acs(&form),
+            Err(e) => Err(e),
+        };
+        let after = self.requests_total().await;
+        match user {
+            Ok(u) if u == "bob" && before == after => say(
+                t.elapsed(),
+                "plain SSO from the agents' files: the SP logs bob in; the broker saw no request",
+            ),
+            other => {
+                println!("  FAILED second use: {other:?} (broker requests {before} -> {after})");
+                return false;
+            }
+        }
+        true
+    }
+}
+
 fn row(what: &str, lat: &[Duration], errors: usize, wall: Duration) {
     println!(
         "| {what} | {} | {:.0}/s | {} | {} | {errors} |",
@@ -295,6 +618,7 @@ fn row(what: &str, lat: &[Duration], errors: usize, wall: Duration) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let a = args();
+    let started = Instant::now();
     let bin_dir = std::env::current_exe()
         .unwrap()
         .parent()
@@ -305,15 +629,15 @@ async fn main() {
     let agent_bin = bin_dir.join("dame-agent");
     if !broker_bin.exists() || !agent_bin.exists() {
         eprintln!(
-            "dame_load: {} or dame-agent missing: cargo build --release -p dame-server --bins --examples",
+            "dame_services: {} or dame-agent missing: cargo build --release -p dame-server --bins --examples",
             broker_bin.display()
         );
         std::process::exit(2);
     }
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    if std::env::var_os("DAME_LOAD_KEEP").is_some() {
-        eprintln!("dame_load: logs and files in {}", dir.display());
+    if std::env::var_os("DAME_SERVICES_KEEP").is_some() {
+        eprintln!("dame_services: logs and files in {}", dir.display());
     }
     let pg = a.postgres.then(|| testkit::postgres::Postgres::start(dir));
     let database = pg.as_ref().map_or_else(
@@ -355,6 +679,7 @@ async fn main() {
     // One agent per provider, each registered with its sync location.
     let mut agents = Vec::new();
     let mut entities = Vec::new();
+    let mut descriptors = Vec::new();
     let providers: Vec<(String, &str, &TestKey)> = (0..a.sps)
         .map(|i| (sp_id(i), "sp", &sp_key))
         .chain((0..a.idps).map(|j| (idp_id(j), "idp", &idp_key)))
@@ -407,6 +732,7 @@ async fn main() {
                 .unwrap()
         };
         entities.push((id.clone(), e.to_xml().unwrap()));
+        descriptors.push(e);
         wait_for(
             &http,
             &format!("http://127.0.0.1:{ap}/health"),
@@ -426,8 +752,37 @@ async fn main() {
         assert_eq!(r.status(), 200, "import {id}");
     }
     let store = if a.postgres { "PostgreSQL" } else { "SQLite" };
+    if a.walk {
+        println!(
+            "-- DAME services on loopback: dame-broker ({store}) and two dame-agents as processes"
+        );
+        say(
+            started.elapsed(),
+            "broker and agents started, the SP and the IdP registered by the operator",
+        );
+        let w = Walk {
+            base: base.clone(),
+            http: http.clone(),
+            dir: dir.to_owned(),
+            broker_key,
+            sp_key,
+            idp_key,
+            sp: descriptors[0].clone(),
+            cookie: None,
+            requests: OutstandingRequests::new(),
+            replay: MemoryReplayCache::new(),
+        };
+        let ok = w.run().await;
+        drop(agents);
+        drop(broker);
+        drop(pg);
+        if !ok {
+            std::process::exit(1);
+        }
+        return;
+    }
     println!(
-        "dame_load: store {store}, {} SPs x {} IdPs, {} clients, {} s per phase",
+        "dame_services: store {store}, {} SPs x {} IdPs, {} clients, {} s per phase",
         a.sps, a.idps, a.clients, a.seconds
     );
     println!(
@@ -555,7 +910,7 @@ async fn main() {
     drop(agents);
     drop(broker);
     drop(pg);
-    if std::env::var_os("DAME_LOAD_KEEP").is_some() {
+    if std::env::var_os("DAME_SERVICES_KEEP").is_some() {
         let _ = tmp.keep();
     }
 }
