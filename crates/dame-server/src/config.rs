@@ -193,6 +193,54 @@ pub struct BrokerConfig {
     /// each instance as a token bucket (this many per minute, bursts of this many).
     #[serde(default = "default_rate_per_source_per_minute")]
     pub rate_per_source_per_minute: u32,
+    /// Self-service registration with proof of ownership (`/register`).
+    #[serde(default)]
+    pub registration: RegistrationConfig,
+}
+
+fn default_registration_port() -> u16 {
+    443
+}
+
+/// `[registration]`: how the broker fetches a registrant's proof of ownership
+/// (`https://<entityID host>/.well-known/dame-ownership/<name>`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RegistrationConfig {
+    /// Accept registrations at all (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Fetch from private, loopback and other non-global addresses (test networks only;
+    /// default false: registration cannot be used to probe the broker's network).
+    #[serde(default)]
+    pub allow_private: bool,
+    /// The port fetched (default 443; tests only).
+    #[serde(default = "default_registration_port")]
+    pub port: u16,
+    /// A PEM file of extra trust anchors for the fetch (default: the system's only).
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// Fixed addresses for host names instead of DNS (split-horizon DNS, tests):
+    /// `hosts = { "sp.example.org" = "192.0.2.7" }`. Checked like resolved ones.
+    #[serde(default)]
+    pub hosts: std::collections::BTreeMap<String, std::net::IpAddr>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        RegistrationConfig {
+            enabled: true,
+            allow_private: false,
+            port: default_registration_port(),
+            ca: None,
+            hosts: std::collections::BTreeMap::new(),
+        }
+    }
 }
 
 impl BrokerConfig {

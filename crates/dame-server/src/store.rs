@@ -97,6 +97,19 @@ pub trait Store: Send + Sync + 'static {
     fn entities(&self) -> impl Future<Output = Result<Vec<StoredEntity>, Error>> + Send;
     /// Registers or replaces an entity (and bumps the registry generation).
     fn put_entity(&self, e: &StoredEntity) -> impl Future<Output = Result<(), Error>> + Send;
+    /// Removes an entity, its relationships and its tokens (and bumps both generations).
+    fn delete_entity(&self, entity_id: &str)
+    -> impl Future<Output = Result<(), Error>> + Send;
+    /// Records an entity token (its SHA-256, hex) for `entity_id`, replacing the entity's
+    /// earlier tokens.
+    fn put_token(
+        &self,
+        hash: &str,
+        entity_id: &str,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+    /// The entity an entity token (its SHA-256, hex) belongs to.
+    fn token_entity(&self, hash: &str)
+    -> impl Future<Output = Result<Option<String>, Error>> + Send;
     /// Every relationship: (IdP, SP, since as Unix seconds).
     fn relationships(
         &self,
@@ -177,6 +190,54 @@ macro_rules! store_impl {
                     .await
                     .map_err(|e| db("put entity", e))?;
                 tx.commit().await.map_err(|e| db("put entity", e))
+            }
+
+            async fn delete_entity(&self, entity_id: &str) -> Result<(), Error> {
+                let w = |e| db("delete entity", e);
+                let mut tx = $begin(&self.pool).await.map_err(w)?;
+                for q in [
+                    "DELETE FROM entities WHERE entity_id = $1",
+                    "DELETE FROM relationships WHERE idp = $1 OR sp = $1",
+                    "DELETE FROM tokens WHERE entity_id = $1",
+                ] {
+                    sqlx::query(q)
+                        .bind(entity_id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(w)?;
+                }
+                sqlx::query("UPDATE generation SET n = n + 1")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(w)?;
+                tx.commit().await.map_err(w)
+            }
+
+            async fn put_token(&self, hash: &str, entity_id: &str) -> Result<(), Error> {
+                let w = |e| db("put token", e);
+                let mut tx = $begin(&self.pool).await.map_err(w)?;
+                sqlx::query("DELETE FROM tokens WHERE entity_id = $1")
+                    .bind(entity_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(w)?;
+                sqlx::query("INSERT INTO tokens (hash, entity_id) VALUES ($1, $2)")
+                    .bind(hash)
+                    .bind(entity_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(w)?;
+                tx.commit().await.map_err(w)
+            }
+
+            async fn token_entity(&self, hash: &str) -> Result<Option<String>, Error> {
+                let row = sqlx::query("SELECT entity_id FROM tokens WHERE hash = $1")
+                    .bind(hash)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| db("token", e))?;
+                row.map(|r| r.try_get(0).map_err(|e| db("token", e)))
+                    .transpose()
             }
 
             async fn relationships(&self) -> Result<Vec<(String, String, i64)>, Error> {

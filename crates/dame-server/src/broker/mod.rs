@@ -11,8 +11,14 @@
 //! GET  /mdq/entities/<id>          the MDQ service (signed per entity, ETag/304)
 //! GET  /metadata                   the broker's own signed metadata
 //! POST /admin/entities             operator import (Bearer token): metadata XML; query
-//!                                  `unmodified_sp`, `allow_unsigned`
+//!                                  `unmodified_sp`, `allow_unsigned`; or an entity's own
+//!                                  token: an update of its own metadata
+//! PUT  /admin/policy?entityID=..   the entity's allow/deny lists and modes (JSON): the
+//!                                  operator or the entity's own token
 //! PUT  /admin/rules                operator: the conversion rules (JSON)
+//! POST /register, /register/verify self-service registration, update and deletion with proof
+//!                                  of ownership (see `registration`); a registration returns
+//!                                  the entity's token
 //! GET  /health, /metrics
 //! ```
 //! The user's flow is named by the `dame_flow` cookie. Every change to a flow, an entity, a
@@ -43,6 +49,8 @@ use saml_core::dsig::SignOptions;
 use saml_core::protocol::openssl_random;
 use saml_metadata::builder::RoleBuilder as _;
 use saml_metadata::model::{Binding, EntityDescriptor, Metadata, SpSso};
+
+mod registration;
 
 use crate::config::BrokerConfig;
 use crate::error::Error;
@@ -79,6 +87,7 @@ struct Metrics {
 pub struct BrokerService<S: Store> {
     core: Mutex<Broker>,
     generation: Mutex<Generation>,
+    registrations: Mutex<dame_protocol::registration::Registrations>,
     /// Waiting pages held open, by flow: woken when a step on this instance changes the flow.
     waiters: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
     store: S,
@@ -101,9 +110,20 @@ impl<S: Store> std::fmt::Debug for BrokerService<S> {
 /// events to log, and the flows it changed.
 type Stepped<R> = (R, Vec<Transmit>, Vec<Event>, Vec<String>);
 
-/// Registers (or replaces) every stored entity in `core`.
+/// Registers (or replaces) every stored entity in `core`; forgets those no longer stored.
 fn load_entities(core: &mut Broker, entities: Vec<StoredEntity>) -> Result<(), Error> {
     let now = SystemTime::now();
+    let stored: std::collections::HashSet<&str> =
+        entities.iter().map(|e| e.entity_id.as_str()).collect();
+    let gone: Vec<String> = core
+        .registry
+        .entity_ids()
+        .filter(|id| !stored.contains(id))
+        .map(str::to_owned)
+        .collect();
+    for id in gone {
+        core.registry.remove(&id);
+    }
     for e in entities {
         let entity = match saml_metadata::load::parse_unverified(e.xml.as_bytes()) {
             Ok(Metadata::Entity(ent)) => *ent,
@@ -178,6 +198,7 @@ impl<S: Store> BrokerService<S> {
             core: Mutex::new(core),
             generation: Mutex::new(generation),
             waiters: Mutex::new(HashMap::new()),
+            registrations: Mutex::new(dame_protocol::registration::Registrations::new()),
             store,
             http,
             cfg,
@@ -189,6 +210,14 @@ impl<S: Store> BrokerService<S> {
 
     fn core(&self) -> std::sync::MutexGuard<'_, Broker> {
         self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn registrations(
+        &self,
+    ) -> std::sync::MutexGuard<'_, dame_protocol::registration::Registrations> {
+        self.registrations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// One step of the protocol in one store transaction: the flows `select` names are
@@ -424,6 +453,9 @@ impl<S: Store> BrokerService<S> {
             .route("/metadata", get(own_metadata::<S>))
             .route("/admin/entities", post(admin_entity::<S>))
             .route("/admin/rules", put(admin_rules::<S>))
+            .route("/admin/policy", put(registration::policy::<S>))
+            .route("/register", post(registration::begin::<S>))
+            .route("/register/verify", post(registration::verify::<S>))
             .route("/health", get(|| async { "ok" }))
             .route("/metrics", get(metrics::<S>))
             .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -872,12 +904,16 @@ async fn own_metadata<S: Store>(State(svc): Svc<S>) -> Response {
     r
 }
 
-fn authorized<S: Store>(svc: &BrokerService<S>, headers: &HeaderMap) -> bool {
-    let given = headers
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
+}
+
+/// Whether the request carries the operator's token (compared in constant time).
+fn authorized<S: Store>(svc: &BrokerService<S>, headers: &HeaderMap) -> bool {
+    let given = bearer(headers).unwrap_or_default();
     openssl::memcmp::eq(
         openssl::sha::sha256(given.as_bytes()).as_slice(),
         openssl::sha::sha256(svc.token.as_bytes()).as_slice(),
@@ -891,8 +927,9 @@ async fn admin_entity<S: Store>(
     body: Bytes,
 ) -> Response {
     guard(async move {
-        if !authorized(&svc, &headers) {
-            return page(StatusCode::UNAUTHORIZED, "operator token required");
+        let operator = authorized(&svc, &headers);
+        if !operator && bearer(&headers).is_none() {
+            return page(StatusCode::UNAUTHORIZED, "a bearer token is required");
         }
         let entity = match saml_metadata::load::parse_unverified(&body) {
             Ok(Metadata::Entity(e)) => *e,
@@ -900,11 +937,25 @@ async fn admin_entity<S: Store>(
             Err(e) => return page(StatusCode::BAD_REQUEST, &html_escape(&e.to_string())),
         };
         let q = q.unwrap_or_default();
-        let policy = EntityPolicy::default()
-            .with_unmodified_sp(query_param(&q, "unmodified_sp").as_deref() == Some("true"))
-            .with_unsigned_authn_request(
-                query_param(&q, "allow_unsigned").as_deref() == Some("true"),
-            );
+        let policy = if operator {
+            EntityPolicy::default()
+                .with_unmodified_sp(query_param(&q, "unmodified_sp").as_deref() == Some("true"))
+                .with_unsigned_authn_request(
+                    query_param(&q, "allow_unsigned").as_deref() == Some("true"),
+                )
+        } else {
+            // An entity's own token updates its own metadata only, keeping its policy.
+            match registration::may_manage(&svc, &headers, &entity.entity_id).await {
+                Ok(true) => {}
+                Ok(false) => return page(StatusCode::FORBIDDEN, "not your entity"),
+                Err(e) => return store_error(&e),
+            }
+            let core = svc.core();
+            match core.registry.get(&entity.entity_id) {
+                Some(r) => r.policy.clone(),
+                None => return page(StatusCode::FORBIDDEN, "not registered"),
+            }
+        };
         let Ok(xml) = String::from_utf8(body.to_vec()) else {
             return page(StatusCode::BAD_REQUEST, "not UTF-8");
         };

@@ -1,0 +1,369 @@
+//! Self-service registration with proof of ownership ([`dame_protocol::registration`], the
+//! GÉANT-TrustBroker design) and entity tokens:
+//!
+//! ```text
+//! POST /register?operation=register|update  body: one EntityDescriptor -> the challenge (JSON)
+//! POST /register?operation=delete&entityID=..                           -> the challenge (JSON)
+//! POST /register/verify?entityID=..  the broker fetches the proof       -> done (JSON); a
+//!                                    registration returns the entity token, once
+//! PUT  /admin/policy?entityID=..     body: the entity's policy (JSON: allow/deny lists, modes);
+//!                                    the operator's token or the entity's own token
+//! ```
+//!
+//! The proof is fetched only from `https://<entityID host>/.well-known/dame-ownership/<name>`:
+//! the host is resolved once, every address it resolves to must be global (unless
+//! `[registration] allow_private`), and the connection is pinned to the checked address (no
+//! second resolution between check and use); no redirect is followed, 10 s at most, 1 KiB read.
+//! Pending challenges live on the instance that issued them (route `/register*` to one
+//! instance); what a completed proof changes goes to the store, which every instance reloads.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use dame_protocol::registration::{MAX_BODY, Operation, OwnershipChallenge, WELL_KNOWN_PATH};
+use dame_protocol::registry::EntityPolicy;
+use saml_core::protocol::openssl_random;
+
+use super::{
+    BrokerService, Svc, error_response, guard, html_escape, page, query_param, step_error,
+    store_error, too_many, unix,
+};
+use crate::error::Error;
+use crate::log;
+use crate::store::{FlowSelect, Store, StoredEntity};
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response {
+    let mut r = (status, value.to_string()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn challenge_json<S: Store>(
+    svc: &BrokerService<S>,
+    c: &OwnershipChallenge,
+    op: Operation,
+) -> Response {
+    json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "entityID": c.entity_id,
+            "operation": format!("{op:?}").to_lowercase(),
+            "url": fetch_url(svc, c),
+            "content": c.content,
+            "expires": unix(c.expires),
+            "attempts": c.attempts_left,
+        }),
+    )
+}
+
+fn fetch_url<S: Store>(svc: &BrokerService<S>, c: &OwnershipChallenge) -> String {
+    match svc.cfg.registration.port {
+        443 => c.fetch_plan(),
+        port => format!("https://{}:{port}{WELL_KNOWN_PATH}{}", c.host, c.name),
+    }
+}
+
+/// `POST /register`: a challenge for a registration, an update or a deletion.
+pub(super) async fn begin<S: Store>(
+    State(svc): Svc<S>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    guard(async move {
+        if !svc.cfg.registration.enabled {
+            return page(StatusCode::NOT_FOUND, "registration is closed");
+        }
+        match svc.within_rate(&remote).await {
+            Ok(true) => {}
+            Ok(false) => return too_many(),
+            Err(e) => return store_error(&e),
+        }
+        let q = q.unwrap_or_default();
+        let op = match query_param(&q, "operation").as_deref() {
+            Some("register") => Operation::Register,
+            Some("update") => Operation::Update,
+            Some("delete") => Operation::Delete,
+            _ => return page(StatusCode::BAD_REQUEST, "operation=register|update|delete"),
+        };
+        let now = SystemTime::now();
+        let r = {
+            let core = svc.core();
+            let mut regs = svc.registrations();
+            let r = if op == Operation::Delete {
+                match query_param(&q, "entityID") {
+                    Some(id) => regs.begin_delete(&id, &core.registry, now, &mut openssl_random),
+                    None => return page(StatusCode::BAD_REQUEST, "entityID missing"),
+                }
+            } else {
+                let policy = core
+                    .registry
+                    .get(&entity_id_of(&body))
+                    .map(|r| r.policy.clone())
+                    .unwrap_or_default();
+                regs.begin(op, &body, policy, &core.registry, now, &mut openssl_random)
+            };
+            drain(&mut regs);
+            r
+        };
+        match r {
+            Ok(c) => challenge_json(&svc, &c, op),
+            Err(e) => error_response(&e),
+        }
+    })
+    .await
+}
+
+/// The entityID of an upload, if it parses (for keeping the registered policy on update).
+fn entity_id_of(xml: &[u8]) -> String {
+    match saml_metadata::load::parse_unverified(xml) {
+        Ok(saml_metadata::model::Metadata::Entity(e)) => e.entity_id,
+        _ => String::new(),
+    }
+}
+
+/// Registration events go to the log (and, with the outcome, to the store's audit).
+fn drain(regs: &mut dame_protocol::registration::Registrations) {
+    while let Some(e) = regs.poll_event() {
+        log(&[("event", format!("{e:?}"))]);
+    }
+}
+
+/// Fetches the proof: resolved once, every address checked, the connection pinned.
+async fn fetch<S: Store>(
+    svc: &BrokerService<S>,
+    c: &OwnershipChallenge,
+) -> Result<(u16, Vec<u8>), String> {
+    let reg = &svc.cfg.registration;
+    let addrs: Vec<IpAddr> = match reg.hosts.get(&c.host) {
+        Some(ip) => vec![*ip],
+        None => tokio::net::lookup_host((c.host.as_str(), reg.port))
+            .await
+            .map_err(|e| format!("resolving {}: {e}", c.host))?
+            .map(|a| a.ip())
+            .collect(),
+    };
+    let Some(first) = addrs.first() else {
+        return Err(format!("{} has no address", c.host));
+    };
+    for ip in &addrs {
+        c.check_address(*ip, reg.allow_private)
+            .map_err(|_| format!("{} resolves to {ip}, not a public address", c.host))?;
+    }
+    let mut b = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .https_only(true)
+        .resolve(&c.host, SocketAddr::new(*first, reg.port));
+    if let Some(ca) = &reg.ca {
+        let pem = std::fs::read(ca).map_err(|e| format!("registration.ca: {e}"))?;
+        for cert in openssl::x509::X509::stack_from_pem(&pem)
+            .map_err(|e| format!("registration.ca: {e}"))?
+        {
+            let pem = cert.to_pem().map_err(|e| e.to_string())?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| e.to_string())?;
+            b = b.add_root_certificate(cert);
+        }
+    }
+    let client = b.build().map_err(|e| e.to_string())?;
+    let mut resp = client
+        .get(fetch_url(svc, c))
+        .send()
+        .await
+        .map_err(|e| format!("fetching the proof: {e}"))?;
+    let status = resp.status().as_u16();
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_BODY {
+            break;
+        }
+    }
+    Ok((status, body))
+}
+
+/// `POST /register/verify`: the broker fetches the proof and, when it holds, carries out the
+/// operation.
+pub(super) async fn verify<S: Store>(
+    State(svc): Svc<S>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    guard(async move {
+        if !svc.cfg.registration.enabled {
+            return page(StatusCode::NOT_FOUND, "registration is closed");
+        }
+        match svc.within_rate(&remote).await {
+            Ok(true) => {}
+            Ok(false) => return too_many(),
+            Err(e) => return store_error(&e),
+        }
+        let Some(id) = query_param(&q.unwrap_or_default(), "entityID") else {
+            return page(StatusCode::BAD_REQUEST, "entityID missing");
+        };
+        let Some(challenge) = svc.registrations().challenge(&id).cloned() else {
+            return page(StatusCode::NOT_FOUND, "no challenge pending for this entityID");
+        };
+        // A failed fetch uses an attempt like a wrong answer.
+        let (status, body) = match fetch(&svc, &challenge).await {
+            Ok(a) => a,
+            Err(why) => {
+                log(&[
+                    ("event", "ownership-fetch-failed".into()),
+                    ("entity", id.clone()),
+                    ("error", why.clone()),
+                ]);
+                (599, Vec::new())
+            }
+        };
+        let now = SystemTime::now();
+        let done = {
+            let mut core = svc.core();
+            let mut regs = svc.registrations();
+            let r = regs.complete(&id, status, &body, &mut core.registry, now);
+            drain(&mut regs);
+            r.map(|op| {
+                let r = core.registry.get(&id);
+                (
+                    op,
+                    r.and_then(|r| r.entity.to_xml().ok()),
+                    r.map(|r| r.policy.clone()),
+                )
+            })
+        };
+        match done {
+            Ok(result) => match finish(&svc, &id, result).await {
+                Ok(v) => json(StatusCode::OK, &v),
+                Err(e) => step_error(&e),
+            },
+            Err(e) => error_response(&e),
+        }
+    })
+    .await
+}
+
+/// A completed proof: stored, peers told (update), a token issued (registration).
+async fn finish<S: Store>(
+    svc: &Arc<BrokerService<S>>,
+    id: &str,
+    (op, xml, policy): (Operation, Option<String>, Option<EntityPolicy>),
+) -> Result<serde_json::Value, Error> {
+    let at = unix(SystemTime::now());
+    let mut out = serde_json::json!({
+        "entityID": id,
+        "operation": format!("{op:?}").to_lowercase(),
+    });
+    match (op, xml, policy) {
+        (Operation::Delete, _, _) => svc.store.delete_entity(id).await?,
+        (op, Some(xml), Some(policy)) => {
+            let policy_json =
+                serde_json::to_string(&policy).map_err(|e| Error::Store(e.to_string()))?;
+            svc.store
+                .put_entity(&StoredEntity {
+                    entity_id: id.to_owned(),
+                    xml: xml.clone(),
+                    policy: policy_json,
+                })
+                .await?;
+            if op == Operation::Update {
+                // Established peers re-fetch the new metadata.
+                let entity = match saml_metadata::load::parse_unverified(xml.as_bytes()) {
+                    Ok(saml_metadata::model::Metadata::Entity(e)) => *e,
+                    _ => return Err(Error::Store(format!("entity {id} does not parse"))),
+                };
+                let n = svc
+                    .step(FlowSelect::None, |core, now| {
+                        core.update_entity(entity, policy, now, &mut openssl_random)
+                    })
+                    .await??;
+                out["peers_told"] = n.into();
+            } else {
+                let mut raw = [0u8; 32];
+                openssl_random(&mut raw);
+                let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+                svc.store.put_token(&token_hash(&token), id).await?;
+                out["token"] = token.into();
+            }
+        }
+        _ => return Err(Error::Store("the registered entity vanished".into())),
+    }
+    svc.store
+        .audit(at, &format!("registration {op:?} of {id} done"))
+        .await?;
+    Ok(out)
+}
+
+/// How an entity token is kept: its SHA-256, hex.
+pub(super) fn token_hash(token: &str) -> String {
+    openssl::sha::sha256(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Whether the request's bearer may manage `entity_id`: the operator, or that entity's token.
+pub(super) async fn may_manage<S: Store>(
+    svc: &BrokerService<S>,
+    headers: &HeaderMap,
+    entity_id: &str,
+) -> Result<bool, Error> {
+    if super::authorized(svc, headers) {
+        return Ok(true);
+    }
+    let Some(token) = super::bearer(headers) else {
+        return Ok(false);
+    };
+    Ok(svc.store.token_entity(&token_hash(token)).await?.as_deref() == Some(entity_id))
+}
+
+/// `PUT /admin/policy?entityID=..`: the entity's policy (JSON), by the operator or the entity.
+pub(super) async fn policy<S: Store>(
+    State(svc): Svc<S>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    guard(async move {
+        let Some(id) = query_param(&q.unwrap_or_default(), "entityID") else {
+            return page(StatusCode::BAD_REQUEST, "entityID missing");
+        };
+        match may_manage(&svc, &headers, &id).await {
+            Ok(true) => {}
+            Ok(false) => return page(StatusCode::FORBIDDEN, "not your entity"),
+            Err(e) => return store_error(&e),
+        }
+        let policy: EntityPolicy = match serde_json::from_slice(&body) {
+            Ok(p) => p,
+            Err(e) => return page(StatusCode::BAD_REQUEST, &html_escape(&e.to_string())),
+        };
+        let xml = {
+            let mut core = svc.core();
+            if let Err(e) = core.registry.set_policy(&id, policy.clone()) {
+                return error_response(&e);
+            }
+            core.registry.get(&id).and_then(|r| r.entity.to_xml().ok())
+        };
+        let (Some(xml), Ok(policy_json)) = (xml, serde_json::to_string(&policy)) else {
+            return page(StatusCode::INTERNAL_SERVER_ERROR, "policy");
+        };
+        let stored = StoredEntity {
+            entity_id: id.clone(),
+            xml,
+            policy: policy_json,
+        };
+        if let Err(e) = svc.store.put_entity(&stored).await {
+            return store_error(&e);
+        }
+        log(&[("event", "policy-set".into()), ("entity", id)]);
+        page(StatusCode::OK, "policy set")
+    })
+    .await
+}
