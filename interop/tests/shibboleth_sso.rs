@@ -19,18 +19,27 @@
 //! - A scripted browser (hand-written HTTP/1.0 client with a cookie jar) follows the
 //!   redirects and submits the form; the protected page shows REMOTE_USER (from eppn) and the
 //!   mapped attributes.
-//! - Shibboleth refuses (no session, the page is not shown): another audience, an expired
-//!   assertion, an unsigned Response and assertion, a Response and assertion signed by a key
-//!   not in the IdP's metadata.
+//! - Shibboleth also accepts: only the assertion signed, only the Response signed, the assertion
+//!   in clear (the SP has no setting that requires encryption), AES-128-CBC, an ECDSA P-256
+//!   signature (the IdP's second key); an affiliation value outside the IdP's `shibmd:Scope`
+//!   is dropped by the attribute filter, the others kept.
+//! - Shibboleth refuses (no session cookie, the protected page redirects to the IdP again;
+//!   shibd's log line is checked): the same Response posted again (replay), another audience,
+//!   an expired assertion, an unsigned Response and assertion, a Response (or only the
+//!   assertion) signed by a key not in the IdP's metadata. Its ACS answers 500 each time.
 //!
 //! The security policy is the package's default (`/etc/shibboleth/security-policy.xml`) except
 //! MessageFlow `expires="600"` instead of 60, so that the expired-assertion case is refused for
 //! the assertion's NotOnOrAfter and not for the Response's IssueInstant.
+//!
+//! Run time: shibd and Apache are up in about 1 s; the whole test takes 3-4 s (debug build,
+//! 2 cores shared).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -81,16 +90,32 @@ fn wait_for_port(port: u16, what: &str, child: &mut Child, log: &Path) {
 /// What our IdP puts in its next Response.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Case {
+    /// Signed Response, signed assertion encrypted with AES-256-GCM and RSA-OAEP.
     Good,
+    /// The assertion signed, the Response not.
+    AssertionOnlySigned,
+    /// The Response signed, the assertion not.
+    ResponseOnlySigned,
+    /// The signed assertion in clear.
+    NotEncrypted,
+    /// Encrypted with AES-128-CBC.
+    Aes128Cbc,
+    /// Signed with the IdP's second key, ECDSA P-256.
+    Ecdsa,
+    /// One affiliation value outside the IdP's `shibmd:Scope`.
+    ForeignScope,
     WrongAudience,
     Expired,
     Unsigned,
     WrongKey,
+    /// The Response unsigned, the assertion signed by a key not in the metadata.
+    WrongKeyAssertion,
 }
 
 /// Our IdP: its key, its metadata, the SP's metadata (once fetched) and the case to answer.
 struct Idp {
     key: TestKey,
+    ec_key: TestKey,
     other_key: TestKey,
     md: EntityDescriptor,
     sso_url: String,
@@ -126,12 +151,18 @@ impl Idp {
             &acs,
             NameId::new("t-7f3a9c21", NAMEID_TRANSIENT),
         );
+        let case = *self.case.lock().unwrap();
+        let staff = if case == Case::ForeignScope {
+            "staff@evil.example"
+        } else {
+            "staff@example.org"
+        };
         b.attributes = vec![
             Attribute::uri(EPPN, Some("eduPersonPrincipalName"), &["alice@example.org"]),
             Attribute::uri(
                 AFFILIATION,
                 Some("eduPersonScopedAffiliation"),
-                &["member@example.org", "staff@example.org"],
+                &["member@example.org", staff],
             ),
         ];
         b.encryption = Some(Encryption {
@@ -143,8 +174,17 @@ impl Idp {
         });
         let mut key = self.key.signing();
         let mut at = now;
-        match *self.case.lock().unwrap() {
-            Case::Good => {}
+        match case {
+            Case::Good | Case::ForeignScope => {}
+            Case::AssertionOnlySigned => b.sign_response = false,
+            Case::ResponseOnlySigned => b.sign_assertion = false,
+            Case::NotEncrypted => b.encryption = None,
+            Case::Aes128Cbc => {
+                if let Some(e) = &mut b.encryption {
+                    e.algorithm = DataAlgorithm::Aes128Cbc;
+                }
+            }
+            Case::Ecdsa => key = self.ec_key.signing(),
             Case::WrongAudience => {
                 b.sp_entity_id = "https://other-sp.interop.test/shibboleth".into()
             }
@@ -158,6 +198,10 @@ impl Idp {
                 b.sign_response = false;
             }
             Case::WrongKey => key = self.other_key.signing(),
+            Case::WrongKeyAssertion => {
+                b.sign_response = false;
+                key = self.other_key.signing();
+            }
         }
         let xml = b
             .build(&key, at, &mut openssl_random)
@@ -456,6 +500,7 @@ ScriptAlias /secure/ {d_s}/cgi/
 
         let shibd_log = d.join("shibd.out");
         let mut shibd = Command::new(shibd_bin)
+            .process_group(0)
             .args(["-F", "-f", "-c"])
             .arg(d.join("shibboleth2.xml"))
             .arg("-p")
@@ -471,7 +516,10 @@ ScriptAlias /secure/ {d_s}/cgi/
             .expect("start shibd");
         wait_for_port(shib_port, "shibd", &mut shibd, &shibd_log);
         let apache_log = d.join("apache.out");
+        // Its own process group: Apache's parent signals its whole process group when it stops
+        // (prefork's killpg), which would take the test harness (and cargo) with it.
         let mut apache = Command::new(apache_bin)
+            .process_group(0)
             .arg("-DFOREGROUND")
             .arg("-f")
             .arg(d.join("apache.conf"))
@@ -535,8 +583,9 @@ impl Drop for Sp {
 }
 
 /// One login through the browser: protected page -> Shibboleth's redirect to our IdP -> our
-/// form -> POST to Shibboleth's ACS. Returns the ACS's reply.
-fn login(sp: &Sp, idp: &Idp, browser: &mut Browser) -> Reply {
+/// form -> POST to Shibboleth's ACS. Returns the ACS's reply, the form body posted and the
+/// Response it carried.
+fn login(sp: &Sp, idp: &Idp, browser: &mut Browser) -> (Reply, String, Vec<u8>) {
     let first = browser.get(&format!("{}/secure/env", sp.base));
     assert_eq!(
         first.status, 302,
@@ -554,15 +603,41 @@ fn login(sp: &Sp, idp: &Idp, browser: &mut Browser) -> Reply {
     assert_eq!(action, format!("{}/Shibboleth.sso/SAML2/POST", sp.base));
     let response = form_field(&page.body, "SAMLResponse").expect("SAMLResponse");
     let relay = form_field(&page.body, "RelayState").expect("RelayState");
-    browser.request(
-        "POST",
-        &action,
-        Some(&format!(
-            "SAMLResponse={}&RelayState={}",
-            url_encode(&response),
-            url_encode(&relay)
-        )),
-    )
+    let body = format!(
+        "SAMLResponse={}&RelayState={}",
+        url_encode(&response),
+        url_encode(&relay)
+    );
+    let xml = post::decode(&response, post::DEFAULT_MAX_MESSAGE).unwrap();
+    (browser.request("POST", &action, Some(&body)), body, xml)
+}
+
+/// After an accepted login: follows the ACS's redirect back to the protected page and returns
+/// what the page printed.
+fn protected_page(sp: &Sp, b: &mut Browser, acs: &Reply) -> String {
+    assert_eq!(acs.status, 302, "ACS refused: {}\n{}", acs.body, sp.logs());
+    assert!(b.has_session(), "{:?}", b.cookies);
+    let back = acs.header("Location").unwrap().to_owned();
+    assert_eq!(back, format!("{}/secure/env", sp.base));
+    let page = b.get(&back);
+    assert_eq!(page.status, 200, "{}\n{}", page.body, sp.logs());
+    assert!(
+        page.body.contains("REMOTE_USER=alice@example.org\n"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("eppn=alice@example.org\n"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains(&format!("Shib-Identity-Provider={IDP_ENTITY}\n")),
+        "{}",
+        page.body
+    );
+    page.body
 }
 
 #[test]
@@ -573,10 +648,12 @@ fn shibboleth_sp_web_sso_with_our_idp() {
     let key = TestKey::rsa("idp.rust.test");
     // Same subject name, another key: not in the IdP's metadata.
     let other_key = TestKey::rsa("idp.rust.test");
+    let ec_key = TestKey::ec(openssl::nid::Nid::X9_62_PRIME256V1, "idp.rust.test");
     let md = EntityDescriptor::builder(IDP_ENTITY)
         .idp(
             IdpSso::builder()
                 .signing_certificate(key.cert_der())
+                .signing_certificate(ec_key.cert_der())
                 .scope("example.org", false)
                 .sso(Binding::HttpRedirect, &sso_url),
         )
@@ -585,6 +662,7 @@ fn shibboleth_sp_web_sso_with_our_idp() {
     let sp = Sp::start(md.to_xml().unwrap().as_bytes());
     let idp = Arc::new(Idp {
         key,
+        ec_key,
         other_key,
         md,
         sso_url,
@@ -606,40 +684,62 @@ fn shibboleth_sp_web_sso_with_our_idp() {
     assert!(sso::sp_encryption_key(&sp_md).unwrap().is_some());
     *idp.sp_md.lock().unwrap() = Some(*sp_md);
 
-    // The good case.
+    // The good case: the Response carried an EncryptedAssertion only.
     let mut b = Browser::default();
-    let acs = login(&sp, &idp, &mut b);
-    assert_eq!(acs.status, 302, "ACS refused: {}\n{}", acs.body, sp.logs());
-    assert!(b.has_session(), "{:?}", b.cookies);
-    let back = acs.header("Location").unwrap().to_owned();
-    assert_eq!(back, format!("{}/secure/env", sp.base));
-    let page = b.get(&back);
-    assert_eq!(page.status, 200, "{}\n{}", page.body, sp.logs());
+    let (acs, posted, xml) = login(&sp, &idp, &mut b);
+    let xml = String::from_utf8(xml).unwrap();
+    assert!(xml.contains("EncryptedAssertion") && !xml.contains("<saml:Assertion"));
+    let page = protected_page(&sp, &mut b, &acs);
     assert!(
-        page.body.contains("REMOTE_USER=alice@example.org"),
-        "{}",
-        page.body
-    );
-    assert!(
-        page.body.contains("eppn=alice@example.org"),
-        "{}",
-        page.body
-    );
-    assert!(
-        page.body
-            .contains("affiliation=member@example.org;staff@example.org"),
-        "{}",
-        page.body
-    );
-    assert!(
-        page.body
-            .contains(&format!("Shib-Identity-Provider={IDP_ENTITY}")),
-        "{}",
-        page.body
+        page.contains("affiliation=member@example.org;staff@example.org\n"),
+        "{page}"
     );
     // The request Shibboleth sent: its own entityID, the ACS of its metadata.
     let req = idp.requests.lock().unwrap().last().cloned().unwrap();
     assert_eq!(req.issuer, SP_ENTITY);
+    assert_eq!(
+        req.acs_url.as_deref(),
+        Some(format!("{}/Shibboleth.sso/SAML2/POST", sp.base).as_str())
+    );
+
+    // The same Response posted again, from another browser: refused as a replay.
+    let before = sp.shibd_log().len();
+    let mut thief = Browser::default();
+    let again = thief.request(
+        "POST",
+        &format!("{}/Shibboleth.sso/SAML2/POST", sp.base),
+        Some(&posted),
+    );
+    let log = sp.shibd_log()[before..].to_owned();
+    assert_ne!(again.status, 302, "replay accepted: {}\n{log}", again.body);
+    assert!(!thief.has_session());
+    assert!(log.to_lowercase().contains("replay"), "{log}");
+
+    // Accepted variants, with the affiliation values Shibboleth kept.
+    for (case, affiliation) in [
+        (
+            Case::AssertionOnlySigned,
+            "member@example.org;staff@example.org",
+        ),
+        (
+            Case::ResponseOnlySigned,
+            "member@example.org;staff@example.org",
+        ),
+        (Case::NotEncrypted, "member@example.org;staff@example.org"),
+        (Case::Aes128Cbc, "member@example.org;staff@example.org"),
+        (Case::Ecdsa, "member@example.org;staff@example.org"),
+        // The package's attribute filter policy drops the value outside the IdP's Scope.
+        (Case::ForeignScope, "member@example.org"),
+    ] {
+        *idp.case.lock().unwrap() = case;
+        let mut b = Browser::default();
+        let (acs, _, _) = login(&sp, &idp, &mut b);
+        let page = protected_page(&sp, &mut b, &acs);
+        assert!(
+            page.contains(&format!("affiliation={affiliation}\n")),
+            "{case:?}: {page}"
+        );
+    }
     let good = t0.elapsed();
 
     // Each refused: no session, the protected page is not shown (another redirect to the IdP).
@@ -648,13 +748,14 @@ fn shibboleth_sp_web_sso_with_our_idp() {
         (Case::Expired, "no longer valid"),
         (Case::Unsigned, "unable to establish security"),
         (Case::WrongKey, "signature"),
+        (Case::WrongKeyAssertion, "signature"),
     ];
     let mut seen = Vec::new();
     for (case, word) in cases {
         *idp.case.lock().unwrap() = case;
         let before = sp.shibd_log().len();
         let mut b = Browser::default();
-        let acs = login(&sp, &idp, &mut b);
+        let (acs, _, _) = login(&sp, &idp, &mut b);
         let log = sp.shibd_log()[before..].to_owned();
         assert_ne!(acs.status, 302, "{case:?} accepted: {}\n{log}", acs.body);
         assert!(!b.has_session(), "{case:?}: {:?}", b.cookies);
@@ -676,7 +777,7 @@ fn shibboleth_sp_web_sso_with_our_idp() {
         seen.push(format!("{case:?}: HTTP {} ({reason})", acs.status));
     }
     eprintln!(
-        "Shibboleth SP up in {started:?}; good login done at {good:?}; all at {:?}\n{}",
+        "Shibboleth SP up in {started:?}; good login, replay and accepted variants done at {good:?}; all at {:?}\n{}",
         t0.elapsed(),
         seen.join("\n")
     );
