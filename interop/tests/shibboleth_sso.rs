@@ -26,7 +26,8 @@
 //! - Shibboleth refuses (no session cookie, the protected page redirects to the IdP again;
 //!   shibd's log line is checked): the same Response posted again (replay), another audience,
 //!   an expired assertion, an unsigned Response and assertion, a Response (or only the
-//!   assertion) signed by a key not in the IdP's metadata. Its ACS answers 500 each time.
+//!   assertion) signed by a key not in the IdP's metadata, a signed Response whose eppn was
+//!   changed afterwards. Its ACS answers 500 each time.
 //!
 //! The security policy is the package's default (`/etc/shibboleth/security-policy.xml`) except
 //! MessageFlow `expires="600"` instead of 60, so that the expired-assertion case is refused for
@@ -110,6 +111,8 @@ enum Case {
     WrongKey,
     /// The Response unsigned, the assertion signed by a key not in the metadata.
     WrongKeyAssertion,
+    /// Signed, in clear, then eppn changed.
+    Tampered,
 }
 
 /// Our IdP: its key, its metadata, the SP's metadata (once fetched) and the case to answer.
@@ -178,7 +181,7 @@ impl Idp {
             Case::Good | Case::ForeignScope => {}
             Case::AssertionOnlySigned => b.sign_response = false,
             Case::ResponseOnlySigned => b.sign_assertion = false,
-            Case::NotEncrypted => b.encryption = None,
+            Case::NotEncrypted | Case::Tampered => b.encryption = None,
             Case::Aes128Cbc => {
                 if let Some(e) = &mut b.encryption {
                     e.algorithm = DataAlgorithm::Aes128Cbc;
@@ -203,9 +206,15 @@ impl Idp {
                 key = self.other_key.signing();
             }
         }
-        let xml = b
+        let mut xml = b
             .build(&key, at, &mut openssl_random)
             .map_err(|e| e.to_string())?;
+        if case == Case::Tampered {
+            xml = String::from_utf8(xml)
+                .unwrap()
+                .replace("alice@example.org", "mallory@example.org")
+                .into_bytes();
+        }
         post::form(&acs, MessageKind::Response, &xml, m.relay_state.as_deref())
             .map_err(|e| e.to_string())
     }
@@ -749,6 +758,7 @@ fn shibboleth_sp_web_sso_with_our_idp() {
         (Case::Unsigned, "unable to establish security"),
         (Case::WrongKey, "signature"),
         (Case::WrongKeyAssertion, "signature"),
+        (Case::Tampered, "signature"),
     ];
     let mut seen = Vec::new();
     for (case, word) in cases {
