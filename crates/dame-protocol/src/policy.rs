@@ -32,10 +32,25 @@ pub fn entity_host(entity_id: &str) -> Option<String> {
 
 /// DNS domains: `example.org` matches that host only, `.example.org` matches every host below
 /// it (not `example.org` itself, not `badexample.org`).
+/// With feature `serde` it is a plain list of strings, normalised on the way in like
+/// [`DomainList::new`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(from = "Vec<String>", into = "Vec<String>"))]
 pub struct DomainList {
     entries: Vec<String>,
+}
+
+impl From<Vec<String>> for DomainList {
+    fn from(v: Vec<String>) -> Self {
+        DomainList::new(v)
+    }
+}
+
+impl From<DomainList> for Vec<String> {
+    fn from(d: DomainList) -> Self {
+        d.entries
+    }
 }
 
 impl DomainList {

@@ -98,8 +98,7 @@ pub trait Store: Send + Sync + 'static {
     /// Registers or replaces an entity (and bumps the registry generation).
     fn put_entity(&self, e: &StoredEntity) -> impl Future<Output = Result<(), Error>> + Send;
     /// Removes an entity, its relationships and its tokens (and bumps both generations).
-    fn delete_entity(&self, entity_id: &str)
-    -> impl Future<Output = Result<(), Error>> + Send;
+    fn delete_entity(&self, entity_id: &str) -> impl Future<Output = Result<(), Error>> + Send;
     /// Records an entity token (its SHA-256, hex) for `entity_id`, replacing the entity's
     /// earlier tokens.
     fn put_token(
@@ -108,8 +107,10 @@ pub trait Store: Send + Sync + 'static {
         entity_id: &str,
     ) -> impl Future<Output = Result<(), Error>> + Send;
     /// The entity an entity token (its SHA-256, hex) belongs to.
-    fn token_entity(&self, hash: &str)
-    -> impl Future<Output = Result<Option<String>, Error>> + Send;
+    fn token_entity(
+        &self,
+        hash: &str,
+    ) -> impl Future<Output = Result<Option<String>, Error>> + Send;
     /// Every relationship: (IdP, SP, since as Unix seconds).
     fn relationships(
         &self,

@@ -845,3 +845,251 @@ async fn postgres_two_instances_share_a_flow_and_survive_a_kill() {
     assert_eq!(metric(&w, &base_a, "dame_flows").await, "0");
     drop(a);
 }
+
+/// A one-host HTTPS server for proofs of ownership: a self-signed certificate for
+/// `sp.example.org`, answers from `files` (path -> body), 404 otherwise; counts requests.
+fn proof_server(
+    dir: &Path,
+    files: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> (u16, PathBuf) {
+    use openssl::ssl::{SslAcceptor, SslMethod};
+    use openssl::x509::extension::SubjectAlternativeName;
+    use std::io::{Read as _, Write as _};
+    let key = openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+    let mut name = openssl::x509::X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", "sp.example.org").unwrap();
+    let name = name.build();
+    let mut b = openssl::x509::X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(2).unwrap())
+        .unwrap();
+    let san = SubjectAlternativeName::new()
+        .dns("sp.example.org")
+        .build(&b.x509v3_context(None, None))
+        .unwrap();
+    b.append_extension(san).unwrap();
+    b.sign(&key, openssl::hash::MessageDigest::sha256())
+        .unwrap();
+    let cert = b.build();
+    let ca = dir.join("proof-ca.pem");
+    std::fs::write(&ca, cert.to_pem().unwrap()).unwrap();
+    let mut acc = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
+    acc.set_private_key(&key).unwrap();
+    acc.set_certificate(&cert).unwrap();
+    let acc = std::sync::Arc::new(acc.build());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let Ok(mut tls) = acc.accept(stream) else {
+                continue;
+            };
+            let mut buf = [0u8; 4096];
+            let n = tls.read(&mut buf).unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]).to_string();
+            let path = req.split_whitespace().nth(1).unwrap_or("").to_owned();
+            let answer = files.lock().unwrap().get(&path).cloned();
+            let resp = match answer {
+                Some(body) => format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                ),
+                None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_owned(),
+            };
+            let _ = tls.write_all(resp.as_bytes());
+            let _ = tls.shutdown();
+        }
+    });
+    (port, ca)
+}
+
+/// Self-service registration over HTTP: a challenge, a failed proof (nothing published), the
+/// proof published and fetched over TLS from the entityID's host, the entity registered and
+/// served, its token managing its own policy and metadata and nothing else, a deletion proven
+/// the same way; and with private addresses not allowed (the default), a host resolving to
+/// loopback is refused without being contacted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_with_proof_of_ownership_and_entity_tokens() {
+    use std::sync::atomic::Ordering;
+    let tmp = tempfile::tempdir().unwrap();
+    let w = World::new(tmp.path());
+    let files = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (proof_port, ca) = proof_server(tmp.path(), files.clone(), hits.clone());
+    let cfg = w.broker_config();
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!(
+        "[registration]\nallow_private = true\nport = {proof_port}\nca = \"{}\"\nhosts = {{ \"sp.example.org\" = \"127.0.0.1\" }}\n",
+        ca.display()
+    ));
+    std::fs::write(&cfg, text).unwrap();
+    let _broker = spawn(env!("CARGO_BIN_EXE_dame-broker"), &cfg);
+    healthy(w.broker_port, &cfg).await;
+
+    // The SP's registrant uploads its metadata (https endpoints, a DAME sync location).
+    let sp = EntityDescriptor::builder(SP)
+        .sp(SpSso::builder()
+            .signing_certificate(w.sp_key.cert_der())
+            .acs(
+                Binding::HttpPost,
+                "https://sp.example.org/Shibboleth.sso/SAML2/POST",
+            ))
+        .dame_sync_location("https://sp.example.org/dame")
+        .build()
+        .unwrap();
+    let post = |path: String, body: Option<String>| {
+        let r = w.http.post(w.broker(&path));
+        match body {
+            Some(b) => r.body(b),
+            None => r,
+        }
+    };
+    let r = post(
+        "/register?operation=register".into(),
+        Some(sp.to_xml().unwrap()),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let c: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    let url = c["url"].as_str().unwrap().to_owned();
+    let path = url
+        .split_once(&format!(":{proof_port}"))
+        .unwrap()
+        .1
+        .to_owned();
+    assert!(path.starts_with("/.well-known/dame-ownership/"), "{url}");
+    let verify = format!("/register/verify?entityID={}", url_encode(SP));
+    // Nothing published yet: refused, an attempt used.
+    let r = post(verify.clone(), None).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    let mdq = format!("/mdq/entities/{}", url_encode(SP));
+    let status = w.http.get(w.broker(&mdq)).send().await.unwrap().status();
+    assert_eq!(status, 404, "not registered before the proof");
+    // Published: registered, served, a token issued once.
+    files
+        .lock()
+        .unwrap()
+        .insert(path.clone(), c["content"].as_str().unwrap().to_owned());
+    let r = post(verify.clone(), None).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let done: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    let token = done["token"].as_str().unwrap().to_owned();
+    assert_eq!(token.len(), 64);
+    let status = w.http.get(w.broker(&mdq)).send().await.unwrap().status();
+    assert_eq!(status, 200);
+    // The challenge is used up; a second registration of the same entityID is refused.
+    let r = post(verify.clone(), None).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = post(
+        "/register?operation=register".into(),
+        Some(sp.to_xml().unwrap()),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // The token manages its own entity, nothing else.
+    w.import(&w.idp_entity(free_port())).await;
+    let policy = r#"{"peers": {"allow": [], "deny": ["evil.example"]}}"#;
+    let put = |id: &str, bearer: Option<&str>| {
+        let r = w
+            .http
+            .put(w.broker(&format!("/admin/policy?entityID={}", url_encode(id))))
+            .body(policy);
+        match bearer {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    };
+    assert_eq!(put(SP, Some(&token)).send().await.unwrap().status(), 200);
+    assert_eq!(put(IDP, Some(&token)).send().await.unwrap().status(), 403);
+    assert_eq!(put(SP, Some("forged")).send().await.unwrap().status(), 403);
+    assert_eq!(put(SP, None).send().await.unwrap().status(), 403);
+    assert_eq!(put(IDP, Some(TOKEN)).send().await.unwrap().status(), 200);
+    let upload = |e: &EntityDescriptor| {
+        w.http
+            .post(w.broker("/admin/entities"))
+            .bearer_auth(&token)
+            .body(e.to_xml().unwrap())
+    };
+    assert_eq!(upload(&sp).send().await.unwrap().status(), 200);
+    assert_eq!(
+        upload(&w.idp_entity(free_port()))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+
+    // Deletion, proven the same way: gone, and its token with it.
+    let r = post(
+        format!("/register?operation=delete&entityID={}", url_encode(SP)),
+        None,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let c: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    let url = c["url"].as_str().unwrap().to_owned();
+    let path = url
+        .split_once(&format!(":{proof_port}"))
+        .unwrap()
+        .1
+        .to_owned();
+    files
+        .lock()
+        .unwrap()
+        .insert(path, c["content"].as_str().unwrap().to_owned());
+    let r = post(verify.clone(), None).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let status = w.http.get(w.broker(&mdq)).send().await.unwrap().status();
+    assert_eq!(status, 404);
+    assert_eq!(put(SP, Some(&token)).send().await.unwrap().status(), 403);
+
+    // The default: private addresses refused. A broker whose registration host resolves to
+    // loopback does not even connect.
+    drop(_broker);
+    let cfg2 = w.instance_config(
+        "broker2",
+        w.broker_port,
+        &tmp.path().join("b2.db").display().to_string(),
+    );
+    let mut text = std::fs::read_to_string(&cfg2).unwrap();
+    text.push_str(&format!(
+        "[registration]\nport = {proof_port}\nca = \"{}\"\nhosts = {{ \"sp.example.org\" = \"127.0.0.1\" }}\n",
+        ca.display()
+    ));
+    std::fs::write(&cfg2, text).unwrap();
+    let _broker2 = spawn(env!("CARGO_BIN_EXE_dame-broker"), &cfg2);
+    healthy(w.broker_port, &cfg2).await;
+    let r = post(
+        "/register?operation=register".into(),
+        Some(sp.to_xml().unwrap()),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let before = hits.load(Ordering::SeqCst);
+    let r = post(verify, None).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        before,
+        "no connection to a private address"
+    );
+}

@@ -215,9 +215,7 @@ impl<S: Store> BrokerService<S> {
     fn registrations(
         &self,
     ) -> std::sync::MutexGuard<'_, dame_protocol::registration::Registrations> {
-        self.registrations
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.registrations.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// One step of the protocol in one store transaction: the flows `select` names are

@@ -210,7 +210,10 @@ pub(super) async fn verify<S: Store>(
             return page(StatusCode::BAD_REQUEST, "entityID missing");
         };
         let Some(challenge) = svc.registrations().challenge(&id).cloned() else {
-            return page(StatusCode::NOT_FOUND, "no challenge pending for this entityID");
+            return page(
+                StatusCode::NOT_FOUND,
+                "no challenge pending for this entityID",
+            );
         };
         // A failed fetch uses an attempt like a wrong answer.
         let (status, body) = match fetch(&svc, &challenge).await {
