@@ -80,7 +80,8 @@ impl AgentService {
         .map_err(|e| Error::config("broker_mdq", e.to_string()))?;
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_millis(cfg.fetch_timeout_ms))
+            .timeout(Duration::from_millis(cfg.fetch_timeout_ms));
+        let http = crate::tls::trust(http, "broker_ca", cfg.broker_ca.as_deref())?
             .build()
             .map_err(|e| Error::Http(e.to_string()))?;
         Ok(Arc::new(AgentService {
@@ -311,26 +312,18 @@ pub async fn run(
         ("entities", n.to_string()),
         ("ms", ms(t)),
     ]);
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| Error::Io {
-            what: format!("listen on {listen}"),
-            source: e,
-        })?;
+    let tls = match crate::config::tls_pair(
+        svc.cfg.tls_certificate.as_deref(),
+        svc.cfg.tls_key.as_deref(),
+    )? {
+        Some((c, k)) => Some(crate::tls::acceptor(c, k)?),
+        None => None,
+    };
     log(&[
         ("event", "listening".into()),
         ("address", listen.to_string()),
+        ("tls", tls.is_some().to_string()),
         ("sync_path", svc.cfg.sync_path.clone()),
     ]);
-    axum::serve(
-        listener,
-        svc.router()
-            .into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .map_err(|e| Error::Io {
-        what: "serve".into(),
-        source: e,
-    })
+    crate::tls::serve(listen, tls, svc.router(), shutdown).await
 }

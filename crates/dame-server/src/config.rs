@@ -69,6 +69,31 @@ pub struct AgentConfig {
     /// Accept `http://` broker URLs (loopback tests only; default false).
     #[serde(default)]
     pub allow_http: bool,
+    /// PEM: the certificate (chain) of a TLS listener (with `tls_key`; default: plain HTTP
+    /// behind a TLS-terminating proxy).
+    #[serde(default)]
+    pub tls_certificate: Option<PathBuf>,
+    /// PEM: the TLS listener's private key.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// PEM: extra trust anchors for the broker's TLS certificate (default: the system's).
+    #[serde(default)]
+    pub broker_ca: Option<PathBuf>,
+}
+
+/// The TLS listener's files, when configured: both or neither.
+pub(crate) fn tls_pair<'a>(
+    cert: Option<&'a Path>,
+    key: Option<&'a Path>,
+) -> Result<Option<(&'a Path, &'a Path)>, Error> {
+    match (cert, key) {
+        (Some(c), Some(k)) => Ok(Some((c, k))),
+        (None, None) => Ok(None),
+        _ => Err(Error::config(
+            "tls_certificate / tls_key",
+            "give both or neither",
+        )),
+    }
 }
 
 fn read(key: &str, p: &Path) -> Result<Vec<u8>, Error> {
@@ -115,6 +140,7 @@ impl AgentConfig {
         if self.max_body_bytes < 1024 {
             return Err(Error::config("max_body_bytes", "at least 1024"));
         }
+        tls_pair(self.tls_certificate.as_deref(), self.tls_key.as_deref())?;
         Ok(())
     }
 
@@ -193,6 +219,17 @@ pub struct BrokerConfig {
     /// each instance as a token bucket (this many per minute, bursts of this many).
     #[serde(default = "default_rate_per_source_per_minute")]
     pub rate_per_source_per_minute: u32,
+    /// PEM: the certificate (chain) of a TLS listener (with `tls_key`; default: plain HTTP
+    /// behind a TLS-terminating proxy).
+    #[serde(default)]
+    pub tls_certificate: Option<PathBuf>,
+    /// PEM: the TLS listener's private key.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// PEM: extra trust anchors for the agents' TLS certificates, where triggers go (default:
+    /// the system's).
+    #[serde(default)]
+    pub agent_ca: Option<PathBuf>,
     /// Self-service registration with proof of ownership (`/register`).
     #[serde(default)]
     pub registration: RegistrationConfig,
@@ -276,6 +313,7 @@ impl BrokerConfig {
                 "an https base URL without a trailing / (http only on loopback with allow_loopback_http)",
             ));
         }
+        tls_pair(self.tls_certificate.as_deref(), self.tls_key.as_deref())?;
         if self.database.is_empty() {
             return Err(Error::config("database", "empty"));
         }

@@ -26,6 +26,7 @@ pub mod broker;
 pub mod config;
 mod error;
 pub mod store;
+mod tls;
 
 pub use error::Error;
 

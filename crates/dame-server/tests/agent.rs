@@ -321,6 +321,10 @@ async fn the_agent_integrates_refuses_rolls_back_defers_and_restarts() {
 
 #[test]
 fn configuration_errors_name_their_key() {
+    // The documented examples are valid as shipped.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    dame_server::config::AgentConfig::load(&root.join("agent.example.toml")).unwrap();
+    dame_server::config::BrokerConfig::load(&root.join("broker.example.toml")).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let run = |text: &str| {
         let p = tmp.path().join("bad.toml");

@@ -66,12 +66,17 @@ fn spawn(bin: &str, cfg: &Path) -> Proc {
 }
 
 async fn healthy(port: u16, cfg: &Path) {
-    let c = reqwest::Client::new();
+    healthy_at(
+        &reqwest::Client::new(),
+        &format!("http://127.0.0.1:{port}"),
+        cfg,
+    )
+    .await;
+}
+
+async fn healthy_at(c: &reqwest::Client, base: &str, cfg: &Path) {
     for _ in 0..200 {
-        if let Ok(r) = c
-            .get(format!("http://127.0.0.1:{port}/health"))
-            .send()
-            .await
+        if let Ok(r) = c.get(format!("{base}/health")).send().await
             && r.status() == 200
         {
             return;
@@ -95,6 +100,8 @@ struct World {
     cookie: Option<String>,
     sp_requests: OutstandingRequests,
     sp_replay: MemoryReplayCache,
+    /// `https` when every service listens with TLS (see `tls_on_every_hop`).
+    scheme: &'static str,
 }
 
 impl World {
@@ -112,6 +119,7 @@ impl World {
             cookie: None,
             sp_requests: OutstandingRequests::new(),
             sp_replay: MemoryReplayCache::new(),
+            scheme: "http",
         }
     }
 
@@ -122,13 +130,13 @@ impl World {
                     .signing_certificate(self.idp_key.cert_der())
                     .sso(Binding::HttpRedirect, IDP_SSO),
             )
-            .dame_sync_location(&format!("http://127.0.0.1:{sync_port}/dame"))
+            .dame_sync_location(&format!("{}://127.0.0.1:{sync_port}/dame", self.scheme))
             .build()
             .unwrap()
     }
 
     fn broker(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.broker_port)
+        format!("{}://127.0.0.1:{}{path}", self.scheme, self.broker_port)
     }
 
     fn broker_config(&self) -> PathBuf {
@@ -144,7 +152,7 @@ impl World {
         std::fs::write(&token, TOKEN).unwrap();
         let cfg = format!(
             r#"entity_id = "https://broker.example.com/sp"
-public_url = "http://127.0.0.1:{p}"
+public_url = "{scheme}://127.0.0.1:{p}"
 listen = "127.0.0.1:{listen}"
 key = "{k}"
 certificate = "{c}"
@@ -155,6 +163,7 @@ exchange_deadline_s = 5
 trigger_timeout_ms = 2000
 "#,
             p = self.broker_port,
+            scheme = self.scheme,
             k = k.display(),
             c = c.display(),
             t = token.display(),
@@ -304,7 +313,7 @@ allow_http = true
                     &format!("https://{host}/Shibboleth.sso/SAML2/POST"),
                 )
                 .discovery_response(&format!("https://{host}/Shibboleth.sso/Login")))
-            .dame_sync_location(&format!("http://127.0.0.1:{sync_port}/dame"))
+            .dame_sync_location(&format!("{}://127.0.0.1:{sync_port}/dame", self.scheme))
             .build()
             .unwrap()
     }
@@ -381,35 +390,8 @@ allow_http = true
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn first_use_second_use_restart_and_a_failing_agent() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (sp_agent_port, idp_agent_port) = (free_port(), free_port());
-    let mut w = World::new(tmp.path());
-    let broker_cfg = w.broker_config();
-    let mut broker = spawn(env!("CARGO_BIN_EXE_dame-broker"), &broker_cfg);
-    healthy(w.broker_port, &broker_cfg).await;
-    let sp_cfg = w.agent_config("sp-agent", SP, "sp", sp_agent_port, &w.sp_key);
-    let idp_cfg = w.agent_config("idp-agent", IDP, "idp", idp_agent_port, &w.idp_key);
-    let _sp_agent = spawn(env!("CARGO_BIN_EXE_dame-agent"), &sp_cfg);
-    let _idp_agent = spawn(env!("CARGO_BIN_EXE_dame-agent"), &idp_cfg);
-    healthy(sp_agent_port, &sp_cfg).await;
-    healthy(idp_agent_port, &idp_cfg).await;
-    // The operator imports both providers.
-    let idp = w.idp_entity(idp_agent_port);
-    w.import(&w.sp_entity(SP, sp_agent_port)).await;
-    w.import(&idp).await;
-    // An import without the token is refused.
-    let r = w
-        .http
-        .post(w.broker("/admin/entities"))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-
-    // First use: discovery, the IdP chosen, AuthnRequest1, Response2, exchange, replay, login.
+/// A first use of (SP, IDP) through the broker, as the user agent, the SP and the IdP see it.
+async fn first_use(w: &mut World) -> Duration {
     let t0 = std::time::Instant::now();
     let ds =
         DiscoveryRequest::new(SP, Some("https://sp.example.org/Shibboleth.sso/Login")).to_query();
@@ -446,7 +428,40 @@ async fn first_use_second_use_restart_and_a_failing_agent() {
     let (form, acs) = w.idp_sso(&replay).await.unwrap();
     assert_eq!(acs, "https://sp.example.org/Shibboleth.sso/SAML2/POST");
     assert_eq!(w.sp_acs(&form).unwrap(), "alice");
-    eprintln!("first use end to end on loopback: {:?}", t0.elapsed());
+    t0.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_use_second_use_restart_and_a_failing_agent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (sp_agent_port, idp_agent_port) = (free_port(), free_port());
+    let mut w = World::new(tmp.path());
+    let broker_cfg = w.broker_config();
+    let mut broker = spawn(env!("CARGO_BIN_EXE_dame-broker"), &broker_cfg);
+    healthy(w.broker_port, &broker_cfg).await;
+    let sp_cfg = w.agent_config("sp-agent", SP, "sp", sp_agent_port, &w.sp_key);
+    let idp_cfg = w.agent_config("idp-agent", IDP, "idp", idp_agent_port, &w.idp_key);
+    let _sp_agent = spawn(env!("CARGO_BIN_EXE_dame-agent"), &sp_cfg);
+    let _idp_agent = spawn(env!("CARGO_BIN_EXE_dame-agent"), &idp_cfg);
+    healthy(sp_agent_port, &sp_cfg).await;
+    healthy(idp_agent_port, &idp_cfg).await;
+    // The operator imports both providers.
+    let idp = w.idp_entity(idp_agent_port);
+    w.import(&w.sp_entity(SP, sp_agent_port)).await;
+    w.import(&idp).await;
+    // An import without the token is refused.
+    let r = w
+        .http
+        .post(w.broker("/admin/entities"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // First use: discovery, the IdP chosen, AuthnRequest1, Response2, exchange, replay, login.
+    let t = first_use(&mut w).await;
+    eprintln!("first use end to end on loopback: {t:?}");
 
     // Second use: plain SSO, the broker not involved.
     let idp_md = w.known("sp-agent", IDP).unwrap();
@@ -846,19 +861,24 @@ async fn postgres_two_instances_share_a_flow_and_survive_a_kill() {
     drop(a);
 }
 
-/// A one-host HTTPS server for proofs of ownership: a self-signed certificate for
-/// `sp.example.org`, answers from `files` (path -> body), 404 otherwise; counts requests.
-fn proof_server(
+/// A self-signed TLS certificate for `dns` names and `ips` (two days), written as
+/// `<stem>.crt` and `<stem>.key` under `dir`: (certificate file, key file, key, certificate).
+fn tls_cert(
     dir: &Path,
-    files: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
-    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-) -> (u16, PathBuf) {
-    use openssl::ssl::{SslAcceptor, SslMethod};
+    stem: &str,
+    dns: &[&str],
+    ips: &[&str],
+) -> (
+    PathBuf,
+    PathBuf,
+    openssl::pkey::PKey<openssl::pkey::Private>,
+    openssl::x509::X509,
+) {
     use openssl::x509::extension::SubjectAlternativeName;
-    use std::io::{Read as _, Write as _};
     let key = openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
     let mut name = openssl::x509::X509NameBuilder::new().unwrap();
-    name.append_entry_by_text("CN", "sp.example.org").unwrap();
+    name.append_entry_by_text("CN", dns.first().or(ips.first()).unwrap())
+        .unwrap();
     let name = name.build();
     let mut b = openssl::x509::X509::builder().unwrap();
     b.set_version(2).unwrap();
@@ -869,16 +889,37 @@ fn proof_server(
         .unwrap();
     b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(2).unwrap())
         .unwrap();
-    let san = SubjectAlternativeName::new()
-        .dns("sp.example.org")
-        .build(&b.x509v3_context(None, None))
-        .unwrap();
+    let mut san = SubjectAlternativeName::new();
+    for d in dns {
+        san.dns(d);
+    }
+    for i in ips {
+        san.ip(i);
+    }
+    let san = san.build(&b.x509v3_context(None, None)).unwrap();
     b.append_extension(san).unwrap();
     b.sign(&key, openssl::hash::MessageDigest::sha256())
         .unwrap();
     let cert = b.build();
-    let ca = dir.join("proof-ca.pem");
-    std::fs::write(&ca, cert.to_pem().unwrap()).unwrap();
+    let (c, k) = (
+        dir.join(format!("{stem}.crt")),
+        dir.join(format!("{stem}.key")),
+    );
+    std::fs::write(&c, cert.to_pem().unwrap()).unwrap();
+    std::fs::write(&k, key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    (c, k, key, cert)
+}
+
+/// A one-host HTTPS server for proofs of ownership: a self-signed certificate for
+/// `sp.example.org`, answers from `files` (path -> body), 404 otherwise; counts requests.
+fn proof_server(
+    dir: &Path,
+    files: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> (u16, PathBuf) {
+    use openssl::ssl::{SslAcceptor, SslMethod};
+    use std::io::{Read as _, Write as _};
+    let (ca, _, key, cert) = tls_cert(dir, "proof", &["sp.example.org"], &[]);
     let mut acc = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
     acc.set_private_key(&key).unwrap();
     acc.set_certificate(&cert).unwrap();
@@ -1092,4 +1133,59 @@ async fn registration_with_proof_of_ownership_and_entity_tokens() {
         before,
         "no connection to a private address"
     );
+}
+
+/// TLS terminated by the services themselves on every hop: the user agent and the IdP to the
+/// broker, the broker's triggers to the agents, the agents' MDQ pulls and reports to the
+/// broker, each side trusting only the test's certificate; a first use completes, and a plain
+/// HTTP request to the TLS port gets no answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_on_every_hop() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (crt, key, _, cert) = tls_cert(tmp.path(), "tls", &["localhost"], &["127.0.0.1"]);
+    let mut w = World::new(tmp.path());
+    w.scheme = "https";
+    w.http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .add_root_certificate(reqwest::Certificate::from_pem(&cert.to_pem().unwrap()).unwrap())
+        .build()
+        .unwrap();
+    let tls = format!(
+        "tls_certificate = \"{}\"\ntls_key = \"{}\"\n",
+        crt.display(),
+        key.display()
+    );
+    let append = |p: &Path, extra: &str| {
+        let mut t = std::fs::read_to_string(p).unwrap();
+        t.push_str(extra);
+        std::fs::write(p, t).unwrap();
+    };
+    let broker_cfg = w.broker_config();
+    append(
+        &broker_cfg,
+        &format!("{tls}agent_ca = \"{}\"\n", crt.display()),
+    );
+    let (sp_port, idp_port) = (free_port(), free_port());
+    let sp_cfg = w.agent_config("sp-agent", SP, "sp", sp_port, &w.sp_key);
+    let idp_cfg = w.agent_config("idp-agent", IDP, "idp", idp_port, &w.idp_key);
+    for c in [&sp_cfg, &idp_cfg] {
+        append(c, &format!("{tls}broker_ca = \"{}\"\n", crt.display()));
+    }
+    let _broker = spawn(env!("CARGO_BIN_EXE_dame-broker"), &broker_cfg);
+    let _sp = spawn(env!("CARGO_BIN_EXE_dame-agent"), &sp_cfg);
+    let _idp = spawn(env!("CARGO_BIN_EXE_dame-agent"), &idp_cfg);
+    healthy_at(&w.http, &w.broker(""), &broker_cfg).await;
+    healthy_at(&w.http, &format!("https://127.0.0.1:{sp_port}"), &sp_cfg).await;
+    healthy_at(&w.http, &format!("https://127.0.0.1:{idp_port}"), &idp_cfg).await;
+    w.import(&w.sp_entity(SP, sp_port)).await;
+    w.import(&w.idp_entity(idp_port)).await;
+    let t = first_use(&mut w).await;
+    eprintln!("first use with TLS on every hop: {t:?}");
+    // Plain HTTP to the TLS listener: no HTTP answer.
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{}/health", w.broker_port))
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await;
+    assert!(plain.is_err(), "{plain:?}");
 }

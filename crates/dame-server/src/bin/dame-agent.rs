@@ -19,7 +19,10 @@ At start it fetches every entity of the directory again. Logs are JSON lines on 
 CONFIGURATION (TOML; unknown keys are refused; see crates/dame-server/agent.example.toml):
     entity_id           this entity's entityID, as registered at the broker
     side                \"idp\" or \"sp\"
-    listen              address to listen on, e.g. \"127.0.0.1:8443\" (TLS: a proxy in front)
+    listen              address to listen on, e.g. \"127.0.0.1:8443\"
+    tls_certificate, tls_key
+                        PEM: serve TLS here (default: plain HTTP behind a TLS proxy)
+    broker_ca           PEM: extra trust anchors for the broker's TLS (default: the system's)
     sync_path           path of the MetadataSyncLocation (default \"/dame\")
     broker_mdq          the broker's MDQ base URL (https)
     broker_endpoint     the broker's DAME endpoint, for status reports (https)

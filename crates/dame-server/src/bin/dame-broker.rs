@@ -11,15 +11,20 @@ USAGE:
     dame-broker --help | --version
 
 Routes: /ds (discovery), /ds/choose, /DAME (authenticate, status, rules), /acs (Response2),
-/wait, /mdq/entities/<id> (MDQ), /metadata (the broker's own), /admin/entities and
-/admin/rules (operator, Bearer token), /health, /metrics. State in an SQLite file, created and
+/wait, /mdq/entities/<id> (MDQ), /metadata (the broker's own), /register and /register/verify
+(self-service registration with proof of ownership), /admin/entities, /admin/policy (operator
+token, or an entity's own token for its own entity), /admin/rules (operator), /health,
+/metrics. State in an SQLite file, created and
 migrated at start, or in PostgreSQL (database = \"postgres://...\"), which several instances
 behind one load balancer share: a user's flow continues on any of them. Logs are JSON lines on stderr.
 
 CONFIGURATION (TOML; unknown keys are refused; see crates/dame-server/broker.example.toml):
     entity_id            the broker's entityID (it is the SP of AuthnRequest2)
     public_url           its public base URL (https, no trailing /)
-    listen               address to listen on, e.g. \"127.0.0.1:9443\" (TLS: a proxy in front)
+    listen               address to listen on, e.g. \"127.0.0.1:9443\"
+    tls_certificate, tls_key
+                         PEM: serve TLS here (default: plain HTTP behind a TLS proxy)
+    agent_ca             PEM: extra trust anchors for the agents' TLS (default: the system's)
     key, certificate     PEM: the signing key and certificate (pinned by every agent)
     database             the SQLite file, or a postgres:// URL (several instances share it)
     admin_token_file     a file with the operator's bearer token (at least 32 characters)
@@ -28,6 +33,8 @@ CONFIGURATION (TOML; unknown keys are refused; see crates/dame-server/broker.exa
     exchange_deadline_s  both confirmations within this time after Response2 (default 120)
     trigger_order        \"idp-first\" (default) or \"both\"
     trigger_timeout_ms   timeout of one trigger request (default 10000)
+    [registration]       self-service registration with proof of ownership: enabled (true),
+                         allow_private (false), port (443), ca, hosts (tests only)
     rate_per_source_per_minute
                          discovery/authenticate requests per client address and minute,
                          counted across every instance (default 120)

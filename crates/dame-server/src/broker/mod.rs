@@ -191,7 +191,8 @@ impl<S: Store> BrokerService<S> {
         }
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_millis(cfg.trigger_timeout_ms))
+            .timeout(Duration::from_millis(cfg.trigger_timeout_ms));
+        let http = crate::tls::trust(http, "agent_ca", cfg.agent_ca.as_deref())?
             .build()
             .map_err(|e| Error::Http(e.to_string()))?;
         Ok(Arc::new(BrokerService {
@@ -1061,15 +1062,17 @@ pub async fn run<S: Store>(
 ) -> Result<(), Error> {
     let listen = cfg.listen;
     let svc = BrokerService::new(cfg, store).await?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| Error::Io {
-            what: format!("listen on {listen}"),
-            source: e,
-        })?;
+    let tls = match crate::config::tls_pair(
+        svc.cfg.tls_certificate.as_deref(),
+        svc.cfg.tls_key.as_deref(),
+    )? {
+        Some((c, k)) => Some(crate::tls::acceptor(c, k)?),
+        None => None,
+    };
     log(&[
         ("event", "listening".into()),
         ("address", listen.to_string()),
+        ("tls", tls.is_some().to_string()),
         ("entities", svc.core().registry.len().to_string()),
     ]);
     // Every second: what other instances changed is reloaded, and flows past their deadline
@@ -1099,15 +1102,5 @@ pub async fn run<S: Store>(
             }
         }
     });
-    axum::serve(
-        listener,
-        svc.router()
-            .into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .map_err(|e| Error::Io {
-        what: "serve".into(),
-        source: e,
-    })
+    crate::tls::serve(listen, tls, svc.router(), shutdown).await
 }
