@@ -128,7 +128,10 @@ impl AgentService {
     }
 
     /// Performs `req` and completes it in the core.
-    async fn complete(&self, req: FetchRequest) -> Result<FetchOutcome, dame_protocol::Error> {
+    async fn complete(
+        self: &Arc<Self>,
+        req: FetchRequest,
+    ) -> Result<FetchOutcome, dame_protocol::Error> {
         let t = Instant::now();
         let result = self.fetch(&req).await;
         let fetch_ms = ms(t);
@@ -151,6 +154,19 @@ impl AgentService {
                 Err(e) => core.handle_fetch_failure(req.token, e, now, &mut rng),
             }
         };
+        let integrated = match &out {
+            Ok(FetchOutcome::Answer(a)) => a.status == MdiStatus::Integrated,
+            Ok(FetchOutcome::Report(url)) => url.contains("status=integrated"),
+            Err(_) => false,
+        };
+        if integrated
+            && self.cfg.rules.is_some()
+            && let Some(sp) = req.id.as_entity_id()
+        {
+            // In the background: the trigger's answer does not wait for advisory rules.
+            let (svc, sp) = (self.clone(), sp.to_owned());
+            tokio::spawn(async move { svc.retrieve_rules(&sp).await });
+        }
         log(&[
             ("event", "fetch".into()),
             ("url", req.url.clone()),
@@ -166,6 +182,88 @@ impl AgentService {
         ]);
         self.send_reports().await;
         out
+    }
+
+    /// An IdP's agent after integrating `sp`: the conversion rules for what the SP requests
+    /// and this IdP lacks, from the broker (`action=rules`), written for the operator under
+    /// `<directory>/rules/` (JSON, and the product's form). Advisory: a failure is logged, the
+    /// integration stands.
+    async fn retrieve_rules(&self, sp: &str) {
+        let Some(cfg) = &self.cfg.rules else { return };
+        let t = Instant::now();
+        let result = self.rules_for(sp, cfg).await;
+        log(&[
+            ("event", "rules".into()),
+            ("sp", sp.to_owned()),
+            (
+                "result",
+                match &result {
+                    Ok(0) => "none needed".into(),
+                    Ok(n) => format!("{n} rules written"),
+                    Err(e) => format!("error: {e}"),
+                },
+            ),
+            ("ms", ms(t)),
+        ]);
+    }
+
+    async fn rules_for(&self, sp: &str, cfg: &crate::config::RulesConfig) -> Result<usize, String> {
+        use dame_protocol::conversion::{RuleSet, RulesQuery, shibboleth, simplesamlphp};
+        let q = RulesQuery {
+            sp: sp.to_owned(),
+            have: cfg.have.iter().cloned().collect(),
+        };
+        let url = format!("{}?{}", self.cfg.broker_endpoint, q.to_query());
+        let mut resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if resp.status() != 200 {
+            return Err(format!("the broker answered {}", resp.status()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+            if body.len() + chunk.len() > 256 << 10 {
+                return Err("rules larger than 256 KiB".into());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let rules = RuleSet::from_json(&body).map_err(|e| e.to_string())?;
+        if rules.rules.is_empty() {
+            return Ok(0);
+        }
+        let refs: Vec<&dame_protocol::conversion::Rule> = rules.rules.iter().collect();
+        let dir = self.cfg.directory.join("rules");
+        let stem = dame_protocol::integration::metadata_file(sp);
+        let stem = stem.trim_end_matches(".xml");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let write = |name: String, text: &str| {
+            // Written aside, then renamed: a reader never sees half a file.
+            let tmp = dir.join(format!(".{name}.tmp"));
+            std::fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
+            std::fs::rename(&tmp, dir.join(&name)).map_err(|e| format!("{name}: {e}"))
+        };
+        // The rules as data, always; the product's form when it can express them.
+        write(
+            format!("{stem}.json"),
+            &rules.to_json().map_err(|e| e.to_string())?,
+        )?;
+        let product = match cfg.format.as_str() {
+            "simplesamlphp" => Some((
+                "authproc.php",
+                simplesamlphp::authproc(&refs, &cfg.names, cfg.first_priority),
+            )),
+            "shibboleth" => Some(("resolver.xml", shibboleth::resolver(&refs, &cfg.names))),
+            _ => None,
+        };
+        match product {
+            Some((ext, Ok(text))) => write(format!("{stem}.{ext}"), &text)?,
+            Some((_, Err(e))) => return Err(format!("written as JSON only: {e}")),
+            None => {}
+        }
+        Ok(rules.rules.len())
     }
 
     /// Sends the queued status reports (triggers that joined a fetch).

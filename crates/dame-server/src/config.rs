@@ -79,6 +79,35 @@ pub struct AgentConfig {
     /// PEM: extra trust anchors for the broker's TLS certificate (default: the system's).
     #[serde(default)]
     pub broker_ca: Option<PathBuf>,
+    /// `[rules]` (an IdP's agent only): after integrating an SP, ask the broker for the
+    /// conversion rules that make the attributes the SP requests from those this IdP has, and
+    /// write them for the operator (`<directory>/rules/<sha1>.json` and the product's form).
+    #[serde(default)]
+    pub rules: Option<RulesConfig>,
+}
+
+/// `[rules]` of an IdP's agent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RulesConfig {
+    /// The SAML names (`urn:oid:...`) of the attributes this IdP can release.
+    pub have: Vec<String>,
+    /// What to write besides the JSON: `simplesamlphp` (an `authproc` array body, file
+    /// `<sha1>.authproc.php`), `shibboleth` (attribute-resolver elements,
+    /// `<sha1>.resolver.xml`) or `json` (the JSON only).
+    pub format: String,
+    /// SAML name -> the IdP's local attribute name (SimpleSAMLphp) or resolver id
+    /// (Shibboleth).
+    #[serde(default)]
+    pub names: std::collections::BTreeMap<String, String>,
+    /// The first `authproc` priority used (SimpleSAMLphp; default 60).
+    #[serde(default = "default_first_priority")]
+    pub first_priority: u32,
+}
+
+fn default_first_priority() -> u32 {
+    60
 }
 
 /// The TLS listener's files, when configured: both or neither.
@@ -141,6 +170,26 @@ impl AgentConfig {
             return Err(Error::config("max_body_bytes", "at least 1024"));
         }
         tls_pair(self.tls_certificate.as_deref(), self.tls_key.as_deref())?;
+        if let Some(r) = &self.rules {
+            if self.side != SideName::Idp {
+                return Err(Error::config(
+                    "rules",
+                    "only an IdP's agent retrieves rules",
+                ));
+            }
+            if r.have.is_empty() {
+                return Err(Error::config(
+                    "rules.have",
+                    "name the attributes this IdP has",
+                ));
+            }
+            if !matches!(r.format.as_str(), "simplesamlphp" | "shibboleth" | "json") {
+                return Err(Error::config(
+                    "rules.format",
+                    "simplesamlphp, shibboleth or json",
+                ));
+            }
+        }
         Ok(())
     }
 

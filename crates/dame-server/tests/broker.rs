@@ -33,6 +33,8 @@ const SP: &str = "https://sp.example.org/shibboleth";
 const SP2: &str = "https://sp2.example.org/shibboleth";
 const IDP: &str = "https://idp.example.net/idp/shibboleth";
 const IDP_SSO: &str = "https://idp.example.net/sso";
+const EPPN: &str = "urn:oid:1.3.6.1.4.1.5923.1.1.1.6";
+const UID: &str = "urn:oid:0.9.2342.19200300.100.1.1";
 const TOKEN: &str = "0123456789abcdef0123456789abcdef-operator";
 
 fn free_port() -> u16 {
@@ -312,7 +314,14 @@ allow_http = true
                     Binding::HttpPost,
                     &format!("https://{host}/Shibboleth.sso/SAML2/POST"),
                 )
-                .discovery_response(&format!("https://{host}/Shibboleth.sso/Login")))
+                .discovery_response(&format!("https://{host}/Shibboleth.sso/Login"))
+                .requested_attribute(
+                    "en",
+                    "Example SP",
+                    EPPN,
+                    Some("eduPersonPrincipalName"),
+                    true,
+                ))
             .dame_sync_location(&format!("{}://127.0.0.1:{sync_port}/dame", self.scheme))
             .build()
             .unwrap()
@@ -441,10 +450,28 @@ async fn first_use_second_use_restart_and_a_failing_agent() {
     healthy(w.broker_port, &broker_cfg).await;
     let sp_cfg = w.agent_config("sp-agent", SP, "sp", sp_agent_port, &w.sp_key);
     let idp_cfg = w.agent_config("idp-agent", IDP, "idp", idp_agent_port, &w.idp_key);
+    // The IdP has uid, not eduPersonPrincipalName (which the SP requests): its agent asks
+    // the broker for conversion rules after integrating the SP.
+    let mut text = std::fs::read_to_string(&idp_cfg).unwrap();
+    text.push_str(&format!(
+        "[rules]\nhave = [\"{UID}\"]\nformat = \"simplesamlphp\"\nnames = {{ \"{UID}\" = \"uid\", \"{EPPN}\" = \"eduPersonPrincipalName\" }}\n"
+    ));
+    std::fs::write(&idp_cfg, text).unwrap();
     let _sp_agent = spawn(env!("CARGO_BIN_EXE_dame-agent"), &sp_cfg);
     let _idp_agent = spawn(env!("CARGO_BIN_EXE_dame-agent"), &idp_cfg);
     healthy(sp_agent_port, &sp_cfg).await;
     healthy(idp_agent_port, &idp_cfg).await;
+    let r = w
+        .http
+        .put(w.broker("/admin/rules"))
+        .bearer_auth(TOKEN)
+        .body(format!(
+            r#"{{"rules": [{{"id": "eppn-from-uid", "target": {{"name": "{EPPN}"}}, "sources": ["{UID}"], "ops": [{{"op": "scope_add", "scope": "example.net"}}]}}]}}"#
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     // The operator imports both providers.
     let idp = w.idp_entity(idp_agent_port);
     w.import(&w.sp_entity(SP, sp_agent_port)).await;
@@ -462,6 +489,28 @@ async fn first_use_second_use_restart_and_a_failing_agent() {
     // First use: discovery, the IdP chosen, AuthnRequest1, Response2, exchange, replay, login.
     let t = first_use(&mut w).await;
     eprintln!("first use end to end on loopback: {t:?}");
+    // The IdP's agent wrote the rule for its operator, as JSON and as SimpleSAMLphp authproc.
+    let stem = dame_protocol::integration::metadata_file(SP).replace(".xml", "");
+    let rules = tmp.path().join("idp-agent").join("rules");
+    let php = rules.join(format!("{stem}.authproc.php"));
+    for _ in 0..100 {
+        if php.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let php = std::fs::read_to_string(&php).unwrap_or_else(|e| {
+        panic!(
+            "authproc not written ({e}): {}",
+            std::fs::read_to_string(idp_cfg.with_extension("log")).unwrap_or_default()
+        )
+    });
+    assert!(php.contains("eppn-from-uid"), "{php}");
+    assert!(
+        php.contains("'uid'") && php.contains("eduPersonPrincipalName"),
+        "{php}"
+    );
+    assert!(rules.join(format!("{stem}.json")).exists());
 
     // Second use: plain SSO, the broker not involved.
     let idp_md = w.known("sp-agent", IDP).unwrap();

@@ -33,6 +33,8 @@ CONFIGURATION (TOML; unknown keys are refused; see crates/dame-server/agent.exam
     fetch_timeout_ms    give up a fetch from the broker after this time (default 10000)
     max_body_bytes      largest metadata document accepted (default 4194304)
     allow_http          accept http:// broker URLs, for loopback tests (default false)
+    [rules]             an IdP's agent: conversion rules for each SP it integrates, written
+                        under <directory>/rules/ (have, format, names, first_priority)
 ";
 
 fn main() -> ExitCode {
