@@ -6,12 +6,14 @@
 # peer and benchmark baseline), Prosody (a real XMPP server carrying XEP-0027 stanzas),
 # PostgreSQL (the DAME broker's shared store: the tests start private servers with initdb),
 # Shibboleth SP 3 (libapache2-mod-shib and shibboleth-sp-utils: shibd and mdquery, the metadata
-# consumer peer; the packages' own configuration under /etc is never used by the tests); and a
+# consumer peer), SimpleSAMLphp 1.19 with the PHP extensions it needs and the Debian package does
+# not pull in (php-xml for DOM/SimpleXML, php-mbstring, php-curl; run on PHP's built-in server);
+# the packages' own configuration under /etc is never used by the tests; and a
 # Python venv in .venv with pysaml2 and pyFF (independent SAML metadata peers for the interop
 # tests). Idempotent: does nothing when everything is already installed.
 set -euo pipefail
 
-packages=(pkg-config libssl-dev libxml2-dev libxmlsec1-dev libclang-dev xmlsec1 time gsasl libgsasl18 gnupg prosody postgresql libapache2-mod-shib shibboleth-sp-utils)
+packages=(pkg-config libssl-dev libxml2-dev libxmlsec1-dev libclang-dev xmlsec1 time gsasl libgsasl18 gnupg prosody postgresql libapache2-mod-shib shibboleth-sp-utils simplesamlphp php-cli php-xml php-mbstring php-curl)
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -31,6 +33,8 @@ command -v gpg >/dev/null || { echo "setup: gpg still missing" >&2; exit 1; }
 command -v prosody >/dev/null || { echo "setup: prosody still missing" >&2; exit 1; }
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "setup: PostgreSQL's initdb still missing" >&2; exit 1; }
 command -v mdquery >/dev/null || { echo "setup: mdquery (shibboleth-sp-utils) still missing" >&2; exit 1; }
+[ -f /usr/share/simplesamlphp/www/module.php ] || { echo "setup: SimpleSAMLphp still missing" >&2; exit 1; }
+php -m | grep -qx dom || { echo "setup: PHP's dom extension (php-xml) still missing" >&2; exit 1; }
 # Python interop peers, pinned (PyPI): pysaml2's make_metadata and MetadataStore, pyFF's pipelines.
 venv="$(cd "$(dirname "$0")/.." && pwd)/.venv"
 if ! "$venv/bin/python" -c 'import saml2, pyff' 2>/dev/null; then

@@ -37,326 +37,26 @@
 //! 2 cores shared).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod common;
+
 use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
+use testkit::signer::TestKey;
 
-use saml_core::bindings::{MessageKind, post, redirect, url_encode};
-use saml_core::protocol::idp::{Encryption, ResponseBuilder, check_request};
-use saml_core::protocol::xmlenc::{DataAlgorithm, KeyTransport};
-use saml_core::protocol::{Attribute, AuthnRequest, NAMEID_TRANSIENT, NameId, openssl_random};
+use common::{
+    AFFILIATION, Browser, Case, EPPN, Idp, Reply, form_action, form_field, free_port, set_mode,
+    wait_for_port,
+};
+use saml_core::bindings::{post, url_encode};
 use saml_metadata::builder::RoleBuilder as _;
 use saml_metadata::load;
 use saml_metadata::model::{Binding, EntityDescriptor, IdpSso, Metadata};
 use saml_metadata::sso;
-use testkit::signer::TestKey;
 
 const SP_ENTITY: &str = "https://sp.interop.test/shibboleth";
 const IDP_ENTITY: &str = "https://idp.rust.test/idp";
-const EPPN: &str = "urn:oid:1.3.6.1.4.1.5923.1.1.1.6";
-const AFFILIATION: &str = "urn:oid:1.3.6.1.4.1.5923.1.1.1.9";
-
-/// A free loopback port (bound, then released for the peer to bind).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for_port(port: u16, what: &str, child: &mut Child, log: &Path) {
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!(
-                "{what} exited ({status}) before listening: {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{what} did not listen on {port} within 30 s: {}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// What our IdP puts in its next Response.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Case {
-    /// Signed Response, signed assertion encrypted with AES-256-GCM and RSA-OAEP.
-    Good,
-    /// The assertion signed, the Response not.
-    AssertionOnlySigned,
-    /// The Response signed, the assertion not.
-    ResponseOnlySigned,
-    /// The signed assertion in clear.
-    NotEncrypted,
-    /// Encrypted with AES-128-CBC.
-    Aes128Cbc,
-    /// Signed with the IdP's second key, ECDSA P-256.
-    Ecdsa,
-    /// One affiliation value outside the IdP's `shibmd:Scope`.
-    ForeignScope,
-    WrongAudience,
-    Expired,
-    Unsigned,
-    WrongKey,
-    /// The Response unsigned, the assertion signed by a key not in the metadata.
-    WrongKeyAssertion,
-    /// Signed, in clear, then eppn changed.
-    Tampered,
-}
-
-/// Our IdP: its key, its metadata, the SP's metadata (once fetched) and the case to answer.
-struct Idp {
-    key: TestKey,
-    ec_key: TestKey,
-    other_key: TestKey,
-    md: EntityDescriptor,
-    sso_url: String,
-    sp_md: Mutex<Option<EntityDescriptor>>,
-    case: Mutex<Case>,
-    requests: Mutex<Vec<AuthnRequest>>,
-}
-
-impl Idp {
-    /// Answers `GET /sso?<query>`: the auto-post form page, or an error text.
-    fn answer(&self, query: &str) -> Result<String, String> {
-        let m =
-            redirect::decode(query, redirect::DEFAULT_MAX_INFLATED).map_err(|e| e.to_string())?;
-        let req = AuthnRequest::parse(&m.xml).map_err(|e| e.to_string())?;
-        let now = SystemTime::now();
-        check_request(
-            &req,
-            &[&self.sso_url],
-            now,
-            Duration::from_secs(60),
-            Duration::from_secs(30),
-        )
-        .map_err(|e| e.to_string())?;
-        let sp_md = self.sp_md.lock().unwrap().clone().ok_or("no SP metadata")?;
-        if req.issuer != sp_md.entity_id {
-            return Err(format!("unknown SP {}", req.issuer));
-        }
-        let acs = sso::acs_for(&sp_md, &req).map_err(|e| e.to_string())?;
-        self.requests.lock().unwrap().push(req.clone());
-        let mut b = ResponseBuilder::for_request(
-            &req,
-            &self.md.entity_id,
-            &acs,
-            NameId::new("t-7f3a9c21", NAMEID_TRANSIENT),
-        );
-        let case = *self.case.lock().unwrap();
-        let staff = if case == Case::ForeignScope {
-            "staff@evil.example"
-        } else {
-            "staff@example.org"
-        };
-        b.attributes = vec![
-            Attribute::uri(EPPN, Some("eduPersonPrincipalName"), &["alice@example.org"]),
-            Attribute::uri(
-                AFFILIATION,
-                Some("eduPersonScopedAffiliation"),
-                &["member@example.org", staff],
-            ),
-        ];
-        b.encryption = Some(Encryption {
-            recipient: sso::sp_encryption_key(&sp_md)
-                .map_err(|e| e.to_string())?
-                .ok_or("no encryption key in the SP's metadata")?,
-            algorithm: DataAlgorithm::Aes256Gcm,
-            transport: KeyTransport::RsaOaepMgf1p,
-        });
-        let mut key = self.key.signing();
-        let mut at = now;
-        match case {
-            Case::Good | Case::ForeignScope => {}
-            Case::AssertionOnlySigned => b.sign_response = false,
-            Case::ResponseOnlySigned => b.sign_assertion = false,
-            Case::NotEncrypted | Case::Tampered => b.encryption = None,
-            Case::Aes128Cbc => {
-                if let Some(e) = &mut b.encryption {
-                    e.algorithm = DataAlgorithm::Aes128Cbc;
-                }
-            }
-            Case::Ecdsa => key = self.ec_key.signing(),
-            Case::WrongAudience => {
-                b.sp_entity_id = "https://other-sp.interop.test/shibboleth".into()
-            }
-            Case::Expired => {
-                // Issued 400 s ago for 60 s: NotOnOrAfter 340 s in the past (skew 180 s).
-                at = now - Duration::from_secs(400);
-                b.lifetime = Duration::from_secs(60);
-            }
-            Case::Unsigned => {
-                b.sign_assertion = false;
-                b.sign_response = false;
-            }
-            Case::WrongKey => key = self.other_key.signing(),
-            Case::WrongKeyAssertion => {
-                b.sign_response = false;
-                key = self.other_key.signing();
-            }
-        }
-        let mut xml = b
-            .build(&key, at, &mut openssl_random)
-            .map_err(|e| e.to_string())?;
-        if case == Case::Tampered {
-            xml = String::from_utf8(xml)
-                .unwrap()
-                .replace("alice@example.org", "mallory@example.org")
-                .into_bytes();
-        }
-        post::form(&acs, MessageKind::Response, &xml, m.relay_state.as_deref())
-            .map_err(|e| e.to_string())
-    }
-
-    /// Serves `GET /sso` on `listener` until the process ends.
-    fn serve(self: Arc<Self>, listener: TcpListener) {
-        std::thread::spawn(move || {
-            for s in listener.incoming() {
-                let Ok(mut s) = s else { return };
-                let mut r = BufReader::new(s.try_clone().unwrap());
-                let mut line = String::new();
-                r.read_line(&mut line).unwrap_or(0);
-                loop {
-                    let mut h = String::new();
-                    if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                        break;
-                    }
-                }
-                let target = line.split(' ').nth(1).unwrap_or("");
-                let (status, body) = match target.strip_prefix("/sso?") {
-                    Some(q) => match self.answer(q) {
-                        Ok(page) => ("200 OK", page),
-                        Err(e) => ("400 Bad Request", e),
-                    },
-                    None => ("404 Not Found", "not found".to_owned()),
-                };
-                let _ = s.write_all(&testkit::http::http(
-                    status,
-                    &[("Content-Type", "text/html; charset=utf-8")],
-                    body.as_bytes(),
-                ));
-            }
-        });
-    }
-}
-
-/// One HTTP answer.
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// A scripted browser: HTTP/1.0 on loopback, one cookie jar (every host here is 127.0.0.1).
-#[derive(Default)]
-struct Browser {
-    cookies: BTreeMap<String, String>,
-}
-
-impl Browser {
-    fn request(&mut self, method: &str, url: &str, form: Option<&str>) -> Reply {
-        let rest = url.strip_prefix("http://").expect("http URL");
-        let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        let mut s = TcpStream::connect(host).unwrap_or_else(|e| panic!("connect {host}: {e}"));
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {host}\r\n");
-        if !self.cookies.is_empty() {
-            let jar: Vec<String> = self
-                .cookies
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            req.push_str(&format!("Cookie: {}\r\n", jar.join("; ")));
-        }
-        if let Some(f) = form {
-            req.push_str(&format!(
-                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{f}",
-                f.len()
-            ));
-        } else {
-            req.push_str("\r\n");
-        }
-        s.write_all(req.as_bytes()).unwrap();
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).unwrap();
-        let raw = String::from_utf8_lossy(&raw).into_owned();
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-        let mut lines = head.lines();
-        let status = lines
-            .next()
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|c| c.parse().ok())
-            .unwrap_or_else(|| panic!("not an HTTP answer from {url}: {raw}"));
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-            .collect();
-        for (k, v) in &headers {
-            if k.eq_ignore_ascii_case("set-cookie") {
-                let pair = v.split(';').next().unwrap_or("");
-                if let Some((n, val)) = pair.split_once('=') {
-                    if v.contains("expires=Mon, 01 Jan 2001") || val.is_empty() {
-                        self.cookies.remove(n.trim());
-                    } else {
-                        self.cookies
-                            .insert(n.trim().to_owned(), val.trim().to_owned());
-                    }
-                }
-            }
-        }
-        Reply {
-            status,
-            headers,
-            body: body.to_owned(),
-        }
-    }
-
-    fn get(&mut self, url: &str) -> Reply {
-        self.request("GET", url, None)
-    }
-
-    fn has_session(&self) -> bool {
-        self.cookies.keys().any(|k| k.starts_with("_shibsession_"))
-    }
-}
-
-/// The value of `name="…" value="…"` in our form page (values are HTML-escaped attributes).
-fn form_field(page: &str, name: &str) -> Option<String> {
-    let at = page.find(&format!("name=\"{name}\" value=\""))? + name.len() + 15;
-    let v = &page[at..at + page[at..].find('"')?];
-    Some(
-        v.replace("&quot;", "\"")
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&#39;", "'")
-            .replace("&amp;", "&"),
-    )
-}
-
-fn form_action(page: &str) -> String {
-    let at = page.find("action=\"").expect("form action") + 8;
-    page[at..at + page[at..].find('"').unwrap()].replace("&amp;", "&")
-}
 
 /// Shibboleth SP (shibd + Apache with mod_shib) running from a private configuration.
 struct Sp {
@@ -566,11 +266,6 @@ ScriptAlias /secure/ {d_s}/cgi/
     }
 }
 
-fn set_mode(p: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
 impl Drop for Sp {
     fn drop(&mut self) {
         // SIGTERM, so that Apache stops its children and shibd removes its listener.
@@ -625,7 +320,7 @@ fn login(sp: &Sp, idp: &Idp, browser: &mut Browser) -> (Reply, String, Vec<u8>) 
 /// what the page printed.
 fn protected_page(sp: &Sp, b: &mut Browser, acs: &Reply) -> String {
     assert_eq!(acs.status, 302, "ACS refused: {}\n{}", acs.body, sp.logs());
-    assert!(b.has_session(), "{:?}", b.cookies);
+    assert!(b.has_cookie("_shibsession_"), "{:?}", b.cookies);
     let back = acs.header("Location").unwrap().to_owned();
     assert_eq!(back, format!("{}/secure/env", sp.base));
     let page = b.get(&back);
@@ -652,34 +347,19 @@ fn protected_page(sp: &Sp, b: &mut Browser, acs: &Reply) -> String {
 #[test]
 fn shibboleth_sp_web_sso_with_our_idp() {
     let t0 = Instant::now();
-    let idp_listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let sso_url = format!("http://{}/sso", idp_listener.local_addr().unwrap());
-    let key = TestKey::rsa("idp.rust.test");
-    // Same subject name, another key: not in the IdP's metadata.
-    let other_key = TestKey::rsa("idp.rust.test");
-    let ec_key = TestKey::ec(openssl::nid::Nid::X9_62_PRIME256V1, "idp.rust.test");
-    let md = EntityDescriptor::builder(IDP_ENTITY)
-        .idp(
-            IdpSso::builder()
-                .signing_certificate(key.cert_der())
-                .signing_certificate(ec_key.cert_der())
-                .scope("example.org", false)
-                .sso(Binding::HttpRedirect, &sso_url),
-        )
-        .build()
-        .unwrap();
-    let sp = Sp::start(md.to_xml().unwrap().as_bytes());
-    let idp = Arc::new(Idp {
-        key,
-        ec_key,
-        other_key,
-        md,
-        sso_url,
-        sp_md: Mutex::new(None),
-        case: Mutex::new(Case::Good),
-        requests: Mutex::new(Vec::new()),
+    let idp = Idp::start(IDP_ENTITY, |sso_url, key, ec_key| {
+        EntityDescriptor::builder(IDP_ENTITY)
+            .idp(
+                IdpSso::builder()
+                    .signing_certificate(key.cert_der())
+                    .signing_certificate(ec_key.cert_der())
+                    .scope("example.org", false)
+                    .sso(Binding::HttpRedirect, sso_url),
+            )
+            .build()
+            .unwrap()
     });
-    idp.clone().serve(idp_listener);
+    let sp = Sp::start(idp.md.to_xml().unwrap().as_bytes());
     let started = t0.elapsed();
 
     // Shibboleth's generated SP metadata, read by saml-metadata: the ACS and the encryption key.
@@ -721,7 +401,7 @@ fn shibboleth_sp_web_sso_with_our_idp() {
     );
     let log = sp.shibd_log()[before..].to_owned();
     assert_ne!(again.status, 302, "replay accepted: {}\n{log}", again.body);
-    assert!(!thief.has_session());
+    assert!(!thief.has_cookie("_shibsession_"));
     assert!(log.to_lowercase().contains("replay"), "{log}");
 
     // Accepted variants, with the affiliation values Shibboleth kept.
@@ -768,7 +448,7 @@ fn shibboleth_sp_web_sso_with_our_idp() {
         let (acs, _, _) = login(&sp, &idp, &mut b);
         let log = sp.shibd_log()[before..].to_owned();
         assert_ne!(acs.status, 302, "{case:?} accepted: {}\n{log}", acs.body);
-        assert!(!b.has_session(), "{case:?}: {:?}", b.cookies);
+        assert!(!b.has_cookie("_shibsession_"), "{case:?}: {:?}", b.cookies);
         let again = b.get(&format!("{}/secure/env", sp.base));
         assert_eq!(
             again.status, 302,

@@ -1,7 +1,8 @@
 //! A small MDQ responder on loopback for the demo, the benches and tests: it serves per-entity
 //! signed documents (e.g. `saml_metadata::split` output, re-signed) at `/entities/{id}`, by
-//! entityID or `{sha1}`, with ETag, Cache-Control and HTTP/1.1 keep-alive; unknown entities get
-//! 404 with a max-age. Not a production server: one thread per connection, no TLS.
+//! entityID or `{sha1}`, with ETag, Cache-Control and HTTP/1.1 keep-alive (HTTP/1.0 and
+//! `Connection: close` get the connection closed after the answer); unknown entities get 404
+//! with a max-age. Not a production server: one thread per connection, no TLS.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -43,10 +44,23 @@ pub fn serve(docs: HashMap<String, Vec<u8>>) -> std::io::Result<MdqServer> {
                     if r.read_line(&mut line).unwrap_or(0) == 0 {
                         return;
                     }
+                    // HTTP/1.1 keeps the connection unless the client says `close`; HTTP/1.0
+                    // closes it unless the client says `keep-alive` (PHP's stream wrapper
+                    // sends HTTP/1.0 and reads to the end of the stream).
+                    let mut keep = line.trim_end().ends_with("HTTP/1.1");
                     loop {
                         let mut h = String::new();
                         if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
                             break;
+                        }
+                        if let Some((name, value)) = h.split_once(':')
+                            && name.trim().eq_ignore_ascii_case("connection")
+                        {
+                            match value.trim().to_ascii_lowercase().as_str() {
+                                "close" => keep = false,
+                                "keep-alive" => keep = true,
+                                _ => {}
+                            }
                         }
                     }
                     count.fetch_add(1, Ordering::Relaxed);
@@ -74,6 +88,9 @@ pub fn serve(docs: HashMap<String, Vec<u8>>) -> std::io::Result<MdqServer> {
                         None => b"HTTP/1.1 404 Not Found\r\nCache-Control: max-age=600\r\nContent-Length: 0\r\n\r\n".to_vec(),
                     };
                     if s.write_all(&reply).is_err() {
+                        return;
+                    }
+                    if !keep {
                         return;
                     }
                 }

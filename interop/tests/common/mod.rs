@@ -1,0 +1,397 @@
+//! Pieces shared by the Web SSO interop tests (`shibboleth_sso`, `simplesamlphp`): our IdP as
+//! a loopback HTTP server built on saml-core, a scripted browser with a cookie jar, form
+//! scraping and process helpers. Each test uses a part of it.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Child;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use saml_core::bindings::{MessageKind, post, redirect};
+use saml_core::protocol::idp::{Encryption, ResponseBuilder, check_request};
+use saml_core::protocol::xmlenc::{DataAlgorithm, KeyTransport};
+use saml_core::protocol::{Attribute, AuthnRequest, NAMEID_TRANSIENT, NameId, openssl_random};
+use saml_metadata::model::EntityDescriptor;
+use saml_metadata::sso;
+use testkit::signer::TestKey;
+
+/// eduPersonPrincipalName.
+pub(crate) const EPPN: &str = "urn:oid:1.3.6.1.4.1.5923.1.1.1.6";
+/// eduPersonScopedAffiliation.
+pub(crate) const AFFILIATION: &str = "urn:oid:1.3.6.1.4.1.5923.1.1.1.9";
+/// The audience of [`Case::WrongAudience`].
+pub(crate) const OTHER_SP: &str = "https://other-sp.interop.test/sp";
+
+/// A free loopback port (bound, then released for the peer to bind).
+pub(crate) fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub(crate) fn wait_for_port(port: u16, what: &str, child: &mut Child, log: &Path) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "{what} exited ({status}) before listening: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{what} did not listen on {port} within 30 s: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What our IdP puts in its next Response.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Case {
+    /// Signed Response, signed assertion encrypted with AES-256-GCM and RSA-OAEP.
+    Good,
+    /// The assertion signed, the Response not.
+    AssertionOnlySigned,
+    /// The Response signed, the assertion not.
+    ResponseOnlySigned,
+    /// The signed assertion in clear.
+    NotEncrypted,
+    /// Encrypted with AES-128-CBC.
+    Aes128Cbc,
+    /// Signed with the IdP's second key, ECDSA P-256.
+    Ecdsa,
+    /// One affiliation value outside the IdP's `shibmd:Scope`.
+    ForeignScope,
+    WrongAudience,
+    Expired,
+    Unsigned,
+    WrongKey,
+    /// The Response unsigned, the assertion signed by a key not in the metadata.
+    WrongKeyAssertion,
+    /// Signed, in clear, then eppn changed.
+    Tampered,
+}
+
+/// Our IdP: its key, its metadata, the SP's metadata (once fetched) and the case to answer.
+pub(crate) struct Idp {
+    pub(crate) key: TestKey,
+    pub(crate) ec_key: TestKey,
+    pub(crate) other_key: TestKey,
+    pub(crate) md: EntityDescriptor,
+    pub(crate) sso_url: String,
+    pub(crate) sp_md: Mutex<Option<EntityDescriptor>>,
+    pub(crate) case: Mutex<Case>,
+    pub(crate) requests: Mutex<Vec<AuthnRequest>>,
+    /// AuthnRequests that came signed (and were verified).
+    pub(crate) signed_requests: AtomicUsize,
+}
+
+impl Idp {
+    /// Our IdP `entity_id` on a loopback port: an RSA key, an ECDSA P-256 key and a third key
+    /// (same subject, not in the metadata); `metadata(sso_url, rsa, ec)` builds its metadata.
+    /// Serves `GET /sso` until the process ends.
+    pub(crate) fn start(
+        entity_id: &str,
+        metadata: impl FnOnce(&str, &TestKey, &TestKey) -> EntityDescriptor,
+    ) -> Arc<Idp> {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let sso_url = format!("http://{}/sso", listener.local_addr().unwrap());
+        let host = entity_id
+            .split("//")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .unwrap_or("idp.rust.test");
+        let key = TestKey::rsa(host);
+        // Same subject name, another key: not in the IdP's metadata.
+        let other_key = TestKey::rsa(host);
+        let ec_key = TestKey::ec(openssl::nid::Nid::X9_62_PRIME256V1, host);
+        let md = metadata(&sso_url, &key, &ec_key);
+        assert_eq!(md.entity_id, entity_id);
+        let idp = Arc::new(Idp {
+            key,
+            ec_key,
+            other_key,
+            md,
+            sso_url,
+            sp_md: Mutex::new(None),
+            case: Mutex::new(Case::Good),
+            requests: Mutex::new(Vec::new()),
+            signed_requests: AtomicUsize::new(0),
+        });
+        idp.clone().serve(listener);
+        idp
+    }
+
+    /// Answers `GET /sso?<query>`: the auto-post form page, or an error text.
+    pub(crate) fn answer(&self, query: &str) -> Result<String, String> {
+        let m =
+            redirect::decode(query, redirect::DEFAULT_MAX_INFLATED).map_err(|e| e.to_string())?;
+        let req = AuthnRequest::parse(&m.xml).map_err(|e| e.to_string())?;
+        let now = SystemTime::now();
+        check_request(
+            &req,
+            &[&self.sso_url],
+            now,
+            Duration::from_secs(60),
+            Duration::from_secs(30),
+        )
+        .map_err(|e| e.to_string())?;
+        let sp_md = self.sp_md.lock().unwrap().clone().ok_or("no SP metadata")?;
+        if req.issuer != sp_md.entity_id {
+            return Err(format!("unknown SP {}", req.issuer));
+        }
+        if m.is_signed() {
+            // A signed query (the SP's metadata says AuthnRequestsSigned, or we asked for it
+            // with WantAuthnRequestsSigned): verified with the SP's metadata keys.
+            let keys = sso::sp_signing_keys(&sp_md).map_err(|e| e.to_string())?;
+            m.verify(&keys, false).map_err(|e| e.to_string())?;
+            self.signed_requests.fetch_add(1, Ordering::Relaxed);
+        }
+        let acs = sso::acs_for(&sp_md, &req).map_err(|e| e.to_string())?;
+        self.requests.lock().unwrap().push(req.clone());
+        let mut b = ResponseBuilder::for_request(
+            &req,
+            &self.md.entity_id,
+            &acs,
+            NameId::new("t-7f3a9c21", NAMEID_TRANSIENT),
+        );
+        let case = *self.case.lock().unwrap();
+        let staff = if case == Case::ForeignScope {
+            "staff@evil.example"
+        } else {
+            "staff@example.org"
+        };
+        b.attributes = vec![
+            Attribute::uri(EPPN, Some("eduPersonPrincipalName"), &["alice@example.org"]),
+            Attribute::uri(
+                AFFILIATION,
+                Some("eduPersonScopedAffiliation"),
+                &["member@example.org", staff],
+            ),
+        ];
+        b.encryption = Some(Encryption {
+            recipient: sso::sp_encryption_key(&sp_md)
+                .map_err(|e| e.to_string())?
+                .ok_or("no encryption key in the SP's metadata")?,
+            algorithm: DataAlgorithm::Aes256Gcm,
+            transport: KeyTransport::RsaOaepMgf1p,
+        });
+        let mut key = self.key.signing();
+        let mut at = now;
+        match case {
+            Case::Good | Case::ForeignScope => {}
+            Case::AssertionOnlySigned => b.sign_response = false,
+            Case::ResponseOnlySigned => b.sign_assertion = false,
+            Case::NotEncrypted | Case::Tampered => b.encryption = None,
+            Case::Aes128Cbc => {
+                if let Some(e) = &mut b.encryption {
+                    e.algorithm = DataAlgorithm::Aes128Cbc;
+                }
+            }
+            Case::Ecdsa => key = self.ec_key.signing(),
+            Case::WrongAudience => b.sp_entity_id = OTHER_SP.into(),
+            Case::Expired => {
+                // Issued 400 s ago for 60 s: NotOnOrAfter 340 s in the past (skew 180 s).
+                at = now - Duration::from_secs(400);
+                b.lifetime = Duration::from_secs(60);
+            }
+            Case::Unsigned => {
+                b.sign_assertion = false;
+                b.sign_response = false;
+            }
+            Case::WrongKey => key = self.other_key.signing(),
+            Case::WrongKeyAssertion => {
+                b.sign_response = false;
+                key = self.other_key.signing();
+            }
+        }
+        let mut xml = b
+            .build(&key, at, &mut openssl_random)
+            .map_err(|e| e.to_string())?;
+        if case == Case::Tampered {
+            xml = String::from_utf8(xml)
+                .unwrap()
+                .replace("alice@example.org", "mallory@example.org")
+                .into_bytes();
+        }
+        post::form(&acs, MessageKind::Response, &xml, m.relay_state.as_deref())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Serves `GET /sso` on `listener` until the process ends.
+    pub(crate) fn serve(self: Arc<Self>, listener: TcpListener) {
+        std::thread::spawn(move || {
+            for s in listener.incoming() {
+                let Ok(mut s) = s else { return };
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap_or(0);
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                let target = line.split(' ').nth(1).unwrap_or("");
+                let (status, body) = match target.strip_prefix("/sso?") {
+                    Some(q) => match self.answer(q) {
+                        Ok(page) => ("200 OK", page),
+                        Err(e) => ("400 Bad Request", e),
+                    },
+                    None => ("404 Not Found", "not found".to_owned()),
+                };
+                let _ = s.write_all(&testkit::http::http(
+                    status,
+                    &[("Content-Type", "text/html; charset=utf-8")],
+                    body.as_bytes(),
+                ));
+            }
+        });
+    }
+}
+
+/// One HTTP answer.
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: String,
+}
+
+impl Reply {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A scripted browser: HTTP/1.0 on loopback, one cookie jar (every host here is 127.0.0.1).
+#[derive(Default)]
+pub(crate) struct Browser {
+    pub(crate) cookies: BTreeMap<String, String>,
+}
+
+impl Browser {
+    pub(crate) fn request(&mut self, method: &str, url: &str, form: Option<&str>) -> Reply {
+        let rest = url.strip_prefix("http://").expect("http URL");
+        let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let mut s = TcpStream::connect(host).unwrap_or_else(|e| panic!("connect {host}: {e}"));
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {host}\r\n");
+        if !self.cookies.is_empty() {
+            let jar: Vec<String> = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            req.push_str(&format!("Cookie: {}\r\n", jar.join("; ")));
+        }
+        if let Some(f) = form {
+            req.push_str(&format!(
+                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{f}",
+                f.len()
+            ));
+        } else {
+            req.push_str("\r\n");
+        }
+        s.write_all(req.as_bytes()).unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let raw = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP answer from {url}: {raw}"));
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+        for (k, v) in &headers {
+            if k.eq_ignore_ascii_case("set-cookie") {
+                let pair = v.split(';').next().unwrap_or("");
+                if let Some((n, val)) = pair.split_once('=') {
+                    let gone = v.contains("expires=Mon, 01 Jan 2001")
+                        || v.contains("01-Jan-1970")
+                        || v.contains("01 Jan 1970")
+                        || val.is_empty()
+                        || val == "deleted";
+                    if gone {
+                        self.cookies.remove(n.trim());
+                    } else {
+                        self.cookies
+                            .insert(n.trim().to_owned(), val.trim().to_owned());
+                    }
+                }
+            }
+        }
+        Reply {
+            status,
+            headers,
+            body: body.to_owned(),
+        }
+    }
+
+    pub(crate) fn get(&mut self, url: &str) -> Reply {
+        self.request("GET", url, None)
+    }
+
+    /// Whether a cookie whose name starts with `prefix` is set.
+    pub(crate) fn has_cookie(&self, prefix: &str) -> bool {
+        self.cookies.keys().any(|k| k.starts_with(prefix))
+    }
+
+    /// GETs `url` and follows redirects (absolute or path-only `Location`), at most 10.
+    pub(crate) fn follow(&mut self, url: &str) -> Reply {
+        let mut url = url.to_owned();
+        for _ in 0..10 {
+            let r = self.get(&url);
+            if !matches!(r.status, 301 | 302 | 303 | 307) {
+                return r;
+            }
+            let to = r.header("Location").expect("Location").to_owned();
+            url = if to.starts_with('/') {
+                let host_end = url[7..].find('/').map_or(url.len(), |i| i + 7);
+                format!("{}{to}", &url[..host_end])
+            } else {
+                to
+            };
+        }
+        panic!("more than 10 redirects from {url}")
+    }
+}
+
+/// The value of `name="…" value="…"` in our form page (values are HTML-escaped attributes).
+pub(crate) fn form_field(page: &str, name: &str) -> Option<String> {
+    let at = page.find(&format!("name=\"{name}\" value=\""))? + name.len() + 15;
+    let v = &page[at..at + page[at..].find('"')?];
+    Some(
+        v.replace("&quot;", "\"")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&#39;", "'")
+            .replace("&amp;", "&"),
+    )
+}
+
+pub(crate) fn form_action(page: &str) -> String {
+    let at = page.find("action=\"").expect("form action") + 8;
+    page[at..at + page[at..].find('"').unwrap()].replace("&amp;", "&")
+}
+
+pub(crate) fn set_mode(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}

@@ -1,0 +1,741 @@
+//! Web SSO with a real SimpleSAMLphp 1.19 (Debian `simplesamlphp`, PHP 8.2 with php-xml,
+//! php-mbstring and php-curl, installed by `scripts/setup.sh`), both ways, everything on
+//! loopback and started by the test: PHP's built-in server (`php -S 127.0.0.1:PORT -t
+//! /usr/share/simplesamlphp/www`, no router script needed: it runs `module.php` with the rest
+//! of the path as PATH_INFO) with `SIMPLESAMLPHP_CONFIG_DIR` pointing at a private
+//! configuration in a temporary directory (config.php, authsources.php, metadata, keys, logs,
+//! PHP sessions; nothing under /etc is read or written except the package's attribute maps).
+//!
+//! - SimpleSAMLphp as IdP (`exampleauth:UserPass`, user alice) with our SP (saml-metadata
+//!   `sso::authn_request` / `sso::response_validator`, saml-core): our SP's metadata, written
+//!   by saml-metadata with `AuthnRequestsSigned`, is read by SimpleSAMLphp's XML metadata
+//!   source, so it verifies our signed HTTP-Redirect AuthnRequest; the scripted browser fills
+//!   the login form and carries the auto-post form back; our SP validates the signed Response
+//!   against the IdP metadata SimpleSAMLphp publishes (`/saml2/idp/metadata.php`). A second SP
+//!   entity (flat-file `saml20-sp-remote.php` with `assertion.encryption`) gets the assertion
+//!   encrypted (AES-128-CBC inside the signed Response, RSA-OAEP) and our validator decrypts
+//!   it. Refused by us: a Response for another audience (our SP registered a second time under
+//!   another entityID), the same Response twice (its request is no longer outstanding), a
+//!   Response changed after signing. Refused by
+//!   SimpleSAMLphp: an AuthnRequest with its query signature stripped, or signed by another key.
+//! - SimpleSAMLphp as SP (`saml:SP` auth source `default-sp`, page
+//!   `/module.php/core/authenticate.php?as=default-sp`) with our IdP (`common::Idp`): it reads
+//!   our IdP's metadata (saml-metadata, `WantAuthnRequestsSigned`) from its XML source and
+//!   signs its AuthnRequest, which our IdP verifies with the SP metadata SimpleSAMLphp publishes
+//!   (`/module.php/saml/sp/metadata.php/default-sp`); the attributes page shows what we sent.
+//!   Accepted: the encrypted assertion (AES-256-GCM, AES-128-CBC), in clear, only the assertion
+//!   or only the Response signed, ECDSA P-256. Refused: a key not in the metadata, unsigned,
+//!   changed after signing, another audience, expired.
+//! - SimpleSAMLphp's MDQ metadata source (`type => mdq`, entityID form) resolves our IdP from
+//!   our loopback MDQ responder (`testkit::mdq_server`, the entity signed by saml-metadata,
+//!   checked by SimpleSAMLphp with `validateFingerprint`) and completes a login, signing its
+//!   AuthnRequest as the MDQ answer asked. Refused: another fingerprint pinned, the document
+//!   changed after signing (no valid signature left: "Fingerprint was [...] not one of []").
+//!
+//! Run time (debug build, 2 cores shared, the three tests in parallel): PHP's server listens
+//! within 0.1 s, most of the start-up is generating RSA keys; the IdP test takes about 1.2 s,
+//! the SP test 1.5 s, the MDQ test (three SimpleSAMLphp instances) 2.8 s; 2.8 s in all.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+
+use common::{Browser, Case, EPPN, Idp, form_action, form_field, free_port, wait_for_port};
+use saml_core::bindings::{MessageKind, post, redirect, url_encode};
+use saml_core::protocol::{MemoryReplayCache, OutstandingRequests, new_id, openssl_random};
+use saml_metadata::builder::RoleBuilder as _;
+use saml_metadata::load;
+use saml_metadata::model::{Binding, EntityDescriptor, IdpSso, Metadata, SpSso};
+use saml_metadata::sso;
+use testkit::signer::TestKey;
+
+const SSP_IDP: &str = "https://ssp-idp.interop.test/idp";
+const SP_ENTITY: &str = "https://sp.rust.test/sp";
+const SP_ENC_ENTITY: &str = "https://sp-enc.rust.test/sp";
+const IDP_ENTITY: &str = "https://idp.rust.test/idp";
+const SSP_SP: &str = "https://ssp-sp.interop.test/sp";
+/// Our SP's ACS: never contacted, the test reads the auto-post form itself.
+const ACS: &str = "http://127.0.0.1:9/acs";
+
+/// SimpleSAMLphp on PHP's built-in server with a private configuration.
+struct Ssp {
+    dir: tempfile::TempDir,
+    php: Child,
+    base: String,
+}
+
+impl Ssp {
+    /// Starts SimpleSAMLphp with `authsources` (PHP array entries), `sources` (entries of
+    /// `metadata.sources`) and `files` written under the configuration directory first
+    /// (`metadata/...`, `cert/...`). `{dir}` in any of them stands for that directory.
+    fn start(saml20_idp: bool, authsources: &str, sources: &str, files: &[(&str, Vec<u8>)]) -> Ssp {
+        let php = testkit::peers::program("php");
+        let www = Path::new("/usr/share/simplesamlphp/www");
+        assert!(
+            www.join("module.php").exists(),
+            "SimpleSAMLphp is missing: it is installed by `bash scripts/setup.sh` (simplesamlphp)"
+        );
+        let modules = Command::new(&php).arg("-m").output().expect("php -m");
+        let modules = String::from_utf8_lossy(&modules.stdout).to_lowercase();
+        for m in ["dom", "simplexml", "mbstring", "openssl", "curl"] {
+            assert!(
+                modules.lines().any(|l| l.trim() == m),
+                "PHP extension {m} is missing: `bash scripts/setup.sh` installs php-xml, php-mbstring and php-curl"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let d_s = d.display().to_string();
+        for sub in [
+            "config", "metadata", "cert", "log", "data", "tmp", "sessions",
+        ] {
+            std::fs::create_dir(d.join(sub)).unwrap();
+        }
+        for (name, content) in files {
+            let text = String::from_utf8(content.clone())
+                .map(|t| t.replace("{dir}", &d_s).into_bytes())
+                .unwrap_or_else(|e| e.into_bytes());
+            std::fs::write(d.join(name), text).unwrap();
+        }
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let sources = sources.replace("{dir}", &d_s);
+        let authsources = authsources.replace("{dir}", &d_s);
+        std::fs::write(
+            d.join("config/config.php"),
+            format!(
+                r#"<?php
+$config = [
+  'baseurlpath' => '{base}/',
+  'certdir' => '{d_s}/cert/',
+  'loggingdir' => '{d_s}/log/',
+  'datadir' => '{d_s}/data/',
+  'tempdir' => '{d_s}/tmp',
+  'metadatadir' => '{d_s}/metadata/',
+  'attributenamemapdir' => '/usr/share/simplesamlphp/attributemap/',
+  'secretsalt' => 'interop-test-salt-{port}',
+  'auth.adminpassword' => 'interop-admin-{port}',
+  'technicalcontact_email' => 'root@localhost',
+  'enable.saml20-idp' => {saml20_idp},
+  'module.enable' => ['exampleauth' => true, 'core' => true, 'saml' => true],
+  'logging.handler' => 'file',
+  'logging.logfile' => 'simplesamlphp.log',
+  'logging.level' => SimpleSAML\Logger::DEBUG,
+  'store.type' => 'phpsession',
+  'session.phpsession.savepath' => '{d_s}/sessions',
+  'session.cookie.secure' => false,
+  'session.cookie.samesite' => null,
+  'language.cookie.secure' => false,
+  'admin.checkforupdates' => false,
+  'showerrors' => true,
+  'errorreporting' => false,
+  'metadata.sources' => [{sources}],
+];
+"#
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("config/authsources.php"),
+            format!(
+                r#"<?php
+$config = [
+  'admin' => ['core:AdminPassword'],
+  'example-userpass' => [
+    'exampleauth:UserPass',
+    'alice:alice-password' => [
+      'uid' => ['alice'],
+      'eduPersonPrincipalName' => ['alice@example.org'],
+      'eduPersonAffiliation' => ['member', 'staff'],
+      'mail' => ['alice@example.org'],
+    ],
+  ],
+{authsources}
+];
+"#
+            ),
+        )
+        .unwrap();
+        let out = d.join("log/php.out");
+        let mut child = Command::new(php)
+            .env("SIMPLESAMLPHP_CONFIG_DIR", d.join("config"))
+            .arg("-S")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-t")
+            .arg(www)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(Stdio::from(
+                std::fs::File::options().append(true).open(&out).unwrap(),
+            ))
+            .spawn()
+            .expect("start php -S");
+        wait_for_port(port, "php -S (SimpleSAMLphp)", &mut child, &out);
+        Ssp {
+            dir,
+            php: child,
+            base,
+        }
+    }
+
+    /// SimpleSAMLphp's own log.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log/simplesamlphp.log")).unwrap_or_default()
+    }
+
+    /// Its log and PHP's server output.
+    fn logs(&self) -> String {
+        format!(
+            "--- simplesamlphp.log\n{}\n--- php -S\n{}",
+            self.log(),
+            std::fs::read_to_string(self.dir.path().join("log/php.out")).unwrap_or_default()
+        )
+    }
+}
+
+impl Drop for Ssp {
+    fn drop(&mut self) {
+        let _ = self.php.kill();
+        let _ = self.php.wait();
+    }
+}
+
+/// The PEM body of a certificate, for SimpleSAMLphp's `certData`.
+fn cert_data(key: &TestKey) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(key.cert_der())
+}
+
+/// Our SP's metadata as `entity_id` (ACS [`ACS`], signing and encryption key `key`).
+fn our_sp(entity_id: &str, key: &TestKey) -> EntityDescriptor {
+    EntityDescriptor::builder(entity_id)
+        .sp(SpSso::builder()
+            .signing_certificate(key.cert_der())
+            .encryption_certificate(key.cert_der())
+            .authn_requests_signed(true)
+            .want_assertions_signed(true)
+            .acs(Binding::HttpPost, ACS))
+        .build()
+        .unwrap()
+}
+
+/// The SAMLResponse (decoded) and RelayState of an auto-post form page.
+fn posted(page: &str) -> (Vec<u8>, Option<String>) {
+    let r = form_field(page, "SAMLResponse").unwrap_or_else(|| panic!("no SAMLResponse: {page}"));
+    (
+        post::decode(&r, post::DEFAULT_MAX_MESSAGE).unwrap(),
+        form_field(page, "RelayState"),
+    )
+}
+
+/// One login at SimpleSAMLphp's IdP: `query` to its SSO endpoint, the login form, alice's
+/// password; returns the page SimpleSAMLphp answered the password with.
+fn ssp_login(ssp: &Ssp, b: &mut Browser, sso_url: &str, query: &str) -> common::Reply {
+    let login = b.follow(&redirect::url(sso_url, query));
+    assert_eq!(login.status, 200, "{}\n{}", login.body, ssp.logs());
+    let state = form_field(&login.body, "AuthState")
+        .unwrap_or_else(|| panic!("no login form: {}\n{}", login.body, ssp.logs()));
+    assert_eq!(form_action(&login.body), "?");
+    let form = format!(
+        "username=alice&password=alice-password&AuthState={}",
+        url_encode(&state)
+    );
+    b.request(
+        "POST",
+        &format!("{}/module.php/core/loginuserpass.php?", ssp.base),
+        Some(&form),
+    )
+}
+
+#[test]
+fn simplesamlphp_idp_with_our_sp() {
+    let t0 = Instant::now();
+    let idp_key = TestKey::rsa("ssp-idp.interop.test");
+    let sp_key = TestKey::rsa("sp.rust.test");
+    let sp_md = our_sp(SP_ENTITY, &sp_key);
+    let enc_md = our_sp(SP_ENC_ENTITY, &sp_key);
+    let other_md = our_sp(common::OTHER_SP, &sp_key);
+    let cert = cert_data(&sp_key);
+    // Our SP again under two more entityIDs: one with encrypted assertions, one as another
+    // audience; both in SimpleSAMLphp's own flat-file format.
+    let remote = format!(
+        r#"<?php
+$metadata['{SP_ENC_ENTITY}'] = [
+  'AssertionConsumerService' => [['Binding' => 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST', 'Location' => '{ACS}']],
+  'certData' => '{cert}',
+  'validate.authnrequest' => true,
+  'assertion.encryption' => true,
+];
+$metadata['{other}'] = [
+  'AssertionConsumerService' => [['Binding' => 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST', 'Location' => '{ACS}']],
+  'certData' => '{cert}',
+  'validate.authnrequest' => true,
+];
+"#,
+        other = common::OTHER_SP
+    );
+    let hosted = format!(
+        r#"<?php
+$metadata['{SSP_IDP}'] = [
+  'host' => '__DEFAULT__',
+  'privatekey' => 'idp.key',
+  'certificate' => 'idp.crt',
+  'auth' => 'example-userpass',
+];
+"#
+    );
+    let ssp = Ssp::start(
+        true,
+        "",
+        "['type' => 'flatfile'], ['type' => 'xml', 'file' => '{dir}/metadata/our-sp.xml']",
+        &[
+            ("cert/idp.key", idp_key.key_pem()),
+            ("cert/idp.crt", idp_key.cert_pem()),
+            ("metadata/our-sp.xml", sp_md.to_xml().unwrap().into_bytes()),
+            ("metadata/saml20-idp-hosted.php", hosted.into_bytes()),
+            ("metadata/saml20-sp-remote.php", remote.into_bytes()),
+        ],
+    );
+    let started = t0.elapsed();
+
+    // The IdP's metadata as SimpleSAMLphp publishes it, read by saml-metadata.
+    let mut b = Browser::default();
+    let got = b.get(&format!("{}/saml2/idp/metadata.php", ssp.base));
+    assert_eq!(got.status, 200, "{}\n{}", got.body, ssp.logs());
+    let Metadata::Entity(idp_md) = load::parse_unverified(got.body.as_bytes()).unwrap() else {
+        panic!("not an EntityDescriptor: {}", got.body)
+    };
+    assert_eq!(idp_md.entity_id, SSP_IDP);
+    let sso_url = sso::sso_location(&idp_md, &Binding::HttpRedirect).unwrap();
+    assert_eq!(sso_url, format!("{}/saml2/idp/SSOService.php", ssp.base));
+
+    let sp_signing = sp_key.signing();
+    let mut requests = OutstandingRequests::new();
+    let mut replay = MemoryReplayCache::new();
+    // A signed AuthnRequest from `md` (Redirect) through alice's login; the form page.
+    let login = |md: &EntityDescriptor,
+                 requests: &mut OutstandingRequests,
+                 sign: Option<&saml_core::dsig::SigningKey>| {
+        let now = SystemTime::now();
+        let (req, url) = sso::authn_request(
+            md,
+            &idp_md,
+            Binding::HttpRedirect,
+            new_id(&mut openssl_random),
+            now,
+        )
+        .unwrap();
+        assert_eq!(url, sso_url);
+        let q = redirect::encode(
+            MessageKind::Request,
+            req.to_xml().as_bytes(),
+            Some("page-42"),
+            sign,
+            None,
+        )
+        .unwrap();
+        requests.insert(&req.id, SSP_IDP, now + Duration::from_secs(300), now);
+        let mut b = Browser::default();
+        ssp_login(&ssp, &mut b, &sso_url, &q)
+    };
+
+    // 1. Our SP from its saml-metadata XML: signed Response and assertion, in clear.
+    let page = login(&sp_md, &mut requests, Some(&sp_signing));
+    assert_eq!(page.status, 200, "{}\n{}", page.body, ssp.logs());
+    assert_eq!(form_action(&page.body), ACS);
+    let (xml, relay) = posted(&page.body);
+    assert_eq!(relay.as_deref(), Some("page-42"));
+    let v = sso::response_validator(&sp_md, &idp_md).unwrap();
+    let ok = v
+        .validate(&xml, SystemTime::now(), &mut requests, &mut replay)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&xml)));
+    assert!(ok.response_signed && ok.assertion_signed && !ok.encrypted);
+    assert_eq!(ok.issuer, SSP_IDP);
+    let eppn = ok
+        .assertion
+        .attribute("eduPersonPrincipalName")
+        .expect("eduPersonPrincipalName");
+    assert_eq!(eppn.values, ["alice@example.org"]);
+    let affiliation = ok.assertion.attribute("eduPersonAffiliation").unwrap();
+    assert_eq!(affiliation.values, ["member", "staff"]);
+    assert!(ok.name_id().is_some());
+    // The same Response again: a replay.
+    let again = v.validate(&xml, SystemTime::now(), &mut requests, &mut replay);
+    assert!(again.is_err(), "replay accepted");
+    eprintln!("replay: {}", again.unwrap_err());
+    let first = t0.elapsed();
+
+    // 2. The encrypted assertion (flat-file entry with assertion.encryption), decrypted by us.
+    let page = login(&enc_md, &mut requests, Some(&sp_signing));
+    assert_eq!(page.status, 200, "{}\n{}", page.body, ssp.logs());
+    let (xml, _) = posted(&page.body);
+    let text = String::from_utf8_lossy(&xml).into_owned();
+    assert!(text.contains("EncryptedAssertion") && !text.contains("<saml:Assertion"));
+    // SimpleSAMLphp's (xmlseclibs') defaults: AES-128-CBC content, RSA-OAEP key transport; CBC
+    // is admitted by our validator because the Response signature around it verifies.
+    assert!(
+        text.contains("http://www.w3.org/2001/04/xmlenc#aes128-cbc"),
+        "{text}"
+    );
+    assert!(
+        text.contains("http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p"),
+        "{text}"
+    );
+    let mut v = sso::response_validator(&enc_md, &idp_md).unwrap();
+    v.decryption_keys = vec![sp_key.pkey.clone()];
+    v.require_encrypted = true;
+    let ok = v
+        .validate(&xml, SystemTime::now(), &mut requests, &mut replay)
+        .unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert!(ok.encrypted && ok.response_signed && ok.assertion_signed);
+    assert_eq!(
+        ok.assertion
+            .attribute("eduPersonPrincipalName")
+            .unwrap()
+            .values,
+        ["alice@example.org"]
+    );
+
+    // 3. Another audience: SimpleSAMLphp answers our SP registered as OTHER_SP; our SP refuses.
+    let page = login(&other_md, &mut requests, Some(&sp_signing));
+    assert_eq!(page.status, 200, "{}\n{}", page.body, ssp.logs());
+    let (xml, _) = posted(&page.body);
+    let v = sso::response_validator(&sp_md, &idp_md).unwrap();
+    let err = v
+        .validate(&xml, SystemTime::now(), &mut requests, &mut replay)
+        .expect_err("wrong audience accepted");
+    assert!(err.to_string().to_lowercase().contains("audience"), "{err}");
+    eprintln!("wrong audience: {err}");
+
+    // 4. A signed Response changed after signing.
+    let page = login(&sp_md, &mut requests, Some(&sp_signing));
+    let (xml, _) = posted(&page.body);
+    let tampered = String::from_utf8(xml)
+        .unwrap()
+        .replace("alice@example.org", "mallory@example.org");
+    let err = v
+        .validate(
+            tampered.as_bytes(),
+            SystemTime::now(),
+            &mut requests,
+            &mut replay,
+        )
+        .expect_err("tampered Response accepted");
+    eprintln!("tampered: {err}");
+
+    // 5. SimpleSAMLphp refuses AuthnRequests without the signature its metadata asks for, or
+    // signed by another key.
+    let other_key = TestKey::rsa("sp.rust.test");
+    for (what, key) in [
+        ("unsigned", None),
+        ("another key", Some(other_key.signing())),
+    ] {
+        let before = ssp.log().len();
+        let now = SystemTime::now();
+        let (req, _) = sso::authn_request(
+            &sp_md,
+            &idp_md,
+            Binding::HttpRedirect,
+            new_id(&mut openssl_random),
+            now,
+        )
+        .unwrap();
+        let q = redirect::encode(
+            MessageKind::Request,
+            req.to_xml().as_bytes(),
+            None,
+            key.as_ref(),
+            None,
+        )
+        .unwrap();
+        let r = Browser::default().follow(&redirect::url(&sso_url, &q));
+        let log = ssp.log()[before..].to_owned();
+        // Its error page (HTTP 200 from SimpleSAMLphp 1.19), no login form.
+        assert!(
+            !r.body.contains("name=\"AuthState\""),
+            "{what}: login form shown\n{log}"
+        );
+        let reason = log
+            .lines()
+            .find(|l| l.contains("Caused by"))
+            .unwrap_or_else(|| panic!("{what}: no error in the log: {log}"));
+        eprintln!("AuthnRequest {what}: HTTP {} ({reason})", r.status);
+    }
+    eprintln!(
+        "SimpleSAMLphp IdP up in {started:?}; first login done at {first:?}; all at {:?}",
+        t0.elapsed()
+    );
+}
+
+/// SimpleSAMLphp as SP with our IdP: `sources` for its metadata of our IdP.
+fn ssp_sp(idp: &Idp, sources: &str, files: &[(&str, Vec<u8>)]) -> Ssp {
+    let sp_key = TestKey::rsa("ssp-sp.interop.test");
+    let mut files = files.to_vec();
+    files.push(("cert/sp.key", sp_key.key_pem()));
+    files.push(("cert/sp.crt", sp_key.cert_pem()));
+    let ssp = Ssp::start(
+        false,
+        &format!(
+            "  'default-sp' => ['saml:SP', 'entityID' => '{SSP_SP}', 'idp' => '{IDP_ENTITY}', \
+             'privatekey' => 'sp.key', 'certificate' => 'sp.crt'],\n"
+        ),
+        sources,
+        &files,
+    );
+    // Its SP metadata as it publishes it, read by saml-metadata: ACS, signing and encryption key.
+    let got = Browser::default().get(&format!(
+        "{}/module.php/saml/sp/metadata.php/default-sp",
+        ssp.base
+    ));
+    assert_eq!(got.status, 200, "{}\n{}", got.body, ssp.logs());
+    let Metadata::Entity(sp_md) = load::parse_unverified(got.body.as_bytes()).unwrap() else {
+        panic!("not an EntityDescriptor: {}", got.body)
+    };
+    assert_eq!(sp_md.entity_id, SSP_SP);
+    assert!(sso::sp_encryption_key(&sp_md).unwrap().is_some());
+    *idp.sp_md.lock().unwrap() = Some(*sp_md);
+    ssp
+}
+
+/// One login at SimpleSAMLphp's SP with our IdP: the protected page, the redirect to our IdP,
+/// our form posted to its ACS. Returns the ACS's answer.
+fn ssp_sp_login(ssp: &Ssp, idp: &Idp, b: &mut Browser) -> common::Reply {
+    let page = format!(
+        "{}/module.php/core/authenticate.php?as=default-sp",
+        ssp.base
+    );
+    let first = b.get(&page);
+    assert_eq!(first.status, 302, "{}\n{}", first.body, ssp.logs());
+    let to_idp = first.header("Location").unwrap().to_owned();
+    assert!(
+        to_idp.starts_with(&format!("{}?SAMLRequest=", idp.sso_url)),
+        "{to_idp}"
+    );
+    let form = b.get(&to_idp);
+    assert_eq!(form.status, 200, "our IdP refused: {}", form.body);
+    let action = form_action(&form.body);
+    assert_eq!(
+        action,
+        format!("{}/module.php/saml/sp/saml2-acs.php/default-sp", ssp.base)
+    );
+    let response = form_field(&form.body, "SAMLResponse").unwrap();
+    let relay = form_field(&form.body, "RelayState").unwrap();
+    b.request(
+        "POST",
+        &action,
+        Some(&format!(
+            "SAMLResponse={}&RelayState={}",
+            url_encode(&response),
+            url_encode(&relay)
+        )),
+    )
+}
+
+/// After an accepted login: the attributes page SimpleSAMLphp shows.
+fn ssp_sp_attributes(ssp: &Ssp, b: &mut Browser, acs: &common::Reply) -> String {
+    assert!(
+        matches!(acs.status, 302 | 303),
+        "ACS refused: {}\n{}",
+        acs.body,
+        ssp.logs()
+    );
+    let page = b.follow(acs.header("Location").unwrap());
+    assert_eq!(page.status, 200, "{}\n{}", page.body, ssp.logs());
+    assert!(page.body.contains("alice@example.org"), "{}", page.body);
+    assert!(page.body.contains(EPPN), "{}", page.body);
+    page.body
+}
+
+fn our_idp_metadata(sso_url: &str, key: &TestKey, ec_key: &TestKey) -> EntityDescriptor {
+    EntityDescriptor::builder(IDP_ENTITY)
+        .idp(
+            IdpSso::builder()
+                .signing_certificate(key.cert_der())
+                .signing_certificate(ec_key.cert_der())
+                .want_authn_requests_signed(true)
+                .sso(Binding::HttpRedirect, sso_url),
+        )
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn simplesamlphp_sp_with_our_idp() {
+    let t0 = Instant::now();
+    let idp = Idp::start(IDP_ENTITY, our_idp_metadata);
+    let ssp = ssp_sp(
+        &idp,
+        "['type' => 'xml', 'file' => '{dir}/metadata/our-idp.xml']",
+        &[(
+            "metadata/our-idp.xml",
+            idp.md.to_xml().unwrap().into_bytes(),
+        )],
+    );
+    let started = t0.elapsed();
+
+    let mut b = Browser::default();
+    let acs = ssp_sp_login(&ssp, &idp, &mut b);
+    let page = ssp_sp_attributes(&ssp, &mut b, &acs);
+    assert!(page.contains("staff@example.org"), "{page}");
+    assert_eq!(idp.signed_requests.load(Ordering::Relaxed), 1);
+    let req = idp.requests.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(req.issuer, SSP_SP);
+    let first = t0.elapsed();
+
+    for case in [
+        Case::NotEncrypted,
+        Case::Aes128Cbc,
+        Case::AssertionOnlySigned,
+        Case::ResponseOnlySigned,
+    ] {
+        *idp.case.lock().unwrap() = case;
+        let mut b = Browser::default();
+        let acs = ssp_sp_login(&ssp, &idp, &mut b);
+        ssp_sp_attributes(&ssp, &mut b, &acs);
+    }
+
+    let mut seen = Vec::new();
+    for (case, word) in [
+        // SimpleSAMLphp 1.19 (xmlseclibs 3.1) has no ECDSA: "Unsupported signing algorithm".
+        (Case::Ecdsa, "unsupported signing algorithm"),
+        (Case::WrongKey, "unable to validate signature"),
+        (
+            Case::Unsigned,
+            "neither the assertion nor the response was signed",
+        ),
+        (Case::Tampered, "reference validation failed"),
+        (Case::WrongAudience, "audience"),
+        (Case::Expired, "assertion that has expired"),
+    ] {
+        *idp.case.lock().unwrap() = case;
+        let before = ssp.log().len();
+        let mut b = Browser::default();
+        let acs = ssp_sp_login(&ssp, &idp, &mut b);
+        let log = ssp.log()[before..].to_owned();
+        assert!(!matches!(acs.status, 302 | 303), "{case:?} accepted\n{log}");
+        assert!(!acs.body.contains("alice@example.org"), "{case:?}");
+        let again = b.get(&format!(
+            "{}/module.php/core/authenticate.php?as=default-sp",
+            ssp.base
+        ));
+        assert_eq!(again.status, 302, "{case:?}: attributes shown");
+        let reason = log
+            .lines()
+            .filter(|l| l.contains("Caused by"))
+            .collect::<Vec<_>>()
+            .join(" | ");
+        assert!(
+            log.to_lowercase().contains(word),
+            "{case:?}: SimpleSAMLphp did not say {word:?}: {log}"
+        );
+        seen.push(format!("{case:?}: HTTP {} ({reason})", acs.status));
+    }
+    eprintln!(
+        "SimpleSAMLphp SP up in {started:?}; first login at {first:?}; all at {:?}\n{}",
+        t0.elapsed(),
+        seen.join("\n")
+    );
+}
+
+#[test]
+fn simplesamlphp_mdq_source_with_our_responder() {
+    let t0 = Instant::now();
+    let idp = Idp::start(IDP_ENTITY, our_idp_metadata);
+    let signer = TestKey::rsa("mdq.rust.test");
+    let signed = idp
+        .md
+        .sign(&signer.signing(), &saml_core::dsig::SignOptions::default())
+        .unwrap();
+    let signed = String::from_utf8(signed).unwrap();
+    assert!(signed.contains("WantAuthnRequestsSigned=\"true\""));
+    let fingerprint = {
+        let d =
+            openssl::hash::hash(openssl::hash::MessageDigest::sha1(), &signer.cert_der()).unwrap();
+        d.iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    // SimpleSAMLphp as SP with an MDQ source serving `doc` for our IdP and pinning `fp`.
+    let start = |doc: &str, fp: &str| {
+        let mut docs = HashMap::new();
+        docs.insert(
+            saml_metadata::model::sha1_hex(IDP_ENTITY),
+            doc.as_bytes().to_vec(),
+        );
+        let mdq = testkit::mdq_server::serve(docs).unwrap();
+        let ssp = ssp_sp(
+            &idp,
+            &format!(
+                "['type' => 'mdq', 'server' => '{}', 'validateFingerprint' => '{fp}', \
+                 'cachedir' => '{{dir}}/tmp', 'cachelength' => 60]",
+                mdq.base.trim_end_matches('/')
+            ),
+            &[],
+        );
+        (ssp, mdq)
+    };
+
+    let (ssp, mdq) = start(&signed, &fingerprint);
+    let mut b = Browser::default();
+    let acs = ssp_sp_login(&ssp, &idp, &mut b);
+    ssp_sp_attributes(&ssp, &mut b, &acs);
+    assert!(mdq.requests.load(Ordering::Relaxed) >= 1);
+    // WantAuthnRequestsSigned came through MDQ: SimpleSAMLphp signed its request.
+    assert_eq!(idp.signed_requests.load(Ordering::Relaxed), 1);
+    let good = t0.elapsed();
+    let requests = mdq.requests.load(Ordering::Relaxed);
+    drop(ssp);
+
+    // Refused: another signer's fingerprint pinned; the signed document changed afterwards.
+    let tampered = signed.replace(
+        "WantAuthnRequestsSigned=\"true\"",
+        "WantAuthnRequestsSigned=\"false\"",
+    );
+    let wrong_fp = "00:".repeat(19) + "00";
+    for (what, doc, fp, word) in [
+        (
+            "another fingerprint",
+            &signed,
+            wrong_fp.as_str(),
+            "fingerprint",
+        ),
+        ("tampered", &tampered, fingerprint.as_str(), "fingerprint"),
+    ] {
+        let (ssp, mdq) = start(doc, fp);
+        let r = Browser::default().get(&format!(
+            "{}/module.php/core/authenticate.php?as=default-sp",
+            ssp.base
+        ));
+        let log = ssp.log();
+        assert!(
+            mdq.requests.load(Ordering::Relaxed) >= 1,
+            "{what}: no MDQ request"
+        );
+        // An exception state back to the page, not a redirect to our IdP.
+        let to = r.header("Location").unwrap_or("");
+        assert!(
+            r.status == 302 && to.contains("State_exceptionId") && !to.starts_with(&idp.sso_url),
+            "{what}: SimpleSAMLphp used metadata it should have refused: {} {to}\n{log}",
+            r.status
+        );
+        assert!(
+            log.to_lowercase().contains(word),
+            "{what}: SimpleSAMLphp did not say {word:?}: {log}"
+        );
+        let reason = log
+            .lines()
+            .find(|l| l.to_lowercase().contains(word))
+            .unwrap_or("");
+        eprintln!("MDQ {what}: refused ({reason})");
+    }
+    eprintln!(
+        "SimpleSAMLphp SP with its MDQ source: login done in {good:?} ({requests} MDQ requests); all at {:?}",
+        t0.elapsed()
+    );
+}
