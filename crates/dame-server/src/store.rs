@@ -93,6 +93,9 @@ pub struct Generation {
 
 /// What the broker keeps across restarts and shares between instances.
 pub trait Store: Send + Sync + 'static {
+    /// Whether several broker instances may share this store (then a change can come from
+    /// another process, and waiting pages look at the store more often).
+    fn shared(&self) -> bool;
     /// Every registered entity.
     fn entities(&self) -> impl Future<Output = Result<Vec<StoredEntity>, Error>> + Send;
     /// Registers or replaces an entity (and bumps the registry generation).
@@ -154,8 +157,12 @@ fn db(what: &str, e: sqlx::Error) -> Error {
 
 /// The parts of the two stores that differ: how a flow transaction begins and locks.
 macro_rules! store_impl {
-    ($store:ty, $begin:expr, $lock:literal, $skip:literal) => {
+    ($store:ty, $begin:expr, $lock:literal, $skip:literal, $shared:literal) => {
         impl Store for $store {
+            fn shared(&self) -> bool {
+                $shared
+            }
+
             async fn entities(&self) -> Result<Vec<StoredEntity>, Error> {
                 let rows =
                     sqlx::query("SELECT entity_id, xml, policy FROM entities ORDER BY entity_id")
@@ -513,7 +520,7 @@ async fn sqlite_begin(
     pool.begin_with("BEGIN IMMEDIATE").await
 }
 
-store_impl!(SqliteStore, sqlite_begin, "", "");
+store_impl!(SqliteStore, sqlite_begin, "", "", false);
 
 /// PostgreSQL, shared by several broker instances; migrated at start (instances starting
 /// together wait for each other on sqlx's migration lock).
@@ -547,4 +554,4 @@ async fn pg_begin(
     pool.begin().await
 }
 
-store_impl!(PgStore, pg_begin, " FOR UPDATE", " SKIP LOCKED");
+store_impl!(PgStore, pg_begin, " FOR UPDATE", " SKIP LOCKED", true);

@@ -822,8 +822,11 @@ async fn acs<S: Store>(State(svc): Svc<S>, headers: HeaderMap, body: Bytes) -> R
 
 /// How long the waiting page is held open for an exchanging flow before it answers "wait".
 const LONG_POLL: Duration = Duration::from_secs(10);
-/// How often a held waiting page looks at the store (a change made by another instance).
-const LONG_POLL_STEP: Duration = Duration::from_millis(250);
+/// How often a held waiting page looks at the store when another instance may change the flow
+/// (a shared store); with a store of its own the instance's notification is enough and the
+/// look is only a safety net.
+const LONG_POLL_STEP_SHARED: Duration = Duration::from_millis(250);
+const LONG_POLL_STEP_OWN: Duration = Duration::from_secs(2);
 
 async fn wait<S: Store>(State(svc): Svc<S>, headers: HeaderMap) -> Response {
     guard(async move {
@@ -832,7 +835,7 @@ async fn wait<S: Store>(State(svc): Svc<S>, headers: HeaderMap) -> Response {
         };
         // Held open while the exchange runs: answered as soon as the flow is done or failed
         // (woken by the step that changed it; another instance's change is seen within
-        // LONG_POLL_STEP), so the user waits for the exchange, not for a refresh period.
+        // LONG_POLL_STEP_SHARED), so the user waits for the exchange, not for a refresh period.
         let notify = {
             let mut w = svc.waiters.lock().unwrap_or_else(|p| p.into_inner());
             w.entry(flow.as_str().to_owned()).or_default().clone()
@@ -851,7 +854,12 @@ async fn wait<S: Store>(State(svc): Svc<S>, headers: HeaderMap) -> Response {
             if !matches!(r, Ok(Ok(UaReply::Wait { .. }))) || Instant::now() >= until {
                 break r;
             }
-            let _ = tokio::time::timeout(LONG_POLL_STEP, woken).await;
+            let step = if svc.store.shared() {
+                LONG_POLL_STEP_SHARED
+            } else {
+                LONG_POLL_STEP_OWN
+            };
+            let _ = tokio::time::timeout(step, woken).await;
         };
         {
             let mut w = svc.waiters.lock().unwrap_or_else(|p| p.into_inner());
