@@ -116,7 +116,10 @@ fn say(out: &mut dyn Write, text: std::fmt::Arguments<'_>) -> Res<()> {
 
 fn verify(o: &Opts, out: &mut dyn Write) -> Res<()> {
     let [file] = positional::<1>(o, "FILE")?;
-    let agg = load::load(&read(&file)?, &policy(o)?).map_err(fail)?;
+    // One verification pass and an index (entityIDs unique, validUntil read): no entity model
+    // is built just to count (issue 15).
+    let doc = read(&file)?;
+    let agg = saml_metadata::lazy::load_lazy(&doc, &policy(o)?).map_err(fail)?;
     let n = agg.len() + agg.expired_entities().len();
     if o.json {
         say(out, format_args!("{}", json!({ "entities": n })))
