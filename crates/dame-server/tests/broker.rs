@@ -566,6 +566,47 @@ async fn first_use_second_use_restart_and_a_failing_agent() {
     assert!(metrics.contains("dame_entities 2"), "{metrics}");
     assert!(metrics.contains("dame_relationships 1"), "{metrics}");
 
+    // The discovery page's search (plain HTML): by name, keyword or entityID.
+    let found = w
+        .ua(&w.broker("/ds/search?sp=x&q=idp.example"), None)
+        .await
+        .2;
+    assert!(found.contains(&url_encode(IDP)), "{found}");
+    let nothing = w.ua(&w.broker("/ds/search?sp=x&q=zzz+nope"), None).await.2;
+    assert!(
+        nothing.contains("No identity provider matches"),
+        "{nothing}"
+    );
+
+    // A refused pair: the SP's policy now denies the IdP's domain; the broker refuses the
+    // choice even for the pair it knows, and nothing reaches the agents.
+    let (http, policy_url) = (
+        w.http.clone(),
+        w.broker(&format!("/admin/policy?entityID={}", url_encode(SP))),
+    );
+    let policy = |deny: &str| {
+        http.put(&policy_url)
+            .bearer_auth(TOKEN)
+            .body(format!(r#"{{"peers": {{"allow": [], "deny": [{deny}]}}}}"#))
+    };
+    assert_eq!(
+        policy("\".example.net\"").send().await.unwrap().status(),
+        200
+    );
+    w.cookie = None;
+    let ds =
+        DiscoveryRequest::new(SP, Some("https://sp.example.org/Shibboleth.sso/Login")).to_query();
+    let (status, _, _) = w.ua(&w.broker(&format!("/ds?{ds}")), None).await;
+    assert_eq!(status, 200);
+    let (status, _, body) = w
+        .ua(
+            &w.broker(&format!("/ds/choose?idp={}", url_encode(IDP))),
+            None,
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(policy("").send().await.unwrap().status(), 200);
+
     // An SP whose agent is down: the IdP integrated it, the SP's trigger fails, the flow fails
     // and the IdP's agent removes what it integrated.
     let dead = free_port();

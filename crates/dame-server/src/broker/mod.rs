@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! GET  /ds?entityID=..&return=..   discovery (IdP Discovery Profile): the IdP list (plain HTML)
+//! GET  /ds/search?sp=..&q=..       the IdP list filtered by name, keyword or entityID
 //! GET  /ds/choose?idp=..           the user's choice -> 302 (back to the SP, or to the IdP)
 //! GET  /DAME?action=authenticate.. AuthnRequest1 -> 302 to the IdP with AuthnRequest2
 //! GET  /DAME?action=status..       an entity's signed status report
@@ -230,6 +231,7 @@ impl<S: Store> BrokerService<S> {
         f: impl FnOnce(&mut Broker, SystemTime) -> R + Send,
     ) -> Result<R, Error> {
         let now = SystemTime::now();
+        let started = Instant::now();
         let (out, transmits, events, changed) = self
             .store
             .transact(select, unix(now), |records| self.run_step(records, now, f))
@@ -253,7 +255,13 @@ impl<S: Store> BrokerService<S> {
                 }
                 _ => {}
             }
-            log(&[("event", format!("{e:?}"))]);
+            log(&[
+                ("event", format!("{e:?}")),
+                (
+                    "ms",
+                    format!("{:.1}", started.elapsed().as_secs_f64() * 1e3),
+                ),
+            ]);
         }
         for t in transmits {
             let svc = self.clone();
@@ -444,6 +452,7 @@ impl<S: Store> BrokerService<S> {
         Router::new()
             .route("/ds", get(discovery::<S>))
             .route("/ds/choose", get(choose::<S>))
+            .route("/ds/search", get(search::<S>))
             .route("/DAME", get(dame::<S>))
             .route("/acs", post(acs::<S>))
             .route("/wait", get(wait::<S>))
@@ -469,7 +478,7 @@ impl<S: Store> BrokerService<S> {
     fn reply(&self, r: UaReply, set: Option<&FlowId>) -> Response {
         let mut resp = match r {
             UaReply::Redirect(url) => redirect(StatusCode::FOUND, &url),
-            UaReply::ChooseIdp { sp, .. } => page(StatusCode::OK, &self.choice_page(&sp)),
+            UaReply::ChooseIdp { sp, .. } => page(StatusCode::OK, &self.choice_page(&sp, None)),
             UaReply::Wait { retry_after, .. } => {
                 let mut r = page(
                     StatusCode::OK,
@@ -504,47 +513,91 @@ impl<S: Store> BrokerService<S> {
         resp
     }
 
-    fn choice_page(&self, sp: &str) -> String {
+    /// The discovery page: the registered IdPs by their mdui display name (else the
+    /// organization's, else the entityID), with their mdui logo when it is an https URL or a
+    /// raster `data:` image, and a search form (plain HTML, no script). `search` keeps the IdPs
+    /// whose names, keywords or entityID contain it (case-insensitive).
+    fn choice_page(&self, sp: &str, search: Option<&str>) -> String {
+        let needle = search
+            .map(str::to_lowercase)
+            .filter(|n| !n.trim().is_empty());
         let core = self.core();
-        let mut idps: Vec<(String, String)> = core
+        let mut idps: Vec<(String, String, Option<String>)> = core
             .registry
             .entity_ids()
             .filter_map(|id| {
                 let r = core.registry.get(id)?;
                 let idp = r.entity.idp()?;
-                let name = idp
-                    .common
-                    .extensions
-                    .ui_info
-                    .as_ref()
+                let ui = idp.common.extensions.ui_info.as_ref();
+                let org = r.entity.organization.as_ref();
+                let name = ui
                     .and_then(|u| u.display_names.first())
-                    .or_else(|| {
-                        r.entity
-                            .organization
-                            .as_ref()
-                            .and_then(|o| o.display_names.first())
-                    })
+                    .or_else(|| org.and_then(|o| o.display_names.first()))
                     .map_or_else(|| id.to_owned(), |l| l.value.clone());
-                Some((name, id.to_owned()))
+                if let Some(n) = &needle {
+                    let mut hay = vec![id.to_lowercase(), name.to_lowercase()];
+                    if let Some(u) = ui {
+                        hay.extend(u.display_names.iter().map(|l| l.value.to_lowercase()));
+                        hay.extend(
+                            u.keywords
+                                .iter()
+                                .flat_map(|k| k.value.iter().map(|w| w.to_lowercase())),
+                        );
+                    }
+                    if let Some(o) = org {
+                        hay.extend(o.display_names.iter().map(|l| l.value.to_lowercase()));
+                    }
+                    if !hay.iter().any(|h| h.contains(n.trim())) {
+                        return None;
+                    }
+                }
+                let logo = ui
+                    .and_then(|u| u.logos.iter().find(|l| safe_logo(&l.url)))
+                    .map(|l| l.url.clone());
+                Some((name, id.to_owned(), logo))
             })
             .collect();
         idps.sort();
         let items: String = idps
             .iter()
-            .map(|(name, id)| {
+            .map(|(name, id, logo)| {
+                let img = logo.as_ref().map_or_else(String::new, |u| {
+                    format!(
+                        "<img src=\"{}\" alt=\"\" height=\"32\" style=\"max-width:96px\"> ",
+                        html_escape(u)
+                    )
+                });
                 format!(
-                    "<li><a href=\"/ds/choose?idp={}\">{}</a> <small>{}</small></li>",
+                    "<li>{img}<a href=\"/ds/choose?idp={}\">{}</a> <small>{}</small></li>",
                     html_escape(&saml_core::bindings::url_encode(id)),
                     html_escape(name),
                     html_escape(id)
                 )
             })
             .collect();
+        let none = if idps.is_empty() {
+            "<p>No identity provider matches.</p>"
+        } else {
+            ""
+        };
         format!(
-            "<h1>Choose your identity provider</h1><p>for {}</p><ul>{items}</ul>",
-            html_escape(sp)
+            "<h1>Choose your identity provider</h1><p>for {sp_html}</p>\
+             <form method=\"get\" action=\"/ds/search\"><input type=\"hidden\" name=\"sp\" value=\"{sp_html}\">\
+             <label>Search <input type=\"search\" name=\"q\" value=\"{q}\"></label> <button>Search</button></form>\
+             {none}<ul>{items}</ul>",
+            sp_html = html_escape(sp),
+            q = html_escape(search.unwrap_or_default()),
         )
     }
+}
+
+/// A logo the discovery page may show: an https URL, or a PNG, JPEG or GIF `data:` URI
+/// (no SVG: an image the page embeds must not be able to carry script).
+fn safe_logo(url: &str) -> bool {
+    url.starts_with("https://")
+        || ["data:image/png;", "data:image/jpeg;", "data:image/gif;"]
+            .iter()
+            .any(|p| url.starts_with(p))
 }
 
 fn page(status: StatusCode, body: &str) -> Response {
@@ -692,6 +745,19 @@ fn ua_answer<S: Store>(
         }
         Err(e) => step_error(&e),
     }
+}
+
+/// `GET /ds/search?sp=..&q=..`: the discovery page filtered (the flow stays in its cookie;
+/// `sp` is only shown).
+async fn search<S: Store>(State(svc): Svc<S>, RawQuery(q): RawQuery) -> Response {
+    // An HTML form sends spaces as '+'.
+    let q = q.unwrap_or_default().replace('+', "%20");
+    let sp = query_param(&q, "sp").unwrap_or_default();
+    let needle = query_param(&q, "q").unwrap_or_default();
+    if sp.len() > 1024 || needle.len() > 256 {
+        return page(StatusCode::BAD_REQUEST, "too long");
+    }
+    page(StatusCode::OK, &svc.choice_page(&sp, Some(&needle)))
 }
 
 async fn choose<S: Store>(
