@@ -88,6 +88,8 @@ struct Metrics {
 pub struct BrokerService<S: Store> {
     core: Mutex<Broker>,
     generation: Mutex<Generation>,
+    /// Digests of the stored entities as last loaded (see `load_entities`).
+    digests: Mutex<HashMap<String, [u8; 32]>>,
     registrations: Mutex<dame_protocol::registration::Registrations>,
     /// Waiting pages held open, by flow: woken when a step on this instance changes the flow.
     waiters: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
@@ -111,8 +113,15 @@ impl<S: Store> std::fmt::Debug for BrokerService<S> {
 /// events to log, and the flows it changed.
 type Stepped<R> = (R, Vec<Transmit>, Vec<Event>, Vec<String>);
 
-/// Registers (or replaces) every stored entity in `core`; forgets those no longer stored.
-fn load_entities(core: &mut Broker, entities: Vec<StoredEntity>) -> Result<(), Error> {
+/// Registers (or replaces) the stored entities in `core` whose metadata or policy changed
+/// since `seen` (their digests) was taken, and forgets those no longer stored: a reload costs
+/// one re-signature per changed entity, not one per registered entity. Returns what could not
+/// be loaded (entityID, why); the others are loaded regardless.
+fn load_entities(
+    core: &mut Broker,
+    seen: &mut HashMap<String, [u8; 32]>,
+    entities: Vec<StoredEntity>,
+) -> Vec<(String, String)> {
     let now = SystemTime::now();
     let stored: std::collections::HashSet<&str> =
         entities.iter().map(|e| e.entity_id.as_str()).collect();
@@ -124,22 +133,40 @@ fn load_entities(core: &mut Broker, entities: Vec<StoredEntity>) -> Result<(), E
         .collect();
     for id in gone {
         core.registry.remove(&id);
+        seen.remove(&id);
     }
+    let mut failed = Vec::new();
     for e in entities {
+        let mut h = openssl::sha::Sha256::new();
+        h.update(e.xml.as_bytes());
+        h.update(&[0]);
+        h.update(e.policy.as_bytes());
+        let digest = h.finish();
+        if seen.get(&e.entity_id) == Some(&digest) && core.registry.get(&e.entity_id).is_some() {
+            continue;
+        }
         let entity = match saml_metadata::load::parse_unverified(e.xml.as_bytes()) {
             Ok(Metadata::Entity(ent)) => *ent,
             _ => {
-                return Err(Error::Store(format!(
-                    "entity {} does not parse",
-                    e.entity_id
-                )));
+                failed.push((e.entity_id, "the stored metadata does not parse".into()));
+                continue;
             }
         };
-        let policy: EntityPolicy = serde_json::from_str(&e.policy)
-            .map_err(|err| Error::Store(format!("policy of {}: {err}", e.entity_id)))?;
-        core.registry.insert(entity, policy, now, true)?;
+        let policy: EntityPolicy = match serde_json::from_str(&e.policy) {
+            Ok(p) => p,
+            Err(err) => {
+                failed.push((e.entity_id, format!("policy: {err}")));
+                continue;
+            }
+        };
+        match core.registry.insert(entity, policy, now, true) {
+            Ok(_) => {
+                seen.insert(e.entity_id, digest);
+            }
+            Err(err) => failed.push((e.entity_id, err.to_string())),
+        }
     }
-    Ok(())
+    failed
 }
 
 /// Records every stored relationship in `core`.
@@ -185,7 +212,13 @@ impl<S: Store> BrokerService<S> {
         let mut core = Broker::new(me, key, policy)?;
         core.registry.loopback_http = cfg.allow_loopback_http;
         let generation = store.generation().await?;
-        load_entities(&mut core, store.entities().await?)?;
+        let mut digests = HashMap::new();
+        if let Some((id, why)) = load_entities(&mut core, &mut digests, store.entities().await?)
+            .into_iter()
+            .next()
+        {
+            return Err(Error::Store(format!("entity {id}: {why}")));
+        }
         load_relationships(&mut core, store.relationships().await?);
         if let Some(json) = store.rules().await? {
             core.rules = RuleSet::from_json(json.as_bytes())?;
@@ -199,6 +232,7 @@ impl<S: Store> BrokerService<S> {
         Ok(Arc::new(BrokerService {
             core: Mutex::new(core),
             generation: Mutex::new(generation),
+            digests: Mutex::new(digests),
             waiters: Mutex::new(HashMap::new()),
             registrations: Mutex::new(dame_protocol::registration::Registrations::new()),
             store,
@@ -362,7 +396,14 @@ impl<S: Store> BrokerService<S> {
         {
             let mut core = self.core();
             if let Some((entities, rules)) = entities {
-                load_entities(&mut core, entities)?;
+                let mut digests = self.digests.lock().unwrap_or_else(|p| p.into_inner());
+                for (id, why) in load_entities(&mut core, &mut digests, entities) {
+                    log(&[
+                        ("event", "store-error".into()),
+                        ("entity", id),
+                        ("error", why),
+                    ]);
+                }
                 if let Some(json) = rules {
                     core.rules = RuleSet::from_json(json.as_bytes())?;
                 }
