@@ -279,9 +279,17 @@ pub struct BrokerConfig {
     /// the system's).
     #[serde(default)]
     pub agent_ca: Option<PathBuf>,
+    /// Most flows held at once in the store, across every instance (default 10000): a new
+    /// flow beyond it is refused with 503.
+    #[serde(default = "default_max_flows")]
+    pub max_flows: u32,
     /// Self-service registration with proof of ownership (`/register`).
     #[serde(default)]
     pub registration: RegistrationConfig,
+}
+
+fn default_max_flows() -> u32 {
+    10_000
 }
 
 fn default_registration_port() -> u16 {

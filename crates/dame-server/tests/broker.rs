@@ -1253,7 +1253,7 @@ async fn tls_on_every_hop() {
     let broker_cfg = w.broker_config();
     append(
         &broker_cfg,
-        &format!("{tls}agent_ca = \"{}\"\n", crt.display()),
+        &format!("{tls}agent_ca = \"{}\"\nmax_flows = 1\n", crt.display()),
     );
     let (sp_port, idp_port) = (free_port(), free_port());
     let sp_cfg = w.agent_config("sp-agent", SP, "sp", sp_port, &w.sp_key);
@@ -1271,6 +1271,14 @@ async fn tls_on_every_hop() {
     w.import(&w.idp_entity(idp_port)).await;
     let t = first_use(&mut w).await;
     eprintln!("first use with TLS on every hop: {t:?}");
+    // max_flows = 1: one login in progress is held, a second is refused until it ends.
+    let ds =
+        DiscoveryRequest::new(SP, Some("https://sp.example.org/Shibboleth.sso/Login")).to_query();
+    w.cookie = None;
+    assert_eq!(w.ua(&w.broker(&format!("/ds?{ds}")), None).await.0, 200);
+    w.cookie = None;
+    let (status, _, body) = w.ua(&w.broker(&format!("/ds?{ds}")), None).await;
+    assert_eq!(status, 503, "{body}");
     // Plain HTTP to the TLS listener: no HTTP answer.
     let plain = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{}/health", w.broker_port))

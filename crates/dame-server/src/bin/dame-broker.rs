@@ -33,6 +33,7 @@ CONFIGURATION (TOML; unknown keys are refused; see crates/dame-server/broker.exa
     exchange_deadline_s  both confirmations within this time after Response2 (default 120)
     trigger_order        \"idp-first\" (default) or \"both\"
     trigger_timeout_ms   timeout of one trigger request (default 10000)
+    max_flows            logins in progress at once, across every instance (default 10000)
     [registration]       self-service registration with proof of ownership: enabled (true),
                          allow_private (false), port (443), ca, hosts (tests only)
     rate_per_source_per_minute

@@ -476,6 +476,12 @@ impl<S: Store> BrokerService<S> {
         }
     }
 
+    /// Whether the store has room for one more flow (`max_flows`, across every instance).
+    async fn room_for_a_flow(&self) -> Result<bool, Error> {
+        let n = self.store.flow_count(unix(SystemTime::now())).await?;
+        Ok(n < i64::from(self.cfg.max_flows))
+    }
+
     /// One shared rate-limit hit for the client at `remote`.
     async fn within_rate(&self, remote: &SocketAddr) -> Result<bool, Error> {
         let window = unix(SystemTime::now()) / 60;
@@ -727,6 +733,13 @@ fn too_many() -> Response {
     )
 }
 
+fn full() -> Response {
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the broker holds its maximum of logins in progress; try again later",
+    )
+}
+
 async fn discovery<S: Store>(
     State(svc): Svc<S>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
@@ -737,6 +750,11 @@ async fn discovery<S: Store>(
         match svc.within_rate(&remote).await {
             Ok(true) => {}
             Ok(false) => return too_many(),
+            Err(e) => return store_error(&e),
+        }
+        match svc.room_for_a_flow().await {
+            Ok(true) => {}
+            Ok(false) => return full(),
             Err(e) => return store_error(&e),
         }
         let q = q.unwrap_or_default();
@@ -840,6 +858,13 @@ async fn dame<S: Store>(
                     Err(e) => return store_error(&e),
                 }
                 let flow = cookie_flow(&headers);
+                if flow.is_none() {
+                    match svc.room_for_a_flow().await {
+                        Ok(true) => {}
+                        Ok(false) => return full(),
+                        Err(e) => return store_error(&e),
+                    }
+                }
                 let select = flow
                     .as_ref()
                     .map_or(FlowSelect::None, |f| FlowSelect::One(f.as_str()));
