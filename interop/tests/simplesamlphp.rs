@@ -4,7 +4,8 @@
 //! /usr/share/simplesamlphp/www`, no router script needed: it runs `module.php` with the rest
 //! of the path as PATH_INFO) with `SIMPLESAMLPHP_CONFIG_DIR` pointing at a private
 //! configuration in a temporary directory (config.php, authsources.php, metadata, keys, logs,
-//! PHP sessions; nothing under /etc is read or written except the package's attribute maps).
+//! PHP sessions; nothing under /etc is read or written except the package's attribute maps;
+//! the launcher is `common::simplesamlphp`, shared with dame-server's `peers` test).
 //!
 //! - SimpleSAMLphp as IdP (`exampleauth:UserPass`, user alice) with our SP (saml-metadata
 //!   `sso::authn_request` / `sso::response_validator`, saml-core): our SP's metadata, written
@@ -40,12 +41,11 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{Browser, Case, EPPN, Idp, form_action, form_field, free_port, wait_for_port};
+use common::simplesamlphp::{Ssp, ssp_login};
+use common::{Browser, Case, EPPN, Idp, form_action, form_field};
 use saml_core::bindings::{MessageKind, post, redirect, url_encode};
 use saml_core::protocol::{MemoryReplayCache, OutstandingRequests, new_id, openssl_random};
 use saml_metadata::builder::RoleBuilder as _;
@@ -61,149 +61,6 @@ const IDP_ENTITY: &str = "https://idp.rust.test/idp";
 const SSP_SP: &str = "https://ssp-sp.interop.test/sp";
 /// Our SP's ACS: never contacted, the test reads the auto-post form itself.
 const ACS: &str = "http://127.0.0.1:9/acs";
-
-/// SimpleSAMLphp on PHP's built-in server with a private configuration.
-struct Ssp {
-    dir: tempfile::TempDir,
-    php: Child,
-    base: String,
-}
-
-impl Ssp {
-    /// Starts SimpleSAMLphp with `authsources` (PHP array entries), `sources` (entries of
-    /// `metadata.sources`) and `files` written under the configuration directory first
-    /// (`metadata/...`, `cert/...`). `{dir}` in any of them stands for that directory.
-    fn start(saml20_idp: bool, authsources: &str, sources: &str, files: &[(&str, Vec<u8>)]) -> Ssp {
-        let php = testkit::peers::program("php");
-        let www = Path::new("/usr/share/simplesamlphp/www");
-        assert!(
-            www.join("module.php").exists(),
-            "SimpleSAMLphp is missing: it is installed by `bash scripts/setup.sh` (simplesamlphp)"
-        );
-        let modules = Command::new(&php).arg("-m").output().expect("php -m");
-        let modules = String::from_utf8_lossy(&modules.stdout).to_lowercase();
-        for m in ["dom", "simplexml", "mbstring", "openssl", "curl"] {
-            assert!(
-                modules.lines().any(|l| l.trim() == m),
-                "PHP extension {m} is missing: `bash scripts/setup.sh` installs php-xml, php-mbstring and php-curl"
-            );
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        let d_s = d.display().to_string();
-        for sub in [
-            "config", "metadata", "cert", "log", "data", "tmp", "sessions",
-        ] {
-            std::fs::create_dir(d.join(sub)).unwrap();
-        }
-        for (name, content) in files {
-            let text = String::from_utf8(content.clone())
-                .map(|t| t.replace("{dir}", &d_s).into_bytes())
-                .unwrap_or_else(|e| e.into_bytes());
-            std::fs::write(d.join(name), text).unwrap();
-        }
-        let port = free_port();
-        let base = format!("http://127.0.0.1:{port}");
-        let sources = sources.replace("{dir}", &d_s);
-        let authsources = authsources.replace("{dir}", &d_s);
-        std::fs::write(
-            d.join("config/config.php"),
-            format!(
-                r#"<?php
-$config = [
-  'baseurlpath' => '{base}/',
-  'certdir' => '{d_s}/cert/',
-  'loggingdir' => '{d_s}/log/',
-  'datadir' => '{d_s}/data/',
-  'tempdir' => '{d_s}/tmp',
-  'metadatadir' => '{d_s}/metadata/',
-  'attributenamemapdir' => '/usr/share/simplesamlphp/attributemap/',
-  'secretsalt' => 'interop-test-salt-{port}',
-  'auth.adminpassword' => 'interop-admin-{port}',
-  'technicalcontact_email' => 'root@localhost',
-  'enable.saml20-idp' => {saml20_idp},
-  'module.enable' => ['exampleauth' => true, 'core' => true, 'saml' => true],
-  'logging.handler' => 'file',
-  'logging.logfile' => 'simplesamlphp.log',
-  'logging.level' => SimpleSAML\Logger::DEBUG,
-  'store.type' => 'phpsession',
-  'session.phpsession.savepath' => '{d_s}/sessions',
-  'session.cookie.secure' => false,
-  'session.cookie.samesite' => null,
-  'language.cookie.secure' => false,
-  'admin.checkforupdates' => false,
-  'showerrors' => true,
-  'errorreporting' => false,
-  'metadata.sources' => [{sources}],
-];
-"#
-            ),
-        )
-        .unwrap();
-        std::fs::write(
-            d.join("config/authsources.php"),
-            format!(
-                r#"<?php
-$config = [
-  'admin' => ['core:AdminPassword'],
-  'example-userpass' => [
-    'exampleauth:UserPass',
-    'alice:alice-password' => [
-      'uid' => ['alice'],
-      'eduPersonPrincipalName' => ['alice@example.org'],
-      'eduPersonAffiliation' => ['member', 'staff'],
-      'mail' => ['alice@example.org'],
-    ],
-  ],
-{authsources}
-];
-"#
-            ),
-        )
-        .unwrap();
-        let out = d.join("log/php.out");
-        let mut child = Command::new(php)
-            .env("SIMPLESAMLPHP_CONFIG_DIR", d.join("config"))
-            .arg("-S")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("-t")
-            .arg(www)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&out).unwrap())
-            .stderr(Stdio::from(
-                std::fs::File::options().append(true).open(&out).unwrap(),
-            ))
-            .spawn()
-            .expect("start php -S");
-        wait_for_port(port, "php -S (SimpleSAMLphp)", &mut child, &out);
-        Ssp {
-            dir,
-            php: child,
-            base,
-        }
-    }
-
-    /// SimpleSAMLphp's own log.
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("log/simplesamlphp.log")).unwrap_or_default()
-    }
-
-    /// Its log and PHP's server output.
-    fn logs(&self) -> String {
-        format!(
-            "--- simplesamlphp.log\n{}\n--- php -S\n{}",
-            self.log(),
-            std::fs::read_to_string(self.dir.path().join("log/php.out")).unwrap_or_default()
-        )
-    }
-}
-
-impl Drop for Ssp {
-    fn drop(&mut self) {
-        let _ = self.php.kill();
-        let _ = self.php.wait();
-    }
-}
 
 /// The PEM body of a certificate, for SimpleSAMLphp's `certData`.
 fn cert_data(key: &TestKey) -> String {
@@ -230,25 +87,6 @@ fn posted(page: &str) -> (Vec<u8>, Option<String>) {
     (
         post::decode(&r, post::DEFAULT_MAX_MESSAGE).unwrap(),
         form_field(page, "RelayState"),
-    )
-}
-
-/// One login at SimpleSAMLphp's IdP: `query` to its SSO endpoint, the login form, alice's
-/// password; returns the page SimpleSAMLphp answered the password with.
-fn ssp_login(ssp: &Ssp, b: &mut Browser, sso_url: &str, query: &str) -> common::Reply {
-    let login = b.follow(&redirect::url(sso_url, query));
-    assert_eq!(login.status, 200, "{}\n{}", login.body, ssp.logs());
-    let state = form_field(&login.body, "AuthState")
-        .unwrap_or_else(|| panic!("no login form: {}\n{}", login.body, ssp.logs()));
-    assert_eq!(form_action(&login.body), "?");
-    let form = format!(
-        "username=alice&password=alice-password&AuthState={}",
-        url_encode(&state)
-    );
-    b.request(
-        "POST",
-        &format!("{}/module.php/core/loginuserpass.php?", ssp.base),
-        Some(&form),
     )
 }
 

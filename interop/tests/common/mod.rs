@@ -20,6 +20,9 @@ use saml_metadata::model::EntityDescriptor;
 use saml_metadata::sso;
 use testkit::signer::TestKey;
 
+pub(crate) mod shibboleth_sp;
+pub(crate) mod simplesamlphp;
+
 /// eduPersonPrincipalName.
 pub(crate) const EPPN: &str = "urn:oid:1.3.6.1.4.1.5923.1.1.1.6";
 /// eduPersonScopedAffiliation.
