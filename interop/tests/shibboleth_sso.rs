@@ -39,15 +39,12 @@
 
 mod common;
 
-use std::os::unix::process::CommandExt as _;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use testkit::signer::TestKey;
 
 use common::{
-    AFFILIATION, Browser, Case, EPPN, Idp, Reply, form_action, form_field, free_port, set_mode,
-    wait_for_port,
+    AFFILIATION, Browser, Case, EPPN, Idp, Reply, ShibSp, form_action, form_field, free_port,
+    set_mode,
 };
 use saml_core::bindings::{post, url_encode};
 use saml_metadata::builder::RoleBuilder as _;
@@ -58,66 +55,32 @@ use saml_metadata::sso;
 const SP_ENTITY: &str = "https://sp.interop.test/shibboleth";
 const IDP_ENTITY: &str = "https://idp.rust.test/idp";
 
-/// Shibboleth SP (shibd + Apache with mod_shib) running from a private configuration.
-struct Sp {
-    dir: tempfile::TempDir,
-    shibd: Child,
-    apache: Child,
-    base: String,
-}
-
-impl Sp {
-    fn start(idp_md: &[u8]) -> Sp {
-        let shibd_bin = testkit::peers::program("shibd");
-        let apache_bin = testkit::peers::program("apache2");
-        let modules = Path::new("/usr/lib/apache2/modules");
-        assert!(
-            modules.join("mod_shib.so").exists(),
-            "mod_shib is missing: it is installed by `bash scripts/setup.sh` (libapache2-mod-shib)"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        // Apache's children run as www-data and read the configuration and the CGI script.
-        set_mode(d, 0o755);
-        let (shib_port, web_port) = (free_port(), free_port());
-        let base = format!("http://127.0.0.1:{web_port}");
-        let sp_key = TestKey::rsa("sp.interop.test");
-        let (key, cert) = sp_key.write_pem(d, "sp");
-        std::fs::write(d.join("idp-metadata.xml"), idp_md).unwrap();
-        // File appenders: log4shib's console appender is buffered when stdout is a file.
-        for (logger, log) in [
-            ("shibd.logger", "shibd.log"),
-            ("native.logger", "native.log"),
-        ] {
-            std::fs::write(
-                d.join(logger),
-                format!(
-                    "log4j.rootCategory=INFO, f\n\
-                     log4j.appender.f=org.apache.log4j.FileAppender\n\
-                     log4j.appender.f.fileName={}\n\
-                     log4j.appender.f.layout=org.apache.log4j.PatternLayout\n\
-                     log4j.appender.f.layout.ConversionPattern=%p %c: %m%n\n",
-                    d.join(log).display()
-                ),
-            )
-            .unwrap();
-        }
-        std::fs::write(
-            d.join("attribute-map.xml"),
-            format!(
-                r#"<Attributes xmlns="urn:mace:shibboleth:2.0:attribute-map" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+/// Shibboleth SP (shibd + Apache with mod_shib) running from a private configuration: a CGI
+/// script printing its environment under `/secure/`.
+fn start_sp(idp_md: &[u8]) -> ShibSp {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (shib_port, web_port) = (free_port(), free_port());
+    let sp_key = TestKey::rsa("sp.interop.test");
+    let (key, cert) = sp_key.write_pem(d, "sp");
+    std::fs::write(d.join("idp-metadata.xml"), idp_md).unwrap();
+    ShibSp::write_loggers(d);
+    std::fs::write(
+        d.join("attribute-map.xml"),
+        format!(
+            r#"<Attributes xmlns="urn:mace:shibboleth:2.0:attribute-map" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
   <Attribute name="{EPPN}" id="eppn"><AttributeDecoder xsi:type="ScopedAttributeDecoder"/></Attribute>
   <Attribute name="{AFFILIATION}" id="affiliation"><AttributeDecoder xsi:type="ScopedAttributeDecoder" caseSensitive="false"/></Attribute>
 </Attributes>
 "#
-            ),
-        )
-        .unwrap();
-        let d_s = d.display();
-        std::fs::write(
-            d.join("shibboleth2.xml"),
-            format!(
-                r#"<SPConfig xmlns="urn:mace:shibboleth:3.0:native:sp:config" clockSkew="180">
+        ),
+    )
+    .unwrap();
+    let d_s = d.display();
+    std::fs::write(
+        d.join("shibboleth2.xml"),
+        format!(
+            r#"<SPConfig xmlns="urn:mace:shibboleth:3.0:native:sp:config" clockSkew="180">
   <OutOfProcess logger="{d_s}/shibd.logger"/>
   <InProcess logger="{d_s}/native.logger"/>
   <TCPListener address="127.0.0.1" port="{shib_port}" acl="127.0.0.1"/>
@@ -154,46 +117,26 @@ impl Sp {
   <ProtocolProvider type="XML" validate="true" reloadChanges="false" path="/etc/shibboleth/protocols.xml"/>
 </SPConfig>
 "#,
-                key = key.display(),
-                cert = cert.display(),
-            ),
-        )
-        .unwrap();
-        std::fs::create_dir(d.join("cgi")).unwrap();
-        std::fs::create_dir(d.join("run")).unwrap();
-        let script = d.join("cgi/env");
-        std::fs::write(
-            &script,
-            "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"REMOTE_USER=$REMOTE_USER\"\necho \"eppn=$eppn\"\necho \"affiliation=$affiliation\"\necho \"Shib-Identity-Provider=$Shib_Identity_Provider\"\n",
-        )
-        .unwrap();
-        set_mode(&script, 0o755);
-        let m = modules.display();
-        std::fs::write(
-            d.join("apache.conf"),
-            format!(
-                r#"ServerRoot {d_s}
-ServerName 127.0.0.1:{web_port}
-UseCanonicalName On
-Listen 127.0.0.1:{web_port}
-PidFile {d_s}/apache.pid
-DefaultRuntimeDir {d_s}/run
-ErrorLog {d_s}/apache-error.log
-LogLevel info
-User www-data
-Group www-data
-LoadModule mpm_prefork_module {m}/mod_mpm_prefork.so
-LoadModule authz_core_module {m}/mod_authz_core.so
-LoadModule authz_user_module {m}/mod_authz_user.so
-LoadModule authn_core_module {m}/mod_authn_core.so
-LoadModule alias_module {m}/mod_alias.so
-LoadModule cgi_module {m}/mod_cgi.so
-LoadModule mod_shib {m}/mod_shib.so
-ShibConfig {d_s}/shibboleth2.xml
-StartServers 1
-MinSpareServers 1
-MaxSpareServers 2
-ScriptAlias /secure/ {d_s}/cgi/
+            key = key.display(),
+            cert = cert.display(),
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir(d.join("cgi")).unwrap();
+    let script = d.join("cgi/env");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"REMOTE_USER=$REMOTE_USER\"\necho \"eppn=$eppn\"\necho \"affiliation=$affiliation\"\necho \"Shib-Identity-Provider=$Shib_Identity_Provider\"\n",
+    )
+    .unwrap();
+    set_mode(&script, 0o755);
+    let mut conf = common::apache_preamble(
+        d,
+        web_port,
+        &[("alias", "alias_module"), ("cgi", "cgi_module")],
+    );
+    conf.push_str(&format!(
+        r#"ScriptAlias /secure/ {d_s}/cgi/
 <Location /Shibboleth.sso>
   SetHandler shib
 </Location>
@@ -203,93 +146,16 @@ ScriptAlias /secure/ {d_s}/cgi/
   Require valid-user
 </Location>
 "#
-            ),
-        )
-        .unwrap();
+    ));
+    std::fs::write(d.join("apache.conf"), conf).unwrap();
 
-        let shibd_log = d.join("shibd.out");
-        let mut shibd = Command::new(shibd_bin)
-            .process_group(0)
-            .args(["-F", "-f", "-c"])
-            .arg(d.join("shibboleth2.xml"))
-            .arg("-p")
-            .arg(d.join("shibd.pid"))
-            .stdout(std::fs::File::create(&shibd_log).unwrap())
-            .stderr(Stdio::from(
-                std::fs::File::options()
-                    .append(true)
-                    .open(&shibd_log)
-                    .unwrap(),
-            ))
-            .spawn()
-            .expect("start shibd");
-        wait_for_port(shib_port, "shibd", &mut shibd, &shibd_log);
-        let apache_log = d.join("apache.out");
-        // Its own process group: Apache's parent signals its whole process group when it stops
-        // (prefork's killpg), which would take the test harness (and cargo) with it.
-        let mut apache = Command::new(apache_bin)
-            .process_group(0)
-            .arg("-DFOREGROUND")
-            .arg("-f")
-            .arg(d.join("apache.conf"))
-            .stdout(std::fs::File::create(&apache_log).unwrap())
-            .stderr(Stdio::from(
-                std::fs::File::options()
-                    .append(true)
-                    .open(&apache_log)
-                    .unwrap(),
-            ))
-            .spawn()
-            .expect("start apache2");
-        wait_for_port(web_port, "apache2", &mut apache, &apache_log);
-        Sp {
-            dir,
-            shibd,
-            apache,
-            base,
-        }
-    }
-
-    fn shibd_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("shibd.log")).unwrap_or_default()
-    }
-
-    fn logs(&self) -> String {
-        let read = |n: &str| std::fs::read_to_string(self.dir.path().join(n)).unwrap_or_default();
-        format!(
-            "--- shibd\n{}\n{}\n--- apache error log\n{}\n--- native.log\n{}",
-            read("shibd.out"),
-            self.shibd_log(),
-            read("apache-error.log"),
-            read("native.log")
-        )
-    }
-}
-
-impl Drop for Sp {
-    fn drop(&mut self) {
-        // SIGTERM, so that Apache stops its children and shibd removes its listener.
-        for c in [&mut self.apache, &mut self.shibd] {
-            let _ = Command::new("kill").arg(c.id().to_string()).status();
-        }
-        for c in [&mut self.apache, &mut self.shibd] {
-            let start = Instant::now();
-            while c.try_wait().ok().flatten().is_none() {
-                if start.elapsed() > Duration::from_secs(10) {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
+    ShibSp::start(dir, shib_port, web_port)
 }
 
 /// One login through the browser: protected page -> Shibboleth's redirect to our IdP -> our
 /// form -> POST to Shibboleth's ACS. Returns the ACS's reply, the form body posted and the
 /// Response it carried.
-fn login(sp: &Sp, idp: &Idp, browser: &mut Browser) -> (Reply, String, Vec<u8>) {
+fn login(sp: &ShibSp, idp: &Idp, browser: &mut Browser) -> (Reply, String, Vec<u8>) {
     let first = browser.get(&format!("{}/secure/env", sp.base));
     assert_eq!(
         first.status, 302,
@@ -318,7 +184,7 @@ fn login(sp: &Sp, idp: &Idp, browser: &mut Browser) -> (Reply, String, Vec<u8>) 
 
 /// After an accepted login: follows the ACS's redirect back to the protected page and returns
 /// what the page printed.
-fn protected_page(sp: &Sp, b: &mut Browser, acs: &Reply) -> String {
+fn protected_page(sp: &ShibSp, b: &mut Browser, acs: &Reply) -> String {
     assert_eq!(acs.status, 302, "ACS refused: {}\n{}", acs.body, sp.logs());
     assert!(b.has_cookie("_shibsession_"), "{:?}", b.cookies);
     let back = acs.header("Location").unwrap().to_owned();
@@ -359,7 +225,7 @@ fn shibboleth_sp_web_sso_with_our_idp() {
             .build()
             .unwrap()
     });
-    let sp = Sp::start(idp.md.to_xml().unwrap().as_bytes());
+    let sp = start_sp(idp.md.to_xml().unwrap().as_bytes());
     let started = t0.elapsed();
 
     // Shibboleth's generated SP metadata, read by saml-metadata: the ACS and the encryption key.
