@@ -16,6 +16,9 @@
 //! login the backend receives the page first asked for with `eppn`, `affiliation`,
 //! `X-Remote-User`, `Shib-Identity-Provider` from the session and none of the forged values; the
 //! `/Shibboleth.sso` handler (`Metadata`, `Session`) is answered by Shibboleth, never proxied.
+//! The negative control runs the recipe without its `RequestHeader unset ... early` lines:
+//! mod_shib answers 500 to its own headers forged, and a forged `X_Remote_User` reaches the
+//! backend. The production (TLS) branch of `shib-proxy.conf` passes `apache2 -t`.
 //!
 //! Run time: about 2 s (debug build, 2 cores shared).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -398,4 +401,60 @@ fn without_the_unset_lines_forged_spellings_reach_the_backend() {
         assert_eq!(refused.status, 500, "{forged}: {}", refused.body);
     }
     assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
+/// The production branch of `shib-proxy.conf` (TLS, no `SHIB_PROXY_PLAIN_HTTP`) passes
+/// `apache2 -t` with mod_ssl loaded and a throw-away certificate at the recipe's paths (moved into
+/// the temporary directory).
+#[test]
+fn recipe_tls_branch_passes_apache_config_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tls = TestKey::rsa("app.example.org");
+    let (key, cert) = tls.write_pem(d, "tls");
+    let site = render(
+        "shib-proxy.conf",
+        &[
+            ("PORT", "443"),
+            ("SERVER_NAME", "app.example.org"),
+            ("BACKEND", "127.0.0.1:8080"),
+        ],
+    );
+    for path in [
+        "/etc/ssl/certs/app.example.org.crt",
+        "/etc/ssl/private/app.example.org.key",
+    ] {
+        assert!(site.contains(path), "{site}");
+    }
+    let site = site
+        .replace(
+            "/etc/ssl/certs/app.example.org.crt",
+            &cert.display().to_string(),
+        )
+        .replace(
+            "/etc/ssl/private/app.example.org.key",
+            &key.display().to_string(),
+        );
+    std::fs::write(d.join("shib-proxy.conf"), site).unwrap();
+    std::fs::create_dir(d.join("run")).unwrap();
+    let mut conf = common::apache_preamble(
+        d,
+        free_port(),
+        &[
+            ("ssl", "ssl_module"),
+            ("proxy", "proxy_module"),
+            ("proxy_http", "proxy_http_module"),
+            ("headers", "headers_module"),
+        ],
+    );
+    conf.push_str(&format!("Include {}/shib-proxy.conf\n", d.display()));
+    std::fs::write(d.join("apache.conf"), conf).unwrap();
+    let out = std::process::Command::new(testkit::peers::program("apache2"))
+        .arg("-t")
+        .arg("-f")
+        .arg(d.join("apache.conf"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && said.contains("Syntax OK"), "{said}");
 }
