@@ -1,13 +1,15 @@
-//! Pieces shared by the Web SSO interop tests (`shibboleth_sso`, `simplesamlphp`): our IdP as
-//! a loopback HTTP server built on saml-core, a scripted browser with a cookie jar, form
-//! scraping and process helpers. Each test uses a part of it.
+//! Pieces shared by the Web SSO interop tests (`shibboleth_sso`, `shibboleth_proxy`,
+//! `simplesamlphp`): our IdP as a loopback HTTP server built on saml-core, a scripted browser
+//! with a cookie jar, form scraping, shibd + Apache with mod_shib from a private configuration,
+//! and process helpers. Each test uses a part of it.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::Child;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -282,6 +284,8 @@ impl Reply {
 #[derive(Default)]
 pub(crate) struct Browser {
     pub(crate) cookies: BTreeMap<String, String>,
+    /// Headers sent with every request (a client forging what a proxy would set).
+    pub(crate) extra_headers: Vec<(String, String)>,
 }
 
 impl Browser {
@@ -291,6 +295,9 @@ impl Browser {
         let mut s = TcpStream::connect(host).unwrap_or_else(|e| panic!("connect {host}: {e}"));
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {host}\r\n");
+        for (k, v) in &self.extra_headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
         if !self.cookies.is_empty() {
             let jar: Vec<String> = self
                 .cookies
@@ -397,4 +404,165 @@ pub(crate) fn form_action(page: &str) -> String {
 pub(crate) fn set_mode(p: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Apache's modules directory, once mod_shib is known to be there.
+pub(crate) fn apache_modules() -> PathBuf {
+    let modules = PathBuf::from("/usr/lib/apache2/modules");
+    assert!(
+        modules.join("mod_shib.so").exists(),
+        "mod_shib is missing: it is installed by `bash scripts/setup.sh` (libapache2-mod-shib)"
+    );
+    modules
+}
+
+/// The start of a private `apache.conf` for a server in `d` on `127.0.0.1:port`: prefork, the
+/// authn/authz core, `modules` (names of `mod_<name>.so` with their module identifiers), mod_shib
+/// with `ShibConfig <d>/shibboleth2.xml`.
+pub(crate) fn apache_preamble(d: &Path, port: u16, modules: &[(&str, &str)]) -> String {
+    let m = apache_modules();
+    let (d, m) = (d.display(), m.display());
+    let mut conf = format!(
+        "ServerRoot {d}\n\
+         ServerName 127.0.0.1:{port}\n\
+         UseCanonicalName On\n\
+         Listen 127.0.0.1:{port}\n\
+         PidFile {d}/apache.pid\n\
+         DefaultRuntimeDir {d}/run\n\
+         ErrorLog {d}/apache-error.log\n\
+         LogLevel info\n\
+         User www-data\n\
+         Group www-data\n\
+         StartServers 1\n\
+         MinSpareServers 1\n\
+         MaxSpareServers 2\n\
+         LoadModule mpm_prefork_module {m}/mod_mpm_prefork.so\n\
+         LoadModule authz_core_module {m}/mod_authz_core.so\n\
+         LoadModule authz_user_module {m}/mod_authz_user.so\n\
+         LoadModule authn_core_module {m}/mod_authn_core.so\n"
+    );
+    for (file, id) in modules {
+        conf.push_str(&format!("LoadModule {id} {m}/mod_{file}.so\n"));
+    }
+    conf.push_str(&format!(
+        "LoadModule mod_shib {m}/mod_shib.so\nShibConfig {d}/shibboleth2.xml\n"
+    ));
+    conf
+}
+
+/// A Shibboleth SP: shibd and Apache (with mod_shib) in the foreground, each in its own process
+/// group, from `shibboleth2.xml` and `apache.conf` in a temporary directory; stopped on drop.
+pub(crate) struct ShibSp {
+    pub(crate) dir: tempfile::TempDir,
+    shibd: Child,
+    apache: Child,
+    /// `http://127.0.0.1:<web port>`.
+    pub(crate) base: String,
+}
+
+impl ShibSp {
+    /// Writes file loggers (`shibd.logger`, `native.logger`: log4shib's console appender is
+    /// buffered when stdout is a file) for `shibd.log` and `native.log` in `d`, readable by
+    /// Apache's children (www-data).
+    pub(crate) fn write_loggers(d: &Path) {
+        set_mode(d, 0o755);
+        std::fs::create_dir_all(d.join("run")).unwrap();
+        for (logger, log) in [
+            ("shibd.logger", "shibd.log"),
+            ("native.logger", "native.log"),
+        ] {
+            std::fs::write(
+                d.join(logger),
+                format!(
+                    "log4j.rootCategory=INFO, f\n\
+                     log4j.appender.f=org.apache.log4j.FileAppender\n\
+                     log4j.appender.f.fileName={}\n\
+                     log4j.appender.f.layout=org.apache.log4j.PatternLayout\n\
+                     log4j.appender.f.layout.ConversionPattern=%p %c: %m%n\n",
+                    d.join(log).display()
+                ),
+            )
+            .unwrap();
+        }
+    }
+
+    /// Starts shibd (its `TCPListener` on `shib_port`) and Apache (on `web_port`) from `dir`'s
+    /// `shibboleth2.xml` and `apache.conf`, and waits for both to listen.
+    pub(crate) fn start(dir: tempfile::TempDir, shib_port: u16, web_port: u16) -> ShibSp {
+        let d = dir.path();
+        let spawn = |cmd: &mut Command, log: &Path, what: &str| {
+            cmd.process_group(0)
+                .stdout(std::fs::File::create(log).unwrap())
+                .stderr(Stdio::from(
+                    std::fs::File::options().append(true).open(log).unwrap(),
+                ))
+                .spawn()
+                .unwrap_or_else(|e| panic!("start {what}: {e}"))
+        };
+        let shibd_log = d.join("shibd.out");
+        let mut shibd = spawn(
+            Command::new(testkit::peers::program("shibd"))
+                .args(["-F", "-f", "-c"])
+                .arg(d.join("shibboleth2.xml"))
+                .arg("-p")
+                .arg(d.join("shibd.pid")),
+            &shibd_log,
+            "shibd",
+        );
+        wait_for_port(shib_port, "shibd", &mut shibd, &shibd_log);
+        // Its own process group: Apache's parent signals its whole process group when it stops
+        // (prefork's killpg), which would take the test harness (and cargo) with it.
+        let apache_log = d.join("apache.out");
+        let mut apache = spawn(
+            Command::new(testkit::peers::program("apache2"))
+                .arg("-DFOREGROUND")
+                .arg("-f")
+                .arg(d.join("apache.conf")),
+            &apache_log,
+            "apache2",
+        );
+        wait_for_port(web_port, "apache2", &mut apache, &apache_log);
+        ShibSp {
+            dir,
+            shibd,
+            apache,
+            base: format!("http://127.0.0.1:{web_port}"),
+        }
+    }
+
+    pub(crate) fn shibd_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("shibd.log")).unwrap_or_default()
+    }
+
+    pub(crate) fn logs(&self) -> String {
+        let read = |n: &str| std::fs::read_to_string(self.dir.path().join(n)).unwrap_or_default();
+        format!(
+            "--- shibd\n{}\n{}\n--- apache\n{}\n--- apache error log\n{}\n--- native.log\n{}",
+            read("shibd.out"),
+            self.shibd_log(),
+            read("apache.out"),
+            read("apache-error.log"),
+            read("native.log")
+        )
+    }
+}
+
+impl Drop for ShibSp {
+    fn drop(&mut self) {
+        // SIGTERM, so that Apache stops its children and shibd removes its listener.
+        for c in [&mut self.apache, &mut self.shibd] {
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+        }
+        for c in [&mut self.apache, &mut self.shibd] {
+            let start = Instant::now();
+            while c.try_wait().ok().flatten().is_none() {
+                if start.elapsed() > Duration::from_secs(10) {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
 }
