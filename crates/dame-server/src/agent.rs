@@ -410,13 +410,10 @@ pub async fn run(
         ("entities", n.to_string()),
         ("ms", ms(t)),
     ]);
-    let tls = match crate::config::tls_pair(
+    let tls = crate::tls::configured(
         svc.cfg.tls_certificate.as_deref(),
         svc.cfg.tls_key.as_deref(),
-    )? {
-        Some((c, k)) => Some(crate::tls::acceptor(c, k)?),
-        None => None,
-    };
+    )?;
     log(&[
         ("event", "listening".into()),
         ("address", listen.to_string()),

@@ -17,8 +17,18 @@ use crate::log;
 
 const HANDSHAKE: Duration = Duration::from_secs(10);
 
+/// The TLS acceptor a service's `tls_certificate` and `tls_key` ask for (both or neither).
+pub(crate) fn configured(
+    cert: Option<&Path>,
+    key: Option<&Path>,
+) -> Result<Option<tokio_native_tls::TlsAcceptor>, Error> {
+    crate::config::tls_pair(cert, key)?
+        .map(|(c, k)| acceptor(c, k))
+        .transpose()
+}
+
 /// A TLS acceptor from PEM files: the certificate (chain) and its private key.
-pub(crate) fn acceptor(cert: &Path, key: &Path) -> Result<tokio_native_tls::TlsAcceptor, Error> {
+fn acceptor(cert: &Path, key: &Path) -> Result<tokio_native_tls::TlsAcceptor, Error> {
     let read = |k: &str, p: &Path| {
         std::fs::read(p).map_err(|e| Error::config(k, format!("{}: {e}", p.display())))
     };
