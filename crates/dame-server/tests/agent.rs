@@ -6,6 +6,10 @@
 //! from the `.xml.loc` files; malformed queries get 4xx; bad configurations name their key.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod services;
+
+use services::free_port;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -64,14 +68,6 @@ async fn mdq(State(b): State<Arc<Broker>>, uri: Uri, headers: HeaderMap) -> impl
 async fn report(State(b): State<Arc<Broker>>, RawQuery(q): RawQuery) -> &'static str {
     b.reports.lock().unwrap().push(q.unwrap_or_default());
     "ok"
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct Agent {

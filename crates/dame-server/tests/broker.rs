@@ -10,8 +10,9 @@
 //! instances refused, one instance killed mid-flow, a read-only store.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod services;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use dame_protocol::authenticate::AuthenticateRequest;
@@ -26,6 +27,7 @@ use saml_core::protocol::{
 use saml_metadata::builder::RoleBuilder as _;
 use saml_metadata::load::{self, Policy};
 use saml_metadata::model::{Binding, EntityDescriptor, IdpSso, Metadata, SpSso};
+use services::{free_port, spawn};
 use testkit::postgres::Postgres;
 use testkit::signer::TestKey;
 
@@ -36,36 +38,6 @@ const IDP_SSO: &str = "https://idp.example.net/sso";
 const EPPN: &str = "urn:oid:1.3.6.1.4.1.5923.1.1.1.6";
 const UID: &str = "urn:oid:0.9.2342.19200300.100.1.1";
 const TOKEN: &str = "0123456789abcdef0123456789abcdef-operator";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(bin: &str, cfg: &Path) -> Proc {
-    let log = std::fs::File::create(cfg.with_extension("log")).unwrap();
-    Proc(
-        Command::new(bin)
-            .arg("--config")
-            .arg(cfg)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    )
-}
 
 async fn healthy(port: u16, cfg: &Path) {
     healthy_at(

@@ -37,9 +37,9 @@
 
 #[path = "../../../interop/tests/common/mod.rs"]
 mod common;
+mod services;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::shibboleth_sp::Sp;
@@ -49,6 +49,7 @@ use dame_protocol::integration::metadata_file;
 use saml_core::bindings::url_encode;
 use saml_metadata::builder::RoleBuilder as _;
 use saml_metadata::model::{Binding, EntityDescriptor, IdpSso, SpSso};
+use services::spawn;
 use testkit::signer::TestKey;
 
 const SP: &str = "https://sp.dame.test/shibboleth";
@@ -57,28 +58,6 @@ const DENIED_IDP: &str = "https://idp.denied.test/idp";
 const UNSIGNED_IDP: &str = "https://idp.unsigned.test/idp";
 const BROKER: &str = "https://broker.dame.test/sp";
 const TOKEN: &str = "0123456789abcdef0123456789abcdef-operator";
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(bin: &str, cfg: &Path) -> Proc {
-    let log = std::fs::File::create(cfg.with_extension("log")).unwrap();
-    Proc(
-        Command::new(bin)
-            .arg("--config")
-            .arg(cfg)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    )
-}
 
 /// One blocking HTTP call to the broker or an agent (admin calls, health, metrics).
 fn call(
