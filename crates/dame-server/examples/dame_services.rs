@@ -168,6 +168,26 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
+/// The IdP's answer to `req`: a Response for `user`, signed with `key`, as the HTTP-POST form
+/// for `acs` (with the request's RelayState).
+fn idp_answer(
+    req: &AuthnRequest,
+    idp: &str,
+    acs: &str,
+    user: &str,
+    key: &TestKey,
+    relay_state: Option<&str>,
+) -> Result<String, String> {
+    let xml = ResponseBuilder::for_request(req, idp, acs, NameId::new(user, NAMEID_TRANSIENT))
+        .build(&key.signing(), SystemTime::now(), &mut openssl_random)
+        .map_err(|e| e.to_string())?;
+    let mut form = format!("SAMLResponse={}", url_encode(&post::encode(&xml)));
+    if let Some(rs) = relay_state {
+        form.push_str(&format!("&RelayState={}", url_encode(rs)));
+    }
+    Ok(form)
+}
+
 struct Run {
     base: String,
     http: reqwest::Client,
@@ -217,18 +237,14 @@ impl Run {
         let m = redirect::decode(q, 1 << 16).map_err(|e| e.to_string())?;
         let req2 = AuthnRequest::parse(&m.xml).map_err(|e| e.to_string())?;
         let acs = format!("{}/acs", self.base);
-        let xml =
-            ResponseBuilder::for_request(&req2, idp, &acs, NameId::new(user, NAMEID_TRANSIENT))
-                .build(
-                    &self.idp_key.signing(),
-                    SystemTime::now(),
-                    &mut openssl_random,
-                )
-                .map_err(|e| e.to_string())?;
-        let mut form = format!("SAMLResponse={}", url_encode(&post::encode(&xml)));
-        if let Some(rs) = &m.relay_state {
-            form.push_str(&format!("&RelayState={}", url_encode(rs)));
-        }
+        let form = idp_answer(
+            &req2,
+            idp,
+            &acs,
+            user,
+            &self.idp_key,
+            m.relay_state.as_deref(),
+        )?;
         let r = self
             .http
             .post(&acs)
@@ -395,22 +411,14 @@ impl Walk {
         let keys = saml_metadata::sso::sp_signing_keys(&requester).map_err(|e| e.to_string())?;
         m.verify(&keys, false).map_err(|e| e.to_string())?;
         let acs = saml_metadata::sso::acs_for(&requester, &req).map_err(|e| e.to_string())?;
-        let xml = ResponseBuilder::for_request(
+        let form = idp_answer(
             &req,
             &idp_id(0),
             &acs,
-            NameId::new(user, NAMEID_TRANSIENT),
-        )
-        .build(
-            &self.idp_key.signing(),
-            SystemTime::now(),
-            &mut openssl_random,
-        )
-        .map_err(|e| e.to_string())?;
-        let mut form = format!("SAMLResponse={}", url_encode(&post::encode(&xml)));
-        if let Some(rs) = &m.relay_state {
-            form.push_str(&format!("&RelayState={}", url_encode(rs)));
-        }
+            user,
+            &self.idp_key,
+            m.relay_state.as_deref(),
+        )?;
         Ok((form, acs))
     }
 
