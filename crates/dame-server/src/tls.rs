@@ -1,7 +1,7 @@
 //! The services' listeners: plain TCP (behind a TLS-terminating proxy) or TLS terminated here
 //! with the system's OpenSSL (through native-tls; TLS 1.2 at least), and the HTTP clients'
 //! extra trust anchors. A TLS handshake runs in its own task with a 10 s limit, so a slow or
-//! silent client never holds up the accept loop.
+//! silent client never holds up the accept loop; at most 512 run at once.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -16,6 +16,8 @@ use crate::error::Error;
 use crate::log;
 
 const HANDSHAKE: Duration = Duration::from_secs(10);
+/// Handshakes in progress at once; a connection beyond it is closed at once.
+const MAX_HANDSHAKES: usize = 512;
 
 /// The TLS acceptor a service's `tls_certificate` and `tls_key` ask for (both or neither).
 pub(crate) fn configured(
@@ -99,6 +101,7 @@ fn tls_listener(
     let local = tcp.local_addr()?;
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let acc = std::sync::Arc::new(acc);
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     tokio::spawn(async move {
         loop {
             let (stream, peer) = match tcp.accept().await {
@@ -109,8 +112,16 @@ fn tls_listener(
                     continue;
                 }
             };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                log(&[
+                    ("event", "tls-handshakes-full".into()),
+                    ("remote", peer.to_string()),
+                ]);
+                continue;
+            };
             let (acc, tx) = (acc.clone(), tx.clone());
             tokio::spawn(async move {
+                let _slot = slot;
                 match tokio::time::timeout(HANDSHAKE, acc.accept(stream)).await {
                     Ok(Ok(tls)) => {
                         let _ = tx.send((tls, peer)).await;

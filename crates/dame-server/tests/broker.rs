@@ -717,6 +717,14 @@ async fn malformed_and_oversized_requests_get_4xx_on_every_route() {
         limited >= 10,
         "the flood was rate limited ({limited} of 130)"
     );
+    // The search, which walks the registry, counts against the same limit.
+    let search = w
+        .http
+        .get(w.broker("/ds/search?sp=x&q=a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(search.status(), 429);
     let ok = w.http.get(w.broker("/health")).send().await.unwrap();
     assert_eq!(ok.status(), 200);
 }

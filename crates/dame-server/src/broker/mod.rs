@@ -808,7 +808,17 @@ fn ua_answer<S: Store>(
 
 /// `GET /ds/search?sp=..&q=..`: the discovery page filtered (the flow stays in its cookie;
 /// `sp` is only shown).
-async fn search<S: Store>(State(svc): Svc<S>, RawQuery(q): RawQuery) -> Response {
+async fn search<S: Store>(
+    State(svc): Svc<S>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    // Each search walks the registry: counted with discovery against the address's limit.
+    match svc.within_rate(&remote).await {
+        Ok(true) => {}
+        Ok(false) => return too_many(),
+        Err(e) => return store_error(&e),
+    }
     // An HTML form sends spaces as '+'.
     let q = q.unwrap_or_default().replace('+', "%20");
     let sp = query_param(&q, "sp").unwrap_or_default();
