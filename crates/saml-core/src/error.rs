@@ -207,6 +207,9 @@ pub enum LimitExceeded {
     SignatureSize(usize),
     /// More than `max_namespace_declarations` namespace declarations in scope at once.
     NamespaceDeclarations(usize),
+    /// Signatures nested inside a signed document (entity-level signatures in an aggregate)
+    /// digesting more than this many times the document's size in all.
+    NestedSignatureWork(usize),
 }
 
 impl fmt::Display for LimitExceeded {
@@ -223,6 +226,9 @@ impl fmt::Display for LimitExceeded {
             LimitExceeded::SignatureSize(n) => write!(f, "ds:Signature larger than {n} bytes"),
             LimitExceeded::NamespaceDeclarations(n) => {
                 write!(f, "more than {n} namespace declarations in scope")
+            }
+            LimitExceeded::NestedSignatureWork(n) => {
+                write!(f, "nested signatures covering more than {n}x the document")
             }
         }
     }
@@ -279,6 +285,11 @@ pub enum SignatureError {
     /// No configured key verified the SignatureValue over SignedInfo.
     #[error("signature value not made by any trusted key")]
     NotTrusted,
+    /// A trusted key made the SignatureValue, but the signature's KeyInfo carries
+    /// certificates and none of them holds that key: the signer claims another identity than
+    /// the one that signed (Shibboleth SP and XML-Security-C refuse this too).
+    #[error("KeyInfo names a certificate other than the trusted key that made the signature")]
+    KeyInfoMismatch,
     /// Canonicalization produced no output (the "void canonicalization" class).
     #[error("empty canonical output never verifies")]
     EmptyCanonicalForm,

@@ -442,12 +442,46 @@ fn attacker_key_in_key_info_is_not_trusted() {
         sig_err(&claimed, &trusted.trusted()),
         SignatureError::NotTrusted
     );
-    // Signed by the federation, KeyInfo carrying the attacker's certificate: still valid.
-    let genuine = sign(&aggregate(), &trusted).replace(
-        &b64.encode(trusted.cert.to_der().expect("der")),
+    // Signed by the federation, KeyInfo carrying the attacker's certificate: KeyInfo never
+    // grants trust, but a signer claiming another identity is refused (issue 18: Shibboleth
+    // SP refuses it, and what it refuses we refuse).
+    let signed = sign(&aggregate(), &trusted);
+    let trusted_b64 = b64.encode(trusted.cert.to_der().expect("der"));
+    let other_cert = signed.replace(
+        &trusted_b64,
         &b64.encode(attacker.cert.to_der().expect("der")),
     );
-    verify_md(&genuine, &trusted.trusted()).expect("KeyInfo never decides trust");
+    assert_eq!(
+        sig_err(&other_cert, &trusted.trusted()),
+        SignatureError::KeyInfoMismatch
+    );
+    // A renewed certificate of the same key in KeyInfo, or a chain holding the signer's
+    // certificate next to another one, is the signer: accepted.
+    let renewed = signed.replace(
+        &trusted_b64,
+        &b64.encode(
+            trusted
+                .reissued("federation 2027")
+                .cert
+                .to_der()
+                .expect("der"),
+        ),
+    );
+    verify_md(&renewed, &trusted.trusted()).expect("renewed certificate of the same key");
+    let chain = signed.replace(
+        &format!("<ds:X509Certificate>{trusted_b64}</ds:X509Certificate>"),
+        &format!(
+            "<ds:X509Certificate>{}</ds:X509Certificate><ds:X509Certificate>{trusted_b64}</ds:X509Certificate>",
+            b64.encode(attacker.cert.to_der().expect("der"))
+        ),
+    );
+    assert_ne!(chain, signed);
+    verify_md(&chain, &trusted.trusted()).expect("a chain holding the signer's certificate");
+    // No KeyInfo at all: the configured key decides alone.
+    let s = signed.find("<ds:KeyInfo").expect("KeyInfo");
+    let e = signed.find("</ds:KeyInfo>").expect("KeyInfo end") + "</ds:KeyInfo>".len();
+    let bare = format!("{}{}", &signed[..s], &signed[e..]);
+    verify_md(&bare, &trusted.trusted()).expect("no KeyInfo");
 }
 
 #[test]

@@ -136,6 +136,24 @@ fn engines_agree_on_our_signatures_tampering_and_attacks() {
             &other.trusted(),
             &opts
         ));
+        // A genuine signature whose KeyInfo carries another certificate: both engines refuse
+        // it the same way (KeyInfoMismatch, a structural verdict, compared by message).
+        let b64 = |k: &TestKey| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(k.cert.to_der().expect("der"))
+        };
+        let claimed = signed.replace(&b64(key), &b64(&other));
+        assert_ne!(claimed, signed);
+        assert!(!same_verdict(
+            "KeyInfo names another certificate",
+            claimed.as_bytes(),
+            &both,
+            &opts
+        ));
+        assert!(matches!(
+            verify_with_xmlsec(claimed.as_bytes(), &both, &opts),
+            Err(Error::Signature(SignatureError::KeyInfoMismatch))
+        ));
     }
 }
 

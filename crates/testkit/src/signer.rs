@@ -47,6 +47,11 @@ impl TestKey {
         )
     }
 
+    /// The same key with a new self-signed certificate (a renewal) for `cn`.
+    pub fn reissued(&self, cn: &str) -> Self {
+        Self::new(self.pkey.clone(), cn)
+    }
+
     fn new(pkey: PKey<Private>, cn: &str) -> Self {
         let mut name = X509NameBuilder::new().expect("name");
         name.append_entry_by_text("CN", cn).expect("cn");

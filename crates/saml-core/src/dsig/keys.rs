@@ -181,6 +181,9 @@ impl TrustedKeys {
 
     /// Verifies `sig` over `data` with the first key that can: keys whose certificate equals one
     /// of `hint_certs` (from KeyInfo, DER) are tried first, but every configured key is tried.
+    /// KeyInfo never grants trust, but it can refuse: when it carries certificates and none of
+    /// them holds the public key that verified (a renewed certificate of the same key does),
+    /// the signature is refused ([`SignatureError::KeyInfoMismatch`]), as Shibboleth SP does.
     pub(crate) fn verify(
         &self,
         alg: SignatureAlgorithm,
@@ -203,11 +206,27 @@ impl TrustedKeys {
         for i in order {
             let key = &self.keys[i].pkey;
             if verify_with(key, alg, min_rsa_bits, data, sig)? {
+                if !key_info_allows(hint_certs, key) {
+                    return Err(SignatureError::KeyInfoMismatch.into());
+                }
                 return Ok(i);
             }
         }
         Err(SignatureError::NotTrusted.into())
     }
+}
+
+/// Whether a signature made by `key` may stand with these KeyInfo certificates (DER): no
+/// certificate, or one that holds `key` (an unreadable certificate holds none).
+pub(crate) fn key_info_allows(certs: &[Vec<u8>], key: &PKey<Public>) -> bool {
+    certs.is_empty() || certs.iter().any(|der| holds(der, key))
+}
+
+/// Whether the DER certificate `der` holds the public key `key`.
+fn holds(der: &[u8], key: &PKey<Public>) -> bool {
+    X509::from_der(der)
+        .and_then(|c| c.public_key())
+        .is_ok_and(|k| k.public_eq(key))
 }
 
 fn check_public_key(pkey: &PKey<Public>) -> Result<(), Error> {

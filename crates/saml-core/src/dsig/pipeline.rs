@@ -34,7 +34,7 @@ impl Write for DigestSink {
     }
 }
 
-const BATCH_EVENTS: usize = 4096;
+const BATCH_EVENTS: usize = 1024;
 
 enum Rec<'a> {
     Start {
@@ -142,8 +142,8 @@ impl<'scope, 'a: 'scope> DigestStage<'scope, 'a> {
     {
         let list = c.prefix_set().clone();
         let apex_pending = !c.is_started();
-        let (tx, rx) = sync_channel::<Batch<'a>>(4);
-        let (back_tx, recycled) = sync_channel::<Batch<'a>>(8);
+        let (tx, rx) = sync_channel::<Batch<'a>>(2);
+        let (back_tx, recycled) = sync_channel::<Batch<'a>>(3);
         let worker = scope.spawn(move || -> (Finished, u64) {
             let run = || -> Finished {
                 while let Ok(mut batch) = rx.recv() {

@@ -119,6 +119,9 @@ pub struct Verified<'a> {
     algorithm: SignatureAlgorithm,
     digest: DigestAlgorithm,
     canonical_len: u64,
+    /// The KeyInfo certificates (DER), kept only for a second engine's key check.
+    #[cfg_attr(not(feature = "xmlsec"), allow(dead_code))]
+    pub(crate) key_info_certs: Vec<Vec<u8>>,
 }
 
 impl<'a> Verified<'a> {
@@ -185,6 +188,44 @@ impl<'a> Verified<'a> {
         Reader::from_verified(self.src, self.base, self.limits).fragment_reader(range, inherited)
     }
 
+    /// Verifies the enveloped signature that an element inside the signed content carries
+    /// itself (an `md:EntityDescriptor` signed on its own inside a signed aggregate, SAML
+    /// Metadata §3.1): `range` from the element's `<` to the end of its end tag, `inherited` the
+    /// namespace scope of its parent. The same rules as [`verify`] apply with the element as
+    /// the target (one `ds:Signature` child where `opts.placement` says, a single Reference),
+    /// and the Reference must be `#` + the element's ID: `""` names the whole document. Runs on
+    /// the calling thread; returns the index of the trusted key that made the signature.
+    /// Fails like [`Verified::fragment`] for a range outside the signed content.
+    pub fn verify_inner(
+        &self,
+        range: Range<usize>,
+        inherited: &[NsDecl<'a>],
+        keys: &TrustedKeys,
+        opts: &VerifyOptions,
+    ) -> Result<usize, Error> {
+        if keys.is_empty() {
+            return Err(Error::Usage("no trusted keys configured".into()));
+        }
+        let reader = self.fragment(range, inherited)?;
+        let opts = VerifyOptions {
+            target: Target::Root,
+            ..opts.clone()
+        };
+        let v = std::thread::scope(|sc| {
+            scan(
+                sc,
+                reader,
+                false,
+                keys,
+                &opts,
+                Crypto::Native,
+                Extent::Inner,
+                &mut |_| {},
+            )
+        })?;
+        Ok(v.key_index)
+    }
+
     /// Number of canonical bytes that were digested (0 when a second engine did the digest).
     #[must_use]
     pub fn canonical_len(&self) -> u64 {
@@ -247,7 +288,8 @@ fn is_signature(s: &StartElement<'_, '_>) -> bool {
 /// The whole document is read and checked once (rule 1), IDs must be unique, the target must
 /// carry exactly one `ds:Signature` child at the required position whose single Reference points
 /// at the target; the digest of its exclusive canonical form (minus the Signature) must match
-/// and a configured key must have made the SignatureValue. KeyInfo only orders the keys tried.
+/// and a configured key must have made the SignatureValue. KeyInfo only orders the keys tried,
+/// and refuses the signature when its certificates do not hold the key that made it.
 pub fn verify<'a>(
     doc: &'a [u8],
     keys: &TrustedKeys,
@@ -304,11 +346,45 @@ fn check_in<'scope, 'env, 'a: 'env>(
         return Err(Error::Usage("no trusted keys configured".into()));
     }
     let parallel = opts.parallel_min_size.is_some_and(|m| doc.len() >= m);
-    let mut reader = if parallel {
+    let reader = if parallel {
         Reader::new_parallel(doc, opts.limits)?
     } else {
         Reader::new(doc, opts.limits)?
     };
+    scan(
+        sc,
+        reader,
+        parallel,
+        keys,
+        opts,
+        crypto,
+        Extent::Document,
+        observer,
+    )
+}
+
+/// Whether [`scan`] reads a whole document or one element inside an already verified one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Extent {
+    /// A whole document: `Target::Root` is its root, whose Reference may be `""`.
+    Document,
+    /// One element subtree inside verified content ([`Verified::verify_inner`]): the target
+    /// is the subtree's top element and its Reference must be `#` + its ID (`""` would name
+    /// the whole document, XML-DSig 1.1 §4.4.3.2).
+    Inner,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn scan<'scope, 'env, 'a: 'env>(
+    sc: &'scope std::thread::Scope<'scope, 'env>,
+    mut reader: Reader<'a>,
+    parallel: bool,
+    keys: &TrustedKeys,
+    opts: &VerifyOptions,
+    crypto: Crypto,
+    extent: Extent,
+    observer: &mut dyn FnMut(&Event<'_, 'a>),
+) -> Result<Verified<'a>, Error> {
     let (src, base) = reader.source();
     let mut ids: HashSet<&'a str> = HashSet::new();
     let mut phase = Phase::Before;
@@ -519,7 +595,7 @@ fn check_in<'scope, 'env, 'a: 'env>(
     // Rule 2: the single Reference points at the signed element itself.
     let uri = p.reference_uri.as_str();
     let points_here = if uri.is_empty() {
-        t.depth == 1
+        t.depth == 1 && extent == Extent::Document
     } else {
         uri.strip_prefix('#').is_some_and(|id| Some(id) == t.id)
     };
@@ -538,9 +614,12 @@ fn check_in<'scope, 'env, 'a: 'env>(
         algorithm: p.algorithm,
         digest: p.digest,
         canonical_len: 0,
+        key_info_certs: Vec::new(),
     };
     let Some(c) = c14n else {
-        return Ok(verified); // Crypto::StructureOnly
+        // Crypto::StructureOnly: the second engine checks the key against KeyInfo itself.
+        verified.key_info_certs = p.certificates;
+        return Ok(verified);
     };
     let (sink, len) = c.finish()?;
     if len == 0 {

@@ -6,7 +6,8 @@
 //! [`verify_with_xmlsec`] first runs every structural rule of [`super::verify`] on our own reader
 //! (hardening, position, single Reference to the target, transforms, algorithm allowlist, unique
 //! IDs) and only then asks libxmlsec1 for the digest and signature-value verdict on exactly that
-//! `ds:Signature` node, once per configured key (KeyInfo ignored). The result is the same
+//! `ds:Signature` node, once per configured key (KeyInfo only checked afterwards, as in our
+//! engine: its certificates must hold the key that verified). The result is the same
 //! [`Verified`] handle over our own parse, so callers still read only the signed content.
 //!
 //! This module uses only the safe API of the `xmlsec` and `libxml` crates; the crate keeps
@@ -94,6 +95,11 @@ pub fn verify_with_xmlsec<'a>(
         // libxmlsec1 fails the whole call when the key does not fit the algorithm; that is
         // "not this key", like a wrong signature value.
         if let Ok(true) = ctx.verify_node(node) {
+            // The same KeyInfo rule as our engine (`TrustedKeys::verify`).
+            if !super::keys::key_info_allows(&verified.key_info_certs, pkey) {
+                return Err(SignatureError::KeyInfoMismatch.into());
+            }
+            verified.key_info_certs = Vec::new();
             verified.set_key_index(i);
             return Ok(verified);
         }
