@@ -2,13 +2,62 @@
 //! `load` runs on verified content) and into `split` with an untrusted key: errors are fine,
 //! panics are not. Whatever parses must report consistent entity counts, and whatever the writer
 //! accepts must read back to the same model (`parse(write(x)) == x`).
+//!
+//! Then the input is signed over its root by the trusted test key and loaded three ways
+//! (`load`, `load_lazy`, `split_report`): this gets arbitrary content, signatures nested in
+//! it included, past the root signature into the nested-signature checks
+//! (`saml_metadata::nested_signatures`). The three must agree on success and on which
+//! entities they refuse.
 #![no_main]
 
+use std::sync::OnceLock;
+use std::time::{Duration, UNIX_EPOCH};
+
 use libfuzzer_sys::fuzz_target;
-use saml_metadata::load::parse_unverified;
+use saml_core::dsig::{self, SignOptions, SigningKey, TrustedKeys};
+use saml_metadata::load::{self, Policy, parse_unverified};
 use saml_metadata::model::Metadata;
 
+fn fixture() -> &'static (SigningKey, TrustedKeys) {
+    static F: OnceLock<(SigningKey, TrustedKeys)> = OnceLock::new();
+    F.get_or_init(|| {
+        let key = saml_fuzz::signing_key().expect("test key");
+        let keys = saml_fuzz::trusted_keys(&key).expect("trusted keys");
+        (key, keys)
+    })
+}
+
+fn signed_paths(data: &[u8]) {
+    let (key, keys) = fixture();
+    let Ok(signed) = dsig::sign(data, key, &SignOptions::default()) else {
+        return;
+    };
+    let policy = Policy::new(
+        keys.clone(),
+        UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+    );
+    let refused = |r: &[saml_metadata::nested_signatures::RefusedEntity]| {
+        let mut v: Vec<String> = r.iter().map(|r| r.entity_id.clone()).collect();
+        v.sort();
+        v
+    };
+    let eager = load::load(&signed, &policy).map(|a| refused(a.refused_entities()));
+    let lazy = saml_metadata::lazy::load_lazy(&signed, &policy).map(|a| refused(a.refused_entities()));
+    let split = saml_metadata::split::split_report(&signed, &policy).map(|s| refused(&s.refused));
+    if let (Ok(a), Ok(b)) = (&lazy, &split) {
+        assert_eq!(a, b, "load_lazy and split refuse different entities");
+    }
+    if let (Ok(a), Ok(b)) = (&eager, &lazy) {
+        assert_eq!(a, b, "load and load_lazy refuse different entities");
+    }
+    if eager.is_ok() {
+        // What the model accepts, the index accepts (the lazy path checks less of the model).
+        assert!(lazy.is_ok(), "load accepts what load_lazy refuses: {lazy:?}");
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
+    signed_paths(data);
     let parsed = parse_unverified(data);
     if let Ok(md) = &parsed
         && let Ok(xml) = md.to_xml()

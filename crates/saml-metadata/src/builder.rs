@@ -99,7 +99,7 @@ impl RoleParts {
             self.common.single_logout.push(e.build()?);
         }
         if self.ui != UiInfo::default() {
-            self.common.extensions.ui_info = Some(self.ui);
+            self.common.extensions.ui_info = Some(Box::new(self.ui));
         }
         self.common.extensions.present = !self.common.extensions.is_empty();
         Ok(self.common)
@@ -284,7 +284,7 @@ impl IdpBuilder {
         let mut common = self.parts.finish()?;
         common.extensions.scopes = self.scopes;
         if self.hints != DiscoHints::default() {
-            common.extensions.disco_hints = Some(self.hints);
+            common.extensions.disco_hints = Some(Box::new(self.hints));
         }
         common.extensions.present = !common.extensions.is_empty();
         Ok(IdpSso {
@@ -506,11 +506,11 @@ impl EntityBuilder {
     /// `mdrpi:RegistrationInfo`.
     #[must_use]
     pub fn registration(mut self, authority: &str, instant: Option<SystemTime>) -> Self {
-        self.entity.extensions.registration = Some(RegistrationInfo {
+        self.entity.extensions.registration = Some(Box::new(RegistrationInfo {
             authority: authority.to_owned(),
             instant,
             policies: Vec::new(),
-        });
+        }));
         self
     }
 

@@ -123,13 +123,13 @@ pub struct Extensions {
     /// Whether the `md:Extensions` element was present at all.
     pub present: bool,
     /// `mdui:UIInfo`.
-    pub ui_info: Option<UiInfo>,
+    pub ui_info: Option<Box<UiInfo>>,
     /// `mdui:DiscoHints`.
-    pub disco_hints: Option<DiscoHints>,
+    pub disco_hints: Option<Box<DiscoHints>>,
     /// `mdrpi:RegistrationInfo`.
-    pub registration: Option<RegistrationInfo>,
+    pub registration: Option<Box<RegistrationInfo>>,
     /// `mdrpi:PublicationInfo`.
-    pub publication: Option<PublicationInfo>,
+    pub publication: Option<Box<PublicationInfo>>,
     /// `mdattr:EntityAttributes`.
     pub entity_attributes: Vec<SamlAttribute>,
     /// `shibmd:Scope`.

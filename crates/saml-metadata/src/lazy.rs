@@ -10,12 +10,13 @@ use std::ops::Range;
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
-use saml_core::dsig::{self, Verified};
+use saml_core::dsig::Verified;
 use saml_core::xml::{Event, NsDecl, effective_scope};
 
 use crate::error::Error;
 use crate::load::{Policy, check_validity};
 use crate::model::{EntityDescriptor, Metadata};
+use crate::nested_signatures::{self, RefusedEntity};
 use crate::parse::{Cursor, MD_NS, entity, metadata};
 use crate::time::parse_datetime;
 
@@ -36,10 +37,13 @@ pub struct LazyAggregate<'a> {
     verified: Verified<'a>,
     scopes: Vec<Vec<NsDecl<'a>>>,
     entries: Vec<Entry>,
-    cache: Vec<OnceLock<EntityDescriptor>>,
+    /// Built entities, boxed: a slot costs a pointer until its entity is asked for (an
+    /// unboxed `EntityDescriptor` is kilobytes, and every slot is written at load).
+    cache: Vec<OnceLock<Box<EntityDescriptor>>>,
     by_entity_id: HashMap<String, u32>,
     by_sha1: HashMap<[u8; 20], u32>,
     expired: Vec<String>,
+    refused: Vec<RefusedEntity>,
 }
 
 struct Builder<'a> {
@@ -143,8 +147,7 @@ pub fn load_lazy<'a>(doc: &'a [u8], policy: &Policy) -> Result<LazyAggregate<'a>
         error: None,
         scope_depth: None,
     };
-    let verified =
-        dsig::verify_observed(doc, &policy.keys, &policy.verify, &mut |ev| b.observe(ev))?;
+    let (verified, refused) = nested_signatures::verify(doc, policy, &mut |ev| b.observe(ev))?;
     if let Some(e) = b.error {
         return Err(e);
     }
@@ -163,7 +166,10 @@ pub fn load_lazy<'a>(doc: &'a [u8], policy: &Policy) -> Result<LazyAggregate<'a>
         by_entity_id: HashMap::new(),
         by_sha1: HashMap::new(),
         expired: Vec::new(),
+        refused,
     };
+    let refused: std::collections::HashSet<String> =
+        agg.refused.iter().map(|r| r.entity_id.clone()).collect();
     let mut single = None;
     match (root.ns, root.local) {
         (MD_NS, "EntitiesDescriptor") => check_validity(root.time_attr("validUntil")?, policy)?,
@@ -192,6 +198,9 @@ pub fn load_lazy<'a>(doc: &'a [u8], policy: &Policy) -> Result<LazyAggregate<'a>
         if !seen.insert(entry.entity_id.clone()) {
             return Err(Error::DuplicateEntityId(entry.entity_id));
         }
+        if refused.contains(&entry.entity_id) {
+            continue;
+        }
         if valid_until.is_some_and(|vu| crate::load::is_expired(vu, policy)) {
             agg.expired.push(entry.entity_id);
             continue;
@@ -204,7 +213,7 @@ pub fn load_lazy<'a>(doc: &'a [u8], policy: &Policy) -> Result<LazyAggregate<'a>
         agg.cache.push(OnceLock::new());
     }
     if let (Some(e), Some(cell)) = (single, agg.cache.first()) {
-        let _ = cell.set(e);
+        let _ = cell.set(Box::new(e));
     }
     Ok(agg)
 }
@@ -226,6 +235,13 @@ impl<'a> LazyAggregate<'a> {
     #[must_use]
     pub fn verified(&self) -> &Verified<'a> {
         &self.verified
+    }
+
+    /// Entities left out because a signature of their own did not verify; see
+    /// [`crate::load::Aggregate::refused_entities`].
+    #[must_use]
+    pub fn refused_entities(&self) -> &[RefusedEntity] {
+        &self.refused
     }
 
     /// entityIDs of entities left out because their own validUntil had passed.
@@ -301,7 +317,7 @@ impl<'a> LazyAggregate<'a> {
             });
         };
         if let Some(e) = cell.get() {
-            return Ok(e);
+            return Ok(&**e);
         }
         let scope = self
             .scopes
@@ -310,7 +326,7 @@ impl<'a> LazyAggregate<'a> {
             .unwrap_or_default();
         let mut cursor = Cursor::verified_fragment(&self.verified, entry.range.clone(), scope)?;
         let parsed = match metadata(&mut cursor)? {
-            Metadata::Entity(e) => *e,
+            Metadata::Entity(e) => e,
             Metadata::Entities(_) => {
                 return Err(Error::Invalid {
                     element: "EntityDescriptor".into(),
@@ -320,7 +336,7 @@ impl<'a> LazyAggregate<'a> {
             }
         };
         let _ = cell.set(parsed);
-        cell.get().ok_or(Error::Invalid {
+        cell.get().map(|e| &**e).ok_or(Error::Invalid {
             element: "(index)".into(),
             offset: 0,
             message: "cache".into(),

@@ -53,6 +53,7 @@ pub mod filter;
 pub mod lazy;
 pub mod load;
 pub mod model;
+pub mod nested_signatures;
 pub mod ns;
 mod parse;
 pub mod split;

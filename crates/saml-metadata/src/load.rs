@@ -5,11 +5,12 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use saml_core::dsig::{self, TrustedKeys, VerifyOptions};
+use saml_core::dsig::{TrustedKeys, VerifyOptions};
 use saml_core::xml::{Limits, Reader};
 
 use crate::error::Error;
 use crate::model::{EntitiesChild, EntitiesDescriptor, EntityDescriptor, Metadata};
+use crate::nested_signatures::{self, RefusedEntity};
 use crate::parse::{Cursor, metadata};
 use crate::time::format_datetime;
 
@@ -55,11 +56,15 @@ pub struct Aggregate {
     by_entity_id: HashMap<String, u32>,
     by_sha1: HashMap<[u8; 20], u32>,
     expired: Vec<String>,
+    refused: Vec<RefusedEntity>,
     signer: usize,
 }
 
 impl Aggregate {
-    /// The document as loaded.
+    /// The document as loaded: every entity as written, those left out of the index too
+    /// ([`expired_entities`](Self::expired_entities),
+    /// [`refused_entities`](Self::refused_entities)). Look entities up through the index
+    /// ([`get`](Self::get), [`entities`](Self::entities)) for the ones to trust.
     #[must_use]
     pub fn metadata(&self) -> &Metadata {
         &self.metadata
@@ -87,6 +92,14 @@ impl Aggregate {
     #[must_use]
     pub fn expired_entities(&self) -> &[String] {
         &self.expired
+    }
+
+    /// Entities left out because a signature of their own (on the entity, one of its roles or
+    /// a group containing it) did not verify, with the reason (SAML Metadata §3; Shibboleth's
+    /// Signature filter drops them the same way). See [`crate::nested_signatures`].
+    #[must_use]
+    pub fn refused_entities(&self) -> &[RefusedEntity] {
+        &self.refused
     }
 
     /// The entity with this entityID.
@@ -149,7 +162,7 @@ impl Aggregate {
 /// verified content, applies the validity policy and indexes the entities. Duplicate entityIDs
 /// are refused; entities whose own validUntil has passed are left out of the index.
 pub fn load(doc: &[u8], policy: &Policy) -> Result<Aggregate, Error> {
-    let verified = dsig::verify(doc, &policy.keys, &policy.verify)?;
+    let (verified, refused) = nested_signatures::verify(doc, policy, &mut |_| {})?;
     let mut cursor = Cursor::verified(&verified)?;
     let md = metadata(&mut cursor)?;
     let (valid_until, _) = match &md {
@@ -157,7 +170,7 @@ pub fn load(doc: &[u8], policy: &Policy) -> Result<Aggregate, Error> {
         Metadata::Entities(g) => (g.valid_until, g.cache_duration),
     };
     check_validity(valid_until, policy)?;
-    index(md, policy, verified.key_index())
+    index(md, policy, verified.key_index(), refused)
 }
 
 /// Whether `valid_until` lies before `now` by more than the clock skew. Saturating: a skew (or a
@@ -197,15 +210,23 @@ pub(crate) fn check_validity(
     Ok(())
 }
 
-fn index(md: Metadata, policy: &Policy, signer: usize) -> Result<Aggregate, Error> {
+fn index(
+    md: Metadata,
+    policy: &Policy,
+    signer: usize,
+    refused: Vec<RefusedEntity>,
+) -> Result<Aggregate, Error> {
     let mut agg = Aggregate {
         metadata: md,
         paths: Vec::new(),
         by_entity_id: HashMap::new(),
         by_sha1: HashMap::new(),
         expired: Vec::new(),
+        refused,
         signer,
     };
+    let refused: std::collections::HashSet<&str> =
+        agg.refused.iter().map(|r| r.entity_id.as_str()).collect();
     let mut found: Vec<(Vec<u32>, String, Option<SystemTime>)> = Vec::new();
     match &agg.metadata {
         Metadata::Entity(e) => found.push((Vec::new(), e.entity_id.clone(), e.valid_until)),
@@ -215,6 +236,9 @@ fn index(md: Metadata, policy: &Policy, signer: usize) -> Result<Aggregate, Erro
     for (path, id, vu) in found {
         if seen.insert(id.clone(), ()).is_some() {
             return Err(Error::DuplicateEntityId(id));
+        }
+        if refused.contains(id.as_str()) {
+            continue;
         }
         if vu.is_some_and(|vu| is_expired(vu, policy)) {
             agg.expired.push(id);

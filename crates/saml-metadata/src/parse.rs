@@ -313,6 +313,11 @@ pub(crate) fn entity(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<EntityDescripto
             .invalid("an EntityDescriptor needs at least one role or an AffiliationDescriptor")
             .into());
     }
+    // Role and ContactPerson values are hundreds of bytes and a Vec's first allocation holds
+    // four: an entity has one or two of each, so give back the rest (issue 15: an aggregate's
+    // eager model was 3.4x the document).
+    ent.roles.shrink_to_fit();
+    ent.contacts.shrink_to_fit();
     Ok(ent)
 }
 
@@ -656,8 +661,10 @@ fn extensions(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Extensions, Error> {
     };
     while let Some(ch) = c.next_child(e.local)? {
         match (ch.ns, ch.local) {
-            (MDUI_NS, "UIInfo") => x.ui_info = Some(ui_info(c, &ch)?),
-            (MDUI_NS, "DiscoHints") => x.disco_hints = Some(disco_hints(c, &ch)?),
+            (MDUI_NS, "UIInfo") => x.ui_info = Some(Box::new(ui_info(c, &ch)?)),
+            (MDUI_NS, "DiscoHints") => {
+                x.disco_hints = Some(Box::new(disco_hints(c, &ch)?));
+            }
             (MDRPI_NS, "RegistrationInfo") => {
                 let mut r = RegistrationInfo {
                     authority: ch.required("registrationAuthority")?.to_owned(),
@@ -665,7 +672,7 @@ fn extensions(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Extensions, Error> {
                     policies: Vec::new(),
                 };
                 r.policies = localized_children(c, &ch, MDRPI_NS, "RegistrationPolicy")?;
-                x.registration = Some(r);
+                x.registration = Some(Box::new(r));
             }
             (MDRPI_NS, "PublicationInfo") => {
                 let mut p = PublicationInfo {
@@ -675,7 +682,7 @@ fn extensions(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Extensions, Error> {
                     usage_policies: Vec::new(),
                 };
                 p.usage_policies = localized_children(c, &ch, MDRPI_NS, "UsagePolicy")?;
-                x.publication = Some(p);
+                x.publication = Some(Box::new(p));
             }
             (MDATTR_NS, "EntityAttributes") => {
                 while let Some(a) = c.next_child(ch.local)? {

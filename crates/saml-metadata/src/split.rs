@@ -3,11 +3,12 @@
 //! declarations it inherited written onto its root; an entity-level `ds:Signature` child is
 //! dropped (the caller re-signs with its own key, see `saml_core::dsig::sign`).
 
-use saml_core::dsig::{self, DSIG_NS};
+use saml_core::dsig::DSIG_NS;
 use saml_core::xml::{Event, effective_scope, escape_attr};
 
 use crate::error::Error;
 use crate::load::Policy;
+use crate::nested_signatures::{self, RefusedEntity};
 use crate::ns::MD_NS;
 
 /// One entity cut out of an aggregate.
@@ -19,10 +20,30 @@ pub struct EntityDocument {
     pub xml: String,
 }
 
+/// What [`split_report`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Split {
+    /// One document per entity, in document order.
+    pub documents: Vec<EntityDocument>,
+    /// Entities left out because a signature of their own did not verify
+    /// ([`crate::nested_signatures`]).
+    pub refused: Vec<RefusedEntity>,
+}
+
 /// Verifies `doc` under `policy` and returns every EntityDescriptor as a standalone document,
-/// in document order.
+/// in document order; entities whose own signature fails are left out (see [`split_report`]
+/// to learn which).
 pub fn split(doc: &[u8], policy: &Policy) -> Result<Vec<EntityDocument>, Error> {
-    let verified = dsig::verify(doc, &policy.keys, &policy.verify)?;
+    split_report(doc, policy).map(|s| s.documents)
+}
+
+/// Like [`split`], and says which entities were left out because a signature of their own (on
+/// the entity, a role or a group containing it) did not verify.
+pub fn split_report(doc: &[u8], policy: &Policy) -> Result<Split, Error> {
+    let (verified, refused) = nested_signatures::verify(doc, policy, &mut |_| {})?;
+    let skip: std::collections::HashSet<&str> =
+        refused.iter().map(|r| r.entity_id.as_str()).collect();
     let src = verified.signed_xml();
     let offset = verified.signed_range().start;
     let mut events = verified.events()?;
@@ -98,11 +119,17 @@ pub fn split(doc: &[u8], policy: &Policy) -> Result<Vec<EntityDocument>, Error> 
                         xml.push_str(&src[at - offset..e.span.end - offset]);
                     }
                     xml.push('\n');
-                    out.push(EntityDocument { entity_id, xml });
+                    if !skip.contains(entity_id.as_str()) {
+                        out.push(EntityDocument { entity_id, xml });
+                    }
                 }
             }
             _ => {}
         }
     }
-    Ok(out)
+    drop(skip);
+    Ok(Split {
+        documents: out,
+        refused,
+    })
 }

@@ -14,6 +14,7 @@ use saml_core::dsig::{
 use saml_metadata::filter::{Filter, RoleKind};
 use saml_metadata::load::{self, Policy};
 use saml_metadata::model::{EntitiesDescriptor, EntityDescriptor, Role};
+use saml_metadata::nested_signatures::RefusedEntity;
 use saml_metadata::time::parse_datetime;
 use serde_json::{Map, Value, json};
 
@@ -22,6 +23,8 @@ use serde_json::{Map, Value, json};
 struct Opts {
     certs: Vec<String>,
     legacy: bool,
+    single_threaded: bool,
+    max_size: Option<usize>,
     now: Option<SystemTime>,
     key: Option<String>,
     sign_cert: Option<String>,
@@ -48,6 +51,15 @@ fn parse_opts(args: &[String]) -> Res<Opts> {
         match a.as_str() {
             "--cert" => o.certs.push(value("--cert")?),
             "--legacy" => o.legacy = true,
+            "--single-threaded" => o.single_threaded = true,
+            "--max-size" => {
+                let v = value("--max-size")?;
+                o.max_size = Some(parse_size(&v).ok_or_else(|| {
+                    Failure::Usage(format!(
+                        "--max-size {v:?}: expected a size in MiB (e.g. 512), at most 4096"
+                    ))
+                })?);
+            }
             "--now" => {
                 let v = value("--now")?;
                 o.now =
@@ -101,7 +113,19 @@ fn policy(o: &Opts) -> Res<Policy> {
     if o.legacy {
         p.verify = VerifyOptions::metadata().legacy();
     }
+    if o.single_threaded {
+        p.verify = p.verify.single_threaded();
+    }
+    if let Some(max) = o.max_size {
+        p.verify.limits.max_document_size = max;
+    }
     Ok(p)
+}
+
+/// `--max-size`: a whole number of MiB, 1 to 4096 (saml-core's default limit is 256 MiB).
+fn parse_size(v: &str) -> Option<usize> {
+    let mib: usize = v.strip_suffix("MiB").unwrap_or(v).trim().parse().ok()?;
+    (1..=4096).contains(&mib).then_some(mib << 20)
 }
 
 fn positional<const N: usize>(o: &Opts, what: &str) -> Res<[String; N]> {
@@ -122,10 +146,38 @@ fn verify(o: &Opts, out: &mut dyn Write) -> Res<()> {
     let agg = saml_metadata::lazy::load_lazy(&doc, &policy(o)?).map_err(fail)?;
     let n = agg.len() + agg.expired_entities().len();
     if o.json {
-        say(out, format_args!("{}", json!({ "entities": n })))
+        let refused = refused_json(agg.refused_entities());
+        say(
+            out,
+            format_args!("{}", json!({ "entities": n, "refused": refused })),
+        )
     } else {
+        say_refused(out, agg.refused_entities())?;
         say(out, format_args!("OK {n} entities"))
     }
+}
+
+/// Entities left out because a signature of their own failed (saml-metadata's
+/// `nested_signatures`), as JSON.
+fn refused_json(refused: &[RefusedEntity]) -> serde_json::Value {
+    refused
+        .iter()
+        .map(|r| json!({ "entityID": r.entity_id, "offset": r.offset, "reason": r.reason }))
+        .collect()
+}
+
+/// One line per entity left out because a signature of its own failed.
+fn say_refused(out: &mut dyn Write, refused: &[RefusedEntity]) -> Res<()> {
+    for r in refused {
+        say(
+            out,
+            format_args!(
+                "refused {}: its own signature (byte {}) does not verify: {}",
+                r.entity_id, r.offset, r.reason
+            ),
+        )?;
+    }
+    Ok(())
 }
 
 fn sign(o: &Opts, out: &mut dyn Write) -> Res<()> {
@@ -354,31 +406,60 @@ fn select(o: &Opts, out: &mut dyn Write) -> Res<()> {
 fn split(o: &Opts, out: &mut dyn Write) -> Res<()> {
     let [file, outdir] = positional::<2>(o, "FILE OUTDIR")?;
     let signer = signer(o)?;
-    let docs = saml_metadata::split::split(&read(&file)?, &policy(o)?).map_err(fail)?;
+    let report = saml_metadata::split::split_report(&read(&file)?, &policy(o)?).map_err(fail)?;
+    let docs = report.documents;
     std::fs::create_dir_all(&outdir).map_err(|e| Failure::Failed(format!("{outdir}: {e}")))?;
-    let mut list = Vec::with_capacity(docs.len());
-    for d in &docs {
-        let name = Path::new(&outdir).join(format!(
-            "{}.xml",
-            saml_metadata::model::sha1_hex(&d.entity_id)
-        ));
+    let path_of = |entity_id: &str| {
+        Path::new(&outdir).join(format!("{}.xml", saml_metadata::model::sha1_hex(entity_id)))
+    };
+    let write_one = |d: &saml_metadata::split::EntityDocument| -> Res<()> {
+        let name = path_of(&d.entity_id);
         let bytes = match &signer {
             Some(k) => dsig::sign(d.xml.as_bytes(), k, &SignOptions::default()).map_err(fail)?,
             None => d.xml.clone().into_bytes(),
         };
         std::fs::write(&name, bytes)
-            .map_err(|e| Failure::Failed(format!("{}: {e}", name.display())))?;
-        if o.json {
-            list.push(json!({
-                "entityID": d.entity_id,
-                "sha1": saml_metadata::model::sha1_hex(&d.entity_id),
-                "file": name.display().to_string(),
-            }));
-        }
-    }
+            .map_err(|e| Failure::Failed(format!("{}: {e}", name.display())))
+    };
+    // Signing each entity is most of the work (an RSA-2048 signature per file): spread over
+    // the cores unless --single-threaded; the files are the same either way.
+    let threads = if o.single_threaded {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+    };
+    let chunk = docs.len().div_ceil(threads).max(1);
+    std::thread::scope(|sc| {
+        let parts: Vec<_> = docs
+            .chunks(chunk)
+            .map(|part| sc.spawn(|| part.iter().try_for_each(write_one)))
+            .collect();
+        parts.into_iter().try_for_each(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(Failure::Failed("a signing thread panicked".into())))
+        })
+    })?;
+    let list: Vec<Value> = if o.json {
+        docs.iter()
+            .map(|d| {
+                json!({
+                    "entityID": d.entity_id,
+                    "sha1": saml_metadata::model::sha1_hex(&d.entity_id),
+                    "file": path_of(&d.entity_id).display().to_string(),
+                })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     if o.json {
-        return say(out, format_args!("{}", json!({ "entities": list })));
+        let refused = refused_json(&report.refused);
+        return say(
+            out,
+            format_args!("{}", json!({ "entities": list, "refused": refused })),
+        );
     }
+    say_refused(out, &report.refused)?;
     say(out, format_args!("OK {} entities", docs.len()))
 }
 
@@ -414,4 +495,38 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             other => Err(Failure::Usage(format!("unknown command {other}"))),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn single_threaded_flag_keeps_verification_on_the_calling_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, cert_pem) = testkit::signer::rsa2048_self_signed("samlmd cli test").unwrap();
+        let cert = dir.path().join("c.pem");
+        std::fs::write(&cert, cert_pem).unwrap();
+        let cert = cert.to_str().unwrap().to_owned();
+        let args = |extra: &[&str]| -> Vec<String> {
+            let mut v = vec!["--cert".to_owned(), cert.clone()];
+            v.extend(extra.iter().map(|s| (*s).to_owned()));
+            v.push("file.xml".to_owned());
+            v
+        };
+        let default = policy(&parse_opts(&args(&[])).unwrap()).unwrap();
+        assert!(default.verify.parallel_min_size.is_some());
+        let single = policy(&parse_opts(&args(&["--single-threaded"])).unwrap()).unwrap();
+        assert_eq!(single.verify.parallel_min_size, None);
+        // Combines with --legacy in either order.
+        for extra in [
+            ["--legacy", "--single-threaded"],
+            ["--single-threaded", "--legacy"],
+        ] {
+            let p = policy(&parse_opts(&args(&extra)).unwrap()).unwrap();
+            assert_eq!(p.verify.parallel_min_size, None);
+            assert!(p.verify.allow_sha1);
+        }
+    }
 }

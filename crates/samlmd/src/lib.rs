@@ -4,7 +4,8 @@
 //! against a key the document carries) and works only on what was verified.
 //!
 //! ```text
-//! samlmd verify --cert PEM [--cert PEM ...] [--legacy] [--now DATETIME] [--format text|json] FILE
+//! samlmd verify --cert PEM [--cert PEM ...] [--legacy] [--single-threaded] [--max-size MIB]
+//!               [--now DATETIME] [--format text|json] FILE
 //!     exit 0, last stdout line `OK <N> entities`; exit 1 and a one-line reason on stderr
 //! samlmd sign --key PEM --cert PEM [--alg rsa-sha256|rsa-sha512|ecdsa-sha256] IN OUT
 //! samlmd lookup --cert PEM [--legacy] [--now DATETIME] [--format text|json] FILE ENTITYID
@@ -24,7 +25,10 @@
 //! ```
 //!
 //! `--now` takes an xs:dateTime (default: the system clock); `--legacy` admits RSA-SHA1 and
-//! SHA-1 digests (older federation feeds). `--format json` prints one JSON object on stdout
+//! SHA-1 digests (older federation feeds); `--single-threaded` keeps signature verification on the
+//! main thread (documents of 4 MiB or more otherwise hash on one helper thread; the result is
+//! the same); `--max-size MIB` raises (or lowers) the 256 MiB document limit, up to 4096 MiB.
+//! `--format json` prints one JSON object on stdout
 //! instead of text lines: `{"entities": N}` for verify, the entity's description for lookup,
 //! `{"entities": [{"entityID": .., "sha1": .., "file": ..}, ..]}` for split and select.
 //!

@@ -3,7 +3,7 @@
 //! with us (xmlsec1 checks the same outputs in the interop suite, `interop/tests/xmlsec1.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -21,6 +21,28 @@ fn stdout(o: &Output) -> String {
 
 fn p(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
+}
+
+/// Writes a throw-away key and certificate and `samlmd gen N` signed by `samlmd sign` into
+/// `dir`; returns (certificate, signed aggregate).
+fn gen_signed(dir: &Path, n: usize) -> (PathBuf, PathBuf) {
+    let (key_pem, cert_pem) = testkit::signer::rsa2048_self_signed("samlmd test signer").unwrap();
+    let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
+    std::fs::write(&key, key_pem).unwrap();
+    std::fs::write(&cert, cert_pem).unwrap();
+    let (agg, signed) = (dir.join("agg.xml"), dir.join("signed.xml"));
+    assert!(samlmd(&["gen", &n.to_string(), p(&agg)]).status.success());
+    let o = samlmd(&[
+        "sign",
+        "--key",
+        p(&key),
+        "--cert",
+        p(&cert),
+        p(&agg),
+        p(&signed),
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    (cert, signed)
 }
 
 #[test]
@@ -320,4 +342,116 @@ fn json_output_is_scriptable() {
         p(&sel),
     ]));
     assert_eq!(v["entities"].as_array().unwrap().len(), 3);
+}
+
+/// An entity signed on its own by another key inside the federation's signed aggregate is left
+/// out by `verify` and `split` and named, in text and JSON (issue 18: Shibboleth SP drops it).
+#[test]
+fn entity_with_a_failing_signature_of_its_own_is_named_and_left_out() {
+    use saml_core::dsig::{SignOptions, SigningKey, Target};
+    let dir = tempfile::tempdir().unwrap();
+    let (key_pem, cert_pem) = testkit::signer::rsa2048_self_signed("federation").unwrap();
+    let (other_pem, other_cert) = testkit::signer::rsa2048_self_signed("attacker").unwrap();
+    let cert = dir.path().join("cert.pem");
+    std::fs::write(&cert, &cert_pem).unwrap();
+    let fed = SigningKey::from_pem(&key_pem, Some(&cert_pem)).unwrap();
+    let attacker = SigningKey::from_pem(&other_pem, Some(&other_cert)).unwrap();
+    let mut o = SignOptions::default();
+    o.target = Target::Id("_e1".into());
+    let inner = saml_core::dsig::sign(
+        testkit::metadata::small_aggregate().as_bytes(),
+        &attacker,
+        &o,
+    )
+    .unwrap();
+    let signed = saml_core::dsig::sign(&inner, &fed, &SignOptions::default()).unwrap();
+    let file = dir.path().join("signed.xml");
+    std::fs::write(&file, signed).unwrap();
+
+    let o = samlmd(&["verify", "--cert", p(&cert), p(&file)]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let out = stdout(&o);
+    assert!(
+        out.starts_with("refused https://idp.example.org/idp: its own signature"),
+        "{out}"
+    );
+    assert_eq!(out.lines().last(), Some("OK 1 entities"));
+
+    let o = samlmd(&["verify", "--format", "json", "--cert", p(&cert), p(&file)]);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["entities"], 1);
+    assert_eq!(v["refused"][0]["entityID"], "https://idp.example.org/idp");
+
+    let outdir = dir.path().join("split");
+    let o = samlmd(&["split", "--cert", p(&cert), p(&file), p(&outdir)]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(stdout(&o).lines().last(), Some("OK 1 entities"));
+    assert_eq!(std::fs::read_dir(&outdir).unwrap().count(), 1);
+}
+
+/// `--single-threaded` gives the same answers as the default (which hashes a document of 4 MiB
+/// or more with a helper thread) on an aggregate above that size, signed and tampered.
+#[test]
+fn verify_single_threaded_matches_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, signed) = gen_signed(dir.path(), 800);
+    assert!(std::fs::metadata(&signed).unwrap().len() > 4 << 20);
+
+    let default = samlmd(&["verify", "--cert", p(&cert), p(&signed)]);
+    let single = samlmd(&[
+        "verify",
+        "--single-threaded",
+        "--cert",
+        p(&cert),
+        p(&signed),
+    ]);
+    assert_eq!(default.status.code(), Some(0), "{default:?}");
+    assert_eq!(single.status.code(), Some(0), "{single:?}");
+    assert_eq!(stdout(&single), stdout(&default));
+    assert_eq!(stdout(&single).lines().last(), Some("OK 800 entities"));
+
+    // A change near the end of the document (the part a helper thread would hash).
+    let text = std::fs::read_to_string(&signed).unwrap();
+    let at = text.rfind("https://").unwrap();
+    let tampered = dir.path().join("tampered.xml");
+    std::fs::write(
+        &tampered,
+        format!("{}https://evil.{}", &text[..at], &text[at + 8..]),
+    )
+    .unwrap();
+    for args in [&[][..], &["--single-threaded"][..]] {
+        let mut a = vec!["verify"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["--cert", p(&cert), p(&tampered)]);
+        let o = samlmd(&a);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {o:?}");
+    }
+}
+
+/// `--max-size` lowers or raises saml-core's 256 MiB document limit (an aggregate of 50,000
+/// real-world entities is about 300 MiB); bad values are usage errors.
+#[test]
+fn max_size_sets_the_document_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, signed) = gen_signed(dir.path(), 300);
+    assert!(std::fs::metadata(&signed).unwrap().len() > 1 << 20);
+    let o = samlmd(&["verify", "--max-size", "1", "--cert", p(&cert), p(&signed)]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("document larger than 1048576 bytes"),
+        "{o:?}"
+    );
+    let o = samlmd(&[
+        "verify",
+        "--max-size",
+        "1024",
+        "--cert",
+        p(&cert),
+        p(&signed),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    for bad in ["0", "4097", "lots", "-1"] {
+        let o = samlmd(&["verify", "--max-size", bad, "--cert", p(&cert), p(&signed)]);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {o:?}");
+    }
 }
