@@ -584,28 +584,32 @@ fn attack_documents_shibboleth_refuses_we_refuse_too() {
             false,
             false,
         ),
-        // Disagreement, Shibboleth refuses and we accept (recorded, not a hole: the signature
-        // is the federation's, made over the same bytes). Shibboleth's Signature filter uses
-        // the X509Certificate of KeyInfo as a criterion to pick candidate keys from its
-        // configured `certificate`; when they differ it has no candidate and refuses ("Credential
-        // Resolver did not supply any candidate keys"). We never let KeyInfo decide or narrow
-        // trust (XMLDSIG.md): every configured key is tried. Our signer always writes the
-        // signing key's own certificate, so what we publish never hits this.
+        // Agreement since issue 18 (was a recorded disagreement): Shibboleth's Signature
+        // filter uses the X509Certificate of KeyInfo as a criterion to pick candidate keys
+        // from its configured `certificate`; when none matches it refuses ("Credential Resolver
+        // did not supply any candidate keys"). saml-core never lets KeyInfo grant trust, and
+        // now refuses a signature whose KeyInfo certificates do not hold the key that made it
+        // (`SignatureError::KeyInfoMismatch`; a renewed certificate of the same key passes).
         (
-            KEYINFO_OTHER_CERT,
+            "signed by the federation, KeyInfo carrying the attacker's certificate",
             signed.replace(&b64(&fed), &b64(&attacker)),
             IDP,
-            true,
+            false,
             false,
         ),
-        // Disagreement, Shibboleth refuses and we accept (recorded for a decision): Shibboleth's
+        // Agreement since issue 18's decision (was a recorded disagreement): Shibboleth's
         // Signature filter verifies every signature in the tree, the entity-level ones too,
         // against the same configured key, and drops an entity whose own signature fails
-        // ("filtering out entity ... after failed signature check"), here the attacker-signed
-        // IdP, while the rest of the aggregate loads. We verify the root's signature only
-        // (which covers the entity and its inner signature) and ignore entity-level
-        // signatures inside a verified aggregate (`split` drops them).
-        (NESTED_OTHER_SIGNER, nested_by_attacker, IDP, true, false),
+        // ("filtering out entity ... after failed signature check") while the rest of the
+        // aggregate loads. saml-metadata does the same (`nested_signatures`: the entity is
+        // left out of the index and named in `refused_entities`).
+        (
+            "entity signed by an attacker inside the federation's aggregate",
+            nested_by_attacker,
+            IDP,
+            false,
+            false,
+        ),
         (
             "attacker-signed entity: the other entity still loads",
             nested_by_attacker_2,
@@ -622,11 +626,6 @@ fn attack_documents_shibboleth_refuses_we_refuse_too() {
         ),
     ];
 
-    // The only rows where Shibboleth refuses what we accept, each explained above.
-    const KEYINFO_OTHER_CERT: &str =
-        "signed by the federation, KeyInfo carrying the attacker's certificate";
-    const NESTED_OTHER_SIGNER: &str =
-        "entity signed by an attacker inside the federation's aggregate";
     let (mut table, mut mismatches) = (Vec::new(), Vec::new());
     for (name, doc, entity, ours_expected, shib_expected) in cases {
         let ours = load::load(
@@ -643,10 +642,8 @@ fn attack_documents_shibboleth_refuses_we_refuse_too() {
             if theirs.found { "accepts" } else { "refuses" }
         ));
         assert!(
-            !ours_expected
-                || shib_expected
-                || [KEYINFO_OTHER_CERT, NESTED_OTHER_SIGNER].contains(&name),
-            "{name}: a new case where Shibboleth refuses what we accept needs its reason recorded"
+            !ours_expected || shib_expected,
+            "{name}: Shibboleth refuses what we accept: what it refuses we must refuse"
         );
         if (ours, theirs.found) != (ours_expected, shib_expected) {
             mismatches.push(format!("{name}: {}", theirs.log));

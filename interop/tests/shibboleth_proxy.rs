@@ -236,7 +236,7 @@ fn setup(strip_unsets: bool) -> (Arc<Idp>, ShibSp, Arc<Mutex<Vec<Seen>>>) {
         panic!("not an EntityDescriptor: {}", got.body)
     };
     assert_eq!(sp_md.entity_id, SP_ENTITY);
-    *idp.sp_md.lock().unwrap() = Some(*sp_md);
+    idp.trust_sp(*sp_md).unwrap();
     assert_eq!(seen.lock().unwrap().len(), 0, "the handler was proxied");
     (idp, sp, seen)
 }

@@ -32,26 +32,40 @@
 //!   checked by SimpleSAMLphp with `validateFingerprint`) and completes a login, signing its
 //!   AuthnRequest as the MDQ answer asked. Refused: another fingerprint pinned, the document
 //!   changed after signing (no valid signature left: "Fingerprint was [...] not one of []").
+//! - SimpleSAMLphp's metarefresh, from its command line (`modules/metarefresh/bin/
+//!   metarefresh.php`, what its cron job runs; no web server), reads an aggregate signed by
+//!   saml-metadata (the test kit's ten entities) with `--certificate` or
+//!   `--validate-fingerprint`: the IdPs and SPs are written to its flat files
+//!   (`saml20-idp-remote.php`, `saml20-sp-remote.php`, read back by PHP). Refused in both
+//!   modes, every entity skipped and nothing written: the aggregate changed after signing,
+//!   signed by another key with the same subject name, unsigned.
 //!
 //! Run time (debug build, 2 cores shared, the three tests in parallel): PHP's server listens
 //! within 0.1 s, most of the start-up is generating RSA keys; the IdP test takes about 1.2 s,
-//! the SP test 1.5 s, the MDQ test (three SimpleSAMLphp instances) 2.8 s; 2.8 s in all.
+//! the SP test 1.5 s, the MDQ test (three SimpleSAMLphp instances) 2.8 s, the metarefresh test
+//! (eight runs of the script, 0.2 s each) 1.7 s; 2-3 s in all.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::simplesamlphp::{Ssp, ssp_login};
 use common::{Browser, Case, EPPN, Idp, form_action, form_field};
 use saml_core::bindings::{MessageKind, post, redirect, url_encode};
+use saml_core::dsig::SignOptions;
 use saml_core::protocol::{MemoryReplayCache, OutstandingRequests, new_id, openssl_random};
 use saml_metadata::builder::RoleBuilder as _;
-use saml_metadata::load;
-use saml_metadata::model::{Binding, EntityDescriptor, IdpSso, Metadata, SpSso};
+use saml_metadata::load::{self, Policy};
+use saml_metadata::model::{
+    Binding, EntitiesDescriptor, EntityDescriptor, IdpSso, Metadata, SpSso,
+};
 use saml_metadata::sso;
+use testkit::metadata::built_entities;
 use testkit::signer::TestKey;
 
 const SSP_IDP: &str = "https://ssp-idp.interop.test/idp";
@@ -336,7 +350,7 @@ fn ssp_sp(idp: &Idp, sources: &str, files: &[(&str, Vec<u8>)]) -> Ssp {
     };
     assert_eq!(sp_md.entity_id, SSP_SP);
     assert!(sso::sp_encryption_key(&sp_md).unwrap().is_some());
-    *idp.sp_md.lock().unwrap() = Some(*sp_md);
+    idp.trust_sp(*sp_md).unwrap();
     ssp
 }
 
@@ -575,5 +589,230 @@ fn simplesamlphp_mdq_source_with_our_responder() {
     eprintln!(
         "SimpleSAMLphp SP with its MDQ source: login done in {good:?} ({requests} MDQ requests); all at {:?}",
         t0.elapsed()
+    );
+}
+
+/// What one run of SimpleSAMLphp's `metarefresh.php` wrote and logged.
+struct Refreshed {
+    /// The entityIDs of each flat file written (`saml20-idp-remote`, `saml20-sp-remote`, ...),
+    /// read back by PHP itself (the file included, `$metadata`'s keys listed).
+    written: BTreeMap<String, Vec<String>>,
+    /// The ACS of `https://sp1.example.com/shibboleth`, as SimpleSAMLphp will use it.
+    sp1_acs: Option<String>,
+    /// Its stdout and stderr (the log, at DEBUG, goes to stderr).
+    log: String,
+}
+
+/// Runs metarefresh's command line (`modules/metarefresh/bin/metarefresh.php`, SimpleSAMLphp's
+/// cron job in a shell) on `doc` with a private `SIMPLESAMLPHP_CONFIG_DIR`, `check` being its
+/// signature options; `{dir}` in them stands for the run's directory, which holds `cert/`
+/// (`files` are written there first). The flat files go to `<dir>/out`.
+fn metarefresh(doc: &[u8], check: &str, files: &[(&str, Vec<u8>)]) -> Refreshed {
+    let script = Path::new("/usr/share/simplesamlphp/modules/metarefresh/bin/metarefresh.php");
+    assert!(
+        script.exists(),
+        "SimpleSAMLphp's metarefresh module ({}) is missing: it is installed by `bash scripts/setup.sh` (simplesamlphp)",
+        script.display()
+    );
+    let php = testkit::peers::program("php");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for sub in ["config", "cert", "log", "data", "tmp", "metadata"] {
+        std::fs::create_dir(d.join(sub)).unwrap();
+    }
+    for (name, content) in files {
+        std::fs::write(d.join(name), content).unwrap();
+    }
+    let d_s = d.display().to_string();
+    std::fs::write(
+        d.join("config/config.php"),
+        format!(
+            r#"<?php
+$config = [
+  'baseurlpath' => 'http://127.0.0.1:9/',
+  'certdir' => '{d_s}/cert/',
+  'loggingdir' => '{d_s}/log/',
+  'datadir' => '{d_s}/data/',
+  'tempdir' => '{d_s}/tmp',
+  'metadatadir' => '{d_s}/metadata/',
+  'secretsalt' => 'interop-test-salt-metarefresh',
+  'auth.adminpassword' => 'interop-admin-metarefresh',
+  'technicalcontact_email' => 'root@localhost',
+  'module.enable' => ['metarefresh' => true, 'core' => true, 'saml' => true],
+  'logging.handler' => 'stderr',
+  'logging.level' => SimpleSAML\Logger::DEBUG,
+];
+"#
+        ),
+    )
+    .unwrap();
+    let input = d.join("aggregate.xml");
+    std::fs::write(&input, doc).unwrap();
+    let mut cmd = Command::new(&php);
+    cmd.env("SIMPLESAMLPHP_CONFIG_DIR", d.join("config"))
+        .arg(script)
+        .arg(format!("--out-dir={d_s}/out"));
+    for a in check.split_whitespace() {
+        cmd.arg(a.replace("{dir}", &d_s));
+    }
+    let out = cmd.arg(&input).output().expect("run metarefresh.php");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // It exits 0 also when it skipped every entity: what it wrote is what counts.
+    assert!(out.status.success(), "metarefresh failed: {log}");
+    let mut written = BTreeMap::new();
+    let mut sp1_acs = None;
+    for f in std::fs::read_dir(d.join("out")).unwrap() {
+        let f = f.unwrap().path();
+        let set = f.file_stem().unwrap().to_string_lossy().into_owned();
+        let read = Command::new(&php)
+            .arg("-r")
+            .arg(
+                r#"$metadata = []; include $argv[1];
+                foreach ($metadata as $id => $m) { echo "entity $id\n"; }
+                $sp1 = $metadata['https://sp1.example.com/shibboleth'] ?? null;
+                if ($sp1) { echo "acs ", $sp1['AssertionConsumerService'][0]['Location'], "\n"; }"#,
+            )
+            .arg(&f)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&read.stdout).into_owned();
+        assert!(read.status.success(), "{}: {text}", f.display());
+        let ids = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("entity "))
+            .map(str::to_owned)
+            .collect();
+        if let Some(acs) = text.lines().find_map(|l| l.strip_prefix("acs ")) {
+            sp1_acs = Some(acs.to_owned());
+        }
+        written.insert(set, ids);
+    }
+    Refreshed {
+        written,
+        sp1_acs,
+        log,
+    }
+}
+
+/// SimpleSAMLphp's metarefresh (the command line of its cron job) reads an aggregate signed by
+/// saml-metadata (ten entities from the test kit's generator, RSA-SHA256), checking the
+/// signature with the signer's certificate file (`--certificate`) or its SHA-1 fingerprint
+/// (`--validate-fingerprint`): the IdPs and the SPs are written to their flat files. Refused in
+/// both modes (nothing written, each entity's skip logged): the aggregate changed after
+/// signing, signed by another key (same subject name), not signed at all.
+#[test]
+fn simplesamlphp_metarefresh_reads_our_signed_aggregate() {
+    let t0 = Instant::now();
+    let key = TestKey::rsa("interop signer");
+    let other = TestKey::rsa("interop signer");
+    let now = SystemTime::now();
+    let agg = EntitiesDescriptor::combine(
+        "urn:example:interop:simplesamlphp",
+        built_entities(&key.cert_der()),
+        Some(now + Duration::from_secs(7 * 86400)),
+    )
+    .unwrap();
+    let signed = agg.sign(&key.signing(), &SignOptions::default()).unwrap();
+    // Our own verifier accepts it (the baseline the peer is compared with).
+    load::load(&signed, &Policy::new(key.trusted(), now)).unwrap();
+    let ids = |idp: bool| -> Vec<String> {
+        let mut v: Vec<String> = agg
+            .entities()
+            .into_iter()
+            .filter(|e| e.idp().is_some() == idp)
+            .map(|e| e.entity_id.clone())
+            .collect();
+        v.sort();
+        v
+    };
+    let (idps, sps) = (ids(true), ids(false));
+    assert_eq!((idps.len(), sps.len()), (5, 5));
+    let fingerprint = openssl::hash::hash(openssl::hash::MessageDigest::sha1(), &key.cert_der())
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    let files = [("cert/signer.crt", key.cert_pem())];
+    let modes = [
+        (
+            "certificate",
+            "--certificate={dir}/cert/signer.crt".to_owned(),
+        ),
+        (
+            "fingerprint",
+            format!("--validate-fingerprint={fingerprint}"),
+        ),
+    ];
+
+    for (mode, check) in &modes {
+        let r = metarefresh(&signed, check, &files);
+        let mut got_idps = r
+            .written
+            .get("saml20-idp-remote")
+            .cloned()
+            .unwrap_or_default();
+        let mut got_sps = r
+            .written
+            .get("saml20-sp-remote")
+            .cloned()
+            .unwrap_or_default();
+        got_idps.sort();
+        got_sps.sort();
+        assert_eq!(got_idps, idps, "{mode}: {:?}\n{}", r.written, r.log);
+        assert_eq!(got_sps, sps, "{mode}: {:?}\n{}", r.written, r.log);
+        assert_eq!(
+            r.sp1_acs.as_deref(),
+            Some("https://sp1.example.com/acs"),
+            "{mode}"
+        );
+        assert!(!r.log.contains("Skipping"), "{mode}: {}", r.log);
+    }
+    let accepted = t0.elapsed();
+
+    let tampered = String::from_utf8(signed.clone())
+        .unwrap()
+        .replace("https://sp3.example.com/acs", "https://evil.example/acs");
+    assert!(load::load(tampered.as_bytes(), &Policy::new(key.trusted(), now)).is_err());
+    let by_other = agg.sign(&other.signing(), &SignOptions::default()).unwrap();
+    let unsigned = agg.to_xml().unwrap();
+    let mut seen = Vec::new();
+    for (what, doc) in [
+        ("tampered", tampered.as_bytes()),
+        ("another signer", &by_other[..]),
+        ("unsigned", unsigned.as_bytes()),
+    ] {
+        for (mode, check) in &modes {
+            let r = metarefresh(doc, check, &files);
+            let written: Vec<&String> = r.written.values().flatten().collect();
+            assert!(
+                written.is_empty(),
+                "{what}, {mode}: written {written:?}\n{}",
+                r.log
+            );
+            assert!(r.sp1_acs.is_none(), "{what}, {mode}");
+            // Each of the ten entities skipped, for the signature.
+            for id in idps.iter().chain(&sps) {
+                let line = format!("Skipping \"{id}\" - could not verify signature using {mode}.");
+                assert!(
+                    r.log.contains(&line),
+                    "{what}, {mode}: no {line:?}\n{}",
+                    r.log
+                );
+            }
+            seen.push(format!(
+                "{what}, {mode}: {} entities skipped",
+                r.log.matches("Skipping \"").count()
+            ));
+        }
+    }
+    eprintln!(
+        "metarefresh: accepted in both modes at {accepted:?}; all at {:?}\n{}",
+        t0.elapsed(),
+        seen.join("\n")
     );
 }

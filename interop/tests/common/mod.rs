@@ -1,36 +1,24 @@
 //! Pieces shared by the Web SSO interop tests (`shibboleth_sso`, `shibboleth_proxy`,
-//! `simplesamlphp`): our IdP as a loopback HTTP server built on saml-core, a scripted browser
+//! `simplesamlphp`): our IdP as a loopback HTTP server built on saml-core (the source of the
+//! `saml_idp` example, `examples/saml_idp/idp.rs`, with throw-away keys), a scripted browser
 //! with a cookie jar, form scraping, shibd + Apache with mod_shib from a private configuration,
 //! and process helpers. Each test uses a part of it.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use saml_core::bindings::{MessageKind, post, redirect};
-use saml_core::protocol::idp::{Encryption, ResponseBuilder, check_request};
-use saml_core::protocol::xmlenc::{DataAlgorithm, KeyTransport};
-use saml_core::protocol::{Attribute, AuthnRequest, NAMEID_TRANSIENT, NameId, openssl_random};
 use saml_metadata::model::EntityDescriptor;
-use saml_metadata::sso;
 use testkit::signer::TestKey;
 
 pub(crate) mod shibboleth_sp;
 pub(crate) mod simplesamlphp;
-
-/// eduPersonPrincipalName.
-pub(crate) const EPPN: &str = "urn:oid:1.3.6.1.4.1.5923.1.1.1.6";
-/// eduPersonScopedAffiliation.
-pub(crate) const AFFILIATION: &str = "urn:oid:1.3.6.1.4.1.5923.1.1.1.9";
-/// The audience of [`Case::WrongAudience`].
-pub(crate) const OTHER_SP: &str = "https://other-sp.interop.test/sp";
 
 /// A free loopback port (bound, then released for the peer to bind).
 pub(crate) fn free_port() -> u16 {
@@ -59,51 +47,17 @@ pub(crate) fn wait_for_port(port: u16, what: &str, child: &mut Child, log: &Path
     }
 }
 
-/// What our IdP puts in its next Response.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) enum Case {
-    /// Signed Response, signed assertion encrypted with AES-256-GCM and RSA-OAEP.
-    Good,
-    /// The assertion signed, the Response not.
-    AssertionOnlySigned,
-    /// The Response signed, the assertion not.
-    ResponseOnlySigned,
-    /// The signed assertion in clear.
-    NotEncrypted,
-    /// Encrypted with AES-128-CBC.
-    Aes128Cbc,
-    /// Signed with the IdP's second key, ECDSA P-256.
-    Ecdsa,
-    /// One affiliation value outside the IdP's `shibmd:Scope`.
-    ForeignScope,
-    WrongAudience,
-    Expired,
-    Unsigned,
-    WrongKey,
-    /// The Response unsigned, the assertion signed by a key not in the metadata.
-    WrongKeyAssertion,
-    /// Signed, in clear, then eppn changed.
-    Tampered,
-}
-
-/// Our IdP: its key, its metadata, the SP's metadata (once fetched) and the case to answer.
-pub(crate) struct Idp {
-    pub(crate) key: TestKey,
-    pub(crate) ec_key: TestKey,
-    pub(crate) other_key: TestKey,
-    pub(crate) md: EntityDescriptor,
-    pub(crate) sso_url: String,
-    pub(crate) sp_md: Mutex<Option<EntityDescriptor>>,
-    pub(crate) case: Mutex<Case>,
-    pub(crate) requests: Mutex<Vec<AuthnRequest>>,
-    /// AuthnRequests that came signed (and were verified).
-    pub(crate) signed_requests: AtomicUsize,
-}
+/// Our in-test IdP as the users of the `saml_idp` example program get it: the same source file.
+#[path = "../../../examples/saml_idp/idp.rs"]
+mod idp;
+#[allow(unused_imports, reason = "each test uses a part")]
+pub(crate) use idp::{AFFILIATION, Case, EPPN, Idp, OTHER_SP, User};
 
 impl Idp {
     /// Our IdP `entity_id` on a loopback port: an RSA key, an ECDSA P-256 key and a third key
     /// (same subject, not in the metadata); `metadata(sso_url, rsa, ec)` builds its metadata.
-    /// Serves `GET /sso` until the process ends.
+    /// Answers for alice (eppn `alice@example.org`, affiliations `member@` and
+    /// `staff@example.org`). Serves `GET /sso` until the process ends.
     pub(crate) fn start(
         entity_id: &str,
         metadata: impl FnOnce(&str, &TestKey, &TestKey) -> EntityDescriptor,
@@ -121,146 +75,18 @@ impl Idp {
         let ec_key = TestKey::ec(openssl::nid::Nid::X9_62_PRIME256V1, host);
         let md = metadata(&sso_url, &key, &ec_key);
         assert_eq!(md.entity_id, entity_id);
-        let idp = Arc::new(Idp {
-            key,
-            ec_key,
-            other_key,
-            md,
-            sso_url,
-            sp_md: Mutex::new(None),
-            case: Mutex::new(Case::Good),
-            requests: Mutex::new(Vec::new()),
-            signed_requests: AtomicUsize::new(0),
-        });
+        let user = User {
+            eppn: "alice@example.org".into(),
+            affiliations: vec!["member@example.org".into(), "staff@example.org".into()],
+            display_name: None,
+            mail: None,
+        };
+        let mut idp = Idp::new(key.signing(), md, &sso_url, user);
+        idp.ec_key = Some(ec_key.signing());
+        idp.other_key = Some(other_key.signing());
+        let idp = Arc::new(idp);
         idp.clone().serve(listener);
         idp
-    }
-
-    /// Answers `GET /sso?<query>`: the auto-post form page, or an error text.
-    pub(crate) fn answer(&self, query: &str) -> Result<String, String> {
-        let m =
-            redirect::decode(query, redirect::DEFAULT_MAX_INFLATED).map_err(|e| e.to_string())?;
-        let req = AuthnRequest::parse(&m.xml).map_err(|e| e.to_string())?;
-        let now = SystemTime::now();
-        check_request(
-            &req,
-            &[&self.sso_url],
-            now,
-            Duration::from_secs(60),
-            Duration::from_secs(30),
-        )
-        .map_err(|e| e.to_string())?;
-        let sp_md = self.sp_md.lock().unwrap().clone().ok_or("no SP metadata")?;
-        if req.issuer != sp_md.entity_id {
-            return Err(format!("unknown SP {}", req.issuer));
-        }
-        if m.is_signed() {
-            // A signed query (the SP's metadata says AuthnRequestsSigned, or we asked for it
-            // with WantAuthnRequestsSigned): verified with the SP's metadata keys.
-            let keys = sso::sp_signing_keys(&sp_md).map_err(|e| e.to_string())?;
-            m.verify(&keys, false).map_err(|e| e.to_string())?;
-            self.signed_requests.fetch_add(1, Ordering::Relaxed);
-        }
-        let acs = sso::acs_for(&sp_md, &req).map_err(|e| e.to_string())?;
-        self.requests.lock().unwrap().push(req.clone());
-        let mut b = ResponseBuilder::for_request(
-            &req,
-            &self.md.entity_id,
-            &acs,
-            NameId::new("t-7f3a9c21", NAMEID_TRANSIENT),
-        );
-        let case = *self.case.lock().unwrap();
-        let staff = if case == Case::ForeignScope {
-            "staff@evil.example"
-        } else {
-            "staff@example.org"
-        };
-        b.attributes = vec![
-            Attribute::uri(EPPN, Some("eduPersonPrincipalName"), &["alice@example.org"]),
-            Attribute::uri(
-                AFFILIATION,
-                Some("eduPersonScopedAffiliation"),
-                &["member@example.org", staff],
-            ),
-        ];
-        b.encryption = Some(Encryption {
-            recipient: sso::sp_encryption_key(&sp_md)
-                .map_err(|e| e.to_string())?
-                .ok_or("no encryption key in the SP's metadata")?,
-            algorithm: DataAlgorithm::Aes256Gcm,
-            transport: KeyTransport::RsaOaepMgf1p,
-        });
-        let mut key = self.key.signing();
-        let mut at = now;
-        match case {
-            Case::Good | Case::ForeignScope => {}
-            Case::AssertionOnlySigned => b.sign_response = false,
-            Case::ResponseOnlySigned => b.sign_assertion = false,
-            Case::NotEncrypted | Case::Tampered => b.encryption = None,
-            Case::Aes128Cbc => {
-                if let Some(e) = &mut b.encryption {
-                    e.algorithm = DataAlgorithm::Aes128Cbc;
-                }
-            }
-            Case::Ecdsa => key = self.ec_key.signing(),
-            Case::WrongAudience => b.sp_entity_id = OTHER_SP.into(),
-            Case::Expired => {
-                // Issued 400 s ago for 60 s: NotOnOrAfter 340 s in the past (skew 180 s).
-                at = now - Duration::from_secs(400);
-                b.lifetime = Duration::from_secs(60);
-            }
-            Case::Unsigned => {
-                b.sign_assertion = false;
-                b.sign_response = false;
-            }
-            Case::WrongKey => key = self.other_key.signing(),
-            Case::WrongKeyAssertion => {
-                b.sign_response = false;
-                key = self.other_key.signing();
-            }
-        }
-        let mut xml = b
-            .build(&key, at, &mut openssl_random)
-            .map_err(|e| e.to_string())?;
-        if case == Case::Tampered {
-            xml = String::from_utf8(xml)
-                .unwrap()
-                .replace("alice@example.org", "mallory@example.org")
-                .into_bytes();
-        }
-        post::form(&acs, MessageKind::Response, &xml, m.relay_state.as_deref())
-            .map_err(|e| e.to_string())
-    }
-
-    /// Serves `GET /sso` on `listener` until the process ends.
-    pub(crate) fn serve(self: Arc<Self>, listener: TcpListener) {
-        std::thread::spawn(move || {
-            for s in listener.incoming() {
-                let Ok(mut s) = s else { return };
-                let mut r = BufReader::new(s.try_clone().unwrap());
-                let mut line = String::new();
-                r.read_line(&mut line).unwrap_or(0);
-                loop {
-                    let mut h = String::new();
-                    if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                        break;
-                    }
-                }
-                let target = line.split(' ').nth(1).unwrap_or("");
-                let (status, body) = match target.strip_prefix("/sso?") {
-                    Some(q) => match self.answer(q) {
-                        Ok(page) => ("200 OK", page),
-                        Err(e) => ("400 Bad Request", e),
-                    },
-                    None => ("404 Not Found", "not found".to_owned()),
-                };
-                let _ = s.write_all(&testkit::http::http(
-                    status,
-                    &[("Content-Type", "text/html; charset=utf-8")],
-                    body.as_bytes(),
-                ));
-            }
-        });
     }
 }
 
