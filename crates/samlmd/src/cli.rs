@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::exit::{Failure, Res, Tool, fail, read};
+use crate::exit::{Failure, Res, Tool, fail, read, read_document};
 use std::time::{Duration, SystemTime};
 
 use openssl::hash::MessageDigest;
@@ -142,7 +142,7 @@ fn verify(o: &Opts, out: &mut dyn Write) -> Res<()> {
     let [file] = positional::<1>(o, "FILE")?;
     // One verification pass and an index (entityIDs unique, validUntil read): no entity model
     // is built just to count (issue 15).
-    let doc = read(&file)?;
+    let doc = read_document(&file, !o.single_threaded)?;
     let agg = saml_metadata::lazy::load_lazy(&doc, &policy(o)?).map_err(fail)?;
     let n = agg.len() + agg.expired_entities().len();
     if o.json {
@@ -322,7 +322,7 @@ fn describe(e: &EntityDescriptor) -> (Vec<String>, Value) {
 fn lookup(o: &Opts, out: &mut dyn Write) -> Res<()> {
     let [file, entity_id] = positional::<2>(o, "FILE ENTITYID")?;
     // One verification pass; only the entity asked for is modelled (issue 15).
-    let doc = read(&file)?;
+    let doc = read_document(&file, !o.single_threaded)?;
     let agg = saml_metadata::lazy::load_lazy(&doc, &policy(o)?).map_err(fail)?;
     let e = match agg.get(&entity_id).map_err(fail)? {
         Some(e) => e,
@@ -376,7 +376,7 @@ fn select(o: &Opts, out: &mut dyn Write) -> Res<()> {
         filter = filter.and(Filter::allow(o.entities.iter().cloned()));
     }
     let policy = policy(o)?;
-    let agg = load::load(&read(&file)?, &policy).map_err(fail)?;
+    let agg = load::load(&read_document(&file, !o.single_threaded)?, &policy).map_err(fail)?;
     let days = o.valid_days.unwrap_or(7);
     let selection = EntitiesDescriptor::combine(
         o.name.as_deref().unwrap_or("urn:samlmd:selection"),
@@ -406,7 +406,9 @@ fn select(o: &Opts, out: &mut dyn Write) -> Res<()> {
 fn split(o: &Opts, out: &mut dyn Write) -> Res<()> {
     let [file, outdir] = positional::<2>(o, "FILE OUTDIR")?;
     let signer = signer(o)?;
-    let report = saml_metadata::split::split_report(&read(&file)?, &policy(o)?).map_err(fail)?;
+    let report =
+        saml_metadata::split::split_report(&read_document(&file, !o.single_threaded)?, &policy(o)?)
+            .map_err(fail)?;
     let docs = report.documents;
     std::fs::create_dir_all(&outdir).map_err(|e| Failure::Failed(format!("{outdir}: {e}")))?;
     let path_of = |entity_id: &str| {
