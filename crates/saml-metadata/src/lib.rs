@@ -55,6 +55,7 @@ pub mod load;
 pub mod model;
 pub mod nested_signatures;
 pub mod ns;
+mod parallel_model;
 mod parse;
 pub mod split;
 pub mod sso;

@@ -11,6 +11,7 @@ use saml_core::xml::{Limits, Reader};
 use crate::error::Error;
 use crate::model::{EntitiesChild, EntitiesDescriptor, EntityDescriptor, Metadata};
 use crate::nested_signatures::{self, RefusedEntity};
+use crate::parallel_model::{self, RootChildren};
 use crate::parse::{Cursor, metadata};
 use crate::time::format_datetime;
 
@@ -161,10 +162,34 @@ impl Aggregate {
 /// Verifies `doc` (signature over the root by a key of the policy), builds the model from the
 /// verified content, applies the validity policy and indexes the entities. Duplicate entityIDs
 /// are refused; entities whose own validUntil has passed are left out of the index.
+///
+/// Documents of at least `policy.verify.parallel_min_size` bytes (4 MiB by default; never with
+/// [`VerifyOptions::single_threaded`]) have their entities modelled on up to four threads once
+/// the signature is good (the same model; see `parallel_model`).
 pub fn load(doc: &[u8], policy: &Policy) -> Result<Aggregate, Error> {
-    let (verified, refused) = nested_signatures::verify(doc, policy, &mut |_| {})?;
-    let mut cursor = Cursor::verified(&verified)?;
-    let md = metadata(&mut cursor)?;
+    let threads = if policy
+        .verify
+        .parallel_min_size
+        .is_some_and(|m| doc.len() >= m)
+    {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+    } else {
+        1
+    };
+    let mut seen = (threads > 1).then(|| RootChildren::new(doc.len()));
+    let (verified, refused) = nested_signatures::verify(doc, policy, &mut |ev| {
+        if let Some(s) = seen.as_mut() {
+            s.observe(ev);
+        }
+    })?;
+    let parallel = match seen {
+        Some(seen) => parallel_model::build(&verified, seen, threads)?,
+        None => None,
+    };
+    let md = match parallel {
+        Some(md) => md,
+        None => metadata(&mut Cursor::verified(&verified)?)?,
+    };
     let (valid_until, _) = match &md {
         Metadata::Entity(e) => (e.valid_until, e.cache_duration),
         Metadata::Entities(g) => (g.valid_until, g.cache_duration),

@@ -222,31 +222,58 @@ pub(crate) fn metadata(c: &mut Cursor<'_>) -> Result<Metadata, Error> {
 }
 
 pub(crate) fn entities(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<EntitiesDescriptor, Error> {
-    let mut g = EntitiesDescriptor {
+    let mut g = entities_attributes(e)?;
+    while let Some(ch) = c.next_child(e.local)? {
+        match entities_child(c, &ch)? {
+            GroupChild::Signature => {}
+            GroupChild::Extensions(x) => g.extensions = *x,
+            GroupChild::Child(child) => g.children.push(child),
+        }
+    }
+    Ok(g)
+}
+
+/// An `md:EntitiesDescriptor` without children: its attributes.
+pub(crate) fn entities_attributes(e: &Elem<'_>) -> Result<EntitiesDescriptor, Error> {
+    Ok(EntitiesDescriptor {
         name: e.attr("Name").map(str::to_owned),
         id: e.attr("ID").map(str::to_owned),
         valid_until: e.time_attr("validUntil")?,
         cache_duration: e.duration_attr("cacheDuration")?,
         ..Default::default()
-    };
-    while let Some(ch) = c.next_child(e.local)? {
-        match (ch.ns, ch.local) {
-            (DSIG_NS, "Signature") => c.skip(&ch)?,
-            (MD_NS, "Extensions") => g.extensions = extensions(c, &ch)?,
-            (MD_NS, "EntityDescriptor") => g
-                .children
-                .push(EntitiesChild::Entity(Box::new(entity(c, &ch)?))),
-            (MD_NS, "EntitiesDescriptor") => g
-                .children
-                .push(EntitiesChild::Group(Box::new(entities(c, &ch)?))),
-            _ => {
-                return Err(ch
-                    .invalid("unexpected element in md:EntitiesDescriptor")
-                    .into());
-            }
+    })
+}
+
+/// One child element of an `md:EntitiesDescriptor`, as read by [`entities_child`].
+pub(crate) enum GroupChild {
+    /// A `ds:Signature` (checked by verification, passed over here).
+    Signature,
+    /// `md:Extensions` (boxed: rare, and larger than the other variants).
+    Extensions(Box<Extensions>),
+    /// An entity or a nested group.
+    Child(EntitiesChild),
+}
+
+/// Reads the child element `ch` (just returned by `c`) of an `md:EntitiesDescriptor` to its end.
+pub(crate) fn entities_child(c: &mut Cursor<'_>, ch: &Elem<'_>) -> Result<GroupChild, Error> {
+    Ok(match (ch.ns, ch.local) {
+        (DSIG_NS, "Signature") => {
+            c.skip(ch)?;
+            GroupChild::Signature
         }
-    }
-    Ok(g)
+        (MD_NS, "Extensions") => GroupChild::Extensions(Box::new(extensions(c, ch)?)),
+        (MD_NS, "EntityDescriptor") => {
+            GroupChild::Child(EntitiesChild::Entity(Box::new(entity(c, ch)?)))
+        }
+        (MD_NS, "EntitiesDescriptor") => {
+            GroupChild::Child(EntitiesChild::Group(Box::new(entities(c, ch)?)))
+        }
+        _ => {
+            return Err(ch
+                .invalid("unexpected element in md:EntitiesDescriptor")
+                .into());
+        }
+    })
 }
 
 pub(crate) fn entity(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<EntityDescriptor, Error> {

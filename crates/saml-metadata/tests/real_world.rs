@@ -162,6 +162,12 @@ fn signed_aggregates_load_through_verification() {
         }
         let agg = load::load(&doc, &policy).unwrap_or_else(|e| panic!("{file}: {e}"));
         assert_eq!(agg.len() + agg.expired_entities().len(), n, "{file}");
+        // The model built on several threads (documents from 4 MiB; forced here) is the same.
+        let mut threaded = policy.clone();
+        threaded.verify.parallel_min_size = Some(0);
+        let par = load::load(&doc, &threaded).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(par.metadata(), agg.metadata(), "{file}");
+        assert_eq!(par.expired_entities(), agg.expired_entities(), "{file}");
         for e in agg.entities() {
             assert!(std::ptr::eq(agg.get(&e.entity_id).unwrap(), e));
             assert!(std::ptr::eq(agg.get_by_sha1(&e.sha1_id()).unwrap(), e));
