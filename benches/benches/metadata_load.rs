@@ -1,5 +1,5 @@
 //! saml-metadata: load (verify + build the model from verified content + index) of the
-//! 10,000-entity aggregate, against `xmlsec1 --verify` and pyFF's load (verify + parse + index)
+//! 10,000-entity aggregate (and the same with `single_threaded()`), against `xmlsec1 --verify` and pyFF's load (verify + parse + index)
 //! of the same file in the same run; lookups by entityID and by `{sha1}` in the loaded index;
 //! writing the loaded model back to XML, and signing on write.
 
@@ -32,6 +32,18 @@ fn bench(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(20));
     g.bench_function("saml_metadata_load", |b| {
         b.iter(|| black_box(load::load(black_box(&doc), &policy).expect("load").len()))
+    });
+    // The same on the calling thread only (no helper for hashing, entities modelled in turn).
+    let mut one_thread = policy.clone();
+    one_thread.verify = one_thread.verify.single_threaded();
+    g.bench_function("saml_metadata_load_single_threaded", |b| {
+        b.iter(|| {
+            black_box(
+                load::load(black_box(&doc), &one_thread)
+                    .expect("load")
+                    .len(),
+            )
+        })
     });
     g.bench_function("saml_metadata_load_lazy", |b| {
         b.iter(|| {

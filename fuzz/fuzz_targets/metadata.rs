@@ -7,7 +7,9 @@
 //! (`load`, `load_lazy`, `split_report`): this gets arbitrary content, signatures nested in
 //! it included, past the root signature into the nested-signature checks
 //! (`saml_metadata::nested_signatures`). The three must agree on success and on which
-//! entities they refuse.
+//! entities they refuse. `load` runs twice, on one thread and with its entities modelled on
+//! several threads (`parallel_model`, forced by `parallel_min_size = Some(0)`): the two must
+//! give the same model, or the same error.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -41,7 +43,26 @@ fn signed_paths(data: &[u8]) {
         v.sort();
         v
     };
-    let eager = load::load(&signed, &policy).map(|a| refused(a.refused_entities()));
+    let eager_one = {
+        let mut p = policy.clone();
+        p.verify = p.verify.single_threaded();
+        load::load(&signed, &p)
+    };
+    let eager_many = {
+        let mut p = policy.clone();
+        p.verify.parallel_min_size = Some(0);
+        load::load(&signed, &p)
+    };
+    match (&eager_one, &eager_many) {
+        (Ok(a), Ok(b)) => assert_eq!(a.metadata(), b.metadata(), "threaded model differs"),
+        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "threaded error differs"),
+        (a, b) => panic!(
+            "one thread: {:?}, threads: {:?}",
+            a.as_ref().map(|_| ()),
+            b.as_ref().map(|_| ())
+        ),
+    }
+    let eager = eager_one.map(|a| refused(a.refused_entities()));
     let lazy = saml_metadata::lazy::load_lazy(&signed, &policy).map(|a| refused(a.refused_entities()));
     let split = saml_metadata::split::split_report(&signed, &policy).map(|s| refused(&s.refused));
     if let (Ok(a), Ok(b)) = (&lazy, &split) {

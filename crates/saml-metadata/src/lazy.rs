@@ -193,11 +193,21 @@ pub fn load_lazy<'a>(doc: &'a [u8], policy: &Policy) -> Result<LazyAggregate<'a>
                 .into());
         }
     }
-    let mut seen = std::collections::HashSet::with_capacity(b.entries.len());
+    let n = b.entries.len();
+    let mut seen = std::collections::HashSet::with_capacity(n);
+    if let Some((dup, _)) = b
+        .entries
+        .iter()
+        .find(|(e, _)| !seen.insert(e.entity_id.as_str()))
+    {
+        return Err(Error::DuplicateEntityId(dup.entity_id.clone()));
+    }
+    drop(seen);
+    agg.entries.reserve_exact(n);
+    agg.cache.reserve_exact(n);
+    agg.by_entity_id.reserve(n);
+    agg.by_sha1.reserve(n);
     for (entry, valid_until) in b.entries {
-        if !seen.insert(entry.entity_id.clone()) {
-            return Err(Error::DuplicateEntityId(entry.entity_id));
-        }
         if refused.contains(&entry.entity_id) {
             continue;
         }

@@ -386,7 +386,9 @@ fn scan<'scope, 'env, 'a: 'env>(
     observer: &mut dyn FnMut(&Event<'_, 'a>),
 ) -> Result<Verified<'a>, Error> {
     let (src, base) = reader.source();
-    let mut ids: HashSet<&'a str> = HashSet::new();
+    // Sized for about one ID per 4 KiB (a federation aggregate's entities carry one each),
+    // so the set is not rebuilt a dozen times while it grows; capped at 64 Ki entries.
+    let mut ids: HashSet<&'a str> = HashSet::with_capacity((src.len() / 4096).min(1 << 16));
     let mut phase = Phase::Before;
     let mut parsed: Option<ParsedSignature<'a>> = None;
     let mut sig_range = 0..0;
