@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::load::{Policy, check_validity};
 use crate::model::{EntityDescriptor, Metadata};
 use crate::nested_signatures::{self, RefusedEntity};
-use crate::parse::{Cursor, MD_NS, entity, metadata};
+use crate::parse::{Cursor, MD_NS, entity, metadata, root};
 use crate::time::parse_datetime;
 
 const IDP: u8 = 1;
@@ -153,11 +153,7 @@ pub fn load_lazy<'a>(doc: &'a [u8], policy: &Policy) -> Result<LazyAggregate<'a>
     }
     // The root's own attributes (validity) and, for a single entity, the whole model.
     let mut cursor = Cursor::verified(&verified)?;
-    let root = cursor.next_child("(document)")?.ok_or(Error::Invalid {
-        element: "(document)".into(),
-        offset: 0,
-        message: "no root element".into(),
-    })?;
+    let root = root(&mut cursor)?;
     let mut agg = LazyAggregate {
         verified: verified.clone(),
         scopes: b.scopes,

@@ -19,7 +19,7 @@ use saml_core::xml::{Event, NsDecl, effective_scope};
 
 use crate::error::Error;
 use crate::model::Metadata;
-use crate::parse::{Cursor, GroupChild, MD_NS, entities_attributes, entities_child};
+use crate::parse::{Cursor, GroupChild, MD_NS, entities_attributes, entities_child, root};
 
 /// A child of the root takes at least this many bytes on average, or the children are not
 /// recorded (the smallest useful `md:EntityDescriptor`, with an entityID and one role with one
@@ -123,11 +123,7 @@ pub(crate) fn build(
     }
 
     let mut cursor = Cursor::verified(verified)?;
-    let root = cursor.next_child("(document)")?.ok_or(Error::Invalid {
-        element: "(document)".into(),
-        offset: 0,
-        message: "no root element".into(),
-    })?;
+    let root = root(&mut cursor)?;
     let mut group = entities_attributes(&root)?;
     let runs = split_runs(&seen.children, threads);
     let parse_run = |run: &[Range<usize>]| -> Result<Vec<GroupChild>, Error> {

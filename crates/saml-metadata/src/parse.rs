@@ -205,13 +205,18 @@ fn note_uses(
     }
 }
 
-/// Parses the root the cursor yields first.
-pub(crate) fn metadata(c: &mut Cursor<'_>) -> Result<Metadata, Error> {
-    let root = c.next_child("(document)")?.ok_or(Error::Invalid {
+/// The first element the cursor yields (the document's root, or a fragment's element).
+pub(crate) fn root<'a>(c: &mut Cursor<'a>) -> Result<Elem<'a>, Error> {
+    c.next_child("(document)")?.ok_or_else(|| Error::Invalid {
         element: "(document)".into(),
         offset: 0,
         message: "no root element".into(),
-    })?;
+    })
+}
+
+/// Parses the root the cursor yields first.
+pub(crate) fn metadata(c: &mut Cursor<'_>) -> Result<Metadata, Error> {
+    let root = root(c)?;
     match (root.ns, root.local) {
         (MD_NS, "EntitiesDescriptor") => Ok(Metadata::Entities(Box::new(entities(c, &root)?))),
         (MD_NS, "EntityDescriptor") => Ok(Metadata::Entity(Box::new(entity(c, &root)?))),
