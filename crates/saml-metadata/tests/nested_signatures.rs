@@ -5,12 +5,10 @@
 //! three paths alike, naming it in `refused_entities`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::time::{Duration, UNIX_EPOCH};
+mod common;
+use common::{key, policy};
 
-use openssl::ec::{EcGroup, EcKey};
-use openssl::nid::Nid;
-use openssl::pkey::PKey;
-use saml_core::dsig::{self, SignOptions, SigningKey, Target, TrustedKeys};
+use saml_core::dsig::{self, SignOptions, SigningKey, Target};
 use saml_core::{Error as CoreError, LimitExceeded};
 use saml_metadata::Error;
 use saml_metadata::lazy::load_lazy;
@@ -20,21 +18,6 @@ use saml_metadata::split::split_report;
 const IDP: &str = "https://idp.example.org/idp";
 const SP: &str = "https://sp.example.net/sp";
 const INNER: &str = "https://inner.example.com/sp";
-
-fn key() -> SigningKey {
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-    SigningKey::new(
-        PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap(),
-        None,
-    )
-    .unwrap()
-}
-
-fn trusted(k: &SigningKey) -> TrustedKeys {
-    let mut keys = TrustedKeys::new();
-    keys.add_public_key(k.public_key().unwrap(), "fed").unwrap();
-    keys
-}
 
 fn sp(entity_id: &str, id: &str, role_id: &str) -> String {
     format!(
@@ -60,13 +43,6 @@ fn sign_id(doc: &str, k: &SigningKey, id: &str) -> String {
 
 fn sign_root(doc: &str, k: &SigningKey) -> Vec<u8> {
     dsig::sign(doc.as_bytes(), k, &SignOptions::default()).unwrap()
-}
-
-fn policy(fed: &SigningKey) -> Policy {
-    Policy::new(
-        trusted(fed),
-        UNIX_EPOCH + Duration::from_secs(1_800_000_000),
-    )
 }
 
 /// What each of the three paths makes of `doc`: (indexed entityIDs, refused entityIDs), the

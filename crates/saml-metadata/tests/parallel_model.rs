@@ -3,29 +3,12 @@
 //! here are small, so the threads are forced with `parallel_min_size = Some(0)`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::time::{Duration, UNIX_EPOCH};
+mod common;
+use common::{key, policy};
 
-use openssl::ec::{EcGroup, EcKey};
-use openssl::nid::Nid;
-use openssl::pkey::PKey;
-use saml_core::dsig::{self, SignOptions, SigningKey, TrustedKeys};
+use saml_core::dsig::{self, SignOptions, SigningKey};
 use saml_metadata::load::{self, Aggregate, Policy};
 use saml_metadata::model::Metadata;
-
-fn key() -> SigningKey {
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-    SigningKey::new(
-        PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap(),
-        None,
-    )
-    .unwrap()
-}
-
-fn policy(k: &SigningKey) -> Policy {
-    let mut keys = TrustedKeys::new();
-    keys.add_public_key(k.public_key().unwrap(), "fed").unwrap();
-    Policy::new(keys, UNIX_EPOCH + Duration::from_secs(1_800_000_000))
-}
 
 const PROTO: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
 
