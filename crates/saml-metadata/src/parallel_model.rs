@@ -8,11 +8,13 @@
 //! Once the signature is good, and only when everything between those children is white space
 //! (a comment or text between them sends the document to the one-thread path, which reads it and
 //! reports what it finds), the root's attributes are read from its start tag and the children
-//! are parsed from their verified ranges: contiguous runs of about equal size, one run per
-//! thread, put together in document order. The first error in document order is the one
+//! are parsed from their verified ranges in contiguous runs of about equal size (eight per
+//! thread, each taken in document order by whichever thread is free) and put together in
+//! document order. The first error in document order is the one
 //! reported, as on one thread; the model is the same (tested against the one-thread path).
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use saml_core::dsig::Verified;
 use saml_core::xml::{Event, NsDecl, effective_scope};
@@ -25,6 +27,9 @@ use crate::parse::{Cursor, GroupChild, MD_NS, entities_attributes, entities_chil
 /// recorded (the smallest useful `md:EntityDescriptor`, with an entityID and one role with one
 /// endpoint, is well over this).
 pub(crate) const MIN_CHILD_BYTES: usize = 128;
+
+/// Runs of children per thread (see [`build`]).
+const RUNS_PER_THREAD: usize = 8;
 
 /// The root's children seen while the root signature streams.
 #[derive(Debug)]
@@ -125,31 +130,57 @@ pub(crate) fn build(
     let mut cursor = Cursor::verified(verified)?;
     let root = root(&mut cursor)?;
     let mut group = entities_attributes(&root)?;
-    let runs = split_runs(&seen.children, threads);
-    let parse_run = |run: &[Range<usize>]| -> Result<Vec<GroupChild>, Error> {
-        run.iter()
-            .map(|r| child(verified, r.clone(), &scope, root.local))
-            .collect()
-    };
-    let parsed: Vec<Result<Vec<GroupChild>, Error>> = std::thread::scope(|s| {
-        let (first, rest): (&[Range<usize>], &[&[Range<usize>]]) = match runs.split_first() {
-            Some((first, rest)) => (first, rest),
-            None => (&[], &[]),
-        };
-        let others: Vec<_> = rest.iter().map(|run| s.spawn(|| parse_run(run))).collect();
-        let mut out = vec![parse_run(first)];
-        for h in others {
-            out.push(h.join().unwrap_or_else(|_| {
-                Err(Error::Invalid {
-                    element: "EntitiesDescriptor".into(),
-                    offset: 0,
-                    message: "a model-building thread failed".into(),
-                })
-            }));
+    // More runs than threads, taken in document order by whichever thread is free: a thread
+    // whose allocator starts cold (a new malloc arena faults in every page) takes fewer.
+    let runs = split_runs(&seen.children, threads * RUNS_PER_THREAD);
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let work = || {
+        let mut done: Vec<(usize, Result<Vec<GroupChild>, Error>)> = Vec::new();
+        // After a failure no later run is started; every earlier one was already taken, so
+        // the first error in document order is among the results.
+        while !failed.load(Ordering::Relaxed) {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(run) = runs.get(i) else { break };
+            let parsed: Result<Vec<GroupChild>, Error> = run
+                .iter()
+                .map(|r| child(verified, r.clone(), &scope, root.local))
+                .collect();
+            if parsed.is_err() {
+                failed.store(true, Ordering::Relaxed);
+            }
+            done.push((i, parsed));
         }
-        out
+        done
+    };
+    let mut slots: Vec<Option<Result<Vec<GroupChild>, Error>>> =
+        std::iter::repeat_with(|| None).take(runs.len()).collect();
+    std::thread::scope(|s| {
+        let helpers: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+        let mut all = vec![Ok(work())];
+        all.extend(helpers.into_iter().map(|h| h.join()));
+        for done in all {
+            match done {
+                Ok(done) => {
+                    for (i, r) in done {
+                        if let Some(slot) = slots.get_mut(i) {
+                            *slot = Some(r);
+                        }
+                    }
+                }
+                // A panicking thread leaves its runs empty: reported below as a failure.
+                Err(_) => failed.store(true, Ordering::Relaxed),
+            }
+        }
     });
-    for run in parsed {
+    for slot in slots {
+        let Some(run) = slot else {
+            return Err(Error::Invalid {
+                element: "EntitiesDescriptor".into(),
+                offset: 0,
+                message: "a model-building thread failed".into(),
+            });
+        };
         for c in run? {
             match c {
                 GroupChild::Signature => {}
@@ -178,7 +209,8 @@ fn child(
     entities_child(&mut c, &ch)
 }
 
-/// `children` cut into at most `threads` contiguous runs of about equal byte size.
+/// `children` cut into at most `threads` contiguous runs of about equal byte size (`threads`
+/// here is just the number of runs wanted).
 fn split_runs(children: &[Range<usize>], threads: usize) -> Vec<&[Range<usize>]> {
     let total: usize = children.iter().map(|r| r.len()).sum();
     let per = total / threads.max(1) + 1;
