@@ -128,7 +128,7 @@ for spec in $SHAPES; do
     refused=""
     if ok=$(ours "$file" 2>&1); then
         [ "$(tail -1 <<<"$ok")" = "OK $n entities" ] || die "samlmd verify on $file: '$ok' (expected OK $n entities)"
-    elif grep -q 'XML limit exceeded.*document larger than' <<<"$ok"; then
+    elif grep -q 'document larger than' <<<"$ok"; then
         refused=$ok
         echo "NOTE: samlmd verify refuses $file by its document-size limit: $ok" >&2
     else

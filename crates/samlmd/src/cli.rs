@@ -116,10 +116,19 @@ fn policy(o: &Opts) -> Res<Policy> {
     if o.single_threaded {
         p.verify = p.verify.single_threaded();
     }
-    if let Some(max) = o.max_size {
-        p.verify.limits.max_document_size = max;
-    }
+    p.verify.limits.max_document_size = max_size(o);
     Ok(p)
+}
+
+/// The document-size limit: `--max-size`, or saml-core's default.
+fn max_size(o: &Opts) -> usize {
+    o.max_size
+        .unwrap_or_else(|| saml_core::xml::Limits::default().max_document_size)
+}
+
+/// The metadata document a command verifies, read under the document-size limit.
+fn document(o: &Opts, file: &str) -> Res<Vec<u8>> {
+    read_document(file, !o.single_threaded, max_size(o))
 }
 
 /// `--max-size`: a whole number of MiB, 1 to 4096 (saml-core's default limit is 256 MiB).
@@ -142,7 +151,7 @@ fn verify(o: &Opts, out: &mut dyn Write) -> Res<()> {
     let [file] = positional::<1>(o, "FILE")?;
     // One verification pass and an index (entityIDs unique, validUntil read): no entity model
     // is built just to count (issue 15).
-    let doc = read_document(&file, !o.single_threaded)?;
+    let doc = document(o, &file)?;
     let agg = saml_metadata::lazy::load_lazy(&doc, &policy(o)?).map_err(fail)?;
     let n = agg.len() + agg.expired_entities().len();
     if o.json {
@@ -322,7 +331,7 @@ fn describe(e: &EntityDescriptor) -> (Vec<String>, Value) {
 fn lookup(o: &Opts, out: &mut dyn Write) -> Res<()> {
     let [file, entity_id] = positional::<2>(o, "FILE ENTITYID")?;
     // One verification pass; only the entity asked for is modelled (issue 15).
-    let doc = read_document(&file, !o.single_threaded)?;
+    let doc = document(o, &file)?;
     let agg = saml_metadata::lazy::load_lazy(&doc, &policy(o)?).map_err(fail)?;
     let e = match agg.get(&entity_id).map_err(fail)? {
         Some(e) => e,
@@ -376,7 +385,7 @@ fn select(o: &Opts, out: &mut dyn Write) -> Res<()> {
         filter = filter.and(Filter::allow(o.entities.iter().cloned()));
     }
     let policy = policy(o)?;
-    let agg = load::load(&read_document(&file, !o.single_threaded)?, &policy).map_err(fail)?;
+    let agg = load::load(&document(o, &file)?, &policy).map_err(fail)?;
     let days = o.valid_days.unwrap_or(7);
     let selection = EntitiesDescriptor::combine(
         o.name.as_deref().unwrap_or("urn:samlmd:selection"),
@@ -407,8 +416,7 @@ fn split(o: &Opts, out: &mut dyn Write) -> Res<()> {
     let [file, outdir] = positional::<2>(o, "FILE OUTDIR")?;
     let signer = signer(o)?;
     let report =
-        saml_metadata::split::split_report(&read_document(&file, !o.single_threaded)?, &policy(o)?)
-            .map_err(fail)?;
+        saml_metadata::split::split_report(&document(o, &file)?, &policy(o)?).map_err(fail)?;
     let docs = report.documents;
     std::fs::create_dir_all(&outdir).map_err(|e| Failure::Failed(format!("{outdir}: {e}")))?;
     let path_of = |entity_id: &str| {

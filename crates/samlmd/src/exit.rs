@@ -31,19 +31,37 @@ pub(crate) fn read(path: &str) -> Res<Vec<u8>> {
 const PARALLEL_READ_MIN: u64 = 4 << 20;
 
 /// Reads the metadata document a command verifies: like [`read`], on two threads when
-/// `parallel` and the file is large. The whole file is read (no memory map: a mapped file
-/// changed by another process after verification would change the verified bytes), and a file
-/// whose length changes while it is read is refused rather than read half old, half new.
-pub(crate) fn read_document(path: &str, parallel: bool) -> Res<Vec<u8>> {
+/// `parallel` and the file is large, and never more than `max` bytes: a larger file is refused
+/// before it is read (by its length, and by reading at most one byte past `max` where no
+/// length is known, as from a pipe), with the message saml-core gives for its document-size
+/// limit. The whole file is read (no memory map: a mapped file changed by another process after
+/// verification would change the verified bytes), and a file whose length changes while it is
+/// read is refused rather than read half old, half new.
+pub(crate) fn read_document(path: &str, parallel: bool, max: usize) -> Res<Vec<u8>> {
+    use std::io::Read;
     let failed = |e: std::io::Error| Failure::Failed(format!("{path}: {e}"));
+    let too_large = || {
+        Failure::Failed(format!(
+            "{path}: document larger than {max} bytes (--max-size raises the limit)"
+        ))
+    };
     let file = std::fs::File::open(path).map_err(failed)?;
     let meta = file.metadata().map_err(failed)?;
     let len = meta.len();
-    if !parallel || len < PARALLEL_READ_MIN || !meta.is_file() {
-        drop(file);
-        return read(path);
+    if meta.is_file() && len > max as u64 {
+        return Err(too_large());
     }
-    let size = usize::try_from(len).map_err(|_| Failure::Failed(format!("{path}: too large")))?;
+    if !parallel || len < PARALLEL_READ_MIN || !meta.is_file() {
+        let mut doc = Vec::new();
+        file.take(max as u64 + 1)
+            .read_to_end(&mut doc)
+            .map_err(failed)?;
+        if doc.len() > max {
+            return Err(too_large());
+        }
+        return Ok(doc);
+    }
+    let size = usize::try_from(len).map_err(|_| too_large())?;
     read_halves(&file, size).map_err(failed)
 }
 
@@ -136,8 +154,19 @@ mod tests {
             .collect();
         std::fs::write(&path, &data).unwrap();
         let p = path.to_str().unwrap();
-        assert_eq!(read_document(p, true).unwrap(), data);
-        assert_eq!(read_document(p, false).unwrap(), data);
+        let max = data.len();
+        assert_eq!(read_document(p, true, max).unwrap(), data);
+        assert_eq!(read_document(p, false, max).unwrap(), data);
+        // One byte over the limit: refused, on either path, naming the limit.
+        for parallel in [true, false] {
+            let Err(Failure::Failed(m)) = read_document(p, parallel, max - 1) else {
+                panic!("a file over the limit was read");
+            };
+            assert!(
+                m.contains(&format!("document larger than {} bytes", max - 1)),
+                "{m}"
+            );
+        }
         let f = std::fs::File::open(&path).unwrap();
         // Asked for fewer bytes than the file holds: it grew while it was read.
         let e = read_halves(&f, data.len() - 1).unwrap_err();
@@ -147,9 +176,18 @@ mod tests {
         assert!(e.to_string().contains("shorter"), "{e}");
     }
 
+    /// Where no length is known (a pipe), at most one byte past the limit is read.
+    #[test]
+    fn a_stream_is_read_up_to_the_limit() {
+        let Err(Failure::Failed(m)) = read_document("/dev/zero", true, 4096) else {
+            panic!("an endless stream was read");
+        };
+        assert!(m.contains("document larger than 4096 bytes"), "{m}");
+    }
+
     #[test]
     fn a_missing_file_is_named() {
-        let Err(Failure::Failed(m)) = read_document("/nonexistent/agg.xml", true) else {
+        let Err(Failure::Failed(m)) = read_document("/nonexistent/agg.xml", true, 1 << 20) else {
             panic!("expected a failure");
         };
         assert!(m.starts_with("/nonexistent/agg.xml: "), "{m}");

@@ -27,7 +27,8 @@
 //! `--now` takes an xs:dateTime (default: the system clock); `--legacy` admits RSA-SHA1 and
 //! SHA-1 digests (older federation feeds); `--single-threaded` keeps reading the document and
 //! verifying its signature on the main thread (documents of 4 MiB or more are otherwise read by
-//! two threads and hashed on one helper thread; the result is the same); `--max-size MIB` raises (or lowers) the 256 MiB document limit, up to 4096 MiB.
+//! two threads and hashed on one helper thread; the result is the same); `--max-size MIB` raises (or lowers) the 256 MiB document limit, up to 4096 MiB (a larger
+//! file is refused before it is read).
 //! `--format json` prints one JSON object on stdout
 //! instead of text lines: `{"entities": N}` for verify, the entity's description for lookup,
 //! `{"entities": [{"entityID": .., "sha1": .., "file": ..}, ..]}` for split and select.
