@@ -52,7 +52,8 @@ pub(crate) fn read_document(path: &str, parallel: bool, max: usize) -> Res<Vec<u
         return Err(too_large());
     }
     if !parallel || len < PARALLEL_READ_MIN || !meta.is_file() {
-        let mut doc = Vec::new();
+        // Sized from the length where there is one (as `std::fs::read` does): no regrowth.
+        let mut doc = Vec::with_capacity(usize::try_from(len.min(max as u64)).unwrap_or(0));
         file.take(max as u64 + 1)
             .read_to_end(&mut doc)
             .map_err(failed)?;
