@@ -30,19 +30,26 @@ fn gen_signed(dir: &Path, n: usize) -> (PathBuf, PathBuf) {
     let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
     std::fs::write(&key, key_pem).unwrap();
     std::fs::write(&cert, cert_pem).unwrap();
+    let signed = gen_and_sign(dir, n, &key, &cert);
+    (cert, signed)
+}
+
+/// `samlmd gen N` into `dir/agg.xml`, signed by `samlmd sign` with `key` and `cert` into
+/// `dir/signed.xml`; returns the signed aggregate.
+fn gen_and_sign(dir: &Path, n: usize, key: &Path, cert: &Path) -> PathBuf {
     let (agg, signed) = (dir.join("agg.xml"), dir.join("signed.xml"));
     assert!(samlmd(&["gen", &n.to_string(), p(&agg)]).status.success());
     let o = samlmd(&[
         "sign",
         "--key",
-        p(&key),
+        p(key),
         "--cert",
-        p(&cert),
+        p(cert),
         p(&agg),
         p(&signed),
     ]);
     assert!(o.status.success(), "{o:?}");
-    (cert, signed)
+    signed
 }
 
 #[test]
@@ -153,19 +160,7 @@ fn select_filters_and_re_signs() {
     };
     let (key, cert) = (write("k.pem", &key_pem), write("c.pem", &cert_pem));
     let (key2, cert2) = (write("k2.pem", &key2_pem), write("c2.pem", &cert2_pem));
-    let agg = dir.path().join("agg.xml");
-    let signed = dir.path().join("signed.xml");
-    assert!(samlmd(&["gen", "40", p(&agg)]).status.success());
-    let o = samlmd(&[
-        "sign",
-        "--key",
-        p(&key),
-        "--cert",
-        p(&cert),
-        p(&agg),
-        p(&signed),
-    ]);
-    assert!(o.status.success(), "{o:?}");
+    let signed = gen_and_sign(dir.path(), 40, &key, &cert);
 
     let idps = dir.path().join("idps.xml");
     let o = samlmd(&[
