@@ -93,7 +93,14 @@ impl CursorExt for Cursor<'_> {
     /// Text content without leading and trailing XML white space (never other Unicode
     /// spaces: a value that differs by U+00A0 is a different value).
     fn text_trim(&mut self, e: &Elem<'_>) -> Result<String, Error> {
-        Ok(xml_trim(&self.text_of(e)?).to_owned())
+        let text = self.text_of(e)?;
+        let trimmed = xml_trim(&text);
+        // Most values have nothing to trim: keep the String read instead of copying it.
+        if trimmed.len() == text.len() {
+            Ok(text)
+        } else {
+            Ok(trimmed.to_owned())
+        }
     }
 
     /// Consumes the element just returned and keeps it as written, made self-contained: the
@@ -530,10 +537,12 @@ fn key_info(c: &mut Cursor<'_>, e: &Elem<'_>, k: &mut KeyDescriptor) -> Result<(
             (DSIG_NS, "X509Data") => {
                 while let Some(x) = c.next_child(ch.local)? {
                     if x.is(DSIG_NS, "X509Certificate") {
-                        let text = c.text_of(&x)?;
-                        let clean: String = text.split_ascii_whitespace().collect();
+                        // The line breaks are dropped in place (not collected line by
+                        // line into a new String).
+                        let mut clean = c.text_of(&x)?.into_bytes();
+                        clean.retain(|b| !b.is_ascii_whitespace());
                         let der = base64::engine::general_purpose::STANDARD
-                            .decode(clean.as_bytes())
+                            .decode(&clean)
                             .map_err(|err| x.invalid(format!("bad base64: {err}")))?;
                         k.certificates.push(der);
                     } else {

@@ -227,7 +227,11 @@ const SCAN_BINDINGS: usize = 16;
 
 impl<'a> Bindings<'a> {
     pub(crate) fn from_slice(decls: &[NsDecl<'a>]) -> Self {
-        let mut b = Bindings::default();
+        let mut b = Bindings {
+            decls: Vec::with_capacity(decls.len()),
+            shadowed: Vec::with_capacity(decls.len()),
+            innermost: std::collections::HashMap::new(),
+        };
         for d in decls {
             b.push(*d);
         }
@@ -242,25 +246,56 @@ impl<'a> Bindings<'a> {
         self.decls.len()
     }
 
+    /// The prefix index is kept only while more than [`SCAN_BINDINGS`] bindings are in scope
+    /// (built when the scope grows past it, emptied when it shrinks back): below that, lookups
+    /// scan, and hashing every declaration and every end of its scope would be wasted.
     pub(crate) fn push(&mut self, d: NsDecl<'a>) {
-        let at = self.decls.len() as u32;
-        let prev = self.innermost.insert(d.prefix, at);
+        let at = self.decls.len();
+        if at == SCAN_BINDINGS {
+            for (i, e) in self.decls.iter().enumerate() {
+                self.innermost.insert(e.prefix, i as u32);
+            }
+            work::add(at as u64);
+        }
+        let prev = if at < SCAN_BINDINGS {
+            let mut n = 0u64;
+            let found = self.decls.iter().rposition(|e| {
+                n += 1;
+                chars::eq(e.prefix, d.prefix)
+            });
+            work::add(n);
+            found.map(|i| i as u32)
+        } else {
+            work::add(1);
+            self.innermost.insert(d.prefix, at as u32)
+        };
         self.shadowed.push(prev.map_or(0, |p| p + 1));
         self.decls.push(d);
-        work::add(1);
     }
 
     pub(crate) fn truncate(&mut self, len: usize) {
         while self.decls.len() > len {
+            let indexed = self.decls.len() > SCAN_BINDINGS;
             let (Some(d), Some(prev)) = (self.decls.pop(), self.shadowed.pop()) else {
                 break;
             };
-            if prev == 0 {
-                self.innermost.remove(d.prefix);
-            } else {
-                self.innermost.insert(d.prefix, prev - 1);
+            if indexed {
+                if prev == 0 {
+                    self.innermost.remove(d.prefix);
+                } else {
+                    self.innermost.insert(d.prefix, prev - 1);
+                }
             }
             work::add(1);
+        }
+        if self.decls.len() <= SCAN_BINDINGS && !self.innermost.is_empty() {
+            // Emptying costs its capacity; a large one is freed instead (its keys and values
+            // need no drop), so crossing back and forth stays constant work per crossing.
+            if self.innermost.capacity() > 4 * SCAN_BINDINGS {
+                self.innermost = std::collections::HashMap::new();
+            } else {
+                self.innermost.clear();
+            }
         }
     }
 
@@ -1129,7 +1164,15 @@ pub fn read_text(reader: &mut Reader<'_>) -> Result<String, Error> {
     loop {
         let at = reader.position();
         match reader.next()? {
-            Some(Event::Text(t)) => out.push_str(&t.value()),
+            Some(Event::Text(t)) => {
+                let v = t.value();
+                if out.is_empty() {
+                    // Usually the only piece: keep its decoded copy instead of copying again.
+                    out = v.into_owned();
+                } else {
+                    out.push_str(&v);
+                }
+            }
             Some(Event::Comment(_)) => {}
             Some(Event::End(_)) => return Ok(out),
             Some(Event::Start(s)) => {

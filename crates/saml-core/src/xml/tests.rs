@@ -138,3 +138,44 @@ fn fuzz_regressions_do_not_panic() {
         while let Ok(Some(_)) = r.next() {}
     }
 }
+
+/// The prefix index is kept only above `SCAN_BINDINGS` bindings: through pushes and truncations
+/// that cross that size back and forth, every lookup still finds the innermost binding.
+#[test]
+fn bindings_lookup_across_the_index_threshold() {
+    const PREFIXES: [&str; 5] = ["", "a", "b", "md", "ds"];
+    let uris: Vec<String> = (0..200).map(|i| format!("urn:x:{i}")).collect();
+    let mut b = Bindings::default();
+    let mut model: Vec<NsDecl<'_>> = Vec::new();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    for step in 0..20_000 {
+        if next(3) > 0 && model.len() < 60 {
+            let d = NsDecl {
+                prefix: PREFIXES[next(PREFIXES.len())],
+                uri: &uris[step % uris.len()],
+            };
+            b.push(d);
+            model.push(d);
+        } else {
+            let to = next(model.len() + 1);
+            b.truncate(to);
+            model.truncate(to);
+        }
+        assert_eq!(b.as_slice(), model.as_slice());
+        for p in PREFIXES.iter().chain(["zz"].iter()) {
+            let want = model.iter().rposition(|d| d.prefix == *p);
+            assert_eq!(
+                b.index_of(p),
+                want,
+                "step {step}, prefix {p:?}, {} bindings",
+                model.len()
+            );
+        }
+    }
+}
