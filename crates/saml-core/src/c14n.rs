@@ -480,6 +480,19 @@ fn write_text_char(buf: &mut Vec<u8>, c: char) {
     }
 }
 
+/// The bytes `write_attr_value` replaces in a literal run: one lookup per byte instead of six
+/// comparisons.
+static ATTR_SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'\t' as usize] = true;
+    t[b'\n' as usize] = true;
+    t[b'\r' as usize] = true;
+    t[b'"' as usize] = true;
+    t[b'&' as usize] = true;
+    t[b'<' as usize] = true;
+    t
+};
+
 /// A raw attribute value, normalized (XML 1.0 §3.3.3) and escaped for canonical output.
 fn write_attr_value(buf: &mut Vec<u8>, raw: &str) -> Result<(), Error> {
     let mut pending_cr = false;
@@ -492,10 +505,7 @@ fn write_attr_value(buf: &mut Vec<u8>, raw: &str) -> Result<(), Error> {
             }
             pending_cr = false;
             while i < b.len() {
-                let Some(off) = b[i..]
-                    .iter()
-                    .position(|&c| matches!(c, b'\t' | b'\n' | b'\r' | b'"' | b'&' | b'<'))
-                else {
+                let Some(off) = b[i..].iter().position(|&c| ATTR_SPECIAL[usize::from(c)]) else {
                     buf.extend_from_slice(&b[i..]);
                     break;
                 };

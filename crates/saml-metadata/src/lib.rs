@@ -47,6 +47,7 @@
 #![warn(clippy::must_use_candidate, clippy::return_self_not_must_use)]
 
 pub mod builder;
+mod compact;
 mod error;
 pub mod ext;
 pub mod filter;

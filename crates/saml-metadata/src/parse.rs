@@ -11,6 +11,7 @@ pub(crate) use saml_core::xml::cursor::Cursor;
 use saml_core::xml::cursor::{Elem, xml_trim};
 use saml_core::xml::{Event, XML_NS, effective_scope};
 
+use crate::compact::Compact as _;
 use crate::error::Error;
 use crate::ext::*;
 use crate::model::*;
@@ -353,10 +354,9 @@ pub(crate) fn entity(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<EntityDescripto
             .into());
     }
     // Role and ContactPerson values are hundreds of bytes and a Vec's first allocation holds
-    // four: an entity has one or two of each, so give back the rest (issue 15: an aggregate's
-    // eager model was 3.4x the document).
-    ent.roles.shrink_to_fit();
-    ent.contacts.shrink_to_fit();
+    // four: an entity has one or two of each, so give back the rest, in every list of the
+    // entity (issue 15: an aggregate's eager model was 3.4x the document).
+    ent.compact();
     Ok(ent)
 }
 
