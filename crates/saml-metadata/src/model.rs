@@ -262,8 +262,8 @@ pub struct RoleCommon {
     pub extensions: Extensions,
     /// `KeyDescriptor`s.
     pub keys: Vec<KeyDescriptor>,
-    /// `Organization`.
-    pub organization: Option<Organization>,
+    /// `Organization` (boxed: rare on a role, and 300 bytes inline in every role).
+    pub organization: Option<Box<Organization>>,
     /// `ContactPerson`s.
     pub contacts: Vec<ContactPerson>,
     /// SSO roles: `ArtifactResolutionService`.
@@ -402,8 +402,9 @@ pub struct EntityDescriptor {
     pub extensions: Extensions,
     /// The roles, in document order.
     pub roles: Vec<Role>,
-    /// `AffiliationDescriptor` (instead of roles).
-    pub affiliation: Option<Affiliation>,
+    /// `AffiliationDescriptor` (instead of roles; boxed: rare, and 300 bytes inline in every
+    /// entity).
+    pub affiliation: Option<Box<Affiliation>>,
     /// `Organization`.
     pub organization: Option<Organization>,
     /// `ContactPerson`s.

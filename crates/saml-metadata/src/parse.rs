@@ -327,7 +327,9 @@ pub(crate) fn entity(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<EntityDescripto
                     .push(Role::Pdp(authority(c, &ch, "AuthzService")?))
             }
             (MD_NS, "RoleDescriptor") => ent.roles.push(Role::Other(c.raw(&ch)?)),
-            (MD_NS, "AffiliationDescriptor") => ent.affiliation = Some(affiliation(c, &ch)?),
+            (MD_NS, "AffiliationDescriptor") => {
+                ent.affiliation = Some(Box::new(affiliation(c, &ch)?))
+            }
             (MD_NS, "Organization") => ent.organization = Some(organization(c, &ch)?),
             (MD_NS, "ContactPerson") => ent.contacts.push(contact(c, &ch)?),
             (MD_NS, "AdditionalMetadataLocation") => {
@@ -385,7 +387,7 @@ fn role_child(c: &mut Cursor<'_>, common: &mut RoleCommon, ch: &Elem<'_>) -> Res
         (DSIG_NS, "Signature") => c.skip(ch)?,
         (MD_NS, "Extensions") => common.extensions = extensions(c, ch)?,
         (MD_NS, "KeyDescriptor") => common.keys.push(key_descriptor(c, ch)?),
-        (MD_NS, "Organization") => common.organization = Some(organization(c, ch)?),
+        (MD_NS, "Organization") => common.organization = Some(Box::new(organization(c, ch)?)),
         (MD_NS, "ContactPerson") => common.contacts.push(contact(c, ch)?),
         (MD_NS, "ArtifactResolutionService") => {
             common.artifact_resolution.push(indexed_endpoint(c, ch)?)
