@@ -114,7 +114,9 @@ impl Compact for Organization {
         list(&mut self.names);
         list(&mut self.display_names);
         list(&mut self.urls);
-        self.extensions.compact();
+        if let Some(x) = &mut self.extensions {
+            x.compact();
+        }
     }
 }
 
@@ -122,7 +124,9 @@ impl Compact for ContactPerson {
     fn compact(&mut self) {
         list(&mut self.emails);
         list(&mut self.phones);
-        self.extensions.compact();
+        if let Some(x) = &mut self.extensions {
+            x.compact();
+        }
     }
 }
 

@@ -161,8 +161,8 @@ pub struct Organization {
     pub display_names: Vec<Localized<String>>,
     /// `OrganizationURL`.
     pub urls: Vec<Localized<String>>,
-    /// `Extensions` (kept as read and written back).
-    pub extensions: Extensions,
+    /// `Extensions` (kept as read and written back; boxed: rare, and 230 bytes inline).
+    pub extensions: Option<Box<Extensions>>,
 }
 
 /// `contactType` (§2.3.2.2).
@@ -199,8 +199,9 @@ pub struct ContactPerson {
     pub emails: Vec<String>,
     /// `TelephoneNumber` values.
     pub phones: Vec<String>,
-    /// `Extensions` (kept as read and written back).
-    pub extensions: Extensions,
+    /// `Extensions` (kept as read and written back; boxed: rare, and 230 bytes inline in
+    /// every contact).
+    pub extensions: Option<Box<Extensions>>,
 }
 
 /// A `saml:Attribute` as used in metadata (IdP's supported attributes, entity attributes).

@@ -565,7 +565,7 @@ fn organization(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Organization, Error>
     let mut o = Organization::default();
     while let Some(ch) = c.next_child(e.local)? {
         match (ch.ns, ch.local) {
-            (MD_NS, "Extensions") => o.extensions = extensions(c, &ch)?,
+            (MD_NS, "Extensions") => o.extensions = Some(Box::new(extensions(c, &ch)?)),
             (MD_NS, "OrganizationName") => o.names.push(c.localized(&ch)?),
             (MD_NS, "OrganizationDisplayName") => o.display_names.push(c.localized(&ch)?),
             (MD_NS, "OrganizationURL") => o.urls.push(c.localized(&ch)?),
@@ -601,11 +601,11 @@ fn contact(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<ContactPerson, Error> {
         sur_name: None,
         emails: Vec::new(),
         phones: Vec::new(),
-        extensions: Extensions::default(),
+        extensions: None,
     };
     while let Some(ch) = c.next_child(e.local)? {
         match (ch.ns, ch.local) {
-            (MD_NS, "Extensions") => p.extensions = extensions(c, &ch)?,
+            (MD_NS, "Extensions") => p.extensions = Some(Box::new(extensions(c, &ch)?)),
             (MD_NS, "Company") => p.company = Some(c.text_trim(&ch)?),
             (MD_NS, "GivenName") => p.given_name = Some(c.text_trim(&ch)?),
             (MD_NS, "SurName") => p.sur_name = Some(c.text_trim(&ch)?),

@@ -564,7 +564,9 @@ fn organization(w: &mut W, o: &Organization) -> Result<(), Error> {
         ));
     }
     w.start(P::Md, "Organization");
-    extensions(w, &o.extensions)?;
+    if let Some(x) = &o.extensions {
+        extensions(w, x)?;
+    }
     for n in &o.names {
         w.localized(P::Md, "OrganizationName", n);
     }
@@ -593,7 +595,9 @@ fn contact(w: &mut W, c: &ContactPerson) -> Result<(), Error> {
     if let Some(t) = &c.refeds_type {
         w.attr_p(P::Remd, "contactType", t);
     }
-    extensions(w, &c.extensions)?;
+    if let Some(x) = &c.extensions {
+        extensions(w, x)?;
+    }
     if let Some(v) = &c.company {
         w.text_elem(P::Md, "Company", v);
     }

@@ -137,12 +137,18 @@ fn unknown_extension_keeps_its_meaning_and_canonical_form() {
     };
     assert!(fed.xml.contains(r#"xmlns:x="urn:example:x""#));
     assert!(
-        e.organization.as_ref().unwrap().extensions.unknown[0]
+        e.organization
+            .as_ref()
+            .unwrap()
+            .extensions
+            .as_ref()
+            .unwrap()
+            .unknown[0]
             .xml
             .contains("kept")
     );
     assert!(
-        e.contacts[0].extensions.unknown[0]
+        e.contacts[0].extensions.as_ref().unwrap().unknown[0]
             .xml
             .contains("also kept")
     );
