@@ -480,18 +480,17 @@ fn write_text_char(buf: &mut Vec<u8>, c: char) {
     }
 }
 
-/// The bytes `write_attr_value` replaces in a literal run: one lookup per byte instead of six
-/// comparisons.
-static ATTR_SPECIAL: [bool; 256] = {
-    let mut t = [false; 256];
-    t[b'\t' as usize] = true;
-    t[b'\n' as usize] = true;
-    t[b'\r' as usize] = true;
-    t[b'"' as usize] = true;
-    t[b'&' as usize] = true;
-    t[b'<' as usize] = true;
-    t
-};
+/// The first byte `write_attr_value` replaces in a literal run (TAB, LF, CR, `"`, and `&` or
+/// `<`, which the reader never leaves in one): two vectorized scans, the second only up to the
+/// first hit of the first, instead of comparing byte by byte.
+fn next_attr_special(b: &[u8]) -> Option<usize> {
+    let space = memchr::memchr3(b'\t', b'\n', b'\r', b);
+    let limit = space.unwrap_or(b.len());
+    let other = b
+        .get(..limit)
+        .and_then(|head| memchr::memchr3(b'"', b'&', b'<', head));
+    other.or(space)
+}
 
 /// A raw attribute value, normalized (XML 1.0 §3.3.3) and escaped for canonical output.
 fn write_attr_value(buf: &mut Vec<u8>, raw: &str) -> Result<(), Error> {
@@ -505,7 +504,7 @@ fn write_attr_value(buf: &mut Vec<u8>, raw: &str) -> Result<(), Error> {
             }
             pending_cr = false;
             while i < b.len() {
-                let Some(off) = b[i..].iter().position(|&c| ATTR_SPECIAL[usize::from(c)]) else {
+                let Some(off) = next_attr_special(&b[i..]) else {
                     buf.extend_from_slice(&b[i..]);
                     break;
                 };
@@ -633,4 +632,36 @@ pub fn canonicalize_element<'a>(
         }
     }
     done.ok_or_else(|| Error::Usage("no element matched the selection".into()))
+}
+
+#[cfg(test)]
+mod attr_special_tests {
+    use super::next_attr_special;
+
+    #[test]
+    fn finds_the_first_special_byte() {
+        let by_bytes = |b: &[u8]| {
+            b.iter()
+                .position(|c| matches!(c, b'\t' | b'\n' | b'\r' | b'"' | b'&' | b'<'))
+        };
+        let specials = [b'\t', b'\n', b'\r', b'"', b'&', b'<', b'a', b' ', 0xC3];
+        for len in 0..6 {
+            let mut idx = vec![0usize; len];
+            loop {
+                let v: Vec<u8> = idx.iter().map(|&i| specials[i]).collect();
+                assert_eq!(next_attr_special(&v), by_bytes(&v), "{v:?}");
+                let mut k = 0;
+                while k < len && idx[k] == specials.len() - 1 {
+                    idx[k] = 0;
+                    k += 1;
+                }
+                if k == len {
+                    break;
+                }
+                idx[k] += 1;
+            }
+        }
+        let long = format!("{}\"{}\t", "x".repeat(100), "y".repeat(50));
+        assert_eq!(next_attr_special(long.as_bytes()), Some(100));
+    }
 }
