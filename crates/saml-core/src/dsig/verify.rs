@@ -422,6 +422,29 @@ fn scan<'scope, 'env, 'a: 'env>(
                 }
             }
         }
+        // After the ds:Signature, streaming into the digest: nearly every event of a signed
+        // aggregate. Handled here, without moving the phase out and back in per event.
+        if let Phase::Post(t) = &phase {
+            if let Event::Start(s) = &ev
+                && s.depth == t.depth + 1
+                && is_signature(s)
+            {
+                return Err(SignatureError::Multiple.into());
+            }
+            observer(&ev);
+            if let Some(c) = c14n.as_mut() {
+                c.feed(&ev)?;
+            }
+            if let Event::End(e) = &ev
+                && e.depth == t.depth
+            {
+                element_end = Some(e.span.end);
+                if let Phase::Post(t) = std::mem::replace(&mut phase, Phase::Before) {
+                    phase = Phase::After(t);
+                }
+            }
+            continue;
+        }
         phase = match std::mem::replace(&mut phase, Phase::Before) {
             Phase::Before => {
                 let Event::Start(s) = &ev else {
@@ -554,25 +577,8 @@ fn scan<'scope, 'env, 'a: 'env>(
                     },
                 }
             }
-            Phase::Post(t) => {
-                if let Event::Start(s) = &ev
-                    && s.depth == t.depth + 1
-                    && is_signature(s)
-                {
-                    return Err(SignatureError::Multiple.into());
-                }
-                observer(&ev);
-                if let Some(c) = c14n.as_mut() {
-                    c.feed(&ev)?;
-                }
-                match &ev {
-                    Event::End(e) if e.depth == t.depth => {
-                        element_end = Some(e.span.end);
-                        Phase::After(t)
-                    }
-                    _ => Phase::Post(t),
-                }
-            }
+            // Taken above, before the phase is moved out.
+            post @ Phase::Post(_) => post,
             after @ Phase::After(_) => after,
         };
     }
