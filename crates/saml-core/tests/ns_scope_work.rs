@@ -324,3 +324,44 @@ fn an_oversized_prefix_list_is_refused() {
         "{err:?}"
     );
 }
+
+#[test]
+fn crossing_the_index_threshold_costs_constant_work_per_element() {
+    // Bindings on the root, then leaves whose own declarations take the scope past 16 (the most
+    // that lookups scan) and back: the reader keeps a prefix index only above that size, and
+    // no leaf may make it rebuild the index for the bindings already in scope. 16 on the root
+    // and one on each leaf, and 8 and 9 (down to where the index is given up). The work per
+    // byte must not grow with the number of leaves, reader and canonicalizer alike.
+    for (on_root, on_leaf) in [(16usize, 1usize), (8, 9)] {
+        let root: String = (0..on_root)
+            .map(|j| format!(" xmlns:p{j:02}=\"urn:x:{j}\""))
+            .collect();
+        let leaf: String = (0..on_leaf)
+            .map(|j| format!(" xmlns:z{j:02}=\"urn:z:{j}\""))
+            .collect();
+        let mut per_byte = Vec::new();
+        for leaves in [2_000usize, 8_000] {
+            let doc = format!(
+                "<p00:r{root}>{}</p00:r>",
+                format!("<p00:l{leaf} z00:a=\"1\"/>").repeat(leaves)
+            );
+            let ((), w) = counted(|| {
+                let mut r = Reader::new(doc.as_bytes(), open_limits()).expect("reader");
+                while r.next().expect("event").is_some() {}
+            });
+            assert_linear("reader", doc.len(), w);
+            let mut r = Reader::new(doc.as_bytes(), open_limits()).expect("reader");
+            let (out, wc) = counted(|| {
+                c14n::canonicalize(&mut r, c14n::Options::default(), Vec::new(), |_| false)
+                    .expect("c14n")
+            });
+            assert!(out.1 > 0);
+            assert_linear("reader + c14n", doc.len(), wc);
+            per_byte.push((w + wc) as f64 / doc.len() as f64);
+        }
+        assert!(
+            per_byte[1] <= per_byte[0] * 1.05,
+            "{on_root}+{on_leaf}: work per byte grew with the leaves: {per_byte:?}"
+        );
+    }
+}

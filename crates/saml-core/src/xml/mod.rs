@@ -220,10 +220,17 @@ pub(crate) struct Bindings<'a> {
     /// or 0.
     shadowed: Vec<u32>,
     innermost: std::collections::HashMap<&'a str, u32>,
+    /// Whether `innermost` is kept (see [`Bindings::push`]).
+    indexed: bool,
 }
 
 /// Up to this many bindings, a backwards scan is as cheap as hashing and is used instead.
 const SCAN_BINDINGS: usize = 16;
+
+/// The index, once built, is given up only when the scope shrinks to this many bindings: a
+/// document whose elements each cross [`SCAN_BINDINGS`] and back must not make every element
+/// rebuild it (between two builds at least this many declarations are read again).
+const UNINDEX_BINDINGS: usize = SCAN_BINDINGS / 2;
 
 impl<'a> Bindings<'a> {
     pub(crate) fn from_slice(decls: &[NsDecl<'a>]) -> Self {
@@ -231,6 +238,7 @@ impl<'a> Bindings<'a> {
             decls: Vec::with_capacity(decls.len()),
             shadowed: Vec::with_capacity(decls.len()),
             innermost: std::collections::HashMap::new(),
+            indexed: false,
         };
         for d in decls {
             b.push(*d);
@@ -246,40 +254,39 @@ impl<'a> Bindings<'a> {
         self.decls.len()
     }
 
-    /// The prefix index is kept only while more than [`SCAN_BINDINGS`] bindings are in scope
-    /// (built when the scope grows past it, emptied when it shrinks back): below that, lookups
-    /// scan, and hashing every declaration and every end of its scope would be wasted.
+    /// The prefix index is built when the scope grows past [`SCAN_BINDINGS`] bindings and
+    /// given up when it shrinks to [`UNINDEX_BINDINGS`]: with few bindings, lookups scan, and
+    /// hashing every declaration and every end of its scope would be wasted.
     pub(crate) fn push(&mut self, d: NsDecl<'a>) {
+        let prev = self.index_of(d.prefix);
+        self.push_shadowing(d, prev);
+    }
+
+    /// [`Bindings::push`] for a caller that has just looked `d.prefix` up: `prev` is what
+    /// [`Bindings::index_of`] returned for it.
+    pub(crate) fn push_shadowing(&mut self, d: NsDecl<'a>, prev: Option<usize>) {
         let at = self.decls.len();
-        if at == SCAN_BINDINGS {
+        if !self.indexed && at >= SCAN_BINDINGS {
             for (i, e) in self.decls.iter().enumerate() {
                 self.innermost.insert(e.prefix, i as u32);
             }
+            self.indexed = true;
             work::add(at as u64);
         }
-        let prev = if at < SCAN_BINDINGS {
-            let mut n = 0u64;
-            let found = self.decls.iter().rposition(|e| {
-                n += 1;
-                chars::eq(e.prefix, d.prefix)
-            });
-            work::add(n);
-            found.map(|i| i as u32)
-        } else {
+        if self.indexed {
             work::add(1);
-            self.innermost.insert(d.prefix, at as u32)
-        };
-        self.shadowed.push(prev.map_or(0, |p| p + 1));
+            self.innermost.insert(d.prefix, at as u32);
+        }
+        self.shadowed.push(prev.map_or(0, |p| p as u32 + 1));
         self.decls.push(d);
     }
 
     pub(crate) fn truncate(&mut self, len: usize) {
         while self.decls.len() > len {
-            let indexed = self.decls.len() > SCAN_BINDINGS;
             let (Some(d), Some(prev)) = (self.decls.pop(), self.shadowed.pop()) else {
                 break;
             };
-            if indexed {
+            if self.indexed {
                 if prev == 0 {
                     self.innermost.remove(d.prefix);
                 } else {
@@ -288,20 +295,24 @@ impl<'a> Bindings<'a> {
             }
             work::add(1);
         }
-        if self.decls.len() <= SCAN_BINDINGS && !self.innermost.is_empty() {
+        if self.indexed && self.decls.len() <= UNINDEX_BINDINGS {
             // Emptying costs its capacity; a large one is freed instead (its keys and values
-            // need no drop), so crossing back and forth stays constant work per crossing.
+            // need no drop).
             if self.innermost.capacity() > 4 * SCAN_BINDINGS {
                 self.innermost = std::collections::HashMap::new();
             } else {
                 self.innermost.clear();
             }
+            self.indexed = false;
         }
     }
 
     /// Index of the innermost binding of `prefix`.
     pub(crate) fn index_of(&self, prefix: &str) -> Option<usize> {
-        if self.decls.len() <= SCAN_BINDINGS {
+        if self.indexed {
+            work::add(1);
+            self.innermost.get(prefix).map(|&i| i as usize)
+        } else {
             let mut n = 0u64;
             let found = self.decls.iter().rposition(|d| {
                 n += 1;
@@ -309,9 +320,6 @@ impl<'a> Bindings<'a> {
             });
             work::add(n);
             found
-        } else {
-            work::add(1);
-            self.innermost.get(prefix).map(|&i| i as usize)
         }
     }
 
@@ -1022,7 +1030,8 @@ impl<'a> Reader<'a> {
         at: usize,
     ) -> Result<(), Error> {
         let bad = |s: String| Error::xml(self.base + at, XmlError::BadNamespaceDeclaration(s));
-        if self.scope.index_of(prefix).is_some_and(|i| i >= ns_len) {
+        let prev = self.scope.index_of(prefix);
+        if prev.is_some_and(|i| i >= ns_len) {
             return Err(self.err(at, XmlError::DuplicateAttribute(format!("xmlns:{prefix}"))));
         }
         if prefix == "xmlns" {
@@ -1067,7 +1076,7 @@ impl<'a> Reader<'a> {
                 LimitExceeded::NamespaceDeclarations(self.limits.max_namespace_declarations),
             ));
         }
-        self.scope.push(NsDecl { prefix, uri });
+        self.scope.push_shadowing(NsDecl { prefix, uri }, prev);
         Ok(())
     }
 }
