@@ -1,6 +1,9 @@
 //! Arbitrary bytes into the hardened reader; every event is drained and its accessors touched.
 //! Errors are fine (their messages are formatted too), panics are not. The asserts check the
-//! documented span contract: byte offsets are into the whole input.
+//! documented span contract: byte offsets are into the whole input. A range of the input (from
+//! its first two bytes) is also read as a fragment of the unchecked input
+//! (`Reader::new_fragment`), which must read exactly as the same fragment of the checked input
+//! does whenever that one can be read.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -14,7 +17,65 @@ fn check_span(data: &[u8], span: &std::ops::Range<usize>, what: &str) {
     );
 }
 
+/// Every event and the error that ends a reader, as text (what an event says, not the
+/// reader's internal state, whose hash maps print in any order).
+fn drain(mut r: Reader<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    loop {
+        match r.next() {
+            Ok(Some(Event::Start(s))) => out.push(format!(
+                "S {:?} {} {:?} {:?} {:?} {:?} {} {}",
+                s.name,
+                s.namespace,
+                s.attributes,
+                s.namespace_decls,
+                s.scope,
+                s.span,
+                s.empty,
+                s.depth
+            )),
+            Ok(Some(ev)) => out.push(format!("{ev:?}")),
+            Ok(None) => return out,
+            Err(e) => {
+                out.push(e.to_string());
+                return out;
+            }
+        }
+    }
+}
+
+fn fragment(data: &[u8]) {
+    let (Some(&a), Some(&b)) = (data.first(), data.get(1)) else {
+        return;
+    };
+    let start = usize::from(a) % data.len();
+    let end = start + (usize::from(b) * 31) % (data.len() - start + 1);
+    let unchecked = Reader::new_fragment(data, start..end, &[], Limits::default());
+    let checked =
+        Reader::new(data, Limits::default()).and_then(|r| r.fragment_reader(start..end, &[]));
+    match (checked, unchecked) {
+        (Ok(c), Ok(u)) => {
+            let (c, u) = (drain(c), drain(u));
+            if let Some(i) = (0..c.len().max(u.len())).find(|&i| c.get(i) != u.get(i)) {
+                panic!(
+                    "fragment {start}..{end}, event {i}: checked {:?}, unchecked {:?}",
+                    c.get(i),
+                    u.get(i)
+                );
+            }
+        }
+        (Ok(_), Err(e)) => panic!("fragment {start}..{end} of a good document refused: {e}"),
+        (Err(_), Ok(u)) => {
+            drain(u);
+        }
+        (Err(_), Err(e)) => {
+            let _ = e.to_string();
+        }
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
+    fragment(data);
     let mut reader = match Reader::new(data, Limits::default()) {
         Ok(r) => r,
         Err(e) => {

@@ -11,7 +11,7 @@ use saml_core::xml::{Limits, Reader};
 use crate::error::Error;
 use crate::model::{EntitiesChild, EntitiesDescriptor, EntityDescriptor, Metadata};
 use crate::nested_signatures::{self, RefusedEntity};
-use crate::parallel_model::{self, RootChildren};
+use crate::parallel_model;
 use crate::parse::{Cursor, metadata};
 use crate::time::format_datetime;
 
@@ -164,8 +164,9 @@ impl Aggregate {
 /// are refused; entities whose own validUntil has passed are left out of the index.
 ///
 /// Documents of at least `policy.verify.parallel_min_size` bytes (4 MiB by default; never with
-/// [`VerifyOptions::single_threaded`]) have their entities modelled on up to four threads once
-/// the signature is good (the same model; see `parallel_model`).
+/// [`VerifyOptions::single_threaded`]) have their entities modelled on up to four threads while
+/// the signature is checked, the model used only once it is good (the same model; see
+/// `parallel_model`).
 pub fn load(doc: &[u8], policy: &Policy) -> Result<Aggregate, Error> {
     let threads = if policy
         .verify
@@ -176,15 +177,11 @@ pub fn load(doc: &[u8], policy: &Policy) -> Result<Aggregate, Error> {
     } else {
         1
     };
-    let mut seen = (threads > 1).then(|| RootChildren::new(doc.len()));
-    let (verified, refused) = nested_signatures::verify(doc, policy, &mut |ev| {
-        if let Some(s) = seen.as_mut() {
-            s.observe(ev);
-        }
-    })?;
-    let parallel = match seen {
-        Some(seen) => parallel_model::build(&verified, seen, threads)?,
-        None => None,
+    let (verified, refused, parallel) = if threads > 1 {
+        parallel_model::verify_and_build(doc, policy, threads)?
+    } else {
+        let (verified, refused) = nested_signatures::verify(doc, policy, &mut |_| {})?;
+        (verified, refused, None)
     };
     let md = match parallel {
         Some(md) => md,

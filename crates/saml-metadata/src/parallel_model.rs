@@ -1,37 +1,52 @@
-//! The eager model of a large aggregate built on several threads (issue 15: `load` of 10,000
-//! entities spent two thirds of its time building the model on one core after verification).
+//! The eager model of a large aggregate built on several threads, while its signature is
+//! checked (issue 15: `load` of 10,000 entities spent two thirds of its time building the model
+//! on one core after verification, then half of it on two cores after verification).
 //!
 //! While the root signature streams, the root's child elements (SAML Metadata §2.3.1: the
 //! `md:EntitiesDescriptor`'s `ds:Signature`, `md:Extensions`, entities and groups) are recorded as
 //! byte ranges: offsets only, at most one per [`MIN_CHILD_BYTES`] of the document (more, and the
-//! model is built on one thread as before), so an unsigned document can make this hold little.
-//! Once the signature is good, and only when everything between those children is white space
-//! (a comment or text between them sends the document to the one-thread path, which reads it and
-//! reports what it finds), the root's attributes are read from its start tag and the children
-//! are parsed from their verified ranges in contiguous runs of about equal size (eight per
-//! thread, each taken in document order by whichever thread is free) and put together in
-//! document order. The first error in document order is the one
-//! reported, as on one thread; the model is the same (tested against the one-thread path).
+//! model is built on one thread after verification, as before), so an unsigned document can
+//! make this hold little. Recorded children are handed, in contiguous runs of about equal size
+//! (eight per thread, each taken in document order by whichever thread is free), to threads
+//! that parse them from their bytes (checked as a document's are, [`Reader::new_fragment`]) in
+//! the root's namespace scope, while the verification goes on.
+//!
+//! Nothing parsed this way is used unless the root signature verified: on any verification
+//! error the threads stop after the run in hand and their work is dropped. After it verified,
+//! the parsed children are used only when (as checked on the verified content) everything
+//! between them is white space (a comment or text between them sends the document to the
+//! one-thread path, which reads it and reports what it finds), they lie inside the signed root
+//! after its `ds:Signature` (so every byte read was verified), and the namespace scope they
+//! were read in is the verified root's. The root's attributes are read from its verified start
+//! tag, the children put together in document order. The first error in document order is the
+//! one reported, as on one thread; the model is the same (tested against the one-thread path).
+//! A document whose signature fails costs at most its model's work before the error, as a
+//! good one does.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Mutex, OnceLock};
 
 use saml_core::dsig::Verified;
-use saml_core::xml::{Event, NsDecl, effective_scope};
+use saml_core::xml::cursor::Cursor;
+use saml_core::xml::{Event, Limits, NsDecl, Reader, effective_scope};
 
 use crate::error::Error;
+use crate::load::Policy;
 use crate::model::Metadata;
-use crate::parse::{Cursor, GroupChild, MD_NS, entities_attributes, entities_child, root};
+use crate::nested_signatures::{self, RefusedEntity};
+use crate::parse::{GroupChild, MD_NS, entities_attributes, entities_child, root};
 
 /// A child of the root takes at least this many bytes on average, or the children are not
 /// recorded (the smallest useful `md:EntityDescriptor`, with an entityID and one role with one
 /// endpoint, is well over this).
 pub(crate) const MIN_CHILD_BYTES: usize = 128;
 
-/// Runs of children per thread (see [`build`]).
+/// Runs of children per thread (see the module documentation).
 const RUNS_PER_THREAD: usize = 8;
 
-/// The root's children seen while the root signature streams.
+/// The root's children seen while the root signature streams, cut into runs as they come.
 #[derive(Debug)]
 pub(crate) struct RootChildren {
     children: Vec<Range<usize>>,
@@ -39,22 +54,33 @@ pub(crate) struct RootChildren {
     root_end_tag: Option<usize>,
     max: usize,
     overflow: bool,
+    /// Children before this index were handed out in runs.
+    sent: usize,
+    /// Runs handed out.
+    runs: usize,
+    /// A run is handed out once its children span this many bytes.
+    run_bytes: usize,
 }
 
 impl RootChildren {
-    /// Ready for a document of `doc_len` bytes.
-    pub(crate) fn new(doc_len: usize) -> Self {
+    /// Ready for a document of `doc_len` bytes read on `threads` threads.
+    pub(crate) fn new(doc_len: usize, threads: usize) -> Self {
         RootChildren {
             children: Vec::new(),
             open: None,
             root_end_tag: None,
             max: doc_len / MIN_CHILD_BYTES,
             overflow: false,
+            sent: 0,
+            runs: 0,
+            run_bytes: doc_len / (threads.max(1) * RUNS_PER_THREAD) + 1,
         }
     }
 
-    /// Records one event of the verification pass (depths are the document's: the root is 1).
-    pub(crate) fn observe(&mut self, ev: &Event<'_, '_>) {
+    /// Records one event of the verification pass (depths are the document's: the root is 1);
+    /// returns a run of children to parse when one is complete (at the root's end tag, the
+    /// last one).
+    pub(crate) fn observe(&mut self, ev: &Event<'_, '_>) -> Option<Run> {
         match ev {
             Event::Start(s) if s.depth == 2 && !self.overflow => {
                 if self.children.len() >= self.max {
@@ -63,31 +89,154 @@ impl RootChildren {
                 } else {
                     self.open = Some(s.span.start);
                 }
+                None
             }
             Event::End(e) if e.depth == 2 => {
-                if let Some(start) = self.open.take() {
-                    self.children.push(start..e.span.end);
-                }
+                let start = self.open.take()?;
+                self.children.push(start..e.span.end);
+                let first = self.children.get(self.sent)?.start;
+                (e.span.end - first >= self.run_bytes).then(|| self.take_run())
             }
-            Event::End(e) if e.depth == 1 => self.root_end_tag = Some(e.span.start),
-            _ => {}
+            Event::End(e) if e.depth == 1 => {
+                self.root_end_tag = Some(e.span.start);
+                (!self.overflow && self.sent < self.children.len()).then(|| self.take_run())
+            }
+            _ => None,
         }
+    }
+
+    fn take_run(&mut self) -> Run {
+        let run = self.children.get(self.sent..).unwrap_or_default().to_vec();
+        self.sent = self.children.len();
+        self.runs += 1;
+        (self.runs - 1, run)
     }
 }
 
-/// Builds the model of the verified aggregate from the recorded children on `threads` threads;
+/// A run of children: its index (runs are numbered in document order) and their ranges.
+type Run = (usize, Vec<Range<usize>>);
+
+/// The children of one run, parsed.
+type Parsed = Result<Vec<GroupChild>, Error>;
+
+/// Parsed runs, by run index.
+type Done = Vec<(usize, Parsed)>;
+
+/// Verifies `doc` under `policy` (as `nested_signatures::verify`) and builds the model of the
+/// aggregate on `threads` threads while it does (see the module documentation). The model is
 /// `None` when this path does not apply (the root is no `md:EntitiesDescriptor`, too many
 /// children, or something other than white space between them): the caller then reads the
-/// document on one thread.
-pub(crate) fn build(
-    verified: &Verified<'_>,
-    seen: RootChildren,
+/// verified document on one thread.
+pub(crate) fn verify_and_build<'a>(
+    doc: &'a [u8],
+    policy: &Policy,
     threads: usize,
+) -> Result<(Verified<'a>, Vec<RefusedEntity>, Option<Metadata>), Error> {
+    verify_and_build_with(doc, policy, threads, RootChildren::new(doc.len(), threads))
+}
+
+fn verify_and_build_with<'a>(
+    doc: &'a [u8],
+    policy: &Policy,
+    threads: usize,
+    mut seen: RootChildren,
+) -> Result<(Verified<'a>, Vec<RefusedEntity>, Option<Metadata>), Error> {
+    let limits = policy.verify.limits;
+    let inherited: OnceLock<Vec<NsDecl<'a>>> = OnceLock::new();
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = channel::<Run>();
+    let queue = Mutex::new(rx);
+    let work = || parse_runs(doc, limits, &inherited, &queue, &stop);
+    let (outcome, slots) = std::thread::scope(|s| {
+        let helpers: Vec<_> = (0..threads.max(1)).map(|_| s.spawn(work)).collect();
+        let mut tx: Option<Sender<Run>> = Some(tx);
+        let outcome = nested_signatures::verify(doc, policy, &mut |ev| {
+            if let Event::Start(st) = ev
+                && st.depth == 2
+                && inherited.get().is_none()
+            {
+                // The root's scope: the first child's, less what the child declares itself.
+                let own = st.scope.len().saturating_sub(st.namespace_decls.len());
+                let _ = inherited.set(effective_scope(st.scope.get(..own).unwrap_or_default()));
+            }
+            if let Some(run) = seen.observe(ev)
+                && tx.as_ref().is_some_and(|t| t.send(run).is_err())
+            {
+                tx = None;
+            }
+        });
+        if outcome.is_err() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        drop(tx);
+        // The verifying thread helps with what is left.
+        let mut all = vec![Ok(if outcome.is_ok() { work() } else { Vec::new() })];
+        all.extend(helpers.into_iter().map(|h| h.join()));
+        let mut slots: Vec<Option<Parsed>> =
+            std::iter::repeat_with(|| None).take(seen.runs).collect();
+        let mut panicked = false;
+        for done in all {
+            match done {
+                Ok(done) => {
+                    for (i, r) in done {
+                        if let Some(slot) = slots.get_mut(i) {
+                            *slot = Some(r);
+                        }
+                    }
+                }
+                // A panicking thread leaves its runs empty: reported below as a failure.
+                Err(_) => panicked = true,
+            }
+        }
+        (outcome, (!panicked).then_some(slots))
+    });
+    let (verified, refused) = outcome?;
+    let md = assemble(&verified, &seen, inherited.get(), slots)?;
+    Ok((verified, refused, md))
+}
+
+/// What one thread does: takes runs in document order until there are none, or until a run
+/// failed or the verification did (`stop`).
+fn parse_runs<'a>(
+    doc: &'a [u8],
+    limits: Limits,
+    inherited: &OnceLock<Vec<NsDecl<'a>>>,
+    queue: &Mutex<Receiver<Run>>,
+    stop: &AtomicBool,
+) -> Done {
+    let mut done = Done::new();
+    // After a failure no later run is started; every earlier one was already taken, so the
+    // first error in document order is among the results.
+    while !stop.load(Ordering::Relaxed) {
+        let Some((i, run)) = queue.lock().ok().and_then(|rx| rx.recv().ok()) else {
+            break;
+        };
+        // Set before the first run was sent.
+        let Some(scope) = inherited.get() else { break };
+        let parsed: Parsed = run
+            .into_iter()
+            .map(|r| child(doc, r, scope, limits))
+            .collect();
+        if parsed.is_err() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        done.push((i, parsed));
+    }
+    done
+}
+
+/// The model of the verified aggregate from the children parsed while it was verified, or
+/// `None` when they cannot stand for it (see the module documentation).
+fn assemble(
+    verified: &Verified<'_>,
+    seen: &RootChildren,
+    inherited: Option<&Vec<NsDecl<'_>>>,
+    slots: Option<Vec<Option<Parsed>>>,
 ) -> Result<Option<Metadata>, Error> {
     let Some(root_end_tag) = seen.root_end_tag else {
         return Ok(None);
     };
-    if seen.overflow || seen.open.is_some() {
+    if seen.overflow || seen.open.is_some() || seen.sent != seen.children.len() {
         return Ok(None);
     }
     let mut events = verified.events()?;
@@ -100,6 +249,9 @@ pub(crate) fn build(
         }
         _ => return Ok(None),
     };
+    if !seen.children.is_empty() && inherited != Some(&scope) {
+        return Ok(None);
+    }
     let xml = verified.signed_xml();
     let base = verified.signed_range().start;
     let blank = |r: Range<usize>| {
@@ -112,6 +264,8 @@ pub(crate) fn build(
                         .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
                 })
     };
+    // Children only after the Signature and before the root's end tag, white space between:
+    // every byte parsed lies in the signed content, clear of the Signature.
     let signature = verified.signature_range();
     let mut at = signature.end;
     if !blank(tag_end..signature.start) {
@@ -130,58 +284,13 @@ pub(crate) fn build(
     let mut cursor = Cursor::verified(verified)?;
     let root = root(&mut cursor)?;
     let mut group = entities_attributes(&root)?;
-    // More runs than threads, taken in document order by whichever thread is free: a thread
-    // whose allocator starts cold (a new malloc arena faults in every page) takes fewer.
-    let runs = split_runs(&seen.children, threads * RUNS_PER_THREAD);
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let work = || {
-        let mut done: Vec<(usize, Result<Vec<GroupChild>, Error>)> = Vec::new();
-        // After a failure no later run is started; every earlier one was already taken, so
-        // the first error in document order is among the results.
-        while !failed.load(Ordering::Relaxed) {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(run) = runs.get(i) else { break };
-            let parsed: Result<Vec<GroupChild>, Error> = run
-                .iter()
-                .map(|r| child(verified, r.clone(), &scope, root.local))
-                .collect();
-            if parsed.is_err() {
-                failed.store(true, Ordering::Relaxed);
-            }
-            done.push((i, parsed));
-        }
-        done
+    let thread_failed = || Error::Invalid {
+        element: "EntitiesDescriptor".into(),
+        offset: 0,
+        message: "a model-building thread failed".into(),
     };
-    let mut slots: Vec<Option<Result<Vec<GroupChild>, Error>>> =
-        std::iter::repeat_with(|| None).take(runs.len()).collect();
-    std::thread::scope(|s| {
-        let helpers: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
-        let mut all = vec![Ok(work())];
-        all.extend(helpers.into_iter().map(|h| h.join()));
-        for done in all {
-            match done {
-                Ok(done) => {
-                    for (i, r) in done {
-                        if let Some(slot) = slots.get_mut(i) {
-                            *slot = Some(r);
-                        }
-                    }
-                }
-                // A panicking thread leaves its runs empty: reported below as a failure.
-                Err(_) => failed.store(true, Ordering::Relaxed),
-            }
-        }
-    });
-    for slot in slots {
-        let Some(run) = slot else {
-            return Err(Error::Invalid {
-                element: "EntitiesDescriptor".into(),
-                offset: 0,
-                message: "a model-building thread failed".into(),
-            });
-        };
-        for c in run? {
+    for slot in slots.ok_or_else(thread_failed)? {
+        for c in slot.ok_or_else(thread_failed)?? {
             match c {
                 GroupChild::Signature => {}
                 GroupChild::Extensions(x) => group.extensions = *x,
@@ -192,68 +301,36 @@ pub(crate) fn build(
     Ok(Some(Metadata::Entities(Box::new(group))))
 }
 
-/// One child of the root, read from its verified bytes.
+/// One child of the root, read from its bytes (checked as a document's are) in the root's
+/// namespace scope.
 fn child(
-    verified: &Verified<'_>,
+    doc: &[u8],
     range: Range<usize>,
     scope: &[NsDecl<'_>],
-    parent: &str,
+    limits: Limits,
 ) -> Result<GroupChild, Error> {
     let offset = range.start;
-    let mut c = Cursor::verified_fragment(verified, range, scope)?;
-    let ch = c.next_child(parent)?.ok_or_else(|| Error::Invalid {
-        element: parent.to_owned(),
-        offset,
-        message: "no element where one was recorded".into(),
-    })?;
+    let mut c = Cursor::unverified(Reader::new_fragment(doc, range, scope, limits)?);
+    let ch = c
+        .next_child("EntitiesDescriptor")?
+        .ok_or_else(|| Error::Invalid {
+            element: "EntitiesDescriptor".to_owned(),
+            offset,
+            message: "no element where one was recorded".into(),
+        })?;
     entities_child(&mut c, &ch)
-}
-
-/// `children` cut into at most `threads` contiguous runs of about equal byte size (`threads`
-/// here is just the number of runs wanted).
-fn split_runs(children: &[Range<usize>], threads: usize) -> Vec<&[Range<usize>]> {
-    let total: usize = children.iter().map(|r| r.len()).sum();
-    let per = total / threads.max(1) + 1;
-    let mut runs = Vec::with_capacity(threads);
-    let (mut start, mut size) = (0, 0);
-    for (i, r) in children.iter().enumerate() {
-        size += r.len();
-        if size >= per && runs.len() + 1 < threads {
-            runs.push(&children[start..=i]);
-            start = i + 1;
-            size = 0;
-        }
-    }
-    runs.push(&children[start..]);
-    runs
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    use saml_core::dsig::{self, SignOptions, SigningKey, TrustedKeys, VerifyOptions};
+    use std::time::SystemTime;
 
-    #[test]
-    fn runs_cover_every_child_once_in_order() {
-        let children: Vec<Range<usize>> = (0..10).map(|i| i * 100..i * 100 + 90).collect();
-        for threads in 1..6 {
-            let runs = split_runs(&children, threads);
-            assert!(runs.len() <= threads.max(1));
-            let joined: Vec<Range<usize>> = runs.concat();
-            assert_eq!(joined, children, "{threads} threads");
-        }
-        assert_eq!(split_runs(&[], 2).concat(), Vec::<Range<usize>>::new());
-    }
-
-    /// The threaded path runs for an aggregate whose children are separated by white space
-    /// (tests/parallel_model.rs compares its model with the one-thread path's) and steps aside
-    /// for a comment between them.
-    #[test]
-    fn applies_to_blank_separated_children_only() {
-        use openssl::ec::{EcGroup, EcKey};
-        use openssl::nid::Nid;
-        use openssl::pkey::PKey;
-        use saml_core::dsig::{self, SignOptions, SigningKey, TrustedKeys, VerifyOptions};
-
+    fn key() -> (SigningKey, TrustedKeys) {
         let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
         let key = SigningKey::new(
             PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap(),
@@ -263,37 +340,78 @@ mod tests {
         let mut keys = TrustedKeys::new();
         keys.add_public_key(key.public_key().unwrap(), "fed")
             .unwrap();
-        let entity = |i: usize| {
-            format!(
-                r#"<EntityDescriptor entityID="https://sp{i}.example.org/"><SPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="https://sp{i}.example.org/acs" index="0"/></SPSSODescriptor></EntityDescriptor>"#
-            )
-        };
+        (key, keys)
+    }
+
+    fn entity(i: usize) -> String {
+        format!(
+            r#"<EntityDescriptor entityID="https://sp{i}.example.org/"><SPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="https://sp{i}.example.org/acs" index="0"/></SPSSODescriptor></EntityDescriptor>"#
+        )
+    }
+
+    fn aggregate(sep: &str, key: &SigningKey) -> Vec<u8> {
+        let body: Vec<String> = (0..8).map(entity).collect();
+        signed(&body.join(sep), key)
+    }
+
+    fn signed(body: &str, key: &SigningKey) -> Vec<u8> {
+        let doc = format!(
+            r#"<EntitiesDescriptor xmlns="urn:oasis:names:tc:SAML:2.0:metadata">{body}</EntitiesDescriptor>"#
+        );
+        dsig::sign(doc.as_bytes(), key, &SignOptions::default()).unwrap()
+    }
+
+    /// The threaded path runs for an aggregate whose children are separated by white space
+    /// (tests/parallel_model.rs compares its model with the one-thread path's) and steps aside
+    /// for a comment between them; the runs handed out cover every child once, in order.
+    #[test]
+    fn applies_to_blank_separated_children_only() {
+        let (key, keys) = key();
+        let policy = Policy::new(keys.clone(), SystemTime::now());
         for (sep, applies) in [("\n ", true), ("<!-- c -->", false)] {
-            let body: Vec<String> = (0..8).map(entity).collect();
-            let doc = format!(
-                r#"<EntitiesDescriptor xmlns="urn:oasis:names:tc:SAML:2.0:metadata">{}</EntitiesDescriptor>"#,
-                body.join(sep)
-            );
-            let doc = dsig::sign(doc.as_bytes(), &key, &SignOptions::default()).unwrap();
-            let mut seen = RootChildren::new(doc.len());
-            let v = dsig::verify_observed(&doc, &keys, &VerifyOptions::metadata(), &mut |ev| {
-                seen.observe(ev)
-            })
-            .unwrap();
-            assert_eq!(seen.children.len(), 8);
-            let md = build(&v, seen, 2).unwrap();
+            let doc = aggregate(sep, &key);
+            let (_, _, md) = verify_and_build(&doc, &policy, 2).unwrap();
             assert_eq!(md.is_some(), applies, "separator {sep:?}");
             if let Some(Metadata::Entities(g)) = md {
                 assert_eq!(g.entities().len(), 8);
             }
-            // More children than one per MIN_CHILD_BYTES: nothing kept, one thread.
-            let mut few = RootChildren::new(MIN_CHILD_BYTES * 4);
-            let v = dsig::verify_observed(&doc, &keys, &VerifyOptions::metadata(), &mut |ev| {
-                few.observe(ev)
+
+            let mut seen = RootChildren::new(doc.len(), 2);
+            let mut runs = Vec::new();
+            dsig::verify_observed(&doc, &keys, &VerifyOptions::metadata(), &mut |ev| {
+                runs.extend(seen.observe(ev));
             })
             .unwrap();
-            assert!(few.overflow && few.children.is_empty());
-            assert!(build(&v, few, 2).unwrap().is_none());
+            assert_eq!(seen.children.len(), 8);
+            assert!(runs.len() > 1, "{} runs", runs.len());
+            let order: Vec<usize> = runs.iter().map(|(i, _)| *i).collect();
+            assert_eq!(order, (0..runs.len()).collect::<Vec<_>>());
+            let joined: Vec<Range<usize>> = runs.into_iter().flat_map(|(_, r)| r).collect();
+            assert_eq!(joined, seen.children);
+
+            // More children than one per MIN_CHILD_BYTES: nothing kept, one thread.
+            let few = RootChildren::new(MIN_CHILD_BYTES * 4, 2);
+            let (_, _, md) = verify_and_build_with(&doc, &policy, 2, few).unwrap();
+            assert!(md.is_none());
         }
+    }
+
+    /// Children are parsed before the signature is known to be good; when it is not, the
+    /// verification's error is the one reported, never what the children held.
+    #[test]
+    fn a_failed_signature_is_the_error_whatever_the_children_hold() {
+        let (key, keys) = key();
+        let policy = Policy::new(keys, SystemTime::now());
+        let doc = aggregate("\n", &key);
+        let text = String::from_utf8(doc).unwrap();
+        // Every entity loses its entityID (a model error) and the digest no longer matches.
+        let bad = text.replace("entityID=", "entityXD=");
+        let err = verify_and_build(bad.as_bytes(), &policy, 2).unwrap_err();
+        assert!(matches!(err, Error::Core(_)), "{err:?}");
+        // The same children under a good signature: their error is reported.
+        let body: Vec<String> = (0..8).map(entity).collect();
+        let doc = signed(&body.join("\n").replace("entityID=", "entityXD="), &key);
+        let err = verify_and_build(&doc, &policy, 2).unwrap_err();
+        assert!(matches!(err, Error::Invalid { .. }), "{err:?}");
     }
 }

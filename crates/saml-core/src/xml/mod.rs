@@ -568,6 +568,36 @@ impl<'a> Reader<'a> {
         Ok(r)
     }
 
+    /// A reader over one element subtree of a document that no [`Reader`] has checked yet:
+    /// the bytes of `range` (byte offsets in `doc`, from the element's `<` to the end of its
+    /// end tag) are checked as [`Reader::new`] checks a document (size, UTF-8, allowed
+    /// characters), then read as [`Reader::fragment_reader`] reads a range, `inherited` being
+    /// the namespace scope of the element's parent. Offsets in events are those of `doc`.
+    /// Nothing read this way is authenticated: it is for reading parts of a document on other
+    /// threads while its signature is checked, to be used only once the check succeeded.
+    pub fn new_fragment(
+        doc: &'a [u8],
+        range: Range<usize>,
+        inherited: &[NsDecl<'a>],
+        limits: Limits,
+    ) -> Result<Reader<'a>, Error> {
+        let bytes = doc
+            .get(range.clone())
+            .ok_or_else(|| Error::Usage("fragment range outside the document".into()))?;
+        if bytes.len() > limits.max_document_size {
+            return Err(Error::Limit {
+                offset: range.start + limits.max_document_size,
+                limit: LimitExceeded::DocumentSize(limits.max_document_size),
+            });
+        }
+        let src = check_utf8(bytes, range.start)?;
+        if let Some((at, c)) = chars::find_invalid_char(bytes) {
+            return Err(Error::xml(range.start + at, XmlError::InvalidChar(c)));
+        }
+        Self::build(src, range.start, limits, Bindings::default(), false)
+            .fragment_reader(range, inherited)
+    }
+
     /// A reader over a document that a [`Reader`] already accepted (`src` and `base` as
     /// returned by [`Reader::source`]), without checking it again.
     pub(crate) fn from_verified(src: &'a str, base: usize, limits: Limits) -> Self {
@@ -1124,6 +1154,16 @@ fn check_decl(d: &quick_xml::events::BytesDecl<'_>) -> Result<(), XmlError> {
 }
 
 /// Size limit, BOM, UTF-8 and XML Char checks over the whole input, once.
+/// `bytes` as text, or where (offset `base` + position) it stops being UTF-8.
+fn check_utf8(bytes: &[u8], base: usize) -> Result<&str, Error> {
+    match simdutf8::basic::from_utf8(bytes) {
+        Ok(s) => Ok(s),
+        // The fast validator does not say where; the standard one does.
+        Err(_) => std::str::from_utf8(bytes)
+            .map_err(|e| Error::xml(base + e.valid_up_to(), XmlError::NotUtf8)),
+    }
+}
+
 fn check_document<'a>(
     doc: &'a [u8],
     limits: &Limits,
@@ -1139,12 +1179,7 @@ fn check_document<'a>(
         Some(rest) => (rest, 3),
         None => (doc, 0),
     };
-    let utf8 = || match simdutf8::basic::from_utf8(bytes) {
-        Ok(s) => Ok(s),
-        // The fast validator does not say where; the standard one does.
-        Err(_) => std::str::from_utf8(bytes)
-            .map_err(|e| Error::xml(base + e.valid_up_to(), XmlError::NotUtf8)),
-    };
+    let utf8 = || check_utf8(bytes, base);
     let (src, invalid) = if parallel {
         std::thread::scope(|sc| {
             let chars = sc.spawn(|| chars::find_invalid_char(bytes));

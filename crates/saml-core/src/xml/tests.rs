@@ -89,6 +89,76 @@ fn fragment_reader_keeps_offsets_and_scope() {
     );
 }
 
+/// A fragment of an unchecked document reads as the same fragment of a checked one, and its
+/// bytes are checked as a document's are, with whole-document offsets in the errors.
+#[test]
+fn fragment_of_an_unchecked_document_is_checked_and_reads_the_same() {
+    let doc = "<r xmlns:p='urn:p'><p:a x='1'>é<b/></p:a><c/></r>";
+    let start = doc.find("<p:a").expect("a");
+    let end = doc.find("<c/>").expect("c");
+    let scope = [NsDecl {
+        prefix: "p",
+        uri: "urn:p",
+    }];
+    let drain = |mut r: Reader<'_>| {
+        let mut out = Vec::new();
+        while let Some(ev) = r.next().expect("event") {
+            out.push(format!("{ev:?}"));
+        }
+        out
+    };
+    let checked = Reader::new(doc.as_bytes(), Limits::default()).expect("reader");
+    let a = drain(
+        checked
+            .fragment_reader(start..end, &scope)
+            .expect("fragment"),
+    );
+    let b = drain(
+        Reader::new_fragment(doc.as_bytes(), start..end, &scope, Limits::default())
+            .expect("fragment"),
+    );
+    assert_eq!(a, b);
+    assert!(a.len() > 3);
+
+    let bad = |doc: &[u8], range: std::ops::Range<usize>| {
+        Reader::new_fragment(doc, range, &[], Limits::default()).expect_err("refused")
+    };
+    // Not UTF-8 (a lone continuation byte at 9), a control character at 8, a range cutting
+    // a character, a range outside the document, a fragment over the size limit.
+    assert!(matches!(
+        bad(b"<r>xx<a>x\x80</a></r>", 5..14),
+        Error::Xml {
+            offset: 9,
+            kind: XmlError::NotUtf8
+        }
+    ));
+    assert!(matches!(
+        bad(b"<r>xx<a>\x01</a></r>", 5..13),
+        Error::Xml {
+            offset: 8,
+            kind: XmlError::InvalidChar(1)
+        }
+    ));
+    let doc = "<r><a>é</a></r>";
+    let cut = doc.find('é').expect("é") + 1;
+    assert!(matches!(
+        bad(doc.as_bytes(), cut..doc.len()),
+        Error::Xml {
+            kind: XmlError::NotUtf8,
+            ..
+        }
+    ));
+    assert!(matches!(bad(doc.as_bytes(), 3..99), Error::Usage(_)));
+    let small = Limits {
+        max_document_size: 4,
+        ..Limits::default()
+    };
+    assert!(matches!(
+        Reader::new_fragment(doc.as_bytes(), 3..doc.len() - 4, &[], small),
+        Err(Error::Limit { .. })
+    ));
+}
+
 #[test]
 fn omitted_subtree_produces_no_events() {
     let doc = "<r><s><x/>t</s><u/></r>";
