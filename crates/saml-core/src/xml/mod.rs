@@ -1153,7 +1153,6 @@ fn check_decl(d: &quick_xml::events::BytesDecl<'_>) -> Result<(), XmlError> {
     Ok(())
 }
 
-/// Size limit, BOM, UTF-8 and XML Char checks over the whole input, once.
 /// `bytes` as text, or where (offset `base` + position) it stops being UTF-8.
 fn check_utf8(bytes: &[u8], base: usize) -> Result<&str, Error> {
     match simdutf8::basic::from_utf8(bytes) {
@@ -1164,6 +1163,7 @@ fn check_utf8(bytes: &[u8], base: usize) -> Result<&str, Error> {
     }
 }
 
+/// Size limit, BOM, UTF-8 and XML Char checks over the whole input, once.
 fn check_document<'a>(
     doc: &'a [u8],
     limits: &Limits,
