@@ -93,16 +93,22 @@ impl Shib {
 
     /// `mdquery -e ENTITYID [role args]`; panics (with the log) when Shibboleth could not load
     /// its configuration at all, so that a broken configuration never passes as "not found".
+    /// An mdquery run that does not end within a minute is killed and run once more (a CI run
+    /// met one that hung in a futex wait at start-up, with no CPU used); a second hang fails.
     fn query(&self, entity_id: &str, role: &[&str]) -> Lookup {
-        let out = Command::new(testkit::peers::program("mdquery"))
-            .env("SHIBSP_CONFIG", self.path().join("shibboleth2.xml"))
-            .env("SHIBSP_LOGGING", self.path().join("console.logger"))
-            .current_dir(self.path())
-            .arg("-e")
-            .arg(entity_id)
-            .args(role)
-            .output()
-            .expect("run mdquery (installed by `bash scripts/setup.sh`)");
+        let run = || {
+            let mut cmd = Command::new(testkit::peers::program("mdquery"));
+            cmd.env("SHIBSP_CONFIG", self.path().join("shibboleth2.xml"))
+                .env("SHIBSP_LOGGING", self.path().join("console.logger"))
+                .current_dir(self.path())
+                .arg("-e")
+                .arg(entity_id)
+                .args(role);
+            output_within(&mut cmd, std::time::Duration::from_secs(60))
+        };
+        let out = run()
+            .or_else(run)
+            .unwrap_or_else(|| panic!("mdquery -e {entity_id} hung twice (60 s each)"));
         let log = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -651,4 +657,47 @@ fn attack_documents_shibboleth_refuses_we_refuse_too() {
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n\n"));
     eprintln!("{}", table.join("\n"));
+}
+
+/// Runs `cmd` with its output collected; kills it and returns `None` when it has not ended
+/// within `limit`.
+fn output_within(cmd: &mut Command, limit: std::time::Duration) -> Option<std::process::Output> {
+    use std::io::Read as _;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run mdquery (installed by `bash scripts/setup.sh`)");
+    let drain = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr")));
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for mdquery") {
+            break Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let (stdout, stderr) = (
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+    );
+    status.map(|status| std::process::Output {
+        status,
+        stdout,
+        stderr,
+    })
 }
