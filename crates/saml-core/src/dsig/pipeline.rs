@@ -120,7 +120,7 @@ type Finished = Result<(DigestSink, u64), Error>;
 
 /// The digest stage: inline or on a second thread.
 pub(crate) enum DigestStage<'scope, 'a> {
-    Inline(Canonicalizer<'a, DigestSink>),
+    Inline(Box<Canonicalizer<'a, DigestSink>>),
     Piped {
         tx: SyncSender<Batch<'a>>,
         recycled: Receiver<Batch<'a>>,

@@ -562,7 +562,7 @@ fn scan<'scope, 'env, 'a: 'env>(
                             c14n = Some(if parallel {
                                 DigestStage::piped(sc, c)
                             } else {
-                                DigestStage::Inline(c)
+                                DigestStage::Inline(Box::new(c))
                             });
                         }
                         parsed = Some(p);

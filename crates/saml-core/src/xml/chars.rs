@@ -45,6 +45,34 @@ static ASCII_NAME: [u8; 256] = {
     t
 };
 
+/// For an ASCII QName (Namespaces 1.0 §4: an optional NCName prefix and a colon, then an NCName)
+/// the position of its colon, found in the same pass that checks every byte by table:
+/// `Some(None)` for an unprefixed name, `Some(Some(i))` for a prefixed one, `None` when the
+/// name is not such a QName or holds a byte of 0x80 or above (the caller then takes the general
+/// path, which decides it).
+#[inline]
+pub(crate) fn ascii_qname_colon(s: &str) -> Option<Option<usize>> {
+    let mut colon = None;
+    let mut at_start = true;
+    for (i, &c) in s.as_bytes().iter().enumerate() {
+        if c == b':' {
+            if colon.is_some() || at_start {
+                return None;
+            }
+            colon = Some(i);
+            at_start = true;
+            continue;
+        }
+        let class = ASCII_NAME[usize::from(c)];
+        let need = if at_start { NAME_START } else { NAME_CHAR };
+        if class & need == 0 {
+            return None;
+        }
+        at_start = false;
+    }
+    (!at_start).then_some(colon)
+}
+
 /// Whether `s` is an NCName (a Name without colons).
 pub(crate) fn is_ncname(s: &str) -> bool {
     // ASCII fast path: nearly every name in SAML documents. One table lookup per byte.

@@ -88,6 +88,28 @@ pub struct QName<'a> {
 impl<'a> QName<'a> {
     /// Splits and validates a QName: one optional prefix, both parts NCNames.
     pub fn parse(raw: &'a str) -> Result<Self, XmlError> {
+        match chars::ascii_qname_colon(raw) {
+            Some(Some(i)) => {
+                return Ok(QName {
+                    prefix: &raw[..i],
+                    local: &raw[i + 1..],
+                    raw,
+                });
+            }
+            Some(None) => {
+                return Ok(QName {
+                    prefix: "",
+                    local: raw,
+                    raw,
+                });
+            }
+            None => {}
+        }
+        Self::parse_general(raw)
+    }
+
+    /// [`QName::parse`] for any name (non-ASCII or not a QName: the error).
+    fn parse_general(raw: &'a str) -> Result<Self, XmlError> {
         let (prefix, local) = match memchr::memchr(b':', raw.as_bytes()) {
             Some(i) => {
                 let (p, l) = (&raw[..i], &raw[i + 1..]);
@@ -222,7 +244,19 @@ pub(crate) struct Bindings<'a> {
     innermost: std::collections::HashMap<&'a str, u32>,
     /// Whether `innermost` is kept (see [`Bindings::push`]).
     indexed: bool,
+    /// The last prefixes the reader resolved through [`Bindings::lookup_memo`] while
+    /// `innermost` is kept, with their index: a document uses a few prefixes over and over,
+    /// and comparing a short prefix costs less than hashing it. Emptied whenever the bindings
+    /// change, so it never answers differently from [`Bindings::index_of`].
+    memo: [(&'a str, Option<u32>); MEMO],
+    /// How many entries of `memo` are filled.
+    memo_len: u8,
+    /// The entry of `memo` the next miss replaces (once all are filled).
+    memo_next: u8,
 }
+
+/// Entries of [`Bindings`]' lookup memo.
+const MEMO: usize = 4;
 
 /// Up to this many bindings, a backwards scan is as cheap as hashing and is used instead.
 const SCAN_BINDINGS: usize = 16;
@@ -237,8 +271,7 @@ impl<'a> Bindings<'a> {
         let mut b = Bindings {
             decls: Vec::with_capacity(decls.len()),
             shadowed: Vec::with_capacity(decls.len()),
-            innermost: std::collections::HashMap::new(),
-            indexed: false,
+            ..Bindings::default()
         };
         for d in decls {
             b.push(*d);
@@ -265,6 +298,7 @@ impl<'a> Bindings<'a> {
     /// [`Bindings::push`] for a caller that has just looked `d.prefix` up: `prev` is what
     /// [`Bindings::index_of`] returned for it.
     pub(crate) fn push_shadowing(&mut self, d: NsDecl<'a>, prev: Option<usize>) {
+        self.memo_len = 0;
         let at = self.decls.len();
         if !self.indexed && at >= SCAN_BINDINGS {
             for (i, e) in self.decls.iter().enumerate() {
@@ -282,6 +316,9 @@ impl<'a> Bindings<'a> {
     }
 
     pub(crate) fn truncate(&mut self, len: usize) {
+        if self.decls.len() > len {
+            self.memo_len = 0;
+        }
         while self.decls.len() > len {
             let (Some(d), Some(prev)) = (self.decls.pop(), self.shadowed.pop()) else {
                 break;
@@ -323,9 +360,46 @@ impl<'a> Bindings<'a> {
         }
     }
 
+    /// [`Bindings::index_of`], answered from the memo of the last prefixes looked up when it
+    /// holds `prefix` (only while the prefix index is kept: below that, the scan is as cheap).
+    fn index_of_memo(&mut self, prefix: &'a str) -> Option<usize> {
+        if !self.indexed {
+            return self.index_of(prefix);
+        }
+        let filled = usize::from(self.memo_len);
+        if let Some(&(_, i)) = self.memo[..filled]
+            .iter()
+            .find(|(p, _)| chars::eq(p, prefix))
+        {
+            work::add(1);
+            return i.map(|i| i as usize);
+        }
+        let found = self.index_of(prefix);
+        let slot = if filled < MEMO {
+            self.memo_len += 1;
+            filled
+        } else {
+            let slot = usize::from(self.memo_next);
+            self.memo_next = ((slot + 1) % MEMO) as u8;
+            slot
+        };
+        self.memo[slot] = (prefix, found.map(|i| i as u32));
+        found
+    }
+
+    /// [`Bindings::lookup`] through the memo of the last prefixes looked up.
+    pub(crate) fn lookup_memo(&mut self, prefix: &'a str) -> Option<&'a str> {
+        let found = self.index_of_memo(prefix);
+        self.resolve(found, prefix)
+    }
+
     /// The URI `prefix` resolves to, with the implicit `xml` and empty default bindings.
     pub(crate) fn lookup(&self, prefix: &str) -> Option<&'a str> {
-        match self.index_of(prefix).and_then(|i| self.decls.get(i)) {
+        self.resolve(self.index_of(prefix), prefix)
+    }
+
+    fn resolve(&self, found: Option<usize>, prefix: &str) -> Option<&'a str> {
+        match found.and_then(|i| self.decls.get(i)) {
             Some(d) => Some(d.uri),
             None if prefix.is_empty() => Some(""),
             None if prefix == "xml" => Some(XML_NS),
@@ -1027,7 +1101,7 @@ impl<'a> Reader<'a> {
             if !p.is_empty() {
                 let ns = self
                     .scope
-                    .lookup(p)
+                    .lookup_memo(p)
                     .ok_or_else(|| Error::xml(self.base + at, XmlError::UnboundPrefix(p.into())))?;
                 self.attrs[i].namespace = ns;
             }
@@ -1041,7 +1115,7 @@ impl<'a> Reader<'a> {
                 return Err(self.err(at, XmlError::DuplicateAttribute(cur.name.raw.into())));
             }
         }
-        let Some(namespace) = self.scope.lookup(name.prefix) else {
+        let Some(namespace) = self.scope.lookup_memo(name.prefix) else {
             return Err(self.err(at, XmlError::UnboundPrefix(name.prefix.into())));
         };
         self.open.push(Open {

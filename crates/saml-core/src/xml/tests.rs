@@ -247,5 +247,53 @@ fn bindings_lookup_across_the_index_threshold() {
                 model.len()
             );
         }
+        // The reader's memo of recent lookups (4 entries, 6 prefixes here, in random order so
+        // that it both hits and evicts) answers as the index does, however the bindings
+        // changed since it was filled.
+        for _ in 0..8 {
+            let p = ["", "a", "b", "md", "ds", "zz"][next(6)];
+            let want = match model.iter().rev().find(|d| d.prefix == p) {
+                Some(d) => Some(d.uri),
+                None if p.is_empty() => Some(""),
+                None => None,
+            };
+            assert_eq!(
+                b.lookup_memo(p),
+                want,
+                "step {step}, prefix {p:?}, {} bindings",
+                model.len()
+            );
+        }
     }
+}
+
+/// The one-pass ASCII QName split answers as the general split does: every string of up to four
+/// characters over an alphabet of name starts, name characters, colons, a space and a non-ASCII
+/// letter.
+#[test]
+fn qname_fast_path_agrees_with_the_general_path() {
+    const ALPHABET: [&str; 9] = ["a", "Z", "_", "1", "-", ".", ":", " ", "é"];
+    let mut names = vec![String::new()];
+    let mut last = vec![String::new()];
+    for _ in 0..4 {
+        let mut longer = Vec::new();
+        for n in &last {
+            for c in ALPHABET {
+                longer.push(format!("{n}{c}"));
+            }
+        }
+        names.extend(longer.iter().cloned());
+        last = longer;
+    }
+    let mut fast = 0;
+    for n in &names {
+        let general = QName::parse_general(n);
+        assert_eq!(QName::parse(n), general, "{n:?}");
+        if let Some(colon) = super::chars::ascii_qname_colon(n) {
+            fast += 1;
+            let q = general.expect("the fast path accepts only QNames");
+            assert_eq!(colon.map(|i| &n[..i]).unwrap_or(""), q.prefix, "{n:?}");
+        }
+    }
+    assert!(fast > 800, "the fast path decided only {fast} names");
 }
