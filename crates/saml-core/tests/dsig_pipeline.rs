@@ -64,11 +64,12 @@ fn piped_and_inline_agree() {
 
 #[test]
 fn pipeline_with_many_batches() {
-    // Thousands of entities, so the pipeline passes many full batches and recycles them.
+    // Thousands of entities (about 56,000 events), so the pipeline passes many full batches
+    // of 4096 events and recycles them.
     let key = TestKey::rsa("k");
     let entity = r#"<md:EntityDescriptor entityID="https://sp.example.net/N"><md:SPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="https://sp.example.net/acs" index="0"/></md:SPSSODescriptor></md:EntityDescriptor>"#;
     let mut body = String::new();
-    for i in 0..3000 {
+    for i in 0..8000 {
         body.push_str(&entity.replace("/N", &format!("/{i}")));
         body.push('\n');
     }
@@ -82,7 +83,7 @@ fn pipeline_with_many_batches() {
     assert_eq!(inline, piped);
     let late = String::from_utf8(signed)
         .unwrap()
-        .replace("https://sp.example.net/2999", "https://sp.example.net/x");
+        .replace("https://sp.example.net/7999", "https://sp.example.net/x");
     let (inline, piped) = both(late.as_bytes(), &key.trusted(), VerifyOptions::metadata());
     assert!(inline.is_err());
     assert_eq!(inline, piped);

@@ -34,20 +34,57 @@ impl Write for DigestSink {
     }
 }
 
-const BATCH_EVENTS: usize = 1024;
+/// Events per batch handed to the hashing thread. A hand-off may wake that thread (a futex
+/// wake on the scanning thread, the critical path): with 1024 a 60 MiB aggregate made about
+/// 3,000 hand-offs and verified 10% slower than with 4096. At most seven batches exist at once
+/// (one filling, two queued, one replayed, three recycled), each 4096 records of 40 bytes plus
+/// the attributes and namespace candidates of its start tags.
+const BATCH_EVENTS: usize = 4096;
 
+/// One event as the digest stage needs it, kept small (40 bytes): the scanning thread writes
+/// one per event and the hashing thread reads it from another core. Names are kept as written
+/// with the position of their colon (`u32::MAX` for none).
 enum Rec<'a> {
     Start {
-        name: QName<'a>,
+        raw: &'a str,
+        colon: u32,
         attrs: (u32, u32),
         scope: (u32, u32),
     },
     End {
-        name: QName<'a>,
+        raw: &'a str,
+        colon: u32,
         depth: u32,
     },
-    Text(Text<'a>),
-    Comment(Text<'a>),
+    Text {
+        raw: &'a str,
+        cdata: bool,
+    },
+    Comment(&'a str),
+}
+
+const _: () = assert!(std::mem::size_of::<Rec<'static>>() <= 40);
+
+/// The colon of a name for [`Rec`].
+fn colon_of(q: &QName<'_>) -> u32 {
+    if q.prefix.is_empty() {
+        u32::MAX
+    } else {
+        q.prefix.len() as u32
+    }
+}
+
+/// The name [`colon_of`] described.
+fn qname(raw: &str, colon: u32) -> QName<'_> {
+    let at = colon as usize;
+    match (raw.get(..at), raw.get(at + 1..)) {
+        (Some(prefix), Some(local)) if colon != u32::MAX => QName { prefix, local, raw },
+        _ => QName {
+            prefix: "",
+            local: raw,
+            raw,
+        },
+    }
 }
 
 #[derive(Default)]
@@ -74,17 +111,22 @@ impl<'a> Batch<'a> {
                 gather(s, list, apex, &mut self.scratch);
                 self.scope.extend_from_slice(&self.scratch);
                 Rec::Start {
-                    name: s.name,
+                    raw: s.name.raw,
+                    colon: colon_of(&s.name),
                     attrs: (a0, self.attrs.len() as u32),
                     scope: (s0, self.scope.len() as u32),
                 }
             }
             Event::End(e) => Rec::End {
-                name: e.name,
+                raw: e.name.raw,
+                colon: colon_of(&e.name),
                 depth: e.depth as u32,
             },
-            Event::Text(t) => Rec::Text(t.clone()),
-            Event::Comment(c) => Rec::Comment(c.clone()),
+            Event::Text(t) => Rec::Text {
+                raw: t.raw,
+                cdata: t.cdata,
+            },
+            Event::Comment(c) => Rec::Comment(c.raw),
         };
         self.recs.push(rec);
     }
@@ -92,7 +134,12 @@ impl<'a> Batch<'a> {
     fn replay(&self, c: &mut Canonicalizer<'a, DigestSink>) -> Result<(), Error> {
         for rec in &self.recs {
             match rec {
-                Rec::Start { name, attrs, scope } => {
+                Rec::Start {
+                    raw,
+                    colon,
+                    attrs,
+                    scope,
+                } => {
                     let attrs = self
                         .attrs
                         .get(attrs.0 as usize..attrs.1 as usize)
@@ -101,15 +148,23 @@ impl<'a> Batch<'a> {
                         .scope
                         .get(scope.0 as usize..scope.1 as usize)
                         .unwrap_or_default();
-                    c.start_gathered(*name, attrs, scope)?;
+                    c.start_gathered(qname(raw, *colon), attrs, scope)?;
                 }
-                Rec::End { name, depth } => c.event(&Event::End(EndElement {
-                    name: *name,
+                Rec::End { raw, colon, depth } => c.event(&Event::End(EndElement {
+                    name: qname(raw, *colon),
                     span: 0..0,
                     depth: *depth as usize,
                 }))?,
-                Rec::Text(t) => c.event(&Event::Text(t.clone()))?,
-                Rec::Comment(t) => c.event(&Event::Comment(t.clone()))?,
+                Rec::Text { raw, cdata } => c.event(&Event::Text(Text {
+                    raw,
+                    cdata: *cdata,
+                    span: 0..0,
+                }))?,
+                Rec::Comment(raw) => c.event(&Event::Comment(Text {
+                    raw,
+                    cdata: false,
+                    span: 0..0,
+                }))?,
             }
         }
         Ok(())
