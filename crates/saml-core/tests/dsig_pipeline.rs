@@ -109,6 +109,25 @@ fn document_checks_agree_in_both_modes() {
     let mut not_utf8 = signed.clone().into_bytes();
     let at = signed.find("Université").unwrap() + 7;
     not_utf8[at] = 0xFF;
+    // A control character late in a document whose reading fails early: the whole-document
+    // character check (on a helper thread while a large document is read) still decides the
+    // error, as when it ran before the reading.
+    let early_error = signed
+        .replacen("<md:EntityDescriptor", "<md:EntityDescriptor x=\"1\" x=\"2\"", 1)
+        .replacen("</md:EntitiesDescriptor>", "\u{1}</md:EntitiesDescriptor>", 1);
+    let (inline, piped) = both(
+        early_error.as_bytes(),
+        &key.trusted(),
+        VerifyOptions::metadata(),
+    );
+    let at = early_error.find('\u{1}').unwrap();
+    assert_eq!(
+        inline,
+        Err(format!(
+            "malformed XML at byte {at}: character U+0001 is not allowed in XML"
+        ))
+    );
+    assert_eq!(inline, piped);
     for doc in [
         control.as_bytes(),
         &not_utf8[..],
