@@ -6,17 +6,20 @@
 //! cargo run --release -p saml-benches --example verify_loop -- CERT.pem FILE.xml 15 [threads]
 //! ```
 //! Prints the least, median and largest milliseconds of the N runs; `threads` keeps the
-//! default options (large documents use the helper threads), otherwise single-threaded.
+//! default options (large documents use the helper threads), otherwise single-threaded;
+//! `lazy` runs what `samlmd verify` runs in process (saml-metadata's `load_lazy`: the same
+//! verification with the index observers, then the entity index), with threads.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
 use saml_core::dsig::{self, TrustedKeys, VerifyOptions};
+use saml_metadata::load::Policy;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [cert, file, runs, rest @ ..] = args.as_slice() else {
-        eprintln!("usage: verify_loop CERT.pem FILE.xml RUNS [threads]");
+        eprintln!("usage: verify_loop CERT.pem FILE.xml RUNS [threads|lazy]");
         return ExitCode::from(2);
     };
     let run = || -> Result<String, String> {
@@ -28,16 +31,25 @@ fn main() -> ExitCode {
             .ok()
             .filter(|&n| n > 0)
             .ok_or_else(|| format!("RUNS must be a positive number, not {runs:?}"))?;
-        let opts = match rest.first().map(String::as_str) {
-            Some("threads") => VerifyOptions::metadata(),
+        let mode = rest.first().map(String::as_str);
+        let opts = match mode {
+            Some("threads" | "lazy") => VerifyOptions::metadata(),
             None => VerifyOptions::metadata().single_threaded(),
-            Some(other) => return Err(format!("unknown mode {other:?} (threads)")),
+            Some(other) => return Err(format!("unknown mode {other:?} (threads, lazy)")),
         };
+        let policy = Policy::new(keys.clone(), std::time::SystemTime::now());
         let mut ms = Vec::with_capacity(n);
         for _ in 0..n {
             let start = Instant::now();
-            let verified = dsig::verify(&doc, &keys, &opts).map_err(|e| format!("{file}: {e}"))?;
-            std::hint::black_box(&verified);
+            if mode == Some("lazy") {
+                let agg = saml_metadata::lazy::load_lazy(&doc, &policy)
+                    .map_err(|e| format!("{file}: {e}"))?;
+                std::hint::black_box(agg.len());
+            } else {
+                let verified =
+                    dsig::verify(&doc, &keys, &opts).map_err(|e| format!("{file}: {e}"))?;
+                std::hint::black_box(&verified);
+            }
             ms.push(start.elapsed().as_secs_f64() * 1e3);
         }
         ms.sort_by(f64::total_cmp);

@@ -113,8 +113,16 @@ fn document_checks_agree_in_both_modes() {
     // character check (on a helper thread while a large document is read) still decides the
     // error, as when it ran before the reading.
     let early_error = signed
-        .replacen("<md:EntityDescriptor", "<md:EntityDescriptor x=\"1\" x=\"2\"", 1)
-        .replacen("</md:EntitiesDescriptor>", "\u{1}</md:EntitiesDescriptor>", 1);
+        .replacen(
+            "<md:EntityDescriptor",
+            "<md:EntityDescriptor x=\"1\" x=\"2\"",
+            1,
+        )
+        .replacen(
+            "</md:EntitiesDescriptor>",
+            "\u{1}</md:EntitiesDescriptor>",
+            1,
+        );
     let (inline, piped) = both(
         early_error.as_bytes(),
         &key.trusted(),
