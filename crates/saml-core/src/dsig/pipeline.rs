@@ -37,9 +37,17 @@ impl Write for DigestSink {
 /// Events per batch handed to the hashing thread. A hand-off may wake that thread (a futex
 /// wake on the scanning thread, the critical path): with 1024 a 60 MiB aggregate made about
 /// 3,000 hand-offs and verified 10% slower than with 4096. At most seven batches exist at once
-/// (one filling, two queued, one replayed, three recycled), each 4096 records of 40 bytes plus
-/// the attributes and namespace candidates of its start tags.
+/// (one filling, two queued, one replayed, three recycled).
 const BATCH_EVENTS: usize = 4096;
+
+/// Attributes, and separately namespace candidates, after which a batch is handed over before
+/// [`BATCH_EVENTS`] events: what the limits allow per start tag (64 attributes and hundreds of
+/// namespace candidates by default, more if an embedder raises them) times 4096 events would be
+/// tens of MB per batch. With this cap a batch holds at most 160 KiB of records, about 1.3 MB
+/// of attributes and 0.5 MB of candidates beyond one start tag's worth, so the seven batches
+/// stay under 15 MB whatever the document. Real metadata stays far below it (about one
+/// attribute per event).
+const BATCH_ITEMS: usize = 16 * 1024;
 
 /// One event as the digest stage needs it, kept small (40 bytes): the scanning thread writes
 /// one per event and the hashing thread reads it from another core. Names are kept as written
@@ -96,6 +104,13 @@ pub(crate) struct Batch<'a> {
 }
 
 impl<'a> Batch<'a> {
+    /// Whether the batch is handed over now (see [`BATCH_EVENTS`], [`BATCH_ITEMS`]).
+    fn is_full(&self) -> bool {
+        self.recs.len() >= BATCH_EVENTS
+            || self.attrs.len() >= BATCH_ITEMS
+            || self.scope.len() >= BATCH_ITEMS
+    }
+
     fn clear(&mut self) {
         self.recs.clear();
         self.attrs.clear();
@@ -239,7 +254,7 @@ impl<'scope, 'a: 'scope> DigestStage<'scope, 'a> {
                     *apex_pending = false;
                 }
                 batch.push(ev, list, apex);
-                if batch.recs.len() >= BATCH_EVENTS {
+                if batch.is_full() {
                     let next = recycled.try_recv().unwrap_or_default();
                     let full = std::mem::replace(batch, next);
                     if tx.send(full).is_err() {
@@ -272,5 +287,48 @@ impl<'scope, 'a: 'scope> DigestStage<'scope, 'a> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xml::{Limits, Reader};
+
+    /// Pushes every event of `doc` into batches as `DigestStage::feed` does; returns the number
+    /// of events of each batch handed over and the most attributes one held.
+    fn batches(doc: &str) -> (Vec<usize>, usize) {
+        let mut r = Reader::new(doc.as_bytes(), Limits::default()).expect("reader");
+        let list = PrefixSet::default();
+        let mut b = Batch::default();
+        let (mut sizes, mut most_attrs, mut apex) = (Vec::new(), 0, true);
+        while r.advance().expect("well-formed") {
+            let Some(ev) = r.current() else { break };
+            b.push(&ev, &list, apex && matches!(ev, Event::Start(_)));
+            apex = false;
+            if b.is_full() {
+                sizes.push(b.recs.len());
+                most_attrs = most_attrs.max(b.attrs.len());
+                b.clear();
+            }
+        }
+        (sizes, most_attrs)
+    }
+
+    /// A batch's memory is bounded by attributes as well as by events: start tags carrying as
+    /// many attributes as the limits allow hand a batch over long before 4096 events.
+    #[test]
+    fn batches_are_bounded_by_attributes() {
+        let attrs: String = (0..64).map(|i| format!(" a{i}=\"\"")).collect();
+        let doc = format!("<r>{}</r>", format!("<e{attrs}/>").repeat(600));
+        let (sizes, most) = batches(&doc);
+        assert!(!sizes.is_empty(), "no batch handed over");
+        assert!(sizes.iter().all(|&n| n < 1024), "{sizes:?}");
+        assert!((BATCH_ITEMS..BATCH_ITEMS + 64).contains(&most), "{most}");
+        // Ordinary content is handed over by events.
+        let doc = format!("<r>{}</r>", "<e a=\"1\">t</e>".repeat(3000));
+        let (sizes, most) = batches(&doc);
+        assert_eq!(sizes, vec![BATCH_EVENTS, BATCH_EVENTS]);
+        assert!(most < BATCH_ITEMS, "{most}");
     }
 }
