@@ -16,7 +16,7 @@ set -euo pipefail
 packages=(pkg-config libssl-dev libxml2-dev libxmlsec1-dev libclang-dev xmlsec1 time gsasl libgsasl18 gnupg prosody postgresql libapache2-mod-shib shibboleth-sp-utils simplesamlphp php-cli php-xml php-mbstring php-curl)
 missing=()
 for p in "${packages[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep "install ok installed" >/dev/null; then
     missing+=("$p")
   fi
 done
@@ -34,7 +34,9 @@ command -v prosody >/dev/null || { echo "setup: prosody still missing" >&2; exit
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "setup: PostgreSQL's initdb still missing" >&2; exit 1; }
 command -v mdquery >/dev/null || { echo "setup: mdquery (shibboleth-sp-utils) still missing" >&2; exit 1; }
 [ -f /usr/share/simplesamlphp/www/module.php ] || { echo "setup: SimpleSAMLphp still missing" >&2; exit 1; }
-php -m | grep -qx dom || { echo "setup: PHP's dom extension (php-xml) still missing" >&2; exit 1; }
+# grep reads all of php's output: with pipefail, an early exit of `grep -q` can kill php with SIGPIPE
+# and fail the check although the extension is there (seen once in CI).
+php -m | grep -x dom >/dev/null || { echo "setup: PHP's dom extension (php-xml) still missing" >&2; exit 1; }
 # Python interop peers, pinned (PyPI): pysaml2's make_metadata and MetadataStore, pyFF's pipelines.
 venv="$(cd "$(dirname "$0")/.." && pwd)/.venv"
 if ! "$venv/bin/python" -c 'import saml2, pyff' 2>/dev/null; then
