@@ -3,7 +3,9 @@
 //! documented span contract: byte offsets are into the whole input. A range of the input (from
 //! its first two bytes) is also read as a fragment of the unchecked input
 //! (`Reader::new_fragment`), which must read exactly as the same fragment of the checked input
-//! does whenever that one can be read.
+//! does whenever that one can be read. And the reader's tokenizer must cut the text into the
+//! same tokens as `quick_xml::Reader` (configured as the reader used to configure it) and refuse
+//! the same ones (`quick_xml`'s DOCTYPE events count as refused: the reader refuses DTDs).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -74,7 +76,60 @@ fn fragment(data: &[u8]) {
     }
 }
 
+/// The tokenizer against `quick_xml::Reader`: same kinds, same byte ranges, refused at the same
+/// token.
+fn tokens(data: &[u8]) {
+    use quick_xml::events::Event as Q;
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    // The reader strips one byte-order mark before tokenizing; quick-xml strips one more.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if text.starts_with('\u{feff}') {
+        return;
+    }
+    let ours = saml_core::xml::tokens_for_fuzzing(text);
+    let mut q = quick_xml::Reader::from_str(text);
+    let cfg = q.config_mut();
+    cfg.check_end_names = false;
+    cfg.check_comments = true;
+    cfg.expand_empty_elements = false;
+    cfg.trim_text(false);
+    cfg.allow_dangling_amp = false;
+    cfg.allow_unmatched_ends = true;
+    let mut theirs: Vec<Result<(String, std::ops::Range<usize>), ()>> = Vec::new();
+    loop {
+        let start = q.buffer_position() as usize;
+        let kind = match q.read_event() {
+            Ok(Q::Eof) => break,
+            Ok(Q::DocType(_)) | Err(_) => {
+                theirs.push(Err(()));
+                break;
+            }
+            Ok(Q::Start(_)) => "Start",
+            Ok(Q::Empty(_)) => "Empty",
+            Ok(Q::End(_)) => "End",
+            Ok(Q::Text(_)) => "Text",
+            Ok(Q::GeneralRef(_)) => "Ref",
+            Ok(Q::Comment(_)) => "Comment",
+            Ok(Q::CData(_)) => "CData",
+            Ok(Q::Decl(_)) => "Decl",
+            Ok(Q::PI(_)) => "Pi",
+        };
+        theirs.push(Ok((kind.to_owned(), start..q.buffer_position() as usize)));
+    }
+    let ours: Vec<_> = ours.into_iter().map(|t| t.map_err(|_| ())).collect();
+    if let Some(i) = (0..ours.len().max(theirs.len())).find(|&i| ours.get(i) != theirs.get(i)) {
+        panic!(
+            "token {i}: ours {:?}, quick-xml {:?}",
+            ours.get(i),
+            theirs.get(i)
+        );
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
+    tokens(data);
     fragment(data);
     let mut reader = match Reader::new(data, Limits::default()) {
         Ok(r) => r,

@@ -1,5 +1,10 @@
 //! A hardened XML reader over quick-xml (XMLDSIG.md "Verifier rules", rule 1).
 //!
+//! The document is checked once as a whole (size, UTF-8, allowed characters), then cut into
+//! tokens where quick-xml's parsers end them (module `token`: quick-xml's `ElementParser` and
+//! `PiParser` over the checked text, without the per-token UTF-8 validation and event building of
+//! `quick_xml::Reader`, whose cut the `xml_reader` fuzz target compares with ours).
+//!
 //! [`Reader`] turns a UTF-8 document into a stream of [`Event`]s that both the canonicalizer
 //! ([`crate::c14n`]) and model builders consume, so one parse serves both. Every event carries its
 //! byte span in the original document and resolved namespaces; names, attribute values and text
@@ -24,10 +29,11 @@
 pub(crate) mod chars;
 pub mod cursor;
 mod escape;
+mod token;
 
 use std::ops::Range;
 
-use quick_xml::events::Event as QEvent;
+use token::{Kind, Tokenizer};
 
 use crate::error::{Error, LimitExceeded, XmlError};
 
@@ -449,6 +455,27 @@ pub fn effective_scope<'a>(scope: &[NsDecl<'a>]) -> Vec<NsDecl<'a>> {
     out
 }
 
+/// Not part of the API: how [`Reader`] cuts `src` (text already checked, after any byte-order
+/// mark) into tokens, for the `xml_reader` fuzz target, which compares it with how
+/// `quick_xml::Reader` cuts the same text. Each item is a token's kind and byte range; the last is
+/// `Err(offset)` if the tokenizer refused the text there.
+#[doc(hidden)]
+#[must_use]
+pub fn tokens_for_fuzzing(src: &str) -> Vec<Result<(String, Range<usize>), usize>> {
+    let mut t = Tokenizer::new(src);
+    let mut out = Vec::new();
+    loop {
+        match t.next() {
+            Ok(Some(tok)) => out.push(Ok((format!("{:?}", tok.kind), tok.start..tok.end))),
+            Ok(None) => return out,
+            Err((at, _)) => {
+                out.push(Err(at));
+                return out;
+            }
+        }
+    }
+}
+
 /// A count of namespace-binding work (bindings visited, hash probes) done on this thread, for
 /// tests that bound the work of the reader and the canonicalizer in the input size. Counted only
 /// in builds with debug assertions (where the tests run); release builds pay nothing. Not part
@@ -572,7 +599,7 @@ struct Open<'a> {
 pub struct Reader<'a> {
     src: &'a str,
     base: usize,
-    inner: quick_xml::Reader<&'a [u8]>,
+    tok: Tokenizer<'a>,
     limits: Limits,
     scope: Bindings<'a>,
     open: Vec<Open<'a>>,
@@ -703,17 +730,10 @@ impl<'a> Reader<'a> {
         scope: Bindings<'a>,
         fragment: bool,
     ) -> Self {
-        let mut inner = quick_xml::Reader::from_str(src);
-        let cfg = inner.config_mut();
-        cfg.check_end_names = false; // checked below against our own stack, without allocating
-        cfg.check_comments = true;
-        cfg.expand_empty_elements = false;
-        cfg.trim_text(false);
-        cfg.allow_dangling_amp = false;
         Reader {
             src,
             base,
-            inner,
+            tok: Tokenizer::new(src),
             limits,
             scope,
             open: Vec::with_capacity(16),
@@ -736,7 +756,7 @@ impl<'a> Reader<'a> {
     /// Byte offset (in the whole document) of the next unread input.
     #[must_use]
     pub fn position(&self) -> usize {
-        self.base + self.inner.buffer_position() as usize
+        self.base + self.tok.position()
     }
 
     /// All namespace bindings currently in scope, innermost last.
@@ -793,26 +813,32 @@ impl<'a> Reader<'a> {
             if self.state == State::Done {
                 return Ok(false);
             }
-            let start = self.inner.buffer_position() as usize;
-            let ev = match self.inner.read_event() {
-                Ok(ev) => ev,
-                Err(e) => {
-                    if self
-                        .src
-                        .get(start..)
-                        .is_some_and(|r| r.starts_with("<!DOCTYPE"))
-                    {
-                        return Err(self.err(start, XmlError::DocType));
+            let tok = match self.tok.next() {
+                Ok(Some(tok)) => tok,
+                Ok(None) => {
+                    let start = self.tok.position();
+                    if let Some(open) = self.open.last() {
+                        if self.fragment {
+                            // A fragment that ends with open elements is a prefix reader.
+                            self.state = State::Done;
+                            return Ok(false);
+                        }
+                        let n = open.name.raw.to_owned();
+                        return Err(self.err(start, XmlError::UnclosedElement(n)));
                     }
-                    let at = self.inner.error_position() as usize;
-                    return Err(self.err(at, XmlError::Syntax(e.to_string())));
+                    if self.state == State::Prolog {
+                        return Err(self.err(start, XmlError::NoRoot));
+                    }
+                    self.state = State::Done;
+                    return Ok(false);
                 }
+                Err((at, kind)) => return Err(self.err(at, kind)),
             };
-            let end = self.inner.buffer_position() as usize;
+            let (start, end) = (tok.start, tok.end);
             let span = self.base + start..self.base + end;
-            match ev {
-                QEvent::Start(_) | QEvent::Empty(_) => {
-                    let empty = matches!(ev, QEvent::Empty(_));
+            match tok.kind {
+                Kind::Start | Kind::Empty => {
+                    let empty = tok.kind == Kind::Empty;
                     match self.state {
                         State::Prolog => self.state = State::Content,
                         State::Content => {}
@@ -839,12 +865,15 @@ impl<'a> Reader<'a> {
                     self.cur = Cur::Start { span, empty };
                     return Ok(true);
                 }
-                QEvent::End(e) => {
-                    let name = e.name().into_inner();
+                Kind::End => {
+                    // §3.1: `</` Name S? `>`; only XML white space may follow the name.
+                    let name = self
+                        .slice(start + 2, end - 1)?
+                        .trim_end_matches([' ', '\t', '\r', '\n']);
                     let Some(open) = self.open.last() else {
                         return Err(self.err(start, XmlError::TrailingContent));
                     };
-                    if !chars::eq(open.name.raw, name.trim_end()) {
+                    if !chars::eq(open.name.raw, name) {
                         return Err(self.err(
                             start,
                             XmlError::MismatchedEndTag {
@@ -863,7 +892,7 @@ impl<'a> Reader<'a> {
                     self.cur = Cur::End(end);
                     return Ok(true);
                 }
-                QEvent::Text(_) => {
+                Kind::Text => {
                     let raw = self.slice(start, end)?;
                     if self.state != State::Content {
                         if raw
@@ -897,7 +926,7 @@ impl<'a> Reader<'a> {
                     });
                     return Ok(true);
                 }
-                QEvent::GeneralRef(_) => {
+                Kind::Ref => {
                     if self.state != State::Content {
                         return Err(self.err(start, XmlError::ContentBeforeRoot));
                     }
@@ -914,7 +943,7 @@ impl<'a> Reader<'a> {
                     });
                     return Ok(true);
                 }
-                QEvent::CData(_) => {
+                Kind::CData => {
                     if self.state != State::Content {
                         return Err(self.err(start, XmlError::ContentBeforeRoot));
                     }
@@ -929,7 +958,7 @@ impl<'a> Reader<'a> {
                     });
                     return Ok(true);
                 }
-                QEvent::Comment(_) => {
+                Kind::Comment => {
                     let raw = self.src.get(start + 4..end.saturating_sub(3)).unwrap_or("");
                     if self.state == State::Content && self.omitting.is_none() {
                         self.cur = Cur::Comment(Text {
@@ -941,31 +970,19 @@ impl<'a> Reader<'a> {
                     }
                     continue;
                 }
-                QEvent::Decl(d) => {
+                Kind::Decl => {
                     if start != 0 || self.fragment {
                         return Err(self.err(start, XmlError::ProcessingInstruction));
                     }
-                    check_decl(&d).map_err(|k| self.err(start, k))?;
+                    // `<?xml` ... `?>`: quick-xml reads the pseudo-attributes.
+                    let content = self.slice(start + 2, end - 2)?;
+                    let decl = quick_xml::events::BytesDecl::from_start(
+                        quick_xml::events::BytesStart::from_content(content, 3),
+                    );
+                    check_decl(&decl).map_err(|k| self.err(start, k))?;
                     continue;
                 }
-                QEvent::PI(_) => return Err(self.err(start, XmlError::ProcessingInstruction)),
-                QEvent::DocType(_) => return Err(self.err(start, XmlError::DocType)),
-                QEvent::Eof => {
-                    if let Some(open) = self.open.last() {
-                        if self.fragment {
-                            // A fragment that ends with open elements is a prefix reader.
-                            self.state = State::Done;
-                            return Ok(false);
-                        }
-                        let n = open.name.raw.to_owned();
-                        return Err(self.err(start, XmlError::UnclosedElement(n)));
-                    }
-                    if self.state == State::Prolog {
-                        return Err(self.err(start, XmlError::NoRoot));
-                    }
-                    self.state = State::Done;
-                    return Ok(false);
-                }
+                Kind::Pi => return Err(self.err(start, XmlError::ProcessingInstruction)),
             }
         }
     }
@@ -1265,8 +1282,8 @@ fn check_document<'a>(
     };
     let src = src?;
     if src.starts_with('\u{FEFF}') {
-        // A second byte-order mark is content before the root (and quick-xml would skip it,
-        // shifting every offset).
+        // A second byte-order mark is content before the root (U+FEFF is a character, not
+        // white space).
         return Err(Error::xml(base, XmlError::ContentBeforeRoot));
     }
     if let Some((at, c)) = invalid {

@@ -297,3 +297,25 @@ fn qname_fast_path_agrees_with_the_general_path() {
     }
     assert!(fast > 800, "the fast path decided only {fast} names");
 }
+
+/// XML 1.0 §3.1: only S (space, TAB, CR, LF) may follow the name in an end tag. The reader once
+/// trimmed the name with `str::trim_end`, which also drops Unicode spaces, and accepted
+/// `</a\u{a0}>` as the end of `<a>`.
+#[test]
+fn end_tag_name_is_followed_by_xml_white_space_only() {
+    assert!(events("<a></a \t\r\n>").is_ok());
+    for space in ['\u{a0}', '\u{2003}', '\u{3000}', '\u{85}'] {
+        let doc = format!("<a></a{space}>");
+        assert!(
+            matches!(
+                events(&doc),
+                Err(Error::Xml {
+                    kind: XmlError::MismatchedEndTag { .. },
+                    ..
+                })
+            ),
+            "{doc:?}: {:?}",
+            events(&doc)
+        );
+    }
+}
