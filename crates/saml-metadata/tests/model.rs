@@ -71,7 +71,7 @@ fn index_lookups_duplicates_and_expired_entities() {
         )
     );
     let (doc, keys) = signed(&body);
-    let agg = load::load(&doc, &Policy::new(keys, now())).unwrap();
+    let agg = load::load(&doc, &Policy::new(keys.clone(), now())).unwrap();
     assert_eq!(agg.len(), 1);
     assert_eq!(agg.expired_entities(), ["https://b.example.org"]);
     let a = agg.get("https://a.example.org").unwrap();
@@ -85,6 +85,19 @@ fn index_lookups_duplicates_and_expired_entities() {
     assert!(agg.get_by_sha1("{sha1}zz").is_none());
     assert_eq!(agg.sps().count(), 1);
     assert_eq!(agg.idps().count(), 0);
+    // The lazy index the same way (its `{sha1}` index is built on the first such lookup): the
+    // expired entity is found neither by entityID nor by `{sha1}`.
+    let lazy = saml_metadata::lazy::load_lazy(&doc, &Policy::new(keys, now())).unwrap();
+    assert_eq!(lazy.expired_entities(), ["https://b.example.org"]);
+    let by_sha1 = |id: &str| lazy.get_by_sha1(id).unwrap().map(|e| e.entity_id.clone());
+    assert_eq!(by_sha1(&sha).as_deref(), Some("https://a.example.org"));
+    assert_eq!(
+        by_sha1(&format!("{{sha1}}{}", sha.to_uppercase())).as_deref(),
+        Some("https://a.example.org")
+    );
+    assert_eq!(by_sha1(&sha1_hex("https://b.example.org")), None);
+    assert_eq!(by_sha1("{sha1}zz"), None);
+    assert!(lazy.get("https://b.example.org").unwrap().is_none());
 
     let dup = format!(
         "{}{}",
