@@ -294,20 +294,9 @@ impl<'a> LazyAggregate<'a> {
     /// The entity with this `{sha1}` identifier (40 hex digits, optional `{sha1}` prefix).
     /// The first call hashes every indexed entityID (about 2 ms for 10,000 entities).
     pub fn get_by_sha1(&self, id: &str) -> Result<Option<&EntityDescriptor>, Error> {
-        let hex = id.strip_prefix("{sha1}").unwrap_or(id);
-        let mut key = [0u8; 20];
-        if hex.len() != 40 {
+        let Some(key) = crate::model::sha1_key(id) else {
             return Ok(None);
-        }
-        for (i, k) in key.iter_mut().enumerate() {
-            match hex
-                .get(2 * i..2 * i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                Some(v) => *k = v,
-                None => return Ok(None),
-            }
-        }
+        };
         let by_sha1 = self.by_sha1.get_or_init(|| {
             let mut m = HashMap::with_capacity(self.entries.len());
             for (i, e) in self.entries.iter().enumerate() {

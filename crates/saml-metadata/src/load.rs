@@ -113,14 +113,7 @@ impl Aggregate {
     /// `{sha1}` prefix) this is.
     #[must_use]
     pub fn get_by_sha1(&self, id: &str) -> Option<&EntityDescriptor> {
-        let hex = id.strip_prefix("{sha1}").unwrap_or(id);
-        if hex.len() != 40 {
-            return None;
-        }
-        let mut key = [0u8; 20];
-        for (i, k) in key.iter_mut().enumerate() {
-            *k = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-        }
+        let key = crate::model::sha1_key(id)?;
         self.by_sha1.get(&key).and_then(|&i| self.at(i))
     }
 

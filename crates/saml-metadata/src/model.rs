@@ -456,6 +456,22 @@ pub fn sha1_hex(s: &str) -> String {
     out
 }
 
+/// The 20-byte key of a `{sha1}` identifier: 40 hex digits of either case, with or without the
+/// `{sha1}` prefix (the transformed identifier of draft-young-md-query-saml). Anything else is `None`: a sign, which
+/// `u8::from_str_radix` would take (`+a` for `0a`), gives no second spelling of an identifier.
+pub(crate) fn sha1_key(id: &str) -> Option<[u8; 20]> {
+    let hex = id.strip_prefix("{sha1}").unwrap_or(id).as_bytes();
+    if hex.len() != 40 {
+        return None;
+    }
+    let digit = |c: u8| char::from(c).to_digit(16).map(|d| d as u8);
+    let mut key = [0u8; 20];
+    for (k, pair) in key.iter_mut().zip(hex.chunks_exact(2)) {
+        *k = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(key)
+}
+
 /// A child of an `EntitiesDescriptor`, in document order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]

@@ -60,6 +60,31 @@ fn dame_sync_location_in_both_namespaces_and_refeds_security_contact() {
     );
 }
 
+/// A `{sha1}` identifier is 40 hex digits and nothing else: `u8::from_str_radix`, which both
+/// indexes used, takes a sign, so `+b` answered for the byte `0b` (a second spelling of the
+/// identifier that no MDQ client sends and that a cache keyed on the text would miss).
+#[test]
+fn sha1_identifiers_take_hex_digits_only() {
+    // SHA-1 of this entityID is ac5e671e900b7b7d...: the sixth byte is 0x0b.
+    let id = "https://sp.example.org";
+    let sha = sha1_hex(id);
+    assert_eq!(&sha[10..12], "0b");
+    let plus_form = format!("{}+b{}", &sha[..10], &sha[12..]);
+    let (doc, keys) = signed(&sp(id, ""));
+    let agg = load::load(&doc, &Policy::new(keys.clone(), now())).unwrap();
+    assert!(agg.get_by_sha1(&sha).is_some());
+    assert!(agg.get_by_sha1(&plus_form).is_none());
+    assert!(agg.get_by_sha1(&format!("{{sha1}}{plus_form}")).is_none());
+    let lazy = saml_metadata::lazy::load_lazy(&doc, &Policy::new(keys, now())).unwrap();
+    assert!(lazy.get_by_sha1(&sha).unwrap().is_some());
+    assert!(lazy.get_by_sha1(&plus_form).unwrap().is_none());
+    // A multi-byte character where a digit pair should be: no panic on the char boundary.
+    let wide = format!("{}é{}", &sha[..10], &sha[12..]);
+    assert_eq!(wide.len(), 40);
+    assert!(agg.get_by_sha1(&wide).is_none());
+    assert!(lazy.get_by_sha1(&wide).unwrap().is_none());
+}
+
 #[test]
 fn index_lookups_duplicates_and_expired_entities() {
     let body = format!(
@@ -83,6 +108,7 @@ fn index_lookups_duplicates_and_expired_entities() {
             .is_some()
     );
     assert!(agg.get_by_sha1("{sha1}zz").is_none());
+    assert!(agg.get_by_sha1(&format!("{sha}0")).is_none());
     assert_eq!(agg.sps().count(), 1);
     assert_eq!(agg.idps().count(), 0);
     // The lazy index the same way (its `{sha1}` index is built on the first such lookup): the
@@ -97,6 +123,7 @@ fn index_lookups_duplicates_and_expired_entities() {
     );
     assert_eq!(by_sha1(&sha1_hex("https://b.example.org")), None);
     assert_eq!(by_sha1("{sha1}zz"), None);
+    assert_eq!(by_sha1(&format!("{sha}0")), None);
     assert!(lazy.get("https://b.example.org").unwrap().is_none());
 
     let dup = format!(
