@@ -9,7 +9,9 @@
 //! (`saml_metadata::nested_signatures`). The three must agree on success and on which
 //! entities they refuse. `load` runs twice, on one thread and with its entities modelled on
 //! several threads (`parallel_model`, forced by `parallel_min_size = Some(0)`): the two must
-//! give the same model, or the same error.
+//! give the same model, or the same error; so must `load_owned` (the model built after
+//! verification, last child first, the document given back as it goes), on one thread and on
+//! several.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -61,6 +63,25 @@ fn signed_paths(data: &[u8]) {
             a.as_ref().map(|_| ()),
             b.as_ref().map(|_| ())
         ),
+    }
+    // `load_owned` (the model built after verification, last child first, the document
+    // given back as it goes) on one thread and on several: the same model or the same error.
+    for threads in [false, true] {
+        let mut p = policy.clone();
+        if threads {
+            p.verify.parallel_min_size = Some(0);
+        } else {
+            p.verify = p.verify.single_threaded();
+        }
+        match (&eager_one, &load::load_owned(signed.clone(), &p)) {
+            (Ok(a), Ok(b)) => assert_eq!(a.metadata(), b.metadata(), "load_owned's model differs"),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "load_owned's error differs"),
+            (a, b) => panic!(
+                "load: {:?}, load_owned: {:?}",
+                a.as_ref().map(|_| ()),
+                b.as_ref().map(|_| ())
+            ),
+        }
     }
     let eager = eager_one.map(|a| refused(a.refused_entities()));
     let lazy = saml_metadata::lazy::load_lazy(&signed, &policy).map(|a| refused(a.refused_entities()));

@@ -18,7 +18,9 @@
 //!
 //! The model is only built from verified content: [`load::load`] verifies with saml-core and
 //! parses `Verified::events()`. Reading unverified metadata needs the deliberately named
-//! [`load::parse_unverified`].
+//! [`load::parse_unverified`]. A caller that reads the document only to load it can hand it
+//! over to [`load::load_owned`], which gives the document's memory back while it builds the
+//! model (the same model, in about the memory of the model alone).
 //!
 //! ```
 //! use saml_core::dsig::{self, SigningKey, SignOptions, TrustedKeys};

@@ -161,15 +161,7 @@ impl Aggregate {
 /// the signature is checked, the model used only once it is good (the same model; see
 /// `parallel_model`).
 pub fn load(doc: &[u8], policy: &Policy) -> Result<Aggregate, Error> {
-    let threads = if policy
-        .verify
-        .parallel_min_size
-        .is_some_and(|m| doc.len() >= m)
-    {
-        std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
-    } else {
-        1
-    };
+    let threads = threads_for(doc.len(), policy);
     let (verified, refused, parallel) = if threads > 1 {
         parallel_model::verify_and_build(doc, policy, threads)?
     } else {
@@ -180,12 +172,52 @@ pub fn load(doc: &[u8], policy: &Policy) -> Result<Aggregate, Error> {
         Some(md) => md,
         None => metadata(&mut Cursor::verified(&verified)?)?,
     };
-    let (valid_until, _) = match &md {
-        Metadata::Entity(e) => (e.valid_until, e.cache_duration),
-        Metadata::Entities(g) => (g.valid_until, g.cache_duration),
+    checked_and_indexed(md, policy, verified.key_index(), refused)
+}
+
+/// The root's validity checked against the policy, then the index built.
+fn checked_and_indexed(
+    md: Metadata,
+    policy: &Policy,
+    signer: usize,
+    refused: Vec<RefusedEntity>,
+) -> Result<Aggregate, Error> {
+    let valid_until = match &md {
+        Metadata::Entity(e) => e.valid_until,
+        Metadata::Entities(g) => g.valid_until,
     };
     check_validity(valid_until, policy)?;
-    index(md, policy, verified.key_index(), refused)
+    index(md, policy, signer, refused)
+}
+
+/// [`load`] for a document the caller hands over: the same checks, the same model and the
+/// same errors, in less memory. The document's memory is given back while the model is built
+/// (from the last entity to the first, the document cut behind each batch), so the document and
+/// the model of all its entities are never both whole in memory: for an aggregate of 10,000
+/// entities the peak is about the model's size instead of the document's plus the model's
+/// (BENCHMARKS.md, issue 15). The model is built after the signature is checked, not while it
+/// is, which costs some time on a large document. An aggregate whose root children are not
+/// separated by white space only (a comment between entities) is modelled as by `load`,
+/// without the saving.
+///
+/// Whether memory given back is returned to the system is the allocator's choice: glibc's
+/// (Linux) returns it at once.
+pub fn load_owned(mut doc: Vec<u8>, policy: &Policy) -> Result<Aggregate, Error> {
+    let threads = threads_for(doc.len(), policy);
+    let (signer, refused, md) =
+        parallel_model::verify_then_build_releasing(&mut doc, policy, threads)?;
+    drop(doc);
+    checked_and_indexed(md, policy, signer, refused)
+}
+
+/// Threads for modelling a document of `len` bytes: up to four at or above
+/// `parallel_min_size`, else one.
+fn threads_for(len: usize, policy: &Policy) -> usize {
+    if policy.verify.parallel_min_size.is_some_and(|m| len >= m) {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+    } else {
+        1
+    }
 }
 
 /// Whether `valid_until` lies before `now` by more than the clock skew. Saturating: a skew (or a

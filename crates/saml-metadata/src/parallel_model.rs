@@ -24,7 +24,7 @@
 //! good one does.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Mutex, OnceLock};
 
@@ -34,7 +34,7 @@ use saml_core::xml::{Event, Limits, NsDecl, Reader, effective_scope};
 
 use crate::error::Error;
 use crate::load::Policy;
-use crate::model::Metadata;
+use crate::model::{EntitiesDescriptor, Metadata};
 use crate::nested_signatures::{self, RefusedEntity};
 use crate::parse::{GroupChild, MD_NS, entities_attributes, entities_child, root};
 
@@ -45,6 +45,10 @@ pub(crate) const MIN_CHILD_BYTES: usize = 128;
 
 /// Runs of children per thread (see the module documentation).
 const RUNS_PER_THREAD: usize = 8;
+
+/// Children a thread takes at a time when a batch is parsed after verification
+/// ([`verify_then_build_releasing`]): few enough that the threads finish a batch together.
+const CHILDREN_PER_TAKE: usize = 8;
 
 /// The root's children seen while the root signature streams, cut into runs as they come.
 #[derive(Debug)]
@@ -233,6 +237,41 @@ fn assemble(
     inherited: Option<&Vec<NsDecl<'_>>>,
     slots: Option<Vec<Option<Parsed>>>,
 ) -> Result<Option<Metadata>, Error> {
+    let Some(mut group) = checked_root(verified, seen, inherited)? else {
+        return Ok(None);
+    };
+    for slot in slots.ok_or_else(thread_failed)? {
+        add_children(&mut group, slot.ok_or_else(thread_failed)??);
+    }
+    Ok(Some(Metadata::Entities(Box::new(group))))
+}
+
+fn thread_failed() -> Error {
+    Error::Invalid {
+        element: "EntitiesDescriptor".into(),
+        offset: 0,
+        message: "a model-building thread failed".into(),
+    }
+}
+
+/// Puts parsed children of the root into its group, in the order given.
+fn add_children(group: &mut EntitiesDescriptor, children: Vec<GroupChild>) {
+    for c in children {
+        match c {
+            GroupChild::Signature => {}
+            GroupChild::Extensions(x) => group.extensions = *x,
+            GroupChild::Child(c) => group.children.push(c),
+        }
+    }
+}
+
+/// The checks that let the recorded children stand for the verified root (see the module
+/// documentation), and the root's group with its attributes only; `None` when they fail.
+fn checked_root(
+    verified: &Verified<'_>,
+    seen: &RootChildren,
+    inherited: Option<&Vec<NsDecl<'_>>>,
+) -> Result<Option<EntitiesDescriptor>, Error> {
     let Some(root_end_tag) = seen.root_end_tag else {
         return Ok(None);
     };
@@ -280,25 +319,150 @@ fn assemble(
     if !blank(at..root_end_tag) {
         return Ok(None);
     }
-
     let mut cursor = Cursor::verified(verified)?;
     let root = root(&mut cursor)?;
-    let mut group = entities_attributes(&root)?;
-    let thread_failed = || Error::Invalid {
-        element: "EntitiesDescriptor".into(),
-        offset: 0,
-        message: "a model-building thread failed".into(),
+    Ok(Some(entities_attributes(&root)?))
+}
+
+/// Verifies `doc` (as `nested_signatures::verify`), then builds its model from the root's
+/// children, last first, giving the document's memory back as it goes: after each batch of
+/// children (about a 16th of the document) is parsed, `doc` is cut to where the batch began
+/// and shrunk, so the document and its model are never both whole in memory (with glibc's
+/// allocator a shrunk large block is returned to the system at once, by `mremap`). The
+/// children are the ones [`verify_and_build`] records, under the same checks (white space
+/// between them, inside the signed root after its `ds:Signature`, in the verified root's
+/// namespace scope); each batch is parsed on up to `threads` threads. The model, and for a
+/// bad document the error (the first in document order), are those of `load` (tested). A
+/// document these checks do not admit has its model built from the verified document on
+/// one thread, as `load` does, before any memory is given back.
+///
+/// Returns the index of the key that verified, the entities refused for their own
+/// signatures, and the model; `doc` is left holding (at most) the bytes before the root's
+/// first child.
+pub(crate) fn verify_then_build_releasing(
+    doc: &mut Vec<u8>,
+    policy: &Policy,
+    threads: usize,
+) -> Result<(usize, Vec<RefusedEntity>, Metadata), Error> {
+    let limits = policy.verify.limits;
+    let (signer, refused, mut group, scope, children) = {
+        let doc: &[u8] = doc;
+        let mut seen = RootChildren::new(doc.len(), 1);
+        let mut inherited: Option<Vec<NsDecl<'_>>> = None;
+        let (verified, refused) = nested_signatures::verify(doc, policy, &mut |ev| {
+            if let Event::Start(st) = ev
+                && st.depth == 2
+                && inherited.is_none()
+            {
+                let own = st.scope.len().saturating_sub(st.namespace_decls.len());
+                inherited = Some(effective_scope(st.scope.get(..own).unwrap_or_default()));
+            }
+            // Runs are for threads that parse while verification goes on; none here.
+            let _ = seen.observe(ev);
+        })?;
+        let signer = verified.key_index();
+        let Some(group) = checked_root(&verified, &seen, inherited.as_ref())? else {
+            let md = crate::parse::metadata(&mut Cursor::verified(&verified)?)?;
+            return Ok((signer, refused, md));
+        };
+        let scope: Vec<(String, String)> = inherited
+            .unwrap_or_default()
+            .iter()
+            .map(|d| (d.prefix.to_owned(), d.uri.to_owned()))
+            .collect();
+        (signer, refused, group, scope, seen.children)
     };
-    for slot in slots.ok_or_else(thread_failed)? {
-        for c in slot.ok_or_else(thread_failed)?? {
-            match c {
-                GroupChild::Signature => {}
-                GroupChild::Extensions(x) => group.extensions = *x,
-                GroupChild::Child(c) => group.children.push(c),
+    let scope: Vec<NsDecl<'_>> = scope
+        .iter()
+        .map(|(prefix, uri)| NsDecl { prefix, uri })
+        .collect();
+    let batch_bytes = doc.len() / 16 + 1;
+    // Batches of parsed children, last batch first; on an error, only the error is kept
+    // (replaced by any found earlier in the document, so the first one is reported).
+    let mut batches: Vec<Vec<GroupChild>> = Vec::new();
+    let mut error: Option<Error> = None;
+    let mut end = children.len();
+    while let Some(last) = end.checked_sub(1).and_then(|i| children.get(i)) {
+        let mut start = end - 1;
+        while let Some(prev) = start.checked_sub(1).and_then(|i| children.get(i))
+            && last.end - prev.start <= batch_bytes
+        {
+            start -= 1;
+        }
+        let batch = children.get(start..end).unwrap_or_default();
+        match parse_batch(doc, batch, &scope, limits, threads) {
+            Ok(parsed) if error.is_none() => batches.push(parsed),
+            Ok(_) => {}
+            Err(e) => {
+                error = Some(e);
+                batches = Vec::new();
             }
         }
+        if let Some(first) = batch.first() {
+            doc.truncate(first.start);
+            doc.shrink_to_fit();
+        }
+        end = start;
     }
-    Ok(Some(Metadata::Entities(Box::new(group))))
+    if let Some(e) = error {
+        return Err(e);
+    }
+    group.children.reserve_exact(children.len());
+    for batch in batches.into_iter().rev() {
+        add_children(&mut group, batch);
+    }
+    Ok((signer, refused, Metadata::Entities(Box::new(group))))
+}
+
+/// Parses consecutive children of the root on up to `threads` threads (this one among them),
+/// each taking the next [`CHILDREN_PER_TAKE`] children until none are left; the first error in
+/// document order is the one returned.
+fn parse_batch(
+    doc: &[u8],
+    batch: &[Range<usize>],
+    scope: &[NsDecl<'_>],
+    limits: Limits,
+    threads: usize,
+) -> Result<Vec<GroupChild>, Error> {
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done: Vec<(usize, Parsed)> = Vec::new();
+        loop {
+            let at = next.fetch_add(CHILDREN_PER_TAKE, Ordering::Relaxed);
+            let Some(rs) = batch.get(at..(at + CHILDREN_PER_TAKE).min(batch.len())) else {
+                break;
+            };
+            if rs.is_empty() {
+                break;
+            }
+            let parsed: Parsed = rs
+                .iter()
+                .map(|r| child(doc, r.clone(), scope, limits))
+                .collect();
+            done.push((at, parsed));
+        }
+        done
+    };
+    let helpers = threads
+        .saturating_sub(1)
+        .min(batch.len().div_ceil(CHILDREN_PER_TAKE).saturating_sub(1));
+    let mut done = std::thread::scope(|s| {
+        let others: Vec<_> = (0..helpers).map(|_| s.spawn(work)).collect();
+        let mut done = work();
+        for h in others {
+            match h.join() {
+                Ok(more) => done.extend(more),
+                Err(_) => done.push((0, Err(thread_failed()))),
+            }
+        }
+        done
+    });
+    done.sort_by_key(|(at, _)| *at);
+    let mut out = Vec::with_capacity(batch.len());
+    for (_, parsed) in done {
+        out.extend(parsed?);
+    }
+    Ok(out)
 }
 
 /// One child of the root, read from its bytes (checked as a document's are) in the root's
@@ -413,5 +577,38 @@ mod tests {
         let doc = signed(&body.join("\n").replace("entityID=", "entityXD="), &key);
         let err = verify_and_build(&doc, &policy, 2).unwrap_err();
         assert!(matches!(err, Error::Invalid { .. }), "{err:?}");
+        // The same for the model built after verification, the document given back.
+        let err = verify_then_build_releasing(&mut bad.into_bytes(), &policy, 2).unwrap_err();
+        assert!(matches!(err, Error::Core(_)), "{err:?}");
+        let err = verify_then_build_releasing(&mut doc.clone(), &policy, 2).unwrap_err();
+        assert!(matches!(err, Error::Invalid { .. }), "{err:?}");
+    }
+
+    /// `verify_then_build_releasing` cuts the document behind each batch it has parsed: what
+    /// is left ends before the root's first entity, and the allocation was shrunk to it. With
+    /// a comment between the entities (the one-thread path) the document stays whole.
+    #[test]
+    fn the_document_is_given_back_while_the_model_is_built() {
+        let (key, keys) = key();
+        let policy = Policy::new(keys, SystemTime::now());
+        for threads in [1, 2] {
+            let mut doc = aggregate("\n", &key);
+            let whole = doc.len();
+            let first = String::from_utf8_lossy(&doc)
+                .find("<EntityDescriptor")
+                .unwrap();
+            let (_, _, md) = verify_then_build_releasing(&mut doc, &policy, threads).unwrap();
+            let Metadata::Entities(g) = md else {
+                panic!("aggregate")
+            };
+            assert_eq!(g.entities().len(), 8);
+            assert!(doc.len() <= first, "{} of {whole} bytes left", doc.len());
+            assert!(doc.capacity() < whole / 2, "capacity {}", doc.capacity());
+
+            let mut doc = aggregate("<!-- c -->", &key);
+            let whole = doc.len();
+            verify_then_build_releasing(&mut doc, &policy, threads).unwrap();
+            assert_eq!(doc.len(), whole);
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! `load` of a large aggregate builds its entities on several threads (issue 15); the model,
 //! and the error for a bad document, must be exactly those of the one-thread path. Documents
-//! here are small, so the threads are forced with `parallel_min_size = Some(0)`.
+//! here are small, so the threads are forced with `parallel_min_size = Some(0)`. `load_owned`
+//! (the model built last entity first, the document given back as it goes) is held to the
+//! same results.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -57,15 +59,27 @@ fn signed(doc: &str, k: &SigningKey) -> Vec<u8> {
 }
 
 /// (one thread, forced threads): both results.
+/// (one thread, forced threads): both results. `load_owned`, on one thread and on several,
+/// must give exactly what `load` on one thread gives (model or error): checked here for every
+/// document the tests below load.
 fn both(doc: &[u8], p: &Policy) -> (Result<Aggregate, String>, Result<Aggregate, String>) {
     let mut one = p.clone();
     one.verify = one.verify.single_threaded();
     let mut many = p.clone();
     many.verify.parallel_min_size = Some(0);
-    (
-        load::load(doc, &one).map_err(|e| e.to_string()),
-        load::load(doc, &many).map_err(|e| e.to_string()),
-    )
+    let reference = load::load(doc, &one).map_err(|e| e.to_string());
+    for policy in [&one, &many] {
+        let owned = load::load_owned(doc.to_vec(), policy).map_err(|e| e.to_string());
+        match (&reference, &owned) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(a.metadata(), b.metadata(), "load_owned's model");
+                assert_eq!(a.len(), b.len());
+            }
+            (Err(a), Err(b)) => assert_eq!(a, b, "load_owned's error"),
+            (a, b) => panic!("load: {:?}, load_owned: {:?}", a.is_ok(), b.is_ok()),
+        }
+    }
+    (reference, load::load(doc, &many).map_err(|e| e.to_string()))
 }
 
 fn entity_count(a: &Aggregate) -> usize {

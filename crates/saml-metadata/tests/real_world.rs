@@ -168,6 +168,12 @@ fn signed_aggregates_load_through_verification() {
         let par = load::load(&doc, &threaded).unwrap_or_else(|e| panic!("{file}: {e}"));
         assert_eq!(par.metadata(), agg.metadata(), "{file}");
         assert_eq!(par.expired_entities(), agg.expired_entities(), "{file}");
+        // And the model built after verification, the document given back as it goes.
+        for p in [&policy, &threaded] {
+            let owned = load::load_owned(doc.clone(), p).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert_eq!(owned.metadata(), agg.metadata(), "{file}");
+            assert_eq!(owned.expired_entities(), agg.expired_entities(), "{file}");
+        }
         for e in agg.entities() {
             assert!(std::ptr::eq(agg.get(&e.entity_id).unwrap(), e));
             assert!(std::ptr::eq(agg.get_by_sha1(&e.sha1_id()).unwrap(), e));
