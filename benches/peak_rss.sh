@@ -2,7 +2,8 @@
 # Peak RSS and wall time of signature verification of a signed eduGAIN-shaped aggregate:
 # saml-core (examples/verify_file.rs: read the file, dsig::verify with
 # VerifyOptions::metadata()) against `xmlsec1 --verify`, both under `/usr/bin/time -v`; then of
-# metadata loading: saml-metadata (examples/load_file.rs, lazy and eager) against pyFF's
+# metadata loading: saml-metadata (examples/load_file.rs, lazy, eager and eager from an owned
+# document) against pyFF's
 # load with signature check (the venv from scripts/setup.sh; PYFF overrides its path).
 #
 # Usage: benches/peak_rss.sh [ENTITIES] [RUNS]     (defaults: 10000 entities, 3 runs each)
@@ -99,13 +100,15 @@ PIPE=$OUT/pyff-load.yaml
 printf -- '- load:\n  - %s verify %s\n- select\n' "$FILE" "$CERT" >"$PIPE"
 read -r LZ_WALL LZ_RSS < <(run_many "$BIN/load_file" --lazy "$CERT" "$FILE")
 read -r EG_WALL EG_RSS < <(run_many "$BIN/load_file" "$CERT" "$FILE")
+read -r OW_WALL OW_RSS < <(run_many "$BIN/load_file" --owned "$CERT" "$FILE")
 read -r PF_WALL PF_RSS < <(run_many "$PYFF" --loglevel=ERROR "$PIPE")
 echo
-awk -v size="$SIZE" -v lw="$LZ_WALL" -v lr="$LZ_RSS" -v ew="$EG_WALL" -v er="$EG_RSS" -v pw="$PF_WALL" -v pr="$PF_RSS" 'BEGIN {
+awk -v size="$SIZE" -v lw="$LZ_WALL" -v lr="$LZ_RSS" -v ew="$EG_WALL" -v er="$EG_RSS" -v owl="$OW_WALL" -v owr="$OW_RSS" -v pw="$PF_WALL" -v pr="$PF_RSS" 'BEGIN {
     printf "| %-34s | %10s | %14s | %14s |\n", "loader", "wall (s)", "peak RSS (MiB)", "RSS / file size"
     printf "|%s|%s|%s|%s|\n", "------------------------------------", "------------", "----------------", "-----------------"
     printf "| %-34s | %10.2f | %14.1f | %14.2fx |\n", "saml-metadata load_file --lazy", lw, lr / 1024, lr * 1024 / size
     printf "| %-34s | %10.2f | %14.1f | %14.2fx |\n", "saml-metadata load_file (eager)", ew, er / 1024, er * 1024 / size
+    printf "| %-34s | %10.2f | %14.1f | %14.2fx |\n", "saml-metadata load_file --owned", owl, owr / 1024, owr * 1024 / size
     printf "| %-34s | %10.2f | %14.1f | %14.2fx |\n", "pyFF load + select (verify)", pw, pr / 1024, pr * 1024 / size
     printf "\npyFF / saml-metadata lazy: wall time %.1fx, peak RSS %.1fx\n", pw / lw, pr / lr
 }'

@@ -8,7 +8,7 @@
 use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
-use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use saml_core::dsig::{SignOptions, SigningKey, TrustedKeys};
 use saml_metadata::load::{self, Policy};
 use saml_metadata::model::sha1_hex;
@@ -44,6 +44,15 @@ fn bench(c: &mut Criterion) {
                     .len(),
             )
         })
+    });
+    // `load_owned`: the document handed over (a copy made outside the timing, as a caller's
+    // `std::fs::read` would hand it) and given back while the model is built.
+    g.bench_function("saml_metadata_load_owned", |b| {
+        b.iter_batched(
+            || doc.clone(),
+            |d| black_box(load::load_owned(d, &policy).expect("load_owned").len()),
+            BatchSize::PerIteration,
+        )
     });
     g.bench_function("saml_metadata_load_lazy", |b| {
         b.iter(|| {

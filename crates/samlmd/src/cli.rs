@@ -385,7 +385,7 @@ fn select(o: &Opts, out: &mut dyn Write) -> Res<()> {
         filter = filter.and(Filter::allow(o.entities.iter().cloned()));
     }
     let policy = policy(o)?;
-    let agg = load::load(&document(o, &file)?, &policy).map_err(fail)?;
+    let agg = load::load_owned(document(o, &file)?, &policy).map_err(fail)?;
     let days = o.valid_days.unwrap_or(7);
     let selection = EntitiesDescriptor::combine(
         o.name.as_deref().unwrap_or("urn:samlmd:selection"),
