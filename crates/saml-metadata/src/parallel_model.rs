@@ -22,6 +22,11 @@
 //! one reported, as on one thread; the model is the same (tested against the one-thread path).
 //! A document whose signature fails costs at most its model's work before the error, as a
 //! good one does.
+//!
+//! [`verify_then_build_releasing`] (`load::load_owned`) records the same children under the
+//! same checks but parses them only after the signature verified, from the last to the first,
+//! cutting the document it owns behind each batch: the model is built in about its own memory
+//! instead of the document's plus its own.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -393,6 +393,9 @@ fn select(o: &Opts, out: &mut dyn Write) -> Res<()> {
         Some(policy.now + Duration::from_secs(days * 86400)),
     )
     .map_err(fail)?;
+    // The model of every entity is not needed past here: freed before the selection is
+    // written and signed (the output and its signed copy are the peak otherwise).
+    drop(agg);
     let count = selection.children.len();
     if count == 0 {
         return Err(Failure::Failed("no entity matches".into()));
