@@ -457,8 +457,9 @@ pub fn sha1_hex(s: &str) -> String {
 }
 
 /// The 20-byte key of a `{sha1}` identifier: 40 hex digits of either case, with or without the
-/// `{sha1}` prefix (the transformed identifier of draft-young-md-query-saml). Anything else is `None`: a sign, which
-/// `u8::from_str_radix` would take (`+a` for `0a`), gives no second spelling of an identifier.
+/// `{sha1}` prefix (the transformed identifier of draft-young-md-query-saml). Anything else is
+/// `None`: a sign, which `u8::from_str_radix` would take (`+a` for `0a`), gives no second
+/// spelling of an identifier.
 pub(crate) fn sha1_key(id: &str) -> Option<[u8; 20]> {
     let hex = id.strip_prefix("{sha1}").unwrap_or(id).as_bytes();
     if hex.len() != 40 {
