@@ -22,7 +22,7 @@ mod xmlsec_engine;
 
 pub use algorithms::{DigestAlgorithm, ENVELOPED_SIGNATURE, SignatureAlgorithm};
 pub use keys::{SigningKey, TrustedKey, TrustedKeys};
-pub use sign::{SignOptions, sign};
+pub use sign::{SignOptions, StreamingSigner, sign};
 pub use verify::{Verified, VerifyOptions, verify, verify_observed};
 #[cfg(feature = "xmlsec")]
 pub use xmlsec_engine::verify_with_xmlsec;

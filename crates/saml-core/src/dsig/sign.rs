@@ -52,9 +52,12 @@ impl Default for SignOptions {
     }
 }
 
-/// Signs `doc`: returns the document with an enveloped `ds:Signature` inserted into the target
-/// element. The Reference URI is `#ID` when the target has an ID, `""` otherwise (root only).
-pub fn sign(doc: &[u8], key: &SigningKey, opts: &SignOptions) -> Result<Vec<u8>, Error> {
+/// The signature algorithm and the reference's c14n options of `opts`, refusing SHA-1 and a
+/// PrefixList that verifiers here would refuse.
+fn checked_options(
+    key: &SigningKey,
+    opts: &SignOptions,
+) -> Result<(SignatureAlgorithm, c14n::Options), Error> {
     let algorithm = opts.algorithm.unwrap_or_else(|| key.default_algorithm());
     if matches!(
         algorithm,
@@ -68,6 +71,13 @@ pub fn sign(doc: &[u8], key: &SigningKey, opts: &SignOptions) -> Result<Vec<u8>,
         c14n_opts = c14n_opts.with_prefix_list(list);
         c14n_opts.check_prefix_list().map_err(Error::Usage)?;
     }
+    Ok((algorithm, c14n_opts))
+}
+
+/// Signs `doc`: returns the document with an enveloped `ds:Signature` inserted into the target
+/// element. The Reference URI is `#ID` when the target has an ID, `""` otherwise (root only).
+pub fn sign(doc: &[u8], key: &SigningKey, opts: &SignOptions) -> Result<Vec<u8>, Error> {
+    let (algorithm, c14n_opts) = checked_options(key, opts)?;
 
     let mut reader = Reader::new(doc, opts.limits)?;
     let mut canon: Option<Canonicalizer<'_, DigestSink>> = None;
@@ -144,6 +154,23 @@ pub fn sign(doc: &[u8], key: &SigningKey, opts: &SignOptions) -> Result<Vec<u8>,
         return Err(Error::Usage("the element to sign was not found".into()));
     };
     let uri = id.map(|i| format!("#{i}")).unwrap_or_default();
+    let signature = signature_element(&digest, &uri, algorithm, key, opts)?;
+    let mut out = Vec::with_capacity(doc.len() + signature.len());
+    out.extend_from_slice(&doc[..at]);
+    out.extend_from_slice(signature.as_bytes());
+    out.extend_from_slice(&doc[at..]);
+    Ok(out)
+}
+
+/// The `ds:Signature` element of an enveloped signature whose Reference (`uri`) has `digest`
+/// over the exclusive canonical form of its target: SignedInfo built, canonicalized and signed.
+fn signature_element(
+    digest: &[u8],
+    uri: &str,
+    algorithm: SignatureAlgorithm,
+    key: &SigningKey,
+    opts: &SignOptions,
+) -> Result<String, Error> {
     let b64 = base64::engine::general_purpose::STANDARD;
 
     let prefix_list = opts
@@ -165,9 +192,9 @@ pub fn sign(doc: &[u8], key: &SigningKey, opts: &SignOptions) -> Result<Vec<u8>,
          <ds:DigestMethod Algorithm=\"{}\"/><ds:DigestValue>{}</ds:DigestValue>\
          </ds:Reference></ds:SignedInfo>",
         algorithm.uri(),
-        crate::xml::escape_attr(&uri),
+        crate::xml::escape_attr(uri),
         opts.digest.uri(),
-        b64.encode(&digest),
+        b64.encode(digest),
     );
     // Exclusive c14n of SignedInfo depends only on the namespaces it uses (ds), which the
     // Signature element declares, so canonicalizing it standalone gives the signed octets.
@@ -190,9 +217,153 @@ pub fn sign(doc: &[u8], key: &SigningKey, opts: &SignOptions) -> Result<Vec<u8>,
         "<ds:Signature xmlns:ds=\"{DSIG_NS}\">{signed_info}<ds:SignatureValue>{}</ds:SignatureValue>{key_info}</ds:Signature>",
         b64.encode(&value)
     );
-    let mut out = Vec::with_capacity(doc.len() + signature.len());
-    out.extend_from_slice(&doc[..at]);
-    out.extend_from_slice(signature.as_bytes());
-    out.extend_from_slice(&doc[at..]);
-    Ok(out)
+    Ok(signature)
+}
+
+/// Signs a document that is written out piece by piece and never held whole (a selection of
+/// entities streamed to a file): an enveloped signature over the root (XML-DSig 1.1 §3.1,
+/// exclusive c14n), placed as the root's first child, as [`sign`] places it.
+///
+/// Give the root's start tag to [`StreamingSigner::new`], then the root's content in order
+/// through [`StreamingSigner::content`], each piece whole elements and text (an element is not
+/// cut between two pieces), then take the `ds:Signature` element from
+/// [`StreamingSigner::finish`]. The signed document is the start tag, that element, the same
+/// pieces in the same order, and the root's end tag (`</` and the start tag's name and `>`):
+/// for an RSA key, byte for byte what [`sign`] makes of the unsigned document.
+///
+/// Each piece is read (with `opts.limits`) and canonicalized inside the root, so its canonical
+/// form is the one it has in the whole document: exclusive c14n of a child depends only on
+/// the namespaces its ancestors rendered, and those are the root's. Memory: one piece and its
+/// canonical form at a time.
+pub struct StreamingSigner<'k> {
+    key: &'k SigningKey,
+    opts: SignOptions,
+    algorithm: SignatureAlgorithm,
+    c14n_opts: c14n::Options,
+    start_tag: String,
+    end_tag: String,
+    /// The canonical start tag's length: each piece's canonical form starts with it.
+    canonical_start: usize,
+    uri: String,
+    hasher: Hasher,
+    /// A reusable document: the start tag, a piece, the end tag.
+    wrapped: Vec<u8>,
+}
+
+impl std::fmt::Debug for StreamingSigner<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamingSigner")
+            .field("start_tag", &self.start_tag)
+            .field("uri", &self.uri)
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'k> StreamingSigner<'k> {
+    /// A signer for the document whose root has `start_tag` (`<md:EntitiesDescriptor ...>`,
+    /// namespace declarations included; not an empty-element tag). The Reference URI is `#` and
+    /// the root's `opts.id_attribute` when it has one, else `""`. `opts.target` must be
+    /// [`Target::Root`] and `opts.placement` first child.
+    pub fn new(start_tag: &str, key: &'k SigningKey, opts: &SignOptions) -> Result<Self, Error> {
+        let (algorithm, c14n_opts) = checked_options(key, opts)?;
+        if opts.target != Target::Root || opts.placement == Placement::AfterIssuer {
+            return Err(Error::Usage(
+                "a streamed document is signed over its root, the signature first".into(),
+            ));
+        }
+        // The root alone (`<r ...></r>`): checks the start tag and gives its name, its ID and
+        // its canonical form.
+        let name = start_tag
+            .strip_prefix('<')
+            .and_then(|t| t.split([' ', '\t', '\r', '\n', '>', '/']).next())
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| Error::Usage("not a start tag".into()))?;
+        let end_tag = format!("</{name}>");
+        let alone = format!("{start_tag}{end_tag}");
+        let mut reader = Reader::new(alone.as_bytes(), opts.limits)?;
+        let mut id = None;
+        let mut elements = 0usize;
+        let mut c = Canonicalizer::new(Vec::new(), c14n_opts.clone());
+        while let Some(ev) = reader.next()? {
+            if let Event::Start(s) = &ev {
+                elements += 1;
+                if s.empty || s.span.end != start_tag.len() {
+                    return Err(Error::Usage(
+                        "not the start tag of a root with content".into(),
+                    ));
+                }
+                if let Some(a) = s.attribute(&opts.id_attribute) {
+                    if !super::verify::is_plain_id(a.raw_value) {
+                        return Err(SignatureError::InvalidId(a.raw_value.to_owned()).into());
+                    }
+                    id = Some(a.value().into_owned());
+                }
+            }
+            c.event(&ev)?;
+        }
+        if elements != 1 {
+            return Err(Error::Usage(
+                "not the start tag of a root with content".into(),
+            ));
+        }
+        let (canonical, _) = c.finish()?;
+        let canonical_start = canonical
+            .len()
+            .checked_sub(end_tag.len())
+            .filter(|&n| canonical.ends_with(end_tag.as_bytes()) && n > 0)
+            .ok_or_else(|| Error::C14n("the root's end tag is not canonical".into()))?;
+        let mut hasher = Hasher::new(opts.digest.message_digest())?;
+        hasher.update(&canonical[..canonical_start])?;
+        Ok(StreamingSigner {
+            key,
+            opts: opts.clone(),
+            algorithm,
+            c14n_opts,
+            start_tag: start_tag.to_owned(),
+            end_tag,
+            canonical_start,
+            uri: id.map(|i| format!("#{i}")).unwrap_or_default(),
+            hasher,
+            wrapped: Vec::new(),
+        })
+    }
+
+    /// The next piece of the root's content: whole elements, text, comments. Refused: a piece
+    /// that does not read as content of the root (an element left open or closed that it did
+    /// not open, the root's end), or that holds a `ds:Signature` child of the root.
+    pub fn content(&mut self, piece: &[u8]) -> Result<(), Error> {
+        self.wrapped.clear();
+        self.wrapped.extend_from_slice(self.start_tag.as_bytes());
+        self.wrapped.extend_from_slice(piece);
+        self.wrapped.extend_from_slice(self.end_tag.as_bytes());
+        let mut reader = Reader::new(&self.wrapped, self.opts.limits)?;
+        let mut c = Canonicalizer::new(Vec::with_capacity(piece.len()), self.c14n_opts.clone());
+        let root_end = self.wrapped.len();
+        while let Some(ev) = reader.next()? {
+            match &ev {
+                Event::Start(s) if s.depth == 2 && s.is(DSIG_NS, "Signature") => {
+                    return Err(Error::Usage("the element is already signed".into()));
+                }
+                Event::End(e) if e.depth == 1 && e.span.end != root_end => {
+                    return Err(Error::Usage("a piece closes the root".into()));
+                }
+                _ => {}
+            }
+            c.event(&ev)?;
+        }
+        let (canonical, _) = c.finish()?;
+        let inner = canonical
+            .get(self.canonical_start..canonical.len().saturating_sub(self.end_tag.len()))
+            .ok_or_else(|| Error::C14n("a piece's canonical form is out of shape".into()))?;
+        self.hasher.update(inner)?;
+        Ok(())
+    }
+
+    /// The `ds:Signature` element to write right after the root's start tag.
+    pub fn finish(mut self) -> Result<String, Error> {
+        self.hasher.update(self.end_tag.as_bytes())?;
+        let digest = self.hasher.finish()?;
+        signature_element(&digest[..], &self.uri, self.algorithm, self.key, &self.opts)
+    }
 }
