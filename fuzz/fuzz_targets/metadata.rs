@@ -11,7 +11,8 @@
 //! several threads (`parallel_model`, forced by `parallel_min_size = Some(0)`): the two must
 //! give the same model, or the same error; so must `load_owned` (the model built after
 //! verification, last child first, the document given back as it goes), on one thread and on
-//! several.
+//! several. A selection of every entity (`selection::write_selection`) must read back as
+//! `load`'s entities.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -81,6 +82,27 @@ fn signed_paths(data: &[u8]) {
                 a.as_ref().map(|_| ()),
                 b.as_ref().map(|_| ())
             ),
+        }
+    }
+    // A selection of every entity, written from the verified bytes and signed as it streams
+    // (`selection::write_selection`), reads back as the entities `load` indexed, in order and
+    // modelled the same; an aggregate with none is refused before anything is written.
+    if let (Ok(agg), Ok(lazy)) = (&eager_one, &saml_metadata::lazy::load_lazy(&signed, &policy)) {
+        let mut out = Vec::new();
+        let opts = saml_metadata::selection::SelectOptions::new("urn:fuzz", None);
+        let all = saml_metadata::filter::Filter::predicate(|_| true);
+        match saml_metadata::selection::write_selection(lazy, &all, key, &opts, &mut out) {
+            Ok(ids) => {
+                let want: Vec<_> = agg.entities().collect();
+                assert_eq!(ids.len(), want.len(), "selection's entities differ");
+                let back = load::load(&out, &policy).expect("the selection does not load");
+                let got: Vec<_> = back.entities().collect();
+                assert_eq!(got, want, "the selection reads back differently");
+            }
+            Err(e) => {
+                assert!(agg.is_empty(), "selection refused: {e}");
+                assert!(out.is_empty(), "written before the error");
+            }
         }
     }
     let eager = eager_one.map(|a| refused(a.refused_entities()));

@@ -67,6 +67,8 @@ pub enum ErrorKind {
     Misuse,
     /// A cryptographic operation failed (OpenSSL, decryption).
     Crypto,
+    /// Reading or writing where the caller asked failed (an output file).
+    Io,
 }
 
 impl Error {

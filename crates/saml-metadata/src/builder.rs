@@ -645,24 +645,45 @@ impl EntitiesDescriptor {
     ) -> Result<EntitiesDescriptor, Error> {
         let mut seen = HashSet::new();
         let mut children = Vec::new();
-        let mut seed = format!(
-            "{name}\n{}",
-            valid_until.map(format_datetime_exact).unwrap_or_default()
-        );
         for e in entities {
             if !seen.insert(e.entity_id.clone()) {
                 return Err(Error::DuplicateEntityId(e.entity_id));
             }
-            seed.push('\n');
-            seed.push_str(&e.entity_id);
             children.push(EntitiesChild::Entity(Box::new(e)));
         }
+        let id = combined_id(
+            name,
+            valid_until,
+            children.iter().filter_map(|c| match c {
+                EntitiesChild::Entity(e) => Some(e.entity_id.as_str()),
+                EntitiesChild::Group(_) => None,
+            }),
+        );
         Ok(EntitiesDescriptor {
             name: Some(name.to_owned()),
-            id: Some(format!("_{}", sha1_hex(&seed))),
+            id: Some(id),
             valid_until,
             children,
             ..Default::default()
         })
     }
+}
+
+/// The ID of a combined aggregate: `_` and the SHA-1 of its name, validUntil and entityIDs, so
+/// the same selection gets the same ID ([`EntitiesDescriptor::combine`],
+/// [`crate::selection`]).
+pub(crate) fn combined_id<'e>(
+    name: &str,
+    valid_until: Option<SystemTime>,
+    entity_ids: impl IntoIterator<Item = &'e str>,
+) -> String {
+    let mut seed = format!(
+        "{name}\n{}",
+        valid_until.map(format_datetime_exact).unwrap_or_default()
+    );
+    for id in entity_ids {
+        seed.push('\n');
+        seed.push_str(id);
+    }
+    format!("_{}", sha1_hex(&seed))
 }

@@ -50,6 +50,9 @@ pub enum Error {
         /// The configured maximum, in days.
         max_days: u64,
     },
+    /// Writing the output failed ([`crate::selection`]).
+    #[error("writing the output: {0}")]
+    Output(#[source] std::io::Error),
 }
 
 impl From<Malformed> for Error {
@@ -85,6 +88,7 @@ impl Error {
             | Error::Expired { .. }
             | Error::NoValidUntil
             | Error::ValidityTooLong { .. } => ErrorKind::Rejected,
+            Error::Output(_) => ErrorKind::Io,
         }
     }
 }

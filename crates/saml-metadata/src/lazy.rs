@@ -5,6 +5,7 @@
 //! content) and cached. Loading costs about one verification and keeps only the document plus a
 //! small index in memory.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::OnceLock;
@@ -18,6 +19,7 @@ use crate::load::{Policy, check_validity};
 use crate::model::{EntityDescriptor, Metadata};
 use crate::nested_signatures::{self, RefusedEntity};
 use crate::parse::{Cursor, MD_NS, entity, metadata, root};
+use crate::split::Cut;
 use crate::time::parse_datetime;
 
 const IDP: u8 = 1;
@@ -311,38 +313,100 @@ impl<'a> LazyAggregate<'a> {
     }
 
     fn at(&self, i: u32) -> Result<&EntityDescriptor, Error> {
-        let (Some(entry), Some(cell)) = (self.entries.get(i as usize), self.cache.get(i as usize))
-        else {
-            return Err(Error::Invalid {
-                element: "(index)".into(),
-                offset: 0,
-                message: "index out of range".into(),
-            });
-        };
+        let cell = self.cache.get(i as usize).ok_or_else(out_of_range)?;
         if let Some(e) = cell.get() {
             return Ok(&**e);
         }
-        let scope = self
-            .scopes
-            .get(entry.scope as usize)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let mut cursor = Cursor::verified_fragment(&self.verified, entry.range.clone(), scope)?;
-        let parsed = match metadata(&mut cursor)? {
-            Metadata::Entity(e) => e,
-            Metadata::Entities(_) => {
-                return Err(Error::Invalid {
-                    element: "EntityDescriptor".into(),
-                    offset: entry.range.start,
-                    message: "not an entity".into(),
-                });
-            }
-        };
-        let _ = cell.set(parsed);
+        let _ = cell.set(Box::new(self.build(i)?));
         cell.get().map(|e| &**e).ok_or(Error::Invalid {
             element: "(index)".into(),
             offset: 0,
             message: "cache".into(),
         })
+    }
+
+    /// The entityID of the `i`th indexed entity.
+    pub(crate) fn entity_id_at(&self, i: u32) -> Option<&str> {
+        self.entries.get(i as usize).map(|e| e.entity_id.as_str())
+    }
+
+    /// The model of the `i`th indexed entity: the cached one, else built and not kept.
+    pub(crate) fn model(&self, i: u32) -> Result<Cow<'_, EntityDescriptor>, Error> {
+        match self.cache.get(i as usize).and_then(OnceLock::get) {
+            Some(e) => Ok(Cow::Borrowed(&**e)),
+            None => self.build(i).map(Cow::Owned),
+        }
+    }
+
+    fn build(&self, i: u32) -> Result<EntityDescriptor, Error> {
+        let entry = self.entries.get(i as usize).ok_or_else(out_of_range)?;
+        let mut cursor =
+            Cursor::verified_fragment(&self.verified, entry.range.clone(), self.scope(entry))?;
+        match metadata(&mut cursor)? {
+            Metadata::Entity(e) => Ok(*e),
+            Metadata::Entities(_) => Err(Error::Invalid {
+                element: "EntityDescriptor".into(),
+                offset: entry.range.start,
+                message: "not an entity".into(),
+            }),
+        }
+    }
+
+    fn scope(&self, entry: &Entry) -> &[NsDecl<'a>] {
+        self.scopes
+            .get(entry.scope as usize)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    /// The `i`th indexed entity as a standalone element cut from the verified bytes (see
+    /// [`crate::split`]), appended to `out`; returns its entityID.
+    pub(crate) fn standalone(&self, i: u32, out: &mut String) -> Result<&str, Error> {
+        let entry = self.entries.get(i as usize).ok_or_else(out_of_range)?;
+        let src = self.verified.signed_xml();
+        let offset = self.verified.signed_range().start;
+        // A single-entity document: the entity is the signed root, read without its signature.
+        let root = entry.range == self.verified.signed_range();
+        let mut events = if root {
+            self.verified.events()?
+        } else {
+            self.verified
+                .fragment(entry.range.clone(), self.scope(entry))?
+        };
+        let mut cut = None;
+        while let Some(ev) = events.next()? {
+            match cut.as_mut() {
+                None => {
+                    if let Event::Start(s) = &ev {
+                        let mut c = Cut::start(s, src, offset);
+                        if root {
+                            c.leave_out(self.verified.signature_range());
+                        }
+                        cut = Some(c);
+                    }
+                }
+                Some(c) => {
+                    if c.event(&ev)
+                        && let Some(c) = cut.take()
+                    {
+                        c.finish(src, offset, out);
+                        return Ok(&entry.entity_id);
+                    }
+                }
+            }
+        }
+        Err(Error::Invalid {
+            element: "EntityDescriptor".into(),
+            offset: entry.range.start,
+            message: "the entity does not end in its range".into(),
+        })
+    }
+}
+
+fn out_of_range() -> Error {
+    Error::Invalid {
+        element: "(index)".into(),
+        offset: 0,
+        message: "index out of range".into(),
     }
 }

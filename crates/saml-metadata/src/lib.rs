@@ -10,7 +10,8 @@
 //! shibmd:Scope, idpdisc, init, alg, DAME; unknown extensions kept as written), [`load`]
 //! (verified loading and the [`load::Aggregate`] index), [`lazy`] (one verification pass,
 //! entities built on first lookup), [`filter`] (composable entity filters), [`split`]
-//! (per-entity documents cut from the verified bytes), [`write`](mod@write) (XML output with
+//! (per-entity documents cut from the verified bytes), [`selection`] (a filtered selection
+//! written and signed as it streams out), [`write`](mod@write) (XML output with
 //! `parse(write(x)) == x`, signing on write), [`builder`] (entities by hand, aggregates combined
 //! from entities), [`time`]; feature `serde` for the model.
 //! Out of scope: fetching (see mdq-client), XML Schema validation beyond what the model needs,
@@ -60,6 +61,7 @@ pub mod nested_signatures;
 pub mod ns;
 mod parallel_model;
 mod parse;
+pub mod selection;
 pub mod split;
 pub mod sso;
 pub use saml_core::time;

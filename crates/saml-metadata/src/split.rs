@@ -1,10 +1,12 @@
 //! Splitting a verified aggregate into standalone per-entity documents (what an MDQ server
 //! serves). Each entity is cut from the verified bytes, exactly as signed, with the namespace
-//! declarations it inherited written onto its root; an entity-level `ds:Signature` child is
-//! dropped (the caller re-signs with its own key, see `saml_core::dsig::sign`).
+//! declarations it inherited written onto its root; every `ds:Signature` in it (the entity's
+//! own, its roles', any below) is dropped: the caller re-signs with its own key (see
+//! `saml_core::dsig::sign`), and a signature left behind would have to verify under the
+//! reader's trust, which may be that key only.
 
 use saml_core::dsig::DSIG_NS;
-use saml_core::xml::{Event, effective_scope, escape_attr};
+use saml_core::xml::{Event, StartElement, effective_scope, escape_attr};
 
 use crate::error::Error;
 use crate::load::Policy;
@@ -48,83 +50,31 @@ pub fn split_report(doc: &[u8], policy: &Policy) -> Result<Split, Error> {
     let offset = verified.signed_range().start;
     let mut events = verified.events()?;
     let mut out = Vec::new();
-    // (entityID, start offset, start-tag end offset, depth, start tag with inherited decls)
-    let mut current: Option<(String, usize, usize, usize, String)> = None;
-    let mut cut: Vec<(usize, usize)> = Vec::new(); // signature ranges to drop inside the entity
+    let mut current: Option<(String, Cut)> = None;
     while let Some(ev) = events.next()? {
-        match ev {
-            Event::Start(s) if current.is_none() && s.is(MD_NS, "EntityDescriptor") => {
-                let entity_id = s
-                    .attribute("entityID")
-                    .map(|a| a.value().into_owned())
-                    .ok_or_else(|| Error::Invalid {
-                        element: "EntityDescriptor".into(),
-                        offset: s.span.start,
-                        message: "missing required attribute entityID".into(),
-                    })?;
-                let own = s.namespace_decls.len();
-                let inherited = effective_scope(&s.scope[..s.scope.len() - own]);
-                let tag = &src[s.span.start - offset..s.span.end - offset];
-                let name_end = 1 + s.name.raw.len();
-                let mut start_tag = String::with_capacity(tag.len() + 256);
-                start_tag.push_str(&tag[..name_end]);
-                for d in inherited {
-                    if s.namespace_decls.iter().any(|o| o.prefix == d.prefix)
-                        || (d.prefix.is_empty() && d.uri.is_empty())
-                    {
-                        continue;
-                    }
-                    if d.prefix.is_empty() {
-                        start_tag.push_str(&format!(" xmlns=\"{}\"", escape_attr(d.uri)));
-                    } else {
-                        start_tag.push_str(&format!(
-                            " xmlns:{}=\"{}\"",
-                            d.prefix,
-                            escape_attr(d.uri)
-                        ));
-                    }
-                }
-                start_tag.push_str(&tag[name_end..]);
-                cut.clear();
-                current = Some((entity_id, s.span.start, s.span.end, s.depth, start_tag));
-            }
-            Event::Start(s) => {
-                if let Some((_, _, _, depth, _)) = &current
-                    && s.depth == depth + 1
-                    && s.is(DSIG_NS, "Signature")
-                {
-                    cut.push((s.span.start, 0));
+        if let Some((_, cut)) = current.as_mut() {
+            if cut.event(&ev)
+                && let Some((entity_id, cut)) = current.take()
+            {
+                let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+                cut.finish(src, offset, &mut xml);
+                xml.push('\n');
+                if !skip.contains(entity_id.as_str()) {
+                    out.push(EntityDocument { entity_id, xml });
                 }
             }
-            Event::End(e) => {
-                if let Some(last) = cut.last_mut()
-                    && last.1 == 0
-                    && current.as_ref().is_some_and(|c| e.depth == c.3 + 1)
-                {
-                    last.1 = e.span.end;
-                }
-                if let Some((entity_id, _, tag_end, _, start_tag)) =
-                    current.take_if(|c| c.3 == e.depth)
-                {
-                    let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-                    xml.push_str(&start_tag);
-                    if e.span.is_empty() {
-                        // <md:EntityDescriptor .../>: the start tag is the whole element.
-                    } else {
-                        let mut at = tag_end;
-                        for &(a, b) in &cut {
-                            xml.push_str(&src[at - offset..a - offset]);
-                            at = b;
-                        }
-                        xml.push_str(&src[at - offset..e.span.end - offset]);
-                    }
-                    xml.push('\n');
-                    if !skip.contains(entity_id.as_str()) {
-                        out.push(EntityDocument { entity_id, xml });
-                    }
-                }
-            }
-            _ => {}
+        } else if let Event::Start(s) = &ev
+            && s.is(MD_NS, "EntityDescriptor")
+        {
+            let entity_id = s
+                .attribute("entityID")
+                .map(|a| a.value().into_owned())
+                .ok_or_else(|| Error::Invalid {
+                    element: "EntityDescriptor".into(),
+                    offset: s.span.start,
+                    message: "missing required attribute entityID".into(),
+                })?;
+            current = Some((entity_id, Cut::start(s, src, offset)));
         }
     }
     drop(skip);
@@ -132,4 +82,102 @@ pub fn split_report(doc: &[u8], policy: &Policy) -> Result<Split, Error> {
         documents: out,
         refused,
     })
+}
+
+/// One element cut out of the verified bytes as a standalone element: its start tag with the
+/// namespace declarations it inherited written onto it, its content as signed minus every
+/// `ds:Signature` in it. The new document is signed by its writer, often with another key, and
+/// a signature left on the entity, a role or anything inside would have to verify under the
+/// reader's trust (SAML Metadata §3, [`crate::nested_signatures`]): a consumer trusting only
+/// the new signer would drop the entity.
+pub(crate) struct Cut {
+    depth: usize,
+    start_tag: String,
+    /// The end of the start tag as written (where the content begins).
+    tag_end: usize,
+    /// The `ds:Signature` elements to leave out, as byte ranges.
+    signatures: Vec<(usize, usize)>,
+    /// The depth of the `ds:Signature` being read.
+    open_signature: Option<usize>,
+    /// The end of the element's end tag, once read; `None` for an empty-element tag.
+    end: Option<usize>,
+}
+
+impl Cut {
+    /// Begins with the element's start tag; `src` holds the bytes from document offset
+    /// `offset` on (spans are document offsets).
+    pub(crate) fn start(s: &StartElement<'_, '_>, src: &str, offset: usize) -> Cut {
+        let own = s.namespace_decls.len();
+        let inherited = effective_scope(&s.scope[..s.scope.len() - own]);
+        let tag = &src[s.span.start - offset..s.span.end - offset];
+        let name_end = 1 + s.name.raw.len();
+        let mut start_tag = String::with_capacity(tag.len() + 256);
+        start_tag.push_str(&tag[..name_end]);
+        for d in inherited {
+            if s.namespace_decls.iter().any(|o| o.prefix == d.prefix)
+                || (d.prefix.is_empty() && d.uri.is_empty())
+            {
+                continue;
+            }
+            if d.prefix.is_empty() {
+                start_tag.push_str(&format!(" xmlns=\"{}\"", escape_attr(d.uri)));
+            } else {
+                start_tag.push_str(&format!(" xmlns:{}=\"{}\"", d.prefix, escape_attr(d.uri)));
+            }
+        }
+        start_tag.push_str(&tag[name_end..]);
+        Cut {
+            depth: s.depth,
+            start_tag,
+            tag_end: s.span.end,
+            signatures: Vec::new(),
+            open_signature: None,
+            end: None,
+        }
+    }
+
+    /// Leaves `range` out too: a `ds:Signature` child that the events do not show (the
+    /// document's own, which `Verified::events` omits).
+    pub(crate) fn leave_out(&mut self, range: std::ops::Range<usize>) {
+        self.signatures.push((range.start, range.end));
+        self.signatures.sort_unstable();
+    }
+
+    /// The next event after the start tag; true once the element's end has been read.
+    pub(crate) fn event(&mut self, ev: &Event<'_, '_>) -> bool {
+        match ev {
+            Event::Start(s) if self.open_signature.is_none() && s.is(DSIG_NS, "Signature") => {
+                self.signatures.push((s.span.start, s.span.end));
+                self.open_signature = Some(s.depth);
+            }
+            Event::End(e) => {
+                if self.open_signature == Some(e.depth) {
+                    self.open_signature = None;
+                    if let Some(last) = self.signatures.last_mut() {
+                        last.1 = last.1.max(e.span.end);
+                    }
+                }
+                if e.depth == self.depth {
+                    // <md:EntityDescriptor .../>: the start tag is the whole element.
+                    self.end = (!e.span.is_empty()).then_some(e.span.end);
+                    return true;
+                }
+            }
+            _ => {}
+        }
+        false
+    }
+
+    /// Appends the element to `out`.
+    pub(crate) fn finish(self, src: &str, offset: usize, out: &mut String) {
+        out.push_str(&self.start_tag);
+        if let Some(end) = self.end {
+            let mut at = self.tag_end;
+            for &(a, b) in &self.signatures {
+                out.push_str(&src[at - offset..a - offset]);
+                at = b;
+            }
+            out.push_str(&src[at - offset..end - offset]);
+        }
+    }
 }

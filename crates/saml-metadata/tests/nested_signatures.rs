@@ -11,8 +11,10 @@ use common::{key, policy};
 use saml_core::dsig::{self, SignOptions, SigningKey, Target};
 use saml_core::{Error as CoreError, LimitExceeded};
 use saml_metadata::Error;
+use saml_metadata::filter::Filter;
 use saml_metadata::lazy::load_lazy;
 use saml_metadata::load::{self, Policy};
+use saml_metadata::selection::{SelectOptions, write_selection};
 use saml_metadata::split::split_report;
 
 const IDP: &str = "https://idp.example.org/idp";
@@ -78,6 +80,42 @@ fn outcome(doc: &[u8], p: &Policy) -> (Vec<String>, Vec<String>) {
     split_ids.sort();
     split_refused.sort();
     assert_eq!((&ids, &refused), (&split_ids, &split_refused), "split");
+    // Each split entity, re-signed by another key (an MDQ server's), loads under that key
+    // alone: no signature of the original (entity, role, below) is carried over.
+    let mdq = key();
+    for d in &split.documents {
+        assert!(!d.xml.contains("</ds:Signature>"), "{}", d.xml);
+        let signed = sign_root(&d.xml, &mdq);
+        let e = load::load(&signed, &policy(&mdq)).unwrap_or_else(|e| panic!("{e}: {}", d.xml));
+        assert!(e.get(&d.entity_id).is_some());
+    }
+    // A selection of every entity, re-signed: the same entities, none of their own
+    // signatures carried over.
+    if !ids.is_empty() {
+        let resigner = key();
+        let mut out = Vec::new();
+        let mut sel_ids = write_selection(
+            &lazy,
+            &Filter::predicate(|_| true),
+            &resigner,
+            &SelectOptions::new("urn:test:all", None),
+            &mut out,
+        )
+        .unwrap();
+        sel_ids.sort();
+        assert_eq!(sel_ids, ids, "selection");
+        let back = load::load(&out, &policy(&resigner)).unwrap();
+        let mut back_ids: Vec<String> = back.entities().map(|e| e.entity_id.clone()).collect();
+        back_ids.sort();
+        assert_eq!(back_ids, ids, "selection read back");
+        assert_eq!(
+            String::from_utf8(out)
+                .unwrap()
+                .matches("</ds:Signature>")
+                .count(),
+            1
+        );
+    }
     (ids, refused)
 }
 

@@ -1,0 +1,163 @@
+//! A selection of a verified aggregate written as a new signed aggregate, straight to a writer
+//! (what pyFF's `select`, `finalize`, `sign` and `publish` do in a pipeline, and an MDQ or
+//! federation operator's "the IdPs of this category, re-signed by us").
+//!
+//! The chosen entities are copied from the verified bytes, each as [`crate::split`] cuts it
+//! (its start tag with the namespace declarations it inherited, its own `ds:Signature`
+//! left out), under a new `md:EntitiesDescriptor` (SAML Metadata §2.3.1) with a `Name`, a
+//! `validUntil` and an `ID` made from them and the entityIDs (as
+//! [`EntitiesDescriptor::combine`](crate::model::EntitiesDescriptor::combine) makes it). The
+//! document is signed while it is written ([`saml_core::dsig::StreamingSigner`]): a first pass
+//! hashes the entities' canonical form, a second writes them after the signature. Neither the
+//! selection's model nor its XML is ever whole in memory: the peak is the aggregate being read
+//! and one entity (BENCHMARKS.md, issue 15).
+//!
+//! Entities are modelled one at a time to be filtered, on up to four threads unless
+//! [`SelectOptions::single_threaded`], and not kept.
+
+use std::io::Write;
+use std::time::SystemTime;
+
+use saml_core::dsig::{SignOptions, SigningKey, StreamingSigner};
+use saml_core::time::format_datetime_exact;
+use saml_core::xml::escape_attr;
+
+use crate::builder::combined_id;
+use crate::error::Error;
+use crate::filter::Filter;
+use crate::lazy::LazyAggregate;
+use crate::ns::MD_NS;
+
+/// Entities modelled per thread below which the filter runs on the calling thread only.
+const PER_THREAD_MIN: usize = 64;
+
+/// How to write a selection.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SelectOptions {
+    /// The new aggregate's `Name`.
+    pub name: String,
+    /// Its `validUntil` (none when `None`; a relying party's policy usually wants one).
+    pub valid_until: Option<SystemTime>,
+    /// How to sign it (over the root, the signature first: the defaults).
+    pub sign: SignOptions,
+    /// Filter the entities on the calling thread only.
+    pub single_threaded: bool,
+}
+
+impl SelectOptions {
+    /// A selection named `name`, valid until `valid_until`, signed with the default options.
+    #[must_use]
+    pub fn new(name: &str, valid_until: Option<SystemTime>) -> Self {
+        SelectOptions {
+            name: name.to_owned(),
+            valid_until,
+            sign: SignOptions::default(),
+            single_threaded: false,
+        }
+    }
+}
+
+/// Writes the entities of `agg` that `filter` lets through, in document order, as a new
+/// aggregate signed with `key`, to `out`; returns their entityIDs. Nothing is written unless
+/// every entity was modelled and the selection signed: an entity that does not model is an
+/// error before the first byte (as `load` would refuse the aggregate), as is an empty
+/// selection (an `md:EntitiesDescriptor` needs a child). `out` is written in pieces of about an
+/// entity; wrap a file in a `BufWriter`. A write error stops with [`Error::Output`], `out`
+/// holding a partial document: write to a temporary file and rename it.
+pub fn write_selection<W: Write>(
+    agg: &LazyAggregate<'_>,
+    filter: &Filter,
+    key: &SigningKey,
+    opts: &SelectOptions,
+    mut out: W,
+) -> Result<Vec<String>, Error> {
+    let chosen = matching(agg, filter, opts.single_threaded)?;
+    if chosen.is_empty() {
+        return Err(Error::Unwritable {
+            element: "EntitiesDescriptor".into(),
+            message: "no entity matches: an EntitiesDescriptor needs at least one entity \
+                      (SAML Metadata §2.3.1)"
+                .into(),
+        });
+    }
+    let ids: Vec<String> = chosen
+        .iter()
+        .filter_map(|&i| agg.entity_id_at(i).map(str::to_owned))
+        .collect();
+    let id = combined_id(&opts.name, opts.valid_until, ids.iter().map(String::as_str));
+    let mut start_tag = format!("<md:EntitiesDescriptor xmlns:md=\"{MD_NS}\" ID=\"{id}\"");
+    if let Some(t) = opts.valid_until {
+        start_tag.push_str(&format!(" validUntil=\"{}\"", format_datetime_exact(t)));
+    }
+    start_tag.push_str(&format!(" Name=\"{}\">", escape_attr(&opts.name)));
+
+    // First pass: the digest of the canonical content.
+    let mut piece = String::new();
+    let mut signer = StreamingSigner::new(&start_tag, key, &opts.sign)?;
+    for &i in &chosen {
+        piece.clear();
+        piece.push('\n');
+        agg.standalone(i, &mut piece)?;
+        signer.content(piece.as_bytes())?;
+    }
+    signer.content(b"\n")?;
+    let signature = signer.finish()?;
+
+    // Second pass: the same pieces, after the signature.
+    let mut put = |b: &[u8]| out.write_all(b).map_err(Error::Output);
+    put(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n")?;
+    put(start_tag.as_bytes())?;
+    put(signature.as_bytes())?;
+    for &i in &chosen {
+        piece.clear();
+        piece.push('\n');
+        agg.standalone(i, &mut piece)?;
+        put(piece.as_bytes())?;
+    }
+    put(b"\n</md:EntitiesDescriptor>\n")?;
+    out.flush().map_err(Error::Output)?;
+    Ok(ids)
+}
+
+/// The indexes of the entities `filter` lets through, in document order; the first entity
+/// that does not model is the error.
+fn matching(agg: &LazyAggregate<'_>, filter: &Filter, single: bool) -> Result<Vec<u32>, Error> {
+    let n = agg.len();
+    let threads = if single {
+        1
+    } else {
+        std::thread::available_parallelism()
+            .map_or(1, |t| t.get().min(4))
+            .min(n / PER_THREAD_MIN)
+            .max(1)
+    };
+    let pick = |range: std::ops::Range<usize>| -> Result<Vec<u32>, Error> {
+        let mut v = Vec::new();
+        for i in range {
+            let i = i as u32;
+            if filter.matches(&*agg.model(i)?) {
+                v.push(i);
+            }
+        }
+        Ok(v)
+    };
+    if threads == 1 {
+        return pick(0..n);
+    }
+    let chunk = n.div_ceil(threads);
+    std::thread::scope(|sc| {
+        let parts: Vec<_> = (0..threads)
+            .map(|t| {
+                let range = (t * chunk).min(n)..((t + 1) * chunk).min(n);
+                sc.spawn(move || pick(range))
+            })
+            .collect();
+        let mut all = Vec::new();
+        for p in parts {
+            // A panic can only come from the caller's predicate: it goes on as on one thread.
+            all.extend(p.join().unwrap_or_else(|e| std::panic::resume_unwind(e))?);
+        }
+        Ok(all)
+    })
+}

@@ -1,0 +1,121 @@
+//! `selection::write_selection`: what it refuses before writing anything, and how a failing
+//! output is reported. (Selections of real aggregates: `real_world.rs`; entities with
+//! signatures of their own: `nested_signatures.rs`.)
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+use common::{key, policy};
+
+use saml_core::ErrorKind;
+use saml_core::dsig::{self, SignOptions};
+use saml_metadata::Error;
+use saml_metadata::filter::{Filter, RoleKind};
+use saml_metadata::lazy::load_lazy;
+use saml_metadata::load;
+use saml_metadata::selection::{SelectOptions, write_selection};
+
+fn sp(entity_id: &str, extra: &str) -> String {
+    format!(
+        r#"<md:EntityDescriptor entityID="{entity_id}"{extra}><md:SPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="{entity_id}/acs" index="0"/></md:SPSSODescriptor></md:EntityDescriptor>"#
+    )
+}
+
+fn aggregate(children: &[String]) -> String {
+    format!(
+        "<md:EntitiesDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" ID=\"_agg\" \
+         validUntil=\"2030-01-01T00:00:00Z\">\n{}\n</md:EntitiesDescriptor>",
+        children.join("\n")
+    )
+}
+
+#[test]
+fn an_entity_that_does_not_model_is_an_error_before_anything_is_written() {
+    let fed = key();
+    // The second SP's endpoint has no Location: the schema wants one, `load` refuses it.
+    let bad = sp("https://b.example/sp", "").replace(" Location=\"https://b.example/sp/acs\"", "");
+    let doc = aggregate(&[sp("https://a.example/sp", ""), bad]);
+    let doc = dsig::sign(doc.as_bytes(), &fed, &SignOptions::default()).unwrap();
+    let p = policy(&fed);
+    assert!(load::load(&doc, &p).is_err());
+    let lazy = load_lazy(&doc, &p).unwrap();
+    for single in [false, true] {
+        let mut opts = SelectOptions::new("urn:x", None);
+        opts.single_threaded = single;
+        let mut out = Vec::new();
+        let e = write_selection(&lazy, &Filter::predicate(|_| true), &key(), &opts, &mut out)
+            .unwrap_err();
+        assert!(matches!(e, Error::Invalid { .. }), "{e}");
+        assert!(out.is_empty());
+    }
+}
+
+#[test]
+fn expired_entities_are_not_selected_and_an_empty_selection_is_refused() {
+    let fed = key();
+    let doc = aggregate(&[
+        sp(
+            "https://old.example/sp",
+            " validUntil=\"2020-01-01T00:00:00Z\"",
+        ),
+        sp("https://new.example/sp", ""),
+    ]);
+    let doc = dsig::sign(doc.as_bytes(), &fed, &SignOptions::default()).unwrap();
+    let lazy = load_lazy(&doc, &policy(&fed)).unwrap();
+    let opts = SelectOptions::new("urn:x", None);
+    let resigner = key();
+    let mut out = Vec::new();
+    let ids = write_selection(
+        &lazy,
+        &Filter::predicate(|_| true),
+        &resigner,
+        &opts,
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(ids, ["https://new.example/sp"]);
+    let back = load::load(&out, &policy(&resigner)).unwrap();
+    assert_eq!(back.len(), 1);
+    let mut out = Vec::new();
+    let e = write_selection(
+        &lazy,
+        &Filter::role(RoleKind::Idp),
+        &resigner,
+        &opts,
+        &mut out,
+    )
+    .unwrap_err();
+    assert!(matches!(e, Error::Unwritable { .. }), "{e}");
+    assert!(out.is_empty());
+}
+
+struct Full;
+
+impl std::io::Write for Full {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            "disk full",
+        ))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failing_output_is_an_io_error() {
+    let fed = key();
+    let doc = aggregate(&[sp("https://a.example/sp", "")]);
+    let doc = dsig::sign(doc.as_bytes(), &fed, &SignOptions::default()).unwrap();
+    let lazy = load_lazy(&doc, &policy(&fed)).unwrap();
+    let e = write_selection(
+        &lazy,
+        &Filter::predicate(|_| true),
+        &key(),
+        &SelectOptions::new("urn:x", None),
+        Full,
+    )
+    .unwrap_err();
+    assert!(matches!(e, Error::Output(_)), "{e}");
+    assert_eq!(e.kind(), ErrorKind::Io);
+}
