@@ -12,9 +12,10 @@ use saml_core::dsig::{
     self, SignOptions, SignatureAlgorithm, SigningKey, TrustedKeys, VerifyOptions,
 };
 use saml_metadata::filter::{Filter, RoleKind};
-use saml_metadata::load::{self, Policy};
-use saml_metadata::model::{EntitiesDescriptor, EntityDescriptor, Role};
+use saml_metadata::load::Policy;
+use saml_metadata::model::{EntityDescriptor, Role};
 use saml_metadata::nested_signatures::RefusedEntity;
+use saml_metadata::selection::{SelectOptions, write_selection};
 use saml_metadata::time::parse_datetime;
 use serde_json::{Map, Value, json};
 
@@ -385,34 +386,59 @@ fn select(o: &Opts, out: &mut dyn Write) -> Res<()> {
         filter = filter.and(Filter::allow(o.entities.iter().cloned()));
     }
     let policy = policy(o)?;
-    let agg = load::load_owned(document(o, &file)?, &policy).map_err(fail)?;
+    // One verification; each entity modelled only to be filtered, the chosen ones copied from
+    // the verified bytes and signed while they stream to the file (issue 15: the peak is the
+    // document, not the document, every model and the output twice).
+    let doc = document(o, &file)?;
+    let agg = saml_metadata::lazy::load_lazy(&doc, &policy).map_err(fail)?;
     let days = o.valid_days.unwrap_or(7);
-    let selection = EntitiesDescriptor::combine(
+    let mut opts = SelectOptions::new(
         o.name.as_deref().unwrap_or("urn:samlmd:selection"),
-        agg.select(&filter).cloned(),
         Some(policy.now + Duration::from_secs(days * 86400)),
+    );
+    opts.single_threaded = o.single_threaded;
+    // Written beside the output and renamed over it once complete: a failure leaves no
+    // partial document under the output's name.
+    let target = Path::new(&output);
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let io = |e: std::io::Error| Failure::Failed(format!("{output}: {e}"));
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".samlmd-select-");
+    // The permissions a plainly created file gets (the umask applies), not the temporary
+    // file's owner-only ones: the selection is usually published.
+    #[cfg(unix)]
+    builder
+        .permissions(<std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o666));
+    let mut tmp = builder.tempfile_in(dir).map_err(io)?;
+    let ids = write_selection(
+        &agg,
+        &filter,
+        &signer,
+        &opts,
+        std::io::BufWriter::with_capacity(1 << 16, tmp.as_file_mut()),
     )
-    .map_err(fail)?;
-    // The model of every entity is not needed past here: freed before the selection is
-    // written and signed (the output and its signed copy are the peak otherwise).
-    drop(agg);
-    let count = selection.children.len();
-    if count == 0 {
-        return Err(Failure::Failed("no entity matches".into()));
-    }
-    let signed = selection
-        .sign(&signer, &SignOptions::default())
-        .map_err(fail)?;
-    std::fs::write(&output, signed).map_err(|e| Failure::Failed(format!("{output}: {e}")))?;
+    .map_err(|e| match e {
+        saml_metadata::Error::Unwritable { .. } => Failure::Failed("no entity matches".into()),
+        e => fail(e),
+    })?;
+    tmp.persist(target).map_err(|e| io(e.error))?;
     if o.json {
-        let list: Vec<Value> = selection
-            .entities()
-            .into_iter()
-            .map(|e| json!({ "entityID": e.entity_id, "sha1": e.sha1_id(), "file": output }))
+        let list: Vec<Value> = ids
+            .iter()
+            .map(|id| {
+                json!({
+                    "entityID": id,
+                    "sha1": saml_metadata::model::sha1_hex(id),
+                    "file": output,
+                })
+            })
             .collect();
         return say(out, format_args!("{}", json!({ "entities": list })));
     }
-    say(out, format_args!("OK {count} entities"))
+    say(out, format_args!("OK {} entities", ids.len()))
 }
 
 fn split(o: &Opts, out: &mut dyn Write) -> Res<()> {

@@ -180,6 +180,13 @@ fn select_filters_and_re_signs() {
     ]);
     assert!(o.status.success(), "{o:?}");
     assert_eq!(stdout(&o).lines().last(), Some("OK 20 entities"));
+    // Written with the permissions of any file the user creates (not a temporary file's).
+    let plain = write("plain", b"x");
+    assert_eq!(
+        std::fs::metadata(&idps).unwrap().permissions(),
+        std::fs::metadata(&plain).unwrap().permissions()
+    );
+    std::fs::remove_file(plain).unwrap();
     // Signed by the republisher's key only.
     let o = samlmd(&["verify", "--cert", p(&cert2), p(&idps)]);
     assert_eq!(stdout(&o).lines().last(), Some("OK 20 entities"), "{o:?}");
@@ -204,6 +211,25 @@ fn select_filters_and_re_signs() {
         p(&dir.path().join("none.xml")),
     ]);
     assert_eq!(none.status.code(), Some(1));
+    // ... and leaves nothing behind: no output, no temporary file.
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "agg.xml",
+            "c.pem",
+            "c2.pem",
+            "idps.xml",
+            "k.pem",
+            "k2.pem",
+            "signed.xml"
+        ],
+        "{none:?}"
+    );
     let bad = samlmd(&[
         "select",
         "--cert",
