@@ -4,7 +4,9 @@
 # VerifyOptions::metadata()) against `xmlsec1 --verify`, both under `/usr/bin/time -v`; then of
 # metadata loading: saml-metadata (examples/load_file.rs, lazy, eager and eager from an owned
 # document) against pyFF's
-# load with signature check (the venv from scripts/setup.sh; PYFF overrides its path).
+# load with signature check (the venv from scripts/setup.sh; PYFF overrides its path); then of
+# selecting the identity providers and re-signing them into a new aggregate: `samlmd select
+# --role idp` against pyFF's load, select (XPath), finalize, sign and publish.
 #
 # Usage: benches/peak_rss.sh [ENTITIES] [RUNS]     (defaults: 10000 entities, 3 runs each)
 # Environment: XMLSEC1 (default /usr/bin/xmlsec1), OUT (default target/bench-data/rss).
@@ -35,7 +37,9 @@ command -v openssl >/dev/null || die "the openssl CLI is needed to make the sign
 cd "$ROOT"
 cargo build --release --quiet -p saml-benches --example gen_aggregate
 cargo build --release --quiet -p saml-examples --example verify_file --example load_file
+cargo build --release --quiet -p samlmd
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/examples
+SAMLMD=${CARGO_TARGET_DIR:-$ROOT/target}/release/samlmd
 
 mkdir -p "$OUT"
 KEY=$OUT/signer.key.pem
@@ -111,4 +115,29 @@ awk -v size="$SIZE" -v lw="$LZ_WALL" -v lr="$LZ_RSS" -v ew="$EG_WALL" -v er="$EG
     printf "| %-34s | %10.2f | %14.1f | %14.2fx |\n", "saml-metadata load_file --owned", owl, owr / 1024, owr * 1024 / size
     printf "| %-34s | %10.2f | %14.1f | %14.2fx |\n", "pyFF load + select (verify)", pw, pr / 1024, pr * 1024 / size
     printf "\npyFF / saml-metadata lazy: wall time %.1fx, peak RSS %.1fx\n", pw / lw, pr / lr
+}'
+
+# Selecting the IdPs (half of the generated entities) and re-signing them with the same key.
+SEL_OURS=$OUT/select-idps.samlmd.xml
+SEL_PYFF=$OUT/select-idps.pyff.xml
+SEL_PIPE=$OUT/pyff-select.yaml
+printf -- '- load:\n  - %s verify %s\n- select: "!//md:EntityDescriptor[md:IDPSSODescriptor]"\n- finalize:\n    Name: urn:samlmd:selection\n    validUntil: P7D\n- sign:\n    key: %s\n    cert: %s\n- publish: %s\n' \
+    "$FILE" "$CERT" "$KEY" "$CERT" "$SEL_PYFF" >"$SEL_PIPE"
+read -r SO_WALL SO_RSS < <(run_many "$SAMLMD" select --cert "$CERT" --role idp --key "$KEY" \
+    --sign-cert "$CERT" "$FILE" "$SEL_OURS")
+read -r SP_WALL SP_RSS < <(run_many "$PYFF" --loglevel=ERROR "$SEL_PIPE")
+# Both selections verify and hold the same entities.
+for f in "$SEL_OURS" "$SEL_PYFF"; do
+    "$XMLSEC1" --verify --id-attr:ID "$NODE" --pubkey-cert-pem "$CERT" "$f" >/dev/null 2>&1 \
+        || die "xmlsec1 rejects $f"
+done
+[ "$("$SAMLMD" verify --cert "$CERT" "$SEL_OURS" | tail -1)" = \
+  "$("$SAMLMD" verify --cert "$CERT" "$SEL_PYFF" | tail -1)" ] || die "the selections differ in size"
+echo
+awk -v size="$SIZE" -v ow="$SO_WALL" -v or="$SO_RSS" -v pw="$SP_WALL" -v pr="$SP_RSS" 'BEGIN {
+    printf "| %-34s | %10s | %14s | %14s |\n", "select IdPs + re-sign", "wall (s)", "peak RSS (MiB)", "RSS / file size"
+    printf "|%s|%s|%s|%s|\n", "------------------------------------", "------------", "----------------", "-----------------"
+    printf "| %-34s | %10.2f | %14.1f | %14.2fx |\n", "samlmd select --role idp", ow, or / 1024, or * 1024 / size
+    printf "| %-34s | %10.2f | %14.1f | %14.2fx |\n", "pyFF load, select, sign, publish", pw, pr / 1024, pr * 1024 / size
+    printf "\npyFF / samlmd select: wall time %.1fx, peak RSS %.1fx\n", pw / ow, pr / or
 }'

@@ -1,7 +1,8 @@
 //! saml-metadata: load (verify + build the model from verified content + index) of the
 //! 10,000-entity aggregate (and the same with `single_threaded()`), against `xmlsec1 --verify` and pyFF's load (verify + parse + index)
 //! of the same file in the same run; lookups by entityID and by `{sha1}` in the loaded index;
-//! writing the loaded model back to XML, and signing on write.
+//! writing the loaded model back to XML, and signing on write; selecting the IdPs and
+//! re-signing them, through the model and streamed from the verified bytes.
 
 #![allow(clippy::expect_used, clippy::panic)] // a bench that cannot run must fail loudly
 
@@ -10,8 +11,10 @@ use std::time::{Duration, SystemTime};
 
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use saml_core::dsig::{SignOptions, SigningKey, TrustedKeys};
+use saml_metadata::filter::{Filter, RoleKind};
 use saml_metadata::load::{self, Policy};
-use saml_metadata::model::sha1_hex;
+use saml_metadata::model::{EntitiesDescriptor, sha1_hex};
+use saml_metadata::selection::{SelectOptions, write_selection};
 use testkit::bench::{pyff_load, signed_aggregate, xmlsec1_verify};
 
 fn bench(c: &mut Criterion) {
@@ -87,6 +90,38 @@ fn bench(c: &mut Criterion) {
             black_box(
                 md.sign(&key, &SignOptions::default())
                     .expect("sign on write")
+                    .len(),
+            )
+        })
+    });
+    g.finish();
+
+    // Selecting the IdPs (half) and re-signing them, from the document: through the model
+    // (load, select, combine, sign on write: what `samlmd select` did) and streamed from the
+    // verified bytes (`selection::write_selection`, what it does now).
+    let idps = Filter::role(RoleKind::Idp);
+    let valid_until = Some(SystemTime::now() + Duration::from_secs(7 * 86400));
+    let mut g = c.benchmark_group("metadata_select_10k");
+    g.throughput(Throughput::Bytes(doc.len() as u64));
+    g.sample_size(10);
+    g.sampling_mode(SamplingMode::Flat);
+    g.bench_function("model_combine_sign", |b| {
+        b.iter(|| {
+            let agg = load::load(black_box(&doc), &policy).expect("load");
+            let sel =
+                EntitiesDescriptor::combine("urn:bench", agg.select(&idps).cloned(), valid_until)
+                    .expect("combine");
+            black_box(sel.sign(&key, &SignOptions::default()).expect("sign").len())
+        })
+    });
+    let opts = SelectOptions::new("urn:bench", valid_until);
+    g.bench_function("write_selection", |b| {
+        b.iter(|| {
+            let agg = saml_metadata::lazy::load_lazy(black_box(&doc), &policy).expect("lazy");
+            let mut out = std::io::BufWriter::new(std::io::sink());
+            black_box(
+                write_selection(&agg, &idps, &key, &opts, &mut out)
+                    .expect("select")
                     .len(),
             )
         })
