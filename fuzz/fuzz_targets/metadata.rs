@@ -12,7 +12,7 @@
 //! give the same model, or the same error; so must `load_owned` (the model built after
 //! verification, last child first, the document given back as it goes), on one thread and on
 //! several. A selection of every entity (`selection::write_selection`) must read back as
-//! `load`'s entities.
+//! `load`'s entities, and the lazy index must cut each entity as `split` does.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -102,6 +102,18 @@ fn signed_paths(data: &[u8]) {
             Err(e) => {
                 assert!(agg.is_empty(), "selection refused: {e}");
                 assert!(out.is_empty(), "written before the error");
+            }
+        }
+    }
+    // The lazy index cuts each entity on request as split cuts them all (`samlmd split`).
+    if let (Ok(lazy), Ok(split)) = (
+        saml_metadata::lazy::load_lazy(&signed, &policy),
+        saml_metadata::split::split_report(&signed, &policy),
+    ) {
+        for d in &split.documents {
+            if lazy.contains(&d.entity_id) {
+                let cut = lazy.entity_document(&d.entity_id).expect("the indexed entity cuts");
+                assert_eq!(cut.as_ref(), Some(d), "lazy and split cut differently");
             }
         }
     }

@@ -325,6 +325,23 @@ impl<'a> LazyAggregate<'a> {
         })
     }
 
+    /// The entity with this entityID as a standalone document cut from the verified bytes, as
+    /// [`crate::split`] cuts it (the namespace declarations it inherited on its root, every
+    /// `ds:Signature` in it left out, to be signed by the caller): what an MDQ server serves,
+    /// made on request without a model. `None` when no such entity is indexed.
+    pub fn entity_document(
+        &self,
+        entity_id: &str,
+    ) -> Result<Option<crate::split::EntityDocument>, Error> {
+        let Some(&i) = self.by_entity_id.get(entity_id) else {
+            return Ok(None);
+        };
+        let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+        let entity_id = self.standalone(i, &mut xml)?.to_owned();
+        xml.push('\n');
+        Ok(Some(crate::split::EntityDocument { entity_id, xml }))
+    }
+
     /// The entityID of the `i`th indexed entity.
     pub(crate) fn entity_id_at(&self, i: u32) -> Option<&str> {
         self.entries.get(i as usize).map(|e| e.entity_id.as_str())

@@ -85,6 +85,10 @@ fn outcome(doc: &[u8], p: &Policy) -> (Vec<String>, Vec<String>) {
     let mdq = key();
     for d in &split.documents {
         assert!(!d.xml.contains("</ds:Signature>"), "{}", d.xml);
+        assert_eq!(
+            lazy.entity_document(&d.entity_id).unwrap().as_ref(),
+            Some(d)
+        );
         let signed = sign_root(&d.xml, &mdq);
         let e = load::load(&signed, &policy(&mdq)).unwrap_or_else(|e| panic!("{e}: {}", d.xml));
         assert!(e.get(&d.entity_id).is_some());

@@ -348,6 +348,7 @@ fn split_entities_read_back_as_the_same_model() {
     let mut policy = Policy::new(keys, at("2007-01-01T00:00:00Z"));
     policy.verify = VerifyOptions::metadata().legacy();
     let agg = load::load(&doc, &policy).unwrap();
+    let lazy = saml_metadata::lazy::load_lazy(&doc, &policy).unwrap();
     let parts = saml_metadata::split::split(&doc, &policy).unwrap();
     assert_eq!(parts.len(), 111);
     for part in &parts {
@@ -359,6 +360,9 @@ fn split_entities_read_back_as_the_same_model() {
         let original = agg.get(&part.entity_id).unwrap();
         // Unknown extensions are self-contained, so the split entity is identical.
         assert_eq!(&*e, original, "{}", part.entity_id);
+        // The same document cut on request from the lazy index.
+        let lazy_part = lazy.entity_document(&part.entity_id).unwrap().unwrap();
+        assert_eq!(&lazy_part, part);
     }
 }
 

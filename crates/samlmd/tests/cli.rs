@@ -410,6 +410,59 @@ fn entity_with_a_failing_signature_of_its_own_is_named_and_left_out() {
     assert_eq!(std::fs::read_dir(&outdir).unwrap().count(), 1);
 }
 
+/// `split` writes the entities the index holds: one whose own validUntil has passed is left out
+/// and named, in text and JSON, like the refused ones; an aggregate past its validUntil is
+/// refused as `verify` refuses it.
+#[test]
+fn split_leaves_expired_entities_out_and_names_them() {
+    use saml_core::dsig::{SignOptions, SigningKey};
+    let dir = tempfile::tempdir().unwrap();
+    let (key_pem, cert_pem) = testkit::signer::rsa2048_self_signed("federation").unwrap();
+    let cert = dir.path().join("cert.pem");
+    std::fs::write(&cert, &cert_pem).unwrap();
+    let fed = SigningKey::from_pem(&key_pem, Some(&cert_pem)).unwrap();
+    let doc = testkit::metadata::small_aggregate().replace(
+        "entityID=\"https://sp.example.net/shibboleth\" ID=\"_e2\"",
+        "entityID=\"https://sp.example.net/shibboleth\" ID=\"_e2\" validUntil=\"2020-01-01T00:00:00Z\"",
+    );
+    let signed = saml_core::dsig::sign(doc.as_bytes(), &fed, &SignOptions::default()).unwrap();
+    let file = dir.path().join("signed.xml");
+    std::fs::write(&file, signed).unwrap();
+
+    let outdir = dir.path().join("split");
+    let o = samlmd(&["split", "--cert", p(&cert), p(&file), p(&outdir)]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(
+        stdout(&o),
+        "expired https://sp.example.net/shibboleth: its validUntil has passed, left out\nOK 1 entities\n"
+    );
+    let files: Vec<_> = std::fs::read_dir(&outdir).unwrap().collect();
+    assert_eq!(files.len(), 1);
+    let o = samlmd(&[
+        "split",
+        "--format",
+        "json",
+        "--cert",
+        p(&cert),
+        p(&file),
+        p(&outdir),
+    ]);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["expired"][0], "https://sp.example.net/shibboleth");
+    assert_eq!(v["entities"][0]["entityID"], "https://idp.example.org/idp");
+
+    let o = samlmd(&[
+        "split",
+        "--now",
+        "2031-01-01T00:00:00Z",
+        "--cert",
+        p(&cert),
+        p(&file),
+        p(&dir.path().join("late")),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+}
+
 /// `--single-threaded` gives the same answers as the default (which hashes a document of 4 MiB
 /// or more with a helper thread) on an aggregate above that size, signed and tampered.
 #[test]
