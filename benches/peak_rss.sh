@@ -6,7 +6,8 @@
 # document) against pyFF's
 # load with signature check (the venv from scripts/setup.sh; PYFF overrides its path); then of
 # selecting the identity providers and re-signing them into a new aggregate: `samlmd select
-# --role idp` against pyFF's load, select (XPath), finalize, sign and publish.
+# --role idp` against pyFF's load, select (XPath), finalize, sign and publish, and of splitting
+# it into one re-signed file per entity (`samlmd split --key`).
 #
 # Usage: benches/peak_rss.sh [ENTITIES] [RUNS]     (defaults: 10000 entities, 3 runs each)
 # Environment: XMLSEC1 (default /usr/bin/xmlsec1), OUT (default target/bench-data/rss).
@@ -126,6 +127,12 @@ printf -- '- load:\n  - %s verify %s\n- select: "!//md:EntityDescriptor[md:IDPSS
 read -r SO_WALL SO_RSS < <(run_many "$SAMLMD" select --cert "$CERT" --role idp --key "$KEY" \
     --sign-cert "$CERT" "$FILE" "$SEL_OURS")
 read -r SP_WALL SP_RSS < <(run_many "$PYFF" --loglevel=ERROR "$SEL_PIPE")
+# Splitting into one re-signed file per entity (what an MDQ server does at start).
+SPLIT_DIR=$OUT/split
+rm -rf "$SPLIT_DIR"
+read -r SS_WALL SS_RSS < <(run_many "$SAMLMD" split --cert "$CERT" --key "$KEY" --sign-cert "$CERT" \
+    "$FILE" "$SPLIT_DIR")
+[ "$(find "$SPLIT_DIR" -name '*.xml' | wc -l)" -eq "$N" ] || die "split did not write $N files"
 # Both selections verify and hold the same entities.
 for f in "$SEL_OURS" "$SEL_PYFF"; do
     "$XMLSEC1" --verify --id-attr:ID "$NODE" --pubkey-cert-pem "$CERT" "$f" >/dev/null 2>&1 \
@@ -134,10 +141,11 @@ done
 [ "$("$SAMLMD" verify --cert "$CERT" "$SEL_OURS" | tail -1)" = \
   "$("$SAMLMD" verify --cert "$CERT" "$SEL_PYFF" | tail -1)" ] || die "the selections differ in size"
 echo
-awk -v size="$SIZE" -v ow="$SO_WALL" -v or="$SO_RSS" -v pw="$SP_WALL" -v pr="$SP_RSS" 'BEGIN {
-    printf "| %-34s | %10s | %14s | %14s |\n", "select IdPs + re-sign", "wall (s)", "peak RSS (MiB)", "RSS / file size"
+awk -v size="$SIZE" -v ow="$SO_WALL" -v or="$SO_RSS" -v pw="$SP_WALL" -v pr="$SP_RSS" -v sw="$SS_WALL" -v sr="$SS_RSS" 'BEGIN {
+    printf "| %-34s | %10s | %14s | %14s |\n", "select IdPs / split, re-signed", "wall (s)", "peak RSS (MiB)", "RSS / file size"
     printf "|%s|%s|%s|%s|\n", "------------------------------------", "------------", "----------------", "-----------------"
     printf "| %-34s | %10.2f | %14.1f | %14.2fx |\n", "samlmd select --role idp", ow, or / 1024, or * 1024 / size
     printf "| %-34s | %10.2f | %14.1f | %14.2fx |\n", "pyFF load, select, sign, publish", pw, pr / 1024, pr * 1024 / size
+    printf "| %-34s | %10.2f | %14.1f | %14.2fx |\n", "samlmd split --key (every entity)", sw, sr / 1024, sr * 1024 / size
     printf "\npyFF / samlmd select: wall time %.1fx, peak RSS %.1fx\n", pw / ow, pr / or
 }'
