@@ -13,12 +13,14 @@
 //! samlmd split --cert PEM [--legacy] [--now DATETIME] [--key PEM --sign-cert PEM]
 //!        [--format text|json] FILE OUTDIR
 //!     one file per entity, named by the lowercase hex SHA-1 of its entityID (the layout of
-//!     Shibboleth's LocalDynamic provider and of MDQ servers), signed when --key is given
-//! samlmd select --cert PEM [--legacy] [--now DATETIME] [--role idp|sp|aa] [--category URI]
-//!        [--registrar URI] [--entity ENTITYID ...] [--name NAME] [--valid-days N]
+//!     Shibboleth's LocalDynamic provider and of MDQ servers), signed when --key is given;
+//!     entities whose own validUntil has passed are named and left out
+//! samlmd select --cert PEM [--legacy] [--single-threaded] [--now DATETIME] [--role idp|sp|aa]
+//!        [--category URI] [--registrar URI] [--entity ENTITYID ...] [--name NAME] [--valid-days N]
 //!        [--format text|json] --key PEM --sign-cert PEM FILE OUT
 //!     verify FILE, keep the entities matching every criterion given, write them as a new
-//!     aggregate (validUntil now + N days, default 7) signed with --key
+//!     aggregate (validUntil now + N days, default 7) signed with --key, streamed into a
+//!     temporary file beside OUT and renamed over it once complete
 //! samlmd gen N OUT
 //!     an eduGAIN-shaped unsigned aggregate of N entities (see [`aggregate`])
 //! samlmd --help | --version
