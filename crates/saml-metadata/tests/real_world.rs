@@ -156,10 +156,7 @@ fn signed_aggregates_load_through_verification() {
     ];
     for (file, fp, now, legacy, n) in cases {
         let doc = data(file);
-        let mut policy = Policy::new(pinned(&doc, fp), at(now));
-        if legacy {
-            policy.verify = VerifyOptions::metadata().legacy();
-        }
+        let policy = signed_policy(&doc, fp, now, legacy);
         let agg = load::load(&doc, &policy).unwrap_or_else(|e| panic!("{file}: {e}"));
         assert_eq!(agg.len() + agg.expired_entities().len(), n, "{file}");
         // The model built on several threads (documents from 4 MiB; forced here) is the same.
@@ -366,40 +363,49 @@ fn split_entities_read_back_as_the_same_model() {
     }
 }
 
+/// The signed real-world documents: file, pinned signer fingerprint, a "now" they are valid at,
+/// whether they need `--legacy` (SHA-1).
+const SIGNED: [(&str, &str, &str, bool); 4] = [
+    (
+        "wayf-edugain-2019-signed.xml",
+        "9F:B4:49:52:7F:69:0B:54:81:23:85:B0:F1:67:4A:C6:61:C5:D9:3E:93:F2:97:60:AF:12:5E:FD:C7:A6:2E:13",
+        "2019-07-18T00:00:00Z",
+        false,
+    ),
+    (
+        "ukfederation-2006-signed.xml",
+        "CD:16:6D:A1:19:E4:B6:76:F1:91:C1:C5:23:98:DA:B1:91:D0:8D:4F:5A:60:F1:05:61:17:3B:8A:63:FE:3E:0F",
+        "2007-01-01T00:00:00Z",
+        true,
+    ),
+    (
+        "switch-aaitest-2014-signed.xml",
+        "D1:11:97:EE:9E:6C:68:81:6A:69:76:56:6B:19:F7:60:99:C2:2A:A8:3A:B6:8F:E3:5D:42:0D:0F:13:39:89:68",
+        "2014-02-06T00:00:00Z",
+        true,
+    ),
+    (
+        "adfs-v4-signed.xml",
+        "A8:A9:86:37:D4:51:36:76:8C:F8:12:76:CB:CC:CD:58:DB:BF:FB:2E:8C:75:77:1F:01:CB:16:DC:4D:2E:42:35",
+        "2017-06-01T00:00:00Z",
+        false,
+    ),
+];
+
+/// The policy a signed real-world document loads under: its pinned signer at `now`.
+fn signed_policy(doc: &[u8], fp: &str, now: &str, legacy: bool) -> Policy {
+    let mut policy = Policy::new(pinned(doc, fp), at(now));
+    if legacy {
+        policy.verify = VerifyOptions::metadata().legacy();
+    }
+    policy
+}
+
 #[test]
 fn lazy_loading_gives_the_same_entities_as_eager_loading() {
-    let cases = [
-        (
-            "wayf-edugain-2019-signed.xml",
-            "9F:B4:49:52:7F:69:0B:54:81:23:85:B0:F1:67:4A:C6:61:C5:D9:3E:93:F2:97:60:AF:12:5E:FD:C7:A6:2E:13",
-            "2019-07-18T00:00:00Z",
-            false,
-        ),
-        (
-            "ukfederation-2006-signed.xml",
-            "CD:16:6D:A1:19:E4:B6:76:F1:91:C1:C5:23:98:DA:B1:91:D0:8D:4F:5A:60:F1:05:61:17:3B:8A:63:FE:3E:0F",
-            "2007-01-01T00:00:00Z",
-            true,
-        ),
-        (
-            "switch-aaitest-2014-signed.xml",
-            "D1:11:97:EE:9E:6C:68:81:6A:69:76:56:6B:19:F7:60:99:C2:2A:A8:3A:B6:8F:E3:5D:42:0D:0F:13:39:89:68",
-            "2014-02-06T00:00:00Z",
-            true,
-        ),
-        (
-            "adfs-v4-signed.xml",
-            "A8:A9:86:37:D4:51:36:76:8C:F8:12:76:CB:CC:CD:58:DB:BF:FB:2E:8C:75:77:1F:01:CB:16:DC:4D:2E:42:35",
-            "2017-06-01T00:00:00Z",
-            false,
-        ),
-    ];
-    for (file, fp, now, legacy) in cases {
+    for (file, fp, now, legacy) in SIGNED {
         let doc = data(file);
-        let mut policy = Policy::new(pinned(&doc, fp), at(now));
-        if legacy {
-            policy.verify = VerifyOptions::metadata().legacy();
-        }
+        let policy = signed_policy(&doc, fp, now, legacy);
         let eager = load::load(&doc, &policy).unwrap();
         let lazy = saml_metadata::lazy::load_lazy(&doc, &policy).unwrap();
         assert_eq!(lazy.len(), eager.len(), "{file}");
@@ -430,38 +436,9 @@ fn selections_written_from_the_verified_bytes_read_back_as_the_same_entities() {
     resigned
         .add_public_key(signer.public_key().unwrap(), "selection")
         .unwrap();
-    let cases = [
-        (
-            "wayf-edugain-2019-signed.xml",
-            "9F:B4:49:52:7F:69:0B:54:81:23:85:B0:F1:67:4A:C6:61:C5:D9:3E:93:F2:97:60:AF:12:5E:FD:C7:A6:2E:13",
-            "2019-07-18T00:00:00Z",
-            false,
-        ),
-        (
-            "ukfederation-2006-signed.xml",
-            "CD:16:6D:A1:19:E4:B6:76:F1:91:C1:C5:23:98:DA:B1:91:D0:8D:4F:5A:60:F1:05:61:17:3B:8A:63:FE:3E:0F",
-            "2007-01-01T00:00:00Z",
-            true,
-        ),
-        (
-            "switch-aaitest-2014-signed.xml",
-            "D1:11:97:EE:9E:6C:68:81:6A:69:76:56:6B:19:F7:60:99:C2:2A:A8:3A:B6:8F:E3:5D:42:0D:0F:13:39:89:68",
-            "2014-02-06T00:00:00Z",
-            true,
-        ),
-        (
-            "adfs-v4-signed.xml",
-            "A8:A9:86:37:D4:51:36:76:8C:F8:12:76:CB:CC:CD:58:DB:BF:FB:2E:8C:75:77:1F:01:CB:16:DC:4D:2E:42:35",
-            "2017-06-01T00:00:00Z",
-            false,
-        ),
-    ];
-    for (file, fp, now, legacy) in cases {
+    for (file, fp, now, legacy) in SIGNED {
         let doc = data(file);
-        let mut policy = Policy::new(pinned(&doc, fp), at(now));
-        if legacy {
-            policy.verify = VerifyOptions::metadata().legacy();
-        }
+        let policy = signed_policy(&doc, fp, now, legacy);
         let eager = load::load(&doc, &policy).unwrap();
         let lazy = saml_metadata::lazy::load_lazy(&doc, &policy).unwrap();
         let valid_until = at(now) + Duration::from_secs(7 * 86400);

@@ -426,19 +426,19 @@ fn select(o: &Opts, out: &mut dyn Write) -> Res<()> {
     })?;
     tmp.persist(target).map_err(|e| io(e.error))?;
     if o.json {
-        let list: Vec<Value> = ids
-            .iter()
-            .map(|id| {
-                json!({
-                    "entityID": id,
-                    "sha1": saml_metadata::model::sha1_hex(id),
-                    "file": output,
-                })
-            })
-            .collect();
+        let list: Vec<Value> = ids.iter().map(|id| written_json(id, &output)).collect();
         return say(out, format_args!("{}", json!({ "entities": list })));
     }
     say(out, format_args!("OK {} entities", ids.len()))
+}
+
+/// An entity written to `file`, as JSON (split, select).
+fn written_json(entity_id: &str, file: &str) -> Value {
+    json!({
+        "entityID": entity_id,
+        "sha1": saml_metadata::model::sha1_hex(entity_id),
+        "file": file,
+    })
 }
 
 fn split(o: &Opts, out: &mut dyn Write) -> Res<()> {
@@ -488,13 +488,7 @@ fn split(o: &Opts, out: &mut dyn Write) -> Res<()> {
     if o.json {
         let list: Vec<Value> = ids
             .iter()
-            .map(|id| {
-                json!({
-                    "entityID": id,
-                    "sha1": saml_metadata::model::sha1_hex(id),
-                    "file": path_of(id).display().to_string(),
-                })
-            })
+            .map(|id| written_json(id, &path_of(id).display().to_string()))
             .collect();
         let refused = refused_json(agg.refused_entities());
         return say(
