@@ -3,8 +3,8 @@
 //! federation operator's "the IdPs of this category, re-signed by us").
 //!
 //! The chosen entities are copied from the verified bytes, each as [`crate::split`] cuts it
-//! (its start tag with the namespace declarations it inherited, its own `ds:Signature`
-//! left out), under a new `md:EntitiesDescriptor` (SAML Metadata §2.3.1) with a `Name`, a
+//! (its start tag with the namespace declarations it inherited, every `ds:Signature` in it
+//! left out: the new signer's key is the one to trust), under a new `md:EntitiesDescriptor` (SAML Metadata §2.3.1) with a `Name`, a
 //! `validUntil` and an `ID` made from them and the entityIDs (as
 //! [`EntitiesDescriptor::combine`](crate::model::EntitiesDescriptor::combine) makes it). The
 //! document is signed while it is written ([`saml_core::dsig::StreamingSigner`]): a first pass
