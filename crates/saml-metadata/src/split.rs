@@ -74,7 +74,13 @@ pub fn split_report(doc: &[u8], policy: &Policy) -> Result<Split, Error> {
                     offset: s.span.start,
                     message: "missing required attribute entityID".into(),
                 })?;
-            current = Some((entity_id, Cut::start(s, src, offset)));
+            let mut cut = Cut::start(s, src, offset);
+            if s.span.start == verified.signed_range().start {
+                // A single-entity document: the events leave the document's own signature
+                // out, the bytes do not.
+                cut.leave_out(verified.signature_range());
+            }
+            current = Some((entity_id, cut));
         }
     }
     drop(skip);
