@@ -380,11 +380,9 @@ impl<'a> LazyAggregate<'a> {
     /// [`crate::split`]), appended to `out`; returns its entityID.
     pub(crate) fn standalone(&self, i: u32, out: &mut String) -> Result<&str, Error> {
         let entry = self.entries.get(i as usize).ok_or_else(out_of_range)?;
-        let src = self.verified.signed_xml();
-        let offset = self.verified.signed_range().start;
-        // A single-entity document: the entity is the signed root, read without its signature.
-        let root = entry.range == self.verified.signed_range();
-        let mut events = if root {
+        // A single-entity document: the entity is the signed root, read without its signature
+        // (which the cut leaves out of the bytes too).
+        let mut events = if entry.range == self.verified.signed_range() {
             self.verified.events()?
         } else {
             self.verified
@@ -395,18 +393,14 @@ impl<'a> LazyAggregate<'a> {
             match cut.as_mut() {
                 None => {
                     if let Event::Start(s) = &ev {
-                        let mut c = Cut::start(s, src, offset);
-                        if root {
-                            c.leave_out(self.verified.signature_range());
-                        }
-                        cut = Some(c);
+                        cut = Some(Cut::start(s, &self.verified));
                     }
                 }
                 Some(c) => {
                     if c.event(&ev)
                         && let Some(c) = cut.take()
                     {
-                        c.finish(src, offset, out);
+                        c.finish(&self.verified, out);
                         return Ok(&entry.entity_id);
                     }
                 }

@@ -5,7 +5,7 @@
 //! `saml_core::dsig::sign`), and a signature left behind would have to verify under the
 //! reader's trust, which may be that key only.
 
-use saml_core::dsig::DSIG_NS;
+use saml_core::dsig::{DSIG_NS, Verified};
 use saml_core::xml::{Event, StartElement, effective_scope, escape_attr};
 
 use crate::error::Error;
@@ -46,8 +46,6 @@ pub fn split_report(doc: &[u8], policy: &Policy) -> Result<Split, Error> {
     let (verified, refused) = nested_signatures::verify(doc, policy, &mut |_| {})?;
     let skip: std::collections::HashSet<&str> =
         refused.iter().map(|r| r.entity_id.as_str()).collect();
-    let src = verified.signed_xml();
-    let offset = verified.signed_range().start;
     let mut events = verified.events()?;
     let mut out = Vec::new();
     let mut current: Option<(String, Cut)> = None;
@@ -57,7 +55,7 @@ pub fn split_report(doc: &[u8], policy: &Policy) -> Result<Split, Error> {
                 && let Some((entity_id, cut)) = current.take()
             {
                 let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-                cut.finish(src, offset, &mut xml);
+                cut.finish(&verified, &mut xml);
                 xml.push('\n');
                 if !skip.contains(entity_id.as_str()) {
                     out.push(EntityDocument { entity_id, xml });
@@ -74,13 +72,7 @@ pub fn split_report(doc: &[u8], policy: &Policy) -> Result<Split, Error> {
                     offset: s.span.start,
                     message: "missing required attribute entityID".into(),
                 })?;
-            let mut cut = Cut::start(s, src, offset);
-            if s.span.start == verified.signed_range().start {
-                // A single-entity document: the events leave the document's own signature
-                // out, the bytes do not.
-                cut.leave_out(verified.signature_range());
-            }
-            current = Some((entity_id, cut));
+            current = Some((entity_id, Cut::start(s, &verified)));
         }
     }
     drop(skip);
@@ -110,9 +102,10 @@ pub(crate) struct Cut {
 }
 
 impl Cut {
-    /// Begins with the element's start tag; `src` holds the bytes from document offset
-    /// `offset` on (spans are document offsets).
-    pub(crate) fn start(s: &StartElement<'_, '_>, src: &str, offset: usize) -> Cut {
+    /// Begins with the element's start tag, read from `verified`'s signed content.
+    pub(crate) fn start(s: &StartElement<'_, '_>, verified: &Verified<'_>) -> Cut {
+        let src = verified.signed_xml();
+        let offset = verified.signed_range().start;
         let own = s.namespace_decls.len();
         let inherited = effective_scope(&s.scope[..s.scope.len() - own]);
         let tag = &src[s.span.start - offset..s.span.end - offset];
@@ -132,21 +125,22 @@ impl Cut {
             }
         }
         start_tag.push_str(&tag[name_end..]);
+        // The signed root itself (a single-entity document): its own signature is a child
+        // that `Verified::events` does not show, but its bytes are there.
+        let signatures = if s.span.start == offset {
+            let sig = verified.signature_range();
+            vec![(sig.start, sig.end)]
+        } else {
+            Vec::new()
+        };
         Cut {
             depth: s.depth,
             start_tag,
             tag_end: s.span.end,
-            signatures: Vec::new(),
+            signatures,
             open_signature: None,
             end: None,
         }
-    }
-
-    /// Leaves `range` out too: a `ds:Signature` child that the events do not show (the
-    /// document's own, which `Verified::events` omits).
-    pub(crate) fn leave_out(&mut self, range: std::ops::Range<usize>) {
-        self.signatures.push((range.start, range.end));
-        self.signatures.sort_unstable();
     }
 
     /// The next event after the start tag; true once the element's end has been read.
@@ -175,7 +169,9 @@ impl Cut {
     }
 
     /// Appends the element to `out`.
-    pub(crate) fn finish(self, src: &str, offset: usize, out: &mut String) {
+    pub(crate) fn finish(self, verified: &Verified<'_>, out: &mut String) {
+        let src = verified.signed_xml();
+        let offset = verified.signed_range().start;
         out.push_str(&self.start_tag);
         if let Some(end) = self.end {
             let mut at = self.tag_end;
