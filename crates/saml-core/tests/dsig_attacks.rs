@@ -791,10 +791,48 @@ fn ids_written_with_references_or_white_space_are_refused() {
     .unwrap_err();
     assert_eq!(invalid(err), "&#95;a1");
     // Metadata: an entity ID written with a reference next to the same plain ID.
-    let md = sign(&aggregate(), &TestKey::rsa("k"));
+    let k = TestKey::rsa("k");
+    let md = sign(&aggregate(), &k);
     let dup = md.replace("ID=\"_e2\"", "ID=\"&#95;e1\"");
     assert_eq!(
-        sig_err(&dup, &TestKey::rsa("k").trusted()),
+        sig_err(&dup, &k.trusted()),
         SignatureError::InvalidId("&#95;e1".into())
+    );
+}
+
+/// W3C XML Signature Best Practices, BP 1 ("execute potentially dangerous operations only after
+/// successfully authenticating the signature"): the signature over SignedInfo is checked where
+/// the `ds:Signature` ends, before the signed content is canonicalized and digested. A document
+/// no configured key signed costs its head, not a pass over the rest: nothing after the
+/// Signature is observed, digested or examined (a duplicate ID there is not what refuses it).
+#[test]
+fn a_signature_by_an_untrusted_key_is_refused_before_the_content_is_digested() {
+    let signer = TestKey::rsa("signer");
+    let other = TestKey::rsa("other");
+    let md = sign(&aggregate(), &signer);
+    // Inline, and with the hashing thread however small the document.
+    let mut piped = VerifyOptions::metadata();
+    piped.parallel_min_size = Some(0);
+    for opts in [VerifyOptions::metadata().single_threaded(), piped] {
+        let mut seen = 0usize;
+        let err = dsig::verify_observed(md.as_bytes(), &other.trusted(), &opts, &mut |_| {
+            seen += 1;
+        })
+        .unwrap_err();
+        assert!(
+            matches!(err, Error::Signature(SignatureError::NotTrusted)),
+            "{err:?}"
+        );
+        assert_eq!(seen, 0, "events after the Signature observed");
+        let mut seen = 0usize;
+        dsig::verify_observed(md.as_bytes(), &signer.trusted(), &opts, &mut |_| seen += 1)
+            .expect("the signer's key");
+        assert!(seen > 10, "{seen} events");
+    }
+    let dup = md.replace("ID=\"_e2\"", "ID=\"_e1\"");
+    assert_eq!(sig_err(&dup, &other.trusted()), SignatureError::NotTrusted);
+    assert_eq!(
+        sig_err(&dup, &signer.trusted()),
+        SignatureError::DuplicateId("_e1".into())
     );
 }

@@ -3,13 +3,21 @@
 //! ```text
 //!  bytes ──► hardened Reader ──► events ──┬─► ID table (uniqueness)
 //!                                         ├─► ds:Signature child of the target: span recorded,
-//!                                         │   parsed (strict profile) when it closes
+//!                                         │   parsed (strict profile) when it closes, then its
+//!                                         │   Reference URI checked and SignatureValue over
+//!                                         │   exc-c14n(SignedInfo) by a trusted key
 //!                                         └─► exc-c14n of the target minus its Signature ──► digest
-//!  then: digest == DigestValue, and SignatureValue over exc-c14n(SignedInfo) by a trusted key
+//!  then: digest == DigestValue
 //!  result: Verified { signed element span, key index } — the only way to the signed content
 //! ```
 //! The target's start tag and whatever precedes the Signature inside it are canonicalized from a
 //! second reader over that short prefix once the Signature (and so the PrefixList) is known.
+//!
+//! The signature over SignedInfo is authenticated before anything of the signed content is
+//! canonicalized or digested (W3C XML Signature Best Practices, BP 1: potentially expensive work
+//! only after the signature is authenticated). A document that no configured key signed is
+//! refused once its `ds:Signature` has been read: for a metadata aggregate, after its head
+//! rather than after a pass over all of it.
 
 use std::collections::HashSet;
 use std::ops::Range;
@@ -287,9 +295,10 @@ fn is_signature(s: &StartElement<'_, '_>) -> bool {
 ///
 /// The whole document is read and checked once (rule 1), IDs must be unique, the target must
 /// carry exactly one `ds:Signature` child at the required position whose single Reference points
-/// at the target; the digest of its exclusive canonical form (minus the Signature) must match
-/// and a configured key must have made the SignatureValue. KeyInfo only orders the keys tried,
-/// and refuses the signature when its certificates do not hold the key that made it.
+/// at the target; a configured key must have made the SignatureValue (checked first, where the
+/// Signature ends) and the digest of the target's exclusive canonical form (minus the
+/// Signature) must match. KeyInfo only orders the keys tried, and refuses the signature when its
+/// certificates do not hold the key that made it.
 pub fn verify<'a>(
     doc: &'a [u8],
     keys: &TrustedKeys,
@@ -302,7 +311,9 @@ pub fn verify<'a>(
 /// `ds:Signature` (the signed element's own end tag included), in order, while verification
 /// streams. This lets a caller build an index in the same pass (saml-metadata's lazy loader
 /// records entity offsets this way). What the observer sees is only trustworthy if this
-/// function returns `Ok`: it runs before the digest and signature checks finish. The signed
+/// function returns `Ok`: it runs before the digest check finishes (the signature over
+/// SignedInfo is already good when the first event is observed; a document no configured key
+/// signed is refused before any). The signed
 /// element's start tag and anything before the Signature are available from
 /// [`Verified::events`].
 pub fn verify_observed<'a>(
@@ -392,7 +403,8 @@ fn scan<'scope, 'env, 'a: 'env>(
     let mut phase = Phase::Before;
     let mut parsed: Option<ParsedSignature<'a>> = None;
     let mut sig_range = 0..0;
-    let mut c14n: Option<DigestStage<'scope, 'a>> = None;
+    // The digest stage, with the index of the key that signed SignedInfo.
+    let mut c14n: Option<(DigestStage<'scope, 'a>, usize)> = None;
     let mut element_end = None;
 
     loop {
@@ -432,7 +444,7 @@ fn scan<'scope, 'env, 'a: 'env>(
                 return Err(SignatureError::Multiple.into());
             }
             observer(&ev);
-            if let Some(c) = c14n.as_mut() {
+            if let Some((c, _)) = c14n.as_mut() {
                 c.feed(&ev)?;
             }
             if let Event::End(e) = &ev
@@ -544,8 +556,16 @@ fn scan<'scope, 'env, 'a: 'env>(
                         }
                         let frag = reader_fragment(src, base, opts.limits, range.clone(), &scope)?;
                         let p = signature::parse(frag, opts.allow_sha1)?;
-                        // Canonicalize the target's start tag and what precedes the Signature.
+                        // Rule 2: the single Reference points at the signed element itself.
+                        check_reference(&p, &t, extent)?;
                         if crypto == Crypto::Native {
+                            // The signature over SignedInfo is authenticated before anything
+                            // else is canonicalized or digested (W3C XML Signature Best
+                            // Practices, BP 1): a document no configured key signed is refused
+                            // after its head, not after hashing the rest of it.
+                            let key_index = check_signed_info(src, base, keys, opts, &p)?;
+                            // Canonicalize the target's start tag and what precedes the
+                            // Signature.
                             let hasher = Hasher::new(p.digest.message_digest())?;
                             let mut c =
                                 Canonicalizer::new(DigestSink(hasher), p.reference_c14n.clone());
@@ -559,11 +579,12 @@ fn scan<'scope, 'env, 'a: 'env>(
                             while let Some(pe) = prefix.next()? {
                                 c.event(&pe)?;
                             }
-                            c14n = Some(if parallel {
+                            let stage = if parallel {
                                 DigestStage::piped(sc, c)
                             } else {
                                 DigestStage::Inline(Box::new(c))
-                            });
+                            };
+                            c14n = Some((stage, key_index));
                         }
                         parsed = Some(p);
                         sig_range = range;
@@ -600,17 +621,6 @@ fn scan<'scope, 'env, 'a: 'env>(
         return Err(SignatureError::Missing.into());
     };
 
-    // Rule 2: the single Reference points at the signed element itself.
-    let uri = p.reference_uri.as_str();
-    let points_here = if uri.is_empty() {
-        t.depth == 1 && extent == Extent::Document
-    } else {
-        uri.strip_prefix('#').is_some_and(|id| Some(id) == t.id)
-    };
-    if !points_here {
-        return Err(SignatureError::ReferenceUri(uri.to_owned()).into());
-    }
-
     let mut verified = Verified {
         src,
         base,
@@ -624,7 +634,7 @@ fn scan<'scope, 'env, 'a: 'env>(
         canonical_len: 0,
         key_info_certs: Vec::new(),
     };
-    let Some(c) = c14n else {
+    let Some((c, key_index)) = c14n else {
         // Crypto::StructureOnly: the second engine checks the key against KeyInfo itself.
         verified.key_info_certs = p.certificates;
         return Ok(verified);
@@ -637,8 +647,40 @@ fn scan<'scope, 'env, 'a: 'env>(
     if digest.len() != p.digest_value.len() || !openssl::memcmp::eq(&digest, &p.digest_value) {
         return Err(SignatureError::DigestMismatch.into());
     }
+    verified.key_index = key_index;
+    verified.canonical_len = len;
+    Ok(verified)
+}
 
-    // SignedInfo, canonicalized with its own method, signed by a configured key.
+/// Rule 2: the single Reference points at the signed element `t` itself (`""` only for a
+/// document's root, XML-DSig 1.1 §4.4.3.2).
+fn check_reference(
+    p: &ParsedSignature<'_>,
+    t: &SignedElement<'_>,
+    extent: Extent,
+) -> Result<(), Error> {
+    let uri = p.reference_uri.as_str();
+    let points_here = if uri.is_empty() {
+        t.depth == 1 && extent == Extent::Document
+    } else {
+        uri.strip_prefix('#').is_some_and(|id| Some(id) == t.id)
+    };
+    if points_here {
+        Ok(())
+    } else {
+        Err(SignatureError::ReferenceUri(uri.to_owned()).into())
+    }
+}
+
+/// SignedInfo canonicalized with its own method and signed by a configured key (XML-DSig 1.1
+/// §3.2.2, signature validation); returns the index of the key.
+fn check_signed_info(
+    src: &str,
+    base: usize,
+    keys: &TrustedKeys,
+    opts: &VerifyOptions,
+    p: &ParsedSignature<'_>,
+) -> Result<usize, Error> {
     let mut si_reader = reader_fragment(
         src,
         base,
@@ -651,15 +693,13 @@ fn scan<'scope, 'env, 'a: 'env>(
     if si_len == 0 {
         return Err(SignatureError::EmptyCanonicalForm.into());
     }
-    verified.key_index = keys.verify(
+    keys.verify(
         p.algorithm,
         opts.min_rsa_bits,
         &si_bytes,
         &p.signature_value,
         &p.certificates,
-    )?;
-    verified.canonical_len = len;
-    Ok(verified)
+    )
 }
 
 /// Whether an ID value as written equals its normalized value and has no white space: not
