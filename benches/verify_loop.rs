@@ -8,7 +8,9 @@
 //! Prints the least, median and largest milliseconds of the N runs; `threads` keeps the
 //! default options (large documents use the helper threads), otherwise single-threaded;
 //! `lazy` runs what `samlmd verify` runs in process (saml-metadata's `load_lazy`: the same
-//! verification with the index observers, then the entity index), with threads.
+//! verification with the index observers, then the entity index), with threads; `refused` times
+//! a verification that must fail (say, with a certificate that did not sign the file: what
+//! refusing it costs), with threads, and prints the reason.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -19,7 +21,7 @@ use saml_metadata::load::Policy;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [cert, file, runs, rest @ ..] = args.as_slice() else {
-        eprintln!("usage: verify_loop CERT.pem FILE.xml RUNS [threads|lazy]");
+        eprintln!("usage: verify_loop CERT.pem FILE.xml RUNS [threads|lazy|refused]");
         return ExitCode::from(2);
     };
     let run = || -> Result<String, String> {
@@ -33,18 +35,28 @@ fn main() -> ExitCode {
             .ok_or_else(|| format!("RUNS must be a positive number, not {runs:?}"))?;
         let mode = rest.first().map(String::as_str);
         let opts = match mode {
-            Some("threads" | "lazy") => VerifyOptions::metadata(),
+            Some("threads" | "lazy" | "refused") => VerifyOptions::metadata(),
             None => VerifyOptions::metadata().single_threaded(),
-            Some(other) => return Err(format!("unknown mode {other:?} (threads, lazy)")),
+            Some(other) => return Err(format!("unknown mode {other:?} (threads, lazy, refused)")),
         };
         let policy = Policy::new(keys.clone(), std::time::SystemTime::now());
         let mut ms = Vec::with_capacity(n);
+        let mut refusal = String::new();
         for _ in 0..n {
             let start = Instant::now();
             if mode == Some("lazy") {
                 let agg = saml_metadata::lazy::load_lazy(&doc, &policy)
                     .map_err(|e| format!("{file}: {e}"))?;
                 std::hint::black_box(agg.len());
+            } else if mode == Some("refused") {
+                match dsig::verify(&doc, &keys, &opts) {
+                    Ok(_) => {
+                        return Err(format!(
+                            "{file}: verified, but refused mode wants it refused"
+                        ));
+                    }
+                    Err(e) => refusal = format!(", refused: {e}"),
+                }
             } else {
                 let verified =
                     dsig::verify(&doc, &keys, &opts).map_err(|e| format!("{file}: {e}"))?;
@@ -54,7 +66,7 @@ fn main() -> ExitCode {
         }
         ms.sort_by(f64::total_cmp);
         Ok(format!(
-            "min {:.1} ms, median {:.1} ms, max {:.1} ms ({n} runs)",
+            "min {:.1} ms, median {:.1} ms, max {:.1} ms ({n} runs){refusal}",
             ms[0],
             ms[n / 2],
             ms[n - 1]
