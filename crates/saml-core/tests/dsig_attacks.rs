@@ -800,11 +800,11 @@ fn ids_written_with_references_or_white_space_are_refused() {
     );
 }
 
-/// W3C XML Signature Best Practices, BP 1 ("execute potentially dangerous operations only after
-/// successfully authenticating the signature"): the signature over SignedInfo is checked where
-/// the `ds:Signature` ends, before the signed content is canonicalized and digested. A document
-/// no configured key signed costs its head, not a pass over the rest: nothing after the
-/// Signature is observed, digested or examined (a duplicate ID there is not what refuses it).
+/// W3C XML Signature Best Practices, Best Practice 1 (the expensive steps only once the
+/// signature is authenticated): the signature over SignedInfo is checked where the
+/// `ds:Signature` ends, before the signed content is canonicalized and digested. A document no
+/// configured key signed costs its head, not a pass over the rest: nothing after the Signature
+/// is observed, digested or examined (a duplicate ID there is not what refuses it).
 #[test]
 fn a_signature_by_an_untrusted_key_is_refused_before_the_content_is_digested() {
     let signer = TestKey::rsa("signer");

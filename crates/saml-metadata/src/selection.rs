@@ -4,10 +4,10 @@
 //!
 //! The chosen entities are copied from the verified bytes, each as [`crate::split`] cuts it
 //! (its start tag with the namespace declarations it inherited, every `ds:Signature` in it
-//! left out: the new signer's key is the one to trust), under a new `md:EntitiesDescriptor` (SAML Metadata §2.3.1) with a `Name`, a
-//! `validUntil` and an `ID` made from them and the entityIDs (as
-//! [`EntitiesDescriptor::combine`](crate::model::EntitiesDescriptor::combine) makes it). The
-//! document is signed while it is written ([`saml_core::dsig::StreamingSigner`]): a first pass
+//! left out: the new signer's key is the one to trust), under a new `md:EntitiesDescriptor`
+//! (SAML Metadata §2.3.1) with a `Name`, a `validUntil` and an `ID` made from them and the
+//! entityIDs (as [`EntitiesDescriptor::combine`](crate::model::EntitiesDescriptor::combine)
+//! makes it). The document is signed while it is written ([`saml_core::dsig::StreamingSigner`]): a first pass
 //! hashes the entities' canonical form, a second writes them after the signature. Neither the
 //! selection's model nor its XML is ever whole in memory: the peak is the aggregate being read
 //! and one entity (BENCHMARKS.md, issue 15).

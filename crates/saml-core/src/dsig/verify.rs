@@ -313,9 +313,8 @@ pub fn verify<'a>(
 /// records entity offsets this way). What the observer sees is only trustworthy if this
 /// function returns `Ok`: it runs before the digest check finishes (the signature over
 /// SignedInfo is already good when the first event is observed; a document no configured key
-/// signed is refused before any). The signed
-/// element's start tag and anything before the Signature are available from
-/// [`Verified::events`].
+/// signed is refused before any). The signed element's start tag and anything before the
+/// Signature are available from [`Verified::events`].
 pub fn verify_observed<'a>(
     doc: &'a [u8],
     keys: &TrustedKeys,
