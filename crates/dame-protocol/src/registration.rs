@@ -21,16 +21,32 @@
 //! issued; an entityID is registered once; every step is an audit [`RegistrationEvent`].
 //!
 //! ```text
-//! begin(Register|Update, xml) / begin_delete(entityID) -> challenge (name, content, URL)
+//! begin(Register|Update, xml, requester) / begin_delete(entityID, requester)
+//!                                   -> challenge (name, content, URL) and the requester's secret
 //! ... the registrant publishes the content; the service fetches challenge URL ...
-//! complete(entityID, status, body, now, registry)        -> registered / updated / deleted
+//! complete(entityID, secret, xml, status, body, now, registry) -> registered / updated / deleted
 //! ```
+//!
+//! Who may complete a proof: only the requester that began it. The published content proves
+//! control of the entityID's host, but anyone can ask the broker to fetch it; so each challenge
+//! carries a random secret returned only to its requester, and completing needs it. Without
+//! it, a third party calling the verify step between the owner's publishing and the owner's own
+//! call would receive the registration's outcome (for a registration, the entity token: the
+//! entity taken over). For the same reason challenges for one entityID never replace each
+//! other: a third party's begin for someone else's entityID cannot cancel the owner's pending
+//! proof, nor use its attempts.
+//!
+//! Resources held for an unauthenticated requester are bounded: a pending proof keeps the
+//! SHA-256 of the upload, not the upload (the registrant sends the same metadata again with the
+//! secret), at most [`MAX_PENDING_PER_REQUESTER`] proofs are pending per requester (the service
+//! names requesters, e.g. by address), at most [`MAX_PENDING`] in all, and expired ones are
+//! forgotten at every new challenge.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
-use saml_metadata::model::{EntityDescriptor, Metadata};
+use saml_metadata::model::Metadata;
 
 use crate::error::{Error, Refusal};
 use crate::policy::entity_host;
@@ -57,6 +73,10 @@ pub struct OwnershipChallenge {
     pub expires: SystemTime,
     /// Fetch attempts left.
     pub attempts_left: u32,
+    /// The requester's secret (64 hex digits): completing the proof needs it. Returned once
+    /// by [`Registrations::begin`] and [`Registrations::begin_delete`]; the pending proof keeps
+    /// only its SHA-256.
+    pub secret: String,
 }
 
 fn hex(rng: &mut dyn FnMut(&mut [u8]), n: usize) -> String {
@@ -129,6 +149,7 @@ impl OwnershipChallenge {
             content: hex(rng, 32),
             expires: now + Duration::from_secs(3600),
             attempts_left: 5,
+            secret: hex(rng, 32),
         })
     }
 
@@ -185,8 +206,10 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Largest metadata upload (256 KiB: one entity).
 pub const MAX_UPLOAD: usize = 256 << 10;
-/// Most challenges pending at once.
+/// Most challenges pending at once (a pending proof holds a few hundred bytes).
 pub const MAX_PENDING: usize = 10_000;
+/// Most challenges pending at once for one requester.
+pub const MAX_PENDING_PER_REQUESTER: usize = 8;
 
 /// What a pending proof will do once it succeeds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,17 +251,25 @@ pub enum RegistrationEvent {
 
 #[derive(Debug, Clone)]
 struct PendingProof {
+    /// The challenge, its secret left out (the map's key is the secret's SHA-256).
     challenge: OwnershipChallenge,
     operation: Operation,
-    entity: Option<EntityDescriptor>,
+    /// SHA-256 of the uploaded metadata (register, update).
+    upload: Option<[u8; 32]>,
     policy: EntityPolicy,
+    requester: String,
 }
 
 /// Pending registrations, updates and deletions, each waiting for its proof of ownership.
 #[derive(Debug, Clone, Default)]
 pub struct Registrations {
-    pending: HashMap<String, PendingProof>,
+    /// By the SHA-256 of the requester's secret.
+    pending: HashMap<[u8; 32], PendingProof>,
     events: VecDeque<RegistrationEvent>,
+}
+
+fn sha256(b: &[u8]) -> [u8; 32] {
+    openssl::sha::sha256(b)
 }
 
 impl Registrations {
@@ -274,14 +305,18 @@ impl Registrations {
     }
 
     /// An upload of `xml` (one EntityDescriptor, unsigned or signed: the proof of ownership is
-    /// what authenticates it) to register or update, with the provider's `policy`. Returns
-    /// the challenge to publish. A new challenge for the same entityID replaces an older one.
+    /// what authenticates it) to register or update, with the provider's `policy`, asked by
+    /// `requester` (the service's name for the client, e.g. its address). Returns the challenge
+    /// to publish, with the secret [`Registrations::complete`] needs. Challenges for the same
+    /// entityID coexist: one from somebody else does not replace the owner's.
+    #[allow(clippy::too_many_arguments)]
     pub fn begin(
         &mut self,
         operation: Operation,
         xml: &[u8],
         policy: EntityPolicy,
         registry: &Registry,
+        requester: &str,
         now: SystemTime,
         rng: &mut dyn FnMut(&mut [u8]),
     ) -> Result<OwnershipChallenge, Error> {
@@ -316,14 +351,17 @@ impl Registrations {
             }
             _ => {}
         }
-        self.issue(id, operation, Some(entity), policy, now, rng)
+        let digest = sha256(xml);
+        self.issue(id, operation, Some(digest), policy, requester, now, rng)
     }
 
-    /// A request to delete the registered `entity_id`; returns the challenge.
+    /// A request by `requester` to delete the registered `entity_id`; returns the challenge,
+    /// with the secret [`Registrations::complete`] needs.
     pub fn begin_delete(
         &mut self,
         entity_id: &str,
         registry: &Registry,
+        requester: &str,
         now: SystemTime,
         rng: &mut dyn FnMut(&mut [u8]),
     ) -> Result<OwnershipChallenge, Error> {
@@ -335,37 +373,50 @@ impl Registrations {
             Operation::Delete,
             None,
             EntityPolicy::default(),
+            requester,
             now,
             rng,
         )
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn issue(
         &mut self,
         id: String,
         operation: Operation,
-        entity: Option<EntityDescriptor>,
+        upload: Option<[u8; 32]>,
         policy: EntityPolicy,
+        requester: &str,
         now: SystemTime,
         rng: &mut dyn FnMut(&mut [u8]),
     ) -> Result<OwnershipChallenge, Error> {
-        if !self.pending.contains_key(&id) && self.pending.len() >= MAX_PENDING {
-            self.pending.retain(|_, p| now < p.challenge.expires);
-            if self.pending.len() >= MAX_PENDING {
-                return Err(self.refused(&id, Refusal::Capacity.into()));
-            }
+        self.pending.retain(|_, p| now < p.challenge.expires);
+        let mine = self
+            .pending
+            .values()
+            .filter(|p| p.requester == requester)
+            .count();
+        if mine >= MAX_PENDING_PER_REQUESTER {
+            return Err(self.refused(&id, Refusal::RateLimited.into()));
+        }
+        if self.pending.len() >= MAX_PENDING {
+            return Err(self.refused(&id, Refusal::Capacity.into()));
         }
         let challenge = match OwnershipChallenge::new(&id, now, rng) {
             Ok(c) => c,
             Err(e) => return Err(self.refused(&id, e)),
         };
         self.pending.insert(
-            id.clone(),
+            sha256(challenge.secret.as_bytes()),
             PendingProof {
-                challenge: challenge.clone(),
+                challenge: OwnershipChallenge {
+                    secret: String::new(),
+                    ..challenge.clone()
+                },
                 operation,
-                entity,
+                upload,
                 policy,
+                requester: requester.to_owned(),
             },
         );
         self.events.push_back(RegistrationEvent::ChallengeIssued {
@@ -375,49 +426,107 @@ impl Registrations {
         Ok(challenge)
     }
 
-    /// The pending challenge of `entity_id` (its fetch plan and address check).
-    #[must_use]
-    pub fn challenge(&self, entity_id: &str) -> Option<&OwnershipChallenge> {
-        self.pending.get(entity_id).map(|p| &p.challenge)
+    /// The pending proof of `entity_id` that `secret` opens, with `upload` (the metadata sent
+    /// again; ignored for a deletion) checked against what was uploaded at the beginning.
+    fn pending_for(
+        &self,
+        entity_id: &str,
+        secret: &str,
+        upload: Option<&[u8]>,
+    ) -> Result<[u8; 32], Error> {
+        let key = sha256(secret.as_bytes());
+        let Some(p) = self
+            .pending
+            .get(&key)
+            .filter(|p| p.challenge.entity_id == entity_id)
+        else {
+            return Err(Refusal::UnknownEntity.into());
+        };
+        if let Some(want) = p.upload
+            && upload.is_none_or(|u| !openssl::memcmp::eq(&sha256(u), &want))
+        {
+            return Err(Error::malformed(
+                "registration",
+                "the metadata differs from what was uploaded when the proof began",
+            ));
+        }
+        Ok(key)
     }
 
-    /// The answer the service fetched for `entity_id`'s challenge (HTTP `status`, `body`) at
-    /// `now`. On success the operation is applied to `registry` and the proof forgotten; a
-    /// wrong answer uses an attempt; an expired or exhausted challenge is forgotten.
+    /// The challenge of `entity_id` that `secret` opens (its fetch plan and address check),
+    /// after checking that `upload` is the metadata uploaded at the beginning (for a
+    /// registration or an update; `None` for a deletion). Refused (`UnknownEntity`) without the
+    /// right secret: only the requester learns of its own challenge.
+    pub fn challenge(
+        &self,
+        entity_id: &str,
+        secret: &str,
+        upload: Option<&[u8]>,
+    ) -> Result<&OwnershipChallenge, Error> {
+        let key = self.pending_for(entity_id, secret, upload)?;
+        self.pending
+            .get(&key)
+            .map(|p| &p.challenge)
+            .ok_or_else(|| Refusal::UnknownEntity.into())
+    }
+
+    /// The answer the service fetched (HTTP `status`, `body`) at `now` for the challenge of
+    /// `entity_id` that `secret` opens, `upload` being the metadata sent again (register,
+    /// update) and checked against the beginning's. On success the operation is applied to
+    /// `registry` and every pending proof of the entityID is forgotten; a wrong answer uses an
+    /// attempt; an expired or exhausted challenge is forgotten. Without the right secret nothing
+    /// changes (`UnknownEntity`).
+    #[allow(clippy::too_many_arguments)]
     pub fn complete(
         &mut self,
         entity_id: &str,
+        secret: &str,
+        upload: Option<&[u8]>,
         status: u16,
         body: &[u8],
         registry: &mut Registry,
         now: SystemTime,
     ) -> Result<Operation, Error> {
-        let Some(p) = self.pending.get_mut(entity_id) else {
+        let key = match self.pending_for(entity_id, secret, upload) {
+            Ok(k) => k,
+            Err(e) => return Err(self.refused(entity_id, e)),
+        };
+        let Some(p) = self.pending.get_mut(&key) else {
             return Err(self.refused(entity_id, Refusal::UnknownEntity.into()));
         };
         if let Err(e) = p.challenge.verify(now, status, body) {
             if matches!(e.refusal(), Some(Refusal::Stale | Refusal::RateLimited))
                 || p.challenge.attempts_left == 0
             {
-                self.pending.remove(entity_id);
+                self.pending.remove(&key);
             }
             return Err(self.refused(entity_id, e));
         }
-        let Some(p) = self.pending.remove(entity_id) else {
+        let Some(p) = self.pending.remove(&key) else {
             return Err(Refusal::UnknownEntity.into());
         };
-        let result = match (p.operation, p.entity) {
+        let result = match (p.operation, upload) {
             (Operation::Delete, _) => {
                 registry.remove(entity_id);
                 Ok(())
             }
-            (op, Some(entity)) => registry
-                .insert(entity, p.policy, now, op == Operation::Update)
-                .map(|_| ()),
-            (_, None) => Err(Error::malformed("registration", "no metadata pending")),
+            (op, Some(xml)) => match saml_metadata::load::parse_unverified(xml) {
+                Ok(Metadata::Entity(entity)) if entity.entity_id == entity_id => registry
+                    .insert(*entity, p.policy, now, op == Operation::Update)
+                    .map(|_| ()),
+                Ok(_) => Err(Error::malformed(
+                    "registration",
+                    "one EntityDescriptor expected",
+                )),
+                Err(e) => Err(e.into()),
+            },
+            (_, None) => Err(Error::malformed("registration", "no metadata sent")),
         };
         match result {
             Ok(()) => {
+                // The entityID's other pending proofs are moot (and may be somebody else's).
+                self.pending
+                    .retain(|_, other| other.challenge.entity_id != entity_id);
                 self.events.push_back(RegistrationEvent::Done {
                     entity_id: entity_id.to_owned(),
                     operation: p.operation,

@@ -153,14 +153,16 @@ mod store {
 
     #[test]
     fn register_update_delete_each_need_the_proof() {
+        let md = good();
         let mut reg = Registry::new(TestKey::rsa("broker").signing());
         let mut store = Registrations::new();
         let c = store
             .begin(
                 Operation::Register,
-                &good(),
+                &md,
                 EntityPolicy::default(),
                 &reg,
+                "owner",
                 now(),
                 &mut rng(),
             )
@@ -169,14 +171,22 @@ mod store {
         // Missing (404) and wrong content: refused, nothing registered.
         assert_eq!(
             store
-                .complete(IDP, 404, b"", &mut reg, now())
+                .complete(IDP, &c.secret, Some(&md[..]), 404, b"", &mut reg, now())
                 .unwrap_err()
                 .refusal(),
             Some(Refusal::NotPermitted)
         );
         assert_eq!(
             store
-                .complete(IDP, 200, b"guess", &mut reg, now())
+                .complete(
+                    IDP,
+                    &c.secret,
+                    Some(&md[..]),
+                    200,
+                    b"guess",
+                    &mut reg,
+                    now()
+                )
                 .unwrap_err()
                 .refusal(),
             Some(Refusal::NotPermitted)
@@ -184,7 +194,15 @@ mod store {
         assert!(reg.is_empty());
         assert_eq!(
             store
-                .complete(IDP, 200, c.content.as_bytes(), &mut reg, now())
+                .complete(
+                    IDP,
+                    &c.secret,
+                    Some(&md[..]),
+                    200,
+                    c.content.as_bytes(),
+                    &mut reg,
+                    now()
+                )
                 .unwrap(),
             Operation::Register
         );
@@ -194,9 +212,10 @@ mod store {
             store
                 .begin(
                     Operation::Register,
-                    &good(),
+                    &md,
                     EntityPolicy::default(),
                     &reg,
+                    "owner",
                     now(),
                     &mut rng()
                 )
@@ -208,20 +227,39 @@ mod store {
         let c = store
             .begin(
                 Operation::Update,
-                &good(),
+                &md,
                 EntityPolicy::default(),
                 &reg,
+                "owner",
                 now(),
                 &mut rng(),
             )
             .unwrap();
         store
-            .complete(IDP, 200, c.content.as_bytes(), &mut reg, now())
+            .complete(
+                IDP,
+                &c.secret,
+                Some(&md[..]),
+                200,
+                c.content.as_bytes(),
+                &mut reg,
+                now(),
+            )
             .unwrap();
-        let c = store.begin_delete(IDP, &reg, now(), &mut rng()).unwrap();
+        let c = store
+            .begin_delete(IDP, &reg, "owner", now(), &mut rng())
+            .unwrap();
         assert!(reg.get(IDP).is_some());
         store
-            .complete(IDP, 200, c.content.as_bytes(), &mut reg, now())
+            .complete(
+                IDP,
+                &c.secret,
+                None,
+                200,
+                c.content.as_bytes(),
+                &mut reg,
+                now(),
+            )
             .unwrap();
         assert!(reg.get(IDP).is_none());
         let events: Vec<_> = std::iter::from_fn(|| store.poll_event()).collect();
@@ -243,6 +281,7 @@ mod store {
 
     #[test]
     fn invalid_uploads_get_no_challenge() {
+        let md = good();
         let reg = Registry::new(TestKey::rsa("broker").signing());
         let mut store = Registrations::new();
         for bad in [
@@ -258,6 +297,7 @@ mod store {
                         &bad,
                         EntityPolicy::default(),
                         &reg,
+                        "owner",
                         now(),
                         &mut rng()
                     )
@@ -270,9 +310,10 @@ mod store {
             store
                 .begin(
                     Operation::Update,
-                    &good(),
+                    &md,
                     EntityPolicy::default(),
                     &reg,
+                    "owner",
                     now(),
                     &mut rng()
                 )
@@ -284,25 +325,39 @@ mod store {
 
     #[test]
     fn an_exhausted_or_expired_proof_is_forgotten() {
+        let md = good();
         let mut reg = Registry::new(TestKey::rsa("broker").signing());
         let mut store = Registrations::new();
         let c = store
             .begin(
                 Operation::Register,
-                &good(),
+                &md,
                 EntityPolicy::default(),
                 &reg,
+                "owner",
                 now(),
                 &mut rng(),
             )
             .unwrap();
         for _ in 0..5 {
-            assert!(store.complete(IDP, 200, b"no", &mut reg, now()).is_err());
+            assert!(
+                store
+                    .complete(IDP, &c.secret, Some(&md[..]), 200, b"no", &mut reg, now())
+                    .is_err()
+            );
         }
         assert!(store.is_empty());
         assert_eq!(
             store
-                .complete(IDP, 200, c.content.as_bytes(), &mut reg, now())
+                .complete(
+                    IDP,
+                    &c.secret,
+                    Some(&md[..]),
+                    200,
+                    c.content.as_bytes(),
+                    &mut reg,
+                    now()
+                )
                 .unwrap_err()
                 .refusal(),
             Some(Refusal::UnknownEntity)
@@ -310,9 +365,10 @@ mod store {
         let c = store
             .begin(
                 Operation::Register,
-                &good(),
+                &md,
                 EntityPolicy::default(),
                 &reg,
+                "owner",
                 now(),
                 &mut rng(),
             )
@@ -320,7 +376,15 @@ mod store {
         let late = now() + std::time::Duration::from_secs(3601);
         assert_eq!(
             store
-                .complete(IDP, 200, c.content.as_bytes(), &mut reg, late)
+                .complete(
+                    IDP,
+                    &c.secret,
+                    Some(&md[..]),
+                    200,
+                    c.content.as_bytes(),
+                    &mut reg,
+                    late
+                )
                 .unwrap_err()
                 .refusal(),
             Some(Refusal::Stale)

@@ -158,13 +158,23 @@ fn faked_registration_needs_the_host_and_cannot_take_an_existing_entity() {
             xml.as_bytes(),
             EntityPolicy::default(),
             &reg,
+            "mallory",
             t0(),
             &mut rng(),
         )
         .unwrap();
     assert_eq!(c.fetch_plan().split('/').nth(2), Some("idp.example.net"));
     for guess in [&b"x"[..], c.name.as_bytes(), b""] {
-        assert!(store.complete(IDP, 200, guess, &mut reg, t0()).is_err());
+        let r = store.complete(
+            IDP,
+            &c.secret,
+            Some(xml.as_bytes()),
+            200,
+            guess,
+            &mut reg,
+            t0(),
+        );
+        assert!(r.is_err());
     }
     assert!(reg.is_empty());
     // The fetch never goes to the broker's own network.
@@ -182,18 +192,28 @@ fn faked_registration_needs_the_host_and_cannot_take_an_existing_entity() {
             xml.as_bytes(),
             EntityPolicy::default(),
             &reg,
+            "owner",
             t0(),
             &mut rng(),
         )
         .unwrap();
     store
-        .complete(IDP, 200, c.content.as_bytes(), &mut reg, t0())
+        .complete(
+            IDP,
+            &c.secret,
+            Some(xml.as_bytes()),
+            200,
+            c.content.as_bytes(),
+            &mut reg,
+            t0(),
+        )
         .unwrap();
     let again = store.begin(
         Operation::Register,
         xml.as_bytes(),
         EntityPolicy::default(),
         &reg,
+        "owner",
         t0(),
         &mut rng(),
     );
@@ -428,4 +448,206 @@ fn undrained_audit_events_are_bounded() {
     assert_eq!(w.broker.events_dropped(), 5);
     let n = std::iter::from_fn(|| w.broker.poll_event()).count();
     assert_eq!(n, dame_protocol::broker::MAX_EVENTS);
+}
+
+/// Audit of 2026-12-05, findings 1 and 5: the verify step could be called by anyone, so a third
+/// party calling it between the owner's publishing and the owner's own call completed the
+/// owner's registration (and, at the service, received the entity token); and a third party's
+/// begin for the same entityID replaced the owner's pending proof. Now only the holder of the
+/// requester's secret completes a proof, and proofs for one entityID coexist.
+#[test]
+fn only_the_requester_completes_a_proof_and_nobody_cancels_it() {
+    let broker = TestKey::rsa("broker");
+    let mut reg = Registry::new(broker.signing());
+    let mut store = Registrations::new();
+    let owner_xml = idp_entity(&TestKey::rsa("idp"), IDP, Some(IDP_SYNC))
+        .to_xml()
+        .unwrap();
+    let mallory_xml = idp_entity(&TestKey::rsa("mallory"), IDP, Some(IDP_SYNC))
+        .to_xml()
+        .unwrap();
+    let begin = |store: &mut Registrations, xml: &str, who: &str, reg: &Registry| {
+        store
+            .begin(
+                Operation::Register,
+                xml.as_bytes(),
+                EntityPolicy::default(),
+                reg,
+                who,
+                t0(),
+                &mut rng(),
+            )
+            .unwrap()
+    };
+    let owner = begin(&mut store, &owner_xml, "192.0.2.1", &reg);
+    // Mallory begins for the same entityID with her own key: the owner's proof stays.
+    let mallory = begin(&mut store, &mallory_xml, "198.51.100.7", &reg);
+    assert_ne!(owner.secret, mallory.secret);
+    assert_eq!(store.len(), 2);
+    // The owner published her content. Mallory asks for completion: with her own secret the
+    // content is not hers (an attempt of hers used), without the owner's secret nothing of the
+    // owner's is even found, with her metadata or the owner's.
+    let published = owner.content.as_bytes();
+    let r = store.complete(
+        IDP,
+        &mallory.secret,
+        Some(mallory_xml.as_bytes()),
+        200,
+        published,
+        &mut reg,
+        t0(),
+    );
+    assert_eq!(r.unwrap_err().refusal(), Some(Refusal::NotPermitted));
+    for (secret, xml) in [
+        ("", owner_xml.as_bytes()),
+        (&"0".repeat(64), owner_xml.as_bytes()),
+        (&mallory.secret, owner_xml.as_bytes()),
+    ] {
+        let r = store.complete(IDP, secret, Some(xml), 200, published, &mut reg, t0());
+        assert!(r.is_err(), "{secret:?}");
+        assert!(reg.is_empty());
+    }
+    // None of that touched the owner's attempts: five wrong fetches with another secret...
+    for _ in 0..5 {
+        let _ = store.complete(
+            IDP,
+            &mallory.secret,
+            Some(mallory_xml.as_bytes()),
+            200,
+            b"no",
+            &mut reg,
+            t0(),
+        );
+    }
+    assert_eq!(
+        store
+            .challenge(IDP, &owner.secret, Some(owner_xml.as_bytes()))
+            .unwrap()
+            .attempts_left,
+        5
+    );
+    // ... and the owner's metadata must come with the owner's secret (not Mallory's).
+    assert!(
+        store
+            .challenge(IDP, &owner.secret, Some(mallory_xml.as_bytes()))
+            .is_err()
+    );
+    assert_eq!(
+        store
+            .complete(
+                IDP,
+                &owner.secret,
+                Some(owner_xml.as_bytes()),
+                200,
+                published,
+                &mut reg,
+                t0(),
+            )
+            .unwrap(),
+        Operation::Register
+    );
+    // The owner's key is registered, and every other pending proof of the entityID is gone.
+    let registered = reg.get(IDP).unwrap().entity.to_xml().unwrap();
+    assert_eq!(registered, owner_xml);
+    assert!(store.is_empty());
+}
+
+/// Audit of 2026-12-05, finding 4: a pending proof held the parsed upload (about 376 KiB for a
+/// 255 KiB upload) for an hour, up to 10,000 of them from anyone (3.6 GiB), and 10,000 junk
+/// begins refused every registrant. Now a pending proof keeps the upload's SHA-256 and a
+/// requester has at most `MAX_PENDING_PER_REQUESTER` proofs pending.
+#[test]
+fn pending_proofs_hold_no_uploads_and_are_bounded_per_requester() {
+    use dame_protocol::registration::{MAX_PENDING_PER_REQUESTER, MAX_UPLOAD};
+    use saml_metadata::builder::RoleBuilder as _;
+    use saml_metadata::model::{Binding, EntityDescriptor, SpSso};
+
+    fn rss_kib() -> u64 {
+        let s = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+    let broker = TestKey::rsa("broker");
+    let reg = Registry::new(broker.signing());
+    let key = TestKey::rsa("m");
+    // An SP upload just under the size limit (requested attributes for padding).
+    let mut sp = SpSso::builder()
+        .signing_certificate(key.cert_der())
+        .acs(Binding::HttpPost, "https://a0.example.org/acs");
+    for i in 0..900 {
+        let name = format!("urn:oid:1.3.6.1.4.1.{i}.{}", "9".repeat(120));
+        sp = sp.requested_attribute("en", "x", &name, Some("f"), false);
+    }
+    let big = EntityDescriptor::builder("https://a0.example.org/sp")
+        .sp(sp)
+        .dame_sync_location("https://a0.example.org/dame")
+        .build()
+        .unwrap()
+        .to_xml()
+        .unwrap();
+    assert!(
+        (MAX_UPLOAD * 3 / 4..=MAX_UPLOAD).contains(&big.len()),
+        "{}",
+        big.len()
+    );
+    let mut store = Registrations::new();
+    let n = 160;
+    let before = rss_kib();
+    for i in 0..n {
+        let xml = big.replace("a0.example.org", &format!("a{i}.example.org"));
+        let who = format!("203.0.113.{}", i / MAX_PENDING_PER_REQUESTER);
+        let _challenge = store
+            .begin(
+                Operation::Register,
+                xml.as_bytes(),
+                EntityPolicy::default(),
+                &reg,
+                &who,
+                t0(),
+                &mut rng(),
+            )
+            .unwrap();
+    }
+    let grown_kib = rss_kib().saturating_sub(before);
+    // Holding the uploads would be n x 200+ KiB = 32+ MiB (the parsed model 58 MiB).
+    assert!(
+        grown_kib < 8 << 10,
+        "{n} pending proofs grew RSS by {grown_kib} KiB"
+    );
+    assert_eq!(store.len(), n);
+    // One more from a requester that has its share: refused; another requester: accepted.
+    let xml = big.replace("a0.example.org", "late.example.org");
+    let r = store.begin(
+        Operation::Register,
+        xml.as_bytes(),
+        EntityPolicy::default(),
+        &reg,
+        "203.0.113.0",
+        t0(),
+        &mut rng(),
+    );
+    assert_eq!(r.unwrap_err().refusal(), Some(Refusal::RateLimited));
+    let r = store.begin(
+        Operation::Register,
+        xml.as_bytes(),
+        EntityPolicy::default(),
+        &reg,
+        "192.0.2.200",
+        t0(),
+        &mut rng(),
+    );
+    assert!(r.is_ok());
+    // Expired proofs are forgotten at the next challenge, so a requester's share comes back.
+    let later = t0() + Duration::from_secs(3601);
+    let r = store.begin(
+        Operation::Register,
+        xml.replace("late.", "later.").as_bytes(),
+        EntityPolicy::default(),
+        &reg,
+        "203.0.113.0",
+        later,
+        &mut rng(),
+    );
+    assert!(r.is_ok());
+    assert_eq!(store.len(), 1);
 }

@@ -1089,20 +1089,48 @@ async fn registration_with_proof_of_ownership_and_entity_tokens() {
         .1
         .to_owned();
     assert!(path.starts_with("/.well-known/dame-ownership/"), "{url}");
+    let secret = c["secret"].as_str().unwrap().to_owned();
+    assert_eq!(secret.len(), 64);
     let verify = format!("/register/verify?entityID={}", url_encode(SP));
+    // The verify step: the requester's secret, and the metadata again (none for a deletion).
+    let verify_with = |secret: &str, body: Option<String>| {
+        let r = w.http.post(w.broker(&verify)).bearer_auth(secret);
+        match body {
+            Some(b) => r.body(b),
+            None => r,
+        }
+    };
+    let md = sp.to_xml().unwrap();
     // Nothing published yet: refused, an attempt used.
-    let r = post(verify.clone(), None).send().await.unwrap();
+    let r = verify_with(&secret, Some(md.clone())).send().await.unwrap();
     assert_eq!(r.status(), 403);
     assert_eq!(hits.load(Ordering::SeqCst), 1);
     let mdq = format!("/mdq/entities/{}", url_encode(SP));
     let status = w.http.get(w.broker(&mdq)).send().await.unwrap().status();
     assert_eq!(status, 404, "not registered before the proof");
-    // Published: registered, served, a token issued once.
+    // Published. Audit of 2026-12-05, finding 1: somebody else calling the verify step now
+    // (the entityID is public) got the registration, and its token; without the secret the
+    // broker does not even fetch.
     files
         .lock()
         .unwrap()
         .insert(path.clone(), c["content"].as_str().unwrap().to_owned());
-    let r = post(verify.clone(), None).send().await.unwrap();
+    for (who, body) in [
+        ("", None),
+        ("", Some(md.clone())),
+        (&"ab".repeat(32)[..], Some(md.clone())),
+    ] {
+        let r = verify_with(who, body).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{who:?}");
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "no fetch for a stranger");
+    // The requester's secret with other metadata than was uploaded: refused before the fetch.
+    let other = md.replace("Shibboleth.sso/SAML2/POST", "Shibboleth.sso/SAML2/POST2");
+    let r = verify_with(&secret, Some(other)).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    // The requester: registered, served, a token issued once.
+    let r = verify_with(&secret, Some(md.clone())).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let done: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
     let token = done["token"].as_str().unwrap().to_owned();
@@ -1110,7 +1138,7 @@ async fn registration_with_proof_of_ownership_and_entity_tokens() {
     let status = w.http.get(w.broker(&mdq)).send().await.unwrap().status();
     assert_eq!(status, 200);
     // The challenge is used up; a second registration of the same entityID is refused.
-    let r = post(verify.clone(), None).send().await.unwrap();
+    let r = verify_with(&secret, Some(md.clone())).send().await.unwrap();
     assert_eq!(r.status(), 404);
     let r = post(
         "/register?operation=register".into(),
@@ -1155,6 +1183,39 @@ async fn registration_with_proof_of_ownership_and_entity_tokens() {
         403
     );
 
+    // An update proven the same way gives the owner a new token and takes back the earlier
+    // one (a token that leaked is recovered with a proof, not only by deleting the entity).
+    let r = post("/register?operation=update".into(), Some(md.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let c: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    let url = c["url"].as_str().unwrap().to_owned();
+    let path = url
+        .split_once(&format!(":{proof_port}"))
+        .unwrap()
+        .1
+        .to_owned();
+    files
+        .lock()
+        .unwrap()
+        .insert(path, c["content"].as_str().unwrap().to_owned());
+    let r = verify_with(c["secret"].as_str().unwrap(), Some(md.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let done: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    let old_token = token;
+    let token = done["token"].as_str().unwrap().to_owned();
+    assert_ne!(token, old_token);
+    assert_eq!(
+        put(SP, Some(&old_token)).send().await.unwrap().status(),
+        403
+    );
+    assert_eq!(put(SP, Some(&token)).send().await.unwrap().status(), 200);
+
     // Deletion, proven the same way: gone, and its token with it.
     let r = post(
         format!("/register?operation=delete&entityID={}", url_encode(SP)),
@@ -1175,7 +1236,10 @@ async fn registration_with_proof_of_ownership_and_entity_tokens() {
         .lock()
         .unwrap()
         .insert(path, c["content"].as_str().unwrap().to_owned());
-    let r = post(verify.clone(), None).send().await.unwrap();
+    let r = verify_with(c["secret"].as_str().unwrap(), None)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let status = w.http.get(w.broker(&mdq)).send().await.unwrap().status();
     assert_eq!(status, 404);
@@ -1205,8 +1269,12 @@ async fn registration_with_proof_of_ownership_and_entity_tokens() {
     .await
     .unwrap();
     assert_eq!(r.status(), 200);
+    let c: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
     let before = hits.load(Ordering::SeqCst);
-    let r = post(verify, None).send().await.unwrap();
+    let r = verify_with(c["secret"].as_str().unwrap(), Some(md))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     assert_eq!(
         hits.load(Ordering::SeqCst),

@@ -2,13 +2,23 @@
 //! GÉANT-TrustBroker design) and entity tokens:
 //!
 //! ```text
-//! POST /register?operation=register|update  body: one EntityDescriptor -> the challenge (JSON)
+//! POST /register?operation=register|update  body: one EntityDescriptor -> the challenge (JSON,
+//!                                    with the requester's `secret`)
 //! POST /register?operation=delete&entityID=..                           -> the challenge (JSON)
-//! POST /register/verify?entityID=..  the broker fetches the proof       -> done (JSON); a
-//!                                    registration returns the entity token, once
+//! POST /register/verify?entityID=..  Authorization: Bearer <secret>; body: the same
+//!                                    EntityDescriptor again (register, update)
+//!                                    the broker fetches the proof       -> done (JSON) with the
+//!                                    entity token (registration, update: a new one replaces
+//!                                    the entity's earlier tokens), shown once
 //! PUT  /admin/policy?entityID=..     body: the entity's policy (JSON: allow/deny lists, modes);
 //!                                    the operator's token or the entity's own token
 //! ```
+//!
+//! Only the requester that began a proof can complete it (the secret): anyone can ask the
+//! broker to fetch a published proof, and whoever completes a registration receives the entity
+//! token. A pending proof keeps the SHA-256 of the upload rather than the upload, so the
+//! metadata is sent again with the secret; at most eight proofs are pending per requester (an
+//! IPv4 address or an IPv6 /64).
 //!
 //! The proof is fetched only from `https://<entityID host>/.well-known/dame-ownership/<name>`:
 //! the host is resolved once, every address it resolves to must be global (unless
@@ -25,6 +35,7 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use dame_protocol::Refusal;
 use dame_protocol::registration::{MAX_BODY, Operation, OwnershipChallenge, WELL_KNOWN_PATH};
 use dame_protocol::registry::EntityPolicy;
 use saml_core::protocol::openssl_random;
@@ -60,6 +71,7 @@ fn challenge_json<S: Store>(
             "content": c.content,
             "expires": unix(c.expires),
             "attempts": c.attempts_left,
+            "secret": c.secret,
         }),
     )
 }
@@ -95,21 +107,35 @@ pub(super) async fn begin<S: Store>(
             _ => return page(StatusCode::BAD_REQUEST, "operation=register|update|delete"),
         };
         let now = SystemTime::now();
+        let requester = requester(&remote);
+        // Parsed outside the locks (the protocol parses it again to validate it).
+        let policy_of = (op != Operation::Delete).then(|| entity_id_of(&body));
         let r = {
             let core = svc.core();
             let mut regs = svc.registrations();
-            let r = if op == Operation::Delete {
-                match query_param(&q, "entityID") {
-                    Some(id) => regs.begin_delete(&id, &core.registry, now, &mut openssl_random),
+            let r = match policy_of {
+                None => match query_param(&q, "entityID") {
+                    Some(id) => {
+                        regs.begin_delete(&id, &core.registry, &requester, now, &mut openssl_random)
+                    }
                     None => return page(StatusCode::BAD_REQUEST, "entityID missing"),
+                },
+                Some(id) => {
+                    let policy = core
+                        .registry
+                        .get(&id)
+                        .map(|r| r.policy.clone())
+                        .unwrap_or_default();
+                    regs.begin(
+                        op,
+                        &body,
+                        policy,
+                        &core.registry,
+                        &requester,
+                        now,
+                        &mut openssl_random,
+                    )
                 }
-            } else {
-                let policy = core
-                    .registry
-                    .get(&entity_id_of(&body))
-                    .map(|r| r.policy.clone())
-                    .unwrap_or_default();
-                regs.begin(op, &body, policy, &core.registry, now, &mut openssl_random)
             };
             drain(&mut regs);
             r
@@ -120,6 +146,18 @@ pub(super) async fn begin<S: Store>(
         }
     })
     .await
+}
+
+/// Who asks, for the per-requester bound on pending proofs: the IPv4 address, or the /64 of
+/// an IPv6 address (one subscriber's usual allocation).
+fn requester(remote: &SocketAddr) -> String {
+    match remote.ip().to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
 }
 
 /// The entityID of an upload, if it parses (for keeping the registered policy on update).
@@ -196,6 +234,8 @@ pub(super) async fn verify<S: Store>(
     State(svc): Svc<S>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Response {
     guard(async move {
         if !svc.cfg.registration.enabled {
@@ -209,14 +249,22 @@ pub(super) async fn verify<S: Store>(
         let Some(id) = query_param(&q.unwrap_or_default(), "entityID") else {
             return page(StatusCode::BAD_REQUEST, "entityID missing");
         };
-        let Some(challenge) = svc.registrations().challenge(&id).cloned() else {
-            return page(
-                StatusCode::NOT_FOUND,
-                "no challenge pending for this entityID",
-            );
+        let secret = super::bearer(&headers).unwrap_or_default();
+        // The metadata comes again with a registration or an update; a deletion has none.
+        let upload = (!body.is_empty()).then_some(&body[..]);
+        let challenge = match svc.registrations().challenge(&id, secret, upload) {
+            Ok(c) => c.clone(),
+            Err(e) if e.refusal() == Some(Refusal::UnknownEntity) => {
+                return page(
+                    StatusCode::NOT_FOUND,
+                    "no challenge of yours pending for this entityID \
+                     (Authorization: Bearer <the secret /register returned>)",
+                );
+            }
+            Err(e) => return error_response(&e),
         };
         // A failed fetch uses an attempt like a wrong answer.
-        let (status, body) = match fetch(&svc, &challenge).await {
+        let (status, proof) = match fetch(&svc, &challenge).await {
             Ok(a) => a,
             Err(why) => {
                 log(&[
@@ -231,7 +279,7 @@ pub(super) async fn verify<S: Store>(
         let done = {
             let mut core = svc.core();
             let mut regs = svc.registrations();
-            let r = regs.complete(&id, status, &body, &mut core.registry, now);
+            let r = regs.complete(&id, secret, upload, status, &proof, &mut core.registry, now);
             drain(&mut regs);
             r.map(|op| {
                 let r = core.registry.get(&id);
@@ -288,13 +336,14 @@ async fn finish<S: Store>(
                     })
                     .await??;
                 out["peers_told"] = n.into();
-            } else {
-                let mut raw = [0u8; 32];
-                openssl_random(&mut raw);
-                let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-                svc.store.put_token(&token_hash(&token), id).await?;
-                out["token"] = token.into();
             }
+            // A new token for the proven owner; it replaces the entity's earlier tokens, so an
+            // update proof also takes back a token that leaked.
+            let mut raw = [0u8; 32];
+            openssl_random(&mut raw);
+            let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+            svc.store.put_token(&token_hash(&token), id).await?;
+            out["token"] = token.into();
         }
         _ => return Err(Error::Store("the registered entity vanished".into())),
     }
