@@ -11,12 +11,14 @@ use xep0027::jid::Jid;
 use xep0027::keys::{Identity, Suite};
 use xep0027::policy::Policy;
 use xep0027::room::{Member, Moderator};
+use xep0027::sequoia_openpgp::Cert;
+use xep0027::sequoia_openpgp::serialize::stream::{
+    Compressor, Encryptor, LiteralWriter, Message, Recipient,
+};
+use xep0027::sequoia_openpgp::types::{CompressionAlgorithm, CompressionLevel};
 use xep0027::session::Sessions;
 use xep0027::stanza::Stanza;
 use xep0027::symmetric::OsRandom;
-use xep0027::sequoia_openpgp::Cert;
-use xep0027::sequoia_openpgp::serialize::stream::{Compressor, Encryptor, LiteralWriter, Message, Recipient};
-use xep0027::sequoia_openpgp::types::{CompressionAlgorithm, CompressionLevel};
 use xep0027::{armor, encrypted, envelope, signed};
 
 /// An OpenPGP message to `to`: `size` zero bytes under `levels` compression layers, after
@@ -32,12 +34,20 @@ fn bomb(to: &Cert, levels: usize, size: usize, decoys: usize) -> Vec<u8> {
         .unwrap()
         .key()
         .clone();
-    let mut recipients: Vec<Recipient<'_>> = (0..decoys).map(|_| Recipient::new(None, None, &key)).collect();
+    let mut recipients: Vec<Recipient<'_>> = (0..decoys)
+        .map(|_| Recipient::new(None, None, &key))
+        .collect();
     recipients.push(Recipient::new(None, key.key_handle(), &key));
     let mut sink = Vec::new();
-    let mut m = Encryptor::for_recipients(Message::new(&mut sink), recipients).build().unwrap();
+    let mut m = Encryptor::for_recipients(Message::new(&mut sink), recipients)
+        .build()
+        .unwrap();
     for _ in 0..levels {
-        m = Compressor::new(m).algo(CompressionAlgorithm::Zip).level(CompressionLevel::best()).build().unwrap();
+        m = Compressor::new(m)
+            .algo(CompressionAlgorithm::Zip)
+            .level(CompressionLevel::best())
+            .build()
+            .unwrap();
     }
     let mut w = LiteralWriter::new(m).build().unwrap();
     let zeros = vec![0u8; 1 << 20];
@@ -57,9 +67,18 @@ fn main() {
     for (name, jid) in [("alice", "alice@example.org"), ("bob", "bob@example.org")] {
         let p = dir.join(format!("keys/xep0027-{name}.asc"));
         if std::fs::metadata(&p).map_or(true, |m| m.len() == 0) {
-            let id = Identity::generate(&Jid::new(jid).unwrap(), Suite::Cv25519, now - Duration::from_secs(86_400), None).unwrap();
+            let id = Identity::generate(
+                &Jid::new(jid).unwrap(),
+                Suite::Cv25519,
+                now - Duration::from_secs(86_400),
+                None,
+            )
+            .unwrap();
             let bin = id.to_secret_bytes().unwrap();
-            let text = format!("-----BEGIN PGP PRIVATE KEY BLOCK-----\n\n{}\n-----END PGP PRIVATE KEY BLOCK-----\n", armor::encode(&bin));
+            let text = format!(
+                "-----BEGIN PGP PRIVATE KEY BLOCK-----\n\n{}\n-----END PGP PRIVATE KEY BLOCK-----\n",
+                armor::encode(&bin)
+            );
             std::fs::write(&p, text).unwrap();
         }
     }
@@ -67,7 +86,11 @@ fn main() {
     let policy = Policy::standard();
     let mut rng = OsRandom;
     let mut seeds: Vec<(String, String)> = Vec::new();
-    let deliver = |s: &Stanza| s.clone().with_attr("from", "alice@example.org/fuzz").to_xml();
+    let deliver = |s: &Stanza| {
+        s.clone()
+            .with_attr("from", "alice@example.org/fuzz")
+            .to_xml()
+    };
 
     let mut p = Stanza::parse("<presence id='p1' to='bob@example.org'><show>away</show><status>Out &amp; about</status></presence>").unwrap();
     signed::sign(&mut p, &alice, &policy, now).unwrap();
@@ -80,9 +103,20 @@ fn main() {
     seeds.push(("encrypted.xml".into(), deliver(&m)));
 
     let mut sa = Sessions::new(alice.jid(), Duration::from_secs(3600));
-    let offer = sa.offer(&alice, bob.jid(), &bob.public_cert(), &mut rng, &policy, now).unwrap();
+    let offer = sa
+        .offer(
+            &alice,
+            bob.jid(),
+            &bob.public_cert(),
+            &mut rng,
+            &policy,
+            now,
+        )
+        .unwrap();
     seeds.push(("session_offer.xml".into(), deliver(&offer)));
-    let mut s = Stanza::parse("<message to='bob@example.org' id='s1'><body>sealed</body></message>").unwrap();
+    let mut s =
+        Stanza::parse("<message to='bob@example.org' id='s1'><body>sealed</body></message>")
+            .unwrap();
     sa.seal(&mut s, &mut rng, now).unwrap();
     seeds.push(("session_sealed.xml".into(), deliver(&s)));
 
@@ -90,15 +124,36 @@ fn main() {
     let mut moderator = Moderator::new(&room, Duration::from_secs(86_400), &mut rng, now).unwrap();
     moderator.add_member(bob.jid(), bob.public_cert());
     moderator.add_member(alice.jid(), alice.public_cert());
-    let dist = moderator.distribute(&alice, &mut rng, &policy, now).unwrap();
-    let to_bob = dist.iter().find(|d| d.to() == Some("bob@example.org")).unwrap();
+    let dist = moderator
+        .distribute(&alice, &mut rng, &policy, now)
+        .unwrap();
+    let to_bob = dist
+        .iter()
+        .find(|d| d.to() == Some("bob@example.org"))
+        .unwrap();
     seeds.push(("room_key.xml".into(), deliver(to_bob)));
-    let to_alice = dist.iter().find(|d| d.to() == Some("alice@example.org")).unwrap();
+    let to_alice = dist
+        .iter()
+        .find(|d| d.to() == Some("alice@example.org"))
+        .unwrap();
     let mut member = Member::new(&room, alice.jid(), alice.fingerprint());
-    member.accept_key(&Stanza::parse(&deliver(to_alice)).unwrap(), &alice, &saml_fuzz::xep0027_fixture::world().unwrap().2, &policy, now).unwrap();
+    member
+        .accept_key(
+            &Stanza::parse(&deliver(to_alice)).unwrap(),
+            &alice,
+            &saml_fuzz::xep0027_fixture::world().unwrap().2,
+            &policy,
+            now,
+        )
+        .unwrap();
     let mut g = Stanza::parse("<message id='g1'><body>room</body></message>").unwrap();
     member.seal(&mut g, &alice, &mut rng, &policy, now).unwrap();
-    seeds.push(("room_message.xml".into(), g.with_attr("from", "ops@rooms.example.org/alice").with_attr("to", "bob@example.org").to_xml()));
+    seeds.push((
+        "room_message.xml".into(),
+        g.with_attr("from", "ops@rooms.example.org/alice")
+            .with_attr("to", "bob@example.org")
+            .to_xml(),
+    ));
 
     // Issue 12 items 1 and 2: compression bombs (one layer, and nested) and a stanza with
     // more PKESKs than decrypt looks at, as a message body and as a session-key offer.
@@ -106,7 +161,11 @@ fn main() {
     let bomb1 = armor::encode(&bomb(&bob_cert, 1, 16 << 20, 0));
     let bomb2 = armor::encode(&bomb(&bob_cert, 2, 64 << 20, 0));
     let many = armor::encode(&bomb(&bob_cert, 0, 5, 70));
-    let enc = |payload: &str| format!("<message from='alice@example.org/fuzz' to='bob@example.org' id='b1' type='chat'><body>x</body><x xmlns='jabber:x:encrypted'>{payload}</x></message>");
+    let enc = |payload: &str| {
+        format!(
+            "<message from='alice@example.org/fuzz' to='bob@example.org' id='b1' type='chat'><body>x</body><x xmlns='jabber:x:encrypted'>{payload}</x></message>"
+        )
+    };
     seeds.push(("bomb_zip.xml".into(), enc(&bomb1)));
     seeds.push(("bomb_nested.xml".into(), enc(&bomb2)));
     seeds.push(("many_pkesks.xml".into(), enc(&many)));
@@ -118,7 +177,17 @@ fn main() {
     let sig = armor::encode(b"\x88\x75\x04\x00\x16\x0a\x00\x1d\x16\x21");
     let lines: Vec<&str> = sig.lines().collect();
     let (check, b64) = lines.split_last().unwrap();
-    for (i, shape) in [sig.clone(), b64.concat(), format!("{}{check}", b64.concat()), format!("-----BEGIN PGP SIGNATURE-----\nVersion: x\n\n{sig}\n-----END PGP SIGNATURE-----\n")].iter().enumerate() {
+    for (i, shape) in [
+        sig.clone(),
+        b64.concat(),
+        format!("{}{check}", b64.concat()),
+        format!(
+            "-----BEGIN PGP SIGNATURE-----\nVersion: x\n\n{sig}\n-----END PGP SIGNATURE-----\n"
+        ),
+    ]
+    .iter()
+    .enumerate()
+    {
         std::fs::write(dir.join(format!("seeds/armor/shape{i}.txt")), shape).unwrap();
     }
     println!("wrote {} stanza seeds and 4 armor seeds", seeds.len());

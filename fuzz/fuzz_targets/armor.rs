@@ -12,11 +12,16 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(bin) = armor::decode(text) {
             let enc = armor::encode(&bin);
             assert_eq!(armor::decode(&enc).ok().as_deref(), Some(bin.as_slice()));
-            let full = format!("-----BEGIN PGP MESSAGE-----\nComment: fuzz\n\n{enc}\n-----END PGP MESSAGE-----\n");
+            let full = format!(
+                "-----BEGIN PGP MESSAGE-----\nComment: fuzz\n\n{enc}\n-----END PGP MESSAGE-----\n"
+            );
             assert_eq!(armor::strip(&full).ok().as_deref(), Some(enc.as_str()));
         }
     }
     if !data.is_empty() {
-        assert_eq!(armor::decode(&armor::encode(data)).ok().as_deref(), Some(data));
+        assert_eq!(
+            armor::decode(&armor::encode(data)).ok().as_deref(),
+            Some(data)
+        );
     }
 });

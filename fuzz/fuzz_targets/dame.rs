@@ -76,7 +76,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(mut v) = verifier().lock() {
         if let Ok(t) = v.accept(&text, now) {
             // Accepted once: the same query again is a replay.
-            assert!(v.accept(&text, now).is_err(), "trigger accepted twice: {t:?}");
+            assert!(
+                v.accept(&text, now).is_err(),
+                "trigger accepted twice: {t:?}"
+            );
         }
     }
     let mut reports = StatusReports::default();
@@ -118,12 +121,21 @@ fuzz_target!(|data: &[u8]| {
                 *x = n;
             }
         };
-        if store
-            .begin(Operation::Register, data, EntityPolicy::default(), &registry, now, &mut rng)
-            .is_ok()
-        {
-            // A challenge was issued only for metadata the registry would accept.
+        let begun = store.begin(
+            Operation::Register,
+            data,
+            EntityPolicy::default(),
+            &registry,
+            "fuzzer",
+            now,
+            &mut rng,
+        );
+        if let Ok(c) = begun {
+            // A challenge was issued only for metadata the registry would accept, and only its
+            // secret with the same metadata opens it.
             assert_eq!(store.len(), 1);
+            assert!(store.challenge(&c.entity_id, &c.secret, Some(data)).is_ok());
+            assert!(store.challenge(&c.entity_id, "", Some(data)).is_err());
         } else {
             assert!(store.is_empty());
         }

@@ -27,7 +27,10 @@ use saml_metadata::model::{Binding, EntityDescriptor, IdpSso, SpSso};
 
 const SP: &str = "https://sp.example.org/shibboleth";
 const IDP: &str = "https://idp.example.net/idp/shibboleth";
-const SYNCS: [&str; 2] = ["https://sp.example.org/dame", "https://idp.example.net/dame"];
+const SYNCS: [&str; 2] = [
+    "https://sp.example.org/dame",
+    "https://idp.example.net/dame",
+];
 
 fn now0() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_800_000_000)
@@ -75,18 +78,16 @@ fn template() -> &'static Broker {
             .build()
             .expect("sp");
         let idp = EntityDescriptor::builder(IDP)
-            .idp(IdpSso::builder()
-                .signing_certificate(der)
-                .sso(Binding::HttpRedirect, "https://idp.example.net/sso"))
+            .idp(
+                IdpSso::builder()
+                    .signing_certificate(der)
+                    .sso(Binding::HttpRedirect, "https://idp.example.net/sso"),
+            )
             .dame_sync_location(SYNCS[1])
             .build()
             .expect("idp");
-        let mut b = Broker::new(
-            broker_md,
-            key,
-            BrokerPolicy::default().with_max_flows(8),
-        )
-        .expect("broker");
+        let mut b =
+            Broker::new(broker_md, key, BrokerPolicy::default().with_max_flows(8)).expect("broker");
         b.registry
             .insert(
                 sp,
@@ -127,7 +128,9 @@ fuzz_target!(|data: &[u8]| {
     let mut counter = 0u64;
     let mut rng = move |b: &mut [u8]| {
         for x in b.iter_mut() {
-            counter = counter.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            counter = counter
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             *x = (counter >> 56) as u8;
         }
     };
@@ -135,7 +138,11 @@ fuzz_target!(|data: &[u8]| {
     let mut last_idp_url: Option<String> = None;
     for op in data.split(|b| *b == 0xff).take(64) {
         let (code, idx, text) = match op {
-            [c, i, rest @ ..] => (*c, usize::from(*i), String::from_utf8_lossy(rest).into_owned()),
+            [c, i, rest @ ..] => (
+                *c,
+                usize::from(*i),
+                String::from_utf8_lossy(rest).into_owned(),
+            ),
             [c] => (*c, 0, String::new()),
             [] => continue,
         };
@@ -169,7 +176,13 @@ fuzz_target!(|data: &[u8]| {
                 None => Ok(()),
             },
             2 => broker
-                .handle_authenticate(flow.as_ref().filter(|_| idx % 3 != 0), &text, "192.0.2.2", now, &mut rng)
+                .handle_authenticate(
+                    flow.as_ref().filter(|_| idx % 3 != 0),
+                    &text,
+                    "192.0.2.2",
+                    now,
+                    &mut rng,
+                )
                 .map(|(f, r)| {
                     flows.push(f);
                     if let UaReply::Redirect(u) = r {
@@ -198,7 +211,9 @@ fuzz_target!(|data: &[u8]| {
                 Some(f) => broker.handle_trigger_failure(f, entity, &text, now, &mut rng),
                 None => Ok(()),
             },
-            7 => broker.handle_status_report(&text, now, &mut rng).map(|_| ()),
+            7 => broker
+                .handle_status_report(&text, now, &mut rng)
+                .map(|_| ()),
             8 => match &flow {
                 Some(f) => broker.handle_user_agent(f, now).map(|_| ()),
                 None => Ok(()),
@@ -212,7 +227,14 @@ fuzz_target!(|data: &[u8]| {
                 // An integration confirmed by both sides, when the flow is exchanging.
                 if let Some(f) = &flow {
                     for e in [IDP, SP] {
-                        let _ = broker.handle_trigger_answer(f, e, 200, "status=integrated", now, &mut rng);
+                        let _ = broker.handle_trigger_answer(
+                            f,
+                            e,
+                            200,
+                            "status=integrated",
+                            now,
+                            &mut rng,
+                        );
                     }
                 }
                 Ok(())
@@ -222,7 +244,10 @@ fuzz_target!(|data: &[u8]| {
             if let Some(f) = &flow {
                 // A refusal changes nothing in the flow it named (time alone may expire it).
                 let after = broker.phase(f);
-                assert!(after == phase_before || after.is_none(), "{phase_before:?} -> {after:?}");
+                assert!(
+                    after == phase_before || after.is_none(),
+                    "{phase_before:?} -> {after:?}"
+                );
             }
         }
         assert!(broker.flow_count() <= 8);

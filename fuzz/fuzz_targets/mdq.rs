@@ -27,9 +27,13 @@ fn keys() -> &'static TrustedKeys {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&sel, body)) = data.split_first() else { return };
+    let Some((&sel, body)) = data.split_first() else {
+        return;
+    };
     let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-    let Ok(base) = BaseUrl::parse("https://mdq.example.org/") else { return };
+    let Ok(base) = BaseUrl::parse("https://mdq.example.org/") else {
+        return;
+    };
     let mut c = Client::new(Config::new(base, keys().clone()));
     if sel & 0x80 != 0 {
         let (meta, document) = match body.iter().position(|b| *b == 0) {
@@ -40,11 +44,14 @@ fuzz_target!(|data: &[u8]| {
         else {
             return;
         };
-        let Ok(id) = Identifier::entity_id(&snapshot.entity_id) else { return };
+        let Ok(id) = Identifier::entity_id(&snapshot.entity_id) else {
+            return;
+        };
         if c.restore(&snapshot, now).is_ok() {
             let max = now + c.config().max_ttl;
             assert!(
-                c.entry_times(&id).is_some_and(|(_, expires)| expires <= max),
+                c.entry_times(&id)
+                    .is_some_and(|(_, expires)| expires <= max),
                 "restored lifetime not clamped"
             );
             let _ = c.lookup(&id, now);
@@ -54,23 +61,41 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let id = Identifier::sha1_of("https://sp.example.org");
-    let Lookup::Fetch(r) = c.lookup(&id, now) else { return };
+    let Lookup::Fetch(r) = c.lookup(&id, now) else {
+        return;
+    };
     let status = [200u16, 304, 404, 500][usize::from(sel & 3)];
-    let mut headers = vec![("Content-Type".to_owned(), "application/samlmetadata+xml".to_owned())];
+    let mut headers = vec![(
+        "Content-Type".to_owned(),
+        "application/samlmetadata+xml".to_owned(),
+    )];
     if sel & 4 != 0 {
         headers.push(("Content-Encoding".to_owned(), "gzip".to_owned()));
     }
     if sel & 8 != 0 {
-        headers.push(("Cache-Control".to_owned(), String::from_utf8_lossy(&body[..body.len().min(24)]).into_owned()));
+        headers.push((
+            "Cache-Control".to_owned(),
+            String::from_utf8_lossy(&body[..body.len().min(24)]).into_owned(),
+        ));
     }
     if sel & 16 != 0 {
-        headers.push(("Expires".to_owned(), String::from_utf8_lossy(&body[..body.len().min(40)]).into_owned()));
+        headers.push((
+            "Expires".to_owned(),
+            String::from_utf8_lossy(&body[..body.len().min(40)]).into_owned(),
+        ));
     }
-    let resp = HttpResponse { status, headers: &headers, body };
+    let resp = HttpResponse {
+        status,
+        headers: &headers,
+        body,
+    };
     match c.handle_response(r.token, &resp, now) {
         Ok(Some(e)) => {
             // Only the signed fixture entity could ever pass, and it is another entityID.
-            assert_eq!(e.entity_id, "https://sp.example.org", "forged entity cached");
+            assert_eq!(
+                e.entity_id, "https://sp.example.org",
+                "forged entity cached"
+            );
         }
         Ok(None) => assert!(c.len() <= 1),
         Err(_) => assert!(c.is_empty(), "a refused answer was cached"),

@@ -76,7 +76,9 @@ fn signed_paths(data: &[u8]) {
         }
         match (&eager_one, &load::load_owned(signed.clone(), &p)) {
             (Ok(a), Ok(b)) => assert_eq!(a.metadata(), b.metadata(), "load_owned's model differs"),
-            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "load_owned's error differs"),
+            (Err(a), Err(b)) => {
+                assert_eq!(a.to_string(), b.to_string(), "load_owned's error differs")
+            }
             (a, b) => panic!(
                 "load: {:?}, load_owned: {:?}",
                 a.as_ref().map(|_| ()),
@@ -87,7 +89,10 @@ fn signed_paths(data: &[u8]) {
     // A selection of every entity, written from the verified bytes and signed as it streams
     // (`selection::write_selection`), reads back as the entities `load` indexed, in order and
     // modelled the same; an aggregate with none is refused before anything is written.
-    if let (Ok(agg), Ok(lazy)) = (&eager_one, &saml_metadata::lazy::load_lazy(&signed, &policy)) {
+    if let (Ok(agg), Ok(lazy)) = (
+        &eager_one,
+        &saml_metadata::lazy::load_lazy(&signed, &policy),
+    ) {
         let mut out = Vec::new();
         let opts = saml_metadata::selection::SelectOptions::new("urn:fuzz", None);
         let all = saml_metadata::filter::Filter::predicate(|_| true);
@@ -112,13 +117,16 @@ fn signed_paths(data: &[u8]) {
     ) {
         for d in &split.documents {
             if lazy.contains(&d.entity_id) {
-                let cut = lazy.entity_document(&d.entity_id).expect("the indexed entity cuts");
+                let cut = lazy
+                    .entity_document(&d.entity_id)
+                    .expect("the indexed entity cuts");
                 assert_eq!(cut.as_ref(), Some(d), "lazy and split cut differently");
             }
         }
     }
     let eager = eager_one.map(|a| refused(a.refused_entities()));
-    let lazy = saml_metadata::lazy::load_lazy(&signed, &policy).map(|a| refused(a.refused_entities()));
+    let lazy =
+        saml_metadata::lazy::load_lazy(&signed, &policy).map(|a| refused(a.refused_entities()));
     let split = saml_metadata::split::split_report(&signed, &policy).map(|s| refused(&s.refused));
     if let (Ok(a), Ok(b)) = (&lazy, &split) {
         assert_eq!(a, b, "load_lazy and split refuse different entities");
@@ -128,7 +136,10 @@ fn signed_paths(data: &[u8]) {
     }
     if eager.is_ok() {
         // What the model accepts, the index accepts (the lazy path checks less of the model).
-        assert!(lazy.is_ok(), "load accepts what load_lazy refuses: {lazy:?}");
+        assert!(
+            lazy.is_ok(),
+            "load accepts what load_lazy refuses: {lazy:?}"
+        );
     }
 }
 

@@ -73,7 +73,12 @@ fn fixture() -> &'static Fixture {
 fn check(doc: &[u8]) {
     let f = fixture();
     let mut requests = OutstandingRequests::new();
-    requests.insert(REQ, "https://idp.example.org", now() + Duration::from_secs(600), now());
+    requests.insert(
+        REQ,
+        "https://idp.example.org",
+        now() + Duration::from_secs(600),
+        now(),
+    );
     let mut replay = MemoryReplayCache::new();
     match f.validator.validate(doc, now(), &mut requests, &mut replay) {
         Ok(ok) => {

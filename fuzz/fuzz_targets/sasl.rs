@@ -8,11 +8,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, UNIX_EPOCH};
 
 use libfuzzer_sys::fuzz_target;
+use saml_fuzz::{signing_key, trusted_keys};
 use sasl_saml20::client::{Client, Step};
 use sasl_saml20::gs2::InitialResponse;
 use sasl_saml20::resolver::{ResolvedIdp, StaticResolver};
 use sasl_saml20::server::{Server, ServerConfig};
-use saml_fuzz::{signing_key, trusted_keys};
 
 #[allow(clippy::expect_used)]
 fn config() -> Arc<ServerConfig> {
@@ -30,7 +30,11 @@ fn config() -> Arc<ServerConfig> {
             },
         )
         .expect("domain");
-        Arc::new(ServerConfig::new("xmpp:example.com", "https://example.com/acs", Arc::new(r)))
+        Arc::new(ServerConfig::new(
+            "xmpp:example.com",
+            "https://example.com/acs",
+            Arc::new(r),
+        ))
     })
     .clone()
 }

@@ -26,10 +26,16 @@ fn fixture() -> &'static (Identity, Identity, Keyring) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let Ok(s) = Stanza::parse(text) else { return };
     let again = Stanza::parse(&s.to_xml());
-    assert_eq!(again.as_ref().ok(), Some(&s), "a written stanza must parse back equal");
+    assert_eq!(
+        again.as_ref().ok(),
+        Some(&s),
+        "a written stanza must parse back equal"
+    );
     let _ = s.status();
     let _ = s.body();
 
@@ -51,7 +57,10 @@ fuzz_target!(|data: &[u8]| {
         assert!(w2.is_empty(), "a refused sealed message recorded an id");
     }
     if accepted.is_err() {
-        assert!(sessions.current(alice.jid(), t).is_none(), "a refused offer stored a key");
+        assert!(
+            sessions.current(alice.jid(), t).is_none(),
+            "a refused offer stored a key"
+        );
     }
 
     let Ok(room) = Jid::new(ROOM) else { return };
