@@ -1443,8 +1443,11 @@ impl Broker {
     }
 
     /// Registers or replaces `entity`'s metadata (an operator's import or a completed
-    /// registration update) and plans a re-download trigger to each of its established peers.
-    /// Returns how many triggers were planned.
+    /// registration update) and plans a re-download trigger to each established peer that
+    /// today's policies still allow for the pair (the broker's, the SP's and the IdP's, as for a
+    /// new login); a peer whose policy now refuses the pair gets a rollback trigger instead, so
+    /// that neither the new metadata nor the old stays integrated there. Returns how many
+    /// re-download triggers were planned.
     pub fn update_entity(
         &mut self,
         entity: EntityDescriptor,
@@ -1456,17 +1459,56 @@ impl Broker {
         self.registry.insert(entity, policy, now, true)?;
         let mut n = 0;
         for peer in self.relationships.peers_of(&id) {
-            if let Ok(url) = self.trigger_url(TriggerAction::FetchMetadata, &peer, &id, now, rng) {
+            let (idp, sp) = if self.relationships.contains(&id, &peer) {
+                (id.as_str(), peer.as_str())
+            } else {
+                (peer.as_str(), id.as_str())
+            };
+            let action = if self.check_pair(sp, idp).is_ok() {
+                TriggerAction::FetchMetadata
+            } else {
+                TriggerAction::Rollback
+            };
+            if let Ok(url) = self.trigger_url(action, &peer, &id, now, rng) {
                 self.transmits.push_back(Transmit {
                     flow: None,
                     to: peer,
-                    action: TriggerAction::FetchMetadata,
+                    action,
+                    url,
+                });
+                if action == TriggerAction::FetchMetadata {
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Removes `entity_id` (a deletion proven by its owner): its registration and its
+    /// relationships, with a rollback trigger planned to each established peer so that what
+    /// their agents integrated for it goes too. Returns how many triggers were planned.
+    pub fn remove_entity(
+        &mut self,
+        entity_id: &str,
+        now: SystemTime,
+        rng: &mut dyn FnMut(&mut [u8]),
+    ) -> usize {
+        let peers = self.relationships.peers_of(entity_id);
+        self.relationships.remove_entity(entity_id);
+        self.registry.remove(entity_id);
+        let mut n = 0;
+        for peer in peers {
+            if let Ok(url) = self.trigger_url(TriggerAction::Rollback, &peer, entity_id, now, rng) {
+                self.transmits.push_back(Transmit {
+                    flow: None,
+                    to: peer,
+                    action: TriggerAction::Rollback,
                     url,
                 });
                 n += 1;
             }
         }
-        Ok(n)
+        n
     }
 
     /// A conversion-rule query (`action=rules`, see [`crate::conversion::RulesQuery`]): the

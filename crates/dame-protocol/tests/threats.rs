@@ -651,3 +651,63 @@ fn pending_proofs_hold_no_uploads_and_are_bounded_per_requester() {
     assert!(r.is_ok());
     assert_eq!(store.len(), 1);
 }
+
+/// Audit of 2026-12-05, finding 7: a metadata update planned a re-download trigger to every
+/// established peer, even one whose policy had since come to deny the pair (incident
+/// response), while a new login for the pair was refused. Now the update asks today's policies
+/// and sends such a peer a rollback instead; a deletion rolls every peer back.
+#[test]
+fn an_update_or_a_deletion_respects_the_peers_current_policy() {
+    let mut w = World::new();
+    w.first_use();
+    assert!(w.broker.relationships.contains(IDP, SP));
+    while w.broker.poll_transmit().is_some() {}
+    // The SP now denies the IdP's domain.
+    w.broker
+        .registry
+        .set_policy(
+            SP,
+            EntityPolicy::default().with_peers(PeerPolicy {
+                allow: DomainList::default(),
+                deny: DomainList::new(["idp.example.net"]),
+            }),
+        )
+        .unwrap();
+    let now = w.now;
+    let idp = w.idp.entity.clone();
+    let n = w
+        .broker
+        .update_entity(idp, EntityPolicy::default(), now, &mut rng())
+        .unwrap();
+    assert_eq!(n, 0, "no re-download for a pair today's policy refuses");
+    let t = w.broker.poll_transmit().unwrap();
+    assert_eq!((t.to.as_str(), t.action), (SP, TriggerAction::Rollback));
+    assert!(w.broker.poll_transmit().is_none());
+    // Allowed again: the update is fetched.
+    w.broker
+        .registry
+        .set_policy(SP, EntityPolicy::default())
+        .unwrap();
+    let idp = w.idp.entity.clone();
+    let n = w
+        .broker
+        .update_entity(idp, EntityPolicy::default(), now, &mut rng())
+        .unwrap();
+    assert_eq!(n, 1);
+    let t = w.broker.poll_transmit().unwrap();
+    assert_eq!(
+        (t.to.as_str(), t.action),
+        (SP, TriggerAction::FetchMetadata)
+    );
+    // The IdP deleted: gone with its relationships, and the SP told to roll back.
+    assert_eq!(w.broker.remove_entity(IDP, now, &mut rng()), 1);
+    assert!(w.broker.registry.get(IDP).is_none());
+    assert!(!w.broker.relationships.contains(IDP, SP));
+    let t = w.broker.poll_transmit().unwrap();
+    assert_eq!((t.to.as_str(), t.action), (SP, TriggerAction::Rollback));
+    assert!(
+        t.url.contains(&saml_core::bindings::url_encode(IDP)),
+        "{}",
+        t.url
+    );
+}

@@ -1345,3 +1345,175 @@ async fn tls_on_every_hop() {
         .await;
     assert!(plain.is_err(), "{plain:?}");
 }
+
+/// Audit of 2026-12-05, finding 6: deleting an entity removed its relationships from the store
+/// but not from the running broker (reloading only added pairs), so after somebody else
+/// registered the entityID again, its first update sent the new owner's metadata to the old
+/// peers. Now the store's relationships replace the broker's, and a proven deletion tells each
+/// established peer to roll back what it integrated for the entity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_entity_leaves_no_relationship_and_its_peers_roll_back() {
+    use dame_server::store::{Changes, FlowSelect, SqliteStore, Store as _};
+    use std::io::{Read as _, Write as _};
+    let tmp = tempfile::tempdir().unwrap();
+    let w = World::new(tmp.path());
+    let files = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (proof_port, ca) = proof_server(tmp.path(), files.clone(), hits);
+    // The IdP's agent: records the triggers it receives.
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let agent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let agent_port = agent.local_addr().unwrap().port();
+    {
+        let got = got.clone();
+        std::thread::spawn(move || {
+            for mut s in agent.incoming().flatten() {
+                let mut buf = [0u8; 8192];
+                let n = s.read(&mut buf).unwrap_or(0);
+                let line = String::from_utf8_lossy(&buf[..n]);
+                got.lock()
+                    .unwrap()
+                    .push(line.lines().next().unwrap_or("").to_owned());
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 17\r\nConnection: close\r\n\r\nstatus=integrated",
+                );
+            }
+        });
+    }
+    let cfg = w.broker_config();
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!(
+        "[registration]\nallow_private = true\nport = {proof_port}\nca = \"{}\"\nhosts = {{ \"sp.example.org\" = \"127.0.0.1\" }}\n",
+        ca.display()
+    ));
+    std::fs::write(&cfg, text).unwrap();
+    let _broker = spawn(env!("CARGO_BIN_EXE_dame-broker"), &cfg);
+    healthy(w.broker_port, &cfg).await;
+    w.import(&w.idp_entity(agent_port)).await;
+    let sp = w.sp_entity(SP, free_port());
+    w.import(&sp).await;
+    // An exchange established (IdP, SP) earlier: the row the broker writes when one ends.
+    let db = SqliteStore::open(&tmp.path().join("broker.db"))
+        .await
+        .unwrap();
+    let now = i64::try_from(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap();
+    db.transact(FlowSelect::None, now, |_| {
+        let c = Changes {
+            relationships: vec![(IDP.into(), SP.into(), now)],
+            ..Changes::default()
+        };
+        (c, ())
+    })
+    .await
+    .unwrap();
+    let pairs = || async {
+        let m = w
+            .http
+            .get(w.broker("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        m.lines()
+            .find_map(|l| l.strip_prefix("dame_relationships "))
+            .unwrap()
+            .to_owned()
+    };
+    let mut waited = 0;
+    while pairs().await != "1" && waited < 100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    assert_eq!(pairs().await, "1", "the broker saw the stored relationship");
+    // The SP's owner deletes it, with proof.
+    let prove = |c: &serde_json::Value| {
+        let url = c["url"].as_str().unwrap().to_owned();
+        let path = url
+            .split_once(&format!(":{proof_port}"))
+            .unwrap()
+            .1
+            .to_owned();
+        files
+            .lock()
+            .unwrap()
+            .insert(path, c["content"].as_str().unwrap().to_owned());
+    };
+    let verify = |c: &serde_json::Value, body: Option<String>| {
+        let r = w
+            .http
+            .post(w.broker(&format!("/register/verify?entityID={}", url_encode(SP))))
+            .bearer_auth(c["secret"].as_str().unwrap());
+        match body {
+            Some(b) => r.body(b),
+            None => r,
+        }
+    };
+    let r = w
+        .http
+        .post(w.broker(&format!(
+            "/register?operation=delete&entityID={}",
+            url_encode(SP)
+        )))
+        .send()
+        .await
+        .unwrap();
+    let c: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    prove(&c);
+    let r = verify(&c, None).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let done: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(done["peers_told"], 1);
+    assert_eq!(db.relationships().await.unwrap().len(), 0);
+    assert_eq!(pairs().await, "0", "gone from the running broker too");
+    // The IdP's agent was told to roll back what it integrated for the SP.
+    let mut waited = 0;
+    while got.lock().unwrap().is_empty() && waited < 100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    let triggers = got.lock().unwrap().clone();
+    assert_eq!(triggers.len(), 1, "{triggers:?}");
+    assert!(triggers[0].contains("action=rollback"), "{triggers:?}");
+    // Somebody registers the entityID again (another key), then updates it: the old peer is
+    // not told to fetch anything.
+    let other = TestKey::rsa("new-owner");
+    let again = EntityDescriptor::builder(SP)
+        .sp(SpSso::builder().signing_certificate(other.cert_der()).acs(
+            Binding::HttpPost,
+            "https://sp.example.org/Shibboleth.sso/SAML2/POST",
+        ))
+        .dame_sync_location("https://sp.example.org/dame")
+        .build()
+        .unwrap()
+        .to_xml()
+        .unwrap();
+    for op in ["register", "update"] {
+        let r = w
+            .http
+            .post(w.broker(&format!("/register?operation={op}")))
+            .body(again.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{op}");
+        let c: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        prove(&c);
+        let r = verify(&c, Some(again.clone())).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{op}");
+        if op == "update" {
+            let done: serde_json::Value =
+                serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+            assert_eq!(done["peers_told"], 0);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(got.lock().unwrap().len(), 1, "{:?}", got.lock().unwrap());
+}

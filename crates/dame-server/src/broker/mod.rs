@@ -169,8 +169,11 @@ fn load_entities(
     failed
 }
 
-/// Records every stored relationship in `core`.
+/// Makes the store's relationships `core`'s: the store is the record (every step writes back
+/// what it established), so pairs it no longer holds (an entity deleted here or by another
+/// instance) go from memory too, and no trigger is planned for them.
 fn load_relationships(core: &mut Broker, pairs: Vec<(String, String, i64)>) {
+    core.relationships = dame_protocol::relationships::Relationships::default();
     for (idp, sp, since) in pairs {
         let since = UNIX_EPOCH + Duration::from_secs(u64::try_from(since).unwrap_or(0));
         let _ = core.relationships.record(&idp, &sp, since);

@@ -313,7 +313,17 @@ async fn finish<S: Store>(
         "operation": format!("{op:?}").to_lowercase(),
     });
     match (op, xml, policy) {
-        (Operation::Delete, _, _) => svc.store.delete_entity(id).await?,
+        (Operation::Delete, _, _) => {
+            // Gone from the store (entity, relationships, tokens), then from this instance's
+            // core: its peers are told to roll back what they integrated for it.
+            svc.store.delete_entity(id).await?;
+            let n = svc
+                .step(FlowSelect::None, |core, now| {
+                    core.remove_entity(id, now, &mut openssl_random)
+                })
+                .await?;
+            out["peers_told"] = n.into();
+        }
         (op, Some(xml), Some(policy)) => {
             let policy_json =
                 serde_json::to_string(&policy).map_err(|e| Error::Store(e.to_string()))?;
