@@ -32,16 +32,34 @@ pub use error::Error;
 
 /// One structured log line (a JSON object of string fields) on stderr.
 pub(crate) fn log(fields: &[(&str, String)]) {
-    let body: Vec<String> = fields
+    eprintln!("{}", log_line(fields));
+}
+
+/// The JSON object [`log`] writes: every value escaped as JSON requires (quotes, backslashes
+/// and control characters, line ends included), so that text from outside (an agent's answer,
+/// an entityID, a refused upload's reason) cannot end a line or forge fields of its own.
+fn log_line(fields: &[(&str, String)]) -> String {
+    let map: serde_json::Map<String, serde_json::Value> = fields
         .iter()
-        .map(|(k, v)| {
-            format!(
-                "\"{k}\":\"{}\"",
-                v.replace('\\', "\\\\").replace('"', "\\\"")
-            )
-        })
+        .map(|(k, v)| ((*k).to_owned(), serde_json::Value::String(v.clone())))
         .collect();
-    eprintln!("{{{}}}", body.join(","));
+    serde_json::Value::Object(map).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    /// Audit of 2026-12-05: values were escaped for `\\` and `"` only, so a registered agent's
+    /// answer (logged as received) could put a line end and a forged log line into the log.
+    #[test]
+    fn log_values_cannot_break_the_line_or_forge_fields() {
+        let hostile = "ok\n{\"event\":\"forged\"}\r\u{0}\u{1b}[2J\t\"\\ \u{2028}";
+        let line = super::log_line(&[("event", "trigger-answer".into()), ("body", hostile.into())]);
+        assert!(!line.contains(['\n', '\r', '\u{0}', '\u{1b}']), "{line:?}");
+        let v: serde_json::Value = serde_json::from_str(&line).expect("one JSON object");
+        assert_eq!(v["body"], hostile);
+        assert_eq!(v["event"], "trigger-answer");
+        assert_eq!(v.as_object().map(serde_json::Map::len), Some(2));
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM: the services' graceful-shutdown signal.
