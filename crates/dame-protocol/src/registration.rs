@@ -305,7 +305,8 @@ impl Registrations {
     }
 
     /// An upload of `xml` (one EntityDescriptor, unsigned or signed: the proof of ownership is
-    /// what authenticates it) to register or update, with the provider's `policy`, asked by
+    /// what authenticates it) to register or update, with the provider's `policy` (for a
+    /// registration; an update keeps the policy in force when it completes), asked by
     /// `requester` (the service's name for the client, e.g. its address). Returns the challenge
     /// to publish, with the secret [`Registrations::complete`] needs. Challenges for the same
     /// entityID coexist: one from somebody else does not replace the owner's.
@@ -511,9 +512,19 @@ impl Registrations {
                 Ok(())
             }
             (op, Some(xml)) => match saml_metadata::load::parse_unverified(xml) {
-                Ok(Metadata::Entity(entity)) if entity.entity_id == entity_id => registry
-                    .insert(*entity, p.policy, now, op == Operation::Update)
-                    .map(|_| ()),
+                Ok(Metadata::Entity(entity)) if entity.entity_id == entity_id => {
+                    // An update keeps the policy in force now: one set while the proof was
+                    // pending (by the entity or the operator) is not undone by the upload.
+                    let policy = match op {
+                        Operation::Update => registry
+                            .get(entity_id)
+                            .map_or(p.policy, |r| r.policy.clone()),
+                        _ => p.policy,
+                    };
+                    registry
+                        .insert(*entity, policy, now, op == Operation::Update)
+                        .map(|_| ())
+                }
                 Ok(_) => Err(Error::malformed(
                     "registration",
                     "one EntityDescriptor expected",

@@ -711,3 +711,52 @@ fn an_update_or_a_deletion_respects_the_peers_current_policy() {
         t.url
     );
 }
+
+/// Audit of 2026-12-05: the policy was captured when an update's proof began, so completing it
+/// undid a policy set meanwhile (by the entity, or by the operator responding to an incident).
+#[test]
+fn a_proven_update_keeps_the_policy_set_while_it_was_pending() {
+    let broker = TestKey::rsa("broker");
+    let mut reg = Registry::new(broker.signing());
+    let mut store = Registrations::new();
+    let xml = idp_entity(&TestKey::rsa("idp"), IDP, Some(IDP_SYNC))
+        .to_xml()
+        .unwrap();
+    let proven = |store: &mut Registrations, reg: &mut Registry, op| {
+        let policy = reg.get(IDP).map(|r| r.policy.clone()).unwrap_or_default();
+        let c = store
+            .begin(op, xml.as_bytes(), policy, reg, "owner", t0(), &mut rng())
+            .unwrap();
+        (c.secret.clone(), c.content.clone())
+    };
+    let (secret, content) = proven(&mut store, &mut reg, Operation::Register);
+    store
+        .complete(
+            IDP,
+            &secret,
+            Some(xml.as_bytes()),
+            200,
+            content.as_bytes(),
+            &mut reg,
+            t0(),
+        )
+        .unwrap();
+    let (secret, content) = proven(&mut store, &mut reg, Operation::Update);
+    let deny = EntityPolicy::default().with_peers(PeerPolicy {
+        allow: DomainList::default(),
+        deny: DomainList::new(["sp.example.org"]),
+    });
+    reg.set_policy(IDP, deny.clone()).unwrap();
+    store
+        .complete(
+            IDP,
+            &secret,
+            Some(xml.as_bytes()),
+            200,
+            content.as_bytes(),
+            &mut reg,
+            t0(),
+        )
+        .unwrap();
+    assert_eq!(reg.get(IDP).unwrap().policy, deny);
+}
