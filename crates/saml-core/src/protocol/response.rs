@@ -248,11 +248,18 @@ pub trait ReplayCache {
     fn remember(&mut self, issuer: &str, id: &str, until: SystemTime, now: SystemTime);
 }
 
-/// An in-memory [`ReplayCache`]; expired entries are dropped as new ones come.
+/// An in-memory [`ReplayCache`]; expired entries are dropped as new ones come, in one sweep
+/// whenever the cache has doubled since the last one (so remembering costs amortized constant
+/// time, not a scan of every entry per accepted Response).
 #[derive(Debug, Clone, Default)]
 pub struct MemoryReplayCache {
     seen: HashMap<(String, String), SystemTime>,
+    /// Size at which the next [`ReplayCache::remember`] sweeps expired entries.
+    sweep_at: usize,
 }
+
+/// Entries below which a [`MemoryReplayCache`] is not swept.
+const SWEEP_MIN: usize = 1024;
 
 impl MemoryReplayCache {
     /// An empty cache.
@@ -282,7 +289,10 @@ impl ReplayCache for MemoryReplayCache {
     }
 
     fn remember(&mut self, issuer: &str, id: &str, until: SystemTime, now: SystemTime) {
-        self.seen.retain(|_, u| *u > now);
+        if self.seen.len() >= self.sweep_at {
+            self.seen.retain(|_, u| *u > now);
+            self.sweep_at = (2 * self.seen.len()).max(SWEEP_MIN);
+        }
         self.seen.insert((issuer.to_owned(), id.to_owned()), until);
     }
 }
@@ -1282,4 +1292,42 @@ fn start_tag_end(s: &str) -> Option<usize> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod replay_cache_tests {
+    use super::{MemoryReplayCache, ReplayCache, SWEEP_MIN};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    /// Remembering swept every entry each time: a busy SP's ACS (every assertion valid for
+    /// minutes, tens of thousands remembered at once) scanned them all per login. Sweeps now
+    /// happen when the cache has doubled; expired entries still go and are never reported seen.
+    #[test]
+    fn remembering_is_amortized_and_expired_entries_go() {
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut c = MemoryReplayCache::new();
+        // 100,000 assertions valid for an hour, one per 10 ms: a scan per insert would be
+        // five billion steps here.
+        for i in 0..100_000u64 {
+            let now = t0 + Duration::from_millis(10 * i);
+            c.remember("idp", &i.to_string(), now + Duration::from_secs(3600), now);
+        }
+        assert_eq!(c.len(), 100_000);
+        let end = t0 + Duration::from_secs(1000);
+        assert!(c.seen("idp", "0", end) && c.seen("idp", "99999", end));
+        // Later, one assertion valid for a second per second: the live set is one entry.
+        // What is held never exceeds twice the live set at the last sweep (here the 100,000),
+        // and once the expired ones are swept, the sweep floor.
+        let later = t0 + Duration::from_secs(10_000);
+        let n = 250_000u64;
+        for i in 0..n {
+            let now = later + Duration::from_secs(i);
+            c.remember("idp", &format!("b{i}"), now + Duration::from_secs(1), now);
+            assert!(c.len() <= 200_001, "{}", c.len());
+        }
+        assert!(c.len() <= SWEEP_MIN + 1, "{}", c.len());
+        let now = later + Duration::from_secs(n);
+        assert!(!c.seen("idp", "b0", now));
+        assert!(!c.seen("idp", "5", now));
+    }
 }
