@@ -64,7 +64,7 @@ use saml_core::bindings::MessageKind;
 use saml_core::bindings::{post, redirect};
 use saml_core::dsig::SigningKey;
 use saml_core::protocol::{
-    AuthnRequest, MemoryReplayCache, RequestTracker, ValidatedResponse, new_id,
+    AuthnRequest, MemoryReplayCache, ReplayCache, RequestTracker, ValidatedResponse, new_id,
 };
 use saml_metadata::model::{Binding, EntityDescriptor};
 
@@ -506,6 +506,27 @@ pub enum Phase {
     Done,
     /// Failed; the user agent has not been told yet.
     Failed,
+}
+
+/// The broker's replay cache as one Response2 validation sees it: what the validation
+/// remembers stays in `added` until the Response2 is accepted.
+struct ReplayOverlay<'c> {
+    base: &'c MemoryReplayCache,
+    added: Vec<(String, String, SystemTime)>,
+}
+
+impl ReplayCache for ReplayOverlay<'_> {
+    fn seen(&self, issuer: &str, id: &str, now: SystemTime) -> bool {
+        self.base.seen(issuer, id, now)
+            || self
+                .added
+                .iter()
+                .any(|(i, d, until)| i == issuer && d == id && *until > now)
+    }
+
+    fn remember(&mut self, issuer: &str, id: &str, until: SystemTime, _now: SystemTime) {
+        self.added.push((issuer.to_owned(), id.to_owned(), until));
+    }
 }
 
 /// One request outstanding for one flow: the only InResponseTo its Response2 may carry.
@@ -967,8 +988,13 @@ impl Broker {
             expires: f.expires,
             done: false,
         };
-        // Validate on a copy of the replay cache: only an accepted Response2 is remembered.
-        let mut replay = self.replay.clone();
+        // Only an accepted Response2 is remembered: what the validation remembers is kept
+        // beside the cache until then (not a copy of the whole cache per attempt, which let
+        // anyone holding a flow cookie make the broker copy every remembered assertion ID).
+        let mut replay = ReplayOverlay {
+            base: &self.replay,
+            added: Vec::new(),
+        };
         let validated: ValidatedResponse =
             match validator.validate(&msg.xml, now, &mut tracker, &mut replay) {
                 Ok(v) => v,
@@ -994,8 +1020,11 @@ impl Broker {
             .name_id()
             .map(|n| n.value.clone())
             .unwrap_or_default();
+        let added = replay.added;
         self.by_user.check(&format!("{idp}\u{0}{subject}"), now)?;
-        self.replay = replay;
+        for (issuer, id, until) in added {
+            self.replay.remember(&issuer, &id, until, now);
+        }
         self.event(Event::UserAuthenticated {
             flow: flow.clone(),
             idp: idp.clone(),
