@@ -735,6 +735,17 @@ async fn malformed_and_oversized_requests_get_4xx_on_every_route() {
         .await
         .unwrap();
     assert_eq!(search.status(), 429);
+    // So do Response2 attempts at the ACS (each one a store transaction and a signature check
+    // for whoever holds a flow cookie); they were not limited before.
+    let acs = w
+        .http
+        .post(w.broker("/acs"))
+        .header("cookie", "dame_flow=0123456789abcdef")
+        .body("SAMLResponse=PHg%2B")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(acs.status(), 429);
     let ok = w.http.get(w.broker("/health")).send().await.unwrap();
     assert_eq!(ok.status(), 200);
 }

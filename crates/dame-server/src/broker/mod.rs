@@ -939,11 +939,24 @@ async fn dame<S: Store>(
     .await
 }
 
-async fn acs<S: Store>(State(svc): Svc<S>, headers: HeaderMap, body: Bytes) -> Response {
+async fn acs<S: Store>(
+    State(svc): Svc<S>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     guard(async move {
         let Some(flow) = cookie_flow(&headers) else {
             return page(StatusCode::BAD_REQUEST, "no flow cookie with this Response");
         };
+        // Each attempt costs a store refresh, a transaction and a signature check, and an
+        // invalid Response2 changes nothing (the real one may still come): bounded per source
+        // like every other unauthenticated endpoint.
+        match svc.within_rate(&remote).await {
+            Ok(true) => {}
+            Ok(false) => return too_many(),
+            Err(e) => return store_error(&e),
+        }
         let Ok(form) = std::str::from_utf8(&body) else {
             return page(StatusCode::BAD_REQUEST, "the form is not UTF-8");
         };
