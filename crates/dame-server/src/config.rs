@@ -30,6 +30,78 @@ fn default_max_body_bytes() -> usize {
     4 << 20
 }
 
+fn default_header_read_timeout_s() -> u64 {
+    10
+}
+fn default_request_timeout_s() -> u64 {
+    30
+}
+fn default_max_connections() -> u32 {
+    512
+}
+fn default_max_connections_per_address() -> u32 {
+    64
+}
+
+/// `[http]`: what a service's listener admits (both services, plain and TLS alike), so that
+/// slow or idle clients cannot hold its connections (slowloris).
+///
+/// A client address is counted per IPv4 address, or per IPv6 /64 prefix. **Behind a reverse
+/// proxy** every connection comes from the proxy's address: there set
+/// `max_connections_per_address` to `max_connections` and let the proxy limit its clients.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct HttpLimits {
+    /// A request's header (the start line and every field) must arrive within this many
+    /// seconds of the service starting to wait for it, else the connection is closed; this
+    /// also closes a connection left idle between requests (default 10).
+    #[serde(default = "default_header_read_timeout_s")]
+    pub header_read_timeout_s: u64,
+    /// A whole request, its body included, must be read and answered within this many
+    /// seconds, else it is answered 408 and the connection closed (default 30).
+    #[serde(default = "default_request_timeout_s")]
+    pub request_timeout_s: u64,
+    /// Connections open at once (TLS handshakes included); one beyond it is closed at once
+    /// (default 512).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// Connections open at once from one client address (IPv4) or IPv6 /64; one beyond it is
+    /// closed at once (default 64).
+    #[serde(default = "default_max_connections_per_address")]
+    pub max_connections_per_address: u32,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_read_timeout_s: default_header_read_timeout_s(),
+            request_timeout_s: default_request_timeout_s(),
+            max_connections: default_max_connections(),
+            max_connections_per_address: default_max_connections_per_address(),
+        }
+    }
+}
+
+impl HttpLimits {
+    /// Checks values that parse but cannot work.
+    pub fn check(&self) -> Result<(), Error> {
+        if self.header_read_timeout_s == 0 || self.request_timeout_s == 0 {
+            return Err(Error::config(
+                "http.header_read_timeout_s / http.request_timeout_s",
+                "must be positive",
+            ));
+        }
+        if self.max_connections == 0 || self.max_connections_per_address == 0 {
+            return Err(Error::config(
+                "http.max_connections / http.max_connections_per_address",
+                "must be positive",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// `dame-agent`'s configuration (see `crates/dame-server/agent.example.toml`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -84,6 +156,9 @@ pub struct AgentConfig {
     /// write them for the operator (`<directory>/rules/<sha1>.json` and the product's form).
     #[serde(default)]
     pub rules: Option<RulesConfig>,
+    /// `[http]`: timeouts and connection caps of the listener.
+    #[serde(default)]
+    pub http: HttpLimits,
 }
 
 /// `[rules]` of an IdP's agent.
@@ -170,6 +245,7 @@ impl AgentConfig {
             return Err(Error::config("max_body_bytes", "at least 1024"));
         }
         tls_pair(self.tls_certificate.as_deref(), self.tls_key.as_deref())?;
+        self.http.check()?;
         if let Some(r) = &self.rules {
             if self.side != SideName::Idp {
                 return Err(Error::config(
@@ -286,6 +362,9 @@ pub struct BrokerConfig {
     /// Self-service registration with proof of ownership (`/register`).
     #[serde(default)]
     pub registration: RegistrationConfig,
+    /// `[http]`: timeouts and connection caps of the listener.
+    #[serde(default)]
+    pub http: HttpLimits,
 }
 
 fn default_max_flows() -> u32 {
@@ -371,6 +450,7 @@ impl BrokerConfig {
             ));
         }
         tls_pair(self.tls_certificate.as_deref(), self.tls_key.as_deref())?;
+        self.http.check()?;
         if self.database.is_empty() {
             return Err(Error::config("database", "empty"));
         }

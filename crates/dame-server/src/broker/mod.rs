@@ -25,7 +25,9 @@
 //! The user's flow is named by the `dame_flow` cookie. Every change to a flow, an entity, a
 //! relationship or the rules is written to the store before the answer goes out, so a restart
 //! continues where it stopped; audit events go to the store's log. Bodies are limited to
-//! 256 KiB and every request to 30 s.
+//! 256 KiB; the listener's `[http]` limits ([`crate::config::HttpLimits`]) bound the time to
+//! send a request's header and to send and answer a whole request (30 s by default, the body
+//! included), and the connections open at once, in all and per client address.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -1249,5 +1251,5 @@ pub async fn run<S: Store>(
             }
         }
     });
-    crate::tls::serve(listen, tls, svc.router(), shutdown).await
+    crate::tls::serve(listen, tls, &svc.cfg.http, svc.router(), shutdown).await
 }
