@@ -221,6 +221,8 @@ async fn connections_beyond_the_caps_are_closed_at_once() {
         }
         // Another address is served.
         assert_eq!(health_from(b, port).as_deref(), Some("HTTP/1.1 200 OK"));
+        // (The broker's side of that connection closes a moment after ours.)
+        std::thread::sleep(Duration::from_millis(500));
         // Three from `b` too: six in all, the global cap.
         held.extend((0..3).map(|_| connect_from(b, port)));
         std::thread::sleep(Duration::from_millis(300));
