@@ -339,8 +339,8 @@ pub struct BrokerConfig {
     /// Timeout of one trigger request, ms (default 10000).
     #[serde(default = "default_trigger_timeout_ms")]
     pub trigger_timeout_ms: u64,
-    /// Discovery and authenticate requests one client address may make per minute (default
-    /// 120): counted in the store per minute, so across every instance sharing it, and by
+    /// Discovery and authenticate requests one client address (IPv4, or IPv6 /64) may make
+    /// per minute (default 120): counted in the store per minute, so across every instance sharing it, and by
     /// each instance as a token bucket (this many per minute, bursts of this many).
     #[serde(default = "default_rate_per_source_per_minute")]
     pub rate_per_source_per_minute: u32,
@@ -359,6 +359,20 @@ pub struct BrokerConfig {
     /// flow beyond it is refused with 503.
     #[serde(default = "default_max_flows")]
     pub max_flows: u32,
+    /// Most unauthenticated flows held at once, across every instance (default: four fifths
+    /// of `max_flows`): flows from a discovery request or an AuthnRequest1 whose user has not
+    /// yet been authenticated by the IdP (Response2). Anyone can start one, so they get only
+    /// this share of `max_flows`; when it is full, the oldest unauthenticated flow of the
+    /// client address holding the most gives way to a new one from an address holding fewer
+    /// (so many addresses, not a few, are needed to crowd out a user), and a new flow from an
+    /// address already holding the most is refused with 503.
+    #[serde(default)]
+    pub max_pending_flows: Option<u32>,
+    /// Most unauthenticated flows one client address (IPv4, or IPv6 /64) holds at once
+    /// (default 100): a new one beyond it replaces the address's oldest. Behind a reverse
+    /// proxy, see [`HttpLimits`].
+    #[serde(default = "default_max_pending_flows_per_address")]
+    pub max_pending_flows_per_address: u32,
     /// Self-service registration with proof of ownership (`/register`).
     #[serde(default)]
     pub registration: RegistrationConfig,
@@ -369,6 +383,10 @@ pub struct BrokerConfig {
 
 fn default_max_flows() -> u32 {
     10_000
+}
+
+fn default_max_pending_flows_per_address() -> u32 {
+    100
 }
 
 fn default_registration_port() -> u16 {
@@ -417,6 +435,14 @@ impl Default for RegistrationConfig {
 }
 
 impl BrokerConfig {
+    /// The cap on unauthenticated flows: `max_pending_flows`, else four fifths of
+    /// `max_flows` (at least one).
+    #[must_use]
+    pub fn pending_flow_cap(&self) -> u32 {
+        self.max_pending_flows
+            .unwrap_or_else(|| (self.max_flows / 5 * 4).max(1))
+    }
+
     /// Whether `database` names a PostgreSQL server rather than an SQLite file.
     #[must_use]
     pub fn is_postgres(&self) -> bool {
@@ -451,6 +477,21 @@ impl BrokerConfig {
         }
         tls_pair(self.tls_certificate.as_deref(), self.tls_key.as_deref())?;
         self.http.check()?;
+        if self.max_flows == 0
+            || self.max_pending_flows == Some(0)
+            || self.max_pending_flows_per_address == 0
+        {
+            return Err(Error::config(
+                "max_flows / max_pending_flows / max_pending_flows_per_address",
+                "must be positive",
+            ));
+        }
+        if self.max_pending_flows.is_some_and(|n| n > self.max_flows) {
+            return Err(Error::config(
+                "max_pending_flows",
+                "at most max_flows (unauthenticated flows are a share of them)",
+            ));
+        }
         if self.database.is_empty() {
             return Err(Error::config("database", "empty"));
         }

@@ -1,6 +1,7 @@
 //! What one client, or many, can hold of a running `dame-broker`: connections (slow or idle
-//! requests, a connection cap per address and in all). Each test starts its own broker on
-//! loopback with small limits in its configuration.
+//! requests, a connection cap per address and in all) and flows (unauthenticated discovery
+//! requests cannot take the room real logins need). Each test
+//! starts its own broker on loopback with small limits in its configuration.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod services;
@@ -10,9 +11,15 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use dame_protocol::discovery::DiscoveryRequest;
+use saml_metadata::builder::RoleBuilder as _;
+use saml_metadata::model::{Binding, EntityDescriptor, IdpSso, SpSso};
 use services::{free_port, spawn};
 use testkit::signer::TestKey;
 
+const SP: &str = "https://sp.example.org/shibboleth";
+const SP_DS: &str = "https://sp.example.org/Shibboleth.sso/Login";
+const IDP: &str = "https://idp.example.net/idp/shibboleth";
 const TOKEN: &str = "0123456789abcdef0123456789abcdef-operator";
 
 /// A broker configuration on `port` in `dir`, with `extra` appended (top-level keys first,
@@ -239,4 +246,125 @@ async fn connections_beyond_the_caps_are_closed_at_once() {
     })
     .await
     .unwrap();
+}
+
+fn sp_entity() -> EntityDescriptor {
+    EntityDescriptor::builder(SP)
+        .sp(SpSso::builder()
+            .signing_certificate(TestKey::rsa("sp").cert_der())
+            .acs(
+                Binding::HttpPost,
+                "https://sp.example.org/Shibboleth.sso/SAML2/POST",
+            )
+            .discovery_response(SP_DS))
+        .dame_sync_location("https://sp.example.org/dame")
+        .build()
+        .unwrap()
+}
+
+fn idp_entity() -> EntityDescriptor {
+    EntityDescriptor::builder(IDP)
+        .idp(
+            IdpSso::builder()
+                .signing_certificate(TestKey::rsa("idp").cert_der())
+                .sso(Binding::HttpRedirect, "https://idp.example.net/sso"),
+        )
+        .dame_sync_location("https://idp.example.net/dame")
+        .build()
+        .unwrap()
+}
+
+/// A client whose connections come from `from`, without cookies kept.
+fn client_from(from: Ipv4Addr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(Some(from.into()))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Many source addresses sending unauthenticated discovery requests cannot keep a real user
+/// from a fresh address from starting a login and choosing an IdP: the unauthenticated flows
+/// are capped per address and in all, below the flow cap, and when their room is full the
+/// address holding the most gives way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_requests_from_many_addresses_cannot_refuse_a_real_login() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = config(
+        tmp.path(),
+        port,
+        "max_flows = 40\nmax_pending_flows = 30\nmax_pending_flows_per_address = 4\n",
+    );
+    let _b = spawn(env!("CARGO_BIN_EXE_dame-broker"), &cfg);
+    healthy(port, &cfg).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let admin = reqwest::Client::new();
+    for e in [sp_entity(), idp_entity()] {
+        let r = admin
+            .post(format!("{base}/admin/entities"))
+            .bearer_auth(TOKEN)
+            .body(e.to_xml().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let ds = DiscoveryRequest::new(SP, Some(SP_DS)).to_query();
+    // 20 addresses, 10 discovery requests each: five times the flow cap.
+    let mut refused = 0;
+    for a in 1..=20u8 {
+        let c = client_from(Ipv4Addr::new(127, 0, 1, a));
+        for _ in 0..10 {
+            let s = c
+                .get(format!("{base}/ds?{ds}"))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            match s.as_u16() {
+                200 => {}
+                429 | 503 => refused += 1,
+                other => panic!("discovery answered {other}"),
+            }
+        }
+    }
+    println!("{refused} of the 200 discovery requests refused");
+    // A real user from a fresh address: the discovery page, then the IdP chosen.
+    let user = client_from(Ipv4Addr::new(127, 0, 2, 1));
+    let r = user.get(format!("{base}/ds?{ds}")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let cookie = r
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let r = user
+        .get(format!(
+            "{base}/ds/choose?idp={}",
+            saml_core::bindings::url_encode(IDP)
+        ))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
+    assert!(r.headers()["location"].to_str().unwrap().starts_with(SP_DS));
+    // The store never held more unauthenticated flows than configured.
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        tmp.path().join("broker.db").display()
+    ))
+    .await
+    .unwrap();
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM flows")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(n <= 31, "{n} flows stored");
 }

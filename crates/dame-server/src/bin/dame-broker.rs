@@ -34,6 +34,10 @@ CONFIGURATION (TOML; unknown keys are refused; see crates/dame-server/broker.exa
     trigger_order        \"idp-first\" (default) or \"both\"
     trigger_timeout_ms   timeout of one trigger request (default 10000)
     max_flows            logins in progress at once, across every instance (default 10000)
+    max_pending_flows    of those, not yet authenticated by an IdP (default 4/5 of max_flows);
+                         when full, the address holding the most gives way
+    max_pending_flows_per_address
+                         unauthenticated flows per client address or IPv6 /64 (default 100)
     [registration]       self-service registration with proof of ownership: enabled (true),
                          allow_private (false), port (443), ca, hosts (tests only)
     [http]               the listener's limits: header_read_timeout_s (10), request_timeout_s
