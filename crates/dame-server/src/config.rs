@@ -373,6 +373,10 @@ pub struct BrokerConfig {
     /// proxy, see [`HttpLimits`].
     #[serde(default = "default_max_pending_flows_per_address")]
     pub max_pending_flows_per_address: u32,
+    /// Audit events older than this many days are deleted (default 90; checked every
+    /// minute).
+    #[serde(default = "default_audit_retention_days")]
+    pub audit_retention_days: u32,
     /// Self-service registration with proof of ownership (`/register`).
     #[serde(default)]
     pub registration: RegistrationConfig,
@@ -387,6 +391,10 @@ fn default_max_flows() -> u32 {
 
 fn default_max_pending_flows_per_address() -> u32 {
     100
+}
+
+fn default_audit_retention_days() -> u32 {
+    90
 }
 
 fn default_registration_port() -> u16 {
@@ -480,9 +488,11 @@ impl BrokerConfig {
         if self.max_flows == 0
             || self.max_pending_flows == Some(0)
             || self.max_pending_flows_per_address == 0
+            || self.audit_retention_days == 0
         {
             return Err(Error::config(
-                "max_flows / max_pending_flows / max_pending_flows_per_address",
+                "max_flows / max_pending_flows / max_pending_flows_per_address / \
+                 audit_retention_days",
                 "must be positive",
             ));
         }

@@ -10,7 +10,8 @@
 //!   policies, relationships, flows, rules, audit log) lives in a [`store::Store`]: SQLite by
 //!   default, created and migrated at start, so a flow survives a restart. Flows not yet
 //!   authenticated by an IdP are capped per client address and in all, below the flow cap, so
-//!   that anonymous discovery requests cannot crowd out real logins.
+//!   that anonymous discovery requests cannot crowd out real logins; the audit log is pruned
+//!   after a configured retention.
 //! - `dame-agent` ([`agent`]): the provider extension as a sidecar beside an IdP or an SP. It
 //!   serves the entity's `MetadataSyncLocation`, authenticates the broker's triggers
 //!   (pinned key, freshness, nonce, addressee), pulls the peer from the broker's MDQ service,

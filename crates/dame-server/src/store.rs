@@ -18,7 +18,8 @@
 //!
 //! Flows whose user is not yet authenticated (anyone can start one with a discovery request)
 //! carry their client address key, so that [`Store::admit_pending`] caps them per address and
-//! in all across every instance.
+//! in all across every instance; audit events are deleted after the configured retention
+//! ([`Store::prune_audit`]).
 
 use std::future::Future;
 use std::path::Path;
@@ -198,6 +199,8 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
         caps: FlowCaps,
     ) -> impl Future<Output = Result<Admission, Error>> + Send;
+    /// Deletes the audit events recorded before `before` (Unix seconds); returns how many.
+    fn prune_audit(&self, before: i64) -> impl Future<Output = Result<u64, Error>> + Send;
 }
 
 fn db(what: &str, e: sqlx::Error) -> Error {
@@ -616,6 +619,15 @@ macro_rules! store_impl {
                     return Ok(Admission::Full);
                 }
                 Ok(Admission::Room { evicted })
+            }
+
+            async fn prune_audit(&self, before: i64) -> Result<u64, Error> {
+                let r = sqlx::query("DELETE FROM audit WHERE at < $1")
+                    .bind(before)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| db("prune audit", e))?;
+                Ok(r.rows_affected())
             }
         }
     };

@@ -1,6 +1,6 @@
 //! What one client, or many, can hold of a running `dame-broker`: connections (slow or idle
 //! requests, a connection cap per address and in all) and flows (unauthenticated discovery
-//! requests cannot take the room real logins need). Each test
+//! requests cannot take the room real logins need); and the audit log is pruned. Each test
 //! starts its own broker on loopback with small limits in its configuration.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -367,4 +367,129 @@ async fn discovery_requests_from_many_addresses_cannot_refuse_a_real_login() {
         .await
         .unwrap();
     assert!(n <= 31, "{n} flows stored");
+}
+
+fn unix_now() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap()
+}
+
+/// Audit events older than `audit_retention_days` are deleted by the running broker (at
+/// start, then every minute); younger ones stay. `database` is the store's URL or file.
+async fn audit_is_pruned(dir: &Path, database: &str, count: impl AsyncFn() -> (i64, i64)) {
+    let port = free_port();
+    let cfg = config(dir, port, "audit_retention_days = 30\n");
+    // The configuration's database line names the SQLite file: point it at `database`.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let text = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("database = ") {
+                format!("database = \"{database}\"")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&cfg, text).unwrap();
+    let _b = spawn(env!("CARGO_BIN_EXE_dame-broker"), &cfg);
+    healthy(port, &cfg).await;
+    let t = Instant::now();
+    let (mut old, mut young) = count().await;
+    while old > 0 && t.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        (old, young) = count().await;
+    }
+    assert_eq!(old, 0, "audit rows beyond the retention were kept");
+    assert_eq!(young, 3, "audit rows within the retention were deleted");
+}
+
+const DAY: i64 = 86_400;
+
+/// SQLite: old audit rows go, young ones stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_rows_beyond_the_retention_are_deleted_sqlite() {
+    use dame_server::store::Store as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("broker.db");
+    let store = dame_server::store::SqliteStore::open(&db).await.unwrap();
+    let now = unix_now();
+    for age in [400, 100, 31] {
+        store
+            .audit(now - age * DAY, "FlowStarted (old)")
+            .await
+            .unwrap();
+    }
+    for age in [29, 1, 0] {
+        store
+            .audit(now - age * DAY, "FlowStarted (young)")
+            .await
+            .unwrap();
+    }
+    drop(store);
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let cutoff = now - 30 * DAY;
+    audit_is_pruned(tmp.path(), &db.display().to_string(), async || {
+        let (old,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit WHERE at < $1")
+            .bind(cutoff)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let (young,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit WHERE at >= $1")
+            .bind(cutoff)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        (old, young)
+    })
+    .await;
+}
+
+/// PostgreSQL (a private server started by the test): old audit rows go, young ones stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_rows_beyond_the_retention_are_deleted_postgres() {
+    use dame_server::store::Store as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = testkit::postgres::Postgres::start(tmp.path());
+    let store = dame_server::store::PgStore::connect(&pg.url())
+        .await
+        .unwrap();
+    let now = unix_now();
+    for age in [400, 100, 31] {
+        store
+            .audit(now - age * DAY, "FlowStarted (old)")
+            .await
+            .unwrap();
+    }
+    for age in [29, 1, 0] {
+        store
+            .audit(now - age * DAY, "FlowStarted (young)")
+            .await
+            .unwrap();
+    }
+    drop(store);
+    let pool = sqlx::PgPool::connect(&pg.url()).await.unwrap();
+    let cutoff = now - 30 * DAY;
+    audit_is_pruned(tmp.path(), &pg.url(), async || {
+        let (old,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit WHERE at < $1")
+            .bind(cutoff)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let (young,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit WHERE at >= $1")
+            .bind(cutoff)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        (old, young)
+    })
+    .await;
 }

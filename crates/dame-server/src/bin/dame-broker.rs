@@ -38,6 +38,7 @@ CONFIGURATION (TOML; unknown keys are refused; see crates/dame-server/broker.exa
                          when full, the address holding the most gives way
     max_pending_flows_per_address
                          unauthenticated flows per client address or IPv6 /64 (default 100)
+    audit_retention_days audit events older than this are deleted (default 90)
     [registration]       self-service registration with proof of ownership: enabled (true),
                          allow_private (false), port (443), ca, hosts (tests only)
     [http]               the listener's limits: header_read_timeout_s (10), request_timeout_s

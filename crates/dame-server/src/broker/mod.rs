@@ -24,13 +24,15 @@
 //! ```
 //! The user's flow is named by the `dame_flow` cookie. Every change to a flow, an entity, a
 //! relationship or the rules is written to the store before the answer goes out, so a restart
-//! continues where it stopped; audit events go to the store's log. A new flow starts unauthenticated (anyone can send a discovery
+//! continues where it stopped; audit events go to the store's log, pruned after
+//! `audit_retention_days`. A new flow starts unauthenticated (anyone can send a discovery
 //! request): such flows are capped per client address (IPv4, or IPv6 /64) and in all, below
 //! `max_flows`, and a full share gives way from the address holding the most
-//! ([`Store::admit_pending`]), so a few addresses cannot crowd out other users' logins. Bodies are limited to
-//! 256 KiB; the listener's `[http]` limits ([`crate::config::HttpLimits`]) bound the time to
-//! send a request's header and to send and answer a whole request (30 s by default, the body
-//! included), and the connections open at once, in all and per client address.
+//! ([`Store::admit_pending`]), so a few addresses cannot crowd out other users' logins.
+//! Bodies are limited to 256 KiB; the listener's `[http]` limits
+//! ([`crate::config::HttpLimits`]) bound the time to send a request's header and to send and
+//! answer a whole request (30 s by default, the body included), and the connections open at
+//! once, in all and per client address.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -1280,7 +1282,7 @@ pub async fn run<S: Store>(
     // Every second: what other instances changed is reloaded, and flows past their deadline
     // or lifetime are handled (whichever instance gets to them first; the others skip them).
     // At start and every minute: one-time values and rate windows that can no longer matter
-    // are dropped.
+    // are dropped, and audit events older than the retention.
     let ticker = svc.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -1299,6 +1301,17 @@ pub async fn run<S: Store>(
             }
             if result.is_ok() && n % 60 == 1 {
                 result = ticker.store.sweep(now).await;
+                if result.is_ok() {
+                    let retention = i64::from(ticker.cfg.audit_retention_days) * 86_400;
+                    result = match ticker.store.prune_audit(now - retention).await {
+                        Ok(0) => Ok(()),
+                        Ok(n) => {
+                            log(&[("event", "audit-pruned".into()), ("rows", n.to_string())]);
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    };
+                }
             }
             if let Err(e) = result {
                 log(&[("event", "store-error".into()), ("error", e.to_string())]);
