@@ -45,6 +45,23 @@ fn config(dir: &Path, port: u16, extra: &str) -> PathBuf {
     p
 }
 
+/// Points the configuration at `database` (a PostgreSQL URL) instead of its SQLite file.
+fn use_database(cfg: &Path, database: &str) {
+    let text = std::fs::read_to_string(cfg).unwrap();
+    let text = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("database = ") {
+                format!("database = \"{database}\"")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(cfg, text).unwrap();
+}
+
 async fn healthy(port: u16, cfg: &Path) {
     let c = reqwest::Client::new();
     for _ in 0..200 {
@@ -286,16 +303,18 @@ fn client_from(from: Ipv4Addr) -> reqwest::Client {
 /// Many source addresses sending unauthenticated discovery requests cannot keep a real user
 /// from a fresh address from starting a login and choosing an IdP: the unauthenticated flows
 /// are capped per address and in all, below the flow cap, and when their room is full the
-/// address holding the most gives way.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn discovery_requests_from_many_addresses_cannot_refuse_a_real_login() {
-    let tmp = tempfile::tempdir().unwrap();
+/// address holding the most gives way. `database`: a PostgreSQL URL, or None for SQLite;
+/// `flows` counts the stored flows.
+async fn crowding(dir: &Path, database: Option<&str>, flows: impl AsyncFn() -> i64) {
     let port = free_port();
     let cfg = config(
-        tmp.path(),
+        dir,
         port,
         "max_flows = 40\nmax_pending_flows = 30\nmax_pending_flows_per_address = 4\n",
     );
+    if let Some(db) = database {
+        use_database(&cfg, db);
+    }
     let _b = spawn(env!("CARGO_BIN_EXE_dame-broker"), &cfg);
     healthy(port, &cfg).await;
     let base = format!("http://127.0.0.1:{port}");
@@ -355,18 +374,41 @@ async fn discovery_requests_from_many_addresses_cannot_refuse_a_real_login() {
         .unwrap();
     assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
     assert!(r.headers()["location"].to_str().unwrap().starts_with(SP_DS));
-    // The store never held more unauthenticated flows than configured.
-    let pool = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        tmp.path().join("broker.db").display()
-    ))
-    .await
-    .unwrap();
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM flows")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert!(n <= 31, "{n} flows stored");
+    // The store holds no more unauthenticated flows than configured.
+    let n = flows().await;
+    assert!(n <= 30, "{n} flows stored");
+}
+
+/// [`crowding`] with SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_requests_from_many_addresses_cannot_refuse_a_real_login() {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", tmp.path().join("broker.db").display());
+    crowding(tmp.path(), None, async || {
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        sqlx::query_scalar("SELECT COUNT(*) FROM flows")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    })
+    .await;
+}
+
+/// [`crowding`] with PostgreSQL (a private server started by the test), where the caps
+/// hold across every instance sharing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_requests_from_many_addresses_cannot_refuse_a_real_login_postgres() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = testkit::postgres::Postgres::start(tmp.path());
+    let url = pg.url();
+    crowding(tmp.path(), Some(&url), async || {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        sqlx::query_scalar("SELECT COUNT(*) FROM flows")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    })
+    .await;
 }
 
 fn unix_now() -> i64 {
@@ -384,20 +426,7 @@ fn unix_now() -> i64 {
 async fn audit_is_pruned(dir: &Path, database: &str, count: impl AsyncFn() -> (i64, i64)) {
     let port = free_port();
     let cfg = config(dir, port, "audit_retention_days = 30\n");
-    // The configuration's database line names the SQLite file: point it at `database`.
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    let text = text
-        .lines()
-        .map(|l| {
-            if l.starts_with("database = ") {
-                format!("database = \"{database}\"")
-            } else {
-                l.to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    std::fs::write(&cfg, text).unwrap();
+    use_database(&cfg, database);
     let _b = spawn(env!("CARGO_BIN_EXE_dame-broker"), &cfg);
     healthy(port, &cfg).await;
     let t = Instant::now();
