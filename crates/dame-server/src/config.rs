@@ -244,6 +244,12 @@ impl AgentConfig {
         if self.max_body_bytes < 1024 {
             return Err(Error::config("max_body_bytes", "at least 1024"));
         }
+        if self.answer_within_ms >= self.http.request_timeout_s.saturating_mul(1000) {
+            return Err(Error::config(
+                "answer_within_ms",
+                "must be below http.request_timeout_s (the broker's trigger would be cut off)",
+            ));
+        }
         tls_pair(self.tls_certificate.as_deref(), self.tls_key.as_deref())?;
         self.http.check()?;
         if let Some(r) = &self.rules {

@@ -1039,7 +1039,9 @@ async fn wait<S: Store>(State(svc): Svc<S>, headers: HeaderMap) -> Response {
             let mut w = svc.waiters.lock().unwrap_or_else(|p| p.into_inner());
             w.entry(flow.as_str().to_owned()).or_default().clone()
         };
-        let until = Instant::now() + LONG_POLL;
+        // Well within the listener's request timeout, which would otherwise answer 408.
+        let held = LONG_POLL.min(Duration::from_secs(svc.cfg.http.request_timeout_s) / 2);
+        let until = Instant::now() + held;
         let r = loop {
             // Registered before the step, so a change during it is not missed.
             let woken = notify.notified();
