@@ -346,8 +346,9 @@ pub struct BrokerConfig {
     #[serde(default = "default_trigger_timeout_ms")]
     pub trigger_timeout_ms: u64,
     /// Discovery and authenticate requests one client address (IPv4, or IPv6 /64) may make
-    /// per minute (default 120): counted in the store per minute, so across every instance sharing it, and by
-    /// each instance as a token bucket (this many per minute, bursts of this many).
+    /// per minute (default 120): counted in the store per minute, so across every instance
+    /// sharing it, and by each instance as a token bucket (this many per minute, bursts of
+    /// this many).
     #[serde(default = "default_rate_per_source_per_minute")]
     pub rate_per_source_per_minute: u32,
     /// PEM: the certificate (chain) of a TLS listener (with `tls_key`; default: plain HTTP
