@@ -23,8 +23,9 @@
 //!
 //! With `DAME_SERVICES_KEEP=1` the directory with every process's log is kept. Prints flows/s, p50/p99 latency, errors and peak memory (VmHWM) of the broker and of pyFF.
 //! The SPs' and IdPs' own software is played in-process (the IdP answers AuthnRequest2 without
-//! checking its signature: that cost is the IdP's, not the broker's). Rate limits are raised for
-//! the run (every client is 127.0.0.1); the tests check them.
+//! checking its signature: that cost is the IdP's, not the broker's). Rate limits and the
+//! per-address caps (unauthenticated flows, connections) are raised for the run (every client
+//! is 127.0.0.1); the tests check them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
@@ -661,7 +662,7 @@ async fn main() {
     std::fs::write(
         dir.join("broker.toml"),
         format!(
-            "entity_id = \"https://broker.example.com/sp\"\npublic_url = \"{base}\"\nlisten = \"127.0.0.1:{port}\"\nkey = \"{}\"\ncertificate = \"{}\"\ndatabase = \"{database}\"\nadmin_token_file = \"{}\"\nallow_loopback_http = true\nexchange_deadline_s = 60\ntrigger_timeout_ms = 10000\nrate_per_source_per_minute = 100000000\n",
+            "entity_id = \"https://broker.example.com/sp\"\npublic_url = \"{base}\"\nlisten = \"127.0.0.1:{port}\"\nkey = \"{}\"\ncertificate = \"{}\"\ndatabase = \"{database}\"\nadmin_token_file = \"{}\"\nallow_loopback_http = true\nexchange_deadline_s = 60\ntrigger_timeout_ms = 10000\nrate_per_source_per_minute = 100000000\nmax_pending_flows_per_address = 100000\n[http]\nmax_connections_per_address = 512\n",
             bk.display(),
             bc.display(),
             dir.join("admin.token").display()
@@ -700,7 +701,7 @@ async fn main() {
         std::fs::write(
             &cfg,
             format!(
-                "entity_id = \"{id}\"\nside = \"{side}\"\nlisten = \"127.0.0.1:{ap}\"\nbroker_mdq = \"{base}/mdq/\"\nbroker_endpoint = \"{base}/DAME\"\nbroker_certificate = \"{}\"\nkey = \"{}\"\ncertificate = \"{}\"\ndirectory = \"{}\"\nallow_http = true\n",
+                "entity_id = \"{id}\"\nside = \"{side}\"\nlisten = \"127.0.0.1:{ap}\"\nbroker_mdq = \"{base}/mdq/\"\nbroker_endpoint = \"{base}/DAME\"\nbroker_certificate = \"{}\"\nkey = \"{}\"\ncertificate = \"{}\"\ndirectory = \"{}\"\nallow_http = true\n[http]\nmax_connections_per_address = 512\n",
                 bc.display(),
                 k.display(),
                 c.display(),

@@ -420,5 +420,5 @@ pub async fn run(
         ("tls", tls.is_some().to_string()),
         ("sync_path", svc.cfg.sync_path.clone()),
     ]);
-    crate::tls::serve(listen, tls, svc.router(), shutdown).await
+    crate::tls::serve(listen, tls, &svc.cfg.http, svc.router(), shutdown).await
 }

@@ -30,6 +30,78 @@ fn default_max_body_bytes() -> usize {
     4 << 20
 }
 
+fn default_header_read_timeout_s() -> u64 {
+    10
+}
+fn default_request_timeout_s() -> u64 {
+    30
+}
+fn default_max_connections() -> u32 {
+    512
+}
+fn default_max_connections_per_address() -> u32 {
+    64
+}
+
+/// `[http]`: what a service's listener admits (both services, plain and TLS alike), so that
+/// slow or idle clients cannot hold its connections (slowloris).
+///
+/// A client address is counted per IPv4 address, or per IPv6 /64 prefix. **Behind a reverse
+/// proxy** every connection comes from the proxy's address: there set
+/// `max_connections_per_address` to `max_connections` and let the proxy limit its clients.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct HttpLimits {
+    /// A request's header (the start line and every field) must arrive within this many
+    /// seconds of the service starting to wait for it, else the connection is closed; this
+    /// also closes a connection left idle between requests (default 10).
+    #[serde(default = "default_header_read_timeout_s")]
+    pub header_read_timeout_s: u64,
+    /// A whole request, its body included, must be read and answered within this many
+    /// seconds, else it is answered 408 and the connection closed (default 30).
+    #[serde(default = "default_request_timeout_s")]
+    pub request_timeout_s: u64,
+    /// Connections open at once (TLS handshakes included); one beyond it is closed at once
+    /// (default 512).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// Connections open at once from one client address (IPv4) or IPv6 /64; one beyond it is
+    /// closed at once (default 64).
+    #[serde(default = "default_max_connections_per_address")]
+    pub max_connections_per_address: u32,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_read_timeout_s: default_header_read_timeout_s(),
+            request_timeout_s: default_request_timeout_s(),
+            max_connections: default_max_connections(),
+            max_connections_per_address: default_max_connections_per_address(),
+        }
+    }
+}
+
+impl HttpLimits {
+    /// Checks values that parse but cannot work.
+    pub fn check(&self) -> Result<(), Error> {
+        if self.header_read_timeout_s == 0 || self.request_timeout_s == 0 {
+            return Err(Error::config(
+                "http.header_read_timeout_s / http.request_timeout_s",
+                "must be positive",
+            ));
+        }
+        if self.max_connections == 0 || self.max_connections_per_address == 0 {
+            return Err(Error::config(
+                "http.max_connections / http.max_connections_per_address",
+                "must be positive",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// `dame-agent`'s configuration (see `crates/dame-server/agent.example.toml`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -84,6 +156,9 @@ pub struct AgentConfig {
     /// write them for the operator (`<directory>/rules/<sha1>.json` and the product's form).
     #[serde(default)]
     pub rules: Option<RulesConfig>,
+    /// `[http]`: timeouts and connection caps of the listener.
+    #[serde(default)]
+    pub http: HttpLimits,
 }
 
 /// `[rules]` of an IdP's agent.
@@ -169,7 +244,14 @@ impl AgentConfig {
         if self.max_body_bytes < 1024 {
             return Err(Error::config("max_body_bytes", "at least 1024"));
         }
+        if self.answer_within_ms >= self.http.request_timeout_s.saturating_mul(1000) {
+            return Err(Error::config(
+                "answer_within_ms",
+                "must be below http.request_timeout_s (the broker's trigger would be cut off)",
+            ));
+        }
         tls_pair(self.tls_certificate.as_deref(), self.tls_key.as_deref())?;
+        self.http.check()?;
         if let Some(r) = &self.rules {
             if self.side != SideName::Idp {
                 return Err(Error::config(
@@ -263,9 +345,10 @@ pub struct BrokerConfig {
     /// Timeout of one trigger request, ms (default 10000).
     #[serde(default = "default_trigger_timeout_ms")]
     pub trigger_timeout_ms: u64,
-    /// Discovery and authenticate requests one client address may make per minute (default
-    /// 120): counted in the store per minute, so across every instance sharing it, and by
-    /// each instance as a token bucket (this many per minute, bursts of this many).
+    /// Discovery and authenticate requests one client address (IPv4, or IPv6 /64) may make
+    /// per minute (default 120): counted in the store per minute, so across every instance
+    /// sharing it, and by each instance as a token bucket (this many per minute, bursts of
+    /// this many).
     #[serde(default = "default_rate_per_source_per_minute")]
     pub rate_per_source_per_minute: u32,
     /// PEM: the certificate (chain) of a TLS listener (with `tls_key`; default: plain HTTP
@@ -283,13 +366,42 @@ pub struct BrokerConfig {
     /// flow beyond it is refused with 503.
     #[serde(default = "default_max_flows")]
     pub max_flows: u32,
+    /// Most unauthenticated flows held at once, across every instance (default: four fifths
+    /// of `max_flows`): flows from a discovery request or an AuthnRequest1 whose user has not
+    /// yet been authenticated by the IdP (Response2). Anyone can start one, so they get only
+    /// this share of `max_flows`; when it is full, the oldest unauthenticated flow of the
+    /// client address holding the most gives way to a new one from an address holding fewer
+    /// (so many addresses, not a few, are needed to crowd out a user), and a new flow from an
+    /// address already holding the most is refused with 503.
+    #[serde(default)]
+    pub max_pending_flows: Option<u32>,
+    /// Most unauthenticated flows one client address (IPv4, or IPv6 /64) holds at once
+    /// (default 100): a new one beyond it replaces the address's oldest. Behind a reverse
+    /// proxy, see [`HttpLimits`].
+    #[serde(default = "default_max_pending_flows_per_address")]
+    pub max_pending_flows_per_address: u32,
+    /// Audit events older than this many days are deleted (default 90; checked every
+    /// minute).
+    #[serde(default = "default_audit_retention_days")]
+    pub audit_retention_days: u32,
     /// Self-service registration with proof of ownership (`/register`).
     #[serde(default)]
     pub registration: RegistrationConfig,
+    /// `[http]`: timeouts and connection caps of the listener.
+    #[serde(default)]
+    pub http: HttpLimits,
 }
 
 fn default_max_flows() -> u32 {
     10_000
+}
+
+fn default_max_pending_flows_per_address() -> u32 {
+    100
+}
+
+fn default_audit_retention_days() -> u32 {
+    90
 }
 
 fn default_registration_port() -> u16 {
@@ -338,6 +450,14 @@ impl Default for RegistrationConfig {
 }
 
 impl BrokerConfig {
+    /// The cap on unauthenticated flows: `max_pending_flows`, else four fifths of
+    /// `max_flows` (at least one).
+    #[must_use]
+    pub fn pending_flow_cap(&self) -> u32 {
+        self.max_pending_flows
+            .unwrap_or_else(|| (self.max_flows / 5 * 4).max(1))
+    }
+
     /// Whether `database` names a PostgreSQL server rather than an SQLite file.
     #[must_use]
     pub fn is_postgres(&self) -> bool {
@@ -371,6 +491,24 @@ impl BrokerConfig {
             ));
         }
         tls_pair(self.tls_certificate.as_deref(), self.tls_key.as_deref())?;
+        self.http.check()?;
+        if self.max_flows == 0
+            || self.max_pending_flows == Some(0)
+            || self.max_pending_flows_per_address == 0
+            || self.audit_retention_days == 0
+        {
+            return Err(Error::config(
+                "max_flows / max_pending_flows / max_pending_flows_per_address / \
+                 audit_retention_days",
+                "must be positive",
+            ));
+        }
+        if self.max_pending_flows.is_some_and(|n| n > self.max_flows) {
+            return Err(Error::config(
+                "max_pending_flows",
+                "at most max_flows (unauthenticated flows are a share of them)",
+            ));
+        }
         if self.database.is_empty() {
             return Err(Error::config("database", "empty"));
         }

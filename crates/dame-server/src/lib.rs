@@ -8,7 +8,10 @@
 //!   page, the MDQ service, its own metadata, an operator API (Bearer token) to import entities
 //!   and set conversion rules, health and Prometheus metrics, JSON log lines. Its state (entities,
 //!   policies, relationships, flows, rules, audit log) lives in a [`store::Store`]: SQLite by
-//!   default, created and migrated at start, so a flow survives a restart.
+//!   default, created and migrated at start, so a flow survives a restart. Flows not yet
+//!   authenticated by an IdP are capped per client address and in all, below the flow cap, so
+//!   that anonymous discovery requests cannot crowd out real logins; the audit log is pruned
+//!   after a configured retention.
 //! - `dame-agent` ([`agent`]): the provider extension as a sidecar beside an IdP or an SP. It
 //!   serves the entity's `MetadataSyncLocation`, authenticates the broker's triggers
 //!   (pinned key, freshness, nonce, addressee), pulls the peer from the broker's MDQ service,
@@ -16,6 +19,13 @@
 //!   `sourceDirectory`: `<sha1>.xml` + `<sha1>.xml.loc`), answers the trigger, or answers
 //!   `accepted-pending` and sends a signed status report when the fetch takes longer, rolls back
 //!   on request, and re-initialises from the `.xml.loc` files at start.
+//!
+//! Both listen with the same code: plain HTTP/1.1 behind a TLS-terminating proxy, or TLS
+//! terminated here, within the `[http]` limits of their configuration
+//! ([`config::HttpLimits`]): a header read timeout that also closes idle connections, a
+//! timeout over each whole request (its body included), and caps on open connections in all
+//! and per client address (an IPv6 /64 counts as one), beyond which a connection is closed at
+//! once. A slow or idle client holds at most its share of connections, for a bounded time.
 //!
 //! Configuration: one TOML file per service ([`config`]), every key checked at start.
 #![forbid(unsafe_code)]
@@ -29,6 +39,24 @@ pub mod store;
 mod tls;
 
 pub use error::Error;
+
+/// The key a client address is counted under (connection caps, rate limits, flow caps): an
+/// IPv4 address (also one mapped into IPv6) as it is, an IPv6 address by its /64 prefix (one
+/// subscriber usually holds a whole /64, so counting single addresses would count one client
+/// as many).
+pub(crate) fn source_key(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                let prefix = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                format!("{prefix}/64")
+            }
+        },
+    }
+}
 
 /// One structured log line (a JSON object of string fields) on stderr.
 pub(crate) fn log(fields: &[(&str, String)]) {
@@ -75,5 +103,20 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         () = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn source_keys() {
+        let k = |s: &str| {
+            super::source_key(s.parse().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()))
+        };
+        assert_eq!(k("192.0.2.7"), "192.0.2.7");
+        assert_eq!(k("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(k("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
+        assert_eq!(k("2001:db8:1:2::ffff"), k("2001:db8:1:2:aaaa::1"));
+        assert_ne!(k("2001:db8:1:2::1"), k("2001:db8:1:3::1"));
     }
 }

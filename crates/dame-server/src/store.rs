@@ -15,6 +15,11 @@
 //! relationships it established and its audit events. So a user's flow continues on any
 //! instance, two instances never advance one flow at the same time, and a killed instance
 //! loses nothing it answered.
+//!
+//! Flows whose user is not yet authenticated (anyone can start one with a discovery request)
+//! carry their client address key, so that [`Store::admit_pending`] caps them per address and
+//! in all across every instance; audit events are deleted after the configured retention
+//! ([`Store::prune_audit`]).
 
 use std::future::Future;
 use std::path::Path;
@@ -67,6 +72,39 @@ pub struct FlowData {
     pub due: i64,
     /// The IdP and the SP while exchanging.
     pub pair: Option<(String, String)>,
+    /// Whether the flow's user is not yet authenticated (before Response2): such flows are
+    /// counted per client address and in all ([`Store::admit_pending`]).
+    pub pending: bool,
+    /// The client address key of a new unauthenticated flow (kept while it stays
+    /// unauthenticated; ignored for a flow already stored).
+    pub source: Option<String>,
+}
+
+/// The caps [`Store::admit_pending`] applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowCaps {
+    /// Most flows in all.
+    pub flows: u32,
+    /// Most unauthenticated flows in all.
+    pub pending: u32,
+    /// Most unauthenticated flows per client address.
+    pub pending_per_source: u32,
+}
+
+/// What [`Store::admit_pending`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Admission {
+    /// There is room, after deleting this many unauthenticated flows: the address's oldest
+    /// when it was at its cap, or the oldest of the address holding the most when all of
+    /// them were.
+    Room {
+        /// Flows deleted to make it.
+        evicted: u32,
+    },
+    /// No room: the flows are at their cap, or the unauthenticated ones are and this address
+    /// holds as many as any other.
+    Full,
 }
 
 /// What one [`Store::transact`] call writes, all or nothing.
@@ -149,6 +187,20 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool, Error>> + Send;
     /// Forgets one-time values and rate windows that can no longer matter at `now`.
     fn sweep(&self, now: i64) -> impl Future<Output = Result<(), Error>> + Send;
+    /// Makes room, within `caps`, for one more unauthenticated flow from the client address
+    /// key `source` at `now` (one transaction): when the address holds its share, its oldest
+    /// unauthenticated flow is deleted; when every unauthenticated slot is taken, the oldest
+    /// of the address holding the most is deleted if that address holds more than `source`
+    /// (else [`Admission::Full`]). So a few addresses cannot crowd out the users of others,
+    /// whatever their request rate.
+    fn admit_pending(
+        &self,
+        source: &str,
+        now: i64,
+        caps: FlowCaps,
+    ) -> impl Future<Output = Result<Admission, Error>> + Send;
+    /// Deletes the audit events recorded before `before` (Unix seconds); returns how many.
+    fn prune_audit(&self, before: i64) -> impl Future<Output = Result<u64, Error>> + Send;
 }
 
 fn db(what: &str, e: sqlx::Error) -> Error {
@@ -396,11 +448,15 @@ macro_rules! store_impl {
                     match data {
                         Some(d) => {
                             let (idp, sp) = d.pair.clone().unzip();
+                            let source = d.source.as_deref().filter(|_| d.pending);
+                            // A stored flow keeps its source while unauthenticated and
+                            // drops it once authenticated.
                             sqlx::query(
-                                "INSERT INTO flows (id, record, expires, due, idp, sp) \
-                                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE \
+                                "INSERT INTO flows (id, record, expires, due, idp, sp, source) \
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO UPDATE \
                                  SET record = excluded.record, expires = excluded.expires, \
-                                 due = excluded.due, idp = excluded.idp, sp = excluded.sp",
+                                 due = excluded.due, idp = excluded.idp, sp = excluded.sp, \
+                                 source = CASE WHEN $8 THEN flows.source ELSE NULL END",
                             )
                             .bind(id)
                             .bind(&d.record)
@@ -408,6 +464,8 @@ macro_rules! store_impl {
                             .bind(d.due)
                             .bind(idp)
                             .bind(sp)
+                            .bind(source)
+                            .bind(d.pending)
                             .execute(&mut *tx)
                             .await
                             .map_err(w)?;
@@ -477,6 +535,99 @@ macro_rules! store_impl {
                     .await
                     .map_err(|e| db("sweep", e))?;
                 Ok(())
+            }
+
+            async fn admit_pending(
+                &self,
+                source: &str,
+                now: i64,
+                caps: FlowCaps,
+            ) -> Result<Admission, Error> {
+                let w = |e| db("admit flow", e);
+                let mut tx = $begin(&self.pool).await.map_err(w)?;
+                let count = |q: &'static str| sqlx::query_scalar::<_, i64>(q);
+                let mut evicted = 0;
+                let mut mine: i64 = count(
+                    "SELECT COUNT(*) FROM flows WHERE source = $1 AND expires > $2",
+                )
+                .bind(source)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(w)?;
+                // The oldest unauthenticated flow of `victim` (all live the same time, so the
+                // one expiring first).
+                const EVICT: &str = "DELETE FROM flows WHERE id IN (SELECT id FROM flows \
+                     WHERE source = $1 AND expires > $2 ORDER BY expires LIMIT 1)";
+                if mine >= i64::from(caps.pending_per_source) {
+                    sqlx::query(EVICT)
+                        .bind(source)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(w)?;
+                    evicted += 1;
+                    mine -= 1;
+                }
+                let pending: i64 = count(
+                    "SELECT COUNT(*) FROM flows WHERE source IS NOT NULL AND expires > $1",
+                )
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(w)?;
+                if pending >= i64::from(caps.pending) {
+                    let top = sqlx::query(
+                        "SELECT source, COUNT(*) FROM flows \
+                         WHERE source IS NOT NULL AND expires > $1 \
+                         GROUP BY source ORDER BY COUNT(*) DESC LIMIT 1",
+                    )
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(w)?;
+                    let top = match top {
+                        Some(r) => Some((
+                            r.try_get::<String, _>(0).map_err(w)?,
+                            r.try_get::<i64, _>(1).map_err(w)?,
+                        )),
+                        None => None,
+                    };
+                    match top {
+                        Some((victim, n)) if n > mine => {
+                            sqlx::query(EVICT)
+                                .bind(victim)
+                                .bind(now)
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(w)?;
+                            evicted += 1;
+                        }
+                        _ => {
+                            tx.commit().await.map_err(w)?;
+                            return Ok(Admission::Full);
+                        }
+                    }
+                }
+                let all: i64 = count("SELECT COUNT(*) FROM flows WHERE expires > $1")
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(w)?;
+                tx.commit().await.map_err(w)?;
+                if all >= i64::from(caps.flows) {
+                    return Ok(Admission::Full);
+                }
+                Ok(Admission::Room { evicted })
+            }
+
+            async fn prune_audit(&self, before: i64) -> Result<u64, Error> {
+                let r = sqlx::query("DELETE FROM audit WHERE at < $1")
+                    .bind(before)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| db("prune audit", e))?;
+                Ok(r.rows_affected())
             }
         }
     };

@@ -1,17 +1,30 @@
 //! The services' listeners: plain TCP (behind a TLS-terminating proxy) or TLS terminated here
 //! with the system's OpenSSL (through native-tls; TLS 1.2 at least), and the HTTP clients'
-//! extra trust anchors. A TLS handshake runs in its own task with a 10 s limit, so a slow or
-//! silent client never holds up the accept loop; at most 512 run at once.
+//! extra trust anchors. Both serve HTTP/1.1 with hyper within the `[http]` limits
+//! ([`HttpLimits`]): connections in all and per client address (one beyond is closed at once,
+//! before any handshake), a header read timeout (also for idle keep-alive connections) and a
+//! timeout over each whole request, its body included. A TLS handshake runs in its own task
+//! with a 10 s limit, so a slow or silent client never holds up the accept loop; at most 512
+//! run at once.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::serve::ListenerExt as _;
-use tokio::net::{TcpListener, TcpStream};
-use tokio_native_tls::TlsStream;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderValue, Request, StatusCode, header};
+use axum::response::{IntoResponse as _, Response};
+use hyper::body::Incoming;
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower_service::Service as _;
 
+use crate::config::HttpLimits;
 use crate::error::Error;
 use crate::log;
 
@@ -71,101 +84,238 @@ pub(crate) fn trust(
     Ok(b)
 }
 
-/// Connections whose TLS handshake completed.
-struct TlsListener {
-    rx: tokio::sync::mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
+/// How many connections are open, in all and per client address ([`crate::source_key`]):
+/// a connection is admitted only with room in both, and gives its room back when it closes.
+struct Gate {
+    total: Arc<Semaphore>,
+    per_source: Mutex<HashMap<String, u32>>,
+    per_source_max: u32,
+    /// When a refusal was last logged (Unix seconds), so a flood logs one line a second.
+    logged: AtomicI64,
+    refused: AtomicU64,
 }
 
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
+/// One admitted connection's room.
+struct Admitted {
+    gate: Arc<Gate>,
+    key: String,
+    _total: OwnedSemaphorePermit,
+}
 
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.rx.recv().await {
-            Some(c) => c,
-            // The accept loop ended (its listener failed): nothing more will come.
-            None => std::future::pending().await,
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut m = self
+            .gate
+            .per_source
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl Gate {
+    fn new(limits: &HttpLimits) -> Self {
+        Gate {
+            total: Arc::new(Semaphore::new(limits.max_connections as usize)),
+            per_source: Mutex::new(HashMap::new()),
+            per_source_max: limits.max_connections_per_address,
+            logged: AtomicI64::new(0),
+            refused: AtomicU64::new(0),
         }
     }
 
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
+    /// Room for a connection from `ip`, or why not.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, &'static str> {
+        let total = self
+            .total
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| "max_connections")?;
+        let key = crate::source_key(ip);
+        let mut m = self.per_source.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(key.clone()).or_insert(0);
+        if *n >= self.per_source_max {
+            return Err("max_connections_per_address");
+        }
+        *n += 1;
+        drop(m);
+        Ok(Admitted {
+            gate: self.clone(),
+            key,
+            _total: total,
+        })
+    }
+
+    /// Logs a refused connection: at most one line a second, with the count since the last.
+    fn refused(&self, peer: SocketAddr, why: &str) {
+        let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        if self.logged.swap(now, Ordering::Relaxed) != now {
+            self.refused.store(0, Ordering::Relaxed);
+            log(&[
+                ("event", "connection-refused".into()),
+                ("remote", peer.to_string()),
+                ("limit", why.into()),
+                ("refused", n.to_string()),
+            ]);
+        }
     }
 }
 
-fn tls_listener(
-    tcp: TcpListener,
-    acc: tokio_native_tls::TlsAcceptor,
-) -> std::io::Result<TlsListener> {
-    let local = tcp.local_addr()?;
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let acc = std::sync::Arc::new(acc);
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
-    tokio::spawn(async move {
+/// What every connection's task needs.
+#[derive(Clone)]
+struct Conn {
+    http: Arc<hyper::server::conn::http1::Builder>,
+    router: Router,
+    request_timeout: Duration,
+    stop: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Conn {
+    /// Serves HTTP/1.1 on `io` (from `peer`) until the client closes, a limit closes it, or
+    /// the service stops (then the request in progress finishes first).
+    async fn run<I>(mut self, io: I, peer: SocketAddr)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (router, limit) = (self.router.clone(), self.request_timeout);
+        let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            // The whole request, its body included (extractors read it inside the router's
+            // future), within the limit.
+            let answer = router.clone().call(req);
+            async move {
+                Ok::<_, Infallible>(match tokio::time::timeout(limit, answer).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(never)) => match never {},
+                    Err(_) => timed_out(),
+                })
+            }
+        });
+        let conn = self
+            .http
+            .serve_connection(hyper_util::rt::TokioIo::new(io), svc);
+        tokio::pin!(conn);
+        let mut stopping = false;
         loop {
-            let (stream, peer) = match tcp.accept().await {
+            tokio::select! {
+                _ = conn.as_mut() => break,
+                _ = self.stop.wait_for(|s| *s), if !stopping => {
+                    stopping = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// The answer to a request not read and answered within the request timeout; the connection
+/// is closed after it.
+fn timed_out() -> Response {
+    let mut r = (StatusCode::REQUEST_TIMEOUT, "request timed out\n").into_response();
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+/// Serves `router` on `listen` (TLS when `tls` is given) within `limits` until `shutdown`
+/// resolves; in-flight requests finish first.
+///
+/// Each connection is admitted only within `max_connections` and
+/// `max_connections_per_address` (else closed at once, before any TLS handshake); its
+/// request headers must arrive within `header_read_timeout_s` (which also closes idle
+/// keep-alive connections) and each whole request, body included, be answered within
+/// `request_timeout_s`.
+pub(crate) async fn serve(
+    listen: SocketAddr,
+    tls: Option<tokio_native_tls::TlsAcceptor>,
+    limits: &HttpLimits,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let tcp = TcpListener::bind(listen).await.map_err(|e| Error::Io {
+        what: format!("listen on {listen}"),
+        source: e,
+    })?;
+    let gate = Arc::new(Gate::new(limits));
+    let acc = tls.map(Arc::new);
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(limits.header_read_timeout_s));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let conn = Conn {
+        http: Arc::new(http),
+        router,
+        request_timeout: Duration::from_secs(limits.request_timeout_s),
+        stop: stop_rx,
+    };
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            r = tcp.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
                     log(&[("event", "accept-error".into()), ("error", e.to_string())]);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
-            };
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
-                log(&[
-                    ("event", "tls-handshakes-full".into()),
-                    ("remote", peer.to_string()),
-                ]);
+            },
+        };
+        let admitted = match gate.admit(peer.ip()) {
+            Ok(a) => a,
+            Err(why) => {
+                drop(stream);
+                gate.refused(peer, why);
                 continue;
-            };
-            let (acc, tx) = (acc.clone(), tx.clone());
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = conn.clone();
+        let Some(acc) = acc.clone() else {
             tokio::spawn(async move {
-                let _slot = slot;
-                match tokio::time::timeout(HANDSHAKE, acc.accept(stream)).await {
-                    Ok(Ok(tls)) => {
-                        let _ = tx.send((tls, peer)).await;
-                    }
-                    Ok(Err(e)) => log(&[
-                        ("event", "tls-handshake-failed".into()),
-                        ("remote", peer.to_string()),
-                        ("error", e.to_string()),
-                    ]),
-                    Err(_) => log(&[
-                        ("event", "tls-handshake-timeout".into()),
-                        ("remote", peer.to_string()),
-                    ]),
-                }
+                let _room = admitted;
+                conn.run(stream, peer).await;
             });
-        }
-    });
-    Ok(TlsListener { rx, local })
-}
-
-/// Serves `router` on `listen` (TLS when `tls` is given) until `shutdown` resolves; in-flight
-/// requests finish first.
-pub(crate) async fn serve(
-    listen: SocketAddr,
-    tls: Option<tokio_native_tls::TlsAcceptor>,
-    router: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), Error> {
-    let io = |what: String| move |e| Error::Io { what, source: e };
-    let tcp = TcpListener::bind(listen)
-        .await
-        .map_err(io(format!("listen on {listen}")))?;
-    let app = router.into_make_service_with_connect_info::<SocketAddr>();
-    match tls {
-        None => axum::serve(tcp, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(io("serve".into())),
-        Some(acc) => {
-            let l = tls_listener(tcp, acc).map_err(io(format!("listen on {listen}")))?;
-            axum::serve(l.tap_io(|_| {}), app)
-                .with_graceful_shutdown(shutdown)
-                .await
-                .map_err(io("serve".into()))
-        }
+            continue;
+        };
+        let Ok(slot) = handshakes.clone().try_acquire_owned() else {
+            log(&[
+                ("event", "tls-handshakes-full".into()),
+                ("remote", peer.to_string()),
+            ]);
+            continue;
+        };
+        tokio::spawn(async move {
+            let _room = admitted;
+            let handshake = tokio::time::timeout(HANDSHAKE, acc.accept(stream)).await;
+            drop(slot);
+            match handshake {
+                Ok(Ok(tls)) => conn.run(tls, peer).await,
+                Ok(Err(e)) => log(&[
+                    ("event", "tls-handshake-failed".into()),
+                    ("remote", peer.to_string()),
+                    ("error", e.to_string()),
+                ]),
+                Err(_) => log(&[
+                    ("event", "tls-handshake-timeout".into()),
+                    ("remote", peer.to_string()),
+                ]),
+            }
+        });
     }
+    // Stop accepting; each connection finishes its request in progress, then closes.
+    drop(tcp);
+    drop(conn);
+    let _ = stop_tx.send(true);
+    stop_tx.closed().await;
+    Ok(())
 }

@@ -349,6 +349,15 @@ directory = "/nonexistent/dir"
         run(&base.replace("https://broker.example.com/mdq/", "ftp://x/")).contains("broker_mdq")
     );
     assert!(run(&base.replace("side = \"sp\"", "side = \"both\"")).contains("side"));
+    // The listener's [http] limits.
+    assert!(run(&format!("{base}[http]\nmax_connections = 0\n")).contains("http.max_connections"));
+    assert!(run(&format!("{base}[http]\nslow = 1\n")).contains("slow"));
+    assert!(
+        run(&format!(
+            "{base}answer_within_ms = 30000\n[http]\nrequest_timeout_s = 30\n"
+        ))
+        .contains("answer_within_ms")
+    );
     let missing = Command::new(env!("CARGO_BIN_EXE_dame-agent"))
         .args(["--config", "/nonexistent/agent.toml"])
         .output()

@@ -35,6 +35,10 @@ CONFIGURATION (TOML; unknown keys are refused; see crates/dame-server/agent.exam
     allow_http          accept http:// broker URLs, for loopback tests (default false)
     [rules]             an IdP's agent: conversion rules for each SP it integrates, written
                         under <directory>/rules/ (have, format, names, first_priority)
+    [http]              the listener's limits: header_read_timeout_s (10), request_timeout_s
+                        (30, the body included), max_connections (512),
+                        max_connections_per_address (64; an IPv6 /64 counts as one address;
+                        behind a proxy set it to max_connections)
 ";
 
 fn main() -> ExitCode {

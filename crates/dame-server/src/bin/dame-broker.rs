@@ -34,8 +34,17 @@ CONFIGURATION (TOML; unknown keys are refused; see crates/dame-server/broker.exa
     trigger_order        \"idp-first\" (default) or \"both\"
     trigger_timeout_ms   timeout of one trigger request (default 10000)
     max_flows            logins in progress at once, across every instance (default 10000)
+    max_pending_flows    of those, not yet authenticated by an IdP (default 4/5 of max_flows);
+                         when full, the address holding the most gives way
+    max_pending_flows_per_address
+                         unauthenticated flows per client address or IPv6 /64 (default 100)
+    audit_retention_days audit events older than this are deleted (default 90)
     [registration]       self-service registration with proof of ownership: enabled (true),
                          allow_private (false), port (443), ca, hosts (tests only)
+    [http]               the listener's limits: header_read_timeout_s (10), request_timeout_s
+                         (30, the body included), max_connections (512),
+                         max_connections_per_address (64; an IPv6 /64 counts as one address;
+                         behind a proxy set it to max_connections)
     rate_per_source_per_minute
                          discovery/authenticate requests per client address and minute,
                          counted across every instance (default 120)

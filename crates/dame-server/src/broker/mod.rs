@@ -24,8 +24,15 @@
 //! ```
 //! The user's flow is named by the `dame_flow` cookie. Every change to a flow, an entity, a
 //! relationship or the rules is written to the store before the answer goes out, so a restart
-//! continues where it stopped; audit events go to the store's log. Bodies are limited to
-//! 256 KiB and every request to 30 s.
+//! continues where it stopped; audit events go to the store's log, pruned after
+//! `audit_retention_days`. A new flow starts unauthenticated (anyone can send a discovery
+//! request): such flows are capped per client address (IPv4, or IPv6 /64) and in all, below
+//! `max_flows`, and a full share gives way from the address holding the most
+//! ([`Store::admit_pending`]), so a few addresses cannot crowd out other users' logins.
+//! Bodies are limited to 256 KiB; the listener's `[http]` limits
+//! ([`crate::config::HttpLimits`]) bound the time to send a request's header and to send and
+//! answer a whole request (30 s by default, the body included), and the connections open at
+//! once, in all and per client address.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -40,7 +47,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use dame_protocol::broker::{
-    Broker, BrokerPolicy, Event, FlowId, FlowRecord, Transmit, TriggerOrder, UaReply,
+    Broker, BrokerPolicy, Event, FlowId, FlowRecord, Phase, Transmit, TriggerOrder, UaReply,
 };
 use dame_protocol::conversion::RuleSet;
 use dame_protocol::mdq_service::{MdqRequest, MdqService};
@@ -56,7 +63,9 @@ mod registration;
 use crate::config::BrokerConfig;
 use crate::error::Error;
 use crate::log;
-use crate::store::{Changes, FlowData, FlowSelect, Generation, Store, StoredEntity};
+use crate::store::{
+    Admission, Changes, FlowCaps, FlowData, FlowSelect, Generation, Store, StoredEntity,
+};
 
 const COOKIE: &str = "dame_flow";
 const BODY_LIMIT: usize = 256 << 10;
@@ -267,11 +276,24 @@ impl<S: Store> BrokerService<S> {
         select: FlowSelect<'_>,
         f: impl FnOnce(&mut Broker, SystemTime) -> R + Send,
     ) -> Result<R, Error> {
+        self.step_from(select, None, f).await
+    }
+
+    /// [`Self::step`] for a request from the client address key `source`: a flow it creates
+    /// is recorded with it while unauthenticated (see [`Self::admit`]).
+    async fn step_from<R: Send>(
+        self: &Arc<Self>,
+        select: FlowSelect<'_>,
+        source: Option<&str>,
+        f: impl FnOnce(&mut Broker, SystemTime) -> R + Send,
+    ) -> Result<R, Error> {
         let now = SystemTime::now();
         let started = Instant::now();
         let (out, transmits, events, changed) = self
             .store
-            .transact(select, unix(now), |records| self.run_step(records, now, f))
+            .transact(select, unix(now), |records| {
+                self.run_step(records, now, source, f)
+            })
             .await?;
         // Waiting pages of the flows that changed look again (see `wait`).
         {
@@ -313,6 +335,7 @@ impl<S: Store> BrokerService<S> {
         &self,
         records: Vec<String>,
         now: SystemTime,
+        source: Option<&str>,
         f: impl FnOnce(&mut Broker, SystemTime) -> R,
     ) -> (Changes, Stepped<R>) {
         let mut core = self.core();
@@ -335,6 +358,14 @@ impl<S: Store> BrokerService<S> {
         let mut changes = Changes::default();
         let held: Vec<FlowId> = core.flow_ids().cloned().collect();
         for id in &held {
+            // Before Response2 nobody is authenticated: anyone can have started it.
+            let pending = matches!(
+                core.phase(id),
+                Some(Phase::ChoosingIdp | Phase::AwaitingAuthnRequest1 | Phase::AwaitingResponse2)
+            );
+            let source = source
+                .filter(|_| !before.contains_key(id))
+                .map(str::to_owned);
             if let Some(rec) = core.export_flow(id) {
                 match serde_json::to_string(&rec) {
                     Ok(json) if before.get(id) != Some(&json) => changes.flows.push((
@@ -346,6 +377,8 @@ impl<S: Store> BrokerService<S> {
                             pair: rec
                                 .exchanging_pair()
                                 .map(|(i, s)| (i.to_owned(), s.to_owned())),
+                            pending,
+                            source,
                         }),
                     )),
                     Ok(_) => {}
@@ -479,18 +512,40 @@ impl<S: Store> BrokerService<S> {
         }
     }
 
-    /// Whether the store has room for one more flow (`max_flows`, across every instance).
-    async fn room_for_a_flow(&self) -> Result<bool, Error> {
-        let n = self.store.flow_count(unix(SystemTime::now())).await?;
-        Ok(n < i64::from(self.cfg.max_flows))
+    /// Whether the store has room for one more flow, which starts unauthenticated, from the
+    /// client address key `source` (`max_flows`, `max_pending_flows`,
+    /// `max_pending_flows_per_address`, across every instance): see [`Store::admit_pending`].
+    async fn admit(&self, source: &str) -> Result<bool, Error> {
+        let caps = FlowCaps {
+            flows: self.cfg.max_flows,
+            pending: self.cfg.pending_flow_cap(),
+            pending_per_source: self.cfg.max_pending_flows_per_address,
+        };
+        let a = self
+            .store
+            .admit_pending(source, unix(SystemTime::now()), caps)
+            .await?;
+        match a {
+            Admission::Room { evicted } => {
+                if evicted > 0 {
+                    log(&[
+                        ("event", "unauthenticated-flows-evicted".into()),
+                        ("source", source.to_owned()),
+                        ("evicted", evicted.to_string()),
+                    ]);
+                }
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
-    /// One shared rate-limit hit for the client at `remote`.
-    async fn within_rate(&self, remote: &SocketAddr) -> Result<bool, Error> {
+    /// One shared rate-limit hit for the client address key `source`.
+    async fn within_rate(&self, source: &str) -> Result<bool, Error> {
         let window = unix(SystemTime::now()) / 60;
         self.store
             .hit(
-                &format!("source {}", remote.ip()),
+                &format!("source {source}"),
                 window,
                 self.cfg.rate_per_source_per_minute,
             )
@@ -750,20 +805,27 @@ async fn discovery<S: Store>(
 ) -> Response {
     guard(async move {
         svc.metrics.requests.fetch_add(1, Ordering::Relaxed);
-        match svc.within_rate(&remote).await {
+        let source = crate::source_key(remote.ip());
+        match svc.within_rate(&source).await {
             Ok(true) => {}
             Ok(false) => return too_many(),
             Err(e) => return store_error(&e),
         }
-        match svc.room_for_a_flow().await {
-            Ok(true) => {}
-            Ok(false) => return full(),
-            Err(e) => return store_error(&e),
-        }
         let q = q.unwrap_or_default();
+        // Room is made only for a request that can start a flow (a registered SP, not
+        // passive): a refused one must not make another client's flow give way.
+        let starts_a_flow = dame_protocol::discovery::DiscoveryRequest::parse(&q)
+            .is_ok_and(|d| !d.is_passive && svc.core().registry.get(&d.entity_id).is_some());
+        if starts_a_flow {
+            match svc.admit(&source).await {
+                Ok(true) => {}
+                Ok(false) => return full(),
+                Err(e) => return store_error(&e),
+            }
+        }
         let r = svc
-            .step(FlowSelect::None, |core, now| {
-                core.handle_discovery(&q, &remote.ip().to_string(), now, &mut openssl_random)
+            .step_from(FlowSelect::None, Some(&source), |core, now| {
+                core.handle_discovery(&q, &source, now, &mut openssl_random)
             })
             .await;
         match r {
@@ -817,7 +879,7 @@ async fn search<S: Store>(
     RawQuery(q): RawQuery,
 ) -> Response {
     // Each search walks the registry: counted with discovery against the address's limit.
-    match svc.within_rate(&remote).await {
+    match svc.within_rate(&crate::source_key(remote.ip())).await {
         Ok(true) => {}
         Ok(false) => return too_many(),
         Err(e) => return store_error(&e),
@@ -865,14 +927,15 @@ async fn dame<S: Store>(
         let q = q.unwrap_or_default();
         match query_param(&q, "action").as_deref() {
             Some("authenticate") => {
-                match svc.within_rate(&remote).await {
+                let source = crate::source_key(remote.ip());
+                match svc.within_rate(&source).await {
                     Ok(true) => {}
                     Ok(false) => return too_many(),
                     Err(e) => return store_error(&e),
                 }
                 let flow = cookie_flow(&headers);
                 if flow.is_none() {
-                    match svc.room_for_a_flow().await {
+                    match svc.admit(&source).await {
                         Ok(true) => {}
                         Ok(false) => return full(),
                         Err(e) => return store_error(&e),
@@ -882,16 +945,10 @@ async fn dame<S: Store>(
                     .as_ref()
                     .map_or(FlowSelect::None, |f| FlowSelect::One(f.as_str()));
                 let r = svc
-                    .step(select, |core, now| {
+                    .step_from(select, Some(&source), |core, now| {
                         // A cookie of a finished or foreign flow does not block a new one.
                         let usable = flow.as_ref().filter(|f| core.phase(f).is_some());
-                        core.handle_authenticate(
-                            usable,
-                            &q,
-                            &remote.ip().to_string(),
-                            now,
-                            &mut openssl_random,
-                        )
+                        core.handle_authenticate(usable, &q, &source, now, &mut openssl_random)
                     })
                     .await;
                 match r {
@@ -998,7 +1055,9 @@ async fn wait<S: Store>(State(svc): Svc<S>, headers: HeaderMap) -> Response {
             let mut w = svc.waiters.lock().unwrap_or_else(|p| p.into_inner());
             w.entry(flow.as_str().to_owned()).or_default().clone()
         };
-        let until = Instant::now() + LONG_POLL;
+        // Well within the listener's request timeout, which would otherwise answer 408.
+        let held = LONG_POLL.min(Duration::from_secs(svc.cfg.http.request_timeout_s) / 2);
+        let until = Instant::now() + held;
         let r = loop {
             // Registered before the step, so a change during it is not missed.
             let woken = notify.notified();
@@ -1240,7 +1299,8 @@ pub async fn run<S: Store>(
     ]);
     // Every second: what other instances changed is reloaded, and flows past their deadline
     // or lifetime are handled (whichever instance gets to them first; the others skip them).
-    // Every minute: one-time values and rate windows that can no longer matter are dropped.
+    // At start and every minute: one-time values and rate windows that can no longer matter
+    // are dropped, and audit events older than the retention.
     let ticker = svc.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -1257,13 +1317,24 @@ pub async fn run<S: Store>(
                     })
                     .await;
             }
-            if result.is_ok() && n.is_multiple_of(60) {
+            if result.is_ok() && n % 60 == 1 {
                 result = ticker.store.sweep(now).await;
+                if result.is_ok() {
+                    let retention = i64::from(ticker.cfg.audit_retention_days) * 86_400;
+                    result = match ticker.store.prune_audit(now - retention).await {
+                        Ok(0) => Ok(()),
+                        Ok(n) => {
+                            log(&[("event", "audit-pruned".into()), ("rows", n.to_string())]);
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    };
+                }
             }
             if let Err(e) = result {
                 log(&[("event", "store-error".into()), ("error", e.to_string())]);
             }
         }
     });
-    crate::tls::serve(listen, tls, svc.router(), shutdown).await
+    crate::tls::serve(listen, tls, &svc.cfg.http, svc.router(), shutdown).await
 }

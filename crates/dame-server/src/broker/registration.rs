@@ -94,7 +94,7 @@ pub(super) async fn begin<S: Store>(
         if !svc.cfg.registration.enabled {
             return page(StatusCode::NOT_FOUND, "registration is closed");
         }
-        match svc.within_rate(&remote).await {
+        match svc.within_rate(&crate::source_key(remote.ip())).await {
             Ok(true) => {}
             Ok(false) => return too_many(),
             Err(e) => return store_error(&e),
@@ -241,7 +241,7 @@ pub(super) async fn verify<S: Store>(
         if !svc.cfg.registration.enabled {
             return page(StatusCode::NOT_FOUND, "registration is closed");
         }
-        match svc.within_rate(&remote).await {
+        match svc.within_rate(&crate::source_key(remote.ip())).await {
             Ok(true) => {}
             Ok(false) => return too_many(),
             Err(e) => return store_error(&e),

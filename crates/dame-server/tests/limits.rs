@@ -1,0 +1,524 @@
+//! What one client, or many, can hold of a running `dame-broker`: connections (slow or idle
+//! requests, a connection cap per address and in all) and flows (unauthenticated discovery
+//! requests cannot take the room real logins need); and the audit log is pruned. Each test
+//! starts its own broker on loopback with small limits in its configuration.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod services;
+
+use std::io::{Read as _, Write as _};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use dame_protocol::discovery::DiscoveryRequest;
+use saml_metadata::builder::RoleBuilder as _;
+use saml_metadata::model::{Binding, EntityDescriptor, IdpSso, SpSso};
+use services::{free_port, spawn};
+use testkit::signer::TestKey;
+
+const SP: &str = "https://sp.example.org/shibboleth";
+const SP_DS: &str = "https://sp.example.org/Shibboleth.sso/Login";
+const IDP: &str = "https://idp.example.net/idp/shibboleth";
+const TOKEN: &str = "0123456789abcdef0123456789abcdef-operator";
+
+/// A broker configuration on `port` in `dir`, with `extra` appended (top-level keys first,
+/// then tables).
+fn config(dir: &Path, port: u16, extra: &str) -> PathBuf {
+    let (k, c) = TestKey::rsa("broker").write_pem(dir, "broker");
+    let token = dir.join("admin.token");
+    std::fs::write(&token, TOKEN).unwrap();
+    let cfg = format!(
+        "entity_id = \"https://broker.example.com/sp\"\n\
+         public_url = \"http://127.0.0.1:{port}\"\n\
+         listen = \"127.0.0.1:{port}\"\n\
+         key = \"{k}\"\ncertificate = \"{c}\"\n\
+         database = \"{db}\"\nadmin_token_file = \"{t}\"\n\
+         allow_loopback_http = true\n{extra}\n",
+        k = k.display(),
+        c = c.display(),
+        db = dir.join("broker.db").display(),
+        t = token.display(),
+    );
+    let p = dir.join("broker.toml");
+    std::fs::write(&p, cfg).unwrap();
+    p
+}
+
+/// Points the configuration at `database` (a PostgreSQL URL) instead of its SQLite file.
+fn use_database(cfg: &Path, database: &str) {
+    let text = std::fs::read_to_string(cfg).unwrap();
+    let text = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("database = ") {
+                format!("database = \"{database}\"")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(cfg, text).unwrap();
+}
+
+async fn healthy(port: u16, cfg: &Path) {
+    let c = reqwest::Client::new();
+    for _ in 0..200 {
+        if let Ok(r) = c
+            .get(format!("http://127.0.0.1:{port}/health"))
+            .send()
+            .await
+            && r.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "broker did not start: {}",
+        std::fs::read_to_string(cfg.with_extension("log")).unwrap_or_default()
+    );
+}
+
+/// A TCP connection to the broker from the loopback address `from`.
+fn connect_from(from: Ipv4Addr, port: u16) -> TcpStream {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&SocketAddr::from((from, 0)).into()).unwrap();
+    sock.connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], port)).into(),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    sock.into()
+}
+
+/// Whether the broker closed `s` (or reset it) within `within`; false when it is still open.
+fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            // An answer (a 408, say) before the close: read on.
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// GET /health on a fresh connection from `from`: the status line, or None.
+fn health_from(from: Ipv4Addr, port: u16) -> Option<String> {
+    let mut s = connect_from(from, port);
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out)
+        .lines()
+        .next()
+        .map(str::to_owned)
+        .filter(|l| !l.is_empty())
+}
+
+/// A connection that sends half a request header, and one that sends nothing, are closed
+/// after the configured header read timeout; a normal request on another connection is
+/// still answered meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_headers_and_idle_connections_are_closed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = config(tmp.path(), port, "[http]\nheader_read_timeout_s = 1\n");
+    let _b = spawn(env!("CARGO_BIN_EXE_dame-broker"), &cfg);
+    healthy(port, &cfg).await;
+    tokio::task::spawn_blocking(move || {
+        let lo = Ipv4Addr::LOCALHOST;
+        let mut half = connect_from(lo, port);
+        half.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            .unwrap();
+        let mut idle = connect_from(lo, port);
+        assert_eq!(health_from(lo, port).as_deref(), Some("HTTP/1.1 200 OK"));
+        // 1 s configured; generous slack.
+        assert!(
+            closed_within(&mut half, Duration::from_secs(15)),
+            "a half-sent header kept its connection open"
+        );
+        assert!(
+            closed_within(&mut idle, Duration::from_secs(5)),
+            "an idle connection stayed open"
+        );
+    })
+    .await
+    .unwrap();
+}
+
+/// A request body trickled one byte at a time is cut off by the configured request timeout
+/// (which covers reading the body, not only the handler): answered 408 or closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_body_is_cut_off_by_the_request_timeout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = config(tmp.path(), port, "[http]\nrequest_timeout_s = 2\n");
+    let _b = spawn(env!("CARGO_BIN_EXE_dame-broker"), &cfg);
+    healthy(port, &cfg).await;
+    let (answer, elapsed) = tokio::task::spawn_blocking(move || {
+        let mut s = connect_from(Ipv4Addr::LOCALHOST, port);
+        s.write_all(
+            b"POST /register?operation=register HTTP/1.1\r\nHost: x\r\n\
+              Content-Length: 100000\r\n\r\n",
+        )
+        .unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let t = Instant::now();
+        let mut buf = [0u8; 512];
+        // 2 s configured; give up (the bug) after 20 s.
+        while t.elapsed() < Duration::from_secs(20) {
+            if s.write_all(b"A").is_err() {
+                return (Some("closed".to_owned()), t.elapsed());
+            }
+            match s.read(&mut buf) {
+                Ok(0) => return (Some("closed".to_owned()), t.elapsed()),
+                Ok(n) => {
+                    return (
+                        Some(String::from_utf8_lossy(&buf[..n]).to_string()),
+                        t.elapsed(),
+                    );
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return (Some("reset".to_owned()), t.elapsed()),
+            }
+        }
+        (None, t.elapsed())
+    })
+    .await
+    .unwrap();
+    let answer = answer.unwrap_or_else(|| panic!("no answer after {elapsed:?}"));
+    assert!(
+        answer == "closed" || answer == "reset" || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+}
+
+/// Connections beyond the per-address cap, and beyond the global cap, are closed at once;
+/// other addresses are still served, and closing connections makes room again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_caps_are_closed_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = config(
+        tmp.path(),
+        port,
+        "[http]\nheader_read_timeout_s = 120\nmax_connections = 6\nmax_connections_per_address = 3\n",
+    );
+    let _b = spawn(env!("CARGO_BIN_EXE_dame-broker"), &cfg);
+    healthy(port, &cfg).await;
+    tokio::task::spawn_blocking(move || {
+        let (a, b, c) = (
+            Ipv4Addr::new(127, 0, 3, 1),
+            Ipv4Addr::new(127, 0, 3, 2),
+            Ipv4Addr::new(127, 0, 3, 3),
+        );
+        // Three idle connections from `a`: its share.
+        let mut held: Vec<TcpStream> = (0..3).map(|_| connect_from(a, port)).collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let mut fourth = connect_from(a, port);
+        assert!(
+            closed_within(&mut fourth, Duration::from_secs(5)),
+            "a fourth connection from one address stayed open"
+        );
+        for s in &mut held {
+            assert!(!closed_within(s, Duration::from_millis(100)));
+        }
+        // Another address is served.
+        assert_eq!(health_from(b, port).as_deref(), Some("HTTP/1.1 200 OK"));
+        // (The broker's side of that connection closes a moment after ours.)
+        std::thread::sleep(Duration::from_millis(500));
+        // Three from `b` too: six in all, the global cap.
+        held.extend((0..3).map(|_| connect_from(b, port)));
+        std::thread::sleep(Duration::from_millis(300));
+        let mut seventh = connect_from(c, port);
+        assert!(
+            closed_within(&mut seventh, Duration::from_secs(5)),
+            "a connection beyond the global cap stayed open"
+        );
+        // Room again once they go.
+        drop(held);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(health_from(c, port).as_deref(), Some("HTTP/1.1 200 OK"));
+        assert_eq!(health_from(a, port).as_deref(), Some("HTTP/1.1 200 OK"));
+    })
+    .await
+    .unwrap();
+}
+
+fn sp_entity() -> EntityDescriptor {
+    EntityDescriptor::builder(SP)
+        .sp(SpSso::builder()
+            .signing_certificate(TestKey::rsa("sp").cert_der())
+            .acs(
+                Binding::HttpPost,
+                "https://sp.example.org/Shibboleth.sso/SAML2/POST",
+            )
+            .discovery_response(SP_DS))
+        .dame_sync_location("https://sp.example.org/dame")
+        .build()
+        .unwrap()
+}
+
+fn idp_entity() -> EntityDescriptor {
+    EntityDescriptor::builder(IDP)
+        .idp(
+            IdpSso::builder()
+                .signing_certificate(TestKey::rsa("idp").cert_der())
+                .sso(Binding::HttpRedirect, "https://idp.example.net/sso"),
+        )
+        .dame_sync_location("https://idp.example.net/dame")
+        .build()
+        .unwrap()
+}
+
+/// A client whose connections come from `from`, without cookies kept.
+fn client_from(from: Ipv4Addr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(Some(from.into()))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Many source addresses sending unauthenticated discovery requests cannot keep a real user
+/// from a fresh address from starting a login and choosing an IdP: the unauthenticated flows
+/// are capped per address and in all, below the flow cap, and when their room is full the
+/// address holding the most gives way. `database`: a PostgreSQL URL, or None for SQLite;
+/// `flows` counts the stored flows.
+async fn crowding(dir: &Path, database: Option<&str>, flows: impl AsyncFn() -> i64) {
+    let port = free_port();
+    let cfg = config(
+        dir,
+        port,
+        "max_flows = 40\nmax_pending_flows = 30\nmax_pending_flows_per_address = 4\n",
+    );
+    if let Some(db) = database {
+        use_database(&cfg, db);
+    }
+    let _b = spawn(env!("CARGO_BIN_EXE_dame-broker"), &cfg);
+    healthy(port, &cfg).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let admin = reqwest::Client::new();
+    for e in [sp_entity(), idp_entity()] {
+        let r = admin
+            .post(format!("{base}/admin/entities"))
+            .bearer_auth(TOKEN)
+            .body(e.to_xml().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let ds = DiscoveryRequest::new(SP, Some(SP_DS)).to_query();
+    // 20 addresses, 10 discovery requests each: five times the flow cap.
+    let mut refused = 0;
+    for a in 1..=20u8 {
+        let c = client_from(Ipv4Addr::new(127, 0, 1, a));
+        for _ in 0..10 {
+            let s = c
+                .get(format!("{base}/ds?{ds}"))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            match s.as_u16() {
+                200 => {}
+                429 | 503 => refused += 1,
+                other => panic!("discovery answered {other}"),
+            }
+        }
+    }
+    println!("{refused} of the 200 discovery requests refused");
+    // A real user from a fresh address: the discovery page, then the IdP chosen.
+    let user = client_from(Ipv4Addr::new(127, 0, 2, 1));
+    let r = user.get(format!("{base}/ds?{ds}")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let cookie = r
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let r = user
+        .get(format!(
+            "{base}/ds/choose?idp={}",
+            saml_core::bindings::url_encode(IDP)
+        ))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
+    assert!(r.headers()["location"].to_str().unwrap().starts_with(SP_DS));
+    // The store holds no more unauthenticated flows than configured.
+    let n = flows().await;
+    assert!(n <= 30, "{n} flows stored");
+}
+
+/// [`crowding`] with SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_requests_from_many_addresses_cannot_refuse_a_real_login() {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", tmp.path().join("broker.db").display());
+    crowding(tmp.path(), None, async || {
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        sqlx::query_scalar("SELECT COUNT(*) FROM flows")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    })
+    .await;
+}
+
+/// [`crowding`] with PostgreSQL (a private server started by the test), where the caps
+/// hold across every instance sharing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_requests_from_many_addresses_cannot_refuse_a_real_login_postgres() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = testkit::postgres::Postgres::start(tmp.path());
+    let url = pg.url();
+    crowding(tmp.path(), Some(&url), async || {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        sqlx::query_scalar("SELECT COUNT(*) FROM flows")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    })
+    .await;
+}
+
+fn unix_now() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap()
+}
+
+/// Audit events older than `audit_retention_days` are deleted by the running broker (at
+/// start, then every minute); younger ones stay. `database` is the store's URL or file.
+async fn audit_is_pruned(dir: &Path, database: &str, count: impl AsyncFn() -> (i64, i64)) {
+    let port = free_port();
+    let cfg = config(dir, port, "audit_retention_days = 30\n");
+    use_database(&cfg, database);
+    let _b = spawn(env!("CARGO_BIN_EXE_dame-broker"), &cfg);
+    healthy(port, &cfg).await;
+    let t = Instant::now();
+    let (mut old, mut young) = count().await;
+    while old > 0 && t.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        (old, young) = count().await;
+    }
+    assert_eq!(old, 0, "audit rows beyond the retention were kept");
+    assert_eq!(young, 3, "audit rows within the retention were deleted");
+}
+
+const DAY: i64 = 86_400;
+
+/// SQLite: old audit rows go, young ones stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_rows_beyond_the_retention_are_deleted_sqlite() {
+    use dame_server::store::Store as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("broker.db");
+    let store = dame_server::store::SqliteStore::open(&db).await.unwrap();
+    let now = unix_now();
+    for age in [400, 100, 31] {
+        store
+            .audit(now - age * DAY, "FlowStarted (old)")
+            .await
+            .unwrap();
+    }
+    for age in [29, 1, 0] {
+        store
+            .audit(now - age * DAY, "FlowStarted (young)")
+            .await
+            .unwrap();
+    }
+    drop(store);
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let cutoff = now - 30 * DAY;
+    audit_is_pruned(tmp.path(), &db.display().to_string(), async || {
+        let (old,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit WHERE at < $1")
+            .bind(cutoff)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let (young,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit WHERE at >= $1")
+            .bind(cutoff)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        (old, young)
+    })
+    .await;
+}
+
+/// PostgreSQL (a private server started by the test): old audit rows go, young ones stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_rows_beyond_the_retention_are_deleted_postgres() {
+    use dame_server::store::Store as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = testkit::postgres::Postgres::start(tmp.path());
+    let store = dame_server::store::PgStore::connect(&pg.url())
+        .await
+        .unwrap();
+    let now = unix_now();
+    for age in [400, 100, 31] {
+        store
+            .audit(now - age * DAY, "FlowStarted (old)")
+            .await
+            .unwrap();
+    }
+    for age in [29, 1, 0] {
+        store
+            .audit(now - age * DAY, "FlowStarted (young)")
+            .await
+            .unwrap();
+    }
+    drop(store);
+    let pool = sqlx::PgPool::connect(&pg.url()).await.unwrap();
+    let cutoff = now - 30 * DAY;
+    audit_is_pruned(tmp.path(), &pg.url(), async || {
+        let (old,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit WHERE at < $1")
+            .bind(cutoff)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let (young,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit WHERE at >= $1")
+            .bind(cutoff)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        (old, young)
+    })
+    .await;
+}
