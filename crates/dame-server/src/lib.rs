@@ -74,22 +74,6 @@ fn log_line(fields: &[(&str, String)]) -> String {
     serde_json::Value::Object(map).to_string()
 }
 
-#[cfg(test)]
-mod tests {
-    /// Audit of 2026-12-05: values were escaped for `\\` and `"` only, so a registered agent's
-    /// answer (logged as received) could put a line end and a forged log line into the log.
-    #[test]
-    fn log_values_cannot_break_the_line_or_forge_fields() {
-        let hostile = "ok\n{\"event\":\"forged\"}\r\u{0}\u{1b}[2J\t\"\\ \u{2028}";
-        let line = super::log_line(&[("event", "trigger-answer".into()), ("body", hostile.into())]);
-        assert!(!line.contains(['\n', '\r', '\u{0}', '\u{1b}']), "{line:?}");
-        let v: serde_json::Value = serde_json::from_str(&line).expect("one JSON object");
-        assert_eq!(v["body"], hostile);
-        assert_eq!(v["event"], "trigger-answer");
-        assert_eq!(v.as_object().map(serde_json::Map::len), Some(2));
-    }
-}
-
 /// Resolves on Ctrl-C or SIGTERM: the services' graceful-shutdown signal.
 pub async fn shutdown_signal() {
     let term = async {
@@ -108,6 +92,19 @@ pub async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
+    /// Audit of 2026-12-05: values were escaped for `\\` and `"` only, so a registered agent's
+    /// answer (logged as received) could put a line end and a forged log line into the log.
+    #[test]
+    fn log_values_cannot_break_the_line_or_forge_fields() {
+        let hostile = "ok\n{\"event\":\"forged\"}\r\u{0}\u{1b}[2J\t\"\\ \u{2028}";
+        let line = super::log_line(&[("event", "trigger-answer".into()), ("body", hostile.into())]);
+        assert!(!line.contains(['\n', '\r', '\u{0}', '\u{1b}']), "{line:?}");
+        let v: serde_json::Value = serde_json::from_str(&line).expect("one JSON object");
+        assert_eq!(v["body"], hostile);
+        assert_eq!(v["event"], "trigger-answer");
+        assert_eq!(v.as_object().map(serde_json::Map::len), Some(2));
+    }
+
     #[test]
     fn source_keys() {
         let k = |s: &str| {

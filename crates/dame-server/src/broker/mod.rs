@@ -1009,7 +1009,7 @@ async fn acs<S: Store>(
         // Each attempt costs a store refresh, a transaction and a signature check, and an
         // invalid Response2 changes nothing (the real one may still come): bounded per source
         // like every other unauthenticated endpoint.
-        match svc.within_rate(&remote).await {
+        match svc.within_rate(&crate::source_key(remote.ip())).await {
             Ok(true) => {}
             Ok(false) => return too_many(),
             Err(e) => return store_error(&e),

@@ -107,7 +107,8 @@ pub(super) async fn begin<S: Store>(
             _ => return page(StatusCode::BAD_REQUEST, "operation=register|update|delete"),
         };
         let now = SystemTime::now();
-        let requester = requester(&remote);
+        // Who asks, for the per-requester bound on pending proofs.
+        let requester = crate::source_key(remote.ip());
         // Parsed outside the locks (the protocol parses it again to validate it).
         let policy_of = (op != Operation::Delete).then(|| entity_id_of(&body));
         let r = {
@@ -146,18 +147,6 @@ pub(super) async fn begin<S: Store>(
         }
     })
     .await
-}
-
-/// Who asks, for the per-requester bound on pending proofs: the IPv4 address, or the /64 of
-/// an IPv6 address (one subscriber's usual allocation).
-fn requester(remote: &SocketAddr) -> String {
-    match remote.ip().to_canonical() {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-    }
 }
 
 /// The entityID of an upload, if it parses (for keeping the registered policy on update).
