@@ -547,11 +547,15 @@ macro_rules! store_impl {
                 let mut tx = $begin(&self.pool).await.map_err(w)?;
                 let count = |q: &'static str| sqlx::query_scalar::<_, i64>(q);
                 let mut evicted = 0;
+                // Counted up to the cap only: the work per admission stays bounded by the cap
+                // however many flows one address (a load balancer, an attacker) holds.
                 let mut mine: i64 = count(
-                    "SELECT COUNT(*) FROM flows WHERE source = $1 AND expires > $2",
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM flows \
+                     WHERE source = $1 AND expires > $2 LIMIT $3) AS held",
                 )
                 .bind(source)
                 .bind(now)
+                .bind(i64::from(caps.pending_per_source))
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(w)?;
