@@ -1043,6 +1043,20 @@ fn proof_server(
     (port, ca)
 }
 
+/// Publishes a challenge (`c`, the answer of `/register`) where the proof server serves it.
+fn publish(
+    files: &std::sync::Mutex<std::collections::HashMap<String, String>>,
+    proof_port: u16,
+    c: &serde_json::Value,
+) {
+    let url = c["url"].as_str().unwrap();
+    let path = url.split_once(&format!(":{proof_port}")).unwrap().1;
+    files
+        .lock()
+        .unwrap()
+        .insert(path.to_owned(), c["content"].as_str().unwrap().to_owned());
+}
+
 /// Self-service registration over HTTP: a challenge, a failed proof (nothing published), the
 /// proof published and fetched over TLS from the entityID's host, the entity registered and
 /// served, its token managing its own policy and metadata and nothing else, a deletion proven
@@ -1202,16 +1216,7 @@ async fn registration_with_proof_of_ownership_and_entity_tokens() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let c: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
-    let url = c["url"].as_str().unwrap().to_owned();
-    let path = url
-        .split_once(&format!(":{proof_port}"))
-        .unwrap()
-        .1
-        .to_owned();
-    files
-        .lock()
-        .unwrap()
-        .insert(path, c["content"].as_str().unwrap().to_owned());
+    publish(&files, proof_port, &c);
     let r = verify_with(c["secret"].as_str().unwrap(), Some(md.clone()))
         .send()
         .await
@@ -1237,16 +1242,7 @@ async fn registration_with_proof_of_ownership_and_entity_tokens() {
     .unwrap();
     assert_eq!(r.status(), 200);
     let c: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
-    let url = c["url"].as_str().unwrap().to_owned();
-    let path = url
-        .split_once(&format!(":{proof_port}"))
-        .unwrap()
-        .1
-        .to_owned();
-    files
-        .lock()
-        .unwrap()
-        .insert(path, c["content"].as_str().unwrap().to_owned());
+    publish(&files, proof_port, &c);
     let r = verify_with(c["secret"].as_str().unwrap(), None)
         .send()
         .await
@@ -1445,18 +1441,6 @@ async fn a_deleted_entity_leaves_no_relationship_and_its_peers_roll_back() {
     }
     assert_eq!(pairs().await, "1", "the broker saw the stored relationship");
     // The SP's owner deletes it, with proof.
-    let prove = |c: &serde_json::Value| {
-        let url = c["url"].as_str().unwrap().to_owned();
-        let path = url
-            .split_once(&format!(":{proof_port}"))
-            .unwrap()
-            .1
-            .to_owned();
-        files
-            .lock()
-            .unwrap()
-            .insert(path, c["content"].as_str().unwrap().to_owned());
-    };
     let verify = |c: &serde_json::Value, body: Option<String>| {
         let r = w
             .http
@@ -1477,7 +1461,7 @@ async fn a_deleted_entity_leaves_no_relationship_and_its_peers_roll_back() {
         .await
         .unwrap();
     let c: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
-    prove(&c);
+    publish(&files, proof_port, &c);
     let r = verify(&c, None).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let done: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
@@ -1516,7 +1500,7 @@ async fn a_deleted_entity_leaves_no_relationship_and_its_peers_roll_back() {
             .unwrap();
         assert_eq!(r.status(), 200, "{op}");
         let c: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
-        prove(&c);
+        publish(&files, proof_port, &c);
         let r = verify(&c, Some(again.clone())).send().await.unwrap();
         assert_eq!(r.status(), 200, "{op}");
         if op == "update" {
