@@ -117,12 +117,23 @@ pub(crate) fn check_time(
 
 /// Nonces accepted recently, each remembered until it could no longer pass the time check:
 /// a replay inside the window is refused, memory is bounded, and a full table of live nonces
-/// refuses new ones ([`Refusal::Capacity`]) rather than forgetting one.
+/// refuses new ones ([`Refusal::Capacity`]) rather than forgetting one. Expired nonces are
+/// swept when the table has doubled since the last sweep or is full, so a check costs
+/// amortized constant time (a sweep on every check made each one a scan of up to `capacity`
+/// entries, which whoever can send nonces could keep full).
 #[derive(Debug, Clone)]
 pub struct NonceCache {
     seen: std::collections::HashMap<String, SystemTime>,
     capacity: usize,
+    /// Size at which the next check sweeps expired nonces.
+    sweep_at: usize,
+    /// When the first of the held nonces expires: before then a sweep would find nothing (a
+    /// table kept full of live nonces is not scanned on every check).
+    earliest: SystemTime,
 }
+
+/// Nonces below which a [`NonceCache`] is not swept.
+const SWEEP_MIN: usize = 64;
 
 impl NonceCache {
     /// A cache of at most `capacity` live nonces.
@@ -131,10 +142,12 @@ impl NonceCache {
         NonceCache {
             seen: std::collections::HashMap::new(),
             capacity: capacity.max(1),
+            sweep_at: SWEEP_MIN,
+            earliest: SystemTime::UNIX_EPOCH,
         }
     }
 
-    /// Live nonces held.
+    /// Nonces held (expired ones included until the next sweep).
     #[must_use]
     pub fn len(&self) -> usize {
         self.seen.len()
@@ -148,8 +161,19 @@ impl NonceCache {
 
     /// Whether `nonce` can be accepted at `now` (not seen, room to remember it).
     pub(crate) fn check(&mut self, nonce: &str, now: SystemTime) -> Result<(), Refusal> {
-        self.seen.retain(|_, until| *until > now);
-        if self.seen.contains_key(nonce) {
+        if self.seen.len() >= self.sweep_at.min(self.capacity) && now >= self.earliest {
+            let mut earliest: Option<SystemTime> = None;
+            self.seen.retain(|_, until| {
+                let live = *until > now;
+                if live {
+                    earliest = Some(earliest.map_or(*until, |e| e.min(*until)));
+                }
+                live
+            });
+            self.earliest = earliest.unwrap_or(SystemTime::UNIX_EPOCH);
+            self.sweep_at = (2 * self.seen.len()).max(SWEEP_MIN);
+        }
+        if self.seen.get(nonce).is_some_and(|until| *until > now) {
             return Err(Refusal::Replayed);
         }
         if self.seen.len() >= self.capacity {
@@ -160,6 +184,45 @@ impl NonceCache {
 
     /// Remembers `nonce` until `until` (call after [`Self::check`] and every other check).
     pub(crate) fn remember(&mut self, nonce: &str, until: SystemTime) {
+        if self.seen.is_empty() || until < self.earliest {
+            self.earliest = until;
+        }
         self.seen.insert(nonce.to_owned(), until);
+    }
+}
+
+#[cfg(test)]
+mod nonce_cache_tests {
+    use super::{NonceCache, Refusal};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    /// Replays inside the window are refused, expired nonces neither count as replays nor hold
+    /// room, a full table of live nonces refuses new ones, and what is held stays within twice
+    /// the live nonces at the last sweep.
+    #[test]
+    fn replays_capacity_and_sweeps() {
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut c = NonceCache::new(1000);
+        for i in 0..1000u64 {
+            let now = t0 + Duration::from_millis(i);
+            c.check(&i.to_string(), now).unwrap();
+            c.remember(&i.to_string(), now + Duration::from_secs(60));
+        }
+        let now = t0 + Duration::from_secs(1);
+        assert_eq!(c.check("5", now), Err(Refusal::Replayed));
+        assert_eq!(c.check("new", now), Err(Refusal::Capacity));
+        // A minute later all have expired: room again, and an old nonce is not a replay (the
+        // time check refuses it elsewhere).
+        let later = t0 + Duration::from_secs(120);
+        assert_eq!(c.check("5", later), Ok(()));
+        assert!(c.len() < 64, "{}", c.len());
+        // One live nonce at a time: the table stays small.
+        for i in 0..100_000u64 {
+            let now = later + Duration::from_secs(i);
+            let n = format!("b{i}");
+            c.check(&n, now).unwrap();
+            c.remember(&n, now + Duration::from_secs(1));
+            assert!(c.len() <= 128, "{}", c.len());
+        }
     }
 }
