@@ -1043,6 +1043,23 @@ fn proof_server(
     (port, ca)
 }
 
+/// Appends the `[registration]` table of the tests to the broker configuration `cfg`: proofs
+/// fetched from the proof server at `proof_port` (trusting `ca`), `sp.example.org` pinned to
+/// loopback, private addresses allowed or not.
+fn add_registration(cfg: &Path, proof_port: u16, ca: &Path, allow_private: bool) {
+    let mut text = std::fs::read_to_string(cfg).unwrap();
+    if allow_private {
+        text.push_str("[registration]\nallow_private = true\n");
+    } else {
+        text.push_str("[registration]\n");
+    }
+    text.push_str(&format!(
+        "port = {proof_port}\nca = \"{}\"\nhosts = {{ \"sp.example.org\" = \"127.0.0.1\" }}\n",
+        ca.display()
+    ));
+    std::fs::write(cfg, text).unwrap();
+}
+
 /// Publishes a challenge (`c`, the answer of `/register`) where the proof server serves it.
 fn publish(
     files: &std::sync::Mutex<std::collections::HashMap<String, String>>,
@@ -1071,12 +1088,7 @@ async fn registration_with_proof_of_ownership_and_entity_tokens() {
     let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (proof_port, ca) = proof_server(tmp.path(), files.clone(), hits.clone());
     let cfg = w.broker_config();
-    let mut text = std::fs::read_to_string(&cfg).unwrap();
-    text.push_str(&format!(
-        "[registration]\nallow_private = true\nport = {proof_port}\nca = \"{}\"\nhosts = {{ \"sp.example.org\" = \"127.0.0.1\" }}\n",
-        ca.display()
-    ));
-    std::fs::write(&cfg, text).unwrap();
+    add_registration(&cfg, proof_port, &ca, true);
     let _broker = spawn(env!("CARGO_BIN_EXE_dame-broker"), &cfg);
     healthy(w.broker_port, &cfg).await;
 
@@ -1260,12 +1272,7 @@ async fn registration_with_proof_of_ownership_and_entity_tokens() {
         w.broker_port,
         &tmp.path().join("b2.db").display().to_string(),
     );
-    let mut text = std::fs::read_to_string(&cfg2).unwrap();
-    text.push_str(&format!(
-        "[registration]\nport = {proof_port}\nca = \"{}\"\nhosts = {{ \"sp.example.org\" = \"127.0.0.1\" }}\n",
-        ca.display()
-    ));
-    std::fs::write(&cfg2, text).unwrap();
+    add_registration(&cfg2, proof_port, &ca, false);
     let _broker2 = spawn(env!("CARGO_BIN_EXE_dame-broker"), &cfg2);
     healthy(w.broker_port, &cfg2).await;
     let r = post(
@@ -1388,12 +1395,7 @@ async fn a_deleted_entity_leaves_no_relationship_and_its_peers_roll_back() {
         });
     }
     let cfg = w.broker_config();
-    let mut text = std::fs::read_to_string(&cfg).unwrap();
-    text.push_str(&format!(
-        "[registration]\nallow_private = true\nport = {proof_port}\nca = \"{}\"\nhosts = {{ \"sp.example.org\" = \"127.0.0.1\" }}\n",
-        ca.display()
-    ));
-    std::fs::write(&cfg, text).unwrap();
+    add_registration(&cfg, proof_port, &ca, true);
     let _broker = spawn(env!("CARGO_BIN_EXE_dame-broker"), &cfg);
     healthy(w.broker_port, &cfg).await;
     w.import(&w.idp_entity(agent_port)).await;
