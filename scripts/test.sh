@@ -4,4 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# One build, run once: incremental caches would only add gigabytes to target/ (set
+# CARGO_INCREMENTAL=1 when iterating).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo test --workspace --all-features --locked
