@@ -146,6 +146,13 @@ pub struct BrokerPolicy {
     pub per_user: (f64, u32),
     /// Keys each rate limiter remembers (default 100,000).
     pub rate_keys: usize,
+    /// AuthnRequest1 IDs remembered for replay detection, per SP (default 10,000: 24 new
+    /// logins a second, sustained over the 7 minutes an ID is held) and in all (default
+    /// 200,000). An SP beyond its share is refused ([`Refusal::Capacity`]) while the others go
+    /// on: a registered SP that signs requests as fast as the rate limits let it fills only
+    /// its own share, and crowding every SP out takes the whole cap's worth of registered SPs
+    /// acting together (20 at the defaults).
+    pub max_requests1: (usize, usize),
 }
 
 impl Default for BrokerPolicy {
@@ -160,6 +167,7 @@ impl Default for BrokerPolicy {
             per_source: (1.0, 20),
             per_user: (0.1, 5),
             rate_keys: 100_000,
+            max_requests1: (10_000, 200_000),
         }
     }
 }
@@ -199,6 +207,14 @@ impl BrokerPolicy {
     #[must_use]
     pub fn with_max_flows(mut self, n: usize) -> Self {
         self.max_flows = n;
+        self
+    }
+
+    /// The policy remembering at most `per_sp` AuthnRequest1 IDs of one SP and `total` in
+    /// all (see [`BrokerPolicy::max_requests1`]).
+    #[must_use]
+    pub fn with_max_requests1(mut self, per_sp: usize, total: usize) -> Self {
+        self.max_requests1 = (per_sp, total);
         self
     }
 }
@@ -566,7 +582,7 @@ pub struct Broker {
     flows: HashMap<FlowId, Flow>,
     replay: MemoryReplayCache,
     /// AuthnRequest1 IDs accepted (per SP), until they could no longer pass the time check.
-    requests1: NonceCache,
+    requests1: Requests1,
     reports: StatusReports,
     by_source: RateLimiter,
     by_user: RateLimiter,
@@ -584,6 +600,84 @@ impl std::fmt::Debug for Broker {
             .field("registered", &self.registry.len())
             .field("relationships", &self.relationships.len())
             .finish_non_exhaustive()
+    }
+}
+
+/// The AuthnRequest1 IDs each SP had accepted, until they could no longer pass the time
+/// check (draft-poehn-dame-06 §4: AuthnRequest1 starts a flow once), in one [`NonceCache`] per
+/// SP so that one SP's volume cannot refuse another's logins: each SP has `per_sp`, all
+/// together `total`. Entries are counted as the caches change; when the total is reached,
+/// every SP's expired IDs are swept, at most once a second (the caches of SPs that went quiet
+/// hold expired IDs until then).
+#[derive(Debug, Clone)]
+struct Requests1 {
+    by_sp: HashMap<String, NonceCache>,
+    per_sp: usize,
+    total: usize,
+    held: usize,
+    next_sweep: SystemTime,
+}
+
+impl Requests1 {
+    fn new(per_sp: usize, total: usize) -> Self {
+        Requests1 {
+            by_sp: HashMap::new(),
+            per_sp: per_sp.max(1),
+            total: total.max(1),
+            held: 0,
+            next_sweep: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    /// Whether `sp` may start a flow with the AuthnRequest1 `id` at `now`.
+    fn check(&mut self, sp: &str, id: &str, now: SystemTime) -> Result<(), Refusal> {
+        if self.held >= self.total && now >= self.next_sweep {
+            let mut held = 0;
+            self.by_sp.retain(|_, c| {
+                c.sweep(now);
+                held += c.len();
+                !c.is_empty()
+            });
+            self.held = held;
+            self.next_sweep = now + Duration::from_secs(1);
+        }
+        let cache = match self.by_sp.get_mut(sp) {
+            Some(c) => c,
+            None => {
+                if self.held >= self.total {
+                    return Err(Refusal::Capacity);
+                }
+                self.by_sp
+                    .entry(sp.to_owned())
+                    .or_insert_with(|| NonceCache::new(self.per_sp))
+            }
+        };
+        let before = cache.len();
+        let checked = cache.check(id, now);
+        self.held = self.held - before + cache.len();
+        checked?;
+        if self.held >= self.total {
+            return Err(Refusal::Capacity);
+        }
+        Ok(())
+    }
+
+    /// Remembers `sp`'s `id` until `until` (after [`Self::check`] and every other check).
+    fn remember(&mut self, sp: &str, id: &str, until: SystemTime) {
+        let cache = self
+            .by_sp
+            .entry(sp.to_owned())
+            .or_insert_with(|| NonceCache::new(self.per_sp));
+        let before = cache.len();
+        cache.remember(id, until);
+        self.held = self.held - before + cache.len();
+    }
+
+    /// Forgets a removed SP's IDs.
+    fn forget(&mut self, sp: &str) {
+        if let Some(c) = self.by_sp.remove(sp) {
+            self.held -= c.len();
+        }
     }
 }
 
@@ -608,6 +702,7 @@ impl Broker {
         Ok(Broker {
             by_source: RateLimiter::new(policy.per_source.0, policy.per_source.1, policy.rate_keys),
             by_user: RateLimiter::new(policy.per_user.0, policy.per_user.1, policy.rate_keys),
+            requests1: Requests1::new(policy.max_requests1.0, policy.max_requests1.1),
             registry: Registry::new(key.clone()),
             entity,
             key,
@@ -616,7 +711,6 @@ impl Broker {
             rules: crate::conversion::RuleSet::default(),
             flows: HashMap::new(),
             replay: MemoryReplayCache::new(),
-            requests1: NonceCache::new(100_000),
             reports: StatusReports::default(),
             transmits: VecDeque::new(),
             consumed: VecDeque::new(),
@@ -914,8 +1008,7 @@ impl Broker {
             DEFAULT_MAX_AGE,
             DEFAULT_CLOCK_SKEW,
         )?;
-        let seen = format!("{sp_id}\u{0}{}", verified.request.id);
-        self.requests1.check(&seen, now)?;
+        self.requests1.check(&sp_id, &verified.request.id, now)?;
         let replay_query = replay_query(query)?;
         self.check_source(source, now)?;
         let (url, request2_id) = self.authn_request2(&idp, now, rng)?;
@@ -935,7 +1028,7 @@ impl Broker {
         };
         let until =
             verified.request.issue_instant + DEFAULT_MAX_AGE + DEFAULT_CLOCK_SKEW.saturating_mul(2);
-        self.requests1.remember(&seen, until);
+        self.requests1.remember(&sp_id, &verified.request.id, until);
         self.consume(
             format!("authn-request1 {sp_id} {}", verified.request.id),
             until,
@@ -1525,6 +1618,7 @@ impl Broker {
         let peers = self.relationships.peers_of(entity_id);
         self.relationships.remove_entity(entity_id);
         self.registry.remove(entity_id);
+        self.requests1.forget(entity_id);
         let mut n = 0;
         for peer in peers {
             if let Ok(url) = self.trigger_url(TriggerAction::Rollback, &peer, entity_id, now, rng) {
@@ -1623,4 +1717,64 @@ fn answers(xml: &[u8], request_id: &str) -> bool {
 pub fn replayed_request(query: &str) -> Result<AuthnRequest, Error> {
     let m = redirect::decode(query, crate::authenticate::MAX_AUTHN_REQUEST)?;
     Ok(AuthnRequest::parse(&m.xml)?)
+}
+
+#[cfg(test)]
+mod requests1_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::Requests1;
+    use crate::error::Refusal;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    /// One SP's volume fills its own share only; the total is a cap over all SPs, whose
+    /// expired IDs a full table sweeps; a removed SP's IDs are forgotten.
+    #[test]
+    fn each_sp_has_its_share_and_the_total_is_bounded() {
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let until = t0 + Duration::from_secs(420);
+        let mut r = Requests1::new(100, 250);
+        for i in 0..100 {
+            let id = format!("_a{i}");
+            r.check("https://evil.example/sp", &id, t0).unwrap();
+            r.remember("https://evil.example/sp", &id, until);
+        }
+        assert_eq!(
+            r.check("https://evil.example/sp", "_more", t0),
+            Err(Refusal::Capacity)
+        );
+        // Another SP still logs its users in, and replays stay refused per SP.
+        r.check("https://good.example/sp", "_a1", t0).unwrap();
+        r.remember("https://good.example/sp", "_a1", until);
+        assert_eq!(
+            r.check("https://good.example/sp", "_a1", t0),
+            Err(Refusal::Replayed)
+        );
+        // Two more SPs at their share reach the total: now nobody new gets in ...
+        for sp in ["https://evil.example/sp2", "https://evil.example/sp3"] {
+            for i in 0..100 {
+                let id = format!("_b{i}");
+                if r.check(sp, &id, t0).is_ok() {
+                    r.remember(sp, &id, until);
+                }
+            }
+        }
+        assert_eq!(r.held, 250);
+        assert_eq!(
+            r.check("https://good.example/sp", "_a2", t0),
+            Err(Refusal::Capacity)
+        );
+        // ... until the IDs expire: the next check sweeps every SP's.
+        let later = until + Duration::from_secs(1);
+        r.check("https://good.example/sp", "_a2", later).unwrap();
+        assert_eq!(r.held, 0);
+        assert!(r.by_sp.len() <= 1, "{}", r.by_sp.len());
+        // A removed SP's IDs no longer count.
+        r.remember(
+            "https://good.example/sp",
+            "_a2",
+            later + Duration::from_secs(420),
+        );
+        r.forget("https://good.example/sp");
+        assert_eq!(r.held, 0);
+    }
 }

@@ -161,17 +161,8 @@ impl NonceCache {
 
     /// Whether `nonce` can be accepted at `now` (not seen, room to remember it).
     pub(crate) fn check(&mut self, nonce: &str, now: SystemTime) -> Result<(), Refusal> {
-        if self.seen.len() >= self.sweep_at.min(self.capacity) && now >= self.earliest {
-            let mut earliest: Option<SystemTime> = None;
-            self.seen.retain(|_, until| {
-                let live = *until > now;
-                if live {
-                    earliest = Some(earliest.map_or(*until, |e| e.min(*until)));
-                }
-                live
-            });
-            self.earliest = earliest.unwrap_or(SystemTime::UNIX_EPOCH);
-            self.sweep_at = (2 * self.seen.len()).max(SWEEP_MIN);
+        if self.seen.len() >= self.sweep_at.min(self.capacity) {
+            self.sweep(now);
         }
         if self.seen.get(nonce).is_some_and(|until| *until > now) {
             return Err(Refusal::Replayed);
@@ -180,6 +171,23 @@ impl NonceCache {
             return Err(Refusal::Capacity);
         }
         Ok(())
+    }
+
+    /// Forgets the nonces expired at `now` (nothing to do before the earliest expires).
+    pub(crate) fn sweep(&mut self, now: SystemTime) {
+        if now < self.earliest {
+            return;
+        }
+        let mut earliest: Option<SystemTime> = None;
+        self.seen.retain(|_, until| {
+            let live = *until > now;
+            if live {
+                earliest = Some(earliest.map_or(*until, |e| e.min(*until)));
+            }
+            live
+        });
+        self.earliest = earliest.unwrap_or(SystemTime::UNIX_EPOCH);
+        self.sweep_at = (2 * self.seen.len()).max(SWEEP_MIN);
     }
 
     /// Remembers `nonce` until `until` (call after [`Self::check`] and every other check).

@@ -8,6 +8,7 @@ mod harness;
 use std::time::Duration;
 
 use dame_protocol::agent::{Agent, FetchOutcome, Side, TriggerStep};
+use dame_protocol::authenticate::AuthenticateRequest;
 use dame_protocol::broker::{BrokerPolicy, FlowId, UaReply};
 use dame_protocol::integration::{IntegrationTarget, MemoryTarget, loc_file, metadata_file};
 use dame_protocol::mdi::MdiStatus;
@@ -19,6 +20,7 @@ use dame_protocol::{ErrorKind, Refusal};
 use harness::*;
 use mdq_client::response::HttpResponse;
 use saml_core::dsig::SignOptions;
+use saml_core::protocol::AuthnRequest;
 use saml_metadata::model::Metadata;
 use testkit::signer::TestKey;
 
@@ -759,4 +761,55 @@ fn a_proven_update_keeps_the_policy_set_while_it_was_pending() {
         )
         .unwrap();
     assert_eq!(reg.get(IDP).unwrap().policy, deny);
+}
+
+/// A registered SP that signs AuthnRequest1 after AuthnRequest1 (each from its own address,
+/// within the rate limits) fills only its own share of the broker's replay table: the next is
+/// refused, and another SP's users still log in. Before the table was shared by all SPs (100,000
+/// IDs), so one SP filling it had every login refused for the 7 minutes an ID is held.
+#[test]
+fn one_registered_sp_cannot_fill_the_authn_request1_replay_table_for_all() {
+    const SP2: &str = "https://sp.second.example/shibboleth";
+    let mut w = World::with(
+        EntityPolicy::default(),
+        BrokerPolicy::default().with_max_requests1(20, 1_000),
+    );
+    let key2 = TestKey::rsa("sp2");
+    let sp2 = sp_entity(&key2, SP2, Some("https://sp.second.example/dame"));
+    let now = w.now;
+    w.broker
+        .registry
+        .insert(sp2, EntityPolicy::default(), now, false)
+        .unwrap();
+    for i in 0..20u32 {
+        let a1 = w.sp_authn_request1(IDP);
+        let _ = w
+            .broker
+            .handle_authenticate(
+                None,
+                query_of(&a1),
+                &format!("192.0.2.{i}"),
+                now,
+                &mut rng(),
+            )
+            .unwrap();
+    }
+    let a1 = w.sp_authn_request1(IDP);
+    assert_eq!(
+        refusal(
+            w.broker
+                .handle_authenticate(None, query_of(&a1), "192.0.2.100", now, &mut rng())
+        ),
+        Refusal::Capacity
+    );
+    let flows = w.broker.flow_count();
+    let mut req = AuthnRequest::new(saml_core::protocol::new_id(&mut rng()), SP2, now);
+    req.acs_url = Some("https://sp.second.example/Shibboleth.sso/SAML2/POST".to_owned());
+    req.protocol_binding = Some(saml_core::protocol::BINDING_HTTP_POST.into());
+    let a1 = AuthenticateRequest::url(BROKER_DAME, IDP, &req, None, &key2.signing()).unwrap();
+    let _ = w
+        .broker
+        .handle_authenticate(None, query_of(&a1), "192.0.2.101", now, &mut rng())
+        .unwrap();
+    assert_eq!(w.broker.flow_count(), flows + 1);
 }

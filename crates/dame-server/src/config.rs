@@ -351,6 +351,12 @@ pub struct BrokerConfig {
     /// this many).
     #[serde(default = "default_rate_per_source_per_minute")]
     pub rate_per_source_per_minute: u32,
+    /// AuthnRequest1 IDs one SP may have held for replay detection at once, by each instance
+    /// (default 10000; an ID is held 7 minutes, so about 24 new logins a second per SP): an SP
+    /// beyond it is refused with 503 while the other SPs go on, so one registered SP cannot
+    /// have every login refused. All SPs together: 20 times this.
+    #[serde(default = "default_max_authn_requests1_per_sp")]
+    pub max_authn_requests1_per_sp: u32,
     /// PEM: the certificate (chain) of a TLS listener (with `tls_key`; default: plain HTTP
     /// behind a TLS-terminating proxy).
     #[serde(default)]
@@ -393,6 +399,10 @@ pub struct BrokerConfig {
 }
 
 fn default_max_flows() -> u32 {
+    10_000
+}
+
+fn default_max_authn_requests1_per_sp() -> u32 {
     10_000
 }
 
@@ -515,6 +525,12 @@ impl BrokerConfig {
         if self.rate_per_source_per_minute == 0 {
             return Err(Error::config(
                 "rate_per_source_per_minute",
+                "must be positive",
+            ));
+        }
+        if self.max_authn_requests1_per_sp == 0 {
+            return Err(Error::config(
+                "max_authn_requests1_per_sp",
                 "must be positive",
             ));
         }

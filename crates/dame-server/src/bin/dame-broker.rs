@@ -48,6 +48,9 @@ CONFIGURATION (TOML; unknown keys are refused; see crates/dame-server/broker.exa
     rate_per_source_per_minute
                          discovery/authenticate requests per client address and minute,
                          counted across every instance (default 120)
+    max_authn_requests1_per_sp
+                         AuthnRequest1 IDs one SP may have held for replay detection (default
+                         10000; beyond it that SP gets 503, the other SPs go on)
 ";
 
 fn main() -> ExitCode {

@@ -220,7 +220,11 @@ impl<S: Store> BrokerService<S> {
         let per_minute = cfg.rate_per_source_per_minute;
         let policy = policy
             .clone()
-            .with_rates((f64::from(per_minute) / 60.0, per_minute), policy.per_user);
+            .with_rates((f64::from(per_minute) / 60.0, per_minute), policy.per_user)
+            .with_max_requests1(
+                cfg.max_authn_requests1_per_sp as usize,
+                (cfg.max_authn_requests1_per_sp as usize).saturating_mul(20),
+            );
         let mut core = Broker::new(me, key, policy)?;
         core.registry.loopback_http = cfg.allow_loopback_http;
         let generation = store.generation().await?;
