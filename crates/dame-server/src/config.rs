@@ -47,8 +47,11 @@ fn default_max_connections_per_address() -> u32 {
 /// slow or idle clients cannot hold its connections (slowloris).
 ///
 /// A client address is counted per IPv4 address, or per IPv6 /64 prefix. **Behind a reverse
-/// proxy** every connection comes from the proxy's address: there set
-/// `max_connections_per_address` to `max_connections` and let the proxy limit its clients.
+/// proxy** every connection comes from the proxy's address: list it in `trusted_proxies`, and
+/// the client address of each request (for the per-address rate limits, flow caps and
+/// registration requesters, and in the logs) is taken from the `X-Forwarded-For` field the
+/// proxy appends to, while the proxy's own connections count only against
+/// `max_connections` (let the proxy limit its clients' connections).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -70,6 +73,15 @@ pub struct HttpLimits {
     /// closed at once (default 64).
     #[serde(default = "default_max_connections_per_address")]
     pub max_connections_per_address: u32,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (addresses or CIDR prefixes, such
+    /// as `["127.0.0.1", "10.1.0.0/16"]`; default none). For a connection from one of them,
+    /// the client is the rightmost address of `X-Forwarded-For` that is not itself a trusted
+    /// proxy (what nginx's `real_ip_recursive` and Apache's `mod_remoteip` do); everything to
+    /// its left was written by the client and is ignored. A request from a trusted proxy
+    /// without the field is the proxy's own. Connections from anywhere else: their address,
+    /// whatever they send.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for HttpLimits {
@@ -79,6 +91,7 @@ impl Default for HttpLimits {
             request_timeout_s: default_request_timeout_s(),
             max_connections: default_max_connections(),
             max_connections_per_address: default_max_connections_per_address(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -98,7 +111,26 @@ impl HttpLimits {
                 "must be positive",
             ));
         }
+        self.proxies()?;
         Ok(())
+    }
+
+    /// `trusted_proxies`, parsed (an address is its own /32 or /128).
+    pub fn proxies(&self) -> Result<Vec<ipnet::IpNet>, Error> {
+        self.trusted_proxies
+            .iter()
+            .map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map(|n| n.trunc())
+                    .map_err(|_| {
+                        Error::config(
+                            "http.trusted_proxies",
+                            format!("{p:?} is neither an IP address nor a CIDR prefix"),
+                        )
+                    })
+            })
+            .collect()
     }
 }
 

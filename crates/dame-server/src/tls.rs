@@ -90,6 +90,8 @@ struct Gate {
     total: Arc<Semaphore>,
     per_source: Mutex<HashMap<String, u32>>,
     per_source_max: u32,
+    /// Trusted reverse proxies: their connections count against the total only.
+    proxies: Arc<[ipnet::IpNet]>,
     /// When a refusal was last logged (Unix seconds), so a flood logs one line a second.
     logged: AtomicI64,
     refused: AtomicU64,
@@ -98,29 +100,32 @@ struct Gate {
 /// One admitted connection's room.
 struct Admitted {
     gate: Arc<Gate>,
-    key: String,
+    /// The per-address count it holds (none for a trusted proxy).
+    key: Option<String>,
     _total: OwnedSemaphorePermit,
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
+        let Some(key) = &self.key else { return };
         let mut m = self
             .gate
             .per_source
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = m.get_mut(&self.key) {
+        if let Some(n) = m.get_mut(key) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                m.remove(&self.key);
+                m.remove(key);
             }
         }
     }
 }
 
 impl Gate {
-    fn new(limits: &HttpLimits) -> Self {
+    fn new(limits: &HttpLimits, proxies: Arc<[ipnet::IpNet]>) -> Self {
         Gate {
+            proxies,
             total: Arc::new(Semaphore::new(limits.max_connections as usize)),
             per_source: Mutex::new(HashMap::new()),
             per_source_max: limits.max_connections_per_address,
@@ -136,6 +141,13 @@ impl Gate {
             .clone()
             .try_acquire_owned()
             .map_err(|_| "max_connections")?;
+        if trusted(&self.proxies, ip) {
+            return Ok(Admitted {
+                gate: self.clone(),
+                key: None,
+                _total: total,
+            });
+        }
         let key = crate::source_key(ip);
         let mut m = self.per_source.lock().unwrap_or_else(|p| p.into_inner());
         let n = m.entry(key.clone()).or_insert(0);
@@ -146,7 +158,7 @@ impl Gate {
         drop(m);
         Ok(Admitted {
             gate: self.clone(),
-            key,
+            key: Some(key),
             _total: total,
         })
     }
@@ -176,6 +188,55 @@ struct Conn {
     router: Router,
     request_timeout: Duration,
     stop: tokio::sync::watch::Receiver<bool>,
+    proxies: Arc<[ipnet::IpNet]>,
+}
+
+/// Whether `ip` is one of the trusted proxies (an IPv4-mapped IPv6 address as its IPv4).
+fn trusted(proxies: &[ipnet::IpNet], ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    proxies.iter().any(|n| n.contains(&ip))
+}
+
+/// The client a request from `peer` is for: `peer` itself, unless it is a trusted proxy; then
+/// the rightmost address of the `X-Forwarded-For` fields (all of them, in order) that is not a
+/// trusted proxy, as each proxy appends the address it received the request from. Entries
+/// left of it were written by the client or earlier hops nobody vouches for. When every entry
+/// is a trusted proxy the leftmost is taken; without a usable entry, the proxy's own address.
+fn client_of(
+    proxies: &[ipnet::IpNet],
+    peer: SocketAddr,
+    headers: &axum::http::HeaderMap,
+) -> SocketAddr {
+    if proxies.is_empty() || !trusted(proxies, peer.ip()) {
+        return peer;
+    }
+    let mut client = None;
+    let fields: Vec<&[u8]> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    'fields: for field in fields.iter().rev() {
+        let Ok(text) = std::str::from_utf8(field) else {
+            break;
+        };
+        for entry in text.rsplit(',') {
+            let entry = entry.trim();
+            let Some(ip) = entry
+                .parse::<IpAddr>()
+                .ok()
+                .or_else(|| entry.parse::<SocketAddr>().ok().map(|s| s.ip()))
+            else {
+                break 'fields;
+            };
+            let ip = ip.to_canonical();
+            client = Some(ip);
+            if !trusted(proxies, ip) {
+                break 'fields;
+            }
+        }
+    }
+    client.map_or(peer, |ip| SocketAddr::new(ip, 0))
 }
 
 impl Conn {
@@ -186,8 +247,10 @@ impl Conn {
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let (router, limit) = (self.router.clone(), self.request_timeout);
+        let proxies = self.proxies.clone();
         let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
+            let client = client_of(&proxies, peer, req.headers());
+            req.extensions_mut().insert(ConnectInfo(client));
             // The whole request, its body included (extractors read it inside the router's
             // future), within the limit.
             let answer = router.clone().call(req);
@@ -244,7 +307,8 @@ pub(crate) async fn serve(
         what: format!("listen on {listen}"),
         source: e,
     })?;
-    let gate = Arc::new(Gate::new(limits));
+    let proxies: Arc<[ipnet::IpNet]> = limits.proxies()?.into();
+    let gate = Arc::new(Gate::new(limits, proxies.clone()));
     let acc = tls.map(Arc::new);
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -256,6 +320,7 @@ pub(crate) async fn serve(
         router,
         request_timeout: Duration::from_secs(limits.request_timeout_s),
         stop: stop_rx,
+        proxies,
     };
     tokio::pin!(shutdown);
     loop {
@@ -318,4 +383,56 @@ pub(crate) async fn serve(
     let _ = stop_tx.send(true);
     stop_tx.closed().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::client_of;
+    use axum::http::{HeaderMap, HeaderValue};
+    use std::net::SocketAddr;
+
+    fn client(proxies: &[&str], peer: &str, xff: &[&str]) -> String {
+        let nets: Vec<ipnet::IpNet> = proxies.iter().map(|p| p.parse().unwrap()).collect();
+        let mut h = HeaderMap::new();
+        for v in xff {
+            h.append("x-forwarded-for", HeaderValue::from_str(v).unwrap());
+        }
+        let peer: SocketAddr = peer.parse().unwrap();
+        client_of(&nets, peer, &h).ip().to_string()
+    }
+
+    /// The rightmost untrusted entry, across repeated fields; the peer when it is not a
+    /// trusted proxy or nothing usable was forwarded.
+    #[test]
+    fn the_client_is_the_rightmost_address_no_trusted_proxy_vouches_beyond() {
+        let p = ["10.0.0.1/32", "10.9.0.0/16"];
+        assert_eq!(client(&p, "10.0.0.1:5", &["192.0.2.1"]), "192.0.2.1");
+        assert_eq!(
+            client(&p, "10.0.0.1:5", &["6.6.6.6, 192.0.2.1"]),
+            "192.0.2.1"
+        );
+        assert_eq!(
+            client(&p, "10.0.0.1:5", &["6.6.6.6", "192.0.2.1, 10.9.1.1"]),
+            "192.0.2.1"
+        );
+        assert_eq!(
+            client(&p, "10.0.0.1:5", &["[2001:db8::1]:443"]),
+            "2001:db8::1"
+        );
+        assert_eq!(client(&p, "10.0.0.1:5", &["::ffff:192.0.2.9"]), "192.0.2.9");
+        // Only proxies forwarded: the leftmost of them.
+        assert_eq!(
+            client(&p, "10.0.0.1:5", &["10.9.0.2, 10.9.0.3"]),
+            "10.9.0.2"
+        );
+        // Garbage stops the walk: the last trusted hop, or the peer itself.
+        assert_eq!(client(&p, "10.0.0.1:5", &["junk"]), "10.0.0.1");
+        assert_eq!(client(&p, "10.0.0.1:5", &["192.0.2.1, junk"]), "10.0.0.1");
+        assert_eq!(client(&p, "10.0.0.1:5", &["junk, 10.9.0.4"]), "10.9.0.4");
+        assert_eq!(client(&p, "10.0.0.1:5", &[]), "10.0.0.1");
+        // Not a proxy: its own address, whatever it sends.
+        assert_eq!(client(&p, "192.0.2.50:5", &["198.51.100.1"]), "192.0.2.50");
+        assert_eq!(client(&[], "10.0.0.1:5", &["198.51.100.1"]), "10.0.0.1");
+    }
 }

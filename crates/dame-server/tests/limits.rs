@@ -522,3 +522,96 @@ async fn audit_rows_beyond_the_retention_are_deleted_postgres() {
     })
     .await;
 }
+
+/// Behind a reverse proxy listed in `[http] trusted_proxies`, each client has its own
+/// per-address limits, taken from the rightmost `X-Forwarded-For` entry the proxy appended
+/// (entries a client writes itself, to the left, change nothing); the proxy's own
+/// connections are not held to the per-address connection cap; and `X-Forwarded-For` from any
+/// other address is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_each_client_has_its_own_limits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = config(
+        tmp.path(),
+        port,
+        "rate_per_source_per_minute = 3\n[http]\nmax_connections_per_address = 2\n\
+         trusted_proxies = [\"127.0.4.9\", \"10.20.0.0/16\"]\n",
+    );
+    let _b = spawn(env!("CARGO_BIN_EXE_dame-broker"), &cfg);
+    healthy(port, &cfg).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let admin = reqwest::Client::new();
+    for e in [sp_entity(), idp_entity()] {
+        let r = admin
+            .post(format!("{base}/admin/entities"))
+            .bearer_auth(TOKEN)
+            .body(e.to_xml().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let ds = DiscoveryRequest::new(SP, Some(SP_DS)).to_query();
+    let url = format!("{base}/ds?{ds}");
+    let statuses = async |from: Ipv4Addr, xffs: &[&str]| {
+        let c = client_from(from);
+        let mut out = Vec::new();
+        for xff in xffs {
+            let s = c
+                .get(&url)
+                .header("x-forwarded-for", *xff)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16();
+            out.push(s);
+        }
+        out
+    };
+    let proxy = Ipv4Addr::new(127, 0, 4, 9);
+    // One client through the proxy: three a minute, then 429, whatever it writes to the left
+    // of what the proxy appended (a second proxy hop of the trusted range is skipped).
+    assert_eq!(
+        statuses(
+            proxy,
+            &[
+                "198.51.100.1",
+                "192.0.2.7, 198.51.100.1",
+                "198.51.100.1, 10.20.3.4",
+                "203.0.113.99, 198.51.100.1"
+            ]
+        )
+        .await,
+        [200, 200, 200, 429]
+    );
+    // Another client through the same proxy has its own three.
+    assert_eq!(
+        statuses(proxy, &["198.51.100.2", "198.51.100.2", "198.51.100.2"]).await,
+        [200, 200, 200]
+    );
+    // A client that is not a proxy cannot pose as many.
+    assert_eq!(
+        statuses(
+            Ipv4Addr::new(127, 0, 4, 10),
+            &[
+                "198.51.100.3",
+                "198.51.100.4",
+                "198.51.100.5",
+                "198.51.100.6"
+            ]
+        )
+        .await,
+        [200, 200, 200, 429]
+    );
+    // The proxy holds more connections than one address may.
+    tokio::task::spawn_blocking(move || {
+        let held: Vec<TcpStream> = (0..3).map(|_| connect_from(proxy, port)).collect();
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(health_from(proxy, port).as_deref(), Some("HTTP/1.1 200 OK"));
+        drop(held);
+    })
+    .await
+    .unwrap();
+}

@@ -43,8 +43,10 @@ CONFIGURATION (TOML; unknown keys are refused; see crates/dame-server/broker.exa
                          allow_private (false), port (443), ca, hosts (tests only)
     [http]               the listener's limits: header_read_timeout_s (10), request_timeout_s
                          (30, the body included), max_connections (512),
-                         max_connections_per_address (64; an IPv6 /64 counts as one address;
-                         behind a proxy set it to max_connections)
+                         max_connections_per_address (64; an IPv6 /64 counts as one address),
+                         trusted_proxies (none: addresses or CIDR prefixes whose
+                         X-Forwarded-For gives the client address; their connections count
+                         against max_connections only)
     rate_per_source_per_minute
                          discovery/authenticate requests per client address and minute,
                          counted across every instance (default 120)
