@@ -62,7 +62,9 @@ pub struct HttpLimits {
     #[serde(default = "default_header_read_timeout_s")]
     pub header_read_timeout_s: u64,
     /// A whole request, its body included, must be read and answered within this many
-    /// seconds, else it is answered 408 and the connection closed (default 30).
+    /// seconds, else it is answered 408 and the connection closed (default 30). An answer
+    /// the client stops reading closes the connection when no byte of it could be sent for
+    /// this long.
     #[serde(default = "default_request_timeout_s")]
     pub request_timeout_s: u64,
     /// Connections open at once (TLS handshakes included); one beyond it is closed at once

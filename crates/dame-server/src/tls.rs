@@ -2,8 +2,9 @@
 //! with the system's OpenSSL (through native-tls; TLS 1.2 at least), and the HTTP clients'
 //! extra trust anchors. Both serve HTTP/1.1 with hyper within the `[http]` limits
 //! ([`HttpLimits`]): connections in all and per client address (one beyond is closed at once,
-//! before any handshake), a header read timeout (also for idle keep-alive connections) and a
-//! timeout over each whole request, its body included. A TLS handshake runs in its own task
+//! before any handshake), a header read timeout (also for idle keep-alive connections), a
+//! timeout over each whole request, its body included, and the same timeout on an answer the
+//! client does not read. A TLS handshake runs in its own task
 //! with a 10 s limit, so a slow or silent client never holds up the accept loop; at most 512
 //! run at once.
 
@@ -262,9 +263,10 @@ impl Conn {
                 })
             }
         });
-        let conn = self
-            .http
-            .serve_connection(hyper_util::rt::TokioIo::new(io), svc);
+        let conn = self.http.serve_connection(
+            hyper_util::rt::TokioIo::new(WriteDeadline::new(io, self.request_timeout)),
+            svc,
+        );
         tokio::pin!(conn);
         let mut stopping = false;
         loop {
@@ -276,6 +278,109 @@ impl Conn {
                 }
             }
         }
+    }
+}
+
+/// A connection's IO whose writes must make progress: a write or flush that has waited
+/// `limit` for the client to read (its receive window full) fails with `TimedOut`, which
+/// closes the connection. Without it a client that asks for a large answer, or pipelines many
+/// requests, and never reads held its connection (and its share of `max_connections`) for as
+/// long as it liked: the request timeout covers producing an answer, not sending it. Reads are
+/// bounded by the header read timeout.
+struct WriteDeadline<I> {
+    io: I,
+    limit: Duration,
+    /// Armed when a write waits, disarmed by any progress.
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<I> WriteDeadline<I> {
+    fn new(io: I, limit: Duration) -> Self {
+        WriteDeadline {
+            io,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// After the inner write answered `r`: progress disarms the deadline, waiting arms it
+    /// (once) and fails when it has passed.
+    fn deadline<T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        r: std::task::Poll<std::io::Result<T>>,
+    ) -> std::task::Poll<std::io::Result<T>> {
+        use std::future::Future as _;
+        use std::task::Poll;
+        if r.is_ready() {
+            self.stalled = None;
+            return r;
+        }
+        let limit = self.limit;
+        let sleep = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client read nothing within the request timeout",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<I: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WriteDeadline<I> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<I: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteDeadline<I> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let r = std::pin::Pin::new(&mut this.io).poll_write(cx, buf);
+        this.deadline(cx, r)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let r = std::pin::Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.deadline(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let r = std::pin::Pin::new(&mut this.io).poll_flush(cx);
+        this.deadline(cx, r)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let r = std::pin::Pin::new(&mut this.io).poll_shutdown(cx);
+        this.deadline(cx, r)
     }
 }
 

@@ -615,3 +615,67 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_limits() {
     .await
     .unwrap();
 }
+
+/// A client that pipelines requests and never reads the answers holds its connection only
+/// until no byte could be sent for the request timeout: then the connection is closed and
+/// its address may connect again (one connection per address here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_its_answers_is_cut_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = config(
+        tmp.path(),
+        port,
+        "[http]\nrequest_timeout_s = 2\nmax_connections_per_address = 1\n",
+    );
+    let _b = spawn(env!("CARGO_BIN_EXE_dame-broker"), &cfg);
+    healthy(port, &cfg).await;
+    tokio::task::spawn_blocking(move || {
+        let from = Ipv4Addr::new(127, 0, 6, 1);
+        let mut s = connect_from(from, port);
+        s.set_nonblocking(true).unwrap();
+        // Requests for the broker's signed metadata (a few KiB each), until the broker stops
+        // reading them because its answers fill both sockets' buffers.
+        let req = b"GET /metadata HTTP/1.1\r\nHost: x\r\n\r\n";
+        let started = Instant::now();
+        let mut sent = 0usize;
+        let mut blocked_since: Option<Instant> = None;
+        while started.elapsed() < Duration::from_secs(30) {
+            match s.write(req) {
+                Ok(n) => {
+                    sent += n;
+                    blocked_since = None;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    let since = *blocked_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > Duration::from_millis(500) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("closed while sending ({sent} bytes): {e}"),
+            }
+        }
+        assert!(
+            blocked_since.is_some(),
+            "the broker read {sent} bytes of requests"
+        );
+        // The address's one connection is held: another is closed at once ...
+        assert_eq!(health_from(from, port), None);
+        // ... until the broker gives up on the unread answers.
+        let cut = Instant::now();
+        loop {
+            std::thread::sleep(Duration::from_millis(250));
+            if health_from(from, port).as_deref() == Some("HTTP/1.1 200 OK") {
+                break;
+            }
+            assert!(
+                cut.elapsed() < Duration::from_secs(20),
+                "a connection whose answers are never read is still held"
+            );
+        }
+        drop(s);
+    })
+    .await
+    .unwrap();
+}
