@@ -291,6 +291,21 @@ fn idp_entity() -> EntityDescriptor {
         .unwrap()
 }
 
+/// Imports the SP and the IdP through the operator API of the broker at `base`.
+async fn import_sp_and_idp(base: &str) {
+    let admin = reqwest::Client::new();
+    for e in [sp_entity(), idp_entity()] {
+        let r = admin
+            .post(format!("{base}/admin/entities"))
+            .bearer_auth(TOKEN)
+            .body(e.to_xml().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+}
+
 /// A client whose connections come from `from`, without cookies kept.
 fn client_from(from: Ipv4Addr) -> reqwest::Client {
     reqwest::Client::builder()
@@ -318,17 +333,7 @@ async fn crowding(dir: &Path, database: Option<&str>, flows: impl AsyncFn() -> i
     let _b = spawn(env!("CARGO_BIN_EXE_dame-broker"), &cfg);
     healthy(port, &cfg).await;
     let base = format!("http://127.0.0.1:{port}");
-    let admin = reqwest::Client::new();
-    for e in [sp_entity(), idp_entity()] {
-        let r = admin
-            .post(format!("{base}/admin/entities"))
-            .bearer_auth(TOKEN)
-            .body(e.to_xml().unwrap())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-    }
+    import_sp_and_idp(&base).await;
     let ds = DiscoveryRequest::new(SP, Some(SP_DS)).to_query();
     // 20 addresses, 10 discovery requests each: five times the flow cap.
     let mut refused = 0;
@@ -541,17 +546,7 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_limits() {
     let _b = spawn(env!("CARGO_BIN_EXE_dame-broker"), &cfg);
     healthy(port, &cfg).await;
     let base = format!("http://127.0.0.1:{port}");
-    let admin = reqwest::Client::new();
-    for e in [sp_entity(), idp_entity()] {
-        let r = admin
-            .post(format!("{base}/admin/entities"))
-            .bearer_auth(TOKEN)
-            .body(e.to_xml().unwrap())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-    }
+    import_sp_and_idp(&base).await;
     let ds = DiscoveryRequest::new(SP, Some(SP_DS)).to_query();
     let url = format!("{base}/ds?{ds}");
     let statuses = async |from: Ipv4Addr, xffs: &[&str]| {
