@@ -212,13 +212,8 @@ fn client_of(
         return peer;
     }
     let mut client = None;
-    let fields: Vec<&[u8]> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .map(HeaderValue::as_bytes)
-        .collect();
-    'fields: for field in fields.iter().rev() {
-        let Ok(text) = std::str::from_utf8(field) else {
+    'fields: for field in headers.get_all("x-forwarded-for").iter().rev() {
+        let Ok(text) = std::str::from_utf8(field.as_bytes()) else {
             break;
         };
         for entry in text.rsplit(',') {
