@@ -17,7 +17,8 @@ use crate::error::{Error, Refusal};
 use crate::mdq_service::{DocumentSource, SignedDocument};
 use crate::policy::PeerPolicy;
 
-/// Most entities one registry holds (bounded memory: registration beyond it is refused).
+/// Most entities one registry holds by default ([`Registry::max_entities`]; bounded memory:
+/// registration beyond it is refused).
 pub const MAX_ENTITIES: usize = 100_000;
 
 /// What a provider chose, or its operator configured, for DAME.
@@ -212,6 +213,9 @@ pub struct Registry {
     pub validity: Duration,
     /// Admit `http://` endpoints on loopback addresses (tests on one host; default false).
     pub loopback_http: bool,
+    /// Most entities held (default [`MAX_ENTITIES`]): a new one beyond it is refused
+    /// ([`Refusal::Capacity`]); updates of registered ones go on.
+    pub max_entities: usize,
     entities: HashMap<String, Registered>,
     by_sha1: HashMap<String, String>,
 }
@@ -224,6 +228,7 @@ impl Registry {
             key,
             validity: Duration::from_secs(7 * 86400),
             loopback_http: false,
+            max_entities: MAX_ENTITIES,
             entities: HashMap::new(),
             by_sha1: HashMap::new(),
         }
@@ -261,7 +266,7 @@ impl Registry {
     /// Registers (or, with `replace`, updates) `entity` with `policy` at `now` after
     /// [`validate`]; the published document is signed here. A second registration of the same
     /// entityID without `replace` is refused ([`Refusal::Duplicate`]), so is one beyond
-    /// [`MAX_ENTITIES`]. Nothing changes on error.
+    /// [`Registry::max_entities`]. Nothing changes on error.
     pub fn insert(
         &mut self,
         entity: EntityDescriptor,
@@ -270,13 +275,7 @@ impl Registry {
         replace: bool,
     ) -> Result<&Registered, Error> {
         validate_with(&entity, self.loopback_http)?;
-        let exists = self.entities.contains_key(&entity.entity_id);
-        if exists && !replace {
-            return Err(Refusal::Duplicate.into());
-        }
-        if !exists && self.entities.len() >= MAX_ENTITIES {
-            return Err(Refusal::Capacity.into());
-        }
+        self.admits(&entity.entity_id, replace)?;
         let mut published = entity.clone();
         published.valid_until = Some(now + self.validity);
         published.id = Some(format!("_{}", sha1_hex(&entity.entity_id)));
@@ -296,6 +295,20 @@ impl Registry {
         self.entities
             .get(&id)
             .ok_or_else(|| Error::malformed("registry", "entry vanished"))
+    }
+
+    /// Whether [`Registry::insert`] has room for `entity_id` (with `replace`, an update of a
+    /// registered one): [`Refusal::Duplicate`] or [`Refusal::Capacity`] if not. What a caller
+    /// that must store an entity elsewhere first asks before it does.
+    pub fn admits(&self, entity_id: &str, replace: bool) -> Result<(), Error> {
+        let exists = self.entities.contains_key(entity_id);
+        if exists && !replace {
+            return Err(Refusal::Duplicate.into());
+        }
+        if !exists && self.entities.len() >= self.max_entities {
+            return Err(Refusal::Capacity.into());
+        }
+        Ok(())
     }
 
     /// Changes the policy of a registered entity (the document stays).

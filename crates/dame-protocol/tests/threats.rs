@@ -813,3 +813,35 @@ fn one_registered_sp_cannot_fill_the_authn_request1_replay_table_for_all() {
         .unwrap();
     assert_eq!(w.broker.flow_count(), flows + 1);
 }
+
+/// The registry's bound ([`Registry::max_entities`]): a new entity beyond it is refused with
+/// nothing changed, an update of a registered one goes on, and `admits` says so beforehand
+/// (what a service that stores the entity first asks).
+#[test]
+fn a_full_registry_refuses_new_entities_and_still_takes_updates() {
+    let mut w = World::new();
+    let now = w.now;
+    let held = w.broker.registry.entity_ids().count();
+    w.broker.registry.max_entities = held;
+    let mut other = w.idp.entity.clone();
+    other.entity_id = "https://idp2.example.net/idp".into();
+    let refused = w.broker.registry.admits(&other.entity_id, true);
+    assert_eq!(refused.unwrap_err().refusal(), Some(Refusal::Capacity));
+    let refused = w
+        .broker
+        .update_entity(other, EntityPolicy::default(), now, &mut rng());
+    assert_eq!(refused.unwrap_err().refusal(), Some(Refusal::Capacity));
+    assert_eq!(w.broker.registry.entity_ids().count(), held);
+    assert!(
+        w.broker
+            .registry
+            .get("https://idp2.example.net/idp")
+            .is_none()
+    );
+    w.broker.registry.admits(IDP, true).unwrap();
+    let idp = w.idp.entity.clone();
+    w.broker
+        .update_entity(idp, EntityPolicy::default(), now, &mut rng())
+        .unwrap();
+    assert_eq!(w.broker.registry.entity_ids().count(), held);
+}

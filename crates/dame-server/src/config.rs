@@ -391,6 +391,11 @@ pub struct BrokerConfig {
     /// have every login refused. All SPs together: 20 times this.
     #[serde(default = "default_max_authn_requests1_per_sp")]
     pub max_authn_requests1_per_sp: u32,
+    /// Most entities registered (default 100000, the registry's bound): an import or
+    /// registration of a new entity beyond it is refused with 503 and not stored; updates of
+    /// registered entities go on.
+    #[serde(default = "default_max_entities")]
+    pub max_entities: u32,
     /// PEM: the certificate (chain) of a TLS listener (with `tls_key`; default: plain HTTP
     /// behind a TLS-terminating proxy).
     #[serde(default)]
@@ -438,6 +443,10 @@ fn default_max_flows() -> u32 {
 
 fn default_max_authn_requests1_per_sp() -> u32 {
     10_000
+}
+
+fn default_max_entities() -> u32 {
+    dame_protocol::registry::MAX_ENTITIES as u32
 }
 
 fn default_max_pending_flows_per_address() -> u32 {
@@ -567,6 +576,9 @@ impl BrokerConfig {
                 "max_authn_requests1_per_sp",
                 "must be positive",
             ));
+        }
+        if self.max_entities == 0 {
+            return Err(Error::config("max_entities", "must be positive"));
         }
         if !matches!(self.trigger_order.as_str(), "idp-first" | "both") {
             return Err(Error::config("trigger_order", "idp-first or both"));

@@ -136,6 +136,11 @@ pub trait Store: Send + Sync + 'static {
     fn shared(&self) -> bool;
     /// Every registered entity.
     fn entities(&self) -> impl Future<Output = Result<Vec<StoredEntity>, Error>> + Send;
+    /// One registered entity, if stored.
+    fn entity(
+        &self,
+        entity_id: &str,
+    ) -> impl Future<Output = Result<Option<StoredEntity>, Error>> + Send;
     /// Registers or replaces an entity (and bumps the registry generation).
     fn put_entity(&self, e: &StoredEntity) -> impl Future<Output = Result<(), Error>> + Send;
     /// Removes an entity, its relationships and its tokens (and bumps both generations).
@@ -230,6 +235,24 @@ macro_rules! store_impl {
                         })
                     })
                     .collect()
+            }
+
+            async fn entity(&self, entity_id: &str) -> Result<Option<StoredEntity>, Error> {
+                let w = |e| db("entity", e);
+                let row =
+                    sqlx::query("SELECT entity_id, xml, policy FROM entities WHERE entity_id = $1")
+                        .bind(entity_id)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(w)?;
+                row.map(|r| {
+                    Ok(StoredEntity {
+                        entity_id: r.try_get(0).map_err(w)?,
+                        xml: r.try_get(1).map_err(w)?,
+                        policy: r.try_get(2).map_err(w)?,
+                    })
+                })
+                .transpose()
             }
 
             async fn put_entity(&self, e: &StoredEntity) -> Result<(), Error> {

@@ -674,3 +674,89 @@ async fn a_client_that_never_reads_its_answers_is_cut_off() {
     .await
     .unwrap();
 }
+
+/// `max_entities`: operator imports of new entities beyond it, sent at once, are refused
+/// with 503 and leave nothing in the store (which held them before: a refused import was
+/// stored first and stayed, to be loaded at the next start, which then failed); an update
+/// of a registered entity goes on; and the broker starts again from its store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_beyond_max_entities_are_refused_and_not_stored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = config(tmp.path(), port, "max_entities = 3\n");
+    let mut broker = spawn(env!("CARGO_BIN_EXE_dame-broker"), &cfg);
+    healthy(port, &cfg).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let sp = |i: usize| {
+        let host = format!("sp{i}.example.org");
+        EntityDescriptor::builder(&format!("https://{host}/shibboleth"))
+            .sp(SpSso::builder()
+                .signing_certificate(TestKey::rsa("sp").cert_der())
+                .acs(
+                    Binding::HttpPost,
+                    &format!("https://{host}/Shibboleth.sso/SAML2/POST"),
+                ))
+            .dame_sync_location(&format!("https://{host}/dame"))
+            .build()
+            .unwrap()
+    };
+    let admin = reqwest::Client::new();
+    let import = |e: EntityDescriptor| {
+        let admin = admin.clone();
+        let url = format!("{base}/admin/entities");
+        async move {
+            let r = admin
+                .post(url)
+                .bearer_auth(TOKEN)
+                .body(e.to_xml().unwrap())
+                .send()
+                .await
+                .unwrap();
+            (e.entity_id, r.status().as_u16())
+        }
+    };
+    let mut sent = tokio::task::JoinSet::new();
+    for i in 0..12 {
+        sent.spawn(import(sp(i)));
+    }
+    let answers = sent.join_all().await;
+    let mut accepted: Vec<String> = answers
+        .iter()
+        .filter(|(_, s)| *s == 200)
+        .map(|(id, _)| id.clone())
+        .collect();
+    accepted.sort();
+    assert_eq!(accepted.len(), 3, "{answers:?}");
+    assert!(
+        answers.iter().all(|(_, s)| *s == 200 || *s == 503),
+        "{answers:?}"
+    );
+    let db = tmp.path().join("broker.db");
+    let stored = || async {
+        let store = dame_server::store::SqliteStore::open(&db).await.unwrap();
+        use dame_server::store::Store as _;
+        let ids: Vec<String> = store
+            .entities()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.entity_id)
+            .collect();
+        ids
+    };
+    assert_eq!(stored().await, accepted);
+    // An update of a registered entity is not a new one.
+    let first = accepted[0].clone();
+    let i: usize = first["https://sp".len()..first.find('.').unwrap()]
+        .parse()
+        .unwrap();
+    assert_eq!(import(sp(i)).await.1, 200);
+    assert_eq!(import(sp(12)).await.1, 503);
+    assert_eq!(stored().await, accepted);
+    // The store is what the broker starts from.
+    drop(broker);
+    broker = spawn(env!("CARGO_BIN_EXE_dame-broker"), &cfg);
+    healthy(port, &cfg).await;
+    assert_eq!(import(sp(13)).await.1, 503);
+    drop(broker);
+}

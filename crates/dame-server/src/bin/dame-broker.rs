@@ -53,6 +53,8 @@ CONFIGURATION (TOML; unknown keys are refused; see crates/dame-server/broker.exa
     max_authn_requests1_per_sp
                          AuthnRequest1 IDs one SP may have held for replay detection (default
                          10000; beyond it that SP gets 503, the other SPs go on)
+    max_entities         entities registered at most (default 100000; a new one beyond it is
+                         refused with 503, updates go on)
 ";
 
 fn main() -> ExitCode {

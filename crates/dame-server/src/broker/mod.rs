@@ -227,6 +227,7 @@ impl<S: Store> BrokerService<S> {
             );
         let mut core = Broker::new(me, key, policy)?;
         core.registry.loopback_http = cfg.allow_loopback_http;
+        core.registry.max_entities = cfg.max_entities as usize;
         let generation = store.generation().await?;
         let mut digests = HashMap::new();
         if let Some((id, why)) = load_entities(&mut core, &mut digests, store.entities().await?)
@@ -1196,11 +1197,21 @@ async fn admin_entity<S: Store>(
             xml,
             policy: policy_json,
         };
-        // Checked by the core first; stored before the re-download triggers go out.
-        let loopback = svc.core().registry.loopback_http;
-        if let Err(e) = dame_protocol::registry::validate_with(&entity, loopback) {
+        // Checked by the core first (the metadata, and room for a new entity); stored before
+        // the re-download triggers go out; and if the core refuses it after all (its room
+        // taken meanwhile), the store is given back what it held before.
+        let checked = {
+            let core = svc.core();
+            dame_protocol::registry::validate_with(&entity, core.registry.loopback_http)
+                .and_then(|()| core.registry.admits(&id, true))
+        };
+        if let Err(e) = checked {
             return error_response(&e);
         }
+        let previous = match svc.store.entity(&id).await {
+            Ok(p) => p,
+            Err(e) => return store_error(&e),
+        };
         if let Err(e) = svc.store.put_entity(&stored).await {
             return store_error(&e);
         }
@@ -1209,6 +1220,19 @@ async fn admin_entity<S: Store>(
                 core.update_entity(entity, policy, now, &mut openssl_random)
             })
             .await;
+        if let Ok(Err(_)) = &r {
+            let restored = match &previous {
+                Some(p) => svc.store.put_entity(p).await,
+                None => svc.store.delete_entity(&id).await,
+            };
+            if let Err(e) = restored {
+                log(&[
+                    ("event", "store-error".into()),
+                    ("entity", id.clone()),
+                    ("error", format!("refused import not taken back: {e}")),
+                ]);
+            }
+        }
         match r {
             Ok(Ok(n)) => {
                 log(&[("event", "entity-imported".into()), ("entity", id.clone())]);
