@@ -416,6 +416,29 @@ impl<S: Store> BrokerService<S> {
         (changes, (out, transmits, events, changed))
     }
 
+    /// Makes `entity_id` in the core what the store holds again, after a change that reached
+    /// the core but not the store (a registration, update or deletion whose store write
+    /// failed): reloaded now if the store answers, else by the next refresh (every second),
+    /// which this marks as due. The store is the record, so a failed write leaves nothing of
+    /// the change behind.
+    async fn resync(&self, entity_id: &str) {
+        self.digests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(entity_id);
+        self.generation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .registry = i64::MIN;
+        if let Err(e) = self.refresh().await {
+            log(&[
+                ("event", "store-error".into()),
+                ("entity", entity_id.to_owned()),
+                ("error", format!("resync deferred: {e}")),
+            ]);
+        }
+    }
+
     /// Reloads what another instance changed: the registry and rules when the store's
     /// registry generation moved, the relationships when theirs did.
     async fn refresh(&self) -> Result<(), Error> {
@@ -1365,4 +1388,102 @@ pub async fn run<S: Store>(
         }
     });
     crate::tls::serve(listen, tls, &svc.cfg.http, svc.router(), shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::store::SqliteStore;
+    use saml_metadata::model::SpSso;
+    use testkit::signer::TestKey;
+
+    const SP: &str = "https://sp.example.org/shibboleth";
+
+    async fn service(dir: &std::path::Path) -> Arc<BrokerService<SqliteStore>> {
+        let (k, c) = TestKey::rsa("broker").write_pem(dir, "broker");
+        let token = dir.join("admin.token");
+        std::fs::write(&token, "0123456789abcdef0123456789abcdef-operator").unwrap();
+        let cfg = dir.join("broker.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "entity_id = \"https://broker.example.com/sp\"\n\
+                 public_url = \"https://broker.example.com\"\n\
+                 listen = \"127.0.0.1:0\"\n\
+                 key = \"{}\"\ncertificate = \"{}\"\n\
+                 database = \"{}\"\nadmin_token_file = \"{}\"\n",
+                k.display(),
+                c.display(),
+                dir.join("broker.db").display(),
+                token.display()
+            ),
+        )
+        .unwrap();
+        let cfg = BrokerConfig::load(&cfg).unwrap();
+        let store = SqliteStore::open(&dir.join("broker.db")).await.unwrap();
+        BrokerService::new(cfg, store).await.unwrap()
+    }
+
+    fn sp(acs: &str) -> EntityDescriptor {
+        EntityDescriptor::builder(SP)
+            .sp(SpSso::builder()
+                .signing_certificate(TestKey::rsa("sp").cert_der())
+                .acs(Binding::HttpPost, acs))
+            .dame_sync_location("https://sp.example.org/dame")
+            .build()
+            .unwrap()
+    }
+
+    fn acs_in_core(svc: &BrokerService<SqliteStore>) -> Option<String> {
+        let core = svc.core();
+        let r = core.registry.get(SP)?;
+        Some(
+            r.entity.sp()?.assertion_consumer[0]
+                .endpoint
+                .location
+                .to_string(),
+        )
+    }
+
+    /// A registration, update or deletion that reached the core but whose store write failed
+    /// leaves nothing behind: `resync` makes the core what the store holds.
+    #[tokio::test]
+    async fn a_change_the_store_did_not_take_is_undone_in_the_core() {
+        let tmp = tempfile::tempdir().unwrap();
+        let svc = service(tmp.path()).await;
+        let now = SystemTime::now();
+        let old = "https://sp.example.org/old/acs";
+        let new = "https://sp.example.org/new/acs";
+        // Registered in the core only: gone again.
+        svc.core()
+            .registry
+            .insert(sp(old), EntityPolicy::default(), now, true)
+            .unwrap();
+        svc.resync(SP).await;
+        assert_eq!(acs_in_core(&svc), None);
+        // Stored and loaded, then updated in the core only: the stored version again.
+        svc.store
+            .put_entity(&StoredEntity {
+                entity_id: SP.into(),
+                xml: sp(old).to_xml().unwrap(),
+                policy: serde_json::to_string(&EntityPolicy::default()).unwrap(),
+            })
+            .await
+            .unwrap();
+        svc.refresh().await.unwrap();
+        assert_eq!(acs_in_core(&svc).as_deref(), Some(old));
+        svc.core()
+            .registry
+            .insert(sp(new), EntityPolicy::default(), now, true)
+            .unwrap();
+        svc.refresh().await.unwrap();
+        assert_eq!(acs_in_core(&svc).as_deref(), Some(new), "nothing to reload");
+        svc.resync(SP).await;
+        assert_eq!(acs_in_core(&svc).as_deref(), Some(old));
+        // Deleted in the core only: back.
+        svc.core().registry.remove(SP);
+        svc.resync(SP).await;
+        assert_eq!(acs_in_core(&svc).as_deref(), Some(old));
+    }
 }

@@ -282,7 +282,11 @@ pub(super) async fn verify<S: Store>(
         match done {
             Ok(result) => match finish(&svc, &id, result).await {
                 Ok(v) => json(StatusCode::OK, &v),
-                Err(e) => step_error(&e),
+                Err(e) => {
+                    // The core has the change, the store may not: the store decides.
+                    svc.resync(&id).await;
+                    step_error(&e)
+                }
             },
             Err(e) => error_response(&e),
         }
