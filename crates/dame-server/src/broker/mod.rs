@@ -1446,8 +1446,8 @@ mod tests {
         )
     }
 
-    /// A registration, update or deletion that reached the core but whose store write failed
-    /// leaves nothing behind: `resync` makes the core what the store holds.
+    /// A registration, update, deletion or policy change that reached the core but whose
+    /// store write failed leaves nothing behind: `resync` makes the core what the store holds.
     #[tokio::test]
     async fn a_change_the_store_did_not_take_is_undone_in_the_core() {
         let tmp = tempfile::tempdir().unwrap();
@@ -1485,5 +1485,14 @@ mod tests {
         svc.core().registry.remove(SP);
         svc.resync(SP).await;
         assert_eq!(acs_in_core(&svc).as_deref(), Some(old));
+        // A policy set in the core only: the stored one again.
+        let unmodified = || svc.core().registry.get(SP).unwrap().policy.unmodified_sp;
+        svc.core()
+            .registry
+            .set_policy(SP, EntityPolicy::default().with_unmodified_sp(true))
+            .unwrap();
+        assert!(unmodified());
+        svc.resync(SP).await;
+        assert!(!unmodified());
     }
 }

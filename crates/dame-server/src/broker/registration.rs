@@ -415,6 +415,8 @@ pub(super) async fn policy<S: Store>(
             policy: policy_json,
         };
         if let Err(e) = svc.store.put_entity(&stored).await {
+            // The core has the new policy, the store the old one: the store decides.
+            svc.resync(&id).await;
             return store_error(&e);
         }
         log(&[("event", "policy-set".into()), ("entity", id)]);
