@@ -240,9 +240,10 @@ fn pick<'a>(
             agg.len()
         )));
     }
-    let valid = match (found.and_then(|e| e.valid_until), root_valid) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
+    // The earliest of the entity's, its groups' and the root's (SAML Metadata §2.3.1).
+    let valid = match found.and_then(|e| agg.valid_until(&e.entity_id)) {
+        Some(v) => Some(root_valid.map_or(v, |r| r.min(v))),
+        None => root_valid,
     };
     Ok((found, valid))
 }

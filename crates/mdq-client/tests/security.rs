@@ -361,3 +361,52 @@ fn bad_meta_files_are_skipped_and_reported() {
         assert!(matches!(e, Error::Cache(_)), "{path:?}: {e}");
     }
 }
+
+/// The entity inside a nested group with validUntil `group`, in a root group with validUntil
+/// `root` (SAML Metadata §2.3.1: a group's validUntil covers what it contains).
+fn nested(key: &SigningKey, root: SystemTime, group: SystemTime) -> Vec<u8> {
+    let inner = entity(None).to_xml().unwrap();
+    let inner = match inner.find("?>") {
+        Some(i) if inner.starts_with("<?xml") => inner[i + 2..].trim_start().to_owned(),
+        _ => inner,
+    };
+    let xml = format!(
+        "<md:EntitiesDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" ID=\"_agg\" validUntil=\"{}\"><md:EntitiesDescriptor validUntil=\"{}\">{inner}</md:EntitiesDescriptor></md:EntitiesDescriptor>",
+        saml_core::time::format_datetime(root),
+        saml_core::time::format_datetime(group),
+    );
+    saml_core::dsig::sign(xml.as_bytes(), key, &SignOptions::default()).unwrap()
+}
+
+/// A nested group's validUntil bounds how long its entity is cached, and an entity in a group
+/// that has expired is not an answer (it was cached until the root's validUntil).
+#[test]
+fn a_nested_groups_valid_until_bounds_its_entity() {
+    let (k, keys) = key();
+    let id = Identifier::entity_id(SP).unwrap();
+    let mut c = client(&keys);
+    let r = fetch(&mut c, now());
+    let e = answer(
+        &mut c,
+        &r,
+        200,
+        &[("Cache-Control", "max-age=28800")],
+        &nested(&k, at(10 * H), at(H)),
+        now(),
+    );
+    assert!(e.unwrap().is_some());
+    assert_eq!(c.entry_times(&id).unwrap().1, at(H));
+    let mut c = client(&keys);
+    let r = fetch(&mut c, now());
+    let stale = now() - Duration::from_secs(86400);
+    let e = answer(
+        &mut c,
+        &r,
+        200,
+        &[("Cache-Control", "max-age=28800")],
+        &nested(&k, at(10 * H), stale),
+        now(),
+    );
+    assert!(!matches!(e, Ok(Some(_))), "{e:?}");
+    assert!(!matches!(lookup(&mut c, at(1)), Lookup::Hit { .. }));
+}

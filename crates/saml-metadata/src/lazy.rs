@@ -15,6 +15,7 @@ use saml_core::dsig::Verified;
 use saml_core::xml::{Event, NsDecl, effective_scope};
 
 use crate::error::Error;
+use crate::groups::{BadValidUntil, Groups, Member, earliest};
 use crate::load::{Policy, check_validity};
 use crate::model::{EntityDescriptor, Metadata};
 use crate::nested_signatures::{self, RefusedEntity};
@@ -52,6 +53,8 @@ pub struct LazyAggregate<'a> {
 }
 
 struct Builder<'a> {
+    /// Which EntityDescriptor elements are entities, and their groups' validUntil.
+    groups: Groups,
     scopes: Vec<Vec<NsDecl<'a>>>,
     entries: Vec<(Entry, Option<SystemTime>)>,
     open: Option<(usize, usize, String, Option<SystemTime>, u32, u8)>,
@@ -79,8 +82,29 @@ impl<'a> Builder<'a> {
         {
             self.scope_depth = None;
         }
+        let member = match ev {
+            Event::Start(s) => match self.groups.start(s) {
+                Ok(m) => m,
+                Err(BadValidUntil(offset)) => {
+                    self.error = Some(Error::Invalid {
+                        element: "EntitiesDescriptor".into(),
+                        offset,
+                        message: "validUntil is not an xs:dateTime".into(),
+                    });
+                    return;
+                }
+            },
+            Event::End(e) => {
+                self.groups.end(e);
+                Member::Other
+            }
+            _ => Member::Other,
+        };
         match ev {
-            Event::Start(s) if self.open.is_none() && s.is(MD_NS, "EntityDescriptor") => {
+            Event::Start(s) if self.open.is_none() && matches!(member, Member::Entity(_)) => {
+                let Member::Entity(around) = member else {
+                    return;
+                };
                 let invalid = |message: &str| Error::Invalid {
                     element: "EntityDescriptor".into(),
                     offset: s.span.start,
@@ -101,6 +125,7 @@ impl<'a> Builder<'a> {
                     Some(t) => t,
                     None => None,
                 };
+                let valid_until = earliest(valid_until, around);
                 if self.scope_depth != Some(s.depth) || self.scopes.is_empty() {
                     let own = s.namespace_decls.len();
                     let inherited =
@@ -146,6 +171,7 @@ impl<'a> Builder<'a> {
 /// [`LazyAggregate`]. A single-entity document is parsed at once.
 pub fn load_lazy<'a>(doc: &'a [u8], policy: &Policy) -> Result<LazyAggregate<'a>, Error> {
     let mut b = Builder {
+        groups: Groups::inside_root_group(),
         scopes: Vec::new(),
         entries: Vec::new(),
         open: None,
@@ -177,6 +203,9 @@ pub fn load_lazy<'a>(doc: &'a [u8], policy: &Policy) -> Result<LazyAggregate<'a>
         (MD_NS, "EntityDescriptor") => {
             let e = entity(&mut cursor, &root)?;
             check_validity(e.valid_until, policy)?;
+            // The document's one entity is its root: an EntityDescriptor inside it is content
+            // of it (crate::groups), not another entity.
+            b.entries.clear();
             b.entries.push((
                 Entry {
                     entity_id: e.entity_id.clone(),

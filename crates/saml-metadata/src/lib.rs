@@ -54,6 +54,7 @@ mod compact;
 mod error;
 pub mod ext;
 pub mod filter;
+mod groups;
 pub mod lazy;
 pub mod load;
 pub mod model;

@@ -9,6 +9,7 @@ use saml_core::dsig::{TrustedKeys, VerifyOptions};
 use saml_core::xml::{Limits, Reader};
 
 use crate::error::Error;
+use crate::groups::earliest;
 use crate::model::{EntitiesChild, EntitiesDescriptor, EntityDescriptor, Metadata};
 use crate::nested_signatures::{self, RefusedEntity};
 use crate::parallel_model;
@@ -54,6 +55,8 @@ impl Policy {
 pub struct Aggregate {
     metadata: Metadata,
     paths: Vec<Vec<u32>>,
+    /// The validUntil that applies to each indexed entity (see [`Aggregate::valid_until`]).
+    valid_until: Vec<Option<SystemTime>>,
     by_entity_id: HashMap<String, u32>,
     by_sha1: HashMap<[u8; 20], u32>,
     expired: Vec<String>,
@@ -101,6 +104,16 @@ impl Aggregate {
     #[must_use]
     pub fn refused_entities(&self) -> &[RefusedEntity] {
         &self.refused
+    }
+
+    /// The validUntil that applies to the indexed entity `entity_id`: the earliest of its own,
+    /// those of the groups containing it and the root's (SAML Metadata §2.3.1: a group's
+    /// validUntil covers everything it contains). `None` when none of them has one, or when
+    /// no such entity is indexed.
+    #[must_use]
+    pub fn valid_until(&self, entity_id: &str) -> Option<SystemTime> {
+        let &i = self.by_entity_id.get(entity_id)?;
+        self.valid_until.get(i as usize).copied().flatten()
     }
 
     /// The entity with this entityID.
@@ -266,6 +279,7 @@ fn index(
     let mut agg = Aggregate {
         metadata: md,
         paths: Vec::new(),
+        valid_until: Vec::new(),
         by_entity_id: HashMap::new(),
         by_sha1: HashMap::new(),
         expired: Vec::new(),
@@ -277,7 +291,7 @@ fn index(
     let mut found: Vec<(Vec<u32>, String, Option<SystemTime>)> = Vec::new();
     match &agg.metadata {
         Metadata::Entity(e) => found.push((Vec::new(), e.entity_id.clone(), e.valid_until)),
-        Metadata::Entities(g) => collect(g, &mut Vec::new(), &mut found),
+        Metadata::Entities(g) => collect(g, None, &mut Vec::new(), &mut found),
     }
     let mut seen: HashMap<String, ()> = HashMap::with_capacity(found.len());
     for (path, id, vu) in found {
@@ -296,22 +310,30 @@ fn index(
         agg.by_sha1.insert(digest, i);
         agg.by_entity_id.insert(id, i);
         agg.paths.push(path);
+        agg.valid_until.push(vu);
     }
     Ok(agg)
 }
 
+/// Every entity below `g` with its path and the validUntil that applies to it: the earliest
+/// of its own, `g`'s and those of the groups between (SAML Metadata §2.3.1: a group's
+/// validUntil covers everything it contains).
 fn collect(
     g: &EntitiesDescriptor,
+    around: Option<SystemTime>,
     path: &mut Vec<u32>,
     out: &mut Vec<(Vec<u32>, String, Option<SystemTime>)>,
 ) {
+    let around = earliest(around, g.valid_until);
     for (i, c) in g.children.iter().enumerate() {
         path.push(i as u32);
         match c {
-            EntitiesChild::Entity(e) => {
-                out.push((path.clone(), e.entity_id.clone(), e.valid_until))
-            }
-            EntitiesChild::Group(inner) => collect(inner, path, out),
+            EntitiesChild::Entity(e) => out.push((
+                path.clone(),
+                e.entity_id.clone(),
+                earliest(e.valid_until, around),
+            )),
+            EntitiesChild::Group(inner) => collect(inner, around, path, out),
         }
         path.pop();
     }

@@ -27,6 +27,7 @@ use saml_core::dsig::{DSIG_NS, Verified};
 use saml_core::xml::Event;
 
 use crate::error::Error;
+use crate::groups::{Groups, Member};
 use crate::load::Policy;
 use crate::ns::MD_NS;
 
@@ -214,9 +215,19 @@ fn refused_entities(
     let mut out = Vec::new();
     let mut events = verified.events()?;
     let mut open: Option<(String, usize, usize)> = None; // (entityID, start, depth)
+    // Only the document's entities count (crate::groups); their validUntil is not read here.
+    let mut groups = Groups::new();
     while let Some(ev) = events.next()? {
+        let entity = match &ev {
+            Event::Start(s) => matches!(groups.start(s), Ok(Member::Entity(_))),
+            Event::End(e) => {
+                groups.end(e);
+                false
+            }
+            _ => false,
+        };
         match ev {
-            Event::Start(s) if open.is_none() && s.is(MD_NS, "EntityDescriptor") => {
+            Event::Start(s) if open.is_none() && entity => {
                 let id = s
                     .attribute("entityID")
                     .map(|a| a.value().into_owned())

@@ -9,9 +9,10 @@ use saml_core::dsig::{DSIG_NS, Verified};
 use saml_core::xml::{Event, StartElement, effective_scope, escape_attr};
 
 use crate::error::Error;
-use crate::load::Policy;
+use crate::groups::{BadValidUntil, Groups, Member, earliest};
+use crate::load::{Policy, check_validity, is_expired};
 use crate::nested_signatures::{self, RefusedEntity};
-use crate::ns::MD_NS;
+use crate::time::parse_datetime;
 
 /// One entity cut out of an aggregate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,25 +32,54 @@ pub struct Split {
     /// Entities left out because a signature of their own did not verify
     /// ([`crate::nested_signatures`]).
     pub refused: Vec<RefusedEntity>,
+    /// entityIDs of entities left out because their validUntil, or that of a group containing
+    /// them, had passed.
+    pub expired: Vec<String>,
 }
 
-/// Verifies `doc` under `policy` and returns every EntityDescriptor as a standalone document,
-/// in document order; entities whose own signature fails are left out (see [`split_report`]
-/// to learn which).
+/// Verifies `doc` under `policy` and returns each of its entities as a standalone document,
+/// in document order, with the checks of [`crate::load::load`]: the root's validUntil under
+/// the policy, entityIDs unique; entities whose validUntil (or a containing group's) has
+/// passed, or whose own signature fails, are left out (see [`split_report`] to learn which).
+/// An entity is the root EntityDescriptor or one in the tree of EntitiesDescriptor groups, not
+/// one written inside an `md:Extensions` (see `groups`).
 pub fn split(doc: &[u8], policy: &Policy) -> Result<Vec<EntityDocument>, Error> {
     split_report(doc, policy).map(|s| s.documents)
 }
 
 /// Like [`split`], and says which entities were left out because a signature of their own (on
-/// the entity, a role or a group containing it) did not verify.
+/// the entity, a role or a group containing it) did not verify, or because they had expired.
 pub fn split_report(doc: &[u8], policy: &Policy) -> Result<Split, Error> {
     let (verified, refused) = nested_signatures::verify(doc, policy, &mut |_| {})?;
     let skip: std::collections::HashSet<&str> =
         refused.iter().map(|r| r.entity_id.as_str()).collect();
     let mut events = verified.events()?;
     let mut out = Vec::new();
+    let mut expired = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut groups = Groups::new();
+    let mut root = true;
     let mut current: Option<(String, Cut)> = None;
     while let Some(ev) = events.next()? {
+        let member = match &ev {
+            Event::Start(s) => {
+                if std::mem::take(&mut root) {
+                    check_validity(valid_until(s)?, policy)?;
+                }
+                groups
+                    .start(s)
+                    .map_err(|BadValidUntil(offset)| Error::Invalid {
+                        element: "EntitiesDescriptor".into(),
+                        offset,
+                        message: "validUntil is not an xs:dateTime".into(),
+                    })?
+            }
+            Event::End(e) => {
+                groups.end(e);
+                Member::Other
+            }
+            _ => Member::Other,
+        };
         if let Some((_, cut)) = current.as_mut() {
             if cut.event(&ev)
                 && let Some((entity_id, cut)) = current.take()
@@ -62,7 +92,7 @@ pub fn split_report(doc: &[u8], policy: &Policy) -> Result<Split, Error> {
                 }
             }
         } else if let Event::Start(s) = &ev
-            && s.is(MD_NS, "EntityDescriptor")
+            && let Member::Entity(around) = member
         {
             let entity_id = s
                 .attribute("entityID")
@@ -72,14 +102,36 @@ pub fn split_report(doc: &[u8], policy: &Policy) -> Result<Split, Error> {
                     offset: s.span.start,
                     message: "missing required attribute entityID".into(),
                 })?;
-            current = Some((entity_id, Cut::start(s, &verified)));
+            if !seen.insert(entity_id.clone()) {
+                return Err(Error::DuplicateEntityId(entity_id));
+            }
+            if earliest(valid_until(s)?, around).is_some_and(|vu| is_expired(vu, policy)) {
+                expired.push(entity_id);
+            } else {
+                current = Some((entity_id, Cut::start(s, &verified)));
+            }
         }
     }
     drop(skip);
     Ok(Split {
         documents: out,
         refused,
+        expired,
     })
+}
+
+/// The `validUntil` of an EntityDescriptor or EntitiesDescriptor start tag.
+fn valid_until(s: &StartElement<'_, '_>) -> Result<Option<std::time::SystemTime>, Error> {
+    match s.attribute("validUntil") {
+        None => Ok(None),
+        Some(a) => parse_datetime(&a.value())
+            .map(Some)
+            .ok_or_else(|| Error::Invalid {
+                element: s.name.local.into(),
+                offset: s.span.start,
+                message: "validUntil is not an xs:dateTime".into(),
+            }),
+    }
 }
 
 /// One element cut out of the verified bytes as a standalone element: its start tag with the

@@ -6,15 +6,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{key, policy};
+use common::{key, outcome, policy};
 
 use saml_core::dsig::{self, SignOptions, SigningKey, Target};
 use saml_core::{Error as CoreError, LimitExceeded};
 use saml_metadata::Error;
-use saml_metadata::filter::Filter;
 use saml_metadata::lazy::load_lazy;
-use saml_metadata::load::{self, Policy};
-use saml_metadata::selection::{SelectOptions, write_selection};
+use saml_metadata::load;
 use saml_metadata::split::split_report;
 
 const IDP: &str = "https://idp.example.org/idp";
@@ -45,82 +43,6 @@ fn sign_id(doc: &str, k: &SigningKey, id: &str) -> String {
 
 fn sign_root(doc: &str, k: &SigningKey) -> Vec<u8> {
     dsig::sign(doc.as_bytes(), k, &SignOptions::default()).unwrap()
-}
-
-/// What each of the three paths makes of `doc`: (indexed entityIDs, refused entityIDs), the
-/// three required to agree.
-fn outcome(doc: &[u8], p: &Policy) -> (Vec<String>, Vec<String>) {
-    let eager = load::load(doc, p).unwrap();
-    let mut ids: Vec<String> = eager.entities().map(|e| e.entity_id.clone()).collect();
-    let mut refused: Vec<String> = eager
-        .refused_entities()
-        .iter()
-        .map(|r| r.entity_id.clone())
-        .collect();
-    ids.sort();
-    refused.sort();
-    let lazy = load_lazy(doc, p).unwrap();
-    let mut lazy_ids: Vec<String> = lazy.entity_ids().map(str::to_owned).collect();
-    let mut lazy_refused: Vec<String> = lazy
-        .refused_entities()
-        .iter()
-        .map(|r| r.entity_id.clone())
-        .collect();
-    lazy_ids.sort();
-    lazy_refused.sort();
-    assert_eq!((&ids, &refused), (&lazy_ids, &lazy_refused), "load_lazy");
-    let split = split_report(doc, p).unwrap();
-    let mut split_ids: Vec<String> = split
-        .documents
-        .iter()
-        .map(|d| d.entity_id.clone())
-        .collect();
-    let mut split_refused: Vec<String> =
-        split.refused.iter().map(|r| r.entity_id.clone()).collect();
-    split_ids.sort();
-    split_refused.sort();
-    assert_eq!((&ids, &refused), (&split_ids, &split_refused), "split");
-    // Each split entity, re-signed by another key (an MDQ server's), loads under that key
-    // alone: no signature of the original (entity, role, below) is carried over.
-    let mdq = key();
-    for d in &split.documents {
-        assert!(!d.xml.contains("</ds:Signature>"), "{}", d.xml);
-        assert_eq!(
-            lazy.entity_document(&d.entity_id).unwrap().as_ref(),
-            Some(d)
-        );
-        let signed = sign_root(&d.xml, &mdq);
-        let e = load::load(&signed, &policy(&mdq)).unwrap_or_else(|e| panic!("{e}: {}", d.xml));
-        assert!(e.get(&d.entity_id).is_some());
-    }
-    // A selection of every entity, re-signed: the same entities, none of their own
-    // signatures carried over.
-    if !ids.is_empty() {
-        let resigner = key();
-        let mut out = Vec::new();
-        let mut sel_ids = write_selection(
-            &lazy,
-            &Filter::predicate(|_| true),
-            &resigner,
-            &SelectOptions::new("urn:test:all", None),
-            &mut out,
-        )
-        .unwrap();
-        sel_ids.sort();
-        assert_eq!(sel_ids, ids, "selection");
-        let back = load::load(&out, &policy(&resigner)).unwrap();
-        let mut back_ids: Vec<String> = back.entities().map(|e| e.entity_id.clone()).collect();
-        back_ids.sort();
-        assert_eq!(back_ids, ids, "selection read back");
-        assert_eq!(
-            String::from_utf8(out)
-                .unwrap()
-                .matches("</ds:Signature>")
-                .count(),
-            1
-        );
-    }
-    (ids, refused)
 }
 
 fn all() -> Vec<String> {
