@@ -33,7 +33,7 @@
 //! U+0085...) ever disappears from an identity. Time arithmetic saturates: any `clock_skew`,
 //! `Duration::MAX` included, is safe.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
 
 use openssl::pkey::{PKey, Private};
@@ -194,9 +194,31 @@ pub trait RequestTracker {
 }
 
 /// An in-memory [`RequestTracker`]: request IDs with the IdP each was sent to and an expiry.
-#[derive(Debug, Clone, Default)]
+///
+/// Bounded in time and memory whoever starts logins: expired requests are dropped as new ones
+/// come, through an index by expiry (each insert costs O(log n), not a scan of every request
+/// held), and at most [`OutstandingRequests::with_max`] requests are held (default
+/// [`DEFAULT_MAX_OUTSTANDING`]): when full, the one that expires first gives way, so a flood of
+/// logins pushes out only requests older than its own (their users start again).
+#[derive(Debug, Clone)]
 pub struct OutstandingRequests {
     ids: HashMap<String, (String, SystemTime)>,
+    by_expiry: BTreeSet<(SystemTime, String)>,
+    max: usize,
+}
+
+/// Most requests an [`OutstandingRequests`] holds by default: 100,000 (about 160 logins a
+/// second with a 10-minute request lifetime).
+pub const DEFAULT_MAX_OUTSTANDING: usize = 100_000;
+
+impl Default for OutstandingRequests {
+    fn default() -> Self {
+        OutstandingRequests {
+            ids: HashMap::new(),
+            by_expiry: BTreeSet::new(),
+            max: DEFAULT_MAX_OUTSTANDING,
+        }
+    }
 }
 
 impl OutstandingRequests {
@@ -206,12 +228,38 @@ impl OutstandingRequests {
         Self::default()
     }
 
+    /// The same store holding at most `max` requests (at least one).
+    #[must_use]
+    pub fn with_max(mut self, max: usize) -> Self {
+        self.max = max.max(1);
+        self
+    }
+
     /// Records a request `id` sent to the IdP `idp` (its entityID), valid until `expires`;
-    /// also drops the requests expired at `now`. Only a Response validated for that IdP
-    /// answers it.
+    /// also drops the requests expired at `now`, and when the store is full the one that
+    /// expires first. Only a Response validated for that IdP answers it.
     pub fn insert(&mut self, id: &str, idp: &str, expires: SystemTime, now: SystemTime) {
-        self.ids.retain(|_, (_, e)| *e > now);
+        while let Some((e, _)) = self.by_expiry.first()
+            && *e <= now
+        {
+            if let Some((_, gone)) = self.by_expiry.pop_first() {
+                self.ids.remove(&gone);
+            }
+        }
+        self.forget(id);
+        if self.ids.len() >= self.max
+            && let Some((_, gone)) = self.by_expiry.pop_first()
+        {
+            self.ids.remove(&gone);
+        }
         self.ids.insert(id.to_owned(), (idp.to_owned(), expires));
+        self.by_expiry.insert((expires, id.to_owned()));
+    }
+
+    fn forget(&mut self, id: &str) {
+        if let Some((_, e)) = self.ids.remove(id) {
+            self.by_expiry.remove(&(e, id.to_owned()));
+        }
     }
 
     /// Number of requests recorded.
@@ -235,7 +283,7 @@ impl RequestTracker for OutstandingRequests {
     }
 
     fn complete(&mut self, id: &str) {
-        self.ids.remove(id);
+        self.forget(id);
     }
 }
 
@@ -1296,8 +1344,56 @@ fn start_tag_end(s: &str) -> Option<usize> {
 
 #[cfg(test)]
 mod replay_cache_tests {
-    use super::{MemoryReplayCache, ReplayCache, SWEEP_MIN};
+    use super::{MemoryReplayCache, OutstandingRequests, ReplayCache, RequestTracker, SWEEP_MIN};
     use std::time::{Duration, UNIX_EPOCH};
+
+    /// Recording a request scanned every request held, and nothing bounded how many: anyone
+    /// starting logins at an SP (each records an AuthnRequest ID for minutes) made each new
+    /// login cost a scan of all the others, and memory grow without end. Now expired requests
+    /// go through an index by expiry and the store holds at most its maximum, the request
+    /// expiring first giving way.
+    #[test]
+    fn outstanding_requests_are_bounded_and_cheap_to_record() {
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut r = OutstandingRequests::new();
+        // 100,000 logins, one per 10 ms, each outstanding for an hour: a scan per insert
+        // would be five billion steps here.
+        for i in 0..100_000u64 {
+            let now = t0 + Duration::from_millis(10 * i);
+            r.insert(&i.to_string(), "idp", now + Duration::from_secs(3600), now);
+        }
+        assert_eq!(r.len(), 100_000);
+        let end = t0 + Duration::from_secs(1000);
+        assert!(r.is_outstanding("0", "idp", end) && r.is_outstanding("99999", "idp", end));
+        // At the maximum the request expiring first gives way; the newest stay.
+        r.insert("new", "idp", end + Duration::from_secs(3600), end);
+        assert_eq!(r.len(), 100_000);
+        assert!(!r.is_outstanding("0", "idp", end));
+        assert!(r.is_outstanding("1", "idp", end) && r.is_outstanding("new", "idp", end));
+        // Expired ones go as new ones come; completed ones go at once.
+        let later = t0 + Duration::from_secs(10_000);
+        r.insert("late", "idp", later + Duration::from_secs(60), later);
+        assert_eq!(r.len(), 1);
+        r.complete("late");
+        assert!(r.is_empty());
+        // A smaller maximum, and an ID recorded again keeps one entry with its new expiry.
+        let mut small = OutstandingRequests::new().with_max(3);
+        for (i, id) in ["a", "b", "c", "d", "b"].iter().enumerate() {
+            let now = t0 + Duration::from_secs(i as u64);
+            small.insert(id, "idp", now + Duration::from_secs(60), now);
+        }
+        assert_eq!(small.len(), 3);
+        let now = t0 + Duration::from_secs(10);
+        assert!(!small.is_outstanding("a", "idp", now));
+        assert!(
+            ["b", "c", "d"]
+                .iter()
+                .all(|id| small.is_outstanding(id, "idp", now))
+        );
+        small.insert("e", "idp", now + Duration::from_secs(60), now);
+        assert!(!small.is_outstanding("c", "idp", now), "c expired first");
+        assert!(small.is_outstanding("b", "idp", now));
+    }
 
     /// Remembering swept every entry each time: a busy SP's ACS (every assertion valid for
     /// minutes, tens of thousands remembered at once) scanned them all per login. Sweeps now
