@@ -261,7 +261,7 @@ fn an_expired_document_is_refused() {
 fn an_oversized_body_is_refused() {
     let f = fx();
     let bad = http("200 OK", &[XML], &vec![b' '; 5 << 20]);
-    refused_then_good(&f, bad, |_| true);
+    refused_then_good(&f, bad, |e| matches!(e, Error::TooLarge { .. }));
 }
 
 #[test]

@@ -183,12 +183,18 @@ impl BlockingClient {
                         .iter()
                         .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
                         .collect();
-                    match resp
-                        .body_mut()
-                        .with_config()
-                        .limit(limit as u64 + 1)
-                        .read_to_vec()
-                    {
+                    // At most one byte past the limit: a larger body reaches the core, which
+                    // refuses it as too large (not a transport failure to retry).
+                    let mut body = Vec::new();
+                    let read = std::io::Read::read_to_end(
+                        &mut std::io::Read::take(
+                            resp.body_mut().as_reader(),
+                            limit as u64 + 1,
+                        ),
+                        &mut body,
+                    )
+                    .map(|_| body);
+                    match read {
                         Ok(body) if (500..600).contains(&status) => {
                             last = format!("HTTP {status}");
                             let _ = body;
