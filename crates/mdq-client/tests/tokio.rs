@@ -101,3 +101,35 @@ async fn async_adapter() {
     }
     assert_eq!(seen.lock().unwrap().len(), 1, "lookups were not coalesced");
 }
+
+/// A `get` dropped while its transfer runs (a caller's timeout here; a disconnected client's
+/// handler in a server) left the entity pending for good: every later `get` waited for a
+/// fetch that would never finish. Now the abandoned fetch counts as failed and the next `get`
+/// fetches again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_given_up_mid_transfer_leaves_nothing_pending() {
+    let (k, keys) = key();
+    let id = Identifier::entity_id(SP).unwrap();
+    let good = doc(&k, SP);
+    let (base, seen) = server(vec![
+        Act::SlowThen(Duration::from_secs(2), http("200 OK", &[XML], &good)),
+        Act::Send(http("200 OK", &[XML], &good)),
+    ]);
+    let c = AsyncClient::new(
+        Config::new(BaseUrl::parse(&base).unwrap(), keys.clone()),
+        opts(),
+    )
+    .unwrap();
+    let given_up = tokio::time::timeout(Duration::from_millis(200), c.get(&id)).await;
+    assert!(given_up.is_err(), "the slow answer came early");
+    let again = tokio::time::timeout(Duration::from_secs(20), c.get(&id)).await;
+    assert_eq!(
+        again
+            .expect("the second get waited for the abandoned fetch")
+            .unwrap()
+            .unwrap()
+            .entity_id,
+        SP
+    );
+    assert_eq!(seen.lock().unwrap().len(), 2);
+}

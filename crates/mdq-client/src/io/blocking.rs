@@ -69,7 +69,9 @@ impl BlockingClient {
         self.lock().map(|c| c.len()).unwrap_or(0)
     }
 
-    /// The entity `id` (`None`: it does not exist), from the cache or the server.
+    /// The entity `id` (`None`: it does not exist), from the cache or the server. When the
+    /// cached entry is due for its early refresh, that fetch runs first (within the timeout,
+    /// retries included) and the cached entity is returned whatever it gives.
     pub fn get(&self, id: &Identifier) -> Result<Option<Arc<EntityDescriptor>>, Error> {
         loop {
             let mut core = self.lock()?;
@@ -137,7 +139,10 @@ impl BlockingClient {
     }
 
     fn fetch(&self, r: FetchRequest) -> Result<Option<Arc<EntityDescriptor>>, Error> {
+        // A transfer that panics: the core hears of a failure, the waiting lookups wake.
+        let guard = crate::io::Abandoned::arm(&self.core, r.token, || self.done.notify_all());
         let result = self.transfer(&r);
+        guard.disarm();
         let mut core = self.lock()?;
         let (out, snapshot) =
             crate::io::complete(&mut core, &r, result, self.opts.cache_dir.is_some());
@@ -187,10 +192,7 @@ impl BlockingClient {
                     // refuses it as too large (not a transport failure to retry).
                     let mut body = Vec::new();
                     let read = std::io::Read::read_to_end(
-                        &mut std::io::Read::take(
-                            resp.body_mut().as_reader(),
-                            limit as u64 + 1,
-                        ),
+                        &mut std::io::Read::take(resp.body_mut().as_reader(), limit as u64 + 1),
                         &mut body,
                     )
                     .map(|_| body);

@@ -115,6 +115,56 @@ pub(crate) fn complete(
     (out, snapshot)
 }
 
+/// A fetch in progress, reported to the core as failed if it ends without being completed:
+/// an async `get` dropped while its transfer runs (a caller's timeout, a disconnected
+/// client's handler), or a transfer that panicked. Without it the core kept the entity pending
+/// for good: every later lookup waited for a fetch that would never finish, and the stale copy
+/// was never served.
+#[cfg(any(feature = "blocking", feature = "tokio"))]
+pub(crate) struct Abandoned<'c, F: Fn()> {
+    core: &'c std::sync::Mutex<crate::client::Client>,
+    token: Option<crate::client::Token>,
+    /// Wakes the lookups waiting for this fetch.
+    wake: F,
+}
+
+#[cfg(any(feature = "blocking", feature = "tokio"))]
+impl<'c, F: Fn()> Abandoned<'c, F> {
+    /// Armed for the fetch `token` of `core`.
+    pub(crate) fn arm(
+        core: &'c std::sync::Mutex<crate::client::Client>,
+        token: crate::client::Token,
+        wake: F,
+    ) -> Self {
+        Abandoned {
+            core,
+            token: Some(token),
+            wake,
+        }
+    }
+
+    /// The transfer ended (well or not): its outcome goes to the core the ordinary way.
+    pub(crate) fn disarm(mut self) {
+        self.token = None;
+    }
+}
+
+#[cfg(any(feature = "blocking", feature = "tokio"))]
+impl<F: Fn()> Drop for Abandoned<'_, F> {
+    fn drop(&mut self) {
+        if let Some(token) = self.token.take() {
+            let mut core = self.core.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = core.handle_failure(
+                token,
+                "the transfer was abandoned",
+                std::time::SystemTime::now(),
+            );
+            drop(core);
+            (self.wake)();
+        }
+    }
+}
+
 #[cfg(feature = "persist")]
 pub mod persist {
     //! A persistent cache directory (feature `persist`, enabled by `blocking` and `tokio`): for each entity `{sha1}.xml` (the signed document as

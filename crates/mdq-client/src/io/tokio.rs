@@ -66,7 +66,10 @@ impl AsyncClient {
         self.lock().map(|c| c.len()).unwrap_or(0)
     }
 
-    /// The entity `id` (`None`: it does not exist), from the cache or the server.
+    /// The entity `id` (`None`: it does not exist), from the cache or the server. When the
+    /// cached entry is due for its early refresh, that fetch runs first (within the timeout,
+    /// retries included) and the cached entity is returned whatever it gives. Dropping the future mid-transfer is safe: the fetch counts as failed
+    /// and the next `get` fetches again.
     pub async fn get(&self, id: &Identifier) -> Result<Option<Arc<EntityDescriptor>>, Error> {
         loop {
             // Registered before the lookup, so that a fetch finishing in between still wakes us.
@@ -91,7 +94,10 @@ impl AsyncClient {
     }
 
     async fn fetch(&self, r: FetchRequest) -> Result<Option<Arc<EntityDescriptor>>, Error> {
+        // Dropped before the transfer ends (the caller gave up): the core hears of a failure.
+        let guard = crate::io::Abandoned::arm(&self.core, r.token, || self.done.notify_waiters());
         let result = self.transfer(&r).await;
+        guard.disarm();
         let (out, snapshot) = {
             let mut core = self.lock()?;
             crate::io::complete(&mut core, &r, result, self.opts.cache_dir.is_some())
