@@ -147,6 +147,11 @@ impl Identity {
                 return Err(refuse("the policy requires a scoped name (user@domain)"));
             }
             (_, None) => None,
+            // user@domain with one '@' and a user part (eduPersonPrincipalName): with more, a
+            // reader splitting at the first '@' would take another domain for the scope.
+            (_, Some((user, _))) if user.is_empty() || user.contains('@') => {
+                return Err(refuse("a scoped name is user@domain with one @"));
+            }
             (_, Some((_, domain))) => {
                 let d = crate::gs2::idp_identifier(domain)
                     .map_err(|_| refuse("the scope is not a domain name"))?;

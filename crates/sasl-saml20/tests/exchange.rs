@@ -533,6 +533,11 @@ fn scopes_match_exactly() {
         "alice@",
         "alice@uni-a.example@evil",
         "alice@ex ample",
+        // In its own scope, but with another domain before it (read at the first '@', the
+        // scope would be evil.example's), or no user at all.
+        "alice@evil.example@uni-a.example",
+        "alice@uni-a.example@uni-a.example",
+        "@uni-a.example",
     ] {
         assert!(
             matches!(
