@@ -24,6 +24,8 @@
 //! Any error leaves the session failed (except [`Error::State`] for a call out of order, which
 //! changes nothing); a failed session does not recover: start a new [`Client`].
 
+use saml_core::bindings::redirect;
+use saml_core::protocol::AuthnRequest;
 use url::Url;
 
 use crate::error::Error;
@@ -39,13 +41,31 @@ pub struct RedirectPolicy {
     pub require_https: bool,
     /// Largest URI accepted (default 16 KiB).
     pub max_len: usize,
+    /// The SAML entityID of the server the client is talking to (its relying party, say
+    /// `xmpp:chat.example.com`): when set, the AuthnRequest in the redirect must be issued by
+    /// it. RFC 6595 binds nothing of the SASL session to the SAML exchange (the cb-flag is `n`,
+    /// §3; §6 only asks the client to authenticate the server over TLS): a malicious
+    /// server D can hand the client an AuthnRequest of another server E, whose ACS then
+    /// receives the user's assertion and lets D in as the user. A client that knows its
+    /// server's entityID refuses that redirect. Default: unset (not checked).
+    pub expected_sp: Option<String>,
+    /// Hosts the redirect may send the client's browser or agent to (the IdP's single sign-on
+    /// hosts, compared without case): any other is refused, so that a server cannot point an
+    /// automated agent at an arbitrary, perhaps internal, https URL. Default: empty (any host).
+    pub idp_hosts: Vec<String>,
 }
+
+/// Largest AuthnRequest inflated from a redirect when [`RedirectPolicy::expected_sp`] is
+/// checked.
+const MAX_REQUEST_XML: usize = 64 << 10;
 
 impl Default for RedirectPolicy {
     fn default() -> Self {
         RedirectPolicy {
             require_https: true,
             max_len: 16 << 10,
+            expected_sp: None,
+            idp_hosts: Vec::new(),
         }
     }
 }
@@ -63,6 +83,21 @@ impl RedirectPolicy {
     #[must_use]
     pub fn with_max_len(mut self, max_len: usize) -> Self {
         self.max_len = max_len;
+        self
+    }
+
+    /// Accepts only a redirect whose AuthnRequest is issued by `entity_id`, the server's SAML
+    /// entityID (see [`RedirectPolicy::expected_sp`]).
+    #[must_use]
+    pub fn with_expected_sp(mut self, entity_id: &str) -> Self {
+        self.expected_sp = Some(entity_id.to_owned());
+        self
+    }
+
+    /// Accepts only redirects to these hosts (see [`RedirectPolicy::idp_hosts`]).
+    #[must_use]
+    pub fn with_idp_hosts<I: IntoIterator<Item = S>, S: Into<String>>(mut self, hosts: I) -> Self {
+        self.idp_hosts = hosts.into_iter().map(Into::into).collect();
         self
     }
 }
@@ -202,6 +237,32 @@ impl Client {
             return Err(Error::Malformed(
                 "the redirect URI carries no SAMLRequest (SAML HTTP-Redirect binding)".into(),
             ));
+        }
+        if !self.policy.idp_hosts.is_empty() {
+            let host = url.host_str().unwrap_or_default();
+            if !self
+                .policy
+                .idp_hosts
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(host))
+            {
+                return Err(Error::RedirectRefused(format!(
+                    "the redirect goes to {host:?}, not to one of the IdP's hosts"
+                )));
+            }
+        }
+        if let Some(sp) = &self.policy.expected_sp {
+            let msg = redirect::decode(url.query().unwrap_or_default(), MAX_REQUEST_XML)
+                .map_err(|e| Error::Malformed(format!("the redirect's SAMLRequest: {e}")))?;
+            let request = AuthnRequest::parse(&msg.xml)
+                .map_err(|e| Error::Malformed(format!("the redirect's AuthnRequest: {e}")))?;
+            if request.issuer != *sp {
+                return Err(Error::RedirectRefused(format!(
+                    "the AuthnRequest is issued by {:?}, not by this server ({sp:?}): \
+                     relayed from another relying party?",
+                    request.issuer
+                )));
+            }
         }
         // Hand out the URL as parsed and checked (a lenient form such as `https:/host` becomes
         // `https://host/`), never the raw text (found by fuzzing).

@@ -26,6 +26,11 @@ pub enum Error {
         /// The refused scheme.
         scheme: String,
     },
+    /// The server's redirect goes where the client's [`crate::client::RedirectPolicy`] does
+    /// not allow: to a host not among its IdP hosts, or with an AuthnRequest issued by another
+    /// relying party than the server's expected entityID.
+    #[error("refused by policy: {0}")]
+    RedirectRefused(String),
     /// The validated assertion names no subject (no NameID), so there is no identity.
     #[error("refused by policy: the assertion has no NameID")]
     NoNameId,
@@ -91,6 +96,7 @@ impl Error {
             Error::Malformed(_) => ErrorKind::Malformed,
             Error::UnknownIdp { .. }
             | Error::InsecureRedirect { .. }
+            | Error::RedirectRefused(_)
             | Error::NoNameId
             | Error::AuthzidRefused { .. }
             | Error::OutOfScope { .. }
@@ -114,6 +120,7 @@ impl Error {
             }
             Error::UnknownIdp { .. }
             | Error::InsecureRedirect { .. }
+            | Error::RedirectRefused(_)
             | Error::NoNameId
             | Error::OutOfScope { .. }
             | Error::Saml(_)

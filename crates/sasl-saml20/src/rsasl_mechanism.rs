@@ -2,8 +2,9 @@
 //! its semver promise, so the dependency is pinned to the 2.3 line).
 //!
 //! Register [`SAML20`] (`Registry::with_mechanisms(&[SAML20])`), then:
-//! - client callbacks answer [`IdpIdentifier`] (and optionally rsasl's `AuthzId`) and handle the
-//!   action [`RedirectUrl`] (open it in the browser);
+//! - client callbacks answer [`IdpIdentifier`] (and optionally rsasl's `AuthzId` and
+//!   [`ExpectedServer`], the server's SAML entityID, which refuses a redirect relayed from another
+//!   server) and handle the action [`RedirectUrl`] (open it in the browser);
 //! - server callbacks answer [`Config`] (an `Arc<ServerConfig>`) and [`SamlResponse`] (the XML
 //!   the IdP posted to the ACS for the session whose [`RequestId`] is in the callback's context;
 //!   the callback may block until it arrives), and validate with the [`Authenticated`] outcome in
@@ -26,13 +27,22 @@ use rsasl::property::{AuthzId, SizedProperty};
 use rsasl::registry::{Matches, Named, Side};
 use saml_core::protocol::{MemoryReplayCache, openssl_random};
 
-use crate::client::{Client, Step};
+use crate::client::{Client, RedirectPolicy, Step};
 use crate::server::{Outcome, Server, ServerConfig};
 
 /// Client property: the IdP identifier (a domain), `str`.
 #[derive(Debug)]
 pub struct IdpIdentifier;
 impl rsasl::prelude::Property<'_> for IdpIdentifier {
+    type Value = str;
+}
+
+/// Optional client property: the server's SAML entityID, `str`. When the callback answers
+/// it, a redirect whose AuthnRequest another relying party issued is refused
+/// ([`crate::client::RedirectPolicy::expected_sp`]).
+#[derive(Debug)]
+pub struct ExpectedServer;
+impl rsasl::prelude::Property<'_> for ExpectedServer {
     type Value = str;
 }
 
@@ -107,10 +117,17 @@ impl Authentication for ClientSide {
             None => {
                 let authzid = session
                     .maybe_need_with::<AuthzId, _, _>(&EmptyProvider, |a| Ok(a.to_owned()))?;
+                let expected =
+                    session.maybe_need_with::<ExpectedServer, _, _>(&EmptyProvider, |s| {
+                        Ok(s.to_owned())
+                    })?;
                 let mut client =
                     session.need_with::<IdpIdentifier, _, _>(&EmptyProvider, |idp| {
                         Client::new(authzid.as_deref().filter(|a| !a.is_empty()), idp).map_err(err)
                     })?;
+                if let Some(sp) = expected {
+                    client = client.with_policy(RedirectPolicy::default().with_expected_sp(&sp));
+                }
                 let step = match input {
                     // rsasl hands an empty challenge when the server spoke first.
                     Some(i) => client.handle_challenge(i).map_err(err)?,

@@ -685,3 +685,66 @@ fn a_message_after_success_is_refused_and_the_session_stays_authenticated() {
         .unwrap();
     assert!(server.is_authenticated());
 }
+
+/// RFC 6595 binds nothing of the SASL session to the SAML exchange: a malicious server can hand
+/// the client another server's AuthnRequest (whose ACS then gets the user's assertion) or send
+/// an automated agent anywhere. A client that knows its server's entityID, and its IdP's hosts,
+/// refuses such a redirect; the genuine one passes.
+#[test]
+fn a_client_refuses_a_redirect_relayed_from_another_server_or_to_another_host() {
+    let i = idp();
+    let redirect = |policy: RedirectPolicy, cfg: Arc<ServerConfig>| {
+        let mut client = Client::new(None, "example.org")
+            .unwrap()
+            .with_policy(policy);
+        let mut server = Server::new(cfg);
+        let challenge = server
+            .start(
+                Some(&client.initial_response().unwrap()),
+                now(),
+                &mut openssl_random,
+            )
+            .unwrap();
+        client.handle_challenge(&challenge)
+    };
+    // The genuine server, expected by its entityID and the IdP's host.
+    let ok = RedirectPolicy::default()
+        .with_expected_sp(RP)
+        .with_idp_hosts(["IdP.example.org"]);
+    assert!(redirect(ok.clone(), config(&i)).is_ok());
+    // Another relying party's request, relayed by the server the client talks to.
+    let mut r = sasl_saml20::resolver::StaticResolver::new();
+    r.insert(
+        "example.org",
+        ResolvedIdp {
+            entity_id: IDP.into(),
+            sso_url: SSO.into(),
+            keys: i.keys.clone(),
+            scopes: Vec::new(),
+        },
+    )
+    .unwrap();
+    let other = Arc::new(ServerConfig::new(
+        "xmpp:other.example.net",
+        "https://other.example.net/acs",
+        Arc::new(r),
+    ));
+    let e = redirect(ok.clone(), other).unwrap_err();
+    assert!(
+        matches!(&e, Error::RedirectRefused(m) if m.contains("other.example.net")),
+        "{e:?}"
+    );
+    assert_eq!(e.xmpp_condition(), "not-authorized");
+    // A host that is not the IdP's.
+    let e = redirect(
+        RedirectPolicy::default().with_idp_hosts(["sso.example.org"]),
+        config(&i),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, Error::RedirectRefused(m) if m.contains("idp.example.org")),
+        "{e:?}"
+    );
+    // Unset, neither is checked (the default).
+    assert!(redirect(RedirectPolicy::default(), config(&i)).is_ok());
+}

@@ -25,7 +25,8 @@ use saml_core::protocol::idp::ResponseBuilder;
 use saml_core::protocol::{AuthnRequest, NAMEID_PERSISTENT, NameId, openssl_random};
 use sasl_saml20::resolver::{ResolvedIdp, StaticResolver};
 use sasl_saml20::rsasl_mechanism::{
-    Authenticated, Config, IdpIdentifier, RedirectUrl, RequestId, SAML20, SamlResponse,
+    Authenticated, Config, ExpectedServer, IdpIdentifier, RedirectUrl, RequestId, SAML20,
+    SamlResponse,
 };
 use sasl_saml20::server::ServerConfig;
 
@@ -33,6 +34,8 @@ static MECHS: [rsasl::prelude::Mechanism; 1] = [SAML20];
 
 struct ClientCb {
     authzid: Option<&'static str>,
+    /// The server's entityID, when the client checks it.
+    expected: Option<&'static str>,
     opened: Arc<Mutex<Vec<String>>>,
 }
 
@@ -49,6 +52,9 @@ impl SessionCallback for ClientCb {
         }
         if let Some(a) = self.authzid {
             request.satisfy::<AuthzId>(a)?;
+        }
+        if let Some(sp) = self.expected {
+            request.satisfy::<ExpectedServer>(sp)?;
         }
         request.satisfy::<IdpIdentifier>("example.org")?;
         Ok(())
@@ -109,6 +115,7 @@ fn exchange(
     authzid: Option<&'static str>,
     user: &str,
     forge: bool,
+    expected: Option<&'static str>,
 ) -> Result<Option<(String, String, String)>, SessionError> {
     let idp_key =
         SigningKey::new(PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(), None).unwrap();
@@ -138,6 +145,7 @@ fn exchange(
         .with_registry(Registry::with_mechanisms(&MECHS))
         .with_callback(ClientCb {
             authzid,
+            expected,
             opened: opened.clone(),
         })
         .unwrap();
@@ -207,7 +215,7 @@ fn exchange(
 #[test]
 fn rsasl_client_and_server() {
     assert_eq!(
-        exchange(None, "alice", false).unwrap(),
+        exchange(None, "alice", false, Some("xmpp:example.com")).unwrap(),
         Some((
             "https://idp.example.org".into(),
             "alice".into(),
@@ -215,7 +223,7 @@ fn rsasl_client_and_server() {
         ))
     );
     assert_eq!(
-        exchange(Some("alice"), "alice", false).unwrap(),
+        exchange(Some("alice"), "alice", false, None).unwrap(),
         Some((
             "https://idp.example.org".into(),
             "alice".into(),
@@ -223,12 +231,15 @@ fn rsasl_client_and_server() {
         ))
     );
     // A Response signed by another key: the server session fails with our mechanism error.
-    let e = exchange(None, "alice", true).unwrap_err();
+    let e = exchange(None, "alice", true, None).unwrap_err();
     assert!(e.is_mechanism_error(), "{e:?}");
     assert!(
         e.to_string().contains("SAML") || format!("{e:?}").contains("Saml"),
         "{e:?}"
     );
     // An authzid the subject may not use.
-    assert!(exchange(Some("admin"), "alice", false).is_err());
+    assert!(exchange(Some("admin"), "alice", false, None).is_err());
+    // A client expecting another server refuses this one's redirect.
+    let e = exchange(None, "alice", false, Some("xmpp:other.example.net")).unwrap_err();
+    assert!(format!("{e}").contains("other.example.net"), "{e}");
 }
