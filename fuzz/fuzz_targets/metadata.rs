@@ -7,9 +7,10 @@
 //! (`load`, `load_lazy`, `split_report`): this gets arbitrary content, signatures nested in
 //! it included, past the root signature into the nested-signature checks
 //! (`saml_metadata::nested_signatures`). The three must agree on success and on which
-//! entities they refuse. `load` runs twice, on one thread and with its entities modelled on
-//! several threads (`parallel_model`, forced by `parallel_min_size = Some(0)`): the two must
-//! give the same model, or the same error; so must `load_owned` (the model built after
+//! entities they refuse, index and leave out as expired. `load` runs twice, on one thread and
+//! with its entities modelled on several threads (`parallel_model`, forced by
+//! `parallel_min_size = Some(0)`): the two must give the same model, or the same error; so
+//! must `load_owned` (the model built after
 //! verification, last child first, the document given back as it goes), on one thread and on
 //! several. A selection of every entity (`selection::write_selection`) must read back as
 //! `load`'s entities, and the lazy index must cut each entity as `split` does.
@@ -122,6 +123,21 @@ fn signed_paths(data: &[u8]) {
                     .expect("the indexed entity cuts");
                 assert_eq!(cut.as_ref(), Some(d), "lazy and split cut differently");
             }
+        }
+    }
+    // The three index the same entities, in document order, and leave out the same expired
+    // ones (an EntityDescriptor inside md:Extensions is no entity; a group's validUntil
+    // applies to what it contains).
+    if let Ok(agg) = &eager_one {
+        let want: Vec<&str> = agg.entities().map(|e| e.entity_id.as_str()).collect();
+        if let Ok(lazy) = saml_metadata::lazy::load_lazy(&signed, &policy) {
+            assert_eq!(lazy.entity_ids().collect::<Vec<_>>(), want, "load_lazy's entities");
+            assert_eq!(lazy.expired_entities(), agg.expired_entities(), "load_lazy's expired");
+        }
+        if let Ok(split) = saml_metadata::split::split_report(&signed, &policy) {
+            let got: Vec<&str> = split.documents.iter().map(|d| d.entity_id.as_str()).collect();
+            assert_eq!(got, want, "split's entities");
+            assert_eq!(split.expired, agg.expired_entities(), "split's expired");
         }
     }
     let eager = eager_one.map(|a| refused(a.refused_entities()));

@@ -87,9 +87,7 @@ pub fn split_report(doc: &[u8], policy: &Policy) -> Result<Split, Error> {
                 let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
                 cut.finish(&verified, &mut xml);
                 xml.push('\n');
-                if !skip.contains(entity_id.as_str()) {
-                    out.push(EntityDocument { entity_id, xml });
-                }
+                out.push(EntityDocument { entity_id, xml });
             }
         } else if let Event::Start(s) = &ev
             && let Member::Entity(around) = member
@@ -105,7 +103,10 @@ pub fn split_report(doc: &[u8], policy: &Policy) -> Result<Split, Error> {
             if !seen.insert(entity_id.clone()) {
                 return Err(Error::DuplicateEntityId(entity_id));
             }
-            if earliest(valid_until(s)?, around).is_some_and(|vu| is_expired(vu, policy)) {
+            let vu = earliest(valid_until(s)?, around);
+            if skip.contains(entity_id.as_str()) {
+                // Refused for a signature of its own: reported as such, not cut.
+            } else if vu.is_some_and(|vu| is_expired(vu, policy)) {
                 expired.push(entity_id);
             } else {
                 current = Some((entity_id, Cut::start(s, &verified)));
