@@ -17,7 +17,8 @@
 //! `<sealed xmlns='…room:0' room='…' epoch='…' stamp='…'>base64</sealed>` (AES-256-GCM; the
 //! associated data binds room, epoch, sender, stanza id and stamp) and a signed
 //! [`crate::envelope`]: a shared key cannot say which member wrote a message, the sender's
-//! OpenPGP signature does.
+//! OpenPGP signature does. [`Member::open`] takes only what the room reflected: type
+//! `groupchat`, `from` the room.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -468,8 +469,11 @@ impl Member {
         Ok(())
     }
 
-    /// Opens a room message as the MUC reflects it (`from` the room): checks the sender's
-    /// envelope (signature, room, stamp, replay) and decrypts with the epoch's key.
+    /// Opens a room message as the MUC reflects it: `type='groupchat'` ([`Error::Stanza`]
+    /// otherwise) and `from` the room (bare JID; [`Mismatch::Room`] otherwise), so a member
+    /// cannot pass a message sent to one member alone off as said to the room. Then checks
+    /// the sender's envelope (signature, the room as its recipient, stamp, replay) and
+    /// decrypts with the epoch's key.
     pub fn open(
         &self,
         stanza: &Stanza,
@@ -478,6 +482,20 @@ impl Member {
         window: &mut ReplayWindow,
         now: SystemTime,
     ) -> Result<RoomMessage> {
+        // Through the room only: a member could otherwise address a "room message" to one
+        // member alone, under its own envelope to that member.
+        if stanza.stanza_type() != Some("groupchat") {
+            return Err(Error::Stanza(
+                "a room message must be of type 'groupchat' (sent through the room)".into(),
+            ));
+        }
+        let from = sender(stanza)?;
+        if from.bare() != self.room.bare() {
+            return Err(Error::Binding(Mismatch::Room {
+                expected: self.room.bare().to_owned(),
+                got: from.bare().to_owned(),
+            }));
+        }
         let el = stanza
             .element()
             .required_child("sealed", ns::ROOM, "sealed room payload")?;

@@ -1419,3 +1419,72 @@ fn room_refusals_say_which() {
         "{e:?}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Review finding 4: a room message must come through the room; one payload per stanza.
+// ---------------------------------------------------------------------------------------
+
+/// Bob seals a room message at t0 and, instead of sending it to the room, re-addresses it to
+/// carol alone (type chat, his own envelope to her): what carol receives from him directly.
+fn whispered_room_message(f: &mut RoomFlow, typ: &str) -> Stanza {
+    let msg = f.post(BOB, "w1", "stop the workers", t0());
+    let mut w = Stanza::parse(&msg.to_xml())
+        .unwrap()
+        .with_attr("to", "carol@example.org")
+        .with_attr("type", typ);
+    envelope::seal(&mut w, &f.s.bob, &f.s.policy, t0()).unwrap();
+    deliver(&w, "bob@example.org/b")
+}
+
+#[test]
+fn a_room_message_whispered_to_one_member_is_refused() {
+    let mut f = RoomFlow::keyed();
+    let mut win = ReplayWindow::default();
+    // Not a groupchat: refused, before the room key is used.
+    let got = whispered_room_message(&mut f, "chat");
+    let r = f.open(CAROL, &got, &mut win, t0());
+    assert!(matches!(r, Err(Error::Stanza(_))), "{r:?}");
+    // A groupchat, but from bob's own JID, not the room.
+    let got = whispered_room_message(&mut f, "groupchat");
+    let r = f.open(CAROL, &got, &mut win, t0());
+    assert!(
+        matches!(r, Err(Error::Binding(Mismatch::Room { .. }))),
+        "{r:?}"
+    );
+    assert!(win.is_empty(), "nothing recorded");
+    // Through the room, the same kind of message opens.
+    let msg = f.post(BOB, "w2", "stop the workers", t0());
+    let got = RoomFlow::reflected(&msg, "bob", "carol@example.org");
+    assert_eq!(
+        f.open(CAROL, &got, &mut win, t0()).unwrap().body,
+        "stop the workers"
+    );
+}
+
+#[test]
+fn a_stanza_with_two_payload_kinds_is_refused_by_the_envelope() {
+    let mut f = RoomFlow::keyed();
+    let room_msg = f.post(BOB, "g1", "restart the workers", t0());
+    let sealed = room_msg
+        .element()
+        .only_child("sealed", xep0027::ns::ROOM)
+        .unwrap()
+        .unwrap()
+        .clone();
+    // Alice's encrypted, enveloped message to bob, with a room payload added in transit:
+    // the envelope covered only the jabber:x:encrypted one.
+    let (sent, got) = encrypted_to_bob(&f.s);
+    let mut two = got.clone();
+    two.element_mut().push(sealed.clone());
+    let mut win = ReplayWindow::default();
+    let r = envelope::check(&two, &f.s.keyring, &f.s.policy, &mut win, t0());
+    assert!(matches!(r, Err(Error::Stanza(_))), "{r:?}");
+    assert!(win.is_empty());
+    // Nor is such a stanza sealed.
+    let mut both = sent.clone();
+    both.element_mut().push(sealed);
+    let r = envelope::seal(&mut both, &f.s.alice, &f.s.policy, t0());
+    assert!(matches!(r, Err(Error::Stanza(_))), "{r:?}");
+    // One payload: as before.
+    let _checked = envelope::check(&got, &f.s.keyring, &f.s.policy, &mut win, t0()).unwrap();
+}
