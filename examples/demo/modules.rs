@@ -215,14 +215,17 @@ pub(crate) fn run(gpg: &Gpg) -> Result<Vec<Line>, Error> {
     let room = Jid::new("ops@rooms.cloud.example")?;
     let mut moderator = Moderator::new(&room, Duration::from_secs(86_400), &mut rng, now)?;
     for m in [&sched, &worker, &auditor] {
-        moderator.add_member(m.id.jid(), m.id.public_cert());
+        moderator.add_member(m.id.jid(), m.id.public_cert(), &policy, now)?;
     }
     let mut members: Vec<Member> = [&sched, &worker, &auditor]
         .iter()
         .map(|m| Member::new(&room, m.id.jid(), sched.id.fingerprint()))
         .collect();
     let ids = [sched.id.clone(), worker.id.clone(), auditor.id.clone()];
-    for s in moderator.distribute(&sched.id, &mut rng, &policy, now)? {
+    for s in moderator
+        .distribute(&sched.id, &mut rng, &policy, now)?
+        .stanzas
+    {
         let got = router.carry(&s, &sched.full())?;
         let i = ids
             .iter()
@@ -249,7 +252,9 @@ pub(crate) fn run(gpg: &Gpg) -> Result<Vec<Line>, Error> {
 
     moderator.remove_member(auditor.id.jid(), &mut rng, now)?;
     let later = now + Duration::from_secs(30);
-    let dist = moderator.distribute(&sched.id, &mut rng, &policy, later)?;
+    let dist = moderator
+        .distribute(&sched.id, &mut rng, &policy, later)?
+        .stanzas;
     for s in &dist {
         let got = router.carry(s, &sched.full())?;
         let i = ids
@@ -284,7 +289,7 @@ pub(crate) fn run(gpg: &Gpg) -> Result<Vec<Line>, Error> {
     ));
     // A room key forged by a member (not the moderator) is refused.
     let mut rogue = Moderator::new(&room, Duration::from_secs(86_400), &mut rng, later)?;
-    rogue.add_member(sched.id.jid(), sched.id.public_cert());
+    rogue.add_member(sched.id.jid(), sched.id.public_cert(), &policy, later)?;
     rogue.rotate(&mut rng, later)?;
     rogue.rotate(&mut rng, later)?;
     let forged = rogue.distribute_to(&worker.id, sched.id.jid(), &mut rng, &policy, later)?;

@@ -122,11 +122,16 @@ fn main() {
 
     let room = Jid::new(saml_fuzz::xep0027_fixture::ROOM).unwrap();
     let mut moderator = Moderator::new(&room, Duration::from_secs(86_400), &mut rng, now).unwrap();
-    moderator.add_member(bob.jid(), bob.public_cert());
-    moderator.add_member(alice.jid(), alice.public_cert());
+    moderator
+        .add_member(bob.jid(), bob.public_cert(), &policy, now)
+        .unwrap();
+    moderator
+        .add_member(alice.jid(), alice.public_cert(), &policy, now)
+        .unwrap();
     let dist = moderator
         .distribute(&alice, &mut rng, &policy, now)
-        .unwrap();
+        .unwrap()
+        .stanzas;
     let to_bob = dist
         .iter()
         .find(|d| d.to() == Some("bob@example.org"))

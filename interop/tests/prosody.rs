@@ -168,7 +168,9 @@ fn xep0027_through_prosody() {
     let mut rng = OsRandom;
     let mut moderator = Moderator::new(&room, Duration::from_secs(3600), &mut rng, now).unwrap();
     for i in &ids {
-        moderator.add_member(i.jid(), i.public_cert());
+        moderator
+            .add_member(i.jid(), i.public_cert(), &policy, now)
+            .unwrap();
     }
     let mut members: Vec<Member> = ids
         .iter()
@@ -177,6 +179,7 @@ fn xep0027_through_prosody() {
     for d in moderator
         .distribute(&ids[0], &mut rng, &policy, now)
         .unwrap()
+        .stanzas
     {
         let to = d.to().unwrap().to_owned();
         let k = ids.iter().position(|i| i.jid().bare() == to).unwrap();

@@ -28,6 +28,7 @@ struct Opts {
     text: bool,
     envelope: bool,
     unsigned: bool,
+    allow_unsigned: bool,
     legacy: bool,
     files: Vec<String>,
 }
@@ -64,6 +65,7 @@ fn parse_opts(args: &[String]) -> Res<Opts> {
             "--text" => o.text = true,
             "--envelope" => o.envelope = true,
             "--unsigned" => o.unsigned = true,
+            "--allow-unsigned" => o.allow_unsigned = true,
             "--legacy" => o.legacy = true,
             f if !f.starts_with("--") => o.files.push(f.to_owned()),
             other => return Err(Failure::Usage(format!("unknown option {other}"))),
@@ -198,19 +200,8 @@ fn verify(o: &Opts, io: &mut Io<'_>) -> Res<()> {
     let p = policy(o);
     let ring = keyring(o, &p, now)?;
     let st = stdin_stanza(o, io)?;
-    if st
-        .element()
-        .only_child("envelope", ns::ENVELOPE)
-        .map_err(fail)?
-        .is_some()
-    {
-        let mut w = ReplayWindow::new(Duration::from_secs(o.skew.unwrap_or(300)), 16);
-        let c = envelope::check(&st, &ring, &p, &mut w, now).map_err(fail)?;
-        io.note(format_args!(
-            "envelope from {} stamped {}",
-            c.sender,
-            xep0027::time::format(c.stamp)
-        ))?;
+    if let Some(note) = check_envelope(&st, &ring, &p, o)? {
+        io.note(format_args!("{note}"))?;
     }
     let v = signed::verify(&st, &ring, &p, now).map_err(fail)?;
     io.say(format_args!(
@@ -245,15 +236,50 @@ fn encrypt(o: &Opts, io: &mut Io<'_>) -> Res<()> {
     io.say(format_args!("{st}"))
 }
 
+/// Checks the envelope, when the stanza has one (signature of a key bound to the sender,
+/// from/to/id/type/payload bound, stamp within the skew); returns the note to print.
+fn check_envelope(st: &Stanza, ring: &Keyring, p: &Policy, o: &Opts) -> Res<Option<String>> {
+    if st
+        .element()
+        .only_child("envelope", ns::ENVELOPE)
+        .map_err(fail)?
+        .is_some()
+    {
+        let now = o.now.unwrap_or_else(SystemTime::now);
+        let mut w = ReplayWindow::new(Duration::from_secs(o.skew.unwrap_or(300)), 16);
+        let c = envelope::check(st, ring, p, &mut w, now).map_err(fail)?;
+        return Ok(Some(format!(
+            "envelope from {} stamped {}",
+            c.sender,
+            xep0027::time::format(c.stamp)
+        )));
+    }
+    Ok(None)
+}
+
 fn decrypt(o: &Opts, io: &mut Io<'_>) -> Res<()> {
     let me = identity(o)?;
     let now = o.now.unwrap_or_else(SystemTime::now);
     let p = policy(o);
     let ring = keyring(o, &p, now)?;
     let st = stdin_stanza(o, io)?;
+    let envelope_note = check_envelope(&st, &ring, &p, o)?;
     let d = encrypted::decrypt(&st, &me, &ring, &p, now).map_err(fail)?;
-    if let Some(v) = d.signature {
-        io.note(format_args!("signed-by {}", v.signer))?;
+    match d.signature {
+        Some(v) => io.note(format_args!("signed-by {}", v.signer))?,
+        // Anyone can encrypt to a public key: without a signature inside, nothing says who
+        // wrote it.
+        None if o.allow_unsigned => io.note(format_args!("unsigned (allowed)"))?,
+        None => {
+            return Err(Failure::Failed(
+                "the message is unsigned: anyone could have written it (--allow-unsigned to \
+                 read it anyway)"
+                    .into(),
+            ));
+        }
+    }
+    if let Some(note) = envelope_note {
+        io.note(format_args!("{note}"))?;
     }
     io.say(format_args!("{}", d.body))
 }

@@ -13,8 +13,10 @@
 //! xep0027 encrypt --key SECRET --jid JID --to CERT [--to CERT ...] [--unsigned] [--envelope]
 //!     encrypt the body to every --to and to oneself, signed inside unless --unsigned
 //! xep0027 decrypt --key SECRET --jid JID --keyring FILE (--pin JID=FPR ... | --trust-user-ids)
-//!         [--from JID] [--legacy] [--now DATETIME]
-//!     print the body; `signed-by <fingerprint>` on stderr when it was signed
+//!         [--from JID] [--legacy] [--now DATETIME] [--skew SECONDS] [--allow-unsigned]
+//!     check the envelope (when present), print the body; `signed-by <fingerprint>` on
+//!     stderr. An unsigned message (anyone can encrypt to a public key) is refused (exit 1)
+//!     unless --allow-unsigned, which prints it with `unsigned (allowed)` on stderr
 //! ```
 //! Which key speaks for which JID: `--pin JID=FINGERPRINT` (repeatable) binds a certificate
 //! of the keyring to a JID; `--trust-user-ids` binds each certificate to the JIDs of its

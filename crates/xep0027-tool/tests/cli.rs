@@ -200,3 +200,120 @@ fn help_and_version() {
     );
     assert_eq!(x27(&[], "").status.code(), Some(2));
 }
+
+/// Review finding 5: `decrypt` exited 0 for an unsigned message (anyone can encrypt to a
+/// public key) although it asks who speaks for whom, and ignored the envelope that
+/// `encrypt --envelope` wrote.
+#[test]
+fn decrypt_refuses_unsigned_input_unless_allowed_and_checks_the_envelope() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = |n: &str| dir.path().join(n);
+    for who in ["alice", "bob"] {
+        let o = x27(
+            &[
+                "keygen",
+                "--jid",
+                &format!("{who}@example.org"),
+                p(&f(&format!("{who}.sec"))),
+                p(&f(&format!("{who}.pub"))),
+            ],
+            "",
+        );
+        assert!(o.status.success(), "{o:?}");
+    }
+    let ring = f("ring.pgp");
+    let mut all = std::fs::read(f("alice.pub")).unwrap();
+    all.extend(std::fs::read(f("bob.pub")).unwrap());
+    std::fs::write(&ring, all).unwrap();
+    let path = |n: &str| f(n).to_str().unwrap().to_owned();
+    let (alice_sec, bob_pub, bob_sec, ring) = (
+        path("alice.sec"),
+        path("bob.pub"),
+        path("bob.sec"),
+        p(&ring).to_owned(),
+    );
+    let encrypt = |extra: &[&str], stanza: &str| {
+        let mut args = vec![
+            "encrypt",
+            "--key",
+            &alice_sec,
+            "--jid",
+            "alice@example.org",
+            "--to",
+            &bob_pub,
+        ];
+        args.extend_from_slice(extra);
+        let o = x27(&args, stanza);
+        assert!(o.status.success(), "{o:?}");
+        out(&o)
+    };
+    let decrypt = |extra: &[&str], input: &str| {
+        let mut args = vec![
+            "decrypt",
+            "--key",
+            &bob_sec,
+            "--jid",
+            "bob@example.org",
+            "--keyring",
+            &ring,
+            "--trust-user-ids",
+            "--from",
+            "alice@example.org/cli",
+        ];
+        args.extend_from_slice(extra);
+        x27(&args, input)
+    };
+    let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
+
+    // Unsigned: refused (exit 1, one line saying why), unless --allow-unsigned.
+    let unsigned = encrypt(
+        &["--unsigned"],
+        "<message to='bob@example.org' id='m1'><body>from anyone</body></message>",
+    );
+    let o = decrypt(&[], &unsigned);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(out(&o).is_empty(), "no body printed: {o:?}");
+    assert!(stderr(&o).contains("unsigned"), "{}", stderr(&o));
+    assert_eq!(stderr(&o).trim().lines().count(), 1);
+    let o = decrypt(&["--allow-unsigned"], &unsigned);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(out(&o).trim(), "from anyone");
+    assert!(stderr(&o).contains("unsigned"), "{}", stderr(&o));
+
+    // With an envelope: checked. Delivered from another sender: refused.
+    let enveloped = encrypt(
+        &["--envelope"],
+        "<message to='bob@example.org' id='m2'><body>plans</body></message>",
+    );
+    let o = decrypt(&[], &enveloped);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(out(&o).trim(), "plans");
+    assert!(
+        stderr(&o).contains("envelope from alice@example.org"),
+        "{}",
+        stderr(&o)
+    );
+    let mut args = vec![
+        "decrypt",
+        "--key",
+        &bob_sec,
+        "--jid",
+        "bob@example.org",
+        "--keyring",
+        &ring,
+        "--trust-user-ids",
+        "--from",
+        "bob@example.org/cli",
+    ];
+    let o = x27(&args, &enveloped);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    // Stale (an hour later).
+    let later =
+        xep0027::time::format(std::time::SystemTime::now() + std::time::Duration::from_secs(3600));
+    args[9] = "alice@example.org/cli";
+    args.extend(["--now", &later]);
+    let o = x27(&args, &enveloped);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    // --help names the flag.
+    assert!(out(&x27(&["--help"], "")).contains("--allow-unsigned"));
+}

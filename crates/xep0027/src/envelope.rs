@@ -13,7 +13,9 @@
 //! The signature covers, unambiguously encoded: the stanza kind and `type`, the sender's and
 //! recipient's bare JIDs, the stanza `id`, the XEP-0082 stamp, and the payload (for presence
 //! the `<show/>` and `<status/>` text; for a message the `jabber:x:encrypted` packets, or a
-//! sealed session/room payload, or the body text). Other children (`<subject/>`, `<thread/>`,
+//! sealed session/room payload, or the body text; a message carrying more than one of the
+//! three payloads, or two of one, is refused by [`seal`], [`verify`] and [`check`], since only
+//! one could be covered). Other children (`<subject/>`, `<thread/>`,
 //! extension elements) and other attributes are not covered: what must be protected belongs in
 //! the body (for messages between modules, a structured body). Plain XEP-0027 readers ignore
 //! the element.
@@ -54,13 +56,24 @@ pub(crate) fn payload(stanza: &Stanza) -> Result<(&'static str, Vec<u8>)> {
             ))
         }
         Kind::Message => {
-            if let Some(packets) = crate::encrypted::payload(stanza)? {
+            // At most one payload: the signature covers only the one chosen, so a second
+            // (of another kind) would travel unsigned.
+            let encrypted = crate::encrypted::payload(stanza)?;
+            let session = stanza.element().only_child("sealed", ns::SESSION)?;
+            let room = stanza.element().only_child("sealed", ns::ROOM)?;
+            let kinds = [encrypted.is_some(), session.is_some(), room.is_some()];
+            if kinds.iter().filter(|k| **k).count() > 1 {
+                return Err(Error::Stanza(
+                    "more than one payload (jabber:x:encrypted, session or room sealed): \
+                     one per stanza"
+                        .into(),
+                ));
+            }
+            if let Some(packets) = encrypted {
                 return Ok(("encrypted", packets));
             }
-            for space in [ns::SESSION, ns::ROOM] {
-                if let Some(s) = stanza.element().only_child("sealed", space)? {
-                    return Ok(("sealed", sealed_bytes(s)));
-                }
+            if let Some(s) = session.or(room) {
+                return Ok(("sealed", sealed_bytes(s)));
             }
             Ok(("body", stanza.body()?.unwrap_or_default().into_bytes()))
         }

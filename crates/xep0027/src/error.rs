@@ -194,6 +194,14 @@ pub enum Freshness {
         /// The peer (bare JID).
         peer: String,
     },
+    /// A session key offer whose expiry is more than the longest lifetime allowed after its
+    /// creation (or not after it).
+    OfferLifetime {
+        /// The key id.
+        id: String,
+        /// The longest lifetime allowed.
+        max: Duration,
+    },
     /// A room key whose epoch is not newer than the member's current one.
     EpochNotNewer {
         /// The epoch offered.
@@ -248,6 +256,11 @@ impl fmt::Display for Freshness {
             Freshness::OfferNotNewer { id, peer } => write!(
                 f,
                 "session key {id} is not newer than the newest one accepted from {peer}"
+            ),
+            Freshness::OfferLifetime { id, max } => write!(
+                f,
+                "session key {id} would live longer than the {}s allowed, or not at all",
+                max.as_secs()
             ),
             Freshness::EpochNotNewer { epoch, current } => {
                 write!(f, "room key epoch {epoch} is not newer than {current}")

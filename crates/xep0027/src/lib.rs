@@ -32,11 +32,16 @@
 //! message costs at most [`openpgp::MAX_DECRYPTION_ATTEMPTS`] private-key operations, with
 //! encryption-capable keys only, over at most [`openpgp::MAX_PKESKS`] PKESKs, and produces at
 //! most [`openpgp::MAX_DECRYPTED_LEN`] bytes at every packet depth, streamed (a compression bomb
-//! is refused in constant memory); a detached signature block is at most
-//! [`openpgp::MAX_SIGNATURES`] signatures; a key speaks for a JID only when pinned
+//! is refused in constant memory), with at most [`openpgp::MAX_SIGNATURES`] signatures inside
+//! (each a hash pass over the plaintext); a detached signature block is at most
+//! [`openpgp::MAX_SIGNATURES`] signatures and verification passes; a stanza is at most
+//! [`stanza::Limits::max_nodes`] elements, attributes and text nodes; a peer holds at most
+//! [`session::MAX_KEYS_PER_PEER`] session keys, each living at most
+//! [`session::MAX_SESSION_KEY_LIFETIME`]; a key speaks for a JID only when pinned
 //! ([`keys::Keyring::bind`]) or, by explicit choice, through a valid self-signed `xmpp:` User
 //! ID; the replay window is shared fairly between senders and never goes back in time; a room
-//! member refuses older epochs once a newer key is accepted, after a short grace.
+//! member refuses older epochs once a newer key is accepted, after a short grace, and takes
+//! room messages only as the room reflected them.
 //!
 //! Errors: one [`Error`] enum; [`Error::kind`] sorts it into an [`ErrorKind`] (malformed
 //! input, refused by policy or for security, misuse, backend failure), and the refusals a

@@ -170,8 +170,9 @@ fn verification_error(e: VerificationError<'_>) -> Error {
     }
 }
 
-/// The most signatures one detached signature block may carry: each costs a public-key
-/// operation (and a Text one a second), so more is refused before any is checked.
+/// The most signatures one detached signature block may carry, and the most inside one
+/// encrypted message ([`decrypt`]): each costs a public-key operation and a hash pass over the
+/// data, so more is refused before any is checked.
 pub const MAX_SIGNATURES: usize = 8;
 
 /// Verifies a detached signature (binary packets) over `data` with the given certificates, as
@@ -182,7 +183,10 @@ pub const MAX_SIGNATURES: usize = 8;
 /// Each signature is checked on its own: over the exact bytes, and, only when that signature
 /// is of type Text (what clearsign-based clients make), once more with trailing whitespace
 /// removed from each line ([`Verified::normalized`]). A block of more than
-/// [`MAX_SIGNATURES`] signatures, or with anything but signatures, is refused.
+/// [`MAX_SIGNATURES`] signatures, or with anything but signatures, is refused. At most
+/// [`MAX_SIGNATURES`] verification passes over `data` are made in all, the whitespace retries
+/// included: signatures after the budget is spent are not checked (a block needs only one
+/// good signature; an honest one has one or two).
 pub fn verify_detached(
     sig: &[u8],
     data: &[u8],
@@ -201,24 +205,43 @@ pub(crate) fn verify_detached_at(
     policy: &Policy,
     at: SystemTime,
 ) -> Result<Verified> {
+    verify_detached_counted(sig, data, certs, policy, at, &mut 0)
+}
+
+/// [`verify_detached_at`], counting the verification passes over the data in `passes`.
+fn verify_detached_counted(
+    sig: &[u8],
+    data: &[u8],
+    certs: &[Cert],
+    policy: &Policy,
+    at: SystemTime,
+    passes: &mut usize,
+) -> Result<Verified> {
     let mut first_err = None;
+    // Trailing whitespace removed, computed once, if a Text signature needs it.
+    let mut trimmed: Option<Vec<u8>> = None;
     for (typ, one) in split_signatures(sig)? {
+        if *passes >= MAX_SIGNATURES {
+            break;
+        }
+        *passes += 1;
         let err = match verify_once(&one, data, certs, policy, at) {
             Ok(v) => return Ok(v),
             Err(e) => e,
         };
-        if typ == SignatureType::Text {
-            let trimmed = trim_trailing_whitespace(data);
-            if trimmed.as_slice() != data
-                && let Ok(v) = verify_once(&one, &trimmed, certs, policy, at)
-            {
-                return Ok(Verified {
-                    normalized: true,
-                    ..v
-                });
+        first_err.get_or_insert(err);
+        if typ == SignatureType::Text && *passes < MAX_SIGNATURES {
+            let trimmed = trimmed.get_or_insert_with(|| trim_trailing_whitespace(data));
+            if trimmed.as_slice() != data {
+                *passes += 1;
+                if let Ok(v) = verify_once(&one, trimmed, certs, policy, at) {
+                    return Ok(Verified {
+                        normalized: true,
+                        ..v
+                    });
+                }
             }
         }
-        first_err.get_or_insert(err);
     }
     Err(first_err.unwrap_or_else(|| Error::OpenPgp("no signature".into())))
 }
@@ -474,8 +497,10 @@ pub struct Decrypted {
 pub const MAX_PKESKS: usize = 64;
 
 /// The most private-key operations [`decrypt`] spends on one message, over all its PKESKs
-/// (anonymous ones are tried with every encryption key held): 25 ms each with RSA-3072, so one
-/// stanza costs at most about 0.2 s of CPU however it is built.
+/// (anonymous ones are tried with every encryption key held): 25 ms each with RSA-3072, so the
+/// key search costs at most about 0.2 s of CPU however the stanza is built. Checking the
+/// signatures inside adds at most [`MAX_SIGNATURES`] hash passes over the plaintext and as many
+/// public-key operations (see [`decrypt`]'s resource bounds).
 pub const MAX_DECRYPTION_ATTEMPTS: usize = 8;
 
 /// The most OpenPGP packets one encrypted message may have, at every depth together.
@@ -491,7 +516,8 @@ pub const MAX_DECRYPTED_LEN: usize = MAX_PLAINTEXT_LEN + 256 * 1024;
 const MAX_PACKET_LEN: u32 = 64 * 1024;
 
 /// Why the first pass refused a message (internal: the public error is [`Error::Decrypt`] for
-/// every reason found after a session key was tried, so that it is no oracle).
+/// every reason found after a session key was tried, so that it is no oracle, except too many
+/// signatures in a container that proved intact).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Refusal {
     /// Not an encrypted message this crate reads, or malformed.
@@ -503,6 +529,9 @@ enum Refusal {
     /// More than [`MAX_DECRYPTED_LEN`] bytes inside (a compression bomb), or more than
     /// [`MAX_PACKETS`] packets.
     TooLarge,
+    /// More than [`MAX_SIGNATURES`] one-pass signatures or signatures inside the encryption
+    /// container, which authenticated.
+    TooManySignatures,
 }
 
 /// The session key found by the first pass.
@@ -550,6 +579,11 @@ fn unlock(
     let mut unlocked: Option<Unlocked> = None;
     let mut skipped = 0usize;
     let mut packets = 0usize;
+    // One-pass signatures and signatures inside the container (each counted), and whether the container is
+    // a SEIPD v1 one (integrity only known from its MDC, at the end) and its MDC was good.
+    let (mut one_pass, mut signatures) = (0usize, 0usize);
+    let mut seip_v1 = false;
+    let mut mdc_ok = false;
     let mut chunk = vec![0u8; 16 * 1024];
     while let PacketParserResult::Some(mut pp) = ppr {
         packets += 1;
@@ -571,6 +605,12 @@ fn unlock(
             }
         }
         match &pp.packet {
+            Packet::OnePassSig(_) if depth > 0 => one_pass += 1,
+            Packet::Signature(_) if depth > 0 => signatures += 1,
+            // SEIPD v1 is deprecated (RFC 9580 §5.13.1) but what GnuPG writes: its MDC says
+            // whether the container is intact.
+            #[allow(deprecated)]
+            Packet::MDC(mdc) if depth > 0 => mdc_ok = mdc.valid(),
             Packet::PKESK(p) if depth == 0 && unlocked.is_none() => {
                 pkesks.push(p.clone());
                 if pkesks.len() + skipped > MAX_PKESKS {
@@ -593,6 +633,7 @@ fn unlock(
                     SEIP::V2(s) => Some(s.symmetric_algo()),
                     _ => None,
                 };
+                seip_v1 = hint.is_none();
                 unlocked = Some(try_keys(&mut pp, &pkesks, keys, hint, policy, now, cost)?);
             }
             // Another encryption container, or key packets after (or inside) the one
@@ -629,6 +670,18 @@ fn unlock(
         && eof.is_message().is_err()
     {
         return Err(Refusal::Malformed);
+    }
+    // Each signature (with its one-pass signature, or alone before the data) is one hash
+    // context the second pass keeps over the whole literal data: at most MAX_SIGNATURES.
+    if one_pass > MAX_SIGNATURES || signatures > MAX_SIGNATURES {
+        // Said as such only once the container proved intact (SEIPD v2 chunks are
+        // authenticated as they are read; v1 only by its MDC): a tampered message stays the
+        // one Error::Decrypt, no oracle on what its plaintext parses to.
+        return Err(if !seip_v1 || mdc_ok {
+            Refusal::TooManySignatures
+        } else {
+            Refusal::Malformed
+        });
     }
     unlocked.ok_or(Refusal::NoKey)
 }
@@ -756,6 +809,12 @@ impl DecryptionHelper for DHelper<'_> {
 /// decrypted), at most [`MAX_PACKETS`] packets and [`MAX_DECRYPTED_LEN`] decrypted and
 /// decompressed bytes at every depth together, streamed through fixed buffers: a compression
 /// bomb is refused after producing that much, with memory in the tens of megabytes at most.
+/// Inside the encryption at most [`MAX_SIGNATURES`] one-pass signatures and at most
+/// [`MAX_SIGNATURES`] signatures, at any depth, counted by the first pass: more is
+/// [`Error::OpenPgp`] before the second pass hashes anything (each signature is one hash
+/// context over the whole plaintext, and a Text one hashes line by line: 125 of them over
+/// 4 MiB of newlines cost tens of CPU-seconds; 8 Text ones, the worst case allowed, about
+/// 0.4 s in an unoptimized test build). A tampered container is still [`Error::Decrypt`].
 pub fn decrypt(
     ciphertext: &[u8],
     keys: &dyn SecretKeyStore,
@@ -777,6 +836,9 @@ fn decrypt_counted(
     let unlocked = unlock(ciphertext, keys, policy, now, cost).map_err(|r| match r {
         Refusal::TooManyPkesks => Error::OpenPgp(format!(
             "more than {MAX_PKESKS} encrypted session keys in one message"
+        )),
+        Refusal::TooManySignatures => Error::OpenPgp(format!(
+            "more than {MAX_SIGNATURES} signatures (or one-pass signatures) in one encrypted message"
         )),
         _ => Error::Decrypt,
     })?;
@@ -1285,6 +1347,137 @@ mod bound_tests {
             verify_detached(&many, b"x", &[alice.public_cert()], &p, now()),
             Err(Error::OpenPgp(_))
         ));
+    }
+
+    /// An encrypted message to `to` signed inside by every one of `signers` (one-pass
+    /// signatures, `typ` each), optionally under a compression layer, whose literal data is
+    /// `body`.
+    fn signed_by_many(
+        to: &Cert,
+        signers: &[Identity],
+        typ: SignatureType,
+        compress: bool,
+        body: &[u8],
+    ) -> Vec<u8> {
+        let p = Policy::standard();
+        let key = encryption_key(to);
+        let mut sink = Vec::new();
+        let mut m = Encryptor::for_recipients(
+            Message::new(&mut sink),
+            [Recipient::new(None, key.key_handle(), &key)],
+        )
+        .build()
+        .unwrap();
+        if compress {
+            m = Compressor::new(m)
+                .algo(CompressionAlgorithm::Zip)
+                .build()
+                .unwrap();
+        }
+        let mut s = Signer::with_template(
+            m,
+            signers[0].signer(&p, now()).unwrap(),
+            SignatureBuilder::new(typ),
+        )
+        .unwrap()
+        .creation_time(now());
+        for more in &signers[1..] {
+            s = s.add_signer(more.signer(&p, now()).unwrap()).unwrap();
+        }
+        let m = s.build().unwrap();
+        let mut w = LiteralWriter::new(m).build().unwrap();
+        w.write_all(body).unwrap();
+        w.finalize().unwrap();
+        sink
+    }
+
+    /// Finding 1 of the xep-audit review: one-pass signatures inside an encrypted message are
+    /// hash contexts the second pass keeps over the whole literal data (a Text one hashes per
+    /// line): more than [`MAX_SIGNATURES`] of them, or of signatures, are refused by the
+    /// first pass, at any depth, before sequoia's Decryptor runs.
+    #[test]
+    fn more_than_max_signatures_inside_a_message_are_refused() {
+        let p = Policy::standard();
+        let bob = id("bob", Suite::Cv25519);
+        let signers: Vec<Identity> = (0..=MAX_SIGNATURES)
+            .map(|i| id(&format!("s{i}"), Suite::Cv25519))
+            .collect();
+        let certs: Vec<Cert> = signers.iter().map(Identity::public_cert).collect();
+        for compress in [false, true] {
+            for typ in [SignatureType::Binary, SignatureType::Text] {
+                let ct = signed_by_many(&bob.public_cert(), &signers, typ, compress, b"hi\n");
+                let mut cost = Cost::default();
+                let r = unlock(&ct, &bob, &p, now(), &mut cost);
+                assert_eq!(
+                    r.err(),
+                    Some(Refusal::TooManySignatures),
+                    "{compress} {typ}"
+                );
+                let r = decrypt(&ct, &bob, &certs, &p, now());
+                assert!(
+                    matches!(&r, Err(Error::OpenPgp(m)) if m.contains("signatures")),
+                    "{compress} {typ}: {r:?}"
+                );
+                // Tampered (the MDC of this SEIPD v1 message): the one Error::Decrypt, no
+                // oracle on the plaintext's structure.
+                let mut bad = ct.clone();
+                let n = bad.len() - 1;
+                bad[n] ^= 1;
+                let r = decrypt(&bad, &bob, &certs, &p, now());
+                assert!(matches!(r, Err(Error::Decrypt)), "{r:?}");
+                // Exactly MAX_SIGNATURES, and one: ordinary messages.
+                for n in [MAX_SIGNATURES, 1] {
+                    let ct =
+                        signed_by_many(&bob.public_cert(), &signers[..n], typ, compress, b"hi\n");
+                    let d = decrypt(&ct, &bob, &certs, &p, now()).unwrap();
+                    assert_eq!(d.plaintext, b"hi\n");
+                    assert!(d.signature.is_some());
+                }
+            }
+        }
+    }
+
+    /// Finding 1 of the xep-audit review, detached side: a block of Text signatures over a
+    /// text with trailing whitespace costs at most [`MAX_SIGNATURES`] verification passes
+    /// over the data in all, the whitespace retries included (before: two per signature).
+    #[test]
+    fn a_detached_block_costs_at_most_max_signatures_passes() {
+        let p = Policy::standard();
+        let alice = id("alice", Suite::Cv25519);
+        let sign = |data: &[u8]| {
+            sign_detached(alice.signer(&p, now()).unwrap(), data, SigMode::Text, now()).unwrap()
+        };
+        let data = b"Online \n".repeat(1000);
+        let mut block = Vec::new();
+        for _ in 0..MAX_SIGNATURES {
+            block.extend(sign(b"something else"));
+        }
+        let mut passes = 0;
+        let r = verify_detached_counted(
+            &block,
+            &data,
+            &[alice.public_cert()],
+            &p,
+            now(),
+            &mut passes,
+        );
+        assert!(matches!(r, Err(Error::BadSignature(_))), "{r:?}");
+        assert!(passes <= MAX_SIGNATURES, "{passes} passes");
+        // A good Text signature behind a bad one still verifies, whitespace-normalized.
+        let mut block = sign(b"something else");
+        block.extend(sign(&b"Online\n".repeat(1000)));
+        let mut passes = 0;
+        let v = verify_detached_counted(
+            &block,
+            &data,
+            &[alice.public_cert()],
+            &p,
+            now(),
+            &mut passes,
+        )
+        .unwrap();
+        assert!(v.normalized);
+        assert!(passes <= MAX_SIGNATURES, "{passes} passes");
     }
 
     #[test]

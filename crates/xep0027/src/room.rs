@@ -17,7 +17,8 @@
 //! `<sealed xmlns='…room:0' room='…' epoch='…' stamp='…'>base64</sealed>` (AES-256-GCM; the
 //! associated data binds room, epoch, sender, stanza id and stamp) and a signed
 //! [`crate::envelope`]: a shared key cannot say which member wrote a message, the sender's
-//! OpenPGP signature does.
+//! OpenPGP signature does. [`Member::open`] takes only what the room reflected: type
+//! `groupchat`, `from` the room.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -73,9 +74,10 @@ pub const DEFAULT_EPOCH_GRACE: Duration = Duration::from_secs(10);
 /// Call these in this order:
 ///
 /// 1. [`Moderator::new`] once per room (epoch 1).
-/// 2. [`Moderator::add_member`] for each member (with the certificate its key goes to).
-/// 3. [`Moderator::distribute`] and send every stanza it returns (or
-///    [`Moderator::distribute_to`] for one member added later).
+/// 2. [`Moderator::add_member`] for each member (with the certificate its key goes to,
+///    checked there).
+/// 3. [`Moderator::distribute`] and send every stanza it returns, and deal with the members
+///    it reports undelivered (or [`Moderator::distribute_to`] for one member added later).
 /// 4. To remove a member: [`Moderator::remove_member`] (it rotates), then step 3 again, so
 ///    that the remaining members get the new epoch. To rotate otherwise (the key nears its
 ///    expiry, a member reports its seal limit): [`Moderator::rotate`], then step 3.
@@ -121,22 +123,34 @@ impl Moderator {
         self.members.keys().map(String::as_str)
     }
 
-    /// Adds a member with the certificate its key is sent to. A new member gets the current
-    /// key (it can read messages of this epoch); call [`Moderator::rotate`] first if it must
-    /// not.
-    pub fn add_member(&mut self, jid: &Jid, cert: Cert) {
+    /// Adds a member with the certificate its key is sent to, once the certificate is found
+    /// usable: valid under `policy` at `now` with an encryption-capable key
+    /// ([`crate::openpgp::Recipients::new`]); otherwise [`Error::Key`] and nothing is added.
+    /// A new member gets the current key (it can read messages of this epoch); call
+    /// [`Moderator::rotate`] first if it must not.
+    pub fn add_member(
+        &mut self,
+        jid: &Jid,
+        cert: Cert,
+        policy: &Policy,
+        now: SystemTime,
+    ) -> Result<()> {
+        crate::openpgp::Recipients::new(&[&cert], policy, now)?;
         self.members.insert(jid.bare().to_owned(), cert);
+        Ok(())
     }
 
-    /// Removes a member and rotates the key; returns whether it was a member.
+    /// Removes a member and rotates the key; returns whether it was a member. On error
+    /// (no randomness for the new key) nothing changes: the member stays, the epoch too.
     pub fn remove_member(
         &mut self,
         jid: &Jid,
         rng: &mut dyn Random,
         now: SystemTime,
     ) -> Result<bool> {
+        let next = new_key(self.current.epoch + 1, self.lifetime, rng, now)?;
         let was = self.members.remove(jid.bare()).is_some();
-        self.rotate(rng, now)?;
+        self.current = next;
         Ok(was)
     }
 
@@ -147,7 +161,11 @@ impl Moderator {
     }
 
     /// The key distribution for every current member: one message each, encrypted to that
-    /// member and signed by the moderator `me`.
+    /// member and signed by the moderator `me`. A member whose certificate can no longer be
+    /// encrypted to (expired, revoked) does not stop the others: it is reported in
+    /// [`Distribution::undelivered`], so that after a removal every member that can get the
+    /// new epoch gets it. An error is the moderator's own (its signing key unusable): then
+    /// nobody gets anything.
     #[must_use = "the room keys must be sent to the members"]
     pub fn distribute(
         &self,
@@ -155,11 +173,20 @@ impl Moderator {
         rng: &mut dyn Random,
         policy: &Policy,
         now: SystemTime,
-    ) -> Result<Vec<Stanza>> {
-        self.members
-            .iter()
-            .map(|(jid, cert)| self.distribution(me, jid, cert, rng, policy, now))
-            .collect()
+    ) -> Result<Distribution> {
+        // The moderator's key first: a failure there is not any member's.
+        let _ = me.signer(policy, now)?;
+        let mut out = Distribution {
+            stanzas: Vec::with_capacity(self.members.len()),
+            undelivered: Vec::new(),
+        };
+        for (jid, cert) in &self.members {
+            match self.distribution(me, jid, cert, rng, policy, now) {
+                Ok(s) => out.stanzas.push(s),
+                Err(e) => out.undelivered.push((jid.clone(), e)),
+            }
+        }
+        Ok(out)
     }
 
     /// The key distribution for one member.
@@ -221,6 +248,19 @@ impl Moderator {
         );
         Ok(s)
     }
+}
+
+/// What [`Moderator::distribute`] made: the stanzas to send, and the members it could not
+/// make one for, with why.
+#[derive(Debug)]
+#[non_exhaustive]
+#[must_use = "the room keys must be sent, and the members left out dealt with"]
+pub struct Distribution {
+    /// One stanza per member reached (`to` names it).
+    pub stanzas: Vec<Stanza>,
+    /// The members (bare JIDs) left out, with the error for each: renew or replace their
+    /// certificate ([`Moderator::add_member`] again), then [`Moderator::distribute_to`].
+    pub undelivered: Vec<(String, Error)>,
 }
 
 fn new_key(
@@ -468,8 +508,11 @@ impl Member {
         Ok(())
     }
 
-    /// Opens a room message as the MUC reflects it (`from` the room): checks the sender's
-    /// envelope (signature, room, stamp, replay) and decrypts with the epoch's key.
+    /// Opens a room message as the MUC reflects it: `type='groupchat'` ([`Error::Stanza`]
+    /// otherwise) and `from` the room (bare JID; [`Mismatch::Room`] otherwise), so a member
+    /// cannot pass a message sent to one member alone off as said to the room. Then checks
+    /// the sender's envelope (signature, the room as its recipient, stamp, replay) and
+    /// decrypts with the epoch's key.
     pub fn open(
         &self,
         stanza: &Stanza,
@@ -478,6 +521,20 @@ impl Member {
         window: &mut ReplayWindow,
         now: SystemTime,
     ) -> Result<RoomMessage> {
+        // Through the room only: a member could otherwise address a "room message" to one
+        // member alone, under its own envelope to that member.
+        if stanza.stanza_type() != Some("groupchat") {
+            return Err(Error::Stanza(
+                "a room message must be of type 'groupchat' (sent through the room)".into(),
+            ));
+        }
+        let from = sender(stanza)?;
+        if from.bare() != self.room.bare() {
+            return Err(Error::Binding(Mismatch::Room {
+                expected: self.room.bare().to_owned(),
+                got: from.bare().to_owned(),
+            }));
+        }
         let el = stanza
             .element()
             .required_child("sealed", ns::ROOM, "sealed room payload")?;

@@ -14,10 +14,14 @@
 //! cannot be moved to another conversation, direction or time, and the receiver's
 //! [`ReplayWindow`] refuses it twice. The key serves both directions (the direction is in the
 //! associated data). Rotation: offer a new key at any time; the newest one seals, older ones
-//! still open messages until they expire; [`Sessions::forget_expired`] drops them.
+//! still open messages until they expire; [`Sessions::forget_expired`] drops them. A key
+//! lives at most [`MAX_SESSION_KEY_LIFETIME`] (an offer for longer is refused), and at most
+//! [`MAX_KEYS_PER_PEER`] keys are kept per peer (the oldest are dropped), so a contact
+//! sending offers without end holds a fixed amount of memory here.
 //!
 //! A peer's offers must be newer than the newest one accepted from it: a replayed offer is
-//! refused by its id while the key lives and by its creation time for good. The creation
+//! refused by its id while the key is held and by its creation time for good (also after its
+//! key was dropped). The creation
 //! times survive a restart when the caller saves [`Sessions::offer_state`] and restores it
 //! with [`Sessions::restore_offer_state`]; without that, an offer recorded before the restart
 //! can be replayed until its key expires (it installs a key the peer really made, so it
@@ -56,6 +60,16 @@ struct SessionKey {
 /// §8.3); both sides seal with the same key, so each gets half.
 pub const DEFAULT_SEAL_LIMIT: u64 = 1 << 31;
 
+/// The longest a session key may live, from its creation to its expiry (7 days): an offer
+/// for longer is refused ([`Freshness::OfferLifetime`]), and [`Sessions::offer`] refuses to
+/// make one. Offer a new key (rotate) before the current one expires.
+pub const MAX_SESSION_KEY_LIFETIME: Duration = Duration::from_secs(7 * 86_400);
+
+/// The most session keys kept per peer (both directions together): accepting or offering
+/// one more drops the oldest (by creation time). Messages in flight under a dropped key no
+/// longer open; its offer stays refused (it is not newer than the newest accepted).
+pub const MAX_KEYS_PER_PEER: usize = 4;
+
 /// Facts about an agreed key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -92,7 +106,8 @@ pub struct Sessions {
     lifetime: Duration,
     /// What is known of each peer (by bare JID).
     peers: HashMap<String, Peer>,
-    /// Every key id offered either way, with its expiry: a replayed offer is refused by it.
+    /// The id of every key held (offered either way), with its expiry: a replayed offer is
+    /// refused by it, and an older one by the peer's newest offer time.
     seen_ids: HashMap<String, SystemTime>,
     seal_limit: u64,
 }
@@ -113,7 +128,8 @@ impl Peer {
 }
 
 impl Sessions {
-    /// The session keys of `me` (a bare JID); the keys this side offers live for `lifetime`.
+    /// The session keys of `me` (a bare JID); the keys this side offers live for `lifetime`
+    /// (above zero and at most [`MAX_SESSION_KEY_LIFETIME`], or [`Sessions::offer`] refuses).
     pub fn new(me: &Jid, lifetime: Duration) -> Sessions {
         Sessions {
             me: me.to_bare(),
@@ -132,7 +148,8 @@ impl Sessions {
 
     /// Creates a new key for the conversation with `peer` (valid for the store's lifetime
     /// from `now`), keeps it as the current one, and returns the offer stanza to send (`to` the peer, a
-    /// random `id`).
+    /// random `id`). A store whose lifetime is zero or longer than
+    /// [`MAX_SESSION_KEY_LIFETIME`] refuses ([`Error::State`]).
     #[must_use = "the offer must be sent to the peer, or the key is never agreed"]
     pub fn offer(
         &mut self,
@@ -145,6 +162,12 @@ impl Sessions {
     ) -> Result<Stanza> {
         if !me.jid().same_bare(&self.me) {
             return Err(Error::State("identity and Sessions owner differ".into()));
+        }
+        if self.lifetime > MAX_SESSION_KEY_LIFETIME || self.lifetime.is_zero() {
+            return Err(Error::State(format!(
+                "a session key lifetime must be above zero and at most {} s",
+                MAX_SESSION_KEY_LIFETIME.as_secs()
+            )));
         }
         let key = KeyBytes::random(rng)?;
         let id = symmetric::random_id(rng, 16)?;
@@ -189,15 +212,25 @@ impl Sessions {
         Ok(stanza)
     }
 
+    /// Keeps `k` among the peer's keys in creation order, dropping the oldest past
+    /// [`MAX_KEYS_PER_PEER`] (and forgetting their ids: their offers are refused by the peer's
+    /// newest offer time). Work per call is bounded by the cap, not by the history.
     fn store(&mut self, peer: &str, k: SessionKey) {
         self.seen_ids.insert(k.id.clone(), k.expires);
         let v = &mut self.peers.entry(peer.to_owned()).or_default().keys;
-        v.push(k);
-        v.sort_by_key(|k| k.created);
+        let at = v.partition_point(|old| old.created <= k.created);
+        v.insert(at, k);
+        while v.len() > MAX_KEYS_PER_PEER {
+            let dropped = v.remove(0);
+            self.seen_ids.remove(&dropped.id);
+        }
     }
 
     /// Accepts a key offer from the stanza's sender: decrypts it with `me`, requires the
-    /// sender's signature, checks the record against the stanza and `now`.
+    /// sender's signature, checks the record against the stanza and `now`, and its lifetime
+    /// (at most [`MAX_SESSION_KEY_LIFETIME`] from its creation:
+    /// [`Freshness::OfferLifetime`] otherwise). The peer's oldest key is dropped when it would
+    /// hold more than [`MAX_KEYS_PER_PEER`].
     pub fn accept(
         &mut self,
         stanza: &Stanza,
@@ -232,6 +265,29 @@ impl Sessions {
             crate::time::parse(created_s)?,
             crate::time::parse(expires_s)?,
         );
+        let key = KeyBytes::from_slice(f[5])?;
+        self.install(&from, id, created, expires, key, now)
+    }
+
+    /// What [`Sessions::accept`] does once the offer is opened and bound to the conversation:
+    /// the freshness checks, then the key is stored.
+    fn install(
+        &mut self,
+        from: &Jid,
+        id: &str,
+        created: SystemTime,
+        expires: SystemTime,
+        key: KeyBytes,
+        now: SystemTime,
+    ) -> Result<KeyInfo> {
+        if expires.duration_since(created).map_or(true, |life| {
+            life.is_zero() || life > MAX_SESSION_KEY_LIFETIME
+        }) {
+            return Err(Error::Replay(Freshness::OfferLifetime {
+                id: id.to_owned(),
+                max: MAX_SESSION_KEY_LIFETIME,
+            }));
+        }
         if expires <= now {
             return Err(Error::Replay(Freshness::KeyExpired { key: id.to_owned() }));
         }
@@ -254,7 +310,6 @@ impl Sessions {
                 peer: from.bare().to_owned(),
             }));
         }
-        let key = KeyBytes::from_slice(f[5])?;
         self.peers
             .entry(from.bare().to_owned())
             .or_default()
@@ -270,7 +325,7 @@ impl Sessions {
             },
         );
         Ok(KeyInfo {
-            peer: from,
+            peer: from.clone(),
             id: id.to_owned(),
             created,
             expires,
@@ -454,5 +509,208 @@ impl Sessions {
         }
         self.peers.retain(|_, p| !p.is_empty());
         self.seen_ids.retain(|_, e| *e > now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{Keyring, Suite};
+    use crate::symmetric::OsRandom;
+
+    fn t0() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_000_000)
+    }
+
+    fn ident(name: &str) -> Identity {
+        Identity::generate(
+            &Jid::new(&format!("{name}@example.org")).unwrap(),
+            Suite::Cv25519,
+            t0(),
+            None,
+        )
+        .unwrap()
+    }
+
+    /// An offer `from` -> `to` with the times of the sender's choosing, as delivered.
+    fn forged_offer(
+        from: &Identity,
+        to: &Identity,
+        id: &str,
+        created: SystemTime,
+        expires: SystemTime,
+    ) -> Stanza {
+        let p = Policy::standard();
+        let key = KeyBytes::random(&mut OsRandom).unwrap();
+        let (c, e) = (crate::time::format(created), crate::time::format(expires));
+        let sealed = canonical::seal_record(
+            RECORD,
+            &[
+                from.jid().bare().as_bytes(),
+                to.jid().bare().as_bytes(),
+                id.as_bytes(),
+                c.as_bytes(),
+                e.as_bytes(),
+                key.as_bytes(),
+            ],
+            &[&to.public_cert()],
+            from,
+            &p,
+            created,
+        )
+        .unwrap();
+        let mut st = Stanza::new(Kind::Message)
+            .with_attr("to", to.jid().bare())
+            .with_attr("id", id)
+            .with_attr("from", &format!("{}/r", from.jid().bare()));
+        st.element_mut().push(
+            Element::new("key", ns::SESSION)
+                .with_attr("id", id)
+                .with_attr("expires", &e)
+                .with_text(&sealed),
+        );
+        st
+    }
+
+    fn far_future() -> SystemTime {
+        crate::time::parse("9999-12-31T00:00:00.000Z").unwrap()
+    }
+
+    /// Finding 2 of the xep-audit review: a pinned contact sending offers, each created a
+    /// little later and expiring far ahead, installed every key for ever (and re-sorted the
+    /// list on each). Now a lifetime longer than MAX_SESSION_KEY_LIFETIME is refused, at most
+    /// MAX_KEYS_PER_PEER keys are kept, and a dropped key's offer stays refused.
+    #[test]
+    fn offers_are_bounded_in_lifetime_and_number() {
+        let p = Policy::standard();
+        let (alice, bob) = (ident("alice"), ident("bob"));
+        let mut ring = Keyring::new();
+        ring.insert_pinned(alice.jid(), alice.public_cert());
+        let mut sb = Sessions::new(bob.jid(), Duration::from_secs(3600));
+        let now = t0() + Duration::from_secs(1);
+
+        // The lifetime of the sender's choosing: refused, nothing stored.
+        let long = forged_offer(&alice, &bob, "long", t0(), far_future());
+        let r = sb.accept(&long, &bob, &ring, &p, now);
+        assert!(
+            matches!(r, Err(Error::Replay(Freshness::OfferLifetime { .. }))),
+            "{r:?}"
+        );
+        let just_over = t0() + MAX_SESSION_KEY_LIFETIME + Duration::from_millis(1);
+        let r = sb.accept(
+            &forged_offer(&alice, &bob, "over", t0(), just_over),
+            &bob,
+            &ring,
+            &p,
+            now,
+        );
+        assert!(
+            matches!(r, Err(Error::Replay(Freshness::OfferLifetime { .. }))),
+            "{r:?}"
+        );
+        assert!(sb.current(alice.jid(), now).is_none());
+        assert!(sb.seen_ids.is_empty());
+
+        // Real offers, each 1 ms newer, at the longest lifetime allowed.
+        let created = |i: u64| t0() + Duration::from_millis(i);
+        let offers: Vec<Stanza> = (0..MAX_KEYS_PER_PEER as u64 + 2)
+            .map(|i| {
+                forged_offer(
+                    &alice,
+                    &bob,
+                    &format!("k{i}"),
+                    created(i),
+                    created(i) + MAX_SESSION_KEY_LIFETIME,
+                )
+            })
+            .collect();
+        for o in &offers {
+            sb.accept(o, &bob, &ring, &p, now).unwrap();
+        }
+        let held = &sb.peers["alice@example.org"].keys;
+        assert_eq!(held.len(), MAX_KEYS_PER_PEER);
+        assert_eq!(held[0].id, "k2", "the oldest are dropped");
+        assert!(sb.seen_ids.len() <= MAX_KEYS_PER_PEER);
+        // The first offer, whose key was dropped (and its id forgotten), is still a replay.
+        let r = sb.accept(&offers[0], &bob, &ring, &p, now);
+        assert!(
+            matches!(r, Err(Error::Replay(Freshness::OfferNotNewer { .. }))),
+            "{r:?}"
+        );
+        assert!(
+            !sb.peers["alice@example.org"]
+                .keys
+                .iter()
+                .any(|k| k.id == "k0")
+        );
+
+        // 10,000 more (1 µs apart: the crypto of accept left out, the same checks and store
+        // after it): still at most MAX_KEYS_PER_PEER keys and as many remembered ids.
+        let alice_jid = alice.jid().to_bare();
+        let base = created(1_000);
+        for i in 0..10_000u64 {
+            let c = base + Duration::from_micros(i);
+            sb.install(
+                &alice_jid,
+                &format!("bulk{i}"),
+                c,
+                c + MAX_SESSION_KEY_LIFETIME,
+                KeyBytes::random(&mut OsRandom).unwrap(),
+                now,
+            )
+            .unwrap();
+        }
+        assert_eq!(sb.peers["alice@example.org"].keys.len(), MAX_KEYS_PER_PEER);
+        assert!(
+            sb.seen_ids.len() <= MAX_KEYS_PER_PEER,
+            "{}",
+            sb.seen_ids.len()
+        );
+        // And every dropped one is still refused.
+        let r = sb.install(
+            &alice_jid,
+            "bulk0",
+            base,
+            base + MAX_SESSION_KEY_LIFETIME,
+            KeyBytes::random(&mut OsRandom).unwrap(),
+            now,
+        );
+        assert!(matches!(r, Err(Error::Replay(_))), "{r:?}");
+        assert_eq!(
+            sb.current(alice.jid(), now).unwrap().id,
+            "bulk9999",
+            "the newest seals"
+        );
+    }
+
+    #[test]
+    fn a_store_whose_lifetime_is_too_long_refuses_to_offer() {
+        let p = Policy::standard();
+        let (alice, bob) = (ident("alice"), ident("bob"));
+        let mut sa = Sessions::new(
+            alice.jid(),
+            MAX_SESSION_KEY_LIFETIME + Duration::from_secs(1),
+        );
+        let r = sa.offer(
+            &alice,
+            bob.jid(),
+            &bob.public_cert(),
+            &mut OsRandom,
+            &p,
+            t0(),
+        );
+        assert!(matches!(r, Err(Error::State(_))), "{r:?}");
+        let mut sa = Sessions::new(alice.jid(), MAX_SESSION_KEY_LIFETIME);
+        assert!(
+            sa.offer(
+                &alice,
+                bob.jid(),
+                &bob.public_cert(),
+                &mut OsRandom,
+                &p,
+                t0()
+            )
+            .is_ok()
+        );
     }
 }

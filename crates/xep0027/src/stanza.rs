@@ -4,8 +4,8 @@
 //!
 //! Parsing enforces RFC 6120 §11.1 (no DTD, comments, processing instructions, or entity
 //! references other than the five predefined ones; character references must name XML
-//! characters) and limits (size, depth, attributes, children) so that hostile input costs
-//! little. Text follows XML 1.0 end-of-line handling (§2.11: CRLF and lone CR read as LF),
+//! characters) and limits (size, depth, attributes, children, and nodes in all:
+//! [`Limits::max_nodes`]) so that hostile input costs little, in time and in memory. Text follows XML 1.0 end-of-line handling (§2.11: CRLF and lone CR read as LF),
 //! the text every XML library hands to the application, which is what XEP-0027 signs.
 //!
 //! A stanza element without a namespace is taken as `jabber:client` (a stanza cut out of its
@@ -32,6 +32,11 @@ pub struct Limits {
     pub max_attributes: usize,
     /// Most child nodes of one element (default 1024).
     pub max_children: usize,
+    /// Most nodes in the whole stanza: elements, attributes (namespace declarations
+    /// included) and text nodes together (default 10,000). Each costs a few hundred bytes as
+    /// a tree; without this a 4 MiB stanza of a million empty elements, within every other
+    /// limit, would take some 200 MB before anything in it is authenticated.
+    pub max_nodes: usize,
 }
 
 impl Default for Limits {
@@ -41,6 +46,7 @@ impl Default for Limits {
             max_depth: 32,
             max_attributes: 64,
             max_children: 1024,
+            max_nodes: 10_000,
         }
     }
 }
@@ -594,6 +600,8 @@ fn parse_tree(xml: &str, limits: &Limits) -> Result<Element> {
     let mut root: Option<Element> = None;
     let mut seen_decl = false;
     let mut seen_any = false;
+    // Elements, attributes and text nodes so far (Limits::max_nodes).
+    let mut nodes = 0usize;
     loop {
         let pos = reader.buffer_position();
         let ev = reader
@@ -616,6 +624,10 @@ fn parse_tree(xml: &str, limits: &Limits) -> Result<Element> {
                 if stack.len() >= limits.max_depth {
                     return Err(at("elements nested too deep"));
                 }
+                nodes += 1;
+                if nodes > limits.max_nodes {
+                    return Err(at("too many nodes in the stanza"));
+                }
                 let name = s.name().into_inner().to_owned();
                 check_name(&name).map_err(|w| at(&w))?;
                 let mut attrs: Vec<(String, String)> = Vec::new();
@@ -624,6 +636,10 @@ fn parse_tree(xml: &str, limits: &Limits) -> Result<Element> {
                     let a = a.map_err(|e| at(&format!("bad attribute: {e}")))?;
                     if attrs.len() >= limits.max_attributes {
                         return Err(at("too many attributes"));
+                    }
+                    nodes += 1;
+                    if nodes > limits.max_nodes {
+                        return Err(at("too many nodes in the stanza"));
                     }
                     let key = a.key.into_inner().to_owned();
                     check_name(&key).map_err(|w| at(&w))?;
@@ -687,7 +703,7 @@ fn parse_tree(xml: &str, limits: &Limits) -> Result<Element> {
                         if !s.chars().all(is_xml_char) {
                             return Err(at("text with a character outside XML"));
                         }
-                        push_text(&mut top.el, &s, limits).map_err(|w| at(&w))?;
+                        push_text(&mut top.el, &s, limits, &mut nodes).map_err(|w| at(&w))?;
                     }
                     None if raw.bytes().all(|b| b.is_ascii_whitespace()) => {}
                     None => return Err(at("text outside the stanza")),
@@ -700,7 +716,8 @@ fn parse_tree(xml: &str, limits: &Limits) -> Result<Element> {
                 let top = stack
                     .last_mut()
                     .ok_or_else(|| at("reference outside the stanza"))?;
-                push_text(&mut top.el, c.encode_utf8(&mut [0; 4]), limits).map_err(|w| at(&w))?;
+                push_text(&mut top.el, c.encode_utf8(&mut [0; 4]), limits, &mut nodes)
+                    .map_err(|w| at(&w))?;
             }
             Event::CData(t) => {
                 let raw: &str = &t;
@@ -712,7 +729,7 @@ fn parse_tree(xml: &str, limits: &Limits) -> Result<Element> {
                 if !s.chars().all(is_xml_char) {
                     return Err(at("CDATA with a character outside XML"));
                 }
-                push_text(&mut top.el, &s, limits).map_err(|w| at(&w))?;
+                push_text(&mut top.el, &s, limits, &mut nodes).map_err(|w| at(&w))?;
             }
             Event::Comment(_) => {
                 return Err(at("comments are not allowed in XMPP (RFC 6120 §11.1)"));
@@ -734,13 +751,22 @@ fn parse_tree(xml: &str, limits: &Limits) -> Result<Element> {
     root.ok_or_else(|| Error::Xml("no element".into()))
 }
 
-fn push_text(el: &mut Element, s: &str, limits: &Limits) -> std::result::Result<(), String> {
+fn push_text(
+    el: &mut Element,
+    s: &str,
+    limits: &Limits,
+    nodes: &mut usize,
+) -> std::result::Result<(), String> {
     if let Some(Node::Text(t)) = el.children.last_mut() {
         t.push_str(s);
         return Ok(());
     }
     if el.children.len() >= limits.max_children {
         return Err("too many child nodes".into());
+    }
+    *nodes += 1;
+    if *nodes > limits.max_nodes {
+        return Err("too many nodes in the stanza".into());
     }
     el.children.push(Node::Text(s.to_owned()));
     Ok(())
@@ -814,6 +840,51 @@ mod minidom_conv {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Finding 3 of the xep-audit review: a stanza within every other limit (1024 children
+    /// per element, shallow) but of tens of thousands of empty elements became ~50 times its
+    /// size in element trees before anything was authenticated. Now refused by
+    /// `Limits::max_nodes`.
+    #[test]
+    fn stanzas_of_too_many_nodes_are_refused() {
+        let inner = "<a/>".repeat(1000);
+        let many = format!(
+            "<message>{}</message>",
+            format!("<b>{inner}</b>").repeat(20)
+        );
+        assert!(many.len() < Limits::default().max_len);
+        let r = Stanza::parse(&many);
+        assert!(
+            matches!(&r, Err(Error::Xml(m)) if m.contains("too many nodes")),
+            "{:?}",
+            r.err()
+        );
+        // Attributes count too.
+        let attrs: String = (0..60).map(|i| format!(" a{i}='v'")).collect();
+        let wide = format!(
+            "<message>{}</message>",
+            format!("<b>{}</b>", format!("<a{attrs}/>").repeat(200)).repeat(2)
+        );
+        let r = Stanza::parse(&wide);
+        assert!(
+            matches!(&r, Err(Error::Xml(m)) if m.contains("too many nodes")),
+            "{:?}",
+            r.err()
+        );
+        // Ordinary stanzas, and a large one just under the limit, still parse; a caller may
+        // raise the limit.
+        assert!(Stanza::parse("<message id='1'><body>hi</body><x xmlns='u'/></message>").is_ok());
+        let under = format!(
+            "<message>{}</message>",
+            format!("<b>{}</b>", "<a/>".repeat(999)).repeat(9)
+        );
+        assert!(Stanza::parse(&under).is_ok());
+        let raised = Limits {
+            max_nodes: 100_000,
+            ..Limits::default()
+        };
+        assert!(Stanza::parse_with(&many, raised).is_ok());
+    }
 
     #[test]
     fn round_trip_keeps_everything() {

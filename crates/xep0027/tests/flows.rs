@@ -198,7 +198,9 @@ impl RoomFlow {
         let mut moderator =
             Moderator::new(&room, Duration::from_secs(86_400), &mut OsRandom, t0()).unwrap();
         for m in [&s.alice, &s.bob, &s.carol] {
-            moderator.add_member(m.jid(), m.public_cert());
+            moderator
+                .add_member(m.jid(), m.public_cert(), &s.policy, t0())
+                .unwrap();
         }
         let members = [&s.alice, &s.bob, &s.carol]
             .into_iter()
@@ -206,7 +208,8 @@ impl RoomFlow {
             .collect();
         let dist = moderator
             .distribute(&s.alice, &mut OsRandom, &s.policy, t0())
-            .unwrap();
+            .unwrap()
+            .stanzas;
         RoomFlow {
             s,
             room,
@@ -290,7 +293,8 @@ impl RoomFlow {
         let dist2 = f
             .moderator
             .distribute(&f.s.alice, &mut OsRandom, &f.s.policy, t1)
-            .unwrap();
+            .unwrap()
+            .stanzas;
         for who in [ALICE, BOB] {
             assert_eq!(f.accept(who, &dist2, t1).unwrap(), 2);
         }
@@ -985,13 +989,16 @@ fn room_key_from_a_member_who_is_not_the_moderator_is_refused() {
     let mut f = RoomFlow::keyed();
     let mut rogue =
         Moderator::new(&f.room, Duration::from_secs(86_400), &mut OsRandom, t0()).unwrap();
-    rogue.add_member(f.s.bob.jid(), f.s.bob.public_cert());
+    rogue
+        .add_member(f.s.bob.jid(), f.s.bob.public_cert(), &f.s.policy, t0())
+        .unwrap();
     rogue.rotate(&mut OsRandom, t0()).unwrap();
     rogue.rotate(&mut OsRandom, t0()).unwrap();
     let forged = deliver(
         &rogue
             .distribute(&f.s.carol, &mut OsRandom, &f.s.policy, t0())
-            .unwrap()[0],
+            .unwrap()
+            .stanzas[0],
         "carol@example.org/c",
     );
     assert!(matches!(
@@ -1185,7 +1192,8 @@ fn room_seal_limit_forces_a_rotation() {
     let dist = f
         .moderator
         .distribute(&f.s.alice, &mut OsRandom, &f.s.policy, t0())
-        .unwrap();
+        .unwrap()
+        .stanzas;
     assert_eq!(f.accept(BOB, &dist, t0()).unwrap(), 2);
     let s = &f.s;
     f.members[BOB]
@@ -1239,10 +1247,13 @@ fn a_sender_clock_ahead_is_accepted_within_the_skew() {
         let room = Jid::new("ops@rooms.example.org").unwrap();
         let mut moderator =
             Moderator::new(&room, Duration::from_secs(86_400), &mut rng, at).unwrap();
-        moderator.add_member(w.bob.jid(), w.bob.public_cert());
+        moderator
+            .add_member(w.bob.jid(), w.bob.public_cert(), &w.policy, at)
+            .unwrap();
         let dist = moderator
             .distribute(&w.alice, &mut rng, &w.policy, at)
-            .unwrap();
+            .unwrap()
+            .stanzas;
         let r = Member::new(&room, w.bob.jid(), w.alice.fingerprint()).accept_key(
             &deliver(&dist[0], "alice@example.org/mod"),
             &w.bob,
@@ -1404,11 +1415,14 @@ fn room_refusals_say_which() {
     // A key from someone who is not the pinned moderator.
     let mut rogue =
         Moderator::new(&f.room, Duration::from_secs(86_400), &mut OsRandom, t0()).unwrap();
-    rogue.add_member(f.s.bob.jid(), f.s.bob.public_cert());
+    rogue
+        .add_member(f.s.bob.jid(), f.s.bob.public_cert(), &f.s.policy, t0())
+        .unwrap();
     let forged = deliver(
         &rogue
             .distribute(&f.s.carol, &mut OsRandom, &f.s.policy, t1)
-            .unwrap()[0],
+            .unwrap()
+            .stanzas[0],
         "carol@example.org/c",
     );
     let e = f.members[BOB]
@@ -1418,4 +1432,173 @@ fn room_refusals_say_which() {
         matches!(&e, Error::Binding(Mismatch::NotModerator { from }) if from == "carol@example.org"),
         "{e:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Review finding 4: a room message must come through the room; one payload per stanza.
+// ---------------------------------------------------------------------------------------
+
+/// Bob seals a room message at t0 and, instead of sending it to the room, re-addresses it to
+/// carol alone (type chat, his own envelope to her): what carol receives from him directly.
+fn whispered_room_message(f: &mut RoomFlow, typ: &str) -> Stanza {
+    let msg = f.post(BOB, "w1", "stop the workers", t0());
+    let mut w = Stanza::parse(&msg.to_xml())
+        .unwrap()
+        .with_attr("to", "carol@example.org")
+        .with_attr("type", typ);
+    envelope::seal(&mut w, &f.s.bob, &f.s.policy, t0()).unwrap();
+    deliver(&w, "bob@example.org/b")
+}
+
+#[test]
+fn a_room_message_whispered_to_one_member_is_refused() {
+    let mut f = RoomFlow::keyed();
+    let mut win = ReplayWindow::default();
+    // Not a groupchat: refused, before the room key is used.
+    let got = whispered_room_message(&mut f, "chat");
+    let r = f.open(CAROL, &got, &mut win, t0());
+    assert!(matches!(r, Err(Error::Stanza(_))), "{r:?}");
+    // A groupchat, but from bob's own JID, not the room.
+    let got = whispered_room_message(&mut f, "groupchat");
+    let r = f.open(CAROL, &got, &mut win, t0());
+    assert!(
+        matches!(r, Err(Error::Binding(Mismatch::Room { .. }))),
+        "{r:?}"
+    );
+    assert!(win.is_empty(), "nothing recorded");
+    // Through the room, the same kind of message opens.
+    let msg = f.post(BOB, "w2", "stop the workers", t0());
+    let got = RoomFlow::reflected(&msg, "bob", "carol@example.org");
+    assert_eq!(
+        f.open(CAROL, &got, &mut win, t0()).unwrap().body,
+        "stop the workers"
+    );
+}
+
+#[test]
+fn a_stanza_with_two_payload_kinds_is_refused_by_the_envelope() {
+    let mut f = RoomFlow::keyed();
+    let room_msg = f.post(BOB, "g1", "restart the workers", t0());
+    let sealed = room_msg
+        .element()
+        .only_child("sealed", xep0027::ns::ROOM)
+        .unwrap()
+        .unwrap()
+        .clone();
+    // Alice's encrypted, enveloped message to bob, with a room payload added in transit:
+    // the envelope covered only the jabber:x:encrypted one.
+    let (sent, got) = encrypted_to_bob(&f.s);
+    let mut two = got.clone();
+    two.element_mut().push(sealed.clone());
+    let mut win = ReplayWindow::default();
+    let r = envelope::check(&two, &f.s.keyring, &f.s.policy, &mut win, t0());
+    assert!(matches!(r, Err(Error::Stanza(_))), "{r:?}");
+    assert!(win.is_empty());
+    // Nor is such a stanza sealed.
+    let mut both = sent.clone();
+    both.element_mut().push(sealed);
+    let r = envelope::seal(&mut both, &f.s.alice, &f.s.policy, t0());
+    assert!(matches!(r, Err(Error::Stanza(_))), "{r:?}");
+    // One payload: as before.
+    let _checked = envelope::check(&got, &f.s.keyring, &f.s.policy, &mut win, t0()).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// Review finding 6: the moderator validates members, distributes to everyone it can, and
+// changes nothing when a removal fails.
+// ---------------------------------------------------------------------------------------
+
+/// A randomness source that always fails.
+struct BrokenRandom;
+
+impl xep0027::symmetric::Random for BrokenRandom {
+    fn fill(&mut self, _buf: &mut [u8]) -> xep0027::Result<()> {
+        Err(Error::State("no randomness".into()))
+    }
+}
+
+#[test]
+fn a_failed_removal_changes_nothing() {
+    let mut f = RoomFlow::keyed();
+    let carol = f.s.carol.jid().clone();
+    let r = f.moderator.remove_member(&carol, &mut BrokenRandom, t0());
+    assert!(r.is_err(), "{r:?}");
+    // Still a member, still epoch 1: nothing half-done.
+    assert!(f.moderator.members().any(|m| m == "carol@example.org"));
+    assert_eq!(f.moderator.epoch(), 1);
+    // With randomness, the removal goes through.
+    assert!(
+        f.moderator
+            .remove_member(&carol, &mut OsRandom, t0())
+            .unwrap()
+    );
+    assert!(!f.moderator.members().any(|m| m == "carol@example.org"));
+    assert_eq!(f.moderator.epoch(), 2);
+}
+
+/// An identity whose certificate expires one day after t0.
+fn short_lived(name: &str) -> Identity {
+    Identity::generate(
+        &Jid::new(&format!("{name}@example.org")).unwrap(),
+        Suite::Cv25519,
+        t0(),
+        Some(Duration::from_secs(86_400)),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_member_that_cannot_be_encrypted_to_does_not_stop_the_others() {
+    let w = Scenario::new();
+    let room = Jid::new("ops@rooms.example.org").unwrap();
+    let mut m =
+        Moderator::new(&room, Duration::from_secs(7 * 86_400), &mut OsRandom, t0()).unwrap();
+    let dave = short_lived("dave");
+    for (jid, cert) in [
+        (w.bob.jid(), w.bob.public_cert()),
+        (dave.jid(), dave.public_cert()),
+        (w.carol.jid(), w.carol.public_cert()),
+    ] {
+        m.add_member(jid, cert, &w.policy, t0()).unwrap();
+    }
+    // Two days later dave's certificate has expired; a removal rotates the key.
+    let later = at(2 * 86_400);
+    assert!(
+        m.remove_member(w.carol.jid(), &mut OsRandom, later)
+            .unwrap()
+    );
+    let d = m
+        .distribute(&w.alice, &mut OsRandom, &w.policy, later)
+        .unwrap();
+    // Before: Err for everyone (dave's certificate), so bob never got epoch 2.
+    let to: Vec<_> = d.stanzas.iter().map(|s| s.to().unwrap()).collect();
+    assert_eq!(to, ["bob@example.org"]);
+    assert_eq!(d.undelivered.len(), 1);
+    assert_eq!(d.undelivered[0].0, "dave@example.org");
+    assert!(
+        matches!(d.undelivered[0].1, Error::Key(_)),
+        "{:?}",
+        d.undelivered
+    );
+    let mut bob = Member::new(&room, w.bob.jid(), w.alice.fingerprint());
+    let got = deliver(&d.stanzas[0], "alice@example.org/mod");
+    assert_eq!(
+        bob.accept_key(&got, &w.bob, &w.keyring, &w.policy, later)
+            .unwrap(),
+        2
+    );
+}
+
+#[test]
+fn a_member_whose_certificate_is_unusable_is_not_added() {
+    let w = Scenario::new();
+    let room = Jid::new("ops@rooms.example.org").unwrap();
+    let mut m = Moderator::new(&room, Duration::from_secs(86_400), &mut OsRandom, t0()).unwrap();
+    let dave = short_lived("dave");
+    let r = m.add_member(dave.jid(), dave.public_cert(), &w.policy, at(2 * 86_400));
+    assert!(matches!(r, Err(Error::Key(_))), "{r:?}");
+    assert_eq!(m.members().count(), 0);
+    m.add_member(dave.jid(), dave.public_cert(), &w.policy, t0())
+        .unwrap();
+    assert_eq!(m.members().collect::<Vec<_>>(), ["dave@example.org"]);
 }
