@@ -1670,6 +1670,23 @@ impl Broker {
         Ok(())
     }
 
+    /// Imports a stored flow whatever its expiry, for [`Broker::handle_timeout`] to fail (and
+    /// roll back) or forget: what a shared store's periodic step does with the flows due. A
+    /// flow past its lifetime is refused by [`Broker::import_flow`] (no request may resume
+    /// it), so without this it would stay in the store for good, and an exchange that expired
+    /// would never be rolled back. Only [`Broker::handle_timeout`] should run on flows
+    /// imported this way. The flow cap applies as for [`Broker::import_flow`].
+    pub fn import_due_flow(&mut self, record: FlowRecord, now: SystemTime) -> Result<(), Error> {
+        if !self.flows.contains_key(&record.id) && self.flows.len() >= self.policy.max_flows {
+            self.expire(now);
+            if self.flows.len() >= self.policy.max_flows {
+                return Err(Refusal::Capacity.into());
+            }
+        }
+        self.flows.insert(record.id, record.flow);
+        Ok(())
+    }
+
     /// Forgets `flow` on this instance (after writing it back to a shared store); whether it
     /// was held.
     pub fn forget_flow(&mut self, flow: &FlowId) -> bool {

@@ -190,7 +190,8 @@ pub trait Store: Send + Sync + 'static {
         window: i64,
         limit: u32,
     ) -> impl Future<Output = Result<bool, Error>> + Send;
-    /// Forgets one-time values and rate windows that can no longer matter at `now`.
+    /// Forgets one-time values, rate windows and flows (an hour past their lifetime: the
+    /// periodic step forgets them before) that can no longer matter at `now`.
     fn sweep(&self, now: i64) -> impl Future<Output = Result<(), Error>> + Send;
     /// Makes room, within `caps`, for one more unauthenticated flow from the client address
     /// key `source` at `now` (one transaction): when the address holds its share, its oldest
@@ -547,6 +548,13 @@ macro_rules! store_impl {
             }
 
             async fn sweep(&self, now: i64) -> Result<(), Error> {
+                // The periodic step forgets expired flows (rolling back an exchange first);
+                // one it could not read stays until an hour past its lifetime.
+                sqlx::query("DELETE FROM flows WHERE expires < $1")
+                    .bind(now.saturating_sub(3600))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| db("sweep", e))?;
                 sqlx::query("DELETE FROM consumed WHERE until < $1")
                     .bind(now)
                     .execute(&self.pool)

@@ -760,3 +760,43 @@ async fn imports_beyond_max_entities_are_refused_and_not_stored() {
     assert_eq!(import(sp(13)).await.1, 503);
     drop(broker);
 }
+
+/// Flows past their lifetime leave the store. The periodic step imported a due flow before
+/// timing it out, and the import refused an expired flow, so every flow nobody collected
+/// stayed for good; once 100 did, the step (oldest first, 100 at most) saw only them, and no
+/// exchange past its deadline was failed or rolled back any more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_flows_leave_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = config(
+        tmp.path(),
+        port,
+        "flow_lifetime_s = 2\nexchange_deadline_s = 1\n",
+    );
+    let _b = spawn(env!("CARGO_BIN_EXE_dame-broker"), &cfg);
+    healthy(port, &cfg).await;
+    let base = format!("http://127.0.0.1:{port}");
+    import_sp_and_idp(&base).await;
+    let ds = DiscoveryRequest::new(SP, Some(SP_DS)).to_query();
+    let c = client_from(Ipv4Addr::new(127, 0, 3, 1));
+    for _ in 0..3 {
+        let r = c.get(format!("{base}/ds?{ds}")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let url = format!("sqlite://{}", tmp.path().join("broker.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let count = async || -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM flows")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(count().await, 3);
+    // Two seconds of lifetime, the step every second: gone within a few seconds.
+    let t0 = Instant::now();
+    while count().await > 0 && t0.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(count().await, 0, "expired flows still stored");
+}

@@ -294,10 +294,13 @@ impl<S: Store> BrokerService<S> {
     ) -> Result<R, Error> {
         let now = SystemTime::now();
         let started = Instant::now();
+        // The periodic step takes the flows due, expired ones included (to roll back and
+        // forget them).
+        let due = matches!(select, FlowSelect::Due(_));
         let (out, transmits, events, changed) = self
             .store
             .transact(select, unix(now), |records| {
-                self.run_step(records, now, source, f)
+                self.run_step(records, now, source, due, f)
             })
             .await?;
         // Waiting pages of the flows that changed look again (see `wait`).
@@ -341,6 +344,7 @@ impl<S: Store> BrokerService<S> {
         records: Vec<String>,
         now: SystemTime,
         source: Option<&str>,
+        due: bool,
         f: impl FnOnce(&mut Broker, SystemTime) -> R,
     ) -> (Changes, Stepped<R>) {
         let mut core = self.core();
@@ -349,7 +353,12 @@ impl<S: Store> BrokerService<S> {
             match serde_json::from_str::<FlowRecord>(&json) {
                 Ok(rec) => {
                     let id = rec.id.clone();
-                    if core.import_flow(rec, now).is_ok() {
+                    let imported = if due {
+                        core.import_due_flow(rec, now)
+                    } else {
+                        core.import_flow(rec, now)
+                    };
+                    if imported.is_ok() {
                         before.insert(id, json);
                     }
                 }
