@@ -212,6 +212,9 @@ pub enum LimitExceeded {
     /// Signatures nested inside a signed document (entity-level signatures in an aggregate)
     /// digesting more than this many times the document's size in all.
     NestedSignatureWork(usize),
+    /// A model built from a document copying more than this many bytes beyond the document's
+    /// own (namespace declarations repeated onto elements kept as written).
+    ModelCopies(usize),
 }
 
 impl fmt::Display for LimitExceeded {
@@ -231,6 +234,9 @@ impl fmt::Display for LimitExceeded {
             }
             LimitExceeded::NestedSignatureWork(n) => {
                 write!(f, "nested signatures covering more than {n}x the document")
+            }
+            LimitExceeded::ModelCopies(n) => {
+                write!(f, "a model copying more than {n} bytes beyond the document")
             }
         }
     }

@@ -9,7 +9,7 @@ use base64::Engine as _;
 use saml_core::dsig::DSIG_NS;
 pub(crate) use saml_core::xml::cursor::Cursor;
 use saml_core::xml::cursor::{Elem, xml_trim};
-use saml_core::xml::{Event, XML_NS, effective_scope};
+use saml_core::xml::{Event, XML_NS};
 
 use crate::compact::Compact as _;
 use crate::error::Error;
@@ -113,11 +113,10 @@ impl CursorExt for Cursor<'_> {
         let scope = self.reader().scope();
         // Bindings below `base` were inherited; the rest are declared inside the element.
         let base = scope.len().saturating_sub(e.own_decls);
-        let inherited: Vec<(String, String)> = effective_scope(&scope[..base])
-            .into_iter()
-            .map(|d| (d.prefix.to_owned(), d.uri.to_owned()))
-            .collect();
-        let mut used: Vec<String> = Vec::new();
+        // The inherited bindings used, by prefix with their index in the scope: only those
+        // are copied (copying every inherited URI for each element kept made a document of
+        // many small unknown elements under long declarations cost gigabytes).
+        let mut used: Vec<(String, usize)> = Vec::new();
         let top = e
             .attributes()
             .iter()
@@ -156,21 +155,27 @@ impl CursorExt for Cursor<'_> {
         let text = src
             .get(e.start - src_base..end - src_base)
             .unwrap_or_default();
-        let namespaces: Vec<(String, String)> = inherited
-            .into_iter()
-            .filter(|(p, uri)| used.contains(p) && !(p.is_empty() && uri.is_empty()))
-            .collect();
-        let name_end = 1 + e.prefix.len() + usize::from(!e.prefix.is_empty()) + e.local.len();
-        let mut xml = String::with_capacity(text.len() + 64 * namespaces.len());
-        xml.push_str(text.get(..name_end).unwrap_or(text));
-        for (p, uri) in &namespaces {
-            let uri = saml_core::xml::escape_attr(uri);
+        // Bindings below `base` are those the element inherited, unchanged by its content.
+        let scope = self.reader().scope();
+        let mut decls = String::new();
+        for (p, i) in &used {
+            let Some(d) = scope.get(*i) else { continue };
+            if p.is_empty() && d.uri.is_empty() {
+                continue;
+            }
+            let uri = saml_core::xml::escape_attr(d.uri);
             if p.is_empty() {
-                xml.push_str(&format!(" xmlns=\"{uri}\""));
+                decls.push_str(&format!(" xmlns=\"{uri}\""));
             } else {
-                xml.push_str(&format!(" xmlns:{p}=\"{uri}\""));
+                decls.push_str(&format!(" xmlns:{p}=\"{uri}\""));
             }
         }
+        // What the element adds beyond its own bytes counts against the document's allowance.
+        self.charge_copy(decls.len())?;
+        let name_end = 1 + e.prefix.len() + usize::from(!e.prefix.is_empty()) + e.local.len();
+        let mut xml = String::with_capacity(text.len() + decls.len());
+        xml.push_str(text.get(..name_end).unwrap_or(text));
+        xml.push_str(&decls);
         xml.push_str(text.get(name_end..).unwrap_or_default());
         Ok(RawXml {
             name: (e.ns.to_owned(), e.local.to_owned()),
@@ -190,16 +195,17 @@ impl CursorExt for Cursor<'_> {
 /// value's) that resolve to a binding inherited from outside the element being kept (index in
 /// `scope` below `base`).
 fn note_uses(
-    used: &mut Vec<String>,
+    used: &mut Vec<(String, usize)>,
     binding_index: &dyn Fn(&str) -> Option<usize>,
     base: usize,
     prefix: &str,
     attrs: &[(&str, &str, &str, Cow<'_, str>)],
 ) {
     let mut note = |p: &str| {
-        let inherited = binding_index(p).is_some_and(|i| i < base);
-        if inherited && !used.iter().any(|u| u == p) {
-            used.push(p.to_owned());
+        if let Some(i) = binding_index(p).filter(|&i| i < base)
+            && !used.iter().any(|(u, _)| u == p)
+        {
+            used.push((p.to_owned(), i));
         }
     };
     note(prefix);

@@ -12,7 +12,7 @@ use std::ops::Range;
 use std::time::SystemTime;
 
 use crate::dsig::Verified;
-use crate::error::{Error, ProtocolError};
+use crate::error::{Error, LimitExceeded, ProtocolError};
 use crate::time::parse_datetime;
 use crate::xml::{Event, NsDecl, Reader, read_text};
 
@@ -212,16 +212,32 @@ impl<'a> Elem<'a> {
 pub struct Cursor<'a> {
     r: Reader<'a>,
     verified: bool,
+    /// Bytes model builders may still copy beyond what they read ([`Cursor::charge_copy`]).
+    copy_allowance: usize,
+    /// The allowance at the start, for the error.
+    copy_limit: usize,
+}
+
+/// What a cursor over `len` bytes lets model builders copy beyond them (see
+/// [`Cursor::charge_copy`]).
+fn copy_allowance(len: usize) -> usize {
+    len.saturating_mul(2).saturating_add(1024)
 }
 
 impl<'a> Cursor<'a> {
+    fn new(r: Reader<'a>, len: usize, verified: bool) -> Self {
+        Cursor {
+            r,
+            verified,
+            copy_allowance: copy_allowance(len),
+            copy_limit: copy_allowance(len),
+        }
+    }
+
     /// A cursor over the signed element of `v` (its ds:Signature left out): what model
     /// builders read.
     pub fn verified(v: &Verified<'a>) -> Result<Self, Error> {
-        Ok(Cursor {
-            r: v.events()?,
-            verified: true,
-        })
+        Ok(Cursor::new(v.events()?, v.signed_range().len(), true))
     }
 
     /// A cursor over one element inside the signed content of `v` (see
@@ -231,17 +247,34 @@ impl<'a> Cursor<'a> {
         range: Range<usize>,
         inherited: &[NsDecl<'a>],
     ) -> Result<Self, Error> {
-        Ok(Cursor {
-            r: v.fragment(range, inherited)?,
-            verified: true,
-        })
+        let len = range.len();
+        Ok(Cursor::new(v.fragment(range, inherited)?, len, true))
     }
 
     /// A cursor over content no signature has covered: for tools that inspect documents and
     /// for reading what is checked afterwards. Nothing read this way is authenticated.
     #[must_use]
     pub fn unverified(r: Reader<'a>) -> Self {
-        Cursor { r, verified: false }
+        let len = r.source().0.len();
+        Cursor::new(r, len, false)
+    }
+
+    /// Accounts for `bytes` a model builder copies beyond the content it reads (the namespace
+    /// declarations an element kept as written inherits, say): at most twice the bytes under
+    /// the cursor plus 1 KiB in all, so that what a document can make a model hold stays
+    /// proportional to the document, however its declarations are arranged. Fails with
+    /// [`LimitExceeded::ModelCopies`] beyond it.
+    pub fn charge_copy(&mut self, bytes: usize) -> Result<(), Error> {
+        match self.copy_allowance.checked_sub(bytes) {
+            Some(left) => {
+                self.copy_allowance = left;
+                Ok(())
+            }
+            None => Err(Error::Limit {
+                offset: self.r.position(),
+                limit: LimitExceeded::ModelCopies(self.copy_limit),
+            }),
+        }
     }
 
     /// Whether the content comes from a verified signature.

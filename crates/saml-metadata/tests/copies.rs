@@ -1,0 +1,80 @@
+//! What a model copies beyond the document: an element kept as written (an unknown extension)
+//! carries the namespace declarations it inherited and uses, copied onto its start tag. Each
+//! such element copied every inherited URI (up to 64 KiB each, 256 in scope), so a few KB of
+//! small elements under long declarations made gigabytes of model, also on the helper threads
+//! of a `load` whose signature was then refused. Now only the bindings used are copied, and
+//! what a model copies beyond the document is bounded by the document (`Cursor::charge_copy`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+use common::{key, policy};
+
+use saml_core::LimitExceeded;
+use saml_core::dsig::{self, SignOptions};
+use saml_metadata::Error;
+use saml_metadata::load::{self, parse_unverified};
+use saml_metadata::model::Metadata;
+
+const MD: &str = r#"xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata""#;
+
+/// An entity declaring `bindings` namespaces of `uri_len` bytes, with `n` unknown extension
+/// elements each using all of them.
+fn entity(bindings: usize, uri_len: usize, n: usize) -> String {
+    let decls: String = (0..bindings)
+        .map(|i| format!(r#" xmlns:p{i}="urn:{i}:{}""#, "a".repeat(uri_len)))
+        .collect();
+    let attrs: String = (1..bindings).map(|i| format!(r#" p{i}:b="""#)).collect();
+    let leaves = format!("<p0:a{attrs}/>").repeat(n);
+    format!(
+        r#"<md:EntityDescriptor {MD}{decls} entityID="https://sp.example.org/sp"><md:Extensions>{leaves}</md:Extensions><md:SPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="https://sp.example.org/acs" index="0"/></md:SPSSODescriptor></md:EntityDescriptor>"#
+    )
+}
+
+fn is_copy_limit(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Core(saml_core::Error::Limit {
+            limit: LimitExceeded::ModelCopies(_),
+            ..
+        })
+    )
+}
+
+#[test]
+fn elements_kept_as_written_copy_no_more_than_the_document_allows() {
+    // 8 bindings of 8 KiB, 1,000 elements using them: 64 MB of declarations from 140 KB.
+    let doc = entity(8, 8 << 10, 1000);
+    let e = parse_unverified(doc.as_bytes()).unwrap_err();
+    assert!(is_copy_limit(&e), "{e}");
+    // Signed and loaded: the same refusal (on one thread and on several).
+    let fed = key();
+    let signed = dsig::sign(doc.as_bytes(), &fed, &SignOptions::default()).unwrap();
+    let e = load::load(&signed, &policy(&fed)).unwrap_err();
+    assert!(is_copy_limit(&e), "{e}");
+    let mut p = policy(&fed);
+    p.verify.parallel_min_size = Some(0);
+    assert!(load::load(&signed, &p).is_err());
+    // Only the bindings an element uses are copied: 59 declarations of 8 KiB in scope, and
+    // 1,000 elements using one short binding each, is a small model.
+    let doc = entity(1, 8, 1000).replacen(
+        "<md:EntityDescriptor ",
+        &format!(
+            "<md:EntityDescriptor {}",
+            (1..60)
+                .map(|i| format!(r#"xmlns:q{i}="urn:{i}:{}" "#, "b".repeat(8 << 10)))
+                .collect::<String>()
+        ),
+        1,
+    );
+    let Metadata::Entity(e) = parse_unverified(doc.as_bytes()).unwrap() else {
+        panic!("not an entity")
+    };
+    let kept: usize = e.extensions.unknown.iter().map(|r| r.xml.len()).sum();
+    assert_eq!(e.extensions.unknown.len(), 1000);
+    assert!(kept < 2 * doc.len(), "{kept} bytes kept from {}", doc.len());
+    assert!(
+        e.extensions.unknown[0]
+            .xml
+            .contains(r#"xmlns:p0="urn:0:aaaaaaaa""#)
+    );
+}
