@@ -31,7 +31,10 @@ pub(crate) struct Groups {
 pub(crate) enum Member {
     /// An entity of the document, with the earliest validUntil of the groups around it.
     Entity(Option<SystemTime>),
-    /// A group of the chain, or anything else.
+    /// A group of the chain (an `md:EntitiesDescriptor` below the root whose entities are the
+    /// document's).
+    Group,
+    /// Anything else.
     Other,
 }
 
@@ -66,7 +69,11 @@ impl Groups {
                 None => None,
             };
             self.chain.push(earliest(around, own));
-            Ok(Member::Other)
+            Ok(if s.depth == 1 {
+                Member::Other
+            } else {
+                Member::Group
+            })
         } else {
             Ok(Member::Other)
         }

@@ -30,15 +30,31 @@ const SP: u8 = 2;
 struct Entry {
     entity_id: String,
     range: Range<usize>,
+    /// The group whose content it is (an index in `scopes`; `NO_SCOPE` for the root entity).
     scope: u32,
     roles: u8,
 }
+
+/// The namespace declarations of the root (first) or of one group below it, and the group
+/// around it: an entity's inherited scope is the chain of them, resolved when it is built.
+/// Recording each group's own declarations keeps what the index holds, and the work per
+/// entity while verification streams (before the signature is known good), independent of
+/// the number of bindings in scope: a copy of the effective scope per entity made a document
+/// of one-entity groups under hundreds of bindings cost about 90 times its size.
+#[derive(Debug)]
+struct ScopeNode<'a> {
+    parent: u32,
+    decls: Vec<NsDecl<'a>>,
+}
+
+/// `Entry::scope` and `ScopeNode::parent` for "none".
+const NO_SCOPE: u32 = u32::MAX;
 
 /// A verified aggregate whose entities are parsed on demand. See the module docs.
 #[derive(Debug)]
 pub struct LazyAggregate<'a> {
     verified: Verified<'a>,
-    scopes: Vec<Vec<NsDecl<'a>>>,
+    scopes: Vec<ScopeNode<'a>>,
     entries: Vec<Entry>,
     /// Built entities, boxed: a slot costs a pointer until its entity is asked for (an
     /// unboxed `EntityDescriptor` is kilobytes, and every slot is written at load).
@@ -55,15 +71,13 @@ pub struct LazyAggregate<'a> {
 struct Builder<'a> {
     /// Which EntityDescriptor elements are entities, and their groups' validUntil.
     groups: Groups,
-    scopes: Vec<Vec<NsDecl<'a>>>,
+    /// The root's declarations (first, once an element below it was seen) and each group's.
+    scopes: Vec<ScopeNode<'a>>,
+    /// The groups open: (depth, index in `scopes`).
+    open_groups: Vec<(usize, u32)>,
     entries: Vec<(Entry, Option<SystemTime>)>,
     open: Option<(usize, usize, String, Option<SystemTime>, u32, u8)>,
     error: Option<Error>,
-    /// Depth of the entities whose inherited scope is the last of `scopes`, while their parent
-    /// stays the same: siblings share it without recomputing it (this runs while verification
-    /// streams, before the signature is known to be good, so the work per entity must not
-    /// depend on the number of bindings in scope).
-    scope_depth: Option<usize>,
 }
 
 impl<'a> Builder<'a> {
@@ -71,16 +85,21 @@ impl<'a> Builder<'a> {
         if self.error.is_some() {
             return;
         }
-        // A start or end tag above the entities' level means a new parent and so a new scope.
-        let depth = match ev {
-            Event::Start(s) => Some(s.depth),
-            Event::End(e) => Some(e.depth),
-            _ => None,
-        };
-        if let (Some(d), Some(sd)) = (depth, self.scope_depth)
-            && d < sd
+        // The root's declarations, from the first element below it (its start tag comes
+        // before the signature, so it is not observed).
+        if let Event::Start(s) = ev
+            && self.scopes.is_empty()
+            && s.depth == 2
         {
-            self.scope_depth = None;
+            let own = s.namespace_decls.len();
+            self.scopes.push(ScopeNode {
+                parent: NO_SCOPE,
+                decls: s
+                    .scope
+                    .get(..s.scope.len() - own)
+                    .unwrap_or_default()
+                    .to_vec(),
+            });
         }
         let member = match ev {
             Event::Start(s) => match self.groups.start(s) {
@@ -96,10 +115,19 @@ impl<'a> Builder<'a> {
             },
             Event::End(e) => {
                 self.groups.end(e);
+                self.open_groups.pop_if(|g| g.0 == e.depth);
                 Member::Other
             }
             _ => Member::Other,
         };
+        if let (Event::Start(s), Member::Group) = (ev, member) {
+            let parent = self.open_groups.last().map_or(0, |g| g.1);
+            self.open_groups.push((s.depth, self.scopes.len() as u32));
+            self.scopes.push(ScopeNode {
+                parent,
+                decls: s.namespace_decls.to_vec(),
+            });
+        }
         match ev {
             Event::Start(s) if self.open.is_none() && matches!(member, Member::Entity(_)) => {
                 let Member::Entity(around) = member else {
@@ -126,16 +154,7 @@ impl<'a> Builder<'a> {
                     None => None,
                 };
                 let valid_until = earliest(valid_until, around);
-                if self.scope_depth != Some(s.depth) || self.scopes.is_empty() {
-                    let own = s.namespace_decls.len();
-                    let inherited =
-                        effective_scope(s.scope.get(..s.scope.len() - own).unwrap_or_default());
-                    if self.scopes.last() != Some(&inherited) {
-                        self.scopes.push(inherited);
-                    }
-                    self.scope_depth = Some(s.depth);
-                }
-                let scope = (self.scopes.len() - 1) as u32;
+                let scope = self.open_groups.last().map_or(0, |g| g.1);
                 self.open = Some((s.span.start, s.depth, id, valid_until, scope, 0));
             }
             Event::Start(s) => {
@@ -173,10 +192,10 @@ pub fn load_lazy<'a>(doc: &'a [u8], policy: &Policy) -> Result<LazyAggregate<'a>
     let mut b = Builder {
         groups: Groups::inside_root_group(),
         scopes: Vec::new(),
+        open_groups: Vec::new(),
         entries: Vec::new(),
         open: None,
         error: None,
-        scope_depth: None,
     };
     let (verified, refused) = nested_signatures::verify(doc, policy, &mut |ev| b.observe(ev))?;
     if let Some(e) = b.error {
@@ -210,7 +229,7 @@ pub fn load_lazy<'a>(doc: &'a [u8], policy: &Policy) -> Result<LazyAggregate<'a>
                 Entry {
                     entity_id: e.entity_id.clone(),
                     range: verified.signed_range(),
-                    scope: 0,
+                    scope: NO_SCOPE,
                     roles: u8::from(e.idp().is_some()) | (u8::from(e.sp().is_some()) << 1),
                 },
                 None,
@@ -387,7 +406,7 @@ impl<'a> LazyAggregate<'a> {
     fn build(&self, i: u32) -> Result<EntityDescriptor, Error> {
         let entry = self.entries.get(i as usize).ok_or_else(out_of_range)?;
         let mut cursor =
-            Cursor::verified_fragment(&self.verified, entry.range.clone(), self.scope(entry))?;
+            Cursor::verified_fragment(&self.verified, entry.range.clone(), &self.scope(entry))?;
         match metadata(&mut cursor)? {
             Metadata::Entity(e) => Ok(*e),
             Metadata::Entities(_) => Err(Error::Invalid {
@@ -398,11 +417,25 @@ impl<'a> LazyAggregate<'a> {
         }
     }
 
-    fn scope(&self, entry: &Entry) -> &[NsDecl<'a>] {
-        self.scopes
-            .get(entry.scope as usize)
-            .map(Vec::as_slice)
-            .unwrap_or_default()
+    /// The namespace scope `entry` inherited: the declarations of the root and of the groups
+    /// around it, outermost first, resolved.
+    fn scope(&self, entry: &Entry) -> Vec<NsDecl<'a>> {
+        let mut chain = Vec::new();
+        let mut i = entry.scope;
+        while let Some(node) = self.scopes.get(i as usize) {
+            chain.push(node);
+            // Parents come before their groups: the walk ends.
+            if node.parent >= i {
+                break;
+            }
+            i = node.parent;
+        }
+        let all: Vec<NsDecl<'a>> = chain
+            .iter()
+            .rev()
+            .flat_map(|n| n.decls.iter().copied())
+            .collect();
+        effective_scope(&all)
     }
 
     /// The `i`th indexed entity as a standalone element cut from the verified bytes (see
@@ -415,7 +448,7 @@ impl<'a> LazyAggregate<'a> {
             self.verified.events()?
         } else {
             self.verified
-                .fragment(entry.range.clone(), self.scope(entry))?
+                .fragment(entry.range.clone(), &self.scope(entry))?
         };
         let mut cut = None;
         while let Some(ev) = events.next()? {
