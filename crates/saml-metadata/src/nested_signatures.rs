@@ -23,7 +23,7 @@
 use std::ops::Range;
 
 use saml_core::LimitExceeded;
-use saml_core::dsig::{DSIG_NS, Verified};
+use saml_core::dsig::{DSIG_NS, Placement, Verified};
 use saml_core::xml::Event;
 
 use crate::error::Error;
@@ -56,6 +56,15 @@ pub(crate) fn verify<'a>(
     policy: &Policy,
     observer: &mut dyn FnMut(&Event<'_, 'a>),
 ) -> Result<(Verified<'a>, Vec<RefusedEntity>), Error> {
+    // A metadata signature is the first child of its element (SAML Metadata §3, the schema's
+    // order): nested signatures are found after the root's, and cuts leave them out in order.
+    if !matches!(policy.verify.placement, Placement::FirstChild) {
+        return Err(saml_core::Error::Usage(
+            "metadata is verified with the signature as first child (VerifyOptions::metadata)"
+                .into(),
+        )
+        .into());
+    }
     let mut nested = NestedSignatures::new(doc.len());
     let verified =
         saml_core::dsig::verify_observed(doc, &policy.keys, &policy.verify, &mut |ev| {

@@ -227,12 +227,21 @@ impl Cut {
         let offset = verified.signed_range().start;
         out.push_str(&self.start_tag);
         if let Some(end) = self.end {
+            let piece = |a: usize, b: usize| {
+                src.get(a.saturating_sub(offset)..b.saturating_sub(offset))
+                    .unwrap_or_default()
+            };
+            // In document order, whatever order they were noted in.
+            let mut signatures = self.signatures;
+            signatures.sort_unstable();
             let mut at = self.tag_end;
-            for &(a, b) in &self.signatures {
-                out.push_str(&src[at - offset..a - offset]);
-                at = b;
+            for (a, b) in signatures {
+                if a >= at {
+                    out.push_str(piece(at, a));
+                }
+                at = at.max(b);
             }
-            out.push_str(&src[at - offset..end - offset]);
+            out.push_str(piece(at, end));
         }
     }
 }

@@ -163,3 +163,23 @@ fn split_refuses_what_load_refuses() {
         Err(saml_metadata::Error::DuplicateEntityId(_))
     ));
 }
+
+/// Metadata is verified with the signature as the first child (SAML Metadata §3): another
+/// placement let signatures before the root's go unverified, and made a cut with one of them
+/// inside panic. It is refused as a usage error in every path.
+#[test]
+fn metadata_is_verified_with_the_signature_first() {
+    let fed = key();
+    let doc = format!(
+        r#"<md:EntityDescriptor {MD} entityID="{OWNER}"><md:Extensions><x:e xmlns:x="urn:x"><ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"/></x:e></md:Extensions><md:SPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="{OWNER}/acs" index="0"/></md:SPSSODescriptor></md:EntityDescriptor>"#
+    );
+    let signed = sign(&doc, &fed);
+    let mut p = policy(&fed);
+    p.verify.placement = saml_core::dsig::Placement::Anywhere;
+    let usage = |e: saml_metadata::Error| {
+        matches!(e, saml_metadata::Error::Core(saml_core::Error::Usage(_)))
+    };
+    assert!(usage(load::load(&signed, &p).unwrap_err()));
+    assert!(usage(load_lazy(&signed, &p).unwrap_err()));
+    assert!(usage(split_report(&signed, &p).unwrap_err()));
+}
