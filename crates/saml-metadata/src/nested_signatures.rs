@@ -220,8 +220,7 @@ fn refused_entities(
             ),
         });
     }
-    let mut covered = vec![false; failed.len()];
-    let mut out = Vec::new();
+    let mut entities: Vec<(String, Range<usize>)> = Vec::new();
     let mut events = verified.events()?;
     let mut open: Option<(String, usize, usize)> = None; // (entityID, start, depth)
     // Only the document's entities count (crate::groups); their validUntil is not read here.
@@ -241,20 +240,44 @@ fn refused_entities(
                     .attribute("entityID")
                     .map(|a| a.value().into_owned())
                     .unwrap_or_default();
-                if s.empty {
-                    note(&mut out, &mut covered, failed, id, s.span.clone());
-                } else {
-                    open = Some((id, s.span.start, s.depth));
-                }
+                open = Some((id, s.span.start, s.depth));
             }
             Event::End(e) => {
                 if let Some((id, start, _)) = open.take_if(|o| o.2 == e.depth) {
-                    note(&mut out, &mut covered, failed, id, start..e.span.end);
+                    entities.push((id, start..e.span.end.max(start)));
                 }
             }
             _ => {}
         }
     }
+    // Each failed signature (in document order) marks the entities it overlaps, found by
+    // binary search: entities are disjoint and in document order, so they form one run. The
+    // work is the overlaps, not the entities times the failed signatures (thousands of each
+    // made a scan of millions). An entity is reported with the first that covers it.
+    let mut covered = vec![false; failed.len()];
+    let mut first: Vec<Option<usize>> = vec![None; entities.len()];
+    for (i, (r, _)) in failed.iter().enumerate() {
+        let lo = entities.partition_point(|(_, e)| e.end <= r.start);
+        for (k, (_, e)) in entities.iter().enumerate().skip(lo) {
+            if e.start >= r.end {
+                break;
+            }
+            covered[i] = true;
+            first[k].get_or_insert(i);
+        }
+    }
+    let out: Vec<RefusedEntity> = entities
+        .into_iter()
+        .zip(first)
+        .filter_map(|((entity_id, _), f)| {
+            let (r, why) = failed.get(f?)?;
+            Some(RefusedEntity {
+                entity_id,
+                offset: r.start,
+                reason: why.clone(),
+            })
+        })
+        .collect();
     if let Some(i) = covered.iter().position(|c| !c) {
         let (r, why) = &failed[i];
         return Err(Error::Invalid {
@@ -264,29 +287,6 @@ fn refused_entities(
         });
     }
     Ok(out)
-}
-
-fn note(
-    out: &mut Vec<RefusedEntity>,
-    covered: &mut [bool],
-    failed: &[(Range<usize>, String)],
-    entity_id: String,
-    entity: Range<usize>,
-) {
-    let mut first = None;
-    for (i, (r, why)) in failed.iter().enumerate() {
-        if r.start < entity.end && entity.start < r.end {
-            covered[i] = true;
-            first.get_or_insert((r.start, why));
-        }
-    }
-    if let Some((offset, why)) = first {
-        out.push(RefusedEntity {
-            entity_id,
-            offset,
-            reason: why.clone(),
-        });
-    }
 }
 
 /// The entityID of the document's root when the root is an EntityDescriptor.
