@@ -1235,6 +1235,16 @@ async fn admin_entity<S: Store>(
         let checked = {
             let core = svc.core();
             dame_protocol::registry::validate_with(&entity, core.registry.loopback_http)
+                .and_then(|()| {
+                    // An entity's own upload is vouched for by nobody but itself: the same
+                    // limits as a self-registration (scopes, entity attributes, registration
+                    // info); the operator's import is trusted.
+                    if operator {
+                        Ok(())
+                    } else {
+                        dame_protocol::registry::validate_self_registered(&entity)
+                    }
+                })
                 .and_then(|()| core.registry.admits(&id, true))
         };
         if let Err(e) = checked {
