@@ -376,7 +376,8 @@ pub struct BrokerConfig {
     /// `idp-first` (default) or `both`.
     #[serde(default = "default_trigger_order")]
     pub trigger_order: String,
-    /// Timeout of one trigger request, ms (default 10000).
+    /// Timeout of one trigger request, ms (default 10000). The answer is read up to 4 KiB: a
+    /// larger one fails the flow as soon as it passes that, not at this timeout.
     #[serde(default = "default_trigger_timeout_ms")]
     pub trigger_timeout_ms: u64,
     /// Discovery and authenticate requests one client address (IPv4, or IPv6 /64) may make
