@@ -1382,6 +1382,53 @@ async fn an_entity_token_upload_cannot_vouch_for_more_than_its_host() {
     assert_eq!(upload(TOKEN).send().await.unwrap().status(), 200);
 }
 
+/// Audit finding (MEDIUM): the entity-token endpoints had no rate limit, and each call bumps
+/// the store generation (every instance reloads) and an upload triggers every peer. One
+/// token from one address now meets the per-address limit (12 a minute here; 40 calls span
+/// at most two minute windows, so one of them passes it), for policy changes and uploads
+/// alike; the operator is not limited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entity_token_calls_are_rate_limited_per_address() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = World::new(tmp.path());
+    let (_broker, sp, token) =
+        self_registered_sp(&w, tmp.path(), "rate_per_source_per_minute = 12\n").await;
+    let put = |bearer: &str| {
+        w.http
+            .put(w.broker(&format!("/admin/policy?entityID={}", url_encode(SP))))
+            .bearer_auth(bearer)
+            .body(r#"{"peers": {"allow": [], "deny": ["evil.example"]}}"#)
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..40 {
+        statuses.push(put(&token).send().await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses[0], 200, "{statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| [200, 429].contains(s)),
+        "{statuses:?}"
+    );
+    // An upload with the token from the same address, once the budget is spent.
+    let mut upload_statuses = Vec::new();
+    for _ in 0..13 {
+        let r = w
+            .http
+            .post(w.broker("/admin/entities"))
+            .bearer_auth(&token)
+            .body(sp.to_xml().unwrap())
+            .send()
+            .await
+            .unwrap();
+        upload_statuses.push(r.status().as_u16());
+    }
+    assert!(upload_statuses.contains(&429), "{upload_statuses:?}");
+    // The operator is not limited.
+    for _ in 0..3 {
+        assert_eq!(put(TOKEN).send().await.unwrap().status(), 200);
+    }
+}
+
 /// TLS terminated by the services themselves on every hop: the user agent and the IdP to the
 /// broker, the broker's triggers to the agents, the agents' MDQ pulls and reports to the
 /// broker, each side trusting only the test's certificate; a first use completes, and a plain

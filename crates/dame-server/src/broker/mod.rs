@@ -13,9 +13,11 @@
 //! GET  /metadata                   the broker's own signed metadata
 //! POST /admin/entities             operator import (Bearer token): metadata XML; query
 //!                                  `unmodified_sp`, `allow_unsigned`; or an entity's own
-//!                                  token: an update of its own metadata
+//!                                  token: an update of its own metadata (checked as a
+//!                                  self-registration is, and rate limited per address)
 //! PUT  /admin/policy?entityID=..   the entity's allow/deny lists and modes (JSON): the
-//!                                  operator or the entity's own token
+//!                                  operator or the entity's own token (rate limited per
+//!                                  address: every change makes each instance reload)
 //! PUT  /admin/rules                operator: the conversion rules (JSON)
 //! POST /register, /register/verify self-service registration, update and deletion with proof
 //!                                  of ownership (see `registration`); a registration returns
@@ -1179,6 +1181,7 @@ fn authorized<S: Store>(svc: &BrokerService<S>, headers: &HeaderMap) -> bool {
 
 async fn admin_entity<S: Store>(
     State(svc): Svc<S>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     body: Bytes,
@@ -1187,6 +1190,15 @@ async fn admin_entity<S: Store>(
         let operator = authorized(&svc, &headers);
         if !operator && bearer(&headers).is_none() {
             return page(StatusCode::UNAUTHORIZED, "a bearer token is required");
+        }
+        // Anyone with a token (or guessing one) is limited like every other client: an
+        // upload bumps the store's generation (each instance reloads) and triggers every peer.
+        if !operator {
+            match svc.within_rate(&crate::source_key(remote.ip())).await {
+                Ok(true) => {}
+                Ok(false) => return too_many(),
+                Err(e) => return store_error(&e),
+            }
         }
         let entity = match saml_metadata::load::parse_unverified(&body) {
             Ok(Metadata::Entity(e)) => *e,
