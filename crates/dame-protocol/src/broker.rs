@@ -23,6 +23,8 @@
 //!     └─ refused, error, unreachable, timeout ─► Failed ── rollback triggers for what was sent;
 //!                                                          the user agent is told why
 //! ```
+//! Rollback undoes only what a flow added: a pair established before the flow, or by another
+//! flow for the same pair while this one was exchanging, is left integrated.
 //! A finished, failed or expired flow cannot be resumed: its identifier is forgotten once the
 //! user agent has been told the outcome (or when it expires). A message in the wrong state is
 //! refused ([`Refusal::WrongState`]) and changes nothing; so does every refusal before it.
@@ -1447,7 +1449,9 @@ impl Broker {
     }
 
     /// Fails the flow: rollback triggers for every leg that was sent (unless the pair existed
-    /// before this flow), the failure for the user agent.
+    /// before this flow, or another flow for the same pair established it since: its
+    /// integration is what the agents hold now, and the relationship stays), the failure for
+    /// the user agent.
     fn fail(
         &mut self,
         flow: &FlowId,
@@ -1467,6 +1471,7 @@ impl Broker {
             known_pair: false,
             ..
         } = old
+            && !self.relationships.contains(&idp, &sp)
         {
             for (to, peer, sent) in [
                 (idp.as_str(), sp.as_str(), leg_sent(idp_leg)),

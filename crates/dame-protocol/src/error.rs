@@ -135,6 +135,15 @@ pub enum Error {
     /// From mdq-client (the provider's fetch of its peer from the broker).
     #[error(transparent)]
     Mdq(#[from] mdq_client::Error),
+    /// Self-registered metadata carries a claim that proof of ownership of the entityID's host
+    /// does not back (a shibmd:Scope outside that host's domain, a regexp scope, entity
+    /// attributes, registration info): only an operator's import may carry it
+    /// ([`crate::registry::validate_self_registered`]).
+    #[error("refused in self-registered metadata: {claim} (only an operator import may carry it)")]
+    Unvouched {
+        /// The claim refused, as the registrant should read it.
+        claim: String,
+    },
 }
 
 impl Error {
@@ -152,6 +161,7 @@ impl Error {
             Error::Malformed { .. } => ErrorKind::Malformed,
             Error::Refused(_) => ErrorKind::Rejected,
             Error::Unsupported { .. } => ErrorKind::Misuse,
+            Error::Unvouched { .. } => ErrorKind::Rejected,
             Error::Saml(e) => e.kind().into(),
             Error::Metadata(e) => e.kind().into(),
             Error::Mdq(e) => match e.kind() {

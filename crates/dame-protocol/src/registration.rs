@@ -20,6 +20,14 @@
 //! role, a signing certificate, https endpoints, a DAME sync location) before a challenge is
 //! issued; an entityID is registered once; every step is an audit [`RegistrationEvent`].
 //!
+//! The proof backs control of the entityID's host and nothing more, while the broker re-signs
+//! the upload with its own key. So self-registered metadata may not carry claims only an operator
+//! can vouch for ([`crate::registry::validate_self_registered`]): a `shibmd:Scope` outside the
+//! entityID host's domain or a regexp one, `mdattr:EntityAttributes` (entity categories,
+//! assurance), `mdrpi:RegistrationInfo`/`PublicationInfo`. They are refused at [`Registrations::begin`]
+//! (before the registrant publishes any proof) and again at [`Registrations::complete`]
+//! ([`Error::Unvouched`]). An operator's import ([`Registry::insert`]) is trusted and keeps them.
+//!
 //! ```text
 //! begin(Register|Update, xml, requester) / begin_delete(entityID, requester)
 //!                                   -> challenge (name, content, URL) and the requester's secret
@@ -334,7 +342,9 @@ impl Registrations {
             Err(e) => return Err(self.refused("", e.into())),
         };
         let id = entity.entity_id.clone();
-        if let Err(e) = crate::registry::validate(&entity) {
+        if let Err(e) = crate::registry::validate(&entity)
+            .and_then(|()| crate::registry::validate_self_registered(&entity))
+        {
             return Err(self.refused(&id, e));
         }
         match (operation, registry.get(&id).is_some()) {
@@ -512,7 +522,12 @@ impl Registrations {
                 Ok(())
             }
             (op, Some(xml)) => match saml_metadata::load::parse_unverified(xml) {
-                Ok(Metadata::Entity(entity)) if entity.entity_id == entity_id => {
+                Ok(Metadata::Entity(entity)) if entity.entity_id == entity_id => 'op: {
+                    // Checked at the beginning already; again here, the last step before the
+                    // broker signs the upload as its own word.
+                    if let Err(e) = crate::registry::validate_self_registered(&entity) {
+                        break 'op Err(e);
+                    }
                     // An update keeps the policy in force now: one set while the proof was
                     // pending (by the entity or the operator) is not undone by the upload.
                     let policy = match op {

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use saml_core::dsig::{SignOptions, SigningKey, TrustedKeys};
-use saml_metadata::model::{EntityDescriptor, sha1_hex};
+use saml_metadata::ext::{MDATTR_NS, MDRPI_NS, SHIBMD_NS};
+use saml_metadata::model::{EntityDescriptor, Role, sha1_hex};
 
 use crate::error::{Error, Refusal};
 use crate::mdq_service::{DocumentSource, SignedDocument};
@@ -203,6 +204,118 @@ pub fn validate_with(entity: &EntityDescriptor, loopback_http: bool) -> Result<(
         ));
     }
     Ok(())
+}
+
+/// What proof of ownership backs, checked on metadata a registrant vouches for itself (a
+/// registration or update through [`crate::registration`], or an upload with the entity's own
+/// token), on top of [`validate_with`]. The broker re-signs what it registers with its own key,
+/// and relying parties read the claims below from that document as the federation's word: the
+/// proof covers only control of the entityID's host, so nothing beyond it is accepted.
+///
+/// Refused, everywhere in the entity (its own `md:Extensions` and every role's):
+/// - a `shibmd:Scope` with `regexp="true"` (Shibboleth metadata profile, shibmd:Scope: a
+///   pattern can match any organisation's scope);
+/// - a `shibmd:Scope` that is neither the entityID's host nor a parent domain of it with at
+///   least two labels (`idp.attacker.example` may claim `attacker.example`, never `example` nor
+///   `victim.example`): a relying party's scope check (Shibboleth SP's ScopeMatchesShibMDScope)
+///   otherwise accepts `alice@victim.example` from the registrant's IdP;
+/// - any other element of the shibmd namespace (e.g. `shibmd:KeyAuthority`, a trust anchor);
+/// - `mdattr:EntityAttributes` (SAML V2.0 Metadata Extension for Entity Attributes: entity
+///   categories such as R&S, SIRTFI, assurance certifications are an operator's statement);
+/// - `mdrpi:RegistrationInfo` and `mdrpi:PublicationInfo` (SAML V2.0 Metadata Extensions for
+///   Registration and Publication Information: they name a federation that registered or
+///   published the entity);
+/// - a role this implementation keeps as written without interpreting it (it could carry any
+///   of the above).
+///
+/// Known gap (no public-suffix list is consulted): a host under a multi-label public suffix may
+/// claim the suffix itself (`idp.x.co.uk` may claim `co.uk`; no organisation's attributes carry
+/// a public suffix as their scope, and scope matching is exact), and control of any host under a
+/// domain allows claiming that domain (`www.uni.example` may claim `uni.example`). An operator
+/// wanting more imports such entities itself (`/admin/entities` with the operator token).
+pub fn validate_self_registered(entity: &EntityDescriptor) -> Result<(), Error> {
+    let unvouched = |claim: String| Err(Error::Unvouched { claim });
+    let Some(host) = crate::policy::entity_host(&entity.entity_id) else {
+        return unvouched("an entityID without a DNS host".into());
+    };
+    let mut all = vec![&entity.extensions];
+    for role in &entity.roles {
+        match role {
+            Role::Idp(r) => all.push(&r.common.extensions),
+            Role::Sp(r) => all.push(&r.common.extensions),
+            Role::AttributeAuthority(r) | Role::AuthnAuthority(r) | Role::Pdp(r) => {
+                all.push(&r.common.extensions)
+            }
+            Role::Other(raw) => {
+                return unvouched(format!(
+                    "a role kept uninterpreted ({{{}}}{})",
+                    raw.name.0, raw.name.1
+                ));
+            }
+            _ => return unvouched("a role of an unknown kind".into()),
+        }
+    }
+    if let Some(a) = &entity.affiliation {
+        all.push(&a.extensions);
+    }
+    for x in all {
+        for scope in &x.scopes {
+            if scope.regexp {
+                return unvouched(format!(
+                    "shibmd:Scope {:?} with regexp=\"true\"",
+                    scope.value
+                ));
+            }
+            if !scope_within_host(&scope.value, &host) {
+                return unvouched(format!(
+                    "shibmd:Scope {:?}, which is not {host:?} nor a parent domain of it \
+                     with at least two labels",
+                    scope.value
+                ));
+            }
+        }
+        if !x.entity_attributes.is_empty() {
+            return unvouched("mdattr:EntityAttributes".into());
+        }
+        if let Some(r) = &x.registration {
+            return unvouched(format!(
+                "mdrpi:RegistrationInfo (registrationAuthority {:?})",
+                r.authority
+            ));
+        }
+        if let Some(p) = &x.publication {
+            return unvouched(format!(
+                "mdrpi:PublicationInfo (publisher {:?})",
+                p.publisher
+            ));
+        }
+        if let Some(raw) = x
+            .unknown
+            .iter()
+            .find(|r| [SHIBMD_NS, MDATTR_NS, MDRPI_NS].contains(&r.name.0.as_str()))
+        {
+            return unvouched(format!("the extension {{{}}}{}", raw.name.0, raw.name.1));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `scope` (a `shibmd:Scope` value) is `host` or a parent domain of it with at least two
+/// labels (ASCII case ignored, a trailing dot ignored).
+fn scope_within_host(scope: &str, host: &str) -> bool {
+    let scope = scope.trim_end_matches('.').to_ascii_lowercase();
+    let labels: Vec<&str> = scope.split('.').collect();
+    let dns = labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        });
+    dns && (host == scope
+        || host
+            .strip_suffix(scope.as_str())
+            .is_some_and(|rest| rest.ends_with('.')))
 }
 
 /// The registered providers, by entityID.

@@ -624,3 +624,73 @@ fn one_user_cannot_drive_unbounded_exchanges() {
     );
     assert_eq!(w.broker.phase(&flow), Some(Phase::AwaitingResponse2));
 }
+
+/// Two flows for the same new pair, both exchanging; A completes (relationship recorded, both
+/// agents integrated), B's triggers are held back. Returns B and its held triggers.
+fn a_completes_while_b_is_exchanging(
+    w: &mut World,
+) -> (FlowId, Vec<dame_protocol::broker::Transmit>) {
+    let a = to_exchange(w);
+    let b = to_exchange(w);
+    let mut held = Vec::new();
+    while let Some(t) = w.broker.poll_transmit() {
+        if t.flow.as_ref() == Some(&b) {
+            held.push(t);
+        } else {
+            w.deliver(t);
+        }
+    }
+    assert!(w.broker.relationships.contains(IDP, SP));
+    assert!(matches!(
+        w.broker.handle_user_agent(&a, w.now).unwrap(),
+        UaReply::Redirect { .. }
+    ));
+    assert!(w.integrated(IDP, SP).is_some() && w.integrated(SP, IDP).is_some());
+    assert!(!held.is_empty());
+    (b, held)
+}
+
+/// Finding: a failing flow rolled back every leg it had sent when its pair was new at its
+/// Response2, even if a concurrent flow had established the pair since: the agents lost what
+/// the other flow integrated while the relationship stayed, and later logins took the plain
+/// SSO shortcut to a peer the agents no longer knew. Now a leg whose pair is established is
+/// not rolled back, whether B fails by a trigger failure or by its deadline.
+#[test]
+fn a_failed_flow_does_not_roll_back_a_pair_another_flow_established() {
+    let mut w = World::new();
+    let (b, held) = a_completes_while_b_is_exchanging(&mut w);
+    w.broker
+        .handle_trigger_failure(&b, &held[0].to, "connection refused", w.now, &mut rng())
+        .unwrap();
+    assert!(matches!(
+        failed(&mut w, &b),
+        FlowFailure::Unreachable { .. }
+    ));
+    let rollbacks: Vec<_> = std::iter::from_fn(|| w.broker.poll_transmit())
+        .filter(|t| t.action == TriggerAction::Rollback)
+        .map(|t| t.to)
+        .collect();
+    assert_eq!(
+        rollbacks,
+        Vec::<String>::new(),
+        "no rollback of an established pair"
+    );
+    assert!(w.broker.relationships.contains(IDP, SP));
+
+    // The same when B runs out of time.
+    let mut w = World::new();
+    let (b, _held) = a_completes_while_b_is_exchanging(&mut w);
+    w.advance(Duration::from_secs(121));
+    w.broker.handle_timeout(w.now, &mut rng());
+    assert_eq!(failed(&mut w, &b), FlowFailure::Timeout);
+    let rollbacks: Vec<_> = std::iter::from_fn(|| w.broker.poll_transmit())
+        .filter(|t| t.action == TriggerAction::Rollback)
+        .map(|t| t.to)
+        .collect();
+    assert_eq!(
+        rollbacks,
+        Vec::<String>::new(),
+        "no rollback of an established pair"
+    );
+    assert!(w.integrated(IDP, SP).is_some() && w.integrated(SP, IDP).is_some());
+}

@@ -391,4 +391,137 @@ mod store {
         );
         assert!(store.is_empty() && reg.is_empty());
     }
+
+    const ATTACKER: &str = "https://idp.attacker.example/idp";
+
+    /// An IdP upload for [`ATTACKER`] with `scopes` (value, regexp) on its IdP role, and
+    /// optionally an entity category and a registration authority naming a federation.
+    fn attacker(scopes: &[(&str, bool)], category: bool, registrar: bool) -> Vec<u8> {
+        let key = TestKey::rsa("attacker");
+        let mut idp = IdpSso::builder().signing_certificate(key.cert_der()).sso(
+            Binding::HttpRedirect,
+            "https://idp.attacker.example/idp/profile/SAML2/Redirect/SSO",
+        );
+        for (v, re) in scopes {
+            idp = idp.scope(v, *re);
+        }
+        let mut b = EntityDescriptor::builder(ATTACKER)
+            .idp(idp)
+            .dame_sync_location("https://idp.attacker.example/dame");
+        if category {
+            b = b.entity_attribute(
+                "http://macedir.org/entity-category-support",
+                "http://refeds.org/category/research-and-scholarship",
+            );
+        }
+        if registrar {
+            b = b.registration("https://federation.victim.example", None);
+        }
+        b.build().unwrap().to_xml().unwrap().into_bytes()
+    }
+
+    fn begin(store: &mut Registrations, reg: &Registry, md: &[u8]) -> Result<String, String> {
+        store
+            .begin(
+                Operation::Register,
+                md,
+                EntityPolicy::default(),
+                reg,
+                "attacker",
+                now(),
+                &mut rng(),
+            )
+            .map(|c| c.secret)
+            .map_err(|e| {
+                assert!(
+                    matches!(e, dame_protocol::Error::Unvouched { .. }),
+                    "refused for the claim, not something else: {e}"
+                );
+                e.to_string()
+            })
+    }
+
+    /// Finding: the broker re-signed a self-registered IdP's scopes, entity categories and
+    /// registration info unchecked, so proving `idp.attacker.example` let an IdP assert
+    /// `alice@victim.example` to every SP that trusts the broker's signature.
+    #[test]
+    fn self_registered_metadata_claims_only_what_the_proof_backs() {
+        let mut reg = Registry::new(TestKey::rsa("broker").signing());
+        let mut store = Registrations::new();
+        for (md, claim) in [
+            (
+                attacker(&[("victim.example", false)], false, false),
+                "victim.example",
+            ),
+            (attacker(&[(".*", true)], false, false), "regexp"),
+            (
+                attacker(&[("attacker\\.example$", true)], false, false),
+                "regexp",
+            ),
+            (attacker(&[("example", false)], false, false), "\"example\""),
+            (
+                attacker(&[("ttacker.example", false)], false, false),
+                "ttacker",
+            ),
+            (
+                attacker(
+                    &[("attacker.example", false), ("victim.example", false)],
+                    false,
+                    false,
+                ),
+                "victim.example",
+            ),
+            (attacker(&[], true, false), "mdattr:EntityAttributes"),
+            (attacker(&[], false, true), "mdrpi:RegistrationInfo"),
+        ] {
+            let why = begin(&mut store, &reg, &md).unwrap_err();
+            assert!(why.contains(claim), "{claim}: {why}");
+        }
+        assert!(store.is_empty(), "no challenge issued for refused claims");
+        // The entityID's host and its parent domain are what the proof backs.
+        for scopes in [
+            &[("attacker.example", false)][..],
+            &[
+                ("idp.attacker.example", false),
+                ("Attacker.Example.", false),
+            ][..],
+        ] {
+            let md = attacker(scopes, false, false);
+            let secret = begin(&mut store, &reg, &md).unwrap();
+            let c = store
+                .challenge(ATTACKER, &secret, Some(&md[..]))
+                .unwrap()
+                .clone();
+            store
+                .complete(
+                    ATTACKER,
+                    &secret,
+                    Some(&md[..]),
+                    200,
+                    c.content.as_bytes(),
+                    &mut reg,
+                    now(),
+                )
+                .unwrap();
+            assert!(reg.remove(ATTACKER));
+        }
+    }
+
+    /// An operator's import is the operator's word: it keeps every claim.
+    #[test]
+    fn an_operator_import_keeps_scopes_categories_and_registration_info() {
+        let mut reg = Registry::new(TestKey::rsa("broker").signing());
+        let md = attacker(&[("victim.example", false), (".*", true)], true, true);
+        let entity = match saml_metadata::load::parse_unverified(&md).unwrap() {
+            saml_metadata::model::Metadata::Entity(e) => *e,
+            _ => unreachable!(),
+        };
+        assert!(dame_protocol::registry::validate_self_registered(&entity).is_err());
+        let r = reg
+            .insert(entity, EntityPolicy::default(), now(), false)
+            .unwrap();
+        assert!(String::from_utf8_lossy(&r.document.xml).contains("victim.example"));
+        assert!(String::from_utf8_lossy(&r.document.xml).contains("federation.victim.example"));
+        assert!(String::from_utf8_lossy(&r.document.xml).contains("research-and-scholarship"));
+    }
 }

@@ -376,10 +376,13 @@ pub struct BrokerConfig {
     /// `idp-first` (default) or `both`.
     #[serde(default = "default_trigger_order")]
     pub trigger_order: String,
-    /// Timeout of one trigger request, ms (default 10000).
+    /// Timeout of one trigger request, ms (default 10000). The answer is read up to 4 KiB: a
+    /// larger one fails the flow as soon as it passes that, not at this timeout.
     #[serde(default = "default_trigger_timeout_ms")]
     pub trigger_timeout_ms: u64,
-    /// Discovery and authenticate requests one client address (IPv4, or IPv6 /64) may make
+    /// Discovery, authenticate, registration and entity-token (`/admin/policy`,
+    /// `/admin/entities` without the operator's token) requests one client address (IPv4, or
+    /// IPv6 /64) may make
     /// per minute (default 120): counted in the store per minute, so across every instance
     /// sharing it, and by each instance as a token bucket (this many per minute, bursts of
     /// this many).

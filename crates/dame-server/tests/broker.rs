@@ -1297,6 +1297,138 @@ async fn registration_with_proof_of_ownership_and_entity_tokens() {
     );
 }
 
+/// A broker with self-service registration (and `extra` top-level configuration) where the
+/// SP registered itself with proof of ownership. Returns the broker process, the SP's
+/// metadata and its entity token.
+async fn self_registered_sp(
+    w: &World,
+    tmp: &Path,
+    extra: &str,
+) -> (services::Proc, EntityDescriptor, String) {
+    let files = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (proof_port, ca) = proof_server(tmp, files.clone(), hits);
+    let cfg = w.broker_config();
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{extra}{text}")).unwrap();
+    add_registration(&cfg, proof_port, &ca, true);
+    let broker = spawn(env!("CARGO_BIN_EXE_dame-broker"), &cfg);
+    healthy(w.broker_port, &cfg).await;
+    let sp = EntityDescriptor::builder(SP)
+        .sp(SpSso::builder()
+            .signing_certificate(w.sp_key.cert_der())
+            .acs(
+                Binding::HttpPost,
+                "https://sp.example.org/Shibboleth.sso/SAML2/POST",
+            ))
+        .dame_sync_location("https://sp.example.org/dame")
+        .build()
+        .unwrap();
+    let md = sp.to_xml().unwrap();
+    let r = w
+        .http
+        .post(w.broker("/register?operation=register"))
+        .body(md.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let c: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    publish(&files, proof_port, &c);
+    let r = w
+        .http
+        .post(w.broker(&format!("/register/verify?entityID={}", url_encode(SP))))
+        .bearer_auth(c["secret"].as_str().unwrap())
+        .body(md)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let done: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    (broker, sp, done["token"].as_str().unwrap().to_owned())
+}
+
+/// Audit finding (HIGH): an entity's own token uploads metadata to /admin/entities without a
+/// proof; what it carries beyond its host (here an entity category, which only an operator
+/// vouches for) is refused as at registration, while the operator's import keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entity_token_upload_cannot_vouch_for_more_than_its_host() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = World::new(tmp.path());
+    let (_broker, _sp, token) = self_registered_sp(&w, tmp.path(), "").await;
+    let claimed = EntityDescriptor::builder(SP)
+        .sp(SpSso::builder()
+            .signing_certificate(w.sp_key.cert_der())
+            .acs(
+                Binding::HttpPost,
+                "https://sp.example.org/Shibboleth.sso/SAML2/POST",
+            ))
+        .dame_sync_location("https://sp.example.org/dame")
+        .entity_attribute(
+            "http://macedir.org/entity-category",
+            "http://refeds.org/category/research-and-scholarship",
+        )
+        .build()
+        .unwrap();
+    let upload = |bearer: &str| {
+        w.http
+            .post(w.broker("/admin/entities"))
+            .bearer_auth(bearer)
+            .body(claimed.to_xml().unwrap())
+    };
+    let r = upload(&token).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("EntityAttributes"));
+    assert_eq!(upload(TOKEN).send().await.unwrap().status(), 200);
+}
+
+/// Audit finding (MEDIUM): the entity-token endpoints had no rate limit, and each call bumps
+/// the store generation (every instance reloads) and an upload triggers every peer. One
+/// token from one address now meets the per-address limit (12 a minute here; 40 calls span
+/// at most two minute windows, so one of them passes it), for policy changes and uploads
+/// alike; the operator is not limited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entity_token_calls_are_rate_limited_per_address() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = World::new(tmp.path());
+    let (_broker, sp, token) =
+        self_registered_sp(&w, tmp.path(), "rate_per_source_per_minute = 12\n").await;
+    let put = |bearer: &str| {
+        w.http
+            .put(w.broker(&format!("/admin/policy?entityID={}", url_encode(SP))))
+            .bearer_auth(bearer)
+            .body(r#"{"peers": {"allow": [], "deny": ["evil.example"]}}"#)
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..40 {
+        statuses.push(put(&token).send().await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses[0], 200, "{statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| [200, 429].contains(s)),
+        "{statuses:?}"
+    );
+    // An upload with the token from the same address, once the budget is spent.
+    let mut upload_statuses = Vec::new();
+    for _ in 0..13 {
+        let r = w
+            .http
+            .post(w.broker("/admin/entities"))
+            .bearer_auth(&token)
+            .body(sp.to_xml().unwrap())
+            .send()
+            .await
+            .unwrap();
+        upload_statuses.push(r.status().as_u16());
+    }
+    assert!(upload_statuses.contains(&429), "{upload_statuses:?}");
+    // The operator is not limited.
+    for _ in 0..3 {
+        assert_eq!(put(TOKEN).send().await.unwrap().status(), 200);
+    }
+}
+
 /// TLS terminated by the services themselves on every hop: the user agent and the IdP to the
 /// broker, the broker's triggers to the agents, the agents' MDQ pulls and reports to the
 /// broker, each side trusting only the test's certificate; a first use completes, and a plain

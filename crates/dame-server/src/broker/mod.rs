@@ -13,9 +13,11 @@
 //! GET  /metadata                   the broker's own signed metadata
 //! POST /admin/entities             operator import (Bearer token): metadata XML; query
 //!                                  `unmodified_sp`, `allow_unsigned`; or an entity's own
-//!                                  token: an update of its own metadata
+//!                                  token: an update of its own metadata (checked as a
+//!                                  self-registration is, and rate limited per address)
 //! PUT  /admin/policy?entityID=..   the entity's allow/deny lists and modes (JSON): the
-//!                                  operator or the entity's own token
+//!                                  operator or the entity's own token (rate limited per
+//!                                  address: every change makes each instance reload)
 //! PUT  /admin/rules                operator: the conversion rules (JSON)
 //! POST /register, /register/verify self-service registration, update and deletion with proof
 //!                                  of ownership (see `registration`); a registration returns
@@ -503,11 +505,7 @@ impl<S: Store> BrokerService<S> {
         let answer = match self.http.get(&t.url).send().await {
             Ok(r) => {
                 let code = r.status().as_u16();
-                match r.text().await {
-                    Ok(body) if body.len() <= 4096 => Ok((code, body)),
-                    Ok(_) => Err("answer larger than 4 KiB".to_owned()),
-                    Err(e) => Err(e.to_string()),
-                }
+                read_answer(r).await.map(|body| (code, body))
             }
             Err(e) => Err(e.to_string()),
         };
@@ -1183,6 +1181,7 @@ fn authorized<S: Store>(svc: &BrokerService<S>, headers: &HeaderMap) -> bool {
 
 async fn admin_entity<S: Store>(
     State(svc): Svc<S>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     body: Bytes,
@@ -1191,6 +1190,15 @@ async fn admin_entity<S: Store>(
         let operator = authorized(&svc, &headers);
         if !operator && bearer(&headers).is_none() {
             return page(StatusCode::UNAUTHORIZED, "a bearer token is required");
+        }
+        // Anyone with a token (or guessing one) is limited like every other client: an
+        // upload bumps the store's generation (each instance reloads) and triggers every peer.
+        if !operator {
+            match svc.within_rate(&crate::source_key(remote.ip())).await {
+                Ok(true) => {}
+                Ok(false) => return too_many(),
+                Err(e) => return store_error(&e),
+            }
         }
         let entity = match saml_metadata::load::parse_unverified(&body) {
             Ok(Metadata::Entity(e)) => *e,
@@ -1235,6 +1243,16 @@ async fn admin_entity<S: Store>(
         let checked = {
             let core = svc.core();
             dame_protocol::registry::validate_with(&entity, core.registry.loopback_http)
+                .and_then(|()| {
+                    // An entity's own upload is vouched for by nobody but itself: the same
+                    // limits as a self-registration (scopes, entity attributes, registration
+                    // info); the operator's import is trusted.
+                    if operator {
+                        Ok(())
+                    } else {
+                        dame_protocol::registry::validate_self_registered(&entity)
+                    }
+                })
                 .and_then(|()| core.registry.admits(&id, true))
         };
         if let Err(e) = checked {
@@ -1399,6 +1417,31 @@ pub async fn run<S: Store>(
     crate::tls::serve(listen, tls, &svc.cfg.http, svc.router(), shutdown).await
 }
 
+/// Largest trigger answer read (bytes): an agent answers with a short status
+/// (draft-poehn-dame-06 §4.4), so more is refused.
+const MAX_TRIGGER_ANSWER: usize = 4096;
+
+/// The body of a trigger's answer, read in chunks and given up on as soon as it passes
+/// [`MAX_TRIGGER_ANSWER`]: a sync location that streams without end (anyone can register one)
+/// holds the broker for no longer than it takes to send 4 KiB, not until `trigger_timeout_ms`,
+/// and never makes it buffer more.
+async fn read_answer(mut r: reqwest::Response) -> Result<String, String> {
+    const TOO_LARGE: &str = "answer larger than 4 KiB";
+    if r.content_length()
+        .is_some_and(|n| n > MAX_TRIGGER_ANSWER as u64)
+    {
+        return Err(TOO_LARGE.to_owned());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = r.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_TRIGGER_ANSWER {
+            return Err(TOO_LARGE.to_owned());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -1503,5 +1546,55 @@ mod tests {
         assert!(unmodified());
         svc.resync(SP).await;
         assert!(!unmodified());
+    }
+
+    /// A stub agent on loopback: answers 200 with `head` then `body`, then keeps the connection
+    /// open (the body never ends) until the client goes away.
+    fn endless_agent(head: &'static str, body: Vec<u8>) -> String {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/dame", l.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut req = [0u8; 4096];
+            let _ = c.read(&mut req);
+            let _ = c.write_all(head.as_bytes());
+            let _ = c.write_all(&body);
+            let _ = c.flush();
+            // Held open: returns when the client closes its end.
+            let _ = c.read(&mut req);
+        });
+        url
+    }
+
+    /// Finding: a trigger's answer was read whole (`text()`) before its size was checked, so a
+    /// sync location streaming without end held the broker, and its memory, until
+    /// `trigger_timeout_ms`. With a long client timeout, the answer is refused for its size
+    /// as soon as 4 KiB have passed (before the fix: a timeout error or a buffered body).
+    #[tokio::test]
+    async fn a_trigger_answer_past_4_kib_is_refused_without_waiting_for_its_end() {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        // No Content-Length (chunked-less, read until close) and a too-large declared one.
+        for head in [
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n",
+        ] {
+            let url = endless_agent(head, vec![b'a'; 5 << 10]);
+            let r = http.get(&url).send().await.unwrap();
+            assert_eq!(
+                read_answer(r).await.unwrap_err(),
+                "answer larger than 4 KiB"
+            );
+        }
+        // A short answer is read whole.
+        let url = endless_agent(
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n",
+            b"ok".to_vec(),
+        );
+        let r = http.get(&url).send().await.unwrap();
+        assert_eq!(read_answer(r).await.unwrap(), "ok");
     }
 }

@@ -382,11 +382,21 @@ pub(super) async fn may_manage<S: Store>(
 /// `PUT /admin/policy?entityID=..`: the entity's policy (JSON), by the operator or the entity.
 pub(super) async fn policy<S: Store>(
     State(svc): Svc<S>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Response {
     guard(async move {
+        // An entity's token (or a guess at one) is limited per address like every other
+        // client: each change bumps the store's generation and every instance reloads.
+        if !super::authorized(&svc, &headers) {
+            match svc.within_rate(&crate::source_key(remote.ip())).await {
+                Ok(true) => {}
+                Ok(false) => return too_many(),
+                Err(e) => return store_error(&e),
+            }
+        }
         let Some(id) = query_param(&q.unwrap_or_default(), "entityID") else {
             return page(StatusCode::BAD_REQUEST, "entityID missing");
         };
