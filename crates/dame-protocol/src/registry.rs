@@ -215,9 +215,10 @@ pub fn validate_with(entity: &EntityDescriptor, loopback_http: bool) -> Result<(
 /// Refused, everywhere in the entity (its own `md:Extensions` and every role's):
 /// - a `shibmd:Scope` with `regexp="true"` (Shibboleth metadata profile, shibmd:Scope: a
 ///   pattern can match any organisation's scope);
-/// - a `shibmd:Scope` that is neither the entityID's host nor a parent domain of it with at
-///   least two labels (`idp.attacker.example` may claim `attacker.example`, never `example` nor
-///   `victim.example`): a relying party's scope check (Shibboleth SP's ScopeMatchesShibMDScope)
+/// - a `shibmd:Scope` that is neither the entityID's host nor its parent domain (one label up)
+///   with at least two labels (`idp.attacker.example` may claim `attacker.example`, never
+///   `example` nor `victim.example`; `idp.cs.uni.example` may claim `cs.uni.example`, not
+///   `uni.example`): a relying party's scope check (Shibboleth SP's ScopeMatchesShibMDScope)
 ///   otherwise accepts `alice@victim.example` from the registrant's IdP;
 /// - any other element of the shibmd namespace (e.g. `shibmd:KeyAuthority`, a trust anchor);
 /// - `mdattr:EntityAttributes` (SAML V2.0 Metadata Extension for Entity Attributes: entity
@@ -230,8 +231,8 @@ pub fn validate_with(entity: &EntityDescriptor, loopback_http: bool) -> Result<(
 ///
 /// Known gap (no public-suffix list is consulted): a host under a multi-label public suffix may
 /// claim the suffix itself (`idp.x.co.uk` may claim `co.uk`; no organisation's attributes carry
-/// a public suffix as their scope, and scope matching is exact), and control of any host under a
-/// domain allows claiming that domain (`www.uni.example` may claim `uni.example`). An operator
+/// a public suffix as their scope, and scope matching is exact), and control of a host directly
+/// under a domain allows claiming that domain (`www.uni.example` may claim `uni.example`). An operator
 /// wanting more imports such entities itself (`/admin/entities` with the operator token).
 pub fn validate_self_registered(entity: &EntityDescriptor) -> Result<(), Error> {
     let unvouched = |claim: String| Err(Error::Unvouched { claim });
@@ -268,8 +269,8 @@ pub fn validate_self_registered(entity: &EntityDescriptor) -> Result<(), Error> 
             }
             if !scope_within_host(&scope.value, &host) {
                 return unvouched(format!(
-                    "shibmd:Scope {:?}, which is not {host:?} nor a parent domain of it \
-                     with at least two labels",
+                    "shibmd:Scope {:?}, which is not {host:?} nor its parent domain \
+                     (with at least two labels)",
                     scope.value
                 ));
             }
@@ -300,8 +301,8 @@ pub fn validate_self_registered(entity: &EntityDescriptor) -> Result<(), Error> 
     Ok(())
 }
 
-/// Whether `scope` (a `shibmd:Scope` value) is `host` or a parent domain of it with at least two
-/// labels (ASCII case ignored, a trailing dot ignored).
+/// Whether `scope` (a `shibmd:Scope` value) is `host` or its parent domain (one label up) with
+/// at least two labels (ASCII case ignored, a trailing dot ignored).
 fn scope_within_host(scope: &str, host: &str) -> bool {
     let scope = scope.trim_end_matches('.').to_ascii_lowercase();
     let labels: Vec<&str> = scope.split('.').collect();
@@ -312,10 +313,12 @@ fn scope_within_host(scope: &str, host: &str) -> bool {
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         });
+    // The host itself, or the domain one label up (`idp.uni.example` -> `uni.example`).
     dns && (host == scope
         || host
             .strip_suffix(scope.as_str())
-            .is_some_and(|rest| rest.ends_with('.')))
+            .and_then(|rest| rest.strip_suffix('.'))
+            .is_some_and(|label| !label.is_empty() && !label.contains('.')))
 }
 
 /// The registered providers, by entityID.
@@ -455,5 +458,30 @@ impl DocumentSource for Registry {
     fn by_sha1(&self, sha1_hex: &str) -> Option<SignedDocument> {
         let id = self.by_sha1.get(sha1_hex)?;
         self.entities.get(id).map(|r| r.document.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scope_within_host;
+
+    /// A self-registered scope is the proven host or the domain one label up: a department
+    /// host under a university cannot claim the university's scope.
+    #[test]
+    fn a_scope_is_the_host_or_its_parent_domain() {
+        for (scope, host, ok) in [
+            ("idp.uni.example", "idp.uni.example", true),
+            ("uni.example", "idp.uni.example", true),
+            ("Uni.Example.", "idp.uni.example", true),
+            ("uni.example", "idp.cs.uni.example", false),
+            ("cs.uni.example", "idp.cs.uni.example", true),
+            ("example", "uni.example", false),
+            ("ni.example", "idp.uni.example", false),
+            ("victim.example", "idp.uni.example", false),
+            ("", "idp.uni.example", false),
+            (".uni.example", "idp.uni.example", false),
+        ] {
+            assert_eq!(scope_within_host(scope, host), ok, "{scope} for {host}");
+        }
     }
 }
