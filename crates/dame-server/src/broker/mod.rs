@@ -697,7 +697,11 @@ impl<S: Store> BrokerService<S> {
                 Some((name, id.to_owned(), logo))
             })
             .collect();
+        // The page is written without the core's lock, which every login step needs.
+        drop(core);
         idps.sort();
+        let more = idps.len().saturating_sub(MAX_LISTED_IDPS);
+        idps.truncate(MAX_LISTED_IDPS);
         let items: String = idps
             .iter()
             .map(|(name, id, logo)| {
@@ -716,9 +720,11 @@ impl<S: Store> BrokerService<S> {
             })
             .collect();
         let none = if idps.is_empty() {
-            "<p>No identity provider matches.</p>"
+            "<p>No identity provider matches.</p>".to_owned()
+        } else if more > 0 {
+            format!("<p>{more} more: search to narrow the list.</p>")
         } else {
-            ""
+            String::new()
         };
         format!(
             "<h1>Choose your identity provider</h1><p>for {sp_html}</p>\
@@ -731,13 +737,22 @@ impl<S: Store> BrokerService<S> {
     }
 }
 
-/// A logo the discovery page may show: an https URL, or a PNG, JPEG or GIF `data:` URI
-/// (no SVG: an image the page embeds must not be able to carry script).
+/// Longest logo URL shown on the discovery page: a registrant's `data:` logo of any size was
+/// copied into every unauthenticated discovery page.
+const MAX_LOGO_URL: usize = 16 * 1024;
+
+/// Most identity providers listed on one discovery page (a search narrows them).
+const MAX_LISTED_IDPS: usize = 500;
+
+/// A logo the discovery page may show: an https URL, or a PNG, JPEG or GIF `data:` URI (no
+/// SVG: an image the page embeds must not be able to carry script), at most
+/// [`MAX_LOGO_URL`] bytes.
 fn safe_logo(url: &str) -> bool {
-    url.starts_with("https://")
-        || ["data:image/png;", "data:image/jpeg;", "data:image/gif;"]
-            .iter()
-            .any(|p| url.starts_with(p))
+    url.len() <= MAX_LOGO_URL
+        && (url.starts_with("https://")
+            || ["data:image/png;", "data:image/jpeg;", "data:image/gif;"]
+                .iter()
+                .any(|p| url.starts_with(p)))
 }
 
 fn page(status: StatusCode, body: &str) -> Response {
@@ -1496,6 +1511,18 @@ mod tests {
                 .location
                 .to_string(),
         )
+    }
+
+    /// A registrant's `data:` logo of any size was copied into every unauthenticated discovery
+    /// page (one of 250 KiB per IdP made pages of hundreds of MB); longer ones are not shown.
+    #[test]
+    fn the_discovery_page_shows_no_oversized_logo() {
+        let png = |n: usize| format!("data:image/png;base64,{}", "A".repeat(n));
+        assert!(safe_logo(&png(1000)));
+        assert!(safe_logo("https://idp.example.org/logo.png"));
+        assert!(!safe_logo(&png(MAX_LOGO_URL)));
+        assert!(!safe_logo(&png(250 * 1024)));
+        assert!(!safe_logo("data:image/svg+xml;base64,PHN2Zz4="));
     }
 
     /// A registration, update, deletion or policy change that reached the core but whose
