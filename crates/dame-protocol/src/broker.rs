@@ -1665,14 +1665,7 @@ impl Broker {
         if now >= record.flow.expires {
             return Err(Refusal::UnknownFlow.into());
         }
-        if !self.flows.contains_key(&record.id) && self.flows.len() >= self.policy.max_flows {
-            self.expire(now);
-            if self.flows.len() >= self.policy.max_flows {
-                return Err(Refusal::Capacity.into());
-            }
-        }
-        self.flows.insert(record.id, record.flow);
-        Ok(())
+        self.import_due_flow(record, now)
     }
 
     /// Imports a stored flow whatever its expiry, for [`Broker::handle_timeout`] to fail (and

@@ -81,6 +81,18 @@ fn policy(keys: TrustedKeys, limits: Limits) -> Policy {
     p
 }
 
+/// `doc` signed by a fresh key, and a policy trusting it with the default limits.
+fn signed_with_default_limits(doc: &str) -> (Vec<u8>, Policy) {
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+    let pkey = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+    let key = SigningKey::new(pkey.clone(), None).unwrap();
+    let signed = dsig::sign(doc.as_bytes(), &key, &SignOptions::default()).expect("sign");
+    let mut keys = TrustedKeys::new();
+    let public = PKey::public_key_from_der(&pkey.public_key_to_der().unwrap()).unwrap();
+    keys.add_public_key(public, "fed").expect("key");
+    (signed, policy(keys, Limits::default()))
+}
+
 fn counted<T>(f: impl FnOnce() -> T) -> (T, u64) {
     let _ = work::take();
     let r = f();
@@ -166,14 +178,7 @@ fn load_lazy_work_per_entity_does_not_depend_on_the_scope() {
     for _ in 0..4 {
         s.push_str("</md:EntitiesDescriptor>");
     }
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-    let pkey = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
-    let key = SigningKey::new(pkey.clone(), None).unwrap();
-    let doc = dsig::sign(s.as_bytes(), &key, &SignOptions::default()).expect("sign");
-    let mut keys = TrustedKeys::new();
-    let public = PKey::public_key_from_der(&pkey.public_key_to_der().unwrap()).unwrap();
-    keys.add_public_key(public, "fed").expect("key");
-    let p = policy(keys, Limits::default());
+    let (doc, p) = signed_with_default_limits(&s);
     let (r, w) = counted(|| lazy::load_lazy(&doc, &p).map(|a| a.len()));
     assert_eq!(r.unwrap(), 2000);
     assert!(
@@ -207,14 +212,7 @@ fn load_lazy_work_per_group_does_not_depend_on_the_scope() {
     for _ in 0..4 {
         s.push_str("</md:EntitiesDescriptor>");
     }
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-    let pkey = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
-    let key = SigningKey::new(pkey.clone(), None).unwrap();
-    let doc = dsig::sign(s.as_bytes(), &key, &SignOptions::default()).expect("sign");
-    let mut keys = TrustedKeys::new();
-    let public = PKey::public_key_from_der(&pkey.public_key_to_der().unwrap()).unwrap();
-    keys.add_public_key(public, "fed").expect("key");
-    let p = policy(keys, Limits::default());
+    let (doc, p) = signed_with_default_limits(&s);
     let (r, w) = counted(|| lazy::load_lazy(&doc, &p).map(|a| a.len()));
     let agg_len = r.unwrap();
     assert_eq!(agg_len, 2000);

@@ -713,22 +713,11 @@ fn a_client_refuses_a_redirect_relayed_from_another_server_or_to_another_host() 
         .with_idp_hosts(["IdP.example.org"]);
     assert!(redirect(ok.clone(), config(&i)).is_ok());
     // Another relying party's request, relayed by the server the client talks to.
-    let mut r = sasl_saml20::resolver::StaticResolver::new();
-    r.insert(
-        "example.org",
-        ResolvedIdp {
-            entity_id: IDP.into(),
-            sso_url: SSO.into(),
-            keys: i.keys.clone(),
-            scopes: Vec::new(),
-        },
-    )
-    .unwrap();
-    let other = Arc::new(ServerConfig::new(
+    let other = harness::config_as(
+        &i,
         "xmpp:other.example.net",
         "https://other.example.net/acs",
-        Arc::new(r),
-    ));
+    );
     let e = redirect(ok.clone(), other).unwrap_err();
     assert!(
         matches!(&e, Error::RedirectRefused(m) if m.contains("other.example.net")),

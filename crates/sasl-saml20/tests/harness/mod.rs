@@ -52,6 +52,11 @@ pub fn idp() -> Idp {
 
 /// A server trusting `i` as [`IDP`] for `example.org`.
 pub fn config(i: &Idp) -> Arc<ServerConfig> {
+    config_as(i, RP, ACS)
+}
+
+/// [`config`] for the relying party `rp` with its ACS `acs`.
+pub fn config_as(i: &Idp, rp: &str, acs: &str) -> Arc<ServerConfig> {
     let mut r = StaticResolver::new();
     r.insert(
         "example.org",
@@ -63,7 +68,7 @@ pub fn config(i: &Idp) -> Arc<ServerConfig> {
         },
     )
     .unwrap();
-    Arc::new(ServerConfig::new(RP, ACS, Arc::new(r)))
+    Arc::new(ServerConfig::new(rp, acs, Arc::new(r)))
 }
 
 /// The AuthnRequest inside the redirect `url`.
