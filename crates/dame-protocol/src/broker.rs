@@ -1584,31 +1584,74 @@ impl Broker {
     ) -> Result<usize, Error> {
         let id = entity.entity_id.clone();
         self.registry.insert(entity, policy, now, true)?;
+        Ok(self.tell_peers(&id, true, now, rng))
+    }
+
+    /// Changes `entity_id`'s policy and, for each established peer the pair's policies now
+    /// refuse (the broker's, the SP's and the IdP's, as for a new login), plans a rollback
+    /// trigger to both sides: the peer lets go of this entity's metadata and this entity's
+    /// agent of the peer's, so a denied IdP's assertions stop being accepted at once. Returns
+    /// how many pairs were rolled back. The relationship stays recorded (a login for the pair
+    /// is refused by the policy while it denies it). Nothing changes for an unknown entity.
+    pub fn change_policy(
+        &mut self,
+        entity_id: &str,
+        policy: crate::registry::EntityPolicy,
+        now: SystemTime,
+        rng: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<usize, Error> {
+        self.registry.set_policy(entity_id, policy)?;
+        Ok(self.tell_peers(entity_id, false, now, rng))
+    }
+
+    /// Plans a trigger to each established peer of `id`: a re-download where today's policies
+    /// allow the pair and `fetch` (its metadata changed), a rollback where they refuse it.
+    /// Returns how many triggers of the kind asked (`fetch`: re-downloads, else rollbacks) were
+    /// planned.
+    fn tell_peers(
+        &mut self,
+        id: &str,
+        fetch: bool,
+        now: SystemTime,
+        rng: &mut dyn FnMut(&mut [u8]),
+    ) -> usize {
         let mut n = 0;
-        for peer in self.relationships.peers_of(&id) {
-            let (idp, sp) = if self.relationships.contains(&id, &peer) {
-                (id.as_str(), peer.as_str())
+        for peer in self.relationships.peers_of(id) {
+            let (idp, sp) = if self.relationships.contains(id, &peer) {
+                (id, peer.as_str())
             } else {
-                (peer.as_str(), id.as_str())
+                (peer.as_str(), id)
             };
-            let action = if self.check_pair(sp, idp).is_ok() {
-                TriggerAction::FetchMetadata
-            } else {
-                TriggerAction::Rollback
+            let action = match (self.check_pair(sp, idp).is_ok(), fetch) {
+                (true, true) => TriggerAction::FetchMetadata,
+                (true, false) => continue,
+                (false, _) => TriggerAction::Rollback,
             };
-            if let Ok(url) = self.trigger_url(action, &peer, &id, now, rng) {
+            if let Ok(url) = self.trigger_url(action, &peer, id, now, rng) {
                 self.transmits.push_back(Transmit {
                     flow: None,
-                    to: peer,
+                    to: peer.clone(),
                     action,
                     url,
                 });
-                if action == TriggerAction::FetchMetadata {
+                if (action == TriggerAction::FetchMetadata) == fetch {
                     n += 1;
                 }
             }
+            // A policy that now refuses the pair: the entity's own agent lets go of the peer
+            // too (the side whose policy changed is the one that no longer wants it).
+            if !fetch
+                && let Ok(url) = self.trigger_url(TriggerAction::Rollback, id, &peer, now, rng)
+            {
+                self.transmits.push_back(Transmit {
+                    flow: None,
+                    to: id.to_owned(),
+                    action: TriggerAction::Rollback,
+                    url,
+                });
+            }
         }
-        Ok(n)
+        n
     }
 
     /// Removes `entity_id` (a deletion proven by its owner): its registration and its

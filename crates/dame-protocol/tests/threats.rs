@@ -845,3 +845,49 @@ fn a_full_registry_refuses_new_entities_and_still_takes_updates() {
         .unwrap();
     assert_eq!(w.broker.registry.entity_ids().count(), held);
 }
+
+/// A policy change that now refuses an established pair rolls it back on both sides (a denied
+/// IdP's metadata leaves the SP's agent, and the SP's leaves the IdP's); before, only a
+/// metadata upload did, and `PUT /admin/policy` left the pair integrated.
+#[test]
+fn a_policy_that_now_denies_a_peer_rolls_the_pair_back() {
+    let mut w = World::new();
+    w.first_use();
+    assert!(w.broker.relationships.contains(IDP, SP));
+    while w.broker.poll_transmit().is_some() {}
+    let now = w.now;
+    let deny = EntityPolicy::default().with_peers(PeerPolicy {
+        allow: DomainList::default(),
+        deny: DomainList::new(["idp.example.net"]),
+    });
+    let n = w.broker.change_policy(SP, deny, now, &mut rng()).unwrap();
+    assert_eq!(n, 1);
+    let mut told: Vec<(String, TriggerAction)> = std::iter::from_fn(|| w.broker.poll_transmit())
+        .map(|t| (t.to, t.action))
+        .collect();
+    told.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        told,
+        [
+            (IDP.to_owned(), TriggerAction::Rollback),
+            (SP.to_owned(), TriggerAction::Rollback)
+        ]
+    );
+    // Allowed again: nothing to roll back; an unknown entity changes nothing.
+    let n = w
+        .broker
+        .change_policy(SP, EntityPolicy::default(), now, &mut rng())
+        .unwrap();
+    assert_eq!(n, 0);
+    assert!(w.broker.poll_transmit().is_none());
+    assert!(
+        w.broker
+            .change_policy(
+                "https://nobody.example/sp",
+                EntityPolicy::default(),
+                now,
+                &mut rng()
+            )
+            .is_err()
+    );
+}

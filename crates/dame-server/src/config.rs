@@ -367,6 +367,12 @@ pub struct BrokerConfig {
     /// Admit `http://` loopback endpoints in registered metadata (one-host tests only).
     #[serde(default)]
     pub allow_loopback_http: bool,
+    /// Send triggers to agents at private, link-local or unique-local addresses (agents on an
+    /// internal network; default false). Otherwise a trigger goes only to a public address, or
+    /// to a loopback one with `allow_loopback_http`: a registrant's `MetadataSyncLocation`
+    /// cannot make the broker probe its network.
+    #[serde(default)]
+    pub allow_private_sync_locations: bool,
     /// How long a user's flow may live, seconds (default 600).
     #[serde(default = "default_flow_lifetime_s")]
     pub flow_lifetime_s: u64,

@@ -550,35 +550,6 @@ async fn first_use_second_use_restart_and_a_failing_agent() {
         "{nothing}"
     );
 
-    // A refused pair: the SP's policy now denies the IdP's domain; the broker refuses the
-    // choice even for the pair it knows, and nothing reaches the agents.
-    let (http, policy_url) = (
-        w.http.clone(),
-        w.broker(&format!("/admin/policy?entityID={}", url_encode(SP))),
-    );
-    let policy = |deny: &str| {
-        http.put(&policy_url)
-            .bearer_auth(TOKEN)
-            .body(format!(r#"{{"peers": {{"allow": [], "deny": [{deny}]}}}}"#))
-    };
-    assert_eq!(
-        policy("\".example.net\"").send().await.unwrap().status(),
-        200
-    );
-    w.cookie = None;
-    let ds =
-        DiscoveryRequest::new(SP, Some("https://sp.example.org/Shibboleth.sso/Login")).to_query();
-    let (status, _, _) = w.ua(&w.broker(&format!("/ds?{ds}")), None).await;
-    assert_eq!(status, 200);
-    let (status, _, body) = w
-        .ua(
-            &w.broker(&format!("/ds/choose?idp={}", url_encode(IDP))),
-            None,
-        )
-        .await;
-    assert_eq!(status, 403, "{body}");
-    assert_eq!(policy("").send().await.unwrap().status(), 200);
-
     // An SP whose agent is down: the IdP integrated it, the SP's trigger fails, the flow fails
     // and the IdP's agent removes what it integrated.
     let dead = free_port();
@@ -606,6 +577,44 @@ async fn first_use_second_use_restart_and_a_failing_agent() {
         w.known("idp-agent", SP).is_some(),
         "the established pair is untouched"
     );
+
+    // A refused pair: the SP's policy now denies the IdP's domain; the broker refuses the
+    // choice even for the pair it knows, and both agents let go of the pair (rolled back).
+    let (http, policy_url) = (
+        w.http.clone(),
+        w.broker(&format!("/admin/policy?entityID={}", url_encode(SP))),
+    );
+    let policy = |deny: &str| {
+        http.put(&policy_url)
+            .bearer_auth(TOKEN)
+            .body(format!(r#"{{"peers": {{"allow": [], "deny": [{deny}]}}}}"#))
+    };
+    assert_eq!(
+        policy("\".example.net\"").send().await.unwrap().status(),
+        200
+    );
+    w.cookie = None;
+    let ds =
+        DiscoveryRequest::new(SP, Some("https://sp.example.org/Shibboleth.sso/Login")).to_query();
+    let (status, _, _) = w.ua(&w.broker(&format!("/ds?{ds}")), None).await;
+    assert_eq!(status, 200);
+    let (status, _, body) = w
+        .ua(
+            &w.broker(&format!("/ds/choose?idp={}", url_encode(IDP))),
+            None,
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    let mut let_go = false;
+    for _ in 0..100 {
+        if w.known("idp-agent", SP).is_none() && w.known("sp-agent", IDP).is_none() {
+            let_go = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(let_go, "both agents rolled the denied pair back");
+    assert_eq!(policy("").send().await.unwrap().status(), 200);
     drop(broker);
 }
 

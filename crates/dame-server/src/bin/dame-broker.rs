@@ -29,6 +29,9 @@ CONFIGURATION (TOML; unknown keys are refused; see crates/dame-server/broker.exa
     database             the SQLite file, or a postgres:// URL (several instances share it)
     admin_token_file     a file with the operator's bearer token (at least 32 characters)
     allow_loopback_http  admit http:// loopback endpoints (one-host tests; default false)
+    allow_private_sync_locations
+                         send triggers to agents at private addresses (default false: public
+                         addresses only, loopback ones with allow_loopback_http)
     flow_lifetime_s      a user's flow lives this long (default 600)
     exchange_deadline_s  both confirmations within this time after Response2 (default 120)
     trigger_order        \"idp-first\" (default) or \"both\"

@@ -37,7 +37,7 @@
 //! once, in all and per client address.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -244,7 +244,8 @@ impl<S: Store> BrokerService<S> {
         }
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_millis(cfg.trigger_timeout_ms));
+            .timeout(Duration::from_millis(cfg.trigger_timeout_ms))
+            .dns_resolver(Arc::new(SyncResolver(SyncTargets::of(&cfg))));
         let http = crate::tls::trust(http, "agent_ca", cfg.agent_ca.as_deref())?
             .build()
             .map_err(|e| Error::Http(e.to_string()))?;
@@ -502,12 +503,15 @@ impl<S: Store> BrokerService<S> {
 
     async fn send_inner(self: Arc<Self>, t: Transmit) {
         let started = Instant::now();
-        let answer = match self.http.get(&t.url).send().await {
-            Ok(r) => {
-                let code = r.status().as_u16();
-                read_answer(r).await.map(|body| (code, body))
-            }
-            Err(e) => Err(e.to_string()),
+        let answer = match SyncTargets::of(&self.cfg).check_literal(&t.url) {
+            Err(why) => Err(why),
+            Ok(()) => match self.http.get(&t.url).send().await {
+                Ok(r) => {
+                    let code = r.status().as_u16();
+                    read_answer(r).await.map(|body| (code, body))
+                }
+                Err(e) => Err(e.to_string()),
+            },
         };
         log(&[
             ("event", "trigger".into()),
@@ -734,6 +738,81 @@ impl<S: Store> BrokerService<S> {
             sp_html = html_escape(sp),
             q = html_escape(search.unwrap_or_default()),
         )
+    }
+}
+
+/// Which addresses triggers may go to: public ones, loopback ones with `allow_loopback_http`
+/// (one-host tests), private ones with `allow_private_sync_locations`. A registrant chooses
+/// its `MetadataSyncLocation`; without this it could have the broker connect to any host of
+/// its network (and read, from the flow's failure, which ports answer), past the
+/// global-address rule of the ownership proof.
+#[derive(Debug, Clone, Copy)]
+struct SyncTargets {
+    loopback: bool,
+    private: bool,
+}
+
+impl SyncTargets {
+    fn of(cfg: &BrokerConfig) -> Self {
+        SyncTargets {
+            loopback: cfg.allow_loopback_http,
+            private: cfg.allow_private_sync_locations,
+        }
+    }
+
+    fn allows(self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        dame_protocol::registration::is_global(ip)
+            || self.private
+            || (self.loopback && ip.is_loopback())
+    }
+
+    /// A URL naming an address (which no resolver sees) is held to the same rule.
+    fn check_literal(self, url: &str) -> Result<(), String> {
+        let url = reqwest::Url::parse(url).map_err(|e| format!("bad trigger URL: {e}"))?;
+        let host = url.host_str().unwrap_or_default();
+        let Ok(ip) = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        else {
+            return Ok(());
+        };
+        if self.allows(ip) {
+            Ok(())
+        } else {
+            Err(format!(
+                "the sync location's address {ip} is not a public one"
+            ))
+        }
+    }
+}
+
+/// Resolves the hosts triggers go to, keeping only the addresses [`SyncTargets`] allows (the
+/// connection uses what this returned: no second lookup to rebind).
+struct SyncResolver(SyncTargets);
+
+impl reqwest::dns::Resolve for SyncResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let targets = self.0;
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> = found
+                .iter()
+                .copied()
+                .filter(|a| targets.allows(a.ip()))
+                .collect();
+            if allowed.is_empty() {
+                return Err(format!("{host} resolves to no public address").into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(allowed.into_iter());
+            Ok(addrs)
+        })
     }
 }
 
@@ -1511,6 +1590,57 @@ mod tests {
                 .location
                 .to_string(),
         )
+    }
+
+    /// A registrant's sync location naming an internal address (or a name resolving to one)
+    /// made the broker connect there; now only public addresses, loopback ones in one-host
+    /// tests, private ones when the operator allows them.
+    #[tokio::test]
+    async fn triggers_go_only_to_addresses_the_operator_allows() {
+        use reqwest::dns::Resolve as _;
+        let public = SyncTargets {
+            loopback: false,
+            private: false,
+        };
+        for url in [
+            "https://10.0.0.5:8443/dame",
+            "https://127.0.0.1:6443/dame",
+            "https://[::1]/dame",
+            "https://[::ffff:192.168.1.1]/dame",
+            "https://169.254.169.254/latest",
+        ] {
+            assert!(public.check_literal(url).is_err(), "{url}");
+        }
+        assert!(public.check_literal("https://192.0.43.10/dame").is_ok());
+        assert!(
+            public
+                .check_literal("https://agent.example.org/dame")
+                .is_ok()
+        );
+        let name = |n: &str| n.parse::<reqwest::dns::Name>().unwrap();
+        assert!(
+            SyncResolver(public)
+                .resolve(name("localhost"))
+                .await
+                .is_err()
+        );
+        let tests = SyncTargets {
+            loopback: true,
+            private: false,
+        };
+        assert!(tests.check_literal("https://127.0.0.1:6443/dame").is_ok());
+        assert!(tests.check_literal("https://10.0.0.5/dame").is_err());
+        let addrs: Vec<_> = SyncResolver(tests)
+            .resolve(name("localhost"))
+            .await
+            .unwrap()
+            .collect();
+        assert!(addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
+        let internal = SyncTargets {
+            loopback: false,
+            private: true,
+        };
+        assert!(internal.check_literal("https://10.0.0.5/dame").is_ok());
     }
 
     /// A registrant's `data:` logo of any size was copied into every unauthenticated discovery

@@ -409,13 +409,28 @@ pub(super) async fn policy<S: Store>(
             Ok(p) => p,
             Err(e) => return page(StatusCode::BAD_REQUEST, &html_escape(&e.to_string())),
         };
-        let xml = {
-            let mut core = svc.core();
-            if let Err(e) = core.registry.set_policy(&id, policy.clone()) {
-                return error_response(&e);
+        // The core first: the policy set and rollbacks planned to the pairs it now refuses
+        // (sent once the step is recorded); then the store, the record, whose failure puts the
+        // core back to what it holds (the rollbacks stay done: the pairs re-exchange at their
+        // next login if the old policy allowed them).
+        let n = match svc
+            .step(FlowSelect::None, |core, now| {
+                core.change_policy(&id, policy.clone(), now, &mut openssl_random)
+            })
+            .await
+        {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => return error_response(&e),
+            Err(e) => {
+                svc.resync(&id).await;
+                return step_error(&e);
             }
-            core.registry.get(&id).and_then(|r| r.entity.to_xml().ok())
         };
+        let xml = svc
+            .core()
+            .registry
+            .get(&id)
+            .and_then(|r| r.entity.to_xml().ok());
         let (Some(xml), Ok(policy_json)) = (xml, serde_json::to_string(&policy)) else {
             return page(StatusCode::INTERNAL_SERVER_ERROR, "policy");
         };
@@ -430,7 +445,10 @@ pub(super) async fn policy<S: Store>(
             return store_error(&e);
         }
         log(&[("event", "policy-set".into()), ("entity", id)]);
-        page(StatusCode::OK, "policy set")
+        page(
+            StatusCode::OK,
+            &format!("policy set; {n} peers told to roll back"),
+        )
     })
     .await
 }
