@@ -1587,12 +1587,14 @@ impl Broker {
         Ok(self.tell_peers(&id, true, now, rng))
     }
 
-    /// Changes `entity_id`'s policy and, for each established peer the pair's policies now
-    /// refuse (the broker's, the SP's and the IdP's, as for a new login), plans a rollback
-    /// trigger to both sides: the peer lets go of this entity's metadata and this entity's
-    /// agent of the peer's, so a denied IdP's assertions stop being accepted at once. Returns
-    /// how many pairs were rolled back. The relationship stays recorded (a login for the pair
-    /// is refused by the policy while it denies it). Nothing changes for an unknown entity.
+    /// Changes `entity_id`'s policy and tells both sides of each established pair what the
+    /// pair's policies now say (the broker's, the SP's and the IdP's, as for a new login): a
+    /// pair they refuse is rolled back on both agents (the peer lets go of this entity's
+    /// metadata and this entity's agent of the peer's, so a denied IdP's assertions stop being
+    /// accepted at once); a pair they allow is fetched again on both (it may have been rolled
+    /// back by an earlier denial; the relationship stays recorded either way, and a login for a
+    /// refused pair is refused). Returns how many pairs were rolled back. Nothing changes for
+    /// an unknown entity.
     pub fn change_policy(
         &mut self,
         entity_id: &str,
@@ -1604,14 +1606,15 @@ impl Broker {
         Ok(self.tell_peers(entity_id, false, now, rng))
     }
 
-    /// Plans a trigger to each established peer of `id`: a re-download where today's policies
-    /// allow the pair and `fetch` (its metadata changed), a rollback where they refuse it.
-    /// Returns how many triggers of the kind asked (`fetch`: re-downloads, else rollbacks) were
-    /// planned.
+    /// Plans triggers to the established peers of `id`, by what today's policies say of each
+    /// pair: after a metadata update (`update`), the peer re-downloads it, or rolls it back
+    /// where the pair is refused; after a policy change, both sides re-download each other's,
+    /// or roll each other's back. Returns, after an update, how many re-downloads were planned;
+    /// after a policy change, how many pairs were rolled back.
     fn tell_peers(
         &mut self,
         id: &str,
-        fetch: bool,
+        update: bool,
         now: SystemTime,
         rng: &mut dyn FnMut(&mut [u8]),
     ) -> usize {
@@ -1622,33 +1625,29 @@ impl Broker {
             } else {
                 (peer.as_str(), id)
             };
-            let action = match (self.check_pair(sp, idp).is_ok(), fetch) {
-                (true, true) => TriggerAction::FetchMetadata,
-                (true, false) => continue,
-                (false, _) => TriggerAction::Rollback,
+            let allowed = self.check_pair(sp, idp).is_ok();
+            let action = if allowed {
+                TriggerAction::FetchMetadata
+            } else {
+                TriggerAction::Rollback
             };
-            if let Ok(url) = self.trigger_url(action, &peer, id, now, rng) {
-                self.transmits.push_back(Transmit {
-                    flow: None,
-                    to: peer.clone(),
-                    action,
-                    url,
-                });
-                if (action == TriggerAction::FetchMetadata) == fetch {
-                    n += 1;
-                }
+            if update == allowed {
+                n += 1;
             }
-            // A policy that now refuses the pair: the entity's own agent lets go of the peer
-            // too (the side whose policy changed is the one that no longer wants it).
-            if !fetch
-                && let Ok(url) = self.trigger_url(TriggerAction::Rollback, id, &peer, now, rng)
-            {
-                self.transmits.push_back(Transmit {
-                    flow: None,
-                    to: id.to_owned(),
-                    action: TriggerAction::Rollback,
-                    url,
-                });
+            // The peer about this entity; after a policy change, this entity about the peer.
+            let mut legs = vec![(peer.clone(), id.to_owned())];
+            if !update {
+                legs.push((id.to_owned(), peer.clone()));
+            }
+            for (to, about) in legs {
+                if let Ok(url) = self.trigger_url(action, &to, &about, now, rng) {
+                    self.transmits.push_back(Transmit {
+                        flow: None,
+                        to,
+                        action,
+                        url,
+                    });
+                }
             }
         }
         n

@@ -848,7 +848,8 @@ fn a_full_registry_refuses_new_entities_and_still_takes_updates() {
 
 /// A policy change that now refuses an established pair rolls it back on both sides (a denied
 /// IdP's metadata leaves the SP's agent, and the SP's leaves the IdP's); before, only a
-/// metadata upload did, and `PUT /admin/policy` left the pair integrated.
+/// metadata upload did, and `PUT /admin/policy` left the pair integrated. Allowed again, both
+/// sides fetch each other's metadata again.
 #[test]
 fn a_policy_that_now_denies_a_peer_rolls_the_pair_back() {
     let mut w = World::new();
@@ -873,13 +874,24 @@ fn a_policy_that_now_denies_a_peer_rolls_the_pair_back() {
             (SP.to_owned(), TriggerAction::Rollback)
         ]
     );
-    // Allowed again: nothing to roll back; an unknown entity changes nothing.
+    // Allowed again: both sides fetch each other's metadata again (nothing rolled back); an
+    // unknown entity changes nothing.
     let n = w
         .broker
         .change_policy(SP, EntityPolicy::default(), now, &mut rng())
         .unwrap();
     assert_eq!(n, 0);
-    assert!(w.broker.poll_transmit().is_none());
+    let mut told: Vec<(String, TriggerAction)> = std::iter::from_fn(|| w.broker.poll_transmit())
+        .map(|t| (t.to, t.action))
+        .collect();
+    told.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        told,
+        [
+            (IDP.to_owned(), TriggerAction::FetchMetadata),
+            (SP.to_owned(), TriggerAction::FetchMetadata)
+        ]
+    );
     assert!(
         w.broker
             .change_policy(

@@ -614,7 +614,17 @@ async fn first_use_second_use_restart_and_a_failing_agent() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(let_go, "both agents rolled the denied pair back");
+    // Allowed again: both agents integrate the pair again.
     assert_eq!(policy("").send().await.unwrap().status(), 200);
+    let mut back = false;
+    for _ in 0..100 {
+        if w.known("idp-agent", SP).is_some() && w.known("sp-agent", IDP).is_some() {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(back, "both agents integrated the allowed pair again");
     drop(broker);
 }
 

@@ -447,7 +447,7 @@ pub(super) async fn policy<S: Store>(
         log(&[("event", "policy-set".into()), ("entity", id)]);
         page(
             StatusCode::OK,
-            &format!("policy set; {n} peers told to roll back"),
+            &format!("policy set; {n} pairs rolled back, the others told to fetch again"),
         )
     })
     .await
