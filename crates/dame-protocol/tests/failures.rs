@@ -625,6 +625,14 @@ fn one_user_cannot_drive_unbounded_exchanges() {
     assert_eq!(w.broker.phase(&flow), Some(Phase::AwaitingResponse2));
 }
 
+/// The recipients of the rollback triggers the broker planned.
+fn rollbacks_planned(w: &mut World) -> Vec<String> {
+    std::iter::from_fn(|| w.broker.poll_transmit())
+        .filter(|t| t.action == TriggerAction::Rollback)
+        .map(|t| t.to)
+        .collect()
+}
+
 /// Two flows for the same new pair, both exchanging; A completes (relationship recorded, both
 /// agents integrated), B's triggers are held back. Returns B and its held triggers.
 fn a_completes_while_b_is_exchanging(
@@ -666,12 +674,8 @@ fn a_failed_flow_does_not_roll_back_a_pair_another_flow_established() {
         failed(&mut w, &b),
         FlowFailure::Unreachable { .. }
     ));
-    let rollbacks: Vec<_> = std::iter::from_fn(|| w.broker.poll_transmit())
-        .filter(|t| t.action == TriggerAction::Rollback)
-        .map(|t| t.to)
-        .collect();
     assert_eq!(
-        rollbacks,
+        rollbacks_planned(&mut w),
         Vec::<String>::new(),
         "no rollback of an established pair"
     );
@@ -683,12 +687,8 @@ fn a_failed_flow_does_not_roll_back_a_pair_another_flow_established() {
     w.advance(Duration::from_secs(121));
     w.broker.handle_timeout(w.now, &mut rng());
     assert_eq!(failed(&mut w, &b), FlowFailure::Timeout);
-    let rollbacks: Vec<_> = std::iter::from_fn(|| w.broker.poll_transmit())
-        .filter(|t| t.action == TriggerAction::Rollback)
-        .map(|t| t.to)
-        .collect();
     assert_eq!(
-        rollbacks,
+        rollbacks_planned(&mut w),
         Vec::<String>::new(),
         "no rollback of an established pair"
     );

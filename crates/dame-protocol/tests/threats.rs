@@ -846,6 +846,15 @@ fn a_full_registry_refuses_new_entities_and_still_takes_updates() {
     assert_eq!(w.broker.registry.entity_ids().count(), held);
 }
 
+/// The triggers the broker planned, as (to, action), by recipient.
+fn told(w: &mut World) -> Vec<(String, TriggerAction)> {
+    let mut told: Vec<(String, TriggerAction)> = std::iter::from_fn(|| w.broker.poll_transmit())
+        .map(|t| (t.to, t.action))
+        .collect();
+    told.sort_by(|a, b| a.0.cmp(&b.0));
+    told
+}
+
 /// A policy change that now refuses an established pair rolls it back on both sides (a denied
 /// IdP's metadata leaves the SP's agent, and the SP's leaves the IdP's); before, only a
 /// metadata upload did, and `PUT /admin/policy` left the pair integrated. Allowed again, both
@@ -863,12 +872,8 @@ fn a_policy_that_now_denies_a_peer_rolls_the_pair_back() {
     });
     let n = w.broker.change_policy(SP, deny, now, &mut rng()).unwrap();
     assert_eq!(n, 1);
-    let mut told: Vec<(String, TriggerAction)> = std::iter::from_fn(|| w.broker.poll_transmit())
-        .map(|t| (t.to, t.action))
-        .collect();
-    told.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
-        told,
+        told(&mut w),
         [
             (IDP.to_owned(), TriggerAction::Rollback),
             (SP.to_owned(), TriggerAction::Rollback)
@@ -881,12 +886,8 @@ fn a_policy_that_now_denies_a_peer_rolls_the_pair_back() {
         .change_policy(SP, EntityPolicy::default(), now, &mut rng())
         .unwrap();
     assert_eq!(n, 0);
-    let mut told: Vec<(String, TriggerAction)> = std::iter::from_fn(|| w.broker.poll_transmit())
-        .map(|t| (t.to, t.action))
-        .collect();
-    told.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
-        told,
+        told(&mut w),
         [
             (IDP.to_owned(), TriggerAction::FetchMetadata),
             (SP.to_owned(), TriggerAction::FetchMetadata)

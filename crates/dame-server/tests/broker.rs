@@ -971,6 +971,17 @@ async fn postgres_two_instances_share_a_flow_and_survive_a_kill() {
     drop(a);
 }
 
+/// The SP as its registrant uploads it (https endpoints, a DAME sync location), its signing
+/// certificate `key`'s.
+fn registrable_sp(key: &TestKey) -> saml_metadata::builder::EntityBuilder {
+    EntityDescriptor::builder(SP)
+        .sp(SpSso::builder().signing_certificate(key.cert_der()).acs(
+            Binding::HttpPost,
+            "https://sp.example.org/Shibboleth.sso/SAML2/POST",
+        ))
+        .dame_sync_location("https://sp.example.org/dame")
+}
+
 /// A self-signed TLS certificate for `dns` names and `ips` (two days), written as
 /// `<stem>.crt` and `<stem>.key` under `dir`: (certificate file, key file, key, certificate).
 fn tls_cert(
@@ -1112,16 +1123,7 @@ async fn registration_with_proof_of_ownership_and_entity_tokens() {
     healthy(w.broker_port, &cfg).await;
 
     // The SP's registrant uploads its metadata (https endpoints, a DAME sync location).
-    let sp = EntityDescriptor::builder(SP)
-        .sp(SpSso::builder()
-            .signing_certificate(w.sp_key.cert_der())
-            .acs(
-                Binding::HttpPost,
-                "https://sp.example.org/Shibboleth.sso/SAML2/POST",
-            ))
-        .dame_sync_location("https://sp.example.org/dame")
-        .build()
-        .unwrap();
+    let sp = registrable_sp(&w.sp_key).build().unwrap();
     let post = |path: String, body: Option<String>| {
         let r = w.http.post(w.broker(&path));
         match body {
@@ -1333,16 +1335,7 @@ async fn self_registered_sp(
     add_registration(&cfg, proof_port, &ca, true);
     let broker = spawn(env!("CARGO_BIN_EXE_dame-broker"), &cfg);
     healthy(w.broker_port, &cfg).await;
-    let sp = EntityDescriptor::builder(SP)
-        .sp(SpSso::builder()
-            .signing_certificate(w.sp_key.cert_der())
-            .acs(
-                Binding::HttpPost,
-                "https://sp.example.org/Shibboleth.sso/SAML2/POST",
-            ))
-        .dame_sync_location("https://sp.example.org/dame")
-        .build()
-        .unwrap();
+    let sp = registrable_sp(&w.sp_key).build().unwrap();
     let md = sp.to_xml().unwrap();
     let r = w
         .http
@@ -1375,14 +1368,7 @@ async fn an_entity_token_upload_cannot_vouch_for_more_than_its_host() {
     let tmp = tempfile::tempdir().unwrap();
     let w = World::new(tmp.path());
     let (_broker, _sp, token) = self_registered_sp(&w, tmp.path(), "").await;
-    let claimed = EntityDescriptor::builder(SP)
-        .sp(SpSso::builder()
-            .signing_certificate(w.sp_key.cert_der())
-            .acs(
-                Binding::HttpPost,
-                "https://sp.example.org/Shibboleth.sso/SAML2/POST",
-            ))
-        .dame_sync_location("https://sp.example.org/dame")
+    let claimed = registrable_sp(&w.sp_key)
         .entity_attribute(
             "http://macedir.org/entity-category",
             "http://refeds.org/category/research-and-scholarship",
@@ -1633,16 +1619,7 @@ async fn a_deleted_entity_leaves_no_relationship_and_its_peers_roll_back() {
     // Somebody registers the entityID again (another key), then updates it: the old peer is
     // not told to fetch anything.
     let other = TestKey::rsa("new-owner");
-    let again = EntityDescriptor::builder(SP)
-        .sp(SpSso::builder().signing_certificate(other.cert_der()).acs(
-            Binding::HttpPost,
-            "https://sp.example.org/Shibboleth.sso/SAML2/POST",
-        ))
-        .dame_sync_location("https://sp.example.org/dame")
-        .build()
-        .unwrap()
-        .to_xml()
-        .unwrap();
+    let again = registrable_sp(&other).build().unwrap().to_xml().unwrap();
     for op in ["register", "update"] {
         let r = w
             .http

@@ -93,6 +93,20 @@ fn signed_with_default_limits(doc: &str) -> (Vec<u8>, Policy) {
     (signed, policy(keys, Limits::default()))
 }
 
+/// The start tags of four nested EntitiesDescriptors of 60 declarations each (241 bindings in
+/// scope below them, within the default limits).
+fn four_groups_of_60_declarations() -> String {
+    let mut s = String::new();
+    for level in 0..4 {
+        s.push_str(&format!("<md:EntitiesDescriptor xmlns:md=\"{MD}\""));
+        for j in 0..60 {
+            s.push_str(&format!(" xmlns:p{j:04}=\"urn:x:{level}:{j}\""));
+        }
+        s.push('>');
+    }
+    s
+}
+
 fn counted<T>(f: impl FnOnce() -> T) -> (T, u64) {
     let _ = work::take();
     let r = f();
@@ -162,14 +176,7 @@ fn every_entry_point_does_linear_namespace_work() {
 /// four nested EntitiesDescriptors of 60 declarations, within the default limits).
 #[test]
 fn load_lazy_work_per_entity_does_not_depend_on_the_scope() {
-    let mut s = String::new();
-    for level in 0..4 {
-        s.push_str(&format!("<md:EntitiesDescriptor xmlns:md=\"{MD}\""));
-        for j in 0..60 {
-            s.push_str(&format!(" xmlns:p{j:04}=\"urn:x:{level}:{j}\""));
-        }
-        s.push('>');
-    }
+    let mut s = four_groups_of_60_declarations();
     for n in 0..2000 {
         s.push_str(&format!(
             "<md:EntityDescriptor entityID=\"https://e{n}.example\"/>"
@@ -195,14 +202,7 @@ fn load_lazy_work_per_entity_does_not_depend_on_the_scope() {
 /// declarations, and an entity's scope is resolved when it is built.
 #[test]
 fn load_lazy_work_per_group_does_not_depend_on_the_scope() {
-    let mut s = String::new();
-    for level in 0..4 {
-        s.push_str(&format!("<md:EntitiesDescriptor xmlns:md=\"{MD}\""));
-        for j in 0..60 {
-            s.push_str(&format!(" xmlns:p{j:04}=\"urn:x:{level}:{j}\""));
-        }
-        s.push('>');
-    }
+    let mut s = four_groups_of_60_declarations();
     for n in 0..2000 {
         s.push_str(&format!(
             "<md:EntitiesDescriptor xmlns:z=\"urn:{}\"><md:EntityDescriptor entityID=\"https://e{n}.example\"/></md:EntitiesDescriptor>",
