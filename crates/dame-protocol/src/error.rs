@@ -61,6 +61,9 @@ pub enum Refusal {
     Capacity,
     /// The entityID is already registered.
     Duplicate,
+    /// The entityID's registrable domain holds the most self-registered entities the
+    /// registry admits per domain ([`crate::registry::Registry::max_per_domain`]).
+    DomainFull,
     /// No flow of that identifier is running (never was, finished, or expired).
     UnknownFlow,
     /// The message is not expected in the flow's current state (the flow is unchanged).
@@ -92,6 +95,7 @@ impl std::fmt::Display for Refusal {
             Refusal::RateLimited => "rate limit exceeded",
             Refusal::Capacity => "too many live entries to remember another",
             Refusal::Duplicate => "the entityID is already registered",
+            Refusal::DomainFull => "the entityID's domain holds its maximum of registered entities",
             Refusal::UnknownFlow => "no such flow (never started, finished or expired)",
             Refusal::WrongState => "not expected in the flow's current state",
             Refusal::WrongFlow => "the message names another SP or IdP than the flow",

@@ -48,7 +48,10 @@
 //! SHA-256 of the upload, not the upload (the registrant sends the same metadata again with the
 //! secret), at most [`MAX_PENDING_PER_REQUESTER`] proofs are pending per requester (the service
 //! names requesters, e.g. by address), at most [`MAX_PENDING`] in all, and expired ones are
-//! forgotten at every new challenge.
+//! forgotten at every new challenge. A registration adds an entity only while its registrable
+//! domain holds fewer than [`Registry::max_per_domain`] entities
+//! ([`Registry::admits_self_registered`], checked at both steps): proof of ownership is free for
+//! every host of a wildcard DNS zone, and one domain must not fill the registry for everyone.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -351,6 +354,13 @@ impl Registrations {
             (Operation::Register, true) => {
                 return Err(self.refused(&id, Refusal::Duplicate.into()));
             }
+            (Operation::Register, false) => {
+                // Room in the registry and in the entityID's domain, asked before the
+                // challenge is issued (and again at completion).
+                if let Err(e) = registry.admits_self_registered(&id, false) {
+                    return Err(self.refused(&id, e));
+                }
+            }
             (Operation::Update, false) => {
                 return Err(self.refused(&id, Refusal::UnknownEntity.into()));
             }
@@ -536,9 +546,11 @@ impl Registrations {
                             .map_or(p.policy, |r| r.policy.clone()),
                         _ => p.policy,
                     };
-                    registry
-                        .insert(*entity, policy, now, op == Operation::Update)
-                        .map(|_| ())
+                    let replace = op == Operation::Update;
+                    if let Err(e) = registry.admits_self_registered(entity_id, replace) {
+                        break 'op Err(e);
+                    }
+                    registry.insert(*entity, policy, now, replace).map(|_| ())
                 }
                 Ok(_) => Err(Error::malformed(
                     "registration",

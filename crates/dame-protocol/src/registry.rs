@@ -22,6 +22,25 @@ use crate::policy::PeerPolicy;
 /// registration beyond it is refused).
 pub const MAX_ENTITIES: usize = 100_000;
 
+/// Most entities registered under one registrable domain before a self-registration of another
+/// one there is refused, by default ([`Registry::max_per_domain`]). Proof of ownership costs a
+/// registrant with wildcard DNS nothing per host: without this, one domain could fill the
+/// registry ([`MAX_ENTITIES`]) and lock every other organisation out of registering.
+pub const MAX_PER_DOMAIN: usize = 100;
+
+/// The registrable domain of `entity_id`'s host (the public suffix plus one label, from the
+/// Public Suffix List compiled into the `psl` crate: `sp.cs.uni.ac.uk` -> `uni.ac.uk`,
+/// `a.b.attacker.example` -> `attacker.example`); the host itself for an IP address or a host
+/// that is a public suffix. `None` for an entityID without a DNS host.
+#[must_use]
+pub fn registrable_domain(entity_id: &str) -> Option<String> {
+    let host = crate::policy::entity_host(entity_id)?;
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return Some(host);
+    }
+    Some(psl::domain_str(&host).map_or_else(|| host.clone(), str::to_owned))
+}
+
 /// What a provider chose, or its operator configured, for DAME.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -229,11 +248,11 @@ pub fn validate_with(entity: &EntityDescriptor, loopback_http: bool) -> Result<(
 /// - a role this implementation keeps as written without interpreting it (it could carry any
 ///   of the above).
 ///
-/// Known gap (no public-suffix list is consulted): a host under a multi-label public suffix may
-/// claim the suffix itself (`idp.x.co.uk` may claim `co.uk`; no organisation's attributes carry
-/// a public suffix as their scope, and scope matching is exact), and control of a host directly
-/// under a domain allows claiming that domain (`www.uni.example` may claim `uni.example`). An operator
-/// wanting more imports such entities itself (`/admin/entities` with the operator token).
+/// A scope is never a public suffix (the Public Suffix List, compiled into the `psl` crate:
+/// `idp.x.co.uk` may not claim `co.uk`, `idp.x.github.io` not `x.github.io`'s parent). Known
+/// gap: control of a host directly under a domain allows claiming that domain
+/// (`www.uni.example` may claim `uni.example`). An operator wanting more imports such entities
+/// itself (`/admin/entities` with the operator token).
 pub fn validate_self_registered(entity: &EntityDescriptor) -> Result<(), Error> {
     let unvouched = |claim: String| Err(Error::Unvouched { claim });
     let Some(host) = crate::policy::entity_host(&entity.entity_id) else {
@@ -302,7 +321,7 @@ pub fn validate_self_registered(entity: &EntityDescriptor) -> Result<(), Error> 
 }
 
 /// Whether `scope` (a `shibmd:Scope` value) is `host` or its parent domain (one label up) with
-/// at least two labels (ASCII case ignored, a trailing dot ignored).
+/// at least two labels, and not a public suffix (ASCII case ignored, a trailing dot ignored).
 fn scope_within_host(scope: &str, host: &str) -> bool {
     let scope = scope.trim_end_matches('.').to_ascii_lowercase();
     let labels: Vec<&str> = scope.split('.').collect();
@@ -312,7 +331,8 @@ fn scope_within_host(scope: &str, host: &str) -> bool {
                 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !l.starts_with('-')
                 && !l.ends_with('-')
-        });
+        })
+        && psl::domain_str(&scope).is_some();
     // The host itself, or the domain one label up (`idp.uni.example` -> `uni.example`).
     dns && (host == scope
         || host
@@ -332,7 +352,13 @@ pub struct Registry {
     /// Most entities held (default [`MAX_ENTITIES`]): a new one beyond it is refused
     /// ([`Refusal::Capacity`]); updates of registered ones go on.
     pub max_entities: usize,
+    /// Most entities under one registrable domain ([`registrable_domain`]) a self-registration
+    /// may add to (default [`MAX_PER_DOMAIN`]; [`Registry::admits_self_registered`]). Entities
+    /// the operator imports count, but are not refused by it.
+    pub max_per_domain: usize,
     entities: HashMap<String, Registered>,
+    per_domain: HashMap<String, usize>,
+    revision: u64,
     by_sha1: HashMap<String, String>,
 }
 
@@ -345,7 +371,10 @@ impl Registry {
             validity: Duration::from_secs(7 * 86400),
             loopback_http: false,
             max_entities: MAX_ENTITIES,
+            max_per_domain: MAX_PER_DOMAIN,
             entities: HashMap::new(),
+            per_domain: HashMap::new(),
+            revision: 0,
             by_sha1: HashMap::new(),
         }
     }
@@ -374,6 +403,14 @@ impl Registry {
         self.entities.get(entity_id)
     }
 
+    /// A counter that changes whenever an entity is registered, replaced or removed or its
+    /// policy changes: what a caller derived from the registry (a discovery page's list of
+    /// IdPs) is current while the revision it was derived at is.
+    #[must_use]
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
     /// Every registered entityID (unordered).
     pub fn entity_ids(&self) -> impl Iterator<Item = &str> {
         self.entities.keys().map(String::as_str)
@@ -399,6 +436,12 @@ impl Registry {
         let etag = etag_of(&xml);
         let id = entity.entity_id.clone();
         self.by_sha1.insert(sha1_hex(&id), id.clone());
+        self.revision += 1;
+        if !self.entities.contains_key(&id)
+            && let Some(d) = registrable_domain(&id)
+        {
+            *self.per_domain.entry(d).or_default() += 1;
+        }
         self.entities.insert(
             id.clone(),
             Registered {
@@ -427,11 +470,37 @@ impl Registry {
         Ok(())
     }
 
+    /// [`Registry::admits`] for an entity registering itself (proof of ownership only): a new
+    /// one is also refused ([`Refusal::DomainFull`]) when its registrable domain already holds
+    /// [`Registry::max_per_domain`] entities.
+    pub fn admits_self_registered(&self, entity_id: &str, replace: bool) -> Result<(), Error> {
+        self.admits(entity_id, replace)?;
+        if self.entities.contains_key(entity_id) {
+            return Ok(());
+        }
+        let Some(domain) = registrable_domain(entity_id) else {
+            return Err(Error::Unvouched {
+                claim: "an entityID without a DNS host".into(),
+            });
+        };
+        if self.per_domain(&domain) >= self.max_per_domain {
+            return Err(Refusal::DomainFull.into());
+        }
+        Ok(())
+    }
+
+    /// How many registered entities' entityIDs are under the registrable `domain`.
+    #[must_use]
+    pub fn per_domain(&self, domain: &str) -> usize {
+        self.per_domain.get(domain).copied().unwrap_or(0)
+    }
+
     /// Changes the policy of a registered entity (the document stays).
     pub fn set_policy(&mut self, entity_id: &str, policy: EntityPolicy) -> Result<(), Error> {
         match self.entities.get_mut(entity_id) {
             Some(r) => {
                 r.policy = policy;
+                self.revision += 1;
                 Ok(())
             }
             None => Err(Refusal::UnknownEntity.into()),
@@ -441,7 +510,18 @@ impl Registry {
     /// Removes `entity_id`; whether it was there.
     pub fn remove(&mut self, entity_id: &str) -> bool {
         self.by_sha1.remove(&sha1_hex(entity_id));
-        self.entities.remove(entity_id).is_some()
+        let removed = self.entities.remove(entity_id).is_some();
+        self.revision += u64::from(removed);
+        if removed
+            && let Some(d) = registrable_domain(entity_id)
+            && let Some(n) = self.per_domain.get_mut(&d)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.per_domain.remove(&d);
+            }
+        }
+        removed
     }
 }
 
@@ -463,7 +543,24 @@ impl DocumentSource for Registry {
 
 #[cfg(test)]
 mod tests {
-    use super::scope_within_host;
+    use super::{registrable_domain, scope_within_host};
+
+    /// Registrable domains follow the Public Suffix List, so that two universities under
+    /// `ac.uk` are two domains and every host of one wildcard zone is one.
+    #[test]
+    fn registrable_domains_follow_the_public_suffix_list() {
+        for (id, domain) in [
+            ("https://sp.cs.uni.ac.uk/shibboleth", Some("uni.ac.uk")),
+            ("https://idp.ox.ac.uk/idp", Some("ox.ac.uk")),
+            ("https://a.b.attacker.example/x", Some("attacker.example")),
+            ("https://Attacker.Example:8443/x", Some("attacker.example")),
+            ("https://x.github.io/", Some("x.github.io")),
+            ("https://192.0.2.1/x", Some("192.0.2.1")),
+            ("urn:mace:example", None),
+        ] {
+            assert_eq!(registrable_domain(id).as_deref(), domain, "{id}");
+        }
+    }
 
     /// A self-registered scope is the proven host or the domain one label up: a department
     /// host under a university cannot claim the university's scope.
@@ -480,6 +577,12 @@ mod tests {
             ("victim.example", "idp.uni.example", false),
             ("", "idp.uni.example", false),
             (".uni.example", "idp.uni.example", false),
+            // Public suffixes (the Public Suffix List) are nobody's scope.
+            ("co.uk", "idp.x.co.uk", false),
+            ("x.co.uk", "idp.x.co.uk", true),
+            ("ac.uk", "idp.ox.ac.uk", false),
+            ("github.io", "x.github.io", false),
+            ("x.github.io", "x.github.io", true),
         ] {
             assert_eq!(scope_within_host(scope, host), ok, "{scope} for {host}");
         }

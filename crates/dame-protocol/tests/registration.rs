@@ -507,6 +507,118 @@ mod store {
         }
     }
 
+    /// A minimal IdP upload for `https://{host}/idp`.
+    fn idp_at(host: &str) -> Vec<u8> {
+        let key = TestKey::rsa("idp");
+        EntityDescriptor::builder(&format!("https://{host}/idp"))
+            .idp(
+                IdpSso::builder()
+                    .signing_certificate(key.cert_der())
+                    .sso(Binding::HttpRedirect, &format!("https://{host}/sso")),
+            )
+            .dame_sync_location(&format!("https://{host}/dame"))
+            .build()
+            .unwrap()
+            .to_xml()
+            .unwrap()
+            .into_bytes()
+    }
+
+    /// Distinct secrets for proofs pending together.
+    fn random(b: &mut [u8]) {
+        openssl::rand::rand_bytes(b).unwrap();
+    }
+
+    /// Registers `https://{host}/idp` by proof of ownership: the refusal if any.
+    fn register(store: &mut Registrations, reg: &mut Registry, host: &str) -> Option<Refusal> {
+        let md = idp_at(host);
+        let id = format!("https://{host}/idp");
+        let c = match store.begin(
+            Operation::Register,
+            &md,
+            EntityPolicy::default(),
+            reg,
+            host,
+            now(),
+            &mut random,
+        ) {
+            Ok(c) => c,
+            Err(e) => return Some(e.refusal().expect("a refusal")),
+        };
+        store
+            .complete(
+                &id,
+                &c.secret,
+                Some(&md[..]),
+                200,
+                c.content.as_bytes(),
+                reg,
+                now(),
+            )
+            .err()
+            .map(|e| e.refusal().expect("a refusal"))
+    }
+
+    /// Finding: proof of ownership is free for every host of a wildcard DNS zone, so one
+    /// registrant could register entities until the registry was full (100,000) and every
+    /// other organisation's registration was refused. A registrable domain (Public Suffix
+    /// List) now holds at most `max_per_domain`; other domains, also under a multi-label
+    /// public suffix, go on, and a deletion makes room.
+    #[test]
+    fn one_domain_cannot_fill_the_registry() {
+        let mut reg = Registry::new(TestKey::rsa("broker").signing());
+        reg.max_per_domain = 3;
+        let mut store = Registrations::new();
+        for host in [
+            "a.attacker.example",
+            "b.attacker.example",
+            "c.x.attacker.example",
+        ] {
+            assert_eq!(register(&mut store, &mut reg, host), None, "{host}");
+        }
+        assert_eq!(
+            register(&mut store, &mut reg, "d.attacker.example"),
+            Some(Refusal::DomainFull)
+        );
+        assert_eq!(reg.len(), 3);
+        // A proof begun while there was room is refused at completion once the room is gone.
+        let mut reg2 = Registry::new(TestKey::rsa("broker").signing());
+        reg2.max_per_domain = 1;
+        let md = idp_at("e.attacker.example");
+        let c = store
+            .begin(
+                Operation::Register,
+                &md,
+                EntityPolicy::default(),
+                &reg2,
+                "e",
+                now(),
+                &mut random,
+            )
+            .unwrap();
+        assert_eq!(register(&mut store, &mut reg2, "f.attacker.example"), None);
+        let late = store.complete(
+            "https://e.attacker.example/idp",
+            &c.secret,
+            Some(&md[..]),
+            200,
+            c.content.as_bytes(),
+            &mut reg2,
+            now(),
+        );
+        assert_eq!(late.unwrap_err().refusal(), Some(Refusal::DomainFull));
+        assert_eq!(reg2.len(), 1);
+        // Other registrable domains, two universities under ac.uk among them.
+        for host in ["idp.ox.ac.uk", "idp.cam.ac.uk", "idp.uni.example"] {
+            assert_eq!(register(&mut store, &mut reg, host), None, "{host}");
+        }
+        assert_eq!(reg.per_domain("attacker.example"), 3);
+        assert_eq!(reg.per_domain("ox.ac.uk"), 1);
+        // A deletion makes room in the domain.
+        assert!(reg.remove("https://b.attacker.example/idp"));
+        assert_eq!(register(&mut store, &mut reg, "d.attacker.example"), None);
+    }
+
     /// An operator's import is the operator's word: it keeps every claim.
     #[test]
     fn an_operator_import_keeps_scopes_categories_and_registration_info() {

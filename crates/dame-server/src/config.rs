@@ -405,6 +405,11 @@ pub struct BrokerConfig {
     /// registered entities go on.
     #[serde(default = "default_max_entities")]
     pub max_entities: u32,
+    /// Most entities under one registrable domain (Public Suffix List) a self-registration may
+    /// add to (default 100): beyond it a registration is refused with 403. Operator imports
+    /// count, and are not refused by it.
+    #[serde(default = "default_max_entities_per_domain")]
+    pub max_entities_per_domain: u32,
     /// PEM: the certificate (chain) of a TLS listener (with `tls_key`; default: plain HTTP
     /// behind a TLS-terminating proxy).
     #[serde(default)]
@@ -456,6 +461,10 @@ fn default_max_authn_requests1_per_sp() -> u32 {
 
 fn default_max_entities() -> u32 {
     dame_protocol::registry::MAX_ENTITIES as u32
+}
+
+fn default_max_entities_per_domain() -> u32 {
+    dame_protocol::registry::MAX_PER_DOMAIN as u32
 }
 
 fn default_max_pending_flows_per_address() -> u32 {
@@ -588,6 +597,9 @@ impl BrokerConfig {
         }
         if self.max_entities == 0 {
             return Err(Error::config("max_entities", "must be positive"));
+        }
+        if self.max_entities_per_domain == 0 {
+            return Err(Error::config("max_entities_per_domain", "must be positive"));
         }
         if !matches!(self.trigger_order.as_str(), "idp-first" | "both") {
             return Err(Error::config("trigger_order", "idp-first or both"));

@@ -58,6 +58,9 @@ CONFIGURATION (TOML; unknown keys are refused; see crates/dame-server/broker.exa
                          10000; beyond it that SP gets 503, the other SPs go on)
     max_entities         entities registered at most (default 100000; a new one beyond it is
                          refused with 503, updates go on)
+    max_entities_per_domain
+                         entities under one registrable domain a self-registration may add
+                         to (default 100; beyond it 403; operator imports are not refused)
 ";
 
 fn main() -> ExitCode {

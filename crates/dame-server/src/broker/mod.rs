@@ -93,6 +93,62 @@ struct Metrics {
     flows_failed: AtomicU64,
     triggers_sent: AtomicU64,
     refusals: AtomicU64,
+    /// Times the discovery page's list of IdPs was built (once per registry revision).
+    directory_builds: AtomicU64,
+}
+
+/// One IdP as the discovery page lists it.
+#[derive(Debug)]
+struct Listing {
+    /// The mdui display name, else the organization's, else the entityID.
+    name: String,
+    id: String,
+    /// The first mdui logo the page may show ([`safe_logo`]).
+    logo: Option<String>,
+    /// What a search looks in, lowercased: the entityID, the names, the mdui keywords.
+    hay: Vec<String>,
+}
+
+impl Listing {
+    /// The listings of `idps`, sorted by name (then entityID).
+    fn all(idps: &[Arc<EntityDescriptor>]) -> Vec<Listing> {
+        let mut list: Vec<Listing> = idps
+            .iter()
+            .filter_map(|e| {
+                let idp = e.idp()?;
+                let id = e.entity_id.clone();
+                let ui = idp.common.extensions.ui_info.as_ref();
+                let org = e.organization.as_ref();
+                let name = ui
+                    .and_then(|u| u.display_names.first())
+                    .or_else(|| org.and_then(|o| o.display_names.first()))
+                    .map_or_else(|| id.clone(), |l| l.value.clone());
+                let mut hay = vec![id.to_lowercase(), name.to_lowercase()];
+                if let Some(u) = ui {
+                    hay.extend(u.display_names.iter().map(|l| l.value.to_lowercase()));
+                    hay.extend(
+                        u.keywords
+                            .iter()
+                            .flat_map(|k| k.value.iter().map(|w| w.to_lowercase())),
+                    );
+                }
+                if let Some(o) = org {
+                    hay.extend(o.display_names.iter().map(|l| l.value.to_lowercase()));
+                }
+                let logo = ui
+                    .and_then(|u| u.logos.iter().find(|l| safe_logo(&l.url)))
+                    .map(|l| l.url.clone());
+                Some(Listing {
+                    name,
+                    id,
+                    logo,
+                    hay,
+                })
+            })
+            .collect();
+        list.sort_by(|a, b| (&a.name, &a.id, &a.logo).cmp(&(&b.name, &b.id, &b.logo)));
+        list
+    }
 }
 
 /// The running broker.
@@ -110,6 +166,8 @@ pub struct BrokerService<S: Store> {
     token: String,
     metadata: Vec<u8>,
     metrics: Metrics,
+    /// The discovery page's IdPs at a registry revision ([`BrokerService::directory`]).
+    directory: Mutex<Option<(u64, Arc<Vec<Listing>>)>>,
 }
 
 impl<S: Store> std::fmt::Debug for BrokerService<S> {
@@ -230,6 +288,7 @@ impl<S: Store> BrokerService<S> {
         let mut core = Broker::new(me, key, policy)?;
         core.registry.loopback_http = cfg.allow_loopback_http;
         core.registry.max_entities = cfg.max_entities as usize;
+        core.registry.max_per_domain = cfg.max_entities_per_domain as usize;
         let generation = store.generation().await?;
         let mut digests = HashMap::new();
         if let Some((id, why)) = load_entities(&mut core, &mut digests, store.entities().await?)
@@ -261,6 +320,7 @@ impl<S: Store> BrokerService<S> {
             token,
             metadata,
             metrics: Metrics::default(),
+            directory: Mutex::new(None),
         }))
     }
 
@@ -657,6 +717,41 @@ impl<S: Store> BrokerService<S> {
         resp
     }
 
+    /// The registered IdPs as the discovery page lists them, sorted: built once per registry
+    /// revision. Every discovery and search request (unauthenticated) used to walk the whole
+    /// registry under the core's lock, which every login step needs; now a request holds the
+    /// lock to read the revision, and the walk (only cloning each IdP's reference) happens once
+    /// per change of the registry.
+    fn directory(&self) -> Arc<Vec<Listing>> {
+        let (revision, idps) = {
+            let core = self.core();
+            let revision = core.registry.revision();
+            if let Some((r, list)) = &*self.directory.lock().unwrap_or_else(|p| p.into_inner())
+                && *r == revision
+            {
+                return list.clone();
+            }
+            let idps: Vec<Arc<EntityDescriptor>> = core
+                .registry
+                .entity_ids()
+                .filter_map(|id| core.registry.get(id))
+                .filter(|r| r.entity.idp().is_some())
+                .map(|r| r.entity.clone())
+                .collect();
+            (revision, idps)
+        };
+        self.metrics
+            .directory_builds
+            .fetch_add(1, Ordering::Relaxed);
+        let list = Arc::new(Listing::all(&idps));
+        let mut cached = self.directory.lock().unwrap_or_else(|p| p.into_inner());
+        // Revisions only grow: a list built from an older one does not replace a newer one.
+        if cached.as_ref().is_none_or(|(r, _)| *r < revision) {
+            *cached = Some((revision, list.clone()));
+        }
+        list
+    }
+
     /// The discovery page: the registered IdPs by their mdui display name (else the
     /// organization's, else the entityID), with their mdui logo when it is an https URL or a
     /// raster `data:` image, and a search form (plain HTML, no script). `search` keeps the IdPs
@@ -665,47 +760,20 @@ impl<S: Store> BrokerService<S> {
         let needle = search
             .map(str::to_lowercase)
             .filter(|n| !n.trim().is_empty());
-        let core = self.core();
-        let mut idps: Vec<(String, String, Option<String>)> = core
-            .registry
-            .entity_ids()
-            .filter_map(|id| {
-                let r = core.registry.get(id)?;
-                let idp = r.entity.idp()?;
-                let ui = idp.common.extensions.ui_info.as_ref();
-                let org = r.entity.organization.as_ref();
-                let name = ui
-                    .and_then(|u| u.display_names.first())
-                    .or_else(|| org.and_then(|o| o.display_names.first()))
-                    .map_or_else(|| id.to_owned(), |l| l.value.clone());
-                if let Some(n) = &needle {
-                    let mut hay = vec![id.to_lowercase(), name.to_lowercase()];
-                    if let Some(u) = ui {
-                        hay.extend(u.display_names.iter().map(|l| l.value.to_lowercase()));
-                        hay.extend(
-                            u.keywords
-                                .iter()
-                                .flat_map(|k| k.value.iter().map(|w| w.to_lowercase())),
-                        );
-                    }
-                    if let Some(o) = org {
-                        hay.extend(o.display_names.iter().map(|l| l.value.to_lowercase()));
-                    }
-                    if !hay.iter().any(|h| h.contains(n.trim())) {
-                        return None;
-                    }
-                }
-                let logo = ui
-                    .and_then(|u| u.logos.iter().find(|l| safe_logo(&l.url)))
-                    .map(|l| l.url.clone());
-                Some((name, id.to_owned(), logo))
-            })
-            .collect();
-        // The page is written without the core's lock, which every login step needs.
-        drop(core);
-        idps.sort();
-        let more = idps.len().saturating_sub(MAX_LISTED_IDPS);
-        idps.truncate(MAX_LISTED_IDPS);
+        let needle = needle.as_deref().map(str::trim);
+        let directory = self.directory();
+        let mut idps = Vec::new();
+        let mut more = 0usize;
+        for l in directory.iter() {
+            if needle.is_some_and(|n| !l.hay.iter().any(|h| h.contains(n))) {
+                continue;
+            }
+            if idps.len() < MAX_LISTED_IDPS {
+                idps.push((&l.name, &l.id, &l.logo));
+            } else {
+                more += 1;
+            }
+        }
         let items: String = idps
             .iter()
             .map(|(name, id, logo)| {
@@ -1434,6 +1502,7 @@ async fn metrics<S: Store>(State(svc): Svc<S>) -> Response {
          # TYPE dame_flows_failed_total counter\ndame_flows_failed_total {}\n\
          # TYPE dame_triggers_sent_total counter\ndame_triggers_sent_total {}\n\
          # TYPE dame_refusals_total counter\ndame_refusals_total {}\n\
+         # TYPE dame_directory_builds_total counter\ndame_directory_builds_total {}\n\
          # TYPE dame_flows gauge\ndame_flows {flows}\n\
          # TYPE dame_entities gauge\ndame_entities {entities}\n\
          # TYPE dame_relationships gauge\ndame_relationships {pairs}\n",
@@ -1442,6 +1511,7 @@ async fn metrics<S: Store>(State(svc): Svc<S>) -> Response {
         m.flows_failed.load(Ordering::Relaxed),
         m.triggers_sent.load(Ordering::Relaxed),
         m.refusals.load(Ordering::Relaxed),
+        m.directory_builds.load(Ordering::Relaxed),
     );
     let mut r = (StatusCode::OK, text).into_response();
     r.headers_mut().insert(
@@ -1579,6 +1649,70 @@ mod tests {
             .dame_sync_location("https://sp.example.org/dame")
             .build()
             .unwrap()
+    }
+
+    fn idp(host: &str, org: &str) -> EntityDescriptor {
+        EntityDescriptor::builder(&format!("https://{host}/idp"))
+            .idp(
+                saml_metadata::model::IdpSso::builder()
+                    .signing_certificate(TestKey::rsa("idp").cert_der())
+                    .sso(Binding::HttpRedirect, &format!("https://{host}/sso")),
+            )
+            .organization("en", org, &format!("https://{host}/"))
+            .dame_sync_location(&format!("https://{host}/dame"))
+            .build()
+            .unwrap()
+    }
+
+    /// Finding: every discovery and search request (unauthenticated, 120 a minute per
+    /// address) walked the whole registry (up to 100,000 entities) under the core's lock,
+    /// which every login step needs. The list is now built once per registry revision and
+    /// searched without the lock; it follows every change.
+    #[tokio::test]
+    async fn the_discovery_list_is_built_once_per_registry_change() {
+        let tmp = tempfile::tempdir().unwrap();
+        let svc = service(tmp.path()).await;
+        let now = SystemTime::now();
+        let builds = || svc.metrics.directory_builds.load(Ordering::Relaxed);
+        for (host, org) in [("idp.a.example", "Alpha"), ("idp.b.example", "Beta")] {
+            svc.core()
+                .registry
+                .insert(idp(host, org), EntityPolicy::default(), now, false)
+                .unwrap();
+        }
+        for _ in 0..20 {
+            let page = svc.choice_page(SP, None);
+            assert!(page.contains("Alpha") && page.contains("Beta"));
+        }
+        let page = svc.choice_page(SP, Some("BET"));
+        assert!(page.contains("Beta") && !page.contains("Alpha"), "{page}");
+        assert_eq!(builds(), 1, "one build for 21 pages");
+        // A change is seen at once: a new IdP, a removed one.
+        svc.core()
+            .registry
+            .insert(
+                idp("idp.c.example", "Gamma"),
+                EntityPolicy::default(),
+                now,
+                false,
+            )
+            .unwrap();
+        assert!(svc.choice_page(SP, None).contains("Gamma"));
+        svc.core().registry.remove("https://idp.a.example/idp");
+        let page = svc.choice_page(SP, None);
+        assert!(!page.contains("Alpha") && page.contains("Gamma"));
+        assert_eq!(builds(), 3);
+        // SPs are not listed; registering one changes the revision, not the list.
+        svc.core()
+            .registry
+            .insert(
+                sp("https://sp.example.org/acs"),
+                EntityPolicy::default(),
+                now,
+                false,
+            )
+            .unwrap();
+        assert!(!svc.choice_page(SP, None).contains("sp.example.org/acs"));
     }
 
     fn acs_in_core(svc: &BrokerService<SqliteStore>) -> Option<String> {
