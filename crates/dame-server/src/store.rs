@@ -34,7 +34,7 @@ use sqlx::sqlite::{
 
 use crate::error::Error;
 
-/// A stored entity: its metadata as registered (XML) and its policy (JSON).
+/// A stored entity: its metadata as registered (XML), its policy (JSON) and who vouched for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEntity {
     /// The entityID.
@@ -43,6 +43,48 @@ pub struct StoredEntity {
     pub xml: String,
     /// The policy, as JSON.
     pub policy: String,
+    /// Who vouched for the metadata. Read: `None` for an entity stored before the broker
+    /// recorded it (a store written before 2026-12-06), held to what an owner may claim.
+    /// Written: `None` keeps what is stored (a policy change).
+    pub origin: Option<Origin>,
+}
+
+/// Who vouched for a stored entity's metadata: what the broker checks when it loads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Origin {
+    /// The broker's operator (`/admin/entities` with the operator token): trusted as written.
+    Operator,
+    /// The entity itself (a registration by proof of ownership, or an upload with its entity
+    /// token): held to what the proof backs
+    /// ([`dame_protocol::registry::validate_self_registered`]), also when loaded.
+    Owner,
+}
+
+impl Origin {
+    /// The stored form.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Operator => "operator",
+            Origin::Owner => "owner",
+        }
+    }
+
+    /// The stored form read back (`None` for anything else: checked like the owner's).
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Origin> {
+        match s {
+            "operator" => Some(Origin::Operator),
+            "owner" => Some(Origin::Owner),
+            _ => None,
+        }
+    }
+}
+
+/// A row's `origin` column read back.
+fn origin_of(v: Option<String>) -> Option<Origin> {
+    v.as_deref().and_then(Origin::parse)
 }
 
 /// Which flows a [`Store::transact`] call locks and hands over.
@@ -222,17 +264,19 @@ macro_rules! store_impl {
             }
 
             async fn entities(&self) -> Result<Vec<StoredEntity>, Error> {
-                let rows =
-                    sqlx::query("SELECT entity_id, xml, policy FROM entities ORDER BY entity_id")
-                        .fetch_all(&self.pool)
-                        .await
-                        .map_err(|e| db("entities", e))?;
+                let rows = sqlx::query(
+                    "SELECT entity_id, xml, policy, origin FROM entities ORDER BY entity_id",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| db("entities", e))?;
                 rows.iter()
                     .map(|r| {
                         Ok(StoredEntity {
                             entity_id: r.try_get(0).map_err(|e| db("entities", e))?,
                             xml: r.try_get(1).map_err(|e| db("entities", e))?,
                             policy: r.try_get(2).map_err(|e| db("entities", e))?,
+                            origin: origin_of(r.try_get(3).map_err(|e| db("entities", e))?),
                         })
                     })
                     .collect()
@@ -240,17 +284,19 @@ macro_rules! store_impl {
 
             async fn entity(&self, entity_id: &str) -> Result<Option<StoredEntity>, Error> {
                 let w = |e| db("entity", e);
-                let row =
-                    sqlx::query("SELECT entity_id, xml, policy FROM entities WHERE entity_id = $1")
-                        .bind(entity_id)
-                        .fetch_optional(&self.pool)
-                        .await
-                        .map_err(w)?;
+                let row = sqlx::query(
+                    "SELECT entity_id, xml, policy, origin FROM entities WHERE entity_id = $1",
+                )
+                .bind(entity_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(w)?;
                 row.map(|r| {
                     Ok(StoredEntity {
                         entity_id: r.try_get(0).map_err(w)?,
                         xml: r.try_get(1).map_err(w)?,
                         policy: r.try_get(2).map_err(w)?,
+                        origin: origin_of(r.try_get(3).map_err(w)?),
                     })
                 })
                 .transpose()
@@ -259,13 +305,16 @@ macro_rules! store_impl {
             async fn put_entity(&self, e: &StoredEntity) -> Result<(), Error> {
                 let mut tx = $begin(&self.pool).await.map_err(|e| db("put entity", e))?;
                 sqlx::query(
-                    "INSERT INTO entities (entity_id, xml, policy) VALUES ($1, $2, $3) \
+                    "INSERT INTO entities (entity_id, xml, policy, origin) \
+                     VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (entity_id) DO UPDATE SET xml = excluded.xml, \
-                     policy = excluded.policy",
+                     policy = excluded.policy, \
+                     origin = COALESCE(excluded.origin, entities.origin)",
                 )
                 .bind(&e.entity_id)
                 .bind(&e.xml)
                 .bind(&e.policy)
+                .bind(e.origin.map(Origin::as_str))
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| db("put entity", e))?;

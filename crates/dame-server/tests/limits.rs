@@ -800,3 +800,49 @@ async fn expired_flows_leave_the_store() {
     }
     assert_eq!(count().await, 0, "expired flows still stored");
 }
+
+/// Who vouched for an entity is stored with it on both stores: written, read back, kept by a
+/// write that does not say (a policy change), replaced by one that does.
+async fn origins_are_kept(store: &impl dame_server::store::Store) {
+    use dame_server::store::{Origin, StoredEntity};
+    let id = "https://idp.uni.example/idp";
+    let row = |origin| StoredEntity {
+        entity_id: id.into(),
+        xml: "<EntityDescriptor/>".into(),
+        policy: "{}".into(),
+        origin,
+    };
+    store.put_entity(&row(Some(Origin::Owner))).await.unwrap();
+    let read = || async { store.entity(id).await.unwrap().unwrap().origin };
+    assert_eq!(read().await, Some(Origin::Owner));
+    store.put_entity(&row(None)).await.unwrap();
+    assert_eq!(read().await, Some(Origin::Owner), "kept");
+    store
+        .put_entity(&row(Some(Origin::Operator)))
+        .await
+        .unwrap();
+    assert_eq!(read().await, Some(Origin::Operator));
+    assert_eq!(
+        store.entities().await.unwrap()[0].origin,
+        Some(Origin::Operator)
+    );
+}
+
+#[tokio::test]
+async fn the_origin_of_an_entity_is_stored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = dame_server::store::SqliteStore::open(&tmp.path().join("b.db"))
+        .await
+        .unwrap();
+    origins_are_kept(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_origin_of_an_entity_is_stored_postgres() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = testkit::postgres::Postgres::start(tmp.path());
+    let store = dame_server::store::PgStore::connect(&pg.url())
+        .await
+        .unwrap();
+    origins_are_kept(&store).await;
+}

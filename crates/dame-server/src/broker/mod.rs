@@ -66,7 +66,7 @@ use crate::config::BrokerConfig;
 use crate::error::Error;
 use crate::log;
 use crate::store::{
-    Admission, Changes, FlowCaps, FlowData, FlowSelect, Generation, Store, StoredEntity,
+    Admission, Changes, FlowCaps, FlowData, FlowSelect, Generation, Origin, Store, StoredEntity,
 };
 
 const COOKIE: &str = "dame_flow";
@@ -185,7 +185,9 @@ type Stepped<R> = (R, Vec<Transmit>, Vec<Event>, Vec<String>);
 /// Registers (or replaces) the stored entities in `core` whose metadata or policy changed
 /// since `seen` (their digests) was taken, and forgets those no longer stored: a reload costs
 /// one re-signature per changed entity, not one per registered entity. Returns what could not
-/// be loaded (entityID, why); the others are loaded regardless.
+/// be loaded (entityID, why); the others are loaded regardless. An entity the operator did not
+/// import that claims more than its owner's proof backs is left out and logged
+/// (`entity-not-loaded`), not returned: the broker starts without it.
 fn load_entities(
     core: &mut Broker,
     seen: &mut HashMap<String, [u8; 32]>,
@@ -210,6 +212,8 @@ fn load_entities(
         h.update(e.xml.as_bytes());
         h.update(&[0]);
         h.update(e.policy.as_bytes());
+        h.update(&[0]);
+        h.update(e.origin.map_or("", Origin::as_str).as_bytes());
         let digest = h.finish();
         if seen.get(&e.entity_id) == Some(&digest) && core.registry.get(&e.entity_id).is_some() {
             continue;
@@ -228,6 +232,27 @@ fn load_entities(
                 continue;
             }
         };
+        // What the operator did not import is held to what its owner's proof backs, also
+        // when loaded: rows from before the origin was recorded (a self-registration then
+        // re-signed any scope or entity category) and rows written by other means.
+        if e.origin != Some(Origin::Operator)
+            && let Err(err) = dame_protocol::registry::validate_self_registered(&entity)
+        {
+            core.registry.remove(&e.entity_id);
+            seen.remove(&e.entity_id);
+            log(&[
+                ("event", "entity-not-loaded".into()),
+                ("entity", e.entity_id),
+                ("error", err.to_string()),
+                (
+                    "remedy",
+                    "not imported by the operator; if you vouch for it, import it again \
+                     (POST /admin/entities), else delete it"
+                        .into(),
+                ),
+            ]);
+            continue;
+        }
         match core.registry.insert(entity, policy, now, true) {
             Ok(_) => {
                 seen.insert(e.entity_id, digest);
@@ -1398,6 +1423,11 @@ async fn admin_entity<S: Store>(
             entity_id: id.clone(),
             xml,
             policy: policy_json,
+            origin: Some(if operator {
+                Origin::Operator
+            } else {
+                Origin::Owner
+            }),
         };
         // Checked by the core first (the metadata, and room for a new entity); stored before
         // the re-download triggers go out; and if the core refuses it after all (its room
@@ -1715,6 +1745,75 @@ mod tests {
         assert!(!svc.choice_page(SP, None).contains("sp.example.org/acs"));
     }
 
+    /// Finding: self-registration re-signed any scope or entity category before 2026-12-06,
+    /// and the store did not record who vouched for an entity, so such a registration stayed
+    /// published across the fix. Now each row records its origin: a row the operator did not
+    /// import (an owner's, or one from before the origin was recorded) that claims more than
+    /// the owner's proof backs is not loaded; the operator's import of the same is.
+    #[tokio::test]
+    async fn a_stored_entity_claiming_more_than_its_proof_is_not_loaded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let svc = service(tmp.path()).await;
+        let claiming = |host: &str| {
+            EntityDescriptor::builder(&format!("https://{host}/idp"))
+                .idp(
+                    saml_metadata::model::IdpSso::builder()
+                        .signing_certificate(TestKey::rsa("idp").cert_der())
+                        .sso(Binding::HttpRedirect, &format!("https://{host}/sso"))
+                        .scope("victim.example", false),
+                )
+                .dame_sync_location(&format!("https://{host}/dame"))
+                .build()
+                .unwrap()
+                .to_xml()
+                .unwrap()
+        };
+        let policy = serde_json::to_string(&EntityPolicy::default()).unwrap();
+        for (host, origin) in [
+            ("idp.legacy.example", None),
+            ("idp.owner.example", Some(Origin::Owner)),
+            ("idp.imported.example", Some(Origin::Operator)),
+        ] {
+            svc.store
+                .put_entity(&StoredEntity {
+                    entity_id: format!("https://{host}/idp"),
+                    xml: claiming(host),
+                    policy: policy.clone(),
+                    origin,
+                })
+                .await
+                .unwrap();
+        }
+        svc.refresh().await.unwrap();
+        let loaded = |id: &str| svc.core().registry.get(id).is_some();
+        assert!(!loaded("https://idp.legacy.example/idp"));
+        assert!(!loaded("https://idp.owner.example/idp"));
+        assert!(loaded("https://idp.imported.example/idp"));
+        // A policy change (origin None when written) keeps the recorded origin.
+        let mut row = svc
+            .store
+            .entity("https://idp.imported.example/idp")
+            .await
+            .unwrap()
+            .unwrap();
+        row.origin = None;
+        svc.store.put_entity(&row).await.unwrap();
+        let row = svc.store.entity(&row.entity_id).await.unwrap().unwrap();
+        assert_eq!(row.origin, Some(Origin::Operator));
+        // The operator's import of the legacy row makes it loaded.
+        let mut row = svc
+            .store
+            .entity("https://idp.legacy.example/idp")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.origin, None);
+        row.origin = Some(Origin::Operator);
+        svc.store.put_entity(&row).await.unwrap();
+        svc.refresh().await.unwrap();
+        assert!(loaded("https://idp.legacy.example/idp"));
+    }
+
     fn acs_in_core(svc: &BrokerService<SqliteStore>) -> Option<String> {
         let core = svc.core();
         let r = core.registry.get(SP)?;
@@ -1811,6 +1910,7 @@ mod tests {
                 entity_id: SP.into(),
                 xml: sp(old).to_xml().unwrap(),
                 policy: serde_json::to_string(&EntityPolicy::default()).unwrap(),
+                origin: Some(Origin::Operator),
             })
             .await
             .unwrap();

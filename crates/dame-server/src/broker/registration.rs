@@ -46,7 +46,7 @@ use super::{
 };
 use crate::error::Error;
 use crate::log;
-use crate::store::{FlowSelect, Store, StoredEntity};
+use crate::store::{FlowSelect, Origin, Store, StoredEntity};
 
 fn json(status: StatusCode, value: &serde_json::Value) -> Response {
     let mut r = (status, value.to_string()).into_response();
@@ -325,6 +325,7 @@ async fn finish<S: Store>(
                     entity_id: id.to_owned(),
                     xml: xml.clone(),
                     policy: policy_json,
+                    origin: Some(Origin::Owner),
                 })
                 .await?;
             if op == Operation::Update {
@@ -438,6 +439,8 @@ pub(super) async fn policy<S: Store>(
             entity_id: id.clone(),
             xml,
             policy: policy_json,
+            // The metadata is unchanged: so is who vouched for it.
+            origin: None,
         };
         if let Err(e) = svc.store.put_entity(&stored).await {
             // The core has the new policy, the store the old one: the store decides.
