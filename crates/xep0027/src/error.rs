@@ -194,6 +194,15 @@ pub enum Freshness {
         /// The peer (bare JID).
         peer: String,
     },
+    /// A session key offer older than every one of the most keys kept with this peer
+    /// ([`crate::session::MAX_KEYS_PER_PEER`], both directions): it would be dropped as soon
+    /// as stored.
+    OfferSuperseded {
+        /// The key id.
+        id: String,
+        /// The peer (bare JID).
+        peer: String,
+    },
     /// A session key offer whose expiry is more than the longest lifetime allowed after its
     /// creation (or not after it).
     OfferLifetime {
@@ -256,6 +265,10 @@ impl fmt::Display for Freshness {
             Freshness::OfferNotNewer { id, peer } => write!(
                 f,
                 "session key {id} is not newer than the newest one accepted from {peer}"
+            ),
+            Freshness::OfferSuperseded { id, peer } => write!(
+                f,
+                "session key {id} is older than every key held with {peer}"
             ),
             Freshness::OfferLifetime { id, max } => write!(
                 f,

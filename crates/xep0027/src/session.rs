@@ -67,7 +67,9 @@ pub const MAX_SESSION_KEY_LIFETIME: Duration = Duration::from_secs(7 * 86_400);
 
 /// The most session keys kept per peer (both directions together): accepting or offering
 /// one more drops the oldest (by creation time). Messages in flight under a dropped key no
-/// longer open; its offer stays refused (it is not newer than the newest accepted).
+/// longer open; its offer stays refused (it is not newer than the newest accepted). An offer
+/// older than every key held, which would be dropped as soon as stored, is refused
+/// ([`Freshness::OfferSuperseded`]).
 pub const MAX_KEYS_PER_PEER: usize = 4;
 
 /// Facts about an agreed key.
@@ -306,6 +308,19 @@ impl Sessions {
             && created <= *newest
         {
             return Err(Error::Replay(Freshness::OfferNotNewer {
+                id: id.to_owned(),
+                peer: from.bare().to_owned(),
+            }));
+        }
+        // Stored, it would be the oldest of more than the cap and dropped at once: refused,
+        // rather than reported accepted while no message under it can open.
+        if let Some(p) = self.peers.get(from.bare())
+            && p.keys.len() >= MAX_KEYS_PER_PEER
+            && p.keys
+                .first()
+                .is_some_and(|oldest| created < oldest.created)
+        {
+            return Err(Error::Replay(Freshness::OfferSuperseded {
                 id: id.to_owned(),
                 peer: from.bare().to_owned(),
             }));
@@ -681,6 +696,54 @@ mod tests {
             "bulk9999",
             "the newest seals"
         );
+    }
+
+    /// Finding: with MAX_KEYS_PER_PEER keys of our own offers held (newer), a peer's older
+    /// offer was stored, dropped at once as the oldest, and reported accepted: the caller
+    /// could not tell that no message under it would open. Now it is refused and nothing
+    /// changes.
+    #[test]
+    fn an_offer_older_than_every_key_held_is_refused() {
+        let p = Policy::standard();
+        let (alice, bob) = (ident("alice"), ident("bob"));
+        let mut ring = Keyring::new();
+        ring.insert_pinned(alice.jid(), alice.public_cert());
+        let mut sb = Sessions::new(bob.jid(), Duration::from_secs(3600));
+        let now = t0() + Duration::from_secs(60);
+        for _ in 0..MAX_KEYS_PER_PEER {
+            sb.offer(
+                &bob,
+                alice.jid(),
+                &alice.public_cert(),
+                &mut OsRandom,
+                &p,
+                now,
+            )
+            .unwrap();
+        }
+        let held = |sb: &Sessions| -> Vec<String> {
+            sb.peers["alice@example.org"]
+                .keys
+                .iter()
+                .map(|k| k.id.clone())
+                .collect()
+        };
+        let before = held(&sb);
+        let old = t0() + Duration::from_secs(1);
+        let offer = forged_offer(&alice, &bob, "older", old, old + Duration::from_secs(3600));
+        let r = sb.accept(&offer, &bob, &ring, &p, now);
+        assert!(
+            matches!(r, Err(Error::Replay(Freshness::OfferSuperseded { .. }))),
+            "{r:?}"
+        );
+        assert_eq!(held(&sb), before, "nothing changed");
+        assert_eq!(sb.offer_state(), "", "no newest offer recorded");
+        // A newer one is accepted and seals.
+        let new = now + Duration::from_secs(1);
+        let offer = forged_offer(&alice, &bob, "newer", new, new + Duration::from_secs(3600));
+        sb.accept(&offer, &bob, &ring, &p, now + Duration::from_secs(2))
+            .unwrap();
+        assert!(held(&sb).contains(&"newer".to_owned()));
     }
 
     #[test]
