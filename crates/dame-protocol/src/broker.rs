@@ -59,7 +59,7 @@
 //! of that IdP logs in. The exchange still needs an authenticated user, registered parties
 //! and every peer policy, which is why the mode is per SP and off by default.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use saml_core::bindings::MessageKind;
@@ -1584,17 +1584,18 @@ impl Broker {
     ) -> Result<usize, Error> {
         let id = entity.entity_id.clone();
         self.registry.insert(entity, policy, now, true)?;
-        Ok(self.tell_peers(&id, true, now, rng))
+        Ok(self.tell_peers(&id, None, now, rng))
     }
 
-    /// Changes `entity_id`'s policy and tells both sides of each established pair what the
-    /// pair's policies now say (the broker's, the SP's and the IdP's, as for a new login): a
-    /// pair they refuse is rolled back on both agents (the peer lets go of this entity's
-    /// metadata and this entity's agent of the peer's, so a denied IdP's assertions stop being
-    /// accepted at once); a pair they allow is fetched again on both (it may have been rolled
-    /// back by an earlier denial; the relationship stays recorded either way, and a login for a
-    /// refused pair is refused). Returns how many pairs were rolled back. Nothing changes for
-    /// an unknown entity.
+    /// Changes `entity_id`'s policy and tells both sides of each established pair whose
+    /// standing the change moves what the pair's policies now say (the broker's, the SP's and
+    /// the IdP's, as for a new login): a pair they now refuse is rolled back on both agents
+    /// (the peer lets go of this entity's metadata and this entity's agent of the peer's, so a
+    /// denied IdP's assertions stop being accepted at once); a pair they now allow again is
+    /// fetched again on both (an earlier denial rolled it back; the relationship stays recorded
+    /// either way, and a login for a refused pair is refused). A pair allowed (or refused)
+    /// before and after is not told: a policy change costs triggers for what it changes only.
+    /// Returns how many pairs were rolled back. Nothing changes for an unknown entity.
     pub fn change_policy(
         &mut self,
         entity_id: &str,
@@ -1602,30 +1603,59 @@ impl Broker {
         now: SystemTime,
         rng: &mut dyn FnMut(&mut [u8]),
     ) -> Result<usize, Error> {
+        // Only the pairs whose standing the change moves are told: a change that leaves a
+        // pair allowed (or refused) sends nothing for it. Otherwise every policy change, by
+        // the entity itself with its token, sent two triggers per established peer.
+        let peers = self.relationships.peers_of(entity_id);
+        let before: Vec<bool> = peers
+            .iter()
+            .map(|p| self.pair_allowed(entity_id, p))
+            .collect();
         self.registry.set_policy(entity_id, policy)?;
-        Ok(self.tell_peers(entity_id, false, now, rng))
+        let moved: HashSet<String> = peers
+            .into_iter()
+            .zip(before)
+            .filter(|(p, was)| self.pair_allowed(entity_id, p) != *was)
+            .map(|(p, _)| p)
+            .collect();
+        Ok(self.tell_peers(entity_id, Some(&moved), now, rng))
+    }
+
+    /// Whether today's policies allow the established pair of `id` and its `peer`.
+    fn pair_allowed(&self, id: &str, peer: &str) -> bool {
+        let (idp, sp) = self.pair_of(id, peer);
+        self.check_pair(sp, idp).is_ok()
+    }
+
+    /// The established pair of `id` and its `peer` as (IdP, SP).
+    fn pair_of<'p>(&self, id: &'p str, peer: &'p str) -> (&'p str, &'p str) {
+        if self.relationships.contains(id, peer) {
+            (id, peer)
+        } else {
+            (peer, id)
+        }
     }
 
     /// Plans triggers to the established peers of `id`, by what today's policies say of each
-    /// pair: after a metadata update (`update`), the peer re-downloads it, or rolls it back
-    /// where the pair is refused; after a policy change, both sides re-download each other's,
-    /// or roll each other's back. Returns, after an update, how many re-downloads were planned;
-    /// after a policy change, how many pairs were rolled back.
+    /// pair: after a metadata update (`policy_moved` `None`), the peer re-downloads it, or
+    /// rolls it back where the pair is refused; after a policy change, for the peers in
+    /// `policy_moved` only, both sides re-download each other's, or roll each other's back.
+    /// Returns, after an update, how many re-downloads were planned; after a policy change,
+    /// how many pairs were rolled back.
     fn tell_peers(
         &mut self,
         id: &str,
-        update: bool,
+        policy_moved: Option<&HashSet<String>>,
         now: SystemTime,
         rng: &mut dyn FnMut(&mut [u8]),
     ) -> usize {
+        let update = policy_moved.is_none();
         let mut n = 0;
         for peer in self.relationships.peers_of(id) {
-            let (idp, sp) = if self.relationships.contains(id, &peer) {
-                (id, peer.as_str())
-            } else {
-                (peer.as_str(), id)
-            };
-            let allowed = self.check_pair(sp, idp).is_ok();
+            if policy_moved.is_some_and(|m| !m.contains(&peer)) {
+                continue;
+            }
+            let allowed = self.pair_allowed(id, &peer);
             let action = if allowed {
                 TriggerAction::FetchMetadata
             } else {

@@ -858,7 +858,7 @@ fn told(w: &mut World) -> Vec<(String, TriggerAction)> {
 /// A policy change that now refuses an established pair rolls it back on both sides (a denied
 /// IdP's metadata leaves the SP's agent, and the SP's leaves the IdP's); before, only a
 /// metadata upload did, and `PUT /admin/policy` left the pair integrated. Allowed again, both
-/// sides fetch each other's metadata again.
+/// sides fetch each other's metadata again. A change that moves no pair tells nobody.
 #[test]
 fn a_policy_that_now_denies_a_peer_rolls_the_pair_back() {
     let mut w = World::new();
@@ -893,6 +893,19 @@ fn a_policy_that_now_denies_a_peer_rolls_the_pair_back() {
             (SP.to_owned(), TriggerAction::FetchMetadata)
         ]
     );
+    // A change that leaves the pair allowed tells nobody (every policy change, by the entity
+    // with its token, sent two triggers per established peer).
+    let other = EntityPolicy::default()
+        .with_peers(PeerPolicy {
+            allow: DomainList::default(),
+            deny: DomainList::new(["idp.elsewhere.example"]),
+        })
+        .with_unmodified_sp(true);
+    assert_eq!(
+        w.broker.change_policy(SP, other, now, &mut rng()).unwrap(),
+        0
+    );
+    assert_eq!(told(&mut w), []);
     assert!(
         w.broker
             .change_policy(
