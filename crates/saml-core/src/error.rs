@@ -249,8 +249,11 @@ pub enum SignatureError {
     /// The element to verify was not found (no root, or no element with that ID).
     #[error("the element to verify was not found: {0}")]
     TargetNotFound(String),
-    /// The signed element has no `ds:Signature` child.
-    #[error("no ds:Signature child on the signed element")]
+    /// The signed element has no `ds:Signature` child where the placement requires one. With
+    /// [`crate::dsig::Placement::FirstChild`] (metadata) this is reported at the element's first
+    /// child element when it is not a `ds:Signature`, or when none starts within
+    /// `max_signature_size` bytes of the end of the element's start tag; what follows is not read.
+    #[error("no ds:Signature child on the signed element where the placement requires one")]
     Missing,
     /// More than one `ds:Signature` child on the signed element.
     #[error("more than one ds:Signature child on the signed element")]

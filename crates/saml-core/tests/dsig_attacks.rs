@@ -289,12 +289,43 @@ fn signature_position_and_count() {
         "</md:EntitiesDescriptor>",
         &format!("{sig}</md:EntitiesDescriptor>"),
     );
-    assert!(matches!(
-        sig_err(&late, &key.trusted()),
-        SignatureError::Misplaced(_)
-    ));
+    // Metadata requires the signature as first child: a first child that is anything else
+    // is where the document is refused (a later signature is not looked for).
+    assert_eq!(sig_err(&late, &key.trusted()), SignatureError::Missing);
     let twice = signed.replacen(sig, &format!("{sig}{sig}"), 1);
     assert_eq!(sig_err(&twice, &key.trusted()), SignatureError::Multiple);
+}
+
+/// Finding: refusing a document no trusted key signed costs its head, but an unsigned one
+/// (simpler to send) was read to its end, its IDs hashed, before it was refused: an MDQ
+/// client or `samlmd` paid a whole pass over up to `max_size` bytes. With the signature
+/// required as first child, the first child element decides, as does a first child that does
+/// not start within `max_signature_size` bytes (a long comment before the signature).
+#[test]
+fn an_unsigned_document_is_refused_at_its_first_child() {
+    let key = TestKey::rsa("k");
+    let signed = sign(&aggregate(), &key);
+    let (before, sig, after) = split_signature(&signed);
+    // What follows the first child is not read: neither a syntax error nor a duplicate ID
+    // further on is what refuses it.
+    for tail in ["<<<not xml", "<md:EntityDescriptor ID=\"_e1\"/>"] {
+        let unsigned = format!(
+            "{before}{}{tail}",
+            after.replacen("</md:EntitiesDescriptor>", "", 1)
+        );
+        assert_eq!(
+            sig_err(&unsigned, &key.trusted()),
+            SignatureError::Missing,
+            "{tail}"
+        );
+    }
+    // A first child that starts more than max_signature_size (64 KiB) into the root.
+    let comment = format!("<!--{}-->", "x".repeat(64 << 10));
+    let late = format!("{before}{comment}{sig}{after}");
+    assert_eq!(sig_err(&late, &key.trusted()), SignatureError::Missing);
+    // A short comment there is fine (comments are not canonicalized).
+    let fine = format!("{before}<!-- federation -->{sig}{after}");
+    verify_md(&fine, &key.trusted()).expect("a short comment before the signature");
 }
 
 #[test]
@@ -586,7 +617,12 @@ fn fail_closed_without_signature_or_reference() {
 #[test]
 fn resource_exhaustion_is_bounded() {
     let key = TestKey::rsa("k");
-    let deep = format!("<r>{}{}</r>", "<a>".repeat(100), "</a>".repeat(100));
+    // Inside what would be the signature: an unsigned first child is refused before depth.
+    let deep = format!(
+        "<r><Signature xmlns=\"http://www.w3.org/2000/09/xmldsig#\">{}{}</Signature></r>",
+        "<a>".repeat(100),
+        "</a>".repeat(100)
+    );
     assert!(matches!(
         verify_md(&deep, &key.trusted()),
         Err(Error::Limit {

@@ -262,6 +262,8 @@ impl<'a> Verified<'a> {
 struct SignedElement<'a> {
     depth: usize,
     start: usize,
+    /// Where its start tag ends (its content begins).
+    content: usize,
     inherited: Vec<NsDecl<'a>>,
     id: Option<&'a str>,
     children: usize,
@@ -483,6 +485,7 @@ fn scan<'scope, 'env, 'a: 'env>(
                 let target = SignedElement {
                     depth: s.depth,
                     start: s.span.start,
+                    content: s.span.end,
                     inherited: s.scope[..s.scope.len() - own].to_vec(),
                     id,
                     children: 0,
@@ -495,6 +498,18 @@ fn scan<'scope, 'env, 'a: 'env>(
                 } else {
                     Phase::Pre(target)
                 }
+            }
+            // With the signature required as first child, a document is known unsigned at its
+            // first child element (or when none starts within `max_signature_size` bytes of the
+            // end of its start tag):
+            // refused there, not after reading the rest. A signature by an untrusted key is
+            // refused after its head; an unsigned document cost a whole pass.
+            Phase::Pre(t)
+                if opts.placement == Placement::FirstChild
+                    && (matches!(&ev, Event::Start(s) if !is_signature(s))
+                        || reader_pos_exceeds(pos, t.content, opts.max_signature_size)) =>
+            {
+                return Err(SignatureError::Missing.into());
             }
             Phase::Pre(mut t) => match &ev {
                 Event::Start(s) if s.depth == t.depth + 1 => {
