@@ -49,6 +49,12 @@
 //! under; [`crate::resolver::MetadataResolver`] only for a literal `shibmd:Scope`, never for a
 //! `mdui:DomainHint`).
 //!
+//! The same rule applies to the values of scoped attributes ([`ServerConfig::scoped_attributes`],
+//! default [`SCOPED_ATTRIBUTES`]: eduPersonPrincipalName, eduPersonScopedAffiliation,
+//! eduPersonUniqueId, subject-id, pairwise-id): a value outside the IdP's scopes is dropped
+//! from [`Outcome::attributes`], whatever the identity policy. A scope must be written as it
+//! is normalized (ASCII A-labels, no trailing dot), and a name is never empty.
+//!
 //! A successful [`Outcome`] gives no bare name: its [`Identity`] values carry the asserting
 //! IdP's entityID with the name, and only a name whose scope was checked is available alone
 //! ([`Identity::scoped_name`]). Key accounts on [`Identity::qualified`] (IdP, name) otherwise.
@@ -141,6 +147,10 @@ impl Identity {
             authzid,
             reason: reason.to_owned(),
         };
+        // An empty (or white-space) name would make every such user one account.
+        if name.trim().is_empty() {
+            return Err(refuse("an empty name"));
+        }
         let scope = match (policy, name.rsplit_once('@')) {
             (IdentityPolicy::AnyName, _) => None,
             (IdentityPolicy::RequireScoped, None) => {
@@ -152,14 +162,7 @@ impl Identity {
             (_, Some((user, _))) if user.is_empty() || user.contains('@') => {
                 return Err(refuse("a scoped name is user@domain with one @"));
             }
-            (_, Some((_, domain))) => {
-                let d = crate::gs2::idp_identifier(domain)
-                    .map_err(|_| refuse("the scope is not a domain name"))?;
-                if !idp.has_scope(&d) {
-                    return Err(refuse("the scope is not one of the IdP's scopes"));
-                }
-                Some(d)
-            }
+            (_, Some((_, domain))) => Some(checked_scope(idp, domain).map_err(|why| refuse(why))?),
         };
         Ok(Identity {
             idp: idp.entity_id.clone(),
@@ -168,6 +171,46 @@ impl Identity {
         })
     }
 }
+
+/// The normalized scope of `domain` (the part after the `@` of a scoped name) if it is one of
+/// `idp`'s scopes and written in that form already (ASCII, A-labels, no trailing dot; ASCII
+/// case ignored). A name kept as written that normalizes to the IdP's scope (`faß.de` to
+/// `xn--fa-hia.de`) could read as another organisation's domain to a consumer normalizing
+/// otherwise (IDNA2003 or transitional processing maps it to `fass.de`).
+fn checked_scope(idp: &ResolvedIdp, domain: &str) -> Result<String, &'static str> {
+    let d = crate::gs2::idp_identifier(domain).map_err(|_| "the scope is not a domain name")?;
+    if !idp.has_scope(&d) {
+        return Err("the scope is not one of the IdP's scopes");
+    }
+    if !domain.eq_ignore_ascii_case(&d) {
+        return Err("the scope is not written in its canonical form (ASCII A-labels)");
+    }
+    Ok(d)
+}
+
+/// Whether `value` of a scoped attribute (`user@scope`) is one `idp` may assert: exactly one
+/// `@`, a user part, and a scope of the IdP written canonically ([`checked_scope`]).
+fn scoped_value_allowed(idp: &ResolvedIdp, value: &str) -> bool {
+    match value.split_once('@') {
+        Some((user, domain)) if !user.is_empty() && !domain.contains('@') => {
+            checked_scope(idp, domain).is_ok()
+        }
+        _ => false,
+    }
+}
+
+/// The attributes whose values are scoped (`user@scope`) and checked against the asserting
+/// IdP's `shibmd:Scope`s by default ([`ServerConfig::scoped_attributes`]), as Shibboleth SP's
+/// attribute map declares them: eduPersonPrincipalName, eduPersonScopedAffiliation,
+/// eduPersonUniqueId (eduPerson 2020), and subject-id and pairwise-id (SAML V2.0 Subject
+/// Identifier Attributes Profile §3.3, §3.4).
+pub const SCOPED_ATTRIBUTES: [&str; 5] = [
+    "urn:oid:1.3.6.1.4.1.5923.1.1.1.6",
+    "urn:oid:1.3.6.1.4.1.5923.1.1.1.9",
+    "urn:oid:1.3.6.1.4.1.5923.1.1.1.13",
+    "urn:oasis:names:tc:SAML:attribute:subject-id",
+    "urn:oasis:names:tc:SAML:attribute:pairwise-id",
+];
 
 impl std::fmt::Display for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -199,6 +242,12 @@ pub struct ServerConfig {
     pub authorize: Option<AuthzPolicy>,
     /// Which names the asserting IdP may assert (default [`IdentityPolicy::Scoped`]).
     pub identity_policy: IdentityPolicy,
+    /// Attributes (by `Name`) whose values are scoped: a value whose scope is not one of the
+    /// asserting IdP's `shibmd:Scope`s (or that is not `user@scope`) is dropped from
+    /// [`Outcome::attributes`], as Shibboleth SP does (default [`SCOPED_ATTRIBUTES`];
+    /// whatever [`ServerConfig::identity_policy`] says). Without it any IdP of the federation
+    /// could assert `admin@uni-a.example` as eduPersonPrincipalName.
+    pub scoped_attributes: Vec<String>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -225,7 +274,16 @@ impl ServerConfig {
             clock_skew: Duration::from_secs(180),
             authorize: None,
             identity_policy: IdentityPolicy::Scoped,
+            scoped_attributes: SCOPED_ATTRIBUTES.iter().map(|&a| a.to_owned()).collect(),
         }
+    }
+
+    /// Which attributes' values are scoped and checked (see
+    /// [`ServerConfig::scoped_attributes`]; an empty list checks none).
+    #[must_use]
+    pub fn with_scoped_attributes(mut self, names: &[&str]) -> Self {
+        self.scoped_attributes = names.iter().map(|&a| a.to_owned()).collect();
+        self
     }
 
     /// Signs the Redirect query with `key` (for IdPs with WantAuthnRequestsSigned).
@@ -267,7 +325,8 @@ pub struct Outcome {
     pub identity: Identity,
     /// The authenticated subject (the NameID value), checked likewise.
     pub subject: Identity,
-    /// The attributes released.
+    /// The attributes released, values of [`ServerConfig::scoped_attributes`] outside the
+    /// asserting IdP's scopes dropped (an attribute left without values is left out).
     pub attributes: Vec<Attribute>,
     /// The IdP session index.
     pub session_index: Option<String>,
@@ -562,12 +621,21 @@ impl Server {
                 Identity::check(policy, idp, a, true)?
             }
         };
+        let session_index = ok.session_index().map(str::to_owned);
+        let mut attributes = ok.assertion.attributes;
+        attributes.retain_mut(|a| {
+            if !self.cfg.scoped_attributes.contains(&a.name) {
+                return true;
+            }
+            a.values.retain(|v| scoped_value_allowed(idp, v));
+            !a.values.is_empty()
+        });
         Ok(Outcome {
             identity,
             subject,
-            session_index: ok.session_index().map(str::to_owned),
+            session_index,
             logout_name_id: name_id,
-            attributes: ok.assertion.attributes,
+            attributes,
         })
     }
 

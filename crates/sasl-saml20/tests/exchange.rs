@@ -12,7 +12,7 @@ use harness::{ACS, IDP, Idp, RP, SSO, Scenario, config, idp, idp_answer, now, st
 use openssl::pkey::PKey;
 use openssl::rsa::Rsa;
 use openssl::x509::{X509, X509Builder, X509NameBuilder};
-use saml_core::protocol::{MemoryReplayCache, openssl_random};
+use saml_core::protocol::{Attribute, MemoryReplayCache, openssl_random};
 use saml_metadata::builder::{IdpBuilder, RoleBuilder as _};
 use saml_metadata::model::{Binding, EntityDescriptor, IdpSso};
 use sasl_saml20::client::{Client, RedirectPolicy};
@@ -547,6 +547,84 @@ fn scopes_match_exactly() {
             "{user}"
         );
     }
+}
+
+/// Finding (SAML review F1): the scope rule was applied to the NameID and the authzid only;
+/// the attributes came back as the IdP sent them, so uni-b's IdP could release
+/// `admin@uni-a.example` as eduPersonPrincipalName (and uni-a's staff affiliation) to an
+/// application keying accounts or rights on them. Values outside the asserting IdP's scopes are
+/// now dropped, whatever the identity policy; other attributes are untouched.
+#[test]
+fn scoped_attribute_values_outside_the_idps_scopes_are_dropped() {
+    const EPPN: &str = "urn:oid:1.3.6.1.4.1.5923.1.1.1.6";
+    const AFFILIATION: &str = "urn:oid:1.3.6.1.4.1.5923.1.1.1.9";
+    const MAIL: &str = "urn:oid:0.9.2342.19200300.100.1.3";
+    let f = federation();
+    for policy in [IdentityPolicy::default(), IdentityPolicy::AnyName] {
+        let o = at_uni_b(&f, policy, "bob@uni-b.example")
+            .attribute(Attribute::uri(
+                EPPN,
+                Some("eduPersonPrincipalName"),
+                &[
+                    "admin@uni-a.example",
+                    "bob@uni-b.example",
+                    "bob@faß.example",
+                ],
+            ))
+            .attribute(Attribute::uri(
+                AFFILIATION,
+                None,
+                &["staff@uni-a.example", "staff@uni-b.example@uni-a.example"],
+            ))
+            .attribute(Attribute::uri(MAIL, None, &["admin@uni-a.example"]))
+            .run()
+            .unwrap();
+        let values = |name: &str| -> Option<Vec<String>> {
+            o.attributes
+                .iter()
+                .find(|a| a.name == name)
+                .map(|a| a.values.clone())
+        };
+        assert_eq!(values(EPPN), Some(vec!["bob@uni-b.example".to_owned()]));
+        assert_eq!(values(AFFILIATION), None, "no value left: left out");
+        assert_eq!(values(MAIL), Some(vec!["admin@uni-a.example".to_owned()]));
+    }
+}
+
+/// Finding (SAML review F3): a scope was compared after IDNA normalization but the name was
+/// kept as written, so `admin@faß.de` asserted by the IdP of `xn--fa-hia.de` came back as a
+/// checked scoped name that IDNA2003 consumers read as `admin@fass.de`. A scope must now be
+/// written as it normalizes; an empty name is never an identity (finding F8).
+#[test]
+fn a_scope_is_written_canonically_and_a_name_is_never_empty() {
+    let f = federation();
+    let mut r = StaticResolver::new();
+    r.insert(
+        "xn--fa-hia.example",
+        ResolvedIdp {
+            entity_id: IDP_B.into(),
+            sso_url: SSO.into(),
+            keys: f.b.keys.clone(),
+            scopes: Vec::new(),
+        },
+    )
+    .unwrap();
+    let cfg = Arc::new(ServerConfig::new(RP, ACS, Arc::new(r)));
+    let scenario = |user: &str| {
+        Scenario::new(&f.b)
+            .config(cfg.clone())
+            .domain("xn--fa-hia.example")
+            .signed_by(&f.b, IDP_B)
+            .user(user)
+    };
+    for user in ["admin@faß.example", "admin@xn--fa-hia.example.", " ", ""] {
+        assert!(
+            matches!(scenario(user).run(), Err(Error::OutOfScope { .. })),
+            "{user:?}"
+        );
+    }
+    let o = scenario("admin@xn--fa-hia.example").run().unwrap();
+    assert_eq!(o.identity.scoped_name(), Some("admin@xn--fa-hia.example"));
 }
 
 #[test]

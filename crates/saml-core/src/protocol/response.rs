@@ -796,25 +796,18 @@ impl ResponseValidator {
     }
 }
 
-/// How long to remember a consumed assertion: until its last validity bound (plus skew), at
-/// least as long as the IssueInstant check would still admit it.
+/// How long to remember a consumed assertion: as long as the IssueInstant check would still
+/// admit it (`IssueInstant + max_age + skew`), at least an hour. The assertion's own
+/// NotOnOrAfter bounds can only end its acceptance earlier, so they do not lengthen it: an IdP
+/// writing `9999-12-31` kept every login's entry in the cache for good (unbounded memory in
+/// `MemoryReplayCache`, millennia of TTL in a caller's store).
 fn replay_until(a: &Assertion, now: SystemTime, skew: Duration, max_age: Duration) -> SystemTime {
     let later = |t: SystemTime, d: Duration| {
         t.checked_add(d)
             .or_else(|| t.checked_add(Duration::from_secs(u64::from(u32::MAX))))
             .unwrap_or(t)
     };
-    let mut until = later(a.issue_instant, max_age).max(later(now, Duration::from_secs(3600)));
-    let bounds = a.conditions.iter().filter_map(|c| c.not_on_or_after).chain(
-        a.subject
-            .confirmations
-            .iter()
-            .filter_map(|c| c.data.as_ref().and_then(|d| d.not_on_or_after)),
-    );
-    if let Some(max) = bounds.max() {
-        until = until.max(max);
-    }
-    later(until, skew)
+    later(later(a.issue_instant, max_age), skew).max(later(now, Duration::from_secs(3600)))
 }
 
 /// An `IssueInstant` check (SAML Core §3.2.2, §2.3.3; SAML Profiles §4.1.4.3 leaves the window
@@ -1344,8 +1337,58 @@ fn start_tag_end(s: &str) -> Option<usize> {
 
 #[cfg(test)]
 mod replay_cache_tests {
-    use super::{MemoryReplayCache, OutstandingRequests, ReplayCache, RequestTracker, SWEEP_MIN};
+    use super::{
+        Assertion, BEARER, Conditions, MemoryReplayCache, OutstandingRequests, ReplayCache,
+        RequestTracker, SWEEP_MIN, Subject, SubjectConfirmation, SubjectConfirmationData,
+        replay_until,
+    };
     use std::time::{Duration, UNIX_EPOCH};
+
+    /// Finding (SAML review F2): a consumed assertion was remembered until the latest
+    /// NotOnOrAfter its IdP wrote (year 9999 accepted), although the IssueInstant check refuses
+    /// it long before: every login at such an IdP stayed in `MemoryReplayCache` for good. The
+    /// entry now lives as long as the assertion could still be accepted.
+    #[test]
+    fn a_far_not_on_or_after_does_not_keep_an_assertion_remembered() {
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let far = crate::time::parse_datetime("9999-12-31T23:59:59Z").unwrap();
+        let a = Assertion {
+            id: "_a".into(),
+            issue_instant: t0,
+            issuer: "https://idp.example.org".into(),
+            subject: Subject {
+                name_id: None,
+                confirmations: vec![SubjectConfirmation {
+                    method: BEARER.into(),
+                    data: Some(SubjectConfirmationData {
+                        not_on_or_after: Some(far),
+                        ..Default::default()
+                    }),
+                }],
+            },
+            conditions: Some(Conditions {
+                not_on_or_after: Some(far),
+                ..Default::default()
+            }),
+            authn_statements: Vec::new(),
+            attributes: Vec::new(),
+        };
+        let (skew, max_age) = (Duration::from_secs(180), Duration::from_secs(300));
+        let until = replay_until(&a, t0, skew, max_age);
+        assert!(until <= t0 + Duration::from_secs(3600) + skew, "{until:?}");
+        assert!(until >= t0 + max_age + skew);
+        // So the cache lets go of such logins once they could no longer be accepted (its
+        // first sweep comes at SWEEP_MIN entries).
+        let mut c = MemoryReplayCache::new();
+        for i in 0..SWEEP_MIN - 1 {
+            c.remember("https://idp.example.org", &format!("_a{i}"), until, t0);
+        }
+        let later = t0 + Duration::from_secs(2 * 3600);
+        for id in ["_b", "_c"] {
+            c.remember("https://idp.example.org", id, later + max_age + skew, later);
+        }
+        assert!(c.len() <= 2, "{} entries", c.len());
+    }
 
     /// Recording a request scanned every request held, and nothing bounded how many: anyone
     /// starting logins at an SP (each records an AuthnRequest ID for minutes) made each new

@@ -19,7 +19,7 @@ use saml_core::bindings::redirect;
 use saml_core::dsig::{SigningKey, TrustedKeys};
 use saml_core::protocol::idp::ResponseBuilder;
 use saml_core::protocol::{
-    AuthnRequest, MemoryReplayCache, NAMEID_PERSISTENT, NameId, openssl_random,
+    Attribute, AuthnRequest, MemoryReplayCache, NAMEID_PERSISTENT, NameId, openssl_random,
 };
 use sasl_saml20::Error;
 use sasl_saml20::client::{Client, Step};
@@ -83,10 +83,22 @@ pub fn request_in(url: &str) -> AuthnRequest {
 
 /// The IdP `issuer` (signing with `i`) answering the AuthnRequest inside `url` for `user`.
 pub fn answer_as(i: &Idp, issuer: &str, url: &str, user: &str) -> Vec<u8> {
+    answer_with(i, issuer, url, user, &[])
+}
+
+/// [`answer_as`] releasing `attributes`.
+pub fn answer_with(
+    i: &Idp,
+    issuer: &str,
+    url: &str,
+    user: &str,
+    attributes: &[Attribute],
+) -> Vec<u8> {
     let req = request_in(url);
-    ResponseBuilder::for_request(&req, issuer, ACS, NameId::new(user, NAMEID_PERSISTENT))
-        .build(&i.key, now(), &mut openssl_random)
-        .unwrap()
+    let mut b =
+        ResponseBuilder::for_request(&req, issuer, ACS, NameId::new(user, NAMEID_PERSISTENT));
+    b.attributes = attributes.to_vec();
+    b.build(&i.key, now(), &mut openssl_random).unwrap()
 }
 
 /// [`IDP`] answering the AuthnRequest inside `url` for `user` (with the checks on the request).
@@ -107,6 +119,7 @@ pub struct Scenario<'a> {
     issuer: String,
     user: String,
     initial_in_first: bool,
+    attributes: Vec<Attribute>,
 }
 
 impl<'a> Scenario<'a> {
@@ -121,7 +134,14 @@ impl<'a> Scenario<'a> {
             issuer: IDP.into(),
             user: "alice".into(),
             initial_in_first: true,
+            attributes: Vec::new(),
         }
+    }
+
+    /// The IdP releases `a` too.
+    pub fn attribute(mut self, a: Attribute) -> Self {
+        self.attributes.push(a);
+        self
     }
 
     pub fn config(mut self, cfg: Arc<ServerConfig>) -> Self {
@@ -196,7 +216,7 @@ impl<'a> Scenario<'a> {
         let mut x = self.begin()?;
         x.send_equals()?;
         assert!(x.server.request_id().is_some());
-        let xml = answer_as(self.idp, &self.issuer, &x.url, &self.user);
+        let xml = answer_with(self.idp, &self.issuer, &x.url, &self.user, &self.attributes);
         let r = x.deliver(&xml, now());
         x.client.outcome(r.is_ok()).unwrap();
         assert_eq!(x.client.is_authenticated(), r.is_ok());
