@@ -162,7 +162,7 @@ impl Identity {
             (_, Some((user, _))) if user.is_empty() || user.contains('@') => {
                 return Err(refuse("a scoped name is user@domain with one @"));
             }
-            (_, Some((_, domain))) => Some(checked_scope(idp, domain).map_err(|why| refuse(why))?),
+            (_, Some((_, domain))) => Some(checked_scope(idp, domain).map_err(refuse)?),
         };
         Ok(Identity {
             idp: idp.entity_id.clone(),
