@@ -239,7 +239,7 @@ fn signed_response_and_assertion_validate() {
     );
     assert_eq!(
         ok.assertion
-            .attribute("eduPersonScopedAffiliation")
+            .attribute_by_friendly_name("eduPersonScopedAffiliation")
             .unwrap()
             .values,
         ["member@example.org", "staff@example.org"]
@@ -750,6 +750,49 @@ fn edited_and_signed(w: &World, b: &ResponseBuilder, edit: impl Fn(String) -> St
     .unwrap()
 }
 
+/// Finding (SAML review F10): an element the schema allows once (NameID, Subject, Conditions,
+/// Issuer, SubjectConfirmationData) was read "last wins", so another processor of the same
+/// signed assertion reading the first disagreed on the subject or the audience; and
+/// `attribute(name)` returned an attribute only labelled so by its FriendlyName (SAML Core
+/// §2.7.3.1). Now a second occurrence is refused and attributes are found by Name.
+#[test]
+fn elements_allowed_once_are_refused_twice_and_attributes_go_by_name() {
+    let mut w = world();
+    let v = validator(&w);
+    let mut b = builder(&w);
+    b.attributes = vec![Attribute::uri(
+        "urn:oid:2.16.840.1.113730.3.1.241",
+        Some("eduPersonPrincipalName"),
+        &["admin@example.org"],
+    )];
+    let xml = edited_and_signed(&w, &b, |x| x);
+    let ok = validate(&mut w, &v, &xml).unwrap();
+    assert!(ok.assertion.attribute("eduPersonPrincipalName").is_none());
+    assert!(
+        ok.assertion
+            .attribute_by_friendly_name("eduPersonPrincipalName")
+            .is_some()
+    );
+    let twice = |x: &str, open: &str, close: &str| -> String {
+        let s = x.find(open).unwrap_or_else(|| panic!("{open} in {x}"));
+        let e = s + x[s..].find(close).unwrap() + close.len();
+        format!("{}{}{}", &x[..e], &x[s..e], &x[e..])
+    };
+    for (open, close) in [
+        ("<saml:NameID", "</saml:NameID>"),
+        ("<saml:Subject>", "</saml:Subject>"),
+        ("<saml:Conditions", "</saml:Conditions>"),
+        ("<saml:SubjectConfirmationData", "/>"),
+    ] {
+        let mut w = world();
+        let v = validator(&w);
+        let b = builder(&w);
+        let xml = edited_and_signed(&w, &b, |x| twice(&x, open, close));
+        let e = validate(&mut w, &v, &xml).unwrap_err().to_string();
+        assert!(e.contains("once") || e.contains("second"), "{open}: {e}");
+    }
+}
+
 #[test]
 fn unicode_spaces_are_not_trimmed_from_signed_values() {
     // U+00A0 NO-BREAK SPACE, U+3000 IDEOGRAPHIC SPACE, U+2028 LINE SEPARATOR, U+0085 NEXT LINE:
@@ -986,6 +1029,10 @@ fn a_huge_clock_skew_does_not_panic() {
         // The IdP side too.
         let _ = check_request(&w.request, &[SSO], now(), skew, skew);
         let _ = check_request(&w.request, &[SSO], now(), Duration::from_secs(60), skew);
+        // An assertion lifetime whose sum does not fit (SAML review F11: it panicked).
+        let mut b = builder(&w);
+        b.lifetime = skew;
+        let _ = build(&w, &b);
     }
 }
 

@@ -510,7 +510,11 @@ impl Server {
             initial: init,
             idp,
             request_id: id,
-            deadline: now + self.cfg.session_timeout,
+            // A timeout whose sum does not fit saturates (a configuration value; never a panic).
+            deadline: now
+                .checked_add(self.cfg.session_timeout)
+                .or_else(|| now.checked_add(Duration::from_secs(u64::from(u32::MAX))))
+                .unwrap_or(now),
         });
         Ok(url.into_bytes())
     }

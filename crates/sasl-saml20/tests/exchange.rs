@@ -627,6 +627,15 @@ fn a_scope_is_written_canonically_and_a_name_is_never_empty() {
     assert_eq!(o.identity.scoped_name(), Some("admin@xn--fa-hia.example"));
 }
 
+/// A session timeout whose sum does not fit saturates (SAML review F11: it panicked).
+#[test]
+fn a_huge_session_timeout_does_not_panic() {
+    let i = idp();
+    let cfg = (*config(&i)).clone().with_session_timeout(Duration::MAX);
+    let (_, url) = started(Arc::new(cfg));
+    assert!(url.starts_with(SSO), "{url}");
+}
+
 #[test]
 fn the_idps_own_scope_in_any_case_is_checked_and_kept() {
     let f = federation();

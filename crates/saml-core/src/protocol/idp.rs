@@ -109,7 +109,12 @@ impl ResponseBuilder {
 
     /// The assertion XML (unsigned), with its own namespace declarations.
     fn assertion(&self, id: &str, session: &str, now: SystemTime) -> String {
-        let until = format_datetime_exact(now + self.lifetime);
+        // A lifetime whose sum does not fit saturates (a configuration value; never a panic).
+        let until = now
+            .checked_add(self.lifetime)
+            .or_else(|| now.checked_add(Duration::from_secs(u64::from(u32::MAX))))
+            .unwrap_or(now);
+        let until = format_datetime_exact(until);
         let now_s = format_datetime_exact(now);
         let irt = self
             .in_response_to

@@ -131,15 +131,23 @@ pub struct Assertion {
 }
 
 impl Assertion {
-    /// The first attribute named `name` (a URI such as `urn:oid:0.9.2342.19200300.100.1.3`) or
-    /// with that FriendlyName.
+    /// The first attribute named `name` (its `Name`, a URI such as
+    /// `urn:oid:0.9.2342.19200300.100.1.3`). SAML Core §2.7.3.1: `FriendlyName` MUST NOT be used
+    /// to identify an attribute, so it is not looked at (an attribute only *labelled*
+    /// `eduPersonPrincipalName`, such as a user-editable displayName, was returned for that
+    /// name before); see [`Assertion::attribute_by_friendly_name`] for display.
     #[must_use]
     pub fn attribute(&self, name: &str) -> Option<&Attribute> {
-        self.attributes.iter().find(|a| a.name == name).or_else(|| {
-            self.attributes
-                .iter()
-                .find(|a| a.friendly_name.as_deref() == Some(name))
-        })
+        self.attributes.iter().find(|a| a.name == name)
+    }
+
+    /// The first attribute whose `FriendlyName` is `friendly_name`: a label for display, never
+    /// an identification (SAML Core §2.7.3.1).
+    #[must_use]
+    pub fn attribute_by_friendly_name(&self, friendly_name: &str) -> Option<&Attribute> {
+        self.attributes
+            .iter()
+            .find(|a| a.friendly_name.as_deref() == Some(friendly_name))
     }
 }
 
@@ -1050,15 +1058,36 @@ fn read_assertion_signed(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<(Assertion,
         authn_statements: Vec::new(),
         attributes: Vec::new(),
     };
+    // SAML Core §2.3.3: Issuer, Subject and Conditions occur at most once. A second one was
+    // read as "last wins", so another processor of the same signed assertion (a proxy, an
+    // audit log, another SP library) reading the first would disagree on the subject or the
+    // audience: refused.
+    let once = |seen: &mut bool, ch: &Elem<'_>| {
+        if std::mem::replace(seen, true) {
+            Err(ch.invalid("occurs more than once in saml:Assertion"))
+        } else {
+            Ok(())
+        }
+    };
+    let (mut issuer, mut subject_seen, mut conditions_seen) = (false, false, false);
     while let Some(ch) = c.next_child("Assertion")? {
         match (ch.ns, ch.local) {
-            (SAML_NS, "Issuer") => a.issuer = c.text()?,
+            (SAML_NS, "Issuer") => {
+                once(&mut issuer, &ch)?;
+                a.issuer = c.text()?;
+            }
             (DSIG_NS, "Signature") => {
                 signed = true;
                 c.skip(&ch)?;
             }
-            (SAML_NS, "Subject") => a.subject = subject(c, &ch)?,
-            (SAML_NS, "Conditions") => a.conditions = Some(conditions(c, &ch)?),
+            (SAML_NS, "Subject") => {
+                once(&mut subject_seen, &ch)?;
+                a.subject = subject(c, &ch)?;
+            }
+            (SAML_NS, "Conditions") => {
+                once(&mut conditions_seen, &ch)?;
+                a.conditions = Some(conditions(c, &ch)?);
+            }
             (SAML_NS, "AuthnStatement") => a.authn_statements.push(authn_statement(c, &ch)?),
             (SAML_NS, "AttributeStatement") => {
                 while let Some(x) = c.next_child("AttributeStatement")? {
@@ -1094,6 +1123,11 @@ fn subject(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Subject, Error> {
     let mut s = Subject::default();
     while let Some(ch) = c.next_child("Subject")? {
         match (ch.ns, ch.local) {
+            // SAML Core §2.4.1: one identifier at most (last wins would disagree with a
+            // processor reading the first).
+            (SAML_NS, "NameID") if s.name_id.is_some() => {
+                return Err(ch.invalid("a second saml:NameID in saml:Subject").into());
+            }
             (SAML_NS, "NameID") => s.name_id = Some(name_id(c, &ch)?),
             (SAML_NS, "SubjectConfirmation") => {
                 let mut sc = SubjectConfirmation {
@@ -1101,6 +1135,9 @@ fn subject(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Subject, Error> {
                     data: None,
                 };
                 while let Some(x) = c.next_child("SubjectConfirmation")? {
+                    if x.is(SAML_NS, "SubjectConfirmationData") && sc.data.is_some() {
+                        return Err(x.invalid("a second saml:SubjectConfirmationData").into());
+                    }
                     if x.is(SAML_NS, "SubjectConfirmationData") {
                         sc.data = Some(SubjectConfirmationData {
                             not_before: x.time_attr("NotBefore")?,
