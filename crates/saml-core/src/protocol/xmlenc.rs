@@ -25,8 +25,8 @@
 //!
 //! Unwrapping a content key is an RSA private-key operation, done before anything is
 //! authenticated. An EncryptedAssertion may carry at most [`MAX_ENCRYPTED_KEYS`] EncryptedKeys
-//! (more is refused while reading), and at most [`MAX_KEY_ATTEMPTS`] private-key operations are
-//! made per message. EncryptedKeys whose `ds:KeyInfo` carries an `X509Certificate` of one of our
+//! (more is refused while reading), and at most two private-key operations per configured key
+//! ([`MAX_KEY_ATTEMPTS`] in all) are made per message. EncryptedKeys whose `ds:KeyInfo` carries an `X509Certificate` of one of our
 //! keys are tried first, with that key only; one naming another certificate is not tried; then
 //! those whose `Recipient` is our entityID, then the others.
 
@@ -54,8 +54,17 @@ pub const RSA_1_5: &str = "http://www.w3.org/2001/04/xmlenc#rsa-1_5";
 /// siblings together); more is refused.
 pub const MAX_ENCRYPTED_KEYS: usize = 16;
 
-/// Most RSA private-key operations (key unwrap attempts) per EncryptedAssertion.
+/// Most RSA private-key operations (key unwrap attempts) per EncryptedAssertion; fewer with
+/// fewer configured keys: two per configured decryption key (an EncryptedKey for us and one
+/// more, per key in a rollover), whatever the message carries.
 pub const MAX_KEY_ATTEMPTS: usize = 8;
+
+/// The private-key operations allowed for `keys` configured keys: two each, at most
+/// [`MAX_KEY_ATTEMPTS`]. An unauthenticated message with 16 keyless EncryptedKeys cost eight
+/// RSA operations with one configured key (SAML review F7).
+fn attempt_cap(keys: usize) -> usize {
+    keys.saturating_mul(2).min(MAX_KEY_ATTEMPTS)
+}
 
 /// Most `ds:X509Certificate`s looked at in one EncryptedKey's KeyInfo.
 const MAX_KEYINFO_CERTIFICATES: usize = 4;
@@ -471,7 +480,8 @@ impl ContentKey {
     }
 }
 
-/// The (EncryptedKey, our key) pairs to try, best first, at most [`MAX_KEY_ATTEMPTS`]:
+/// The (EncryptedKey, our key) pairs to try, best first, at most two per configured key and
+/// [`MAX_KEY_ATTEMPTS`] in all:
 /// a KeyInfo certificate of one of our keys pairs with that key only, a (readable) certificate
 /// of another key excludes the EncryptedKey; then `Recipient` = us, no Recipient, another
 /// Recipient.
@@ -506,7 +516,7 @@ fn attempts<'a>(
     ranked.sort_by_key(|(rank, _, _)| *rank); // stable: document and configuration order
     ranked
         .into_iter()
-        .take(MAX_KEY_ATTEMPTS)
+        .take(attempt_cap(keys.len()))
         .map(|(_, k, key)| (k, key))
         .collect()
 }
@@ -557,7 +567,8 @@ pub fn content_key(
         });
     }
     Err(ProtocolError::Decryption(format!(
-        "no configured key unwraps the content key (at most {MAX_KEY_ATTEMPTS} tried)"
+        "no configured key unwraps the content key (at most {} tried)",
+        attempt_cap(keys.len())
     ))
     .into())
 }
@@ -810,7 +821,20 @@ mod tests {
         let r = content_key(&d, &ours, &DecryptOptions::default(), true);
         let spent = ops() - before;
         assert!(r.is_err(), "the real key is past the cap");
-        assert_eq!(spent, MAX_KEY_ATTEMPTS, "{spent} private-key operations");
+        assert_eq!(spent, 2 * ours.len(), "{spent} private-key operations");
+
+        // SAML review F7: one configured key and 16 keyless EncryptedKeys cost 8 operations
+        // before anything was authenticated; two per configured key now.
+        let one = [rsa()];
+        let mut junk = sealed(DataAlgorithm::Aes256Gcm, b"", &public(&other));
+        junk.keys = vec![bogus.clone(); MAX_ENCRYPTED_KEYS];
+        let before = ops();
+        assert!(content_key(&junk, &one, &DecryptOptions::default(), false).is_err());
+        assert_eq!(ops() - before, 2);
+        let five: Vec<PKey<Private>> = (0..5).map(|_| rsa()).collect();
+        let before = ops();
+        assert!(content_key(&junk, &five, &DecryptOptions::default(), false).is_err());
+        assert_eq!(ops() - before, MAX_KEY_ATTEMPTS);
 
         // The real key's KeyInfo names our certificate: one operation, whatever comes first.
         let cert_of = |k: &PKey<Private>| {
