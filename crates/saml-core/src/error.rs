@@ -334,7 +334,8 @@ pub enum ProtocolError {
     /// signed and it is not.
     #[error("{0}")]
     Unsigned(String),
-    /// A Response must hold exactly one Assertion or EncryptedAssertion.
+    /// A Response must hold exactly one Assertion or EncryptedAssertion (the number found: 0,
+    /// or 2, since reading stops at the second).
     #[error("expected exactly one assertion in the Response, found {0}")]
     AssertionCount(usize),
     /// The signed assertion is not the Response's assertion child (signature wrapping).

@@ -793,6 +793,22 @@ fn elements_allowed_once_are_refused_twice_and_attributes_go_by_name() {
     }
 }
 
+/// Finding (SAML review F6): a Response was read whole, unverified, before "more than one
+/// assertion" was checked: each EncryptedAssertion held a copy of its namespace scope and its
+/// decoded ciphertexts (about 11x the input). Reading now stops at the second assertion.
+#[test]
+fn reading_stops_at_the_second_assertion() {
+    let mut w = world();
+    let v = validator(&w);
+    let xml = String::from_utf8(build(&w, &builder(&w))).unwrap();
+    let (s, e) = assertion_of(&xml);
+    let many = format!("{}{}{}", &xml[..e], xml[s..e].repeat(50), &xml[e..]);
+    assert!(matches!(
+        protocol_err(validate(&mut w, &v, many.as_bytes())),
+        ProtocolError::AssertionCount(2)
+    ));
+}
+
 #[test]
 fn unicode_spaces_are_not_trimmed_from_signed_values() {
     // U+00A0 NO-BREAK SPACE, U+3000 IDEOGRAPHIC SPACE, U+2028 LINE SEPARATOR, U+0085 NEXT LINE:

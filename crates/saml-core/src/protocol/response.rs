@@ -964,6 +964,15 @@ fn read_response<'a>(mut c: Cursor<'a>, depth: Depth) -> Result<ResponseParts<'a
     };
     let mut have_status = false;
     while let Some(ch) = c.next_child("Response")? {
+        // SAML Profiles §4.1.4.2 (one assertion here): refused at the second, before it is
+        // read. The whole Response was read first (unverified), each EncryptedAssertion with
+        // a copy of its namespace scope and its decoded ciphertexts, about 11x the input.
+        if parts.items.len() == 1
+            && ch.ns == SAML_NS
+            && matches!(ch.local, "Assertion" | "EncryptedAssertion")
+        {
+            return Err(ProtocolError::AssertionCount(2).into());
+        }
         match (ch.ns, ch.local) {
             (SAML_NS, "Issuer") => parts.head.issuer = Some(c.text()?),
             (DSIG_NS, "Signature") => {
