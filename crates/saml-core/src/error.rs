@@ -408,6 +408,16 @@ pub enum ProtocolError {
     /// A binding-level problem (base64, DEFLATE, size limit, parameters, URL).
     #[error("binding: {0}")]
     Binding(String),
+    /// A persistent or transient NameID's `NameQualifier` is not the IdP, or its
+    /// `SPNameQualifier` not this SP (nor an accepted affiliation): the identifier would be
+    /// filed under another party's namespace (SAML Core §8.3.7, §8.3.8).
+    #[error("NameID {attribute} {found:?} names another party than the IdP and this SP")]
+    NameQualifierMismatch {
+        /// `NameQualifier` or `SPNameQualifier`.
+        attribute: String,
+        /// The value found.
+        found: String,
+    },
 }
 
 impl ProtocolError {

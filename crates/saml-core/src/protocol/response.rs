@@ -406,7 +406,10 @@ pub struct ResponseValidator {
     /// [`xmlenc::OPAQUE_FAILURE`] error, but timing still tells failures apart. Default false:
     /// AES-GCM always, CBC only under a verified Response signature.
     pub allow_unauthenticated_cbc: bool,
-    /// Reader limits.
+    /// `SPNameQualifier` values accepted besides [`ResponseValidator::sp_entity_id`] (the
+    /// affiliations this SP belongs to, SAML Metadata §2.5). Default empty.
+    pub sp_name_qualifiers: Vec<String>,
+    /// Reader limits (default [`ResponseValidator::default_limits`]: 1 MiB documents).
     pub limits: Limits,
 }
 
@@ -434,8 +437,24 @@ impl ResponseValidator {
             legacy_signatures: false,
             allow_tripledes: false,
             allow_unauthenticated_cbc: false,
-            limits: Limits::default(),
+            sp_name_qualifiers: Vec::new(),
+            limits: Self::default_limits(),
         }
+    }
+
+    /// The reader limits a new validator starts with: the defaults, sized for federation
+    /// metadata (256 MiB documents, 16 MiB text), cut to what a Response can be: at most
+    /// [`crate::bindings::post::DEFAULT_MAX_MESSAGE`] (1 MiB) of document and of text. A
+    /// caller handing the XML straight to the validator (a SASL server, an ACS without the
+    /// POST decoder's bound) no longer admits 256 MiB before any signature is checked.
+    #[must_use]
+    pub fn default_limits() -> Limits {
+        let mut l = Limits::default();
+        l.max_document_size = crate::bindings::post::DEFAULT_MAX_MESSAGE;
+        l.max_text_len = l
+            .max_text_len
+            .min(crate::bindings::post::DEFAULT_MAX_MESSAGE);
+        l
     }
 
     fn verify_options(&self, id: &str) -> VerifyOptions {
@@ -720,6 +739,34 @@ impl ResponseValidator {
                 }
             }
         }
+        // SAML Core §8.3.7, §8.3.8: a persistent or transient identifier's NameQualifier is the
+        // IdP and its SPNameQualifier the SP (or its affiliation). Another value would file
+        // the user under another party's namespace for a consumer keying on all three.
+        if let Some(n) = &a.subject.name_id
+            && matches!(
+                n.format.as_deref(),
+                Some(super::NAMEID_PERSISTENT | super::NAMEID_TRANSIENT)
+            )
+        {
+            let mismatch = |attribute: &str, found: &str| -> Error {
+                ProtocolError::NameQualifierMismatch {
+                    attribute: attribute.to_owned(),
+                    found: found.to_owned(),
+                }
+                .into()
+            };
+            if let Some(q) = n.name_qualifier.as_deref()
+                && q != self.idp_entity_id
+            {
+                return Err(mismatch("NameQualifier", q));
+            }
+            if let Some(q) = n.sp_name_qualifier.as_deref()
+                && q != self.sp_entity_id
+                && !self.sp_name_qualifiers.iter().any(|s| s == q)
+            {
+                return Err(mismatch("SPNameQualifier", q));
+            }
+        }
         self.bearer(a, head.in_response_to.as_deref(), now)?;
         if a.authn_statements.is_empty() {
             return Err(ProtocolError::Malformed {
@@ -974,7 +1021,10 @@ fn read_response<'a>(mut c: Cursor<'a>, depth: Depth) -> Result<ResponseParts<'a
             return Err(ProtocolError::AssertionCount(2).into());
         }
         match (ch.ns, ch.local) {
-            (SAML_NS, "Issuer") => parts.head.issuer = Some(c.text()?),
+            (SAML_NS, "Issuer") => {
+                entity_format(&ch)?;
+                parts.head.issuer = Some(c.text()?);
+            }
             (DSIG_NS, "Signature") => {
                 parts.signed = true;
                 c.skip(&ch)?;
@@ -1083,6 +1133,7 @@ fn read_assertion_signed(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<(Assertion,
         match (ch.ns, ch.local) {
             (SAML_NS, "Issuer") => {
                 once(&mut issuer, &ch)?;
+                entity_format(&ch)?;
                 a.issuer = c.text()?;
             }
             (DSIG_NS, "Signature") => {
@@ -1117,6 +1168,17 @@ fn read_assertion_signed(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<(Assertion,
         return Err(e.invalid("missing saml:Issuer").into());
     }
     Ok((a, signed))
+}
+
+/// SAML Profiles §4.1.4.2: an Issuer's `Format`, if present, is the entity format (an Issuer
+/// in another format names no IdP).
+fn entity_format(e: &Elem<'_>) -> Result<(), Error> {
+    match e.attr("Format") {
+        None | Some("urn:oasis:names:tc:SAML:2.0:nameid-format:entity") => Ok(()),
+        Some(f) => Err(e
+            .invalid(format!("Issuer Format {f:?} is not the entity format"))
+            .into()),
+    }
 }
 
 fn name_id(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<NameId, Error> {
