@@ -539,6 +539,10 @@ impl<S: Store> BrokerService<S> {
     /// Reloads what another instance changed: the registry and rules when the store's
     /// registry generation moved, the relationships when theirs did.
     async fn refresh(&self) -> Result<(), Error> {
+        // The core's registry revision before the store is read: a change this instance makes
+        // meanwhile (an import, a registration: stored, then applied to the core) is newer
+        // than the snapshot, which would take it back out as "no longer stored".
+        let before = self.core().registry.revision();
         let g = self.store.generation().await?;
         let seen = *self.generation.lock().unwrap_or_else(|p| p.into_inner());
         if g == seen {
@@ -554,8 +558,25 @@ impl<S: Store> BrokerService<S> {
         } else {
             Some(self.store.relationships().await?)
         };
+        self.apply_refresh(before, g, entities, pairs)?;
+        Ok(())
+    }
+
+    /// Applies what [`Self::refresh`] read, unless the core's registry changed since
+    /// `before` (then nothing is applied and the generation is not recorded: the next
+    /// refresh reads the store again). Returns whether it applied.
+    fn apply_refresh(
+        &self,
+        before: u64,
+        g: Generation,
+        entities: Option<(Vec<StoredEntity>, Option<String>)>,
+        pairs: Option<Vec<(String, String, i64)>>,
+    ) -> Result<bool, Error> {
         {
             let mut core = self.core();
+            if entities.is_some() && core.registry.revision() != before {
+                return Ok(false);
+            }
             if let Some((entities, rules)) = entities {
                 let mut digests = self.digests.lock().unwrap_or_else(|p| p.into_inner());
                 for (id, why) in load_entities(&mut core, &mut digests, entities) {
@@ -574,7 +595,7 @@ impl<S: Store> BrokerService<S> {
             }
         }
         *self.generation.lock().unwrap_or_else(|p| p.into_inner()) = g;
-        Ok(())
+        Ok(true)
     }
 
     /// Sends one trigger and hands its answer to the core. (Boxed: handling the answer may
@@ -1812,6 +1833,46 @@ mod tests {
         svc.store.put_entity(&row).await.unwrap();
         svc.refresh().await.unwrap();
         assert!(loaded("https://idp.legacy.example/idp"));
+    }
+
+    /// A flake of the broker integration test, explained: a refresh that read the store just
+    /// before this instance imported an entity (stored, then applied to the core) applied its
+    /// older snapshot afterwards and took the new entity back out of the core as "no longer
+    /// stored", until the next refresh: a discovery page in between listed no IdP. A snapshot
+    /// older than the core's last change is not applied now.
+    #[tokio::test]
+    async fn a_refresh_older_than_a_local_change_does_not_undo_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let svc = service(tmp.path()).await;
+        let id = "https://idp.a.example/idp";
+        // The refresh reads the store (nothing there yet)...
+        let before = svc.core().registry.revision();
+        let g = svc.store.generation().await.unwrap();
+        let snapshot = svc.store.entities().await.unwrap();
+        // ...while the operator's import is stored and applied.
+        let e = idp("idp.a.example", "Alpha");
+        svc.store
+            .put_entity(&StoredEntity {
+                entity_id: id.into(),
+                xml: e.to_xml().unwrap(),
+                policy: serde_json::to_string(&EntityPolicy::default()).unwrap(),
+                origin: Some(Origin::Operator),
+            })
+            .await
+            .unwrap();
+        svc.core()
+            .registry
+            .insert(e, EntityPolicy::default(), SystemTime::now(), true)
+            .unwrap();
+        let applied = svc
+            .apply_refresh(before, g, Some((snapshot, None)), None)
+            .unwrap();
+        assert!(!applied);
+        assert!(svc.core().registry.get(id).is_some(), "the import stays");
+        // The next refresh reads the store again and keeps it.
+        svc.refresh().await.unwrap();
+        assert!(svc.core().registry.get(id).is_some());
+        assert!(svc.choice_page(SP, None).contains("Alpha"));
     }
 
     fn acs_in_core(svc: &BrokerService<SqliteStore>) -> Option<String> {
