@@ -75,6 +75,10 @@ pub enum Refusal {
     /// The metadata fetched is not of the role expected (an SP's agent integrates IdPs only,
     /// an IdP's agent SPs only).
     WrongRole,
+    /// The peer's `<sha1>.xml` is in the integration directory without the `.xml.loc` DAME
+    /// writes first: the operator configured it by hand, and DAME neither replaces nor removes
+    /// it (agent review M4).
+    StaticallyConfigured,
 }
 
 impl std::fmt::Display for Refusal {
@@ -101,6 +105,9 @@ impl std::fmt::Display for Refusal {
             Refusal::WrongFlow => "the message names another SP or IdP than the flow",
             Refusal::NotDameCapable => "the entity has no DAME MetadataSyncLocation",
             Refusal::WrongRole => "the metadata is not of the role expected",
+            Refusal::StaticallyConfigured => {
+                "the peer's metadata is statically configured (not written by DAME)"
+            }
         })
     }
 }

@@ -917,3 +917,101 @@ fn a_policy_that_now_denies_a_peer_rolls_the_pair_back() {
             .is_err()
     );
 }
+
+// Agent review (second): what the SP's agent does with triggers about IDP, driven by hand.
+
+/// A trigger of `action` about `peer`, signed by the broker, issued at `at`, to the SP's agent
+/// at `now`.
+fn sp_trigger(
+    w: &mut World,
+    action: TriggerAction,
+    peer: &str,
+    at: std::time::SystemTime,
+    now: std::time::SystemTime,
+) -> Result<TriggerStep, dame_protocol::Error> {
+    let url = Trigger::new(action, peer, SP, at, &mut rng())
+        .url(SP_SYNC, &w.broker_key.signing())
+        .unwrap();
+    w.sp.agent.handle_trigger(query_of(&url), BROKER_ADDR, now)
+}
+
+/// The SP's agent completes fetch `req` with `status`/`body`, or with the broker's MDQ answer
+/// when `status` is `None`.
+fn sp_completes(
+    w: &mut World,
+    req: &mdq_client::client::FetchRequest,
+    answer: Option<(u16, Vec<u8>)>,
+    now: std::time::SystemTime,
+) -> FetchOutcome {
+    let (status, headers, body) = match answer {
+        None => w.mdq(&req.url, &req.headers),
+        Some((s, b)) => (
+            s,
+            vec![(
+                "Content-Type".to_owned(),
+                "application/samlmetadata+xml".to_owned(),
+            )],
+            b,
+        ),
+    };
+    w.sp.agent
+        .handle_fetched(
+            req.token,
+            &req.url,
+            &HttpResponse {
+                status,
+                headers: &headers,
+                body: &body,
+            },
+            now,
+            &mut rng(),
+        )
+        .unwrap()
+}
+
+fn answer_of(o: FetchOutcome) -> dame_protocol::mdi::MdiResponse {
+    match o {
+        FetchOutcome::Answer(a) => a,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn fetch_req(s: Result<TriggerStep, dame_protocol::Error>) -> mdq_client::client::FetchRequest {
+    match s.unwrap() {
+        TriggerStep::Fetch(req) => req,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_operators_static_file_survives_rollbacks_and_fetches() {
+    // Agent review M4: no `.xml.loc`, so the `.xml` is the operator's.
+    let mut w = World::new();
+    let now = w.now;
+    let mine = b"<md:EntityDescriptor entityID='hand-vetted'/>".to_vec();
+    w.sp.agent
+        .target_mut()
+        .files
+        .insert(metadata_file(IDP), mine.clone());
+    let s = sp_trigger(&mut w, TriggerAction::Rollback, IDP, now, now).unwrap();
+    assert!(matches!(s, TriggerStep::Answer(_)), "{s:?}");
+    assert_eq!(
+        w.sp.agent.target().files.get(&metadata_file(IDP)),
+        Some(&mine)
+    );
+    let req = fetch_req(sp_trigger(
+        &mut w,
+        TriggerAction::FetchMetadata,
+        IDP,
+        now,
+        now,
+    ));
+    let a = answer_of(sp_completes(&mut w, &req, None, now));
+    assert_eq!(a.status, MdiStatus::Refused, "{a:?}");
+    assert!(a.reason.unwrap().contains("statically configured"));
+    assert_eq!(w.sp.agent.target().files.len(), 1);
+    assert_eq!(
+        w.sp.agent.target().files.get(&metadata_file(IDP)),
+        Some(&mine)
+    );
+}
