@@ -122,7 +122,9 @@ impl<T: IntegrationTarget> Agent<T> {
         target: T,
     ) -> Result<Self, Error> {
         let mut cfg = Config::new(BaseUrl::parse(broker_mdq)?, broker_keys.clone());
-        // A failed fetch must not integrate an older copy.
+        // A failed fetch must not integrate an older copy (fetches are completed with
+        // `handle_response_fresh`, which never falls back; this keeps the cache from serving
+        // one anyway).
         cfg.max_stale = Duration::ZERO;
         cfg.max_entries = 1_000;
         Ok(Agent {
@@ -138,6 +140,18 @@ impl<T: IntegrationTarget> Agent<T> {
             reports: VecDeque::new(),
             by_source: RateLimiter::new(10.0, 50, 10_000),
         })
+    }
+
+    /// The largest metadata body (decoded) accepted from the broker, default 4 MiB: set it to
+    /// the adapter's own body limit, so that a document the adapter downloads in full is not
+    /// refused by the check after it (agent review M3).
+    #[must_use]
+    pub fn with_max_body(mut self, bytes: usize) -> Self {
+        let mut cfg = self.mdq.config().clone();
+        cfg.max_body = bytes;
+        // Nothing is cached yet when built: a new core loses nothing but the cache.
+        self.mdq = Client::new(cfg);
+        self
     }
 
     /// The integration target.
@@ -186,6 +200,10 @@ impl<T: IntegrationTarget> Agent<T> {
         match t.action {
             TriggerAction::Rollback => {
                 let removed = self.target.remove(&t.peer)?;
+                // No later 304 or failure may bring the old copy back (agent review M3).
+                if let Ok(id) = Identifier::entity_id(&t.peer) {
+                    self.mdq.forget(&id);
+                }
                 Ok(TriggerStep::Answer(MdiResponse {
                     status: MdiStatus::Integrated,
                     reason: Some(
@@ -282,9 +300,11 @@ impl<T: IntegrationTarget> Agent<T> {
             .pending
             .remove(&token)
             .ok_or_else(|| Error::malformed("fetch", "no such fetch in flight"))?;
+        // Only what the broker answered now: a fresh verified 200, or a 304 revalidating the
+        // cached entry; never a cached copy on a 404 or an error (agent review M3).
         let result = self
             .mdq
-            .handle_response(token, resp, now)
+            .handle_response_fresh(token, resp, now)
             .map_err(Error::from)
             .and_then(|e| self.integrate(&p, e.as_deref(), url));
         self.outcome(token, p, result, now, rng)

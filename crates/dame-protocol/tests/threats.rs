@@ -1015,3 +1015,59 @@ fn an_operators_static_file_survives_rollbacks_and_fetches() {
         Some(&mine)
     );
 }
+
+#[test]
+fn a_failed_fetch_never_integrates_the_cached_copy() {
+    // Agent review M3: only a fresh verified 200, or a 304 revalidating the cached entry, is
+    // integrated; a rollback forgets the cached copy.
+    let mut w = World::new();
+    let now = w.now;
+    let mallory = TestKey::rsa("mallory");
+    let forged = idp_entity(&mallory, IDP, Some(IDP_SYNC))
+        .sign(&mallory.signing(), &SignOptions::default())
+        .unwrap();
+    let bad: [(u16, Vec<u8>); 4] = [
+        (502, Vec::new()),
+        (503, b"<html>restarting</html>".to_vec()),
+        (200, forged),
+        (404, Vec::new()),
+    ];
+    for (i, (status, body)) in bad.into_iter().enumerate() {
+        let at = now + Duration::from_secs(10 * i as u64);
+        let req = fetch_req(sp_trigger(
+            &mut w,
+            TriggerAction::FetchMetadata,
+            IDP,
+            at,
+            at,
+        ));
+        let a = answer_of(sp_completes(&mut w, &req, None, at));
+        assert_eq!(a.status, MdiStatus::Integrated, "{a:?}");
+        // Without a rollback, a bad answer to the next trigger is an error, not the cached copy.
+        let at = at + Duration::from_secs(1);
+        let req = fetch_req(sp_trigger(
+            &mut w,
+            TriggerAction::FetchMetadata,
+            IDP,
+            at,
+            at,
+        ));
+        let a = answer_of(sp_completes(&mut w, &req, Some((status, body.clone())), at));
+        assert_ne!(a.status, MdiStatus::Integrated, "{status}: {a:?}");
+        // A rollback, then a new trigger that is answered badly: nothing comes back.
+        let at = at + Duration::from_secs(1);
+        let _ = sp_trigger(&mut w, TriggerAction::Rollback, IDP, at, at).unwrap();
+        assert!(w.sp.agent.target().files.is_empty());
+        let at = at + Duration::from_secs(1);
+        let req = fetch_req(sp_trigger(
+            &mut w,
+            TriggerAction::FetchMetadata,
+            IDP,
+            at,
+            at,
+        ));
+        let a = answer_of(sp_completes(&mut w, &req, Some((status, body)), at));
+        assert_ne!(a.status, MdiStatus::Integrated, "{status}: {a:?}");
+        assert!(w.sp.agent.target().files.is_empty(), "{status}");
+    }
+}
