@@ -78,6 +78,24 @@ struct Pending {
     peer: Option<String>,
     id: Identifier,
     deferred: bool,
+    /// The newest issue instant of the fetch triggers attached (the first and every joined
+    /// one); `None` for a restart fetch.
+    issued: Option<SystemTime>,
+    /// The newest issue instant of a rollback for the peer accepted while this fetch ran
+    /// (agent review M1): the fetch integrates only if a trigger newer than it is attached.
+    rolled_back_at: Option<SystemTime>,
+}
+
+impl Pending {
+    /// Whether a rollback accepted during the fetch cancels it: no attached fetch trigger was
+    /// issued after it.
+    fn rolled_back(&self) -> bool {
+        match (self.rolled_back_at, self.issued) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(r), Some(i)) => i <= r,
+        }
+    }
 }
 
 /// The agent. See the [module docs](self).
@@ -199,6 +217,15 @@ impl<T: IntegrationTarget> Agent<T> {
         let t = self.verifier.accept(query, now)?;
         match t.action {
             TriggerAction::Rollback => {
+                // A fetch for the peer in flight must not integrate after this rollback, unless
+                // a fetch trigger issued after it joins (agent review M1).
+                if let Ok(id) = Identifier::entity_id(&t.peer) {
+                    for p in self.pending.values_mut() {
+                        if p.id.key() == id.key() {
+                            p.rolled_back_at = p.rolled_back_at.max(Some(t.issue_instant));
+                        }
+                    }
+                }
                 let removed = self.target.remove(&t.peer)?;
                 // No later 304 or failure may bring the old copy back (agent review M3).
                 if let Ok(id) = Identifier::entity_id(&t.peer) {
@@ -219,10 +246,11 @@ impl<T: IntegrationTarget> Agent<T> {
             TriggerAction::FetchMetadata => {
                 let id = Identifier::entity_id(&t.peer)?;
                 let req = self.mdq.fetch_now(&id);
-                if self.pending.contains_key(&req.token) {
+                if let Some(p) = self.pending.get_mut(&req.token) {
                     // The same peer is already being fetched for another user's exchange: this
                     // trigger waits for that fetch, and a status report follows it
                     // ([`Agent::poll_report`]).
+                    p.issued = p.issued.max(Some(t.issue_instant));
                     *self.joined.entry(req.token).or_default() += 1;
                     return Ok(TriggerStep::Answer(MdiResponse {
                         status: MdiStatus::AcceptedPending,
@@ -235,6 +263,8 @@ impl<T: IntegrationTarget> Agent<T> {
                         peer: Some(t.peer),
                         id,
                         deferred: false,
+                        issued: Some(t.issue_instant),
+                        rolled_back_at: None,
                     },
                 );
                 Ok(TriggerStep::Fetch(req))
@@ -259,6 +289,8 @@ impl<T: IntegrationTarget> Agent<T> {
                     peer: None,
                     id,
                     deferred: false,
+                    issued: None,
+                    rolled_back_at: None,
                 },
             );
             out.push(req);
@@ -306,7 +338,14 @@ impl<T: IntegrationTarget> Agent<T> {
             .mdq
             .handle_response_fresh(token, resp, now)
             .map_err(Error::from)
-            .and_then(|e| self.integrate(&p, e.as_deref(), url));
+            .and_then(|e| {
+                if p.rolled_back() {
+                    // Rolled back while fetching (M1): nothing is written, nothing kept.
+                    self.mdq.forget(&p.id);
+                    return Err(Refusal::RolledBack.into());
+                }
+                self.integrate(&p, e.as_deref(), url)
+            });
         self.outcome(token, p, result, now, rng)
     }
 

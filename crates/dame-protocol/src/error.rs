@@ -79,6 +79,10 @@ pub enum Refusal {
     /// writes first: the operator configured it by hand, and DAME neither replaces nor removes
     /// it (agent review M4).
     StaticallyConfigured,
+    /// A rollback for the peer was accepted while its metadata was being fetched, and no
+    /// fetch trigger issued after that rollback joined the fetch: what was fetched is not
+    /// integrated (agent review M1).
+    RolledBack,
 }
 
 impl std::fmt::Display for Refusal {
@@ -108,6 +112,7 @@ impl std::fmt::Display for Refusal {
             Refusal::StaticallyConfigured => {
                 "the peer's metadata is statically configured (not written by DAME)"
             }
+            Refusal::RolledBack => "rolled back while fetching",
         })
     }
 }

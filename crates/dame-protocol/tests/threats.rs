@@ -1071,3 +1071,39 @@ fn a_failed_fetch_never_integrates_the_cached_copy() {
         assert!(w.sp.agent.target().files.is_empty(), "{status}");
     }
 }
+
+#[test]
+fn a_rollback_during_the_fetch_cancels_it_unless_a_newer_trigger_joined() {
+    // Agent review M1: fetch F (t), rollback R (t+1) while F runs, then F completes.
+    let mut w = World::new();
+    let t = w.now;
+    let s1 = Duration::from_secs(1);
+    let req = fetch_req(sp_trigger(&mut w, TriggerAction::FetchMetadata, IDP, t, t));
+    let r = sp_trigger(&mut w, TriggerAction::Rollback, IDP, t + s1, t + s1).unwrap();
+    assert!(matches!(r, TriggerStep::Answer(_)), "{r:?}");
+    let a = answer_of(sp_completes(&mut w, &req, None, t + 2 * s1));
+    assert_ne!(a.status, MdiStatus::Integrated, "{a:?}");
+    assert!(a.reason.unwrap().contains("rolled back while fetching"));
+    assert!(w.sp.agent.target().files.is_empty());
+    assert_eq!(w.sp.agent.pending(), 0);
+    // A fetch trigger issued after the rollback that joins the fetch: it integrates, and the
+    // joined trigger gets its report.
+    let t = t + Duration::from_secs(10);
+    let req = fetch_req(sp_trigger(&mut w, TriggerAction::FetchMetadata, IDP, t, t));
+    let _ = sp_trigger(&mut w, TriggerAction::Rollback, IDP, t + s1, t + s1).unwrap();
+    let j = sp_trigger(
+        &mut w,
+        TriggerAction::FetchMetadata,
+        IDP,
+        t + 2 * s1,
+        t + 2 * s1,
+    );
+    assert!(
+        matches!(&j, Ok(TriggerStep::Answer(a)) if a.status == MdiStatus::AcceptedPending),
+        "{j:?}"
+    );
+    let a = answer_of(sp_completes(&mut w, &req, None, t + 3 * s1));
+    assert_eq!(a.status, MdiStatus::Integrated, "{a:?}");
+    assert!(w.integrated(SP, IDP).is_some());
+    assert!(w.sp.agent.poll_report().is_some());
+}
