@@ -203,18 +203,34 @@ impl<T: IntegrationTarget> Agent<T> {
     }
 
     /// A trigger (`query`, as received) from `source` at `now`.
+    ///
+    /// The trigger is verified first; only a request that fails (unsigned, malformed, forged,
+    /// stale, replayed, not for us) is charged to `source`'s rate limit, so that the broker's
+    /// own triggers, however many at once (a policy change rolling back many peers), are never
+    /// refused for rate (agent review M2). A fetch is refused at [`MAX_PENDING`] fetches in
+    /// flight (before its nonce is used); a rollback needs no fetch slot and is always taken.
     pub fn handle_trigger(
         &mut self,
         query: &str,
         source: &str,
         now: SystemTime,
     ) -> Result<TriggerStep, Error> {
-        self.by_source.check(source, now)?;
-        // Refuse for capacity before the nonce is used up.
-        if self.pending.len() >= MAX_PENDING {
-            return Err(Refusal::Capacity.into());
-        }
-        let t = self.verifier.accept(query, now)?;
+        let pending = self.pending.len();
+        let accepted = self.verifier.accept_with(query, now, |t| {
+            if t.action == TriggerAction::FetchMetadata && pending >= MAX_PENDING {
+                return Err(Refusal::Capacity.into());
+            }
+            Ok(())
+        });
+        let t = match accepted {
+            Ok(t) => t,
+            Err(e) => {
+                if e.refusal() != Some(Refusal::Capacity) {
+                    self.by_source.check(source, now)?;
+                }
+                return Err(e);
+            }
+        };
         match t.action {
             TriggerAction::Rollback => {
                 // A fetch for the peer in flight must not integrate after this rollback, unless

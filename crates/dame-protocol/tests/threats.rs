@@ -1107,3 +1107,49 @@ fn a_rollback_during_the_fetch_cancels_it_unless_a_newer_trigger_joined() {
     assert!(w.integrated(SP, IDP).is_some());
     assert!(w.sp.agent.poll_report().is_some());
 }
+
+#[test]
+fn many_rollbacks_at_once_and_a_full_fetch_table_do_not_refuse_a_rollback() {
+    // Agent review M2: the broker's verified triggers are not charged to its address's rate
+    // limit, and a rollback needs no fetch slot.
+    let mut w = World::new();
+    let now = w.now;
+    for i in 0..60 {
+        let peer = format!("https://idp{i}.example.net/idp");
+        let r = sp_trigger(&mut w, TriggerAction::Rollback, &peer, now, now);
+        assert!(matches!(r, Ok(TriggerStep::Answer(_))), "#{i}: {r:?}");
+    }
+    let mut reqs = Vec::new();
+    for i in 0..dame_protocol::agent::MAX_PENDING {
+        let peer = format!("https://idp{i}.example.net/idp");
+        reqs.push(fetch_req(sp_trigger(
+            &mut w,
+            TriggerAction::FetchMetadata,
+            &peer,
+            now,
+            now,
+        )));
+    }
+    assert_eq!(
+        refusal(sp_trigger(
+            &mut w,
+            TriggerAction::FetchMetadata,
+            IDP,
+            now,
+            now
+        )),
+        Refusal::Capacity
+    );
+    let r = sp_trigger(&mut w, TriggerAction::Rollback, IDP, now, now);
+    assert!(matches!(r, Ok(TriggerStep::Answer(_))), "{r:?}");
+    // What fails verification is still charged to its source.
+    let forged = Trigger::new(TriggerAction::Rollback, IDP, SP, now, &mut rng())
+        .url(SP_SYNC, &TestKey::rsa("mallory").signing())
+        .unwrap();
+    let refusals: Vec<Refusal> = (0..60)
+        .map(|_| refusal(w.sp.agent.handle_trigger(query_of(&forged), UA_ADDR, now)))
+        .collect();
+    assert_eq!(refusals[0], Refusal::BadSignature);
+    assert_eq!(refusals[59], Refusal::RateLimited);
+    drop(reqs);
+}
