@@ -32,7 +32,7 @@ use saml_core::dsig::{SigningKey, TrustedKeys};
 use saml_metadata::model::{EntityDescriptor, RequestedAttribute};
 
 use crate::error::{Error, ErrorKind, Refusal};
-use crate::integration::IntegrationTarget;
+use crate::integration::{IntegrationTarget, accept_peer};
 use crate::mdi::{MdiResponse, MdiStatus, StatusReport};
 use crate::policy::RateLimiter;
 use crate::trigger::{TriggerAction, TriggerVerifier};
@@ -360,7 +360,7 @@ impl<T: IntegrationTarget> Agent<T> {
                     self.mdq.forget(&p.id);
                     return Err(Refusal::RolledBack.into());
                 }
-                self.integrate(&p, e.as_deref(), url)
+                self.integrate(&p, e.as_deref(), url, now)
             });
         self.outcome(token, p, result, now, rng)
     }
@@ -396,6 +396,7 @@ impl<T: IntegrationTarget> Agent<T> {
         p: &Pending,
         entity: Option<&EntityDescriptor>,
         url: &str,
+        now: SystemTime,
     ) -> Result<(), Error> {
         let Some(entity) = entity else {
             return Err(Refusal::UnknownEntity.into());
@@ -414,6 +415,10 @@ impl<T: IntegrationTarget> Agent<T> {
             .mdq
             .snapshot(&p.id)
             .ok_or_else(|| Error::malformed("fetch", "the fetched document is not cached"))?;
+        // What is written is the document itself: exactly one EntityDescriptor, the peer's, as
+        // the LocalDynamic layout holds (agent review L4: an EntitiesDescriptor holding the
+        // peer among others is refused, not written whole).
+        accept_peer(&snap.document, peer, &self.mdq.config().keys, now)?;
         self.target.integrate(peer, &snap.document, url)
     }
 

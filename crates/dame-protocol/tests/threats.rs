@@ -1153,3 +1153,31 @@ fn many_rollbacks_at_once_and_a_full_fetch_table_do_not_refuse_a_rollback() {
     assert_eq!(refusals[59], Refusal::RateLimited);
     drop(reqs);
 }
+
+#[test]
+fn an_aggregate_holding_the_peer_is_not_integrated() {
+    // Agent review L4: only the peer's own EntityDescriptor is written as its file.
+    let mut w = World::new();
+    let now = w.now;
+    let agg = saml_metadata::model::EntitiesDescriptor::combine(
+        "urn:example:two",
+        [
+            idp_entity(&w.idp.key, IDP, Some(IDP_SYNC)),
+            idp_entity(&TestKey::rsa("idp2"), IDP2, None),
+        ],
+        None,
+    )
+    .unwrap()
+    .sign(&w.broker_key.signing(), &SignOptions::default())
+    .unwrap();
+    let req = fetch_req(sp_trigger(
+        &mut w,
+        TriggerAction::FetchMetadata,
+        IDP,
+        now,
+        now,
+    ));
+    let a = answer_of(sp_completes(&mut w, &req, Some((200, agg)), now));
+    assert_ne!(a.status, MdiStatus::Integrated, "{a:?}");
+    assert!(w.sp.agent.target().files.is_empty());
+}
