@@ -231,6 +231,10 @@ impl<T: IntegrationTarget> Agent<T> {
                 return Err(e);
             }
         };
+        // The broker's copy of this entity is not for its own trust store (agent review L5).
+        if t.peer == self.me {
+            return Err(Refusal::WrongFlow.into());
+        }
         match t.action {
             TriggerAction::Rollback => {
                 // A fetch for the peer in flight must not integrate after this rollback, unless

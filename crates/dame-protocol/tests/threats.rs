@@ -1181,3 +1181,25 @@ fn an_aggregate_holding_the_peer_is_not_integrated() {
     assert_ne!(a.status, MdiStatus::Integrated, "{a:?}");
     assert!(w.sp.agent.target().files.is_empty());
 }
+
+#[test]
+fn a_trigger_about_the_agents_own_entity_is_refused() {
+    // Agent review L5.
+    let mut w = World::new();
+    let now = w.now;
+    assert_eq!(
+        refusal(sp_trigger(
+            &mut w,
+            TriggerAction::FetchMetadata,
+            SP,
+            now,
+            now
+        )),
+        Refusal::WrongFlow
+    );
+    assert_eq!(
+        refusal(sp_trigger(&mut w, TriggerAction::Rollback, SP, now, now)),
+        Refusal::WrongFlow
+    );
+    assert_eq!(w.sp.agent.pending(), 0);
+}
