@@ -33,7 +33,7 @@ use saml_metadata::model::{EntityDescriptor, RequestedAttribute};
 
 use crate::error::{Error, ErrorKind, Refusal};
 use crate::integration::{IntegrationTarget, accept_peer};
-use crate::mdi::{MdiResponse, MdiStatus, StatusReport};
+use crate::mdi::{MAX_REASON_LEN, MdiResponse, MdiStatus, StatusReport};
 use crate::policy::RateLimiter;
 use crate::trigger::{TriggerAction, TriggerVerifier};
 
@@ -465,13 +465,18 @@ impl<T: IntegrationTarget> Agent<T> {
     }
 }
 
-/// A reason short enough for an MDI answer (at most 200 characters, no control characters).
+/// A reason short enough for an MDI answer: no control characters, at most
+/// [`MAX_REASON_LEN`] bytes, cut on a character boundary (agent review L6: a limit in characters
+/// let multi-byte reasons exceed it, and the answer or status report then failed).
 fn reason(err: &Error) -> String {
-    err.to_string()
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect()
+    let mut out = String::new();
+    for c in err.to_string().chars().filter(|c| !c.is_control()) {
+        if out.len() + c.len_utf8() > MAX_REASON_LEN {
+            break;
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The SP's requested attributes (every `AttributeConsumingService`) that the IdP cannot

@@ -1203,3 +1203,24 @@ fn a_trigger_about_the_agents_own_entity_is_refused() {
     );
     assert_eq!(w.sp.agent.pending(), 0);
 }
+
+#[test]
+fn a_long_multibyte_reason_still_makes_an_answer() {
+    // Agent review L6: the reason is cut to MAX_REASON_LEN bytes on a character boundary.
+    let err = dame_protocol::Error::Malformed {
+        what: "x",
+        reason: "€".repeat(300),
+    };
+    let a = Agent::<MemoryTarget>::answer_for(&err);
+    assert!(a.reason.as_ref().unwrap().len() <= dame_protocol::mdi::MAX_REASON_LEN);
+    assert!(a.to_http().is_ok());
+    let r = dame_protocol::mdi::StatusReport::new(
+        SP,
+        IDP,
+        a.status,
+        a.reason.as_deref().unwrap(),
+        t0(),
+        &mut rng(),
+    );
+    assert!(r.url(BROKER_DAME, &TestKey::rsa("sp").signing()).is_ok());
+}
