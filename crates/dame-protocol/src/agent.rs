@@ -4,9 +4,11 @@
 //!
 //! ```text
 //!  handle_trigger(query, source, now)
-//!     ├─ refused (unsigned, forged, stale, replayed, not for us, rate)  ─► Err: answer with
-//!     │                                                                   Agent::answer_for(err)
-//!     ├─ rollback ─► remove <sha1>.xml + .loc ─► Answer(integrated)
+//!     ├─ refused (unsigned, forged, stale, replayed, not for us, about ourselves, rate,
+//!     │           capacity for a fetch)                   ─► Err: answer with
+//!     │                                                       Agent::answer_for(err)
+//!     ├─ rollback ─► remove <sha1>.xml + .loc (only if DAME wrote them), forget the cached
+//!     │              copy, cancel a fetch of the peer in flight ─► Answer(integrated)
 //!     └─ fetchmetadata ─► Fetch(req): GET req.url from the configured broker (never a URL
 //!                         from the trigger), then
 //!           handle_fetched(token, response, now) / handle_fetch_failure(token, error, now)
@@ -18,6 +20,13 @@
 //! validity and that the document is the entity asked for), has the peer role this side
 //! accepts (an SP's agent integrates IdPs, an IdP's agent SPs), and goes to the
 //! [`IntegrationTarget`] with the URL it came from. Nothing from a refused trigger is kept.
+//!
+//! Second agent review: only what the broker answered for this fetch is integrated (a fresh
+//! verified 200 or a 304 revalidating the cached copy, never a cached copy on an error or a 404,
+//! M3), and only the peer's own EntityDescriptor (L4); a rollback accepted while the peer is
+//! being fetched cancels that fetch unless a newer fetch trigger joined it (M1); the broker's
+//! verified triggers are not rate limited and rollbacks need no fetch slot (M2); an operator's
+//! `<sha1>.xml` without DAME's `.xml.loc` is never replaced or removed (M4).
 //!
 //! The IdP side also compares an SP's `RequestedAttribute`s with what it can release
 //! ([`missing_attributes`]) to ask the broker for conversion rules.
