@@ -4,9 +4,11 @@
 //!
 //! ```text
 //!  handle_trigger(query, source, now)
-//!     ├─ refused (unsigned, forged, stale, replayed, not for us, rate)  ─► Err: answer with
-//!     │                                                                   Agent::answer_for(err)
-//!     ├─ rollback ─► remove <sha1>.xml + .loc ─► Answer(integrated)
+//!     ├─ refused (unsigned, forged, stale, replayed, not for us, about ourselves, rate,
+//!     │           capacity for a fetch)                   ─► Err: answer with
+//!     │                                                       Agent::answer_for(err)
+//!     ├─ rollback ─► remove <sha1>.xml + .loc (only if DAME wrote them), forget the cached
+//!     │              copy, cancel a fetch of the peer in flight ─► Answer(integrated)
 //!     └─ fetchmetadata ─► Fetch(req): GET req.url from the configured broker (never a URL
 //!                         from the trigger), then
 //!           handle_fetched(token, response, now) / handle_fetch_failure(token, error, now)
@@ -18,6 +20,13 @@
 //! validity and that the document is the entity asked for), has the peer role this side
 //! accepts (an SP's agent integrates IdPs, an IdP's agent SPs), and goes to the
 //! [`IntegrationTarget`] with the URL it came from. Nothing from a refused trigger is kept.
+//!
+//! Second agent review: only what the broker answered for this fetch is integrated (a fresh
+//! verified 200 or a 304 revalidating the cached copy, never a cached copy on an error or a 404,
+//! M3), and only the peer's own EntityDescriptor (L4); a rollback accepted while the peer is
+//! being fetched cancels that fetch unless a newer fetch trigger joined it (M1); the broker's
+//! verified triggers are not rate limited and rollbacks need no fetch slot (M2); an operator's
+//! `<sha1>.xml` without DAME's `.xml.loc` is never replaced or removed (M4).
 //!
 //! The IdP side also compares an SP's `RequestedAttribute`s with what it can release
 //! ([`missing_attributes`]) to ask the broker for conversion rules.
@@ -32,8 +41,8 @@ use saml_core::dsig::{SigningKey, TrustedKeys};
 use saml_metadata::model::{EntityDescriptor, RequestedAttribute};
 
 use crate::error::{Error, ErrorKind, Refusal};
-use crate::integration::IntegrationTarget;
-use crate::mdi::{MdiResponse, MdiStatus, StatusReport};
+use crate::integration::{IntegrationTarget, accept_peer};
+use crate::mdi::{MAX_REASON_LEN, MdiResponse, MdiStatus, StatusReport};
 use crate::policy::RateLimiter;
 use crate::trigger::{TriggerAction, TriggerVerifier};
 
@@ -78,6 +87,24 @@ struct Pending {
     peer: Option<String>,
     id: Identifier,
     deferred: bool,
+    /// The newest issue instant of the fetch triggers attached (the first and every joined
+    /// one); `None` for a restart fetch.
+    issued: Option<SystemTime>,
+    /// The newest issue instant of a rollback for the peer accepted while this fetch ran
+    /// (agent review M1): the fetch integrates only if a trigger newer than it is attached.
+    rolled_back_at: Option<SystemTime>,
+}
+
+impl Pending {
+    /// Whether a rollback accepted during the fetch cancels it: no attached fetch trigger was
+    /// issued after it.
+    fn rolled_back(&self) -> bool {
+        match (self.rolled_back_at, self.issued) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(r), Some(i)) => i <= r,
+        }
+    }
 }
 
 /// The agent. See the [module docs](self).
@@ -122,7 +149,9 @@ impl<T: IntegrationTarget> Agent<T> {
         target: T,
     ) -> Result<Self, Error> {
         let mut cfg = Config::new(BaseUrl::parse(broker_mdq)?, broker_keys.clone());
-        // A failed fetch must not integrate an older copy.
+        // A failed fetch must not integrate an older copy (fetches are completed with
+        // `handle_response_fresh`, which never falls back; this keeps the cache from serving
+        // one anyway).
         cfg.max_stale = Duration::ZERO;
         cfg.max_entries = 1_000;
         Ok(Agent {
@@ -138,6 +167,18 @@ impl<T: IntegrationTarget> Agent<T> {
             reports: VecDeque::new(),
             by_source: RateLimiter::new(10.0, 50, 10_000),
         })
+    }
+
+    /// The largest metadata body (decoded) accepted from the broker, default 4 MiB: set it to
+    /// the adapter's own body limit, so that a document the adapter downloads in full is not
+    /// refused by the check after it (agent review M3).
+    #[must_use]
+    pub fn with_max_body(mut self, bytes: usize) -> Self {
+        let mut cfg = self.mdq.config().clone();
+        cfg.max_body = bytes;
+        // Nothing is cached yet when built: a new core loses nothing but the cache.
+        self.mdq = Client::new(cfg);
+        self
     }
 
     /// The integration target.
@@ -171,21 +212,54 @@ impl<T: IntegrationTarget> Agent<T> {
     }
 
     /// A trigger (`query`, as received) from `source` at `now`.
+    ///
+    /// The trigger is verified first; only a request that fails (unsigned, malformed, forged,
+    /// stale, replayed, not for us) is charged to `source`'s rate limit, so that the broker's
+    /// own triggers, however many at once (a policy change rolling back many peers), are never
+    /// refused for rate (agent review M2). A fetch is refused at [`MAX_PENDING`] fetches in
+    /// flight (before its nonce is used); a rollback needs no fetch slot and is always taken.
     pub fn handle_trigger(
         &mut self,
         query: &str,
         source: &str,
         now: SystemTime,
     ) -> Result<TriggerStep, Error> {
-        self.by_source.check(source, now)?;
-        // Refuse for capacity before the nonce is used up.
-        if self.pending.len() >= MAX_PENDING {
-            return Err(Refusal::Capacity.into());
+        let pending = self.pending.len();
+        let accepted = self.verifier.accept_with(query, now, |t| {
+            if t.action == TriggerAction::FetchMetadata && pending >= MAX_PENDING {
+                return Err(Refusal::Capacity.into());
+            }
+            Ok(())
+        });
+        let t = match accepted {
+            Ok(t) => t,
+            Err(e) => {
+                if e.refusal() != Some(Refusal::Capacity) {
+                    self.by_source.check(source, now)?;
+                }
+                return Err(e);
+            }
+        };
+        // The broker's copy of this entity is not for its own trust store (agent review L5).
+        if t.peer == self.me {
+            return Err(Refusal::WrongFlow.into());
         }
-        let t = self.verifier.accept(query, now)?;
         match t.action {
             TriggerAction::Rollback => {
+                // A fetch for the peer in flight must not integrate after this rollback, unless
+                // a fetch trigger issued after it joins (agent review M1).
+                if let Ok(id) = Identifier::entity_id(&t.peer) {
+                    for p in self.pending.values_mut() {
+                        if p.id.key() == id.key() {
+                            p.rolled_back_at = p.rolled_back_at.max(Some(t.issue_instant));
+                        }
+                    }
+                }
                 let removed = self.target.remove(&t.peer)?;
+                // No later 304 or failure may bring the old copy back (agent review M3).
+                if let Ok(id) = Identifier::entity_id(&t.peer) {
+                    self.mdq.forget(&id);
+                }
                 Ok(TriggerStep::Answer(MdiResponse {
                     status: MdiStatus::Integrated,
                     reason: Some(
@@ -201,10 +275,11 @@ impl<T: IntegrationTarget> Agent<T> {
             TriggerAction::FetchMetadata => {
                 let id = Identifier::entity_id(&t.peer)?;
                 let req = self.mdq.fetch_now(&id);
-                if self.pending.contains_key(&req.token) {
+                if let Some(p) = self.pending.get_mut(&req.token) {
                     // The same peer is already being fetched for another user's exchange: this
                     // trigger waits for that fetch, and a status report follows it
                     // ([`Agent::poll_report`]).
+                    p.issued = p.issued.max(Some(t.issue_instant));
                     *self.joined.entry(req.token).or_default() += 1;
                     return Ok(TriggerStep::Answer(MdiResponse {
                         status: MdiStatus::AcceptedPending,
@@ -217,6 +292,8 @@ impl<T: IntegrationTarget> Agent<T> {
                         peer: Some(t.peer),
                         id,
                         deferred: false,
+                        issued: Some(t.issue_instant),
+                        rolled_back_at: None,
                     },
                 );
                 Ok(TriggerStep::Fetch(req))
@@ -241,6 +318,8 @@ impl<T: IntegrationTarget> Agent<T> {
                     peer: None,
                     id,
                     deferred: false,
+                    issued: None,
+                    rolled_back_at: None,
                 },
             );
             out.push(req);
@@ -282,11 +361,20 @@ impl<T: IntegrationTarget> Agent<T> {
             .pending
             .remove(&token)
             .ok_or_else(|| Error::malformed("fetch", "no such fetch in flight"))?;
+        // Only what the broker answered now: a fresh verified 200, or a 304 revalidating the
+        // cached entry; never a cached copy on a 404 or an error (agent review M3).
         let result = self
             .mdq
-            .handle_response(token, resp, now)
+            .handle_response_fresh(token, resp, now)
             .map_err(Error::from)
-            .and_then(|e| self.integrate(&p, e.as_deref(), url));
+            .and_then(|e| {
+                if p.rolled_back() {
+                    // Rolled back while fetching (M1): nothing is written, nothing kept.
+                    self.mdq.forget(&p.id);
+                    return Err(Refusal::RolledBack.into());
+                }
+                self.integrate(&p, e.as_deref(), url, now)
+            });
         self.outcome(token, p, result, now, rng)
     }
 
@@ -321,6 +409,7 @@ impl<T: IntegrationTarget> Agent<T> {
         p: &Pending,
         entity: Option<&EntityDescriptor>,
         url: &str,
+        now: SystemTime,
     ) -> Result<(), Error> {
         let Some(entity) = entity else {
             return Err(Refusal::UnknownEntity.into());
@@ -339,6 +428,10 @@ impl<T: IntegrationTarget> Agent<T> {
             .mdq
             .snapshot(&p.id)
             .ok_or_else(|| Error::malformed("fetch", "the fetched document is not cached"))?;
+        // What is written is the document itself: exactly one EntityDescriptor, the peer's, as
+        // the LocalDynamic layout holds (agent review L4: an EntitiesDescriptor holding the
+        // peer among others is refused, not written whole).
+        accept_peer(&snap.document, peer, &self.mdq.config().keys, now)?;
         self.target.integrate(peer, &snap.document, url)
     }
 
@@ -381,13 +474,18 @@ impl<T: IntegrationTarget> Agent<T> {
     }
 }
 
-/// A reason short enough for an MDI answer (at most 200 characters, no control characters).
+/// A reason short enough for an MDI answer: no control characters, at most
+/// [`MAX_REASON_LEN`] bytes, cut on a character boundary (agent review L6: a limit in characters
+/// let multi-byte reasons exceed it, and the answer or status report then failed).
 fn reason(err: &Error) -> String {
-    err.to_string()
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect()
+    let mut out = String::new();
+    for c in err.to_string().chars().filter(|c| !c.is_control()) {
+        if out.len() + c.len_utf8() > MAX_REASON_LEN {
+            break;
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The SP's requested attributes (every `AttributeConsumingService`) that the IdP cannot

@@ -75,6 +75,14 @@ pub enum Refusal {
     /// The metadata fetched is not of the role expected (an SP's agent integrates IdPs only,
     /// an IdP's agent SPs only).
     WrongRole,
+    /// The peer's `<sha1>.xml` is in the integration directory without the `.xml.loc` DAME
+    /// writes first: the operator configured it by hand, and DAME neither replaces nor removes
+    /// it (agent review M4).
+    StaticallyConfigured,
+    /// A rollback for the peer was accepted while its metadata was being fetched, and no
+    /// fetch trigger issued after that rollback joined the fetch: what was fetched is not
+    /// integrated (agent review M1).
+    RolledBack,
 }
 
 impl std::fmt::Display for Refusal {
@@ -101,6 +109,10 @@ impl std::fmt::Display for Refusal {
             Refusal::WrongFlow => "the message names another SP or IdP than the flow",
             Refusal::NotDameCapable => "the entity has no DAME MetadataSyncLocation",
             Refusal::WrongRole => "the metadata is not of the role expected",
+            Refusal::StaticallyConfigured => {
+                "the peer's metadata is statically configured (not written by DAME)"
+            }
+            Refusal::RolledBack => "rolled back while fetching",
         })
     }
 }

@@ -4,6 +4,11 @@
 //! it `<same>.xml.loc` holding the URL it came from, so that a restart re-initialises every
 //! dynamic source without the broker. Rollback removes both.
 //!
+//! The `.xml.loc` is DAME's ownership marker (agent review M4): the agent always writes it before
+//! the `.xml`, so a `<sha1>.xml` without it was put there by the operator (a hand-vetted
+//! LocalDynamic entry). Such a file is never replaced ([`Refusal::StaticallyConfigured`]) nor
+//! removed by a rollback.
+//!
 //! [`accept_peer`] checks what was fetched before anything is written: the broker's signature
 //! (saml-metadata's verified load with the broker's pinned keys), validity, and that the
 //! document is the one entity that was asked for. [`IntegrationTarget`] is where it goes:
@@ -54,9 +59,12 @@ pub fn accept_peer(
 /// Where integrated metadata goes.
 pub trait IntegrationTarget {
     /// Stores `xml` (already accepted with [`accept_peer`]) for `entity_id`, with the URL it
-    /// came from; replaces what was there.
+    /// came from; replaces what DAME integrated before. A `<sha1>.xml` without its `.xml.loc`
+    /// (the operator's own) is refused as [`Refusal::StaticallyConfigured`] and left unchanged.
     fn integrate(&mut self, entity_id: &str, xml: &[u8], source: &str) -> Result<(), Error>;
-    /// Removes what was integrated for `entity_id` (rollback); whether anything was there.
+    /// Removes what DAME integrated for `entity_id` (rollback): both files, only when the
+    /// `.xml.loc` marker is there (an operator's `<sha1>.xml` without it stays); whether
+    /// anything was removed.
     fn remove(&mut self, entity_id: &str) -> Result<bool, Error>;
     /// The source URL of every integrated entity, by file stem (the SHA-1 hex): what a restart
     /// re-fetches.
@@ -86,6 +94,11 @@ fn check_source(source: &str) -> Result<(), Error> {
 impl IntegrationTarget for MemoryTarget {
     fn integrate(&mut self, entity_id: &str, xml: &[u8], source: &str) -> Result<(), Error> {
         check_source(source)?;
+        if self.files.contains_key(&metadata_file(entity_id))
+            && !self.files.contains_key(&loc_file(entity_id))
+        {
+            return Err(Refusal::StaticallyConfigured.into());
+        }
         self.files.insert(metadata_file(entity_id), xml.to_vec());
         self.files
             .insert(loc_file(entity_id), format!("{source}\n").into_bytes());
@@ -93,9 +106,12 @@ impl IntegrationTarget for MemoryTarget {
     }
 
     fn remove(&mut self, entity_id: &str) -> Result<bool, Error> {
-        let a = self.files.remove(&metadata_file(entity_id)).is_some();
-        let b = self.files.remove(&loc_file(entity_id)).is_some();
-        Ok(a || b)
+        // Not DAME's without the marker (M4).
+        if self.files.remove(&loc_file(entity_id)).is_none() {
+            return Ok(false);
+        }
+        self.files.remove(&metadata_file(entity_id));
+        Ok(true)
     }
 
     fn sources(&self) -> Result<BTreeMap<String, String>, Error> {
@@ -121,7 +137,7 @@ mod fs {
     use std::path::{Path, PathBuf};
 
     use super::{IntegrationTarget, check_source, loc_file, metadata_file};
-    use crate::error::Error;
+    use crate::error::{Error, Refusal};
 
     /// A `LocalDynamic` source directory (Shibboleth SP's `<MetadataProvider
     /// type="LocalDynamic" sourceDirectory="...">`): files are written to a temporary name and
@@ -163,22 +179,44 @@ mod fs {
     impl IntegrationTarget for LocalDynamicDir {
         fn integrate(&mut self, entity_id: &str, xml: &[u8], source: &str) -> Result<(), Error> {
             check_source(source)?;
+            // An operator's file (no marker) is not DAME's to replace (M4).
+            let loc = self.dir.join(loc_file(entity_id));
+            let xml_path = self.dir.join(metadata_file(entity_id));
+            let exists = |p: &Path| {
+                std::fs::symlink_metadata(p).map(|_| true).or_else(|e| {
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        Ok(false)
+                    } else {
+                        Err(io(p, e))
+                    }
+                })
+            };
+            if exists(&xml_path)? && !exists(&loc)? {
+                return Err(Refusal::StaticallyConfigured.into());
+            }
             // The source first: a crash between the two leaves a re-fetchable entry.
             self.write_atomically(&loc_file(entity_id), format!("{source}\n").as_bytes())?;
             self.write_atomically(&metadata_file(entity_id), xml)
         }
 
         fn remove(&mut self, entity_id: &str) -> Result<bool, Error> {
-            let mut any = false;
+            // Only what DAME wrote: without the `.xml.loc` marker the `.xml` is the
+            // operator's (M4) and stays.
+            let loc = self.dir.join(loc_file(entity_id));
+            match std::fs::symlink_metadata(&loc) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(io(&loc, e)),
+            }
             for name in [metadata_file(entity_id), loc_file(entity_id)] {
                 let p = self.dir.join(&name);
                 match std::fs::remove_file(&p) {
-                    Ok(()) => any = true,
+                    Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(io(&p, e)),
                 }
             }
-            Ok(any)
+            Ok(true)
         }
 
         fn sources(&self) -> Result<BTreeMap<String, String>, Error> {

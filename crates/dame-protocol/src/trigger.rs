@@ -147,6 +147,18 @@ impl TriggerVerifier {
     /// Checks the trigger in `query` at `now`: signature by the broker, addressed to this
     /// entity, fresh, nonce not seen. Only an accepted trigger's nonce is remembered.
     pub fn accept(&mut self, query: &str, now: SystemTime) -> Result<Trigger, Error> {
+        self.accept_with(query, now, |_| Ok(()))
+    }
+
+    /// [`TriggerVerifier::accept`], with `admit` asked last, once everything else was checked:
+    /// its refusal (the receiver's capacity for this action) is returned and the nonce is not
+    /// remembered, so the broker may send the trigger again.
+    pub fn accept_with(
+        &mut self,
+        query: &str,
+        now: SystemTime,
+        admit: impl FnOnce(&Trigger) -> Result<(), Error>,
+    ) -> Result<Trigger, Error> {
         // An unsigned trigger of an older broker is refused as such, whatever else it holds.
         let q = Query::parse("trigger", query)?;
         if q.raw("Signature").is_none() {
@@ -180,19 +192,21 @@ impl TriggerVerifier {
         }
         check_time(issue_instant, now, self.max_age, self.clock_skew)?;
         self.nonces.check(&nonce, now)?;
+        let t = Trigger {
+            action,
+            peer,
+            to,
+            issue_instant,
+            nonce,
+        };
+        admit(&t)?;
         let until = issue_instant
             .checked_add(
                 self.max_age
                     .saturating_add(self.clock_skew.saturating_mul(2)),
             )
             .unwrap_or(issue_instant);
-        self.nonces.remember(&nonce, until);
-        Ok(Trigger {
-            action,
-            peer,
-            to,
-            issue_instant,
-            nonce,
-        })
+        self.nonces.remember(&t.nonce, until);
+        Ok(t)
     }
 }

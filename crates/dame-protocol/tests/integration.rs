@@ -94,3 +94,33 @@ fn memory_and_directory_targets_share_the_layout() {
     let again = LocalDynamicDir::open(fs.path()).unwrap();
     assert_eq!(again.sources().unwrap().len(), 1);
 }
+
+#[test]
+fn an_operators_own_file_is_neither_replaced_nor_removed() {
+    // Agent review M4: a `<sha1>.xml` without DAME's `.xml.loc` marker is the operator's
+    // hand-vetted LocalDynamic entry.
+    let source = "https://broker.example/entities/https%3A%2F%2Fsp.example.org%2Fshibboleth";
+    let operators = b"<md:EntityDescriptor entityID='operator'/>".to_vec();
+    let dir = tempfile::tempdir().unwrap();
+    let mut mem = MemoryTarget::default();
+    mem.files.insert(metadata_file(SP), operators.clone());
+    let mut fs = LocalDynamicDir::open(dir.path().join("md")).unwrap();
+    std::fs::write(fs.path().join(metadata_file(SP)), &operators).unwrap();
+    for t in [&mut mem as &mut dyn IntegrationTarget, &mut fs] {
+        assert!(!t.remove(SP).unwrap());
+        assert_eq!(
+            t.integrate(SP, b"<md:EntityDescriptor/>", source)
+                .unwrap_err()
+                .refusal(),
+            Some(Refusal::StaticallyConfigured)
+        );
+        assert!(t.sources().unwrap().is_empty());
+    }
+    assert_eq!(mem.files.get(&metadata_file(SP)), Some(&operators));
+    assert_eq!(mem.files.len(), 1);
+    assert_eq!(
+        std::fs::read(fs.path().join(metadata_file(SP))).unwrap(),
+        operators
+    );
+    assert!(!fs.path().join(loc_file(SP)).exists());
+}

@@ -917,3 +917,310 @@ fn a_policy_that_now_denies_a_peer_rolls_the_pair_back() {
             .is_err()
     );
 }
+
+// Agent review (second): what the SP's agent does with triggers about IDP, driven by hand.
+
+/// A trigger of `action` about `peer`, signed by the broker, issued at `at`, to the SP's agent
+/// at `now`.
+fn sp_trigger(
+    w: &mut World,
+    action: TriggerAction,
+    peer: &str,
+    at: std::time::SystemTime,
+    now: std::time::SystemTime,
+) -> Result<TriggerStep, dame_protocol::Error> {
+    let url = Trigger::new(action, peer, SP, at, &mut rng())
+        .url(SP_SYNC, &w.broker_key.signing())
+        .unwrap();
+    w.sp.agent.handle_trigger(query_of(&url), BROKER_ADDR, now)
+}
+
+/// The SP's agent completes fetch `req` with `status`/`body`, or with the broker's MDQ answer
+/// when `status` is `None`.
+fn sp_completes(
+    w: &mut World,
+    req: &mdq_client::client::FetchRequest,
+    answer: Option<(u16, Vec<u8>)>,
+    now: std::time::SystemTime,
+) -> FetchOutcome {
+    let (status, headers, body) = match answer {
+        None => w.mdq(&req.url, &req.headers),
+        Some((s, b)) => (
+            s,
+            vec![(
+                "Content-Type".to_owned(),
+                "application/samlmetadata+xml".to_owned(),
+            )],
+            b,
+        ),
+    };
+    w.sp.agent
+        .handle_fetched(
+            req.token,
+            &req.url,
+            &HttpResponse {
+                status,
+                headers: &headers,
+                body: &body,
+            },
+            now,
+            &mut rng(),
+        )
+        .unwrap()
+}
+
+fn answer_of(o: FetchOutcome) -> dame_protocol::mdi::MdiResponse {
+    match o {
+        FetchOutcome::Answer(a) => a,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn fetch_req(s: Result<TriggerStep, dame_protocol::Error>) -> mdq_client::client::FetchRequest {
+    match s.unwrap() {
+        TriggerStep::Fetch(req) => req,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_operators_static_file_survives_rollbacks_and_fetches() {
+    // Agent review M4: no `.xml.loc`, so the `.xml` is the operator's.
+    let mut w = World::new();
+    let now = w.now;
+    let mine = b"<md:EntityDescriptor entityID='hand-vetted'/>".to_vec();
+    w.sp.agent
+        .target_mut()
+        .files
+        .insert(metadata_file(IDP), mine.clone());
+    let s = sp_trigger(&mut w, TriggerAction::Rollback, IDP, now, now).unwrap();
+    assert!(matches!(s, TriggerStep::Answer(_)), "{s:?}");
+    assert_eq!(
+        w.sp.agent.target().files.get(&metadata_file(IDP)),
+        Some(&mine)
+    );
+    let req = fetch_req(sp_trigger(
+        &mut w,
+        TriggerAction::FetchMetadata,
+        IDP,
+        now,
+        now,
+    ));
+    let a = answer_of(sp_completes(&mut w, &req, None, now));
+    assert_eq!(a.status, MdiStatus::Refused, "{a:?}");
+    assert!(a.reason.unwrap().contains("statically configured"));
+    assert_eq!(w.sp.agent.target().files.len(), 1);
+    assert_eq!(
+        w.sp.agent.target().files.get(&metadata_file(IDP)),
+        Some(&mine)
+    );
+}
+
+#[test]
+fn a_failed_fetch_never_integrates_the_cached_copy() {
+    // Agent review M3: only a fresh verified 200, or a 304 revalidating the cached entry, is
+    // integrated; a rollback forgets the cached copy.
+    let mut w = World::new();
+    let now = w.now;
+    let mallory = TestKey::rsa("mallory");
+    let forged = idp_entity(&mallory, IDP, Some(IDP_SYNC))
+        .sign(&mallory.signing(), &SignOptions::default())
+        .unwrap();
+    let bad: [(u16, Vec<u8>); 4] = [
+        (502, Vec::new()),
+        (503, b"<html>restarting</html>".to_vec()),
+        (200, forged),
+        (404, Vec::new()),
+    ];
+    for (i, (status, body)) in bad.into_iter().enumerate() {
+        let at = now + Duration::from_secs(10 * i as u64);
+        let req = fetch_req(sp_trigger(
+            &mut w,
+            TriggerAction::FetchMetadata,
+            IDP,
+            at,
+            at,
+        ));
+        let a = answer_of(sp_completes(&mut w, &req, None, at));
+        assert_eq!(a.status, MdiStatus::Integrated, "{a:?}");
+        // Without a rollback, a bad answer to the next trigger is an error, not the cached copy.
+        let at = at + Duration::from_secs(1);
+        let req = fetch_req(sp_trigger(
+            &mut w,
+            TriggerAction::FetchMetadata,
+            IDP,
+            at,
+            at,
+        ));
+        let a = answer_of(sp_completes(&mut w, &req, Some((status, body.clone())), at));
+        assert_ne!(a.status, MdiStatus::Integrated, "{status}: {a:?}");
+        // A rollback, then a new trigger that is answered badly: nothing comes back.
+        let at = at + Duration::from_secs(1);
+        let _ = sp_trigger(&mut w, TriggerAction::Rollback, IDP, at, at).unwrap();
+        assert!(w.sp.agent.target().files.is_empty());
+        let at = at + Duration::from_secs(1);
+        let req = fetch_req(sp_trigger(
+            &mut w,
+            TriggerAction::FetchMetadata,
+            IDP,
+            at,
+            at,
+        ));
+        let a = answer_of(sp_completes(&mut w, &req, Some((status, body)), at));
+        assert_ne!(a.status, MdiStatus::Integrated, "{status}: {a:?}");
+        assert!(w.sp.agent.target().files.is_empty(), "{status}");
+    }
+}
+
+#[test]
+fn a_rollback_during_the_fetch_cancels_it_unless_a_newer_trigger_joined() {
+    // Agent review M1: fetch F (t), rollback R (t+1) while F runs, then F completes.
+    let mut w = World::new();
+    let t = w.now;
+    let s1 = Duration::from_secs(1);
+    let req = fetch_req(sp_trigger(&mut w, TriggerAction::FetchMetadata, IDP, t, t));
+    let r = sp_trigger(&mut w, TriggerAction::Rollback, IDP, t + s1, t + s1).unwrap();
+    assert!(matches!(r, TriggerStep::Answer(_)), "{r:?}");
+    let a = answer_of(sp_completes(&mut w, &req, None, t + 2 * s1));
+    assert_ne!(a.status, MdiStatus::Integrated, "{a:?}");
+    assert!(a.reason.unwrap().contains("rolled back while fetching"));
+    assert!(w.sp.agent.target().files.is_empty());
+    assert_eq!(w.sp.agent.pending(), 0);
+    // A fetch trigger issued after the rollback that joins the fetch: it integrates, and the
+    // joined trigger gets its report.
+    let t = t + Duration::from_secs(10);
+    let req = fetch_req(sp_trigger(&mut w, TriggerAction::FetchMetadata, IDP, t, t));
+    let _ = sp_trigger(&mut w, TriggerAction::Rollback, IDP, t + s1, t + s1).unwrap();
+    let j = sp_trigger(
+        &mut w,
+        TriggerAction::FetchMetadata,
+        IDP,
+        t + 2 * s1,
+        t + 2 * s1,
+    );
+    assert!(
+        matches!(&j, Ok(TriggerStep::Answer(a)) if a.status == MdiStatus::AcceptedPending),
+        "{j:?}"
+    );
+    let a = answer_of(sp_completes(&mut w, &req, None, t + 3 * s1));
+    assert_eq!(a.status, MdiStatus::Integrated, "{a:?}");
+    assert!(w.integrated(SP, IDP).is_some());
+    assert!(w.sp.agent.poll_report().is_some());
+}
+
+#[test]
+fn many_rollbacks_at_once_and_a_full_fetch_table_do_not_refuse_a_rollback() {
+    // Agent review M2: the broker's verified triggers are not charged to its address's rate
+    // limit, and a rollback needs no fetch slot.
+    let mut w = World::new();
+    let now = w.now;
+    for i in 0..60 {
+        let peer = format!("https://idp{i}.example.net/idp");
+        let r = sp_trigger(&mut w, TriggerAction::Rollback, &peer, now, now);
+        assert!(matches!(r, Ok(TriggerStep::Answer(_))), "#{i}: {r:?}");
+    }
+    let mut reqs = Vec::new();
+    for i in 0..dame_protocol::agent::MAX_PENDING {
+        let peer = format!("https://idp{i}.example.net/idp");
+        reqs.push(fetch_req(sp_trigger(
+            &mut w,
+            TriggerAction::FetchMetadata,
+            &peer,
+            now,
+            now,
+        )));
+    }
+    assert_eq!(
+        refusal(sp_trigger(
+            &mut w,
+            TriggerAction::FetchMetadata,
+            IDP,
+            now,
+            now
+        )),
+        Refusal::Capacity
+    );
+    let r = sp_trigger(&mut w, TriggerAction::Rollback, IDP, now, now);
+    assert!(matches!(r, Ok(TriggerStep::Answer(_))), "{r:?}");
+    // What fails verification is still charged to its source.
+    let forged = Trigger::new(TriggerAction::Rollback, IDP, SP, now, &mut rng())
+        .url(SP_SYNC, &TestKey::rsa("mallory").signing())
+        .unwrap();
+    let refusals: Vec<Refusal> = (0..60)
+        .map(|_| refusal(w.sp.agent.handle_trigger(query_of(&forged), UA_ADDR, now)))
+        .collect();
+    assert_eq!(refusals[0], Refusal::BadSignature);
+    assert_eq!(refusals[59], Refusal::RateLimited);
+    drop(reqs);
+}
+
+#[test]
+fn an_aggregate_holding_the_peer_is_not_integrated() {
+    // Agent review L4: only the peer's own EntityDescriptor is written as its file.
+    let mut w = World::new();
+    let now = w.now;
+    let agg = saml_metadata::model::EntitiesDescriptor::combine(
+        "urn:example:two",
+        [
+            idp_entity(&w.idp.key, IDP, Some(IDP_SYNC)),
+            idp_entity(&TestKey::rsa("idp2"), IDP2, None),
+        ],
+        None,
+    )
+    .unwrap()
+    .sign(&w.broker_key.signing(), &SignOptions::default())
+    .unwrap();
+    let req = fetch_req(sp_trigger(
+        &mut w,
+        TriggerAction::FetchMetadata,
+        IDP,
+        now,
+        now,
+    ));
+    let a = answer_of(sp_completes(&mut w, &req, Some((200, agg)), now));
+    assert_ne!(a.status, MdiStatus::Integrated, "{a:?}");
+    assert!(w.sp.agent.target().files.is_empty());
+}
+
+#[test]
+fn a_trigger_about_the_agents_own_entity_is_refused() {
+    // Agent review L5.
+    let mut w = World::new();
+    let now = w.now;
+    assert_eq!(
+        refusal(sp_trigger(
+            &mut w,
+            TriggerAction::FetchMetadata,
+            SP,
+            now,
+            now
+        )),
+        Refusal::WrongFlow
+    );
+    assert_eq!(
+        refusal(sp_trigger(&mut w, TriggerAction::Rollback, SP, now, now)),
+        Refusal::WrongFlow
+    );
+    assert_eq!(w.sp.agent.pending(), 0);
+}
+
+#[test]
+fn a_long_multibyte_reason_still_makes_an_answer() {
+    // Agent review L6: the reason is cut to MAX_REASON_LEN bytes on a character boundary.
+    let err = dame_protocol::Error::Malformed {
+        what: "x",
+        reason: "€".repeat(300),
+    };
+    let a = Agent::<MemoryTarget>::answer_for(&err);
+    assert!(a.reason.as_ref().unwrap().len() <= dame_protocol::mdi::MAX_REASON_LEN);
+    assert!(a.to_http().is_ok());
+    let r = dame_protocol::mdi::StatusReport::new(
+        SP,
+        IDP,
+        a.status,
+        a.reason.as_deref().unwrap(),
+        t0(),
+        &mut rng(),
+    );
+    assert!(r.url(BROKER_DAME, &TestKey::rsa("sp").signing()).is_ok());
+}

@@ -77,7 +77,10 @@ impl AgentService {
             key,
             dir,
         )
-        .map_err(|e| Error::config("broker_mdq", e.to_string()))?;
+        .map_err(|e| Error::config("broker_mdq", e.to_string()))?
+        // The body this service downloads in full is the body the core accepts (agent review
+        // M3: with the core's own 4 MiB default, a larger document was refused after download).
+        .with_max_body(cfg.max_body_bytes);
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_millis(cfg.fetch_timeout_ms));

@@ -1,7 +1,8 @@
 //! `dame-agent` as a real process on loopback, against a broker side served by this test with
 //! dame-protocol's own MDQ service core over a registry (real signatures, real HTTP): a trigger
 //! integrates the peer into the LocalDynamic directory; replayed, forged, unsigned and stale
-//! triggers are refused and write nothing; rollback removes; a slow broker gets accepted-pending
+//! triggers are refused and write nothing; rollback removes (only what the agent wrote: an
+//! operator's own file is neither replaced nor removed); a slow broker gets accepted-pending
 //! and a signed status report; a dead broker gets an error answer; a restart re-initialises
 //! from the `.xml.loc` files; malformed queries get 4xx; bad configurations name their key.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -264,6 +265,30 @@ async fn the_agent_integrates_refuses_rolls_back_defers_and_restarts() {
     );
     assert_eq!(trigger(&agent, &rb).await.0, 200);
     assert!(!xml.exists() && !loc.exists());
+    // (c2) The operator's own <sha1>.xml (no .xml.loc, agent review M4): a fetch trigger is
+    // refused as statically configured and a rollback leaves it.
+    let hand = b"<!-- the operator's hand-vetted entry -->".to_vec();
+    std::fs::write(&xml, &hand).unwrap();
+    let over = trigger_url(
+        &agent,
+        TriggerAction::FetchMetadata,
+        &keys.broker,
+        SystemTime::now(),
+    );
+    let (code, body) = trigger(&agent, &over).await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.starts_with("status=refused"), "{body}");
+    assert!(body.contains("statically%20configured"), "{body}");
+    let rb = trigger_url(
+        &agent,
+        TriggerAction::Rollback,
+        &keys.broker,
+        SystemTime::now(),
+    );
+    assert_eq!(trigger(&agent, &rb).await.0, 200);
+    assert_eq!(std::fs::read(&xml).unwrap(), hand);
+    assert!(!loc.exists());
+    std::fs::remove_file(&xml).unwrap();
     // (d) A slow broker: accepted-pending, then a status report signed by the SP's key.
     state.delay_ms.store(1_500, Ordering::SeqCst);
     let slow = trigger_url(

@@ -477,6 +477,42 @@ impl Client {
         resp: &HttpResponse<'_>,
         now: SystemTime,
     ) -> Result<Option<Arc<EntityDescriptor>>, Error> {
+        self.complete(token, resp, now, false)
+    }
+
+    /// Completes the fetch `token` like [`Client::handle_response`], but never answers from
+    /// the cache: the entity is returned only for a verified 200 (now cached) or a 304 that
+    /// revalidates the cached entry. A bad response is its error (no stale entry), and a "not
+    /// found" is `None` even while a verified entry has not expired (that entry stays cached,
+    /// as with [`Client::handle_response`], but is not returned). For a push notice that asked
+    /// for this fetch (a DAME trigger, agent review M3): what the caller acts on must be what
+    /// the server answered now, not an older copy.
+    pub fn handle_response_fresh(
+        &mut self,
+        token: Token,
+        resp: &HttpResponse<'_>,
+        now: SystemTime,
+    ) -> Result<Option<Arc<EntityDescriptor>>, Error> {
+        self.complete(token, resp, now, true)
+    }
+
+    /// Forgets what is cached for `id` (found or not found): the next lookup fetches it, with
+    /// no `If-None-Match`. For a caller that stopped trusting the entity (a DAME rollback,
+    /// agent review M3), so that no later failure or 304 serves the old copy. A fetch of `id`
+    /// in flight is not affected (its completion caches what it gets).
+    pub fn forget(&mut self, id: &Identifier) {
+        if let Some(e) = self.entries.remove(id.key()) {
+            self.bytes = self.bytes.saturating_sub(e.value.size());
+        }
+    }
+
+    fn complete(
+        &mut self,
+        token: Token,
+        resp: &HttpResponse<'_>,
+        now: SystemTime,
+        fresh: bool,
+    ) -> Result<Option<Arc<EntityDescriptor>>, Error> {
         let (id, key) = self.finish(token)?;
         match response::handle(&id, resp, &self.policy(now), self.cfg.max_body) {
             Ok(Fetched::Entity {
@@ -531,13 +567,14 @@ impl Client {
                 // Neither a 404 nor a signed empty aggregate is bound to this identifier: a
                 // verified entry stays until it expires.
                 if let Some(kept) = self.usable(&key, &id, now, Duration::ZERO) {
-                    return Ok(Some(kept));
+                    return Ok((!fresh).then_some(kept));
                 }
                 let neg = self.cfg.negative_ttl;
                 let t = ttl.map_or(neg, |t| t.min(neg));
                 self.insert(key, Value::Missing, t, None, now);
                 Ok(None)
             }
+            Err(e) if fresh => Err(e),
             Err(e) => match self.stale(&key, &id, now) {
                 Some(s) => Ok(Some(s)),
                 None => Err(e),

@@ -468,3 +468,64 @@ fn the_least_recently_used_entry_goes_first() {
     ));
     assert!(s.client.cached_bytes() > 0);
 }
+
+#[test]
+fn a_fresh_completion_never_answers_from_the_cache_and_forget_drops_the_entry() {
+    // Agent review M3: for a push notice (a DAME trigger) only what the server answered now
+    // counts; the cached copy is neither returned on an error nor on a "not found".
+    let f = fx();
+    let mut c = client(&f);
+    let id = Identifier::entity_id(SP).unwrap();
+    let doc = signed(&f, &entity(SP, None, None));
+    let r = fetch(&mut c, &id, now());
+    assert!(
+        answer(&mut c, &r, &ok(&doc, &[("ETag", "\"v1\"")]), now())
+            .unwrap()
+            .is_some()
+    );
+    let complete = |c: &mut Client, resp: (u16, Vec<(String, String)>, Vec<u8>)| {
+        let r = c.fetch_now(&id);
+        c.handle_response_fresh(
+            r.token,
+            &HttpResponse {
+                status: resp.0,
+                headers: &resp.1,
+                body: &resp.2,
+            },
+            now(),
+        )
+    };
+    // The lenient completion serves the cached copy for both; the fresh one does not.
+    assert!(complete(&mut c, (502, Vec::new(), Vec::new())).is_err());
+    assert!(
+        complete(&mut c, (404, Vec::new(), Vec::new()))
+            .unwrap()
+            .is_none()
+    );
+    // The verified entry stays cached (a 404 is not authenticated) and a 304 revalidates it.
+    assert!(c.snapshot(&id).is_some());
+    assert!(
+        complete(&mut c, (304, Vec::new(), Vec::new()))
+            .unwrap()
+            .is_some()
+    );
+    assert!(complete(&mut c, ok(&doc, &[])).unwrap().is_some());
+    // Forgotten: nothing to revalidate, nothing stale.
+    c.forget(&id);
+    assert!(c.snapshot(&id).is_none());
+    assert_eq!(c.cached_bytes(), 0);
+    let r = c.fetch_now(&id);
+    assert!(!r.headers.iter().any(|(k, _)| k == "If-None-Match"));
+    assert!(
+        c.handle_response(
+            r.token,
+            &HttpResponse {
+                status: 502,
+                headers: &[],
+                body: &[],
+            },
+            now(),
+        )
+        .is_err()
+    );
+}
