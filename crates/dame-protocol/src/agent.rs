@@ -41,7 +41,7 @@ use saml_core::dsig::{SigningKey, TrustedKeys};
 use saml_metadata::model::{EntityDescriptor, RequestedAttribute};
 
 use crate::error::{Error, ErrorKind, Refusal};
-use crate::integration::{IntegrationTarget, accept_peer};
+use crate::integration::{IntegrationTarget, root_is_entity};
 use crate::mdi::{MAX_REASON_LEN, MdiResponse, MdiStatus, StatusReport};
 use crate::policy::RateLimiter;
 use crate::trigger::{TriggerAction, TriggerVerifier};
@@ -373,7 +373,7 @@ impl<T: IntegrationTarget> Agent<T> {
                     self.mdq.forget(&p.id);
                     return Err(Refusal::RolledBack.into());
                 }
-                self.integrate(&p, e.as_deref(), url, now)
+                self.integrate(&p, e.as_deref(), url)
             });
         self.outcome(token, p, result, now, rng)
     }
@@ -409,7 +409,6 @@ impl<T: IntegrationTarget> Agent<T> {
         p: &Pending,
         entity: Option<&EntityDescriptor>,
         url: &str,
-        now: SystemTime,
     ) -> Result<(), Error> {
         let Some(entity) = entity else {
             return Err(Refusal::UnknownEntity.into());
@@ -430,8 +429,9 @@ impl<T: IntegrationTarget> Agent<T> {
             .ok_or_else(|| Error::malformed("fetch", "the fetched document is not cached"))?;
         // What is written is the document itself: exactly one EntityDescriptor, the peer's, as
         // the LocalDynamic layout holds (agent review L4: an EntitiesDescriptor holding the
-        // peer among others is refused, not written whole).
-        accept_peer(&snap.document, peer, &self.mdq.config().keys, now)?;
+        // peer among others is refused, not written whole). The client verified these bytes
+        // and matched the entity to the peer; only the root is looked at here.
+        root_is_entity(&snap.document)?;
         self.target.integrate(peer, &snap.document, url)
     }
 

@@ -56,6 +56,30 @@ pub fn accept_peer(
     }
 }
 
+/// Whether `xml`, a document already verified (by the MDQ client, which checked that it
+/// answers for the peer), has a bare EntityDescriptor as its root: one entity per file, as the
+/// LocalDynamic layout holds. Reads up to the root's start tag; the signature is not verified
+/// again (see [`accept_peer`] for a document nobody has checked).
+pub fn root_is_entity(xml: &[u8]) -> Result<(), Error> {
+    let not_bare = || {
+        Error::malformed(
+            "peer metadata",
+            "expected one EntityDescriptor, got an EntitiesDescriptor",
+        )
+    };
+    let mut r = saml_core::xml::Reader::new(xml, saml_core::xml::Limits::default())?;
+    while r.advance()? {
+        if let Some(saml_core::xml::Event::Start(s)) = r.current() {
+            return if s.is(saml_metadata::ns::MD_NS, "EntityDescriptor") {
+                Ok(())
+            } else {
+                Err(not_bare())
+            };
+        }
+    }
+    Err(not_bare())
+}
+
 /// Where integrated metadata goes.
 pub trait IntegrationTarget {
     /// Stores `xml` (already accepted with [`accept_peer`]) for `entity_id`, with the URL it

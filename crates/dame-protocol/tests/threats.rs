@@ -969,6 +969,15 @@ fn sp_completes(
         .unwrap()
 }
 
+/// A fetch trigger about `peer` issued and received at `at`: the fetch it starts.
+fn sp_fetches(
+    w: &mut World,
+    peer: &str,
+    at: std::time::SystemTime,
+) -> mdq_client::client::FetchRequest {
+    fetch_req(sp_trigger(w, TriggerAction::FetchMetadata, peer, at, at))
+}
+
 fn answer_of(o: FetchOutcome) -> dame_protocol::mdi::MdiResponse {
     match o {
         FetchOutcome::Answer(a) => a,
@@ -999,13 +1008,7 @@ fn an_operators_static_file_survives_rollbacks_and_fetches() {
         w.sp.agent.target().files.get(&metadata_file(IDP)),
         Some(&mine)
     );
-    let req = fetch_req(sp_trigger(
-        &mut w,
-        TriggerAction::FetchMetadata,
-        IDP,
-        now,
-        now,
-    ));
+    let req = sp_fetches(&mut w, IDP, now);
     let a = answer_of(sp_completes(&mut w, &req, None, now));
     assert_eq!(a.status, MdiStatus::Refused, "{a:?}");
     assert!(a.reason.unwrap().contains("statically configured"));
@@ -1034,24 +1037,12 @@ fn a_failed_fetch_never_integrates_the_cached_copy() {
     ];
     for (i, (status, body)) in bad.into_iter().enumerate() {
         let at = now + Duration::from_secs(10 * i as u64);
-        let req = fetch_req(sp_trigger(
-            &mut w,
-            TriggerAction::FetchMetadata,
-            IDP,
-            at,
-            at,
-        ));
+        let req = sp_fetches(&mut w, IDP, at);
         let a = answer_of(sp_completes(&mut w, &req, None, at));
         assert_eq!(a.status, MdiStatus::Integrated, "{a:?}");
         // Without a rollback, a bad answer to the next trigger is an error, not the cached copy.
         let at = at + Duration::from_secs(1);
-        let req = fetch_req(sp_trigger(
-            &mut w,
-            TriggerAction::FetchMetadata,
-            IDP,
-            at,
-            at,
-        ));
+        let req = sp_fetches(&mut w, IDP, at);
         let a = answer_of(sp_completes(&mut w, &req, Some((status, body.clone())), at));
         assert_ne!(a.status, MdiStatus::Integrated, "{status}: {a:?}");
         // A rollback, then a new trigger that is answered badly: nothing comes back.
@@ -1059,13 +1050,7 @@ fn a_failed_fetch_never_integrates_the_cached_copy() {
         let _ = sp_trigger(&mut w, TriggerAction::Rollback, IDP, at, at).unwrap();
         assert!(w.sp.agent.target().files.is_empty());
         let at = at + Duration::from_secs(1);
-        let req = fetch_req(sp_trigger(
-            &mut w,
-            TriggerAction::FetchMetadata,
-            IDP,
-            at,
-            at,
-        ));
+        let req = sp_fetches(&mut w, IDP, at);
         let a = answer_of(sp_completes(&mut w, &req, Some((status, body)), at));
         assert_ne!(a.status, MdiStatus::Integrated, "{status}: {a:?}");
         assert!(w.sp.agent.target().files.is_empty(), "{status}");
@@ -1078,7 +1063,7 @@ fn a_rollback_during_the_fetch_cancels_it_unless_a_newer_trigger_joined() {
     let mut w = World::new();
     let t = w.now;
     let s1 = Duration::from_secs(1);
-    let req = fetch_req(sp_trigger(&mut w, TriggerAction::FetchMetadata, IDP, t, t));
+    let req = sp_fetches(&mut w, IDP, t);
     let r = sp_trigger(&mut w, TriggerAction::Rollback, IDP, t + s1, t + s1).unwrap();
     assert!(matches!(r, TriggerStep::Answer(_)), "{r:?}");
     let a = answer_of(sp_completes(&mut w, &req, None, t + 2 * s1));
@@ -1089,7 +1074,7 @@ fn a_rollback_during_the_fetch_cancels_it_unless_a_newer_trigger_joined() {
     // A fetch trigger issued after the rollback that joins the fetch: it integrates, and the
     // joined trigger gets its report.
     let t = t + Duration::from_secs(10);
-    let req = fetch_req(sp_trigger(&mut w, TriggerAction::FetchMetadata, IDP, t, t));
+    let req = sp_fetches(&mut w, IDP, t);
     let _ = sp_trigger(&mut w, TriggerAction::Rollback, IDP, t + s1, t + s1).unwrap();
     let j = sp_trigger(
         &mut w,
@@ -1122,13 +1107,7 @@ fn many_rollbacks_at_once_and_a_full_fetch_table_do_not_refuse_a_rollback() {
     let mut reqs = Vec::new();
     for i in 0..dame_protocol::agent::MAX_PENDING {
         let peer = format!("https://idp{i}.example.net/idp");
-        reqs.push(fetch_req(sp_trigger(
-            &mut w,
-            TriggerAction::FetchMetadata,
-            &peer,
-            now,
-            now,
-        )));
+        reqs.push(sp_fetches(&mut w, &peer, now));
     }
     assert_eq!(
         refusal(sp_trigger(
@@ -1170,13 +1149,7 @@ fn an_aggregate_holding_the_peer_is_not_integrated() {
     .unwrap()
     .sign(&w.broker_key.signing(), &SignOptions::default())
     .unwrap();
-    let req = fetch_req(sp_trigger(
-        &mut w,
-        TriggerAction::FetchMetadata,
-        IDP,
-        now,
-        now,
-    ));
+    let req = sp_fetches(&mut w, IDP, now);
     let a = answer_of(sp_completes(&mut w, &req, Some((200, agg)), now));
     assert_ne!(a.status, MdiStatus::Integrated, "{a:?}");
     assert!(w.sp.agent.target().files.is_empty());

@@ -165,6 +165,11 @@ fn trigger_url(agent: &Agent, action: TriggerAction, key: &TestKey, at: SystemTi
         .unwrap()
 }
 
+/// A trigger the broker signs now.
+fn now_from_broker(agent: &Agent, action: TriggerAction, keys: &Keys) -> String {
+    trigger_url(agent, action, &keys.broker, SystemTime::now())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_integrates_refuses_rolls_back_defers_and_restarts() {
     let tmp = tempfile::tempdir().unwrap();
@@ -249,54 +254,29 @@ async fn the_agent_integrates_refuses_rolls_back_defers_and_restarts() {
     let junk = format!("http://127.0.0.1:{port}/dame?%ff%fe=&&==");
     assert!((400..500).contains(&trigger(&agent, &junk).await.0));
     // Integrate again, then (c) roll back.
-    let again = trigger_url(
-        &agent,
-        TriggerAction::FetchMetadata,
-        &keys.broker,
-        SystemTime::now(),
-    );
+    let again = now_from_broker(&agent, TriggerAction::FetchMetadata, &keys);
     assert_eq!(trigger(&agent, &again).await.0, 200);
     assert!(xml.exists() && loc.exists());
-    let rb = trigger_url(
-        &agent,
-        TriggerAction::Rollback,
-        &keys.broker,
-        SystemTime::now(),
-    );
+    let rb = now_from_broker(&agent, TriggerAction::Rollback, &keys);
     assert_eq!(trigger(&agent, &rb).await.0, 200);
     assert!(!xml.exists() && !loc.exists());
     // (c2) The operator's own <sha1>.xml (no .xml.loc, agent review M4): a fetch trigger is
     // refused as statically configured and a rollback leaves it.
     let hand = b"<!-- the operator's hand-vetted entry -->".to_vec();
     std::fs::write(&xml, &hand).unwrap();
-    let over = trigger_url(
-        &agent,
-        TriggerAction::FetchMetadata,
-        &keys.broker,
-        SystemTime::now(),
-    );
+    let over = now_from_broker(&agent, TriggerAction::FetchMetadata, &keys);
     let (code, body) = trigger(&agent, &over).await;
     assert_eq!(code, 403, "{body}");
     assert!(body.starts_with("status=refused"), "{body}");
     assert!(body.contains("statically%20configured"), "{body}");
-    let rb = trigger_url(
-        &agent,
-        TriggerAction::Rollback,
-        &keys.broker,
-        SystemTime::now(),
-    );
+    let rb = now_from_broker(&agent, TriggerAction::Rollback, &keys);
     assert_eq!(trigger(&agent, &rb).await.0, 200);
     assert_eq!(std::fs::read(&xml).unwrap(), hand);
     assert!(!loc.exists());
     std::fs::remove_file(&xml).unwrap();
     // (d) A slow broker: accepted-pending, then a status report signed by the SP's key.
     state.delay_ms.store(1_500, Ordering::SeqCst);
-    let slow = trigger_url(
-        &agent,
-        TriggerAction::FetchMetadata,
-        &keys.broker,
-        SystemTime::now(),
-    );
+    let slow = now_from_broker(&agent, TriggerAction::FetchMetadata, &keys);
     let (code, body) = trigger(&agent, &slow).await;
     assert_eq!((code, body.as_str()), (202, "status=accepted-pending"));
     let mut report = None;
@@ -328,12 +308,7 @@ async fn the_agent_integrates_refuses_rolls_back_defers_and_restarts() {
     // (e) The broker down: the trigger is answered with an error.
     server.abort();
     let _ = server.await;
-    let down = trigger_url(
-        &agent,
-        TriggerAction::FetchMetadata,
-        &keys.broker,
-        SystemTime::now(),
-    );
+    let down = now_from_broker(&agent, TriggerAction::FetchMetadata, &keys);
     let (code, body) = trigger(&agent, &down).await;
     assert_eq!(code, 500, "{body}");
     assert!(body.starts_with("status=error"), "{body}");
