@@ -542,8 +542,18 @@ impl ReplayCache for ReplayOverlay<'_> {
                 .any(|(i, d, until)| i == issuer && d == id && *until > now)
     }
 
-    fn remember(&mut self, issuer: &str, id: &str, until: SystemTime, _now: SystemTime) {
+    fn insert_if_absent(
+        &mut self,
+        issuer: &str,
+        id: &str,
+        until: SystemTime,
+        now: SystemTime,
+    ) -> bool {
+        if self.seen(issuer, id, now) {
+            return false;
+        }
         self.added.push((issuer.to_owned(), id.to_owned(), until));
+        true
     }
 }
 
@@ -560,10 +570,12 @@ impl RequestTracker for FlowRequest<'_> {
         !self.done && id == self.id && idp == self.idp && now < self.expires
     }
 
-    fn complete(&mut self, id: &str) {
-        if id == self.id {
-            self.done = true;
+    fn consume(&mut self, id: &str, idp: &str, now: SystemTime) -> bool {
+        if !self.is_outstanding(id, idp, now) {
+            return false;
         }
+        self.done = true;
+        true
     }
 }
 
@@ -1118,7 +1130,8 @@ impl Broker {
         let added = replay.added;
         self.by_user.check(&format!("{idp}\u{0}{subject}"), now)?;
         for (issuer, id, until) in added {
-            self.replay.remember(&issuer, &id, until, now);
+            // Not remembered before: the overlay checked the cache, under this `&mut self`.
+            self.replay.insert_if_absent(&issuer, &id, until, now);
         }
         self.event(Event::UserAuthenticated {
             flow: flow.clone(),

@@ -329,6 +329,12 @@ pub enum ProtocolError {
         second: Option<StatusCode>,
         /// StatusMessage.
         message: Option<String>,
+        /// Whether this is the IdP's own answer to an outstanding request: the Response was
+        /// signed and verified with the IdP's keys, names no other issuer, and its
+        /// `InResponseTo` is a request outstanding for that IdP. `false`: anyone could have
+        /// posted it (an unsigned Response, or one answering no request of ours), so it must
+        /// not end a login that the genuine answer may still complete.
+        authentic: bool,
     },
     /// Neither the Response nor the Assertion is signed, or the policy wants the Assertion
     /// signed and it is not.

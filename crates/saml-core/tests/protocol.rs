@@ -1263,3 +1263,188 @@ fn many_encrypted_keys_are_refused_before_any_private_key_operation() {
         );
     }
 }
+
+/// A store two SP nodes share (SAML review F4): each handle waits in its early-exit read until
+/// both nodes have read, so both validations pass every check before either writes.
+#[derive(Clone)]
+struct Shared {
+    replay: std::sync::Arc<std::sync::Mutex<MemoryReplayCache>>,
+    requests: std::sync::Arc<std::sync::Mutex<OutstandingRequests>>,
+    arrived: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Shared {
+    fn new(requests: OutstandingRequests) -> Self {
+        Shared {
+            replay: Default::default(),
+            requests: std::sync::Arc::new(std::sync::Mutex::new(requests)),
+            arrived: Default::default(),
+        }
+    }
+
+    /// Both nodes read before either goes on (a bounded wait, so a failing test cannot hang).
+    fn rendezvous(&self) {
+        use std::sync::atomic::Ordering;
+        self.arrived.fetch_add(1, Ordering::SeqCst);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while self.arrived.load(Ordering::SeqCst) < 2 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+impl saml_core::protocol::ReplayCache for Shared {
+    fn seen(&self, issuer: &str, id: &str, now: SystemTime) -> bool {
+        let seen = self.replay.lock().unwrap().seen(issuer, id, now);
+        self.rendezvous();
+        seen
+    }
+    fn insert_if_absent(
+        &mut self,
+        issuer: &str,
+        id: &str,
+        until: SystemTime,
+        now: SystemTime,
+    ) -> bool {
+        self.replay
+            .lock()
+            .unwrap()
+            .insert_if_absent(issuer, id, until, now)
+    }
+}
+
+impl saml_core::protocol::RequestTracker for Shared {
+    fn is_outstanding(&self, id: &str, idp: &str, now: SystemTime) -> bool {
+        self.requests.lock().unwrap().is_outstanding(id, idp, now)
+    }
+    fn consume(&mut self, id: &str, idp: &str, now: SystemTime) -> bool {
+        self.requests.lock().unwrap().consume(id, idp, now)
+    }
+}
+
+/// Validates each Response on its own thread, as two nodes sharing `store` would.
+fn on_two_nodes(
+    v: &ResponseValidator,
+    store: &Shared,
+    xml: [&[u8]; 2],
+) -> Vec<Result<saml_core::protocol::ValidatedResponse, Error>> {
+    std::thread::scope(|s| {
+        let nodes: Vec<_> = xml
+            .into_iter()
+            .map(|x| {
+                let (mut requests, mut replay) = (store.clone(), store.clone());
+                s.spawn(move || v.validate(x, now(), &mut requests, &mut replay))
+            })
+            .collect();
+        nodes.into_iter().map(|n| n.join().unwrap()).collect()
+    })
+}
+
+fn outcomes(results: &[Result<saml_core::protocol::ValidatedResponse, Error>]) -> String {
+    let each: Vec<_> = results
+        .iter()
+        .map(|r| {
+            r.as_ref()
+                .map_or_else(ToString::to_string, |_| "accepted".into())
+        })
+        .collect();
+    each.join("; ")
+}
+
+/// Finding (SAML review F4): the replay cache and the request tracker were read in the checks
+/// and written after them, each write saying nothing of whether it came first. Two SP nodes
+/// sharing one store, given one bearer Response at the same moment (a captured Response, or a
+/// double submit), both read "not seen" and "outstanding", and both accepted it: the assertion
+/// was used twice (SAML Profiles §4.1.4.5). The writes are now atomic steps that report whether
+/// they were first, and the second node refuses.
+#[test]
+fn two_nodes_sharing_a_store_accept_a_bearer_assertion_once() {
+    // One unsolicited Response posted to both nodes: the replay cache decides.
+    let w = world();
+    let mut v = validator(&w);
+    v.allow_unsolicited = true;
+    let mut b = builder(&w);
+    b.in_response_to = None;
+    let xml = build(&w, &b);
+    let store = Shared::new(OutstandingRequests::new());
+    let results = on_two_nodes(&v, &store, [&xml, &xml]);
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{}",
+        outcomes(&results)
+    );
+    let refused = results.into_iter().find(|r| r.is_err()).unwrap();
+    assert!(matches!(protocol_err(refused), ProtocolError::Replayed(_)));
+    // Two Responses (two assertions) answering one request, one on each node: the request
+    // tracker decides.
+    let w = world();
+    let v = validator(&w);
+    let (a, b) = (build(&w, &builder(&w)), build(&w, &builder(&w)));
+    let store = Shared::new(w.requests.clone());
+    let results = on_two_nodes(&v, &store, [&a, &b]);
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{}",
+        outcomes(&results)
+    );
+    let refused = results.into_iter().find(|r| r.is_err()).unwrap();
+    assert!(matches!(
+        protocol_err(refused),
+        ProtocolError::UnknownRequest(_)
+    ));
+}
+
+/// Finding (SAML review F5, the core's part): an error status was reported the same whether
+/// the IdP signed it for our request or anyone posted it, so a caller could not tell a forged
+/// failure (anyone who learnt a request ID) from the IdP's refusal. `authentic` tells them
+/// apart.
+#[test]
+fn an_error_status_says_whether_the_idp_answered_our_request() {
+    let status = |b: &mut ResponseBuilder| {
+        b.status = Status {
+            code: StatusCode::Responder,
+            second: Some(StatusCode::AuthnFailed),
+            message: Some("wrong password".into()),
+        };
+    };
+    let authentic = |w: &mut World, v: &ResponseValidator, xml: &[u8]| {
+        let before = w.requests.len();
+        let r = protocol_err(validate(w, v, xml));
+        assert_eq!(w.requests.len(), before, "a status changes no state");
+        match r {
+            ProtocolError::Status { authentic, .. } => authentic,
+            other => panic!("expected a status error, got {other:?}"),
+        }
+    };
+    // Signed by the IdP, answering our outstanding request: the IdP's refusal.
+    let mut w = world();
+    let v = validator(&w);
+    let mut b = builder(&w);
+    status(&mut b);
+    let xml = build(&w, &b);
+    assert!(authentic(&mut w, &v, &xml));
+    // Unsigned: anyone could have posted it.
+    let mut b = builder(&w);
+    status(&mut b);
+    b.sign_response = false;
+    let xml = build(&w, &b);
+    assert!(!authentic(&mut w, &v, &xml));
+    // Signed, but answering a request we do not have (another SP's, or an old one).
+    let mut b = builder(&w);
+    status(&mut b);
+    b.in_response_to = Some("_not-ours".into());
+    let xml = build(&w, &b);
+    assert!(!authentic(&mut w, &v, &xml));
+    // Signed by a key we do not trust for this IdP: refused as a signature error.
+    let mut other = world();
+    other.request = w.request.clone();
+    let mut b = builder(&other);
+    status(&mut b);
+    let xml = build(&other, &b);
+    assert!(matches!(
+        validate(&mut w, &v, &xml),
+        Err(Error::Signature(_))
+    ));
+}

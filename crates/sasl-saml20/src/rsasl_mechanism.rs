@@ -7,8 +7,11 @@
 //!   server) and handle the action [`RedirectUrl`] (open it in the browser);
 //! - server callbacks answer [`Config`] (an `Arc<ServerConfig>`) and [`SamlResponse`] (the XML
 //!   the IdP posted to the ACS for the session whose [`RequestId`] is in the callback's context;
-//!   the callback may block until it arrives), and validate with the [`Authenticated`] outcome in
-//!   the context.
+//!   the callback may block until it arrives; after a Response that anyone could have posted
+//!   was refused it is asked again, for the next one posted for that request, up to
+//!   [`crate::server::MAX_REFUSED_RESPONSES`] times; answering nothing, e.g. at the session's
+//!   deadline, ends the session with the last refusal), and validate with the
+//!   [`Authenticated`] outcome in the context.
 //!
 //! Time and randomness come from the system here (an IO adapter; the sans-IO [`crate::server`]
 //! takes them as inputs).
@@ -190,17 +193,31 @@ impl Authentication for ServerSide {
                     return Ok(State::Running);
                 }
                 let id = server.request_id().unwrap_or_default().to_owned();
-                let xml = session.need_with::<SamlResponse, _, _>(
-                    &ThisProvider::<RequestId>::with(&id),
-                    |xml| Ok(xml.to_vec()),
-                )?;
                 // A fresh replay cache per session is enough here: the Response must answer this
                 // session's own request, which completes with it.
-                let outcome = server
-                    .handle_saml_response(&xml, SystemTime::now(), &mut MemoryReplayCache::new())
-                    .map_err(err)?;
-                session.validate(&ThisProvider::<Authenticated>::with(&outcome))?;
-                Ok(State::Finished(MessageSent::No))
+                let mut replay = MemoryReplayCache::new();
+                let mut refused = None;
+                loop {
+                    let xml = match session.need_with::<SamlResponse, _, _>(
+                        &ThisProvider::<RequestId>::with(&id),
+                        |xml| Ok(xml.to_vec()),
+                    ) {
+                        Ok(xml) => xml,
+                        // No further Response: the session ends with why the last was refused.
+                        Err(e) => return Err(refused.map_or(e, err)),
+                    };
+                    match server.handle_saml_response(&xml, SystemTime::now(), &mut replay) {
+                        Ok(outcome) => {
+                            session.validate(&ThisProvider::<Authenticated>::with(&outcome))?;
+                            return Ok(State::Finished(MessageSent::No));
+                        }
+                        // A Response anyone could have posted: the callback is asked for the
+                        // next one posted for this request (server module docs, "Who may end a
+                        // session").
+                        Err(e) if server.awaits_saml_response() => refused = Some(e),
+                        Err(e) => return Err(err(e)),
+                    }
+                }
             }
         }
     }

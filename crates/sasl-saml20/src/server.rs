@@ -6,6 +6,7 @@
 //!      AwaitEquals { session } ──handle_response("=")──► AwaitSaml { session }
 //!      AwaitSaml { session } ──handle_saml_response(xml from the ACS)──► Done { session } + Outcome
 //!                                                                      | Failed + Error
+//!                                 (a Response anyone could have posted) └► AwaitSaml + Error
 //!  session = { initial response, resolved IdP, request_id, deadline }
 //! ```
 //! Each state holds exactly what it knows: there is no "session state lost" path.
@@ -24,11 +25,24 @@
 //! 5. While waiting, arm a timer for [`Server::deadline`] and call [`Server::handle_timeout`]
 //!    when it fires.
 //! 6. When the IdP posts the Response to the ACS, decode it from its binding and pass it to
-//!    [`Server::handle_saml_response`]: an [`Outcome`] means report success, an error means
-//!    report failure ([`Error::xmpp_condition`] for XMPP).
+//!    [`Server::handle_saml_response`]: an [`Outcome`] means report success. After an error,
+//!    ask [`Server::awaits_saml_response`]: if the session still waits, the refused Response
+//!    may have come from anyone (see below) and the genuine one can still complete the login;
+//!    otherwise report failure ([`Error::xmpp_condition`] for XMPP).
 //!
-//! Any error except [`Error::State`] (a call out of order, which changes nothing) fails the
-//! session for good.
+//! Any other error except [`Error::State`] (a call out of order, which changes nothing) fails
+//! the session for good.
+//!
+//! ## Who may end a session
+//! The ACS is public and routes by the Response's unsigned `InResponseTo`, and the request ID
+//! travels in the redirect URL (browser history, proxies, IdP logs): whoever learnt it can post
+//! a Response for this session. A Response refused before it proved to be the IdP's answer to
+//! this request (malformed, unsigned or badly signed, a replay, another request's, an error
+//! status the IdP did not sign) therefore leaves the session waiting; only a Response the IdP
+//! signed for this request (an error status it signed, or an assertion refused by the identity
+//! or authzid policy), the deadline, or the [`MAX_REFUSED_RESPONSES`]th refused Response ends
+//! it. A genuine answer refused for a reason of its own (an expired or mis-addressed
+//! assertion) ends the session at its deadline.
 //! The AuthnRequest ID ties the SASL session to the SAML Response that the IdP posts to the
 //! server's AssertionConsumerService, possibly much later and over another connection: the
 //! application routes a Response to the session whose [`Server::request_id`] equals its
@@ -66,8 +80,8 @@ use openssl::pkey::{PKey, Private};
 use saml_core::bindings::{MessageKind, redirect};
 use saml_core::dsig::SigningKey;
 use saml_core::protocol::{
-    Attribute, AuthnRequest, BINDING_HTTP_POST, NameId, ReplayCache, RequestTracker,
-    ResponseValidator, new_id,
+    Attribute, AuthnRequest, BINDING_HTTP_POST, NameId, ProtocolError, ReplayCache, RequestTracker,
+    ResponseValidator, ValidatedResponse, new_id,
 };
 
 use crate::error::Error;
@@ -198,6 +212,10 @@ fn scoped_value_allowed(idp: &ResolvedIdp, value: &str) -> bool {
         _ => false,
     }
 }
+
+/// Responses a session refuses while it waits (each is validated: signature, decryption) before
+/// it fails for good: a bound on the work one session does for posts that may come from anyone.
+pub const MAX_REFUSED_RESPONSES: u32 = 8;
 
 /// The attributes whose values are scoped (`user@scope`) and checked against the asserting
 /// IdP's `shibmd:Scope`s by default ([`ServerConfig::scoped_attributes`]), as Shibboleth SP's
@@ -342,6 +360,8 @@ struct Session {
     idp: ResolvedIdp,
     request_id: String,
     deadline: SystemTime,
+    /// Responses refused while waiting (see [`MAX_REFUSED_RESPONSES`]).
+    refused: u32,
 }
 
 /// Where the session is; each state holds what it knows.
@@ -387,6 +407,15 @@ pub struct Server {
     state: State,
 }
 
+/// How a refused Response leaves the session.
+enum Decision {
+    /// It ends the session: the IdP's own answer to this request was refused, or the deadline
+    /// passed.
+    Final(Error),
+    /// It may have come from anyone: the session still waits.
+    Refused(Error),
+}
+
 /// A [`RequestTracker`] holding this session's one request.
 struct One<'a> {
     id: &'a str,
@@ -398,7 +427,9 @@ impl RequestTracker for One<'_> {
     fn is_outstanding(&self, id: &str, _idp: &str, now: SystemTime) -> bool {
         id == self.id && now < self.deadline
     }
-    fn complete(&mut self, _id: &str) {}
+    fn consume(&mut self, id: &str, idp: &str, now: SystemTime) -> bool {
+        self.is_outstanding(id, idp, now)
+    }
 }
 
 impl Server {
@@ -510,6 +541,7 @@ impl Server {
             initial: init,
             idp,
             request_id: id,
+            refused: 0,
             // A timeout whose sum does not fit saturates (a configuration value; never a panic).
             deadline: now
                 .checked_add(self.cfg.session_timeout)
@@ -550,8 +582,10 @@ impl Server {
         Ok(())
     }
 
-    /// Decides the outcome from the SAML Response the IdP posted to the ACS (decoded from its
-    /// binding). On success the session is done; on any error it has failed.
+    /// Decides the outcome from the SAML Response posted to the ACS for this session (decoded
+    /// from its binding). On success the session is done. On an error it has failed, unless
+    /// the Response may have come from anyone ([module docs](self#who-may-end-a-session)):
+    /// then the session still waits ([`Server::awaits_saml_response`]) for the genuine one.
     pub fn handle_saml_response(
         &mut self,
         xml: &[u8],
@@ -570,8 +604,26 @@ impl Server {
                 }
                 Ok(outcome)
             }
-            Err(e) => self.fail(e),
+            Err(Decision::Final(e)) => self.fail(e),
+            Err(Decision::Refused(e)) => {
+                let State::AwaitSaml(session) = &mut self.state else {
+                    return self.fail(e);
+                };
+                session.refused += 1;
+                if session.refused >= MAX_REFUSED_RESPONSES {
+                    return self.fail(e);
+                }
+                Err(e)
+            }
         }
+    }
+
+    /// Whether the session waits for the SAML Response (the client sent `=`, and no Response
+    /// ended it yet): after an error from [`Server::handle_saml_response`], whether the
+    /// genuine Response can still complete the login.
+    #[must_use]
+    pub fn awaits_saml_response(&self) -> bool {
+        matches!(self.state, State::AwaitSaml(_))
     }
 
     /// Validates `xml` for `session`, and applies the identity and authzid policies.
@@ -581,15 +633,16 @@ impl Server {
         xml: &[u8],
         now: SystemTime,
         replay: &mut dyn ReplayCache,
-    ) -> Result<Outcome, Error> {
+    ) -> Result<Outcome, Decision> {
         let Session {
             initial,
             idp,
             request_id,
             deadline,
+            ..
         } = session;
         if now >= *deadline {
-            return Err(Error::Timeout);
+            return Err(Decision::Final(Error::Timeout));
         }
         let mut v = ResponseValidator::new(
             &self.cfg.sp_entity_id,
@@ -603,7 +656,27 @@ impl Server {
             id: request_id,
             deadline: *deadline,
         };
-        let ok = v.validate(xml, now, &mut tracker, replay)?;
+        let ok = v
+            .validate(xml, now, &mut tracker, replay)
+            .map_err(|e| match e {
+                // The IdP's own refusal of this request.
+                saml_core::Error::Protocol(ProtocolError::Status {
+                    authentic: true, ..
+                }) => Decision::Final(e.into()),
+                // Not shown to be the IdP's answer to this request: anyone's post.
+                e => Decision::Refused(e.into()),
+            })?;
+        self.settle(idp, initial, ok).map_err(Decision::Final)
+    }
+
+    /// The outcome of the IdP's validated answer to this session's request: the identity and
+    /// authzid policies, the scoped attributes.
+    fn settle(
+        &self,
+        idp: &ResolvedIdp,
+        initial: &InitialResponse,
+        ok: ValidatedResponse,
+    ) -> Result<Outcome, Error> {
         let Some(name_id) = ok.name_id().cloned() else {
             return Err(Error::NoNameId);
         };

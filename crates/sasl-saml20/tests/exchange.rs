@@ -824,3 +824,83 @@ fn a_client_refuses_a_redirect_relayed_from_another_server_or_to_another_host() 
     // Unset, neither is checked (the default).
     assert!(redirect(RedirectPolicy::default(), config(&i)).is_ok());
 }
+
+/// The IdP's answer to the session's request, with an error status; signed or not.
+fn error_status(i: &Idp, url: &str, signed: bool) -> Vec<u8> {
+    use saml_core::protocol::idp::ResponseBuilder;
+    use saml_core::protocol::{NAMEID_PERSISTENT, NameId, Status, StatusCode};
+    let req = harness::request_in(url);
+    let mut b = ResponseBuilder::for_request(&req, IDP, ACS, NameId::new("x", NAMEID_PERSISTENT));
+    b.status = Status {
+        code: StatusCode::Requester,
+        second: None,
+        message: Some("say this to the user".into()),
+    };
+    b.sign_response = signed;
+    b.build(&i.key, now(), &mut openssl_random).unwrap()
+}
+
+/// Finding (SAML review F5): any refused Response ended the session for good, although the ACS
+/// is public and routes by the unsigned InResponseTo, and the request ID travels in the
+/// redirect URL. Whoever learnt it posted an unsigned error status (or anything) and the
+/// genuine Response a second later met `Error::State`. A Response refused before it proved to
+/// be the IdP's answer to this request now leaves the session waiting.
+#[test]
+fn a_forged_response_does_not_end_the_session() {
+    let i = idp();
+    let (mut s, url) = started(config(&i));
+    s.handle_response(b"=", now(), &mut openssl_random).unwrap();
+    let mut replay = MemoryReplayCache::new();
+    let forged = [
+        error_status(&i, &url, false),
+        b"<".to_vec(),
+        idp_answer(&idp(), &url, "mallory"),
+    ];
+    for xml in &forged {
+        let e = s.handle_saml_response(xml, now(), &mut replay).unwrap_err();
+        assert!(matches!(e, Error::Saml(_)), "{e}");
+        assert!(s.awaits_saml_response(), "refused by {e}, yet ended");
+    }
+    let o = s
+        .handle_saml_response(&idp_answer(&i, &url, "alice"), now(), &mut replay)
+        .unwrap();
+    assert_eq!(o.identity.qualified(), (IDP, "alice"));
+    assert!(s.is_authenticated() && !s.awaits_saml_response());
+}
+
+/// What does end it: the IdP's own signed refusal of this request, and a bounded number of
+/// refused posts (each costs a validation).
+#[test]
+fn the_idps_signed_refusal_and_many_forgeries_end_the_session() {
+    let i = idp();
+    let (mut s, url) = started(config(&i));
+    s.handle_response(b"=", now(), &mut openssl_random).unwrap();
+    let e = s
+        .handle_saml_response(
+            &error_status(&i, &url, true),
+            now(),
+            &mut MemoryReplayCache::new(),
+        )
+        .unwrap_err();
+    assert_eq!(e.xmpp_condition(), "not-authorized");
+    assert!(!s.awaits_saml_response());
+    let genuine = idp_answer(&i, &url, "alice");
+    assert!(matches!(
+        s.handle_saml_response(&genuine, now(), &mut MemoryReplayCache::new()),
+        Err(Error::State(_))
+    ));
+
+    let (mut s, url) = started(config(&i));
+    s.handle_response(b"=", now(), &mut openssl_random).unwrap();
+    for n in 1..=sasl_saml20::server::MAX_REFUSED_RESPONSES {
+        assert!(s.awaits_saml_response(), "ended after {} posts", n - 1);
+        let r = s.handle_saml_response(b"<", now(), &mut MemoryReplayCache::new());
+        assert!(matches!(r, Err(Error::Saml(_))));
+    }
+    assert!(!s.awaits_saml_response());
+    let genuine = idp_answer(&i, &url, "alice");
+    assert!(matches!(
+        s.handle_saml_response(&genuine, now(), &mut MemoryReplayCache::new()),
+        Err(Error::State(_))
+    ));
+}

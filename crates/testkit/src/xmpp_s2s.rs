@@ -252,10 +252,12 @@ fn start_destination(
         Arc::new(resolver),
     ));
     let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
-    // The ACS: route each Response to the session whose request ID it answers.
+    // The ACS: route each Response to the session whose request ID it answers. The entry
+    // stays until the session ends: a Response posted by someone else for that request does
+    // not take the genuine one's place (sasl-saml20 server docs, "Who may end a session").
     let p = pending.clone();
     std::thread::spawn(move || {
-        for conn in acs.incoming().take(1) {
+        for conn in acs.incoming() {
             let Ok(mut s) = conn else { continue };
             let r = (|| -> Res<()> {
                 let (_, _, body) = read_http(&mut s)?;
@@ -271,15 +273,11 @@ fn start_destination(
                 let tx = p
                     .lock()
                     .map_err(|_| "lock")?
-                    .remove(&irt)
+                    .get(&irt)
+                    .cloned()
                     .ok_or("no session for this Response")?;
                 tx.send(form.xml)?;
-                respond(
-                    &mut s,
-                    "200 OK",
-                    "",
-                    "authenticated; you may close this window",
-                )
+                respond(&mut s, "200 OK", "", "received; you may close this window")
             })();
             if let Err(e) = r {
                 let _ = respond(&mut s, "400 Bad Request", "", &e.to_string());
@@ -332,12 +330,19 @@ fn start_destination(
                 SystemTime::now(),
                 &mut openssl_random,
             )?;
-            let xml = rx.recv_timeout(Duration::from_secs(20))?;
-            match session.handle_saml_response(
-                &xml,
-                SystemTime::now(),
-                &mut MemoryReplayCache::new(),
-            ) {
+            let mut replay = MemoryReplayCache::new();
+            let decided = loop {
+                let xml = rx.recv_timeout(Duration::from_secs(20))?;
+                match session.handle_saml_response(&xml, SystemTime::now(), &mut replay) {
+                    // Anyone's post: wait for the next one for this request.
+                    Err(_) if session.awaits_saml_response() => {}
+                    decided => break decided,
+                }
+            };
+            if let Some(id) = session.request_id() {
+                pending.lock().map_err(|_| "lock")?.remove(id);
+            }
+            match decided {
                 Ok(o) => {
                     write!(s, "<success xmlns='{SASL_NS}'/>")?;
                     Ok(o)

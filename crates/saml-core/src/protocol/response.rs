@@ -193,12 +193,23 @@ impl ValidatedResponse {
 /// The SP's record of the requests it sent and still waits for (InResponseTo correlation), and
 /// to which IdP each went: an SP with several IdPs must not accept IdP B's answer to a request
 /// sent to IdP A (SAML Profiles §4.1.4.3, InResponseTo names the request the IdP received).
+///
+/// ## Several SP nodes sharing one store
+/// [`RequestTracker::is_outstanding`] is an early exit, read before any signature work;
+/// [`RequestTracker::consume`] decides. A store shared between processes (a database, Redis)
+/// must make `consume` one atomic step (a `DELETE ... WHERE id = ? AND idp = ? AND expires > ?`
+/// that reports the rows it removed), so that of two nodes validating answers to one request at
+/// the same moment only one succeeds.
 pub trait RequestTracker {
     /// Whether `id` is a request outstanding at `now` that was sent to the IdP `idp` (its
-    /// entityID, as in [`ResponseValidator::idp_entity_id`]).
+    /// entityID, as in [`ResponseValidator::idp_entity_id`]). A cheap early exit: the decision is
+    /// [`RequestTracker::consume`]'s.
     fn is_outstanding(&self, id: &str, idp: &str, now: SystemTime) -> bool;
-    /// `id` was answered by a valid Response: forget it.
-    fn complete(&mut self, id: &str);
+    /// `id` was answered by a Response that passed every other check: forget it, in one atomic
+    /// step, if it is still outstanding at `now` for `idp`. Returns whether this call forgot it
+    /// (`false`: it was answered meanwhile, expired, or never sent to `idp`, and the Response is
+    /// refused with [`ProtocolError::UnknownRequest`]).
+    fn consume(&mut self, id: &str, idp: &str, now: SystemTime) -> bool;
 }
 
 /// An in-memory [`RequestTracker`]: request IDs with the IdP each was sent to and an expiry.
@@ -290,18 +301,37 @@ impl RequestTracker for OutstandingRequests {
             .is_some_and(|(to, e)| to == idp && *e > now)
     }
 
-    fn complete(&mut self, id: &str) {
+    fn consume(&mut self, id: &str, idp: &str, now: SystemTime) -> bool {
+        if !self.is_outstanding(id, idp, now) {
+            return false;
+        }
         self.forget(id);
+        true
     }
 }
 
 /// Assertion IDs already consumed, until they expire (SAML Profiles §4.1.4.5: a bearer assertion
 /// is used once).
+///
+/// ## Several SP nodes sharing one cache
+/// [`ReplayCache::seen`] is an early exit, read before the other checks;
+/// [`ReplayCache::insert_if_absent`] decides. A cache shared between processes must make it
+/// one atomic step (Redis `SET key 1 NX PXAT until`, SQL `INSERT ... ON CONFLICT DO NOTHING`
+/// reporting the rows inserted), so that of two nodes given one bearer assertion at the same
+/// moment only one accepts it.
 pub trait ReplayCache {
-    /// Whether the assertion `id` from `issuer` was already used.
+    /// Whether the assertion `id` from `issuer` was already used and is remembered at `now`.
     fn seen(&self, issuer: &str, id: &str, now: SystemTime) -> bool;
-    /// Remembers the assertion until `until` (after which it is expired anyway).
-    fn remember(&mut self, issuer: &str, id: &str, until: SystemTime, now: SystemTime);
+    /// Remembers the assertion until `until` (after which it is expired anyway) unless it is
+    /// remembered at `now` already, in one atomic step. Returns whether this call remembered it
+    /// (`false`: a replay, refused with [`ProtocolError::Replayed`]).
+    fn insert_if_absent(
+        &mut self,
+        issuer: &str,
+        id: &str,
+        until: SystemTime,
+        now: SystemTime,
+    ) -> bool;
 }
 
 /// An in-memory [`ReplayCache`]; expired entries are dropped as new ones come, in one sweep
@@ -310,7 +340,7 @@ pub trait ReplayCache {
 #[derive(Debug, Clone, Default)]
 pub struct MemoryReplayCache {
     seen: HashMap<(String, String), SystemTime>,
-    /// Size at which the next [`ReplayCache::remember`] sweeps expired entries.
+    /// Size at which the next [`ReplayCache::insert_if_absent`] sweeps expired entries.
     sweep_at: usize,
 }
 
@@ -344,12 +374,22 @@ impl ReplayCache for MemoryReplayCache {
             .is_some_and(|until| *until > now)
     }
 
-    fn remember(&mut self, issuer: &str, id: &str, until: SystemTime, now: SystemTime) {
+    fn insert_if_absent(
+        &mut self,
+        issuer: &str,
+        id: &str,
+        until: SystemTime,
+        now: SystemTime,
+    ) -> bool {
+        if self.seen(issuer, id, now) {
+            return false;
+        }
         if self.seen.len() >= self.sweep_at {
             self.seen.retain(|_, u| *u > now);
             self.sweep_at = (2 * self.seen.len()).max(SWEEP_MIN);
         }
         self.seen.insert((issuer.to_owned(), id.to_owned()), until);
+        true
     }
 }
 
@@ -467,8 +507,11 @@ impl ResponseValidator {
     }
 
     /// Validates the Response `xml` (already decoded from its binding) at `now`. On success the
-    /// answered request is completed in `requests` and the assertion ID remembered in `replay`;
-    /// on any error neither is touched.
+    /// answered request is consumed in `requests` and the assertion ID remembered in `replay`;
+    /// on any error neither is touched (one exception, with stores shared between nodes: when
+    /// another Response answered the same request between this one's checks and its writes,
+    /// this one is refused as [`ProtocolError::UnknownRequest`] and its assertion stays
+    /// remembered, which changes nothing since its request is gone).
     pub fn validate(
         &self,
         xml: &[u8],
@@ -497,14 +540,27 @@ impl ResponseValidator {
         } else {
             (first, false)
         };
-        // An error status carries no assertion (it is authentic only if the Response was
-        // signed, but a forged failure gains an attacker nothing).
+        // An error status carries no assertion. It is the IdP's answer to one of our requests
+        // only when signed by the IdP and naming that request; otherwise anyone who learnt a
+        // request ID could post it, and a caller must not end that login on it.
         if resp.head.status.code != StatusCode::Success {
+            let authentic = response_signed
+                && resp
+                    .head
+                    .issuer
+                    .as_deref()
+                    .is_none_or(|i| i == self.idp_entity_id)
+                && resp
+                    .head
+                    .in_response_to
+                    .as_deref()
+                    .is_some_and(|id| requests.is_outstanding(id, &self.idp_entity_id, now));
             let st = resp.head.status;
             return Err(ProtocolError::Status {
                 code: st.code,
                 second: st.second,
                 message: st.message,
+                authentic,
             }
             .into());
         }
@@ -598,11 +654,18 @@ impl ResponseValidator {
             &*requests,
             &*replay,
         )?;
+        // The writes, each one atomic step that reports whether it was first (several nodes
+        // sharing one store: the reads in `check` are early exits). The assertion first: of
+        // two posts of one Response, the second is refused without touching the request.
         let until = replay_until(&assertion, now, self.clock_skew, self.max_issue_age);
-        if let Some(id) = &resp.head.in_response_to {
-            requests.complete(id);
+        if !replay.insert_if_absent(&assertion.issuer, &assertion.id, until, now) {
+            return Err(ProtocolError::Replayed(assertion.id.clone()).into());
         }
-        replay.remember(&assertion.issuer, &assertion.id, until, now);
+        if let Some(id) = &resp.head.in_response_to
+            && !requests.consume(id, &self.idp_entity_id, now)
+        {
+            return Err(ProtocolError::UnknownRequest(id.clone()).into());
+        }
         Ok(ValidatedResponse {
             response_id: resp.id,
             in_response_to: resp.head.in_response_to,
@@ -1489,11 +1552,16 @@ mod replay_cache_tests {
         // first sweep comes at SWEEP_MIN entries).
         let mut c = MemoryReplayCache::new();
         for i in 0..SWEEP_MIN - 1 {
-            c.remember("https://idp.example.org", &format!("_a{i}"), until, t0);
+            assert!(c.insert_if_absent("https://idp.example.org", &format!("_a{i}"), until, t0));
         }
         let later = t0 + Duration::from_secs(2 * 3600);
         for id in ["_b", "_c"] {
-            c.remember("https://idp.example.org", id, later + max_age + skew, later);
+            assert!(c.insert_if_absent(
+                "https://idp.example.org",
+                id,
+                later + max_age + skew,
+                later
+            ));
         }
         assert!(c.len() <= 2, "{} entries", c.len());
     }
@@ -1525,8 +1593,13 @@ mod replay_cache_tests {
         let later = t0 + Duration::from_secs(10_000);
         r.insert("late", "idp", later + Duration::from_secs(60), later);
         assert_eq!(r.len(), 1);
-        r.complete("late");
+        assert!(
+            !r.consume("late", "other-idp", later),
+            "sent to another IdP"
+        );
+        assert!(r.consume("late", "idp", later));
         assert!(r.is_empty());
+        assert!(!r.consume("late", "idp", later), "consumed once");
         // A smaller maximum, and an ID recorded again keeps one entry with its new expiry.
         let mut small = OutstandingRequests::new().with_max(3);
         for (i, id) in ["a", "b", "c", "d", "b"].iter().enumerate() {
@@ -1557,7 +1630,12 @@ mod replay_cache_tests {
         // five billion steps here.
         for i in 0..100_000u64 {
             let now = t0 + Duration::from_millis(10 * i);
-            c.remember("idp", &i.to_string(), now + Duration::from_secs(3600), now);
+            assert!(c.insert_if_absent(
+                "idp",
+                &i.to_string(),
+                now + Duration::from_secs(3600),
+                now
+            ));
         }
         assert_eq!(c.len(), 100_000);
         let end = t0 + Duration::from_secs(1000);
@@ -1569,7 +1647,7 @@ mod replay_cache_tests {
         let n = 250_000u64;
         for i in 0..n {
             let now = later + Duration::from_secs(i);
-            c.remember("idp", &format!("b{i}"), now + Duration::from_secs(1), now);
+            assert!(c.insert_if_absent("idp", &format!("b{i}"), now + Duration::from_secs(1), now));
             assert!(c.len() <= 200_001, "{}", c.len());
         }
         assert!(c.len() <= SWEEP_MIN + 1, "{}", c.len());
