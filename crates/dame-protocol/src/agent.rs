@@ -122,7 +122,13 @@ pub struct Agent<T: IntegrationTarget> {
     joined: HashMap<Token, usize>,
     reports: VecDeque<String>,
     by_source: RateLimiter,
+    /// Nonces of triggers accepted, for the caller to keep ([`Agent::poll_accepted_nonce`]).
+    accepted_nonces: VecDeque<(String, SystemTime)>,
 }
+
+/// Most accepted trigger nonces an [`Agent`] queues for [`Agent::poll_accepted_nonce`] (the
+/// oldest gives way).
+const MAX_QUEUED_NONCES: usize = 10_000;
 
 impl<T: IntegrationTarget> std::fmt::Debug for Agent<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -166,6 +172,7 @@ impl<T: IntegrationTarget> Agent<T> {
             joined: HashMap::new(),
             reports: VecDeque::new(),
             by_source: RateLimiter::new(10.0, 50, 10_000),
+            accepted_nonces: VecDeque::new(),
         })
     }
 
@@ -240,6 +247,11 @@ impl<T: IntegrationTarget> Agent<T> {
                 return Err(e);
             }
         };
+        if self.accepted_nonces.len() >= MAX_QUEUED_NONCES {
+            self.accepted_nonces.pop_front();
+        }
+        self.accepted_nonces
+            .push_back((t.nonce.clone(), self.verifier.nonce_until(&t)));
         // The broker's copy of this entity is not for its own trust store (agent review L5).
         if t.peer == self.me {
             return Err(Refusal::WrongFlow.into());
@@ -325,6 +337,35 @@ impl<T: IntegrationTarget> Agent<T> {
             out.push(req);
         }
         Ok(out)
+    }
+
+    /// The nonce of a trigger accepted since the last call, with until when a replay of it
+    /// must be refused. An agent that restarts within that time gives them back with
+    /// [`Agent::restore_trigger_nonce`]; without that, whoever read a trigger URL (a proxy's
+    /// access log) could replay it within minutes of a restart (agent review L2). Drain after
+    /// every [`Agent::handle_trigger`] and keep each durably (at most 10,000 wait; the oldest
+    /// gives way).
+    pub fn poll_accepted_nonce(&mut self) -> Option<(String, SystemTime)> {
+        self.accepted_nonces.pop_front()
+    }
+
+    /// Remembers the nonce of a trigger accepted before a restart (from
+    /// [`Agent::poll_accepted_nonce`]) until `until`; whether it was taken (not when malformed
+    /// or expired at `now`).
+    pub fn restore_trigger_nonce(
+        &mut self,
+        nonce: &str,
+        until: SystemTime,
+        now: SystemTime,
+    ) -> bool {
+        self.verifier.restore_nonce(nonce, until, now)
+    }
+
+    /// The nonces of accepted triggers still remembered at `now`, with until when (to rewrite
+    /// a kept list without the expired ones).
+    #[must_use]
+    pub fn live_trigger_nonces(&self, now: SystemTime) -> Vec<(String, SystemTime)> {
+        self.verifier.live_nonces(now)
     }
 
     /// The next signed status report URL to GET at the broker, for triggers that joined a fetch

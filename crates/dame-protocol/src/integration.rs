@@ -159,28 +159,101 @@ mod fs {
     use std::collections::BTreeMap;
     use std::io::Write as _;
     use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     use super::{IntegrationTarget, check_source, loc_file, metadata_file};
     use crate::error::{Error, Refusal};
 
+    /// The second line of a `.xml.loc` written before its `.xml`: the entry is not committed
+    /// until the `.xml` is in place and the `.xml.loc` is rewritten without it.
+    const PENDING: &str = "pending";
+    /// The suffix a `.xml.loc` is renamed to while its entry is removed.
+    const REMOVING: &str = ".removing";
+    /// Largest `.xml.loc` read (a URL and a line).
+    const MAX_LOC: u64 = 4096;
+
     /// A `LocalDynamic` source directory (Shibboleth SP's `<MetadataProvider
     /// type="LocalDynamic" sourceDirectory="...">`): files are written to a temporary name and
     /// renamed, so a reader never sees half a document.
-    #[derive(Debug, Clone)]
+    ///
+    /// Crash safety (agent review L1): a new peer's `.xml.loc` is written first marked
+    /// `pending`, then the `.xml`, then the `.xml.loc` without the mark; a removal renames the
+    /// `.xml.loc` to `.xml.loc.removing` first, then deletes the `.xml`, then that tombstone.
+    /// [`LocalDynamicDir::open`] finishes what a crash or a failed write interrupted: a pending
+    /// entry is removed (its exchange never completed, so a restart must not integrate it), a
+    /// removal is completed, and temporary files are deleted ([`LocalDynamicDir::recovered`]).
+    /// The directory is synced after every rename.
+    #[derive(Debug)]
     pub struct LocalDynamicDir {
         dir: PathBuf,
+        recovered: Vec<String>,
+        tmp_seq: AtomicU64,
+    }
+
+    impl Clone for LocalDynamicDir {
+        fn clone(&self) -> Self {
+            LocalDynamicDir {
+                dir: self.dir.clone(),
+                recovered: self.recovered.clone(),
+                tmp_seq: AtomicU64::new(self.tmp_seq.load(Ordering::Relaxed)),
+            }
+        }
     }
 
     fn io(what: &Path, e: std::io::Error) -> Error {
         Error::malformed("integration directory", format!("{}: {e}", what.display()))
     }
 
+    fn is_stem(s: &str) -> bool {
+        s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
+    }
+
+    /// Removes `p`; a missing file is not an error.
+    fn remove_if_there(p: &Path) -> Result<(), Error> {
+        match std::fs::remove_file(p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(p, e)),
+        }
+    }
+
+    fn exists(p: &Path) -> Result<bool, Error> {
+        std::fs::symlink_metadata(p).map(|_| true).or_else(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Ok(false)
+            } else {
+                Err(io(p, e))
+            }
+        })
+    }
+
+    /// A `.xml.loc`'s lines when it is a regular file of at most [`MAX_LOC`] bytes in UTF-8
+    /// (anything else is not one the agent wrote, and is not read).
+    fn read_loc(p: &Path) -> Option<(String, bool)> {
+        let m = std::fs::symlink_metadata(p).ok()?;
+        if !m.is_file() || m.len() > MAX_LOC {
+            return None;
+        }
+        let body = String::from_utf8(std::fs::read(p).ok()?).ok()?;
+        let mut lines = body.lines();
+        let url = lines.next()?.trim().to_owned();
+        let pending = lines.any(|l| l.trim() == PENDING);
+        Some((url, pending))
+    }
+
     impl LocalDynamicDir {
-        /// The directory `dir` (created when missing).
+        /// The directory `dir` (created when missing), with what an interrupted integration or
+        /// removal left behind cleaned up (see the type's docs).
         pub fn open(dir: impl Into<PathBuf>) -> Result<Self, Error> {
             let dir = dir.into();
             std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-            Ok(LocalDynamicDir { dir })
+            let mut d = LocalDynamicDir {
+                dir,
+                recovered: Vec::new(),
+                tmp_seq: AtomicU64::new(0),
+            };
+            d.recover()?;
+            Ok(d)
         }
 
         /// The directory.
@@ -189,14 +262,80 @@ mod fs {
             &self.dir
         }
 
+        /// What [`LocalDynamicDir::open`] cleaned up, one line per entry (for the log).
+        #[must_use]
+        pub fn recovered(&self) -> &[String] {
+            &self.recovered
+        }
+
+        fn recover(&mut self) -> Result<(), Error> {
+            let mut names = Vec::new();
+            for entry in std::fs::read_dir(&self.dir).map_err(|e| io(&self.dir, e))? {
+                let entry = entry.map_err(|e| io(&self.dir, e))?;
+                names.push(entry.file_name().to_string_lossy().into_owned());
+            }
+            let mut changed = false;
+            for name in names {
+                let path = self.dir.join(&name);
+                // `.<sha1>.xml.tmp…` and `.<sha1>.xml.loc.tmp…`: a write that never finished.
+                if let Some(rest) = name.strip_prefix('.')
+                    && let Some((target, _)) = rest.split_once(".tmp")
+                    && (target.strip_suffix(".xml").is_some_and(is_stem)
+                        || target.strip_suffix(".xml.loc").is_some_and(is_stem))
+                {
+                    remove_if_there(&path)?;
+                    self.recovered
+                        .push(format!("{name}: unfinished write deleted"));
+                    changed = true;
+                } else if let Some(stem) = name.strip_suffix(".xml.loc.removing")
+                    && is_stem(stem)
+                {
+                    remove_if_there(&self.dir.join(format!("{stem}.xml")))?;
+                    remove_if_there(&path)?;
+                    self.recovered.push(format!("{stem}: removal completed"));
+                    changed = true;
+                } else if let Some(stem) = name.strip_suffix(".xml.loc")
+                    && is_stem(stem)
+                    && read_loc(&path).is_some_and(|(_, pending)| pending)
+                {
+                    remove_if_there(&self.dir.join(format!("{stem}.xml")))?;
+                    remove_if_there(&path)?;
+                    self.recovered
+                        .push(format!("{stem}: unfinished integration removed"));
+                    changed = true;
+                }
+            }
+            if changed {
+                self.sync_dir()?;
+            }
+            Ok(())
+        }
+
+        /// Makes the renames and removals in the directory durable.
+        fn sync_dir(&self) -> Result<(), Error> {
+            std::fs::File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io(&self.dir, e))
+        }
+
         fn write_atomically(&self, name: &str, data: &[u8]) -> Result<(), Error> {
             let path = self.dir.join(name);
-            let tmp = self.dir.join(format!(".{name}.tmp{}", std::process::id()));
-            let mut f = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
-            f.write_all(data)
-                .and_then(|()| f.sync_all())
-                .map_err(|e| io(&tmp, e))?;
-            std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))
+            // A name no other writer uses, created new (never through a link left there).
+            let seq = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
+            let tmp = self
+                .dir
+                .join(format!(".{name}.tmp{}-{seq}", std::process::id()));
+            let written = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .and_then(|mut f| f.write_all(data).and_then(|()| f.sync_all()))
+                .and_then(|()| std::fs::rename(&tmp, &path));
+            if let Err(e) = written {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(io(&path, e));
+            }
+            self.sync_dir()
         }
     }
 
@@ -206,60 +345,65 @@ mod fs {
             // An operator's file (no marker) is not DAME's to replace (M4).
             let loc = self.dir.join(loc_file(entity_id));
             let xml_path = self.dir.join(metadata_file(entity_id));
-            let exists = |p: &Path| {
-                std::fs::symlink_metadata(p).map(|_| true).or_else(|e| {
-                    if e.kind() == std::io::ErrorKind::NotFound {
-                        Ok(false)
-                    } else {
-                        Err(io(p, e))
-                    }
-                })
-            };
-            if exists(&xml_path)? && !exists(&loc)? {
+            let had = exists(&loc)?;
+            if exists(&xml_path)? && !had {
                 return Err(Refusal::StaticallyConfigured.into());
             }
-            // The source first: a crash between the two leaves a re-fetchable entry.
-            self.write_atomically(&loc_file(entity_id), format!("{source}\n").as_bytes())?;
-            self.write_atomically(&metadata_file(entity_id), xml)
+            // A new peer is pending until its `.xml` is in place (L1): a crash or a failed
+            // write leaves an entry the next start removes, never one it integrates.
+            if !had {
+                self.write_atomically(
+                    &loc_file(entity_id),
+                    format!("{source}\n{PENDING}\n").as_bytes(),
+                )?;
+            }
+            let committed = self
+                .write_atomically(&metadata_file(entity_id), xml)
+                .and_then(|()| {
+                    self.write_atomically(&loc_file(entity_id), format!("{source}\n").as_bytes())
+                });
+            if let Err(e) = committed {
+                if !had {
+                    let _ = remove_if_there(&xml_path);
+                    let _ = remove_if_there(&loc);
+                }
+                return Err(e);
+            }
+            Ok(())
         }
 
         fn remove(&mut self, entity_id: &str) -> Result<bool, Error> {
             // Only what DAME wrote: without the `.xml.loc` marker the `.xml` is the
             // operator's (M4) and stays.
             let loc = self.dir.join(loc_file(entity_id));
-            match std::fs::symlink_metadata(&loc) {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-                Err(e) => return Err(io(&loc, e)),
+            if !exists(&loc)? {
+                return Ok(false);
             }
-            for name in [metadata_file(entity_id), loc_file(entity_id)] {
-                let p = self.dir.join(&name);
-                match std::fs::remove_file(&p) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(io(&p, e)),
-                }
-            }
+            // The marker becomes a tombstone first: from here a restart completes the
+            // removal instead of re-fetching the entity (L1).
+            let tomb = self.dir.join(format!("{}{REMOVING}", loc_file(entity_id)));
+            std::fs::rename(&loc, &tomb).map_err(|e| io(&loc, e))?;
+            self.sync_dir()?;
+            remove_if_there(&self.dir.join(metadata_file(entity_id)))?;
+            remove_if_there(&tomb)?;
+            self.sync_dir()?;
             Ok(true)
         }
 
         fn sources(&self) -> Result<BTreeMap<String, String>, Error> {
             let mut out = BTreeMap::new();
             for entry in std::fs::read_dir(&self.dir).map_err(|e| io(&self.dir, e))? {
-                let entry = entry.map_err(|e| io(&self.dir, e))?;
+                // An entry that cannot be read is skipped, not the start aborted (L3).
+                let Ok(entry) = entry else { continue };
                 let name = entry.file_name().to_string_lossy().into_owned();
                 let Some(stem) = name.strip_suffix(".xml.loc") else {
                     continue;
                 };
-                if stem.len() != 40 || !stem.bytes().all(|b| b.is_ascii_hexdigit()) {
+                if !is_stem(stem) {
                     continue;
                 }
-                let body = std::fs::read(entry.path()).map_err(|e| io(&entry.path(), e))?;
-                if body.len() > 4096 {
-                    continue;
-                }
-                if let Ok(url) = String::from_utf8(body) {
-                    out.insert(stem.to_owned(), url.trim().to_owned());
+                if let Some((url, false)) = read_loc(&entry.path()) {
+                    out.insert(stem.to_owned(), url);
                 }
             }
             Ok(out)

@@ -190,6 +190,14 @@ impl NonceCache {
         self.sweep_at = (2 * self.seen.len()).max(SWEEP_MIN);
     }
 
+    /// The nonces held that are live at `now`, with until when.
+    pub(crate) fn live(&self, now: SystemTime) -> impl Iterator<Item = (&str, SystemTime)> {
+        self.seen
+            .iter()
+            .filter(move |(_, until)| **until > now)
+            .map(|(n, until)| (n.as_str(), *until))
+    }
+
     /// Remembers `nonce` until `until` (call after [`Self::check`] and every other check).
     pub(crate) fn remember(&mut self, nonce: &str, until: SystemTime) {
         if self.seen.is_empty() || until < self.earliest {

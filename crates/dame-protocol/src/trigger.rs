@@ -200,13 +200,42 @@ impl TriggerVerifier {
             nonce,
         };
         admit(&t)?;
-        let until = issue_instant
+        let until = self.nonce_until(&t);
+        self.nonces.remember(&t.nonce, until);
+        Ok(t)
+    }
+
+    /// Until when the accepted trigger `t`'s nonce is remembered: past then its time check
+    /// refuses it anyway.
+    #[must_use]
+    pub fn nonce_until(&self, t: &Trigger) -> SystemTime {
+        t.issue_instant
             .checked_add(
                 self.max_age
                     .saturating_add(self.clock_skew.saturating_mul(2)),
             )
-            .unwrap_or(issue_instant);
-        self.nonces.remember(&t.nonce, until);
-        Ok(t)
+            .unwrap_or(t.issue_instant)
+    }
+
+    /// The nonces of accepted triggers still remembered at `now`, with until when: what an
+    /// entity keeps across a restart (agent review L2), to give back with
+    /// [`TriggerVerifier::restore_nonce`].
+    #[must_use]
+    pub fn live_nonces(&self, now: SystemTime) -> Vec<(String, SystemTime)> {
+        self.nonces
+            .live(now)
+            .map(|(n, until)| (n.to_owned(), until))
+            .collect()
+    }
+
+    /// Remembers a nonce accepted before a restart until `until`; whether it was taken (a
+    /// malformed nonce, one expired at `now`, or one beyond the cache's room is not; the
+    /// room is the capacity, so a full cache refuses new triggers as it would have).
+    pub fn restore_nonce(&mut self, nonce: &str, until: SystemTime, now: SystemTime) -> bool {
+        if !is_nonce(nonce) || until <= now || self.nonces.check(nonce, now).is_err() {
+            return false;
+        }
+        self.nonces.remember(nonce, until);
+        true
     }
 }

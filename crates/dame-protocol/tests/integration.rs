@@ -124,3 +124,82 @@ fn an_operators_own_file_is_neither_replaced_nor_removed() {
     );
     assert!(!fs.path().join(loc_file(SP)).exists());
 }
+
+/// Agent review L1: a new peer's `.xml.loc` was written before its `.xml`, and a removal
+/// deleted the `.xml` before the `.xml.loc`, so a crash or a failed write between the two left
+/// a `.xml.loc` the next start re-fetched and integrated: a peer whose exchange never
+/// completed, or one the broker had rolled back. Temporary files of failed writes piled up.
+/// Now a new entry is marked pending until its `.xml` is in place, a removal leaves a
+/// tombstone first, and opening the directory finishes what was interrupted.
+#[test]
+fn what_a_crash_interrupted_is_finished_not_integrated_at_the_next_start() {
+    const IDP: &str = "https://idp.example.net/idp";
+    const KEPT: &str = "https://kept.example.net/idp";
+    let source = |e: &str| format!("https://broker.example/entities/{}", e.len());
+    let dir = tempfile::tempdir().unwrap();
+    let md = dir.path().join("md");
+    let mut fs = LocalDynamicDir::open(&md).unwrap();
+    fs.integrate(KEPT, b"<md:EntityDescriptor/>", &source(KEPT))
+        .unwrap();
+    fs.integrate(SP, b"<md:EntityDescriptor/>", &source(SP))
+        .unwrap();
+    let stem = |e: &str| metadata_file(e).trim_end_matches(".xml").to_owned();
+    // The states a crash leaves: a new peer's marker written, its `.xml` not (or only its
+    // temporary file); a removal whose marker became a tombstone, its `.xml` not yet deleted;
+    // a temporary file of a write that failed.
+    std::fs::write(
+        md.join(loc_file(IDP)),
+        format!("{}\npending\n", source(IDP)),
+    )
+    .unwrap();
+    std::fs::write(
+        md.join(format!(".{}.tmp77-0", metadata_file(IDP))),
+        b"<half",
+    )
+    .unwrap();
+    std::fs::rename(
+        md.join(loc_file(SP)),
+        md.join(format!("{}.removing", loc_file(SP))),
+    )
+    .unwrap();
+    std::fs::write(md.join(format!(".{}.tmp77-1", loc_file(KEPT))), b"x").unwrap();
+    // An operator's unrelated dot file stays.
+    std::fs::write(md.join(".keep.tmp"), b"mine").unwrap();
+
+    let again = LocalDynamicDir::open(&md).unwrap();
+    let sources = again.sources().unwrap();
+    assert_eq!(
+        sources.keys().collect::<Vec<_>>(),
+        vec![&stem(KEPT)],
+        "only the committed entry is re-fetched"
+    );
+    assert_eq!(sources[&stem(KEPT)], source(KEPT));
+    let mut left: Vec<String> = std::fs::read_dir(&md)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    let mut want = vec![metadata_file(KEPT), loc_file(KEPT), ".keep.tmp".to_owned()];
+    want.sort();
+    assert_eq!(left, want);
+    assert_eq!(again.recovered().len(), 4, "{:?}", again.recovered());
+    // A write that fails leaves nothing: the `.xml`'s place is taken by a directory here, so
+    // only the replacement of an entry DAME already holds can be tried; it fails, and the
+    // entry stays as it was, committed.
+    std::fs::remove_file(md.join(metadata_file(KEPT))).unwrap();
+    std::fs::create_dir(md.join(metadata_file(KEPT))).unwrap();
+    std::fs::write(md.join(metadata_file(KEPT)).join("x"), b"").unwrap();
+    let mut again = again;
+    assert!(
+        again
+            .integrate(KEPT, b"<md:EntityDescriptor/>", &source(KEPT))
+            .is_err()
+    );
+    let stray: Vec<String> = std::fs::read_dir(&md)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp") && n != ".keep.tmp")
+        .collect();
+    assert!(stray.is_empty(), "temporary files left: {stray:?}");
+    assert_eq!(again.sources().unwrap().len(), 1);
+}

@@ -270,6 +270,31 @@ fn triggers_from_the_pinned_broker_are_accepted_once() {
     assert!(url.starts_with("https://idp.example.net/DAME?x=1&action=rollback&"));
 }
 
+/// Agent review L2: the nonces a verifier remembered lived in memory only. What a restarted
+/// verifier is given back refuses the replay; an expired or malformed nonce is not taken.
+#[test]
+fn remembered_nonces_survive_a_restart() {
+    let b = broker();
+    let mut v = TriggerVerifier::new(b.trusted(), IDP);
+    let q = trigger_query(&b, IDP, now(), 1);
+    let t = v.accept(&q, now()).unwrap();
+    let kept = v.live_nonces(now());
+    assert_eq!(kept, vec![(t.nonce.clone(), v.nonce_until(&t))]);
+    let mut restarted = TriggerVerifier::new(b.trusted(), IDP);
+    let later = now() + Duration::from_secs(30);
+    for (nonce, until) in &kept {
+        assert!(restarted.restore_nonce(nonce, *until, later));
+    }
+    assert_eq!(refusal(restarted.accept(&q, later)), Refusal::Replayed);
+    // Past its time the nonce is not taken back (the time check refuses the trigger anyway),
+    // nor is anything that is not a nonce.
+    let mut fresh = TriggerVerifier::new(b.trusted(), IDP);
+    assert!(!fresh.restore_nonce(&t.nonce, kept[0].1, kept[0].1));
+    assert!(!fresh.restore_nonce("not a nonce", later + Duration::from_secs(60), later));
+    assert!(fresh.live_nonces(later).is_empty());
+    assert!(fresh.accept(&q, later).is_ok());
+}
+
 #[test]
 fn each_trigger_fault_is_refused_and_remembers_nothing() {
     let b = broker();

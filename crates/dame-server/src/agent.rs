@@ -8,8 +8,17 @@
 //! A trigger's fetch runs in its own task: when it ends within `answer_within_ms` its result is
 //! the answer; otherwise the trigger is answered `accepted-pending` and the signed status report
 //! goes to the broker when the fetch ends. The agent core sits behind a mutex that is never held
-//! across an `.await`. At start every entity of the directory's `.xml.loc` files is fetched again
-//! from the broker before the listener opens.
+//! across an `.await`.
+//!
+//! At start, what a crash interrupted in the directory is finished
+//! ([`LocalDynamicDir::open`]: an integration that never completed is removed, a removal is
+//! completed), the nonces of triggers accepted before the restart are read back from
+//! `<directory>/.dame-trigger-nonces` (so a trigger URL read from a proxy's log cannot be
+//! replayed after a restart: agent review L2), the listener opens, and every entity of the
+//! directory's `.xml.loc` files is fetched again from the broker in the background,
+//! [`REINIT_CONCURRENCY`] at a time (a broker that does not answer no longer keeps the agent
+//! deaf to triggers for `fetch_timeout_ms` per entity: agent review L3). A trigger about an
+//! entity being re-fetched joins that fetch, and a rollback cancels it.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -32,11 +41,23 @@ use crate::config::{AgentConfig, SideName};
 use crate::error::Error;
 use crate::log;
 
+/// Re-fetches at start that run at once.
+pub const REINIT_CONCURRENCY: usize = 8;
+
+/// The file, in the agent's directory, that keeps accepted trigger nonces across restarts:
+/// one `<nonce> <until, Unix seconds>` per line.
+pub const NONCE_FILE: &str = ".dame-trigger-nonces";
+
+/// Largest nonce file read at start (10,000 live nonces take about 450 KB).
+const MAX_NONCE_FILE: u64 = 4 << 20;
+
 /// The running agent's shared state.
 pub struct AgentService {
     core: Mutex<Agent<LocalDynamicDir>>,
     http: reqwest::Client,
     cfg: AgentConfig,
+    /// Lines appended to the nonce file since it was last rewritten; held while writing it.
+    nonce_log: Mutex<usize>,
 }
 
 impl std::fmt::Debug for AgentService {
@@ -64,6 +85,9 @@ impl AgentService {
         let (broker_keys, key) = cfg.keys()?;
         let dir = LocalDynamicDir::open(&cfg.directory)
             .map_err(|e| Error::config("directory", e.to_string()))?;
+        for what in dir.recovered() {
+            log(&[("event", "recovered".into()), ("entry", what.clone())]);
+        }
         let side = match cfg.side {
             SideName::Idp => Side::Idp,
             SideName::Sp => Side::Sp,
@@ -87,11 +111,141 @@ impl AgentService {
         let http = crate::tls::trust(http, "broker_ca", cfg.broker_ca.as_deref())?
             .build()
             .map_err(|e| Error::Http(e.to_string()))?;
-        Ok(Arc::new(AgentService {
+        let svc = Arc::new(AgentService {
             core: Mutex::new(core),
             http,
             cfg,
-        }))
+            nonce_log: Mutex::new(0),
+        });
+        let restored = svc.restore_nonces()?;
+        log(&[
+            ("event", "trigger-nonces-restored".into()),
+            ("nonces", restored.to_string()),
+        ]);
+        Ok(svc)
+    }
+
+    fn nonce_file(&self) -> std::path::PathBuf {
+        self.cfg.directory.join(NONCE_FILE)
+    }
+
+    /// Reads back the nonces of triggers accepted before a restart, then rewrites the file with
+    /// the live ones only. Returns how many were restored.
+    fn restore_nonces(&self) -> Result<usize, Error> {
+        use std::io::Read as _;
+        let path = self.nonce_file();
+        let mut text = String::new();
+        match std::fs::File::open(&path) {
+            Ok(f) => {
+                // Invalid UTF-8 or an oversized file: what could be read counts, no more.
+                let mut bytes = Vec::new();
+                f.take(MAX_NONCE_FILE)
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| Error::config("directory", format!("{}: {e}", path.display())))?;
+                text = String::from_utf8_lossy(&bytes).into_owned();
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(Error::config(
+                    "directory",
+                    format!("{}: {e}", path.display()),
+                ));
+            }
+        }
+        let now = SystemTime::now();
+        let mut restored = 0;
+        {
+            let mut core = self.core();
+            for line in text.lines() {
+                let Some((nonce, until)) = line.split_once(' ') else {
+                    continue;
+                };
+                let Ok(secs) = until.trim().parse::<u64>() else {
+                    continue;
+                };
+                let until = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+                if core.restore_trigger_nonce(nonce, until, now) {
+                    restored += 1;
+                }
+            }
+        }
+        let mut appended = self.nonce_log.lock().unwrap_or_else(|p| p.into_inner());
+        self.rewrite_nonces(now)
+            .map_err(|e| Error::config("directory", format!("{}: {e}", path.display())))?;
+        *appended = 0;
+        Ok(restored)
+    }
+
+    /// Rewrites the nonce file with the nonces live at `now` (written aside, then renamed).
+    fn rewrite_nonces(&self, now: SystemTime) -> std::io::Result<()> {
+        use std::io::Write as _;
+        let live = self.core().live_trigger_nonces(now);
+        let mut text = String::new();
+        for (nonce, until) in live {
+            let secs = until
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() + 1);
+            text.push_str(&format!("{nonce} {secs}\n"));
+        }
+        let path = self.nonce_file();
+        let tmp = self
+            .cfg
+            .directory
+            .join(format!("{NONCE_FILE}.tmp{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(&self.cfg.directory)?.sync_all()
+    }
+
+    /// Keeps the nonces of the triggers just accepted (appended to the nonce file and synced;
+    /// the file is rewritten without the expired ones every 10,000 lines).
+    fn keep_nonces(&self) {
+        use std::io::Write as _;
+        let mut fresh = Vec::new();
+        {
+            let mut core = self.core();
+            while let Some(n) = core.poll_accepted_nonce() {
+                fresh.push(n);
+            }
+        }
+        if fresh.is_empty() {
+            return;
+        }
+        let mut appended = self.nonce_log.lock().unwrap_or_else(|p| p.into_inner());
+        let mut text = String::new();
+        for (nonce, until) in &fresh {
+            let secs = until
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() + 1);
+            text.push_str(&format!("{nonce} {secs}\n"));
+        }
+        let written = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(self.nonce_file())
+            .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_data()));
+        *appended += fresh.len();
+        let result = match written {
+            Ok(()) if *appended < 10_000 => Ok(()),
+            Ok(()) => self
+                .rewrite_nonces(SystemTime::now())
+                .map(|()| *appended = 0),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            // The trigger was accepted and acted on; only its protection across a restart
+            // is lost.
+            log(&[
+                ("event", "trigger-nonces".into()),
+                ("result", format!("error: {e}")),
+            ]);
+        }
     }
 
     fn core(&self) -> std::sync::MutexGuard<'_, Agent<LocalDynamicDir>> {
@@ -243,10 +397,22 @@ impl AgentService {
         let stem = stem.trim_end_matches(".xml");
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let write = |name: String, text: &str| {
-            // Written aside, then renamed: a reader never sees half a file.
-            let tmp = dir.join(format!(".{name}.tmp"));
-            std::fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
-            std::fs::rename(&tmp, dir.join(&name)).map_err(|e| format!("{name}: {e}"))
+            use std::io::Write as _;
+            // Written aside under a name no other task uses, created new (never through a link
+            // left there), then renamed: a reader never sees half a file (agent review L6).
+            static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let tmp = dir.join(format!(".{name}.tmp{}-{seq}", std::process::id()));
+            let written = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .and_then(|mut f| f.write_all(text.as_bytes()))
+                .and_then(|()| std::fs::rename(&tmp, dir.join(&name)));
+            written.map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                format!("{name}: {e}")
+            })
         };
         // The rules as data, always; the product's form when it can express them.
         write(
@@ -292,13 +458,36 @@ impl AgentService {
         ]);
     }
 
-    /// Re-fetches every integrated entity (start-up).
-    pub async fn reinitialise(self: &Arc<Self>) -> Result<usize, Error> {
+    /// Re-fetches every integrated entity (start-up), [`REINIT_CONCURRENCY`] at a time, in
+    /// the background; returns how many, once the fetches are queued. Logs `reinitialised`
+    /// when the last ends.
+    pub fn reinitialise(self: &Arc<Self>) -> Result<usize, Error> {
         let reqs = self.core().reinitialise()?;
         let n = reqs.len();
-        for req in reqs {
-            let _ = self.complete(req).await;
-        }
+        let svc = self.clone();
+        tokio::spawn(async move {
+            let t = Instant::now();
+            let mut reqs = reqs.into_iter();
+            let mut running = tokio::task::JoinSet::new();
+            loop {
+                while running.len() < REINIT_CONCURRENCY
+                    && let Some(req) = reqs.next()
+                {
+                    let svc = svc.clone();
+                    running.spawn(async move {
+                        let _ = svc.complete(req).await;
+                    });
+                }
+                if running.join_next().await.is_none() {
+                    break;
+                }
+            }
+            log(&[
+                ("event", "reinitialised".into()),
+                ("entities", n.to_string()),
+                ("ms", ms(t)),
+            ]);
+        });
         Ok(n)
     }
 
@@ -308,6 +497,7 @@ impl AgentService {
         let step = self
             .core()
             .handle_trigger(&query, &remote.ip().to_string(), SystemTime::now());
+        self.keep_nonces();
         let answer = match step {
             Err(e) => Agent::<LocalDynamicDir>::answer_for(&e),
             Ok(TriggerStep::Answer(a)) => a,
@@ -406,12 +596,10 @@ pub async fn run(
 ) -> Result<(), Error> {
     let listen = cfg.listen;
     let svc = AgentService::new(cfg)?;
-    let t = Instant::now();
-    let n = svc.reinitialise().await?;
+    let n = svc.reinitialise()?;
     log(&[
-        ("event", "reinitialised".into()),
+        ("event", "reinitialising".into()),
         ("entities", n.to_string()),
-        ("ms", ms(t)),
     ]);
     let tls = crate::tls::configured(
         svc.cfg.tls_certificate.as_deref(),

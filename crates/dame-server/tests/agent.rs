@@ -297,13 +297,50 @@ async fn the_agent_integrates_refuses_rolls_back_defers_and_restarts() {
     );
     assert!(xml.exists());
     state.delay_ms.store(0, Ordering::SeqCst);
-    // (f) Restart: the entity is fetched again at start.
+    // (f) Restart: every integrated entity is fetched again at start, in the background
+    // (agent review L3): with a broker that holds every request longer than the fetch timeout,
+    // the agent listens at once, where it used to wait 3 s per entity before it listened (the
+    // helper gives it 5 s). Two more entities DAME integrated earlier.
     drop(agent);
+    for other in [
+        "https://idp2.example.net/idp",
+        "https://idp3.example.net/idp",
+    ] {
+        std::fs::write(dir.join(metadata_file(other)), b"<old/>").unwrap();
+        std::fs::write(
+            dir.join(loc_file(other)),
+            format!("http://{broker_addr}/mdq/entities/x\n"),
+        )
+        .unwrap();
+    }
+    state.delay_ms.store(60_000, Ordering::SeqCst);
     let before = state.mdq_requests.load(Ordering::SeqCst);
     let port2 = free_port();
     let cfg2 = config(tmp.path(), broker_addr, port2, &keys, 500);
     let agent = start(&cfg2, port2).await;
-    assert_eq!(state.mdq_requests.load(Ordering::SeqCst), before + 1);
+    // (f2) A trigger accepted before the restart is refused after it (agent review L2: the
+    // nonces lived in memory only, and whoever read a trigger URL, a proxy's access log,
+    // replayed it within its six minutes after a restart). `rb` rolled back IDP before.
+    let replayed = rb.replace(&format!(":{port}/"), &format!(":{port2}/"));
+    let (code, body) = trigger(&agent, &replayed).await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("replay"), "{body}");
+    assert!(
+        xml.exists() && loc.exists(),
+        "the replayed rollback removed nothing"
+    );
+    let mut fetched = 0;
+    for _ in 0..100 {
+        fetched = state.mdq_requests.load(Ordering::SeqCst) - before;
+        if fetched == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(fetched, 3, "each integrated entity is fetched once");
+    // The fetches time out; what was integrated stays.
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    state.delay_ms.store(0, Ordering::SeqCst);
     assert!(xml.exists() && loc.exists());
     // (e) The broker down: the trigger is answered with an error.
     server.abort();
