@@ -38,7 +38,7 @@ use mdq_client::client::{FetchRequest, Token};
 use mdq_client::response::HttpResponse;
 use mdq_client::{BaseUrl, Client, Config, Identifier};
 use saml_core::dsig::{SigningKey, TrustedKeys};
-use saml_metadata::model::{EntityDescriptor, RequestedAttribute};
+use saml_metadata::model::{EntityDescriptor, RequestedAttribute, sha1_hex};
 
 use crate::error::{Error, ErrorKind, Refusal};
 use crate::integration::{IntegrationTarget, root_is_entity};
@@ -124,6 +124,9 @@ pub struct Agent<T: IntegrationTarget> {
     by_source: RateLimiter,
     /// Nonces of triggers accepted, for the caller to keep ([`Agent::poll_accepted_nonce`]).
     accepted_nonces: VecDeque<(String, SystemTime)>,
+    /// The issue instant of the latest trigger accepted about each peer (by the SHA-1 key of
+    /// its entityID), while a trigger older than it could still pass the time check.
+    latest: HashMap<String, SystemTime>,
 }
 
 /// Most accepted trigger nonces an [`Agent`] queues for [`Agent::poll_accepted_nonce`] (the
@@ -173,6 +176,7 @@ impl<T: IntegrationTarget> Agent<T> {
             reports: VecDeque::new(),
             by_source: RateLimiter::new(10.0, 50, 10_000),
             accepted_nonces: VecDeque::new(),
+            latest: HashMap::new(),
         })
     }
 
@@ -256,6 +260,23 @@ impl<T: IntegrationTarget> Agent<T> {
         if t.peer == self.me {
             return Err(Refusal::WrongFlow.into());
         }
+        // The broker's later decision about a peer stands: a trigger issued before one already
+        // accepted (delayed in the network, or a retry of a lost one) is refused (agent review
+        // M1). Triggers of the same second apply in the order they arrive.
+        let key = sha1_hex(&t.peer);
+        if self.latest.get(&key).is_some_and(|l| t.issue_instant < *l) {
+            return Err(Refusal::Superseded.into());
+        }
+        if self.latest.len() >= MAX_QUEUED_NONCES {
+            // Past the time window an older trigger is refused as stale anyway.
+            let window = self
+                .verifier
+                .max_age
+                .saturating_add(self.verifier.clock_skew.saturating_mul(2));
+            let horizon = now.checked_sub(window).unwrap_or(SystemTime::UNIX_EPOCH);
+            self.latest.retain(|_, l| *l >= horizon);
+        }
+        self.latest.insert(key, t.issue_instant);
         match t.action {
             TriggerAction::Rollback => {
                 // A fetch for the peer in flight must not integrate after this rollback, unless

@@ -83,6 +83,9 @@ pub enum Refusal {
     /// fetch trigger issued after that rollback joined the fetch: what was fetched is not
     /// integrated (agent review M1).
     RolledBack,
+    /// A trigger about the peer issued after this one was already accepted: the broker's
+    /// later decision stands, whatever order the two arrived in (agent review M1).
+    Superseded,
 }
 
 impl std::fmt::Display for Refusal {
@@ -113,6 +116,7 @@ impl std::fmt::Display for Refusal {
                 "the peer's metadata is statically configured (not written by DAME)"
             }
             Refusal::RolledBack => "rolled back while fetching",
+            Refusal::Superseded => "a later trigger about the peer was already accepted",
         })
     }
 }

@@ -1197,3 +1197,46 @@ fn a_long_multibyte_reason_still_makes_an_answer() {
     );
     assert!(r.url(BROKER_DAME, &TestKey::rsa("sp").signing()).is_ok());
 }
+
+/// Agent review M1, second part: triggers about one peer were applied in the order they
+/// arrived, not the order the broker decided them. A fetch trigger delayed in the network (or
+/// a retry of a lost rollback) arriving after a later decision undid it: a rollback issued
+/// before an accepted fetch removed what the fetch integrated; a fetch issued before an
+/// accepted rollback integrated the peer again. The later decision now stands.
+#[test]
+fn an_older_trigger_does_not_undo_a_later_decision() {
+    let mut w = World::new();
+    let t = w.now;
+    let s = Duration::from_secs;
+    // Fetch at t+2 integrates; a rollback issued at t+1 arrives after it.
+    let req = sp_fetches(&mut w, IDP, t + s(2));
+    let a = answer_of(sp_completes(&mut w, &req, None, t + s(2)));
+    assert_eq!(a.status, MdiStatus::Integrated, "{a:?}");
+    let late = sp_trigger(&mut w, TriggerAction::Rollback, IDP, t + s(1), t + s(3));
+    assert_eq!(late.unwrap_err().refusal(), Some(Refusal::Superseded));
+    assert!(w.integrated(SP, IDP).is_some(), "the later fetch stands");
+    // A rollback at t+10, then a fetch trigger issued at t+5 arrives: refused, nothing fetched.
+    let r = sp_trigger(&mut w, TriggerAction::Rollback, IDP, t + s(10), t + s(10)).unwrap();
+    assert!(matches!(r, TriggerStep::Answer(_)), "{r:?}");
+    assert!(w.sp.agent.target().files.is_empty());
+    let late = sp_trigger(
+        &mut w,
+        TriggerAction::FetchMetadata,
+        IDP,
+        t + s(5),
+        t + s(11),
+    );
+    assert_eq!(late.unwrap_err().refusal(), Some(Refusal::Superseded));
+    assert_eq!(w.sp.agent.pending(), 0);
+    assert!(
+        w.sp.agent.target().files.is_empty(),
+        "the later rollback stands"
+    );
+    // Triggers of the same instant, and later ones, apply as they come; other peers are not
+    // held back by this one's.
+    let req = sp_fetches(&mut w, IDP, t + s(10));
+    let a = answer_of(sp_completes(&mut w, &req, None, t + s(12)));
+    assert_eq!(a.status, MdiStatus::Integrated, "{a:?}");
+    let other = sp_trigger(&mut w, TriggerAction::Rollback, IDP2, t + s(4), t + s(12));
+    assert!(other.is_ok(), "{other:?}");
+}
