@@ -308,6 +308,7 @@ pub enum UaReply {
 /// A request the service sends for the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
+#[non_exhaustive]
 pub struct Transmit {
     /// The flow it belongs to (`None` for a re-download after a metadata update).
     pub flow: Option<FlowId>,
@@ -315,6 +316,11 @@ pub struct Transmit {
     pub to: String,
     /// What the trigger asks.
     pub action: TriggerAction,
+    /// The entity the trigger is about (its `entityID` parameter).
+    pub about: String,
+    /// When the broker decided it (the trigger's `issueInstant`; a retry keeps it, see
+    /// [`Broker::retransmit`]).
+    pub issued: SystemTime,
     /// The signed trigger URL (GET it; hand the answer to [`Broker::handle_trigger_answer`]
     /// or [`Broker::handle_trigger_failure`]).
     pub url: String,
@@ -1170,7 +1176,7 @@ impl Broker {
         now: SystemTime,
         rng: &mut dyn FnMut(&mut [u8]),
     ) -> Result<(), Error> {
-        let url = self.trigger_url(TriggerAction::FetchMetadata, to, peer, now, rng)?;
+        let t = self.transmit(Some(flow), TriggerAction::FetchMetadata, to, peer, now, rng)?;
         if let Some(Flow {
             state:
                 State::Exchanging {
@@ -1188,26 +1194,58 @@ impl Broker {
                 *sp_leg = Leg::Sent;
             }
         }
-        self.transmits.push_back(Transmit {
-            flow: Some(flow.clone()),
-            to: to.to_owned(),
-            action: TriggerAction::FetchMetadata,
-            url,
-        });
+        self.transmits.push_back(t);
         Ok(())
     }
 
-    fn trigger_url(
+    /// A trigger of `action` to `to` about `about`, decided at `issued`, signed with a fresh
+    /// nonce.
+    fn transmit(
         &self,
+        flow: Option<&FlowId>,
         action: TriggerAction,
         to: &str,
-        peer: &str,
-        now: SystemTime,
+        about: &str,
+        issued: SystemTime,
         rng: &mut dyn FnMut(&mut [u8]),
-    ) -> Result<String, Error> {
+    ) -> Result<Transmit, Error> {
         let reg = self.registered(to)?;
         let loc = reg.sync_location().ok_or(Refusal::NotDameCapable)?;
-        Trigger::new(action, peer, to, now, rng).url(loc, &self.key)
+        let url = Trigger::new(action, about, to, issued, rng).url(loc, &self.key)?;
+        Ok(Transmit {
+            flow: flow.cloned(),
+            to: to.to_owned(),
+            action,
+            about: about.to_owned(),
+            issued,
+            url,
+        })
+    }
+
+    /// `t` signed again with a fresh nonce and its original issue instant, for a service whose
+    /// trigger got no acknowledgement (no answer, or an `error`), when today's standing of the
+    /// pair still asks for it: a rollback while the pair is not established and allowed (a
+    /// failed flow's, a policy's, a deletion's), a flow-less re-download while it is. `None`
+    /// otherwise, for a flow's fetch (the flow decides), or once the addressed entity is gone.
+    ///
+    /// Keeping the issue instant bounds the retries to the agent's time window (5 minutes by
+    /// default) and lets the agent refuse a retry that arrives after a later decision about the
+    /// same peer ([`Refusal::Superseded`]): a rollback retried while a new flow for the pair
+    /// is integrating cannot undo it. A rollback is idempotent at the agent.
+    pub fn retransmit(&self, t: &Transmit, rng: &mut dyn FnMut(&mut [u8])) -> Option<Transmit> {
+        let established = self.relationships.contains(&t.to, &t.about)
+            || self.relationships.contains(&t.about, &t.to);
+        let wanted = match t.action {
+            TriggerAction::Rollback => !(established && self.pair_allowed(&t.to, &t.about)),
+            TriggerAction::FetchMetadata => {
+                t.flow.is_none() && established && self.pair_allowed(&t.to, &t.about)
+            }
+        };
+        if !wanted {
+            return None;
+        }
+        self.transmit(t.flow.as_ref(), t.action, &t.to, &t.about, t.issued, rng)
+            .ok()
     }
 
     /// The answer to a trigger of `flow` sent to `entity`: the HTTP status and body as
@@ -1493,13 +1531,10 @@ impl Broker {
                 if !sent {
                     continue;
                 }
-                if let Ok(url) = self.trigger_url(TriggerAction::Rollback, to, peer, now, rng) {
-                    self.transmits.push_back(Transmit {
-                        flow: Some(flow.clone()),
-                        to: to.to_owned(),
-                        action: TriggerAction::Rollback,
-                        url,
-                    });
+                if let Ok(t) =
+                    self.transmit(Some(flow), TriggerAction::Rollback, to, peer, now, rng)
+                {
+                    self.transmits.push_back(t);
                     self.event(Event::RollbackPlanned {
                         flow: flow.clone(),
                         entity: to.to_owned(),
@@ -1683,13 +1718,8 @@ impl Broker {
                 legs.push((id.to_owned(), peer.clone()));
             }
             for (to, about) in legs {
-                if let Ok(url) = self.trigger_url(action, &to, &about, now, rng) {
-                    self.transmits.push_back(Transmit {
-                        flow: None,
-                        to,
-                        action,
-                        url,
-                    });
+                if let Ok(t) = self.transmit(None, action, &to, &about, now, rng) {
+                    self.transmits.push_back(t);
                 }
             }
         }
@@ -1711,13 +1741,9 @@ impl Broker {
         self.requests1.forget(entity_id);
         let mut n = 0;
         for peer in peers {
-            if let Ok(url) = self.trigger_url(TriggerAction::Rollback, &peer, entity_id, now, rng) {
-                self.transmits.push_back(Transmit {
-                    flow: None,
-                    to: peer,
-                    action: TriggerAction::Rollback,
-                    url,
-                });
+            if let Ok(t) = self.transmit(None, TriggerAction::Rollback, &peer, entity_id, now, rng)
+            {
+                self.transmits.push_back(t);
                 n += 1;
             }
         }

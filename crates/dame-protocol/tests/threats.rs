@@ -1240,3 +1240,57 @@ fn an_older_trigger_does_not_undo_a_later_decision() {
     let other = sp_trigger(&mut w, TriggerAction::Rollback, IDP2, t + s(4), t + s(12));
     assert!(other.is_ok(), "{other:?}");
 }
+
+/// Agent review M2, the broker's side: a rollback the agent never acknowledged (lost on the
+/// way, the agent restarting) was not sent again, and the denied IdP stayed integrated.
+/// `Broker::retransmit` signs it again (a fresh nonce, the decision's own instant) while the
+/// pair's standing still asks for it; the agent takes the retry, and refuses one that comes
+/// after a later decision about the peer.
+#[test]
+fn a_lost_rollback_is_sent_again_while_it_still_stands() {
+    let mut w = World::new();
+    w.first_use();
+    assert!(w.integrated(SP, IDP).is_some());
+    while w.broker.poll_transmit().is_some() {}
+    let now = w.now;
+    let deny = EntityPolicy::default().with_peers(PeerPolicy {
+        allow: DomainList::default(),
+        deny: DomainList::new(["idp.example.net"]),
+    });
+    w.broker.change_policy(SP, deny, now, &mut rng()).unwrap();
+    let sent: Vec<_> = std::iter::from_fn(|| w.broker.poll_transmit()).collect();
+    let to_sp = sent.iter().find(|t| t.to == SP).unwrap().clone();
+    assert_eq!(
+        (to_sp.action, to_sp.about.as_str()),
+        (TriggerAction::Rollback, IDP)
+    );
+    // The one to the SP's agent is lost; the retry is the same decision, signed anew.
+    for t in sent.into_iter().filter(|t| t.to != SP) {
+        w.deliver(t);
+    }
+    assert!(w.integrated(SP, IDP).is_some(), "lost: still integrated");
+    let again = w.broker.retransmit(&to_sp, &mut rng()).unwrap();
+    assert_eq!(
+        (again.to.as_str(), again.action, again.issued),
+        (SP, TriggerAction::Rollback, to_sp.issued)
+    );
+    assert_ne!(again.url, to_sp.url, "a fresh nonce");
+    w.advance(Duration::from_secs(30));
+    w.deliver(again.clone());
+    assert!(w.integrated(SP, IDP).is_none(), "the retry rolled it back");
+    // Allowed again: the pair's standing no longer asks for the rollback, so no retry; and a
+    // retry signed earlier arriving after the later fetch is refused by the agent.
+    let late = w.broker.retransmit(&to_sp, &mut rng()).unwrap();
+    w.advance(Duration::from_secs(1));
+    w.broker
+        .change_policy(SP, EntityPolicy::default(), w.now, &mut rng())
+        .unwrap();
+    w.run_triggers();
+    assert!(w.integrated(SP, IDP).is_some(), "allowed again: fetched");
+    assert!(w.broker.retransmit(&to_sp, &mut rng()).is_none());
+    let step =
+        w.sp.agent
+            .handle_trigger(query_of(&late.url), BROKER_ADDR, w.now);
+    assert_eq!(step.unwrap_err().refusal(), Some(Refusal::Superseded));
+    assert!(w.integrated(SP, IDP).is_some(), "the later decision stands");
+}

@@ -52,8 +52,10 @@ use dame_protocol::broker::{
     Broker, BrokerPolicy, Event, FlowId, FlowRecord, Phase, Transmit, TriggerOrder, UaReply,
 };
 use dame_protocol::conversion::RuleSet;
+use dame_protocol::mdi::{MdiResponse, MdiStatus};
 use dame_protocol::mdq_service::{MdqRequest, MdqService};
 use dame_protocol::registry::EntityPolicy;
+use dame_protocol::trigger::TriggerAction;
 use dame_protocol::{ErrorKind, Refusal};
 use saml_core::dsig::SignOptions;
 use saml_core::protocol::openssl_random;
@@ -92,6 +94,8 @@ struct Metrics {
     flows_done: AtomicU64,
     flows_failed: AtomicU64,
     triggers_sent: AtomicU64,
+    /// Triggers sent again after no acknowledgement ([`Broker::retransmit`]).
+    triggers_retried: AtomicU64,
     refusals: AtomicU64,
     /// Times the discovery page's list of IdPs was built (once per registry revision).
     directory_builds: AtomicU64,
@@ -168,7 +172,19 @@ pub struct BrokerService<S: Store> {
     metrics: Metrics,
     /// The discovery page's IdPs at a registry revision ([`BrokerService::directory`]).
     directory: Mutex<Option<(u64, Arc<Vec<Listing>>)>>,
+    /// Triggers in flight per addressed entity ([`TRIGGERS_PER_AGENT`] each).
+    pacing: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
 }
+
+/// Triggers in flight at once to one agent: a policy change or a deletion that moves many
+/// pairs of one entity is paced, not fired all at once at its agent (agent review M2: beyond
+/// the agent's connection cap they were refused, and nothing sent them again).
+pub const TRIGGERS_PER_AGENT: usize = 8;
+
+/// When a trigger without acknowledgement (no answer, an unreadable one, or `error`) is sent
+/// again, in seconds after the previous attempt: six retries within 270 s, inside the agent's
+/// 5-minute window for the decision's issue instant, which a retry keeps.
+pub const TRIGGER_RETRY_DELAYS_S: [u64; 6] = [5, 10, 25, 50, 90, 90];
 
 impl<S: Store> std::fmt::Debug for BrokerService<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -346,6 +362,7 @@ impl<S: Store> BrokerService<S> {
             metadata,
             metrics: Metrics::default(),
             directory: Mutex::new(None),
+            pacing: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -421,7 +438,7 @@ impl<S: Store> BrokerService<S> {
         for t in transmits {
             let svc = self.clone();
             self.metrics.triggers_sent.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(svc.send(t));
+            tokio::spawn(svc.send(t, 0));
         }
         Ok(out)
     }
@@ -598,17 +615,32 @@ impl<S: Store> BrokerService<S> {
         Ok(true)
     }
 
-    /// Sends one trigger and hands its answer to the core. (Boxed: handling the answer may
-    /// send triggers again, so the future is recursive.)
+    /// Sends one trigger (attempt `attempt`, from 0) and hands its answer to the core.
+    /// (Boxed: handling the answer may send triggers again, so the future is recursive.)
     fn send(
         self: Arc<Self>,
         t: Transmit,
+        attempt: usize,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-        Box::pin(self.send_inner(t))
+        Box::pin(self.send_inner(t, attempt))
     }
 
-    async fn send_inner(self: Arc<Self>, t: Transmit) {
+    /// The pacing of triggers to `to`.
+    fn pace(&self, to: &str) -> Arc<tokio::sync::Semaphore> {
+        let mut p = self.pacing.lock().unwrap_or_else(|e| e.into_inner());
+        if p.len() > 4 * (self.cfg.max_entities.max(1) as usize) {
+            // Entities gone: forget the idle ones.
+            p.retain(|_, s| s.available_permits() < TRIGGERS_PER_AGENT);
+        }
+        p.entry(to.to_owned())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(TRIGGERS_PER_AGENT)))
+            .clone()
+    }
+
+    async fn send_inner(self: Arc<Self>, t: Transmit, attempt: usize) {
         let started = Instant::now();
+        let pace = self.pace(&t.to);
+        let permit = pace.acquire().await;
         let answer = match SyncTargets::of(&self.cfg).check_literal(&t.url) {
             Err(why) => Err(why),
             Ok(()) => match self.http.get(&t.url).send().await {
@@ -619,10 +651,19 @@ impl<S: Store> BrokerService<S> {
                 Err(e) => Err(e.to_string()),
             },
         };
+        drop(permit);
+        // Acknowledged: the agent read it and answered (integrated, accepted-pending, or a
+        // refusal, which a retry would not change).
+        let acknowledged = matches!(&answer, Ok((code, body))
+            if MdiResponse::from_http(*code, body).is_ok_and(|r| r.status != MdiStatus::Error));
+        if !acknowledged && (t.action == TriggerAction::Rollback || t.flow.is_none()) {
+            self.clone().retry_later(t.clone(), attempt);
+        }
         log(&[
             ("event", "trigger".into()),
             ("to", t.to.clone()),
             ("action", t.action.as_str().into()),
+            ("attempt", attempt.to_string()),
             (
                 "answer",
                 match &answer {
@@ -655,6 +696,38 @@ impl<S: Store> BrokerService<S> {
             ]),
             Err(e) => log(&[("event", "store-error".into()), ("error", e.to_string())]),
         }
+    }
+
+    /// Sends `t` again after the delay for `attempt`, if the core still wants it then
+    /// ([`Broker::retransmit`]: signed anew, same issue instant).
+    fn retry_later(self: Arc<Self>, t: Transmit, attempt: usize) {
+        let Some(delay) = TRIGGER_RETRY_DELAYS_S.get(attempt).copied() else {
+            log(&[
+                ("event", "trigger-given-up".into()),
+                ("to", t.to.clone()),
+                ("action", t.action.as_str().into()),
+                ("about", t.about.clone()),
+            ]);
+            return;
+        };
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(delay)).await;
+            let again = self.core().retransmit(&t, &mut openssl_random);
+            match again {
+                Some(next) => {
+                    self.metrics
+                        .triggers_retried
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.send(next, attempt + 1).await;
+                }
+                None => log(&[
+                    ("event", "trigger-retry-dropped".into()),
+                    ("to", t.to.clone()),
+                    ("action", t.action.as_str().into()),
+                    ("about", t.about.clone()),
+                ]),
+            }
+        });
     }
 
     /// Whether the store has room for one more flow, which starts unauthenticated, from the
@@ -1552,6 +1625,7 @@ async fn metrics<S: Store>(State(svc): Svc<S>) -> Response {
          # TYPE dame_flows_done_total counter\ndame_flows_done_total {}\n\
          # TYPE dame_flows_failed_total counter\ndame_flows_failed_total {}\n\
          # TYPE dame_triggers_sent_total counter\ndame_triggers_sent_total {}\n\
+         # TYPE dame_triggers_retried_total counter\ndame_triggers_retried_total {}\n\
          # TYPE dame_refusals_total counter\ndame_refusals_total {}\n\
          # TYPE dame_directory_builds_total counter\ndame_directory_builds_total {}\n\
          # TYPE dame_flows gauge\ndame_flows {flows}\n\
@@ -1561,6 +1635,7 @@ async fn metrics<S: Store>(State(svc): Svc<S>) -> Response {
         m.flows_done.load(Ordering::Relaxed),
         m.flows_failed.load(Ordering::Relaxed),
         m.triggers_sent.load(Ordering::Relaxed),
+        m.triggers_retried.load(Ordering::Relaxed),
         m.refusals.load(Ordering::Relaxed),
         m.directory_builds.load(Ordering::Relaxed),
     );
@@ -1668,6 +1743,11 @@ mod tests {
     const SP: &str = "https://sp.example.org/shibboleth";
 
     async fn service(dir: &std::path::Path) -> Arc<BrokerService<SqliteStore>> {
+        service_with(dir, "").await
+    }
+
+    /// [`service`] with more configuration lines.
+    async fn service_with(dir: &std::path::Path, extra: &str) -> Arc<BrokerService<SqliteStore>> {
         let (k, c) = TestKey::rsa("broker").write_pem(dir, "broker");
         let token = dir.join("admin.token");
         std::fs::write(&token, "0123456789abcdef0123456789abcdef-operator").unwrap();
@@ -1679,7 +1759,7 @@ mod tests {
                  public_url = \"https://broker.example.com\"\n\
                  listen = \"127.0.0.1:0\"\n\
                  key = \"{}\"\ncertificate = \"{}\"\n\
-                 database = \"{}\"\nadmin_token_file = \"{}\"\n",
+                 database = \"{}\"\nadmin_token_file = \"{}\"\n{extra}",
                 k.display(),
                 c.display(),
                 dir.join("broker.db").display(),
@@ -2048,5 +2128,168 @@ mod tests {
         );
         let r = http.get(&url).send().await.unwrap();
         assert_eq!(read_answer(r).await.unwrap(), "ok");
+    }
+
+    /// Agent review M2, the broker's side: a trigger the agent did not acknowledge (no answer,
+    /// or `error`) was never sent again, so a lost rollback left a denied or deleted peer's
+    /// metadata at the agent for good. It is now sent again, signed anew with the decision's
+    /// own issue instant, while the core still wants it.
+    #[tokio::test]
+    async fn a_rollback_without_acknowledgement_is_sent_again() {
+        use std::io::{Read, Write};
+        let tmp = tempfile::tempdir().unwrap();
+        let svc = service_with(tmp.path(), "allow_loopback_http = true\n").await;
+        // The SP's agent: busy at first (500 error), then it takes the rollback.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let sync = format!("http://{}/dame", l.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+        let s2 = seen.clone();
+        std::thread::spawn(move || {
+            for (i, c) in l.incoming().enumerate() {
+                let Ok(mut c) = c else { continue };
+                let mut req = [0u8; 8192];
+                let n = c.read(&mut req).unwrap_or(0);
+                let line = String::from_utf8_lossy(&req[..n])
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                s2.lock().unwrap().push(line);
+                let (head, body) = if i == 0 {
+                    ("500 Internal Server Error", "status=error&reason=busy")
+                } else {
+                    ("200 OK", "status=integrated&reason=removed")
+                };
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 {head}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        let now = SystemTime::now();
+        let sp = EntityDescriptor::builder(SP)
+            .sp(SpSso::builder()
+                .signing_certificate(TestKey::rsa("sp").cert_der())
+                .acs(Binding::HttpPost, "https://sp.example.org/acs"))
+            .dame_sync_location(&sync)
+            .build()
+            .unwrap();
+        let idp = idp("idp.uni-a.example", "Uni A");
+        let transmit = {
+            let mut core = svc.core();
+            core.registry
+                .insert(sp, EntityPolicy::default(), now, true)
+                .unwrap();
+            core.registry
+                .insert(idp.clone(), EntityPolicy::default(), now, true)
+                .unwrap();
+            core.relationships.record(&idp.entity_id, SP, now);
+            assert_eq!(
+                core.remove_entity(&idp.entity_id, now, &mut openssl_random),
+                1
+            );
+            core.poll_transmit().unwrap()
+        };
+        svc.clone().send(transmit, 0).await;
+        let mut lines = Vec::new();
+        for _ in 0..200 {
+            lines = seen.lock().unwrap().clone();
+            if lines.len() >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(lines.len(), 2, "sent again after the error: {lines:?}");
+        let param = |l: &str, name: &str| {
+            l.split(['?', '&', ' '])
+                .find_map(|p| p.strip_prefix(&format!("{name}=")))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert_eq!(param(&lines[0], "action"), "rollback");
+        assert_eq!(
+            param(&lines[0], "issueInstant"),
+            param(&lines[1], "issueInstant")
+        );
+        assert_ne!(param(&lines[0], "nonce"), param(&lines[1], "nonce"));
+        assert_eq!(svc.metrics.triggers_retried.load(Ordering::Relaxed), 1);
+    }
+
+    /// Agent review M2, the broker's side: every trigger of a step was sent at once, so a
+    /// policy change or deletion moving many pairs of one entity opened as many connections
+    /// to its agent (beyond its per-address cap they were refused). At most
+    /// `TRIGGERS_PER_AGENT` are in flight to one agent now; all are delivered.
+    #[tokio::test]
+    async fn triggers_to_one_agent_are_paced() {
+        use std::io::{Read, Write};
+        use std::sync::atomic::AtomicUsize;
+        let tmp = tempfile::tempdir().unwrap();
+        let svc = service_with(tmp.path(), "allow_loopback_http = true\n").await;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let sync = format!("http://{}/dame", l.local_addr().unwrap());
+        let (open, most, served) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let (o, m, d) = (open.clone(), most.clone(), served.clone());
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(mut c) = c else { continue };
+                let (o, m, d) = (o.clone(), m.clone(), d.clone());
+                std::thread::spawn(move || {
+                    let now_open = o.fetch_add(1, Ordering::SeqCst) + 1;
+                    m.fetch_max(now_open, Ordering::SeqCst);
+                    let mut req = [0u8; 8192];
+                    let _ = c.read(&mut req);
+                    std::thread::sleep(Duration::from_millis(200));
+                    let body = "status=integrated&reason=removed";
+                    o.fetch_sub(1, Ordering::SeqCst);
+                    d.fetch_add(1, Ordering::SeqCst);
+                    let _ = write!(
+                        c,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                });
+            }
+        });
+        let now = SystemTime::now();
+        let sp = EntityDescriptor::builder(SP)
+            .sp(SpSso::builder()
+                .signing_certificate(TestKey::rsa("sp").cert_der())
+                .acs(Binding::HttpPost, "https://sp.example.org/acs"))
+            .dame_sync_location(&sync)
+            .build()
+            .unwrap();
+        let n = 3 * TRIGGERS_PER_AGENT;
+        let transmits: Vec<Transmit> = {
+            let mut core = svc.core();
+            core.registry
+                .insert(sp, EntityPolicy::default(), now, true)
+                .unwrap();
+            (0..n)
+                .map(|i| {
+                    let idp = idp(&format!("idp{i}.uni.example"), "Uni");
+                    core.registry
+                        .insert(idp.clone(), EntityPolicy::default(), now, true)
+                        .unwrap();
+                    core.relationships.record(&idp.entity_id, SP, now);
+                    core.remove_entity(&idp.entity_id, now, &mut openssl_random);
+                    core.poll_transmit().unwrap()
+                })
+                .collect()
+        };
+        let sends: Vec<_> = transmits
+            .into_iter()
+            .map(|t| tokio::spawn(svc.clone().send(t, 0)))
+            .collect();
+        for s in sends {
+            s.await.unwrap();
+        }
+        assert_eq!(served.load(Ordering::SeqCst), n);
+        let most = most.load(Ordering::SeqCst);
+        assert!((1..=TRIGGERS_PER_AGENT).contains(&most), "{most} at once");
     }
 }
