@@ -1097,6 +1097,20 @@ fn issue_instant_is_checked() {
     let v = validator(&w);
     let xml = edited_and_signed(&w, &builder(&w), moved(1, now() - Duration::from_secs(400)));
     validate(&mut w, &v, &xml).unwrap();
+    // SAML review I2: an AuthnInstant after now (beyond the skew) was accepted.
+    let mut w = world();
+    let v = validator(&w);
+    let mut b = builder(&w);
+    b.authn_instant = Some(now() + Duration::from_secs(600));
+    let xml = build(&w, &b);
+    let e = protocol_err(validate(&mut w, &v, &xml));
+    assert!(
+        matches!(e, ProtocolError::NotYetValid { what, .. } if what.contains("AuthnInstant")),
+        "{e}"
+    );
+    b.authn_instant = Some(now() + Duration::from_secs(60));
+    let xml = build(&w, &b);
+    validate(&mut w, &v, &xml).unwrap();
 }
 
 #[test]

@@ -112,7 +112,8 @@ pub fn sso_location(idp: &EntityDescriptor, binding: &Binding) -> Result<String,
 
 /// The ACS URL a Response goes to: the request's own URL only if the SP's metadata lists it (a
 /// request must not redirect assertions elsewhere), else by index, else the default HTTP-POST
-/// ACS (SAML Profiles §4.1.4.1).
+/// ACS (SAML Profiles §4.1.4.1); only HTTP-POST endpoints, the binding the Response is sent
+/// with.
 pub fn acs_for(sp: &EntityDescriptor, req: &AuthnRequest) -> Result<String, Error> {
     let role = sp_role(sp)?;
     let post = |e: &&crate::model::IndexedEndpoint| e.endpoint.binding == Binding::HttpPost;
@@ -131,9 +132,11 @@ pub fn acs_for(sp: &EntityDescriptor, req: &AuthnRequest) -> Result<String, Erro
             });
     }
     if let Some(i) = req.acs_index {
+        // An HTTP-POST endpoint: a Response is not sent to an Artifact or PAOS endpoint.
         return role
             .assertion_consumer
             .iter()
+            .filter(post)
             .find(|e| e.index == i)
             .map(|e| e.endpoint.location.to_string())
             .ok_or_else(|| missing(sp, &format!("no AssertionConsumerService with index {i}")));

@@ -60,7 +60,8 @@ fn full_exchange_from_metadata() {
             .encryption_certificate(sp_cert.to_der().unwrap())
             .want_assertions_signed(true)
             .acs(Binding::HttpPost, "https://sp.example.org/acs")
-            .acs(Binding::HttpPost, "https://sp.example.org/acs2"))
+            .acs(Binding::HttpPost, "https://sp.example.org/acs2")
+            .acs(Binding::HttpArtifact, "https://sp.example.org/artifact"))
         .build()
         .unwrap();
     let now = SystemTime::now();
@@ -130,6 +131,9 @@ fn full_exchange_from_metadata() {
         sso::acs_for(&sp, &by_index).unwrap(),
         "https://sp.example.org/acs2"
     );
+    // An index naming an Artifact endpoint: a Response is POSTed, never sent there.
+    by_index.acs_index = Some(2);
+    assert!(sso::acs_for(&sp, &by_index).is_err());
     // Missing pieces of metadata are clear errors.
     assert!(
         sso::sso_location(&idp, &Binding::HttpArtifact)

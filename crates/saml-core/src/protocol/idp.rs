@@ -80,8 +80,15 @@ pub struct ResponseBuilder {
 }
 
 impl ResponseBuilder {
-    /// A Response answering `req` from `idp_entity_id` to the ACS at `acs_url` (the URL the
-    /// request named, or the SP's default ACS from its metadata) about `name_id`.
+    /// A Response answering `req` from `idp_entity_id` to the ACS at `acs_url` about
+    /// `name_id`, for the audience `req.issuer`.
+    ///
+    /// The request's Issuer and ACS URL are the SP's claims: before building, verify the
+    /// request's signature with that SP's metadata keys (or accept it unsigned only from SPs
+    /// your policy allows), and take `acs_url` from that SP's metadata,
+    /// `saml_metadata::sso::acs_for(&sp, &req)`, which accepts the URL the request names only
+    /// when the metadata lists it. An ACS URL taken from the request as written sends the
+    /// SP's assertion to whoever wrote the request (SAML Profiles §4.1.4.1).
     #[must_use]
     pub fn for_request(
         req: &AuthnRequest,

@@ -840,6 +840,15 @@ impl ResponseValidator {
             .into());
         }
         for s in &a.authn_statements {
+            // The user cannot have authenticated after now (SAML review I2): an AuthnInstant
+            // in the future is a broken clock or a made-up authentication.
+            window(
+                "AuthnStatement AuthnInstant",
+                Some(s.authn_instant),
+                None,
+                now,
+                skew,
+            )?;
             window(
                 "AuthnStatement session",
                 None,
