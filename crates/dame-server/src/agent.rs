@@ -337,7 +337,10 @@ impl AgentService {
             ),
             ("fetch_ms", fetch_ms),
         ]);
-        self.send_reports().await;
+        // The queued status reports go in the background: the outcome reaches the waiting
+        // trigger now, not after each report's round trip to the broker (agent review L6).
+        let svc = self.clone();
+        tokio::spawn(async move { svc.send_reports().await });
         out
     }
 
