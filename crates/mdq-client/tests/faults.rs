@@ -274,3 +274,32 @@ fn an_error_page_is_refused() {
     );
     refused_then_good(&f, bad, |e| matches!(e, Error::Response(_)));
 }
+
+/// Finding (MDQ review H1): the blocking adapter built its ureq agent with ureq's default TLS
+/// provider, rustls, which is not compiled in: every `https://` lookup panicked inside ureq
+/// (the tests used `http://` only). TLS now goes through OpenSSL (native-tls), with the
+/// system's roots or `Options::with_root_certificates`.
+#[test]
+fn an_https_server_is_reached_through_openssl_and_an_untrusted_one_refused() {
+    let f = fx();
+    let id = Identifier::entity_id(SP).unwrap();
+    let good = doc(&f, SP, None);
+    let (base, seen, ca) = testkit::http::tls_server(vec![
+        Act::Send(http("200 OK", &[XML], &good)),
+        Act::Send(http("200 OK", &[XML], &good)),
+    ]);
+    // Trusting the server's certificate: found and verified.
+    let trusting = client(
+        &f,
+        &base,
+        quick().with_root_certificates(vec![ca]),
+        Duration::from_secs(600),
+    );
+    assert_eq!(trusting.get(&id).unwrap().unwrap().entity_id, SP);
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    // With the system's roots the self-signed certificate is refused: an error, not a panic.
+    let strict = client(&f, &base, quick(), Duration::from_secs(600));
+    let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| strict.get(&id)));
+    let e = got.expect("no panic").unwrap_err();
+    assert!(matches!(e, Error::Transport(_)), "{e:?}");
+}

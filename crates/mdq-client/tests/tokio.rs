@@ -133,3 +133,27 @@ async fn a_get_given_up_mid_transfer_leaves_nothing_pending() {
     );
     assert_eq!(seen.lock().unwrap().len(), 2);
 }
+
+/// The async adapter reaches an `https://` server through OpenSSL too, trusting only the
+/// configured roots when they are given (MDQ review H1 was the blocking adapter's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_through_openssl_with_the_configured_roots() {
+    let (k, keys) = key();
+    let id = Identifier::entity_id(SP).unwrap();
+    let good = doc(&k, SP);
+    let (base, _seen, ca) = testkit::http::tls_server(vec![
+        Act::Send(http("200 OK", &[XML], &good)),
+        Act::Send(http("200 OK", &[XML], &good)),
+    ]);
+    let cfg = || Config::new(BaseUrl::parse(&base).unwrap(), keys.clone());
+    let trusting =
+        AsyncClient::new(cfg(), opts().with_root_certificates(vec![ca.clone()])).unwrap();
+    assert_eq!(trusting.get(&id).await.unwrap().unwrap().entity_id, SP);
+    let other = testkit::http::tls_server(vec![]).2;
+    let strict = AsyncClient::new(
+        cfg(),
+        opts().with_retries(0).with_root_certificates(vec![other]),
+    )
+    .unwrap();
+    assert!(matches!(strict.get(&id).await, Err(Error::Transport(_))));
+}

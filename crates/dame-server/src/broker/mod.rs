@@ -1782,6 +1782,17 @@ mod tests {
             .unwrap()
     }
 
+    /// The SP, its agent at `sync`.
+    fn sp_syncing_at(sync: &str) -> EntityDescriptor {
+        EntityDescriptor::builder(SP)
+            .sp(SpSso::builder()
+                .signing_certificate(TestKey::rsa("sp").cert_der())
+                .acs(Binding::HttpPost, "https://sp.example.org/acs"))
+            .dame_sync_location(sync)
+            .build()
+            .unwrap()
+    }
+
     fn idp(host: &str, org: &str) -> EntityDescriptor {
         EntityDescriptor::builder(&format!("https://{host}/idp"))
             .idp(
@@ -2168,13 +2179,7 @@ mod tests {
             }
         });
         let now = SystemTime::now();
-        let sp = EntityDescriptor::builder(SP)
-            .sp(SpSso::builder()
-                .signing_certificate(TestKey::rsa("sp").cert_der())
-                .acs(Binding::HttpPost, "https://sp.example.org/acs"))
-            .dame_sync_location(&sync)
-            .build()
-            .unwrap();
+        let sp = sp_syncing_at(&sync);
         let idp = idp("idp.uni-a.example", "Uni A");
         let transmit = {
             let mut core = svc.core();
@@ -2256,13 +2261,7 @@ mod tests {
             }
         });
         let now = SystemTime::now();
-        let sp = EntityDescriptor::builder(SP)
-            .sp(SpSso::builder()
-                .signing_certificate(TestKey::rsa("sp").cert_der())
-                .acs(Binding::HttpPost, "https://sp.example.org/acs"))
-            .dame_sync_location(&sync)
-            .build()
-            .unwrap();
+        let sp = sp_syncing_at(&sync);
         let n = 3 * TRIGGERS_PER_AGENT;
         let transmits: Vec<Transmit> = {
             let mut core = svc.core();

@@ -36,7 +36,23 @@ impl BlockingClient {
             Some(dir) => crate::io::persist::restore_into(&mut core, dir, SystemTime::now()),
             None => Vec::new(),
         };
+        // TLS through OpenSSL (native-tls), chosen explicitly: ureq's default provider is
+        // rustls, which is not built in, and ureq panics on an `https://` request with it.
+        let roots = match &opts.root_certificates {
+            Some(certs) => ureq::tls::RootCerts::Specific(std::sync::Arc::new(
+                certs
+                    .iter()
+                    .map(|der| ureq::tls::Certificate::from_der(der).to_owned())
+                    .collect(),
+            )),
+            None => ureq::tls::RootCerts::PlatformVerifier,
+        };
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::NativeTls)
+            .root_certs(roots)
+            .build();
         let agent = ureq::Agent::config_builder()
+            .tls_config(tls)
             .timeout_connect(Some(opts.connect_timeout))
             .timeout_global(Some(opts.timeout))
             .max_redirects(0)

@@ -25,6 +25,9 @@ pub mod options {
         pub backoff: Duration,
         /// A persistent cache directory (see [`crate::io::persist`]); none by default.
         pub cache_dir: Option<std::path::PathBuf>,
+        /// The certificate authorities (DER) trusted for `https://` servers, instead of the
+        /// system's (OpenSSL's default store); `None`, the default: the system's.
+        pub root_certificates: Option<Vec<Vec<u8>>>,
     }
 
     impl Default for Options {
@@ -35,6 +38,7 @@ pub mod options {
                 retries: 2,
                 backoff: Duration::from_millis(200),
                 cache_dir: None,
+                root_certificates: None,
             }
         }
     }
@@ -72,6 +76,14 @@ pub mod options {
         #[must_use]
         pub fn with_cache_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
             self.cache_dir = Some(dir.into());
+            self
+        }
+
+        /// Trusts only the certificate authorities `der` (each one DER certificate) for
+        /// `https://` servers, not the system's (a federation's private MDQ CA, a test).
+        #[must_use]
+        pub fn with_root_certificates(mut self, der: Vec<Vec<u8>>) -> Self {
+            self.root_certificates = Some(der);
             self
         }
     }

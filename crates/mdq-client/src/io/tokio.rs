@@ -34,10 +34,19 @@ impl AsyncClient {
             Some(dir) => crate::io::persist::restore_into(&mut core, dir, SystemTime::now()),
             None => Vec::new(),
         };
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .connect_timeout(opts.connect_timeout)
             .timeout(opts.timeout)
-            .redirect(reqwest::redirect::Policy::none())
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(certs) = &opts.root_certificates {
+            http = http.tls_built_in_root_certs(false);
+            for der in certs {
+                let c = reqwest::Certificate::from_der(der)
+                    .map_err(|e| Error::Transport(format!("a root certificate: {e}")))?;
+                http = http.add_root_certificate(c);
+            }
+        }
+        let http = http
             .build()
             .map_err(|e| Error::Transport(format!("cannot build the HTTP client: {e}")))?;
         Ok(AsyncClient {
