@@ -85,6 +85,9 @@ pub fn sign_detached(
 
 struct VHelper<'a> {
     certs: &'a [Cert],
+    /// The policy and the time a signer's key must be valid at (see [`signer_valid_at`]).
+    policy: &'a Policy,
+    at: SystemTime,
     good: Option<Verified>,
     errors: Vec<Error>,
 }
@@ -96,15 +99,54 @@ impl VerificationHelper for VHelper<'_> {
 
     fn check(&mut self, structure: MessageStructure<'_>) -> openpgp::Result<()> {
         for layer in structure.into_iter() {
-            record_layer(layer, None, &mut self.good, &mut self.errors);
+            record_layer(
+                layer,
+                None,
+                (self.policy, self.at),
+                &mut self.good,
+                &mut self.errors,
+            );
         }
         Ok(())
     }
 }
 
+/// Whether the key that made the good signature `g` is valid at `at` (the verification time),
+/// not only when the signature says it was made: its certificate valid under `policy`, alive
+/// and not revoked, and the key itself bound for signing, alive and not revoked at `at`.
+/// sequoia judges the key as of the signature's creation time, which whoever holds the secret
+/// key chooses: an expired, or a superseded or retired (soft-revoked), key whose secret leaked
+/// later could sign anything by backdating (XEP-0027 review F1).
+fn signer_valid_at(
+    g: &openpgp::parse::stream::GoodChecksum<'_>,
+    policy: &Policy,
+    at: SystemTime,
+) -> std::result::Result<(), String> {
+    use openpgp::types::RevocationStatus;
+    let vc =
+        g.ka.cert()
+            .with_policy(policy.openpgp(), at)
+            .map_err(|e| pgp_msg(&e))?;
+    vc.alive()
+        .map_err(|e| format!("the certificate is not alive: {}", pgp_msg(&e)))?;
+    if let RevocationStatus::Revoked(_) = vc.revocation_status() {
+        return Err("the certificate is revoked".into());
+    }
+    let fpr = g.ka.key().fingerprint();
+    vc.keys()
+        .key_handle(fpr)
+        .for_signing()
+        .alive()
+        .revoked(false)
+        .next()
+        .map(|_| ())
+        .ok_or_else(|| "the signing key is expired, revoked or no longer bound for signing".into())
+}
+
 fn record_layer(
     layer: MessageLayer<'_>,
     recipient: Option<&Fingerprint>,
+    (policy, at): (&Policy, SystemTime),
     good: &mut Option<Verified>,
     errors: &mut Vec<Error>,
 ) {
@@ -112,6 +154,13 @@ fn record_layer(
         for r in results {
             match r {
                 Ok(g) => {
+                    if let Err(why) = signer_valid_at(&g, policy, at) {
+                        errors.push(Error::BadSignature(format!(
+                            "the signing key of {} is not valid now: {why}",
+                            g.ka.cert().fingerprint().to_hex()
+                        )));
+                        continue;
+                    }
                     // RFC 9580 §5.2.3.36: a signature that names its intended recipients
                     // must name the one reading it (else it was signed for someone else and
                     // re-encrypted).
@@ -292,6 +341,8 @@ fn verify_once(
 ) -> Result<Verified> {
     let helper = VHelper {
         certs,
+        policy,
+        at,
         good: None,
         errors: Vec::new(),
     };
@@ -735,6 +786,9 @@ fn is_wildcard(h: &KeyHandle) -> bool {
 
 struct DHelper<'a> {
     certs: &'a [Cert],
+    /// The policy and the time a signer's key must be valid at (see [`signer_valid_at`]).
+    policy: &'a Policy,
+    at: SystemTime,
     unlocked: &'a Unlocked,
     good: Option<Verified>,
     errors: Vec<Error>,
@@ -760,6 +814,7 @@ impl VerificationHelper for DHelper<'_> {
             record_layer(
                 layer,
                 Some(&self.unlocked.recipient),
+                (self.policy, self.at),
                 &mut self.good,
                 &mut self.errors,
             );
@@ -842,8 +897,11 @@ fn decrypt_counted(
         )),
         _ => Error::Decrypt,
     })?;
+    let at = now + crate::time::CLOCK_SKEW;
     let helper = DHelper {
         certs: signers,
+        policy,
+        at,
         unlocked: &unlocked,
         good: None,
         errors: Vec::new(),
@@ -854,7 +912,6 @@ fn decrypt_counted(
     // allocates that much up front (25 MiB by default, for every message). Stanza-sized
     // messages fit in 64 KiB; a larger one is read to its end (at most MAX_DECRYPTED_LEN
     // bytes, as the first pass proved) and checked before anything is returned here.
-    let at = now + crate::time::CLOCK_SKEW;
     let builder = DecryptorBuilder::from_bytes(ciphertext)
         .map_err(|_| Error::Decrypt)?
         .buffer_size(64 * 1024);

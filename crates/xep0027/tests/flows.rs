@@ -1602,3 +1602,73 @@ fn a_member_whose_certificate_is_unusable_is_not_added() {
         .unwrap();
     assert_eq!(m.members().collect::<Vec<_>>(), ["dave@example.org"]);
 }
+
+/// Finding (XEP-0027 review F1): a signer's key was judged as of the signature's creation
+/// time, which whoever holds the secret key chooses. An expired key (or a superseded or
+/// retired one) whose secret leaked later signed presence and session offers by backdating
+/// them into its validity, and they verified. The key must be valid now.
+#[test]
+fn expired_signer_keys_do_not_speak_any_more() {
+    let day = Duration::from_secs(86_400);
+    let alice_jid = Jid::new("alice@example.org").unwrap();
+    // Alice's certificate lived from t0 - 3 days for one day; the thief signs at t0 - 2.5 days.
+    let old_alice =
+        Identity::generate(&alice_jid, Suite::Cv25519, t0() - 3 * day, Some(day)).unwrap();
+    let bob = Identity::generate(
+        &Jid::new("bob@example.org").unwrap(),
+        Suite::Cv25519,
+        t0() - 4 * day,
+        None,
+    )
+    .unwrap();
+    let mut ring = Keyring::new();
+    ring.insert_pinned(old_alice.jid(), old_alice.public_cert());
+    ring.insert_pinned(bob.jid(), bob.public_cert());
+    let policy = Policy::standard();
+    let backdated = t0() - day * 5 / 2;
+    // A signed presence, backdated: verified as of its own time it would pass; as of now not.
+    let mut p = Stanza::parse("<presence id='p1'><status>Online</status></presence>").unwrap();
+    signed::sign(&mut p, &old_alice, &policy, backdated).unwrap();
+    let got = deliver(&p, "alice@example.org/r");
+    assert!(
+        signed::verify(&got, &ring, &policy, backdated).is_ok(),
+        "valid then"
+    );
+    let e = signed::verify(&got, &ring, &policy, t0()).unwrap_err();
+    assert!(e.to_string().contains("not valid now"), "{e}");
+    // A session key offer, backdated: refused, so no sealed message is taken as Alice's.
+    let offer = Sessions::new(old_alice.jid(), 7 * day)
+        .offer(
+            &old_alice,
+            bob.jid(),
+            &bob.public_cert(),
+            &mut OsRandom,
+            &policy,
+            backdated,
+        )
+        .unwrap();
+    let offer = deliver(&offer, "alice@example.org/r");
+    let mut sb = Sessions::new(bob.jid(), Duration::from_secs(3600));
+    assert!(sb.accept(&offer, &bob, &ring, &policy, t0()).is_err());
+    // The same made with a key valid now still passes.
+    let alice = id("alice");
+    let mut ring = Keyring::new();
+    ring.insert_pinned(alice.jid(), alice.public_cert());
+    ring.insert_pinned(bob.jid(), bob.public_cert());
+    let mut p = Stanza::parse("<presence id='p2'><status>Online</status></presence>").unwrap();
+    signed::sign(&mut p, &alice, &policy, t0()).unwrap();
+    let got = deliver(&p, "alice@example.org/r");
+    assert!(signed::verify(&got, &ring, &policy, t0()).is_ok());
+    let offer = Sessions::new(alice.jid(), 7 * day)
+        .offer(
+            &alice,
+            bob.jid(),
+            &bob.public_cert(),
+            &mut OsRandom,
+            &policy,
+            t0(),
+        )
+        .unwrap();
+    let offer = deliver(&offer, "alice@example.org/r");
+    assert!(sb.accept(&offer, &bob, &ring, &policy, t0()).is_ok());
+}
