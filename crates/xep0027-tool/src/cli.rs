@@ -162,11 +162,30 @@ fn keygen(o: &Opts, io: &mut Io<'_>) -> Res<()> {
             armor::encode(bin)
         )
     };
-    std::fs::write(
-        secret_out,
-        wrap("PRIVATE KEY BLOCK", &id.to_secret_bytes().map_err(fail)?),
-    )
-    .map_err(fail)?;
+    if secret_out == public_out {
+        return Err(Failure::Usage(
+            "SECRET_OUT and PUBLIC_OUT must be two files".into(),
+        ));
+    }
+    // The secret key is not protected by a passphrase: readable by its owner only, written to a
+    // new file (never over an existing key, never through a link planted there).
+    let mut new_file = std::fs::OpenOptions::new();
+    new_file.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        new_file.mode(0o600);
+    }
+    let secret = wrap("PRIVATE KEY BLOCK", &id.to_secret_bytes().map_err(fail)?);
+    {
+        use std::io::Write as _;
+        let mut f = new_file.open(secret_out).map_err(|e| {
+            Failure::Failed(format!("{secret_out}: {e} (keygen writes a new file only)"))
+        })?;
+        f.write_all(secret.as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(fail)?;
+    }
     std::fs::write(
         public_out,
         wrap(

@@ -317,3 +317,34 @@ fn decrypt_refuses_unsigned_input_unless_allowed_and_checks_the_envelope() {
     // --help names the flag.
     assert!(out(&x27(&["--help"], "")).contains("--allow-unsigned"));
 }
+
+/// Finding (XEP-0027 review F2): `keygen` wrote the unprotected secret key with `fs::write`:
+/// world-readable under the usual umask, over an existing key, and through a symlink planted
+/// where it was to go. It is now a new file, readable by its owner only.
+#[cfg(unix)]
+#[test]
+fn keygen_writes_the_secret_key_privately_and_never_over_a_file() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let f = |n: &str| dir.path().join(n);
+    let keygen =
+        |sec: &Path, publ: &Path| x27(&["keygen", "--jid", "a@example.org", p(sec), p(publ)], "");
+    let o = keygen(&f("a.sec"), &f("a.pub"));
+    assert!(o.status.success(), "{o:?}");
+    let mode = std::fs::metadata(f("a.sec")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "mode {mode:o}");
+    // Over an existing key: refused, the key unchanged.
+    let before = std::fs::read(f("a.sec")).unwrap();
+    let o = keygen(&f("a.sec"), &f("b.pub"));
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert_eq!(std::fs::read(f("a.sec")).unwrap(), before);
+    // Through a planted link: refused, nothing written where it points.
+    std::os::unix::fs::symlink(f("victim"), f("b.sec")).unwrap();
+    let o = keygen(&f("b.sec"), &f("b.pub"));
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(!f("victim").exists());
+    // One file for both: a usage error.
+    let o = keygen(&f("c.key"), &f("c.key"));
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(!f("c.key").exists());
+}
