@@ -219,7 +219,13 @@ struct Entry {
     /// The effective validUntil of the signed document (never served at or after it).
     valid_until: Option<SystemTime>,
     used: u64,
+    /// Fetches of it that failed in a row (see [`Client::back_off`]).
+    failures: u32,
 }
+
+/// The wait after a failed fetch of a cached entity before the next one, doubled per failure
+/// in a row up to [`Config::min_ttl`] (at least this).
+pub const FAILURE_BACKOFF: Duration = Duration::from_secs(30);
 
 /// The client core. See the [module docs](self) for the call order.
 #[derive(Debug)]
@@ -309,16 +315,31 @@ impl Client {
         self.clock += 1;
         let clock = self.clock;
         let pending = self.by_key.get(key).copied();
+        let max_stale = self.cfg.max_stale;
         if let Some(e) = self.entries.get_mut(key) {
             e.used = clock;
             // Only an entity whose ID matches is served (a {sha1} and an entityID lookup share the key).
             let fresh = now < e.expires && valid_at(e.valid_until, now);
+            // After a failed fetch (the server down or answering badly), the cached entity is
+            // served until the backoff ends, stale within `max_stale`: not a new fetch per
+            // caller (MDQ review M1).
+            let backing_off = e.failures > 0 && now < e.refresh_at;
+            let stale_ok =
+                backing_off && now < add(e.expires, max_stale) && valid_at(e.valid_until, now);
             match (&e.value, fresh) {
                 (Value::Found { entity, .. }, true) if id.matches_keyed(&entity.entity_id) => {
                     let entity = entity.clone();
                     let due = now >= e.refresh_at;
                     let refresh = (due && pending.is_none()).then(|| self.request(id, key));
                     return Lookup::Hit { entity, refresh };
+                }
+                (Value::Found { entity, .. }, false)
+                    if stale_ok && id.matches_keyed(&entity.entity_id) =>
+                {
+                    return Lookup::Hit {
+                        entity: entity.clone(),
+                        refresh: None,
+                    };
                 }
                 (Value::Missing, true) => return Lookup::NotFound,
                 _ => {}
@@ -385,6 +406,7 @@ impl Client {
                 expires: add(now, ttl),
                 valid_until,
                 used: self.clock,
+                failures: 0,
             },
         );
         self.bytes = self.bytes.saturating_add(size);
@@ -430,6 +452,25 @@ impl Client {
     /// A stale entry still allowed on failure (never past its document's validUntil).
     fn stale(&self, key: &str, id: &Identifier, now: SystemTime) -> Option<Arc<EntityDescriptor>> {
         self.usable(key, id, now, self.cfg.max_stale)
+    }
+
+    /// A fetch of the cached entity `key` failed at `now` (a transport error, a bad answer, a
+    /// 404 that keeps it): no early refresh or new fetch of it is handed out before
+    /// [`FAILURE_BACKOFF`], doubled per failure in a row up to [`Config::min_ttl`]. Without it
+    /// every lookup in the refresh window ran another failing refresh inline, and
+    /// `poll_timeout` stayed in the past (a refresher spinning against the failing server:
+    /// MDQ review M2).
+    fn back_off(&mut self, key: &str, now: SystemTime) {
+        let cap = self.cfg.min_ttl.max(FAILURE_BACKOFF);
+        if let Some(e) = self.entries.get_mut(key)
+            && matches!(e.value, Value::Found { .. })
+        {
+            let delay = FAILURE_BACKOFF
+                .saturating_mul(1u32 << e.failures.min(16))
+                .min(cap);
+            e.failures = e.failures.saturating_add(1);
+            e.refresh_at = add(now, delay);
+        }
     }
 
     /// The cached entity for `key` if it is usable at `now`, `grace` past its expiry.
@@ -567,6 +608,7 @@ impl Client {
                 // Neither a 404 nor a signed empty aggregate is bound to this identifier: a
                 // verified entry stays until it expires.
                 if let Some(kept) = self.usable(&key, &id, now, Duration::ZERO) {
+                    self.back_off(&key, now);
                     return Ok((!fresh).then_some(kept));
                 }
                 let neg = self.cfg.negative_ttl;
@@ -574,11 +616,16 @@ impl Client {
                 self.insert(key, Value::Missing, t, None, now);
                 Ok(None)
             }
-            Err(e) if fresh => Err(e),
-            Err(e) => match self.stale(&key, &id, now) {
-                Some(s) => Ok(Some(s)),
-                None => Err(e),
-            },
+            Err(e) => {
+                self.back_off(&key, now);
+                if fresh {
+                    return Err(e);
+                }
+                match self.stale(&key, &id, now) {
+                    Some(s) => Ok(Some(s)),
+                    None => Err(e),
+                }
+            }
         }
     }
 
@@ -590,6 +637,7 @@ impl Client {
         now: SystemTime,
     ) -> Result<Option<Arc<EntityDescriptor>>, Error> {
         let (id, key) = self.finish(token)?;
+        self.back_off(&key, now);
         match self.stale(&key, &id, now) {
             Some(s) => Ok(Some(s)),
             None => Err(Error::Transport(error.to_owned())),
@@ -650,8 +698,16 @@ impl Client {
     /// lifetime is `snapshot.expires` clamped like a fresh one: at most [`Config::max_ttl`] from
     /// `now`, and never past the document's validUntil (the earlier of the entity's and the
     /// root's). An entry already past `expires` is kept for revalidation (If-None-Match) and as
-    /// stale.
+    /// stale for what remains of [`Config::max_stale`] after that original expiry; one expired
+    /// longer ago is refused. (A restart used to make an entry of any age expire now, so that
+    /// each restart served it stale for `max_stale` again: MDQ review M3.)
     pub fn restore(&mut self, snapshot: &Snapshot, now: SystemTime) -> Result<(), Error> {
+        if add(snapshot.expires, self.cfg.max_stale) <= now {
+            return Err(Error::Response(format!(
+                "the persisted entry expired more than max_stale ({} s) ago",
+                self.cfg.max_stale.as_secs()
+            )));
+        }
         let id = Identifier::entity_id(&snapshot.entity_id)?;
         let agg = saml_metadata::load::load(&snapshot.document, &self.policy(now))?;
         let mut it = agg.entities();
@@ -687,7 +743,14 @@ impl Client {
         if let Some(v) = vu {
             ttl = ttl.min(v.duration_since(now).unwrap_or(Duration::ZERO));
         }
-        self.insert(id.key().to_owned(), value, ttl, vu, now);
+        let key = id.key().to_owned();
+        self.insert(key.clone(), value, ttl, vu, now);
+        // Stale is measured from the original expiry.
+        if let Some(e) = self.entries.get_mut(&key)
+            && snapshot.expires < e.expires
+        {
+            e.expires = snapshot.expires;
+        }
         Ok(())
     }
 

@@ -410,3 +410,92 @@ fn a_nested_groups_valid_until_bounds_its_entity() {
     assert!(!matches!(e, Ok(Some(_))), "{e:?}");
     assert!(!matches!(lookup(&mut c, at(1)), Lookup::Hit { .. }));
 }
+
+/// MDQ review M1 and M2: after a failed fetch of a cached entity, every later lookup started
+/// another one: in the refresh window each caller ran a failing refresh inline before getting
+/// the entity it already had, `poll_timeout` stayed in the past (a refresher spinning against
+/// the failing server), and once expired each waiter in turn ran a full failing fetch while
+/// only the first got the stale copy. Now a failure backs off (`FAILURE_BACKOFF`, doubled per
+/// failure in a row), and meanwhile the cached entity is served, stale within `max_stale`.
+#[test]
+fn a_failed_fetch_backs_off_and_serves_what_is_cached() {
+    let (k, keys) = key();
+    let doc = entity(None).sign(&k, &SignOptions::default()).unwrap();
+    let mut c = cached(&keys, &doc, "max-age=3600");
+    let id = Identifier::entity_id(SP).unwrap();
+    // In the refresh window (after 75 % of the hour): one refresh, which fails.
+    let t = at(2701);
+    let Lookup::Hit {
+        refresh: Some(r), ..
+    } = c.lookup(&id, t)
+    else {
+        panic!("a refresh is due");
+    };
+    assert!(c.handle_failure(r.token, "down", t).unwrap().is_some());
+    // The next lookups are hits without a refresh, and the next refresh is not due yet.
+    assert!(matches!(
+        c.lookup(&id, at(2702)),
+        Lookup::Hit { refresh: None, .. }
+    ));
+    assert!(c.poll_timeout().unwrap() > at(2702));
+    assert!(c.poll_refresh(at(2702)).is_none());
+    // After the backoff, one refresh again; failing again doubles the wait.
+    let t2 = t + mdq_client::client::FAILURE_BACKOFF;
+    let Lookup::Hit {
+        refresh: Some(r), ..
+    } = c.lookup(&id, t2)
+    else {
+        panic!("a refresh is due after the backoff");
+    };
+    assert!(c.handle_failure(r.token, "down", t2).unwrap().is_some());
+    assert!(c.poll_timeout().unwrap() >= t2 + 2 * mdq_client::client::FAILURE_BACKOFF);
+    // Expired: the first caller fetches, fails and gets the stale copy; the callers after it
+    // get the stale copy too, not a fetch each.
+    let t3 = at(H + 1);
+    let r = match c.lookup(&id, t3) {
+        Lookup::Fetch(r) => r,
+        other => panic!("expected a fetch, got {other:?}"),
+    };
+    assert!(matches!(c.lookup(&id, t3), Lookup::Pending(_)));
+    assert!(c.handle_failure(r.token, "down", t3).unwrap().is_some());
+    for _ in 0..3 {
+        assert!(matches!(
+            c.lookup(&id, t3),
+            Lookup::Hit { refresh: None, .. }
+        ));
+    }
+    // Past max_stale nothing stale is served, whatever the backoff.
+    assert!(!matches!(c.lookup(&id, at(2 * H + 1)), Lookup::Hit { .. }));
+}
+
+/// MDQ review M3: restoring a persisted entry that had expired long ago made it expire now, so
+/// that each restart served a document of any age stale for `max_stale` again (and saved it
+/// again with the new expiry). Stale is now measured from the original expiry, and an entry
+/// expired beyond `max_stale` is not restored.
+#[test]
+fn a_long_expired_snapshot_is_not_served_stale() {
+    let (k, keys) = key();
+    let doc = Arc::new(entity(None).sign(&k, &SignOptions::default()).unwrap());
+    let snap = |expires: SystemTime| Snapshot {
+        entity_id: SP.into(),
+        document: doc.clone(),
+        etag: None,
+        expires,
+    };
+    let mut c = client(&keys);
+    assert!(
+        c.restore(&snap(now() - Duration::from_secs(30 * 86400)), now())
+            .is_err()
+    );
+    let r = fetch(&mut c, now());
+    assert!(c.handle_failure(r.token, "down", now()).is_err());
+    // Expired ten minutes ago: stale for the 50 minutes left of max_stale (1 h), no longer.
+    let mut c = client(&keys);
+    c.restore(&snap(now() - Duration::from_secs(600)), now())
+        .unwrap();
+    let r = fetch(&mut c, now());
+    assert!(c.handle_failure(r.token, "down", now()).unwrap().is_some());
+    let late = at(50 * 60 + 1);
+    let r = fetch(&mut c, late);
+    assert!(c.handle_failure(r.token, "down", late).is_err());
+}
