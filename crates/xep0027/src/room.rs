@@ -69,6 +69,15 @@ pub const DEFAULT_ROOM_SEAL_LIMIT: u64 = 1 << 24;
 /// removed by the rotation can post with its old key during this time at most.
 pub const DEFAULT_EPOCH_GRACE: Duration = Duration::from_secs(10);
 
+/// The largest epoch a member accepts, and the largest step over the newest it holds: a key
+/// record naming an epoch nobody could follow (`u64::MAX`) would make every later genuine key
+/// "not newer" and brick the room (XEP-0027 review F5). A moderator rotates once per change of
+/// members; a million steps at once is no legitimate rotation.
+pub const MAX_EPOCH_STEP: u64 = 1 << 20;
+
+/// The largest epoch at all (far beyond any room's rotations, far below overflow).
+pub const MAX_EPOCH: u64 = 1 << 48;
+
 /// The room's moderator: holds the member list and the current key.
 ///
 /// Call these in this order:
@@ -148,7 +157,7 @@ impl Moderator {
         rng: &mut dyn Random,
         now: SystemTime,
     ) -> Result<bool> {
-        let next = new_key(self.current.epoch + 1, self.lifetime, rng, now)?;
+        let next = new_key(next_epoch(self.current.epoch)?, self.lifetime, rng, now)?;
         let was = self.members.remove(jid.bare()).is_some();
         self.current = next;
         Ok(was)
@@ -156,7 +165,7 @@ impl Moderator {
 
     /// Starts a new epoch with a fresh key.
     pub fn rotate(&mut self, rng: &mut dyn Random, now: SystemTime) -> Result<()> {
-        self.current = new_key(self.current.epoch + 1, self.lifetime, rng, now)?;
+        self.current = new_key(next_epoch(self.current.epoch)?, self.lifetime, rng, now)?;
         Ok(())
     }
 
@@ -261,6 +270,14 @@ pub struct Distribution {
     /// The members (bare JIDs) left out, with the error for each: renew or replace their
     /// certificate ([`Moderator::add_member`] again), then [`Moderator::distribute_to`].
     pub undelivered: Vec<(String, Error)>,
+}
+
+/// The epoch after `epoch`, while below [`MAX_EPOCH`].
+fn next_epoch(epoch: u64) -> Result<u64> {
+    epoch
+        .checked_add(1)
+        .filter(|e| *e <= MAX_EPOCH)
+        .ok_or_else(|| Error::State(format!("the room is at its last epoch ({MAX_EPOCH})")))
 }
 
 fn new_key(
@@ -403,6 +420,14 @@ impl Member {
             && epoch <= current
         {
             return Err(Error::Replay(Freshness::EpochNotNewer { epoch, current }));
+        }
+        let step_ok = self
+            .epoch()
+            .is_none_or(|current| epoch - current <= MAX_EPOCH_STEP);
+        if epoch > MAX_EPOCH || !step_ok {
+            return Err(Error::OpenPgp(format!(
+                "epoch {epoch} is beyond {MAX_EPOCH} or more than {MAX_EPOCH_STEP} past the newest held"
+            )));
         }
         let (created, expires) = (crate::time::parse(c)?, crate::time::parse(e)?);
         if expires <= now {
@@ -558,7 +583,10 @@ impl Member {
             .get(&epoch)
             .map(|h| &h.room_key)
             .ok_or(Error::NeedKey(NeedKey::UnknownEpoch { epoch }))?;
-        if let Some((newer, next)) = self.keys.range(epoch + 1..).next()
+        if let Some((newer, next)) = self
+            .keys
+            .range((std::ops::Bound::Excluded(epoch), std::ops::Bound::Unbounded))
+            .next()
             && now
                 .duration_since(next.accepted)
                 .is_ok_and(|d| d > self.epoch_grace)
@@ -596,5 +624,75 @@ impl Member {
             epoch,
             body,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::keys::{Identity, Keyring, Suite};
+    use crate::symmetric::OsRandom;
+    use std::time::UNIX_EPOCH;
+
+    /// XEP-0027 review F5: a key record for epoch `u64::MAX` (a buggy moderator, or a stolen
+    /// key) was accepted, after which every genuine distribution was "not newer" and opening a
+    /// message of that epoch computed `epoch + 1` (a panic with overflow checks); a moderator's
+    /// rotation there overflowed too.
+    #[test]
+    fn an_epoch_nobody_could_follow_is_refused_and_nothing_overflows() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let ident = |n: &str| {
+            Identity::generate(
+                &Jid::new(&format!("{n}@example.org")).unwrap(),
+                Suite::Cv25519,
+                t - Duration::from_secs(86_400),
+                None,
+            )
+            .unwrap()
+        };
+        let (moderator, bob) = (ident("mod"), ident("bob"));
+        let mut ring = Keyring::new();
+        ring.insert_pinned(moderator.jid(), moderator.public_cert());
+        ring.insert_pinned(bob.jid(), bob.public_cert());
+        let policy = Policy::standard();
+        let room = Jid::new("room@conference.example.org").unwrap();
+        let mut m = Moderator::new(&room, Duration::from_secs(3600), &mut OsRandom, t).unwrap();
+        m.add_member(bob.jid(), bob.public_cert(), &policy, t)
+            .unwrap();
+        let mut member = Member::new(&room, bob.jid(), moderator.fingerprint());
+        let to_bob = |m: &Moderator| {
+            m.distribute_to(&moderator, bob.jid(), &mut OsRandom, &policy, t)
+                .unwrap()
+                .with_attr("from", "mod@example.org/r")
+        };
+        assert_eq!(
+            member
+                .accept_key(&to_bob(&m), &bob, &ring, &policy, t)
+                .unwrap(),
+            1
+        );
+        for epoch in [u64::MAX, MAX_EPOCH + 1, 1 + MAX_EPOCH_STEP + 1] {
+            m.current.epoch = epoch;
+            assert!(
+                member
+                    .accept_key(&to_bob(&m), &bob, &ring, &policy, t)
+                    .is_err(),
+                "{epoch}"
+            );
+        }
+        assert_eq!(member.epoch(), Some(1));
+        // A step within bounds is taken.
+        m.current.epoch = 1 + MAX_EPOCH_STEP;
+        assert!(
+            member
+                .accept_key(&to_bob(&m), &bob, &ring, &policy, t)
+                .is_ok()
+        );
+        // The moderator's own rotation at the end is an error, not an overflow.
+        m.current.epoch = u64::MAX;
+        assert!(m.rotate(&mut OsRandom, t).is_err());
+        assert!(m.remove_member(bob.jid(), &mut OsRandom, t).is_err());
+        assert_eq!(m.current.epoch, u64::MAX, "nothing changed");
     }
 }
