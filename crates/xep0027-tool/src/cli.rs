@@ -97,8 +97,19 @@ impl Io<'_> {
 }
 
 fn stdin_stanza(o: &Opts, io: &mut Io<'_>) -> Res<Stanza> {
+    // At most what a stanza may be, and one byte to tell that more came: endless input
+    // (`/dev/zero`) is refused at the limit, not read into memory (XEP-0027 review F9).
+    let max = xep0027::stanza::Limits::default().max_len;
     let mut s = String::new();
-    io.input.read_to_string(&mut s).map_err(fail)?;
+    io.input
+        .take(max as u64 + 1)
+        .read_to_string(&mut s)
+        .map_err(fail)?;
+    if s.len() > max {
+        return Err(fail(format!(
+            "the stanza on stdin is longer than {max} bytes"
+        )));
+    }
     let st = Stanza::parse(&s).map_err(fail)?;
     Ok(match &o.from {
         Some(f) => st.with_attr("from", f),

@@ -348,3 +348,35 @@ fn keygen_writes_the_secret_key_privately_and_never_over_a_file() {
     assert_eq!(o.status.code(), Some(2), "{o:?}");
     assert!(!f("c.key").exists());
 }
+
+/// Finding (XEP-0027 review F9): stdin was read whole before the stanza size limit applied,
+/// so endless input (`cat /dev/zero | xep0027 verify ...`) grew memory without bound. It is
+/// read up to the limit and refused there.
+#[test]
+fn stdin_is_read_up_to_the_stanza_limit_only() {
+    /// Endless input that counts what was read, and fails the test past 8 MiB.
+    struct Endless(usize);
+    impl std::io::Read for Endless {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            assert!(self.0 < 8 << 20, "read {} bytes of endless input", self.0);
+            buf.fill(b'a');
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (sec, publ) = (dir.path().join("a.sec"), dir.path().join("a.pub"));
+    let o = x27(&["keygen", "--jid", "a@example.org", p(&sec), p(&publ)], "");
+    assert!(o.status.success(), "{o:?}");
+    let args: Vec<String> = ["verify", "--keyring", p(&publ), "--trust-user-ids"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut input = Endless(0);
+    let code = xep0027_tool::run(&args, &mut input, &mut out, &mut err);
+    assert_ne!(code, 0, "{}", String::from_utf8_lossy(&err));
+    let err = String::from_utf8_lossy(&err);
+    assert!(err.contains("longer than"), "{err}");
+    assert!(input.0 <= 5 << 20, "{} bytes read", input.0);
+}
