@@ -94,9 +94,11 @@ impl AsyncClient {
                 Lookup::NotFound => return Ok(None),
                 Lookup::Fetch(r) => return self.fetch(r).await,
                 Lookup::Pending(_) => {
-                    let _ =
-                        tokio::time::timeout(self.opts.timeout + Duration::from_secs(1), notified)
-                            .await;
+                    let _ = tokio::time::timeout(
+                        self.opts.timeout.saturating_add(Duration::from_secs(1)),
+                        notified,
+                    )
+                    .await;
                 }
             }
         }
