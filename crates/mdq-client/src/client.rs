@@ -722,14 +722,9 @@ impl Client {
                 found: e.entity_id.clone(),
             });
         }
-        let root_valid = match agg.metadata() {
-            saml_metadata::model::Metadata::Entities(g) => g.valid_until,
-            saml_metadata::model::Metadata::Entity(r) => r.valid_until,
-        };
-        let vu = match (e.valid_until, root_valid) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        // The earliest validUntil on the whole chain: the entity's, every group's around it,
+        // the root's, as the fetch path takes it (a nested group's was skipped: MDQ review M4).
+        let vu = agg.valid_until(&e.entity_id);
         let value = Value::Found {
             entity: Arc::new(e.clone()),
             etag: snapshot.etag.clone(),

@@ -499,3 +499,22 @@ fn a_long_expired_snapshot_is_not_served_stale() {
     let r = fetch(&mut c, late);
     assert!(c.handle_failure(r.token, "down", late).is_err());
 }
+
+/// MDQ review M4: a restored entry took the earlier of the entity's and the root's validUntil
+/// only, so an entity in a nested group that expired in an hour was served from a restored
+/// cache for up to `max_ttl`. The whole chain counts, as on the fetch path.
+#[test]
+fn a_restored_nested_groups_valid_until_bounds_its_entity() {
+    let (k, keys) = key();
+    let id = Identifier::entity_id(SP).unwrap();
+    let mut c = client(&keys);
+    let snap = Snapshot {
+        entity_id: SP.into(),
+        document: Arc::new(nested(&k, at(10 * H), at(H))),
+        etag: None,
+        expires: at(30 * 86400),
+    };
+    c.restore(&snap, now()).unwrap();
+    assert_eq!(c.entry_times(&id).unwrap().1, at(H));
+    assert!(!matches!(lookup(&mut c, at(2 * H)), Lookup::Hit { .. }));
+}
