@@ -167,9 +167,13 @@ fn expired_gpg_keys_are_refused() {
     let st = presence("temp@example.org/x", "short-lived", &sig);
     let _verified = signed::verify(&st, &keyring, &p, now()).unwrap();
     let in_two_days = now() + std::time::Duration::from_secs(2 * 86_400);
-    // OpenPGP semantics: a signature made while the key was valid stays valid after the key
-    // expires (stale stanzas are the signed envelope's job: its stamp must be within the skew).
-    let _verified = signed::verify(&st, &keyring, &p, in_two_days).unwrap();
+    // Once the key has expired, nothing it signed verifies any more, not even what it signed
+    // while valid: the signature's creation time is the signer's to choose, so a key whose
+    // secret leaked after it expired could otherwise sign anything by backdating (XEP-0027
+    // review F1). A stanza is verified when it arrives (an archive: with its arrival time).
+    let e = signed::verify(&st, &keyring, &p, in_two_days).unwrap_err();
+    assert!(e.to_string().contains("not valid now"), "{e}");
+    let _verified = signed::verify(&st, &keyring, &p, now()).unwrap();
     // Nor can anything be encrypted to it then.
     let cert = keys::cert_from_bytes(&g.export(&fpr).unwrap()).unwrap();
     let r = xep0027::openpgp::Recipients::new(&[&cert], &p, in_two_days);
