@@ -518,3 +518,49 @@ fn a_restored_nested_groups_valid_until_bounds_its_entity() {
     assert_eq!(c.entry_times(&id).unwrap().1, at(H));
     assert!(!matches!(lookup(&mut c, at(2 * H)), Lookup::Hit { .. }));
 }
+
+/// MDQ review L4: the cache directory's files were read whole, through links: a `{sha1}.xml`
+/// linked to `/dev/zero` never ended at start, a huge one took its size in memory, and an
+/// ETag no header can carry made every revalidation of that entry fail. Now only regular
+/// files within bounds are read, and such an ETag is dropped.
+#[cfg(unix)]
+#[test]
+fn cache_files_are_read_within_bounds_and_unusable_etags_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = |name: &str, extra: &str| {
+        std::fs::write(
+            dir.path().join(format!("{name}.meta")),
+            format!("entity_id=https://{name}.example\nexpires=1800000000\n{extra}"),
+        )
+        .unwrap();
+    };
+    meta("zero", "");
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.xml")).unwrap();
+    meta("big", "");
+    let big = std::fs::File::create(dir.path().join("big.xml")).unwrap();
+    big.set_len(mdq_client::io::persist::MAX_CACHED_DOCUMENT + 1)
+        .unwrap();
+    meta("odd", "etag=\"v1\u{1}\"\n");
+    std::fs::write(dir.path().join("odd.xml"), b"<x/>").unwrap();
+    meta("fine", "etag=\"v2\"\n");
+    std::fs::write(dir.path().join("fine.xml"), b"<x/>").unwrap();
+    let loaded = mdq_client::io::persist::load(dir.path());
+    let mut skipped: Vec<String> = loaded
+        .skipped
+        .iter()
+        .map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    skipped.sort();
+    assert_eq!(skipped, ["big.meta", "zero.meta"]);
+    let etag = |id: &str| {
+        loaded
+            .snapshots
+            .iter()
+            .find(|s| s.entity_id == id)
+            .unwrap()
+            .etag
+            .clone()
+    };
+    assert_eq!(etag("https://odd.example"), None);
+    assert_eq!(etag("https://fine.example").as_deref(), Some("\"v2\""));
+}
