@@ -110,7 +110,9 @@ pub struct Sessions {
     peers: HashMap<String, Peer>,
     /// The id of every key held (offered either way), with its expiry: a replayed offer is
     /// refused by it, and an older one by the peer's newest offer time.
-    seen_ids: HashMap<String, SystemTime>,
+    /// Key ids held, per peer (bare JID, id): one peer's id never blocks another's offer
+    /// (XEP-0027 review F6).
+    seen_ids: HashMap<(String, String), SystemTime>,
     seal_limit: u64,
 }
 
@@ -218,13 +220,14 @@ impl Sessions {
     /// [`MAX_KEYS_PER_PEER`] (and forgetting their ids: their offers are refused by the peer's
     /// newest offer time). Work per call is bounded by the cap, not by the history.
     fn store(&mut self, peer: &str, k: SessionKey) {
-        self.seen_ids.insert(k.id.clone(), k.expires);
+        self.seen_ids
+            .insert((peer.to_owned(), k.id.clone()), k.expires);
         let v = &mut self.peers.entry(peer.to_owned()).or_default().keys;
         let at = v.partition_point(|old| old.created <= k.created);
         v.insert(at, k);
         while v.len() > MAX_KEYS_PER_PEER {
             let dropped = v.remove(0);
-            self.seen_ids.remove(&dropped.id);
+            self.seen_ids.remove(&(peer.to_owned(), dropped.id));
         }
     }
 
@@ -293,7 +296,10 @@ impl Sessions {
         if expires <= now {
             return Err(Error::Replay(Freshness::KeyExpired { key: id.to_owned() }));
         }
-        if self.seen_ids.contains_key(id) {
+        if self
+            .seen_ids
+            .contains_key(&(from.bare().to_owned(), id.to_owned()))
+        {
             return Err(Error::Replay(Freshness::OfferSeen { id: id.to_owned() }));
         }
         if created > now + crate::time::CLOCK_SKEW {
@@ -775,5 +781,26 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    /// XEP-0027 review F6: key ids were one namespace across peers, so a contact who saw
+    /// another peer's offer (its id is in clear) and offered the same id first had that peer's
+    /// offer refused as seen. Ids are per peer now; a peer's own id twice is still refused.
+    #[test]
+    fn key_ids_are_per_peer() {
+        let bob = ident("bob");
+        let mut sb = Sessions::new(bob.jid(), Duration::from_secs(3600));
+        let now = t0() + Duration::from_secs(60);
+        let (alice, carol) = (
+            Jid::new("alice@example.org").unwrap(),
+            Jid::new("carol@example.org").unwrap(),
+        );
+        let key = || KeyBytes::random(&mut OsRandom).unwrap();
+        let c = t0();
+        let life = Duration::from_secs(3600);
+        sb.install(&carol, "K", c, c + life, key(), now).unwrap();
+        sb.install(&alice, "K", c, c + life, key(), now).unwrap();
+        let again = sb.install(&alice, "K", c, c + life, key(), now);
+        assert!(matches!(again, Err(Error::Replay(_))), "{again:?}");
     }
 }
