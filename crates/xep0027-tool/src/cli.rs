@@ -130,6 +130,13 @@ fn keyring(o: &Opts, p: &Policy, now: SystemTime) -> Res<Keyring> {
             "say which key speaks for which JID: --pin JID=FINGERPRINT or --trust-user-ids".into(),
         ));
     }
+    // One or the other: with both, a certificate's User ID claiming a pinned JID would speak
+    // for it beside the pinned key (XEP-0027 review F10).
+    if !o.pins.is_empty() && o.trust_user_ids {
+        return Err(Failure::Usage(
+            "--pin and --trust-user-ids exclude each other".into(),
+        ));
+    }
     for pin in &o.pins {
         let (jid, fpr) = pin
             .split_once('=')

@@ -380,3 +380,31 @@ fn stdin_is_read_up_to_the_stanza_limit_only() {
     assert!(err.contains("longer than"), "{err}");
     assert!(input.0 <= 5 << 20, "{} bytes read", input.0);
 }
+
+/// Finding (XEP-0027 review F10): `--pin` and `--trust-user-ids` together were accepted, so a
+/// keyring certificate whose User ID claims a pinned JID spoke for it beside the pinned key.
+/// They exclude each other (a usage error).
+#[test]
+fn pins_and_user_id_bindings_exclude_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sec, publ) = (dir.path().join("a.sec"), dir.path().join("a.pub"));
+    let o = x27(&["keygen", "--jid", "a@example.org", p(&sec), p(&publ)], "");
+    assert!(o.status.success(), "{o:?}");
+    let fpr = out(&o).trim().to_owned();
+    let o = x27(
+        &[
+            "verify",
+            "--keyring",
+            p(&publ),
+            "--pin",
+            &format!("a@example.org={fpr}"),
+            "--trust-user-ids",
+        ],
+        "<presence/>",
+    );
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("exclude"),
+        "{o:?}"
+    );
+}
