@@ -152,7 +152,7 @@ impl IntegrationTarget for MemoryTarget {
 }
 
 #[cfg(feature = "fs")]
-pub use fs::LocalDynamicDir;
+pub use fs::{LocalDynamicDir, write_new_then_rename};
 
 #[cfg(feature = "fs")]
 mod fs {
@@ -183,21 +183,38 @@ mod fs {
     /// entry is removed (its exchange never completed, so a restart must not integrate it), a
     /// removal is completed, and temporary files are deleted ([`LocalDynamicDir::recovered`]).
     /// The directory is synced after every rename.
-    #[derive(Debug)]
+    #[derive(Debug, Clone)]
     pub struct LocalDynamicDir {
         dir: PathBuf,
         recovered: Vec<String>,
-        tmp_seq: AtomicU64,
     }
 
-    impl Clone for LocalDynamicDir {
-        fn clone(&self) -> Self {
-            LocalDynamicDir {
-                dir: self.dir.clone(),
-                recovered: self.recovered.clone(),
-                tmp_seq: AtomicU64::new(self.tmp_seq.load(Ordering::Relaxed)),
-            }
+    /// Writes `data` to `dir/name` so that a reader sees the old file or the new one, never
+    /// half: to `.<name>.tmp<pid>-<n>`, a name no other writer of this process uses, created
+    /// new (never through a link left there), synced when `sync`, then renamed over `name`.
+    /// The temporary file is removed on error. The directory itself is not synced.
+    pub fn write_new_then_rename(
+        dir: &Path,
+        name: &str,
+        data: &[u8],
+        sync: bool,
+    ) -> std::io::Result<()> {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(".{name}.tmp{}-{seq}", std::process::id()));
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .and_then(|mut f| {
+                f.write_all(data)?;
+                if sync { f.sync_all() } else { Ok(()) }
+            })
+            .and_then(|()| std::fs::rename(&tmp, dir.join(name)));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
         }
+        written
     }
 
     fn io(what: &Path, e: std::io::Error) -> Error {
@@ -250,7 +267,6 @@ mod fs {
             let mut d = LocalDynamicDir {
                 dir,
                 recovered: Vec::new(),
-                tmp_seq: AtomicU64::new(0),
             };
             d.recover()?;
             Ok(d)
@@ -319,22 +335,8 @@ mod fs {
         }
 
         fn write_atomically(&self, name: &str, data: &[u8]) -> Result<(), Error> {
-            let path = self.dir.join(name);
-            // A name no other writer uses, created new (never through a link left there).
-            let seq = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
-            let tmp = self
-                .dir
-                .join(format!(".{name}.tmp{}-{seq}", std::process::id()));
-            let written = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-                .and_then(|mut f| f.write_all(data).and_then(|()| f.sync_all()))
-                .and_then(|()| std::fs::rename(&tmp, &path));
-            if let Err(e) = written {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(io(&path, e));
-            }
+            write_new_then_rename(&self.dir, name, data, true)
+                .map_err(|e| io(&self.dir.join(name), e))?;
             self.sync_dir()
         }
     }

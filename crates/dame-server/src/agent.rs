@@ -51,6 +51,18 @@ pub const NONCE_FILE: &str = ".dame-trigger-nonces";
 /// Largest nonce file read at start (10,000 live nonces take about 450 KB).
 const MAX_NONCE_FILE: u64 = 4 << 20;
 
+/// The nonce file's lines for `nonces`: `<nonce> <until, Unix seconds, rounded up>`.
+fn nonce_lines(nonces: &[(String, SystemTime)]) -> String {
+    let mut text = String::new();
+    for (nonce, until) in nonces {
+        let secs = until
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() + 1);
+        text.push_str(&format!("{nonce} {secs}\n"));
+    }
+    text
+}
+
 /// The running agent's shared state.
 pub struct AgentService {
     core: Mutex<Agent<LocalDynamicDir>>,
@@ -179,14 +191,7 @@ impl AgentService {
     /// Rewrites the nonce file with the nonces live at `now` (written aside, then renamed).
     fn rewrite_nonces(&self, now: SystemTime) -> std::io::Result<()> {
         use std::io::Write as _;
-        let live = self.core().live_trigger_nonces(now);
-        let mut text = String::new();
-        for (nonce, until) in live {
-            let secs = until
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() + 1);
-            text.push_str(&format!("{nonce} {secs}\n"));
-        }
+        let text = nonce_lines(&self.core().live_trigger_nonces(now));
         let path = self.nonce_file();
         let tmp = self
             .cfg
@@ -218,13 +223,7 @@ impl AgentService {
             return;
         }
         let mut appended = self.nonce_log.lock().unwrap_or_else(|p| p.into_inner());
-        let mut text = String::new();
-        for (nonce, until) in &fresh {
-            let secs = until
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() + 1);
-            text.push_str(&format!("{nonce} {secs}\n"));
-        }
+        let text = nonce_lines(&fresh);
         let written = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
@@ -400,22 +399,10 @@ impl AgentService {
         let stem = stem.trim_end_matches(".xml");
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let write = |name: String, text: &str| {
-            use std::io::Write as _;
-            // Written aside under a name no other task uses, created new (never through a link
-            // left there), then renamed: a reader never sees half a file (agent review L6).
-            static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-            let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let tmp = dir.join(format!(".{name}.tmp{}-{seq}", std::process::id()));
-            let written = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-                .and_then(|mut f| f.write_all(text.as_bytes()))
-                .and_then(|()| std::fs::rename(&tmp, dir.join(&name)));
-            written.map_err(|e| {
-                let _ = std::fs::remove_file(&tmp);
-                format!("{name}: {e}")
-            })
+            // Written aside, then renamed: a reader never sees half a file (agent review L6:
+            // a temporary name of its own, created new).
+            dame_protocol::integration::write_new_then_rename(&dir, &name, text.as_bytes(), false)
+                .map_err(|e| format!("{name}: {e}"))
         };
         // The rules as data, always; the product's form when it can express them.
         write(
