@@ -39,6 +39,9 @@ use crate::policy::Policy;
 use crate::stanza::{Element, Kind, Stanza};
 use crate::{Error, Result};
 
+/// Longest sender a [`ReplayWindow`] records: a full JID's limit (RFC 7622 §3.1).
+const MAX_SENDER_LEN: usize = 3071;
+
 /// The signed payload of a stanza (see the module docs).
 pub(crate) fn payload(stanza: &Stanza) -> Result<(&'static str, Vec<u8>)> {
     match stanza.kind() {
@@ -124,11 +127,7 @@ fn signed_bytes(stanza: &Stanza, from: &str, to: &str, id: &str, stamp: &str) ->
 /// broadcast presence), its `id` (required), stamped `now`. Call it last, after the payload
 /// is final (signing, encryption, sealing).
 pub fn seal(stanza: &mut Stanza, me: &Identity, policy: &Policy, now: SystemTime) -> Result<()> {
-    let id = stanza
-        .id()
-        .filter(|i| !i.is_empty())
-        .ok_or_else(|| Error::Stanza("no 'id': a signed envelope needs one".into()))?
-        .to_owned();
+    let id = stanza.required_id()?.to_owned();
     let to = match stanza.to() {
         Some(t) => Jid::new(t)?.bare().to_owned(),
         None if stanza.kind() == Kind::Presence => String::new(),
@@ -166,7 +165,9 @@ pub struct Checked {
 /// Remembers which `(sender, id)` pairs were accepted, for as long as their stamps are inside
 /// the skew window; refuses stamps outside it.
 ///
-/// Memory is bounded by `max_entries`, shared fairly: when it is reached, the oldest entry of
+/// Memory is bounded by `max_entries` times the longest entry (ids of at most
+/// [`MAX_ID_LEN`](crate::stanza::MAX_ID_LEN) bytes, senders of at most a JID's 3071; longer
+/// ones are refused), shared fairly: when it is reached, the oldest entry of
 /// the sender holding the most entries is forgotten, and from then on that sender's stamps
 /// not newer than it are refused (fail closed, never forget silently). One contact filling
 /// the window therefore only ever loses its own oldest entries; the others' in-flight stanzas
@@ -309,6 +310,17 @@ impl ReplayWindow {
         stamp: SystemTime,
         now: SystemTime,
     ) -> Result<()> {
+        // Bounded before anything is kept: the window's memory is its entry count times these.
+        if id.is_empty() {
+            return Err(Error::Stanza("no 'id'".into()));
+        }
+        crate::stanza::check_id(id)?;
+        if sender.len() > MAX_SENDER_LEN {
+            return Err(Error::Stanza(format!(
+                "a sender of {} bytes: a JID has at most {MAX_SENDER_LEN}",
+                sender.len()
+            )));
+        }
         self.expire(now);
         self.check_sender_time(sender, stamp, now)?;
         if self.is_seen(sender, id) {
@@ -432,10 +444,7 @@ pub fn verify(
             "envelope 'from' is not a normalized bare JID".into(),
         ));
     }
-    let id = stanza
-        .id()
-        .filter(|i| !i.is_empty())
-        .ok_or_else(|| Error::Stanza("no 'id'".into()))?;
+    let id = stanza.required_id()?;
     let s_from = Jid::new(
         stanza
             .from()
@@ -513,6 +522,25 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_ids_are_refused() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut w = ReplayWindow::new(Duration::from_secs(300), 10);
+        let long = "i".repeat(crate::stanza::MAX_ID_LEN + 1);
+        assert!(matches!(
+            w.accept("a@x", &long, t0, t0),
+            Err(Error::Stanza(_))
+        ));
+        assert!(matches!(w.accept("a@x", "", t0, t0), Err(Error::Stanza(_))));
+        assert!(matches!(
+            w.accept(&"s".repeat(4000), "1", t0, t0),
+            Err(Error::Stanza(_))
+        ));
+        assert_eq!(w.len(), 0);
+        w.accept("a@x", &long[1..], t0, t0).unwrap();
+        assert_eq!(w.len(), 1);
+    }
 
     #[test]
     fn replay_window_rules() {

@@ -494,11 +494,7 @@ impl Member {
                 epoch: held.room_key.epoch,
             }));
         }
-        let id = stanza
-            .id()
-            .filter(|i| !i.is_empty())
-            .ok_or_else(|| Error::Stanza("no 'id'".into()))?
-            .to_owned();
+        let id = stanza.required_id()?.to_owned();
         let body = stanza
             .body()?
             .ok_or_else(|| Error::Stanza("no <body/> to seal".into()))?;

@@ -285,6 +285,7 @@ impl Sessions {
         key: KeyBytes,
         now: SystemTime,
     ) -> Result<KeyInfo> {
+        crate::stanza::check_id(id)?;
         if expires.duration_since(created).map_or(true, |life| {
             life.is_zero() || life > MAX_SESSION_KEY_LIFETIME
         }) {
@@ -395,11 +396,7 @@ impl Sessions {
         now: SystemTime,
     ) -> Result<()> {
         let to = Jid::new(stanza.to().ok_or_else(|| Error::Stanza("no 'to'".into()))?)?;
-        let id = stanza
-            .id()
-            .filter(|i| !i.is_empty())
-            .ok_or_else(|| Error::Stanza("no 'id'".into()))?
-            .to_owned();
+        let id = stanza.required_id()?.to_owned();
         let body = stanza
             .body()?
             .ok_or_else(|| Error::Stanza("no <body/> to seal".into()))?;
@@ -450,10 +447,7 @@ impl Sessions {
             .element()
             .required_child("sealed", ns::SESSION, "sealed payload")?;
         let from = sender(stanza)?;
-        let id = stanza
-            .id()
-            .filter(|i| !i.is_empty())
-            .ok_or_else(|| Error::Stanza("no 'id'".into()))?;
+        let id = stanza.required_id()?;
         let key_id = el
             .attr("key")
             .ok_or_else(|| Error::Stanza("sealed without 'key'".into()))?;

@@ -20,6 +20,12 @@ use crate::jid::Jid;
 use crate::ns;
 use crate::{Error, Result};
 
+/// Longest stanza `id` (bytes) that the envelope, session and room layers accept, and the
+/// longest session key id. RFC 6120 §8.1.3 sets no limit; ids in practice are UUIDs or
+/// shorter. Each accepted id is remembered for the replay window (several copies per entry),
+/// so the window's memory is bounded by its entry count times this.
+pub const MAX_ID_LEN: usize = 256;
+
 /// Limits on what [`Stanza::parse`] accepts.
 #[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
@@ -351,6 +357,17 @@ impl Stanza {
     /// The `id` attribute.
     pub fn id(&self) -> Option<&str> {
         self.root.attr("id")
+    }
+
+    /// The `id` attribute as the signed layers need it: present, not empty, at most
+    /// [`MAX_ID_LEN`] bytes.
+    pub fn required_id(&self) -> Result<&str> {
+        let id = self
+            .id()
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| Error::Stanza("no 'id'".into()))?;
+        check_id(id)?;
+        Ok(id)
     }
 
     /// The `type` attribute.
@@ -835,6 +852,17 @@ mod minidom_conv {
             Stanza::parse(&String::from(e))
         }
     }
+}
+
+/// Refuses an id (stanza or key id) longer than [`MAX_ID_LEN`] bytes.
+pub(crate) fn check_id(id: &str) -> Result<()> {
+    if id.len() > MAX_ID_LEN {
+        return Err(Error::Stanza(format!(
+            "an id of {} bytes: at most {MAX_ID_LEN}",
+            id.len()
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

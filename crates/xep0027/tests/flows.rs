@@ -548,6 +548,24 @@ fn broadcast_presence_envelope_names_no_recipient() {
 }
 
 #[test]
+fn envelope_with_a_long_id_is_refused_before_verification() {
+    let w = Scenario::new();
+    let (_, got) = enveloped(&w);
+    // Every accepted id is kept for the replay window: a long one is refused as malformed,
+    // before any signature work (a new id would otherwise fail as a bad signature).
+    let long = got.clone().with_attr("id", &"i".repeat(4096));
+    assert!(matches!(
+        refused_by_fresh_window(&w, &long, t0()),
+        Error::Stanza(_)
+    ));
+    let mut m = message("bob@example.org", &"i".repeat(257), "b");
+    assert!(matches!(
+        envelope::seal(&mut m, &w.alice, &w.policy, t0()),
+        Err(Error::Stanza(_))
+    ));
+}
+
+#[test]
 fn enveloped_message_needs_a_recipient_and_an_id() {
     let w = Scenario::new();
     let mut no_to = Stanza::parse("<message id='x'><body>b</body></message>").unwrap();
