@@ -27,6 +27,7 @@ struct Opts {
     skew: Option<u64>,
     text: bool,
     envelope: bool,
+    require_envelope: bool,
     unsigned: bool,
     allow_unsigned: bool,
     legacy: bool,
@@ -64,6 +65,7 @@ fn parse_opts(args: &[String]) -> Res<Opts> {
             }
             "--text" => o.text = true,
             "--envelope" => o.envelope = true,
+            "--require-envelope" => o.require_envelope = true,
             "--unsigned" => o.unsigned = true,
             "--allow-unsigned" => o.allow_unsigned = true,
             "--legacy" => o.legacy = true,
@@ -274,7 +276,9 @@ fn encrypt(o: &Opts, io: &mut Io<'_>) -> Res<()> {
 }
 
 /// Checks the envelope, when the stanza has one (signature of a key bound to the sender,
-/// from/to/id/type/payload bound, stamp within the skew); returns the note to print.
+/// from/to/id/type/payload bound, stamp within the skew); returns the note to print. With
+/// `--require-envelope` a stanza without one is refused: otherwise an old signed stanza with
+/// its envelope stripped would still verify (XEP-0027 review F8).
 fn check_envelope(st: &Stanza, ring: &Keyring, p: &Policy, o: &Opts) -> Res<Option<String>> {
     if st
         .element()
@@ -290,6 +294,13 @@ fn check_envelope(st: &Stanza, ring: &Keyring, p: &Policy, o: &Opts) -> Res<Opti
             c.sender,
             xep0027::time::format(c.stamp)
         )));
+    }
+    if o.require_envelope {
+        return Err(Failure::Failed(
+            "no signed envelope (--require-envelope): nothing binds this stanza to its \
+             recipient, id and time"
+                .into(),
+        ));
     }
     Ok(None)
 }

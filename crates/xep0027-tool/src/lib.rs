@@ -8,12 +8,13 @@
 //! xep0027 sign --key SECRET --jid JID [--text] [--envelope]
 //!     add jabber:x:signed over the status/body (and a signed envelope: needs 'id')
 //! xep0027 verify --keyring FILE (--pin JID=FPR ... | --trust-user-ids) [--from JID] [--legacy]
-//!         [--now DATETIME] [--skew SECONDS]
+//!         [--now DATETIME] [--skew SECONDS] [--require-envelope]
 //!     check the envelope (when present) and jabber:x:signed; `OK <fingerprint> <time>`
 //! xep0027 encrypt --key SECRET --jid JID --to CERT [--to CERT ...] [--unsigned] [--envelope]
 //!     encrypt the body to every --to and to oneself, signed inside unless --unsigned
 //! xep0027 decrypt --key SECRET --jid JID --keyring FILE (--pin JID=FPR ... | --trust-user-ids)
 //!         [--from JID] [--legacy] [--now DATETIME] [--skew SECONDS] [--allow-unsigned]
+//!         [--require-envelope]
 //!     check the envelope (when present), print the body; `signed-by <fingerprint>` on
 //!     stderr. An unsigned message (anyone can encrypt to a public key) is refused (exit 1)
 //!     unless --allow-unsigned, which prints it with `unsigned (allowed)` on stderr
@@ -22,6 +23,10 @@
 //! of the keyring to a JID; `--trust-user-ids` binds each certificate to the JIDs of its
 //! valid, self-signed `xmpp:` User IDs (for a keyring file you already trust). Without
 //! either, no key speaks for anyone and every signature is refused.
+//! `--require-envelope` refuses a stanza without a signed envelope (without it, an old signed
+//! stanza with its envelope removed still verifies). Each run checks alone: the CLI keeps no
+//! record of stanzas seen, so a replay within the skew is not detected (the library's
+//! `ReplayWindow` does that for a long-running receiver).
 //! `--from` stamps the sender as the receiving server would. `--now` takes an XEP-0082
 //! DateTime (default: the system clock). Exit 0 on success, 1 with a one-line reason on
 //! stderr when the stanza is refused, 2 on usage errors; `--help` and `--version` exit 0.

@@ -408,3 +408,56 @@ fn pins_and_user_id_bindings_exclude_each_other() {
         "{o:?}"
     );
 }
+
+/// Finding (XEP-0027 review F8): with the envelope removed, an old signed stanza still
+/// verified (exit 0); the only trace was a missing stderr note. `--require-envelope` refuses
+/// it.
+#[test]
+fn verify_can_require_the_envelope() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sec, publ) = (dir.path().join("a.sec"), dir.path().join("a.pub"));
+    let o = x27(&["keygen", "--jid", "a@example.org", p(&sec), p(&publ)], "");
+    assert!(o.status.success(), "{o:?}");
+    let o = x27(
+        &[
+            "sign",
+            "--key",
+            p(&sec),
+            "--jid",
+            "a@example.org",
+            "--envelope",
+        ],
+        "<presence id='p1'><status>Online</status></presence>",
+    );
+    assert!(o.status.success(), "{o:?}");
+    let signed = out(&o);
+    let (start, end) = (
+        signed.find("<envelope").expect("an envelope"),
+        signed.find("</envelope>").expect("its end") + "</envelope>".len(),
+    );
+    let stripped = format!("{}{}", &signed[..start], &signed[end..]);
+    assert!(!stripped.contains("envelope"), "{stripped}");
+    let verify = |extra: &[&str], stanza: &str| {
+        let mut args = vec![
+            "verify",
+            "--keyring",
+            p(&publ),
+            "--trust-user-ids",
+            "--from",
+            "a@example.org/r",
+        ];
+        args.extend_from_slice(extra);
+        x27(&args, stanza)
+    };
+    // Without the flag the stripped stanza still verifies (what the flag is for).
+    assert!(verify(&[], &stripped).status.success());
+    let o = verify(&["--require-envelope"], &stripped);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no signed envelope"),
+        "{o:?}"
+    );
+    // With its envelope it passes.
+    let o = verify(&["--require-envelope"], &signed);
+    assert!(o.status.success(), "{o:?}");
+}
