@@ -655,9 +655,20 @@ fn unlock(
                 cost.inner_bytes += *n as usize;
             }
         }
+        if depth > 0 {
+            // By tag: a one-pass signature or signature over MAX_PACKET_LEN comes out of this
+            // parser as `Unknown`, yet the second pass (its own larger limit) parses it as
+            // what it is and keeps a hash context for it (xep0027 review F3).
+            match &pp.packet {
+                Packet::OnePassSig(_) => one_pass += 1,
+                Packet::Signature(_) => signatures += 1,
+                Packet::Unknown(u) if u.tag() == openpgp::packet::Tag::OnePassSig => one_pass += 1,
+                Packet::Unknown(u) if u.tag() == openpgp::packet::Tag::Signature => signatures += 1,
+                _ => {}
+            }
+        }
         match &pp.packet {
-            Packet::OnePassSig(_) if depth > 0 => one_pass += 1,
-            Packet::Signature(_) if depth > 0 => signatures += 1,
+            Packet::OnePassSig(_) | Packet::Signature(_) if depth > 0 => {}
             // SEIPD v1 is deprecated (RFC 9580 §5.13.1) but what GnuPG writes: its MDC says
             // whether the container is intact.
             #[allow(deprecated)]
@@ -1492,6 +1503,49 @@ mod bound_tests {
                 }
             }
         }
+    }
+
+    /// Finding F3 of the xep0027 review: one-pass signatures and signatures over the first
+    /// pass's packet limit came out of its parser as `Unknown` and were not counted, while the
+    /// second pass (a larger limit) kept a hash context for each over the literal data.
+    #[test]
+    fn oversized_one_pass_signatures_are_counted() {
+        let p = Policy::standard();
+        let bob = id("bob", Suite::Cv25519);
+        let key = encryption_key(&bob.public_cert());
+        // A packet in the new format with a five-octet length (RFC 9580 §4.2.1.1).
+        let packet = |tag: u8, body: &[u8]| {
+            let mut v = vec![0xC0 | tag, 0xFF];
+            v.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            v.extend_from_slice(body);
+            v
+        };
+        let n = MAX_SIGNATURES + 1;
+        let mut sink = Vec::new();
+        let mut m = Encryptor::for_recipients(
+            Message::new(&mut sink),
+            [Recipient::new(None, key.key_handle(), &key)],
+        )
+        .build()
+        .unwrap();
+        for _ in 0..n {
+            // Version 3, Text, SHA-256, EdDSA, an issuer, last: then padding.
+            let mut body = vec![3, 0x01, 8, 22, 1, 2, 3, 4, 5, 6, 7, 8, 1];
+            body.resize(body.len() + MAX_PACKET_LEN as usize, 0);
+            m.write_all(&packet(4, &body)).unwrap();
+        }
+        let mut w = LiteralWriter::new(m).build().unwrap();
+        w.write_all(&b"\n".repeat(1 << 20)).unwrap();
+        let mut m = w.finalize_one().unwrap().unwrap();
+        for _ in 0..n {
+            let mut body = vec![4, 0x01, 22, 8, 0, 0, 0, 0, 0, 0];
+            body.resize(MAX_PACKET_LEN as usize + 64, 0);
+            m.write_all(&packet(2, &body)).unwrap();
+        }
+        m.finalize().unwrap();
+        let mut cost = Cost::default();
+        let r = unlock(&sink, &bob, &p, now(), &mut cost);
+        assert_eq!(r.err(), Some(Refusal::TooManySignatures));
     }
 
     /// Finding 1 of the xep-audit review, detached side: a block of Text signatures over a
