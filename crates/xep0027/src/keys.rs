@@ -14,8 +14,10 @@
 //! [`Keyring::insert_binding_user_ids`]: only User IDs with a valid self-signature under the
 //! policy, not revoked, on a certificate that is neither revoked nor expired, bind, and even
 //! then anyone can make a certificate naming any JID, so it is trust on first use, for
-//! keyrings whose certificates come from a source that already vouches for them. A plain
-//! [`Keyring::insert`] binds nothing.
+//! keyrings whose certificates come from a source that already vouches for them. Such bindings
+//! are judged again whenever an update of the certificate is merged in (any `insert`), as of
+//! the later of the first judgement and the update's newest signature: a User ID revoked since
+//! (a retired JID) stops binding; pins stay. A plain [`Keyring::insert`] binds nothing new.
 //!
 //! [`SecretKeyStore`] hands out decryption keys; [`Identity`] is one's own JID and certificate
 //! with its secret keys, used to sign and decrypt.
@@ -67,7 +69,31 @@ pub trait SecretKeyStore {
 pub struct Keyring {
     certs: HashMap<Fingerprint, Cert>,
     by_keyid: HashMap<KeyID, Vec<Fingerprint>>,
+    /// Pinned: [`Keyring::bind`], [`Keyring::insert_pinned`].
     by_jid: HashMap<String, Vec<Fingerprint>>,
+    /// From `xmpp:` User IDs, per certificate: judged again whenever the certificate changes.
+    user_id_bindings: HashMap<Fingerprint, UserIdBinding>,
+    /// The same, by JID.
+    by_user_id: HashMap<String, Vec<Fingerprint>>,
+}
+
+/// How a certificate's User IDs were judged to bind ([`xmpp_user_ids`]), and what they bound.
+#[derive(Clone, Debug)]
+struct UserIdBinding {
+    policy: Policy,
+    at: SystemTime,
+    jids: Vec<String>,
+}
+
+/// The creation time of the newest signature on a certificate (self-signatures, revocations):
+/// when its holder last said something about it.
+fn newest_signature(cert: &Cert) -> Option<SystemTime> {
+    cert.primary_key()
+        .signatures()
+        .chain(cert.userids().flat_map(|u| u.signatures()))
+        .chain(cert.keys().subkeys().flat_map(|k| k.signatures()))
+        .filter_map(|s| s.signature_creation_time())
+        .max()
 }
 
 /// The bare JIDs named by a certificate's `xmpp:` User IDs (XEP-0373 §4.1) that are valid
@@ -146,14 +172,47 @@ impl Keyring {
         now: SystemTime,
     ) -> Vec<Jid> {
         let fpr = self.insert_merged(cert);
-        let jids = self
-            .certs
-            .get(&fpr)
-            .map(|c| xmpp_user_ids(c, policy, now))
-            .unwrap_or_default();
-        for jid in &jids {
-            self.bind_fpr(jid.bare(), &fpr);
+        self.bind_from_user_ids(&fpr, policy, now)
+    }
+
+    /// (Re)judges the User IDs of the certificate `fpr` under `policy` at `now` (or at its
+    /// newest signature, if later: a User ID revoked since is revoked now), replacing what
+    /// they bound before; returns the JIDs bound.
+    fn bind_from_user_ids(
+        &mut self,
+        fpr: &Fingerprint,
+        policy: &Policy,
+        now: SystemTime,
+    ) -> Vec<Jid> {
+        let Some(cert) = self.certs.get(fpr) else {
+            return Vec::new();
+        };
+        let at = newest_signature(cert).map_or(now, |t| t.max(now));
+        let jids = xmpp_user_ids(cert, policy, at);
+        if let Some(old) = self.user_id_bindings.remove(fpr) {
+            for j in old.jids {
+                if let Some(v) = self.by_user_id.get_mut(&j) {
+                    v.retain(|f| f != fpr);
+                    if v.is_empty() {
+                        self.by_user_id.remove(&j);
+                    }
+                }
+            }
         }
+        for j in &jids {
+            let v = self.by_user_id.entry(j.bare().to_owned()).or_default();
+            if !v.contains(fpr) {
+                v.push(fpr.clone());
+            }
+        }
+        self.user_id_bindings.insert(
+            fpr.clone(),
+            UserIdBinding {
+                policy: policy.clone(),
+                at,
+                jids: jids.iter().map(|j| j.bare().to_owned()).collect(),
+            },
+        );
         jids
     }
 
@@ -161,17 +220,12 @@ impl Keyring {
     /// [`Keyring::insert_binding_user_ids`], whose warning applies to the whole keyring);
     /// returns the bindings made.
     pub fn bind_user_ids(&mut self, policy: &Policy, now: SystemTime) -> Vec<(Jid, Fingerprint)> {
-        let found: Vec<(Jid, Fingerprint)> = self
-            .certs
-            .values()
-            .flat_map(|c| {
-                xmpp_user_ids(c, policy, now)
-                    .into_iter()
-                    .map(move |j| (j, c.fingerprint()))
-            })
-            .collect();
-        for (jid, fpr) in &found {
-            self.bind_fpr(jid.bare(), fpr);
+        let fprs: Vec<Fingerprint> = self.certs.keys().cloned().collect();
+        let mut found = Vec::new();
+        for fpr in fprs {
+            for j in self.bind_from_user_ids(&fpr, policy, now) {
+                found.push((j, fpr.clone()));
+            }
         }
         found
     }
@@ -189,6 +243,11 @@ impl Keyring {
             }
         }
         self.certs.insert(fpr.clone(), cert);
+        // What its User IDs bound is judged again on the merged certificate (a User ID
+        // revoked in the update no longer binds; xep0027 review F7).
+        if let Some(b) = self.user_id_bindings.get(&fpr).cloned() {
+            self.bind_from_user_ids(&fpr, &b.policy, b.at);
+        }
         fpr
     }
 
@@ -241,10 +300,15 @@ impl CertLookup for Keyring {
     }
 
     fn by_jid(&self, bare_jid: &str) -> Vec<Cert> {
-        self.by_jid
+        let pinned = self.by_jid.get(bare_jid).into_iter().flatten();
+        let user_ids = self
+            .by_user_id
             .get(bare_jid)
             .into_iter()
             .flatten()
+            .filter(|f| !self.by_jid.get(bare_jid).is_some_and(|p| p.contains(f)));
+        pinned
+            .chain(user_ids)
             .filter_map(|f| self.certs.get(f))
             .cloned()
             .collect()
@@ -592,5 +656,49 @@ mod binding_tests {
         // The whole certificate revoked: nothing binds.
         let (revoked, _) = cert.insert_packets(revocation).unwrap();
         assert!(xmpp_user_ids(&revoked, &p, now() + Duration::from_secs(1)).is_empty());
+    }
+
+    /// Finding F7 of the xep0027 review: bindings from User IDs were made once; a later
+    /// update of the certificate revoking a User ID (a retired, reassigned JID) left the old
+    /// key speaking for it. They are judged again on every merge; pins stay.
+    #[test]
+    fn a_user_id_revoked_later_unbinds() {
+        let p = Policy::standard();
+        let (cert, _) = CertBuilder::new()
+            .set_creation_time(now() - Duration::from_secs(60))
+            .add_userid("xmpp:kept@example.org")
+            .add_userid("xmpp:retired@example.org")
+            .add_signing_subkey()
+            .generate()
+            .unwrap();
+        let mut ring = Keyring::new();
+        let bound = ring.insert_binding_user_ids(cert.clone(), &p, now());
+        assert_eq!(bound.len(), 2);
+        let fpr = cert.fingerprint();
+        ring.bind(&Jid::new("pinned@example.org").unwrap(), &fpr)
+            .unwrap();
+        assert_eq!(jids(&ring, "retired@example.org"), vec![fpr.clone()]);
+        let i = Identity::new(Jid::new("kept@example.org").unwrap(), cert.clone()).unwrap();
+        let retired = cert
+            .userids()
+            .find(|u| u.userid().value() == b"xmpp:retired@example.org")
+            .unwrap()
+            .userid()
+            .clone();
+        let rev = UserIDRevocationBuilder::new()
+            .set_signature_creation_time(now() + Duration::from_secs(3600))
+            .unwrap()
+            .set_reason_for_revocation(ReasonForRevocation::UIDRetired, b"moved")
+            .unwrap()
+            .build(&mut primary_signer(&i), &cert, &retired, None)
+            .unwrap();
+        let (update, _) = cert
+            .strip_secret_key_material()
+            .insert_packets(rev)
+            .unwrap();
+        ring.insert(update);
+        assert!(jids(&ring, "retired@example.org").is_empty());
+        assert_eq!(jids(&ring, "kept@example.org"), vec![fpr.clone()]);
+        assert_eq!(jids(&ring, "pinned@example.org"), vec![fpr]);
     }
 }
