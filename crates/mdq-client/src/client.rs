@@ -95,6 +95,15 @@ pub struct Config {
     pub clock_skew: Duration,
     /// Admit SHA-1 signatures and 1024-bit RSA (default false).
     pub legacy: bool,
+    /// Refuse a document without validUntil (default false). A signed document without one
+    /// stays valid for ever: whoever can replay it (a man in the middle on an `http://` base,
+    /// a compromised mirror) can keep serving it after the federation changed the entity.
+    pub require_valid_until: bool,
+    /// Refuse a document whose validUntil is further than this in the future (default none).
+    pub max_validity: Option<Duration>,
+    /// Largest body of an "all entities" fetch (the blocking adapter's `all`), decoded
+    /// (default 256 MiB).
+    pub max_aggregate_body: usize,
 }
 
 impl Config {
@@ -114,6 +123,9 @@ impl Config {
             max_body: 4 << 20,
             clock_skew: Duration::from_secs(300),
             legacy: false,
+            require_valid_until: false,
+            max_validity: None,
+            max_aggregate_body: 256 << 20,
         }
     }
 }
@@ -232,7 +244,8 @@ pub const FAILURE_BACKOFF: Duration = Duration::from_secs(30);
 pub struct Client {
     cfg: Config,
     entries: HashMap<String, Entry>,
-    inflight: HashMap<Token, (Identifier, String)>,
+    /// Per fetch: what, its cache key, and the ETag sent as `If-None-Match` (if any).
+    inflight: HashMap<Token, (Identifier, String, Option<String>)>,
     by_key: HashMap<String, Token>,
     next: u64,
     clock: u64,
@@ -288,19 +301,23 @@ impl Client {
         }
         self.next += 1;
         let token = Token(self.next);
-        self.inflight.insert(token, (id.clone(), key.to_owned()));
         self.by_key.insert(key.to_owned(), token);
         let mut headers = vec![
             ("Accept".to_owned(), SAML_METADATA_TYPE.to_owned()),
             ("Accept-Encoding".to_owned(), "gzip".to_owned()),
         ];
-        if let Some(Entry {
-            value: Value::Found { etag: Some(e), .. },
-            ..
-        }) = self.entries.get(key)
-        {
+        let sent = match self.entries.get(key) {
+            Some(Entry {
+                value: Value::Found { etag: Some(e), .. },
+                ..
+            }) => Some(e.clone()),
+            _ => None,
+        };
+        if let Some(e) = &sent {
             headers.push(("If-None-Match".to_owned(), e.clone()));
         }
+        self.inflight
+            .insert(token, (id.clone(), key.to_owned(), sent));
         FetchRequest {
             token,
             id: id.clone(),
@@ -351,9 +368,13 @@ impl Client {
         }
     }
 
-    fn policy(&self, now: SystemTime) -> Policy {
+    /// The policy every document of this client is verified under (the configuration's keys,
+    /// skew, algorithms and validUntil rules) at `now`.
+    pub(crate) fn policy(&self, now: SystemTime) -> Policy {
         let mut p = Policy::new(self.cfg.keys.clone(), now);
         p.clock_skew = self.cfg.clock_skew;
+        p.require_valid_until = self.cfg.require_valid_until;
+        p.max_validity = self.cfg.max_validity;
         if self.cfg.legacy {
             p.verify = saml_core::dsig::VerifyOptions::metadata().legacy();
         }
@@ -440,13 +461,25 @@ impl Client {
         }
     }
 
-    fn finish(&mut self, token: Token) -> Result<(Identifier, String), Error> {
-        let (id, key) = self
+    /// Ends the fetch `token`: what it fetched, its cache key, and the ETag it sent.
+    fn finish(&mut self, token: Token) -> Result<(Identifier, String, Option<String>), Error> {
+        let (id, key, sent) = self
             .inflight
             .remove(&token)
             .ok_or_else(|| Error::State(format!("unknown fetch token {token:?}")))?;
         self.by_key.remove(&key);
-        Ok((id, key))
+        Ok((id, key, sent))
+    }
+
+    /// The ETag of the document cached under `key`.
+    fn cached_etag(&self, key: &str) -> Option<&str> {
+        match self.entries.get(key) {
+            Some(Entry {
+                value: Value::Found { etag, .. },
+                ..
+            }) => etag.as_deref(),
+            _ => None,
+        }
     }
 
     /// A stale entry still allowed on failure (never past its document's validUntil).
@@ -510,8 +543,9 @@ impl Client {
     /// not exist). A bad response keeps a usable stale entry (served for at most `max_stale`,
     /// never past its validUntil), otherwise it is the error; a bad response never replaces a
     /// good cache entry. A "not found" does not replace an entry that has not expired yet (that
-    /// entry is returned), and is cached for at most `negative_ttl`. A 304 for an entry past its
-    /// validUntil is an error.
+    /// entry is returned), and is cached for at most `negative_ttl`. A 304 revalidates only the
+    /// version the request named with `If-None-Match` (a 304 to a request without one is a bad
+    /// response), and one for an entry past its validUntil is an error.
     pub fn handle_response(
         &mut self,
         token: Token,
@@ -554,8 +588,21 @@ impl Client {
         now: SystemTime,
         fresh: bool,
     ) -> Result<Option<Arc<EntityDescriptor>>, Error> {
-        let (id, key) = self.finish(token)?;
-        match response::handle(&id, resp, &self.policy(now), self.cfg.max_body) {
+        let (id, key, sent) = self.finish(token)?;
+        let handled = match response::handle(&id, resp, &self.policy(now), self.cfg.max_body) {
+            // A 304 is not authenticated: it only revalidates the version this request named
+            // with If-None-Match, and only while that version is the one cached (MDQ review
+            // L1: without a validator, a forged 304 kept any old document for ever).
+            Ok(Fetched::NotModified { .. })
+                if sent.is_none() || self.cached_etag(&key) != sent.as_deref() =>
+            {
+                Err(Error::Response(
+                    "304 to a request that named no cached version (If-None-Match)".into(),
+                ))
+            }
+            other => other,
+        };
+        match handled {
             Ok(Fetched::Entity {
                 entity,
                 etag,
@@ -636,7 +683,7 @@ impl Client {
         error: &str,
         now: SystemTime,
     ) -> Result<Option<Arc<EntityDescriptor>>, Error> {
-        let (id, key) = self.finish(token)?;
+        let (id, key, _) = self.finish(token)?;
         self.back_off(&key, now);
         match self.stale(&key, &id, now) {
             Some(s) => Ok(Some(s)),

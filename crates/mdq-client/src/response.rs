@@ -192,7 +192,7 @@ pub fn handle_all(
         return Err(Error::Response("unexpected Content-Type".into()));
     }
     let body = decode_body(resp, max_body)?;
-    Ok(Some(load::load(&body, policy)?))
+    Ok(Some(load::load_owned(body, policy)?))
 }
 
 /// The body, size-checked and gunzipped when `Content-Encoding` says so.

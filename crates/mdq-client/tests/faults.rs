@@ -303,3 +303,20 @@ fn an_https_server_is_reached_through_openssl_and_an_untrusted_one_refused() {
     let e = got.expect("no panic").unwrap_err();
     assert!(matches!(e, Error::Transport(_)), "{e:?}");
 }
+
+/// MDQ review L5: `all()` read up to `max(max_body, 256 MiB)` whatever the configuration said.
+/// `Config::max_aggregate_body` bounds it.
+#[test]
+fn all_is_bounded_by_the_configured_aggregate_size() {
+    let f = fx();
+    let big = vec![b' '; 2 << 20];
+    let (base, _) = server(vec![Act::Send(http("200 OK", &[XML], &big))]);
+    let mut cfg = Config::new(BaseUrl::parse(&base).unwrap(), f.keys.clone());
+    cfg.max_aggregate_body = 1 << 20;
+    let c = BlockingClient::new(cfg, quick());
+    let e = c.all().unwrap_err();
+    assert!(
+        matches!(e, Error::TooLarge { .. } | Error::Transport(_)),
+        "{e:?}"
+    );
+}

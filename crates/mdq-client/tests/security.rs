@@ -70,17 +70,22 @@ fn client(keys: &TrustedKeys) -> Client {
 
 /// A client that fetched `doc` for SP at `now()` with that Cache-Control.
 fn cached(keys: &TrustedKeys, doc: &[u8], cache_control: &str) -> Client {
+    cached_with(keys, doc, &[("Cache-Control", cache_control)])
+}
+
+/// The same with an ETag, so that a 304 can revalidate it.
+fn cached_tagged(keys: &TrustedKeys, doc: &[u8], cache_control: &str) -> Client {
+    cached_with(
+        keys,
+        doc,
+        &[("Cache-Control", cache_control), ("ETag", "\"t\"")],
+    )
+}
+
+fn cached_with(keys: &TrustedKeys, doc: &[u8], headers: &[(&str, &str)]) -> Client {
     let mut c = client(keys);
     let r = fetch(&mut c, now());
-    answer(
-        &mut c,
-        &r,
-        200,
-        &[("Cache-Control", cache_control)],
-        doc,
-        now(),
-    )
-    .unwrap();
+    answer(&mut c, &r, 200, headers, doc, now()).unwrap();
     c
 }
 
@@ -193,7 +198,7 @@ fn no_entry_is_served_past_the_documents_valid_until() {
         &mut c,
         &r,
         200,
-        &[("Cache-Control", "max-age=7200")],
+        &[("Cache-Control", "max-age=7200"), ("ETag", "\"t\"")],
         &doc,
         now(),
     )
@@ -220,7 +225,7 @@ fn no_entry_is_served_past_the_documents_valid_until() {
     );
     assert!(!matches!(lookup(&mut c, at(H + 2)), Lookup::Hit { .. }));
     // A 304 before the validUntil is bounded by it.
-    let mut c = cached(&keys, &doc, "max-age=600");
+    let mut c = cached_tagged(&keys, &doc, "max-age=600");
     let r = fetch(&mut c, at(601));
     answer(
         &mut c,
@@ -563,4 +568,77 @@ fn cache_files_are_read_within_bounds_and_unusable_etags_dropped() {
     };
     assert_eq!(etag("https://odd.example"), None);
     assert_eq!(etag("https://fine.example").as_deref(), Some("\"v2\""));
+}
+
+/// MDQ review L1: a 304 is not authenticated. It revalidated the cached entry even when the
+/// request named no version (no ETag cached, so no If-None-Match), re-arming a document for up
+/// to `max_ttl` per forged answer. Now only a 304 to an If-None-Match naming the cached version
+/// revalidates; anything else is a bad answer (the entry is not extended).
+#[test]
+fn a_304_without_a_validator_is_refused() {
+    let (k, keys) = key();
+    let doc = entity(None).sign(&k, &SignOptions::default()).unwrap();
+    let mut c = cached(&keys, &doc, "max-age=600");
+    let id = Identifier::entity_id(SP).unwrap();
+    let r = fetch(&mut c, at(601));
+    assert!(!r.headers.iter().any(|(h, _)| h == "If-None-Match"));
+    let _ = answer(
+        &mut c,
+        &r,
+        304,
+        &[("Cache-Control", "max-age=28800")],
+        b"",
+        at(601),
+    );
+    assert_eq!(c.entry_times(&id).unwrap().1, at(600), "not re-armed");
+    // With an ETag cached and sent, a 304 revalidates as before.
+    let mut c = cached_tagged(&keys, &doc, "max-age=600");
+    let r = fetch(&mut c, at(601));
+    assert!(
+        r.headers
+            .contains(&("If-None-Match".into(), "\"t\"".into()))
+    );
+    answer(
+        &mut c,
+        &r,
+        304,
+        &[("Cache-Control", "max-age=600")],
+        b"",
+        at(601),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(c.entry_times(&id).unwrap().1, at(1201));
+}
+
+/// MDQ review L1, second part: there was no way to refuse documents without validUntil (kept
+/// valid for ever by whoever replays them) or with one too far ahead.
+#[test]
+fn valid_until_rules_are_configurable() {
+    let (k, keys) = key();
+    let answer_with = |cfg: Config, doc: &[u8]| {
+        let mut c = Client::new(cfg);
+        let r = fetch(&mut c, now());
+        answer(&mut c, &r, 200, &[], doc, now())
+    };
+    let base = || {
+        Config::new(
+            BaseUrl::parse("https://mdq.example.org/").unwrap(),
+            keys.clone(),
+        )
+    };
+    let none = entity(None).sign(&k, &SignOptions::default()).unwrap();
+    let far = entity(Some(at(30 * 86_400)))
+        .sign(&k, &SignOptions::default())
+        .unwrap();
+    let near = entity(Some(at(86_400)))
+        .sign(&k, &SignOptions::default())
+        .unwrap();
+    assert!(answer_with(base(), &none).unwrap().is_some());
+    let mut strict = base();
+    strict.require_valid_until = true;
+    strict.max_validity = Some(Duration::from_secs(14 * 86_400));
+    assert!(answer_with(strict.clone(), &none).is_err());
+    assert!(answer_with(strict.clone(), &far).is_err());
+    assert!(answer_with(strict, &near).unwrap().is_some());
 }

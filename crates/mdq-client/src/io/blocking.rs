@@ -120,17 +120,18 @@ impl BlockingClient {
     }
 
     /// All entities (`base + "entities"`), verified; `None` when the server has none (404).
-    /// Not cached: use it to seed or audit, per-entity lookups for everyday use.
+    /// Not cached: use it to seed or audit, per-entity lookups for everyday use. Verified under
+    /// the client's policy; the body is bounded by [`Config::max_aggregate_body`](crate::Config).
     pub fn all(&self) -> Result<Option<saml_metadata::load::Aggregate>, Error> {
         let (url, policy, max) = {
             let core = self.lock()?;
-            let mut p =
-                saml_metadata::load::Policy::new(core.config().keys.clone(), SystemTime::now());
-            p.clock_skew = core.config().clock_skew;
+            // The client's own policy (legacy, validUntil rules) and the aggregate's own bound
+            // (MDQ review L5: a hand-built policy dropped `legacy`, and the bound could not be
+            // set below 256 MiB).
             (
                 core.config().base.all(),
-                p,
-                core.config().max_body.max(256 << 20),
+                core.policy(SystemTime::now()),
+                core.config().max_aggregate_body,
             )
         };
         let r = FetchRequest {
