@@ -87,6 +87,10 @@ pub struct Config {
     pub max_stale: Duration,
     /// Most entries kept (default 10,000).
     pub max_entries: usize,
+    /// Most "not found" entries kept, within `max_entries` (default 1,000). Anyone who can
+    /// make the client look up names (an Issuer in a request) makes them: they are evicted
+    /// before any verified entry, and never served stale.
+    pub max_not_found: usize,
     /// Most document bytes kept (default 256 MiB).
     pub max_bytes: usize,
     /// Largest body accepted (default 4 MiB, decoded).
@@ -119,6 +123,7 @@ impl Config {
             refresh_fraction: 0.75,
             max_stale: Duration::from_secs(3600),
             max_entries: 10_000,
+            max_not_found: 1_000,
             max_bytes: 256 << 20,
             max_body: 4 << 20,
             clock_skew: Duration::from_secs(300),
@@ -434,28 +439,52 @@ impl Client {
         self.evict(now);
     }
 
-    /// Drops expired-beyond-stale entries, then the least recently used until within bounds.
+    /// Drops expired-beyond-stale entries (expired "not found" ones: they are never served
+    /// stale), then the least recently used "not found" entries beyond `max_not_found`, then the
+    /// least recently used until within bounds, "not found" entries first (MDQ review L2: a
+    /// flood of lookups of names that do not exist evicted verified entities).
     fn evict(&mut self, now: SystemTime) {
         let max_stale = self.cfg.max_stale;
         let mut freed = 0;
+        let mut not_found = 0usize;
         self.entries.retain(|_, e| {
-            let keep = now < add(e.expires, max_stale) && valid_at(e.valid_until, now);
+            let keep = match e.value {
+                Value::Missing => now < e.expires,
+                Value::Found { .. } => {
+                    now < add(e.expires, max_stale) && valid_at(e.valid_until, now)
+                }
+            };
             if !keep {
                 freed += e.value.size();
+            } else if matches!(e.value, Value::Missing) {
+                not_found += 1;
             }
             keep
         });
         self.bytes = self.bytes.saturating_sub(freed);
-        while self.entries.len() > self.cfg.max_entries || self.bytes > self.cfg.max_bytes {
+        loop {
+            let over_not_found = not_found > self.cfg.max_not_found;
+            if !over_not_found
+                && self.entries.len() <= self.cfg.max_entries
+                && self.bytes <= self.cfg.max_bytes
+            {
+                break;
+            }
+            // Over the not-found cap: only those; otherwise not-found ones first, then the
+            // least recently used.
             let Some(k) = self
                 .entries
                 .iter()
-                .min_by_key(|(_, e)| e.used)
+                .filter(|(_, e)| !over_not_found || matches!(e.value, Value::Missing))
+                .min_by_key(|(_, e)| (matches!(e.value, Value::Found { .. }), e.used))
                 .map(|(k, _)| k.clone())
             else {
                 break;
             };
             if let Some(e) = self.entries.remove(&k) {
+                if matches!(e.value, Value::Missing) {
+                    not_found -= 1;
+                }
                 self.bytes = self.bytes.saturating_sub(e.value.size());
             }
         }

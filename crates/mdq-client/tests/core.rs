@@ -469,6 +469,57 @@ fn the_least_recently_used_entry_goes_first() {
     assert!(s.client.cached_bytes() > 0);
 }
 
+/// MDQ review L2: "not found" answers took cache slots like verified entities and were
+/// evicted by recency alone, so lookups of names that do not exist (anyone can send requests
+/// naming any Issuer) pushed verified entities out, to be fetched and verified again. They are
+/// evicted first, capped by `max_not_found`, and dropped once expired.
+#[test]
+fn not_found_entries_do_not_evict_verified_ones() {
+    let f = fx();
+    let mut c = Client::new({
+        let mut cfg = Config::new(
+            BaseUrl::parse("https://mdq.example.org/").unwrap(),
+            f.keys.clone(),
+        );
+        cfg.max_entries = 2;
+        cfg.max_not_found = 2;
+        cfg
+    });
+    let a = sp();
+    let r = fetch(&mut c, &a, now());
+    answer(
+        &mut c,
+        &r,
+        &ok(&signed(&f, &entity(SP, None, None)), &[]),
+        now(),
+    )
+    .unwrap();
+    let missing = |n: u32| Identifier::entity_id(&format!("https://x{n}.example.org/")).unwrap();
+    for n in 0..5 {
+        let r = fetch(&mut c, &missing(n), now());
+        assert_eq!(
+            answer(&mut c, &r, &(404, vec![], vec![]), now()).unwrap(),
+            None
+        );
+    }
+    assert!(matches!(c.lookup(&a, now()), Lookup::Hit { .. }));
+    assert!(matches!(c.lookup(&missing(4), now()), Lookup::NotFound));
+    // The not-found cap applies within a larger cache too.
+    let mut c = Client::new({
+        let mut cfg = Config::new(
+            BaseUrl::parse("https://mdq.example.org/").unwrap(),
+            f.keys.clone(),
+        );
+        cfg.max_not_found = 3;
+        cfg
+    });
+    for n in 0..10 {
+        let r = fetch(&mut c, &missing(n), now());
+        let _ = answer(&mut c, &r, &(404, vec![], vec![]), now()).unwrap();
+    }
+    assert_eq!(c.len(), 3);
+}
+
 #[test]
 fn a_fresh_completion_never_answers_from_the_cache_and_forget_drops_the_entry() {
     // Agent review M3: for a push notice (a DAME trigger) only what the server answered now
