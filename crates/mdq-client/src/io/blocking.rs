@@ -74,10 +74,14 @@ impl BlockingClient {
         &self.skipped
     }
 
+    /// The core. A panic while it was held (a bug) leaves it poisoned; its state is still
+    /// consistent between calls (a fetch in flight is ended before anything else changes), so
+    /// it is taken back rather than every later lookup failing for ever (MDQ review L7).
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Client>, Error> {
-        self.core
-            .lock()
-            .map_err(|_| Error::State("the client lock is poisoned".into()))
+        Ok(self.core.lock().unwrap_or_else(|poisoned| {
+            self.core.clear_poison();
+            poisoned.into_inner()
+        }))
     }
 
     /// Number of cached entries.
@@ -107,13 +111,13 @@ impl BlockingClient {
                 }
                 Lookup::Pending(_) => {
                     // Another thread fetches it: wait for it, then look again.
-                    let _unused = self
-                        .done
-                        .wait_timeout(
-                            core,
-                            self.opts.timeout.saturating_add(Duration::from_secs(1)),
-                        )
-                        .map_err(|_| Error::State("the client lock is poisoned".into()))?;
+                    let waited = self.done.wait_timeout(
+                        core,
+                        self.opts.timeout.saturating_add(Duration::from_secs(1)),
+                    );
+                    if waited.is_err() {
+                        self.core.clear_poison();
+                    }
                 }
             }
         }
@@ -226,5 +230,59 @@ impl BlockingClient {
             }
         }
         Err(last)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::{BaseUrl, Config};
+    use openssl::pkey::PKey;
+    use openssl::rsa::Rsa;
+    use saml_core::dsig::{SignOptions, SigningKey, TrustedKeys};
+    use saml_metadata::model::{Binding, EntityDescriptor, SpSso};
+    use testkit::http::{Act, http, server};
+
+    /// MDQ review L7: a panic while the core was held (a bug in a dependency reached from a
+    /// server's answer) poisoned the lock, and from then on every lookup failed with
+    /// `Error::State`, cached entities included. The core is taken back.
+    #[test]
+    fn a_poisoned_core_keeps_serving_the_cache() {
+        let key =
+            SigningKey::new(PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(), None).unwrap();
+        let mut keys = TrustedKeys::new();
+        keys.add_public_key(key.public_key().unwrap(), "mdq")
+            .unwrap();
+        let sp = "https://sp.example.org/sp";
+        let doc = EntityDescriptor::builder(sp)
+            .sp(SpSso::builder().acs(Binding::HttpPost, "https://sp.example.org/acs"))
+            .build()
+            .unwrap()
+            .sign(&key, &SignOptions::default())
+            .unwrap();
+        let (base, _) = server(vec![Act::Send(http(
+            "200 OK",
+            &[("Content-Type", "application/samlmetadata+xml")],
+            &doc,
+        ))]);
+        let c = BlockingClient::new(
+            Config::new(BaseUrl::parse(&base).unwrap(), keys),
+            Options::default().with_retries(0),
+        );
+        let id = Identifier::entity_id(sp).unwrap();
+        assert!(c.get(&id).unwrap().is_some());
+        let poisoner = std::thread::scope(|s| {
+            s.spawn(|| {
+                let _held = c.core.lock().unwrap();
+                panic!("a bug while the core is held");
+            })
+            .join()
+        });
+        assert!(poisoner.is_err());
+        assert!(c.core.is_poisoned());
+        // Served from the cache (the server has nothing more to send).
+        assert!(c.get(&id).unwrap().is_some());
+        assert_eq!(c.cached(), 1);
     }
 }

@@ -64,10 +64,14 @@ impl AsyncClient {
         &self.skipped
     }
 
+    /// The core. A panic while it was held (a bug) leaves it poisoned; its state is still
+    /// consistent between calls (a fetch in flight is ended before anything else changes), so
+    /// it is taken back rather than every later lookup failing for ever (MDQ review L7).
     fn lock(&self) -> Result<MutexGuard<'_, Client>, Error> {
-        self.core
-            .lock()
-            .map_err(|_| Error::State("the client lock is poisoned".into()))
+        Ok(self.core.lock().unwrap_or_else(|poisoned| {
+            self.core.clear_poison();
+            poisoned.into_inner()
+        }))
     }
 
     /// Number of cached entries.
