@@ -24,7 +24,10 @@
 //!      then call [`Client::lookup`] again.
 //! 3. Perform a [`FetchRequest`] (`url`, `headers`), then hand the result back exactly once
 //!    with its `token`: [`Client::handle_response`] with the HTTP response, or
-//!    [`Client::handle_failure`] for a transport error after the adapter's retries.
+//!    [`Client::handle_failure`] for a transport error after the adapter's retries. An adapter
+//!    sharing the client between threads takes [`Client::verifier`] instead, runs
+//!    [`Verifier::verify`] (the costly part) without holding the client, and hands the result
+//!    to [`Client::handle_verified`]: a large document then holds no other lookup.
 //! 4. After a fetch produced an entity, optionally persist [`Client::snapshot`].
 //! 5. To refresh in the background, arm a timer for [`Client::poll_timeout`]; when it fires,
 //!    drain [`Client::poll_refresh`] (each result is a fetch for step 3) until it returns
@@ -133,6 +136,36 @@ impl Config {
             max_aggregate_body: 256 << 20,
         }
     }
+}
+
+/// What verifying one fetch's answer needs, detached from the [`Client`] (see
+/// [`Client::verifier`]): `Send`, so that it can run on another thread.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    token: Token,
+    id: Identifier,
+    policy: Policy,
+    max_body: usize,
+}
+
+impl Verifier {
+    /// Checks the HTTP answer (status, encoding, size, Content-Type) and verifies the
+    /// document it carries: signature, entityID, validUntil (see [`response::handle`]).
+    pub fn verify(&self, resp: &HttpResponse<'_>) -> Verified {
+        Verified {
+            token: self.token,
+            outcome: response::handle(&self.id, resp, &self.policy, self.max_body),
+        }
+    }
+}
+
+/// What [`Verifier::verify`] made of one answer, for [`Client::handle_verified`]. Only a
+/// verifier makes one: nothing unverified reaches the cache this way.
+#[derive(Debug)]
+#[must_use = "hand it to Client::handle_verified"]
+pub struct Verified {
+    token: Token,
+    outcome: Result<Fetched, Error>,
 }
 
 /// Identifies one fetch in flight.
@@ -610,6 +643,46 @@ impl Client {
         }
     }
 
+    /// What verifying the answer to the fetch `token` needs (its identifier, the policy at
+    /// `now`, the body bound), detached from the client: an adapter runs
+    /// [`Verifier::verify`] (the parse, canonicalization and signature checks, the costly
+    /// part) without holding the client, then hands the result to
+    /// [`Client::handle_verified`]. [`Client::handle_response`] is the two in one call.
+    pub fn verifier(&self, token: Token, now: SystemTime) -> Result<Verifier, Error> {
+        let (id, _, _) = self
+            .inflight
+            .get(&token)
+            .ok_or_else(|| Error::State(format!("unknown fetch token {token:?}")))?;
+        Ok(Verifier {
+            token,
+            id: id.clone(),
+            policy: self.policy(now),
+            max_body: self.cfg.max_body,
+        })
+    }
+
+    /// Completes the fetch `token` with what [`Verifier::verify`] made of its response, like
+    /// [`Client::handle_response`].
+    pub fn handle_verified(
+        &mut self,
+        token: Token,
+        verified: Verified,
+        now: SystemTime,
+    ) -> Result<Option<Arc<EntityDescriptor>>, Error> {
+        self.apply(token, verified, now, false)
+    }
+
+    /// Completes the fetch `token` with what [`Verifier::verify`] made of its response, like
+    /// [`Client::handle_response_fresh`].
+    pub fn handle_verified_fresh(
+        &mut self,
+        token: Token,
+        verified: Verified,
+        now: SystemTime,
+    ) -> Result<Option<Arc<EntityDescriptor>>, Error> {
+        self.apply(token, verified, now, true)
+    }
+
     fn complete(
         &mut self,
         token: Token,
@@ -617,8 +690,25 @@ impl Client {
         now: SystemTime,
         fresh: bool,
     ) -> Result<Option<Arc<EntityDescriptor>>, Error> {
+        let verified = self.verifier(token, now)?.verify(resp);
+        self.apply(token, verified, now, fresh)
+    }
+
+    fn apply(
+        &mut self,
+        token: Token,
+        verified: Verified,
+        now: SystemTime,
+        fresh: bool,
+    ) -> Result<Option<Arc<EntityDescriptor>>, Error> {
+        if verified.token != token {
+            return Err(Error::State(format!(
+                "the answer verified for {:?} handed in for {token:?}",
+                verified.token
+            )));
+        }
         let (id, key, sent) = self.finish(token)?;
-        let handled = match response::handle(&id, resp, &self.policy(now), self.cfg.max_body) {
+        let handled = match verified.outcome {
             // A 304 is not authenticated: it only revalidates the version this request named
             // with If-None-Match, and only while that version is the one cached (MDQ review
             // L1: without a validator, a forged 304 kept any old document for ever).

@@ -520,6 +520,57 @@ fn not_found_entries_do_not_evict_verified_ones() {
     assert_eq!(c.len(), 3);
 }
 
+/// MDQ review M5: verification can run away from the client (another thread, without its
+/// lock); what it produced is bound to its fetch.
+#[test]
+fn answers_verify_apart_from_the_client_and_only_for_their_fetch() {
+    fn detachable<T: Send + 'static>(_: &T) {}
+    let f = fx();
+    let mut c = client(&f);
+    let a = sp();
+    let b = Identifier::entity_id("https://other.example.org/sp").unwrap();
+    let (ra, rb) = (fetch(&mut c, &a, now()), fetch(&mut c, &b, now()));
+    let verifier = c.verifier(ra.token, now()).unwrap();
+    detachable(&verifier);
+    let doc = signed(&f, &entity(SP, None, None));
+    let headers = vec![(
+        "Content-Type".to_owned(),
+        "application/samlmetadata+xml".to_owned(),
+    )];
+    let verified = std::thread::spawn(move || {
+        verifier.verify(&HttpResponse {
+            status: 200,
+            headers: &headers,
+            body: &doc,
+        })
+    })
+    .join()
+    .unwrap();
+    detachable(&verified);
+    // Meanwhile the client answers other lookups.
+    assert!(matches!(c.lookup(&a, now()), Lookup::Pending(_)));
+    // Handed in for the other fetch: refused, and that fetch is still in flight.
+    assert!(matches!(
+        c.handle_verified(rb.token, verified, now()),
+        Err(Error::State(_))
+    ));
+    assert!(matches!(c.lookup(&b, now()), Lookup::Pending(_)));
+    let verified = c.verifier(ra.token, now()).unwrap().verify(&HttpResponse {
+        status: 200,
+        headers: &[(
+            "Content-Type".to_owned(),
+            "application/samlmetadata+xml".to_owned(),
+        )],
+        body: &signed(&f, &entity(SP, None, None)),
+    });
+    assert!(
+        c.handle_verified(ra.token, verified, now())
+            .unwrap()
+            .is_some()
+    );
+    assert!(matches!(c.lookup(&a, now()), Lookup::Hit { .. }));
+}
+
 #[test]
 fn a_fresh_completion_never_answers_from_the_cache_and_forget_drops_the_entry() {
     // Agent review M3: for a push notice (a DAME trigger) only what the server answered now

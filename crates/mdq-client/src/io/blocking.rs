@@ -162,7 +162,15 @@ impl BlockingClient {
     fn fetch(&self, r: FetchRequest) -> Result<Option<Arc<EntityDescriptor>>, Error> {
         // A transfer that panics: the core hears of a failure, the waiting lookups wake.
         let guard = crate::io::Abandoned::arm(&self.core, r.token, || self.done.notify_all());
-        let result = self.transfer(&r);
+        let result = match self.transfer(&r) {
+            Ok(answer) => {
+                let verifier = self.lock()?.verifier(r.token, SystemTime::now())?;
+                #[cfg(test)]
+                tests::CORE_FREE_WHILE_VERIFYING.set(Some(self.core.try_lock().is_ok()));
+                Ok(crate::io::verify(&verifier, &answer))
+            }
+            Err(e) => Err(e),
+        };
         guard.disarm();
         let mut core = self.lock()?;
         let (out, snapshot) =
@@ -244,6 +252,12 @@ mod tests {
     use saml_metadata::model::{Binding, EntityDescriptor, SpSso};
     use testkit::http::{Act, http, server};
 
+    thread_local! {
+        /// Whether the core was free when the fetch's answer began to be verified.
+        pub(super) static CORE_FREE_WHILE_VERIFYING: std::cell::Cell<Option<bool>> =
+            const { std::cell::Cell::new(None) };
+    }
+
     /// MDQ review L7: a panic while the core was held (a bug in a dependency reached from a
     /// server's answer) poisoned the lock, and from then on every lookup failed with
     /// `Error::State`, cached entities included. The core is taken back.
@@ -284,5 +298,40 @@ mod tests {
         // Served from the cache (the server has nothing more to send).
         assert!(c.get(&id).unwrap().is_some());
         assert_eq!(c.cached(), 1);
+    }
+
+    /// MDQ review M5: the answer was parsed and verified with the core locked, so one costly
+    /// document (several MiB, many signatures) held every other lookup, cache hits included.
+    /// The verification runs with the core free; the state change alone takes the lock.
+    #[test]
+    fn answers_are_verified_without_holding_the_core() {
+        let key =
+            SigningKey::new(PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(), None).unwrap();
+        let mut keys = TrustedKeys::new();
+        keys.add_public_key(key.public_key().unwrap(), "mdq")
+            .unwrap();
+        let sp = "https://sp.example.org/sp";
+        let doc = EntityDescriptor::builder(sp)
+            .sp(SpSso::builder().acs(Binding::HttpPost, "https://sp.example.org/acs"))
+            .build()
+            .unwrap()
+            .sign(&key, &SignOptions::default())
+            .unwrap();
+        let (base, _) = server(vec![Act::Send(http(
+            "200 OK",
+            &[("Content-Type", "application/samlmetadata+xml")],
+            &doc,
+        ))]);
+        let c = BlockingClient::new(
+            Config::new(BaseUrl::parse(&base).unwrap(), keys),
+            Options::default().with_retries(0),
+        );
+        CORE_FREE_WHILE_VERIFYING.set(None);
+        assert!(
+            c.get(&Identifier::entity_id(sp).unwrap())
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(CORE_FREE_WHILE_VERIFYING.get(), Some(true));
     }
 }

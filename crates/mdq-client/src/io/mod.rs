@@ -101,7 +101,7 @@ pub(crate) type Transfer = Result<(u16, Vec<(String, String)>, Vec<u8>), String>
 pub(crate) fn complete(
     core: &mut crate::client::Client,
     r: &crate::client::FetchRequest,
-    result: Transfer,
+    result: Result<crate::client::Verified, String>,
     persist: bool,
 ) -> (
     Result<Option<std::sync::Arc<saml_metadata::model::EntityDescriptor>>, crate::Error>,
@@ -109,15 +109,7 @@ pub(crate) fn complete(
 ) {
     let now = std::time::SystemTime::now();
     let out = match result {
-        Ok((status, headers, body)) => core.handle_response(
-            r.token,
-            &crate::response::HttpResponse {
-                status,
-                headers: &headers,
-                body: &body,
-            },
-            now,
-        ),
+        Ok(verified) => core.handle_verified(r.token, verified, now),
         Err(e) => core.handle_failure(r.token, &e, now),
     };
     let snapshot = match &out {
@@ -125,6 +117,20 @@ pub(crate) fn complete(
         _ => None,
     };
     (out, snapshot)
+}
+
+/// Verifies a transfer's answer with `verifier` (taken from the core under its lock, run
+/// without it: MDQ review M5, a costly document held every other lookup, cache hits included).
+#[cfg(any(feature = "blocking", feature = "tokio"))]
+pub(crate) fn verify(
+    verifier: &crate::client::Verifier,
+    (status, headers, body): &(u16, Vec<(String, String)>, Vec<u8>),
+) -> crate::client::Verified {
+    verifier.verify(&crate::response::HttpResponse {
+        status: *status,
+        headers,
+        body,
+    })
 }
 
 /// A fetch in progress, reported to the core as failed if it ends without being completed:

@@ -111,7 +111,17 @@ impl AsyncClient {
     async fn fetch(&self, r: FetchRequest) -> Result<Option<Arc<EntityDescriptor>>, Error> {
         // Dropped before the transfer ends (the caller gave up): the core hears of a failure.
         let guard = crate::io::Abandoned::arm(&self.core, r.token, || self.done.notify_waiters());
-        let result = self.transfer(&r).await;
+        let result = match self.transfer(&r).await {
+            Ok(answer) => {
+                // Verified off the executor and without the core (MDQ review M5): a costly
+                // document neither stalls other tasks nor holds other lookups.
+                let verifier = self.lock()?.verifier(r.token, SystemTime::now())?;
+                tokio::task::spawn_blocking(move || crate::io::verify(&verifier, &answer))
+                    .await
+                    .map_err(|e| format!("the verification did not finish: {e}"))
+            }
+            Err(e) => Err(e),
+        };
         guard.disarm();
         let (out, snapshot) = {
             let mut core = self.lock()?;
