@@ -226,6 +226,14 @@ pub enum Freshness {
         /// The newer epoch.
         newer: u64,
     },
+    /// A room key that would live longer than allowed, not at all, or was created in the
+    /// future.
+    RoomKeyLifetime {
+        /// Its epoch.
+        epoch: u64,
+        /// The longest lifetime allowed.
+        max: Duration,
+    },
 }
 
 impl fmt::Display for Freshness {
@@ -273,6 +281,12 @@ impl fmt::Display for Freshness {
             Freshness::OfferLifetime { id, max } => write!(
                 f,
                 "session key {id} would live longer than the {}s allowed, or not at all",
+                max.as_secs()
+            ),
+            Freshness::RoomKeyLifetime { epoch, max } => write!(
+                f,
+                "room key epoch {epoch} would live longer than the {}s allowed, not at all, \
+                 or was created in the future",
                 max.as_secs()
             ),
             Freshness::EpochNotNewer { epoch, current } => {

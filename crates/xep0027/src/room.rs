@@ -78,6 +78,11 @@ pub const MAX_EPOCH_STEP: u64 = 1 << 20;
 /// The largest epoch at all (far beyond any room's rotations, far below overflow).
 pub const MAX_EPOCH: u64 = 1 << 48;
 
+/// The longest a room key may live (7 days, as a session key): a moderator rotates before, and
+/// a member refuses a key record that says longer. It bounds how long an old distribution can
+/// be replayed to a member that kept no state ([`Member::state`]).
+pub const MAX_ROOM_KEY_LIFETIME: Duration = Duration::from_secs(7 * 86_400);
+
 /// The room's moderator: holds the member list and the current key.
 ///
 /// Call these in this order:
@@ -106,6 +111,12 @@ impl Moderator {
         rng: &mut dyn Random,
         now: SystemTime,
     ) -> Result<Moderator> {
+        if lifetime.is_zero() || lifetime > MAX_ROOM_KEY_LIFETIME {
+            return Err(Error::Replay(Freshness::RoomKeyLifetime {
+                epoch: 1,
+                max: MAX_ROOM_KEY_LIFETIME,
+            }));
+        }
         let current = new_key(1, lifetime, rng, now)?;
         Ok(Moderator {
             room: room.to_bare(),
@@ -317,19 +328,24 @@ pub struct RoomMessage {
 ///
 /// 1. [`Member::new`] when joining, pinning the moderator's fingerprint (then
 ///    [`Member::set_seal_limit`] and [`Member::set_epoch_grace`] if the defaults do not
-///    suit), and one [`ReplayWindow`] for the room.
-/// 2. [`Member::accept_key`] for each key distribution received from the moderator.
+///    suit), and one [`ReplayWindow`] for the room; after a restart,
+///    [`Member::restore_state`] with what [`Member::state`] last said.
+/// 2. [`Member::accept_key`] for each key distribution received from the moderator; save
+///    [`Member::state`] after each.
 /// 3. To post: [`Member::seal`] (it signs the envelope too) and send the stanza to the room.
 ///    An [`Error::NeedKey`] means no key yet, or the key is used up or expired: ask the
 ///    moderator to rotate and go back to step 2.
 /// 4. For each `groupchat` message the room reflects: [`Member::open`] with the room's
 ///    window.
+/// 5. From time to time, [`Member::forget_expired`].
 #[derive(Debug)]
 pub struct Member {
     room: Jid,
     me: Jid,
     moderator: Fingerprint,
     keys: BTreeMap<u64, HeldKey>,
+    /// The newest epoch ever accepted (or restored), also once its key is forgotten.
+    newest: Option<u64>,
     seal_limit: u64,
     epoch_grace: Duration,
 }
@@ -342,6 +358,7 @@ impl Member {
             me: me.to_bare(),
             moderator,
             keys: BTreeMap::new(),
+            newest: None,
             seal_limit: DEFAULT_ROOM_SEAL_LIMIT,
             epoch_grace: DEFAULT_EPOCH_GRACE,
         }
@@ -416,13 +433,13 @@ impl Member {
         if el.attr("epoch") != Some(epoch_s) {
             return Err(Error::Binding(Mismatch::Attribute("epoch")));
         }
-        if let Some(current) = self.epoch()
+        if let Some(current) = self.newest
             && epoch <= current
         {
             return Err(Error::Replay(Freshness::EpochNotNewer { epoch, current }));
         }
         let step_ok = self
-            .epoch()
+            .newest
             .is_none_or(|current| epoch - current <= MAX_EPOCH_STEP);
         if epoch > MAX_EPOCH || !step_ok {
             return Err(Error::OpenPgp(format!(
@@ -430,6 +447,15 @@ impl Member {
             )));
         }
         let (created, expires) = (crate::time::parse(c)?, crate::time::parse(e)?);
+        let lifetime_ok = expires
+            .duration_since(created)
+            .is_ok_and(|life| !life.is_zero() && life <= MAX_ROOM_KEY_LIFETIME);
+        if !lifetime_ok || created > now + crate::time::CLOCK_SKEW {
+            return Err(Error::Replay(Freshness::RoomKeyLifetime {
+                epoch,
+                max: MAX_ROOM_KEY_LIFETIME,
+            }));
+        }
         if expires <= now {
             return Err(Error::Replay(Freshness::KeyExpired {
                 key: epoch.to_string(),
@@ -449,7 +475,42 @@ impl Member {
                 sealed: 0,
             },
         );
+        self.newest = Some(epoch);
         Ok(epoch)
+    }
+
+    /// What must survive a restart to refuse replayed distributions (XEP-0027 review F5): the
+    /// newest epoch accepted, as `epoch <n>` (empty before any). Save it after every
+    /// [`Member::accept_key`] and give it to [`Member::restore_state`] at start: a member
+    /// without it accepts any unexpired distribution of the room, an old one (with a key that
+    /// members removed since still hold) included, for at most [`MAX_ROOM_KEY_LIFETIME`].
+    #[must_use = "save it, to refuse replayed room keys after a restart"]
+    pub fn state(&self) -> String {
+        self.newest
+            .map(|e| format!("epoch {e}\n"))
+            .unwrap_or_default()
+    }
+
+    /// Restores what [`Member::state`] saved (the later epoch wins). A malformed state is
+    /// refused whole, nothing restored.
+    pub fn restore_state(&mut self, state: &str) -> Result<()> {
+        let state = state.trim();
+        if state.is_empty() {
+            return Ok(());
+        }
+        let epoch = state
+            .strip_prefix("epoch ")
+            .and_then(|n| n.parse::<u64>().ok())
+            .filter(|n| *n <= MAX_EPOCH)
+            .ok_or_else(|| Error::State(format!("bad room member state {state:?}")))?;
+        self.newest = Some(self.newest.map_or(epoch, |n| n.max(epoch)));
+        Ok(())
+    }
+
+    /// Drops keys expired at `now` (their messages can no longer be opened, nor sealed); the
+    /// newest epoch stays known, so an older one is still refused.
+    pub fn forget_expired(&mut self, now: SystemTime) {
+        self.keys.retain(|_, k| k.room_key.expires > now);
     }
 
     fn aad(room: &str, epoch: &str, key_id: &str, sender: &str, id: &str, stamp: &str) -> Vec<u8> {
@@ -690,5 +751,92 @@ mod tests {
         assert!(m.rotate(&mut OsRandom, t).is_err());
         assert!(m.remove_member(bob.jid(), &mut OsRandom, t).is_err());
         assert_eq!(m.current.epoch, u64::MAX, "nothing changed");
+    }
+
+    /// XEP-0027 review F5, the rest: room keys had no lifetime bound (an old distribution
+    /// stayed replayable for as long as the moderator said) nor a check of their creation
+    /// time, members kept every key for ever, and a restarted member had no state to refuse
+    /// an older epoch with.
+    #[test]
+    fn room_keys_live_a_bounded_time_and_members_keep_their_epoch() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let ident = |n: &str| {
+            Identity::generate(
+                &Jid::new(&format!("{n}@example.org")).unwrap(),
+                Suite::Cv25519,
+                t - Duration::from_secs(86_400),
+                None,
+            )
+            .unwrap()
+        };
+        let (moderator, bob) = (ident("mod"), ident("bob"));
+        let mut ring = Keyring::new();
+        ring.insert_pinned(moderator.jid(), moderator.public_cert());
+        ring.insert_pinned(bob.jid(), bob.public_cert());
+        let policy = Policy::standard();
+        let room = Jid::new("room@conference.example.org").unwrap();
+        assert!(
+            Moderator::new(
+                &room,
+                MAX_ROOM_KEY_LIFETIME + Duration::from_secs(1),
+                &mut OsRandom,
+                t
+            )
+            .is_err()
+        );
+        let mut m = Moderator::new(&room, Duration::from_secs(3600), &mut OsRandom, t).unwrap();
+        m.add_member(bob.jid(), bob.public_cert(), &policy, t)
+            .unwrap();
+        let to_bob = |m: &Moderator| {
+            m.distribute_to(&moderator, bob.jid(), &mut OsRandom, &policy, t)
+                .unwrap()
+                .with_attr("from", "mod@example.org/r")
+        };
+        let mut member = Member::new(&room, bob.jid(), moderator.fingerprint());
+        // A record that would live 30 days (a moderator built around the check), and one
+        // created an hour ahead: refused.
+        m.current = new_key(1, Duration::from_secs(30 * 86_400), &mut OsRandom, t).unwrap();
+        assert!(matches!(
+            member.accept_key(&to_bob(&m), &bob, &ring, &policy, t),
+            Err(Error::Replay(Freshness::RoomKeyLifetime { .. }))
+        ));
+        m.current = new_key(
+            1,
+            Duration::from_secs(3600),
+            &mut OsRandom,
+            t + Duration::from_secs(3600),
+        )
+        .unwrap();
+        assert!(matches!(
+            member.accept_key(&to_bob(&m), &bob, &ring, &policy, t),
+            Err(Error::Replay(Freshness::RoomKeyLifetime { .. }))
+        ));
+        // Epoch 1, then 2; the state says 2.
+        m.current = new_key(1, Duration::from_secs(3600), &mut OsRandom, t).unwrap();
+        let d1 = to_bob(&m);
+        assert_eq!(member.accept_key(&d1, &bob, &ring, &policy, t).unwrap(), 1);
+        m.rotate(&mut OsRandom, t).unwrap();
+        assert_eq!(
+            member
+                .accept_key(&to_bob(&m), &bob, &ring, &policy, t)
+                .unwrap(),
+            2
+        );
+        let state = member.state();
+        assert_eq!(state, "epoch 2\n");
+        // Restarted with the state: the old distribution is refused.
+        let mut restarted = Member::new(&room, bob.jid(), moderator.fingerprint());
+        restarted.restore_state(&state).unwrap();
+        assert!(matches!(
+            restarted.accept_key(&d1, &bob, &ring, &policy, t),
+            Err(Error::Replay(Freshness::EpochNotNewer { .. }))
+        ));
+        assert!(restarted.restore_state("epoch two").is_err());
+        assert!(restarted.restore_state("").is_ok());
+        // Expired keys are forgotten; the epoch is not.
+        member.forget_expired(t + Duration::from_secs(3601));
+        assert_eq!(member.epoch(), None);
+        assert_eq!(member.state(), "epoch 2\n");
+        assert!(member.accept_key(&d1, &bob, &ring, &policy, t).is_err());
     }
 }
