@@ -547,8 +547,26 @@ fn cache_files_are_read_within_bounds_and_unusable_etags_dropped() {
         .unwrap();
     meta("odd", "etag=\"v1\u{1}\"\n");
     std::fs::write(dir.path().join("odd.xml"), b"<x/>").unwrap();
-    meta("fine", "etag=\"v2\"\n");
+    let digest = |d: &[u8]| -> String {
+        openssl::sha::sha256(d)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    meta(
+        "fine",
+        &format!("etag=\"v2\"\nsha256={}\n", digest(b"<x/>")),
+    );
     std::fs::write(dir.path().join("fine.xml"), b"<x/>").unwrap();
+    // Second part (two writers: `.xml` and `.meta` are two renames): a `.meta` of another
+    // version is skipped; one naming no document (older files) keeps no ETag.
+    meta(
+        "mixed",
+        &format!("etag=\"v3\"\nsha256={}\n", digest(b"<y/>")),
+    );
+    std::fs::write(dir.path().join("mixed.xml"), b"<x/>").unwrap();
+    meta("unpaired", "etag=\"v4\"\n");
+    std::fs::write(dir.path().join("unpaired.xml"), b"<x/>").unwrap();
     let loaded = mdq_client::io::persist::load(dir.path());
     let mut skipped: Vec<String> = loaded
         .skipped
@@ -556,7 +574,7 @@ fn cache_files_are_read_within_bounds_and_unusable_etags_dropped() {
         .map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     skipped.sort();
-    assert_eq!(skipped, ["big.meta", "zero.meta"]);
+    assert_eq!(skipped, ["big.meta", "mixed.meta", "zero.meta"]);
     let etag = |id: &str| {
         loaded
             .snapshots
@@ -568,6 +586,7 @@ fn cache_files_are_read_within_bounds_and_unusable_etags_dropped() {
     };
     assert_eq!(etag("https://odd.example"), None);
     assert_eq!(etag("https://fine.example").as_deref(), Some("\"v2\""));
+    assert_eq!(etag("https://unpaired.example"), None);
 }
 
 /// MDQ review L1: a 304 is not authenticated. It revalidated the cached entry even when the

@@ -186,7 +186,8 @@ impl<F: Fn()> Drop for Abandoned<'_, F> {
 #[cfg(feature = "persist")]
 pub mod persist {
     //! A persistent cache directory (feature `persist`, enabled by `blocking` and `tokio`): for each entity `{sha1}.xml` (the signed document as
-    //! received) and `{sha1}.meta` (`entity_id=`, `etag=`, `expires=` in Unix seconds), written
+    //! received) and `{sha1}.meta` (`entity_id=`, `etag=`, `expires=` in Unix seconds, `sha256=` of
+    //! the document it goes with), written
     //! atomically. On start the adapters restore every entry through
     //! [`crate::client::Client::restore`], which verifies the document again: a restart serves
     //! known entities without the network and revalidates them with If-None-Match.
@@ -233,9 +234,26 @@ pub mod persist {
     }
 
     fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, data)?;
-        std::fs::rename(&tmp, path)
+        // A name of its own per write: two threads (or processes) saving one entity never
+        // write into one temporary file.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
+        let written = std::fs::write(&tmp, data).and_then(|()| std::fs::rename(&tmp, path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
+    }
+
+    /// The SHA-256 of a document, in hex: what its `.meta` file names, so that a `.meta`
+    /// paired with another version's document (two writers, `.xml` and `.meta` being two
+    /// renames) is recognised.
+    fn document_digest(document: &[u8]) -> String {
+        openssl::sha::sha256(document)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// Saves `s` in `dir`.
@@ -249,8 +267,9 @@ pub mod persist {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let mut meta = format!(
-            "entity_id={}\nexpires={expires}\n",
-            s.entity_id.replace('\n', "")
+            "entity_id={}\nexpires={expires}\nsha256={}\n",
+            s.entity_id.replace('\n', ""),
+            document_digest(&s.document)
         );
         if let Some(e) = &s.etag {
             meta.push_str(&format!("etag={}\n", e.replace('\n', "")));
@@ -272,10 +291,19 @@ pub mod persist {
     /// Reads one entry from the text of its `.meta` file and its document. The expiry is an
     /// upper bound only: [`crate::client::Client::restore`] clamps it like a fresh lifetime. An
     /// expiry that is not a number of seconds or that `SystemTime` cannot represent is an
-    /// error, never a panic.
+    /// error, never a panic. A `.meta` naming another document (`sha256=`: another version's,
+    /// written by a concurrent writer) is an error; one naming none (written before it did)
+    /// keeps no ETag, so the entry is fetched whole rather than revalidated (MDQ review L4).
     pub fn parse_meta(meta: &str, document: Vec<u8>) -> Result<Snapshot, crate::Error> {
         let bad = |m: &str| crate::Error::Cache(m.to_owned());
         let get = |k: &str| meta.lines().find_map(|l| l.strip_prefix(k));
+        let paired = match get("sha256=") {
+            Some(d) if d.trim() != document_digest(&document) => {
+                return Err(bad("the .meta file is for another version of the document"));
+            }
+            Some(_) => true,
+            None => false,
+        };
         let entity_id = get("entity_id=")
             .filter(|e| !e.is_empty())
             .ok_or_else(|| bad("no entity_id"))?;
@@ -293,7 +321,9 @@ pub mod persist {
             // An ETag that no HTTP header can carry is dropped (the entry is fetched whole
             // next time) rather than making every revalidation fail (MDQ review L4).
             etag: get("etag=")
-                .filter(|e| !e.is_empty() && e.bytes().all(|b| b == b' ' || b.is_ascii_graphic()))
+                .filter(|e| {
+                    paired && !e.is_empty() && e.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
+                })
                 .map(str::to_owned),
             expires,
         })
