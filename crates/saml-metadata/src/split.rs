@@ -1,12 +1,13 @@
 //! Splitting a verified aggregate into standalone per-entity documents (what an MDQ server
-//! serves). Each entity is cut from the verified bytes, exactly as signed, with the namespace
-//! declarations it inherited written onto its root; every `ds:Signature` in it (the entity's
+//! serves). Each entity is cut from the verified bytes, exactly as signed, with the inherited
+//! namespace declarations it uses written onto its root (never the unused ones, which the
+//! source's signature does not cover); every `ds:Signature` in it (the entity's
 //! own, its roles', any below) is dropped: the caller re-signs with its own key (see
 //! `saml_core::dsig::sign`), and a signature left behind would have to verify under the
 //! reader's trust, which may be that key only.
 
 use saml_core::dsig::{DSIG_NS, Verified};
-use saml_core::xml::{Event, StartElement, effective_scope, escape_attr};
+use saml_core::xml::{Event, StartElement, escape_attr};
 
 use crate::error::Error;
 use crate::groups::{BadValidUntil, Groups, Member, earliest};
@@ -136,14 +137,25 @@ fn valid_until(s: &StartElement<'_, '_>) -> Result<Option<std::time::SystemTime>
 }
 
 /// One element cut out of the verified bytes as a standalone element: its start tag with the
-/// namespace declarations it inherited written onto it, its content as signed minus every
+/// inherited namespace declarations it uses written onto it, its content as signed minus every
 /// `ds:Signature` in it. The new document is signed by its writer, often with another key, and
 /// a signature left on the entity, a role or anything inside would have to verify under the
 /// reader's trust (SAML Metadata §3, [`crate::nested_signatures`]): a consumer trusting only
 /// the new signer would drop the entity.
 pub(crate) struct Cut {
     depth: usize,
-    start_tag: String,
+    /// The start tag's byte span in the document, and where its name ends within it.
+    tag: (usize, usize),
+    name_end: usize,
+    /// How many bindings were in scope outside the element (indexes below are inherited).
+    base: usize,
+    /// The inherited bindings the element uses (in names, attribute names, `xsi:type`
+    /// values): prefix, URI, index in the scope. Only these are declared on the cut's start
+    /// tag: a declaration nothing uses is outside the source's exclusive canonical form, so
+    /// outside its signature, and copying every one onto every entity let whoever altered the
+    /// aggregate in transit multiply each cut by megabytes, or push it past the attribute
+    /// limit (metadata review M2).
+    used: Vec<(String, String, usize)>,
     /// The end of the start tag as written (where the content begins).
     tag_end: usize,
     /// The `ds:Signature` elements to leave out, as byte ranges.
@@ -157,27 +169,8 @@ pub(crate) struct Cut {
 impl Cut {
     /// Begins with the element's start tag, read from `verified`'s signed content.
     pub(crate) fn start(s: &StartElement<'_, '_>, verified: &Verified<'_>) -> Cut {
-        let src = verified.signed_xml();
         let offset = verified.signed_range().start;
-        let own = s.namespace_decls.len();
-        let inherited = effective_scope(&s.scope[..s.scope.len() - own]);
-        let tag = &src[s.span.start - offset..s.span.end - offset];
-        let name_end = 1 + s.name.raw.len();
-        let mut start_tag = String::with_capacity(tag.len() + 256);
-        start_tag.push_str(&tag[..name_end]);
-        for d in inherited {
-            if s.namespace_decls.iter().any(|o| o.prefix == d.prefix)
-                || (d.prefix.is_empty() && d.uri.is_empty())
-            {
-                continue;
-            }
-            if d.prefix.is_empty() {
-                start_tag.push_str(&format!(" xmlns=\"{}\"", escape_attr(d.uri)));
-            } else {
-                start_tag.push_str(&format!(" xmlns:{}=\"{}\"", d.prefix, escape_attr(d.uri)));
-            }
-        }
-        start_tag.push_str(&tag[name_end..]);
+        let base = s.scope.len() - s.namespace_decls.len();
         // The signed root itself (a single-entity document): its own signature is a child
         // that `Verified::events` does not show, but its bytes are there.
         let signatures = if s.span.start == offset {
@@ -186,13 +179,45 @@ impl Cut {
         } else {
             Vec::new()
         };
-        Cut {
+        let mut cut = Cut {
             depth: s.depth,
-            start_tag,
+            tag: (s.span.start, s.span.end),
+            name_end: 1 + s.name.raw.len(),
+            base,
+            used: Vec::new(),
             tag_end: s.span.end,
             signatures,
             open_signature: None,
             end: None,
+        };
+        cut.note_uses(s);
+        cut
+    }
+
+    /// Notes the inherited bindings a start tag inside the element uses.
+    fn note_uses(&mut self, s: &StartElement<'_, '_>) {
+        let mut note = |p: &str| {
+            if let Some(i) = s.binding_index(p).filter(|&i| i < self.base)
+                && !self.used.iter().any(|(u, _, _)| u == p)
+                && let Some(d) = s.scope.get(i)
+                && !(p.is_empty() && d.uri.is_empty())
+            {
+                self.used.push((p.to_owned(), d.uri.to_owned(), i));
+            }
+        };
+        note(s.name.prefix);
+        for a in s.attributes {
+            if !a.name.prefix.is_empty() {
+                note(a.name.prefix);
+            }
+            if a.namespace == crate::ns::XSI_NS && a.name.local == "type" {
+                let v = a.value();
+                note(
+                    saml_core::xml::cursor::xml_trim(&v)
+                        .split_once(':')
+                        .map_or("", |(p, _)| p),
+                );
+            }
         }
     }
 
@@ -203,6 +228,8 @@ impl Cut {
                 self.signatures.push((s.span.start, s.span.end));
                 self.open_signature = Some(s.depth);
             }
+            // What a left-out signature uses needs no declaration.
+            Event::Start(s) if self.open_signature.is_none() => self.note_uses(s),
             Event::End(e) => {
                 if self.open_signature == Some(e.depth) {
                     self.open_signature = None;
@@ -225,7 +252,22 @@ impl Cut {
     pub(crate) fn finish(self, verified: &Verified<'_>, out: &mut String) {
         let src = verified.signed_xml();
         let offset = verified.signed_range().start;
-        out.push_str(&self.start_tag);
+        let tag = src
+            .get(self.tag.0 - offset..self.tag.1 - offset)
+            .unwrap_or_default();
+        let name_end = self.name_end.min(tag.len());
+        out.push_str(&tag[..name_end]);
+        // In the order they were declared, as the source had them.
+        let mut used = self.used;
+        used.sort_unstable_by_key(|u| u.2);
+        for (p, uri, _) in &used {
+            if p.is_empty() {
+                out.push_str(&format!(" xmlns=\"{}\"", escape_attr(uri)));
+            } else {
+                out.push_str(&format!(" xmlns:{p}=\"{}\"", escape_attr(uri)));
+            }
+        }
+        out.push_str(&tag[name_end..]);
         if let Some(end) = self.end {
             let piece = |a: usize, b: usize| {
                 src.get(a.saturating_sub(offset)..b.saturating_sub(offset))

@@ -119,3 +119,56 @@ fn a_failing_output_is_an_io_error() {
     assert!(matches!(e, Error::Output(_)), "{e}");
     assert_eq!(e.kind(), ErrorKind::Io);
 }
+
+/// Metadata review M2: a cut entity carried every namespace declaration in scope, used or
+/// not. Unused ones are outside the exclusive canonical form, so outside the federation's
+/// signature: whoever altered the aggregate in transit added megabytes of them to the root,
+/// `verify` still said OK, and every split document, MDQ answer and selection grew by as much
+/// (or a cut start tag went past the attribute limit and could not be signed again). A cut
+/// declares only the inherited bindings it uses.
+#[test]
+fn a_cut_entity_carries_only_the_bindings_it_uses() {
+    let fed = key();
+    let signed = |doc: &str| dsig::sign(doc.as_bytes(), &fed, &SignOptions::default()).unwrap();
+    let p = policy(&fed);
+    let id = "https://a.example/sp";
+    // Bloated: 40 unused declarations of 60,000 bytes each, added after signing.
+    let doc = signed(&aggregate(&[sp(id, "")]));
+    let at = "<md:EntitiesDescriptor".len();
+    let mut bloated = String::from_utf8(doc.clone()).unwrap();
+    let decls: String = (0..40)
+        .map(|n| format!(" xmlns:z{n}=\"urn:{}\"", "x".repeat(60_000)))
+        .collect();
+    bloated.insert_str(at, &decls);
+    let lazy = load_lazy(bloated.as_bytes(), &p).expect("unused declarations are unsigned");
+    let cut = lazy.entity_document(id).unwrap().unwrap().xml;
+    assert!(cut.len() < 4096, "{} bytes", cut.len());
+    let split = saml_metadata::split::split_report(bloated.as_bytes(), &p).unwrap();
+    assert!(split.documents[0].xml.len() < 4096);
+    // Many short ones, and an entity with attributes of its own: the cut can be signed again
+    // (65 attributes on its start tag before) and selected.
+    let mut crowded = signed(&aggregate(&[sp(
+        id,
+        " ID=\"_a\" cacheDuration=\"PT6H\" validUntil=\"2030-01-01T00:00:00Z\"",
+    )]));
+    let decls: String = (0..60).map(|n| format!(" xmlns:z{n}=\"urn:z\"")).collect();
+    crowded.splice(at..at, decls.bytes());
+    let lazy = load_lazy(&crowded, &p).unwrap();
+    let cut = lazy.entity_document(id).unwrap().unwrap().xml;
+    assert!(dsig::sign(cut.as_bytes(), &key(), &SignOptions::default()).is_ok());
+    let mut out = Vec::new();
+    write_selection(
+        &lazy,
+        &Filter::predicate(|_| true),
+        &key(),
+        &SelectOptions::new("urn:x", None),
+        &mut out,
+    )
+    .unwrap();
+    // What the entity does use is still declared: the cut stands alone and loads.
+    let unsigned = load::parse_unverified(cut.as_bytes()).unwrap();
+    assert!(matches!(
+        unsigned,
+        saml_metadata::model::Metadata::Entity(_)
+    ));
+}
