@@ -7,6 +7,13 @@
 //! The query signature covers the Redirect binding's octets (`SAMLRequest`, `RelayState`,
 //! `SigAlg`); the broker verifies it with the SP's registered signing keys and checks that the
 //! AuthnRequest's Issuer is that SP, then stores it until the exchange is done.
+//!
+//! `idpEntityID` is outside those octets, so the SP names the IdP inside its request too:
+//! `samlp:Scoping/samlp:IDPList` with that one IdP (SAML Core §3.4.1.2, [`AuthenticateRequest::url`]
+//! does it), or a `Destination` that is one of the IdP's SSO endpoints. The broker refuses a
+//! signed AuthnRequest1 that names no IdP or another one: otherwise a user could re-aim the
+//! SP's signed request at an IdP of their own, and the SP's agent would integrate an IdP the SP
+//! never asked for (broker review H1).
 
 use saml_core::bindings::MessageKind;
 use saml_core::bindings::redirect::{self, RedirectMessage};
@@ -91,6 +98,21 @@ impl AuthenticateRequest {
         if request.issuer != sp.entity_id {
             return Err(Refusal::IssuerMismatch.into());
         }
+        // The IdP the signed request names, if any, must be the one asked for; one that names
+        // none must carry a Destination (which the broker matches to the IdP's endpoints).
+        if let Some(list) = request.scoping.as_ref().map(|s| &s.idp_list)
+            && !list.is_empty()
+            && list.as_slice() != [self.idp_entity_id.as_str()]
+        {
+            return Err(Refusal::WrongFlow.into());
+        }
+        let names_idp = request
+            .scoping
+            .as_ref()
+            .is_some_and(|s| !s.idp_list.is_empty());
+        if signed && !names_idp && request.destination.is_none() {
+            return Err(Refusal::WrongFlow.into());
+        }
         Ok(VerifiedAuthnRequest {
             idp_entity_id: self.idp_entity_id,
             request,
@@ -100,7 +122,8 @@ impl AuthenticateRequest {
     }
 
     /// The SP side: the URL of the broker's DAME endpoint carrying `request` for `idp`, signed
-    /// with the SP's key.
+    /// with the SP's key. The request's `Scoping/IDPList` is set to `idp` alone (kept
+    /// otherwise), so that the signature covers which IdP the SP asked for.
     pub fn url(
         broker_endpoint: &str,
         idp: &str,
@@ -108,6 +131,10 @@ impl AuthenticateRequest {
         relay_state: Option<&str>,
         sp_key: &SigningKey,
     ) -> Result<String, Error> {
+        let mut request = request.clone();
+        let mut scoping = request.scoping.take().unwrap_or_default();
+        scoping.idp_list = vec![idp.to_owned()];
+        request.scoping = Some(scoping);
         let saml = redirect::encode(
             MessageKind::Request,
             request.to_xml().as_bytes(),

@@ -1294,3 +1294,55 @@ fn a_lost_rollback_is_sent_again_while_it_still_stands() {
     assert_eq!(step.unwrap_err().refusal(), Some(Refusal::Superseded));
     assert!(w.integrated(SP, IDP).is_some(), "the later decision stands");
 }
+
+/// Broker review H1: `idpEntityID` is outside the SP's Redirect-binding signature and a DAME
+/// SP sends no Destination, so a user could take the SP's signed AuthnRequest1 for an IdP the
+/// SP accepts, name their own registered IdP instead, and the SP's agent then integrated an
+/// IdP the SP never asked for. The SP names the IdP inside the signed request
+/// (`Scoping/IDPList`); the broker refuses a signed request naming another IdP, or none.
+#[test]
+fn the_idp_a_signed_authn_request1_names_cannot_be_swapped() {
+    let mut w = World::new();
+    let a1 = w.sp_authn_request1(IDP);
+    let enc = |s: &str| saml_core::bindings::url_encode(s);
+    assert!(a1.contains(&format!("idpEntityID={}", enc(IDP))), "{a1}");
+    let swapped = a1.replace(
+        &format!("idpEntityID={}", enc(IDP)),
+        &format!("idpEntityID={}", enc(IDP2)),
+    );
+    assert_ne!(swapped, a1);
+    let flows = w.broker.flow_count();
+    assert_eq!(
+        refusal(
+            w.broker
+                .handle_authenticate(None, query_of(&swapped), UA_ADDR, w.now, &mut rng())
+        ),
+        Refusal::WrongFlow
+    );
+    assert_eq!(w.broker.flow_count(), flows);
+    // A signed request naming no IdP at all (an SP built before the IDPList): refused too.
+    let mut req = AuthnRequest::new(saml_core::protocol::new_id(&mut rng()), SP, w.now);
+    req.acs_url = Some(SP_ACS.to_owned());
+    let bare = saml_core::bindings::redirect::encode(
+        saml_core::bindings::MessageKind::Request,
+        req.to_xml().as_bytes(),
+        None,
+        Some(&w.sp.key.signing()),
+        None,
+    )
+    .unwrap();
+    let q = format!("action=authenticate&idpEntityID={}&{bare}", enc(IDP2));
+    assert_eq!(
+        refusal(
+            w.broker
+                .handle_authenticate(None, &q, UA_ADDR, w.now, &mut rng())
+        ),
+        Refusal::WrongFlow
+    );
+    // The request as the SP made it goes on.
+    assert!(
+        w.broker
+            .handle_authenticate(None, query_of(&a1), UA_ADDR, w.now, &mut rng())
+            .is_ok()
+    );
+}
