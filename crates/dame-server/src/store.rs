@@ -213,6 +213,8 @@ pub trait Store: Send + Sync + 'static {
     fn audit(&self, at: i64, event: &str) -> impl Future<Output = Result<(), Error>> + Send;
     /// Flows stored and not expired at `now`.
     fn flow_count(&self, now: i64) -> impl Future<Output = Result<i64, Error>> + Send;
+    /// Whether the flow `id` is stored and not expired at `now`.
+    fn flow_live(&self, id: &str, now: i64) -> impl Future<Output = Result<bool, Error>> + Send;
     /// One transaction: the flows `select` names (not expired at `now`) are locked and handed
     /// to `f` as records; what `f` returns in [`Changes`] is written, all or nothing. Fails
     /// with [`Error::Replayed`] (nothing written) when a consumed value was already recorded.
@@ -450,6 +452,16 @@ macro_rules! store_impl {
                     .await
                     .map_err(|e| db("flow count", e))?;
                 row.try_get(0).map_err(|e| db("flow count", e))
+            }
+
+            async fn flow_live(&self, id: &str, now: i64) -> Result<bool, Error> {
+                let row = sqlx::query("SELECT 1 FROM flows WHERE id = $1 AND expires > $2")
+                    .bind(id)
+                    .bind(now)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| db("flow lookup", e))?;
+                Ok(row.is_some())
             }
 
             async fn transact<R: Send, F>(

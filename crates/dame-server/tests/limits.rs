@@ -266,9 +266,14 @@ async fn connections_beyond_the_caps_are_closed_at_once() {
 }
 
 fn sp_entity() -> EntityDescriptor {
+    sp_entity_with(&TestKey::rsa("sp"))
+}
+
+/// The SP, signing with `key`.
+fn sp_entity_with(key: &TestKey) -> EntityDescriptor {
     EntityDescriptor::builder(SP)
         .sp(SpSso::builder()
-            .signing_certificate(TestKey::rsa("sp").cert_der())
+            .signing_certificate(key.cert_der())
             .acs(
                 Binding::HttpPost,
                 "https://sp.example.org/Shibboleth.sso/SAML2/POST",
@@ -293,8 +298,13 @@ fn idp_entity() -> EntityDescriptor {
 
 /// Imports the SP and the IdP through the operator API of the broker at `base`.
 async fn import_sp_and_idp(base: &str) {
+    import(base, [sp_entity(), idp_entity()]).await;
+}
+
+/// Imports `entities` through the operator API of the broker at `base`.
+async fn import(base: &str, entities: impl IntoIterator<Item = EntityDescriptor>) {
     let admin = reqwest::Client::new();
-    for e in [sp_entity(), idp_entity()] {
+    for e in entities {
         let r = admin
             .post(format!("{base}/admin/entities"))
             .bearer_auth(TOKEN)
@@ -845,4 +855,51 @@ async fn the_origin_of_an_entity_is_stored_postgres() {
         .await
         .unwrap();
     origins_are_kept(&store).await;
+}
+
+/// Broker review M1: a request to `action=authenticate` carrying any `dame_flow` cookie
+/// skipped the admission of new flows, so one address sending junk cookies held as many
+/// unauthenticated flows as its rate allowed (and a few addresses every slot). A cookie that
+/// names no live flow is admitted like no cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_flow_cookie_does_not_skip_admission() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = config(dir.path(), port, "max_pending_flows_per_address = 2\n");
+    let _b = spawn(env!("CARGO_BIN_EXE_dame-broker"), &cfg);
+    healthy(port, &cfg).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let sp_key = TestKey::rsa("sp");
+    import(&base, [sp_entity_with(&sp_key), idp_entity()]).await;
+    let c = client_from(Ipv4Addr::new(127, 0, 3, 1));
+    for n in 0..5 {
+        let mut req = saml_core::protocol::AuthnRequest::new(
+            format!("_stale{n}"),
+            SP,
+            std::time::SystemTime::now(),
+        );
+        req.acs_url = Some("https://sp.example.org/Shibboleth.sso/SAML2/POST".into());
+        let url = dame_protocol::authenticate::AuthenticateRequest::url(
+            &format!("{base}/DAME"),
+            IDP,
+            &req,
+            None,
+            &sp_key.signing(),
+        )
+        .unwrap();
+        let r = c
+            .get(&url)
+            .header("cookie", "dame_flow=stale")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
+    }
+    let url = format!("sqlite://{}", dir.path().join("broker.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM flows")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(n <= 2, "{n} flows held by one address");
 }

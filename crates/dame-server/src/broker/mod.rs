@@ -1250,7 +1250,21 @@ async fn dame<S: Store>(
                     Err(e) => return store_error(&e),
                 }
                 let flow = cookie_flow(&headers);
-                if flow.is_none() {
+                // Every request that can start a flow is admitted first: one whose cookie names
+                // no live flow (none, junk, finished, expired) starts one (broker review M1: a
+                // junk cookie skipped the per-address and total caps).
+                let live = match &flow {
+                    Some(f) => match svc
+                        .store
+                        .flow_live(f.as_str(), unix(SystemTime::now()))
+                        .await
+                    {
+                        Ok(live) => live,
+                        Err(e) => return store_error(&e),
+                    },
+                    None => false,
+                };
+                if !live {
                     match svc.admit(&source).await {
                         Ok(true) => {}
                         Ok(false) => return full(),
@@ -1264,6 +1278,10 @@ async fn dame<S: Store>(
                     .step_from(select, Some(&source), |core, now| {
                         // A cookie of a finished or foreign flow does not block a new one.
                         let usable = flow.as_ref().filter(|f| core.phase(f).is_some());
+                        if usable.is_none() && live {
+                            // It ended since the check above: the new flow was not admitted.
+                            return Err(dame_protocol::Refusal::Capacity.into());
+                        }
                         core.handle_authenticate(usable, &q, &source, now, &mut openssl_random)
                     })
                     .await;
