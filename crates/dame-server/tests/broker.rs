@@ -1642,3 +1642,37 @@ async fn a_deleted_entity_leaves_no_relationship_and_its_peers_roll_back() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(got.lock().unwrap().len(), 1, "{:?}", got.lock().unwrap());
 }
+
+/// Broker review M3: an operator import of a registered entity reset its policy to the
+/// default (allow all, modes off), so a re-import (a certificate rollover, or the upgrade note's
+/// "import it again") undid a deny list nobody had lifted and told the denied peers to fetch
+/// the entity again. The policy stays; only the modes the query names change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_reimport_keeps_the_entitys_policy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut w = World::new(tmp.path());
+    let cfg = w.broker_config();
+    let _broker = spawn(env!("CARGO_BIN_EXE_dame-broker"), &cfg);
+    healthy(w.broker_port, &cfg).await;
+    let (sp_port, idp_port) = (free_port(), free_port());
+    w.import(&w.sp_entity(SP, sp_port)).await;
+    w.import(&w.idp_entity(idp_port)).await;
+    let r = w
+        .http
+        .put(w.broker(&format!("/admin/policy?entityID={}", url_encode(SP))))
+        .bearer_auth(TOKEN)
+        .body(r#"{"peers": {"allow": [], "deny": [".example.net"]}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let a1 = w.authn_request1(SP);
+    let (status, _, body) = w.ua(&a1, None).await;
+    assert_eq!(status, 403, "{body}");
+    // Imported again: the deny list stands.
+    w.import(&w.sp_entity(SP, sp_port)).await;
+    w.cookie = None;
+    let a1 = w.authn_request1(SP);
+    let (status, _, body) = w.ua(&a1, None).await;
+    assert_eq!(status, 403, "{body}");
+}

@@ -1506,11 +1506,27 @@ async fn admin_entity<S: Store>(
         };
         let q = q.unwrap_or_default();
         let policy = if operator {
-            EntityPolicy::default()
-                .with_unmodified_sp(query_param(&q, "unmodified_sp").as_deref() == Some("true"))
-                .with_unsigned_authn_request(
-                    query_param(&q, "allow_unsigned").as_deref() == Some("true"),
-                )
+            // A re-import keeps the entity's policy (its peer lists, its modes): only what the
+            // query names changes (broker review M3: an import reset a deny list to allow-all
+            // and told the denied peers to fetch the entity again).
+            let flag = |name: &str| match query_param(&q, name).as_deref() {
+                Some("true") => Some(true),
+                Some("false") => Some(false),
+                _ => None,
+            };
+            let current = svc
+                .core()
+                .registry
+                .get(&entity.entity_id)
+                .map(|r| r.policy.clone());
+            let mut policy = current.unwrap_or_default();
+            if let Some(on) = flag("unmodified_sp") {
+                policy = policy.with_unmodified_sp(on);
+            }
+            if let Some(on) = flag("allow_unsigned") {
+                policy = policy.with_unsigned_authn_request(on);
+            }
+            policy
         } else {
             // An entity's own token updates its own metadata only, keeping its policy.
             match registration::may_manage(&svc, &headers, &entity.entity_id).await {
