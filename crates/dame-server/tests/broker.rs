@@ -1676,3 +1676,41 @@ async fn an_operator_reimport_keeps_the_entitys_policy() {
     let (status, _, body) = w.ua(&a1, None).await;
     assert_eq!(status, 403, "{body}");
 }
+
+/// Broker review L1: an entity's own token could switch on the modes that lower what a login
+/// proves (unsigned AuthnRequest1, the unmodified-SP mode), which the documentation presents
+/// as the operator's. With the token only the peer lists change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entity_token_cannot_lower_its_assurance() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = World::new(tmp.path());
+    let (_broker, _sp, token) = self_registered_sp(&w, tmp.path(), "").await;
+    let put = |bearer: &str, body: &'static str| {
+        w.http
+            .put(w.broker(&format!("/admin/policy?entityID={}", url_encode(SP))))
+            .bearer_auth(bearer)
+            .body(body)
+    };
+    for body in [
+        r#"{"allow_unsigned_authn_request": true}"#,
+        r#"{"unmodified_sp": true, "peers": {"allow": [], "deny": []}}"#,
+    ] {
+        let r = put(&token, body).send().await.unwrap();
+        assert_eq!(r.status(), 403, "{body}");
+    }
+    // Its peer lists it may set; the operator may set the modes.
+    let peers = r#"{"peers": {"allow": [], "deny": ["evil.example"]}}"#;
+    assert_eq!(put(&token, peers).send().await.unwrap().status(), 200);
+    let r = put(TOKEN, r#"{"allow_unsigned_authn_request": true}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Then the entity's peer-list change keeps the operator's mode.
+    assert_eq!(put(&token, peers).send().await.unwrap().status(), 200);
+    let r = put(&token, r#"{"allow_unsigned_authn_request": false}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}

@@ -406,10 +406,38 @@ pub(super) async fn policy<S: Store>(
             Ok(false) => return page(StatusCode::FORBIDDEN, "not your entity"),
             Err(e) => return store_error(&e),
         }
-        let policy: EntityPolicy = match serde_json::from_slice(&body) {
+        let mut policy: EntityPolicy = match serde_json::from_slice(&body) {
             Ok(p) => p,
             Err(e) => return page(StatusCode::BAD_REQUEST, &html_escape(&e.to_string())),
         };
+        if !super::authorized(&svc, &headers) {
+            // An entity's own token sets its peer lists; the modes that lower what a login
+            // proves (unsigned AuthnRequest1, the unmodified-SP mode) are the operator's
+            // (broker review L1). Named with another value than they have: refused.
+            let Some(current) = svc.core().registry.get(&id).map(|r| r.policy.clone()) else {
+                return page(StatusCode::FORBIDDEN, "not registered");
+            };
+            let named: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let changes = |key: &str, now: bool| {
+                named
+                    .get(key)
+                    .and_then(serde_json::Value::as_bool)
+                    .is_some_and(|v| v != now)
+            };
+            if changes(
+                "allow_unsigned_authn_request",
+                current.allow_unsigned_authn_request,
+            ) || changes("unmodified_sp", current.unmodified_sp)
+            {
+                return page(
+                    StatusCode::FORBIDDEN,
+                    "allow_unsigned_authn_request and unmodified_sp are set by the operator",
+                );
+            }
+            policy = policy
+                .with_unsigned_authn_request(current.allow_unsigned_authn_request)
+                .with_unmodified_sp(current.unmodified_sp);
+        }
         // The core first: the policy set and rollbacks planned to the pairs it now refuses
         // (sent once the step is recorded); then the store, the record, whose failure puts the
         // core back to what it holds (the rollbacks stay done: the pairs re-exchange at their
