@@ -561,11 +561,14 @@ pub fn missing_attributes<'a>(
     let Some(role) = sp.sp() else {
         return Vec::new();
     };
+    // Sets, not scans: linear in what the SP requests and the IdP has (broker review M4).
+    let releasable: std::collections::HashSet<&str> = releasable.iter().copied().collect();
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
     let mut out: Vec<&RequestedAttribute> = Vec::new();
     for acs in &role.attribute_consuming {
         for a in &acs.requested {
             let name = a.attribute.name.as_str();
-            if !releasable.contains(&name) && !out.iter().any(|o| o.attribute.name == name) {
+            if !releasable.contains(name) && seen.insert(name) {
                 out.push(a);
             }
         }

@@ -160,6 +160,10 @@ pub fn is_loopback_http(url: &str) -> bool {
     })
 }
 
+/// The most RequestedAttributes a registered SP may list, over all its
+/// AttributeConsumingServices (real SPs ask for a few dozen at most).
+pub const MAX_REQUESTED_ATTRIBUTES: usize = 512;
+
 /// [`validate`], admitting `http://` endpoints on loopback addresses when `loopback_http`
 /// (an operator's choice for a test deployment on one host; never the default).
 pub fn validate_with(entity: &EntityDescriptor, loopback_http: bool) -> Result<(), Error> {
@@ -201,6 +205,19 @@ pub fn validate_with(entity: &EntityDescriptor, loopback_http: bool) -> Result<(
             return Err(Error::malformed(
                 WHAT,
                 "the SP has no AssertionConsumerService",
+            ));
+        }
+        // Each is looked up in every rules query about the SP: a bound on that work
+        // (broker review M4).
+        let requested: usize = sp
+            .attribute_consuming
+            .iter()
+            .map(|a| a.requested.len())
+            .sum();
+        if requested > MAX_REQUESTED_ATTRIBUTES {
+            return Err(Error::malformed(
+                WHAT,
+                format!("more than {MAX_REQUESTED_ATTRIBUTES} RequestedAttributes"),
             ));
         }
     }

@@ -1346,3 +1346,30 @@ fn the_idp_a_signed_authn_request1_names_cannot_be_swapped() {
             .is_ok()
     );
 }
+
+/// Broker review M4: every rules query about an SP looks up each of its RequestedAttributes;
+/// nothing bounded how many a registrant listed (a 256 KiB upload holds thousands), and the
+/// lookup was quadratic. Registered metadata lists at most MAX_REQUESTED_ATTRIBUTES.
+#[test]
+fn an_sp_with_thousands_of_requested_attributes_is_not_registered() {
+    use saml_metadata::builder::RoleBuilder as _;
+    use saml_metadata::model::{Binding, EntityDescriptor, SpSso};
+    let key = TestKey::rsa("sp");
+    let sp = |n: usize| {
+        let mut b = SpSso::builder()
+            .signing_certificate(key.cert_der())
+            .acs(Binding::HttpPost, SP_ACS);
+        for i in 0..n {
+            b = b.requested_attribute("en", "SP", &format!("urn:oid:1.3.6.1.4.1.{i}"), None, false);
+        }
+        EntityDescriptor::builder(SP)
+            .sp(b)
+            .dame_sync_location(SP_SYNC)
+            .build()
+            .unwrap()
+    };
+    let max = dame_protocol::registry::MAX_REQUESTED_ATTRIBUTES;
+    dame_protocol::registry::validate_with(&sp(max), false).unwrap();
+    let e = dame_protocol::registry::validate_with(&sp(max + 1), false).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Malformed);
+}

@@ -1714,3 +1714,32 @@ async fn an_entity_token_cannot_lower_its_assurance() {
         .unwrap();
     assert_eq!(r.status(), 403);
 }
+
+/// Broker review M4: `action=rules` had no rate limit (and its work, quadratic then, ran under
+/// the core's lock). One address now meets the per-address limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_queries_are_rate_limited_per_address() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = World::new(tmp.path());
+    let cfg = w.broker_config();
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("rate_per_source_per_minute = 12\n{text}")).unwrap();
+    let _broker = spawn(env!("CARGO_BIN_EXE_dame-broker"), &cfg);
+    healthy(w.broker_port, &cfg).await;
+    w.import(&w.sp_entity(SP, free_port())).await;
+    let q = format!("/DAME?action=rules&sp={}&have=mail", url_encode(SP));
+    let mut statuses = Vec::new();
+    for _ in 0..30 {
+        statuses.push(
+            w.http
+                .get(w.broker(&q))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses[0], 200, "{statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
+}

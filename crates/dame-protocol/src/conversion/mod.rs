@@ -545,9 +545,10 @@ impl RuleSet {
     /// set order (the repository query an IdP makes after an exchange).
     #[must_use]
     pub fn rules_for<S: AsRef<str>>(&self, wanted: &[S], have: &BTreeSet<String>) -> Vec<&Rule> {
+        let wanted: std::collections::HashSet<&str> = wanted.iter().map(AsRef::as_ref).collect();
         self.rules
             .iter()
-            .filter(|r| wanted.iter().any(|w| w.as_ref() == r.target.name))
+            .filter(|r| wanted.contains(r.target.name.as_str()))
             .filter(|r| r.sources.iter().all(|s| have.contains(s)))
             .collect()
     }

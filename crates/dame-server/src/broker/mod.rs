@@ -1313,17 +1313,28 @@ async fn dame<S: Store>(
                     Err(e) => step_error(&e),
                 }
             }
-            Some("rules") => match svc.core().handle_rules_query(&q).and_then(|r| r.to_json()) {
-                Ok(json) => {
-                    let mut r = (StatusCode::OK, json).into_response();
-                    r.headers_mut().insert(
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static("application/json"),
-                    );
-                    r
+            Some("rules") => {
+                // Anyone may ask (rules are shared data), within the per-address rate; the
+                // answer is found under the core's lock, written as JSON after it (broker
+                // review M4).
+                match svc.within_rate(&crate::source_key(remote.ip())).await {
+                    Ok(true) => {}
+                    Ok(false) => return too_many(),
+                    Err(e) => return store_error(&e),
                 }
-                Err(e) => error_response(&e),
-            },
+                let answer = svc.core().handle_rules_query(&q);
+                match answer.and_then(|r| r.to_json()) {
+                    Ok(json) => {
+                        let mut r = (StatusCode::OK, json).into_response();
+                        r.headers_mut().insert(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/json"),
+                        );
+                        r
+                    }
+                    Err(e) => error_response(&e),
+                }
+            }
             _ => page(StatusCode::BAD_REQUEST, "unknown action"),
         }
     })
