@@ -613,6 +613,16 @@ impl BrokerConfig {
                 "must be positive",
             ));
         }
+        // Bounded at start, not by a panic at the first request (broker review L7).
+        if self.flow_lifetime_s > 86_400
+            || self.exchange_deadline_s > 86_400
+            || self.trigger_timeout_ms > 600_000
+        {
+            return Err(Error::config(
+                "flow_lifetime_s / exchange_deadline_s / trigger_timeout_ms",
+                "at most a day (86400 s) / a day / 10 minutes (600000 ms)",
+            ));
+        }
         Ok(())
     }
 

@@ -395,6 +395,29 @@ directory = "/nonexistent/dir"
         ))
         .contains("answer_within_ms")
     );
+    // Broker review L7: a duration too long to add to a time panicked at the first request;
+    // durations are bounded when the file is read.
+    let example = std::fs::read_to_string(root.join("broker.example.toml")).unwrap();
+    for (key, value) in [
+        ("flow_lifetime_s", "18446744073709551615"),
+        ("exchange_deadline_s", "86401"),
+        ("trigger_timeout_ms", "600001"),
+    ] {
+        let p = tmp.path().join("broker-bad.toml");
+        let text: String = example
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{key} ")) && !l.starts_with(&format!("{key}=")))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        // Top-level keys go before the first table.
+        let text = match text.find("\n[") {
+            Some(i) => format!("{}\n{key} = {value}{}", &text[..i], &text[i..]),
+            None => format!("{text}{key} = {value}\n"),
+        };
+        std::fs::write(&p, text).unwrap();
+        let e = dame_server::config::BrokerConfig::load(&p).unwrap_err();
+        assert!(e.to_string().contains(key), "{key}: {e}");
+    }
     let missing = Command::new(env!("CARGO_BIN_EXE_dame-agent"))
         .args(["--config", "/nonexistent/agent.toml"])
         .output()

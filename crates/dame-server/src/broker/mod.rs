@@ -342,8 +342,11 @@ impl<S: Store> BrokerService<S> {
         if let Some(json) = store.rules().await? {
             core.rules = RuleSet::from_json(json.as_bytes())?;
         }
+        // No proxy from the environment: the target checks (public addresses only) see the
+        // name the trigger goes to only when the broker resolves it itself (broker review L3).
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
             .timeout(Duration::from_millis(cfg.trigger_timeout_ms))
             .dns_resolver(Arc::new(SyncResolver(SyncTargets::of(&cfg))));
         let http = crate::tls::trust(http, "agent_ca", cfg.agent_ca.as_deref())?
