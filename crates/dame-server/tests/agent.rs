@@ -399,7 +399,7 @@ directory = "/nonexistent/dir"
     // durations are bounded when the file is read.
     let example = std::fs::read_to_string(root.join("broker.example.toml")).unwrap();
     for (key, value) in [
-        ("flow_lifetime_s", "18446744073709551615"),
+        ("flow_lifetime_s", "86401"),
         ("exchange_deadline_s", "86401"),
         ("trigger_timeout_ms", "600001"),
     ] {
