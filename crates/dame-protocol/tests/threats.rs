@@ -576,8 +576,8 @@ fn pending_proofs_hold_no_uploads_and_are_bounded_per_requester() {
     let mut sp = SpSso::builder()
         .signing_certificate(key.cert_der())
         .acs(Binding::HttpPost, "https://a0.example.org/acs");
-    for i in 0..900 {
-        let name = format!("urn:oid:1.3.6.1.4.1.{i}.{}", "9".repeat(120));
+    for i in 0..450 {
+        let name = format!("urn:oid:1.3.6.1.4.1.{i}.{}", "9".repeat(330));
         sp = sp.requested_attribute("en", "x", &name, Some("f"), false);
     }
     let big = EntityDescriptor::builder("https://a0.example.org/sp")
