@@ -33,6 +33,8 @@ struct Entry {
     /// The group whose content it is (an index in `scopes`; `NO_SCOPE` for the root entity).
     scope: u32,
     roles: u8,
+    /// The validUntil of the groups around it and its own (the root's is the aggregate's).
+    valid_until: Option<SystemTime>,
 }
 
 /// The namespace declarations of the root (first) or of one group below it, and the group
@@ -66,6 +68,8 @@ pub struct LazyAggregate<'a> {
     by_sha1: OnceLock<HashMap<[u8; 20], u32>>,
     expired: Vec<String>,
     refused: Vec<RefusedEntity>,
+    /// The root `md:EntitiesDescriptor`'s validUntil.
+    root_valid_until: Option<SystemTime>,
 }
 
 struct Builder<'a> {
@@ -177,6 +181,7 @@ impl<'a> Builder<'a> {
                         range: start..e.span.end,
                         scope,
                         roles,
+                        valid_until,
                     };
                     self.entries.push((entry, valid_until));
                 }
@@ -213,12 +218,17 @@ pub fn load_lazy<'a>(doc: &'a [u8], policy: &Policy) -> Result<LazyAggregate<'a>
         by_sha1: OnceLock::new(),
         expired: Vec::new(),
         refused,
+        root_valid_until: None,
     };
     let refused: std::collections::HashSet<String> =
         agg.refused.iter().map(|r| r.entity_id.clone()).collect();
     let mut single = None;
     match (root.ns, root.local) {
-        (MD_NS, "EntitiesDescriptor") => check_validity(root.time_attr("validUntil")?, policy)?,
+        (MD_NS, "EntitiesDescriptor") => {
+            let vu = root.time_attr("validUntil")?;
+            check_validity(vu, policy)?;
+            agg.root_valid_until = vu;
+        }
         (MD_NS, "EntityDescriptor") => {
             let e = entity(&mut cursor, &root)?;
             check_validity(e.valid_until, policy)?;
@@ -231,6 +241,7 @@ pub fn load_lazy<'a>(doc: &'a [u8], policy: &Policy) -> Result<LazyAggregate<'a>
                     range: verified.signed_range(),
                     scope: NO_SCOPE,
                     roles: u8::from(e.idp().is_some()) | (u8::from(e.sp().is_some()) << 1),
+                    valid_until: None,
                 },
                 None,
             ));
@@ -455,7 +466,8 @@ impl<'a> LazyAggregate<'a> {
             match cut.as_mut() {
                 None => {
                     if let Event::Start(s) = &ev {
-                        cut = Some(Cut::start(s, &self.verified));
+                        let vu = crate::groups::earliest(entry.valid_until, self.root_valid_until);
+                        cut = Some(Cut::start(s, &self.verified, vu));
                     }
                 }
                 Some(c) => {

@@ -110,7 +110,7 @@ pub fn split_report(doc: &[u8], policy: &Policy) -> Result<Split, Error> {
             } else if vu.is_some_and(|vu| is_expired(vu, policy)) {
                 expired.push(entity_id);
             } else {
-                current = Some((entity_id, Cut::start(s, &verified)));
+                current = Some((entity_id, Cut::start(s, &verified, vu)));
             }
         }
     }
@@ -120,6 +120,31 @@ pub fn split_report(doc: &[u8], policy: &Policy) -> Result<Split, Error> {
         refused,
         expired,
     })
+}
+
+/// The byte range in the start tag `tag` of the unprefixed attribute `name` whose raw value is
+/// `raw_value` (a slice of `tag`), from the white space before its name to its closing quote;
+/// `None` when `raw_value` is not inside `tag` or the text around it is not `name = "value"`.
+fn attribute_range(tag: &str, raw_value: &str, name: &str) -> Option<(usize, usize)> {
+    let start = (raw_value.as_ptr() as usize).checked_sub(tag.as_ptr() as usize)?;
+    let end = start.checked_add(raw_value.len())?;
+    if end >= tag.len() {
+        return None;
+    }
+    let before = tag
+        .get(..start.checked_sub(1)?)?
+        .trim_end_matches([' ', '\t', '\r', '\n']);
+    let before = before
+        .strip_suffix('=')?
+        .trim_end_matches([' ', '\t', '\r', '\n']);
+    let name_start = before.strip_suffix(name)?.len();
+    let with_space = tag[..name_start]
+        .trim_end_matches([' ', '\t', '\r', '\n'])
+        .len();
+    if with_space == name_start {
+        return None;
+    }
+    Some((with_space, end + 1))
 }
 
 /// The `validUntil` of an EntityDescriptor or EntitiesDescriptor start tag.
@@ -156,6 +181,10 @@ pub(crate) struct Cut {
     /// aggregate in transit multiply each cut by megabytes, or push it past the attribute
     /// limit (metadata review M2).
     used: Vec<(String, String, usize)>,
+    /// The validUntil that applied to the element in its document, when earlier than its
+    /// own: written onto the cut (formatted), in place of its own attribute (the byte range
+    /// in the start tag of that attribute, with the white space before it).
+    valid_until: Option<(String, Option<(usize, usize)>)>,
     /// The end of the start tag as written (where the content begins).
     tag_end: usize,
     /// The `ds:Signature` elements to leave out, as byte ranges.
@@ -168,9 +197,35 @@ pub(crate) struct Cut {
 
 impl Cut {
     /// Begins with the element's start tag, read from `verified`'s signed content.
-    pub(crate) fn start(s: &StartElement<'_, '_>, verified: &Verified<'_>) -> Cut {
+    /// `valid_until` is the validUntil that applied to it in its document (the earliest of its
+    /// own, its groups' and the root's, SAML Metadata §2.3.1): a cut stands alone, so it
+    /// carries that one, not only its own (metadata review M1: a split entity of an aggregate
+    /// valid for four days, re-signed, stayed valid for ever).
+    pub(crate) fn start(
+        s: &StartElement<'_, '_>,
+        verified: &Verified<'_>,
+        valid_until: Option<std::time::SystemTime>,
+    ) -> Cut {
         let offset = verified.signed_range().start;
         let base = s.scope.len() - s.namespace_decls.len();
+        let tag = verified
+            .signed_xml()
+            .get(s.span.start - offset..s.span.end - offset)
+            .unwrap_or_default();
+        let valid_until = valid_until.and_then(|vu| {
+            let own = s.attribute("validUntil");
+            let own_time = own.and_then(|a| parse_datetime(&a.value()));
+            if own_time.is_some_and(|t| t <= vu) {
+                return None;
+            }
+            let formatted = saml_core::time::format_datetime_exact(vu);
+            match own {
+                None => Some((formatted, None)),
+                Some(a) => {
+                    attribute_range(tag, a.raw_value, "validUntil").map(|r| (formatted, Some(r)))
+                }
+            }
+        });
         // The signed root itself (a single-entity document): its own signature is a child
         // that `Verified::events` does not show, but its bytes are there.
         let signatures = if s.span.start == offset {
@@ -185,6 +240,7 @@ impl Cut {
             name_end: 1 + s.name.raw.len(),
             base,
             used: Vec::new(),
+            valid_until,
             tag_end: s.span.end,
             signatures,
             open_signature: None,
@@ -267,7 +323,19 @@ impl Cut {
                 out.push_str(&format!(" xmlns:{p}=\"{}\"", escape_attr(uri)));
             }
         }
-        out.push_str(&tag[name_end..]);
+        match &self.valid_until {
+            Some((vu, own)) => {
+                out.push_str(&format!(" validUntil=\"{vu}\""));
+                match own {
+                    Some((a, b)) if *a >= name_end && *b <= tag.len() => {
+                        out.push_str(&tag[name_end..*a]);
+                        out.push_str(&tag[*b..]);
+                    }
+                    _ => out.push_str(&tag[name_end..]),
+                }
+            }
+            None => out.push_str(&tag[name_end..]),
+        }
         if let Some(end) = self.end {
             let piece = |a: usize, b: usize| {
                 src.get(a.saturating_sub(offset)..b.saturating_sub(offset))

@@ -183,3 +183,45 @@ fn metadata_is_verified_with_the_signature_first() {
     assert!(usage(load_lazy(&signed, &p).unwrap_err()));
     assert!(usage(split_report(&signed, &p).unwrap_err()));
 }
+
+/// Metadata review M1: a cut entity (split, an MDQ answer, a selection) kept only its own
+/// validUntil: the root's and its groups' were lost, so a per-entity document of an aggregate
+/// valid for days, re-signed by the operator, never expired. It carries the validUntil that
+/// applied to it (the earliest), in place of its own when that is later.
+#[test]
+fn cut_entities_carry_the_validity_that_applied() {
+    let fed = key();
+    let p = policy(&fed);
+    let group = |inner: &str| {
+        format!(
+            "<md:EntitiesDescriptor {MD} ID=\"_root\" validUntil=\"2030-01-01T00:00:00Z\">\
+             <md:EntitiesDescriptor validUntil=\"2029-02-01T00:00:00Z\">{inner}\
+             </md:EntitiesDescriptor></md:EntitiesDescriptor>"
+        )
+    };
+    let later = " validUntil=\"2035-01-01T00:00:00Z\"";
+    let earlier = " validUntil=\"2028-03-01T00:00:00Z\"";
+    for (own, expected) in [
+        ("", "2029-02-01T00:00:00Z"),
+        (later, "2029-02-01T00:00:00Z"),
+        (earlier, "2028-03-01T00:00:00Z"),
+    ] {
+        let doc = sign(&group(&sp(OWNER, own, "")), &fed);
+        let lazy = load_lazy(&doc, &p).unwrap();
+        let mdq = lazy.entity_document(OWNER).unwrap().unwrap().xml;
+        let split = split_report(&doc, &p).unwrap().documents.remove(0).xml;
+        for cut in [mdq, split] {
+            let saml_metadata::model::Metadata::Entity(e) =
+                load::parse_unverified(cut.as_bytes()).unwrap()
+            else {
+                panic!("{cut}");
+            };
+            assert_eq!(
+                e.valid_until,
+                saml_metadata::time::parse_datetime(expected),
+                "{own}: {cut}"
+            );
+            assert_eq!(cut.matches("validUntil=").count(), 1, "{cut}");
+        }
+    }
+}
