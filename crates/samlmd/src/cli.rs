@@ -37,6 +37,7 @@ struct Opts {
     name: Option<String>,
     valid_days: Option<u64>,
     json: bool,
+    keep_stale: bool,
     positional: Vec<String>,
 }
 
@@ -53,6 +54,7 @@ fn parse_opts(args: &[String]) -> Res<Opts> {
             "--cert" => o.certs.push(value("--cert")?),
             "--legacy" => o.legacy = true,
             "--single-threaded" => o.single_threaded = true,
+            "--keep-stale" => o.keep_stale = true,
             "--max-size" => {
                 let v = value("--max-size")?;
                 o.max_size = Some(parse_size(&v).ok_or_else(|| {
@@ -78,10 +80,17 @@ fn parse_opts(args: &[String]) -> Res<Opts> {
             "--name" => o.name = Some(value("--name")?),
             "--valid-days" => {
                 let v = value("--valid-days")?;
-                o.valid_days =
-                    Some(v.parse().map_err(|_| {
-                        Failure::Usage(format!("--valid-days {v:?} is not a number"))
-                    })?);
+                // At most ten years: a larger number overflowed the time (a panic).
+                o.valid_days = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|d| (1..=3650).contains(d))
+                        .ok_or_else(|| {
+                            Failure::Usage(format!(
+                                "--valid-days {v:?}: a number of days, 1 to 3650"
+                            ))
+                        })?,
+                );
             }
             "--format" => {
                 o.json = match value("--format")?.as_str() {
@@ -454,18 +463,41 @@ fn split(o: &Opts, out: &mut dyn Write) -> Res<()> {
     let path_of = |entity_id: &str| {
         Path::new(&outdir).join(format!("{}.xml", saml_metadata::model::sha1_hex(entity_id)))
     };
+    // Every file is written under a new name of its own first (create_new: never through a
+    // link or over a file), and only once all are written are they renamed into place, then
+    // the files of entities no longer published removed: a failure leaves OUTDIR as it was,
+    // a reader never sees a half-written file, and an entity that left the aggregate (or was
+    // refused, or expired) does not stay behind, still signed (metadata review M3, L1).
+    let pending_of = |entity_id: &str| {
+        Path::new(&outdir).join(format!(
+            ".{}.xml.new-{}",
+            saml_metadata::model::sha1_hex(entity_id),
+            std::process::id()
+        ))
+    };
     let write_one = |entity_id: &&str| -> Res<()> {
         let d = agg
             .entity_document(entity_id)
             .map_err(fail)?
             .ok_or_else(|| Failure::Failed(format!("{entity_id}: not in the index")))?;
-        let name = path_of(&d.entity_id);
+        let name = pending_of(&d.entity_id);
         let bytes = match &signer {
             Some(k) => dsig::sign(d.xml.as_bytes(), k, &SignOptions::default()).map_err(fail)?,
             None => d.xml.into_bytes(),
         };
-        std::fs::write(&name, bytes)
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&name)
+            .map_err(|e| Failure::Failed(format!("{}: {e}", name.display())))?;
+        f.write_all(&bytes)
+            .and_then(|()| f.sync_all())
             .map_err(|e| Failure::Failed(format!("{}: {e}", name.display())))
+    };
+    let discard_pending = || {
+        for id in &ids {
+            let _ = std::fs::remove_file(pending_of(id));
+        }
     };
     // Signing each entity is most of the work (an RSA-2048 signature per file): spread over
     // the cores unless --single-threaded; the files are the same either way.
@@ -475,7 +507,7 @@ fn split(o: &Opts, out: &mut dyn Write) -> Res<()> {
         std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
     };
     let chunk = ids.len().div_ceil(threads).max(1);
-    std::thread::scope(|sc| {
+    let written = std::thread::scope(|sc| {
         let parts: Vec<_> = ids
             .chunks(chunk)
             .map(|part| sc.spawn(|| part.iter().try_for_each(write_one)))
@@ -484,7 +516,27 @@ fn split(o: &Opts, out: &mut dyn Write) -> Res<()> {
             h.join()
                 .unwrap_or_else(|_| Err(Failure::Failed("a signing thread panicked".into())))
         })
-    })?;
+    });
+    if let Err(e) = written {
+        discard_pending();
+        return Err(e);
+    }
+    for id in &ids {
+        let (from, to) = (pending_of(id), path_of(id));
+        if let Err(e) = std::fs::rename(&from, &to) {
+            discard_pending();
+            return Err(Failure::Failed(format!("{}: {e}", to.display())));
+        }
+    }
+    let removed = if o.keep_stale {
+        Vec::new()
+    } else {
+        let current: std::collections::HashSet<String> = ids
+            .iter()
+            .map(|id| format!("{}.xml", saml_metadata::model::sha1_hex(id)))
+            .collect();
+        remove_stale(Path::new(&outdir), &current)?
+    };
     if o.json {
         let list: Vec<Value> = ids
             .iter()
@@ -495,7 +547,12 @@ fn split(o: &Opts, out: &mut dyn Write) -> Res<()> {
             out,
             format_args!(
                 "{}",
-                json!({ "entities": list, "refused": refused, "expired": agg.expired_entities() })
+                json!({
+                    "entities": list,
+                    "refused": refused,
+                    "expired": agg.expired_entities(),
+                    "removed": removed,
+                })
             ),
         );
     }
@@ -506,7 +563,37 @@ fn split(o: &Opts, out: &mut dyn Write) -> Res<()> {
             format_args!("expired {id}: its validUntil has passed, left out"),
         )?;
     }
+    for f in &removed {
+        say(
+            out,
+            format_args!("removed {f}: its entity is no longer published"),
+        )?;
+    }
     say(out, format_args!("OK {} entities", ids.len()))
+}
+
+/// Removes the files of `dir` named like a split entity (`<40 hex digits>.xml`) that are not
+/// in `current`; returns their names, sorted.
+fn remove_stale(dir: &Path, current: &std::collections::HashSet<String>) -> Res<Vec<String>> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| Failure::Failed(format!("{}: {e}", dir.display())))?;
+    let mut removed = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Failure::Failed(format!("{}: {e}", dir.display())))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_entity_file = name.len() == 44
+            && name.ends_with(".xml")
+            && name[..40]
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if is_entity_file && !current.contains(&name) {
+            std::fs::remove_file(entry.path())
+                .map_err(|e| Failure::Failed(format!("{}: {e}", entry.path().display())))?;
+            removed.push(name);
+        }
+    }
+    removed.sort();
+    Ok(removed)
 }
 
 fn generate(o: &Opts, out: &mut dyn Write) -> Res<()> {

@@ -11,10 +11,13 @@
 //! samlmd lookup --cert PEM [--legacy] [--now DATETIME] [--format text|json] FILE ENTITYID
 //!     ENTITYID is an entityID or its {sha1} form (`{sha1}` + 40 hex digits)
 //! samlmd split --cert PEM [--legacy] [--now DATETIME] [--key PEM --sign-cert PEM]
-//!        [--format text|json] FILE OUTDIR
+//!        [--keep-stale] [--format text|json] FILE OUTDIR
 //!     one file per entity, named by the lowercase hex SHA-1 of its entityID (the layout of
-//!     Shibboleth's LocalDynamic provider and of MDQ servers), signed when --key is given;
-//!     entities whose own validUntil has passed are named and left out
+//!     Shibboleth's LocalDynamic provider and of MDQ servers), signed when --key is given,
+//!     carrying the validUntil that applied to the entity; entities whose validUntil has
+//!     passed are named and left out. All files are written under new names, then renamed
+//!     into place, then the `<sha1>.xml` files of entities no longer published are removed
+//!     and named (`--keep-stale` keeps them); a failure leaves OUTDIR as it was
 //! samlmd select --cert PEM [--legacy] [--single-threaded] [--now DATETIME] [--role idp|sp|aa]
 //!        [--category URI] [--registrar URI] [--entity ENTITYID ...] [--name NAME] [--valid-days N]
 //!        [--format text|json] --key PEM --sign-cert PEM FILE OUT

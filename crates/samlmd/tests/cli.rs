@@ -529,3 +529,124 @@ fn max_size_sets_the_document_limit() {
         assert_eq!(o.status.code(), Some(2), "{bad}: {o:?}");
     }
 }
+
+/// Metadata review M3 and L1: `split` only ever added files, rewriting them in place through
+/// whatever was there (a link included). The file of an entity that left the aggregate (or
+/// expired, or was refused) stayed in OUTDIR, signed; a failure midway left old and new files
+/// mixed. Now every file is written first, renamed into place, and the files of entities no
+/// longer published are removed (`--keep-stale` keeps them).
+#[test]
+fn split_replaces_the_directory_and_removes_what_is_no_longer_published() {
+    use saml_core::dsig::{SignOptions, SigningKey};
+    let dir = tempfile::tempdir().unwrap();
+    let (key_pem, cert_pem) = testkit::signer::rsa2048_self_signed("federation").unwrap();
+    let cert = dir.path().join("cert.pem");
+    std::fs::write(&cert, &cert_pem).unwrap();
+    let fed = SigningKey::from_pem(&key_pem, Some(&cert_pem)).unwrap();
+    let write = |name: &str, doc: &str| {
+        let signed = saml_core::dsig::sign(doc.as_bytes(), &fed, &SignOptions::default()).unwrap();
+        let file = dir.path().join(name);
+        std::fs::write(&file, signed).unwrap();
+        file
+    };
+    let sp = "https://sp.example.net/shibboleth";
+    let sp_file = format!("{}.xml", saml_metadata::model::sha1_hex(sp));
+    let idp_file = format!(
+        "{}.xml",
+        saml_metadata::model::sha1_hex("https://idp.example.org/idp")
+    );
+    let both = write("both.xml", &testkit::metadata::small_aggregate());
+    let sp_gone = write(
+        "sp-gone.xml",
+        &testkit::metadata::small_aggregate().replace(
+            &format!("entityID=\"{sp}\" ID=\"_e2\""),
+            &format!("entityID=\"{sp}\" ID=\"_e2\" validUntil=\"2020-01-01T00:00:00Z\""),
+        ),
+    );
+    let outdir = dir.path().join("md");
+    std::fs::create_dir(&outdir).unwrap();
+    // Something else's file (kept), and a link where the IdP's file goes (replaced, its
+    // target untouched).
+    std::fs::write(outdir.join("README"), "kept").unwrap();
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, "keep").unwrap();
+    std::os::unix::fs::symlink(&victim, outdir.join(&idp_file)).unwrap();
+    let split = |file: &Path, extra: &[&str]| {
+        let mut args = vec!["split", "--cert", p(&cert)];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[p(file), p(&outdir)]);
+        samlmd(&args)
+    };
+    let o = split(&both, &[]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+    assert!(
+        std::fs::symlink_metadata(outdir.join(&idp_file))
+            .unwrap()
+            .file_type()
+            .is_file()
+    );
+    let names = || {
+        let mut v: Vec<String> = std::fs::read_dir(&outdir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let mut want = vec![idp_file.clone(), sp_file.clone(), "README".to_owned()];
+    want.sort();
+    assert_eq!(names(), want);
+    // The SP expired: its file goes, and the output says so.
+    let o = split(&sp_gone, &[]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(
+        stdout(&o).contains(&format!("removed {sp_file}")),
+        "{}",
+        stdout(&o)
+    );
+    let mut want = vec![idp_file.clone(), "README".to_owned()];
+    want.sort();
+    assert_eq!(names(), want);
+    // With --keep-stale nothing is removed.
+    let o = split(&both, &[]);
+    assert_eq!(o.status.code(), Some(0));
+    let o = split(&sp_gone, &["--keep-stale"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(names().contains(&sp_file));
+    // A failing run (a bad signing key file) leaves the directory as it was.
+    let before = names();
+    let o = split(
+        &both,
+        &[
+            "--key",
+            p(&dir.path().join("nothing.pem")),
+            "--sign-cert",
+            p(&cert),
+        ],
+    );
+    assert_ne!(o.status.code(), Some(0));
+    assert_eq!(names(), before);
+}
+
+/// Metadata review I2: `--valid-days` had no bound, and a large one overflowed the time (a
+/// panic, exit 101). It is a usage error outside 1..=3650.
+#[test]
+fn valid_days_is_bounded() {
+    for v in ["150000000000000", "0", "3651"] {
+        let o = samlmd(&[
+            "select",
+            "--cert",
+            "c.pem",
+            "--valid-days",
+            v,
+            "--key",
+            "k.pem",
+            "--sign-cert",
+            "c.pem",
+            "in.xml",
+            "out.xml",
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{v}: {o:?}");
+    }
+}
