@@ -709,6 +709,23 @@ fn extensions(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Extensions, Error> {
         ..Default::default()
     };
     while let Some(ch) = c.next_child(e.local)? {
+        // At most one of each of these (their schemas and the profiles: mdrpi §2.1, §2.2;
+        // mdui §2.1, §2.5): a second one was taken in place of the first, so that an entity
+        // registered by one federation could carry a second RegistrationInfo naming another
+        // and pass `select --registrar` for it (metadata review L2). Refused, like any
+        // schema error.
+        let twice = match (ch.ns, ch.local) {
+            (MDUI_NS, "UIInfo") => x.ui_info.is_some(),
+            (MDUI_NS, "DiscoHints") => x.disco_hints.is_some(),
+            (MDRPI_NS, "RegistrationInfo") => x.registration.is_some(),
+            (MDRPI_NS, "PublicationInfo") => x.publication.is_some(),
+            _ => false,
+        };
+        if twice {
+            return Err(ch
+                .invalid(format!("a second {} in one Extensions", ch.local))
+                .into());
+        }
         match (ch.ns, ch.local) {
             (MDUI_NS, "UIInfo") => x.ui_info = Some(Box::new(ui_info(c, &ch)?)),
             (MDUI_NS, "DiscoHints") => {

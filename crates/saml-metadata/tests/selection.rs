@@ -172,3 +172,37 @@ fn a_cut_entity_carries_only_the_bindings_it_uses() {
         saml_metadata::model::Metadata::Entity(_)
     ));
 }
+
+/// Metadata review L2: a second `mdrpi:RegistrationInfo` replaced the first, so an entity
+/// registered by federation B, carrying a second one naming A, passed `--registrar A`. One
+/// Extensions holds at most one RegistrationInfo (PublicationInfo, UIInfo, DiscoHints): a
+/// second is a schema error and the entity is not usable.
+#[test]
+fn a_second_registration_info_is_refused() {
+    let fed = key();
+    let p = policy(&fed);
+    let ext = "<md:Extensions>\
+        <mdrpi:RegistrationInfo xmlns:mdrpi=\"urn:oasis:names:tc:SAML:metadata:rpi\" registrationAuthority=\"https://fed-b.example/\"/>\
+        <mdrpi:RegistrationInfo xmlns:mdrpi=\"urn:oasis:names:tc:SAML:metadata:rpi\" registrationAuthority=\"https://fed-a.example/\"/>\
+        </md:Extensions>";
+    let entity = sp("https://e.example/sp", "").replacen(
+        "><md:SPSSODescriptor",
+        &format!(">{ext}<md:SPSSODescriptor"),
+        1,
+    );
+    let doc = aggregate(&[entity, sp("https://ok.example/sp", "")]);
+    let doc = dsig::sign(doc.as_bytes(), &fed, &SignOptions::default()).unwrap();
+    assert!(matches!(load::load(&doc, &p), Err(Error::Invalid { .. })));
+    let lazy = load_lazy(&doc, &p).unwrap();
+    assert!(lazy.get("https://e.example/sp").is_err());
+    let mut out = Vec::new();
+    let e = write_selection(
+        &lazy,
+        &Filter::registration_authority("https://fed-a.example/"),
+        &key(),
+        &SelectOptions::new("urn:x", None),
+        &mut out,
+    )
+    .unwrap_err();
+    assert!(matches!(e, Error::Invalid { .. }), "{e}");
+}
