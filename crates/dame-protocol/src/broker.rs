@@ -1524,9 +1524,22 @@ impl Broker {
         } = old
             && !self.relationships.contains(&idp, &sp)
         {
+            // A leg another flow of the pair has sent too (still exchanging) is that flow's:
+            // its own outcome decides, and if it fails it rolls back. Rolled back now, the
+            // agent would drop what the other flow is integrating, and the pair would be
+            // recorded established with metadata gone (broker review M2).
+            let shared = |to_idp: bool| {
+                self.flows.iter().any(|(id, g)| {
+                    id != flow
+                        && g.sp == sp
+                        && matches!(&g.state, State::Exchanging { idp: i, idp_leg, sp_leg, .. }
+                            if *i == idp && leg_sent(if to_idp { *idp_leg } else { *sp_leg }))
+                })
+            };
+            let (idp_shared, sp_shared) = (shared(true), shared(false));
             for (to, peer, sent) in [
-                (idp.as_str(), sp.as_str(), leg_sent(idp_leg)),
-                (sp.as_str(), idp.as_str(), leg_sent(sp_leg)),
+                (idp.as_str(), sp.as_str(), leg_sent(idp_leg) && !idp_shared),
+                (sp.as_str(), idp.as_str(), leg_sent(sp_leg) && !sp_shared),
             ] {
                 if !sent {
                     continue;

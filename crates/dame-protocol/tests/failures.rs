@@ -694,3 +694,53 @@ fn a_failed_flow_does_not_roll_back_a_pair_another_flow_established() {
     );
     assert!(w.integrated(IDP, SP).is_some() && w.integrated(SP, IDP).is_some());
 }
+
+/// Broker review M2: two first logins for one new pair, both exchanging; A's trigger to the
+/// IdP integrated, then B's failed. B rolled back the IdP's leg (issued later, so the agent
+/// took it) and removed what A had integrated; A then completed and the pair was recorded
+/// established with the IdP no longer knowing the SP. A leg another exchanging flow of the
+/// pair has sent is left to that flow.
+#[test]
+fn a_failing_flow_does_not_roll_back_what_a_concurrent_flow_is_integrating() {
+    let mut w = World::new();
+    let a = to_exchange(&mut w);
+    let b = to_exchange(&mut w);
+    let queued: Vec<_> = std::iter::from_fn(|| w.broker.poll_transmit()).collect();
+    let (a_ts, b_ts): (Vec<_>, Vec<_>) = queued
+        .into_iter()
+        .partition(|t| t.flow.as_ref() == Some(&a));
+    // A's trigger to the IdP is answered: the IdP integrates the SP.
+    for t in a_ts.iter().filter(|t| t.to == IDP).cloned() {
+        w.deliver(t);
+    }
+    assert!(w.integrated(IDP, SP).is_some());
+    // B's trigger to the IdP fails.
+    let b_idp = b_ts
+        .iter()
+        .find(|t| t.to == IDP)
+        .expect("B's trigger to the IdP");
+    w.broker
+        .handle_trigger_failure(&b, &b_idp.to, "connection refused", w.now, &mut rng())
+        .unwrap();
+    let after: Vec<_> = std::iter::from_fn(|| w.broker.poll_transmit()).collect();
+    let planned: Vec<&str> = after
+        .iter()
+        .filter(|t| t.action == TriggerAction::Rollback)
+        .map(|t| t.to.as_str())
+        .collect();
+    assert!(!planned.contains(&IDP), "{planned:?}");
+    // A's remaining triggers go out and are answered: the pair is established, and both
+    // agents hold each other.
+    for t in a_ts
+        .iter()
+        .filter(|t| t.to != IDP)
+        .cloned()
+        .chain(after.into_iter().filter(|t| t.flow.as_ref() == Some(&a)))
+    {
+        w.deliver(t);
+    }
+    w.settle();
+    assert!(w.broker.relationships.contains(IDP, SP));
+    assert!(w.integrated(IDP, SP).is_some(), "the IdP lost the SP");
+    assert!(w.integrated(SP, IDP).is_some());
+}

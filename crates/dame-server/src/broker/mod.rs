@@ -680,8 +680,14 @@ impl<S: Store> BrokerService<S> {
             ),
         ]);
         let Some(flow) = t.flow else { return };
+        // The other exchanging flows of the pair (in any instance) and its relationship as
+        // stored now: a failure rolls back only what no other flow of the pair has sent, and
+        // nothing of a pair established meanwhile (broker review M2).
+        if let Err(e) = self.refresh().await {
+            log(&[("event", "store-error".into()), ("error", e.to_string())]);
+        }
         let res = self
-            .step(FlowSelect::One(flow.as_str()), |core, now| {
+            .step(FlowSelect::Pair(&t.to, &t.about), |core, now| {
                 let mut rng = openssl_random;
                 match &answer {
                     Ok((code, body)) => {
