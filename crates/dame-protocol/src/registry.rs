@@ -295,6 +295,20 @@ pub fn validate_self_registered(entity: &EntityDescriptor) -> Result<(), Error> 
     if let Some(a) = &entity.affiliation {
         all.push(&a.extensions);
     }
+    // The broker redirects users to an SP's DiscoveryResponse from its own origin: for a
+    // self-registered SP only within the proven entityID's registrable domain, or the broker
+    // is an open redirector to any https URL a registrant names (broker review L5).
+    let domain = registrable_domain(&entity.entity_id);
+    if let Some(sp) = entity.sp() {
+        for d in &sp.common.extensions.discovery_responses {
+            let loc = d.endpoint.location.as_str();
+            if registrable_domain(loc) != domain {
+                return unvouched(format!(
+                    "a DiscoveryResponse at {loc:?}, outside the entityID's domain"
+                ));
+            }
+        }
+    }
     for x in all {
         for scope in &x.scopes {
             if scope.regexp {

@@ -1373,3 +1373,28 @@ fn an_sp_with_thousands_of_requested_attributes_is_not_registered() {
     let e = dame_protocol::registry::validate_with(&sp(max + 1), false).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Malformed);
 }
+
+/// Broker review L5: a self-registered SP could name any https URL as its DiscoveryResponse,
+/// and the broker's discovery service redirected users there from its own origin (an open
+/// redirector). A self-registered SP's DiscoveryResponse is within its entityID's domain.
+#[test]
+fn a_self_registered_sp_returns_discovery_within_its_domain() {
+    use saml_metadata::builder::RoleBuilder as _;
+    use saml_metadata::model::{Binding, EntityDescriptor, SpSso};
+    let key = TestKey::rsa("sp");
+    let sp = |ds: &str| {
+        EntityDescriptor::builder("https://sp.uni.example/shibboleth")
+            .sp(SpSso::builder()
+                .signing_certificate(key.cert_der())
+                .acs(Binding::HttpPost, "https://sp.uni.example/acs")
+                .discovery_response(ds))
+            .dame_sync_location("https://sp.uni.example/dame")
+            .build()
+            .unwrap()
+    };
+    use dame_protocol::registry::validate_self_registered as check;
+    assert!(check(&sp("https://sp.uni.example/Shibboleth.sso/Login")).is_ok());
+    assert!(check(&sp("https://app.uni.example/login")).is_ok());
+    let e = check(&sp("https://phish.example/")).unwrap_err();
+    assert!(e.to_string().contains("DiscoveryResponse"), "{e}");
+}
