@@ -88,10 +88,23 @@ pub const MAX_EVENTS: usize = 10_000;
 pub const MAX_RESPONSE2: usize = 256 << 10;
 
 /// A flow's identifier: 32 random hex digits, a bearer secret the service keeps in the user
-/// agent's cookie (never in a URL).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// agent's cookie (never in a URL). Its `Debug` form (what events, logs and the audit table
+/// show) is a digest prefix, `FlowId(#1a2b3c4d5e6f)`, never the secret (broker review L6);
+/// `Display` and [`FlowId::as_str`] give the identifier itself.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct FlowId(String);
+
+impl std::fmt::Debug for FlowId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = openssl::sha::sha256(self.0.as_bytes());
+        write!(f, "FlowId(#")?;
+        for b in &d[..6] {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, ")")
+    }
+}
 
 impl FlowId {
     /// The identifier as text.

@@ -1398,3 +1398,23 @@ fn a_self_registered_sp_returns_discovery_within_its_domain() {
     let e = check(&sp("https://phish.example/")).unwrap_err();
     assert!(e.to_string().contains("DiscoveryResponse"), "{e}");
 }
+
+/// Broker review L6: events carried the flow ID in their `Debug` form, which the service
+/// writes to its log and audit table for 90 days: the bearer secret of every user's cookie.
+/// The `Debug` form is a digest prefix.
+#[test]
+fn events_do_not_show_the_flow_secret() {
+    let mut w = World::new();
+    let (flow, _) = w.first_use();
+    let secret = flow.as_str().to_owned();
+    assert!(!format!("{flow:?}").contains(&secret));
+    let events: Vec<String> = std::iter::from_fn(|| w.broker.poll_event())
+        .map(|e| format!("{e:?}"))
+        .collect();
+    assert!(!events.is_empty());
+    for e in &events {
+        assert!(!e.contains(&secret), "{e}");
+    }
+    // The same flow, the same digest: log lines of one flow still go together.
+    assert_eq!(format!("{flow:?}"), format!("{:?}", flow.clone()));
+}
