@@ -47,7 +47,8 @@
 //! Resources held for an unauthenticated requester are bounded: a pending proof keeps the
 //! SHA-256 of the upload, not the upload (the registrant sends the same metadata again with the
 //! secret), at most [`MAX_PENDING_PER_REQUESTER`] proofs are pending per requester (the service
-//! names requesters, e.g. by address), at most [`MAX_PENDING`] in all, and expired ones are
+//! names requesters, e.g. by address), at most [`MAX_PENDING`] in all (when full, the
+//! requester holding the most gives way to one holding fewer), and expired ones are
 //! forgotten at every new challenge. A registration adds an entity only while its registrable
 //! domain holds fewer than [`Registry::max_per_domain`] entities
 //! ([`Registry::admits_self_registered`], checked at both steps): proof of ownership is free for
@@ -421,7 +422,30 @@ impl Registrations {
             return Err(self.refused(&id, Refusal::RateLimited.into()));
         }
         if self.pending.len() >= MAX_PENDING {
-            return Err(self.refused(&id, Refusal::Capacity.into()));
+            // Full: the requester holding the most gives way (its oldest proof), if it holds
+            // more than this one, so that many requesters at their share (a /48 of IPv6 /64s)
+            // cannot close registration for everyone else (broker review L4).
+            let mut counts: HashMap<&str, usize> = HashMap::new();
+            for p in self.pending.values() {
+                *counts.entry(p.requester.as_str()).or_default() += 1;
+            }
+            let top = counts
+                .into_iter()
+                .max_by_key(|(_, n)| *n)
+                .filter(|(_, n)| *n > mine)
+                .map(|(r, _)| r.to_owned());
+            let Some(top) = top else {
+                return Err(self.refused(&id, Refusal::Capacity.into()));
+            };
+            let oldest = self
+                .pending
+                .iter()
+                .filter(|(_, p)| p.requester == top)
+                .min_by_key(|(_, p)| p.challenge.expires)
+                .map(|(k, _)| *k);
+            if let Some(k) = oldest {
+                self.pending.remove(&k);
+            }
         }
         let challenge = match OwnershipChallenge::new(&id, now, rng) {
             Ok(c) => c,

@@ -1418,3 +1418,34 @@ fn events_do_not_show_the_flow_secret() {
     // The same flow, the same digest: log lines of one flow still go together.
     assert_eq!(format!("{flow:?}"), format!("{:?}", flow.clone()));
 }
+
+/// Broker review L4: the pending-proof table (MAX_PENDING) was filled by many requesters at
+/// their share (1,250 IPv6 /64s of one /48, eight each), and every registration, update and
+/// deletion was refused for an hour. When full, the requester holding the most gives way.
+#[test]
+fn many_requesters_at_their_share_do_not_close_registration() {
+    use dame_protocol::registration::{MAX_PENDING, MAX_PENDING_PER_REQUESTER};
+    let broker = TestKey::rsa("broker");
+    let mut reg = Registry::new(broker.signing());
+    let key = TestKey::rsa("sp");
+    reg.insert(
+        sp_entity(&key, SP, Some(SP_SYNC)),
+        EntityPolicy::default(),
+        t0(),
+        false,
+    )
+    .unwrap();
+    let mut store = Registrations::new();
+    for i in 0..MAX_PENDING {
+        let who = format!("2001:db8:0:{:x}::/64", i / MAX_PENDING_PER_REQUESTER);
+        store
+            .begin_delete(SP, &reg, &who, t0(), &mut rng())
+            .unwrap();
+    }
+    assert_eq!(store.len(), MAX_PENDING);
+    // A fresh requester still gets its challenge; the table stays at its bound.
+    store
+        .begin_delete(SP, &reg, "198.51.100.7", t0(), &mut rng())
+        .unwrap();
+    assert_eq!(store.len(), MAX_PENDING);
+}
