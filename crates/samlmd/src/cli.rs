@@ -153,8 +153,30 @@ fn positional<const N: usize>(o: &Opts, what: &str) -> Res<[String; N]> {
 }
 
 /// Writes to stdout; a closed pipe is a failure, not a panic.
+/// Writes one line. Metadata strings are the signer's, not the operator's: a control
+/// character or a bidirectional override in a DisplayName could start a line of its own (a
+/// key fingerprint the entity does not have) or reorder what is shown, so they are written
+/// escaped (`\u{a}`) (metadata review I1). JSON output has none raw (serde escapes them).
 fn say(out: &mut dyn Write, text: std::fmt::Arguments<'_>) -> Res<()> {
-    writeln!(out, "{text}").map_err(|e| Failure::Failed(format!("stdout: {e}")))
+    let text = text.to_string();
+    let unsafe_char = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    let line = if text.chars().any(unsafe_char) {
+        text.chars()
+            .map(|c| {
+                if unsafe_char(c) {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    } else {
+        text
+    };
+    writeln!(out, "{line}").map_err(|e| Failure::Failed(format!("stdout: {e}")))
 }
 
 fn verify(o: &Opts, out: &mut dyn Write) -> Res<()> {

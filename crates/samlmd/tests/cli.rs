@@ -650,3 +650,40 @@ fn valid_days_is_bounded() {
         assert_eq!(o.status.code(), Some(2), "{v}: {o:?}");
     }
 }
+
+/// Metadata review I1: text output printed metadata strings raw, so a DisplayName holding a
+/// line feed added a line of its own to `lookup` (a key fingerprint the entity does not
+/// have, for an operator comparing by eye). Control characters and bidirectional overrides
+/// are written escaped.
+#[test]
+fn lookup_text_output_escapes_control_characters() {
+    use saml_core::dsig::{SignOptions, SigningKey};
+    let dir = tempfile::tempdir().unwrap();
+    let (key_pem, cert_pem) = testkit::signer::rsa2048_self_signed("federation").unwrap();
+    let cert = dir.path().join("cert.pem");
+    std::fs::write(&cert, &cert_pem).unwrap();
+    let fed = SigningKey::from_pem(&key_pem, Some(&cert_pem)).unwrap();
+    let doc = testkit::metadata::small_aggregate().replace(
+        "<md:OrganizationDisplayName xml:lang=\"en\">Example</md:OrganizationDisplayName>",
+        "<md:OrganizationDisplayName xml:lang=\"en\">Example&#10;key Signing sha256 AA:BB&#x202E;x</md:OrganizationDisplayName>",
+    );
+    assert!(doc.contains("&#10;"));
+    let signed = saml_core::dsig::sign(doc.as_bytes(), &fed, &SignOptions::default()).unwrap();
+    let file = dir.path().join("signed.xml");
+    std::fs::write(&file, signed).unwrap();
+    let o = samlmd(&[
+        "lookup",
+        "--cert",
+        p(&cert),
+        p(&file),
+        "https://idp.example.org/idp",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let text = stdout(&o);
+    assert!(
+        !text.lines().any(|l| l.starts_with("key Signing")),
+        "{text}"
+    );
+    assert!(text.contains("\\u{a}key Signing"), "{text}");
+    assert!(!text.contains('\u{202e}'), "{text}");
+}
