@@ -153,7 +153,12 @@ fn positional<const N: usize>(o: &Opts, what: &str) -> Res<[String; N]> {
 }
 
 /// Writes to stdout; a closed pipe is a failure, not a panic.
-/// Writes one line. Metadata strings are the signer's, not the operator's: a control
+/// Writes one JSON value as one line (serde escapes what must be escaped).
+fn say_json(out: &mut dyn Write, value: &Value) -> Res<()> {
+    writeln!(out, "{value}").map_err(|e| Failure::Failed(format!("stdout: {e}")))
+}
+
+/// Writes one line of text. Metadata strings are the signer's, not the operator's: a control
 /// character or a bidirectional override in a DisplayName could start a line of its own (a
 /// key fingerprint the entity does not have) or reorder what is shown, so they are written
 /// escaped (`\u{a}`) (metadata review I1). JSON output has none raw (serde escapes them).
@@ -188,10 +193,7 @@ fn verify(o: &Opts, out: &mut dyn Write) -> Res<()> {
     let n = agg.len() + agg.expired_entities().len();
     if o.json {
         let refused = refused_json(agg.refused_entities());
-        say(
-            out,
-            format_args!("{}", json!({ "entities": n, "refused": refused })),
-        )
+        say_json(out, &json!({ "entities": n, "refused": refused }))
     } else {
         say_refused(out, agg.refused_entities())?;
         say(out, format_args!("OK {n} entities"))
@@ -374,7 +376,7 @@ fn lookup(o: &Opts, out: &mut dyn Write) -> Res<()> {
     };
     let (lines, value) = describe(e);
     if o.json {
-        return say(out, format_args!("{value}"));
+        return say_json(out, &value);
     }
     for line in lines {
         say(out, format_args!("{line}"))?;
@@ -458,7 +460,7 @@ fn select(o: &Opts, out: &mut dyn Write) -> Res<()> {
     tmp.persist(target).map_err(|e| io(e.error))?;
     if o.json {
         let list: Vec<Value> = ids.iter().map(|id| written_json(id, &output)).collect();
-        return say(out, format_args!("{}", json!({ "entities": list })));
+        return say_json(out, &json!({ "entities": list }));
     }
     say(out, format_args!("OK {} entities", ids.len()))
 }
@@ -565,17 +567,14 @@ fn split(o: &Opts, out: &mut dyn Write) -> Res<()> {
             .map(|id| written_json(id, &path_of(id).display().to_string()))
             .collect();
         let refused = refused_json(agg.refused_entities());
-        return say(
+        return say_json(
             out,
-            format_args!(
-                "{}",
-                json!({
-                    "entities": list,
-                    "refused": refused,
-                    "expired": agg.expired_entities(),
-                    "removed": removed,
-                })
-            ),
+            &json!({
+                "entities": list,
+                "refused": refused,
+                "expired": agg.expired_entities(),
+                "removed": removed,
+            }),
         );
     }
     say_refused(out, agg.refused_entities())?;

@@ -686,4 +686,16 @@ fn lookup_text_output_escapes_control_characters() {
     );
     assert!(text.contains("\\u{a}key Signing"), "{text}");
     assert!(!text.contains('\u{202e}'), "{text}");
+    // JSON output is JSON, with the value as it is.
+    let o = samlmd(&[
+        "lookup",
+        "--format",
+        "json",
+        "--cert",
+        p(&cert),
+        p(&file),
+        "https://idp.example.org/idp",
+    ]);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(v.to_string().contains('\u{202e}'), "{v}");
 }
