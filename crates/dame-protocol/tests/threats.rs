@@ -1438,13 +1438,13 @@ fn many_requesters_at_their_share_do_not_close_registration() {
     let mut store = Registrations::new();
     for i in 0..MAX_PENDING {
         let who = format!("2001:db8:0:{:x}::/64", i / MAX_PENDING_PER_REQUESTER);
-        store
+        let _challenge = store
             .begin_delete(SP, &reg, &who, t0(), &mut rng())
             .unwrap();
     }
     assert_eq!(store.len(), MAX_PENDING);
     // A fresh requester still gets its challenge; the table stays at its bound.
-    store
+    let _challenge = store
         .begin_delete(SP, &reg, "198.51.100.7", t0(), &mut rng())
         .unwrap();
     assert_eq!(store.len(), MAX_PENDING);
