@@ -25,6 +25,28 @@ fn p(path: &Path) -> &str {
 
 /// Writes a throw-away key and certificate and `samlmd gen N` signed by `samlmd sign` into
 /// `dir`; returns (certificate, signed aggregate).
+/// A federation signing key, its certificate written to `dir/cert.pem`.
+fn federation(dir: &Path) -> (PathBuf, saml_core::dsig::SigningKey) {
+    let (key_pem, cert_pem) = testkit::signer::rsa2048_self_signed("federation").unwrap();
+    let cert = dir.join("cert.pem");
+    std::fs::write(&cert, &cert_pem).unwrap();
+    let fed = saml_core::dsig::SigningKey::from_pem(&key_pem, Some(&cert_pem)).unwrap();
+    (cert, fed)
+}
+
+/// `doc` signed with `fed`, written to `dir/name`.
+fn signed_file(dir: &Path, fed: &saml_core::dsig::SigningKey, name: &str, doc: &str) -> PathBuf {
+    let signed = saml_core::dsig::sign(
+        doc.as_bytes(),
+        fed,
+        &saml_core::dsig::SignOptions::default(),
+    )
+    .unwrap();
+    let file = dir.join(name);
+    std::fs::write(&file, signed).unwrap();
+    file
+}
+
 fn gen_signed(dir: &Path, n: usize) -> (PathBuf, PathBuf) {
     let (key_pem, cert_pem) = testkit::signer::rsa2048_self_signed("samlmd test signer").unwrap();
     let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
@@ -415,19 +437,13 @@ fn entity_with_a_failing_signature_of_its_own_is_named_and_left_out() {
 /// refused as `verify` refuses it.
 #[test]
 fn split_leaves_expired_entities_out_and_names_them() {
-    use saml_core::dsig::{SignOptions, SigningKey};
     let dir = tempfile::tempdir().unwrap();
-    let (key_pem, cert_pem) = testkit::signer::rsa2048_self_signed("federation").unwrap();
-    let cert = dir.path().join("cert.pem");
-    std::fs::write(&cert, &cert_pem).unwrap();
-    let fed = SigningKey::from_pem(&key_pem, Some(&cert_pem)).unwrap();
+    let (cert, fed) = federation(dir.path());
     let doc = testkit::metadata::small_aggregate().replace(
         "entityID=\"https://sp.example.net/shibboleth\" ID=\"_e2\"",
         "entityID=\"https://sp.example.net/shibboleth\" ID=\"_e2\" validUntil=\"2020-01-01T00:00:00Z\"",
     );
-    let signed = saml_core::dsig::sign(doc.as_bytes(), &fed, &SignOptions::default()).unwrap();
-    let file = dir.path().join("signed.xml");
-    std::fs::write(&file, signed).unwrap();
+    let file = signed_file(dir.path(), &fed, "signed.xml", &doc);
 
     let outdir = dir.path().join("split");
     let o = samlmd(&["split", "--cert", p(&cert), p(&file), p(&outdir)]);
@@ -537,18 +553,9 @@ fn max_size_sets_the_document_limit() {
 /// longer published are removed (`--keep-stale` keeps them).
 #[test]
 fn split_replaces_the_directory_and_removes_what_is_no_longer_published() {
-    use saml_core::dsig::{SignOptions, SigningKey};
     let dir = tempfile::tempdir().unwrap();
-    let (key_pem, cert_pem) = testkit::signer::rsa2048_self_signed("federation").unwrap();
-    let cert = dir.path().join("cert.pem");
-    std::fs::write(&cert, &cert_pem).unwrap();
-    let fed = SigningKey::from_pem(&key_pem, Some(&cert_pem)).unwrap();
-    let write = |name: &str, doc: &str| {
-        let signed = saml_core::dsig::sign(doc.as_bytes(), &fed, &SignOptions::default()).unwrap();
-        let file = dir.path().join(name);
-        std::fs::write(&file, signed).unwrap();
-        file
-    };
+    let (cert, fed) = federation(dir.path());
+    let write = |name: &str, doc: &str| signed_file(dir.path(), &fed, name, doc);
     let sp = "https://sp.example.net/shibboleth";
     let sp_file = format!("{}.xml", saml_metadata::model::sha1_hex(sp));
     let idp_file = format!(
@@ -657,20 +664,14 @@ fn valid_days_is_bounded() {
 /// are written escaped.
 #[test]
 fn lookup_text_output_escapes_control_characters() {
-    use saml_core::dsig::{SignOptions, SigningKey};
     let dir = tempfile::tempdir().unwrap();
-    let (key_pem, cert_pem) = testkit::signer::rsa2048_self_signed("federation").unwrap();
-    let cert = dir.path().join("cert.pem");
-    std::fs::write(&cert, &cert_pem).unwrap();
-    let fed = SigningKey::from_pem(&key_pem, Some(&cert_pem)).unwrap();
+    let (cert, fed) = federation(dir.path());
     let doc = testkit::metadata::small_aggregate().replace(
         "<md:OrganizationDisplayName xml:lang=\"en\">Example</md:OrganizationDisplayName>",
         "<md:OrganizationDisplayName xml:lang=\"en\">Example&#10;key Signing sha256 AA:BB&#x202E;x</md:OrganizationDisplayName>",
     );
     assert!(doc.contains("&#10;"));
-    let signed = saml_core::dsig::sign(doc.as_bytes(), &fed, &SignOptions::default()).unwrap();
-    let file = dir.path().join("signed.xml");
-    std::fs::write(&file, signed).unwrap();
+    let file = signed_file(dir.path(), &fed, "signed.xml", &doc);
     let o = samlmd(&[
         "lookup",
         "--cert",

@@ -186,7 +186,7 @@ impl BlockingClient {
 
     /// GET with retries; 5xx and transport errors are retried, everything else is returned.
     #[allow(clippy::type_complexity)]
-    fn transfer(&self, r: &FetchRequest) -> Result<(u16, Vec<(String, String)>, Vec<u8>), String> {
+    fn transfer(&self, r: &FetchRequest) -> crate::io::Transfer {
         let limit = self.lock().map(|c| c.config().max_body).unwrap_or(4 << 20);
         self.transfer_limited(r, limit)
     }
@@ -258,11 +258,9 @@ mod tests {
             const { std::cell::Cell::new(None) };
     }
 
-    /// MDQ review L7: a panic while the core was held (a bug in a dependency reached from a
-    /// server's answer) poisoned the lock, and from then on every lookup failed with
-    /// `Error::State`, cached entities included. The core is taken back.
-    #[test]
-    fn a_poisoned_core_keeps_serving_the_cache() {
+    /// A client of a server that answers one lookup of the returned entityID, signed with a
+    /// key the client trusts.
+    fn served_once() -> (BlockingClient, &'static str) {
         let key =
             SigningKey::new(PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(), None).unwrap();
         let mut keys = TrustedKeys::new();
@@ -284,6 +282,15 @@ mod tests {
             Config::new(BaseUrl::parse(&base).unwrap(), keys),
             Options::default().with_retries(0),
         );
+        (c, sp)
+    }
+
+    /// MDQ review L7: a panic while the core was held (a bug in a dependency reached from a
+    /// server's answer) poisoned the lock, and from then on every lookup failed with
+    /// `Error::State`, cached entities included. The core is taken back.
+    #[test]
+    fn a_poisoned_core_keeps_serving_the_cache() {
+        let (c, sp) = served_once();
         let id = Identifier::entity_id(sp).unwrap();
         assert!(c.get(&id).unwrap().is_some());
         let poisoner = std::thread::scope(|s| {
@@ -305,27 +312,7 @@ mod tests {
     /// The verification runs with the core free; the state change alone takes the lock.
     #[test]
     fn answers_are_verified_without_holding_the_core() {
-        let key =
-            SigningKey::new(PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(), None).unwrap();
-        let mut keys = TrustedKeys::new();
-        keys.add_public_key(key.public_key().unwrap(), "mdq")
-            .unwrap();
-        let sp = "https://sp.example.org/sp";
-        let doc = EntityDescriptor::builder(sp)
-            .sp(SpSso::builder().acs(Binding::HttpPost, "https://sp.example.org/acs"))
-            .build()
-            .unwrap()
-            .sign(&key, &SignOptions::default())
-            .unwrap();
-        let (base, _) = server(vec![Act::Send(http(
-            "200 OK",
-            &[("Content-Type", "application/samlmetadata+xml")],
-            &doc,
-        ))]);
-        let c = BlockingClient::new(
-            Config::new(BaseUrl::parse(&base).unwrap(), keys),
-            Options::default().with_retries(0),
-        );
+        let (c, sp) = served_once();
         CORE_FREE_WHILE_VERIFYING.set(None);
         assert!(
             c.get(&Identifier::entity_id(sp).unwrap())
