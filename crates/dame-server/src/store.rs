@@ -185,6 +185,17 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<StoredEntity>, Error>> + Send;
     /// Registers or replaces an entity (and bumps the registry generation).
     fn put_entity(&self, e: &StoredEntity) -> impl Future<Output = Result<(), Error>> + Send;
+    /// Registers an entity with `e.policy`, or replaces the metadata of a registered one and
+    /// keeps the policy stored (another instance may have changed it since this one read it:
+    /// broker review L2). Bumps the registry generation.
+    fn put_metadata(&self, e: &StoredEntity) -> impl Future<Output = Result<(), Error>> + Send;
+    /// Sets the policy (JSON) of a registered entity, its metadata as stored; whether it was
+    /// registered. Bumps the registry generation.
+    fn put_policy(
+        &self,
+        entity_id: &str,
+        policy: &str,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
     /// Removes an entity, its relationships and its tokens (and bumps both generations).
     fn delete_entity(&self, entity_id: &str) -> impl Future<Output = Result<(), Error>> + Send;
     /// Records an entity token (its SHA-256, hex) for `entity_id`, replacing the entity's
@@ -325,6 +336,47 @@ macro_rules! store_impl {
                     .await
                     .map_err(|e| db("put entity", e))?;
                 tx.commit().await.map_err(|e| db("put entity", e))
+            }
+
+            async fn put_metadata(&self, e: &StoredEntity) -> Result<(), Error> {
+                let w = |e| db("put metadata", e);
+                let mut tx = $begin(&self.pool).await.map_err(w)?;
+                sqlx::query(
+                    "INSERT INTO entities (entity_id, xml, policy, origin) \
+                     VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (entity_id) DO UPDATE SET xml = excluded.xml, \
+                     origin = COALESCE(excluded.origin, entities.origin)",
+                )
+                .bind(&e.entity_id)
+                .bind(&e.xml)
+                .bind(&e.policy)
+                .bind(e.origin.map(Origin::as_str))
+                .execute(&mut *tx)
+                .await
+                .map_err(w)?;
+                sqlx::query("UPDATE generation SET n = n + 1 WHERE name = 'registry'")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(w)?;
+                tx.commit().await.map_err(w)
+            }
+
+            async fn put_policy(&self, entity_id: &str, policy: &str) -> Result<bool, Error> {
+                let w = |e| db("put policy", e);
+                let mut tx = $begin(&self.pool).await.map_err(w)?;
+                let n = sqlx::query("UPDATE entities SET policy = $2 WHERE entity_id = $1")
+                    .bind(entity_id)
+                    .bind(policy)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(w)?
+                    .rows_affected();
+                sqlx::query("UPDATE generation SET n = n + 1 WHERE name = 'registry'")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(w)?;
+                tx.commit().await.map_err(w)?;
+                Ok(n > 0)
             }
 
             async fn delete_entity(&self, entity_id: &str) -> Result<(), Error> {

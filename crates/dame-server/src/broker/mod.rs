@@ -1525,6 +1525,9 @@ async fn admin_entity<S: Store>(
             Err(e) => return page(StatusCode::BAD_REQUEST, &html_escape(&e.to_string())),
         };
         let q = q.unwrap_or_default();
+        let modes_named = ["unmodified_sp", "allow_unsigned"]
+            .iter()
+            .any(|m| matches!(query_param(&q, m).as_deref(), Some("true" | "false")));
         let policy = if operator {
             // A re-import keeps the entity's policy (its peer lists, its modes): only what the
             // query names changes (broker review M3: an import reset a deny list to allow-all
@@ -1602,7 +1605,15 @@ async fn admin_entity<S: Store>(
             Ok(p) => p,
             Err(e) => return store_error(&e),
         };
-        if let Err(e) = svc.store.put_entity(&stored).await {
+        // The metadata, keeping the policy stored (another instance may have changed it since
+        // this one read it: broker review L2); the operator's named modes then, by themselves.
+        let written = match svc.store.put_metadata(&stored).await {
+            Ok(()) if operator && modes_named => {
+                svc.store.put_policy(&id, &stored.policy).await.map(|_| ())
+            }
+            other => other,
+        };
+        if let Err(e) = written {
             return store_error(&e);
         }
         let r = svc
@@ -2018,6 +2029,52 @@ mod tests {
         svc.refresh().await.unwrap();
         assert!(svc.core().registry.get(id).is_some());
         assert!(svc.choice_page(SP, None).contains("Alpha"));
+    }
+
+    /// Broker review L2: a policy change wrote the whole row from this instance's copy of the
+    /// metadata, and a metadata update the whole row from its copy of the policy: across two
+    /// instances (each a second behind the other), one undid the other (a key rotation
+    /// reverted, a deny list lifted). Each now writes its own column.
+    #[tokio::test]
+    async fn policy_and_metadata_writes_do_not_undo_each_other() {
+        let tmp = tempfile::tempdir().unwrap();
+        let svc = service(tmp.path()).await;
+        let id = "https://idp.a.example/idp";
+        let row = |xml: String, policy: &EntityPolicy| StoredEntity {
+            entity_id: id.into(),
+            xml,
+            policy: serde_json::to_string(policy).unwrap(),
+            origin: Some(Origin::Operator),
+        };
+        let (v1, v2) = (
+            idp("idp.a.example", "Alpha").to_xml().unwrap(),
+            idp("idp.a.example", "Alpha rotated").to_xml().unwrap(),
+        );
+        svc.store
+            .put_entity(&row(v1.clone(), &EntityPolicy::default()))
+            .await
+            .unwrap();
+        // Instance A sets a policy; instance B, which has not seen it, updates the metadata
+        // (its copy of the policy is the default).
+        let denying = EntityPolicy::default().with_unsigned_authn_request(true);
+        let denying_json = serde_json::to_string(&denying).unwrap();
+        assert!(svc.store.put_policy(id, &denying_json).await.unwrap());
+        svc.store
+            .put_metadata(&row(v2.clone(), &EntityPolicy::default()))
+            .await
+            .unwrap();
+        let stored = svc.store.entity(id).await.unwrap().unwrap();
+        assert_eq!(stored.xml, v2);
+        assert_eq!(stored.policy, denying_json);
+        // And the other order: a policy change does not write metadata back.
+        svc.store.put_policy(id, &denying_json).await.unwrap();
+        assert_eq!(svc.store.entity(id).await.unwrap().unwrap().xml, v2);
+        assert!(
+            !svc.store
+                .put_policy("https://nobody.example/x", "{}")
+                .await
+                .unwrap()
+        );
     }
 
     fn acs_in_core(svc: &BrokerService<SqliteStore>) -> Option<String> {

@@ -322,8 +322,9 @@ async fn finish<S: Store>(
         (op, Some(xml), Some(policy)) => {
             let policy_json =
                 serde_json::to_string(&policy).map_err(|e| Error::Store(e.to_string()))?;
+            // A new entity gets `policy`; an update keeps the policy stored (L2).
             svc.store
-                .put_entity(&StoredEntity {
+                .put_metadata(&StoredEntity {
                     entity_id: id.to_owned(),
                     xml: xml.clone(),
                     policy: policy_json,
@@ -457,22 +458,13 @@ pub(super) async fn policy<S: Store>(
                 return step_error(&e);
             }
         };
-        let xml = svc
-            .core()
-            .registry
-            .get(&id)
-            .and_then(|r| r.entity.to_xml().ok());
-        let (Some(xml), Ok(policy_json)) = (xml, serde_json::to_string(&policy)) else {
+        let Ok(policy_json) = serde_json::to_string(&policy) else {
             return page(StatusCode::INTERNAL_SERVER_ERROR, "policy");
         };
-        let stored = StoredEntity {
-            entity_id: id.clone(),
-            xml,
-            policy: policy_json,
-            // The metadata is unchanged: so is who vouched for it.
-            origin: None,
-        };
-        if let Err(e) = svc.store.put_entity(&stored).await {
+        // The policy column only: the metadata stored stays (this instance's copy may be a
+        // second old, and writing it back undid another instance's update, a key rotation
+        // among them: broker review L2).
+        if let Err(e) = svc.store.put_policy(&id, &policy_json).await {
             // The core has the new policy, the store the old one: the store decides.
             svc.resync(&id).await;
             return store_error(&e);
