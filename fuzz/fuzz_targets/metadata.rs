@@ -99,10 +99,19 @@ fn signed_paths(data: &[u8]) {
         let all = saml_metadata::filter::Filter::predicate(|_| true);
         match saml_metadata::selection::write_selection(lazy, &all, key, &opts, &mut out) {
             Ok(ids) => {
-                let want: Vec<_> = agg.entities().collect();
+                // Each entity carries the validUntil that applied to it in the source (its
+                // groups' and the root's too).
+                let want: Vec<_> = agg
+                    .entities()
+                    .map(|e| {
+                        let mut e = e.clone();
+                        e.valid_until = agg.valid_until(&e.entity_id);
+                        e
+                    })
+                    .collect();
                 assert_eq!(ids.len(), want.len(), "selection's entities differ");
                 let back = load::load(&out, &policy).expect("the selection does not load");
-                let got: Vec<_> = back.entities().collect();
+                let got: Vec<_> = back.entities().cloned().collect();
                 assert_eq!(got, want, "the selection reads back differently");
             }
             Err(e) => {
