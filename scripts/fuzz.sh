@@ -65,7 +65,9 @@ for t in "${targets[@]}"; do
   new="$(comm -13 <(printf '%s\n' "$before" | sort) <(ls -1 "$artifacts" | sort) |
     grep -E '^(crash|oom|timeout|leak|slow-unit)-' || true)"
   runs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)"
-  cov="$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | cut -d' ' -f2)"
+  # No match (an input that crashed before libFuzzer reported coverage) is not an error here:
+  # with pipefail it ended the script before the failure was reported.
+  cov="$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | cut -d' ' -f2 || true)"
   if ((rc == 0)) && [ -z "$new" ]; then
     echo "fuzz: $t ok (${took}s, ${runs:-?} runs, cov ${cov:-?}, corpus $(ls -1 "$corpus" | wc -l) files)"
     continue
