@@ -268,9 +268,49 @@ fn db(what: &str, e: sqlx::Error) -> Error {
     Error::Store(format!("{what}: {e}"))
 }
 
+/// An entity written whole: metadata, policy and (when given) origin.
+const ENTITY_ROW: &str = "INSERT INTO entities (entity_id, xml, policy, origin) \
+     VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (entity_id) DO UPDATE SET xml = excluded.xml, \
+     policy = excluded.policy, \
+     origin = COALESCE(excluded.origin, entities.origin)";
+
+/// An entity's metadata written, its stored policy kept (the policy given is for a new one).
+const ENTITY_METADATA: &str = "INSERT INTO entities (entity_id, xml, policy, origin) \
+     VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (entity_id) DO UPDATE SET xml = excluded.xml, \
+     origin = COALESCE(excluded.origin, entities.origin)";
+
 /// The parts of the two stores that differ: how a flow transaction begins and locks.
 macro_rules! store_impl {
     ($store:ty, $begin:expr, $lock:literal, $skip:literal, $shared:literal) => {
+        impl $store {
+            /// `e` written with `upsert` (`ENTITY_ROW` or `ENTITY_METADATA`), and the registry
+            /// generation bumped, in one transaction.
+            async fn upsert_entity(
+                &self,
+                e: &StoredEntity,
+                upsert: &'static str,
+                what: &'static str,
+            ) -> Result<(), Error> {
+                let w = |e| db(what, e);
+                let mut tx = $begin(&self.pool).await.map_err(w)?;
+                sqlx::query(upsert)
+                    .bind(&e.entity_id)
+                    .bind(&e.xml)
+                    .bind(&e.policy)
+                    .bind(e.origin.map(Origin::as_str))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(w)?;
+                sqlx::query("UPDATE generation SET n = n + 1 WHERE name = 'registry'")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(w)?;
+                tx.commit().await.map_err(w)
+            }
+        }
+
         impl Store for $store {
             fn shared(&self) -> bool {
                 $shared
@@ -316,49 +356,11 @@ macro_rules! store_impl {
             }
 
             async fn put_entity(&self, e: &StoredEntity) -> Result<(), Error> {
-                let mut tx = $begin(&self.pool).await.map_err(|e| db("put entity", e))?;
-                sqlx::query(
-                    "INSERT INTO entities (entity_id, xml, policy, origin) \
-                     VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (entity_id) DO UPDATE SET xml = excluded.xml, \
-                     policy = excluded.policy, \
-                     origin = COALESCE(excluded.origin, entities.origin)",
-                )
-                .bind(&e.entity_id)
-                .bind(&e.xml)
-                .bind(&e.policy)
-                .bind(e.origin.map(Origin::as_str))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| db("put entity", e))?;
-                sqlx::query("UPDATE generation SET n = n + 1 WHERE name = 'registry'")
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| db("put entity", e))?;
-                tx.commit().await.map_err(|e| db("put entity", e))
+                self.upsert_entity(e, ENTITY_ROW, "put entity").await
             }
 
             async fn put_metadata(&self, e: &StoredEntity) -> Result<(), Error> {
-                let w = |e| db("put metadata", e);
-                let mut tx = $begin(&self.pool).await.map_err(w)?;
-                sqlx::query(
-                    "INSERT INTO entities (entity_id, xml, policy, origin) \
-                     VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (entity_id) DO UPDATE SET xml = excluded.xml, \
-                     origin = COALESCE(excluded.origin, entities.origin)",
-                )
-                .bind(&e.entity_id)
-                .bind(&e.xml)
-                .bind(&e.policy)
-                .bind(e.origin.map(Origin::as_str))
-                .execute(&mut *tx)
-                .await
-                .map_err(w)?;
-                sqlx::query("UPDATE generation SET n = n + 1 WHERE name = 'registry'")
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(w)?;
-                tx.commit().await.map_err(w)
+                self.upsert_entity(e, ENTITY_METADATA, "put metadata").await
             }
 
             async fn put_policy(&self, entity_id: &str, policy: &str) -> Result<bool, Error> {
