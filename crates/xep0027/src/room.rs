@@ -692,28 +692,57 @@ mod tests {
     use crate::symmetric::OsRandom;
     use std::time::UNIX_EPOCH;
 
+    /// A moderator and bob, both pinned in one keyring, a room, at a fixed time.
+    struct Fixture {
+        t: SystemTime,
+        moderator: Identity,
+        bob: Identity,
+        ring: Keyring,
+        policy: Policy,
+        room: Jid,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let t = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+            let ident = |n: &str| {
+                Identity::generate(
+                    &Jid::new(&format!("{n}@example.org")).unwrap(),
+                    Suite::Cv25519,
+                    t - Duration::from_secs(86_400),
+                    None,
+                )
+                .unwrap()
+            };
+            let (moderator, bob) = (ident("mod"), ident("bob"));
+            let mut ring = Keyring::new();
+            ring.insert_pinned(moderator.jid(), moderator.public_cert());
+            ring.insert_pinned(bob.jid(), bob.public_cert());
+            Fixture {
+                t,
+                moderator,
+                bob,
+                ring,
+                policy: Policy::standard(),
+                room: Jid::new("room@conference.example.org").unwrap(),
+            }
+        }
+    }
+
     /// XEP-0027 review F5: a key record for epoch `u64::MAX` (a buggy moderator, or a stolen
     /// key) was accepted, after which every genuine distribution was "not newer" and opening a
     /// message of that epoch computed `epoch + 1` (a panic with overflow checks); a moderator's
     /// rotation there overflowed too.
     #[test]
     fn an_epoch_nobody_could_follow_is_refused_and_nothing_overflows() {
-        let t = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let ident = |n: &str| {
-            Identity::generate(
-                &Jid::new(&format!("{n}@example.org")).unwrap(),
-                Suite::Cv25519,
-                t - Duration::from_secs(86_400),
-                None,
-            )
-            .unwrap()
-        };
-        let (moderator, bob) = (ident("mod"), ident("bob"));
-        let mut ring = Keyring::new();
-        ring.insert_pinned(moderator.jid(), moderator.public_cert());
-        ring.insert_pinned(bob.jid(), bob.public_cert());
-        let policy = Policy::standard();
-        let room = Jid::new("room@conference.example.org").unwrap();
+        let Fixture {
+            t,
+            moderator,
+            bob,
+            ring,
+            policy,
+            room,
+        } = Fixture::new();
         let mut m = Moderator::new(&room, Duration::from_secs(3600), &mut OsRandom, t).unwrap();
         m.add_member(bob.jid(), bob.public_cert(), &policy, t)
             .unwrap();
@@ -759,22 +788,14 @@ mod tests {
     /// an older epoch with.
     #[test]
     fn room_keys_live_a_bounded_time_and_members_keep_their_epoch() {
-        let t = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let ident = |n: &str| {
-            Identity::generate(
-                &Jid::new(&format!("{n}@example.org")).unwrap(),
-                Suite::Cv25519,
-                t - Duration::from_secs(86_400),
-                None,
-            )
-            .unwrap()
-        };
-        let (moderator, bob) = (ident("mod"), ident("bob"));
-        let mut ring = Keyring::new();
-        ring.insert_pinned(moderator.jid(), moderator.public_cert());
-        ring.insert_pinned(bob.jid(), bob.public_cert());
-        let policy = Policy::standard();
-        let room = Jid::new("room@conference.example.org").unwrap();
+        let Fixture {
+            t,
+            moderator,
+            bob,
+            ring,
+            policy,
+            room,
+        } = Fixture::new();
         assert!(
             Moderator::new(
                 &room,
