@@ -11,6 +11,7 @@
 //! 400 for a path that is not one segment below `entities`.
 //! ```
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use saml_metadata::model::sha1_hex;
@@ -19,10 +20,14 @@ use saml_metadata::model::sha1_hex;
 pub const MEDIA_TYPE: &str = "application/samlmetadata+xml";
 
 /// A signed document the service can send.
+///
+/// The XML is shared, so that handing it out is a reference count, not a copy: a source kept
+/// behind a lock (the broker's registry) is held only for that moment, however large the
+/// document and however many ask at once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedDocument {
     /// The signed XML.
-    pub xml: Vec<u8>,
+    pub xml: Arc<[u8]>,
     /// Its entity tag (an opaque version, e.g. a digest prefix), without quotes.
     pub etag: String,
 }
@@ -58,8 +63,8 @@ pub struct MdqAnswer {
     pub status: u16,
     /// Response headers.
     pub headers: Vec<(&'static str, String)>,
-    /// Body (empty for HEAD, 304 and errors).
-    pub body: Vec<u8>,
+    /// Body (empty for HEAD, 304 and errors), shared with the source's document.
+    pub body: Arc<[u8]>,
 }
 
 /// The service: its path prefix and how long answers may be cached.
@@ -98,7 +103,7 @@ impl MdqService {
         MdqAnswer {
             status,
             headers,
-            body: Vec::new(),
+            body: Arc::from([]),
         }
     }
 
@@ -151,7 +156,7 @@ impl MdqService {
             return MdqAnswer {
                 status: 304,
                 headers: vec![("ETag", etag), ("Cache-Control", cache)],
-                body: Vec::new(),
+                body: Arc::from([]),
             };
         }
         MdqAnswer {
@@ -162,7 +167,7 @@ impl MdqService {
                 ("ETag", etag),
                 ("Cache-Control", cache),
             ],
-            body: if head { Vec::new() } else { doc.xml },
+            body: if head { Arc::from([]) } else { doc.xml },
         }
     }
 }

@@ -477,7 +477,10 @@ impl Registry {
             id.clone(),
             Registered {
                 entity: Arc::new(entity),
-                document: SignedDocument { xml, etag },
+                document: SignedDocument {
+                    xml: xml.into(),
+                    etag,
+                },
                 policy,
                 updated: now,
             },

@@ -59,7 +59,7 @@ async fn mdq(State(b): State<Arc<Broker>>, uri: Uri, headers: HeaderMap) -> impl
         },
         &b.registry,
     );
-    let mut r = (StatusCode::from_u16(a.status).unwrap(), a.body).into_response();
+    let mut r = (StatusCode::from_u16(a.status).unwrap(), a.body.to_vec()).into_response();
     for (k, v) in a.headers {
         r.headers_mut().insert(k, v.parse().unwrap());
     }

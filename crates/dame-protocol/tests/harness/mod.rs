@@ -299,7 +299,7 @@ impl World {
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v))
                 .collect(),
-            a.body,
+            a.body.to_vec(),
         )
     }
 

@@ -174,7 +174,13 @@ pub struct BrokerService<S: Store> {
     directory: Mutex<Option<(u64, Arc<Vec<Listing>>)>>,
     /// Triggers in flight per addressed entity ([`TRIGGERS_PER_AGENT`] each).
     pacing: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    /// The `dame_flows` gauge as last counted, and when: `/metrics` is open to anyone, so the
+    /// store counts at most once per [`METRICS_FLOW_COUNT_AGE`] however often it is asked.
+    flow_gauge: tokio::sync::Mutex<Option<(Instant, i64)>>,
 }
+
+/// How long `/metrics` answers with the flow count it last took from the store.
+const METRICS_FLOW_COUNT_AGE: Duration = Duration::from_secs(1);
 
 /// Triggers in flight at once to one agent: a policy change or a deletion that moves many
 /// pairs of one entity is paced, not fired all at once at its agent (agent review M2: beyond
@@ -357,6 +363,7 @@ impl<S: Store> BrokerService<S> {
             generation: Mutex::new(generation),
             digests: Mutex::new(digests),
             waiters: Mutex::new(HashMap::new()),
+            flow_gauge: tokio::sync::Mutex::new(None),
             registrations: Mutex::new(dame_protocol::registration::Registrations::new()),
             store,
             http,
@@ -769,14 +776,29 @@ impl<S: Store> BrokerService<S> {
 
     /// One shared rate-limit hit for the client address key `source`.
     async fn within_rate(&self, source: &str) -> Result<bool, Error> {
+        self.within(
+            &format!("source {source}"),
+            self.cfg.rate_per_source_per_minute,
+        )
+        .await
+    }
+
+    /// One hit in the separate window of steps that follow a flow already admitted
+    /// (`/ds/choose`, `/wait`): a user makes several per login, so they have four times the
+    /// per-address rate of their own and do not use up the rate of new logins (broker review,
+    /// "same class, smaller").
+    async fn within_follow_rate(&self, source: &str) -> Result<bool, Error> {
+        self.within(
+            &format!("follow {source}"),
+            self.cfg.rate_per_source_per_minute.saturating_mul(4),
+        )
+        .await
+    }
+
+    /// One hit against `limit` per minute for `key`, shared by every instance.
+    async fn within(&self, key: &str, limit: u32) -> Result<bool, Error> {
         let window = unix(SystemTime::now()) / 60;
-        self.store
-            .hit(
-                &format!("source {source}"),
-                window,
-                self.cfg.rate_per_source_per_minute,
-            )
-            .await
+        self.store.hit(key, window, limit).await
     }
 
     /// The router.
@@ -1221,10 +1243,20 @@ async fn search<S: Store>(
 
 async fn choose<S: Store>(
     State(svc): Svc<S>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Response {
     guard(async move {
+        // A store transaction for any cookie value: bounded per address.
+        match svc
+            .within_follow_rate(&crate::source_key(remote.ip()))
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return too_many(),
+            Err(e) => return store_error(&e),
+        }
         let Some(flow) = cookie_flow(&headers) else {
             return page(StatusCode::BAD_REQUEST, "no flow: start from your service");
         };
@@ -1304,6 +1336,13 @@ async fn dame<S: Store>(
                 }
             }
             Some("status") => {
+                // Unauthenticated until the core checks the signature, after the store
+                // transaction: bounded per address like every other such request.
+                match svc.within_rate(&crate::source_key(remote.ip())).await {
+                    Ok(true) => {}
+                    Ok(false) => return too_many(),
+                    Err(e) => return store_error(&e),
+                }
                 // The flows waiting for this pair: the reporter and its peer, in either role.
                 let reporter = dame_protocol::mdi::StatusReport::reporter_of(&q).ok();
                 let peer = query_param(&q, "peer");
@@ -1397,8 +1436,22 @@ const LONG_POLL: Duration = Duration::from_secs(10);
 const LONG_POLL_STEP_SHARED: Duration = Duration::from_millis(250);
 const LONG_POLL_STEP_OWN: Duration = Duration::from_secs(2);
 
-async fn wait<S: Store>(State(svc): Svc<S>, headers: HeaderMap) -> Response {
+async fn wait<S: Store>(
+    State(svc): Svc<S>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
     guard(async move {
+        // Each request holds a waiter and looks at the store: bounded per address (the page
+        // asks again only after LONG_POLL, so a user stays far below the rate).
+        match svc
+            .within_follow_rate(&crate::source_key(remote.ip()))
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return too_many(),
+            Err(e) => return store_error(&e),
+        }
         let Some(flow) = cookie_flow(&headers) else {
             return page(StatusCode::BAD_REQUEST, "no flow");
         };
@@ -1462,7 +1515,8 @@ async fn mdq<S: Store>(State(svc): Svc<S>, uri: Uri, headers: HeaderMap) -> Resp
     };
     let mut r = (
         StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        a.body,
+        // The registry's document itself, not a copy made under the core's lock.
+        Bytes::from_owner(a.body),
     )
         .into_response();
     for (k, v) in a.headers {
@@ -1676,9 +1730,19 @@ async fn admin_rules<S: Store>(State(svc): Svc<S>, headers: HeaderMap, body: Byt
 }
 
 async fn metrics<S: Store>(State(svc): Svc<S>) -> Response {
-    let flows = match svc.store.flow_count(unix(SystemTime::now())).await {
-        Ok(n) => n,
-        Err(e) => return store_error(&e),
+    let flows = {
+        // One count at a time, reused for a second: a flood of scrapes costs no store work.
+        let mut gauge = svc.flow_gauge.lock().await;
+        match *gauge {
+            Some((at, n)) if at.elapsed() < METRICS_FLOW_COUNT_AGE => n,
+            _ => match svc.store.flow_count(unix(SystemTime::now())).await {
+                Ok(n) => {
+                    *gauge = Some((Instant::now(), n));
+                    n
+                }
+                Err(e) => return store_error(&e),
+            },
+        }
     };
     let (entities, pairs) = {
         let core = svc.core();
