@@ -443,6 +443,11 @@ pub struct BrokerConfig {
     /// minute).
     #[serde(default = "default_audit_retention_days")]
     pub audit_retention_days: u32,
+    /// At most this many audit events are kept, the oldest deleted first (default 1,000,000;
+    /// checked every minute): anyone can start flows, so the retention alone does not bound
+    /// the table.
+    #[serde(default = "default_audit_max_rows")]
+    pub audit_max_rows: u32,
     /// Self-service registration with proof of ownership (`/register`).
     #[serde(default)]
     pub registration: RegistrationConfig,
@@ -473,6 +478,10 @@ fn default_max_pending_flows_per_address() -> u32 {
 
 fn default_audit_retention_days() -> u32 {
     90
+}
+
+fn default_audit_max_rows() -> u32 {
+    1_000_000
 }
 
 fn default_registration_port() -> u16 {
@@ -567,10 +576,11 @@ impl BrokerConfig {
             || self.max_pending_flows == Some(0)
             || self.max_pending_flows_per_address == 0
             || self.audit_retention_days == 0
+            || self.audit_max_rows == 0
         {
             return Err(Error::config(
                 "max_flows / max_pending_flows / max_pending_flows_per_address / \
-                 audit_retention_days",
+                 audit_retention_days / audit_max_rows",
                 "must be positive",
             ));
         }

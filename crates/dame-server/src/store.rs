@@ -18,8 +18,8 @@
 //!
 //! Flows whose user is not yet authenticated (anyone can start one with a discovery request)
 //! carry their client address key, so that [`Store::admit_pending`] caps them per address and
-//! in all across every instance; audit events are deleted after the configured retention
-//! ([`Store::prune_audit`]).
+//! in all across every instance; audit events are deleted after the configured retention and
+//! beyond the configured number of rows ([`Store::prune_audit`]).
 
 use std::future::Future;
 use std::path::Path;
@@ -260,8 +260,14 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
         caps: FlowCaps,
     ) -> impl Future<Output = Result<Admission, Error>> + Send;
-    /// Deletes the audit events recorded before `before` (Unix seconds); returns how many.
-    fn prune_audit(&self, before: i64) -> impl Future<Output = Result<u64, Error>> + Send;
+    /// Deletes the audit events recorded before `before` (Unix seconds), and the oldest beyond
+    /// the newest `keep` (anyone can start flows, so age alone does not bound the table);
+    /// returns how many.
+    fn prune_audit(
+        &self,
+        before: i64,
+        keep: u32,
+    ) -> impl Future<Output = Result<u64, Error>> + Send;
 }
 
 fn db(what: &str, e: sqlx::Error) -> Error {
@@ -771,9 +777,15 @@ macro_rules! store_impl {
                 Ok(Admission::Room { evicted })
             }
 
-            async fn prune_audit(&self, before: i64) -> Result<u64, Error> {
-                let r = sqlx::query("DELETE FROM audit WHERE at < $1")
-                    .bind(before)
+            async fn prune_audit(&self, before: i64, keep: u32) -> Result<u64, Error> {
+                // The id of the newest row beyond `keep` is NULL when there are fewer, and
+                // `id <= NULL` deletes nothing.
+                let r = sqlx::query(
+                    "DELETE FROM audit WHERE at < $1 OR id <= \
+                     (SELECT id FROM audit ORDER BY id DESC LIMIT 1 OFFSET $2)",
+                )
+                .bind(before)
+                .bind(i64::from(keep))
                     .execute(&self.pool)
                     .await
                     .map_err(|e| db("prune audit", e))?;

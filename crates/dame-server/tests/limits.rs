@@ -436,22 +436,27 @@ fn unix_now() -> i64 {
     .unwrap()
 }
 
-/// Audit events older than `audit_retention_days` are deleted by the running broker (at
-/// start, then every minute); younger ones stay. `database` is the store's URL or file.
+/// Audit events older than `audit_retention_days`, and the oldest beyond `audit_max_rows`, are
+/// deleted by the running broker (at start, then every minute); the newest within both stay.
+/// `database` is the store's URL or file.
 async fn audit_is_pruned(dir: &Path, database: &str, count: impl AsyncFn() -> (i64, i64)) {
     let port = free_port();
-    let cfg = config(dir, port, "audit_retention_days = 30\n");
+    let cfg = config(dir, port, "audit_retention_days = 30\naudit_max_rows = 2\n");
     use_database(&cfg, database);
     let _b = spawn(env!("CARGO_BIN_EXE_dame-broker"), &cfg);
     healthy(port, &cfg).await;
     let t = Instant::now();
     let (mut old, mut young) = count().await;
-    while old > 0 && t.elapsed() < Duration::from_secs(20) {
+    while (old > 0 || young > 2) && t.elapsed() < Duration::from_secs(20) {
         tokio::time::sleep(Duration::from_millis(200)).await;
         (old, young) = count().await;
     }
     assert_eq!(old, 0, "audit rows beyond the retention were kept");
-    assert_eq!(young, 3, "audit rows within the retention were deleted");
+    // Of the three within the retention, the two newest: the row cap applies besides age.
+    assert_eq!(
+        young, 2,
+        "audit rows within the retention and the cap were deleted"
+    );
 }
 
 const DAY: i64 = 86_400;

@@ -42,6 +42,8 @@ CONFIGURATION (TOML; unknown keys are refused; see crates/dame-server/broker.exa
     max_pending_flows_per_address
                          unauthenticated flows per client address or IPv6 /64 (default 100)
     audit_retention_days audit events older than this are deleted (default 90)
+    audit_max_rows       at most this many audit events are kept, oldest deleted first
+                         (default 1000000)
     [registration]       self-service registration with proof of ownership: enabled (true),
                          allow_private (false), port (443), ca, hosts (tests only)
     [http]               the listener's limits: header_read_timeout_s (10), request_timeout_s

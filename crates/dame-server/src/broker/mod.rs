@@ -1797,7 +1797,7 @@ pub async fn run<S: Store>(
     // Every second: what other instances changed is reloaded, and flows past their deadline
     // or lifetime are handled (whichever instance gets to them first; the others skip them).
     // At start and every minute: one-time values and rate windows that can no longer matter
-    // are dropped, and audit events older than the retention.
+    // are dropped, and audit events older than the retention or beyond the row cap.
     let ticker = svc.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -1818,7 +1818,11 @@ pub async fn run<S: Store>(
                 result = ticker.store.sweep(now).await;
                 if result.is_ok() {
                     let retention = i64::from(ticker.cfg.audit_retention_days) * 86_400;
-                    result = match ticker.store.prune_audit(now - retention).await {
+                    result = match ticker
+                        .store
+                        .prune_audit(now - retention, ticker.cfg.audit_max_rows)
+                        .await
+                    {
                         Ok(0) => Ok(()),
                         Ok(n) => {
                             log(&[("event", "audit-pruned".into()), ("rows", n.to_string())]);
