@@ -658,7 +658,7 @@ async fn main() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let (bk, bc) = broker_key.write_pem(dir, "broker");
-    std::fs::write(dir.join("admin.token"), TOKEN).unwrap();
+    testkit::signer::write_secret(&dir.join("admin.token"), TOKEN.as_bytes());
     std::fs::write(
         dir.join("broker.toml"),
         format!(

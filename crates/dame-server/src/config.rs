@@ -238,13 +238,82 @@ fn read(key: &str, p: &Path) -> Result<Vec<u8>, Error> {
     std::fs::read(p).map_err(|e| Error::config(key, format!("{}: {e}", p.display())))
 }
 
+/// Reads a secret (a private key, a token) after checking that no user outside its owner and
+/// group can read or change it, and its group cannot change it (mode 0600 or 0640; broker
+/// review L7): a key others can read is refused at start, not used.
+pub(crate) fn read_secret(key: &str, p: &Path) -> Result<Vec<u8>, Error> {
+    private(key, p)?;
+    read(key, p)
+}
+
+/// Refuses a file others may read or write (see [`read_secret`]).
+fn private(key: &str, p: &Path) -> Result<(), Error> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(p)
+            .map_err(|e| Error::config(key, format!("{}: {e}", p.display())))?
+            .permissions()
+            .mode();
+        if mode & 0o027 != 0 {
+            return Err(Error::config(
+                key,
+                format!(
+                    "{} holds a secret but its mode is {:04o}: other users can read or change \
+                     it; make it readable by its owner only (chmod 600), or also by its group \
+                     (chmod 640)",
+                    p.display(),
+                    mode & 0o7777
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a database URL carries a password (`user:password@` or `password=`).
+fn has_password(database: &str) -> bool {
+    let userinfo = database
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split(['/', '?']).next())
+        .and_then(|authority| authority.rsplit_once('@'))
+        .map(|(userinfo, _)| userinfo);
+    userinfo.is_some_and(|u| u.contains(':')) || database.contains("password=")
+}
+
+/// A TOML error without the value it quotes (which may be a password): the line number, the
+/// key written on that line, the message.
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else {
+        return e.message().to_owned();
+    };
+    let start = text
+        .get(..span.start)
+        .map_or(text.len(), |before| before.len());
+    let line = text[..start].matches('\n').count() + 1;
+    let key = text
+        .lines()
+        .nth(line - 1)
+        .and_then(|l| l.split_once('='))
+        .map(|(k, _)| k.trim())
+        .filter(|k| {
+            !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        });
+    match key {
+        Some(key) => format!("line {line}, {key}: {}", e.message()),
+        None => format!("line {line}: {}", e.message()),
+    }
+}
+
 impl AgentConfig {
     /// Reads and checks the file at `path`.
     pub fn load(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::config("--config", format!("{}: {e}", path.display())))?;
         let cfg: AgentConfig = toml::from_str(&text)
-            .map_err(|e| Error::config(&path.display().to_string(), e.to_string()))?;
+            .map_err(|e| Error::config(&path.display().to_string(), toml_error(&text, &e)))?;
         cfg.check()?;
         Ok(cfg)
     }
@@ -319,7 +388,7 @@ impl AgentConfig {
         )?)
         .map_err(|e| Error::config("broker_certificate", e.to_string()))?;
         let key = saml_core::dsig::SigningKey::from_pem(
-            &read("key", &self.key)?,
+            &read_secret("key", &self.key)?,
             Some(&read("certificate", &self.certificate)?),
         )
         .map_err(|e| Error::config("key", e.to_string()))?;
@@ -551,7 +620,11 @@ impl BrokerConfig {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::config("--config", format!("{}: {e}", path.display())))?;
         let cfg: BrokerConfig = toml::from_str(&text)
-            .map_err(|e| Error::config(&path.display().to_string(), e.to_string()))?;
+            .map_err(|e| Error::config(&path.display().to_string(), toml_error(&text, &e)))?;
+        // A database password in the configuration makes the file a secret.
+        if has_password(&cfg.database) {
+            private("database", path)?;
+        }
         cfg.check()?;
         Ok(cfg)
     }
@@ -639,9 +712,10 @@ impl BrokerConfig {
     /// The signing key and the admin token.
     pub fn secrets(&self) -> Result<(saml_core::dsig::SigningKey, Vec<u8>, String), Error> {
         let cert = read("certificate", &self.certificate)?;
-        let key = saml_core::dsig::SigningKey::from_pem(&read("key", &self.key)?, Some(&cert))
-            .map_err(|e| Error::config("key", e.to_string()))?;
-        let token = String::from_utf8(read("admin_token_file", &self.admin_token_file)?)
+        let key =
+            saml_core::dsig::SigningKey::from_pem(&read_secret("key", &self.key)?, Some(&cert))
+                .map_err(|e| Error::config("key", e.to_string()))?;
+        let token = String::from_utf8(read_secret("admin_token_file", &self.admin_token_file)?)
             .map_err(|_| Error::config("admin_token_file", "not UTF-8"))?
             .trim()
             .to_owned();

@@ -50,9 +50,10 @@ fn acceptor(cert: &Path, key: &Path) -> Result<tokio_native_tls::TlsAcceptor, Er
     };
     let cert_pem = read("tls_certificate", cert)?;
     // native-tls wants PKCS#8: convert whatever PEM form the key is in.
-    let key_pem = openssl::pkey::PKey::private_key_from_pem(&read("tls_key", key)?)
-        .and_then(|k| k.private_key_to_pem_pkcs8())
-        .map_err(|e| Error::config("tls_key", e.to_string()))?;
+    let key_pem =
+        openssl::pkey::PKey::private_key_from_pem(&crate::config::read_secret("tls_key", key)?)
+            .and_then(|k| k.private_key_to_pem_pkcs8())
+            .map_err(|e| Error::config("tls_key", e.to_string()))?;
     let id = native_tls::Identity::from_pkcs8(&cert_pem, &key_pem)
         .map_err(|e| Error::config("tls_certificate", e.to_string()))?;
     let acc = native_tls::TlsAcceptor::builder(id)

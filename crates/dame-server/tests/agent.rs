@@ -429,3 +429,90 @@ directory = "/nonexistent/dir"
         .unwrap();
     assert!(String::from_utf8_lossy(&help.stdout).contains("broker_certificate"));
 }
+
+/// Broker review L7: a signing key, TLS key or admin token that other users can read or change
+/// is refused when the service starts, naming the file and how to fix it; mode 0600 and 0640
+/// (a group of readers) are taken. A configuration holding a database password is a secret
+/// too, and a TOML error does not quote the line it found (which may be that password).
+#[test]
+fn secrets_others_can_read_are_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let chmod = |p: &Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let (k, c) = TestKey::rsa("broker").write_pem(d, "broker");
+    let token = d.join("admin.token");
+    testkit::signer::write_secret(&token, b"0123456789abcdef0123456789abcdef-operator");
+    let cfg = d.join("broker.toml");
+    let write = |database: &str, extra: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "entity_id = \"https://broker.example.com/sp\"\n\
+                 public_url = \"https://broker.example.com\"\nlisten = \"127.0.0.1:0\"\n\
+                 key = \"{}\"\ncertificate = \"{}\"\ndatabase = \"{database}\"\n\
+                 admin_token_file = \"{}\"\n{extra}",
+                k.display(),
+                c.display(),
+                token.display()
+            ),
+        )
+        .unwrap();
+    };
+    write("/var/lib/dame/broker.db", "");
+    let broker = dame_server::config::BrokerConfig::load(&cfg).unwrap();
+    broker.secrets().unwrap();
+    for (file, name) in [(&k, "key"), (&token, "admin_token_file")] {
+        for mode in [0o644, 0o604, 0o660, 0o666] {
+            chmod(file, mode);
+            let e = broker.secrets().unwrap_err().to_string();
+            assert!(e.contains(name) && e.contains("chmod 600"), "{mode:o}: {e}");
+        }
+        chmod(file, 0o640);
+        broker.secrets().unwrap();
+        chmod(file, 0o600);
+    }
+    // The agent's key.
+    let agent = d.join("agent.toml");
+    std::fs::write(
+        &agent,
+        format!(
+            "entity_id = \"https://sp.example.org/sp\"\nside = \"sp\"\nlisten = \"127.0.0.1:0\"\n\
+             broker_mdq = \"https://broker.example.com/mdq/\"\n\
+             broker_endpoint = \"https://broker.example.com/DAME\"\n\
+             broker_certificate = \"{c}\"\nkey = \"{k}\"\ncertificate = \"{c}\"\n\
+             directory = \"{d}\"\n",
+            c = c.display(),
+            k = k.display(),
+            d = d.display()
+        ),
+    )
+    .unwrap();
+    let agent = dame_server::config::AgentConfig::load(&agent).unwrap();
+    agent.keys().unwrap();
+    chmod(&k, 0o644);
+    assert!(agent.keys().unwrap_err().to_string().contains("chmod 600"));
+    chmod(&k, 0o600);
+    // A configuration with a database password.
+    write("postgres://dame:s3cret@db.example.org/dame", "");
+    chmod(&cfg, 0o644);
+    let e = dame_server::config::BrokerConfig::load(&cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("database") && e.contains("chmod 600"), "{e}");
+    chmod(&cfg, 0o600);
+    dame_server::config::BrokerConfig::load(&cfg).unwrap();
+    // A syntax error names the line and its key, not the text of the line (the unterminated
+    // string here).
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("/dame\"\n", "/dame\n")).unwrap();
+    let e = dame_server::config::BrokerConfig::load(&cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("line 6, database") && !e.contains("s3cret"),
+        "{e}"
+    );
+}

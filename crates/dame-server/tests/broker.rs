@@ -123,7 +123,7 @@ impl World {
     fn instance_config(&self, name: &str, listen: u16, database: &str) -> PathBuf {
         let (k, c) = self.broker_key.write_pem(&self.dir, "broker");
         let token = self.dir.join("admin.token");
-        std::fs::write(&token, TOKEN).unwrap();
+        testkit::signer::write_secret(&token, TOKEN.as_bytes());
         let cfg = format!(
             r#"entity_id = "https://broker.example.com/sp"
 public_url = "{scheme}://127.0.0.1:{p}"
@@ -1027,7 +1027,7 @@ fn tls_cert(
         dir.join(format!("{stem}.key")),
     );
     std::fs::write(&c, cert.to_pem().unwrap()).unwrap();
-    std::fs::write(&k, key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    testkit::signer::write_secret(&k, &key.private_key_to_pem_pkcs8().unwrap());
     (c, k, key, cert)
 }
 

@@ -27,7 +27,7 @@ const TOKEN: &str = "0123456789abcdef0123456789abcdef-operator";
 fn config(dir: &Path, port: u16, extra: &str) -> PathBuf {
     let (k, c) = TestKey::rsa("broker").write_pem(dir, "broker");
     let token = dir.join("admin.token");
-    std::fs::write(&token, TOKEN).unwrap();
+    testkit::signer::write_secret(&token, TOKEN.as_bytes());
     let cfg = format!(
         "entity_id = \"https://broker.example.com/sp\"\n\
          public_url = \"http://127.0.0.1:{port}\"\n\

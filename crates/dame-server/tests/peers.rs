@@ -244,7 +244,7 @@ fn shibboleth_sp_and_simplesamlphp_idp_exchange_on_first_use() {
     // The broker.
     let broker_key = TestKey::rsa("broker.dame.test");
     let (bk, bc) = broker_key.write_pem(d, "broker");
-    std::fs::write(d.join("admin.token"), TOKEN).unwrap();
+    testkit::signer::write_secret(&d.join("admin.token"), TOKEN.as_bytes());
     let broker_cfg = d.join("broker.toml");
     std::fs::write(
         &broker_cfg,

@@ -96,11 +96,12 @@ impl TestKey {
         self.pkey.private_key_to_pem_pkcs8().expect("pem")
     }
 
-    /// Writes `<name>.key` (PKCS#8 PEM) and `<name>.crt` (PEM) in `dir`; returns their paths.
+    /// Writes `<name>.key` (PKCS#8 PEM, readable by its owner only) and `<name>.crt` (PEM) in
+    /// `dir`; returns their paths.
     pub fn write_pem(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
         let key = dir.join(format!("{name}.key"));
         let cert = dir.join(format!("{name}.crt"));
-        std::fs::write(&key, self.key_pem()).expect("write key");
+        write_secret(&key, &self.key_pem());
         std::fs::write(&cert, self.cert_pem()).expect("write certificate");
         (key, cert)
     }
@@ -123,4 +124,16 @@ pub fn rsa_signing_key() -> SigningKey {
         None,
     )
     .expect("signing key")
+}
+
+/// Writes `bytes` to `path` readable and writable by its owner only (mode 0600 on Unix), as
+/// services that refuse secrets others can read want their keys and tokens.
+pub fn write_secret(path: &Path, bytes: &[u8]) {
+    std::fs::write(path, bytes).expect("write secret");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod secret");
+    }
 }

@@ -1883,7 +1883,7 @@ mod tests {
     async fn service_with(dir: &std::path::Path, extra: &str) -> Arc<BrokerService<SqliteStore>> {
         let (k, c) = TestKey::rsa("broker").write_pem(dir, "broker");
         let token = dir.join("admin.token");
-        std::fs::write(&token, "0123456789abcdef0123456789abcdef-operator").unwrap();
+        testkit::signer::write_secret(&token, b"0123456789abcdef0123456789abcdef-operator");
         let cfg = dir.join("broker.toml");
         std::fs::write(
             &cfg,
