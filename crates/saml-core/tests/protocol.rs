@@ -124,6 +124,57 @@ fn protocol_err(r: Result<saml_core::protocol::ValidatedResponse, Error>) -> Pro
     }
 }
 
+/// An AuthnRequest's children come at most once each, in the schema's order (SAML Core §3.2.1,
+/// §3.4.1; sasl review C2): with two Issuers, a client that checks the issuer (keeping the
+/// last) and an IdP that answers it (keeping the first, as SimpleSAMLphp's saml2 library
+/// does) would read two different relying parties from one request. Two IDPLists are refused
+/// too, not merged.
+#[test]
+fn authn_request_children_are_single_and_in_schema_order() {
+    let mut req = AuthnRequest::new(new_id(&mut counter()), SP, now());
+    req.name_id_policy = Some(NameIdPolicy {
+        format: Some(NAMEID_PERSISTENT.into()),
+        sp_name_qualifier: None,
+        allow_create: Some(true),
+    });
+    req.scoping = Some(saml_core::protocol::authn_request::Scoping {
+        proxy_count: None,
+        idp_list: vec![IDP.into()],
+        requester_ids: vec!["https://requester.example".into()],
+    });
+    let xml = req.to_xml();
+    AuthnRequest::parse(xml.as_bytes()).unwrap();
+    let issuer = format!("<saml:Issuer>{SP}</saml:Issuer>");
+    let other = "<saml:Issuer>https://other.example/sp</saml:Issuer>";
+    let policy_at = xml.find("<samlp:NameIDPolicy").unwrap();
+    let policy_end = policy_at + xml[policy_at..].find("/>").unwrap() + 2;
+    let list = xml[xml.find("<samlp:IDPList").unwrap()..]
+        .split_inclusive("</samlp:IDPList>")
+        .next()
+        .unwrap()
+        .to_owned();
+    for bad in [
+        // A second Issuer, after the first or after another child.
+        xml.replacen(&issuer, &format!("{other}{issuer}"), 1),
+        xml.replacen(&issuer, &format!("{issuer}{other}"), 1),
+        format!("{}{other}{}", &xml[..policy_at], &xml[policy_at..]),
+        // The Issuer after NameIDPolicy.
+        format!("{}{issuer}{}", &xml[..policy_end], &xml[policy_end..]).replacen(&issuer, "", 1),
+        // A second NameIDPolicy.
+        xml.replacen(
+            "<samlp:NameIDPolicy",
+            "<samlp:NameIDPolicy Format=\"urn:x\"/><samlp:NameIDPolicy",
+            1,
+        ),
+        // A second IDPList.
+        xml.replacen(&list, &format!("{list}{list}"), 1),
+    ] {
+        assert_ne!(bad, xml);
+        let e = AuthnRequest::parse(bad.as_bytes()).unwrap_err();
+        assert!(matches!(e, Error::Protocol(_)), "{e:?}: {bad}");
+    }
+}
+
 #[test]
 fn authn_request_round_trip_sign_and_parse() {
     let mut req = AuthnRequest::new(new_id(&mut counter()), SP, now());

@@ -50,9 +50,46 @@ pub struct RedirectPolicy {
     /// server's entityID refuses that redirect. Default: unset (not checked).
     pub expected_sp: Option<String>,
     /// Hosts the redirect may send the client's browser or agent to (the IdP's single sign-on
-    /// hosts, compared without case): any other is refused, so that a server cannot point an
-    /// automated agent at an arbitrary, perhaps internal, https URL. Default: empty (any host).
+    /// hosts, compared without case; `host:port` for a port other than the scheme's): any
+    /// other is refused, so that a server cannot point an automated agent at an arbitrary,
+    /// perhaps internal, https URL. Default: empty (any host).
+    ///
+    /// [`RedirectPolicy::expected_sp`] protects only together with these: without them a
+    /// server sends the client to a host of its own with a request it issued, and bounces the
+    /// browser from there to another server's request (sasl review C1). A policy with
+    /// `expected_sp` and no hosts refuses every redirect ([`Error::State`]).
     pub idp_hosts: Vec<String>,
+}
+
+/// The HTTP-Redirect binding's parameters (SAML Bindings §3.4.4.1).
+const BINDING_PARAMETERS: [&str; 5] = [
+    "SAMLRequest",
+    "SAMLResponse",
+    "RelayState",
+    "SigAlg",
+    "Signature",
+];
+
+/// Whether a raw `name=value` piece names a binding parameter, in any case.
+fn is_binding_parameter(piece: &str) -> bool {
+    let name = piece.split_once('=').map_or(piece, |(n, _)| n);
+    BINDING_PARAMETERS
+        .iter()
+        .any(|b| b.eq_ignore_ascii_case(name))
+}
+
+/// `host` or `host:port` (`[v6]` or `[v6]:port`).
+fn split_host_port(h: &str) -> (&str, Option<&str>) {
+    if let Some(i) = h.rfind("]:") {
+        (&h[..=i], Some(&h[i + 2..]))
+    } else if h.starts_with('[') {
+        (h, None)
+    } else {
+        match h.rsplit_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (h, None),
+        }
+    }
 }
 
 /// Largest AuthnRequest inflated from a redirect when [`RedirectPolicy::expected_sp`] is
@@ -230,6 +267,35 @@ impl Client {
         if url.host_str().is_none_or(str::is_empty) {
             return Err(Error::Malformed("the redirect URI has no host".into()));
         }
+        // Credentials in the URL would log an agent that honours them into the IdP as someone
+        // else (sasl review C3).
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(Error::RedirectRefused(
+                "the redirect URI carries user credentials".into(),
+            ));
+        }
+        // `;` is a parameter separator to some IdP stacks: a binding parameter hidden behind
+        // one would be read there and not here (sasl review C2). So would a binding
+        // parameter's name in another case.
+        for piece in url.query().unwrap_or_default().split('&') {
+            let hidden = piece.split(';').skip(1).any(|p| is_binding_parameter(p));
+            let name = piece.split_once('=').map_or(piece, |(n, _)| n);
+            let recased = is_binding_parameter(piece) && !BINDING_PARAMETERS.contains(&name);
+            if hidden || recased {
+                return Err(Error::RedirectRefused(format!(
+                    "the redirect's query has a binding parameter other parsers may read \
+                     differently: {:?}",
+                    piece.chars().take(64).collect::<String>()
+                )));
+            }
+        }
+        if self.policy.expected_sp.is_some() && self.policy.idp_hosts.is_empty() {
+            return Err(Error::State(
+                "the redirect policy names the expected server but no IdP hosts: a server \
+                 could bounce the redirect through a host of its own (set idp_hosts)"
+                    .into(),
+            ));
+        }
         if !url
             .query_pairs()
             .any(|(k, v)| k == "SAMLRequest" && !v.is_empty())
@@ -240,14 +306,23 @@ impl Client {
         }
         if !self.policy.idp_hosts.is_empty() {
             let host = url.host_str().unwrap_or_default();
-            if !self
-                .policy
-                .idp_hosts
-                .iter()
-                .any(|h| h.eq_ignore_ascii_case(host))
-            {
+            // `host` admits the scheme's own port only; `host:port` that port.
+            let port = url.port();
+            let allowed = |h: &String| {
+                let (name, p) = split_host_port(h);
+                name.eq_ignore_ascii_case(host)
+                    && match p {
+                        Some(p) => p.parse::<u16>().ok() == url.port_or_known_default(),
+                        None => port.is_none(),
+                    }
+            };
+            if !self.policy.idp_hosts.iter().any(allowed) {
+                let shown = match port {
+                    Some(p) => format!("{host}:{p}"),
+                    None => host.to_owned(),
+                };
                 return Err(Error::RedirectRefused(format!(
-                    "the redirect goes to {host:?}, not to one of the IdP's hosts"
+                    "the redirect goes to {shown:?}, not to one of the IdP's hosts"
                 )));
             }
         }

@@ -2,9 +2,11 @@
 //! its semver promise, so the dependency is pinned to the 2.3 line).
 //!
 //! Register [`SAML20`] (`Registry::with_mechanisms(&[SAML20])`), then:
-//! - client callbacks answer [`IdpIdentifier`] (and optionally rsasl's `AuthzId` and
-//!   [`ExpectedServer`], the server's SAML entityID, which refuses a redirect relayed from another
-//!   server) and handle the action [`RedirectUrl`] (open it in the browser);
+//! - client callbacks answer [`IdpIdentifier`] (and optionally rsasl's `AuthzId`,
+//!   [`IdpHosts`], the IdP's single sign-on hosts, and [`ExpectedServer`], the server's SAML
+//!   entityID, which together refuse a redirect relayed from another server; the second
+//!   without the first refuses every redirect) and handle the action [`RedirectUrl`] (open it
+//!   in the browser);
 //! - server callbacks answer [`Config`] (an `Arc<ServerConfig>`) and [`SamlResponse`] (the XML
 //!   the IdP posted to the ACS for the session whose [`RequestId`] is in the callback's context;
 //!   the callback may block until it arrives; after a Response that anyone could have posted
@@ -46,6 +48,15 @@ impl rsasl::prelude::Property<'_> for IdpIdentifier {
 #[derive(Debug)]
 pub struct ExpectedServer;
 impl rsasl::prelude::Property<'_> for ExpectedServer {
+    type Value = str;
+}
+
+/// Optional client property: the hosts a redirect may go to (the IdP's single sign-on hosts,
+/// `host` or `host:port`), separated by white space or commas, `str`
+/// ([`crate::client::RedirectPolicy::idp_hosts`]). [`ExpectedServer`] protects only with it.
+#[derive(Debug)]
+pub struct IdpHosts;
+impl rsasl::prelude::Property<'_> for IdpHosts {
     type Value = str;
 }
 
@@ -124,13 +135,24 @@ impl Authentication for ClientSide {
                     session.maybe_need_with::<ExpectedServer, _, _>(&EmptyProvider, |s| {
                         Ok(s.to_owned())
                     })?;
+                let hosts = session.maybe_need_with::<IdpHosts, _, _>(&EmptyProvider, |h| {
+                    Ok(h.split([' ', '\t', '\n', ','])
+                        .filter(|h| !h.is_empty())
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>())
+                })?;
                 let mut client =
                     session.need_with::<IdpIdentifier, _, _>(&EmptyProvider, |idp| {
                         Client::new(authzid.as_deref().filter(|a| !a.is_empty()), idp).map_err(err)
                     })?;
+                let mut policy = RedirectPolicy::default();
                 if let Some(sp) = expected {
-                    client = client.with_policy(RedirectPolicy::default().with_expected_sp(&sp));
+                    policy = policy.with_expected_sp(&sp);
                 }
+                if let Some(hosts) = hosts {
+                    policy = policy.with_idp_hosts(hosts);
+                }
+                client = client.with_policy(policy);
                 let step = match input {
                     // rsasl hands an empty challenge when the server spoke first.
                     Some(i) => client.handle_challenge(i).map_err(err)?,

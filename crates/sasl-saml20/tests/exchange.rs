@@ -825,6 +825,76 @@ fn a_client_refuses_a_redirect_relayed_from_another_server_or_to_another_host() 
     assert!(redirect(RedirectPolicy::default(), config(&i)).is_ok());
 }
 
+/// What a redirect must not carry past the client's checks (sasl review C1-C3): with the
+/// expected server set but no IdP hosts, a server bounces the client through a host of its own
+/// (every redirect is refused, the policy is incomplete); credentials or another port on the
+/// IdP's host; and a binding parameter that an IdP splitting on `;`, or reading names without
+/// case, would take in place of the one checked here.
+#[test]
+fn a_client_refuses_redirects_that_other_parsers_read_differently() {
+    let i = idp();
+    let hosts = RedirectPolicy::default()
+        .with_expected_sp(RP)
+        .with_idp_hosts(["idp.example.org", "idp.example.org:8443"]);
+    let redirect = |policy: RedirectPolicy, rewrite: &dyn Fn(&str) -> String| {
+        let mut client = Client::new(None, "example.org")
+            .unwrap()
+            .with_policy(policy);
+        let mut server = Server::new(config(&i));
+        let challenge = server
+            .start(
+                Some(&client.initial_response().unwrap()),
+                now(),
+                &mut openssl_random,
+            )
+            .unwrap();
+        let url = rewrite(std::str::from_utf8(&challenge).unwrap());
+        client.handle_challenge(url.as_bytes())
+    };
+    let same = |u: &str| u.to_owned();
+    assert!(redirect(hosts.clone(), &same).is_ok());
+    // The server's own request, re-hosted on a host of the server's (C1): refused only when
+    // the IdP's hosts are known; without them the policy refuses every redirect.
+    let bounced = |u: &str| u.replacen("idp.example.org", "d.example.net", 1);
+    assert!(matches!(
+        redirect(hosts.clone(), &bounced),
+        Err(Error::RedirectRefused(_))
+    ));
+    let e = redirect(RedirectPolicy::default().with_expected_sp(RP), &same).unwrap_err();
+    assert!(
+        matches!(&e, Error::State(m) if m.contains("idp_hosts")),
+        "{e:?}"
+    );
+    // Credentials, and a port not listed (C3); a listed one passes.
+    for rewrite in [
+        &(|u: &str| u.replacen("https://", "https://mallory:pw@", 1)) as &dyn Fn(&str) -> String,
+        &|u: &str| u.replacen("https://", "https://mallory@", 1),
+        &|u: &str| u.replacen("idp.example.org", "idp.example.org:9443", 1),
+    ] {
+        let e = redirect(hosts.clone(), rewrite).unwrap_err();
+        assert!(matches!(e, Error::RedirectRefused(_)), "{e:?}");
+    }
+    assert!(
+        redirect(hosts.clone(), &|u: &str| u.replacen(
+            "idp.example.org",
+            "idp.example.org:8443",
+            1
+        ))
+        .is_ok()
+    );
+    // A SAMLRequest behind `;`, or named in another case (C2).
+    for rewrite in [
+        &(|u: &str| {
+            u.replacen("?", "?x=1;SAMLRequest=fZBBT8MwDIX/SuV7m6RbNxS1nSp24wASA8TRZKFEapMqThf490Qbk+DCwQfLfp/fc7v/nKfirAMZ7zoQFYdCO+VPxo0dPB6O5Q3s+5ZwnvgiuyV+uAe9LJpikYWO5HXSwRqc9EiGpMNZk4xKPnZ3t7KuuJTXHwsviG/KIi&", 1)
+        }) as &dyn Fn(&str) -> String,
+        &|u: &str| format!("{u}&samlrequest=AAAA"),
+        &|u: &str| format!("{u}&x=1;Signature=AAAA"),
+    ] {
+        let e = redirect(hosts.clone(), rewrite).unwrap_err();
+        assert!(matches!(e, Error::RedirectRefused(_)), "{e:?}");
+    }
+}
+
 /// The IdP's answer to the session's request, with an error status; signed or not.
 fn error_status(i: &Idp, url: &str, signed: bool) -> Vec<u8> {
     use saml_core::protocol::idp::ResponseBuilder;

@@ -25,7 +25,7 @@ use saml_core::protocol::idp::ResponseBuilder;
 use saml_core::protocol::{AuthnRequest, NAMEID_PERSISTENT, NameId, openssl_random};
 use sasl_saml20::resolver::{ResolvedIdp, StaticResolver};
 use sasl_saml20::rsasl_mechanism::{
-    Authenticated, Config, ExpectedServer, IdpIdentifier, RedirectUrl, RequestId, SAML20,
+    Authenticated, Config, ExpectedServer, IdpHosts, IdpIdentifier, RedirectUrl, RequestId, SAML20,
     SamlResponse,
 };
 use sasl_saml20::server::ServerConfig;
@@ -35,7 +35,8 @@ static MECHS: [rsasl::prelude::Mechanism; 1] = [SAML20];
 struct ClientCb {
     authzid: Option<&'static str>,
     /// The server's entityID, when the client checks it.
-    expected: Option<&'static str>,
+    /// The server's entityID and the IdP's hosts the client expects.
+    expected: Option<(&'static str, &'static str)>,
     opened: Arc<Mutex<Vec<String>>>,
 }
 
@@ -53,8 +54,9 @@ impl SessionCallback for ClientCb {
         if let Some(a) = self.authzid {
             request.satisfy::<AuthzId>(a)?;
         }
-        if let Some(sp) = self.expected {
+        if let Some((sp, hosts)) = self.expected {
             request.satisfy::<ExpectedServer>(sp)?;
+            request.satisfy::<IdpHosts>(hosts)?;
         }
         request.satisfy::<IdpIdentifier>("example.org")?;
         Ok(())
@@ -131,7 +133,8 @@ fn exchange(
     authzid: Option<&'static str>,
     user: &str,
     posts: Posts,
-    expected: Option<&'static str>,
+    // The server's entityID and the IdP's hosts the client expects.
+    expected: Option<(&'static str, &'static str)>,
 ) -> Result<Option<(String, String, String)>, SessionError> {
     let idp_key =
         SigningKey::new(PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(), None).unwrap();
@@ -235,7 +238,13 @@ fn exchange(
 #[test]
 fn rsasl_client_and_server() {
     assert_eq!(
-        exchange(None, "alice", Posts::Genuine, Some("xmpp:example.com")).unwrap(),
+        exchange(
+            None,
+            "alice",
+            Posts::Genuine,
+            Some(("xmpp:example.com", "sso.example.org, IdP.example.org"))
+        )
+        .unwrap(),
         Some((
             "https://idp.example.org".into(),
             "alice".into(),
@@ -275,8 +284,27 @@ fn rsasl_client_and_server() {
         None,
         "alice",
         Posts::Genuine,
-        Some("xmpp:other.example.net"),
+        Some(("xmpp:other.example.net", "idp.example.org")),
     )
     .unwrap_err();
     assert!(format!("{e}").contains("other.example.net"), "{e}");
+    // So does one whose IdP is elsewhere (sasl review C1: the expected server protects only
+    // with the IdP's hosts)...
+    let e = exchange(
+        None,
+        "alice",
+        Posts::Genuine,
+        Some(("xmpp:example.com", "sso.example.org")),
+    )
+    .unwrap_err();
+    assert!(format!("{e}").contains("idp.example.org"), "{e}");
+    // ...and one that names the server but no hosts, whose check a server could bounce.
+    let e = exchange(
+        None,
+        "alice",
+        Posts::Genuine,
+        Some(("xmpp:example.com", "")),
+    )
+    .unwrap_err();
+    assert!(format!("{e}").contains("idp_hosts"), "{e}");
 }

@@ -251,7 +251,37 @@ impl AuthnRequest {
                 "AssertionConsumerServiceURL and AssertionConsumerServiceIndex are mutually exclusive (§3.4.1)",
             ).into());
         }
+        // The schema's sequence (SAML Core §3.2.1 RequestAbstractType, §3.4.1): each child at
+        // most once, in this order. A second Issuer, read last-wins here and first-wins by
+        // other implementations, would let a request name one issuer to a client that checks
+        // it and another to the IdP (sasl review C2).
+        const ORDER: [(&str, &str); 8] = [
+            (SAML_NS, "Issuer"),
+            (DSIG_NS, "Signature"),
+            (SAMLP_NS, "Extensions"),
+            (SAML_NS, "Subject"),
+            (SAMLP_NS, "NameIDPolicy"),
+            (SAML_NS, "Conditions"),
+            (SAMLP_NS, "RequestedAuthnContext"),
+            (SAMLP_NS, "Scoping"),
+        ];
+        let mut next = 0;
         while let Some(ch) = c.next_child("AuthnRequest")? {
+            match ORDER
+                .iter()
+                .position(|&(ns, local)| ch.ns == ns && ch.local == local)
+            {
+                Some(i) if i >= next => next = i + 1,
+                Some(_) => {
+                    return Err(ch
+                        .invalid(
+                            "repeated or out of the schema's order in samlp:AuthnRequest \
+                             (SAML Core §3.2.1, §3.4.1)",
+                        )
+                        .into());
+                }
+                None => {}
+            }
             match (ch.ns, ch.local) {
                 (SAML_NS, "Issuer") => req.issuer = c.text()?,
                 (DSIG_NS, "Signature") | (SAMLP_NS, "Extensions") | (SAML_NS, "Subject") => {
@@ -310,9 +340,18 @@ fn scoping(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Scoping, Error> {
         proxy_count,
         ..Default::default()
     };
+    let mut seen_list_or_requester = false;
     while let Some(ch) = c.next_child("Scoping")? {
         match (ch.ns, ch.local) {
+            // IDPList?, RequesterID* (§3.4.1.2): a second list, or one after a RequesterID,
+            // is refused rather than merged.
+            (SAMLP_NS, "IDPList") if seen_list_or_requester => {
+                return Err(ch
+                    .invalid("a second or misplaced samlp:IDPList in samlp:Scoping (§3.4.1.2)")
+                    .into());
+            }
             (SAMLP_NS, "IDPList") => {
+                seen_list_or_requester = true;
                 while let Some(x) = c.next_child("IDPList")? {
                     if x.is(SAMLP_NS, "IDPEntry") {
                         s.idp_list.push(x.required("ProviderID")?.to_owned());
@@ -320,7 +359,10 @@ fn scoping(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Scoping, Error> {
                     c.skip(&x)?;
                 }
             }
-            (SAMLP_NS, "RequesterID") => s.requester_ids.push(c.collapsed()?),
+            (SAMLP_NS, "RequesterID") => {
+                seen_list_or_requester = true;
+                s.requester_ids.push(c.collapsed()?);
+            }
             _ => c.skip(&ch)?,
         }
     }
