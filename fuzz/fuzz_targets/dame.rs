@@ -55,7 +55,7 @@ struct One;
 impl DocumentSource for One {
     fn by_sha1(&self, h: &str) -> Option<SignedDocument> {
         (h == "0123456789abcdef0123456789abcdef01234567").then(|| SignedDocument {
-            xml: b"<x/>".to_vec(),
+            xml: b"<x/>".as_slice().into(),
             etag: "e".into(),
         })
     }

@@ -138,7 +138,7 @@ impl MdqService {
                     return Self::plain(400, None);
                 }
                 match sha1_of(seg) {
-                    Some(h) => source.by_sha1(&h),
+                    Some(hashes) => hashes.iter().find_map(|h| source.by_sha1(h)),
                     None => return Self::plain(400, None),
                 }
             }
@@ -172,23 +172,45 @@ impl MdqService {
     }
 }
 
-/// The SHA-1 hex an MDQ path segment names: `{sha1}<hex>` (braces possibly percent-encoded),
-/// or the SHA-1 of the percent-decoded entityID.
-fn sha1_of(seg: &str) -> Option<String> {
-    let hex = seg
-        .strip_prefix("{sha1}")
-        .or_else(|| seg.strip_prefix("%7Bsha1%7D"))
-        .or_else(|| seg.strip_prefix("%7bsha1%7d"));
-    match hex {
-        Some(h) if h.len() == 40 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            Some(h.to_ascii_lowercase())
-        }
-        Some(_) => None,
-        None => {
-            let id = saml_core::bindings::url_decode(seg).ok()?;
-            (!id.is_empty()).then(|| sha1_hex(&id))
+/// The SHA-1 hex digests an MDQ path segment may name, to look up in order: `{sha1}<hex>`
+/// (braces percent-encoded or not, in either case), else the SHA-1 of the entityID the segment
+/// percent-encodes (RFC 3986 §2.1: `+` is itself, as the draft's examples, Shibboleth and
+/// mdq-client write it), then, for clients that form-encode a space as `+`, of that reading.
+fn sha1_of(seg: &str) -> Option<Vec<String>> {
+    let id = percent_decode(seg)?;
+    if let Some(h) = id.strip_prefix("{sha1}") {
+        return (h.len() == 40 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| vec![h.to_ascii_lowercase()]);
+    }
+    if id.is_empty() {
+        return None;
+    }
+    let mut out = vec![sha1_hex(&id)];
+    if seg.contains('+') {
+        out.push(sha1_hex(&percent_decode(&seg.replace('+', "%20"))?));
+    }
+    Some(out)
+}
+
+/// `%XX` decoded (RFC 3986 §2.1), nothing else; the result must be UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
         }
     }
+    String::from_utf8(out).ok()
 }
 
 /// Whether an `Accept` header admits SAML metadata (absent: yes).

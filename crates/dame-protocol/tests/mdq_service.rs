@@ -126,3 +126,50 @@ fn answers_share_the_document_instead_of_copying_it() {
         &source.0[&sha1_hex(SP)].xml
     ));
 }
+
+/// A path segment is percent-decoded as RFC 3986 says (sasl review M1): `+` is itself, as the
+/// MDQ draft's examples, Shibboleth and mdq-client write it, so an entityID with a `+` is
+/// found; a client that form-encodes a space as `+` still finds an entityID with a space when
+/// none with the `+` exists. The `{sha1}` form is recognised with its braces encoded in either
+/// case (I2); `%` without two hex digits is a bad request.
+#[test]
+fn path_segments_are_percent_decoded_and_plus_is_itself() {
+    let doc = |xml: &str| SignedDocument {
+        xml: xml.as_bytes().into(),
+        etag: "v".into(),
+    };
+    let plus = "https://sp.example/a+b";
+    let space = "https://sp.example/a b";
+    let s = MdqService::new("/");
+    let path = |id: &str| format!("/entities/{}", mdq_client::url::encode_segment(id));
+    // Both registered: each is found by its own name, and `a+b` written literally is `a+b`.
+    let both = Store(HashMap::from([
+        (sha1_hex(plus), doc("plus")),
+        (sha1_hex(space), doc("space")),
+    ]));
+    assert_eq!(&*s.answer(&get(&path(plus)), &both).body, b"plus");
+    assert_eq!(
+        &*s.answer(&get("/entities/https:%2F%2Fsp.example%2Fa+b"), &both)
+            .body,
+        b"plus"
+    );
+    assert_eq!(&*s.answer(&get(&path(space)), &both).body, b"space");
+    // Only the one with a space: a form-encoded request still finds it.
+    let spaced = Store(HashMap::from([(sha1_hex(space), doc("space"))]));
+    assert_eq!(
+        &*s.answer(&get("/entities/https:%2F%2Fsp.example%2Fa+b"), &spaced)
+            .body,
+        b"space"
+    );
+    // The {sha1} form with mixed-case escapes.
+    let h = sha1_hex(plus);
+    for p in [
+        format!("/entities/%7Bsha1%7d{h}"),
+        format!("/entities/%7bsha1%7D{h}"),
+    ] {
+        assert_eq!(&*s.answer(&get(&p), &both).body, b"plus", "{p}");
+    }
+    for bad in ["/entities/a%2", "/entities/a%+fb", "/entities/%zz"] {
+        assert_eq!(s.answer(&get(bad), &both).status, 400, "{bad}");
+    }
+}
