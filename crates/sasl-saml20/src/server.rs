@@ -221,13 +221,18 @@ pub const MAX_REFUSED_RESPONSES: u32 = 8;
 /// IdP's `shibmd:Scope`s by default ([`ServerConfig::scoped_attributes`]), as Shibboleth SP's
 /// attribute map declares them: eduPersonPrincipalName, eduPersonScopedAffiliation,
 /// eduPersonUniqueId (eduPerson 2020), and subject-id and pairwise-id (SAML V2.0 Subject
-/// Identifier Attributes Profile §3.3, §3.4).
-pub const SCOPED_ATTRIBUTES: [&str; 5] = [
+/// Identifier Attributes Profile §3.3, §3.4), and the SAML 1 names of eduPersonPrincipalName
+/// and eduPersonScopedAffiliation, which that map also decodes as scoped. Names are compared
+/// without ASCII case (a URN's scheme and namespace are case-insensitive, RFC 8141 §3.1), so
+/// a value is not let through under the same name written in capitals.
+pub const SCOPED_ATTRIBUTES: [&str; 7] = [
     "urn:oid:1.3.6.1.4.1.5923.1.1.1.6",
     "urn:oid:1.3.6.1.4.1.5923.1.1.1.9",
     "urn:oid:1.3.6.1.4.1.5923.1.1.1.13",
     "urn:oasis:names:tc:SAML:attribute:subject-id",
     "urn:oasis:names:tc:SAML:attribute:pairwise-id",
+    "urn:mace:dir:attribute-def:eduPersonPrincipalName",
+    "urn:mace:dir:attribute-def:eduPersonScopedAffiliation",
 ];
 
 impl std::fmt::Display for Identity {
@@ -701,7 +706,12 @@ impl Server {
         let session_index = ok.session_index().map(str::to_owned);
         let mut attributes = ok.assertion.attributes;
         attributes.retain_mut(|a| {
-            if !self.cfg.scoped_attributes.contains(&a.name) {
+            if !self
+                .cfg
+                .scoped_attributes
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(&a.name))
+            {
                 return true;
             }
             a.values.retain(|v| scoped_value_allowed(idp, v));

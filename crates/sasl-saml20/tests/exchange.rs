@@ -559,6 +559,7 @@ fn scoped_attribute_values_outside_the_idps_scopes_are_dropped() {
     const EPPN: &str = "urn:oid:1.3.6.1.4.1.5923.1.1.1.6";
     const AFFILIATION: &str = "urn:oid:1.3.6.1.4.1.5923.1.1.1.9";
     const MAIL: &str = "urn:oid:0.9.2342.19200300.100.1.3";
+    const LEGACY_EPPN: &str = "urn:mace:dir:attribute-def:eduPersonPrincipalName";
     let f = federation();
     for policy in [IdentityPolicy::default(), IdentityPolicy::AnyName] {
         let o = at_uni_b(&f, policy, "bob@uni-b.example")
@@ -577,6 +578,22 @@ fn scoped_attribute_values_outside_the_idps_scopes_are_dropped() {
                 &["staff@uni-a.example", "staff@uni-b.example@uni-a.example"],
             ))
             .attribute(Attribute::uri(MAIL, None, &["admin@uni-a.example"]))
+            // The same attributes under their SAML 1 names and in capitals (sasl review S1).
+            .attribute(Attribute::uri(
+                LEGACY_EPPN,
+                None,
+                &["admin@uni-a.example", "bob@uni-b.example"],
+            ))
+            .attribute(Attribute::uri(
+                "urn:mace:dir:attribute-def:eduPersonScopedAffiliation",
+                None,
+                &["staff@uni-a.example"],
+            ))
+            .attribute(Attribute::uri(
+                &EPPN.to_uppercase(),
+                None,
+                &["admin@uni-a.example"],
+            ))
             .run()
             .unwrap();
         let values = |name: &str| -> Option<Vec<String>> {
@@ -588,6 +605,15 @@ fn scoped_attribute_values_outside_the_idps_scopes_are_dropped() {
         assert_eq!(values(EPPN), Some(vec!["bob@uni-b.example".to_owned()]));
         assert_eq!(values(AFFILIATION), None, "no value left: left out");
         assert_eq!(values(MAIL), Some(vec!["admin@uni-a.example".to_owned()]));
+        assert_eq!(
+            values(LEGACY_EPPN),
+            Some(vec!["bob@uni-b.example".to_owned()])
+        );
+        assert_eq!(
+            values("urn:mace:dir:attribute-def:eduPersonScopedAffiliation"),
+            None
+        );
+        assert_eq!(values(&EPPN.to_uppercase()), None);
     }
 }
 
