@@ -106,18 +106,30 @@ fn hex_value(c: u8) -> u8 {
 /// Names are percent-decoded like values, so `SAML%52equest` is `SAMLRequest`: a parameter
 /// cannot hide from these checks (duplicates, SigAlg without Signature) while a framework that
 /// decodes names sees it.
+///
+/// At most [`MAX_PARAMETERS`] are read: a form of a million empty parameters (`a&a&...`) would
+/// otherwise cost some 36 times its size in small allocations before any field is looked at
+/// (sasl review B1).
 pub(crate) fn raw_pairs(query: &str) -> Result<Vec<(String, &str)>, Error> {
-    query
+    let mut out = Vec::new();
+    for p in query
         .strip_prefix('?')
         .unwrap_or(query)
         .split('&')
         .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            Ok((url_decode(k)?, v))
-        })
-        .collect()
+    {
+        if out.len() == MAX_PARAMETERS {
+            return Err(binding(format!("more than {MAX_PARAMETERS} parameters")));
+        }
+        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+        out.push((url_decode(k)?, v));
+    }
+    Ok(out)
 }
+
+/// Most parameters a Redirect query or POST form may have: the bindings use at most four
+/// (SAML Bindings §3.4.4.1, §3.5.4), frameworks add a few.
+pub const MAX_PARAMETERS: usize = 64;
 
 /// Base64 of a SAML message with white space removed and `+` restored (form decoding of an
 /// unencoded `+` gives a space).
@@ -149,6 +161,26 @@ mod tests {
             [("SAMLRequest".to_owned(), "x"), ("SigAlg".to_owned(), "y")]
         );
         assert!(raw_pairs("a%+1=x").is_err());
+    }
+
+    /// Sasl review B1: a form of a million empty parameters was split into a million
+    /// decoded names before any field was looked at; it is refused at the 65th, and both
+    /// bindings say so.
+    #[test]
+    fn parameters_are_counted_before_they_are_kept() {
+        let many = "a&".repeat(1 << 20);
+        let e = raw_pairs(&many).unwrap_err().to_string();
+        assert!(e.contains("more than 64 parameters"), "{e}");
+        let at_most = "a=1&".repeat(MAX_PARAMETERS);
+        assert_eq!(raw_pairs(&at_most).expect("ok").len(), MAX_PARAMETERS);
+        let e = super::post::decode_form(&many, 1 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("more than 64 parameters"), "{e}");
+        let e = super::redirect::decode(&many, 1 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("more than 64 parameters"), "{e}");
     }
 
     #[test]
