@@ -185,4 +185,26 @@ fn post_form_and_decoding() {
         )
         .is_err()
     );
+    // Sasl review I1: the action is an absolute http(s) URL, never a script.
+    for bad in [
+        "javascript:alert(1)",
+        "JavaScript://%0aalert(1)",
+        "data:text/html,x",
+        "/relative/acs",
+        "https://sp.example/acs\n",
+    ] {
+        assert!(
+            post::form(bad, MessageKind::Response, XML, None).is_err(),
+            "{bad:?}"
+        );
+    }
+    assert!(
+        post::form(
+            "HTTP://127.0.0.1:8080/acs",
+            MessageKind::Response,
+            XML,
+            None
+        )
+        .is_ok()
+    );
 }

@@ -33,13 +33,24 @@ pub fn encode(xml: &[u8]) -> String {
 }
 
 /// An HTML page whose form posts `xml` to `action` (and submits itself when scripts run; a
-/// button otherwise), every value escaped.
+/// button otherwise), every value escaped. `action` must be an absolute `https` or `http` URL:
+/// a `javascript:` or `data:` action taken from a request would run in the page's origin
+/// (sasl review I1).
 pub fn form(
     action: &str,
     kind: MessageKind,
     xml: &[u8],
     relay_state: Option<&str>,
 ) -> Result<String, Error> {
+    let scheme = action.split_once("://").map(|(s, _)| s);
+    if !scheme.is_some_and(|s| s.eq_ignore_ascii_case("https") || s.eq_ignore_ascii_case("http"))
+        || action.chars().any(char::is_control)
+    {
+        return Err(binding(format!(
+            "the form's action is not an absolute http(s) URL: {:?}",
+            action.chars().take(64).collect::<String>()
+        )));
+    }
     check_relay_state(relay_state)?;
     let rs = relay_state
         .map(|r| {
