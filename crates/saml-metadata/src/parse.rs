@@ -126,8 +126,12 @@ impl CursorExt for Cursor<'_> {
         note_uses(&mut used, &top_index, base, e.prefix, &top);
         // `None` for an empty element's synthetic end tag: it ends where the reader is.
         let mut end = Some(e.start);
+        // Comments are left out: no digest covers them, and a cut entity leaves them out too
+        // (metadata review I4), so the element reads the same from either.
+        let mut comments: Vec<std::ops::Range<usize>> = Vec::new();
         loop {
             match self.next_event()? {
+                Some(Event::Comment(c)) => comments.push(c.span.clone()),
                 Some(Event::Start(s)) => {
                     let attrs = s
                         .attributes
@@ -152,9 +156,25 @@ impl CursorExt for Cursor<'_> {
             }
         }
         let end = end.unwrap_or_else(|| self.reader().position());
-        let text = src
+        let whole = src
             .get(e.start - src_base..end - src_base)
             .unwrap_or_default();
+        let text: std::borrow::Cow<'_, str> = if comments.is_empty() {
+            whole.into()
+        } else {
+            let mut kept = String::with_capacity(whole.len());
+            let mut at = e.start;
+            for c in &comments {
+                kept.push_str(
+                    src.get(at - src_base..c.start - src_base)
+                        .unwrap_or_default(),
+                );
+                at = c.end;
+            }
+            kept.push_str(src.get(at - src_base..end - src_base).unwrap_or_default());
+            kept.into()
+        };
+        let text = &*text;
         // Bindings below `base` are those the element inherited, unchanged by its content.
         let scope = self.reader().scope();
         let mut decls = String::new();

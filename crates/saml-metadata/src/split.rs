@@ -187,7 +187,7 @@ pub(crate) struct Cut {
     valid_until: Option<(String, Option<(usize, usize)>)>,
     /// The end of the start tag as written (where the content begins).
     tag_end: usize,
-    /// The `ds:Signature` elements to leave out, as byte ranges.
+    /// The `ds:Signature` elements and comments to leave out, as byte ranges.
     signatures: Vec<(usize, usize)>,
     /// The depth of the `ds:Signature` being read.
     open_signature: Option<usize>,
@@ -286,6 +286,14 @@ impl Cut {
             }
             // What a left-out signature uses needs no declaration.
             Event::Start(s) if self.open_signature.is_none() => self.note_uses(s),
+            // Comments are left out like signatures: the digest ignored them, so the source's
+            // signature never covered them, and a comment put inside a text node after signing
+            // would otherwise be signed anew by whoever re-signs the cut, splitting the text
+            // for readers that take its first node (metadata review I4). Inside a left-out
+            // signature they go with it.
+            Event::Comment(c) if self.open_signature.is_none() => {
+                self.signatures.push((c.span.start, c.span.end));
+            }
             Event::End(e) => {
                 if self.open_signature == Some(e.depth) {
                     self.open_signature = None;

@@ -173,6 +173,41 @@ fn a_cut_entity_carries_only_the_bindings_it_uses() {
     ));
 }
 
+/// Metadata review I4: comments are outside every digest, so one put into a text node after
+/// signing verified, and the cut copied it into documents the operator then signed anew:
+/// readers that take a text's first node read a shortened value under a valid signature. A cut
+/// (split, MDQ, selection) leaves comments out; the text reads as before.
+#[test]
+fn comments_are_left_out_of_cut_entities() {
+    let fed = key();
+    let p = policy(&fed);
+    let id = "https://a.example/sp";
+    let doc = dsig::sign(
+        aggregate(&[sp(id, "")]).as_bytes(),
+        &fed,
+        &SignOptions::default(),
+    )
+    .unwrap();
+    let mut tampered = String::from_utf8(doc).unwrap();
+    let at = tampered.find("<md:SPSSODescriptor").unwrap();
+    tampered.insert_str(at, "<!-- added after signing -->");
+    let lazy = load_lazy(tampered.as_bytes(), &p).expect("comments are outside the digest");
+    let cut = lazy.entity_document(id).unwrap().unwrap().xml;
+    assert!(!cut.contains("<!--"), "{cut}");
+    let split = saml_metadata::split::split_report(tampered.as_bytes(), &p).unwrap();
+    assert!(!split.documents[0].xml.contains("<!--"));
+    let mut out = Vec::new();
+    write_selection(
+        &lazy,
+        &Filter::predicate(|_| true),
+        &key(),
+        &SelectOptions::new("urn:x", None),
+        &mut out,
+    )
+    .unwrap();
+    assert!(!String::from_utf8(out).unwrap().contains("<!--"));
+}
+
 /// Metadata review L2: a second `mdrpi:RegistrationInfo` replaced the first, so an entity
 /// registered by federation B, carrying a second one naming A, passed `--registrar A`. One
 /// Extensions holds at most one RegistrationInfo (PublicationInfo, UIInfo, DiscoHints): a
