@@ -220,7 +220,14 @@ pub(crate) fn check_attribute_value(raw: &str) -> Result<(), XmlError> {
 /// a few bytes long, where `memcmp`'s call overhead dominates.
 #[inline]
 pub(crate) fn eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| x == y)
+    if a.len() != b.len() {
+        return false;
+    }
+    // Comparisons of long strings are work the linear-work tests see (debug builds only).
+    if a.len() > 64 {
+        super::work::add(a.len() as u64 / 64);
+    }
+    a.bytes().zip(b.bytes()).all(|(x, y)| x == y)
 }
 
 /// Ordering of two strings by bytes (= by code point), inline for short strings.

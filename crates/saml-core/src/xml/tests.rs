@@ -319,3 +319,58 @@ fn end_tag_name_is_followed_by_xml_white_space_only() {
         );
     }
 }
+
+/// Dsig review M1: one local name in many namespaces whose long URIs differ only at their end
+/// made the duplicate-attribute check compare every pair's URIs byte by byte (1,953 pairs of
+/// up to 64 KiB for each 570-byte tag, before any signature check). Namespaces are now
+/// compared by identity: each URI's text is looked at once per binding, and the document reads
+/// in work linear in its size. A real duplicate (two prefixes bound to one URI) is still found.
+#[test]
+fn attributes_in_long_namespaces_are_compared_by_identity() {
+    let uri = |n: usize| format!("urn:x:{}{n:02}", "a".repeat(20_000));
+    let decls: String = (1..=63)
+        .map(|n| format!(" xmlns:p{n:02}=\"{}\"", uri(n)))
+        .collect();
+    let tag: String = format!(
+        "<e{}/>",
+        (1..=63)
+            .map(|n| format!(" p{n:02}:a=\"\""))
+            .collect::<String>()
+    );
+    let doc = format!("<r{decls}>{}</r>", tag.repeat(60));
+    let limits = Limits {
+        max_attribute_len: 64 << 10,
+        ..Limits::default()
+    };
+    let _ = work::take();
+    let mut r = Reader::new(doc.as_bytes(), limits.clone()).expect("reader");
+    let mut tags = 0;
+    while let Some(ev) = r.next().expect("a valid document") {
+        if matches!(ev, Event::Start(_)) {
+            tags += 1;
+        }
+    }
+    assert_eq!(tags, 61);
+    if work::ENABLED {
+        let w = work::take();
+        assert!(
+            w <= 8 * doc.len() as u64,
+            "{w} units for {} bytes",
+            doc.len()
+        );
+    }
+    // Two prefixes of one URI on one element: a duplicate, however long the URI.
+    let dup = format!(
+        "<r xmlns:a=\"{u}\" xmlns:b=\"{u}\"><e a:x=\"\" b:x=\"\"/></r>",
+        u = uri(1)
+    );
+    let mut r = Reader::new(dup.as_bytes(), limits).expect("reader");
+    let e = loop {
+        match r.next() {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the duplicate was not found"),
+            Err(e) => break e,
+        }
+    };
+    assert!(e.to_string().contains("b:x"), "{e}");
+}
