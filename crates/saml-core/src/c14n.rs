@@ -179,7 +179,20 @@ pub struct Canonicalizer<'a, W: Write> {
     written: u64,
     started: bool,
     finished: bool,
+    /// Bytes of namespace nodes rendered and of namespace URIs compared (see
+    /// [`NAMESPACE_ALLOWANCE`]).
+    ns_work: u64,
+    /// Bytes of everything else the canonical form holds: names, attributes, text.
+    content: u64,
 }
+
+/// Namespace work the canonical form may cost beyond twice its other content, in bytes.
+/// Exclusive c14n renders an inherited binding again on every element that uses it without an
+/// output ancestor having rendered it: one 64 KiB declaration on an unsigned root, used by
+/// thousands of `<p:e/>` after a replayed SignedInfo, made every six input bytes 64 KiB of
+/// canonical output to hash (about 10^4 times the input; dsig review M2). Real documents render
+/// a few short URIs per element, well inside twice their content.
+pub const NAMESPACE_ALLOWANCE: u64 = 1 << 20;
 
 impl<'a, W: Write> Canonicalizer<'a, W> {
     /// A canonicalizer writing to `out`.
@@ -197,6 +210,8 @@ impl<'a, W: Write> Canonicalizer<'a, W> {
             written: 0,
             started: false,
             finished: false,
+            ns_work: 0,
+            content: 0,
         }
     }
 
@@ -221,6 +236,7 @@ impl<'a, W: Write> Canonicalizer<'a, W> {
                     return Err(Error::C14n("end tag without start".into()));
                 };
                 self.rendered.truncate(len);
+                self.content += e.name.raw.len() as u64 + 3;
                 self.push(b"</");
                 self.push(e.name.raw.as_bytes());
                 self.push(b">");
@@ -236,6 +252,7 @@ impl<'a, W: Write> Canonicalizer<'a, W> {
             Event::Comment(c) => {
                 self.check_inside()?;
                 if self.opts.with_comments {
+                    self.content += c.raw.len() as u64 + 7;
                     self.push(b"<!--");
                     write_newlines_normalized(&mut self.buf, c.raw);
                     self.push(b"-->");
@@ -295,18 +312,28 @@ impl<'a, W: Write> Canonicalizer<'a, W> {
         // unless a default was rendered).
         let mut cand: Vec<NsDecl<'a>> = std::mem::take(&mut self.render_scratch);
         cand.clear();
+        let mut ns_work = 0u64;
         for d in gathered {
             let needed = match self.rendered.index_of(d.prefix) {
-                Some(i) => self
-                    .rendered
-                    .as_slice()
-                    .get(i)
-                    .is_none_or(|r| !chars::eq(r.uri, d.uri)),
+                // The binding an ancestor rendered is most often the very one in scope (the
+                // same slice): no need to compare the text.
+                Some(i) => self.rendered.as_slice().get(i).is_none_or(|r| {
+                    if std::ptr::eq(r.uri, d.uri) {
+                        return false;
+                    }
+                    ns_work += d.uri.len() as u64;
+                    !chars::eq(r.uri, d.uri)
+                }),
                 None => !(d.prefix.is_empty() && d.uri.is_empty()),
             };
             if needed {
+                ns_work += (d.prefix.len() + d.uri.len() + 10) as u64;
                 cand.push(*d);
             }
+        }
+        self.content += name.raw.len() as u64 + 2;
+        for a in attributes {
+            self.content += (a.name.raw.len() + a.raw_value.len() + 4) as u64;
         }
 
         self.frames.push(self.rendered.len());
@@ -342,7 +369,25 @@ impl<'a, W: Write> Canonicalizer<'a, W> {
             )
         }));
         if attrs.len() > 1 {
-            attrs.sort_unstable_by(|a, b| chars::cmp(a.1, b.1).then_with(|| chars::cmp(a.2, b.2)));
+            attrs.sort_unstable_by(|a, b| {
+                let by_ns = if std::ptr::eq(a.1, b.1) {
+                    std::cmp::Ordering::Equal
+                } else {
+                    let (o, examined) = cmp_counting(a.1, b.1);
+                    ns_work += examined as u64;
+                    o
+                };
+                by_ns.then_with(|| chars::cmp(a.2, b.2))
+            });
+        }
+        self.ns_work += ns_work;
+        if self.ns_work > self.content.saturating_mul(2) + NAMESPACE_ALLOWANCE {
+            return Err(Error::C14n(format!(
+                "namespace nodes rendered or compared ({} bytes) beyond twice the content ({} \
+                 bytes) and {NAMESPACE_ALLOWANCE} bytes: an inherited namespace re-rendered \
+                 on many elements",
+                self.ns_work, self.content
+            )));
         }
         for &(i, _, _) in &attrs {
             let Some(a) = attributes.get(i) else { continue };
@@ -358,6 +403,7 @@ impl<'a, W: Write> Canonicalizer<'a, W> {
     }
 
     fn text(&mut self, t: &Text<'_>) -> Result<(), Error> {
+        self.content += t.raw.len() as u64;
         if t.cdata {
             write_text_literal(&mut self.buf, t.raw, true);
         } else {
@@ -417,6 +463,17 @@ impl<'a, W: Write> Canonicalizer<'a, W> {
         }
         Ok((self.out, self.written))
     }
+}
+
+/// Byte order of two namespace URIs, and how many bytes were looked at to find it.
+fn cmp_counting(a: &str, b: &str) -> (std::cmp::Ordering, usize) {
+    let (x, y) = (a.as_bytes(), b.as_bytes());
+    let common = x.iter().zip(y).take_while(|(p, q)| p == q).count();
+    let o = match (x.get(common), y.get(common)) {
+        (Some(p), Some(q)) => p.cmp(q),
+        _ => x.len().cmp(&y.len()),
+    };
+    (o, common)
 }
 
 fn write_newlines_normalized(buf: &mut Vec<u8>, s: &str) {

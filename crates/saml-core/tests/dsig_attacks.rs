@@ -872,3 +872,59 @@ fn a_signature_by_an_untrusted_key_is_refused_before_the_content_is_digested() {
         SignatureError::DuplicateId("_e1".into())
     );
 }
+
+/// Dsig review M2: exclusive c14n renders an inherited binding again on every element that
+/// uses it without an output ancestor having rendered it. With a genuine signature replayed
+/// (a federation's aggregate signature is public) onto a root that declares one 60,000-byte
+/// binding it does not use, each appended `<p:e/>` of six bytes canonicalized to 60 KB,
+/// 1.2 GB here, hashed before the digest was found wrong. The namespace work is now bounded
+/// by twice the content plus [`c14n::NAMESPACE_ALLOWANCE`]: the document is refused as a
+/// canonicalization error long before, on one thread and on several, under a prefixed
+/// element's binding and under a default namespace alike. A document that uses such a
+/// binding once, as real ones do, still verifies.
+#[test]
+fn inherited_namespaces_are_not_re_rendered_without_bound() {
+    use saml_core::c14n;
+    let key = TestKey::rsa("federation");
+    let signed = sign(&aggregate(), &key);
+    let (before, signature, _) = split_signature(&signed);
+    let long = format!("urn:x:{}", "a".repeat(60_000));
+    let root = before.find("<md:EntitiesDescriptor").expect("root");
+    let root_end = root + before[root..].find('>').expect("root start tag");
+    for (decl, body) in [
+        (format!(" xmlns:p=\"{long}\""), "<p:e/>".repeat(20_000)),
+        (
+            String::new(),
+            format!(
+                "<md:Extensions xmlns=\"{long}\">{}</md:Extensions>",
+                "<e/>".repeat(20_000)
+            ),
+        ),
+    ] {
+        let forged = format!(
+            "{}{decl}{}{signature}{body}</md:EntitiesDescriptor>",
+            &before[..root_end],
+            &before[root_end..]
+        );
+        for opts in [VerifyOptions::metadata().single_threaded(), {
+            let mut o = VerifyOptions::metadata();
+            o.parallel_min_size = Some(0);
+            o
+        }] {
+            let e = dsig::verify(forged.as_bytes(), &key.trusted(), &opts).unwrap_err();
+            assert!(
+                matches!(&e, Error::C14n(m) if m.contains("namespace")),
+                "{e:?}"
+            );
+        }
+    }
+    // One long binding used once: signed and verified as usual.
+    let doc = aggregate().replacen(
+        "<md:Extensions>",
+        &format!("<md:Extensions><p:e xmlns:p=\"{long}\"/>"),
+        1,
+    );
+    let signed = sign(&doc, &key);
+    verify_md(&signed, &key.trusted()).unwrap();
+    assert!(c14n::NAMESPACE_ALLOWANCE >= 1 << 20);
+}
