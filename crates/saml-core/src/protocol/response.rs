@@ -1395,9 +1395,19 @@ fn attribute(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Attribute, Error> {
 /// as written: `xs:anyType` collapses no white space, so nothing is trimmed.
 fn value_text(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<String, Error> {
     let mut out = String::new();
+    let max = c.reader().limits().max_text_len;
     loop {
         match c.next_event()? {
-            Some(Event::Text(t)) => out.push_str(&t.value()),
+            Some(Event::Text(t)) => {
+                out.push_str(&t.value());
+                // One value, however many pieces (dsig review L1).
+                if out.len() > max {
+                    return Err(Error::Limit {
+                        offset: t.span.start,
+                        limit: crate::error::LimitExceeded::TextLength(max),
+                    });
+                }
+            }
             Some(Event::End(end)) if end.depth == e.depth => break,
             None => break,
             _ => {}

@@ -984,6 +984,12 @@ impl<'a> Reader<'a> {
                     if self.omitting.is_some() {
                         continue;
                     }
+                    // A CDATA section is a text node like any other (dsig review L1).
+                    if raw.len() > self.limits.max_text_len {
+                        return Err(
+                            self.limit(start, LimitExceeded::TextLength(self.limits.max_text_len))
+                        );
+                    }
                     self.cur = Cur::Text(Text {
                         raw,
                         cdata: true,
@@ -1336,6 +1342,7 @@ fn check_document<'a>(
 /// end tag (comments do not split a value, XMLDSIG.md rule 7). Fails on child elements.
 pub fn read_text(reader: &mut Reader<'_>) -> Result<String, Error> {
     let mut out = String::new();
+    let max = reader.limits.max_text_len;
     loop {
         let at = reader.position();
         match reader.next()? {
@@ -1346,6 +1353,14 @@ pub fn read_text(reader: &mut Reader<'_>) -> Result<String, Error> {
                     out = v.into_owned();
                 } else {
                     out.push_str(&v);
+                }
+                // The pieces a reference or a comment splits the text into are one value:
+                // bounded as one (dsig review L1).
+                if out.len() > max {
+                    return Err(Error::Limit {
+                        offset: at,
+                        limit: LimitExceeded::TextLength(max),
+                    });
                 }
             }
             Some(Event::Comment(_)) => {}

@@ -374,3 +374,51 @@ fn attributes_in_long_namespaces_are_compared_by_identity() {
     };
     assert!(e.to_string().contains("b:x"), "{e}");
 }
+
+/// Dsig review L1: `max_text_len` held for one text token only: a CDATA section was exempt,
+/// and text split by references or comments was joined into one value without a bound. Both
+/// are now one text node, limited as such.
+#[test]
+fn the_text_limit_holds_for_cdata_and_for_split_text() {
+    let limits = Limits {
+        max_text_len: 1000,
+        ..Limits::default()
+    };
+    let is_text_limit = |e: &Error| {
+        matches!(
+            e,
+            Error::Limit {
+                limit: LimitExceeded::TextLength(1000),
+                ..
+            }
+        )
+    };
+    let cdata = format!("<r><![CDATA[{}]]></r>", "a".repeat(1001));
+    let mut r = Reader::new(cdata.as_bytes(), limits).expect("reader");
+    let e = loop {
+        match r.next() {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the CDATA section was read"),
+            Err(e) => break e,
+        }
+    };
+    assert!(is_text_limit(&e), "{e:?}");
+    for split in [
+        format!("<r>{}</r>", "a&amp;".repeat(501)),
+        format!("<r>{}</r>", "aa<!---->".repeat(600)),
+    ] {
+        let mut r = Reader::new(split.as_bytes(), limits).expect("reader");
+        assert!(matches!(r.next(), Ok(Some(Event::Start(_)))));
+        let e = read_text(&mut r).unwrap_err();
+        assert!(is_text_limit(&e), "{e:?}");
+    }
+    // At the limit, all three read.
+    for ok in [
+        format!("<r><![CDATA[{}]]></r>", "a".repeat(1000)),
+        format!("<r>{}</r>", "a&amp;".repeat(500)),
+    ] {
+        let mut r = Reader::new(ok.as_bytes(), limits).expect("reader");
+        assert!(matches!(r.next(), Ok(Some(Event::Start(_)))));
+        assert_eq!(read_text(&mut r).expect("text").len(), 1000);
+    }
+}
