@@ -85,3 +85,33 @@ fn elements_kept_as_written_copy_no_more_than_the_document_allows() {
             .contains(r#"xmlns:p0="urn:0:aaaaaaaa""#)
     );
 }
+
+/// Dsig review L3: each entity read from the lazy index had its own 1 KiB beyond twice its
+/// bytes, so 1,000 small entities each copying one 1 KB binding held seven times the document
+/// in copies where `load` refused the document. An entity may now copy twice its bytes, the
+/// 1 KiB being the document's. (The root children `load` models on helper threads still have
+/// 1 KiB each: open, README.)
+#[test]
+fn entities_read_from_the_lazy_index_copy_no_more_than_the_whole_document() {
+    let long = format!("urn:{}", "a".repeat(1000));
+    let children: String = (0..1000)
+        .map(|i| {
+            format!(
+                "<md:EntityDescriptor entityID=\"https://e.example/{i:0100}\"><p:k/></md:EntityDescriptor>\n"
+            )
+        })
+        .collect();
+    let doc = format!(
+        "<md:EntitiesDescriptor {MD} xmlns:p=\"{long}\" ID=\"_a\">\n{children}</md:EntitiesDescriptor>"
+    );
+    let fed = key();
+    let signed = dsig::sign(doc.as_bytes(), &fed, &SignOptions::default()).unwrap();
+    let mut one = policy(&fed);
+    one.verify.parallel_min_size = Some(usize::MAX);
+    let e = load::load(&signed, &one).unwrap_err();
+    assert!(is_copy_limit(&e), "{e}");
+    let lazy = saml_metadata::lazy::load_lazy(&signed, &policy(&fed)).unwrap();
+    let id = format!("https://e.example/{:0100}", 7);
+    let e = lazy.get(&id).unwrap_err();
+    assert!(is_copy_limit(&e), "lazy: {e}");
+}
