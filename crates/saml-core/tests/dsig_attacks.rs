@@ -878,13 +878,12 @@ fn a_signature_by_an_untrusted_key_is_refused_before_the_content_is_digested() {
 /// (a federation's aggregate signature is public) onto a root that declares one 60,000-byte
 /// binding it does not use, each appended `<p:e/>` of six bytes canonicalized to 60 KB,
 /// 1.2 GB here, hashed before the digest was found wrong. The namespace work is now bounded
-/// by twice the content plus [`c14n::NAMESPACE_ALLOWANCE`]: the document is refused as a
+/// by twice the content plus `c14n::NAMESPACE_ALLOWANCE`: the document is refused as a
 /// canonicalization error long before, on one thread and on several, under a prefixed
 /// element's binding and under a default namespace alike. A document that uses such a
 /// binding once, as real ones do, still verifies.
 #[test]
 fn inherited_namespaces_are_not_re_rendered_without_bound() {
-    use saml_core::c14n;
     let key = TestKey::rsa("federation");
     let signed = sign(&aggregate(), &key);
     let (before, signature, _) = split_signature(&signed);
@@ -926,5 +925,4 @@ fn inherited_namespaces_are_not_re_rendered_without_bound() {
     );
     let signed = sign(&doc, &key);
     verify_md(&signed, &key.trusted()).unwrap();
-    assert!(c14n::NAMESPACE_ALLOWANCE >= 1 << 20);
 }

@@ -278,7 +278,7 @@ impl Client {
         // one would be read there and not here (sasl review C2). So would a binding
         // parameter's name in another case.
         for piece in url.query().unwrap_or_default().split('&') {
-            let hidden = piece.split(';').skip(1).any(|p| is_binding_parameter(p));
+            let hidden = piece.split(';').skip(1).any(is_binding_parameter);
             let name = piece.split_once('=').map_or(piece, |(n, _)| n);
             let recased = is_binding_parameter(piece) && !BINDING_PARAMETERS.contains(&name);
             if hidden || recased {

@@ -343,7 +343,7 @@ fn attributes_in_long_namespaces_are_compared_by_identity() {
         ..Limits::default()
     };
     let _ = work::take();
-    let mut r = Reader::new(doc.as_bytes(), limits.clone()).expect("reader");
+    let mut r = Reader::new(doc.as_bytes(), limits).expect("reader");
     let mut tags = 0;
     while let Some(ev) = r.next().expect("a valid document") {
         if matches!(ev, Event::Start(_)) {
