@@ -111,6 +111,13 @@ struct Listing {
     logo: Option<String>,
     /// What a search looks in, lowercased: the entityID, the names, the mdui keywords.
     hay: Vec<String>,
+    /// Where the entityID points (its host, else the entityID): shown beside the name.
+    host: String,
+    /// Whether another IdP shows the same name (compared without case, accents kept, white
+    /// space collapsed): a registrant can name its IdP like a known one (GÉANT-TrustBroker's
+    /// threat "a name that imitates a known one", broker review L5), so both are marked and
+    /// the user is told to look at the address.
+    shared_name: bool,
 }
 
 impl Listing {
@@ -142,15 +149,34 @@ impl Listing {
                 let logo = ui
                     .and_then(|u| u.logos.iter().find(|l| safe_logo(&l.url)))
                     .map(|l| l.url.clone());
+                let host = reqwest::Url::parse(&id)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_owned))
+                    .unwrap_or_else(|| id.clone());
                 Some(Listing {
                     name,
                     id,
                     logo,
                     hay,
+                    host,
+                    shared_name: false,
                 })
             })
             .collect();
         list.sort_by(|a, b| (&a.name, &a.id, &a.logo).cmp(&(&b.name, &b.id, &b.logo)));
+        let key = |name: &str| {
+            name.split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .to_lowercase()
+        };
+        let mut count: HashMap<String, usize> = HashMap::new();
+        for l in &list {
+            *count.entry(key(&l.name)).or_default() += 1;
+        }
+        for l in &mut list {
+            l.shared_name = count.get(&key(&l.name)).is_some_and(|&n| n > 1);
+        }
         list
     }
 }
@@ -919,25 +945,34 @@ impl<S: Store> BrokerService<S> {
                 continue;
             }
             if idps.len() < MAX_LISTED_IDPS {
-                idps.push((&l.name, &l.id, &l.logo));
+                idps.push(l);
             } else {
                 more += 1;
             }
         }
         let items: String = idps
             .iter()
-            .map(|(name, id, logo)| {
-                let img = logo.as_ref().map_or_else(String::new, |u| {
+            .map(|l| {
+                let img = l.logo.as_ref().map_or_else(String::new, |u| {
                     format!(
                         "<img src=\"{}\" alt=\"\" height=\"32\" style=\"max-width:96px\"> ",
                         html_escape(u)
                     )
                 });
+                // The address is shown with the name, not only in small print; a name two
+                // IdPs share is marked on both.
+                let warning = if l.shared_name {
+                    " <strong>(another identity provider has this name: check its address)</strong>"
+                } else {
+                    ""
+                };
                 format!(
-                    "<li>{img}<a href=\"/ds/choose?idp={}\">{}</a> <small>{}</small></li>",
-                    html_escape(&saml_core::bindings::url_encode(id)),
-                    html_escape(name),
-                    html_escape(id)
+                    "<li>{img}<a href=\"/ds/choose?idp={}\">{}</a> at <b>{}</b>{warning} \
+                     <small>{}</small></li>",
+                    html_escape(&saml_core::bindings::url_encode(&l.id)),
+                    html_escape(&l.name),
+                    html_escape(&l.host),
+                    html_escape(&l.id)
                 )
             })
             .collect();
@@ -1988,6 +2023,37 @@ mod tests {
             )
             .unwrap();
         assert!(!svc.choice_page(SP, None).contains("sp.example.org/acs"));
+    }
+
+    /// Broker review L5: a registrant could name its IdP like a known one (the GNTB threat "a
+    /// name that imitates a known one"); the page showed the entityID in small print only.
+    /// Each IdP is shown with its host, and two IdPs of one name (without case or extra
+    /// white space) are both marked.
+    #[tokio::test]
+    async fn idps_that_share_a_name_are_marked_and_hosts_shown() {
+        let tmp = tempfile::tempdir().unwrap();
+        let svc = service(tmp.path()).await;
+        let now = SystemTime::now();
+        for (host, org) in [
+            ("idp.uni-x.example", "Universität X"),
+            ("idp.attacker.example", "universität  X"),
+            ("idp.other.example", "Other"),
+        ] {
+            svc.core()
+                .registry
+                .insert(idp(host, org), EntityPolicy::default(), now, false)
+                .unwrap();
+        }
+        let page = svc.choice_page(SP, None);
+        let item = |host: &str| {
+            page.split("<li>")
+                .find(|i| i.contains(&format!("at <b>{host}</b>")))
+                .unwrap_or_else(|| panic!("{host} not listed: {page}"))
+                .to_owned()
+        };
+        assert!(item("idp.uni-x.example").contains("another identity provider has this name"));
+        assert!(item("idp.attacker.example").contains("another identity provider has this name"));
+        assert!(!item("idp.other.example").contains("another identity provider"));
     }
 
     /// Finding: self-registration re-signed any scope or entity category before 2026-12-06,
