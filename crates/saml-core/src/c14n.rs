@@ -438,6 +438,18 @@ impl<'a, W: Write> Canonicalizer<'a, W> {
         Ok(())
     }
 
+    /// The namespace work and the content counted so far (see [`NAMESPACE_ALLOWANCE`]).
+    pub(crate) fn work(&self) -> (u64, u64) {
+        (self.ns_work, self.content)
+    }
+
+    /// Starts the count from `work` (a document canonicalized in pieces, each by its own
+    /// canonicalizer, is held to one allowance).
+    pub(crate) fn with_work(mut self, work: (u64, u64)) -> Self {
+        (self.ns_work, self.content) = work;
+        self
+    }
+
     /// Whether the apex element's start tag has been fed.
     pub(crate) fn is_started(&self) -> bool {
         self.started

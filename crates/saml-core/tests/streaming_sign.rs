@@ -189,3 +189,37 @@ fn only_the_root_first_and_no_sha1() {
         ));
     }
 }
+
+/// Dsig review M2: the canonicalizer bounds the namespace nodes it renders by twice the rest of
+/// the canonical form plus `c14n::NAMESPACE_ALLOWANCE`. A document signed in pieces is held to
+/// the one allowance the whole document has, not to one per piece: the pieces that together
+/// render more than it are refused as `dsig::sign` refuses the whole.
+#[test]
+fn pieces_share_the_whole_documents_namespace_allowance() {
+    let (key, _) = rsa();
+    let long = format!("urn:x:{}", "a".repeat(60_000));
+    let start = format!("<r xmlns:p=\"{long}\" ID=\"_r\">");
+    let piece = "<p:e/>";
+    let n = 40;
+    let whole = format!("{start}{}</r>", piece.repeat(n));
+    let e = dsig::sign(whole.as_bytes(), &key, &SignOptions::default()).unwrap_err();
+    assert!(
+        matches!(&e, Error::C14n(m) if m.contains("namespace")),
+        "{e:?}"
+    );
+    let mut s = StreamingSigner::new(&start, &key, &SignOptions::default()).unwrap();
+    let refused = (0..n).find_map(|_| s.content(piece.as_bytes()).err());
+    assert!(
+        matches!(&refused, Some(Error::C14n(m)) if m.contains("namespace")),
+        "{refused:?}"
+    );
+    // Within the allowance, pieces and whole sign alike.
+    let few = 4;
+    let whole = format!("{start}{}</r>", piece.repeat(few));
+    dsig::sign(whole.as_bytes(), &key, &SignOptions::default()).unwrap();
+    let mut s = StreamingSigner::new(&start, &key, &SignOptions::default()).unwrap();
+    for _ in 0..few {
+        s.content(piece.as_bytes()).unwrap();
+    }
+    s.finish().unwrap();
+}

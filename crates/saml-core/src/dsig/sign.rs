@@ -248,6 +248,11 @@ pub struct StreamingSigner<'k> {
     hasher: Hasher,
     /// A reusable document: the start tag, a piece, the end tag.
     wrapped: Vec<u8>,
+    /// The canonicalizer's namespace work and content over the pieces so far, and the part of
+    /// it each piece's own canonicalizer counts again for the root's tags: the pieces are held
+    /// to the one allowance signing the whole would have (`c14n::NAMESPACE_ALLOWANCE`).
+    work: (u64, u64),
+    root_work: (u64, u64),
 }
 
 impl std::fmt::Debug for StreamingSigner<'_> {
@@ -307,6 +312,7 @@ impl<'k> StreamingSigner<'k> {
                 "not the start tag of a root with content".into(),
             ));
         }
+        let root_work = c.work();
         let (canonical, _) = c.finish()?;
         let canonical_start = canonical
             .len()
@@ -326,6 +332,8 @@ impl<'k> StreamingSigner<'k> {
             uri: id.map(|i| format!("#{i}")).unwrap_or_default(),
             hasher,
             wrapped: Vec::new(),
+            work: root_work,
+            root_work,
         })
     }
 
@@ -338,7 +346,11 @@ impl<'k> StreamingSigner<'k> {
         self.wrapped.extend_from_slice(piece);
         self.wrapped.extend_from_slice(self.end_tag.as_bytes());
         let mut reader = Reader::new(&self.wrapped, self.opts.limits)?;
-        let mut c = Canonicalizer::new(Vec::with_capacity(piece.len()), self.c14n_opts.clone());
+        let mut c = Canonicalizer::new(Vec::with_capacity(piece.len()), self.c14n_opts.clone())
+            .with_work((
+                self.work.0.saturating_sub(self.root_work.0),
+                self.work.1.saturating_sub(self.root_work.1),
+            ));
         let root_end = self.wrapped.len();
         while let Some(ev) = reader.next()? {
             match &ev {
@@ -352,7 +364,9 @@ impl<'k> StreamingSigner<'k> {
             }
             c.event(&ev)?;
         }
+        let work = c.work();
         let (canonical, _) = c.finish()?;
+        self.work = work;
         let inner = canonical
             .get(self.canonical_start..canonical.len().saturating_sub(self.end_tag.len()))
             .ok_or_else(|| Error::C14n("a piece's canonical form is out of shape".into()))?;
