@@ -200,7 +200,15 @@ fn verify_and_build_with<'a>(
         (outcome, (!panicked).then_some(slots))
     });
     let (verified, refused) = outcome?;
-    let md = assemble(&verified, &seen, inherited.get(), slots)?;
+    let md = match assemble(&verified, &seen, inherited.get(), slots) {
+        // A child that copies more than twice its bytes: whether the document may is what
+        // one cursor over it says (the caller reads it on one thread), so every path agrees.
+        Err(Error::Core(saml_core::Error::Limit {
+            limit: saml_core::LimitExceeded::ModelCopies(_),
+            ..
+        })) => None,
+        other => other?,
+    };
     Ok((verified, refused, md))
 }
 
@@ -224,7 +232,7 @@ fn parse_runs<'a>(
         let Some(scope) = inherited.get() else { break };
         let parsed: Parsed = run
             .into_iter()
-            .map(|r| child(doc, r, scope, limits))
+            .map(|r| child(doc, r, scope, limits, Copies::Part))
             .collect();
         if parsed.is_err() {
             stop.store(true, Ordering::Relaxed);
@@ -442,7 +450,7 @@ fn parse_batch(
             }
             let parsed: Parsed = rs
                 .iter()
-                .map(|r| child(doc, r.clone(), scope, limits))
+                .map(|r| child(doc, r.clone(), scope, limits, Copies::Lenient))
                 .collect();
             done.push((at, parsed));
         }
@@ -470,6 +478,18 @@ fn parse_batch(
     Ok(out)
 }
 
+/// What a root child's model may copy beyond its bytes.
+#[derive(Clone, Copy)]
+enum Copies {
+    /// Twice its bytes: the children modelled while the signature is checked together copy no
+    /// more than `load` on one thread allows, which decides when a child needs more (dsig
+    /// review L3).
+    Part,
+    /// Twice its bytes and 1 KiB (`load_owned`, after verification, whose one-thread reading
+    /// has the same allowance per child).
+    Lenient,
+}
+
 /// One child of the root, read from its bytes (checked as a document's are) in the root's
 /// namespace scope.
 fn child(
@@ -477,9 +497,14 @@ fn child(
     range: Range<usize>,
     scope: &[NsDecl<'_>],
     limits: Limits,
+    copies: Copies,
 ) -> Result<GroupChild, Error> {
     let offset = range.start;
-    let mut c = Cursor::unverified(Reader::new_fragment(doc, range, scope, limits)?);
+    let reader = Reader::new_fragment(doc, range, scope, limits)?;
+    let mut c = match copies {
+        Copies::Part => Cursor::unverified_part(reader),
+        Copies::Lenient => Cursor::unverified(reader),
+    };
     let ch = c
         .next_child("EntitiesDescriptor")?
         .ok_or_else(|| Error::Invalid {

@@ -224,11 +224,12 @@ fn copy_allowance(len: usize) -> usize {
     len.saturating_mul(2).saturating_add(1024)
 }
 
-/// What a cursor over one verified element of a document lets model builders copy: twice its
-/// bytes, the 1 KiB being the document's once. Entities read one at a time from the lazy index
-/// then copy at most what one cursor over the whole document allows: with 1 KiB for each,
-/// 40,000 small entities under one long binding held up to twenty times the document in copies
-/// where `load` refused it (dsig review L3).
+/// What a cursor over one part of a document lets model builders copy: twice its bytes, the
+/// 1 KiB being the document's once. Parts read one at a time (entities from the lazy index,
+/// root children on `load`'s helper threads) then copy at most what one cursor over the whole
+/// document allows: with 1 KiB for each, 40,000 small entities under one long binding held up
+/// to twenty times the document in copies where `load` on one thread refused it (dsig review
+/// L3).
 fn part_allowance(len: usize) -> usize {
     len.saturating_mul(2)
 }
@@ -274,6 +275,16 @@ impl<'a> Cursor<'a> {
     pub fn unverified(r: Reader<'a>) -> Self {
         let len = r.source().0.len();
         Cursor::new(r, copy_allowance(len), false)
+    }
+
+    /// [`Cursor::unverified`] over one part of a document (a [`Reader::new_fragment`]) that
+    /// is read part by part: model builders may copy twice its bytes (the 1 KiB slack being
+    /// the whole document's), so that the parts together copy no more than one cursor over
+    /// the document allows.
+    #[must_use]
+    pub fn unverified_part(r: Reader<'a>) -> Self {
+        let len = r.source().0.len();
+        Cursor::new(r, part_allowance(len), false)
     }
 
     /// Accounts for `bytes` a model builder copies beyond the content it reads (the namespace
