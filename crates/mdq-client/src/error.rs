@@ -35,6 +35,16 @@ pub enum Error {
         /// The entityID in the document.
         found: String,
     },
+    /// The answer holds the requested entity, but it was left out of the verified document:
+    /// expired, or a signature of its own did not verify. Not a "not found" (which is cached
+    /// as such): the server has the entity and sent one that cannot be used.
+    #[error("the answer's {entity_id} was left out: {reason}")]
+    EntityLeftOut {
+        /// The entity's entityID.
+        entity_id: String,
+        /// Why: expired, or its own signature's failure.
+        reason: String,
+    },
     /// Transport failure reported by the IO adapter (connect, timeout, TLS, truncated body).
     #[error("transport: {0}")]
     Transport(String),
@@ -70,9 +80,10 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Url(_) | Error::Response(_) | Error::Cache(_) => ErrorKind::Malformed,
-            Error::Metadata(_) | Error::WrongEntity { .. } | Error::TooLarge { .. } => {
-                ErrorKind::Rejected
-            }
+            Error::Metadata(_)
+            | Error::WrongEntity { .. }
+            | Error::TooLarge { .. }
+            | Error::EntityLeftOut { .. } => ErrorKind::Rejected,
             Error::Status { .. } | Error::Transport(_) => ErrorKind::Transport,
             Error::State(_) => ErrorKind::Misuse,
         }

@@ -234,6 +234,26 @@ fn pick<'a>(
             });
         }
     }
+    if found.is_none() {
+        // Left out of the verified aggregate: an error, not "not found" (mdq review I5: a
+        // bad signature was cached as "does not exist").
+        if let Some(r) = agg
+            .refused_entities()
+            .iter()
+            .find(|r| id.matches(&r.entity_id))
+        {
+            return Err(Error::EntityLeftOut {
+                entity_id: r.entity_id.clone(),
+                reason: format!("its own signature did not verify: {}", r.reason),
+            });
+        }
+        if let Some(e) = agg.expired_entities().iter().find(|e| id.matches(e)) {
+            return Err(Error::EntityLeftOut {
+                entity_id: e.clone(),
+                reason: "its validUntil has passed".into(),
+            });
+        }
+    }
     if found.is_none() && !agg.is_empty() {
         return Err(Error::Response(format!(
             "{} entities and none is {id}",

@@ -224,6 +224,36 @@ fn not_found_is_cached_and_pyff_empty_answers_count_as_not_found() {
     assert!(matches!(c.lookup(&id, now()), Lookup::NotFound));
 }
 
+/// Mdq review I5: an aggregate answer whose requested entity was left out of the verified
+/// document (expired here) was taken as "not found" and cached as such, so a bad entity looked
+/// like a missing one. It is an error now, and nothing is cached.
+#[test]
+fn an_entity_left_out_of_the_answer_is_an_error_not_a_miss() {
+    let f = fx();
+    let mut c = client(&f);
+    let expired = entity(SP, None, Some(now() - Duration::from_secs(3600)));
+    let xml = format!(
+        "<md:EntitiesDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" ID=\"_e\">{}</md:EntitiesDescriptor>",
+        {
+            let x = expired.to_xml().unwrap();
+            x[x.find("<md:EntityDescriptor").unwrap()..].to_owned()
+        }
+    );
+    let doc = saml_core::dsig::sign(xml.as_bytes(), &f.key, &SignOptions::default()).unwrap();
+    let id = sp();
+    let r = fetch(&mut c, &id, now());
+    let e = answer(&mut c, &r, &ok(&doc, &[]), now()).unwrap_err();
+    assert!(
+        matches!(&e, Error::EntityLeftOut { entity_id, .. } if entity_id == SP),
+        "{e}"
+    );
+    assert_eq!(e.kind(), ErrorKind::Rejected);
+    assert!(
+        matches!(c.lookup(&id, now()), Lookup::Fetch(_)),
+        "not cached as missing"
+    );
+}
+
 fn sp() -> Identifier {
     Identifier::entity_id(SP).unwrap()
 }
