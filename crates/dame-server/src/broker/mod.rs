@@ -1173,6 +1173,16 @@ fn too_many() -> Response {
     )
 }
 
+/// The answer to a request a rate-limit hit refuses (429), or whose hit the store could not
+/// record; `None` lets the request through.
+fn refused(hit: Result<bool, Error>) -> Option<Response> {
+    match hit {
+        Ok(true) => None,
+        Ok(false) => Some(too_many()),
+        Err(e) => Some(store_error(&e)),
+    }
+}
+
 fn full() -> Response {
     page(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -1188,10 +1198,8 @@ async fn discovery<S: Store>(
     guard(async move {
         svc.metrics.requests.fetch_add(1, Ordering::Relaxed);
         let source = crate::source_key(remote.ip());
-        match svc.within_rate(&source).await {
-            Ok(true) => {}
-            Ok(false) => return too_many(),
-            Err(e) => return store_error(&e),
+        if let Some(r) = refused(svc.within_rate(&source).await) {
+            return r;
         }
         let q = q.unwrap_or_default();
         // Room is made only for a request that can start a flow (a registered SP, not
@@ -1261,10 +1269,8 @@ async fn search<S: Store>(
     RawQuery(q): RawQuery,
 ) -> Response {
     // Each search walks the registry: counted with discovery against the address's limit.
-    match svc.within_rate(&crate::source_key(remote.ip())).await {
-        Ok(true) => {}
-        Ok(false) => return too_many(),
-        Err(e) => return store_error(&e),
+    if let Some(r) = refused(svc.within_rate(&crate::source_key(remote.ip())).await) {
+        return r;
     }
     // An HTML form sends spaces as '+'.
     let q = q.unwrap_or_default().replace('+', "%20");
@@ -1284,13 +1290,11 @@ async fn choose<S: Store>(
 ) -> Response {
     guard(async move {
         // A store transaction for any cookie value: bounded per address.
-        match svc
-            .within_follow_rate(&crate::source_key(remote.ip()))
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => return too_many(),
-            Err(e) => return store_error(&e),
+        if let Some(r) = refused(
+            svc.within_follow_rate(&crate::source_key(remote.ip()))
+                .await,
+        ) {
+            return r;
         }
         let Some(flow) = cookie_flow(&headers) else {
             return page(StatusCode::BAD_REQUEST, "no flow: start from your service");
@@ -1320,10 +1324,8 @@ async fn dame<S: Store>(
         match query_param(&q, "action").as_deref() {
             Some("authenticate") => {
                 let source = crate::source_key(remote.ip());
-                match svc.within_rate(&source).await {
-                    Ok(true) => {}
-                    Ok(false) => return too_many(),
-                    Err(e) => return store_error(&e),
+                if let Some(r) = refused(svc.within_rate(&source).await) {
+                    return r;
                 }
                 let flow = cookie_flow(&headers);
                 // Every request that can start a flow is admitted first: one whose cookie names
@@ -1373,10 +1375,8 @@ async fn dame<S: Store>(
             Some("status") => {
                 // Unauthenticated until the core checks the signature, after the store
                 // transaction: bounded per address like every other such request.
-                match svc.within_rate(&crate::source_key(remote.ip())).await {
-                    Ok(true) => {}
-                    Ok(false) => return too_many(),
-                    Err(e) => return store_error(&e),
+                if let Some(r) = refused(svc.within_rate(&crate::source_key(remote.ip())).await) {
+                    return r;
                 }
                 // The flows waiting for this pair: the reporter and its peer, in either role.
                 let reporter = dame_protocol::mdi::StatusReport::reporter_of(&q).ok();
@@ -1400,10 +1400,8 @@ async fn dame<S: Store>(
                 // Anyone may ask (rules are shared data), within the per-address rate; the
                 // answer is found under the core's lock, written as JSON after it (broker
                 // review M4).
-                match svc.within_rate(&crate::source_key(remote.ip())).await {
-                    Ok(true) => {}
-                    Ok(false) => return too_many(),
-                    Err(e) => return store_error(&e),
+                if let Some(r) = refused(svc.within_rate(&crate::source_key(remote.ip())).await) {
+                    return r;
                 }
                 let answer = svc.core().handle_rules_query(&q);
                 match answer.and_then(|r| r.to_json()) {
@@ -1437,10 +1435,8 @@ async fn acs<S: Store>(
         // Each attempt costs a store refresh, a transaction and a signature check, and an
         // invalid Response2 changes nothing (the real one may still come): bounded per source
         // like every other unauthenticated endpoint.
-        match svc.within_rate(&crate::source_key(remote.ip())).await {
-            Ok(true) => {}
-            Ok(false) => return too_many(),
-            Err(e) => return store_error(&e),
+        if let Some(r) = refused(svc.within_rate(&crate::source_key(remote.ip())).await) {
+            return r;
         }
         let Ok(form) = std::str::from_utf8(&body) else {
             return page(StatusCode::BAD_REQUEST, "the form is not UTF-8");
@@ -1479,13 +1475,11 @@ async fn wait<S: Store>(
     guard(async move {
         // Each request holds a waiter and looks at the store: bounded per address (the page
         // asks again only after LONG_POLL, so a user stays far below the rate).
-        match svc
-            .within_follow_rate(&crate::source_key(remote.ip()))
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => return too_many(),
-            Err(e) => return store_error(&e),
+        if let Some(r) = refused(
+            svc.within_follow_rate(&crate::source_key(remote.ip()))
+                .await,
+        ) {
+            return r;
         }
         let Some(flow) = cookie_flow(&headers) else {
             return page(StatusCode::BAD_REQUEST, "no flow");
@@ -1601,12 +1595,10 @@ async fn admin_entity<S: Store>(
         }
         // Anyone with a token (or guessing one) is limited like every other client: an
         // upload bumps the store's generation (each instance reloads) and triggers every peer.
-        if !operator {
-            match svc.within_rate(&crate::source_key(remote.ip())).await {
-                Ok(true) => {}
-                Ok(false) => return too_many(),
-                Err(e) => return store_error(&e),
-            }
+        if !operator
+            && let Some(r) = refused(svc.within_rate(&crate::source_key(remote.ip())).await)
+        {
+            return r;
         }
         let entity = match saml_metadata::load::parse_unverified(&body) {
             Ok(Metadata::Entity(e)) => *e,

@@ -41,8 +41,8 @@ use dame_protocol::registry::EntityPolicy;
 use saml_core::protocol::openssl_random;
 
 use super::{
-    BrokerService, Svc, error_response, guard, html_escape, page, query_param, step_error,
-    store_error, too_many, unix,
+    BrokerService, Svc, error_response, guard, html_escape, page, query_param, refused, step_error,
+    store_error, unix,
 };
 use crate::error::Error;
 use crate::log;
@@ -94,10 +94,8 @@ pub(super) async fn begin<S: Store>(
         if !svc.cfg.registration.enabled {
             return page(StatusCode::NOT_FOUND, "registration is closed");
         }
-        match svc.within_rate(&crate::source_key(remote.ip())).await {
-            Ok(true) => {}
-            Ok(false) => return too_many(),
-            Err(e) => return store_error(&e),
+        if let Some(r) = refused(svc.within_rate(&crate::source_key(remote.ip())).await) {
+            return r;
         }
         let q = q.unwrap_or_default();
         let op = match query_param(&q, "operation").as_deref() {
@@ -232,10 +230,8 @@ pub(super) async fn verify<S: Store>(
         if !svc.cfg.registration.enabled {
             return page(StatusCode::NOT_FOUND, "registration is closed");
         }
-        match svc.within_rate(&crate::source_key(remote.ip())).await {
-            Ok(true) => {}
-            Ok(false) => return too_many(),
-            Err(e) => return store_error(&e),
+        if let Some(r) = refused(svc.within_rate(&crate::source_key(remote.ip())).await) {
+            return r;
         }
         let Some(id) = query_param(&q.unwrap_or_default(), "entityID") else {
             return page(StatusCode::BAD_REQUEST, "entityID missing");
@@ -394,12 +390,10 @@ pub(super) async fn policy<S: Store>(
     guard(async move {
         // An entity's token (or a guess at one) is limited per address like every other
         // client: each change bumps the store's generation and every instance reloads.
-        if !super::authorized(&svc, &headers) {
-            match svc.within_rate(&crate::source_key(remote.ip())).await {
-                Ok(true) => {}
-                Ok(false) => return too_many(),
-                Err(e) => return store_error(&e),
-            }
+        if !super::authorized(&svc, &headers)
+            && let Some(r) = refused(svc.within_rate(&crate::source_key(remote.ip())).await)
+        {
+            return r;
         }
         let Some(id) = query_param(&q.unwrap_or_default(), "entityID") else {
             return page(StatusCode::BAD_REQUEST, "entityID missing");
