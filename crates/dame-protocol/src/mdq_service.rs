@@ -187,30 +187,14 @@ fn sha1_of(seg: &str) -> Option<Vec<String>> {
     }
     let mut out = vec![sha1_hex(&id)];
     if seg.contains('+') {
-        out.push(sha1_hex(&percent_decode(&seg.replace('+', "%20"))?));
+        out.push(sha1_hex(&saml_core::bindings::url_decode(seg).ok()?));
     }
     Some(out)
 }
 
-/// `%XX` decoded (RFC 3986 §2.1), nothing else; the result must be UTF-8.
+/// `%XX` decoded (RFC 3986 §2.1), nothing else (`+` is itself); the result must be UTF-8.
 fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = b.get(i + 1..i + 3)?;
-            if !hex.iter().all(u8::is_ascii_hexdigit) {
-                return None;
-            }
-            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    saml_core::bindings::url_decode(&s.replace('+', "%2B")).ok()
 }
 
 /// Whether an `Accept` header admits SAML metadata (absent: yes).
