@@ -36,7 +36,7 @@ use std::time::{Duration, SystemTime};
 
 use mdq_client::client::{FetchRequest, Token};
 use mdq_client::response::HttpResponse;
-use mdq_client::{BaseUrl, Client, Config, Identifier};
+use mdq_client::{BaseUrl, Client, Config, FetchNow, Identifier};
 use saml_core::dsig::{SigningKey, TrustedKeys};
 use saml_metadata::model::{EntityDescriptor, RequestedAttribute, sha1_hex};
 
@@ -307,18 +307,22 @@ impl<T: IntegrationTarget> Agent<T> {
             }
             TriggerAction::FetchMetadata => {
                 let id = Identifier::entity_id(&t.peer)?;
-                let req = self.mdq.fetch_now(&id);
-                if let Some(p) = self.pending.get_mut(&req.token) {
-                    // The same peer is already being fetched for another user's exchange: this
-                    // trigger waits for that fetch, and a status report follows it
-                    // ([`Agent::poll_report`]).
-                    p.issued = p.issued.max(Some(t.issue_instant));
-                    *self.joined.entry(req.token).or_default() += 1;
-                    return Ok(TriggerStep::Answer(MdiResponse {
-                        status: MdiStatus::AcceptedPending,
-                        reason: Some("the peer is being fetched for another exchange".into()),
-                    }));
-                }
+                let req = match self.mdq.fetch_now(&id) {
+                    FetchNow::Fetch(req) => req,
+                    FetchNow::Joined(token) => {
+                        // The same peer is already being fetched for another user's exchange:
+                        // this trigger waits for that fetch, and a status report follows it
+                        // ([`Agent::poll_report`]).
+                        if let Some(p) = self.pending.get_mut(&token) {
+                            p.issued = p.issued.max(Some(t.issue_instant));
+                        }
+                        *self.joined.entry(token).or_default() += 1;
+                        return Ok(TriggerStep::Answer(MdiResponse {
+                            status: MdiStatus::AcceptedPending,
+                            reason: Some("the peer is being fetched for another exchange".into()),
+                        }));
+                    }
+                };
                 self.pending.insert(
                     req.token,
                     Pending {
@@ -344,7 +348,10 @@ impl<T: IntegrationTarget> Agent<T> {
             let Ok(id) = Identifier::parse_sha1(&format!("{{sha1}}{stem}")) else {
                 continue;
             };
-            let req = self.mdq.fetch_now(&id);
+            // A stem fetched already (two calls): that fetch answers for it.
+            let FetchNow::Fetch(req) = self.mdq.fetch_now(&id) else {
+                continue;
+            };
             self.pending.insert(
                 req.token,
                 Pending {

@@ -35,7 +35,7 @@ fn first_use_exchanges_metadata_then_replays_authn_request1() {
         sources(w.sp.agent.target()),
         vec![format!(
             "{BROKER_MDQ}entities/{}",
-            mdq_client::url::encode_segment(IDP)
+            mdq_client::url::encode_segment(IDP).unwrap()
         )]
     );
     assert!(w.broker.relationships.contains(IDP, SP));

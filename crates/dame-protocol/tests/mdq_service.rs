@@ -141,7 +141,7 @@ fn path_segments_are_percent_decoded_and_plus_is_itself() {
     let plus = "https://sp.example/a+b";
     let space = "https://sp.example/a b";
     let s = MdqService::new("/");
-    let path = |id: &str| format!("/entities/{}", mdq_client::url::encode_segment(id));
+    let path = |id: &str| format!("/entities/{}", mdq_client::url::encode_segment(id).unwrap());
     // Both registered: each is found by its own name, and `a+b` written literally is `a+b`.
     let both = Store(HashMap::from([
         (sha1_hex(plus), doc("plus")),

@@ -35,7 +35,9 @@
 //!
 //! Cache lifetimes come from `Cache-Control: max-age`, then the metadata's cacheDuration, then
 //! `Expires`, bounded by validUntil, and clamped to [`Config::min_ttl`, `Config::max_ttl`]
-//! (Shibboleth's defaults: 10 minutes and 8 hours). An entry is refreshed early once
+//! (Shibboleth's defaults: 10 minutes and 8 hours); `no-cache` and `no-store` count as a zero
+//! max-age, so the minimum, and an answer with `no-store` is never handed out for a persistent
+//! cache ([`Client::snapshot`]). An entry is refreshed early once
 //! [`Config::refresh_fraction`] of its lifetime has passed; a 404 (or an empty answer) is cached
 //! for [`Config::negative_ttl`]; on a failed refresh a stale entry keeps being served for at most
 //! [`Config::max_stale`]. Concurrent lookups of one entity share one fetch (`Pending`). The cache
@@ -194,6 +196,19 @@ pub struct FetchRequest {
     pub headers: Vec<(String, String)>,
 }
 
+/// What [`Client::fetch_now`] asks of the adapter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "a fetch request must be performed and completed"]
+pub enum FetchNow {
+    /// Perform this fetch and complete it.
+    Fetch(FetchRequest),
+    /// A fetch of the same entity is already in flight under this token: wait for its
+    /// completion; there is nothing to send and nothing to complete (a second GET under the
+    /// same token went out without the `Accept` the SAML profile requires, and its completion
+    /// failed as an unknown token: mdq review I3).
+    Joined(Token),
+}
+
 /// The answer to a lookup.
 #[derive(Debug, Clone)]
 #[must_use = "a lookup may ask for a fetch that must be performed"]
@@ -220,6 +235,8 @@ enum Value {
         entity: Arc<EntityDescriptor>,
         etag: Option<String>,
         document: Arc<Vec<u8>>,
+        /// The answer said `Cache-Control: no-store`: never snapshotted for a persistent cache.
+        no_store: bool,
     },
     Missing,
 }
@@ -328,15 +345,9 @@ impl Client {
         self.bytes
     }
 
+    /// A new fetch of `id` (cached under `key`). Callers check first that none is in flight.
     fn request(&mut self, id: &Identifier, key: &str) -> FetchRequest {
-        if let Some(t) = self.by_key.get(key) {
-            return FetchRequest {
-                token: *t,
-                id: id.clone(),
-                url: self.cfg.base.entity(id),
-                headers: Vec::new(),
-            };
-        }
+        debug_assert!(!self.by_key.contains_key(key), "a second fetch of {key}");
         self.next += 1;
         let token = Token(self.next);
         self.by_key.insert(key.to_owned(), token);
@@ -594,11 +605,15 @@ impl Client {
 
     /// A fetch of `id` whatever the cache holds: for a push notice that the entity changed (a
     /// DAME metadata-integration trigger). Sends `If-None-Match` when a version is cached, so
-    /// an unchanged entity costs a 304; joins a fetch of the same entity already in flight
-    /// (same token). Complete it like any [`FetchRequest`].
-    pub fn fetch_now(&mut self, id: &Identifier) -> FetchRequest {
+    /// an unchanged entity costs a 304. Complete a [`FetchNow::Fetch`] like any
+    /// [`FetchRequest`]; a fetch of the same entity already in flight is joined
+    /// ([`FetchNow::Joined`]: nothing to send).
+    pub fn fetch_now(&mut self, id: &Identifier) -> FetchNow {
         let key = id.key().to_owned();
-        self.request(id, &key)
+        match self.by_key.get(&key) {
+            Some(t) => FetchNow::Joined(*t),
+            None => FetchNow::Fetch(self.request(id, &key)),
+        }
     }
 
     /// Completes the fetch `token` with the HTTP response. Returns the entity (`None`: it does
@@ -728,6 +743,7 @@ impl Client {
                 ttl,
                 valid_until,
                 document,
+                no_store,
             }) => {
                 let entity: Arc<EntityDescriptor> = Arc::from(entity);
                 let t = self.lifetime(ttl, valid_until, now);
@@ -737,6 +753,7 @@ impl Client {
                         entity: entity.clone(),
                         etag,
                         document: Arc::new(document),
+                        no_store,
                     },
                     t,
                     valid_until,
@@ -836,7 +853,8 @@ impl Client {
         Some(self.request(&id, &key))
     }
 
-    /// The cached document of `id`, for a persistent cache.
+    /// The cached document of `id`, for a persistent cache; `None` also for one whose answer
+    /// said `Cache-Control: no-store` (it is used and kept in memory, never written to disk).
     #[must_use]
     pub fn snapshot(&self, id: &Identifier) -> Option<Snapshot> {
         match self.entries.get(id.key()) {
@@ -846,6 +864,7 @@ impl Client {
                         entity,
                         etag,
                         document,
+                        no_store: false,
                     },
                 expires,
                 ..
@@ -860,7 +879,8 @@ impl Client {
     }
 
     /// Restores a persisted entry: the document is verified again under the current policy
-    /// (keys, validUntil at `now`) and must hold exactly the entity `snapshot.entity_id`. The
+    /// (keys, validUntil at `now`) and must hold the entity `snapshot.entity_id` as a fetch
+    /// would accept it (alone, or among others in an aggregate answer). The
     /// lifetime is `snapshot.expires` clamped like a fresh one: at most [`Config::max_ttl`] from
     /// `now`, and never past the document's validUntil (the earlier of the entity's and the
     /// root's). An entry already past `expires` is kept for revalidation (If-None-Match) and as
@@ -876,25 +896,20 @@ impl Client {
         }
         let id = Identifier::entity_id(&snapshot.entity_id)?;
         let agg = saml_metadata::load::load(&snapshot.document, &self.policy(now))?;
-        let mut it = agg.entities();
-        let (Some(e), None) = (it.next(), it.next()) else {
-            return Err(Error::Response(
-                "a persisted document must hold one entity".into(),
-            ));
+        // The entity as the fetch path picked it: alone, or out of an aggregate answer (such
+        // answers were saved and then never restored: mdq review I4).
+        let (found, vu) = crate::response::pick(&id, &agg)?;
+        let Some(e) = found else {
+            return Err(Error::Response(format!(
+                "the persisted document does not hold {}",
+                snapshot.entity_id
+            )));
         };
-        if e.entity_id != snapshot.entity_id {
-            return Err(Error::WrongEntity {
-                requested: snapshot.entity_id.clone(),
-                found: e.entity_id.clone(),
-            });
-        }
-        // The earliest validUntil on the whole chain: the entity's, every group's around it,
-        // the root's, as the fetch path takes it (a nested group's was skipped: MDQ review M4).
-        let vu = agg.valid_until(&e.entity_id);
         let value = Value::Found {
             entity: Arc::new(e.clone()),
             etag: snapshot.etag.clone(),
             document: snapshot.document.clone(),
+            no_store: false,
         };
         let mut ttl = snapshot
             .expires

@@ -48,6 +48,6 @@ pub mod io;
 pub mod response;
 pub mod url;
 
-pub use client::{Client, Config, Lookup};
+pub use client::{Client, Config, FetchNow, Lookup};
 pub use error::{Error, ErrorKind};
 pub use url::{BaseUrl, Identifier};

@@ -52,6 +52,10 @@ pub enum Fetched {
         valid_until: Option<SystemTime>,
         /// The verified document as received (decoded), for a persistent cache.
         document: Vec<u8>,
+        /// `Cache-Control: no-store`: the answer may be used, and is kept in memory for the
+        /// configured minimum lifetime like any other, but never written to a persistent
+        /// cache (RFC 9111 §5.2.2.5; mdq review I1).
+        no_store: bool,
     },
     /// 304: the cached copy is still current.
     NotModified {
@@ -65,27 +69,54 @@ pub enum Fetched {
     },
 }
 
-/// `Cache-Control: max-age`, else `Expires` relative to `Date` (or `now`).
-pub fn header_ttl(resp: &HttpResponse<'_>, now: SystemTime) -> Option<Duration> {
+/// What a response's headers say about caching it (RFC 9111 §5.2.2, §5.3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheHeaders {
+    /// `Cache-Control: max-age` (zero for `no-cache` and `no-store`: revalidate at once).
+    pub max_age: Option<Duration>,
+    /// `Expires` relative to `Date` (or to `now` without one).
+    pub expires: Option<Duration>,
+    /// `Cache-Control: no-store`.
+    pub no_store: bool,
+}
+
+/// Reads the caching headers of `resp`.
+pub fn cache_headers(resp: &HttpResponse<'_>, now: SystemTime) -> CacheHeaders {
+    let mut out = CacheHeaders::default();
     if let Some(cc) = resp.header("cache-control") {
         let lower = cc.to_ascii_lowercase();
-        if lower
-            .split(',')
-            .any(|d| matches!(d.trim(), "no-store" | "no-cache"))
-        {
-            return Some(Duration::ZERO);
-        }
-        for d in lower.split(',') {
-            if let Some(v) = d.trim().strip_prefix("max-age=")
-                && let Ok(secs) = v.trim_matches('"').parse::<u64>()
-            {
-                return Some(Duration::from_secs(secs));
+        for d in lower.split(',').map(str::trim) {
+            match d {
+                "no-store" => {
+                    out.no_store = true;
+                    out.max_age = Some(Duration::ZERO);
+                }
+                "no-cache" => out.max_age = Some(Duration::ZERO),
+                _ => {
+                    if let Some(v) = d.strip_prefix("max-age=")
+                        && let Ok(secs) = v.trim_matches('"').parse::<u64>()
+                        && out.max_age.is_none()
+                    {
+                        out.max_age = Some(Duration::from_secs(secs));
+                    }
+                }
             }
         }
     }
-    let expires = resp.header("expires").and_then(http_date)?;
-    let base = resp.header("date").and_then(http_date).unwrap_or(now);
-    Some(expires.duration_since(base).unwrap_or(Duration::ZERO))
+    out.expires = resp.header("expires").and_then(http_date).map(|expires| {
+        let base = resp.header("date").and_then(http_date).unwrap_or(now);
+        expires.duration_since(base).unwrap_or(Duration::ZERO)
+    });
+    out
+}
+
+/// `Cache-Control: max-age` (zero for `no-cache` and `no-store`), else `Expires` relative to
+/// `Date` (or `now`): the lifetime the headers alone give. [`handle`] puts the metadata's
+/// cacheDuration between the two (see [`cache_headers`]).
+pub fn header_ttl(resp: &HttpResponse<'_>, now: SystemTime) -> Option<Duration> {
+    let h = cache_headers(resp, now);
+    h.max_age.or(h.expires)
 }
 
 /// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`, RFC 9110 §5.6.7); other forms are ignored.
@@ -141,7 +172,8 @@ pub fn handle(
     policy: &Policy,
     max_body: usize,
 ) -> Result<Fetched, Error> {
-    let ttl = header_ttl(resp, policy.now);
+    let headers = cache_headers(resp, policy.now);
+    let ttl = headers.max_age.or(headers.expires);
     match resp.status {
         200 => {}
         304 => return Ok(Fetched::NotModified { ttl }),
@@ -166,9 +198,12 @@ pub fn handle(
         Metadata::Entities(g) => g.cache_duration,
         Metadata::Entity(_) => None,
     });
+    // max-age, then the signed cacheDuration, then Expires (the order the client's docs give;
+    // Expires came before cacheDuration: mdq review I1).
     Ok(Fetched::Entity {
         etag: resp.header("etag").map(str::to_owned),
-        ttl: ttl.or(metadata_ttl),
+        ttl: headers.max_age.or(metadata_ttl).or(headers.expires),
+        no_store: headers.no_store,
         valid_until,
         document: body.to_vec(),
         entity: Box::new(entity.clone()),
@@ -215,7 +250,7 @@ fn decode_body(resp: &HttpResponse<'_>, max_body: usize) -> Result<Vec<u8>, Erro
 
 /// The entity answering `id` in a verified document (a bare EntityDescriptor, or an
 /// EntitiesDescriptor with it), and the validUntil that applies.
-fn pick<'a>(
+pub(crate) fn pick<'a>(
     id: &Identifier,
     agg: &'a Aggregate,
 ) -> Result<(Option<&'a EntityDescriptor>, Option<SystemTime>), Error> {

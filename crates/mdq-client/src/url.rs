@@ -143,9 +143,10 @@ impl Identifier {
             // `.` and `..` would be dot segments, and WHATWG parsers (the url crate, so reqwest)
             // treat `%2E` as a dot as well: these two go by their {sha1} form, which every MDQ
             // SAML responder supports (draft-young-md-query-saml-21 §2.2).
-            Some(e) if e != "." && e != ".." => encode_segment(e),
-            _ => format!("%7Bsha1%7D{}", self.key),
+            Some(e) => encode_segment(e),
+            None => None,
         }
+        .unwrap_or_else(|| format!("%7Bsha1%7D{}", self.key))
     }
 }
 
@@ -158,12 +159,17 @@ impl std::fmt::Display for Identifier {
     }
 }
 
-/// Percent-encodes `s` as one path segment (RFC 3986 `pchar` minus `%`). The whole segments
-/// `.` and `..` are encoded as `%2E` and `%2E%2E`: left as they are they would be dot segments,
-/// which URL resolution removes (RFC 3986 §5.2.4), sending the request outside `entities/`.
-pub fn encode_segment(s: &str) -> String {
-    if s == "." || s == ".." {
-        return "%2E".repeat(s.len());
+/// Percent-encodes `s` as one path segment (RFC 3986 `pchar` minus `%`), or `None` for the
+/// empty string and the whole segments `.` and `..`: those cannot be sent as an entity's path
+/// segment. Left as they are, `.` and `..` are dot segments that URL resolution removes (RFC
+/// 3986 §5.2.4), sending the request outside `entities/`; encoded as `%2E`, WHATWG URL parsers
+/// (the `url` crate, so reqwest, and browsers) still read them as dots; an empty segment names
+/// `entities/` itself. Use the `{sha1}` form for such identifiers, as
+/// [`Identifier::path_segment`] does (mdq review I2: this function returned `%2E` and was
+/// documented as safe).
+pub fn encode_segment(s: &str) -> Option<String> {
+    if s.is_empty() || s == "." || s == ".." {
+        return None;
     }
     let mut out = String::with_capacity(s.len() + 16);
     for b in s.bytes() {
@@ -193,7 +199,7 @@ pub fn encode_segment(s: &str) -> String {
             out.push_str(&format!("%{b:02X}"));
         }
     }
-    out
+    Some(out)
 }
 
 #[cfg(test)]
@@ -203,12 +209,12 @@ mod tests {
     #[test]
     fn draft_examples() {
         assert_eq!(
-            encode_segment("blue/green+light blue"),
-            "blue%2Fgreen+light%20blue"
+            encode_segment("blue/green+light blue").as_deref(),
+            Some("blue%2Fgreen+light%20blue")
         );
         assert_eq!(
-            encode_segment("http://example.org/idp"),
-            "http:%2F%2Fexample.org%2Fidp"
+            encode_segment("http://example.org/idp").as_deref(),
+            Some("http:%2F%2Fexample.org%2Fidp")
         );
         assert_eq!(
             Identifier::sha1_of("http://example.org/service").to_string(),
@@ -227,7 +233,14 @@ mod tests {
             ),
             "https://mdq.example.org/global/entities/https:%2F%2Fidp.example.org%2Fidp%2Fshibboleth"
         );
-        assert_eq!(encode_segment("a%b?c#d é"), "a%25b%3Fc%23d%20%C3%A9");
+        assert_eq!(
+            encode_segment("a%b?c#d é").as_deref(),
+            Some("a%25b%3Fc%23d%20%C3%A9")
+        );
+        for dots in ["", ".", ".."] {
+            assert_eq!(encode_segment(dots), None, "{dots:?}");
+        }
+        assert_eq!(encode_segment("...").as_deref(), Some("..."));
         for bad in [
             "ftp://x/",
             "https://x/?a=b",

@@ -14,7 +14,7 @@ mod scenario;
 use std::io::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mdq_client::client::{Client, Config, Lookup};
+use mdq_client::client::{Client, Config, FetchNow, Lookup};
 use mdq_client::response::HttpResponse;
 use mdq_client::{BaseUrl, Error, ErrorKind, Identifier};
 use openssl::pkey::PKey;
@@ -177,6 +177,39 @@ fn lifetimes_from_headers_and_metadata_are_clamped() {
             Some(now() + Duration::from_secs(900)),
             900,
         ), // validUntil bounds it
+        // Mdq review I1: max-age, then cacheDuration, then Expires (Expires came second).
+        (
+            vec![
+                ("Expires", "Fri, 15 Jan 2027 10:00:00 GMT"),
+                ("Date", "Fri, 15 Jan 2027 08:00:00 GMT"),
+            ],
+            Some(Duration::from_secs(5400)),
+            None,
+            5400,
+        ),
+        (
+            vec![
+                ("Cache-Control", "max-age=3000"),
+                ("Expires", "Fri, 15 Jan 2027 10:00:00 GMT"),
+                ("Date", "Fri, 15 Jan 2027 08:00:00 GMT"),
+            ],
+            Some(Duration::from_secs(5400)),
+            None,
+            3000,
+        ),
+        // no-cache and no-store: a zero max-age (the minimum), whichever directive comes first.
+        (
+            vec![("Cache-Control", "max-age=7200, no-cache")],
+            Some(Duration::from_secs(5400)),
+            None,
+            600,
+        ),
+        (
+            vec![("Cache-Control", "no-store, max-age=7200")],
+            None,
+            None,
+            600,
+        ),
     ];
     for (headers, cache, valid, secs) in cases {
         let mut c = client(&f);
@@ -616,7 +649,9 @@ fn a_fresh_completion_never_answers_from_the_cache_and_forget_drops_the_entry() 
             .is_some()
     );
     let complete = |c: &mut Client, resp: (u16, Vec<(String, String)>, Vec<u8>)| {
-        let r = c.fetch_now(&id);
+        let FetchNow::Fetch(r) = c.fetch_now(&id) else {
+            panic!("nothing in flight")
+        };
         c.handle_response_fresh(
             r.token,
             &HttpResponse {
@@ -646,7 +681,9 @@ fn a_fresh_completion_never_answers_from_the_cache_and_forget_drops_the_entry() 
     c.forget(&id);
     assert!(c.snapshot(&id).is_none());
     assert_eq!(c.cached_bytes(), 0);
-    let r = c.fetch_now(&id);
+    let FetchNow::Fetch(r) = c.fetch_now(&id) else {
+        panic!("nothing in flight")
+    };
     assert!(!r.headers.iter().any(|(k, _)| k == "If-None-Match"));
     assert!(
         c.handle_response(
@@ -660,4 +697,93 @@ fn a_fresh_completion_never_answers_from_the_cache_and_forget_drops_the_entry() 
         )
         .is_err()
     );
+}
+
+/// Mdq review I3: `fetch_now` while a fetch of the entity was in flight handed out a second
+/// request under the same token, without `Accept` or `If-None-Match`, whose completion then
+/// failed as an unknown token. It says the fetch is joined, and there is nothing to send.
+#[test]
+fn fetch_now_joins_a_fetch_in_flight_instead_of_a_second_request() {
+    let f = fx();
+    let mut c = client(&f);
+    let id = sp();
+    let r = fetch(&mut c, &id, now());
+    assert_eq!(c.fetch_now(&id), FetchNow::Joined(r.token));
+    assert_eq!(
+        c.fetch_now(&Identifier::sha1_of(SP)),
+        FetchNow::Joined(r.token),
+        "the {{sha1}} form names the same fetch"
+    );
+    let doc = signed(&f, &entity(SP, None, None));
+    assert!(answer(&mut c, &r, &ok(&doc, &[]), now()).unwrap().is_some());
+    // Completed: the next one is a request of its own, with the profile's headers.
+    let FetchNow::Fetch(r2) = c.fetch_now(&id) else {
+        panic!("the first fetch has completed")
+    };
+    assert_ne!(r2.token, r.token);
+    assert!(
+        r2.headers
+            .contains(&("Accept".into(), "application/samlmetadata+xml".into()))
+    );
+}
+
+/// Mdq review I1 (c): an answer with `Cache-Control: no-store` was snapshotted, so written to
+/// a persistent cache. It is used and kept in memory (for the minimum lifetime), never
+/// snapshotted; a later answer without the directive is.
+#[test]
+fn a_no_store_answer_is_never_snapshotted() {
+    let f = fx();
+    let mut c = client(&f);
+    let id = sp();
+    let doc = signed(&f, &entity(SP, None, None));
+    let r = fetch(&mut c, &id, now());
+    let e = answer(
+        &mut c,
+        &r,
+        &ok(&doc, &[("Cache-Control", "private, no-store")]),
+        now(),
+    )
+    .unwrap();
+    assert!(e.is_some());
+    assert!(matches!(c.lookup(&id, now()), Lookup::Hit { .. }));
+    assert_eq!(c.snapshot(&id), None);
+    let FetchNow::Fetch(r) = c.fetch_now(&id) else {
+        panic!("nothing in flight")
+    };
+    answer(&mut c, &r, &ok(&doc, &[]), now()).unwrap();
+    assert!(c.snapshot(&id).is_some());
+}
+
+/// Mdq review I4: an aggregate answer (the entity among others, as some servers answer) was
+/// cached and saved, but `restore` wanted exactly one entity, so it was never restored. It is
+/// restored as the fetch accepted it; a document without the entity still is not.
+#[test]
+fn an_aggregate_answer_is_restored_like_it_was_fetched() {
+    let f = fx();
+    let other = "https://other.example.org/sp";
+    let inner = |id: &str| {
+        let x = entity(id, None, None).to_xml().unwrap();
+        x[x.find("<md:EntityDescriptor").unwrap()..].to_owned()
+    };
+    let xml = format!(
+        "<md:EntitiesDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" ID=\"_a\">{}{}</md:EntitiesDescriptor>",
+        inner(other),
+        inner(SP)
+    );
+    let doc = saml_core::dsig::sign(xml.as_bytes(), &f.key, &SignOptions::default()).unwrap();
+    let mut c = client(&f);
+    let id = sp();
+    let r = fetch(&mut c, &id, now());
+    assert!(answer(&mut c, &r, &ok(&doc, &[]), now()).unwrap().is_some());
+    let snap = c.snapshot(&id).unwrap();
+    let mut restarted = client(&f);
+    restarted.restore(&snap, now()).unwrap();
+    match restarted.lookup(&id, now()) {
+        Lookup::Hit { entity, .. } => assert_eq!(entity.entity_id, SP),
+        other => panic!("expected the restored entity, got {other:?}"),
+    }
+    // The same document restored for an entity it does not hold is refused.
+    let mut wrong = snap.clone();
+    wrong.entity_id = "https://absent.example.org/sp".into();
+    assert!(client(&f).restore(&wrong, now()).is_err());
 }

@@ -90,8 +90,9 @@ impl BlockingClient {
     }
 
     /// The entity `id` (`None`: it does not exist), from the cache or the server. When the
-    /// cached entry is due for its early refresh, that fetch runs first (within the timeout,
-    /// retries included) and the cached entity is returned whatever it gives.
+    /// cached entry is due for its early refresh, that fetch runs first and the cached entity is returned whatever it
+    /// gives. Each attempt has the whole-request timeout: the wait is at most
+    /// `(retries + 1) * timeout` plus the backoffs between attempts.
     pub fn get(&self, id: &Identifier) -> Result<Option<Arc<EntityDescriptor>>, Error> {
         loop {
             let mut core = self.lock()?;

@@ -51,7 +51,8 @@ pub mod options {
             self
         }
 
-        /// The whole-request timeout.
+        /// The timeout of one attempt (connect to last byte); each retry has its own, so a fetch
+        /// takes at most `(retries + 1) * timeout` plus the backoffs.
         #[must_use]
         pub fn with_timeout(mut self, timeout: Duration) -> Self {
             self.timeout = timeout;

@@ -80,9 +80,10 @@ impl AsyncClient {
     }
 
     /// The entity `id` (`None`: it does not exist), from the cache or the server. When the
-    /// cached entry is due for its early refresh, that fetch runs first (within the timeout,
-    /// retries included) and the cached entity is returned whatever it gives. Dropping the future mid-transfer is safe: the fetch counts as failed
-    /// and the next `get` fetches again.
+    /// cached entry is due for its early refresh, that fetch runs first and the cached entity
+    /// is returned whatever it gives. Each attempt has the whole-request timeout: the wait is
+    /// at most `(retries + 1) * timeout` plus the backoffs between attempts. Dropping the
+    /// future mid-transfer is safe: the fetch counts as failed and the next `get` fetches again.
     pub async fn get(&self, id: &Identifier) -> Result<Option<Arc<EntityDescriptor>>, Error> {
         loop {
             // Registered before the lookup, so that a fetch finishing in between still wakes us.
