@@ -367,12 +367,24 @@ fn lookup(o: &Opts, out: &mut dyn Write) -> Res<()> {
     // One verification pass; only the entity asked for is modelled (issue 15).
     let doc = document(o, &file)?;
     let agg = saml_metadata::lazy::load_lazy(&doc, &policy(o)?).map_err(fail)?;
-    let e = match agg.get(&entity_id).map_err(fail)? {
-        Some(e) => e,
-        None => agg
-            .get_by_sha1(&entity_id)
-            .map_err(fail)?
-            .ok_or_else(|| Failure::Failed(format!("no entity {entity_id:?}")))?,
+    // An entityID, or a `{sha1}` identifier (MDQ's form). An argument that is both (an
+    // entityID written `{sha1}<hex>` or as 40 hex digits, and the hash of another entity's ID)
+    // is refused as ambiguous: the exact match used to win, so such an entity was shown for
+    // the other (metadata review I5).
+    let exact = agg.get(&entity_id).map_err(fail)?;
+    let hashed = agg.get_by_sha1(&entity_id).map_err(fail)?;
+    let e = match (exact, hashed) {
+        (Some(a), Some(b)) if a.entity_id != b.entity_id => {
+            return Err(Failure::Failed(format!(
+                "{entity_id:?} is both the entityID of one entity and the {{sha1}} of another \
+                 ({:?}): ambiguous; look the other up by its entityID, this one by its own \
+                 {{sha1}} ({})",
+                b.entity_id,
+                a.sha1_id()
+            )));
+        }
+        (Some(e), _) | (None, Some(e)) => e,
+        (None, None) => return Err(Failure::Failed(format!("no entity {entity_id:?}"))),
     };
     let (lines, value) = describe(e);
     if o.json {

@@ -432,6 +432,48 @@ fn entity_with_a_failing_signature_of_its_own_is_named_and_left_out() {
     assert_eq!(std::fs::read_dir(&outdir).unwrap().count(), 1);
 }
 
+/// Metadata review I5: `lookup` tried the argument as an entityID first and as a `{sha1}` second,
+/// so an entity registered as `{sha1}<hash of another entityID>` was shown for that other one.
+/// An argument that names two entities that way is refused; the other is found by its entityID,
+/// the odd one by its own `{sha1}`.
+#[test]
+fn lookup_refuses_an_argument_that_is_one_entitys_id_and_anothers_sha1() {
+    const IDP: &str = "https://idp.example.org/idp";
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, fed) = federation(dir.path());
+    let odd = format!("{{sha1}}{}", saml_metadata::model::sha1_hex(IDP));
+    let doc = testkit::metadata::small_aggregate().replace(
+        "entityID=\"https://sp.example.net/shibboleth\"",
+        &format!("entityID=\"{odd}\""),
+    );
+    let file = signed_file(dir.path(), &fed, "signed.xml", &doc);
+    let look = |id: &str| {
+        samlmd(&[
+            "lookup",
+            "--format",
+            "json",
+            "--cert",
+            p(&cert),
+            p(&file),
+            id,
+        ])
+    };
+    let o = look(&odd);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("ambiguous") && err.contains(IDP), "{err}");
+    let o = look(IDP);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["entityID"], IDP);
+    let v: Value = serde_json::from_str(&stdout(&look(&format!(
+        "{{sha1}}{}",
+        saml_metadata::model::sha1_hex(&odd)
+    ))))
+    .unwrap();
+    assert_eq!(v["entityID"], odd.as_str());
+}
+
 /// `split` writes the entities the index holds: one whose own validUntil has passed is left out
 /// and named, in text and JSON, like the refused ones; an aggregate past its validUntil is
 /// refused as `verify` refuses it.
