@@ -392,11 +392,23 @@ impl<'a> LazyAggregate<'a> {
         &self,
         entity_id: &str,
     ) -> Result<Option<crate::split::EntityDocument>, Error> {
+        self.entity_document_until(entity_id, None)
+    }
+
+    /// [`LazyAggregate::entity_document`], with the validUntil written onto the cut no later
+    /// than `not_after`: for a caller that signs the cut with a key of its own, and so asserts
+    /// it for as long as it says (`samlmd split --key` caps it at `--valid-days`, as `select`
+    /// does its aggregate). The source's validUntil still applies when it is earlier.
+    pub fn entity_document_until(
+        &self,
+        entity_id: &str,
+        not_after: Option<std::time::SystemTime>,
+    ) -> Result<Option<crate::split::EntityDocument>, Error> {
         let Some(&i) = self.by_entity_id.get(entity_id) else {
             return Ok(None);
         };
         let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-        let entity_id = self.standalone(i, &mut xml)?.to_owned();
+        let entity_id = self.standalone(i, &mut xml, not_after)?.to_owned();
         xml.push('\n');
         Ok(Some(crate::split::EntityDocument { entity_id, xml }))
     }
@@ -451,7 +463,12 @@ impl<'a> LazyAggregate<'a> {
 
     /// The `i`th indexed entity as a standalone element cut from the verified bytes (see
     /// [`crate::split`]), appended to `out`; returns its entityID.
-    pub(crate) fn standalone(&self, i: u32, out: &mut String) -> Result<&str, Error> {
+    pub(crate) fn standalone(
+        &self,
+        i: u32,
+        out: &mut String,
+        not_after: Option<std::time::SystemTime>,
+    ) -> Result<&str, Error> {
         let entry = self.entries.get(i as usize).ok_or_else(out_of_range)?;
         // A single-entity document: the entity is the signed root, read without its signature
         // (which the cut leaves out of the bytes too).
@@ -466,7 +483,10 @@ impl<'a> LazyAggregate<'a> {
             match cut.as_mut() {
                 None => {
                     if let Event::Start(s) = &ev {
-                        let vu = crate::groups::earliest(entry.valid_until, self.root_valid_until);
+                        let vu = crate::groups::earliest(
+                            crate::groups::earliest(entry.valid_until, self.root_valid_until),
+                            not_after,
+                        );
                         cut = Some(Cut::start(s, &self.verified, vu));
                     }
                 }

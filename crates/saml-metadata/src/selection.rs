@@ -98,7 +98,7 @@ pub fn write_selection<W: Write>(
     for &i in &chosen {
         piece.clear();
         piece.push('\n');
-        agg.standalone(i, &mut piece)?;
+        agg.standalone(i, &mut piece, None)?;
         signer.content(piece.as_bytes())?;
     }
     signer.content(b"\n")?;
@@ -112,7 +112,7 @@ pub fn write_selection<W: Write>(
     for &i in &chosen {
         piece.clear();
         piece.push('\n');
-        agg.standalone(i, &mut piece)?;
+        agg.standalone(i, &mut piece, None)?;
         put(piece.as_bytes())?;
     }
     put(b"\n</md:EntitiesDescriptor>\n")?;

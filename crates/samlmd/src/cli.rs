@@ -492,8 +492,21 @@ fn split(o: &Opts, out: &mut dyn Write) -> Res<()> {
     // One verification and an index; each entity is cut from the verified bytes when its file
     // is written, so no more than one entity per thread is in memory beside the document
     // (issue 15: every entity's document was held at once, 2.8x the file).
+    // Re-signed cuts are asserted by the operator's key: at most --valid-days (default 7, as
+    // `select`) unless the source's validity ends earlier (a source without validUntil gave
+    // documents valid for ever). Unsigned cuts carry the source's validity as it is.
+    if signer.is_none() && o.valid_days.is_some() {
+        return Err(Failure::Usage(
+            "split: --valid-days applies to files re-signed with --key".into(),
+        ));
+    }
+    let policy = policy(o)?;
+    let not_after = signer.as_ref().map(|_| {
+        let days = o.valid_days.unwrap_or(7);
+        policy.now + Duration::from_secs(days * 86400)
+    });
     let doc = document(o, &file)?;
-    let agg = saml_metadata::lazy::load_lazy(&doc, &policy(o)?).map_err(fail)?;
+    let agg = saml_metadata::lazy::load_lazy(&doc, &policy).map_err(fail)?;
     let ids: Vec<&str> = agg.entity_ids().collect();
     std::fs::create_dir_all(&outdir).map_err(|e| Failure::Failed(format!("{outdir}: {e}")))?;
     let path_of = |entity_id: &str| {
@@ -513,7 +526,7 @@ fn split(o: &Opts, out: &mut dyn Write) -> Res<()> {
     };
     let write_one = |entity_id: &&str| -> Res<()> {
         let d = agg
-            .entity_document(entity_id)
+            .entity_document_until(entity_id, not_after)
             .map_err(fail)?
             .ok_or_else(|| Failure::Failed(format!("{entity_id}: not in the index")))?;
         let name = pending_of(&d.entity_id);

@@ -10,11 +10,12 @@
 //! samlmd sign --key PEM --cert PEM [--alg rsa-sha256|rsa-sha512|ecdsa-sha256] IN OUT
 //! samlmd lookup --cert PEM [--legacy] [--now DATETIME] [--format text|json] FILE ENTITYID
 //!     ENTITYID is an entityID or its {sha1} form (`{sha1}` + 40 hex digits)
-//! samlmd split --cert PEM [--legacy] [--now DATETIME] [--key PEM --sign-cert PEM]
-//!        [--keep-stale] [--format text|json] FILE OUTDIR
+//! samlmd split --cert PEM [--legacy] [--now DATETIME] [--key PEM --sign-cert PEM
+//!        [--valid-days N]] [--keep-stale] [--format text|json] FILE OUTDIR
 //!     one file per entity, named by the lowercase hex SHA-1 of its entityID (the layout of
 //!     Shibboleth's LocalDynamic provider and of MDQ servers), signed when --key is given,
-//!     carrying the validUntil that applied to the entity; entities whose validUntil has
+//!     carrying the validUntil that applied to the entity (when signed, at most now + N days,
+//!     default 7, as `select`); entities whose validUntil has
 //!     passed are named and left out. All files are written under new names, then renamed
 //!     into place, then the `<sha1>.xml` files of entities no longer published are removed
 //!     and named (`--keep-stale` keeps them); a failure leaves OUTDIR as it was

@@ -474,6 +474,78 @@ fn lookup_refuses_an_argument_that_is_one_entitys_id_and_anothers_sha1() {
     assert_eq!(v["entityID"], odd.as_str());
 }
 
+/// Metadata review (split's validity): a cut re-signed with the operator's key carried the
+/// source's validUntil only, so a source without one (or with a far one) gave files valid for
+/// ever under the operator's signature. Re-signed files are valid at most `--valid-days`
+/// (default 7, as `select`); an earlier source validUntil still wins; unsigned cuts keep the
+/// source's; `--valid-days` without `--key` is a usage error.
+#[test]
+fn split_caps_the_validity_of_re_signed_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, fed) = federation(dir.path());
+    // The root is valid until 2030-01-01; "now" is a month before.
+    let file = signed_file(
+        dir.path(),
+        &fed,
+        "signed.xml",
+        &testkit::metadata::small_aggregate(),
+    );
+    let (key_pem, cert_pem) = testkit::signer::rsa2048_self_signed("mdq signer").unwrap();
+    let (key, sign_cert) = (dir.path().join("mdq.key"), dir.path().join("mdq.pem"));
+    std::fs::write(&key, key_pem).unwrap();
+    std::fs::write(&sign_cert, cert_pem).unwrap();
+    let idp_file = saml_metadata::model::sha1_hex("https://idp.example.org/idp") + ".xml";
+    let split_with = |out: &str, extra: &[&str]| {
+        let outdir = dir.path().join(out);
+        let mut args = vec!["split", "--cert", p(&cert), "--now", "2029-12-01T00:00:00Z"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[p(&file), p(&outdir)]);
+        let o = samlmd(&args);
+        (o, outdir)
+    };
+    let valid_until = |outdir: &Path| {
+        let xml = std::fs::read_to_string(outdir.join(&idp_file)).unwrap();
+        let at = xml.find("validUntil=\"").unwrap() + "validUntil=\"".len();
+        xml[at..at + xml[at..].find('"').unwrap()].to_owned()
+    };
+    let signed = ["--key", p(&key), "--sign-cert", p(&sign_cert)];
+    let (o, out) = split_with("default", &signed);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(
+        valid_until(&out).starts_with("2029-12-08T00:00:00"),
+        "{}",
+        valid_until(&out)
+    );
+    // The re-signed file verifies with the operator's certificate at "now".
+    let o = samlmd(&[
+        "verify",
+        "--cert",
+        p(&sign_cert),
+        "--now",
+        "2029-12-01T00:00:00Z",
+        p(&out.join(&idp_file)),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let mut longer = signed.to_vec();
+    longer.extend_from_slice(&["--valid-days", "60"]);
+    let (o, out) = split_with("longer", &longer);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(
+        valid_until(&out).starts_with("2030-01-01T00:00:00"),
+        "{}",
+        valid_until(&out)
+    );
+    let (o, out) = split_with("unsigned", &[]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(
+        valid_until(&out).starts_with("2030-01-01T00:00:00"),
+        "{}",
+        valid_until(&out)
+    );
+    let (o, _) = split_with("misuse", &["--valid-days", "3"]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+}
+
 /// `split` writes the entities the index holds: one whose own validUntil has passed is left out
 /// and named, in text and JSON, like the refused ones; an aggregate past its validUntil is
 /// refused as `verify` refuses it.
