@@ -34,7 +34,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
-use mdq_client::client::{FetchRequest, Token};
+use mdq_client::client::{FetchRequest, Token, Verified, Verifier};
 use mdq_client::response::HttpResponse;
 use mdq_client::{BaseUrl, Client, Config, FetchNow, Identifier};
 use saml_core::dsig::{SigningKey, TrustedKeys};
@@ -418,11 +418,40 @@ impl<T: IntegrationTarget> Agent<T> {
     }
 
     /// The broker's answer to fetch `token` at `now`; `rng` for a status report's nonce.
+    /// [`Agent::verifier`] and [`Agent::handle_verified`] in one call: a service that shares
+    /// the agent between tasks verifies without holding it instead.
     pub fn handle_fetched(
         &mut self,
         token: Token,
         url: &str,
         resp: &HttpResponse<'_>,
+        now: SystemTime,
+        rng: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<FetchOutcome, Error> {
+        let verified = self.verifier(token, now)?.verify(resp);
+        self.handle_verified(token, url, verified, now, rng)
+    }
+
+    /// What verifying the broker's answer to fetch `token` at `now` needs, detached from the
+    /// agent (`Send`): a service runs [`Verifier::verify`] (the parse and signature checks,
+    /// the costly part) without holding the agent, so that one large document does not hold
+    /// every trigger, report and fetch behind it, then hands the result to
+    /// [`Agent::handle_verified`].
+    pub fn verifier(&self, token: Token, now: SystemTime) -> Result<Verifier, Error> {
+        if !self.pending.contains_key(&token) {
+            return Err(Error::malformed("fetch", "no such fetch in flight"));
+        }
+        Ok(self.mdq.verifier(token, now)?)
+    }
+
+    /// Completes fetch `token` with what [`Verifier::verify`] made of the broker's answer, as
+    /// [`Agent::handle_fetched`] does; `url` is where it was fetched from, `rng` for a status
+    /// report's nonce.
+    pub fn handle_verified(
+        &mut self,
+        token: Token,
+        url: &str,
+        verified: Verified,
         now: SystemTime,
         rng: &mut dyn FnMut(&mut [u8]),
     ) -> Result<FetchOutcome, Error> {
@@ -434,7 +463,7 @@ impl<T: IntegrationTarget> Agent<T> {
         // cached entry; never a cached copy on a 404 or an error (agent review M3).
         let result = self
             .mdq
-            .handle_response_fresh(token, resp, now)
+            .handle_verified_fresh(token, verified, now)
             .map_err(Error::from)
             .and_then(|e| {
                 if p.rolled_back() {

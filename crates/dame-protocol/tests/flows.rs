@@ -518,3 +518,52 @@ fn a_restarted_agent_reinitialises_from_its_loc_files() {
     assert!(restarted.target().files.contains_key(&metadata_file(IDP)));
     assert_eq!(restarted.pending(), 0);
 }
+
+/// The agent's answer to a fetch can be verified apart from it: `Agent::verifier` gives a
+/// `Send` verifier that runs on another thread while the agent serves other calls (the
+/// service verified under its core lock, so one large document held every trigger and report
+/// behind it), and `Agent::handle_verified` applies the result as `handle_fetched` does. A
+/// token that is not in flight has no verifier.
+#[test]
+fn a_fetch_is_verified_apart_from_the_agent() {
+    use dame_protocol::agent::{Agent, FetchOutcome, Side};
+    use dame_protocol::integration::metadata_file;
+    use dame_protocol::mdi::MdiStatus;
+    let mut w = World::new();
+    w.first_use();
+    let files = w.sp.agent.target().clone();
+    let mut restarted = Agent::new(
+        SP,
+        Side::Sp,
+        w.broker_key.trusted(),
+        BROKER_MDQ,
+        BROKER_DAME,
+        w.sp.key.signing(),
+        files,
+    )
+    .unwrap();
+    let reqs = restarted.reinitialise().unwrap();
+    assert_eq!(reqs.len(), 1);
+    let req = reqs.into_iter().next().unwrap();
+    let (status, headers, body) = w.mdq(&req.url, &req.headers);
+    let verifier = restarted.verifier(req.token, w.now).unwrap();
+    let verifying = std::thread::spawn(move || {
+        verifier.verify(&mdq_client::response::HttpResponse {
+            status,
+            headers: &headers,
+            body: &body,
+        })
+    });
+    // The agent is free meanwhile.
+    assert!(restarted.poll_report().is_none());
+    assert_eq!(restarted.pending(), 1);
+    let verified = verifying.join().unwrap();
+    let out = restarted
+        .handle_verified(req.token, &req.url, verified, w.now, &mut rng())
+        .unwrap();
+    assert!(matches!(out, FetchOutcome::Answer(a) if a.status == MdiStatus::Integrated));
+    assert!(restarted.target().files.contains_key(&metadata_file(IDP)));
+    assert_eq!(restarted.pending(), 0);
+    // Completed: no verifier for it any more.
+    assert!(restarted.verifier(req.token, w.now).is_err());
+}

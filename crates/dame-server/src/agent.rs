@@ -293,22 +293,40 @@ impl AgentService {
         let fetch_ms = ms(t);
         let now = SystemTime::now();
         let mut rng = openssl_random;
-        let out = {
-            let mut core = self.core();
-            match &result {
-                Ok(f) => core.handle_fetched(
-                    req.token,
-                    &req.url,
-                    &HttpResponse {
-                        status: f.status,
-                        headers: &f.headers,
-                        body: &f.body,
-                    },
-                    now,
-                    &mut rng,
-                ),
-                Err(e) => core.handle_fetch_failure(req.token, e, now, &mut rng),
+        let out = match result {
+            Ok(f) => {
+                // The parse and signature checks run with the core free (they held every
+                // trigger, report and fetch of the agent behind one document), on the blocking
+                // pool (not on a runtime thread); only the state change takes the core.
+                let verifier = self.core().verifier(req.token, now);
+                match verifier {
+                    Ok(v) => {
+                        let verified = tokio::task::spawn_blocking(move || {
+                            v.verify(&HttpResponse {
+                                status: f.status,
+                                headers: &f.headers,
+                                body: &f.body,
+                            })
+                        })
+                        .await;
+                        match verified {
+                            Ok(verified) => self
+                                .core()
+                                .handle_verified(req.token, &req.url, verified, now, &mut rng),
+                            Err(e) => self.core().handle_fetch_failure(
+                                req.token,
+                                &format!("the verification did not finish: {e}"),
+                                now,
+                                &mut rng,
+                            ),
+                        }
+                    }
+                    Err(e) => Err(e),
+                }
             }
+            Err(e) => self
+                .core()
+                .handle_fetch_failure(req.token, &e, now, &mut rng),
         };
         let integrated = match &out {
             Ok(FetchOutcome::Answer(a)) => a.status == MdiStatus::Integrated,
