@@ -34,7 +34,7 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Mutex, OnceLock};
 
 use saml_core::dsig::Verified;
-use saml_core::xml::cursor::Cursor;
+use saml_core::xml::cursor::{CopyPool, Cursor};
 use saml_core::xml::{Event, Limits, NsDecl, Reader, effective_scope};
 
 use crate::error::Error;
@@ -358,7 +358,7 @@ pub(crate) fn verify_then_build_releasing(
     threads: usize,
 ) -> Result<(usize, Vec<RefusedEntity>, Metadata), Error> {
     let limits = policy.verify.limits;
-    let (signer, refused, mut group, scope, children) = {
+    let (signer, refused, mut group, scope, children, pool) = {
         let doc: &[u8] = doc;
         let mut seen = RootChildren::new(doc.len(), 1);
         let mut inherited: Option<Vec<NsDecl<'_>>> = None;
@@ -383,7 +383,10 @@ pub(crate) fn verify_then_build_releasing(
             .iter()
             .map(|d| (d.prefix.to_owned(), d.uri.to_owned()))
             .collect();
-        (signer, refused, group, scope, seen.children)
+        // The children share the signed root's copy allowance, as they do under one cursor
+        // in `load` (each had its own 1 KiB beyond twice its bytes: dsig review L3).
+        let pool = CopyPool::for_document(verified.signed_range().len());
+        (signer, refused, group, scope, seen.children, pool)
     };
     let scope: Vec<NsDecl<'_>> = scope
         .iter()
@@ -403,7 +406,7 @@ pub(crate) fn verify_then_build_releasing(
             start -= 1;
         }
         let batch = children.get(start..end).unwrap_or_default();
-        match parse_batch(doc, batch, &scope, limits, threads) {
+        match parse_batch(doc, batch, &scope, limits, threads, &pool) {
             Ok(parsed) if error.is_none() => batches.push(parsed),
             Ok(_) => {}
             Err(e) => {
@@ -436,6 +439,7 @@ fn parse_batch(
     scope: &[NsDecl<'_>],
     limits: Limits,
     threads: usize,
+    pool: &CopyPool,
 ) -> Result<Vec<GroupChild>, Error> {
     let next = AtomicUsize::new(0);
     let work = || {
@@ -450,7 +454,7 @@ fn parse_batch(
             }
             let parsed: Parsed = rs
                 .iter()
-                .map(|r| child(doc, r.clone(), scope, limits, Copies::Lenient))
+                .map(|r| child(doc, r.clone(), scope, limits, Copies::Pooled(pool)))
                 .collect();
             done.push((at, parsed));
         }
@@ -480,14 +484,14 @@ fn parse_batch(
 
 /// What a root child's model may copy beyond its bytes.
 #[derive(Clone, Copy)]
-enum Copies {
+enum Copies<'p> {
     /// Twice its bytes: the children modelled while the signature is checked together copy no
     /// more than `load` on one thread allows, which decides when a child needs more (dsig
     /// review L3).
     Part,
-    /// Twice its bytes and 1 KiB (`load_owned`, after verification, whose one-thread reading
-    /// has the same allowance per child).
-    Lenient,
+    /// What is left of the document's allowance, shared by every child (`load_owned`, after
+    /// verification).
+    Pooled(&'p CopyPool),
 }
 
 /// One child of the root, read from its bytes (checked as a document's are) in the root's
@@ -497,13 +501,13 @@ fn child(
     range: Range<usize>,
     scope: &[NsDecl<'_>],
     limits: Limits,
-    copies: Copies,
+    copies: Copies<'_>,
 ) -> Result<GroupChild, Error> {
     let offset = range.start;
     let reader = Reader::new_fragment(doc, range, scope, limits)?;
     let mut c = match copies {
         Copies::Part => Cursor::unverified_part(reader),
-        Copies::Lenient => Cursor::unverified(reader),
+        Copies::Pooled(pool) => Cursor::unverified_pooled(reader, pool),
     };
     let ch = c
         .next_child("EntitiesDescriptor")?

@@ -91,8 +91,8 @@ fn elements_kept_as_written_copy_no_more_than_the_document_allows() {
 /// 1,000 small entities each copying one 1 KB binding held seven times the document in copies
 /// where `load` on one thread refused the document. A part may now copy twice its bytes, the
 /// 1 KiB being the document's; when a child on a helper thread needs more, `load` asks the
-/// one-thread reading, so both give the same answer. (`load_owned`, which models after
-/// verification, still allows 1 KiB per child: open, README.)
+/// one-thread reading, so both give the same answer. `load_owned`, which models after
+/// verification, gave every child 1 KiB too; its children now share the document's allowance.
 #[test]
 fn entities_read_from_the_lazy_index_copy_no_more_than_the_whole_document() {
     let long = format!("urn:{}", "a".repeat(1000));
@@ -120,4 +120,10 @@ fn entities_read_from_the_lazy_index_copy_no_more_than_the_whole_document() {
     let id = format!("https://e.example/{:0100}", 7);
     let e = lazy.get(&id).unwrap_err();
     assert!(is_copy_limit(&e), "lazy: {e}");
+    for (name, p) in [("one thread", &one), ("several threads", &several)] {
+        let Err(e) = load::load_owned(signed.clone(), p) else {
+            panic!("load_owned, {name}: accepted");
+        };
+        assert!(is_copy_limit(&e), "load_owned, {name}: {e}");
+    }
 }

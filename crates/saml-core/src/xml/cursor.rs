@@ -9,6 +9,8 @@
 
 use std::borrow::Cow;
 use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use crate::dsig::Verified;
@@ -216,6 +218,40 @@ pub struct Cursor<'a> {
     copy_allowance: usize,
     /// The allowance at the start, for the error.
     copy_limit: usize,
+    /// Where the allowance is drawn from instead, when several cursors share one.
+    pool: Option<CopyPool>,
+}
+
+/// One document's copy allowance (twice its bytes and 1 KiB, as one cursor over it has),
+/// shared by cursors over its parts that are read on several threads
+/// ([`Cursor::unverified_pooled`]): together they copy no more than one cursor over the whole
+/// document may, however the copies fall between the parts. Which part is refused when the
+/// pool runs dry can depend on the threads' timing; whether one is does not.
+#[derive(Debug, Clone)]
+pub struct CopyPool {
+    left: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+impl CopyPool {
+    /// The pool of a document of `len` bytes.
+    #[must_use]
+    pub fn for_document(len: usize) -> Self {
+        let limit = copy_allowance(len);
+        CopyPool {
+            left: Arc::new(AtomicUsize::new(limit)),
+            limit,
+        }
+    }
+
+    /// Takes `bytes` from the pool, or fails leaving it as it was.
+    fn take(&self, bytes: usize) -> bool {
+        self.left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(bytes)
+            })
+            .is_ok()
+    }
 }
 
 /// What a cursor over a whole document of `len` bytes lets model builders copy beyond them
@@ -241,6 +277,7 @@ impl<'a> Cursor<'a> {
             verified,
             copy_allowance: allowance,
             copy_limit: allowance,
+            pool: None,
         }
     }
 
@@ -287,12 +324,33 @@ impl<'a> Cursor<'a> {
         Cursor::new(r, part_allowance(len), false)
     }
 
+    /// [`Cursor::unverified`] over one part of a document (a [`Reader::new_fragment`]) whose
+    /// parts are read on several threads: model builders draw from the document's `pool`,
+    /// shared by every part's cursor.
+    #[must_use]
+    pub fn unverified_pooled(r: Reader<'a>, pool: &CopyPool) -> Self {
+        let mut c = Cursor::new(r, 0, false);
+        c.copy_limit = pool.limit;
+        c.pool = Some(pool.clone());
+        c
+    }
+
     /// Accounts for `bytes` a model builder copies beyond the content it reads (the namespace
     /// declarations an element kept as written inherits, say): at most twice the bytes under
     /// the cursor plus 1 KiB in all, so that what a document can make a model hold stays
     /// proportional to the document, however its declarations are arranged. Fails with
     /// [`LimitExceeded::ModelCopies`] beyond it.
     pub fn charge_copy(&mut self, bytes: usize) -> Result<(), Error> {
+        if let Some(pool) = &self.pool {
+            return if pool.take(bytes) {
+                Ok(())
+            } else {
+                Err(Error::Limit {
+                    offset: self.r.position(),
+                    limit: LimitExceeded::ModelCopies(self.copy_limit),
+                })
+            };
+        }
         match self.copy_allowance.checked_sub(bytes) {
             Some(left) => {
                 self.copy_allowance = left;
