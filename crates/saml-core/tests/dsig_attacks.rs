@@ -758,6 +758,77 @@ fn fragments_and_observers_stay_inside_the_signed_content() {
     assert!(v.fragment(before_sig, &scope).is_err());
 }
 
+/// Dsig review L2: `Verified::fragment` took any range inside the signed element. Comments are
+/// not digested, so anyone can add one holding an element to a signed document, and markup
+/// inside a CDATA section was signed as text: a range pointing into either read those bytes as
+/// verified elements. A fragment must now begin with a start tag the verification read; the
+/// genuine elements around the inserted comment still read.
+#[test]
+fn fragments_cannot_begin_inside_comments_or_cdata() {
+    let key = TestKey::rsa("k");
+    let doc = aggregate().replace(
+        "</md:EntitiesDescriptor>",
+        "<md:Extensions><![CDATA[<md:EntityDescriptor entityID=\"https://cdata.example\"/>]]></md:Extensions></md:EntitiesDescriptor>",
+    );
+    let signed = sign(&doc, &key);
+    // Added after signing, inside the signed element: the signature still verifies.
+    let (before, sig, after) = split_signature(&signed);
+    let tampered = format!("{before}{sig}<!--{EVIL}-->{after}");
+    let mut starts = Vec::new();
+    let v = dsig::verify_observed(
+        tampered.as_bytes(),
+        &key.trusted(),
+        &VerifyOptions::metadata(),
+        &mut |ev| {
+            if let Event::Start(s) = ev
+                && s.name.local == "EntityDescriptor"
+            {
+                starts.push(s.span.start);
+            }
+        },
+    )
+    .expect("comments are not digested");
+    assert_eq!(starts.len(), 2, "the verification read two entities");
+    let scope = [saml_core::xml::NsDecl {
+        prefix: "md",
+        uri: "urn:oasis:names:tc:SAML:2.0:metadata",
+    }];
+    let evil = tampered.find(EVIL).expect("inserted");
+    let in_comment = evil..evil + EVIL.len();
+    let e = v.fragment(in_comment, &scope).map(|_| ()).unwrap_err();
+    assert!(matches!(e, Error::Usage(_)), "{e}");
+    let cdata = tampered
+        .find("<md:EntityDescriptor entityID=\"https://cdata")
+        .expect("cdata");
+    let in_cdata = cdata..cdata + tampered[cdata..].find("/>").expect("end") + 2;
+    assert!(v.fragment(in_cdata, &scope).is_err(), "inside CDATA");
+    // An end tag, or a comment, is not an element either.
+    let end_tag = tampered.find("</md:EntityDescriptor>").expect("end tag");
+    assert!(
+        v.fragment(end_tag..end_tag + 22, &scope).is_err(),
+        "an end tag"
+    );
+    let comment = tampered.find("<!--").expect("comment");
+    assert!(
+        v.fragment(comment..comment + 4 + EVIL.len() + 3, &scope)
+            .is_err(),
+        "a comment"
+    );
+    // The genuine entities still read.
+    for &start in &starts {
+        let end = start
+            + tampered[start..]
+                .find("</md:EntityDescriptor>")
+                .expect("end")
+            + "</md:EntityDescriptor>".len();
+        let mut r = v.fragment(start..end, &scope).expect("a genuine entity");
+        let Some(Event::Start(s)) = r.next().expect("event") else {
+            panic!("a start tag")
+        };
+        assert_eq!(s.name.local, "EntityDescriptor");
+    }
+}
+
 /// Issue 13 item 6: an ID written with a character reference (`&#95;a1` is `_a1`) or with white
 /// space reads differently raw and normalized. Before, the verifier compared raw values (so
 /// `ID="&#95;a1"` and `ID="_a1"` were not duplicates, and the signed element was not found by

@@ -130,6 +130,36 @@ pub struct Verified<'a> {
     /// The KeyInfo certificates (DER), kept only for a second engine's key check.
     #[cfg_attr(not(feature = "xmlsec"), allow(dead_code))]
     pub(crate) key_info_certs: Vec<Vec<u8>>,
+    /// Where the document holds comments and CDATA sections, in order (runs of them with no
+    /// tag between merged): markup inside them is not markup, and a fragment may not start
+    /// there (dsig review L2).
+    opaque: Vec<Range<usize>>,
+}
+
+/// Records the comments and CDATA sections of a document in order, merging a run of them that
+/// no tag separates (text between them holds no `<`, so no element starts inside the run):
+/// at most one span per tag, whatever the document does with comments.
+#[derive(Default)]
+struct Opaque {
+    spans: Vec<Range<usize>>,
+    /// Whether the last event that was not text was a comment or CDATA section.
+    open: bool,
+}
+
+impl Opaque {
+    fn note(&mut self, span: &Range<usize>) {
+        match self.spans.last_mut() {
+            Some(last) if self.open => last.end = span.end,
+            _ => self.spans.push(span.clone()),
+        }
+        self.open = true;
+    }
+
+    /// Whether `at` lies inside a recorded span (its first byte included).
+    fn contains(spans: &[Range<usize>], at: usize) -> bool {
+        let i = spans.partition_point(|s| s.end <= at);
+        spans.get(i).is_some_and(|s| s.start <= at)
+    }
 }
 
 impl<'a> Verified<'a> {
@@ -191,6 +221,21 @@ impl<'a> Verified<'a> {
         if !(inside && clear_of_signature) {
             return Err(Error::Usage(format!(
                 "{range:?} is not inside the signed content"
+            )));
+        }
+        // It must begin with a start tag the verification read as one: not inside a comment
+        // (comments are not digested: anyone can add one holding markup to a signed document)
+        // or a CDATA section (signed as text), nor at an end tag, comment or PI (dsig review
+        // L2: such a range read attacker bytes as verified elements).
+        let bytes = self.src.as_bytes();
+        let at = range.start - self.base;
+        let starts_tag = bytes.get(at) == Some(&b'<')
+            && bytes
+                .get(at + 1)
+                .is_some_and(|b| !matches!(b, b'!' | b'?' | b'/'));
+        if !starts_tag || Opaque::contains(&self.opaque, range.start) {
+            return Err(Error::Usage(format!(
+                "{range:?} does not begin with an element of the signed content"
             )));
         }
         Reader::from_verified(self.src, self.base, self.limits).fragment_reader(range, inherited)
@@ -407,6 +452,7 @@ fn scan<'scope, 'env, 'a: 'env>(
     // The digest stage, with the index of the key that signed SignedInfo.
     let mut c14n: Option<(DigestStage<'scope, 'a>, usize)> = None;
     let mut element_end = None;
+    let mut opaque = Opaque::default();
 
     loop {
         let pos = reader.position();
@@ -418,7 +464,14 @@ fn scan<'scope, 'env, 'a: 'env>(
         // be written plainly, so that its raw and normalized values are the same string: the
         // value compared here, the one `sign` looks up and the one other processors see agree
         // (issue 13 item 6).
+        match &ev {
+            Event::End(_) => opaque.open = false,
+            Event::Comment(t) => opaque.note(&t.span),
+            Event::Text(t) if t.cdata => opaque.note(&t.span),
+            _ => {}
+        }
         if let Event::Start(s) = &ev {
+            opaque.open = false;
             for a in s.attributes {
                 if a.name.prefix.is_empty()
                     && opts
@@ -647,6 +700,7 @@ fn scan<'scope, 'env, 'a: 'env>(
         digest: p.digest,
         canonical_len: 0,
         key_info_certs: Vec::new(),
+        opaque: opaque.spans,
     };
     let Some((c, key_index)) = c14n else {
         // Crypto::StructureOnly: the second engine checks the key against KeyInfo itself.
