@@ -424,6 +424,15 @@ pub enum ProtocolError {
         /// The value found.
         found: String,
     },
+    /// The AuthnRequest names a subject (`saml:Subject`) and the principal asserted is another
+    /// one: the IdP must answer with an error status instead (SAML Core §3.4.1).
+    #[error("the request asks for subject {requested:?}, not {asserted:?}")]
+    SubjectMismatch {
+        /// The NameID the request names.
+        requested: String,
+        /// The NameID that would have been asserted.
+        asserted: String,
+    },
 }
 
 impl ProtocolError {

@@ -129,6 +129,71 @@ fn protocol_err(r: Result<saml_core::protocol::ValidatedResponse, Error>) -> Pro
 /// last) and an IdP that answers it (keeping the first, as SimpleSAMLphp's saml2 library
 /// does) would read two different relying parties from one request. Two IDPLists are refused
 /// too, not merged.
+/// SAML Core §3.4.1: an AuthnRequest's `saml:Subject` names the principal the assertion must be
+/// about. It was skipped when parsed (and dropped when written), so an IdP built on
+/// `ResponseBuilder::for_request` asserted whoever logged in for a request about someone else.
+/// It is read (one NameID; SubjectConfirmation passed over; BaseID and EncryptedID refused),
+/// written back, and `build` refuses a successful Response about another principal.
+#[test]
+fn an_authn_requests_subject_is_honoured() {
+    let w = world();
+    let mut req = w.request.clone();
+    req.subject = Some(NameId::new("alice-7f3a", NAMEID_PERSISTENT));
+    let xml = req.to_xml();
+    let parsed = AuthnRequest::parse(xml.as_bytes()).unwrap();
+    assert_eq!(parsed.subject, req.subject);
+    // The same principal: a Response.
+    let mut b = ResponseBuilder::for_request(
+        &parsed,
+        IDP,
+        ACS,
+        NameId::new("alice-7f3a", NAMEID_PERSISTENT),
+    );
+    assert!(b.build(&w.idp_key, now(), &mut openssl_rng()).is_ok());
+    // Another one (or the same value in another format): refused.
+    for other in [
+        NameId::new("mallory-0000", NAMEID_PERSISTENT),
+        NameId::new(
+            "alice-7f3a",
+            "urn:oasis:names:tc:SAML:2.0:nameid-format:transient",
+        ),
+    ] {
+        b.name_id = other;
+        let e = b.build(&w.idp_key, now(), &mut openssl_rng()).unwrap_err();
+        assert!(
+            matches!(e, Error::Protocol(ProtocolError::SubjectMismatch { .. })),
+            "{e}"
+        );
+    }
+    // An error status carries no assertion: allowed.
+    b.status = Status {
+        code: StatusCode::Responder,
+        second: None,
+        message: None,
+    };
+    assert!(b.build(&w.idp_key, now(), &mut openssl_rng()).is_ok());
+    // A SubjectConfirmation beside the NameID is passed over; other identifiers are refused.
+    let subject_at = xml.find("<saml:Subject>").unwrap() + "<saml:Subject>".len();
+    let confirmed = format!(
+        "{}<saml:SubjectConfirmation Method=\"urn:oasis:names:tc:SAML:2.0:cm:bearer\"/>{}",
+        &xml[..xml.find("</saml:Subject>").unwrap()],
+        &xml[xml.find("</saml:Subject>").unwrap()..]
+    );
+    assert_eq!(
+        AuthnRequest::parse(confirmed.as_bytes()).unwrap().subject,
+        req.subject
+    );
+    let name_end = xml.find("</saml:NameID>").unwrap() + "</saml:NameID>".len();
+    for bad in [
+        "<saml:EncryptedID><xenc:EncryptedData xmlns:xenc=\"http://www.w3.org/2001/04/xmlenc#\"/></saml:EncryptedID>".to_owned(),
+        "<saml:BaseID NameQualifier=\"x\"/>".to_owned(),
+        xml[subject_at..name_end].to_owned() + &xml[subject_at..name_end],
+    ] {
+        let doc = format!("{}{bad}{}", &xml[..subject_at], &xml[name_end..]);
+        assert!(AuthnRequest::parse(doc.as_bytes()).is_err(), "{bad}");
+    }
+}
+
 #[test]
 fn authn_request_children_are_single_and_in_schema_order() {
     let mut req = AuthnRequest::new(new_id(&mut counter()), SP, now());

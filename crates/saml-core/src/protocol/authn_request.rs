@@ -3,7 +3,7 @@
 
 use std::time::SystemTime;
 
-use super::{ProtocolError, SAML_NS, SAMLP_NS};
+use super::{NameId, ProtocolError, SAML_NS, SAMLP_NS};
 use crate::dsig::{self, DSIG_NS, Placement, SignOptions, SigningKey, Target, TrustedKeys};
 use crate::error::Error;
 use crate::time::format_datetime_exact;
@@ -70,6 +70,12 @@ pub struct AuthnRequest {
     pub requested_authn_context: Option<RequestedAuthnContext>,
     /// `Scoping`.
     pub scoping: Option<Scoping>,
+    /// The NameID of `saml:Subject`: the principal the requester asks the assertion to be
+    /// about. An IdP must authenticate that principal or answer with an error (SAML Core
+    /// §3.4.1); [`super::idp::ResponseBuilder`] refuses to assert another one. A request
+    /// whose Subject holds another identifier (`saml:BaseID`, `saml:EncryptedID`) is refused
+    /// when parsed: it could not be honoured.
+    pub subject: Option<NameId>,
 }
 
 impl AuthnRequest {
@@ -91,6 +97,7 @@ impl AuthnRequest {
             name_id_policy: None,
             requested_authn_context: None,
             scoping: None,
+            subject: None,
         }
     }
 
@@ -123,6 +130,22 @@ impl AuthnRequest {
             "<saml:Issuer>{}</saml:Issuer>",
             escape_text(&self.issuer)
         ));
+        if let Some(n) = &self.subject {
+            s.push_str("<saml:Subject><saml:NameID");
+            for (name, v) in [
+                ("Format", &n.format),
+                ("NameQualifier", &n.name_qualifier),
+                ("SPNameQualifier", &n.sp_name_qualifier),
+            ] {
+                if let Some(v) = v {
+                    s.push_str(&format!(" {name}=\"{}\"", escape_attr(v)));
+                }
+            }
+            s.push_str(&format!(
+                ">{}</saml:NameID></saml:Subject>",
+                escape_text(&n.value)
+            ));
+        }
         if let Some(p) = &self.name_id_policy {
             s.push_str("<samlp:NameIDPolicy");
             if let Some(f) = &p.format {
@@ -245,6 +268,7 @@ impl AuthnRequest {
             name_id_policy: None,
             requested_authn_context: None,
             scoping: None,
+            subject: None,
         };
         if req.acs_url.is_some() && req.acs_index.is_some() {
             return Err(root.invalid(
@@ -284,9 +308,10 @@ impl AuthnRequest {
             }
             match (ch.ns, ch.local) {
                 (SAML_NS, "Issuer") => req.issuer = c.text()?,
-                (DSIG_NS, "Signature") | (SAMLP_NS, "Extensions") | (SAML_NS, "Subject") => {
-                    c.skip(&ch)?
-                }
+                (DSIG_NS, "Signature") | (SAMLP_NS, "Extensions") => c.skip(&ch)?,
+                // Read, not skipped: an IdP that ignored it would assert whoever logged in
+                // for a request about someone else (SAML Core §3.4.1).
+                (SAML_NS, "Subject") => req.subject = subject(&mut c)?,
                 (SAML_NS, "Conditions") => c.skip(&ch)?,
                 (SAMLP_NS, "NameIDPolicy") => {
                     req.name_id_policy = Some(NameIdPolicy {
@@ -325,6 +350,32 @@ impl AuthnRequest {
         }
         Ok(req)
     }
+}
+
+/// The identifier of an AuthnRequest's `saml:Subject` (SAML Core §2.4.1, §3.4.1): one
+/// `saml:NameID` at most; `saml:SubjectConfirmation` children are passed over; a `BaseID` or
+/// `EncryptedID` is refused (this library could not check the principal against it).
+fn subject(c: &mut Cursor<'_>) -> Result<Option<NameId>, Error> {
+    let mut out = None;
+    while let Some(ch) = c.next_child("Subject")? {
+        match (ch.ns, ch.local) {
+            (SAML_NS, "NameID") if out.is_some() => {
+                return Err(ch.invalid("a second saml:NameID in saml:Subject").into());
+            }
+            (SAML_NS, "NameID") => out = Some(super::response::name_id(c, &ch)?),
+            (SAML_NS, "SubjectConfirmation") => c.skip(&ch)?,
+            (SAML_NS, "BaseID" | "EncryptedID") => {
+                return Err(ch
+                    .invalid(
+                        "a requested subject other than a saml:NameID is not supported \
+                         (the IdP could not honour it)",
+                    )
+                    .into());
+            }
+            _ => return Err(ch.invalid("unexpected element in saml:Subject").into()),
+        }
+    }
+    Ok(out)
 }
 
 fn scoping(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Scoping, Error> {

@@ -77,6 +77,21 @@ pub struct ResponseBuilder {
     pub encryption: Option<Encryption>,
     /// The status; anything but Success yields a Response without an assertion.
     pub status: Status,
+    /// The subject the request asked for (its `saml:Subject`, set by
+    /// [`ResponseBuilder::for_request`]): a successful Response about another `name_id` is
+    /// refused by [`ResponseBuilder::build`] with [`ProtocolError::SubjectMismatch`]; answer
+    /// with an error status instead (SAML Core §3.4.1).
+    pub requested_subject: Option<NameId>,
+}
+
+/// Whether `asserted` is the principal `requested` names: the same value, and the same
+/// format and qualifiers where the request gives them.
+fn same_subject(requested: &NameId, asserted: &NameId) -> bool {
+    let given = |r: &Option<String>, a: &Option<String>| r.is_none() || r == a;
+    requested.value == asserted.value
+        && given(&requested.format, &asserted.format)
+        && given(&requested.name_qualifier, &asserted.name_qualifier)
+        && given(&requested.sp_name_qualifier, &asserted.sp_name_qualifier)
 }
 
 impl ResponseBuilder {
@@ -111,6 +126,7 @@ impl ResponseBuilder {
             sign_response: true,
             encryption: None,
             status: Status::success(),
+            requested_subject: req.subject.clone(),
         }
     }
 
@@ -184,6 +200,16 @@ impl ResponseBuilder {
         now: SystemTime,
         random: &mut dyn FnMut(&mut [u8]),
     ) -> Result<Vec<u8>, Error> {
+        if self.status.code == StatusCode::Success
+            && let Some(requested) = &self.requested_subject
+            && !same_subject(requested, &self.name_id)
+        {
+            return Err(ProtocolError::SubjectMismatch {
+                requested: requested.value.clone(),
+                asserted: self.name_id.value.clone(),
+            }
+            .into());
+        }
         let response_id = new_id(random);
         let mut inner = String::new();
         if self.status.code == StatusCode::Success {

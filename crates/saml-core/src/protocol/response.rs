@@ -1253,7 +1253,7 @@ fn entity_format(e: &Elem<'_>) -> Result<(), Error> {
     }
 }
 
-fn name_id(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<NameId, Error> {
+pub(crate) fn name_id(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<NameId, Error> {
     Ok(NameId {
         format: e.string("Format"),
         name_qualifier: e.string("NameQualifier"),
