@@ -170,6 +170,14 @@ pub struct Verified {
     outcome: Result<Fetched, Error>,
 }
 
+impl Verified {
+    /// The fetch this answer was verified for.
+    #[must_use]
+    pub fn token(&self) -> Token {
+        self.token
+    }
+}
+
 /// Identifies one fetch in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Token(u64);
@@ -761,8 +769,8 @@ impl Client {
                 );
                 Ok(Some(entity))
             }
-            Ok(Fetched::NotModified { ttl }) => {
-                let Some(old) = self.entries.get(&key).cloned() else {
+            Ok(Fetched::NotModified { ttl, no_store }) => {
+                let Some(mut old) = self.entries.get(&key).cloned() else {
                     return Err(Error::Response(
                         "304 for an entity that is not cached".into(),
                     ));
@@ -784,6 +792,9 @@ impl Client {
                 }
                 let t = self.lifetime(ttl, vu, now);
                 let entity = entity.clone();
+                if let Value::Found { no_store: kept, .. } = &mut old.value {
+                    *kept |= no_store;
+                }
                 self.insert(key, old.value, t, vu, now);
                 Ok(Some(entity))
             }
@@ -876,6 +887,36 @@ impl Client {
             }),
             _ => None,
         }
+    }
+
+    /// The verified document cached for `id`, whatever its answer said about persistent
+    /// caches (for a caller that acts on the document it just fetched, as a DAME agent writes
+    /// a peer's metadata where its SAML software reads it; [`Client::snapshot`] is what a
+    /// persistent cache stores).
+    #[must_use]
+    pub fn cached_document(&self, id: &Identifier) -> Option<Arc<Vec<u8>>> {
+        match self.entries.get(id.key()) {
+            Some(Entry {
+                value: Value::Found {
+                    entity, document, ..
+                },
+                ..
+            }) if id.matches_keyed(&entity.entity_id) => Some(document.clone()),
+            _ => None,
+        }
+    }
+
+    /// Whether the entry cached for `id` came with `Cache-Control: no-store` (a persistent
+    /// cache drops what it holds for it).
+    #[must_use]
+    pub fn is_no_store(&self, id: &Identifier) -> bool {
+        matches!(
+            self.entries.get(id.key()),
+            Some(Entry {
+                value: Value::Found { no_store: true, .. },
+                ..
+            })
+        )
     }
 
     /// Restores a persisted entry: the document is verified again under the current policy

@@ -61,6 +61,9 @@ pub enum Fetched {
     NotModified {
         /// Lifetime from the response headers, if any.
         ttl: Option<Duration>,
+        /// `Cache-Control: no-store`: the cached copy is no longer handed to a persistent
+        /// cache.
+        no_store: bool,
     },
     /// 404, or an empty EntitiesDescriptor.
     NotFound {
@@ -84,8 +87,16 @@ pub struct CacheHeaders {
 /// Reads the caching headers of `resp`.
 pub fn cache_headers(resp: &HttpResponse<'_>, now: SystemTime) -> CacheHeaders {
     let mut out = CacheHeaders::default();
-    if let Some(cc) = resp.header("cache-control") {
-        let lower = cc.to_ascii_lowercase();
+    // Every Cache-Control field line, as one list (RFC 9110 §5.3): a `no-store` on a second
+    // line counts (mdq review of 2026-12-06: only the first line was read).
+    let lower = resp
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("cache-control"))
+        .map(|(_, v)| v.trim().to_ascii_lowercase())
+        .collect::<Vec<_>>()
+        .join(",");
+    {
         for d in lower.split(',').map(str::trim) {
             match d {
                 "no-store" => {
@@ -176,7 +187,12 @@ pub fn handle(
     let ttl = headers.max_age.or(headers.expires);
     match resp.status {
         200 => {}
-        304 => return Ok(Fetched::NotModified { ttl }),
+        304 => {
+            return Ok(Fetched::NotModified {
+                ttl,
+                no_store: headers.no_store,
+            });
+        }
         404 => return Ok(Fetched::NotFound { ttl }),
         // 406: the server cannot send SAML metadata.
         status => return Err(Error::Status { status }),

@@ -750,8 +750,29 @@ fn a_no_store_answer_is_never_snapshotted() {
     let FetchNow::Fetch(r) = c.fetch_now(&id) else {
         panic!("nothing in flight")
     };
-    answer(&mut c, &r, &ok(&doc, &[]), now()).unwrap();
+    answer(&mut c, &r, &ok(&doc, &[("ETag", "\"v2\"")]), now()).unwrap();
     assert!(c.snapshot(&id).is_some());
+    // A 304 that says no-store: no longer snapshotted (the document is still served).
+    let FetchNow::Fetch(r) = c.fetch_now(&id) else {
+        panic!("nothing in flight")
+    };
+    let not_modified = (
+        304,
+        vec![("Cache-Control".to_owned(), "no-store".to_owned())],
+        Vec::new(),
+    );
+    assert!(answer(&mut c, &r, &not_modified, now()).unwrap().is_some());
+    assert_eq!(c.snapshot(&id), None);
+    assert!(c.cached_document(&id).is_some());
+    // no-store on a second Cache-Control field line counts (both lines are one list).
+    let mut c = client(&f);
+    let r = fetch(&mut c, &id, now());
+    let mut two_lines = ok(&doc, &[("Cache-Control", "max-age=3600")]);
+    two_lines
+        .1
+        .push(("Cache-Control".into(), "no-store".into()));
+    answer(&mut c, &r, &two_lines, now()).unwrap();
+    assert_eq!(c.snapshot(&id), None);
 }
 
 /// Mdq review I4: an aggregate answer (the entity among others, as some servers answer) was

@@ -149,3 +149,73 @@ fn a_bad_meta_file_is_skipped_and_reported() {
     assert!(skipped[0].0.ends_with("huge.meta"));
     assert!(matches!(skipped[0].1, mdq_client::Error::Cache(_)));
 }
+
+/// Review of 2026-12-06: an answer with `Cache-Control: no-store` was not saved, but the copy
+/// an earlier answer had saved stayed on disk, to be restored after a restart and served until
+/// its expiry plus `max_stale`. It is removed.
+#[test]
+fn a_no_store_answer_removes_what_an_earlier_answer_saved() {
+    let key = SigningKey::new(PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(), None).unwrap();
+    let mut keys = TrustedKeys::new();
+    keys.add_public_key(key.public_key().unwrap(), "mdq")
+        .unwrap();
+    let doc = EntityDescriptor::builder(SP)
+        .sp(SpSso::builder().acs(Binding::HttpPost, "https://sp.example.org/acs"))
+        .build()
+        .unwrap()
+        .sign(&key, &SignOptions::default())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options::default()
+        .with_cache_dir(dir.path())
+        .with_retries(0)
+        .with_timeout(Duration::from_secs(2));
+    let id = Identifier::entity_id(SP).unwrap();
+    let (base, _) = server(vec![Act::Send(http(
+        "200 OK",
+        &[XML, ("Cache-Control", "max-age=3600")],
+        &doc,
+    ))]);
+    let c = BlockingClient::new(
+        Config::new(BaseUrl::parse(&base).unwrap(), keys.clone()),
+        opts.clone(),
+    );
+    assert!(c.get(&id).unwrap().is_some());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    // Restarted with the saved entry expired: fetched again, and this answer says no-store
+    // (on a field line of its own).
+    let meta = dir
+        .path()
+        .join(format!("{}.meta", saml_metadata::model::sha1_hex(SP)));
+    let text = std::fs::read_to_string(&meta).unwrap();
+    let expired: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("expires=") {
+                "expires=1700000000".to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    std::fs::write(&meta, expired.join("\n")).unwrap();
+    let (base, _) = server(vec![Act::Send(http(
+        "200 OK",
+        &[
+            XML,
+            ("Cache-Control", "max-age=3600"),
+            ("Cache-Control", "no-store"),
+        ],
+        &doc,
+    ))]);
+    let mut cfg = Config::new(BaseUrl::parse(&base).unwrap(), keys);
+    cfg.max_stale = Duration::from_secs(10 * 365 * 86400);
+    let c = BlockingClient::new(cfg, opts);
+    assert_eq!(c.cached(), 1, "restored, expired");
+    assert!(c.get(&id).unwrap().is_some());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "the copy saved before is gone"
+    );
+}

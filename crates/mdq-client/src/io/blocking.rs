@@ -174,13 +174,10 @@ impl BlockingClient {
         };
         guard.disarm();
         let mut core = self.lock()?;
-        let (out, snapshot) =
+        let (out, persist) =
             crate::io::complete(&mut core, &r, result, self.opts.cache_dir.is_some());
         drop(core);
-        if let (Some(s), Some(dir)) = (snapshot, &self.opts.cache_dir) {
-            // A full disk only loses persistence, not the lookup.
-            let _ = crate::io::persist::save(dir, &s);
-        }
+        persist.apply(self.opts.cache_dir.as_deref());
         self.done.notify_all();
         out
     }

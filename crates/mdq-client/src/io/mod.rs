@@ -96,8 +96,36 @@ pub mod tokio;
 #[cfg(any(feature = "blocking", feature = "tokio"))]
 pub(crate) type Transfer = Result<(u16, Vec<(String, String)>, Vec<u8>), String>;
 
+/// What the adapter does with its cache directory after a fetch (outside its lock).
+#[cfg(any(feature = "blocking", feature = "tokio"))]
+pub(crate) enum Persist {
+    /// Nothing.
+    Keep,
+    /// Save this entry.
+    Save(crate::client::Snapshot),
+    /// Remove what is saved for this entityID: its answer said `no-store`, and an older copy
+    /// on disk would be restored after a restart.
+    Remove(String),
+}
+
+#[cfg(any(feature = "blocking", feature = "tokio"))]
+impl Persist {
+    /// Applies it to `dir`. A full disk only loses persistence, not the lookup.
+    pub(crate) fn apply(self, dir: Option<&std::path::Path>) {
+        let Some(dir) = dir else { return };
+        match self {
+            Persist::Keep => {}
+            Persist::Save(s) => {
+                let _ = persist::save(dir, &s);
+            }
+            Persist::Remove(entity_id) => persist::remove(dir, &entity_id),
+        }
+    }
+}
+
 /// Hands a finished transfer to the core; returns the lookup's result and, when `persist` and it
-/// produced an entity, the snapshot to save (the adapter saves it outside its lock).
+/// produced an entity, what to do with the cache directory (the adapter does it outside its
+/// lock).
 #[cfg(any(feature = "blocking", feature = "tokio"))]
 pub(crate) fn complete(
     core: &mut crate::client::Client,
@@ -106,18 +134,22 @@ pub(crate) fn complete(
     persist: bool,
 ) -> (
     Result<Option<std::sync::Arc<saml_metadata::model::EntityDescriptor>>, crate::Error>,
-    Option<crate::client::Snapshot>,
+    Persist,
 ) {
     let now = std::time::SystemTime::now();
     let out = match result {
         Ok(verified) => core.handle_verified(r.token, verified, now),
         Err(e) => core.handle_failure(r.token, &e, now),
     };
-    let snapshot = match &out {
-        Ok(Some(_)) if persist => core.snapshot(&r.id),
-        _ => None,
+    let action = match &out {
+        Ok(Some(e)) if persist => match core.snapshot(&r.id) {
+            Some(s) => Persist::Save(s),
+            None if core.is_no_store(&r.id) => Persist::Remove(e.entity_id.clone()),
+            None => Persist::Keep,
+        },
+        _ => Persist::Keep,
     };
-    (out, snapshot)
+    (out, action)
 }
 
 /// Verifies a transfer's answer with `verifier` (taken from the core under its lock, run
@@ -276,6 +308,14 @@ pub mod persist {
             meta.push_str(&format!("etag={}\n", e.replace('\n', "")));
         }
         write_atomic(&dir.join(format!("{key}.meta")), meta.as_bytes())
+    }
+
+    /// Removes what is saved in `dir` for `entity_id` (nothing there is no error).
+    pub fn remove(dir: &Path, entity_id: &str) {
+        let key = sha1_hex(entity_id);
+        for ext in ["meta", "xml"] {
+            let _ = std::fs::remove_file(dir.join(format!("{key}.{ext}")));
+        }
     }
 
     /// What [`load`] found in a cache directory.

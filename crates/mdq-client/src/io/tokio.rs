@@ -124,14 +124,12 @@ impl AsyncClient {
             Err(e) => Err(e),
         };
         guard.disarm();
-        let (out, snapshot) = {
+        let (out, persist) = {
             let mut core = self.lock()?;
             crate::io::complete(&mut core, &r, result, self.opts.cache_dir.is_some())
         };
         self.done.notify_waiters();
-        if let (Some(s), Some(dir)) = (snapshot, &self.opts.cache_dir) {
-            let _ = crate::io::persist::save(dir, &s);
-        }
+        persist.apply(self.opts.cache_dir.as_deref());
         out
     }
 
