@@ -310,11 +310,22 @@ impl<T: IntegrationTarget> Agent<T> {
                 let req = match self.mdq.fetch_now(&id) {
                     FetchNow::Fetch(req) => req,
                     FetchNow::Joined(token) => {
-                        // The same peer is already being fetched for another user's exchange:
-                        // this trigger waits for that fetch, and a status report follows it
-                        // ([`Agent::poll_report`]).
-                        if let Some(p) = self.pending.get_mut(&token) {
-                            p.issued = p.issued.max(Some(t.issue_instant));
+                        // The same peer is already being fetched for another user's exchange
+                        // (or by a restart's re-initialisation): this trigger waits for that
+                        // fetch, and a status report follows it ([`Agent::poll_report`]).
+                        let Some(p) = self.pending.get_mut(&token) else {
+                            // Every fetch of this client is the agent's: a fetch it does not
+                            // track would never be reported on.
+                            return Err(Error::malformed(
+                                "trigger",
+                                "a fetch of the peer is in flight that this agent does not track",
+                            ));
+                        };
+                        p.issued = p.issued.max(Some(t.issue_instant));
+                        // A restart's fetch (by {sha1}) names no peer: the report names this
+                        // trigger's, or the broker could not match it.
+                        if p.peer.is_none() {
+                            p.peer = Some(t.peer);
                         }
                         *self.joined.entry(token).or_default() += 1;
                         return Ok(TriggerStep::Answer(MdiResponse {
@@ -455,6 +466,15 @@ impl<T: IntegrationTarget> Agent<T> {
         now: SystemTime,
         rng: &mut dyn FnMut(&mut [u8]),
     ) -> Result<FetchOutcome, Error> {
+        // Checked before anything is taken: an answer verified for another fetch leaves both
+        // fetches in flight (the fetch's entry was removed first, and the client kept the
+        // fetch, so later triggers for the peer joined a fetch nobody would report on).
+        if verified.token() != token {
+            return Err(Error::malformed(
+                "fetch",
+                "the answer was verified for another fetch",
+            ));
+        }
         let p = self
             .pending
             .remove(&token)
@@ -521,16 +541,18 @@ impl<T: IntegrationTarget> Agent<T> {
         if !role_ok {
             return Err(Refusal::WrongRole.into());
         }
-        let snap = self
+        // The document just verified, whatever its answer said about persistent caches (a
+        // broker or proxy sending `no-store` made every integration fail with `snapshot`).
+        let document = self
             .mdq
-            .snapshot(&p.id)
+            .cached_document(&p.id)
             .ok_or_else(|| Error::malformed("fetch", "the fetched document is not cached"))?;
         // What is written is the document itself: exactly one EntityDescriptor, the peer's, as
         // the LocalDynamic layout holds (agent review L4: an EntitiesDescriptor holding the
         // peer among others is refused, not written whole). The client verified these bytes
         // and matched the entity to the peer; only the root is looked at here.
-        root_is_entity(&snap.document)?;
-        self.target.integrate(peer, &snap.document, url)
+        root_is_entity(&document)?;
+        self.target.integrate(peer, &document, url)
     }
 
     fn outcome(

@@ -567,3 +567,87 @@ fn a_fetch_is_verified_apart_from_the_agent() {
     // Completed: no verifier for it any more.
     assert!(restarted.verifier(req.token, w.now).is_err());
 }
+
+/// Review of 2026-12-06's agent changes: (1) the agent wrote the peer's document from the MDQ
+/// client's persistent-cache snapshot, which is `None` for an answer with `Cache-Control:
+/// no-store`, so a broker (or a proxy in front of it) sending it made every integration fail;
+/// (2) `handle_verified` with an answer verified for another fetch removed this fetch's entry
+/// before the client refused the mismatch, leaving a fetch in flight that later triggers for
+/// the peer joined and nobody reported on. The document is now taken whatever the answer says
+/// about persistent caches, and the mismatch is refused before anything changes.
+#[test]
+fn a_no_store_answer_integrates_and_a_mismatched_completion_changes_nothing() {
+    use dame_protocol::agent::{Agent, FetchOutcome, Side};
+    use dame_protocol::integration::metadata_file;
+    use dame_protocol::mdi::MdiStatus;
+    let mut w = World::new();
+    w.first_use();
+    let mut files = w.sp.agent.target().clone();
+    // A second entity integrated before the restart (one the broker does not know).
+    files.files.insert(
+        format!("{}.xml.loc", "0".repeat(40)),
+        format!("{BROKER_MDQ}entities/%7Bsha1%7D{}", "0".repeat(40)).into_bytes(),
+    );
+    let mut restarted = Agent::new(
+        SP,
+        Side::Sp,
+        w.broker_key.trusted(),
+        BROKER_MDQ,
+        BROKER_DAME,
+        w.sp.key.signing(),
+        files,
+    )
+    .unwrap();
+    let reqs = restarted.reinitialise().unwrap();
+    assert_eq!(reqs.len(), 2);
+    let idp_sha1 = saml_metadata::model::sha1_hex(IDP);
+    let (a, b): (Vec<_>, Vec<_>) = reqs.into_iter().partition(|r| r.url.contains(&idp_sha1));
+    let (a, b) = (&a[0], &b[0]);
+    let (status, mut headers, body) = w.mdq(&a.url, &a.headers);
+    headers.push(("Cache-Control".into(), "no-store".into()));
+    let answer = |v: &mdq_client::client::Verifier| {
+        v.verify(&mdq_client::response::HttpResponse {
+            status,
+            headers: &headers,
+            body: &body,
+        })
+    };
+    // A's answer handed in as B's: refused, both fetches still in flight.
+    let for_a = answer(&restarted.verifier(a.token, w.now).unwrap());
+    assert!(
+        restarted
+            .handle_verified(b.token, &b.url, for_a, w.now, &mut rng())
+            .is_err()
+    );
+    assert_eq!(restarted.pending(), 2);
+    // A's answer, with no-store, integrates.
+    let for_a = answer(&restarted.verifier(a.token, w.now).unwrap());
+    let out = restarted
+        .handle_verified(a.token, &a.url, for_a, w.now, &mut rng())
+        .unwrap();
+    assert!(
+        matches!(&out, FetchOutcome::Answer(x) if x.status == MdiStatus::Integrated),
+        "{out:?}"
+    );
+    assert!(restarted.target().files.contains_key(&metadata_file(IDP)));
+    // B completes too (the broker does not know it).
+    let (status, headers, body) = w.mdq(&b.url, &b.headers);
+    let out = restarted
+        .handle_fetched(
+            b.token,
+            &b.url,
+            &mdq_client::response::HttpResponse {
+                status,
+                headers: &headers,
+                body: &body,
+            },
+            w.now,
+            &mut rng(),
+        )
+        .unwrap();
+    assert!(
+        matches!(&out, FetchOutcome::Answer(x) if x.status != MdiStatus::Integrated),
+        "{out:?}"
+    );
+    assert_eq!(restarted.pending(), 0);
+}

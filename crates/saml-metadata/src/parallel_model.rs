@@ -347,7 +347,10 @@ fn checked_root(
 /// namespace scope); each batch is parsed on up to `threads` threads. The model, and for a
 /// bad document the error (the first in document order), are those of `load` (tested). A
 /// document these checks do not admit has its model built from the verified document on
-/// one thread, as `load` does, before any memory is given back.
+/// one thread, as `load` does, before any memory is given back. One difference: the children
+/// share one model-copy allowance and are modelled last batch first, several at a time, so a
+/// document over it may be refused at another child (and with another error, when an earlier
+/// child is also malformed) than `load` names; whether it is refused is the same.
 ///
 /// Returns the index of the key that verified, the entities refused for their own
 /// signatures, and the model; `doc` is left holding (at most) the bytes before the root's

@@ -464,11 +464,15 @@ fn scan<'scope, 'env, 'a: 'env>(
         // be written plainly, so that its raw and normalized values are the same string: the
         // value compared here, the one `sign` looks up and the one other processors see agree
         // (issue 13 item 6).
-        match &ev {
-            Event::End(_) => opaque.open = false,
-            Event::Comment(t) => opaque.note(&t.span),
-            Event::Text(t) if t.cdata => opaque.note(&t.span),
-            _ => {}
+        // Inside the signed element only (`fragment` refuses anything outside it): a message
+        // signed by ID has unsigned surroundings whose comments would otherwise be recorded.
+        if !matches!(phase, Phase::Before | Phase::After(_)) {
+            match &ev {
+                Event::End(_) => opaque.open = false,
+                Event::Comment(t) => opaque.note(&t.span),
+                Event::Text(t) if t.cdata => opaque.note(&t.span),
+                _ => {}
+            }
         }
         if let Event::Start(s) = &ev {
             opaque.open = false;
