@@ -796,3 +796,44 @@ fn reader_fragment<'a>(
 ) -> Result<Reader<'a>, Error> {
     Reader::from_verified(src, base, limits).fragment_reader(range, scope)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dsig::{SignOptions, SigningKey, sign};
+
+    /// Comments and CDATA sections are recorded for `Verified::fragment` inside the signed
+    /// element only: a message signed by ID has unsigned surroundings an attacker fills, and
+    /// one span per tag there cost memory for nothing (`fragment` refuses ranges outside the
+    /// element anyway). Inside, a run with no tag between is one span.
+    #[test]
+    fn only_the_signed_elements_comments_and_cdata_are_recorded() {
+        let rsa = openssl::rsa::Rsa::generate(2048).expect("rsa");
+        let key = SigningKey::new(openssl::pkey::PKey::from_rsa(rsa).expect("key"), None)
+            .expect("signing key");
+        let mut keys = TrustedKeys::new();
+        keys.add_public_key(key.public_key().expect("public"), "k")
+            .expect("trusted");
+        let doc = "<r><!--a--><x ID=\"_x\"><!--in--> <![CDATA[<y/>]]><!--run--><y/><!--last--></x><!--b--><z/><!--c--></r>";
+        let target = Target::Id("_x".into());
+        let signed = sign(
+            doc.as_bytes(),
+            &key,
+            &SignOptions {
+                target: target.clone(),
+                ..SignOptions::default()
+            },
+        )
+        .expect("sign");
+        let mut opts = VerifyOptions::metadata();
+        opts.target = target;
+        let v = verify(&signed, &keys, &opts).expect("verify");
+        let text = std::str::from_utf8(&signed).expect("utf-8");
+        let spans: Vec<&str> = v.opaque.iter().map(|r| &text[r.clone()]).collect();
+        assert_eq!(
+            spans,
+            ["<!--in--> <![CDATA[<y/>]]><!--run-->", "<!--last-->"],
+            "{text}"
+        );
+    }
+}
