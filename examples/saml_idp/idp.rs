@@ -28,7 +28,7 @@ use saml_core::dsig::SigningKey;
 use saml_core::protocol::idp::{Encryption, ResponseBuilder, check_request};
 use saml_core::protocol::xmlenc::{DataAlgorithm, KeyTransport};
 use saml_core::protocol::{
-    Attribute, AuthnRequest, NAMEID_TRANSIENT, NameId, new_id, openssl_random,
+    Attribute, AuthnRequest, NAMEID_TRANSIENT, NameId, Status, StatusCode, new_id, openssl_random,
 };
 use saml_metadata::model::EntityDescriptor;
 use saml_metadata::sso;
@@ -284,6 +284,16 @@ impl Idp {
                 b.sign_response = false;
                 key = other_key;
             }
+        }
+        // SAML Core §3.4.1: a request naming a subject is answered about that principal or
+        // with an error status. The one demo user gets a new transient NameID per answer,
+        // never a requested one.
+        if req.subject.is_some() {
+            b.status = Status {
+                code: StatusCode::Responder,
+                second: Some(StatusCode::UnknownPrincipal),
+                message: Some("this IdP cannot authenticate the requested subject".into()),
+            };
         }
         let mut xml = b
             .build(key, at, &mut openssl_random)
