@@ -479,22 +479,13 @@ fn concurrent_first_uses_of_one_pair_share_the_fetch() {
 /// from the broker (the `.xml.loc` files say which), without any trigger.
 #[test]
 fn a_restarted_agent_reinitialises_from_its_loc_files() {
-    use dame_protocol::agent::{Agent, FetchOutcome, Side};
+    use dame_protocol::agent::FetchOutcome;
     use dame_protocol::integration::metadata_file;
     use dame_protocol::mdi::MdiStatus;
     let mut w = World::new();
     w.first_use();
     let files = w.sp.agent.target().clone();
-    let mut restarted = Agent::new(
-        SP,
-        Side::Sp,
-        w.broker_key.trusted(),
-        BROKER_MDQ,
-        BROKER_DAME,
-        w.sp.key.signing(),
-        files,
-    )
-    .unwrap();
+    let mut restarted = restarted_sp(&w, files);
     let reqs = restarted.reinitialise().unwrap();
     assert_eq!(reqs.len(), 1);
     for req in reqs {
@@ -526,22 +517,13 @@ fn a_restarted_agent_reinitialises_from_its_loc_files() {
 /// token that is not in flight has no verifier.
 #[test]
 fn a_fetch_is_verified_apart_from_the_agent() {
-    use dame_protocol::agent::{Agent, FetchOutcome, Side};
+    use dame_protocol::agent::FetchOutcome;
     use dame_protocol::integration::metadata_file;
     use dame_protocol::mdi::MdiStatus;
     let mut w = World::new();
     w.first_use();
     let files = w.sp.agent.target().clone();
-    let mut restarted = Agent::new(
-        SP,
-        Side::Sp,
-        w.broker_key.trusted(),
-        BROKER_MDQ,
-        BROKER_DAME,
-        w.sp.key.signing(),
-        files,
-    )
-    .unwrap();
+    let mut restarted = restarted_sp(&w, files);
     let reqs = restarted.reinitialise().unwrap();
     assert_eq!(reqs.len(), 1);
     let req = reqs.into_iter().next().unwrap();
@@ -577,7 +559,7 @@ fn a_fetch_is_verified_apart_from_the_agent() {
 /// about persistent caches, and the mismatch is refused before anything changes.
 #[test]
 fn a_no_store_answer_integrates_and_a_mismatched_completion_changes_nothing() {
-    use dame_protocol::agent::{Agent, FetchOutcome, Side};
+    use dame_protocol::agent::FetchOutcome;
     use dame_protocol::integration::metadata_file;
     use dame_protocol::mdi::MdiStatus;
     let mut w = World::new();
@@ -588,16 +570,7 @@ fn a_no_store_answer_integrates_and_a_mismatched_completion_changes_nothing() {
         format!("{}.xml.loc", "0".repeat(40)),
         format!("{BROKER_MDQ}entities/%7Bsha1%7D{}", "0".repeat(40)).into_bytes(),
     );
-    let mut restarted = Agent::new(
-        SP,
-        Side::Sp,
-        w.broker_key.trusted(),
-        BROKER_MDQ,
-        BROKER_DAME,
-        w.sp.key.signing(),
-        files,
-    )
-    .unwrap();
+    let mut restarted = restarted_sp(&w, files);
     let reqs = restarted.reinitialise().unwrap();
     assert_eq!(reqs.len(), 2);
     let idp_sha1 = saml_metadata::model::sha1_hex(IDP);
@@ -650,4 +623,21 @@ fn a_no_store_answer_integrates_and_a_mismatched_completion_changes_nothing() {
         "{out:?}"
     );
     assert_eq!(restarted.pending(), 0);
+}
+
+/// The SP's agent started again on `files` (what its directory held), as after a restart.
+fn restarted_sp(
+    w: &World,
+    files: dame_protocol::integration::MemoryTarget,
+) -> dame_protocol::agent::Agent<dame_protocol::integration::MemoryTarget> {
+    dame_protocol::agent::Agent::new(
+        SP,
+        dame_protocol::agent::Side::Sp,
+        w.broker_key.trusted(),
+        BROKER_MDQ,
+        BROKER_DAME,
+        w.sp.key.signing(),
+        files,
+    )
+    .unwrap()
 }

@@ -96,21 +96,19 @@ pub fn cache_headers(resp: &HttpResponse<'_>, now: SystemTime) -> CacheHeaders {
         .map(|(_, v)| v.trim().to_ascii_lowercase())
         .collect::<Vec<_>>()
         .join(",");
-    {
-        for d in lower.split(',').map(str::trim) {
-            match d {
-                "no-store" => {
-                    out.no_store = true;
-                    out.max_age = Some(Duration::ZERO);
-                }
-                "no-cache" => out.max_age = Some(Duration::ZERO),
-                _ => {
-                    if let Some(v) = d.strip_prefix("max-age=")
-                        && let Ok(secs) = v.trim_matches('"').parse::<u64>()
-                        && out.max_age.is_none()
-                    {
-                        out.max_age = Some(Duration::from_secs(secs));
-                    }
+    for d in lower.split(',').map(str::trim) {
+        match d {
+            "no-store" => {
+                out.no_store = true;
+                out.max_age = Some(Duration::ZERO);
+            }
+            "no-cache" => out.max_age = Some(Duration::ZERO),
+            _ => {
+                if let Some(v) = d.strip_prefix("max-age=")
+                    && let Ok(secs) = v.trim_matches('"').parse::<u64>()
+                    && out.max_age.is_none()
+                {
+                    out.max_age = Some(Duration::from_secs(secs));
                 }
             }
         }

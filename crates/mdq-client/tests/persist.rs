@@ -17,8 +17,8 @@ use testkit::http::{Act, http, server};
 const SP: &str = "https://sp.example.org/shibboleth";
 const XML: (&str, &str) = ("Content-Type", "application/samlmetadata+xml");
 
-#[test]
-fn restart_from_the_cache_directory() {
+/// The federation's keys, the SP's signed document, a cache directory and options using it.
+fn fixture() -> (TrustedKeys, Vec<u8>, tempfile::TempDir, Options) {
     let key = SigningKey::new(PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(), None).unwrap();
     let mut keys = TrustedKeys::new();
     keys.add_public_key(key.public_key().unwrap(), "mdq")
@@ -34,6 +34,29 @@ fn restart_from_the_cache_directory() {
         .with_cache_dir(dir.path())
         .with_retries(0)
         .with_timeout(Duration::from_secs(2));
+    (keys, doc, dir, opts)
+}
+
+/// Rewrites the saved `.meta` of `SP` in `dir` as long expired.
+fn expire_saved_entry(dir: &std::path::Path) {
+    let meta = dir.join(format!("{}.meta", saml_metadata::model::sha1_hex(SP)));
+    let text = std::fs::read_to_string(&meta).unwrap();
+    let expired: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("expires=") {
+                "expires=1700000000".to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    std::fs::write(&meta, expired.join("\n")).unwrap();
+}
+
+#[test]
+fn restart_from_the_cache_directory() {
+    let (keys, doc, dir, opts) = fixture();
     let id = Identifier::entity_id(SP).unwrap();
 
     // First run: fetched once (lifetime 1 h), persisted.
@@ -63,22 +86,7 @@ fn restart_from_the_cache_directory() {
     assert_eq!(c.get(&id).unwrap().unwrap().entity_id, SP);
 
     // Restart with the entry expired: revalidated with If-None-Match, 304 keeps it.
-    let meta = dir
-        .path()
-        .join(format!("{}.meta", saml_metadata::model::sha1_hex(SP)));
-    let text = std::fs::read_to_string(&meta).unwrap();
-    let expired: String = text
-        .lines()
-        .map(|l| {
-            if l.starts_with("expires=") {
-                "expires=1700000000".to_owned()
-            } else {
-                l.to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    std::fs::write(&meta, expired).unwrap();
+    expire_saved_entry(dir.path());
     let (base, seen) = server(vec![Act::Send(http("304 Not Modified", &[], b""))]);
     let mut cfg = Config::new(BaseUrl::parse(&base).unwrap(), keys);
     cfg.max_stale = Duration::from_secs(10 * 365 * 86400);
@@ -155,21 +163,7 @@ fn a_bad_meta_file_is_skipped_and_reported() {
 /// its expiry plus `max_stale`. It is removed.
 #[test]
 fn a_no_store_answer_removes_what_an_earlier_answer_saved() {
-    let key = SigningKey::new(PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(), None).unwrap();
-    let mut keys = TrustedKeys::new();
-    keys.add_public_key(key.public_key().unwrap(), "mdq")
-        .unwrap();
-    let doc = EntityDescriptor::builder(SP)
-        .sp(SpSso::builder().acs(Binding::HttpPost, "https://sp.example.org/acs"))
-        .build()
-        .unwrap()
-        .sign(&key, &SignOptions::default())
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let opts = Options::default()
-        .with_cache_dir(dir.path())
-        .with_retries(0)
-        .with_timeout(Duration::from_secs(2));
+    let (keys, doc, dir, opts) = fixture();
     let id = Identifier::entity_id(SP).unwrap();
     let (base, _) = server(vec![Act::Send(http(
         "200 OK",
@@ -184,21 +178,7 @@ fn a_no_store_answer_removes_what_an_earlier_answer_saved() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     // Restarted with the saved entry expired: fetched again, and this answer says no-store
     // (on a field line of its own).
-    let meta = dir
-        .path()
-        .join(format!("{}.meta", saml_metadata::model::sha1_hex(SP)));
-    let text = std::fs::read_to_string(&meta).unwrap();
-    let expired: Vec<String> = text
-        .lines()
-        .map(|l| {
-            if l.starts_with("expires=") {
-                "expires=1700000000".to_owned()
-            } else {
-                l.to_owned()
-            }
-        })
-        .collect();
-    std::fs::write(&meta, expired.join("\n")).unwrap();
+    expire_saved_entry(dir.path());
     let (base, _) = server(vec![Act::Send(http(
         "200 OK",
         &[
