@@ -641,3 +641,74 @@ fn restarted_sp(
     )
     .unwrap()
 }
+
+/// A trigger that joins a restarted agent's re-initialisation fetch (by `{sha1}`, which names
+/// no peer) is answered `accepted-pending`, and the status report that follows the fetch names
+/// the trigger's peer: it named none, and the broker could not match it to the pair. (This
+/// trigger is an update's, which no user flow waits for; the broker matches reports of flow
+/// triggers by reporter and peer, as `concurrent_first_uses_of_one_pair_share_the_fetch` shows.)
+#[test]
+fn a_trigger_joining_a_restart_fetch_is_reported_with_its_peer() {
+    use dame_protocol::agent::{FetchOutcome, TriggerStep};
+    use dame_protocol::mdi::MdiStatus;
+    let mut w = World::new();
+    w.first_use();
+    let mut r = rng();
+    let files = w.sp.agent.target().clone();
+    let mut restarted = restarted_sp(&w, files);
+    let reqs = restarted.reinitialise().unwrap();
+    assert_eq!(reqs.len(), 1);
+    let req = reqs.into_iter().next().unwrap();
+    // While that fetch is in flight, the IdP's metadata changes and the broker triggers the SP.
+    w.advance(Duration::from_secs(60));
+    let new_key = testkit::signer::TestKey::rsa("idp-rollover");
+    let updated = idp_entity(&new_key, IDP, Some(IDP_SYNC));
+    w.broker
+        .update_entity(updated, EntityPolicy::default(), w.now, &mut r)
+        .unwrap();
+    let t = w.broker.poll_transmit().unwrap();
+    assert_eq!(
+        (t.to.as_str(), t.action),
+        (SP, TriggerAction::FetchMetadata)
+    );
+    let TriggerStep::Answer(joined) = restarted
+        .handle_trigger(query_of(&t.url), BROKER_ADDR, w.now)
+        .unwrap()
+    else {
+        panic!("the trigger joins the restart's fetch")
+    };
+    assert_eq!(joined.status, MdiStatus::AcceptedPending);
+    let (status, headers, body) = w.mdq(&req.url, &req.headers);
+    let out = restarted
+        .handle_fetched(
+            req.token,
+            &req.url,
+            &mdq_client::response::HttpResponse {
+                status,
+                headers: &headers,
+                body: &body,
+            },
+            w.now,
+            &mut r,
+        )
+        .unwrap();
+    assert!(
+        matches!(&out, FetchOutcome::Answer(a) if a.status == MdiStatus::Integrated),
+        "{out:?}"
+    );
+    let report = restarted
+        .poll_report()
+        .expect("a report for the joined trigger");
+    assert!(restarted.poll_report().is_none());
+    let peer = url_param(&report, "peer");
+    assert_eq!(peer.as_deref(), Some(IDP), "{report}");
+    assert_eq!(url_param(&report, "entityID").as_deref(), Some(SP));
+}
+
+/// The percent-decoded value of query parameter `name` in `url`.
+fn url_param(url: &str, name: &str) -> Option<String> {
+    query_of(url).split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == name).then(|| saml_core::bindings::url_decode(v).unwrap())
+    })
+}
