@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::exit::{Failure, Res, Tool, fail, read, read_document};
+use crate::exit::{Document, Failure, Res, Tool, fail, read, read_document};
 use std::time::{Duration, SystemTime};
 
 use openssl::hash::MessageDigest;
@@ -137,7 +137,7 @@ fn max_size(o: &Opts) -> usize {
 }
 
 /// The metadata document a command verifies, read under the document-size limit.
-fn document(o: &Opts, file: &str) -> Res<Vec<u8>> {
+fn document(o: &Opts, file: &str) -> Res<Document> {
     read_document(file, !o.single_threaded, max_size(o))
 }
 

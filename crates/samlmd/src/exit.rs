@@ -25,19 +25,39 @@ pub(crate) fn read(path: &str) -> Res<Vec<u8>> {
     std::fs::read(path).map_err(|e| Failure::Failed(format!("{path}: {e}")))
 }
 
-/// Files at least this large are read by two threads, each half into its own part of the
-/// buffer (issue 15: reading a 60 MiB aggregate from the page cache took 35 ms on one core,
-/// most of it the kernel zeroing and copying fresh pages; the work splits evenly).
-const PARALLEL_READ_MIN: u64 = 4 << 20;
+/// Files at least this large are read into populated anonymous memory, by two threads (each
+/// half into its own part of the buffer) unless single-threaded (issue 15: reading a 60 MiB
+/// aggregate from the page cache took 35 ms on one core, most of it the kernel zeroing,
+/// faulting in and copying fresh pages).
+const LARGE_READ_MIN: u64 = 4 << 20;
 
-/// Reads the metadata document a command verifies: like [`read`], on two threads when
-/// `parallel` and the file is large, and never more than `max` bytes: a larger file is refused
-/// before it is read (by its length, and by reading at most one byte past `max` where no
-/// length is known, as from a pipe), with the message saml-core gives for its document-size
-/// limit. The whole file is read (no memory map: a mapped file changed by another process after
-/// verification would change the verified bytes), and a file whose length changes while it is
-/// read is refused rather than read half old, half new.
-pub(crate) fn read_document(path: &str, parallel: bool, max: usize) -> Res<Vec<u8>> {
+/// A document read into memory: a `Vec` for small files and streams, an anonymous mapping for
+/// large regular files.
+pub(crate) enum Document {
+    /// Read with `read_to_end`.
+    Small(Vec<u8>),
+    /// Read into anonymous memory whose pages were faulted in up front (see [`read_large`]).
+    Large(memmap2::MmapMut),
+}
+
+impl std::ops::Deref for Document {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Document::Small(v) => v,
+            Document::Large(m) => m,
+        }
+    }
+}
+
+/// Reads the metadata document a command verifies, never more than `max` bytes: a larger file
+/// is refused before it is read (by its length, and by reading at most one byte past `max`
+/// where no length is known, as from a pipe), with the message saml-core gives for its
+/// document-size limit. A large regular file is read like [`read_large`] says, its halves on
+/// two threads when `parallel`. The whole file is read (no mapping of the file itself: a mapped
+/// file changed by another process after verification would change the verified bytes), and
+/// a file whose length changes while it is read is refused rather than read half old, half new.
+pub(crate) fn read_document(path: &str, parallel: bool, max: usize) -> Res<Document> {
     use std::io::Read;
     let failed = |e: std::io::Error| Failure::Failed(format!("{path}: {e}"));
     let too_large = || {
@@ -51,7 +71,7 @@ pub(crate) fn read_document(path: &str, parallel: bool, max: usize) -> Res<Vec<u
     if meta.is_file() && len > max as u64 {
         return Err(too_large());
     }
-    if !parallel || len < PARALLEL_READ_MIN || !meta.is_file() {
+    if len < LARGE_READ_MIN || !meta.is_file() {
         // Sized from the length where there is one (as `std::fs::read` does): no regrowth.
         let mut doc = Vec::with_capacity(usize::try_from(len.min(max as u64)).unwrap_or(0));
         file.take(max as u64 + 1)
@@ -60,28 +80,45 @@ pub(crate) fn read_document(path: &str, parallel: bool, max: usize) -> Res<Vec<u
         if doc.len() > max {
             return Err(too_large());
         }
-        return Ok(doc);
+        return Ok(Document::Small(doc));
     }
     let size = usize::try_from(len).map_err(|_| too_large())?;
-    read_halves(&file, size).map_err(failed)
+    read_large(&file, size, parallel)
+        .map(Document::Large)
+        .map_err(failed)
 }
 
-/// Reads `size` bytes of `file` from offset 0, the two halves on two threads, and checks that
-/// the file ends there.
-fn read_halves(file: &std::fs::File, size: usize) -> std::io::Result<Vec<u8>> {
+/// Reads `size` bytes of `file` from offset 0 into anonymous memory mapped with its pages
+/// populated at once (`MAP_POPULATE`, memmap2's safe API), the two halves on two threads when
+/// `parallel`, and checks that the file ends there. Issue 15: a `Vec` of a 60 MiB aggregate
+/// takes its 15,400 fresh pages one page fault each while the file is copied in (`std::fs::read`
+/// 58 ms on a 2-vCPU VM, 40 % of it the faults); populated in one call the same read took
+/// 40-55 ms instead of 62-98 ms (BENCHMARKS.md, "seventh round"). The pages and the peak RSS are
+/// the same; only the way they are faulted in differs.
+fn read_large(
+    file: &std::fs::File,
+    size: usize,
+    parallel: bool,
+) -> std::io::Result<memmap2::MmapMut> {
     use std::os::unix::fs::FileExt;
-    // Zeroed allocation: fresh pages from the kernel, faulted in by whichever thread writes them.
-    let mut buf = vec![0u8; size];
-    let mid = size / 2;
-    let (first, second) = buf.split_at_mut(mid);
-    std::thread::scope(|s| {
-        let other = s.spawn(|| file.read_exact_at(second, mid as u64));
-        file.read_exact_at(first, 0)?;
-        other
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("reading thread failed")))
-    })
-    .map_err(|e| {
+    let mut buf = memmap2::MmapOptions::new()
+        .len(size)
+        .populate()
+        .map_anon()?;
+    let read = if parallel {
+        let mid = size / 2;
+        let (first, second) = buf.split_at_mut(mid);
+        std::thread::scope(|s| {
+            let other = s.spawn(|| file.read_exact_at(second, mid as u64));
+            file.read_exact_at(first, 0)?;
+            other
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("reading thread failed")))
+        })
+    } else {
+        file.read_exact_at(&mut buf, 0)
+    };
+    read.map_err(|e| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
             std::io::Error::other("the file became shorter while it was read")
         } else {
@@ -150,14 +187,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("big.xml");
         // Odd length, so the halves differ in size; content varies with the offset.
-        let data: Vec<u8> = (0..(PARALLEL_READ_MIN as usize + 12_345))
+        let data: Vec<u8> = (0..(LARGE_READ_MIN as usize + 12_345))
             .map(|i| (i % 251) as u8)
             .collect();
         std::fs::write(&path, &data).unwrap();
         let p = path.to_str().unwrap();
         let max = data.len();
-        assert_eq!(read_document(p, true, max).unwrap(), data);
-        assert_eq!(read_document(p, false, max).unwrap(), data);
+        for parallel in [true, false] {
+            let doc = read_document(p, parallel, max).unwrap();
+            assert!(matches!(doc, Document::Large(_)));
+            assert_eq!(&doc[..], &data[..]);
+        }
         // One byte over the limit: refused, on either path, naming the limit.
         for parallel in [true, false] {
             let Err(Failure::Failed(m)) = read_document(p, parallel, max - 1) else {
@@ -169,12 +209,19 @@ mod tests {
             );
         }
         let f = std::fs::File::open(&path).unwrap();
-        // Asked for fewer bytes than the file holds: it grew while it was read.
-        let e = read_halves(&f, data.len() - 1).unwrap_err();
-        assert!(e.to_string().contains("longer"), "{e}");
-        // Asked for more: it shrank.
-        let e = read_halves(&f, data.len() + 1).unwrap_err();
-        assert!(e.to_string().contains("shorter"), "{e}");
+        for parallel in [true, false] {
+            // Asked for fewer bytes than the file holds: it grew while it was read.
+            let e = read_large(&f, data.len() - 1, parallel).unwrap_err();
+            assert!(e.to_string().contains("longer"), "{e}");
+            // Asked for more: it shrank.
+            let e = read_large(&f, data.len() + 1, parallel).unwrap_err();
+            assert!(e.to_string().contains("shorter"), "{e}");
+        }
+        // A small file is read into a Vec.
+        std::fs::write(&path, b"<x/>").unwrap();
+        let doc = read_document(p, true, max).unwrap();
+        assert!(matches!(doc, Document::Small(_)));
+        assert_eq!(&doc[..], b"<x/>");
     }
 
     /// Where no length is known (a pipe), at most one byte past the limit is read.
