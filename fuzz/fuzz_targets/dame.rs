@@ -106,6 +106,13 @@ fuzz_target!(|data: &[u8]| {
                 assert!(v.len() <= dame_protocol::conversion::MAX_VALUES);
             }
         }
+        // Both generators, on whatever parsed: an answer or a refusal, never a panic.
+        let names = std::collections::BTreeMap::new();
+        let scopes = vec!["example.org".to_owned()];
+        let out = dame_protocol::conversion::Output::new(&names, &scopes);
+        let refs: Vec<_> = set.rules.iter().collect();
+        let _ = dame_protocol::conversion::simplesamlphp::authproc(&refs, &out);
+        let _ = dame_protocol::conversion::shibboleth::resolver(&refs, &out);
     }
     if let Ok(q) = RulesQuery::parse(&text) {
         assert_eq!(RulesQuery::parse(&q.to_query()).ok(), Some(q.clone()));

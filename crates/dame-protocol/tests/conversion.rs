@@ -6,7 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use dame_protocol::conversion::{
-    AttributeName, Attributes, MAX_JSON, MAX_VALUES, Op, Rule, RuleSet, shibboleth, simplesamlphp,
+    AttributeName, Attributes, MAX_JSON, MAX_VALUES, Op, Output, Rule, RuleSet, shibboleth,
+    simplesamlphp,
 };
 use dame_protocol::{Error, ErrorKind};
 
@@ -243,14 +244,25 @@ fn bounds_are_errors_not_truncations() {
         }],
     );
     malformed(r.evaluate(&a));
-    // A regex that explodes a backtracking engine is linear here, and a huge one is refused.
+    // A regex that explodes a backtracking engine is refused (the generated filters run in
+    // PCRE and Java: conversion review M2); what is accepted is linear here too, and a huge
+    // one is refused.
+    malformed(Rule::new(
+        "redos",
+        name("x"),
+        vec![UID.into()],
+        vec![Op::RegexReplace {
+            pattern: "(a+)+$".into(),
+            replacement: "".into(),
+        }],
+    ));
     let a = attrs(&[(UID, &[&format!("{}!", "a".repeat(50_000))])]);
     let r = rule(
-        "redos",
+        "linear",
         "x",
         &[UID],
         vec![Op::RegexReplace {
-            pattern: "(a+)+$".into(),
+            pattern: "a+$".into(),
             replacement: "".into(),
         }],
     );
@@ -272,7 +284,7 @@ fn bounds_are_errors_not_truncations() {
         name("x"),
         vec!["y".into()],
         vec![Op::RegexReplace {
-            pattern: "(\\w{100}){100}".into(),
+            pattern: "\\pL{100}\\pL{100}".into(),
             replacement: "".into(),
         }],
     ));
@@ -380,50 +392,216 @@ fn sample() -> Vec<Rule> {
     ]
 }
 
+const SCOPES: &[&str] = &["example.org"];
+
+fn scopes() -> Vec<String> {
+    SCOPES.iter().map(|s| (*s).to_owned()).collect()
+}
+
 #[test]
 fn simplesamlphp_filters_are_exact_and_escaped() {
     let rules = sample();
     let refs: Vec<&Rule> = rules.iter().collect();
     let names: BTreeMap<String, String> = [(UID.to_owned(), "uid".to_owned())].into();
-    let php = simplesamlphp::authproc(&refs, &names, 60).unwrap();
-    let expected = r#"    // DAME conversion rule eppn
+    let scopes = scopes();
+    let out = Output::new(&names, &scopes).priorities(60..=69);
+    let php = simplesamlphp::authproc(&refs, &out).unwrap();
+    let expected = r#"<?php
+// DAME conversion rules (generated; review before use)
+return [
+    // DAME conversion rule eppn
     60 => ['class' => 'core:AttributeCopy', 'uid' => 'urn:oid:1.3.6.1.4.1.5923.1.1.1.6'],
-    61 => ['class' => 'core:AttributeAlter', 'subject' => 'urn:oid:1.3.6.1.4.1.5923.1.1.1.6', 'pattern' => '/^([^@]*)$/u', 'replacement' => '$1@example.org'],
+    61 => ['class' => 'core:AttributeAlter', '%remove', 'subject' => 'urn:oid:1.3.6.1.4.1.5923.1.1.1.6', 'pattern' => '/@/u'],
+    62 => ['class' => 'core:AttributeAlter', 'subject' => 'urn:oid:1.3.6.1.4.1.5923.1.1.1.6', 'pattern' => '/\\z/u', 'replacement' => '@example.org'],
     // DAME conversion rule aff
-    62 => ['class' => 'core:AttributeValueMap', '%keep', 'sourceattribute' => 'urn:x:role', 'targetattribute' => 'urn:oid:1.3.6.1.4.1.5923.1.1.1.1', 'values' => ['faculty & "staff"' => ['Prof. O\'Hara \\ <Dean>']]],
+    63 => ['class' => 'core:AttributeValueMap', '%keep', 'sourceattribute' => 'urn:x:role', 'targetattribute' => 'urn:oid:1.3.6.1.4.1.5923.1.1.1.1', 'values' => ['faculty & "staff"' => ['Prof. O\'Hara \\ <Dean>']]],
     // DAME conversion rule mail
-    63 => ['class' => 'core:AttributeCopy', 'urn:oid:1.3.6.1.4.1.5923.1.1.1.6' => 'urn:oid:0.9.2342.19200300.100.1.3'],
-    64 => ['class' => 'core:AttributeAlter', 'subject' => 'urn:oid:0.9.2342.19200300.100.1.3', 'pattern' => '/@old\\/domain]]>$/u', 'replacement' => '@new.example'],
+    64 => ['class' => 'core:AttributeCopy', 'urn:oid:1.3.6.1.4.1.5923.1.1.1.6' => 'urn:oid:0.9.2342.19200300.100.1.3'],
+    65 => ['class' => 'core:AttributeAlter', 'subject' => 'urn:oid:0.9.2342.19200300.100.1.3', 'pattern' => '/@old\\/domain]]>$/uD', 'replacement' => '@new.example'],
     // DAME conversion rule const
-    65 => ['class' => 'core:AttributeAdd', '%replace', 'urn:x:c' => ['it\'s']],
+    66 => ['class' => 'core:AttributeAdd', '%replace', 'urn:x:c' => ['it\'s']],
+];
 "#;
     assert_eq!(php, expected);
-    // PHP itself parses it, and the filters do what the evaluator does.
-    if let Some(php_bin) = which("php") {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("authproc.php");
-        std::fs::write(
-            &f,
-            format!("<?php\n$authproc = [\n{php}];\nvar_export(count($authproc));\n"),
-        )
-        .unwrap();
-        let out = std::process::Command::new(php_bin)
-            .arg(&f)
+    // No stock filter: refused, not approximated.
+    let lower = rule("lower", UID, &[UID], vec![Op::Lowercase]);
+    let e = simplesamlphp::authproc(&[&lower], &out).unwrap_err();
+    assert!(matches!(e, Error::Unsupported { .. }), "{e}");
+    // More filters than the priorities number: refused.
+    let e = simplesamlphp::authproc(&refs, &Output::new(&names, &scopes).priorities(60..=65))
+        .unwrap_err();
+    assert!(e.to_string().contains("priorities"), "{e}");
+    // The default numbers before core:AttributeLimit (50).
+    assert_eq!(Output::new(&names, &scopes).priorities, 40..=49);
+    // Names PHP would make integer keys, or options of the filter: refused (review L3).
+    for bad in ["123", "class", "%priority"] {
+        let r = rule("k", bad, &[UID], vec![]);
+        assert!(simplesamlphp::authproc(&[&r], &out).is_err(), "{bad}");
+    }
+}
+
+/// The generated filters, run by SimpleSAMLphp's own classes on two users, give what the
+/// evaluator gives: conversion review H1 (the documented `${name}` stayed a literal in PHP:
+/// every user got one eppn), H2 (a value with a scope of its own passed), M1 (an escaped `/`
+/// broke the pattern: the target emptied for every user) and M5 (the file was not PHP: a value
+/// `<?php … ?>` ran when it was included). Needs PHP and SimpleSAMLphp (`bash
+/// scripts/setup.sh`).
+#[test]
+fn simplesamlphp_filters_do_what_the_evaluator_does() {
+    let rules = RuleSet::from_json(
+        br#"{"rules": [
+        {"id": "eppn", "target": {"name": "urn:oid:1.3.6.1.4.1.5923.1.1.1.6"},
+         "sources": ["urn:oid:0.9.2342.19200300.100.1.1"],
+         "ops": [{"op": "scope_add", "scope": "example.org"}]},
+        {"id": "mail", "target": {"name": "urn:oid:0.9.2342.19200300.100.1.3"},
+         "sources": ["urn:x:login"],
+         "ops": [{"op": "regex_replace", "pattern": "^(?<user>[^@]+)@old\\.example$",
+                  "replacement": "${user}@new.example$$ C:\\"}]},
+        {"id": "path", "target": {"name": "urn:x:path"}, "sources": ["urn:x:path-in"],
+         "ops": [{"op": "regex_replace", "pattern": "^a\\/(b)$", "replacement": "$1/a"}]},
+        {"id": "note", "target": {"name": "urn:x:note"}, "sources": ["urn:oid:0.9.2342.19200300.100.1.1"],
+         "ops": [{"op": "constant", "values": ["<?php echo \"RAN\"; ?>"]}]}
+    ]}"#,
+    )
+    .unwrap();
+    let refs: Vec<&Rule> = rules.rules.iter().collect();
+    let names = BTreeMap::new();
+    let scopes = scopes();
+    let php = simplesamlphp::authproc(&refs, &Output::new(&names, &scopes)).unwrap();
+    let users = [
+        attrs(&[
+            (UID, &["alice"]),
+            ("urn:x:login", &["alice@old.example"]),
+            ("urn:x:path-in", &["a/b"]),
+        ]),
+        attrs(&[
+            (UID, &["bob", "victim@victim.example"]),
+            ("urn:x:login", &["bob@old.example"]),
+            ("urn:x:path-in", &["a/c"]),
+        ]),
+    ];
+    let php_bin = which("php").expect("php is needed (bash scripts/setup.sh installs it)");
+    let autoload = "/usr/share/simplesamlphp/lib/_autoload.php";
+    assert!(
+        std::path::Path::new(autoload).exists(),
+        "SimpleSAMLphp is needed at {autoload} (bash scripts/setup.sh installs it)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("x.authproc.php");
+    std::fs::write(&file, &php).unwrap();
+    let runner = dir.path().join("run.php");
+    std::fs::write(
+        &runner,
+        format!(
+            r#"<?php
+require '{autoload}';
+ob_start();
+$filters = require $argv[1];
+$leaked = ob_get_clean();
+if ($leaked !== '') {{ fwrite(STDERR, "output while loading: $leaked"); exit(3); }}
+ksort($filters);
+$attributes = json_decode($argv[2], true);
+$request = ['Attributes' => $attributes];
+foreach ($filters as $prio => $config) {{
+    [$module, $name] = explode(':', $config['class']);
+    unset($config['class']);
+    $class = "\\SimpleSAML\\Module\\$module\\Auth\\Process\\$name";
+    (new $class($config, null))->process($request);
+}}
+$out = [];
+foreach ($request['Attributes'] as $k => $v) {{ $out[$k] = array_values($v); }}
+echo json_encode($out);
+"#
+        ),
+    )
+    .unwrap();
+    for user in &users {
+        let mut input = serde_json::Map::new();
+        for n in user.names() {
+            input.insert(n.clone(), serde_json::json!(user.get(&n).unwrap()));
+        }
+        let run = std::process::Command::new(&php_bin)
+            .arg(&runner)
+            .arg(&file)
+            .arg(serde_json::Value::Object(input).to_string())
             .output()
             .unwrap();
         assert!(
-            out.status.success(),
+            run.status.success(),
             "{}",
-            String::from_utf8_lossy(&out.stderr)
+            String::from_utf8_lossy(&run.stderr)
         );
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "6");
-    } else {
-        eprintln!("php not installed: the generated PHP was compared with the expected text only");
+        let got: BTreeMap<String, Vec<String>> = serde_json::from_slice(&run.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&run.stdout)));
+        for r in &rules.rules {
+            let want = r.evaluate(user).unwrap();
+            let have = got.get(&r.target.name).cloned().unwrap_or_default();
+            assert_eq!(have, want, "rule {}", r.id);
+        }
     }
-    // No stock filter: refused, not approximated.
-    let lower = rule("lower", UID, &[UID], vec![Op::Lowercase]);
-    let e = simplesamlphp::authproc(&[&lower], &names, 1).unwrap_err();
-    assert!(matches!(e, Error::Unsupported { .. }), "{e}");
+    // What the evaluator gives, spelled out.
+    assert_eq!(
+        rules.rules[0].evaluate(&users[1]).unwrap(),
+        vec!["bob@example.org"]
+    );
+    assert_eq!(
+        rules.rules[1].evaluate(&users[0]).unwrap(),
+        vec!["alice@new.example$ C:\\"]
+    );
+    assert_eq!(rules.rules[2].evaluate(&users[0]).unwrap(), vec!["b/a"]);
+}
+
+/// Review H2: a rule set is the broker's and shared by every IdP; a generator writes no rule
+/// that adds another IdP's scope, nor one making a scoped attribute without adding the IdP's
+/// own scope last.
+#[test]
+fn generators_write_only_the_idps_own_scopes() {
+    let names: BTreeMap<String, String> = [(UID.to_owned(), "uid".to_owned())].into();
+    let scopes = scopes();
+    let out = Output::new(&names, &scopes);
+    let other = rule(
+        "eppn",
+        EPPN,
+        &[UID],
+        vec![Op::ScopeAdd {
+            scope: "idp-a.example".into(),
+        }],
+    );
+    let constant = rule(
+        "eppn",
+        EPPN,
+        &[UID],
+        vec![Op::Constant {
+            values: vec!["admin@example.org".into()],
+        }],
+    );
+    let renamed = rule("eppn", EPPN, &[UID], vec![]);
+    let ours = rule(
+        "eppn",
+        EPPN,
+        &[UID],
+        vec![Op::ScopeAdd {
+            scope: "EXAMPLE.org".into(),
+        }],
+    );
+    for r in [&other, &constant, &renamed] {
+        assert!(matches!(
+            simplesamlphp::authproc(&[r], &out),
+            Err(Error::Unsupported { .. })
+        ));
+        assert!(matches!(
+            shibboleth::resolver(&[r], &out),
+            Err(Error::Unsupported { .. })
+        ));
+    }
+    assert!(simplesamlphp::authproc(&[&ours], &out).is_ok());
+    assert!(shibboleth::resolver(&[&ours], &out).is_ok());
+    // An IdP that configured no scope writes no scoped rule at all.
+    let none: Vec<String> = Vec::new();
+    assert!(simplesamlphp::authproc(&[&ours], &Output::new(&names, &none)).is_err());
+    // A value with a scope of its own is dropped, never passed on.
+    let user = attrs(&[(UID, &["victim@victim.example", "mallory"])]);
+    assert_eq!(ours.evaluate(&user).unwrap(), vec!["mallory@EXAMPLE.org"]);
 }
 
 #[test]
@@ -436,20 +614,124 @@ fn shibboleth_resolver_is_exact_and_escaped() {
         ("urn:x:role".to_owned(), "role".to_owned()),
     ]
     .into();
-    let xml = shibboleth::resolver(&refs, &ids).unwrap();
+    let scopes = scopes();
+    let out = Output::new(&ids, &scopes);
+    let xml = shibboleth::resolver(&refs, &out).unwrap();
     let expected = concat!(
         "<!-- DAME conversion rule eppn -->\n",
-        "<AttributeDefinition id=\"dame_eppn\" xsi:type=\"Mapped\"><InputAttributeDefinition ref=\"uid\"/><DefaultValue passThru=\"true\"/><ValueMap><ReturnValue>$1@example.org</ReturnValue><SourceValue partialMatch=\"true\">^([^@]*)$</SourceValue></ValueMap><AttributeEncoder xsi:type=\"SAML2String\" name=\"urn:oid:1.3.6.1.4.1.5923.1.1.1.6\" friendlyName=\"eduPersonPrincipalName\" encodeType=\"false\"/></AttributeDefinition>\n",
+        "<AttributeDefinition id=\"dame_eppn\" xsi:type=\"Mapped\"><InputAttributeDefinition ref=\"uid\"/><AttributeEncoder xsi:type=\"SAML2String\" name=\"urn:oid:1.3.6.1.4.1.5923.1.1.1.6\" friendlyName=\"eduPersonPrincipalName\" encodeType=\"false\"/><ValueMap><ReturnValue>$1@example.org</ReturnValue><SourceValue partialMatch=\"true\">^([^@]*)\\z</SourceValue></ValueMap></AttributeDefinition>\n",
         "<!-- DAME conversion rule aff -->\n",
-        "<AttributeDefinition id=\"dame_aff\" xsi:type=\"Mapped\"><InputAttributeDefinition ref=\"role\"/><ValueMap><ReturnValue>faculty &amp; &quot;staff&quot;</ReturnValue><SourceValue partialMatch=\"true\">^\\QProf. O&apos;Hara \\ &lt;Dean&gt;\\E$</SourceValue></ValueMap><AttributeEncoder xsi:type=\"SAML2String\" name=\"urn:oid:1.3.6.1.4.1.5923.1.1.1.1\" encodeType=\"false\"/></AttributeDefinition>\n",
+        "<AttributeDefinition id=\"dame_aff\" xsi:type=\"Mapped\"><InputAttributeDefinition ref=\"role\"/><AttributeEncoder xsi:type=\"SAML2String\" name=\"urn:oid:1.3.6.1.4.1.5923.1.1.1.1\" encodeType=\"false\"/><ValueMap><ReturnValue>faculty &amp; &quot;staff&quot;</ReturnValue><SourceValue partialMatch=\"true\">^\\QProf. O&apos;Hara \\ &lt;Dean&gt;\\E$</SourceValue></ValueMap></AttributeDefinition>\n",
         "<!-- DAME conversion rule mail -->\n",
-        "<AttributeDefinition id=\"dame_mail\" xsi:type=\"Mapped\"><InputAttributeDefinition ref=\"eppn\"/><DefaultValue passThru=\"true\"/><ValueMap><ReturnValue>@new.example</ReturnValue><SourceValue partialMatch=\"true\">@old/domain]]&gt;$</SourceValue></ValueMap><AttributeEncoder xsi:type=\"SAML2String\" name=\"urn:oid:0.9.2342.19200300.100.1.3\" encodeType=\"false\"/></AttributeDefinition>\n",
+        "<AttributeDefinition id=\"dame_mail\" xsi:type=\"Mapped\"><InputAttributeDefinition ref=\"eppn\"/><AttributeEncoder xsi:type=\"SAML2String\" name=\"urn:oid:0.9.2342.19200300.100.1.3\" encodeType=\"false\"/><DefaultValue passThru=\"true\"/><ValueMap><ReturnValue>@new.example</ReturnValue><SourceValue partialMatch=\"true\">@old/domain]]&gt;$</SourceValue></ValueMap></AttributeDefinition>\n",
         "<!-- DAME conversion rule const -->\n",
         "<DataConnector id=\"dame_const_static\" xsi:type=\"Static\"><Attribute id=\"dame_const\"><Value>it&apos;s</Value></Attribute></DataConnector>\n",
         "<AttributeDefinition id=\"dame_const\" xsi:type=\"Simple\"><InputDataConnector ref=\"dame_const_static\" attributeNames=\"dame_const\"/><AttributeEncoder xsi:type=\"SAML2String\" name=\"urn:x:c\" encodeType=\"false\"/></AttributeDefinition>\n",
     );
     assert_eq!(xml, expected);
-    // Well-formed XML once wrapped in the resolver's namespaces.
+    well_formed(&xml);
+    // Unsupported operations and unknown sources are refused.
+    let join = rule(
+        "join",
+        CN,
+        &[UID],
+        vec![Op::Join {
+            separator: " ".into(),
+        }],
+    );
+    assert!(matches!(
+        shibboleth::resolver(&[&join], &out).unwrap_err(),
+        Error::Unsupported { .. }
+    ));
+    let unknown = rule("u", CN, &["urn:x:nobody"], vec![]);
+    assert!(matches!(
+        shibboleth::resolver(&[&unknown], &out).unwrap_err(),
+        Error::Unsupported { .. }
+    ));
+}
+
+/// Review M3: definition ids were `dame_` + the rule id with `.` made `_`, and a step's
+/// `_N`: `a.b` and `a_b`, or `x`'s first step and a rule `x_0`, gave one id, and so did the
+/// same rule in two SPs' files. Ids are now injective, and prefixed per file.
+#[test]
+fn shibboleth_resolver_ids_are_distinct() {
+    let ids: BTreeMap<String, String> = [(UID.to_owned(), "uid".to_owned())].into();
+    let scopes = scopes();
+    let strip = || Op::ScopeStrip;
+    let rules = [
+        rule("a.b", CN, &[UID], vec![strip()]),
+        rule("a_b", CN, &[UID], vec![strip()]),
+        rule("x", CN, &[UID], vec![strip(), strip()]),
+        rule("x_0", CN, &[UID], vec![strip()]),
+        rule("y_static", CN, &[UID], vec![]),
+        rule(
+            "y",
+            CN,
+            &[UID],
+            vec![Op::Constant {
+                values: vec!["v".into()],
+            }],
+        ),
+    ];
+    let refs: Vec<&Rule> = rules.iter().collect();
+    let mut all = Vec::new();
+    for prefix in ["dame-1a2b3c4d", "dame-5e6f7a8b"] {
+        let xml =
+            shibboleth::resolver(&refs, &Output::new(&ids, &scopes).id_prefix(prefix)).unwrap();
+        well_formed(&xml);
+        for part in xml
+            .split("<AttributeDefinition id=\"")
+            .chain(xml.split("<DataConnector id=\""))
+            .filter(|p| !p.starts_with("<!--"))
+        {
+            all.push(part.split('"').next().unwrap().to_owned());
+        }
+    }
+    let unique: BTreeSet<&String> = all.iter().collect();
+    assert_eq!(unique.len(), all.len(), "{all:?}");
+    assert!(shibboleth::resolver(&refs, &Output::new(&ids, &scopes).id_prefix("a b")).is_err());
+}
+
+/// Review M1, M2, M3, L4: what a rule may hold so that the generated files mean what the
+/// evaluator computes and load at all.
+#[test]
+fn rules_refuse_what_the_products_read_otherwise() {
+    let re = |pattern: &str, replacement: &str| {
+        let json = serde_json::json!({"rules": [{"id": "r", "target": {"name": "urn:x:t"},
+            "sources": ["urn:x:s"], "ops": [{"op": "regex_replace", "pattern": pattern,
+            "replacement": replacement}]}]});
+        RuleSet::from_json(json.to_string().as_bytes())
+    };
+    for pattern in [
+        "(?-u)a",
+        "(?R)a",
+        "(?P<n>a)",
+        "[a-z--b]",
+        "\\b{start}a",
+        "^(a|aa)*$",
+        "(x+x+)+y",
+        "^(?:[a-z]*a){12}$",
+        "a\u{1}",
+    ] {
+        malformed(re(pattern, "x"));
+    }
+    assert!(re("^([^@]+)@old\\.example$", "$1").is_ok());
+    // A replacement naming a group the pattern does not have.
+    malformed(re("^(a)$", "$2"));
+    malformed(re("^(a)$", "${user}"));
+    // Text the files would show otherwise, or XML cannot hold.
+    for bad in ["\u{202E}moc.elpmaxe", "a\u{FFFE}", "zero\u{200B}width"] {
+        let json = serde_json::json!({"rules": [{"id": "r", "target": {"name": "urn:x:t"},
+            "sources": ["urn:x:s"], "ops": [{"op": "constant", "values": [bad]}]}]});
+        malformed(RuleSet::from_json(json.to_string().as_bytes()));
+    }
+    // `--` cannot be in a rule id (it is written into an XML comment).
+    let json = serde_json::json!({"rules": [{"id": "a--b", "target": {"name": "urn:x:t"},
+        "sources": ["urn:x:s"]}]});
+    malformed(RuleSet::from_json(json.to_string().as_bytes()));
+}
+
+fn well_formed(xml: &str) {
     let doc = format!(
         "<AttributeResolver xmlns=\"urn:mace:shibboleth:2.0:resolver\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\">{xml}</AttributeResolver>"
     );
@@ -461,24 +743,6 @@ fn shibboleth_resolver_is_exact_and_escaped() {
             Err(e) => panic!("not well-formed: {e}"),
         }
     }
-    // Unsupported operations and unknown sources are refused.
-    let join = rule(
-        "join",
-        CN,
-        &[UID],
-        vec![Op::Join {
-            separator: " ".into(),
-        }],
-    );
-    assert!(matches!(
-        shibboleth::resolver(&[&join], &ids).unwrap_err(),
-        Error::Unsupported { .. }
-    ));
-    let unknown = rule("u", CN, &["urn:x:nobody"], vec![]);
-    assert!(matches!(
-        shibboleth::resolver(&[&unknown], &ids).unwrap_err(),
-        Error::Unsupported { .. }
-    ));
 }
 
 fn which(p: &str) -> Option<std::path::PathBuf> {

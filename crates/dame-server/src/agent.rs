@@ -408,13 +408,23 @@ impl AgentService {
             body.extend_from_slice(&chunk);
         }
         let rules = RuleSet::from_json(&body).map_err(|e| e.to_string())?;
-        if rules.rules.is_empty() {
-            return Ok(0);
-        }
-        let refs: Vec<&dame_protocol::conversion::Rule> = rules.rules.iter().collect();
         let dir = self.cfg.directory.join("rules");
         let stem = dame_protocol::integration::metadata_file(sp);
         let stem = stem.trim_end_matches(".xml");
+        // What an earlier answer wrote and this one does not say any more goes (conversion
+        // review L2: a rule the broker withdrew stayed on disk, and a product file the new
+        // rules could not be written as stayed beside their JSON).
+        let remove = |ext: &str| match std::fs::remove_file(dir.join(format!("{stem}.{ext}"))) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("{stem}.{ext}: {e}")),
+            _ => Ok(()),
+        };
+        if rules.rules.is_empty() {
+            for ext in ["json", "authproc.php", "resolver.xml"] {
+                remove(ext)?;
+            }
+            return Ok(0);
+        }
+        let refs: Vec<&dame_protocol::conversion::Rule> = rules.rules.iter().collect();
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let write = |name: String, text: &str| {
             // Written aside, then renamed: a reader never sees half a file (agent review L6:
@@ -427,17 +437,23 @@ impl AgentService {
             format!("{stem}.json"),
             &rules.to_json().map_err(|e| e.to_string())?,
         )?;
+        // Each SP's resolver file names its definitions apart from the others' (conversion
+        // review M3: the same rule in two files gave two definitions of one id).
+        let prefix = format!("dame-{}", &stem[..stem.len().min(8)]);
+        let output = dame_protocol::conversion::Output::new(&cfg.names, &cfg.scopes)
+            .priorities(cfg.first_priority..=cfg.last_priority)
+            .id_prefix(&prefix);
         let product = match cfg.format.as_str() {
-            "simplesamlphp" => Some((
-                "authproc.php",
-                simplesamlphp::authproc(&refs, &cfg.names, cfg.first_priority),
-            )),
-            "shibboleth" => Some(("resolver.xml", shibboleth::resolver(&refs, &cfg.names))),
+            "simplesamlphp" => Some(("authproc.php", simplesamlphp::authproc(&refs, &output))),
+            "shibboleth" => Some(("resolver.xml", shibboleth::resolver(&refs, &output))),
             _ => None,
         };
         match product {
             Some((ext, Ok(text))) => write(format!("{stem}.{ext}"), &text)?,
-            Some((_, Err(e))) => return Err(format!("written as JSON only: {e}")),
+            Some((ext, Err(e))) => {
+                remove(ext)?;
+                return Err(format!("written as JSON only: {e}"));
+            }
             None => {}
         }
         Ok(rules.rules.len())

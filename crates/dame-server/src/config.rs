@@ -210,13 +210,29 @@ pub struct RulesConfig {
     /// (Shibboleth).
     #[serde(default)]
     pub names: std::collections::BTreeMap<String, String>,
-    /// The first `authproc` priority used (SimpleSAMLphp; default 60).
+    /// The scopes this IdP asserts (its `shibmd:Scope`s): the only ones a rule may add, and a
+    /// rule making eduPersonPrincipalName or another scoped attribute must end by adding one
+    /// of them (conversion review H2: the broker's rules are shared by every IdP). Default
+    /// none: such rules are written as JSON only.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// The first `authproc` priority used (SimpleSAMLphp; default 40, before the stock
+    /// configuration's `core:AttributeLimit` at 50, so that what a filter makes is released
+    /// only to SPs that may have it: conversion review M4).
     #[serde(default = "default_first_priority")]
     pub first_priority: u32,
+    /// The last `authproc` priority a file may use (default 49): a rule set needing more
+    /// filters is written as JSON only, rather than numbered into the operator's own filters.
+    #[serde(default = "default_last_priority")]
+    pub last_priority: u32,
 }
 
 fn default_first_priority() -> u32 {
-    60
+    40
+}
+
+fn default_last_priority() -> u32 {
+    49
 }
 
 /// The TLS listener's files, when configured: both or neither.
@@ -372,6 +388,12 @@ impl AgentConfig {
                 return Err(Error::config(
                     "rules.format",
                     "simplesamlphp, shibboleth or json",
+                ));
+            }
+            if r.first_priority > r.last_priority {
+                return Err(Error::config(
+                    "rules.last_priority",
+                    "at least rules.first_priority",
                 ));
             }
         }

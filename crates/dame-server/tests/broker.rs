@@ -426,7 +426,7 @@ async fn first_use_second_use_restart_and_a_failing_agent() {
     // the broker for conversion rules after integrating the SP.
     let mut text = std::fs::read_to_string(&idp_cfg).unwrap();
     text.push_str(&format!(
-        "[rules]\nhave = [\"{UID}\"]\nformat = \"simplesamlphp\"\nnames = {{ \"{UID}\" = \"uid\", \"{EPPN}\" = \"eduPersonPrincipalName\" }}\n"
+        "[rules]\nhave = [\"{UID}\"]\nformat = \"simplesamlphp\"\nscopes = [\"example.net\"]\nnames = {{ \"{UID}\" = \"uid\", \"{EPPN}\" = \"eduPersonPrincipalName\" }}\n"
     ));
     std::fs::write(&idp_cfg, text).unwrap();
     let _sp_agent = spawn(env!("CARGO_BIN_EXE_dame-agent"), &sp_cfg);

@@ -24,8 +24,8 @@
 //! |---|---|
 //! | `join {separator}` | all values into one, in order |
 //! | `split {separator}` | each value split at every separator |
-//! | `regex_replace {pattern, replacement}` | every match replaced (`$1` for groups); linear-time regex |
-//! | `scope_add {scope}` | `value@scope` for each value without `@` |
+//! | `regex_replace {pattern, replacement}` | every match replaced (`$1`, `${name}` for groups, `$$` for `$`); a pattern every engine reads alike ([`portable`]) |
+//! | `scope_add {scope}` | `value@scope` for each value without `@`; a value that has one is dropped |
 //! | `scope_strip` | each value cut before its last `@` |
 //! | `value_map {map, keep_unmapped}` | each value looked up; unmapped ones dropped unless kept |
 //! | `lowercase` | Unicode lower case |
@@ -41,9 +41,15 @@
 //!
 //! ## Generators
 //! [`simplesamlphp::authproc`] writes SimpleSAMLphp `authproc` filters, [`shibboleth::resolver`]
-//! Shibboleth IdP attribute-resolver definitions; an operation a product has no stock
-//! declarative filter for is refused for that rule ([`crate::Error::Unsupported`]), never
-//! approximated.
+//! Shibboleth IdP attribute-resolver definitions, both for one IdP described by an [`Output`];
+//! an operation a product has no stock declarative filter for is refused for that rule
+//! ([`crate::Error::Unsupported`]), never approximated. Who may assert a scope (conversion
+//! review H2): a rule set is the broker's, shared by every IdP, so a generator refuses a
+//! `scope_add` of a scope not among the IdP's own ([`Output::scopes`]) and a rule making a
+//! scoped attribute ([`SCOPED_ATTRIBUTES`]: eduPersonPrincipalName and the like) unless its last
+//! operation is such a `scope_add`: every value it makes is then `something@` one of the IdP's
+//! scopes, and a value already holding an `@` (a login name chosen as `victim@victim.example`)
+//! is dropped, not passed on.
 //!
 //! ```
 //! use dame_protocol::conversion::{Attributes, RuleSet};
@@ -59,6 +65,7 @@
 //! # Ok::<(), dame_protocol::Error>(())
 //! ```
 
+pub mod portable;
 pub mod shibboleth;
 pub mod simplesamlphp;
 
@@ -89,6 +96,100 @@ pub const MAX_VALUES: usize = 1_000;
 pub const MAX_VALUE_LEN: usize = 64 << 10;
 /// Longest name, id, scope, separator or constant (bytes).
 pub const MAX_TEXT: usize = 1024;
+
+/// The attributes whose values are scoped (`user@scope`), which an SP checks against the
+/// asserting IdP's `shibmd:Scope`s or not at all: eduPersonPrincipalName,
+/// eduPersonScopedAffiliation, eduPersonUniqueId, subject-id and pairwise-id (SAML V2.0
+/// Subject Identifier Attributes Profile §3.3, §3.4), and the SAML 1 names of the first two (as
+/// `sasl_saml20::server::SCOPED_ATTRIBUTES`). Compared without ASCII case.
+pub const SCOPED_ATTRIBUTES: [&str; 7] = [
+    "urn:oid:1.3.6.1.4.1.5923.1.1.1.6",
+    "urn:oid:1.3.6.1.4.1.5923.1.1.1.9",
+    "urn:oid:1.3.6.1.4.1.5923.1.1.1.13",
+    "urn:oasis:names:tc:SAML:attribute:subject-id",
+    "urn:oasis:names:tc:SAML:attribute:pairwise-id",
+    "urn:mace:dir:attribute-def:eduPersonPrincipalName",
+    "urn:mace:dir:attribute-def:eduPersonScopedAffiliation",
+];
+
+/// The IdP a generator writes for: what its rules may assert and how its product numbers and
+/// names what is generated (conversion review H2, M3, M4).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Output<'a> {
+    /// SAML name -> the IdP's local attribute name (SimpleSAMLphp) or resolver id of a source
+    /// (Shibboleth); absent, the SAML name is used (SimpleSAMLphp) or the rule refused
+    /// (Shibboleth).
+    pub names: &'a BTreeMap<String, String>,
+    /// The scopes this IdP asserts (its `shibmd:Scope`s, DNS domains): the only ones a
+    /// `scope_add` may add. Empty: no rule that adds a scope or makes a scoped attribute.
+    pub scopes: &'a [String],
+    /// SimpleSAMLphp `authproc` priorities to number the filters with, in order (default
+    /// 40 to 49: before `core:AttributeLimit`, which the stock configuration runs at 50, so
+    /// what a filter makes is released only to the SPs that may have it); a set needing more
+    /// filters than the range holds is refused.
+    pub priorities: std::ops::RangeInclusive<u32>,
+    /// Prefix of the Shibboleth resolver ids generated (default `dame`); give each file its
+    /// own when several are installed together.
+    pub id_prefix: &'a str,
+}
+
+impl<'a> Output<'a> {
+    /// For an IdP with these local `names` and `scopes`, the other settings their defaults.
+    #[must_use]
+    pub fn new(names: &'a BTreeMap<String, String>, scopes: &'a [String]) -> Self {
+        Output {
+            names,
+            scopes,
+            priorities: 40..=49,
+            id_prefix: "dame",
+        }
+    }
+
+    /// With SimpleSAMLphp priorities `priorities`.
+    #[must_use]
+    pub fn priorities(mut self, priorities: std::ops::RangeInclusive<u32>) -> Self {
+        self.priorities = priorities;
+        self
+    }
+
+    /// With Shibboleth resolver ids prefixed `prefix`.
+    #[must_use]
+    pub fn id_prefix(mut self, prefix: &'a str) -> Self {
+        self.id_prefix = prefix;
+        self
+    }
+
+    /// Refuses `rule` if it adds a scope that is not the IdP's or makes a scoped attribute
+    /// other than through such a `scope_add` as its last operation (the [module docs](self)).
+    pub(crate) fn check_scopes(&self, rule: &Rule, product: &'static str) -> Result<(), Error> {
+        let refuse = |why: String| Error::Unsupported {
+            what: product,
+            reason: format!("rule {}: {why}", rule.id),
+        };
+        let ours = |scope: &str| self.scopes.iter().any(|s| s.eq_ignore_ascii_case(scope));
+        for op in &rule.ops {
+            if let Op::ScopeAdd { scope } = op
+                && !ours(scope)
+            {
+                return Err(refuse(format!(
+                    "adds scope {scope}, which is not this IdP's (its scopes: {:?})",
+                    self.scopes
+                )));
+            }
+        }
+        let scoped = SCOPED_ATTRIBUTES
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(&rule.target.name));
+        if scoped && !matches!(rule.ops.last(), Some(Op::ScopeAdd { .. })) {
+            return Err(refuse(format!(
+                "makes the scoped attribute {} without adding this IdP's scope last",
+                rule.target.name
+            )));
+        }
+        Ok(())
+    }
+}
 
 const WHAT: &str = "conversion rule";
 
@@ -183,7 +284,17 @@ pub struct Rule {
     #[serde(default)]
     pub ops: Vec<Op>,
     #[serde(skip)]
-    compiled: Vec<Option<Regex>>,
+    compiled: Vec<Option<Compiled>>,
+}
+
+/// A `regex_replace` as checked and compiled.
+#[derive(Debug, Clone)]
+struct Compiled {
+    re: Regex,
+    /// The replacement, parsed and its groups resolved.
+    pieces: Vec<portable::Piece>,
+    /// The same in the `regex` crate's syntax.
+    rust: String,
 }
 
 impl PartialEq for Rule {
@@ -241,7 +352,36 @@ fn text(field: &str, s: &str, allow_empty: bool) -> Result<(), Error> {
             format!("{field} holds control characters"),
         ));
     }
+    // Conversion review L4 (and M3): noncharacters (U+FFFE is not an XML character: the
+    // resolver file would not parse) and the invisible format characters that make text in a
+    // file for review read otherwise than it is (bidirectional overrides and isolates,
+    // zero-width characters, tags).
+    if let Some(c) = s.chars().find(|&c| hidden_or_nonchar(c)) {
+        return Err(Error::malformed(
+            WHAT,
+            format!("{field} holds U+{:04X}", u32::from(c)),
+        ));
+    }
     Ok(())
+}
+
+fn hidden_or_nonchar(c: char) -> bool {
+    let u = u32::from(c);
+    (0xFDD0..=0xFDEF).contains(&u)
+        || u & 0xFFFE == 0xFFFE
+        || matches!(
+            u,
+            0x00AD
+                | 0x061C
+                | 0x180E
+                | 0x200B..=0x200F
+                | 0x202A..=0x202E
+                | 0x2060..=0x2064
+                | 0x2066..=0x206F
+                | 0xFEFF
+                | 0xFFF9..=0xFFFB
+                | 0xE0000..=0xE007F
+        )
 }
 
 fn check_values(v: &[String]) -> Result<(), Error> {
@@ -261,6 +401,14 @@ fn check_values(v: &[String]) -> Result<(), Error> {
 }
 
 impl Rule {
+    /// The parsed replacement and group count of operation `i`, a `regex_replace`.
+    pub(crate) fn replacement(&self, i: usize) -> Option<(&[portable::Piece], usize)> {
+        self.compiled
+            .get(i)?
+            .as_ref()
+            .map(|c| (c.pieces.as_slice(), c.re.captures_len()))
+    }
+
     /// A rule producing `target` from `sources` through `ops`; checked and compiled.
     pub fn new(
         id: &str,
@@ -287,10 +435,12 @@ impl Rule {
             .id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            || self.id.contains("--")
         {
+            // `--` may not appear in an XML comment, where the generators name the rule.
             return Err(Error::malformed(
                 WHAT,
-                format!("id {:?}: letters, digits, - _ . only", self.id),
+                format!("id {:?}: letters, digits, - _ . only, no --", self.id),
             ));
         }
         text("target name", &self.target.name, false)?;
@@ -331,17 +481,26 @@ impl Rule {
                             format!("{}: pattern longer than {MAX_PATTERN} bytes", self.id),
                         ));
                     }
+                    text("pattern", pattern, false)?;
                     text("replacement", replacement, true)?;
-                    re = Some(
-                        RegexBuilder::new(pattern)
-                            .size_limit(REGEX_SIZE_LIMIT)
-                            .dfa_size_limit(REGEX_SIZE_LIMIT)
-                            .nest_limit(64)
-                            .build()
-                            .map_err(|e| {
-                                Error::malformed(WHAT, format!("{}: pattern: {e}", self.id))
-                            })?,
-                    );
+                    let bad =
+                        |e: String| Error::malformed(WHAT, format!("{}: pattern: {e}", self.id));
+                    portable::check_pattern(pattern).map_err(bad)?;
+                    let compiled = RegexBuilder::new(pattern)
+                        .size_limit(REGEX_SIZE_LIMIT)
+                        .dfa_size_limit(REGEX_SIZE_LIMIT)
+                        .nest_limit(64)
+                        .build()
+                        .map_err(|e| bad(e.to_string()))?;
+                    let pieces =
+                        portable::parse_replacement(replacement, &compiled).map_err(|e| {
+                            Error::malformed(WHAT, format!("{}: replacement: {e}", self.id))
+                        })?;
+                    re = Some(Compiled {
+                        rust: portable::rust_replacement(&pieces),
+                        re: compiled,
+                        pieces,
+                    });
                 }
                 Op::ScopeAdd { scope } => {
                     text("scope", scope, false)?;
@@ -435,13 +594,13 @@ impl Rule {
                     }
                     out
                 }
-                Op::RegexReplace { replacement, .. } => {
-                    let Some(Some(re)) = self.compiled.get(i) else {
+                Op::RegexReplace { .. } => {
+                    let Some(Some(c)) = self.compiled.get(i) else {
                         return Err(Error::malformed(WHAT, "rule not compiled"));
                     };
                     let mut out = Vec::with_capacity(values.len());
                     for v in &values {
-                        let r = re.replace_all(v, replacement.as_str()).into_owned();
+                        let r = c.re.replace_all(v, c.rust.as_str()).into_owned();
                         if r.len() > MAX_VALUE_LEN {
                             return Err(Error::malformed(
                                 WHAT,
@@ -455,15 +614,12 @@ impl Rule {
                     }
                     out
                 }
+                // A value that has a scope already is dropped (conversion review H2: passed
+                // on, a login name chosen as `victim@victim.example` became that eppn).
                 Op::ScopeAdd { scope } => values
                     .into_iter()
-                    .map(|v| {
-                        if v.contains('@') {
-                            v
-                        } else {
-                            format!("{v}@{scope}")
-                        }
-                    })
+                    .filter(|v| !v.contains('@'))
+                    .map(|v| format!("{v}@{scope}"))
                     .collect(),
                 Op::ScopeStrip => values
                     .into_iter()

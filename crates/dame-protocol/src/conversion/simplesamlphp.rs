@@ -5,21 +5,29 @@
 //! | rule | filters |
 //! |---|---|
 //! | one source, no ops (copy, rename) | `core:AttributeCopy` source => target |
-//! | `regex_replace` | `core:AttributeAlter` on the target, pattern `/…/u` (PCRE; the pattern is written as is, `/` escaped) |
-//! | `scope_add` | `core:AttributeAlter` `/^([^@]*)$/u` => `$1@scope` |
-//! | `scope_strip` | `core:AttributeAlter` `/@[^@]*$/u` => `` |
+//! | `regex_replace` | `core:AttributeAlter` on the target, pattern `/…/uD` (PCRE; a pattern every engine reads alike, [`super::portable`]; an unescaped `/` escaped), the replacement in `preg_replace`'s syntax (`${1}`, `\$`, `\\`) |
+//! | `scope_add` | `core:AttributeAlter` `%remove` of `/@/u`, then `/\z/u` => `@scope` |
+//! | `scope_strip` | `core:AttributeAlter` `/@[^@]*$/uD` => `` |
 //! | `value_map` as the first op, unmapped dropped | `core:AttributeValueMap` source => target, `%keep` |
 //! | `constant` as the only op | `core:AttributeAdd` target => values, `%replace` |
 //!
 //! `join`, `split`, `lowercase`, several sources, a `value_map` keeping unmapped values or not
 //! first, and a `constant` with other ops have no stock filter: such a rule is refused
-//! ([`Error::Unsupported`]) rather than approximated. Names are SAML names unless `names` maps
-//! them to the IdP's local attribute names.
+//! ([`Error::Unsupported`]) rather than approximated, and so is a rule adding a scope that is
+//! not the IdP's ([`super::Output::check_scopes`]). Names are SAML names unless
+//! [`super::Output::names`] maps them to the IdP's local attribute names.
+//!
+//! The output is a PHP file returning the filters (`<?php return [ N => [...], ... ];`):
+//! `'authproc' => require '<sha1>.authproc.php'` in the SP's metadata, or `+` the operator's
+//! own. Everything in it is inside PHP mode and single-quoted (conversion review M5: the bare
+//! array body it used to be put a value such as `<?php … ?>` outside PHP mode, to be run by
+//! whoever included the file). A name PHP would turn into an integer key, or that SimpleSAMLphp
+//! reads as an option (`class`, `%…`), is refused (review L3).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::{Op, Rule};
+use super::{Op, Output, Rule, portable};
 use crate::error::Error;
 
 /// A PHP single-quoted string literal.
@@ -47,22 +55,41 @@ fn local<'a>(names: &'a BTreeMap<String, String>, n: &'a str) -> &'a str {
     names.get(n).map_or(n, String::as_str)
 }
 
-/// The filters of `rules`, numbered from `first_priority` in steps of one, as the body of a PHP
-/// `'authproc' => [ ... ]` array (entries `N => [ ... ],`). `names` maps SAML names to the
-/// IdP's local attribute names (absent: the SAML name is used).
-pub fn authproc(
-    rules: &[&Rule],
-    names: &BTreeMap<String, String>,
-    first_priority: u32,
-) -> Result<String, Error> {
-    let mut out = String::new();
-    let mut prio = first_priority;
+/// A string SimpleSAMLphp's filters read as an attribute name in an array key: not one PHP
+/// turns into an integer key, not `class`, not an option (`%…`).
+fn key_name(rule: &Rule, n: &str) -> Result<(), Error> {
+    let integer = n
+        .strip_prefix('-')
+        .unwrap_or(n)
+        .bytes()
+        .all(|b| b.is_ascii_digit());
+    if integer || n == "class" || n.starts_with('%') {
+        return Err(unsupported(
+            rule,
+            &format!("{n:?} cannot be an attribute name in a filter's array"),
+        ));
+    }
+    Ok(())
+}
+
+/// The filters of `rules` for the IdP `out`, numbered by [`Output::priorities`], as a PHP file
+/// returning the array (`<?php return [ N => [ ... ], ... ];`). Refuses a rule SimpleSAMLphp
+/// has no stock filter for, one whose scopes are not the IdP's, and a set with more filters
+/// than the priorities number.
+pub fn authproc(rules: &[&Rule], output: &Output<'_>) -> Result<String, Error> {
+    let names = output.names;
+    let mut out =
+        String::from("<?php\n// DAME conversion rules (generated; review before use)\nreturn [\n");
+    let mut prio = *output.priorities.start();
     for rule in rules {
+        output.check_scopes(rule, "SimpleSAMLphp authproc")?;
         let [source] = rule.sources.as_slice() else {
             return Err(unsupported(rule, "several sources"));
         };
         let src = local(names, source);
         let target = local(names, &rule.target.name);
+        key_name(rule, src)?;
+        key_name(rule, target)?;
         let _ = writeln!(out, "    // DAME conversion rule {}", rule.id);
         let mut entries: Vec<String> = Vec::new();
         let ops: &[Op] = &rule.ops;
@@ -84,13 +111,14 @@ pub fn authproc(
                 for (s, t) in map {
                     by_target.entry(t).or_default().push(s);
                 }
-                let values: Vec<String> = by_target
+                let values = by_target
                     .iter()
                     .map(|(t, ss)| {
+                        key_name(rule, t)?;
                         let list: Vec<String> = ss.iter().map(|s| q(s)).collect();
-                        format!("{} => [{}]", q(t), list.join(", "))
+                        Ok(format!("{} => [{}]", q(t), list.join(", ")))
                     })
-                    .collect();
+                    .collect::<Result<Vec<String>, Error>>()?;
                 entries.push(format!(
                     "'class' => 'core:AttributeValueMap', '%keep', 'sourceattribute' => {}, 'targetattribute' => {}, 'values' => [{}]",
                     q(src),
@@ -110,17 +138,28 @@ pub fn authproc(
                 ops
             }
         };
-        for op in rest {
+        let first_rest = ops.len() - rest.len();
+        for (k, op) in rest.iter().enumerate() {
             let (pattern, replacement) = match op {
-                Op::RegexReplace {
-                    pattern,
-                    replacement,
-                } => (
-                    format!("/{}/u", pattern.replace('/', "\\/")),
-                    replacement.clone(),
-                ),
-                Op::ScopeAdd { scope } => ("/^([^@]*)$/u".to_owned(), format!("$1@{scope}")),
-                Op::ScopeStrip => ("/@[^@]*$/u".to_owned(), String::new()),
+                Op::RegexReplace { pattern, .. } => {
+                    let Some((pieces, _)) = rule.replacement(first_rest + k) else {
+                        return Err(unsupported(rule, "regex_replace not compiled"));
+                    };
+                    (
+                        portable::php_pattern(pattern),
+                        portable::php_replacement(pieces),
+                    )
+                }
+                Op::ScopeAdd { scope } => {
+                    // Values with a scope of their own are removed first (conversion review
+                    // H2), then every value gets this one.
+                    entries.push(format!(
+                        "'class' => 'core:AttributeAlter', '%remove', 'subject' => {}, 'pattern' => '/@/u'",
+                        q(target)
+                    ));
+                    ("/\\z/u".to_owned(), format!("@{scope}"))
+                }
+                Op::ScopeStrip => ("/@[^@]*$/uD".to_owned(), String::new()),
                 other => {
                     return Err(unsupported(
                         rule,
@@ -136,9 +175,19 @@ pub fn authproc(
             ));
         }
         for e in entries {
+            if !output.priorities.contains(&prio) {
+                return Err(unsupported(
+                    rule,
+                    &format!(
+                        "more filters than the priorities {:?} number",
+                        output.priorities
+                    ),
+                ));
+            }
             let _ = writeln!(out, "    {prio} => [{e}],");
             prio += 1;
         }
     }
+    out.push_str("];\n");
     Ok(out)
 }
