@@ -385,7 +385,7 @@ impl AgentService {
     }
 
     async fn rules_for(&self, sp: &str, cfg: &crate::config::RulesConfig) -> Result<usize, String> {
-        use dame_protocol::conversion::{RuleSet, RulesQuery, shibboleth, simplesamlphp};
+        use dame_protocol::conversion::RulesQuery;
         let q = RulesQuery {
             sp: sp.to_owned(),
             have: cfg.have.iter().cloned().collect(),
@@ -407,56 +407,14 @@ impl AgentService {
             }
             body.extend_from_slice(&chunk);
         }
-        let rules = RuleSet::from_json(&body).map_err(|e| e.to_string())?;
+        // Parsing (every pattern checked and compiled) and generating run on the blocking
+        // pool, not on a runtime worker (conversion review L5).
         let dir = self.cfg.directory.join("rules");
-        let stem = dame_protocol::integration::metadata_file(sp);
-        let stem = stem.trim_end_matches(".xml");
-        // What an earlier answer wrote and this one does not say any more goes (conversion
-        // review L2: a rule the broker withdrew stayed on disk, and a product file the new
-        // rules could not be written as stayed beside their JSON).
-        let remove = |ext: &str| match std::fs::remove_file(dir.join(format!("{stem}.{ext}"))) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("{stem}.{ext}: {e}")),
-            _ => Ok(()),
-        };
-        if rules.rules.is_empty() {
-            for ext in ["json", "authproc.php", "resolver.xml"] {
-                remove(ext)?;
-            }
-            return Ok(0);
-        }
-        let refs: Vec<&dame_protocol::conversion::Rule> = rules.rules.iter().collect();
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let write = |name: String, text: &str| {
-            // Written aside, then renamed: a reader never sees half a file (agent review L6:
-            // a temporary name of its own, created new).
-            dame_protocol::integration::write_new_then_rename(&dir, &name, text.as_bytes(), false)
-                .map_err(|e| format!("{name}: {e}"))
-        };
-        // The rules as data, always; the product's form when it can express them.
-        write(
-            format!("{stem}.json"),
-            &rules.to_json().map_err(|e| e.to_string())?,
-        )?;
-        // Each SP's resolver file names its definitions apart from the others' (conversion
-        // review M3: the same rule in two files gave two definitions of one id).
-        let prefix = format!("dame-{}", &stem[..stem.len().min(8)]);
-        let output = dame_protocol::conversion::Output::new(&cfg.names, &cfg.scopes)
-            .priorities(cfg.first_priority..=cfg.last_priority)
-            .id_prefix(&prefix);
-        let product = match cfg.format.as_str() {
-            "simplesamlphp" => Some(("authproc.php", simplesamlphp::authproc(&refs, &output))),
-            "shibboleth" => Some(("resolver.xml", shibboleth::resolver(&refs, &output))),
-            _ => None,
-        };
-        match product {
-            Some((ext, Ok(text))) => write(format!("{stem}.{ext}"), &text)?,
-            Some((ext, Err(e))) => {
-                remove(ext)?;
-                return Err(format!("written as JSON only: {e}"));
-            }
-            None => {}
-        }
-        Ok(rules.rules.len())
+        let cfg = cfg.clone();
+        let sp = sp.to_owned();
+        tokio::task::spawn_blocking(move || write_rules(&body, &cfg, &dir, &sp))
+            .await
+            .map_err(|e| format!("writing the rules failed: {e}"))?
     }
 
     /// Sends the queued status reports (triggers that joined a fetch).
@@ -636,4 +594,125 @@ pub async fn run(
         ("sync_path", svc.cfg.sync_path.clone()),
     ]);
     crate::tls::serve(listen, tls, &svc.cfg.http, svc.router(), shutdown).await
+}
+
+/// Writes the broker's rules `body` for SP `sp` under `dir` (`<sha1>.json` and the product's
+/// form), keeping only rules that make an attribute this IdP does not have from attributes it
+/// has (conversion review L1: the answer is the broker's; a rule targeting an attribute the
+/// IdP releases already would overwrite it). Returns how many rules were written.
+fn write_rules(
+    body: &[u8],
+    cfg: &crate::config::RulesConfig,
+    dir: &std::path::Path,
+    sp: &str,
+) -> Result<usize, String> {
+    use dame_protocol::conversion::{RuleSet, shibboleth, simplesamlphp};
+    let mut rules = RuleSet::from_json(body).map_err(|e| e.to_string())?;
+    rules.rules.retain(|r| {
+        !cfg.have.contains(&r.target.name) && r.sources.iter().all(|s| cfg.have.contains(s))
+    });
+    let stem = dame_protocol::integration::metadata_file(sp);
+    let stem = stem.trim_end_matches(".xml");
+    // What an earlier answer wrote and this one does not say any more goes (conversion
+    // review L2: a rule the broker withdrew stayed on disk, and a product file the new
+    // rules could not be written as stayed beside their JSON).
+    let remove = |ext: &str| match std::fs::remove_file(dir.join(format!("{stem}.{ext}"))) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("{stem}.{ext}: {e}")),
+        _ => Ok(()),
+    };
+    if rules.rules.is_empty() {
+        for ext in ["json", "authproc.php", "resolver.xml"] {
+            remove(ext)?;
+        }
+        return Ok(0);
+    }
+    let refs: Vec<&dame_protocol::conversion::Rule> = rules.rules.iter().collect();
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let write = |name: String, text: &str| {
+        // Written aside, then renamed: a reader never sees half a file (agent review L6:
+        // a temporary name of its own, created new).
+        dame_protocol::integration::write_new_then_rename(dir, &name, text.as_bytes(), false)
+            .map_err(|e| format!("{name}: {e}"))
+    };
+    // The rules as data, always; the product's form when it can express them.
+    write(
+        format!("{stem}.json"),
+        &rules.to_json().map_err(|e| e.to_string())?,
+    )?;
+    // Each SP's resolver file names its definitions apart from the others' (conversion
+    // review M3: the same rule in two files gave two definitions of one id).
+    let prefix = format!("dame-{}", &stem[..stem.len().min(8)]);
+    let output = dame_protocol::conversion::Output::new(&cfg.names, &cfg.scopes)
+        .priorities(cfg.first_priority..=cfg.last_priority)
+        .id_prefix(&prefix);
+    let product = match cfg.format.as_str() {
+        "simplesamlphp" => Some(("authproc.php", simplesamlphp::authproc(&refs, &output))),
+        "shibboleth" => Some(("resolver.xml", shibboleth::resolver(&refs, &output))),
+        _ => None,
+    };
+    match product {
+        Some((ext, Ok(text))) => write(format!("{stem}.{ext}"), &text)?,
+        Some((ext, Err(e))) => {
+            remove(ext)?;
+            return Err(format!("written as JSON only: {e}"));
+        }
+        None => {}
+    }
+    Ok(rules.rules.len())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::write_rules;
+
+    const UID: &str = "urn:oid:0.9.2342.19200300.100.1.1";
+    const EPPN: &str = "urn:oid:1.3.6.1.4.1.5923.1.1.1.6";
+    const SP: &str = "https://sp.example.org/shibboleth";
+
+    fn rule(id: &str, target: &str, ops: &str) -> String {
+        format!(
+            r#"{{"id": "{id}", "target": {{"name": "{target}"}}, "sources": ["{UID}"], "ops": {ops}}}"#
+        )
+    }
+
+    /// Conversion review L1, L2: a rule for an attribute the IdP has already is not written
+    /// (it would overwrite it); product files the rules can no longer be written as, and every
+    /// file once the broker has no rules, are removed.
+    #[test]
+    fn rules_files_follow_the_answer() {
+        let cfg: crate::config::RulesConfig = toml::from_str(&format!(
+            "have = [\"{UID}\"]\nformat = \"simplesamlphp\"\nscopes = [\"example.org\"]\n"
+        ))
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let stem = dame_protocol::integration::metadata_file(SP).replace(".xml", "");
+        let file = |ext: &str| dir.path().join(format!("{stem}.{ext}"));
+        let eppn = rule(
+            "eppn",
+            EPPN,
+            r#"[{"op": "scope_add", "scope": "example.org"}]"#,
+        );
+        let overwrite = rule("uid", UID, r#"[{"op": "lowercase"}]"#);
+        let body = format!(r#"{{"rules": [{eppn}, {overwrite}]}}"#);
+        assert_eq!(write_rules(body.as_bytes(), &cfg, dir.path(), SP), Ok(1));
+        let json = std::fs::read_to_string(file("json")).unwrap();
+        assert!(
+            json.contains("\"eppn\"") && !json.contains("\"uid\""),
+            "{json}"
+        );
+        assert!(file("authproc.php").exists());
+        // A rule SimpleSAMLphp has no filter for: JSON only, the old product file gone.
+        let lower = rule("cn", "urn:oid:2.5.4.3", r#"[{"op": "lowercase"}]"#);
+        let body = format!(r#"{{"rules": [{lower}]}}"#);
+        assert!(write_rules(body.as_bytes(), &cfg, dir.path(), SP).is_err());
+        assert!(file("json").exists() && !file("authproc.php").exists());
+        // No rules any more: nothing left.
+        assert_eq!(
+            write_rules(br#"{"rules": []}"#, &cfg, dir.path(), SP),
+            Ok(0)
+        );
+        assert!(!file("json").exists());
+    }
 }
