@@ -24,7 +24,10 @@
 //! the upload with its own key. So self-registered metadata may not carry claims only an operator
 //! can vouch for ([`crate::registry::validate_self_registered`]): a `shibmd:Scope` outside the
 //! entityID host's domain or a regexp one, `mdattr:EntityAttributes` (entity categories,
-//! assurance), `mdrpi:RegistrationInfo`/`PublicationInfo`. They are refused at [`Registrations::begin`]
+//! assurance), `mdrpi:RegistrationInfo`/`PublicationInfo`, an endpoint that is not https within
+//! the entityID's registrable domain or a role other than an IdP or SP SSO one (conversion
+//! review M9: relying parties send back-channel requests to some endpoints). They are refused
+//! at [`Registrations::begin`]
 //! (before the registrant publishes any proof) and again at [`Registrations::complete`]
 //! ([`Error::Unvouched`]). An operator's import ([`Registry::insert`]) is trusted and keeps them.
 //!

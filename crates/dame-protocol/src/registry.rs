@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use saml_core::dsig::{SignOptions, SigningKey, TrustedKeys};
-use saml_metadata::ext::{MDATTR_NS, MDRPI_NS, SHIBMD_NS};
-use saml_metadata::model::{EntityDescriptor, Role, sha1_hex};
+use saml_metadata::ext::{Extensions, MDATTR_NS, MDRPI_NS, SHIBMD_NS};
+use saml_metadata::model::{Endpoint, EntityDescriptor, Role, RoleCommon, sha1_hex};
 
 use crate::error::{Error, Refusal};
 use crate::mdq_service::{DocumentSource, SignedDocument};
@@ -263,7 +263,20 @@ pub fn validate_with(entity: &EntityDescriptor, loopback_http: bool) -> Result<(
 ///   Registration and Publication Information: they name a federation that registered or
 ///   published the entity);
 /// - a role this implementation keeps as written without interpreting it (it could carry any
-///   of the above).
+///   of the above);
+/// - any role but `IDPSSODescriptor` and `SPSSODescriptor`: `AttributeAuthorityDescriptor`,
+///   `AuthnAuthorityDescriptor`, `PDPDescriptor` are back-channel services (conversion review
+///   M9);
+/// - an endpoint (`Location` or `ResponseLocation`) of any role or extension that is not
+///   `https://` within the entityID's registrable domain ([`registrable_domain`], the rule
+///   the SP's DiscoveryResponse was already held to): SingleSignOnService,
+///   AssertionConsumerService, ArtifactResolutionService, SingleLogoutService (any binding),
+///   ManageNameIDService, NameIDMappingService, AssertionIDRequestService,
+///   `idpdisc:DiscoveryResponse`, `init:RequestInitiator` (conversion review M9: a relying
+///   party makes SOAP back-channel requests to some of them, so an unchecked one made it a
+///   blind SSRF client towards `http://127.0.0.1/...` or `https://169.254.169.254/...`).
+///   This names hosts only: a registrant that controls its domain's DNS can still point a
+///   name within it at an internal address; a relying party's outbound filtering covers that.
 ///
 /// A scope is never a public suffix (the Public Suffix List, compiled into the `psl` crate:
 /// `idp.x.co.uk` may not claim `co.uk`, `idp.x.github.io` not `x.github.io`'s parent). Known
@@ -280,9 +293,13 @@ pub fn validate_self_registered(entity: &EntityDescriptor) -> Result<(), Error> 
         match role {
             Role::Idp(r) => all.push(&r.common.extensions),
             Role::Sp(r) => all.push(&r.common.extensions),
-            Role::AttributeAuthority(r) | Role::AuthnAuthority(r) | Role::Pdp(r) => {
-                all.push(&r.common.extensions)
+            // Back-channel services only an operator vouches for (conversion review M9: an
+            // AttributeService is queried by the relying party's own host).
+            Role::AttributeAuthority(_) => {
+                return unvouched("an AttributeAuthorityDescriptor".into());
             }
+            Role::AuthnAuthority(_) => return unvouched("an AuthnAuthorityDescriptor".into()),
+            Role::Pdp(_) => return unvouched("a PDPDescriptor".into()),
             Role::Other(raw) => {
                 return unvouched(format!(
                     "a role kept uninterpreted ({{{}}}{})",
@@ -295,18 +312,17 @@ pub fn validate_self_registered(entity: &EntityDescriptor) -> Result<(), Error> 
     if let Some(a) = &entity.affiliation {
         all.push(&a.extensions);
     }
-    // The broker redirects users to an SP's DiscoveryResponse from its own origin: for a
-    // self-registered SP only within the proven entityID's registrable domain, or the broker
-    // is an open redirector to any https URL a registrant names (broker review L5).
+    // Every endpoint https within the proven entityID's registrable domain. The broker
+    // redirects users to an SP's DiscoveryResponse from its own origin (else an open
+    // redirector: broker review L5); a relying party that integrates the document sends SOAP
+    // requests from its own host to ArtifactResolution, SingleLogout and the like (else a
+    // blind SSRF client: conversion review M9).
     let domain = registrable_domain(&entity.entity_id);
-    if let Some(sp) = entity.sp() {
-        for d in &sp.common.extensions.discovery_responses {
-            let loc = d.endpoint.location.as_str();
-            if registrable_domain(loc) != domain {
-                return unvouched(format!(
-                    "a DiscoveryResponse at {loc:?}, outside the entityID's domain"
-                ));
-            }
+    for (element, loc) in endpoints(entity, &all) {
+        if !loc.starts_with("https://") || registrable_domain(loc) != domain {
+            return unvouched(format!(
+                "a {element} at {loc:?}, not https within the entityID's domain"
+            ));
         }
     }
     for x in all {
@@ -349,6 +365,66 @@ pub fn validate_self_registered(entity: &EntityDescriptor) -> Result<(), Error> 
         }
     }
     Ok(())
+}
+
+/// Every endpoint location of `entity` (`Location`, and `ResponseLocation` when present) with
+/// its element's name: those of its IdP and SP roles, and those in `extensions` (the entity's,
+/// its roles' and its affiliation's `md:Extensions`). Other roles are not looked at (a
+/// self-registration refuses them before).
+fn endpoints<'a>(
+    entity: &'a EntityDescriptor,
+    extensions: &[&'a Extensions],
+) -> Vec<(&'static str, &'a str)> {
+    fn add<'a>(out: &mut Vec<(&'static str, &'a str)>, element: &'static str, e: &'a Endpoint) {
+        out.push((element, e.location.as_str()));
+        if let Some(r) = &e.response_location {
+            out.push((element, r.as_str()));
+        }
+    }
+    fn common<'a>(out: &mut Vec<(&'static str, &'a str)>, c: &'a RoleCommon) {
+        for e in &c.artifact_resolution {
+            add(out, "ArtifactResolutionService", &e.endpoint);
+        }
+        for e in &c.single_logout {
+            add(out, "SingleLogoutService", e);
+        }
+        for e in &c.manage_name_id {
+            add(out, "ManageNameIDService", e);
+        }
+    }
+    let mut out = Vec::new();
+    for role in &entity.roles {
+        match role {
+            Role::Idp(r) => {
+                common(&mut out, &r.common);
+                for e in &r.single_sign_on {
+                    add(&mut out, "SingleSignOnService", e);
+                }
+                for e in &r.name_id_mapping {
+                    add(&mut out, "NameIDMappingService", e);
+                }
+                for e in &r.assertion_id_request {
+                    add(&mut out, "AssertionIDRequestService", e);
+                }
+            }
+            Role::Sp(r) => {
+                common(&mut out, &r.common);
+                for e in &r.assertion_consumer {
+                    add(&mut out, "AssertionConsumerService", &e.endpoint);
+                }
+            }
+            _ => {}
+        }
+    }
+    for x in extensions {
+        for e in &x.discovery_responses {
+            add(&mut out, "DiscoveryResponse", &e.endpoint);
+        }
+        for e in &x.request_initiators {
+            add(&mut out, "RequestInitiator", e);
+        }
+    }
+    out
 }
 
 /// Whether `scope` (a `shibmd:Scope` value) is `host` or its parent domain (one label up) with

@@ -123,7 +123,10 @@ mod store {
     use dame_protocol::registration::{Operation, RegistrationEvent, Registrations};
     use dame_protocol::registry::{EntityPolicy, Registry};
     use saml_metadata::builder::RoleBuilder as _;
-    use saml_metadata::model::{Binding, EntityDescriptor, IdpSso};
+    use saml_metadata::model::{
+        AuthorityRole, Binding, Endpoint, EntityDescriptor, IdpSso, IndexedEndpoint, Role,
+        RoleCommon, Uri,
+    };
     use testkit::signer::TestKey;
 
     const IDP: &str = "https://idp.example.net/idp/shibboleth";
@@ -635,5 +638,209 @@ mod store {
         assert!(String::from_utf8_lossy(&r.document.xml).contains("victim.example"));
         assert!(String::from_utf8_lossy(&r.document.xml).contains("federation.victim.example"));
         assert!(String::from_utf8_lossy(&r.document.xml).contains("research-and-scholarship"));
+    }
+
+    /// An [`ATTACKER`] IdP (no scopes), changed by `f` before it is written.
+    fn attacker_with(f: impl FnOnce(&mut EntityDescriptor)) -> Vec<u8> {
+        let mut e = match saml_metadata::load::parse_unverified(&attacker(&[], false, false)) {
+            Ok(saml_metadata::model::Metadata::Entity(e)) => *e,
+            other => panic!("{other:?}"),
+        };
+        f(&mut e);
+        e.to_xml().unwrap().into_bytes()
+    }
+
+    fn endpoint(binding: Binding, location: &str, response: Option<&str>) -> Endpoint {
+        Endpoint {
+            binding,
+            location: Uri::parse(location).unwrap(),
+            response_location: response.map(|r| Uri::parse(r).unwrap()),
+        }
+    }
+
+    /// The IdP role of an entity built from one.
+    fn idp_of(e: &mut EntityDescriptor) -> &mut IdpSso {
+        e.roles
+            .iter_mut()
+            .find_map(|r| match r {
+                Role::Idp(i) => Some(i),
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    /// Conversion review M9: only the IdP's SingleSignOnService and the SP's ACS and
+    /// DiscoveryResponse were checked, so a self-registered IdP could name an
+    /// ArtifactResolutionService or a SOAP SingleLogoutService at `http://10.0.0.1/` or on
+    /// anybody's host, and every SP that integrated it sent SOAP requests there from its own
+    /// host (blind SSRF). Every endpoint of a self-registered entity is now https within the
+    /// entityID's registrable domain, and back-channel-only roles are refused.
+    #[test]
+    fn self_registered_endpoints_stay_https_within_the_entity_domain() {
+        let mut reg = Registry::new(TestKey::rsa("broker").signing());
+        let mut store = Registrations::new();
+        let refused: Vec<(Vec<u8>, &str, &str)> = vec![
+            (
+                attacker_with(|e| {
+                    idp_of(e).common.artifact_resolution.push(IndexedEndpoint {
+                        endpoint: endpoint(Binding::Soap, "http://10.0.0.1/", None),
+                        index: 0,
+                        is_default: None,
+                    })
+                }),
+                "ArtifactResolutionService at \"http://10.0.0.1/\"",
+                "http://10.0.0.1/",
+            ),
+            (
+                attacker_with(|e| {
+                    idp_of(e).common.single_logout.push(endpoint(
+                        Binding::Soap,
+                        "https://intranet.victim.example/slo",
+                        None,
+                    ))
+                }),
+                "SingleLogoutService at \"https://intranet.victim.example/slo\"",
+                "https://intranet.victim.example/slo",
+            ),
+            (
+                attacker_with(|e| {
+                    idp_of(e).common.single_logout.push(endpoint(
+                        Binding::HttpRedirect,
+                        "https://idp.attacker.example/slo",
+                        Some("http://127.0.0.1:8080/admin"),
+                    ))
+                }),
+                "SingleLogoutService at \"http://127.0.0.1:8080/admin\"",
+                "http://127.0.0.1:8080/admin",
+            ),
+            (
+                attacker_with(|e| {
+                    idp_of(e).common.manage_name_id.push(endpoint(
+                        Binding::Soap,
+                        "https://169.254.169.254/latest/meta-data/",
+                        None,
+                    ))
+                }),
+                "ManageNameIDService",
+                "https://169.254.169.254/latest/meta-data/",
+            ),
+            (
+                attacker_with(|e| {
+                    idp_of(e).name_id_mapping.push(endpoint(
+                        Binding::Soap,
+                        "http://idp.attacker.example/nim",
+                        None,
+                    ))
+                }),
+                "NameIDMappingService",
+                "http://idp.attacker.example/nim",
+            ),
+            (
+                attacker_with(|e| {
+                    idp_of(e).assertion_id_request.push(endpoint(
+                        Binding::Uri,
+                        "https://[::1]/aid",
+                        None,
+                    ))
+                }),
+                "AssertionIDRequestService",
+                "https://[::1]/aid",
+            ),
+            (
+                attacker_with(|e| {
+                    idp_of(e).single_sign_on.push(endpoint(
+                        Binding::HttpPost,
+                        "https://login.victim.example/sso",
+                        None,
+                    ))
+                }),
+                "SingleSignOnService",
+                "https://login.victim.example/sso",
+            ),
+            (
+                attacker_with(|e| {
+                    e.roles.push(Role::AttributeAuthority(AuthorityRole {
+                        common: RoleCommon {
+                            protocols: vec!["urn:oasis:names:tc:SAML:2.0:protocol".into()],
+                            ..RoleCommon::default()
+                        },
+                        services: vec![endpoint(
+                            Binding::Soap,
+                            "https://idp.attacker.example/aa",
+                            None,
+                        )],
+                        ..AuthorityRole::default()
+                    }))
+                }),
+                "AttributeAuthorityDescriptor",
+                "https://idp.attacker.example/aa",
+            ),
+        ];
+        for (md, claim, _) in &refused {
+            let why = begin(&mut store, &reg, md).unwrap_err();
+            assert!(why.contains(claim), "{claim}: {why}");
+        }
+        assert!(
+            store.is_empty(),
+            "no challenge issued for refused endpoints"
+        );
+
+        // Back-channel endpoints on the entityID's host (another port) or elsewhere in its
+        // registrable domain are what the proof backs: registered, and published as uploaded.
+        let md = attacker_with(|e| {
+            let idp = idp_of(e);
+            idp.common.artifact_resolution.push(IndexedEndpoint {
+                endpoint: endpoint(
+                    Binding::Soap,
+                    "https://idp.attacker.example:8443/idp/profile/SAML2/SOAP/ArtifactResolution",
+                    None,
+                ),
+                index: 1,
+                is_default: None,
+            });
+            idp.common.single_logout.push(endpoint(
+                Binding::Soap,
+                "https://logout.attacker.example/slo",
+                Some("https://logout.attacker.example/slo/done"),
+            ));
+        });
+        let secret = begin(&mut store, &reg, &md).unwrap();
+        let c = store
+            .challenge(ATTACKER, &secret, Some(&md[..]))
+            .unwrap()
+            .clone();
+        store
+            .complete(
+                ATTACKER,
+                &secret,
+                Some(&md[..]),
+                200,
+                c.content.as_bytes(),
+                &mut reg,
+                now(),
+            )
+            .unwrap();
+        let published =
+            String::from_utf8_lossy(&reg.get(ATTACKER).unwrap().document.xml).into_owned();
+        assert!(published.contains(":8443/idp/profile/SAML2/SOAP/ArtifactResolution"));
+        assert!(published.contains("https://logout.attacker.example/slo/done"));
+
+        // The operator's import is the operator's word: the same endpoints are kept.
+        let mut reg = Registry::new(TestKey::rsa("broker").signing());
+        for (md, claim, kept) in refused {
+            let entity = match saml_metadata::load::parse_unverified(&md).unwrap() {
+                saml_metadata::model::Metadata::Entity(e) => *e,
+                _ => unreachable!(),
+            };
+            assert!(dame_protocol::registry::validate_self_registered(&entity).is_err());
+            let r = reg
+                .insert(entity, EntityPolicy::default(), now(), true)
+                .unwrap_or_else(|e| panic!("{claim}: {e}"));
+            let xml = String::from_utf8_lossy(&r.document.xml);
+            assert!(
+                xml.contains(&format!("Location=\"{kept}\"")),
+                "{claim}: {xml}"
+            );
+        }
     }
 }
