@@ -28,6 +28,10 @@ pub const MAX_ENTITIES: usize = 100_000;
 /// registry ([`MAX_ENTITIES`]) and lock every other organisation out of registering.
 pub const MAX_PER_DOMAIN: usize = 100;
 
+/// `cacheDuration` the broker gives each published document by default
+/// ([`Registry::cache_duration`]): 10 minutes, `PT10M`.
+pub const CACHE_DURATION: Duration = Duration::from_secs(600);
+
 /// The registrable domain of `entity_id`'s host (the public suffix plus one label, from the
 /// Public Suffix List compiled into the `psl` crate: `sp.cs.uni.ac.uk` -> `uni.ac.uk`,
 /// `a.b.attacker.example` -> `attacker.example`); the host itself for an IP address or a host
@@ -454,6 +458,12 @@ pub struct Registry {
     key: SigningKey,
     /// Validity given to each published document (default 7 days; re-published on update).
     pub validity: Duration,
+    /// `cacheDuration` given to each published document (default [`CACHE_DURATION`], 10
+    /// minutes; a shorter one in the registered metadata is kept). Conversion review M7: with
+    /// `validUntil` only, a Shibboleth SP's dynamic provider (`LocalDynamic`) kept an entity up
+    /// to its `maxCacheDuration` (8 h by default) after a rollback deleted the agent's file;
+    /// with it, the SP looks again after max(this, its `minCacheDuration`).
+    pub cache_duration: Duration,
     /// Admit `http://` endpoints on loopback addresses (tests on one host; default false).
     pub loopback_http: bool,
     /// Most entities held (default [`MAX_ENTITIES`]): a new one beyond it is refused
@@ -476,6 +486,7 @@ impl Registry {
         Registry {
             key,
             validity: Duration::from_secs(7 * 86400),
+            cache_duration: CACHE_DURATION,
             loopback_http: false,
             max_entities: MAX_ENTITIES,
             max_per_domain: MAX_PER_DOMAIN,
@@ -524,9 +535,10 @@ impl Registry {
     }
 
     /// Registers (or, with `replace`, updates) `entity` with `policy` at `now` after
-    /// [`validate`]; the published document is signed here. A second registration of the same
-    /// entityID without `replace` is refused ([`Refusal::Duplicate`]), so is one beyond
-    /// [`Registry::max_entities`]. Nothing changes on error.
+    /// [`validate`]; the published document is signed here (`validUntil` now +
+    /// [`Registry::validity`], `cacheDuration` at most [`Registry::cache_duration`]). A second
+    /// registration of the same entityID without `replace` is refused ([`Refusal::Duplicate`]),
+    /// so is one beyond [`Registry::max_entities`]. Nothing changes on error.
     pub fn insert(
         &mut self,
         entity: EntityDescriptor,
@@ -538,6 +550,13 @@ impl Registry {
         self.admits(&entity.entity_id, replace)?;
         let mut published = entity.clone();
         published.valid_until = Some(now + self.validity);
+        // Conversion review M7: how long a relying party may keep the document before it
+        // looks again, so that a rollback reaches it within minutes, not hours.
+        published.cache_duration = Some(
+            entity
+                .cache_duration
+                .map_or(self.cache_duration, |d| d.min(self.cache_duration)),
+        );
         published.id = Some(format!("_{}", sha1_hex(&entity.entity_id)));
         let xml = published.sign(&self.key, &SignOptions::default())?;
         let etag = etag_of(&xml);

@@ -1449,3 +1449,44 @@ fn many_requesters_at_their_share_do_not_close_registration() {
         .unwrap();
     assert_eq!(store.len(), MAX_PENDING);
 }
+
+/// Conversion review M7: the broker published documents with `validUntil` only, so a
+/// Shibboleth SP's `LocalDynamic` provider kept an integrated entity up to its
+/// `maxCacheDuration` (8 h by default) after a rollback deleted the file. Every published
+/// document now carries `cacheDuration` (`Registry::cache_duration`, 10 minutes by default; a
+/// shorter one in the registered metadata is kept), and still verifies with the broker's key.
+#[test]
+fn published_documents_carry_a_short_cache_duration() {
+    use dame_protocol::integration::accept_peer;
+    let broker = TestKey::rsa("broker");
+    let mut reg = Registry::new(broker.signing());
+    let ten_minutes = Duration::from_secs(600);
+    assert_eq!(reg.cache_duration, ten_minutes);
+    let key = TestKey::rsa("sp");
+    let publish = |reg: &mut Registry, cache: Option<Duration>| {
+        let mut sp = sp_entity(&key, SP, Some(SP_SYNC));
+        sp.cache_duration = cache;
+        let xml = reg
+            .insert(sp, EntityPolicy::default(), t0(), true)
+            .unwrap()
+            .document
+            .xml
+            .clone();
+        let e = accept_peer(&xml, SP, &broker.trusted(), t0()).unwrap();
+        (String::from_utf8_lossy(&xml).into_owned(), e.cache_duration)
+    };
+    let (xml, cache) = publish(&mut reg, None);
+    assert!(xml.contains(r#"cacheDuration="PT10M""#), "{xml}");
+    assert_eq!(cache, Some(ten_minutes));
+    // A registrant's day is cut to the broker's ten minutes; its minute is kept.
+    let day = Duration::from_secs(86400);
+    assert_eq!(publish(&mut reg, Some(day)).1, Some(ten_minutes));
+    let minute = Duration::from_secs(60);
+    assert_eq!(publish(&mut reg, Some(minute)).1, Some(minute));
+    // The operator's setting.
+    reg.cache_duration = Duration::from_secs(300);
+    assert_eq!(
+        publish(&mut reg, Some(day)).1,
+        Some(Duration::from_secs(300))
+    );
+}
