@@ -125,7 +125,7 @@ mod store {
     use saml_metadata::builder::RoleBuilder as _;
     use saml_metadata::model::{
         AuthorityRole, Binding, Endpoint, EntityDescriptor, IdpSso, IndexedEndpoint, Role,
-        RoleCommon, Uri,
+        RoleCommon, SpSso, Uri,
     };
     use testkit::signer::TestKey;
 
@@ -824,6 +824,64 @@ mod store {
             String::from_utf8_lossy(&reg.get(ATTACKER).unwrap().document.xml).into_owned();
         assert!(published.contains(":8443/idp/profile/SAML2/SOAP/ArtifactResolution"));
         assert!(published.contains("https://logout.attacker.example/slo/done"));
+
+        // An SP's endpoints alike: its ACS, its SingleLogoutService, a RequestInitiator.
+        let sp = |f: &dyn Fn(&mut SpSso)| {
+            let key = TestKey::rsa("sp");
+            let mut e = EntityDescriptor::builder("https://sp.attacker.example/shibboleth")
+                .sp(SpSso::builder()
+                    .signing_certificate(key.cert_der())
+                    .acs(Binding::HttpPost, "https://sp.attacker.example/acs"))
+                .dame_sync_location("https://sp.attacker.example/dame")
+                .build()
+                .unwrap();
+            let Some(Role::Sp(r)) = e.roles.first_mut() else {
+                unreachable!()
+            };
+            f(r);
+            e.to_xml().unwrap().into_bytes()
+        };
+        assert!(begin(&mut store, &reg, &sp(&|_| {})).is_ok());
+        for (md, claim) in [
+            (
+                sp(&|r| {
+                    r.common.single_logout.push(endpoint(
+                        Binding::Soap,
+                        "https://127.0.0.1/slo",
+                        None,
+                    ))
+                }),
+                "SingleLogoutService",
+            ),
+            (
+                sp(&|r| {
+                    r.assertion_consumer.push(IndexedEndpoint {
+                        endpoint: endpoint(
+                            Binding::HttpPost,
+                            "https://sp.victim.example/acs",
+                            None,
+                        ),
+                        index: 1,
+                        is_default: None,
+                    })
+                }),
+                "AssertionConsumerService",
+            ),
+            (
+                sp(&|r| {
+                    r.common.extensions.present = true;
+                    r.common.extensions.request_initiators.push(endpoint(
+                        Binding::Other("urn:oasis:names:tc:SAML:profiles:SSO:request-init".into()),
+                        "http://sp.attacker.example/Login",
+                        None,
+                    ))
+                }),
+                "RequestInitiator",
+            ),
+        ] {
+            let why = begin(&mut store, &reg, &md).unwrap_err();
+            assert!(why.contains(claim), "{claim}: {why}");
+        }
 
         // The operator's import is the operator's word: the same endpoints are kept.
         let mut reg = Registry::new(TestKey::rsa("broker").signing());
