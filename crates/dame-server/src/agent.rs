@@ -4,7 +4,14 @@
 //! GET <sync_path>?<trigger>   the broker's trigger -> 200 integrated | 202 accepted-pending |
 //!                             403 refused | 500 error (form body status=..&reason=..)
 //! GET /health                 200 ok
+//! GET /mdq/entities/<id>      the integrated peers, as an MDQ responder (draft-young-md-query):
+//!                             the broker-signed document the directory holds, 404 otherwise
 //! ```
+//! The MDQ route lets a product that reads its peers one at a time find them there (SimpleSAMLphp's
+//! `mdq` metadata source with `validateFingerprint` set to the broker certificate's): each
+//! request then reads the one peer it needs, where `xml` sources over the directory parse every
+//! integrated peer on every request (conversion review M8: a hundred self-registered SPs made
+//! each request parse megabytes).
 //! A trigger's fetch runs in its own task: when it ends within `answer_within_ms` its result is
 //! the answer; otherwise the trigger is answered `accepted-pending` and the signed status report
 //! goes to the broker when the fetch ends. The agent core sits behind a mutex that is never held
@@ -26,7 +33,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use dame_protocol::agent::{Agent, FetchOutcome, Side, TriggerStep};
@@ -536,6 +543,8 @@ impl AgentService {
         Router::new()
             .route(&self.cfg.sync_path, get(trigger_route))
             .route("/health", get(|| async { "ok" }))
+            .route("/mdq/entities/{*id}", get(mdq_route))
+            .route("/mdq/entities", get(mdq_route))
             .with_state(self.clone())
     }
 }
@@ -569,6 +578,75 @@ async fn trigger_route(
             reason: Some("timed out".into()),
         }),
     }
+}
+
+/// The agent's directory as the source of its MDQ route: `<sha1>.xml`, the document the
+/// broker signed and the agent verified and integrated (a regular file no larger than
+/// `max_body_bytes`, the bound it was fetched under; a link or anything else is not served).
+struct Directory<'a> {
+    dir: &'a std::path::Path,
+    max: usize,
+}
+
+impl dame_protocol::mdq_service::DocumentSource for Directory<'_> {
+    fn by_sha1(&self, sha1_hex: &str) -> Option<dame_protocol::mdq_service::SignedDocument> {
+        if sha1_hex.len() != 40 || !sha1_hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let path = self.dir.join(format!("{sha1_hex}.xml"));
+        let meta = std::fs::symlink_metadata(&path).ok()?;
+        if !meta.is_file() || meta.len() > self.max as u64 {
+            return None;
+        }
+        let xml = std::fs::read(&path).ok()?;
+        let digest = openssl::sha::sha256(&xml);
+        let etag = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        Some(dame_protocol::mdq_service::SignedDocument {
+            xml: xml.into(),
+            etag,
+        })
+    }
+}
+
+async fn mdq_route(State(svc): State<Arc<AgentService>>, uri: Uri, headers: HeaderMap) -> Response {
+    use dame_protocol::mdq_service::{MdqRequest, MdqService};
+    let h = |n: header::HeaderName| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (accept, if_none_match) = (h(header::ACCEPT), h(header::IF_NONE_MATCH));
+    let path = uri.path().to_owned();
+    let answer = tokio::task::spawn_blocking(move || {
+        MdqService::new("/mdq/").answer(
+            &MdqRequest {
+                method: "GET",
+                path: &path,
+                accept: accept.as_deref(),
+                if_none_match: if_none_match.as_deref(),
+            },
+            &Directory {
+                dir: &svc.cfg.directory,
+                max: svc.cfg.max_body_bytes,
+            },
+        )
+    })
+    .await;
+    let Ok(a) = answer else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let mut r = (
+        StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        axum::body::Bytes::from_owner(a.body),
+    )
+        .into_response();
+    for (k, v) in a.headers {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            r.headers_mut().insert(k, v);
+        }
+    }
+    r
 }
 
 /// Runs the agent for `cfg` until `shutdown` resolves (in-flight requests finish first).
@@ -665,7 +743,8 @@ fn write_rules(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-    use super::write_rules;
+    use super::{Directory, write_rules};
+    use dame_protocol::mdq_service::{MdqRequest, MdqService};
 
     const UID: &str = "urn:oid:0.9.2342.19200300.100.1.1";
     const EPPN: &str = "urn:oid:1.3.6.1.4.1.5923.1.1.1.6";
@@ -714,5 +793,42 @@ mod tests {
             Ok(0)
         );
         assert!(!file("json").exists());
+    }
+
+    /// The MDQ route serves what the directory holds for the entity asked for, by entityID or
+    /// `{sha1}`, and nothing else: no other entity, no link, nothing over the size bound
+    /// (conversion review M8: SimpleSAMLphp reads its SPs one at a time from here).
+    #[test]
+    fn the_mdq_route_serves_the_integrated_documents() {
+        let dir = tempfile::tempdir().unwrap();
+        let sha1 = saml_metadata::model::sha1_hex(SP);
+        std::fs::write(
+            dir.path().join(format!("{sha1}.xml")),
+            b"<EntityDescriptor/>",
+        )
+        .unwrap();
+        let other = saml_metadata::model::sha1_hex("https://other.example.org/sp");
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join(format!("{other}.xml"))).unwrap();
+        let get = |id: &str, max: usize| {
+            let path = format!("/mdq/entities/{}", saml_core::bindings::url_encode(id));
+            MdqService::new("/mdq/").answer(
+                &MdqRequest {
+                    method: "GET",
+                    path: &path,
+                    accept: None,
+                    if_none_match: None,
+                },
+                &Directory {
+                    dir: dir.path(),
+                    max,
+                },
+            )
+        };
+        let a = get(SP, 1 << 20);
+        assert_eq!((a.status, &a.body[..]), (200, &b"<EntityDescriptor/>"[..]));
+        assert_eq!(get(&format!("{{sha1}}{sha1}"), 1 << 20).status, 200);
+        assert_eq!(get("https://other.example.org/sp", 1 << 20).status, 404);
+        assert_eq!(get("https://nobody.example.org/sp", 1 << 20).status, 404);
+        assert_eq!(get(SP, 8).status, 404);
     }
 }

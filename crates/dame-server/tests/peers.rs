@@ -9,14 +9,13 @@
 //!   directory the SP's agent writes (`<sha1 of entityID>.xml`), each document checked by a
 //!   `Signature` metadata filter with the broker's certificate (the agent writes what the
 //!   broker's MDQ service signed).
-//! - SimpleSAMLphp reads its SP metadata from XML sources: the broker's own metadata (`GET
-//!   /metadata`, so it answers AuthnRequest2), and one `xml` source per file its agent wrote.
-//!   SimpleSAMLphp 1.19's `xml` source takes one `file` (no directory), but `config.php` is
-//!   PHP and read on every request, so `metadata.sources` globs the agent's directory
-//!   (`...array_map(fn($f) => ['type' => 'xml', 'file' => $f], glob('<dir>/*.xml'))`): the IdP
-//!   knows exactly the SPs its agent integrated, when it integrated them. (Its `mdq` source
-//!   pointed at the broker would also work, but the broker's MDQ service answers for every
-//!   registered SP, exchanged or not, so the IdP's agent would have nothing to do.)
+//! - SimpleSAMLphp reads its SP metadata from the broker's own metadata (an `xml` source,
+//!   `GET /metadata`, so it answers AuthnRequest2) and from its agent's MDQ route (an `mdq`
+//!   source, `server` = `http://<agent>/mdq`, `validateFingerprint` = the broker certificate's
+//!   SHA-1): the IdP knows exactly the SPs its agent integrated, when it integrated them, and
+//!   reads only the one a request needs (conversion review M8: an `xml` source per integrated
+//!   file, globbed in `config.php`, parsed every SP on every request). The broker's MDQ
+//!   service would answer for every registered SP, exchanged or not, so the agent's is used.
 //! - The operator imports both providers (metadata built with saml-metadata from each product's
 //!   key and endpoints, with the DAME `MetadataSyncLocation` of its agent), the SP with
 //!   `unmodified_sp=true`.
@@ -272,8 +271,14 @@ trigger_timeout_ms = 3000
     let (status, broker_md) = call(&rt, "GET", &format!("{broker}/metadata"), None);
     assert_eq!(status, 200, "{broker_md}");
 
-    // SimpleSAMLphp as IdP: the broker's metadata, and whatever its agent wrote.
+    // SimpleSAMLphp as IdP: the broker's metadata, and whatever its agent wrote, read one SP
+    // at a time from the agent's MDQ route (each document checked against the broker
+    // certificate's fingerprint).
     let idp_key = TestKey::rsa("idp.dame.test");
+    let broker_fingerprint: String = openssl::sha::sha1(&broker_key.cert_der())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let hosted = format!(
         r#"<?php
 $metadata['{IDP}'] = [
@@ -291,8 +296,8 @@ $metadata['{IDP}'] = [
         "",
         &format!(
             "['type' => 'flatfile'], ['type' => 'xml', 'file' => '{{dir}}/metadata/broker.xml'], \
-             ...array_map(fn($f) => ['type' => 'xml', 'file' => $f], glob('{}/*.xml') ?: [])",
-            idp_dir.display()
+             ['type' => 'mdq', 'server' => 'http://127.0.0.1:{idp_agent_port}/mdq', \
+              'validateFingerprint' => '{broker_fingerprint}']"
         ),
         &[
             ("cert/idp.key", idp_key.key_pem()),
