@@ -98,6 +98,9 @@ pub struct Registered {
     pub policy: EntityPolicy,
     /// When it was registered or last updated.
     pub updated: SystemTime,
+    /// The `validUntil` of [`Registered::document`]: when relying parties drop it unless
+    /// [`Registry::refresh_documents`] re-signed it before (review M6).
+    pub valid_until: SystemTime,
 }
 
 impl Registered {
@@ -456,7 +459,8 @@ fn scope_within_host(scope: &str, host: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct Registry {
     key: SigningKey,
-    /// Validity given to each published document (default 7 days; re-published on update).
+    /// Validity given to each published document (default 7 days; re-signed on update and by
+    /// [`Registry::refresh_documents`] once half of it has passed).
     pub validity: Duration,
     /// `cacheDuration` given to each published document (default [`CACHE_DURATION`], 10
     /// minutes; a shorter one in the registered metadata is kept). Conversion review M7: with
@@ -548,18 +552,7 @@ impl Registry {
     ) -> Result<&Registered, Error> {
         validate_with(&entity, self.loopback_http)?;
         self.admits(&entity.entity_id, replace)?;
-        let mut published = entity.clone();
-        published.valid_until = Some(now + self.validity);
-        // Conversion review M7: how long a relying party may keep the document before it
-        // looks again, so that a rollback reaches it within minutes, not hours.
-        published.cache_duration = Some(
-            entity
-                .cache_duration
-                .map_or(self.cache_duration, |d| d.min(self.cache_duration)),
-        );
-        published.id = Some(format!("_{}", sha1_hex(&entity.entity_id)));
-        let xml = published.sign(&self.key, &SignOptions::default())?;
-        let etag = etag_of(&xml);
+        let (document, valid_until) = self.publish(&entity, now)?;
         let id = entity.entity_id.clone();
         self.by_sha1.insert(sha1_hex(&id), id.clone());
         self.revision += 1;
@@ -572,17 +565,87 @@ impl Registry {
             id.clone(),
             Registered {
                 entity: Arc::new(entity),
-                document: SignedDocument {
-                    xml: xml.into(),
-                    etag,
-                },
+                document,
                 policy,
                 updated: now,
+                valid_until,
             },
         );
         self.entities
             .get(&id)
             .ok_or_else(|| Error::malformed("registry", "entry vanished"))
+    }
+
+    /// The document published for `entity` at `now`: the entity with `validUntil` = `now` +
+    /// [`Registry::validity`] and `cacheDuration` at most [`Registry::cache_duration`], signed
+    /// with the broker's key, and that `validUntil`.
+    fn publish(
+        &self,
+        entity: &EntityDescriptor,
+        now: SystemTime,
+    ) -> Result<(SignedDocument, SystemTime), Error> {
+        let valid_until = now + self.validity;
+        let mut published = entity.clone();
+        published.valid_until = Some(valid_until);
+        // Conversion review M7: how long a relying party may keep the document before it
+        // looks again, so that a rollback reaches it within minutes, not hours.
+        published.cache_duration = Some(
+            entity
+                .cache_duration
+                .map_or(self.cache_duration, |d| d.min(self.cache_duration)),
+        );
+        published.id = Some(format!("_{}", sha1_hex(&entity.entity_id)));
+        let xml = published.sign(&self.key, &SignOptions::default())?;
+        let etag = etag_of(&xml);
+        Ok((
+            SignedDocument {
+                xml: xml.into(),
+                etag,
+            },
+            valid_until,
+        ))
+    }
+
+    /// Re-signs, at `now`, the published documents with less than half of
+    /// [`Registry::validity`] left (or expired), the soonest to expire first, at most `limit` of
+    /// them; returns how many were re-signed. Each gets `validUntil` = `now` + `validity` and a
+    /// new entity tag (the tag is a digest of the document, so the MDQ service's `ETag` and
+    /// `If-None-Match` answers follow: a client revalidating the old copy gets the new one, a
+    /// 304 only for the current one).
+    ///
+    /// Review M6: a document was signed only at registration, update and broker start, so
+    /// every integrated copy expired 7 days after the broker last started, and agents
+    /// re-fetching it got the expired one back. The broker calls this on a timer; `limit`
+    /// bounds the signatures made in one call (each is an RSA signature made under the
+    /// caller's lock; documents all signed at one start come due together). Nothing else
+    /// changes: the entity, its policy, [`Registered::updated`] and [`Registry::revision`]
+    /// stay (what was derived from the registry is still current).
+    pub fn refresh_documents(&mut self, now: SystemTime, limit: usize) -> usize {
+        let threshold = now + self.validity / 2;
+        let mut due: Vec<(SystemTime, String)> = self
+            .entities
+            .iter()
+            .filter(|(_, r)| r.valid_until < threshold)
+            .map(|(id, r)| (r.valid_until, id.clone()))
+            .collect();
+        due.sort_unstable();
+        let mut n = 0;
+        for (_, id) in due.into_iter().take(limit) {
+            let Some(r) = self.entities.get(&id) else {
+                continue;
+            };
+            // The entity was validated and signed before with this key: signing again fails
+            // only if the key does, and then the old document stays.
+            let Ok((document, valid_until)) = self.publish(&r.entity, now) else {
+                continue;
+            };
+            if let Some(r) = self.entities.get_mut(&id) {
+                r.document = document;
+                r.valid_until = valid_until;
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Whether [`Registry::insert`] has room for `entity_id` (with `replace`, an update of a
