@@ -28,6 +28,14 @@
 //! verified triggers are not rate limited and rollbacks need no fetch slot (M2); an operator's
 //! `<sha1>.xml` without DAME's `.xml.loc` is never replaced or removed (M4).
 //!
+//! Conversion review M6: what the broker publishes carries a `validUntil` (7 days after it
+//! signed), and a pair, once established, is not triggered again. So the agent re-fetches each
+//! integrated peer on its own before its copy expires: [`Agent::refresh_due`], called on a
+//! timer, asks for a `{sha1}` fetch of every peer whose integrated document has passed half of
+//! the validity it had left when it was integrated (never sooner than [`Agent::refresh_retry`]
+//! after the last attempt). The broker re-signs its documents at half their validity
+//! (`Registry::refresh_documents`), so the fetch brings a document valid for longer.
+//!
 //! The IdP side also compares an SP's `RequestedAttribute`s with what it can release
 //! ([`missing_attributes`]) to ask the broker for conversion rules.
 
@@ -48,6 +56,15 @@ use crate::trigger::{TriggerAction, TriggerVerifier};
 
 /// Most fetches an agent runs at once (more triggers are refused, [`Refusal::Capacity`]).
 pub const MAX_PENDING: usize = 64;
+
+/// Default of [`Agent::refresh_retry`]: an integrated peer is re-fetched by
+/// [`Agent::refresh_due`] at most this often (a failed or joined refresh is tried again after
+/// it).
+pub const REFRESH_RETRY: Duration = Duration::from_secs(10 * 60);
+
+/// When an integrated document without a `validUntil` is re-fetched by [`Agent::refresh_due`]
+/// (the broker always writes one; this is for a document that somehow lacks it).
+pub const REFRESH_WITHOUT_EXPIRY: Duration = Duration::from_secs(86_400);
 
 /// Which provider the agent stands beside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +100,8 @@ pub enum FetchOutcome {
 
 #[derive(Debug, Clone)]
 struct Pending {
-    /// The peer's entityID (from the trigger), or `None` for a restart fetch by `{sha1}`.
+    /// The peer's entityID (from the trigger), or `None` for a restart or refresh fetch by
+    /// `{sha1}`.
     peer: Option<String>,
     id: Identifier,
     deferred: bool,
@@ -127,6 +145,10 @@ pub struct Agent<T: IntegrationTarget> {
     /// The issue instant of the latest trigger accepted about each peer (by the SHA-1 key of
     /// its entityID), while a trigger older than it could still pass the time check.
     latest: HashMap<String, SystemTime>,
+    /// When each integrated peer (by file stem, the SHA-1 of its entityID) is next due for
+    /// [`Agent::refresh_due`]; a stem integrated but not here is due at once (review M6).
+    refresh: HashMap<String, SystemTime>,
+    refresh_retry: Duration,
 }
 
 /// Most accepted trigger nonces an [`Agent`] queues for [`Agent::poll_accepted_nonce`] (the
@@ -177,7 +199,23 @@ impl<T: IntegrationTarget> Agent<T> {
             by_source: RateLimiter::new(10.0, 50, 10_000),
             accepted_nonces: VecDeque::new(),
             latest: HashMap::new(),
+            refresh: HashMap::new(),
+            refresh_retry: REFRESH_RETRY,
         })
+    }
+
+    /// The agent re-fetching an integrated peer at most once per `every` (default
+    /// [`REFRESH_RETRY`]; see [`Agent::refresh_due`]).
+    #[must_use]
+    pub fn with_refresh_retry(mut self, every: Duration) -> Self {
+        self.refresh_retry = every;
+        self
+    }
+
+    /// How often, at most, [`Agent::refresh_due`] re-fetches one peer.
+    #[must_use]
+    pub fn refresh_retry(&self) -> Duration {
+        self.refresh_retry
     }
 
     /// The largest metadata body (decoded) accepted from the broker, default 4 MiB: set it to
@@ -276,7 +314,7 @@ impl<T: IntegrationTarget> Agent<T> {
             let horizon = now.checked_sub(window).unwrap_or(SystemTime::UNIX_EPOCH);
             self.latest.retain(|_, l| *l >= horizon);
         }
-        self.latest.insert(key, t.issue_instant);
+        self.latest.insert(key.clone(), t.issue_instant);
         match t.action {
             TriggerAction::Rollback => {
                 // A fetch for the peer in flight must not integrate after this rollback, unless
@@ -289,6 +327,7 @@ impl<T: IntegrationTarget> Agent<T> {
                     }
                 }
                 let removed = self.target.remove(&t.peer)?;
+                self.refresh.remove(&key);
                 // No later 304 or failure may bring the old copy back (agent review M3).
                 if let Ok(id) = Identifier::entity_id(&t.peer) {
                     self.mdq.forget(&id);
@@ -376,6 +415,76 @@ impl<T: IntegrationTarget> Agent<T> {
             out.push(req);
         }
         Ok(out)
+    }
+
+    /// Review M6: fetches (by `{sha1}`, from the configured broker) of the integrated peers
+    /// (one per `.xml.loc` in the target) whose refresh is due at `now`, the most overdue
+    /// first; complete each like a [`Agent::reinitialise`] fetch. Call it on a timer (every
+    /// minute or so), without any trigger.
+    ///
+    /// A peer is due once half of the validity its document had left when it was integrated
+    /// has passed (a document valid for 7 days is re-fetched after 3.5 days, while the broker
+    /// re-signs at half its validity too), and not sooner than [`Agent::refresh_retry`] after
+    /// it was integrated or last asked for. A peer integrated before this agent ran (its
+    /// validity not yet seen here: [`Agent::reinitialise`] fetches it, and that fetch records
+    /// it) is due at once. A peer whose fetch is in flight (a trigger's or a restart's) joins
+    /// it: nothing is returned for it, and that fetch's integration records its new validity.
+    /// A fetch that fails leaves the file as it was and is asked for again after
+    /// [`Agent::refresh_retry`]. At most half of [`MAX_PENDING`] fetches are in flight after
+    /// this call, so that triggers keep room; the rest stay due for the next call.
+    pub fn refresh_due(&mut self, now: SystemTime) -> Result<Vec<FetchRequest>, Error> {
+        let stems = self.target.sources()?;
+        // Rolled back, or removed by the operator: nothing to refresh.
+        self.refresh.retain(|stem, _| stems.contains_key(stem));
+        let mut due: Vec<(SystemTime, String)> = stems
+            .into_keys()
+            .filter_map(|stem| {
+                let at = self
+                    .refresh
+                    .get(&stem)
+                    .copied()
+                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                (at <= now).then_some((at, stem))
+            })
+            .collect();
+        due.sort_unstable();
+        let mut out = Vec::new();
+        for (_, stem) in due {
+            if self.pending.len() >= MAX_PENDING / 2 {
+                break;
+            }
+            let Ok(id) = Identifier::parse_sha1(&format!("{{sha1}}{stem}")) else {
+                continue;
+            };
+            // Asked for now, or joined to a fetch in flight: not again before the retry
+            // interval, unless an integration records a later time first.
+            self.refresh.insert(stem, now + self.refresh_retry);
+            let FetchNow::Fetch(req) = self.mdq.fetch_now(&id) else {
+                continue;
+            };
+            self.pending.insert(
+                req.token,
+                Pending {
+                    peer: None,
+                    id,
+                    deferred: false,
+                    issued: None,
+                    rolled_back_at: None,
+                },
+            );
+            out.push(req);
+        }
+        Ok(out)
+    }
+
+    /// When a peer whose document, integrated at `now`, is valid until `valid_until` is next
+    /// due for [`Agent::refresh_due`]: after half of the validity left, at least
+    /// [`Agent::refresh_retry`] from now.
+    fn next_refresh(&self, now: SystemTime, valid_until: Option<SystemTime>) -> SystemTime {
+        let wait = valid_until.map_or(REFRESH_WITHOUT_EXPIRY, |v| {
+            v.duration_since(now).unwrap_or_default() / 2
+        });
+        now + wait.max(self.refresh_retry)
     }
 
     /// The nonce of a trigger accepted since the last call, with until when a replay of it
@@ -491,7 +600,7 @@ impl<T: IntegrationTarget> Agent<T> {
                     self.mdq.forget(&p.id);
                     return Err(Refusal::RolledBack.into());
                 }
-                self.integrate(&p, e.as_deref(), url)
+                self.integrate(&p, e.as_deref(), url, now)
             });
         self.outcome(token, p, result, now, rng)
     }
@@ -527,6 +636,7 @@ impl<T: IntegrationTarget> Agent<T> {
         p: &Pending,
         entity: Option<&EntityDescriptor>,
         url: &str,
+        now: SystemTime,
     ) -> Result<(), Error> {
         let Some(entity) = entity else {
             return Err(Refusal::UnknownEntity.into());
@@ -552,7 +662,11 @@ impl<T: IntegrationTarget> Agent<T> {
         // peer among others is refused, not written whole). The client verified these bytes
         // and matched the entity to the peer; only the root is looked at here.
         root_is_entity(&document)?;
-        self.target.integrate(peer, &document, url)
+        self.target.integrate(peer, &document, url)?;
+        // The verified document's validUntil decides when it is fetched again (review M6).
+        let next = self.next_refresh(now, entity.valid_until);
+        self.refresh.insert(sha1_hex(peer), next);
+        Ok(())
     }
 
     fn outcome(

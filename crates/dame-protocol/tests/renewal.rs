@@ -9,6 +9,8 @@ mod harness;
 
 use std::time::{Duration, SystemTime};
 
+use dame_protocol::agent::{FetchOutcome, REFRESH_RETRY};
+use dame_protocol::mdi::MdiStatus;
 use harness::*;
 use saml_metadata::load::{self, Policy};
 use saml_metadata::model::Metadata;
@@ -40,6 +42,13 @@ fn served_valid_until(w: &World, body: &[u8]) -> SystemTime {
         Metadata::Entity(e) => e.valid_until.unwrap(),
         other => panic!("{other:?}"),
     }
+}
+
+fn integrated(outcomes: &[FetchOutcome]) -> bool {
+    !outcomes.is_empty()
+        && outcomes
+            .iter()
+            .all(|o| matches!(o, FetchOutcome::Answer(a) if a.status == MdiStatus::Integrated))
 }
 
 /// The broker re-signs a published document once less than half its validity is left: the
@@ -82,4 +91,163 @@ fn the_broker_re_signs_documents_past_half_their_validity() {
     w.advance(VALIDITY / 2 + DAY);
     assert!(served_valid_until(&w, &fresh) > w.now);
     assert!(load::load(&body, &Policy::new(w.broker_key.trusted(), w.now)).is_err());
+}
+
+/// An agent re-fetches an integrated peer once half of its copy's remaining validity has
+/// passed, without a trigger, and writes the broker's re-signed document: the SP's copy of
+/// the IdP and the IdP's copy of the SP get the new `validUntil`. It does not ask again right
+/// after.
+#[test]
+fn an_agent_re_fetches_an_integrated_peer_before_its_copy_expires() {
+    let mut w = World::new();
+    w.first_use();
+    let before = w.integrated_valid_until(SP, IDP).unwrap();
+    assert_eq!(before, w.now + VALIDITY);
+    assert_eq!(w.integrated_valid_until(IDP, SP).unwrap(), before);
+    // Not due yet.
+    assert_eq!(w.refresh_agents(), 0);
+    w.advance(VALIDITY / 2 - HOUR);
+    assert_eq!(w.refresh_agents(), 0);
+
+    w.advance(2 * HOUR);
+    assert_eq!(w.broker.registry.refresh_documents(w.now, usize::MAX), 3);
+    assert!(integrated(&w.refresh_agent(SP)));
+    assert!(integrated(&w.refresh_agent(IDP)));
+    assert_eq!(w.integrated_valid_until(SP, IDP).unwrap(), w.now + VALIDITY);
+    assert_eq!(w.integrated_valid_until(IDP, SP).unwrap(), w.now + VALIDITY);
+    assert_eq!(w.refresh_agents(), 0);
+    assert_eq!(w.sp.agent.pending() + w.idp.agent.pending(), 0);
+}
+
+/// With the broker's and the agents' timers running, a pair established once keeps working
+/// past the documents' validity: after 8 days (more than the 7 of validity), in 6-hour steps,
+/// neither copy has ever expired and the second use is plain SSO.
+#[test]
+fn with_refreshes_a_pair_outlives_the_documents_validity() {
+    let mut w = World::new();
+    w.first_use();
+    let start = w.now;
+    while w.now < start + 8 * DAY {
+        w.advance(6 * HOUR);
+        w.broker.registry.refresh_documents(w.now, usize::MAX);
+        w.refresh_agents();
+        for (who, peer) in [(SP, IDP), (IDP, SP)] {
+            let until = w.integrated_valid_until(who, peer).unwrap();
+            assert!(
+                until > w.now + DAY,
+                "{who}'s copy of {peer} expires in less than a day, {:?} after the start",
+                w.now.duration_since(start).unwrap()
+            );
+        }
+    }
+    let url = w.sp_direct_login(IDP);
+    let (form, acs) = w.idp_sso(IDP, &url).unwrap();
+    assert_eq!(acs, SP_ACS);
+    assert_eq!(w.sp_acs(IDP, &form).unwrap(), "alice");
+}
+
+/// A refresh that reaches the broker before it re-signed gets the same document (a 304): the
+/// copy stays, the next refresh is due after half of what is left, and that one brings the
+/// re-signed document. Never more often than `REFRESH_RETRY`.
+#[test]
+fn a_refresh_before_the_broker_re_signed_is_repeated_later() {
+    let mut w = World::new();
+    w.first_use();
+    let before = w.integrated_valid_until(SP, IDP).unwrap();
+    w.advance(VALIDITY / 2 + HOUR);
+    assert!(integrated(&w.refresh_agent(SP)));
+    assert_eq!(w.integrated_valid_until(SP, IDP).unwrap(), before);
+    assert!(w.refresh_agent(SP).is_empty());
+    w.advance(REFRESH_RETRY);
+    assert!(
+        w.refresh_agent(SP).is_empty(),
+        "due after half of what is left"
+    );
+    assert_eq!(w.broker.registry.refresh_documents(w.now, usize::MAX), 3);
+    let re_signed = w.now + VALIDITY;
+    w.advance(before.duration_since(w.now).unwrap() / 2);
+    assert!(integrated(&w.refresh_agent(SP)));
+    assert_eq!(w.integrated_valid_until(SP, IDP).unwrap(), re_signed);
+}
+
+/// A refresh that fails in transport leaves the copy as it was and is tried again after
+/// `REFRESH_RETRY`, not before.
+#[test]
+fn a_failed_refresh_is_tried_again_after_the_retry_interval() {
+    let mut w = World::new();
+    w.first_use();
+    let before = w.integrated_valid_until(SP, IDP).unwrap();
+    w.advance(VALIDITY / 2 + HOUR);
+    w.broker.registry.refresh_documents(w.now, usize::MAX);
+    w.fetch_fails_for.push(SP.to_owned());
+    let failed = w.refresh_agent(SP);
+    assert_eq!(failed.len(), 1);
+    assert!(!integrated(&failed));
+    assert_eq!(w.integrated_valid_until(SP, IDP).unwrap(), before);
+    assert_eq!(w.sp.agent.pending(), 0);
+    w.fetch_fails_for.clear();
+    w.advance(REFRESH_RETRY - Duration::from_secs(1));
+    assert!(w.refresh_agent(SP).is_empty());
+    w.advance(Duration::from_secs(1));
+    assert!(integrated(&w.refresh_agent(SP)));
+    assert!(w.integrated_valid_until(SP, IDP).unwrap() > before);
+}
+
+/// A refresh joins a fetch of the peer already in flight (a restart's re-initialisation)
+/// instead of asking twice; that fetch's integration schedules the next refresh.
+#[test]
+fn a_refresh_joins_a_fetch_in_flight() {
+    let mut w = World::new();
+    w.first_use();
+    let files = w.sp.agent.target().clone();
+    let mut restarted = dame_protocol::agent::Agent::new(
+        SP,
+        dame_protocol::agent::Side::Sp,
+        w.broker_key.trusted(),
+        BROKER_MDQ,
+        BROKER_DAME,
+        w.sp.key.signing(),
+        files,
+    )
+    .unwrap();
+    let reqs = restarted.reinitialise().unwrap();
+    assert_eq!(reqs.len(), 1);
+    // Not yet known to this run: due, but joined to the restart's fetch.
+    assert!(restarted.refresh_due(w.now).unwrap().is_empty());
+    assert_eq!(restarted.pending(), 1);
+    let req = &reqs[0];
+    let (status, headers, body) = w.mdq(&req.url, &req.headers);
+    let out = restarted
+        .handle_fetched(
+            req.token,
+            &req.url,
+            &mdq_client::response::HttpResponse {
+                status,
+                headers: &headers,
+                body: &body,
+            },
+            w.now,
+            &mut rng(),
+        )
+        .unwrap();
+    assert!(integrated(&[out]));
+    // Recorded: not due until half the validity has passed.
+    w.advance(REFRESH_RETRY + HOUR);
+    assert!(restarted.refresh_due(w.now).unwrap().is_empty());
+    w.advance(VALIDITY / 2);
+    assert_eq!(restarted.refresh_due(w.now).unwrap().len(), 1);
+}
+
+/// A peer rolled back (the broker removed it) is no longer refreshed: nothing of it is asked
+/// from the broker again.
+#[test]
+fn a_rolled_back_peer_is_not_refreshed() {
+    let mut w = World::new();
+    w.first_use();
+    let n = w.broker.remove_entity(IDP, w.now, &mut rng());
+    assert!(n > 0);
+    w.settle();
+    assert!(w.integrated_valid_until(SP, IDP).is_none());
+    w.advance(VALIDITY);
+    assert!(w.refresh_agent(SP).is_empty());
 }

@@ -271,6 +271,66 @@ impl World {
         }
     }
 
+    /// The `validUntil` of what `who`'s agent integrated for `peer` (read without checking it,
+    /// so that an expired copy shows as one).
+    pub fn integrated_valid_until(&self, who: &str, peer: &str) -> Option<SystemTime> {
+        let p = match who {
+            SP => &self.sp,
+            IDP => &self.idp,
+            IDP2 => &self.idp2,
+            _ => return None,
+        };
+        let xml = p.agent.target().files.get(&metadata_file(peer))?;
+        match load::parse_unverified(xml).unwrap() {
+            Metadata::Entity(e) => e.valid_until,
+            _ => None,
+        }
+    }
+
+    /// `who`'s agent's scheduled refresh at `now` (review M6): the fetches
+    /// [`Agent::refresh_due`] asks for, answered by the broker's MDQ service (or failing in
+    /// transport for the entities in `fetch_fails_for`); the outcomes.
+    pub fn refresh_agent(&mut self, who: &str) -> Vec<FetchOutcome> {
+        let now = self.now;
+        let mut r = rng();
+        let fails = self.fetch_fails_for.iter().any(|f| f == who);
+        let reqs = self.party(who).agent.refresh_due(now).unwrap();
+        let mut out = Vec::new();
+        for req in reqs {
+            let outcome = if fails {
+                self.party(who).agent.handle_fetch_failure(
+                    req.token,
+                    "connection refused",
+                    now,
+                    &mut r,
+                )
+            } else {
+                let (status, headers, body) = self.mdq(&req.url, &req.headers);
+                self.party(who).agent.handle_fetched(
+                    req.token,
+                    &req.url,
+                    &HttpResponse {
+                        status,
+                        headers: &headers,
+                        body: &body,
+                    },
+                    now,
+                    &mut r,
+                )
+            };
+            out.push(outcome.unwrap());
+        }
+        out
+    }
+
+    /// [`World::refresh_agent`] for every agent; how many fetches ran.
+    pub fn refresh_agents(&mut self) -> usize {
+        [SP, IDP, IDP2]
+            .into_iter()
+            .map(|who| self.refresh_agent(who).len())
+            .sum()
+    }
+
     /// The broker's MDQ service answering a fetch.
     pub fn mdq(
         &self,
