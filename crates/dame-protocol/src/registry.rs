@@ -621,16 +621,25 @@ impl Registry {
     /// changes: the entity, its policy, [`Registered::updated`] and [`Registry::revision`]
     /// stay (what was derived from the registry is still current).
     pub fn refresh_documents(&mut self, now: SystemTime, limit: usize) -> usize {
+        if limit == 0 {
+            return 0;
+        }
         let threshold = now + self.validity / 2;
-        let mut due: Vec<(SystemTime, String)> = self
+        let mut due: Vec<(SystemTime, &str)> = self
             .entities
             .iter()
             .filter(|(_, r)| r.valid_until < threshold)
-            .map(|(id, r)| (r.valid_until, id.clone()))
+            .map(|(id, r)| (r.valid_until, id.as_str()))
             .collect();
-        due.sort_unstable();
+        // Called often with a small `limit` while many are due: the `limit` soonest, without
+        // sorting them all.
+        if due.len() > limit {
+            due.select_nth_unstable(limit - 1);
+            due.truncate(limit);
+        }
+        let due: Vec<String> = due.into_iter().map(|(_, id)| id.to_owned()).collect();
         let mut n = 0;
-        for (_, id) in due.into_iter().take(limit) {
+        for id in due {
             let Some(r) = self.entities.get(&id) else {
                 continue;
             };

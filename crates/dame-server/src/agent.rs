@@ -26,6 +26,11 @@
 //! [`REINIT_CONCURRENCY`] at a time (a broker that does not answer no longer keeps the agent
 //! deaf to triggers for `fetch_timeout_ms` per entity: agent review L3). A trigger about an
 //! entity being re-fetched joins that fetch, and a rollback cancels it.
+//!
+//! Every [`REFRESH_EVERY`], the integrated entities whose copies have passed half of their
+//! validity are fetched again the same way ([`Agent::refresh_due`], conversion review M6: an
+//! established pair is never triggered again, so without this every integrated document
+//! expired at its `validUntil`, 7 days after the broker signed it).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -48,8 +53,13 @@ use crate::config::{AgentConfig, SideName};
 use crate::error::Error;
 use crate::log;
 
-/// Re-fetches at start that run at once.
+/// Re-fetches at start (and scheduled refreshes) that run at once.
 pub const REINIT_CONCURRENCY: usize = 8;
+
+/// How often the agent asks its core which integrated entities are due for a refresh
+/// ([`Agent::refresh_due`]; each entity is fetched at most once per
+/// [`dame_protocol::agent::REFRESH_RETRY`]).
+pub const REFRESH_EVERY: Duration = Duration::from_secs(60);
 
 /// The file, in the agent's directory, that keeps accepted trigger nonces across restarts:
 /// one `<nonce> <until, Unix seconds>` per line.
@@ -452,6 +462,22 @@ impl AgentService {
     /// when the last ends.
     pub fn reinitialise(self: &Arc<Self>) -> Result<usize, Error> {
         let reqs = self.core().reinitialise()?;
+        Ok(self.run_fetches(reqs, "reinitialised"))
+    }
+
+    /// Re-fetches the integrated entities due for a refresh at `now` (review M6), like
+    /// [`Self::reinitialise`]; returns how many. Logs `refreshed` when the last ends.
+    pub fn refresh(self: &Arc<Self>, now: SystemTime) -> Result<usize, Error> {
+        let reqs = self.core().refresh_due(now)?;
+        if reqs.is_empty() {
+            return Ok(0);
+        }
+        Ok(self.run_fetches(reqs, "refreshed"))
+    }
+
+    /// Runs `reqs` in the background, [`REINIT_CONCURRENCY`] at a time; logs `event` with
+    /// their number when the last ends. Returns their number.
+    fn run_fetches(self: &Arc<Self>, reqs: Vec<FetchRequest>, event: &'static str) -> usize {
         let n = reqs.len();
         let svc = self.clone();
         tokio::spawn(async move {
@@ -472,12 +498,12 @@ impl AgentService {
                 }
             }
             log(&[
-                ("event", "reinitialised".into()),
+                ("event", event.into()),
                 ("entities", n.to_string()),
                 ("ms", ms(t)),
             ]);
         });
-        Ok(n)
+        n
     }
 
     /// Handles one trigger query from `remote`.
@@ -661,6 +687,19 @@ pub async fn run(
         ("event", "reinitialising".into()),
         ("entities", n.to_string()),
     ]);
+    // Review M6: integrated copies are fetched again before they expire, without a trigger.
+    let refresher = svc.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(REFRESH_EVERY);
+        // The first tick is immediate: the start's re-initialisation is in flight then.
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = refresher.refresh(SystemTime::now()) {
+                log(&[("event", "refresh-error".into()), ("error", e.to_string())]);
+            }
+        }
+    });
     let tls = crate::tls::configured(
         svc.cfg.tls_certificate.as_deref(),
         svc.cfg.tls_key.as_deref(),

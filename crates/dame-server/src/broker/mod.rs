@@ -205,6 +205,11 @@ pub struct BrokerService<S: Store> {
     flow_gauge: tokio::sync::Mutex<Option<(Instant, i64)>>,
 }
 
+/// Most published documents re-signed per second ([`BrokerService::refresh_documents`]): each
+/// is an RSA signature made under the core's lock, so documents signed together at a start are
+/// re-signed a few at a time (100,000 in under 3 hours, well within the half validity left).
+pub const RESIGN_BATCH: usize = 10;
+
 /// How long `/metrics` answers with the flow count it last took from the store.
 const METRICS_FLOW_COUNT_AGE: Duration = Duration::from_secs(1);
 
@@ -613,6 +618,28 @@ impl<S: Store> BrokerService<S> {
         };
         self.apply_refresh(before, g, entities, pairs)?;
         Ok(())
+    }
+
+    /// Re-signs, at `now`, up to [`RESIGN_BATCH`] of the published documents with less than
+    /// half their validity left ([`dame_protocol::registry::Registry::refresh_documents`];
+    /// conversion review M6: nothing re-signed them while the broker ran, so every integrated
+    /// copy expired 7 days after its start). Called every second by the ticker of [`run`].
+    ///
+    /// The published documents are this instance's, in memory (the store holds the entities'
+    /// metadata and policies, not the signed documents), as they were already: each instance
+    /// signs at its start and re-signs on its own timer, so two instances may serve one entity
+    /// with different `validUntil`s and ETags, each document valid and each ETag the digest of
+    /// what that instance serves (an `If-None-Match` from the other instance's copy gets a 200,
+    /// never a wrong 304). A document is re-signed only here or when its entity changes, so the
+    /// store's generation and the registry's revision do not move.
+    fn refresh_documents(&self, now: SystemTime) {
+        let n = self.core().registry.refresh_documents(now, RESIGN_BATCH);
+        if n > 0 {
+            log(&[
+                ("event", "documents-re-signed".into()),
+                ("entities", n.to_string()),
+            ]);
+        }
     }
 
     /// Applies what [`Self::refresh`] read, unless the core's registry changed since
@@ -1834,6 +1861,7 @@ pub async fn run<S: Store>(
             n += 1;
             let now = unix(SystemTime::now());
             let mut result = ticker.refresh().await;
+            ticker.refresh_documents(SystemTime::now());
             if result.is_ok() {
                 result = ticker
                     .step(FlowSelect::Due(now), |core, now| {
