@@ -27,7 +27,7 @@
 //! deaf to triggers for `fetch_timeout_ms` per entity: agent review L3). A trigger about an
 //! entity being re-fetched joins that fetch, and a rollback cancels it.
 //!
-//! Every [`REFRESH_EVERY`], the integrated entities whose copies have passed half of their
+//! Every `refresh_every_ms` (a minute), the integrated entities whose copies have passed half of their
 //! validity are fetched again the same way ([`Agent::refresh_due`], conversion review M6: an
 //! established pair is never triggered again, so without this every integrated document
 //! expired at its `validUntil`, 7 days after the broker signed it).
@@ -55,11 +55,6 @@ use crate::log;
 
 /// Re-fetches at start (and scheduled refreshes) that run at once.
 pub const REINIT_CONCURRENCY: usize = 8;
-
-/// How often the agent asks its core which integrated entities are due for a refresh
-/// ([`Agent::refresh_due`]; each entity is fetched at most once per
-/// [`dame_protocol::agent::REFRESH_RETRY`]).
-pub const REFRESH_EVERY: Duration = Duration::from_secs(60);
 
 /// The file, in the agent's directory, that keeps accepted trigger nonces across restarts:
 /// one `<nonce> <until, Unix seconds>` per line.
@@ -133,7 +128,8 @@ impl AgentService {
         .map_err(|e| Error::config("broker_mdq", e.to_string()))?
         // The body this service downloads in full is the body the core accepts (agent review
         // M3: with the core's own 4 MiB default, a larger document was refused after download).
-        .with_max_body(cfg.max_body_bytes);
+        .with_max_body(cfg.max_body_bytes)
+        .with_refresh_retry(Duration::from_millis(cfg.refresh_retry_ms));
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_millis(cfg.fetch_timeout_ms));
@@ -690,7 +686,7 @@ pub async fn run(
     // Review M6: integrated copies are fetched again before they expire, without a trigger.
     let refresher = svc.clone();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(REFRESH_EVERY);
+        let mut tick = tokio::time::interval(Duration::from_millis(refresher.cfg.refresh_every_ms));
         // The first tick is immediate: the start's re-initialisation is in flight then.
         tick.tick().await;
         loop {

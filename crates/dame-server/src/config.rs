@@ -26,6 +26,12 @@ fn default_answer_within_ms() -> u64 {
 fn default_fetch_timeout_ms() -> u64 {
     10_000
 }
+fn default_refresh_every_ms() -> u64 {
+    60_000
+}
+fn default_refresh_retry_ms() -> u64 {
+    600_000
+}
 fn default_max_body_bytes() -> usize {
     4 << 20
 }
@@ -172,6 +178,14 @@ pub struct AgentConfig {
     /// Largest metadata document accepted from the broker (default 4 MiB).
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// How often, in ms, the agent looks for integrated entities whose copies have passed half
+    /// of their validity, to fetch them again (default 60000; conversion review M6).
+    #[serde(default = "default_refresh_every_ms")]
+    pub refresh_every_ms: u64,
+    /// An integrated entity is fetched again at most once per this many ms (a failed refresh
+    /// is retried after it; default 600000).
+    #[serde(default = "default_refresh_retry_ms")]
+    pub refresh_retry_ms: u64,
     /// Accept `http://` broker URLs (loopback tests only; default false).
     #[serde(default)]
     pub allow_http: bool,
@@ -362,6 +376,12 @@ impl AgentConfig {
         }
         if self.max_body_bytes < 1024 {
             return Err(Error::config("max_body_bytes", "at least 1024"));
+        }
+        if self.refresh_every_ms == 0 || self.refresh_retry_ms == 0 {
+            return Err(Error::config(
+                "refresh_every_ms / refresh_retry_ms",
+                "must be positive",
+            ));
         }
         if self.answer_within_ms >= self.http.request_timeout_s.saturating_mul(1000) {
             return Err(Error::config(

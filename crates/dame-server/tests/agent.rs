@@ -37,7 +37,7 @@ const SP: &str = "https://sp.example.org/shibboleth";
 const IDP: &str = "https://idp.example.net/idp/shibboleth";
 
 struct Broker {
-    registry: Registry,
+    registry: Mutex<Registry>,
     delay_ms: AtomicU64,
     mdq_requests: AtomicUsize,
     reports: Mutex<Vec<String>>,
@@ -57,7 +57,7 @@ async fn mdq(State(b): State<Arc<Broker>>, uri: Uri, headers: HeaderMap) -> impl
             accept: h("accept"),
             if_none_match: h("if-none-match"),
         },
-        &b.registry,
+        &*b.registry.lock().unwrap(),
     );
     let mut r = (StatusCode::from_u16(a.status).unwrap(), a.body.to_vec()).into_response();
     for (k, v) in a.headers {
@@ -90,6 +90,18 @@ fn config(
     keys: &Keys,
     answer_within_ms: u64,
 ) -> PathBuf {
+    config_with(dir, broker, port, keys, answer_within_ms, "")
+}
+
+/// [`config`] with `extra` lines appended.
+fn config_with(
+    dir: &Path,
+    broker: SocketAddr,
+    port: u16,
+    keys: &Keys,
+    answer_within_ms: u64,
+    extra: &str,
+) -> PathBuf {
     let cfg = format!(
         r#"entity_id = "{SP}"
 side = "sp"
@@ -103,7 +115,7 @@ directory = "{d}"
 answer_within_ms = {answer_within_ms}
 fetch_timeout_ms = 3000
 allow_http = true
-"#,
+{extra}"#,
         bc = keys.broker_cert.display(),
         k = keys.sp_key.display(),
         c = keys.sp_cert.display(),
@@ -197,7 +209,7 @@ async fn the_agent_integrates_refuses_rolls_back_defers_and_restarts() {
         .insert(idp, EntityPolicy::default(), SystemTime::now(), false)
         .unwrap();
     let state = Arc::new(Broker {
-        registry,
+        registry: Mutex::new(registry),
         delay_ms: AtomicU64::new(0),
         mdq_requests: AtomicUsize::new(0),
         reports: Mutex::new(Vec::new()),
@@ -515,4 +527,106 @@ fn secrets_others_can_read_are_refused() {
         e.contains("line 6, database") && !e.contains("s3cret"),
         "{e}"
     );
+}
+
+/// The `validUntil` of the document in `xml` (unverified: an expired one shows as such).
+fn file_valid_until(xml: &Path) -> SystemTime {
+    match saml_metadata::load::parse_unverified(&std::fs::read(xml).unwrap()).unwrap() {
+        saml_metadata::model::Metadata::Entity(e) => e.valid_until.unwrap(),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Conversion review M6, at the service: with no trigger after the first, the agent fetches
+/// an integrated peer again before its copy expires, and the broker's re-signed document
+/// replaces it. The broker here publishes for 6 s and re-signs at half of that (its
+/// `Registry::refresh_documents` on a timer, as `dame-broker`'s ticker does); the agent looks
+/// every 300 ms and refreshes a peer at most once a second. Past the first document's
+/// validUntil the file holds a later one that has not expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_refreshes_an_integrated_peer_before_it_expires() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (broker, sp) = (TestKey::rsa("broker"), TestKey::rsa("sp"));
+    let (_, broker_cert) = broker.write_pem(tmp.path(), "broker");
+    let (sp_key, sp_cert) = sp.write_pem(tmp.path(), "sp");
+    let keys = Keys {
+        broker,
+        broker_cert,
+        sp,
+        sp_key,
+        sp_cert,
+    };
+    let mut registry = Registry::new(keys.broker.signing());
+    registry.validity = Duration::from_secs(6);
+    let idp = EntityDescriptor::builder(IDP)
+        .idp(
+            IdpSso::builder()
+                .signing_certificate(TestKey::rsa("idp").cert_der())
+                .sso(Binding::HttpRedirect, "https://idp.example.net/sso"),
+        )
+        .dame_sync_location("https://idp.example.net/dame")
+        .build()
+        .unwrap();
+    let _ = registry
+        .insert(idp, EntityPolicy::default(), SystemTime::now(), false)
+        .unwrap();
+    let state = Arc::new(Broker {
+        registry: Mutex::new(registry),
+        delay_ms: AtomicU64::new(0),
+        mdq_requests: AtomicUsize::new(0),
+        reports: Mutex::new(Vec::new()),
+    });
+    let app = Router::new()
+        .route("/mdq/entities/{*rest}", get(mdq))
+        .route("/DAME", get(report))
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let broker_addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let resigning = state.clone();
+    let resigner = tokio::spawn(async move {
+        loop {
+            let _ = resigning
+                .registry
+                .lock()
+                .unwrap()
+                .refresh_documents(SystemTime::now(), usize::MAX);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+
+    let port = free_port();
+    let cfg = config_with(
+        tmp.path(),
+        broker_addr,
+        port,
+        &keys,
+        2000,
+        "refresh_every_ms = 300\nrefresh_retry_ms = 1000\n",
+    );
+    let agent = start(&cfg, port).await;
+    let xml = tmp.path().join("metadata").join(metadata_file(IDP));
+    let url = now_from_broker(&agent, TriggerAction::FetchMetadata, &keys);
+    assert_eq!(
+        trigger(&agent, &url).await,
+        (200, "status=integrated".into())
+    );
+    let first = file_valid_until(&xml);
+    // Until well past the first document's validUntil, the file never holds an expired one.
+    let end = first + Duration::from_secs(4);
+    let mut renewed = false;
+    while SystemTime::now() < end {
+        let until = file_valid_until(&xml);
+        assert!(
+            until > SystemTime::now(),
+            "the integrated copy expired: {}",
+            std::fs::read_to_string(cfg.with_extension("log")).unwrap_or_default()
+        );
+        renewed |= until > first;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(renewed);
+    assert!(state.mdq_requests.load(Ordering::SeqCst) >= 2);
+    resigner.abort();
+    server.abort();
 }
