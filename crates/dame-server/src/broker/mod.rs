@@ -2145,6 +2145,65 @@ mod tests {
         assert!(loaded("https://idp.legacy.example/idp"));
     }
 
+    /// Conversion review M6, at the service: documents signed more than half their validity
+    /// ago are re-signed by the ticker's `refresh_documents`, at most [`RESIGN_BATCH`] per
+    /// call, and the MDQ route then serves the new document (later validUntil, new ETag).
+    #[tokio::test]
+    async fn the_ticker_re_signs_documents_a_batch_at_a_time() {
+        let tmp = tempfile::tempdir().unwrap();
+        let svc = service(tmp.path()).await;
+        let now = SystemTime::now();
+        let signed = now - Duration::from_secs(4 * 86_400);
+        let n = RESIGN_BATCH + 2;
+        for i in 0..n {
+            svc.core()
+                .registry
+                .insert(
+                    idp(&format!("idp{i}.example.org"), "Org"),
+                    EntityPolicy::default(),
+                    signed,
+                    false,
+                )
+                .unwrap();
+        }
+        let id = "https://idp0.example.org/idp";
+        let get = |svc: Arc<BrokerService<SqliteStore>>| async move {
+            let uri: Uri = format!("/mdq/entities/{}", saml_core::bindings::url_encode(id))
+                .parse()
+                .unwrap();
+            let r = mdq(State(svc), uri, HeaderMap::new()).await;
+            assert_eq!(r.status(), StatusCode::OK);
+            let etag = r.headers().get(header::ETAG).unwrap().clone();
+            let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+            let until = match saml_metadata::load::parse_unverified(&body).unwrap() {
+                Metadata::Entity(e) => e.valid_until.unwrap(),
+                _ => panic!("not an entity"),
+            };
+            (etag, until)
+        };
+        let (etag, until) = get(svc.clone()).await;
+        assert!(until < now + Duration::from_secs(4 * 86_400));
+        let revision = svc.core().registry.revision();
+        svc.refresh_documents(now);
+        let fresh = |svc: &BrokerService<SqliteStore>| {
+            let core = svc.core();
+            core.registry
+                .entity_ids()
+                .filter(|id| {
+                    core.registry.get(id).unwrap().valid_until
+                        >= now + Duration::from_secs(6 * 86_400)
+                })
+                .count()
+        };
+        assert_eq!(fresh(&svc), RESIGN_BATCH);
+        svc.refresh_documents(now);
+        assert_eq!(fresh(&svc), n);
+        assert_eq!(svc.core().registry.revision(), revision);
+        let (new_etag, new_until) = get(svc.clone()).await;
+        assert_ne!(new_etag, etag);
+        assert!(new_until >= now + Duration::from_secs(6 * 86_400));
+    }
+
     /// A flake of the broker integration test, explained: a refresh that read the store just
     /// before this instance imported an entity (stored, then applied to the core) applied its
     /// older snapshot afterwards and took the new entity back out of the core as "no longer
