@@ -1784,6 +1784,15 @@ impl Broker {
         q.answer(&sp.entity, &self.rules)
     }
 
+    /// [`Broker::handle_rules_query`] as it goes on the wire: the JSON body and its
+    /// [`ANSWER_SIGNATURE_HEADER`](crate::conversion::ANSWER_SIGNATURE_HEADER) value, signed
+    /// with the broker's key over `query` and the body ([`crate::conversion::sign_answer`]).
+    pub fn rules_answer(&self, query: &str) -> Result<(String, String), Error> {
+        let json = self.handle_rules_query(query)?.to_json()?;
+        let signature = crate::conversion::sign_answer(query, json.as_bytes(), &self.key)?;
+        Ok((json, signature))
+    }
+
     /// `flow` as a record for a shared store (`None` when the broker does not hold it).
     #[must_use]
     pub fn export_flow(&self, flow: &FlowId) -> Option<FlowRecord> {

@@ -752,3 +752,55 @@ fn which(p: &str) -> Option<std::path::PathBuf> {
             .find(|f| f.is_file())
     })
 }
+
+/// Review L1: the rules answer is signed by the broker over the IdP's question and the body,
+/// and checked with the broker key the agent pins; TLS with the system's roots was all that
+/// vouched for what becomes the IdP's configuration.
+#[test]
+fn a_rules_answer_is_signed_over_the_question_and_the_body() {
+    use dame_protocol::conversion::{sign_answer, verify_answer};
+    let broker = testkit::signer::TestKey::rsa("broker");
+    let other = testkit::signer::TestKey::rsa("other");
+    let query = "action=rules&sp=https%3A%2F%2Fsp.example.org%2F&have=urn%3Ax%3Auid";
+    let body = br#"{"rules": []}"#;
+    let sig = sign_answer(query, body, &broker.signing()).unwrap();
+    assert!(verify_answer(query, body, Some(&sig), &broker.trusted()).is_ok());
+    let refusal = |r: Result<(), Error>| match r {
+        Err(Error::Refused(x)) => x,
+        other => panic!("{other:?}"),
+    };
+    use dame_protocol::Refusal;
+    // Unsigned, another body, another SP's question, another key.
+    assert_eq!(
+        refusal(verify_answer(query, body, None, &broker.trusted())),
+        Refusal::Unsigned
+    );
+    assert_eq!(
+        refusal(verify_answer(
+            query,
+            br#"{"rules": [ ]}"#,
+            Some(&sig),
+            &broker.trusted()
+        )),
+        Refusal::BadSignature
+    );
+    assert_eq!(
+        refusal(verify_answer(
+            &query.replace("sp.example", "sp2.example"),
+            body,
+            Some(&sig),
+            &broker.trusted()
+        )),
+        Refusal::BadSignature
+    );
+    assert_eq!(
+        refusal(verify_answer(query, body, Some(&sig), &other.trusted())),
+        Refusal::BadSignature
+    );
+    malformed(verify_answer(
+        query,
+        body,
+        Some("Signature=x&SigAlg=y"),
+        &broker.trusted(),
+    ));
+}

@@ -78,6 +78,8 @@ fn nonce_lines(nonces: &[(String, SystemTime)]) -> String {
 /// The running agent's shared state.
 pub struct AgentService {
     core: Mutex<Agent<LocalDynamicDir>>,
+    /// The broker's pinned keys, for what the agent checks outside the core (rules answers).
+    broker_keys: saml_core::dsig::TrustedKeys,
     http: reqwest::Client,
     cfg: AgentConfig,
     /// Lines appended to the nonce file since it was last rewritten; held while writing it.
@@ -119,7 +121,7 @@ impl AgentService {
         let core = Agent::new(
             &cfg.entity_id,
             side,
-            broker_keys,
+            broker_keys.clone(),
             &cfg.broker_mdq,
             &cfg.broker_endpoint,
             key,
@@ -138,6 +140,7 @@ impl AgentService {
             .map_err(|e| Error::Http(e.to_string()))?;
         let svc = Arc::new(AgentService {
             core: Mutex::new(core),
+            broker_keys,
             http,
             cfg,
             nonce_log: Mutex::new(0),
@@ -403,7 +406,8 @@ impl AgentService {
             sp: sp.to_owned(),
             have: cfg.have.iter().cloned().collect(),
         };
-        let url = format!("{}?{}", self.cfg.broker_endpoint, q.to_query());
+        let query = q.to_query();
+        let url = format!("{}?{query}", self.cfg.broker_endpoint);
         let mut resp = self
             .http
             .get(&url)
@@ -413,6 +417,11 @@ impl AgentService {
         if resp.status() != 200 {
             return Err(format!("the broker answered {}", resp.status()));
         }
+        let signature = resp
+            .headers()
+            .get(dame_protocol::conversion::ANSWER_SIGNATURE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let mut body = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
             if body.len() + chunk.len() > 256 << 10 {
@@ -420,6 +429,15 @@ impl AgentService {
             }
             body.extend_from_slice(&chunk);
         }
+        // Signed by the broker key this agent pins, over its own question and the answer
+        // (conversion review L1: TLS with the system's roots was all that vouched for it).
+        dame_protocol::conversion::verify_answer(
+            &query,
+            &body,
+            signature.as_deref(),
+            &self.broker_keys,
+        )
+        .map_err(|e| format!("the rules answer: {e}"))?;
         // Parsing (every pattern checked and compiled) and generating run on the blocking
         // pool, not on a runtime worker (conversion review L5).
         let dir = self.cfg.directory.join("rules");

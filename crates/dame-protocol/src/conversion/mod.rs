@@ -716,8 +716,11 @@ impl RuleSet {
 /// GET <broker DAME endpoint>?action=rules&sp=<SP entityID>&have=<names, space-separated>
 /// 200 application/json: a RuleSet of the rules that make an attribute the SP requests
 ///     (its RequestedAttributes) and the IdP does not have, from attributes it has
+///     DAME-Signature: SigAlg=<URI>&Signature=<base64>   (see [`sign_answer`])
 /// ```
-/// Rules are shared data, not secrets: the query is not signed.
+/// Rules are shared data, not secrets: the query is not signed. The answer is: what it says
+/// becomes configuration at the IdP, so the agent checks it with the broker key it pins for
+/// triggers and metadata, not only with TLS and the system's roots (conversion review L1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
 pub struct RulesQuery {
@@ -725,6 +728,67 @@ pub struct RulesQuery {
     pub sp: String,
     /// The attribute names the IdP can release.
     pub have: BTreeSet<String>,
+}
+
+/// The HTTP header carrying a rules answer's signature ([`sign_answer`]).
+pub const ANSWER_SIGNATURE_HEADER: &str = "DAME-Signature";
+
+/// What a rules answer's signature covers: a fixed label, the query as the IdP sent it (so an
+/// answer to one SP's question cannot be passed off for another's) and the body.
+fn answer_octets(query: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + query.len() + body.len());
+    out.extend_from_slice(b"DAME rules answer\n");
+    out.extend_from_slice(query.strip_prefix('?').unwrap_or(query).as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(body);
+    out
+}
+
+/// The [`ANSWER_SIGNATURE_HEADER`] value for the answer `body` to `query` (the raw query
+/// string the IdP sent), signed with the broker's `key` (its natural algorithm):
+/// `SigAlg=<URI>&Signature=<base64>`, both percent-encoded.
+pub fn sign_answer(
+    query: &str,
+    body: &[u8],
+    key: &saml_core::dsig::SigningKey,
+) -> Result<String, Error> {
+    use base64::Engine as _;
+    let alg = key.default_algorithm();
+    let sig = key.sign_octets(alg, &answer_octets(query, body))?;
+    Ok(format!(
+        "SigAlg={}&Signature={}",
+        saml_core::bindings::url_encode(alg.uri()),
+        saml_core::bindings::url_encode(&base64::engine::general_purpose::STANDARD.encode(sig))
+    ))
+}
+
+/// Checks the [`ANSWER_SIGNATURE_HEADER`] value `header` of the answer `body` to `query` with
+/// the broker's `keys` (RSA at least 2048 bits, no SHA-1): an answer without it is refused
+/// ([`Refusal::Unsigned`](crate::Refusal::Unsigned)), one whose signature does not
+/// verify too ([`Refusal::BadSignature`](crate::Refusal::BadSignature)).
+pub fn verify_answer(
+    query: &str,
+    body: &[u8],
+    header: Option<&str>,
+    keys: &saml_core::dsig::TrustedKeys,
+) -> Result<(), Error> {
+    use base64::Engine as _;
+    const W: &str = "rules answer signature";
+    let header = header.ok_or(crate::error::Refusal::Unsigned)?;
+    let q = crate::query::Query::parse(W, header)?;
+    let names: Vec<&str> = q.pairs.iter().map(|(k, _)| *k).collect();
+    if names != ["SigAlg", "Signature"] {
+        return Err(Error::malformed(W, "SigAlg then Signature, nothing else"));
+    }
+    let alg = q.required(W, "SigAlg")?;
+    let alg = saml_core::dsig::SignatureAlgorithm::from_uri(&alg, false)
+        .map_err(saml_core::Error::from)?;
+    let sig = base64::engine::general_purpose::STANDARD
+        .decode(q.required(W, "Signature")?)
+        .map_err(|e| Error::malformed(W, format!("Signature is not base64: {e}")))?;
+    keys.verify_octets(alg, 2048, &answer_octets(query, body), &sig)
+        .map_err(|_| crate::error::Refusal::BadSignature)?;
+    Ok(())
 }
 
 impl RulesQuery {

@@ -195,6 +195,8 @@ pub struct BrokerService<S: Store> {
     cfg: BrokerConfig,
     token: String,
     metadata: Vec<u8>,
+    /// The broker's signing key, for what is signed outside the core's lock (rules answers).
+    key: saml_core::dsig::SigningKey,
     metrics: Metrics,
     /// The discovery page's IdPs at a registry revision ([`BrokerService::directory`]).
     directory: Mutex<Option<(u64, Arc<Vec<Listing>>)>>,
@@ -363,7 +365,7 @@ impl<S: Store> BrokerService<S> {
                 cfg.max_authn_requests1_per_sp as usize,
                 (cfg.max_authn_requests1_per_sp as usize).saturating_mul(20),
             );
-        let mut core = Broker::new(me, key, policy)?;
+        let mut core = Broker::new(me, key.clone(), policy)?;
         core.registry.loopback_http = cfg.allow_loopback_http;
         core.registry.max_entities = cfg.max_entities as usize;
         core.registry.max_per_domain = cfg.max_entities_per_domain as usize;
@@ -401,6 +403,7 @@ impl<S: Store> BrokerService<S> {
             cfg,
             token,
             metadata,
+            key,
             metrics: Metrics::default(),
             directory: Mutex::new(None),
             pacing: Mutex::new(HashMap::new()),
@@ -1431,13 +1434,24 @@ async fn dame<S: Store>(
                     return r;
                 }
                 let answer = svc.core().handle_rules_query(&q);
-                match answer.and_then(|r| r.to_json()) {
-                    Ok(json) => {
+                // Written and signed (conversion review L1) after the lock is released.
+                let answer = answer.and_then(|set| {
+                    let json = set.to_json()?;
+                    let sig =
+                        dame_protocol::conversion::sign_answer(&q, json.as_bytes(), &svc.key)?;
+                    Ok((json, sig))
+                });
+                match answer {
+                    Ok((json, signature)) => {
                         let mut r = (StatusCode::OK, json).into_response();
                         r.headers_mut().insert(
                             header::CONTENT_TYPE,
                             HeaderValue::from_static("application/json"),
                         );
+                        if let Ok(v) = HeaderValue::from_str(&signature) {
+                            r.headers_mut()
+                                .insert(dame_protocol::conversion::ANSWER_SIGNATURE_HEADER, v);
+                        }
                         r
                     }
                     Err(e) => error_response(&e),
