@@ -370,7 +370,19 @@ fn the_idp_asks_the_broker_for_conversion_rules_after_the_exchange() {
         sp: SP.to_owned(),
         have: have.iter().map(|s| (*s).to_owned()).collect(),
     };
-    let rules = w.broker.handle_rules_query(&q.to_query()).unwrap();
+    // As it goes on the wire: JSON, signed over the question and the body with the broker's
+    // key, which the IdP's agent pins.
+    let query = q.to_query();
+    let (json, signature) = w.broker.rules_answer(&query).unwrap();
+    dame_protocol::conversion::verify_answer(
+        &query,
+        json.as_bytes(),
+        Some(&signature),
+        &w.broker_key.trusted(),
+    )
+    .unwrap();
+    let rules = RuleSet::from_json(json.as_bytes()).unwrap();
+    assert_eq!(rules, w.broker.handle_rules_query(&query).unwrap());
     assert_eq!(rules.rules.len(), 1);
     assert_eq!(rules.rules[0].id, "eppn-from-uid");
     let mut a = Attributes::default();
