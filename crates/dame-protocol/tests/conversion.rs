@@ -596,6 +596,28 @@ fn generators_write_only_the_idps_own_scopes() {
     }
     assert!(simplesamlphp::authproc(&[&ours], &out).is_ok());
     assert!(shibboleth::resolver(&[&ours], &out).is_ok());
+    // Named by its basic name, by its friendly name, or mapped to it by the IdP's local names:
+    // scoped all the same.
+    let basic = rule("eppn", "eduPersonPrincipalName", &[UID], vec![]);
+    let mut friendly = rule("eppn", "urn:x:login", &[UID], vec![]);
+    friendly.target.friendly_name = Some("eduPersonPrincipalName".into());
+    let mapped = rule("eppn", "urn:x:local-eppn", &[UID], vec![]);
+    let local: BTreeMap<String, String> = [
+        (UID.to_owned(), "uid".to_owned()),
+        (
+            "urn:x:local-eppn".to_owned(),
+            "eduPersonPrincipalName".to_owned(),
+        ),
+    ]
+    .into();
+    for r in [&basic, &friendly] {
+        assert!(
+            simplesamlphp::authproc(&[r], &out).is_err(),
+            "{}",
+            r.target.name
+        );
+    }
+    assert!(simplesamlphp::authproc(&[&mapped], &Output::new(&local, &scopes)).is_err());
     // An IdP that configured no scope writes no scoped rule at all.
     let none: Vec<String> = Vec::new();
     assert!(simplesamlphp::authproc(&[&ours], &Output::new(&names, &none)).is_err());

@@ -112,6 +112,24 @@ pub const SCOPED_ATTRIBUTES: [&str; 7] = [
     "urn:mace:dir:attribute-def:eduPersonScopedAffiliation",
 ];
 
+/// The friendly (basic) names of [`SCOPED_ATTRIBUTES`], as SPs may request them and IdPs name
+/// them locally.
+const SCOPED_FRIENDLY_NAMES: [&str; 5] = [
+    "eduPersonPrincipalName",
+    "eduPersonScopedAffiliation",
+    "eduPersonUniqueId",
+    "subject-id",
+    "pairwise-id",
+];
+
+/// Whether `name` (a SAML name, a friendly name or a local name) is a scoped attribute's.
+fn is_scoped(name: &str) -> bool {
+    SCOPED_ATTRIBUTES
+        .iter()
+        .chain(SCOPED_FRIENDLY_NAMES.iter())
+        .any(|a| a.eq_ignore_ascii_case(name))
+}
+
 /// The IdP a generator writes for: what its rules may assert and how its product numbers and
 /// names what is generated (conversion review H2, M3, M4).
 #[derive(Debug, Clone)]
@@ -178,9 +196,12 @@ impl<'a> Output<'a> {
                 )));
             }
         }
-        let scoped = SCOPED_ATTRIBUTES
-            .iter()
-            .any(|a| a.eq_ignore_ascii_case(&rule.target.name));
+        // By its SAML name, its friendly name or the IdP's local name for it (an SP may request
+        // `eduPersonPrincipalName` by its basic name, and SimpleSAMLphp names it so inside).
+        let scoped = std::iter::once(rule.target.name.as_str())
+            .chain(rule.target.friendly_name.as_deref())
+            .chain(self.names.get(&rule.target.name).map(String::as_str))
+            .any(is_scoped);
         if scoped && !matches!(rule.ops.last(), Some(Op::ScopeAdd { .. })) {
             return Err(refuse(format!(
                 "makes the scoped attribute {} without adding this IdP's scope last",
