@@ -1784,12 +1784,12 @@ impl Broker {
         q.answer(&sp.entity, &self.rules)
     }
 
-    /// [`Broker::handle_rules_query`] as it goes on the wire: the JSON body and its
+    /// [`Broker::handle_rules_query`] as it goes on the wire at `now`: the JSON body and its
     /// [`ANSWER_SIGNATURE_HEADER`](crate::conversion::ANSWER_SIGNATURE_HEADER) value, signed
     /// with the broker's key over `query` and the body ([`crate::conversion::sign_answer`]).
-    pub fn rules_answer(&self, query: &str) -> Result<(String, String), Error> {
+    pub fn rules_answer(&self, query: &str, now: SystemTime) -> Result<(String, String), Error> {
         let json = self.handle_rules_query(query)?.to_json()?;
-        let signature = crate::conversion::sign_answer(query, json.as_bytes(), &self.key)?;
+        let signature = crate::conversion::sign_answer(query, json.as_bytes(), &self.key, now)?;
         Ok((json, signature))
     }
 

@@ -152,7 +152,7 @@ impl IntegrationTarget for MemoryTarget {
 }
 
 #[cfg(feature = "fs")]
-pub use fs::{LocalDynamicDir, write_new_then_rename};
+pub use fs::{LocalDynamicDir, is_committed, write_new_then_rename};
 
 #[cfg(feature = "fs")]
 mod fs {
@@ -256,6 +256,17 @@ mod fs {
         let url = lines.next()?.trim().to_owned();
         let pending = lines.any(|l| l.trim() == PENDING);
         Some((url, pending))
+    }
+
+    /// Whether `dir` holds a committed DAME entry for the entity whose entityID has SHA-1
+    /// `stem` (40 lower-case hex digits): its `.xml.loc` is a regular file the agent wrote and
+    /// no longer marked pending. An operator's `<sha1>.xml` without one, an entry still being
+    /// written or one being removed is not.
+    #[must_use]
+    pub fn is_committed(dir: &Path, stem: &str) -> bool {
+        stem.len() == 40
+            && stem.bytes().all(|b| b.is_ascii_hexdigit())
+            && read_loc(&dir.join(format!("{stem}.xml.loc"))).is_some_and(|(_, pending)| !pending)
     }
 
     impl LocalDynamicDir {

@@ -94,7 +94,7 @@ fn each_operation() {
             "urn:x:n",
             &[EPPN],
             vec![Op::RegexReplace {
-                pattern: "^([^@]+)@(.*)$".into(),
+                pattern: "^([^@]+)@([^@]{1,100})$".into(),
                 replacement: "$2\\$1".into()
             }]
         )),
@@ -262,7 +262,7 @@ fn bounds_are_errors_not_truncations() {
         "x",
         &[UID],
         vec![Op::RegexReplace {
-            pattern: "a+$".into(),
+            pattern: "^a+$".into(),
             replacement: "".into(),
         }],
     );
@@ -411,7 +411,7 @@ fn simplesamlphp_filters_are_exact_and_escaped() {
 return [
     // DAME conversion rule eppn
     60 => ['class' => 'core:AttributeCopy', 'uid' => 'urn:oid:1.3.6.1.4.1.5923.1.1.1.6'],
-    61 => ['class' => 'core:AttributeAlter', '%remove', 'subject' => 'urn:oid:1.3.6.1.4.1.5923.1.1.1.6', 'pattern' => '/@/u'],
+    61 => ['class' => 'core:AttributeAlter', '%remove', 'subject' => 'urn:oid:1.3.6.1.4.1.5923.1.1.1.6', 'pattern' => '/@|\\A\\z/u'],
     62 => ['class' => 'core:AttributeAlter', 'subject' => 'urn:oid:1.3.6.1.4.1.5923.1.1.1.6', 'pattern' => '/\\z/u', 'replacement' => '@example.org'],
     // DAME conversion rule aff
     63 => ['class' => 'core:AttributeValueMap', '%keep', 'sourceattribute' => 'urn:x:role', 'targetattribute' => 'urn:oid:1.3.6.1.4.1.5923.1.1.1.1', 'values' => ['faculty & "staff"' => ['Prof. O\'Hara \\ <Dean>']]],
@@ -470,7 +470,7 @@ fn simplesamlphp_filters_do_what_the_evaluator_does() {
     let php = simplesamlphp::authproc(&refs, &Output::new(&names, &scopes)).unwrap();
     let users = [
         attrs(&[
-            (UID, &["alice"]),
+            (UID, &["alice", ""]),
             ("urn:x:login", &["alice@old.example"]),
             ("urn:x:path-in", &["a/b"]),
         ]),
@@ -581,10 +581,19 @@ fn generators_write_only_the_idps_own_scopes() {
         EPPN,
         &[UID],
         vec![Op::ScopeAdd {
+            scope: "example.org".into(),
+        }],
+    );
+    // Another spelling of the IdP's scope would be another identity at an SP comparing strings.
+    let spelled = rule(
+        "eppn",
+        EPPN,
+        &[UID],
+        vec![Op::ScopeAdd {
             scope: "EXAMPLE.org".into(),
         }],
     );
-    for r in [&other, &constant, &renamed] {
+    for r in [&other, &constant, &renamed, &spelled] {
         assert!(matches!(
             simplesamlphp::authproc(&[r], &out),
             Err(Error::Unsupported { .. })
@@ -622,8 +631,32 @@ fn generators_write_only_the_idps_own_scopes() {
     let none: Vec<String> = Vec::new();
     assert!(simplesamlphp::authproc(&[&ours], &Output::new(&names, &none)).is_err());
     // A value with a scope of its own is dropped, never passed on.
-    let user = attrs(&[(UID, &["victim@victim.example", "mallory"])]);
-    assert_eq!(ours.evaluate(&user).unwrap(), vec!["mallory@EXAMPLE.org"]);
+    let user = attrs(&[(UID, &["victim@victim.example", "mallory", ""])]);
+    assert_eq!(ours.evaluate(&user).unwrap(), vec!["mallory@example.org"]);
+    // The second review: a local name the IdP gives a scoped attribute is that attribute.
+    let eppn_local: BTreeMap<String, String> = [
+        (UID.to_owned(), "uid".to_owned()),
+        (EPPN.to_owned(), "principal".to_owned()),
+    ]
+    .into();
+    let forged = rule(
+        "x",
+        "principal",
+        &[UID],
+        vec![Op::Constant {
+            values: vec!["victim@victim.example".into()],
+        }],
+    );
+    let out_local = Output::new(&eppn_local, &scopes);
+    assert!(simplesamlphp::authproc(&[&forged], &out_local).is_err());
+    assert!(shibboleth::resolver(&[&forged], &out_local).is_err());
+    for name in [
+        "urn:oid:1.3.6.1.4.1.5923.1.1.1.12",
+        "urn:mace:dir:attribute-def:eduPersonUniqueId",
+    ] {
+        let r = rule("x", name, &[UID], vec![]);
+        assert!(simplesamlphp::authproc(&[&r], &out).is_err(), "{name}");
+    }
 }
 
 #[test]
@@ -641,9 +674,9 @@ fn shibboleth_resolver_is_exact_and_escaped() {
     let xml = shibboleth::resolver(&refs, &out).unwrap();
     let expected = concat!(
         "<!-- DAME conversion rule eppn -->\n",
-        "<AttributeDefinition id=\"dame_eppn\" xsi:type=\"Mapped\"><InputAttributeDefinition ref=\"uid\"/><AttributeEncoder xsi:type=\"SAML2String\" name=\"urn:oid:1.3.6.1.4.1.5923.1.1.1.6\" friendlyName=\"eduPersonPrincipalName\" encodeType=\"false\"/><ValueMap><ReturnValue>$1@example.org</ReturnValue><SourceValue partialMatch=\"true\">^([^@]*)\\z</SourceValue></ValueMap></AttributeDefinition>\n",
+        "<AttributeDefinition id=\"dame_eppn\" xsi:type=\"Mapped\"><InputAttributeDefinition ref=\"uid\"/><AttributeEncoder xsi:type=\"SAML2String\" name=\"urn:oid:1.3.6.1.4.1.5923.1.1.1.6\" friendlyName=\"eduPersonPrincipalName\" encodeType=\"false\"/><ValueMap><ReturnValue>$1@example.org</ReturnValue><SourceValue partialMatch=\"true\">^([^@]+)\\z</SourceValue></ValueMap></AttributeDefinition>\n",
         "<!-- DAME conversion rule aff -->\n",
-        "<AttributeDefinition id=\"dame_aff\" xsi:type=\"Mapped\"><InputAttributeDefinition ref=\"role\"/><AttributeEncoder xsi:type=\"SAML2String\" name=\"urn:oid:1.3.6.1.4.1.5923.1.1.1.1\" encodeType=\"false\"/><ValueMap><ReturnValue>faculty &amp; &quot;staff&quot;</ReturnValue><SourceValue partialMatch=\"true\">^\\QProf. O&apos;Hara \\ &lt;Dean&gt;\\E$</SourceValue></ValueMap></AttributeDefinition>\n",
+        "<AttributeDefinition id=\"dame_aff\" xsi:type=\"Mapped\"><InputAttributeDefinition ref=\"role\"/><AttributeEncoder xsi:type=\"SAML2String\" name=\"urn:oid:1.3.6.1.4.1.5923.1.1.1.1\" encodeType=\"false\"/><ValueMap><ReturnValue>faculty &amp; &quot;staff&quot;</ReturnValue><SourceValue partialMatch=\"true\">^\\QProf. O&apos;Hara \\ &lt;Dean&gt;\\E\\z</SourceValue></ValueMap></AttributeDefinition>\n",
         "<!-- DAME conversion rule mail -->\n",
         "<AttributeDefinition id=\"dame_mail\" xsi:type=\"Mapped\"><InputAttributeDefinition ref=\"eppn\"/><AttributeEncoder xsi:type=\"SAML2String\" name=\"urn:oid:0.9.2342.19200300.100.1.3\" encodeType=\"false\"/><DefaultValue passThru=\"true\"/><ValueMap><ReturnValue>@new.example</ReturnValue><SourceValue partialMatch=\"true\">@old/domain]]&gt;$</SourceValue></ValueMap></AttributeDefinition>\n",
         "<!-- DAME conversion rule const -->\n",
@@ -785,8 +818,9 @@ fn a_rules_answer_is_signed_over_the_question_and_the_body() {
     let other = testkit::signer::TestKey::rsa("other");
     let query = "action=rules&sp=https%3A%2F%2Fsp.example.org%2F&have=urn%3Ax%3Auid";
     let body = br#"{"rules": []}"#;
-    let sig = sign_answer(query, body, &broker.signing()).unwrap();
-    assert!(verify_answer(query, body, Some(&sig), &broker.trusted()).is_ok());
+    let now = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+    let sig = sign_answer(query, body, &broker.signing(), now).unwrap();
+    assert!(verify_answer(query, body, Some(&sig), &broker.trusted(), now).is_ok());
     let refusal = |r: Result<(), Error>| match r {
         Err(Error::Refused(x)) => x,
         other => panic!("{other:?}"),
@@ -794,7 +828,7 @@ fn a_rules_answer_is_signed_over_the_question_and_the_body() {
     use dame_protocol::Refusal;
     // Unsigned, another body, another SP's question, another key.
     assert_eq!(
-        refusal(verify_answer(query, body, None, &broker.trusted())),
+        refusal(verify_answer(query, body, None, &broker.trusted(), now)),
         Refusal::Unsigned
     );
     assert_eq!(
@@ -802,7 +836,8 @@ fn a_rules_answer_is_signed_over_the_question_and_the_body() {
             query,
             br#"{"rules": [ ]}"#,
             Some(&sig),
-            &broker.trusted()
+            &broker.trusted(),
+            now
         )),
         Refusal::BadSignature
     );
@@ -811,12 +846,19 @@ fn a_rules_answer_is_signed_over_the_question_and_the_body() {
             &query.replace("sp.example", "sp2.example"),
             body,
             Some(&sig),
-            &broker.trusted()
+            &broker.trusted(),
+            now
         )),
         Refusal::BadSignature
     );
     assert_eq!(
-        refusal(verify_answer(query, body, Some(&sig), &other.trusted())),
+        refusal(verify_answer(
+            query,
+            body,
+            Some(&sig),
+            &other.trusted(),
+            now
+        )),
         Refusal::BadSignature
     );
     malformed(verify_answer(
@@ -824,5 +866,29 @@ fn a_rules_answer_is_signed_over_the_question_and_the_body() {
         body,
         Some("Signature=x&SigAlg=y"),
         &broker.trusted(),
+        now,
     ));
+    // An answer made too long ago (an older one replayed), or ahead of the clock: refused.
+    let later = now + std::time::Duration::from_secs(600);
+    assert_eq!(
+        refusal(verify_answer(
+            query,
+            body,
+            Some(&sig),
+            &broker.trusted(),
+            later
+        )),
+        Refusal::Stale
+    );
+    let earlier = now - std::time::Duration::from_secs(600);
+    assert_eq!(
+        refusal(verify_answer(
+            query,
+            body,
+            Some(&sig),
+            &broker.trusted(),
+            earlier
+        )),
+        Refusal::FromFuture
+    );
 }

@@ -373,12 +373,13 @@ fn the_idp_asks_the_broker_for_conversion_rules_after_the_exchange() {
     // As it goes on the wire: JSON, signed over the question and the body with the broker's
     // key, which the IdP's agent pins.
     let query = q.to_query();
-    let (json, signature) = w.broker.rules_answer(&query).unwrap();
+    let (json, signature) = w.broker.rules_answer(&query, w.now).unwrap();
     dame_protocol::conversion::verify_answer(
         &query,
         json.as_bytes(),
         Some(&signature),
         &w.broker_key.trusted(),
+        w.now,
     )
     .unwrap();
     let rules = RuleSet::from_json(json.as_bytes()).unwrap();

@@ -436,6 +436,7 @@ impl AgentService {
             &body,
             signature.as_deref(),
             &self.broker_keys,
+            SystemTime::now(),
         )
         .map_err(|e| format!("the rules answer: {e}"))?;
         // Parsing (every pattern checked and compiled) and generating run on the blocking
@@ -620,9 +621,12 @@ async fn trigger_route(
     }
 }
 
-/// The agent's directory as the source of its MDQ route: `<sha1>.xml`, the document the
-/// broker signed and the agent verified and integrated (a regular file no larger than
-/// `max_body_bytes`, the bound it was fetched under; a link or anything else is not served).
+/// The agent's directory as the source of its MDQ route: `<sha1>.xml` of a committed DAME
+/// entry (its `.xml.loc` written by the agent and not pending: an operator's own file, an
+/// entry being written or removed is not served), the document the broker signed and the
+/// agent verified and integrated; a regular file, opened and checked to be the file looked at
+/// (a link swapped in meanwhile is not followed), read to at most `max_body_bytes`, the bound
+/// it was fetched under.
 struct Directory<'a> {
     dir: &'a std::path::Path,
     max: usize,
@@ -633,12 +637,26 @@ impl dame_protocol::mdq_service::DocumentSource for Directory<'_> {
         if sha1_hex.len() != 40 || !sha1_hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
+        use std::io::Read as _;
+        use std::os::unix::fs::MetadataExt as _;
+        if !dame_protocol::integration::is_committed(self.dir, sha1_hex) {
+            return None;
+        }
         let path = self.dir.join(format!("{sha1_hex}.xml"));
         let meta = std::fs::symlink_metadata(&path).ok()?;
         if !meta.is_file() || meta.len() > self.max as u64 {
             return None;
         }
-        let xml = std::fs::read(&path).ok()?;
+        let file = std::fs::File::open(&path).ok()?;
+        let opened = file.metadata().ok()?;
+        if (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
+            return None;
+        }
+        let mut xml = Vec::new();
+        file.take(self.max as u64 + 1).read_to_end(&mut xml).ok()?;
+        if xml.len() > self.max {
+            return None;
+        }
         let digest = openssl::sha::sha256(&xml);
         let etag = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
         Some(dame_protocol::mdq_service::SignedDocument {
@@ -727,37 +745,40 @@ pub async fn run(
     crate::tls::serve(listen, tls, &svc.cfg.http, svc.router(), shutdown).await
 }
 
-/// Writes the broker's rules `body` for SP `sp` under `dir` (`<sha1>.json` and the product's
-/// form), keeping only rules that make an attribute this IdP does not have from attributes it
-/// has (conversion review L1: the answer is the broker's; a rule targeting an attribute the
-/// IdP releases already would overwrite it). Returns how many rules were written.
+/// Writes the broker's rules `body` for SP `sp` under `dir`: `<sha1>.json` and the product's
+/// form (`.authproc.php` or `.resolver.xml`), always both, the product empty when no rule can
+/// be written in it (a file the operator `require`s must not vanish: the second review of the
+/// conversion fixes). Keeps only rules that make an attribute this IdP does not have, by SAML
+/// name or by its local name (conversion review L1: a rule targeting an attribute the IdP
+/// releases already would overwrite it), from attributes it has. A rule the product cannot
+/// express, or that adds a scope not the IdP's, is left out of the product (and kept in the
+/// JSON); the error names them. Returns how many rules the product holds.
 fn write_rules(
     body: &[u8],
     cfg: &crate::config::RulesConfig,
     dir: &std::path::Path,
     sp: &str,
 ) -> Result<usize, String> {
-    use dame_protocol::conversion::{RuleSet, shibboleth, simplesamlphp};
+    use dame_protocol::conversion::{Output, Rule, RuleSet, shibboleth, simplesamlphp};
     let mut rules = RuleSet::from_json(body).map_err(|e| e.to_string())?;
+    let local = |n: &str| {
+        cfg.names
+            .get(n)
+            .map_or(n, String::as_str)
+            .to_ascii_lowercase()
+    };
+    let taken: std::collections::HashSet<String> = cfg
+        .have
+        .iter()
+        .flat_map(|h| [h.to_ascii_lowercase(), local(h)])
+        .collect();
     rules.rules.retain(|r| {
-        !cfg.have.contains(&r.target.name) && r.sources.iter().all(|s| cfg.have.contains(s))
+        !taken.contains(&r.target.name.to_ascii_lowercase())
+            && !taken.contains(&local(&r.target.name))
+            && r.sources.iter().all(|s| cfg.have.contains(s))
     });
     let stem = dame_protocol::integration::metadata_file(sp);
     let stem = stem.trim_end_matches(".xml");
-    // What an earlier answer wrote and this one does not say any more goes (conversion
-    // review L2: a rule the broker withdrew stayed on disk, and a product file the new
-    // rules could not be written as stayed beside their JSON).
-    let remove = |ext: &str| match std::fs::remove_file(dir.join(format!("{stem}.{ext}"))) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("{stem}.{ext}: {e}")),
-        _ => Ok(()),
-    };
-    if rules.rules.is_empty() {
-        for ext in ["json", "authproc.php", "resolver.xml"] {
-            remove(ext)?;
-        }
-        return Ok(0);
-    }
-    let refs: Vec<&dame_protocol::conversion::Rule> = rules.rules.iter().collect();
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let write = |name: String, text: &str| {
         // Written aside, then renamed: a reader never sees half a file (agent review L6:
@@ -765,31 +786,58 @@ fn write_rules(
         dame_protocol::integration::write_new_then_rename(dir, &name, text.as_bytes(), false)
             .map_err(|e| format!("{name}: {e}"))
     };
-    // The rules as data, always; the product's form when it can express them.
+    // The rules as data, always (an empty set too: what the broker withdrew goes).
     write(
         format!("{stem}.json"),
         &rules.to_json().map_err(|e| e.to_string())?,
     )?;
     // Each SP's resolver file names its definitions apart from the others' (conversion
-    // review M3: the same rule in two files gave two definitions of one id).
-    let prefix = format!("dame-{}", &stem[..stem.len().min(8)]);
-    let output = dame_protocol::conversion::Output::new(&cfg.names, &cfg.scopes)
-        .priorities(cfg.first_priority..=cfg.last_priority)
+    // review M3: the same rule in two files gave two definitions of one id), by the whole
+    // SHA-1 (eight digits could be ground to collide).
+    let prefix = format!("dame-{stem}");
+    let scopes = cfg.scopes.clone();
+    let output = Output::new(&cfg.names, &scopes)
+        .priorities(cfg.priorities())
         .id_prefix(&prefix);
-    let product = match cfg.format.as_str() {
-        "simplesamlphp" => Some(("authproc.php", simplesamlphp::authproc(&refs, &output))),
-        "shibboleth" => Some(("resolver.xml", shibboleth::resolver(&refs, &output))),
-        _ => None,
+    type Generate = fn(&[&Rule], &Output<'_>) -> Result<String, dame_protocol::Error>;
+    let (ext, generate): (&str, Generate) = match cfg.format.as_str() {
+        "simplesamlphp" => ("authproc.php", simplesamlphp::authproc),
+        "shibboleth" => ("resolver.xml", shibboleth::resolver),
+        _ => return Ok(0),
     };
-    match product {
-        Some((ext, Ok(text))) => write(format!("{stem}.{ext}"), &text)?,
-        Some((ext, Err(e))) => {
-            remove(ext)?;
-            return Err(format!("written as JSON only: {e}"));
+    let mut left_out = Vec::new();
+    let mut refs: Vec<&Rule> = Vec::new();
+    for r in &rules.rules {
+        match generate(&[r], &output) {
+            Ok(_) => refs.push(r),
+            Err(e) => left_out.push(e.to_string()),
         }
-        None => {}
     }
-    Ok(rules.rules.len())
+    let text = match generate(&refs, &output) {
+        Ok(t) => t,
+        Err(e) => {
+            // Together they need more than the priorities allow: none is written.
+            left_out.push(e.to_string());
+            refs.clear();
+            generate(&[], &output).map_err(|e| e.to_string())?
+        }
+    };
+    let text = if text.is_empty() {
+        "<!-- DAME conversion rules: none -->\n".to_owned()
+    } else {
+        text
+    };
+    write(format!("{stem}.{ext}"), &text)?;
+    if left_out.is_empty() {
+        Ok(refs.len())
+    } else {
+        Err(format!(
+            "{} of {} rules written, the rest as JSON only: {}",
+            refs.len(),
+            rules.rules.len(),
+            left_out.join("; ")
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -835,17 +883,35 @@ mod tests {
             "{json}"
         );
         assert!(file("authproc.php").exists());
-        // A rule SimpleSAMLphp has no filter for: JSON only, the old product file gone.
+        // The local name of an attribute the IdP has is that attribute too.
+        let by_local = rule("u", "uid", r#"[{"op": "lowercase"}]"#);
+        let mut named = cfg.clone();
+        named.names.insert(UID.into(), "uid".into());
+        let body = format!(r#"{{"rules": [{by_local}]}}"#);
+        assert_eq!(write_rules(body.as_bytes(), &named, dir.path(), SP), Ok(0));
+        // A rule SimpleSAMLphp has no filter for: JSON only; the product file stays, without
+        // it (a file the operator requires must not vanish), and the other rules are in it.
         let lower = rule("cn", "urn:oid:2.5.4.3", r#"[{"op": "lowercase"}]"#);
-        let body = format!(r#"{{"rules": [{lower}]}}"#);
-        assert!(write_rules(body.as_bytes(), &cfg, dir.path(), SP).is_err());
-        assert!(file("json").exists() && !file("authproc.php").exists());
-        // No rules any more: nothing left.
+        let body = format!(r#"{{"rules": [{lower}, {eppn}]}}"#);
+        let e = write_rules(body.as_bytes(), &cfg, dir.path(), SP).unwrap_err();
+        assert!(e.contains("1 of 2 rules written"), "{e}");
+        let php = std::fs::read_to_string(file("authproc.php")).unwrap();
+        assert!(
+            php.contains("rule eppn") && !php.contains("rule cn"),
+            "{php}"
+        );
+        // No rules any more: the files say so, and stay loadable.
         assert_eq!(
             write_rules(br#"{"rules": []}"#, &cfg, dir.path(), SP),
             Ok(0)
         );
-        assert!(!file("json").exists());
+        let php = std::fs::read_to_string(file("authproc.php")).unwrap();
+        assert!(php.starts_with("<?php") && !php.contains("=>"), "{php}");
+        assert!(
+            std::fs::read_to_string(file("json"))
+                .unwrap()
+                .contains("[]")
+        );
     }
 
     /// The MDQ route serves what the directory holds for the entity asked for, by entityID or
@@ -860,8 +926,20 @@ mod tests {
             b"<EntityDescriptor/>",
         )
         .unwrap();
+        let loc = dir.path().join(format!("{sha1}.xml.loc"));
+        std::fs::write(
+            &loc,
+            b"https://broker.example.com/mdq/entities/x\npending\n",
+        )
+        .unwrap();
         let other = saml_metadata::model::sha1_hex("https://other.example.org/sp");
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join(format!("{other}.xml"))).unwrap();
+        // A committed entry whose .xml is a link: not followed.
+        std::fs::write(
+            dir.path().join(format!("{other}.xml.loc")),
+            b"https://broker.example.com/mdq/entities/y\n",
+        )
+        .unwrap();
         let get = |id: &str, max: usize| {
             let path = format!("/mdq/entities/{}", saml_core::bindings::url_encode(id));
             MdqService::new("/mdq/").answer(
@@ -877,6 +955,9 @@ mod tests {
                 },
             )
         };
+        // Pending (or without its .xml.loc, an operator's file): not served.
+        assert_eq!(get(SP, 1 << 20).status, 404);
+        std::fs::write(&loc, b"https://broker.example.com/mdq/entities/x\n").unwrap();
         let a = get(SP, 1 << 20);
         assert_eq!((a.status, &a.body[..]), (200, &b"<EntityDescriptor/>"[..]));
         assert_eq!(get(&format!("{{sha1}}{sha1}"), 1 << 20).status, 200);

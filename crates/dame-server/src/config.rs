@@ -235,18 +235,26 @@ pub struct RulesConfig {
     /// only to SPs that may have it: conversion review M4).
     #[serde(default = "default_first_priority")]
     pub first_priority: u32,
-    /// The last `authproc` priority a file may use (default 49): a rule set needing more
-    /// filters is written as JSON only, rather than numbered into the operator's own filters.
-    #[serde(default = "default_last_priority")]
-    pub last_priority: u32,
+    /// The last `authproc` priority a file may use (default `first_priority` + 9): a rule
+    /// set needing more filters is written as JSON only, rather than numbered into the
+    /// operator's own filters.
+    #[serde(default)]
+    pub last_priority: Option<u32>,
+}
+
+impl RulesConfig {
+    /// The `authproc` priorities a file may use.
+    #[must_use]
+    pub fn priorities(&self) -> std::ops::RangeInclusive<u32> {
+        let last = self
+            .last_priority
+            .unwrap_or_else(|| self.first_priority.saturating_add(9));
+        self.first_priority..=last
+    }
 }
 
 fn default_first_priority() -> u32 {
     40
-}
-
-fn default_last_priority() -> u32 {
-    49
 }
 
 /// The TLS listener's files, when configured: both or neither.
@@ -410,7 +418,7 @@ impl AgentConfig {
                     "simplesamlphp, shibboleth or json",
                 ));
             }
-            if r.first_priority > r.last_priority {
+            if r.priorities().is_empty() {
                 return Err(Error::config(
                     "rules.last_priority",
                     "at least rules.first_priority",

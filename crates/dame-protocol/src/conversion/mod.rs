@@ -25,7 +25,7 @@
 //! | `join {separator}` | all values into one, in order |
 //! | `split {separator}` | each value split at every separator |
 //! | `regex_replace {pattern, replacement}` | every match replaced (`$1`, `${name}` for groups, `$$` for `$`); a pattern every engine reads alike ([`portable`]) |
-//! | `scope_add {scope}` | `value@scope` for each value without `@`; a value that has one is dropped |
+//! | `scope_add {scope}` | `value@scope` for each value without `@`; a value that has one, or is empty, is dropped |
 //! | `scope_strip` | each value cut before its last `@` |
 //! | `value_map {map, keep_unmapped}` | each value looked up; unmapped ones dropped unless kept |
 //! | `lowercase` | Unicode lower case |
@@ -99,25 +99,31 @@ pub const MAX_TEXT: usize = 1024;
 
 /// The attributes whose values are scoped (`user@scope`), which an SP checks against the
 /// asserting IdP's `shibmd:Scope`s or not at all: eduPersonPrincipalName,
-/// eduPersonScopedAffiliation, eduPersonUniqueId, subject-id and pairwise-id (SAML V2.0
-/// Subject Identifier Attributes Profile §3.3, §3.4), and the SAML 1 names of the first two (as
-/// `sasl_saml20::server::SCOPED_ATTRIBUTES`). Compared without ASCII case.
-pub const SCOPED_ATTRIBUTES: [&str; 7] = [
+/// eduPersonScopedAffiliation, eduPersonUniqueId, eduPersonPrincipalNamePrior (which SPs use
+/// to link accounts), subject-id and pairwise-id (SAML V2.0 Subject Identifier Attributes
+/// Profile §3.3, §3.4), and the SAML 1 names of the eduPerson ones. Compared without ASCII case.
+pub const SCOPED_ATTRIBUTES: [&str; 11] = [
     "urn:oid:1.3.6.1.4.1.5923.1.1.1.6",
     "urn:oid:1.3.6.1.4.1.5923.1.1.1.9",
     "urn:oid:1.3.6.1.4.1.5923.1.1.1.13",
+    "urn:oid:1.3.6.1.4.1.5923.1.1.1.12",
     "urn:oasis:names:tc:SAML:attribute:subject-id",
     "urn:oasis:names:tc:SAML:attribute:pairwise-id",
     "urn:mace:dir:attribute-def:eduPersonPrincipalName",
     "urn:mace:dir:attribute-def:eduPersonScopedAffiliation",
+    "urn:mace:dir:attribute-def:eduPersonUniqueId",
+    "urn:mace:dir:attribute-def:eduPersonPrincipalNamePrior",
+    "urn:mace:dir:attribute-def:eduPersonTargetedID",
 ];
 
 /// The friendly (basic) names of [`SCOPED_ATTRIBUTES`], as SPs may request them and IdPs name
 /// them locally.
-const SCOPED_FRIENDLY_NAMES: [&str; 5] = [
+const SCOPED_FRIENDLY_NAMES: [&str; 7] = [
     "eduPersonPrincipalName",
+    "eppn",
     "eduPersonScopedAffiliation",
     "eduPersonUniqueId",
+    "eduPersonPrincipalNamePrior",
     "subject-id",
     "pairwise-id",
 ];
@@ -185,7 +191,9 @@ impl<'a> Output<'a> {
             what: product,
             reason: format!("rule {}: {why}", rule.id),
         };
-        let ours = |scope: &str| self.scopes.iter().any(|s| s.eq_ignore_ascii_case(scope));
+        // Exactly as configured: `EXAMPLE.org` would make a second identity for each user at
+        // an SP that compares values as strings.
+        let ours = |scope: &str| self.scopes.iter().any(|s| s == scope);
         for op in &rule.ops {
             if let Op::ScopeAdd { scope } = op
                 && !ours(scope)
@@ -197,11 +205,22 @@ impl<'a> Output<'a> {
             }
         }
         // By its SAML name, its friendly name or the IdP's local name for it (an SP may request
-        // `eduPersonPrincipalName` by its basic name, and SimpleSAMLphp names it so inside).
-        let scoped = std::iter::once(rule.target.name.as_str())
-            .chain(rule.target.friendly_name.as_deref())
-            .chain(self.names.get(&rule.target.name).map(String::as_str))
-            .any(is_scoped);
+        // `eduPersonPrincipalName` by its basic name, and SimpleSAMLphp names it so inside),
+        // and a local name that is the one the IdP gives a scoped attribute (`eppn` mapped from
+        // eduPersonPrincipalName's URN: a rule targeting `eppn` writes that attribute).
+        let local = self
+            .names
+            .get(&rule.target.name)
+            .map_or(rule.target.name.as_str(), String::as_str);
+        let scoped_local = SCOPED_ATTRIBUTES
+            .iter()
+            .filter_map(|a| self.names.get(*a))
+            .any(|l| l.eq_ignore_ascii_case(local));
+        let scoped = scoped_local
+            || std::iter::once(rule.target.name.as_str())
+                .chain(rule.target.friendly_name.as_deref())
+                .chain(std::iter::once(local))
+                .any(is_scoped);
         if scoped && !matches!(rule.ops.last(), Some(Op::ScopeAdd { .. })) {
             return Err(refuse(format!(
                 "makes the scoped attribute {} without adding this IdP's scope last",
@@ -639,7 +658,7 @@ impl Rule {
                 // on, a login name chosen as `victim@victim.example` became that eppn).
                 Op::ScopeAdd { scope } => values
                     .into_iter()
-                    .filter(|v| !v.contains('@'))
+                    .filter(|v| !v.is_empty() && !v.contains('@'))
                     .map(|v| format!("{v}@{scope}"))
                     .collect(),
                 Op::ScopeStrip => values
@@ -754,11 +773,14 @@ pub struct RulesQuery {
 /// The HTTP header carrying a rules answer's signature ([`sign_answer`]).
 pub const ANSWER_SIGNATURE_HEADER: &str = "DAME-Signature";
 
-/// What a rules answer's signature covers: a fixed label, the query as the IdP sent it (so an
-/// answer to one SP's question cannot be passed off for another's) and the body.
-fn answer_octets(query: &str, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32 + query.len() + body.len());
+/// What a rules answer's signature covers: a fixed label, when it was made (so an older answer
+/// cannot be replayed for long), the query as the IdP sent it (so an answer to one SP's
+/// question cannot be passed off for another's) and the body.
+fn answer_octets(instant: &str, query: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + query.len() + body.len());
     out.extend_from_slice(b"DAME rules answer\n");
+    out.extend_from_slice(instant.as_bytes());
+    out.push(b'\n');
     out.extend_from_slice(query.strip_prefix('?').unwrap_or(query).as_bytes());
     out.push(b'\n');
     out.extend_from_slice(body);
@@ -766,49 +788,67 @@ fn answer_octets(query: &str, body: &[u8]) -> Vec<u8> {
 }
 
 /// The [`ANSWER_SIGNATURE_HEADER`] value for the answer `body` to `query` (the raw query
-/// string the IdP sent), signed with the broker's `key` (its natural algorithm):
-/// `SigAlg=<URI>&Signature=<base64>`, both percent-encoded.
+/// string the IdP sent) at `now`, signed with the broker's `key` (its natural algorithm):
+/// `IssueInstant=<xs:dateTime>&SigAlg=<URI>&Signature=<base64>`, percent-encoded.
 pub fn sign_answer(
     query: &str,
     body: &[u8],
     key: &saml_core::dsig::SigningKey,
+    now: std::time::SystemTime,
 ) -> Result<String, Error> {
     use base64::Engine as _;
+    let instant = saml_core::time::format_datetime(now);
     let alg = key.default_algorithm();
-    let sig = key.sign_octets(alg, &answer_octets(query, body))?;
+    let sig = key.sign_octets(alg, &answer_octets(&instant, query, body))?;
     Ok(format!(
-        "SigAlg={}&Signature={}",
+        "IssueInstant={}&SigAlg={}&Signature={}",
+        saml_core::bindings::url_encode(&instant),
         saml_core::bindings::url_encode(alg.uri()),
         saml_core::bindings::url_encode(&base64::engine::general_purpose::STANDARD.encode(sig))
     ))
 }
 
-/// Checks the [`ANSWER_SIGNATURE_HEADER`] value `header` of the answer `body` to `query` with
-/// the broker's `keys` (RSA at least 2048 bits, no SHA-1): an answer without it is refused
-/// ([`Refusal::Unsigned`](crate::Refusal::Unsigned)), one whose signature does not
-/// verify too ([`Refusal::BadSignature`](crate::Refusal::BadSignature)).
+/// Checks the [`ANSWER_SIGNATURE_HEADER`] value `header` of the answer `body` to `query` at
+/// `now` with the broker's `keys` (RSA at least 2048 bits, no SHA-1): an answer without it is
+/// refused ([`Refusal::Unsigned`](crate::Refusal::Unsigned)), one whose signature does not
+/// verify too ([`Refusal::BadSignature`](crate::Refusal::BadSignature)), and so is one made
+/// more than [`crate::signed::DEFAULT_MAX_AGE`] ago or ahead of `now` by more than
+/// [`crate::signed::DEFAULT_CLOCK_SKEW`] (an older answer, with rules since withdrawn, replayed).
 pub fn verify_answer(
     query: &str,
     body: &[u8],
     header: Option<&str>,
     keys: &saml_core::dsig::TrustedKeys,
+    now: std::time::SystemTime,
 ) -> Result<(), Error> {
     use base64::Engine as _;
     const W: &str = "rules answer signature";
     let header = header.ok_or(crate::error::Refusal::Unsigned)?;
     let q = crate::query::Query::parse(W, header)?;
     let names: Vec<&str> = q.pairs.iter().map(|(k, _)| *k).collect();
-    if names != ["SigAlg", "Signature"] {
-        return Err(Error::malformed(W, "SigAlg then Signature, nothing else"));
+    if names != ["IssueInstant", "SigAlg", "Signature"] {
+        return Err(Error::malformed(
+            W,
+            "IssueInstant, SigAlg, Signature, nothing else",
+        ));
     }
+    let instant = q.required(W, "IssueInstant")?;
+    let issued = saml_core::time::parse_datetime(&instant)
+        .ok_or_else(|| Error::malformed(W, "IssueInstant is not xs:dateTime"))?;
     let alg = q.required(W, "SigAlg")?;
     let alg = saml_core::dsig::SignatureAlgorithm::from_uri(&alg, false)
         .map_err(saml_core::Error::from)?;
     let sig = base64::engine::general_purpose::STANDARD
         .decode(q.required(W, "Signature")?)
         .map_err(|e| Error::malformed(W, format!("Signature is not base64: {e}")))?;
-    keys.verify_octets(alg, 2048, &answer_octets(query, body), &sig)
+    keys.verify_octets(alg, 2048, &answer_octets(&instant, query, body), &sig)
         .map_err(|_| crate::error::Refusal::BadSignature)?;
+    crate::signed::check_time(
+        issued,
+        now,
+        crate::signed::DEFAULT_MAX_AGE,
+        crate::signed::DEFAULT_CLOCK_SKEW,
+    )?;
     Ok(())
 }
 

@@ -16,18 +16,23 @@
 //! `[:alpha:]`, no `&& -- ~~`), groups (capturing, `(?<name>…)` with an ASCII name, `(?:…)`),
 //! the flags `i m s`, alternations and repetitions. Refused because an engine reads them
 //! otherwise: `(?P<…>`, `\v` (a class in PCRE and Java), `\u` / `\U` escapes, `\b{…}`, `\<`,
-//! `\>`, the flags `u x U R`. What still differs is documented, not hidden: `\d \w \s` and
-//! case folding are ASCII in PCRE without UCP and in Java, Unicode in the evaluator; Java's `$`
-//! and `.` know more line terminators (PCRE is given `D`, so its `$` is the end, as here).
+//! `\>`, the flags `u x U R`, a quantified assertion (`^*`, `\b?`) and a class written like a
+//! POSIX one outside brackets (`[:a:]`, `[.a.]`, `[=a=]`), which PCRE refuses. What still
+//! differs is documented, not hidden: `\d \w \s` and case folding are ASCII in Java (PHP's
+//! `/u` makes them Unicode in PCRE, as in the evaluator); Java's `$` and `.` know more line
+//! terminators (PCRE is given `D`, so its `$` is the end, as here).
 //!
-//! **Backtracking** (review M2: `^(?:[a-z]*a){12}$` took 44 s in Java on a 37-character value):
-//! a repetition may not contain another repetition or an alternation; a pattern has at most
-//! [`MAX_CHOICES`] repetitions and alternations in all, at most [`MAX_LONG_REPEATS`] of the
-//! repetitions may repeat more than once, and a counted repetition at most [`MAX_COUNT`]
-//! times. The worst case of a backtracking engine is then cubic in the value's length (two
-//! unbounded repetitions, tried at every start), not exponential or of a degree the rule's
-//! author picks. SimpleSAMLphp still stops at `pcre.backtrack_limit`; the Shibboleth IdP has
-//! no such limit, which is why the bound is on the pattern.
+//! **Backtracking** (review M2: `^(?:[a-z]*a){12}$` took 44 s in Java on a 37-character value;
+//! the second review: `a*a*[bc]` took 7.8 s on 2,000 characters, and even `x*[yz]` is
+//! quadratic when tried at every start): a repetition may not contain another repetition or an
+//! alternation; a pattern has at most [`MAX_CHOICES`] repetitions and alternations in all, at
+//! most [`MAX_LONG_REPEATS`] of the repetitions may repeat more than once, at most one of them
+//! without an upper bound (`*`, `+`, `{n,}`), and a pattern with one begins with `^` or `\A`,
+//! so it is tried at one start only; a counted repetition repeats at most [`MAX_COUNT`] times.
+//! The worst case of a backtracking engine is then linear in the value's length times the
+//! bounded repetitions' counts, not of a degree the rule's author picks. SimpleSAMLphp stops
+//! at `pcre.backtrack_limit` anyway; the Shibboleth IdP has no such limit, which is why the
+//! bound is on the pattern.
 //!
 //! **Replacements** are parsed with the `regex` crate's rules (`$N`, `$name`, `${…}`, `$$`),
 //! every group reference resolved against the pattern (a group that does not exist is refused:
@@ -67,7 +72,15 @@ pub(crate) fn check_pattern(pattern: &str) -> Result<(), String> {
         .parse(pattern)
         .map_err(|e| e.to_string())?;
     let mut count = Counts::default();
-    walk(&ast, false, &mut count)?;
+    walk(&ast, false, &mut count, pattern)?;
+    if count.unbounded > 1 {
+        return Err(
+            "more than one repetition without an upper bound (backtracking engines run it)".into(),
+        );
+    }
+    if count.unbounded == 1 && !anchored(&ast) {
+        return Err("a pattern with * + or {n,} must begin with ^ or \\A (backtracking engines try it at every start)".into());
+    }
     if count.choices > MAX_CHOICES {
         return Err(format!(
             "more than {MAX_CHOICES} repetitions and alternations (backtracking engines run it)"
@@ -85,11 +98,27 @@ pub(crate) fn check_pattern(pattern: &str) -> Result<(), String> {
 struct Counts {
     choices: usize,
     long_repeats: usize,
+    unbounded: usize,
+}
+
+/// Whether `ast` begins with `^` or `\A` (after any flags).
+fn anchored(ast: &Ast) -> bool {
+    let first = match ast {
+        Ast::Concat(c) => c.asts.iter().find(|a| !matches!(a, Ast::Flags(_))),
+        other => Some(other),
+    };
+    matches!(first, Some(Ast::Assertion(a))
+        if matches!(a.kind, AssertionKind::StartLine | AssertionKind::StartText))
 }
 
 /// `under_repetition`: inside a repetition that repeats more than once (inside `?` a
 /// sub-expression runs at most once, so nothing multiplies).
-fn walk(ast: &Ast, under_repetition: bool, count: &mut Counts) -> Result<(), String> {
+fn walk(
+    ast: &Ast,
+    under_repetition: bool,
+    count: &mut Counts,
+    pattern: &str,
+) -> Result<(), String> {
     match ast {
         Ast::Empty(_) | Ast::Dot(_) | Ast::ClassPerl(_) => Ok(()),
         Ast::Literal(l) => literal(l),
@@ -104,7 +133,17 @@ fn walk(ast: &Ast, under_repetition: bool, count: &mut Counts) -> Result<(), Str
             _ => Err("only ^ $ \\A \\z \\b \\B as assertions".into()),
         },
         Ast::ClassUnicode(c) => unicode_class(&c.kind),
-        Ast::ClassBracketed(c) => class_set(&c.kind),
+        Ast::ClassBracketed(c) => {
+            // `[:a:]`, `[.a.]`, `[=a=]` outside brackets: a class of literals here and in Java,
+            // an error in PCRE ("POSIX named classes are supported only within a class").
+            let text = pattern.get(c.span.start.offset..).unwrap_or("");
+            let text = text.strip_prefix('[').unwrap_or(text);
+            let text = text.strip_prefix('^').unwrap_or(text);
+            if text.starts_with([':', '.', '=']) {
+                return Err("a class beginning [: [. or [= (PCRE reads a POSIX class)".into());
+            }
+            class_set(&c.kind)
+        }
         Ast::Repetition(r) => {
             if under_repetition {
                 return Err(
@@ -112,6 +151,17 @@ fn walk(ast: &Ast, under_repetition: bool, count: &mut Counts) -> Result<(), Str
                 );
             }
             count.choices += 1;
+            if repeats_an_assertion(&r.ast) {
+                return Err("a quantified assertion (PCRE refuses it)".into());
+            }
+            if matches!(
+                r.op.kind,
+                RepetitionKind::ZeroOrMore
+                    | RepetitionKind::OneOrMore
+                    | RepetitionKind::Range(RepetitionRange::AtLeast(_))
+            ) {
+                count.unbounded += 1;
+            }
             let long = match &r.op.kind {
                 RepetitionKind::ZeroOrOne => false,
                 RepetitionKind::ZeroOrMore | RepetitionKind::OneOrMore => true,
@@ -131,7 +181,7 @@ fn walk(ast: &Ast, under_repetition: bool, count: &mut Counts) -> Result<(), Str
             if long {
                 count.long_repeats += 1;
             }
-            walk(&r.ast, long, count)
+            walk(&r.ast, long, count, pattern)
         }
         Ast::Group(g) => {
             match &g.kind {
@@ -155,7 +205,7 @@ fn walk(ast: &Ast, under_repetition: bool, count: &mut Counts) -> Result<(), Str
                 }
                 GroupKind::NonCapturing(f) => flags(f)?,
             }
-            walk(&g.ast, under_repetition, count)
+            walk(&g.ast, under_repetition, count, pattern)
         }
         Ast::Alternation(a) => {
             if under_repetition {
@@ -166,12 +216,21 @@ fn walk(ast: &Ast, under_repetition: bool, count: &mut Counts) -> Result<(), Str
             count.choices += 1;
             a.asts
                 .iter()
-                .try_for_each(|x| walk(x, under_repetition, count))
+                .try_for_each(|x| walk(x, under_repetition, count, pattern))
         }
         Ast::Concat(c) => c
             .asts
             .iter()
-            .try_for_each(|x| walk(x, under_repetition, count)),
+            .try_for_each(|x| walk(x, under_repetition, count, pattern)),
+    }
+}
+
+/// Whether a repetition's operand is an assertion (possibly inside groups).
+fn repeats_an_assertion(ast: &Ast) -> bool {
+    match ast {
+        Ast::Assertion(_) => true,
+        Ast::Group(g) => repeats_an_assertion(&g.ast),
+        _ => false,
     }
 }
 
@@ -282,6 +341,8 @@ pub(crate) fn parse_replacement(replacement: &str, re: &Regex) -> Result<Vec<Pie
         } else {
             re.capture_names().position(|n| n == Some(name))
         };
+        // PHP reads at most two digits in `${N}` (the second review: `${100}` stayed a literal).
+        let index = index.filter(|&i| i < 100);
         let Some(index) = index else {
             return Err(format!(
                 "the replacement names group {name:?}, which the pattern does not have"
@@ -389,7 +450,7 @@ mod tests {
             r"^([^@]+)@old\.example$",
             r"^(?<user>[a-z0-9]+)@(?i:EXAMPLE)\.org$",
             r"x\/y",
-            r"\d{1,3}-\w+",
+            r"^\d{1,3}-\w+",
             r"\p{Lu}\pL[\x41-\x{5A}]",
             r"^(a|b)c?$",
             r"^(?:foo|ba?r)?x",
@@ -416,6 +477,15 @@ mod tests {
             r".*.*.*x",
             r"a?b?c?d?e?",
             r"a{101}",
+            r"a*a*[bc]",
+            r"x*[yz]",
+            r"^a*b+c",
+            r"[:a:]",
+            r"[.a.]",
+            r"[^=a=]",
+            r"^*a",
+            r"\b?x",
+            r"a$?",
         ] {
             assert!(check_pattern(bad).is_err(), "{bad}");
         }
@@ -439,6 +509,10 @@ mod tests {
         assert!(parse_replacement("$3", &re).is_err());
         assert!(parse_replacement("$user2", &re).is_err());
         assert!(parse_replacement("${nobody}", &re).is_err());
+        // PHP's `${N}` reads two digits at most: group 100 cannot be written for it.
+        let many = Regex::new(&"(a)".repeat(100)).unwrap();
+        assert!(parse_replacement("$99", &many).is_ok());
+        assert!(parse_replacement("$100", &many).is_err());
         // A lone `$` and a backslash are themselves.
         let p = parse_replacement(r"50$ C:\", &re).unwrap();
         assert_eq!(php_replacement(&p), r"50\$ C:\\");

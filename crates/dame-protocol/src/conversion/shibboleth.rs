@@ -9,14 +9,14 @@
 //! |---|---|
 //! | none (copy, rename) | `Simple` |
 //! | `regex_replace` | `Mapped`: `SourceValue partialMatch="true"` = pattern (one every engine reads alike, [`super::portable`]), `ReturnValue` = the replacement in `Matcher`'s syntax (`$1`, `\$`, `\\`), `DefaultValue passThru="true"` |
-//! | `scope_add` | `Mapped`: `^([^@]*)\z` -> `$1@scope`, no pass-through (a value with a scope is dropped) |
+//! | `scope_add` | `Mapped`: `^([^@]+)\z` -> `$1@scope`, no pass-through (a value with a scope, or empty, is dropped) |
 //! | `scope_strip` | `Mapped`: `(?s)^(.*)@[^@]*\z` -> `$1`, pass-through |
-//! | `value_map` | `Mapped`: one `ValueMap` per entry, source quoted (`\Q…\E`), pass-through when unmapped values are kept |
+//! | `value_map` | `Mapped`: one `ValueMap` per entry, `^\Q…\E\z` (Java's `$` would match before a final newline), pass-through when unmapped values are kept |
 //! | `constant` (only op) | a `Static` data connector and a `Simple` definition |
 //!
 //! `join`, `split`, `lowercase` and several sources have no declarative definition: such a rule
 //! is refused ([`Error::Unsupported`]), and so is a rule adding a scope that is not the IdP's
-//! ([`super::Output::check_scopes`]). Source attributes are named by the IdP's resolver ids:
+//! ([`super::Output::scopes`]). Source attributes are named by the IdP's resolver ids:
 //! [`super::Output::names`] maps SAML names to them, and a source without an id is refused.
 //! Each definition's `AttributeEncoder` comes right after its input, as the resolver schema
 //! orders a `Mapped` definition's elements (conversion review M3: after the `ValueMap`s it
@@ -163,7 +163,7 @@ pub fn resolver(rules: &[&Rule], output: &Output<'_>) -> Result<String, Error> {
                     // through (conversion review H2).
                     pass = false;
                     maps = vec![(
-                        "^([^@]*)\\z".into(),
+                        "^([^@]+)\\z".into(),
                         format!("$1@{}", quote_replacement(scope)),
                     )];
                 }
@@ -172,7 +172,7 @@ pub fn resolver(rules: &[&Rule], output: &Output<'_>) -> Result<String, Error> {
                     pass = *keep_unmapped;
                     maps = map
                         .iter()
-                        .map(|(s, t)| (format!("^{}$", quote(s)), quote_replacement(t)))
+                        .map(|(s, t)| (format!("^{}\\z", quote(s)), quote_replacement(t)))
                         .collect();
                 }
                 other => {

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | one source, no ops (copy, rename) | `core:AttributeCopy` source => target |
 //! | `regex_replace` | `core:AttributeAlter` on the target, pattern `/…/uD` (PCRE; a pattern every engine reads alike, [`super::portable`]; an unescaped `/` escaped), the replacement in `preg_replace`'s syntax (`${1}`, `\$`, `\\`) |
-//! | `scope_add` | `core:AttributeAlter` `%remove` of `/@/u`, then `/\z/u` => `@scope` |
+//! | `scope_add` | `core:AttributeAlter` `%remove` of `/@|\A\z/u` (a scope already, or empty), then `/\z/u` => `@scope` |
 //! | `scope_strip` | `core:AttributeAlter` `/@[^@]*$/uD` => `` |
 //! | `value_map` as the first op, unmapped dropped | `core:AttributeValueMap` source => target, `%keep` |
 //! | `constant` as the only op | `core:AttributeAdd` target => values, `%replace` |
@@ -14,7 +14,7 @@
 //! `join`, `split`, `lowercase`, several sources, a `value_map` keeping unmapped values or not
 //! first, and a `constant` with other ops have no stock filter: such a rule is refused
 //! ([`Error::Unsupported`]) rather than approximated, and so is a rule adding a scope that is
-//! not the IdP's ([`super::Output::check_scopes`]). Names are SAML names unless
+//! not the IdP's ([`super::Output::scopes`]). Names are SAML names unless
 //! [`super::Output::names`] maps them to the IdP's local attribute names.
 //!
 //! The output is a PHP file returning the filters (`<?php return [ N => [...], ... ];`):
@@ -154,7 +154,7 @@ pub fn authproc(rules: &[&Rule], output: &Output<'_>) -> Result<String, Error> {
                     // Values with a scope of their own are removed first (conversion review
                     // H2), then every value gets this one.
                     entries.push(format!(
-                        "'class' => 'core:AttributeAlter', '%remove', 'subject' => {}, 'pattern' => '/@/u'",
+                        "'class' => 'core:AttributeAlter', '%remove', 'subject' => {}, 'pattern' => '/@|\\\\A\\\\z/u'",
                         q(target)
                     ));
                     ("/\\z/u".to_owned(), format!("@{scope}"))

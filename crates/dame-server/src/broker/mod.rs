@@ -207,9 +207,9 @@ pub struct BrokerService<S: Store> {
     flow_gauge: tokio::sync::Mutex<Option<(Instant, i64)>>,
 }
 
-/// Most published documents re-signed per second ([`BrokerService::refresh_documents`]): each
-/// is an RSA signature made under the core's lock, so documents signed together at a start are
-/// re-signed a few at a time (100,000 in under 3 hours, well within the half validity left).
+/// Most published documents re-signed per second (the broker's ticker, through
+/// `Registry::refresh_documents`): each is an RSA signature made under the core's lock, so
+/// documents signed together at a start are re-signed a few at a time (100,000 in under 3 hours, well within the half validity left).
 pub const RESIGN_BATCH: usize = 10;
 
 /// How long `/metrics` answers with the flow count it last took from the store.
@@ -1437,8 +1437,12 @@ async fn dame<S: Store>(
                 // Written and signed (conversion review L1) after the lock is released.
                 let answer = answer.and_then(|set| {
                     let json = set.to_json()?;
-                    let sig =
-                        dame_protocol::conversion::sign_answer(&q, json.as_bytes(), &svc.key)?;
+                    let sig = dame_protocol::conversion::sign_answer(
+                        &q,
+                        json.as_bytes(),
+                        &svc.key,
+                        SystemTime::now(),
+                    )?;
                     Ok((json, sig))
                 });
                 match answer {
