@@ -399,22 +399,28 @@ impl<T: IntegrationTarget> Agent<T> {
                 continue;
             };
             // A stem fetched already (two calls): that fetch answers for it.
-            let FetchNow::Fetch(req) = self.mdq.fetch_now(&id) else {
-                continue;
-            };
-            self.pending.insert(
-                req.token,
-                Pending {
-                    peer: None,
-                    id,
-                    deferred: false,
-                    issued: None,
-                    rolled_back_at: None,
-                },
-            );
-            out.push(req);
+            out.extend(self.fetch_by_sha1(id));
         }
         Ok(out)
+    }
+
+    /// A fetch of `id` (a `{sha1}` identifier, no peer named) tracked as pending, or `None`
+    /// when one is in flight already (this one joins it).
+    fn fetch_by_sha1(&mut self, id: Identifier) -> Option<FetchRequest> {
+        let FetchNow::Fetch(req) = self.mdq.fetch_now(&id) else {
+            return None;
+        };
+        self.pending.insert(
+            req.token,
+            Pending {
+                peer: None,
+                id,
+                deferred: false,
+                issued: None,
+                rolled_back_at: None,
+            },
+        );
+        Some(req)
     }
 
     /// Review M6: fetches (by `{sha1}`, from the configured broker) of the integrated peers
@@ -459,20 +465,7 @@ impl<T: IntegrationTarget> Agent<T> {
             // Asked for now, or joined to a fetch in flight: not again before the retry
             // interval, unless an integration records a later time first.
             self.refresh.insert(stem, now + self.refresh_retry);
-            let FetchNow::Fetch(req) = self.mdq.fetch_now(&id) else {
-                continue;
-            };
-            self.pending.insert(
-                req.token,
-                Pending {
-                    peer: None,
-                    id,
-                    deferred: false,
-                    issued: None,
-                    rolled_back_at: None,
-                },
-            );
-            out.push(req);
+            out.extend(self.fetch_by_sha1(id));
         }
         Ok(out)
     }
