@@ -503,20 +503,7 @@ fn a_restarted_agent_reinitialises_from_its_loc_files() {
     assert_eq!(reqs.len(), 1);
     for req in reqs {
         assert!(req.url.contains("%7Bsha1%7D"), "{}", req.url);
-        let (status, headers, body) = w.mdq(&req.url, &req.headers);
-        let out = restarted
-            .handle_fetched(
-                req.token,
-                &req.url,
-                &mdq_client::response::HttpResponse {
-                    status,
-                    headers: &headers,
-                    body: &body,
-                },
-                w.now,
-                &mut rng(),
-            )
-            .unwrap();
+        let out = w.answer_fetch(&mut restarted, &req, &mut rng()).unwrap();
         assert!(matches!(out, FetchOutcome::Answer(a) if a.status == MdiStatus::Integrated));
     }
     assert!(restarted.target().files.contains_key(&metadata_file(IDP)));
@@ -617,20 +604,7 @@ fn a_no_store_answer_integrates_and_a_mismatched_completion_changes_nothing() {
     );
     assert!(restarted.target().files.contains_key(&metadata_file(IDP)));
     // B completes too (the broker does not know it).
-    let (status, headers, body) = w.mdq(&b.url, &b.headers);
-    let out = restarted
-        .handle_fetched(
-            b.token,
-            &b.url,
-            &mdq_client::response::HttpResponse {
-                status,
-                headers: &headers,
-                body: &body,
-            },
-            w.now,
-            &mut rng(),
-        )
-        .unwrap();
+    let out = w.answer_fetch(&mut restarted, b, &mut rng()).unwrap();
     assert!(
         matches!(&out, FetchOutcome::Answer(x) if x.status != MdiStatus::Integrated),
         "{out:?}"
@@ -691,20 +665,7 @@ fn a_trigger_joining_a_restart_fetch_is_reported_with_its_peer() {
         panic!("the trigger joins the restart's fetch")
     };
     assert_eq!(joined.status, MdiStatus::AcceptedPending);
-    let (status, headers, body) = w.mdq(&req.url, &req.headers);
-    let out = restarted
-        .handle_fetched(
-            req.token,
-            &req.url,
-            &mdq_client::response::HttpResponse {
-                status,
-                headers: &headers,
-                body: &body,
-            },
-            w.now,
-            &mut r,
-        )
-        .unwrap();
+    let out = w.answer_fetch(&mut restarted, &req, &mut r).unwrap();
     assert!(
         matches!(&out, FetchOutcome::Answer(a) if a.status == MdiStatus::Integrated),
         "{out:?}"

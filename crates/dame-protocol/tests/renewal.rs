@@ -216,20 +216,7 @@ fn a_refresh_joins_a_fetch_in_flight() {
     assert!(restarted.refresh_due(w.now).unwrap().is_empty());
     assert_eq!(restarted.pending(), 1);
     let req = &reqs[0];
-    let (status, headers, body) = w.mdq(&req.url, &req.headers);
-    let out = restarted
-        .handle_fetched(
-            req.token,
-            &req.url,
-            &mdq_client::response::HttpResponse {
-                status,
-                headers: &headers,
-                body: &body,
-            },
-            w.now,
-            &mut rng(),
-        )
-        .unwrap();
+    let out = w.answer_fetch(&mut restarted, req, &mut rng()).unwrap();
     assert!(integrated(&[out]));
     // Recorded: not due until half the validity has passed.
     w.advance(REFRESH_RETRY + HOUR);

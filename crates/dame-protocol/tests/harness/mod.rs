@@ -323,6 +323,28 @@ impl World {
         out
     }
 
+    /// `agent`'s fetch `req` (one not driven through a party of this world, e.g. a restarted
+    /// agent's) answered by the broker's MDQ service at `now`.
+    pub fn answer_fetch(
+        &self,
+        agent: &mut Agent<MemoryTarget>,
+        req: &mdq_client::client::FetchRequest,
+        rng: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<FetchOutcome, Error> {
+        let (status, headers, body) = self.mdq(&req.url, &req.headers);
+        agent.handle_fetched(
+            req.token,
+            &req.url,
+            &HttpResponse {
+                status,
+                headers: &headers,
+                body: &body,
+            },
+            self.now,
+            rng,
+        )
+    }
+
     /// [`World::refresh_agent`] for every agent; how many fetches ran.
     pub fn refresh_agents(&mut self) -> usize {
         [SP, IDP, IDP2]
