@@ -269,6 +269,10 @@ pub fn validate_with(entity: &EntityDescriptor, loopback_http: bool) -> Result<(
 /// - `mdrpi:RegistrationInfo` and `mdrpi:PublicationInfo` (SAML V2.0 Metadata Extensions for
 ///   Registration and Publication Information: they name a federation that registered or
 ///   published the entity);
+/// - an extension element this implementation keeps as written without interpreting it (any
+///   namespace but the modelled ones: `mdui`, `idpdisc`, `init`, `alg`, DAME's, and the
+///   modelled elements of the three above): the broker cannot judge what a relying party's
+///   product makes of it;
 /// - a role this implementation keeps as written without interpreting it (it could carry any
 ///   of the above);
 /// - any role but `IDPSSODescriptor` and `SPSSODescriptor`: `AttributeAuthorityDescriptor`,
@@ -363,12 +367,23 @@ pub fn validate_self_registered(entity: &EntityDescriptor) -> Result<(), Error> 
                 p.publisher
             ));
         }
-        if let Some(raw) = x
-            .unknown
-            .iter()
-            .find(|r| [SHIBMD_NS, MDATTR_NS, MDRPI_NS].contains(&r.name.0.as_str()))
-        {
-            return unvouched(format!("the extension {{{}}}{}", raw.name.0, raw.name.1));
+        // Any extension element this implementation does not interpret (the three namespaces
+        // above in a form not modelled, and every other namespace): relying parties' products
+        // act on extensions the broker cannot judge (a vendor's trust or attribute-release
+        // hints), and the broker would sign them as the federation's word (conversion review,
+        // still open after the seventh round).
+        if let Some(raw) = x.unknown.first() {
+            let known = [SHIBMD_NS, MDATTR_NS, MDRPI_NS].contains(&raw.name.0.as_str());
+            return unvouched(format!(
+                "the extension {{{}}}{}{}",
+                raw.name.0,
+                raw.name.1,
+                if known {
+                    ""
+                } else {
+                    ", which the broker does not interpret"
+                }
+            ));
         }
     }
     Ok(())

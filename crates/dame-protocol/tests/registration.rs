@@ -423,6 +423,22 @@ mod store {
         b.build().unwrap().to_xml().unwrap().into_bytes()
     }
 
+    /// `md` with a vendor's extension element after the `nth` start of an `md:Extensions`
+    /// (counting opening tags only).
+    fn with_extension(md: Vec<u8>, tag: &str, nth: usize) -> Vec<u8> {
+        let text = String::from_utf8(md).unwrap();
+        let open = format!("<md:{tag}");
+        let at = text
+            .match_indices(&open)
+            .nth(nth - 1)
+            .map(|(i, _)| i + open.len())
+            .unwrap_or_else(|| panic!("no {nth}th {open} in {text}"));
+        let mut out = text[..at].to_owned();
+        out.push_str(r#"<v:TrustHint xmlns:v="urn:example:vendor">anything</v:TrustHint>"#);
+        out.push_str(&text[at..]);
+        out.into_bytes()
+    }
+
     fn begin(store: &mut Registrations, reg: &Registry, md: &[u8]) -> Result<String, String> {
         store
             .begin(
@@ -476,6 +492,33 @@ mod store {
             ),
             (attacker(&[], true, false), "mdattr:EntityAttributes"),
             (attacker(&[], false, true), "mdrpi:RegistrationInfo"),
+            // An extension element the broker does not interpret, in the entity's and in the
+            // role's md:Extensions (seventh round, still open then: it was re-signed as it
+            // came, up to the upload limit).
+            (
+                with_extension(attacker(&[], false, false), "Extensions>", 1),
+                "{urn:example:vendor}TrustHint",
+            ),
+            (
+                with_extension(
+                    attacker(&[("attacker.example", false)], false, false),
+                    "Extensions>",
+                    2,
+                ),
+                "which the broker does not interpret",
+            ),
+            // A shibmd element not modelled (a trust anchor).
+            (
+                String::from_utf8(attacker(&[], false, false))
+                    .unwrap()
+                    .replacen(
+                        "Extensions>",
+                        "Extensions><shibmd:KeyAuthority xmlns:shibmd=\"urn:mace:shibboleth:metadata:1.0\" VerifyDepth=\"5\"/>",
+                        1,
+                    )
+                    .into_bytes(),
+                "KeyAuthority",
+            ),
         ] {
             let why = begin(&mut store, &reg, &md).unwrap_err();
             assert!(why.contains(claim), "{claim}: {why}");
