@@ -87,6 +87,10 @@ impl EntityPolicy {
     }
 }
 
+/// How long [`Registry::refresh_documents`] waits before it tries again to re-sign a document
+/// whose signing failed.
+pub const RESIGN_RETRY: Duration = Duration::from_secs(600);
+
 /// One registered provider.
 #[derive(Debug, Clone)]
 pub struct Registered {
@@ -496,6 +500,10 @@ pub struct Registry {
     per_domain: HashMap<String, usize>,
     revision: u64,
     by_sha1: HashMap<String, String>,
+    /// Entities whose re-signing failed, with when [`Registry::refresh_documents`] tries
+    /// again (not before: the soonest to expire come first, so a document that cannot be
+    /// signed held a slot of every call).
+    resign_after: HashMap<String, SystemTime>,
 }
 
 impl Registry {
@@ -513,6 +521,7 @@ impl Registry {
             per_domain: HashMap::new(),
             revision: 0,
             by_sha1: HashMap::new(),
+            resign_after: HashMap::new(),
         }
     }
 
@@ -570,6 +579,7 @@ impl Registry {
         let (document, valid_until) = self.publish(&entity, now)?;
         let id = entity.entity_id.clone();
         self.by_sha1.insert(sha1_hex(&id), id.clone());
+        self.resign_after.remove(&id);
         self.revision += 1;
         if !self.entities.contains_key(&id)
             && let Some(d) = registrable_domain(&id)
@@ -635,15 +645,24 @@ impl Registry {
     /// caller's lock; documents all signed at one start come due together). Nothing else
     /// changes: the entity, its policy, [`Registered::updated`] and [`Registry::revision`]
     /// stay (what was derived from the registry is still current).
+    ///
+    /// A document whose signing fails keeps its old document and is not tried again before
+    /// [`RESIGN_RETRY`] has passed: the soonest to expire come first, so one that cannot be
+    /// signed took a slot of every call for good, and `limit` of them stopped every other
+    /// document's renewal (still open after the seventh round). [`Registry::resign_failures`]
+    /// says how many wait.
     pub fn refresh_documents(&mut self, now: SystemTime, limit: usize) -> usize {
         if limit == 0 {
             return 0;
         }
         let threshold = now + self.validity / 2;
+        let retry = &self.resign_after;
         let mut due: Vec<(SystemTime, &str)> = self
             .entities
             .iter()
-            .filter(|(_, r)| r.valid_until < threshold)
+            .filter(|(id, r)| {
+                r.valid_until < threshold && retry.get(id.as_str()).is_none_or(|t| *t <= now)
+            })
             .map(|(id, r)| (r.valid_until, id.as_str()))
             .collect();
         // Called often with a small `limit` while many are due: the `limit` soonest, without
@@ -659,10 +678,12 @@ impl Registry {
                 continue;
             };
             // The entity was validated and signed before with this key: signing again fails
-            // only if the key does, and then the old document stays.
+            // only if the key does, and then the old document stays until a later try.
             let Ok((document, valid_until)) = self.publish(&r.entity, now) else {
+                self.resign_after.insert(id, now + RESIGN_RETRY);
                 continue;
             };
+            self.resign_after.remove(&id);
             if let Some(r) = self.entities.get_mut(&id) {
                 r.document = document;
                 r.valid_until = valid_until;
@@ -670,6 +691,13 @@ impl Registry {
             }
         }
         n
+    }
+
+    /// How many published documents [`Registry::refresh_documents`] could not re-sign and
+    /// waits [`RESIGN_RETRY`] to try again (for a broker's metrics and logs).
+    #[must_use]
+    pub fn resign_failures(&self) -> usize {
+        self.resign_after.len()
     }
 
     /// Whether [`Registry::insert`] has room for `entity_id` (with `replace`, an update of a
@@ -726,6 +754,7 @@ impl Registry {
     /// Removes `entity_id`; whether it was there.
     pub fn remove(&mut self, entity_id: &str) -> bool {
         self.by_sha1.remove(&sha1_hex(entity_id));
+        self.resign_after.remove(entity_id);
         let removed = self.entities.remove(entity_id).is_some();
         self.revision += u64::from(removed);
         if removed
@@ -759,7 +788,72 @@ impl DocumentSource for Registry {
 
 #[cfg(test)]
 mod tests {
-    use super::{registrable_domain, scope_within_host};
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use saml_metadata::builder::RoleBuilder as _;
+    use saml_metadata::model::{Binding, EntityDescriptor, IdpSso};
+    use testkit::signer::TestKey;
+
+    use super::{EntityPolicy, Registry, registrable_domain, scope_within_host};
+
+    /// A document that cannot be re-signed does not stop the others' renewal: it kept the
+    /// first of every call's slots (the soonest to expire), so `limit` of them starved every
+    /// other document until all expired. It is tried again after `RESIGN_RETRY`.
+    #[test]
+    fn a_document_that_cannot_be_re_signed_does_not_hold_the_others() {
+        let key = TestKey::rsa("broker");
+        let mut reg = Registry::new(key.signing());
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let ids: Vec<String> = (0..3)
+            .map(|i| format!("https://idp{i}.uni{i}.example/idp"))
+            .collect();
+        for (i, id) in ids.iter().enumerate() {
+            let host = format!("idp{i}.uni{i}.example");
+            let e = EntityDescriptor::builder(id)
+                .idp(
+                    IdpSso::builder()
+                        .signing_certificate(key.cert_der())
+                        .sso(Binding::HttpRedirect, &format!("https://{host}/sso")),
+                )
+                .dame_sync_location(&format!("https://{host}/dame"))
+                .build()
+                .unwrap();
+            // The first registered signs first: its document expires first.
+            let at = t0 + Duration::from_secs(i as u64);
+            reg.insert(e, EntityPolicy::default(), at, false).unwrap();
+        }
+        // The soonest to expire can no longer be written (an entity with no role).
+        let broken = &ids[0];
+        let mut e = (*reg.get(broken).unwrap().entity).clone();
+        e.roles.clear();
+        reg.entities.get_mut(broken).unwrap().entity = Arc::new(e);
+        let later = t0 + reg.validity;
+        let until = |reg: &Registry, id: &str| reg.get(id).unwrap().valid_until;
+        let before: Vec<SystemTime> = ids.iter().map(|id| until(&reg, id)).collect();
+        // One slot per call: the broken one is tried once, the others get their turns.
+        for _ in 0..3 {
+            reg.refresh_documents(later, 1);
+        }
+        assert_eq!(until(&reg, broken), before[0], "not re-signed, kept");
+        for (id, b) in ids.iter().zip(&before).skip(1) {
+            assert!(until(&reg, id) > *b, "{id} re-signed");
+        }
+        assert_eq!(reg.resign_failures(), 1);
+        // Not tried again before the retry interval, then tried again.
+        assert_eq!(reg.refresh_documents(later, 10), 0);
+        assert_eq!(reg.resign_failures(), 1);
+        let e = (*reg.get(&ids[1]).unwrap().entity).clone();
+        let mut fixed = e.clone();
+        fixed.entity_id.clone_from(broken);
+        reg.entities.get_mut(broken).unwrap().entity = Arc::new(fixed);
+        let retry = later + super::RESIGN_RETRY;
+        assert_eq!(reg.refresh_documents(retry, 10), 1);
+        assert!(until(&reg, broken) > before[0]);
+        assert_eq!(reg.resign_failures(), 0);
+    }
 
     /// Registrable domains follow the Public Suffix List, so that two universities under
     /// `ac.uk` are two domains and every host of one wildcard zone is one.
