@@ -529,6 +529,20 @@ pub struct BrokerConfig {
     /// count, and are not refused by it.
     #[serde(default = "default_max_entities_per_domain")]
     pub max_entities_per_domain: u32,
+    /// How long each document the MDQ service publishes is valid (its `validUntil`), in
+    /// hours (default 168, 7 days; 2 to 8760). The broker re-signs a document once half of it
+    /// has passed and the agents fetch it again then, so relying parties drop an entity
+    /// whose broker is gone, or that was rolled back without the rollback reaching them, at
+    /// most this long after (`Registry::validity`).
+    #[serde(default = "default_document_validity_hours")]
+    pub document_validity_hours: u32,
+    /// The `cacheDuration` of each published document, in seconds (default 600; 60 to 86400,
+    /// and less than the validity): how soon a relying party that reads it (a Shibboleth SP's
+    /// dynamic provider, SimpleSAMLphp's `mdq` source) looks again, so that a rollback reaches
+    /// it within this time (`Registry::cache_duration`; a shorter one in the registered
+    /// metadata is kept).
+    #[serde(default = "default_document_cache_duration_s")]
+    pub document_cache_duration_s: u32,
     /// PEM: the certificate (chain) of a TLS listener (with `tls_key`; default: plain HTTP
     /// behind a TLS-terminating proxy).
     #[serde(default)]
@@ -589,6 +603,14 @@ fn default_max_entities() -> u32 {
 
 fn default_max_entities_per_domain() -> u32 {
     dame_protocol::registry::MAX_PER_DOMAIN as u32
+}
+
+fn default_document_validity_hours() -> u32 {
+    168
+}
+
+fn default_document_cache_duration_s() -> u32 {
+    600
 }
 
 fn default_max_pending_flows_per_address() -> u32 {
@@ -733,6 +755,21 @@ impl BrokerConfig {
         }
         if self.max_entities_per_domain == 0 {
             return Err(Error::config("max_entities_per_domain", "must be positive"));
+        }
+        if !(2..=8760).contains(&self.document_validity_hours) {
+            return Err(Error::config(
+                "document_validity_hours",
+                "2 to 8760 (a year)",
+            ));
+        }
+        if !(60..=86_400).contains(&self.document_cache_duration_s)
+            || u64::from(self.document_cache_duration_s)
+                >= u64::from(self.document_validity_hours) * 3600
+        {
+            return Err(Error::config(
+                "document_cache_duration_s",
+                "60 to 86400, and less than document_validity_hours",
+            ));
         }
         if !matches!(self.trigger_order.as_str(), "idp-first" | "both") {
             return Err(Error::config("trigger_order", "idp-first or both"));

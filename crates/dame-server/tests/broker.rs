@@ -1743,3 +1743,69 @@ async fn rules_queries_are_rate_limited_per_address() {
     assert_eq!(statuses[0], 200, "{statuses:?}");
     assert!(statuses.contains(&429), "{statuses:?}");
 }
+
+/// Still open after the seventh round: the published documents' validity and cacheDuration
+/// had no configuration key (7 days and 10 minutes, whatever the federation's practice). They
+/// are `document_validity_hours` and `document_cache_duration_s`, checked at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_documents_follow_the_configured_validity_and_cache_duration() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = World::new(tmp.path());
+    let cfg = w.broker_config();
+    let base = std::fs::read_to_string(&cfg).unwrap();
+    // Out of range, or a cacheDuration not shorter than the validity: the broker does not start.
+    for (extra, key) in [
+        ("document_validity_hours = 1\n", "document_validity_hours"),
+        (
+            "document_validity_hours = 9000\n",
+            "document_validity_hours",
+        ),
+        (
+            "document_cache_duration_s = 10\n",
+            "document_cache_duration_s",
+        ),
+        (
+            "document_validity_hours = 2\ndocument_cache_duration_s = 7200\n",
+            "document_cache_duration_s",
+        ),
+    ] {
+        std::fs::write(&cfg, format!("{base}{extra}")).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dame-broker"))
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{extra}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{extra}: {err}");
+    }
+    std::fs::write(
+        &cfg,
+        format!("{base}document_validity_hours = 2\ndocument_cache_duration_s = 120\n"),
+    )
+    .unwrap();
+    let _broker = spawn(env!("CARGO_BIN_EXE_dame-broker"), &cfg);
+    healthy(w.broker_port, &cfg).await;
+    w.import(&w.sp_entity(SP, free_port())).await;
+    let before = SystemTime::now();
+    let r = w
+        .http
+        .get(w.broker(&format!("/mdq/entities/{}", url_encode(SP))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let xml = r.text().await.unwrap();
+    let attr = |name: &str| {
+        let start = xml.find(&format!(" {name}=\"")).unwrap() + name.len() + 3;
+        xml[start..start + xml[start..].find('"').unwrap()].to_owned()
+    };
+    assert_eq!(attr("cacheDuration"), "PT2M", "{xml}");
+    let until = saml_core::time::parse_datetime(&attr("validUntil")).unwrap();
+    let two_hours = Duration::from_secs(7200);
+    assert!(
+        until > before + two_hours - Duration::from_secs(120) && until <= before + two_hours,
+        "{}",
+        attr("validUntil")
+    );
+}

@@ -369,6 +369,9 @@ impl<S: Store> BrokerService<S> {
         core.registry.loopback_http = cfg.allow_loopback_http;
         core.registry.max_entities = cfg.max_entities as usize;
         core.registry.max_per_domain = cfg.max_entities_per_domain as usize;
+        core.registry.validity = Duration::from_secs(u64::from(cfg.document_validity_hours) * 3600);
+        core.registry.cache_duration =
+            Duration::from_secs(u64::from(cfg.document_cache_duration_s));
         let generation = store.generation().await?;
         let mut digests = HashMap::new();
         if let Some((id, why)) = load_entities(&mut core, &mut digests, store.entities().await?)
@@ -636,11 +639,27 @@ impl<S: Store> BrokerService<S> {
     /// never a wrong 304). A document is re-signed only here or when its entity changes, so the
     /// store's generation and the registry's revision do not move.
     fn refresh_documents(&self, now: SystemTime) {
-        let n = self.core().registry.refresh_documents(now, RESIGN_BATCH);
+        let (n, failing) = {
+            let mut core = self.core();
+            let n = core.registry.refresh_documents(now, RESIGN_BATCH);
+            (n, core.registry.resign_failures())
+        };
         if n > 0 {
             log(&[
                 ("event", "documents-re-signed".into()),
                 ("entities", n.to_string()),
+            ]);
+        }
+        // Each failing document is tried again after RESIGN_RETRY, never in every tick's
+        // batch; said once a minute while any fails.
+        if failing > 0
+            && now
+                .duration_since(UNIX_EPOCH)
+                .is_ok_and(|d| d.as_secs() % 60 == 0)
+        {
+            log(&[
+                ("event", "documents-re-sign-failing".into()),
+                ("entities", failing.to_string()),
             ]);
         }
     }
@@ -1816,9 +1835,13 @@ async fn metrics<S: Store>(State(svc): Svc<S>) -> Response {
             },
         }
     };
-    let (entities, pairs) = {
+    let (entities, pairs, failing) = {
         let core = svc.core();
-        (core.registry.len(), core.relationships.len())
+        (
+            core.registry.len(),
+            core.relationships.len(),
+            core.registry.resign_failures(),
+        )
     };
     let m = &svc.metrics;
     let text = format!(
@@ -1831,7 +1854,8 @@ async fn metrics<S: Store>(State(svc): Svc<S>) -> Response {
          # TYPE dame_directory_builds_total counter\ndame_directory_builds_total {}\n\
          # TYPE dame_flows gauge\ndame_flows {flows}\n\
          # TYPE dame_entities gauge\ndame_entities {entities}\n\
-         # TYPE dame_relationships gauge\ndame_relationships {pairs}\n",
+         # TYPE dame_relationships gauge\ndame_relationships {pairs}\n\
+         # TYPE dame_documents_resign_failing gauge\ndame_documents_resign_failing {failing}\n",
         m.requests.load(Ordering::Relaxed),
         m.flows_done.load(Ordering::Relaxed),
         m.flows_failed.load(Ordering::Relaxed),
