@@ -142,6 +142,8 @@ pub struct Agent<T: IntegrationTarget> {
     by_source: RateLimiter,
     /// Nonces of triggers accepted, for the caller to keep ([`Agent::poll_accepted_nonce`]).
     accepted_nonces: VecDeque<(String, SystemTime)>,
+    /// Peers rolled back, for the caller to clear up after ([`Agent::poll_rolled_back`]).
+    rolled_back: VecDeque<String>,
     /// The issue instant of the latest trigger accepted about each peer (by the SHA-1 key of
     /// its entityID), while a trigger older than it could still pass the time check.
     latest: HashMap<String, SystemTime>,
@@ -198,6 +200,7 @@ impl<T: IntegrationTarget> Agent<T> {
             reports: VecDeque::new(),
             by_source: RateLimiter::new(10.0, 50, 10_000),
             accepted_nonces: VecDeque::new(),
+            rolled_back: VecDeque::new(),
             latest: HashMap::new(),
             refresh: HashMap::new(),
             refresh_retry: REFRESH_RETRY,
@@ -328,6 +331,11 @@ impl<T: IntegrationTarget> Agent<T> {
                 }
                 let removed = self.target.remove(&t.peer)?;
                 self.refresh.remove(&key);
+                // Removed now or before: what the caller derived from the peer goes too.
+                if self.rolled_back.len() >= MAX_QUEUED_NONCES {
+                    self.rolled_back.pop_front();
+                }
+                self.rolled_back.push_back(t.peer.clone());
                 // No later 304 or failure may bring the old copy back (agent review M3).
                 if let Ok(id) = Identifier::entity_id(&t.peer) {
                     self.mdq.forget(&id);
@@ -488,6 +496,16 @@ impl<T: IntegrationTarget> Agent<T> {
     /// gives way).
     pub fn poll_accepted_nonce(&mut self) -> Option<(String, SystemTime)> {
         self.accepted_nonces.pop_front()
+    }
+
+    /// The entityID of a peer a rollback trigger was accepted for since the last call (its
+    /// integrated document removed now, or before). Drain after every
+    /// [`Agent::handle_trigger`] and withdraw what was derived from the peer outside the
+    /// integration target: an IdP's service empties the conversion rules it wrote for a
+    /// rolled-back SP (the rules of a rolled-back SP stayed in force: still open after the
+    /// sixth round). At most 10,000 wait; the oldest gives way.
+    pub fn poll_rolled_back(&mut self) -> Option<String> {
+        self.rolled_back.pop_front()
     }
 
     /// Remembers the nonce of a trigger accepted before a restart (from

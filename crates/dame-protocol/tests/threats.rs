@@ -397,6 +397,19 @@ fn a_faked_broker_cannot_trigger_or_feed_an_agent() {
         refusal(w.idp.agent.handle_trigger(query_of(&url), BROKER_ADDR, now)),
         Refusal::BadSignature
     );
+    // Nothing for the service to withdraw (the rules it wrote for the SP stay) ...
+    assert_eq!(w.idp.agent.poll_rolled_back(), None);
+    // ... as they go on the broker's own rollback, once (still open after the sixth round:
+    // the rules of a rolled-back SP stayed).
+    let url = Trigger::new(TriggerAction::Rollback, SP, IDP, now, &mut rng())
+        .url(IDP_SYNC, &w.broker_key.signing())
+        .unwrap();
+    assert!(matches!(
+        w.idp.agent.handle_trigger(query_of(&url), BROKER_ADDR, now),
+        Ok(TriggerStep::Answer(_))
+    ));
+    assert_eq!(w.idp.agent.poll_rolled_back().as_deref(), Some(SP));
+    assert_eq!(w.idp.agent.poll_rolled_back(), None);
     // An agent configured with the real broker refuses documents of the fake one; one
     // configured with the fake broker is the operator's mistake, not the protocol's.
     let doc = sp_entity(&fake, SP, Some(SP_SYNC))

@@ -84,6 +84,9 @@ pub struct AgentService {
     cfg: AgentConfig,
     /// Lines appended to the nonce file since it was last rewritten; held while writing it.
     nonce_log: Mutex<usize>,
+    /// Held while writing or withdrawing an SP's conversion rules, so that rules fetched for
+    /// an SP a rollback removes meanwhile are either withdrawn after it or not written.
+    rules_lock: Arc<Mutex<()>>,
 }
 
 impl std::fmt::Debug for AgentService {
@@ -144,6 +147,7 @@ impl AgentService {
             http,
             cfg,
             nonce_log: Mutex::new(0),
+            rules_lock: Arc::new(Mutex::new(())),
         });
         let restored = svc.restore_nonces()?;
         log(&[
@@ -441,12 +445,66 @@ impl AgentService {
         .map_err(|e| format!("the rules answer: {e}"))?;
         // Parsing (every pattern checked and compiled) and generating run on the blocking
         // pool, not on a runtime worker (conversion review L5).
-        let dir = self.cfg.directory.join("rules");
+        let directory = self.cfg.directory.clone();
+        let dir = directory.join("rules");
         let cfg = cfg.clone();
         let sp = sp.to_owned();
-        tokio::task::spawn_blocking(move || write_rules(&body, &cfg, &dir, &sp))
-            .await
-            .map_err(|e| format!("writing the rules failed: {e}"))?
+        let lock = self.rules_lock.clone();
+        tokio::task::spawn_blocking(move || {
+            // Written only while the SP is integrated: a rollback that removed it while the
+            // rules were on their way has withdrawn the SP's rules, or waits for this lock and
+            // then withdraws them.
+            let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+            let stem = dame_protocol::integration::metadata_file(&sp);
+            if !dame_protocol::integration::is_committed(&directory, stem.trim_end_matches(".xml"))
+            {
+                return Err("the SP is no longer integrated: no rules written".into());
+            }
+            write_rules(&body, &cfg, &dir, &sp)
+        })
+        .await
+        .map_err(|e| format!("writing the rules failed: {e}"))?
+    }
+
+    /// An IdP's agent after rollbacks: the conversion rules written for each rolled-back SP
+    /// are withdrawn (its files rewritten empty, never deleted: the operator `require`s
+    /// them), before the trigger is answered. They stayed in force (still open after the
+    /// sixth round).
+    async fn withdraw_rules(&self) {
+        let peers: Vec<String> = {
+            let mut core = self.core();
+            std::iter::from_fn(|| core.poll_rolled_back()).collect()
+        };
+        let Some(cfg) = &self.cfg.rules else { return };
+        for sp in peers {
+            let (cfg, dir, lock) = (
+                cfg.clone(),
+                self.cfg.directory.join("rules"),
+                self.rules_lock.clone(),
+            );
+            let sp2 = sp.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+                let stem = dame_protocol::integration::metadata_file(&sp2);
+                let json = dir.join(stem.replace(".xml", ".json"));
+                if !json.exists() {
+                    return Ok(false);
+                }
+                write_rules(br#"{"rules": []}"#, &cfg, &dir, &sp2).map(|_| true)
+            })
+            .await;
+            let result = match result {
+                Ok(Ok(false)) => continue,
+                Ok(Ok(true)) => "withdrawn".to_owned(),
+                Ok(Err(e)) => format!("error: {e}"),
+                Err(e) => format!("error: {e}"),
+            };
+            log(&[
+                ("event", "rules-withdrawn".into()),
+                ("sp", sp),
+                ("result", result),
+            ]);
+        }
     }
 
     /// Sends the queued status reports (triggers that joined a fetch).
@@ -528,6 +586,7 @@ impl AgentService {
             .core()
             .handle_trigger(&query, &remote.ip().to_string(), SystemTime::now());
         self.keep_nonces();
+        self.withdraw_rules().await;
         let answer = match step {
             Err(e) => Agent::<LocalDynamicDir>::answer_for(&e),
             Ok(TriggerStep::Answer(a)) => a,

@@ -614,6 +614,24 @@ async fn first_use_second_use_restart_and_a_failing_agent() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(let_go, "both agents rolled the denied pair back");
+    // The IdP's agent withdrew the conversion rules it wrote for the SP (they stayed in force:
+    // still open after the sixth round); the files stay, loadable and empty.
+    let php_of = || std::fs::read_to_string(rules.join(format!("{stem}.authproc.php"))).unwrap();
+    let mut withdrawn = false;
+    for _ in 0..100 {
+        if !php_of().contains("eppn-from-uid") {
+            withdrawn = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        withdrawn,
+        "rules of the rolled-back SP withdrawn: {}",
+        php_of()
+    );
+    let json = std::fs::read_to_string(rules.join(format!("{stem}.json"))).unwrap();
+    assert!(!json.contains("eppn-from-uid"), "{json}");
     // Allowed again: both agents integrate the pair again.
     assert_eq!(policy("").send().await.unwrap().status(), 200);
     let mut back = false;
@@ -625,6 +643,16 @@ async fn first_use_second_use_restart_and_a_failing_agent() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(back, "both agents integrated the allowed pair again");
+    // And the IdP's agent asked for the SP's rules again.
+    let mut again = false;
+    for _ in 0..100 {
+        if php_of().contains("eppn-from-uid") {
+            again = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(again, "rules written again: {}", php_of());
     drop(broker);
 }
 
