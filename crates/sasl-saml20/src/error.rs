@@ -67,6 +67,13 @@ pub enum Error {
     /// The exchange took longer than the session timeout.
     #[error("the SAML20 exchange timed out")]
     Timeout,
+    /// The SAML Response is byte for byte (by SHA-256) one this session already refused while
+    /// it waited: refused again without being parsed or verified again (sasl review I4: a
+    /// repeat taught the session nothing, yet cost a full validation each time). It counts
+    /// towards [`crate::server::MAX_REFUSED_RESPONSES`] like any refused Response; until then
+    /// the session still waits. Only [`crate::server::Server::handle_saml_response`] returns it.
+    #[error("refused again: this SAML Response is identical to one the session already refused")]
+    RepeatedResponse,
     /// The API was misused: called out of order, or with an unusable argument (an empty
     /// authzid, an IdP identifier that is not a domain). A bug in the caller, not in the peer.
     #[error("misuse: {0}")]
@@ -101,7 +108,8 @@ impl Error {
             | Error::AuthzidRefused { .. }
             | Error::OutOfScope { .. }
             | Error::Saml(_)
-            | Error::Timeout => ErrorKind::Rejected,
+            | Error::Timeout
+            | Error::RepeatedResponse => ErrorKind::Rejected,
             Error::Temporary(_) => ErrorKind::Crypto,
             Error::State(_) => ErrorKind::Misuse,
         }
@@ -124,7 +132,8 @@ impl Error {
             | Error::NoNameId
             | Error::OutOfScope { .. }
             | Error::Saml(_)
-            | Error::Timeout => "not-authorized",
+            | Error::Timeout
+            | Error::RepeatedResponse => "not-authorized",
             Error::Temporary(_) | Error::State(_) => "temporary-auth-failure",
         }
     }

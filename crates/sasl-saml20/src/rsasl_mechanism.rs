@@ -8,12 +8,16 @@
 //!   without the first refuses every redirect) and handle the action [`RedirectUrl`] (open it
 //!   in the browser);
 //! - server callbacks answer [`Config`] (an `Arc<ServerConfig>`) and [`SamlResponse`] (the XML
-//!   the IdP posted to the ACS for the session whose [`RequestId`] is in the callback's context;
-//!   the callback may block until it arrives; after a Response that anyone could have posted
-//!   was refused it is asked again, for the next one posted for that request, up to
-//!   [`crate::server::MAX_REFUSED_RESPONSES`] times; answering nothing, e.g. at the session's
-//!   deadline, ends the session with the last refusal), and validate with the
-//!   [`Authenticated`] outcome in the context.
+//!   the IdP posted to the ACS for the session whose [`RequestId`] is in the callback's
+//!   context), and validate with the [`Authenticated`] outcome in the context.
+//!
+//! The [`SamlResponse`] callback may block until the Response arrives. After a Response that
+//! anyone could have posted was refused, it is asked again, for the next one posted for that
+//! request, up to [`crate::server::MAX_REFUSED_RESPONSES`] times. Answering nothing (e.g. at the
+//! session's deadline) ends the session with the last refusal; so does answering the bytes of a
+//! Response already refused (e.g. the latest one posted, when no other came since): the
+//! callback has nothing new, and the repeat is not validated again
+//! ([`crate::Error::RepeatedResponse`]; sasl review I4).
 //!
 //! Time and randomness come from the system here (an IO adapter; the sans-IO [`crate::server`]
 //! takes them as inputs).
@@ -232,6 +236,11 @@ impl Authentication for ServerSide {
                         Ok(outcome) => {
                             session.validate(&ThisProvider::<Authenticated>::with(&outcome))?;
                             return Ok(State::Finished(MessageSent::No));
+                        }
+                        // The bytes of a Response already refused (not validated again): the
+                        // callback has nothing new, as when it answers nothing (sasl review I4).
+                        Err(crate::Error::RepeatedResponse) => {
+                            return Err(err(refused.unwrap_or(crate::Error::RepeatedResponse)));
                         }
                         // A Response anyone could have posted: the callback is asked for the
                         // next one posted for this request (server module docs, "Who may end a

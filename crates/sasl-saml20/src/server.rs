@@ -43,6 +43,12 @@
 //! or authzid policy), the deadline, or the [`MAX_REFUSED_RESPONSES`]th refused Response ends
 //! it. A genuine answer refused for a reason of its own (an expired or mis-addressed
 //! assertion) ends the session at its deadline.
+//! A Response identical (by SHA-256) to one the session already refused is refused again as
+//! [`Error::RepeatedResponse`] before it is parsed, and the session still waits (sasl review
+//! I4): it is not validated again, but counts like any refused Response, so that a caller
+//! looping while the session waits on a source that repeats itself still ends. Validated
+//! again, the same bytes would be refused for the same reason, unless time lifted it (an
+//! assertion not valid yet beyond the clock skew); the IdP's next Response has other bytes.
 //! The AuthnRequest ID ties the SASL session to the SAML Response that the IdP posts to the
 //! server's AssertionConsumerService, possibly much later and over another connection: the
 //! application routes a Response to the session whose [`Server::request_id`] equals its
@@ -213,8 +219,9 @@ fn scoped_value_allowed(idp: &ResolvedIdp, value: &str) -> bool {
     }
 }
 
-/// Responses a session refuses while it waits (each is validated: signature, decryption) before
-/// it fails for good: a bound on the work one session does for posts that may come from anyone.
+/// Responses a session refuses while it waits (each is validated: signature, decryption; but a
+/// repeat of one already refused is not, [`Error::RepeatedResponse`]) before it fails for good:
+/// a bound on the work one session does for posts that may come from anyone.
 pub const MAX_REFUSED_RESPONSES: u32 = 8;
 
 /// The attributes whose values are scoped (`user@scope`) and checked against the asserting
@@ -367,6 +374,10 @@ struct Session {
     deadline: SystemTime,
     /// Responses refused while waiting (see [`MAX_REFUSED_RESPONSES`]).
     refused: u32,
+    /// The SHA-256 of each Response validated and refused while waiting (at most
+    /// [`MAX_REFUSED_RESPONSES`]): a repeat of one is refused without validation
+    /// ([`Error::RepeatedResponse`]).
+    refused_digests: Vec<[u8; 32]>,
 }
 
 /// Where the session is; each state holds what it knows.
@@ -419,6 +430,8 @@ enum Decision {
     Final(Error),
     /// It may have come from anyone: the session still waits.
     Refused(Error),
+    /// It is identical to a Response this session already refused: not validated again.
+    Repeated,
 }
 
 /// A [`RequestTracker`] holding this session's one request.
@@ -547,6 +560,7 @@ impl Server {
             idp,
             request_id: id,
             refused: 0,
+            refused_digests: Vec::new(),
             // A timeout whose sum does not fit saturates (a configuration value; never a panic).
             deadline: now
                 .checked_add(self.cfg.session_timeout)
@@ -591,6 +605,9 @@ impl Server {
     /// from its binding). On success the session is done. On an error it has failed, unless
     /// the Response may have come from anyone ([module docs](self#who-may-end-a-session)):
     /// then the session still waits ([`Server::awaits_saml_response`]) for the genuine one.
+    /// The bytes of a Response this session already refused are refused again, unvalidated,
+    /// as [`Error::RepeatedResponse`] (nothing new arrived; the session still waits unless
+    /// this was the [`MAX_REFUSED_RESPONSES`]th refused Response).
     pub fn handle_saml_response(
         &mut self,
         xml: &[u8],
@@ -602,7 +619,8 @@ impl Server {
                 "no SAML Response expected in this state (the client has not sent \"=\")".into(),
             ));
         };
-        match self.decide(session, xml, now, replay) {
+        let digest = openssl::sha::sha256(xml);
+        match self.decide(session, xml, &digest, now, replay) {
             Ok(outcome) => {
                 if let Some(session) = self.state.take() {
                     self.state = State::Done(session);
@@ -610,17 +628,24 @@ impl Server {
                 Ok(outcome)
             }
             Err(Decision::Final(e)) => self.fail(e),
-            Err(Decision::Refused(e)) => {
-                let State::AwaitSaml(session) = &mut self.state else {
-                    return self.fail(e);
-                };
-                session.refused += 1;
-                if session.refused >= MAX_REFUSED_RESPONSES {
-                    return self.fail(e);
-                }
-                Err(e)
-            }
+            Err(Decision::Refused(e)) => self.refuse(e, Some(digest)),
+            // Nothing new: not validated again, counted all the same (sasl review I4).
+            Err(Decision::Repeated) => self.refuse(Error::RepeatedResponse, None),
         }
+    }
+
+    /// Counts a refused Response (remembering the `digest` of one that was validated), and
+    /// fails the session at the [`MAX_REFUSED_RESPONSES`]th.
+    fn refuse<T>(&mut self, e: Error, digest: Option<[u8; 32]>) -> Result<T, Error> {
+        let State::AwaitSaml(session) = &mut self.state else {
+            return self.fail(e);
+        };
+        session.refused_digests.extend(digest);
+        session.refused += 1;
+        if session.refused >= MAX_REFUSED_RESPONSES {
+            return self.fail(e);
+        }
+        Err(e)
     }
 
     /// Whether the session waits for the SAML Response (the client sent `=`, and no Response
@@ -631,11 +656,13 @@ impl Server {
         matches!(self.state, State::AwaitSaml(_))
     }
 
-    /// Validates `xml` for `session`, and applies the identity and authzid policies.
+    /// Validates `xml` (whose SHA-256 is `digest`) for `session`, and applies the identity and
+    /// authzid policies.
     fn decide(
         &self,
         session: &Session,
         xml: &[u8],
+        digest: &[u8; 32],
         now: SystemTime,
         replay: &mut dyn ReplayCache,
     ) -> Result<Outcome, Decision> {
@@ -644,10 +671,15 @@ impl Server {
             idp,
             request_id,
             deadline,
+            refused_digests,
             ..
         } = session;
         if now >= *deadline {
             return Err(Decision::Final(Error::Timeout));
+        }
+        // Before any parsing: a repeat would be refused for the same reason (sasl review I4).
+        if refused_digests.contains(digest) {
+            return Err(Decision::Repeated);
         }
         let mut v = ResponseValidator::new(
             &self.cfg.sp_entity_id,

@@ -990,7 +990,12 @@ fn the_idps_signed_refusal_and_many_forgeries_end_the_session() {
     s.handle_response(b"=", now(), &mut openssl_random).unwrap();
     for n in 1..=sasl_saml20::server::MAX_REFUSED_RESPONSES {
         assert!(s.awaits_saml_response(), "ended after {} posts", n - 1);
-        let r = s.handle_saml_response(b"<", now(), &mut MemoryReplayCache::new());
+        // Each post other bytes, each validated (an identical repeat is not: sasl review I4).
+        let r = s.handle_saml_response(
+            format!("<{n}").as_bytes(),
+            now(),
+            &mut MemoryReplayCache::new(),
+        );
         assert!(matches!(r, Err(Error::Saml(_))));
     }
     assert!(!s.awaits_saml_response());
@@ -999,4 +1004,60 @@ fn the_idps_signed_refusal_and_many_forgeries_end_the_session() {
         s.handle_saml_response(&genuine, now(), &mut MemoryReplayCache::new()),
         Err(Error::State(_))
     ));
+}
+
+/// Finding (sasl review I4): the bytes of a Response the session had already refused were
+/// parsed and their signature verified again each time they were delivered (an application
+/// handing over "the latest Response posted for this request" hands the same one again). A
+/// repeat is now refused before it is parsed, as `Error::RepeatedResponse`; the session still
+/// waits for the genuine one, and the repeat counts towards `MAX_REFUSED_RESPONSES` (a caller
+/// looping on a source that repeats itself still ends).
+#[test]
+fn an_identical_repeat_is_refused_without_validation() {
+    use sasl_saml20::server::MAX_REFUSED_RESPONSES;
+    let i = idp();
+    let (mut s, url) = started(config(&i));
+    s.handle_response(b"=", now(), &mut openssl_random).unwrap();
+    let mut replay = MemoryReplayCache::new();
+    let forged = idp_answer(&idp(), &url, "mallory");
+    let e = s
+        .handle_saml_response(&forged, now(), &mut replay)
+        .unwrap_err();
+    assert!(matches!(e, Error::Saml(_)), "validated first: {e}");
+    for _ in 2..MAX_REFUSED_RESPONSES {
+        let e = s
+            .handle_saml_response(&forged, now(), &mut replay)
+            .unwrap_err();
+        assert!(matches!(e, Error::RepeatedResponse), "validated again: {e}");
+        assert_eq!(e.kind(), ErrorKind::Rejected);
+        assert_eq!(e.xmpp_condition(), "not-authorized");
+        assert!(s.awaits_saml_response(), "a repeat ended the session");
+    }
+    let o = s
+        .handle_saml_response(&idp_answer(&i, &url, "alice"), now(), &mut replay)
+        .unwrap();
+    assert_eq!(o.identity.qualified(), (IDP, "alice"));
+
+    // Repeats count: the MAX_REFUSED_RESPONSES-th refused post ends the session, repeat or not.
+    let (mut s, _) = started(config(&i));
+    s.handle_response(b"=", now(), &mut openssl_random).unwrap();
+    for n in 1..=MAX_REFUSED_RESPONSES {
+        assert!(s.awaits_saml_response(), "ended after {} posts", n - 1);
+        let r = s.handle_saml_response(b"<", now(), &mut replay);
+        if n == 1 {
+            assert!(matches!(r, Err(Error::Saml(_))), "{r:?}");
+        } else {
+            assert!(matches!(r, Err(Error::RepeatedResponse)), "{r:?}");
+        }
+    }
+    assert!(!s.awaits_saml_response());
+
+    // The deadline comes first: a repeat after it ends the session as a timeout.
+    let (mut s, _) = started(config(&i));
+    s.handle_response(b"=", now(), &mut openssl_random).unwrap();
+    assert!(s.handle_saml_response(b"<", now(), &mut replay).is_err());
+    let late = now() + Duration::from_secs(3600);
+    let r = s.handle_saml_response(b"<", late, &mut replay);
+    assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+    assert!(!s.awaits_saml_response());
 }

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::io::Cursor;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -69,6 +70,11 @@ type Inbox = Arc<Mutex<HashMap<String, std::collections::VecDeque<Vec<u8>>>>>;
 struct ServerCb {
     cfg: Arc<ServerConfig>,
     inbox: Inbox,
+    /// Answers the latest Response posted for the request (leaving it in the inbox) instead of
+    /// taking the oldest out.
+    latest: bool,
+    /// How many times it was asked for a [`SamlResponse`].
+    asked: Arc<AtomicU32>,
 }
 
 struct Subject;
@@ -84,14 +90,17 @@ impl SessionCallback for ServerCb {
         request: &mut Request<'_>,
     ) -> Result<(), SessionError> {
         request.satisfy::<Config>(&self.cfg)?;
-        if let Some(id) = context.get_ref::<RequestId>()
-            && let Some(xml) = self
-                .inbox
-                .lock()
-                .unwrap()
-                .get_mut(id)
-                .and_then(std::collections::VecDeque::pop_front)
-        {
+        let Some(id) = context.get_ref::<RequestId>() else {
+            return Ok(());
+        };
+        self.asked.fetch_add(1, Ordering::SeqCst);
+        let mut inbox = self.inbox.lock().unwrap();
+        let xml = match (inbox.get_mut(id), self.latest) {
+            (Some(posted), false) => posted.pop_front(),
+            (Some(posted), true) => posted.back().cloned(),
+            (None, _) => None,
+        };
+        if let Some(xml) = xml {
             request.satisfy::<SamlResponse>(&xml)?;
         }
         Ok(())
@@ -125,6 +134,9 @@ enum Posts {
     Genuine,
     /// Someone signing with another key.
     Forged,
+    /// Someone with another key, and nothing since: the callback answers that latest Response
+    /// each time it is asked.
+    ForgedLatest,
     /// Someone with another key, then the IdP.
     ForgedThenGenuine,
 }
@@ -135,6 +147,18 @@ fn exchange(
     posts: Posts,
     // The server's entityID and the IdP's hosts the client expects.
     expected: Option<(&'static str, &'static str)>,
+) -> Result<Option<(String, String, String)>, SessionError> {
+    exchange_counting(authzid, user, posts, expected, &Arc::default())
+}
+
+/// [`exchange`], counting in `asked` how many times the server's callback was asked for a
+/// SAML Response.
+fn exchange_counting(
+    authzid: Option<&'static str>,
+    user: &str,
+    posts: Posts,
+    expected: Option<(&'static str, &'static str)>,
+    asked: &Arc<AtomicU32>,
 ) -> Result<Option<(String, String, String)>, SessionError> {
     let idp_key =
         SigningKey::new(PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(), None).unwrap();
@@ -173,6 +197,8 @@ fn exchange(
         .with_callback(ServerCb {
             cfg,
             inbox: inbox.clone(),
+            latest: posts == Posts::ForgedLatest,
+            asked: asked.clone(),
         })
         .unwrap();
     let name = Mechname::parse(b"SAML20").unwrap();
@@ -223,7 +249,7 @@ fn exchange(
         SigningKey::new(PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(), None).unwrap();
     let posted = match posts {
         Posts::Genuine => vec![answer(&idp_key)],
-        Posts::Forged => vec![answer(&other)],
+        Posts::Forged | Posts::ForgedLatest => vec![answer(&other)],
         Posts::ForgedThenGenuine => vec![answer(&other), answer(&idp_key)],
     };
     inbox.lock().unwrap().insert(req.id.clone(), posted.into());
@@ -307,4 +333,22 @@ fn rsasl_client_and_server() {
     )
     .unwrap_err();
     assert!(format!("{e}").contains("idp_hosts"), "{e}");
+}
+
+/// Finding (sasl review I4): a callback answering the latest Response posted for the request
+/// answered the same refused Response each time it was asked, and each was validated again
+/// (XML parse, signature verification) up to `MAX_REFUSED_RESPONSES` times. The identical
+/// repeat is not validated again: the session ends with the refusal of the first, after the
+/// callback was asked twice, as when it answers nothing the second time.
+#[test]
+fn rsasl_server_ends_on_a_repeat_of_a_refused_response() {
+    for posts in [Posts::ForgedLatest, Posts::Forged] {
+        let asked = Arc::new(AtomicU32::new(0));
+        let e = exchange_counting(None, "alice", posts, None, &asked).unwrap_err();
+        assert!(e.is_mechanism_error(), "{e:?}");
+        // The refusal of the first (the forged signature), not the repeat's.
+        assert!(format!("{e:?}").contains("Saml("), "{e:?}");
+        let asked = asked.load(Ordering::SeqCst);
+        assert_eq!(asked, 2, "the callback was asked {asked} times; {e}");
+    }
 }
