@@ -93,6 +93,13 @@ pub trait IntegrationTarget {
     /// The source URL of every integrated entity, by file stem (the SHA-1 hex): what a restart
     /// re-fetches.
     fn sources(&self) -> Result<BTreeMap<String, String>, Error>;
+    /// Whether the entity whose entityID has SHA-1 `stem` is integrated now (one of
+    /// [`IntegrationTarget::sources`]). The default lists them all; a target answers for one
+    /// entry at the cost of one ([`crate::agent::Agent::refresh_due_listed`] asks under the
+    /// agent's lock about the few entries a listing made without it found due).
+    fn holds(&self, stem: &str) -> Result<bool, Error> {
+        Ok(self.sources()?.contains_key(stem))
+    }
 }
 
 /// An in-memory target: file name to content, as the directory would hold it.
@@ -152,7 +159,7 @@ impl IntegrationTarget for MemoryTarget {
 }
 
 #[cfg(feature = "fs")]
-pub use fs::{LocalDynamicDir, is_committed, write_new_then_rename};
+pub use fs::{LocalDynamicDir, committed_sources, is_committed, write_new_then_rename};
 
 #[cfg(feature = "fs")]
 mod fs {
@@ -404,22 +411,34 @@ mod fs {
         }
 
         fn sources(&self) -> Result<BTreeMap<String, String>, Error> {
-            let mut out = BTreeMap::new();
-            for entry in std::fs::read_dir(&self.dir).map_err(|e| io(&self.dir, e))? {
-                // An entry that cannot be read is skipped, not the start aborted (L3).
-                let Ok(entry) = entry else { continue };
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let Some(stem) = name.strip_suffix(".xml.loc") else {
-                    continue;
-                };
-                if !is_stem(stem) {
-                    continue;
-                }
-                if let Some((url, false)) = read_loc(&entry.path()) {
-                    out.insert(stem.to_owned(), url);
-                }
-            }
-            Ok(out)
+            committed_sources(&self.dir)
         }
+
+        fn holds(&self, stem: &str) -> Result<bool, Error> {
+            Ok(is_committed(&self.dir, stem))
+        }
+    }
+
+    /// [`IntegrationTarget::sources`] of the LocalDynamic directory `dir`, read without
+    /// opening it (nothing is recovered or changed): what a service lists outside the agent's
+    /// lock for [`crate::agent::Agent::refresh_due_listed`] (a directory of 10,000 peers takes
+    /// about 100 ms: BENCHMARKS.md, the agent's refresh).
+    pub fn committed_sources(dir: &Path) -> Result<BTreeMap<String, String>, Error> {
+        let mut out = BTreeMap::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
+            // An entry that cannot be read is skipped, not the start aborted (L3).
+            let Ok(entry) = entry else { continue };
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(stem) = name.strip_suffix(".xml.loc") else {
+                continue;
+            };
+            if !is_stem(stem) {
+                continue;
+            }
+            if let Some((url, false)) = read_loc(&entry.path()) {
+                out.insert(stem.to_owned(), url);
+            }
+        }
+        Ok(out)
     }
 }

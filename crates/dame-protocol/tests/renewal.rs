@@ -238,3 +238,43 @@ fn a_rolled_back_peer_is_not_refreshed() {
     w.advance(VALIDITY);
     assert!(w.refresh_agent(SP).is_empty());
 }
+
+/// A service lists its directory without holding the agent (`refresh_due_listed`: 10,000
+/// peers took about 100 ms under the lock). A peer rolled back after the listing is not
+/// fetched again (it would be integrated again), and a peer the listing missed but the agent
+/// still holds keeps its schedule (it is not fetched at once as if it were unknown).
+#[test]
+fn a_listing_made_outside_the_agent_is_checked_again_for_what_it_fetches() {
+    use dame_protocol::integration::IntegrationTarget as _;
+    use std::collections::BTreeSet;
+    let mut w = World::new();
+    w.first_use();
+    // Listed before any peer: the integrated IdP keeps its schedule (not due for days).
+    assert!(
+        w.sp.agent
+            .refresh_due_listed(&BTreeSet::new(), w.now)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(w.sp.agent.refresh_due(w.now).unwrap().is_empty());
+    // Listed with the IdP, then the IdP is rolled back before the agent is asked.
+    let listed: BTreeSet<String> =
+        w.sp.agent
+            .target_mut()
+            .sources()
+            .unwrap()
+            .into_keys()
+            .collect();
+    assert_eq!(listed.len(), 1);
+    assert!(w.broker.remove_entity(IDP, w.now, &mut rng()) > 0);
+    w.settle();
+    assert!(w.integrated_valid_until(SP, IDP).is_none());
+    w.advance(VALIDITY);
+    assert!(
+        w.sp.agent
+            .refresh_due_listed(&listed, w.now)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(w.sp.agent.pending(), 0);
+}

@@ -539,9 +539,14 @@ impl AgentService {
     }
 
     /// Re-fetches the integrated entities due for a refresh at `now` (review M6), like
-    /// [`Self::reinitialise`]; returns how many. Logs `refreshed` when the last ends.
+    /// [`Self::reinitialise`]; returns how many. Logs `refreshed` when the last ends. The
+    /// directory is listed without holding the core (10,000 peers: about 100 ms), so call it
+    /// off the runtime's workers (`spawn_blocking`), as [`run`] does.
     pub fn refresh(self: &Arc<Self>, now: SystemTime) -> Result<usize, Error> {
-        let reqs = self.core().refresh_due(now)?;
+        let listed = dame_protocol::integration::committed_sources(&self.cfg.directory)?
+            .into_keys()
+            .collect();
+        let reqs = self.core().refresh_due_listed(&listed, now)?;
         if reqs.is_empty() {
             return Ok(0);
         }
@@ -786,9 +791,14 @@ pub async fn run(
         tick.tick().await;
         loop {
             tick.tick().await;
-            if let Err(e) = refresher.refresh(SystemTime::now()) {
-                log(&[("event", "refresh-error".into()), ("error", e.to_string())]);
-            }
+            let svc = refresher.clone();
+            let result = tokio::task::spawn_blocking(move || svc.refresh(SystemTime::now())).await;
+            let error = match result {
+                Ok(Ok(_)) => continue,
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            log(&[("event", "refresh-error".into()), ("error", error)]);
         }
     });
     let tls = crate::tls::configured(
