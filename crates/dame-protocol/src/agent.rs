@@ -46,7 +46,7 @@ use mdq_client::client::{FetchRequest, Token, Verified, Verifier};
 use mdq_client::response::HttpResponse;
 use mdq_client::{BaseUrl, Client, Config, FetchNow, Identifier};
 use saml_core::dsig::{SigningKey, TrustedKeys};
-use saml_metadata::model::{EntityDescriptor, RequestedAttribute, sha1_hex};
+use saml_metadata::model::{EntityDescriptor, Metadata, RequestedAttribute, sha1_hex};
 
 use crate::error::{Error, ErrorKind, Refusal};
 use crate::integration::{IntegrationTarget, root_is_entity};
@@ -681,6 +681,7 @@ impl<T: IntegrationTarget> Agent<T> {
         now: SystemTime,
     ) -> Result<(), Error> {
         let Some(entity) = entity else {
+            self.drop_expired(&p.id, now)?;
             return Err(Refusal::UnknownEntity.into());
         };
         // mdq-client checked that the entity answers the identifier (its entityID, or the
@@ -708,6 +709,38 @@ impl<T: IntegrationTarget> Agent<T> {
         // The verified document's validUntil decides when it is fetched again (review M6).
         let next = self.next_refresh(now, entity.valid_until);
         self.refresh.insert(sha1_hex(peer), next);
+        Ok(())
+    }
+
+    /// The broker answered that it does not publish the peer `id` (a verified 404): a copy
+    /// DAME integrated for it that has expired at `now` is removed as a rollback would
+    /// remove it (and reported by [`Agent::poll_rolled_back`]). The broker deleted the peer
+    /// and its rollback did not reach this agent (the agent was down, or the broker gave up
+    /// its retries): the copy was fetched again every [`Agent::refresh_retry`] for good (still
+    /// open after the seventh round). A copy still valid stays until it expires: the 404 is
+    /// not signed, and relying parties keep trusting that copy until then anyway; the
+    /// broker's signed rollback is what removes one sooner. The copy is read without a
+    /// signature check (the agent verified it before writing it; this only removes).
+    fn drop_expired(&mut self, id: &Identifier, now: SystemTime) -> Result<(), Error> {
+        let stem = id.key().to_owned();
+        let max = self.mdq.config().max_body;
+        let Some(doc) = self.target.document(&stem, max)? else {
+            return Ok(());
+        };
+        let Ok(Metadata::Entity(e)) = saml_metadata::load::parse_unverified(&doc) else {
+            return Ok(());
+        };
+        if sha1_hex(&e.entity_id) != stem || e.valid_until.is_none_or(|v| v > now) {
+            return Ok(());
+        }
+        if self.target.remove(&e.entity_id)? {
+            self.refresh.remove(&stem);
+            self.mdq.forget(id);
+            if self.rolled_back.len() >= MAX_QUEUED_NONCES {
+                self.rolled_back.pop_front();
+            }
+            self.rolled_back.push_back(e.entity_id);
+        }
         Ok(())
     }
 

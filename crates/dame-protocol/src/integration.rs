@@ -100,6 +100,14 @@ pub trait IntegrationTarget {
     fn holds(&self, stem: &str) -> Result<bool, Error> {
         Ok(self.sources()?.contains_key(stem))
     }
+    /// The document DAME integrated for the entity whose entityID has SHA-1 `stem`, when it
+    /// is there and at most `max` bytes; `None` otherwise, and by default (a target that
+    /// cannot tell). [`crate::agent::Agent`] reads it when the broker says it no longer
+    /// publishes the peer, to remove a copy that has expired.
+    fn document(&self, stem: &str, max: usize) -> Result<Option<Vec<u8>>, Error> {
+        let _ = (stem, max);
+        Ok(None)
+    }
 }
 
 /// An in-memory target: file name to content, as the directory would hold it.
@@ -155,6 +163,17 @@ impl IntegrationTarget for MemoryTarget {
                 Some((stem.to_owned(), url))
             })
             .collect())
+    }
+
+    fn document(&self, stem: &str, max: usize) -> Result<Option<Vec<u8>>, Error> {
+        if !self.files.contains_key(&format!("{stem}.xml.loc")) {
+            return Ok(None);
+        }
+        Ok(self
+            .files
+            .get(&format!("{stem}.xml"))
+            .filter(|d| d.len() <= max)
+            .cloned())
     }
 }
 
@@ -416,6 +435,25 @@ mod fs {
 
         fn holds(&self, stem: &str) -> Result<bool, Error> {
             Ok(is_committed(&self.dir, stem))
+        }
+
+        fn document(&self, stem: &str, max: usize) -> Result<Option<Vec<u8>>, Error> {
+            use std::io::Read as _;
+            if !is_committed(&self.dir, stem) {
+                return Ok(None);
+            }
+            let p = self.dir.join(format!("{stem}.xml"));
+            // A regular file of DAME's, not followed through a link, read up to `max`.
+            match std::fs::symlink_metadata(&p) {
+                Ok(m) if m.is_file() && m.len() <= max as u64 => {}
+                _ => return Ok(None),
+            }
+            let mut out = Vec::new();
+            let f = std::fs::File::open(&p).map_err(|e| io(&p, e))?;
+            f.take(max as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| io(&p, e))?;
+            Ok((out.len() <= max).then_some(out))
         }
     }
 

@@ -71,7 +71,14 @@ fn memory_and_directory_targets_share_the_layout() {
             Some(&source.to_owned())
         );
         assert!(t.integrate(SP, &xml, "http://plain.example/").is_err());
+        // One entry at the cost of one: held, and its document up to a size.
+        let stem = metadata_file(SP).replace(".xml", "");
+        assert!(t.holds(&stem).unwrap());
+        assert_eq!(t.document(&stem, xml.len()).unwrap(), Some(xml.clone()));
+        assert_eq!(t.document(&stem, xml.len() - 1).unwrap(), None);
         assert!(t.remove(SP).unwrap());
+        assert!(!t.holds(&stem).unwrap());
+        assert_eq!(t.document(&stem, xml.len()).unwrap(), None);
         assert!(!t.remove(SP).unwrap());
         assert!(t.sources().unwrap().is_empty());
         t.integrate(SP, &xml, source).unwrap();
@@ -115,6 +122,10 @@ fn an_operators_own_file_is_neither_replaced_nor_removed() {
             Some(Refusal::StaticallyConfigured)
         );
         assert!(t.sources().unwrap().is_empty());
+        // Not DAME's: neither held nor handed out (it is never removed for an expiry).
+        let stem = metadata_file(SP).replace(".xml", "");
+        assert!(!t.holds(&stem).unwrap());
+        assert_eq!(t.document(&stem, 1 << 20).unwrap(), None);
     }
     assert_eq!(mem.files.get(&metadata_file(SP)), Some(&operators));
     assert_eq!(mem.files.len(), 1);

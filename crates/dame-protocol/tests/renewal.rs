@@ -278,3 +278,33 @@ fn a_listing_made_outside_the_agent_is_checked_again_for_what_it_fetches() {
     );
     assert_eq!(w.sp.agent.pending(), 0);
 }
+
+/// A peer the broker deleted while its rollback did not reach the agent (the agent was down,
+/// or the broker gave up its retries) was fetched again every retry interval for good, its
+/// copy kept. The broker's 404 (not signed) removes nothing while the copy is valid; once the
+/// copy has expired, the next 404 removes it as a rollback would, and it is reported for the
+/// service to withdraw what it derived (still open after the seventh round).
+#[test]
+fn a_peer_the_broker_deleted_goes_once_its_copy_expired() {
+    let mut w = World::new();
+    w.first_use();
+    let until = w.integrated_valid_until(SP, IDP).unwrap();
+    // Deleted at the broker; the rollback triggers it plans are never delivered.
+    assert!(w.broker.remove_entity(IDP, w.now, &mut rng()) > 0);
+    w.advance(VALIDITY / 2 + HOUR);
+    assert_eq!(w.refresh_agent(SP).len(), 1);
+    assert_eq!(
+        w.integrated_valid_until(SP, IDP),
+        Some(until),
+        "still valid: kept"
+    );
+    assert_eq!(w.sp.agent.poll_rolled_back(), None);
+    // Expired, then the broker's 404 again: removed, reported once, not fetched any more.
+    w.advance(VALIDITY / 2);
+    assert_eq!(w.refresh_agent(SP).len(), 1);
+    assert!(w.integrated_valid_until(SP, IDP).is_none());
+    assert_eq!(w.sp.agent.poll_rolled_back().as_deref(), Some(IDP));
+    assert_eq!(w.sp.agent.poll_rolled_back(), None);
+    w.advance(VALIDITY);
+    assert!(w.refresh_agent(SP).is_empty());
+}

@@ -374,6 +374,9 @@ impl AgentService {
             ),
             ("fetch_ms", fetch_ms),
         ]);
+        // A peer the broker no longer publishes whose copy expired was removed: what was
+        // derived from it goes too.
+        self.withdraw_rules().await;
         // The queued status reports go in the background: the outcome reaches the waiting
         // trigger now, not after each report's round trip to the broker (agent review L6).
         let svc = self.clone();
