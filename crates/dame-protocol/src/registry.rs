@@ -273,10 +273,15 @@ pub fn validate_with(entity: &EntityDescriptor, loopback_http: bool) -> Result<(
 /// - `mdrpi:RegistrationInfo` and `mdrpi:PublicationInfo` (SAML V2.0 Metadata Extensions for
 ///   Registration and Publication Information: they name a federation that registered or
 ///   published the entity);
-/// - an extension element this implementation keeps as written without interpreting it (any
-///   namespace but the modelled ones: `mdui`, `idpdisc`, `init`, `alg`, DAME's, and the
-///   modelled elements of the three above): the broker cannot judge what a relying party's
-///   product makes of it;
+/// - an extension element this implementation keeps as written without interpreting it: every
+///   element the model does not read, in any namespace (the modelled ones are `mdui:UIInfo`,
+///   `mdui:DiscoHints`, `idpdisc:DiscoveryResponse`, `init:RequestInitiator`,
+///   `alg:DigestMethod`, `alg:SigningMethod`, DAME's sync location, and those of the three
+///   above): the broker cannot judge what a relying party's product makes of it;
+/// - the above in every `md:Extensions` of the entity: its own, its roles', its affiliation's,
+///   and those of its and its roles' `md:Organization` and `md:ContactPerson`;
+/// - an `md:AdditionalMetadataLocation` (more metadata about the entity elsewhere, which the
+///   broker has not seen);
 /// - a role this implementation keeps as written without interpreting it (it could carry any
 ///   of the above);
 /// - any role but `IDPSSODescriptor` and `SPSSODescriptor`: `AttributeAuthorityDescriptor`,
@@ -304,7 +309,33 @@ pub fn validate_self_registered(entity: &EntityDescriptor) -> Result<(), Error> 
         return unvouched("an entityID without a DNS host".into());
     };
     let mut all = vec![&entity.extensions];
+    // The md:Extensions of md:Organization and md:ContactPerson too, the entity's and each
+    // role's (second review of the eighth round, F1: they were kept as written).
+    fn parts<'e>(
+        org: Option<&'e saml_metadata::model::Organization>,
+        contacts: &'e [saml_metadata::model::ContactPerson],
+    ) -> Vec<&'e Extensions> {
+        org.and_then(|o| o.extensions.as_deref())
+            .into_iter()
+            .chain(contacts.iter().filter_map(|c| c.extensions.as_deref()))
+            .collect()
+    }
+    all.extend(parts(entity.organization.as_ref(), &entity.contacts));
+    if let Some(a) = entity.additional_locations.first() {
+        return unvouched(format!(
+            "an AdditionalMetadataLocation ({:?})",
+            a.location.as_str()
+        ));
+    }
     for role in &entity.roles {
+        let common = match role {
+            Role::Idp(r) => Some(&r.common),
+            Role::Sp(r) => Some(&r.common),
+            _ => None,
+        };
+        if let Some(c) = common {
+            all.extend(parts(c.organization.as_deref(), &c.contacts));
+        }
         match role {
             Role::Idp(r) => all.push(&r.common.extensions),
             Role::Sp(r) => all.push(&r.common.extensions),

@@ -439,6 +439,13 @@ mod store {
         out.into_bytes()
     }
 
+    /// `md` with `xml` before the end tag of its EntityDescriptor.
+    fn before_end(md: Vec<u8>, xml: &str) -> Vec<u8> {
+        let text = String::from_utf8(md).unwrap();
+        let at = text.rfind("</md:EntityDescriptor>").unwrap();
+        format!("{}{xml}{}", &text[..at], &text[at..]).into_bytes()
+    }
+
     fn begin(store: &mut Registrations, reg: &Registry, md: &[u8]) -> Result<String, String> {
         store
             .begin(
@@ -506,6 +513,29 @@ mod store {
                     2,
                 ),
                 "which the broker does not interpret",
+            ),
+            // In md:Organization's and md:ContactPerson's md:Extensions too (second review of
+            // the eighth round, F1), and more metadata named elsewhere.
+            (
+                before_end(
+                    attacker(&[], false, false),
+                    r#"<md:Organization><md:Extensions><v:TrustHint xmlns:v="urn:example:vendor"/></md:Extensions><md:OrganizationName xml:lang="en">A</md:OrganizationName><md:OrganizationDisplayName xml:lang="en">A</md:OrganizationDisplayName><md:OrganizationURL xml:lang="en">https://idp.attacker.example/</md:OrganizationURL></md:Organization>"#,
+                ),
+                "TrustHint",
+            ),
+            (
+                before_end(
+                    attacker(&[], false, false),
+                    r#"<md:ContactPerson contactType="technical"><md:Extensions><mdattr:EntityAttributes xmlns:mdattr="urn:oasis:names:tc:SAML:metadata:attribute"><saml:Attribute xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" Name="http://macedir.org/entity-category"><saml:AttributeValue>http://refeds.org/category/research-and-scholarship</saml:AttributeValue></saml:Attribute></mdattr:EntityAttributes></md:Extensions><md:EmailAddress>mailto:a@attacker.example</md:EmailAddress></md:ContactPerson>"#,
+                ),
+                "EntityAttributes",
+            ),
+            (
+                before_end(
+                    attacker(&[], false, false),
+                    r#"<md:AdditionalMetadataLocation namespace="urn:oasis:names:tc:SAML:2.0:metadata">https://elsewhere.example/md.xml</md:AdditionalMetadataLocation>"#,
+                ),
+                "AdditionalMetadataLocation",
             ),
             // A shibmd element not modelled (a trust anchor).
             (
