@@ -535,6 +535,8 @@ pub struct Registry {
     /// again (not before: the soonest to expire come first, so a document that cannot be
     /// signed held a slot of every call).
     resign_after: HashMap<String, SystemTime>,
+    /// Why the last re-signing that failed did ([`Registry::last_resign_error`]).
+    last_resign_error: Option<String>,
 }
 
 impl Registry {
@@ -553,6 +555,7 @@ impl Registry {
             revision: 0,
             by_sha1: HashMap::new(),
             resign_after: HashMap::new(),
+            last_resign_error: None,
         }
     }
 
@@ -710,9 +713,13 @@ impl Registry {
             };
             // The entity was validated and signed before with this key: signing again fails
             // only if the key does, and then the old document stays until a later try.
-            let Ok((document, valid_until)) = self.publish(&r.entity, now) else {
-                self.resign_after.insert(id, now + RESIGN_RETRY);
-                continue;
+            let (document, valid_until) = match self.publish(&r.entity, now) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.last_resign_error = Some(format!("{id}: {e}"));
+                    self.resign_after.insert(id, now + RESIGN_RETRY);
+                    continue;
+                }
             };
             self.resign_after.remove(&id);
             if let Some(r) = self.entities.get_mut(&id) {
@@ -729,6 +736,16 @@ impl Registry {
     #[must_use]
     pub fn resign_failures(&self) -> usize {
         self.resign_after.len()
+    }
+
+    /// The entityID and error of the last re-signing that failed, while any waits
+    /// ([`Registry::resign_failures`]).
+    #[must_use]
+    pub fn last_resign_error(&self) -> Option<&str> {
+        if self.resign_after.is_empty() {
+            return None;
+        }
+        self.last_resign_error.as_deref()
     }
 
     /// Whether [`Registry::insert`] has room for `entity_id` (with `replace`, an update of a
@@ -873,6 +890,8 @@ mod tests {
             assert!(until(&reg, id) > *b, "{id} re-signed");
         }
         assert_eq!(reg.resign_failures(), 1);
+        let why = reg.last_resign_error().unwrap();
+        assert!(why.starts_with(broken.as_str()), "{why}");
         // Not tried again before the retry interval, then tried again.
         assert_eq!(reg.refresh_documents(later, 10), 0);
         assert_eq!(reg.resign_failures(), 1);
@@ -884,6 +903,7 @@ mod tests {
         assert_eq!(reg.refresh_documents(retry, 10), 1);
         assert!(until(&reg, broken) > before[0]);
         assert_eq!(reg.resign_failures(), 0);
+        assert_eq!(reg.last_resign_error(), None);
     }
 
     /// Registrable domains follow the Public Suffix List, so that two universities under

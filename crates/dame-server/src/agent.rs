@@ -449,30 +449,22 @@ impl AgentService {
         // Parsing (every pattern checked and compiled) and generating run on the blocking
         // pool, not on a runtime worker (conversion review L5).
         let directory = self.cfg.directory.clone();
-        let dir = directory.join("rules");
         let cfg = cfg.clone();
-        let sp = sp.to_owned();
+        let stem = stem_of(sp);
         let lock = self.rules_lock.clone();
         tokio::task::spawn_blocking(move || {
-            // Written only while the SP is integrated: a rollback that removed it while the
-            // rules were on their way has withdrawn the SP's rules, or waits for this lock and
-            // then withdraws them.
             let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
-            let stem = dame_protocol::integration::metadata_file(&sp);
-            if !dame_protocol::integration::is_committed(&directory, stem.trim_end_matches(".xml"))
-            {
-                return Err("the SP is no longer integrated: no rules written".into());
-            }
-            write_rules(&body, &cfg, &dir, &sp)
+            write_rules_if_integrated(&body, &cfg, &directory, &stem)
         })
         .await
         .map_err(|e| format!("writing the rules failed: {e}"))?
     }
 
     /// An IdP's agent after rollbacks: the conversion rules written for each rolled-back SP
-    /// are withdrawn (its files rewritten empty, never deleted: the operator `require`s
-    /// them), before the trigger is answered. They stayed in force (still open after the
-    /// sixth round).
+    /// are withdrawn ([`withdraw_rules_of`]). They stayed in force (still open after the sixth
+    /// round). Called after every trigger and fetch; whichever call drains the core's queue
+    /// first withdraws (usually the rollback's own trigger, before it is answered), and
+    /// [`reconcile_rules`] at start catches what a crash left.
     async fn withdraw_rules(&self) {
         let peers: Vec<String> = {
             let mut core = self.core();
@@ -480,20 +472,15 @@ impl AgentService {
         };
         let Some(cfg) = &self.cfg.rules else { return };
         for sp in peers {
-            let (cfg, dir, lock) = (
+            let (cfg, directory, lock) = (
                 cfg.clone(),
-                self.cfg.directory.join("rules"),
+                self.cfg.directory.clone(),
                 self.rules_lock.clone(),
             );
-            let sp2 = sp.clone();
+            let stem = stem_of(&sp);
             let result = tokio::task::spawn_blocking(move || {
                 let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
-                let stem = dame_protocol::integration::metadata_file(&sp2);
-                let json = dir.join(stem.replace(".xml", ".json"));
-                if !json.exists() {
-                    return Ok(false);
-                }
-                write_rules(br#"{"rules": []}"#, &cfg, &dir, &sp2).map(|_| true)
+                withdraw_rules_of(&cfg, &directory, &stem)
             })
             .await;
             let result = match result {
@@ -506,6 +493,34 @@ impl AgentService {
                 ("event", "rules-withdrawn".into()),
                 ("sp", sp),
                 ("result", result),
+            ]);
+        }
+    }
+
+    /// At start, an IdP's agent withdraws the rules of SPs no longer integrated
+    /// ([`reconcile_rules`]), and logs each.
+    async fn reconcile_rules(&self) {
+        let Some(cfg) = self.cfg.rules.clone() else {
+            return;
+        };
+        let (directory, lock) = (self.cfg.directory.clone(), self.rules_lock.clone());
+        let done = tokio::task::spawn_blocking(move || {
+            let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+            reconcile_rules(&cfg, &directory)
+        })
+        .await
+        .unwrap_or_default();
+        for (stem, result) in done {
+            log(&[
+                ("event", "rules-withdrawn".into()),
+                ("sp-sha1", stem),
+                (
+                    "result",
+                    match result {
+                        Ok(_) => "withdrawn, the SP no longer integrated".to_owned(),
+                        Err(e) => format!("error: {e}"),
+                    },
+                ),
             ]);
         }
     }
@@ -786,6 +801,7 @@ pub async fn run(
         ("event", "reinitialising".into()),
         ("entities", n.to_string()),
     ]);
+    svc.reconcile_rules().await;
     // Review M6: integrated copies are fetched again before they expire, without a trigger.
     let refresher = svc.clone();
     tokio::spawn(async move {
@@ -817,7 +833,84 @@ pub async fn run(
     crate::tls::serve(listen, tls, &svc.cfg.http, svc.router(), shutdown).await
 }
 
-/// Writes the broker's rules `body` for SP `sp` under `dir`: `<sha1>.json` and the product's
+/// The file stem (the SHA-1 hex of the entityID) of `sp`'s entries.
+fn stem_of(sp: &str) -> String {
+    saml_metadata::model::sha1_hex(sp)
+}
+
+/// [`write_rules`] under `<directory>/rules/` only while the SP whose entityID has SHA-1
+/// `stem` is integrated in `directory` (a committed entry): a rollback that removed it while
+/// the rules were on their way has withdrawn its rules already, or withdraws them after this
+/// (the caller holds the service's rules lock).
+fn write_rules_if_integrated(
+    body: &[u8],
+    cfg: &crate::config::RulesConfig,
+    directory: &std::path::Path,
+    stem: &str,
+) -> Result<usize, String> {
+    if !dame_protocol::integration::is_committed(directory, stem) {
+        return Err("the SP is no longer integrated: no rules written".into());
+    }
+    write_rules(body, cfg, &directory.join("rules"), stem)
+}
+
+/// Withdraws the conversion rules written under `<directory>/rules/` for the SP whose
+/// entityID has SHA-1 `stem`, unless it is integrated (again) in `directory`: its files are
+/// rewritten empty, never deleted (the operator `require`s them). Whether anything was
+/// withdrawn (not when there were no files or no rules in them). The caller holds the
+/// service's rules lock.
+fn withdraw_rules_of(
+    cfg: &crate::config::RulesConfig,
+    directory: &std::path::Path,
+    stem: &str,
+) -> Result<bool, String> {
+    // Integrated again since (the fetch that did it asks for its rules anew): its rules stand
+    // (second review of the eighth round, F3).
+    if dame_protocol::integration::is_committed(directory, stem) {
+        return Ok(false);
+    }
+    let dir = directory.join("rules");
+    let Ok(json) = std::fs::read(dir.join(format!("{stem}.json"))) else {
+        return Ok(false);
+    };
+    let none =
+        dame_protocol::conversion::RuleSet::from_json(&json).is_ok_and(|r| r.rules.is_empty());
+    if none {
+        return Ok(false);
+    }
+    write_rules(br#"{"rules": []}"#, cfg, &dir, stem).map(|_| true)
+}
+
+/// At start: withdraws the rules of every SP with rules under `<directory>/rules/` that is
+/// no longer integrated ([`withdraw_rules_of`]): left by rollbacks before rules were withdrawn,
+/// or by a crash between a rollback and its withdrawal (second review of the eighth round,
+/// F2). Returns the stems withdrawn and the errors.
+fn reconcile_rules(
+    cfg: &crate::config::RulesConfig,
+    directory: &std::path::Path,
+) -> Vec<(String, Result<bool, String>)> {
+    let Ok(entries) = std::fs::read_dir(directory.join("rules")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".json") else {
+            continue;
+        };
+        if stem.len() != 40 || !stem.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            continue;
+        }
+        match withdraw_rules_of(cfg, directory, stem) {
+            Ok(false) => {}
+            r => out.push((stem.to_owned(), r)),
+        }
+    }
+    out
+}
+
+/// Writes the broker's rules `body` for the SP whose entityID has SHA-1 `stem` under `dir`:
+/// `<stem>.json` and the product's
 /// form (`.authproc.php` or `.resolver.xml`), always both, the product empty when no rule can
 /// be written in it (a file the operator `require`s must not vanish: the second review of the
 /// conversion fixes). Keeps only rules that make an attribute this IdP does not have, by SAML
@@ -829,7 +922,7 @@ fn write_rules(
     body: &[u8],
     cfg: &crate::config::RulesConfig,
     dir: &std::path::Path,
-    sp: &str,
+    stem: &str,
 ) -> Result<usize, String> {
     use dame_protocol::conversion::{Output, Rule, RuleSet, shibboleth, simplesamlphp};
     let mut rules = RuleSet::from_json(body).map_err(|e| e.to_string())?;
@@ -849,8 +942,6 @@ fn write_rules(
             && !taken.contains(&local(&r.target.name))
             && r.sources.iter().all(|s| cfg.have.contains(s))
     });
-    let stem = dame_protocol::integration::metadata_file(sp);
-    let stem = stem.trim_end_matches(".xml");
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let write = |name: String, text: &str| {
         // Written aside, then renamed: a reader never sees half a file (agent review L6:
@@ -916,7 +1007,10 @@ fn write_rules(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-    use super::{Directory, write_rules};
+    use super::{
+        Directory, reconcile_rules, stem_of, withdraw_rules_of, write_rules,
+        write_rules_if_integrated,
+    };
     use dame_protocol::mdq_service::{MdqRequest, MdqService};
 
     const UID: &str = "urn:oid:0.9.2342.19200300.100.1.1";
@@ -948,7 +1042,7 @@ mod tests {
         );
         let overwrite = rule("uid", UID, r#"[{"op": "lowercase"}]"#);
         let body = format!(r#"{{"rules": [{eppn}, {overwrite}]}}"#);
-        assert_eq!(write_rules(body.as_bytes(), &cfg, dir.path(), SP), Ok(1));
+        assert_eq!(write_rules(body.as_bytes(), &cfg, dir.path(), &stem), Ok(1));
         let json = std::fs::read_to_string(file("json")).unwrap();
         assert!(
             json.contains("\"eppn\"") && !json.contains("\"uid\""),
@@ -960,12 +1054,15 @@ mod tests {
         let mut named = cfg.clone();
         named.names.insert(UID.into(), "uid".into());
         let body = format!(r#"{{"rules": [{by_local}]}}"#);
-        assert_eq!(write_rules(body.as_bytes(), &named, dir.path(), SP), Ok(0));
+        assert_eq!(
+            write_rules(body.as_bytes(), &named, dir.path(), &stem),
+            Ok(0)
+        );
         // A rule SimpleSAMLphp has no filter for: JSON only; the product file stays, without
         // it (a file the operator requires must not vanish), and the other rules are in it.
         let lower = rule("cn", "urn:oid:2.5.4.3", r#"[{"op": "lowercase"}]"#);
         let body = format!(r#"{{"rules": [{lower}, {eppn}]}}"#);
-        let e = write_rules(body.as_bytes(), &cfg, dir.path(), SP).unwrap_err();
+        let e = write_rules(body.as_bytes(), &cfg, dir.path(), &stem).unwrap_err();
         assert!(e.contains("1 of 2 rules written"), "{e}");
         let php = std::fs::read_to_string(file("authproc.php")).unwrap();
         assert!(
@@ -974,7 +1071,7 @@ mod tests {
         );
         // No rules any more: the files say so, and stay loadable.
         assert_eq!(
-            write_rules(br#"{"rules": []}"#, &cfg, dir.path(), SP),
+            write_rules(br#"{"rules": []}"#, &cfg, dir.path(), &stem),
             Ok(0)
         );
         let php = std::fs::read_to_string(file("authproc.php")).unwrap();
@@ -984,6 +1081,66 @@ mod tests {
                 .unwrap()
                 .contains("[]")
         );
+    }
+
+    /// Rules are written only for an SP integrated in the agent's directory; a withdrawal
+    /// leaves an SP integrated (again) alone (second review of the eighth round, F3), and the
+    /// start's reconciliation withdraws the rules of an SP no longer integrated (F2: left by
+    /// a rollback before withdrawals existed, or by a crash between the two), once.
+    #[test]
+    fn rules_follow_the_integration() {
+        use dame_protocol::integration::{IntegrationTarget as _, LocalDynamicDir};
+        let cfg: crate::config::RulesConfig = toml::from_str(&format!(
+            "have = [\"{UID}\"]\nformat = \"simplesamlphp\"\nscopes = [\"example.org\"]\n"
+        ))
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let stem = stem_of(SP);
+        let php = || {
+            std::fs::read_to_string(
+                dir.path()
+                    .join("rules")
+                    .join(format!("{stem}.authproc.php")),
+            )
+            .unwrap_or_default()
+        };
+        let eppn = rule(
+            "eppn",
+            EPPN,
+            r#"[{"op": "scope_add", "scope": "example.org"}]"#,
+        );
+        let body = format!(r#"{{"rules": [{eppn}]}}"#);
+        assert!(write_rules_if_integrated(body.as_bytes(), &cfg, dir.path(), &stem).is_err());
+        assert!(!dir.path().join("rules").exists(), "nothing written");
+        let mut target = LocalDynamicDir::open(dir.path()).unwrap();
+        target
+            .integrate(
+                SP,
+                b"<md:EntityDescriptor/>",
+                "https://broker.example/mdq/x",
+            )
+            .unwrap();
+        assert_eq!(
+            write_rules_if_integrated(body.as_bytes(), &cfg, dir.path(), &stem),
+            Ok(1)
+        );
+        assert_eq!(withdraw_rules_of(&cfg, dir.path(), &stem), Ok(false));
+        assert!(reconcile_rules(&cfg, dir.path()).is_empty());
+        assert!(php().contains("rule eppn"), "{}", php());
+        // Removed without the withdrawal (a crash, or an agent before this change).
+        assert!(target.remove(SP).unwrap());
+        assert!(php().contains("rule eppn"));
+        assert_eq!(
+            reconcile_rules(&cfg, dir.path()),
+            vec![(stem.clone(), Ok(true))]
+        );
+        assert!(
+            php().starts_with("<?php") && !php().contains("rule eppn"),
+            "{}",
+            php()
+        );
+        assert!(reconcile_rules(&cfg, dir.path()).is_empty(), "once");
+        assert_eq!(withdraw_rules_of(&cfg, dir.path(), &stem), Ok(false));
     }
 
     /// The MDQ route serves what the directory holds for the entity asked for, by entityID or

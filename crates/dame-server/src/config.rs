@@ -533,7 +533,9 @@ pub struct BrokerConfig {
     /// hours (default 168, 7 days; 2 to 8760). The broker re-signs a document once half of it
     /// has passed and the agents fetch it again then, so relying parties drop an entity
     /// whose broker is gone, or that was rolled back without the rollback reaching them, at
-    /// most this long after (`Registry::validity`).
+    /// most this long after (`Registry::validity`). It must leave time to re-sign every
+    /// document (10 a second) within a quarter of it: at least `max_entities` x 4 / 36,000
+    /// hours (12 for the default 100,000 entities).
     #[serde(default = "default_document_validity_hours")]
     pub document_validity_hours: u32,
     /// The `cacheDuration` of each published document, in seconds (default 600; 60 to 86400,
@@ -760,6 +762,24 @@ impl BrokerConfig {
             return Err(Error::config(
                 "document_validity_hours",
                 "2 to 8760 (a year)",
+            ));
+        }
+        // Every document re-signed within a quarter of its validity at RESIGN_BATCH a second
+        // (they are due at half of it; second review of the eighth round, F5: two hours for
+        // 100,000 entities let documents expire before their turn).
+        let per_quarter =
+            crate::broker::RESIGN_BATCH as u64 * 3600 * u64::from(self.document_validity_hours) / 4;
+        if u64::from(self.max_entities) > per_quarter {
+            let hours = (u64::from(self.max_entities) * 4)
+                .div_ceil(crate::broker::RESIGN_BATCH as u64 * 3600);
+            return Err(Error::config(
+                "document_validity_hours",
+                format!(
+                    "at least {hours} for max_entities = {} (documents are re-signed at {} a second, \
+                     each within a quarter of its validity)",
+                    self.max_entities,
+                    crate::broker::RESIGN_BATCH
+                ),
             ));
         }
         if !(60..=86_400).contains(&self.document_cache_duration_s)

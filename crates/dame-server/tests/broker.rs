@@ -1784,6 +1784,8 @@ async fn published_documents_follow_the_configured_validity_and_cache_duration()
     // Out of range, or a cacheDuration not shorter than the validity: the broker does not start.
     for (extra, key) in [
         ("document_validity_hours = 1\n", "document_validity_hours"),
+        // Too short to re-sign 100,000 documents (the default max_entities) in time.
+        ("document_validity_hours = 8\n", "at least 12"),
         (
             "document_validity_hours = 9000\n",
             "document_validity_hours",
@@ -1793,7 +1795,7 @@ async fn published_documents_follow_the_configured_validity_and_cache_duration()
             "document_cache_duration_s",
         ),
         (
-            "document_validity_hours = 2\ndocument_cache_duration_s = 7200\n",
+            "max_entities = 1000\ndocument_validity_hours = 2\ndocument_cache_duration_s = 7200\n",
             "document_cache_duration_s",
         ),
     ] {
@@ -1809,7 +1811,9 @@ async fn published_documents_follow_the_configured_validity_and_cache_duration()
     }
     std::fs::write(
         &cfg,
-        format!("{base}document_validity_hours = 2\ndocument_cache_duration_s = 120\n"),
+        format!(
+            "{base}max_entities = 1000\ndocument_validity_hours = 2\ndocument_cache_duration_s = 120\n"
+        ),
     )
     .unwrap();
     let _broker = spawn(env!("CARGO_BIN_EXE_dame-broker"), &cfg);

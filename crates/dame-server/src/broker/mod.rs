@@ -205,11 +205,14 @@ pub struct BrokerService<S: Store> {
     /// The `dame_flows` gauge as last counted, and when: `/metrics` is open to anyone, so the
     /// store counts at most once per [`METRICS_FLOW_COUNT_AGE`] however often it is asked.
     flow_gauge: tokio::sync::Mutex<Option<(Instant, i64)>>,
+    /// When re-signing failures were last logged (at most once a minute).
+    resign_logged: Mutex<Option<Instant>>,
 }
 
 /// Most published documents re-signed per second (the broker's ticker, through
 /// `Registry::refresh_documents`): each is an RSA signature made under the core's lock, so
-/// documents signed together at a start are re-signed a few at a time (100,000 in under 3 hours, well within the half validity left).
+/// documents signed together at a start are re-signed a few at a time (36,000 an hour; the
+/// configuration check keeps `max_entities` within a quarter of `document_validity_hours`).
 pub const RESIGN_BATCH: usize = 10;
 
 /// How long `/metrics` answers with the flow count it last took from the store.
@@ -400,6 +403,7 @@ impl<S: Store> BrokerService<S> {
             digests: Mutex::new(digests),
             waiters: Mutex::new(HashMap::new()),
             flow_gauge: tokio::sync::Mutex::new(None),
+            resign_logged: Mutex::new(None),
             registrations: Mutex::new(dame_protocol::registration::Registrations::new()),
             store,
             http,
@@ -639,10 +643,14 @@ impl<S: Store> BrokerService<S> {
     /// never a wrong 304). A document is re-signed only here or when its entity changes, so the
     /// store's generation and the registry's revision do not move.
     fn refresh_documents(&self, now: SystemTime) {
-        let (n, failing) = {
+        let (n, failing, why) = {
             let mut core = self.core();
             let n = core.registry.refresh_documents(now, RESIGN_BATCH);
-            (n, core.registry.resign_failures())
+            (
+                n,
+                core.registry.resign_failures(),
+                core.registry.last_resign_error().map(str::to_owned),
+            )
         };
         if n > 0 {
             log(&[
@@ -651,16 +659,17 @@ impl<S: Store> BrokerService<S> {
             ]);
         }
         // Each failing document is tried again after RESIGN_RETRY, never in every tick's
-        // batch; said once a minute while any fails.
-        if failing > 0
-            && now
-                .duration_since(UNIX_EPOCH)
-                .is_ok_and(|d| d.as_secs() % 60 == 0)
-        {
-            log(&[
-                ("event", "documents-re-sign-failing".into()),
-                ("entities", failing.to_string()),
-            ]);
+        // batch; said at most once a minute while any fails, with the last reason.
+        if failing > 0 {
+            let mut last = self.resign_logged.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                *last = Some(Instant::now());
+                log(&[
+                    ("event", "documents-re-sign-failing".into()),
+                    ("entities", failing.to_string()),
+                    ("last_error", why.unwrap_or_default()),
+                ]);
+            }
         }
     }
 
