@@ -47,8 +47,9 @@
 //! [`Error::RepeatedResponse`] before it is parsed, and the session still waits (sasl review
 //! I4): it is not validated again, but counts like any refused Response, so that a caller
 //! looping while the session waits on a source that repeats itself still ends. Validated
-//! again, the same bytes would be refused for the same reason, unless time lifted it (an
-//! assertion not valid yet beyond the clock skew); the IdP's next Response has other bytes.
+//! again, the same bytes would be refused for the same reason, unless time lifts it: a
+//! Response refused as not valid yet (`ProtocolError::NotYetValid`, the IdP's clock ahead
+//! beyond the skew) is not remembered, and is validated again when posted again.
 //! The AuthnRequest ID ties the SASL session to the SAML Response that the IdP posts to the
 //! server's AssertionConsumerService, possibly much later and over another connection: the
 //! application routes a Response to the session whose [`Server::request_id`] equals its
@@ -628,7 +629,17 @@ impl Server {
                 Ok(outcome)
             }
             Err(Decision::Final(e)) => self.fail(e),
-            Err(Decision::Refused(e)) => self.refuse(e, Some(digest)),
+            // One refused only because it is not valid yet (the IdP's clock ahead beyond the
+            // skew) may pass later: not remembered (review of the eighth round, F7).
+            Err(Decision::Refused(e)) => {
+                let later = matches!(
+                    e,
+                    Error::Saml(saml_core::Error::Protocol(
+                        ProtocolError::NotYetValid { .. }
+                    ))
+                );
+                self.refuse(e, (!later).then_some(digest))
+            }
             // Nothing new: not validated again, counted all the same (sasl review I4).
             Err(Decision::Repeated) => self.refuse(Error::RepeatedResponse, None),
         }

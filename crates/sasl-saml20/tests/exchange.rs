@@ -1061,3 +1061,23 @@ fn an_identical_repeat_is_refused_without_validation() {
     assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
     assert!(!s.awaits_saml_response());
 }
+
+/// Review of the eighth round, F7: a genuine Response refused only because it is not valid yet
+/// (the IdP's clock ahead of the server's beyond the skew) is not remembered as refused: the
+/// same bytes posted again once valid complete the login instead of being refused as a repeat.
+#[test]
+fn a_response_not_yet_valid_is_validated_again_later() {
+    let i = idp();
+    let (mut s, url) = started(config(&i));
+    s.handle_response(b"=", now(), &mut openssl_random).unwrap();
+    let mut replay = MemoryReplayCache::new();
+    let answer = idp_answer(&i, &url, "alice");
+    let early = now() - Duration::from_secs(600);
+    let e = s
+        .handle_saml_response(&answer, early, &mut replay)
+        .unwrap_err();
+    assert!(matches!(e, Error::Saml(_)), "{e}");
+    assert!(s.awaits_saml_response());
+    let o = s.handle_saml_response(&answer, now(), &mut replay).unwrap();
+    assert_eq!(o.identity.qualified(), (IDP, "alice"));
+}
