@@ -85,13 +85,24 @@ struct UserIdBinding {
     jids: Vec<String>,
 }
 
-/// The creation time of the newest signature on a certificate (self-signatures, revocations):
-/// when its holder last said something about it.
+/// The creation time of the newest self-signature or self-revocation on a certificate (of its
+/// primary key, User IDs and subkeys): when its holder last said something about it.
+/// Third-party certifications and revocations do not count: sequoia keeps them unverified
+/// (anyone can append one dated 2106 to a copy of the certificate, which moved the judgement
+/// of its User IDs past its expiry for good: review of the eighth round, K2).
 fn newest_signature(cert: &Cert) -> Option<SystemTime> {
-    cert.primary_key()
-        .signatures()
-        .chain(cert.userids().flat_map(|u| u.signatures()))
-        .chain(cert.keys().subkeys().flat_map(|k| k.signatures()))
+    let primary = cert.primary_key().bundle();
+    primary
+        .self_signatures()
+        .chain(primary.self_revocations())
+        .chain(cert.userids().flat_map(|u| {
+            let b = u.bundle();
+            b.self_signatures().chain(b.self_revocations())
+        }))
+        .chain(cert.keys().subkeys().flat_map(|k| {
+            let b = k.bundle();
+            b.self_signatures().chain(b.self_revocations())
+        }))
         .filter_map(|s| s.signature_creation_time())
         .max()
 }
@@ -172,23 +183,29 @@ impl Keyring {
         now: SystemTime,
     ) -> Vec<Jid> {
         let fpr = self.insert_merged(cert);
-        self.bind_from_user_ids(&fpr, policy, now)
+        self.bind_from_user_ids(&fpr, policy, now, None)
     }
 
     /// (Re)judges the User IDs of the certificate `fpr` under `policy` at `now` (or at its
     /// newest signature, if later: a User ID revoked since is revoked now), replacing what
-    /// they bound before; returns the JIDs bound.
+    /// they bound before; returns the JIDs bound. With `within`, only those JIDs may stay
+    /// bound: a re-judgement after a merge removes, it never adds (a plain insert binds
+    /// nothing new).
     fn bind_from_user_ids(
         &mut self,
         fpr: &Fingerprint,
         policy: &Policy,
         now: SystemTime,
+        within: Option<&[String]>,
     ) -> Vec<Jid> {
         let Some(cert) = self.certs.get(fpr) else {
             return Vec::new();
         };
         let at = newest_signature(cert).map_or(now, |t| t.max(now));
-        let jids = xmpp_user_ids(cert, policy, at);
+        let mut jids = xmpp_user_ids(cert, policy, at);
+        if let Some(keep) = within {
+            jids.retain(|j| keep.iter().any(|k| k == j.bare()));
+        }
         if let Some(old) = self.user_id_bindings.remove(fpr) {
             for j in old.jids {
                 if let Some(v) = self.by_user_id.get_mut(&j) {
@@ -223,7 +240,7 @@ impl Keyring {
         let fprs: Vec<Fingerprint> = self.certs.keys().cloned().collect();
         let mut found = Vec::new();
         for fpr in fprs {
-            for j in self.bind_from_user_ids(&fpr, policy, now) {
+            for j in self.bind_from_user_ids(&fpr, policy, now, None) {
                 found.push((j, fpr.clone()));
             }
         }
@@ -244,9 +261,12 @@ impl Keyring {
         }
         self.certs.insert(fpr.clone(), cert);
         // What its User IDs bound is judged again on the merged certificate (a User ID
-        // revoked in the update no longer binds; xep0027 review F7).
+        // revoked in the update no longer binds; xep0027 review F7), and only that: a User ID
+        // added by the update binds through an explicit `insert_binding_user_ids` or
+        // `bind_user_ids` only (review of the eighth round, K1: the holder of a bound
+        // certificate self-signed `xmpp:ceo@...` and a plain insert bound it).
         if let Some(b) = self.user_id_bindings.get(&fpr).cloned() {
-            self.bind_from_user_ids(&fpr, &b.policy, b.at);
+            self.bind_from_user_ids(&fpr, &b.policy, b.at, Some(&b.jids));
         }
         fpr
     }
@@ -700,5 +720,81 @@ mod binding_tests {
         assert!(jids(&ring, "retired@example.org").is_empty());
         assert_eq!(jids(&ring, "kept@example.org"), vec![fpr.clone()]);
         assert_eq!(jids(&ring, "pinned@example.org"), vec![fpr]);
+    }
+
+    /// Review of the eighth round, K1: the re-judgement on merge also added bindings, so the
+    /// holder of a certificate bound through its User IDs self-signed a new `xmpp:` User ID
+    /// and a plain `insert` of that update bound it (in a room, her messages then opened as
+    /// sent by that JID). A merge now only removes; the new User ID binds when the caller
+    /// asks for User-ID bindings again.
+    #[test]
+    fn a_plain_insert_binds_no_new_user_id() {
+        let p = Policy::standard();
+        let mallory = id("mallory");
+        let mut ring = Keyring::new();
+        ring.insert_binding_user_ids(mallory.public_cert(), &p, now());
+        assert_eq!(
+            jids(&ring, "mallory@example.org"),
+            vec![mallory.fingerprint()]
+        );
+        let ceo = UserID::from("xmpp:ceo@example.org");
+        let cert = mallory.public_cert();
+        let sig = ceo
+            .bind(
+                &mut primary_signer(&mallory),
+                &cert,
+                SignatureBuilder::new(SignatureType::PositiveCertification)
+                    .set_signature_creation_time(now() + Duration::from_secs(60))
+                    .unwrap(),
+            )
+            .unwrap();
+        let (update, _) = cert
+            .insert_packets(vec![Packet::from(ceo), Packet::from(sig)])
+            .unwrap();
+        ring.insert(update.clone());
+        assert!(jids(&ring, "ceo@example.org").is_empty());
+        assert_eq!(
+            jids(&ring, "mallory@example.org"),
+            vec![mallory.fingerprint()]
+        );
+        // Asked for explicitly, it binds.
+        ring.insert_binding_user_ids(update, &p, now() + Duration::from_secs(120));
+        assert_eq!(jids(&ring, "ceo@example.org"), vec![mallory.fingerprint()]);
+    }
+
+    /// Review of the eighth round, K2: a third-party certification dated far ahead (anyone can
+    /// append one; sequoia keeps it unverified) moved the time the User IDs were judged at past
+    /// the certificate's expiry, and every binding went for good.
+    #[test]
+    fn a_third_party_signature_does_not_move_the_judgement() {
+        let p = Policy::standard();
+        let (cert, _) = CertBuilder::new()
+            .set_creation_time(now() - Duration::from_secs(60))
+            .set_validity_period(Duration::from_secs(365 * 86_400))
+            .add_userid("xmpp:alice@example.org")
+            .add_signing_subkey()
+            .generate()
+            .unwrap();
+        let mut ring = Keyring::new();
+        ring.insert_binding_user_ids(cert.clone(), &p, now());
+        let fpr = cert.fingerprint();
+        assert_eq!(jids(&ring, "alice@example.org"), vec![fpr.clone()]);
+        let mallory = id("mallory");
+        let uid = cert.userids().next().unwrap().userid().clone();
+        let far = SignatureBuilder::new(SignatureType::GenericCertification)
+            .set_signature_creation_time(now() + Duration::from_secs(50 * 365 * 86_400))
+            .unwrap()
+            .sign_userid_binding(
+                &mut primary_signer(&mallory),
+                cert.primary_key().key(),
+                &uid,
+            )
+            .unwrap();
+        let (update, _) = cert
+            .strip_secret_key_material()
+            .insert_packets(vec![Packet::from(far)])
+            .unwrap();
+        ring.insert(update);
+        assert_eq!(jids(&ring, "alice@example.org"), vec![fpr]);
     }
 }
