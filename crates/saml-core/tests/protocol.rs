@@ -945,6 +945,46 @@ fn name_qualifiers_and_issuer_formats_name_the_parties() {
             "{nq:?} {spnq:?}"
         );
     }
+    // Review of the eighth round, S1: the check ran only for the exact persistent and
+    // transient Format strings. A padded one (xs:anyURI collapses white space), none, or the
+    // unspecified one with another IdP's NameQualifier passed; an X.509 subject name keeps
+    // its own qualifier.
+    let other = "https://idp.other.example/idp";
+    for (format, refused) in [
+        (
+            Some(" urn:oasis:names:tc:SAML:2.0:nameid-format:persistent "),
+            true,
+        ),
+        (None, true),
+        (
+            Some("urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified"),
+            true,
+        ),
+        (
+            Some("urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"),
+            true,
+        ),
+        (
+            Some("urn:oasis:names:tc:SAML:1.1:nameid-format:X509SubjectName"),
+            false,
+        ),
+    ] {
+        let mut w = world();
+        let v = validator(&w);
+        let mut b = builder(&w);
+        b.name_id.format = format.map(str::to_owned);
+        b.name_id.name_qualifier = Some(other.to_owned());
+        let xml = build(&w, &b);
+        let r = validate(&mut w, &v, &xml);
+        if refused {
+            assert!(
+                matches!(protocol_err(r), ProtocolError::NameQualifierMismatch { .. }),
+                "{format:?}"
+            );
+        } else {
+            r.unwrap();
+        }
+    }
     let mut w = world();
     let v = validator(&w);
     let b = builder(&w);
