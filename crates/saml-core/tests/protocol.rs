@@ -899,6 +899,9 @@ fn elements_allowed_once_are_refused_twice_and_attributes_go_by_name() {
         ("<saml:Subject>", "</saml:Subject>"),
         ("<saml:Conditions", "</saml:Conditions>"),
         ("<saml:SubjectConfirmationData", "/>"),
+        // The Response's own Issuer and Status (review of the eighth round, I1: the last won).
+        ("<saml:Issuer", "</saml:Issuer>"),
+        ("<samlp:Status>", "</samlp:Status>"),
     ] {
         let mut w = world();
         let v = validator(&w);

@@ -1113,6 +1113,18 @@ fn read_response<'a>(mut c: Cursor<'a>, depth: Depth) -> Result<ResponseParts<'a
             return Err(ProtocolError::AssertionCount(2).into());
         }
         match (ch.ns, ch.local) {
+            // SAML Core §3.2.2: one Issuer and one Status at most (a second one won, where a
+            // processor reading the first disagrees: review of the eighth round, I1).
+            (SAML_NS, "Issuer") if parts.head.issuer.is_some() => {
+                return Err(ch
+                    .invalid("occurs more than once in samlp:Response")
+                    .into());
+            }
+            (SAMLP_NS, "Status") if have_status => {
+                return Err(ch
+                    .invalid("occurs more than once in samlp:Response")
+                    .into());
+            }
             (SAML_NS, "Issuer") => {
                 entity_format(&ch)?;
                 parts.head.issuer = Some(c.text()?);
