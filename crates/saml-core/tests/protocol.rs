@@ -676,6 +676,23 @@ fn replay_is_refused() {
         protocol_err(validate(&mut w, &v, &xml)),
         ProtocolError::Replayed(_)
     ));
+    // Review of the eighth round, I2: replayed at the last instant the IssueInstant check
+    // admits (max_issue_age + skew after it), with the assertion still valid: the cache's
+    // entry must not have expired at that instant.
+    let mut w = world();
+    let mut v = validator(&w);
+    v.allow_unsolicited = true;
+    v.max_issue_age = Duration::from_secs(2 * 3600);
+    let mut b = builder(&w);
+    b.in_response_to = None;
+    b.lifetime = Duration::from_secs(3 * 3600);
+    let xml = build(&w, &b);
+    validate(&mut w, &v, &xml).unwrap();
+    let last = now() + v.max_issue_age + v.clock_skew;
+    assert!(matches!(
+        protocol_err(v.validate(&xml, last, &mut w.requests, &mut w.replay)),
+        ProtocolError::Replayed(_)
+    ));
     // A solicited Response replayed: its request is already completed.
     let mut w = world();
     let v = validator(&w);

@@ -954,7 +954,11 @@ fn replay_until(a: &Assertion, now: SystemTime, skew: Duration, max_age: Duratio
             .or_else(|| t.checked_add(Duration::from_secs(u64::from(u32::MAX))))
             .unwrap_or(t)
     };
-    later(later(a.issue_instant, max_age), skew).max(later(now, Duration::from_secs(3600)))
+    // One second past the last instant `check_instant` admits (its end is inclusive, the
+    // cache's exclusive: an unsolicited assertion was accepted again in that last second,
+    // review of the eighth round, I2).
+    later(later(later(a.issue_instant, max_age), skew), Duration::from_secs(1))
+        .max(later(now, Duration::from_secs(3600)))
 }
 
 /// An `IssueInstant` check (SAML Core §3.2.2, §2.3.3; SAML Profiles §4.1.4.3 leaves the window
