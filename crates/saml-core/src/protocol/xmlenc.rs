@@ -381,6 +381,8 @@ fn mgf(uri: Option<&str>) -> Result<MessageDigest, Error> {
 thread_local! {
     /// RSA private-key operations made by this thread (tests count them).
     static PRIVATE_KEY_OPERATIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// KeyInfo certificates parsed by this thread (tests count them).
+    static CERTIFICATES_PARSED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 fn unwrap_key(k: &EncryptedKey, key: &PKey<Private>) -> Result<Option<Vec<u8>>, Error> {
@@ -482,25 +484,37 @@ impl ContentKey {
 
 /// The (EncryptedKey, our key) pairs to try, best first, at most two per configured key and
 /// [`MAX_KEY_ATTEMPTS`] in all:
-/// a KeyInfo certificate of one of our keys pairs with that key only, a (readable) certificate
-/// of another key excludes the EncryptedKey; then `Recipient` = us, no Recipient, another
-/// Recipient.
+/// a KeyInfo certificate of one of our keys pairs with that key only, any other certificate
+/// excludes the EncryptedKey; then `Recipient` = us, no Recipient, another Recipient.
+///
+/// A certificate is parsed only when its DER holds one of our keys' SubjectPublicKeyInfo (a
+/// certificate of that key does, verbatim), and then confirmed: the up to
+/// [`MAX_ENCRYPTED_KEYS`] x 4 certificates of an unauthenticated message are searched, not
+/// each parsed by OpenSSL (review of the eighth round, I5, the rest of saml review F7). So a
+/// certificate that does not parse excludes its EncryptedKey too (before, it was passed over).
 fn attempts<'a>(
     data: &'a EncryptedData,
     keys: &'a [PKey<Private>],
     recipient: Option<&str>,
 ) -> Vec<(&'a EncryptedKey, &'a PKey<Private>)> {
+    let spkis: Vec<Option<Vec<u8>>> = keys.iter().map(|k| k.public_key_to_der().ok()).collect();
+    let holds = |der: &[u8], key: &PKey<Private>, spki: &Option<Vec<u8>>| {
+        let Some(spki) = spki else { return false };
+        if memchr::memmem::find(der, spki).is_none() {
+            return false;
+        }
+        #[cfg(test)]
+        CERTIFICATES_PARSED.with(|n| n.set(n.get() + 1));
+        openssl::x509::X509::from_der(der)
+            .ok()
+            .and_then(|c| c.public_key().ok())
+            .is_some_and(|p| p.public_eq(key))
+    };
     let mut ranked: Vec<(u8, &EncryptedKey, &PKey<Private>)> = Vec::new();
     for k in &data.keys {
-        let named: Vec<PKey<Public>> = k
-            .certificates
-            .iter()
-            .filter_map(|der| openssl::x509::X509::from_der(der).ok())
-            .filter_map(|cert| cert.public_key().ok())
-            .collect();
-        if !named.is_empty() {
-            for key in keys {
-                if named.iter().any(|p| p.public_eq(key)) {
+        if !k.certificates.is_empty() {
+            for (key, spki) in keys.iter().zip(&spkis) {
+                if k.certificates.iter().any(|der| holds(der, key, spki)) {
                     ranked.push((0, k, key));
                 }
             }
@@ -857,9 +871,21 @@ mod tests {
         d.keys.push(elsewhere);
         d.keys.push(named);
         let before = ops();
+        let parsed = CERTIFICATES_PARSED.with(std::cell::Cell::get);
         let k = content_key(&d, &ours, &DecryptOptions::default(), true).unwrap();
         assert_eq!(ops() - before, 1);
         assert_eq!(k.key, vec![7u8; 32]);
+        // Review of the eighth round, I5: only our own certificate was parsed (the other
+        // key's certificate is searched for our keys, not parsed).
+        assert_eq!(CERTIFICATES_PARSED.with(std::cell::Cell::get) - parsed, 1);
+        // Up to four certificates of someone else on every EncryptedKey: none parsed.
+        let mut crowded = d.clone();
+        for k in &mut crowded.keys {
+            k.certificates = vec![cert_of(&other); 4];
+        }
+        let parsed = CERTIFICATES_PARSED.with(std::cell::Cell::get);
+        assert!(content_key(&crowded, &ours, &DecryptOptions::default(), false).is_err());
+        assert_eq!(CERTIFICATES_PARSED.with(std::cell::Cell::get) - parsed, 0);
 
         // Recipient = our entityID goes before the others.
         let mut to_us = real;
