@@ -197,23 +197,39 @@ fn keygen(o: &Opts, io: &mut Io<'_>) -> Res<()> {
         new_file.mode(0o600);
     }
     let secret = wrap("PRIVATE KEY BLOCK", &id.to_secret_bytes().map_err(fail)?);
+    let public = wrap(
+        "PUBLIC KEY BLOCK",
+        &keys::cert_to_bytes(&id.public_cert()).map_err(fail)?,
+    );
+    // Both files new, both opened before either is written: the public one is never written
+    // through a link planted at its name nor over an existing file, and two names of one
+    // file (`k.sec` and `./k.sec`) fail at the second open, before the secret is written
+    // (review of the eighth round, I3: the public key overwrote the new secret key).
+    let mut public_file = std::fs::OpenOptions::new();
+    public_file.write(true).create_new(true);
+    let opened = |o: &std::fs::OpenOptions, path: &str| {
+        o.open(path)
+            .map_err(|e| Failure::Failed(format!("{path}: {e} (keygen writes new files only)")))
+    };
+    let mut sf = opened(&new_file, secret_out)?;
+    let mut pf = match opened(&public_file, public_out) {
+        Ok(f) => f,
+        Err(e) => {
+            // The secret file was created empty just now: not left behind.
+            drop(sf);
+            let _ = std::fs::remove_file(secret_out);
+            return Err(e);
+        }
+    };
     {
         use std::io::Write as _;
-        let mut f = new_file.open(secret_out).map_err(|e| {
-            Failure::Failed(format!("{secret_out}: {e} (keygen writes a new file only)"))
-        })?;
-        f.write_all(secret.as_bytes())
-            .and_then(|()| f.sync_all())
+        sf.write_all(secret.as_bytes())
+            .and_then(|()| sf.sync_all())
+            .map_err(fail)?;
+        pf.write_all(public.as_bytes())
+            .and_then(|()| pf.sync_all())
             .map_err(fail)?;
     }
-    std::fs::write(
-        public_out,
-        wrap(
-            "PUBLIC KEY BLOCK",
-            &keys::cert_to_bytes(&id.public_cert()).map_err(fail)?,
-        ),
-    )
-    .map_err(fail)?;
     io.say(format_args!("{}", id.fingerprint()))
 }
 

@@ -347,6 +347,20 @@ fn keygen_writes_the_secret_key_privately_and_never_over_a_file() {
     let o = keygen(&f("c.key"), &f("c.key"));
     assert_eq!(o.status.code(), Some(2), "{o:?}");
     assert!(!f("c.key").exists());
+    // Review of the eighth round, I3: one file under two names, refused before anything is
+    // written (the public key overwrote the new secret key), nothing left behind; the public
+    // key not written through a planted link, nor over an existing file.
+    let o = keygen(&f("d.key"), &dir.path().join(".").join("d.key"));
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(!f("d.key").exists());
+    std::os::unix::fs::symlink(f("victim2"), f("e.pub")).unwrap();
+    let o = keygen(&f("e.sec"), &f("e.pub"));
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(!f("victim2").exists() && !f("e.sec").exists());
+    std::fs::write(f("kept.pub"), b"kept").unwrap();
+    let o = keygen(&f("f.sec"), &f("kept.pub"));
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert_eq!(std::fs::read(f("kept.pub")).unwrap(), b"kept");
 }
 
 /// Finding (XEP-0027 review F9): stdin was read whole before the stanza size limit applied,

@@ -957,8 +957,11 @@ fn replay_until(a: &Assertion, now: SystemTime, skew: Duration, max_age: Duratio
     // One second past the last instant `check_instant` admits (its end is inclusive, the
     // cache's exclusive: an unsolicited assertion was accepted again in that last second,
     // review of the eighth round, I2).
-    later(later(later(a.issue_instant, max_age), skew), Duration::from_secs(1))
-        .max(later(now, Duration::from_secs(3600)))
+    later(
+        later(later(a.issue_instant, max_age), skew),
+        Duration::from_secs(1),
+    )
+    .max(later(now, Duration::from_secs(3600)))
 }
 
 /// An `IssueInstant` check (SAML Core §3.2.2, §2.3.3; SAML Profiles §4.1.4.3 leaves the window
@@ -1120,14 +1123,10 @@ fn read_response<'a>(mut c: Cursor<'a>, depth: Depth) -> Result<ResponseParts<'a
             // SAML Core §3.2.2: one Issuer and one Status at most (a second one won, where a
             // processor reading the first disagrees: review of the eighth round, I1).
             (SAML_NS, "Issuer") if parts.head.issuer.is_some() => {
-                return Err(ch
-                    .invalid("occurs more than once in samlp:Response")
-                    .into());
+                return Err(ch.invalid("occurs more than once in samlp:Response").into());
             }
             (SAMLP_NS, "Status") if have_status => {
-                return Err(ch
-                    .invalid("occurs more than once in samlp:Response")
-                    .into());
+                return Err(ch.invalid("occurs more than once in samlp:Response").into());
             }
             (SAML_NS, "Issuer") => {
                 entity_format(&ch)?;
