@@ -18,6 +18,9 @@
 //! are judged again whenever an update of the certificate is merged in (any `insert`), as of
 //! the later of the first judgement and the update's newest signature: a User ID revoked since
 //! (a retired JID) stops binding; pins stay. A plain [`Keyring::insert`] binds nothing new.
+//! A JID with a pin is spoken for by its pinned certificates only: a certificate whose User ID
+//! names a pinned JID does not speak for it (review of the eighth round, I4; it was added to
+//! the pins).
 //!
 //! [`SecretKeyStore`] hands out decryption keys; [`Identity`] is one's own JID and certificate
 //! with its secret keys, used to sign and decrypt.
@@ -320,15 +323,17 @@ impl CertLookup for Keyring {
     }
 
     fn by_jid(&self, bare_jid: &str) -> Vec<Cert> {
-        let pinned = self.by_jid.get(bare_jid).into_iter().flatten();
-        let user_ids = self
-            .by_user_id
-            .get(bare_jid)
-            .into_iter()
-            .flatten()
-            .filter(|f| !self.by_jid.get(bare_jid).is_some_and(|p| p.contains(f)));
-        pinned
-            .chain(user_ids)
+        // The pins when there are any: what the user or administrator vouches for is not
+        // joined by certificates that merely name the JID.
+        let bound = match self.by_jid.get(bare_jid) {
+            Some(pinned) if !pinned.is_empty() => pinned,
+            _ => match self.by_user_id.get(bare_jid) {
+                Some(named) => named,
+                None => return Vec::new(),
+            },
+        };
+        bound
+            .iter()
             .filter_map(|f| self.certs.get(f))
             .cloned()
             .collect()
@@ -720,6 +725,31 @@ mod binding_tests {
         assert!(jids(&ring, "retired@example.org").is_empty());
         assert_eq!(jids(&ring, "kept@example.org"), vec![fpr.clone()]);
         assert_eq!(jids(&ring, "pinned@example.org"), vec![fpr]);
+    }
+
+    /// Review of the eighth round, I4: a certificate whose User ID names a pinned JID was
+    /// returned with the pinned one, so it spoke for that JID too.
+    #[test]
+    fn a_pinned_jid_is_spoken_for_by_its_pins_only() {
+        let p = Policy::standard();
+        let alice = id("alice");
+        let (lookalike, _) = CertBuilder::new()
+            .set_creation_time(now() - Duration::from_secs(60))
+            .add_userid("xmpp:alice@example.org")
+            .add_signing_subkey()
+            .generate()
+            .unwrap();
+        let mut ring = Keyring::new();
+        ring.insert_pinned(alice.jid(), alice.public_cert());
+        ring.insert_binding_user_ids(lookalike.clone(), &p, now());
+        assert_eq!(jids(&ring, "alice@example.org"), vec![alice.fingerprint()]);
+        // Without a pin, the User-ID binding speaks for it.
+        let mut open = Keyring::new();
+        open.insert_binding_user_ids(lookalike.clone(), &p, now());
+        assert_eq!(
+            jids(&open, "alice@example.org"),
+            vec![lookalike.fingerprint()]
+        );
     }
 
     /// Review of the eighth round, K1: the re-judgement on merge also added bindings, so the
