@@ -87,7 +87,9 @@ pub const MAX_ROOM_KEY_LIFETIME: Duration = Duration::from_secs(7 * 86_400);
 ///
 /// Call these in this order:
 ///
-/// 1. [`Moderator::new`] once per room (epoch 1).
+/// 1. [`Moderator::new`] once per room (epoch 1); after a restart, [`Moderator::resume`]
+///    after the epoch it last distributed (save [`Moderator::epoch`] after every rotation, as
+///    members save [`Member::state`]).
 /// 2. [`Moderator::add_member`] for each member (with the certificate its key goes to,
 ///    checked there).
 /// 3. [`Moderator::distribute`] and send every stanza it returns, and deal with the members
@@ -124,6 +126,26 @@ impl Moderator {
             members: BTreeMap::new(),
             current,
         })
+    }
+
+    /// A room whose moderator restarted: a fresh key for the epoch after `last_epoch` (the
+    /// [`Moderator::epoch`] it saved), valid for `lifetime`, and no members yet (add them
+    /// again, then distribute). Members restore the newest epoch they accepted
+    /// ([`Member::restore_state`]) and refuse any epoch not newer, so a moderator starting
+    /// again at epoch 1 had its distributions refused by all of them until it rotated past
+    /// the epoch it could not know (review of the eighth round, R1). Fails at the last epoch
+    /// ([`MAX_EPOCH`]) and for a lifetime [`Moderator::new`] refuses.
+    pub fn resume(
+        room: &Jid,
+        lifetime: Duration,
+        last_epoch: u64,
+        rng: &mut dyn Random,
+        now: SystemTime,
+    ) -> Result<Moderator> {
+        let epoch = next_epoch(last_epoch)?;
+        let mut m = Moderator::new(room, lifetime, rng, now)?;
+        m.current = new_key(epoch, lifetime, rng, now)?;
+        Ok(m)
     }
 
     /// The room.
@@ -859,5 +881,65 @@ mod tests {
         assert_eq!(member.epoch(), None);
         assert_eq!(member.state(), "epoch 2\n");
         assert!(member.accept_key(&d1, &bob, &ring, &policy, t).is_err());
+    }
+
+    /// Review of the eighth round, R1: members keep their newest epoch across restarts, the
+    /// moderator could only start again at epoch 1, refused by every member that kept its
+    /// state. It resumes after the epoch it saved.
+    #[test]
+    fn a_restarted_moderator_resumes_after_its_saved_epoch() {
+        let Fixture {
+            t,
+            moderator,
+            bob,
+            ring,
+            policy,
+            room,
+        } = Fixture::new();
+        let hour = Duration::from_secs(3600);
+        let mut m = Moderator::new(&room, hour, &mut OsRandom, t).unwrap();
+        m.add_member(bob.jid(), bob.public_cert(), &policy, t)
+            .unwrap();
+        m.rotate(&mut OsRandom, t).unwrap();
+        m.rotate(&mut OsRandom, t).unwrap();
+        let saved = m.epoch();
+        assert_eq!(saved, 3);
+        let mut member = Member::new(&room, bob.jid(), moderator.fingerprint());
+        let d = m
+            .distribute_to(&moderator, bob.jid(), &mut OsRandom, &policy, t)
+            .unwrap()
+            .with_attr("from", "mod@example.org/r");
+        assert_eq!(member.accept_key(&d, &bob, &ring, &policy, t).unwrap(), 3);
+        let mut restarted = Member::new(&room, bob.jid(), moderator.fingerprint());
+        restarted.restore_state(&member.state()).unwrap();
+        // A moderator started anew: refused.
+        let mut fresh = Moderator::new(&room, hour, &mut OsRandom, t).unwrap();
+        fresh
+            .add_member(bob.jid(), bob.public_cert(), &policy, t)
+            .unwrap();
+        let d = fresh
+            .distribute_to(&moderator, bob.jid(), &mut OsRandom, &policy, t)
+            .unwrap()
+            .with_attr("from", "mod@example.org/r");
+        assert!(matches!(
+            restarted.accept_key(&d, &bob, &ring, &policy, t),
+            Err(Error::Replay(Freshness::EpochNotNewer { .. }))
+        ));
+        // Resumed after the saved epoch: accepted.
+        let mut resumed = Moderator::resume(&room, hour, saved, &mut OsRandom, t).unwrap();
+        assert_eq!(resumed.epoch(), 4);
+        resumed
+            .add_member(bob.jid(), bob.public_cert(), &policy, t)
+            .unwrap();
+        let d = resumed
+            .distribute_to(&moderator, bob.jid(), &mut OsRandom, &policy, t)
+            .unwrap()
+            .with_attr("from", "mod@example.org/r");
+        assert_eq!(
+            restarted.accept_key(&d, &bob, &ring, &policy, t).unwrap(),
+            4
+        );
+        assert!(Moderator::resume(&room, hour, MAX_EPOCH, &mut OsRandom, t).is_err());
+        assert!(Moderator::resume(&room, Duration::ZERO, 1, &mut OsRandom, t).is_err());
     }
 }
