@@ -179,14 +179,24 @@ impl Keyring {
     /// under `policy` at `now` ([`xmpp_user_ids`]); returns them. Anyone can make a
     /// certificate with any User ID: use this only for certificates from a source that already
     /// vouches for them (a directory, a PKI's key publisher), never for a key a peer sent.
+    ///
+    /// What binds is what `cert` itself names (the source's word), judged on the certificate
+    /// merged with what the keyring held (a revocation merged in earlier still counts): a
+    /// User ID that only an earlier plain [`Keyring::insert`] brought in does not bind when
+    /// the directory's copy is inserted again (second review of the eighth round, N1).
     pub fn insert_binding_user_ids(
         &mut self,
         cert: Cert,
         policy: &Policy,
         now: SystemTime,
     ) -> Vec<Jid> {
+        let at = newest_signature(&cert).map_or(now, |t| t.max(now));
+        let vouched: Vec<String> = xmpp_user_ids(&cert, policy, at)
+            .iter()
+            .map(|j| j.bare().to_owned())
+            .collect();
         let fpr = self.insert_merged(cert);
-        self.bind_from_user_ids(&fpr, policy, now, None)
+        self.bind_from_user_ids(&fpr, policy, now, Some(&vouched))
     }
 
     /// (Re)judges the User IDs of the certificate `fpr` under `policy` at `now` (or at its
@@ -787,7 +797,15 @@ mod binding_tests {
             jids(&ring, "mallory@example.org"),
             vec![mallory.fingerprint()]
         );
-        // Asked for explicitly, it binds.
+        // The directory's copy (without the new User ID) inserted again: the User ID the
+        // plain insert brought in still binds nothing (second review, N1).
+        ring.insert_binding_user_ids(mallory.public_cert(), &p, now() + Duration::from_secs(120));
+        assert!(jids(&ring, "ceo@example.org").is_empty());
+        assert_eq!(
+            jids(&ring, "mallory@example.org"),
+            vec![mallory.fingerprint()]
+        );
+        // The directory's copy naming it: it binds.
         ring.insert_binding_user_ids(update, &p, now() + Duration::from_secs(120));
         assert_eq!(jids(&ring, "ceo@example.org"), vec![mallory.fingerprint()]);
     }
