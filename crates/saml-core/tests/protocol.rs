@@ -966,23 +966,27 @@ fn name_qualifiers_and_issuer_formats_name_the_parties() {
         );
     }
     // Review of the eighth round, S1: the check ran only for the exact persistent and
-    // transient Format strings. A padded one (xs:anyURI collapses white space), none, or the
-    // unspecified one with another IdP's NameQualifier passed; an X.509 subject name keeps
-    // its own qualifier.
+    // transient Format strings; a padded one (xs:anyURI collapses white space) with another
+    // IdP's NameQualifier passed. Other formats' qualifiers are the IdP's to choose (SAML
+    // Core §8.3; second review N3: the first fix refused documented IdP settings).
     let other = "https://idp.other.example/idp";
     for (format, refused) in [
         (
             Some(" urn:oasis:names:tc:SAML:2.0:nameid-format:persistent "),
             true,
         ),
-        (None, true),
+        (
+            Some("\turn:oasis:names:tc:SAML:2.0:nameid-format:transient\n"),
+            true,
+        ),
+        (None, false),
         (
             Some("urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified"),
-            true,
+            false,
         ),
         (
             Some("urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"),
-            true,
+            false,
         ),
         (
             Some("urn:oasis:names:tc:SAML:1.1:nameid-format:X509SubjectName"),

@@ -174,7 +174,12 @@ pub struct ValidatedResponse {
 }
 
 impl ValidatedResponse {
-    /// The subject's NameID.
+    /// The subject's NameID. For the persistent and transient formats (the Format compared
+    /// after white-space collapse) its `NameQualifier`, if present, is the IdP and its
+    /// `SPNameQualifier` this SP or a configured affiliation (SAML Core §8.3.7, §8.3.8); for
+    /// every other format SAML leaves the qualifiers to the IdP and they are not checked: key
+    /// accounts on the asserting IdP ([`ValidatedResponse::issuer`]) and the value, not on the
+    /// qualifiers alone.
     #[must_use]
     pub fn name_id(&self) -> Option<&NameId> {
         self.assertion.subject.name_id.as_ref()
@@ -805,30 +810,17 @@ impl ResponseValidator {
         // SAML Core §8.3.7, §8.3.8: a persistent or transient identifier's NameQualifier is the
         // IdP and its SPNameQualifier the SP (or its affiliation). Another value would file
         // the user under another party's namespace for a consumer keying on all three. The
-        // same holds for an identifier without a Format or with the unspecified one (§8.3.1:
-        // the qualifiers then name the same parties), and a NameQualifier naming another
-        // party is refused for every Format but those §8.3 gives a qualifier of their own
-        // (X.509 subject, Windows domain, Kerberos). The Format is compared as xs:anyURI
-        // reads it (white space collapsed: review of the eighth round, S1, a padded
-        // persistent Format passed unchecked).
-        if let Some(n) = &a.subject.name_id {
-            let format = n.format.as_deref().map(crate::xml::cursor::xml_trim);
-            let own_qualifier = matches!(
-                format,
-                Some(
-                    "urn:oasis:names:tc:SAML:1.1:nameid-format:X509SubjectName"
-                        | "urn:oasis:names:tc:SAML:1.1:nameid-format:WindowsDomainQualifiedName"
-                        | "urn:oasis:names:tc:SAML:2.0:nameid-format:kerberos"
-                )
-            );
-            let service_qualified = matches!(
-                format,
-                None | Some(
-                    super::NAMEID_PERSISTENT
-                        | super::NAMEID_TRANSIENT
-                        | "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified"
-                )
-            );
+        // Format is compared as xs:anyURI reads it (white space collapsed: review of the
+        // eighth round, S1, a padded persistent Format passed unchecked). Other formats'
+        // qualifiers are the IdP's to choose (SAML Core §8.3.1-8.3.6; Shibboleth's
+        // `idpNameQualifier`, SimpleSAMLphp's `NameQualifier` options set them): not checked,
+        // as `ValidatedResponse::name_id` says.
+        if let Some(n) = &a.subject.name_id
+            && matches!(
+                n.format.as_deref().map(crate::xml::cursor::xml_trim),
+                Some(super::NAMEID_PERSISTENT | super::NAMEID_TRANSIENT)
+            )
+        {
             let mismatch = |attribute: &str, found: &str| -> Error {
                 ProtocolError::NameQualifierMismatch {
                     attribute: attribute.to_owned(),
@@ -837,13 +829,11 @@ impl ResponseValidator {
                 .into()
             };
             if let Some(q) = n.name_qualifier.as_deref()
-                && !own_qualifier
                 && q != self.idp_entity_id
             {
                 return Err(mismatch("NameQualifier", q));
             }
             if let Some(q) = n.sp_name_qualifier.as_deref()
-                && service_qualified
                 && q != self.sp_entity_id
                 && !self.sp_name_qualifiers.iter().any(|s| s == q)
             {
