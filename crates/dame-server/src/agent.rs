@@ -873,9 +873,17 @@ fn withdraw_rules_of(
     let Ok(json) = std::fs::read(dir.join(format!("{stem}.json"))) else {
         return Ok(false);
     };
-    let none =
+    // Nothing in force: the JSON names no rule and the product file, if any, is the empty
+    // one (both are looked at: a crash between their writes leaves them apart; second review
+    // of the eighth round, N2).
+    let json_empty =
         dame_protocol::conversion::RuleSet::from_json(&json).is_ok_and(|r| r.rules.is_empty());
-    if none {
+    let product_empty = match render_product(&[], cfg, stem)? {
+        None => true,
+        Some(p) => std::fs::read_to_string(dir.join(format!("{stem}.{}", p.ext)))
+            .map_or(true, |t| t == p.text),
+    };
+    if json_empty && product_empty {
         return Ok(false);
     }
     write_rules(br#"{"rules": []}"#, cfg, &dir, stem).map(|_| true)
@@ -924,7 +932,7 @@ fn write_rules(
     dir: &std::path::Path,
     stem: &str,
 ) -> Result<usize, String> {
-    use dame_protocol::conversion::{Output, Rule, RuleSet, shibboleth, simplesamlphp};
+    use dame_protocol::conversion::RuleSet;
     let mut rules = RuleSet::from_json(body).map_err(|e| e.to_string())?;
     let local = |n: &str| {
         cfg.names
@@ -949,11 +957,49 @@ fn write_rules(
         dame_protocol::integration::write_new_then_rename(dir, &name, text.as_bytes(), false)
             .map_err(|e| format!("{name}: {e}"))
     };
-    // The rules as data, always (an empty set too: what the broker withdrew goes).
-    write(
-        format!("{stem}.json"),
-        &rules.to_json().map_err(|e| e.to_string())?,
-    )?;
+    // The rules as data, always (an empty set too: what the broker withdrew goes), written
+    // after the product file (a withdrawal compares both with what no rule gives).
+    let json = rules.to_json().map_err(|e| e.to_string())?;
+    let Some(product) = render_product(&rules.rules, cfg, stem)? else {
+        write(format!("{stem}.json"), &json)?;
+        return Ok(0);
+    };
+    write(format!("{stem}.{}", product.ext), &product.text)?;
+    write(format!("{stem}.json"), &json)?;
+    if product.left_out.is_empty() {
+        Ok(product.written)
+    } else {
+        Err(format!(
+            "{} of {} rules written, the rest as JSON only: {}",
+            product.written,
+            rules.rules.len(),
+            product.left_out.join("; ")
+        ))
+    }
+}
+
+/// The product form of conversion rules ([`render_product`]).
+struct Product {
+    /// The file's extension (`authproc.php`, `resolver.xml`).
+    ext: &'static str,
+    /// Its text.
+    text: String,
+    /// How many rules it holds.
+    written: usize,
+    /// Why the others are not in it.
+    left_out: Vec<String>,
+}
+
+/// The product file (`.authproc.php` or `.resolver.xml`, by `cfg.format`) for `rules` of the SP
+/// whose entityID has SHA-1 `stem`; `None` for a format without one. A rule the product cannot
+/// express, or that adds a scope not the IdP's, is left out (with why); with no rule the text
+/// says so and stays loadable.
+fn render_product(
+    rules: &[dame_protocol::conversion::Rule],
+    cfg: &crate::config::RulesConfig,
+    stem: &str,
+) -> Result<Option<Product>, String> {
+    use dame_protocol::conversion::{Output, Rule, shibboleth, simplesamlphp};
     // Each SP's resolver file names its definitions apart from the others' (conversion
     // review M3: the same rule in two files gave two definitions of one id), by the whole
     // SHA-1 (eight digits could be ground to collide).
@@ -966,11 +1012,11 @@ fn write_rules(
     let (ext, generate): (&str, Generate) = match cfg.format.as_str() {
         "simplesamlphp" => ("authproc.php", simplesamlphp::authproc),
         "shibboleth" => ("resolver.xml", shibboleth::resolver),
-        _ => return Ok(0),
+        _ => return Ok(None),
     };
     let mut left_out = Vec::new();
     let mut refs: Vec<&Rule> = Vec::new();
-    for r in &rules.rules {
+    for r in rules {
         match generate(&[r], &output) {
             Ok(_) => refs.push(r),
             Err(e) => left_out.push(e.to_string()),
@@ -990,17 +1036,12 @@ fn write_rules(
     } else {
         text
     };
-    write(format!("{stem}.{ext}"), &text)?;
-    if left_out.is_empty() {
-        Ok(refs.len())
-    } else {
-        Err(format!(
-            "{} of {} rules written, the rest as JSON only: {}",
-            refs.len(),
-            rules.rules.len(),
-            left_out.join("; ")
-        ))
-    }
+    Ok(Some(Product {
+        ext,
+        text,
+        written: refs.len(),
+        left_out,
+    }))
 }
 
 #[cfg(test)]
@@ -1141,6 +1182,27 @@ mod tests {
         );
         assert!(reconcile_rules(&cfg, dir.path()).is_empty(), "once");
         assert_eq!(withdraw_rules_of(&cfg, dir.path(), &stem), Ok(false));
+        // A crash between the two files' writes left an empty JSON beside a product holding
+        // rules: withdrawn too (second review of the eighth round, N2).
+        target
+            .integrate(
+                SP,
+                b"<md:EntityDescriptor/>",
+                "https://broker.example/mdq/x",
+            )
+            .unwrap();
+        write_rules_if_integrated(body.as_bytes(), &cfg, dir.path(), &stem).unwrap();
+        std::fs::write(
+            dir.path().join("rules").join(format!("{stem}.json")),
+            br#"{"rules": []}"#,
+        )
+        .unwrap();
+        assert!(target.remove(SP).unwrap());
+        assert_eq!(
+            reconcile_rules(&cfg, dir.path()),
+            vec![(stem.clone(), Ok(true))]
+        );
+        assert!(!php().contains("rule eppn"), "{}", php());
     }
 
     /// The MDQ route serves what the directory holds for the entity asked for, by entityID or
