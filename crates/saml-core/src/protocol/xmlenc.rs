@@ -498,23 +498,30 @@ fn attempts<'a>(
     recipient: Option<&str>,
 ) -> Vec<(&'a EncryptedKey, &'a PKey<Private>)> {
     let spkis: Vec<Option<Vec<u8>>> = keys.iter().map(|k| k.public_key_to_der().ok()).collect();
-    let holds = |der: &[u8], key: &PKey<Private>, spki: &Option<Vec<u8>>| {
-        let Some(spki) = spki else { return false };
-        if memchr::memmem::find(der, spki).is_none() {
-            return false;
+    // The public key of a certificate holding one of our keys' SubjectPublicKeyInfo, parsed
+    // once whatever the number of our keys (the bytes are public: anyone can make a blob
+    // holding them, so this bounds the parses to the certificates, not times our keys).
+    let named = |der: &[u8]| -> Option<PKey<Public>> {
+        let candidate = spkis
+            .iter()
+            .flatten()
+            .any(|spki| memchr::memmem::find(der, spki).is_some());
+        if !candidate {
+            return None;
         }
         #[cfg(test)]
         CERTIFICATES_PARSED.with(|n| n.set(n.get() + 1));
         openssl::x509::X509::from_der(der)
             .ok()
             .and_then(|c| c.public_key().ok())
-            .is_some_and(|p| p.public_eq(key))
     };
     let mut ranked: Vec<(u8, &EncryptedKey, &PKey<Private>)> = Vec::new();
     for k in &data.keys {
         if !k.certificates.is_empty() {
-            for (key, spki) in keys.iter().zip(&spkis) {
-                if k.certificates.iter().any(|der| holds(der, key, spki)) {
+            let public: Vec<PKey<Public>> =
+                k.certificates.iter().filter_map(|der| named(der)).collect();
+            for key in keys {
+                if public.iter().any(|p| p.public_eq(key)) {
                     ranked.push((0, k, key));
                 }
             }
@@ -886,6 +893,21 @@ mod tests {
         let parsed = CERTIFICATES_PARSED.with(std::cell::Cell::get);
         assert!(content_key(&crowded, &ours, &DecryptOptions::default(), false).is_err());
         assert_eq!(CERTIFICATES_PARSED.with(std::cell::Cell::get) - parsed, 0);
+        // Blobs holding every one of our public keys (public bytes): each parsed once, not
+        // once per configured key (second review of the eighth round, N5).
+        let blob: Vec<u8> = ours
+            .iter()
+            .flat_map(|k| k.public_key_to_der().unwrap())
+            .collect();
+        for k in &mut crowded.keys {
+            k.certificates = vec![blob.clone(); 4];
+        }
+        let parsed = CERTIFICATES_PARSED.with(std::cell::Cell::get);
+        assert!(content_key(&crowded, &ours, &DecryptOptions::default(), false).is_err());
+        assert_eq!(
+            CERTIFICATES_PARSED.with(std::cell::Cell::get) - parsed,
+            4 * crowded.keys.len()
+        );
 
         // Recipient = our entityID goes before the others.
         let mut to_us = real;
