@@ -530,8 +530,10 @@ impl<T: IntegrationTarget> Agent<T> {
     }
 
     /// The entityID of a peer a rollback trigger was accepted for since the last call (its
-    /// integrated document removed now, or before). Drain after every
-    /// [`Agent::handle_trigger`] and withdraw what was derived from the peer outside the
+    /// integrated document removed now, or before), or whose expired copy a fetch removed
+    /// because the broker no longer publishes it. Drain after every
+    /// [`Agent::handle_trigger`] and every fetch completion ([`Agent::handle_fetched`],
+    /// [`Agent::handle_verified`]) and withdraw what was derived from the peer outside the
     /// integration target: an IdP's service empties the conversion rules it wrote for a
     /// rolled-back SP (the rules of a rolled-back SP stayed in force: still open after the
     /// sixth round). At most 10,000 wait; the oldest gives way.

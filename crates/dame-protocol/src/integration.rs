@@ -96,8 +96,9 @@ pub trait IntegrationTarget {
     /// Whether the entity whose entityID has SHA-1 `stem` is integrated now (one of
     /// [`IntegrationTarget::sources`]). The default lists them all; a target answers for one
     /// entry at the cost of one ([`crate::agent::Agent::refresh_due_listed`] asks under the
-    /// agent's lock about the few entries a listing made without it found due, up to 33 per
-    /// call: a target holding many entries implements it for one).
+    /// agent's lock about the entries a listing made without it found due, about as many as
+    /// the fetches one call starts, and those the agent knows but the listing lacks: a target
+    /// holding many entries implements it for one).
     fn holds(&self, stem: &str) -> Result<bool, Error> {
         Ok(self.sources()?.contains_key(stem))
     }

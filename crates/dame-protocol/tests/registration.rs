@@ -530,6 +530,18 @@ mod store {
                 ),
                 "EntityAttributes",
             ),
+            // A role's own md:ContactPerson (second review of the eighth round, N10).
+            (
+                String::from_utf8(attacker(&[], false, false))
+                    .unwrap()
+                    .replacen(
+                        "<md:SingleSignOnService",
+                        r#"<md:ContactPerson contactType="support"><md:Extensions><v:TrustHint xmlns:v="urn:example:vendor"/></md:Extensions></md:ContactPerson><md:SingleSignOnService"#,
+                        1,
+                    )
+                    .into_bytes(),
+                "TrustHint",
+            ),
             (
                 before_end(
                     attacker(&[], false, false),

@@ -221,14 +221,20 @@ fn keygen(o: &Opts, io: &mut Io<'_>) -> Res<()> {
             return Err(e);
         }
     };
-    {
+    let written = {
         use std::io::Write as _;
         sf.write_all(secret.as_bytes())
             .and_then(|()| sf.sync_all())
-            .map_err(fail)?;
-        pf.write_all(public.as_bytes())
+            .and_then(|()| pf.write_all(public.as_bytes()))
             .and_then(|()| pf.sync_all())
-            .map_err(fail)?;
+    };
+    if let Err(e) = written {
+        // Both files were created by this call: a half-written pair is not left behind
+        // (second review of the eighth round, N8).
+        drop((sf, pf));
+        let _ = std::fs::remove_file(secret_out);
+        let _ = std::fs::remove_file(public_out);
+        return Err(fail(e));
     }
     io.say(format_args!("{}", id.fingerprint()))
 }

@@ -88,8 +88,9 @@ pub const MAX_ROOM_KEY_LIFETIME: Duration = Duration::from_secs(7 * 86_400);
 /// Call these in this order:
 ///
 /// 1. [`Moderator::new`] once per room (epoch 1); after a restart, [`Moderator::resume`]
-///    after the epoch it last distributed (save [`Moderator::epoch`] after every rotation, as
-///    members save [`Member::state`]).
+///    after the epoch it last distributed (save [`Moderator::epoch`] durably after every
+///    [`Moderator::rotate`] and [`Moderator::remove_member`], before sending the distribution,
+///    as members save [`Member::state`]).
 /// 2. [`Moderator::add_member`] for each member (with the certificate its key goes to,
 ///    checked there).
 /// 3. [`Moderator::distribute`] and send every stanza it returns, and deal with the members
