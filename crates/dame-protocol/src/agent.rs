@@ -683,7 +683,9 @@ impl<T: IntegrationTarget> Agent<T> {
         now: SystemTime,
     ) -> Result<(), Error> {
         let Some(entity) = entity else {
-            self.drop_expired(&p.id, now)?;
+            // Best effort: a copy that cannot be read or removed now is looked at again at
+            // the next refresh; the answer stays that the broker does not know the peer.
+            let _ = self.drop_expired(&p.id, now);
             return Err(Refusal::UnknownEntity.into());
         };
         // mdq-client checked that the entity answers the identifier (its entityID, or the
