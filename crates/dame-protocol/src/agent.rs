@@ -332,10 +332,7 @@ impl<T: IntegrationTarget> Agent<T> {
                 let removed = self.target.remove(&t.peer)?;
                 self.refresh.remove(&key);
                 // Removed now or before: what the caller derived from the peer goes too.
-                if self.rolled_back.len() >= MAX_QUEUED_NONCES {
-                    self.rolled_back.pop_front();
-                }
-                self.rolled_back.push_back(t.peer.clone());
+                self.note_rolled_back(t.peer.clone());
                 // No later 304 or failure may bring the old copy back (agent review M3).
                 if let Ok(id) = Identifier::entity_id(&t.peer) {
                     self.mdq.forget(&id);
@@ -740,12 +737,18 @@ impl<T: IntegrationTarget> Agent<T> {
         if self.target.remove(&e.entity_id)? {
             self.refresh.remove(&stem);
             self.mdq.forget(id);
-            if self.rolled_back.len() >= MAX_QUEUED_NONCES {
-                self.rolled_back.pop_front();
-            }
-            self.rolled_back.push_back(e.entity_id);
+            self.note_rolled_back(e.entity_id);
         }
         Ok(())
+    }
+
+    /// Queues `peer` for [`Agent::poll_rolled_back`] (at most 10,000 wait; the oldest gives
+    /// way).
+    fn note_rolled_back(&mut self, peer: String) {
+        if self.rolled_back.len() >= MAX_QUEUED_NONCES {
+            self.rolled_back.pop_front();
+        }
+        self.rolled_back.push_back(peer);
     }
 
     fn outcome(

@@ -448,16 +448,27 @@ impl AgentService {
         .map_err(|e| format!("the rules answer: {e}"))?;
         // Parsing (every pattern checked and compiled) and generating run on the blocking
         // pool, not on a runtime worker (conversion review L5).
-        let directory = self.cfg.directory.clone();
         let cfg = cfg.clone();
         let stem = stem_of(sp);
-        let lock = self.rules_lock.clone();
-        tokio::task::spawn_blocking(move || {
-            let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
-            write_rules_if_integrated(&body, &cfg, &directory, &stem)
+        self.under_rules_lock(move |directory| {
+            write_rules_if_integrated(&body, &cfg, directory, &stem)
         })
         .await
         .map_err(|e| format!("writing the rules failed: {e}"))?
+    }
+
+    /// Runs `f` with the agent's directory on the blocking pool, holding the rules lock (rules
+    /// are written, withdrawn and reconciled one at a time).
+    async fn under_rules_lock<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&std::path::Path) -> T + Send + 'static,
+    ) -> Result<T, tokio::task::JoinError> {
+        let (directory, lock) = (self.cfg.directory.clone(), self.rules_lock.clone());
+        tokio::task::spawn_blocking(move || {
+            let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+            f(&directory)
+        })
+        .await
     }
 
     /// An IdP's agent after rollbacks: the conversion rules written for each rolled-back SP
@@ -472,17 +483,10 @@ impl AgentService {
         };
         let Some(cfg) = &self.cfg.rules else { return };
         for sp in peers {
-            let (cfg, directory, lock) = (
-                cfg.clone(),
-                self.cfg.directory.clone(),
-                self.rules_lock.clone(),
-            );
-            let stem = stem_of(&sp);
-            let result = tokio::task::spawn_blocking(move || {
-                let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
-                withdraw_rules_of(&cfg, &directory, &stem)
-            })
-            .await;
+            let (cfg, stem) = (cfg.clone(), stem_of(&sp));
+            let result = self
+                .under_rules_lock(move |directory| withdraw_rules_of(&cfg, directory, &stem))
+                .await;
             let result = match result {
                 Ok(Ok(false)) => continue,
                 Ok(Ok(true)) => "withdrawn".to_owned(),
@@ -503,13 +507,10 @@ impl AgentService {
         let Some(cfg) = self.cfg.rules.clone() else {
             return;
         };
-        let (directory, lock) = (self.cfg.directory.clone(), self.rules_lock.clone());
-        let done = tokio::task::spawn_blocking(move || {
-            let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
-            reconcile_rules(&cfg, &directory)
-        })
-        .await
-        .unwrap_or_default();
+        let done = self
+            .under_rules_lock(move |directory| reconcile_rules(&cfg, directory))
+            .await
+            .unwrap_or_default();
         for (stem, result) in done {
             log(&[
                 ("event", "rules-withdrawn".into()),
