@@ -516,7 +516,10 @@ pub struct Registry {
     /// minutes; a shorter one in the registered metadata is kept). Conversion review M7: with
     /// `validUntil` only, a Shibboleth SP's dynamic provider (`LocalDynamic`) kept an entity up
     /// to its `maxCacheDuration` (8 h by default) after a rollback deleted the agent's file;
-    /// with it, the SP looks again after max(this, its `minCacheDuration`).
+    /// with it, the SP looks again after max(this, its `minCacheDuration`). Looking again is
+    /// not letting go: Shibboleth SP 3 keeps the copy it holds when the file is gone, until its
+    /// cleanup task drops it (`cleanupInterval`, `cleanupTimeout` on the provider: README,
+    /// "Running the DAME services").
     pub cache_duration: Duration,
     /// Admit `http://` endpoints on loopback addresses (tests on one host; default false).
     pub loopback_http: bool,

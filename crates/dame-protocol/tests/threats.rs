@@ -1468,6 +1468,8 @@ fn many_requesters_at_their_share_do_not_close_registration() {
 /// `maxCacheDuration` (8 h by default) after a rollback deleted the file. Every published
 /// document now carries `cacheDuration` (`Registry::cache_duration`, 10 minutes by default; a
 /// shorter one in the registered metadata is kept), and still verifies with the broker's key.
+/// (Shibboleth also needs its cleanup settings to let go of a copy whose file is gone:
+/// `dame-server/tests/peers.rs` shows the whole rollback with a stock Shibboleth SP.)
 #[test]
 fn published_documents_carry_a_short_cache_duration() {
     use dame_protocol::integration::accept_peer;

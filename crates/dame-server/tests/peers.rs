@@ -27,11 +27,16 @@
 //! reused) -> Shibboleth's ACS -> the protected page shows REMOTE_USER. Second user: straight
 //! through, no trigger sent. A deny-listed IdP chosen at `/ds`: refused by the broker, nothing
 //! written for Shibboleth. A document dropped into Shibboleth's directory by hand, not signed
-//! by the broker, is refused by its Signature filter.
+//! by the broker, is refused by its Signature filter. Rollback: the SP's policy denies the
+//! IdP's domain; both agents delete their copy, SimpleSAMLphp refuses Shibboleth's next
+//! AuthnRequest at once, and Shibboleth stops starting logins at the IdP once the copy it held
+//! is past its cache time and its cleanup ran (without `cleanupInterval`/`cleanupTimeout` it
+//! kept using the copy: 90 s and counting in this test, 30 to 60 minutes with its defaults).
 //!
 //! Run time (debug build, 2 cores shared): the five processes are up in about 1 s, the first
-//! use takes about 0.5 s (the exchange about 0.2 s of it), the second user 0.4 s; about 3 s in
-//! all. Needs the peers of `scripts/setup.sh` (libapache2-mod-shib, simplesamlphp).
+//! use takes about 0.5 s (the exchange about 0.2 s of it), the second user 0.4 s; the rollback
+//! reaches Shibboleth 30 s after its last look at the file (the least `minCacheDuration` it
+//! accepts); about 35 s in all. Needs the peers of `scripts/setup.sh` (libapache2-mod-shib, simplesamlphp).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../../../interop/tests/common/mod.rs"]
@@ -57,6 +62,10 @@ const DENIED_IDP: &str = "https://idp.denied.test/idp";
 const UNSIGNED_IDP: &str = "https://idp.unsigned.test/idp";
 const BROKER: &str = "https://broker.dame.test/sp";
 const TOKEN: &str = "0123456789abcdef0123456789abcdef-operator";
+/// How long Shibboleth uses a document before it looks at the directory again: the provider's
+/// `maxCacheDuration`, here the shortest Shibboleth SP 3 accepts (its `minCacheDuration` is at
+/// least 30 s); in production the broker's `cacheDuration`, 10 minutes, does it.
+const SHIB_CACHE: Duration = Duration::from_secs(30);
 
 /// One blocking HTTP call to the broker or an agent (admin calls, health, metrics).
 fn call(
@@ -313,10 +322,12 @@ $metadata['{IDP}'] = [
         SP,
         &format!(r#"<SSO discoveryProtocol="SAMLDS" discoveryURL="{broker}/ds">SAML2</SSO>"#),
         &format!(
-            r#"<MetadataProvider type="LocalDynamic" sourceDirectory="{}">
+            r#"<MetadataProvider type="LocalDynamic" sourceDirectory="{src}"
+        minCacheDuration="{cache}" maxCacheDuration="{cache}" cleanupInterval="1" cleanupTimeout="0">
       <MetadataFilter type="Signature" certificate="{{dir}}/broker.crt"/>
     </MetadataProvider>"#,
-            sp_dir.display()
+            src = sp_dir.display(),
+            cache = SHIB_CACHE.as_secs()
         ),
         &[("broker.crt", broker_key.cert_pem())],
     );
@@ -541,6 +552,7 @@ $metadata['{IDP}'] = [
     ));
     let log = sp.shibd_log()[before..].to_owned();
     assert_ne!(r.status, 302, "{}\n{log}", r.body);
+    let refused_status = r.status;
     assert!(
         log.contains("unable to verify signature") && log.contains("unable to locate metadata"),
         "{log}"
@@ -548,13 +560,93 @@ $metadata['{IDP}'] = [
     let why = log
         .lines()
         .find(|l| l.starts_with("ERROR"))
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .to_owned();
+
+    // Rollback: the SP's policy now denies the IdP's domain. The broker rolls the pair back,
+    // both agents remove what they integrated, and both products let go of the peer:
+    // SimpleSAMLphp at once (its `mdq` source asks the agent per request), Shibboleth once
+    // the copy it holds is past its cache time (the document's `cacheDuration`) and its cleanup
+    // ran (`cleanupInterval`, `cleanupTimeout`): a dynamic provider whose file is gone keeps
+    // answering with the copy it holds until the cleanup drops it.
+    let shib_request = login.header("Location").unwrap().to_owned();
+    let t3 = Instant::now();
+    let (status, body) = call(
+        &rt,
+        "PUT",
+        &format!("{broker}/admin/policy?entityID={}", url_encode(SP)),
+        Some(
+            r#"{"peers": {"allow": [], "deny": ["idp.denied.test", "idp.dame.test"]}, "unmodified_sp": true}"#
+                .into(),
+        ),
+    );
+    assert_eq!(status, 200, "{body}");
+    let mut removed = false;
+    for _ in 0..200 {
+        if !shib_file.exists() && !ssp_file.exists() {
+            removed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        removed,
+        "both agents rolled the pair back: {:?} {:?}",
+        files(&sp_dir),
+        files(&idp_dir)
+    );
+    let rolled_back = t3.elapsed();
+    // SimpleSAMLphp no longer knows the SP: the AuthnRequest it answered before is refused.
+    let mut b = Browser::default();
+    let r = b.get(&shib_request);
+    // (SimpleSAMLphp's error page answers 200.)
+    assert!(
+        r.body.contains("Unable to locate metadata for") && !r.body.contains("password"),
+        "{}: {}",
+        r.status,
+        r.body
+    );
+    // Shibboleth lets go of the IdP: a login to it no longer starts.
+    let login_url = format!(
+        "{}/Shibboleth.sso/Login?entityID={}&target={}",
+        sp.base,
+        url_encode(IDP),
+        url_encode(&format!("{}/secure/env", sp.base))
+    );
+    let mut dropped = None;
+    while t3.elapsed() < SHIB_CACHE * 3 {
+        let before = sp.shibd_log().len();
+        let r = Browser::default().get(&login_url);
+        if r.status != 302 {
+            let log = sp.shibd_log()[before..].to_owned();
+            assert!(log.contains("unable to locate metadata"), "{log}");
+            dropped = Some(t3.elapsed());
+            break;
+        }
+        assert!(
+            r.header("Location")
+                .is_some_and(|l| l.starts_with(&format!("{idp_sso}?SAMLRequest="))),
+            "{:?}",
+            r.header("Location")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let dropped = dropped.unwrap_or_else(|| {
+        panic!(
+            "Shibboleth still starts logins at the rolled-back IdP {:?} after the rollback\n{}",
+            t3.elapsed(),
+            sp.shibd_log()
+        )
+    });
+    assert!(dropped >= rolled_back);
     eprintln!(
         "peers up in {started:?}, everything registered at {ready:?}; first use {first:?} \
          (exchange done {exchange:?} in, {triggers} triggers); second user {second:?}; denied \
-         pair refused ({}); unsigned document refused by Shibboleth ({}: {why}); all {:?}",
+         pair refused ({}); unsigned document refused by Shibboleth ({}: {why}); rolled back \
+         in {rolled_back:?}, Shibboleth let go of the IdP {dropped:?} after the policy change; \
+         all {:?}",
         choose.status,
-        r.status,
+        refused_status,
         t0.elapsed()
     );
 }

@@ -13,7 +13,9 @@ USAGE:
 It serves the entity's MetadataSyncLocation, accepts only triggers signed by the broker's pinned
 key (fresh, once, addressed to this entity), pulls the peer from the broker's MDQ service,
 verifies it with the same key and writes it for the SAML software: <sha1>.xml and <sha1>.xml.loc
-in `directory` (Shibboleth SP: <MetadataProvider type=\"LocalDynamic\" sourceDirectory=\"...\"/>).
+in `directory` (Shibboleth SP: <MetadataProvider type=\"LocalDynamic\" sourceDirectory=\"...\"
+maxCacheDuration=\"600\" cleanupInterval=\"60\" cleanupTimeout=\"0\"/>: without the cleanup
+settings Shibboleth keeps using a rolled-back peer's copy 30 to 60 minutes longer).
 At start it fetches every entity of the directory again. Logs are JSON lines on stderr.
 
 CONFIGURATION (TOML; unknown keys are refused; see crates/dame-server/agent.example.toml):
