@@ -25,10 +25,10 @@ pub(crate) fn read(path: &str) -> Res<Vec<u8>> {
     std::fs::read(path).map_err(|e| Failure::Failed(format!("{path}: {e}")))
 }
 
-/// Files at least this large are read into populated anonymous memory in huge pages, by two
-/// threads (each half into its own part of the buffer) unless single-threaded (issue 15:
-/// reading a 60 MiB aggregate from the page cache took 35 ms on one core, most of it the kernel
-/// zeroing, faulting in and copying fresh pages; see [`read_large`]).
+/// Files at least this large are read into populated anonymous memory, by two threads (each
+/// half into its own part of the buffer) unless single-threaded (issue 15: reading a 60 MiB
+/// aggregate from the page cache took 35 ms on one core, most of it the kernel zeroing,
+/// faulting in and copying fresh pages).
 const LARGE_READ_MIN: u64 = 4 << 20;
 
 /// A document read into memory: a `Vec` for small files and streams, an anonymous mapping for
@@ -36,16 +36,8 @@ const LARGE_READ_MIN: u64 = 4 << 20;
 pub(crate) enum Document {
     /// Read with `read_to_end`.
     Small(Vec<u8>),
-    /// Read into anonymous memory whose pages were faulted in up front (see [`read_large`]):
-    /// the document is `len` bytes from `at`.
-    Large {
-        /// The mapping.
-        map: memmap2::MmapMut,
-        /// Where the document starts in it.
-        at: usize,
-        /// The document's length.
-        len: usize,
-    },
+    /// Read into anonymous memory whose pages were faulted in up front (see [`read_large`]).
+    Large(memmap2::MmapMut),
 }
 
 impl std::ops::Deref for Document {
@@ -53,7 +45,7 @@ impl std::ops::Deref for Document {
     fn deref(&self) -> &[u8] {
         match self {
             Document::Small(v) => v,
-            Document::Large { map, at, len } => map.get(*at..at + len).unwrap_or_default(),
+            Document::Large(m) => m,
         }
     }
 }
@@ -92,41 +84,27 @@ pub(crate) fn read_document(path: &str, parallel: bool, max: usize) -> Res<Docum
     }
     let size = usize::try_from(len).map_err(|_| too_large())?;
     read_large(&file, size, parallel)
-        .map(|(map, at)| Document::Large { map, at, len: size })
+        .map(Document::Large)
         .map_err(failed)
 }
 
-/// Reads `size` bytes of `file` from offset 0 into anonymous memory, the two halves on two
-/// threads when `parallel`, and checks that the file ends there; returns the mapping and where
-/// in it the document starts. Issue 15: a `Vec` of a 60 MiB aggregate takes its 15,400 fresh
-/// pages one page fault each while the file is copied in (`std::fs::read` 58 ms on a 2-vCPU VM,
-/// 40 % of it the faults). The document's part of the mapping starts on a 2 MiB boundary, is
-/// marked for transparent huge pages (`MADV_HUGEPAGE`: about 30 pages to fault and zero instead
-/// of 15,400, and as many to unmap) and populated in one call (`MADV_POPULATE_WRITE`) before
-/// the file is copied in: 5-7 ms instead of 24-38 ms for `MAP_POPULATE` of small pages on the
-/// host of BENCHMARKS.md's "ninth round". Both are advice: where the kernel has no huge pages
-/// (or refuses the advice) the pages are small, and before Linux 5.14 they are faulted in as
-/// the file is read. The pages, and so the peak RSS, are the document's rounded up to a huge
-/// page; the unaligned head of the mapping is never touched.
+/// Reads `size` bytes of `file` from offset 0 into anonymous memory mapped with its pages
+/// populated at once (`MAP_POPULATE`, memmap2's safe API), the two halves on two threads when
+/// `parallel`, and checks that the file ends there. Issue 15: a `Vec` of a 60 MiB aggregate
+/// takes its 15,400 fresh pages one page fault each while the file is copied in (`std::fs::read`
+/// 58 ms on a 2-vCPU VM, 40 % of it the faults); populated in one call the same read took
+/// 40-55 ms instead of 62-98 ms (BENCHMARKS.md, "seventh round"). The pages and the peak RSS are
+/// the same; only the way they are faulted in differs.
 fn read_large(
     file: &std::fs::File,
     size: usize,
     parallel: bool,
-) -> std::io::Result<(memmap2::MmapMut, usize)> {
+) -> std::io::Result<memmap2::MmapMut> {
     use std::os::unix::fs::FileExt;
-    let room = size
-        .checked_add(HUGE_PAGE)
-        .ok_or_else(|| std::io::Error::other("file too large to map"))?;
-    let mut map = memmap2::MmapOptions::new().len(room).map_anon()?;
-    // The first huge-page boundary in the mapping (mappings start on a page boundary).
-    let at = map.as_ptr().addr().wrapping_neg() % HUGE_PAGE;
-    #[cfg(target_os = "linux")]
-    {
-        // Advice only (see above): a kernel that refuses either still reads the file in.
-        let _ = map.advise_range(memmap2::Advice::HugePage, at, size);
-        let _ = map.advise_range(memmap2::Advice::PopulateWrite, at, size);
-    }
-    let buf = &mut map[at..at + size];
+    let mut buf = memmap2::MmapOptions::new()
+        .len(size)
+        .populate()
+        .map_anon()?;
     let read = if parallel {
         let mid = size / 2;
         let (first, second) = buf.split_at_mut(mid);
@@ -138,7 +116,7 @@ fn read_large(
                 .unwrap_or_else(|_| Err(std::io::Error::other("reading thread failed")))
         })
     } else {
-        file.read_exact_at(buf, 0)
+        file.read_exact_at(&mut buf, 0)
     };
     read.map_err(|e| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -153,11 +131,8 @@ fn read_large(
             "the file became longer while it was read",
         ));
     }
-    Ok((map, at))
+    Ok(buf)
 }
-
-/// The size of a transparent huge page on x86-64 and aarch64 with 4 KiB pages.
-const HUGE_PAGE: usize = 2 << 20;
 
 /// What the tool says about itself.
 pub(crate) struct Tool {
@@ -220,10 +195,8 @@ mod tests {
         let max = data.len();
         for parallel in [true, false] {
             let doc = read_document(p, parallel, max).unwrap();
-            assert!(matches!(doc, Document::Large { .. }));
+            assert!(matches!(doc, Document::Large(_)));
             assert_eq!(&doc[..], &data[..]);
-            // On a huge-page boundary, so that the kernel can back it with huge pages.
-            assert_eq!(doc.as_ptr().addr() % HUGE_PAGE, 0);
         }
         // One byte over the limit: refused, on either path, naming the limit.
         for parallel in [true, false] {
