@@ -1261,6 +1261,49 @@ impl Broker {
             .ok()
     }
 
+    /// A trigger the service gave up sending (no acknowledgement before its retries ran out of
+    /// the agent's time window for its issue instant: the agent was down or unreachable for
+    /// longer), planned again with a fresh issue instant when today's standing of the pair
+    /// still asks for it: a rollback while the pair is not established and allowed, a
+    /// re-download while it is (as for [`Broker::retransmit`]), and no flow of the pair is
+    /// exchanging (its outcome decides; a newer rollback would undo what it integrates, a
+    /// re-download would be its own). Returns whether it was planned (`false` also when `to`
+    /// is no longer registered).
+    ///
+    /// Without it a rollback given up was lost for good: the agent keeps the peer, and its
+    /// refresh fetches every integrated peer again from the broker's MDQ service, which serves
+    /// every registered entity, so a denied or deleted pair stayed integrated.
+    pub fn plan_owed_trigger(
+        &mut self,
+        action: TriggerAction,
+        to: &str,
+        about: &str,
+        now: SystemTime,
+        rng: &mut dyn FnMut(&mut [u8]),
+    ) -> bool {
+        let stands = (self.relationships.contains(to, about)
+            || self.relationships.contains(about, to))
+            && self.pair_allowed(to, about);
+        let wanted = match action {
+            TriggerAction::Rollback => !stands,
+            TriggerAction::FetchMetadata => stands,
+        };
+        let exchanging = self.flows.values().any(|f| {
+            matches!(&f.state, State::Exchanging { idp, .. }
+                if (idp == to && f.sp == about) || (idp == about && f.sp == to))
+        });
+        if !wanted || exchanging {
+            return false;
+        }
+        match self.transmit(None, action, to, about, now, rng) {
+            Ok(t) => {
+                self.transmits.push_back(t);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     /// The answer to a trigger of `flow` sent to `entity`: the HTTP status and body as
     /// received. An answer for a flow that is no longer exchanging (a rollback's answer, a late
     /// one) changes nothing.

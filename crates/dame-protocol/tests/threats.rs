@@ -1308,6 +1308,116 @@ fn a_lost_rollback_is_sent_again_while_it_still_stands() {
     assert!(w.integrated(SP, IDP).is_some(), "the later decision stands");
 }
 
+/// A rollback whose retries all went unanswered (the SP's agent down for longer than its
+/// 5-minute window for the decision's issue instant) was lost for good: the agent kept the
+/// denied IdP, and its refresh fetched it again from the broker's MDQ service, which serves
+/// every registered entity. `Broker::plan_owed_trigger` plans it again, signed now, while the
+/// pair's standing asks for it; never while a flow of the pair is exchanging.
+#[test]
+fn a_rollback_given_up_is_planned_again_with_a_fresh_issue_instant() {
+    let mut w = World::new();
+    w.first_use();
+    while w.broker.poll_transmit().is_some() {}
+    let deny = EntityPolicy::default().with_peers(PeerPolicy {
+        allow: DomainList::default(),
+        deny: DomainList::new(["idp.example.net"]),
+    });
+    w.broker.change_policy(SP, deny, w.now, &mut rng()).unwrap();
+    let sent: Vec<_> = std::iter::from_fn(|| w.broker.poll_transmit()).collect();
+    let to_sp = sent.iter().find(|t| t.to == SP).unwrap().clone();
+    for t in sent.into_iter().filter(|t| t.to != SP) {
+        w.deliver(t);
+    }
+    // The SP's agent was down past the retries; the last one is now outside its window.
+    w.advance(Duration::from_secs(600));
+    let stale = w.broker.retransmit(&to_sp, &mut rng()).unwrap();
+    assert!(
+        w.sp.agent
+            .handle_trigger(query_of(&stale.url), BROKER_ADDR, w.now)
+            .is_err()
+    );
+    // Left alone, the agent keeps the IdP through its refreshes, days later.
+    w.advance(Duration::from_secs(4 * 86_400));
+    w.refresh_agent(SP);
+    assert!(w.integrated(SP, IDP).is_some(), "kept by the refresh");
+    // Planned again: signed now, taken, the IdP gone.
+    assert!(
+        w.broker
+            .plan_owed_trigger(TriggerAction::Rollback, SP, IDP, w.now, &mut rng())
+    );
+    let again = w.broker.poll_transmit().unwrap();
+    assert_eq!(
+        (
+            again.to.as_str(),
+            again.action,
+            again.issued,
+            again.flow.clone()
+        ),
+        (SP, TriggerAction::Rollback, w.now, None)
+    );
+    w.deliver(again);
+    assert!(w.integrated(SP, IDP).is_none(), "rolled back");
+    // A re-download is not owed to a refused pair.
+    assert!(
+        !w.broker
+            .plan_owed_trigger(TriggerAction::FetchMetadata, SP, IDP, w.now, &mut rng())
+    );
+
+    // While a flow of a new pair is exchanging, its outcome decides: an older flow's
+    // rollback is not planned again (it would undo what the new flow integrates), nor a
+    // re-download; once the pair stands, a rollback is not owed and a re-download is.
+    let mut w = World::new();
+    let flow = match w
+        .broker
+        .handle_discovery(&w.sp_discovery(), UA_ADDR, w.now, &mut rng())
+        .unwrap()
+    {
+        UaReply::ChooseIdp { flow, .. } => flow,
+        other => panic!("{other:?}"),
+    };
+    let _ = w
+        .broker
+        .handle_idp_chosen(&flow, IDP, w.now, &mut rng())
+        .unwrap();
+    let a1 = w.sp_authn_request1(IDP);
+    let (_, reply) = w
+        .broker
+        .handle_authenticate(Some(&flow), query_of(&a1), UA_ADDR, w.now, &mut rng())
+        .unwrap();
+    let (form, _) = w.idp_sso(IDP, &redirect_of(reply)).unwrap();
+    let wait = w
+        .broker
+        .handle_response2(&flow, &form, w.now, &mut rng())
+        .unwrap();
+    assert!(matches!(wait, UaReply::Wait { .. }), "{wait:?}");
+    assert!(
+        !w.broker
+            .plan_owed_trigger(TriggerAction::Rollback, IDP, SP, w.now, &mut rng())
+    );
+    assert!(
+        !w.broker
+            .plan_owed_trigger(TriggerAction::FetchMetadata, IDP, SP, w.now, &mut rng())
+    );
+    w.settle();
+    assert!(w.broker.relationships.contains(IDP, SP), "{flow:?}");
+    while w.broker.poll_transmit().is_some() {}
+    assert!(
+        !w.broker
+            .plan_owed_trigger(TriggerAction::Rollback, IDP, SP, w.now, &mut rng())
+    );
+    assert!(
+        w.broker
+            .plan_owed_trigger(TriggerAction::FetchMetadata, IDP, SP, w.now, &mut rng())
+    );
+    // Nothing is owed to an entity no longer registered.
+    w.broker.remove_entity(IDP, w.now, &mut rng());
+    while w.broker.poll_transmit().is_some() {}
+    assert!(
+        !w.broker
+            .plan_owed_trigger(TriggerAction::Rollback, IDP, SP, w.now, &mut rng())
+    );
+}
+
 /// Broker review H1: `idpEntityID` is outside the SP's Redirect-binding signature and a DAME
 /// SP sends no Destination, so a user could take the SP's signed AuthnRequest1 for an IdP the
 /// SP accepts, name their own registered IdP instead, and the SP's agent then integrated an

@@ -207,6 +207,9 @@ pub struct BrokerService<S: Store> {
     flow_gauge: tokio::sync::Mutex<Option<(Instant, i64)>>,
     /// When re-signing failures were last logged (at most once a minute).
     resign_logged: Mutex<Option<Instant>>,
+    /// Triggers given up after their retries, by addressed entity and peer (see
+    /// [`BrokerService::send_owed`]); in this instance's memory, at most [`MAX_OWED_TRIGGERS`].
+    owed: Mutex<HashMap<(String, String), TriggerAction>>,
 }
 
 /// Most published documents re-signed per second (the broker's ticker, through
@@ -227,6 +230,19 @@ pub const TRIGGERS_PER_AGENT: usize = 8;
 /// again, in seconds after the previous attempt: six retries within 270 s, inside the agent's
 /// 5-minute window for the decision's issue instant, which a retry keeps.
 pub const TRIGGER_RETRY_DELAYS_S: [u64; 6] = [5, 10, 25, 50, 90, 90];
+
+/// How often the triggers given up after [`TRIGGER_RETRY_DELAYS_S`] are planned again, with a
+/// fresh issue instant, while the pair's standing still asks for them (an agent down for
+/// longer than the retries gets its rollback when it is back, within this time).
+pub const OWED_TRIGGER_EVERY: Duration = Duration::from_secs(600);
+
+/// Most triggers held to be planned again (a deletion of an entity with thousands of peers
+/// whose agents are all down fills it; beyond it a given-up trigger is logged and dropped).
+pub const MAX_OWED_TRIGGERS: usize = 10_000;
+
+/// Most owed triggers planned again in one round of [`OWED_TRIGGER_EVERY`] (one store
+/// transaction each); the rest wait for the next round.
+const OWED_BATCH: usize = 1_000;
 
 impl<S: Store> std::fmt::Debug for BrokerService<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -404,6 +420,7 @@ impl<S: Store> BrokerService<S> {
             waiters: Mutex::new(HashMap::new()),
             flow_gauge: tokio::sync::Mutex::new(None),
             resign_logged: Mutex::new(None),
+            owed: Mutex::new(HashMap::new()),
             registrations: Mutex::new(dame_protocol::registration::Registrations::new()),
             store,
             http,
@@ -802,11 +819,24 @@ impl<S: Store> BrokerService<S> {
     /// ([`Broker::retransmit`]: signed anew, same issue instant).
     fn retry_later(self: Arc<Self>, t: Transmit, attempt: usize) {
         let Some(delay) = TRIGGER_RETRY_DELAYS_S.get(attempt).copied() else {
+            // Kept to be planned again (`send_owed`): a rollback lost here left the peer at the
+            // agent for good (its refresh keeps fetching what the broker's MDQ still serves).
+            let kept = {
+                let mut owed = self.owed.lock().unwrap_or_else(|p| p.into_inner());
+                let key = (t.to.clone(), t.about.clone());
+                if owed.len() < MAX_OWED_TRIGGERS || owed.contains_key(&key) {
+                    owed.insert(key, t.action);
+                    true
+                } else {
+                    false
+                }
+            };
             log(&[
                 ("event", "trigger-given-up".into()),
                 ("to", t.to.clone()),
                 ("action", t.action.as_str().into()),
                 ("about", t.about.clone()),
+                ("owed", kept.to_string()),
             ]);
             return;
         };
@@ -828,6 +858,54 @@ impl<S: Store> BrokerService<S> {
                 ]),
             }
         });
+    }
+
+    /// Plans again, with a fresh issue instant, every trigger given up after its retries whose
+    /// pair's standing still asks for it (`Broker::plan_owed_trigger`: a rollback while the
+    /// pair is not established and allowed, a re-download while it is, none while a flow of
+    /// the pair is exchanging), and sends them with the usual retries; one given up again is
+    /// owed again. Called by the ticker every [`OWED_TRIGGER_EVERY`]. Returns how many were
+    /// planned.
+    async fn send_owed(self: &Arc<Self>) -> usize {
+        let owed: Vec<((String, String), TriggerAction)> = {
+            let mut owed = self.owed.lock().unwrap_or_else(|p| p.into_inner());
+            let keys: Vec<(String, String)> = owed.keys().take(OWED_BATCH).cloned().collect();
+            keys.into_iter()
+                .filter_map(|k| owed.remove(&k).map(|a| (k, a)))
+                .collect()
+        };
+        if owed.is_empty() {
+            return 0;
+        }
+        if let Err(e) = self.refresh().await {
+            log(&[("event", "store-error".into()), ("error", e.to_string())]);
+        }
+        let mut planned = 0;
+        for ((to, about), action) in owed {
+            // The pair's exchanging flows in any instance, as the store holds them now.
+            let res = self
+                .step(FlowSelect::Pair(&to, &about), |core, now| {
+                    core.plan_owed_trigger(action, &to, &about, now, &mut openssl_random)
+                })
+                .await;
+            match res {
+                Ok(true) => planned += 1,
+                Ok(false) => log(&[
+                    ("event", "owed-trigger-dropped".into()),
+                    ("to", to),
+                    ("action", action.as_str().into()),
+                    ("about", about),
+                ]),
+                Err(e) => {
+                    log(&[("event", "store-error".into()), ("error", e.to_string())]);
+                    let mut owed = self.owed.lock().unwrap_or_else(|p| p.into_inner());
+                    if owed.len() < MAX_OWED_TRIGGERS {
+                        owed.insert((to, about), action);
+                    }
+                }
+            }
+        }
+        planned
     }
 
     /// Whether the store has room for one more flow, which starts unauthenticated, from the
@@ -1852,6 +1930,7 @@ async fn metrics<S: Store>(State(svc): Svc<S>) -> Response {
             core.registry.resign_failures(),
         )
     };
+    let owed = svc.owed.lock().unwrap_or_else(|p| p.into_inner()).len();
     let m = &svc.metrics;
     let text = format!(
         "# TYPE dame_requests_total counter\ndame_requests_total {}\n\
@@ -1864,7 +1943,8 @@ async fn metrics<S: Store>(State(svc): Svc<S>) -> Response {
          # TYPE dame_flows gauge\ndame_flows {flows}\n\
          # TYPE dame_entities gauge\ndame_entities {entities}\n\
          # TYPE dame_relationships gauge\ndame_relationships {pairs}\n\
-         # TYPE dame_documents_resign_failing gauge\ndame_documents_resign_failing {failing}\n",
+         # TYPE dame_documents_resign_failing gauge\ndame_documents_resign_failing {failing}\n\
+         # TYPE dame_triggers_owed gauge\ndame_triggers_owed {owed}\n",
         m.requests.load(Ordering::Relaxed),
         m.flows_done.load(Ordering::Relaxed),
         m.flows_failed.load(Ordering::Relaxed),
@@ -1919,6 +1999,10 @@ pub async fn run<S: Store>(
                         core.handle_timeout(now, &mut openssl_random);
                     })
                     .await;
+            }
+            if n.is_multiple_of(OWED_TRIGGER_EVERY.as_secs()) {
+                let owed = ticker.clone();
+                tokio::spawn(async move { owed.send_owed().await });
             }
             if result.is_ok() && n % 60 == 1 {
                 result = ticker.store.sweep(now).await;
@@ -2594,6 +2678,120 @@ mod tests {
         );
         assert_ne!(param(&lines[0], "nonce"), param(&lines[1], "nonce"));
         assert_eq!(svc.metrics.triggers_retried.load(Ordering::Relaxed), 1);
+    }
+
+    /// A rollback given up after its retries (the agent down for longer than the agent's
+    /// 5-minute window) was lost for good, and the agent's refresh kept fetching the peer from
+    /// the broker's MDQ service: the denied or deleted pair stayed integrated. It is now owed
+    /// and planned again with a fresh issue instant (`send_owed`, every ten minutes) while the
+    /// pair's standing still asks for it.
+    #[tokio::test]
+    async fn a_rollback_given_up_is_sent_again_when_the_agent_is_back() {
+        use std::io::{Read, Write};
+        let tmp = tempfile::tempdir().unwrap();
+        let svc = service_with(tmp.path(), "allow_loopback_http = true\n").await;
+        // The SP's agent: down (500 error) for the first request, then back.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let sync = format!("http://{}/dame", l.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+        let s2 = seen.clone();
+        std::thread::spawn(move || {
+            for (i, c) in l.incoming().enumerate() {
+                let Ok(mut c) = c else { continue };
+                let mut req = [0u8; 8192];
+                let n = c.read(&mut req).unwrap_or(0);
+                let line = String::from_utf8_lossy(&req[..n])
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                s2.lock().unwrap().push(line);
+                let (head, body) = if i == 0 {
+                    ("500 Internal Server Error", "status=error&reason=down")
+                } else {
+                    ("200 OK", "status=integrated&reason=removed")
+                };
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 {head}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        let now = SystemTime::now();
+        let sp = sp_syncing_at(&sync);
+        let idp_a = idp("idp.uni-a.example", "Uni A");
+        let transmit = {
+            let mut core = svc.core();
+            core.registry
+                .insert(sp, EntityPolicy::default(), now, true)
+                .unwrap();
+            core.registry
+                .insert(idp_a.clone(), EntityPolicy::default(), now, true)
+                .unwrap();
+            core.relationships.record(&idp_a.entity_id, SP, now);
+            assert_eq!(
+                core.remove_entity(&idp_a.entity_id, now, &mut openssl_random),
+                1
+            );
+            core.poll_transmit().unwrap()
+        };
+        // Its last attempt: not acknowledged, given up, owed.
+        svc.clone()
+            .send(transmit, TRIGGER_RETRY_DELAYS_S.len())
+            .await;
+        assert_eq!(seen.lock().unwrap().len(), 1);
+        assert_eq!(svc.owed.lock().unwrap().len(), 1);
+        // The next round plans it again, signed now, and the agent takes it.
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(svc.send_owed().await, 1);
+        let mut lines = Vec::new();
+        for _ in 0..100 {
+            lines = seen.lock().unwrap().clone();
+            if lines.len() >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        let param = |l: &str, name: &str| {
+            l.split(['?', '&', ' '])
+                .find_map(|p| p.strip_prefix(&format!("{name}=")))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert_eq!(param(&lines[1], "action"), "rollback");
+        assert!(
+            param(&lines[1], "issueInstant") > param(&lines[0], "issueInstant"),
+            "{lines:?}"
+        );
+        assert!(svc.owed.lock().unwrap().is_empty());
+
+        // An owed rollback of a pair that stands again (established and allowed) is dropped,
+        // as is a re-download of a pair that is gone.
+        let other = idp("idp.uni-b.example", "Uni B");
+        {
+            let mut core = svc.core();
+            core.registry
+                .insert(other.clone(), EntityPolicy::default(), now, true)
+                .unwrap();
+            core.relationships.record(&other.entity_id, SP, now);
+        }
+        {
+            let mut owed = svc.owed.lock().unwrap();
+            owed.insert(
+                (SP.into(), other.entity_id.clone()),
+                TriggerAction::Rollback,
+            );
+            owed.insert(
+                (SP.into(), idp_a.entity_id.clone()),
+                TriggerAction::FetchMetadata,
+            );
+        }
+        assert_eq!(svc.send_owed().await, 0);
+        assert!(svc.owed.lock().unwrap().is_empty());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(seen.lock().unwrap().len(), 2, "nothing more sent");
     }
 
     /// Agent review M2, the broker's side: every trigger of a step was sent at once, so a
