@@ -81,8 +81,8 @@ pub(crate) fn verify<'a>(
 /// root verified, so what an unsigned document can make this hold is small and bounded.
 #[derive(Debug)]
 struct NestedSignatures {
-    /// Open elements: (depth, start offset).
-    open: Vec<(usize, usize)>,
+    /// Open elements: (depth, start offset, whether a signature on it is a metadata one).
+    open: Vec<(usize, usize, bool)>,
     /// Signed elements still open: (depth, start offset).
     signed_open: Vec<(usize, usize)>,
     /// Signed elements' byte ranges.
@@ -91,6 +91,28 @@ struct NestedSignatures {
     max: usize,
     /// More signed elements than `max`: refused once the root is verified.
     overflow: bool,
+}
+
+/// Whether a `ds:Signature` child of `s` is a metadata signature (SAML Metadata §3: on an
+/// `EntitiesDescriptor`, an `EntityDescriptor`, a role or an `AffiliationDescriptor`, the
+/// elements Shibboleth's Signature filter checks). A signature on anything else, such as a
+/// `saml:Assertion` an attribute authority signed inside `mdattr:EntityAttributes` (which MDAttr
+/// allows), is its issuer's, for whoever interprets that content: verified with the
+/// federation's keys it refused the entity, or the whole aggregate at the root (review A6).
+fn is_signable(s: &saml_core::xml::StartElement<'_, '_>) -> bool {
+    s.namespace == MD_NS
+        && matches!(
+            s.name.local,
+            "EntitiesDescriptor"
+                | "EntityDescriptor"
+                | "RoleDescriptor"
+                | "IDPSSODescriptor"
+                | "SPSSODescriptor"
+                | "AuthnAuthorityDescriptor"
+                | "AttributeAuthorityDescriptor"
+                | "PDPDescriptor"
+                | "AffiliationDescriptor"
+        )
 }
 
 /// The smallest genuine `ds:Signature` (SignedInfo with its algorithms, a Reference with two
@@ -114,7 +136,7 @@ impl NestedSignatures {
         match ev {
             Event::Start(s) => {
                 if s.is(DSIG_NS, "Signature")
-                    && let Some(&(depth, start)) = self.open.last()
+                    && let Some(&(depth, start, true)) = self.open.last()
                     && depth + 1 == s.depth
                     && self.signed_open.last().is_none_or(|o| o.1 != start)
                 {
@@ -125,11 +147,11 @@ impl NestedSignatures {
                     }
                 }
                 if !s.empty {
-                    self.open.push((s.depth, s.span.start));
+                    self.open.push((s.depth, s.span.start, is_signable(s)));
                 }
             }
             Event::End(e) => {
-                if let Some((depth, start)) = self.open.pop_if(|o| o.0 == e.depth)
+                if let Some((depth, start, _)) = self.open.pop_if(|o| o.0 == e.depth)
                     && self
                         .signed_open
                         .pop_if(|o| o.0 == depth && o.1 == start)

@@ -254,7 +254,11 @@ fn assemble(
         return Ok(None);
     };
     for slot in slots.ok_or_else(thread_failed)? {
-        add_children(&mut group, slot.ok_or_else(thread_failed)??);
+        add_children(
+            &mut group,
+            slot.ok_or_else(thread_failed)??,
+            verified.signed_range().start,
+        )?;
     }
     Ok(Some(Metadata::Entities(Box::new(group))))
 }
@@ -267,15 +271,31 @@ fn thread_failed() -> Error {
     }
 }
 
-/// Puts parsed children of the root into its group, in the order given.
-fn add_children(group: &mut EntitiesDescriptor, children: Vec<GroupChild>) {
+/// Puts parsed children of the root into its group, in the order given; a second
+/// `md:Extensions` is refused as [`crate::parse::entities`] refuses it (`at`: the root's
+/// offset).
+fn add_children(
+    group: &mut EntitiesDescriptor,
+    children: Vec<GroupChild>,
+    at: usize,
+) -> Result<(), Error> {
     for c in children {
         match c {
             GroupChild::Signature => {}
-            GroupChild::Extensions(x) => group.extensions = *x,
+            GroupChild::Extensions(x) => {
+                if group.extensions.present {
+                    return Err(Error::Invalid {
+                        element: "EntitiesDescriptor".into(),
+                        offset: at,
+                        message: "a second Extensions in one md:EntitiesDescriptor".into(),
+                    });
+                }
+                group.extensions = *x;
+            }
             GroupChild::Child(c) => group.children.push(c),
         }
     }
+    Ok(())
 }
 
 /// The checks that let the recorded children stand for the verified root (see the module
@@ -361,7 +381,7 @@ pub(crate) fn verify_then_build_releasing(
     threads: usize,
 ) -> Result<(usize, Vec<RefusedEntity>, Metadata), Error> {
     let limits = policy.verify.limits;
-    let (signer, refused, mut group, scope, children, pool) = {
+    let (signer, refused, mut group, scope, children, pool, root_at) = {
         let doc: &[u8] = doc;
         let mut seen = RootChildren::new(doc.len(), 1);
         let mut inherited: Option<Vec<NsDecl<'_>>> = None;
@@ -389,7 +409,8 @@ pub(crate) fn verify_then_build_releasing(
         // The children share the signed root's copy allowance, as they do under one cursor
         // in `load` (each had its own 1 KiB beyond twice its bytes: dsig review L3).
         let pool = CopyPool::for_document(verified.signed_range().len());
-        (signer, refused, group, scope, seen.children, pool)
+        let root_at = verified.signed_range().start;
+        (signer, refused, group, scope, seen.children, pool, root_at)
     };
     let scope: Vec<NsDecl<'_>> = scope
         .iter()
@@ -428,7 +449,7 @@ pub(crate) fn verify_then_build_releasing(
     }
     group.children.reserve_exact(children.len());
     for batch in batches.into_iter().rev() {
-        add_children(&mut group, batch);
+        add_children(&mut group, batch, root_at)?;
     }
     Ok((signer, refused, Metadata::Entities(Box::new(group))))
 }

@@ -20,6 +20,9 @@ use crate::time::parse_duration;
 use crate::ns::XSI_NS;
 pub use crate::ns::{MD_NS, REMD_NS, SAML_NS};
 
+/// XML white space (the XML `S` production).
+const XML_WS: [char; 4] = [' ', '\t', '\r', '\n'];
+
 /// What saml-metadata reads beyond the core cursor's typed attributes.
 pub(crate) trait ElemExt {
     fn name(&self) -> String;
@@ -43,7 +46,9 @@ impl ElemExt for Elem<'_> {
     fn uri_attr(&self, local: &str) -> Result<Option<Uri>, Error> {
         self.attr(local)
             .map(|v| {
-                Uri::parse(v).ok_or_else(|| {
+                // xs:anyURI collapses white space: leading and trailing blanks are not the
+                // URI's (review A7).
+                Uri::parse(v.trim_matches(XML_WS)).ok_or_else(|| {
                     self.invalid(format!("{local}={v:?} is not an absolute URI"))
                         .into()
                 })
@@ -265,7 +270,12 @@ pub(crate) fn entities(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<EntitiesDescr
     while let Some(ch) = c.next_child(e.local)? {
         match entities_child(c, &ch)? {
             GroupChild::Signature => {}
-            GroupChild::Extensions(x) => g.extensions = *x,
+            GroupChild::Extensions(x) => {
+                if g.extensions.present {
+                    return Err(second_extensions(e));
+                }
+                g.extensions = *x;
+            }
             GroupChild::Child(child) => g.children.push(child),
         }
     }
@@ -337,6 +347,7 @@ pub(crate) fn entity(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<EntityDescripto
     while let Some(ch) = c.next_child(e.local)? {
         match (ch.ns, ch.local) {
             (DSIG_NS, "Signature") => c.skip(&ch)?,
+            (MD_NS, "Extensions") if ent.extensions.present => return Err(second_extensions(e)),
             (MD_NS, "Extensions") => ent.extensions = extensions(c, &ch)?,
             (MD_NS, "IDPSSODescriptor") => ent.roles.push(Role::Idp(idp(c, &ch)?)),
             (MD_NS, "SPSSODescriptor") => ent.roles.push(Role::Sp(sp(c, &ch)?)),
@@ -402,7 +413,11 @@ fn role_common(e: &Elem<'_>) -> Result<RoleCommon, Error> {
         valid_until: e.time_attr("validUntil")?,
         cache_duration: e.duration_attr("cacheDuration")?,
         protocols,
-        error_url: e.uri_attr("errorURL")?,
+        // Informational (shown to users, never fetched by this crate): a value that is not an
+        // absolute URI is left out, not a reason to refuse the whole aggregate (review A7).
+        error_url: e
+            .attr("errorURL")
+            .and_then(|v| Uri::parse(v.trim_matches(XML_WS))),
         ..Default::default()
     })
 }
@@ -411,6 +426,7 @@ fn role_common(e: &Elem<'_>) -> Result<RoleCommon, Error> {
 fn role_child(c: &mut Cursor<'_>, common: &mut RoleCommon, ch: &Elem<'_>) -> Result<bool, Error> {
     match (ch.ns, ch.local) {
         (DSIG_NS, "Signature") => c.skip(ch)?,
+        (MD_NS, "Extensions") if common.extensions.present => return Err(second_extensions(ch)),
         (MD_NS, "Extensions") => common.extensions = extensions(c, ch)?,
         (MD_NS, "KeyDescriptor") => common.keys.push(key_descriptor(c, ch)?),
         (MD_NS, "Organization") => common.organization = Some(Box::new(organization(c, ch)?)),
@@ -591,6 +607,7 @@ fn organization(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Organization, Error>
     let mut o = Organization::default();
     while let Some(ch) = c.next_child(e.local)? {
         match (ch.ns, ch.local) {
+            (MD_NS, "Extensions") if o.extensions.is_some() => return Err(second_extensions(e)),
             (MD_NS, "Extensions") => o.extensions = Some(Box::new(extensions(c, &ch)?)),
             (MD_NS, "OrganizationName") => o.names.push(c.localized(&ch)?),
             (MD_NS, "OrganizationDisplayName") => o.display_names.push(c.localized(&ch)?),
@@ -631,6 +648,7 @@ fn contact(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<ContactPerson, Error> {
     };
     while let Some(ch) = c.next_child(e.local)? {
         match (ch.ns, ch.local) {
+            (MD_NS, "Extensions") if p.extensions.is_some() => return Err(second_extensions(e)),
             (MD_NS, "Extensions") => p.extensions = Some(Box::new(extensions(c, &ch)?)),
             (MD_NS, "Company") => p.company = Some(c.text_trim(&ch)?),
             (MD_NS, "GivenName") => p.given_name = Some(c.text_trim(&ch)?),
@@ -707,6 +725,7 @@ fn affiliation(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Affiliation, Error> {
     while let Some(ch) = c.next_child(e.local)? {
         match (ch.ns, ch.local) {
             (DSIG_NS, "Signature") => c.skip(&ch)?,
+            (MD_NS, "Extensions") if a.extensions.present => return Err(second_extensions(e)),
             (MD_NS, "Extensions") => a.extensions = extensions(c, &ch)?,
             (MD_NS, "AffiliateMember") => a.members.push(c.text_trim(&ch)?),
             (MD_NS, "KeyDescriptor") => a.keys.push(key_descriptor(c, &ch)?),
@@ -723,11 +742,22 @@ fn affiliation(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Affiliation, Error> {
     Ok(a)
 }
 
+/// A second `md:Extensions` in one element (the schema allows one): the second replaced the
+/// first, so an entity registered by one federation could carry a second Extensions naming
+/// another and pass `select --registrar` for it, the door metadata review L2 left open
+/// (review A2). Refused like any schema error; `parent` is the element holding both.
+pub(crate) fn second_extensions(parent: &Elem<'_>) -> Error {
+    parent
+        .invalid(format!("a second Extensions in one md:{}", parent.local))
+        .into()
+}
+
 fn extensions(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Extensions, Error> {
     let mut x = Extensions {
         present: true,
         ..Default::default()
     };
+    let mut entity_attributes = false;
     while let Some(ch) = c.next_child(e.local)? {
         // At most one of each of these (their schemas and the profiles: mdrpi §2.1, §2.2;
         // mdui §2.1, §2.5): a second one was taken in place of the first, so that an entity
@@ -739,6 +769,10 @@ fn extensions(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Extensions, Error> {
             (MDUI_NS, "DiscoHints") => x.disco_hints.is_some(),
             (MDRPI_NS, "RegistrationInfo") => x.registration.is_some(),
             (MDRPI_NS, "PublicationInfo") => x.publication.is_some(),
+            // One EntityAttributes, as MDAttr's consumers read it (OpenSAML's predicates take
+            // the first only): merged, a second one tagged what a Shibboleth consumer would
+            // not (review A3).
+            (MDATTR_NS, "EntityAttributes") => std::mem::replace(&mut entity_attributes, true),
             _ => false,
         };
         if twice {

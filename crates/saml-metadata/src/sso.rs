@@ -145,6 +145,14 @@ pub fn acs_for(sp: &EntityDescriptor, req: &AuthnRequest) -> Result<String, Erro
         .iter()
         .filter(post)
         .find(|e| e.is_default == Some(true))
+        // SAML Metadata §2.2.3: else the first without `isDefault`, else the first (one marked
+        // `isDefault="false"` came first before: review A8).
+        .or_else(|| {
+            role.assertion_consumer
+                .iter()
+                .filter(post)
+                .find(|e| e.is_default.is_none())
+        })
         .or_else(|| role.assertion_consumer.iter().find(post))
         .map(|e| e.endpoint.location.to_string())
         .ok_or_else(|| missing(sp, "no HTTP-POST AssertionConsumerService"))

@@ -241,3 +241,82 @@ fn a_second_registration_info_is_refused() {
     .unwrap_err();
     assert!(matches!(e, Error::Invalid { .. }), "{e}");
 }
+
+/// Review A2: a second `md:Extensions` in one element replaced the first, so the L2 door was
+/// still open one level up (an entity carrying Extensions naming federation A, then a second
+/// naming B, passed `--registrar B`). One Extensions per element, as the schema says: a
+/// second is refused for an entity, a role, a group (on `load` and on `load_owned`'s path), an
+/// affiliation and an Organization. Review A3: likewise a second `mdattr:EntityAttributes` in
+/// one Extensions (merged, it tagged what OpenSAML's predicates, reading the first, do not).
+#[test]
+fn a_second_extensions_or_entity_attributes_is_refused() {
+    let fed = key();
+    let p = policy(&fed);
+    let reg = |fed: &str| {
+        format!(
+            "<md:Extensions><mdrpi:RegistrationInfo xmlns:mdrpi=\"urn:oasis:names:tc:SAML:metadata:rpi\" \
+             registrationAuthority=\"https://{fed}.example/\"/></md:Extensions>"
+        )
+    };
+    let cat = |c: &str| {
+        format!(
+            "<mdattr:EntityAttributes xmlns:mdattr=\"urn:oasis:names:tc:SAML:metadata:attribute\">\
+             <saml:Attribute xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" \
+             Name=\"http://macedir.org/entity-category\"><saml:AttributeValue>{c}</saml:AttributeValue>\
+             </saml:Attribute></mdattr:EntityAttributes>"
+        )
+    };
+    let two = format!("{}{}", reg("fed-a"), reg("fed-b"));
+    let entity_level = sp("https://e.example/sp", "").replacen(
+        "><md:SPSSODescriptor",
+        &format!(">{two}<md:SPSSODescriptor"),
+        1,
+    );
+    let role_level = sp("https://e.example/sp", "").replacen(
+        "<md:AssertionConsumerService",
+        &format!("{two}<md:AssertionConsumerService"),
+        1,
+    );
+    let attrs = sp("https://e.example/sp", "").replacen(
+        "><md:SPSSODescriptor",
+        &format!(
+            "><md:Extensions>{}{}</md:Extensions><md:SPSSODescriptor",
+            cat("http://www.geant.net/uri/dataprotection-code-of-conduct/v1"),
+            cat("http://refeds.org/category/research-and-scholarship")
+        ),
+        1,
+    );
+    let ok = sp("https://ok.example/sp", "");
+    for (what, doc) in [
+        ("entity", aggregate(&[entity_level, ok.clone()])),
+        ("role", aggregate(&[role_level, ok.clone()])),
+        ("EntityAttributes", aggregate(&[attrs, ok.clone()])),
+    ] {
+        let doc = dsig::sign(doc.as_bytes(), &fed, &SignOptions::default()).unwrap();
+        let e = load::load(&doc, &p).unwrap_err();
+        assert!(
+            matches!(&e, Error::Invalid { message, .. } if message.contains("a second")),
+            "{what}: {e}"
+        );
+        let lazy = load_lazy(&doc, &p).unwrap();
+        assert!(lazy.get("https://e.example/sp").is_err(), "{what}");
+        assert!(lazy.get("https://ok.example/sp").is_ok(), "{what}");
+    }
+    // The root's: refused on both model paths.
+    let group = aggregate(&[ok]).replacen(
+        "validUntil=\"2030-01-01T00:00:00Z\">",
+        &format!("validUntil=\"2030-01-01T00:00:00Z\">{two}"),
+        1,
+    );
+    let doc = dsig::sign(group.as_bytes(), &fed, &SignOptions::default()).unwrap();
+    let e = load::load(&doc, &p).unwrap_err();
+    assert!(
+        matches!(&e, Error::Invalid { message, .. } if message.contains("a second Extensions")),
+        "{e}"
+    );
+    let e = load::load_owned(doc, &p).unwrap_err();
+    assert!(
+        matches!(&e, Error::Invalid { message, .. } if message.contains("a second Extensions")),
+        "{e}"
+    );
+}

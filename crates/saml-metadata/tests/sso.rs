@@ -153,3 +153,36 @@ fn full_exchange_from_metadata() {
             .contains("no signing certificate")
     );
 }
+
+/// Review A8 (SAML Metadata §2.2.3): without an index or URL in the request, the default ACS
+/// is the first marked `isDefault="true"`, else the first without `isDefault`, else the first;
+/// an endpoint the SP marked `isDefault="false"` came first before. Review A7: an `errorURL`
+/// that is not an absolute URI is left out (it refused the whole aggregate in `load`), and a
+/// URI attribute's surrounding white space (xs:anyURI collapses it) is not part of it.
+#[test]
+fn the_default_acs_and_lenient_informational_uris() {
+    let md = |acs: &str| {
+        format!(
+            r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="https://sp.example.org/sp"><md:SPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol" errorURL="www.example.org/help">{acs}</md:SPSSODescriptor></md:EntityDescriptor>"#
+        )
+    };
+    let post = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST";
+    let doc = md(&format!(
+        r#"<md:AssertionConsumerService index="0" isDefault="false" Binding="{post}" Location="https://sp.example.org/legacy"/><md:AssertionConsumerService index="1" Binding="{post}" Location=" https://sp.example.org/acs "/>"#
+    ));
+    let saml_metadata::model::Metadata::Entity(sp) =
+        saml_metadata::load::parse_unverified(doc.as_bytes()).unwrap()
+    else {
+        panic!("an entity")
+    };
+    assert!(sp.sp().unwrap().common.error_url.is_none());
+    let req = AuthnRequest::new(
+        "_r".into(),
+        "https://idp.example.org/idp",
+        SystemTime::now(),
+    );
+    assert_eq!(
+        sso::acs_for(&sp, &req).unwrap(),
+        "https://sp.example.org/acs"
+    );
+}
