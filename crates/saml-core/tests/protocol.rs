@@ -240,6 +240,29 @@ fn authn_request_children_are_single_and_in_schema_order() {
     }
 }
 
+/// Review B1: an AuthnRequest's ID was bounded only by the 64 KiB attribute limit, and a
+/// Redirect query's DEFLATE made a 63,000-byte ID cost 846 bytes to send; receivers that
+/// remember request IDs (the DAME broker's replay table) kept them. At most
+/// `MAX_ID_LEN` bytes, written plainly.
+#[test]
+fn an_authn_request_id_is_bounded() {
+    use saml_core::protocol::MAX_ID_LEN;
+    let ok = AuthnRequest::new(format!("_{}", "a".repeat(MAX_ID_LEN - 1)), SP, now());
+    assert!(AuthnRequest::parse(ok.to_xml().as_bytes()).is_ok());
+    for id in [
+        format!("_{}", "a".repeat(MAX_ID_LEN)),
+        "_a b".to_owned(),
+        String::new(),
+    ] {
+        let bad = AuthnRequest::new(id.clone(), SP, now());
+        assert!(
+            AuthnRequest::parse(bad.to_xml().as_bytes()).is_err(),
+            "{} bytes",
+            id.len()
+        );
+    }
+}
+
 #[test]
 fn authn_request_round_trip_sign_and_parse() {
     let mut req = AuthnRequest::new(new_id(&mut counter()), SP, now());

@@ -36,6 +36,10 @@ pub use response::{
     ResponseValidator, ValidatedResponse,
 };
 
+/// Longest message `ID` accepted in a request (an AuthnRequest's: SPs send 33-43 characters;
+/// review B1).
+pub const MAX_ID_LEN: usize = 256;
+
 pub use crate::error::ProtocolError;
 pub use crate::ns::{SAML_NS, SAMLP_NS};
 pub use crate::status::StatusCode;
