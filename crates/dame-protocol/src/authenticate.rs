@@ -9,11 +9,15 @@
 //! AuthnRequest's Issuer is that SP, then stores it until the exchange is done.
 //!
 //! `idpEntityID` is outside those octets, so the SP names the IdP inside its request too:
-//! `samlp:Scoping/samlp:IDPList` with that one IdP (SAML Core §3.4.1.2, [`AuthenticateRequest::url`]
-//! does it), or a `Destination` that is one of the IdP's SSO endpoints. The broker refuses a
-//! signed AuthnRequest1 that names no IdP or another one: otherwise a user could re-aim the
-//! SP's signed request at an IdP of their own, and the SP's agent would integrate an IdP the SP
-//! never asked for (broker review H1).
+//! `samlp:Scoping/samlp:IDPList` with that one IdP (SAML Core §3.4.1.2), and a `Destination`
+//! that is the IdP's HTTP-Redirect SSO endpoint ([`AuthenticateRequest::url`] sets both). The
+//! broker refuses a signed AuthnRequest1 that names another IdP: otherwise a user could re-aim
+//! the SP's signed request at an IdP of their own, and the SP's agent would integrate an IdP
+//! the SP never asked for (broker review H1). The `Destination` is required on a signed
+//! request (SAML Bindings §3.4.5.2): the broker replays the request to that endpoint once the
+//! exchange is done, and a Shibboleth IdP (OpenSAML) refuses a signed request without one
+//! ("intended destination (required by binding) was not present"; review B2). The SP learns
+//! the endpoint from the broker's MDQ service, which publishes every registered IdP.
 
 use saml_core::bindings::MessageKind;
 use saml_core::bindings::redirect::{self, RedirectMessage};
@@ -106,11 +110,9 @@ impl AuthenticateRequest {
         {
             return Err(Refusal::WrongFlow.into());
         }
-        let names_idp = request
-            .scoping
-            .as_ref()
-            .is_some_and(|s| !s.idp_list.is_empty());
-        if signed && !names_idp && request.destination.is_none() {
+        // A signed request names where it goes (SAML Bindings §3.4.5.2); the broker matches it
+        // to the IdP's HTTP-Redirect SSO endpoint, where it replays the request.
+        if signed && request.destination.is_none() {
             return Err(Refusal::WrongFlow.into());
         }
         Ok(VerifiedAuthnRequest {
@@ -123,15 +125,20 @@ impl AuthenticateRequest {
 
     /// The SP side: the URL of the broker's DAME endpoint carrying `request` for `idp`, signed
     /// with the SP's key. The request's `Scoping/IDPList` is set to `idp` alone (kept
-    /// otherwise), so that the signature covers which IdP the SP asked for.
+    /// otherwise), so that the signature covers which IdP the SP asked for, and its
+    /// `Destination` to `idp_sso`, the IdP's HTTP-Redirect SSO endpoint (from the IdP's
+    /// metadata, which the broker's MDQ service publishes: `saml_metadata::sso::sso_location`),
+    /// where the broker replays it.
     pub fn url(
         broker_endpoint: &str,
         idp: &str,
+        idp_sso: &str,
         request: &AuthnRequest,
         relay_state: Option<&str>,
         sp_key: &SigningKey,
     ) -> Result<String, Error> {
         let mut request = request.clone();
+        request.destination = Some(idp_sso.to_owned());
         let mut scoping = request.scoping.take().unwrap_or_default();
         scoping.idp_list = vec![idp.to_owned()];
         request.scoping = Some(scoping);

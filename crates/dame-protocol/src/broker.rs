@@ -1013,12 +1013,13 @@ impl Broker {
         let idp = verified.idp_entity_id.clone();
         self.check_pair(&sp_id, &idp)?;
         let idp_reg = self.registered(&idp)?;
+        // The Destination is where the request is replayed: the IdP's HTTP-Redirect SSO
+        // endpoint (one of its other endpoints was accepted, and the IdP then refused a
+        // request addressed elsewhere, after the exchange: review B3).
         if let Some(d) = &verified.request.destination {
-            let sso_ok = idp_reg
-                .entity
-                .idp()
-                .is_some_and(|r| r.single_sign_on.iter().any(|e| e.location.as_str() == d));
-            if !sso_ok {
+            let sso = saml_metadata::sso::sso_location(&idp_reg.entity, &Binding::HttpRedirect)
+                .map_err(|_| Refusal::WrongFlow)?;
+            if sso != *d {
                 return Err(Refusal::WrongFlow.into());
             }
         }

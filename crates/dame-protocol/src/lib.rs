@@ -94,10 +94,12 @@
 //! let UaReply::ChooseIdp { flow, .. } = broker.handle_discovery(&d, "198.51.100.7", now, &mut rng)?
 //! else { unreachable!() };
 //! let _back_to_the_sp = broker.handle_idp_chosen(&flow, IDP, now, &mut rng)?;
-//! // 2. The SP does not know the IdP: its signed AuthnRequest1 goes to the broker.
+//! // 2. The SP does not know the IdP: its signed AuthnRequest1 goes to the broker, addressed
+//! //    to the IdP's SSO endpoint (from the IdP's metadata at the broker's MDQ service).
 //! let mut a1 = AuthnRequest::new(new_id(&mut rng), SP, now);
 //! a1.acs_url = Some("https://sp.example.org/acs".into());
-//! let url = AuthenticateRequest::url(&format!("{BROKER}/dame"), IDP, &a1, None, &sk.signing())?;
+//! let sso = "https://idp.example.net/sso";
+//! let url = AuthenticateRequest::url(&format!("{BROKER}/dame"), IDP, sso, &a1, None, &sk.signing())?;
 //! let (_, UaReply::Redirect(to_idp)) =
 //!     broker.handle_authenticate(Some(&flow), &q(&url), "198.51.100.7", now, &mut rng)?
 //! else { unreachable!() };
@@ -128,6 +130,9 @@
 //! // 5. Both integrated: AuthnRequest1 is replayed to the IdP at once, signature intact.
 //! let UaReply::Redirect(replay) = broker.handle_user_agent(&flow, now)? else { unreachable!() };
 //! assert!(replay.starts_with("https://idp.example.net/sso?SAMLRequest="));
+//! // Signed, and addressed to that endpoint (SAML Bindings §3.4.5.2).
+//! let replayed = AuthnRequest::parse(&redirect::decode(&q(&replay), 1 << 16)?.xml)?;
+//! assert_eq!(replayed.destination.as_deref(), Some(sso));
 //! assert!(broker.relationships.contains(IDP, SP));
 //! assert_eq!(sp_agent.target().files.len(), 2); // <sha1>.xml and <sha1>.xml.loc
 //! # Ok(()) }

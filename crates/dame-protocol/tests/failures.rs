@@ -85,6 +85,7 @@ fn unregistered_sp_is_refused_everywhere() {
     let url = dame_protocol::authenticate::AuthenticateRequest::url(
         BROKER_DAME,
         IDP,
+        IDP_SSO,
         &req,
         None,
         &key.signing(),
@@ -163,6 +164,7 @@ fn forged_and_unsigned_authn_request1_are_refused_without_state_change() {
     let forged = dame_protocol::authenticate::AuthenticateRequest::url(
         BROKER_DAME,
         IDP,
+        IDP_SSO,
         &req,
         None,
         &TestKey::rsa("mallory").signing(),
@@ -208,11 +210,11 @@ fn forged_and_unsigned_authn_request1_are_refused_without_state_change() {
         Refusal::WrongFlow
     );
     // Addressed (Destination) to somewhere else than the IdP.
-    let mut elsewhere = AuthnRequest::new("_f2".into(), SP, w.now);
-    elsewhere.destination = Some("https://evil.example/sso".into());
+    let elsewhere = AuthnRequest::new("_f2".into(), SP, w.now);
     let url = dame_protocol::authenticate::AuthenticateRequest::url(
         BROKER_DAME,
         IDP,
+        "https://evil.example/sso",
         &elsewhere,
         None,
         &w.sp.key.signing(),
@@ -226,6 +228,33 @@ fn forged_and_unsigned_authn_request1_are_refused_without_state_change() {
             w.now,
             &mut rng()
         )),
+        Refusal::WrongFlow
+    );
+    // Review B2: signed, naming the IdP in its IDPList, but without a Destination (SAML
+    // Bindings §3.4.5.2 requires one on a signed message; a Shibboleth IdP refused the replay
+    // at the last step of the flow). Refused at the broker, before anything is exchanged.
+    let mut bare = AuthnRequest::new("_f3".into(), SP, w.now);
+    bare.scoping = Some(saml_core::protocol::authn_request::Scoping {
+        idp_list: vec![IDP.into()],
+        ..Default::default()
+    });
+    let saml = redirect::encode(
+        MessageKind::Request,
+        bare.to_xml().as_bytes(),
+        None,
+        Some(&w.sp.key.signing()),
+        None,
+    )
+    .unwrap();
+    let query = format!(
+        "action=authenticate&idpEntityID={}&{saml}",
+        url_encode(IDP)
+    );
+    assert_eq!(
+        refusal(
+            w.broker
+                .handle_authenticate(Some(&flow), &query, UA_ADDR, w.now, &mut rng())
+        ),
         Refusal::WrongFlow
     );
     assert_eq!(w.broker.phase(&flow), Some(Phase::AwaitingAuthnRequest1));

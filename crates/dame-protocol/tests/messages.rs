@@ -155,6 +155,7 @@ fn authenticate_request_verified_with_the_sp_metadata() {
     let url = AuthenticateRequest::url(
         "https://broker.example/DAME",
         IDP,
+        "https://idp.example.net/sso",
         &authn_request(SP),
         Some("rs-1"),
         &key.signing(),
@@ -174,6 +175,7 @@ fn authenticate_request_verified_with_the_sp_metadata() {
     let forged = AuthenticateRequest::url(
         "https://b/DAME",
         IDP,
+        "https://idp.example.net/sso",
         &authn_request(SP),
         None,
         &other.signing(),
@@ -188,6 +190,7 @@ fn authenticate_request_verified_with_the_sp_metadata() {
     let wrong = AuthenticateRequest::url(
         "https://b/DAME",
         IDP,
+        "https://idp.example.net/sso",
         &authn_request("https://other.example/sp"),
         None,
         &key.signing(),

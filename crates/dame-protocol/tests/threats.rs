@@ -819,7 +819,8 @@ fn one_registered_sp_cannot_fill_the_authn_request1_replay_table_for_all() {
     let mut req = AuthnRequest::new(saml_core::protocol::new_id(&mut rng()), SP2, now);
     req.acs_url = Some("https://sp.second.example/Shibboleth.sso/SAML2/POST".to_owned());
     req.protocol_binding = Some(saml_core::protocol::BINDING_HTTP_POST.into());
-    let a1 = AuthenticateRequest::url(BROKER_DAME, IDP, &req, None, &key2.signing()).unwrap();
+    let a1 =
+        AuthenticateRequest::url(BROKER_DAME, IDP, IDP_SSO, &req, None, &key2.signing()).unwrap();
     let _ = w
         .broker
         .handle_authenticate(None, query_of(&a1), "192.0.2.101", now, &mut rng())

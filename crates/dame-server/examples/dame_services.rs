@@ -203,9 +203,11 @@ impl Run {
         let host = sp.split('/').nth(2).unwrap_or_default();
         let mut req = AuthnRequest::new(new_id(&mut openssl_random), sp, SystemTime::now());
         req.acs_url = Some(format!("https://{host}/Shibboleth.sso/SAML2/POST"));
+        let idp_host = idp.split('/').nth(2).unwrap_or_default();
         let url = AuthenticateRequest::url(
             &format!("{}/DAME", self.base),
             idp,
+            &format!("https://{idp_host}/sso"),
             &req,
             Some("load"),
             &self.sp_key.signing(),
@@ -504,9 +506,11 @@ impl Walk {
             SystemTime::now() + Duration::from_secs(600),
             SystemTime::now(),
         );
+        let idp_host = idp.split('/').nth(2).unwrap_or_default();
         let a1 = AuthenticateRequest::url(
             &format!("{base}/DAME"),
             &idp,
+            &format!("https://{idp_host}/sso"),
             &req,
             Some("resource-7"),
             &self.sp_key.signing(),

@@ -325,6 +325,7 @@ allow_http = true
         AuthenticateRequest::url(
             &self.broker("/DAME"),
             IDP,
+            IDP_SSO,
             &req,
             Some("resource-7"),
             &self.sp_key.signing(),

@@ -887,6 +887,7 @@ async fn a_stale_flow_cookie_does_not_skip_admission() {
         let url = dame_protocol::authenticate::AuthenticateRequest::url(
             &format!("{base}/DAME"),
             IDP,
+            "https://idp.example.net/sso",
             &req,
             None,
             &sp_key.signing(),

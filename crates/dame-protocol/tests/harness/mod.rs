@@ -492,9 +492,23 @@ impl World {
         self.sp_state
             .requests
             .insert(&req.id, idp, self.now + Duration::from_secs(600), self.now);
+        // The IdP's HTTP-Redirect SSO endpoint, as the broker's MDQ service publishes it.
+        let sso = self
+            .broker
+            .registry
+            .get(idp)
+            .and_then(|r| {
+                saml_metadata::sso::sso_location(
+                    &r.entity,
+                    &saml_metadata::model::Binding::HttpRedirect,
+                )
+                .ok()
+            })
+            .unwrap_or_else(|| IDP_SSO.to_owned());
         dame_protocol::authenticate::AuthenticateRequest::url(
             BROKER_DAME,
             idp,
+            &sso,
             &req,
             Some("target-42"),
             &self.sp.key.signing(),
