@@ -83,7 +83,8 @@ impl AuthenticateRequest {
 
     /// Verifies the query signature with `sp`'s signing keys (`sp` is the registered metadata
     /// of the requesting SP) and that the AuthnRequest's Issuer is `sp`. An unsigned request is
-    /// refused unless `allow_unsigned` (a per-SP policy; the draft says SHOULD be signed).
+    /// refused unless `allow_unsigned` (a per-SP policy; the draft says SHOULD be signed), and
+    /// always when `sp`'s metadata says `AuthnRequestsSigned="true"`.
     pub fn verify(
         self,
         sp: &EntityDescriptor,
@@ -95,7 +96,11 @@ impl AuthenticateRequest {
             if self.message.verify(&keys, false).is_err() {
                 return Err(Refusal::BadSignature.into());
             }
-        } else if !allow_unsigned {
+        } else if !allow_unsigned
+            // An SP whose metadata says it signs its requests is not spoken for unsigned,
+            // whatever its policy (review B6: anyone could start flows in its name).
+            || sp.sp().and_then(|r| r.authn_requests_signed) == Some(true)
+        {
             return Err(Refusal::Unsigned.into());
         }
         let request = AuthnRequest::parse(&self.message.xml)?;

@@ -246,10 +246,7 @@ fn forged_and_unsigned_authn_request1_are_refused_without_state_change() {
         None,
     )
     .unwrap();
-    let query = format!(
-        "action=authenticate&idpEntityID={}&{saml}",
-        url_encode(IDP)
-    );
+    let query = format!("action=authenticate&idpEntityID={}&{saml}", url_encode(IDP));
     assert_eq!(
         refusal(
             w.broker
@@ -289,6 +286,39 @@ fn an_unsigned_authn_request1_passes_only_by_the_sps_policy() {
         w.broker
             .handle_authenticate(None, &unsigned, UA_ADDR, w.now, &mut rng())
             .is_ok()
+    );
+    // Review B6: not for an SP whose metadata says it signs its requests, whatever its policy.
+    let mut sp = sp_entity(&w.sp.key, SP, Some(SP_SYNC));
+    for role in &mut sp.roles {
+        if let saml_metadata::model::Role::Sp(r) = role {
+            r.authn_requests_signed = Some(true);
+        }
+    }
+    w.broker
+        .update_entity(
+            sp,
+            EntityPolicy::default().with_unsigned_authn_request(true),
+            w.now,
+            &mut rng(),
+        )
+        .unwrap();
+    let mut req = AuthnRequest::new("_u2".into(), SP, w.now);
+    req.acs_url = Some(SP_ACS.into());
+    let saml = redirect::encode(
+        MessageKind::Request,
+        req.to_xml().as_bytes(),
+        None,
+        None,
+        None,
+    )
+    .unwrap();
+    let unsigned = format!("action=authenticate&idpEntityID={}&{saml}", url_encode(IDP));
+    assert_eq!(
+        refusal(
+            w.broker
+                .handle_authenticate(None, &unsigned, UA_ADDR, w.now, &mut rng())
+        ),
+        Refusal::Unsigned
     );
 }
 
