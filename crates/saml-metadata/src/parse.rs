@@ -23,6 +23,18 @@ pub use crate::ns::{MD_NS, REMD_NS, SAML_NS};
 /// XML white space (the XML `S` production).
 const XML_WS: [char; 4] = [' ', '\t', '\r', '\n'];
 
+/// Charges `n` values of `T` the model holds against the cursor's copy allowance (twice the
+/// document, [`Cursor::charge_copy`]): a two-byte `mdui:Keywords` word (or
+/// `protocolSupportEnumeration` token) became a 24-byte `String` and its heap block, so that a
+/// signed document of such content made a model 28 times its size, and the parallel model paid
+/// it before the signature was known to be good (review A1). Charged, a document whose model
+/// would be mostly such tokens is refused ([`saml_core::LimitExceeded::ModelCopies`]). The
+/// model's fixed per-element sizes (a 616-byte role for a 47-byte `md:PDPDescriptor`) are not
+/// charged: the allowance is too small for them on real metadata of minimal entities.
+fn charge<T>(c: &mut Cursor<'_>, n: usize) -> Result<(), Error> {
+    Ok(c.charge_copy(n.saturating_mul(std::mem::size_of::<T>()))?)
+}
+
 /// What saml-metadata reads beyond the core cursor's typed attributes.
 pub(crate) trait ElemExt {
     fn name(&self) -> String;
@@ -399,6 +411,13 @@ pub(crate) fn entity(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<EntityDescripto
     Ok(ent)
 }
 
+/// [`role_common`], its protocol tokens charged (see [`charge`]).
+fn role_common_charged(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<RoleCommon, Error> {
+    let common = role_common(e)?;
+    charge::<String>(c, common.protocols.len())?;
+    Ok(common)
+}
+
 fn role_common(e: &Elem<'_>) -> Result<RoleCommon, Error> {
     let protocols = e
         .required("protocolSupportEnumeration")?
@@ -444,7 +463,7 @@ fn role_child(c: &mut Cursor<'_>, common: &mut RoleCommon, ch: &Elem<'_>) -> Res
 
 fn idp(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<IdpSso, Error> {
     let mut r = IdpSso {
-        common: role_common(e)?,
+        common: role_common_charged(c, e)?,
         want_authn_requests_signed: e.bool_attr("WantAuthnRequestsSigned")?,
         ..Default::default()
     };
@@ -470,7 +489,7 @@ fn idp(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<IdpSso, Error> {
 
 fn sp(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<SpSso, Error> {
     let mut r = SpSso {
-        common: role_common(e)?,
+        common: role_common_charged(c, e)?,
         authn_requests_signed: e.bool_attr("AuthnRequestsSigned")?,
         want_assertions_signed: e.bool_attr("WantAssertionsSigned")?,
         ..Default::default()
@@ -498,7 +517,7 @@ fn sp(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<SpSso, Error> {
 
 fn authority(c: &mut Cursor<'_>, e: &Elem<'_>, service: &str) -> Result<AuthorityRole, Error> {
     let mut r = AuthorityRole {
-        common: role_common(e)?,
+        common: role_common_charged(c, e)?,
         ..Default::default()
     };
     while let Some(ch) = c.next_child(e.local)? {
@@ -891,11 +910,12 @@ fn ui_info(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<UiInfo, Error> {
             (MDUI_NS, "PrivacyStatementURL") => u.privacy_urls.push(c.localized(&ch)?),
             (MDUI_NS, "Keywords") => {
                 let lang = ch.lang()?;
-                let words = c
+                let words: Vec<String> = c
                     .text_of(&ch)?
                     .split_ascii_whitespace()
                     .map(str::to_owned)
                     .collect();
+                charge::<String>(c, words.len())?;
                 u.keywords.push(Localized { lang, value: words });
             }
             (MDUI_NS, "Logo") => {

@@ -127,3 +127,39 @@ fn entities_read_from_the_lazy_index_copy_no_more_than_the_whole_document() {
         assert!(is_copy_limit(&e), "load_owned, {name}: {e}");
     }
 }
+
+/// Review A1: each `mdui:Keywords` word and `protocolSupportEnumeration` token became a
+/// `String` (24 bytes and a heap block for a two-byte word): a Keywords text of one-letter
+/// words made a model 28 times the document, on the parallel path before the signature was
+/// known to be good. The tokens are charged against the copy allowance: such a document is
+/// refused, while keywords as real metadata writes them load.
+#[test]
+fn keyword_and_protocol_tokens_are_charged() {
+    let sp = |ui: &str, protocols: &str| {
+        format!(
+            r#"<md:EntityDescriptor {MD} entityID="https://sp.example.org/sp"><md:SPSSODescriptor protocolSupportEnumeration="{protocols}"><md:Extensions><mdui:UIInfo xmlns:mdui="urn:oasis:names:tc:SAML:metadata:ui">{ui}</mdui:UIInfo></md:Extensions><md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="https://sp.example.org/acs" index="0"/></md:SPSSODescriptor></md:EntityDescriptor>"#
+        )
+    };
+    let saml2 = "urn:oasis:names:tc:SAML:2.0:protocol";
+    let words = "a ".repeat(100_000);
+    for doc in [
+        sp(
+            &format!(r#"<mdui:Keywords xml:lang="en">{words}</mdui:Keywords>"#),
+            saml2,
+        ),
+        // (An attribute value is at most 64 KiB.)
+        sp("", &format!("{saml2} {}", "a ".repeat(30_000))),
+    ] {
+        let e = parse_unverified(doc.as_bytes()).unwrap_err();
+        assert!(is_copy_limit(&e), "{e}");
+    }
+    let real = sp(
+        r#"<mdui:Keywords xml:lang="en">library catalogue research university</mdui:Keywords>"#,
+        saml2,
+    );
+    let Metadata::Entity(e) = parse_unverified(real.as_bytes()).unwrap() else {
+        panic!("an entity")
+    };
+    let ui = e.sp().unwrap().common.extensions.ui_info.as_ref().unwrap();
+    assert_eq!(ui.keywords[0].value.len(), 4);
+}
