@@ -176,6 +176,18 @@ fn post_form_and_decoding() {
     );
     assert!(post::decode(&value, 10).is_err());
     assert!(post::decode("!!!", 100).is_err());
+    // Review B8: a message of the largest size, its base64 wrapped at 76 columns with CR LF
+    // (as MIME writes it), is decoded; one byte more is refused.
+    let big = vec![b'a'; 30_000];
+    let plain = post::encode(&big);
+    let wrapped: String = plain
+        .as_bytes()
+        .chunks(76)
+        .map(|l| std::str::from_utf8(l).unwrap())
+        .collect::<Vec<_>>()
+        .join("\r\n");
+    assert_eq!(post::decode(&wrapped, big.len()).unwrap(), big);
+    assert!(post::decode(&wrapped, big.len() - 1).is_err());
     assert!(
         post::form(
             "https://x",
