@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime};
 
 use saml_core::bindings::{MessageKind, post, redirect};
 use saml_core::dsig::SigningKey;
-use saml_core::protocol::idp::{Encryption, ResponseBuilder, check_request};
+use saml_core::protocol::idp::{Encryption, ResponseBuilder, check_request, check_signed_request};
 use saml_core::protocol::xmlenc::{DataAlgorithm, KeyTransport};
 use saml_core::protocol::{
     Attribute, AuthnRequest, NAMEID_TRANSIENT, NameId, Status, StatusCode, new_id, openssl_random,
@@ -225,6 +225,15 @@ impl Idp {
             // with WantAuthnRequestsSigned): verified with the SP's metadata keys.
             let keys = sso::sp_signing_keys(&sp_md).map_err(|e| e.to_string())?;
             m.verify(&keys, false).map_err(|e| e.to_string())?;
+            // Signed: its Destination is required (SAML Bindings §3.4.5.2).
+            check_signed_request(
+                &req,
+                &[&self.sso_url],
+                now,
+                Duration::from_secs(60),
+                Duration::from_secs(30),
+            )
+            .map_err(|e| e.to_string())?;
             self.signed_requests.fetch_add(1, Ordering::Relaxed);
         } else if want_signed {
             return Err(format!(

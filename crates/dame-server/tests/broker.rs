@@ -19,7 +19,7 @@ use dame_protocol::authenticate::AuthenticateRequest;
 use dame_protocol::discovery::DiscoveryRequest;
 use dame_protocol::integration::metadata_file;
 use saml_core::bindings::{MessageKind, post, redirect, url_encode};
-use saml_core::protocol::idp::{ResponseBuilder, check_request};
+use saml_core::protocol::idp::{ResponseBuilder, check_signed_request};
 use saml_core::protocol::{
     AuthnRequest, MemoryReplayCache, NAMEID_TRANSIENT, NameId, OutstandingRequests, new_id,
     openssl_random,
@@ -253,7 +253,7 @@ allow_http = true
         };
         let keys = saml_metadata::sso::sp_signing_keys(&sp).map_err(|e| e.to_string())?;
         m.verify(&keys, false).map_err(|e| e.to_string())?;
-        check_request(
+        check_signed_request(
             &req,
             &[IDP_SSO],
             SystemTime::now(),

@@ -326,6 +326,17 @@ fn authn_request_round_trip_sign_and_parse() {
         )
         .is_err()
     );
+    // Review B4: a signed request must name its Destination; without one it passed for any
+    // IdP's SSO URL.
+    let five = Duration::from_secs(300);
+    let minute = Duration::from_secs(60);
+    saml_core::protocol::idp::check_signed_request(&req, &[SSO], now(), five, minute).unwrap();
+    let mut bare = req.clone();
+    bare.destination = None;
+    assert!(check_request(&bare, &["https://other/sso"], now(), five, minute).is_ok());
+    assert!(
+        saml_core::protocol::idp::check_signed_request(&bare, &[SSO], now(), five, minute).is_err()
+    );
 
     for (bad, what) in [
         (

@@ -24,7 +24,7 @@ use dame_protocol::trigger::TriggerAction;
 use dame_protocol::{Error, Refusal};
 use mdq_client::response::HttpResponse;
 use saml_core::bindings::{MessageKind, post, redirect, url_encode};
-use saml_core::protocol::idp::{ResponseBuilder, check_request};
+use saml_core::protocol::idp::{ResponseBuilder, check_signed_request};
 use saml_core::protocol::{
     AuthnRequest, MemoryReplayCache, NAMEID_TRANSIENT, NameId, OutstandingRequests, openssl_random,
 };
@@ -585,7 +585,7 @@ impl World {
                 "https://idp.other.example/idp/profile/SAML2/Redirect/SSO".to_owned(),
             ),
         };
-        check_request(
+        check_signed_request(
             &req,
             &[sso.as_str()],
             self.now,

@@ -19,7 +19,8 @@ use crate::xml::{escape_attr, escape_text};
 
 /// Checks an AuthnRequest as an IdP receiving it at `sso_urls` at `now`: Destination, if present,
 /// is one of them, and IssueInstant is not older than `max_age` nor later than `now` plus
-/// `clock_skew` (SAML Profiles §4.1.4.1).
+/// `clock_skew` (SAML Profiles §4.1.4.1). For a request whose binding signature was verified,
+/// use [`check_signed_request`]: a signed request must name its Destination.
 pub fn check_request(
     req: &AuthnRequest,
     sso_urls: &[&str],
@@ -33,6 +34,25 @@ pub fn check_request(
         return Err(ProtocolError::DestinationMismatch { found: d.clone() }.into());
     }
     super::response::check_instant("AuthnRequest", req.issue_instant, now, max_age, clock_skew)
+}
+
+/// [`check_request`] for a request whose signature (the binding's or an enveloped one) was
+/// verified: its Destination is required (SAML Bindings §3.4.5.2, §3.5.5.2), so that a request
+/// an SP signed for one IdP cannot be presented to another that trusts the same SP (review B4).
+pub fn check_signed_request(
+    req: &AuthnRequest,
+    sso_urls: &[&str],
+    now: SystemTime,
+    max_age: Duration,
+    clock_skew: Duration,
+) -> Result<(), Error> {
+    if req.destination.is_none() {
+        return Err(ProtocolError::DestinationMismatch {
+            found: String::new(),
+        }
+        .into());
+    }
+    check_request(req, sso_urls, now, max_age, clock_skew)
 }
 
 /// Encrypting the assertion for the SP.
