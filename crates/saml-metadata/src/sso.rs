@@ -61,12 +61,36 @@ fn trusted(certs: Vec<X509>, entity: &EntityDescriptor) -> Result<TrustedKeys, E
     Ok(t)
 }
 
-fn idp_role(idp: &EntityDescriptor) -> Result<&IdpSso, Error> {
-    idp.idp().ok_or_else(|| missing(idp, "no IDPSSODescriptor"))
+/// Whether a role lists SAML 2.0 in its `protocolSupportEnumeration` (SAML Metadata §2.4.1).
+fn supports_saml2(common: &crate::model::RoleCommon) -> bool {
+    common
+        .protocols
+        .iter()
+        .any(|p| p == crate::builder::SAML2_PROTOCOL)
 }
 
+/// The first IdP role that supports SAML 2.0: an entity may list a SAML 1.1 role first, whose
+/// keys and endpoints were taken for SAML 2.0 (review A5, as OpenSAML's
+/// `getIDPSSODescriptor(protocol)` does).
+fn idp_role(idp: &EntityDescriptor) -> Result<&IdpSso, Error> {
+    idp.roles
+        .iter()
+        .find_map(|r| match r {
+            crate::model::Role::Idp(i) if supports_saml2(&i.common) => Some(i),
+            _ => None,
+        })
+        .ok_or_else(|| missing(idp, "no IDPSSODescriptor supporting SAML 2.0"))
+}
+
+/// The first SP role that supports SAML 2.0 (see [`idp_role`]).
 fn sp_role(sp: &EntityDescriptor) -> Result<&SpSso, Error> {
-    sp.sp().ok_or_else(|| missing(sp, "no SPSSODescriptor"))
+    sp.roles
+        .iter()
+        .find_map(|r| match r {
+            crate::model::Role::Sp(s) if supports_saml2(&s.common) => Some(s),
+            _ => None,
+        })
+        .ok_or_else(|| missing(sp, "no SPSSODescriptor supporting SAML 2.0"))
 }
 
 /// The IdP's signing keys (KeyDescriptors with `use="signing"` or no use), for verifying its

@@ -186,3 +186,43 @@ fn the_default_acs_and_lenient_informational_uris() {
         "https://sp.example.org/acs"
     );
 }
+
+/// Review A5: `sso` took the first IdP role whatever its `protocolSupportEnumeration`, so an
+/// entity listing a SAML 1.1 role first had that role's endpoints (and keys) used for SAML 2.0.
+/// The first role supporting SAML 2.0 is used; none is an error.
+#[test]
+fn the_saml2_role_is_the_one_used() {
+    let redirect = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect";
+    let md = |first_protocols: &str| {
+        format!(
+            r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="https://idp.example.org/idp"><md:IDPSSODescriptor protocolSupportEnumeration="{first_protocols}"><md:SingleSignOnService Binding="{redirect}" Location="https://old.example.org/shibboleth-sso"/></md:IDPSSODescriptor><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:SingleSignOnService Binding="{redirect}" Location="https://idp.example.org/sso"/></md:IDPSSODescriptor></md:EntityDescriptor>"#
+        )
+    };
+    let entity = |doc: String| {
+        let saml_metadata::model::Metadata::Entity(e) =
+            saml_metadata::load::parse_unverified(doc.as_bytes()).unwrap()
+        else {
+            panic!("an entity")
+        };
+        e
+    };
+    let idp = entity(md(
+        "urn:oasis:names:tc:SAML:1.1:protocol urn:mace:shibboleth:1.0",
+    ));
+    assert_eq!(
+        sso::sso_location(&idp, &Binding::HttpRedirect).unwrap(),
+        "https://idp.example.org/sso"
+    );
+    // Both SAML 2.0: the first, as before.
+    let idp = entity(md("urn:oasis:names:tc:SAML:2.0:protocol"));
+    assert_eq!(
+        sso::sso_location(&idp, &Binding::HttpRedirect).unwrap(),
+        "https://old.example.org/shibboleth-sso"
+    );
+    // SAML 1.1 only: not an IdP for SAML 2.0.
+    let only_old = md("urn:oasis:names:tc:SAML:1.1:protocol").replace(
+        r#"<md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.example.org/sso"/></md:IDPSSODescriptor>"#,
+        "",
+    );
+    assert!(sso::sso_location(&entity(only_old), &Binding::HttpRedirect).is_err());
+}
