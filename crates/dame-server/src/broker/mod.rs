@@ -2600,16 +2600,10 @@ mod tests {
         assert_eq!(read_answer(r).await.unwrap(), "ok");
     }
 
-    /// Agent review M2, the broker's side: a trigger the agent did not acknowledge (no answer,
-    /// or `error`) was never sent again, so a lost rollback left a denied or deleted peer's
-    /// metadata at the agent for good. It is now sent again, signed anew with the decision's
-    /// own issue instant, while the core still wants it.
-    #[tokio::test]
-    async fn a_rollback_without_acknowledgement_is_sent_again() {
+    /// An agent on loopback that answers its first trigger with a 500 `error` and every later
+    /// one `integrated`: its `MetadataSyncLocation` and the request lines it received.
+    fn agent_failing_once() -> (String, Arc<Mutex<Vec<String>>>) {
         use std::io::{Read, Write};
-        let tmp = tempfile::tempdir().unwrap();
-        let svc = service_with(tmp.path(), "allow_loopback_http = true\n").await;
-        // The SP's agent: busy at first (500 error), then it takes the rollback.
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let sync = format!("http://{}/dame", l.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -2637,6 +2631,19 @@ mod tests {
                 );
             }
         });
+        (sync, seen)
+    }
+
+    /// Agent review M2, the broker's side: a trigger the agent did not acknowledge (no answer,
+    /// or `error`) was never sent again, so a lost rollback left a denied or deleted peer's
+    /// metadata at the agent for good. It is now sent again, signed anew with the decision's
+    /// own issue instant, while the core still wants it.
+    #[tokio::test]
+    async fn a_rollback_without_acknowledgement_is_sent_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let svc = service_with(tmp.path(), "allow_loopback_http = true\n").await;
+        // The SP's agent: busy at first (500 error), then it takes the rollback.
+        let (sync, seen) = agent_failing_once();
         let now = SystemTime::now();
         let sp = sp_syncing_at(&sync);
         let idp = idp("idp.uni-a.example", "Uni A");
@@ -2687,37 +2694,10 @@ mod tests {
     /// pair's standing still asks for it.
     #[tokio::test]
     async fn a_rollback_given_up_is_sent_again_when_the_agent_is_back() {
-        use std::io::{Read, Write};
         let tmp = tempfile::tempdir().unwrap();
         let svc = service_with(tmp.path(), "allow_loopback_http = true\n").await;
         // The SP's agent: down (500 error) for the first request, then back.
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let sync = format!("http://{}/dame", l.local_addr().unwrap());
-        let seen = Arc::new(Mutex::new(Vec::<String>::new()));
-        let s2 = seen.clone();
-        std::thread::spawn(move || {
-            for (i, c) in l.incoming().enumerate() {
-                let Ok(mut c) = c else { continue };
-                let mut req = [0u8; 8192];
-                let n = c.read(&mut req).unwrap_or(0);
-                let line = String::from_utf8_lossy(&req[..n])
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-                s2.lock().unwrap().push(line);
-                let (head, body) = if i == 0 {
-                    ("500 Internal Server Error", "status=error&reason=down")
-                } else {
-                    ("200 OK", "status=integrated&reason=removed")
-                };
-                let _ = write!(
-                    c,
-                    "HTTP/1.1 {head}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            }
-        });
+        let (sync, seen) = agent_failing_once();
         let now = SystemTime::now();
         let sp = sp_syncing_at(&sync);
         let idp_a = idp("idp.uni-a.example", "Uni A");
