@@ -249,6 +249,14 @@ fn an_authn_request_id_is_bounded() {
     use saml_core::protocol::MAX_ID_LEN;
     let ok = AuthnRequest::new(format!("_{}", "a".repeat(MAX_ID_LEN - 1)), SP, now());
     assert!(AuthnRequest::parse(ok.to_xml().as_bytes()).is_ok());
+    // Review B7: an Issuer in another format than the entity format names no SP.
+    let xml = ok.to_xml().replacen(
+        "<saml:Issuer>",
+        "<saml:Issuer Format=\"urn:oasis:names:tc:SAML:2.0:nameid-format:persistent\">",
+        1,
+    );
+    assert_ne!(xml, ok.to_xml());
+    assert!(AuthnRequest::parse(xml.as_bytes()).is_err());
     for id in [
         format!("_{}", "a".repeat(MAX_ID_LEN)),
         "_a b".to_owned(),

@@ -323,7 +323,11 @@ impl AuthnRequest {
                 None => {}
             }
             match (ch.ns, ch.local) {
-                (SAML_NS, "Issuer") => req.issuer = c.text()?,
+                (SAML_NS, "Issuer") => {
+                    // Profiles §4.1.4.1: the entity format or none (review B7).
+                    super::response::entity_format(&ch)?;
+                    req.issuer = c.text()?
+                }
                 (DSIG_NS, "Signature") | (SAMLP_NS, "Extensions") => c.skip(&ch)?,
                 // Read, not skipped: an IdP that ignored it would assert whoever logged in
                 // for a request about someone else (SAML Core §3.4.1).

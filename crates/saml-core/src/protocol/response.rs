@@ -1267,9 +1267,9 @@ fn read_assertion_signed(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<(Assertion,
     Ok((a, signed))
 }
 
-/// SAML Profiles §4.1.4.2: an Issuer's `Format`, if present, is the entity format (an Issuer
-/// in another format names no IdP).
-fn entity_format(e: &Elem<'_>) -> Result<(), Error> {
+/// SAML Profiles §4.1.4.1, §4.1.4.2: an Issuer's `Format`, if present, is the entity format (an
+/// Issuer in another format names no SP or IdP).
+pub(crate) fn entity_format(e: &Elem<'_>) -> Result<(), Error> {
     match e.attr("Format") {
         None | Some("urn:oasis:names:tc:SAML:2.0:nameid-format:entity") => Ok(()),
         Some(f) => Err(e
