@@ -2,11 +2,23 @@
 //! and predicate filters, and pyFF's select expressions): by role, by entity attribute or
 //! entity category, by registration authority, by entityID allow/deny list, by any predicate,
 //! combined with `and`, `or` and `not`.
+//!
+//! What a group says applies to its entities: an entity attribute in an
+//! `md:EntitiesDescriptor`'s `mdattr:EntityAttributes` is one of every entity the group holds,
+//! nested groups included, and a group's `mdrpi:RegistrationInfo` names the registrar of every
+//! entity in it that does not name its own (the nearest group's counts). OpenSAML's
+//! `EntityAttributesPredicate` and `RegistrationAuthorityPredicate`, which Shibboleth's filters
+//! and attribute release use, walk up to the groups the same way; an entity judged without
+//! them passed `not(category X)` while its group declared X. [`crate::load::Aggregate::select`]
+//! and [`crate::selection::write_selection`] give each entity its groups; a caller holding one
+//! entity of an aggregate uses [`Filter::matches_in`] with
+//! [`Aggregate::groups_of`](crate::load::Aggregate::groups_of).
 
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::ext::Extensions;
 use crate::model::{EntityDescriptor, Role};
 
 /// `http://macedir.org/entity-category`
@@ -39,20 +51,22 @@ pub enum RoleKind {
 pub enum Filter {
     /// Entities with this role.
     Role(RoleKind),
-    /// Entities whose mdattr EntityAttributes have attribute `name` with value `value`.
+    /// Entities whose mdattr EntityAttributes, or those of a group around them, have
+    /// attribute `name` with value `value`.
     EntityAttribute {
         /// Attribute name.
         name: String,
         /// Required value.
         value: String,
     },
-    /// Entities registered by this authority (mdrpi:RegistrationInfo).
+    /// Entities registered by this authority (their mdrpi:RegistrationInfo, else the nearest
+    /// group's).
     RegistrationAuthority(String),
     /// Entities whose entityID is in the set.
     Allow(HashSet<String>),
     /// Entities whose entityID is not in the set.
     Deny(HashSet<String>),
-    /// Any predicate.
+    /// Any predicate (it sees the entity only, not its groups).
     Predicate(Arc<dyn Fn(&EntityDescriptor) -> bool + Send + Sync>),
     /// All of these.
     All(Vec<Filter>),
@@ -157,9 +171,19 @@ impl Filter {
         Filter::Not(Box::new(self))
     }
 
-    /// Whether `e` passes.
+    /// Whether `e`, an entity on its own (no group around it), passes. For an entity of an
+    /// aggregate use [`Filter::matches_in`]: what its groups declare counts.
     #[must_use]
     pub fn matches(&self, e: &EntityDescriptor) -> bool {
+        self.matches_in(e, &[])
+    }
+
+    /// Whether `e` passes inside the groups whose `md:Extensions` are `groups`, innermost
+    /// first ([`Aggregate::groups_of`](crate::load::Aggregate::groups_of) gives them): an
+    /// entity attribute of any of them is one of `e`'s, and the nearest group's registrar is
+    /// `e`'s when `e` names none (see the module docs).
+    #[must_use]
+    pub fn matches_in(&self, e: &EntityDescriptor, groups: &[&Extensions]) -> bool {
         match self {
             Filter::Role(kind) => e.roles.iter().any(|r| {
                 matches!(
@@ -171,30 +195,32 @@ impl Filter {
                         | (RoleKind::Pdp, Role::Pdp(_))
                 )
             }),
-            Filter::EntityAttribute { name, value } => {
-                e.extensions.entity_attribute(name).any(|v| v == value)
-            }
-            Filter::RegistrationAuthority(a) => e
-                .extensions
-                .registration
-                .as_ref()
+            Filter::EntityAttribute { name, value } => std::iter::once(&e.extensions)
+                .chain(groups.iter().copied())
+                .any(|x| x.entity_attribute(name).any(|v| v == value)),
+            Filter::RegistrationAuthority(a) => std::iter::once(&e.extensions)
+                .chain(groups.iter().copied())
+                .find_map(|x| x.registration.as_ref())
                 .is_some_and(|r| &r.authority == a),
             Filter::Allow(ids) => ids.contains(&e.entity_id),
             Filter::Deny(ids) => !ids.contains(&e.entity_id),
             Filter::Predicate(f) => f(e),
-            Filter::All(v) => v.iter().all(|f| f.matches(e)),
-            Filter::Any(v) => v.iter().any(|f| f.matches(e)),
-            Filter::Not(f) => !f.matches(e),
+            Filter::All(v) => v.iter().all(|f| f.matches_in(e, groups)),
+            Filter::Any(v) => v.iter().any(|f| f.matches_in(e, groups)),
+            Filter::Not(f) => !f.matches_in(e, groups),
         }
     }
 }
 
 impl crate::load::Aggregate {
-    /// The indexed entities `filter` lets through, in document order.
+    /// The indexed entities `filter` lets through (with what their groups declare), in
+    /// document order.
     pub fn select<'s>(
         &'s self,
         filter: &'s Filter,
     ) -> impl Iterator<Item = &'s EntityDescriptor> + 's {
-        self.entities().filter(move |e| filter.matches(e))
+        self.entities_with_groups()
+            .filter(move |(e, groups)| filter.matches_in(e, groups))
+            .map(|(e, _)| e)
     }
 }

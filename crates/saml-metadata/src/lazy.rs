@@ -15,11 +15,12 @@ use saml_core::dsig::Verified;
 use saml_core::xml::{Event, NsDecl, effective_scope};
 
 use crate::error::Error;
+use crate::ext::Extensions;
 use crate::groups::{BadValidUntil, Groups, Member, earliest};
 use crate::load::{Policy, check_validity};
 use crate::model::{EntityDescriptor, Metadata};
 use crate::nested_signatures::{self, RefusedEntity};
-use crate::parse::{Cursor, MD_NS, entity, metadata, root};
+use crate::parse::{Cursor, MD_NS, entity, extensions, metadata, root};
 use crate::split::Cut;
 use crate::time::parse_datetime;
 
@@ -47,6 +48,9 @@ struct Entry {
 struct ScopeNode<'a> {
     parent: u32,
     decls: Vec<NsDecl<'a>>,
+    /// The byte range of the group's `md:Extensions`, if it has one: what it declares
+    /// (entity attributes, registrar) applies to its entities ([`crate::filter`]).
+    extensions: Option<Range<usize>>,
 }
 
 /// `Entry::scope` and `ScopeNode::parent` for "none".
@@ -57,6 +61,9 @@ const NO_SCOPE: u32 = u32::MAX;
 pub struct LazyAggregate<'a> {
     verified: Verified<'a>,
     scopes: Vec<ScopeNode<'a>>,
+    /// Each scope's group `md:Extensions`, modelled on first use (boxed: a slot costs a
+    /// pointer, and most groups have none).
+    group_extensions: Vec<OnceLock<Box<Extensions>>>,
     entries: Vec<Entry>,
     /// Built entities, boxed: a slot costs a pointer until its entity is asked for (an
     /// unboxed `EntityDescriptor` is kilobytes, and every slot is written at load).
@@ -81,6 +88,8 @@ struct Builder<'a> {
     open_groups: Vec<(usize, u32)>,
     entries: Vec<(Entry, Option<SystemTime>)>,
     open: Option<(usize, usize, String, Option<SystemTime>, u32, u8)>,
+    /// A group's `md:Extensions` being read: (depth, start offset, index in `scopes`).
+    open_extensions: Option<(usize, usize, u32)>,
     error: Option<Error>,
 }
 
@@ -103,8 +112,10 @@ impl<'a> Builder<'a> {
                     .get(..s.scope.len() - own)
                     .unwrap_or_default()
                     .to_vec(),
+                extensions: None,
             });
         }
+        self.group_extensions(ev);
         let member = match ev {
             Event::Start(s) => match self.groups.start(s) {
                 Ok(m) => m,
@@ -130,6 +141,7 @@ impl<'a> Builder<'a> {
             self.scopes.push(ScopeNode {
                 parent,
                 decls: s.namespace_decls.to_vec(),
+                extensions: None,
             });
         }
         match ev {
@@ -191,6 +203,48 @@ impl<'a> Builder<'a> {
     }
 }
 
+impl Builder<'_> {
+    /// Records where the root's and each group's `md:Extensions` stand (a child of the root at
+    /// depth 2, or of the innermost open group); a second one in one group is refused, as
+    /// `load` refuses it (review A2).
+    fn group_extensions(&mut self, ev: &Event<'_, '_>) {
+        match ev {
+            Event::Start(s) if self.open_extensions.is_none() && s.is(MD_NS, "Extensions") => {
+                let group = if s.depth == 2 {
+                    Some(0)
+                } else {
+                    self.open_groups
+                        .last()
+                        .filter(|g| g.0 + 1 == s.depth)
+                        .map(|g| g.1)
+                };
+                let Some(group) = group else { return };
+                if self
+                    .scopes
+                    .get(group as usize)
+                    .is_some_and(|n| n.extensions.is_some())
+                {
+                    self.error = Some(Error::Invalid {
+                        element: "EntitiesDescriptor".into(),
+                        offset: s.span.start,
+                        message: "a second Extensions in one md:EntitiesDescriptor".into(),
+                    });
+                    return;
+                }
+                self.open_extensions = Some((s.depth, s.span.start, group));
+            }
+            Event::End(e) => {
+                if let Some((_, start, group)) = self.open_extensions.take_if(|o| o.0 == e.depth)
+                    && let Some(node) = self.scopes.get_mut(group as usize)
+                {
+                    node.extensions = Some(start..e.span.end);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Verifies `doc` under `policy` and indexes its entities without building their models; see
 /// [`LazyAggregate`]. A single-entity document is parsed at once.
 pub fn load_lazy<'a>(doc: &'a [u8], policy: &Policy) -> Result<LazyAggregate<'a>, Error> {
@@ -200,6 +254,7 @@ pub fn load_lazy<'a>(doc: &'a [u8], policy: &Policy) -> Result<LazyAggregate<'a>
         open_groups: Vec::new(),
         entries: Vec::new(),
         open: None,
+        open_extensions: None,
         error: None,
     };
     let (verified, refused) = nested_signatures::verify(doc, policy, &mut |ev| b.observe(ev))?;
@@ -211,6 +266,7 @@ pub fn load_lazy<'a>(doc: &'a [u8], policy: &Policy) -> Result<LazyAggregate<'a>
     let root = root(&mut cursor)?;
     let mut agg = LazyAggregate {
         verified: verified.clone(),
+        group_extensions: b.scopes.iter().map(|_| OnceLock::new()).collect(),
         scopes: b.scopes,
         entries: Vec::new(),
         cache: Vec::new(),
@@ -440,11 +496,51 @@ impl<'a> LazyAggregate<'a> {
         }
     }
 
+    /// The `md:Extensions` of the groups around the `i`th indexed entity, innermost first,
+    /// each modelled on first use from the verified bytes and kept (see
+    /// [`crate::filter::Filter::matches_in`]).
+    pub(crate) fn groups_of(&self, i: u32) -> Result<Vec<&Extensions>, Error> {
+        let entry = self.entries.get(i as usize).ok_or_else(out_of_range)?;
+        let mut out = Vec::new();
+        let mut s = entry.scope;
+        while let Some(node) = self.scopes.get(s as usize) {
+            if let (Some(range), Some(cell)) =
+                (&node.extensions, self.group_extensions.get(s as usize))
+            {
+                let x = match cell.get() {
+                    Some(x) => x,
+                    None => {
+                        let mut cursor = Cursor::verified_fragment(
+                            &self.verified,
+                            range.clone(),
+                            &self.scope_at(s),
+                        )?;
+                        let el = root(&mut cursor)?;
+                        let x = extensions(&mut cursor, &el)?;
+                        cell.get_or_init(|| Box::new(x))
+                    }
+                };
+                out.push(&**x);
+            }
+            // Parents come before their groups: the walk ends.
+            if node.parent >= s {
+                break;
+            }
+            s = node.parent;
+        }
+        Ok(out)
+    }
+
     /// The namespace scope `entry` inherited: the declarations of the root and of the groups
     /// around it, outermost first, resolved.
     fn scope(&self, entry: &Entry) -> Vec<NsDecl<'a>> {
+        self.scope_at(entry.scope)
+    }
+
+    /// The namespace scope inside the group `scope` (an index in `scopes`), resolved.
+    fn scope_at(&self, scope: u32) -> Vec<NsDecl<'a>> {
         let mut chain = Vec::new();
-        let mut i = entry.scope;
+        let mut i = scope;
         while let Some(node) = self.scopes.get(i as usize) {
             chain.push(node);
             // Parents come before their groups: the walk ends.

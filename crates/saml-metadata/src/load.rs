@@ -9,6 +9,7 @@ use saml_core::dsig::{TrustedKeys, VerifyOptions};
 use saml_core::xml::{Limits, Reader};
 
 use crate::error::Error;
+use crate::ext::Extensions;
 use crate::groups::earliest;
 use crate::model::{EntitiesChild, EntitiesDescriptor, EntityDescriptor, Metadata};
 use crate::nested_signatures::{self, RefusedEntity};
@@ -145,21 +146,53 @@ impl Aggregate {
         self.entities().filter(|e| e.sp().is_some())
     }
 
+    /// The `md:Extensions` of the groups around the indexed entity `entity_id`, innermost
+    /// first (the root `md:EntitiesDescriptor`'s last; groups without one left out): what
+    /// [`Filter::matches_in`](crate::filter::Filter::matches_in) takes. Empty for an entity
+    /// that is not indexed or is the document's root.
+    #[must_use]
+    pub fn groups_of(&self, entity_id: &str) -> Vec<&Extensions> {
+        self.by_entity_id
+            .get(entity_id)
+            .and_then(|&i| self.at_with_groups(i))
+            .map(|(_, groups)| groups)
+            .unwrap_or_default()
+    }
+
+    /// Every indexed entity with [`Aggregate::groups_of`] it, in document order.
+    pub(crate) fn entities_with_groups(
+        &self,
+    ) -> impl Iterator<Item = (&EntityDescriptor, Vec<&Extensions>)> {
+        (0..self.paths.len() as u32).filter_map(|i| self.at_with_groups(i))
+    }
+
     fn at(&self, i: u32) -> Option<&EntityDescriptor> {
+        self.at_with_groups(i).map(|(e, _)| e)
+    }
+
+    fn at_with_groups(&self, i: u32) -> Option<(&EntityDescriptor, Vec<&Extensions>)> {
         let path = self.paths.get(i as usize)?;
         let mut group = match &self.metadata {
-            Metadata::Entity(e) => return Some(e),
+            Metadata::Entity(e) => return Some((e, Vec::new())),
             Metadata::Entities(g) => g,
         };
+        let mut groups = Vec::new();
         let (last, inner) = path.split_last()?;
         for &p in inner {
+            if group.extensions.present {
+                groups.push(&group.extensions);
+            }
             match group.children.get(p as usize)? {
                 EntitiesChild::Group(g) => group = g,
                 EntitiesChild::Entity(_) => return None,
             }
         }
+        if group.extensions.present {
+            groups.push(&group.extensions);
+        }
+        groups.reverse();
         match group.children.get(*last as usize)? {
-            EntitiesChild::Entity(e) => Some(e),
+            EntitiesChild::Entity(e) => Some((e, groups)),
             EntitiesChild::Group(_) => None,
         }
     }

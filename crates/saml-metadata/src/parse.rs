@@ -771,7 +771,7 @@ pub(crate) fn second_extensions(parent: &Elem<'_>) -> Error {
         .into()
 }
 
-fn extensions(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Extensions, Error> {
+pub(crate) fn extensions(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Extensions, Error> {
     let mut x = Extensions {
         present: true,
         ..Default::default()

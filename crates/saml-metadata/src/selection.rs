@@ -136,7 +136,7 @@ fn matching(agg: &LazyAggregate<'_>, filter: &Filter, single: bool) -> Result<Ve
         let mut v = Vec::new();
         for i in range {
             let i = i as u32;
-            if filter.matches(&*agg.model(i)?) {
+            if filter.matches_in(&*agg.model(i)?, &agg.groups_of(i)?) {
                 v.push(i);
             }
         }

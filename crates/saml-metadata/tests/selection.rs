@@ -320,3 +320,137 @@ fn a_second_extensions_or_entity_attributes_is_refused() {
         "{e}"
     );
 }
+
+/// Review A4: what a group declares applies to its entities. An entity attribute in an
+/// `md:EntitiesDescriptor`'s Extensions is one of every entity in it, nested groups included,
+/// and a group's RegistrationInfo names the registrar of each entity that names none (the
+/// nearest group's wins), as OpenSAML's `EntityAttributesPredicate` and
+/// `RegistrationAuthorityPredicate` walk up. Judged on the entity alone, `not(category X)`
+/// let through every entity of a group that declared X. Both `Aggregate::select` and
+/// `write_selection` (the lazy path, which models a group's Extensions on first use) agree.
+#[test]
+fn what_a_group_declares_applies_to_its_entities() {
+    let fed = key();
+    let p = policy(&fed);
+    let cat = |c: &str| {
+        format!(
+            "<mdattr:EntityAttributes xmlns:mdattr=\"urn:oasis:names:tc:SAML:metadata:attribute\">\
+             <saml:Attribute xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" \
+             Name=\"http://macedir.org/entity-category\"><saml:AttributeValue>{c}</saml:AttributeValue>\
+             </saml:Attribute></mdattr:EntityAttributes>"
+        )
+    };
+    let reg = |fed: &str| {
+        format!(
+            "<mdrpi:RegistrationInfo xmlns:mdrpi=\"urn:oasis:names:tc:SAML:metadata:rpi\" \
+             registrationAuthority=\"https://{fed}.example/\"/>"
+        )
+    };
+    let hidden = "http://refeds.org/category/hide-from-discovery";
+    let rs = "http://refeds.org/category/research-and-scholarship";
+    let own = sp("https://own.example/sp", "").replacen(
+        "><md:SPSSODescriptor",
+        &format!(
+            "><md:Extensions>{}</md:Extensions><md:SPSSODescriptor",
+            reg("fed-own")
+        ),
+        1,
+    );
+    let inner = format!(
+        "<md:EntitiesDescriptor Name=\"inner\"><md:Extensions>{}</md:Extensions>{}\n{}</md:EntitiesDescriptor>",
+        cat(rs),
+        sp("https://inner.example/sp", ""),
+        own
+    );
+    let doc = aggregate(&[sp("https://top.example/sp", ""), inner]).replacen(
+        "validUntil=\"2030-01-01T00:00:00Z\">",
+        &format!(
+            "validUntil=\"2030-01-01T00:00:00Z\"><md:Extensions>{}{}</md:Extensions>",
+            cat(hidden),
+            reg("fed-a")
+        ),
+        1,
+    );
+    let doc = dsig::sign(doc.as_bytes(), &fed, &SignOptions::default()).unwrap();
+    let eager = load::load(&doc, &p).unwrap();
+    let lazy = load_lazy(&doc, &p).unwrap();
+    let all = [
+        "https://top.example/sp",
+        "https://inner.example/sp",
+        "https://own.example/sp",
+    ];
+    for (filter, want) in [
+        (Filter::category(hidden), &all[..]),
+        (Filter::category(rs), &all[1..]),
+        (
+            Filter::registration_authority("https://fed-a.example/"),
+            &all[..2],
+        ),
+        (
+            Filter::registration_authority("https://fed-own.example/"),
+            &all[2..],
+        ),
+        (
+            Filter::role(RoleKind::Sp).and(Filter::category(rs).not()),
+            &all[..1],
+        ),
+    ] {
+        let eager_ids: Vec<&str> = eager
+            .select(&filter)
+            .map(|e| e.entity_id.as_str())
+            .collect();
+        assert_eq!(eager_ids, want, "load, {filter:?}");
+        let mut out = Vec::new();
+        let lazy_ids = write_selection(
+            &lazy,
+            &filter,
+            &key(),
+            &SelectOptions::new("urn:x", None),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(lazy_ids, want, "load_lazy, {filter:?}");
+    }
+    // Nothing passes `not(category hidden)`: the root group hides them all.
+    let mut out = Vec::new();
+    let e = write_selection(
+        &lazy,
+        &Filter::category(hidden).not(),
+        &key(),
+        &SelectOptions::new("urn:x", None),
+        &mut out,
+    )
+    .unwrap_err();
+    assert!(matches!(e, Error::Unwritable { .. }), "{e}");
+    assert_eq!(eager.select(&Filter::category(hidden).not()).count(), 0);
+    // One entity judged with its groups, and on its own.
+    let e = eager.get("https://inner.example/sp").unwrap();
+    let groups = eager.groups_of("https://inner.example/sp");
+    assert_eq!(groups.len(), 2, "the inner group's, then the root's");
+    assert!(Filter::category(hidden).matches_in(e, &groups));
+    assert!(!Filter::category(hidden).matches(e));
+}
+
+/// Review A4 on the lazy path: a second `md:Extensions` in a group is refused by `load_lazy`
+/// as by `load` (the lazy index kept the last one, so the two paths judged the group apart).
+#[test]
+fn a_second_group_extensions_is_refused_by_the_lazy_path_too() {
+    let fed = key();
+    let p = policy(&fed);
+    let doc = aggregate(&[sp("https://a.example/sp", "")]).replacen(
+        "validUntil=\"2030-01-01T00:00:00Z\">",
+        "validUntil=\"2030-01-01T00:00:00Z\"><md:Extensions/><md:Extensions/>",
+        1,
+    );
+    let doc = dsig::sign(doc.as_bytes(), &fed, &SignOptions::default()).unwrap();
+    let e = load::load(&doc, &p).unwrap_err();
+    assert!(
+        matches!(&e, Error::Invalid { message, .. } if message.contains("a second")),
+        "{e}"
+    );
+    let e = load_lazy(&doc, &p).unwrap_err();
+    assert!(
+        matches!(&e, Error::Invalid { message, .. } if message.contains("a second")),
+        "{e}"
+    );
+}
