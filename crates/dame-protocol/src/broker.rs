@@ -39,7 +39,9 @@
 //!   octets (`SAMLRequest`, `RelayState`, `SigAlg`, `Signature`) are stored as received, so
 //!   the replay verifies at the IdP with the SP's signature. A signed AuthnRequest1 should
 //!   carry no `Destination` (the SP cannot know the IdP's endpoint yet) or the IdP's SSO
-//!   location; one addressed elsewhere is refused ([`Refusal::WrongFlow`]).
+//!   location; one addressed elsewhere is refused ([`Refusal::WrongFlow`]). Its `IsPassive`
+//!   is carried to AuthnRequest2: the broker shows no page of its own on that path, and the
+//!   IdP's `NoPassive` fails the flow.
 //! - AuthnRequest2: issued by the broker as SP, signed, its ID the only request the flow's
 //!   Response2 may answer (a Response2 for another user's flow fails, see session hijacking).
 //! - Response2: validated with saml-core against the chosen IdP's registered keys (Issuer,
@@ -946,7 +948,7 @@ impl Broker {
             return Ok(UaReply::Redirect(answer));
         }
         if unmodified {
-            let (url, request2_id) = self.authn_request2(idp, now, rng)?;
+            let (url, request2_id) = self.authn_request2(idp, false, now, rng)?;
             if let Some(f) = self.flows.get_mut(flow) {
                 f.state = State::AwaitingResponse2 {
                     idp: idp.to_owned(),
@@ -964,10 +966,15 @@ impl Broker {
         Ok(UaReply::Redirect(answer))
     }
 
-    /// AuthnRequest2 to `idp`: the URL to redirect to and the request's ID.
+    /// AuthnRequest2 to `idp`: the URL to redirect to and the request's ID. `passive`: the
+    /// SP asked for no user interaction (AuthnRequest1's `IsPassive`), so AuthnRequest2 asks
+    /// the IdP for none either (SAML Core §3.4.1: neither the IdP nor the user agent may
+    /// take visible control); an IdP that cannot authenticate the user so answers
+    /// `NoPassive`, which fails the flow ([`FlowFailure::AuthenticationFailed`]).
     fn authn_request2(
         &self,
         idp: &str,
+        passive: bool,
         now: SystemTime,
         rng: &mut dyn FnMut(&mut [u8]),
     ) -> Result<(String, String), Error> {
@@ -980,7 +987,12 @@ impl Broker {
             now,
         )?;
         if self.policy.force_authn {
+            // With IsPassive too: a fresh authentication without the user (Kerberos, a client
+            // certificate), or NoPassive.
             req.force_authn = Some(true);
+        }
+        if passive {
+            req.is_passive = Some(true);
         }
         let q = redirect::encode(
             MessageKind::Request,
@@ -1045,7 +1057,8 @@ impl Broker {
         self.requests1.check(&sp_id, &verified.request.id, now)?;
         let replay_query = replay_query(query)?;
         self.check_source(source, now)?;
-        let (url, request2_id) = self.authn_request2(&idp, now, rng)?;
+        let passive = verified.request.is_passive == Some(true);
+        let (url, request2_id) = self.authn_request2(&idp, passive, now, rng)?;
         let state = State::AwaitingResponse2 {
             idp: idp.clone(),
             origin: Origin::AuthnRequest1 { replay_query },

@@ -431,6 +431,52 @@ fn an_error_status_from_the_idp_fails_the_flow_only_for_its_request() {
     assert!(w.broker.poll_transmit().is_none());
 }
 
+/// Review B11: an SP's passive AuthnRequest1 (`IsPassive="true"`: no one may take visible
+/// control of the user agent, SAML Core §3.4.1) made the broker send the user to the IdP's
+/// login page with an interactive AuthnRequest2. AuthnRequest2 now carries `IsPassive`; the
+/// IdP's `NoPassive` fails the flow and nothing is exchanged. A request that is not passive
+/// still asks for nothing.
+#[test]
+fn a_passive_authn_request1_makes_a_passive_authn_request2() {
+    let mut w = World::new();
+    let (_, to_idp) = to_response2(&mut w);
+    let m = redirect::decode(query_of(&to_idp), 1 << 16).unwrap();
+    assert_eq!(AuthnRequest::parse(&m.xml).unwrap().is_passive, None);
+
+    let a1 = w.sp_authn_request1_with(IDP, |r| r.is_passive = Some(true));
+    let (flow, reply) = w
+        .broker
+        .handle_authenticate(None, query_of(&a1), UA_ADDR, w.now, &mut rng())
+        .unwrap();
+    let to_idp = redirect_of(reply);
+    let m = redirect::decode(query_of(&to_idp), 1 << 16).unwrap();
+    let req = AuthnRequest::parse(&m.xml).unwrap();
+    assert_eq!(req.is_passive, Some(true));
+    // The IdP cannot authenticate the user without asking: NoPassive.
+    let mut b =
+        ResponseBuilder::for_request(&req, IDP, BROKER_ACS, NameId::new("x", NAMEID_TRANSIENT));
+    b.status = saml_core::protocol::Status {
+        code: saml_core::protocol::StatusCode::Responder,
+        second: Some(saml_core::protocol::StatusCode::NoPassive),
+        message: None,
+    };
+    let xml = b.build(&w.idp.key.signing(), w.now, &mut rng()).unwrap();
+    let form = format!("SAMLResponse={}", url_encode(&post::encode(&xml)));
+    let reply = w
+        .broker
+        .handle_response2(&flow, &form, w.now, &mut rng())
+        .unwrap();
+    assert!(
+        matches!(
+            reply,
+            UaReply::Failed(FlowFailure::AuthenticationFailed { .. })
+        ),
+        "{reply:?}"
+    );
+    assert!(w.broker.poll_transmit().is_none());
+    assert!(w.integrated(SP, IDP).is_none());
+}
+
 #[test]
 fn forged_replayed_stale_and_misaddressed_triggers_are_refused_by_the_agent() {
     let mut w = World::new();

@@ -486,9 +486,19 @@ impl World {
     /// The SP's AuthnRequest1 for `idp` to the broker (it does not know the IdP): signed with
     /// the SP's key, no Destination. Returns the authenticate URL.
     pub fn sp_authn_request1(&mut self, idp: &str) -> String {
+        self.sp_authn_request1_with(idp, |_| {})
+    }
+
+    /// [`World::sp_authn_request1`] with `edit` applied to the request before it is signed.
+    pub fn sp_authn_request1_with(
+        &mut self,
+        idp: &str,
+        edit: impl FnOnce(&mut AuthnRequest),
+    ) -> String {
         let mut req = AuthnRequest::new(saml_core::protocol::new_id(&mut rng()), SP, self.now);
         req.acs_url = Some(SP_ACS.to_owned());
         req.protocol_binding = Some(saml_core::protocol::BINDING_HTTP_POST.into());
+        edit(&mut req);
         self.sp_state
             .requests
             .insert(&req.id, idp, self.now + Duration::from_secs(600), self.now);
