@@ -28,7 +28,7 @@ use saml_core::dsig::SigningKey;
 use saml_core::protocol::idp::{Encryption, ResponseBuilder, check_request, check_signed_request};
 use saml_core::protocol::xmlenc::{DataAlgorithm, KeyTransport};
 use saml_core::protocol::{
-    Attribute, AuthnRequest, NAMEID_TRANSIENT, NameId, Status, StatusCode, new_id, openssl_random,
+    Attribute, AuthnRequest, NAMEID_TRANSIENT, NameId, Status, new_id, openssl_random,
 };
 use saml_metadata::model::EntityDescriptor;
 use saml_metadata::sso;
@@ -294,19 +294,18 @@ impl Idp {
                 key = other_key;
             }
         }
-        // SAML Core §3.4.1: a request naming a subject is answered about that principal or
-        // with an error status. The one demo user gets a new transient NameID per answer,
-        // never a requested one.
-        if req.subject.is_some() {
-            b.status = Status {
-                code: StatusCode::Responder,
-                second: Some(StatusCode::UnknownPrincipal),
-                message: Some("this IdP cannot authenticate the requested subject".into()),
-            };
+        // SAML Core §3.4.1: a request is answered with what it asks for (a subject, a NameID
+        // format, an authentication context, a new authentication) or with an error status.
+        // The one demo user gets a new transient NameID per answer, by password.
+        let mut xml = match b.build(key, at, &mut openssl_random) {
+            Err(saml_core::Error::Protocol(refused)) if refused.answer_status().is_some() => {
+                b.status = refused.answer_status().unwrap_or_else(Status::success);
+                b.status.message = Some(refused.to_string());
+                b.build(key, at, &mut openssl_random)
+            }
+            built => built,
         }
-        let mut xml = b
-            .build(key, at, &mut openssl_random)
-            .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?;
         if case == Case::Tampered {
             let eppn = &self.user.eppn;
             let forged = format!("mallory@{}", eppn.rsplit('@').next().unwrap_or_default());

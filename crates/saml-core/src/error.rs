@@ -433,9 +433,61 @@ pub enum ProtocolError {
         /// The NameID that would have been asserted.
         asserted: String,
     },
+    /// The AuthnRequest's `NameIDPolicy` asks for a NameID format and the NameID asserted
+    /// has another (or the `encrypted` format, an `EncryptedID`, which this builder does not
+    /// make): the IdP answers `InvalidNameIDPolicy` instead (SAML Core §3.4.1.1).
+    #[error("the request's NameIDPolicy asks for Format {requested:?}, not {asserted:?}")]
+    NameIdPolicyUnmet {
+        /// The format the request asks for.
+        requested: String,
+        /// The format of the NameID that would have been asserted.
+        asserted: Option<String>,
+    },
+    /// The AuthnRequest's `RequestedAuthnContext` (comparison `exact`) lists classes and the
+    /// authentication context asserted is none of them: the IdP answers `NoAuthnContext`
+    /// instead (SAML Core §3.3.2.2.1).
+    #[error("the request asks for an authentication context in {requested:?}, not {asserted:?}")]
+    AuthnContextUnmet {
+        /// The classes the request lists.
+        requested: Vec<String>,
+        /// The class that would have been asserted.
+        asserted: String,
+    },
+    /// The AuthnRequest has `ForceAuthn="true"` and the authentication asserted happened
+    /// before the request was issued (an existing session's): the IdP must authenticate the
+    /// presenter again (SAML Core §3.4.1).
+    #[error(
+        "the request forces a new authentication after {requested}, the asserted one was at {authenticated}"
+    )]
+    StaleAuthentication {
+        /// The request's IssueInstant, RFC 3339.
+        requested: String,
+        /// The AuthnInstant that would have been asserted, RFC 3339.
+        authenticated: String,
+    },
 }
 
 impl ProtocolError {
+    /// For a request an IdP cannot answer as asked ([`crate::protocol::idp::ResponseBuilder::build`]'s
+    /// refusals), the status of the error Response it sends instead (SAML Core §3.2.2.2,
+    /// §3.4.1); `None` for every other error.
+    #[must_use]
+    pub fn answer_status(&self) -> Option<crate::protocol::Status> {
+        use crate::status::StatusCode;
+        let second = match self {
+            ProtocolError::SubjectMismatch { .. } => StatusCode::UnknownPrincipal,
+            ProtocolError::NameIdPolicyUnmet { .. } => StatusCode::InvalidNameIdPolicy,
+            ProtocolError::AuthnContextUnmet { .. } => StatusCode::NoAuthnContext,
+            ProtocolError::StaleAuthentication { .. } => StatusCode::AuthnFailed,
+            _ => return None,
+        };
+        Some(crate::protocol::Status {
+            code: StatusCode::Responder,
+            second: Some(second),
+            message: None,
+        })
+    }
+
     /// What kind of failure this is (see [`ErrorKind`]).
     #[must_use]
     pub fn kind(&self) -> ErrorKind {

@@ -194,6 +194,87 @@ fn an_authn_requests_subject_is_honoured() {
     }
 }
 
+/// Review B5: `ResponseBuilder::for_request` honoured the request's Subject only. A
+/// NameIDPolicy Format, an exact RequestedAuthnContext and ForceAuthn (parsed from the
+/// request as the SP wrote it) are now honoured too: a successful Response that does not meet
+/// them is refused, and the error names the status to answer with instead (SAML Core
+/// §3.4.1, §3.4.1.1, §3.3.2.2.1).
+#[test]
+fn an_authn_requests_name_id_policy_authn_context_and_force_authn_are_honoured() {
+    use saml_core::protocol::{NAMEID_TRANSIENT, NAMEID_UNSPECIFIED};
+    let w = world();
+    let mut req = w.request.clone();
+    req.name_id_policy = Some(NameIdPolicy {
+        format: Some(NAMEID_TRANSIENT.into()),
+        sp_name_qualifier: None,
+        allow_create: Some(true),
+    });
+    req.requested_authn_context = Some(RequestedAuthnContext {
+        comparison: Some("exact".into()),
+        class_refs: vec!["https://refeds.org/profile/mfa".into()],
+    });
+    req.force_authn = Some(true);
+    let parsed = AuthnRequest::parse(req.to_xml().as_bytes()).unwrap();
+    let status = |e: Error| match e {
+        Error::Protocol(p) => p.answer_status().map(|s| s.second),
+        other => panic!("{other}"),
+    };
+    let ok = || {
+        let mut b =
+            ResponseBuilder::for_request(&parsed, IDP, ACS, NameId::new("t-1", NAMEID_TRANSIENT));
+        b.authn_context_class = "https://refeds.org/profile/mfa".into();
+        b
+    };
+    assert!(ok().build(&w.idp_key, now(), &mut openssl_rng()).is_ok());
+    // Another NameID format: InvalidNameIDPolicy.
+    let mut b = ok();
+    b.name_id = NameId::new("alice-7f3a", NAMEID_PERSISTENT);
+    let e = b.build(&w.idp_key, now(), &mut openssl_rng()).unwrap_err();
+    assert_eq!(status(e), Some(Some(StatusCode::InvalidNameIdPolicy)));
+    // Another authentication context: NoAuthnContext.
+    let mut b = ok();
+    b.authn_context_class = saml_core::protocol::AC_PASSWORD_PROTECTED_TRANSPORT.into();
+    let e = b.build(&w.idp_key, now(), &mut openssl_rng()).unwrap_err();
+    assert_eq!(status(e), Some(Some(StatusCode::NoAuthnContext)));
+    // An authentication from a session older than the request: AuthnFailed; one made for it
+    // (the default, now; or a few seconds before the SP's clock says it asked) is fine.
+    let mut b = ok();
+    b.authn_instant = Some(parsed.issue_instant - Duration::from_secs(3600));
+    let e = b.build(&w.idp_key, now(), &mut openssl_rng()).unwrap_err();
+    assert_eq!(status(e), Some(Some(StatusCode::AuthnFailed)));
+    b.authn_instant = Some(parsed.issue_instant - Duration::from_secs(30));
+    assert!(b.build(&w.idp_key, now(), &mut openssl_rng()).is_ok());
+    // An error status carries no assertion: allowed whatever it would have asserted.
+    let mut b = ok();
+    b.name_id = NameId::new("alice-7f3a", NAMEID_PERSISTENT);
+    b.status = Status {
+        code: StatusCode::Responder,
+        second: Some(StatusCode::InvalidNameIdPolicy),
+        message: None,
+    };
+    assert!(b.build(&w.idp_key, now(), &mut openssl_rng()).is_ok());
+    // What asks for nothing: an unspecified Format, a `minimum` comparison (the ordering of
+    // classes is the IdP's), no ForceAuthn.
+    let mut loose = w.request.clone();
+    loose.name_id_policy = Some(NameIdPolicy {
+        format: Some(NAMEID_UNSPECIFIED.into()),
+        sp_name_qualifier: None,
+        allow_create: None,
+    });
+    loose.requested_authn_context = Some(RequestedAuthnContext {
+        comparison: Some("minimum".into()),
+        class_refs: vec!["https://refeds.org/profile/mfa".into()],
+    });
+    let mut b = ResponseBuilder::for_request(
+        &AuthnRequest::parse(loose.to_xml().as_bytes()).unwrap(),
+        IDP,
+        ACS,
+        NameId::new("alice-7f3a", NAMEID_PERSISTENT),
+    );
+    b.authn_instant = Some(now() - Duration::from_secs(3600));
+    assert!(b.build(&w.idp_key, now(), &mut openssl_rng()).is_ok());
+}
+
 #[test]
 fn authn_request_children_are_single_and_in_schema_order() {
     let mut req = AuthnRequest::new(new_id(&mut counter()), SP, now());

@@ -6,11 +6,11 @@ use std::time::{Duration, SystemTime};
 
 use openssl::pkey::{PKey, Public};
 
-use super::authn_request::AuthnRequest;
+use super::authn_request::{AuthnRequest, RequestedAuthnContext};
 use super::xmlenc::{self, DataAlgorithm, KeyTransport};
 use super::{
-    AC_PASSWORD_PROTECTED_TRANSPORT, Attribute, BEARER, NameId, ProtocolError, SAML_NS, SAMLP_NS,
-    Status, StatusCode, new_id,
+    AC_PASSWORD_PROTECTED_TRANSPORT, Attribute, BEARER, NAMEID_UNSPECIFIED, NameId, ProtocolError,
+    SAML_NS, SAMLP_NS, Status, StatusCode, new_id,
 };
 use crate::dsig::{self, Placement, SignOptions, SigningKey, Target};
 use crate::error::Error;
@@ -83,7 +83,9 @@ pub struct ResponseBuilder {
     pub attributes: Vec<Attribute>,
     /// AuthnContextClassRef.
     pub authn_context_class: String,
-    /// When the user authenticated (default: now).
+    /// When the user authenticated (default: `now` of [`ResponseBuilder::build`], right for
+    /// a login made for this request; an IdP answering from an existing session sets the
+    /// session's instant, which [`ResponseBuilder::fresh_authn_since`] then checks).
     pub authn_instant: Option<SystemTime>,
     /// SessionIndex (default: a new ID).
     pub session_index: Option<String>,
@@ -102,7 +104,30 @@ pub struct ResponseBuilder {
     /// refused by [`ResponseBuilder::build`] with [`ProtocolError::SubjectMismatch`]; answer
     /// with an error status instead (SAML Core §3.4.1).
     pub requested_subject: Option<NameId>,
+    /// The NameID format the request's `NameIDPolicy` asks for (set by
+    /// [`ResponseBuilder::for_request`]; `unspecified` and an absent Format ask for none): a
+    /// successful Response with a NameID of another format is refused by
+    /// [`ResponseBuilder::build`] with [`ProtocolError::NameIdPolicyUnmet`] (SAML Core
+    /// §3.4.1.1). `AllowCreate` and `SPNameQualifier` are the IdP's to honour.
+    pub requested_name_id_format: Option<String>,
+    /// The request's `RequestedAuthnContext` (set by [`ResponseBuilder::for_request`]): with
+    /// comparison `exact` (or none), a successful Response whose `authn_context_class` is not
+    /// one of its classes is refused with [`ProtocolError::AuthnContextUnmet`] (SAML Core
+    /// §3.3.2.2.1). For `minimum`, `maximum` and `better` the ordering of classes is the IdP's
+    /// own: the caller judges those.
+    pub requested_authn_context: Option<RequestedAuthnContext>,
+    /// For a request with `ForceAuthn="true"`, its IssueInstant (set by
+    /// [`ResponseBuilder::for_request`]): a successful Response whose `authn_instant` is more
+    /// than [`FORCE_AUTHN_SKEW`] before it is refused with
+    /// [`ProtocolError::StaleAuthentication`] (SAML Core §3.4.1: the IdP must authenticate the
+    /// presenter again, not answer from a session). `IsPassive` is the caller's: a builder
+    /// cannot tell whether the user was asked.
+    pub fresh_authn_since: Option<SystemTime>,
 }
+
+/// How much earlier than a `ForceAuthn` request's IssueInstant (the SP's clock) a new
+/// authentication may be dated (the IdP's clock) and still count as made for it.
+pub const FORCE_AUTHN_SKEW: Duration = Duration::from_secs(180);
 
 /// Whether `asserted` is the principal `requested` names: the same value, and the same
 /// format and qualifiers where the request gives them.
@@ -147,7 +172,59 @@ impl ResponseBuilder {
             encryption: None,
             status: Status::success(),
             requested_subject: req.subject.clone(),
+            requested_name_id_format: req
+                .name_id_policy
+                .as_ref()
+                .and_then(|p| p.format.clone())
+                .filter(|f| f != NAMEID_UNSPECIFIED),
+            requested_authn_context: req.requested_authn_context.clone(),
+            fresh_authn_since: (req.force_authn == Some(true)).then_some(req.issue_instant),
         }
+    }
+
+    /// Whether the Response asserts what the request asked for (see the `requested_*` and
+    /// `fresh_authn_since` fields); the refusal's [`ProtocolError::answer_status`] is the
+    /// error status to answer with.
+    fn check_requested(&self, now: SystemTime) -> Result<(), ProtocolError> {
+        if let Some(requested) = &self.requested_subject
+            && !same_subject(requested, &self.name_id)
+        {
+            return Err(ProtocolError::SubjectMismatch {
+                requested: requested.value.clone(),
+                asserted: self.name_id.value.clone(),
+            });
+        }
+        if let Some(f) = &self.requested_name_id_format
+            && f != NAMEID_UNSPECIFIED
+            && self.name_id.format.as_ref() != Some(f)
+        {
+            return Err(ProtocolError::NameIdPolicyUnmet {
+                requested: f.clone(),
+                asserted: self.name_id.format.clone(),
+            });
+        }
+        if let Some(c) = &self.requested_authn_context
+            && c.comparison.as_deref().is_none_or(|cmp| cmp == "exact")
+            && !c.class_refs.is_empty()
+            && !c.class_refs.contains(&self.authn_context_class)
+        {
+            return Err(ProtocolError::AuthnContextUnmet {
+                requested: c.class_refs.clone(),
+                asserted: self.authn_context_class.clone(),
+            });
+        }
+        let instant = self.authn_instant.unwrap_or(now);
+        if let Some(since) = self.fresh_authn_since
+            && instant
+                .checked_add(FORCE_AUTHN_SKEW)
+                .is_some_and(|t| t < since)
+        {
+            return Err(ProtocolError::StaleAuthentication {
+                requested: format_datetime_exact(since),
+                authenticated: format_datetime_exact(instant),
+            });
+        }
+        Ok(())
     }
 
     /// The assertion XML (unsigned), with its own namespace declarations.
@@ -213,22 +290,18 @@ impl ResponseBuilder {
     }
 
     /// Builds the Response at `now`, signing with `key` as configured; `random` supplies IDs and
-    /// encryption keys.
+    /// encryption keys. A successful Response that does not assert what the request asked
+    /// for (its Subject, NameIDPolicy format, exact RequestedAuthnContext, or a new
+    /// authentication for ForceAuthn) is refused: build the error Response that
+    /// [`ProtocolError::answer_status`] names instead.
     pub fn build(
         &self,
         key: &SigningKey,
         now: SystemTime,
         random: &mut dyn FnMut(&mut [u8]),
     ) -> Result<Vec<u8>, Error> {
-        if self.status.code == StatusCode::Success
-            && let Some(requested) = &self.requested_subject
-            && !same_subject(requested, &self.name_id)
-        {
-            return Err(ProtocolError::SubjectMismatch {
-                requested: requested.value.clone(),
-                asserted: self.name_id.value.clone(),
-            }
-            .into());
+        if self.status.code == StatusCode::Success {
+            self.check_requested(now)?;
         }
         let response_id = new_id(random);
         let mut inner = String::new();

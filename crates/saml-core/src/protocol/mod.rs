@@ -55,6 +55,11 @@ pub const ATTRNAME_FORMAT_URI: &str = "urn:oasis:names:tc:SAML:2.0:attrname-form
 pub const NAMEID_TRANSIENT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient";
 /// `urn:oasis:names:tc:SAML:2.0:nameid-format:persistent`
 pub const NAMEID_PERSISTENT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent";
+/// `urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified`: any format (SAML Core §8.3.1)
+pub const NAMEID_UNSPECIFIED: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified";
+/// `urn:oasis:names:tc:SAML:2.0:nameid-format:encrypted`: asked for in a NameIDPolicy, the
+/// NameID must be an `EncryptedID` (SAML Core §3.4.1.1, §8.3.9)
+pub const NAMEID_ENCRYPTED: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:encrypted";
 /// `urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport`
 pub const AC_PASSWORD_PROTECTED_TRANSPORT: &str =
     "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport";
