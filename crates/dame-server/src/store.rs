@@ -268,6 +268,41 @@ pub trait Store: Send + Sync + 'static {
         before: i64,
         keep: u32,
     ) -> impl Future<Output = Result<u64, Error>> + Send;
+    /// Records that the trigger `action` to `recipient` about `about` is owed until
+    /// acknowledged, to be planned again once `due` (Unix seconds) has passed; it replaces
+    /// the pair's earlier one. A new pair is recorded only while fewer than `max` are owed
+    /// in all; returns whether it is recorded.
+    fn owe(
+        &self,
+        owed: &OwedTrigger,
+        due: i64,
+        max: usize,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+    /// Forgets the owed trigger of the pair, if it is still `owed.action` (acknowledged, or no
+    /// longer wanted).
+    fn settle(&self, owed: &OwedTrigger) -> impl Future<Output = Result<(), Error>> + Send;
+    /// Takes at most `limit` owed triggers due at `now`, earliest first, skipping those
+    /// another instance is taking, and makes each due again at `again` (so that one taken by
+    /// an instance that then stops is taken again later).
+    fn take_owed(
+        &self,
+        now: i64,
+        limit: usize,
+        again: i64,
+    ) -> impl Future<Output = Result<Vec<OwedTrigger>, Error>> + Send;
+    /// How many triggers are owed.
+    fn owed_count(&self) -> impl Future<Output = Result<i64, Error>> + Send;
+}
+
+/// A trigger the broker owes an agent ([`Store::owe`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwedTrigger {
+    /// The addressed entity.
+    pub recipient: String,
+    /// The peer the trigger is about.
+    pub about: String,
+    /// `fetchmetadata` or `rollback` (`TriggerAction::as_str`).
+    pub action: String,
 }
 
 fn db(what: &str, e: sqlx::Error) -> Error {
@@ -775,6 +810,89 @@ macro_rules! store_impl {
                     return Ok(Admission::Full);
                 }
                 Ok(Admission::Room { evicted })
+            }
+
+            async fn owe(&self, owed: &OwedTrigger, due: i64, max: usize) -> Result<bool, Error> {
+                let w = |e| db("owed trigger", e);
+                let mut tx = $begin(&self.pool).await.map_err(w)?;
+                let updated = sqlx::query(
+                    "UPDATE owed_triggers SET action = $3, due = $4                      WHERE recipient = $1 AND about = $2",
+                )
+                .bind(&owed.recipient)
+                .bind(&owed.about)
+                .bind(&owed.action)
+                .bind(due)
+                .execute(&mut *tx)
+                .await
+                .map_err(w)?
+                .rows_affected();
+                let kept = updated > 0
+                    || sqlx::query(
+                        "INSERT INTO owed_triggers (recipient, about, action, due)                          SELECT $1, $2, $3, $4 WHERE (SELECT COUNT(*) FROM owed_triggers) < $5",
+                    )
+                    .bind(&owed.recipient)
+                    .bind(&owed.about)
+                    .bind(&owed.action)
+                    .bind(due)
+                    .bind(i64::try_from(max).unwrap_or(i64::MAX))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(w)?
+                    .rows_affected()
+                        > 0;
+                tx.commit().await.map_err(w)?;
+                Ok(kept)
+            }
+
+            async fn settle(&self, owed: &OwedTrigger) -> Result<(), Error> {
+                sqlx::query(
+                    "DELETE FROM owed_triggers WHERE recipient = $1 AND about = $2 AND action = $3",
+                )
+                .bind(&owed.recipient)
+                .bind(&owed.about)
+                .bind(&owed.action)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| db("owed trigger", e))?;
+                Ok(())
+            }
+
+            async fn take_owed(
+                &self,
+                now: i64,
+                limit: usize,
+                again: i64,
+            ) -> Result<Vec<OwedTrigger>, Error> {
+                let rows = sqlx::query(concat!(
+                    "UPDATE owed_triggers SET due = $3 WHERE (recipient, about) IN                      (SELECT recipient, about FROM owed_triggers WHERE due <= $1                      ORDER BY due LIMIT $2",
+                    $lock,
+                    $skip,
+                    ") RETURNING recipient, about, action"
+                ))
+                .bind(now)
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .bind(again)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| db("owed triggers", e))?;
+                rows.iter()
+                    .map(|r| {
+                        let get = |i| r.try_get::<String, _>(i).map_err(|e| db("owed triggers", e));
+                        Ok(OwedTrigger {
+                            recipient: get(0)?,
+                            about: get(1)?,
+                            action: get(2)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn owed_count(&self) -> Result<i64, Error> {
+                let row = sqlx::query("SELECT COUNT(*) FROM owed_triggers")
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(|e| db("owed count", e))?;
+                row.try_get(0).map_err(|e| db("owed count", e))
             }
 
             async fn prune_audit(&self, before: i64, keep: u32) -> Result<u64, Error> {

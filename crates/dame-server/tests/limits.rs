@@ -862,6 +862,79 @@ async fn the_origin_of_an_entity_is_stored_postgres() {
     origins_are_kept(&store).await;
 }
 
+/// Owed triggers (a rollback or re-download outside a flow, from its first sending until
+/// acknowledged) are kept in the store, so a broker restart or another instance plans them
+/// again (they lived in one instance's memory, and a restart lost them): one per pair, the
+/// latest replacing the earlier; at most `max` pairs; settled only for the action recorded;
+/// taken only once due, at most `limit`, earliest first, and due again at `again` (one taken
+/// by an instance that then stopped is taken again later).
+async fn owed_triggers_are_kept(store: &impl dame_server::store::Store) {
+    use dame_server::store::OwedTrigger;
+    let owed = |about: &str, action: &str| OwedTrigger {
+        recipient: "https://sp.example.org/sp".into(),
+        about: about.into(),
+        action: action.into(),
+    };
+    let (a, b, c) = (
+        "https://idp-a.example",
+        "https://idp-b.example",
+        "https://idp-c.example",
+    );
+    assert!(store.owe(&owed(a, "fetchmetadata"), 100, 2).await.unwrap());
+    assert!(
+        store.owe(&owed(a, "rollback"), 200, 2).await.unwrap(),
+        "replaced"
+    );
+    assert!(store.owe(&owed(b, "rollback"), 50, 2).await.unwrap());
+    assert!(
+        !store.owe(&owed(c, "rollback"), 50, 2).await.unwrap(),
+        "full"
+    );
+    assert!(
+        store.owe(&owed(b, "rollback"), 150, 2).await.unwrap(),
+        "a held pair, full"
+    );
+    assert_eq!(store.owed_count().await.unwrap(), 2);
+    // Nothing due before 150; then b (150) before a (200), one at a time.
+    assert!(store.take_owed(149, 10, 1000).await.unwrap().is_empty());
+    assert_eq!(
+        store.take_owed(300, 1, 1000).await.unwrap(),
+        vec![owed(b, "rollback")]
+    );
+    assert_eq!(
+        store.take_owed(300, 10, 1000).await.unwrap(),
+        vec![owed(a, "rollback")]
+    );
+    // Taken: due again at 1000 only.
+    assert!(store.take_owed(999, 10, 2000).await.unwrap().is_empty());
+    assert_eq!(store.take_owed(1000, 10, 2000).await.unwrap().len(), 2);
+    // Settled only as the action recorded.
+    store.settle(&owed(a, "fetchmetadata")).await.unwrap();
+    assert_eq!(store.owed_count().await.unwrap(), 2);
+    store.settle(&owed(a, "rollback")).await.unwrap();
+    store.settle(&owed(b, "rollback")).await.unwrap();
+    assert_eq!(store.owed_count().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn owed_triggers_are_kept_in_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = dame_server::store::SqliteStore::open(&tmp.path().join("b.db"))
+        .await
+        .unwrap();
+    owed_triggers_are_kept(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owed_triggers_are_kept_in_the_store_postgres() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = testkit::postgres::Postgres::start(tmp.path());
+    let store = dame_server::store::PgStore::connect(&pg.url())
+        .await
+        .unwrap();
+    owed_triggers_are_kept(&store).await;
+}
+
 /// Broker review M1: a request to `action=authenticate` carrying any `dame_flow` cookie
 /// skipped the admission of new flows, so one address sending junk cookies held as many
 /// unauthenticated flows as its rate allowed (and a few addresses every slot). A cookie that

@@ -68,7 +68,8 @@ use crate::config::BrokerConfig;
 use crate::error::Error;
 use crate::log;
 use crate::store::{
-    Admission, Changes, FlowCaps, FlowData, FlowSelect, Generation, Origin, Store, StoredEntity,
+    Admission, Changes, FlowCaps, FlowData, FlowSelect, Generation, Origin, OwedTrigger, Store,
+    StoredEntity,
 };
 
 const COOKIE: &str = "dame_flow";
@@ -204,12 +205,9 @@ pub struct BrokerService<S: Store> {
     pacing: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
     /// The `dame_flows` gauge as last counted, and when: `/metrics` is open to anyone, so the
     /// store counts at most once per [`METRICS_FLOW_COUNT_AGE`] however often it is asked.
-    flow_gauge: tokio::sync::Mutex<Option<(Instant, i64)>>,
+    flow_gauge: tokio::sync::Mutex<Option<(Instant, i64, i64)>>,
     /// When re-signing failures were last logged (at most once a minute).
     resign_logged: Mutex<Option<Instant>>,
-    /// Triggers given up after their retries, by addressed entity and peer (see
-    /// [`BrokerService::send_owed`]); in this instance's memory, at most [`MAX_OWED_TRIGGERS`].
-    owed: Mutex<HashMap<(String, String), TriggerAction>>,
 }
 
 /// Most published documents re-signed per second (the broker's ticker, through
@@ -236,9 +234,16 @@ pub const TRIGGER_RETRY_DELAYS_S: [u64; 6] = [5, 10, 25, 50, 90, 90];
 /// longer than the retries gets its rollback when it is back, within this time).
 pub const OWED_TRIGGER_EVERY: Duration = Duration::from_secs(600);
 
-/// Most triggers held to be planned again (a deletion of an entity with thousands of peers
-/// whose agents are all down fills it; beyond it a given-up trigger is logged and dropped).
+/// Most triggers owed at once, in the store across every instance ([`Store::owe`]: from a
+/// rollback's or re-download's first sending until its acknowledgement). A deletion of an
+/// entity with thousands of peers whose agents are all down fills it; beyond it a new pair's
+/// trigger is sent and retried as usual but, given up, is logged and dropped.
 pub const MAX_OWED_TRIGGERS: usize = 10_000;
+
+/// When an owed trigger still being retried by the instance that sent it becomes due to be
+/// planned again by any instance: after its retries ([`TRIGGER_RETRY_DELAYS_S`], 270 s) and a
+/// margin. A trigger whose instance stopped during its retries is so planned again.
+const OWED_AFTER_RETRIES: Duration = Duration::from_secs(330);
 
 /// Most owed triggers planned again in one round of [`OWED_TRIGGER_EVERY`] (one store
 /// transaction each); the rest wait for the next round.
@@ -420,7 +425,6 @@ impl<S: Store> BrokerService<S> {
             waiters: Mutex::new(HashMap::new()),
             flow_gauge: tokio::sync::Mutex::new(None),
             resign_logged: Mutex::new(None),
-            owed: Mutex::new(HashMap::new()),
             registrations: Mutex::new(dame_protocol::registration::Registrations::new()),
             store,
             http,
@@ -749,6 +753,19 @@ impl<S: Store> BrokerService<S> {
     }
 
     async fn send_inner(self: Arc<Self>, t: Transmit, attempt: usize) {
+        let owed = (t.action == TriggerAction::Rollback || t.flow.is_none()).then(|| OwedTrigger {
+            recipient: t.to.clone(),
+            about: t.about.clone(),
+            action: t.action.as_str().to_owned(),
+        });
+        if let (Some(o), 0) = (&owed, attempt) {
+            // Owed from its first sending, in the store: an instance that stops while it is
+            // being retried leaves it to be planned again, by this one restarted or another.
+            let due = unix(SystemTime::now()) + OWED_AFTER_RETRIES.as_secs() as i64;
+            if let Err(e) = self.store.owe(o, due, MAX_OWED_TRIGGERS).await {
+                log(&[("event", "store-error".into()), ("error", e.to_string())]);
+            }
+        }
         let started = Instant::now();
         let pace = self.pace(&t.to);
         let permit = pace.acquire().await;
@@ -767,8 +784,18 @@ impl<S: Store> BrokerService<S> {
         // refusal, which a retry would not change).
         let acknowledged = matches!(&answer, Ok((code, body))
             if MdiResponse::from_http(*code, body).is_ok_and(|r| r.status != MdiStatus::Error));
-        if !acknowledged && (t.action == TriggerAction::Rollback || t.flow.is_none()) {
-            self.clone().retry_later(t.clone(), attempt);
+        match &owed {
+            Some(o) if acknowledged => {
+                if let Err(e) = self.store.settle(o).await {
+                    log(&[("event", "store-error".into()), ("error", e.to_string())]);
+                }
+            }
+            Some(o) => {
+                self.clone()
+                    .retry_later(t.clone(), o.clone(), attempt)
+                    .await
+            }
+            None => {}
         }
         log(&[
             ("event", "trigger".into()),
@@ -816,18 +843,21 @@ impl<S: Store> BrokerService<S> {
     }
 
     /// Sends `t` again after the delay for `attempt`, if the core still wants it then
-    /// ([`Broker::retransmit`]: signed anew, same issue instant).
-    fn retry_later(self: Arc<Self>, t: Transmit, attempt: usize) {
+    /// ([`Broker::retransmit`]: signed anew, same issue instant); after the last, leaves it
+    /// owed, due now, for [`BrokerService::send_owed`].
+    async fn retry_later(self: Arc<Self>, t: Transmit, owed: OwedTrigger, attempt: usize) {
         let Some(delay) = TRIGGER_RETRY_DELAYS_S.get(attempt).copied() else {
-            // Kept to be planned again (`send_owed`): a rollback lost here left the peer at the
-            // agent for good (its refresh keeps fetching what the broker's MDQ still serves).
-            let kept = {
-                let mut owed = self.owed.lock().unwrap_or_else(|p| p.into_inner());
-                let key = (t.to.clone(), t.about.clone());
-                if owed.len() < MAX_OWED_TRIGGERS || owed.contains_key(&key) {
-                    owed.insert(key, t.action);
-                    true
-                } else {
+            // Planned again by the next round (`send_owed`): a rollback lost here left the peer
+            // at the agent for good (its refresh keeps fetching what the broker's MDQ still
+            // serves).
+            let kept = match self
+                .store
+                .owe(&owed, unix(SystemTime::now()), MAX_OWED_TRIGGERS)
+                .await
+            {
+                Ok(kept) => kept,
+                Err(e) => {
+                    log(&[("event", "store-error".into()), ("error", e.to_string())]);
                     false
                 }
             };
@@ -867,12 +897,18 @@ impl<S: Store> BrokerService<S> {
     /// owed again. Called by the ticker every [`OWED_TRIGGER_EVERY`]. Returns how many were
     /// planned.
     async fn send_owed(self: &Arc<Self>) -> usize {
-        let owed: Vec<((String, String), TriggerAction)> = {
-            let mut owed = self.owed.lock().unwrap_or_else(|p| p.into_inner());
-            let keys: Vec<(String, String)> = owed.keys().take(OWED_BATCH).cloned().collect();
-            keys.into_iter()
-                .filter_map(|k| owed.remove(&k).map(|a| (k, a)))
-                .collect()
+        self.send_owed_at(unix(SystemTime::now())).await
+    }
+
+    /// [`BrokerService::send_owed`] of the triggers due at `now` (Unix seconds).
+    async fn send_owed_at(self: &Arc<Self>, now: i64) -> usize {
+        let again = now + OWED_AFTER_RETRIES.as_secs() as i64;
+        let owed = match self.store.take_owed(now, OWED_BATCH, again).await {
+            Ok(owed) => owed,
+            Err(e) => {
+                log(&[("event", "store-error".into()), ("error", e.to_string())]);
+                return 0;
+            }
         };
         if owed.is_empty() {
             return 0;
@@ -881,28 +917,39 @@ impl<S: Store> BrokerService<S> {
             log(&[("event", "store-error".into()), ("error", e.to_string())]);
         }
         let mut planned = 0;
-        for ((to, about), action) in owed {
+        for o in owed {
+            let action = match o.action.as_str() {
+                "rollback" => TriggerAction::Rollback,
+                "fetchmetadata" => TriggerAction::FetchMetadata,
+                _ => {
+                    // Not written by this broker: forgotten.
+                    let _ = self.store.settle(&o).await;
+                    continue;
+                }
+            };
+            let (to, about) = (&o.recipient, &o.about);
             // The pair's exchanging flows in any instance, as the store holds them now.
             let res = self
-                .step(FlowSelect::Pair(&to, &about), |core, now| {
-                    core.plan_owed_trigger(action, &to, &about, now, &mut openssl_random)
+                .step(FlowSelect::Pair(to, about), |core, now| {
+                    core.plan_owed_trigger(action, to, about, now, &mut openssl_random)
                 })
                 .await;
             match res {
+                // Sent by the ticker's next poll: owed again from that sending on.
                 Ok(true) => planned += 1,
-                Ok(false) => log(&[
-                    ("event", "owed-trigger-dropped".into()),
-                    ("to", to),
-                    ("action", action.as_str().into()),
-                    ("about", about),
-                ]),
-                Err(e) => {
-                    log(&[("event", "store-error".into()), ("error", e.to_string())]);
-                    let mut owed = self.owed.lock().unwrap_or_else(|p| p.into_inner());
-                    if owed.len() < MAX_OWED_TRIGGERS {
-                        owed.insert((to, about), action);
+                Ok(false) => {
+                    log(&[
+                        ("event", "owed-trigger-dropped".into()),
+                        ("to", to.clone()),
+                        ("action", action.as_str().into()),
+                        ("about", about.clone()),
+                    ]);
+                    if let Err(e) = self.store.settle(&o).await {
+                        log(&[("event", "store-error".into()), ("error", e.to_string())]);
                     }
                 }
+                // Due again after `again`.
+                Err(e) => log(&[("event", "store-error".into()), ("error", e.to_string())]),
             }
         }
         planned
@@ -1908,18 +1955,24 @@ async fn admin_rules<S: Store>(State(svc): Svc<S>, headers: HeaderMap, body: Byt
 }
 
 async fn metrics<S: Store>(State(svc): Svc<S>) -> Response {
-    let flows = {
+    let (flows, owed) = {
         // One count at a time, reused for a second: a flood of scrapes costs no store work.
         let mut gauge = svc.flow_gauge.lock().await;
         match *gauge {
-            Some((at, n)) if at.elapsed() < METRICS_FLOW_COUNT_AGE => n,
-            _ => match svc.store.flow_count(unix(SystemTime::now())).await {
-                Ok(n) => {
-                    *gauge = Some((Instant::now(), n));
-                    n
+            Some((at, n, owed)) if at.elapsed() < METRICS_FLOW_COUNT_AGE => (n, owed),
+            _ => {
+                let counted = match svc.store.flow_count(unix(SystemTime::now())).await {
+                    Ok(n) => svc.store.owed_count().await.map(|owed| (n, owed)),
+                    Err(e) => Err(e),
+                };
+                match counted {
+                    Ok((n, owed)) => {
+                        *gauge = Some((Instant::now(), n, owed));
+                        (n, owed)
+                    }
+                    Err(e) => return store_error(&e),
                 }
-                Err(e) => return store_error(&e),
-            },
+            }
         }
     };
     let (entities, pairs, failing) = {
@@ -1930,7 +1983,6 @@ async fn metrics<S: Store>(State(svc): Svc<S>) -> Response {
             core.registry.resign_failures(),
         )
     };
-    let owed = svc.owed.lock().unwrap_or_else(|p| p.into_inner()).len();
     let m = &svc.metrics;
     let text = format!(
         "# TYPE dame_requests_total counter\ndame_requests_total {}\n\
@@ -2721,7 +2773,7 @@ mod tests {
             .send(transmit, TRIGGER_RETRY_DELAYS_S.len())
             .await;
         assert_eq!(seen.lock().unwrap().len(), 1);
-        assert_eq!(svc.owed.lock().unwrap().len(), 1);
+        assert_eq!(svc.store.owed_count().await.unwrap(), 1);
         // The next round plans it again, signed now, and the agent takes it.
         std::thread::sleep(Duration::from_millis(1100));
         assert_eq!(svc.send_owed().await, 1);
@@ -2745,7 +2797,14 @@ mod tests {
             param(&lines[1], "issueInstant") > param(&lines[0], "issueInstant"),
             "{lines:?}"
         );
-        assert!(svc.owed.lock().unwrap().is_empty());
+        // Acknowledged: no longer owed.
+        for _ in 0..100 {
+            if svc.store.owed_count().await.unwrap() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(svc.store.owed_count().await.unwrap(), 0);
 
         // An owed rollback of a pair that stands again (established and allowed) is dropped,
         // as is a re-download of a pair that is gone.
@@ -2757,21 +2816,91 @@ mod tests {
                 .unwrap();
             core.relationships.record(&other.entity_id, SP, now);
         }
-        {
-            let mut owed = svc.owed.lock().unwrap();
-            owed.insert(
-                (SP.into(), other.entity_id.clone()),
-                TriggerAction::Rollback,
-            );
-            owed.insert(
-                (SP.into(), idp_a.entity_id.clone()),
-                TriggerAction::FetchMetadata,
-            );
+        let due = unix(SystemTime::now());
+        for (about, action) in [
+            (&other.entity_id, "rollback"),
+            (&idp_a.entity_id, "fetchmetadata"),
+        ] {
+            let o = OwedTrigger {
+                recipient: SP.into(),
+                about: about.clone(),
+                action: action.into(),
+            };
+            assert!(svc.store.owe(&o, due, MAX_OWED_TRIGGERS).await.unwrap());
         }
         assert_eq!(svc.send_owed().await, 0);
-        assert!(svc.owed.lock().unwrap().is_empty());
+        assert_eq!(svc.store.owed_count().await.unwrap(), 0);
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(seen.lock().unwrap().len(), 2, "nothing more sent");
+    }
+
+    /// Owed triggers lived in the instance's memory: a broker restarted while a rollback was
+    /// being retried, or after it was given up, never sent it again, and the pair stayed
+    /// integrated at the agent. A rollback is owed in the store from its first sending; the
+    /// restarted broker (a new service over the same database) plans it once its retries
+    /// would have ended, and the agent, back by then, takes it.
+    #[tokio::test]
+    async fn a_rollback_being_retried_survives_a_restart() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (sync, seen) = agent_failing_once();
+        let now = SystemTime::now();
+        let idp_a = idp("idp.uni-a.example", "Uni A");
+        let setup = |svc: &Arc<BrokerService<SqliteStore>>, remove: bool| {
+            let mut core = svc.core();
+            core.registry
+                .insert(sp_syncing_at(&sync), EntityPolicy::default(), now, true)
+                .unwrap();
+            if remove {
+                core.registry
+                    .insert(idp_a.clone(), EntityPolicy::default(), now, true)
+                    .unwrap();
+                core.relationships.record(&idp_a.entity_id, SP, now);
+                assert_eq!(
+                    core.remove_entity(&idp_a.entity_id, now, &mut openssl_random),
+                    1
+                );
+                core.poll_transmit()
+            } else {
+                None
+            }
+        };
+        let first = service_with(
+            tmp.path(),
+            "allow_loopback_http = true
+",
+        )
+        .await;
+        let transmit = setup(&first, true).unwrap();
+        // Its first sending: the agent is down; the instance stops during the retries.
+        first.clone().send(transmit, 0).await;
+        assert_eq!(seen.lock().unwrap().len(), 1);
+        drop(first);
+        let second = service_with(
+            tmp.path(),
+            "allow_loopback_http = true
+",
+        )
+        .await;
+        let _ = setup(&second, false);
+        assert_eq!(second.store.owed_count().await.unwrap(), 1);
+        // Not while the first instance's retries could still be running...
+        let at = unix(SystemTime::now());
+        assert_eq!(second.send_owed_at(at).await, 0);
+        // ...then planned again, and taken by the agent.
+        let later = at + OWED_AFTER_RETRIES.as_secs() as i64 + 1;
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(second.send_owed_at(later).await, 1);
+        let mut lines = Vec::new();
+        for _ in 0..100 {
+            lines = seen.lock().unwrap().clone();
+            if lines.len() >= 2 && second.store.owed_count().await.unwrap() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[1].contains("action=rollback"), "{lines:?}");
+        assert_eq!(second.store.owed_count().await.unwrap(), 0);
     }
 
     /// Agent review M2, the broker's side: every trigger of a step was sent at once, so a
