@@ -72,6 +72,7 @@ fn gsasl_cli_client_against_our_server() {
                 sso_url: "https://idp.example.org/sso".into(),
                 keys,
                 scopes: Vec::new(),
+                wants_signed_requests: false,
             },
         )
         .unwrap();

@@ -74,6 +74,14 @@ pub enum Error {
     /// the session still waits. Only [`crate::server::Server::handle_saml_response`] returns it.
     #[error("refused again: this SAML Response is identical to one the session already refused")]
     RepeatedResponse,
+    /// The IdP wants signed AuthnRequests (`WantAuthnRequestsSigned`) and the server has no
+    /// signing key ([`crate::server::ServerConfig::signing_key`]): the request is not sent
+    /// (the IdP would refuse it after the user was sent there). A configuration to fix.
+    #[error("{idp} wants signed AuthnRequests and this server has no signing key")]
+    SigningKeyNeeded {
+        /// The IdP's entityID.
+        idp: String,
+    },
     /// The API was misused: called out of order, or with an unusable argument (an empty
     /// authzid, an IdP identifier that is not a domain). A bug in the caller, not in the peer.
     #[error("misuse: {0}")]
@@ -111,7 +119,7 @@ impl Error {
             | Error::Timeout
             | Error::RepeatedResponse => ErrorKind::Rejected,
             Error::Temporary(_) => ErrorKind::Crypto,
-            Error::State(_) => ErrorKind::Misuse,
+            Error::State(_) | Error::SigningKeyNeeded { .. } => ErrorKind::Misuse,
         }
     }
 
@@ -134,7 +142,9 @@ impl Error {
             | Error::Saml(_)
             | Error::Timeout
             | Error::RepeatedResponse => "not-authorized",
-            Error::Temporary(_) | Error::State(_) => "temporary-auth-failure",
+            Error::Temporary(_) | Error::State(_) | Error::SigningKeyNeeded { .. } => {
+                "temporary-auth-failure"
+            }
         }
     }
 }

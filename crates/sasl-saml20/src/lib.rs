@@ -35,7 +35,7 @@
 //! let mut keys = TrustedKeys::new();
 //! keys.add_public_key(idp_key.public_key()?, "idp")?;
 //! let mut resolver = StaticResolver::new();
-//! resolver.insert("example.org", ResolvedIdp { entity_id: "https://idp.example.org".into(), sso_url: "https://idp.example.org/sso".into(), keys, scopes: vec![] })?;
+//! resolver.insert("example.org", ResolvedIdp { entity_id: "https://idp.example.org".into(), sso_url: "https://idp.example.org/sso".into(), keys, scopes: vec![], wants_signed_requests: false })?;
 //! let cfg = Arc::new(ServerConfig::new("xmpp:chat.example.com", "https://chat.example.com/acs", Arc::new(resolver)));
 //! let now = SystemTime::now();
 //!

@@ -28,6 +28,11 @@ pub struct ResolvedIdp {
     /// `shibmd:Scope`s (never from `mdui:DomainHint`, which is a discovery hint, not a claim of
     /// authority); [`StaticResolver::insert`] adds the domain the entry is inserted under.
     pub scopes: Vec<String>,
+    /// Whether the IdP wants signed AuthnRequests (its metadata's `WantAuthnRequestsSigned`,
+    /// SAML Metadata §2.4.3): the server then refuses to send it an unsigned one
+    /// ([`crate::Error::SigningKeyNeeded`]) instead of sending the user to an IdP that will
+    /// refuse it. [`MetadataResolver`] fills it.
+    pub wants_signed_requests: bool,
 }
 
 impl ResolvedIdp {
@@ -166,6 +171,7 @@ impl MetadataResolver {
                 sso_url,
                 keys,
                 scopes,
+                wants_signed_requests: role.want_authn_requests_signed == Some(true),
             });
         }
         for v in r.scopes.values_mut().chain(r.hints.values_mut()) {

@@ -540,6 +540,12 @@ impl Server {
             };
             return self.fail(e);
         };
+        if idp.wants_signed_requests && self.cfg.signing_key.is_none() {
+            let e = Error::SigningKeyNeeded {
+                idp: idp.entity_id.clone(),
+            };
+            return self.fail(e);
+        }
         let id = new_id(random);
         let mut req = AuthnRequest::new(id.clone(), &self.cfg.sp_entity_id, now);
         req.destination = Some(idp.sso_url.clone());

@@ -458,6 +458,7 @@ fn federation_config(f: &Federation, policy: IdentityPolicy) -> Arc<ServerConfig
                 sso_url: SSO.into(),
                 keys: i.keys.clone(),
                 scopes: Vec::new(),
+                wants_signed_requests: false,
             },
         )
         .unwrap();
@@ -632,6 +633,7 @@ fn a_scope_is_written_canonically_and_a_name_is_never_empty() {
             sso_url: SSO.into(),
             keys: f.b.keys.clone(),
             scopes: Vec::new(),
+            wants_signed_requests: false,
         },
     )
     .unwrap();
@@ -1080,4 +1082,65 @@ fn a_response_not_yet_valid_is_validated_again_later() {
     assert!(s.awaits_saml_response());
     let o = s.handle_saml_response(&answer, now(), &mut replay).unwrap();
     assert_eq!(o.identity.qualified(), (IDP, "alice"));
+}
+
+/// Review B6, the SASL side: the server sent an unsigned AuthnRequest to an IdP whose metadata
+/// says `WantAuthnRequestsSigned="true"`, which refuses it after the user was sent there.
+/// The resolver reads the flag; a server without a signing key refuses to start such an
+/// exchange (`SigningKeyNeeded`, a configuration error, `temporary-auth-failure` in XMPP), and
+/// one with a key signs the Redirect query.
+#[test]
+fn an_idp_that_wants_signed_requests_gets_them_or_none() {
+    let k = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let idp_md = |signed: bool| {
+        EntityDescriptor::builder(IDP)
+            .idp(
+                IdpSso::builder()
+                    .signing_certificate(cert(&k))
+                    .scope("example.org", false)
+                    .want_authn_requests_signed(signed)
+                    .sso(Binding::HttpRedirect, SSO),
+            )
+            .build()
+            .unwrap()
+    };
+    let wanting = idp_md(true);
+    let r = Arc::new(MetadataResolver::new([&wanting]));
+    assert!(r.resolve("example.org").unwrap().wants_signed_requests);
+    let plain = idp_md(false);
+    assert!(
+        !MetadataResolver::new([&plain])
+            .resolve("example.org")
+            .unwrap()
+            .wants_signed_requests
+    );
+    // No signing key: refused before any request is made.
+    let mut s = Server::new(Arc::new(ServerConfig::new(RP, ACS, r.clone())));
+    let e = s
+        .start(Some(b"n,,example.org"), now(), &mut openssl_random)
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::SigningKeyNeeded { idp } if idp == IDP),
+        "{e}"
+    );
+    assert_eq!(e.kind(), ErrorKind::Misuse);
+    assert_eq!(e.xmpp_condition(), "temporary-auth-failure");
+    // With one: the Redirect query is signed.
+    let key = saml_core::dsig::SigningKey::new(
+        PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(),
+        None,
+    )
+    .unwrap();
+    let mut s = Server::new(Arc::new(
+        ServerConfig::new(RP, ACS, r).with_signing_key(key),
+    ));
+    let url = String::from_utf8(
+        s.start(Some(b"n,,example.org"), now(), &mut openssl_random)
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        url.contains("&Signature=") && url.contains("&SigAlg="),
+        "{url}"
+    );
 }

@@ -173,6 +173,7 @@ fn exchange_counting(
             sso_url: "https://idp.example.org/sso".into(),
             keys,
             scopes: Vec::new(),
+            wants_signed_requests: false,
         },
     )
     .unwrap();

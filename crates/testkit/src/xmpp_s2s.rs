@@ -244,6 +244,7 @@ fn start_destination(
             sso_url: idp_sso.into(),
             keys: idp_keys,
             scopes: Vec::new(),
+            wants_signed_requests: false,
         },
     )?;
     let cfg = Arc::new(ServerConfig::new(

@@ -65,6 +65,7 @@ pub fn config_as(i: &Idp, rp: &str, acs: &str) -> Arc<ServerConfig> {
             sso_url: SSO.into(),
             keys: i.keys.clone(),
             scopes: Vec::new(),
+            wants_signed_requests: false,
         },
     )
     .unwrap();
