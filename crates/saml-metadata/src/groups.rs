@@ -34,6 +34,9 @@ pub(crate) enum Member {
     /// A group of the chain (an `md:EntitiesDescriptor` below the root whose entities are the
     /// document's).
     Group,
+    /// The `md:Extensions` of the root `md:EntitiesDescriptor` or of a group of the chain:
+    /// what it declares applies to the group's entities ([`crate::filter`]).
+    GroupExtensions,
     /// Anything else.
     Other,
 }
@@ -63,6 +66,8 @@ impl Groups {
         let around = self.chain.last().copied().flatten();
         if s.is(MD_NS, "EntityDescriptor") {
             Ok(Member::Entity(around))
+        } else if s.is(MD_NS, "Extensions") {
+            Ok(Member::GroupExtensions)
         } else if s.is(MD_NS, "EntitiesDescriptor") {
             let own = match s.attribute("validUntil") {
                 Some(a) => Some(parse_datetime(&a.value()).ok_or(BadValidUntil(s.span.start))?),

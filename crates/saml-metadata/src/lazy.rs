@@ -115,7 +115,6 @@ impl<'a> Builder<'a> {
                 extensions: None,
             });
         }
-        self.group_extensions(ev);
         let member = match ev {
             Event::Start(s) => match self.groups.start(s) {
                 Ok(m) => m,
@@ -131,10 +130,33 @@ impl<'a> Builder<'a> {
             Event::End(e) => {
                 self.groups.end(e);
                 self.open_groups.pop_if(|g| g.0 == e.depth);
+                if let Some((_, start, group)) = self.open_extensions.take_if(|o| o.0 == e.depth)
+                    && let Some(node) = self.scopes.get_mut(group as usize)
+                {
+                    node.extensions = Some(start..e.span.end);
+                }
                 Member::Other
             }
             _ => Member::Other,
         };
+        if let (Event::Start(s), Member::GroupExtensions) = (ev, member) {
+            // The root's (depth 2) or the innermost open group's: one each (review A2, as
+            // `load` refuses a second).
+            let group = self.open_groups.last().map_or(0, |g| g.1);
+            if self
+                .scopes
+                .get(group as usize)
+                .is_some_and(|n| n.extensions.is_some())
+            {
+                self.error = Some(Error::Invalid {
+                    element: "EntitiesDescriptor".into(),
+                    offset: s.span.start,
+                    message: "a second Extensions in one md:EntitiesDescriptor".into(),
+                });
+                return;
+            }
+            self.open_extensions = Some((s.depth, s.span.start, group));
+        }
         if let (Event::Start(s), Member::Group) = (ev, member) {
             let parent = self.open_groups.last().map_or(0, |g| g.1);
             self.open_groups.push((s.depth, self.scopes.len() as u32));
@@ -196,48 +218,6 @@ impl<'a> Builder<'a> {
                         valid_until,
                     };
                     self.entries.push((entry, valid_until));
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-impl Builder<'_> {
-    /// Records where the root's and each group's `md:Extensions` stand (a child of the root at
-    /// depth 2, or of the innermost open group); a second one in one group is refused, as
-    /// `load` refuses it (review A2).
-    fn group_extensions(&mut self, ev: &Event<'_, '_>) {
-        match ev {
-            Event::Start(s) if self.open_extensions.is_none() && s.is(MD_NS, "Extensions") => {
-                let group = if s.depth == 2 {
-                    Some(0)
-                } else {
-                    self.open_groups
-                        .last()
-                        .filter(|g| g.0 + 1 == s.depth)
-                        .map(|g| g.1)
-                };
-                let Some(group) = group else { return };
-                if self
-                    .scopes
-                    .get(group as usize)
-                    .is_some_and(|n| n.extensions.is_some())
-                {
-                    self.error = Some(Error::Invalid {
-                        element: "EntitiesDescriptor".into(),
-                        offset: s.span.start,
-                        message: "a second Extensions in one md:EntitiesDescriptor".into(),
-                    });
-                    return;
-                }
-                self.open_extensions = Some((s.depth, s.span.start, group));
-            }
-            Event::End(e) => {
-                if let Some((_, start, group)) = self.open_extensions.take_if(|o| o.0 == e.depth)
-                    && let Some(node) = self.scopes.get_mut(group as usize)
-                {
-                    node.extensions = Some(start..e.span.end);
                 }
             }
             _ => {}
