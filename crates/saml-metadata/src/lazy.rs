@@ -77,6 +77,10 @@ pub struct LazyAggregate<'a> {
     refused: Vec<RefusedEntity>,
     /// The root `md:EntitiesDescriptor`'s validUntil.
     root_valid_until: Option<SystemTime>,
+    /// The policy's time and clock skew: a role whose validUntil had passed then is left out
+    /// of its entity's model when it is built ([`crate::load::drop_expired_roles`]).
+    now: SystemTime,
+    clock_skew: std::time::Duration,
 }
 
 struct Builder<'a> {
@@ -91,6 +95,9 @@ struct Builder<'a> {
     /// A group's `md:Extensions` being read: (depth, start offset, index in `scopes`).
     open_extensions: Option<(usize, usize, u32)>,
     error: Option<Error>,
+    /// The policy's time and clock skew: an IdP or SP role expired then is not an entity's.
+    now: SystemTime,
+    clock_skew: std::time::Duration,
 }
 
 impl<'a> Builder<'a> {
@@ -199,10 +206,24 @@ impl<'a> Builder<'a> {
                 if let Some(open) = self.open.as_mut()
                     && s.depth == open.1 + 1
                 {
-                    if s.is(MD_NS, "IDPSSODescriptor") {
-                        open.5 |= IDP;
+                    let role = if s.is(MD_NS, "IDPSSODescriptor") {
+                        IDP
                     } else if s.is(MD_NS, "SPSSODescriptor") {
-                        open.5 |= SP;
+                        SP
+                    } else {
+                        0
+                    };
+                    // An expired role is left out of the model (review A5): not listed either.
+                    // One whose validUntil is not a dateTime is refused when modelled.
+                    let expired = role != 0
+                        && s.attribute("validUntil")
+                            .and_then(|a| parse_datetime(&a.value()))
+                            .is_some_and(|vu| {
+                                vu.checked_add(self.clock_skew)
+                                    .is_some_and(|latest| latest < self.now)
+                            });
+                    if !expired {
+                        open.5 |= role;
                     }
                 }
             }
@@ -236,6 +257,8 @@ pub fn load_lazy<'a>(doc: &'a [u8], policy: &Policy) -> Result<LazyAggregate<'a>
         open: None,
         open_extensions: None,
         error: None,
+        now: policy.now,
+        clock_skew: policy.clock_skew,
     };
     let (verified, refused) = nested_signatures::verify(doc, policy, &mut |ev| b.observe(ev))?;
     if let Some(e) = b.error {
@@ -255,6 +278,8 @@ pub fn load_lazy<'a>(doc: &'a [u8], policy: &Policy) -> Result<LazyAggregate<'a>
         expired: Vec::new(),
         refused,
         root_valid_until: None,
+        now: policy.now,
+        clock_skew: policy.clock_skew,
     };
     let refused: std::collections::HashSet<String> =
         agg.refused.iter().map(|r| r.entity_id.clone()).collect();
@@ -266,7 +291,8 @@ pub fn load_lazy<'a>(doc: &'a [u8], policy: &Policy) -> Result<LazyAggregate<'a>
             agg.root_valid_until = vu;
         }
         (MD_NS, "EntityDescriptor") => {
-            let e = entity(&mut cursor, &root)?;
+            let mut e = entity(&mut cursor, &root)?;
+            crate::load::drop_expired_roles(&mut e, policy.now, policy.clock_skew);
             check_validity(e.valid_until, policy)?;
             // The document's one entity is its root: an EntityDescriptor inside it is content
             // of it (crate::groups), not another entity.
@@ -467,7 +493,10 @@ impl<'a> LazyAggregate<'a> {
         let mut cursor =
             Cursor::verified_fragment(&self.verified, entry.range.clone(), &self.scope(entry))?;
         match metadata(&mut cursor)? {
-            Metadata::Entity(e) => Ok(*e),
+            Metadata::Entity(mut e) => {
+                crate::load::drop_expired_roles(&mut e, self.now, self.clock_skew);
+                Ok(*e)
+            }
             Metadata::Entities(_) => Err(Error::Invalid {
                 element: "EntityDescriptor".into(),
                 offset: entry.range.start,

@@ -11,7 +11,7 @@ use saml_core::xml::{Limits, Reader};
 use crate::error::Error;
 use crate::ext::Extensions;
 use crate::groups::earliest;
-use crate::model::{EntitiesChild, EntitiesDescriptor, EntityDescriptor, Metadata};
+use crate::model::{EntitiesChild, EntitiesDescriptor, EntityDescriptor, Metadata, Role};
 use crate::nested_signatures::{self, RefusedEntity};
 use crate::parallel_model;
 use crate::parse::{Cursor, metadata};
@@ -200,7 +200,8 @@ impl Aggregate {
 
 /// Verifies `doc` (signature over the root by a key of the policy), builds the model from the
 /// verified content, applies the validity policy and indexes the entities. Duplicate entityIDs
-/// are refused; entities whose own validUntil has passed are left out of the index.
+/// are refused; entities whose own validUntil has passed are left out of the index, roles
+/// whose own validUntil has passed out of their entity.
 ///
 /// Documents of at least `policy.verify.parallel_min_size` bytes (4 MiB by default; never with
 /// [`VerifyOptions::single_threaded`]) have their entities modelled on up to four threads while
@@ -304,11 +305,15 @@ pub(crate) fn check_validity(
 }
 
 fn index(
-    md: Metadata,
+    mut md: Metadata,
     policy: &Policy,
     signer: usize,
     refused: Vec<RefusedEntity>,
 ) -> Result<Aggregate, Error> {
+    match &mut md {
+        Metadata::Entity(e) => drop_expired_roles(e, policy.now, policy.clock_skew),
+        Metadata::Entities(g) => drop_expired_roles_below(g, policy),
+    }
     let mut agg = Aggregate {
         metadata: md,
         paths: Vec::new(),
@@ -346,6 +351,37 @@ fn index(
         agg.valid_until.push(vu);
     }
     Ok(agg)
+}
+
+fn drop_expired_roles_below(g: &mut EntitiesDescriptor, policy: &Policy) {
+    for c in &mut g.children {
+        match c {
+            EntitiesChild::Entity(e) => drop_expired_roles(e, policy.now, policy.clock_skew),
+            EntitiesChild::Group(inner) => drop_expired_roles_below(inner, policy),
+        }
+    }
+}
+
+/// A role's own `validUntil` (SAML Metadata §2.4.1: the role is not valid after it).
+pub(crate) fn role_valid_until(r: &Role) -> Option<SystemTime> {
+    match r {
+        Role::Idp(i) => i.common.valid_until,
+        Role::Sp(s) => s.common.valid_until,
+        Role::AttributeAuthority(a) | Role::AuthnAuthority(a) | Role::Pdp(a) => {
+            a.common.valid_until
+        }
+        Role::Other(_) => None,
+    }
+}
+
+/// Leaves out of `e` the roles whose own `validUntil` had passed at `now` (more than `skew`
+/// before): their keys and endpoints are no longer the entity's (SAML Metadata §2.4.1), as an
+/// expired entity is left out of the index. Review A5: the `sso` helpers took an expired
+/// IdP role's keys and endpoints.
+pub(crate) fn drop_expired_roles(e: &mut EntityDescriptor, now: SystemTime, skew: Duration) {
+    e.roles.retain(|r| {
+        role_valid_until(r).is_none_or(|vu| vu.checked_add(skew).is_none_or(|latest| latest >= now))
+    });
 }
 
 /// Every entity below `g` with its path and the validUntil that applies to it: the earliest

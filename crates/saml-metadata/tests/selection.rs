@@ -454,3 +454,84 @@ fn a_second_group_extensions_is_refused_by_the_lazy_path_too() {
         "{e}"
     );
 }
+
+/// Review A5's rest: a role's own validUntil (SAML Metadata §2.4.1) was not applied, so the
+/// `sso` helpers took an expired IdP role's keys and endpoints. A role expired at the policy's
+/// time is left out of its entity's model, on `load` and `load_lazy` (whose IdP and SP lists
+/// leave it out too); a later role of the entity is then the one used.
+#[test]
+fn an_expired_role_is_not_the_entitys() {
+    use saml_metadata::model::Binding;
+    use saml_metadata::sso;
+    let fed = key();
+    let p = policy(&fed); // now: 2027-01-15
+    let redirect = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect";
+    let role = |until: &str, host: &str| {
+        format!(
+            "<md:IDPSSODescriptor validUntil=\"{until}\" protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">\
+             <md:SingleSignOnService Binding=\"{redirect}\" Location=\"https://{host}/sso\"/></md:IDPSSODescriptor>"
+        )
+    };
+    let idp = |id: &str, roles: String| {
+        format!("<md:EntityDescriptor entityID=\"{id}\">{roles}</md:EntityDescriptor>")
+    };
+    let doc = aggregate(&[
+        idp(
+            "https://two.example/idp",
+            role("2026-01-01T00:00:00Z", "old.example")
+                + &role("2030-01-01T00:00:00Z", "new.example"),
+        ),
+        idp(
+            "https://gone.example/idp",
+            role("2026-06-01T00:00:00Z", "gone.example"),
+        ),
+        sp("https://sp.example/sp", ""),
+    ]);
+    let doc = dsig::sign(doc.as_bytes(), &fed, &SignOptions::default()).unwrap();
+    let eager = load::load(&doc, &p).unwrap();
+    let lazy = load_lazy(&doc, &p).unwrap();
+    for (what, two, gone) in [
+        (
+            "load",
+            eager.get("https://two.example/idp").unwrap().clone(),
+            eager.get("https://gone.example/idp").unwrap().clone(),
+        ),
+        (
+            "load_lazy",
+            lazy.get("https://two.example/idp")
+                .unwrap()
+                .unwrap()
+                .clone(),
+            lazy.get("https://gone.example/idp")
+                .unwrap()
+                .unwrap()
+                .clone(),
+        ),
+    ] {
+        assert_eq!(two.roles.len(), 1, "{what}");
+        assert_eq!(
+            sso::sso_location(&two, &Binding::HttpRedirect).unwrap(),
+            "https://new.example/sso",
+            "{what}"
+        );
+        assert!(gone.idp().is_none(), "{what}");
+        assert!(
+            sso::sso_location(&gone, &Binding::HttpRedirect).is_err(),
+            "{what}"
+        );
+    }
+    let idps: Vec<&str> = lazy.idp_ids().collect();
+    assert_eq!(idps, ["https://two.example/idp"]);
+    assert_eq!(eager.idps().count(), 1);
+    // Still valid at an earlier time: both roles, the first one used.
+    let mut before = policy(&fed);
+    before.now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    let e = load::load(&doc, &before).unwrap();
+    let two = e.get("https://two.example/idp").unwrap();
+    assert_eq!(two.roles.len(), 2);
+    assert_eq!(
+        sso::sso_location(two, &Binding::HttpRedirect).unwrap(),
+        "https://old.example/sso"
+    );
+    assert_eq!(load_lazy(&doc, &before).unwrap().idp_ids().count(), 2);
+}
