@@ -110,9 +110,24 @@ pub fn sp_signing_keys(sp: &EntityDescriptor) -> Result<TrustedKeys, Error> {
     )
 }
 
-/// The SP's first encryption key (`use="encryption"` or no use), for encrypting assertions.
+/// The SP's encryption key, for encrypting assertions: its first key marked
+/// `use="encryption"`, else its first key without a use (SAML Metadata §2.4.1.1: a key
+/// without a use serves both). Review B10: the first of either was taken, so an SP that
+/// lists its signing-and-encryption key before the key it marks for encryption (a key
+/// rollover) had assertions encrypted for the key it did not ask for.
 pub fn sp_encryption_key(sp: &EntityDescriptor) -> Result<Option<PKey<Public>>, Error> {
-    Ok(keys_for(&sp_role(sp)?.common.keys, KeyUse::Encryption, sp)?
+    let keys = &sp_role(sp)?.common.keys;
+    let explicit: Vec<KeyDescriptor> = keys
+        .iter()
+        .filter(|k| k.key_use == KeyUse::Encryption)
+        .cloned()
+        .collect();
+    let certs = if explicit.iter().any(|k| !k.certificates.is_empty()) {
+        keys_for(&explicit, KeyUse::Encryption, sp)?
+    } else {
+        keys_for(keys, KeyUse::Encryption, sp)?
+    };
+    Ok(certs
         .first()
         .map(|c| c.public_key())
         .transpose()

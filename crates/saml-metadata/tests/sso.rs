@@ -226,3 +226,37 @@ fn the_saml2_role_is_the_one_used() {
     );
     assert!(sso::sso_location(&entity(only_old), &Binding::HttpRedirect).is_err());
 }
+
+/// Review B10: `sp_encryption_key` took the SP's first key usable for encryption, one
+/// without a use as well as one marked `use="encryption"`; an SP listing its
+/// signing-and-encryption key before the key it marks for encryption (a rollover) had
+/// assertions encrypted for the key it did not ask for. The marked key is preferred; without
+/// one, the first key without a use is taken.
+#[test]
+fn the_sp_key_marked_for_encryption_is_preferred() {
+    use saml_metadata::model::{KeyDescriptor, KeyUse};
+    let both_pkey = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let enc_pkey = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let both = KeyDescriptor {
+        key_use: KeyUse::Both,
+        certificates: vec![cert(&both_pkey).to_der().unwrap()],
+        key_names: Vec::new(),
+        encryption_methods: Vec::new(),
+    };
+    let sp = |with_marked: bool| {
+        let mut b = SpSso::builder()
+            .key(both.clone())
+            .acs(Binding::HttpPost, "https://sp.example.org/acs");
+        if with_marked {
+            b = b.encryption_certificate(cert(&enc_pkey).to_der().unwrap());
+        }
+        EntityDescriptor::builder("https://sp.example.org/sp")
+            .sp(b)
+            .build()
+            .unwrap()
+    };
+    let got = sso::sp_encryption_key(&sp(true)).unwrap().unwrap();
+    assert!(got.public_eq(&enc_pkey));
+    let got = sso::sp_encryption_key(&sp(false)).unwrap().unwrap();
+    assert!(got.public_eq(&both_pkey));
+}
