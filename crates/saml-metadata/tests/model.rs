@@ -155,16 +155,43 @@ fn unsigned_or_tampered_documents_do_not_load() {
     ));
 }
 
+/// Review A7's rest: an endpoint whose `Location` (or `ResponseLocation`) is not an absolute
+/// URI made `load` refuse the whole aggregate, so one entity's typo took a federation's
+/// thousands of entities away. Such an endpoint is left out of its entity (nothing can be
+/// sent there), the rest of the entity and the aggregate stand.
+#[test]
+fn an_endpoint_that_is_not_an_absolute_uri_is_left_out() {
+    let relative = sp("https://a.example.org", "").replace(
+        "Location=\"https://sp.example.org/acs\"",
+        "Location=\"/Shibboleth.sso/SAML2/POST\"",
+    );
+    let bad_response = sp("https://c.example.org", "").replace(
+        "Location=\"https://sp.example.org/acs\"",
+        "Location=\"https://sp.example.org/acs\" ResponseLocation=\"not a url\"",
+    );
+    let doc = format!(
+        "{HEAD}{relative}{}{bad_response}</md:EntitiesDescriptor>",
+        sp("https://b.example.org", "")
+    );
+    let Metadata::Entities(g) = parse_unverified(doc.as_bytes()).unwrap() else {
+        panic!("an aggregate")
+    };
+    let entities = g.entities();
+    assert_eq!(entities.len(), 3);
+    let acs = |e: &saml_metadata::model::EntityDescriptor| e.sp().unwrap().assertion_consumer.len();
+    let whole = acs(entities[1]);
+    assert!(whole >= 1);
+    assert_eq!(acs(entities[0]), whole - 1);
+    assert_eq!(acs(entities[2]), whole - 1);
+}
+
 #[test]
 fn malformed_values_name_the_element() {
     let cases = [
         (
-            sp("https://a.example.org", "").replace(
-                "Location=\"https://sp.example.org/acs\"",
-                "Location=\"not a url\"",
-            ),
+            sp("https://a.example.org", "").replace("Location=\"https://sp.example.org/acs\"", ""),
             "AssertionConsumerService",
-            "absolute URI",
+            "Location",
         ),
         (
             sp("https://a.example.org", r#" cacheDuration="6 hours""#),
