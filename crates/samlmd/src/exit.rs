@@ -88,25 +88,26 @@ pub(crate) fn read_document(path: &str, parallel: bool, max: usize) -> Res<Docum
         .map_err(failed)
 }
 
-/// Reads `size` bytes of `file` from offset 0 into anonymous memory mapped with its pages
-/// populated at once (`MAP_POPULATE`, memmap2's safe API), the two halves on two threads when
-/// `parallel`, and checks that the file ends there. Issue 15: a `Vec` of a 60 MiB aggregate
+/// Reads `size` bytes of `file` from offset 0 into anonymous memory whose pages are populated
+/// before the copy, and checks that the file ends there. Issue 15: a `Vec` of a 60 MiB aggregate
 /// takes its 15,400 fresh pages one page fault each while the file is copied in (`std::fs::read`
-/// 58 ms on a 2-vCPU VM, 40 % of it the faults); populated in one call the same read took
-/// 40-55 ms instead of 62-98 ms (BENCHMARKS.md, "seventh round"). The pages and the peak RSS are
-/// the same; only the way they are faulted in differs.
+/// 58 ms on a 2-vCPU VM, 40 % of it the faults); populated in one call (`MAP_POPULATE`) the
+/// same read took 40-55 ms instead of 62-98 ms (BENCHMARKS.md, "seventh round"). When
+/// `parallel`, each half is populated (`MADV_POPULATE_WRITE`) and read on its own thread: on
+/// the host of the tenth round one `MAP_POPULATE` of the whole took 21 ms of the 29 ms read,
+/// serially, and the halves populated in parallel made the whole process 2-5 % faster
+/// (BENCHMARKS.md, "tenth round"). The pages and the peak RSS are the same; only the way they
+/// are faulted in differs.
 fn read_large(
     file: &std::fs::File,
     size: usize,
     parallel: bool,
 ) -> std::io::Result<memmap2::MmapMut> {
     use std::os::unix::fs::FileExt;
-    let mut buf = memmap2::MmapOptions::new()
-        .len(size)
-        .populate()
-        .map_anon()?;
     let read = if parallel {
+        let mut buf = memmap2::MmapOptions::new().len(size).map_anon()?;
         let mid = size / 2;
+        populate_halves(&buf, mid);
         let (first, second) = buf.split_at_mut(mid);
         std::thread::scope(|s| {
             let other = s.spawn(|| file.read_exact_at(second, mid as u64));
@@ -115,10 +116,15 @@ fn read_large(
                 .join()
                 .unwrap_or_else(|_| Err(std::io::Error::other("reading thread failed")))
         })
+        .map(|()| buf)
     } else {
-        file.read_exact_at(&mut buf, 0)
+        let mut buf = memmap2::MmapOptions::new()
+            .len(size)
+            .populate()
+            .map_anon()?;
+        file.read_exact_at(&mut buf, 0).map(|()| buf)
     };
-    read.map_err(|e| {
+    let buf = read.map_err(|e| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
             std::io::Error::other("the file became shorter while it was read")
         } else {
@@ -132,6 +138,26 @@ fn read_large(
         ));
     }
     Ok(buf)
+}
+
+/// Faults in the pages of the two halves of `buf` (split at `mid`, rounded down to a page) on
+/// two threads (`MADV_POPULATE_WRITE`, memmap2's safe `advise_range`; Linux 5.14 and later).
+/// Where the kernel does not have it, nothing is populated and the pages are faulted in while
+/// they are read, on the reading threads.
+fn populate_halves(buf: &memmap2::MmapMut, mid: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        use memmap2::Advice::PopulateWrite;
+        let at = mid / 4096 * 4096;
+        let size = buf.len();
+        std::thread::scope(|s| {
+            let other = s.spawn(move || buf.advise_range(PopulateWrite, at, size - at));
+            let _ = buf.advise_range(PopulateWrite, 0, at);
+            let _ = other.join();
+        });
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (buf, mid);
 }
 
 /// What the tool says about itself.
