@@ -1,6 +1,6 @@
 //! The broker's store, behind one trait: registered entities with their policies,
 //! relationships, flows, one-time values already used, rate-limit windows, the shared
-//! conversion rules and the audit log. Two implementations, the same tables (sqlx migrations in
+//! conversion rules, the triggers owed to agents and the audit log. Two implementations, the same tables (sqlx migrations in
 //! `crates/dame-server/migrations/{sqlite,postgres}`, run at start), parameterised queries only:
 //!
 //! - [`SqliteStore`], the embedded default: one file, created and migrated at start; one
