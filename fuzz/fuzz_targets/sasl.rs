@@ -27,6 +27,7 @@ fn config() -> Arc<ServerConfig> {
                 sso_url: "https://idp.example.org/sso".into(),
                 keys,
                 scopes: Vec::new(),
+                wants_signed_requests: false,
             },
         )
         .expect("domain");
