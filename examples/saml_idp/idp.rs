@@ -296,11 +296,20 @@ impl Idp {
         }
         // SAML Core §3.4.1: a request is answered with what it asks for (a subject, a NameID
         // format, an authentication context, a new authentication) or with an error status.
-        // The one demo user gets a new transient NameID per answer, by password.
+        // The one demo user gets a new transient NameID per answer, by password, when the
+        // request arrives: a ForceAuthn request's authentication must follow its arrival.
+        if b.fresh_authn_since.is_some() {
+            b.fresh_authn_since = Some(at);
+        }
         let mut xml = match b.build(key, at, &mut openssl_random) {
             Err(saml_core::Error::Protocol(refused)) if refused.answer_status().is_some() => {
                 b.status = refused.answer_status().unwrap_or_else(Status::success);
-                b.status.message = Some(refused.to_string());
+                // The details (who is logged in, when) stay here: the error Response goes to
+                // the SP through the browser.
+                b.status.message = Some("this IdP cannot answer the request as asked".into());
+                if self.log {
+                    eprintln!("refused {} ({}): {refused}", req.issuer, req.id);
+                }
                 b.build(key, at, &mut openssl_random)
             }
             built => built,

@@ -433,22 +433,23 @@ pub enum ProtocolError {
         /// The NameID that would have been asserted.
         asserted: String,
     },
-    /// The AuthnRequest's `NameIDPolicy` asks for a NameID format and the NameID asserted
-    /// has another (or the `encrypted` format, an `EncryptedID`, which this builder does not
-    /// make): the IdP answers `InvalidNameIDPolicy` instead (SAML Core §3.4.1.1).
-    #[error("the request's NameIDPolicy asks for Format {requested:?}, not {asserted:?}")]
-    NameIdPolicyUnmet {
-        /// The format the request asks for.
-        requested: String,
-        /// The format of the NameID that would have been asserted.
-        asserted: Option<String>,
-    },
-    /// The AuthnRequest's `RequestedAuthnContext` (comparison `exact`) lists classes and the
-    /// authentication context asserted is none of them: the IdP answers `NoAuthnContext`
-    /// instead (SAML Core §3.3.2.2.1).
-    #[error("the request asks for an authentication context in {requested:?}, not {asserted:?}")]
+    /// The AuthnRequest's `NameIDPolicy` asks for a NameID format the NameID asserted does not
+    /// have (or for the `encrypted` format, an `EncryptedID`, which this builder does not
+    /// make), or names an `SPNameQualifier` the NameID's differs from: the IdP answers
+    /// `InvalidNameIDPolicy` instead (SAML Core §3.4.1.1).
+    #[error("the request's NameIDPolicy is not met: {0}")]
+    NameIdPolicyUnmet(String),
+    /// The AuthnRequest's `RequestedAuthnContext` is not met by the authentication context
+    /// asserted: with comparison `exact`, `minimum` or `maximum` it is none of the listed
+    /// classes; `better`, and declaration references, only the IdP's own judgement can meet
+    /// (SAML Core §3.3.2.2.1). The IdP answers `NoAuthnContext` instead.
+    #[error(
+        "the request asks for an authentication context ({comparison}) in {requested:?}, not {asserted:?}"
+    )]
     AuthnContextUnmet {
-        /// The classes the request lists.
+        /// The comparison (`exact` when the request gives none).
+        comparison: String,
+        /// The classes (or declarations) the request lists.
         requested: Vec<String>,
         /// The class that would have been asserted.
         asserted: String,
@@ -476,7 +477,7 @@ impl ProtocolError {
         use crate::status::StatusCode;
         let second = match self {
             ProtocolError::SubjectMismatch { .. } => StatusCode::UnknownPrincipal,
-            ProtocolError::NameIdPolicyUnmet { .. } => StatusCode::InvalidNameIdPolicy,
+            ProtocolError::NameIdPolicyUnmet(_) => StatusCode::InvalidNameIdPolicy,
             ProtocolError::AuthnContextUnmet { .. } => StatusCode::NoAuthnContext,
             ProtocolError::StaleAuthentication { .. } => StatusCode::AuthnFailed,
             _ => return None,

@@ -195,75 +195,141 @@ fn an_authn_requests_subject_is_honoured() {
 }
 
 /// Review B5: `ResponseBuilder::for_request` honoured the request's Subject only. A
-/// NameIDPolicy Format, an exact RequestedAuthnContext and ForceAuthn (parsed from the
-/// request as the SP wrote it) are now honoured too: a successful Response that does not meet
-/// them is refused, and the error names the status to answer with instead (SAML Core
-/// §3.4.1, §3.4.1.1, §3.3.2.2.1).
+/// NameIDPolicy (Format, SPNameQualifier), a RequestedAuthnContext and ForceAuthn (parsed from
+/// the request as the SP wrote it) are now honoured too: a successful Response that does not
+/// meet them is refused, and the error names the status to answer with instead (SAML Core
+/// §3.4.1, §3.4.1.1, §3.3.2.2.1). The second review of the fix (B5-1 to B5-4): `minimum`,
+/// `maximum` and `better` fail closed (the ordering of classes is the IdP's), declaration
+/// references are read and never met here, a Comparison outside the schema's is refused, the
+/// `encrypted` format is never met (nor a NameID's format), and ForceAuthn's instant is one
+/// the IdP can set from its own clock.
 #[test]
 fn an_authn_requests_name_id_policy_authn_context_and_force_authn_are_honoured() {
-    use saml_core::protocol::{NAMEID_TRANSIENT, NAMEID_UNSPECIFIED};
+    use saml_core::protocol::{NAMEID_ENCRYPTED, NAMEID_TRANSIENT, NAMEID_UNSPECIFIED};
+    const MFA: &str = "https://refeds.org/profile/mfa";
     let w = world();
-    let mut req = w.request.clone();
-    req.name_id_policy = Some(NameIdPolicy {
-        format: Some(NAMEID_TRANSIENT.into()),
-        sp_name_qualifier: None,
-        allow_create: Some(true),
-    });
-    req.requested_authn_context = Some(RequestedAuthnContext {
-        comparison: Some("exact".into()),
-        class_refs: vec!["https://refeds.org/profile/mfa".into()],
-    });
-    req.force_authn = Some(true);
-    let parsed = AuthnRequest::parse(req.to_xml().as_bytes()).unwrap();
+    let request = |format: &str, comparison: &str, force: bool| {
+        let mut req = w.request.clone();
+        req.name_id_policy = Some(NameIdPolicy {
+            format: Some(format.into()),
+            sp_name_qualifier: Some(SP.into()),
+            allow_create: Some(true),
+        });
+        req.requested_authn_context = Some(RequestedAuthnContext {
+            comparison: Some(comparison.into()),
+            class_refs: vec![MFA.into()],
+            decl_refs: Vec::new(),
+        });
+        req.force_authn = Some(force);
+        AuthnRequest::parse(req.to_xml().as_bytes()).unwrap()
+    };
     let status = |e: Error| match e {
         Error::Protocol(p) => p.answer_status().map(|s| s.second),
         other => panic!("{other}"),
     };
-    let ok = || {
+    let builder = |req: &AuthnRequest, class: &str| {
         let mut b =
-            ResponseBuilder::for_request(&parsed, IDP, ACS, NameId::new("t-1", NAMEID_TRANSIENT));
-        b.authn_context_class = "https://refeds.org/profile/mfa".into();
+            ResponseBuilder::for_request(req, IDP, ACS, NameId::new("t-1", NAMEID_TRANSIENT));
+        b.authn_context_class = class.into();
         b
     };
-    assert!(ok().build(&w.idp_key, now(), &mut openssl_rng()).is_ok());
-    // Another NameID format: InvalidNameIDPolicy.
-    let mut b = ok();
+    let build = |b: &ResponseBuilder| b.build(&w.idp_key, now(), &mut openssl_rng());
+    let exact = request(NAMEID_TRANSIENT, "exact", true);
+    assert!(build(&builder(&exact, MFA)).is_ok());
+    // Another NameID format, or another SPNameQualifier: InvalidNameIDPolicy.
+    let mut b = builder(&exact, MFA);
     b.name_id = NameId::new("alice-7f3a", NAMEID_PERSISTENT);
-    let e = b.build(&w.idp_key, now(), &mut openssl_rng()).unwrap_err();
-    assert_eq!(status(e), Some(Some(StatusCode::InvalidNameIdPolicy)));
-    // Another authentication context: NoAuthnContext.
-    let mut b = ok();
-    b.authn_context_class = saml_core::protocol::AC_PASSWORD_PROTECTED_TRANSPORT.into();
-    let e = b.build(&w.idp_key, now(), &mut openssl_rng()).unwrap_err();
-    assert_eq!(status(e), Some(Some(StatusCode::NoAuthnContext)));
-    // An authentication from a session older than the request: AuthnFailed; one made for it
-    // (the default, now; or a few seconds before the SP's clock says it asked) is fine.
-    let mut b = ok();
-    b.authn_instant = Some(parsed.issue_instant - Duration::from_secs(3600));
-    let e = b.build(&w.idp_key, now(), &mut openssl_rng()).unwrap_err();
-    assert_eq!(status(e), Some(Some(StatusCode::AuthnFailed)));
-    b.authn_instant = Some(parsed.issue_instant - Duration::from_secs(30));
-    assert!(b.build(&w.idp_key, now(), &mut openssl_rng()).is_ok());
+    assert_eq!(
+        status(build(&b).unwrap_err()),
+        Some(Some(StatusCode::InvalidNameIdPolicy))
+    );
+    let mut b = builder(&exact, MFA);
+    b.name_id.sp_name_qualifier = Some("https://other-sp.example".into());
+    assert_eq!(
+        status(build(&b).unwrap_err()),
+        Some(Some(StatusCode::InvalidNameIdPolicy))
+    );
+    // The encrypted format (an EncryptedID) is not made: asked for, InvalidNameIDPolicy; as a
+    // NameID's own format, a misuse.
+    let mut b = builder(&request(NAMEID_ENCRYPTED, "exact", false), MFA);
+    b.name_id = NameId::new("t-1", NAMEID_ENCRYPTED);
+    assert!(matches!(build(&b).unwrap_err(), Error::Usage(_)));
+    b.name_id = NameId::new("t-1", NAMEID_TRANSIENT);
+    assert_eq!(
+        status(build(&b).unwrap_err()),
+        Some(Some(StatusCode::InvalidNameIdPolicy))
+    );
+    // Another authentication context: NoAuthnContext, whatever the comparison, unless listed
+    // (exact, minimum, maximum); `better` is never met here.
+    let ppt = saml_core::protocol::AC_PASSWORD_PROTECTED_TRANSPORT;
+    for cmp in ["exact", "minimum", "maximum", "better"] {
+        let req = request(NAMEID_TRANSIENT, cmp, false);
+        assert_eq!(
+            status(build(&builder(&req, ppt)).unwrap_err()),
+            Some(Some(StatusCode::NoAuthnContext)),
+            "{cmp}"
+        );
+        assert_eq!(build(&builder(&req, MFA)).is_ok(), cmp != "better", "{cmp}");
+    }
+    // Declaration references are read, and never met by a class.
+    let mut decl = w.request.clone();
+    decl.requested_authn_context = Some(RequestedAuthnContext {
+        comparison: None,
+        class_refs: Vec::new(),
+        decl_refs: vec!["urn:example:decl:mfa".into()],
+    });
+    let decl = AuthnRequest::parse(decl.to_xml().as_bytes()).unwrap();
+    assert_eq!(
+        decl.requested_authn_context.as_ref().unwrap().decl_refs,
+        ["urn:example:decl:mfa"]
+    );
+    assert_eq!(
+        status(build(&builder(&decl, MFA)).unwrap_err()),
+        Some(Some(StatusCode::NoAuthnContext))
+    );
+    // A Comparison outside the schema's, or a RequestedAuthnContext naming nothing: refused.
+    for bad in [
+        exact
+            .to_xml()
+            .replace("Comparison=\"exact\"", "Comparison=\"Exact\""),
+        exact.to_xml().replace(
+            &format!("<saml:AuthnContextClassRef>{MFA}</saml:AuthnContextClassRef>"),
+            "",
+        ),
+    ] {
+        assert!(AuthnRequest::parse(bad.as_bytes()).is_err(), "{bad}");
+    }
+    // ForceAuthn: an authentication from a session older than the request is AuthnFailed; one
+    // made for it (the default, now) is fine. The IdP sets when it received the request.
+    let mut b = builder(&exact, MFA);
+    b.authn_instant = Some(exact.issue_instant - Duration::from_secs(3600));
+    assert_eq!(
+        status(build(&b).unwrap_err()),
+        Some(Some(StatusCode::AuthnFailed))
+    );
+    b.authn_instant = Some(exact.issue_instant - Duration::from_secs(30));
+    assert!(build(&b).is_ok(), "within the SP's clock's allowance");
+    b.fresh_authn_since = Some(exact.issue_instant);
+    assert_eq!(
+        status(build(&b).unwrap_err()),
+        Some(Some(StatusCode::AuthnFailed)),
+        "before the IdP received the request"
+    );
     // An error status carries no assertion: allowed whatever it would have asserted.
-    let mut b = ok();
+    let mut b = builder(&exact, ppt);
     b.name_id = NameId::new("alice-7f3a", NAMEID_PERSISTENT);
     b.status = Status {
         code: StatusCode::Responder,
         second: Some(StatusCode::InvalidNameIdPolicy),
         message: None,
     };
-    assert!(b.build(&w.idp_key, now(), &mut openssl_rng()).is_ok());
-    // What asks for nothing: an unspecified Format, a `minimum` comparison (the ordering of
-    // classes is the IdP's), no ForceAuthn.
+    assert!(build(&b).is_ok());
+    // What asks for nothing: an unspecified Format, no RequestedAuthnContext, no ForceAuthn.
     let mut loose = w.request.clone();
     loose.name_id_policy = Some(NameIdPolicy {
         format: Some(NAMEID_UNSPECIFIED.into()),
         sp_name_qualifier: None,
         allow_create: None,
-    });
-    loose.requested_authn_context = Some(RequestedAuthnContext {
-        comparison: Some("minimum".into()),
-        class_refs: vec!["https://refeds.org/profile/mfa".into()],
     });
     let mut b = ResponseBuilder::for_request(
         &AuthnRequest::parse(loose.to_xml().as_bytes()).unwrap(),
@@ -272,7 +338,7 @@ fn an_authn_requests_name_id_policy_authn_context_and_force_authn_are_honoured()
         NameId::new("alice-7f3a", NAMEID_PERSISTENT),
     );
     b.authn_instant = Some(now() - Duration::from_secs(3600));
-    assert!(b.build(&w.idp_key, now(), &mut openssl_rng()).is_ok());
+    assert!(build(&b).is_ok());
 }
 
 #[test]
@@ -368,6 +434,7 @@ fn authn_request_round_trip_sign_and_parse() {
     req.requested_authn_context = Some(RequestedAuthnContext {
         comparison: Some("minimum".into()),
         class_refs: vec!["https://refeds.org/profile/mfa".into()],
+        decl_refs: Vec::new(),
     });
     req.scoping = Some(saml_core::protocol::authn_request::Scoping {
         proxy_count: Some(1),

@@ -6,11 +6,11 @@ use std::time::{Duration, SystemTime};
 
 use openssl::pkey::{PKey, Public};
 
-use super::authn_request::{AuthnRequest, RequestedAuthnContext};
+use super::authn_request::{AuthnRequest, NameIdPolicy, RequestedAuthnContext};
 use super::xmlenc::{self, DataAlgorithm, KeyTransport};
 use super::{
-    AC_PASSWORD_PROTECTED_TRANSPORT, Attribute, BEARER, NAMEID_UNSPECIFIED, NameId, ProtocolError,
-    SAML_NS, SAMLP_NS, Status, StatusCode, new_id,
+    AC_PASSWORD_PROTECTED_TRANSPORT, Attribute, BEARER, NAMEID_ENCRYPTED, NAMEID_UNSPECIFIED,
+    NameId, ProtocolError, SAML_NS, SAMLP_NS, Status, StatusCode, new_id,
 };
 use crate::dsig::{self, Placement, SignOptions, SigningKey, Target};
 use crate::error::Error;
@@ -104,24 +104,27 @@ pub struct ResponseBuilder {
     /// refused by [`ResponseBuilder::build`] with [`ProtocolError::SubjectMismatch`]; answer
     /// with an error status instead (SAML Core §3.4.1).
     pub requested_subject: Option<NameId>,
-    /// The NameID format the request's `NameIDPolicy` asks for (set by
-    /// [`ResponseBuilder::for_request`]; `unspecified` and an absent Format ask for none): a
-    /// successful Response with a NameID of another format is refused by
+    /// The request's `NameIDPolicy` (set by [`ResponseBuilder::for_request`]): a successful
+    /// Response whose NameID has another format than the one it asks for (`unspecified` and an
+    /// absent Format ask for none; `encrypted`, an `EncryptedID`, is not made here), or
+    /// another `SPNameQualifier` than the one it names, is refused by
     /// [`ResponseBuilder::build`] with [`ProtocolError::NameIdPolicyUnmet`] (SAML Core
-    /// §3.4.1.1). `AllowCreate` and `SPNameQualifier` are the IdP's to honour.
-    pub requested_name_id_format: Option<String>,
-    /// The request's `RequestedAuthnContext` (set by [`ResponseBuilder::for_request`]): with
-    /// comparison `exact` (or none), a successful Response whose `authn_context_class` is not
-    /// one of its classes is refused with [`ProtocolError::AuthnContextUnmet`] (SAML Core
-    /// §3.3.2.2.1). For `minimum`, `maximum` and `better` the ordering of classes is the IdP's
-    /// own: the caller judges those.
+    /// §3.4.1.1). `AllowCreate` is the IdP's to honour.
+    pub requested_name_id_policy: Option<NameIdPolicy>,
+    /// The request's `RequestedAuthnContext` (set by [`ResponseBuilder::for_request`]): a
+    /// successful Response whose `authn_context_class` does not meet it is refused with
+    /// [`ProtocolError::AuthnContextUnmet`] (SAML Core §3.3.2.2.1). With `exact`, `minimum`
+    /// or `maximum` the class must be one of those listed; `better`, and declaration
+    /// references, are never met here: the ordering of classes is the IdP's own. An IdP that
+    /// judges the request by its own ordering sets this to `None` once it has.
     pub requested_authn_context: Option<RequestedAuthnContext>,
-    /// For a request with `ForceAuthn="true"`, its IssueInstant (set by
-    /// [`ResponseBuilder::for_request`]): a successful Response whose `authn_instant` is more
-    /// than [`FORCE_AUTHN_SKEW`] before it is refused with
-    /// [`ProtocolError::StaleAuthentication`] (SAML Core §3.4.1: the IdP must authenticate the
-    /// presenter again, not answer from a session). `IsPassive` is the caller's: a builder
-    /// cannot tell whether the user was asked.
+    /// For a request with `ForceAuthn="true"`, the instant the authentication must follow:
+    /// [`ResponseBuilder::for_request`] sets the request's IssueInstant less
+    /// [`FORCE_AUTHN_SKEW`] (the SP's clock); an IdP sets when it received the request (its
+    /// own clock), which is tighter. A successful Response whose `authn_instant` is earlier is
+    /// refused with [`ProtocolError::StaleAuthentication`] (SAML Core §3.4.1: the IdP must
+    /// authenticate the presenter again, not answer from a session). `IsPassive` is the
+    /// caller's: a builder cannot tell whether the user was asked.
     pub fresh_authn_since: Option<SystemTime>,
 }
 
@@ -172,13 +175,13 @@ impl ResponseBuilder {
             encryption: None,
             status: Status::success(),
             requested_subject: req.subject.clone(),
-            requested_name_id_format: req
-                .name_id_policy
-                .as_ref()
-                .and_then(|p| p.format.clone())
-                .filter(|f| f != NAMEID_UNSPECIFIED),
+            requested_name_id_policy: req.name_id_policy.clone(),
             requested_authn_context: req.requested_authn_context.clone(),
-            fresh_authn_since: (req.force_authn == Some(true)).then_some(req.issue_instant),
+            fresh_authn_since: (req.force_authn == Some(true)).then(|| {
+                req.issue_instant
+                    .checked_sub(FORCE_AUTHN_SKEW)
+                    .unwrap_or(req.issue_instant)
+            }),
         }
     }
 
@@ -194,30 +197,41 @@ impl ResponseBuilder {
                 asserted: self.name_id.value.clone(),
             });
         }
-        if let Some(f) = &self.requested_name_id_format
-            && f != NAMEID_UNSPECIFIED
-            && self.name_id.format.as_ref() != Some(f)
-        {
-            return Err(ProtocolError::NameIdPolicyUnmet {
-                requested: f.clone(),
-                asserted: self.name_id.format.clone(),
-            });
+        if let Some(p) = &self.requested_name_id_policy {
+            let asserted = self.name_id.format.as_deref();
+            if let Some(f) = p.format.as_deref().filter(|f| *f != NAMEID_UNSPECIFIED)
+                && (f == NAMEID_ENCRYPTED || asserted != Some(f))
+            {
+                return Err(ProtocolError::NameIdPolicyUnmet(format!(
+                    "Format {f}, not {}",
+                    asserted.unwrap_or("(none)")
+                )));
+            }
+            if let (Some(q), Some(a)) = (&p.sp_name_qualifier, &self.name_id.sp_name_qualifier)
+                && q != a
+            {
+                return Err(ProtocolError::NameIdPolicyUnmet(format!(
+                    "SPNameQualifier {q}, not {a}"
+                )));
+            }
         }
-        if let Some(c) = &self.requested_authn_context
-            && c.comparison.as_deref().is_none_or(|cmp| cmp == "exact")
-            && !c.class_refs.is_empty()
-            && !c.class_refs.contains(&self.authn_context_class)
-        {
-            return Err(ProtocolError::AuthnContextUnmet {
-                requested: c.class_refs.clone(),
-                asserted: self.authn_context_class.clone(),
-            });
+        if let Some(c) = &self.requested_authn_context {
+            let comparison = c.comparison.as_deref().unwrap_or("exact");
+            let met = match comparison {
+                "exact" | "minimum" | "maximum" => c.class_refs.contains(&self.authn_context_class),
+                _ => false,
+            };
+            if !met {
+                return Err(ProtocolError::AuthnContextUnmet {
+                    comparison: comparison.to_owned(),
+                    requested: c.class_refs.iter().chain(&c.decl_refs).cloned().collect(),
+                    asserted: self.authn_context_class.clone(),
+                });
+            }
         }
         let instant = self.authn_instant.unwrap_or(now);
         if let Some(since) = self.fresh_authn_since
-            && instant
-                .checked_add(FORCE_AUTHN_SKEW)
-                .is_some_and(|t| t < since)
+            && instant < since
         {
             return Err(ProtocolError::StaleAuthentication {
                 requested: format_datetime_exact(since),
@@ -300,6 +314,13 @@ impl ResponseBuilder {
         now: SystemTime,
         random: &mut dyn FnMut(&mut [u8]),
     ) -> Result<Vec<u8>, Error> {
+        if self.name_id.format.as_deref() == Some(NAMEID_ENCRYPTED) {
+            // A request's word for "an EncryptedID", never a NameID's format (§3.4.1.1, §8.3.9).
+            return Err(Error::Usage(
+                "a NameID's Format cannot be the encrypted format (an EncryptedID is not made here)"
+                    .into(),
+            ));
+        }
         if self.status.code == StatusCode::Success {
             self.check_requested(now)?;
         }
