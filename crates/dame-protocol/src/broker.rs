@@ -236,6 +236,21 @@ impl BrokerPolicy {
     }
 }
 
+/// What [`Broker::plan_owed_trigger`] made of an owed trigger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OwedPlan {
+    /// Planned again: take it with [`Broker::poll_transmit`].
+    Planned,
+    /// The pair's standing no longer asks for it (or the addressed entity is gone): it is no
+    /// longer owed.
+    NotWanted,
+    /// A flow of the pair is exchanging: its outcome decides. Still owed; ask again later
+    /// (review D2: forgotten here, it was lost when that flow then failed before reaching the
+    /// entity it is addressed to).
+    Later,
+}
+
 /// Why a flow failed (what the user agent is told).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -1281,8 +1296,7 @@ impl Broker {
     /// still asks for it: a rollback while the pair is not established and allowed, a
     /// re-download while it is (as for [`Broker::retransmit`]), and no flow of the pair is
     /// exchanging (its outcome decides; a newer rollback would undo what it integrates, a
-    /// re-download would be its own). Returns whether it was planned (`false` also when `to`
-    /// is no longer registered).
+    /// re-download would be its own): see [`OwedPlan`].
     ///
     /// Without it a rollback given up was lost for good: the agent keeps the peer, and its
     /// refresh fetches every integrated peer again from the broker's MDQ service, which serves
@@ -1294,7 +1308,7 @@ impl Broker {
         about: &str,
         now: SystemTime,
         rng: &mut dyn FnMut(&mut [u8]),
-    ) -> bool {
+    ) -> OwedPlan {
         let stands = (self.relationships.contains(to, about)
             || self.relationships.contains(about, to))
             && self.pair_allowed(to, about);
@@ -1306,15 +1320,18 @@ impl Broker {
             matches!(&f.state, State::Exchanging { idp, .. }
                 if (idp == to && f.sp == about) || (idp == about && f.sp == to))
         });
-        if !wanted || exchanging {
-            return false;
+        if exchanging {
+            return OwedPlan::Later;
+        }
+        if !wanted {
+            return OwedPlan::NotWanted;
         }
         match self.transmit(None, action, to, about, now, rng) {
             Ok(t) => {
                 self.transmits.push_back(t);
-                true
+                OwedPlan::Planned
             }
-            Err(_) => false,
+            Err(_) => OwedPlan::NotWanted,
         }
     }
 

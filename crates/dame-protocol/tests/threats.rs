@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use dame_protocol::agent::{Agent, FetchOutcome, Side, TriggerStep};
 use dame_protocol::authenticate::AuthenticateRequest;
-use dame_protocol::broker::{BrokerPolicy, FlowId, UaReply};
+use dame_protocol::broker::{BrokerPolicy, FlowId, OwedPlan, UaReply};
 use dame_protocol::integration::{IntegrationTarget, MemoryTarget, loc_file, metadata_file};
 use dame_protocol::mdi::MdiStatus;
 use dame_protocol::policy::{DomainList, PeerPolicy, entity_host};
@@ -1342,9 +1342,10 @@ fn a_rollback_given_up_is_planned_again_with_a_fresh_issue_instant() {
     w.refresh_agent(SP);
     assert!(w.integrated(SP, IDP).is_some(), "kept by the refresh");
     // Planned again: signed now, taken, the IdP gone.
-    assert!(
+    assert_eq!(
         w.broker
-            .plan_owed_trigger(TriggerAction::Rollback, SP, IDP, w.now, &mut rng())
+            .plan_owed_trigger(TriggerAction::Rollback, SP, IDP, w.now, &mut rng()),
+        OwedPlan::Planned
     );
     let again = w.broker.poll_transmit().unwrap();
     assert_eq!(
@@ -1359,9 +1360,10 @@ fn a_rollback_given_up_is_planned_again_with_a_fresh_issue_instant() {
     w.deliver(again);
     assert!(w.integrated(SP, IDP).is_none(), "rolled back");
     // A re-download is not owed to a refused pair.
-    assert!(
-        !w.broker
-            .plan_owed_trigger(TriggerAction::FetchMetadata, SP, IDP, w.now, &mut rng())
+    assert_eq!(
+        w.broker
+            .plan_owed_trigger(TriggerAction::FetchMetadata, SP, IDP, w.now, &mut rng()),
+        OwedPlan::NotWanted
     );
 
     // While a flow of a new pair is exchanging, its outcome decides: an older flow's
@@ -1391,31 +1393,36 @@ fn a_rollback_given_up_is_planned_again_with_a_fresh_issue_instant() {
         .handle_response2(&flow, &form, w.now, &mut rng())
         .unwrap();
     assert!(matches!(wait, UaReply::Wait { .. }), "{wait:?}");
-    assert!(
-        !w.broker
-            .plan_owed_trigger(TriggerAction::Rollback, IDP, SP, w.now, &mut rng())
+    assert_eq!(
+        w.broker
+            .plan_owed_trigger(TriggerAction::Rollback, IDP, SP, w.now, &mut rng()),
+        OwedPlan::Later
     );
-    assert!(
-        !w.broker
-            .plan_owed_trigger(TriggerAction::FetchMetadata, IDP, SP, w.now, &mut rng())
+    assert_eq!(
+        w.broker
+            .plan_owed_trigger(TriggerAction::FetchMetadata, IDP, SP, w.now, &mut rng()),
+        OwedPlan::Later
     );
     w.settle();
     assert!(w.broker.relationships.contains(IDP, SP), "{flow:?}");
     while w.broker.poll_transmit().is_some() {}
-    assert!(
-        !w.broker
-            .plan_owed_trigger(TriggerAction::Rollback, IDP, SP, w.now, &mut rng())
-    );
-    assert!(
+    assert_eq!(
         w.broker
-            .plan_owed_trigger(TriggerAction::FetchMetadata, IDP, SP, w.now, &mut rng())
+            .plan_owed_trigger(TriggerAction::Rollback, IDP, SP, w.now, &mut rng()),
+        OwedPlan::NotWanted
+    );
+    assert_eq!(
+        w.broker
+            .plan_owed_trigger(TriggerAction::FetchMetadata, IDP, SP, w.now, &mut rng()),
+        OwedPlan::Planned
     );
     // Nothing is owed to an entity no longer registered.
     w.broker.remove_entity(IDP, w.now, &mut rng());
     while w.broker.poll_transmit().is_some() {}
-    assert!(
-        !w.broker
-            .plan_owed_trigger(TriggerAction::Rollback, IDP, SP, w.now, &mut rng())
+    assert_eq!(
+        w.broker
+            .plan_owed_trigger(TriggerAction::Rollback, IDP, SP, w.now, &mut rng()),
+        OwedPlan::NotWanted
     );
 }
 

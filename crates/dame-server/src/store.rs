@@ -246,7 +246,8 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = Result<bool, Error>> + Send;
     /// Forgets one-time values, rate windows and flows (an hour past their lifetime: the
-    /// periodic step forgets them before) that can no longer matter at `now`.
+    /// periodic step forgets them before) that can no longer matter at `now`, and triggers owed
+    /// longer than [`OWED_TRIGGER_MAX_AGE`].
     fn sweep(&self, now: i64) -> impl Future<Output = Result<(), Error>> + Send;
     /// Makes room, within `caps`, for one more unauthenticated flow from the client address
     /// key `source` at `now` (one transaction): when the address holds its share, its oldest
@@ -268,18 +269,20 @@ pub trait Store: Send + Sync + 'static {
         before: i64,
         keep: u32,
     ) -> impl Future<Output = Result<u64, Error>> + Send;
-    /// Records that the trigger `action` to `recipient` about `about` is owed until
-    /// acknowledged, to be planned again once `due` (Unix seconds) has passed; it replaces
-    /// the pair's earlier one. A new pair is recorded only while fewer than `max` are owed
-    /// in all; returns whether it is recorded.
+    /// Records at `now` (Unix seconds) that `owed` is owed until acknowledged, to be planned
+    /// again once `due` has passed (a lease: the instance retrying it owes it again at each
+    /// attempt). It replaces the pair's trigger issued earlier, never one issued later. A new
+    /// pair is recorded only while fewer than `max` are owed in all (several instances
+    /// recording at once may pass it by as many); returns whether it was recorded.
     fn owe(
         &self,
         owed: &OwedTrigger,
+        now: i64,
         due: i64,
         max: usize,
     ) -> impl Future<Output = Result<bool, Error>> + Send;
-    /// Forgets the owed trigger of the pair, if it is still `owed.action` (acknowledged, or no
-    /// longer wanted).
+    /// Forgets `owed` if it is still the pair's owed trigger (same action and issue instant):
+    /// acknowledged, or no longer wanted.
     fn settle(&self, owed: &OwedTrigger) -> impl Future<Output = Result<(), Error>> + Send;
     /// Takes at most `limit` owed triggers due at `now`, earliest first, skipping those
     /// another instance is taking, and makes each due again at `again` (so that one taken by
@@ -303,7 +306,13 @@ pub struct OwedTrigger {
     pub about: String,
     /// `fetchmetadata` or `rollback` (`TriggerAction::as_str`).
     pub action: String,
+    /// The trigger's issue instant, Unix milliseconds.
+    pub issued: i64,
 }
+
+/// How long a pair stays owed without an acknowledgement (an agent that never answers)
+/// before [`Store::sweep`] drops it: 30 days.
+pub const OWED_TRIGGER_MAX_AGE: Duration = Duration::from_secs(30 * 86_400);
 
 fn db(what: &str, e: sqlx::Error) -> Error {
     Error::Store(format!("{what}: {e}"))
@@ -721,6 +730,11 @@ macro_rules! store_impl {
                     .execute(&self.pool)
                     .await
                     .map_err(|e| db("sweep", e))?;
+                sqlx::query("DELETE FROM owed_triggers WHERE since < $1")
+                    .bind(now.saturating_sub(OWED_TRIGGER_MAX_AGE.as_secs() as i64))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| db("sweep", e))?;
                 Ok(())
             }
 
@@ -812,45 +826,47 @@ macro_rules! store_impl {
                 Ok(Admission::Room { evicted })
             }
 
-            async fn owe(&self, owed: &OwedTrigger, due: i64, max: usize) -> Result<bool, Error> {
-                let w = |e| db("owed trigger", e);
-                let mut tx = $begin(&self.pool).await.map_err(w)?;
-                let updated = sqlx::query(
-                    "UPDATE owed_triggers SET action = $3, due = $4                      WHERE recipient = $1 AND about = $2",
+            async fn owe(
+                &self,
+                owed: &OwedTrigger,
+                now: i64,
+                due: i64,
+                max: usize,
+            ) -> Result<bool, Error> {
+                // One statement: a held pair is updated whatever the count (an upsert, so that
+                // two instances owing one new pair do not collide), a new one inserted while
+                // there is room; a trigger issued earlier than the one held changes nothing.
+                let r = sqlx::query(
+                    "INSERT INTO owed_triggers (recipient, about, action, due, issued, since) \
+                     SELECT $1, $2, $3, $4, $5, $6 \
+                     WHERE (SELECT COUNT(*) FROM owed_triggers) < $7 OR EXISTS \
+                     (SELECT 1 FROM owed_triggers WHERE recipient = $1 AND about = $2) \
+                     ON CONFLICT (recipient, about) DO UPDATE SET action = excluded.action, \
+                     due = excluded.due, issued = excluded.issued \
+                     WHERE excluded.issued >= owed_triggers.issued",
                 )
                 .bind(&owed.recipient)
                 .bind(&owed.about)
                 .bind(&owed.action)
                 .bind(due)
-                .execute(&mut *tx)
+                .bind(owed.issued)
+                .bind(now)
+                .bind(i64::try_from(max).unwrap_or(i64::MAX))
+                .execute(&self.pool)
                 .await
-                .map_err(w)?
-                .rows_affected();
-                let kept = updated > 0
-                    || sqlx::query(
-                        "INSERT INTO owed_triggers (recipient, about, action, due)                          SELECT $1, $2, $3, $4 WHERE (SELECT COUNT(*) FROM owed_triggers) < $5",
-                    )
-                    .bind(&owed.recipient)
-                    .bind(&owed.about)
-                    .bind(&owed.action)
-                    .bind(due)
-                    .bind(i64::try_from(max).unwrap_or(i64::MAX))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(w)?
-                    .rows_affected()
-                        > 0;
-                tx.commit().await.map_err(w)?;
-                Ok(kept)
+                .map_err(|e| db("owed trigger", e))?;
+                Ok(r.rows_affected() > 0)
             }
 
             async fn settle(&self, owed: &OwedTrigger) -> Result<(), Error> {
                 sqlx::query(
-                    "DELETE FROM owed_triggers WHERE recipient = $1 AND about = $2 AND action = $3",
+                    "DELETE FROM owed_triggers WHERE recipient = $1 AND about = $2 \
+                     AND action = $3 AND issued = $4",
                 )
                 .bind(&owed.recipient)
                 .bind(&owed.about)
                 .bind(&owed.action)
+                .bind(owed.issued)
                 .execute(&self.pool)
                 .await
                 .map_err(|e| db("owed trigger", e))?;
@@ -863,11 +879,17 @@ macro_rules! store_impl {
                 limit: usize,
                 again: i64,
             ) -> Result<Vec<OwedTrigger>, Error> {
+                // The rows taken are chosen once (a materialized CTE: PostgreSQL could run an
+                // `IN (subquery)` more than once and take more than `limit`), skipping those
+                // another instance holds.
                 let rows = sqlx::query(concat!(
-                    "UPDATE owed_triggers SET due = $3 WHERE (recipient, about) IN                      (SELECT recipient, about FROM owed_triggers WHERE due <= $1                      ORDER BY due LIMIT $2",
+                    "WITH t AS MATERIALIZED (SELECT recipient AS r, about AS a \
+                     FROM owed_triggers WHERE due <= $1 ORDER BY due LIMIT $2",
                     $lock,
                     $skip,
-                    ") RETURNING recipient, about, action"
+                    ") UPDATE owed_triggers SET due = $3 FROM t \
+                     WHERE recipient = t.r AND about = t.a \
+                     RETURNING recipient, about, action, issued"
                 ))
                 .bind(now)
                 .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -882,6 +904,7 @@ macro_rules! store_impl {
                             recipient: get(0)?,
                             about: get(1)?,
                             action: get(2)?,
+                            issued: r.try_get(3).map_err(|e| db("owed triggers", e))?,
                         })
                     })
                     .collect()

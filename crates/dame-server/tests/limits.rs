@@ -864,34 +864,64 @@ async fn the_origin_of_an_entity_is_stored_postgres() {
 
 /// Owed triggers (a rollback or re-download outside a flow, from its first sending until
 /// acknowledged) are kept in the store, so a broker restart or another instance plans them
-/// again (they lived in one instance's memory, and a restart lost them): one per pair, the
-/// latest replacing the earlier; at most `max` pairs; settled only for the action recorded;
-/// taken only once due, at most `limit`, earliest first, and due again at `again` (one taken
-/// by an instance that then stopped is taken again later).
+/// again (they lived in one instance's memory, and a restart lost them): one per pair, a
+/// trigger issued later replacing the earlier, never the reverse; at most `max` pairs;
+/// settled only for the trigger recorded (review D3: an older trigger's acknowledgement
+/// deleted a newer one); taken only once due, at most `limit`, earliest first, and due again
+/// at `again` (one taken by an instance that then stopped is taken again later); dropped by
+/// the sweep once owed longer than `OWED_TRIGGER_MAX_AGE` (review D5).
 async fn owed_triggers_are_kept(store: &impl dame_server::store::Store) {
-    use dame_server::store::OwedTrigger;
-    let owed = |about: &str, action: &str| OwedTrigger {
+    use dame_server::store::{OWED_TRIGGER_MAX_AGE, OwedTrigger};
+    let owed = |about: &str, action: &str, issued: i64| OwedTrigger {
         recipient: "https://sp.example.org/sp".into(),
         about: about.into(),
         action: action.into(),
+        issued,
     };
     let (a, b, c) = (
         "https://idp-a.example",
         "https://idp-b.example",
         "https://idp-c.example",
     );
-    assert!(store.owe(&owed(a, "fetchmetadata"), 100, 2).await.unwrap());
+    let now = unix_now();
     assert!(
-        store.owe(&owed(a, "rollback"), 200, 2).await.unwrap(),
+        store
+            .owe(&owed(a, "fetchmetadata", 1), now, 100, 2)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .owe(&owed(a, "rollback", 2), now, 200, 2)
+            .await
+            .unwrap(),
         "replaced"
     );
-    assert!(store.owe(&owed(b, "rollback"), 50, 2).await.unwrap());
     assert!(
-        !store.owe(&owed(c, "rollback"), 50, 2).await.unwrap(),
+        !store
+            .owe(&owed(a, "fetchmetadata", 1), now, 50, 2)
+            .await
+            .unwrap(),
+        "older"
+    );
+    assert!(
+        store
+            .owe(&owed(b, "rollback", 5), now, 50, 2)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .owe(&owed(c, "rollback", 5), now, 50, 2)
+            .await
+            .unwrap(),
         "full"
     );
     assert!(
-        store.owe(&owed(b, "rollback"), 150, 2).await.unwrap(),
+        store
+            .owe(&owed(b, "rollback", 5), now, 150, 2)
+            .await
+            .unwrap(),
         "a held pair, full"
     );
     assert_eq!(store.owed_count().await.unwrap(), 2);
@@ -899,20 +929,28 @@ async fn owed_triggers_are_kept(store: &impl dame_server::store::Store) {
     assert!(store.take_owed(149, 10, 1000).await.unwrap().is_empty());
     assert_eq!(
         store.take_owed(300, 1, 1000).await.unwrap(),
-        vec![owed(b, "rollback")]
+        vec![owed(b, "rollback", 5)]
     );
     assert_eq!(
         store.take_owed(300, 10, 1000).await.unwrap(),
-        vec![owed(a, "rollback")]
+        vec![owed(a, "rollback", 2)]
     );
     // Taken: due again at 1000 only.
     assert!(store.take_owed(999, 10, 2000).await.unwrap().is_empty());
     assert_eq!(store.take_owed(1000, 10, 2000).await.unwrap().len(), 2);
-    // Settled only as the action recorded.
-    store.settle(&owed(a, "fetchmetadata")).await.unwrap();
+    // Settled only as the trigger recorded: not by another action, nor by an older one.
+    store.settle(&owed(a, "fetchmetadata", 2)).await.unwrap();
+    store.settle(&owed(a, "rollback", 1)).await.unwrap();
     assert_eq!(store.owed_count().await.unwrap(), 2);
-    store.settle(&owed(a, "rollback")).await.unwrap();
-    store.settle(&owed(b, "rollback")).await.unwrap();
+    store.settle(&owed(a, "rollback", 2)).await.unwrap();
+    assert_eq!(store.owed_count().await.unwrap(), 1);
+    // Owed longer than the limit: dropped by the sweep (b was owed at `now`).
+    store.sweep(now).await.unwrap();
+    assert_eq!(store.owed_count().await.unwrap(), 1);
+    store
+        .sweep(now + OWED_TRIGGER_MAX_AGE.as_secs() as i64 + 1)
+        .await
+        .unwrap();
     assert_eq!(store.owed_count().await.unwrap(), 0);
 }
 

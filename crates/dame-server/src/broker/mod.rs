@@ -49,7 +49,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use dame_protocol::broker::{
-    Broker, BrokerPolicy, Event, FlowId, FlowRecord, Phase, Transmit, TriggerOrder, UaReply,
+    Broker, BrokerPolicy, Event, FlowId, FlowRecord, OwedPlan, Phase, Transmit, TriggerOrder,
+    UaReply,
 };
 use dame_protocol::conversion::RuleSet;
 use dame_protocol::mdi::{MdiResponse, MdiStatus};
@@ -79,6 +80,12 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 fn unix(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// `t` as Unix milliseconds (0 before the epoch).
+fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn html_escape(s: &str) -> String {
@@ -208,6 +215,9 @@ pub struct BrokerService<S: Store> {
     flow_gauge: tokio::sync::Mutex<Option<(Instant, i64, i64)>>,
     /// When re-signing failures were last logged (at most once a minute).
     resign_logged: Mutex<Option<Instant>>,
+    /// The pairs (addressed entity, peer) whose owed trigger this instance is sending or
+    /// retrying, with how many chains (see [`BrokerService::retrying`]).
+    retrying: Mutex<HashMap<(String, String), usize>>,
 }
 
 /// Most published documents re-signed per second (the broker's ticker, through
@@ -424,6 +434,7 @@ impl<S: Store> BrokerService<S> {
             digests: Mutex::new(digests),
             waiters: Mutex::new(HashMap::new()),
             flow_gauge: tokio::sync::Mutex::new(None),
+            retrying: Mutex::new(HashMap::new()),
             resign_logged: Mutex::new(None),
             registrations: Mutex::new(dame_protocol::registration::Registrations::new()),
             store,
@@ -757,18 +768,25 @@ impl<S: Store> BrokerService<S> {
             recipient: t.to.clone(),
             about: t.about.clone(),
             action: t.action.as_str().to_owned(),
+            issued: unix_ms(t.issued),
         });
-        if let (Some(o), 0) = (&owed, attempt) {
-            // Owed from its first sending, in the store: an instance that stops while it is
-            // being retried leaves it to be planned again, by this one restarted or another.
-            let due = unix(SystemTime::now()) + OWED_AFTER_RETRIES.as_secs() as i64;
-            if let Err(e) = self.store.owe(o, due, MAX_OWED_TRIGGERS).await {
-                log(&[("event", "store-error".into()), ("error", e.to_string())]);
-            }
+        if owed.is_some() && attempt == 0 {
+            self.retrying(&t, 1);
         }
         let started = Instant::now();
         let pace = self.pace(&t.to);
         let permit = pace.acquire().await;
+        if let Some(o) = &owed {
+            // Owed from its first sending, in the store, with a lease renewed at each attempt:
+            // an instance that stops while it is retried leaves it to be planned again, by
+            // this one restarted or another, once the lease has run out; while this instance
+            // retries it, no round plans it again (review D1).
+            let now = unix(SystemTime::now());
+            let due = now + OWED_AFTER_RETRIES.as_secs() as i64;
+            if let Err(e) = self.store.owe(o, now, due, MAX_OWED_TRIGGERS).await {
+                log(&[("event", "store-error".into()), ("error", e.to_string())]);
+            }
+        }
         let answer = match SyncTargets::of(&self.cfg).check_literal(&t.url) {
             Err(why) => Err(why),
             Ok(()) => match self.http.get(&t.url).send().await {
@@ -786,6 +804,7 @@ impl<S: Store> BrokerService<S> {
             if MdiResponse::from_http(*code, body).is_ok_and(|r| r.status != MdiStatus::Error));
         match &owed {
             Some(o) if acknowledged => {
+                self.retrying(&t, -1);
                 if let Err(e) = self.store.settle(o).await {
                     log(&[("event", "store-error".into()), ("error", e.to_string())]);
                 }
@@ -850,11 +869,9 @@ impl<S: Store> BrokerService<S> {
             // Planned again by the next round (`send_owed`): a rollback lost here left the peer
             // at the agent for good (its refresh keeps fetching what the broker's MDQ still
             // serves).
-            let kept = match self
-                .store
-                .owe(&owed, unix(SystemTime::now()), MAX_OWED_TRIGGERS)
-                .await
-            {
+            self.retrying(&t, -1);
+            let now = unix(SystemTime::now());
+            let kept = match self.store.owe(&owed, now, now, MAX_OWED_TRIGGERS).await {
                 Ok(kept) => kept,
                 Err(e) => {
                     log(&[("event", "store-error".into()), ("error", e.to_string())]);
@@ -880,14 +897,36 @@ impl<S: Store> BrokerService<S> {
                         .fetch_add(1, Ordering::Relaxed);
                     self.send(next, attempt + 1).await;
                 }
-                None => log(&[
-                    ("event", "trigger-retry-dropped".into()),
-                    ("to", t.to.clone()),
-                    ("action", t.action.as_str().into()),
-                    ("about", t.about.clone()),
-                ]),
+                None => {
+                    // No longer wanted (the pair's standing changed): no longer owed.
+                    self.retrying(&t, -1);
+                    if let Err(e) = self.store.settle(&owed).await {
+                        log(&[("event", "store-error".into()), ("error", e.to_string())]);
+                    }
+                    log(&[
+                        ("event", "trigger-retry-dropped".into()),
+                        ("to", t.to.clone()),
+                        ("action", t.action.as_str().into()),
+                        ("about", t.about.clone()),
+                    ]);
+                }
             }
         });
+    }
+
+    /// Counts `t`'s pair in (`+1`) or out (`-1`) of the owed triggers this instance is sending
+    /// or retrying: [`BrokerService::send_owed`] leaves those to their chain.
+    fn retrying(&self, t: &Transmit, by: i32) {
+        let mut r = self.retrying.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (t.to.clone(), t.about.clone());
+        if by > 0 {
+            *r.entry(key).or_insert(0) += 1;
+        } else if let Some(n) = r.get_mut(&key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                r.remove(&key);
+            }
+        }
     }
 
     /// Plans again, with a fresh issue instant, every trigger given up after its retries whose
@@ -928,6 +967,16 @@ impl<S: Store> BrokerService<S> {
                 }
             };
             let (to, about) = (&o.recipient, &o.about);
+            if self
+                .retrying
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(&(to.clone(), about.clone()))
+            {
+                // This instance is still sending or retrying the pair's trigger: taken again
+                // after `again` if it is still owed then (review D1).
+                continue;
+            }
             // The pair's exchanging flows in any instance, as the store holds them now.
             let res = self
                 .step(FlowSelect::Pair(to, about), |core, now| {
@@ -936,8 +985,11 @@ impl<S: Store> BrokerService<S> {
                 .await;
             match res {
                 // Sent by the ticker's next poll: owed again from that sending on.
-                Ok(true) => planned += 1,
-                Ok(false) => {
+                Ok(OwedPlan::Planned) => planned += 1,
+                // A flow of the pair is exchanging: its outcome decides; still owed, taken
+                // again after `again` (review D2).
+                Ok(OwedPlan::Later) => {}
+                Ok(_) => {
                     log(&[
                         ("event", "owed-trigger-dropped".into()),
                         ("to", to.clone()),
@@ -2825,8 +2877,14 @@ mod tests {
                 recipient: SP.into(),
                 about: about.clone(),
                 action: action.into(),
+                issued: 0,
             };
-            assert!(svc.store.owe(&o, due, MAX_OWED_TRIGGERS).await.unwrap());
+            assert!(
+                svc.store
+                    .owe(&o, due, due, MAX_OWED_TRIGGERS)
+                    .await
+                    .unwrap()
+            );
         }
         assert_eq!(svc.send_owed().await, 0);
         assert_eq!(svc.store.owed_count().await.unwrap(), 0);
@@ -2901,6 +2959,45 @@ mod tests {
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(lines[1].contains("action=rollback"), "{lines:?}");
         assert_eq!(second.store.owed_count().await.unwrap(), 0);
+    }
+
+    /// Review D1: a row owed from a trigger's first sending became due 330 s later whatever
+    /// its chain of retries was doing, and each round started a new chain for it beside the
+    /// one still retrying: against an agent that never answers, chains piled up. While this
+    /// instance sends or retries a pair's trigger, a round leaves the pair to it (and each
+    /// attempt renews the row's lease for other instances).
+    #[tokio::test]
+    async fn an_owed_trigger_being_retried_is_not_planned_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let svc = service_with(tmp.path(), "allow_loopback_http = true\n").await;
+        let (sync, seen) = agent_failing_once();
+        let now = SystemTime::now();
+        let idp_a = idp("idp.uni-a.example", "Uni A");
+        let transmit = {
+            let mut core = svc.core();
+            core.registry
+                .insert(sp_syncing_at(&sync), EntityPolicy::default(), now, true)
+                .unwrap();
+            core.registry
+                .insert(idp_a.clone(), EntityPolicy::default(), now, true)
+                .unwrap();
+            core.relationships.record(&idp_a.entity_id, SP, now);
+            assert_eq!(
+                core.remove_entity(&idp_a.entity_id, now, &mut openssl_random),
+                1
+            );
+            core.poll_transmit().unwrap()
+        };
+        // Its first sending fails: its chain waits 5 s for the next attempt.
+        svc.clone().send(transmit, 0).await;
+        assert_eq!(seen.lock().unwrap().len(), 1);
+        assert_eq!(svc.store.owed_count().await.unwrap(), 1);
+        // A round after the lease would have run out: left to the chain, still owed.
+        let later = unix(SystemTime::now()) + OWED_AFTER_RETRIES.as_secs() as i64 + 1;
+        assert_eq!(svc.send_owed_at(later).await, 0);
+        assert_eq!(svc.store.owed_count().await.unwrap(), 1);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(seen.lock().unwrap().len(), 1, "no second chain");
     }
 
     /// Agent review M2, the broker's side: every trigger of a step was sent at once, so a
