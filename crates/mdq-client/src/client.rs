@@ -939,7 +939,7 @@ impl Client {
         let agg = saml_metadata::load::load(&snapshot.document, &self.policy(now))?;
         // The entity as the fetch path picked it: alone, or out of an aggregate answer (such
         // answers were saved and then never restored: mdq review I4).
-        let (found, vu) = crate::response::pick(&id, &agg)?;
+        let (found, vu) = crate::response::pick(&id, &agg, now)?;
         let Some(e) = found else {
             return Err(Error::Response(format!(
                 "the persisted document does not hold {}",

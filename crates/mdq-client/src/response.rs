@@ -204,7 +204,7 @@ pub fn handle(
     let decoded = decode_body(resp, max_body)?;
     let body = decoded.as_slice();
     let agg = load::load(body, policy)?;
-    let (entity, valid_until) = pick(id, &agg)?;
+    let (entity, valid_until) = pick(id, &agg, policy.now)?;
     let Some(entity) = entity else {
         return Ok(Fetched::NotFound { ttl });
     };
@@ -263,10 +263,15 @@ fn decode_body(resp: &HttpResponse<'_>, max_body: usize) -> Result<Vec<u8>, Erro
 }
 
 /// The entity answering `id` in a verified document (a bare EntityDescriptor, or an
-/// EntitiesDescriptor with it), and the validUntil that applies.
+/// EntitiesDescriptor with it), and the validUntil that applies at `now`: the earliest of the
+/// root's, its groups', its own and its roles' (a cached entity is served only until its first
+/// role lapses: then it is fetched again, and loading leaves the lapsed role out: mdq review
+/// M1). An entity whose validUntil has passed at `now` is refused (loading tolerates the
+/// clock skew; the cache never serves at or after validUntil: mdq review L1).
 pub(crate) fn pick<'a>(
     id: &Identifier,
     agg: &'a Aggregate,
+    now: SystemTime,
 ) -> Result<(Option<&'a EntityDescriptor>, Option<SystemTime>), Error> {
     let root_valid = match agg.metadata() {
         Metadata::Entities(g) => g.valid_until,
@@ -275,7 +280,14 @@ pub(crate) fn pick<'a>(
     let mut found = None;
     for e in agg.entities() {
         if id.matches(&e.entity_id) {
-            found = Some(e);
+            if let Some(first) = found.replace(e) {
+                // Two entityIDs of one SHA-1 in one answer: the profile calls such a pair
+                // malicious (draft-young-md-query-saml §4.2; mdq review L10).
+                return Err(Error::Response(format!(
+                    "two entities answer {id}: {:?} and {:?}",
+                    first.entity_id, e.entity_id
+                )));
+            }
         } else if matches!(agg.metadata(), Metadata::Entity(_)) || agg.len() == 1 {
             return Err(Error::WrongEntity {
                 requested: id.to_string(),
@@ -309,10 +321,26 @@ pub(crate) fn pick<'a>(
             agg.len()
         )));
     }
-    // The earliest of the entity's, its groups' and the root's (SAML Metadata §2.3.1).
-    let valid = match found.and_then(|e| agg.valid_until(&e.entity_id)) {
-        Some(v) => Some(root_valid.map_or(v, |r| r.min(v))),
-        None => root_valid,
+    // The earliest of the entity's, its groups' and the root's (SAML Metadata §2.3.1), and of
+    // its roles' (§2.4.1).
+    let earliest = |a: Option<SystemTime>, b: Option<SystemTime>| match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     };
+    let mut valid = earliest(
+        found.and_then(|e| agg.valid_until(&e.entity_id)),
+        root_valid,
+    );
+    if let Some(e) = found {
+        for r in &e.roles {
+            valid = earliest(valid, r.valid_until());
+        }
+        if valid.is_some_and(|v| v <= now) {
+            return Err(Error::EntityLeftOut {
+                entity_id: e.entity_id.clone(),
+                reason: "its validUntil has passed".into(),
+            });
+        }
+    }
     Ok((found, valid))
 }

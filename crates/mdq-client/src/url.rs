@@ -142,12 +142,43 @@ impl Identifier {
         match &self.entity_id {
             // `.` and `..` would be dot segments, and WHATWG parsers (the url crate, so reqwest)
             // treat `%2E` as a dot as well: these two go by their {sha1} form, which every MDQ
-            // SAML responder supports (draft-young-md-query-saml-21 §2.2).
-            Some(e) => encode_segment(e),
-            None => None,
+            // SAML responder supports (draft-young-md-query-saml-21 §2.2). So does an entityID
+            // the most common responder cannot read back (see [`survives_pyff`]).
+            Some(e) if survives_pyff(e) => encode_segment(e),
+            _ => None,
         }
         .unwrap_or_else(|| format!("%7Bsha1%7D{}", self.key))
     }
+}
+
+/// Whether pyFF's MDQ server reads `entity_id` back from its encoded path segment (mdq review
+/// M5). The server sees the decoded path (WSGI decodes `%2F`), split at `/` by Pyramid, which
+/// drops empty and `.` segments and resolves `..`; pyFF joins the segments with `/`, turns
+/// `:/` back into `://`, restores a trailing `/`, trims white space and strips a `.xml` or
+/// `.json` extension (pyff/api.py `process_handler`, `_d`). An entityID that does not survive
+/// this (`https://x.org//idp`, `…/metadata.xml`, surrounding spaces) was answered 404, and the
+/// 404 cached under the key its `{sha1}` form shares.
+fn survives_pyff(entity_id: &str) -> bool {
+    let mut segments: Vec<&str> = Vec::new();
+    for s in entity_id.split('/') {
+        match s {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut path = segments.join("/").replace(":/", "://");
+    if entity_id.ends_with('/') && !path.is_empty() {
+        path.push('/');
+    }
+    let trimmed = path.trim();
+    let bare = trimmed
+        .strip_suffix(".xml")
+        .or_else(|| trimmed.strip_suffix(".json"))
+        .unwrap_or(trimmed);
+    bare == entity_id
 }
 
 impl std::fmt::Display for Identifier {

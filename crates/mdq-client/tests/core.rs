@@ -808,3 +808,55 @@ fn an_aggregate_answer_is_restored_like_it_was_fetched() {
     wrong.entity_id = "https://absent.example.org/sp".into();
     assert!(client(&f).restore(&wrong, now()).is_err());
 }
+
+/// mdq review M1: a role that lapsed while its entity was cached kept being served, with its
+/// keys and endpoints, until the entry expired (hours): loading leaves a lapsed role out, but
+/// the cached copy was loaded before. The entry now lasts until the first of its roles lapses;
+/// the next lookup fetches again.
+#[test]
+fn a_cached_entity_is_served_only_until_a_role_lapses() {
+    use saml_metadata::model::Role;
+    let f = fx();
+    let mut c = client(&f);
+    let id = Identifier::entity_id(SP).unwrap();
+    let mut e = entity(SP, None, None);
+    let Role::Sp(sp) = &mut e.roles[0] else {
+        panic!("an SP")
+    };
+    sp.common.valid_until = Some(now() + Duration::from_secs(3600));
+    let r = fetch(&mut c, &id, now());
+    let got = answer(
+        &mut c,
+        &r,
+        &ok(&signed(&f, &e), &[("Cache-Control", "max-age=28800")]),
+        now(),
+    )
+    .unwrap()
+    .unwrap();
+    assert!(got.sp().is_some());
+    assert!(matches!(
+        c.lookup(&id, now() + Duration::from_secs(1800)),
+        Lookup::Hit { .. }
+    ));
+    assert!(
+        matches!(
+            c.lookup(&id, now() + Duration::from_secs(7200)),
+            Lookup::Fetch(_)
+        ),
+        "served past its role's validUntil"
+    );
+}
+
+/// mdq review L1: an entity whose validUntil had passed less than the clock skew ago was
+/// returned by a fetch (loading tolerates the skew) and fetched again by every lookup. It is
+/// refused: the cache never serves at or after validUntil.
+#[test]
+fn an_entity_just_past_its_valid_until_is_refused() {
+    let f = fx();
+    let mut c = client(&f);
+    let id = Identifier::entity_id(SP).unwrap();
+    let e = entity(SP, None, Some(now() - Duration::from_secs(60)));
+    let r = fetch(&mut c, &id, now());
+    let got = answer(&mut c, &r, &ok(&signed(&f, &e), &[]), now());
+    assert!(matches!(got, Err(Error::EntityLeftOut { .. })), "{got:?}");
+}

@@ -11,7 +11,7 @@ use saml_core::xml::{Limits, Reader};
 use crate::error::Error;
 use crate::ext::Extensions;
 use crate::groups::earliest;
-use crate::model::{EntitiesChild, EntitiesDescriptor, EntityDescriptor, Metadata, Role};
+use crate::model::{EntitiesChild, EntitiesDescriptor, EntityDescriptor, Metadata};
 use crate::nested_signatures::{self, RefusedEntity};
 use crate::parallel_model;
 use crate::parse::{Cursor, metadata};
@@ -362,25 +362,14 @@ fn drop_expired_roles_below(g: &mut EntitiesDescriptor, policy: &Policy) {
     }
 }
 
-/// A role's own `validUntil` (SAML Metadata §2.4.1: the role is not valid after it).
-pub(crate) fn role_valid_until(r: &Role) -> Option<SystemTime> {
-    match r {
-        Role::Idp(i) => i.common.valid_until,
-        Role::Sp(s) => s.common.valid_until,
-        Role::AttributeAuthority(a) | Role::AuthnAuthority(a) | Role::Pdp(a) => {
-            a.common.valid_until
-        }
-        Role::Other(_) => None,
-    }
-}
-
 /// Leaves out of `e` the roles whose own `validUntil` had passed at `now` (more than `skew`
 /// before): their keys and endpoints are no longer the entity's (SAML Metadata §2.4.1), as an
 /// expired entity is left out of the index. Review A5: the `sso` helpers took an expired
 /// IdP role's keys and endpoints.
 pub(crate) fn drop_expired_roles(e: &mut EntityDescriptor, now: SystemTime, skew: Duration) {
     e.roles.retain(|r| {
-        role_valid_until(r).is_none_or(|vu| vu.checked_add(skew).is_none_or(|latest| latest >= now))
+        r.valid_until()
+            .is_none_or(|vu| vu.checked_add(skew).is_none_or(|latest| latest >= now))
     });
 }
 

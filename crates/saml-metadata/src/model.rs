@@ -363,6 +363,22 @@ pub enum Role {
     Other(crate::ext::RawXml),
 }
 
+impl Role {
+    /// The role's own `validUntil` (SAML Metadata §2.4.1: the role is not valid after it;
+    /// `None` for a role kept as written).
+    #[must_use]
+    pub fn valid_until(&self) -> Option<SystemTime> {
+        match self {
+            Role::Idp(i) => i.common.valid_until,
+            Role::Sp(s) => s.common.valid_until,
+            Role::AttributeAuthority(a) | Role::AuthnAuthority(a) | Role::Pdp(a) => {
+                a.common.valid_until
+            }
+            Role::Other(_) => None,
+        }
+    }
+}
+
 /// `AffiliationDescriptor` (§2.3.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
