@@ -302,6 +302,10 @@ struct Entry {
 /// in a row up to [`Config::min_ttl`] (at least this).
 pub const FAILURE_BACKOFF: Duration = Duration::from_secs(30);
 
+/// The shortest time a "not found" is remembered, whatever the answer's headers say (but never
+/// longer than [`Config::negative_ttl`]).
+pub const NEGATIVE_TTL_FLOOR: Duration = Duration::from_secs(30);
+
 /// The client core. See the [module docs](self) for the call order.
 #[derive(Debug)]
 pub struct Client {
@@ -805,8 +809,10 @@ impl Client {
                     self.back_off(&key, now);
                     return Ok((!fresh).then_some(kept));
                 }
+                // At least NEGATIVE_TTL_FLOOR (or negative_ttl, if shorter): a 404 with
+                // `max-age=0` switched negative caching off (mdq review L6).
                 let neg = self.cfg.negative_ttl;
-                let t = ttl.map_or(neg, |t| t.min(neg));
+                let t = ttl.map_or(neg, |t| t.max(NEGATIVE_TTL_FLOOR).min(neg));
                 self.insert(key, Value::Missing, t, None, now);
                 Ok(None)
             }

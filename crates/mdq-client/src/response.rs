@@ -144,7 +144,9 @@ pub fn http_date(s: &str) -> Option<SystemTime> {
 
 fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, Error> {
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(body)
+    // Every member (RFC 1952 §2.2: a gzip file may be several), under the one bound (mdq
+    // review L7: the first member alone was decoded, the rest ignored).
+    flate2::read::MultiGzDecoder::new(body)
         .take(max as u64 + 1)
         .read_to_end(&mut out)
         .map_err(|e| Error::Response(format!("bad gzip body: {e}")))?;

@@ -70,6 +70,10 @@ impl BaseUrl {
     }
 }
 
+/// The longest entityID looked up (SAML Core §8.3.6: an entity identifier is at most 1024
+/// characters).
+pub const MAX_ENTITY_ID_CHARS: usize = 1024;
+
 /// What a lookup asks for: an entityID, or the `{sha1}` transform of one. The cache key (the
 /// SHA-1 hex of the entityID) is computed once, when the identifier is made.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -79,10 +83,22 @@ pub struct Identifier {
 }
 
 impl Identifier {
-    /// An entityID.
+    /// An entityID: 1 to 1024 characters (SAML Core §8.3.6), no control characters (mdq review
+    /// L8: an Issuer of megabytes became a URL three times as long, answered 414 and never
+    /// cached; CR or LF forged lines in logs that print the error).
     pub fn entity_id(id: &str) -> Result<Identifier, Error> {
         if id.is_empty() {
             return Err(Error::Url("empty entityID".into()));
+        }
+        if id.chars().count() > MAX_ENTITY_ID_CHARS {
+            return Err(Error::Url(format!(
+                "an entityID longer than {MAX_ENTITY_ID_CHARS} characters (SAML Core §8.3.6)"
+            )));
+        }
+        if id.chars().any(char::is_control) {
+            return Err(Error::Url(format!(
+                "an entityID with control characters: {id:?}"
+            )));
         }
         Ok(Identifier {
             entity_id: Some(id.to_owned()),

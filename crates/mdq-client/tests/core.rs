@@ -860,3 +860,57 @@ fn an_entity_just_past_its_valid_until_is_refused() {
     let got = answer(&mut c, &r, &ok(&signed(&f, &e), &[]), now());
     assert!(matches!(got, Err(Error::EntityLeftOut { .. })), "{got:?}");
 }
+
+/// mdq review L7: a gzip body of several members (RFC 1952 §2.2) had its first member decoded
+/// and the rest ignored, which truncated the document. Every member is decoded.
+#[test]
+fn a_gzip_body_of_several_members_is_decoded_whole() {
+    let f = fx();
+    let mut s = Scenario::new(&f.keys);
+    let doc = signed(&f, &entity(SP, None, None));
+    let (a, b) = doc.split_at(doc.len() / 2);
+    let mut members = gzip(a);
+    members.extend(gzip(b));
+    s.then(Reply::ok(&members, &[("Content-Encoding", "gzip")]));
+    assert!(s.get(&sp()).unwrap().is_some());
+}
+
+/// mdq review L6: a 404 with `max-age=0` (or a server's or MITM's choosing) switched negative
+/// caching off: every lookup of an unknown name reached the server. It is remembered for at
+/// least `NEGATIVE_TTL_FLOOR`.
+#[test]
+fn a_not_found_is_remembered_for_at_least_the_floor() {
+    let f = fx();
+    let mut c = client(&f);
+    let id = Identifier::entity_id("https://nobody.example.org").unwrap();
+    let r = fetch(&mut c, &id, now());
+    let no_cache = (
+        404,
+        vec![("Cache-Control".to_owned(), "max-age=0".to_owned())],
+        Vec::new(),
+    );
+    assert_eq!(answer(&mut c, &r, &no_cache, now()).unwrap(), None);
+    assert!(matches!(
+        c.lookup(&id, now() + Duration::from_secs(29)),
+        Lookup::NotFound
+    ));
+    assert!(matches!(
+        c.lookup(&id, now() + mdq_client::client::NEGATIVE_TTL_FLOOR),
+        Lookup::Fetch(_)
+    ));
+}
+
+/// mdq review L8: an entityID of megabytes, or with control characters (CR and LF forged log
+/// lines), was looked up as given. SAML Core §8.3.6 bounds it to 1024 characters.
+#[test]
+fn an_overlong_or_control_character_entity_id_is_refused() {
+    assert!(Identifier::entity_id(&"x".repeat(1024)).is_ok());
+    assert!(matches!(
+        Identifier::entity_id(&"x".repeat(1025)),
+        Err(Error::Url(_))
+    ));
+    assert!(matches!(
+        Identifier::entity_id("https://sp.example.org/\r\nforged"),
+        Err(Error::Url(_))
+    ));
+}

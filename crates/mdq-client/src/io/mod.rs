@@ -272,7 +272,14 @@ pub mod persist {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
-        let written = std::fs::write(&tmp, data).and_then(|()| std::fs::rename(&tmp, path));
+        // A new file, never one already there (a link planted at the predictable name in a
+        // directory others can write to would have been followed: mdq review L9).
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, data))
+            .and_then(|()| std::fs::rename(&tmp, path));
         if written.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
@@ -416,5 +423,30 @@ pub mod persist {
             }
         }
         skipped
+    }
+
+    #[cfg(all(test, unix))]
+    mod tests {
+        use super::*;
+
+        /// mdq review L9: the temporary file had a predictable name and was written with
+        /// `fs::write`, which follows a link planted there (a cache directory others can write
+        /// to). It is created new: a link at the name makes the write fail, the link's target
+        /// untouched.
+        #[test]
+        fn a_link_at_the_temporary_name_is_not_followed() {
+            let dir = tempfile::tempdir().unwrap();
+            let victim = dir.path().join("victim");
+            std::fs::write(&victim, b"keep").unwrap();
+            let path = dir.path().join("0123.xml");
+            // Every name this process's next writes could take.
+            for n in 0..256 {
+                let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
+                std::os::unix::fs::symlink(&victim, tmp).unwrap();
+            }
+            assert!(write_atomic(&path, b"attacker-chosen").is_err());
+            assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+            assert!(!path.exists());
+        }
     }
 }
