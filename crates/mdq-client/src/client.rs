@@ -401,9 +401,13 @@ impl Client {
             // After a failed fetch (the server down or answering badly), the cached entity is
             // served until the backoff ends, stale within `max_stale`: not a new fetch per
             // caller (MDQ review M1).
+            // So is it while another lookup's fetch of it is in flight (stale while revalidate:
+            // every other caller waited for that fetch, up to its timeouts and retries, with a
+            // usable copy at hand: mdq review M2).
             let backing_off = e.failures > 0 && now < e.refresh_at;
-            let stale_ok =
-                backing_off && now < add(e.expires, max_stale) && valid_at(e.valid_until, now);
+            let stale_ok = (backing_off || pending.is_some())
+                && now < add(e.expires, max_stale)
+                && valid_at(e.valid_until, now);
             match (&e.value, fresh) {
                 (Value::Found { entity, .. }, true) if id.matches_keyed(&entity.entity_id) => {
                     let entity = entity.clone();

@@ -914,3 +914,30 @@ fn an_overlong_or_control_character_entity_id_is_refused() {
         Err(Error::Url(_))
     ));
 }
+
+/// mdq review M2: once a cached entity had expired, one lookup fetched it and every other got
+/// `Pending` and waited for that fetch (up to its timeouts and retries against a stalled
+/// server) with a usable copy at hand. While a fetch of it is in flight, the stale copy is
+/// served, within `max_stale` and its validUntil; without one, the lookup fetches.
+#[test]
+fn a_stale_copy_is_served_while_its_refresh_is_in_flight() {
+    let f = fx();
+    let mut s = cached_good(&f);
+    let id = sp();
+    s.at(3601);
+    let Lookup::Fetch(r) = s.lookup(&id) else {
+        panic!("the expired entry is fetched")
+    };
+    assert!(
+        matches!(s.lookup(&id), Lookup::Hit { refresh: None, .. }),
+        "served stale while the refresh is in flight"
+    );
+    s.then(Reply::ok(&signed(&f, &entity(SP, None, None)), &[]));
+    assert!(s.perform(r).unwrap().is_some());
+    // Past max_stale (1 h after the refreshed copy expired), a caller waits for the fetch.
+    s.at(3601 + 3600 + 3601);
+    let Lookup::Fetch(r) = s.lookup(&id) else {
+        panic!("the expired entry is fetched")
+    };
+    assert!(matches!(s.lookup(&id), Lookup::Pending(t) if t == r.token));
+}
