@@ -171,6 +171,18 @@ impl Filter {
         Filter::Not(Box::new(self))
     }
 
+    /// Whether the filter reads what an entity's groups declare (an entity attribute or a
+    /// registrar, anywhere in it): callers skip modelling the groups' Extensions otherwise.
+    #[must_use]
+    pub fn uses_groups(&self) -> bool {
+        match self {
+            Filter::EntityAttribute { .. } | Filter::RegistrationAuthority(_) => true,
+            Filter::All(v) | Filter::Any(v) => v.iter().any(Filter::uses_groups),
+            Filter::Not(f) => f.uses_groups(),
+            _ => false,
+        }
+    }
+
     /// Whether `e`, an entity on its own (no group around it), passes. For an entity of an
     /// aggregate use [`Filter::matches_in`]: what its groups declare counts.
     #[must_use]

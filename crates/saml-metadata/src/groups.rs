@@ -34,8 +34,10 @@ pub(crate) enum Member {
     /// A group of the chain (an `md:EntitiesDescriptor` below the root whose entities are the
     /// document's).
     Group,
-    /// The `md:Extensions` of the root `md:EntitiesDescriptor` or of a group of the chain:
-    /// what it declares applies to the group's entities ([`crate::filter`]).
+    /// An `md:Extensions` at a group child's depth: the root `md:EntitiesDescriptor`'s or a
+    /// group's of the chain, whose declarations apply to the group's entities
+    /// ([`crate::filter`]); for events that begin inside a root `md:EntityDescriptor`
+    /// ([`Groups::inside_root_group`] over a single entity), the entity's own.
     GroupExtensions,
     /// Anything else.
     Other,

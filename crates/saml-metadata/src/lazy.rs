@@ -61,9 +61,10 @@ const NO_SCOPE: u32 = u32::MAX;
 pub struct LazyAggregate<'a> {
     verified: Verified<'a>,
     scopes: Vec<ScopeNode<'a>>,
-    /// Each scope's group `md:Extensions`, modelled on first use (boxed: a slot costs a
-    /// pointer, and most groups have none).
-    group_extensions: Vec<OnceLock<Box<Extensions>>>,
+    /// The root's `md:Extensions`, modelled on first use and kept (one for the whole
+    /// aggregate; a nested group's is modelled per use and not kept: a document of a million
+    /// one-entity groups kept a million models: review M1 of the tenth round).
+    root_extensions: OnceLock<Box<Extensions>>,
     entries: Vec<Entry>,
     /// Built entities, boxed: a slot costs a pointer until its entity is asked for (an
     /// unboxed `EntityDescriptor` is kilobytes, and every slot is written at load).
@@ -155,10 +156,12 @@ impl<'a> Builder<'a> {
                 .get(group as usize)
                 .is_some_and(|n| n.extensions.is_some())
             {
+                // The root's parent element may be an md:EntityDescriptor (a single-entity
+                // document): named by what both have.
                 self.error = Some(Error::Invalid {
-                    element: "EntitiesDescriptor".into(),
+                    element: "Extensions".into(),
                     offset: s.span.start,
-                    message: "a second Extensions in one md:EntitiesDescriptor".into(),
+                    message: "a second Extensions in one element".into(),
                 });
                 return;
             }
@@ -269,7 +272,7 @@ pub fn load_lazy<'a>(doc: &'a [u8], policy: &Policy) -> Result<LazyAggregate<'a>
     let root = root(&mut cursor)?;
     let mut agg = LazyAggregate {
         verified: verified.clone(),
-        group_extensions: b.scopes.iter().map(|_| OnceLock::new()).collect(),
+        root_extensions: OnceLock::new(),
         scopes: b.scopes,
         entries: Vec::new(),
         cache: Vec::new(),
@@ -508,28 +511,32 @@ impl<'a> LazyAggregate<'a> {
     /// The `md:Extensions` of the groups around the `i`th indexed entity, innermost first,
     /// each modelled on first use from the verified bytes and kept (see
     /// [`crate::filter::Filter::matches_in`]).
-    pub(crate) fn groups_of(&self, i: u32) -> Result<Vec<&Extensions>, Error> {
+    pub(crate) fn groups_of(&self, i: u32) -> Result<Vec<Cow<'_, Extensions>>, Error> {
         let entry = self.entries.get(i as usize).ok_or_else(out_of_range)?;
         let mut out = Vec::new();
         let mut s = entry.scope;
         while let Some(node) = self.scopes.get(s as usize) {
-            if let (Some(range), Some(cell)) =
-                (&node.extensions, self.group_extensions.get(s as usize))
-            {
-                let x = match cell.get() {
-                    Some(x) => x,
-                    None => {
-                        let mut cursor = Cursor::verified_fragment(
-                            &self.verified,
-                            range.clone(),
-                            &self.scope_at(s),
-                        )?;
-                        let el = root(&mut cursor)?;
-                        let x = extensions(&mut cursor, &el)?;
-                        cell.get_or_init(|| Box::new(x))
-                    }
+            if let Some(range) = &node.extensions {
+                let model = || -> Result<Extensions, Error> {
+                    let mut cursor = Cursor::verified_fragment(
+                        &self.verified,
+                        range.clone(),
+                        &self.scope_at(s),
+                    )?;
+                    let el = root(&mut cursor)?;
+                    extensions(&mut cursor, &el)
                 };
-                out.push(&**x);
+                out.push(if s == 0 {
+                    Cow::Borrowed(&**match self.root_extensions.get() {
+                        Some(x) => x,
+                        None => {
+                            let x = model()?;
+                            self.root_extensions.get_or_init(|| Box::new(x))
+                        }
+                    })
+                } else {
+                    Cow::Owned(model()?)
+                });
             }
             // Parents come before their groups: the walk ends.
             if node.parent >= s {

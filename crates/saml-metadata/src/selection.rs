@@ -136,7 +136,14 @@ fn matching(agg: &LazyAggregate<'_>, filter: &Filter, single: bool) -> Result<Ve
         let mut v = Vec::new();
         for i in range {
             let i = i as u32;
-            if filter.matches_in(&*agg.model(i)?, &agg.groups_of(i)?) {
+            // The groups' Extensions are modelled only for a filter that reads them.
+            let groups = if filter.uses_groups() {
+                agg.groups_of(i)?
+            } else {
+                Vec::new()
+            };
+            let groups: Vec<&crate::ext::Extensions> = groups.iter().map(|g| &**g).collect();
+            if filter.matches_in(&*agg.model(i)?, &groups) {
                 v.push(i);
             }
         }

@@ -423,6 +423,13 @@ fn what_a_group_declares_applies_to_its_entities() {
     .unwrap_err();
     assert!(matches!(e, Error::Unwritable { .. }), "{e}");
     assert_eq!(eager.select(&Filter::category(hidden).not()).count(), 0);
+    // Only a filter that reads them has the groups' Extensions modelled.
+    assert!(!Filter::role(RoleKind::Sp).uses_groups());
+    assert!(
+        Filter::role(RoleKind::Sp)
+            .and(Filter::category(rs).not())
+            .uses_groups()
+    );
     // One entity judged with its groups, and on its own.
     let e = eager.get("https://inner.example/sp").unwrap();
     let groups = eager.groups_of("https://inner.example/sp");
