@@ -235,7 +235,23 @@ pub enum Lookup {
     /// Another lookup is already fetching it: wait for that token to complete, then look up
     /// again.
     Pending(Token),
+    /// Not cached, and the server is not asked now: its last [`BREAKER_THRESHOLD`] fetches or
+    /// more in a row failed (transport errors, 5xx or 429 answers), so lookups that would
+    /// fetch fail at once until `until` (mdq review M3: during an outage each lookup of an
+    /// uncached, possibly attacker-chosen, identifier held a thread for a whole cycle of
+    /// timeouts and retries). Cached entities are still served, stale within `max_stale`.
+    Unavailable {
+        /// Fetches failed in a row.
+        failures: u32,
+        /// When a lookup may fetch again.
+        until: SystemTime,
+    },
 }
+
+/// Fetches failing in a row (a transport error, a 5xx or 429 answer, across identifiers)
+/// after which lookups that would fetch are answered [`Lookup::Unavailable`] for
+/// [`FAILURE_BACKOFF`], doubled per further failure up to [`Config::min_ttl`].
+pub const BREAKER_THRESHOLD: u32 = 3;
 
 #[derive(Debug, Clone)]
 enum Value {
@@ -317,6 +333,10 @@ pub struct Client {
     next: u64,
     clock: u64,
     bytes: usize,
+    /// Fetches failed in a row (see [`BREAKER_THRESHOLD`]), and until when lookups that would
+    /// fetch are answered [`Lookup::Unavailable`].
+    failing: u32,
+    unavailable_until: Option<SystemTime>,
 }
 
 impl Client {
@@ -330,6 +350,26 @@ impl Client {
             next: 0,
             clock: 0,
             bytes: 0,
+            failing: 0,
+            unavailable_until: None,
+        }
+    }
+
+    /// Counts a fetch outcome for the breaker ([`BREAKER_THRESHOLD`]): `failed` for a
+    /// transport error or a 5xx or 429 answer, else the server answered.
+    fn count_outcome(&mut self, failed: bool, now: SystemTime) {
+        if !failed {
+            self.failing = 0;
+            self.unavailable_until = None;
+            return;
+        }
+        self.failing = self.failing.saturating_add(1);
+        if self.failing >= BREAKER_THRESHOLD {
+            let cap = self.cfg.min_ttl.max(FAILURE_BACKOFF);
+            let delay = FAILURE_BACKOFF
+                .saturating_mul(1u32 << (self.failing - BREAKER_THRESHOLD).min(16))
+                .min(cap);
+            self.unavailable_until = Some(add(now, delay));
         }
     }
 
@@ -429,7 +469,13 @@ impl Client {
         }
         match pending {
             Some(t) => Lookup::Pending(t),
-            None => Lookup::Fetch(self.request(id, key)),
+            None => match self.unavailable_until {
+                Some(until) if now < until => Lookup::Unavailable {
+                    failures: self.failing,
+                    until,
+                },
+                _ => Lookup::Fetch(self.request(id, key)),
+            },
         }
     }
 
@@ -739,6 +785,9 @@ impl Client {
             )));
         }
         let (id, key, sent) = self.finish(token)?;
+        let unavailable = matches!(&verified.outcome,
+            Err(Error::Status { status }) if *status >= 500 || *status == 429);
+        self.count_outcome(unavailable, now);
         let handled = match verified.outcome {
             // A 304 is not authenticated: it only revalidates the version this request named
             // with If-None-Match, and only while that version is the one cached (MDQ review
@@ -842,6 +891,7 @@ impl Client {
     ) -> Result<Option<Arc<EntityDescriptor>>, Error> {
         let (id, key, _) = self.finish(token)?;
         self.back_off(&key, now);
+        self.count_outcome(true, now);
         match self.stale(&key, &id, now) {
             Some(s) => Ok(Some(s)),
             None => Err(Error::Transport(error.to_owned())),

@@ -48,6 +48,15 @@ pub enum Error {
     /// Transport failure reported by the IO adapter (connect, timeout, TLS, truncated body).
     #[error("transport: {0}")]
     Transport(String),
+    /// The server is not asked now: its last fetches failed in a row
+    /// ([`crate::client::Lookup::Unavailable`]); `until` (RFC 3339) is when it is asked again.
+    #[error("the MDQ server failed {failures} fetches in a row: not asked again before {until}")]
+    Unavailable {
+        /// Fetches failed in a row.
+        failures: u32,
+        /// When a lookup may fetch again (RFC 3339).
+        until: String,
+    },
     /// A persistent cache file is unusable (unreadable, malformed, out-of-range expiry); the
     /// entry is skipped.
     #[error("persistent cache: {0}")]
@@ -84,7 +93,9 @@ impl Error {
             | Error::WrongEntity { .. }
             | Error::TooLarge { .. }
             | Error::EntityLeftOut { .. } => ErrorKind::Rejected,
-            Error::Status { .. } | Error::Transport(_) => ErrorKind::Transport,
+            Error::Status { .. } | Error::Transport(_) | Error::Unavailable { .. } => {
+                ErrorKind::Transport
+            }
             Error::State(_) => ErrorKind::Misuse,
         }
     }

@@ -941,3 +941,52 @@ fn a_stale_copy_is_served_while_its_refresh_is_in_flight() {
     };
     assert!(matches!(s.lookup(&id), Lookup::Pending(t) if t == r.token));
 }
+
+/// mdq review M3: with the server down or stalled, every lookup of an uncached identifier
+/// (an Issuer in a request: attacker-chosen) ran a whole cycle of timeouts and retries, and
+/// nothing remembered the failures. After `BREAKER_THRESHOLD` failed fetches in a row (any
+/// identifiers), a lookup that would fetch is answered `Unavailable` until the backoff ends;
+/// cached entities are still served; an answer from the server closes the breaker.
+#[test]
+fn failing_fetches_in_a_row_make_lookups_fail_fast() {
+    use mdq_client::client::{BREAKER_THRESHOLD, FAILURE_BACKOFF};
+    let f = fx();
+    let mut c = client(&f);
+    let cached = Identifier::entity_id(SP).unwrap();
+    let r = fetch(&mut c, &cached, now());
+    answer(
+        &mut c,
+        &r,
+        &ok(&signed(&f, &entity(SP, None, None)), &[]),
+        now(),
+    )
+    .unwrap();
+    for n in 0..BREAKER_THRESHOLD {
+        let id = Identifier::entity_id(&format!("https://unknown{n}.example.org")).unwrap();
+        let r = fetch(&mut c, &id, now());
+        if n == 0 {
+            // A 503 counts as a failure like a transport error.
+            assert!(answer(&mut c, &r, &(503, vec![], vec![]), now()).is_err());
+        } else {
+            assert!(c.handle_failure(r.token, "timed out", now()).is_err());
+        }
+    }
+    let other = Identifier::entity_id("https://another.example.org").unwrap();
+    let Lookup::Unavailable { failures, until } = c.lookup(&other, now()) else {
+        panic!("not failing fast")
+    };
+    assert_eq!(
+        (failures, until),
+        (BREAKER_THRESHOLD, now() + FAILURE_BACKOFF)
+    );
+    assert!(matches!(c.lookup(&cached, now()), Lookup::Hit { .. }));
+    // After the backoff, one fetch; the server answers (a 404): closed.
+    let later = now() + FAILURE_BACKOFF;
+    let r = fetch(&mut c, &other, later);
+    assert_eq!(
+        answer(&mut c, &r, &(404, vec![], vec![]), later).unwrap(),
+        None
+    );
+    let third = Identifier::entity_id("https://third.example.org").unwrap();
+    assert!(matches!(c.lookup(&third, later), Lookup::Fetch(_)));
+}

@@ -320,3 +320,44 @@ fn all_is_bounded_by_the_configured_aggregate_size() {
         "{e:?}"
     );
 }
+
+/// mdq review L3: a hit due for an early refresh waited for the refresh and then returned the
+/// old entity, even when the refresh brought a new one (a key rollover). The refreshed entity
+/// is returned.
+#[test]
+fn an_early_refresh_returns_what_it_brought() {
+    let f = fx();
+    let id = Identifier::entity_id(SP).unwrap();
+    let old = doc(&f, SP, None);
+    let newer = EntityDescriptor::builder(SP)
+        .sp(SpSso::builder().acs(Binding::HttpPost, "https://sp.example.org/new-acs"))
+        .build()
+        .unwrap()
+        .sign(&f.key, &SignOptions::default())
+        .unwrap();
+    let (base, _) = server(vec![
+        Act::Send(http("200 OK", &[XML, ("Cache-Control", "max-age=4")], &old)),
+        Act::Send(http(
+            "200 OK",
+            &[XML, ("Cache-Control", "max-age=4")],
+            &newer,
+        )),
+    ]);
+    let c = client(&f, &base, quick(), Duration::ZERO);
+    let acs = |e: &EntityDescriptor| {
+        e.sp().unwrap().assertion_consumer[0]
+            .endpoint
+            .location
+            .to_string()
+    };
+    assert_eq!(
+        acs(&c.get(&id).unwrap().unwrap()),
+        "https://sp.example.org/acs"
+    );
+    // In the refresh window (after 75 % of the 4 s), before expiry.
+    std::thread::sleep(Duration::from_millis(3300));
+    assert_eq!(
+        acs(&c.get(&id).unwrap().unwrap()),
+        "https://sp.example.org/new-acs"
+    );
+}

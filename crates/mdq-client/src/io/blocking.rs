@@ -100,12 +100,18 @@ impl BlockingClient {
                 Lookup::Hit { entity, refresh } => {
                     drop(core);
                     if let Some(r) = refresh {
-                        // Early refresh inline: the cached entity is returned whatever happens.
-                        let _ = self.fetch(r);
+                        // Early refresh inline: the cached entity is returned whatever happens,
+                        // unless the refresh brought a newer one (a key rollover: mdq review L3).
+                        if let Ok(Some(newer)) = self.fetch(r) {
+                            return Ok(Some(newer));
+                        }
                     }
                     return Ok(Some(entity));
                 }
                 Lookup::NotFound => return Ok(None),
+                Lookup::Unavailable { failures, until } => {
+                    return Err(crate::io::core_unavailable(failures, until));
+                }
                 Lookup::Fetch(r) => {
                     drop(core);
                     return self.fetch(r);

@@ -216,6 +216,15 @@ impl<F: Fn()> Drop for Abandoned<'_, F> {
     }
 }
 
+/// The error a lookup answered [`crate::client::Lookup::Unavailable`] gets.
+#[cfg(any(feature = "blocking", feature = "tokio"))]
+pub(crate) fn core_unavailable(failures: u32, until: std::time::SystemTime) -> crate::Error {
+    crate::Error::Unavailable {
+        failures,
+        until: saml_core::time::format_datetime_exact(until),
+    }
+}
+
 #[cfg(feature = "persist")]
 pub mod persist {
     //! A persistent cache directory (feature `persist`, enabled by `blocking` and `tokio`): for each entity `{sha1}.xml` (the signed document as

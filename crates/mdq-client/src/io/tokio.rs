@@ -92,11 +92,17 @@ impl AsyncClient {
             match lookup {
                 Lookup::Hit { entity, refresh } => {
                     if let Some(r) = refresh {
-                        let _ = self.fetch(r).await;
+                        // The refresh's entity when it brought one (mdq review L3).
+                        if let Ok(Some(newer)) = self.fetch(r).await {
+                            return Ok(Some(newer));
+                        }
                     }
                     return Ok(Some(entity));
                 }
                 Lookup::NotFound => return Ok(None),
+                Lookup::Unavailable { failures, until } => {
+                    return Err(crate::io::core_unavailable(failures, until));
+                }
                 Lookup::Fetch(r) => return self.fetch(r).await,
                 Lookup::Pending(_) => {
                     let _ = tokio::time::timeout(

@@ -131,6 +131,10 @@ impl Scenario {
             Lookup::NotFound => Ok(None),
             Lookup::Fetch(r) => self.perform(r),
             Lookup::Pending(t) => panic!("pending on {t:?} in a single-caller scenario"),
+            Lookup::Unavailable { failures, until } => Err(Error::Unavailable {
+                failures,
+                until: format!("{until:?}"),
+            }),
         }
     }
 
