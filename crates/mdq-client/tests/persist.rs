@@ -199,3 +199,105 @@ fn a_no_store_answer_removes_what_an_earlier_answer_saved() {
         "the copy saved before is gone"
     );
 }
+
+/// mdq review M4: the cache directory was read whole into memory at start, and never pruned:
+/// every entity ever looked up stayed, an entity the server no longer has came back after a
+/// restart, and a copy that no longer verified stayed for good. Entries are restored the
+/// latest expiry first, up to `max_entries`; the rest, and those that do not restore, are
+/// deleted; a "not found" removes what an earlier answer saved.
+#[test]
+fn the_cache_directory_is_pruned() {
+    let key = SigningKey::new(PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(), None).unwrap();
+    let mut keys = TrustedKeys::new();
+    keys.add_public_key(key.public_key().unwrap(), "mdq")
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ids = [
+        "https://a.example.org/sp",
+        "https://b.example.org/sp",
+        "https://c.example.org/sp",
+    ];
+    for (n, id) in ids.iter().enumerate() {
+        let doc = EntityDescriptor::builder(id)
+            .sp(SpSso::builder().acs(Binding::HttpPost, "https://sp.example.org/acs"))
+            .build()
+            .unwrap()
+            .sign(&key, &SignOptions::default())
+            .unwrap();
+        let k = saml_metadata::model::sha1_hex(id);
+        std::fs::write(dir.path().join(format!("{k}.xml")), &doc).unwrap();
+        // a expires first, c last.
+        std::fs::write(
+            dir.path().join(format!("{k}.meta")),
+            format!("entity_id={id}\nexpires={}\n", 4_000_000_000u64 + n as u64),
+        )
+        .unwrap();
+    }
+    let opts = Options::default()
+        .with_cache_dir(dir.path())
+        .with_retries(0);
+    let dead = "http://127.0.0.1:9/";
+    let mut cfg = Config::new(BaseUrl::parse(dead).unwrap(), keys.clone());
+    cfg.max_entries = 2;
+    let c = BlockingClient::new(cfg, opts.clone());
+    assert_eq!(c.cached(), 2);
+    let left = |dir: &std::path::Path| {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let a = saml_metadata::model::sha1_hex(ids[0]);
+    assert!(
+        !left(dir.path()).iter().any(|f| f.starts_with(&a)),
+        "a went"
+    );
+    assert_eq!(left(dir.path()).len(), 4);
+    // Another federation key: nothing restores, and nothing stays.
+    let other =
+        SigningKey::new(PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(), None).unwrap();
+    let mut other_keys = TrustedKeys::new();
+    other_keys
+        .add_public_key(other.public_key().unwrap(), "other")
+        .unwrap();
+    let c = BlockingClient::new(
+        Config::new(BaseUrl::parse(dead).unwrap(), other_keys),
+        opts.clone(),
+    );
+    assert_eq!(c.cached(), 0);
+    assert_eq!(c.skipped_cache_files().len(), 2);
+    assert!(left(dir.path()).is_empty(), "{:?}", left(dir.path()));
+}
+
+/// mdq review M4: a "not found" left the copy an earlier answer had saved, restored after a
+/// restart (and served stale when the server failed). It is removed.
+#[test]
+fn a_not_found_answer_removes_what_an_earlier_answer_saved() {
+    let (keys, doc, dir, opts) = fixture();
+    let id = Identifier::entity_id(SP).unwrap();
+    let (base, _) = server(vec![Act::Send(http(
+        "200 OK",
+        &[XML, ("Cache-Control", "max-age=3600")],
+        &doc,
+    ))]);
+    let c = BlockingClient::new(
+        Config::new(BaseUrl::parse(&base).unwrap(), keys.clone()),
+        opts.clone(),
+    );
+    assert!(c.get(&id).unwrap().is_some());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    // Restarted with the saved entry expired past max_stale: fetched again, and gone.
+    expire_saved_entry(dir.path());
+    let (base, _) = server(vec![Act::Send(http("404 Not Found", &[], b""))]);
+    let mut cfg = Config::new(BaseUrl::parse(&base).unwrap(), keys);
+    cfg.max_stale = Duration::from_secs(10 * 365 * 86400);
+    let c = BlockingClient::new(cfg, opts);
+    assert!(c.get(&id).unwrap().is_none());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "the copy saved before is gone"
+    );
+}

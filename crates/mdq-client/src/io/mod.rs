@@ -103,8 +103,9 @@ pub(crate) enum Persist {
     Keep,
     /// Save this entry.
     Save(crate::client::Snapshot),
-    /// Remove what is saved for this entityID: its answer said `no-store`, and an older copy
-    /// on disk would be restored after a restart.
+    /// Remove what is saved under this cache key (the SHA-1 hex of the entityID): its answer
+    /// said `no-store`, or the server no longer has it, and an older copy on disk would be
+    /// restored after a restart (mdq review M4).
     Remove(String),
 }
 
@@ -118,7 +119,7 @@ impl Persist {
             Persist::Save(s) => {
                 let _ = persist::save(dir, &s);
             }
-            Persist::Remove(entity_id) => persist::remove(dir, &entity_id),
+            Persist::Remove(key) => persist::remove_key(dir, &key),
         }
     }
 }
@@ -142,11 +143,13 @@ pub(crate) fn complete(
         Err(e) => core.handle_failure(r.token, &e, now),
     };
     let action = match &out {
-        Ok(Some(e)) if persist => match core.snapshot(&r.id) {
+        Ok(Some(_)) if persist => match core.snapshot(&r.id) {
             Some(s) => Persist::Save(s),
-            None if core.is_no_store(&r.id) => Persist::Remove(e.entity_id.clone()),
+            None if core.is_no_store(&r.id) => Persist::Remove(r.id.key().to_owned()),
             None => Persist::Keep,
         },
+        // Not found (and nothing kept): a copy on disk would come back after a restart.
+        Ok(None) if persist => Persist::Remove(r.id.key().to_owned()),
         _ => Persist::Keep,
     };
     (out, action)
@@ -415,23 +418,81 @@ pub mod persist {
         out
     }
 
-    /// Restores every entry of `dir` into `core` at `now` (see [`load`] and
-    /// [`crate::client::Client::restore`]); returns the files skipped, and why (malformed, or
-    /// a document that no longer verifies).
+    /// Restores the entries of `dir` into `core` at `now`, the latest expiry first, one
+    /// document in memory at a time, until the cache holds [`crate::Config::max_entries`] or
+    /// [`crate::Config::max_bytes`] (see [`parse_meta`] and
+    /// [`crate::client::Client::restore`]); returns the files skipped, and why (malformed, or a
+    /// document that no longer verifies or has expired). The files of a skipped entry, and
+    /// those beyond what the cache holds, are deleted: the directory read whole into memory,
+    /// and never pruned, grew with every entity ever looked up (mdq review M4).
     #[must_use = "the skipped files say which cache entries were not restored, and why"]
     pub fn restore_into(
         core: &mut crate::client::Client,
         dir: &Path,
         now: std::time::SystemTime,
     ) -> Vec<(PathBuf, crate::Error)> {
-        let loaded = load(dir);
-        let mut skipped = loaded.skipped;
-        for s in loaded.snapshots {
-            if let Err(e) = core.restore(&s, now) {
-                skipped.push((dir.join(format!("{}.meta", sha1_hex(&s.entity_id))), e));
+        let mut skipped = Vec::new();
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return skipped;
+        };
+        // The `.meta` files (small), with the expiry each names.
+        let mut metas: Vec<(u64, PathBuf, String)> = Vec::new();
+        for f in rd.flatten() {
+            let p = f.path();
+            if p.extension().and_then(|e| e.to_str()) != Some("meta") {
+                continue;
+            }
+            match read_bounded(&p, MAX_META)
+                .and_then(|m| String::from_utf8(m).map_err(|_| std::io::Error::other("not UTF-8")))
+            {
+                Ok(meta) => {
+                    let expires = meta
+                        .lines()
+                        .find_map(|l| l.strip_prefix("expires="))
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .unwrap_or(0);
+                    metas.push((expires, p, meta));
+                }
+                Err(e) => {
+                    discard(&p);
+                    skipped.push((p, crate::Error::Cache(format!("unreadable: {e}"))));
+                }
+            }
+        }
+        metas.sort_unstable_by_key(|m| std::cmp::Reverse(m.0));
+        let (max_entries, max_bytes) = (core.config().max_entries, core.config().max_bytes);
+        let mut bytes = 0usize;
+        for (_, p, meta) in metas {
+            if core.len() >= max_entries || bytes >= max_bytes {
+                // Beyond what the cache holds: the entries expiring first go.
+                discard(&p);
+                continue;
+            }
+            let restored = read_bounded(&p.with_extension("xml"), MAX_CACHED_DOCUMENT)
+                .map_err(|e| crate::Error::Cache(format!("unreadable: {e}")))
+                .and_then(|document| parse_meta(&meta, document))
+                .and_then(|s| core.restore(&s, now).map(|()| s.document.len()));
+            match restored {
+                Ok(n) => bytes = bytes.saturating_add(n),
+                Err(e) => {
+                    discard(&p);
+                    skipped.push((p, e));
+                }
             }
         }
         skipped
+    }
+
+    /// Deletes a cache entry's `.meta` file and its document.
+    fn discard(meta: &Path) {
+        let _ = std::fs::remove_file(meta);
+        let _ = std::fs::remove_file(meta.with_extension("xml"));
+    }
+
+    /// Removes what is saved in `dir` under the cache key `key` (the SHA-1 hex of the
+    /// entityID; nothing there is no error).
+    pub(crate) fn remove_key(dir: &Path, key: &str) {
+        discard(&dir.join(format!("{key}.meta")));
     }
 
     #[cfg(all(test, unix))]
