@@ -33,15 +33,20 @@
 //!    drain [`Client::poll_refresh`] (each result is a fetch for step 3) until it returns
 //!    `None`, then poll the timeout again.
 //!
-//! Cache lifetimes come from `Cache-Control: max-age`, then the metadata's cacheDuration, then
-//! `Expires`, bounded by validUntil, and clamped to [`Config::min_ttl`, `Config::max_ttl`]
+//! Cache lifetimes come from `Cache-Control: max-age` and the metadata's cacheDuration (the
+//! shorter of the two, the latter the shortest of the root's, the entity's and its roles'),
+//! else `Expires`, bounded by validUntil (the root's, the entity's and its roles'), and
+//! clamped to [`Config::min_ttl`, `Config::max_ttl`]
 //! (Shibboleth's defaults: 10 minutes and 8 hours); `no-cache` and `no-store` count as a zero
 //! max-age, so the minimum, and an answer with `no-store` is never handed out for a persistent
 //! cache ([`Client::snapshot`]). An entry is refreshed early once
 //! [`Config::refresh_fraction`] of its lifetime has passed; a 404 (or an empty answer) is cached
-//! for [`Config::negative_ttl`]; on a failed refresh a stale entry keeps being served for at most
-//! [`Config::max_stale`]. Concurrent lookups of one entity share one fetch (`Pending`). The cache
-//! is bounded by entry count and bytes, least recently used out first.
+//! for [`Config::negative_ttl`] (at least [`NEGATIVE_TTL_FLOOR`]); on a failed refresh, and
+//! while a refresh is in flight, a stale entry keeps being served for at most
+//! [`Config::max_stale`]. Concurrent lookups of one entity share one fetch (`Pending`). After
+//! [`BREAKER_THRESHOLD`] failed fetches in a row, lookups that would fetch fail fast
+//! ([`Lookup::Unavailable`]) for a backoff. The cache is bounded by entry count and bytes,
+//! least recently used out first.
 //!
 //! Guarantees (issue 12):
 //! - No entry is served (fresh, after a 304, stale on error, or restored from a persistent

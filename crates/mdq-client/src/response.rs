@@ -9,7 +9,7 @@ use std::io::Read;
 use std::time::{Duration, SystemTime};
 
 use saml_metadata::load::{self, Aggregate, Policy};
-use saml_metadata::model::{EntityDescriptor, Metadata};
+use saml_metadata::model::{EntityDescriptor, Metadata, Role};
 use saml_metadata::time::parse_datetime;
 
 use crate::error::Error;
@@ -210,15 +210,28 @@ pub fn handle(
     let Some(entity) = entity else {
         return Ok(Fetched::NotFound { ttl });
     };
-    let metadata_ttl = entity.cache_duration.or(match agg.metadata() {
+    // The shortest signed cacheDuration of the root, the entity and its roles (SAML Metadata
+    // §2.3.1: each bounds what it contains; the entity's alone was taken, a longer one than
+    // its group's included: mdq review L2).
+    let root_cache = match agg.metadata() {
         Metadata::Entities(g) => g.cache_duration,
         Metadata::Entity(_) => None,
-    });
-    // max-age, then the signed cacheDuration, then Expires (the order the client's docs give;
-    // Expires came before cacheDuration: mdq review I1).
+    };
+    let metadata_ttl = [root_cache, entity.cache_duration]
+        .into_iter()
+        .chain(entity.roles.iter().map(Role::cache_duration))
+        .flatten()
+        .min();
+    // max-age and the signed cacheDuration, the shorter when both are given (an unsigned
+    // max-age, from a proxy or a MITM on an http:// base, stretched the signed one: mdq
+    // review L2), then Expires (mdq review I1).
+    let ttl = match (headers.max_age, metadata_ttl) {
+        (Some(a), Some(m)) => Some(a.min(m)),
+        (a, m) => a.or(m),
+    };
     Ok(Fetched::Entity {
         etag: resp.header("etag").map(str::to_owned),
-        ttl: headers.max_age.or(metadata_ttl).or(headers.expires),
+        ttl: ttl.or(headers.expires),
         no_store: headers.no_store,
         valid_until,
         document: body.to_vec(),

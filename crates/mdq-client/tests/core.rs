@@ -197,6 +197,13 @@ fn lifetimes_from_headers_and_metadata_are_clamped() {
             None,
             3000,
         ),
+        // Mdq review L2: an unsigned max-age does not stretch the signed cacheDuration.
+        (
+            vec![("Cache-Control", "max-age=28800")],
+            Some(Duration::from_secs(5400)),
+            None,
+            5400,
+        ),
         // no-cache and no-store: a zero max-age (the minimum), whichever directive comes first.
         (
             vec![("Cache-Control", "max-age=7200, no-cache")],

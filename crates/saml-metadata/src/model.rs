@@ -377,6 +377,20 @@ impl Role {
             Role::Other(_) => None,
         }
     }
+
+    /// The role's own `cacheDuration` (SAML Metadata §2.4.1; `None` for a role kept as
+    /// written).
+    #[must_use]
+    pub fn cache_duration(&self) -> Option<Duration> {
+        match self {
+            Role::Idp(i) => i.common.cache_duration,
+            Role::Sp(s) => s.common.cache_duration,
+            Role::AttributeAuthority(a) | Role::AuthnAuthority(a) | Role::Pdp(a) => {
+                a.common.cache_duration
+            }
+            Role::Other(_) => None,
+        }
+    }
 }
 
 /// `AffiliationDescriptor` (§2.3.3).
