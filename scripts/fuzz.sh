@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes every cargo-fuzz target in fuzz/ (xml_reader, c14n, verify, metadata, redirect, response, sasl, mdq, dame,
-# dame_flow, xep0027_stanza, armor) for FUZZ_SECONDS seconds
+# Fuzzes every cargo-fuzz target in fuzz/ (xml_reader, c14n, verify, metadata, redirect, response, sasl, mdq,
+# mdq_cache, dame, dame_flow, xep0027_stanza, armor) for FUZZ_SECONDS seconds
 # each (default 60), starting from the seed corpora in fuzz/seeds/<target>. Fails when any target
 # finds a crash (a panic, an abort, a sanitizer report with FUZZ_SANITIZER=address), an input
 # slower than FUZZ_INPUT_TIMEOUT seconds (default 10) or one needing more than FUZZ_RSS_MB MB
@@ -24,7 +24,7 @@ FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
 FUZZ_INPUT_TIMEOUT="${FUZZ_INPUT_TIMEOUT:-10}"
 FUZZ_RSS_MB="${FUZZ_RSS_MB:-2048}"
 FUZZ_SANITIZER="${FUZZ_SANITIZER:-none}"
-targets=(xml_reader c14n verify metadata redirect response sasl mdq xep0027_stanza armor dame dame_flow)
+targets=(xml_reader c14n verify metadata redirect response sasl mdq mdq_cache xep0027_stanza armor dame dame_flow)
 export RUSTC_BOOTSTRAP=1
 
 if ! [[ "$FUZZ_SECONDS" =~ ^[1-9][0-9]*$ ]]; then

@@ -491,6 +491,7 @@ pub mod persist {
 
     /// Removes what is saved in `dir` under the cache key `key` (the SHA-1 hex of the
     /// entityID; nothing there is no error).
+    #[cfg(any(feature = "blocking", feature = "tokio"))]
     pub(crate) fn remove_key(dir: &Path, key: &str) {
         discard(&dir.join(format!("{key}.meta")));
     }
