@@ -2742,30 +2742,41 @@ mod tests {
     /// or `error`) was never sent again, so a lost rollback left a denied or deleted peer's
     /// metadata at the agent for good. It is now sent again, signed anew with the decision's
     /// own issue instant, while the core still wants it.
+    /// The SP (its agent at `sync`) and an IdP registered in `svc`'s core, the pair
+    /// established, then the IdP removed: the rollback trigger to the SP's agent. With
+    /// `remove` false, only the SP is registered (a restarted instance) and `None` returned.
+    fn rollback_of_a_removed_idp(
+        svc: &Arc<BrokerService<SqliteStore>>,
+        sync: &str,
+        remove: bool,
+    ) -> Option<Transmit> {
+        let now = SystemTime::now();
+        let mut core = svc.core();
+        core.registry
+            .insert(sp_syncing_at(sync), EntityPolicy::default(), now, true)
+            .unwrap();
+        if !remove {
+            return None;
+        }
+        let idp = idp("idp.uni-a.example", "Uni A");
+        core.registry
+            .insert(idp.clone(), EntityPolicy::default(), now, true)
+            .unwrap();
+        core.relationships.record(&idp.entity_id, SP, now);
+        assert_eq!(
+            core.remove_entity(&idp.entity_id, now, &mut openssl_random),
+            1
+        );
+        core.poll_transmit()
+    }
+
     #[tokio::test]
     async fn a_rollback_without_acknowledgement_is_sent_again() {
         let tmp = tempfile::tempdir().unwrap();
         let svc = service_with(tmp.path(), "allow_loopback_http = true\n").await;
         // The SP's agent: busy at first (500 error), then it takes the rollback.
         let (sync, seen) = agent_failing_once();
-        let now = SystemTime::now();
-        let sp = sp_syncing_at(&sync);
-        let idp = idp("idp.uni-a.example", "Uni A");
-        let transmit = {
-            let mut core = svc.core();
-            core.registry
-                .insert(sp, EntityPolicy::default(), now, true)
-                .unwrap();
-            core.registry
-                .insert(idp.clone(), EntityPolicy::default(), now, true)
-                .unwrap();
-            core.relationships.record(&idp.entity_id, SP, now);
-            assert_eq!(
-                core.remove_entity(&idp.entity_id, now, &mut openssl_random),
-                1
-            );
-            core.poll_transmit().unwrap()
-        };
+        let transmit = rollback_of_a_removed_idp(&svc, &sync, true).unwrap();
         svc.clone().send(transmit, 0).await;
         let mut lines = Vec::new();
         for _ in 0..200 {
@@ -2901,44 +2912,16 @@ mod tests {
     async fn a_rollback_being_retried_survives_a_restart() {
         let tmp = tempfile::tempdir().unwrap();
         let (sync, seen) = agent_failing_once();
-        let now = SystemTime::now();
-        let idp_a = idp("idp.uni-a.example", "Uni A");
         let setup = |svc: &Arc<BrokerService<SqliteStore>>, remove: bool| {
-            let mut core = svc.core();
-            core.registry
-                .insert(sp_syncing_at(&sync), EntityPolicy::default(), now, true)
-                .unwrap();
-            if remove {
-                core.registry
-                    .insert(idp_a.clone(), EntityPolicy::default(), now, true)
-                    .unwrap();
-                core.relationships.record(&idp_a.entity_id, SP, now);
-                assert_eq!(
-                    core.remove_entity(&idp_a.entity_id, now, &mut openssl_random),
-                    1
-                );
-                core.poll_transmit()
-            } else {
-                None
-            }
+            rollback_of_a_removed_idp(svc, &sync, remove)
         };
-        let first = service_with(
-            tmp.path(),
-            "allow_loopback_http = true
-",
-        )
-        .await;
+        let first = service_with(tmp.path(), "allow_loopback_http = true\n").await;
         let transmit = setup(&first, true).unwrap();
         // Its first sending: the agent is down; the instance stops during the retries.
         first.clone().send(transmit, 0).await;
         assert_eq!(seen.lock().unwrap().len(), 1);
         drop(first);
-        let second = service_with(
-            tmp.path(),
-            "allow_loopback_http = true
-",
-        )
-        .await;
+        let second = service_with(tmp.path(), "allow_loopback_http = true\n").await;
         let _ = setup(&second, false);
         assert_eq!(second.store.owed_count().await.unwrap(), 1);
         // Not while the first instance's retries could still be running...
@@ -2971,23 +2954,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let svc = service_with(tmp.path(), "allow_loopback_http = true\n").await;
         let (sync, seen) = agent_failing_once();
-        let now = SystemTime::now();
-        let idp_a = idp("idp.uni-a.example", "Uni A");
-        let transmit = {
-            let mut core = svc.core();
-            core.registry
-                .insert(sp_syncing_at(&sync), EntityPolicy::default(), now, true)
-                .unwrap();
-            core.registry
-                .insert(idp_a.clone(), EntityPolicy::default(), now, true)
-                .unwrap();
-            core.relationships.record(&idp_a.entity_id, SP, now);
-            assert_eq!(
-                core.remove_entity(&idp_a.entity_id, now, &mut openssl_random),
-                1
-            );
-            core.poll_transmit().unwrap()
-        };
+        let transmit = rollback_of_a_removed_idp(&svc, &sync, true).unwrap();
         // Its first sending fails: its chain waits 5 s for the next attempt.
         svc.clone().send(transmit, 0).await;
         assert_eq!(seen.lock().unwrap().len(), 1);
