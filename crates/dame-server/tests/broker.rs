@@ -618,9 +618,13 @@ async fn first_use_second_use_restart_and_a_failing_agent() {
     // The IdP's agent withdrew the conversion rules it wrote for the SP (they stayed in force:
     // still open after the sixth round); the files stay, loadable and empty.
     let php_of = || std::fs::read_to_string(rules.join(format!("{stem}.authproc.php"))).unwrap();
+    let json_of = || std::fs::read_to_string(rules.join(format!("{stem}.json"))).unwrap();
+    // Both files: the agent writes the product file first and the JSON after it, so the test
+    // waits for the second as well (reading the JSON once the product file was withdrawn
+    // raced its rewrite).
     let mut withdrawn = false;
     for _ in 0..100 {
-        if !php_of().contains("eppn-from-uid") {
+        if !php_of().contains("eppn-from-uid") && !json_of().contains("eppn-from-uid") {
             withdrawn = true;
             break;
         }
@@ -628,11 +632,10 @@ async fn first_use_second_use_restart_and_a_failing_agent() {
     }
     assert!(
         withdrawn,
-        "rules of the rolled-back SP withdrawn: {}",
-        php_of()
+        "rules of the rolled-back SP withdrawn: {}\n{}",
+        php_of(),
+        json_of()
     );
-    let json = std::fs::read_to_string(rules.join(format!("{stem}.json"))).unwrap();
-    assert!(!json.contains("eppn-from-uid"), "{json}");
     // Allowed again: both agents integrate the pair again.
     assert_eq!(policy("").send().await.unwrap().status(), 200);
     let mut back = false;
