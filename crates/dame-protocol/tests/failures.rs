@@ -393,21 +393,27 @@ fn replayed_response2_is_refused_in_its_flow_and_in_any_other() {
     assert_eq!(w.broker.phase(&other), Some(Phase::AwaitingResponse2));
 }
 
-#[test]
-fn an_error_status_from_the_idp_fails_the_flow_only_for_its_request() {
-    let mut w = World::new();
-    let (flow, to_idp) = to_response2(&mut w);
-    let m = redirect::decode(query_of(&to_idp), 1 << 16).unwrap();
+/// The IdP's error Response (status Responder/`second`, signed) to the AuthnRequest2 at
+/// `to_idp`, as the HTTP-POST form the user agent brings to the broker.
+fn idp_error(w: &World, to_idp: &str, second: saml_core::protocol::StatusCode) -> String {
+    let m = redirect::decode(query_of(to_idp), 1 << 16).unwrap();
     let req = AuthnRequest::parse(&m.xml).unwrap();
     let mut b =
         ResponseBuilder::for_request(&req, IDP, BROKER_ACS, NameId::new("x", NAMEID_TRANSIENT));
     b.status = saml_core::protocol::Status {
         code: saml_core::protocol::StatusCode::Responder,
-        second: Some(saml_core::protocol::StatusCode::AuthnFailed),
+        second: Some(second),
         message: None,
     };
     let xml = b.build(&w.idp.key.signing(), w.now, &mut rng()).unwrap();
-    let form = format!("SAMLResponse={}", url_encode(&post::encode(&xml)));
+    format!("SAMLResponse={}", url_encode(&post::encode(&xml)))
+}
+
+#[test]
+fn an_error_status_from_the_idp_fails_the_flow_only_for_its_request() {
+    let mut w = World::new();
+    let (flow, to_idp) = to_response2(&mut w);
+    let form = idp_error(&w, &to_idp, saml_core::protocol::StatusCode::AuthnFailed);
     // Posted into another flow, it is refused there and changes nothing.
     let (other, _) = to_response2(&mut w);
     assert!(
@@ -450,18 +456,9 @@ fn a_passive_authn_request1_makes_a_passive_authn_request2() {
         .unwrap();
     let to_idp = redirect_of(reply);
     let m = redirect::decode(query_of(&to_idp), 1 << 16).unwrap();
-    let req = AuthnRequest::parse(&m.xml).unwrap();
-    assert_eq!(req.is_passive, Some(true));
+    assert_eq!(AuthnRequest::parse(&m.xml).unwrap().is_passive, Some(true));
     // The IdP cannot authenticate the user without asking: NoPassive.
-    let mut b =
-        ResponseBuilder::for_request(&req, IDP, BROKER_ACS, NameId::new("x", NAMEID_TRANSIENT));
-    b.status = saml_core::protocol::Status {
-        code: saml_core::protocol::StatusCode::Responder,
-        second: Some(saml_core::protocol::StatusCode::NoPassive),
-        message: None,
-    };
-    let xml = b.build(&w.idp.key.signing(), w.now, &mut rng()).unwrap();
-    let form = format!("SAMLResponse={}", url_encode(&post::encode(&xml)));
+    let form = idp_error(&w, &to_idp, saml_core::protocol::StatusCode::NoPassive);
     let reply = w
         .broker
         .handle_response2(&flow, &form, w.now, &mut rng())

@@ -360,6 +360,14 @@ impl Client {
         }
     }
 
+    /// [`FAILURE_BACKOFF`] after `n` earlier failures in a row: doubled per failure, at most
+    /// [`Config::min_ttl`] (or the backoff itself, if longer).
+    fn backoff(cfg: &Config, n: u32) -> Duration {
+        FAILURE_BACKOFF
+            .saturating_mul(1u32 << n.min(16))
+            .min(cfg.min_ttl.max(FAILURE_BACKOFF))
+    }
+
     /// Counts a fetch outcome for the breaker ([`BREAKER_THRESHOLD`]): `failed` for a
     /// transport error or a 5xx or 429 answer, else the server answered.
     fn count_outcome(&mut self, failed: bool, now: SystemTime) {
@@ -370,10 +378,7 @@ impl Client {
         }
         self.failing = self.failing.saturating_add(1);
         if self.failing >= BREAKER_THRESHOLD {
-            let cap = self.cfg.min_ttl.max(FAILURE_BACKOFF);
-            let delay = FAILURE_BACKOFF
-                .saturating_mul(1u32 << (self.failing - BREAKER_THRESHOLD).min(16))
-                .min(cap);
+            let delay = Self::backoff(&self.cfg, self.failing - BREAKER_THRESHOLD);
             self.unavailable_until = Some(add(now, delay));
         }
     }
@@ -634,13 +639,10 @@ impl Client {
     /// `poll_timeout` stayed in the past (a refresher spinning against the failing server:
     /// MDQ review M2).
     fn back_off(&mut self, key: &str, now: SystemTime) {
-        let cap = self.cfg.min_ttl.max(FAILURE_BACKOFF);
         if let Some(e) = self.entries.get_mut(key)
             && matches!(e.value, Value::Found { .. })
         {
-            let delay = FAILURE_BACKOFF
-                .saturating_mul(1u32 << e.failures.min(16))
-                .min(cap);
+            let delay = Self::backoff(&self.cfg, e.failures);
             e.failures = e.failures.saturating_add(1);
             e.refresh_at = add(now, delay);
         }

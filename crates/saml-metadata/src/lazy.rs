@@ -222,8 +222,7 @@ impl<'a> Builder<'a> {
                         && s.attribute("validUntil")
                             .and_then(|a| parse_datetime(&a.value()))
                             .is_some_and(|vu| {
-                                vu.checked_add(self.clock_skew)
-                                    .is_some_and(|latest| latest < self.now)
+                                crate::load::expired_at(vu, self.now, self.clock_skew)
                             });
                     if !expired {
                         open.5 |= role;

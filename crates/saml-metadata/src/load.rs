@@ -271,9 +271,14 @@ fn threads_for(len: usize, policy: &Policy) -> usize {
 /// `validUntil`) so large that the sum does not fit a `SystemTime` means "not expired", never a
 /// panic.
 pub(crate) fn is_expired(valid_until: SystemTime, policy: &Policy) -> bool {
+    expired_at(valid_until, policy.now, policy.clock_skew)
+}
+
+/// [`is_expired`] at `now` with `skew`.
+pub(crate) fn expired_at(valid_until: SystemTime, now: SystemTime, skew: Duration) -> bool {
     valid_until
-        .checked_add(policy.clock_skew)
-        .is_some_and(|latest| latest < policy.now)
+        .checked_add(skew)
+        .is_some_and(|latest| latest < now)
 }
 
 pub(crate) fn check_validity(
@@ -367,10 +372,8 @@ fn drop_expired_roles_below(g: &mut EntitiesDescriptor, policy: &Policy) {
 /// expired entity is left out of the index. Review A5: the `sso` helpers took an expired
 /// IdP role's keys and endpoints.
 pub(crate) fn drop_expired_roles(e: &mut EntityDescriptor, now: SystemTime, skew: Duration) {
-    e.roles.retain(|r| {
-        r.valid_until()
-            .is_none_or(|vu| vu.checked_add(skew).is_none_or(|latest| latest >= now))
-    });
+    e.roles
+        .retain(|r| !r.valid_until().is_some_and(|vu| expired_at(vu, now, skew)));
 }
 
 /// Every entity below `g` with its path and the validUntil that applies to it: the earliest

@@ -28,6 +28,24 @@ fn aggregate(children: &[String]) -> String {
     )
 }
 
+/// An `mdattr:EntityAttributes` holding entity category `c`.
+fn category(c: &str) -> String {
+    format!(
+        "<mdattr:EntityAttributes xmlns:mdattr=\"urn:oasis:names:tc:SAML:metadata:attribute\">\
+         <saml:Attribute xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" \
+         Name=\"http://macedir.org/entity-category\"><saml:AttributeValue>{c}</saml:AttributeValue>\
+         </saml:Attribute></mdattr:EntityAttributes>"
+    )
+}
+
+/// An `mdrpi:RegistrationInfo` naming `https://{fed}.example/`.
+fn registration(fed: &str) -> String {
+    format!(
+        "<mdrpi:RegistrationInfo xmlns:mdrpi=\"urn:oasis:names:tc:SAML:metadata:rpi\" \
+         registrationAuthority=\"https://{fed}.example/\"/>"
+    )
+}
+
 #[test]
 fn an_entity_that_does_not_model_is_an_error_before_anything_is_written() {
     let fed = key();
@@ -252,20 +270,7 @@ fn a_second_registration_info_is_refused() {
 fn a_second_extensions_or_entity_attributes_is_refused() {
     let fed = key();
     let p = policy(&fed);
-    let reg = |fed: &str| {
-        format!(
-            "<md:Extensions><mdrpi:RegistrationInfo xmlns:mdrpi=\"urn:oasis:names:tc:SAML:metadata:rpi\" \
-             registrationAuthority=\"https://{fed}.example/\"/></md:Extensions>"
-        )
-    };
-    let cat = |c: &str| {
-        format!(
-            "<mdattr:EntityAttributes xmlns:mdattr=\"urn:oasis:names:tc:SAML:metadata:attribute\">\
-             <saml:Attribute xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" \
-             Name=\"http://macedir.org/entity-category\"><saml:AttributeValue>{c}</saml:AttributeValue>\
-             </saml:Attribute></mdattr:EntityAttributes>"
-        )
-    };
+    let reg = |fed: &str| format!("<md:Extensions>{}</md:Extensions>", registration(fed));
     let two = format!("{}{}", reg("fed-a"), reg("fed-b"));
     let entity_level = sp("https://e.example/sp", "").replacen(
         "><md:SPSSODescriptor",
@@ -281,8 +286,8 @@ fn a_second_extensions_or_entity_attributes_is_refused() {
         "><md:SPSSODescriptor",
         &format!(
             "><md:Extensions>{}{}</md:Extensions><md:SPSSODescriptor",
-            cat("http://www.geant.net/uri/dataprotection-code-of-conduct/v1"),
-            cat("http://refeds.org/category/research-and-scholarship")
+            category("http://www.geant.net/uri/dataprotection-code-of-conduct/v1"),
+            category("http://refeds.org/category/research-and-scholarship")
         ),
         1,
     );
@@ -332,33 +337,19 @@ fn a_second_extensions_or_entity_attributes_is_refused() {
 fn what_a_group_declares_applies_to_its_entities() {
     let fed = key();
     let p = policy(&fed);
-    let cat = |c: &str| {
-        format!(
-            "<mdattr:EntityAttributes xmlns:mdattr=\"urn:oasis:names:tc:SAML:metadata:attribute\">\
-             <saml:Attribute xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" \
-             Name=\"http://macedir.org/entity-category\"><saml:AttributeValue>{c}</saml:AttributeValue>\
-             </saml:Attribute></mdattr:EntityAttributes>"
-        )
-    };
-    let reg = |fed: &str| {
-        format!(
-            "<mdrpi:RegistrationInfo xmlns:mdrpi=\"urn:oasis:names:tc:SAML:metadata:rpi\" \
-             registrationAuthority=\"https://{fed}.example/\"/>"
-        )
-    };
     let hidden = "http://refeds.org/category/hide-from-discovery";
     let rs = "http://refeds.org/category/research-and-scholarship";
     let own = sp("https://own.example/sp", "").replacen(
         "><md:SPSSODescriptor",
         &format!(
             "><md:Extensions>{}</md:Extensions><md:SPSSODescriptor",
-            reg("fed-own")
+            registration("fed-own")
         ),
         1,
     );
     let inner = format!(
         "<md:EntitiesDescriptor Name=\"inner\"><md:Extensions>{}</md:Extensions>{}\n{}</md:EntitiesDescriptor>",
-        cat(rs),
+        category(rs),
         sp("https://inner.example/sp", ""),
         own
     );
@@ -366,8 +357,8 @@ fn what_a_group_declares_applies_to_its_entities() {
         "validUntil=\"2030-01-01T00:00:00Z\">",
         &format!(
             "validUntil=\"2030-01-01T00:00:00Z\"><md:Extensions>{}{}</md:Extensions>",
-            cat(hidden),
-            reg("fed-a")
+            category(hidden),
+            registration("fed-a")
         ),
         1,
     );

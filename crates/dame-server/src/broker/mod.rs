@@ -783,9 +783,7 @@ impl<S: Store> BrokerService<S> {
             // retries it, no round plans it again (review D1).
             let now = unix(SystemTime::now());
             let due = now + OWED_AFTER_RETRIES.as_secs() as i64;
-            if let Err(e) = self.store.owe(o, now, due, MAX_OWED_TRIGGERS).await {
-                log(&[("event", "store-error".into()), ("error", e.to_string())]);
-            }
+            store_logged(self.store.owe(o, now, due, MAX_OWED_TRIGGERS).await);
         }
         let answer = match SyncTargets::of(&self.cfg).check_literal(&t.url) {
             Err(why) => Err(why),
@@ -805,9 +803,7 @@ impl<S: Store> BrokerService<S> {
         match &owed {
             Some(o) if acknowledged => {
                 self.retrying(&t, -1);
-                if let Err(e) = self.store.settle(o).await {
-                    log(&[("event", "store-error".into()), ("error", e.to_string())]);
-                }
+                store_logged(self.store.settle(o).await);
             }
             Some(o) => {
                 self.clone()
@@ -871,13 +867,8 @@ impl<S: Store> BrokerService<S> {
             // serves).
             self.retrying(&t, -1);
             let now = unix(SystemTime::now());
-            let kept = match self.store.owe(&owed, now, now, MAX_OWED_TRIGGERS).await {
-                Ok(kept) => kept,
-                Err(e) => {
-                    log(&[("event", "store-error".into()), ("error", e.to_string())]);
-                    false
-                }
-            };
+            let kept = store_logged(self.store.owe(&owed, now, now, MAX_OWED_TRIGGERS).await)
+                .unwrap_or(false);
             log(&[
                 ("event", "trigger-given-up".into()),
                 ("to", t.to.clone()),
@@ -900,9 +891,7 @@ impl<S: Store> BrokerService<S> {
                 None => {
                     // No longer wanted (the pair's standing changed): no longer owed.
                     self.retrying(&t, -1);
-                    if let Err(e) = self.store.settle(&owed).await {
-                        log(&[("event", "store-error".into()), ("error", e.to_string())]);
-                    }
+                    store_logged(self.store.settle(&owed).await);
                     log(&[
                         ("event", "trigger-retry-dropped".into()),
                         ("to", t.to.clone()),
@@ -996,9 +985,7 @@ impl<S: Store> BrokerService<S> {
                         ("action", action.as_str().into()),
                         ("about", about.clone()),
                     ]);
-                    if let Err(e) = self.store.settle(&o).await {
-                        log(&[("event", "store-error".into()), ("error", e.to_string())]);
-                    }
+                    store_logged(self.store.settle(&o).await);
                 }
                 // Due again after `again`.
                 Err(e) => log(&[("event", "store-error".into()), ("error", e.to_string())]),
@@ -1361,6 +1348,12 @@ fn error_response(e: &dame_protocol::Error) -> Response {
         status,
         &format!("<h1>Refused</h1><p>{}</p>", html_escape(&e.to_string())),
     )
+}
+
+/// Logs a store error that does not stop what is under way (`store-error`); the value, if any.
+fn store_logged<T>(r: Result<T, Error>) -> Option<T> {
+    r.map_err(|e| log(&[("event", "store-error".into()), ("error", e.to_string())]))
+        .ok()
 }
 
 fn store_error(e: &Error) -> Response {
