@@ -160,6 +160,11 @@ pub struct Changes {
     pub relationships: Vec<(String, String, i64)>,
     /// Audit events: when (Unix seconds), what.
     pub audit: Vec<(i64, String)>,
+    /// Triggers owed from this commit on, each with when it is due and the table's cap, as
+    /// [`Store::owe`] records them at the time of the transaction: a trigger the step queued
+    /// is owed before it is sent, so a broker that stops before sending it leaves it to be
+    /// planned again (review D6).
+    pub owed: Vec<(OwedTrigger, i64, usize)>,
 }
 
 /// How far the registry and the relationships have changed (see [`Store::generation`]).
@@ -272,8 +277,10 @@ pub trait Store: Send + Sync + 'static {
     /// Records at `now` (Unix seconds) that `owed` is owed until acknowledged, to be planned
     /// again once `due` has passed (a lease: the instance retrying it owes it again at each
     /// attempt). It replaces the pair's trigger issued earlier, never one issued later. A new
-    /// pair is recorded only while fewer than `max` are owed in all (several instances
-    /// recording at once may pass it by as many); returns whether it was recorded.
+    /// pair is recorded while fewer than `max` are owed in all (several instances recording at
+    /// once may pass it by as many), or in place of one trigger of the recipient owed the most
+    /// when that one is owed at least two more than this recipient (its re-downloads first,
+    /// then its oldest; audited); returns whether it was recorded.
     fn owe(
         &self,
         owed: &OwedTrigger,
@@ -333,7 +340,7 @@ const ENTITY_METADATA: &str = "INSERT INTO entities (entity_id, xml, policy, ori
 
 /// The parts of the two stores that differ: how a flow transaction begins and locks.
 macro_rules! store_impl {
-    ($store:ty, $begin:expr, $lock:literal, $skip:literal, $shared:literal) => {
+    ($store:ty, $db:ty, $begin:expr, $lock:literal, $skip:literal, $shared:literal) => {
         impl $store {
             /// `e` written with `upsert` (`ENTITY_ROW` or `ENTITY_METADATA`), and the registry
             /// generation bumped, in one transaction.
@@ -358,6 +365,103 @@ macro_rules! store_impl {
                     .await
                     .map_err(w)?;
                 tx.commit().await.map_err(w)
+            }
+
+            /// [`Store::owe`] inside the transaction `tx`. When the table is full, a new pair
+            /// takes the place of one trigger of the recipient owed the most, if that one is
+            /// owed more than this recipient would be with it (its re-downloads first, then
+            /// its oldest), and the eviction is audited: an entity whose agent never answers
+            /// (a self-registered one, say) cannot keep other recipients' rollbacks out
+            /// (review D5).
+            async fn owe_in(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                owed: &OwedTrigger,
+                now: i64,
+                due: i64,
+                max: usize,
+            ) -> Result<bool, Error> {
+                let w = |e| db("owed trigger", e);
+                let max = i64::try_from(max).unwrap_or(i64::MAX);
+                // A held pair is updated whatever the count (an upsert, so that two instances
+                // owing one new pair do not collide), a new one inserted while there is room;
+                // a trigger issued earlier than the one held changes nothing.
+                let upsert = || {
+                    sqlx::query(
+                        "INSERT INTO owed_triggers (recipient, about, action, due, issued, since) \
+                         SELECT $1, $2, $3, $4, $5, $6 \
+                         WHERE (SELECT COUNT(*) FROM owed_triggers) < $7 OR EXISTS \
+                         (SELECT 1 FROM owed_triggers WHERE recipient = $1 AND about = $2) \
+                         ON CONFLICT (recipient, about) DO UPDATE SET action = excluded.action, \
+                         due = excluded.due, issued = excluded.issued \
+                         WHERE excluded.issued >= owed_triggers.issued",
+                    )
+                    .bind(&owed.recipient)
+                    .bind(&owed.about)
+                    .bind(&owed.action)
+                    .bind(due)
+                    .bind(owed.issued)
+                    .bind(now)
+                    .bind(max)
+                };
+                if upsert().execute(&mut **tx).await.map_err(w)?.rows_affected() > 0 {
+                    return Ok(true);
+                }
+                let held = sqlx::query(
+                    "SELECT 1 FROM owed_triggers WHERE recipient = $1 AND about = $2",
+                )
+                .bind(&owed.recipient)
+                .bind(&owed.about)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(w)?;
+                if held.is_some() {
+                    // The pair's trigger held was issued later.
+                    return Ok(false);
+                }
+                // Full: the recipient owed the most, and how much this one is owed.
+                let top = sqlx::query(
+                    "SELECT recipient, COUNT(*) FROM owed_triggers \
+                     GROUP BY recipient ORDER BY COUNT(*) DESC, recipient LIMIT 1",
+                )
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(w)?;
+                let Some(top) = top else { return Ok(false) };
+                let (victim, most): (String, i64) =
+                    (top.try_get(0).map_err(w)?, top.try_get(1).map_err(w)?);
+                let mine: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM owed_triggers WHERE recipient = $1")
+                        .bind(&owed.recipient)
+                        .fetch_one(&mut **tx)
+                        .await
+                        .map_err(w)?;
+                if most <= mine + 1 {
+                    return Ok(false);
+                }
+                let evicted = sqlx::query(
+                    "DELETE FROM owed_triggers WHERE recipient = $1 AND about = \
+                     (SELECT about FROM owed_triggers WHERE recipient = $1 \
+                     ORDER BY CASE action WHEN 'rollback' THEN 1 ELSE 0 END, issued, about \
+                     LIMIT 1) RETURNING about, action",
+                )
+                .bind(&victim)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(w)?;
+                let Some(evicted) = evicted else { return Ok(false) };
+                let (about, action): (String, String) =
+                    (evicted.try_get(0).map_err(w)?, evicted.try_get(1).map_err(w)?);
+                sqlx::query("INSERT INTO audit (at, event) VALUES ($1, $2)")
+                    .bind(now)
+                    .bind(format!(
+                        "owed trigger evicted: {action} to {victim} about {about} \
+                         (owed {most}), for {} to {} about {}",
+                        owed.action, owed.recipient, owed.about
+                    ))
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(w)?;
+                Ok(upsert().execute(&mut **tx).await.map_err(w)?.rows_affected() > 0)
             }
         }
 
@@ -694,6 +798,9 @@ macro_rules! store_impl {
                         .await
                         .map_err(w)?;
                 }
+                for (owed, due, max) in &changes.owed {
+                    Self::owe_in(&mut tx, owed, now, *due, *max).await?;
+                }
                 tx.commit().await.map_err(w)?;
                 Ok(out)
             }
@@ -833,29 +940,11 @@ macro_rules! store_impl {
                 due: i64,
                 max: usize,
             ) -> Result<bool, Error> {
-                // One statement: a held pair is updated whatever the count (an upsert, so that
-                // two instances owing one new pair do not collide), a new one inserted while
-                // there is room; a trigger issued earlier than the one held changes nothing.
-                let r = sqlx::query(
-                    "INSERT INTO owed_triggers (recipient, about, action, due, issued, since) \
-                     SELECT $1, $2, $3, $4, $5, $6 \
-                     WHERE (SELECT COUNT(*) FROM owed_triggers) < $7 OR EXISTS \
-                     (SELECT 1 FROM owed_triggers WHERE recipient = $1 AND about = $2) \
-                     ON CONFLICT (recipient, about) DO UPDATE SET action = excluded.action, \
-                     due = excluded.due, issued = excluded.issued \
-                     WHERE excluded.issued >= owed_triggers.issued",
-                )
-                .bind(&owed.recipient)
-                .bind(&owed.about)
-                .bind(&owed.action)
-                .bind(due)
-                .bind(owed.issued)
-                .bind(now)
-                .bind(i64::try_from(max).unwrap_or(i64::MAX))
-                .execute(&self.pool)
-                .await
-                .map_err(|e| db("owed trigger", e))?;
-                Ok(r.rows_affected() > 0)
+                let w = |e| db("owed trigger", e);
+                let mut tx = $begin(&self.pool).await.map_err(w)?;
+                let kept = Self::owe_in(&mut tx, owed, now, due, max).await?;
+                tx.commit().await.map_err(w)?;
+                Ok(kept)
             }
 
             async fn settle(&self, owed: &OwedTrigger) -> Result<(), Error> {
@@ -974,7 +1063,7 @@ async fn sqlite_begin(
     pool.begin_with("BEGIN IMMEDIATE").await
 }
 
-store_impl!(SqliteStore, sqlite_begin, "", "", false);
+store_impl!(SqliteStore, sqlx::Sqlite, sqlite_begin, "", "", false);
 
 /// PostgreSQL, shared by several broker instances; migrated at start (instances starting
 /// together wait for each other on sqlx's migration lock).
@@ -1008,4 +1097,11 @@ async fn pg_begin(
     pool.begin().await
 }
 
-store_impl!(PgStore, pg_begin, " FOR UPDATE", " SKIP LOCKED", true);
+store_impl!(
+    PgStore,
+    sqlx::Postgres,
+    pg_begin,
+    " FOR UPDATE",
+    " SKIP LOCKED",
+    true
+);

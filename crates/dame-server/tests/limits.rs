@@ -952,6 +952,72 @@ async fn owed_triggers_are_kept(store: &impl dame_server::store::Store) {
         .await
         .unwrap();
     assert_eq!(store.owed_count().await.unwrap(), 0);
+
+    // Review D5: one recipient whose agent never answers (a self-registered entity) filled the
+    // table, and every other recipient's new rollbacks were then dropped after their retries.
+    // A full table gives a new pair the place of one trigger of the recipient owed the most,
+    // its re-downloads first, while that one is owed two more than the new pair's recipient.
+    let to = |recipient: &str, about: &str, action: &str, issued: i64| OwedTrigger {
+        recipient: recipient.into(),
+        about: about.into(),
+        action: action.into(),
+        issued,
+    };
+    let (x, y, z) = (
+        "https://sp-x.example",
+        "https://sp-y.example",
+        "https://sp-z.example",
+    );
+    let now = unix_now();
+    for o in [
+        to(x, a, "rollback", 1),
+        to(x, b, "fetchmetadata", 2),
+        to(x, c, "rollback", 3),
+    ] {
+        assert!(store.owe(&o, now, 100, 3).await.unwrap());
+    }
+    assert!(
+        store
+            .owe(&to(y, a, "rollback", 4), now, 100, 3)
+            .await
+            .unwrap()
+    );
+    // x 2, y 1: y's next one would make them even, so nothing more is taken from x.
+    assert!(
+        !store
+            .owe(&to(y, b, "rollback", 5), now, 100, 3)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .owe(&to(z, a, "rollback", 6), now, 100, 3)
+            .await
+            .unwrap()
+    );
+    // x 1, y 1, z 1: full for everyone.
+    assert!(
+        !store
+            .owe(&to(z, b, "rollback", 7), now, 100, 3)
+            .await
+            .unwrap()
+    );
+    let mut held = store.take_owed(100, 10, 200).await.unwrap();
+    held.sort_by_key(|o| o.issued);
+    assert_eq!(
+        held,
+        vec![
+            to(x, c, "rollback", 3),
+            to(y, a, "rollback", 4),
+            to(z, a, "rollback", 6)
+        ],
+        "x's re-download went first, then its oldest rollback"
+    );
+    // Each eviction is audited.
+    assert_eq!(store.prune_audit(now + 1, 1_000).await.unwrap(), 2);
+    for o in held {
+        store.settle(&o).await.unwrap();
+    }
 }
 
 #[tokio::test]

@@ -244,11 +244,24 @@ pub const TRIGGER_RETRY_DELAYS_S: [u64; 6] = [5, 10, 25, 50, 90, 90];
 /// longer than the retries gets its rollback when it is back, within this time).
 pub const OWED_TRIGGER_EVERY: Duration = Duration::from_secs(600);
 
-/// Most triggers owed at once, in the store across every instance ([`Store::owe`]: from a
-/// rollback's or re-download's first sending until its acknowledgement). A deletion of an
-/// entity with thousands of peers whose agents are all down fills it; beyond it a new pair's
-/// trigger is sent and retried as usual but, given up, is logged and dropped.
+/// Most triggers owed at once, in the store across every instance ([`Store::owe`]: from the
+/// commit of the step that queued a rollback or re-download until its acknowledgement). A
+/// deletion of an entity with thousands of peers whose agents are all down fills it; beyond it
+/// a new pair's trigger takes the place of one of the recipient owed the most, or, when every
+/// recipient is owed about as much, is sent and retried as usual but, given up, is logged and
+/// dropped.
 pub const MAX_OWED_TRIGGERS: usize = 10_000;
+
+/// The record a trigger is owed by until acknowledged, if it is one the broker owes: a
+/// rollback, or a re-download outside a flow (a flow's re-downloads live and die with it).
+fn owed_of(t: &Transmit) -> Option<OwedTrigger> {
+    (t.action == TriggerAction::Rollback || t.flow.is_none()).then(|| OwedTrigger {
+        recipient: t.to.clone(),
+        about: t.about.clone(),
+        action: t.action.as_str().to_owned(),
+        issued: unix_ms(t.issued),
+    })
+}
 
 /// When an owed trigger still being retried by the instance that sent it becomes due to be
 /// planned again by any instance: after its retries ([`TRIGGER_RETRY_DELAYS_S`], 270 s) and a
@@ -480,17 +493,8 @@ impl<S: Store> BrokerService<S> {
         source: Option<&str>,
         f: impl FnOnce(&mut Broker, SystemTime) -> R + Send,
     ) -> Result<R, Error> {
-        let now = SystemTime::now();
         let started = Instant::now();
-        // The periodic step takes the flows due, expired ones included (to roll back and
-        // forget them).
-        let due = matches!(select, FlowSelect::Due(_));
-        let (out, transmits, events, changed) = self
-            .store
-            .transact(select, unix(now), |records| {
-                self.run_step(records, now, source, due, f)
-            })
-            .await?;
+        let (out, transmits, events, changed) = self.commit_step(select, source, f).await?;
         // Waiting pages of the flows that changed look again (see `wait`).
         {
             let waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
@@ -524,6 +528,25 @@ impl<S: Store> BrokerService<S> {
             tokio::spawn(svc.send(t, 0));
         }
         Ok(out)
+    }
+
+    /// The part of [`Self::step_from`] up to the commit: what leaves (triggers, events, the
+    /// waiting pages of the flows changed) is returned, not yet sent.
+    async fn commit_step<R: Send>(
+        self: &Arc<Self>,
+        select: FlowSelect<'_>,
+        source: Option<&str>,
+        f: impl FnOnce(&mut Broker, SystemTime) -> R + Send,
+    ) -> Result<Stepped<R>, Error> {
+        let now = SystemTime::now();
+        // The periodic step takes the flows due, expired ones included (to roll back and
+        // forget them).
+        let due = matches!(select, FlowSelect::Due(_));
+        self.store
+            .transact(select, unix(now), |records| {
+                self.run_step(records, now, source, due, f)
+            })
+            .await
     }
 
     /// The synchronous part of [`Self::step`], inside the transaction.
@@ -603,6 +626,13 @@ impl<S: Store> BrokerService<S> {
         let transmits: Vec<Transmit> = std::iter::from_fn(|| core.poll_transmit()).collect();
         let events: Vec<Event> = std::iter::from_fn(|| core.poll_event()).collect();
         let at = unix(now);
+        // Owed from the commit on, with the lease its first sending renews (review D6).
+        let lease = at + OWED_AFTER_RETRIES.as_secs() as i64;
+        changes.owed = transmits
+            .iter()
+            .filter_map(owed_of)
+            .map(|o| (o, lease, MAX_OWED_TRIGGERS))
+            .collect();
         for e in &events {
             if let Event::RelationshipEstablished { idp, sp } = e {
                 changes.relationships.push((idp.clone(), sp.clone(), at));
@@ -764,12 +794,7 @@ impl<S: Store> BrokerService<S> {
     }
 
     async fn send_inner(self: Arc<Self>, t: Transmit, attempt: usize) {
-        let owed = (t.action == TriggerAction::Rollback || t.flow.is_none()).then(|| OwedTrigger {
-            recipient: t.to.clone(),
-            about: t.about.clone(),
-            action: t.action.as_str().to_owned(),
-            issued: unix_ms(t.issued),
-        });
+        let owed = owed_of(&t);
         if owed.is_some() && attempt == 0 {
             self.retrying(&t, 1);
         }
@@ -777,7 +802,8 @@ impl<S: Store> BrokerService<S> {
         let pace = self.pace(&t.to);
         let permit = pace.acquire().await;
         if let Some(o) = &owed {
-            // Owed from its first sending, in the store, with a lease renewed at each attempt:
+            // Owed in the store from the commit that queued it (review D6), with a lease
+            // renewed at each attempt:
             // an instance that stops while it is retried leaves it to be planned again, by
             // this one restarted or another, once the lease has run out; while this instance
             // retries it, no round plans it again (review D1).
@@ -2700,6 +2726,12 @@ mod tests {
     /// An agent on loopback that answers its first trigger with a 500 `error` and every later
     /// one `integrated`: its `MetadataSyncLocation` and the request lines it received.
     fn agent_failing_once() -> (String, Arc<Mutex<Vec<String>>>) {
+        agent_failing(1)
+    }
+
+    /// An agent at the returned URL answering its first `fails` requests with an error and
+    /// the others with `integrated`; the request lines it saw.
+    fn agent_failing(fails: usize) -> (String, Arc<Mutex<Vec<String>>>) {
         use std::io::{Read, Write};
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let sync = format!("http://{}/dame", l.local_addr().unwrap());
@@ -2716,7 +2748,7 @@ mod tests {
                     .unwrap_or_default()
                     .to_owned();
                 s2.lock().unwrap().push(line);
-                let (head, body) = if i == 0 {
+                let (head, body) = if i < fails {
                     ("500 Internal Server Error", "status=error&reason=busy")
                 } else {
                     ("200 OK", "status=integrated&reason=removed")
@@ -2934,6 +2966,53 @@ mod tests {
         }
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(lines[1].contains("action=rollback"), "{lines:?}");
+        assert_eq!(second.store.owed_count().await.unwrap(), 0);
+    }
+
+    /// Review D6: a rollback a step queued was owed only from its first sending, in a task
+    /// spawned after the step's commit, so a broker stopped in between (a deployment's
+    /// restart) lost it for good. It is owed in the step's own transaction: here the broker
+    /// stops right after the commit, and the restarted one plans the rollback once its lease
+    /// has run out.
+    #[tokio::test]
+    async fn a_rollback_queued_by_a_step_survives_a_stop_before_its_sending() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (sync, seen) = agent_failing(0);
+        let first = service_with(tmp.path(), "allow_loopback_http = true\n").await;
+        let _ = rollback_of_a_removed_idp(&first, &sync, false);
+        let uni_a = idp("idp.uni-a.example", "Uni A");
+        {
+            let mut core = first.core();
+            let now = SystemTime::now();
+            core.registry
+                .insert(uni_a.clone(), EntityPolicy::default(), now, true)
+                .unwrap();
+            core.relationships.record(&uni_a.entity_id, SP, now);
+        }
+        let (told, transmits, _, _) = first
+            .commit_step(FlowSelect::None, None, |core, now| {
+                core.remove_entity(&uni_a.entity_id, now, &mut openssl_random)
+            })
+            .await
+            .unwrap();
+        assert_eq!((told, transmits.len()), (1, 1));
+        // The broker stops here: nothing is sent.
+        drop((transmits, first));
+        let second = service_with(tmp.path(), "allow_loopback_http = true\n").await;
+        let _ = rollback_of_a_removed_idp(&second, &sync, false);
+        assert_eq!(second.store.owed_count().await.unwrap(), 1);
+        let later = unix(SystemTime::now()) + OWED_AFTER_RETRIES.as_secs() as i64 + 1;
+        assert_eq!(second.send_owed_at(later).await, 1);
+        let mut lines = Vec::new();
+        for _ in 0..100 {
+            lines = seen.lock().unwrap().clone();
+            if !lines.is_empty() && second.store.owed_count().await.unwrap() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains("action=rollback"), "{lines:?}");
         assert_eq!(second.store.owed_count().await.unwrap(), 0);
     }
 
