@@ -205,7 +205,8 @@ pub struct FetchRequest {
     pub id: Identifier,
     /// The URL.
     pub url: String,
-    /// Headers to send: Accept, Accept-Encoding, and If-None-Match when revalidating.
+    /// Headers to send: Accept, Accept-Encoding, and If-None-Match (or If-Modified-Since, for
+    /// a version cached without an ETag) when revalidating.
     pub headers: Vec<(String, String)>,
 }
 
@@ -258,14 +259,38 @@ pub enum Lookup {
 /// [`FAILURE_BACKOFF`], doubled per further failure up to [`Config::min_ttl`].
 pub const BREAKER_THRESHOLD: u32 = 3;
 
+/// What a revalidation names the cached version by (RFC 9110 §13.1): its ETag, else its
+/// `Last-Modified` date.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Validator {
+    /// Sent as `If-None-Match`.
+    ETag(String),
+    /// Sent as `If-Modified-Since`.
+    Date(String),
+}
+
+impl Validator {
+    fn header(&self) -> (String, String) {
+        match self {
+            Validator::ETag(e) => ("If-None-Match".to_owned(), e.clone()),
+            Validator::Date(d) => ("If-Modified-Since".to_owned(), d.clone()),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Value {
     Found {
         entity: Arc<EntityDescriptor>,
         etag: Option<String>,
+        /// `Last-Modified`, sent back as `If-Modified-Since` when there is no ETag.
+        last_modified: Option<String>,
         document: Arc<Vec<u8>>,
         /// The answer said `Cache-Control: no-store`: never snapshotted for a persistent cache.
         no_store: bool,
+        /// The document's signed cacheDuration ([`crate::response::signed_cache_duration`]):
+        /// a 304 renews the copy for no longer (mdq review L2c).
+        cache_duration: Option<Duration>,
     },
     Missing,
 }
@@ -290,6 +315,8 @@ pub struct Snapshot {
     pub document: Arc<Vec<u8>>,
     /// Its ETag.
     pub etag: Option<String>,
+    /// Its `Last-Modified` date, the validator when it has no ETag.
+    pub last_modified: Option<String>,
     /// When the cache entry expires (an upper bound on restore: the lifetime is clamped to
     /// [`Config::max_ttl`] and the document's validUntil).
     pub expires: SystemTime,
@@ -332,8 +359,8 @@ pub const NEGATIVE_TTL_FLOOR: Duration = Duration::from_secs(30);
 pub struct Client {
     cfg: Config,
     entries: HashMap<String, Entry>,
-    /// Per fetch: what, its cache key, and the ETag sent as `If-None-Match` (if any).
-    inflight: HashMap<Token, (Identifier, String, Option<String>)>,
+    /// Per fetch: what, its cache key, and the validator sent (if any).
+    inflight: HashMap<Token, (Identifier, String, Option<Validator>)>,
     by_key: HashMap<String, Token>,
     next: u64,
     clock: u64,
@@ -417,15 +444,9 @@ impl Client {
             ("Accept".to_owned(), SAML_METADATA_TYPE.to_owned()),
             ("Accept-Encoding".to_owned(), "gzip".to_owned()),
         ];
-        let sent = match self.entries.get(key) {
-            Some(Entry {
-                value: Value::Found { etag: Some(e), .. },
-                ..
-            }) => Some(e.clone()),
-            _ => None,
-        };
-        if let Some(e) = &sent {
-            headers.push(("If-None-Match".to_owned(), e.clone()));
+        let sent = self.cached_validator(key);
+        if let Some(v) = &sent {
+            headers.push(v.header());
         }
         self.inflight
             .insert(token, (id.clone(), key.to_owned(), sent));
@@ -606,8 +627,8 @@ impl Client {
         }
     }
 
-    /// Ends the fetch `token`: what it fetched, its cache key, and the ETag it sent.
-    fn finish(&mut self, token: Token) -> Result<(Identifier, String, Option<String>), Error> {
+    /// Ends the fetch `token`: what it fetched, its cache key, and the validator it sent.
+    fn finish(&mut self, token: Token) -> Result<(Identifier, String, Option<Validator>), Error> {
         let (id, key, sent) = self
             .inflight
             .remove(&token)
@@ -616,13 +637,22 @@ impl Client {
         Ok((id, key, sent))
     }
 
-    /// The ETag of the document cached under `key`.
-    fn cached_etag(&self, key: &str) -> Option<&str> {
+    /// The validator of the document cached under `key`: its ETag, else its `Last-Modified`
+    /// date (mdq review L5: a server sending no ETag had every unchanged entity sent whole).
+    fn cached_validator(&self, key: &str) -> Option<Validator> {
         match self.entries.get(key) {
             Some(Entry {
-                value: Value::Found { etag, .. },
+                value:
+                    Value::Found {
+                        etag,
+                        last_modified,
+                        ..
+                    },
                 ..
-            }) => etag.as_deref(),
+            }) => etag
+                .clone()
+                .map(Validator::ETag)
+                .or_else(|| last_modified.clone().map(Validator::Date)),
             _ => None,
         }
     }
@@ -673,8 +703,8 @@ impl Client {
     }
 
     /// A fetch of `id` whatever the cache holds: for a push notice that the entity changed (a
-    /// DAME metadata-integration trigger). Sends `If-None-Match` when a version is cached, so
-    /// an unchanged entity costs a 304. Complete a [`FetchNow::Fetch`] like any
+    /// DAME metadata-integration trigger). Sends `If-None-Match` (or `If-Modified-Since`) when a
+    /// version is cached, so an unchanged entity costs a 304. Complete a [`FetchNow::Fetch`] like any
     /// [`FetchRequest`]; a fetch of the same entity already in flight is joined
     /// ([`FetchNow::Joined`]: nothing to send).
     pub fn fetch_now(&mut self, id: &Identifier) -> FetchNow {
@@ -690,8 +720,9 @@ impl Client {
     /// never past its validUntil), otherwise it is the error; a bad response never replaces a
     /// good cache entry. A "not found" does not replace an entry that has not expired yet (that
     /// entry is returned), and is cached for at most `negative_ttl`. A 304 revalidates only the
-    /// version the request named with `If-None-Match` (a 304 to a request without one is a bad
-    /// response), and one for an entry past its validUntil is an error.
+    /// version the request named with `If-None-Match` or `If-Modified-Since` (a 304 to a
+    /// request without one is a bad response), and one for an entry past its validUntil is an
+    /// error.
     pub fn handle_response(
         &mut self,
         token: Token,
@@ -718,7 +749,7 @@ impl Client {
     }
 
     /// Forgets what is cached for `id` (found or not found): the next lookup fetches it, with
-    /// no `If-None-Match`. For a caller that stopped trusting the entity (a DAME rollback,
+    /// no validator. For a caller that stopped trusting the entity (a DAME rollback,
     /// agent review M3), so that no later failure or 304 serves the old copy. A fetch of `id`
     /// in flight is not affected (its completion caches what it gets).
     pub fn forget(&mut self, id: &Identifier) {
@@ -797,13 +828,16 @@ impl Client {
         self.count_outcome(unavailable, now);
         let handled = match verified.outcome {
             // A 304 is not authenticated: it only revalidates the version this request named
-            // with If-None-Match, and only while that version is the one cached (MDQ review
-            // L1: without a validator, a forged 304 kept any old document for ever).
+            // with If-None-Match or If-Modified-Since, and only while that version is the one
+            // cached (MDQ review L1: without a validator, a forged 304 kept any old document
+            // for ever).
             Ok(Fetched::NotModified { .. })
-                if sent.is_none() || self.cached_etag(&key) != sent.as_deref() =>
+                if sent.is_none() || self.cached_validator(&key) != sent =>
             {
                 Err(Error::Response(
-                    "304 to a request that named no cached version (If-None-Match)".into(),
+                    "304 to a request that named no cached version \
+                     (If-None-Match or If-Modified-Since)"
+                        .into(),
                 ))
             }
             other => other,
@@ -812,8 +846,10 @@ impl Client {
             Ok(Fetched::Entity {
                 entity,
                 etag,
+                last_modified,
                 ttl,
                 valid_until,
+                cache_duration,
                 document,
                 no_store,
             }) => {
@@ -824,8 +860,10 @@ impl Client {
                     Value::Found {
                         entity: entity.clone(),
                         etag,
+                        last_modified,
                         document: Arc::new(document),
                         no_store,
+                        cache_duration,
                     },
                     t,
                     valid_until,
@@ -839,7 +877,12 @@ impl Client {
                         "304 for an entity that is not cached".into(),
                     ));
                 };
-                let Value::Found { entity, .. } = &old.value else {
+                let Value::Found {
+                    entity,
+                    cache_duration,
+                    ..
+                } = &old.value
+                else {
                     return Err(Error::Response(
                         "304 for an entity that is not cached".into(),
                     ));
@@ -854,6 +897,10 @@ impl Client {
                         "304 for a cached document past its validUntil".into(),
                     ));
                 }
+                // The signed cacheDuration of the copy bounds its renewal as it bounded its
+                // first lifetime (a 304 with a long max-age, or none, stretched it to
+                // max-age or `default_ttl`: mdq review L2c).
+                let ttl = crate::response::bounded_by_signed(ttl, *cache_duration);
                 let t = self.lifetime(ttl, vu, now);
                 let entity = entity.clone();
                 if let Value::Found { no_store: kept, .. } = &mut old.value {
@@ -941,8 +988,10 @@ impl Client {
                     Value::Found {
                         entity,
                         etag,
+                        last_modified,
                         document,
                         no_store: false,
+                        ..
                     },
                 expires,
                 ..
@@ -950,6 +999,7 @@ impl Client {
                 entity_id: entity.entity_id.clone(),
                 document: document.clone(),
                 etag: etag.clone(),
+                last_modified: last_modified.clone(),
                 expires: *expires,
             }),
             _ => None,
@@ -1016,8 +1066,10 @@ impl Client {
         let value = Value::Found {
             entity: Arc::new(e.clone()),
             etag: snapshot.etag.clone(),
+            last_modified: snapshot.last_modified.clone(),
             document: snapshot.document.clone(),
             no_store: false,
+            cache_duration: crate::response::signed_cache_duration(&agg, e),
         };
         let mut ttl = snapshot
             .expires

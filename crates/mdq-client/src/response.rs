@@ -46,10 +46,17 @@ pub enum Fetched {
         entity: Box<EntityDescriptor>,
         /// The ETag, normalized (quotes and `W/` kept as sent).
         etag: Option<String>,
+        /// The `Last-Modified` date as sent, if it is one an `If-Modified-Since` header can
+        /// carry back (at most 64 visible ASCII characters): the validator of a server that
+        /// sends no ETag.
+        last_modified: Option<String>,
         /// Lifetime from the response and metadata, if any said.
         ttl: Option<Duration>,
         /// The entity's (or its document's) validUntil.
         valid_until: Option<SystemTime>,
+        /// The shortest signed cacheDuration of the document's root, the entity and its roles
+        /// ([`signed_cache_duration`]): it bounds the lifetime a later 304 gives the copy too.
+        cache_duration: Option<Duration>,
         /// The verified document as received (decoded), for a persistent cache.
         document: Vec<u8>,
         /// `Cache-Control: no-store`: the answer may be used, and is kept in memory for the
@@ -70,6 +77,43 @@ pub enum Fetched {
         /// Lifetime from the response headers, if any (for negative caching).
         ttl: Option<Duration>,
     },
+}
+
+/// The shortest signed cacheDuration of `agg`'s root, `entity` and its roles (SAML Metadata
+/// §2.3.1: each bounds what it contains; the entity's alone was taken, a longer one than its
+/// group's included: mdq review L2).
+pub(crate) fn signed_cache_duration(
+    agg: &Aggregate,
+    entity: &EntityDescriptor,
+) -> Option<Duration> {
+    let root_cache = match agg.metadata() {
+        Metadata::Entities(g) => g.cache_duration,
+        Metadata::Entity(_) => None,
+    };
+    [root_cache, entity.cache_duration]
+        .into_iter()
+        .chain(entity.roles.iter().map(Role::cache_duration))
+        .flatten()
+        .min()
+}
+
+/// Whether `v` can be sent back in a request header as it is: 1 to `max` visible ASCII
+/// characters and spaces.
+pub(crate) fn header_safe(v: &str, max: usize) -> bool {
+    (1..=max).contains(&v.len()) && v.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
+}
+
+/// A lifetime an answer's headers give (`header`) bounded by the signed cacheDuration: the
+/// shorter when both are given (an unsigned max-age, from a proxy or a MITM on an http://
+/// base, stretched the signed one: mdq review L2), else whichever is.
+pub(crate) fn bounded_by_signed(
+    header: Option<Duration>,
+    signed: Option<Duration>,
+) -> Option<Duration> {
+    match (header, signed) {
+        (Some(a), Some(m)) => Some(a.min(m)),
+        (a, m) => a.or(m),
+    }
 }
 
 /// What a response's headers say about caching it (RFC 9111 §5.2.2, §5.3).
@@ -210,30 +254,19 @@ pub fn handle(
     let Some(entity) = entity else {
         return Ok(Fetched::NotFound { ttl });
     };
-    // The shortest signed cacheDuration of the root, the entity and its roles (SAML Metadata
-    // §2.3.1: each bounds what it contains; the entity's alone was taken, a longer one than
-    // its group's included: mdq review L2).
-    let root_cache = match agg.metadata() {
-        Metadata::Entities(g) => g.cache_duration,
-        Metadata::Entity(_) => None,
-    };
-    let metadata_ttl = [root_cache, entity.cache_duration]
-        .into_iter()
-        .chain(entity.roles.iter().map(Role::cache_duration))
-        .flatten()
-        .min();
-    // max-age and the signed cacheDuration, the shorter when both are given (an unsigned
-    // max-age, from a proxy or a MITM on an http:// base, stretched the signed one: mdq
-    // review L2), then Expires (mdq review I1).
-    let ttl = match (headers.max_age, metadata_ttl) {
-        (Some(a), Some(m)) => Some(a.min(m)),
-        (a, m) => a.or(m),
-    };
+    let cache_duration = signed_cache_duration(&agg, entity);
+    // max-age and the signed cacheDuration, then Expires (mdq review I1).
     Ok(Fetched::Entity {
         etag: resp.header("etag").map(str::to_owned),
-        ttl: ttl.or(headers.expires),
+        last_modified: resp
+            .header("last-modified")
+            .map(str::trim)
+            .filter(|v| header_safe(v, 64))
+            .map(str::to_owned),
+        ttl: bounded_by_signed(headers.max_age, cache_duration).or(headers.expires),
         no_store: headers.no_store,
         valid_until,
+        cache_duration,
         document: body.to_vec(),
         entity: Box::new(entity.clone()),
     })

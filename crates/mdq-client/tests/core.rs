@@ -237,6 +237,81 @@ fn lifetimes_from_headers_and_metadata_are_clamped() {
     }
 }
 
+/// Mdq review L2c: a 304 renewed the copy for its own max-age, or for `default_ttl` without
+/// one, past the document's signed cacheDuration (which bounded the first lifetime). The
+/// signed cacheDuration bounds every renewal.
+#[test]
+fn a_304_renews_no_longer_than_the_signed_cache_duration() {
+    let f = fx();
+    let id = Identifier::entity_id(SP).unwrap();
+    let doc = signed(&f, &entity(SP, Some(Duration::from_secs(900)), None));
+    for (headers, secs) in [
+        (vec![("Cache-Control", "max-age=28800")], 900),
+        (vec![], 900),
+        (vec![("Cache-Control", "max-age=700")], 700),
+    ] {
+        let mut c = client(&f);
+        let r = fetch(&mut c, &id, now());
+        answer(&mut c, &r, &ok(&doc, &[("ETag", "\"v1\"")]), now()).unwrap();
+        let later = now() + Duration::from_secs(901);
+        let r = fetch(&mut c, &id, later);
+        let headers = headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        answer(&mut c, &r, &(304, headers, vec![]), later)
+            .unwrap()
+            .unwrap();
+        let (_, expires) = c.entry_times(&id).unwrap();
+        assert_eq!(expires.duration_since(later).unwrap().as_secs(), secs);
+    }
+}
+
+/// Mdq review L5: a server that sends `Last-Modified` and no ETag (a plain file server) had
+/// every unchanged entity sent whole, each revalidation being a full fetch. Its date is sent
+/// back as `If-Modified-Since`, its 304 accepted as for an ETag; an ETag, when there is one,
+/// is the validator sent. The date is kept across a restart.
+#[test]
+fn a_version_without_an_etag_is_revalidated_by_its_date() {
+    let f = fx();
+    let id = Identifier::entity_id(SP).unwrap();
+    let doc = signed(&f, &entity(SP, None, None));
+    let date = "Fri, 15 Jan 2027 08:00:00 GMT";
+    let mut c = client(&f);
+    let r = fetch(&mut c, &id, now());
+    answer(&mut c, &r, &ok(&doc, &[("Last-Modified", date)]), now()).unwrap();
+    let later = now() + Duration::from_secs(3601);
+    let r = fetch(&mut c, &id, later);
+    assert!(
+        r.headers
+            .contains(&("If-Modified-Since".into(), date.into()))
+    );
+    assert!(!r.headers.iter().any(|(k, _)| k == "If-None-Match"));
+    let e = answer(&mut c, &r, &(304, vec![], vec![]), later)
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.entity_id, SP);
+    assert!(matches!(c.lookup(&id, later), Lookup::Hit { .. }));
+    // Kept by a persistent cache.
+    let snap = c.snapshot(&id).unwrap();
+    assert_eq!(snap.last_modified.as_deref(), Some(date));
+    let dir = tempfile::tempdir().unwrap();
+    mdq_client::io::persist::save(dir.path(), &snap).unwrap();
+    let loaded = mdq_client::io::persist::load(dir.path());
+    assert_eq!(loaded.snapshots, vec![snap]);
+    // Both: the ETag is sent, alone.
+    let mut c = client(&f);
+    let r = fetch(&mut c, &id, now());
+    let both = [("Last-Modified", date), ("ETag", "\"v1\"")];
+    answer(&mut c, &r, &ok(&doc, &both), now()).unwrap();
+    let r = fetch(&mut c, &id, later);
+    assert!(
+        r.headers
+            .contains(&("If-None-Match".into(), "\"v1\"".into()))
+    );
+    assert!(!r.headers.iter().any(|(k, _)| k == "If-Modified-Since"));
+}
+
 #[test]
 fn not_found_is_cached_and_pyff_empty_answers_count_as_not_found() {
     let f = fx();

@@ -267,6 +267,7 @@ fn restored_lifetimes_are_clamped_and_bounded_by_valid_until() {
         entity_id: SP.into(),
         document: Arc::new(document),
         etag: None,
+        last_modified: None,
         expires,
     };
     let mut c = client(&keys);
@@ -489,6 +490,7 @@ fn a_long_expired_snapshot_is_not_served_stale() {
         entity_id: SP.into(),
         document: doc.clone(),
         etag: None,
+        last_modified: None,
         expires,
     };
     let mut c = client(&keys);
@@ -521,6 +523,7 @@ fn a_restored_nested_groups_valid_until_bounds_its_entity() {
         entity_id: SP.into(),
         document: Arc::new(nested(&k, at(10 * H), at(H))),
         etag: None,
+        last_modified: None,
         expires: at(30 * 86400),
     };
     c.restore(&snap, now()).unwrap();

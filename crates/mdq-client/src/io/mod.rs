@@ -231,11 +231,12 @@ pub(crate) fn core_unavailable(failures: u32, until: std::time::SystemTime) -> c
 #[cfg(feature = "persist")]
 pub mod persist {
     //! A persistent cache directory (feature `persist`, enabled by `blocking` and `tokio`): for each entity `{sha1}.xml` (the signed document as
-    //! received) and `{sha1}.meta` (`entity_id=`, `etag=`, `expires=` in Unix seconds, `sha256=` of
+    //! received) and `{sha1}.meta` (`entity_id=`, `etag=`, `last_modified=`, `expires=` in Unix seconds, `sha256=` of
     //! the document it goes with), written
     //! atomically. On start the adapters restore every entry through
     //! [`crate::client::Client::restore`], which verifies the document again: a restart serves
-    //! known entities without the network and revalidates them with If-None-Match.
+    //! known entities without the network and revalidates them with If-None-Match (or
+    //! If-Modified-Since).
     //!
     //! Nothing in the directory is trusted: the document is verified again, the `.meta` expiry
     //! is only an upper bound (clamped to `max_ttl` and the document's validUntil on restore),
@@ -326,6 +327,9 @@ pub mod persist {
         if let Some(e) = &s.etag {
             meta.push_str(&format!("etag={}\n", e.replace('\n', "")));
         }
+        if let Some(d) = &s.last_modified {
+            meta.push_str(&format!("last_modified={}\n", d.replace('\n', "")));
+        }
         write_atomic(&dir.join(format!("{key}.meta")), meta.as_bytes())
     }
 
@@ -384,6 +388,9 @@ pub mod persist {
                 .filter(|e| {
                     paired && !e.is_empty() && e.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
                 })
+                .map(str::to_owned),
+            last_modified: get("last_modified=")
+                .filter(|d| paired && crate::response::header_safe(d, 64))
                 .map(str::to_owned),
             expires,
         })
