@@ -187,6 +187,10 @@ impl<T: IntegrationTarget> Agent<T> {
         // one anyway).
         cfg.max_stale = Duration::ZERO;
         cfg.max_entries = 1_000;
+        // The broker signs every document with a validUntil (required, as by default), for
+        // as long as its operator configured, up to a year (dame-broker's
+        // `document_validity_hours`, 2 to 8760): longer than mdq-client's default bound.
+        cfg.max_validity = Some(Duration::from_secs(366 * 86_400));
         Ok(Agent {
             me: me.to_owned(),
             side,

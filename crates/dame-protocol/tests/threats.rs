@@ -135,8 +135,11 @@ fn faked_metadata_is_never_integrated() {
         .unwrap();
     let a = agent_fetches(&mut w, SP, &other);
     assert_eq!(a.status, MdiStatus::Refused, "{a:?}");
-    // Signed by the broker, the right entityID, but an IdP given to an IdP's agent.
-    let idp_as_sp = idp_entity(&mallory, SP, Some(SP_SYNC))
+    // Signed by the broker, the right entityID, valid for a week, but an IdP given to an
+    // IdP's agent.
+    let mut idp_as_sp = idp_entity(&mallory, SP, Some(SP_SYNC));
+    idp_as_sp.valid_until = Some(w.now + std::time::Duration::from_secs(7 * 86_400));
+    let idp_as_sp = idp_as_sp
         .sign(&w.broker_key.signing(), &SignOptions::default())
         .unwrap();
     let a = agent_fetches(&mut w, SP, &idp_as_sp);

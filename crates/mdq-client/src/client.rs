@@ -75,6 +75,11 @@ use crate::url::{BaseUrl, Identifier};
 /// `application/samlmetadata+xml`
 pub const SAML_METADATA_TYPE: &str = "application/samlmetadata+xml";
 
+/// The default [`Config::max_validity`]: 28 days. Shibboleth's MDQ example assumes documents
+/// valid for two weeks (P14D) and its aggregate examples allow up to 30 days; MDQ services
+/// sign for 7 to 14 days (pyFF's examples 10).
+pub const DEFAULT_MAX_VALIDITY: Duration = Duration::from_secs(28 * 86_400);
+
 /// Client configuration. Build it with [`Config::new`], then set the fields to change.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -109,11 +114,15 @@ pub struct Config {
     pub clock_skew: Duration,
     /// Admit SHA-1 signatures and 1024-bit RSA (default false).
     pub legacy: bool,
-    /// Refuse a document without validUntil (default false). A signed document without one
-    /// stays valid for ever: whoever can replay it (a man in the middle on an `http://` base,
-    /// a compromised mirror) can keep serving it after the federation changed the entity.
+    /// Refuse a document without validUntil (default true, as Shibboleth's MDQ examples
+    /// configure with a `RequireValidUntil` filter). A signed document without one stays valid for
+    /// ever: whoever can replay it (a man in the middle on an `http://` base, a compromised
+    /// mirror, a stale cache) can keep serving it after the federation changed the entity
+    /// (mdq review L4; it was false before).
     pub require_valid_until: bool,
-    /// Refuse a document whose validUntil is further than this in the future (default none).
+    /// Refuse a document whose validUntil is further than this in the future (default
+    /// [`DEFAULT_MAX_VALIDITY`], 28 days; `None` for no limit): it bounds how long an old
+    /// signed version can be replayed (mdq review L4; it was none before).
     pub max_validity: Option<Duration>,
     /// Largest body of an "all entities" fetch (the blocking adapter's `all`), decoded
     /// (default 256 MiB).
@@ -138,8 +147,8 @@ impl Config {
             max_body: 4 << 20,
             clock_skew: Duration::from_secs(300),
             legacy: false,
-            require_valid_until: false,
-            max_validity: None,
+            require_valid_until: true,
+            max_validity: Some(DEFAULT_MAX_VALIDITY),
             max_aggregate_body: 256 << 20,
         }
     }

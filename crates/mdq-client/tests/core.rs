@@ -46,10 +46,23 @@ fn entity(id: &str, cache: Option<Duration>, valid: Option<SystemTime>) -> Entit
     if let Some(c) = cache {
         b = b.cache_duration(c);
     }
-    if let Some(v) = valid {
-        b = b.valid_until(v);
-    }
-    b.build().unwrap()
+    // Valid for ten days unless said otherwise: the client requires a validUntil by default.
+    b.valid_until(valid.unwrap_or_else(valid_for_days))
+        .build()
+        .unwrap()
+}
+
+/// Ten days from [`now`], as an MDQ server signs documents.
+fn valid_for_days() -> SystemTime {
+    now() + Duration::from_secs(10 * 86_400)
+}
+
+/// The `EntitiesDescriptor` start tag of an aggregate answer, valid for ten days.
+fn aggregate_tag(id: &str) -> String {
+    format!(
+        "<md:EntitiesDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" ID=\"{id}\" validUntil=\"{}\">",
+        saml_core::time::format_datetime(valid_for_days())
+    )
 }
 
 fn signed(f: &Fx, e: &EntityDescriptor) -> Vec<u8> {
@@ -333,7 +346,7 @@ fn not_found_is_cached_and_pyff_empty_answers_count_as_not_found() {
     // pyFF: 200 with a signed, empty EntitiesDescriptor.
     let mut c = client(&f);
     let r = fetch(&mut c, &id, now());
-    let xml = "<md:EntitiesDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" ID=\"_e\"></md:EntitiesDescriptor>";
+    let xml = format!("{}</md:EntitiesDescriptor>", aggregate_tag("_e"));
     let doc = saml_core::dsig::sign(xml.as_bytes(), &f.key, &SignOptions::default()).unwrap();
     assert_eq!(answer(&mut c, &r, &ok(&doc, &[]), now()).unwrap(), None);
     assert!(matches!(c.lookup(&id, now()), Lookup::NotFound));
@@ -347,13 +360,10 @@ fn an_entity_left_out_of_the_answer_is_an_error_not_a_miss() {
     let f = fx();
     let mut c = client(&f);
     let expired = entity(SP, None, Some(now() - Duration::from_secs(3600)));
-    let xml = format!(
-        "<md:EntitiesDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" ID=\"_e\">{}</md:EntitiesDescriptor>",
-        {
-            let x = expired.to_xml().unwrap();
-            x[x.find("<md:EntityDescriptor").unwrap()..].to_owned()
-        }
-    );
+    let xml = format!("{}{}</md:EntitiesDescriptor>", aggregate_tag("_e"), {
+        let x = expired.to_xml().unwrap();
+        x[x.find("<md:EntityDescriptor").unwrap()..].to_owned()
+    });
     let doc = saml_core::dsig::sign(xml.as_bytes(), &f.key, &SignOptions::default()).unwrap();
     let id = sp();
     let r = fetch(&mut c, &id, now());
@@ -869,7 +879,8 @@ fn an_aggregate_answer_is_restored_like_it_was_fetched() {
         x[x.find("<md:EntityDescriptor").unwrap()..].to_owned()
     };
     let xml = format!(
-        "<md:EntitiesDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" ID=\"_a\">{}{}</md:EntitiesDescriptor>",
+        "{}{}{}</md:EntitiesDescriptor>",
+        aggregate_tag("_a"),
         inner(other),
         inner(SP)
     );

@@ -40,9 +40,9 @@ fn fx() -> Fx {
 fn doc(f: &Fx, id: &str, valid: Option<SystemTime>) -> Vec<u8> {
     let mut b = EntityDescriptor::builder(id)
         .sp(SpSso::builder().acs(Binding::HttpPost, "https://sp.example.org/acs"));
-    if let Some(v) = valid {
-        b = b.valid_until(v);
-    }
+    // Valid for ten days unless said otherwise: the client requires a validUntil by default.
+    b = b
+        .valid_until(valid.unwrap_or_else(|| SystemTime::now() + Duration::from_secs(10 * 86_400)));
     b.build()
         .unwrap()
         .sign(&f.key, &SignOptions::default())
@@ -170,10 +170,13 @@ fn all_entities_signed_not_found_and_badly_signed() {
             .map(|i| {
                 EntityDescriptor::builder(i)
                     .sp(SpSso::builder().acs(Binding::HttpPost, "https://sp.example.org/acs"))
+                    .valid_until(
+                        std::time::SystemTime::now() + std::time::Duration::from_secs(10 * 86_400),
+                    )
                     .build()
                     .unwrap()
             }),
-        None,
+        Some(SystemTime::now() + Duration::from_secs(10 * 86_400)),
     )
     .unwrap();
     let (base, seen) = server(vec![
@@ -230,6 +233,7 @@ fn an_unsigned_document_is_refused() {
     let f = fx();
     let unsigned = EntityDescriptor::builder(SP)
         .sp(SpSso::builder().acs(Binding::HttpPost, "https://sp.example.org/acs"))
+        .valid_until(std::time::SystemTime::now() + std::time::Duration::from_secs(10 * 86_400))
         .build()
         .unwrap()
         .to_xml()
@@ -331,6 +335,7 @@ fn an_early_refresh_returns_what_it_brought() {
     let old = doc(&f, SP, None);
     let newer = EntityDescriptor::builder(SP)
         .sp(SpSso::builder().acs(Binding::HttpPost, "https://sp.example.org/new-acs"))
+        .valid_until(SystemTime::now() + Duration::from_secs(10 * 86_400))
         .build()
         .unwrap()
         .sign(&f.key, &SignOptions::default())

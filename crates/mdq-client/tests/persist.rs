@@ -25,6 +25,7 @@ fn fixture() -> (TrustedKeys, Vec<u8>, tempfile::TempDir, Options) {
         .unwrap();
     let doc = EntityDescriptor::builder(SP)
         .sp(SpSso::builder().acs(Binding::HttpPost, "https://sp.example.org/acs"))
+        .valid_until(std::time::SystemTime::now() + std::time::Duration::from_secs(10 * 86_400))
         .build()
         .unwrap()
         .sign(&key, &SignOptions::default())
@@ -125,6 +126,7 @@ fn a_bad_meta_file_is_skipped_and_reported() {
         .unwrap();
     let doc = EntityDescriptor::builder(SP)
         .sp(SpSso::builder().acs(Binding::HttpPost, "https://sp.example.org/acs"))
+        .valid_until(std::time::SystemTime::now() + std::time::Duration::from_secs(10 * 86_400))
         .build()
         .unwrap()
         .sign(&key, &SignOptions::default())
@@ -220,6 +222,7 @@ fn the_cache_directory_is_pruned() {
     for (n, id) in ids.iter().enumerate() {
         let doc = EntityDescriptor::builder(id)
             .sp(SpSso::builder().acs(Binding::HttpPost, "https://sp.example.org/acs"))
+            .valid_until(std::time::SystemTime::now() + std::time::Duration::from_secs(10 * 86_400))
             .build()
             .unwrap()
             .sign(&key, &SignOptions::default())

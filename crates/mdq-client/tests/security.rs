@@ -32,13 +32,22 @@ fn key() -> (SigningKey, TrustedKeys) {
     (key, keys)
 }
 
+/// The entity, valid until `valid` or for ten days (the client requires a validUntil by
+/// default).
 fn entity(valid: Option<SystemTime>) -> EntityDescriptor {
-    let mut b = EntityDescriptor::builder(SP)
-        .sp(SpSso::builder().acs(Binding::HttpPost, "https://sp.example.org/acs"));
-    if let Some(v) = valid {
-        b = b.valid_until(v);
-    }
-    b.build().unwrap()
+    EntityDescriptor::builder(SP)
+        .sp(SpSso::builder().acs(Binding::HttpPost, "https://sp.example.org/acs"))
+        .valid_until(valid.unwrap_or(at(10 * 86_400)))
+        .build()
+        .unwrap()
+}
+
+/// The entity without a validUntil.
+fn entity_valid_for_ever() -> EntityDescriptor {
+    EntityDescriptor::builder(SP)
+        .sp(SpSso::builder().acs(Binding::HttpPost, "https://sp.example.org/acs"))
+        .build()
+        .unwrap()
 }
 
 /// The entity inside a signed EntitiesDescriptor whose own validUntil is `valid` (the entity
@@ -57,7 +66,10 @@ fn wrapped(key: &SigningKey, valid: SystemTime) -> Vec<u8> {
 }
 
 fn empty_aggregate(key: &SigningKey) -> Vec<u8> {
-    let xml = "<md:EntitiesDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" ID=\"_e\"></md:EntitiesDescriptor>";
+    let xml = format!(
+        "<md:EntitiesDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" ID=\"_e\" validUntil=\"{}\"></md:EntitiesDescriptor>",
+        saml_core::time::format_datetime(at(10 * 86_400))
+    );
     saml_core::dsig::sign(xml.as_bytes(), key, &SignOptions::default()).unwrap()
 }
 
@@ -638,7 +650,8 @@ fn a_304_without_a_validator_is_refused() {
 }
 
 /// MDQ review L1, second part: there was no way to refuse documents without validUntil (kept
-/// valid for ever by whoever replays them) or with one too far ahead.
+/// valid for ever by whoever replays them) or with one too far ahead. MDQ review L4: there is,
+/// and by default (a validUntil required, at most 28 days ahead); a client can still relax it.
 #[test]
 fn valid_until_rules_are_configurable() {
     let (k, keys) = key();
@@ -653,18 +666,34 @@ fn valid_until_rules_are_configurable() {
             keys.clone(),
         )
     };
-    let none = entity(None).sign(&k, &SignOptions::default()).unwrap();
+    let none = entity_valid_for_ever()
+        .sign(&k, &SignOptions::default())
+        .unwrap();
     let far = entity(Some(at(30 * 86_400)))
         .sign(&k, &SignOptions::default())
         .unwrap();
-    let near = entity(Some(at(86_400)))
+    let near = entity(Some(at(27 * 86_400)))
         .sign(&k, &SignOptions::default())
         .unwrap();
-    assert!(answer_with(base(), &none).unwrap().is_some());
+    assert!(answer_with(base(), &none).is_err());
+    assert!(answer_with(base(), &far).is_err());
+    assert!(answer_with(base(), &near).unwrap().is_some());
+    let mut relaxed = base();
+    relaxed.require_valid_until = false;
+    relaxed.max_validity = None;
+    assert!(answer_with(relaxed.clone(), &none).unwrap().is_some());
+    assert!(answer_with(relaxed.clone(), &far).unwrap().is_some());
     let mut strict = base();
-    strict.require_valid_until = true;
     strict.max_validity = Some(Duration::from_secs(14 * 86_400));
-    assert!(answer_with(strict.clone(), &none).is_err());
-    assert!(answer_with(strict.clone(), &far).is_err());
-    assert!(answer_with(strict, &near).unwrap().is_some());
+    assert!(answer_with(strict.clone(), &near).is_err());
+    assert!(
+        answer_with(
+            strict,
+            &entity(Some(at(86_400)))
+                .sign(&k, &SignOptions::default())
+                .unwrap()
+        )
+        .unwrap()
+        .is_some()
+    );
 }

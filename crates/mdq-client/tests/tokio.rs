@@ -30,6 +30,7 @@ fn key() -> (SigningKey, TrustedKeys) {
 fn doc(key: &SigningKey, id: &str) -> Vec<u8> {
     EntityDescriptor::builder(id)
         .sp(SpSso::builder().acs(Binding::HttpPost, "https://sp.example.org/acs"))
+        .valid_until(std::time::SystemTime::now() + std::time::Duration::from_secs(10 * 86_400))
         .build()
         .unwrap()
         .sign(key, &SignOptions::default())

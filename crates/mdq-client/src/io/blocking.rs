@@ -273,6 +273,7 @@ mod tests {
         let sp = "https://sp.example.org/sp";
         let doc = EntityDescriptor::builder(sp)
             .sp(SpSso::builder().acs(Binding::HttpPost, "https://sp.example.org/acs"))
+            .valid_until(std::time::SystemTime::now() + std::time::Duration::from_secs(10 * 86_400))
             .build()
             .unwrap()
             .sign(&key, &SignOptions::default())
