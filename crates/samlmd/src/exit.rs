@@ -150,8 +150,18 @@ fn populate_halves(buf: &memmap2::MmapMut, mid: usize) {
         use memmap2::Advice::PopulateWrite;
         let at = mid / 4096 * 4096;
         let size = buf.len();
+        // A populate holds the mmap lock for reading all along, and any mmap waits for it: the
+        // other thread's own mappings at its start (its signal stack, its malloc arena) waited
+        // for this thread's whole populate, so the two halves were populated one after the
+        // other (strace, BENCHMARKS.md "eleventh round"). The other thread makes them first.
+        let ready = std::sync::Barrier::new(2);
         std::thread::scope(|s| {
-            let other = s.spawn(move || buf.advise_range(PopulateWrite, at, size - at));
+            let other = s.spawn(|| {
+                drop(std::hint::black_box(Box::new(0u64)));
+                ready.wait();
+                buf.advise_range(PopulateWrite, at, size - at)
+            });
+            ready.wait();
             let _ = buf.advise_range(PopulateWrite, 0, at);
             let _ = other.join();
         });
