@@ -165,6 +165,9 @@ pub struct Changes {
     /// is owed before it is sent, so a broker that stops before sending it leaves it to be
     /// planned again (review D6).
     pub owed: Vec<(OwedTrigger, i64, usize)>,
+    /// Entities deleted, with their relationships and tokens, as [`Store::delete_entity`]
+    /// deletes them: a deletion and the rollbacks it queues are committed together.
+    pub deleted: Vec<String>,
 }
 
 /// How far the registry and the relationships have changed (see [`Store::generation`]).
@@ -367,6 +370,30 @@ macro_rules! store_impl {
                 tx.commit().await.map_err(w)
             }
 
+            /// [`Store::delete_entity`] inside the transaction `tx`.
+            async fn delete_entity_in(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                entity_id: &str,
+            ) -> Result<(), Error> {
+                let w = |e| db("delete entity", e);
+                for q in [
+                    "DELETE FROM entities WHERE entity_id = $1",
+                    "DELETE FROM relationships WHERE idp = $1 OR sp = $1",
+                    "DELETE FROM tokens WHERE entity_id = $1",
+                ] {
+                    sqlx::query(q)
+                        .bind(entity_id)
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(w)?;
+                }
+                sqlx::query("UPDATE generation SET n = n + 1")
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(w)?;
+                Ok(())
+            }
+
             /// [`Store::owe`] inside the transaction `tx`. When the table is full, a new pair
             /// takes the place of one trigger of the recipient owed the most, if that one is
             /// owed more than this recipient would be with it (its re-downloads first, then
@@ -538,21 +565,7 @@ macro_rules! store_impl {
             async fn delete_entity(&self, entity_id: &str) -> Result<(), Error> {
                 let w = |e| db("delete entity", e);
                 let mut tx = $begin(&self.pool).await.map_err(w)?;
-                for q in [
-                    "DELETE FROM entities WHERE entity_id = $1",
-                    "DELETE FROM relationships WHERE idp = $1 OR sp = $1",
-                    "DELETE FROM tokens WHERE entity_id = $1",
-                ] {
-                    sqlx::query(q)
-                        .bind(entity_id)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(w)?;
-                }
-                sqlx::query("UPDATE generation SET n = n + 1")
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(w)?;
+                Self::delete_entity_in(&mut tx, entity_id).await?;
                 tx.commit().await.map_err(w)
             }
 
@@ -797,6 +810,9 @@ macro_rules! store_impl {
                         .execute(&mut *tx)
                         .await
                         .map_err(w)?;
+                }
+                for id in &changes.deleted {
+                    Self::delete_entity_in(&mut tx, id).await?;
                 }
                 for (owed, due, max) in &changes.owed {
                     Self::owe_in(&mut tx, owed, now, *due, *max).await?;

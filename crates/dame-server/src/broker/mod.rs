@@ -493,8 +493,44 @@ impl<S: Store> BrokerService<S> {
         source: Option<&str>,
         f: impl FnOnce(&mut Broker, SystemTime) -> R + Send,
     ) -> Result<R, Error> {
+        self.step_changing(select, source, None, f).await
+    }
+
+    /// [`Self::step`] deleting the entity `deleting` from the store (with its relationships
+    /// and tokens) in the step's own transaction: `f` removes it from the core, and the
+    /// rollbacks that queues are owed in the same commit as the deletion (review D6: a broker
+    /// stopped between a separate deletion and the step lost them). If the step fails, the
+    /// core is made what the store holds again (the entity still registered).
+    async fn step_deleting<R: Send>(
+        self: &Arc<Self>,
+        deleting: &str,
+        f: impl FnOnce(&mut Broker, SystemTime) -> R + Send,
+    ) -> Result<R, Error> {
+        let r = self
+            .step_changing(FlowSelect::None, None, Some(deleting), f)
+            .await;
+        if r.is_err() {
+            {
+                let mut g = self.generation.lock().unwrap_or_else(|p| p.into_inner());
+                g.relationships = i64::MIN;
+            }
+            self.resync(deleting).await;
+        }
+        r
+    }
+
+    /// [`Self::step_from`], deleting the entity `deleting` if given (see
+    /// [`Self::step_deleting`]).
+    async fn step_changing<R: Send>(
+        self: &Arc<Self>,
+        select: FlowSelect<'_>,
+        source: Option<&str>,
+        deleting: Option<&str>,
+        f: impl FnOnce(&mut Broker, SystemTime) -> R + Send,
+    ) -> Result<R, Error> {
         let started = Instant::now();
-        let (out, transmits, events, changed) = self.commit_step(select, source, f).await?;
+        let (out, transmits, events, changed) =
+            self.commit_step(select, source, deleting, f).await?;
         // Waiting pages of the flows that changed look again (see `wait`).
         {
             let waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
@@ -536,6 +572,7 @@ impl<S: Store> BrokerService<S> {
         self: &Arc<Self>,
         select: FlowSelect<'_>,
         source: Option<&str>,
+        deleting: Option<&str>,
         f: impl FnOnce(&mut Broker, SystemTime) -> R + Send,
     ) -> Result<Stepped<R>, Error> {
         let now = SystemTime::now();
@@ -544,7 +581,9 @@ impl<S: Store> BrokerService<S> {
         let due = matches!(select, FlowSelect::Due(_));
         self.store
             .transact(select, unix(now), |records| {
-                self.run_step(records, now, source, due, f)
+                let (mut changes, stepped) = self.run_step(records, now, source, due, f);
+                changes.deleted.extend(deleting.map(str::to_owned));
+                (changes, stepped)
             })
             .await
     }
@@ -2990,7 +3029,7 @@ mod tests {
             core.relationships.record(&uni_a.entity_id, SP, now);
         }
         let (told, transmits, _, _) = first
-            .commit_step(FlowSelect::None, None, |core, now| {
+            .commit_step(FlowSelect::None, None, None, |core, now| {
                 core.remove_entity(&uni_a.entity_id, now, &mut openssl_random)
             })
             .await
@@ -3014,6 +3053,60 @@ mod tests {
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert!(lines[0].contains("action=rollback"), "{lines:?}");
         assert_eq!(second.store.owed_count().await.unwrap(), 0);
+    }
+
+    /// Review D6, a deletion's side: the entity was deleted from the store in one transaction
+    /// and its peers' rollbacks queued by a step after it, so a broker stopped in between lost
+    /// the rollbacks while the deletion stood. Both are one commit now.
+    #[tokio::test]
+    async fn a_deletion_and_its_rollbacks_are_one_commit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (sync, _seen) = agent_failing(0);
+        let svc = service_with(tmp.path(), "allow_loopback_http = true\n").await;
+        let _ = rollback_of_a_removed_idp(&svc, &sync, false);
+        let uni_a = idp("idp.uni-a.example", "Uni A");
+        svc.store
+            .put_entity(&StoredEntity {
+                entity_id: uni_a.entity_id.clone(),
+                xml: uni_a.to_xml().unwrap(),
+                policy: serde_json::to_string(&EntityPolicy::default()).unwrap(),
+                origin: Some(Origin::Operator),
+            })
+            .await
+            .unwrap();
+        {
+            let mut core = svc.core();
+            let now = SystemTime::now();
+            core.registry
+                .insert(uni_a.clone(), EntityPolicy::default(), now, true)
+                .unwrap();
+            core.relationships.record(&uni_a.entity_id, SP, now);
+        }
+        let stored = |svc: &Arc<BrokerService<SqliteStore>>| {
+            let svc = svc.clone();
+            async move {
+                svc.store
+                    .entities()
+                    .await
+                    .unwrap()
+                    .iter()
+                    .any(|e| e.entity_id == "https://idp.uni-a.example/idp")
+            }
+        };
+        assert!(stored(&svc).await);
+        let (told, transmits, _, _) = svc
+            .commit_step(
+                FlowSelect::None,
+                None,
+                Some(&uni_a.entity_id),
+                |core, now| core.remove_entity(&uni_a.entity_id, now, &mut openssl_random),
+            )
+            .await
+            .unwrap();
+        assert_eq!((told, transmits.len()), (1, 1));
+        // Committed together: the entity is gone and its peer's rollback owed.
+        assert!(!stored(&svc).await);
+        assert_eq!(svc.store.owed_count().await.unwrap(), 1);
     }
 
     /// Review D1: a row owed from a trigger's first sending became due 330 s later whatever

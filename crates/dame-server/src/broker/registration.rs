@@ -305,11 +305,11 @@ async fn finish<S: Store>(
     });
     match (op, xml, policy) {
         (Operation::Delete, _, _) => {
-            // Gone from the store (entity, relationships, tokens), then from this instance's
-            // core: its peers are told to roll back what they integrated for it.
-            svc.store.delete_entity(id).await?;
+            // Gone from the store (entity, relationships, tokens) and from this instance's
+            // core in one step: its peers are told to roll back what they integrated for it,
+            // and those rollbacks are owed in the deletion's own commit (review D6).
             let n = svc
-                .step(FlowSelect::None, |core, now| {
+                .step_deleting(id, |core, now| {
                     core.remove_entity(id, now, &mut openssl_random)
                 })
                 .await?;
