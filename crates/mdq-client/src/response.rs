@@ -353,7 +353,11 @@ pub(crate) fn pick<'a>(
         {
             return Err(Error::EntityLeftOut {
                 entity_id: r.entity_id.clone(),
-                reason: format!("its own signature did not verify: {}", r.reason),
+                reason: if r.invalid_model {
+                    format!("its metadata is invalid: {}", r.reason)
+                } else {
+                    format!("its own signature did not verify: {}", r.reason)
+                },
             });
         }
         if let Some(e) = agg.expired_entities().iter().find(|e| id.matches(e)) {

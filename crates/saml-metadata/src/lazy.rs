@@ -494,7 +494,7 @@ impl<'a> LazyAggregate<'a> {
         let entry = self.entries.get(i as usize).ok_or_else(out_of_range)?;
         let mut cursor =
             Cursor::verified_fragment(&self.verified, entry.range.clone(), &self.scope(entry))?;
-        match metadata(&mut cursor)? {
+        match metadata(&mut cursor, None)? {
             Metadata::Entity(mut e) => {
                 crate::load::drop_expired_roles(&mut e, self.now, self.clock_skew);
                 Ok(*e)

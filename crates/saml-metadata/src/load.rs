@@ -101,7 +101,9 @@ impl Aggregate {
 
     /// Entities left out because a signature of their own (on the entity, one of its roles or
     /// a group containing it) did not verify, with the reason (SAML Metadata §3; Shibboleth's
-    /// Signature filter drops them the same way). See [`crate::nested_signatures`].
+    /// Signature filter drops them the same way; see [`crate::nested_signatures`]), or because
+    /// their model is invalid (`invalid_model`: not in [`metadata`](Self::metadata) at all).
+    /// In document order.
     #[must_use]
     pub fn refused_entities(&self) -> &[RefusedEntity] {
         &self.refused
@@ -201,7 +203,10 @@ impl Aggregate {
 /// Verifies `doc` (signature over the root by a key of the policy), builds the model from the
 /// verified content, applies the validity policy and indexes the entities. Duplicate entityIDs
 /// are refused; entities whose own validUntil has passed are left out of the index, roles
-/// whose own validUntil has passed out of their entity.
+/// whose own validUntil has passed out of their entity. An entity of an aggregate whose model
+/// is invalid (a missing or malformed attribute, a bad `index`, an unexpected element) is left
+/// out and named in [`Aggregate::refused_entities`] (`invalid_model`), as one whose own
+/// signature fails is; a root entity's, and one without an entityID, refuse the document.
 ///
 /// Documents of at least `policy.verify.parallel_min_size` bytes (4 MiB by default; never with
 /// [`VerifyOptions::single_threaded`]) have their entities modelled on up to four threads while
@@ -215,9 +220,10 @@ pub fn load(doc: &[u8], policy: &Policy) -> Result<Aggregate, Error> {
         let (verified, refused) = nested_signatures::verify(doc, policy, &mut |_| {})?;
         (verified, refused, None)
     };
+    let mut refused = refused;
     let md = match parallel {
         Some(md) => md,
-        None => metadata(&mut Cursor::verified(&verified)?)?,
+        None => metadata(&mut Cursor::verified(&verified)?, Some(&mut refused))?,
     };
     checked_and_indexed(md, policy, verified.key_index(), refused)
 }
@@ -329,8 +335,18 @@ fn index(
         refused,
         signer,
     };
+    // In document order, whichever the reason.
+    agg.refused.sort_by_key(|r| r.offset);
     let refused: std::collections::HashSet<&str> =
         agg.refused.iter().map(|r| r.entity_id.as_str()).collect();
+    // An entity left out for its invalid model is still one of its entityID: a second one
+    // makes the aggregate ambiguous, as two good ones do.
+    let mut unmodelled = std::collections::HashSet::new();
+    for r in agg.refused.iter().filter(|r| r.invalid_model) {
+        if !unmodelled.insert(r.entity_id.as_str()) {
+            return Err(Error::DuplicateEntityId(r.entity_id.clone()));
+        }
+    }
     let mut found: Vec<(Vec<u32>, String, Option<SystemTime>)> = Vec::new();
     match &agg.metadata {
         Metadata::Entity(e) => found.push((Vec::new(), e.entity_id.clone(), e.valid_until)),
@@ -338,7 +354,7 @@ fn index(
     }
     let mut seen: HashMap<String, ()> = HashMap::with_capacity(found.len());
     for (path, id, vu) in found {
-        if seen.insert(id.clone(), ()).is_some() {
+        if seen.insert(id.clone(), ()).is_some() || unmodelled.contains(id.as_str()) {
             return Err(Error::DuplicateEntityId(id));
         }
         if refused.contains(id.as_str()) {
@@ -404,5 +420,5 @@ fn collect(
 /// trust decisions. Any `ds:Signature` is skipped, not checked.
 pub fn parse_unverified(doc: &[u8]) -> Result<Metadata, Error> {
     let mut cursor = Cursor::unverified(Reader::new(doc, Limits::default())?);
-    metadata(&mut cursor)
+    metadata(&mut cursor, None)
 }

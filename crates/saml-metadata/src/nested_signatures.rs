@@ -35,16 +35,34 @@ use crate::ns::MD_NS;
 pub const MAX_NESTED_WORK: usize = 4;
 
 /// An entity left out because a signature on it, on one of its roles or on a group containing
-/// it did not verify (SAML Metadata §3).
+/// it did not verify (SAML Metadata §3), or, on [`load`](crate::load::load) and
+/// [`load_owned`](crate::load::load_owned), because its model is invalid (a missing or
+/// malformed attribute, a bad `index`, an unexpected element).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RefusedEntity {
     /// Its entityID.
     pub entity_id: String,
-    /// Byte offset of the element whose signature failed.
+    /// Byte offset of the element whose signature failed, or of the entity whose model is
+    /// invalid.
     pub offset: usize,
-    /// Why the signature failed.
+    /// Why the signature failed, or what is invalid.
     pub reason: String,
+    /// Whether the entity was left out for an invalid model (not modelled at all), rather
+    /// than for a signature.
+    pub invalid_model: bool,
+}
+
+impl RefusedEntity {
+    /// An entity left out for an invalid model.
+    pub(crate) fn invalid_model(entity_id: String, offset: usize, reason: String) -> Self {
+        RefusedEntity {
+            entity_id,
+            offset,
+            reason,
+            invalid_model: true,
+        }
+    }
 }
 
 /// Verifies the root signature of `doc` under `policy` (calling `observer` with the events
@@ -297,6 +315,7 @@ fn refused_entities(
                 entity_id,
                 offset: r.start,
                 reason: why.clone(),
+                invalid_model: false,
             })
         })
         .collect();

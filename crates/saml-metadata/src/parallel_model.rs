@@ -126,7 +126,10 @@ impl RootChildren {
 type Run = (usize, Vec<Range<usize>>);
 
 /// The children of one run, parsed.
-type Parsed = Result<Vec<GroupChild>, Error>;
+type Parsed = Result<Vec<Child>, Error>;
+
+/// A root child as parsed, with the entities refused in it for an invalid model.
+type Child = (GroupChild, Vec<RefusedEntity>);
 
 /// Parsed runs, by run index.
 type Done = Vec<(usize, Parsed)>;
@@ -199,8 +202,8 @@ fn verify_and_build_with<'a>(
         }
         (outcome, (!panicked).then_some(slots))
     });
-    let (verified, refused) = outcome?;
-    let md = match assemble(&verified, &seen, inherited.get(), slots) {
+    let (verified, mut refused) = outcome?;
+    let md = match assemble(&verified, &seen, inherited.get(), slots, &mut refused) {
         // A child that copies more than twice its bytes: whether the document may is what
         // one cursor over it says (the caller reads it on one thread), so every path agrees.
         Err(Error::Core(saml_core::Error::Limit {
@@ -249,6 +252,7 @@ fn assemble(
     seen: &RootChildren,
     inherited: Option<&Vec<NsDecl<'_>>>,
     slots: Option<Vec<Option<Parsed>>>,
+    refused: &mut Vec<RefusedEntity>,
 ) -> Result<Option<Metadata>, Error> {
     let Some(mut group) = checked_root(verified, seen, inherited)? else {
         return Ok(None);
@@ -258,6 +262,7 @@ fn assemble(
             &mut group,
             slot.ok_or_else(thread_failed)??,
             verified.signed_range().start,
+            refused,
         )?;
     }
     Ok(Some(Metadata::Entities(Box::new(group))))
@@ -271,17 +276,19 @@ fn thread_failed() -> Error {
     }
 }
 
-/// Puts parsed children of the root into its group, in the order given; a second
-/// `md:Extensions` is refused as [`crate::parse::entities`] refuses it (`at`: the root's
-/// offset).
+/// Puts parsed children of the root into its group, in the order given, and the entities
+/// refused in them into `refused`; a second `md:Extensions` is refused as
+/// [`crate::parse::entities`] refuses it (`at`: the root's offset).
 fn add_children(
     group: &mut EntitiesDescriptor,
-    children: Vec<GroupChild>,
+    children: Vec<Child>,
     at: usize,
+    refused: &mut Vec<RefusedEntity>,
 ) -> Result<(), Error> {
-    for c in children {
+    for (c, bad) in children {
+        refused.extend(bad);
         match c {
-            GroupChild::Signature => {}
+            GroupChild::Signature | GroupChild::Refused => {}
             GroupChild::Extensions(x) => {
                 if group.extensions.present {
                     return Err(Error::Invalid {
@@ -381,7 +388,7 @@ pub(crate) fn verify_then_build_releasing(
     threads: usize,
 ) -> Result<(usize, Vec<RefusedEntity>, Metadata), Error> {
     let limits = policy.verify.limits;
-    let (signer, refused, mut group, scope, children, pool, root_at) = {
+    let (signer, mut refused, mut group, scope, children, pool, root_at) = {
         let doc: &[u8] = doc;
         let mut seen = RootChildren::new(doc.len(), 1);
         let mut inherited: Option<Vec<NsDecl<'_>>> = None;
@@ -398,7 +405,8 @@ pub(crate) fn verify_then_build_releasing(
         })?;
         let signer = verified.key_index();
         let Some(group) = checked_root(&verified, &seen, inherited.as_ref())? else {
-            let md = crate::parse::metadata(&mut Cursor::verified(&verified)?)?;
+            let mut refused = refused;
+            let md = crate::parse::metadata(&mut Cursor::verified(&verified)?, Some(&mut refused))?;
             return Ok((signer, refused, md));
         };
         let scope: Vec<(String, String)> = inherited
@@ -419,7 +427,7 @@ pub(crate) fn verify_then_build_releasing(
     let batch_bytes = doc.len() / 16 + 1;
     // Batches of parsed children, last batch first; on an error, only the error is kept
     // (replaced by any found earlier in the document, so the first one is reported).
-    let mut batches: Vec<Vec<GroupChild>> = Vec::new();
+    let mut batches: Vec<Vec<Child>> = Vec::new();
     let mut error: Option<Error> = None;
     let mut end = children.len();
     while let Some(last) = end.checked_sub(1).and_then(|i| children.get(i)) {
@@ -449,7 +457,7 @@ pub(crate) fn verify_then_build_releasing(
     }
     group.children.reserve_exact(children.len());
     for batch in batches.into_iter().rev() {
-        add_children(&mut group, batch, root_at)?;
+        add_children(&mut group, batch, root_at, &mut refused)?;
     }
     Ok((signer, refused, Metadata::Entities(Box::new(group))))
 }
@@ -464,7 +472,7 @@ fn parse_batch(
     limits: Limits,
     threads: usize,
     pool: &CopyPool,
-) -> Result<Vec<GroupChild>, Error> {
+) -> Result<Vec<Child>, Error> {
     let next = AtomicUsize::new(0);
     let work = || {
         let mut done: Vec<(usize, Parsed)> = Vec::new();
@@ -526,7 +534,7 @@ fn child(
     scope: &[NsDecl<'_>],
     limits: Limits,
     copies: Copies<'_>,
-) -> Result<GroupChild, Error> {
+) -> Result<Child, Error> {
     let offset = range.start;
     let reader = Reader::new_fragment(doc, range, scope, limits)?;
     let mut c = match copies {
@@ -540,7 +548,9 @@ fn child(
             offset,
             message: "no element where one was recorded".into(),
         })?;
-    entities_child(&mut c, &ch)
+    let mut refused = Vec::new();
+    let child = entities_child(&mut c, &ch, Some(&mut refused))?;
+    Ok((child, refused))
 }
 
 #[cfg(test)]

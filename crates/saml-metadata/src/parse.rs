@@ -15,6 +15,7 @@ use crate::compact::Compact as _;
 use crate::error::Error;
 use crate::ext::*;
 use crate::model::*;
+use crate::nested_signatures::RefusedEntity;
 use crate::time::parse_duration;
 
 use crate::ns::XSI_NS;
@@ -251,11 +252,18 @@ pub(crate) fn root<'a>(c: &mut Cursor<'a>) -> Result<Elem<'a>, Error> {
     })
 }
 
-/// Parses the root the cursor yields first.
-pub(crate) fn metadata(c: &mut Cursor<'_>) -> Result<Metadata, Error> {
+/// Parses the root the cursor yields first. With `refused`, an entity inside a group whose
+/// model is invalid is left out and recorded there (see [`entities_child`]); without, it
+/// refuses the document. A root entity's error is the document's either way.
+pub(crate) fn metadata(
+    c: &mut Cursor<'_>,
+    refused: Option<&mut Vec<RefusedEntity>>,
+) -> Result<Metadata, Error> {
     let root = root(c)?;
     match (root.ns, root.local) {
-        (MD_NS, "EntitiesDescriptor") => Ok(Metadata::Entities(Box::new(entities(c, &root)?))),
+        (MD_NS, "EntitiesDescriptor") => {
+            Ok(Metadata::Entities(Box::new(entities(c, &root, refused)?)))
+        }
         (MD_NS, "EntityDescriptor") => Ok(Metadata::Entity(Box::new(entity(c, &root)?))),
         _ => Err(root
             .invalid("the root is neither md:EntitiesDescriptor nor md:EntityDescriptor")
@@ -263,11 +271,15 @@ pub(crate) fn metadata(c: &mut Cursor<'_>) -> Result<Metadata, Error> {
     }
 }
 
-pub(crate) fn entities(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<EntitiesDescriptor, Error> {
+pub(crate) fn entities(
+    c: &mut Cursor<'_>,
+    e: &Elem<'_>,
+    mut refused: Option<&mut Vec<RefusedEntity>>,
+) -> Result<EntitiesDescriptor, Error> {
     let mut g = entities_attributes(e)?;
     while let Some(ch) = c.next_child(e.local)? {
-        match entities_child(c, &ch)? {
-            GroupChild::Signature => {}
+        match entities_child(c, &ch, refused.as_deref_mut())? {
+            GroupChild::Signature | GroupChild::Refused => {}
             GroupChild::Extensions(x) => {
                 if g.extensions.present {
                     return Err(second_extensions(e));
@@ -299,21 +311,47 @@ pub(crate) enum GroupChild {
     Extensions(Box<Extensions>),
     /// An entity or a nested group.
     Child(EntitiesChild),
+    /// An entity left out: its model is invalid (recorded where [`entities_child`] was told).
+    Refused,
 }
 
 /// Reads the child element `ch` (just returned by `c`) of an `md:EntitiesDescriptor` to its end.
-pub(crate) fn entities_child(c: &mut Cursor<'_>, ch: &Elem<'_>) -> Result<GroupChild, Error> {
+///
+/// With `refused`, an entity whose model is invalid (a missing or malformed attribute, a bad
+/// `index`, an unexpected element: [`Error::Invalid`]) is left out of its group and recorded in
+/// `refused`, as an entity whose own signature fails is: one bad entity of a federation's
+/// aggregate no longer refuses the other ten thousand (OpenSAML's unmarshalling drops the
+/// invalid element alone too). An entity without an entityID to name it, and any XML or limit
+/// error, still refuse the document.
+pub(crate) fn entities_child(
+    c: &mut Cursor<'_>,
+    ch: &Elem<'_>,
+    refused: Option<&mut Vec<RefusedEntity>>,
+) -> Result<GroupChild, Error> {
     Ok(match (ch.ns, ch.local) {
         (DSIG_NS, "Signature") => {
             c.skip(ch)?;
             GroupChild::Signature
         }
         (MD_NS, "Extensions") => GroupChild::Extensions(Box::new(extensions(c, ch)?)),
-        (MD_NS, "EntityDescriptor") => {
-            GroupChild::Child(EntitiesChild::Entity(Box::new(entity(c, ch)?)))
-        }
+        (MD_NS, "EntityDescriptor") => match (entity(c, ch), refused) {
+            (Ok(e), _) => GroupChild::Child(EntitiesChild::Entity(Box::new(e))),
+            (Err(err @ Error::Invalid { .. }), Some(refused)) => {
+                let Some(entity_id) = ch.attr("entityID").filter(|id| !id.is_empty()) else {
+                    return Err(err);
+                };
+                skip_rest(c, ch)?;
+                refused.push(RefusedEntity::invalid_model(
+                    entity_id.to_owned(),
+                    ch.start,
+                    err.to_string(),
+                ));
+                GroupChild::Refused
+            }
+            (Err(err), _) => return Err(err),
+        },
         (MD_NS, "EntitiesDescriptor") => {
-            GroupChild::Child(EntitiesChild::Group(Box::new(entities(c, ch)?)))
+            GroupChild::Child(EntitiesChild::Group(Box::new(entities(c, ch, refused)?)))
         }
         _ => {
             return Err(ch
@@ -321,6 +359,15 @@ pub(crate) fn entities_child(c: &mut Cursor<'_>, ch: &Elem<'_>) -> Result<GroupC
                 .into());
         }
     })
+}
+
+/// Consumes what is left of the element `e` after its parse stopped with an error: nothing
+/// when the cursor stands on `e`'s end tag already (an error after its last child).
+fn skip_rest(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<(), Error> {
+    match c.reader().current() {
+        Some(Event::End(end)) if end.depth == e.depth => Ok(()),
+        _ => Ok(c.skip(e)?),
+    }
 }
 
 pub(crate) fn entity(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<EntityDescriptor, Error> {

@@ -369,3 +369,95 @@ fn entity_categories_are_not_trimmed_of_unicode_spaces() {
         assert_ne!(got[0], RS);
     }
 }
+
+/// One entity whose model is invalid (a bad `index`, a missing role, a missing `Location`, a
+/// second `md:Extensions`) refused the whole aggregate in `load`, whatever its other ten
+/// thousand entities, while `samlmd verify` (which does not model entities) said OK. It is
+/// left out and named in `refused_entities`, on one thread and on several, in `load` and
+/// `load_owned`; two entities of one entityID still refuse the aggregate, one of them
+/// broken or not, and so does one without an entityID to name it.
+#[test]
+fn an_entity_whose_model_is_invalid_is_left_out() {
+    let bad_index = sp("https://b.example.org", "").replace("index=\"1\"", "index=\"x\"");
+    let no_role = "<md:EntityDescriptor entityID=\"https://d.example.org\"/>";
+    let no_location =
+        sp("https://f.example.org", "").replace("Location=\"https://sp.example.org/acs2\"", "");
+    let two_extensions = sp("https://g.example.org", "").replace(
+        "<md:SPSSODescriptor",
+        "<md:Extensions/><md:Extensions/><md:SPSSODescriptor",
+    );
+    let body = format!(
+        "{}{bad_index}<md:EntitiesDescriptor Name=\"inner\">{}{no_role}</md:EntitiesDescriptor>{}{no_location}{two_extensions}",
+        sp("https://a.example.org", ""),
+        sp("https://c.example.org", ""),
+        sp("https://e.example.org", ""),
+    );
+    let (doc, keys) = signed(&body);
+    for parallel in [None, Some(0)] {
+        let mut policy = Policy::new(keys.clone(), now());
+        policy.verify.parallel_min_size = parallel;
+        for owned in [false, true] {
+            let agg = if owned {
+                load::load_owned(doc.clone(), &policy)
+            } else {
+                load::load(&doc, &policy)
+            }
+            .unwrap_or_else(|e| panic!("{parallel:?} {owned}: {e}"));
+            let ids: Vec<&str> = agg.entities().map(|e| e.entity_id.as_str()).collect();
+            assert_eq!(
+                ids,
+                [
+                    "https://a.example.org",
+                    "https://c.example.org",
+                    "https://e.example.org"
+                ],
+                "{parallel:?} {owned}"
+            );
+            let refused: Vec<(&str, bool)> = agg
+                .refused_entities()
+                .iter()
+                .map(|r| (r.entity_id.as_str(), r.invalid_model))
+                .collect();
+            assert_eq!(
+                refused,
+                [
+                    ("https://b.example.org", true),
+                    ("https://d.example.org", true),
+                    ("https://f.example.org", true),
+                    ("https://g.example.org", true)
+                ],
+                "{parallel:?} {owned}"
+            );
+            let reasons: Vec<&str> = agg
+                .refused_entities()
+                .iter()
+                .map(|r| r.reason.as_str())
+                .collect();
+            assert!(reasons[0].contains("unsignedShort"), "{reasons:?}");
+            assert!(reasons[1].contains("at least one role"), "{reasons:?}");
+            assert!(reasons[2].contains("Location"), "{reasons:?}");
+            assert!(reasons[3].contains("Extensions"), "{reasons:?}");
+            assert!(agg.get("https://b.example.org").is_none());
+        }
+    }
+    // A broken entity beside a good one of its entityID: ambiguous, as two good ones are.
+    let (doc, keys) = signed(&format!(
+        "{}{}",
+        sp("https://a.example.org", ""),
+        sp("https://a.example.org", "").replace("index=\"1\"", "index=\"x\"")
+    ));
+    assert!(matches!(
+        load::load(&doc, &Policy::new(keys, now())),
+        Err(Error::DuplicateEntityId(id)) if id == "https://a.example.org"
+    ));
+    // Nothing to name it by: the document is refused.
+    let (doc, keys) = signed(&format!(
+        "{}{}",
+        sp("https://a.example.org", ""),
+        sp("https://b.example.org", "").replace("entityID=\"https://b.example.org\"", "")
+    ));
+    assert!(matches!(
+        load::load(&doc, &Policy::new(keys, now())),
+        Err(Error::Invalid { .. })
+    ));
+}

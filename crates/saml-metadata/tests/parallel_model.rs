@@ -74,6 +74,7 @@ fn both(doc: &[u8], p: &Policy) -> (Result<Aggregate, String>, Result<Aggregate,
             (Ok(a), Ok(b)) => {
                 assert_eq!(a.metadata(), b.metadata(), "load_owned's model");
                 assert_eq!(a.len(), b.len());
+                assert_eq!(a.refused_entities(), b.refused_entities());
             }
             (Err(a), Err(b)) => assert_eq!(a, b, "load_owned's error"),
             (a, b) => panic!("load: {:?}, load_owned: {:?}", a.is_ok(), b.is_ok()),
@@ -131,10 +132,48 @@ fn the_first_error_in_document_order_is_reported() {
     let k = key();
     let p = policy(&k);
     for bad in [&[250][..], &[7, 250], &[299], &[1]] {
+        // Without an entityID to name it by, an invalid entity refuses the document.
+        let doc = aggregate(301, "\n", bad).replace(
+            "validUntil=\"yesterday\" entityID=",
+            "validUntil=\"yesterday\" entityName=",
+        );
+        let doc = signed(&doc, &k);
+        let (one, many) = both(&doc, &p);
+        let one = one.expect_err("an entity without entityID is refused");
+        assert!(one.contains("entityID"), "{one}");
+        assert_eq!(many.err(), Some(one), "bad entities {bad:?}");
+    }
+}
+
+/// An entity whose model is invalid (here a bad validUntil) is left out and named, on every
+/// path the same, in document order.
+#[test]
+fn invalid_entities_are_refused_alike_on_every_path() {
+    let k = key();
+    let p = policy(&k);
+    for bad in [&[250][..], &[7, 250], &[299], &[1]] {
         let doc = signed(&aggregate(301, "\n", bad), &k);
         let (one, many) = both(&doc, &p);
-        let one = one.expect_err("a bad validUntil is refused");
-        assert!(one.contains("validUntil"), "{one}");
-        assert_eq!(many.err(), Some(one), "bad entities {bad:?}");
+        let (one, many) = (one.unwrap(), many.unwrap());
+        assert_eq!(many.metadata(), one.metadata());
+        assert_eq!(many.refused_entities(), one.refused_entities());
+        let refused: Vec<&str> = one
+            .refused_entities()
+            .iter()
+            .map(|r| r.entity_id.as_str())
+            .collect();
+        let expected: Vec<String> = bad
+            .iter()
+            .map(|&i| {
+                if i % 3 == 0 {
+                    format!("https://sp{i}.example.net/sp")
+                } else {
+                    format!("https://idp{i}.example.org/idp")
+                }
+            })
+            .collect();
+        assert_eq!(refused, expected, "bad entities {bad:?}");
+        assert!(one.refused_entities()[0].reason.contains("validUntil"));
+        assert_eq!(one.len(), 303 - bad.len());
     }
 }

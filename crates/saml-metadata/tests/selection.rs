@@ -54,7 +54,10 @@ fn an_entity_that_does_not_model_is_an_error_before_anything_is_written() {
     let doc = aggregate(&[sp("https://a.example/sp", ""), bad]);
     let doc = dsig::sign(doc.as_bytes(), &fed, &SignOptions::default()).unwrap();
     let p = policy(&fed);
-    assert!(load::load(&doc, &p).is_err());
+    // `load` leaves it out and names it; a selection models every entity it copies.
+    let agg = load::load(&doc, &p).unwrap();
+    assert_eq!(agg.len(), 1);
+    assert_eq!(agg.refused_entities()[0].entity_id, "https://b.example/sp");
     let lazy = load_lazy(&doc, &p).unwrap();
     for single in [false, true] {
         let mut opts = SelectOptions::new("urn:x", None);
@@ -245,7 +248,13 @@ fn a_second_registration_info_is_refused() {
     );
     let doc = aggregate(&[entity, sp("https://ok.example/sp", "")]);
     let doc = dsig::sign(doc.as_bytes(), &fed, &SignOptions::default()).unwrap();
-    assert!(matches!(load::load(&doc, &p), Err(Error::Invalid { .. })));
+    let agg = load::load(&doc, &p).unwrap();
+    assert!(agg.get("https://e.example/sp").is_none());
+    assert!(
+        agg.refused_entities()[0]
+            .reason
+            .contains("RegistrationInfo")
+    );
     let lazy = load_lazy(&doc, &p).unwrap();
     assert!(lazy.get("https://e.example/sp").is_err());
     let mut out = Vec::new();
@@ -298,10 +307,14 @@ fn a_second_extensions_or_entity_attributes_is_refused() {
         ("EntityAttributes", aggregate(&[attrs, ok.clone()])),
     ] {
         let doc = dsig::sign(doc.as_bytes(), &fed, &SignOptions::default()).unwrap();
-        let e = load::load(&doc, &p).unwrap_err();
+        // `load` leaves the entity out and names it (the root's is the document's, below).
+        let agg = load::load(&doc, &p).unwrap();
+        assert!(agg.get("https://e.example/sp").is_none(), "{what}");
+        assert!(agg.get("https://ok.example/sp").is_some(), "{what}");
+        let r = &agg.refused_entities()[0];
         assert!(
-            matches!(&e, Error::Invalid { message, .. } if message.contains("a second")),
-            "{what}: {e}"
+            r.invalid_model && r.reason.contains("a second"),
+            "{what}: {r:?}"
         );
         let lazy = load_lazy(&doc, &p).unwrap();
         assert!(lazy.get("https://e.example/sp").is_err(), "{what}");

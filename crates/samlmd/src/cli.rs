@@ -209,16 +209,27 @@ fn refused_json(refused: &[RefusedEntity]) -> serde_json::Value {
         .collect()
 }
 
-/// One line per entity left out because a signature of its own failed.
+/// One line per entity left out because a signature of its own failed (or, from an eager
+/// load, because its metadata is invalid).
 fn say_refused(out: &mut dyn Write, refused: &[RefusedEntity]) -> Res<()> {
     for r in refused {
-        say(
-            out,
-            format_args!(
-                "refused {}: its own signature (byte {}) does not verify: {}",
-                r.entity_id, r.offset, r.reason
-            ),
-        )?;
+        if r.invalid_model {
+            say(
+                out,
+                format_args!(
+                    "refused {}: its metadata (byte {}) is invalid: {}",
+                    r.entity_id, r.offset, r.reason
+                ),
+            )?;
+        } else {
+            say(
+                out,
+                format_args!(
+                    "refused {}: its own signature (byte {}) does not verify: {}",
+                    r.entity_id, r.offset, r.reason
+                ),
+            )?;
+        }
     }
     Ok(())
 }
