@@ -588,15 +588,25 @@ fn split(o: &Opts, out: &mut dyn Write) -> Res<()> {
             return Err(Failure::Failed(format!("{}: {e}", to.display())));
         }
     }
-    let removed = if o.keep_stale {
-        Vec::new()
+    let current: std::collections::HashSet<String> = ids
+        .iter()
+        .map(|id| format!("{}.xml", saml_metadata::model::sha1_hex(id)))
+        .collect();
+    let manifest = manifest_of(Path::new(&outdir), &split_source(&agg, &file));
+    let (removed, listed) = if o.keep_stale {
+        // What is kept stays this source's, to be removed by a later split without the flag.
+        let mut listed = current.clone();
+        listed.extend(
+            read_manifest(&manifest)?
+                .into_iter()
+                .filter(|n| Path::new(&outdir).join(n).exists()),
+        );
+        (Vec::new(), listed)
     } else {
-        let current: std::collections::HashSet<String> = ids
-            .iter()
-            .map(|id| format!("{}.xml", saml_metadata::model::sha1_hex(id)))
-            .collect();
-        remove_stale(Path::new(&outdir), &current)?
+        let removed = remove_stale(Path::new(&outdir), &manifest, &current)?;
+        (removed, current)
     };
+    write_manifest(&manifest, &listed)?;
     if o.json {
         let list: Vec<Value> = ids
             .iter()
@@ -629,24 +639,126 @@ fn split(o: &Opts, out: &mut dyn Write) -> Res<()> {
     say(out, format_args!("OK {} entities", ids.len()))
 }
 
-/// Removes the files of `dir` named like a split entity (`<40 hex digits>.xml`) that are not
-/// in `current`; returns their names, sorted.
-fn remove_stale(dir: &Path, current: &std::collections::HashSet<String>) -> Res<Vec<String>> {
+/// What identifies the source a split comes from, across runs: the root group's `Name`, or
+/// the root entity's entityID; for a group without a Name, the file's absolute path.
+fn split_source(agg: &saml_metadata::lazy::LazyAggregate<'_>, file: &str) -> String {
+    let mut events = agg.verified().events().ok();
+    let named = events.as_mut().and_then(|ev| {
+        ev.advance().ok()?;
+        let Some(saml_core::xml::Event::Start(root)) = ev.current() else {
+            return None;
+        };
+        let key = match root.name.local {
+            "EntitiesDescriptor" => "Name",
+            _ => "entityID",
+        };
+        root.attributes
+            .iter()
+            .find(|a| a.namespace.is_empty() && a.name.local == key)
+            .map(|a| format!("{}={}", root.name.local, a.value()))
+    });
+    named.unwrap_or_else(|| {
+        let path = std::fs::canonicalize(file).unwrap_or_else(|_| Path::new(file).to_owned());
+        format!("file={}", path.display())
+    })
+}
+
+/// The manifest of the files a split of `source` wrote into `dir`:
+/// `.samlmd-split-<SHA-1 of the source>.list`, one file name per line.
+fn manifest_of(dir: &Path, source: &str) -> std::path::PathBuf {
+    dir.join(format!(
+        ".samlmd-split-{}.list",
+        saml_metadata::model::sha1_hex(source)
+    ))
+}
+
+/// Largest manifest read (a million entity files' names).
+const MAX_MANIFEST: u64 = 48 << 20;
+
+/// The entity file names a manifest lists (none for a missing one).
+fn read_manifest(path: &Path) -> Res<Vec<String>> {
+    use std::io::Read;
+    let failed = |e: std::io::Error| Failure::Failed(format!("{}: {e}", path.display()));
+    let f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(failed(e)),
+    };
+    let mut text = String::new();
+    f.take(MAX_MANIFEST)
+        .read_to_string(&mut text)
+        .map_err(failed)?;
+    Ok(text
+        .lines()
+        .filter(|n| is_entity_file(n))
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Writes the manifest of `current` (a new file renamed into place).
+fn write_manifest(path: &Path, current: &std::collections::HashSet<String>) -> Res<()> {
+    let mut names: Vec<&str> = current.iter().map(String::as_str).collect();
+    names.sort_unstable();
+    let mut text = names.join("\n");
+    text.push('\n');
+    let tmp = path.with_extension(format!("list.new-{}", std::process::id()));
+    let failed = |p: &Path, e: std::io::Error| Failure::Failed(format!("{}: {e}", p.display()));
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| failed(&tmp, e))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| failed(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| failed(path, e))
+}
+
+/// Whether `name` is an entity file's (`<40 hex digits>.xml`).
+fn is_entity_file(name: &str) -> bool {
+    name.len() == 44
+        && name.ends_with(".xml")
+        && name[..40]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Removes the entity files the previous split of this source wrote (its `manifest`) that are
+/// not in `current` and that no other source's manifest in `dir` lists; returns their names,
+/// sorted. Files another source wrote, or that no split of this version wrote, are never
+/// touched (review W4: every `<sha1>.xml` not just written was removed, so a second source
+/// split into the same directory, or a second one-entity document, removed the first's).
+fn remove_stale(
+    dir: &Path,
+    manifest: &Path,
+    current: &std::collections::HashSet<String>,
+) -> Res<Vec<String>> {
+    let previous = read_manifest(manifest)?;
+    if previous.iter().all(|n| current.contains(n)) {
+        return Ok(Vec::new());
+    }
+    let mut others = std::collections::HashSet::new();
     let entries =
         std::fs::read_dir(dir).map_err(|e| Failure::Failed(format!("{}: {e}", dir.display())))?;
-    let mut removed = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| Failure::Failed(format!("{}: {e}", dir.display())))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let is_entity_file = name.len() == 44
-            && name.ends_with(".xml")
-            && name[..40]
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if is_entity_file && !current.contains(&name) {
-            std::fs::remove_file(entry.path())
-                .map_err(|e| Failure::Failed(format!("{}: {e}", entry.path().display())))?;
-            removed.push(name);
+        if name.starts_with(".samlmd-split-") && name.ends_with(".list") && entry.path() != manifest
+        {
+            others.extend(read_manifest(&entry.path())?);
+        }
+    }
+    let mut removed = Vec::new();
+    for name in previous {
+        if current.contains(&name) || others.contains(&name) {
+            continue;
+        }
+        let path = dir.join(&name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => removed.push(name),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Failure::Failed(format!("{}: {e}", path.display()))),
         }
     }
     removed.sort();

@@ -8,6 +8,21 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+/// The files of a split's output directory, less the split's own manifests
+/// (`.samlmd-split-*.list`).
+fn listed(dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            !p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".samlmd-split-")
+        })
+        .collect()
+}
+
 fn samlmd(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_samlmd"))
         .args(args)
@@ -158,10 +173,7 @@ fn gen_sign_verify_lookup_split() {
         p(&out),
     ]);
     assert!(o.status.success(), "{o:?}");
-    let files: Vec<_> = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let files = listed(&out);
     assert_eq!(files.len(), 20);
     let sha = saml_metadata::model::sha1_hex(&first_id);
     let one = out.join(format!("{sha}.xml"));
@@ -429,7 +441,7 @@ fn entity_with_a_failing_signature_of_its_own_is_named_and_left_out() {
     let o = samlmd(&["split", "--cert", p(&cert), p(&file), p(&outdir)]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     assert_eq!(stdout(&o).lines().last(), Some("OK 1 entities"));
-    assert_eq!(std::fs::read_dir(&outdir).unwrap().count(), 1);
+    assert_eq!(listed(&outdir).len(), 1);
 }
 
 /// Metadata review I5: `lookup` tried the argument as an entityID first and as a `{sha1}` second,
@@ -566,8 +578,7 @@ fn split_leaves_expired_entities_out_and_names_them() {
         stdout(&o),
         "expired https://sp.example.net/shibboleth: its validUntil has passed, left out\nOK 1 entities\n"
     );
-    let files: Vec<_> = std::fs::read_dir(&outdir).unwrap().collect();
-    assert_eq!(files.len(), 1);
+    assert_eq!(listed(&outdir).len(), 1);
     let o = samlmd(&[
         "split",
         "--format",
@@ -708,9 +719,9 @@ fn split_replaces_the_directory_and_removes_what_is_no_longer_published() {
             .is_file()
     );
     let names = || {
-        let mut v: Vec<String> = std::fs::read_dir(&outdir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        let mut v: Vec<String> = listed(&outdir)
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
         v.sort();
         v
@@ -748,6 +759,88 @@ fn split_replaces_the_directory_and_removes_what_is_no_longer_published() {
     );
     assert_ne!(o.status.code(), Some(0));
     assert_eq!(names(), before);
+}
+
+/// Review W4: `split` removed every `<sha1>.xml` in OUTDIR it had not just written, so a
+/// second source split into the same directory (another federation's feed, or a one-entity
+/// document) removed the first source's files. A split removes only what the previous split
+/// of the same source wrote (its manifest, `.samlmd-split-<sha1 of the source>.list`), and
+/// nothing another source's manifest lists.
+#[test]
+fn split_removes_only_what_the_same_source_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, fed) = federation(dir.path());
+    let write = |name: &str, doc: &str| signed_file(dir.path(), &fed, name, doc);
+    let sp = "https://sp.example.net/shibboleth";
+    let file_of = |id: &str| format!("{}.xml", saml_metadata::model::sha1_hex(id));
+    let first = write("first.xml", &testkit::metadata::small_aggregate());
+    // Another federation's feed holding one other entity, and later the SP too.
+    let other_idp = "https://idp.other.example/idp";
+    let other_feed = |with_sp: bool| {
+        let mut doc = testkit::metadata::small_aggregate()
+            .replace(
+                "Name=\"https://federation.example.org\"",
+                "Name=\"https://other.example\"",
+            )
+            .replace("https://idp.example.org/idp", other_idp);
+        if !with_sp {
+            doc = doc.replace(
+                &format!("entityID=\"{sp}\" ID=\"_e2\""),
+                &format!("entityID=\"{sp}\" ID=\"_e2\" validUntil=\"2020-01-01T00:00:00Z\""),
+            );
+        }
+        doc
+    };
+    let second = write("second.xml", &other_feed(false));
+    let outdir = dir.path().join("md");
+    let split = |file: &Path| samlmd(&["split", "--cert", p(&cert), p(file), p(&outdir)]);
+    let names = || {
+        let mut v: Vec<String> = listed(&outdir)
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let o = split(&first);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let o = split(&second);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(!stdout(&o).contains("removed"), "{}", stdout(&o));
+    let mut want = vec![
+        file_of("https://idp.example.org/idp"),
+        file_of(other_idp),
+        file_of(sp),
+    ];
+    want.sort();
+    assert_eq!(names(), want);
+    // The first source drops its IdP: that file goes, nothing of the other source's.
+    let first_v2 = write(
+        "first-v2.xml",
+        &testkit::metadata::small_aggregate().replace(
+            "entityID=\"https://idp.example.org/idp\" ID=\"_e1\"",
+            "entityID=\"https://idp.example.org/idp\" ID=\"_e1\" validUntil=\"2020-01-01T00:00:00Z\"",
+        ),
+    );
+    let o = split(&first_v2);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let mut want = vec![file_of(other_idp), file_of(sp)];
+    want.sort();
+    assert_eq!(names(), want);
+    // The SP, in both sources, stays while one of them still lists it.
+    let second_v2 = write("second-v2.xml", &other_feed(true));
+    let o = split(&second_v2);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let first_v3 = write(
+        "first-v3.xml",
+        &testkit::metadata::small_aggregate().replace(
+            &format!("entityID=\"{sp}\" ID=\"_e2\""),
+            &format!("entityID=\"{sp}\" ID=\"_e2\" validUntil=\"2020-01-01T00:00:00Z\""),
+        ),
+    );
+    let o = split(&first_v3);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(names().contains(&file_of(sp)), "{:?}", names());
 }
 
 /// Metadata review I2: `--valid-days` had no bound, and a large one overflowed the time (a
