@@ -223,3 +223,52 @@ fn pieces_share_the_whole_documents_namespace_allowance() {
     }
     s.finish().unwrap();
 }
+
+/// Review W3: `sign` and the streaming signer looked at the target's ID only, so a document
+/// repeating an ID (two entities, or an entity and the root) was signed, then failed every
+/// verification (ours: `DuplicateId`; others resolve `#ID` to whichever element they
+/// registered). Both refuse it as `verify` does, and an ID written with a character
+/// reference anywhere, not only on the target.
+#[test]
+fn a_repeated_id_is_never_signed() {
+    let (key, _) = rsa();
+    let opts = SignOptions::default();
+    let dup = |e: Result<Vec<u8>, Error>| {
+        matches!(
+            e,
+            Err(Error::Signature(saml_core::SignatureError::DuplicateId(ref id))) if id == "_a"
+        )
+    };
+    assert!(dup(dsig::sign(
+        b"<r ID=\"_a\"><c ID=\"_a\"/></r>",
+        &key,
+        &opts
+    )));
+    assert!(dup(dsig::sign(
+        b"<r><c ID=\"_a\"/><d><e ID=\"_a\"/></d></r>",
+        &key,
+        &opts
+    )));
+    assert!(matches!(
+        dsig::sign(b"<r><c ID=\"_&#x61;\"/></r>", &key, &opts),
+        Err(Error::Signature(saml_core::SignatureError::InvalidId(_)))
+    ));
+    assert!(dsig::sign(b"<r ID=\"_a\"><c ID=\"_b\"/></r>", &key, &opts).is_ok());
+    // Streamed: against the root's ID, across pieces, within one piece.
+    let start = "<r ID=\"_a\">";
+    let piece_err = |pieces: &[&str]| {
+        let mut s = StreamingSigner::new(start, &key, &opts).unwrap();
+        pieces.iter().try_for_each(|p| s.content(p.as_bytes()))
+    };
+    let dup_streamed = |r: Result<(), Error>, id: &str| matches!(r, Err(Error::Signature(saml_core::SignatureError::DuplicateId(ref d))) if d == id);
+    assert!(dup_streamed(piece_err(&["<c ID=\"_a\"/>"]), "_a"));
+    assert!(dup_streamed(
+        piece_err(&["<c ID=\"_b\"/>", "<d ID=\"_b\"/>"]),
+        "_b"
+    ));
+    assert!(dup_streamed(
+        piece_err(&["<c ID=\"_b\"><d ID=\"_b\"/></c>"]),
+        "_b"
+    ));
+    assert!(piece_err(&["<c ID=\"_b\"/>", "<d ID=\"_c\"/>"]).is_ok());
+}

@@ -636,8 +636,11 @@ impl EntityBuilder {
 impl EntitiesDescriptor {
     /// A new aggregate named `name` holding `entities` in order, valid until `valid_until`.
     /// Duplicate entityIDs are refused. The `ID` is derived from the name, the validity and the
-    /// entityIDs, so a re-publication of the same content gets the same ID. Sign it with
-    /// [`EntitiesDescriptor::sign`].
+    /// entityIDs, so a re-publication of the same content gets the same ID. The entities' own
+    /// `ID`s are left out: the model carries no signature they could name, and one entity
+    /// repeating another's ID, or the aggregate's, made the signed aggregate unverifiable
+    /// (review W3: a DAME registrant could so break every virtual federation it is part of).
+    /// Sign it with [`EntitiesDescriptor::sign`].
     pub fn combine(
         name: &str,
         entities: impl IntoIterator<Item = EntityDescriptor>,
@@ -645,10 +648,11 @@ impl EntitiesDescriptor {
     ) -> Result<EntitiesDescriptor, Error> {
         let mut seen = HashSet::new();
         let mut children = Vec::new();
-        for e in entities {
+        for mut e in entities {
             if !seen.insert(e.entity_id.clone()) {
                 return Err(Error::DuplicateEntityId(e.entity_id));
             }
+            e.id = None;
             children.push(EntitiesChild::Entity(Box::new(e)));
         }
         let id = combined_id(
@@ -677,6 +681,17 @@ pub(crate) fn combined_id<'e>(
     valid_until: Option<SystemTime>,
     entity_ids: impl IntoIterator<Item = &'e str>,
 ) -> String {
+    salted_id(name, valid_until, entity_ids, 0)
+}
+
+/// [`combined_id`], with `salt` (when not 0) in the seed: another ID for the same selection,
+/// when one of its entities holds the first.
+pub(crate) fn salted_id<'e>(
+    name: &str,
+    valid_until: Option<SystemTime>,
+    entity_ids: impl IntoIterator<Item = &'e str>,
+    salt: u32,
+) -> String {
     let mut seed = format!(
         "{name}\n{}",
         valid_until.map(format_datetime_exact).unwrap_or_default()
@@ -684,6 +699,9 @@ pub(crate) fn combined_id<'e>(
     for id in entity_ids {
         seed.push('\n');
         seed.push_str(id);
+    }
+    if salt > 0 {
+        seed.push_str(&format!("\n#{salt}"));
     }
     format!("_{}", sha1_hex(&seed))
 }

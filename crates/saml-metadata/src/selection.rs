@@ -18,11 +18,12 @@
 use std::io::Write;
 use std::time::SystemTime;
 
+use saml_core::SignatureError;
 use saml_core::dsig::{SignOptions, SigningKey, StreamingSigner};
 use saml_core::time::format_datetime_exact;
 use saml_core::xml::escape_attr;
 
-use crate::builder::combined_id;
+use crate::builder::salted_id;
 use crate::error::Error;
 use crate::filter::Filter;
 use crate::lazy::LazyAggregate;
@@ -85,24 +86,42 @@ pub fn write_selection<W: Write>(
         .iter()
         .filter_map(|&i| agg.entity_id_at(i).map(str::to_owned))
         .collect();
-    let id = combined_id(&opts.name, opts.valid_until, ids.iter().map(String::as_str));
-    let mut start_tag = format!("<md:EntitiesDescriptor xmlns:md=\"{MD_NS}\" ID=\"{id}\"");
-    if let Some(t) = opts.valid_until {
-        start_tag.push_str(&format!(" validUntil=\"{}\"", format_datetime_exact(t)));
-    }
-    start_tag.push_str(&format!(" Name=\"{}\">", escape_attr(&opts.name)));
-
-    // First pass: the digest of the canonical content.
+    // First pass: the digest of the canonical content. The root's ID is derived from the
+    // selection; an entity holding it already (a member that guessed it: review W3) gets the
+    // selection another.
     let mut piece = String::new();
-    let mut signer = StreamingSigner::new(&start_tag, key, &opts.sign)?;
-    for &i in &chosen {
-        piece.clear();
-        piece.push('\n');
-        agg.standalone(i, &mut piece, None)?;
-        signer.content(piece.as_bytes())?;
-    }
-    signer.content(b"\n")?;
-    let signature = signer.finish()?;
+    let mut salt = 0;
+    let (start_tag, signature) = loop {
+        let id = salted_id(
+            &opts.name,
+            opts.valid_until,
+            ids.iter().map(String::as_str),
+            salt,
+        );
+        let mut start_tag = format!("<md:EntitiesDescriptor xmlns:md=\"{MD_NS}\" ID=\"{id}\"");
+        if let Some(t) = opts.valid_until {
+            start_tag.push_str(&format!(" validUntil=\"{}\"", format_datetime_exact(t)));
+        }
+        start_tag.push_str(&format!(" Name=\"{}\">", escape_attr(&opts.name)));
+        let mut signer = StreamingSigner::new(&start_tag, key, &opts.sign)?;
+        let streamed = chosen.iter().try_for_each(|&i| {
+            piece.clear();
+            piece.push('\n');
+            agg.standalone(i, &mut piece, None)?;
+            signer.content(piece.as_bytes()).map_err(Error::from)
+        });
+        match streamed {
+            Err(Error::Core(saml_core::Error::Signature(SignatureError::DuplicateId(dup))))
+                if dup == id && salt < 3 =>
+            {
+                salt += 1;
+                continue;
+            }
+            other => other?,
+        }
+        signer.content(b"\n")?;
+        break (start_tag, signer.finish()?);
+    };
 
     // Second pass: the same pieces, after the signature.
     let mut put = |b: &[u8]| out.write_all(b).map_err(Error::Output);

@@ -546,3 +546,51 @@ fn an_expired_role_is_not_the_entitys() {
     );
     assert_eq!(load_lazy(&doc, &before).unwrap().idp_ids().count(), 2);
 }
+
+/// Review W3: the root ID of a selection is derived from its name, validity and entityIDs, so
+/// a member of the source federation who knows them (a fixed `--now`) can give its entity
+/// that ID: the selection then repeated it, signed, and failed every verification. Such a
+/// selection gets another root ID.
+#[test]
+fn a_selection_does_not_repeat_an_entitys_id() {
+    let fed = key();
+    let p = policy(&fed);
+    let name = "urn:x:sel";
+    let until = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_086_400);
+    let ids = ["https://a.example/sp", "https://b.example/sp"];
+    let guessed = format!(
+        "_{}",
+        saml_metadata::model::sha1_hex(&format!(
+            "{name}\n{}\n{}\n{}",
+            saml_core::time::format_datetime_exact(until),
+            ids[0],
+            ids[1]
+        ))
+    );
+    let doc = aggregate(&[sp(ids[0], &format!(" ID=\"{guessed}\"")), sp(ids[1], "")]);
+    let doc = dsig::sign(doc.as_bytes(), &fed, &SignOptions::default()).unwrap();
+    let lazy = load_lazy(&doc, &p).unwrap();
+    let signer = key();
+    for single in [false, true] {
+        let mut opts = SelectOptions::new(name, Some(until));
+        opts.single_threaded = single;
+        let mut out = Vec::new();
+        let chosen = write_selection(
+            &lazy,
+            &Filter::predicate(|_| true),
+            &signer,
+            &opts,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(chosen, ids);
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(
+            text.contains(&format!("ID=\"{guessed}\"")),
+            "the entity keeps its ID"
+        );
+        assert_eq!(text.matches(&format!("\"{guessed}\"")).count(), 1, "{text}");
+        let back = load::load(&out, &policy(&signer)).unwrap();
+        assert_eq!(back.len(), 2);
+    }
+}

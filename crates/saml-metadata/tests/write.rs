@@ -343,6 +343,7 @@ fn combine_signs_an_aggregate_that_loads() {
         .unwrap();
     let loaded = load::load(&signed, &Policy::new(keys, now)).unwrap();
     assert_eq!(loaded.len(), 2);
+    let root_id = agg.id.clone().unwrap();
     assert_eq!(loaded.metadata(), &Metadata::Entities(Box::new(agg)));
     assert!(loaded.get("https://sp.example.com/shibboleth").is_some());
     // Duplicate entityIDs are refused when combining.
@@ -350,6 +351,28 @@ fn combine_signs_an_aggregate_that_loads() {
         EntitiesDescriptor::combine("x", [built_sp(), built_sp()], None),
         Err(Error::DuplicateEntityId(_))
     ));
+    // Review W3: the entities' own IDs are left out, so one repeating another's (or the
+    // aggregate's) no longer makes a signed aggregate that fails every verification.
+    let (mut a, mut b) = (built_idp(), built_sp());
+    a.id = Some("_same".into());
+    b.id = Some(root_id.clone());
+    let mut c = built_sp();
+    c.entity_id = "https://other.example.com/sp".into();
+    c.id = Some("_same".into());
+    let clash = EntitiesDescriptor::combine(
+        "urn:example:federation",
+        [a, b, c],
+        Some(now + Duration::from_secs(14 * 86400)),
+    )
+    .unwrap();
+    let signed = clash.sign(&signer, &SignOptions::default()).unwrap();
+    let mut keys = TrustedKeys::new();
+    keys.add_certificate(&openssl::x509::X509::from_der(&der).unwrap())
+        .unwrap();
+    assert_eq!(
+        load::load(&signed, &Policy::new(keys, now)).unwrap().len(),
+        3
+    );
     // A single entity signs on write too.
     let one = built_idp().sign(&signer, &SignOptions::default()).unwrap();
     let mut keys = TrustedKeys::new();

@@ -10,7 +10,7 @@ use super::pipeline::DigestSink;
 use super::{DSIG_NS, Placement, SAML_ASSERTION_NS, Target};
 use crate::c14n::{self, Canonicalizer, EXC_C14N};
 use crate::error::{Error, SignatureError};
-use crate::xml::{Event, Limits, Reader};
+use crate::xml::{Event, Limits, Reader, StartElement};
 
 /// How to sign.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +87,11 @@ pub fn sign(doc: &[u8], key: &SigningKey, opts: &SignOptions) -> Result<Vec<u8>,
     let mut children = 0usize;
     let mut first_is_issuer = false;
     let mut digest: Option<Vec<u8>> = None;
+    let mut ids = std::collections::HashSet::new();
     while let Some(ev) = reader.next()? {
+        if let Event::Start(s) = &ev {
+            note_id(s, &opts.id_attribute, &mut ids)?;
+        }
         if let Some(c) = canon.as_mut() {
             match &ev {
                 Event::Start(s) if s.depth == target_depth + 1 => {
@@ -160,6 +164,27 @@ pub fn sign(doc: &[u8], key: &SigningKey, opts: &SignOptions) -> Result<Vec<u8>,
     out.extend_from_slice(signature.as_bytes());
     out.extend_from_slice(&doc[at..]);
     Ok(out)
+}
+
+/// Records the `id_attribute` of the start tag `s` in `ids`: a second element with the same
+/// ID, or an ID written with a character reference or white space, is refused, as `verify`
+/// refuses it anywhere in the document (XMLDSIG.md rule 2). Review W3: `sign` looked at the
+/// target's ID only, so an aggregate whose entities repeated an ID (or the root's) was signed
+/// and then failed every verification, ours included.
+fn note_id<'a>(
+    s: &StartElement<'_, 'a>,
+    id_attribute: &str,
+    ids: &mut std::collections::HashSet<&'a str>,
+) -> Result<(), Error> {
+    if let Some(a) = s.attribute(id_attribute) {
+        if !super::verify::is_plain_id(a.raw_value) {
+            return Err(SignatureError::InvalidId(a.raw_value.to_owned()).into());
+        }
+        if !ids.insert(a.raw_value) {
+            return Err(SignatureError::DuplicateId(a.raw_value.to_owned()).into());
+        }
+    }
+    Ok(())
 }
 
 /// The `ds:Signature` element of an enveloped signature whose Reference (`uri`) has `digest`
@@ -253,6 +278,9 @@ pub struct StreamingSigner<'k> {
     /// to the one allowance signing the whole would have (`c14n::NAMESPACE_ALLOWANCE`).
     work: (u64, u64),
     root_work: (u64, u64),
+    /// The IDs of the root and of the pieces' elements so far: each is refused a second time
+    /// (see `note_id`).
+    ids: std::collections::HashSet<String>,
 }
 
 impl std::fmt::Debug for StreamingSigner<'_> {
@@ -288,6 +316,7 @@ impl<'k> StreamingSigner<'k> {
         let alone = format!("{start_tag}{end_tag}");
         let mut reader = Reader::new(alone.as_bytes(), opts.limits)?;
         let mut id = None;
+        let mut id_seen = None;
         let mut elements = 0usize;
         let mut c = Canonicalizer::new(Vec::new(), c14n_opts.clone());
         while let Some(ev) = reader.next()? {
@@ -303,6 +332,7 @@ impl<'k> StreamingSigner<'k> {
                         return Err(SignatureError::InvalidId(a.raw_value.to_owned()).into());
                     }
                     id = Some(a.value().into_owned());
+                    id_seen = Some(a.raw_value.to_owned());
                 }
             }
             c.event(&ev)?;
@@ -334,6 +364,7 @@ impl<'k> StreamingSigner<'k> {
             wrapped: Vec::new(),
             work: root_work,
             root_work,
+            ids: id_seen.into_iter().collect(),
         })
     }
 
@@ -352,7 +383,18 @@ impl<'k> StreamingSigner<'k> {
                 self.work.1.saturating_sub(self.root_work.1),
             ));
         let root_end = self.wrapped.len();
+        let mut ids = std::collections::HashSet::new();
         while let Some(ev) = reader.next()? {
+            if let Event::Start(s) = &ev
+                && s.depth >= 2
+            {
+                note_id(s, &self.opts.id_attribute, &mut ids)?;
+                if let Some(a) = s.attribute(&self.opts.id_attribute)
+                    && self.ids.contains(a.raw_value)
+                {
+                    return Err(SignatureError::DuplicateId(a.raw_value.to_owned()).into());
+                }
+            }
             match &ev {
                 Event::Start(s) if s.depth == 2 && s.is(DSIG_NS, "Signature") => {
                     return Err(Error::Usage("the element is already signed".into()));
@@ -367,6 +409,7 @@ impl<'k> StreamingSigner<'k> {
         let work = c.work();
         let (canonical, _) = c.finish()?;
         self.work = work;
+        self.ids.extend(ids.into_iter().map(str::to_owned));
         let inner = canonical
             .get(self.canonical_start..canonical.len().saturating_sub(self.end_tag.len()))
             .ok_or_else(|| Error::C14n("a piece's canonical form is out of shape".into()))?;
