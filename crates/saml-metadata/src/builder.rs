@@ -125,6 +125,7 @@ pub trait RoleBuilder: Sized {
             key_use: KeyUse::Signing,
             certificates: vec![der],
             key_names: Vec::new(),
+            other_key_info: Vec::new(),
             encryption_methods: Vec::new(),
         })
     }
@@ -136,6 +137,7 @@ pub trait RoleBuilder: Sized {
             key_use: KeyUse::Encryption,
             certificates: vec![der],
             key_names: Vec::new(),
+            other_key_info: Vec::new(),
             encryption_methods: Vec::new(),
         })
     }

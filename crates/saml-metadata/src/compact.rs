@@ -105,6 +105,7 @@ impl Compact for KeyDescriptor {
     fn compact(&mut self) {
         list(&mut self.certificates);
         list(&mut self.key_names);
+        list(&mut self.other_key_info);
         list(&mut self.encryption_methods);
     }
 }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::ext::Extensions;
+use crate::ext::{Extensions, RawXml};
 
 /// An absolute URI (`anyURI` used as an endpoint, entityID or identifier). Checked to carry a
 /// scheme when read; kept as written.
@@ -147,8 +147,35 @@ pub struct KeyDescriptor {
     pub certificates: Vec<Vec<u8>>,
     /// `ds:KeyName` values.
     pub key_names: Vec<String>,
-    /// `md:EncryptionMethod` Algorithm URIs.
-    pub encryption_methods: Vec<String>,
+    /// The other children of `ds:KeyInfo` (`ds:KeyValue`, `ds:RetrievalMethod`, ...), kept as
+    /// written and written back: a key given only so was published as an empty
+    /// `<ds:KeyInfo/>` (review W2).
+    pub other_key_info: Vec<RawXml>,
+    /// `md:EncryptionMethod`s.
+    pub encryption_methods: Vec<EncryptionMethod>,
+}
+
+/// `md:EncryptionMethod` (§2.4.1.1, XML Encryption's `EncryptionMethodType`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct EncryptionMethod {
+    /// The `Algorithm` URI.
+    pub algorithm: String,
+    /// Its children (`ds:DigestMethod`, `xenc11:MGF`, `xenc:OAEPparams`, `xenc:KeySize`), kept
+    /// as written and written back: an RSA-OAEP method published without its digest and mask
+    /// function made peers use OAEP's SHA-1 defaults (review W2).
+    pub content: Vec<RawXml>,
+}
+
+impl EncryptionMethod {
+    /// A method named by its algorithm alone.
+    #[must_use]
+    pub fn new(algorithm: &str) -> Self {
+        EncryptionMethod {
+            algorithm: algorithm.to_owned(),
+            content: Vec::new(),
+        }
+    }
 }
 
 /// `Organization` (§2.3.2.1).

@@ -629,15 +629,18 @@ fn key_descriptor(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<KeyDescriptor, Err
         key_use,
         certificates: Vec::new(),
         key_names: Vec::new(),
+        other_key_info: Vec::new(),
         encryption_methods: Vec::new(),
     };
     while let Some(ch) = c.next_child(e.local)? {
         match (ch.ns, ch.local) {
             (DSIG_NS, "KeyInfo") => key_info(c, &ch, &mut k)?,
             (MD_NS, "EncryptionMethod") => {
-                k.encryption_methods
-                    .push(ch.required("Algorithm")?.to_owned());
-                c.skip(&ch)?;
+                let mut m = EncryptionMethod::new(ch.required("Algorithm")?);
+                while let Some(x) = c.next_child(ch.local)? {
+                    m.content.push(c.raw(&x)?);
+                }
+                k.encryption_methods.push(m);
             }
             _ => return Err(ch.invalid("unexpected element in md:KeyDescriptor").into()),
         }
@@ -665,9 +668,7 @@ fn key_info(c: &mut Cursor<'_>, e: &Elem<'_>, k: &mut KeyDescriptor) -> Result<(
                 }
             }
             (DSIG_NS, "KeyName") => k.key_names.push(c.text_trim(&ch)?),
-            _ => {
-                c.skip(&ch)?;
-            }
+            _ => k.other_key_info.push(c.raw(&ch)?),
         }
     }
     Ok(())

@@ -458,7 +458,7 @@ fn role_attrs(w: &mut W, element: &str, c: &RoleCommon) -> Result<(), Error> {
 fn role_head(w: &mut W, c: &RoleCommon) -> Result<(), Error> {
     extensions(w, &c.extensions)?;
     for k in &c.keys {
-        key_descriptor(w, k);
+        key_descriptor(w, k)?;
     }
     if let Some(o) = &c.organization {
         organization(w, o)?;
@@ -537,7 +537,12 @@ fn indexed(w: &mut W, p: P, local: &str, e: &IndexedEndpoint) {
     w.end(p, local);
 }
 
-fn key_descriptor(w: &mut W, k: &KeyDescriptor) {
+fn key_descriptor(w: &mut W, k: &KeyDescriptor) -> Result<(), Error> {
+    if k.certificates.is_empty() && k.key_names.is_empty() && k.other_key_info.is_empty() {
+        // `ds:KeyInfo` needs a child (its schema), and a KeyDescriptor without a key names
+        // none: never published as `<ds:KeyInfo/>` (review W2).
+        return Err(refuse("KeyDescriptor", "a KeyDescriptor without a key"));
+    }
     w.start(P::Md, "KeyDescriptor");
     match k.key_use {
         KeyUse::Signing => w.attr("use", "signing"),
@@ -556,13 +561,20 @@ fn key_descriptor(w: &mut W, k: &KeyDescriptor) {
         }
         w.end(P::Ds, "X509Data");
     }
+    for r in &k.other_key_info {
+        w.raw(r)?;
+    }
     w.end(P::Ds, "KeyInfo");
     for m in &k.encryption_methods {
         w.start(P::Md, "EncryptionMethod");
-        w.attr("Algorithm", m);
+        w.attr("Algorithm", &m.algorithm);
+        for r in &m.content {
+            w.raw(r)?;
+        }
         w.end(P::Md, "EncryptionMethod");
     }
     w.end(P::Md, "KeyDescriptor");
+    Ok(())
 }
 
 fn organization(w: &mut W, o: &Organization) -> Result<(), Error> {
@@ -683,7 +695,7 @@ fn affiliation(w: &mut W, a: &Affiliation) -> Result<(), Error> {
         w.text_elem(P::Md, "AffiliateMember", m);
     }
     for k in &a.keys {
-        key_descriptor(w, k);
+        key_descriptor(w, k)?;
     }
     w.end(P::Md, "AffiliationDescriptor");
     Ok(())

@@ -241,6 +241,7 @@ fn the_sp_key_marked_for_encryption_is_preferred() {
         key_use: KeyUse::Both,
         certificates: vec![cert(&both_pkey).to_der().unwrap()],
         key_names: Vec::new(),
+        other_key_info: Vec::new(),
         encryption_methods: Vec::new(),
     };
     let sp = |with_marked: bool| {

@@ -445,3 +445,34 @@ fn namespace_uris_that_cannot_be_written_back_are_refused() {
     }];
     round_trip(&Metadata::Entity(e));
 }
+
+/// Review W2: the model kept a key's certificates and names only and an EncryptionMethod's
+/// Algorithm only, and `to_xml`/`sign` (what the DAME registry publishes) wrote a key given as
+/// `ds:KeyValue` as an empty `<ds:KeyInfo/>` and an RSA-OAEP method without its digest and
+/// mask function (peers then encrypt with OAEP's SHA-1 defaults). Both are kept as written
+/// and written back; a KeyDescriptor without any key is refused on write.
+#[test]
+fn key_info_and_encryption_method_content_are_written_back() {
+    let sp = r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="https://sp.example.org/sp"><md:SPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:KeyDescriptor use="encryption"><ds:KeyInfo><ds:KeyValue><ds:RSAKeyValue><ds:Modulus>AQAB</ds:Modulus><ds:Exponent>AQAB</ds:Exponent></ds:RSAKeyValue></ds:KeyValue></ds:KeyInfo><md:EncryptionMethod Algorithm="http://www.w3.org/2009/xmlenc11#rsa-oaep"><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><xenc11:MGF xmlns:xenc11="http://www.w3.org/2009/xmlenc11#" Algorithm="http://www.w3.org/2009/xmlenc11#mgf1sha256"/></md:EncryptionMethod></md:KeyDescriptor><md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="https://sp.example.org/acs" index="0"/></md:SPSSODescriptor></md:EntityDescriptor>"#;
+    let md = parse_unverified(sp.as_bytes()).unwrap();
+    let xml = round_trip(&md);
+    assert!(xml.contains("RSAKeyValue"), "{xml}");
+    assert!(xml.contains("<ds:Modulus>AQAB</ds:Modulus>"), "{xml}");
+    assert!(xml.contains("xmlenc#sha256"), "{xml}");
+    assert!(xml.contains("mgf1sha256"), "{xml}");
+    let Metadata::Entity(e) = &md else {
+        panic!("an entity")
+    };
+    let k = &e.sp().unwrap().common.keys[0];
+    assert_eq!(k.other_key_info.len(), 1);
+    assert_eq!(k.encryption_methods[0].content.len(), 2);
+    // A KeyDescriptor without a key: refused on write, not written as `<ds:KeyInfo/>`.
+    let mut keyless = e.clone();
+    if let Some(Role::Sp(sp)) = keyless.roles.first_mut() {
+        sp.common.keys[0].other_key_info.clear();
+    }
+    assert!(matches!(
+        Metadata::Entity(keyless).to_xml(),
+        Err(Error::Unwritable { .. })
+    ));
+}
