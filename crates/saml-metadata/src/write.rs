@@ -257,8 +257,19 @@ fn check_raw(r: &RawXml) -> Result<(), Error> {
 /// root, a final newline. Done in the writer's buffer, which is then shrunk to its length: a
 /// copy (`format!`) held the buffer, grown by doubling, and a second one growing beside it,
 /// about four times the output at once (issue 15: the peak of `samlmd select`).
-fn document(w: W) -> String {
+///
+/// A value holding a character XML does not allow (a C0 control but TAB, LF and CR; U+FFFE,
+/// U+FFFF), which no escape can carry, is refused: the document would not read back, ours
+/// included (review W13).
+fn document(w: W) -> Result<String, Error> {
     const XML_DECL: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
+    let not_xml = |c: char| matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}');
+    if let Some(c) = w.out.chars().find(|&c| not_xml(c)) {
+        return Err(refuse(
+            "(document)",
+            format!("U+{:04X} is not an XML character", u32::from(c)),
+        ));
+    }
     let decls = w.declarations();
     let mut out = w.out;
     // The root's start tag begins the buffer: `<md:EntitiesDescriptor` or `<md:EntityDescriptor`.
@@ -268,7 +279,7 @@ fn document(w: W) -> String {
     out.insert_str(0, XML_DECL);
     out.push('\n');
     out.shrink_to_fit();
-    out
+    Ok(out)
 }
 
 fn signed(xml: String, key: &SigningKey, opts: &SignOptions) -> Result<Vec<u8>, Error> {
@@ -280,7 +291,7 @@ impl EntitiesDescriptor {
     pub fn to_xml(&self) -> Result<String, Error> {
         let mut w = W::new();
         entities(&mut w, self)?;
-        Ok(document(w))
+        document(w)
     }
 
     /// Writes and signs this aggregate (see [`Metadata::sign`]).
@@ -299,7 +310,7 @@ impl EntityDescriptor {
     pub fn to_xml(&self) -> Result<String, Error> {
         let mut w = W::new();
         entity(&mut w, self)?;
-        Ok(document(w))
+        document(w)
     }
 
     /// Writes and signs this entity (see [`Metadata::sign`]).

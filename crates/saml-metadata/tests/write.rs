@@ -305,6 +305,17 @@ fn builders_refuse_bad_values() {
         EntityDescriptor::builder("").idp(IdpSso::builder()).build(),
         Err(Error::Unwritable { .. })
     ));
+    // Review W13: a value holding a character XML does not allow was written raw, and the
+    // document did not read back.
+    for bad in ["a\u{1}b", "a\u{fffe}", "\u{1b}[31m"] {
+        let mut e = built_sp();
+        e.entity_id = format!("https://x.example.org/{bad}");
+        let err = e.to_xml().unwrap_err();
+        assert!(matches!(err, Error::Unwritable { .. }), "{bad:?}: {err}");
+    }
+    let mut e = built_sp();
+    e.entity_id = "https://x.example.org/\ttab".into();
+    assert!(e.to_xml().is_ok());
     // The writer refuses what the parser would refuse, naming the element.
     let mut e = built_sp();
     e.organization = Some(Organization::default());

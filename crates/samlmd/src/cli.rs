@@ -152,22 +152,52 @@ fn positional<const N: usize>(o: &Opts, what: &str) -> Res<[String; N]> {
         .map_err(|_| Failure::Usage(format!("expected {what}")))
 }
 
-/// Writes to stdout; a closed pipe is a failure, not a panic.
-/// Writes one JSON value as one line (serde escapes what must be escaped).
+/// Writes one JSON value as one line to stdout; a closed pipe is a failure, not a panic.
+/// serde escapes the C0 controls only: DEL, the C1 controls (U+009B is a one-character CSI)
+/// and the bidirectional controls a metadata string may hold are escaped here too (`\uXXXX`,
+/// the same JSON value), so that no terminal acts on them (review W11).
 fn say_json(out: &mut dyn Write, value: &Value) -> Res<()> {
-    writeln!(out, "{value}").map_err(|e| Failure::Failed(format!("stdout: {e}")))
+    let text = value.to_string();
+    let line = if text.chars().any(unsafe_char) {
+        text.chars()
+            .map(|c| {
+                if unsafe_char(c) {
+                    format!("\\u{:04x}", u32::from(c))
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    } else {
+        text
+    };
+    writeln!(out, "{line}").map_err(|e| Failure::Failed(format!("stdout: {e}")))
+}
+
+/// A character a terminal may act on or that reorders what is shown: the controls (C0, DEL,
+/// C1) and the bidirectional marks, embeddings, overrides and isolates, and the line and
+/// paragraph separators.
+fn unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}'
+                | '\u{200e}'
+                | '\u{200f}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+        )
 }
 
 /// Writes one line of text. Metadata strings are the signer's, not the operator's: a control
 /// character or a bidirectional override in a DisplayName could start a line of its own (a
 /// key fingerprint the entity does not have) or reorder what is shown, so they are written
-/// escaped (`\u{a}`) (metadata review I1). JSON output has none raw (serde escapes them).
+/// escaped (`\u{a}`) (metadata review I1; U+061C, U+2028 and U+2029 too: review W11). JSON
+/// output has none raw either ([`say_json`]).
 fn say(out: &mut dyn Write, text: std::fmt::Arguments<'_>) -> Res<()> {
     let text = text.to_string();
-    let unsafe_char = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    };
     let line = if text.chars().any(unsafe_char) {
         text.chars()
             .map(|c| {
@@ -252,8 +282,14 @@ fn sign(o: &Opts, out: &mut dyn Write) -> Res<()> {
         o.algorithm = algorithm;
         o
     };
-    let signed = dsig::sign(&read(&input)?, &signing, &opts).map_err(fail)?;
-    std::fs::write(&output, signed).map_err(|e| Failure::Failed(format!("{output}: {e}")))?;
+    // The document under the document-size limit, as every command reads one (review W9: it
+    // was read whole whatever its size, /dev/zero until memory ran out).
+    let doc = document(o, &input)?;
+    let signed = dsig::sign(&doc, &signing, &opts).map_err(fail)?;
+    write_replacing(&output, |f| {
+        f.write_all(&signed)
+            .map_err(|e| Failure::Failed(format!("{output}: {e}")))
+    })?;
     say(out, format_args!("OK signed {output}"))
 }
 
@@ -453,39 +489,49 @@ fn select(o: &Opts, out: &mut dyn Write) -> Res<()> {
         Some(policy.now + Duration::from_secs(days * 86400)),
     );
     opts.single_threaded = o.single_threaded;
-    // Written beside the output and renamed over it once complete: a failure leaves no
-    // partial document under the output's name.
-    let target = Path::new(&output);
+    let ids = write_replacing(&output, |file| {
+        write_selection(
+            &agg,
+            &filter,
+            &signer,
+            &opts,
+            std::io::BufWriter::with_capacity(1 << 16, file),
+        )
+        .map_err(|e| match e {
+            saml_metadata::Error::Unwritable { .. } => Failure::Failed("no entity matches".into()),
+            e => fail(e),
+        })
+    })?;
+    if o.json {
+        let list: Vec<Value> = ids.iter().map(|id| written_json(id, &output)).collect();
+        return say_json(out, &json!({ "entities": list }));
+    }
+    say(out, format_args!("OK {} entities", ids.len()))
+}
+
+/// Writes `output` through `write`: into a new file beside it (never through a link or over
+/// a file), synced, then renamed over it, so that a failure or a kill leaves no partial
+/// document under the output's name and a reader never sees one (select; sign and gen too:
+/// review W9, they wrote in place, through whatever OUT was). The file gets the permissions a
+/// plainly created one gets (the umask applies), not a temporary file's owner-only ones: the
+/// output is usually published.
+fn write_replacing<T>(output: &str, write: impl FnOnce(&mut std::fs::File) -> Res<T>) -> Res<T> {
+    let target = Path::new(output);
     let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
     let io = |e: std::io::Error| Failure::Failed(format!("{output}: {e}"));
     let mut builder = tempfile::Builder::new();
-    builder.prefix(".samlmd-select-");
-    // The permissions a plainly created file gets (the umask applies), not the temporary
-    // file's owner-only ones: the selection is usually published.
+    builder.prefix(".samlmd-");
     #[cfg(unix)]
     builder
         .permissions(<std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o666));
     let mut tmp = builder.tempfile_in(dir).map_err(io)?;
-    let ids = write_selection(
-        &agg,
-        &filter,
-        &signer,
-        &opts,
-        std::io::BufWriter::with_capacity(1 << 16, tmp.as_file_mut()),
-    )
-    .map_err(|e| match e {
-        saml_metadata::Error::Unwritable { .. } => Failure::Failed("no entity matches".into()),
-        e => fail(e),
-    })?;
+    let out = write(tmp.as_file_mut())?;
+    tmp.as_file().sync_all().map_err(io)?;
     tmp.persist(target).map_err(|e| io(e.error))?;
-    if o.json {
-        let list: Vec<Value> = ids.iter().map(|id| written_json(id, &output)).collect();
-        return say_json(out, &json!({ "entities": list }));
-    }
-    say(out, format_args!("OK {} entities", ids.len()))
+    Ok(out)
 }
 
 /// An entity written to `file`, as JSON (split, select).
@@ -765,13 +811,25 @@ fn remove_stale(
     Ok(removed)
 }
 
+/// Most entities `gen` writes.
+const MAX_GENERATED: usize = 1_000_000;
+
 fn generate(o: &Opts, out: &mut dyn Write) -> Res<()> {
     let [n, file] = positional::<2>(o, "N OUT")?;
+    // At most a million entities (6.7 GB of XML): a larger N overflowed the size estimate, a
+    // panic (review W9).
     let n: usize = n
         .parse()
-        .map_err(|_| Failure::Usage(format!("N={n:?} is not a number")))?;
+        .ok()
+        .filter(|n| (1..=MAX_GENERATED).contains(n))
+        .ok_or_else(|| {
+            Failure::Usage(format!("N={n:?} is not a number from 1 to {MAX_GENERATED}"))
+        })?;
     let xml = crate::aggregate::generate(n, 1);
-    std::fs::write(&file, xml).map_err(|e| Failure::Failed(format!("{file}: {e}")))?;
+    write_replacing(&file, |f| {
+        f.write_all(xml.as_bytes())
+            .map_err(|e| Failure::Failed(format!("{file}: {e}")))
+    })?;
     say(out, format_args!("OK {n} entities"))
 }
 

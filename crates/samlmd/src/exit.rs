@@ -20,9 +20,24 @@ pub(crate) fn fail(e: impl std::fmt::Display) -> Failure {
     Failure::Failed(e.to_string())
 }
 
-/// Reads a file; the error names it.
+/// Largest key or certificate file read (PEM): 1 MiB.
+const MAX_PEM: u64 = 1 << 20;
+
+/// Reads a key or certificate file, at most [`MAX_PEM`] bytes; the error names it (review
+/// W9: `--key /dev/zero` read until memory ran out).
 pub(crate) fn read(path: &str) -> Res<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Failure::Failed(format!("{path}: {e}")))
+    use std::io::Read;
+    let failed = |e: std::io::Error| Failure::Failed(format!("{path}: {e}"));
+    let mut out = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_PEM + 1).read_to_end(&mut out))
+        .map_err(failed)?;
+    if out.len() as u64 > MAX_PEM {
+        return Err(Failure::Failed(format!(
+            "{path}: larger than {MAX_PEM} bytes: not a key or certificate file"
+        )));
+    }
+    Ok(out)
 }
 
 /// Files at least this large are read into populated anonymous memory, by two threads (each

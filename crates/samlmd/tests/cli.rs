@@ -875,7 +875,7 @@ fn lookup_text_output_escapes_control_characters() {
     let (cert, fed) = federation(dir.path());
     let doc = testkit::metadata::small_aggregate().replace(
         "<md:OrganizationDisplayName xml:lang=\"en\">Example</md:OrganizationDisplayName>",
-        "<md:OrganizationDisplayName xml:lang=\"en\">Example&#10;key Signing sha256 AA:BB&#x202E;x</md:OrganizationDisplayName>",
+        "<md:OrganizationDisplayName xml:lang=\"en\">Example&#10;key Signing sha256 AA:BB&#x202E;x&#x9B;y&#x2028;z</md:OrganizationDisplayName>",
     );
     assert!(doc.contains("&#10;"));
     let file = signed_file(dir.path(), &fed, "signed.xml", &doc);
@@ -894,7 +894,10 @@ fn lookup_text_output_escapes_control_characters() {
     );
     assert!(text.contains("\\u{a}key Signing"), "{text}");
     assert!(!text.contains('\u{202e}'), "{text}");
-    // JSON output is JSON, with the value as it is.
+    // Review W11: the line separator too.
+    assert!(!text.contains('\u{2028}'), "{text}");
+    // JSON output is JSON, with the value as it is, but no control or bidirectional character
+    // raw (serde escapes C0 only: review W11).
     let o = samlmd(&[
         "lookup",
         "--format",
@@ -904,6 +907,70 @@ fn lookup_text_output_escapes_control_characters() {
         p(&file),
         "https://idp.example.org/idp",
     ]);
-    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let raw = stdout(&o);
+    for c in ['\u{202e}', '\u{9b}', '\u{2028}'] {
+        assert!(!raw.contains(c), "{c:?} raw in {raw}");
+    }
+    let v: Value = serde_json::from_str(&raw).unwrap();
     assert!(v.to_string().contains('\u{202e}'), "{v}");
+    assert!(v.to_string().contains('\u{9b}'), "{v}");
+}
+
+/// Review W9: `sign` and `gen` wrote OUT in place (a reader saw a truncated document; a link at
+/// OUT was written through), `sign` read IN, the key and the certificate whole whatever their
+/// size (`--key /dev/zero` until memory ran out), and `gen` with a huge N overflowed its size
+/// estimate (a panic, exit 101). OUT is now replaced by a new file, IN is read under
+/// `--max-size`, keys and certificates up to 1 MiB, and N is 1 to a million.
+#[test]
+fn sign_and_gen_replace_their_output_and_bound_their_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key_pem, cert_pem) = testkit::signer::rsa2048_self_signed("samlmd test signer").unwrap();
+    let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+    std::fs::write(&key, key_pem).unwrap();
+    std::fs::write(&cert, cert_pem).unwrap();
+    for n in ["18446744073709551615", "1000001", "0"] {
+        let o = samlmd(&["gen", n, p(&dir.path().join("x.xml"))]);
+        assert_eq!(o.status.code(), Some(2), "gen {n}: {o:?}");
+    }
+    let agg = dir.path().join("agg.xml");
+    assert!(samlmd(&["gen", "3", p(&agg)]).status.success());
+    // A link where OUT goes: replaced, its target untouched.
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, "keep").unwrap();
+    let out = dir.path().join("signed.xml");
+    std::os::unix::fs::symlink(&victim, &out).unwrap();
+    let sign = |extra: &[&str], input: &Path, key: &Path| {
+        let mut args = vec!["sign", "--key", p(key), "--cert", p(&cert)];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[p(input), p(&out)]);
+        samlmd(&args)
+    };
+    let o = sign(&[], &agg, &key);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+    assert!(
+        std::fs::symlink_metadata(&out)
+            .unwrap()
+            .file_type()
+            .is_file()
+    );
+    let o = samlmd(&["verify", "--cert", p(&cert), p(&out)]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    // IN over --max-size, a key file that never ends: refused, OUT as it was.
+    let before = std::fs::read(&out).unwrap();
+    let big = dir.path().join("big.xml");
+    std::fs::write(&big, vec![b' '; (1 << 20) + 1]).unwrap();
+    let o = sign(&["--max-size", "1"], &big, &key);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("larger than"),
+        "{o:?}"
+    );
+    let o = sign(&[], &agg, Path::new("/dev/zero"));
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("larger than"),
+        "{o:?}"
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), before);
 }
