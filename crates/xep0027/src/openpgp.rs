@@ -236,6 +236,10 @@ pub const MAX_SIGNATURES: usize = 8;
 /// [`MAX_SIGNATURES`] verification passes over `data` are made in all, the whitespace retries
 /// included: signatures after the budget is spent are not checked (a block needs only one
 /// good signature; an honest one has one or two).
+///
+/// `sig` is binary (decode armor first, [`crate::armor::decode`]). Each packet is refused by
+/// its type before it is read, and packets over 64 KiB are refused unread, so a compressed
+/// packet is never inflated (review session 26, X2).
 pub fn verify_detached(
     sig: &[u8],
     data: &[u8],
@@ -295,14 +299,35 @@ fn verify_detached_counted(
     Err(first_err.unwrap_or_else(|| Error::OpenPgp("no signature".into())))
 }
 
+/// The largest packet [`split_signatures`] parses (64 KiB): far above any real signature (an
+/// RSA-16384 signature with every subpacket is under 10 KiB). A larger packet parses as
+/// `Unknown` and is refused as not a signature, without being read.
+const MAX_SIGNATURE_PACKET_LEN: u32 = 64 * 1024;
+
 /// The signatures of a detached signature block, each serialized alone, with its type.
+///
+/// Each packet's type is checked before the parser moves past it: moving past a packet reads
+/// its body to the end, and for a compressed-data packet that means inflating all of it
+/// (about 1000 bytes per byte of input) only to refuse it afterwards (review session 26, X2).
 fn split_signatures(sig: &[u8]) -> Result<Vec<(SignatureType, Vec<u8>)>> {
     use openpgp::Packet;
-    use openpgp::parse::{PacketParser, PacketParserResult};
+    use openpgp::parse::{PacketParserBuilder, PacketParserResult};
     use openpgp::serialize::SerializeInto as _;
     let mut out = Vec::new();
-    let mut ppr = PacketParser::from_bytes(sig).map_err(|e| Error::OpenPgp(pgp_msg(&e)))?;
+    let mut ppr = PacketParserBuilder::from_bytes(sig)
+        .and_then(|b| {
+            b.dearmor(openpgp::parse::Dearmor::Disabled)
+                .max_packet_size(MAX_SIGNATURE_PACKET_LEN)
+                .build()
+        })
+        .map_err(|e| Error::OpenPgp(pgp_msg(&e)))?;
     while let PacketParserResult::Some(pp) = ppr {
+        if !matches!(pp.packet, Packet::Signature(_)) {
+            return Err(Error::OpenPgp(format!(
+                "a {} packet where a detached signature is expected",
+                pp.packet.tag()
+            )));
+        }
         let (packet, next) = pp.next().map_err(|e| Error::OpenPgp(pgp_msg(&e)))?;
         ppr = next;
         match packet {
@@ -1589,6 +1614,94 @@ mod bound_tests {
         .unwrap();
         assert!(v.normalized);
         assert!(passes <= MAX_SIGNATURES, "{passes} passes");
+    }
+
+    /// Review session 26, X2: a compressed-data packet in a detached signature block is
+    /// refused by its type, before any of it is inflated. Its stream is corrupted at the end,
+    /// so inflating it (the old behaviour) fails with a decompression error, not this one.
+    #[test]
+    fn a_compressed_packet_in_a_detached_block_is_refused_uninflated() {
+        let p = Policy::standard();
+        let alice = id("alice", Suite::Cv25519);
+        let mut block = Vec::new();
+        let m = Compressor::new(Message::new(&mut block))
+            .algo(CompressionAlgorithm::Zip)
+            .level(CompressionLevel::best())
+            .build()
+            .unwrap();
+        let mut w = LiteralWriter::new(m).build().unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..256 {
+            w.write_all(&zeros).unwrap();
+        }
+        w.finalize().unwrap();
+        assert!(block.len() < 1 << 20, "{} bytes", block.len());
+        let n = block.len();
+        for b in &mut block[n - 8..] {
+            *b ^= 0x55;
+        }
+        let started = std::time::Instant::now();
+        let r = verify_detached(&block, b"x", &[alice.public_cert()], &p, now());
+        let took = started.elapsed();
+        match r {
+            Err(Error::OpenPgp(m)) => {
+                assert!(m.contains("where a detached signature is expected"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(took < Duration::from_secs(1), "{took:?}");
+    }
+
+    /// Review session 26, X2: a signature packet larger than [`MAX_SIGNATURE_PACKET_LEN`] is
+    /// refused without being parsed, even a good one (padded in its unhashed area).
+    #[test]
+    fn an_oversized_signature_packet_is_refused() {
+        use openpgp::Packet;
+        use openpgp::packet::signature::subpacket::{
+            NotationData, NotationDataFlags, Subpacket, SubpacketValue,
+        };
+        use openpgp::serialize::SerializeInto as _;
+        let p = Policy::standard();
+        let alice = id("alice", Suite::Cv25519);
+        let sig = sign_detached(
+            alice.signer(&p, now()).unwrap(),
+            b"x",
+            SigMode::Binary,
+            now(),
+        )
+        .unwrap();
+        let Ok(Packet::Signature(mut s)) = Packet::from_bytes(&sig) else {
+            panic!("not a signature");
+        };
+        s.unhashed_area_mut()
+            .add(
+                Subpacket::new(
+                    SubpacketValue::NotationData(NotationData::new(
+                        "pad@example.org",
+                        vec![0u8; 65_400],
+                        NotationDataFlags::empty(),
+                    )),
+                    false,
+                )
+                .unwrap(),
+            )
+            .unwrap();
+        let big = Packet::from(s).to_vec().unwrap();
+        assert!(
+            big.len() > MAX_SIGNATURE_PACKET_LEN as usize,
+            "{}",
+            big.len()
+        );
+        let r = verify_detached(&big, b"x", &[alice.public_cert()], &p, now());
+        match r {
+            Err(Error::OpenPgp(m)) => {
+                assert!(m.contains("where a detached signature is expected"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // The same signature unpadded is good.
+        let v = verify_detached(&sig, b"x", &[alice.public_cert()], &p, now()).unwrap();
+        assert_eq!(v.signer, alice.public_cert().fingerprint());
     }
 
     #[test]
