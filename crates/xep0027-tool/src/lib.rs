@@ -11,7 +11,9 @@
 //!         [--now DATETIME] [--skew SECONDS] [--require-envelope]
 //!     check the envelope (when present) and jabber:x:signed; `OK <fingerprint> <time>`
 //! xep0027 encrypt --key SECRET --jid JID --to CERT [--to CERT ...] [--unsigned] [--envelope]
-//!     encrypt the body to every --to and to oneself, signed inside unless --unsigned
+//!     encrypt the body to every --to and to oneself, signed inside unless --unsigned;
+//!     a stanza already carrying jabber:x:signed (or an XHTML-IM body) is refused, as it
+//!     would leave the plaintext checkable: encrypt first, or rely on the signature inside
 //! xep0027 decrypt --key SECRET --jid JID --keyring FILE (--pin JID=FPR ... | --trust-user-ids)
 //!         [--from JID] [--legacy] [--now DATETIME] [--skew SECONDS] [--allow-unsigned]
 //!         [--require-envelope]

@@ -475,3 +475,55 @@ fn verify_can_require_the_envelope() {
     let o = verify(&["--require-envelope"], &signed);
     assert!(o.status.success(), "{o:?}");
 }
+
+/// Review session 26, X3: `sign | encrypt` left a `jabber:x:signed` signature over the
+/// plaintext body next to the ciphertext (anyone with alice's public key could confirm a
+/// guessed body). `encrypt` now refuses such a stanza, exit 1, one line naming the reason.
+#[test]
+fn encrypt_refuses_a_signed_stanza() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = |n: &str| dir.path().join(n);
+    for who in ["alice", "bob"] {
+        let o = x27(
+            &[
+                "keygen",
+                "--jid",
+                &format!("{who}@example.org"),
+                p(&f(&format!("{who}.sec"))),
+                p(&f(&format!("{who}.pub"))),
+            ],
+            "",
+        );
+        assert!(o.status.success(), "{o:?}");
+    }
+    let o = x27(
+        &[
+            "sign",
+            "--key",
+            p(&f("alice.sec")),
+            "--jid",
+            "alice@example.org",
+        ],
+        "<message to='bob@example.org' id='m1'><body>approve</body></message>",
+    );
+    assert!(o.status.success(), "{o:?}");
+    let signed = out(&o);
+    assert!(signed.contains("jabber:x:signed"), "{signed}");
+    let o = x27(
+        &[
+            "encrypt",
+            "--key",
+            p(&f("alice.sec")),
+            "--jid",
+            "alice@example.org",
+            "--to",
+            p(&f("bob.pub")),
+        ],
+        &signed,
+    );
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(out(&o).is_empty(), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("plaintext"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1);
+}

@@ -17,6 +17,9 @@ pub const XML: &str = "http://www.w3.org/XML/1998/namespace";
 pub const SIGNED: &str = "jabber:x:signed";
 /// XEP-0027 encrypted messages (`<x xmlns='jabber:x:encrypted'/>`).
 pub const ENCRYPTED: &str = "jabber:x:encrypted";
+/// XHTML-IM bodies (XEP-0071, `<html xmlns='http://jabber.org/protocol/xhtml-im'/>`): a
+/// formatted copy of the `<body/>`, which sealing refuses to leave in clear.
+pub const XHTML_IM: &str = "http://jabber.org/protocol/xhtml-im";
 /// This crate's signed envelope ([`crate::envelope`]).
 pub const ENVELOPE: &str = "urn:xmpp-federation:xep0027:envelope:0";
 /// This crate's session keys and sealed messages ([`crate::session`]).

@@ -552,6 +552,9 @@ impl Member {
 
     /// Seals a `groupchat` message to the room with the newest key and signs its envelope as
     /// `me`. The stanza needs an `id`; `to` and `type` are set to the room and `groupchat`.
+    /// A message with a `jabber:x:signed` signature or an XHTML-IM body is refused
+    /// ([`Error::State`]): either would leave the plaintext readable, or checkable, by every
+    /// occupant next to the sealed body (review session 26, X3).
     pub fn seal(
         &mut self,
         stanza: &mut Stanza,
@@ -560,6 +563,7 @@ impl Member {
         policy: &Policy,
         now: SystemTime,
     ) -> Result<()> {
+        crate::encrypted::refuse_plaintext_copies(stanza)?;
         let limit = self.seal_limit;
         let room = self.room.bare().to_owned();
         let (_, held) = self

@@ -388,13 +388,17 @@ impl Sessions {
     }
 
     /// Seals the message's body with the current key for its recipient (`to`); the body is
-    /// replaced by the fallback text. The stanza needs `to` and `id`.
+    /// replaced by the fallback text. The stanza needs `to` and `id`. A message with a
+    /// `jabber:x:signed` signature or an XHTML-IM body is refused ([`Error::State`]): either
+    /// would leave the plaintext readable, or checkable, next to the sealed body (review
+    /// session 26, X3).
     pub fn seal(
         &mut self,
         stanza: &mut Stanza,
         rng: &mut dyn Random,
         now: SystemTime,
     ) -> Result<()> {
+        crate::encrypted::refuse_plaintext_copies(stanza)?;
         let to = Jid::new(stanza.to().ok_or_else(|| Error::Stanza("no 'to'".into()))?)?;
         let id = stanza.required_id()?.to_owned();
         let body = stanza

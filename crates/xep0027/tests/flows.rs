@@ -763,6 +763,75 @@ fn only_messages_with_a_body_are_encrypted() {
     );
 }
 
+/// A message to bob signed by alice (`jabber:x:signed` over "approve"), and one with an
+/// XHTML-IM copy of its body: neither may be encrypted or sealed (review session 26, X3).
+fn plaintext_carriers(w: &Scenario) -> [Stanza; 2] {
+    let mut signed_m = message("bob@example.org", "x3", "approve");
+    signed::sign(&mut signed_m, &w.alice, &w.policy, t0()).unwrap();
+    let html = Stanza::parse(
+        "<message to='bob@example.org' id='x3h'><body>approve</body>\
+         <html xmlns='http://jabber.org/protocol/xhtml-im'>\
+         <body xmlns='http://www.w3.org/1999/xhtml'><p>approve</p></body></html></message>",
+    )
+    .unwrap();
+    [signed_m, html]
+}
+
+/// Review session 26, X3: encrypting a message that carries a `jabber:x:signed` signature
+/// over its body (or an XHTML-IM copy of it) is refused, and the stanza is left unchanged;
+/// before, the signature stayed next to the ciphertext, an oracle for guessed plaintexts.
+#[test]
+fn encrypting_a_signed_or_xhtml_message_is_refused() {
+    let w = Scenario::new();
+    for m in plaintext_carriers(&w) {
+        let mut c = m.clone();
+        let r = encrypted::encrypt(
+            &mut c,
+            &w.alice,
+            &[&w.bob.public_cert()],
+            true,
+            &w.policy,
+            t0(),
+        );
+        assert!(
+            matches!(r, Err(Error::State(ref why)) if why.contains("plaintext")),
+            "{r:?}"
+        );
+        assert_eq!(c.to_xml(), m.to_xml());
+    }
+}
+
+/// Review session 26, X3, session keys: the same refusal in `Sessions::seal`.
+#[test]
+fn sealing_a_signed_or_xhtml_message_with_a_session_key_is_refused() {
+    let mut f = SessionFlow::agreed();
+    for m in plaintext_carriers(&f.s) {
+        let mut c = m.clone();
+        let r = f.sa.seal(&mut c, &mut OsRandom, t0());
+        assert!(
+            matches!(r, Err(Error::State(ref why)) if why.contains("plaintext")),
+            "{r:?}"
+        );
+        assert_eq!(c.to_xml(), m.to_xml());
+    }
+}
+
+/// Review session 26, X3, rooms: the same refusal in `Member::seal`.
+#[test]
+fn sealing_a_signed_or_xhtml_message_to_a_room_is_refused() {
+    let mut f = RoomFlow::keyed();
+    for m in plaintext_carriers(&f.s) {
+        let mut c = m.clone();
+        let s = &f.s;
+        let r = f.members[ALICE].seal(&mut c, &s.alice, &mut OsRandom, &s.policy, t0());
+        assert!(
+            matches!(r, Err(Error::State(ref why)) if why.contains("plaintext")),
+            "{r:?}"
+        );
+        assert_eq!(c.to_xml(), m.to_xml());
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Session keys.
 // ---------------------------------------------------------------------------------------
