@@ -25,6 +25,7 @@
 //! as recipient and sender), requires the stamp and the OpenPGP signature time within the
 //! skew of `now`, and refuses an `(sender, id)` pair seen before ([`ReplayWindow`]).
 
+use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
 
@@ -168,11 +169,13 @@ pub struct Checked {
 /// Memory is bounded by `max_entries` times the longest entry (ids of at most
 /// [`MAX_ID_LEN`](crate::stanza::MAX_ID_LEN) bytes, senders of at most a JID's 3071; longer
 /// ones are refused), shared fairly: when it is reached, the oldest entry of
-/// the sender holding the most entries is forgotten, and from then on that sender's stamps
+/// the sender holding the most entries is forgotten (of several holding as many, the one
+/// with the oldest entry), and from then on that sender's stamps
 /// not newer than it are refused (fail closed, never forget silently). One contact filling
 /// the window therefore only ever loses its own oldest entries; the others' in-flight stanzas
 /// are unaffected. (Only when every remembered entry is from a different sender does a
-/// forgotten one raise the floor for everyone.)
+/// forgotten one raise the floor for everyone; it is then the oldest entry of all, so the
+/// floor rises as little as it can; review session 26, X5.)
 ///
 /// Time only moves forward here: the window remembers the latest `now` it was given and uses
 /// it whenever a smaller one comes (a clock stepped back), so an entry that expired cannot be
@@ -199,12 +202,17 @@ pub struct ReplayWindow {
     senders: HashMap<String, SenderLog>,
     /// Every remembered entry by stamp, for expiry.
     by_stamp: BTreeSet<(SystemTime, String, String)>,
-    /// Senders by how many entries they hold, for fair eviction.
-    by_count: BTreeSet<(usize, String)>,
+    /// Senders by how many entries they hold, then by their oldest entry's stamp (the
+    /// oldest last), for fair eviction: the last is the one to lose an entry.
+    by_count: BTreeSet<CountKey>,
     /// The floor for every sender (see the type docs).
     floor: Option<SystemTime>,
     latest_now: Option<SystemTime>,
 }
+
+/// A sender's place in [`ReplayWindow::by_count`]: its entry count, its oldest stamp
+/// (reversed, so that of equal counts the oldest sorts last), its name.
+type CountKey = (usize, Reverse<SystemTime>, String);
 
 #[derive(Clone, Debug, Default)]
 struct SenderLog {
@@ -212,6 +220,14 @@ struct SenderLog {
     /// The same entries by stamp.
     order: BTreeSet<(SystemTime, String)>,
     floor: Option<SystemTime>,
+}
+
+impl SenderLog {
+    /// This sender's key in [`ReplayWindow::by_count`]; `None` without entries.
+    fn count_key(&self, sender: &str) -> Option<CountKey> {
+        let (oldest, _) = self.order.first()?;
+        Some((self.ids.len(), Reverse(*oldest), sender.to_owned()))
+    }
 }
 
 impl ReplayWindow {
@@ -333,19 +349,24 @@ impl ReplayWindow {
             self.evict_one();
         }
         let log = self.senders.entry(sender.to_owned()).or_default();
-        let before = log.ids.len();
+        if let Some(k) = log.count_key(sender) {
+            self.by_count.remove(&k);
+        }
         log.ids.insert(id.to_owned(), stamp);
         log.order.insert((stamp, id.to_owned()));
-        self.by_count.remove(&(before, sender.to_owned()));
-        self.by_count.insert((before + 1, sender.to_owned()));
+        if let Some(k) = log.count_key(sender) {
+            self.by_count.insert(k);
+        }
         self.by_stamp
             .insert((stamp, sender.to_owned(), id.to_owned()));
         Ok(())
     }
 
-    /// Forgets the oldest entry of the sender holding the most.
+    /// Forgets the oldest entry of the sender holding the most (of several holding as many,
+    /// the one whose oldest entry is oldest: when every sender holds one, the oldest entry of
+    /// all; review session 26, X5).
     fn evict_one(&mut self) {
-        let Some((count, sender)) = self.by_count.pop_last() else {
+        let Some((count, _, sender)) = self.by_count.pop_last() else {
             return;
         };
         let Some(log) = self.senders.get_mut(&sender) else {
@@ -358,7 +379,9 @@ impl ReplayWindow {
         self.by_stamp.remove(&(t, sender.clone(), oldest_id));
         if count > 1 {
             log.floor = Some(log.floor.map_or(t, |f| f.max(t)));
-            self.by_count.insert((count - 1, sender));
+            if let Some(k) = log.count_key(&sender) {
+                self.by_count.insert(k);
+            }
         } else {
             // Its only entry: no per-sender log is kept without entries, so the floor is
             // everyone's (every sender held one entry at most).
@@ -380,15 +403,19 @@ impl ReplayWindow {
                 break;
             };
             if let Some(log) = self.senders.get_mut(&sender) {
-                let before = log.ids.len();
+                if let Some(k) = log.count_key(&sender) {
+                    self.by_count.remove(&k);
+                }
                 log.ids.remove(&id);
                 log.order.remove(&(t, id));
-                self.by_count.remove(&(before, sender.clone()));
-                if log.ids.is_empty() {
+                match log.count_key(&sender) {
+                    Some(k) => {
+                        self.by_count.insert(k);
+                    }
                     // Its floor is older than every acceptable stamp now.
-                    self.senders.remove(&sender);
-                } else {
-                    self.by_count.insert((before - 1, sender));
+                    None => {
+                        self.senders.remove(&sender);
+                    }
                 }
             }
         }
@@ -648,6 +675,46 @@ mod tests {
             Err(Error::Replay(_))
         ));
         assert!(w.check_time(t0, t0 + s(10)).is_err());
+    }
+
+    /// Review session 26, X5: with every sender holding one entry, the oldest entry is
+    /// forgotten, not the one of the sender with the largest name (whose newest stamp then
+    /// became everyone's floor).
+    #[test]
+    fn a_full_window_of_single_entries_forgets_the_oldest() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let ms = Duration::from_millis;
+        let mut w = ReplayWindow::new(Duration::from_secs(300), 2);
+        w.accept("z@x", "1", t0 + ms(2000), t0 + ms(2000)).unwrap();
+        w.accept("a@x", "1", t0, t0 + ms(2000)).unwrap();
+        w.accept("b@x", "1", t0 + ms(1000), t0 + ms(2000)).unwrap();
+        assert!(w.is_seen("z@x", "1"), "the newest entry stays");
+        assert!(!w.is_seen("a@x", "1"), "the oldest is forgotten");
+        w.accept("c@x", "1", t0 + ms(1500), t0 + ms(2000)).unwrap();
+        // The floor is the forgotten oldest stamp: not newer is refused.
+        assert!(matches!(
+            w.accept("d@x", "1", t0, t0 + ms(2000)),
+            Err(Error::Replay(Freshness::Forgotten { sender: None }))
+        ));
+    }
+
+    /// Review session 26, X5: of senders holding as many entries, the one with the oldest
+    /// entry loses it, whatever the names.
+    #[test]
+    fn ties_in_count_forget_the_oldest_entry() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let s = Duration::from_secs;
+        let mut w = ReplayWindow::new(s(300), 4);
+        w.accept("zed@x", "1", t0 + s(10), t0 + s(20)).unwrap();
+        w.accept("zed@x", "2", t0 + s(11), t0 + s(20)).unwrap();
+        w.accept("amy@x", "1", t0 + s(1), t0 + s(20)).unwrap();
+        w.accept("amy@x", "2", t0 + s(2), t0 + s(20)).unwrap();
+        w.accept("new@x", "1", t0 + s(12), t0 + s(20)).unwrap();
+        assert!(!w.is_seen("amy@x", "1"), "amy's entry is the oldest");
+        assert!(w.is_seen("zed@x", "1"));
+        // zed's in-flight stanza stamped before its entries is still accepted; amy's not.
+        w.accept("zed@x", "0", t0 + s(5), t0 + s(20)).unwrap();
+        assert!(w.accept("amy@x", "0", t0 + s(1), t0 + s(20)).is_err());
     }
 
     /// When every entry is another sender's, forgetting one raises everyone's floor (fail
