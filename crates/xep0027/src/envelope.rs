@@ -183,8 +183,14 @@ pub struct Checked {
 ///
 /// Call these in this order:
 ///
-/// 1. [`ReplayWindow::new`] (or [`ReplayWindow::default`]) once per receiver, and keep the
-///    window for as long as the receiver runs: a new window forgets what was accepted.
+/// 1. Once per receiver, and keep the window for as long as the receiver runs (a new window
+///    forgets what was accepted, and would accept it again; review session 26, X4):
+///    - at the first start ever, [`ReplayWindow::new`] (or [`ReplayWindow::default`]);
+///    - after a clean shutdown that saved [`ReplayWindow::state`] after its last accepted
+///      stanza, [`ReplayWindow::new`], then [`ReplayWindow::restore_state`] with it;
+///    - otherwise (a crash, or no saved state), [`ReplayWindow::resume`] with the start
+///      time: it refuses every stamp that could have been accepted before the restart (fail
+///      closed), which costs refusing stanzas stamped up to one skew after the start.
 /// 2. For each stanza received: [`check`] (verifies the envelope and records it), or, when
 ///    more must be checked before the stanza counts as accepted (a payload to decrypt),
 ///    [`verify`], then the other checks, then [`ReplayWindow::accept`] with the checked
@@ -192,6 +198,7 @@ pub struct Checked {
 ///    error, so a refused stanza can be retried.
 /// 3. From time to time, [`ReplayWindow::expire`] with the current time to free memory
 ///    ([`ReplayWindow::accept`] does it too).
+/// 4. At shutdown, after the last stanza is accepted, save [`ReplayWindow::state`].
 ///
 /// [`ReplayWindow::check_time`], [`ReplayWindow::check_sender_time`] and
 /// [`ReplayWindow::is_seen`] only read, at any time.
@@ -243,6 +250,125 @@ impl ReplayWindow {
             floor: None,
             latest_now: None,
         }
+    }
+
+    /// A window for a receiver restarted at `started_at` without the state of the window it
+    /// had (after a crash; review session 26, X4): every stamp up to `started_at` plus the
+    /// skew is refused ([`Freshness::Forgotten`]), since the lost window may have accepted
+    /// any of them (stamps up to the skew ahead of its clock included). Fail closed: for one
+    /// skew after the start, stanzas are refused; later ones are accepted as usual.
+    pub fn resume(skew: Duration, max_entries: usize, started_at: SystemTime) -> ReplayWindow {
+        let mut w = ReplayWindow::new(skew, max_entries);
+        w.floor = Some(started_at.checked_add(skew).unwrap_or(started_at));
+        w.latest_now = Some(started_at);
+        w
+    }
+
+    /// What must survive a clean restart to keep refusing replays: the remembered entries,
+    /// the floors and the latest `now`, one record a line. Save it at shutdown, after the
+    /// last stanza was accepted, and give it to [`ReplayWindow::restore_state`] at start
+    /// (review session 26, X4). Senders and ids are percent-encoded; times are exact.
+    #[must_use = "save it, to refuse replays after a restart"]
+    pub fn state(&self) -> String {
+        let mut out = String::new();
+        if let Some(t) = self.latest_now.and_then(state_time) {
+            out.push_str(&format!("now {t}\n"));
+        }
+        if let Some(t) = self.floor.and_then(state_time) {
+            out.push_str(&format!("floor {t}\n"));
+        }
+        let mut senders: Vec<(&String, &SenderLog)> = self.senders.iter().collect();
+        senders.sort_by(|a, b| a.0.cmp(b.0));
+        for (sender, log) in senders {
+            if let Some(t) = log.floor.and_then(state_time) {
+                out.push_str(&format!("sender-floor {t} {}\n", state_escape(sender)));
+            }
+        }
+        for (stamp, sender, id) in &self.by_stamp {
+            if let Some(t) = state_time(*stamp) {
+                out.push_str(&format!(
+                    "seen {t} {} {}\n",
+                    state_escape(sender),
+                    state_escape(id)
+                ));
+            }
+        }
+        out
+    }
+
+    /// Restores what [`ReplayWindow::state`] saved, merged with what this window knows (the
+    /// later floors and `now` win; entries are added as [`ReplayWindow::accept`] would, the
+    /// window's bound and eviction included; entries already outside the window are
+    /// dropped). A malformed state is refused whole ([`Error::State`]), nothing restored.
+    pub fn restore_state(&mut self, state: &str) -> Result<()> {
+        let bad = |line: &str| Error::State(format!("bad replay window state line {line:?}"));
+        let mut now = None;
+        let mut floor = None;
+        let mut sender_floors = Vec::new();
+        let mut seen = Vec::new();
+        for line in state.lines().filter(|l| !l.trim().is_empty()) {
+            let f: Vec<&str> = line.split(' ').collect();
+            match f.as_slice() {
+                ["now", t] => now = Some(parse_state_time(t).ok_or_else(|| bad(line))?),
+                ["floor", t] => floor = Some(parse_state_time(t).ok_or_else(|| bad(line))?),
+                ["sender-floor", t, sender] => {
+                    let t = parse_state_time(t).ok_or_else(|| bad(line))?;
+                    let sender = state_unescape(sender).ok_or_else(|| bad(line))?;
+                    if sender.is_empty() || sender.len() > MAX_SENDER_LEN {
+                        return Err(bad(line));
+                    }
+                    sender_floors.push((sender, t));
+                }
+                ["seen", t, sender, id] => {
+                    let t = parse_state_time(t).ok_or_else(|| bad(line))?;
+                    let sender = state_unescape(sender).ok_or_else(|| bad(line))?;
+                    let id = state_unescape(id).ok_or_else(|| bad(line))?;
+                    if sender.is_empty()
+                        || sender.len() > MAX_SENDER_LEN
+                        || id.is_empty()
+                        || crate::stanza::check_id(&id).is_err()
+                    {
+                        return Err(bad(line));
+                    }
+                    seen.push((sender, id, t));
+                }
+                _ => return Err(bad(line)),
+            }
+        }
+        // A sender's floor comes with its entries (a window keeps no floor for a sender
+        // without entries).
+        if let Some((sender, _)) = sender_floors
+            .iter()
+            .find(|(sender, _)| !seen.iter().any(|(s, _, _)| s == sender))
+        {
+            return Err(Error::State(format!(
+                "bad replay window state: a floor for {sender:?} without its entries"
+            )));
+        }
+        if let Some(t) = now {
+            self.latest_now = Some(self.effective_now(t));
+        }
+        if let Some(t) = floor {
+            self.floor = Some(self.floor.map_or(t, |f| f.max(t)));
+        }
+        for (sender, id, stamp) in seen {
+            if self.is_seen(&sender, &id) {
+                continue;
+            }
+            while self.by_stamp.len() >= self.max_entries {
+                self.evict_one();
+            }
+            self.record(&sender, &id, stamp);
+        }
+        for (sender, t) in sender_floors {
+            if let Some(log) = self.senders.get_mut(&sender) {
+                log.floor = Some(log.floor.map_or(t, |f| f.max(t)));
+            }
+        }
+        if let Some(t) = self.latest_now {
+            self.expire(t);
+        }
+        Ok(())
     }
 
     /// The allowed skew.
@@ -348,6 +474,12 @@ impl ReplayWindow {
         while self.by_stamp.len() >= self.max_entries {
             self.evict_one();
         }
+        self.record(sender, id, stamp);
+        Ok(())
+    }
+
+    /// Records `(sender, id)` with its stamp, unchecked (room was made).
+    fn record(&mut self, sender: &str, id: &str, stamp: SystemTime) {
         let log = self.senders.entry(sender.to_owned()).or_default();
         if let Some(k) = log.count_key(sender) {
             self.by_count.remove(&k);
@@ -359,7 +491,6 @@ impl ReplayWindow {
         }
         self.by_stamp
             .insert((stamp, sender.to_owned(), id.to_owned()));
-        Ok(())
     }
 
     /// Forgets the oldest entry of the sender holding the most (of several holding as many,
@@ -420,6 +551,64 @@ impl ReplayWindow {
             }
         }
     }
+}
+
+/// A time in [`ReplayWindow::state`]: seconds and nanoseconds since the Unix epoch (exact; a
+/// time before it is never in a window).
+fn state_time(t: SystemTime) -> Option<String> {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).ok()?;
+    Some(format!("{}.{:09}", d.as_secs(), d.subsec_nanos()))
+}
+
+fn parse_state_time(s: &str) -> Option<SystemTime> {
+    let (secs, nanos) = s.split_once('.')?;
+    if nanos.len() != 9
+        || !secs
+            .bytes()
+            .chain(nanos.bytes())
+            .all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let d = Duration::new(
+        secs.parse().ok()?,
+        nanos.parse().ok().filter(|n| *n < 1_000_000_000)?,
+    );
+    SystemTime::UNIX_EPOCH.checked_add(d)
+}
+
+/// A sender or id in [`ReplayWindow::state`]: bytes other than printable ASCII, and `%`,
+/// as `%XX`.
+fn state_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_graphic() && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn state_unescape(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 impl Default for ReplayWindow {
@@ -715,6 +904,68 @@ mod tests {
         // zed's in-flight stanza stamped before its entries is still accepted; amy's not.
         w.accept("zed@x", "0", t0 + s(5), t0 + s(20)).unwrap();
         assert!(w.accept("amy@x", "0", t0 + s(1), t0 + s(20)).is_err());
+    }
+
+    /// Review session 26, X4: a window resumed after a crash refuses every stamp the lost
+    /// window may have accepted (up to the start plus the skew), then accepts as usual.
+    #[test]
+    fn a_resumed_window_refuses_what_the_lost_one_may_have_accepted() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let s = Duration::from_secs;
+        let start = t0 + s(10);
+        let mut w = ReplayWindow::resume(s(300), 10, start);
+        for stamp in [t0, start, start + s(299)] {
+            assert!(matches!(
+                w.accept("a@x", "1", stamp, start),
+                Err(Error::Replay(Freshness::Forgotten { sender: None }))
+            ));
+        }
+        assert!(w.is_empty());
+        w.accept("a@x", "1", start + s(301), start + s(301))
+            .unwrap();
+    }
+
+    /// Review session 26, X4: the state saved at shutdown restores the entries, the floors
+    /// and the latest `now`; odd senders and ids survive; a malformed state changes nothing.
+    #[test]
+    fn the_window_state_survives_a_restart() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let s = Duration::from_secs;
+        let ns = Duration::from_nanos;
+        let mut w = ReplayWindow::new(s(300), 3);
+        let odd = "id with spaces %41\n\u{e9}";
+        w.accept("a@x", "1", t0 + ns(1), t0).unwrap();
+        w.accept("a@x", odd, t0 + s(1), t0).unwrap();
+        w.accept("a@x", "3", t0 + s(2), t0).unwrap();
+        w.accept("a@x", "4", t0 + s(3), t0 + s(3)).unwrap(); // a@x's floor: t0 + 1 ns
+        let state = w.state();
+        let mut r = ReplayWindow::new(s(300), 3);
+        r.restore_state(&state).unwrap();
+        assert_eq!(r.state(), state);
+        for (id, stamp) in [(odd, t0 + s(1)), ("4", t0 + s(3))] {
+            assert!(matches!(
+                r.accept("a@x", id, stamp, t0 + s(3)),
+                Err(Error::Replay(Freshness::Duplicate { .. }))
+            ));
+        }
+        // Not newer than the forgotten entry: refused; between it and the next: accepted.
+        assert!(r.accept("a@x", "5", t0 + ns(1), t0 + s(3)).is_err());
+        r.accept("a@x", "5", t0 + ns(2), t0 + s(3)).unwrap();
+        // A malformed state is refused whole.
+        let mut e = ReplayWindow::new(s(300), 3);
+        for bad in [
+            format!("{state}junk\n"),
+            "seen 1.5 a@x 1\n".to_owned(),
+            "seen 1800000000.000000000 a@x %4\n".to_owned(),
+            "sender-floor 1800000000.000000000 b@x\n".to_owned(),
+        ] {
+            assert!(
+                matches!(e.restore_state(&bad), Err(Error::State(_))),
+                "{bad}"
+            );
+            assert!(e.is_empty());
+            assert_eq!(e.state(), "");
+        }
     }
 
     /// When every entry is another sender's, forgetting one raises everyone's floor (fail

@@ -352,7 +352,9 @@ pub struct RoomMessage {
 /// 1. [`Member::new`] when joining, pinning the moderator's fingerprint (then
 ///    [`Member::set_seal_limit`] and [`Member::set_epoch_grace`] if the defaults do not
 ///    suit), and one [`ReplayWindow`] for the room; after a restart,
-///    [`Member::restore_state`] with what [`Member::state`] last said.
+///    [`Member::restore_state`] with what [`Member::state`] last said, and the window
+///    restored or resumed as [`ReplayWindow`] says (a new one would accept recent room
+///    messages re-posted by any occupant).
 /// 2. [`Member::accept_key`] for each key distribution received from the moderator; save
 ///    [`Member::state`] after each.
 /// 3. To post: [`Member::seal`] (it signs the envelope too) and send the stanza to the room.

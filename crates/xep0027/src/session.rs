@@ -99,7 +99,7 @@ pub struct KeyInfo {
 ///    no key yet, or the key's seal limit reached), then [`crate::envelope::seal`] if the
 ///    message carries an envelope (always last), and send.
 /// 5. For each sealed message received: [`Sessions::open`] with the receiver's
-///    [`ReplayWindow`].
+///    [`ReplayWindow`] (after a restart, restored or resumed as [`ReplayWindow`] says).
 /// 6. From time to time: [`Sessions::forget_expired`]; offer a new key (step 2) before
 ///    [`Sessions::current`]'s expiry.
 #[derive(Debug)]

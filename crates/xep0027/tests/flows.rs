@@ -462,6 +462,36 @@ fn envelope_replay_is_refused() {
     ));
 }
 
+/// Review session 26, X4: after a restart, a new window accepted a stanza accepted before
+/// it again. A window resumed at the restart refuses it; one restored from the state saved
+/// at shutdown refuses it as a duplicate.
+#[test]
+fn envelope_replayed_after_a_restart_is_refused() {
+    let w = Scenario::new();
+    let (_, got) = enveloped(&w);
+    let mut before = ReplayWindow::default();
+    let _first = envelope::check(&got, &w.keyring, &w.policy, &mut before, t0()).unwrap();
+    let restart = at(10);
+    // What a new window did (the replay passed).
+    let mut fresh = ReplayWindow::default();
+    assert!(envelope::check(&got, &w.keyring, &w.policy, &mut fresh, restart).is_ok());
+    // After a crash.
+    let mut resumed = ReplayWindow::resume(Duration::from_secs(300), 100_000, restart);
+    let err = envelope::check(&got, &w.keyring, &w.policy, &mut resumed, restart).unwrap_err();
+    assert!(
+        matches!(err, Error::Replay(Freshness::Forgotten { sender: None })),
+        "{err:?}"
+    );
+    // After a clean shutdown.
+    let mut restored = ReplayWindow::default();
+    restored.restore_state(&before.state()).unwrap();
+    let err = envelope::check(&got, &w.keyring, &w.policy, &mut restored, restart).unwrap_err();
+    assert!(
+        matches!(err, Error::Replay(Freshness::Duplicate { .. })),
+        "{err:?}"
+    );
+}
+
 #[test]
 fn envelope_redirected_to_another_recipient_is_refused() {
     let w = Scenario::new();
