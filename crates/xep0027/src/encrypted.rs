@@ -84,7 +84,7 @@ pub fn encrypt_to(
     }
     refuse_plaintext_copies(stanza)?;
     let body = stanza
-        .body()?
+        .only_body()?
         .ok_or_else(|| Error::Stanza("no <body/> to encrypt".into()))?;
     let signer = if sign {
         Some(me.signer(policy, now)?)

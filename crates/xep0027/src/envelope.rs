@@ -15,7 +15,8 @@
 //! the `<show/>` and `<status/>` text; for a message the `jabber:x:encrypted` packets, or a
 //! sealed session/room payload, or the body text; a message carrying more than one of the
 //! three payloads, or two of one, is refused by [`seal`], [`verify`] and [`check`], since only
-//! one could be covered). Other children (`<subject/>`, `<thread/>`,
+//! one could be covered; so is a stanza with more than one `<body/>` or `<status/>`, one per
+//! language, since the others would travel unsigned). Other children (`<subject/>`, `<thread/>`,
 //! extension elements) and other attributes are not covered: what must be protected belongs in
 //! the body (for messages between modules, a structured body). Plain XEP-0027 readers ignore
 //! the element.
@@ -53,13 +54,16 @@ pub(crate) fn payload(stanza: &Stanza) -> Result<(&'static str, Vec<u8>)> {
                 .only_child("show", &space)?
                 .map(|e| e.text())
                 .unwrap_or_default();
-            let status = stanza.status()?.unwrap_or_default();
+            let status = stanza.only_status()?.unwrap_or_default();
             Ok((
                 "presence",
                 canonical::encode("p", &[show.as_bytes(), status.as_bytes()]),
             ))
         }
         Kind::Message => {
+            // One <body/> at most, whatever the payload: an other-language copy would travel
+            // unsigned (review session 26, X9).
+            stanza.only_body()?;
             // At most one payload: the signature covers only the one chosen, so a second
             // (of another kind) would travel unsigned.
             let encrypted = crate::encrypted::payload(stanza)?;
@@ -79,7 +83,7 @@ pub(crate) fn payload(stanza: &Stanza) -> Result<(&'static str, Vec<u8>)> {
             if let Some(s) = session.or(room) {
                 return Ok(("sealed", sealed_bytes(s)));
             }
-            Ok(("body", stanza.body()?.unwrap_or_default().into_bytes()))
+            Ok(("body", stanza.only_body()?.unwrap_or_default().into_bytes()))
         }
     }
 }

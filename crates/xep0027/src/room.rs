@@ -586,7 +586,7 @@ impl Member {
         }
         let id = stanza.required_id()?.to_owned();
         let body = stanza
-            .body()?
+            .only_body()?
             .ok_or_else(|| Error::Stanza("no <body/> to seal".into()))?;
         let stamp = crate::time::format(now);
         let epoch = held.room_key.epoch.to_string();

@@ -402,7 +402,7 @@ impl Sessions {
         let to = Jid::new(stanza.to().ok_or_else(|| Error::Stanza("no 'to'".into()))?)?;
         let id = stanza.required_id()?.to_owned();
         let body = stanza
-            .body()?
+            .only_body()?
             .ok_or_else(|| Error::Stanza("no <body/> to seal".into()))?;
         let (me, limit) = (self.me.bare().to_owned(), self.seal_limit);
         let k = self

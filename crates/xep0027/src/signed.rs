@@ -19,11 +19,13 @@ use crate::stanza::{Element, Kind, Stanza, sender};
 use crate::{Error, Result};
 
 /// The text XEP-0027 signs in this stanza: the status (presence) or body (message) text, the
-/// empty string when absent.
+/// empty string when absent. A stanza with several (one per language) is refused
+/// ([`crate::Error::Stanza`]), by [`sign`] and [`verify`] alike: the others would travel
+/// unsigned next to a good signature (review session 26, X9).
 pub fn signed_text(stanza: &Stanza) -> Result<String> {
     let t = match stanza.kind() {
-        Kind::Presence => stanza.status()?,
-        Kind::Message => stanza.body()?,
+        Kind::Presence => stanza.only_status()?,
+        Kind::Message => stanza.only_body()?,
     };
     Ok(t.unwrap_or_default())
 }

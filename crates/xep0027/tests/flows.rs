@@ -492,6 +492,93 @@ fn envelope_replayed_after_a_restart_is_refused() {
     );
 }
 
+/// Adds `<{local} xml:lang='de'>{text}</{local}>` to a delivered stanza, as a server in
+/// the path could.
+fn with_german(got: &Stanza, local: &str, text: &str) -> Stanza {
+    let mut s = got.clone();
+    let ns = s.element().ns().to_owned();
+    s.element_mut().push(
+        xep0027::stanza::Element::new(local, &ns)
+            .with_attr("xml:lang", "de")
+            .with_text(text),
+    );
+    Stanza::parse(&s.to_xml()).unwrap()
+}
+
+/// Review session 26, X9: an other-language `<body/>` added to an enveloped message, or
+/// `<status/>` to an enveloped presence, travelled unsigned and passed `check`; refused now.
+#[test]
+fn envelope_with_an_added_other_language_body_or_status_is_refused() {
+    let w = Scenario::new();
+    let (_, got) = enveloped(&w);
+    let forged = with_german(&got, "body", "deploy v1");
+    let mut win = ReplayWindow::default();
+    let e = envelope::check(&forged, &w.keyring, &w.policy, &mut win, t0()).unwrap_err();
+    assert!(
+        matches!(e, Error::Stanza(ref m) if m.contains("several <body/>")),
+        "{e:?}"
+    );
+    assert!(win.is_empty());
+    let _ok = envelope::check(&got, &w.keyring, &w.policy, &mut win, t0()).unwrap();
+
+    let mut p = Stanza::parse("<presence id='p9'><show>dnd</show><status>busy</status></presence>")
+        .unwrap();
+    envelope::seal(&mut p, &w.alice, &w.policy, t0()).unwrap();
+    let got = deliver(&p, "alice@example.org/ci");
+    let forged = with_german(&got, "status", "frei");
+    let e = envelope::check(&forged, &w.keyring, &w.policy, &mut win, t0()).unwrap_err();
+    assert!(
+        matches!(e, Error::Stanza(ref m) if m.contains("several <status/>")),
+        "{e:?}"
+    );
+    let _ok = envelope::check(&got, &w.keyring, &w.policy, &mut win, t0()).unwrap();
+}
+
+/// Review session 26, X9: signing (jabber:x:signed, envelope) and sealing a message with
+/// bodies in several languages is refused (only one could be covered), and so is verifying
+/// a jabber:x:signed message with an added other-language body.
+#[test]
+fn several_bodies_are_neither_signed_nor_sealed() {
+    let w = Scenario::new();
+    let two = Stanza::parse(
+        "<message to='bob@example.org' id='b2' xml:lang='en'><body>transfer 10</body>\
+         <body xml:lang='de'>\u{fc}berweise 10</body></message>",
+    )
+    .unwrap();
+    let several = |r: xep0027::Result<()>| {
+        assert!(
+            matches!(r, Err(Error::Stanza(ref m)) if m.contains("several <body/>")),
+            "{r:?}"
+        )
+    };
+    several(signed::sign(&mut two.clone(), &w.alice, &w.policy, t0()));
+    several(envelope::seal(&mut two.clone(), &w.alice, &w.policy, t0()));
+    several(encrypted::encrypt(
+        &mut two.clone(),
+        &w.alice,
+        &[&w.bob.public_cert()],
+        true,
+        &w.policy,
+        t0(),
+    ));
+    let mut f = SessionFlow::agreed();
+    several(f.sa.seal(&mut two.clone(), &mut OsRandom, t0()));
+    let mut r = RoomFlow::keyed();
+    let s = &r.s;
+    several(r.members[ALICE].seal(&mut two.clone(), &s.alice, &mut OsRandom, &s.policy, t0()));
+
+    let mut one = message("bob@example.org", "b1", "transfer 10");
+    signed::sign(&mut one, &w.alice, &w.policy, t0()).unwrap();
+    let got = deliver(&one, "alice@example.org/a");
+    let _ok = signed::verify(&got, &w.keyring, &w.policy, t0()).unwrap();
+    let forged = with_german(&got, "body", "\u{fc}berweise 10000");
+    let e = signed::verify(&forged, &w.keyring, &w.policy, t0()).unwrap_err();
+    assert!(
+        matches!(e, Error::Stanza(ref m) if m.contains("several <body/>")),
+        "{e:?}"
+    );
+}
+
 #[test]
 fn envelope_redirected_to_another_recipient_is_refused() {
     let w = Scenario::new();
