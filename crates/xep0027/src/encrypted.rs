@@ -87,6 +87,7 @@ pub fn encrypt_to(
         .only_body()?
         .ok_or_else(|| Error::Stanza("no <body/> to encrypt".into()))?;
     let signer = if sign {
+        crate::signed::refuse_label_prefix(&body)?;
         Some(me.signer(policy, now)?)
     } else {
         None

@@ -141,7 +141,13 @@ pub fn seal(stanza: &mut Stanza, me: &Identity, policy: &Policy, now: SystemTime
     let stamp = crate::time::format(now);
     let from = me.jid().bare().to_owned();
     let bytes = signed_bytes(stanza, &from, &to, &id, &stamp)?;
-    let sig = openpgp::sign_detached(me.signer(policy, now)?, &bytes, SigMode::Binary, now)?;
+    let sig = openpgp::sign_detached_for(
+        me.signer(policy, now)?,
+        &bytes,
+        SigMode::Binary,
+        now,
+        openpgp::Purpose::Envelope,
+    )?;
     let el = stanza.element_mut();
     el.remove_children("envelope", ns::ENVELOPE);
     el.push(
@@ -717,7 +723,14 @@ pub fn verify(
     let bytes = signed_bytes(stanza, e_from, e_to, id, stamp_s)?;
     // The stamp is within the window's skew of `now`, either way: verify as of the later of
     // the two, so that a sender whose clock is ahead is not refused ("not live until").
-    let v = openpgp::verify_detached_at(&sig, &bytes, &signers, policy, now.max(stamp))?;
+    let v = openpgp::verify_detached_at(
+        &sig,
+        &bytes,
+        &signers,
+        policy,
+        now.max(stamp),
+        openpgp::Purpose::Envelope,
+    )?;
     // The OpenPGP creation time has second granularity; it must agree with the stamp.
     let drift = match v.created.duration_since(stamp) {
         Ok(d) => d,
@@ -742,6 +755,114 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Review session 26, X1 (cross-protocol reuse). Alice signs, as XEP-0027 does, a body
+    /// text mallory chose, equal to the envelope bytes of a groupchat message "from alice"
+    /// (an echo module; or any XEP-0027 client: GnuPG makes the same signature). Mallory
+    /// posts her own message under an envelope carrying that signature; the room reflects
+    /// it. Before, every check passed and the message was alice's.
+    #[test]
+    fn a_xep0027_text_signature_is_not_an_envelope_signature() {
+        use crate::keys::{Keyring, Suite};
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let p = Policy::standard();
+        let alice = Identity::generate(
+            &Jid::new("alice@example.org").unwrap(),
+            Suite::Cv25519,
+            t0 - Duration::from_secs(86_400),
+            None,
+        )
+        .unwrap();
+        let mut ring = Keyring::new();
+        ring.insert_pinned(alice.jid(), alice.public_cert());
+        let room = "ops@rooms.example.org";
+        let stamp = crate::time::format(t0);
+        let mut forged = Stanza::parse(&format!(
+            "<message to='{room}' id='m1' type='groupchat'><body>wire 10k to X</body></message>"
+        ))
+        .unwrap();
+        let d = signed_bytes(&forged, "alice@example.org", room, "m1", &stamp).unwrap();
+        // What alice's XEP-0027 signer makes over a body equal to `d`.
+        let sig =
+            openpgp::sign_detached(alice.signer(&p, t0).unwrap(), &d, SigMode::Binary, t0).unwrap();
+        forged.element_mut().push(
+            Element::new("envelope", ns::ENVELOPE)
+                .with_attr("from", "alice@example.org")
+                .with_attr("to", room)
+                .with_attr("stamp", &stamp)
+                .with_text(&armor::encode(&sig)),
+        );
+        let got = Stanza::parse(&forged.to_xml())
+            .unwrap()
+            .with_attr("from", &format!("{room}/mallory"))
+            .with_attr("to", "bob@example.org/desk");
+        let mut w = ReplayWindow::default();
+        let r = check(&got, &ring, &p, &mut w, t0);
+        assert!(
+            matches!(r, Err(Error::BadSignature(ref m)) if m.contains("not an envelope signature")),
+            "{r:?}"
+        );
+        assert!(w.is_empty());
+        // The real envelope over the same message is good.
+        let mut real = Stanza::parse(&format!(
+            "<message to='{room}' id='m2' type='groupchat'><body>wire 10k to X</body></message>"
+        ))
+        .unwrap();
+        seal(&mut real, &alice, &p, t0).unwrap();
+        let got = Stanza::parse(&real.to_xml())
+            .unwrap()
+            .with_attr("from", &format!("{room}/alice"));
+        let c = check(&got, &ring, &p, &mut w, t0).unwrap();
+        assert_eq!(c.sender.bare(), "alice@example.org");
+    }
+
+    /// Review session 26, X1, the other way: an envelope signature moved into
+    /// `jabber:x:signed` over a body equal to its signed bytes is refused.
+    #[test]
+    fn an_envelope_signature_is_not_a_xep0027_signature() {
+        use crate::keys::{Keyring, Suite};
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let p = Policy::standard();
+        let alice = Identity::generate(
+            &Jid::new("alice@example.org").unwrap(),
+            Suite::Cv25519,
+            t0 - Duration::from_secs(86_400),
+            None,
+        )
+        .unwrap();
+        let mut ring = Keyring::new();
+        ring.insert_pinned(alice.jid(), alice.public_cert());
+        let mut m =
+            Stanza::parse("<message to='bob@example.org' id='m1'><body>hi</body></message>")
+                .unwrap();
+        seal(&mut m, &alice, &p, t0).unwrap();
+        let env = m
+            .element()
+            .only_child("envelope", ns::ENVELOPE)
+            .unwrap()
+            .unwrap();
+        let d = signed_bytes(
+            &m,
+            "alice@example.org",
+            "bob@example.org",
+            "m1",
+            env.attr("stamp").unwrap(),
+        )
+        .unwrap();
+        let mut moved = Stanza::parse("<message to='bob@example.org' id='m9'/>").unwrap();
+        moved.set_body(std::str::from_utf8(&d).unwrap());
+        moved
+            .element_mut()
+            .push(Element::new("x", ns::SIGNED).with_text(&env.text()));
+        let got = Stanza::parse(&moved.to_xml())
+            .unwrap()
+            .with_attr("from", "alice@example.org/a");
+        let r = crate::signed::verify(&got, &ring, &p, t0);
+        assert!(
+            matches!(r, Err(Error::BadSignature(ref m)) if m.contains("is an envelope signature")),
+            "{r:?}"
+        );
+    }
 
     #[test]
     fn long_ids_are_refused() {

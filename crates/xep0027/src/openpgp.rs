@@ -28,6 +28,7 @@ use sequoia_openpgp as openpgp;
 
 use crate::error::{Mismatch, UnknownSigner, pgp_msg};
 use crate::keys::SecretKeyStore;
+use crate::ns;
 use crate::policy::Policy;
 use crate::{Error, Result};
 
@@ -61,6 +62,40 @@ pub enum SigMode {
     Text,
 }
 
+/// What a signature is made for, at the OpenPGP level (review session 26, X1). The label at
+/// the start of the signed bytes separates this crate's purposes only from each other:
+/// XEP-0027 signs text that anyone may choose (a `<body/>`, a `<status/>`), with the same
+/// key and signature type, so that text could be an envelope's signed bytes. Envelope
+/// signatures therefore carry a hashed, critical notation ([`ns::notation::PURPOSE`] =
+/// [`ns::notation::ENVELOPE`]) that an envelope requires and that every other signature
+/// this crate checks must not carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// A XEP-0027 signature (`jabber:x:signed`, inside `jabber:x:encrypted`) or a key
+    /// record's: without the notation.
+    Xep0027,
+    /// A signed envelope's: with the notation.
+    Envelope,
+}
+
+impl Purpose {
+    /// Whether the good signature `sig` is one made for this purpose.
+    fn check(self, sig: &openpgp::packet::Signature) -> std::result::Result<(), String> {
+        let mut values = sig.notation(ns::notation::PURPOSE);
+        let envelope = values.any(|v| v == ns::notation::ENVELOPE.as_bytes());
+        let marked = sig.notation(ns::notation::PURPOSE).next().is_some();
+        match self {
+            Purpose::Envelope if !envelope => Err("it is not an envelope signature (no \
+                 envelope purpose notation): a signature made for other data"
+                .into()),
+            Purpose::Xep0027 if marked => Err("it is an envelope signature (purpose \
+                 notation), not a signature over XEP-0027 text"
+                .into()),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Signs `data` at `now`: a detached signature, binary packets.
 pub fn sign_detached(
     signer: KeyPair,
@@ -68,13 +103,36 @@ pub fn sign_detached(
     mode: SigMode,
     now: SystemTime,
 ) -> Result<Vec<u8>> {
+    sign_detached_for(signer, data, mode, now, Purpose::Xep0027)
+}
+
+/// [`sign_detached`] for a purpose: an envelope signature carries the purpose notation.
+pub(crate) fn sign_detached_for(
+    signer: KeyPair,
+    data: &[u8],
+    mode: SigMode,
+    now: SystemTime,
+    purpose: Purpose,
+) -> Result<Vec<u8>> {
+    use openpgp::packet::signature::subpacket::NotationDataFlags;
     let mut sink = Vec::new();
     let typ = match mode {
         SigMode::Binary => SignatureType::Binary,
         SigMode::Text => SignatureType::Text,
     };
+    let mut template = SignatureBuilder::new(typ);
+    if purpose == Purpose::Envelope {
+        template = template
+            .add_notation(
+                ns::notation::PURPOSE,
+                ns::notation::ENVELOPE,
+                NotationDataFlags::empty().set_human_readable(),
+                true,
+            )
+            .map_err(|e| Error::Key(pgp_msg(&e)))?;
+    }
     let message = Message::new(&mut sink);
-    let mut w = Signer::with_template(message, signer, SignatureBuilder::new(typ))
+    let mut w = Signer::with_template(message, signer, template)
         .map(|s| s.detached().creation_time(now))
         .and_then(|s| s.build())
         .map_err(|e| Error::Key(pgp_msg(&e)))?;
@@ -88,6 +146,7 @@ struct VHelper<'a> {
     /// The policy and the time a signer's key must be valid at (see [`signer_valid_at`]).
     policy: &'a Policy,
     at: SystemTime,
+    purpose: Purpose,
     good: Option<Verified>,
     errors: Vec<Error>,
 }
@@ -102,7 +161,7 @@ impl VerificationHelper for VHelper<'_> {
             record_layer(
                 layer,
                 None,
-                (self.policy, self.at),
+                (self.policy, self.at, self.purpose),
                 &mut self.good,
                 &mut self.errors,
             );
@@ -146,7 +205,7 @@ fn signer_valid_at(
 fn record_layer(
     layer: MessageLayer<'_>,
     recipient: Option<&Fingerprint>,
-    (policy, at): (&Policy, SystemTime),
+    (policy, at, purpose): (&Policy, SystemTime, Purpose),
     good: &mut Option<Verified>,
     errors: &mut Vec<Error>,
 ) {
@@ -157,6 +216,13 @@ fn record_layer(
                     if let Err(why) = signer_valid_at(&g, policy, at) {
                         errors.push(Error::BadSignature(format!(
                             "the signing key of {} is not valid now: {why}",
+                            g.ka.cert().fingerprint().to_hex()
+                        )));
+                        continue;
+                    }
+                    if let Err(why) = purpose.check(g.sig) {
+                        errors.push(Error::BadSignature(format!(
+                            "the signature of {} is refused: {why}",
                             g.ka.cert().fingerprint().to_hex()
                         )));
                         continue;
@@ -247,18 +313,26 @@ pub fn verify_detached(
     policy: &Policy,
     now: SystemTime,
 ) -> Result<Verified> {
-    verify_detached_at(sig, data, certs, policy, now + crate::time::CLOCK_SKEW)
+    verify_detached_at(
+        sig,
+        data,
+        certs,
+        policy,
+        now + crate::time::CLOCK_SKEW,
+        Purpose::Xep0027,
+    )
 }
 
-/// [`verify_detached`] as of `at` exactly.
+/// [`verify_detached`] as of `at` exactly, for signatures made for `purpose` only.
 pub(crate) fn verify_detached_at(
     sig: &[u8],
     data: &[u8],
     certs: &[Cert],
     policy: &Policy,
     at: SystemTime,
+    purpose: Purpose,
 ) -> Result<Verified> {
-    verify_detached_counted(sig, data, certs, policy, at, &mut 0)
+    verify_detached_counted(sig, data, certs, (policy, at, purpose), &mut 0)
 }
 
 /// [`verify_detached_at`], counting the verification passes over the data in `passes`.
@@ -266,8 +340,7 @@ fn verify_detached_counted(
     sig: &[u8],
     data: &[u8],
     certs: &[Cert],
-    policy: &Policy,
-    at: SystemTime,
+    how: (&Policy, SystemTime, Purpose),
     passes: &mut usize,
 ) -> Result<Verified> {
     let mut first_err = None;
@@ -278,7 +351,7 @@ fn verify_detached_counted(
             break;
         }
         *passes += 1;
-        let err = match verify_once(&one, data, certs, policy, at) {
+        let err = match verify_once(&one, data, certs, how) {
             Ok(v) => return Ok(v),
             Err(e) => e,
         };
@@ -287,7 +360,7 @@ fn verify_detached_counted(
             let trimmed = trimmed.get_or_insert_with(|| trim_trailing_whitespace(data));
             if trimmed.as_slice() != data {
                 *passes += 1;
-                if let Ok(v) = verify_once(&one, trimmed, certs, policy, at) {
+                if let Ok(v) = verify_once(&one, trimmed, certs, how) {
                     return Ok(Verified {
                         normalized: true,
                         ..v
@@ -361,13 +434,13 @@ fn verify_once(
     sig: &[u8],
     data: &[u8],
     certs: &[Cert],
-    policy: &Policy,
-    at: SystemTime,
+    (policy, at, purpose): (&Policy, SystemTime, Purpose),
 ) -> Result<Verified> {
     let helper = VHelper {
         certs,
         policy,
         at,
+        purpose,
         good: None,
         errors: Vec::new(),
     };
@@ -850,7 +923,7 @@ impl VerificationHelper for DHelper<'_> {
             record_layer(
                 layer,
                 Some(&self.unlocked.recipient),
-                (self.policy, self.at),
+                (self.policy, self.at, Purpose::Xep0027),
                 &mut self.good,
                 &mut self.errors,
             );
@@ -1484,6 +1557,56 @@ mod bound_tests {
         sink
     }
 
+    /// Review session 26, X1: a signature inside an encrypted message that carries the
+    /// envelope purpose notation (an envelope signature's, re-wrapped) is refused, and the
+    /// same message signed without it decrypts.
+    #[test]
+    fn an_envelope_signature_inside_an_encrypted_message_is_refused() {
+        use openpgp::packet::signature::subpacket::NotationDataFlags;
+        let p = Policy::standard();
+        let (alice, bob) = (id("alice", Suite::Cv25519), id("bob", Suite::Cv25519));
+        let make = |marked: bool| {
+            let key = encryption_key(&bob.public_cert());
+            let mut sink = Vec::new();
+            let m = Encryptor::for_recipients(
+                Message::new(&mut sink),
+                [Recipient::new(None, key.key_handle(), &key)],
+            )
+            .build()
+            .unwrap();
+            let mut template = SignatureBuilder::new(SignatureType::Binary);
+            if marked {
+                template = template
+                    .add_notation(
+                        ns::notation::PURPOSE,
+                        ns::notation::ENVELOPE,
+                        NotationDataFlags::empty().set_human_readable(),
+                        true,
+                    )
+                    .unwrap();
+            }
+            let m = Signer::with_template(m, alice.signer(&p, now()).unwrap(), template)
+                .unwrap()
+                .creation_time(now())
+                .build()
+                .unwrap();
+            let mut w = LiteralWriter::new(m).build().unwrap();
+            w.write_all(b"hello").unwrap();
+            w.finalize().unwrap();
+            sink
+        };
+        let d = decrypt(&make(false), &bob, &[alice.public_cert()], &p, now()).unwrap();
+        assert_eq!(
+            d.signature.unwrap().signer,
+            alice.public_cert().fingerprint()
+        );
+        let r = decrypt(&make(true), &bob, &[alice.public_cert()], &p, now());
+        assert!(
+            matches!(r, Err(Error::BadSignature(ref m)) if m.contains("is an envelope signature")),
+            "{r:?}"
+        );
+    }
+
     /// Finding 1 of the xep-audit review: one-pass signatures inside an encrypted message are
     /// hash contexts the second pass keeps over the whole literal data (a Text one hashes per
     /// line): more than [`MAX_SIGNATURES`] of them, or of signatures, are refused by the
@@ -1593,8 +1716,7 @@ mod bound_tests {
             &block,
             &data,
             &[alice.public_cert()],
-            &p,
-            now(),
+            (&p, now(), Purpose::Xep0027),
             &mut passes,
         );
         assert!(matches!(r, Err(Error::BadSignature(_))), "{r:?}");
@@ -1607,8 +1729,7 @@ mod bound_tests {
             &block,
             &data,
             &[alice.public_cert()],
-            &p,
-            now(),
+            (&p, now(), Purpose::Xep0027),
             &mut passes,
         )
         .unwrap();

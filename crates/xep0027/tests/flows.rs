@@ -534,6 +534,34 @@ fn envelope_with_an_added_other_language_body_or_status_is_refused() {
     let _ok = envelope::check(&got, &w.keyring, &w.policy, &mut win, t0()).unwrap();
 }
 
+/// Review session 26, X1 (defence in depth): XEP-0027 text that starts like this crate's
+/// own signed data is neither signed (`jabber:x:signed`) nor signed inside an encryption;
+/// encrypted unsigned, or as any other text, it is.
+#[test]
+fn text_that_looks_like_signed_data_is_not_signed() {
+    let w = Scenario::new();
+    let body = "urn:xmpp-federation:xep0027:envelope:0\n7:message\n";
+    let looks = |r: xep0027::Result<()>| {
+        assert!(
+            matches!(r, Err(Error::Stanza(ref m)) if m.contains("could pass for")),
+            "{r:?}"
+        )
+    };
+    looks(signed::sign(
+        &mut message("bob@example.org", "l1", body),
+        &w.alice,
+        &w.policy,
+        t0(),
+    ));
+    let enc = |m: &mut Stanza, sign: bool| {
+        encrypted::encrypt(m, &w.alice, &[&w.bob.public_cert()], sign, &w.policy, t0())
+    };
+    looks(enc(&mut message("bob@example.org", "l2", body), true));
+    enc(&mut message("bob@example.org", "l3", body), false).unwrap();
+    let mut ok = message("bob@example.org", "l4", &format!("see {body}"));
+    signed::sign(&mut ok, &w.alice, &w.policy, t0()).unwrap();
+}
+
 /// Review session 26, X9: signing (jabber:x:signed, envelope) and sealing a message with
 /// bodies in several languages is refused (only one could be covered), and so is verifying
 /// a jabber:x:signed message with an added other-language body.
