@@ -141,11 +141,19 @@ pub(crate) fn sign_detached_for(
     Ok(sink)
 }
 
+/// How a good signature is judged ([`record_layer`]): under `policy`, made no later than `at`
+/// (sequoia's verification time: `now` plus the clock skew allowed), its signer's key valid
+/// at the later of `now` and the signature's creation time ([`signer_valid_at`]), made for
+/// `purpose`.
+type Judging<'a> = (&'a Policy, SystemTime, SystemTime, Purpose);
+
 struct VHelper<'a> {
     certs: &'a [Cert],
     /// The policy and the time a signer's key must be valid at (see [`signer_valid_at`]).
     policy: &'a Policy,
     at: SystemTime,
+    /// The signer's key is judged no earlier than this (see [`Judging`]).
+    now: SystemTime,
     purpose: Purpose,
     good: Option<Verified>,
     errors: Vec<Error>,
@@ -161,7 +169,7 @@ impl VerificationHelper for VHelper<'_> {
             record_layer(
                 layer,
                 None,
-                (self.policy, self.at, self.purpose),
+                (self.policy, self.at, self.now, self.purpose),
                 &mut self.good,
                 &mut self.errors,
             );
@@ -170,8 +178,9 @@ impl VerificationHelper for VHelper<'_> {
     }
 }
 
-/// Whether the key that made the good signature `g` is valid at `at` (the verification time),
-/// not only when the signature says it was made: its certificate valid under `policy`, alive
+/// Whether the key that made the good signature `g` is valid at `at` (the verification time,
+/// or the signature's creation time if later: [`record_layer`]), not only when the signature
+/// says it was made: its certificate valid under `policy`, alive
 /// and not revoked, and the key itself bound for signing, alive and not revoked at `at`.
 /// sequoia judges the key as of the signature's creation time, which whoever holds the secret
 /// key chooses: an expired, or a superseded or retired (soft-revoked), key whose secret leaked
@@ -205,7 +214,7 @@ fn signer_valid_at(
 fn record_layer(
     layer: MessageLayer<'_>,
     recipient: Option<&Fingerprint>,
-    (policy, at, purpose): (&Policy, SystemTime, Purpose),
+    (policy, _at, now, purpose): Judging<'_>,
     good: &mut Option<Verified>,
     errors: &mut Vec<Error>,
 ) {
@@ -213,7 +222,12 @@ fn record_layer(
         for r in results {
             match r {
                 Ok(g) => {
-                    if let Err(why) = signer_valid_at(&g, policy, at) {
+                    // Judged when the signature was made, or now if later: never in the
+                    // future (review session 26, X6: judged at `now` plus the skew, a key was
+                    // refused during the last skew before it expired), never before now
+                    // (XEP-0027 review F1: a backdated signature does not help).
+                    let created = g.sig.signature_creation_time().unwrap_or(now);
+                    if let Err(why) = signer_valid_at(&g, policy, now.max(created)) {
                         errors.push(Error::BadSignature(format!(
                             "the signing key of {} is not valid now: {why}",
                             g.ka.cert().fingerprint().to_hex()
@@ -313,17 +327,17 @@ pub fn verify_detached(
     policy: &Policy,
     now: SystemTime,
 ) -> Result<Verified> {
-    verify_detached_at(
+    verify_detached_counted(
         sig,
         data,
         certs,
-        policy,
-        now + crate::time::CLOCK_SKEW,
-        Purpose::Xep0027,
+        (policy, now + crate::time::CLOCK_SKEW, now, Purpose::Xep0027),
+        &mut 0,
     )
 }
 
-/// [`verify_detached`] as of `at` exactly, for signatures made for `purpose` only.
+/// [`verify_detached`] as of `at` exactly (signatures made later refused, the signer's key
+/// judged at `at`), for signatures made for `purpose` only.
 pub(crate) fn verify_detached_at(
     sig: &[u8],
     data: &[u8],
@@ -332,7 +346,7 @@ pub(crate) fn verify_detached_at(
     at: SystemTime,
     purpose: Purpose,
 ) -> Result<Verified> {
-    verify_detached_counted(sig, data, certs, (policy, at, purpose), &mut 0)
+    verify_detached_counted(sig, data, certs, (policy, at, at, purpose), &mut 0)
 }
 
 /// [`verify_detached_at`], counting the verification passes over the data in `passes`.
@@ -340,7 +354,7 @@ fn verify_detached_counted(
     sig: &[u8],
     data: &[u8],
     certs: &[Cert],
-    how: (&Policy, SystemTime, Purpose),
+    how: Judging<'_>,
     passes: &mut usize,
 ) -> Result<Verified> {
     let mut first_err = None;
@@ -434,12 +448,13 @@ fn verify_once(
     sig: &[u8],
     data: &[u8],
     certs: &[Cert],
-    (policy, at, purpose): (&Policy, SystemTime, Purpose),
+    (policy, at, now, purpose): Judging<'_>,
 ) -> Result<Verified> {
     let helper = VHelper {
         certs,
         policy,
         at,
+        now,
         purpose,
         good: None,
         errors: Vec::new(),
@@ -898,6 +913,8 @@ struct DHelper<'a> {
     /// The policy and the time a signer's key must be valid at (see [`signer_valid_at`]).
     policy: &'a Policy,
     at: SystemTime,
+    /// The signer's key is judged no earlier than this (see [`Judging`]).
+    now: SystemTime,
     unlocked: &'a Unlocked,
     good: Option<Verified>,
     errors: Vec<Error>,
@@ -923,7 +940,7 @@ impl VerificationHelper for DHelper<'_> {
             record_layer(
                 layer,
                 Some(&self.unlocked.recipient),
-                (self.policy, self.at, Purpose::Xep0027),
+                (self.policy, self.at, self.now, Purpose::Xep0027),
                 &mut self.good,
                 &mut self.errors,
             );
@@ -1011,6 +1028,7 @@ fn decrypt_counted(
         certs: signers,
         policy,
         at,
+        now,
         unlocked: &unlocked,
         good: None,
         errors: Vec::new(),
@@ -1716,7 +1734,7 @@ mod bound_tests {
             &block,
             &data,
             &[alice.public_cert()],
-            (&p, now(), Purpose::Xep0027),
+            (&p, now(), now(), Purpose::Xep0027),
             &mut passes,
         );
         assert!(matches!(r, Err(Error::BadSignature(_))), "{r:?}");
@@ -1729,7 +1747,7 @@ mod bound_tests {
             &block,
             &data,
             &[alice.public_cert()],
-            (&p, now(), Purpose::Xep0027),
+            (&p, now(), now(), Purpose::Xep0027),
             &mut passes,
         )
         .unwrap();
@@ -1823,6 +1841,56 @@ mod bound_tests {
         // The same signature unpadded is good.
         let v = verify_detached(&sig, b"x", &[alice.public_cert()], &p, now()).unwrap();
         assert_eq!(v.signer, alice.public_cert().fingerprint());
+    }
+
+    /// Review session 26, X6: a signer's key was judged at `now` plus the skew, so every
+    /// signature was refused during the last five minutes of the key's validity (detached,
+    /// and inside encrypted messages) while the sender could still sign. Judged at the
+    /// signature's creation time or `now`, whichever is later, it verifies until the key
+    /// expires, and not after.
+    #[test]
+    fn a_key_is_good_until_it_expires_not_five_minutes_before() {
+        let p = Policy::standard();
+        let day = Duration::from_secs(86_400);
+        let alice = Identity::generate(
+            &Jid::new("alice@example.org").unwrap(),
+            Suite::Cv25519,
+            now(),
+            Some(day),
+        )
+        .unwrap();
+        let bob = id("bob", Suite::Cv25519);
+        // Created a minute before `now()` (see `Identity::generate`).
+        let expiry = now() + day - Duration::from_secs(60);
+        let signed_at = expiry - Duration::from_secs(120);
+        let sig = sign_detached(
+            alice.signer(&p, signed_at).unwrap(),
+            b"x",
+            SigMode::Binary,
+            signed_at,
+        )
+        .unwrap();
+        let ct = encrypt(
+            b"x",
+            &[&bob.public_cert()],
+            Some(alice.signer(&p, signed_at).unwrap()),
+            &p,
+            signed_at,
+        )
+        .unwrap();
+        let check = expiry - Duration::from_secs(60);
+        let v = verify_detached(&sig, b"x", &[alice.public_cert()], &p, check).unwrap();
+        assert_eq!(v.signer, alice.public_cert().fingerprint());
+        let d = decrypt(&ct, &bob, &[alice.public_cert()], &p, check).unwrap();
+        assert_eq!(
+            d.signature.unwrap().signer,
+            alice.public_cert().fingerprint()
+        );
+        // After the expiry: refused.
+        let late = expiry + Duration::from_secs(60);
+        let r = verify_detached(&sig, b"x", &[alice.public_cert()], &p, late);
+        assert!(matches!(r, Err(Error::BadSignature(_))), "{r:?}");
+        assert!(decrypt(&ct, &bob, &[alice.public_cert()], &p, late).is_err());
     }
 
     #[test]
