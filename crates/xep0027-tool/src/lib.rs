@@ -1,6 +1,8 @@
 //! `xep0027` (crate `xep0027-tool`): XEP-0027 stanzas from the command line, for users and interop testers (stable
 //! contract). Stanzas are read from stdin and written to stdout; keys are OpenPGP files (binary
-//! or armored), e.g. from `gpg --export` and `gpg --export-secret-keys`.
+//! or armored), e.g. from `gpg --export` and `gpg --export-secret-keys`. The tool asks for no
+//! passphrase: a passphrase-protected secret key is refused with a reason saying so; remove
+//! the passphrase (`gpg --passwd`) or export an unprotected copy first.
 //!
 //! ```text
 //! xep0027 keygen --jid JID [--suite cv25519|p256|rsa3k] SECRET_OUT PUBLIC_OUT
@@ -11,7 +13,9 @@
 //!         [--now DATETIME] [--skew SECONDS] [--require-envelope]
 //!     check the envelope (when present) and jabber:x:signed; `OK <fingerprint> <time>`
 //! xep0027 encrypt --key SECRET --jid JID --to CERT [--to CERT ...] [--unsigned] [--envelope]
-//!     encrypt the body to every --to and to oneself, signed inside unless --unsigned
+//!     encrypt the body to every --to and to oneself, signed inside unless --unsigned;
+//!     a stanza already carrying jabber:x:signed (or an XHTML-IM body) is refused, as it
+//!     would leave the plaintext checkable: encrypt first, or rely on the signature inside
 //! xep0027 decrypt --key SECRET --jid JID --keyring FILE (--pin JID=FPR ... | --trust-user-ids)
 //!         [--from JID] [--legacy] [--now DATETIME] [--skew SECONDS] [--allow-unsigned]
 //!         [--require-envelope]
@@ -37,7 +41,7 @@
 //! echo '<presence><status>ready</status></presence>' \
 //!   | xep0027 sign --key module.sec --jid module@cloud.example --envelope
 //! xep0027 verify --keyring peers.pgp --pin module@cloud.example=0A1B... --from module@cloud.example/r < stanza.xml
-//! gpg --export-secret-keys --armor me@example.org > me.sec   # GnuPG keys work as they are
+//! gpg --export-secret-keys --armor me@example.org > me.sec   # a key without a passphrase
 //! ```
 //!
 //! The same commands run in process through [`run`] (which is what the binary calls).

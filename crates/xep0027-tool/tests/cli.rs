@@ -475,3 +475,150 @@ fn verify_can_require_the_envelope() {
     let o = verify(&["--require-envelope"], &signed);
     assert!(o.status.success(), "{o:?}");
 }
+
+/// Review session 26, X3: `sign | encrypt` left a `jabber:x:signed` signature over the
+/// plaintext body next to the ciphertext (anyone with alice's public key could confirm a
+/// guessed body). `encrypt` now refuses such a stanza, exit 1, one line naming the reason.
+#[test]
+fn encrypt_refuses_a_signed_stanza() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = |n: &str| dir.path().join(n);
+    for who in ["alice", "bob"] {
+        let o = x27(
+            &[
+                "keygen",
+                "--jid",
+                &format!("{who}@example.org"),
+                p(&f(&format!("{who}.sec"))),
+                p(&f(&format!("{who}.pub"))),
+            ],
+            "",
+        );
+        assert!(o.status.success(), "{o:?}");
+    }
+    let o = x27(
+        &[
+            "sign",
+            "--key",
+            p(&f("alice.sec")),
+            "--jid",
+            "alice@example.org",
+        ],
+        "<message to='bob@example.org' id='m1'><body>approve</body></message>",
+    );
+    assert!(o.status.success(), "{o:?}");
+    let signed = out(&o);
+    assert!(signed.contains("jabber:x:signed"), "{signed}");
+    let o = x27(
+        &[
+            "encrypt",
+            "--key",
+            p(&f("alice.sec")),
+            "--jid",
+            "alice@example.org",
+            "--to",
+            p(&f("bob.pub")),
+        ],
+        &signed,
+    );
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(out(&o).is_empty(), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("plaintext"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1);
+}
+
+/// Review session 26, X8: a passphrase-protected secret key (what `gpg --export-secret-keys`
+/// of an ordinary key gives) was accepted, then `decrypt` said only "decryption failed" and
+/// `sign` "no usable unencrypted signing key". It is refused up front, saying why.
+#[test]
+fn a_passphrase_protected_secret_key_is_refused_saying_so() {
+    use xep0027::sequoia_openpgp::Cert;
+    use xep0027::sequoia_openpgp::crypto::Password;
+    use xep0027::sequoia_openpgp::packet::Packet;
+    use xep0027::sequoia_openpgp::parse::Parse as _;
+    use xep0027::sequoia_openpgp::serialize::SerializeInto as _;
+    let dir = tempfile::tempdir().unwrap();
+    let f = |n: &str| dir.path().join(n);
+    for who in ["alice", "bob"] {
+        let o = x27(
+            &[
+                "keygen",
+                "--jid",
+                &format!("{who}@example.org"),
+                p(&f(&format!("{who}.sec"))),
+                p(&f(&format!("{who}.pub"))),
+            ],
+            "",
+        );
+        assert!(o.status.success(), "{o:?}");
+    }
+    // bob's key, every secret protected with a passphrase.
+    let cert = Cert::from_bytes(&std::fs::read(f("bob.sec")).unwrap()).unwrap();
+    let pw = Password::from("correct horse");
+    let mut protected: Vec<Packet> = Vec::new();
+    for k in cert.keys().secret() {
+        let key = k.key().clone().encrypt_secret(&pw).unwrap();
+        protected.push(if k.key().fingerprint() == cert.fingerprint() {
+            key.role_into_primary().into()
+        } else {
+            key.role_into_subordinate().into()
+        });
+    }
+    let (cert, _) = cert.insert_packets(protected).unwrap();
+    assert!(
+        cert.keys()
+            .secret()
+            .all(|k| k.key().secret().is_encrypted())
+    );
+    std::fs::write(
+        f("bob-protected.sec"),
+        cert.as_tsk().armored().to_vec().unwrap(),
+    )
+    .unwrap();
+
+    let o = x27(
+        &[
+            "encrypt",
+            "--key",
+            p(&f("alice.sec")),
+            "--jid",
+            "alice@example.org",
+            "--to",
+            p(&f("bob.pub")),
+        ],
+        "<message to='bob@example.org' id='m1'><body>hi</body></message>",
+    );
+    assert!(o.status.success(), "{o:?}");
+    let encrypted = out(&o);
+    let o = x27(
+        &[
+            "decrypt",
+            "--key",
+            p(&f("bob-protected.sec")),
+            "--jid",
+            "bob@example.org",
+            "--keyring",
+            p(&f("alice.pub")),
+            "--trust-user-ids",
+            "--from",
+            "alice@example.org/cli",
+        ],
+        &encrypted,
+    );
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("passphrase"), "{err}");
+    let o = x27(
+        &[
+            "sign",
+            "--key",
+            p(&f("bob-protected.sec")),
+            "--jid",
+            "bob@example.org",
+        ],
+        "<presence><status>on</status></presence>",
+    );
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("passphrase"));
+}

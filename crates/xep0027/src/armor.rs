@@ -24,9 +24,14 @@ pub const MAX_ARMOR_LEN: usize = 4 * 1024 * 1024;
 /// Strips the armor of `armored` (the output of `gpg --armor` or of sequoia's armor writer)
 /// for an XEP-0027 element: the `-----BEGIN ...-----` line, header lines (`Key: value`), the
 /// blank line after them and the `-----END ...-----` line are removed; the base64 lines and
-/// the checksum line are kept, joined by `\n`.
+/// the checksum line are kept, joined by `\n`. Blank lines and whitespace before the `BEGIN`
+/// line are skipped (pretty-printed XML puts the block on a line of its own; review session
+/// 26, X7).
 pub fn strip(armored: &str) -> Result<String> {
-    let mut lines = armored.lines().map(|l| l.trim_end_matches('\r'));
+    let mut lines = armored
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .skip_while(|l| l.trim().is_empty());
     match lines.next() {
         Some(first)
             if first.trim().starts_with("-----BEGIN ") && first.trim().ends_with("-----") => {}
@@ -197,6 +202,15 @@ mod tests {
             format!("  \r\n{}\r\n  ", stripped.replace('\n', "\r\n")),
             format!(
                 "-----BEGIN PGP MESSAGE-----\nVersion: x\n\n{stripped}\n-----END PGP MESSAGE-----\n"
+            ),
+            // Review session 26, X7: a whole block after a line break and indentation, as
+            // pretty-printed XML or a pasted gpg output carries it.
+            format!(
+                "\n  -----BEGIN PGP MESSAGE-----\nVersion: x\n\n{stripped}\n-----END PGP MESSAGE-----\n"
+            ),
+            format!(
+                "\r\n\r\n\t-----BEGIN PGP MESSAGE-----\r\n\r\n{}\r\n-----END PGP MESSAGE-----",
+                stripped.replace('\n', "\r\n")
             ),
         ];
         for s in &shapes {

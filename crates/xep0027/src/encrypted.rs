@@ -22,7 +22,8 @@ use crate::{Error, Result};
 pub const FALLBACK_BODY: &str = "This message is encrypted.";
 
 /// Encrypts the `<body/>` of a message to `recipients` and to `me`, signed by `me` inside
-/// when `sign` is set.
+/// when `sign` is set. A message with a `jabber:x:signed` signature or an XHTML-IM body is
+/// refused, see [`encrypt_to`].
 pub fn encrypt(
     stanza: &mut Stanza,
     me: &Identity,
@@ -40,8 +41,36 @@ pub fn encrypt(
     encrypt_to(stanza, me, &prepared, sign, policy, now)
 }
 
+/// Refuses to encrypt or seal a stanza that carries the plaintext in another form next to
+/// the ciphertext (review session 26, X3): a `jabber:x:signed` signature over the `<body/>`
+/// (anyone with the sender's public key could confirm a guessed plaintext with it, and it
+/// no longer verifies against the fallback body) or an XHTML-IM copy of the body. Sign
+/// after encrypting, or sign inside ([`encrypt`] with `sign`), instead.
+pub(crate) fn refuse_plaintext_copies(stanza: &Stanza) -> Result<()> {
+    let el = stanza.element();
+    if el.children_named("x", ns::SIGNED).next().is_some() {
+        return Err(Error::State(
+            "the message carries a jabber:x:signed signature over its body, which would \
+             reveal the plaintext next to the ciphertext: encrypt an unsigned message"
+                .into(),
+        ));
+    }
+    if el.children_named("html", ns::XHTML_IM).next().is_some() {
+        return Err(Error::State(
+            "the message carries an XHTML-IM copy of its body, which would reveal the \
+             plaintext next to the ciphertext: remove it first"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// [`encrypt`] to a prepared recipient set (checked once, reused for many messages); it
 /// should include `me`'s own certificate, as XEP-0027 §5 asks.
+///
+/// A message that carries a `jabber:x:signed` signature or an XHTML-IM body is refused
+/// ([`Error::State`]): either would leave the plaintext readable, or checkable, next to the
+/// ciphertext (review session 26, X3).
 pub fn encrypt_to(
     stanza: &mut Stanza,
     me: &Identity,
@@ -53,10 +82,12 @@ pub fn encrypt_to(
     if stanza.kind() != Kind::Message {
         return Err(Error::State("only messages are encrypted".into()));
     }
+    refuse_plaintext_copies(stanza)?;
     let body = stanza
-        .body()?
+        .only_body()?
         .ok_or_else(|| Error::Stanza("no <body/> to encrypt".into()))?;
     let signer = if sign {
+        crate::signed::refuse_label_prefix(&body)?;
         Some(me.signer(policy, now)?)
     } else {
         None

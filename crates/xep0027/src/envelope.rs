@@ -15,7 +15,8 @@
 //! the `<show/>` and `<status/>` text; for a message the `jabber:x:encrypted` packets, or a
 //! sealed session/room payload, or the body text; a message carrying more than one of the
 //! three payloads, or two of one, is refused by [`seal`], [`verify`] and [`check`], since only
-//! one could be covered). Other children (`<subject/>`, `<thread/>`,
+//! one could be covered; so is a stanza with more than one `<body/>` or `<status/>`, one per
+//! language, since the others would travel unsigned). Other children (`<subject/>`, `<thread/>`,
 //! extension elements) and other attributes are not covered: what must be protected belongs in
 //! the body (for messages between modules, a structured body). Plain XEP-0027 readers ignore
 //! the element.
@@ -25,6 +26,7 @@
 //! as recipient and sender), requires the stamp and the OpenPGP signature time within the
 //! skew of `now`, and refuses an `(sender, id)` pair seen before ([`ReplayWindow`]).
 
+use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
 
@@ -52,13 +54,16 @@ pub(crate) fn payload(stanza: &Stanza) -> Result<(&'static str, Vec<u8>)> {
                 .only_child("show", &space)?
                 .map(|e| e.text())
                 .unwrap_or_default();
-            let status = stanza.status()?.unwrap_or_default();
+            let status = stanza.only_status()?.unwrap_or_default();
             Ok((
                 "presence",
                 canonical::encode("p", &[show.as_bytes(), status.as_bytes()]),
             ))
         }
         Kind::Message => {
+            // One <body/> at most, whatever the payload: an other-language copy would travel
+            // unsigned (review session 26, X9).
+            stanza.only_body()?;
             // At most one payload: the signature covers only the one chosen, so a second
             // (of another kind) would travel unsigned.
             let encrypted = crate::encrypted::payload(stanza)?;
@@ -78,7 +83,7 @@ pub(crate) fn payload(stanza: &Stanza) -> Result<(&'static str, Vec<u8>)> {
             if let Some(s) = session.or(room) {
                 return Ok(("sealed", sealed_bytes(s)));
             }
-            Ok(("body", stanza.body()?.unwrap_or_default().into_bytes()))
+            Ok(("body", stanza.only_body()?.unwrap_or_default().into_bytes()))
         }
     }
 }
@@ -136,7 +141,13 @@ pub fn seal(stanza: &mut Stanza, me: &Identity, policy: &Policy, now: SystemTime
     let stamp = crate::time::format(now);
     let from = me.jid().bare().to_owned();
     let bytes = signed_bytes(stanza, &from, &to, &id, &stamp)?;
-    let sig = openpgp::sign_detached(me.signer(policy, now)?, &bytes, SigMode::Binary, now)?;
+    let sig = openpgp::sign_detached_for(
+        me.signer(policy, now)?,
+        &bytes,
+        SigMode::Binary,
+        now,
+        openpgp::Purpose::Envelope,
+    )?;
     let el = stanza.element_mut();
     el.remove_children("envelope", ns::ENVELOPE);
     el.push(
@@ -168,11 +179,13 @@ pub struct Checked {
 /// Memory is bounded by `max_entries` times the longest entry (ids of at most
 /// [`MAX_ID_LEN`](crate::stanza::MAX_ID_LEN) bytes, senders of at most a JID's 3071; longer
 /// ones are refused), shared fairly: when it is reached, the oldest entry of
-/// the sender holding the most entries is forgotten, and from then on that sender's stamps
+/// the sender holding the most entries is forgotten (of several holding as many, the one
+/// with the oldest entry), and from then on that sender's stamps
 /// not newer than it are refused (fail closed, never forget silently). One contact filling
 /// the window therefore only ever loses its own oldest entries; the others' in-flight stanzas
 /// are unaffected. (Only when every remembered entry is from a different sender does a
-/// forgotten one raise the floor for everyone.)
+/// forgotten one raise the floor for everyone; it is then the oldest entry of all, so the
+/// floor rises as little as it can; review session 26, X5.)
 ///
 /// Time only moves forward here: the window remembers the latest `now` it was given and uses
 /// it whenever a smaller one comes (a clock stepped back), so an entry that expired cannot be
@@ -180,8 +193,14 @@ pub struct Checked {
 ///
 /// Call these in this order:
 ///
-/// 1. [`ReplayWindow::new`] (or [`ReplayWindow::default`]) once per receiver, and keep the
-///    window for as long as the receiver runs: a new window forgets what was accepted.
+/// 1. Once per receiver, and keep the window for as long as the receiver runs (a new window
+///    forgets what was accepted, and would accept it again; review session 26, X4):
+///    - at the first start ever, [`ReplayWindow::new`] (or [`ReplayWindow::default`]);
+///    - after a clean shutdown that saved [`ReplayWindow::state`] after its last accepted
+///      stanza, [`ReplayWindow::new`], then [`ReplayWindow::restore_state`] with it;
+///    - otherwise (a crash, or no saved state), [`ReplayWindow::resume`] with the start
+///      time: it refuses every stamp that could have been accepted before the restart (fail
+///      closed), which costs refusing stanzas stamped up to one skew after the start.
 /// 2. For each stanza received: [`check`] (verifies the envelope and records it), or, when
 ///    more must be checked before the stanza counts as accepted (a payload to decrypt),
 ///    [`verify`], then the other checks, then [`ReplayWindow::accept`] with the checked
@@ -189,6 +208,7 @@ pub struct Checked {
 ///    error, so a refused stanza can be retried.
 /// 3. From time to time, [`ReplayWindow::expire`] with the current time to free memory
 ///    ([`ReplayWindow::accept`] does it too).
+/// 4. At shutdown, after the last stanza is accepted, save [`ReplayWindow::state`].
 ///
 /// [`ReplayWindow::check_time`], [`ReplayWindow::check_sender_time`] and
 /// [`ReplayWindow::is_seen`] only read, at any time.
@@ -199,12 +219,17 @@ pub struct ReplayWindow {
     senders: HashMap<String, SenderLog>,
     /// Every remembered entry by stamp, for expiry.
     by_stamp: BTreeSet<(SystemTime, String, String)>,
-    /// Senders by how many entries they hold, for fair eviction.
-    by_count: BTreeSet<(usize, String)>,
+    /// Senders by how many entries they hold, then by their oldest entry's stamp (the
+    /// oldest last), for fair eviction: the last is the one to lose an entry.
+    by_count: BTreeSet<CountKey>,
     /// The floor for every sender (see the type docs).
     floor: Option<SystemTime>,
     latest_now: Option<SystemTime>,
 }
+
+/// A sender's place in [`ReplayWindow::by_count`]: its entry count, its oldest stamp
+/// (reversed, so that of equal counts the oldest sorts last), its name.
+type CountKey = (usize, Reverse<SystemTime>, String);
 
 #[derive(Clone, Debug, Default)]
 struct SenderLog {
@@ -212,6 +237,14 @@ struct SenderLog {
     /// The same entries by stamp.
     order: BTreeSet<(SystemTime, String)>,
     floor: Option<SystemTime>,
+}
+
+impl SenderLog {
+    /// This sender's key in [`ReplayWindow::by_count`]; `None` without entries.
+    fn count_key(&self, sender: &str) -> Option<CountKey> {
+        let (oldest, _) = self.order.first()?;
+        Some((self.ids.len(), Reverse(*oldest), sender.to_owned()))
+    }
 }
 
 impl ReplayWindow {
@@ -227,6 +260,125 @@ impl ReplayWindow {
             floor: None,
             latest_now: None,
         }
+    }
+
+    /// A window for a receiver restarted at `started_at` without the state of the window it
+    /// had (after a crash; review session 26, X4): every stamp up to `started_at` plus the
+    /// skew is refused ([`Freshness::Forgotten`]), since the lost window may have accepted
+    /// any of them (stamps up to the skew ahead of its clock included). Fail closed: for one
+    /// skew after the start, stanzas are refused; later ones are accepted as usual.
+    pub fn resume(skew: Duration, max_entries: usize, started_at: SystemTime) -> ReplayWindow {
+        let mut w = ReplayWindow::new(skew, max_entries);
+        w.floor = Some(started_at.checked_add(skew).unwrap_or(started_at));
+        w.latest_now = Some(started_at);
+        w
+    }
+
+    /// What must survive a clean restart to keep refusing replays: the remembered entries,
+    /// the floors and the latest `now`, one record a line. Save it at shutdown, after the
+    /// last stanza was accepted, and give it to [`ReplayWindow::restore_state`] at start
+    /// (review session 26, X4). Senders and ids are percent-encoded; times are exact.
+    #[must_use = "save it, to refuse replays after a restart"]
+    pub fn state(&self) -> String {
+        let mut out = String::new();
+        if let Some(t) = self.latest_now.and_then(state_time) {
+            out.push_str(&format!("now {t}\n"));
+        }
+        if let Some(t) = self.floor.and_then(state_time) {
+            out.push_str(&format!("floor {t}\n"));
+        }
+        let mut senders: Vec<(&String, &SenderLog)> = self.senders.iter().collect();
+        senders.sort_by(|a, b| a.0.cmp(b.0));
+        for (sender, log) in senders {
+            if let Some(t) = log.floor.and_then(state_time) {
+                out.push_str(&format!("sender-floor {t} {}\n", state_escape(sender)));
+            }
+        }
+        for (stamp, sender, id) in &self.by_stamp {
+            if let Some(t) = state_time(*stamp) {
+                out.push_str(&format!(
+                    "seen {t} {} {}\n",
+                    state_escape(sender),
+                    state_escape(id)
+                ));
+            }
+        }
+        out
+    }
+
+    /// Restores what [`ReplayWindow::state`] saved, merged with what this window knows (the
+    /// later floors and `now` win; entries are added as [`ReplayWindow::accept`] would, the
+    /// window's bound and eviction included; entries already outside the window are
+    /// dropped). A malformed state is refused whole ([`Error::State`]), nothing restored.
+    pub fn restore_state(&mut self, state: &str) -> Result<()> {
+        let bad = |line: &str| Error::State(format!("bad replay window state line {line:?}"));
+        let mut now = None;
+        let mut floor = None;
+        let mut sender_floors = Vec::new();
+        let mut seen = Vec::new();
+        for line in state.lines().filter(|l| !l.trim().is_empty()) {
+            let f: Vec<&str> = line.split(' ').collect();
+            match f.as_slice() {
+                ["now", t] => now = Some(parse_state_time(t).ok_or_else(|| bad(line))?),
+                ["floor", t] => floor = Some(parse_state_time(t).ok_or_else(|| bad(line))?),
+                ["sender-floor", t, sender] => {
+                    let t = parse_state_time(t).ok_or_else(|| bad(line))?;
+                    let sender = state_unescape(sender).ok_or_else(|| bad(line))?;
+                    if sender.is_empty() || sender.len() > MAX_SENDER_LEN {
+                        return Err(bad(line));
+                    }
+                    sender_floors.push((sender, t));
+                }
+                ["seen", t, sender, id] => {
+                    let t = parse_state_time(t).ok_or_else(|| bad(line))?;
+                    let sender = state_unescape(sender).ok_or_else(|| bad(line))?;
+                    let id = state_unescape(id).ok_or_else(|| bad(line))?;
+                    if sender.is_empty()
+                        || sender.len() > MAX_SENDER_LEN
+                        || id.is_empty()
+                        || crate::stanza::check_id(&id).is_err()
+                    {
+                        return Err(bad(line));
+                    }
+                    seen.push((sender, id, t));
+                }
+                _ => return Err(bad(line)),
+            }
+        }
+        // A sender's floor comes with its entries (a window keeps no floor for a sender
+        // without entries).
+        if let Some((sender, _)) = sender_floors
+            .iter()
+            .find(|(sender, _)| !seen.iter().any(|(s, _, _)| s == sender))
+        {
+            return Err(Error::State(format!(
+                "bad replay window state: a floor for {sender:?} without its entries"
+            )));
+        }
+        if let Some(t) = now {
+            self.latest_now = Some(self.effective_now(t));
+        }
+        if let Some(t) = floor {
+            self.floor = Some(self.floor.map_or(t, |f| f.max(t)));
+        }
+        for (sender, id, stamp) in seen {
+            if self.is_seen(&sender, &id) {
+                continue;
+            }
+            while self.by_stamp.len() >= self.max_entries {
+                self.evict_one();
+            }
+            self.record(&sender, &id, stamp);
+        }
+        for (sender, t) in sender_floors {
+            if let Some(log) = self.senders.get_mut(&sender) {
+                log.floor = Some(log.floor.map_or(t, |f| f.max(t)));
+            }
+        }
+        if let Some(t) = self.latest_now {
+            self.expire(t);
+        }
+        Ok(())
     }
 
     /// The allowed skew.
@@ -332,20 +484,30 @@ impl ReplayWindow {
         while self.by_stamp.len() >= self.max_entries {
             self.evict_one();
         }
-        let log = self.senders.entry(sender.to_owned()).or_default();
-        let before = log.ids.len();
-        log.ids.insert(id.to_owned(), stamp);
-        log.order.insert((stamp, id.to_owned()));
-        self.by_count.remove(&(before, sender.to_owned()));
-        self.by_count.insert((before + 1, sender.to_owned()));
-        self.by_stamp
-            .insert((stamp, sender.to_owned(), id.to_owned()));
+        self.record(sender, id, stamp);
         Ok(())
     }
 
-    /// Forgets the oldest entry of the sender holding the most.
+    /// Records `(sender, id)` with its stamp, unchecked (room was made).
+    fn record(&mut self, sender: &str, id: &str, stamp: SystemTime) {
+        let log = self.senders.entry(sender.to_owned()).or_default();
+        if let Some(k) = log.count_key(sender) {
+            self.by_count.remove(&k);
+        }
+        log.ids.insert(id.to_owned(), stamp);
+        log.order.insert((stamp, id.to_owned()));
+        if let Some(k) = log.count_key(sender) {
+            self.by_count.insert(k);
+        }
+        self.by_stamp
+            .insert((stamp, sender.to_owned(), id.to_owned()));
+    }
+
+    /// Forgets the oldest entry of the sender holding the most (of several holding as many,
+    /// the one whose oldest entry is oldest: when every sender holds one, the oldest entry of
+    /// all; review session 26, X5).
     fn evict_one(&mut self) {
-        let Some((count, sender)) = self.by_count.pop_last() else {
+        let Some((count, _, sender)) = self.by_count.pop_last() else {
             return;
         };
         let Some(log) = self.senders.get_mut(&sender) else {
@@ -358,7 +520,9 @@ impl ReplayWindow {
         self.by_stamp.remove(&(t, sender.clone(), oldest_id));
         if count > 1 {
             log.floor = Some(log.floor.map_or(t, |f| f.max(t)));
-            self.by_count.insert((count - 1, sender));
+            if let Some(k) = log.count_key(&sender) {
+                self.by_count.insert(k);
+            }
         } else {
             // Its only entry: no per-sender log is kept without entries, so the floor is
             // everyone's (every sender held one entry at most).
@@ -380,19 +544,81 @@ impl ReplayWindow {
                 break;
             };
             if let Some(log) = self.senders.get_mut(&sender) {
-                let before = log.ids.len();
+                if let Some(k) = log.count_key(&sender) {
+                    self.by_count.remove(&k);
+                }
                 log.ids.remove(&id);
                 log.order.remove(&(t, id));
-                self.by_count.remove(&(before, sender.clone()));
-                if log.ids.is_empty() {
+                match log.count_key(&sender) {
+                    Some(k) => {
+                        self.by_count.insert(k);
+                    }
                     // Its floor is older than every acceptable stamp now.
-                    self.senders.remove(&sender);
-                } else {
-                    self.by_count.insert((before - 1, sender));
+                    None => {
+                        self.senders.remove(&sender);
+                    }
                 }
             }
         }
     }
+}
+
+/// A time in [`ReplayWindow::state`]: seconds and nanoseconds since the Unix epoch (exact; a
+/// time before it is never in a window).
+fn state_time(t: SystemTime) -> Option<String> {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).ok()?;
+    Some(format!("{}.{:09}", d.as_secs(), d.subsec_nanos()))
+}
+
+fn parse_state_time(s: &str) -> Option<SystemTime> {
+    let (secs, nanos) = s.split_once('.')?;
+    if nanos.len() != 9
+        || !secs
+            .bytes()
+            .chain(nanos.bytes())
+            .all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let d = Duration::new(
+        secs.parse().ok()?,
+        nanos.parse().ok().filter(|n| *n < 1_000_000_000)?,
+    );
+    SystemTime::UNIX_EPOCH.checked_add(d)
+}
+
+/// A sender or id in [`ReplayWindow::state`]: bytes other than printable ASCII, and `%`,
+/// as `%XX`.
+fn state_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_graphic() && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn state_unescape(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 impl Default for ReplayWindow {
@@ -497,7 +723,14 @@ pub fn verify(
     let bytes = signed_bytes(stanza, e_from, e_to, id, stamp_s)?;
     // The stamp is within the window's skew of `now`, either way: verify as of the later of
     // the two, so that a sender whose clock is ahead is not refused ("not live until").
-    let v = openpgp::verify_detached_at(&sig, &bytes, &signers, policy, now.max(stamp))?;
+    let v = openpgp::verify_detached_at(
+        &sig,
+        &bytes,
+        &signers,
+        policy,
+        now.max(stamp),
+        openpgp::Purpose::Envelope,
+    )?;
     // The OpenPGP creation time has second granularity; it must agree with the stamp.
     let drift = match v.created.duration_since(stamp) {
         Ok(d) => d,
@@ -522,6 +755,114 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Review session 26, X1 (cross-protocol reuse). Alice signs, as XEP-0027 does, a body
+    /// text mallory chose, equal to the envelope bytes of a groupchat message "from alice"
+    /// (an echo module; or any XEP-0027 client: GnuPG makes the same signature). Mallory
+    /// posts her own message under an envelope carrying that signature; the room reflects
+    /// it. Before, every check passed and the message was alice's.
+    #[test]
+    fn a_xep0027_text_signature_is_not_an_envelope_signature() {
+        use crate::keys::{Keyring, Suite};
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let p = Policy::standard();
+        let alice = Identity::generate(
+            &Jid::new("alice@example.org").unwrap(),
+            Suite::Cv25519,
+            t0 - Duration::from_secs(86_400),
+            None,
+        )
+        .unwrap();
+        let mut ring = Keyring::new();
+        ring.insert_pinned(alice.jid(), alice.public_cert());
+        let room = "ops@rooms.example.org";
+        let stamp = crate::time::format(t0);
+        let mut forged = Stanza::parse(&format!(
+            "<message to='{room}' id='m1' type='groupchat'><body>wire 10k to X</body></message>"
+        ))
+        .unwrap();
+        let d = signed_bytes(&forged, "alice@example.org", room, "m1", &stamp).unwrap();
+        // What alice's XEP-0027 signer makes over a body equal to `d`.
+        let sig =
+            openpgp::sign_detached(alice.signer(&p, t0).unwrap(), &d, SigMode::Binary, t0).unwrap();
+        forged.element_mut().push(
+            Element::new("envelope", ns::ENVELOPE)
+                .with_attr("from", "alice@example.org")
+                .with_attr("to", room)
+                .with_attr("stamp", &stamp)
+                .with_text(&armor::encode(&sig)),
+        );
+        let got = Stanza::parse(&forged.to_xml())
+            .unwrap()
+            .with_attr("from", &format!("{room}/mallory"))
+            .with_attr("to", "bob@example.org/desk");
+        let mut w = ReplayWindow::default();
+        let r = check(&got, &ring, &p, &mut w, t0);
+        assert!(
+            matches!(r, Err(Error::BadSignature(ref m)) if m.contains("not an envelope signature")),
+            "{r:?}"
+        );
+        assert!(w.is_empty());
+        // The real envelope over the same message is good.
+        let mut real = Stanza::parse(&format!(
+            "<message to='{room}' id='m2' type='groupchat'><body>wire 10k to X</body></message>"
+        ))
+        .unwrap();
+        seal(&mut real, &alice, &p, t0).unwrap();
+        let got = Stanza::parse(&real.to_xml())
+            .unwrap()
+            .with_attr("from", &format!("{room}/alice"));
+        let c = check(&got, &ring, &p, &mut w, t0).unwrap();
+        assert_eq!(c.sender.bare(), "alice@example.org");
+    }
+
+    /// Review session 26, X1, the other way: an envelope signature moved into
+    /// `jabber:x:signed` over a body equal to its signed bytes is refused.
+    #[test]
+    fn an_envelope_signature_is_not_a_xep0027_signature() {
+        use crate::keys::{Keyring, Suite};
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let p = Policy::standard();
+        let alice = Identity::generate(
+            &Jid::new("alice@example.org").unwrap(),
+            Suite::Cv25519,
+            t0 - Duration::from_secs(86_400),
+            None,
+        )
+        .unwrap();
+        let mut ring = Keyring::new();
+        ring.insert_pinned(alice.jid(), alice.public_cert());
+        let mut m =
+            Stanza::parse("<message to='bob@example.org' id='m1'><body>hi</body></message>")
+                .unwrap();
+        seal(&mut m, &alice, &p, t0).unwrap();
+        let env = m
+            .element()
+            .only_child("envelope", ns::ENVELOPE)
+            .unwrap()
+            .unwrap();
+        let d = signed_bytes(
+            &m,
+            "alice@example.org",
+            "bob@example.org",
+            "m1",
+            env.attr("stamp").unwrap(),
+        )
+        .unwrap();
+        let mut moved = Stanza::parse("<message to='bob@example.org' id='m9'/>").unwrap();
+        moved.set_body(std::str::from_utf8(&d).unwrap());
+        moved
+            .element_mut()
+            .push(Element::new("x", ns::SIGNED).with_text(&env.text()));
+        let got = Stanza::parse(&moved.to_xml())
+            .unwrap()
+            .with_attr("from", "alice@example.org/a");
+        let r = crate::signed::verify(&got, &ring, &p, t0);
+        assert!(
+            matches!(r, Err(Error::BadSignature(ref m)) if m.contains("is an envelope signature")),
+            "{r:?}"
+        );
+    }
 
     #[test]
     fn long_ids_are_refused() {
@@ -648,6 +989,108 @@ mod tests {
             Err(Error::Replay(_))
         ));
         assert!(w.check_time(t0, t0 + s(10)).is_err());
+    }
+
+    /// Review session 26, X5: with every sender holding one entry, the oldest entry is
+    /// forgotten, not the one of the sender with the largest name (whose newest stamp then
+    /// became everyone's floor).
+    #[test]
+    fn a_full_window_of_single_entries_forgets_the_oldest() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let ms = Duration::from_millis;
+        let mut w = ReplayWindow::new(Duration::from_secs(300), 2);
+        w.accept("z@x", "1", t0 + ms(2000), t0 + ms(2000)).unwrap();
+        w.accept("a@x", "1", t0, t0 + ms(2000)).unwrap();
+        w.accept("b@x", "1", t0 + ms(1000), t0 + ms(2000)).unwrap();
+        assert!(w.is_seen("z@x", "1"), "the newest entry stays");
+        assert!(!w.is_seen("a@x", "1"), "the oldest is forgotten");
+        w.accept("c@x", "1", t0 + ms(1500), t0 + ms(2000)).unwrap();
+        // The floor is the forgotten oldest stamp: not newer is refused.
+        assert!(matches!(
+            w.accept("d@x", "1", t0, t0 + ms(2000)),
+            Err(Error::Replay(Freshness::Forgotten { sender: None }))
+        ));
+    }
+
+    /// Review session 26, X5: of senders holding as many entries, the one with the oldest
+    /// entry loses it, whatever the names.
+    #[test]
+    fn ties_in_count_forget_the_oldest_entry() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let s = Duration::from_secs;
+        let mut w = ReplayWindow::new(s(300), 4);
+        w.accept("zed@x", "1", t0 + s(10), t0 + s(20)).unwrap();
+        w.accept("zed@x", "2", t0 + s(11), t0 + s(20)).unwrap();
+        w.accept("amy@x", "1", t0 + s(1), t0 + s(20)).unwrap();
+        w.accept("amy@x", "2", t0 + s(2), t0 + s(20)).unwrap();
+        w.accept("new@x", "1", t0 + s(12), t0 + s(20)).unwrap();
+        assert!(!w.is_seen("amy@x", "1"), "amy's entry is the oldest");
+        assert!(w.is_seen("zed@x", "1"));
+        // zed's in-flight stanza stamped before its entries is still accepted; amy's not.
+        w.accept("zed@x", "0", t0 + s(5), t0 + s(20)).unwrap();
+        assert!(w.accept("amy@x", "0", t0 + s(1), t0 + s(20)).is_err());
+    }
+
+    /// Review session 26, X4: a window resumed after a crash refuses every stamp the lost
+    /// window may have accepted (up to the start plus the skew), then accepts as usual.
+    #[test]
+    fn a_resumed_window_refuses_what_the_lost_one_may_have_accepted() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let s = Duration::from_secs;
+        let start = t0 + s(10);
+        let mut w = ReplayWindow::resume(s(300), 10, start);
+        for stamp in [t0, start, start + s(299)] {
+            assert!(matches!(
+                w.accept("a@x", "1", stamp, start),
+                Err(Error::Replay(Freshness::Forgotten { sender: None }))
+            ));
+        }
+        assert!(w.is_empty());
+        w.accept("a@x", "1", start + s(301), start + s(301))
+            .unwrap();
+    }
+
+    /// Review session 26, X4: the state saved at shutdown restores the entries, the floors
+    /// and the latest `now`; odd senders and ids survive; a malformed state changes nothing.
+    #[test]
+    fn the_window_state_survives_a_restart() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let s = Duration::from_secs;
+        let ns = Duration::from_nanos;
+        let mut w = ReplayWindow::new(s(300), 3);
+        let odd = "id with spaces %41\n\u{e9}";
+        w.accept("a@x", "1", t0 + ns(1), t0).unwrap();
+        w.accept("a@x", odd, t0 + s(1), t0).unwrap();
+        w.accept("a@x", "3", t0 + s(2), t0).unwrap();
+        w.accept("a@x", "4", t0 + s(3), t0 + s(3)).unwrap(); // a@x's floor: t0 + 1 ns
+        let state = w.state();
+        let mut r = ReplayWindow::new(s(300), 3);
+        r.restore_state(&state).unwrap();
+        assert_eq!(r.state(), state);
+        for (id, stamp) in [(odd, t0 + s(1)), ("4", t0 + s(3))] {
+            assert!(matches!(
+                r.accept("a@x", id, stamp, t0 + s(3)),
+                Err(Error::Replay(Freshness::Duplicate { .. }))
+            ));
+        }
+        // Not newer than the forgotten entry: refused; between it and the next: accepted.
+        assert!(r.accept("a@x", "5", t0 + ns(1), t0 + s(3)).is_err());
+        r.accept("a@x", "5", t0 + ns(2), t0 + s(3)).unwrap();
+        // A malformed state is refused whole.
+        let mut e = ReplayWindow::new(s(300), 3);
+        for bad in [
+            format!("{state}junk\n"),
+            "seen 1.5 a@x 1\n".to_owned(),
+            "seen 1800000000.000000000 a@x %4\n".to_owned(),
+            "sender-floor 1800000000.000000000 b@x\n".to_owned(),
+        ] {
+            assert!(
+                matches!(e.restore_state(&bad), Err(Error::State(_))),
+                "{bad}"
+            );
+            assert!(e.is_empty());
+            assert_eq!(e.state(), "");
+        }
     }
 
     /// When every entry is another sender's, forgetting one raises everyone's floor (fail

@@ -164,8 +164,9 @@ pub enum Freshness {
         skew: Duration,
     },
     /// The stamp is not newer than an entry the full replay window had to forget (of this
-    /// sender, or of everyone when `sender` is `None`): refused, since it can no longer be
-    /// told from a replay.
+    /// sender, or of everyone when `sender` is `None`), or than what a window resumed after
+    /// a restart may have accepted before it ([`crate::envelope::ReplayWindow::resume`]):
+    /// refused, since it can no longer be told from a replay.
     Forgotten {
         /// The sender whose floor it is, or `None` for the window-wide floor.
         sender: Option<String>,

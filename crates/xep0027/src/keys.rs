@@ -436,11 +436,26 @@ pub enum Suite {
 
 impl Identity {
     /// One's identity from a certificate with secret keys (the JID need not be in a User ID:
-    /// a PKI may bind it).
+    /// a PKI may bind it). Secret keys must be unprotected: this crate asks for no
+    /// passphrase, so a certificate whose secret keys are all passphrase-protected (as
+    /// `gpg --export-secret-keys` of an ordinary key gives), or GnuPG stubs, is refused with
+    /// an [`Error::Key`] that says so (review session 26, X8: it was accepted, then signing
+    /// and decryption failed with unrelated errors).
     pub fn new(jid: Jid, cert: Cert) -> Result<Identity> {
         if !cert.is_tsk() {
             return Err(Error::Key(format!(
                 "certificate {} has no secret keys",
+                cert.fingerprint()
+            )));
+        }
+        if cert
+            .keys()
+            .secret()
+            .all(|k| k.key().secret().is_encrypted())
+        {
+            return Err(Error::Key(format!(
+                "the secret keys of {} are passphrase-protected (or GnuPG stubs): remove the \
+                 passphrase or export an unprotected copy (this crate asks for no passphrase)",
                 cert.fingerprint()
             )));
         }

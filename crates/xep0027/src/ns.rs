@@ -17,6 +17,9 @@ pub const XML: &str = "http://www.w3.org/XML/1998/namespace";
 pub const SIGNED: &str = "jabber:x:signed";
 /// XEP-0027 encrypted messages (`<x xmlns='jabber:x:encrypted'/>`).
 pub const ENCRYPTED: &str = "jabber:x:encrypted";
+/// XHTML-IM bodies (XEP-0071, `<html xmlns='http://jabber.org/protocol/xhtml-im'/>`): a
+/// formatted copy of the `<body/>`, which sealing refuses to leave in clear.
+pub const XHTML_IM: &str = "http://jabber.org/protocol/xhtml-im";
 /// This crate's signed envelope ([`crate::envelope`]).
 pub const ENVELOPE: &str = "urn:xmpp-federation:xep0027:envelope:0";
 /// This crate's session keys and sealed messages ([`crate::session`]).
@@ -24,9 +27,28 @@ pub const SESSION: &str = "urn:xmpp-federation:xep0027:session:0";
 /// This crate's room keys and sealed room messages ([`crate::room`]).
 pub const ROOM: &str = "urn:xmpp-federation:xep0027:room:0";
 
+/// The OpenPGP notation that marks an envelope signature (review session 26, X1): a
+/// hashed, critical Notation Data subpacket (RFC 9580 §5.2.3.24) `PURPOSE` = `ENVELOPE`.
+/// The labels below separate this crate's signed byte strings from each other, but not
+/// from XEP-0027 signatures, which cover any text a sender may be made to sign; the
+/// notation does.
+pub(crate) mod notation {
+    /// The notation's name.
+    pub(crate) const PURPOSE: &str = "purpose@xmpp-federation.invalid";
+    /// Its value on an envelope signature.
+    pub(crate) const ENVELOPE: &str = "urn:xmpp-federation:xep0027:envelope:0";
+}
+
+/// The prefix of every label below: text that starts with it is never signed as XEP-0027
+/// text (`jabber:x:signed`, or inside `jabber:x:encrypted`), as it could pass for one of
+/// this crate's signed byte strings (review session 26, X1, defence in depth).
+pub(crate) const LABEL_PREFIX: &str = "urn:xmpp-federation:xep0027:";
+
 /// The labels that start the byte strings this crate signs or authenticates (see
 /// `canonical`); each names what the bytes are, so that no signature or tag made for one
-/// purpose is valid for another.
+/// of this crate's purposes is valid for another of them. They do not separate an
+/// envelope signature from a XEP-0027 signature over text equal to its bytes: the
+/// envelope's OpenPGP notation ([`notation`]) does.
 pub(crate) mod label {
     /// An envelope's signed bytes.
     pub(crate) const ENVELOPE: &str = "urn:xmpp-federation:xep0027:envelope:0";

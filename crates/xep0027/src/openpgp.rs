@@ -28,6 +28,7 @@ use sequoia_openpgp as openpgp;
 
 use crate::error::{Mismatch, UnknownSigner, pgp_msg};
 use crate::keys::SecretKeyStore;
+use crate::ns;
 use crate::policy::Policy;
 use crate::{Error, Result};
 
@@ -61,6 +62,40 @@ pub enum SigMode {
     Text,
 }
 
+/// What a signature is made for, at the OpenPGP level (review session 26, X1). The label at
+/// the start of the signed bytes separates this crate's purposes only from each other:
+/// XEP-0027 signs text that anyone may choose (a `<body/>`, a `<status/>`), with the same
+/// key and signature type, so that text could be an envelope's signed bytes. Envelope
+/// signatures therefore carry a hashed, critical notation ([`ns::notation::PURPOSE`] =
+/// [`ns::notation::ENVELOPE`]) that an envelope requires and that every other signature
+/// this crate checks must not carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// A XEP-0027 signature (`jabber:x:signed`, inside `jabber:x:encrypted`) or a key
+    /// record's: without the notation.
+    Xep0027,
+    /// A signed envelope's: with the notation.
+    Envelope,
+}
+
+impl Purpose {
+    /// Whether the good signature `sig` is one made for this purpose.
+    fn check(self, sig: &openpgp::packet::Signature) -> std::result::Result<(), String> {
+        let mut values = sig.notation(ns::notation::PURPOSE);
+        let envelope = values.any(|v| v == ns::notation::ENVELOPE.as_bytes());
+        let marked = sig.notation(ns::notation::PURPOSE).next().is_some();
+        match self {
+            Purpose::Envelope if !envelope => Err("it is not an envelope signature (no \
+                 envelope purpose notation): a signature made for other data"
+                .into()),
+            Purpose::Xep0027 if marked => Err("it is an envelope signature (purpose \
+                 notation), not a signature over XEP-0027 text"
+                .into()),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Signs `data` at `now`: a detached signature, binary packets.
 pub fn sign_detached(
     signer: KeyPair,
@@ -68,13 +103,36 @@ pub fn sign_detached(
     mode: SigMode,
     now: SystemTime,
 ) -> Result<Vec<u8>> {
+    sign_detached_for(signer, data, mode, now, Purpose::Xep0027)
+}
+
+/// [`sign_detached`] for a purpose: an envelope signature carries the purpose notation.
+pub(crate) fn sign_detached_for(
+    signer: KeyPair,
+    data: &[u8],
+    mode: SigMode,
+    now: SystemTime,
+    purpose: Purpose,
+) -> Result<Vec<u8>> {
+    use openpgp::packet::signature::subpacket::NotationDataFlags;
     let mut sink = Vec::new();
     let typ = match mode {
         SigMode::Binary => SignatureType::Binary,
         SigMode::Text => SignatureType::Text,
     };
+    let mut template = SignatureBuilder::new(typ);
+    if purpose == Purpose::Envelope {
+        template = template
+            .add_notation(
+                ns::notation::PURPOSE,
+                ns::notation::ENVELOPE,
+                NotationDataFlags::empty().set_human_readable(),
+                true,
+            )
+            .map_err(|e| Error::Key(pgp_msg(&e)))?;
+    }
     let message = Message::new(&mut sink);
-    let mut w = Signer::with_template(message, signer, SignatureBuilder::new(typ))
+    let mut w = Signer::with_template(message, signer, template)
         .map(|s| s.detached().creation_time(now))
         .and_then(|s| s.build())
         .map_err(|e| Error::Key(pgp_msg(&e)))?;
@@ -83,11 +141,20 @@ pub fn sign_detached(
     Ok(sink)
 }
 
+/// How a good signature is judged ([`record_layer`]): under `policy`, made no later than `at`
+/// (sequoia's verification time: `now` plus the clock skew allowed), its signer's key valid
+/// at the later of `now` and the signature's creation time ([`signer_valid_at`]), made for
+/// `purpose`.
+type Judging<'a> = (&'a Policy, SystemTime, SystemTime, Purpose);
+
 struct VHelper<'a> {
     certs: &'a [Cert],
     /// The policy and the time a signer's key must be valid at (see [`signer_valid_at`]).
     policy: &'a Policy,
     at: SystemTime,
+    /// The signer's key is judged no earlier than this (see [`Judging`]).
+    now: SystemTime,
+    purpose: Purpose,
     good: Option<Verified>,
     errors: Vec<Error>,
 }
@@ -102,7 +169,7 @@ impl VerificationHelper for VHelper<'_> {
             record_layer(
                 layer,
                 None,
-                (self.policy, self.at),
+                (self.policy, self.at, self.now, self.purpose),
                 &mut self.good,
                 &mut self.errors,
             );
@@ -111,8 +178,9 @@ impl VerificationHelper for VHelper<'_> {
     }
 }
 
-/// Whether the key that made the good signature `g` is valid at `at` (the verification time),
-/// not only when the signature says it was made: its certificate valid under `policy`, alive
+/// Whether the key that made the good signature `g` is valid at `at` (the verification time,
+/// or the signature's creation time if later: [`record_layer`]), not only when the signature
+/// says it was made: its certificate valid under `policy`, alive
 /// and not revoked, and the key itself bound for signing, alive and not revoked at `at`.
 /// sequoia judges the key as of the signature's creation time, which whoever holds the secret
 /// key chooses: an expired, or a superseded or retired (soft-revoked), key whose secret leaked
@@ -146,7 +214,7 @@ fn signer_valid_at(
 fn record_layer(
     layer: MessageLayer<'_>,
     recipient: Option<&Fingerprint>,
-    (policy, at): (&Policy, SystemTime),
+    (policy, _at, now, purpose): Judging<'_>,
     good: &mut Option<Verified>,
     errors: &mut Vec<Error>,
 ) {
@@ -154,9 +222,21 @@ fn record_layer(
         for r in results {
             match r {
                 Ok(g) => {
-                    if let Err(why) = signer_valid_at(&g, policy, at) {
+                    // Judged when the signature was made, or now if later: never in the
+                    // future (review session 26, X6: judged at `now` plus the skew, a key was
+                    // refused during the last skew before it expired), never before now
+                    // (XEP-0027 review F1: a backdated signature does not help).
+                    let created = g.sig.signature_creation_time().unwrap_or(now);
+                    if let Err(why) = signer_valid_at(&g, policy, now.max(created)) {
                         errors.push(Error::BadSignature(format!(
                             "the signing key of {} is not valid now: {why}",
+                            g.ka.cert().fingerprint().to_hex()
+                        )));
+                        continue;
+                    }
+                    if let Err(why) = purpose.check(g.sig) {
+                        errors.push(Error::BadSignature(format!(
+                            "the signature of {} is refused: {why}",
                             g.ka.cert().fingerprint().to_hex()
                         )));
                         continue;
@@ -236,6 +316,10 @@ pub const MAX_SIGNATURES: usize = 8;
 /// [`MAX_SIGNATURES`] verification passes over `data` are made in all, the whitespace retries
 /// included: signatures after the budget is spent are not checked (a block needs only one
 /// good signature; an honest one has one or two).
+///
+/// `sig` is binary (decode armor first, [`crate::armor::decode`]). Each packet is refused by
+/// its type before it is read, and packets over 64 KiB are refused unread, so a compressed
+/// packet is never inflated (review session 26, X2).
 pub fn verify_detached(
     sig: &[u8],
     data: &[u8],
@@ -243,18 +327,26 @@ pub fn verify_detached(
     policy: &Policy,
     now: SystemTime,
 ) -> Result<Verified> {
-    verify_detached_at(sig, data, certs, policy, now + crate::time::CLOCK_SKEW)
+    verify_detached_counted(
+        sig,
+        data,
+        certs,
+        (policy, now + crate::time::CLOCK_SKEW, now, Purpose::Xep0027),
+        &mut 0,
+    )
 }
 
-/// [`verify_detached`] as of `at` exactly.
+/// [`verify_detached`] as of `at` exactly (signatures made later refused, the signer's key
+/// judged at `at`), for signatures made for `purpose` only.
 pub(crate) fn verify_detached_at(
     sig: &[u8],
     data: &[u8],
     certs: &[Cert],
     policy: &Policy,
     at: SystemTime,
+    purpose: Purpose,
 ) -> Result<Verified> {
-    verify_detached_counted(sig, data, certs, policy, at, &mut 0)
+    verify_detached_counted(sig, data, certs, (policy, at, at, purpose), &mut 0)
 }
 
 /// [`verify_detached_at`], counting the verification passes over the data in `passes`.
@@ -262,8 +354,7 @@ fn verify_detached_counted(
     sig: &[u8],
     data: &[u8],
     certs: &[Cert],
-    policy: &Policy,
-    at: SystemTime,
+    how: Judging<'_>,
     passes: &mut usize,
 ) -> Result<Verified> {
     let mut first_err = None;
@@ -274,7 +365,7 @@ fn verify_detached_counted(
             break;
         }
         *passes += 1;
-        let err = match verify_once(&one, data, certs, policy, at) {
+        let err = match verify_once(&one, data, certs, how) {
             Ok(v) => return Ok(v),
             Err(e) => e,
         };
@@ -283,7 +374,7 @@ fn verify_detached_counted(
             let trimmed = trimmed.get_or_insert_with(|| trim_trailing_whitespace(data));
             if trimmed.as_slice() != data {
                 *passes += 1;
-                if let Ok(v) = verify_once(&one, trimmed, certs, policy, at) {
+                if let Ok(v) = verify_once(&one, trimmed, certs, how) {
                     return Ok(Verified {
                         normalized: true,
                         ..v
@@ -295,14 +386,35 @@ fn verify_detached_counted(
     Err(first_err.unwrap_or_else(|| Error::OpenPgp("no signature".into())))
 }
 
+/// The largest packet [`split_signatures`] parses (64 KiB): far above any real signature (an
+/// RSA-16384 signature with every subpacket is under 10 KiB). A larger packet parses as
+/// `Unknown` and is refused as not a signature, without being read.
+const MAX_SIGNATURE_PACKET_LEN: u32 = 64 * 1024;
+
 /// The signatures of a detached signature block, each serialized alone, with its type.
+///
+/// Each packet's type is checked before the parser moves past it: moving past a packet reads
+/// its body to the end, and for a compressed-data packet that means inflating all of it
+/// (about 1000 bytes per byte of input) only to refuse it afterwards (review session 26, X2).
 fn split_signatures(sig: &[u8]) -> Result<Vec<(SignatureType, Vec<u8>)>> {
     use openpgp::Packet;
-    use openpgp::parse::{PacketParser, PacketParserResult};
+    use openpgp::parse::{PacketParserBuilder, PacketParserResult};
     use openpgp::serialize::SerializeInto as _;
     let mut out = Vec::new();
-    let mut ppr = PacketParser::from_bytes(sig).map_err(|e| Error::OpenPgp(pgp_msg(&e)))?;
+    let mut ppr = PacketParserBuilder::from_bytes(sig)
+        .and_then(|b| {
+            b.dearmor(openpgp::parse::Dearmor::Disabled)
+                .max_packet_size(MAX_SIGNATURE_PACKET_LEN)
+                .build()
+        })
+        .map_err(|e| Error::OpenPgp(pgp_msg(&e)))?;
     while let PacketParserResult::Some(pp) = ppr {
+        if !matches!(pp.packet, Packet::Signature(_)) {
+            return Err(Error::OpenPgp(format!(
+                "a {} packet where a detached signature is expected",
+                pp.packet.tag()
+            )));
+        }
         let (packet, next) = pp.next().map_err(|e| Error::OpenPgp(pgp_msg(&e)))?;
         ppr = next;
         match packet {
@@ -336,13 +448,14 @@ fn verify_once(
     sig: &[u8],
     data: &[u8],
     certs: &[Cert],
-    policy: &Policy,
-    at: SystemTime,
+    (policy, at, now, purpose): Judging<'_>,
 ) -> Result<Verified> {
     let helper = VHelper {
         certs,
         policy,
         at,
+        now,
+        purpose,
         good: None,
         errors: Vec::new(),
     };
@@ -800,6 +913,8 @@ struct DHelper<'a> {
     /// The policy and the time a signer's key must be valid at (see [`signer_valid_at`]).
     policy: &'a Policy,
     at: SystemTime,
+    /// The signer's key is judged no earlier than this (see [`Judging`]).
+    now: SystemTime,
     unlocked: &'a Unlocked,
     good: Option<Verified>,
     errors: Vec<Error>,
@@ -825,7 +940,7 @@ impl VerificationHelper for DHelper<'_> {
             record_layer(
                 layer,
                 Some(&self.unlocked.recipient),
-                (self.policy, self.at),
+                (self.policy, self.at, self.now, Purpose::Xep0027),
                 &mut self.good,
                 &mut self.errors,
             );
@@ -913,6 +1028,7 @@ fn decrypt_counted(
         certs: signers,
         policy,
         at,
+        now,
         unlocked: &unlocked,
         good: None,
         errors: Vec::new(),
@@ -1459,6 +1575,56 @@ mod bound_tests {
         sink
     }
 
+    /// Review session 26, X1: a signature inside an encrypted message that carries the
+    /// envelope purpose notation (an envelope signature's, re-wrapped) is refused, and the
+    /// same message signed without it decrypts.
+    #[test]
+    fn an_envelope_signature_inside_an_encrypted_message_is_refused() {
+        use openpgp::packet::signature::subpacket::NotationDataFlags;
+        let p = Policy::standard();
+        let (alice, bob) = (id("alice", Suite::Cv25519), id("bob", Suite::Cv25519));
+        let make = |marked: bool| {
+            let key = encryption_key(&bob.public_cert());
+            let mut sink = Vec::new();
+            let m = Encryptor::for_recipients(
+                Message::new(&mut sink),
+                [Recipient::new(None, key.key_handle(), &key)],
+            )
+            .build()
+            .unwrap();
+            let mut template = SignatureBuilder::new(SignatureType::Binary);
+            if marked {
+                template = template
+                    .add_notation(
+                        ns::notation::PURPOSE,
+                        ns::notation::ENVELOPE,
+                        NotationDataFlags::empty().set_human_readable(),
+                        true,
+                    )
+                    .unwrap();
+            }
+            let m = Signer::with_template(m, alice.signer(&p, now()).unwrap(), template)
+                .unwrap()
+                .creation_time(now())
+                .build()
+                .unwrap();
+            let mut w = LiteralWriter::new(m).build().unwrap();
+            w.write_all(b"hello").unwrap();
+            w.finalize().unwrap();
+            sink
+        };
+        let d = decrypt(&make(false), &bob, &[alice.public_cert()], &p, now()).unwrap();
+        assert_eq!(
+            d.signature.unwrap().signer,
+            alice.public_cert().fingerprint()
+        );
+        let r = decrypt(&make(true), &bob, &[alice.public_cert()], &p, now());
+        assert!(
+            matches!(r, Err(Error::BadSignature(ref m)) if m.contains("is an envelope signature")),
+            "{r:?}"
+        );
+    }
+
     /// Finding 1 of the xep-audit review: one-pass signatures inside an encrypted message are
     /// hash contexts the second pass keeps over the whole literal data (a Text one hashes per
     /// line): more than [`MAX_SIGNATURES`] of them, or of signatures, are refused by the
@@ -1568,8 +1734,7 @@ mod bound_tests {
             &block,
             &data,
             &[alice.public_cert()],
-            &p,
-            now(),
+            (&p, now(), now(), Purpose::Xep0027),
             &mut passes,
         );
         assert!(matches!(r, Err(Error::BadSignature(_))), "{r:?}");
@@ -1582,13 +1747,150 @@ mod bound_tests {
             &block,
             &data,
             &[alice.public_cert()],
-            &p,
-            now(),
+            (&p, now(), now(), Purpose::Xep0027),
             &mut passes,
         )
         .unwrap();
         assert!(v.normalized);
         assert!(passes <= MAX_SIGNATURES, "{passes} passes");
+    }
+
+    /// Review session 26, X2: a compressed-data packet in a detached signature block is
+    /// refused by its type, before any of it is inflated. Its stream is corrupted at the end,
+    /// so inflating it (the old behaviour) fails with a decompression error, not this one.
+    #[test]
+    fn a_compressed_packet_in_a_detached_block_is_refused_uninflated() {
+        let p = Policy::standard();
+        let alice = id("alice", Suite::Cv25519);
+        let mut block = Vec::new();
+        let m = Compressor::new(Message::new(&mut block))
+            .algo(CompressionAlgorithm::Zip)
+            .level(CompressionLevel::best())
+            .build()
+            .unwrap();
+        let mut w = LiteralWriter::new(m).build().unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..256 {
+            w.write_all(&zeros).unwrap();
+        }
+        w.finalize().unwrap();
+        assert!(block.len() < 1 << 20, "{} bytes", block.len());
+        let n = block.len();
+        for b in &mut block[n - 8..] {
+            *b ^= 0x55;
+        }
+        let started = std::time::Instant::now();
+        let r = verify_detached(&block, b"x", &[alice.public_cert()], &p, now());
+        let took = started.elapsed();
+        match r {
+            Err(Error::OpenPgp(m)) => {
+                assert!(m.contains("where a detached signature is expected"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(took < Duration::from_secs(1), "{took:?}");
+    }
+
+    /// Review session 26, X2: a signature packet larger than [`MAX_SIGNATURE_PACKET_LEN`] is
+    /// refused without being parsed, even a good one (padded in its unhashed area).
+    #[test]
+    fn an_oversized_signature_packet_is_refused() {
+        use openpgp::Packet;
+        use openpgp::packet::signature::subpacket::{
+            NotationData, NotationDataFlags, Subpacket, SubpacketValue,
+        };
+        use openpgp::serialize::SerializeInto as _;
+        let p = Policy::standard();
+        let alice = id("alice", Suite::Cv25519);
+        let sig = sign_detached(
+            alice.signer(&p, now()).unwrap(),
+            b"x",
+            SigMode::Binary,
+            now(),
+        )
+        .unwrap();
+        let Ok(Packet::Signature(mut s)) = Packet::from_bytes(&sig) else {
+            panic!("not a signature");
+        };
+        s.unhashed_area_mut()
+            .add(
+                Subpacket::new(
+                    SubpacketValue::NotationData(NotationData::new(
+                        "pad@example.org",
+                        vec![0u8; 65_400],
+                        NotationDataFlags::empty(),
+                    )),
+                    false,
+                )
+                .unwrap(),
+            )
+            .unwrap();
+        let big = Packet::from(s).to_vec().unwrap();
+        assert!(
+            big.len() > MAX_SIGNATURE_PACKET_LEN as usize,
+            "{}",
+            big.len()
+        );
+        let r = verify_detached(&big, b"x", &[alice.public_cert()], &p, now());
+        match r {
+            Err(Error::OpenPgp(m)) => {
+                assert!(m.contains("where a detached signature is expected"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // The same signature unpadded is good.
+        let v = verify_detached(&sig, b"x", &[alice.public_cert()], &p, now()).unwrap();
+        assert_eq!(v.signer, alice.public_cert().fingerprint());
+    }
+
+    /// Review session 26, X6: a signer's key was judged at `now` plus the skew, so every
+    /// signature was refused during the last five minutes of the key's validity (detached,
+    /// and inside encrypted messages) while the sender could still sign. Judged at the
+    /// signature's creation time or `now`, whichever is later, it verifies until the key
+    /// expires, and not after.
+    #[test]
+    fn a_key_is_good_until_it_expires_not_five_minutes_before() {
+        let p = Policy::standard();
+        let day = Duration::from_secs(86_400);
+        let alice = Identity::generate(
+            &Jid::new("alice@example.org").unwrap(),
+            Suite::Cv25519,
+            now(),
+            Some(day),
+        )
+        .unwrap();
+        let bob = id("bob", Suite::Cv25519);
+        // Created a minute before `now()` (see `Identity::generate`).
+        let expiry = now() + day - Duration::from_secs(60);
+        let signed_at = expiry - Duration::from_secs(120);
+        let sig = sign_detached(
+            alice.signer(&p, signed_at).unwrap(),
+            b"x",
+            SigMode::Binary,
+            signed_at,
+        )
+        .unwrap();
+        let ct = encrypt(
+            b"x",
+            &[&bob.public_cert()],
+            Some(alice.signer(&p, signed_at).unwrap()),
+            &p,
+            signed_at,
+        )
+        .unwrap();
+        let check = expiry - Duration::from_secs(60);
+        let v = verify_detached(&sig, b"x", &[alice.public_cert()], &p, check).unwrap();
+        assert_eq!(v.signer, alice.public_cert().fingerprint());
+        let d = decrypt(&ct, &bob, &[alice.public_cert()], &p, check).unwrap();
+        assert_eq!(
+            d.signature.unwrap().signer,
+            alice.public_cert().fingerprint()
+        );
+        // After the expiry: refused.
+        let late = expiry + Duration::from_secs(60);
+        let r = verify_detached(&sig, b"x", &[alice.public_cert()], &p, late);
+        assert!(matches!(r, Err(Error::BadSignature(_))), "{r:?}");
+        assert!(decrypt(&ct, &bob, &[alice.public_cert()], &p, late).is_err());
     }
 
     #[test]

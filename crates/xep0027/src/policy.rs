@@ -5,10 +5,17 @@
 //! keys under 2048 bits refused). [`Policy::legacy_sha1_era`] is the named, explicit opt-in for
 //! keys and signatures from the SHA-1 era that real XEP-0027 deployments still have: it accepts
 //! SHA-1 in every context and 1024-bit RSA, DSA and ElGamal keys. Choose it per peer, knowingly.
+//! Both accept one critical notation, the envelope signature's purpose (review session 26, X1).
 
 use sequoia_openpgp::policy::AsymmetricAlgorithm;
 use sequoia_openpgp::policy::StandardPolicy;
 use sequoia_openpgp::types::HashAlgorithm;
+
+/// The critical notations this crate understands: the envelope signature's purpose
+/// (review session 26, X1), critical so that other OpenPGP implementations (RFC 9580
+/// §5.2.3.7: an unknown critical subpacket or notation invalidates the signature) refuse an
+/// envelope signature passed off as a XEP-0027 one.
+const GOOD_CRITICAL_NOTATIONS: &[&str] = &[crate::ns::notation::PURPOSE];
 
 /// An OpenPGP acceptance policy.
 #[derive(Clone, Debug)]
@@ -20,8 +27,10 @@ pub struct Policy {
 impl Policy {
     /// sequoia's standard policy (the default).
     pub fn standard() -> Policy {
+        let mut p = StandardPolicy::new();
+        p.good_critical_notations(GOOD_CRITICAL_NOTATIONS);
         Policy {
-            inner: StandardPolicy::new(),
+            inner: p,
             legacy: false,
         }
     }
@@ -30,6 +39,7 @@ impl Policy {
     /// SHA-1-era keys only, chosen explicitly.
     pub fn legacy_sha1_era() -> Policy {
         let mut p = StandardPolicy::new();
+        p.good_critical_notations(GOOD_CRITICAL_NOTATIONS);
         p.accept_hash(HashAlgorithm::SHA1);
         for a in [
             AsymmetricAlgorithm::RSA1024,

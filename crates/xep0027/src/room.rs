@@ -352,7 +352,9 @@ pub struct RoomMessage {
 /// 1. [`Member::new`] when joining, pinning the moderator's fingerprint (then
 ///    [`Member::set_seal_limit`] and [`Member::set_epoch_grace`] if the defaults do not
 ///    suit), and one [`ReplayWindow`] for the room; after a restart,
-///    [`Member::restore_state`] with what [`Member::state`] last said.
+///    [`Member::restore_state`] with what [`Member::state`] last said, and the window
+///    restored or resumed as [`ReplayWindow`] says (a new one would accept recent room
+///    messages re-posted by any occupant).
 /// 2. [`Member::accept_key`] for each key distribution received from the moderator; save
 ///    [`Member::state`] after each.
 /// 3. To post: [`Member::seal`] (it signs the envelope too) and send the stanza to the room.
@@ -552,6 +554,9 @@ impl Member {
 
     /// Seals a `groupchat` message to the room with the newest key and signs its envelope as
     /// `me`. The stanza needs an `id`; `to` and `type` are set to the room and `groupchat`.
+    /// A message with a `jabber:x:signed` signature or an XHTML-IM body is refused
+    /// ([`Error::State`]): either would leave the plaintext readable, or checkable, by every
+    /// occupant next to the sealed body (review session 26, X3).
     pub fn seal(
         &mut self,
         stanza: &mut Stanza,
@@ -560,6 +565,7 @@ impl Member {
         policy: &Policy,
         now: SystemTime,
     ) -> Result<()> {
+        crate::encrypted::refuse_plaintext_copies(stanza)?;
         let limit = self.seal_limit;
         let room = self.room.bare().to_owned();
         let (_, held) = self
@@ -580,7 +586,7 @@ impl Member {
         }
         let id = stanza.required_id()?.to_owned();
         let body = stanza
-            .body()?
+            .only_body()?
             .ok_or_else(|| Error::Stanza("no <body/> to seal".into()))?;
         let stamp = crate::time::format(now);
         let epoch = held.room_key.epoch.to_string();

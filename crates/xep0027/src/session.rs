@@ -99,7 +99,7 @@ pub struct KeyInfo {
 ///    no key yet, or the key's seal limit reached), then [`crate::envelope::seal`] if the
 ///    message carries an envelope (always last), and send.
 /// 5. For each sealed message received: [`Sessions::open`] with the receiver's
-///    [`ReplayWindow`].
+///    [`ReplayWindow`] (after a restart, restored or resumed as [`ReplayWindow`] says).
 /// 6. From time to time: [`Sessions::forget_expired`]; offer a new key (step 2) before
 ///    [`Sessions::current`]'s expiry.
 #[derive(Debug)]
@@ -388,17 +388,21 @@ impl Sessions {
     }
 
     /// Seals the message's body with the current key for its recipient (`to`); the body is
-    /// replaced by the fallback text. The stanza needs `to` and `id`.
+    /// replaced by the fallback text. The stanza needs `to` and `id`. A message with a
+    /// `jabber:x:signed` signature or an XHTML-IM body is refused ([`Error::State`]): either
+    /// would leave the plaintext readable, or checkable, next to the sealed body (review
+    /// session 26, X3).
     pub fn seal(
         &mut self,
         stanza: &mut Stanza,
         rng: &mut dyn Random,
         now: SystemTime,
     ) -> Result<()> {
+        crate::encrypted::refuse_plaintext_copies(stanza)?;
         let to = Jid::new(stanza.to().ok_or_else(|| Error::Stanza("no 'to'".into()))?)?;
         let id = stanza.required_id()?.to_owned();
         let body = stanza
-            .body()?
+            .only_body()?
             .ok_or_else(|| Error::Stanza("no <body/> to seal".into()))?;
         let (me, limit) = (self.me.bare().to_owned(), self.seal_limit);
         let k = self

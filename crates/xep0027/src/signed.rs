@@ -19,11 +19,13 @@ use crate::stanza::{Element, Kind, Stanza, sender};
 use crate::{Error, Result};
 
 /// The text XEP-0027 signs in this stanza: the status (presence) or body (message) text, the
-/// empty string when absent.
+/// empty string when absent. A stanza with several (one per language) is refused
+/// ([`crate::Error::Stanza`]), by [`sign`] and [`verify`] alike: the others would travel
+/// unsigned next to a good signature (review session 26, X9).
 pub fn signed_text(stanza: &Stanza) -> Result<String> {
     let t = match stanza.kind() {
-        Kind::Presence => stanza.status()?,
-        Kind::Message => stanza.body()?,
+        Kind::Presence => stanza.only_status()?,
+        Kind::Message => stanza.only_body()?,
     };
     Ok(t.unwrap_or_default())
 }
@@ -34,7 +36,9 @@ pub fn sign(stanza: &mut Stanza, me: &Identity, policy: &Policy, now: SystemTime
     sign_with(stanza, me, SigMode::Binary, policy, now)
 }
 
-/// [`sign`] with a chosen signature mode.
+/// [`sign`] with a chosen signature mode. Text starting with
+/// `urn:xmpp-federation:xep0027:` (how this crate's own signed data starts) is refused
+/// ([`Error::Stanza`]; review session 26, X1).
 pub fn sign_with(
     stanza: &mut Stanza,
     me: &Identity,
@@ -43,10 +47,26 @@ pub fn sign_with(
     now: SystemTime,
 ) -> Result<()> {
     let text = signed_text(stanza)?;
+    refuse_label_prefix(&text)?;
     let sig = openpgp::sign_detached(me.signer(policy, now)?, text.as_bytes(), mode, now)?;
     let el = stanza.element_mut();
     el.remove_children("x", ns::SIGNED);
     el.push(Element::new("x", ns::SIGNED).with_text(&armor::encode(&sig)));
+    Ok(())
+}
+
+/// Refuses to sign, as XEP-0027 text, text that starts like this crate's own signed byte
+/// strings ([`ns::LABEL_PREFIX`]): a module made to sign such a text (an echo, an error
+/// quoting its input) would otherwise hand out a signature over bytes of another purpose
+/// (review session 26, X1, defence in depth; the envelope's purpose notation is the fix).
+pub(crate) fn refuse_label_prefix(text: &str) -> Result<()> {
+    if text.starts_with(ns::LABEL_PREFIX) {
+        return Err(Error::Stanza(format!(
+            "text starting with {:?} is not signed: it could pass for this crate's own \
+             signed data",
+            ns::LABEL_PREFIX
+        )));
+    }
     Ok(())
 }
 

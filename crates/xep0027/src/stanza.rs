@@ -395,6 +395,30 @@ impl Stanza {
         self.text_child("body")
     }
 
+    /// The only `<body/>` text: `None` without one, an error ([`Error::Stanza`]) when there
+    /// are several (one per language). What is signed or sealed must be the only body, or
+    /// the other-language copies would travel unsigned, or be dropped (review session 26,
+    /// X9).
+    pub fn only_body(&self) -> Result<Option<String>> {
+        self.only_text_child("body")
+    }
+
+    /// The only `<status/>` text, like [`Stanza::only_body`].
+    pub fn only_status(&self) -> Result<Option<String>> {
+        self.only_text_child("status")
+    }
+
+    fn only_text_child(&self, local: &str) -> Result<Option<String>> {
+        let ns = self.root.ns().to_owned();
+        if self.root.children_named(local, &ns).nth(1).is_some() {
+            return Err(Error::Stanza(format!(
+                "several <{local}/> elements (one per language): only one can be signed or \
+                 sealed, the others would travel unsigned; send one per stanza"
+            )));
+        }
+        self.text_child(local)
+    }
+
     /// Replaces every `<body/>` with one carrying `text`.
     pub fn set_body(&mut self, text: &str) {
         self.set_text_child("body", text);

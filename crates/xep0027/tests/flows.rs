@@ -462,6 +462,151 @@ fn envelope_replay_is_refused() {
     ));
 }
 
+/// Review session 26, X4: after a restart, a new window accepted a stanza accepted before
+/// it again. A window resumed at the restart refuses it; one restored from the state saved
+/// at shutdown refuses it as a duplicate.
+#[test]
+fn envelope_replayed_after_a_restart_is_refused() {
+    let w = Scenario::new();
+    let (_, got) = enveloped(&w);
+    let mut before = ReplayWindow::default();
+    let _first = envelope::check(&got, &w.keyring, &w.policy, &mut before, t0()).unwrap();
+    let restart = at(10);
+    // What a new window did (the replay passed).
+    let mut fresh = ReplayWindow::default();
+    assert!(envelope::check(&got, &w.keyring, &w.policy, &mut fresh, restart).is_ok());
+    // After a crash.
+    let mut resumed = ReplayWindow::resume(Duration::from_secs(300), 100_000, restart);
+    let err = envelope::check(&got, &w.keyring, &w.policy, &mut resumed, restart).unwrap_err();
+    assert!(
+        matches!(err, Error::Replay(Freshness::Forgotten { sender: None })),
+        "{err:?}"
+    );
+    // After a clean shutdown.
+    let mut restored = ReplayWindow::default();
+    restored.restore_state(&before.state()).unwrap();
+    let err = envelope::check(&got, &w.keyring, &w.policy, &mut restored, restart).unwrap_err();
+    assert!(
+        matches!(err, Error::Replay(Freshness::Duplicate { .. })),
+        "{err:?}"
+    );
+}
+
+/// Adds `<{local} xml:lang='de'>{text}</{local}>` to a delivered stanza, as a server in
+/// the path could.
+fn with_german(got: &Stanza, local: &str, text: &str) -> Stanza {
+    let mut s = got.clone();
+    let ns = s.element().ns().to_owned();
+    s.element_mut().push(
+        xep0027::stanza::Element::new(local, &ns)
+            .with_attr("xml:lang", "de")
+            .with_text(text),
+    );
+    Stanza::parse(&s.to_xml()).unwrap()
+}
+
+/// Review session 26, X9: an other-language `<body/>` added to an enveloped message, or
+/// `<status/>` to an enveloped presence, travelled unsigned and passed `check`; refused now.
+#[test]
+fn envelope_with_an_added_other_language_body_or_status_is_refused() {
+    let w = Scenario::new();
+    let (_, got) = enveloped(&w);
+    let forged = with_german(&got, "body", "deploy v1");
+    let mut win = ReplayWindow::default();
+    let e = envelope::check(&forged, &w.keyring, &w.policy, &mut win, t0()).unwrap_err();
+    assert!(
+        matches!(e, Error::Stanza(ref m) if m.contains("several <body/>")),
+        "{e:?}"
+    );
+    assert!(win.is_empty());
+    let _ok = envelope::check(&got, &w.keyring, &w.policy, &mut win, t0()).unwrap();
+
+    let mut p = Stanza::parse("<presence id='p9'><show>dnd</show><status>busy</status></presence>")
+        .unwrap();
+    envelope::seal(&mut p, &w.alice, &w.policy, t0()).unwrap();
+    let got = deliver(&p, "alice@example.org/ci");
+    let forged = with_german(&got, "status", "frei");
+    let e = envelope::check(&forged, &w.keyring, &w.policy, &mut win, t0()).unwrap_err();
+    assert!(
+        matches!(e, Error::Stanza(ref m) if m.contains("several <status/>")),
+        "{e:?}"
+    );
+    let _ok = envelope::check(&got, &w.keyring, &w.policy, &mut win, t0()).unwrap();
+}
+
+/// Review session 26, X1 (defence in depth): XEP-0027 text that starts like this crate's
+/// own signed data is neither signed (`jabber:x:signed`) nor signed inside an encryption;
+/// encrypted unsigned, or as any other text, it is.
+#[test]
+fn text_that_looks_like_signed_data_is_not_signed() {
+    let w = Scenario::new();
+    let body = "urn:xmpp-federation:xep0027:envelope:0\n7:message\n";
+    let looks = |r: xep0027::Result<()>| {
+        assert!(
+            matches!(r, Err(Error::Stanza(ref m)) if m.contains("could pass for")),
+            "{r:?}"
+        )
+    };
+    looks(signed::sign(
+        &mut message("bob@example.org", "l1", body),
+        &w.alice,
+        &w.policy,
+        t0(),
+    ));
+    let enc = |m: &mut Stanza, sign: bool| {
+        encrypted::encrypt(m, &w.alice, &[&w.bob.public_cert()], sign, &w.policy, t0())
+    };
+    looks(enc(&mut message("bob@example.org", "l2", body), true));
+    enc(&mut message("bob@example.org", "l3", body), false).unwrap();
+    let mut ok = message("bob@example.org", "l4", &format!("see {body}"));
+    signed::sign(&mut ok, &w.alice, &w.policy, t0()).unwrap();
+}
+
+/// Review session 26, X9: signing (jabber:x:signed, envelope) and sealing a message with
+/// bodies in several languages is refused (only one could be covered), and so is verifying
+/// a jabber:x:signed message with an added other-language body.
+#[test]
+fn several_bodies_are_neither_signed_nor_sealed() {
+    let w = Scenario::new();
+    let two = Stanza::parse(
+        "<message to='bob@example.org' id='b2' xml:lang='en'><body>transfer 10</body>\
+         <body xml:lang='de'>\u{fc}berweise 10</body></message>",
+    )
+    .unwrap();
+    let several = |r: xep0027::Result<()>| {
+        assert!(
+            matches!(r, Err(Error::Stanza(ref m)) if m.contains("several <body/>")),
+            "{r:?}"
+        )
+    };
+    several(signed::sign(&mut two.clone(), &w.alice, &w.policy, t0()));
+    several(envelope::seal(&mut two.clone(), &w.alice, &w.policy, t0()));
+    several(encrypted::encrypt(
+        &mut two.clone(),
+        &w.alice,
+        &[&w.bob.public_cert()],
+        true,
+        &w.policy,
+        t0(),
+    ));
+    let mut f = SessionFlow::agreed();
+    several(f.sa.seal(&mut two.clone(), &mut OsRandom, t0()));
+    let mut r = RoomFlow::keyed();
+    let s = &r.s;
+    several(r.members[ALICE].seal(&mut two.clone(), &s.alice, &mut OsRandom, &s.policy, t0()));
+
+    let mut one = message("bob@example.org", "b1", "transfer 10");
+    signed::sign(&mut one, &w.alice, &w.policy, t0()).unwrap();
+    let got = deliver(&one, "alice@example.org/a");
+    let _ok = signed::verify(&got, &w.keyring, &w.policy, t0()).unwrap();
+    let forged = with_german(&got, "body", "\u{fc}berweise 10000");
+    let e = signed::verify(&forged, &w.keyring, &w.policy, t0()).unwrap_err();
+    assert!(
+        matches!(e, Error::Stanza(ref m) if m.contains("several <body/>")),
+        "{e:?}"
+    );
+}
+
 #[test]
 fn envelope_redirected_to_another_recipient_is_refused() {
     let w = Scenario::new();
@@ -761,6 +906,75 @@ fn only_messages_with_a_body_are_encrypted() {
         )
         .is_err()
     );
+}
+
+/// A message to bob signed by alice (`jabber:x:signed` over "approve"), and one with an
+/// XHTML-IM copy of its body: neither may be encrypted or sealed (review session 26, X3).
+fn plaintext_carriers(w: &Scenario) -> [Stanza; 2] {
+    let mut signed_m = message("bob@example.org", "x3", "approve");
+    signed::sign(&mut signed_m, &w.alice, &w.policy, t0()).unwrap();
+    let html = Stanza::parse(
+        "<message to='bob@example.org' id='x3h'><body>approve</body>\
+         <html xmlns='http://jabber.org/protocol/xhtml-im'>\
+         <body xmlns='http://www.w3.org/1999/xhtml'><p>approve</p></body></html></message>",
+    )
+    .unwrap();
+    [signed_m, html]
+}
+
+/// Review session 26, X3: encrypting a message that carries a `jabber:x:signed` signature
+/// over its body (or an XHTML-IM copy of it) is refused, and the stanza is left unchanged;
+/// before, the signature stayed next to the ciphertext, an oracle for guessed plaintexts.
+#[test]
+fn encrypting_a_signed_or_xhtml_message_is_refused() {
+    let w = Scenario::new();
+    for m in plaintext_carriers(&w) {
+        let mut c = m.clone();
+        let r = encrypted::encrypt(
+            &mut c,
+            &w.alice,
+            &[&w.bob.public_cert()],
+            true,
+            &w.policy,
+            t0(),
+        );
+        assert!(
+            matches!(r, Err(Error::State(ref why)) if why.contains("plaintext")),
+            "{r:?}"
+        );
+        assert_eq!(c.to_xml(), m.to_xml());
+    }
+}
+
+/// Review session 26, X3, session keys: the same refusal in `Sessions::seal`.
+#[test]
+fn sealing_a_signed_or_xhtml_message_with_a_session_key_is_refused() {
+    let mut f = SessionFlow::agreed();
+    for m in plaintext_carriers(&f.s) {
+        let mut c = m.clone();
+        let r = f.sa.seal(&mut c, &mut OsRandom, t0());
+        assert!(
+            matches!(r, Err(Error::State(ref why)) if why.contains("plaintext")),
+            "{r:?}"
+        );
+        assert_eq!(c.to_xml(), m.to_xml());
+    }
+}
+
+/// Review session 26, X3, rooms: the same refusal in `Member::seal`.
+#[test]
+fn sealing_a_signed_or_xhtml_message_to_a_room_is_refused() {
+    let mut f = RoomFlow::keyed();
+    for m in plaintext_carriers(&f.s) {
+        let mut c = m.clone();
+        let s = &f.s;
+        let r = f.members[ALICE].seal(&mut c, &s.alice, &mut OsRandom, &s.policy, t0());
+        assert!(
+            matches!(r, Err(Error::State(ref why)) if why.contains("plaintext")),
+            "{r:?}"
+        );
+        assert_eq!(c.to_xml(), m.to_xml());
+    }
 }
 
 // ---------------------------------------------------------------------------------------
