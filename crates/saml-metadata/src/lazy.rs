@@ -482,6 +482,19 @@ impl<'a> LazyAggregate<'a> {
         self.entries.get(i as usize).map(|e| e.entity_id.as_str())
     }
 
+    /// The byte offset of the indexed entity `entity_id`'s start tag in the document.
+    #[must_use]
+    pub fn offset_of(&self, entity_id: &str) -> Option<usize> {
+        self.by_entity_id
+            .get(entity_id)
+            .and_then(|&i| self.offset_at(i))
+    }
+
+    /// The byte offset of the `i`th indexed entity in the document.
+    pub(crate) fn offset_at(&self, i: u32) -> Option<usize> {
+        self.entries.get(i as usize).map(|e| e.range.start)
+    }
+
     /// The model of the `i`th indexed entity: the cached one, else built and not kept.
     pub(crate) fn model(&self, i: u32) -> Result<Cow<'_, EntityDescriptor>, Error> {
         match self.cache.get(i as usize).and_then(OnceLock::get) {

@@ -54,8 +54,10 @@ pub struct RefusedEntity {
 }
 
 impl RefusedEntity {
-    /// An entity left out for an invalid model.
-    pub(crate) fn invalid_model(entity_id: String, offset: usize, reason: String) -> Self {
+    /// An entity left out for an invalid model (or, by a caller, because it could not be
+    /// used: `samlmd split` names so an entity it cannot sign).
+    #[must_use]
+    pub fn invalid_model(entity_id: String, offset: usize, reason: String) -> Self {
         RefusedEntity {
             entity_id,
             offset,

@@ -27,6 +27,7 @@ use crate::builder::salted_id;
 use crate::error::Error;
 use crate::filter::Filter;
 use crate::lazy::LazyAggregate;
+use crate::nested_signatures::RefusedEntity;
 use crate::ns::MD_NS;
 
 /// Entities modelled per thread below which the filter runs on the calling thread only.
@@ -59,21 +60,47 @@ impl SelectOptions {
     }
 }
 
+/// What [`write_selection_report`] wrote, and what it left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Selected {
+    /// The entityIDs written, in document order.
+    pub entities: Vec<String>,
+    /// The entities left out because their model is invalid (`invalid_model`), in document
+    /// order: they cannot be judged by the filter, and `load` leaves them out too.
+    pub refused: Vec<RefusedEntity>,
+}
+
 /// Writes the entities of `agg` that `filter` lets through, in document order, as a new
-/// aggregate signed with `key`, to `out`; returns their entityIDs. Nothing is written unless
-/// every entity was modelled and the selection signed: an entity that does not model is an
-/// error before the first byte (as `load` would refuse the aggregate), as is an empty
-/// selection (an `md:EntitiesDescriptor` needs a child). `out` is written in pieces of about an
-/// entity; wrap a file in a `BufWriter`. A write error stops with [`Error::Output`], `out`
-/// holding a partial document: write to a temporary file and rename it.
+/// aggregate signed with `key`, to `out`; returns their entityIDs (see
+/// [`write_selection_report`], which also names the entities left out).
 pub fn write_selection<W: Write>(
     agg: &LazyAggregate<'_>,
     filter: &Filter,
     key: &SigningKey,
     opts: &SelectOptions,
-    mut out: W,
+    out: W,
 ) -> Result<Vec<String>, Error> {
-    let chosen = matching(agg, filter, opts.single_threaded)?;
+    write_selection_report(agg, filter, key, opts, out).map(|s| s.entities)
+}
+
+/// Writes the entities of `agg` that `filter` lets through, in document order, as a new
+/// aggregate signed with `key`, to `out`. An entity whose model is invalid is left out and
+/// named in [`Selected::refused`], as `load` leaves it out (review W6: one such entity failed
+/// every selection, a filter of all entities included). Nothing is written unless every
+/// entity chosen was modelled and the selection signed: an empty selection (an
+/// `md:EntitiesDescriptor` needs a child) is an error before the first byte. `out` is written
+/// in pieces of about an entity; wrap a file in a `BufWriter`. A write error stops with
+/// [`Error::Output`], `out` holding a partial document: write to a temporary file and rename
+/// it.
+pub fn write_selection_report<W: Write>(
+    agg: &LazyAggregate<'_>,
+    filter: &Filter,
+    key: &SigningKey,
+    opts: &SelectOptions,
+    mut out: W,
+) -> Result<Selected, Error> {
+    let (chosen, refused) = matching(agg, filter, opts.single_threaded)?;
     if chosen.is_empty() {
         return Err(Error::Unwritable {
             element: "EntitiesDescriptor".into(),
@@ -136,12 +163,19 @@ pub fn write_selection<W: Write>(
     }
     put(b"\n</md:EntitiesDescriptor>\n")?;
     out.flush().map_err(Error::Output)?;
-    Ok(ids)
+    Ok(Selected {
+        entities: ids,
+        refused,
+    })
 }
 
-/// The indexes of the entities `filter` lets through, in document order; the first entity
-/// that does not model is the error.
-fn matching(agg: &LazyAggregate<'_>, filter: &Filter, single: bool) -> Result<Vec<u32>, Error> {
+/// The indexes of the entities `filter` lets through, in document order, and the entities
+/// left out because their model is invalid ([`Error::Invalid`]; any other error is the error).
+fn matching(
+    agg: &LazyAggregate<'_>,
+    filter: &Filter,
+    single: bool,
+) -> Result<(Vec<u32>, Vec<RefusedEntity>), Error> {
     let n = agg.len();
     let threads = if single {
         1
@@ -151,8 +185,9 @@ fn matching(agg: &LazyAggregate<'_>, filter: &Filter, single: bool) -> Result<Ve
             .min(n / PER_THREAD_MIN)
             .max(1)
     };
-    let pick = |range: std::ops::Range<usize>| -> Result<Vec<u32>, Error> {
-        let mut v = Vec::new();
+    type Picked = (Vec<u32>, Vec<RefusedEntity>);
+    let pick = |range: std::ops::Range<usize>| -> Result<Picked, Error> {
+        let (mut v, mut refused) = (Vec::new(), Vec::new());
         for i in range {
             let i = i as u32;
             // The groups' Extensions are modelled only for a filter that reads them.
@@ -162,11 +197,23 @@ fn matching(agg: &LazyAggregate<'_>, filter: &Filter, single: bool) -> Result<Ve
                 Vec::new()
             };
             let groups: Vec<&crate::ext::Extensions> = groups.iter().map(|g| &**g).collect();
-            if filter.matches_in(&*agg.model(i)?, &groups) {
+            let model = match agg.model(i) {
+                Ok(m) => m,
+                Err(e @ Error::Invalid { .. }) => {
+                    refused.push(RefusedEntity::invalid_model(
+                        agg.entity_id_at(i).unwrap_or_default().to_owned(),
+                        agg.offset_at(i).unwrap_or_default(),
+                        e.to_string(),
+                    ));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if filter.matches_in(&model, &groups) {
                 v.push(i);
             }
         }
-        Ok(v)
+        Ok((v, refused))
     };
     if threads == 1 {
         return pick(0..n);
@@ -179,11 +226,13 @@ fn matching(agg: &LazyAggregate<'_>, filter: &Filter, single: bool) -> Result<Ve
                 sc.spawn(move || pick(range))
             })
             .collect();
-        let mut all = Vec::new();
+        let (mut all, mut refused) = (Vec::new(), Vec::new());
         for p in parts {
             // A panic can only come from the caller's predicate: it goes on as on one thread.
-            all.extend(p.join().unwrap_or_else(|e| std::panic::resume_unwind(e))?);
+            let (v, r) = p.join().unwrap_or_else(|e| std::panic::resume_unwind(e))?;
+            all.extend(v);
+            refused.extend(r);
         }
-        Ok(all)
+        Ok((all, refused))
     })
 }

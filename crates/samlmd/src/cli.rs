@@ -15,7 +15,7 @@ use saml_metadata::filter::{Filter, RoleKind};
 use saml_metadata::load::Policy;
 use saml_metadata::model::{EntityDescriptor, Role};
 use saml_metadata::nested_signatures::RefusedEntity;
-use saml_metadata::selection::{SelectOptions, write_selection};
+use saml_metadata::selection::{SelectOptions, write_selection_report};
 use saml_metadata::time::parse_datetime;
 use serde_json::{Map, Value, json};
 
@@ -231,11 +231,19 @@ fn verify(o: &Opts, out: &mut dyn Write) -> Res<()> {
 }
 
 /// Entities left out because a signature of their own failed (saml-metadata's
-/// `nested_signatures`), as JSON.
+/// `nested_signatures`), or because they could not be modelled, cut or signed
+/// (`invalid_model`), as JSON.
 fn refused_json(refused: &[RefusedEntity]) -> serde_json::Value {
     refused
         .iter()
-        .map(|r| json!({ "entityID": r.entity_id, "offset": r.offset, "reason": r.reason }))
+        .map(|r| {
+            json!({
+                "entityID": r.entity_id,
+                "offset": r.offset,
+                "reason": r.reason,
+                "invalid": r.invalid_model,
+            })
+        })
         .collect()
 }
 
@@ -489,8 +497,8 @@ fn select(o: &Opts, out: &mut dyn Write) -> Res<()> {
         Some(policy.now + Duration::from_secs(days * 86400)),
     );
     opts.single_threaded = o.single_threaded;
-    let ids = write_replacing(&output, |file| {
-        write_selection(
+    let selected = write_replacing(&output, |file| {
+        write_selection_report(
             &agg,
             &filter,
             &signer,
@@ -502,10 +510,19 @@ fn select(o: &Opts, out: &mut dyn Write) -> Res<()> {
             e => fail(e),
         })
     })?;
+    let ids = selected.entities;
+    // Left out: for a signature of their own (the index), for an invalid model (the filter).
+    let mut refused = agg.refused_entities().to_vec();
+    refused.extend(selected.refused);
+    refused.sort_by_key(|r| r.offset);
     if o.json {
         let list: Vec<Value> = ids.iter().map(|id| written_json(id, &output)).collect();
-        return say_json(out, &json!({ "entities": list }));
+        return say_json(
+            out,
+            &json!({ "entities": list, "refused": refused_json(&refused) }),
+        );
     }
+    say_refused(out, &refused)?;
     say(out, format_args!("OK {} entities", ids.len()))
 }
 
@@ -581,14 +598,28 @@ fn split(o: &Opts, out: &mut dyn Write) -> Res<()> {
             std::process::id()
         ))
     };
-    let write_one = |entity_id: &&str| -> Res<()> {
-        let d = agg
-            .entity_document_until(entity_id, not_after)
-            .map_err(fail)?
-            .ok_or_else(|| Failure::Failed(format!("{entity_id}: not in the index")))?;
+    // An entity that cannot be cut or signed (an empty-element EntityDescriptor, say) is left
+    // out and named, not the end of the whole split (review W6: nothing was published for the
+    // other ten thousand).
+    let refuse = |entity_id: &str, why: String| {
+        Ok(Some(RefusedEntity::invalid_model(
+            entity_id.to_owned(),
+            agg.offset_of(entity_id).unwrap_or_default(),
+            why,
+        )))
+    };
+    let write_one = |entity_id: &&str| -> Res<Option<RefusedEntity>> {
+        let d = match agg.entity_document_until(entity_id, not_after) {
+            Ok(Some(d)) => d,
+            Ok(None) => return Err(Failure::Failed(format!("{entity_id}: not in the index"))),
+            Err(e) => return refuse(entity_id, e.to_string()),
+        };
         let name = pending_of(&d.entity_id);
         let bytes = match &signer {
-            Some(k) => dsig::sign(d.xml.as_bytes(), k, &SignOptions::default()).map_err(fail)?,
+            Some(k) => match dsig::sign(d.xml.as_bytes(), k, &SignOptions::default()) {
+                Ok(b) => b,
+                Err(e) => return refuse(entity_id, format!("cannot be signed: {e}")),
+            },
             None => d.xml.into_bytes(),
         };
         let mut f = std::fs::OpenOptions::new()
@@ -598,7 +629,8 @@ fn split(o: &Opts, out: &mut dyn Write) -> Res<()> {
             .map_err(|e| Failure::Failed(format!("{}: {e}", name.display())))?;
         f.write_all(&bytes)
             .and_then(|()| f.sync_all())
-            .map_err(|e| Failure::Failed(format!("{}: {e}", name.display())))
+            .map_err(|e| Failure::Failed(format!("{}: {e}", name.display())))?;
+        Ok(None)
     };
     let discard_pending = || {
         for id in &ids {
@@ -613,28 +645,49 @@ fn split(o: &Opts, out: &mut dyn Write) -> Res<()> {
         std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
     };
     let chunk = ids.len().div_ceil(threads).max(1);
-    let written = std::thread::scope(|sc| {
+    let written: Res<Vec<RefusedEntity>> = std::thread::scope(|sc| {
         let parts: Vec<_> = ids
             .chunks(chunk)
-            .map(|part| sc.spawn(|| part.iter().try_for_each(write_one)))
+            .map(|part| {
+                sc.spawn(|| {
+                    part.iter()
+                        .map(write_one)
+                        .filter_map(Result::transpose)
+                        .collect::<Res<Vec<_>>>()
+                })
+            })
             .collect();
-        parts.into_iter().try_for_each(|h| {
-            h.join()
-                .unwrap_or_else(|_| Err(Failure::Failed("a signing thread panicked".into())))
-        })
+        let mut refused = Vec::new();
+        for h in parts {
+            refused
+                .extend(h.join().unwrap_or_else(|_| {
+                    Err(Failure::Failed("a signing thread panicked".into()))
+                })?);
+        }
+        Ok(refused)
     });
-    if let Err(e) = written {
-        discard_pending();
-        return Err(e);
-    }
-    for id in &ids {
+    let unwritten = match written {
+        Ok(r) => r,
+        Err(e) => {
+            discard_pending();
+            return Err(e);
+        }
+    };
+    let left_out: std::collections::HashSet<&str> =
+        unwritten.iter().map(|r| r.entity_id.as_str()).collect();
+    let written: Vec<&str> = ids
+        .iter()
+        .copied()
+        .filter(|id| !left_out.contains(id))
+        .collect();
+    for id in &written {
         let (from, to) = (pending_of(id), path_of(id));
         if let Err(e) = std::fs::rename(&from, &to) {
             discard_pending();
             return Err(Failure::Failed(format!("{}: {e}", to.display())));
         }
     }
-    let current: std::collections::HashSet<String> = ids
+    let current: std::collections::HashSet<String> = written
         .iter()
         .map(|id| format!("{}.xml", saml_metadata::model::sha1_hex(id)))
         .collect();
@@ -653,12 +706,15 @@ fn split(o: &Opts, out: &mut dyn Write) -> Res<()> {
         (removed, current)
     };
     write_manifest(&manifest, &listed)?;
+    let mut refused = agg.refused_entities().to_vec();
+    refused.extend(unwritten);
+    refused.sort_by_key(|r| r.offset);
     if o.json {
-        let list: Vec<Value> = ids
+        let list: Vec<Value> = written
             .iter()
             .map(|id| written_json(id, &path_of(id).display().to_string()))
             .collect();
-        let refused = refused_json(agg.refused_entities());
+        let refused = refused_json(&refused);
         return say_json(
             out,
             &json!({
@@ -669,7 +725,7 @@ fn split(o: &Opts, out: &mut dyn Write) -> Res<()> {
             }),
         );
     }
-    say_refused(out, agg.refused_entities())?;
+    say_refused(out, &refused)?;
     for id in agg.expired_entities() {
         say(
             out,
@@ -682,7 +738,7 @@ fn split(o: &Opts, out: &mut dyn Write) -> Res<()> {
             format_args!("removed {f}: its entity is no longer published"),
         )?;
     }
-    say(out, format_args!("OK {} entities", ids.len()))
+    say(out, format_args!("OK {} entities", written.len()))
 }
 
 /// What identifies the source a split comes from, across runs: the root group's `Name`, or

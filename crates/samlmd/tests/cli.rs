@@ -974,3 +974,58 @@ fn sign_and_gen_replace_their_output_and_bound_their_input() {
     );
     assert_eq!(std::fs::read(&out).unwrap(), before);
 }
+
+/// Review W6: one entity that could not be signed (an empty-element EntityDescriptor) stopped
+/// a whole `split --key`, and one that does not model a whole `select`: nothing was published
+/// for the others. Each is left out and named, the others written.
+#[test]
+fn one_bad_entity_is_left_out_of_split_and_select() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, fed) = federation(dir.path());
+    let doc = testkit::metadata::small_aggregate().replace(
+        "<md:EntityDescriptor entityID=\"https://sp.example.net/shibboleth\"",
+        "<md:EntityDescriptor entityID=\"https://empty.example/\"/>\n  \
+         <md:EntityDescriptor entityID=\"https://sp.example.net/shibboleth\"",
+    );
+    assert!(doc.contains("https://empty.example/"));
+    let file = signed_file(dir.path(), &fed, "signed.xml", &doc);
+    let (key_pem, cert_pem) = testkit::signer::rsa2048_self_signed("mdq signer").unwrap();
+    let (key, sign_cert) = (dir.path().join("mdq.key"), dir.path().join("mdq.pem"));
+    std::fs::write(&key, key_pem).unwrap();
+    std::fs::write(&sign_cert, cert_pem).unwrap();
+    let outdir = dir.path().join("md");
+    let o = samlmd(&[
+        "split",
+        "--cert",
+        p(&cert),
+        "--key",
+        p(&key),
+        "--sign-cert",
+        p(&sign_cert),
+        p(&file),
+        p(&outdir),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let text = stdout(&o);
+    assert!(text.contains("refused https://empty.example/"), "{text}");
+    assert_eq!(text.lines().last(), Some("OK 2 entities"), "{text}");
+    assert_eq!(listed(&outdir).len(), 2);
+    let out = dir.path().join("sel.xml");
+    let o = samlmd(&[
+        "select",
+        "--cert",
+        p(&cert),
+        "--key",
+        p(&key),
+        "--sign-cert",
+        p(&sign_cert),
+        p(&file),
+        p(&out),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let text = stdout(&o);
+    assert!(text.contains("refused https://empty.example/"), "{text}");
+    assert_eq!(text.lines().last(), Some("OK 2 entities"), "{text}");
+    let o = samlmd(&["verify", "--cert", p(&sign_cert), p(&out)]);
+    assert_eq!(stdout(&o).lines().last(), Some("OK 2 entities"), "{o:?}");
+}
