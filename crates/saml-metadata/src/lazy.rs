@@ -611,14 +611,14 @@ impl<'a> LazyAggregate<'a> {
                             crate::groups::earliest(entry.valid_until, self.root_valid_until),
                             not_after,
                         );
-                        cut = Some(Cut::start(s, &self.verified, vu));
+                        cut = Some(Cut::start(s, &self.verified, vu)?);
                     }
                 }
                 Some(c) => {
                     if c.event(&ev)
                         && let Some(c) = cut.take()
                     {
-                        c.finish(&self.verified, out);
+                        c.finish(&self.verified, out)?;
                         return Ok(&entry.entity_id);
                     }
                 }

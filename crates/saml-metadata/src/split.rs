@@ -86,7 +86,7 @@ pub fn split_report(doc: &[u8], policy: &Policy) -> Result<Split, Error> {
                 && let Some((entity_id, cut)) = current.take()
             {
                 let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-                cut.finish(&verified, &mut xml);
+                cut.finish(&verified, &mut xml)?;
                 xml.push('\n');
                 out.push(EntityDocument { entity_id, xml });
             }
@@ -110,7 +110,7 @@ pub fn split_report(doc: &[u8], policy: &Policy) -> Result<Split, Error> {
             } else if vu.is_some_and(|vu| is_expired(vu, policy)) {
                 expired.push(entity_id);
             } else {
-                current = Some((entity_id, Cut::start(s, &verified, vu)));
+                current = Some((entity_id, Cut::start(s, &verified, vu)?));
             }
         }
     }
@@ -201,31 +201,47 @@ impl Cut {
     /// own, its groups' and the root's, SAML Metadata §2.3.1): a cut stands alone, so it
     /// carries that one, not only its own (metadata review M1: a split entity of an aggregate
     /// valid for four days, re-signed, stayed valid for ever).
+    ///
+    /// Fails closed (review W8): a start tag outside the verified bytes, or an own validUntil
+    /// that cannot be located in it to be replaced, is an error, never a cut that keeps its
+    /// own later validUntil.
     pub(crate) fn start(
         s: &StartElement<'_, '_>,
         verified: &Verified<'_>,
         valid_until: Option<std::time::SystemTime>,
-    ) -> Cut {
+    ) -> Result<Cut, Error> {
         let offset = verified.signed_range().start;
         let base = s.scope.len() - s.namespace_decls.len();
-        let tag = verified
-            .signed_xml()
-            .get(s.span.start - offset..s.span.end - offset)
-            .unwrap_or_default();
-        let valid_until = valid_until.and_then(|vu| {
-            let own = s.attribute("validUntil");
-            let own_time = own.and_then(|a| parse_datetime(&a.value()));
-            if own_time.is_some_and(|t| t <= vu) {
-                return None;
-            }
-            let formatted = saml_core::time::format_datetime_exact(vu);
-            match own {
-                None => Some((formatted, None)),
-                Some(a) => {
-                    attribute_range(tag, a.raw_value, "validUntil").map(|r| (formatted, Some(r)))
+        let tag = s
+            .span
+            .start
+            .checked_sub(offset)
+            .zip(s.span.end.checked_sub(offset))
+            .and_then(|(a, b)| verified.signed_xml().get(a..b))
+            .ok_or_else(|| {
+                out_of_shape(s.span.start, "its start tag is outside the verified bytes")
+            })?;
+        let valid_until = match valid_until {
+            None => None,
+            Some(vu) => {
+                let own = s.attribute("validUntil");
+                let own_time = own.and_then(|a| parse_datetime(&a.value()));
+                if own_time.is_some_and(|t| t <= vu) {
+                    None
+                } else {
+                    let formatted = saml_core::time::format_datetime_exact(vu);
+                    match own {
+                        None => Some((formatted, None)),
+                        Some(a) => {
+                            let r = attribute_range(tag, a.raw_value, "validUntil").ok_or_else(
+                                || out_of_shape(s.span.start, "its validUntil cannot be replaced"),
+                            )?;
+                            Some((formatted, Some(r)))
+                        }
+                    }
                 }
             }
-        });
+        };
         // The signed root itself (a single-entity document): its own signature is a child
         // that `Verified::events` does not show, but its bytes are there.
         let signatures = if s.span.start == offset {
@@ -247,7 +263,7 @@ impl Cut {
             end: None,
         };
         cut.note_uses(s);
-        cut
+        Ok(cut)
     }
 
     /// Notes the inherited bindings a start tag inside the element uses.
@@ -312,13 +328,18 @@ impl Cut {
         false
     }
 
-    /// Appends the element to `out`.
-    pub(crate) fn finish(self, verified: &Verified<'_>, out: &mut String) {
+    /// Appends the element to `out`; a span outside the verified bytes is an error (review
+    /// W8: it was cut as empty).
+    pub(crate) fn finish(self, verified: &Verified<'_>, out: &mut String) -> Result<(), Error> {
         let src = verified.signed_xml();
         let offset = verified.signed_range().start;
-        let tag = src
-            .get(self.tag.0 - offset..self.tag.1 - offset)
-            .unwrap_or_default();
+        let bytes = |a: usize, b: usize| {
+            a.checked_sub(offset)
+                .zip(b.checked_sub(offset))
+                .and_then(|(x, y)| src.get(x..y))
+                .ok_or_else(|| out_of_shape(a, "a part of it is outside the verified bytes"))
+        };
+        let tag = bytes(self.tag.0, self.tag.1)?;
         let name_end = self.name_end.min(tag.len());
         out.push_str(&tag[..name_end]);
         // In the order they were declared, as the source had them.
@@ -335,31 +356,45 @@ impl Cut {
             Some((vu, own)) => {
                 out.push_str(&format!(" validUntil=\"{vu}\""));
                 match own {
-                    Some((a, b)) if *a >= name_end && *b <= tag.len() => {
-                        out.push_str(&tag[name_end..*a]);
-                        out.push_str(&tag[*b..]);
+                    Some((a, b)) => {
+                        let (Some(before), Some(after)) = (tag.get(name_end..*a), tag.get(*b..))
+                        else {
+                            return Err(out_of_shape(
+                                self.tag.0,
+                                "its validUntil cannot be replaced",
+                            ));
+                        };
+                        out.push_str(before);
+                        out.push_str(after);
                     }
-                    _ => out.push_str(&tag[name_end..]),
+                    None => out.push_str(&tag[name_end..]),
                 }
             }
             None => out.push_str(&tag[name_end..]),
         }
         if let Some(end) = self.end {
-            let piece = |a: usize, b: usize| {
-                src.get(a.saturating_sub(offset)..b.saturating_sub(offset))
-                    .unwrap_or_default()
-            };
+            let piece = bytes;
             // In document order, whatever order they were noted in.
             let mut signatures = self.signatures;
             signatures.sort_unstable();
             let mut at = self.tag_end;
             for (a, b) in signatures {
                 if a >= at {
-                    out.push_str(piece(at, a));
+                    out.push_str(piece(at, a)?);
                 }
                 at = at.max(b);
             }
-            out.push_str(piece(at, end));
+            out.push_str(piece(at, end)?);
         }
+        Ok(())
+    }
+}
+
+/// A cut that does not fit the verified bytes (review W8): an error, not a shorter document.
+fn out_of_shape(offset: usize, why: &str) -> Error {
+    Error::Invalid {
+        element: "EntityDescriptor".into(),
+        offset,
+        message: format!("cannot be cut: {why}"),
     }
 }
