@@ -65,10 +65,19 @@ fn parse_opts(args: &[String]) -> Res<Opts> {
             }
             "--now" => {
                 let v = value("--now")?;
-                o.now =
-                    Some(parse_datetime(&v).ok_or_else(|| {
-                        Failure::Usage(format!("--now {v:?} is not an xs:dateTime"))
-                    })?);
+                // Before 9990: a validUntil written from it (`--valid-days`, at most 3650)
+                // stays within the four-digit years every reader takes (review W12: year
+                // 10000 was written, and our own reader refused it).
+                let last = parse_datetime("9990-01-01T00:00:00Z");
+                o.now = Some(
+                    parse_datetime(&v)
+                        .filter(|t| last.is_some_and(|l| *t < l))
+                        .ok_or_else(|| {
+                            Failure::Usage(format!(
+                                "--now {v:?} is not an xs:dateTime before the year 9990"
+                            ))
+                        })?,
+                );
             }
             "--key" => o.key = Some(value("--key")?),
             "--sign-cert" => o.sign_cert = Some(value("--sign-cert")?),
@@ -491,6 +500,20 @@ fn select(o: &Opts, out: &mut dyn Write) -> Res<()> {
     // document, not the document, every model and the output twice).
     let doc = document(o, &file)?;
     let agg = saml_metadata::lazy::load_lazy(&doc, &policy).map_err(fail)?;
+    // Each --entity asked for must be there to be selected (review W14: a typo left it out
+    // of the selection without a word).
+    let missing: Vec<&str> = o
+        .entities
+        .iter()
+        .map(String::as_str)
+        .filter(|id| !agg.contains(id))
+        .collect();
+    if !missing.is_empty() {
+        return Err(Failure::Failed(format!(
+            "--entity not among the verified, unexpired entities of {file}: {}",
+            missing.join(", ")
+        )));
+    }
     let days = o.valid_days.unwrap_or(7);
     let mut opts = SelectOptions::new(
         o.name.as_deref().unwrap_or("urn:samlmd:selection"),

@@ -1029,3 +1029,53 @@ fn one_bad_entity_is_left_out_of_split_and_select() {
     let o = samlmd(&["verify", "--cert", p(&sign_cert), p(&out)]);
     assert_eq!(stdout(&o).lines().last(), Some("OK 2 entities"), "{o:?}");
 }
+
+/// Review W14: `select --entity` with an entityID not in the aggregate (a typo) wrote the
+/// selection without it and said OK. Review W12: `--now` near the year 10000 wrote a
+/// validUntil our own reader refuses.
+#[test]
+fn select_names_a_missing_entity_and_now_stays_in_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, fed) = federation(dir.path());
+    let file = signed_file(
+        dir.path(),
+        &fed,
+        "signed.xml",
+        &testkit::metadata::small_aggregate(),
+    );
+    let (key_pem, cert_pem) = testkit::signer::rsa2048_self_signed("mdq signer").unwrap();
+    let (key, sign_cert) = (dir.path().join("mdq.key"), dir.path().join("mdq.pem"));
+    std::fs::write(&key, key_pem).unwrap();
+    std::fs::write(&sign_cert, cert_pem).unwrap();
+    let out = dir.path().join("sel.xml");
+    let select = |extra: &[&str]| {
+        let mut args = vec![
+            "select",
+            "--cert",
+            p(&cert),
+            "--key",
+            p(&key),
+            "--sign-cert",
+            p(&sign_cert),
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[p(&file), p(&out)]);
+        samlmd(&args)
+    };
+    let o = select(&[
+        "--entity",
+        "https://idp.example.org/idp",
+        "--entity",
+        "https://typo.example/",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("https://typo.example/"),
+        "{o:?}"
+    );
+    assert!(!out.exists());
+    let o = select(&["--entity", "https://idp.example.org/idp"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let o = select(&["--now", "9999-12-31T00:00:00Z", "--valid-days", "30"]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+}
