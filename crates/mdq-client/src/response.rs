@@ -54,8 +54,8 @@ pub enum Fetched {
         ttl: Option<Duration>,
         /// The entity's (or its document's) validUntil.
         valid_until: Option<SystemTime>,
-        /// The shortest signed cacheDuration of the document's root, the entity and its roles
-        /// ([`signed_cache_duration`]): it bounds the lifetime a later 304 gives the copy too.
+        /// The shortest signed cacheDuration of the document's root, the entity and its roles:
+        /// it bounds the lifetime a later 304 gives the copy too.
         cache_duration: Option<Duration>,
         /// The verified document as received (decoded), for a persistent cache.
         document: Vec<u8>,
