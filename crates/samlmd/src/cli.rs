@@ -571,6 +571,7 @@ fn write_replacing<T>(output: &str, write: impl FnOnce(&mut std::fs::File) -> Re
     let out = write(tmp.as_file_mut())?;
     tmp.as_file().sync_all().map_err(io)?;
     tmp.persist(target).map_err(|e| io(e.error))?;
+    sync_dir(dir)?;
     Ok(out)
 }
 
@@ -611,12 +612,21 @@ fn split(o: &Opts, out: &mut dyn Write) -> Res<()> {
     };
     // Every file is written under a new name of its own first (create_new: never through a
     // link or over a file), and only once all are written are they renamed into place, then
-    // the files of entities no longer published removed: a failure leaves OUTDIR as it was,
-    // a reader never sees a half-written file, and an entity that left the aggregate (or was
-    // refused, or expired) does not stay behind, still signed (metadata review M3, L1).
+    // the files of entities no longer published removed: a failure before the renames leaves
+    // OUTDIR as it was, a reader never sees a half-written file, and an entity that left the
+    // aggregate (or was refused, or expired) does not stay behind, still signed (metadata
+    // review M3, L1). The new names carry the process and a random tag (a container's
+    // processes all have one PID: review W5), and those a killed run left behind are removed
+    // once they are an hour old.
+    remove_abandoned(Path::new(&outdir));
+    let tag = {
+        let mut raw = [0u8; 6];
+        openssl::rand::rand_bytes(&mut raw).map_err(fail)?;
+        raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
     let pending_of = |entity_id: &str| {
         Path::new(&outdir).join(format!(
-            ".{}.xml.new-{}",
+            ".{}.xml.new-{}-{tag}",
             saml_metadata::model::sha1_hex(entity_id),
             std::process::id()
         ))
@@ -710,6 +720,7 @@ fn split(o: &Opts, out: &mut dyn Write) -> Res<()> {
             return Err(Failure::Failed(format!("{}: {e}", to.display())));
         }
     }
+    sync_dir(Path::new(&outdir))?;
     let current: std::collections::HashSet<String> = written
         .iter()
         .map(|id| format!("{}.xml", saml_metadata::model::sha1_hex(id)))
@@ -762,6 +773,40 @@ fn split(o: &Opts, out: &mut dyn Write) -> Res<()> {
         )?;
     }
     say(out, format_args!("OK {} entities", written.len()))
+}
+
+/// Removes the new files (`.<sha1>.xml.new-*`) an earlier split killed before its renames left
+/// in `dir`, once they are an hour old (a split running now is younger). Best effort.
+fn remove_abandoned(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pending = name
+            .strip_prefix('.')
+            .and_then(|n| n.split_once(".xml.new-"))
+            .is_some_and(|(sha, _)| is_entity_file(&format!("{sha}.xml")));
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t < hour_ago);
+        if pending && old {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Syncs the directory `dir`, so that the renames into it survive a crash (review W10).
+fn sync_dir(dir: &Path) -> Res<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Failure::Failed(format!("{}: {e}", dir.display())))?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 /// What identifies the source a split comes from, across runs: the root group's `Name`, or
@@ -837,7 +882,8 @@ fn write_manifest(path: &Path, current: &std::collections::HashSet<String>) -> R
     f.write_all(text.as_bytes())
         .and_then(|()| f.sync_all())
         .map_err(|e| failed(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| failed(path, e))
+    std::fs::rename(&tmp, path).map_err(|e| failed(path, e))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
 /// Whether `name` is an entity file's (`<40 hex digits>.xml`).

@@ -1079,3 +1079,38 @@ fn select_names_a_missing_entity_and_now_stays_in_range() {
     let o = select(&["--now", "9999-12-31T00:00:00Z", "--valid-days", "30"]);
     assert_eq!(o.status.code(), Some(2), "{o:?}");
 }
+
+/// Review W5: a split killed before its renames left its new files (`.<sha1>.xml.new-<pid>`)
+/// in OUTDIR for good, and in a container, where every run has one PID, the next run's
+/// `create_new` met them. New files carry a random tag too, and those an hour old are
+/// removed; a younger one (a split running now) is left alone.
+#[test]
+fn split_removes_new_files_a_killed_run_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, fed) = federation(dir.path());
+    let file = signed_file(
+        dir.path(),
+        &fed,
+        "signed.xml",
+        &testkit::metadata::small_aggregate(),
+    );
+    let outdir = dir.path().join("md");
+    std::fs::create_dir(&outdir).unwrap();
+    let sha = saml_metadata::model::sha1_hex("https://idp.example.org/idp");
+    let old = outdir.join(format!(".{sha}.xml.new-1"));
+    let young = outdir.join(format!(".{sha}.xml.new-2"));
+    for f in [&old, &young] {
+        std::fs::write(f, "half").unwrap();
+    }
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(7200))
+        .unwrap();
+    let o = samlmd(&["split", "--cert", p(&cert), p(&file), p(&outdir)]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(!old.exists());
+    assert!(young.exists());
+    assert!(outdir.join(format!("{sha}.xml")).exists());
+}
