@@ -29,6 +29,21 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
+    // The replay window's saved state (review session 26, X4) is a parser too: what it
+    // accepts saves again to a state a fresh window accepts; what it refuses changes nothing.
+    let mut w = ReplayWindow::new(Duration::from_secs(300), 64);
+    let before = w.state();
+    match w.restore_state(text) {
+        Ok(()) => {
+            let saved = w.state();
+            let mut again = ReplayWindow::new(Duration::from_secs(300), 64);
+            assert!(
+                again.restore_state(&saved).is_ok(),
+                "a saved state must restore: {saved:?}"
+            );
+        }
+        Err(_) => assert_eq!(w.state(), before, "a refused state changed the window"),
+    }
     let Ok(s) = Stanza::parse(text) else { return };
     let again = Stanza::parse(&s.to_xml());
     assert_eq!(
