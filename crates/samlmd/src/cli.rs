@@ -166,21 +166,24 @@ fn positional<const N: usize>(o: &Opts, what: &str) -> Res<[String; N]> {
 /// and the bidirectional controls a metadata string may hold are escaped here too (`\uXXXX`,
 /// the same JSON value), so that no terminal acts on them (review W11).
 fn say_json(out: &mut dyn Write, value: &Value) -> Res<()> {
-    let text = value.to_string();
-    let line = if text.chars().any(unsafe_char) {
-        text.chars()
-            .map(|c| {
-                if unsafe_char(c) {
-                    format!("\\u{:04x}", u32::from(c))
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect()
-    } else {
-        text
-    };
+    let line = escaped(value.to_string(), |c| format!("\\u{:04x}", u32::from(c)));
     writeln!(out, "{line}").map_err(|e| Failure::Failed(format!("stdout: {e}")))
+}
+
+/// `text` with each [`unsafe_char`] written as `escape` has it.
+fn escaped(text: String, escape: impl Fn(char) -> String) -> String {
+    if !text.chars().any(unsafe_char) {
+        return text;
+    }
+    text.chars()
+        .map(|c| {
+            if unsafe_char(c) {
+                escape(c)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// A character a terminal may act on or that reorders what is shown: the controls (C0, DEL,
@@ -206,20 +209,7 @@ fn unsafe_char(c: char) -> bool {
 /// escaped (`\u{a}`) (metadata review I1; U+061C, U+2028 and U+2029 too: review W11). JSON
 /// output has none raw either ([`say_json`]).
 fn say(out: &mut dyn Write, text: std::fmt::Arguments<'_>) -> Res<()> {
-    let text = text.to_string();
-    let line = if text.chars().any(unsafe_char) {
-        text.chars()
-            .map(|c| {
-                if unsafe_char(c) {
-                    c.escape_unicode().to_string()
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect()
-    } else {
-        text
-    };
+    let line = escaped(text.to_string(), |c| c.escape_unicode().to_string());
     writeln!(out, "{line}").map_err(|e| Failure::Failed(format!("stdout: {e}")))
 }
 

@@ -993,39 +993,29 @@ fn one_bad_entity_is_left_out_of_split_and_select() {
     let (key, sign_cert) = (dir.path().join("mdq.key"), dir.path().join("mdq.pem"));
     std::fs::write(&key, key_pem).unwrap();
     std::fs::write(&sign_cert, cert_pem).unwrap();
+    // Each command says what it left out, and writes the other two entities.
+    let run = |command: &str, out: &Path| {
+        let o = samlmd(&[
+            command,
+            "--cert",
+            p(&cert),
+            "--key",
+            p(&key),
+            "--sign-cert",
+            p(&sign_cert),
+            p(&file),
+            p(out),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{command}: {o:?}");
+        let text = stdout(&o);
+        assert!(text.contains("refused https://empty.example/"), "{text}");
+        assert_eq!(text.lines().last(), Some("OK 2 entities"), "{text}");
+    };
     let outdir = dir.path().join("md");
-    let o = samlmd(&[
-        "split",
-        "--cert",
-        p(&cert),
-        "--key",
-        p(&key),
-        "--sign-cert",
-        p(&sign_cert),
-        p(&file),
-        p(&outdir),
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{o:?}");
-    let text = stdout(&o);
-    assert!(text.contains("refused https://empty.example/"), "{text}");
-    assert_eq!(text.lines().last(), Some("OK 2 entities"), "{text}");
+    run("split", &outdir);
     assert_eq!(listed(&outdir).len(), 2);
     let out = dir.path().join("sel.xml");
-    let o = samlmd(&[
-        "select",
-        "--cert",
-        p(&cert),
-        "--key",
-        p(&key),
-        "--sign-cert",
-        p(&sign_cert),
-        p(&file),
-        p(&out),
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{o:?}");
-    let text = stdout(&o);
-    assert!(text.contains("refused https://empty.example/"), "{text}");
-    assert_eq!(text.lines().last(), Some("OK 2 entities"), "{text}");
+    run("select", &out);
     let o = samlmd(&["verify", "--cert", p(&sign_cert), p(&out)]);
     assert_eq!(stdout(&o).lines().last(), Some("OK 2 entities"), "{o:?}");
 }
