@@ -29,8 +29,15 @@ fn bench(c: &mut Criterion) {
         &SignOptions::default(),
     )
     .expect("sign");
-    let parts = saml_metadata::split::split(&agg, &Policy::new(keys.clone(), SystemTime::now()))
-        .expect("split");
+    // Cut and re-signed as an MDQ responder does, valid for a week (the client requires a
+    // validUntil no more than 28 days ahead).
+    let policy = Policy::new(keys.clone(), SystemTime::now());
+    let lazy = saml_metadata::lazy::load_lazy(&agg, &policy).expect("load");
+    let week = policy.now + std::time::Duration::from_secs(7 * 86_400);
+    let parts: Vec<_> = lazy
+        .entity_ids()
+        .filter_map(|id| lazy.entity_document_until(id, Some(week)).expect("cut"))
+        .collect();
     let mut docs = HashMap::new();
     let mut ids = Vec::new();
     for p in &parts {

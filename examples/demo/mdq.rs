@@ -16,9 +16,19 @@ pub(crate) fn run(p: &crate::metadata::Published) -> Res<bool> {
     println!("== 10. Metadata Query Protocol (mdq-client against a loopback MDQ responder)");
     let mut all = true;
     let t = Instant::now();
-    let parts = saml_metadata::split::split(aggregate, policy)?;
+    // Cut from the verified aggregate and re-signed as an MDQ responder does, each valid for
+    // at most a week from now (`samlmd split --key`'s default): the client requires a
+    // validUntil no more than 28 days ahead.
+    let agg = saml_metadata::lazy::load_lazy(aggregate, policy)?;
+    let week = policy.now + std::time::Duration::from_secs(7 * 86_400);
+    let mut parts = Vec::new();
+    for id in agg.entity_ids().take(200) {
+        if let Some(d) = agg.entity_document_until(id, Some(week))? {
+            parts.push(d);
+        }
+    }
     let mut docs = std::collections::HashMap::new();
-    for p in parts.iter().take(200) {
+    for p in &parts {
         docs.insert(
             saml_metadata::model::sha1_hex(&p.entity_id),
             dsig::sign(p.xml.as_bytes(), key, &SignOptions::default())?,
