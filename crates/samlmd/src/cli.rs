@@ -163,8 +163,8 @@ fn positional<const N: usize>(o: &Opts, what: &str) -> Res<[String; N]> {
 
 /// Writes one JSON value as one line to stdout; a closed pipe is a failure, not a panic.
 /// serde escapes the C0 controls only: DEL, the C1 controls (U+009B is a one-character CSI)
-/// and the bidirectional controls a metadata string may hold are escaped here too (`\uXXXX`,
-/// the same JSON value), so that no terminal acts on them (review W11).
+/// and the bidirectional controls a metadata string may hold are escaped here too (`\u` and
+/// four hex digits, the same JSON value), so that no terminal acts on them (review W11).
 fn say_json(out: &mut dyn Write, value: &Value) -> Res<()> {
     let line = escaped(value.to_string(), |c| format!("\\u{:04x}", u32::from(c)));
     writeln!(out, "{line}").map_err(|e| Failure::Failed(format!("stdout: {e}")))

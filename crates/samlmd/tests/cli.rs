@@ -23,6 +23,15 @@ fn listed(dir: &Path) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
+/// An operator's re-signing key and certificate ("mdq signer"), written into `dir`.
+fn resigner(dir: &Path) -> (PathBuf, PathBuf) {
+    let (key_pem, cert_pem) = testkit::signer::rsa2048_self_signed("mdq signer").unwrap();
+    let (key, sign_cert) = (dir.join("mdq.key"), dir.join("mdq.pem"));
+    std::fs::write(&key, key_pem).unwrap();
+    std::fs::write(&sign_cert, cert_pem).unwrap();
+    (key, sign_cert)
+}
+
 fn samlmd(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_samlmd"))
         .args(args)
@@ -502,10 +511,7 @@ fn split_caps_the_validity_of_re_signed_files() {
         "signed.xml",
         &testkit::metadata::small_aggregate(),
     );
-    let (key_pem, cert_pem) = testkit::signer::rsa2048_self_signed("mdq signer").unwrap();
-    let (key, sign_cert) = (dir.path().join("mdq.key"), dir.path().join("mdq.pem"));
-    std::fs::write(&key, key_pem).unwrap();
-    std::fs::write(&sign_cert, cert_pem).unwrap();
+    let (key, sign_cert) = resigner(dir.path());
     let idp_file = saml_metadata::model::sha1_hex("https://idp.example.org/idp") + ".xml";
     let split_with = |out: &str, extra: &[&str]| {
         let outdir = dir.path().join(out);
@@ -989,10 +995,7 @@ fn one_bad_entity_is_left_out_of_split_and_select() {
     );
     assert!(doc.contains("https://empty.example/"));
     let file = signed_file(dir.path(), &fed, "signed.xml", &doc);
-    let (key_pem, cert_pem) = testkit::signer::rsa2048_self_signed("mdq signer").unwrap();
-    let (key, sign_cert) = (dir.path().join("mdq.key"), dir.path().join("mdq.pem"));
-    std::fs::write(&key, key_pem).unwrap();
-    std::fs::write(&sign_cert, cert_pem).unwrap();
+    let (key, sign_cert) = resigner(dir.path());
     // Each command says what it left out, and writes the other two entities.
     let run = |command: &str, out: &Path| {
         let o = samlmd(&[
@@ -1033,10 +1036,7 @@ fn select_names_a_missing_entity_and_now_stays_in_range() {
         "signed.xml",
         &testkit::metadata::small_aggregate(),
     );
-    let (key_pem, cert_pem) = testkit::signer::rsa2048_self_signed("mdq signer").unwrap();
-    let (key, sign_cert) = (dir.path().join("mdq.key"), dir.path().join("mdq.pem"));
-    std::fs::write(&key, key_pem).unwrap();
-    std::fs::write(&sign_cert, cert_pem).unwrap();
+    let (key, sign_cert) = resigner(dir.path());
     let out = dir.path().join("sel.xml");
     let select = |extra: &[&str]| {
         let mut args = vec![

@@ -3008,6 +3008,18 @@ mod tests {
         assert_eq!(second.store.owed_count().await.unwrap(), 0);
     }
 
+    /// The IdP "Uni A" registered in `svc`'s core and established with the SP.
+    fn pair_with_uni_a(svc: &Arc<BrokerService<SqliteStore>>) -> EntityDescriptor {
+        let uni_a = idp("idp.uni-a.example", "Uni A");
+        let mut core = svc.core();
+        let now = SystemTime::now();
+        core.registry
+            .insert(uni_a.clone(), EntityPolicy::default(), now, true)
+            .unwrap();
+        core.relationships.record(&uni_a.entity_id, SP, now);
+        uni_a
+    }
+
     /// Review D6: a rollback a step queued was owed only from its first sending, in a task
     /// spawned after the step's commit, so a broker stopped in between (a deployment's
     /// restart) lost it for good. It is owed in the step's own transaction: here the broker
@@ -3019,15 +3031,7 @@ mod tests {
         let (sync, seen) = agent_failing(0);
         let first = service_with(tmp.path(), "allow_loopback_http = true\n").await;
         let _ = rollback_of_a_removed_idp(&first, &sync, false);
-        let uni_a = idp("idp.uni-a.example", "Uni A");
-        {
-            let mut core = first.core();
-            let now = SystemTime::now();
-            core.registry
-                .insert(uni_a.clone(), EntityPolicy::default(), now, true)
-                .unwrap();
-            core.relationships.record(&uni_a.entity_id, SP, now);
-        }
+        let uni_a = pair_with_uni_a(&first);
         let (told, transmits, _, _) = first
             .commit_step(FlowSelect::None, None, None, |core, now| {
                 core.remove_entity(&uni_a.entity_id, now, &mut openssl_random)
@@ -3064,7 +3068,7 @@ mod tests {
         let (sync, _seen) = agent_failing(0);
         let svc = service_with(tmp.path(), "allow_loopback_http = true\n").await;
         let _ = rollback_of_a_removed_idp(&svc, &sync, false);
-        let uni_a = idp("idp.uni-a.example", "Uni A");
+        let uni_a = pair_with_uni_a(&svc);
         svc.store
             .put_entity(&StoredEntity {
                 entity_id: uni_a.entity_id.clone(),
@@ -3074,14 +3078,6 @@ mod tests {
             })
             .await
             .unwrap();
-        {
-            let mut core = svc.core();
-            let now = SystemTime::now();
-            core.registry
-                .insert(uni_a.clone(), EntityPolicy::default(), now, true)
-                .unwrap();
-            core.relationships.record(&uni_a.entity_id, SP, now);
-        }
         let stored = |svc: &Arc<BrokerService<SqliteStore>>| {
             let svc = svc.clone();
             async move {
