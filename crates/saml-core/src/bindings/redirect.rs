@@ -113,13 +113,35 @@ pub fn decode(query: &str, max_inflated: usize) -> Result<RedirectMessage, Error
         }
     }
     let raw_rs = one("RelayState")?;
+    if raw_rs.is_some_and(|r| r.len() > 3 * super::MAX_RELAY_STATE) {
+        return Err(binding(format!(
+            "RelayState longer than {} bytes (SAML Bindings §3.4.3)",
+            super::MAX_RELAY_STATE
+        )));
+    }
     let relay_state = raw_rs.map(url_decode).transpose()?;
     check_relay_state(relay_state.as_deref())?;
+    let max_deflated = max_deflated(max_inflated);
+    if raw_msg.len() > max_encoded(max_deflated) {
+        return Err(binding(format!(
+            "{} larger than a DEFLATE stream of {max_inflated} bytes",
+            kind.param()
+        )));
+    }
     let deflated = base64_decode(&url_decode(raw_msg)?)?;
+    if deflated.len() > max_deflated {
+        return Err(binding(format!(
+            "{} larger than a DEFLATE stream of {max_inflated} bytes",
+            kind.param()
+        )));
+    }
     let xml = inflate(&deflated, max_inflated)?;
     let signature = match (one("SigAlg")?, one("Signature")?) {
         (None, None) => None,
         (Some(alg), Some(sig)) => {
+            if alg.len() > MAX_SIG_ALG || sig.len() > max_encoded(MAX_SIGNATURE) {
+                return Err(binding("SigAlg or Signature longer than any signature"));
+            }
             let mut signed = format!("{}={raw_msg}", kind.param());
             if let Some(rs) = raw_rs {
                 signed.push_str(&format!("&RelayState={rs}"));
@@ -140,6 +162,30 @@ pub fn decode(query: &str, max_inflated: usize) -> Result<RedirectMessage, Error
         signature,
     })
 }
+
+/// Most octets of a raw DEFLATE stream of `max_inflated` octets: stored blocks add 5 octets per
+/// 65,535, fixed Huffman codes at most one bit in eight; 1 KiB for the headers. A longer stream
+/// is only padding (empty blocks), refused before it is decoded (review B9): the caller's URL
+/// limit was the only bound.
+fn max_deflated(max_inflated: usize) -> usize {
+    max_inflated
+        .saturating_add(max_inflated / 8)
+        .saturating_add(1024)
+}
+
+/// Most query octets the base64 of `n` octets takes when every character is percent-encoded,
+/// with a line break every 64 characters.
+fn max_encoded(n: usize) -> usize {
+    let b64 = n.saturating_mul(4) / 3 + 8;
+    b64.saturating_add(b64 / 64 * 2).saturating_mul(3)
+}
+
+/// Longest signature value taken: 2 KiB, an RSA-16384 signature.
+const MAX_SIGNATURE: usize = 2048;
+
+/// Longest `SigAlg` taken, still encoded: the URIs of [`SignatureAlgorithm`] are under 64
+/// octets, and every octet may be percent-encoded.
+const MAX_SIG_ALG: usize = 3 * 128;
 
 /// Raw DEFLATE with a size limit; a truncated or corrupt stream is an error. Output is taken in
 /// chunks and the limit checked before each is kept, so at most `max` bytes are held and any
@@ -265,6 +311,40 @@ mod tests {
             let exact = vec![b'x'; max];
             assert_eq!(inflate(&deflate(&exact), max).expect("at the limit"), exact);
         }
+    }
+
+    /// Review B9: a `SAMLRequest` of 4 MiB of empty stored DEFLATE blocks before a four-byte
+    /// message was decoded, copied twice and inflated whole; it is refused before decoding, as
+    /// are an oversized `Signature`, `SigAlg` and still-encoded `RelayState`. A message at the
+    /// limit, percent-encoding every character, still decodes.
+    #[test]
+    fn a_padded_query_is_refused_before_it_is_decoded() {
+        let mut padded = [0u8, 0, 0, 0xff, 0xff].repeat(800_000);
+        padded.extend(deflate(b"<x/>"));
+        assert_eq!(inflate(&padded, 1000).expect("valid DEFLATE"), b"<x/>");
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&padded);
+        let q = format!("SAMLRequest={}", url_encode(&b64));
+        let e = decode(&q, DEFAULT_MAX_INFLATED).unwrap_err().to_string();
+        assert!(e.contains("larger than a DEFLATE stream"), "{e}");
+
+        let exact: Vec<u8> = (0..DEFAULT_MAX_INFLATED)
+            .map(|i| (i * 7919 % 251) as u8)
+            .collect();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(deflate(&exact));
+        let every: String = b64.bytes().map(|b| format!("%{b:02X}")).collect();
+        let m = decode(&format!("SAMLRequest={every}"), DEFAULT_MAX_INFLATED).expect("at the limit");
+        assert_eq!(m.xml, exact);
+
+        let q = encode(MessageKind::Request, b"<x/>", None, None, None).expect("encode");
+        let long_sig = format!("{q}&SigAlg=a&Signature={}", "A".repeat(1 << 20));
+        let e = decode(&long_sig, DEFAULT_MAX_INFLATED).unwrap_err().to_string();
+        assert!(e.contains("longer than any signature"), "{e}");
+        let long_alg = format!("{q}&SigAlg={}&Signature=AAAA", "a".repeat(1 << 20));
+        let e = decode(&long_alg, DEFAULT_MAX_INFLATED).unwrap_err().to_string();
+        assert!(e.contains("longer than any signature"), "{e}");
+        let long_rs = format!("{q}&RelayState={}", "%41".repeat(1 << 20));
+        let e = decode(&long_rs, DEFAULT_MAX_INFLATED).unwrap_err().to_string();
+        assert!(e.contains("RelayState longer than 80"), "{e}");
     }
 
     /// Issue 13 item 8: parameter names are percent-decoded, so a `Sig%41lg` without Signature
