@@ -156,6 +156,21 @@ fn signed_paths(data: &[u8]) {
                 .filter(|id| !unmodelled.contains(id))
                 .collect();
             assert_eq!(got, want, "load_lazy's entities");
+            // Modelling every indexed entity names the ones `load` left out (`samlmd verify
+            // --models`), on one thread and on two.
+            let mut want_invalid: Vec<&str> = agg
+                .refused_entities()
+                .iter()
+                .filter(|r| r.invalid_model && lazy.contains(&r.entity_id))
+                .map(|r| r.entity_id.as_str())
+                .collect();
+            want_invalid.sort_unstable();
+            for threads in [1, 2] {
+                let found = lazy.invalid_models(threads);
+                let mut got: Vec<&str> = found.iter().map(|r| r.entity_id.as_str()).collect();
+                got.sort_unstable();
+                assert_eq!(got, want_invalid, "invalid_models on {threads} threads");
+            }
             let expired: Vec<&String> = lazy
                 .expired_entities()
                 .iter()

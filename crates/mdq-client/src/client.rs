@@ -124,6 +124,15 @@ pub struct Config {
     /// [`DEFAULT_MAX_VALIDITY`], 28 days; `None` for no limit): it bounds how long an old
     /// signed version can be replayed (mdq review L4; it was none before).
     pub max_validity: Option<Duration>,
+    /// Refuse an answer older than the cached copy (default true), keeping the copy: a
+    /// document whose `mdrpi:PublicationInfo` `creationInstant` is earlier than the copy's,
+    /// when both carry one, else whose effective validUntil is earlier (or absent). An MDQ
+    /// server signs each version later than the last, so only a replayed older version (a
+    /// man in the middle, a stale mirror or cache) goes back; without this, one could undo a
+    /// key rollover or a removed endpoint for as long as the old version's validUntil (mdq
+    /// review L4's rest). A federation that shortens validUntil on purpose sees the cached copy
+    /// kept until it expires, unless its documents carry a `creationInstant`.
+    pub version_order: bool,
     /// Largest body of an "all entities" fetch (the blocking adapter's `all`), decoded
     /// (default 256 MiB).
     pub max_aggregate_body: usize,
@@ -149,6 +158,7 @@ impl Config {
             legacy: false,
             require_valid_until: true,
             max_validity: Some(DEFAULT_MAX_VALIDITY),
+            version_order: true,
             max_aggregate_body: 256 << 20,
         }
     }
@@ -378,6 +388,8 @@ pub struct Client {
     /// fetch are answered [`Lookup::Unavailable`].
     failing: u32,
     unavailable_until: Option<SystemTime>,
+    /// Answers older than the cached copy, which was kept (see [`Config::version_order`]).
+    older_versions: u64,
 }
 
 impl Client {
@@ -393,7 +405,16 @@ impl Client {
             bytes: 0,
             failing: 0,
             unavailable_until: None,
+            older_versions: 0,
         }
+    }
+
+    /// How many answers were older than the valid cached copy, which was kept and renewed as
+    /// by a 304 (see [`Config::version_order`]): more than none means a server, mirror or
+    /// cache on the way serves an old version.
+    #[must_use]
+    pub fn older_versions_kept_out(&self) -> u64 {
+        self.older_versions
     }
 
     /// [`FAILURE_BACKOFF`] after `n` earlier failures in a row: doubled per failure, at most
@@ -851,6 +872,25 @@ impl Client {
             }
             other => other,
         };
+        // An answer older than the valid cached copy renews the copy, as a 304 would: both
+        // are signed, the copy is the later version (mdq review L4's rest).
+        let handled = match handled {
+            Ok(Fetched::Entity {
+                ref entity,
+                valid_until,
+                ttl,
+                no_store,
+                ..
+            }) if self.cfg.version_order
+                && self
+                    .older_than_cached(&key, entity, valid_until, now)
+                    .is_some() =>
+            {
+                self.older_versions = self.older_versions.saturating_add(1);
+                Ok(Fetched::NotModified { ttl, no_store })
+            }
+            other => other,
+        };
         match handled {
             Ok(Fetched::Entity {
                 entity,
@@ -942,6 +982,48 @@ impl Client {
                     None => Err(e),
                 }
             }
+        }
+    }
+
+    /// Why a fetched version of `key` is older than the valid cached copy, if it is (see
+    /// [`Config::version_order`]). An expired copy orders nothing.
+    fn older_than_cached(
+        &self,
+        key: &str,
+        entity: &EntityDescriptor,
+        valid_until: Option<SystemTime>,
+        now: SystemTime,
+    ) -> Option<String> {
+        let e = self.entries.get(key)?;
+        let Value::Found { entity: cached, .. } = &e.value else {
+            return None;
+        };
+        let cached_until = e.valid_until?;
+        if !valid_at(Some(cached_until), now) {
+            return None;
+        }
+        let created = |x: &EntityDescriptor| x.extensions.publication.as_ref()?.creation_instant;
+        let shown = |t: SystemTime| saml_core::time::format_datetime(t);
+        match (created(cached), created(entity)) {
+            (Some(old), Some(new)) => (new < old).then(|| {
+                format!(
+                    "an older version of {}: created {} before the cached copy ({}); \
+                     the copy is kept",
+                    entity.entity_id,
+                    shown(new),
+                    shown(old)
+                )
+            }),
+            _ => match valid_until {
+                Some(new) if new >= cached_until => None,
+                new => Some(format!(
+                    "an older version of {}: valid until {} before the cached copy ({}); \
+                     the copy is kept",
+                    entity.entity_id,
+                    new.map_or_else(|| "(no validUntil)".to_owned(), shown),
+                    shown(cached_until)
+                )),
+            },
         }
     }
 

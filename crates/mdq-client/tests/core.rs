@@ -1083,3 +1083,124 @@ fn failing_fetches_in_a_row_make_lookups_fail_fast() {
     let third = Identifier::entity_id("https://third.example.org").unwrap();
     assert!(matches!(c.lookup(&third, later), Lookup::Fetch(_)));
 }
+
+/// One version of [`SP`]: its ACS names the version, valid until `valid`, created at
+/// `created` (an `mdrpi:PublicationInfo`) when given.
+fn version(f: &Fx, acs: &str, valid: SystemTime, created: Option<SystemTime>) -> Vec<u8> {
+    let mut e = EntityDescriptor::builder(SP)
+        .sp(SpSso::builder().acs(Binding::HttpPost, acs))
+        .valid_until(valid)
+        .build()
+        .unwrap();
+    if let Some(t) = created {
+        e.extensions.publication = Some(Box::new(saml_metadata::ext::PublicationInfo {
+            publisher: "https://fed.example.org/".into(),
+            creation_instant: Some(t),
+            publication_id: None,
+            usage_policies: vec![],
+        }));
+    }
+    signed(f, &e)
+}
+
+fn acs_of(e: &EntityDescriptor) -> String {
+    e.sp().unwrap().assertion_consumer[0]
+        .endpoint
+        .location
+        .to_string()
+}
+
+/// Mdq review L4's rest: a validly signed older version (a stale mirror, a cache or a man in
+/// the middle replaying it) replaced the newer cached copy, undoing a key rollover or a removed
+/// endpoint for as long as the old version's validUntil. It renews the copy as a 304 would, and
+/// is counted; a later version replaces it. When both carry a `creationInstant`, that orders
+/// them (a federation that shortens validUntil on purpose); `version_order = false` takes any.
+#[test]
+fn an_older_version_does_not_replace_the_cached_copy() {
+    let f = fx();
+    let id = Identifier::entity_id(SP).unwrap();
+    let day = Duration::from_secs(86_400);
+    let (v1, v2, v3) = (
+        "https://sp.example.org/v1",
+        "https://sp.example.org/v2",
+        "https://sp.example.org/v3",
+    );
+    let step = |c: &mut Client, doc: &[u8], at: SystemTime| -> String {
+        let r = fetch(c, &id, at);
+        let e = answer(c, &r, &ok(doc, &[]), at).unwrap().unwrap();
+        match c.lookup(&id, at) {
+            Lookup::Hit { entity, .. } => assert_eq!(acs_of(&entity), acs_of(&e)),
+            other => panic!("expected a hit, got {other:?}"),
+        }
+        acs_of(&e)
+    };
+    let later = |h: u64| now() + Duration::from_secs(h * 3601);
+
+    // By validUntil: the older version (v1, valid a day less) keeps the copy, renewed.
+    let mut c = client(&f);
+    assert_eq!(
+        step(&mut c, &version(&f, v2, now() + 10 * day, None), now()),
+        v2
+    );
+    assert_eq!(
+        step(&mut c, &version(&f, v1, now() + 9 * day, None), later(1)),
+        v2
+    );
+    assert_eq!(c.older_versions_kept_out(), 1);
+    let (_, expires) = c.entry_times(&id).unwrap();
+    assert!(expires > later(1), "renewed");
+    // The same version again, or a later one, is taken.
+    assert_eq!(
+        step(&mut c, &version(&f, v2, now() + 10 * day, None), later(2)),
+        v2
+    );
+    assert_eq!(
+        step(&mut c, &version(&f, v3, now() + 11 * day, None), later(3)),
+        v3
+    );
+    assert_eq!(c.older_versions_kept_out(), 1);
+
+    // By creationInstant when both carry one: a later version with a shorter validity is
+    // taken, an older one with a longer validity is not.
+    let mut c = client(&f);
+    let created = |h: u64| now() - Duration::from_secs(86_400) + Duration::from_secs(h * 3600);
+    assert_eq!(
+        step(
+            &mut c,
+            &version(&f, v2, now() + 10 * day, Some(created(2))),
+            now()
+        ),
+        v2
+    );
+    assert_eq!(
+        step(
+            &mut c,
+            &version(&f, v3, now() + 5 * day, Some(created(3))),
+            later(1)
+        ),
+        v3
+    );
+    assert_eq!(
+        step(
+            &mut c,
+            &version(&f, v1, now() + 20 * day, Some(created(1))),
+            later(2)
+        ),
+        v3
+    );
+    assert_eq!(c.older_versions_kept_out(), 1);
+
+    // Switched off: the older version replaces the copy.
+    let mut cfg = c.config().clone();
+    cfg.version_order = false;
+    let mut c = Client::new(cfg);
+    assert_eq!(
+        step(&mut c, &version(&f, v2, now() + 10 * day, None), now()),
+        v2
+    );
+    assert_eq!(
+        step(&mut c, &version(&f, v1, now() + 9 * day, None), later(1)),
+        v1
+    );
+    assert_eq!(c.older_versions_kept_out(), 0);
+}

@@ -477,6 +477,51 @@ impl<'a> LazyAggregate<'a> {
         Ok(Some(crate::split::EntityDocument { entity_id, xml }))
     }
 
+    /// Builds the model of every indexed entity, on up to `threads` threads, and returns the
+    /// entities whose model is invalid (a bad `index`, a role without an endpoint's Location,
+    /// ...) as [`RefusedEntity::invalid_model`], in document order: the entities
+    /// [`crate::load::load`] would leave out of the same document. The models are not kept
+    /// (memory stays at the index); about as long as the eager model's building, which
+    /// `load_lazy` itself skips.
+    #[must_use]
+    pub fn invalid_models(&self, threads: usize) -> Vec<RefusedEntity> {
+        let n = self.entries.len();
+        let threads = threads.clamp(1, n.max(1));
+        let check = |i: usize| -> Option<RefusedEntity> {
+            let i32 = u32::try_from(i).ok()?;
+            let e = self.model(i32).err()?;
+            let entry = self.entries.get(i)?;
+            Some(RefusedEntity::invalid_model(
+                entry.entity_id.clone(),
+                entry.range.start,
+                e.to_string(),
+            ))
+        };
+        let mut out: Vec<RefusedEntity> = if threads == 1 {
+            (0..n).filter_map(check).collect()
+        } else {
+            std::thread::scope(|s| {
+                let workers: Vec<_> = (0..threads)
+                    .map(|t| {
+                        let check = &check;
+                        s.spawn(move || {
+                            (t..n)
+                                .step_by(threads)
+                                .filter_map(check)
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            })
+        };
+        out.sort_by_key(|r| r.offset);
+        out
+    }
+
     /// The entityID of the `i`th indexed entity.
     pub(crate) fn entity_id_at(&self, i: u32) -> Option<&str> {
         self.entries.get(i as usize).map(|e| e.entity_id.as_str())

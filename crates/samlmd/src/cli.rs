@@ -38,6 +38,7 @@ struct Opts {
     valid_days: Option<u64>,
     json: bool,
     keep_stale: bool,
+    models: bool,
     positional: Vec<String>,
 }
 
@@ -55,6 +56,7 @@ fn parse_opts(args: &[String]) -> Res<Opts> {
             "--legacy" => o.legacy = true,
             "--single-threaded" => o.single_threaded = true,
             "--keep-stale" => o.keep_stale = true,
+            "--models" => o.models = true,
             "--max-size" => {
                 let v = value("--max-size")?;
                 o.max_size = Some(parse_size(&v).ok_or_else(|| {
@@ -219,12 +221,21 @@ fn verify(o: &Opts, out: &mut dyn Write) -> Res<()> {
     // is built just to count (issue 15).
     let doc = document(o, &file)?;
     let agg = saml_metadata::lazy::load_lazy(&doc, &policy(o)?).map_err(fail)?;
-    let n = agg.len() + agg.expired_entities().len();
+    // `--models`: every entity modelled as `load` models it, those it would leave out named
+    // and not counted (they were counted as verified).
+    let mut refused = agg.refused_entities().to_vec();
+    let invalid = if o.models {
+        agg.invalid_models(threads(o))
+    } else {
+        Vec::new()
+    };
+    let n = agg.len() + agg.expired_entities().len() - invalid.len();
+    refused.extend(invalid);
     if o.json {
-        let refused = refused_json(agg.refused_entities());
+        let refused = refused_json(&refused);
         say_json(out, &json!({ "entities": n, "refused": refused }))
     } else {
-        say_refused(out, agg.refused_entities())?;
+        say_refused(out, &refused)?;
         say(out, format_args!("OK {n} entities"))
     }
 }
@@ -248,6 +259,16 @@ fn refused_json(refused: &[RefusedEntity]) -> serde_json::Value {
 
 /// One line per entity left out because a signature of its own failed (or, from an eager
 /// load, because its metadata is invalid).
+/// Threads for work spread over the cores: one with `--single-threaded`, else the cores, at
+/// most eight.
+fn threads(o: &Opts) -> usize {
+    if o.single_threaded {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+    }
+}
+
 fn say_refused(out: &mut dyn Write, refused: &[RefusedEntity]) -> Res<()> {
     for r in refused {
         if r.invalid_model {
@@ -662,11 +683,7 @@ fn split(o: &Opts, out: &mut dyn Write) -> Res<()> {
     };
     // Signing each entity is most of the work (an RSA-2048 signature per file): spread over
     // the cores unless --single-threaded; the files are the same either way.
-    let threads = if o.single_threaded {
-        1
-    } else {
-        std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
-    };
+    let threads = threads(o);
     let chunk = ids.len().div_ceil(threads).max(1);
     let written: Res<Vec<RefusedEntity>> = std::thread::scope(|sc| {
         let parts: Vec<_> = ids

@@ -5,8 +5,11 @@
 //!
 //! ```text
 //! samlmd verify --cert PEM [--cert PEM ...] [--legacy] [--single-threaded] [--max-size MIB]
-//!               [--now DATETIME] [--format text|json] FILE
-//!     exit 0, last stdout line `OK <N> entities`; exit 1 and a one-line reason on stderr
+//!               [--now DATETIME] [--models] [--format text|json] FILE
+//!     exit 0, last stdout line `OK <N> entities`; exit 1 and a one-line reason on stderr;
+//!     --models also builds every entity's model, as `load` does, and names (and does not
+//!     count) the entities whose metadata is invalid, which `load` and the other commands
+//!     leave out
 //! samlmd sign --key PEM --cert PEM [--alg rsa-sha256|rsa-sha512|ecdsa-sha256] IN OUT
 //! samlmd lookup --cert PEM [--legacy] [--now DATETIME] [--format text|json] FILE ENTITYID
 //!     ENTITYID is an entityID or its {sha1} form (`{sha1}` + 40 hex digits)

@@ -1023,6 +1023,41 @@ fn one_bad_entity_is_left_out_of_split_and_select() {
     assert_eq!(stdout(&o).lines().last(), Some("OK 2 entities"), "{o:?}");
 }
 
+/// `verify` counted an entity whose metadata is invalid (here empty), which `load`, `split`
+/// and `select` leave out; `verify --models` models every entity, names it and does not count
+/// it, on one thread and on several, in text and JSON.
+#[test]
+fn verify_models_names_an_entity_the_others_leave_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, fed) = federation(dir.path());
+    let doc = testkit::metadata::small_aggregate().replace(
+        "<md:EntityDescriptor entityID=\"https://sp.example.net/shibboleth\"",
+        "<md:EntityDescriptor entityID=\"https://empty.example/\"/>\n  \
+         <md:EntityDescriptor entityID=\"https://sp.example.net/shibboleth\"",
+    );
+    let file = signed_file(dir.path(), &fed, "signed.xml", &doc);
+    let o = samlmd(&["verify", "--cert", p(&cert), p(&file)]);
+    assert_eq!(stdout(&o).lines().last(), Some("OK 3 entities"), "{o:?}");
+    for threads in [&[][..], &["--single-threaded"][..]] {
+        let mut args = vec!["verify", "--models", "--cert", p(&cert)];
+        args.extend_from_slice(threads);
+        args.push(p(&file));
+        let o = samlmd(&args);
+        assert_eq!(o.status.code(), Some(0), "{o:?}");
+        let text = stdout(&o);
+        assert!(
+            text.contains("refused https://empty.example/: its metadata (byte"),
+            "{text}"
+        );
+        assert_eq!(text.lines().last(), Some("OK 2 entities"), "{text}");
+        args.splice(1..1, ["--format", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&stdout(&samlmd(&args))).unwrap();
+        assert_eq!(v["entities"], 2, "{v}");
+        assert_eq!(v["refused"][0]["entityID"], "https://empty.example/", "{v}");
+        assert_eq!(v["refused"][0]["invalid"], true, "{v}");
+    }
+}
+
 /// Review W14: `select --entity` with an entityID not in the aggregate (a typo) wrote the
 /// selection without it and said OK. Review W12: `--now` near the year 10000 wrote a
 /// validUntil our own reader refuses.

@@ -332,18 +332,25 @@ mod tests {
             .collect();
         let b64 = base64::engine::general_purpose::STANDARD.encode(deflate(&exact));
         let every: String = b64.bytes().map(|b| format!("%{b:02X}")).collect();
-        let m = decode(&format!("SAMLRequest={every}"), DEFAULT_MAX_INFLATED).expect("at the limit");
+        let m =
+            decode(&format!("SAMLRequest={every}"), DEFAULT_MAX_INFLATED).expect("at the limit");
         assert_eq!(m.xml, exact);
 
         let q = encode(MessageKind::Request, b"<x/>", None, None, None).expect("encode");
         let long_sig = format!("{q}&SigAlg=a&Signature={}", "A".repeat(1 << 20));
-        let e = decode(&long_sig, DEFAULT_MAX_INFLATED).unwrap_err().to_string();
+        let e = decode(&long_sig, DEFAULT_MAX_INFLATED)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("longer than any signature"), "{e}");
         let long_alg = format!("{q}&SigAlg={}&Signature=AAAA", "a".repeat(1 << 20));
-        let e = decode(&long_alg, DEFAULT_MAX_INFLATED).unwrap_err().to_string();
+        let e = decode(&long_alg, DEFAULT_MAX_INFLATED)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("longer than any signature"), "{e}");
         let long_rs = format!("{q}&RelayState={}", "%41".repeat(1 << 20));
-        let e = decode(&long_rs, DEFAULT_MAX_INFLATED).unwrap_err().to_string();
+        let e = decode(&long_rs, DEFAULT_MAX_INFLATED)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("RelayState longer than 80"), "{e}");
     }
 
