@@ -175,6 +175,10 @@ pub fn is_loopback_http(url: &str) -> bool {
 /// AttributeConsumingServices (real SPs ask for a few dozen at most).
 pub const MAX_REQUESTED_ATTRIBUTES: usize = 512;
 
+/// Most distinct certificates a self-registered role may carry in its `KeyDescriptor`s: a
+/// key, its successor during a rollover, and an encryption key or two (review K1).
+pub const MAX_SELF_REGISTERED_CERTIFICATES: usize = 4;
+
 /// [`validate`], admitting `http://` endpoints on loopback addresses when `loopback_http`
 /// (an operator's choice for a test deployment on one host; never the default).
 pub fn validate_with(entity: &EntityDescriptor, loopback_http: bool) -> Result<(), Error> {
@@ -335,6 +339,26 @@ pub fn validate_self_registered(entity: &EntityDescriptor) -> Result<(), Error> 
         };
         if let Some(c) = common {
             all.extend(parts(c.organization.as_deref(), &c.contacts));
+            // Every configured key is tried on each signed message, and the keys are read
+            // again for each: a certificate repeated 190 times made each AuthnRequest1 cost
+            // seconds under the broker's lock (review K1).
+            let mut certs: Vec<&[u8]> = c
+                .keys
+                .iter()
+                .flat_map(|k| k.certificates.iter().map(Vec::as_slice))
+                .collect();
+            certs.sort_unstable();
+            certs.dedup();
+            if certs.len() > MAX_SELF_REGISTERED_CERTIFICATES {
+                return Err(Error::malformed(
+                    "registered metadata",
+                    format!(
+                        "{} certificates in a role (a self-registration has at most \
+                         {MAX_SELF_REGISTERED_CERTIFICATES})",
+                        certs.len()
+                    ),
+                ));
+            }
         }
         match role {
             Role::Idp(r) => all.push(&r.common.extensions),
@@ -385,6 +409,23 @@ pub fn validate_self_registered(entity: &EntityDescriptor) -> Result<(), Error> 
                      (with at least two labels)",
                     scope.value
                 ));
+            }
+        }
+        // Discovery hints steer users to this IdP: a domain is held to the proven host as a
+        // scope is, and a network or a place is nothing owning a host proves (review K5:
+        // sasl-saml20's resolver takes a DomainHint as it takes a Scope, so a registrant
+        // could make a victim's domain ambiguous, or send its users to its own login page).
+        if let Some(h) = &x.disco_hints {
+            if let Some(d) = h.domain_hints.iter().find(|d| !scope_within_host(d, &host)) {
+                return unvouched(format!(
+                    "mdui:DomainHint {d:?}, which is not {host:?} nor its parent domain"
+                ));
+            }
+            if let Some(ip) = h.ip_hints.first() {
+                return unvouched(format!("mdui:IPHint {ip:?}"));
+            }
+            if let Some(g) = h.geolocation_hints.first() {
+                return unvouched(format!("mdui:GeolocationHint {g:?}"));
             }
         }
         if !x.entity_attributes.is_empty() {

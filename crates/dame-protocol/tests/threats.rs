@@ -1626,3 +1626,84 @@ fn published_documents_carry_a_short_cache_duration() {
         Some(Duration::from_secs(300))
     );
 }
+
+/// Review K1: a self-registered role could carry any number of certificates (190 copies of one
+/// slow key fit in an upload), every one tried on each signed message; and a key with a huge
+/// RSA exponent cost 170 times a usual one per try. At most four distinct certificates per
+/// role, and such a key refused as the entity is validated.
+#[test]
+fn a_self_registered_role_carries_few_usual_keys() {
+    use saml_metadata::builder::RoleBuilder as _;
+    use saml_metadata::model::{Binding, EntityDescriptor, SpSso};
+    let keys: Vec<TestKey> = (0..5).map(|i| TestKey::rsa(&format!("sp{i}"))).collect();
+    let sp = |n: usize, repeat: usize| {
+        let mut b = SpSso::builder().acs(Binding::HttpPost, "https://sp.uni.example/acs");
+        for k in &keys[..n] {
+            for _ in 0..repeat {
+                b = b.signing_certificate(k.cert_der());
+            }
+        }
+        EntityDescriptor::builder("https://sp.uni.example/shibboleth")
+            .sp(b)
+            .dame_sync_location("https://sp.uni.example/dame")
+            .build()
+            .unwrap()
+    };
+    use dame_protocol::registry::validate_self_registered as check;
+    assert!(check(&sp(4, 1)).is_ok());
+    // The same certificate repeated is one.
+    assert!(check(&sp(1, 190)).is_ok());
+    let e = check(&sp(5, 1)).unwrap_err().to_string();
+    assert!(e.contains("5 certificates in a role"), "{e}");
+}
+
+/// Review K5: self-registered metadata could carry `mdui:DomainHint`s for any domain, and
+/// IP and geolocation hints for any network or place, which the broker signed as the
+/// federation's word (sasl-saml20's resolver takes a DomainHint as it takes a Scope). A
+/// domain hint is held to the proven host as a scope is; the others are refused.
+#[test]
+fn self_registered_discovery_hints_stay_within_the_proven_host() {
+    use saml_metadata::builder::RoleBuilder as _;
+    use saml_metadata::ext::DiscoHints;
+    use saml_metadata::model::{Binding, EntityDescriptor, IdpSso};
+    let key = TestKey::rsa("idp");
+    let idp = |hints: DiscoHints| {
+        let mut e = EntityDescriptor::builder("https://idp.uni.example/idp")
+            .idp(
+                IdpSso::builder()
+                    .signing_certificate(key.cert_der())
+                    .sso(Binding::HttpRedirect, "https://idp.uni.example/sso"),
+            )
+            .dame_sync_location("https://idp.uni.example/dame")
+            .build()
+            .unwrap();
+        e.extensions.disco_hints = Some(Box::new(hints));
+        e
+    };
+    use dame_protocol::registry::validate_self_registered as check;
+    let domains = |d: &[&str]| DiscoHints {
+        domain_hints: d.iter().map(|s| (*s).to_owned()).collect(),
+        ..DiscoHints::default()
+    };
+    assert!(check(&idp(domains(&["uni.example", "idp.uni.example"]))).is_ok());
+    for bad in ["victim.example", "example", "other.uni.example"] {
+        let e = check(&idp(domains(&[bad]))).unwrap_err();
+        assert!(
+            matches!(e, dame_protocol::Error::Unvouched { .. }),
+            "{bad}: {e}"
+        );
+        assert!(e.to_string().contains("DomainHint"), "{e}");
+    }
+    let e = check(&idp(DiscoHints {
+        ip_hints: vec!["192.0.2.0/24".into()],
+        ..DiscoHints::default()
+    }))
+    .unwrap_err();
+    assert!(e.to_string().contains("IPHint"), "{e}");
+    let e = check(&idp(DiscoHints {
+        geolocation_hints: vec!["geo:47.37,8.55".into()],
+        ..DiscoHints::default()
+    }))
+    .unwrap_err();
+    assert!(e.to_string().contains("GeolocationHint"), "{e}");
+}

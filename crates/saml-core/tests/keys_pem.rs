@@ -112,3 +112,68 @@ fn unusable_keys_are_refused_with_a_reason() {
         Err(Error::Usage(_))
     ));
 }
+
+/// Review K1: an RSA key with a huge public exponent (OpenSSL bounds it only above 3072 bits)
+/// or modulus was trusted; each verification with a 3072-bit key and a 3070-bit exponent costs
+/// some 7 ms, and every configured key is tried. Such keys are refused when added, from a bare
+/// key and from a certificate's; usual keys and e = 3 still are taken.
+#[test]
+fn rsa_keys_with_huge_exponents_or_moduli_are_refused() {
+    use openssl::bn::BigNum;
+    let key = |n_bytes: usize, e: BigNum| {
+        let n = BigNum::from_slice(&vec![0xffu8; n_bytes]).unwrap();
+        PKey::from_rsa(Rsa::from_public_components(n, e).unwrap()).unwrap()
+    };
+    let mut huge_e = BigNum::from_slice(&[0xffu8; 375]).unwrap();
+    huge_e.set_bit(0).unwrap();
+    let refused = [
+        ("3070-bit exponent", key(384, huge_e)),
+        (
+            "33-bit exponent",
+            key(256, BigNum::from_dec_str("8589934593").unwrap()),
+        ),
+        ("even exponent", key(256, BigNum::from_u32(65536).unwrap())),
+        ("exponent 1", key(256, BigNum::from_u32(1).unwrap())),
+        (
+            "16384-bit modulus",
+            key(2048, BigNum::from_u32(65537).unwrap()),
+        ),
+    ];
+    for (what, pkey) in refused {
+        let e = TrustedKeys::new()
+            .add_public_key(pkey, "x")
+            .expect_err(what)
+            .to_string();
+        assert!(e.contains("RSA"), "{what}: {e}");
+    }
+    for (n_bytes, e) in [(256, 65537), (512, 65537), (1024, 65537), (256, 3)] {
+        TrustedKeys::new()
+            .add_public_key(key(n_bytes, BigNum::from_u32(e).unwrap()), "x")
+            .unwrap_or_else(|err| panic!("{n_bytes} bytes, e = {e}: {err}"));
+    }
+    // A certificate carrying such a key is refused too.
+    let slow = Rsa::from_public_components(BigNum::from_slice(&[0xffu8; 384]).unwrap(), {
+        let mut e = BigNum::from_slice(&[0xffu8; 375]).unwrap();
+        e.set_bit(0).unwrap();
+        e
+    })
+    .unwrap();
+    let signer = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let mut name = openssl::x509::X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", "slow").unwrap();
+    let name = name.build();
+    let mut b = openssl::x509::X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(&PKey::from_rsa(slow).unwrap()).unwrap();
+    b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(1).unwrap())
+        .unwrap();
+    b.sign(&signer, openssl::hash::MessageDigest::sha256())
+        .unwrap();
+    let cert = b.build();
+    assert!(TrustedKeys::new().add_certificate(&cert).is_err());
+    assert!(TrustedKeys::new().add_pem(&cert.to_pem().unwrap()).is_err());
+}

@@ -36,12 +36,28 @@ pub fn unescape_saslname(s: &str) -> Result<String, Error> {
     Ok(out)
 }
 
+/// Longest IdP identifier taken, in bytes, before IDNA (review K4).
+pub const MAX_IDP_IDENTIFIER: usize = 1024;
+
+/// Longest initial response taken, in bytes: the gs2 header, an authzid (a bare JID is at most
+/// 2,047 bytes) and an IdP identifier (review K4: the whole message reached IDNA).
+pub const MAX_INITIAL_RESPONSE: usize = 4096;
+
 /// Normalizes an IdP identifier: a DNS domain name, U-labels converted to A-labels (IDNA, UTS
 /// #46), lower case, no trailing dot. URLs, addresses, single labels and empty values are
 /// refused (RFC 6595 §3.1: "a domain name").
 pub fn idp_identifier(s: &str) -> Result<String, Error> {
     if s.is_empty() {
         return Err(malformed("empty IdP identifier"));
+    }
+    // A domain name is at most 253 octets as A-labels, so far fewer than this as U-labels;
+    // IDNA's mapping and Punycode run over the whole input before its length is known
+    // (review K4).
+    if s.len() > MAX_IDP_IDENTIFIER {
+        return Err(malformed(format!(
+            "IdP identifier of {} bytes (at most {MAX_IDP_IDENTIFIER})",
+            s.len()
+        )));
     }
     if s.contains(['/', ':', '@', '?', '#', ' ', '\t', '[', ']']) {
         return Err(malformed(format!(
@@ -95,6 +111,12 @@ impl InitialResponse {
 
     /// Parses strictly: `n`, optional `a=` authzid (non-empty, valid escapes), a domain name.
     pub fn parse(msg: &[u8]) -> Result<InitialResponse, Error> {
+        if msg.len() > MAX_INITIAL_RESPONSE {
+            return Err(malformed(format!(
+                "initial response of {} bytes (at most {MAX_INITIAL_RESPONSE})",
+                msg.len()
+            )));
+        }
         let s = std::str::from_utf8(msg).map_err(|_| malformed("initial response is not UTF-8"))?;
         if s.contains('\0') {
             return Err(malformed("NUL in the initial response"));

@@ -229,9 +229,35 @@ fn holds(der: &[u8], key: &PKey<Public>) -> bool {
         .is_ok_and(|k| k.public_eq(key))
 }
 
+/// Largest RSA modulus taken, in bits: every federation profile in use signs with 2048 to
+/// 4096 bits.
+pub const MAX_RSA_BITS: u32 = 8192;
+
+/// Checks a public key before it is trusted. RSA: a modulus of at most [`MAX_RSA_BITS`] and
+/// an odd public exponent from 3 to 2^32 - 1. OpenSSL bounds the exponent only above 3072 bits
+/// (to 64 bits): a 3072-bit key with a 3070-bit exponent costs some 7 ms a verification, 170
+/// times a usual key's, and every configured key is tried on each signature, so one
+/// certificate repeated in metadata bought seconds of work per message (review K1).
 fn check_public_key(pkey: &PKey<Public>) -> Result<(), Error> {
     match pkey.id() {
-        Id::RSA => Ok(()),
+        Id::RSA => {
+            let rsa = pkey.rsa()?;
+            let bits = rsa.n().num_bits();
+            if bits > MAX_RSA_BITS as i32 {
+                return Err(Error::Key(format!(
+                    "an RSA key of {bits} bits (at most {MAX_RSA_BITS})"
+                )));
+            }
+            let e = rsa.e();
+            if e.num_bits() > 32 || !e.is_bit_set(0) || e.num_bits() < 2 {
+                return Err(Error::Key(format!(
+                    "an RSA public exponent of {} bits, or even, or under 3 \
+                     (an odd number from 3 to 2^32 - 1 is taken)",
+                    e.num_bits()
+                )));
+            }
+            Ok(())
+        }
         Id::EC => {
             let ec = pkey.ec_key()?;
             curve_len(ec.group().curve_name()).map(|_| ())
