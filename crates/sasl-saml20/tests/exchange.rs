@@ -1154,11 +1154,11 @@ fn a_long_initial_response_is_refused_before_idna() {
     let label: String = (0..300u32)
         .map(|i| char::from_u32(0x4e00 + i).unwrap())
         .collect();
-    let domain = vec![label.as_str(); 70].join(".");
+    let domain = [label.as_str(); 70].join(".");
     let msg = format!("n,,{domain}.example");
     let e = InitialResponse::parse(msg.as_bytes()).unwrap_err();
     assert!(e.to_string().contains("initial response of"), "{e}");
-    let e = idp_identifier(&vec![label.as_str(); 3].join(".")).unwrap_err();
+    let e = idp_identifier(&[label.as_str(); 3].join(".")).unwrap_err();
     assert!(e.to_string().contains("IdP identifier of"), "{e}");
     let jid = format!("{}@example.org", "u".repeat(1988));
     let ok = InitialResponse::parse(format!("n,a={jid},example.org").as_bytes()).unwrap();
