@@ -20,8 +20,85 @@ const GOOD_CRITICAL_NOTATIONS: &[&str] = &[crate::ns::notation::PURPOSE];
 /// An OpenPGP acceptance policy.
 #[derive(Clone, Debug)]
 pub struct Policy {
-    inner: StandardPolicy<'static>,
+    inner: OpenPgpPolicy,
     legacy: bool,
+}
+
+/// Largest RSA modulus, or DSA and ElGamal prime, of a key this crate uses, in bits.
+pub const MAX_KEY_BITS: usize = 8192;
+
+/// sequoia's `StandardPolicy` (as configured by [`Policy`]) with bounds on what a key costs to
+/// use (review K1): an RSA public exponent of at most 32 bits, a modulus or a DSA or ElGamal
+/// prime of at most [`MAX_KEY_BITS`], a DSA subgroup order of at most 256 bits. OpenSSL bounds
+/// an RSA exponent only above 3072 bits: a contact's 3072-bit key with a 3070-bit exponent
+/// cost some 7 ms a verification, 170 times a usual key. A key over them is not valid under
+/// the policy, so sequoia never verifies or encrypts with it.
+#[derive(Clone, Debug)]
+pub struct OpenPgpPolicy {
+    standard: StandardPolicy<'static>,
+}
+
+impl OpenPgpPolicy {
+    /// The standard policy this one bounds.
+    pub fn standard(&self) -> &StandardPolicy<'static> {
+        &self.standard
+    }
+}
+
+impl sequoia_openpgp::policy::Policy for OpenPgpPolicy {
+    fn signature(
+        &self,
+        sig: &sequoia_openpgp::packet::Signature,
+        sec: sequoia_openpgp::policy::HashAlgoSecurity,
+    ) -> sequoia_openpgp::Result<()> {
+        self.standard.signature(sig, sec)
+    }
+
+    fn key(
+        &self,
+        ka: &sequoia_openpgp::cert::amalgamation::key::ValidErasedKeyAmalgamation<
+            '_,
+            sequoia_openpgp::packet::key::PublicParts,
+        >,
+    ) -> sequoia_openpgp::Result<()> {
+        use sequoia_openpgp::crypto::mpi::PublicKey as Mpis;
+        let costly = match ka.key().mpis() {
+            Mpis::RSA { e, n } => e.bits() > 32 || n.bits() > MAX_KEY_BITS,
+            Mpis::DSA { p, q, .. } => p.bits() > MAX_KEY_BITS || q.bits() > 256,
+            Mpis::ElGamal { p, .. } => p.bits() > MAX_KEY_BITS,
+            _ => false,
+        };
+        if costly {
+            return Err(sequoia_openpgp::Error::PolicyViolation(
+                format!(
+                    "a {:?} key over this crate's size bounds (exponent at most 32 bits, \
+                     modulus or prime at most {MAX_KEY_BITS} bits)",
+                    ka.key().pk_algo()
+                ),
+                None,
+            )
+            .into());
+        }
+        self.standard.key(ka)
+    }
+
+    fn symmetric_algorithm(
+        &self,
+        algo: sequoia_openpgp::types::SymmetricAlgorithm,
+    ) -> sequoia_openpgp::Result<()> {
+        self.standard.symmetric_algorithm(algo)
+    }
+
+    fn aead_algorithm(
+        &self,
+        algo: sequoia_openpgp::types::AEADAlgorithm,
+    ) -> sequoia_openpgp::Result<()> {
+        self.standard.aead_algorithm(algo)
+    }
+
+    fn packet(&self, packet: &sequoia_openpgp::Packet) -> sequoia_openpgp::Result<()> {
+        self.standard.packet(packet)
+    }
 }
 
 impl Policy {
@@ -30,7 +107,7 @@ impl Policy {
         let mut p = StandardPolicy::new();
         p.good_critical_notations(GOOD_CRITICAL_NOTATIONS);
         Policy {
-            inner: p,
+            inner: OpenPgpPolicy { standard: p },
             legacy: false,
         }
     }
@@ -49,7 +126,7 @@ impl Policy {
             p.accept_asymmetric_algo(a);
         }
         Policy {
-            inner: p,
+            inner: OpenPgpPolicy { standard: p },
             legacy: true,
         }
     }
@@ -59,8 +136,9 @@ impl Policy {
         self.legacy
     }
 
-    /// The sequoia policy, for users who call sequoia directly.
-    pub fn openpgp(&self) -> &StandardPolicy<'static> {
+    /// The sequoia policy, for users who call sequoia directly: the standard policy with
+    /// this crate's key bounds ([`OpenPgpPolicy`]).
+    pub fn openpgp(&self) -> &OpenPgpPolicy {
         &self.inner
     }
 }
