@@ -82,12 +82,13 @@ pub(crate) fn seal_record(
     policy: &Policy,
     now: SystemTime,
 ) -> Result<String> {
-    let ct = openpgp::encrypt(
+    let recipients = openpgp::Recipients::new(to, policy, now)?;
+    let ct = openpgp::encrypt_for(
         &encode(label, fields),
-        to,
+        &recipients,
         Some(me.signer(policy, now)?),
-        policy,
         now,
+        openpgp::Purpose::Record,
     )?;
     Ok(armor::encode(&ct))
 }
@@ -110,7 +111,14 @@ impl Record {
         policy: &Policy,
         now: SystemTime,
     ) -> Result<Record> {
-        let d = openpgp::decrypt(&armor::decode(text)?, me, signers, policy, now)?;
+        let d = openpgp::decrypt_for(
+            &armor::decode(text)?,
+            me,
+            signers,
+            policy,
+            now,
+            openpgp::Purpose::Record,
+        )?;
         let signer = d
             .signature
             .ok_or_else(|| Error::BadSignature(format!("{what} must be signed by its sender")))?;

@@ -37,6 +37,9 @@ pub(crate) mod notation {
     pub(crate) const PURPOSE: &str = "purpose@xmpp-federation.invalid";
     /// Its value on an envelope signature.
     pub(crate) const ENVELOPE: &str = "urn:xmpp-federation:xep0027:envelope:0";
+    /// Its value on the signature inside a key record (a session key offer, a room key):
+    /// review session 26, X1's rest.
+    pub(crate) const RECORD: &str = "urn:xmpp-federation:xep0027:record:0";
 }
 
 /// The prefix of every label below: text that starts with it is never signed as XEP-0027

@@ -71,27 +71,60 @@ pub enum SigMode {
 /// this crate checks must not carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Purpose {
-    /// A XEP-0027 signature (`jabber:x:signed`, inside `jabber:x:encrypted`) or a key
-    /// record's: without the notation.
+    /// A XEP-0027 signature (`jabber:x:signed`, inside `jabber:x:encrypted`): without the
+    /// notation.
     Xep0027,
-    /// A signed envelope's: with the notation.
+    /// A signed envelope's: with the notation, valued [`ns::notation::ENVELOPE`].
     Envelope,
+    /// The signature inside a key record (a session key offer, a room key): with the
+    /// notation, valued [`ns::notation::RECORD`]. Without it, a XEP-0027 signature over text
+    /// equal to a record's bytes (made by another client with the same key), re-wrapped in
+    /// an encryption to the victim, gave a key record from the signer (X1's rest).
+    Record,
 }
 
 impl Purpose {
-    /// Whether the good signature `sig` is one made for this purpose.
-    fn check(self, sig: &openpgp::packet::Signature) -> std::result::Result<(), String> {
-        let mut values = sig.notation(ns::notation::PURPOSE);
-        let envelope = values.any(|v| v == ns::notation::ENVELOPE.as_bytes());
-        let marked = sig.notation(ns::notation::PURPOSE).next().is_some();
+    /// The notation value this purpose's signatures carry, if any.
+    fn notation(self) -> Option<&'static str> {
         match self {
-            Purpose::Envelope if !envelope => Err("it is not an envelope signature (no \
-                 envelope purpose notation): a signature made for other data"
+            Purpose::Xep0027 => None,
+            Purpose::Envelope => Some(ns::notation::ENVELOPE),
+            Purpose::Record => Some(ns::notation::RECORD),
+        }
+    }
+
+    /// Whether the good signature `sig` is one made for this purpose: it carries exactly this
+    /// purpose's notation value, or none for a XEP-0027 signature.
+    fn check(self, sig: &openpgp::packet::Signature) -> std::result::Result<(), String> {
+        let values: Vec<&[u8]> = sig.notation(ns::notation::PURPOSE).collect();
+        let exact = |want: &str| values.len() == 1 && values.first() == Some(&want.as_bytes());
+        match self {
+            Purpose::Xep0027 if !values.is_empty() => Err("it is an envelope signature or a \
+                 key record's (purpose notation), not a signature over XEP-0027 text"
                 .into()),
-            Purpose::Xep0027 if marked => Err("it is an envelope signature (purpose \
-                 notation), not a signature over XEP-0027 text"
+            Purpose::Envelope if !exact(ns::notation::ENVELOPE) => Err("it is not an envelope \
+                 signature (no envelope purpose notation): a signature made for other data"
+                .into()),
+            Purpose::Record if !exact(ns::notation::RECORD) => Err("it is not a key record's \
+                 signature (no record purpose notation): a signature made for other data"
                 .into()),
             _ => Ok(()),
+        }
+    }
+
+    /// `template` with this purpose's notation (hashed and critical), if it has one.
+    fn mark(self, template: SignatureBuilder) -> Result<SignatureBuilder> {
+        use openpgp::packet::signature::subpacket::NotationDataFlags;
+        match self.notation() {
+            None => Ok(template),
+            Some(value) => template
+                .add_notation(
+                    ns::notation::PURPOSE,
+                    value,
+                    NotationDataFlags::empty().set_human_readable(),
+                    true,
+                )
+                .map_err(|e| Error::Key(pgp_msg(&e))),
         }
     }
 }
@@ -114,23 +147,12 @@ pub(crate) fn sign_detached_for(
     now: SystemTime,
     purpose: Purpose,
 ) -> Result<Vec<u8>> {
-    use openpgp::packet::signature::subpacket::NotationDataFlags;
     let mut sink = Vec::new();
     let typ = match mode {
         SigMode::Binary => SignatureType::Binary,
         SigMode::Text => SignatureType::Text,
     };
-    let mut template = SignatureBuilder::new(typ);
-    if purpose == Purpose::Envelope {
-        template = template
-            .add_notation(
-                ns::notation::PURPOSE,
-                ns::notation::ENVELOPE,
-                NotationDataFlags::empty().set_human_readable(),
-                true,
-            )
-            .map_err(|e| Error::Key(pgp_msg(&e)))?;
-    }
+    let template = purpose.mark(SignatureBuilder::new(typ))?;
     let message = Message::new(&mut sink);
     let mut w = Signer::with_template(message, signer, template)
         .map(|s| s.detached().creation_time(now))
@@ -604,6 +626,18 @@ pub fn encrypt_to(
     signer: Option<KeyPair>,
     now: SystemTime,
 ) -> Result<Vec<u8>> {
+    encrypt_for(plaintext, recipients, signer, now, Purpose::Xep0027)
+}
+
+/// [`encrypt_to`], the signature inside made for `purpose` (a key record's carries its
+/// notation).
+pub(crate) fn encrypt_for(
+    plaintext: &[u8],
+    recipients: &Recipients,
+    signer: Option<KeyPair>,
+    now: SystemTime,
+    purpose: Purpose,
+) -> Result<Vec<u8>> {
     recipients.check_time(now)?;
     let keys: Vec<Recipient<'_>> = recipients
         .keys
@@ -623,7 +657,8 @@ pub fn encrypt_to(
         .map_err(|e| Error::Key(pgp_msg(&e)))?;
     let message = match signer {
         Some(kp) => {
-            let mut s = Signer::new(message, kp)
+            let template = purpose.mark(SignatureBuilder::new(SignatureType::Binary))?;
+            let mut s = Signer::with_template(message, kp, template)
                 .map_err(|e| Error::Key(pgp_msg(&e)))?
                 .creation_time(now);
             for c in &recipients.certs {
@@ -916,6 +951,8 @@ struct DHelper<'a> {
     /// The signer's key is judged no earlier than this (see [`Judging`]).
     now: SystemTime,
     unlocked: &'a Unlocked,
+    /// What the signature inside must have been made for.
+    purpose: Purpose,
     good: Option<Verified>,
     errors: Vec<Error>,
     structure_ok: bool,
@@ -940,7 +977,7 @@ impl VerificationHelper for DHelper<'_> {
             record_layer(
                 layer,
                 Some(&self.unlocked.recipient),
-                (self.policy, self.at, self.now, Purpose::Xep0027),
+                (self.policy, self.at, self.now, self.purpose),
                 &mut self.good,
                 &mut self.errors,
             );
@@ -1003,7 +1040,21 @@ pub fn decrypt(
     policy: &Policy,
     now: SystemTime,
 ) -> Result<Decrypted> {
-    decrypt_counted(ciphertext, keys, signers, policy, now, &mut Cost::default())
+    decrypt_for(ciphertext, keys, signers, policy, now, Purpose::Xep0027)
+}
+
+/// [`decrypt`], the signature inside required to be made for `purpose` (a key record's
+/// carries its notation; any other one carries none).
+pub(crate) fn decrypt_for(
+    ciphertext: &[u8],
+    keys: &dyn SecretKeyStore,
+    signers: &[Cert],
+    policy: &Policy,
+    now: SystemTime,
+    purpose: Purpose,
+) -> Result<Decrypted> {
+    let mut cost = Cost::default();
+    decrypt_counted(ciphertext, keys, signers, policy, now, &mut cost, purpose)
 }
 
 fn decrypt_counted(
@@ -1013,6 +1064,7 @@ fn decrypt_counted(
     policy: &Policy,
     now: SystemTime,
     cost: &mut Cost,
+    purpose: Purpose,
 ) -> Result<Decrypted> {
     let unlocked = unlock(ciphertext, keys, policy, now, cost).map_err(|r| match r {
         Refusal::TooManyPkesks => Error::OpenPgp(format!(
@@ -1030,6 +1082,7 @@ fn decrypt_counted(
         at,
         now,
         unlocked: &unlocked,
+        purpose,
         good: None,
         errors: Vec::new(),
         structure_ok: false,
@@ -1399,19 +1452,19 @@ mod bound_tests {
         // Anonymous and last: found within the cap when few come before it.
         let ct = anonymous_to(&carol.public_cert(), 3, &bob.public_cert());
         let mut cost = Cost::default();
-        let d = decrypt_counted(&ct, &bob, &[], &p, now(), &mut cost).unwrap();
+        let d = decrypt_counted(&ct, &bob, &[], &p, now(), &mut cost, Purpose::Xep0027).unwrap();
         assert_eq!(d.plaintext, b"hello");
         assert_eq!(cost.attempts, 4);
         // 60 anonymous decoys: at most MAX_DECRYPTION_ATTEMPTS private-key operations.
         let ct = anonymous_to(&carol.public_cert(), 60, &bob.public_cert());
         let mut cost = Cost::default();
-        let r = decrypt_counted(&ct, &bob, &[], &p, now(), &mut cost);
+        let r = decrypt_counted(&ct, &bob, &[], &p, now(), &mut cost, Purpose::Xep0027);
         assert!(matches!(r, Err(Error::Decrypt)), "{r:?}");
         assert_eq!(cost.attempts, MAX_DECRYPTION_ATTEMPTS);
         // 400 (the review's 11 s with RSA-3072): refused before any key is used.
         let ct = anonymous_to(&carol.public_cert(), 400, &bob.public_cert());
         let mut cost = Cost::default();
-        let r = decrypt_counted(&ct, &bob, &[], &p, now(), &mut cost);
+        let r = decrypt_counted(&ct, &bob, &[], &p, now(), &mut cost, Purpose::Xep0027);
         assert!(matches!(r, Err(Error::OpenPgp(_))), "{r:?}");
         assert_eq!(cost.attempts, 0);
     }

@@ -591,6 +591,59 @@ mod tests {
         st
     }
 
+    /// Review session 26, X1's rest: a key record's signature was a plain one over the
+    /// record's bytes, so Alice's signature over text equal to them (made by another client
+    /// with her key, which signs any text), re-wrapped in an encryption to Bob by whoever
+    /// asked for it, gave Bob a session key offer from Alice with a key of that party's
+    /// choosing. A record's signature carries the record purpose notation, required here.
+    #[test]
+    fn a_record_signed_without_its_notation_is_refused() {
+        let p = Policy::standard();
+        let (alice, bob) = (ident("alice"), ident("bob"));
+        let mut ring = Keyring::new();
+        ring.insert_pinned(alice.jid(), alice.public_cert());
+        let mut sb = Sessions::new(bob.jid(), Duration::from_secs(3600));
+        let now = t0() + Duration::from_secs(1);
+        let expires = t0() + Duration::from_secs(600);
+        let (c, e) = (crate::time::format(t0()), crate::time::format(expires));
+        let key = KeyBytes::random(&mut OsRandom).unwrap();
+        let record = canonical::encode(
+            RECORD,
+            &[
+                alice.jid().bare().as_bytes(),
+                bob.jid().bare().as_bytes(),
+                b"rewrapped",
+                c.as_bytes(),
+                e.as_bytes(),
+                key.as_bytes(),
+            ],
+        );
+        let ct = crate::openpgp::encrypt(
+            &record,
+            &[&bob.public_cert()],
+            Some(alice.signer(&p, t0()).unwrap()),
+            &p,
+            t0(),
+        )
+        .unwrap();
+        let mut st = Stanza::new(Kind::Message)
+            .with_attr("to", bob.jid().bare())
+            .with_attr("id", "rewrapped")
+            .with_attr("from", &format!("{}/r", alice.jid().bare()));
+        st.element_mut().push(
+            Element::new("key", ns::SESSION)
+                .with_attr("id", "rewrapped")
+                .with_attr("expires", &e)
+                .with_text(&crate::armor::encode(&ct)),
+        );
+        let r = sb.accept(&st, &bob, &ring, &p, now);
+        assert!(r.is_err(), "{r:?}");
+        assert!(sb.current(alice.jid(), now).is_none());
+        // The same record sealed as a record is taken.
+        let real = forged_offer(&alice, &bob, "real", t0(), expires);
+        sb.accept(&real, &bob, &ring, &p, now).unwrap();
+    }
+
     fn far_future() -> SystemTime {
         crate::time::parse("9999-12-31T00:00:00.000Z").unwrap()
     }
