@@ -981,20 +981,26 @@ fn sign_and_gen_replace_their_output_and_bound_their_input() {
     assert_eq!(std::fs::read(&out).unwrap(), before);
 }
 
-/// Review W6: one entity that could not be signed (an empty-element EntityDescriptor) stopped
-/// a whole `split --key`, and one that does not model a whole `select`: nothing was published
-/// for the others. Each is left out and named, the others written.
-#[test]
-fn one_bad_entity_is_left_out_of_split_and_select() {
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, fed) = federation(dir.path());
+/// The federation's certificate and the small aggregate, signed by it, with an entity whose
+/// metadata is invalid (`https://empty.example/`, an empty element) before the SP.
+fn with_an_empty_entity(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, fed) = federation(dir);
     let doc = testkit::metadata::small_aggregate().replace(
         "<md:EntityDescriptor entityID=\"https://sp.example.net/shibboleth\"",
         "<md:EntityDescriptor entityID=\"https://empty.example/\"/>\n  \
          <md:EntityDescriptor entityID=\"https://sp.example.net/shibboleth\"",
     );
     assert!(doc.contains("https://empty.example/"));
-    let file = signed_file(dir.path(), &fed, "signed.xml", &doc);
+    (cert, signed_file(dir, &fed, "signed.xml", &doc))
+}
+
+/// Review W6: one entity that could not be signed (an empty-element EntityDescriptor) stopped
+/// a whole `split --key`, and one that does not model a whole `select`: nothing was published
+/// for the others. Each is left out and named, the others written.
+#[test]
+fn one_bad_entity_is_left_out_of_split_and_select() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, file) = with_an_empty_entity(dir.path());
     let (key, sign_cert) = resigner(dir.path());
     // Each command says what it left out, and writes the other two entities.
     let run = |command: &str, out: &Path| {
@@ -1029,13 +1035,7 @@ fn one_bad_entity_is_left_out_of_split_and_select() {
 #[test]
 fn verify_models_names_an_entity_the_others_leave_out() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, fed) = federation(dir.path());
-    let doc = testkit::metadata::small_aggregate().replace(
-        "<md:EntityDescriptor entityID=\"https://sp.example.net/shibboleth\"",
-        "<md:EntityDescriptor entityID=\"https://empty.example/\"/>\n  \
-         <md:EntityDescriptor entityID=\"https://sp.example.net/shibboleth\"",
-    );
-    let file = signed_file(dir.path(), &fed, "signed.xml", &doc);
+    let (cert, file) = with_an_empty_entity(dir.path());
     let o = samlmd(&["verify", "--cert", p(&cert), p(&file)]);
     assert_eq!(stdout(&o).lines().last(), Some("OK 3 entities"), "{o:?}");
     for threads in [&[][..], &["--single-threaded"][..]] {

@@ -598,11 +598,7 @@ mod tests {
     /// choosing. A record's signature carries the record purpose notation, required here.
     #[test]
     fn a_record_signed_without_its_notation_is_refused() {
-        let p = Policy::standard();
-        let (alice, bob) = (ident("alice"), ident("bob"));
-        let mut ring = Keyring::new();
-        ring.insert_pinned(alice.jid(), alice.public_cert());
-        let mut sb = Sessions::new(bob.jid(), Duration::from_secs(3600));
+        let (p, alice, bob, ring, mut sb) = alice_and_bob();
         let now = t0() + Duration::from_secs(1);
         let expires = t0() + Duration::from_secs(600);
         let (c, e) = (crate::time::format(t0()), crate::time::format(expires));
@@ -644,6 +640,15 @@ mod tests {
         sb.accept(&real, &bob, &ring, &p, now).unwrap();
     }
 
+    /// Alice, whose certificate Bob has pinned, and Bob's sessions, under the standard policy.
+    fn alice_and_bob() -> (Policy, Identity, Identity, Keyring, Sessions) {
+        let (alice, bob) = (ident("alice"), ident("bob"));
+        let mut ring = Keyring::new();
+        ring.insert_pinned(alice.jid(), alice.public_cert());
+        let sb = Sessions::new(bob.jid(), Duration::from_secs(3600));
+        (Policy::standard(), alice, bob, ring, sb)
+    }
+
     fn far_future() -> SystemTime {
         crate::time::parse("9999-12-31T00:00:00.000Z").unwrap()
     }
@@ -654,11 +659,7 @@ mod tests {
     /// MAX_KEYS_PER_PEER keys are kept, and a dropped key's offer stays refused.
     #[test]
     fn offers_are_bounded_in_lifetime_and_number() {
-        let p = Policy::standard();
-        let (alice, bob) = (ident("alice"), ident("bob"));
-        let mut ring = Keyring::new();
-        ring.insert_pinned(alice.jid(), alice.public_cert());
-        let mut sb = Sessions::new(bob.jid(), Duration::from_secs(3600));
+        let (p, alice, bob, ring, mut sb) = alice_and_bob();
         let now = t0() + Duration::from_secs(1);
 
         // The lifetime of the sender's choosing: refused, nothing stored.
