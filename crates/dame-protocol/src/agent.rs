@@ -191,6 +191,13 @@ impl<T: IntegrationTarget> Agent<T> {
         // as long as its operator configured, up to a year (dame-broker's
         // `document_validity_hours`, 2 to 8760): longer than mdq-client's default bound.
         cfg.max_validity = Some(Duration::from_secs(366 * 86_400));
+        // What the broker answers now is what the agent integrates, even when it is valid for
+        // less than the copy held (an operator who shortened `document_validity_hours`, an
+        // older entity re-imported): the broker is reached over an authenticated channel, its
+        // triggers are signed and ordered, and a fetch started before a rollback is refused
+        // already. With the client's version order, such an update was reported integrated
+        // while the old copy stayed (review of the twelfth round, F4).
+        cfg.version_order = false;
         Ok(Agent {
             me: me.to_owned(),
             side,

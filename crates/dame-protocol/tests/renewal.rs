@@ -308,3 +308,26 @@ fn a_peer_the_broker_deleted_goes_once_its_copy_expired() {
     w.advance(VALIDITY);
     assert!(w.refresh_agent(SP).is_empty());
 }
+
+/// Review of the twelfth round, F4: the agent's client kept versions in order, so a document
+/// the broker signed for less time than the copy held (an operator who shortened the
+/// validity, then any update) was "older": the refresh reported the peer integrated and the
+/// old copy stayed. What the broker answers now is integrated.
+#[test]
+fn a_document_signed_for_less_time_is_integrated() {
+    let mut w = World::new();
+    w.first_use();
+    let before = w.integrated_valid_until(SP, IDP).unwrap();
+    w.broker.registry.validity = 2 * DAY;
+    w.advance(VALIDITY / 2 + HOUR);
+    let idp = w.broker.registry.get(IDP).unwrap();
+    let (entity, policy) = (idp.entity.as_ref().clone(), idp.policy.clone());
+    w.broker
+        .registry
+        .insert(entity, policy, w.now, true)
+        .unwrap();
+    let shorter = w.now + 2 * DAY;
+    assert!(shorter < before);
+    assert!(integrated(&w.refresh_agent(SP)));
+    assert_eq!(w.integrated_valid_until(SP, IDP).unwrap(), shorter);
+}

@@ -124,14 +124,18 @@ pub struct Config {
     /// [`DEFAULT_MAX_VALIDITY`], 28 days; `None` for no limit): it bounds how long an old
     /// signed version can be replayed (mdq review L4; it was none before).
     pub max_validity: Option<Duration>,
-    /// Refuse an answer older than the cached copy (default true), keeping the copy: a
-    /// document whose `mdrpi:PublicationInfo` `creationInstant` is earlier than the copy's,
-    /// when both carry one, else whose effective validUntil is earlier (or absent). An MDQ
-    /// server signs each version later than the last, so only a replayed older version (a
-    /// man in the middle, a stale mirror or cache) goes back; without this, one could undo a
-    /// key rollover or a removed endpoint for as long as the old version's validUntil (mdq
-    /// review L4's rest). A federation that shortens validUntil on purpose sees the cached copy
-    /// kept until it expires, unless its documents carry a `creationInstant`.
+    /// Keep versions in order (default true): an answer older than the newest version taken
+    /// of the entity (an earlier `mdrpi:PublicationInfo` `creationInstant` when both carry
+    /// one, else an earlier or no validUntil) is not taken while that version is valid: it
+    /// renews the cached copy as a 304 would, or, with no cached copy left (a 404, an
+    /// eviction), is refused; on a `*_fresh` call it is an error. An MDQ server signs each
+    /// version later than the last, so only a replayed older version (a man in the middle, a
+    /// stale mirror or cache) goes back; without this, one could undo a key rollover, a
+    /// removed endpoint or a removal for as long as the old version's validUntil (mdq review
+    /// L4's rest). An older version answered without a break for [`Config::max_ttl`] is taken
+    /// (a federation that shortened its validity, a registrar that set an earlier validUntil):
+    /// the hold a server can put on its clients, and a man in the middle must keep up to roll
+    /// one back. A `creationInstant` later than now plus the clock skew is not used.
     pub version_order: bool,
     /// Largest body of an "all entities" fetch (the blocking adapter's `all`), decoded
     /// (default 256 MiB).
@@ -390,6 +394,19 @@ pub struct Client {
     unavailable_until: Option<SystemTime>,
     /// Answers older than the cached copy, which was kept (see [`Config::version_order`]).
     older_versions: u64,
+    /// The newest version taken of each identifier, kept apart from the cache entry so that a
+    /// 404, an eviction or an expired entry does not lose it (review of the twelfth round,
+    /// F3), until its validUntil passes; at most `max_entries + max_not_found` of them.
+    floors: HashMap<String, Floor>,
+}
+
+/// The newest version of an entity taken (see [`Config::version_order`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Floor {
+    valid_until: SystemTime,
+    created: Option<SystemTime>,
+    /// Since when every answer has been older than this version, if the last one was.
+    older_since: Option<SystemTime>,
 }
 
 impl Client {
@@ -406,12 +423,13 @@ impl Client {
             failing: 0,
             unavailable_until: None,
             older_versions: 0,
+            floors: HashMap::new(),
         }
     }
 
-    /// How many answers were older than the valid cached copy, which was kept and renewed as
-    /// by a 304 (see [`Config::version_order`]): more than none means a server, mirror or
-    /// cache on the way serves an old version.
+    /// How many answers were older than the newest version taken, and not taken (the cached
+    /// copy renewed as by a 304, or the answer refused; see [`Config::version_order`]): more
+    /// than none means a server, mirror or cache on the way serves an old version.
     #[must_use]
     pub fn older_versions_kept_out(&self) -> u64 {
         self.older_versions
@@ -579,6 +597,10 @@ impl Client {
         now: SystemTime,
     ) {
         let size = value.size();
+        if let Value::Found { entity, .. } = &value {
+            let entity = entity.clone();
+            self.set_floor(&key, &entity, valid_until, now);
+        }
         if let Some(old) = self.entries.remove(&key) {
             self.bytes = self.bytes.saturating_sub(old.value.size());
         }
@@ -786,6 +808,7 @@ impl Client {
         if let Some(e) = self.entries.remove(id.key()) {
             self.bytes = self.bytes.saturating_sub(e.value.size());
         }
+        self.floors.remove(id.key());
     }
 
     /// What verifying the answer to the fetch `token` needs (its identifier, the policy at
@@ -872,22 +895,36 @@ impl Client {
             }
             other => other,
         };
-        // An answer older than the valid cached copy renews the copy, as a 304 would: both
-        // are signed, the copy is the later version (mdq review L4's rest).
+        // An answer older than the newest version taken renews the cached copy, as a 304
+        // would (both are signed, the copy is the later version), or is refused when no copy
+        // is left (mdq review L4's rest; F3). The older answer's own `no-store` does not
+        // apply to the copy it did not replace.
         let handled = match handled {
             Ok(Fetched::Entity {
                 ref entity,
                 valid_until,
                 ttl,
-                no_store,
                 ..
-            }) if self.cfg.version_order
-                && self
-                    .older_than_cached(&key, entity, valid_until, now)
-                    .is_some() =>
-            {
-                self.older_versions = self.older_versions.saturating_add(1);
-                Ok(Fetched::NotModified { ttl, no_store })
+            }) if self.cfg.version_order => {
+                match self.older_than_taken(&key, entity, valid_until, now) {
+                    Some(why) => {
+                        self.older_versions = self.older_versions.saturating_add(1);
+                        let cached = matches!(
+                            self.entries.get(&key),
+                            Some(Entry { value: Value::Found { .. }, valid_until: vu, .. })
+                                if valid_at(*vu, now)
+                        );
+                        if cached && !fresh {
+                            Ok(Fetched::NotModified {
+                                ttl,
+                                no_store: false,
+                            })
+                        } else {
+                            Err(Error::Response(why))
+                        }
+                    }
+                    None => handled,
+                }
             }
             other => other,
         };
@@ -985,46 +1022,118 @@ impl Client {
         }
     }
 
-    /// Why a fetched version of `key` is older than the valid cached copy, if it is (see
-    /// [`Config::version_order`]). An expired copy orders nothing.
-    fn older_than_cached(
-        &self,
+    /// The `creationInstant` of `entity`, unless later than `now` plus the clock skew (a
+    /// signer's clock or a registrar's value far ahead would otherwise hold every later
+    /// version out: F5).
+    fn created(&self, entity: &EntityDescriptor, now: SystemTime) -> Option<SystemTime> {
+        entity
+            .extensions
+            .publication
+            .as_ref()?
+            .creation_instant
+            .filter(|t| *t <= add(now, self.cfg.clock_skew))
+    }
+
+    /// Why a fetched version of `key` is older than the newest version taken, if it is and
+    /// has been answered for less than [`Config::max_ttl`] without a break (see
+    /// [`Config::version_order`]). A floor whose validUntil passed orders nothing.
+    fn older_than_taken(
+        &mut self,
         key: &str,
         entity: &EntityDescriptor,
         valid_until: Option<SystemTime>,
         now: SystemTime,
     ) -> Option<String> {
-        let e = self.entries.get(key)?;
-        let Value::Found { entity: cached, .. } = &e.value else {
-            return None;
-        };
-        let cached_until = e.valid_until?;
-        if !valid_at(Some(cached_until), now) {
+        let created = self.created(entity, now);
+        let hold = self.cfg.max_ttl;
+        let floor = self.floors.get_mut(key)?;
+        if !valid_at(Some(floor.valid_until), now) {
+            self.floors.remove(key);
             return None;
         }
-        let created = |x: &EntityDescriptor| x.extensions.publication.as_ref()?.creation_instant;
         let shown = |t: SystemTime| saml_core::time::format_datetime(t);
-        match (created(cached), created(entity)) {
+        let why = match (floor.created, created) {
             (Some(old), Some(new)) => (new < old).then(|| {
                 format!(
-                    "an older version of {}: created {} before the cached copy ({}); \
-                     the copy is kept",
+                    "an older version of {}: created {} before the newest taken ({})",
                     entity.entity_id,
                     shown(new),
                     shown(old)
                 )
             }),
             _ => match valid_until {
-                Some(new) if new >= cached_until => None,
+                Some(new) if new >= floor.valid_until => None,
                 new => Some(format!(
-                    "an older version of {}: valid until {} before the cached copy ({}); \
-                     the copy is kept",
+                    "an older version of {}: valid until {} before the newest taken ({})",
                     entity.entity_id,
                     new.map_or_else(|| "(no validUntil)".to_owned(), shown),
-                    shown(cached_until)
+                    shown(floor.valid_until)
                 )),
             },
+        };
+        let Some(why) = why else {
+            floor.older_since = None;
+            return None;
+        };
+        let since = *floor.older_since.get_or_insert(now);
+        if now.duration_since(since).unwrap_or(Duration::ZERO) >= hold {
+            // Answered without a break for the hold: taken (its own floor replaces this one).
+            return None;
         }
+        Some(why)
+    }
+
+    /// Notes `entity`, valid until `valid_until`, as the newest version of `key` taken (the
+    /// same version keeps its floor, and so when older answers began).
+    fn set_floor(
+        &mut self,
+        key: &str,
+        entity: &EntityDescriptor,
+        valid_until: Option<SystemTime>,
+        now: SystemTime,
+    ) {
+        let Some(valid_until) = valid_until else {
+            self.floors.remove(key);
+            return;
+        };
+        let created = self.created(entity, now);
+        if let Some(f) = self.floors.get_mut(key) {
+            if f.valid_until == valid_until && f.created == created {
+                return;
+            }
+            *f = Floor {
+                valid_until,
+                created,
+                older_since: None,
+            };
+            return;
+        }
+        let cap = self
+            .cfg
+            .max_entries
+            .saturating_add(self.cfg.max_not_found)
+            .max(1);
+        if self.floors.len() >= cap {
+            self.floors
+                .retain(|_, f| valid_at(Some(f.valid_until), now));
+        }
+        if self.floors.len() >= cap
+            && let Some(first) = self
+                .floors
+                .iter()
+                .min_by_key(|(_, f)| f.valid_until)
+                .map(|(k, _)| k.clone())
+        {
+            self.floors.remove(&first);
+        }
+        self.floors.insert(
+            key.to_owned(),
+            Floor {
+                valid_until,
+                created,
+                older_since: None,
+            },
+        );
     }
 
     /// Completes the fetch `token` with a transport failure (after the adapter's retries).

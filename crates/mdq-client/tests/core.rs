@@ -1204,3 +1204,114 @@ fn an_older_version_does_not_replace_the_cached_copy() {
     );
     assert_eq!(c.older_versions_kept_out(), 0);
 }
+
+/// Review of the twelfth round, F3-F6: the version floor lived in the cache entry, so a 404
+/// after the entry's lifetime dropped it and the replayed older version was taken next; a
+/// fresh completion got the cached copy back as if it were the answer; a `creationInstant`
+/// far ahead held every later version out; and a server that shortened its validity held its
+/// clients on the old copy until it expired. The floor outlives the entry (the older version
+/// is refused with no copy left), a fresh completion is an error, a future `creationInstant`
+/// is not used, and an older version answered without a break for `max_ttl` is taken.
+#[test]
+fn the_version_floor_outlives_the_entry_and_holds_for_max_ttl_at_most() {
+    let f = fx();
+    let id = Identifier::entity_id(SP).unwrap();
+    let day = Duration::from_secs(86_400);
+    let (v1, v2, v3) = (
+        "https://sp.example.org/v1",
+        "https://sp.example.org/v2",
+        "https://sp.example.org/v3",
+    );
+    let at = |s: u64| now() + Duration::from_secs(s);
+    let send = |c: &mut Client,
+                resp: (u16, Vec<(String, String)>, Vec<u8>),
+                t: SystemTime,
+                fresh: bool| {
+        let FetchNow::Fetch(r) = c.fetch_now(&id) else {
+            panic!("nothing in flight")
+        };
+        let resp = HttpResponse {
+            status: resp.0,
+            headers: &resp.1,
+            body: &resp.2,
+        };
+        if fresh {
+            c.handle_response_fresh(r.token, &resp, t)
+        } else {
+            c.handle_response(r.token, &resp, t)
+        }
+    };
+    let old = version(&f, v1, now() + 9 * day, None);
+    let new = version(&f, v2, now() + 10 * day, None);
+
+    // F3: v2 taken; after its lifetime a 404 replaces the entry; the replayed v1 is refused.
+    let mut c = client(&f);
+    let got = send(
+        &mut c,
+        ok(&new, &[("Cache-Control", "max-age=3600")]),
+        now(),
+        false,
+    );
+    assert_eq!(acs_of(&got.unwrap().unwrap()), v2);
+    assert!(
+        send(&mut c, (404, vec![], vec![]), at(3601), false)
+            .unwrap()
+            .is_none()
+    );
+    let e = send(&mut c, ok(&old, &[]), at(3602), false).unwrap_err();
+    assert!(e.to_string().contains("older version"), "{e}");
+    assert_eq!(c.older_versions_kept_out(), 1);
+
+    // F4: a fresh completion gets an error for an older answer, not the cached copy.
+    let mut c = client(&f);
+    send(&mut c, ok(&new, &[]), now(), true).unwrap();
+    assert!(send(&mut c, ok(&old, &[]), at(60), true).is_err());
+    // The lenient one renews the copy.
+    let kept = send(&mut c, ok(&old, &[]), at(120), false)
+        .unwrap()
+        .unwrap();
+    assert_eq!(acs_of(&kept), v2);
+
+    // F6: answered without a break for max_ttl (8 h), the older version is taken; a newer
+    // answer in between starts the hold again.
+    let hold = c.config().max_ttl.as_secs();
+    assert_eq!(
+        acs_of(
+            &send(&mut c, ok(&old, &[]), at(120 + hold / 2), false)
+                .unwrap()
+                .unwrap()
+        ),
+        v2
+    );
+    assert_eq!(
+        acs_of(
+            &send(&mut c, ok(&new, &[]), at(120 + hold / 2 + 1), false)
+                .unwrap()
+                .unwrap()
+        ),
+        v2
+    );
+    assert_eq!(
+        acs_of(
+            &send(&mut c, ok(&old, &[]), at(120 + hold + 2), false)
+                .unwrap()
+                .unwrap()
+        ),
+        v2
+    );
+    let start = 120 + hold + 2;
+    let taken = send(&mut c, ok(&old, &[]), at(start + hold), false)
+        .unwrap()
+        .unwrap();
+    assert_eq!(acs_of(&taken), v1);
+
+    // F5: a creationInstant a year ahead is not used; the later version by validUntil is taken.
+    let mut c = client(&f);
+    let ahead = version(&f, v2, now() + 10 * day, Some(now() + 365 * day));
+    let later = version(&f, v3, now() + 11 * day, Some(now()));
+    send(&mut c, ok(&ahead, &[]), now(), false).unwrap();
+    let got = send(&mut c, ok(&later, &[]), at(60), false)
+        .unwrap()
+        .unwrap();
+    assert_eq!(acs_of(&got), v3);
+}
