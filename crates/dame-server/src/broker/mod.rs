@@ -2342,6 +2342,77 @@ mod tests {
         assert!(!svc.choice_page(SP, None).contains("sp.example.org/acs"));
     }
 
+    /// `PUT /admin/policy?entityID=<id>` with the operator's token and `body`, through its
+    /// handler: the status and the page.
+    async fn put_policy(
+        svc: &Arc<BrokerService<SqliteStore>>,
+        id: &str,
+        body: &str,
+    ) -> (StatusCode, String) {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer 0123456789abcdef0123456789abcdef-operator"),
+        );
+        let r = registration::policy(
+            State(svc.clone()),
+            ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 1))),
+            headers,
+            RawQuery(Some(format!(
+                "entityID={}",
+                saml_core::bindings::url_encode(id)
+            ))),
+            Bytes::from(body.to_owned()),
+        )
+        .await;
+        let status = r.status();
+        let page = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&page).into_owned())
+    }
+
+    /// Review K3: a policy's peer lists had no bound, so one `PUT /admin/policy` of 256 KiB
+    /// (an entity's own token suffices) held about 43,000 entries, scanned per login step and,
+    /// on the change, per established peer under the core's lock. Beyond 256 entries, or with
+    /// an entry that is not a DNS name, the PUT gets 400 naming the bound, and nothing changes.
+    #[tokio::test]
+    async fn a_policy_beyond_the_peer_list_bounds_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let svc = service(tmp.path()).await;
+        svc.core()
+            .registry
+            .insert(
+                sp("https://sp.example.org/acs"),
+                EntityPolicy::default(),
+                SystemTime::now(),
+                false,
+            )
+            .unwrap();
+        let many: Vec<String> = (0..300).map(|i| format!("\"h{i}.example.org\"")).collect();
+        let body = format!(
+            r#"{{"peers": {{"allow": [{}], "deny": []}}}}"#,
+            many.join(",")
+        );
+        let (status, page) = put_policy(&svc, SP, &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+        assert!(page.contains("more than 256 entries"), "{page}");
+        let (status, page) = put_policy(
+            &svc,
+            SP,
+            r#"{"peers": {"allow": ["*.example.org"], "deny": []}}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+        assert!(svc.core().registry.get(SP).unwrap().policy == EntityPolicy::default());
+        let body = format!(
+            r#"{{"peers": {{"allow": [{}], "deny": []}}}}"#,
+            many[..256].join(",")
+        );
+        let (status, page) = put_policy(&svc, SP, &body).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+    }
+
     /// Broker review L5: a registrant could name its IdP like a known one (the GNTB threat "a
     /// name that imitates a known one"); the page showed the entityID in small print only.
     /// Each IdP is shown with its host, and two IdPs of one name (without case or extra
