@@ -574,6 +574,8 @@ pub struct Registry {
     entities: HashMap<String, Registered>,
     per_domain: HashMap<String, usize>,
     revision: u64,
+    /// [`Registry::entities_revision`].
+    entities_revision: u64,
     by_sha1: HashMap<String, String>,
     /// Entities whose re-signing failed, with when [`Registry::refresh_documents`] tries
     /// again (not before: the soonest to expire come first, so a document that cannot be
@@ -597,6 +599,7 @@ impl Registry {
             entities: HashMap::new(),
             per_domain: HashMap::new(),
             revision: 0,
+            entities_revision: 0,
             by_sha1: HashMap::new(),
             resign_after: HashMap::new(),
             last_resign_error: None,
@@ -635,6 +638,17 @@ impl Registry {
         self.revision
     }
 
+    /// A counter that changes whenever an entity is registered, replaced or removed, and not
+    /// when only a policy changes ([`Registry::set_policy`]): what is derived from the
+    /// entities' metadata alone (a discovery page's list of IdPs) is current while the
+    /// revision it was derived at is. Review K3: the discovery list followed
+    /// [`Registry::revision`], so every policy change (one an entity's own token may make)
+    /// rebuilt it over every registered IdP.
+    #[must_use]
+    pub fn entities_revision(&self) -> u64 {
+        self.entities_revision
+    }
+
     /// Every registered entityID (unordered).
     pub fn entity_ids(&self) -> impl Iterator<Item = &str> {
         self.entities.keys().map(String::as_str)
@@ -659,6 +673,7 @@ impl Registry {
         self.by_sha1.insert(sha1_hex(&id), id.clone());
         self.resign_after.remove(&id);
         self.revision += 1;
+        self.entities_revision += 1;
         if !self.entities.contains_key(&id)
             && let Some(d) = registrable_domain(&id)
         {
@@ -831,7 +846,8 @@ impl Registry {
         self.per_domain.get(domain).copied().unwrap_or(0)
     }
 
-    /// Changes the policy of a registered entity (the document stays).
+    /// Changes the policy of a registered entity (the document stays): [`Registry::revision`]
+    /// moves, [`Registry::entities_revision`] does not.
     pub fn set_policy(&mut self, entity_id: &str, policy: EntityPolicy) -> Result<(), Error> {
         match self.entities.get_mut(entity_id) {
             Some(r) => {
@@ -849,6 +865,7 @@ impl Registry {
         self.resign_after.remove(entity_id);
         let removed = self.entities.remove(entity_id).is_some();
         self.revision += u64::from(removed);
+        self.entities_revision += u64::from(removed);
         if removed
             && let Some(d) = registrable_domain(entity_id)
             && let Some(n) = self.per_domain.get_mut(&d)

@@ -206,7 +206,7 @@ pub struct BrokerService<S: Store> {
     /// The broker's signing key, for what is signed outside the core's lock (rules answers).
     key: saml_core::dsig::SigningKey,
     metrics: Metrics,
-    /// The discovery page's IdPs at a registry revision ([`BrokerService::directory`]).
+    /// The discovery page's IdPs at a registry entities revision ([`BrokerService::directory`]).
     directory: Mutex<Option<(u64, Arc<Vec<Listing>>)>>,
     /// Triggers in flight per addressed entity ([`TRIGGERS_PER_AGENT`] each).
     pacing: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
@@ -1184,11 +1184,13 @@ impl<S: Store> BrokerService<S> {
     /// revision. Every discovery and search request (unauthenticated) used to walk the whole
     /// registry under the core's lock, which every login step needs; now a request holds the
     /// lock to read the revision, and the walk (only cloning each IdP's reference) happens once
-    /// per change of the registry.
+    /// per change of the registry's entities. The list depends on the IdPs' metadata only, not
+    /// on any policy: it follows [`dame_protocol::registry::Registry::entities_revision`], which
+    /// a policy change does not move (review K3: each `PUT /admin/policy` rebuilt it).
     fn directory(&self) -> Arc<Vec<Listing>> {
         let (revision, idps) = {
             let core = self.core();
-            let revision = core.registry.revision();
+            let revision = core.registry.entities_revision();
             if let Some((r, list)) = &*self.directory.lock().unwrap_or_else(|p| p.into_inner())
                 && *r == revision
             {
@@ -2340,6 +2342,18 @@ mod tests {
             )
             .unwrap();
         assert!(!svc.choice_page(SP, None).contains("sp.example.org/acs"));
+        let built = builds();
+        // Review K3: the list does not depend on any policy, and a policy change (one an
+        // entity's own token may make) rebuilt it over every IdP; it no longer does.
+        let (status, body) = put_policy(
+            &svc,
+            "https://idp.b.example/idp",
+            r#"{"peers": {"allow": [], "deny": [".evil.example"]}}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(svc.choice_page(SP, None).contains("Beta"));
+        assert_eq!(builds(), built, "a policy change does not rebuild the list");
     }
 
     /// `PUT /admin/policy?entityID=<id>` with the operator's token and `body`, through its
