@@ -154,6 +154,55 @@ mod store {
         )
     }
 
+    /// Review K2: a self-registration could upload 256 KiB of metadata (real SP and IdP
+    /// metadata is 3 to 30 KiB), held twice in memory by every instance, for up to 100,000
+    /// entities. The default limit is 64 KiB, configurable up to the 256 KiB the operator's
+    /// imports keep; beyond it the upload is refused, naming the limit.
+    #[test]
+    fn a_self_registration_upload_beyond_the_limit_is_refused() {
+        let reg = Registry::new(TestKey::rsa("broker").signing());
+        let mut xml = good();
+        let pad = (100 << 10) - xml.len();
+        xml.extend(std::iter::repeat_n(b' ', pad));
+        assert_eq!(xml.len(), 100 << 10);
+        let mut store = Registrations::new();
+        assert_eq!(store.max_upload(), 64 << 10);
+        let err = store
+            .begin(
+                Operation::Register,
+                &xml,
+                EntityPolicy::default(),
+                &reg,
+                "198.51.100.1",
+                now(),
+                &mut rng(),
+            )
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("larger than the self-registration limit of 65536 bytes"),
+            "{err}"
+        );
+        // Configured higher, the same upload goes on to its proof.
+        let mut store = Registrations::new().with_max_upload(128 << 10);
+        let c = store
+            .begin(
+                Operation::Register,
+                &xml,
+                EntityPolicy::default(),
+                &reg,
+                "198.51.100.1",
+                now(),
+                &mut rng(),
+            )
+            .unwrap();
+        assert!(!c.secret.is_empty());
+        assert_eq!(
+            Registrations::new().with_max_upload(1 << 20).max_upload(),
+            256 << 10
+        );
+    }
+
     #[test]
     fn register_update_delete_each_need_the_proof() {
         let md = good();

@@ -654,6 +654,16 @@ pub struct RegistrationConfig {
     /// `hosts = { "sp.example.org" = "192.0.2.7" }`. Checked like resolved ones.
     #[serde(default)]
     pub hosts: std::collections::BTreeMap<String, std::net::IpAddr>,
+    /// Largest metadata a self-registration or an owner's update may upload, in bytes
+    /// (default 65536, 64 KiB; 1024 to 262144): beyond it `/register` answers 400 naming the
+    /// limit. The operator's imports (`POST /admin/entities`) keep the 256 KiB body limit.
+    /// Review K2: the registry is bounded in entities, not in bytes.
+    #[serde(default = "default_max_upload_bytes")]
+    pub max_upload_bytes: u32,
+}
+
+fn default_max_upload_bytes() -> u32 {
+    dame_protocol::registration::DEFAULT_MAX_UPLOAD as u32
 }
 
 fn yes() -> bool {
@@ -668,6 +678,7 @@ impl Default for RegistrationConfig {
             port: default_registration_port(),
             ca: None,
             hosts: std::collections::BTreeMap::new(),
+            max_upload_bytes: default_max_upload_bytes(),
         }
     }
 }
@@ -757,6 +768,13 @@ impl BrokerConfig {
         }
         if self.max_entities_per_domain == 0 {
             return Err(Error::config("max_entities_per_domain", "must be positive"));
+        }
+        let most = dame_protocol::registration::MAX_UPLOAD as u32;
+        if !(1024..=most).contains(&self.registration.max_upload_bytes) {
+            return Err(Error::config(
+                "registration.max_upload_bytes",
+                format!("1024 to {most} (the request body limit)"),
+            ));
         }
         if !(2..=8760).contains(&self.document_validity_hours) {
             return Err(Error::config(

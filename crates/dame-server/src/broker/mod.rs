@@ -31,8 +31,9 @@
 //! request): such flows are capped per client address (IPv4, or IPv6 /64) and in all, below
 //! `max_flows`, and a full share gives way from the address holding the most
 //! ([`Store::admit_pending`]), so a few addresses cannot crowd out other users' logins.
-//! Bodies are limited to 256 KiB; the listener's `[http]` limits
-//! ([`crate::config::HttpLimits`]) bound the time to send a request's header and to send and
+//! Bodies are limited to 256 KiB, a registrant's metadata (`/register`, an owner's update) to
+//! `[registration] max_upload_bytes` (64 KiB by default; review K2); the listener's `[http]`
+//! limits ([`crate::config::HttpLimits`]) bound the time to send a request's header and to send and
 //! answer a whole request (30 s by default, the body included), and the connections open at
 //! once, in all and per client address.
 
@@ -449,7 +450,10 @@ impl<S: Store> BrokerService<S> {
             flow_gauge: tokio::sync::Mutex::new(None),
             retrying: Mutex::new(HashMap::new()),
             resign_logged: Mutex::new(None),
-            registrations: Mutex::new(dame_protocol::registration::Registrations::new()),
+            registrations: Mutex::new(
+                dame_protocol::registration::Registrations::new()
+                    .with_max_upload(cfg.registration.max_upload_bytes as usize),
+            ),
             store,
             http,
             cfg,
@@ -1910,6 +1914,18 @@ async fn admin_entity<S: Store>(
         {
             return r;
         }
+        // An owner's update is a self-registration's upload: the same limit (review K2); the
+        // operator's import keeps the body limit.
+        let most = svc.cfg.registration.max_upload_bytes as usize;
+        if !operator && body.len() > most {
+            return page(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "metadata of {} bytes is larger than the self-registration limit of {most} bytes",
+                    body.len()
+                ),
+            );
+        }
         let entity = match saml_metadata::load::parse_unverified(&body) {
             Ok(Metadata::Entity(e)) => *e,
             Ok(_) => return page(StatusCode::BAD_REQUEST, "one EntityDescriptor expected"),
@@ -2425,6 +2441,86 @@ mod tests {
         );
         let (status, page) = put_policy(&svc, SP, &body).await;
         assert_eq!(status, StatusCode::OK, "{page}");
+    }
+
+    /// Review K2: a self-registration could upload 256 KiB of metadata, held twice in memory
+    /// by every instance for each of up to 100,000 entities. `/register` now refuses an upload
+    /// beyond `[registration] max_upload_bytes` (default 64 KiB) with 400 naming the limit;
+    /// the key is checked (1024 to 262144) and applied.
+    #[tokio::test]
+    async fn a_self_registration_upload_beyond_the_limit_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let svc = service(tmp.path()).await;
+        let mut xml = sp("https://sp.example.org/acs")
+            .to_xml()
+            .unwrap()
+            .into_bytes();
+        xml.resize(100 << 10, b' ');
+        let begin = |svc: Arc<BrokerService<SqliteStore>>, body: Vec<u8>| async move {
+            let r = registration::begin(
+                State(svc),
+                ConnectInfo(SocketAddr::from(([198, 51, 100, 1], 1))),
+                RawQuery(Some("operation=register".into())),
+                Bytes::from(body),
+            )
+            .await;
+            let status = r.status();
+            let page = axum::body::to_bytes(r.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            (status, String::from_utf8_lossy(&page).into_owned())
+        };
+        let (status, page) = begin(svc.clone(), xml.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+        assert!(
+            page.contains("larger than the self-registration limit of 65536 bytes"),
+            "{page}"
+        );
+        assert_eq!(svc.registrations().max_upload(), 64 << 10);
+        // An owner's update through /admin/entities with its token: the same limit; the
+        // operator's import of the same 100 KiB is not held to it.
+        let import = |svc: Arc<BrokerService<SqliteStore>>, token: &'static str, body: Vec<u8>| async move {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::AUTHORIZATION,
+                HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+            );
+            let r = admin_entity(
+                State(svc),
+                ConnectInfo(SocketAddr::from(([198, 51, 100, 1], 1))),
+                headers,
+                RawQuery(None),
+                Bytes::from(body),
+            )
+            .await;
+            let status = r.status();
+            let page = axum::body::to_bytes(r.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            (status, String::from_utf8_lossy(&page).into_owned())
+        };
+        let (status, page) = import(svc.clone(), "an-entity-token", xml.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+        assert!(
+            page.contains("self-registration limit of 65536 bytes"),
+            "{page}"
+        );
+        let (status, page) = import(
+            svc.clone(),
+            "0123456789abcdef0123456789abcdef-operator",
+            xml.clone(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let tmp = tempfile::tempdir().unwrap();
+        let svc = service_with(tmp.path(), "[registration]\nmax_upload_bytes = 131072\n").await;
+        assert_eq!(svc.registrations().max_upload(), 128 << 10);
+        let (_, page) = begin(svc.clone(), xml).await;
+        assert!(!page.contains("self-registration limit"), "{page}");
+        let mut cfg = svc.cfg.clone();
+        cfg.registration.max_upload_bytes = 300_000;
+        let err = cfg.check().unwrap_err().to_string();
+        assert!(err.contains("registration.max_upload_bytes"), "{err}");
     }
 
     /// Broker review L5: a registrant could name its IdP like a known one (the GNTB threat "a
