@@ -129,6 +129,29 @@ struct Listing {
     shared_name: bool,
 }
 
+/// Most `mdui:Keywords` words of one IdP a discovery search looks in (the first ones, over
+/// all languages). Review K2: every search scanned all of them, and a registrant's IdP could
+/// carry about 250 KiB of keywords.
+const MAX_HAY_KEYWORDS: usize = 64;
+
+/// Most bytes of one keyword a discovery search looks in (its beginning).
+const MAX_KEYWORD_BYTES: usize = 64;
+
+/// `word` lower-cased, cut to at most [`MAX_KEYWORD_BYTES`] bytes at a character boundary.
+fn keyword(word: &str) -> String {
+    let mut end = word.len().min(MAX_KEYWORD_BYTES * 4);
+    while !word.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut w = word[..end].to_lowercase();
+    let mut end = w.len().min(MAX_KEYWORD_BYTES);
+    while !w.is_char_boundary(end) {
+        end -= 1;
+    }
+    w.truncate(end);
+    w
+}
+
 impl Listing {
     /// The listings of `idps`, sorted by name (then entityID).
     fn all(idps: &[Arc<EntityDescriptor>]) -> Vec<Listing> {
@@ -149,7 +172,9 @@ impl Listing {
                     hay.extend(
                         u.keywords
                             .iter()
-                            .flat_map(|k| k.value.iter().map(|w| w.to_lowercase())),
+                            .flat_map(|k| k.value.iter())
+                            .take(MAX_HAY_KEYWORDS)
+                            .map(|w| keyword(w)),
                     );
                 }
                 if let Some(o) = org {
@@ -2521,6 +2546,39 @@ mod tests {
         cfg.registration.max_upload_bytes = 300_000;
         let err = cfg.check().unwrap_err().to_string();
         assert!(err.contains("registration.max_upload_bytes"), "{err}");
+    }
+
+    /// Review K2: every discovery search scanned all of each IdP's `mdui:Keywords`, and a
+    /// registrant's IdP could carry about 250 KiB of them. The search looks in the first 64
+    /// words, each cut to 64 bytes.
+    #[test]
+    fn discovery_keywords_are_bounded() {
+        let mut e = idp("idp.k.example", "Kappa");
+        let mut words: Vec<String> = (0..100).map(|i| format!("word{i}")).collect();
+        words[1] = format!("{}é{}", "L".repeat(63), "x".repeat(200));
+        for role in &mut e.roles {
+            if let saml_metadata::model::Role::Idp(i) = role {
+                i.common.extensions.ui_info = Some(Box::new(saml_metadata::ext::UiInfo {
+                    keywords: vec![saml_metadata::model::Localized {
+                        lang: "en".into(),
+                        value: words.clone(),
+                    }],
+                    ..Default::default()
+                }));
+            }
+        }
+        let list = Listing::all(&[Arc::new(e)]);
+        let hay = &list[0].hay;
+        assert!(hay.iter().any(|h| h == "word0"));
+        assert!(hay.iter().any(|h| h == "word63"));
+        assert!(!hay.iter().any(|h| h.contains("word64")), "{hay:?}");
+        // The entityID, the name, the organization's name and 64 words of at most 64 bytes.
+        assert_eq!(hay.len(), 3 + 64, "{hay:?}");
+        assert!(hay.iter().all(|h| h.len() <= 64), "{hay:?}");
+        assert!(
+            hay.iter().any(|h| *h == "l".repeat(63)),
+            "cut at a character boundary"
+        );
     }
 
     /// Broker review L5: a registrant could name its IdP like a known one (the GNTB threat "a
