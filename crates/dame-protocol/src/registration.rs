@@ -402,12 +402,18 @@ impl Registrations {
             (Operation::Register, false) => {
                 // Room in the registry and in the entityID's domain, asked before the
                 // challenge is issued (and again at completion).
-                if let Err(e) = registry.admits_self_registered(&id, false) {
+                if let Err(e) = registry.admits_self_registered(&id, false, xml.len()) {
                     return Err(self.refused(&id, e));
                 }
             }
             (Operation::Update, false) => {
                 return Err(self.refused(&id, Refusal::UnknownEntity.into()));
+            }
+            (Operation::Update, true) => {
+                // Room for its new size among the self-registered bytes (review K2).
+                if let Err(e) = registry.admits_self_registered(&id, true, xml.len()) {
+                    return Err(self.refused(&id, e));
+                }
             }
             (Operation::Delete, _) => {
                 return Err(Error::malformed(
@@ -415,7 +421,6 @@ impl Registrations {
                     "a deletion carries no metadata: use begin_delete",
                 ));
             }
-            _ => {}
         }
         let digest = sha256(xml);
         self.issue(id, operation, Some(digest), policy, requester, now, rng)
@@ -615,10 +620,14 @@ impl Registrations {
                         _ => p.policy,
                     };
                     let replace = op == Operation::Update;
-                    if let Err(e) = registry.admits_self_registered(entity_id, replace) {
+                    if let Err(e) = registry.admits_self_registered(entity_id, replace, xml.len()) {
                         break 'op Err(e);
                     }
-                    registry.insert(*entity, policy, now, replace).map(|_| ())
+                    let done = registry.insert(*entity, policy, now, replace).map(|_| ());
+                    if done.is_ok() {
+                        registry.set_self_registered(entity_id, Some(xml.len()));
+                    }
+                    done
                 }
                 Ok(_) => Err(Error::malformed(
                     "registration",

@@ -756,6 +756,56 @@ mod store {
         assert_eq!(register(&mut store, &mut reg, "d.attacker.example"), None);
     }
 
+    /// Review K2: the registry was bounded in entities, not in bytes, and a private suffix
+    /// (`github.io`) gives every user a registrable domain of its own. The self-registered
+    /// entities' metadata is now bounded in bytes together: a registration, or an owner's
+    /// update, beyond `max_self_registered_bytes` is refused (`Capacity`), at the beginning
+    /// and at completion; a deletion makes room, and the operator's imports do not count.
+    #[test]
+    fn self_registered_bytes_are_bounded() {
+        let size = idp_at("h1.uni.example").len();
+        let mut reg = Registry::new(TestKey::rsa("broker").signing());
+        reg.max_self_registered_bytes = 4 * size + size / 2;
+        let mut store = Registrations::new();
+        for host in [
+            "h1.uni.example",
+            "h2.uni.example",
+            "h3.uni.example",
+            "h4.uni.example",
+        ] {
+            assert_eq!(register(&mut store, &mut reg, host), None, "{host}");
+        }
+        assert_eq!(reg.self_registered_bytes(), 4 * size);
+        assert_eq!(
+            register(&mut store, &mut reg, "h5.uni.example"),
+            Some(Refusal::Capacity)
+        );
+        // An owner's update to twice the size does not fit either.
+        let mut bigger = idp_at("h2.uni.example");
+        bigger.resize(2 * size, b' ');
+        let update = store.begin(
+            Operation::Update,
+            &bigger,
+            EntityPolicy::default(),
+            &reg,
+            "h2",
+            now(),
+            &mut random,
+        );
+        assert_eq!(update.unwrap_err().refusal(), Some(Refusal::Capacity));
+        // The operator's import does not count; a deletion makes room.
+        let entity = match saml_metadata::load::parse_unverified(&idp_at("op.uni.example")) {
+            Ok(saml_metadata::model::Metadata::Entity(e)) => *e,
+            _ => unreachable!(),
+        };
+        reg.insert(entity, EntityPolicy::default(), now(), false)
+            .unwrap();
+        assert_eq!(reg.self_registered_bytes(), 4 * size);
+        assert!(reg.remove("https://h1.uni.example/idp"));
+        assert_eq!(reg.self_registered_bytes(), 3 * size);
+        assert_eq!(register(&mut store, &mut reg, "h5.uni.example"), None);
+    }
+
     /// An operator's import is the operator's word: it keeps every claim.
     #[test]
     fn an_operator_import_keeps_scopes_categories_and_registration_info() {

@@ -529,6 +529,12 @@ pub struct BrokerConfig {
     /// count, and are not refused by it.
     #[serde(default = "default_max_entities_per_domain")]
     pub max_entities_per_domain: u32,
+    /// Most bytes of metadata the entities not imported by the operator (self-registered, or
+    /// updated by their owner) may hold together (default 536870912, 512 MiB): a registration
+    /// or an owner's update beyond it is refused with 503. Operator imports do not count.
+    /// Review K2: the registry was bounded in entities, not in bytes.
+    #[serde(default = "default_max_self_registered_bytes")]
+    pub max_self_registered_bytes: u64,
     /// How long each document the MDQ service publishes is valid (its `validUntil`), in
     /// hours (default 168, 7 days; 2 to 8760). The broker re-signs a document once half of it
     /// has passed and the agents fetch it again then, so relying parties drop an entity
@@ -605,6 +611,10 @@ fn default_max_entities() -> u32 {
 
 fn default_max_entities_per_domain() -> u32 {
     dame_protocol::registry::MAX_PER_DOMAIN as u32
+}
+
+fn default_max_self_registered_bytes() -> u64 {
+    dame_protocol::registry::MAX_SELF_REGISTERED_BYTES as u64
 }
 
 fn default_document_validity_hours() -> u32 {
@@ -768,6 +778,12 @@ impl BrokerConfig {
         }
         if self.max_entities_per_domain == 0 {
             return Err(Error::config("max_entities_per_domain", "must be positive"));
+        }
+        if self.max_self_registered_bytes == 0 {
+            return Err(Error::config(
+                "max_self_registered_bytes",
+                "must be positive",
+            ));
         }
         let most = dame_protocol::registration::MAX_UPLOAD as u32;
         if !(1024..=most).contains(&self.registration.max_upload_bytes) {

@@ -381,8 +381,12 @@ fn load_entities(
             ]);
             continue;
         }
+        // What the operator did not import counts against max_self_registered_bytes (review
+        // K2); loaded whatever the sum: the store is the record.
+        let owned = (e.origin != Some(Origin::Operator)).then_some(e.xml.len());
         match core.registry.insert(entity, policy, now, true) {
             Ok(_) => {
+                core.registry.set_self_registered(&e.entity_id, owned);
                 seen.insert(e.entity_id, digest);
             }
             Err(err) => failed.push((e.entity_id, err.to_string())),
@@ -442,6 +446,8 @@ impl<S: Store> BrokerService<S> {
         core.registry.loopback_http = cfg.allow_loopback_http;
         core.registry.max_entities = cfg.max_entities as usize;
         core.registry.max_per_domain = cfg.max_entities_per_domain as usize;
+        core.registry.max_self_registered_bytes =
+            usize::try_from(cfg.max_self_registered_bytes).unwrap_or(usize::MAX);
         core.registry.validity = Duration::from_secs(u64::from(cfg.document_validity_hours) * 3600);
         core.registry.cache_duration =
             Duration::from_secs(u64::from(cfg.document_cache_duration_s));
@@ -2028,7 +2034,15 @@ async fn admin_entity<S: Store>(
                         dame_protocol::registry::validate_self_registered(&entity)
                     }
                 })
-                .and_then(|()| core.registry.admits(&id, true))
+                .and_then(|()| {
+                    // An owner's update: room for its new size among the self-registered
+                    // entities' bytes (review K2).
+                    if operator {
+                        core.registry.admits(&id, true)
+                    } else {
+                        core.registry.admits_self_registered(&id, true, body.len())
+                    }
+                })
         };
         if let Err(e) = checked {
             return error_response(&e);
@@ -2050,7 +2064,11 @@ async fn admin_entity<S: Store>(
         }
         let r = svc
             .step(FlowSelect::None, |core, now| {
-                core.update_entity(entity, policy, now, &mut openssl_random)
+                let n = core.update_entity(entity, policy, now, &mut openssl_random)?;
+                // The operator's import is not counted; an owner's update is, at its size.
+                core.registry
+                    .set_self_registered(&id, (!operator).then_some(body.len()));
+                Ok(n)
             })
             .await;
         if let Ok(Err(_)) = &r {
@@ -2579,6 +2597,66 @@ mod tests {
             hay.iter().any(|h| *h == "l".repeat(63)),
             "cut at a character boundary"
         );
+    }
+
+    /// Review K2: the registry was bounded in entities, not in bytes. `max_self_registered_bytes`
+    /// bounds the metadata of the entities the operator did not import: counted as loaded
+    /// from the store (by the row's origin), and an owner's update through `/admin/entities`
+    /// beyond it is refused with 503 and changes nothing.
+    #[tokio::test]
+    async fn self_registered_bytes_are_bounded_by_configuration() {
+        let tmp = tempfile::tempdir().unwrap();
+        let svc = service_with(tmp.path(), "max_self_registered_bytes = 20000\n").await;
+        assert_eq!(svc.core().registry.max_self_registered_bytes, 20_000);
+        let owned = idp("idp.a.example", "Alpha").to_xml().unwrap();
+        let imported = idp("idp.b.example", "Beta").to_xml().unwrap();
+        for (id, xml, origin) in [
+            ("https://idp.a.example/idp", &owned, Origin::Owner),
+            ("https://idp.b.example/idp", &imported, Origin::Operator),
+        ] {
+            svc.store
+                .put_entity(&StoredEntity {
+                    entity_id: id.into(),
+                    xml: xml.clone(),
+                    policy: serde_json::to_string(&EntityPolicy::default()).unwrap(),
+                    origin: Some(origin),
+                })
+                .await
+                .unwrap();
+        }
+        svc.refresh().await.unwrap();
+        assert_eq!(svc.core().registry.len(), 2);
+        assert_eq!(svc.core().registry.self_registered_bytes(), owned.len());
+        // The owner's update with its token, padded past the budget: refused, nothing changes.
+        let token = "an-entity-token-of-idp-a";
+        svc.store
+            .put_token(
+                &registration::token_hash(token),
+                "https://idp.a.example/idp",
+            )
+            .await
+            .unwrap();
+        let mut body = owned.clone().into_bytes();
+        body.resize(20_001, b' ');
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
+        let r = admin_entity(
+            State(svc.clone()),
+            ConnectInfo(SocketAddr::from(([198, 51, 100, 1], 1))),
+            headers,
+            RawQuery(None),
+            Bytes::from(body),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(svc.core().registry.self_registered_bytes(), owned.len());
+        let mut cfg = svc.cfg.clone();
+        cfg.max_self_registered_bytes = 0;
+        let err = cfg.check().unwrap_err().to_string();
+        assert!(err.contains("max_self_registered_bytes"), "{err}");
     }
 
     /// Broker review L5: a registrant could name its IdP like a known one (the GNTB threat "a
