@@ -2,10 +2,10 @@
 //! domain (the GÉANT-TrustBroker design), and rate limits (token buckets with time as input and
 //! bounded memory).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
-use crate::error::Refusal;
+use crate::error::{Error, Refusal};
 
 /// The DNS host of an entityID that is an `https://` or `http://` URL (lower-cased, without
 /// port); `None` for URNs and anything else.
@@ -30,20 +30,44 @@ pub fn entity_host(entity_id: &str) -> Option<String> {
     .then_some(host)
 }
 
+/// Most entries one [`DomainList`] built from outside input holds ([`DomainList::try_new`],
+/// and every list deserialized: a policy PUT, a policy loaded from the store). Review K3: the
+/// lists had no bound, so one `PUT /admin/policy` of 256 KiB held about 43,000 entries, each
+/// scanned per discovery, login step and established peer on a policy change, under the
+/// broker's core lock.
+pub const MAX_DOMAIN_ENTRIES: usize = 256;
+
+/// Most bytes of one [`DomainList`] entry after normalisation, its leading `.` not counted
+/// (the longest DNS name, review K3).
+pub const MAX_DOMAIN_LEN: usize = 253;
+
 /// DNS domains: `example.org` matches that host only, `.example.org` matches every host below
 /// it (not `example.org` itself, not `badexample.org`).
-/// With feature `serde` it is a plain list of strings, normalised on the way in like
-/// [`DomainList::new`].
+/// With feature `serde` it is a plain list of strings, normalised and checked on the way in
+/// like [`DomainList::try_new`] (a list beyond its bounds does not deserialize).
+///
+/// Matching looks up the host and each of its parent domains in hash sets: its cost depends
+/// on the host's labels, not on the list's length (review K3).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(from = "Vec<String>", into = "Vec<String>"))]
+#[cfg_attr(
+    feature = "serde",
+    serde(try_from = "Vec<String>", into = "Vec<String>")
+)]
 pub struct DomainList {
+    /// The entries as given (normalised), in order: what is serialized.
     entries: Vec<String>,
+    /// Entries naming one host.
+    exact: HashSet<String>,
+    /// Entries naming the hosts below a domain, without their leading `.`.
+    below: HashSet<String>,
 }
 
-impl From<Vec<String>> for DomainList {
-    fn from(v: Vec<String>) -> Self {
-        DomainList::new(v)
+impl TryFrom<Vec<String>> for DomainList {
+    type Error = Error;
+
+    fn try_from(v: Vec<String>) -> Result<Self, Error> {
+        DomainList::try_new(v)
     }
 }
 
@@ -53,17 +77,81 @@ impl From<DomainList> for Vec<String> {
     }
 }
 
+/// Lower-cased, without surrounding white space or trailing dots.
+fn normalise(entry: &str) -> String {
+    entry.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Whether `domain` (an entry without its leading `.`) is a DNS name [`entity_host`] can
+/// return: at most [`MAX_DOMAIN_LEN`] bytes of labels of 1 to 63 letters, digits and hyphens,
+/// no label starting or ending with a hyphen.
+fn dns_name(domain: &str) -> bool {
+    domain.len() <= MAX_DOMAIN_LEN
+        && domain.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
 impl DomainList {
-    /// A list from entries such as `idp.example.org` and `.example.edu`.
+    /// A list from entries such as `idp.example.org` and `.example.edu`, as the program gives
+    /// them (not checked; empty entries are dropped). Input from outside goes through
+    /// [`DomainList::try_new`].
     #[must_use]
     pub fn new<I: IntoIterator<Item = S>, S: AsRef<str>>(entries: I) -> Self {
-        DomainList {
-            entries: entries
-                .into_iter()
-                .map(|e| e.as_ref().trim().trim_end_matches('.').to_ascii_lowercase())
-                .filter(|e| !e.is_empty() && e != ".")
-                .collect(),
+        let mut list = DomainList::default();
+        for e in entries {
+            let e = normalise(e.as_ref());
+            if !e.is_empty() && e != "." {
+                list.push(e);
+            }
         }
+        list
+    }
+
+    /// A list from entries given from outside (a policy an entity or the operator sends):
+    /// refused ([`Error::Malformed`], naming the bound) beyond [`MAX_DOMAIN_ENTRIES`]
+    /// entries, or with an entry that is not a DNS name of at most [`MAX_DOMAIN_LEN`] bytes
+    /// after an optional leading `.` (review K3). Empty entries are dropped, as by
+    /// [`DomainList::new`], and do not count.
+    pub fn try_new<I: IntoIterator<Item = S>, S: AsRef<str>>(entries: I) -> Result<Self, Error> {
+        let mut list = DomainList::default();
+        for e in entries {
+            let e = normalise(e.as_ref());
+            if e.is_empty() {
+                continue;
+            }
+            if list.entries.len() >= MAX_DOMAIN_ENTRIES {
+                return Err(Error::malformed(
+                    "domain list",
+                    format!("more than {MAX_DOMAIN_ENTRIES} entries"),
+                ));
+            }
+            if !dns_name(e.strip_prefix('.').unwrap_or(&e)) {
+                let shown: String = e.chars().take(64).collect();
+                return Err(Error::malformed(
+                    "domain list",
+                    format!(
+                        "{shown:?} is not a DNS name (labels of letters, digits and hyphens, \
+                         at most {MAX_DOMAIN_LEN} bytes), with an optional leading '.'"
+                    ),
+                ));
+            }
+            list.push(e);
+        }
+        Ok(list)
+    }
+
+    fn push(&mut self, e: String) {
+        match e.strip_prefix('.') {
+            Some(domain) => self.below.insert(domain.to_owned()),
+            None => self.exact.insert(e.clone()),
+        };
+        self.entries.push(e);
     }
 
     /// Whether the list is empty.
@@ -72,15 +160,24 @@ impl DomainList {
         self.entries.is_empty()
     }
 
-    /// Whether `host` (lower-case) is listed.
+    /// Number of entries.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether `host` (lower-case) is listed: the host itself, or one of its parent domains
+    /// below a label (`a.b.example.org` looks up `b.example.org`, `example.org` and `org`).
     #[must_use]
     pub fn matches(&self, host: &str) -> bool {
-        self.entries.iter().any(|e| match e.strip_prefix('.') {
-            Some(domain) => host
-                .strip_suffix(domain)
-                .is_some_and(|head| head.ends_with('.') && head.len() > 1),
-            None => host == e,
-        })
+        if self.exact.contains(host) {
+            return true;
+        }
+        if self.below.is_empty() {
+            return false;
+        }
+        host.match_indices('.')
+            .any(|(i, _)| i > 0 && self.below.contains(&host[i + 1..]))
     }
 }
 

@@ -219,8 +219,14 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Largest metadata upload (256 KiB: one entity).
+/// Largest metadata upload (256 KiB: one entity): the most
+/// [`Registrations::with_max_upload`] admits.
 pub const MAX_UPLOAD: usize = 256 << 10;
+/// Largest self-registration upload by default ([`Registrations::max_upload`]; 64 KiB: real
+/// SP and IdP metadata is 3 to 30 KiB). Review K2: the registry is bounded in entities, not in
+/// bytes, and each self-registered entity may have been [`MAX_UPLOAD`], held twice in memory
+/// (its model and its signed document) by every instance.
+pub const DEFAULT_MAX_UPLOAD: usize = 64 << 10;
 /// Most challenges pending at once (a pending proof holds a few hundred bytes).
 pub const MAX_PENDING: usize = 10_000;
 /// Most challenges pending at once for one requester.
@@ -276,11 +282,23 @@ struct PendingProof {
 }
 
 /// Pending registrations, updates and deletions, each waiting for its proof of ownership.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Registrations {
     /// By the SHA-256 of the requester's secret.
     pending: HashMap<[u8; 32], PendingProof>,
     events: VecDeque<RegistrationEvent>,
+    /// [`Registrations::max_upload`].
+    max_upload: usize,
+}
+
+impl Default for Registrations {
+    fn default() -> Self {
+        Registrations {
+            pending: HashMap::new(),
+            events: VecDeque::new(),
+            max_upload: DEFAULT_MAX_UPLOAD,
+        }
+    }
 }
 
 fn sha256(b: &[u8]) -> [u8; 32] {
@@ -292,6 +310,21 @@ impl Registrations {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same, refusing uploads larger than `bytes` ([`Registrations::begin`]), at most
+    /// [`MAX_UPLOAD`] (a larger value means [`MAX_UPLOAD`]; review K2).
+    #[must_use]
+    pub fn with_max_upload(mut self, bytes: usize) -> Self {
+        self.max_upload = bytes.min(MAX_UPLOAD);
+        self
+    }
+
+    /// Largest upload [`Registrations::begin`] accepts, in bytes (default
+    /// [`DEFAULT_MAX_UPLOAD`]).
+    #[must_use]
+    pub fn max_upload(&self) -> usize {
+        self.max_upload
     }
 
     /// The next audit event.
@@ -319,7 +352,8 @@ impl Registrations {
         e
     }
 
-    /// An upload of `xml` (one EntityDescriptor, unsigned or signed: the proof of ownership is
+    /// An upload of `xml` (one EntityDescriptor of at most [`Registrations::max_upload`] bytes,
+    /// unsigned or signed: the proof of ownership is
     /// what authenticates it) to register or update, with the provider's `policy` (for a
     /// registration; an update keeps the policy in force when it completes), asked by
     /// `requester` (the service's name for the client, e.g. its address). Returns the challenge
@@ -336,8 +370,15 @@ impl Registrations {
         now: SystemTime,
         rng: &mut dyn FnMut(&mut [u8]),
     ) -> Result<OwnershipChallenge, Error> {
-        if xml.len() > MAX_UPLOAD {
-            let e = Error::malformed("registration", "metadata larger than 256 KiB");
+        if xml.len() > self.max_upload {
+            let e = Error::malformed(
+                "registration",
+                format!(
+                    "metadata of {} bytes is larger than the self-registration limit of {} bytes",
+                    xml.len(),
+                    self.max_upload
+                ),
+            );
             return Err(self.refused("", e));
         }
         let entity = match saml_metadata::load::parse_unverified(xml) {
@@ -361,12 +402,18 @@ impl Registrations {
             (Operation::Register, false) => {
                 // Room in the registry and in the entityID's domain, asked before the
                 // challenge is issued (and again at completion).
-                if let Err(e) = registry.admits_self_registered(&id, false) {
+                if let Err(e) = registry.admits_self_registered(&id, false, xml.len()) {
                     return Err(self.refused(&id, e));
                 }
             }
             (Operation::Update, false) => {
                 return Err(self.refused(&id, Refusal::UnknownEntity.into()));
+            }
+            (Operation::Update, true) => {
+                // Room for its new size among the self-registered bytes (review K2).
+                if let Err(e) = registry.admits_self_registered(&id, true, xml.len()) {
+                    return Err(self.refused(&id, e));
+                }
             }
             (Operation::Delete, _) => {
                 return Err(Error::malformed(
@@ -374,7 +421,6 @@ impl Registrations {
                     "a deletion carries no metadata: use begin_delete",
                 ));
             }
-            _ => {}
         }
         let digest = sha256(xml);
         self.issue(id, operation, Some(digest), policy, requester, now, rng)
@@ -574,10 +620,14 @@ impl Registrations {
                         _ => p.policy,
                     };
                     let replace = op == Operation::Update;
-                    if let Err(e) = registry.admits_self_registered(entity_id, replace) {
+                    if let Err(e) = registry.admits_self_registered(entity_id, replace, xml.len()) {
                         break 'op Err(e);
                     }
-                    registry.insert(*entity, policy, now, replace).map(|_| ())
+                    let done = registry.insert(*entity, policy, now, replace).map(|_| ());
+                    if done.is_ok() {
+                        registry.set_self_registered(entity_id, Some(xml.len()));
+                    }
+                    done
                 }
                 Ok(_) => Err(Error::malformed(
                     "registration",

@@ -28,6 +28,12 @@ pub const MAX_ENTITIES: usize = 100_000;
 /// registry ([`MAX_ENTITIES`]) and lock every other organisation out of registering.
 pub const MAX_PER_DOMAIN: usize = 100;
 
+/// Most bytes of metadata all self-registered entities together may hold by default
+/// ([`Registry::max_self_registered_bytes`]; 512 MiB). Review K2: the registry was bounded in
+/// entities, not in bytes, and a private suffix of the Public Suffix List (`github.io`) gives
+/// every user a registrable domain of its own, so the per-domain bound did not stop one actor.
+pub const MAX_SELF_REGISTERED_BYTES: usize = 512 << 20;
+
 /// `cacheDuration` the broker gives each published document by default
 /// ([`Registry::cache_duration`]): 10 minutes, `PT10M`.
 pub const CACHE_DURATION: Duration = Duration::from_secs(600);
@@ -571,9 +577,19 @@ pub struct Registry {
     /// may add to (default [`MAX_PER_DOMAIN`]; [`Registry::admits_self_registered`]). Entities
     /// the operator imports count, but are not refused by it.
     pub max_per_domain: usize,
+    /// Most bytes of metadata the entities counted as self-registered may hold together
+    /// (default [`MAX_SELF_REGISTERED_BYTES`]; [`Registry::admits_self_registered`],
+    /// [`Registry::set_self_registered`]). Entities the operator imports do not count.
+    pub max_self_registered_bytes: usize,
     entities: HashMap<String, Registered>,
+    /// The bytes counted for each self-registered entity ([`Registry::set_self_registered`]).
+    self_registered: HashMap<String, usize>,
+    /// Their sum.
+    self_registered_bytes: usize,
     per_domain: HashMap<String, usize>,
     revision: u64,
+    /// [`Registry::entities_revision`].
+    entities_revision: u64,
     by_sha1: HashMap<String, String>,
     /// Entities whose re-signing failed, with when [`Registry::refresh_documents`] tries
     /// again (not before: the soonest to expire come first, so a document that cannot be
@@ -594,9 +610,13 @@ impl Registry {
             loopback_http: false,
             max_entities: MAX_ENTITIES,
             max_per_domain: MAX_PER_DOMAIN,
+            max_self_registered_bytes: MAX_SELF_REGISTERED_BYTES,
             entities: HashMap::new(),
+            self_registered: HashMap::new(),
+            self_registered_bytes: 0,
             per_domain: HashMap::new(),
             revision: 0,
+            entities_revision: 0,
             by_sha1: HashMap::new(),
             resign_after: HashMap::new(),
             last_resign_error: None,
@@ -635,6 +655,17 @@ impl Registry {
         self.revision
     }
 
+    /// A counter that changes whenever an entity is registered, replaced or removed, and not
+    /// when only a policy changes ([`Registry::set_policy`]): what is derived from the
+    /// entities' metadata alone (a discovery page's list of IdPs) is current while the
+    /// revision it was derived at is. Review K3: the discovery list followed
+    /// [`Registry::revision`], so every policy change (one an entity's own token may make)
+    /// rebuilt it over every registered IdP.
+    #[must_use]
+    pub fn entities_revision(&self) -> u64 {
+        self.entities_revision
+    }
+
     /// Every registered entityID (unordered).
     pub fn entity_ids(&self) -> impl Iterator<Item = &str> {
         self.entities.keys().map(String::as_str)
@@ -659,6 +690,7 @@ impl Registry {
         self.by_sha1.insert(sha1_hex(&id), id.clone());
         self.resign_after.remove(&id);
         self.revision += 1;
+        self.entities_revision += 1;
         if !self.entities.contains_key(&id)
             && let Some(d) = registrable_domain(&id)
         {
@@ -806,11 +838,25 @@ impl Registry {
         Ok(())
     }
 
-    /// [`Registry::admits`] for an entity registering itself (proof of ownership only): a new
-    /// one is also refused ([`Refusal::DomainFull`]) when its registrable domain already holds
+    /// [`Registry::admits`] for an entity registering itself (proof of ownership only), or
+    /// its owner updating it, with metadata of `bytes`: refused ([`Refusal::Capacity`]) when
+    /// the self-registered entities would hold more than
+    /// [`Registry::max_self_registered_bytes`] together (this entity counted with `bytes`
+    /// instead of what it holds now; review K2); a new one is also refused
+    /// ([`Refusal::DomainFull`]) when its registrable domain already holds
     /// [`Registry::max_per_domain`] entities.
-    pub fn admits_self_registered(&self, entity_id: &str, replace: bool) -> Result<(), Error> {
+    pub fn admits_self_registered(
+        &self,
+        entity_id: &str,
+        replace: bool,
+        bytes: usize,
+    ) -> Result<(), Error> {
         self.admits(entity_id, replace)?;
+        let now = self.self_registered.get(entity_id).copied().unwrap_or(0);
+        let after = (self.self_registered_bytes - now).saturating_add(bytes);
+        if after > self.max_self_registered_bytes {
+            return Err(Refusal::Capacity.into());
+        }
         if self.entities.contains_key(entity_id) {
             return Ok(());
         }
@@ -825,13 +871,39 @@ impl Registry {
         Ok(())
     }
 
+    /// Counts the registered `entity_id` as self-registered with metadata of `bytes` (`Some`),
+    /// or as the operator's (`None`: not counted) against
+    /// [`Registry::max_self_registered_bytes`]. [`Registry::insert`] leaves the count as it
+    /// was; whoever inserts says what the entity is (a completed self-registration does,
+    /// [`crate::registration::Registrations::complete`]). Nothing for an unregistered one.
+    pub fn set_self_registered(&mut self, entity_id: &str, bytes: Option<usize>) {
+        if !self.entities.contains_key(entity_id) {
+            return;
+        }
+        if let Some(was) = self.self_registered.remove(entity_id) {
+            self.self_registered_bytes -= was;
+        }
+        if let Some(n) = bytes {
+            self.self_registered.insert(entity_id.to_owned(), n);
+            self.self_registered_bytes += n;
+        }
+    }
+
+    /// Bytes of metadata the self-registered entities hold together
+    /// ([`Registry::set_self_registered`]).
+    #[must_use]
+    pub fn self_registered_bytes(&self) -> usize {
+        self.self_registered_bytes
+    }
+
     /// How many registered entities' entityIDs are under the registrable `domain`.
     #[must_use]
     pub fn per_domain(&self, domain: &str) -> usize {
         self.per_domain.get(domain).copied().unwrap_or(0)
     }
 
-    /// Changes the policy of a registered entity (the document stays).
+    /// Changes the policy of a registered entity (the document stays): [`Registry::revision`]
+    /// moves, [`Registry::entities_revision`] does not.
     pub fn set_policy(&mut self, entity_id: &str, policy: EntityPolicy) -> Result<(), Error> {
         match self.entities.get_mut(entity_id) {
             Some(r) => {
@@ -848,7 +920,11 @@ impl Registry {
         self.by_sha1.remove(&sha1_hex(entity_id));
         self.resign_after.remove(entity_id);
         let removed = self.entities.remove(entity_id).is_some();
+        if let Some(was) = self.self_registered.remove(entity_id) {
+            self.self_registered_bytes -= was;
+        }
         self.revision += u64::from(removed);
+        self.entities_revision += u64::from(removed);
         if removed
             && let Some(d) = registrable_domain(entity_id)
             && let Some(n) = self.per_domain.get_mut(&d)

@@ -429,6 +429,49 @@ fn status_reports_are_signed_by_the_reporter_and_accepted_once() {
 
 // ---- policy ----
 
+/// Review K3: a policy's peer lists had no bound (one `PUT /admin/policy` of 256 KiB held
+/// about 43,000 entries, each scanned per login step); one from outside is now refused beyond
+/// 256 entries or with an entry that is not a DNS name, also when deserialized.
+#[test]
+fn domain_lists_from_outside_are_bounded_and_dns_names() {
+    let many: Vec<String> = (0..300).map(|i| format!("h{i}.example.org")).collect();
+    let err = DomainList::try_new(&many).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Malformed);
+    assert!(err.to_string().contains("more than 256 entries"), "{err}");
+    let full = DomainList::try_new(&many[..256]).unwrap();
+    assert_eq!(full.len(), 256);
+    assert!(full.matches("h255.example.org"));
+    assert!(!full.matches("h256.example.org"));
+    for bad in [
+        "*.example.org",
+        "exa mple.org",
+        "a..b",
+        "-a.example.org",
+        "under_score.example",
+        &format!("{}.org", "a".repeat(64)),
+        &format!("{}org", "a.".repeat(130)),
+    ] {
+        assert!(DomainList::try_new([bad]).is_err(), "{bad}");
+    }
+    let ok = DomainList::try_new(["IdP.Example.org.", " .example.edu", "", "192.0.2.1"]).unwrap();
+    assert_eq!(
+        ok,
+        DomainList::new(["idp.example.org", ".example.edu", "192.0.2.1"])
+    );
+    #[cfg(feature = "serde")]
+    {
+        use dame_protocol::registry::EntityPolicy;
+        let body = serde_json::json!({ "peers": { "allow": many, "deny": [] } });
+        let err = serde_json::from_value::<EntityPolicy>(body).unwrap_err();
+        assert!(err.to_string().contains("more than 256 entries"), "{err}");
+        let body = serde_json::json!({ "peers": { "allow": &many[..256], "deny": [] } });
+        let policy: EntityPolicy = serde_json::from_value(body).unwrap();
+        let back: EntityPolicy =
+            serde_json::from_str(&serde_json::to_string(&policy).unwrap()).unwrap();
+        assert_eq!(back, policy);
+    }
+}
+
 #[test]
 fn domain_lists_match_hosts_and_subdomains_only() {
     assert_eq!(
@@ -443,6 +486,9 @@ fn domain_lists_match_hosts_and_subdomains_only() {
     assert!(l.matches("sso.example.edu"));
     assert!(!l.matches("example.edu"));
     assert!(!l.matches("badexample.edu"));
+    assert!(l.matches("a.b.sso.example.edu"));
+    assert!(!l.matches(".example.edu"));
+    assert!(!l.matches("edu"));
     let p = PeerPolicy {
         allow: DomainList::new([".example.edu"]),
         deny: DomainList::new(["evil.example.edu"]),

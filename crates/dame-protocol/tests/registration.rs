@@ -154,6 +154,55 @@ mod store {
         )
     }
 
+    /// Review K2: a self-registration could upload 256 KiB of metadata (real SP and IdP
+    /// metadata is 3 to 30 KiB), held twice in memory by every instance, for up to 100,000
+    /// entities. The default limit is 64 KiB, configurable up to the 256 KiB the operator's
+    /// imports keep; beyond it the upload is refused, naming the limit.
+    #[test]
+    fn a_self_registration_upload_beyond_the_limit_is_refused() {
+        let reg = Registry::new(TestKey::rsa("broker").signing());
+        let mut xml = good();
+        let pad = (100 << 10) - xml.len();
+        xml.extend(std::iter::repeat_n(b' ', pad));
+        assert_eq!(xml.len(), 100 << 10);
+        let mut store = Registrations::new();
+        assert_eq!(store.max_upload(), 64 << 10);
+        let err = store
+            .begin(
+                Operation::Register,
+                &xml,
+                EntityPolicy::default(),
+                &reg,
+                "198.51.100.1",
+                now(),
+                &mut rng(),
+            )
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("larger than the self-registration limit of 65536 bytes"),
+            "{err}"
+        );
+        // Configured higher, the same upload goes on to its proof.
+        let mut store = Registrations::new().with_max_upload(128 << 10);
+        let c = store
+            .begin(
+                Operation::Register,
+                &xml,
+                EntityPolicy::default(),
+                &reg,
+                "198.51.100.1",
+                now(),
+                &mut rng(),
+            )
+            .unwrap();
+        assert!(!c.secret.is_empty());
+        assert_eq!(
+            Registrations::new().with_max_upload(1 << 20).max_upload(),
+            256 << 10
+        );
+    }
+
     #[test]
     fn register_update_delete_each_need_the_proof() {
         let md = good();
@@ -705,6 +754,56 @@ mod store {
         // A deletion makes room in the domain.
         assert!(reg.remove("https://b.attacker.example/idp"));
         assert_eq!(register(&mut store, &mut reg, "d.attacker.example"), None);
+    }
+
+    /// Review K2: the registry was bounded in entities, not in bytes, and a private suffix
+    /// (`github.io`) gives every user a registrable domain of its own. The self-registered
+    /// entities' metadata is now bounded in bytes together: a registration, or an owner's
+    /// update, beyond `max_self_registered_bytes` is refused (`Capacity`), at the beginning
+    /// and at completion; a deletion makes room, and the operator's imports do not count.
+    #[test]
+    fn self_registered_bytes_are_bounded() {
+        let size = idp_at("h1.uni.example").len();
+        let mut reg = Registry::new(TestKey::rsa("broker").signing());
+        reg.max_self_registered_bytes = 4 * size + size / 2;
+        let mut store = Registrations::new();
+        for host in [
+            "h1.uni.example",
+            "h2.uni.example",
+            "h3.uni.example",
+            "h4.uni.example",
+        ] {
+            assert_eq!(register(&mut store, &mut reg, host), None, "{host}");
+        }
+        assert_eq!(reg.self_registered_bytes(), 4 * size);
+        assert_eq!(
+            register(&mut store, &mut reg, "h5.uni.example"),
+            Some(Refusal::Capacity)
+        );
+        // An owner's update to twice the size does not fit either.
+        let mut bigger = idp_at("h2.uni.example");
+        bigger.resize(2 * size, b' ');
+        let update = store.begin(
+            Operation::Update,
+            &bigger,
+            EntityPolicy::default(),
+            &reg,
+            "h2",
+            now(),
+            &mut random,
+        );
+        assert_eq!(update.unwrap_err().refusal(), Some(Refusal::Capacity));
+        // The operator's import does not count; a deletion makes room.
+        let entity = match saml_metadata::load::parse_unverified(&idp_at("op.uni.example")) {
+            Ok(saml_metadata::model::Metadata::Entity(e)) => *e,
+            _ => unreachable!(),
+        };
+        reg.insert(entity, EntityPolicy::default(), now(), false)
+            .unwrap();
+        assert_eq!(reg.self_registered_bytes(), 4 * size);
+        assert!(reg.remove("https://h1.uni.example/idp"));
+        assert_eq!(reg.self_registered_bytes(), 3 * size);
+        assert_eq!(register(&mut store, &mut reg, "h5.uni.example"), None);
     }
 
     /// An operator's import is the operator's word: it keeps every claim.

@@ -608,7 +608,8 @@ fn pending_proofs_hold_no_uploads_and_are_bounded_per_requester() {
         "{}",
         big.len()
     );
-    let mut store = Registrations::new();
+    // At the largest limit a broker may configure (review K2 lowered the default to 64 KiB).
+    let mut store = Registrations::new().with_max_upload(MAX_UPLOAD);
     let n = 160;
     let before = rss_kib();
     for i in 0..n {

@@ -529,6 +529,12 @@ pub struct BrokerConfig {
     /// count, and are not refused by it.
     #[serde(default = "default_max_entities_per_domain")]
     pub max_entities_per_domain: u32,
+    /// Most bytes of metadata the entities not imported by the operator (self-registered, or
+    /// updated by their owner) may hold together (default 536870912, 512 MiB): a registration
+    /// or an owner's update beyond it is refused with 503. Operator imports do not count.
+    /// Review K2: the registry was bounded in entities, not in bytes.
+    #[serde(default = "default_max_self_registered_bytes")]
+    pub max_self_registered_bytes: u64,
     /// How long each document the MDQ service publishes is valid (its `validUntil`), in
     /// hours (default 168, 7 days; 2 to 8760). The broker re-signs a document once half of it
     /// has passed and the agents fetch it again then, so relying parties drop an entity
@@ -607,6 +613,10 @@ fn default_max_entities_per_domain() -> u32 {
     dame_protocol::registry::MAX_PER_DOMAIN as u32
 }
 
+fn default_max_self_registered_bytes() -> u64 {
+    dame_protocol::registry::MAX_SELF_REGISTERED_BYTES as u64
+}
+
 fn default_document_validity_hours() -> u32 {
     168
 }
@@ -654,6 +664,16 @@ pub struct RegistrationConfig {
     /// `hosts = { "sp.example.org" = "192.0.2.7" }`. Checked like resolved ones.
     #[serde(default)]
     pub hosts: std::collections::BTreeMap<String, std::net::IpAddr>,
+    /// Largest metadata a self-registration or an owner's update may upload, in bytes
+    /// (default 65536, 64 KiB; 1024 to 262144): beyond it `/register` answers 400 naming the
+    /// limit. The operator's imports (`POST /admin/entities`) keep the 256 KiB body limit.
+    /// Review K2: the registry is bounded in entities, not in bytes.
+    #[serde(default = "default_max_upload_bytes")]
+    pub max_upload_bytes: u32,
+}
+
+fn default_max_upload_bytes() -> u32 {
+    dame_protocol::registration::DEFAULT_MAX_UPLOAD as u32
 }
 
 fn yes() -> bool {
@@ -668,6 +688,7 @@ impl Default for RegistrationConfig {
             port: default_registration_port(),
             ca: None,
             hosts: std::collections::BTreeMap::new(),
+            max_upload_bytes: default_max_upload_bytes(),
         }
     }
 }
@@ -757,6 +778,19 @@ impl BrokerConfig {
         }
         if self.max_entities_per_domain == 0 {
             return Err(Error::config("max_entities_per_domain", "must be positive"));
+        }
+        if self.max_self_registered_bytes == 0 {
+            return Err(Error::config(
+                "max_self_registered_bytes",
+                "must be positive",
+            ));
+        }
+        let most = dame_protocol::registration::MAX_UPLOAD as u32;
+        if !(1024..=most).contains(&self.registration.max_upload_bytes) {
+            return Err(Error::config(
+                "registration.max_upload_bytes",
+                format!("1024 to {most} (the request body limit)"),
+            ));
         }
         if !(2..=8760).contains(&self.document_validity_hours) {
             return Err(Error::config(

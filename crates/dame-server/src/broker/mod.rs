@@ -31,8 +31,9 @@
 //! request): such flows are capped per client address (IPv4, or IPv6 /64) and in all, below
 //! `max_flows`, and a full share gives way from the address holding the most
 //! ([`Store::admit_pending`]), so a few addresses cannot crowd out other users' logins.
-//! Bodies are limited to 256 KiB; the listener's `[http]` limits
-//! ([`crate::config::HttpLimits`]) bound the time to send a request's header and to send and
+//! Bodies are limited to 256 KiB, a registrant's metadata (`/register`, an owner's update) to
+//! `[registration] max_upload_bytes` (64 KiB by default; review K2); the listener's `[http]`
+//! limits ([`crate::config::HttpLimits`]) bound the time to send a request's header and to send and
 //! answer a whole request (30 s by default, the body included), and the connections open at
 //! once, in all and per client address.
 
@@ -128,6 +129,29 @@ struct Listing {
     shared_name: bool,
 }
 
+/// Most `mdui:Keywords` words of one IdP a discovery search looks in (the first ones, over
+/// all languages). Review K2: every search scanned all of them, and a registrant's IdP could
+/// carry about 250 KiB of keywords.
+const MAX_HAY_KEYWORDS: usize = 64;
+
+/// Most bytes of one keyword a discovery search looks in (its beginning).
+const MAX_KEYWORD_BYTES: usize = 64;
+
+/// `word` lower-cased, cut to at most [`MAX_KEYWORD_BYTES`] bytes at a character boundary.
+fn keyword(word: &str) -> String {
+    let mut end = word.len().min(MAX_KEYWORD_BYTES * 4);
+    while !word.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut w = word[..end].to_lowercase();
+    let mut end = w.len().min(MAX_KEYWORD_BYTES);
+    while !w.is_char_boundary(end) {
+        end -= 1;
+    }
+    w.truncate(end);
+    w
+}
+
 impl Listing {
     /// The listings of `idps`, sorted by name (then entityID).
     fn all(idps: &[Arc<EntityDescriptor>]) -> Vec<Listing> {
@@ -148,7 +172,9 @@ impl Listing {
                     hay.extend(
                         u.keywords
                             .iter()
-                            .flat_map(|k| k.value.iter().map(|w| w.to_lowercase())),
+                            .flat_map(|k| k.value.iter())
+                            .take(MAX_HAY_KEYWORDS)
+                            .map(|w| keyword(w)),
                     );
                 }
                 if let Some(o) = org {
@@ -206,7 +232,7 @@ pub struct BrokerService<S: Store> {
     /// The broker's signing key, for what is signed outside the core's lock (rules answers).
     key: saml_core::dsig::SigningKey,
     metrics: Metrics,
-    /// The discovery page's IdPs at a registry revision ([`BrokerService::directory`]).
+    /// The discovery page's IdPs at a registry entities revision ([`BrokerService::directory`]).
     directory: Mutex<Option<(u64, Arc<Vec<Listing>>)>>,
     /// Triggers in flight per addressed entity ([`TRIGGERS_PER_AGENT`] each).
     pacing: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
@@ -355,8 +381,12 @@ fn load_entities(
             ]);
             continue;
         }
+        // What the operator did not import counts against max_self_registered_bytes (review
+        // K2); loaded whatever the sum: the store is the record.
+        let owned = (e.origin != Some(Origin::Operator)).then_some(e.xml.len());
         match core.registry.insert(entity, policy, now, true) {
             Ok(_) => {
+                core.registry.set_self_registered(&e.entity_id, owned);
                 seen.insert(e.entity_id, digest);
             }
             Err(err) => failed.push((e.entity_id, err.to_string())),
@@ -416,6 +446,8 @@ impl<S: Store> BrokerService<S> {
         core.registry.loopback_http = cfg.allow_loopback_http;
         core.registry.max_entities = cfg.max_entities as usize;
         core.registry.max_per_domain = cfg.max_entities_per_domain as usize;
+        core.registry.max_self_registered_bytes =
+            usize::try_from(cfg.max_self_registered_bytes).unwrap_or(usize::MAX);
         core.registry.validity = Duration::from_secs(u64::from(cfg.document_validity_hours) * 3600);
         core.registry.cache_duration =
             Duration::from_secs(u64::from(cfg.document_cache_duration_s));
@@ -449,7 +481,10 @@ impl<S: Store> BrokerService<S> {
             flow_gauge: tokio::sync::Mutex::new(None),
             retrying: Mutex::new(HashMap::new()),
             resign_logged: Mutex::new(None),
-            registrations: Mutex::new(dame_protocol::registration::Registrations::new()),
+            registrations: Mutex::new(
+                dame_protocol::registration::Registrations::new()
+                    .with_max_upload(cfg.registration.max_upload_bytes as usize),
+            ),
             store,
             http,
             cfg,
@@ -1184,11 +1219,13 @@ impl<S: Store> BrokerService<S> {
     /// revision. Every discovery and search request (unauthenticated) used to walk the whole
     /// registry under the core's lock, which every login step needs; now a request holds the
     /// lock to read the revision, and the walk (only cloning each IdP's reference) happens once
-    /// per change of the registry.
+    /// per change of the registry's entities. The list depends on the IdPs' metadata only, not
+    /// on any policy: it follows [`dame_protocol::registry::Registry::entities_revision`], which
+    /// a policy change does not move (review K3: each `PUT /admin/policy` rebuilt it).
     fn directory(&self) -> Arc<Vec<Listing>> {
         let (revision, idps) = {
             let core = self.core();
-            let revision = core.registry.revision();
+            let revision = core.registry.entities_revision();
             if let Some((r, list)) = &*self.directory.lock().unwrap_or_else(|p| p.into_inner())
                 && *r == revision
             {
@@ -1908,6 +1945,18 @@ async fn admin_entity<S: Store>(
         {
             return r;
         }
+        // An owner's update is a self-registration's upload: the same limit (review K2); the
+        // operator's import keeps the body limit.
+        let most = svc.cfg.registration.max_upload_bytes as usize;
+        if !operator && body.len() > most {
+            return page(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "metadata of {} bytes is larger than the self-registration limit of {most} bytes",
+                    body.len()
+                ),
+            );
+        }
         let entity = match saml_metadata::load::parse_unverified(&body) {
             Ok(Metadata::Entity(e)) => *e,
             Ok(_) => return page(StatusCode::BAD_REQUEST, "one EntityDescriptor expected"),
@@ -1985,7 +2034,15 @@ async fn admin_entity<S: Store>(
                         dame_protocol::registry::validate_self_registered(&entity)
                     }
                 })
-                .and_then(|()| core.registry.admits(&id, true))
+                .and_then(|()| {
+                    // An owner's update: room for its new size among the self-registered
+                    // entities' bytes (review K2).
+                    if operator {
+                        core.registry.admits(&id, true)
+                    } else {
+                        core.registry.admits_self_registered(&id, true, body.len())
+                    }
+                })
         };
         if let Err(e) = checked {
             return error_response(&e);
@@ -2007,7 +2064,11 @@ async fn admin_entity<S: Store>(
         }
         let r = svc
             .step(FlowSelect::None, |core, now| {
-                core.update_entity(entity, policy, now, &mut openssl_random)
+                let n = core.update_entity(entity, policy, now, &mut openssl_random)?;
+                // The operator's import is not counted; an owner's update is, at its size.
+                core.registry
+                    .set_self_registered(&id, (!operator).then_some(body.len()));
+                Ok(n)
             })
             .await;
         if let Ok(Err(_)) = &r {
@@ -2340,6 +2401,262 @@ mod tests {
             )
             .unwrap();
         assert!(!svc.choice_page(SP, None).contains("sp.example.org/acs"));
+        let built = builds();
+        // Review K3: the list does not depend on any policy, and a policy change (one an
+        // entity's own token may make) rebuilt it over every IdP; it no longer does.
+        let (status, body) = put_policy(
+            &svc,
+            "https://idp.b.example/idp",
+            r#"{"peers": {"allow": [], "deny": [".evil.example"]}}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(svc.choice_page(SP, None).contains("Beta"));
+        assert_eq!(builds(), built, "a policy change does not rebuild the list");
+    }
+
+    /// `PUT /admin/policy?entityID=<id>` with the operator's token and `body`, through its
+    /// handler: the status and the page.
+    async fn put_policy(
+        svc: &Arc<BrokerService<SqliteStore>>,
+        id: &str,
+        body: &str,
+    ) -> (StatusCode, String) {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer 0123456789abcdef0123456789abcdef-operator"),
+        );
+        let r = registration::policy(
+            State(svc.clone()),
+            ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 1))),
+            headers,
+            RawQuery(Some(format!(
+                "entityID={}",
+                saml_core::bindings::url_encode(id)
+            ))),
+            Bytes::from(body.to_owned()),
+        )
+        .await;
+        let status = r.status();
+        let page = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&page).into_owned())
+    }
+
+    /// Review K3: a policy's peer lists had no bound, so one `PUT /admin/policy` of 256 KiB
+    /// (an entity's own token suffices) held about 43,000 entries, scanned per login step and,
+    /// on the change, per established peer under the core's lock. Beyond 256 entries, or with
+    /// an entry that is not a DNS name, the PUT gets 400 naming the bound, and nothing changes.
+    #[tokio::test]
+    async fn a_policy_beyond_the_peer_list_bounds_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let svc = service(tmp.path()).await;
+        svc.core()
+            .registry
+            .insert(
+                sp("https://sp.example.org/acs"),
+                EntityPolicy::default(),
+                SystemTime::now(),
+                false,
+            )
+            .unwrap();
+        let many: Vec<String> = (0..300).map(|i| format!("\"h{i}.example.org\"")).collect();
+        let body = format!(
+            r#"{{"peers": {{"allow": [{}], "deny": []}}}}"#,
+            many.join(",")
+        );
+        let (status, page) = put_policy(&svc, SP, &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+        assert!(page.contains("more than 256 entries"), "{page}");
+        let (status, page) = put_policy(
+            &svc,
+            SP,
+            r#"{"peers": {"allow": ["*.example.org"], "deny": []}}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+        assert!(svc.core().registry.get(SP).unwrap().policy == EntityPolicy::default());
+        let body = format!(
+            r#"{{"peers": {{"allow": [{}], "deny": []}}}}"#,
+            many[..256].join(",")
+        );
+        let (status, page) = put_policy(&svc, SP, &body).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+    }
+
+    /// Review K2: a self-registration could upload 256 KiB of metadata, held twice in memory
+    /// by every instance for each of up to 100,000 entities. `/register` now refuses an upload
+    /// beyond `[registration] max_upload_bytes` (default 64 KiB) with 400 naming the limit;
+    /// the key is checked (1024 to 262144) and applied.
+    #[tokio::test]
+    async fn a_self_registration_upload_beyond_the_limit_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let svc = service(tmp.path()).await;
+        let mut xml = sp("https://sp.example.org/acs")
+            .to_xml()
+            .unwrap()
+            .into_bytes();
+        xml.resize(100 << 10, b' ');
+        let begin = |svc: Arc<BrokerService<SqliteStore>>, body: Vec<u8>| async move {
+            let r = registration::begin(
+                State(svc),
+                ConnectInfo(SocketAddr::from(([198, 51, 100, 1], 1))),
+                RawQuery(Some("operation=register".into())),
+                Bytes::from(body),
+            )
+            .await;
+            let status = r.status();
+            let page = axum::body::to_bytes(r.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            (status, String::from_utf8_lossy(&page).into_owned())
+        };
+        let (status, page) = begin(svc.clone(), xml.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+        assert!(
+            page.contains("larger than the self-registration limit of 65536 bytes"),
+            "{page}"
+        );
+        assert_eq!(svc.registrations().max_upload(), 64 << 10);
+        // An owner's update through /admin/entities with its token: the same limit; the
+        // operator's import of the same 100 KiB is not held to it.
+        let import = |svc: Arc<BrokerService<SqliteStore>>, token: &'static str, body: Vec<u8>| async move {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::AUTHORIZATION,
+                HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+            );
+            let r = admin_entity(
+                State(svc),
+                ConnectInfo(SocketAddr::from(([198, 51, 100, 1], 1))),
+                headers,
+                RawQuery(None),
+                Bytes::from(body),
+            )
+            .await;
+            let status = r.status();
+            let page = axum::body::to_bytes(r.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            (status, String::from_utf8_lossy(&page).into_owned())
+        };
+        let (status, page) = import(svc.clone(), "an-entity-token", xml.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+        assert!(
+            page.contains("self-registration limit of 65536 bytes"),
+            "{page}"
+        );
+        let (status, page) = import(
+            svc.clone(),
+            "0123456789abcdef0123456789abcdef-operator",
+            xml.clone(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let tmp = tempfile::tempdir().unwrap();
+        let svc = service_with(tmp.path(), "[registration]\nmax_upload_bytes = 131072\n").await;
+        assert_eq!(svc.registrations().max_upload(), 128 << 10);
+        let (_, page) = begin(svc.clone(), xml).await;
+        assert!(!page.contains("self-registration limit"), "{page}");
+        let mut cfg = svc.cfg.clone();
+        cfg.registration.max_upload_bytes = 300_000;
+        let err = cfg.check().unwrap_err().to_string();
+        assert!(err.contains("registration.max_upload_bytes"), "{err}");
+    }
+
+    /// Review K2: every discovery search scanned all of each IdP's `mdui:Keywords`, and a
+    /// registrant's IdP could carry about 250 KiB of them. The search looks in the first 64
+    /// words, each cut to 64 bytes.
+    #[test]
+    fn discovery_keywords_are_bounded() {
+        let mut e = idp("idp.k.example", "Kappa");
+        let mut words: Vec<String> = (0..100).map(|i| format!("word{i}")).collect();
+        words[1] = format!("{}é{}", "L".repeat(63), "x".repeat(200));
+        for role in &mut e.roles {
+            if let saml_metadata::model::Role::Idp(i) = role {
+                i.common.extensions.ui_info = Some(Box::new(saml_metadata::ext::UiInfo {
+                    keywords: vec![saml_metadata::model::Localized {
+                        lang: "en".into(),
+                        value: words.clone(),
+                    }],
+                    ..Default::default()
+                }));
+            }
+        }
+        let list = Listing::all(&[Arc::new(e)]);
+        let hay = &list[0].hay;
+        assert!(hay.iter().any(|h| h == "word0"));
+        assert!(hay.iter().any(|h| h == "word63"));
+        assert!(!hay.iter().any(|h| h.contains("word64")), "{hay:?}");
+        // The entityID, the name, the organization's name and 64 words of at most 64 bytes.
+        assert_eq!(hay.len(), 3 + 64, "{hay:?}");
+        assert!(hay.iter().all(|h| h.len() <= 64), "{hay:?}");
+        assert!(
+            hay.iter().any(|h| *h == "l".repeat(63)),
+            "cut at a character boundary"
+        );
+    }
+
+    /// Review K2: the registry was bounded in entities, not in bytes. `max_self_registered_bytes`
+    /// bounds the metadata of the entities the operator did not import: counted as loaded
+    /// from the store (by the row's origin), and an owner's update through `/admin/entities`
+    /// beyond it is refused with 503 and changes nothing.
+    #[tokio::test]
+    async fn self_registered_bytes_are_bounded_by_configuration() {
+        let tmp = tempfile::tempdir().unwrap();
+        let svc = service_with(tmp.path(), "max_self_registered_bytes = 20000\n").await;
+        assert_eq!(svc.core().registry.max_self_registered_bytes, 20_000);
+        let owned = idp("idp.a.example", "Alpha").to_xml().unwrap();
+        let imported = idp("idp.b.example", "Beta").to_xml().unwrap();
+        for (id, xml, origin) in [
+            ("https://idp.a.example/idp", &owned, Origin::Owner),
+            ("https://idp.b.example/idp", &imported, Origin::Operator),
+        ] {
+            svc.store
+                .put_entity(&StoredEntity {
+                    entity_id: id.into(),
+                    xml: xml.clone(),
+                    policy: serde_json::to_string(&EntityPolicy::default()).unwrap(),
+                    origin: Some(origin),
+                })
+                .await
+                .unwrap();
+        }
+        svc.refresh().await.unwrap();
+        assert_eq!(svc.core().registry.len(), 2);
+        assert_eq!(svc.core().registry.self_registered_bytes(), owned.len());
+        // The owner's update with its token, padded past the budget: refused, nothing changes.
+        let token = "an-entity-token-of-idp-a";
+        svc.store
+            .put_token(
+                &registration::token_hash(token),
+                "https://idp.a.example/idp",
+            )
+            .await
+            .unwrap();
+        let mut body = owned.clone().into_bytes();
+        body.resize(20_001, b' ');
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
+        let r = admin_entity(
+            State(svc.clone()),
+            ConnectInfo(SocketAddr::from(([198, 51, 100, 1], 1))),
+            headers,
+            RawQuery(None),
+            Bytes::from(body),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(svc.core().registry.self_registered_bytes(), owned.len());
+        let mut cfg = svc.cfg.clone();
+        cfg.max_self_registered_bytes = 0;
+        let err = cfg.check().unwrap_err().to_string();
+        assert!(err.contains("max_self_registered_bytes"), "{err}");
     }
 
     /// Broker review L5: a registrant could name its IdP like a known one (the GNTB threat "a

@@ -104,6 +104,17 @@ pub(super) async fn begin<S: Store>(
             Some("delete") => Operation::Delete,
             _ => return page(StatusCode::BAD_REQUEST, "operation=register|update|delete"),
         };
+        // Review K2: refused before it is parsed (the protocol refuses it too).
+        let most = svc.cfg.registration.max_upload_bytes as usize;
+        if body.len() > most {
+            return page(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "metadata of {} bytes is larger than the self-registration limit of {most} bytes",
+                    body.len()
+                ),
+            );
+        }
         let now = SystemTime::now();
         // Who asks, for the per-requester bound on pending proofs.
         let requester = crate::source_key(remote.ip());
