@@ -191,10 +191,15 @@ impl Keyring {
         now: SystemTime,
     ) -> Vec<Jid> {
         let at = newest_signature(&cert).map_or(now, |t| t.max(now));
-        let vouched: Vec<String> = xmpp_user_ids(&cert, policy, at)
-            .iter()
-            .map(|j| j.bare().to_owned())
-            .collect();
+        // A certificate over the bounds vouches for nothing (review of the twelfth round, F1).
+        let vouched: Vec<String> = if crate::policy::check_cert(&cert).is_ok() {
+            xmpp_user_ids(&cert, policy, at)
+                .iter()
+                .map(|j| j.bare().to_owned())
+                .collect()
+        } else {
+            Vec::new()
+        };
         let fpr = self.insert_merged(cert);
         self.bind_from_user_ids(&fpr, policy, now, Some(&vouched))
     }
@@ -215,7 +220,13 @@ impl Keyring {
             return Vec::new();
         };
         let at = newest_signature(cert).map_or(now, |t| t.max(now));
-        let mut jids = xmpp_user_ids(cert, policy, at);
+        // A certificate over the bounds binds nothing: its User IDs' self-signatures are not
+        // verified with its key (review of the twelfth round, F1).
+        let mut jids = if crate::policy::check_cert(cert).is_ok() {
+            xmpp_user_ids(cert, policy, at)
+        } else {
+            Vec::new()
+        };
         if let Some(keep) = within {
             jids.retain(|j| keep.iter().any(|k| k == j.bare()));
         }
@@ -442,6 +453,7 @@ impl Identity {
     /// an [`Error::Key`] that says so (review session 26, X8: it was accepted, then signing
     /// and decryption failed with unrelated errors).
     pub fn new(jid: Jid, cert: Cert) -> Result<Identity> {
+        crate::policy::check_cert(&cert)?;
         if !cert.is_tsk() {
             return Err(Error::Key(format!(
                 "certificate {} has no secret keys",

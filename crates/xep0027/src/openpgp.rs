@@ -183,7 +183,7 @@ struct VHelper<'a> {
 
 impl VerificationHelper for VHelper<'_> {
     fn get_certs(&mut self, _ids: &[KeyHandle]) -> openpgp::Result<Vec<Cert>> {
-        Ok(self.certs.to_vec())
+        usable_certs(self.certs)
     }
 
     fn check(&mut self, structure: MessageStructure<'_>) -> openpgp::Result<()> {
@@ -231,6 +231,28 @@ fn signer_valid_at(
         .next()
         .map(|_| ())
         .ok_or_else(|| "the signing key is expired, revoked or no longer bound for signing".into())
+}
+
+/// The certificates sequoia may use to check a signature: those within this crate's bounds
+/// ([`crate::policy::check_cert`]), checked before sequoia verifies any self-signature with
+/// their keys (review of the twelfth round, F1). When every one is refused, the first reason.
+fn usable_certs(certs: &[Cert]) -> openpgp::Result<Vec<Cert>> {
+    let mut first = None;
+    let usable: Vec<Cert> = certs
+        .iter()
+        .filter(|c| match crate::policy::check_cert(c) {
+            Ok(()) => true,
+            Err(e) => {
+                first.get_or_insert(e);
+                false
+            }
+        })
+        .cloned()
+        .collect();
+    match first {
+        Some(e) if usable.is_empty() => Err(openpgp::Error::InvalidArgument(e.to_string()).into()),
+        _ => Ok(usable),
+    }
 }
 
 fn record_layer(
@@ -541,6 +563,7 @@ impl Recipients {
         let mut keys = Vec::new();
         let mut valid_until: Option<SystemTime> = None;
         for cert in certs {
+            crate::policy::check_cert(cert)?;
             let before = keys.len();
             for ka in cert
                 .keys()
@@ -961,7 +984,7 @@ struct DHelper<'a> {
 
 impl VerificationHelper for DHelper<'_> {
     fn get_certs(&mut self, _ids: &[KeyHandle]) -> openpgp::Result<Vec<Cert>> {
-        Ok(self.certs.to_vec())
+        usable_certs(self.certs)
     }
 
     fn check(&mut self, structure: MessageStructure<'_>) -> openpgp::Result<()> {

@@ -38,6 +38,73 @@ pub struct OpenPgpPolicy {
     standard: StandardPolicy<'static>,
 }
 
+/// Most User IDs, and most subkeys, a certificate may have to be used.
+pub const MAX_CERT_COMPONENTS: usize = 64;
+
+/// Most self-signatures one component (the primary key, a User ID, a subkey) may carry.
+pub const MAX_SELF_SIGNATURES: usize = 32;
+
+/// Whether a public key's parameters are within this crate's bounds (see [`OpenPgpPolicy`]):
+/// an RSA public exponent odd, from 3 and of at most 32 bits (e = 1 would let anyone forge
+/// its signatures), a modulus or a DSA or ElGamal prime of at most [`MAX_KEY_BITS`], a DSA
+/// subgroup order of at most 256 bits.
+fn key_within_bounds(mpis: &sequoia_openpgp::crypto::mpi::PublicKey) -> bool {
+    use sequoia_openpgp::crypto::mpi::PublicKey as Mpis;
+    match mpis {
+        Mpis::RSA { e, n } => {
+            let odd = e.value().last().is_some_and(|b| b & 1 == 1);
+            e.bits() <= 32 && e.bits() >= 2 && odd && n.bits() <= MAX_KEY_BITS
+        }
+        Mpis::DSA { p, q, .. } => p.bits() <= MAX_KEY_BITS && q.bits() <= 256,
+        Mpis::ElGamal { p, .. } => p.bits() <= MAX_KEY_BITS,
+        _ => true,
+    }
+}
+
+/// Checks a certificate before sequoia is given it: every key within the size bounds, at most
+/// [`MAX_CERT_COMPONENTS`] User IDs and subkeys, at most [`MAX_SELF_SIGNATURES`] self-signatures
+/// on each. sequoia verifies a component's self-signatures with the key before it asks the
+/// policy about the key ([`OpenPgpPolicy`]), for every User ID, on every copy of the
+/// certificate: a pinned contact's certificate with a 3070-bit exponent and 500 User IDs cost
+/// seconds per stanza (review of the twelfth round, F1). Nothing is verified here.
+pub fn check_cert(cert: &sequoia_openpgp::Cert) -> crate::error::Result<()> {
+    let refused = |why: String| {
+        Err(crate::error::Error::Key(format!(
+            "certificate {} refused before use: {why}",
+            cert.fingerprint()
+        )))
+    };
+    if let Some(k) = cert
+        .keys()
+        .map(|ka| ka.key().mpis())
+        .find(|m| !key_within_bounds(m))
+    {
+        return refused(format!(
+            "a {:?} key over the size bounds (an odd RSA exponent from 3 and of at most 32 \
+             bits, a modulus or prime of at most {MAX_KEY_BITS} bits)",
+            k.algo()
+        ));
+    }
+    let (uids, subkeys) = (cert.userids().count(), cert.keys().subkeys().count());
+    if uids > MAX_CERT_COMPONENTS || subkeys > MAX_CERT_COMPONENTS {
+        return refused(format!(
+            "{uids} User IDs and {subkeys} subkeys (at most {MAX_CERT_COMPONENTS} of each)"
+        ));
+    }
+    let most = cert
+        .userids()
+        .map(|u| u.self_signatures().count())
+        .chain(cert.keys().map(|k| k.self_signatures().count()))
+        .max()
+        .unwrap_or(0);
+    if most > MAX_SELF_SIGNATURES {
+        return refused(format!(
+            "a component with {most} self-signatures (at most {MAX_SELF_SIGNATURES})"
+        ));
+    }
+    Ok(())
+}
+
 impl OpenPgpPolicy {
     /// The standard policy this one bounds.
     pub fn standard(&self) -> &StandardPolicy<'static> {
@@ -61,14 +128,7 @@ impl sequoia_openpgp::policy::Policy for OpenPgpPolicy {
             sequoia_openpgp::packet::key::PublicParts,
         >,
     ) -> sequoia_openpgp::Result<()> {
-        use sequoia_openpgp::crypto::mpi::PublicKey as Mpis;
-        let costly = match ka.key().mpis() {
-            Mpis::RSA { e, n } => e.bits() > 32 || n.bits() > MAX_KEY_BITS,
-            Mpis::DSA { p, q, .. } => p.bits() > MAX_KEY_BITS || q.bits() > 256,
-            Mpis::ElGamal { p, .. } => p.bits() > MAX_KEY_BITS,
-            _ => false,
-        };
-        if costly {
+        if !key_within_bounds(ka.key().mpis()) {
             return Err(sequoia_openpgp::Error::PolicyViolation(
                 format!(
                     "a {:?} key over this crate's size bounds (exponent at most 32 bits, \

@@ -30,6 +30,8 @@ fn rsa_cert(half: i32, e_bits: i32) -> Cert {
     let d = loop {
         let e = if e_bits == 17 {
             BigNum::from_u32(65537).unwrap()
+        } else if e_bits == 1 {
+            BigNum::from_u32(1).unwrap()
         } else {
             let mut e = BigNum::new().unwrap();
             e.rand(e_bits, openssl::bn::MsbOption::MAYBE_ZERO, true)
@@ -70,4 +72,48 @@ fn rsa_keys_with_huge_exponents_are_not_valid_under_the_policy() {
         assert!(e.to_string().contains("size bounds"), "{e}");
         assert!(usual.with_policy(policy.openpgp(), now).is_ok());
     }
+}
+
+/// Review of the twelfth round, F1: sequoia verifies a component's self-signatures with the
+/// key before it asks the policy about the key, on every copy of the certificate, for every
+/// User ID: the policy's bound came after the cost. Certificates are checked before sequoia is
+/// given them (verification, encryption, User ID binding, one's own identity): over the key
+/// bounds (an exponent of 3070 bits, or of 1), or with more than 64 User IDs, refused first.
+#[test]
+fn certificates_over_the_bounds_are_refused_before_sequoia_uses_them() {
+    use xep0027::openpgp::{self as pgp, SigMode};
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let policy = Policy::standard();
+    for cert in [rsa_cert(1536, 3070), rsa_cert(1024, 1)] {
+        let signer = cert
+            .primary_key()
+            .key()
+            .clone()
+            .parts_into_secret()
+            .unwrap()
+            .into_keypair()
+            .unwrap();
+        let sig = pgp::sign_detached(signer, b"data", SigMode::Binary, now).unwrap();
+        let e = pgp::verify_detached(&sig, b"data", std::slice::from_ref(&cert), &policy, now)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("refused before use"), "{e}");
+        let e = pgp::encrypt(b"x", &[&cert], None, &policy, now)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("refused before use"), "{e}");
+        assert!(xep0027::policy::check_cert(&cert).is_err());
+    }
+    // A usual key is taken.
+    assert!(xep0027::policy::check_cert(&rsa_cert(1536, 17)).is_ok());
+    // More than 64 User IDs.
+    let mut b = openpgp::cert::CertBuilder::new()
+        .set_creation_time(now - Duration::from_secs(60))
+        .set_cipher_suite(openpgp::cert::CipherSuite::Cv25519);
+    for i in 0..65 {
+        b = b.add_userid(format!("xmpp:u{i}@example.org"));
+    }
+    let (many, _) = b.generate().unwrap();
+    let e = xep0027::policy::check_cert(&many).unwrap_err().to_string();
+    assert!(e.contains("65 User IDs"), "{e}");
 }
