@@ -181,9 +181,70 @@ pub fn is_loopback_http(url: &str) -> bool {
 /// AttributeConsumingServices (real SPs ask for a few dozen at most).
 pub const MAX_REQUESTED_ATTRIBUTES: usize = 512;
 
-/// Most distinct certificates a self-registered role may carry in its `KeyDescriptor`s: a
-/// key, its successor during a rollover, and an encryption key or two (review K1).
+/// Most distinct signing certificates (`use="signing"` or no use: those tried on each
+/// signed message) a self-registered role may carry: a key, its successor during a rollover
+/// and a back-channel key (review K1).
 pub const MAX_SELF_REGISTERED_CERTIFICATES: usize = 4;
+
+/// Most distinct certificates of any use a self-registered role may carry (a Shibboleth IdP
+/// rolling its signing and encryption keys together lists five: review of the twelfth round,
+/// F7).
+pub const MAX_SELF_REGISTERED_CERTIFICATES_ALL: usize = 8;
+
+/// The keys of a self-registered role: certificates only (a `ds:KeyValue`, a
+/// `dsig11:DEREncodedKeyValue` or a `ds:RetrievalMethod` is a key the broker would sign
+/// unchecked, which relying parties try on each message: review of the twelfth round, F2),
+/// each parsing and within saml-core's key bounds, encryption ones too (a relying party
+/// encrypts to them), at most [`MAX_SELF_REGISTERED_CERTIFICATES`] signing ones and
+/// [`MAX_SELF_REGISTERED_CERTIFICATES_ALL`] in all, distinct. Every configured key is tried on
+/// each signed message: a certificate repeated 190 times made each AuthnRequest1 cost seconds
+/// under the broker's lock (review K1).
+fn check_self_registered_keys(keys: &[saml_metadata::model::KeyDescriptor]) -> Result<(), Error> {
+    use saml_metadata::model::KeyUse;
+    const WHAT: &str = "registered metadata";
+    if let Some(raw) = keys.iter().find_map(|k| k.other_key_info.first()) {
+        return Err(Error::malformed(
+            WHAT,
+            format!(
+                "a KeyInfo child other than a certificate or a key name ({{{}}}{}): a \
+                 self-registration carries its keys as X509Certificate",
+                raw.name.0, raw.name.1
+            ),
+        ));
+    }
+    let distinct = |signing: bool| {
+        let mut certs: Vec<&[u8]> = keys
+            .iter()
+            .filter(|k| !signing || k.key_use != KeyUse::Encryption)
+            .flat_map(|k| k.certificates.iter().map(Vec::as_slice))
+            .collect();
+        certs.sort_unstable();
+        certs.dedup();
+        certs
+    };
+    let (signing, all) = (distinct(true), distinct(false));
+    if signing.len() > MAX_SELF_REGISTERED_CERTIFICATES
+        || all.len() > MAX_SELF_REGISTERED_CERTIFICATES_ALL
+    {
+        return Err(Error::malformed(
+            WHAT,
+            format!(
+                "{} signing and {} certificates in all in a role (a self-registration has at \
+                 most {MAX_SELF_REGISTERED_CERTIFICATES} and {MAX_SELF_REGISTERED_CERTIFICATES_ALL})",
+                signing.len(),
+                all.len()
+            ),
+        ));
+    }
+    for der in all {
+        let key = openssl::x509::X509::from_der(der)
+            .and_then(|c| c.public_key())
+            .map_err(|e| Error::malformed(WHAT, format!("a certificate does not parse: {e}")))?;
+        saml_core::dsig::check_key(&key)
+            .map_err(|e| Error::malformed(WHAT, format!("a certificate's key: {e}")))?;
+    }
+    Ok(())
+}
 
 /// [`validate`], admitting `http://` endpoints on loopback addresses when `loopback_http`
 /// (an operator's choice for a test deployment on one host; never the default).
@@ -345,26 +406,7 @@ pub fn validate_self_registered(entity: &EntityDescriptor) -> Result<(), Error> 
         };
         if let Some(c) = common {
             all.extend(parts(c.organization.as_deref(), &c.contacts));
-            // Every configured key is tried on each signed message, and the keys are read
-            // again for each: a certificate repeated 190 times made each AuthnRequest1 cost
-            // seconds under the broker's lock (review K1).
-            let mut certs: Vec<&[u8]> = c
-                .keys
-                .iter()
-                .flat_map(|k| k.certificates.iter().map(Vec::as_slice))
-                .collect();
-            certs.sort_unstable();
-            certs.dedup();
-            if certs.len() > MAX_SELF_REGISTERED_CERTIFICATES {
-                return Err(Error::malformed(
-                    "registered metadata",
-                    format!(
-                        "{} certificates in a role (a self-registration has at most \
-                         {MAX_SELF_REGISTERED_CERTIFICATES})",
-                        certs.len()
-                    ),
-                ));
-            }
+            check_self_registered_keys(&c.keys)?;
         }
         match role {
             Role::Idp(r) => all.push(&r.common.extensions),

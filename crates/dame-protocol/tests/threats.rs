@@ -1630,32 +1630,72 @@ fn published_documents_carry_a_short_cache_duration() {
 
 /// Review K1: a self-registered role could carry any number of certificates (190 copies of one
 /// slow key fit in an upload), every one tried on each signed message; and a key with a huge
-/// RSA exponent cost 170 times a usual one per try. At most four distinct certificates per
-/// role, and such a key refused as the entity is validated.
+/// RSA exponent cost 170 times a usual one per try. At most four distinct signing certificates
+/// and eight in all per role (a Shibboleth IdP rolling both its keys lists five: review F7),
+/// keys only as certificates (a `ds:KeyValue` was signed unchecked: F2), and every
+/// certificate's key within saml-core's bounds, encryption ones too (F2).
 #[test]
 fn a_self_registered_role_carries_few_usual_keys() {
     use saml_metadata::builder::RoleBuilder as _;
-    use saml_metadata::model::{Binding, EntityDescriptor, SpSso};
-    let keys: Vec<TestKey> = (0..5).map(|i| TestKey::rsa(&format!("sp{i}"))).collect();
-    let sp = |n: usize, repeat: usize| {
-        let mut b = SpSso::builder().acs(Binding::HttpPost, "https://sp.uni.example/acs");
-        for k in &keys[..n] {
-            for _ in 0..repeat {
-                b = b.signing_certificate(k.cert_der());
-            }
-        }
+    use saml_metadata::model::{Binding, EntityDescriptor, KeyDescriptor, KeyUse, SpSso};
+    let keys: Vec<TestKey> = (0..9).map(|i| TestKey::rsa(&format!("sp{i}"))).collect();
+    let sp = |b: saml_metadata::builder::SpBuilder| {
         EntityDescriptor::builder("https://sp.uni.example/shibboleth")
-            .sp(b)
+            .sp(b.acs(Binding::HttpPost, "https://sp.uni.example/acs"))
             .dame_sync_location("https://sp.uni.example/dame")
             .build()
             .unwrap()
     };
+    let with = |signing: usize, repeat: usize, encryption: usize| {
+        let mut b = SpSso::builder();
+        for k in &keys[..signing] {
+            for _ in 0..repeat {
+                b = b.signing_certificate(k.cert_der());
+            }
+        }
+        for k in &keys[signing..signing + encryption] {
+            b = b.encryption_certificate(k.cert_der());
+        }
+        sp(b)
+    };
     use dame_protocol::registry::validate_self_registered as check;
-    assert!(check(&sp(4, 1)).is_ok());
+    assert!(check(&with(4, 1, 0)).is_ok());
     // The same certificate repeated is one.
-    assert!(check(&sp(1, 190)).is_ok());
-    let e = check(&sp(5, 1)).unwrap_err().to_string();
-    assert!(e.contains("5 certificates in a role"), "{e}");
+    assert!(check(&with(1, 190, 0)).is_ok());
+    // A Shibboleth-shaped rollover: three signing, two encryption.
+    assert!(check(&with(3, 1, 2)).is_ok());
+    assert!(check(&with(4, 1, 4)).is_ok());
+    let e = check(&with(5, 1, 0)).unwrap_err().to_string();
+    assert!(e.contains("5 signing and 5 certificates in all"), "{e}");
+    let e = check(&with(4, 1, 5)).unwrap_err().to_string();
+    assert!(e.contains("4 signing and 9 certificates in all"), "{e}");
+    // A key given as a KeyValue.
+    let key_value = SpSso::builder()
+        .signing_certificate(keys[0].cert_der())
+        .key(KeyDescriptor {
+            key_use: KeyUse::Signing,
+            certificates: vec![],
+            key_names: vec![],
+            other_key_info: vec![saml_metadata::ext::RawXml {
+                name: (
+                    "http://www.w3.org/2000/09/xmldsig#".into(),
+                    "KeyValue".into(),
+                ),
+                xml: "<ds:KeyValue xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\"/>".into(),
+            }],
+            encryption_methods: vec![],
+        });
+    let e = check(&sp(key_value)).unwrap_err().to_string();
+    assert!(e.contains("KeyValue"), "{e}");
+    // An encryption certificate whose key has a 3070-bit exponent.
+    let slow = testkit::signer::slow_exponent_certificate()
+        .to_der()
+        .unwrap();
+    let b = SpSso::builder()
+        .signing_certificate(keys[0].cert_der())
+        .encryption_certificate(slow);
+    let e = check(&sp(b)).unwrap_err().to_string();
+    assert!(e.contains("RSA public exponent"), "{e}");
 }
 
 /// Review K5: self-registered metadata could carry `mdui:DomainHint`s for any domain, and

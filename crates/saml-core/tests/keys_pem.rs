@@ -152,28 +152,7 @@ fn rsa_keys_with_huge_exponents_or_moduli_are_refused() {
             .unwrap_or_else(|err| panic!("{n_bytes} bytes, e = {e}: {err}"));
     }
     // A certificate carrying such a key is refused too.
-    let slow = Rsa::from_public_components(BigNum::from_slice(&[0xffu8; 384]).unwrap(), {
-        let mut e = BigNum::from_slice(&[0xffu8; 375]).unwrap();
-        e.set_bit(0).unwrap();
-        e
-    })
-    .unwrap();
-    let signer = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
-    let mut name = openssl::x509::X509NameBuilder::new().unwrap();
-    name.append_entry_by_text("CN", "slow").unwrap();
-    let name = name.build();
-    let mut b = openssl::x509::X509::builder().unwrap();
-    b.set_version(2).unwrap();
-    b.set_subject_name(&name).unwrap();
-    b.set_issuer_name(&name).unwrap();
-    b.set_pubkey(&PKey::from_rsa(slow).unwrap()).unwrap();
-    b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(1).unwrap())
-        .unwrap();
-    b.sign(&signer, openssl::hash::MessageDigest::sha256())
-        .unwrap();
-    let cert = b.build();
+    let cert = testkit::signer::slow_exponent_certificate();
     assert!(TrustedKeys::new().add_certificate(&cert).is_err());
     assert!(TrustedKeys::new().add_pem(&cert.to_pem().unwrap()).is_err());
 }

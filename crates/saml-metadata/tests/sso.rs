@@ -261,3 +261,64 @@ fn the_sp_key_marked_for_encryption_is_preferred() {
     let got = sso::sp_encryption_key(&sp(false)).unwrap().unwrap();
     assert!(got.public_eq(&both_pkey));
 }
+
+/// A certificate for the public key `public`, signed by `signer`.
+fn cert_of(public: &PKey<openssl::pkey::Public>, signer: &PKey<openssl::pkey::Private>) -> X509 {
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", "slow").unwrap();
+    let name = name.build();
+    let mut b = X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(public).unwrap();
+    b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(30).unwrap())
+        .unwrap();
+    b.sign(signer, openssl::hash::MessageDigest::sha256())
+        .unwrap();
+    b.build()
+}
+
+/// Review of the twelfth round, F8: one certificate over saml-core's key bounds made every
+/// signing key of the entity unusable (no login with it at all), and an SP's encryption key
+/// was taken whatever its exponent (one slow public-key operation per assertion). A usable
+/// key is kept beside a refused one; an encryption key over the bounds is refused.
+#[test]
+fn keys_over_the_bounds_are_skipped_or_refused() {
+    use openssl::bn::BigNum;
+    let usual = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let mut e = BigNum::from_slice(&[0xffu8; 375]).unwrap();
+    e.set_bit(0).unwrap();
+    let slow_rsa =
+        Rsa::from_public_components(BigNum::from_slice(&[0xffu8; 384]).unwrap(), e).unwrap();
+    let slow = cert_of(&PKey::from_rsa(slow_rsa).unwrap(), &usual);
+    let idp = |certs: &[&X509]| {
+        let mut b = IdpSso::builder().sso(Binding::HttpRedirect, "https://idp.example.org/sso");
+        for c in certs {
+            b = b.signing_certificate(c.to_der().unwrap());
+        }
+        EntityDescriptor::builder("https://idp.example.org/idp")
+            .idp(b)
+            .build()
+            .unwrap()
+    };
+    let good = cert(&usual);
+    assert_eq!(
+        sso::idp_signing_keys(&idp(&[&slow, &good]))
+            .unwrap()
+            .keys()
+            .len(),
+        1
+    );
+    assert!(sso::idp_signing_keys(&idp(&[&slow])).is_err());
+    let sp = EntityDescriptor::builder("https://sp.example.org/sp")
+        .sp(SpSso::builder()
+            .signing_certificate(good.to_der().unwrap())
+            .encryption_certificate(slow.to_der().unwrap())
+            .acs(Binding::HttpPost, "https://sp.example.org/acs"))
+        .build()
+        .unwrap();
+    assert!(sso::sp_encryption_key(&sp).is_err());
+}

@@ -21,6 +21,35 @@ pub fn rsa2048_self_signed(cn: &str) -> Result<(Vec<u8>, Vec<u8>), ErrorStack> {
     Ok((k.key_pem(), k.cert_pem()))
 }
 
+/// An RSA public key with a 3072-bit modulus of all ones and an odd 3000-bit public exponent:
+/// what a verification with it would cost is some 170 times a usual key's (review K1). No
+/// private key exists; nothing made with it verifies.
+pub fn slow_exponent_key() -> PKey<openssl::pkey::Public> {
+    let mut e = BigNum::from_slice(&[0xffu8; 375]).expect("bn");
+    e.set_bit(0).expect("bit");
+    let n = BigNum::from_slice(&[0xffu8; 384]).expect("bn");
+    PKey::from_rsa(Rsa::from_public_components(n, e).expect("rsa")).expect("pkey")
+}
+
+/// A certificate for [`slow_exponent_key`], signed by a fresh RSA-2048 key.
+pub fn slow_exponent_certificate() -> X509 {
+    let signer = PKey::from_rsa(Rsa::generate(2048).expect("rsa")).expect("pkey");
+    let mut name = X509NameBuilder::new().expect("name");
+    name.append_entry_by_text("CN", "slow").expect("cn");
+    let name = name.build();
+    let mut b = X509::builder().expect("builder");
+    b.set_version(2).expect("version");
+    b.set_subject_name(&name).expect("subject");
+    b.set_issuer_name(&name).expect("issuer");
+    b.set_pubkey(&slow_exponent_key()).expect("pubkey");
+    b.set_not_before(&Asn1Time::days_from_now(0).expect("time"))
+        .expect("nb");
+    b.set_not_after(&Asn1Time::days_from_now(1).expect("time"))
+        .expect("na");
+    b.sign(&signer, MessageDigest::sha256()).expect("sign");
+    b.build()
+}
+
 /// A key pair and a self-signed certificate (ten years) made on the spot.
 pub struct TestKey {
     /// The private key.

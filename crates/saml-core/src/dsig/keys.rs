@@ -238,6 +238,10 @@ pub const MAX_RSA_BITS: u32 = 8192;
 /// (to 64 bits): a 3072-bit key with a 3070-bit exponent costs some 7 ms a verification, 170
 /// times a usual key's, and every configured key is tried on each signature, so one
 /// certificate repeated in metadata bought seconds of work per message (review K1).
+pub fn check_key(pkey: &PKey<Public>) -> Result<(), Error> {
+    check_public_key(pkey)
+}
+
 fn check_public_key(pkey: &PKey<Public>) -> Result<(), Error> {
     match pkey.id() {
         Id::RSA => {
@@ -341,10 +345,12 @@ impl SigningKey {
     /// Wraps an OpenSSL key and optional certificate.
     pub fn new(pkey: PKey<Private>, cert: Option<X509>) -> Result<Self, Error> {
         match pkey.id() {
-            Id::RSA if pkey.bits() >= 2048 => {}
+            Id::RSA if (2048..=MAX_RSA_BITS).contains(&pkey.bits()) => {}
             Id::RSA => {
+                // Above MAX_RSA_BITS, every peer of this code base refuses what it signs
+                // (review of the twelfth round, F8): said at start, not at the peers.
                 return Err(Error::Key(format!(
-                    "RSA key of {} bits (2048 needed)",
+                    "RSA key of {} bits (2048 to {MAX_RSA_BITS})",
                     pkey.bits()
                 )));
             }

@@ -21,7 +21,7 @@ mod verify;
 mod xmlsec_engine;
 
 pub use algorithms::{DigestAlgorithm, ENVELOPED_SIGNATURE, SignatureAlgorithm};
-pub use keys::{MAX_RSA_BITS, SigningKey, TrustedKey, TrustedKeys};
+pub use keys::{MAX_RSA_BITS, SigningKey, TrustedKey, TrustedKeys, check_key};
 pub use sign::{SignOptions, StreamingSigner, sign};
 pub use verify::{Verified, VerifyOptions, verify, verify_observed};
 #[cfg(feature = "xmlsec")]
