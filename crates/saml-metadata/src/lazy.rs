@@ -75,6 +75,9 @@ pub struct LazyAggregate<'a> {
     /// for a lookup that only MDQ-style callers make.
     by_sha1: OnceLock<HashMap<[u8; 20], u32>>,
     expired: Vec<String>,
+    /// Where the expired entities are, for [`LazyAggregate::invalid_models`] (`load` models
+    /// them too, and names an invalid one).
+    expired_entries: Vec<Entry>,
     refused: Vec<RefusedEntity>,
     /// The root `md:EntitiesDescriptor`'s validUntil.
     root_valid_until: Option<SystemTime>,
@@ -278,6 +281,7 @@ pub fn load_lazy<'a>(doc: &'a [u8], policy: &Policy) -> Result<LazyAggregate<'a>
         by_entity_id: HashMap::new(),
         by_sha1: OnceLock::new(),
         expired: Vec::new(),
+        expired_entries: Vec::new(),
         refused,
         root_valid_until: None,
         now: policy.now,
@@ -335,7 +339,8 @@ pub fn load_lazy<'a>(doc: &'a [u8], policy: &Policy) -> Result<LazyAggregate<'a>
             continue;
         }
         if valid_until.is_some_and(|vu| crate::load::is_expired(vu, policy)) {
-            agg.expired.push(entry.entity_id);
+            agg.expired.push(entry.entity_id.clone());
+            agg.expired_entries.push(entry);
             continue;
         }
         let i = agg.entries.len() as u32;
@@ -477,27 +482,30 @@ impl<'a> LazyAggregate<'a> {
         Ok(Some(crate::split::EntityDocument { entity_id, xml }))
     }
 
-    /// Builds the model of every indexed entity, on up to `threads` threads, and returns the
-    /// entities whose model is invalid (a bad `index`, a role without an endpoint's Location,
-    /// ...) as [`RefusedEntity::invalid_model`], in document order: the entities
-    /// [`crate::load::load`] would leave out of the same document. The models are not kept
-    /// (memory stays at the index); about as long as the eager model's building, which
-    /// `load_lazy` itself skips.
-    #[must_use]
-    pub fn invalid_models(&self, threads: usize) -> Vec<RefusedEntity> {
-        let n = self.entries.len();
+    /// Builds the model of every entity of the document, the expired ones too, on up to
+    /// `threads` threads, keeping none, and returns those whose model is invalid (a bad
+    /// `index`, a role without an endpoint's Location, ...) as
+    /// [`RefusedEntity::invalid_model`], in document order: the entities [`crate::load::load`]
+    /// names as left out of the same document. An error `load` would refuse the whole
+    /// document for (a limit, say) is returned as such (review of the twelfth round, F9).
+    /// About as long as the eager model's building, which `load_lazy` itself skips.
+    pub fn invalid_models(&self, threads: usize) -> Result<Vec<RefusedEntity>, Error> {
+        let all: Vec<&Entry> = self.entries.iter().chain(&self.expired_entries).collect();
+        let n = all.len();
         let threads = threads.clamp(1, n.max(1));
-        let check = |i: usize| -> Option<RefusedEntity> {
-            let i32 = u32::try_from(i).ok()?;
-            let e = self.model(i32).err()?;
-            let entry = self.entries.get(i)?;
-            Some(RefusedEntity::invalid_model(
-                entry.entity_id.clone(),
-                entry.range.start,
-                e.to_string(),
-            ))
+        let check = |i: usize| -> Option<Result<RefusedEntity, Error>> {
+            let entry = all.get(i)?;
+            match self.build_entry(entry) {
+                Ok(_) => None,
+                Err(e @ Error::Invalid { .. }) => Some(Ok(RefusedEntity::invalid_model(
+                    entry.entity_id.clone(),
+                    entry.range.start,
+                    e.to_string(),
+                ))),
+                Err(e) => Some(Err(e)),
+            }
         };
-        let mut out: Vec<RefusedEntity> = if threads == 1 {
+        let found: Vec<Result<RefusedEntity, Error>> = if threads == 1 {
             (0..n).filter_map(check).collect()
         } else {
             std::thread::scope(|s| {
@@ -518,8 +526,9 @@ impl<'a> LazyAggregate<'a> {
                     .collect()
             })
         };
+        let mut out = found.into_iter().collect::<Result<Vec<_>, Error>>()?;
         out.sort_by_key(|r| r.offset);
-        out
+        Ok(out)
     }
 
     /// The entityID of the `i`th indexed entity.
@@ -550,6 +559,10 @@ impl<'a> LazyAggregate<'a> {
 
     fn build(&self, i: u32) -> Result<EntityDescriptor, Error> {
         let entry = self.entries.get(i as usize).ok_or_else(out_of_range)?;
+        self.build_entry(entry)
+    }
+
+    fn build_entry(&self, entry: &Entry) -> Result<EntityDescriptor, Error> {
         let mut cursor =
             Cursor::verified_fragment(&self.verified, entry.range.clone(), &self.scope(entry))?;
         match metadata(&mut cursor, None)? {

@@ -225,12 +225,14 @@ fn verify(o: &Opts, out: &mut dyn Write) -> Res<()> {
     // and not counted (they were counted as verified).
     let mut refused = agg.refused_entities().to_vec();
     let invalid = if o.models {
-        agg.invalid_models(threads(o))
+        agg.invalid_models(threads(o)).map_err(fail)?
     } else {
         Vec::new()
     };
-    let n = agg.len() + agg.expired_entities().len() - invalid.len();
+    let n = (agg.len() + agg.expired_entities().len()).saturating_sub(invalid.len());
     refused.extend(invalid);
+    // In document order, as `load` names them.
+    refused.sort_by_key(|r| r.offset);
     if o.json {
         let refused = refused_json(&refused);
         say_json(out, &json!({ "entities": n, "refused": refused }))
@@ -257,8 +259,6 @@ fn refused_json(refused: &[RefusedEntity]) -> serde_json::Value {
         .collect()
 }
 
-/// One line per entity left out because a signature of its own failed (or, from an eager
-/// load, because its metadata is invalid).
 /// Threads for work spread over the cores: one with `--single-threaded`, else the cores, at
 /// most eight.
 fn threads(o: &Opts) -> usize {
@@ -269,6 +269,8 @@ fn threads(o: &Opts) -> usize {
     }
 }
 
+/// One line per entity left out because a signature of its own failed, or because its
+/// metadata is invalid (an eager load, `verify --models`).
 fn say_refused(out: &mut dyn Write, refused: &[RefusedEntity]) -> Res<()> {
     for r in refused {
         if r.invalid_model {

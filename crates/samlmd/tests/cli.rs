@@ -1058,6 +1058,28 @@ fn verify_models_names_an_entity_the_others_leave_out() {
     }
 }
 
+/// Review of the twelfth round, F9: an entity both expired and invalid was counted by `verify
+/// --models` and not named (`load` names it), and refused entities were not in document order.
+#[test]
+fn verify_models_names_an_expired_invalid_entity_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, fed) = federation(dir.path());
+    let doc = testkit::metadata::small_aggregate().replace(
+        "<md:EntityDescriptor entityID=\"https://sp.example.net/shibboleth\"",
+        "<md:EntityDescriptor entityID=\"https://old.example/\" \
+         validUntil=\"2001-01-01T00:00:00Z\"/>\n  \
+         <md:EntityDescriptor entityID=\"https://empty.example/\"/>\n  \
+         <md:EntityDescriptor entityID=\"https://sp.example.net/shibboleth\"",
+    );
+    let file = signed_file(dir.path(), &fed, "signed.xml", &doc);
+    let o = samlmd(&["verify", "--models", "--cert", p(&cert), p(&file)]);
+    let text = stdout(&o);
+    let old = text.find("refused https://old.example/").expect("named");
+    let empty = text.find("refused https://empty.example/").expect("named");
+    assert!(old < empty, "document order: {text}");
+    assert_eq!(text.lines().last(), Some("OK 2 entities"), "{text}");
+}
+
 /// Review W14: `select --entity` with an entityID not in the aggregate (a typo) wrote the
 /// selection without it and said OK. Review W12: `--now` near the year 10000 wrote a
 /// validUntil our own reader refuses.
