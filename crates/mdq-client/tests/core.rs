@@ -1103,6 +1103,13 @@ fn version(f: &Fx, acs: &str, valid: SystemTime, created: Option<SystemTime>) ->
     signed(f, &e)
 }
 
+/// The ACS locations naming three versions of [`SP`] (see [`version`]).
+const VERSIONS: (&str, &str, &str) = (
+    "https://sp.example.org/v1",
+    "https://sp.example.org/v2",
+    "https://sp.example.org/v3",
+);
+
 fn acs_of(e: &EntityDescriptor) -> String {
     e.sp().unwrap().assertion_consumer[0]
         .endpoint
@@ -1120,11 +1127,7 @@ fn an_older_version_does_not_replace_the_cached_copy() {
     let f = fx();
     let id = Identifier::entity_id(SP).unwrap();
     let day = Duration::from_secs(86_400);
-    let (v1, v2, v3) = (
-        "https://sp.example.org/v1",
-        "https://sp.example.org/v2",
-        "https://sp.example.org/v3",
-    );
+    let (v1, v2, v3) = VERSIONS;
     let step = |c: &mut Client, doc: &[u8], at: SystemTime| -> String {
         let r = fetch(c, &id, at);
         let e = answer(c, &r, &ok(doc, &[]), at).unwrap().unwrap();
@@ -1217,11 +1220,7 @@ fn the_version_floor_outlives_the_entry_and_holds_for_max_ttl_at_most() {
     let f = fx();
     let id = Identifier::entity_id(SP).unwrap();
     let day = Duration::from_secs(86_400);
-    let (v1, v2, v3) = (
-        "https://sp.example.org/v1",
-        "https://sp.example.org/v2",
-        "https://sp.example.org/v3",
-    );
+    let (v1, v2, v3) = VERSIONS;
     let at = |s: u64| now() + Duration::from_secs(s);
     let send = |c: &mut Client,
                 resp: (u16, Vec<(String, String)>, Vec<u8>),

@@ -2417,6 +2417,15 @@ mod tests {
 
     /// `PUT /admin/policy?entityID=<id>` with the operator's token and `body`, through its
     /// handler: the status and the page.
+    /// A handler's answer: its status and its body as text.
+    async fn status_and_page(r: Response) -> (StatusCode, String) {
+        let status = r.status();
+        let page = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&page).into_owned())
+    }
+
     async fn put_policy(
         svc: &Arc<BrokerService<SqliteStore>>,
         id: &str,
@@ -2438,11 +2447,7 @@ mod tests {
             Bytes::from(body.to_owned()),
         )
         .await;
-        let status = r.status();
-        let page = axum::body::to_bytes(r.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        (status, String::from_utf8_lossy(&page).into_owned())
+        status_and_page(r).await
     }
 
     /// Review K3: a policy's peer lists had no bound, so one `PUT /admin/policy` of 256 KiB
@@ -2507,11 +2512,7 @@ mod tests {
                 Bytes::from(body),
             )
             .await;
-            let status = r.status();
-            let page = axum::body::to_bytes(r.into_body(), usize::MAX)
-                .await
-                .unwrap();
-            (status, String::from_utf8_lossy(&page).into_owned())
+            status_and_page(r).await
         };
         let (status, page) = begin(svc.clone(), xml.clone()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
@@ -2536,11 +2537,7 @@ mod tests {
                 Bytes::from(body),
             )
             .await;
-            let status = r.status();
-            let page = axum::body::to_bytes(r.into_body(), usize::MAX)
-                .await
-                .unwrap();
-            (status, String::from_utf8_lossy(&page).into_owned())
+            status_and_page(r).await
         };
         let (status, page) = import(svc.clone(), "an-entity-token", xml.clone()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
