@@ -9,8 +9,15 @@ pub mod redirect;
 use crate::error::Error;
 use crate::error::ProtocolError;
 
-/// SAML Bindings §3.4.3 / §3.5.3: RelayState MUST NOT exceed 80 bytes.
+/// SAML Bindings §3.4.3 / §3.5.3: RelayState MUST NOT exceed 80 bytes. What a caller of this
+/// crate makes up as RelayState should stay within it.
 pub const MAX_RELAY_STATE: usize = 80;
+
+/// Longest RelayState taken and echoed (4 KiB): real SPs send more than §3.4.3's 80 bytes
+/// (SimpleSAMLphp its return URL, ADFS `RPID=...&RelayState=...`, Google and Salesforce long
+/// URLs), Shibboleth and SimpleSAMLphp IdPs take them, and an IdP echoes what it got (review
+/// of the twelfth round, F10: such SPs were refused).
+pub const MAX_RELAY_STATE_TAKEN: usize = 4096;
 
 /// Which message a binding carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,8 +45,10 @@ fn binding(msg: impl Into<String>) -> Error {
 
 pub(crate) fn check_relay_state(rs: Option<&str>) -> Result<(), Error> {
     match rs {
-        Some(r) if r.len() > MAX_RELAY_STATE => Err(binding(format!(
-            "RelayState of {} bytes exceeds {MAX_RELAY_STATE} (SAML Bindings §3.4.3)",
+        Some(r) if r.len() > MAX_RELAY_STATE_TAKEN => Err(binding(format!(
+            "RelayState of {} bytes exceeds {MAX_RELAY_STATE_TAKEN} (SAML Bindings §3.4.3 \
+             allows {MAX_RELAY_STATE}; longer ones real SPs send are taken up to \
+             {MAX_RELAY_STATE_TAKEN})",
             r.len()
         ))),
         _ => Ok(()),

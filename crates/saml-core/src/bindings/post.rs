@@ -96,7 +96,8 @@ pub struct PostMessage {
 }
 
 /// Decodes an `application/x-www-form-urlencoded` body with exactly one `SAMLRequest` or
-/// `SAMLResponse` and at most one `RelayState` (at most 80 bytes).
+/// `SAMLResponse` and at most one `RelayState` (at most [`super::MAX_RELAY_STATE_TAKEN`]
+/// bytes).
 pub fn decode_form(body: &str, max: usize) -> Result<PostMessage, Error> {
     let pairs = raw_pairs(body)?;
     let mut kind = None;

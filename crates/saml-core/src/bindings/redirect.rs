@@ -87,9 +87,9 @@ struct QuerySignature {
 }
 
 /// Decodes the query string of a Redirect-binding request (with or without the leading `?`).
-/// Exactly one `SAMLRequest` or `SAMLResponse`; `RelayState` at most once and at most 80 bytes;
+/// Exactly one `SAMLRequest` or `SAMLResponse`; `RelayState` at most once;
 /// `SigAlg` and `Signature` together or not at all; the inflated message at most `max_inflated`
-/// bytes.
+/// bytes. `RelayState` at most [`super::MAX_RELAY_STATE_TAKEN`] bytes.
 pub fn decode(query: &str, max_inflated: usize) -> Result<RedirectMessage, Error> {
     let pairs = raw_pairs(query)?;
     let one = |name: &str| -> Result<Option<&str>, Error> {
@@ -113,10 +113,10 @@ pub fn decode(query: &str, max_inflated: usize) -> Result<RedirectMessage, Error
         }
     }
     let raw_rs = one("RelayState")?;
-    if raw_rs.is_some_and(|r| r.len() > 3 * super::MAX_RELAY_STATE) {
+    if raw_rs.is_some_and(|r| r.len() > 3 * super::MAX_RELAY_STATE_TAKEN) {
         return Err(binding(format!(
-            "RelayState longer than {} bytes (SAML Bindings §3.4.3)",
-            super::MAX_RELAY_STATE
+            "RelayState longer than {} bytes",
+            super::MAX_RELAY_STATE_TAKEN
         )));
     }
     let relay_state = raw_rs.map(url_decode).transpose()?;
@@ -351,7 +351,7 @@ mod tests {
         let e = decode(&long_rs, DEFAULT_MAX_INFLATED)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("RelayState longer than 80"), "{e}");
+        assert!(e.contains("RelayState longer than 4096"), "{e}");
     }
 
     /// Issue 13 item 8: parameter names are percent-decoded, so a `Sig%41lg` without Signature
