@@ -490,7 +490,14 @@ impl<'a> LazyAggregate<'a> {
     /// document for (a limit, say) is returned as such (review of the twelfth round, F9).
     /// About as long as the eager model's building, which `load_lazy` itself skips.
     pub fn invalid_models(&self, threads: usize) -> Result<Vec<RefusedEntity>, Error> {
-        let all: Vec<&Entry> = self.entries.iter().chain(&self.expired_entries).collect();
+        // The root entity (a document of one entity) was modelled at load, and its errors are
+        // the document's: it is never left out.
+        let all: Vec<&Entry> = self
+            .entries
+            .iter()
+            .chain(&self.expired_entries)
+            .filter(|e| e.scope != NO_SCOPE)
+            .collect();
         let n = all.len();
         let threads = threads.clamp(1, n.max(1));
         let check = |i: usize| -> Option<Result<RefusedEntity, Error>> {

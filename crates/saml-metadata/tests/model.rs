@@ -440,6 +440,26 @@ fn an_entity_whose_model_is_invalid_is_left_out() {
             assert!(agg.get("https://b.example.org").is_none());
         }
     }
+    // The lazy index models the same entities when asked (`samlmd verify --models`), on one
+    // thread and on two.
+    let lazy = saml_metadata::lazy::load_lazy(&doc, &Policy::new(keys.clone(), now())).unwrap();
+    for threads in [1, 2] {
+        let ids: Vec<String> = lazy
+            .invalid_models(threads)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.entity_id)
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "https://b.example.org",
+                "https://d.example.org",
+                "https://f.example.org",
+                "https://g.example.org"
+            ]
+        );
+    }
     // A broken entity beside a good one of its entityID: ambiguous, as two good ones are.
     let (doc, keys) = signed(&format!(
         "{}{}",
@@ -460,4 +480,31 @@ fn an_entity_whose_model_is_invalid_is_left_out() {
         load::load(&doc, &Policy::new(keys, now())),
         Err(Error::Invalid { .. })
     ));
+}
+
+/// CI's fuzz run of the twelfth round: for a document of one entity, `invalid_models` modelled
+/// the root entity as a fragment of the signed content, an error ("not inside the signed
+/// content") where `load` took the document. The root entity was modelled at load, and its
+/// errors are the document's: it is never listed.
+#[test]
+fn invalid_models_of_a_root_entity_is_empty() {
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+    let key = SigningKey::new(
+        PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap(),
+        None,
+    )
+    .unwrap();
+    let one = sp(
+        "https://one.example.org",
+        r#" xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" ID="_one" validUntil="2030-01-01T00:00:00Z""#,
+    );
+    let doc = dsig::sign(one.as_bytes(), &key, &SignOptions::default()).unwrap();
+    let mut keys = TrustedKeys::new();
+    keys.add_public_key(key.public_key().unwrap(), "fed")
+        .unwrap();
+    let lazy = saml_metadata::lazy::load_lazy(&doc, &Policy::new(keys, now())).unwrap();
+    assert_eq!(lazy.len(), 1);
+    for threads in [1, 2] {
+        assert!(lazy.invalid_models(threads).unwrap().is_empty());
+    }
 }
