@@ -158,10 +158,17 @@ fn signed_paths(data: &[u8]) {
             assert_eq!(got, want, "load_lazy's entities");
             // Modelling every indexed entity names the ones `load` left out (`samlmd verify
             // --models`), on one thread and on two.
+            // An entity the index left out for a signature of its own is named as such
+            // already (`load` may name it for its model first).
+            let signature_refused = |id: &str| {
+                lazy.refused_entities()
+                    .iter()
+                    .any(|r| r.entity_id == id && !r.invalid_model)
+            };
             let mut want_invalid: Vec<&str> = agg
                 .refused_entities()
                 .iter()
-                .filter(|r| r.invalid_model)
+                .filter(|r| r.invalid_model && !signature_refused(&r.entity_id))
                 .map(|r| r.entity_id.as_str())
                 .collect();
             want_invalid.sort_unstable();
