@@ -212,8 +212,9 @@ pub enum LimitExceeded {
     /// Signatures nested inside a signed document (entity-level signatures in an aggregate)
     /// digesting more than this many times the document's size in all.
     NestedSignatureWork(usize),
-    /// A model built from a document copying more than this many bytes beyond the document's
-    /// own (namespace declarations repeated onto elements kept as written).
+    /// A model built from a document holding more than this many bytes beyond the document's
+    /// own: copies (namespace declarations repeated onto elements kept as written) and the
+    /// fixed sizes of the values it keeps.
     ModelCopies(usize),
 }
 
@@ -236,7 +237,7 @@ impl fmt::Display for LimitExceeded {
                 write!(f, "nested signatures covering more than {n}x the document")
             }
             LimitExceeded::ModelCopies(n) => {
-                write!(f, "a model copying more than {n} bytes beyond the document")
+                write!(f, "a model holding more than {n} bytes beyond the document")
             }
         }
     }

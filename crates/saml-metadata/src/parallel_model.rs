@@ -204,7 +204,7 @@ fn verify_and_build_with<'a>(
     });
     let (verified, mut refused) = outcome?;
     let md = match assemble(&verified, &seen, inherited.get(), slots, &mut refused) {
-        // A child that copies more than twice its bytes: whether the document may is what
+        // A child that holds more than its part's allowance: whether the document may is what
         // one cursor over it says (the caller reads it on one thread), so every path agrees.
         Err(Error::Core(saml_core::Error::Limit {
             limit: saml_core::LimitExceeded::ModelCopies(_),
@@ -415,7 +415,7 @@ pub(crate) fn verify_then_build_releasing(
             .map(|d| (d.prefix.to_owned(), d.uri.to_owned()))
             .collect();
         // The children share the signed root's copy allowance, as they do under one cursor
-        // in `load` (each had its own 1 KiB beyond twice its bytes: dsig review L3).
+        // in `load` (each had its own 1 KiB beyond its part's allowance: dsig review L3).
         let pool = CopyPool::for_document(verified.signed_range().len());
         let root_at = verified.signed_range().start;
         (signer, refused, group, scope, seen.children, pool, root_at)
@@ -517,7 +517,7 @@ fn parse_batch(
 /// What a root child's model may copy beyond its bytes.
 #[derive(Clone, Copy)]
 enum Copies<'p> {
-    /// Twice its bytes: the children modelled while the signature is checked together copy no
+    /// Its part's allowance: the children modelled while the signature is checked together hold no
     /// more than `load` on one thread allows, which decides when a child needs more (dsig
     /// review L3).
     Part,

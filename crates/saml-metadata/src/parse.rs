@@ -24,16 +24,49 @@ pub use crate::ns::{MD_NS, REMD_NS, SAML_NS};
 /// XML white space (the XML `S` production).
 const XML_WS: [char; 4] = [' ', '\t', '\r', '\n'];
 
-/// Charges `n` values of `T` the model holds against the cursor's copy allowance (twice the
-/// document, [`Cursor::charge_copy`]): a two-byte `mdui:Keywords` word (or
-/// `protocolSupportEnumeration` token) became a 24-byte `String` and its heap block, so that a
-/// signed document of such content made a model 28 times its size, and the parallel model paid
-/// it before the signature was known to be good (review A1). Charged, a document whose model
-/// would be mostly such tokens is refused ([`saml_core::LimitExceeded::ModelCopies`]). The
-/// model's fixed per-element sizes (a 616-byte role for a 47-byte `md:PDPDescriptor`) are not
-/// charged: the allowance is too small for them on real metadata of minimal entities.
+/// Charges `n` values of `T` the model holds against the cursor's model allowance
+/// ([`saml_core::xml::cursor::MODEL_ALLOWANCE_FACTOR`] times the document,
+/// [`Cursor::charge_copy`]): a two-byte `mdui:Keywords` word (or `protocolSupportEnumeration`
+/// token) became a 24-byte `String` and its heap block, and a 48-byte `md:PDPDescriptor` a
+/// 616-byte role, so that a signed document of such content made a model 13 to 28 times its
+/// size, and the parallel model paid it before the signature was known to be good (review A1).
+/// Every value kept in a list or a box is charged its fixed size ([`put`], [`boxed`]); a
+/// document whose model would be mostly such values is refused
+/// ([`saml_core::LimitExceeded::ModelCopies`]).
 fn charge<T>(c: &mut Cursor<'_>, n: usize) -> Result<(), Error> {
     Ok(c.charge_copy(n.saturating_mul(std::mem::size_of::<T>()))?)
+}
+
+/// Pushes what `make` reads onto `list`, the value's fixed size charged first (see
+/// [`charge`]).
+fn put<T>(
+    c: &mut Cursor<'_>,
+    list: &mut Vec<T>,
+    make: impl FnOnce(&mut Cursor<'_>) -> Result<T, Error>,
+) -> Result<(), Error> {
+    charge::<T>(c, 1)?;
+    list.push(make(c)?);
+    Ok(())
+}
+
+/// [`put`] of a value `make` may leave out (an endpoint without a usable `Location`).
+fn put_opt<T>(
+    c: &mut Cursor<'_>,
+    list: &mut Vec<T>,
+    make: impl FnOnce(&mut Cursor<'_>) -> Result<Option<T>, Error>,
+) -> Result<(), Error> {
+    charge::<T>(c, 1)?;
+    list.extend(make(c)?);
+    Ok(())
+}
+
+/// What `make` reads, boxed, its fixed size charged first (see [`charge`]).
+fn boxed<T>(
+    c: &mut Cursor<'_>,
+    make: impl FnOnce(&mut Cursor<'_>) -> Result<T, Error>,
+) -> Result<Box<T>, Error> {
+    charge::<T>(c, 1)?;
+    Ok(Box::new(make(c)?))
 }
 
 /// What saml-metadata reads beyond the core cursor's typed attributes.
@@ -194,8 +227,10 @@ impl CursorExt for Cursor<'_> {
                 decls.push_str(&format!(" xmlns:{p}=\"{uri}\""));
             }
         }
-        // What the element adds beyond its own bytes counts against the document's allowance.
-        self.charge_copy(decls.len())?;
+        // What the element adds beyond its own bytes counts against the document's allowance:
+        // the declarations and its name's copy (a namespace declared once, however long, is
+        // copied for every element kept).
+        self.charge_copy(decls.len() + e.ns.len() + e.local.len())?;
         let name_end = 1 + e.prefix.len() + usize::from(!e.prefix.is_empty()) + e.local.len();
         let mut xml = String::with_capacity(text.len() + decls.len());
         xml.push_str(text.get(..name_end).unwrap_or(text));
@@ -333,9 +368,12 @@ pub(crate) fn entities_child(
             c.skip(ch)?;
             GroupChild::Signature
         }
-        (MD_NS, "Extensions") => GroupChild::Extensions(Box::new(extensions(c, ch)?)),
+        (MD_NS, "Extensions") => GroupChild::Extensions(boxed(c, |c| extensions(c, ch))?),
         (MD_NS, "EntityDescriptor") => match (entity(c, ch), refused) {
-            (Ok(e), _) => GroupChild::Child(EntitiesChild::Entity(Box::new(e))),
+            (Ok(e), _) => {
+                charge::<EntityDescriptor>(c, 1)?;
+                GroupChild::Child(EntitiesChild::Entity(Box::new(e)))
+            }
             (Err(err @ Error::Invalid { .. }), Some(refused)) => {
                 let Some(entity_id) = ch.attr("entityID").filter(|id| !id.is_empty()) else {
                     return Err(err);
@@ -350,9 +388,9 @@ pub(crate) fn entities_child(
             }
             (Err(err), _) => return Err(err),
         },
-        (MD_NS, "EntitiesDescriptor") => {
-            GroupChild::Child(EntitiesChild::Group(Box::new(entities(c, ch, refused)?)))
-        }
+        (MD_NS, "EntitiesDescriptor") => GroupChild::Child(EntitiesChild::Group(boxed(c, |c| {
+            entities(c, ch, refused)
+        })?)),
         _ => {
             return Err(ch
                 .invalid("unexpected element in md:EntitiesDescriptor")
@@ -394,42 +432,49 @@ pub(crate) fn entity(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<EntityDescripto
             (DSIG_NS, "Signature") => c.skip(&ch)?,
             (MD_NS, "Extensions") if ent.extensions.present => return Err(second_extensions(e)),
             (MD_NS, "Extensions") => ent.extensions = extensions(c, &ch)?,
-            (MD_NS, "IDPSSODescriptor") => ent.roles.push(Role::Idp(idp(c, &ch)?)),
-            (MD_NS, "SPSSODescriptor") => ent.roles.push(Role::Sp(sp(c, &ch)?)),
-            (MD_NS, "AttributeAuthorityDescriptor") => ent.roles.push(Role::AttributeAuthority(
-                authority(c, &ch, "AttributeService")?,
-            )),
-            (MD_NS, "AuthnAuthorityDescriptor") => ent.roles.push(Role::AuthnAuthority(authority(
-                c,
-                &ch,
-                "AuthnQueryService",
-            )?)),
-            (MD_NS, "PDPDescriptor") => {
-                ent.roles
-                    .push(Role::Pdp(authority(c, &ch, "AuthzService")?))
-            }
-            (MD_NS, "RoleDescriptor") => ent.roles.push(Role::Other(c.raw(&ch)?)),
+            (MD_NS, "IDPSSODescriptor") => put(c, &mut ent.roles, |c| Ok(Role::Idp(idp(c, &ch)?)))?,
+            (MD_NS, "SPSSODescriptor") => put(c, &mut ent.roles, |c| Ok(Role::Sp(sp(c, &ch)?)))?,
+            (MD_NS, "AttributeAuthorityDescriptor") => put(c, &mut ent.roles, |c| {
+                Ok(Role::AttributeAuthority(authority(
+                    c,
+                    &ch,
+                    "AttributeService",
+                )?))
+            })?,
+            (MD_NS, "AuthnAuthorityDescriptor") => put(c, &mut ent.roles, |c| {
+                Ok(Role::AuthnAuthority(authority(
+                    c,
+                    &ch,
+                    "AuthnQueryService",
+                )?))
+            })?,
+            (MD_NS, "PDPDescriptor") => put(c, &mut ent.roles, |c| {
+                Ok(Role::Pdp(authority(c, &ch, "AuthzService")?))
+            })?,
+            (MD_NS, "RoleDescriptor") => put(c, &mut ent.roles, |c| Ok(Role::Other(c.raw(&ch)?)))?,
             (MD_NS, "AffiliationDescriptor") => {
-                ent.affiliation = Some(Box::new(affiliation(c, &ch)?))
+                ent.affiliation = Some(boxed(c, |c| affiliation(c, &ch))?)
             }
             (MD_NS, "Organization") => ent.organization = Some(organization(c, &ch)?),
-            (MD_NS, "ContactPerson") => ent.contacts.push(contact(c, &ch)?),
+            (MD_NS, "ContactPerson") => put(c, &mut ent.contacts, |c| Ok(contact(c, &ch)?))?,
             (MD_NS, "AdditionalMetadataLocation") => {
                 let namespace = ch.required("namespace")?.to_owned();
                 let loc = c.text_trim(&ch)?;
                 let location = Uri::parse(&loc)
                     .ok_or_else(|| ch.invalid(format!("{loc:?} is not an absolute URI")))?;
-                ent.additional_locations.push(AdditionalMetadataLocation {
-                    namespace,
-                    location,
-                });
+                put(c, &mut ent.additional_locations, |_| {
+                    Ok(AdditionalMetadataLocation {
+                        namespace,
+                        location,
+                    })
+                })?;
             }
             (MD_NS, _) => {
                 return Err(ch
                     .invalid("unexpected element in md:EntityDescriptor")
                     .into());
             }
-            _ => ent.roles.push(Role::Other(c.raw(&ch)?)),
+            _ => put(c, &mut ent.roles, |c| Ok(Role::Other(c.raw(&ch)?)))?,
         }
     }
     if ent.roles.is_empty() && ent.affiliation.is_none() {
@@ -480,15 +525,19 @@ fn role_child(c: &mut Cursor<'_>, common: &mut RoleCommon, ch: &Elem<'_>) -> Res
         (DSIG_NS, "Signature") => c.skip(ch)?,
         (MD_NS, "Extensions") if common.extensions.present => return Err(second_extensions(ch)),
         (MD_NS, "Extensions") => common.extensions = extensions(c, ch)?,
-        (MD_NS, "KeyDescriptor") => common.keys.push(key_descriptor(c, ch)?),
-        (MD_NS, "Organization") => common.organization = Some(Box::new(organization(c, ch)?)),
-        (MD_NS, "ContactPerson") => common.contacts.push(contact(c, ch)?),
-        (MD_NS, "ArtifactResolutionService") => {
-            common.artifact_resolution.extend(indexed_endpoint(c, ch)?)
+        (MD_NS, "KeyDescriptor") => put(c, &mut common.keys, |c| Ok(key_descriptor(c, ch)?))?,
+        (MD_NS, "Organization") => common.organization = Some(boxed(c, |c| organization(c, ch))?),
+        (MD_NS, "ContactPerson") => put(c, &mut common.contacts, |c| Ok(contact(c, ch)?))?,
+        (MD_NS, "ArtifactResolutionService") => put_opt(c, &mut common.artifact_resolution, |c| {
+            indexed_endpoint(c, ch)
+        })?,
+        (MD_NS, "SingleLogoutService") => {
+            put_opt(c, &mut common.single_logout, |c| endpoint(c, ch))?
         }
-        (MD_NS, "SingleLogoutService") => common.single_logout.extend(endpoint(c, ch)?),
-        (MD_NS, "ManageNameIDService") => common.manage_name_id.extend(endpoint(c, ch)?),
-        (MD_NS, "NameIDFormat") => common.name_id_formats.push(c.text_trim(ch)?),
+        (MD_NS, "ManageNameIDService") => {
+            put_opt(c, &mut common.manage_name_id, |c| endpoint(c, ch))?
+        }
+        (MD_NS, "NameIDFormat") => put(c, &mut common.name_id_formats, |c| Ok(c.text_trim(ch)?))?,
         _ => return Ok(false),
     }
     Ok(true)
@@ -505,13 +554,19 @@ fn idp(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<IdpSso, Error> {
             continue;
         }
         match (ch.ns, ch.local) {
-            (MD_NS, "SingleSignOnService") => r.single_sign_on.extend(endpoint(c, &ch)?),
-            (MD_NS, "NameIDMappingService") => r.name_id_mapping.extend(endpoint(c, &ch)?),
-            (MD_NS, "AssertionIDRequestService") => {
-                r.assertion_id_request.extend(endpoint(c, &ch)?)
+            (MD_NS, "SingleSignOnService") => {
+                put_opt(c, &mut r.single_sign_on, |c| endpoint(c, &ch))?
             }
-            (MD_NS, "AttributeProfile") => r.attribute_profiles.push(c.text_trim(&ch)?),
-            (SAML_NS, "Attribute") => r.attributes.push(attribute(c, &ch)?),
+            (MD_NS, "NameIDMappingService") => {
+                put_opt(c, &mut r.name_id_mapping, |c| endpoint(c, &ch))?
+            }
+            (MD_NS, "AssertionIDRequestService") => {
+                put_opt(c, &mut r.assertion_id_request, |c| endpoint(c, &ch))?
+            }
+            (MD_NS, "AttributeProfile") => {
+                put(c, &mut r.attribute_profiles, |c| Ok(c.text_trim(&ch)?))?
+            }
+            (SAML_NS, "Attribute") => put(c, &mut r.attributes, |c| Ok(attribute(c, &ch)?))?,
             _ => {
                 return Err(ch
                     .invalid("unexpected element in md:IDPSSODescriptor")
@@ -535,11 +590,11 @@ fn sp(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<SpSso, Error> {
         }
         match (ch.ns, ch.local) {
             (MD_NS, "AssertionConsumerService") => {
-                r.assertion_consumer.extend(indexed_endpoint(c, &ch)?)
+                put_opt(c, &mut r.assertion_consumer, |c| indexed_endpoint(c, &ch))?
             }
-            (MD_NS, "AttributeConsumingService") => {
-                r.attribute_consuming.push(attribute_consuming(c, &ch)?)
-            }
+            (MD_NS, "AttributeConsumingService") => put(c, &mut r.attribute_consuming, |c| {
+                Ok(attribute_consuming(c, &ch)?)
+            })?,
             _ => {
                 return Err(ch
                     .invalid("unexpected element in md:SPSSODescriptor")
@@ -560,12 +615,14 @@ fn authority(c: &mut Cursor<'_>, e: &Elem<'_>, service: &str) -> Result<Authorit
             continue;
         }
         match (ch.ns, ch.local) {
-            (MD_NS, s) if s == service => r.services.extend(endpoint(c, &ch)?),
+            (MD_NS, s) if s == service => put_opt(c, &mut r.services, |c| endpoint(c, &ch))?,
             (MD_NS, "AssertionIDRequestService") => {
-                r.assertion_id_request.extend(endpoint(c, &ch)?)
+                put_opt(c, &mut r.assertion_id_request, |c| endpoint(c, &ch))?
             }
-            (MD_NS, "AttributeProfile") => r.attribute_profiles.push(c.text_trim(&ch)?),
-            (SAML_NS, "Attribute") => r.attributes.push(attribute(c, &ch)?),
+            (MD_NS, "AttributeProfile") => {
+                put(c, &mut r.attribute_profiles, |c| Ok(c.text_trim(&ch)?))?
+            }
+            (SAML_NS, "Attribute") => put(c, &mut r.attributes, |c| Ok(attribute(c, &ch)?))?,
             _ => {
                 return Err(ch
                     .invalid(format!("unexpected element in md:{}", e.local))
@@ -638,9 +695,9 @@ fn key_descriptor(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<KeyDescriptor, Err
             (MD_NS, "EncryptionMethod") => {
                 let mut m = EncryptionMethod::new(ch.required("Algorithm")?);
                 while let Some(x) = c.next_child(ch.local)? {
-                    m.content.push(c.raw(&x)?);
+                    put(c, &mut m.content, |c| Ok(c.raw(&x)?))?;
                 }
-                k.encryption_methods.push(m);
+                put(c, &mut k.encryption_methods, |_| Ok(m))?;
             }
             _ => return Err(ch.invalid("unexpected element in md:KeyDescriptor").into()),
         }
@@ -661,14 +718,14 @@ fn key_info(c: &mut Cursor<'_>, e: &Elem<'_>, k: &mut KeyDescriptor) -> Result<(
                         let der = base64::engine::general_purpose::STANDARD
                             .decode(&clean)
                             .map_err(|err| x.invalid(format!("bad base64: {err}")))?;
-                        k.certificates.push(der);
+                        put(c, &mut k.certificates, |_| Ok(der))?;
                     } else {
                         c.skip(&x)?;
                     }
                 }
             }
-            (DSIG_NS, "KeyName") => k.key_names.push(c.text_trim(&ch)?),
-            _ => k.other_key_info.push(c.raw(&ch)?),
+            (DSIG_NS, "KeyName") => put(c, &mut k.key_names, |c| Ok(c.text_trim(&ch)?))?,
+            _ => put(c, &mut k.other_key_info, |c| Ok(c.raw(&ch)?))?,
         }
     }
     Ok(())
@@ -679,10 +736,12 @@ fn organization(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Organization, Error>
     while let Some(ch) = c.next_child(e.local)? {
         match (ch.ns, ch.local) {
             (MD_NS, "Extensions") if o.extensions.is_some() => return Err(second_extensions(e)),
-            (MD_NS, "Extensions") => o.extensions = Some(Box::new(extensions(c, &ch)?)),
-            (MD_NS, "OrganizationName") => o.names.push(c.localized(&ch)?),
-            (MD_NS, "OrganizationDisplayName") => o.display_names.push(c.localized(&ch)?),
-            (MD_NS, "OrganizationURL") => o.urls.push(c.localized(&ch)?),
+            (MD_NS, "Extensions") => o.extensions = Some(boxed(c, |c| extensions(c, &ch))?),
+            (MD_NS, "OrganizationName") => put(c, &mut o.names, |c| Ok(c.localized(&ch)?))?,
+            (MD_NS, "OrganizationDisplayName") => {
+                put(c, &mut o.display_names, |c| Ok(c.localized(&ch)?))?
+            }
+            (MD_NS, "OrganizationURL") => put(c, &mut o.urls, |c| Ok(c.localized(&ch)?))?,
             _ => return Err(ch.invalid("unexpected element in md:Organization").into()),
         }
     }
@@ -720,12 +779,12 @@ fn contact(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<ContactPerson, Error> {
     while let Some(ch) = c.next_child(e.local)? {
         match (ch.ns, ch.local) {
             (MD_NS, "Extensions") if p.extensions.is_some() => return Err(second_extensions(e)),
-            (MD_NS, "Extensions") => p.extensions = Some(Box::new(extensions(c, &ch)?)),
+            (MD_NS, "Extensions") => p.extensions = Some(boxed(c, |c| extensions(c, &ch))?),
             (MD_NS, "Company") => p.company = Some(c.text_trim(&ch)?),
             (MD_NS, "GivenName") => p.given_name = Some(c.text_trim(&ch)?),
             (MD_NS, "SurName") => p.sur_name = Some(c.text_trim(&ch)?),
-            (MD_NS, "EmailAddress") => p.emails.push(c.text_trim(&ch)?),
-            (MD_NS, "TelephoneNumber") => p.phones.push(c.text_trim(&ch)?),
+            (MD_NS, "EmailAddress") => put(c, &mut p.emails, |c| Ok(c.text_trim(&ch)?))?,
+            (MD_NS, "TelephoneNumber") => put(c, &mut p.phones, |c| Ok(c.text_trim(&ch)?))?,
             _ => return Err(ch.invalid("unexpected element in md:ContactPerson").into()),
         }
     }
@@ -741,7 +800,7 @@ fn attribute(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<SamlAttribute, Error> {
     };
     while let Some(ch) = c.next_child(e.local)? {
         if ch.is(SAML_NS, "AttributeValue") {
-            a.values.push(c.text_trim(&ch)?);
+            put(c, &mut a.values, |c| Ok(c.text_trim(&ch)?))?;
         } else {
             return Err(ch.invalid("unexpected element in saml:Attribute").into());
         }
@@ -762,14 +821,18 @@ fn attribute_consuming(
     };
     while let Some(ch) = c.next_child(e.local)? {
         match (ch.ns, ch.local) {
-            (MD_NS, "ServiceName") => s.names.push(c.localized(&ch)?),
-            (MD_NS, "ServiceDescription") => s.descriptions.push(c.localized(&ch)?),
+            (MD_NS, "ServiceName") => put(c, &mut s.names, |c| Ok(c.localized(&ch)?))?,
+            (MD_NS, "ServiceDescription") => {
+                put(c, &mut s.descriptions, |c| Ok(c.localized(&ch)?))?
+            }
             (MD_NS, "RequestedAttribute") => {
                 let is_required = ch.bool_attr("isRequired")?.unwrap_or(false);
-                s.requested.push(RequestedAttribute {
-                    attribute: attribute(c, &ch)?,
-                    is_required,
-                });
+                put(c, &mut s.requested, |c| {
+                    Ok(RequestedAttribute {
+                        attribute: attribute(c, &ch)?,
+                        is_required,
+                    })
+                })?;
             }
             _ => {
                 return Err(ch
@@ -798,8 +861,8 @@ fn affiliation(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Affiliation, Error> {
             (DSIG_NS, "Signature") => c.skip(&ch)?,
             (MD_NS, "Extensions") if a.extensions.present => return Err(second_extensions(e)),
             (MD_NS, "Extensions") => a.extensions = extensions(c, &ch)?,
-            (MD_NS, "AffiliateMember") => a.members.push(c.text_trim(&ch)?),
-            (MD_NS, "KeyDescriptor") => a.keys.push(key_descriptor(c, &ch)?),
+            (MD_NS, "AffiliateMember") => put(c, &mut a.members, |c| Ok(c.text_trim(&ch)?))?,
+            (MD_NS, "KeyDescriptor") => put(c, &mut a.keys, |c| Ok(key_descriptor(c, &ch)?))?,
             _ => {
                 return Err(ch
                     .invalid("unexpected element in md:AffiliationDescriptor")
@@ -852,9 +915,9 @@ pub(crate) fn extensions(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Extensions,
                 .into());
         }
         match (ch.ns, ch.local) {
-            (MDUI_NS, "UIInfo") => x.ui_info = Some(Box::new(ui_info(c, &ch)?)),
+            (MDUI_NS, "UIInfo") => x.ui_info = Some(boxed(c, |c| ui_info(c, &ch))?),
             (MDUI_NS, "DiscoHints") => {
-                x.disco_hints = Some(Box::new(disco_hints(c, &ch)?));
+                x.disco_hints = Some(boxed(c, |c| disco_hints(c, &ch))?);
             }
             (MDRPI_NS, "RegistrationInfo") => {
                 let mut r = RegistrationInfo {
@@ -863,7 +926,7 @@ pub(crate) fn extensions(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Extensions,
                     policies: Vec::new(),
                 };
                 r.policies = localized_children(c, &ch, MDRPI_NS, "RegistrationPolicy")?;
-                x.registration = Some(Box::new(r));
+                x.registration = Some(boxed(c, |_| Ok(r))?);
             }
             (MDRPI_NS, "PublicationInfo") => {
                 let mut p = PublicationInfo {
@@ -873,12 +936,12 @@ pub(crate) fn extensions(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Extensions,
                     usage_policies: Vec::new(),
                 };
                 p.usage_policies = localized_children(c, &ch, MDRPI_NS, "UsagePolicy")?;
-                x.publication = Some(Box::new(p));
+                x.publication = Some(boxed(c, |_| Ok(p))?);
             }
             (MDATTR_NS, "EntityAttributes") => {
                 while let Some(a) = c.next_child(ch.local)? {
                     if a.is(SAML_NS, "Attribute") {
-                        x.entity_attributes.push(attribute(c, &a)?);
+                        put(c, &mut x.entity_attributes, |c| Ok(attribute(c, &a)?))?;
                     } else {
                         c.skip(&a)?; // saml:Assertion carrying attributes: not interpreted
                     }
@@ -886,15 +949,19 @@ pub(crate) fn extensions(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Extensions,
             }
             (SHIBMD_NS, "Scope") => {
                 let regexp = ch.bool_attr("regexp")?.unwrap_or(false);
-                x.scopes.push(Scope {
-                    value: c.text_trim(&ch)?,
-                    regexp,
-                });
+                put(c, &mut x.scopes, |c| {
+                    Ok(Scope {
+                        value: c.text_trim(&ch)?,
+                        regexp,
+                    })
+                })?;
             }
             (IDPDISC_NS, "DiscoveryResponse") => {
-                x.discovery_responses.extend(indexed_endpoint(c, &ch)?)
+                put_opt(c, &mut x.discovery_responses, |c| indexed_endpoint(c, &ch))?
             }
-            (INIT_NS, "RequestInitiator") => x.request_initiators.extend(endpoint(c, &ch)?),
+            (INIT_NS, "RequestInitiator") => {
+                put_opt(c, &mut x.request_initiators, |c| endpoint(c, &ch))?
+            }
             (ALG_NS, "DigestMethod") | (ALG_NS, "SigningMethod") => {
                 let size = |n: &str| -> Result<Option<u32>, Error> {
                     ch.attr(n)
@@ -911,25 +978,26 @@ pub(crate) fn extensions(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Extensions,
                     max_key_size: size("MaxKeySize")?,
                 };
                 c.skip(&ch)?;
-                if ch.local == "DigestMethod" {
-                    x.digest_methods.push(alg);
+                let list = if ch.local == "DigestMethod" {
+                    &mut x.digest_methods
                 } else {
-                    x.signing_methods.push(alg);
-                }
+                    &mut x.signing_methods
+                };
+                put(c, list, |_| Ok(alg))?;
             }
             (DAME_NS, "DAMEInfo") => {
                 while let Some(l) = c.next_child(ch.local)? {
                     if l.is(DAME_NS, "MetadataSyncLocation") {
-                        x.dame_sync_locations.push(c.text_trim(&l)?);
+                        put(c, &mut x.dame_sync_locations, |c| Ok(c.text_trim(&l)?))?;
                     } else {
                         c.skip(&l)?;
                     }
                 }
             }
             (DAME_OLD_NS, "TTPMetadataSyncLocation") => {
-                x.dame_sync_locations.push(c.text_trim(&ch)?)
+                put(c, &mut x.dame_sync_locations, |c| Ok(c.text_trim(&ch)?))?
             }
-            _ => x.unknown.push(c.raw(&ch)?),
+            _ => put(c, &mut x.unknown, |c| Ok(c.raw(&ch)?))?,
         }
     }
     Ok(x)
@@ -944,7 +1012,7 @@ fn localized_children(
     let mut out = Vec::new();
     while let Some(ch) = c.next_child(e.local)? {
         if ch.is(ns, local) {
-            out.push(c.localized(&ch)?);
+            put(c, &mut out, |c| Ok(c.localized(&ch)?))?;
         } else {
             c.skip(&ch)?;
         }
@@ -956,10 +1024,14 @@ fn ui_info(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<UiInfo, Error> {
     let mut u = UiInfo::default();
     while let Some(ch) = c.next_child(e.local)? {
         match (ch.ns, ch.local) {
-            (MDUI_NS, "DisplayName") => u.display_names.push(c.localized(&ch)?),
-            (MDUI_NS, "Description") => u.descriptions.push(c.localized(&ch)?),
-            (MDUI_NS, "InformationURL") => u.information_urls.push(c.localized(&ch)?),
-            (MDUI_NS, "PrivacyStatementURL") => u.privacy_urls.push(c.localized(&ch)?),
+            (MDUI_NS, "DisplayName") => put(c, &mut u.display_names, |c| Ok(c.localized(&ch)?))?,
+            (MDUI_NS, "Description") => put(c, &mut u.descriptions, |c| Ok(c.localized(&ch)?))?,
+            (MDUI_NS, "InformationURL") => {
+                put(c, &mut u.information_urls, |c| Ok(c.localized(&ch)?))?
+            }
+            (MDUI_NS, "PrivacyStatementURL") => {
+                put(c, &mut u.privacy_urls, |c| Ok(c.localized(&ch)?))?
+            }
             (MDUI_NS, "Keywords") => {
                 let lang = ch.lang()?;
                 let words: Vec<String> = c
@@ -968,7 +1040,7 @@ fn ui_info(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<UiInfo, Error> {
                     .map(str::to_owned)
                     .collect();
                 charge::<String>(c, words.len())?;
-                u.keywords.push(Localized { lang, value: words });
+                put(c, &mut u.keywords, |_| Ok(Localized { lang, value: words }))?;
             }
             (MDUI_NS, "Logo") => {
                 let dim = |n: &str| -> Result<u32, Error> {
@@ -980,12 +1052,14 @@ fn ui_info(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<UiInfo, Error> {
                 let (height, width) = (dim("height")?, dim("width")?);
                 let lang = ch.attr_ns(XML_NS, "lang").map(str::to_owned);
                 let url: String = c.text_of(&ch)?.split_ascii_whitespace().collect();
-                u.logos.push(Logo {
-                    url,
-                    height,
-                    width,
-                    lang,
-                });
+                put(c, &mut u.logos, |_| {
+                    Ok(Logo {
+                        url,
+                        height,
+                        width,
+                        lang,
+                    })
+                })?;
             }
             _ => {
                 c.skip(&ch)?;
@@ -999,9 +1073,11 @@ fn disco_hints(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<DiscoHints, Error> {
     let mut d = DiscoHints::default();
     while let Some(ch) = c.next_child(e.local)? {
         match (ch.ns, ch.local) {
-            (MDUI_NS, "IPHint") => d.ip_hints.push(c.text_trim(&ch)?),
-            (MDUI_NS, "DomainHint") => d.domain_hints.push(c.text_trim(&ch)?),
-            (MDUI_NS, "GeolocationHint") => d.geolocation_hints.push(c.text_trim(&ch)?),
+            (MDUI_NS, "IPHint") => put(c, &mut d.ip_hints, |c| Ok(c.text_trim(&ch)?))?,
+            (MDUI_NS, "DomainHint") => put(c, &mut d.domain_hints, |c| Ok(c.text_trim(&ch)?))?,
+            (MDUI_NS, "GeolocationHint") => {
+                put(c, &mut d.geolocation_hints, |c| Ok(c.text_trim(&ch)?))?
+            }
             _ => {
                 c.skip(&ch)?;
             }

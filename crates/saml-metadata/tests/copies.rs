@@ -163,3 +163,58 @@ fn keyword_and_protocol_tokens_are_charged() {
     let ui = e.sp().unwrap().common.extensions.ui_info.as_ref().unwrap();
     assert_eq!(ui.keywords[0].value.len(), 4);
 }
+
+/// Review A1's rest: the model's fixed sizes were not charged. A 48-byte `md:PDPDescriptor` is
+/// a 616-byte role, so that a document of such
+/// elements made a model about 13 times its size, on `load`'s helper threads before the
+/// signature was known to be good. Every value kept in a list or a box is now charged its
+/// size: such a document is refused on every path, while an aggregate of minimal entities
+/// (an SP with one endpoint, no key: about four times its bytes in model) loads.
+#[test]
+fn fixed_sizes_of_kept_values_are_charged() {
+    let roles = r#"<md:PDPDescriptor protocolSupportEnumeration="a"/>"#.repeat(200);
+    let children: String = (0..50)
+        .map(|i| {
+            format!(
+                "<md:EntityDescriptor entityID=\"https://e{i}/\">{roles}</md:EntityDescriptor>\n"
+            )
+        })
+        .collect();
+    let doc = format!("<md:EntitiesDescriptor {MD} ID=\"_a\">\n{children}</md:EntitiesDescriptor>");
+    let e = parse_unverified(doc.as_bytes()).unwrap_err();
+    assert!(is_copy_limit(&e), "{e}");
+    let fed = key();
+    let signed = dsig::sign(doc.as_bytes(), &fed, &SignOptions::default()).unwrap();
+    let mut one = policy(&fed);
+    one.verify.parallel_min_size = Some(usize::MAX);
+    let mut several = policy(&fed);
+    several.verify.parallel_min_size = Some(0);
+    for (name, p) in [("one thread", &one), ("several threads", &several)] {
+        let e = load::load(&signed, p).unwrap_err();
+        assert!(is_copy_limit(&e), "load, {name}: {e}");
+        let Err(e) = load::load_owned(signed.clone(), p) else {
+            panic!("load_owned, {name}: accepted");
+        };
+        assert!(is_copy_limit(&e), "load_owned, {name}: {e}");
+    }
+    let lazy = saml_metadata::lazy::load_lazy(&signed, &policy(&fed)).unwrap();
+    let e = lazy.get("https://e7/").unwrap_err();
+    assert!(is_copy_limit(&e), "lazy: {e}");
+
+    // Minimal entities, short names, no prefix: they load, on every path.
+    let minimal: String = (0..2000)
+        .map(|i| format!(r#"<EntityDescriptor entityID="https://sp{i}.example/"><SPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="https://sp{i}.example/acs" index="0"/></SPSSODescriptor></EntityDescriptor>"#) + "\n")
+        .collect();
+    let doc = format!(
+        "<EntitiesDescriptor xmlns=\"urn:oasis:names:tc:SAML:2.0:metadata\">\n{minimal}</EntitiesDescriptor>"
+    );
+    let signed = dsig::sign(doc.as_bytes(), &fed, &SignOptions::default()).unwrap();
+    for (name, p) in [("one thread", &one), ("several threads", &several)] {
+        assert_eq!(load::load(&signed, p).unwrap().len(), 2000, "{name}");
+        assert_eq!(
+            load::load_owned(signed.clone(), p).unwrap().len(),
+            2000,
+            "{name}"
+        );
+    }
+}

@@ -222,7 +222,8 @@ pub struct Cursor<'a> {
     pool: Option<CopyPool>,
 }
 
-/// One document's copy allowance (twice its bytes and 1 KiB, as one cursor over it has),
+/// One document's model allowance ([`MODEL_ALLOWANCE_FACTOR`] times its bytes and 1 KiB, as
+/// one cursor over it has),
 /// shared by cursors over its parts that are read on several threads
 /// ([`Cursor::unverified_pooled`]): together they copy no more than one cursor over the whole
 /// document may, however the copies fall between the parts. Which part is refused when the
@@ -254,20 +255,31 @@ impl CopyPool {
     }
 }
 
-/// What a cursor over a whole document of `len` bytes lets model builders copy beyond them
-/// (see [`Cursor::charge_copy`]): twice the bytes, and 1 KiB.
+/// How many times the bytes under a cursor model builders may hold beyond them
+/// ([`Cursor::charge_copy`]): what they copy, and the fixed sizes of the values they keep. A
+/// real federation aggregate's model charges about half its bytes, an aggregate of minimal
+/// entities (an SP with one endpoint and no key) about four times them; a 48-byte
+/// `md:PDPDescriptor` is a 616-byte role, so that a document of such elements made a model 13
+/// times its size, on `load`'s helper threads before the signature was known to be good
+/// (review A1). With the bytes the model's strings hold (at most the document's), a model is
+/// at most about seven times the document.
+pub const MODEL_ALLOWANCE_FACTOR: usize = 6;
+
+/// What a cursor over a whole document of `len` bytes lets model builders hold beyond them
+/// (see [`Cursor::charge_copy`]): [`MODEL_ALLOWANCE_FACTOR`] times the bytes, and 1 KiB.
 fn copy_allowance(len: usize) -> usize {
-    len.saturating_mul(2).saturating_add(1024)
+    len.saturating_mul(MODEL_ALLOWANCE_FACTOR)
+        .saturating_add(1024)
 }
 
-/// What a cursor over one part of a document lets model builders copy: twice its bytes, the
-/// 1 KiB being the document's once. Parts read one at a time (entities from the lazy index,
+/// What a cursor over one part of a document lets model builders hold:
+/// [`MODEL_ALLOWANCE_FACTOR`] times its bytes, the 1 KiB being the document's once. Parts read one at a time (entities from the lazy index,
 /// root children on `load`'s helper threads) then copy at most what one cursor over the whole
 /// document allows: with 1 KiB for each, 40,000 small entities under one long binding held up
 /// to twenty times the document in copies where `load` on one thread refused it (dsig review
 /// L3).
 fn part_allowance(len: usize) -> usize {
-    len.saturating_mul(2)
+    len.saturating_mul(MODEL_ALLOWANCE_FACTOR)
 }
 
 impl<'a> Cursor<'a> {
@@ -315,7 +327,8 @@ impl<'a> Cursor<'a> {
     }
 
     /// [`Cursor::unverified`] over one part of a document (a [`Reader::new_fragment`]) that
-    /// is read part by part: model builders may copy twice its bytes (the 1 KiB slack being
+    /// is read part by part: model builders may hold [`MODEL_ALLOWANCE_FACTOR`] times its bytes
+    /// (the 1 KiB slack being
     /// the whole document's), so that the parts together copy no more than one cursor over
     /// the document allows.
     #[must_use]
@@ -336,8 +349,9 @@ impl<'a> Cursor<'a> {
     }
 
     /// Accounts for `bytes` a model builder copies beyond the content it reads (the namespace
-    /// declarations an element kept as written inherits, say): at most twice the bytes under
-    /// the cursor plus 1 KiB in all, so that what a document can make a model hold stays
+    /// declarations an element kept as written inherits, say) or the fixed size of a value it
+    /// keeps: at most [`MODEL_ALLOWANCE_FACTOR`] times the bytes under the cursor plus 1 KiB in
+    /// all, so that what a document can make a model hold stays
     /// proportional to the document, however its declarations are arranged. Fails with
     /// [`LimitExceeded::ModelCopies`] beyond it.
     pub fn charge_copy(&mut self, bytes: usize) -> Result<(), Error> {
