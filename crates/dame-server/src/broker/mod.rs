@@ -137,19 +137,36 @@ const MAX_HAY_KEYWORDS: usize = 64;
 /// Most bytes of one keyword a discovery search looks in (its beginning).
 const MAX_KEYWORD_BYTES: usize = 64;
 
-/// `word` lower-cased, cut to at most [`MAX_KEYWORD_BYTES`] bytes at a character boundary.
-fn keyword(word: &str) -> String {
-    let mut end = word.len().min(MAX_KEYWORD_BYTES * 4);
-    while !word.is_char_boundary(end) {
+/// Most display names of one IdP (mdui's, then the organization's, over all languages) a
+/// discovery search looks in. Self-registered names were not bounded: a registrant's IdP could
+/// carry thousands, each scanned by every search and held in the listing.
+const MAX_HAY_NAMES: usize = 32;
+
+/// Most bytes of one name a discovery search looks in, and the page shows (its beginning). Real
+/// IdPs' display names are under a hundred bytes.
+const MAX_NAME_BYTES: usize = 256;
+
+/// `s` cut to at most `max` bytes at a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
         end -= 1;
     }
-    let mut w = word[..end].to_lowercase();
-    let mut end = w.len().min(MAX_KEYWORD_BYTES);
-    while !w.is_char_boundary(end) {
-        end -= 1;
-    }
+    &s[..end]
+}
+
+/// `word` lower-cased, cut to at most `max` bytes at a character boundary (before and after
+/// lower-casing, which can lengthen it).
+fn lowered(word: &str, max: usize) -> String {
+    let mut w = cut(word, max.saturating_mul(4)).to_lowercase();
+    let end = cut(&w, max).len();
     w.truncate(end);
     w
+}
+
+/// `word` lower-cased, cut to at most [`MAX_KEYWORD_BYTES`] bytes at a character boundary.
+fn keyword(word: &str) -> String {
+    lowered(word, MAX_KEYWORD_BYTES)
 }
 
 impl Listing {
@@ -165,10 +182,17 @@ impl Listing {
                 let name = ui
                     .and_then(|u| u.display_names.first())
                     .or_else(|| org.and_then(|o| o.display_names.first()))
-                    .map_or_else(|| id.clone(), |l| l.value.clone());
+                    .map_or_else(|| id.clone(), |l| cut(&l.value, MAX_NAME_BYTES).to_owned());
                 let mut hay = vec![id.to_lowercase(), name.to_lowercase()];
+                let ui_names = ui.into_iter().flat_map(|u| u.display_names.iter());
+                let org_names = org.into_iter().flat_map(|o| o.display_names.iter());
+                hay.extend(
+                    ui_names
+                        .chain(org_names)
+                        .take(MAX_HAY_NAMES)
+                        .map(|l| lowered(&l.value, MAX_NAME_BYTES)),
+                );
                 if let Some(u) = ui {
-                    hay.extend(u.display_names.iter().map(|l| l.value.to_lowercase()));
                     hay.extend(
                         u.keywords
                             .iter()
@@ -176,9 +200,6 @@ impl Listing {
                             .take(MAX_HAY_KEYWORDS)
                             .map(|w| keyword(w)),
                     );
-                }
-                if let Some(o) = org {
-                    hay.extend(o.display_names.iter().map(|l| l.value.to_lowercase()));
                 }
                 let logo = ui
                     .and_then(|u| u.logos.iter().find(|l| safe_logo(&l.url)))
@@ -2594,6 +2615,42 @@ mod tests {
             hay.iter().any(|h| *h == "l".repeat(63)),
             "cut at a character boundary"
         );
+    }
+
+    /// Self-registered display names were not bounded in the discovery listing: every name of
+    /// an IdP, however many and however long, was held lower-cased and scanned by every
+    /// search, and the first shown whole on the page. The search looks in the first 32 names
+    /// (mdui's, then the organization's), each cut to 256 bytes; the page shows at most 256.
+    #[test]
+    fn discovery_names_are_bounded() {
+        let mut e = idp("idp.n.example", "Nu");
+        let long = format!("{}é{}", "N".repeat(255), "x".repeat(10_000));
+        let names: Vec<saml_metadata::model::Localized<String>> = (0..1000)
+            .map(|i| saml_metadata::model::Localized {
+                lang: format!("l{i}"),
+                value: if i == 0 {
+                    long.clone()
+                } else {
+                    format!("name{i}")
+                },
+            })
+            .collect();
+        for role in &mut e.roles {
+            if let saml_metadata::model::Role::Idp(i) = role {
+                i.common.extensions.ui_info = Some(Box::new(saml_metadata::ext::UiInfo {
+                    display_names: names.clone(),
+                    ..Default::default()
+                }));
+            }
+        }
+        let list = Listing::all(&[Arc::new(e)]);
+        let l = &list[0];
+        assert_eq!(l.name, "N".repeat(255), "cut at a character boundary");
+        assert!(l.hay.iter().any(|h| h == "name31"));
+        assert!(!l.hay.iter().any(|h| h == "name32"), "{:?}", l.hay.len());
+        // The entityID, the name, 32 names.
+        assert_eq!(l.hay.len(), 2 + 32);
+        assert!(l.hay.iter().all(|h| h.len() <= 256));
     }
 
     /// Review K2: the registry was bounded in entities, not in bytes. `max_self_registered_bytes`
