@@ -456,7 +456,7 @@ pub(crate) fn entity(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<EntityDescripto
                 ent.affiliation = Some(boxed(c, |c| affiliation(c, &ch))?)
             }
             (MD_NS, "Organization") => ent.organization = Some(organization(c, &ch)?),
-            (MD_NS, "ContactPerson") => put(c, &mut ent.contacts, |c| Ok(contact(c, &ch)?))?,
+            (MD_NS, "ContactPerson") => put(c, &mut ent.contacts, |c| contact(c, &ch))?,
             (MD_NS, "AdditionalMetadataLocation") => {
                 let namespace = ch.required("namespace")?.to_owned();
                 let loc = c.text_trim(&ch)?;
@@ -525,9 +525,9 @@ fn role_child(c: &mut Cursor<'_>, common: &mut RoleCommon, ch: &Elem<'_>) -> Res
         (DSIG_NS, "Signature") => c.skip(ch)?,
         (MD_NS, "Extensions") if common.extensions.present => return Err(second_extensions(ch)),
         (MD_NS, "Extensions") => common.extensions = extensions(c, ch)?,
-        (MD_NS, "KeyDescriptor") => put(c, &mut common.keys, |c| Ok(key_descriptor(c, ch)?))?,
+        (MD_NS, "KeyDescriptor") => put(c, &mut common.keys, |c| key_descriptor(c, ch))?,
         (MD_NS, "Organization") => common.organization = Some(boxed(c, |c| organization(c, ch))?),
-        (MD_NS, "ContactPerson") => put(c, &mut common.contacts, |c| Ok(contact(c, ch)?))?,
+        (MD_NS, "ContactPerson") => put(c, &mut common.contacts, |c| contact(c, ch))?,
         (MD_NS, "ArtifactResolutionService") => put_opt(c, &mut common.artifact_resolution, |c| {
             indexed_endpoint(c, ch)
         })?,
@@ -537,7 +537,7 @@ fn role_child(c: &mut Cursor<'_>, common: &mut RoleCommon, ch: &Elem<'_>) -> Res
         (MD_NS, "ManageNameIDService") => {
             put_opt(c, &mut common.manage_name_id, |c| endpoint(c, ch))?
         }
-        (MD_NS, "NameIDFormat") => put(c, &mut common.name_id_formats, |c| Ok(c.text_trim(ch)?))?,
+        (MD_NS, "NameIDFormat") => put(c, &mut common.name_id_formats, |c| c.text_trim(ch))?,
         _ => return Ok(false),
     }
     Ok(true)
@@ -563,10 +563,8 @@ fn idp(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<IdpSso, Error> {
             (MD_NS, "AssertionIDRequestService") => {
                 put_opt(c, &mut r.assertion_id_request, |c| endpoint(c, &ch))?
             }
-            (MD_NS, "AttributeProfile") => {
-                put(c, &mut r.attribute_profiles, |c| Ok(c.text_trim(&ch)?))?
-            }
-            (SAML_NS, "Attribute") => put(c, &mut r.attributes, |c| Ok(attribute(c, &ch)?))?,
+            (MD_NS, "AttributeProfile") => put(c, &mut r.attribute_profiles, |c| c.text_trim(&ch))?,
+            (SAML_NS, "Attribute") => put(c, &mut r.attributes, |c| attribute(c, &ch))?,
             _ => {
                 return Err(ch
                     .invalid("unexpected element in md:IDPSSODescriptor")
@@ -593,7 +591,7 @@ fn sp(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<SpSso, Error> {
                 put_opt(c, &mut r.assertion_consumer, |c| indexed_endpoint(c, &ch))?
             }
             (MD_NS, "AttributeConsumingService") => put(c, &mut r.attribute_consuming, |c| {
-                Ok(attribute_consuming(c, &ch)?)
+                attribute_consuming(c, &ch)
             })?,
             _ => {
                 return Err(ch
@@ -619,10 +617,8 @@ fn authority(c: &mut Cursor<'_>, e: &Elem<'_>, service: &str) -> Result<Authorit
             (MD_NS, "AssertionIDRequestService") => {
                 put_opt(c, &mut r.assertion_id_request, |c| endpoint(c, &ch))?
             }
-            (MD_NS, "AttributeProfile") => {
-                put(c, &mut r.attribute_profiles, |c| Ok(c.text_trim(&ch)?))?
-            }
-            (SAML_NS, "Attribute") => put(c, &mut r.attributes, |c| Ok(attribute(c, &ch)?))?,
+            (MD_NS, "AttributeProfile") => put(c, &mut r.attribute_profiles, |c| c.text_trim(&ch))?,
+            (SAML_NS, "Attribute") => put(c, &mut r.attributes, |c| attribute(c, &ch))?,
             _ => {
                 return Err(ch
                     .invalid(format!("unexpected element in md:{}", e.local))
@@ -695,7 +691,7 @@ fn key_descriptor(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<KeyDescriptor, Err
             (MD_NS, "EncryptionMethod") => {
                 let mut m = EncryptionMethod::new(ch.required("Algorithm")?);
                 while let Some(x) = c.next_child(ch.local)? {
-                    put(c, &mut m.content, |c| Ok(c.raw(&x)?))?;
+                    put(c, &mut m.content, |c| c.raw(&x))?;
                 }
                 put(c, &mut k.encryption_methods, |_| Ok(m))?;
             }
@@ -724,8 +720,8 @@ fn key_info(c: &mut Cursor<'_>, e: &Elem<'_>, k: &mut KeyDescriptor) -> Result<(
                     }
                 }
             }
-            (DSIG_NS, "KeyName") => put(c, &mut k.key_names, |c| Ok(c.text_trim(&ch)?))?,
-            _ => put(c, &mut k.other_key_info, |c| Ok(c.raw(&ch)?))?,
+            (DSIG_NS, "KeyName") => put(c, &mut k.key_names, |c| c.text_trim(&ch))?,
+            _ => put(c, &mut k.other_key_info, |c| c.raw(&ch))?,
         }
     }
     Ok(())
@@ -737,11 +733,11 @@ fn organization(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Organization, Error>
         match (ch.ns, ch.local) {
             (MD_NS, "Extensions") if o.extensions.is_some() => return Err(second_extensions(e)),
             (MD_NS, "Extensions") => o.extensions = Some(boxed(c, |c| extensions(c, &ch))?),
-            (MD_NS, "OrganizationName") => put(c, &mut o.names, |c| Ok(c.localized(&ch)?))?,
+            (MD_NS, "OrganizationName") => put(c, &mut o.names, |c| c.localized(&ch))?,
             (MD_NS, "OrganizationDisplayName") => {
-                put(c, &mut o.display_names, |c| Ok(c.localized(&ch)?))?
+                put(c, &mut o.display_names, |c| c.localized(&ch))?
             }
-            (MD_NS, "OrganizationURL") => put(c, &mut o.urls, |c| Ok(c.localized(&ch)?))?,
+            (MD_NS, "OrganizationURL") => put(c, &mut o.urls, |c| c.localized(&ch))?,
             _ => return Err(ch.invalid("unexpected element in md:Organization").into()),
         }
     }
@@ -783,8 +779,8 @@ fn contact(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<ContactPerson, Error> {
             (MD_NS, "Company") => p.company = Some(c.text_trim(&ch)?),
             (MD_NS, "GivenName") => p.given_name = Some(c.text_trim(&ch)?),
             (MD_NS, "SurName") => p.sur_name = Some(c.text_trim(&ch)?),
-            (MD_NS, "EmailAddress") => put(c, &mut p.emails, |c| Ok(c.text_trim(&ch)?))?,
-            (MD_NS, "TelephoneNumber") => put(c, &mut p.phones, |c| Ok(c.text_trim(&ch)?))?,
+            (MD_NS, "EmailAddress") => put(c, &mut p.emails, |c| c.text_trim(&ch))?,
+            (MD_NS, "TelephoneNumber") => put(c, &mut p.phones, |c| c.text_trim(&ch))?,
             _ => return Err(ch.invalid("unexpected element in md:ContactPerson").into()),
         }
     }
@@ -800,7 +796,7 @@ fn attribute(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<SamlAttribute, Error> {
     };
     while let Some(ch) = c.next_child(e.local)? {
         if ch.is(SAML_NS, "AttributeValue") {
-            put(c, &mut a.values, |c| Ok(c.text_trim(&ch)?))?;
+            put(c, &mut a.values, |c| c.text_trim(&ch))?;
         } else {
             return Err(ch.invalid("unexpected element in saml:Attribute").into());
         }
@@ -821,10 +817,8 @@ fn attribute_consuming(
     };
     while let Some(ch) = c.next_child(e.local)? {
         match (ch.ns, ch.local) {
-            (MD_NS, "ServiceName") => put(c, &mut s.names, |c| Ok(c.localized(&ch)?))?,
-            (MD_NS, "ServiceDescription") => {
-                put(c, &mut s.descriptions, |c| Ok(c.localized(&ch)?))?
-            }
+            (MD_NS, "ServiceName") => put(c, &mut s.names, |c| c.localized(&ch))?,
+            (MD_NS, "ServiceDescription") => put(c, &mut s.descriptions, |c| c.localized(&ch))?,
             (MD_NS, "RequestedAttribute") => {
                 let is_required = ch.bool_attr("isRequired")?.unwrap_or(false);
                 put(c, &mut s.requested, |c| {
@@ -861,8 +855,8 @@ fn affiliation(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Affiliation, Error> {
             (DSIG_NS, "Signature") => c.skip(&ch)?,
             (MD_NS, "Extensions") if a.extensions.present => return Err(second_extensions(e)),
             (MD_NS, "Extensions") => a.extensions = extensions(c, &ch)?,
-            (MD_NS, "AffiliateMember") => put(c, &mut a.members, |c| Ok(c.text_trim(&ch)?))?,
-            (MD_NS, "KeyDescriptor") => put(c, &mut a.keys, |c| Ok(key_descriptor(c, &ch)?))?,
+            (MD_NS, "AffiliateMember") => put(c, &mut a.members, |c| c.text_trim(&ch))?,
+            (MD_NS, "KeyDescriptor") => put(c, &mut a.keys, |c| key_descriptor(c, &ch))?,
             _ => {
                 return Err(ch
                     .invalid("unexpected element in md:AffiliationDescriptor")
@@ -941,7 +935,7 @@ pub(crate) fn extensions(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Extensions,
             (MDATTR_NS, "EntityAttributes") => {
                 while let Some(a) = c.next_child(ch.local)? {
                     if a.is(SAML_NS, "Attribute") {
-                        put(c, &mut x.entity_attributes, |c| Ok(attribute(c, &a)?))?;
+                        put(c, &mut x.entity_attributes, |c| attribute(c, &a))?;
                     } else {
                         c.skip(&a)?; // saml:Assertion carrying attributes: not interpreted
                     }
@@ -988,16 +982,16 @@ pub(crate) fn extensions(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Extensions,
             (DAME_NS, "DAMEInfo") => {
                 while let Some(l) = c.next_child(ch.local)? {
                     if l.is(DAME_NS, "MetadataSyncLocation") {
-                        put(c, &mut x.dame_sync_locations, |c| Ok(c.text_trim(&l)?))?;
+                        put(c, &mut x.dame_sync_locations, |c| c.text_trim(&l))?;
                     } else {
                         c.skip(&l)?;
                     }
                 }
             }
             (DAME_OLD_NS, "TTPMetadataSyncLocation") => {
-                put(c, &mut x.dame_sync_locations, |c| Ok(c.text_trim(&ch)?))?
+                put(c, &mut x.dame_sync_locations, |c| c.text_trim(&ch))?
             }
-            _ => put(c, &mut x.unknown, |c| Ok(c.raw(&ch)?))?,
+            _ => put(c, &mut x.unknown, |c| c.raw(&ch))?,
         }
     }
     Ok(x)
@@ -1012,7 +1006,7 @@ fn localized_children(
     let mut out = Vec::new();
     while let Some(ch) = c.next_child(e.local)? {
         if ch.is(ns, local) {
-            put(c, &mut out, |c| Ok(c.localized(&ch)?))?;
+            put(c, &mut out, |c| c.localized(&ch))?;
         } else {
             c.skip(&ch)?;
         }
@@ -1024,14 +1018,10 @@ fn ui_info(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<UiInfo, Error> {
     let mut u = UiInfo::default();
     while let Some(ch) = c.next_child(e.local)? {
         match (ch.ns, ch.local) {
-            (MDUI_NS, "DisplayName") => put(c, &mut u.display_names, |c| Ok(c.localized(&ch)?))?,
-            (MDUI_NS, "Description") => put(c, &mut u.descriptions, |c| Ok(c.localized(&ch)?))?,
-            (MDUI_NS, "InformationURL") => {
-                put(c, &mut u.information_urls, |c| Ok(c.localized(&ch)?))?
-            }
-            (MDUI_NS, "PrivacyStatementURL") => {
-                put(c, &mut u.privacy_urls, |c| Ok(c.localized(&ch)?))?
-            }
+            (MDUI_NS, "DisplayName") => put(c, &mut u.display_names, |c| c.localized(&ch))?,
+            (MDUI_NS, "Description") => put(c, &mut u.descriptions, |c| c.localized(&ch))?,
+            (MDUI_NS, "InformationURL") => put(c, &mut u.information_urls, |c| c.localized(&ch))?,
+            (MDUI_NS, "PrivacyStatementURL") => put(c, &mut u.privacy_urls, |c| c.localized(&ch))?,
             (MDUI_NS, "Keywords") => {
                 let lang = ch.lang()?;
                 let words: Vec<String> = c
@@ -1073,11 +1063,9 @@ fn disco_hints(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<DiscoHints, Error> {
     let mut d = DiscoHints::default();
     while let Some(ch) = c.next_child(e.local)? {
         match (ch.ns, ch.local) {
-            (MDUI_NS, "IPHint") => put(c, &mut d.ip_hints, |c| Ok(c.text_trim(&ch)?))?,
-            (MDUI_NS, "DomainHint") => put(c, &mut d.domain_hints, |c| Ok(c.text_trim(&ch)?))?,
-            (MDUI_NS, "GeolocationHint") => {
-                put(c, &mut d.geolocation_hints, |c| Ok(c.text_trim(&ch)?))?
-            }
+            (MDUI_NS, "IPHint") => put(c, &mut d.ip_hints, |c| c.text_trim(&ch))?,
+            (MDUI_NS, "DomainHint") => put(c, &mut d.domain_hints, |c| c.text_trim(&ch))?,
+            (MDUI_NS, "GeolocationHint") => put(c, &mut d.geolocation_hints, |c| c.text_trim(&ch))?,
             _ => {
                 c.skip(&ch)?;
             }
