@@ -211,6 +211,11 @@ fn checked_scope(idp: &ResolvedIdp, domain: &str) -> Result<String, &'static str
 
 /// Whether `value` of a scoped attribute (`user@scope`) is one `idp` may assert: exactly one
 /// `@`, a user part, and a scope of the IdP written canonically ([`checked_scope`]).
+/// `s` without XML white space around it.
+fn xml_ws_trim(s: &str) -> &str {
+    s.trim_matches([' ', '\t', '\r', '\n'])
+}
+
 fn scoped_value_allowed(idp: &ResolvedIdp, value: &str) -> bool {
     match value.split_once('@') {
         Some((user, domain)) if !user.is_empty() && !domain.contains('@') => {
@@ -226,22 +231,11 @@ fn scoped_value_allowed(idp: &ResolvedIdp, value: &str) -> bool {
 pub const MAX_REFUSED_RESPONSES: u32 = 8;
 
 /// The attributes whose values are scoped (`user@scope`) and checked against the asserting
-/// IdP's `shibmd:Scope`s by default ([`ServerConfig::scoped_attributes`]), as Shibboleth SP's
-/// attribute map declares them: eduPersonPrincipalName, eduPersonScopedAffiliation,
-/// eduPersonUniqueId (eduPerson 2020), and subject-id and pairwise-id (SAML V2.0 Subject
-/// Identifier Attributes Profile §3.3, §3.4), and the SAML 1 names of eduPersonPrincipalName
-/// and eduPersonScopedAffiliation, which that map also decodes as scoped. Names are compared
-/// without ASCII case (a URN's scheme and namespace are case-insensitive, RFC 8141 §3.1), so
-/// a value is not let through under the same name written in capitals.
-pub const SCOPED_ATTRIBUTES: [&str; 7] = [
-    "urn:oid:1.3.6.1.4.1.5923.1.1.1.6",
-    "urn:oid:1.3.6.1.4.1.5923.1.1.1.9",
-    "urn:oid:1.3.6.1.4.1.5923.1.1.1.13",
-    "urn:oasis:names:tc:SAML:attribute:subject-id",
-    "urn:oasis:names:tc:SAML:attribute:pairwise-id",
-    "urn:mace:dir:attribute-def:eduPersonPrincipalName",
-    "urn:mace:dir:attribute-def:eduPersonScopedAffiliation",
-];
+/// IdP's `shibmd:Scope`s by default ([`ServerConfig::scoped_attributes`], with
+/// [`SCOPED_FRIENDLY_NAMES`]), as Shibboleth SP's attribute map declares them: saml-core's one
+/// list (review S1: eduPersonPrincipalNamePrior, and the friendly names a SimpleSAMLphp IdP
+/// sends, went through unchecked).
+pub use saml_core::protocol::scoped::{SCOPED_ATTRIBUTES, SCOPED_FRIENDLY_NAMES};
 
 impl std::fmt::Display for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -273,9 +267,10 @@ pub struct ServerConfig {
     pub authorize: Option<AuthzPolicy>,
     /// Which names the asserting IdP may assert (default [`IdentityPolicy::Scoped`]).
     pub identity_policy: IdentityPolicy,
-    /// Attributes (by `Name`) whose values are scoped: a value whose scope is not one of the
-    /// asserting IdP's `shibmd:Scope`s (or that is not `user@scope`) is dropped from
-    /// [`Outcome::attributes`], as Shibboleth SP does (default [`SCOPED_ATTRIBUTES`];
+    /// Attributes (by `Name` or `FriendlyName`, without ASCII case) whose values are scoped: a
+    /// value whose scope is not one of the asserting IdP's `shibmd:Scope`s (or that is not
+    /// `user@scope`) is dropped from [`Outcome::attributes`], as Shibboleth SP does (default
+    /// [`SCOPED_ATTRIBUTES`] and [`SCOPED_FRIENDLY_NAMES`];
     /// whatever [`ServerConfig::identity_policy`] says). Without it any IdP of the federation
     /// could assert `admin@uni-a.example` as eduPersonPrincipalName.
     pub scoped_attributes: Vec<String>,
@@ -305,7 +300,11 @@ impl ServerConfig {
             clock_skew: Duration::from_secs(180),
             authorize: None,
             identity_policy: IdentityPolicy::Scoped,
-            scoped_attributes: SCOPED_ATTRIBUTES.iter().map(|&a| a.to_owned()).collect(),
+            scoped_attributes: SCOPED_ATTRIBUTES
+                .iter()
+                .chain(SCOPED_FRIENDLY_NAMES.iter())
+                .map(|&a| a.to_owned())
+                .collect(),
         }
     }
 
@@ -755,12 +754,16 @@ impl Server {
         let session_index = ok.session_index().map(str::to_owned);
         let mut attributes = ok.assertion.attributes;
         attributes.retain_mut(|a| {
-            if !self
-                .cfg
-                .scoped_attributes
-                .iter()
-                .any(|n| n.eq_ignore_ascii_case(&a.name))
-            {
+            // By its Name or its FriendlyName: an application that reads an attribute by the
+            // friendly name its IdPs send must not get one no scope check saw.
+            let names = std::iter::once(a.name.as_str()).chain(a.friendly_name.as_deref());
+            let scoped = names.map(xml_ws_trim).any(|name| {
+                self.cfg
+                    .scoped_attributes
+                    .iter()
+                    .any(|n| n.eq_ignore_ascii_case(name))
+            });
+            if !scoped {
                 return true;
             }
             a.values.retain(|v| scoped_value_allowed(idp, v));

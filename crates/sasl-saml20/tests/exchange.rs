@@ -618,6 +618,42 @@ fn scoped_attribute_values_outside_the_idps_scopes_are_dropped() {
     }
 }
 
+/// Review S1 (session 28): the check knew seven names; eduPersonPrincipalNamePrior (which SPs
+/// use to link accounts), the basic names a SimpleSAMLphp IdP sends by default and any
+/// `FriendlyName` went through, so uni-b's IdP could assert `admin@uni-a.example` under them.
+/// One list now (saml-core's, the DAME conversion rules' too), matched by `Name` or
+/// `FriendlyName`.
+#[test]
+fn scoped_attributes_are_checked_by_every_name_they_go_by() {
+    const PRIOR: &str = "urn:oid:1.3.6.1.4.1.5923.1.1.1.12";
+    const EPPN: &str = "urn:oid:1.3.6.1.4.1.5923.1.1.1.6";
+    let basic = |name: &str, friendly: Option<&str>, values: &[&str]| Attribute {
+        name: name.to_owned(),
+        name_format: Some("urn:oasis:names:tc:SAML:2.0:attrname-format:basic".to_owned()),
+        friendly_name: friendly.map(str::to_owned),
+        values: values.iter().map(|v| (*v).to_owned()).collect(),
+    };
+    let f = federation();
+    let o = at_uni_b(&f, IdentityPolicy::default(), "bob@uni-b.example")
+        .attribute(Attribute::uri(PRIOR, None, &["alice@uni-a.example"]))
+        .attribute(basic(
+            "eduPersonPrincipalName",
+            None,
+            &["admin@uni-a.example"],
+        ))
+        .attribute(basic(
+            "urn:x:custom",
+            Some(" eppn "),
+            &["admin@uni-a.example"],
+        ))
+        .attribute(Attribute::uri(EPPN, None, &["bob@uni-b.example"]))
+        .attribute(basic("mail", None, &["admin@uni-a.example"]))
+        .run()
+        .unwrap();
+    let names: Vec<&str> = o.attributes.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, [EPPN, "mail"]);
+}
+
 /// Finding (SAML review F3): a scope was compared after IDNA normalization but the name was
 /// kept as written, so `admin@faß.de` asserted by the IdP of `xn--fa-hia.de` came back as a
 /// checked scoped name that IDNA2003 consumers read as `admin@fass.de`. A scope must now be

@@ -98,42 +98,12 @@ pub const MAX_VALUE_LEN: usize = 64 << 10;
 pub const MAX_TEXT: usize = 1024;
 
 /// The attributes whose values are scoped (`user@scope`), which an SP checks against the
-/// asserting IdP's `shibmd:Scope`s or not at all: eduPersonPrincipalName,
-/// eduPersonScopedAffiliation, eduPersonUniqueId, eduPersonPrincipalNamePrior (which SPs use
-/// to link accounts), subject-id and pairwise-id (SAML V2.0 Subject Identifier Attributes
-/// Profile §3.3, §3.4), and the SAML 1 names of the eduPerson ones. Compared without ASCII case.
-pub const SCOPED_ATTRIBUTES: [&str; 11] = [
-    "urn:oid:1.3.6.1.4.1.5923.1.1.1.6",
-    "urn:oid:1.3.6.1.4.1.5923.1.1.1.9",
-    "urn:oid:1.3.6.1.4.1.5923.1.1.1.13",
-    "urn:oid:1.3.6.1.4.1.5923.1.1.1.12",
-    "urn:oasis:names:tc:SAML:attribute:subject-id",
-    "urn:oasis:names:tc:SAML:attribute:pairwise-id",
-    "urn:mace:dir:attribute-def:eduPersonPrincipalName",
-    "urn:mace:dir:attribute-def:eduPersonScopedAffiliation",
-    "urn:mace:dir:attribute-def:eduPersonUniqueId",
-    "urn:mace:dir:attribute-def:eduPersonPrincipalNamePrior",
-    "urn:mace:dir:attribute-def:eduPersonTargetedID",
-];
-
-/// The friendly (basic) names of [`SCOPED_ATTRIBUTES`], as SPs may request them and IdPs name
-/// them locally.
-const SCOPED_FRIENDLY_NAMES: [&str; 7] = [
-    "eduPersonPrincipalName",
-    "eppn",
-    "eduPersonScopedAffiliation",
-    "eduPersonUniqueId",
-    "eduPersonPrincipalNamePrior",
-    "subject-id",
-    "pairwise-id",
-];
+/// asserting IdP's `shibmd:Scope`s or not at all (saml-core's one list).
+pub use saml_core::protocol::scoped::SCOPED_ATTRIBUTES;
 
 /// Whether `name` (a SAML name, a friendly name or a local name) is a scoped attribute's.
 fn is_scoped(name: &str) -> bool {
-    SCOPED_ATTRIBUTES
-        .iter()
-        .chain(SCOPED_FRIENDLY_NAMES.iter())
-        .any(|a| a.eq_ignore_ascii_case(name))
+    saml_core::protocol::scoped::is_scoped_name(name)
 }
 
 /// The IdP a generator writes for: what its rules may assert and how its product numbers and

@@ -28,6 +28,7 @@
 pub mod authn_request;
 pub mod idp;
 pub mod response;
+pub mod scoped;
 pub mod xmlenc;
 
 pub use authn_request::AuthnRequest;
