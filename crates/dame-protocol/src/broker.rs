@@ -384,7 +384,7 @@ pub enum Event {
         flow: FlowId,
         /// The IdP.
         idp: String,
-        /// The NameID value.
+        /// The NameID value (at most [`MAX_EVENT_SUBJECT`] bytes of it, then `…`).
         subject: String,
     },
     /// An entity confirmed the integration.
@@ -1171,12 +1171,30 @@ impl Broker {
                 }
                 Err(e) => return Err(e.into()),
             };
-        let subject = validated
-            .name_id()
-            .map(|n| n.value.clone())
-            .unwrap_or_default();
+        // The user, by the NameID: a Response2 without one (an EncryptedID or BaseID, which
+        // saml-core does not read) put every such user of the IdP in one rate-limit bucket
+        // (review S6). A NameID has no length bound of its own (a signed Response2 of 256 KiB
+        // could carry one): the rate limiter keeps a digest of it and the event at most
+        // MAX_EVENT_SUBJECT bytes of it (review S2).
+        let Some(name_id) = validated.name_id() else {
+            return Err(Error::malformed(
+                "Response2",
+                "no saml:NameID names the user (an EncryptedID or BaseID is not read)",
+            ));
+        };
+        let user_key = {
+            let mut h = openssl::sha::Sha256::new();
+            h.update(idp.as_bytes());
+            h.update(&[0]);
+            h.update(name_id.value.as_bytes());
+            base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD_NO_PAD,
+                h.finish(),
+            )
+        };
+        let subject = bounded_subject(&name_id.value);
         let added = replay.added;
-        self.by_user.check(&format!("{idp}\u{0}{subject}"), now)?;
+        self.by_user.check(&user_key, now)?;
         for (issuer, id, until) in added {
             // Not remembered before: the overlay checked the cache, under this `&mut self`.
             self.replay.insert_if_absent(&issuer, &id, until, now);
@@ -1941,11 +1959,44 @@ fn replay_query(query: &str) -> Result<String, Error> {
     Ok(out)
 }
 
-/// Whether the Response `xml` says it answers `request_id` (read unverified: only used to tie
-/// an unsigned error status to the flow whose random request ID it names).
+/// Most bytes of a NameID value a broker event carries (its beginning, cut at a character
+/// boundary, then `…`): events are logged and kept in the audit table, and a NameID has no
+/// length bound of its own (review S2). Real NameIDs are under 256 bytes (SAML Core §8.3.7,
+/// §8.3.8 bound persistent and transient ones so).
+pub const MAX_EVENT_SUBJECT: usize = 256;
+
+/// `subject` as a broker event carries it ([`MAX_EVENT_SUBJECT`]).
+fn bounded_subject(subject: &str) -> String {
+    if subject.len() <= MAX_EVENT_SUBJECT {
+        return subject.to_owned();
+    }
+    let mut end = MAX_EVENT_SUBJECT;
+    while !subject.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &subject[..end])
+}
+
+/// Whether the Response `xml`'s root `InResponseTo` is `request_id` (read unverified: only used
+/// to tie an unsigned error status to the flow whose random request ID it names). The root's
+/// attribute as parsed: a search of the bytes found the ID in a `StatusMessage` or a comment
+/// and failed a flow on a Response that answered nothing, and missed one written with single
+/// quotes (review S4).
 fn answers(xml: &[u8], request_id: &str) -> bool {
-    let needle = format!("InResponseTo=\"{request_id}\"");
-    xml.windows(needle.len()).any(|w| w == needle.as_bytes())
+    let Ok(mut r) = saml_core::xml::Reader::new(xml, saml_core::xml::Limits::default()) else {
+        return false;
+    };
+    loop {
+        match r.next() {
+            Ok(Some(saml_core::xml::Event::Start(root))) => {
+                return root
+                    .attribute("InResponseTo")
+                    .is_some_and(|a| a.value() == request_id);
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => return false,
+        }
+    }
 }
 
 /// Parses a stored AuthnRequest1 replay query (for tests and observers): the request inside.

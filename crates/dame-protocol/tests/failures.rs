@@ -437,6 +437,70 @@ fn an_error_status_from_the_idp_fails_the_flow_only_for_its_request() {
     assert!(w.broker.poll_transmit().is_none());
 }
 
+/// Review S4 (session 28): an unsigned error status failed the flow when its bytes held
+/// `InResponseTo="<the request's ID>"` anywhere (a StatusMessage, a comment), and not when the
+/// attribute was written with single quotes. The root's attribute as parsed decides now.
+#[test]
+fn an_unsigned_error_status_answers_a_flow_by_its_in_response_to_attribute() {
+    let mut w = World::new();
+    let (flow, to_idp) = to_response2(&mut w);
+    let m = redirect::decode(query_of(&to_idp), 1 << 16).unwrap();
+    let id = AuthnRequest::parse(&m.xml).unwrap().id;
+    let issued = saml_core::time::format_datetime(w.now);
+    let unsigned = |attr: &str, message: &str| {
+        let xml = format!(
+            r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_r{}" Version="2.0" IssueInstant="{issued}" Destination="{BROKER_ACS}"{attr}><saml:Issuer>{IDP}</saml:Issuer><samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Requester"/><samlp:StatusMessage>{message}</samlp:StatusMessage></samlp:Status></samlp:Response>"#,
+            attr.len()
+        );
+        format!("SAMLResponse={}", url_encode(&post::encode(xml.as_bytes())))
+    };
+    // The ID in the message only: it answers nothing.
+    let forged = unsigned("", &format!("InResponseTo=\"{id}\""));
+    assert!(
+        w.broker
+            .handle_response2(&flow, &forged, w.now, &mut rng())
+            .is_err()
+    );
+    assert_eq!(w.broker.phase(&flow), Some(Phase::AwaitingResponse2));
+    // The attribute, in single quotes: it answers this flow's request.
+    let real = unsigned(&format!(" InResponseTo='{id}'"), "no");
+    let reply = w
+        .broker
+        .handle_response2(&flow, &real, w.now, &mut rng())
+        .unwrap();
+    assert!(
+        matches!(
+            reply,
+            UaReply::Failed(FlowFailure::AuthenticationFailed { .. })
+        ),
+        "{reply:?}"
+    );
+}
+
+/// Review S2 (session 28): the broker kept Response2's NameID, of any length (a signed
+/// Response2 of 256 KiB could carry one), whole in its per-user rate-limit key and in the
+/// `UserAuthenticated` event it logs and audits. The key is a digest now and the event
+/// carries at most 256 bytes of the name. Review S6: a Response2 without a NameID put every
+/// such user of the IdP in one rate-limit bucket; it is refused with a clear error.
+#[test]
+fn a_long_name_id_is_not_kept_whole() {
+    let mut w = World::new();
+    w.user = "u".repeat(100_000);
+    let flow = to_exchange(&mut w);
+    assert_ne!(w.broker.phase(&flow), Some(Phase::AwaitingResponse2));
+    let events: Vec<dame_protocol::broker::Event> =
+        std::iter::from_fn(|| w.broker.poll_event()).collect();
+    let subjects: Vec<&String> = events
+        .iter()
+        .filter_map(|e| match e {
+            dame_protocol::broker::Event::UserAuthenticated { subject, .. } => Some(subject),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(subjects.len(), 1);
+    assert_eq!(*subjects[0], format!("{}…", "u".repeat(256)));
+}
+
 /// Review B11: an SP's passive AuthnRequest1 (`IsPassive="true"`: no one may take visible
 /// control of the user agent, SAML Core §3.4.1) made the broker send the user to the IdP's
 /// login page with an interactive AuthnRequest2. AuthnRequest2 now carries `IsPassive`; the

@@ -150,6 +150,8 @@ pub struct World {
     pub reports: Vec<String>,
     /// Triggers delivered, in order: (to, action).
     pub delivered: Vec<(String, TriggerAction)>,
+    /// The NameID value the IdPs assert (`alice`).
+    pub user: String,
 }
 
 /// The four RSA-2048 keys (broker, SP, IdP, second IdP), made once per process.
@@ -238,6 +240,7 @@ impl World {
             defer_for: Vec::new(),
             reports: Vec::new(),
             delivered: Vec::new(),
+            user: "alice".to_owned(),
         }
     }
 
@@ -608,7 +611,7 @@ impl World {
             &req,
             &party.entity.entity_id,
             &acs,
-            NameId::new("alice", NAMEID_TRANSIENT),
+            NameId::new(&self.user, NAMEID_TRANSIENT),
         );
         b.attributes.push(saml_core::protocol::Attribute::uri(
             "urn:oid:1.3.6.1.4.1.5923.1.1.1.6",
