@@ -1832,3 +1832,98 @@ fn an_error_status_says_whether_the_idp_answered_our_request() {
         Err(Error::Signature(_))
     ));
 }
+
+/// Review S5 (session 28): an unsigned Response's StatusMessage (up to the reader's text
+/// limit) was shown whole and raw in the error, before any signature was checked: an ACS
+/// logging refusals wrote forged log lines of a megabyte. At most 256 characters, escaped,
+/// are shown; the field keeps the whole message. Review S7: a second top-level StatusCode
+/// replaced the first (Requester then Success read as Success); it is refused.
+#[test]
+fn an_unauthenticated_status_is_shown_bounded_and_read_once() {
+    let mut w = world();
+    let v = validator(&w);
+    let mut b = builder(&w);
+    let forged = format!(
+        "{}\n2026-12-07 INFO admin logged in\n{}",
+        "x".repeat(100),
+        "y".repeat(100_000)
+    );
+    b.status = Status {
+        code: StatusCode::Requester,
+        second: None,
+        message: Some(forged.clone()),
+    };
+    b.sign_response = false;
+    let xml = build(&w, &b);
+    let e = validate(&mut w, &v, &xml).unwrap_err();
+    let shown = e.to_string();
+    assert!(shown.len() < 1024, "{} bytes shown", shown.len());
+    assert!(!shown.contains('\n'), "{shown}");
+    match protocol_err(Err(e)) {
+        ProtocolError::Status { message, .. } => {
+            assert_eq!(message.as_deref(), Some(forged.as_str()))
+        }
+        other => panic!("expected a status error, got {other:?}"),
+    }
+    // A short plain message is shown as written.
+    let mut b = builder(&w);
+    b.status = Status {
+        code: StatusCode::Responder,
+        second: Some(StatusCode::AuthnFailed),
+        message: Some("wrong password".into()),
+    };
+    let xml = build(&w, &b);
+    assert!(
+        validate(&mut w, &v, &xml)
+            .unwrap_err()
+            .to_string()
+            .ends_with("AuthnFailed: wrong password")
+    );
+
+    // Two top-level codes, Requester then Success (the Response unsigned, its assertion
+    // signed): read as Success before, refused as malformed now.
+    let mut w = world();
+    let v = validator(&w);
+    let mut b = builder(&w);
+    b.sign_response = false;
+    b.sign_assertion = true;
+    let xml = String::from_utf8(build(&w, &b)).unwrap();
+    let at = xml.find("<samlp:StatusCode").unwrap();
+    let twice = format!(
+        "{}<samlp:StatusCode Value=\"urn:oasis:names:tc:SAML:2.0:status:Requester\"/>{}",
+        &xml[..at],
+        &xml[at..]
+    );
+    let r = protocol_err(validate(&mut w, &v, twice.as_bytes()));
+    assert!(matches!(r, ProtocolError::Malformed { .. }), "{r:?}");
+    assert!(validate(&mut w, &v, xml.as_bytes()).is_ok(), "one code");
+}
+
+/// Review S3 (session 28): a Response's and an Assertion's `ID` were bounded only by the
+/// reader's attribute limit (64 KiB), and the assertion's is kept in the replay cache for an
+/// hour or more: a Response ID and an Assertion ID are held to `MAX_ID_LEN` (256 bytes) and
+/// plain characters, as an AuthnRequest's are.
+#[test]
+fn response_and_assertion_ids_are_bounded() {
+    for element in ["saml:Assertion", "samlp:Response"] {
+        let mut w = world();
+        let v = validator(&w);
+        let b = builder(&w);
+        let xml = String::from_utf8(build(&w, &b)).unwrap();
+        // The element's ID, everywhere it is written (its signature's Reference too: the
+        // signature value then fails, which is not what refuses it).
+        let at = xml.find(&format!("<{element} ")).unwrap();
+        let id_at = at + xml[at..].find(" ID=\"").unwrap() + 5;
+        let id = &xml[id_at..id_at + xml[id_at..].find('"').unwrap()];
+        let xml = xml
+            .replace(id, &format!("_{}", "a".repeat(300)))
+            .into_bytes();
+        let name = element;
+        let r = protocol_err(validate(&mut w, &v, &xml));
+        assert!(
+            matches!(r, ProtocolError::Malformed { .. }),
+            "{name}: {r:?}"
+        );
+        assert!(w.replay.is_empty(), "{name}: nothing remembered");
+    }
+}

@@ -37,9 +37,30 @@ pub use response::{
     ResponseValidator, ValidatedResponse,
 };
 
-/// Longest message `ID` accepted in a request (an AuthnRequest's: SPs send 33-43 characters;
-/// review B1).
+/// Longest message `ID` accepted (an AuthnRequest's: SPs send 33-43 characters, review B1; a
+/// Response's and an Assertion's, which a replay cache keeps for an hour or more: review S3
+/// of session 28).
 pub const MAX_ID_LEN: usize = 256;
+
+/// The `ID` attribute of the message or assertion `e`, bounded and written plainly: at most
+/// [`MAX_ID_LEN`] bytes, no white space or `&` (review B1: a 63,000-byte ID compressed into an
+/// 846-byte Redirect query, and every receiver that remembers IDs kept it).
+pub(crate) fn message_id(e: &crate::xml::cursor::Elem<'_>) -> Result<String, crate::Error> {
+    let id = e.required("ID")?;
+    if id.is_empty()
+        || id.len() > MAX_ID_LEN
+        || id
+            .bytes()
+            .any(|b| matches!(b, b'&' | b' ' | b'\t' | b'\n' | b'\r'))
+    {
+        return Err(e
+            .invalid(format!(
+                "ID is empty, longer than {MAX_ID_LEN} bytes or holds white space or '&'"
+            ))
+            .into());
+    }
+    Ok(id.to_owned())
+}
 
 pub use crate::error::ProtocolError;
 pub use crate::ns::{SAML_NS, SAMLP_NS};

@@ -151,10 +151,12 @@ impl Assertion {
     }
 }
 
-/// A Response that passed every check: only signed content.
+/// A Response that passed every check: only signed content, but for `response_id` when the
+/// Response itself was not signed ([`ValidatedResponse::response_signed`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidatedResponse {
-    /// The Response's `ID`.
+    /// The Response's `ID` (unsigned content unless [`ValidatedResponse::response_signed`]:
+    /// review S3 of session 28).
     pub response_id: String,
     /// Its `InResponseTo` (the request it answers; `None` for an unsolicited Response).
     pub in_response_to: Option<String>,
@@ -701,7 +703,7 @@ impl ResponseValidator {
                 .invalid("the decrypted content is not a saml:Assertion")
                 .into());
         }
-        let (id, start) = (root.required("ID")?.to_owned(), root.start);
+        let (id, start) = (super::message_id(&root)?, root.start);
         if has_signature_child(&mut c, &root)? {
             let v = dsig::verify(doc, &self.idp_keys, &self.verify_options(&id))?;
             if v.signed_range().start != start {
@@ -1086,7 +1088,7 @@ fn read_response<'a>(mut c: Cursor<'a>, depth: Depth) -> Result<ResponseParts<'a
     super::check_version(&root)?;
     let issue_instant = root.required_time("IssueInstant")?;
     let mut parts = ResponseParts {
-        id: root.required("ID")?.to_owned(),
+        id: super::message_id(&root)?,
         start: root.start,
         signed: false,
         head: Head {
@@ -1132,7 +1134,7 @@ fn read_response<'a>(mut c: Cursor<'a>, depth: Depth) -> Result<ResponseParts<'a
                 have_status = true;
             }
             (SAML_NS, "Assertion") => {
-                let id = ch.required("ID")?.to_owned();
+                let id = super::message_id(&ch)?;
                 let (assertion, signed) = match depth {
                     Depth::Full => {
                         let (a, signed) = read_assertion_signed(&mut c, &ch)?;
@@ -1165,6 +1167,14 @@ fn status(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<Status, Error> {
     let mut st: Option<Status> = None;
     while let Some(ch) = c.next_child("Status")? {
         match (ch.ns, ch.local) {
+            // One top-level StatusCode (SAML Core §3.2.2.1, maxOccurs 1): a second one replaced
+            // the first, so that Requester then Success read as Success where OpenSAML refuses
+            // the document (review S7).
+            (SAMLP_NS, "StatusCode") if st.is_some() => {
+                return Err(ch
+                    .invalid("a second samlp:StatusCode in samlp:Status")
+                    .into());
+            }
             (SAMLP_NS, "StatusCode") => {
                 let code = StatusCode::from_uri(ch.required("Value")?);
                 let mut second = None;
@@ -1206,7 +1216,7 @@ fn read_assertion_signed(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<(Assertion,
     }
     super::check_version(e)?;
     let mut a = Assertion {
-        id: e.required("ID")?.to_owned(),
+        id: super::message_id(e)?,
         issue_instant: e.required_time("IssueInstant")?,
         issuer: String::new(),
         subject: Subject::default(),
