@@ -504,6 +504,23 @@ impl ProtocolError {
     }
 }
 
+/// Most characters of a value from an unauthenticated message an error shows ([`shown`]).
+pub(crate) const MAX_SHOWN: usize = 256;
+
+/// `value` as an error shows it: as written when it is short and holds no control character,
+/// else its first [`MAX_SHOWN`] characters escaped (Rust string syntax) and `…`. An unsigned
+/// Response's `StatusMessage` (up to the reader's text limit) and status code URI were shown
+/// whole and raw before any signature was checked: forged log lines, a megabyte per line
+/// (review S5). The whole value stays in the error's fields.
+fn shown(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.chars().count() <= MAX_SHOWN && !value.chars().any(char::is_control) {
+        return value.into();
+    }
+    let cut: String = value.chars().take(MAX_SHOWN).collect();
+    let more = if cut.len() < value.len() { "…" } else { "" };
+    format!("{cut:?}{more}").into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -532,21 +549,4 @@ mod tests {
             ErrorKind::Crypto
         );
     }
-}
-
-/// Most characters of a value from an unauthenticated message an error shows ([`shown`]).
-pub(crate) const MAX_SHOWN: usize = 256;
-
-/// `value` as an error shows it: as written when it is short and holds no control character,
-/// else its first [`MAX_SHOWN`] characters escaped (Rust string syntax) and `…`. An unsigned
-/// Response's `StatusMessage` (up to the reader's text limit) and status code URI were shown
-/// whole and raw before any signature was checked: forged log lines, a megabyte per line
-/// (review S5). The whole value stays in the error's fields.
-fn shown(value: &str) -> std::borrow::Cow<'_, str> {
-    if value.chars().count() <= MAX_SHOWN && !value.chars().any(char::is_control) {
-        return value.into();
-    }
-    let cut: String = value.chars().take(MAX_SHOWN).collect();
-    let more = if cut.len() < value.len() { "…" } else { "" };
-    format!("{cut:?}{more}").into()
 }
