@@ -50,6 +50,15 @@
 //! again, the same bytes would be refused for the same reason, unless time lifts it: a
 //! Response refused as not valid yet (`ProtocolError::NotYetValid`, the IdP's clock ahead
 //! beyond the skew) is not remembered, and is validated again when posted again.
+//!
+//! Nothing in RFC 6595's flow binds the browser that completes the login at the IdP to the
+//! SASL client that started it: a client that gets someone with a session at their IdP to open
+//! its redirect URL (a link in a chat message) is authenticated as them, the IdP answering
+//! without a prompt (review S8 of session 28). [`ServerConfig::force_authn`] makes the IdP ask
+//! for credentials again, so that the user at least sees a login naming the server; an ACS
+//! that shows a page naming the client (its address or JID) and asks for a click before it
+//! hands the Response to the session closes the rest.
+//!
 //! The AuthnRequest ID ties the SASL session to the SAML Response that the IdP posts to the
 //! server's AssertionConsumerService, possibly much later and over another connection: the
 //! application routes a Response to the session whose [`Server::request_id`] equals its
@@ -71,8 +80,10 @@
 //! `mdui:DomainHint`).
 //!
 //! The same rule applies to the values of scoped attributes ([`ServerConfig::scoped_attributes`],
-//! default [`SCOPED_ATTRIBUTES`]: eduPersonPrincipalName, eduPersonScopedAffiliation,
-//! eduPersonUniqueId, subject-id, pairwise-id): a value outside the IdP's scopes is dropped
+//! default [`SCOPED_ATTRIBUTES`] and [`SCOPED_FRIENDLY_NAMES`]: eduPersonPrincipalName,
+//! eduPersonScopedAffiliation, eduPersonUniqueId, eduPersonPrincipalNamePrior, subject-id,
+//! pairwise-id, by their SAML names or friendly names, matched against an attribute's `Name`
+//! and its `FriendlyName`): a value outside the IdP's scopes is dropped
 //! from [`Outcome::attributes`], whatever the identity policy. A scope must be written as it
 //! is normalized (ASCII A-labels, no trailing dot), and a name is never empty.
 //!
@@ -274,6 +285,10 @@ pub struct ServerConfig {
     /// whatever [`ServerConfig::identity_policy`] says). Without it any IdP of the federation
     /// could assert `admin@uni-a.example` as eduPersonPrincipalName.
     pub scoped_attributes: Vec<String>,
+    /// Whether the AuthnRequest asks the IdP to authenticate the user again (`ForceAuthn`,
+    /// SAML Core §3.4.1), even with a session there: the user then sees a login prompt before
+    /// the SASL client is authenticated as them (see "Who may end a session"). Default false.
+    pub force_authn: bool,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -305,7 +320,15 @@ impl ServerConfig {
                 .chain(SCOPED_FRIENDLY_NAMES.iter())
                 .map(|&a| a.to_owned())
                 .collect(),
+            force_authn: false,
         }
+    }
+
+    /// Asks the IdP to authenticate the user again ([`ServerConfig::force_authn`]).
+    #[must_use]
+    pub fn with_force_authn(mut self, force: bool) -> Self {
+        self.force_authn = force;
+        self
     }
 
     /// Which attributes' values are scoped and checked (see
@@ -550,6 +573,9 @@ impl Server {
         req.destination = Some(idp.sso_url.clone());
         req.acs_url = Some(self.cfg.acs_url.clone());
         req.protocol_binding = Some(BINDING_HTTP_POST.into());
+        if self.cfg.force_authn {
+            req.force_authn = Some(true);
+        }
         let query = match redirect::encode(
             MessageKind::Request,
             req.to_xml().as_bytes(),

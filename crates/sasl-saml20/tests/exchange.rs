@@ -153,6 +153,33 @@ fn an_unknown_idp_domain_is_not_authorized() {
     assert_eq!(e.xmpp_condition(), "not-authorized");
 }
 
+/// Review S8 (session 28): nothing binds the browser that completes the login to the SASL
+/// client; `force_authn` makes the IdP prompt the user again (`ForceAuthn="true"` in the
+/// AuthnRequest the challenge carries), and the default asks for nothing.
+#[test]
+fn force_authn_is_asked_for_when_configured() {
+    let i = idp();
+    for force in [false, true] {
+        let cfg = Arc::new(ServerConfig::clone(&config(&i)).with_force_authn(force));
+        let mut s = Server::new(cfg);
+        let challenge = s
+            .start(Some(b"n,,example.org"), now(), &mut openssl_random)
+            .unwrap();
+        let url = String::from_utf8(challenge).unwrap();
+        let m = saml_core::bindings::redirect::decode(
+            &url[url.find('?').unwrap()..],
+            saml_core::bindings::redirect::DEFAULT_MAX_INFLATED,
+        )
+        .unwrap();
+        let req = saml_core::protocol::AuthnRequest::parse(&m.xml).unwrap();
+        assert_eq!(
+            req.force_authn,
+            force.then_some(true),
+            "force_authn {force}"
+        );
+    }
+}
+
 /// The XMPP condition is decided by variant: an unknown IdP whose domain mentions "authzid" is
 /// not an authzid refusal (it was, when the condition was found by searching the message).
 #[test]
