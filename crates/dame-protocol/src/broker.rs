@@ -1162,8 +1162,10 @@ impl Broker {
                 })) if answers(&msg.xml, &request2_id) => {
                     return Ok(self.fail(
                         flow,
+                        // Bounded: a code other than SAML's is the whole `Value` (up to
+                        // 64 KiB, unsigned), logged and audited with the failure (review G1).
                         FlowFailure::AuthenticationFailed {
-                            status: code.to_string(),
+                            status: bounded_subject(&code.to_string()),
                         },
                         now,
                         rng,
@@ -1176,10 +1178,16 @@ impl Broker {
         // (review S6). A NameID has no length bound of its own (a signed Response2 of 256 KiB
         // could carry one): the rate limiter keeps a digest of it and the event at most
         // MAX_EVENT_SUBJECT bytes of it (review S2).
+        // The IdP answered this flow and will not answer again: the flow fails (review G5).
         let Some(name_id) = validated.name_id() else {
-            return Err(Error::malformed(
-                "Response2",
-                "no saml:NameID names the user (an EncryptedID or BaseID is not read)",
+            return Ok(self.fail(
+                flow,
+                FlowFailure::AuthenticationFailed {
+                    status: "no saml:NameID names the user (an EncryptedID or BaseID is not read)"
+                        .into(),
+                },
+                now,
+                rng,
             ));
         };
         let user_key = {
@@ -1959,9 +1967,9 @@ fn replay_query(query: &str) -> Result<String, Error> {
     Ok(out)
 }
 
-/// Most bytes of a NameID value a broker event carries (its beginning, cut at a character
-/// boundary, then `…`): events are logged and kept in the audit table, and a NameID has no
-/// length bound of its own (review S2). Real NameIDs are under 256 bytes (SAML Core §8.3.7,
+/// Most bytes of a NameID value a broker event carries, and of a status code a failed flow
+/// does (its beginning, cut at a character boundary, then `…`): events are logged and kept in
+/// the audit table, and neither has a length bound of its own (review S2, G1). Real NameIDs are under 256 bytes (SAML Core §8.3.7,
 /// §8.3.8 bound persistent and transient ones so).
 pub const MAX_EVENT_SUBJECT: usize = 256;
 

@@ -447,45 +447,45 @@ fn an_unsigned_error_status_answers_a_flow_by_its_in_response_to_attribute() {
     let m = redirect::decode(query_of(&to_idp), 1 << 16).unwrap();
     let id = AuthnRequest::parse(&m.xml).unwrap().id;
     let issued = saml_core::time::format_datetime(w.now);
-    let unsigned = |attr: &str, message: &str| {
+    let unsigned = |attr: &str, message: &str, code: &str| {
         let xml = format!(
-            r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_r{}" Version="2.0" IssueInstant="{issued}" Destination="{BROKER_ACS}"{attr}><saml:Issuer>{IDP}</saml:Issuer><samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Requester"/><samlp:StatusMessage>{message}</samlp:StatusMessage></samlp:Status></samlp:Response>"#,
+            r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_r{}" Version="2.0" IssueInstant="{issued}" Destination="{BROKER_ACS}"{attr}><saml:Issuer>{IDP}</saml:Issuer><samlp:Status><samlp:StatusCode Value="{code}"/><samlp:StatusMessage>{message}</samlp:StatusMessage></samlp:Status></samlp:Response>"#,
             attr.len()
         );
         format!("SAMLResponse={}", url_encode(&post::encode(xml.as_bytes())))
     };
     // The ID in the message only: it answers nothing.
-    let forged = unsigned("", &format!("InResponseTo=\"{id}\""));
+    let requester = "urn:oasis:names:tc:SAML:2.0:status:Requester";
+    let forged = unsigned("", &format!("InResponseTo=\"{id}\""), requester);
     assert!(
         w.broker
             .handle_response2(&flow, &forged, w.now, &mut rng())
             .is_err()
     );
     assert_eq!(w.broker.phase(&flow), Some(Phase::AwaitingResponse2));
-    // The attribute, in single quotes: it answers this flow's request.
-    let real = unsigned(&format!(" InResponseTo='{id}'"), "no");
+    // The attribute, in single quotes: it answers this flow's request. Its code, 60 KB that
+    // anyone could post, is kept at most 256 bytes long (review G1).
+    let long_code = format!("urn:x:{}", "c".repeat(60_000));
+    let real = unsigned(&format!(" InResponseTo='{id}'"), "no", &long_code);
     let reply = w
         .broker
         .handle_response2(&flow, &real, w.now, &mut rng())
         .unwrap();
-    assert!(
-        matches!(
-            reply,
-            UaReply::Failed(FlowFailure::AuthenticationFailed { .. })
-        ),
-        "{reply:?}"
-    );
+    let UaReply::Failed(FlowFailure::AuthenticationFailed { status }) = reply else {
+        panic!("not an authentication failure");
+    };
+    assert_eq!(status, format!("{}…", &long_code[..256]));
 }
 
 /// Review S2 (session 28): the broker kept Response2's NameID, of any length (a signed
-/// Response2 of 256 KiB could carry one), whole in its per-user rate-limit key and in the
+/// Response2 of 256 KiB could carry one; saml-core takes at most 4 KiB now), whole in its per-user rate-limit key and in the
 /// `UserAuthenticated` event it logs and audits. The key is a digest now and the event
 /// carries at most 256 bytes of the name. Review S6: a Response2 without a NameID put every
 /// such user of the IdP in one rate-limit bucket; it is refused with a clear error.
 #[test]
 fn a_long_name_id_is_not_kept_whole() {
     let mut w = World::new();
-    w.user = "u".repeat(100_000);
+    w.user = "u".repeat(saml_core::protocol::MAX_NAME_ID);
     let flow = to_exchange(&mut w);
     assert_ne!(w.broker.phase(&flow), Some(Phase::AwaitingResponse2));
     let events: Vec<dame_protocol::broker::Event> =

@@ -507,13 +507,20 @@ impl ProtocolError {
 /// Most characters of a value from an unauthenticated message an error shows ([`shown`]).
 pub(crate) const MAX_SHOWN: usize = 256;
 
-/// `value` as an error shows it: as written when it is short and holds no control character,
+/// `value` as an error shows it: as written when it is short and holds no control character
+/// (nor a line separator or bidirectional control),
 /// else its first [`MAX_SHOWN`] characters escaped (Rust string syntax) and `…`. An unsigned
 /// Response's `StatusMessage` (up to the reader's text limit) and status code URI were shown
 /// whole and raw before any signature was checked: forged log lines, a megabyte per line
 /// (review S5). The whole value stays in the error's fields.
 fn shown(value: &str) -> std::borrow::Cow<'_, str> {
-    if value.chars().count() <= MAX_SHOWN && !value.chars().any(char::is_control) {
+    // Line and paragraph separators and bidirectional controls reorder or break a log line
+    // as control characters do (review G4); `{:?}` escapes them.
+    let plain = |c: char| {
+        !c.is_control()
+            && !matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    };
+    if value.chars().count() <= MAX_SHOWN && value.chars().all(plain) {
         return value.into();
     }
     let cut: String = value.chars().take(MAX_SHOWN).collect();

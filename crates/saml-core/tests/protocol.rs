@@ -14,8 +14,8 @@ use saml_core::protocol::authn_request::{NameIdPolicy, RequestedAuthnContext};
 use saml_core::protocol::idp::{Encryption, ResponseBuilder, check_request};
 use saml_core::protocol::xmlenc::{DataAlgorithm, KeyTransport};
 use saml_core::protocol::{
-    Attribute, AuthnRequest, MemoryReplayCache, NAMEID_PERSISTENT, NameId, OutstandingRequests,
-    ProtocolError, ResponseValidator, Status, StatusCode, new_id,
+    Attribute, AuthnRequest, MAX_NAME_ID, MemoryReplayCache, NAMEID_PERSISTENT, NAMEID_TRANSIENT,
+    NameId, OutstandingRequests, ProtocolError, ResponseValidator, Status, StatusCode, new_id,
 };
 
 const IDP: &str = "https://idp.example.org/idp/shibboleth";
@@ -1865,6 +1865,19 @@ fn an_unauthenticated_status_is_shown_bounded_and_read_once() {
         }
         other => panic!("expected a status error, got {other:?}"),
     }
+    // A short message with a bidirectional override or a line separator is escaped (G4).
+    for odd in ["ok \u{202E}nimda", "ok\u{2028}INFO admin logged in"] {
+        let mut b = builder(&w);
+        b.status = Status {
+            code: StatusCode::Requester,
+            second: None,
+            message: Some(odd.into()),
+        };
+        b.sign_response = false;
+        let xml = build(&w, &b);
+        let shown = validate(&mut w, &v, &xml).unwrap_err().to_string();
+        assert!(!shown.contains(['\u{202E}', '\u{2028}']), "{shown:?}");
+    }
     // A short plain message is shown as written.
     let mut b = builder(&w);
     b.status = Status {
@@ -1925,5 +1938,26 @@ fn response_and_assertion_ids_are_bounded() {
             "{name}: {r:?}"
         );
         assert!(w.replay.is_empty(), "{name}: nothing remembered");
+    }
+}
+
+/// Review G6 (session 28): a NameID value was bounded only by the reader's text limit (1 MiB),
+/// and callers key sessions, rate limits and logs on it. At most `MAX_NAME_ID` (4 KiB) is
+/// taken.
+#[test]
+fn a_name_id_is_bounded() {
+    for (len, ok) in [(MAX_NAME_ID, true), (MAX_NAME_ID + 1, false)] {
+        let mut w = world();
+        let v = validator(&w);
+        let mut b = builder(&w);
+        b.name_id = NameId::new(&"n".repeat(len), NAMEID_TRANSIENT);
+        let xml = build(&w, &b);
+        let r = validate(&mut w, &v, &xml);
+        if ok {
+            assert_eq!(r.unwrap().name_id().unwrap().value.len(), len);
+        } else {
+            let e = protocol_err(r);
+            assert!(matches!(e, ProtocolError::Malformed { .. }), "{e:?}");
+        }
     }
 }

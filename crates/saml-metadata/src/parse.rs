@@ -379,10 +379,15 @@ pub(crate) fn entities_child(
                     return Err(err);
                 };
                 skip_rest(c, ch)?;
+                // What the refusal keeps is charged as the model would be (review G3: a
+                // reason echoes attacker values, escaped).
+                let reason = err.to_string();
+                charge::<RefusedEntity>(c, 1)?;
+                c.charge_copy(reason.len())?;
                 refused.push(RefusedEntity::invalid_model(
                     entity_id.to_owned(),
                     ch.start,
-                    err.to_string(),
+                    reason,
                 ));
                 GroupChild::Refused
             }

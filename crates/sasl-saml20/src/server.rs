@@ -220,13 +220,13 @@ fn checked_scope(idp: &ResolvedIdp, domain: &str) -> Result<String, &'static str
     Ok(d)
 }
 
-/// Whether `value` of a scoped attribute (`user@scope`) is one `idp` may assert: exactly one
-/// `@`, a user part, and a scope of the IdP written canonically ([`checked_scope`]).
 /// `s` without XML white space around it.
 fn xml_ws_trim(s: &str) -> &str {
     s.trim_matches([' ', '\t', '\r', '\n'])
 }
 
+/// Whether `value` of a scoped attribute (`user@scope`) is one `idp` may assert: exactly one
+/// `@`, a user part, and a scope of the IdP written canonically ([`checked_scope`]).
 fn scoped_value_allowed(idp: &ResolvedIdp, value: &str) -> bool {
     match value.split_once('@') {
         Some((user, domain)) if !user.is_empty() && !domain.contains('@') => {
@@ -287,7 +287,9 @@ pub struct ServerConfig {
     pub scoped_attributes: Vec<String>,
     /// Whether the AuthnRequest asks the IdP to authenticate the user again (`ForceAuthn`,
     /// SAML Core §3.4.1), even with a session there: the user then sees a login prompt before
-    /// the SASL client is authenticated as them (see "Who may end a session"). Default false.
+    /// the SASL client is authenticated as them (see "Who may end a session"). An assertion
+    /// whose `AuthnInstant` is earlier than the request (less the clock skew), from an IdP that
+    /// does not honour it, then fails the session. Default false.
     pub force_authn: bool,
 }
 
@@ -394,6 +396,8 @@ struct Session {
     initial: InitialResponse,
     idp: ResolvedIdp,
     request_id: String,
+    /// When the AuthnRequest was issued (its IssueInstant).
+    issued: SystemTime,
     deadline: SystemTime,
     /// Responses refused while waiting (see [`MAX_REFUSED_RESPONSES`]).
     refused: u32,
@@ -591,6 +595,7 @@ impl Server {
             initial: init,
             idp,
             request_id: id,
+            issued: now,
             refused: 0,
             refused_digests: Vec::new(),
             // A timeout whose sum does not fit saturates (a configuration value; never a panic).
@@ -712,6 +717,7 @@ impl Server {
             initial,
             idp,
             request_id,
+            issued,
             deadline,
             refused_digests,
             ..
@@ -745,6 +751,27 @@ impl Server {
                 // Not shown to be the IdP's answer to this request: anyone's post.
                 e => Decision::Refused(e.into()),
             })?;
+        // With ForceAuthn, the user authenticated after the request was issued: an IdP that
+        // does not honour it (Okta with "Honor Force Authentication" off, some SimpleSAMLphp
+        // sources) answers from its session without a prompt, which force_authn exists to
+        // prevent (review G7). The IdP's own answer to this request: final.
+        if self.cfg.force_authn {
+            let earliest = issued.checked_sub(self.cfg.clock_skew).unwrap_or(*issued);
+            if let Some(s) = ok
+                .assertion
+                .authn_statements
+                .iter()
+                .find(|s| s.authn_instant < earliest)
+            {
+                return Err(Decision::Final(
+                    saml_core::Error::Protocol(ProtocolError::StaleAuthentication {
+                        requested: saml_core::time::format_datetime(*issued),
+                        authenticated: saml_core::time::format_datetime(s.authn_instant),
+                    })
+                    .into(),
+                ));
+            }
+        }
         self.settle(idp, initial, ok).map_err(Decision::Final)
     }
 

@@ -180,6 +180,34 @@ fn force_authn_is_asked_for_when_configured() {
     }
 }
 
+/// Review G7 (session 28): an IdP that does not honour ForceAuthn answers from its session,
+/// without a prompt. With `force_authn`, an assertion whose AuthnInstant is earlier than the
+/// request (less the clock skew) fails the session; one made after the request completes it.
+#[test]
+fn force_authn_refuses_an_earlier_authentication() {
+    let i = idp();
+    let cfg = Arc::new(ServerConfig::clone(&config(&i)).with_force_authn(true));
+    for (ago, ok) in [(Duration::from_secs(3600), false), (Duration::ZERO, true)] {
+        let mut x = Scenario::new(&i).config(cfg.clone()).begin().unwrap();
+        x.send_equals().unwrap();
+        // An IdP that does not honour it: it answers as if not asked.
+        let mut req = harness::request_in(&x.url);
+        assert_eq!(req.force_authn, Some(true));
+        req.force_authn = None;
+        let mut b = saml_core::protocol::idp::ResponseBuilder::for_request(
+            &req,
+            IDP,
+            ACS,
+            saml_core::protocol::NameId::new("alice", saml_core::protocol::NAMEID_PERSISTENT),
+        );
+        b.authn_instant = Some(now() - ago);
+        let xml = b.build(&i.key, now(), &mut openssl_random).unwrap();
+        let r = x.deliver(&xml, now());
+        assert_eq!(r.is_ok(), ok, "{ago:?}: {r:?}");
+        assert!(!x.server.awaits_saml_response(), "{ago:?}: final");
+    }
+}
+
 /// The XMPP condition is decided by variant: an unknown IdP whose domain mentions "authzid" is
 /// not an authzid refusal (it was, when the condition was found by searching the message).
 #[test]

@@ -33,7 +33,7 @@ pub mod xmlenc;
 
 pub use authn_request::AuthnRequest;
 pub use response::{
-    Assertion, MemoryReplayCache, OutstandingRequests, ReplayCache, RequestTracker,
+    Assertion, MAX_NAME_ID, MemoryReplayCache, OutstandingRequests, ReplayCache, RequestTracker,
     ResponseValidator, ValidatedResponse,
 };
 

@@ -1288,12 +1288,24 @@ pub(crate) fn entity_format(e: &Elem<'_>) -> Result<(), Error> {
     }
 }
 
+/// Longest `saml:NameID` value accepted (bytes). SAML Core §8.3.7 and §8.3.8 bound persistent
+/// and transient identifiers to 256 characters; e-mail addresses, X.509 subject names and
+/// Kerberos principals are shorter than this. It was bounded only by the reader's text limit
+/// (1 MiB), and callers key sessions, rate limits and logs on it (review G6 of session 28).
+pub const MAX_NAME_ID: usize = 4096;
+
 pub(crate) fn name_id(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<NameId, Error> {
+    let value = c.text()?;
+    if value.len() > MAX_NAME_ID {
+        return Err(e
+            .invalid(format!("a NameID longer than {MAX_NAME_ID} bytes"))
+            .into());
+    }
     Ok(NameId {
         format: e.string("Format"),
         name_qualifier: e.string("NameQualifier"),
         sp_name_qualifier: e.string("SPNameQualifier"),
-        value: c.text()?,
+        value,
     })
 }
 
