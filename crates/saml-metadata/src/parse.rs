@@ -44,9 +44,7 @@ fn put<T>(
     list: &mut Vec<T>,
     make: impl FnOnce(&mut Cursor<'_>) -> Result<T, Error>,
 ) -> Result<(), Error> {
-    charge::<T>(c, 1)?;
-    list.push(make(c)?);
-    Ok(())
+    put_opt(c, list, |c| make(c).map(Some))
 }
 
 /// [`put`] of a value `make` may leave out (an endpoint without a usable `Location`).
