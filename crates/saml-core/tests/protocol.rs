@@ -1842,19 +1842,23 @@ fn an_error_status_says_whether_the_idp_answered_our_request() {
 fn an_unauthenticated_status_is_shown_bounded_and_read_once() {
     let mut w = world();
     let v = validator(&w);
-    let mut b = builder(&w);
+    // An unsigned Response with status Requester and `message`.
+    let unsigned = |w: &World, message: &str| {
+        let mut b = builder(w);
+        b.status = Status {
+            code: StatusCode::Requester,
+            second: None,
+            message: Some(message.into()),
+        };
+        b.sign_response = false;
+        build(w, &b)
+    };
     let forged = format!(
         "{}\n2026-12-07 INFO admin logged in\n{}",
         "x".repeat(100),
         "y".repeat(100_000)
     );
-    b.status = Status {
-        code: StatusCode::Requester,
-        second: None,
-        message: Some(forged.clone()),
-    };
-    b.sign_response = false;
-    let xml = build(&w, &b);
+    let xml = unsigned(&w, &forged);
     let e = validate(&mut w, &v, &xml).unwrap_err();
     let shown = e.to_string();
     assert!(shown.len() < 1024, "{} bytes shown", shown.len());
@@ -1867,14 +1871,7 @@ fn an_unauthenticated_status_is_shown_bounded_and_read_once() {
     }
     // A short message with a bidirectional override or a line separator is escaped (G4).
     for odd in ["ok \u{202E}nimda", "ok\u{2028}INFO admin logged in"] {
-        let mut b = builder(&w);
-        b.status = Status {
-            code: StatusCode::Requester,
-            second: None,
-            message: Some(odd.into()),
-        };
-        b.sign_response = false;
-        let xml = build(&w, &b);
+        let xml = unsigned(&w, odd);
         let shown = validate(&mut w, &v, &xml).unwrap_err().to_string();
         assert!(!shown.contains(['\u{202E}', '\u{2028}']), "{shown:?}");
     }

@@ -437,23 +437,21 @@ pub(crate) fn entity(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<EntityDescripto
             (MD_NS, "Extensions") => ent.extensions = extensions(c, &ch)?,
             (MD_NS, "IDPSSODescriptor") => put(c, &mut ent.roles, |c| Ok(Role::Idp(idp(c, &ch)?)))?,
             (MD_NS, "SPSSODescriptor") => put(c, &mut ent.roles, |c| Ok(Role::Sp(sp(c, &ch)?)))?,
-            (MD_NS, "AttributeAuthorityDescriptor") => put(c, &mut ent.roles, |c| {
-                Ok(Role::AttributeAuthority(authority(
-                    c,
-                    &ch,
-                    "AttributeService",
-                )?))
-            })?,
-            (MD_NS, "AuthnAuthorityDescriptor") => put(c, &mut ent.roles, |c| {
-                Ok(Role::AuthnAuthority(authority(
-                    c,
-                    &ch,
-                    "AuthnQueryService",
-                )?))
-            })?,
-            (MD_NS, "PDPDescriptor") => put(c, &mut ent.roles, |c| {
-                Ok(Role::Pdp(authority(c, &ch, "AuthzService")?))
-            })?,
+            (
+                MD_NS,
+                local @ ("AttributeAuthorityDescriptor"
+                | "AuthnAuthorityDescriptor"
+                | "PDPDescriptor"),
+            ) => {
+                let (service, role): (&str, fn(AuthorityRole) -> Role) = match local {
+                    "AttributeAuthorityDescriptor" => {
+                        ("AttributeService", Role::AttributeAuthority)
+                    }
+                    "AuthnAuthorityDescriptor" => ("AuthnQueryService", Role::AuthnAuthority),
+                    _ => ("AuthzService", Role::Pdp),
+                };
+                put(c, &mut ent.roles, |c| Ok(role(authority(c, &ch, service)?)))?
+            }
             (MD_NS, "RoleDescriptor") => put(c, &mut ent.roles, |c| Ok(Role::Other(c.raw(&ch)?)))?,
             (MD_NS, "AffiliationDescriptor") => {
                 ent.affiliation = Some(boxed(c, |c| affiliation(c, &ch))?)

@@ -220,11 +220,6 @@ fn checked_scope(idp: &ResolvedIdp, domain: &str) -> Result<String, &'static str
     Ok(d)
 }
 
-/// `s` without XML white space around it.
-fn xml_ws_trim(s: &str) -> &str {
-    s.trim_matches([' ', '\t', '\r', '\n'])
-}
-
 /// Whether `value` of a scoped attribute (`user@scope`) is one `idp` may assert: exactly one
 /// `@`, a user part, and a scope of the IdP written canonically ([`checked_scope`]).
 fn scoped_value_allowed(idp: &ResolvedIdp, value: &str) -> bool {
@@ -810,7 +805,7 @@ impl Server {
             // By its Name or its FriendlyName: an application that reads an attribute by the
             // friendly name its IdPs send must not get one no scope check saw.
             let names = std::iter::once(a.name.as_str()).chain(a.friendly_name.as_deref());
-            let scoped = names.map(xml_ws_trim).any(|name| {
+            let scoped = names.map(saml_core::xml::cursor::xml_trim).any(|name| {
                 self.cfg
                     .scoped_attributes
                     .iter()

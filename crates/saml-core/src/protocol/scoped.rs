@@ -42,7 +42,7 @@ pub const SCOPED_FRIENDLY_NAMES: [&str; 7] = [
 /// without ASCII case and XML white space around it.
 #[must_use]
 pub fn is_scoped_name(name: &str) -> bool {
-    let name = name.trim_matches([' ', '\t', '\r', '\n']);
+    let name = crate::xml::cursor::xml_trim(name);
     SCOPED_ATTRIBUTES
         .iter()
         .chain(SCOPED_FRIENDLY_NAMES.iter())
