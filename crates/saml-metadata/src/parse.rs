@@ -53,7 +53,15 @@ fn put_opt<T>(
     list: &mut Vec<T>,
     make: impl FnOnce(&mut Cursor<'_>) -> Result<Option<T>, Error>,
 ) -> Result<(), Error> {
-    charge::<T>(c, 1)?;
+    if list.len() == list.capacity() {
+        // Charged as the list grows, by what it grows (1, 2, 4, 8 slots...): a `Vec` grown by
+        // doubling holds up to twice its values until the entity is compacted, and a charge of
+        // one slot per value let a large entity's lists hold twice what was charged (review
+        // G2). A one-value list still costs one slot.
+        let add = list.capacity().max(1);
+        charge::<T>(c, add)?;
+        list.reserve_exact(add);
+    }
     list.extend(make(c)?);
     Ok(())
 }
@@ -493,16 +501,16 @@ pub(crate) fn entity(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<EntityDescripto
 /// [`role_common`], its protocol tokens charged (see [`charge`]).
 fn role_common_charged(c: &mut Cursor<'_>, e: &Elem<'_>) -> Result<RoleCommon, Error> {
     let common = role_common(e)?;
-    charge::<String>(c, common.protocols.len())?;
+    charge::<String>(c, common.protocols.capacity())?;
     Ok(common)
 }
 
 fn role_common(e: &Elem<'_>) -> Result<RoleCommon, Error> {
-    let protocols = e
-        .required("protocolSupportEnumeration")?
-        .split_ascii_whitespace()
-        .map(str::to_owned)
-        .collect::<Vec<_>>();
+    let list = e.required("protocolSupportEnumeration")?;
+    // Counted first: collected from the iterator, a one-token list had room for four (review
+    // G2), and the charge is for what the list holds.
+    let mut protocols = Vec::with_capacity(list.split_ascii_whitespace().count());
+    protocols.extend(list.split_ascii_whitespace().map(str::to_owned));
     if protocols.is_empty() {
         return Err(e.invalid("empty protocolSupportEnumeration").into());
     }

@@ -218,3 +218,40 @@ fn fixed_sizes_of_kept_values_are_charged() {
         );
     }
 }
+
+/// Review G2: a list was charged one slot per value while a `Vec` grows by doubling, so while
+/// one large entity was read its lists held up to twice what was charged: 1,025 roles of 115
+/// bytes each (charged just under the allowance, one slot each) were a 2,048-slot list, about
+/// 11 times the document, on `load`'s helper threads before the signature was known good.
+/// Lists are charged what they grow by (1, 2, 4, ... slots): 1,024 such roles still load, the
+/// 1,025th's doubling is refused.
+#[test]
+fn list_growth_is_charged() {
+    let doc = |n: usize| {
+        let pdp = format!(
+            r#"<md:PDPDescriptor protocolSupportEnumeration="a"{}/>"#,
+            " ".repeat(115 - 50)
+        );
+        assert_eq!(pdp.len(), 115);
+        format!(
+            "<md:EntityDescriptor {MD} entityID=\"https://e.example/\">{}</md:EntityDescriptor>",
+            pdp.repeat(n)
+        )
+    };
+    let fed = key();
+    let mut one = policy(&fed);
+    one.verify.parallel_min_size = Some(usize::MAX);
+    let Metadata::Entity(e) = parse_unverified(doc(1024).as_bytes()).unwrap() else {
+        panic!("an entity");
+    };
+    assert_eq!(e.roles.len(), 1024);
+    let Err(e) = parse_unverified(doc(1025).as_bytes()) else {
+        panic!("1,025 roles: accepted");
+    };
+    assert!(is_copy_limit(&e), "{e}");
+    let signed = dsig::sign(doc(1025).as_bytes(), &fed, &SignOptions::default()).unwrap();
+    let Err(e) = load::load(&signed, &one) else {
+        panic!("1,025 roles, load: accepted");
+    };
+    assert!(is_copy_limit(&e), "{e}");
+}
