@@ -349,7 +349,7 @@ pub enum ProtocolError {
     #[error("the signed assertion is not the assertion the Response carries (signature wrapping)")]
     Wrapped,
     /// Issuer other than the expected IdP.
-    #[error("issuer {found:?} is not the expected {expected:?}")]
+    #[error("issuer {} is not the expected {expected:?}", quoted(found))]
     IssuerMismatch {
         /// Expected entityID.
         expected: String,
@@ -357,13 +357,13 @@ pub enum ProtocolError {
         found: String,
     },
     /// Destination other than this SP's ACS.
-    #[error("Destination {found:?} is not one of this SP's ACS URLs")]
+    #[error("Destination {} is not one of this SP's ACS URLs", quoted(found))]
     DestinationMismatch {
         /// What the message says.
         found: String,
     },
     /// `InResponseTo` names no request this SP has outstanding.
-    #[error("InResponseTo {0:?} is not an outstanding request of this SP")]
+    #[error("InResponseTo {} is not an outstanding request of this SP", quoted(.0))]
     UnknownRequest(String),
     /// No `InResponseTo` and unsolicited responses are not allowed.
     #[error("unsolicited Response (no InResponseTo) and unsolicited responses are not allowed")]
@@ -393,7 +393,7 @@ pub enum ProtocolError {
     #[error("the assertion has no AudienceRestriction (SAML Profiles §4.1.4.2 requires one)")]
     NoAudienceRestriction,
     /// This SP is not in an AudienceRestriction.
-    #[error("this SP ({sp}) is not in the audience {audiences:?}")]
+    #[error("this SP ({sp}) is not in the audience {}", quoted_list(audiences))]
     AudienceMismatch {
         /// This SP's entityID.
         sp: String,
@@ -404,10 +404,10 @@ pub enum ProtocolError {
     #[error("no usable bearer SubjectConfirmation: {0}")]
     NoBearerConfirmation(String),
     /// The assertion ID was already used (replay).
-    #[error("assertion {0:?} was already used (replay)")]
+    #[error("assertion {} was already used (replay)", quoted(.0))]
     Replayed(String),
     /// `Version` is not 2.0.
-    #[error("unsupported SAML version {0:?}")]
+    #[error("unsupported SAML version {}", quoted(.0))]
     Version(String),
     /// XML Encryption: the assertion could not be decrypted or uses a refused algorithm.
     #[error("cannot decrypt: {0}")]
@@ -418,7 +418,10 @@ pub enum ProtocolError {
     /// A persistent or transient NameID's `NameQualifier` is not the IdP, or its
     /// `SPNameQualifier` not this SP (nor an accepted affiliation): the identifier would be
     /// filed under another party's namespace (SAML Core §8.3.7, §8.3.8).
-    #[error("NameID {attribute} {found:?} names another party than the IdP and this SP")]
+    #[error(
+        "NameID {attribute} {} names another party than the IdP and this SP",
+        quoted(found)
+    )]
     NameQualifierMismatch {
         /// `NameQualifier` or `SPNameQualifier`.
         attribute: String,
@@ -528,6 +531,37 @@ fn shown(value: &str) -> std::borrow::Cow<'_, str> {
     format!("{cut:?}{more}").into()
 }
 
+/// `value` quoted and escaped as `{:?}` shows it, its first [`MAX_SHOWN`] characters only
+/// (then `…`): what errors show of an identifier, URL or version an unauthenticated message
+/// carries, which the attribute limit alone bounds (64 KiB by default; review G4). The whole
+/// value stays in the error's fields.
+fn quoted(value: &str) -> String {
+    let mut chars = value.char_indices();
+    match chars.nth(MAX_SHOWN) {
+        Some((end, _)) => format!("{:?}…", &value[..end]),
+        None => format!("{value:?}"),
+    }
+}
+
+/// Most values of a list an error shows ([`quoted_list`]).
+const MAX_SHOWN_VALUES: usize = 8;
+
+/// `values` as `["a", "b"]`, each [`quoted`], at most [`MAX_SHOWN_VALUES`] of them (then how
+/// many more).
+fn quoted_list(values: &[String]) -> String {
+    let shown: Vec<String> = values
+        .iter()
+        .take(MAX_SHOWN_VALUES)
+        .map(|v| quoted(v))
+        .collect();
+    let more = values.len().saturating_sub(MAX_SHOWN_VALUES);
+    if more > 0 {
+        format!("[{}] and {more} more", shown.join(", "))
+    } else {
+        format!("[{}]", shown.join(", "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -555,5 +589,53 @@ mod tests {
             Error::Protocol(ProtocolError::Decryption("x".into())).kind(),
             ErrorKind::Crypto
         );
+    }
+
+    /// Review G4's rest: the values of an unauthenticated message an error names (issuer,
+    /// destination, version, request and assertion IDs, name qualifiers, audiences) were
+    /// shown whole, up to the attribute limit each: a 64 KiB line in a log per forged
+    /// Response. They are shown quoted, at most 256 characters each and 8 of a list.
+    #[test]
+    fn unauthenticated_values_are_shown_bounded() {
+        let long = format!("{}\n{}", "x".repeat(300), "y".repeat(60_000));
+        let errors = [
+            ProtocolError::IssuerMismatch {
+                expected: "https://idp.example/".into(),
+                found: long.clone(),
+            },
+            ProtocolError::DestinationMismatch {
+                found: long.clone(),
+            },
+            ProtocolError::UnknownRequest(long.clone()),
+            ProtocolError::Replayed(long.clone()),
+            ProtocolError::Version(long.clone()),
+            ProtocolError::NameQualifierMismatch {
+                attribute: "NameQualifier".into(),
+                found: long.clone(),
+            },
+            ProtocolError::AudienceMismatch {
+                sp: "https://sp.example/".into(),
+                audiences: vec![long.clone(); 1000],
+            },
+        ];
+        for e in errors {
+            let text = e.to_string();
+            assert!(text.len() < 8 * 300 + 200, "{} bytes", text.len());
+            assert!(!text.contains('\n'), "escaped");
+            assert!(
+                text.contains(&format!("\"{}\"…", "x".repeat(256))),
+                "{text:.400}"
+            );
+        }
+        let e = ProtocolError::AudienceMismatch {
+            sp: "https://sp.example/".into(),
+            audiences: vec!["a".into(); 10],
+        };
+        assert_eq!(
+            e.to_string(),
+            r#"this SP (https://sp.example/) is not in the audience ["a", "a", "a", "a", "a", "a", "a", "a"] and 2 more"#
+        );
+        let e = ProtocolError::Version("2.1".into());
+        assert_eq!(e.to_string(), r#"unsupported SAML version "2.1""#);
     }
 }
