@@ -182,7 +182,10 @@ impl Listing {
                 let name = ui
                     .and_then(|u| u.display_names.first())
                     .or_else(|| org.and_then(|o| o.display_names.first()))
-                    .map_or_else(|| id.clone(), |l| cut(&l.value, MAX_NAME_BYTES).to_owned());
+                    .map_or(id.as_str(), |l| l.value.as_str());
+                // An IdP without a display name is listed by its entityID (up to 1,024
+                // bytes), cut like a name; the whole entityID is in the small print.
+                let name = cut(name, MAX_NAME_BYTES).to_owned();
                 let mut hay = vec![id.to_lowercase(), name.to_lowercase()];
                 let ui_names = ui.into_iter().flat_map(|u| u.display_names.iter());
                 let org_names = org.into_iter().flat_map(|o| o.display_names.iter());
@@ -2651,6 +2654,18 @@ mod tests {
         // The entityID, the name, 32 names.
         assert_eq!(l.hay.len(), 2 + 32);
         assert!(l.hay.iter().all(|h| h.len() <= 256));
+
+        // Without a display name, the entityID (here 996 bytes) is the name, cut alike.
+        let mut bare = idp(&format!("idp.n.example/{}", "i".repeat(970)), "Nu");
+        bare.organization = None;
+        let long_id = bare.entity_id.clone();
+        let list = Listing::all(&[Arc::new(bare)]);
+        assert_eq!(list[0].id, long_id);
+        assert_eq!(
+            list[0].name,
+            long_id[..256],
+            "the fallback name is cut (G8)"
+        );
     }
 
     /// Review K2: the registry was bounded in entities, not in bytes. `max_self_registered_bytes`
