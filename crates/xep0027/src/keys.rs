@@ -471,6 +471,30 @@ impl Identity {
                 cert.fingerprint()
             )));
         }
+        // An unprotected primary with protected subkeys (review X8's rest) was accepted, then
+        // signing or decryption failed when first used. What the certificate can do now, under
+        // the standard policy, it must be able to do without a passphrase.
+        let standard = openpgp::policy::StandardPolicy::new();
+        let signing = KeyFlags::empty().set_signing();
+        let encryption = KeyFlags::empty()
+            .set_transport_encryption()
+            .set_storage_encryption();
+        for (what, flags) in [("signing", signing), ("encryption", encryption)] {
+            let mut keys = cert
+                .keys()
+                .with_policy(&standard, None)
+                .key_flags(flags)
+                .secret()
+                .peekable();
+            if keys.peek().is_some() && keys.all(|k| k.key().secret().is_encrypted()) {
+                return Err(Error::Key(format!(
+                    "the {what} secret keys of {} are passphrase-protected (or GnuPG stubs): \
+                     remove the passphrase or export an unprotected copy (this crate asks for \
+                     no passphrase)",
+                    cert.fingerprint()
+                )));
+            }
+        }
         Ok(Identity {
             jid: jid.to_bare(),
             cert,
@@ -619,6 +643,57 @@ mod binding_tests {
 
     fn jids(ring: &Keyring, jid: &str) -> Vec<Fingerprint> {
         ring.by_jid(jid).iter().map(|c| c.fingerprint()).collect()
+    }
+
+    /// Review X8's rest: a certificate whose primary secret is unprotected and whose signing
+    /// or encryption subkey's secret is passphrase-protected was accepted, then failed when
+    /// first used ("no usable unencrypted signing key", "decryption failed"). It is refused
+    /// up front, saying which keys and why.
+    #[test]
+    fn protected_subkeys_behind_an_unprotected_primary_are_refused() {
+        use openpgp::crypto::Password;
+        let pw = Password::from("correct horse");
+        for (which, flags) in [
+            ("signing", KeyFlags::empty().set_signing()),
+            ("encryption", KeyFlags::empty().set_transport_encryption()),
+        ] {
+            let cert = id("alice").cert().clone();
+            let standard = openpgp::policy::StandardPolicy::new();
+            let protected: Vec<Packet> = cert
+                .keys()
+                .subkeys()
+                .with_policy(&standard, None)
+                .key_flags(flags)
+                .secret()
+                .map(|k| {
+                    k.key()
+                        .clone()
+                        .encrypt_secret(&pw)
+                        .unwrap()
+                        .role_into_subordinate()
+                        .into()
+                })
+                .collect();
+            assert_eq!(protected.len(), 1, "{which}");
+            let (cert, _) = cert.insert_packets(protected).unwrap();
+            assert!(
+                cert.keys()
+                    .secret()
+                    .any(|k| k.key().fingerprint() == cert.fingerprint()
+                        && !k.key().secret().is_encrypted())
+            );
+            let Err(e) = Identity::new(Jid::new("alice@example.org").unwrap(), cert) else {
+                panic!("{which}: accepted");
+            };
+            assert!(
+                e.to_string()
+                    .contains(&format!("the {which} secret keys of")),
+                "{e}"
+            );
+        }
+        // Unprotected throughout: accepted.
+        let cert = id("alice").cert().clone();
+        assert!(Identity::new(Jid::new("alice@example.org").unwrap(), cert).is_ok());
     }
 
     #[test]
