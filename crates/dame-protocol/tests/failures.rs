@@ -501,6 +501,49 @@ fn a_long_name_id_is_not_kept_whole() {
     assert_eq!(*subjects[0], format!("{}…", "u".repeat(256)));
 }
 
+/// Review S6, through the broker: a Response2 whose Subject holds only an `EncryptedID`
+/// (which saml-core does not read) fails the flow; it put every such user of the IdP in one
+/// rate-limit bucket. The same Response with its NameID is accepted (the edit is what the
+/// builder writes, signed the same way).
+#[test]
+fn a_response2_with_only_an_encrypted_id_fails_the_flow() {
+    for encrypted in [false, true] {
+        let mut w = World::new();
+        let (flow, to_idp) = to_response2(&mut w);
+        let (form, _) = w
+            .idp_sso_edited(IDP, &to_idp, |xml| {
+                if !encrypted {
+                    return xml;
+                }
+                let start = xml.find("<saml:NameID").unwrap();
+                let end = xml.find("</saml:NameID>").unwrap() + "</saml:NameID>".len();
+                format!(
+                    "{}<saml:EncryptedID><xenc:EncryptedData xmlns:xenc=\"http://www.w3.org/2001/04/xmlenc#\"><xenc:CipherData><xenc:CipherValue>AAAA</xenc:CipherValue></xenc:CipherData></xenc:EncryptedData></saml:EncryptedID>{}",
+                    &xml[..start],
+                    &xml[end..]
+                )
+            })
+            .unwrap();
+        let reply = w
+            .broker
+            .handle_response2(&flow, &form, w.now, &mut rng())
+            .unwrap();
+        if encrypted {
+            assert!(
+                matches!(
+                    reply,
+                    UaReply::Failed(FlowFailure::AuthenticationFailed { .. })
+                ),
+                "{reply:?}"
+            );
+            assert!(w.broker.poll_transmit().is_none());
+            assert!(w.integrated(SP, IDP).is_none());
+        } else {
+            assert!(matches!(reply, UaReply::Wait { .. }), "{reply:?}");
+        }
+    }
+}
+
 /// Review B11: an SP's passive AuthnRequest1 (`IsPassive="true"`: no one may take visible
 /// control of the user agent, SAML Core §3.4.1) made the broker send the user to the IdP's
 /// login page with an interactive AuthnRequest2. AuthnRequest2 now carries `IsPassive`; the

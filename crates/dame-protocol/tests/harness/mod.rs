@@ -580,6 +580,18 @@ impl World {
     /// configured; or one its agent integrated), signed by that SP; answers with the form
     /// body posted to the SP's ACS and that ACS URL.
     pub fn idp_sso(&mut self, which: &str, url: &str) -> Result<(String, String), String> {
+        self.idp_sso_edited(which, url, |xml| xml)
+    }
+
+    /// [`World::idp_sso`] with the IdP's Response XML, before it is signed, passed through
+    /// `edit` (what the builder cannot write, such as an `EncryptedID`); its assertion and
+    /// the Response are then signed as the builder signs them.
+    pub fn idp_sso_edited(
+        &mut self,
+        which: &str,
+        url: &str,
+        edit: impl FnOnce(String) -> String,
+    ) -> Result<(String, String), String> {
         let query = query_of(url);
         let m = redirect::decode(query, 1 << 16).map_err(|e| e.to_string())?;
         let req = AuthnRequest::parse(&m.xml).map_err(|e| e.to_string())?;
@@ -618,9 +630,31 @@ impl World {
             Some("eduPersonPrincipalName"),
             &["alice@example.net"],
         ));
+        b.sign_assertion = false;
+        b.sign_response = false;
         let xml = b
             .build(&party.key.signing(), self.now, &mut rng())
             .map_err(|e| e.to_string())?;
+        let xml = edit(String::from_utf8(xml).map_err(|e| e.to_string())?);
+        let mut xml = xml.into_bytes();
+        // The assertion's and the Response's IDs, in document order: signed innermost first.
+        let ids: Vec<String> = ["<saml:Assertion", "<samlp:Response"]
+            .iter()
+            .filter_map(|tag| {
+                let s = String::from_utf8_lossy(&xml).into_owned();
+                let at = s.find(tag)?;
+                let rest = &s[at..];
+                let id = rest.split_once(" ID=\"")?.1.split_once('"')?.0;
+                Some(id.to_owned())
+            })
+            .collect();
+        for id in ids {
+            let mut opts = saml_core::dsig::SignOptions::default();
+            opts.target = saml_core::dsig::Target::Id(id);
+            opts.placement = saml_core::dsig::Placement::AfterIssuer;
+            xml = saml_core::dsig::sign(&xml, &party.key.signing(), &opts)
+                .map_err(|e| e.to_string())?;
+        }
         let mut form = format!("SAMLResponse={}", url_encode(&post::encode(&xml)));
         if let Some(rs) = &m.relay_state {
             form.push_str(&format!("&RelayState={}", url_encode(rs)));
