@@ -387,14 +387,11 @@ pub(crate) fn entities_child(
                 skip_rest(c, ch)?;
                 // What the refusal keeps is charged as the model would be (review G3: a
                 // reason echoes attacker values, escaped).
-                let reason = err.to_string();
+                let r =
+                    RefusedEntity::invalid_model(entity_id.to_owned(), ch.start, err.to_string());
                 charge::<RefusedEntity>(c, 1)?;
-                c.charge_copy(reason.len())?;
-                refused.push(RefusedEntity::invalid_model(
-                    entity_id.to_owned(),
-                    ch.start,
-                    reason,
-                ));
+                c.charge_copy(r.reason.len() + r.entity_id.len())?;
+                refused.push(r);
                 GroupChild::Refused
             }
             (Err(err), _) => return Err(err),

@@ -370,6 +370,46 @@ fn entity_categories_are_not_trimmed_of_unicode_spaces() {
     }
 }
 
+/// Review G3: a refused entity kept its reason and entityID whole, for the life of the
+/// aggregate; a reason echoes attacker values escaped (an `index` of 30 KiB of U+0301 became a
+/// reason of about 105 KiB), and an entity refused for its entityID's length kept it whole.
+/// Both are cut (512 and 1,024 bytes, then `…`), on every path that names refused entities.
+#[test]
+fn a_refused_entity_keeps_a_bounded_reason_and_entity_id() {
+    let echoed = sp("https://b.example.org", "").replace(
+        "index=\"1\"",
+        &format!("index=\"{}\"", "\u{301}".repeat(15_000)),
+    );
+    let long_id = format!("https://c.example.org/{}", "i".repeat(4000));
+    let body = format!(
+        "{}{echoed}{}",
+        sp("https://a.example.org", ""),
+        sp(&long_id, "")
+    );
+    let (doc, keys) = signed(&body);
+    let check = |refused: &[saml_metadata::nested_signatures::RefusedEntity]| {
+        assert_eq!(refused.len(), 2);
+        assert_eq!(refused[0].entity_id, "https://b.example.org");
+        assert!(
+            refused[0].reason.len() <= 512 + 3,
+            "{}",
+            refused[0].reason.len()
+        );
+        assert!(refused[0].reason.ends_with('…'));
+        assert_eq!(refused[1].entity_id, format!("{}…", &long_id[..1024]));
+        assert!(refused[1].reason.contains("1024"), "{}", refused[1].reason);
+    };
+    for parallel in [None, Some(0)] {
+        let mut policy = Policy::new(keys.clone(), now());
+        policy.verify.parallel_min_size = parallel;
+        let agg = load::load(&doc, &policy).unwrap();
+        assert_eq!(agg.entities().count(), 1);
+        check(agg.refused_entities());
+    }
+    let lazy = saml_metadata::lazy::load_lazy(&doc, &Policy::new(keys, now())).unwrap();
+    check(&lazy.invalid_models(2).unwrap());
+}
+
 /// One entity whose model is invalid (a bad `index`, a missing role, a missing `Location`, a
 /// second `md:Extensions`) refused the whole aggregate in `load`, whatever its other ten
 /// thousand entities, while `samlmd verify` (which does not model entities) said OK. It is
