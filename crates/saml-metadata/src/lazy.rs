@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
+use std::rc::Rc;
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
@@ -56,14 +57,46 @@ struct ScopeNode<'a> {
 /// `Entry::scope` and `ScopeNode::parent` for "none".
 const NO_SCOPE: u32 = u32::MAX;
 
+/// The nested groups' `md:Extensions` models of the last entity
+/// [`LazyAggregate::groups_of`] was asked about, kept for the next: entities of one group
+/// come one after the other, and each modelled the group's Extensions again, so that a group
+/// with large Extensions and many entities cost their product (review C1: 1 MB took 22 s in
+/// `samlmd select --category`). One chain is kept, not every group's (review M1 of the tenth
+/// round: a million one-entity groups kept a million models).
+#[derive(Debug, Default)]
+pub(crate) struct GroupMemo {
+    /// (group index in `scopes`, its model), innermost first.
+    chain: Vec<(u32, Rc<Extensions>)>,
+}
+
+/// One group's `md:Extensions` as [`LazyAggregate::groups_of`] gives it.
+#[derive(Debug)]
+pub(crate) enum GroupExtensions<'s> {
+    /// The root's, kept by the aggregate.
+    Root(&'s Extensions),
+    /// A nested group's, shared with the memo.
+    Group(Rc<Extensions>),
+}
+
+impl std::ops::Deref for GroupExtensions<'_> {
+    type Target = Extensions;
+    fn deref(&self) -> &Extensions {
+        match self {
+            GroupExtensions::Root(x) => x,
+            GroupExtensions::Group(x) => x,
+        }
+    }
+}
+
 /// A verified aggregate whose entities are parsed on demand. See the module docs.
 #[derive(Debug)]
 pub struct LazyAggregate<'a> {
     verified: Verified<'a>,
     scopes: Vec<ScopeNode<'a>>,
     /// The root's `md:Extensions`, modelled on first use and kept (one for the whole
-    /// aggregate; a nested group's is modelled per use and not kept: a document of a million
-    /// one-entity groups kept a million models: review M1 of the tenth round).
+    /// aggregate; a nested group's is kept by the caller's [`GroupMemo`] while its entities
+    /// are visited, not here: a document of a million one-entity groups kept a million
+    /// models: review M1 of the tenth round).
     root_extensions: OnceLock<Box<Extensions>>,
     entries: Vec<Entry>,
     /// Built entities, boxed: a slot costs a pointer until its entity is asked for (an
@@ -586,11 +619,17 @@ impl<'a> LazyAggregate<'a> {
     }
 
     /// The `md:Extensions` of the groups around the `i`th indexed entity, innermost first,
-    /// each modelled on first use from the verified bytes and kept (see
-    /// [`crate::filter::Filter::matches_in`]).
-    pub(crate) fn groups_of(&self, i: u32) -> Result<Vec<Cow<'_, Extensions>>, Error> {
+    /// each modelled from the verified bytes on first use: the root's is kept for the
+    /// aggregate's life, a nested group's for as long as `memo` holds the chain it is in
+    /// (see [`GroupMemo`]; [`crate::filter::Filter::matches_in`] reads them).
+    pub(crate) fn groups_of(
+        &self,
+        i: u32,
+        memo: &mut GroupMemo,
+    ) -> Result<Vec<GroupExtensions<'_>>, Error> {
         let entry = self.entries.get(i as usize).ok_or_else(out_of_range)?;
         let mut out = Vec::new();
+        let mut chain = Vec::new();
         let mut s = entry.scope;
         while let Some(node) = self.scopes.get(s as usize) {
             if let Some(range) = &node.extensions {
@@ -603,17 +642,30 @@ impl<'a> LazyAggregate<'a> {
                     let el = root(&mut cursor)?;
                     extensions(&mut cursor, &el)
                 };
-                out.push(if s == 0 {
-                    Cow::Borrowed(&**match self.root_extensions.get() {
+                if s == 0 {
+                    out.push(GroupExtensions::Root(&**match self.root_extensions.get() {
                         Some(x) => x,
                         None => {
                             let x = model()?;
                             self.root_extensions.get_or_init(|| Box::new(x))
                         }
-                    })
+                    }));
                 } else {
-                    Cow::Owned(model()?)
-                });
+                    // Usually where the previous entity's chain had it (entities of one group
+                    // come one after the other).
+                    let kept = memo
+                        .chain
+                        .get(chain.len())
+                        .filter(|(at, _)| *at == s)
+                        .or_else(|| memo.chain.iter().find(|(at, _)| *at == s))
+                        .map(|(_, x)| Rc::clone(x));
+                    let x = match kept {
+                        Some(x) => x,
+                        None => Rc::new(model()?),
+                    };
+                    chain.push((s, Rc::clone(&x)));
+                    out.push(GroupExtensions::Group(x));
+                }
             }
             // Parents come before their groups: the walk ends.
             if node.parent >= s {
@@ -621,6 +673,7 @@ impl<'a> LazyAggregate<'a> {
             }
             s = node.parent;
         }
+        memo.chain = chain;
         Ok(out)
     }
 

@@ -188,11 +188,12 @@ fn matching(
     type Picked = (Vec<u32>, Vec<RefusedEntity>);
     let pick = |range: std::ops::Range<usize>| -> Result<Picked, Error> {
         let (mut v, mut refused) = (Vec::new(), Vec::new());
+        let mut memo = crate::lazy::GroupMemo::default();
         for i in range {
             let i = i as u32;
             // The groups' Extensions are modelled only for a filter that reads them.
             let groups = if filter.uses_groups() {
-                agg.groups_of(i)?
+                agg.groups_of(i, &mut memo)?
             } else {
                 Vec::new()
             };

@@ -610,3 +610,50 @@ fn a_selection_does_not_repeat_an_entitys_id() {
         assert_eq!(back.len(), 2);
     }
 }
+
+/// Review C1: a filter that reads the groups (`samlmd select --category`, `--registrar`)
+/// modelled a nested group's `md:Extensions` again for each of its entities: a group with
+/// large Extensions and many entities cost their product (1 MB took 22 s). Each group's is
+/// modelled once while its entities are visited: the start tags read stay a small multiple
+/// of the document's, however many entities share the group.
+#[test]
+fn a_group_s_extensions_are_modelled_once_for_its_entities() {
+    use saml_core::xml::work::{ENABLED, take_start_tags};
+    if !ENABLED {
+        // Counted in debug builds only (tests run there).
+        return;
+    }
+    let fed = key();
+    let p = policy(&fed);
+    let rs = "http://refeds.org/category/research-and-scholarship";
+    let tags_for = |entities: usize| {
+        // One EntityAttributes of 201 categories.
+        let values: String = (0..200)
+            .map(|i| format!("<saml:AttributeValue>urn:c{i}</saml:AttributeValue>"))
+            .collect();
+        let extensions = category(rs).replace(
+            "<saml:AttributeValue>",
+            &format!("{values}<saml:AttributeValue>"),
+        );
+        let children: Vec<String> = (0..entities)
+            .map(|i| sp(&format!("https://e{i}.example/sp"), ""))
+            .collect();
+        let inner = format!(
+            "<md:EntitiesDescriptor Name=\"inner\"><md:Extensions>{extensions}</md:Extensions>{}</md:EntitiesDescriptor>",
+            children.join("\n")
+        );
+        let doc = aggregate(&[inner]);
+        let doc = dsig::sign(doc.as_bytes(), &fed, &SignOptions::default()).unwrap();
+        let lazy = load_lazy(&doc, &p).unwrap();
+        let mut opts = SelectOptions::new("urn:x", None);
+        opts.single_threaded = true;
+        let _ = take_start_tags();
+        let ids = write_selection(&lazy, &Filter::category(rs), &key(), &opts, Vec::new()).unwrap();
+        assert_eq!(ids.len(), entities);
+        take_start_tags()
+    };
+    let (few, many) = (tags_for(10), tags_for(200));
+    // 190 more entities of 3 tags each, modelled and written: a few thousand tags more, not
+    // 190 more models of the group's 200-tag Extensions (38,000).
+    assert!(many - few < 20 * 190, "{few} -> {many}");
+}
