@@ -166,25 +166,36 @@ impl fmt::Display for XmlError {
             XmlError::InvalidChar(c) => write!(f, "character U+{c:04X} is not allowed in XML"),
             XmlError::BadDeclaration(s) => write!(f, "unsupported XML declaration: {s}"),
             XmlError::DocType => f.write_str("DOCTYPE declarations are not allowed"),
-            XmlError::UnknownEntity(e) => write!(f, "reference to undeclared entity &{e};"),
-            XmlError::InvalidCharRef(r) => write!(f, "invalid character reference &{r};"),
+            XmlError::UnknownEntity(e) => {
+                write!(f, "reference to undeclared entity &{};", shown(e))
+            }
+            XmlError::InvalidCharRef(r) => {
+                write!(f, "invalid character reference &{};", shown(r))
+            }
             XmlError::ProcessingInstruction => {
                 f.write_str("processing instructions are not allowed")
             }
-            XmlError::InvalidName(n) => write!(f, "invalid XML name {n:?}"),
-            XmlError::UnboundPrefix(p) => write!(f, "namespace prefix {p:?} is not bound"),
-            XmlError::BadNamespaceDeclaration(s) => write!(f, "bad namespace declaration: {s}"),
-            XmlError::DuplicateAttribute(a) => write!(f, "duplicate attribute {a:?}"),
+            XmlError::InvalidName(n) => write!(f, "invalid XML name {}", quoted(n)),
+            XmlError::UnboundPrefix(p) => write!(f, "namespace prefix {} is not bound", quoted(p)),
+            XmlError::BadNamespaceDeclaration(s) => {
+                write!(f, "bad namespace declaration: {}", shown(s))
+            }
+            XmlError::DuplicateAttribute(a) => write!(f, "duplicate attribute {}", quoted(a)),
             XmlError::LtInAttributeValue => f.write_str("'<' inside an attribute value"),
             XmlError::MultipleRoots => f.write_str("a second root element"),
             XmlError::ContentBeforeRoot => f.write_str("text before the root element"),
             XmlError::TrailingContent => f.write_str("content after the root element"),
             XmlError::NoRoot => f.write_str("no root element"),
-            XmlError::UnclosedElement(n) => write!(f, "element <{n}> is not closed"),
+            XmlError::UnclosedElement(n) => write!(f, "element <{}> is not closed", shown(n)),
             XmlError::MismatchedEndTag { expected, found } => {
-                write!(f, "end tag </{found}> does not close <{expected}>")
+                write!(
+                    f,
+                    "end tag </{}> does not close <{}>",
+                    shown(found),
+                    shown(expected)
+                )
             }
-            XmlError::Syntax(s) => write!(f, "syntax error: {s}"),
+            XmlError::Syntax(s) => write!(f, "syntax error: {}", shown(s)),
         }
     }
 }
@@ -248,7 +259,7 @@ impl fmt::Display for LimitExceeded {
 #[non_exhaustive]
 pub enum SignatureError {
     /// The element to verify was not found (no root, or no element with that ID).
-    #[error("the element to verify was not found: {0}")]
+    #[error("the element to verify was not found: {}", shown(.0))]
     TargetNotFound(String),
     /// The signed element has no `ds:Signature` child where the placement requires one. With
     /// [`crate::dsig::Placement::FirstChild`] (metadata) this is reported at the element's first
@@ -271,15 +282,15 @@ pub enum SignatureError {
     #[error("comment inside ds:Signature")]
     CommentInSignature,
     /// The Reference URI is not `""` or `#ID` of the signed element (or is not same-document).
-    #[error("Reference URI {0:?} does not point at the signed element")]
+    #[error("Reference URI {} does not point at the signed element", quoted(.0))]
     ReferenceUri(String),
     /// An ID attribute value occurs more than once in the document.
-    #[error("ID {0:?} occurs more than once")]
+    #[error("ID {} occurs more than once", quoted(.0))]
     DuplicateId(String),
     /// An ID attribute whose value is written with a character reference or white space
     /// (e.g. `ID="&#95;a1"`): such a value reads differently raw and normalized, so it is
     /// refused rather than compared one way or the other.
-    #[error("ID {0:?} is written with a character reference or white space")]
+    #[error("ID {} is written with a character reference or white space", quoted(.0))]
     InvalidId(String),
     /// The transforms are not exactly enveloped-signature followed by exc-c14n.
     #[error("transforms not allowed: {0}")]
@@ -637,5 +648,59 @@ mod tests {
         );
         let e = ProtocolError::Version("2.1".into());
         assert_eq!(e.to_string(), r#"unsupported SAML version "2.1""#);
+    }
+
+    /// Review C3: XML and signature errors echoed names, IDs, URIs and references whole (an
+    /// end tag's name up to the document's size, an ID up to the attribute limit), some raw,
+    /// before any signature was checked. Each is shown at most 256 characters, escaped when
+    /// it holds a control character.
+    #[test]
+    fn xml_and_signature_errors_show_bounded_values() {
+        let long = format!("{}\n{}", "b".repeat(300), "c".repeat(60_000));
+        let errors: Vec<Error> = vec![
+            Error::xml(0, XmlError::InvalidName(long.clone())),
+            Error::xml(0, XmlError::UnboundPrefix(long.clone())),
+            Error::xml(0, XmlError::BadNamespaceDeclaration(long.clone())),
+            Error::xml(0, XmlError::DuplicateAttribute(long.clone())),
+            Error::xml(0, XmlError::UnclosedElement(long.clone())),
+            Error::xml(0, XmlError::UnknownEntity(long.clone())),
+            Error::xml(0, XmlError::InvalidCharRef(long.clone())),
+            Error::xml(0, XmlError::Syntax(long.clone())),
+            Error::xml(
+                0,
+                XmlError::MismatchedEndTag {
+                    expected: long.clone(),
+                    found: long.clone(),
+                },
+            ),
+            Error::Signature(SignatureError::TargetNotFound(long.clone())),
+            Error::Signature(SignatureError::ReferenceUri(long.clone())),
+            Error::Signature(SignatureError::DuplicateId(long.clone())),
+            Error::Signature(SignatureError::InvalidId(long.clone())),
+        ];
+        for e in errors {
+            let text = e.to_string();
+            assert!(
+                text.len() < 2 * 300 + 200,
+                "{} bytes: {text:.200}",
+                text.len()
+            );
+            assert!(!text.contains('\n'), "escaped: {text:.200}");
+        }
+        // Short plain values read as before.
+        let e = Error::xml(
+            7,
+            XmlError::MismatchedEndTag {
+                expected: "md:a".into(),
+                found: "md:b".into(),
+            },
+        );
+        assert!(
+            e.to_string()
+                .contains("end tag </md:b> does not close <md:a>"),
+            "{e}"
+        );
+        let e = SignatureError::DuplicateId("_a1".into());
+        assert_eq!(e.to_string(), r#"ID "_a1" occurs more than once"#);
     }
 }

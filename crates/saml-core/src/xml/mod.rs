@@ -903,6 +903,13 @@ impl<'a> Reader<'a> {
                     let name = self
                         .slice(start + 2, end - 1)?
                         .trim_end_matches([' ', '\t', '\r', '\n']);
+                    // Bounded like a start tag's name before it is compared or kept (review
+                    // C3: a 1 MB end tag was copied whole into the error).
+                    if name.len() > self.limits.max_name_len {
+                        return Err(
+                            self.limit(start, LimitExceeded::NameLength(self.limits.max_name_len))
+                        );
+                    }
                     let Some(open) = self.open.last() else {
                         return Err(self.err(start, XmlError::TrailingContent));
                     };

@@ -422,3 +422,38 @@ fn the_text_limit_holds_for_cdata_and_for_split_text() {
         assert_eq!(read_text(&mut r).expect("text").len(), 1000);
     }
 }
+
+/// Review C3: an end tag's name was neither bounded nor checked before it was compared and
+/// copied into the error (a 1 MB end tag made a 1 MB error line). It is held to
+/// `max_name_len`, as a start tag's is.
+#[test]
+fn an_end_tag_name_is_bounded_like_a_start_tag_name() {
+    let doc = format!("<a></{}>", "b".repeat(1_000_000));
+    let Err(e) = events(&doc) else {
+        panic!("accepted");
+    };
+    assert!(
+        matches!(
+            e,
+            Error::Limit {
+                offset: 3,
+                limit: LimitExceeded::NameLength(512)
+            }
+        ),
+        "{e:?}"
+    );
+    let doc = format!("<a></{}>", "b".repeat(512));
+    let Err(e) = events(&doc) else {
+        panic!("accepted");
+    };
+    assert!(
+        matches!(
+            e,
+            Error::Xml {
+                kind: XmlError::MismatchedEndTag { .. },
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
