@@ -66,9 +66,10 @@ impl StaticResolver {
     pub fn insert(&mut self, domain: &str, mut idp: ResolvedIdp) -> Result<(), crate::Error> {
         let d = crate::gs2::idp_identifier(domain)?;
         let mut scopes = Vec::with_capacity(idp.scopes.len() + 1);
+        let mut seen = std::collections::HashSet::new();
         for s in idp.scopes.iter().chain(std::iter::once(&d)) {
             let s = crate::gs2::idp_identifier(s)?;
-            if !scopes.contains(&s) {
+            if seen.insert(s.clone()) {
                 scopes.push(s);
             }
         }
@@ -150,12 +151,15 @@ impl MetadataResolver {
             };
             let i = r.idps.len();
             let mut scopes = Vec::new();
+            // Review C4: a list search per scope was quadratic in an IdP's scopes (100,000 in
+            // one entity's metadata: billions of comparisons at each resolver build).
+            let mut seen = std::collections::HashSet::new();
             let exts = [&e.extensions, &role.common.extensions];
             for x in exts {
                 for s in x.scopes.iter().filter(|s| !s.regexp) {
                     if let Ok(d) = crate::gs2::idp_identifier(&s.value) {
                         r.scopes.entry(d.clone()).or_default().push(i);
-                        if !scopes.contains(&d) {
+                        if seen.insert(d.clone()) {
                             scopes.push(d);
                         }
                     }
