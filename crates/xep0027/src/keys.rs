@@ -123,6 +123,8 @@ pub fn xmpp_user_ids(cert: &Cert, policy: &Policy, now: SystemTime) -> Vec<Jid> 
         return Vec::new();
     }
     let mut out: Vec<Jid> = Vec::new();
+    // A set beside the list: a list search per User ID was quadratic in them (review C5).
+    let mut seen = std::collections::HashSet::new();
     for u in vc.userids().revoked(false) {
         let Some(j) = std::str::from_utf8(u.userid().value())
             .ok()
@@ -132,7 +134,7 @@ pub fn xmpp_user_ids(cert: &Cert, policy: &Policy, now: SystemTime) -> Vec<Jid> 
         else {
             continue;
         };
-        if !out.contains(&j) {
+        if seen.insert(j.bare().to_owned()) {
             out.push(j);
         }
     }
