@@ -302,6 +302,67 @@ fn bounds_are_errors_not_truncations() {
     malformed(r.evaluate(&a));
 }
 
+/// Review C6: no bound covered a set's regexes together (each compiles into up to 256 KiB and
+/// a DFA cache as large): a 1 MiB set could hold a thousand. At most `MAX_REGEXES` per set,
+/// counted before any is compiled. And a replacement is built match by match and refused as
+/// soon as it is too long, with what `replace_all` gives otherwise.
+#[test]
+fn a_set_holds_a_bounded_number_of_regexes_and_replacements_stop_early() {
+    use dame_protocol::conversion::{MAX_REGEXES, MAX_VALUE_LEN};
+    let regex_rules = |n: usize| -> Vec<String> {
+        (0..n)
+            .map(|i| {
+                format!(
+                    r#"{{"id": "r{i}", "target": {{"name": "x{i}"}}, "sources": ["y"], "ops": [{{"op": "regex_replace", "pattern": "^a{i}$", "replacement": "b"}}]}}"#
+                )
+            })
+            .collect()
+    };
+    let json = |rules: Vec<String>| format!(r#"{{"rules": [{}]}}"#, rules.join(","));
+    assert!(RuleSet::from_json(json(regex_rules(MAX_REGEXES)).as_bytes()).is_ok());
+    let e = malformed(RuleSet::from_json(
+        json(regex_rules(MAX_REGEXES + 1)).as_bytes(),
+    ));
+    assert!(e.contains("regex_replace"), "{e}");
+
+    // An empty match at every position, each replaced by 1 KiB: refused.
+    let a = attrs(&[(UID, &[&"a".repeat(MAX_VALUE_LEN)])]);
+    let r = rule(
+        "empty-matches",
+        "x",
+        &[UID],
+        vec![Op::RegexReplace {
+            pattern: "x?".into(),
+            replacement: "y".repeat(1024),
+        }],
+    );
+    assert!(malformed(r.evaluate(&a)).contains("longer"));
+    // What replace_all gives: groups, empty matches, no match, a literal `$$`.
+    for (pattern, replacement, value, want) in [
+        (
+            "^(?<u>[^@]+)@old\\.example$",
+            "$u@new.example",
+            "jo@old.example",
+            "jo@new.example",
+        ),
+        ("x?", "-", "ab", "-a-b-"),
+        ("z", "y", "abc", "abc"),
+        ("(a)(b)", "$2$1$$", "abab", "ba$ba$"),
+    ] {
+        let a = attrs(&[(UID, &[value])]);
+        let r = rule(
+            "same",
+            "x",
+            &[UID],
+            vec![Op::RegexReplace {
+                pattern: pattern.into(),
+                replacement: replacement.into(),
+            }],
+        );
+        assert_eq!(r.evaluate(&a).unwrap(), vec![want.to_owned()], "{pattern}");
+    }
+}
+
 #[test]
 fn rules_for_picks_rules_whose_sources_the_idp_has() {
     let set = RuleSet::new(vec![

@@ -34,8 +34,9 @@
 //! ## Bounds (rules may come from a broker other people write to)
 //! A rule set parses from at most [`MAX_JSON`] bytes, holds at most [`MAX_RULES`] rules of at
 //! most [`MAX_OPS`] operations; a value map holds at most [`MAX_MAP`] entries; a regex pattern
-//! is at most [`MAX_PATTERN`] bytes and compiles into at most [`REGEX_SIZE_LIMIT`] bytes
-//! (the `regex` crate: no backtracking, time linear in the input). Evaluation refuses more than
+//! is at most [`MAX_PATTERN`] bytes and compiles into at most [`REGEX_SIZE_LIMIT`] bytes, and a
+//! set holds at most [`MAX_REGEXES`] of them (the `regex` crate: no backtracking, time linear
+//! in the input). Evaluation refuses more than
 //! [`MAX_VALUES`] values or a value longer than [`MAX_VALUE_LEN`] bytes at any step: an error,
 //! never a truncation.
 //!
@@ -88,6 +89,10 @@ pub const MAX_SOURCES: usize = 16;
 pub const MAX_MAP: usize = 10_000;
 /// Longest regex pattern (bytes).
 pub const MAX_PATTERN: usize = 1024;
+/// Most `regex_replace` operations in one rule set: each compiles into up to
+/// [`REGEX_SIZE_LIMIT`] bytes and a lazy DFA cache as large, so that a set costs at most
+/// 64 MiB of regexes (review C6: a 1 MiB set could hold a thousand, gigabytes compiled).
+pub const MAX_REGEXES: usize = 128;
 /// Most memory a compiled regex may take (bytes).
 pub const REGEX_SIZE_LIMIT: usize = 256 << 10;
 /// Most values at any step of an evaluation.
@@ -610,15 +615,32 @@ impl Rule {
                     };
                     let mut out = Vec::with_capacity(values.len());
                     for v in &values {
-                        let r = c.re.replace_all(v, c.rust.as_str()).into_owned();
-                        if r.len() > MAX_VALUE_LEN {
-                            return Err(Error::malformed(
+                        // What `replace_all` makes, built match by match and refused as soon
+                        // as it is too long (review C6: a pattern matching the empty string
+                        // with a 1 KiB replacement built 64 MiB from a 64 KiB value first).
+                        let too_long = || {
+                            Error::malformed(
                                 WHAT,
                                 format!(
                                     "{}: replaced value longer than {MAX_VALUE_LEN} bytes",
                                     self.id
                                 ),
-                            ));
+                            )
+                        };
+                        let mut r = String::new();
+                        let mut last = 0;
+                        for caps in c.re.captures_iter(v) {
+                            let Some(m) = caps.get(0) else { continue };
+                            r.push_str(&v[last..m.start()]);
+                            caps.expand(&c.rust, &mut r);
+                            last = m.end();
+                            if r.len() > MAX_VALUE_LEN {
+                                return Err(too_long());
+                            }
+                        }
+                        r.push_str(&v[last..]);
+                        if r.len() > MAX_VALUE_LEN {
+                            return Err(too_long());
                         }
                         out.push(r);
                     }
@@ -676,6 +698,19 @@ impl RuleSet {
             return Err(Error::malformed(
                 WHAT,
                 format!("more than {MAX_RULES} rules"),
+            ));
+        }
+        // Counted before any is compiled.
+        let regexes = self
+            .rules
+            .iter()
+            .flat_map(|r| &r.ops)
+            .filter(|op| matches!(op, Op::RegexReplace { .. }))
+            .count();
+        if regexes > MAX_REGEXES {
+            return Err(Error::malformed(
+                WHAT,
+                format!("more than {MAX_REGEXES} regex_replace operations"),
             ));
         }
         let mut ids = HashSet::new();
