@@ -29,8 +29,11 @@ const IDP: u8 = 1;
 const SP: u8 = 2;
 
 #[derive(Debug)]
-struct Entry {
-    entity_id: String,
+struct Entry<'a> {
+    /// Borrowed from the document unless written with a reference: an owned copy per entity
+    /// (and a second one as the lookup key) made the index of an aggregate of small entities
+    /// several times the document (review C2).
+    entity_id: Cow<'a, str>,
     range: Range<usize>,
     /// The group whose content it is (an index in `scopes`; `NO_SCOPE` for the root entity).
     scope: u32,
@@ -98,11 +101,14 @@ pub struct LazyAggregate<'a> {
     /// are visited, not here: a document of a million one-entity groups kept a million
     /// models: review M1 of the tenth round).
     root_extensions: OnceLock<Box<Extensions>>,
-    entries: Vec<Entry>,
+    entries: Vec<Entry<'a>>,
     /// Built entities, boxed: a slot costs a pointer until its entity is asked for (an
     /// unboxed `EntityDescriptor` is kilobytes, and every slot is written at load).
     cache: Vec<OnceLock<Box<EntityDescriptor>>>,
-    by_entity_id: HashMap<String, u32>,
+    /// The entries by entityID: indexes into `entries`, hashed by the entityID they hold (a
+    /// map keyed by a copy of each entityID was a quarter of an index of small entities:
+    /// review C2).
+    by_entity_id: EntityIds,
     /// The `{sha1}` index, built on the first [`LazyAggregate::get_by_sha1`]: hashing every
     /// entityID at load was most of the work after verification (which runs on one core),
     /// for a lookup that only MDQ-style callers make.
@@ -110,7 +116,7 @@ pub struct LazyAggregate<'a> {
     expired: Vec<String>,
     /// Where the expired entities are, for [`LazyAggregate::invalid_models`] (`load` models
     /// them too, and names an invalid one).
-    expired_entries: Vec<Entry>,
+    expired_entries: Vec<Entry<'a>>,
     refused: Vec<RefusedEntity>,
     /// The root `md:EntitiesDescriptor`'s validUntil.
     root_valid_until: Option<SystemTime>,
@@ -127,8 +133,9 @@ struct Builder<'a> {
     scopes: Vec<ScopeNode<'a>>,
     /// The groups open: (depth, index in `scopes`).
     open_groups: Vec<(usize, u32)>,
-    entries: Vec<(Entry, Option<SystemTime>)>,
-    open: Option<(usize, usize, String, Option<SystemTime>, u32, u8)>,
+    entries: Vec<Entry<'a>>,
+    /// The entity being read and its depth (its range ends where it ends).
+    open: Option<(usize, Entry<'a>)>,
     /// A group's `md:Extensions` being read: (depth, start offset, index in `scopes`).
     open_extensions: Option<(usize, usize, u32)>,
     error: Option<Error>,
@@ -222,7 +229,7 @@ impl<'a> Builder<'a> {
                     offset: s.span.start,
                     message: message.into(),
                 };
-                let Some(id) = s.attribute("entityID").map(|a| a.value().into_owned()) else {
+                let Some(id) = s.attribute("entityID").map(|a| a.value()) else {
                     self.error = Some(invalid("missing required attribute entityID"));
                     return;
                 };
@@ -239,11 +246,20 @@ impl<'a> Builder<'a> {
                 };
                 let valid_until = earliest(valid_until, around);
                 let scope = self.open_groups.last().map_or(0, |g| g.1);
-                self.open = Some((s.span.start, s.depth, id, valid_until, scope, 0));
+                self.open = Some((
+                    s.depth,
+                    Entry {
+                        entity_id: id,
+                        range: s.span.start..s.span.start,
+                        scope,
+                        roles: 0,
+                        valid_until,
+                    },
+                ));
             }
             Event::Start(s) => {
-                if let Some(open) = self.open.as_mut()
-                    && s.depth == open.1 + 1
+                if let Some((depth, open)) = self.open.as_mut()
+                    && s.depth == *depth + 1
                 {
                     let role = if s.is(MD_NS, "IDPSSODescriptor") {
                         IDP
@@ -261,22 +277,14 @@ impl<'a> Builder<'a> {
                                 crate::load::expired_at(vu, self.now, self.clock_skew)
                             });
                     if !expired {
-                        open.5 |= role;
+                        open.roles |= role;
                     }
                 }
             }
             Event::End(e) => {
-                if let Some((start, _, entity_id, valid_until, scope, roles)) =
-                    self.open.take_if(|o| o.1 == e.depth)
-                {
-                    let entry = Entry {
-                        entity_id,
-                        range: start..e.span.end,
-                        scope,
-                        roles,
-                        valid_until,
-                    };
-                    self.entries.push((entry, valid_until));
+                if let Some((_, mut entry)) = self.open.take_if(|o| o.0 == e.depth) {
+                    entry.range.end = e.span.end;
+                    self.entries.push(entry);
                 }
             }
             _ => {}
@@ -311,7 +319,7 @@ pub fn load_lazy<'a>(doc: &'a [u8], policy: &Policy) -> Result<LazyAggregate<'a>
         scopes: b.scopes,
         entries: Vec::new(),
         cache: Vec::new(),
-        by_entity_id: HashMap::new(),
+        by_entity_id: EntityIds::default(),
         by_sha1: OnceLock::new(),
         expired: Vec::new(),
         expired_entries: Vec::new(),
@@ -336,16 +344,13 @@ pub fn load_lazy<'a>(doc: &'a [u8], policy: &Policy) -> Result<LazyAggregate<'a>
             // The document's one entity is its root: an EntityDescriptor inside it is content
             // of it (crate::groups), not another entity.
             b.entries.clear();
-            b.entries.push((
-                Entry {
-                    entity_id: e.entity_id.clone(),
-                    range: verified.signed_range(),
-                    scope: NO_SCOPE,
-                    roles: u8::from(e.idp().is_some()) | (u8::from(e.sp().is_some()) << 1),
-                    valid_until: None,
-                },
-                None,
-            ));
+            b.entries.push(Entry {
+                entity_id: Cow::Owned(e.entity_id.clone()),
+                range: verified.signed_range(),
+                scope: NO_SCOPE,
+                roles: u8::from(e.idp().is_some()) | (u8::from(e.sp().is_some()) << 1),
+                valid_until: None,
+            });
             single = Some(e);
         }
         _ => {
@@ -356,35 +361,73 @@ pub fn load_lazy<'a>(doc: &'a [u8], policy: &Policy) -> Result<LazyAggregate<'a>
     }
     let n = b.entries.len();
     let mut seen = std::collections::HashSet::with_capacity(n);
-    if let Some((dup, _)) = b
-        .entries
-        .iter()
-        .find(|(e, _)| !seen.insert(e.entity_id.as_str()))
-    {
-        return Err(Error::DuplicateEntityId(dup.entity_id.clone()));
+    if let Some(dup) = b.entries.iter().find(|e| !seen.insert(&*e.entity_id)) {
+        return Err(Error::DuplicateEntityId(dup.entity_id.clone().into_owned()));
     }
     drop(seen);
-    agg.entries.reserve_exact(n);
-    agg.cache.reserve_exact(n);
-    agg.by_entity_id.reserve(n);
-    for (entry, valid_until) in b.entries {
-        if refused.contains(&entry.entity_id) {
-            continue;
-        }
-        if valid_until.is_some_and(|vu| crate::load::is_expired(vu, policy)) {
-            agg.expired.push(entry.entity_id.clone());
-            agg.expired_entries.push(entry);
-            continue;
-        }
-        let i = agg.entries.len() as u32;
-        agg.by_entity_id.insert(entry.entity_id.clone(), i);
-        agg.entries.push(entry);
-        agg.cache.push(OnceLock::new());
-    }
+    // The builder's list becomes the index, the refused and expired entries taken out of it
+    // in place: a second list of every entry was the index's largest part (review C2).
+    let mut entries = b.entries;
+    entries.retain(|e| !refused.contains(&*e.entity_id));
+    agg.expired_entries = entries
+        .extract_if(.., |e| {
+            e.valid_until
+                .is_some_and(|vu| crate::load::is_expired(vu, policy))
+        })
+        .collect();
+    agg.expired = agg
+        .expired_entries
+        .iter()
+        .map(|e| e.entity_id.to_string())
+        .collect();
+    entries.shrink_to_fit();
+    agg.by_entity_id = EntityIds::of(&entries);
+    agg.cache = std::iter::repeat_with(OnceLock::new)
+        .take(entries.len())
+        .collect();
+    agg.entries = entries;
     if let (Some(e), Some(cell)) = (single, agg.cache.first()) {
         let _ = cell.set(Box::new(e));
     }
     Ok(agg)
+}
+
+/// Indexes into a list of entries, found by the entityID the entry holds (SipHash with a
+/// random key, as `HashMap`'s: the entityIDs are the document's).
+#[derive(Debug, Default)]
+struct EntityIds {
+    table: hashbrown::HashTable<u32>,
+    hasher: std::hash::RandomState,
+}
+
+impl EntityIds {
+    /// The index of `entries`, which hold distinct entityIDs.
+    fn of(entries: &[Entry<'_>]) -> Self {
+        use std::hash::BuildHasher as _;
+        let mut ids = EntityIds {
+            table: hashbrown::HashTable::with_capacity(entries.len()),
+            hasher: std::hash::RandomState::new(),
+        };
+        let id = |i: u32| entries.get(i as usize).map_or("", |e| &*e.entity_id);
+        for i in 0..entries.len() as u32 {
+            let hasher = &ids.hasher;
+            ids.table
+                .insert_unique(hasher.hash_one(id(i)), i, |&j| hasher.hash_one(id(j)));
+        }
+        ids
+    }
+
+    /// The index of the entry of `entries` holding `entity_id`.
+    fn get(&self, entries: &[Entry<'_>], entity_id: &str) -> Option<u32> {
+        use std::hash::BuildHasher as _;
+        self.table
+            .find(self.hasher.hash_one(entity_id), |&i| {
+                entries
+                    .get(i as usize)
+                    .is_some_and(|e| *e.entity_id == *entity_id)
+            })
+            .copied()
+    }
 }
 
 impl<'a> LazyAggregate<'a> {
@@ -421,7 +464,7 @@ impl<'a> LazyAggregate<'a> {
 
     /// entityIDs, in document order.
     pub fn entity_ids(&self) -> impl Iterator<Item = &str> {
-        self.entries.iter().map(|e| e.entity_id.as_str())
+        self.entries.iter().map(|e| &*e.entity_id)
     }
 
     /// entityIDs of entities with an IdP role.
@@ -429,7 +472,7 @@ impl<'a> LazyAggregate<'a> {
         self.entries
             .iter()
             .filter(|e| e.roles & IDP != 0)
-            .map(|e| e.entity_id.as_str())
+            .map(|e| &*e.entity_id)
     }
 
     /// entityIDs of entities with an SP role.
@@ -437,19 +480,19 @@ impl<'a> LazyAggregate<'a> {
         self.entries
             .iter()
             .filter(|e| e.roles & SP != 0)
-            .map(|e| e.entity_id.as_str())
+            .map(|e| &*e.entity_id)
     }
 
     /// Whether an entity with this entityID is indexed (no parsing).
     #[must_use]
     pub fn contains(&self, entity_id: &str) -> bool {
-        self.by_entity_id.contains_key(entity_id)
+        self.index_of(entity_id).is_some()
     }
 
     /// The entity with this entityID, parsed on first access from the verified bytes.
     pub fn get(&self, entity_id: &str) -> Result<Option<&EntityDescriptor>, Error> {
-        match self.by_entity_id.get(entity_id) {
-            Some(&i) => self.at(i).map(Some),
+        match self.index_of(entity_id) {
+            Some(i) => self.at(i).map(Some),
             None => Ok(None),
         }
     }
@@ -506,7 +549,7 @@ impl<'a> LazyAggregate<'a> {
         entity_id: &str,
         not_after: Option<std::time::SystemTime>,
     ) -> Result<Option<crate::split::EntityDocument>, Error> {
-        let Some(&i) = self.by_entity_id.get(entity_id) else {
+        let Some(i) = self.index_of(entity_id) else {
             return Ok(None);
         };
         let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
@@ -525,7 +568,7 @@ impl<'a> LazyAggregate<'a> {
     pub fn invalid_models(&self, threads: usize) -> Result<Vec<RefusedEntity>, Error> {
         // The root entity (a document of one entity) was modelled at load, and its errors are
         // the document's: it is never left out.
-        let all: Vec<&Entry> = self
+        let all: Vec<&Entry<'_>> = self
             .entries
             .iter()
             .chain(&self.expired_entries)
@@ -538,7 +581,7 @@ impl<'a> LazyAggregate<'a> {
             match self.build_entry(entry) {
                 Ok(_) => None,
                 Err(e @ Error::Invalid { .. }) => Some(Ok(RefusedEntity::invalid_model(
-                    entry.entity_id.clone(),
+                    entry.entity_id.to_string(),
                     entry.range.start,
                     e.to_string(),
                 ))),
@@ -573,15 +616,18 @@ impl<'a> LazyAggregate<'a> {
 
     /// The entityID of the `i`th indexed entity.
     pub(crate) fn entity_id_at(&self, i: u32) -> Option<&str> {
-        self.entries.get(i as usize).map(|e| e.entity_id.as_str())
+        self.entries.get(i as usize).map(|e| &*e.entity_id)
     }
 
     /// The byte offset of the indexed entity `entity_id`'s start tag in the document.
     #[must_use]
     pub fn offset_of(&self, entity_id: &str) -> Option<usize> {
-        self.by_entity_id
-            .get(entity_id)
-            .and_then(|&i| self.offset_at(i))
+        self.index_of(entity_id).and_then(|i| self.offset_at(i))
+    }
+
+    /// The index of the indexed entity `entity_id`.
+    fn index_of(&self, entity_id: &str) -> Option<u32> {
+        self.by_entity_id.get(&self.entries, entity_id)
     }
 
     /// The byte offset of the `i`th indexed entity in the document.
@@ -602,7 +648,7 @@ impl<'a> LazyAggregate<'a> {
         self.build_entry(entry)
     }
 
-    fn build_entry(&self, entry: &Entry) -> Result<EntityDescriptor, Error> {
+    fn build_entry(&self, entry: &Entry<'_>) -> Result<EntityDescriptor, Error> {
         let mut cursor =
             Cursor::verified_fragment(&self.verified, entry.range.clone(), &self.scope(entry))?;
         match metadata(&mut cursor, None)? {
@@ -679,7 +725,7 @@ impl<'a> LazyAggregate<'a> {
 
     /// The namespace scope `entry` inherited: the declarations of the root and of the groups
     /// around it, outermost first, resolved.
-    fn scope(&self, entry: &Entry) -> Vec<NsDecl<'a>> {
+    fn scope(&self, entry: &Entry<'_>) -> Vec<NsDecl<'a>> {
         self.scope_at(entry.scope)
     }
 
