@@ -58,14 +58,14 @@ impl RefusedEntity {
     /// used: `samlmd split` names so an entity it cannot sign).
     #[must_use]
     ///
-    /// The reason is kept to [`MAX_REFUSAL_REASON`] bytes and the entityID to
-    /// [`MAX_REFUSED_ENTITY_ID`] (each cut at a character boundary, `…` added): a reason
-    /// echoes attacker values (a `use` attribute of 64 KiB, escaped to several times that),
-    /// and an entity refused for its entityID's length kept it whole, for the life of a lazy
-    /// aggregate (review G3).
+    /// The reason is kept to [`MAX_REFUSAL_REASON`] bytes (cut at a character boundary, `…`
+    /// added): it echoes attacker values (a `use` attribute of 64 KiB, escaped to several
+    /// times that), for the life of a lazy aggregate (review G3). The entityID is kept whole:
+    /// callers name and find the entity by it (review H1: cut, it made `samlmd split` fail and
+    /// two long entityIDs read as one); it is charged where it is kept.
     pub fn invalid_model(entity_id: String, offset: usize, reason: String) -> Self {
         RefusedEntity {
-            entity_id: cut_owned(entity_id, MAX_REFUSED_ENTITY_ID),
+            entity_id,
             offset,
             reason: cut_owned(reason, MAX_REFUSAL_REASON),
             invalid_model: true,
@@ -75,10 +75,6 @@ impl RefusedEntity {
 
 /// Most bytes of a [`RefusedEntity`]'s reason kept (then `…`).
 pub const MAX_REFUSAL_REASON: usize = 512;
-
-/// Most bytes of a [`RefusedEntity`]'s entityID kept (then `…`): SAML Metadata §2.2.1's
-/// limit on an entityID, which a refused entity may exceed.
-pub const MAX_REFUSED_ENTITY_ID: usize = 1024;
 
 /// `s` cut to at most `max` bytes at a character boundary, with `…` after a cut.
 fn cut_owned(mut s: String, max: usize) -> String {

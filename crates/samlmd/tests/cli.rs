@@ -984,23 +984,41 @@ fn sign_and_gen_replace_their_output_and_bound_their_input() {
 /// The federation's certificate and the small aggregate, signed by it, with an entity whose
 /// metadata is invalid (`https://empty.example/`, an empty element) before the SP.
 fn with_an_empty_entity(dir: &Path) -> (PathBuf, PathBuf) {
+    with_an_empty_entity_named(dir, "https://empty.example/")
+}
+
+/// [`with_an_empty_entity`] with the empty entity's entityID.
+fn with_an_empty_entity_named(dir: &Path, id: &str) -> (PathBuf, PathBuf) {
     let (cert, fed) = federation(dir);
     let doc = testkit::metadata::small_aggregate().replace(
         "<md:EntityDescriptor entityID=\"https://sp.example.net/shibboleth\"",
-        "<md:EntityDescriptor entityID=\"https://empty.example/\"/>\n  \
-         <md:EntityDescriptor entityID=\"https://sp.example.net/shibboleth\"",
+        &format!(
+            "<md:EntityDescriptor entityID=\"{id}\"/>\n  \
+             <md:EntityDescriptor entityID=\"https://sp.example.net/shibboleth\""
+        ),
     );
-    assert!(doc.contains("https://empty.example/"));
+    assert!(doc.contains(id));
     (cert, signed_file(dir, &fed, "signed.xml", &doc))
 }
 
 /// Review W6: one entity that could not be signed (an empty-element EntityDescriptor) stopped
 /// a whole `split --key`, and one that does not model a whole `select`: nothing was published
-/// for the others. Each is left out and named, the others written.
+/// for the others. Each is left out and named, the others written. Review H1: also when its
+/// entityID is longer than 1,024 bytes (a refusal that kept it cut did not match it, and the
+/// split failed).
 #[test]
 fn one_bad_entity_is_left_out_of_split_and_select() {
+    for id in [
+        "https://empty.example/".to_owned(),
+        format!("https://empty.example/{}", "x".repeat(1100)),
+    ] {
+        one_bad_entity_is_left_out(&id);
+    }
+}
+
+fn one_bad_entity_is_left_out(id: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, file) = with_an_empty_entity(dir.path());
+    let (cert, file) = with_an_empty_entity_named(dir.path(), id);
     let (key, sign_cert) = resigner(dir.path());
     // Each command says what it left out, and writes the other two entities.
     let run = |command: &str, out: &Path| {
