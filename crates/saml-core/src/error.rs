@@ -164,7 +164,9 @@ impl fmt::Display for XmlError {
         match self {
             XmlError::NotUtf8 => f.write_str("document is not valid UTF-8"),
             XmlError::InvalidChar(c) => write!(f, "character U+{c:04X} is not allowed in XML"),
-            XmlError::BadDeclaration(s) => write!(f, "unsupported XML declaration: {s}"),
+            XmlError::BadDeclaration(s) => {
+                write!(f, "unsupported XML declaration: {}", shown(s))
+            }
             XmlError::DocType => f.write_str("DOCTYPE declarations are not allowed"),
             XmlError::UnknownEntity(e) => {
                 write!(f, "reference to undeclared entity &{};", shown(e))
@@ -272,11 +274,11 @@ pub enum SignatureError {
     Multiple,
     /// The `ds:Signature` is not where the schema puts it (first child for metadata, right after
     /// `saml:Issuer` for protocol messages).
-    #[error("ds:Signature is not at the required position: {0}")]
+    #[error("ds:Signature is not at the required position: {}", shown(.0))]
     Misplaced(String),
     /// The structure inside `ds:Signature` is not the one allowed (missing, repeated or
     /// unexpected elements, `ds:Object`, `ds:Manifest`, wrapped `SignedInfo`...).
-    #[error("unexpected ds:Signature structure: {0}")]
+    #[error("unexpected ds:Signature structure: {}", shown(.0))]
     Structure(String),
     /// A comment inside `ds:Signature` (e.g. inside DigestValue, CVE-2025-29775).
     #[error("comment inside ds:Signature")]
@@ -293,14 +295,14 @@ pub enum SignatureError {
     #[error("ID {} is written with a character reference or white space", quoted(.0))]
     InvalidId(String),
     /// The transforms are not exactly enveloped-signature followed by exc-c14n.
-    #[error("transforms not allowed: {0}")]
+    #[error("transforms not allowed: {}", shown(.0))]
     Transforms(String),
     /// An algorithm that is unknown or not on the allowlist (SHA-1 without legacy opt-in, MD5,
     /// HMAC, DSA, inclusive c14n...).
-    #[error("algorithm not allowed: {0}")]
+    #[error("algorithm not allowed: {}", shown(.0))]
     Algorithm(String),
     /// A malformed value inside `ds:Signature` (bad base64, wrong ECDSA length, bad PrefixList).
-    #[error("malformed signature value: {0}")]
+    #[error("malformed signature value: {}", shown(.0))]
     Malformed(String),
     /// The canonical form of the signed element does not hash to the DigestValue.
     #[error("digest mismatch: the signed content was modified")]
@@ -677,6 +679,13 @@ mod tests {
             Error::Signature(SignatureError::ReferenceUri(long.clone())),
             Error::Signature(SignatureError::DuplicateId(long.clone())),
             Error::Signature(SignatureError::InvalidId(long.clone())),
+            // Review H2: what the declaration and the signature's algorithms say.
+            Error::xml(0, XmlError::BadDeclaration(long.clone())),
+            Error::Signature(SignatureError::Misplaced(long.clone())),
+            Error::Signature(SignatureError::Structure(long.clone())),
+            Error::Signature(SignatureError::Transforms(long.clone())),
+            Error::Signature(SignatureError::Algorithm(long.clone())),
+            Error::Signature(SignatureError::Malformed(long.clone())),
         ];
         for e in errors {
             let text = e.to_string();
