@@ -474,25 +474,40 @@ impl Identity {
             )));
         }
         // An unprotected primary with protected subkeys (review X8's rest) was accepted, then
-        // signing or decryption failed when first used. What the certificate can do now, under
-        // the standard policy, it must be able to do without a passphrase.
-        let standard = openpgp::policy::StandardPolicy::new();
+        // signing or decryption failed when first used. A role (signing, encryption) whose
+        // keys usable now, under the most permissive policy this crate has, are all
+        // passphrase-protected is refused; GnuPG stubs (a key kept offline on purpose, as
+        // `gpg --export-secret-subkeys` writes) are not a reason, nor expired or revoked keys
+        // (review H3: they made an old unprotected subkey hide a new protected one).
+        let legacy = Policy::legacy_sha1_era();
         let signing = KeyFlags::empty().set_signing();
         let encryption = KeyFlags::empty()
             .set_transport_encryption()
             .set_storage_encryption();
         for (what, flags) in [("signing", signing), ("encryption", encryption)] {
-            let mut keys = cert
+            let (mut usable, mut protected) = (false, false);
+            for k in cert
                 .keys()
-                .with_policy(&standard, None)
+                .with_policy(legacy.openpgp(), None)
+                .supported()
+                .alive()
+                .revoked(false)
                 .key_flags(flags)
                 .secret()
-                .peekable();
-            if keys.peek().is_some() && keys.all(|k| k.key().secret().is_encrypted()) {
+            {
+                match k.key().secret() {
+                    openpgp::packet::key::SecretKeyMaterial::Encrypted(e) => {
+                        protected |=
+                            !matches!(e.s2k(), openpgp::crypto::S2K::Private { tag: 101, .. });
+                    }
+                    openpgp::packet::key::SecretKeyMaterial::Unencrypted(_) => usable = true,
+                }
+            }
+            if protected && !usable {
                 return Err(Error::Key(format!(
-                    "the {what} secret keys of {} are passphrase-protected (or GnuPG stubs): \
-                     remove the passphrase or export an unprotected copy (this crate asks for \
-                     no passphrase)",
+                    "the {what} secret keys of {} are passphrase-protected: remove the \
+                     passphrase or export an unprotected copy (this crate asks for no \
+                     passphrase)",
                     cert.fingerprint()
                 )));
             }
@@ -696,6 +711,44 @@ mod binding_tests {
         // Unprotected throughout: accepted.
         let cert = id("alice").cert().clone();
         assert!(Identity::new(Jid::new("alice@example.org").unwrap(), cert).is_ok());
+
+        // Review H3: an expired unprotected signing subkey beside the current protected one
+        // hid it (accepted, then "no usable unencrypted signing key").
+        let created = SystemTime::now() - Duration::from_secs(10 * 86_400);
+        let (cert, _) = CertBuilder::new()
+            .set_creation_time(created)
+            .add_userid("xmpp:alice@example.org")
+            .add_subkey(
+                KeyFlags::empty().set_signing(),
+                Some(Duration::from_secs(86_400)),
+                None,
+            )
+            .add_signing_subkey()
+            .generate()
+            .unwrap();
+        let standard = openpgp::policy::StandardPolicy::new();
+        let current: Vec<Packet> = cert
+            .keys()
+            .subkeys()
+            .with_policy(&standard, None)
+            .alive()
+            .for_signing()
+            .secret()
+            .map(|k| {
+                k.key()
+                    .clone()
+                    .encrypt_secret(&pw)
+                    .unwrap()
+                    .role_into_subordinate()
+                    .into()
+            })
+            .collect();
+        assert_eq!(current.len(), 1);
+        let (cert, _) = cert.insert_packets(current).unwrap();
+        let Err(e) = Identity::new(Jid::new("alice@example.org").unwrap(), cert) else {
+            panic!("an expired unprotected subkey hid the protected one");
+        };
+        assert!(e.to_string().contains("the signing secret keys of"), "{e}");
     }
 
     #[test]
