@@ -337,6 +337,17 @@ fn a_set_holds_a_bounded_number_of_regexes_and_replacements_stop_early() {
         }],
     );
     assert!(malformed(r.evaluate(&a)).contains("longer"));
+    // One match, its expansion 512 times the value: refused before it is written (review H4).
+    let r = rule(
+        "one-big-expansion",
+        "x",
+        &[UID],
+        vec![Op::RegexReplace {
+            pattern: "^.+".into(),
+            replacement: "$0".repeat(512),
+        }],
+    );
+    assert!(malformed(r.evaluate(&a)).contains("longer"));
     // What replace_all gives: groups, empty matches, no match, a literal `$$`.
     for (pattern, replacement, value, want) in [
         (

@@ -306,10 +306,8 @@ pub struct Rule {
 #[derive(Debug, Clone)]
 struct Compiled {
     re: Regex,
-    /// The replacement, parsed and its groups resolved.
+    /// The replacement, parsed and its groups resolved (what the evaluator writes).
     pieces: Vec<portable::Piece>,
-    /// The same in the `regex` crate's syntax.
-    rust: String,
 }
 
 impl PartialEq for Rule {
@@ -512,7 +510,6 @@ impl Rule {
                             Error::malformed(WHAT, format!("{}: replacement: {e}", self.id))
                         })?;
                     re = Some(Compiled {
-                        rust: portable::rust_replacement(&pieces),
                         re: compiled,
                         pieces,
                     });
@@ -627,16 +624,32 @@ impl Rule {
                                 ),
                             )
                         };
+                        // Each expansion is measured before it is written (review H4: one
+                        // match of `.+` with 512 `$0`s made 32 MiB of one value).
                         let mut r = String::new();
                         let mut last = 0;
                         for caps in c.re.captures_iter(v) {
                             let Some(m) = caps.get(0) else { continue };
-                            r.push_str(&v[last..m.start()]);
-                            caps.expand(&c.rust, &mut r);
-                            last = m.end();
-                            if r.len() > MAX_VALUE_LEN {
+                            let group = |g: usize| caps.get(g).map_or("", |m| m.as_str());
+                            let adds: usize = c
+                                .pieces
+                                .iter()
+                                .map(|p| match p {
+                                    portable::Piece::Literal(s) => s.len(),
+                                    portable::Piece::Group(g) => group(*g).len(),
+                                })
+                                .sum();
+                            if r.len() + (m.start() - last) + adds > MAX_VALUE_LEN {
                                 return Err(too_long());
                             }
+                            r.push_str(&v[last..m.start()]);
+                            for p in &c.pieces {
+                                match p {
+                                    portable::Piece::Literal(s) => r.push_str(s),
+                                    portable::Piece::Group(g) => r.push_str(group(*g)),
+                                }
+                            }
+                            last = m.end();
                         }
                         r.push_str(&v[last..]);
                         if r.len() > MAX_VALUE_LEN {

@@ -361,18 +361,6 @@ pub(crate) fn parse_replacement(replacement: &str, re: &Regex) -> Result<Vec<Pie
     Ok(out)
 }
 
-/// The replacement in the `regex` crate's syntax (what the evaluator applies).
-pub(crate) fn rust_replacement(pieces: &[Piece]) -> String {
-    let mut out = String::new();
-    for p in pieces {
-        match p {
-            Piece::Literal(s) => out.push_str(&s.replace('$', "$$")),
-            Piece::Group(i) => out.push_str(&format!("${{{i}}}")),
-        }
-    }
-    out
-}
-
 /// The replacement for PHP's `preg_replace`: `${N}`, a literal `\` or `$` escaped with `\`.
 pub(crate) fn php_replacement(pieces: &[Piece]) -> String {
     let mut out = String::new();
@@ -503,7 +491,6 @@ mod tests {
                 Piece::Group(2)
             ]
         );
-        assert_eq!(rust_replacement(&p), "${1}@new.example $$5 ${2}");
         assert_eq!(php_replacement(&p), "${1}@new.example \\$5 ${2}");
         assert_eq!(java_replacement(&p, 3).unwrap(), "$1@new.example \\$5 $2");
         assert!(parse_replacement("$3", &re).is_err());
