@@ -53,16 +53,21 @@ fn put_opt<T>(
     list: &mut Vec<T>,
     make: impl FnOnce(&mut Cursor<'_>) -> Result<Option<T>, Error>,
 ) -> Result<(), Error> {
+    room_charged(c, list)?;
+    list.extend(make(c)?);
+    Ok(())
+}
+
+/// Makes room in `list` for one more value, charging what it grows by (1, 2, 4, 8 slots...):
+/// a `Vec` grown by doubling holds up to twice its values until the entity is compacted, and a
+/// charge of one slot per value let a large entity's lists hold twice what was charged
+/// (review G2). A one-value list still costs one slot.
+fn room_charged<T>(c: &mut Cursor<'_>, list: &mut Vec<T>) -> Result<(), Error> {
     if list.len() == list.capacity() {
-        // Charged as the list grows, by what it grows (1, 2, 4, 8 slots...): a `Vec` grown by
-        // doubling holds up to twice its values until the entity is compacted, and a charge of
-        // one slot per value let a large entity's lists hold twice what was charged (review
-        // G2). A one-value list still costs one slot.
         let add = list.capacity().max(1);
         charge::<T>(c, add)?;
         list.reserve_exact(add);
     }
-    list.extend(make(c)?);
     Ok(())
 }
 
@@ -389,7 +394,7 @@ pub(crate) fn entities_child(
                 // reason echoes attacker values, escaped).
                 let r =
                     RefusedEntity::invalid_model(entity_id.to_owned(), ch.start, err.to_string());
-                charge::<RefusedEntity>(c, 1)?;
+                room_charged(c, refused)?;
                 c.charge_copy(r.reason.len() + r.entity_id.len())?;
                 refused.push(r);
                 GroupChild::Refused
