@@ -662,37 +662,41 @@ mod binding_tests {
         ring.by_jid(jid).iter().map(|c| c.fingerprint()).collect()
     }
 
+    /// `cert` with the secret of its one subkey alive now with `flags` passphrase-protected.
+    fn protect_subkey(cert: Cert, flags: KeyFlags) -> Cert {
+        let pw = openpgp::crypto::Password::from("correct horse");
+        let standard = openpgp::policy::StandardPolicy::new();
+        let protected: Vec<Packet> = cert
+            .keys()
+            .subkeys()
+            .with_policy(&standard, None)
+            .alive()
+            .key_flags(flags)
+            .secret()
+            .map(|k| {
+                k.key()
+                    .clone()
+                    .encrypt_secret(&pw)
+                    .unwrap()
+                    .role_into_subordinate()
+                    .into()
+            })
+            .collect();
+        assert_eq!(protected.len(), 1);
+        cert.insert_packets(protected).unwrap().0
+    }
+
     /// Review X8's rest: a certificate whose primary secret is unprotected and whose signing
     /// or encryption subkey's secret is passphrase-protected was accepted, then failed when
     /// first used ("no usable unencrypted signing key", "decryption failed"). It is refused
     /// up front, saying which keys and why.
     #[test]
     fn protected_subkeys_behind_an_unprotected_primary_are_refused() {
-        use openpgp::crypto::Password;
-        let pw = Password::from("correct horse");
         for (which, flags) in [
             ("signing", KeyFlags::empty().set_signing()),
             ("encryption", KeyFlags::empty().set_transport_encryption()),
         ] {
-            let cert = id("alice").cert().clone();
-            let standard = openpgp::policy::StandardPolicy::new();
-            let protected: Vec<Packet> = cert
-                .keys()
-                .subkeys()
-                .with_policy(&standard, None)
-                .key_flags(flags)
-                .secret()
-                .map(|k| {
-                    k.key()
-                        .clone()
-                        .encrypt_secret(&pw)
-                        .unwrap()
-                        .role_into_subordinate()
-                        .into()
-                })
-                .collect();
-            assert_eq!(protected.len(), 1, "{which}");
-            let (cert, _) = cert.insert_packets(protected).unwrap();
+            let cert = protect_subkey(id("alice").cert().clone(), flags);
             assert!(
                 cert.keys()
                     .secret()
@@ -726,25 +730,7 @@ mod binding_tests {
             .add_signing_subkey()
             .generate()
             .unwrap();
-        let standard = openpgp::policy::StandardPolicy::new();
-        let current: Vec<Packet> = cert
-            .keys()
-            .subkeys()
-            .with_policy(&standard, None)
-            .alive()
-            .for_signing()
-            .secret()
-            .map(|k| {
-                k.key()
-                    .clone()
-                    .encrypt_secret(&pw)
-                    .unwrap()
-                    .role_into_subordinate()
-                    .into()
-            })
-            .collect();
-        assert_eq!(current.len(), 1);
-        let (cert, _) = cert.insert_packets(current).unwrap();
+        let cert = protect_subkey(cert, KeyFlags::empty().set_signing());
         let Err(e) = Identity::new(Jid::new("alice@example.org").unwrap(), cert) else {
             panic!("an expired unprotected subkey hid the protected one");
         };
