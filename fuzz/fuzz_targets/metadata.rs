@@ -13,7 +13,8 @@
 //! must `load_owned` (the model built after
 //! verification, last child first, the document given back as it goes), on one thread and on
 //! several. A selection of every entity (`selection::write_selection`) must read back as
-//! `load`'s entities, and the lazy index must cut each entity as `split` does.
+//! `load`'s entities, a selection by a filter of what the groups declare must pick what the
+//! eager model picks, and the lazy index must cut each entity as `split` does.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -121,6 +122,25 @@ fn signed_paths(data: &[u8]) {
                 assert!(agg.is_empty() || unmodelled, "selection refused: {e}");
                 assert!(out.is_empty(), "written before the error");
             }
+        }
+    }
+    // A filter that reads the groups (what `samlmd select --category` runs): the lazy
+    // selection, which models each group's Extensions once for its entities, picks what the
+    // eager model picks.
+    if let (Ok(agg), Ok(lazy)) = (
+        &eager_one,
+        &saml_metadata::lazy::load_lazy(&signed, &policy),
+    ) {
+        use saml_metadata::filter::Filter;
+        let f = Filter::category("urn:fuzz")
+            .not()
+            .or(Filter::registration_authority("urn:fuzz"));
+        let opts = saml_metadata::selection::SelectOptions::new("urn:fuzz", None);
+        if let Ok(ids) =
+            saml_metadata::selection::write_selection(lazy, &f, key, &opts, &mut Vec::new())
+        {
+            let want: Vec<&str> = agg.select(&f).map(|e| e.entity_id.as_str()).collect();
+            assert_eq!(ids, want, "a filter of the groups selects differently");
         }
     }
     // The lazy index cuts each entity on request as split cuts them all (`samlmd split`).
