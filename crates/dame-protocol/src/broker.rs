@@ -1975,14 +1975,7 @@ pub const MAX_EVENT_SUBJECT: usize = 256;
 
 /// `subject` as a broker event carries it ([`MAX_EVENT_SUBJECT`]).
 fn bounded_subject(subject: &str) -> String {
-    if subject.len() <= MAX_EVENT_SUBJECT {
-        return subject.to_owned();
-    }
-    let mut end = MAX_EVENT_SUBJECT;
-    while !subject.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &subject[..end])
+    saml_core::xml::cursor::shortened(subject, MAX_EVENT_SUBJECT).into_owned()
 }
 
 /// Whether the Response `xml`'s root `InResponseTo` is `request_id` (read unverified: only used

@@ -525,7 +525,7 @@ pub(crate) const MAX_SHOWN: usize = 256;
 
 /// `value` as an error shows it: as written when it is short and holds no control character
 /// (nor a line separator or bidirectional control),
-/// else its first [`MAX_SHOWN`] characters escaped (Rust string syntax) and `…`. An unsigned
+/// else [`quoted`]: its first [`MAX_SHOWN`] characters escaped (Rust string syntax). An unsigned
 /// Response's `StatusMessage` (up to the reader's text limit) and status code URI were shown
 /// whole and raw before any signature was checked: forged log lines, a megabyte per line
 /// (review S5). The whole value stays in the error's fields.
@@ -539,9 +539,7 @@ fn shown(value: &str) -> std::borrow::Cow<'_, str> {
     if value.chars().count() <= MAX_SHOWN && value.chars().all(plain) {
         return value.into();
     }
-    let cut: String = value.chars().take(MAX_SHOWN).collect();
-    let more = if cut.len() < value.len() { "…" } else { "" };
-    format!("{cut:?}{more}").into()
+    quoted(value).into()
 }
 
 /// `value` quoted and escaped as `{:?}` shows it, its first [`MAX_SHOWN`] characters only

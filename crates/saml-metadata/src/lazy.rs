@@ -697,13 +697,12 @@ impl<'a> LazyAggregate<'a> {
                         }
                     }));
                 } else {
-                    // Usually where the previous entity's chain had it (entities of one group
-                    // come one after the other).
+                    // Kept when the previous entity was in this group too (entities of one
+                    // group come one after the other).
                     let kept = memo
                         .chain
-                        .get(chain.len())
-                        .filter(|(at, _)| *at == s)
-                        .or_else(|| memo.chain.iter().find(|(at, _)| *at == s))
+                        .iter()
+                        .find(|(at, _)| *at == s)
                         .map(|(_, x)| Rc::clone(x));
                     let x = match kept {
                         Some(x) => x,

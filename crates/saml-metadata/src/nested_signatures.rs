@@ -56,18 +56,22 @@ pub struct RefusedEntity {
 impl RefusedEntity {
     /// An entity left out for an invalid model (or, by a caller, because it could not be
     /// used: `samlmd split` names so an entity it cannot sign).
-    #[must_use]
     ///
     /// The reason is kept to [`MAX_REFUSAL_REASON`] bytes (cut at a character boundary, `…`
     /// added): it echoes attacker values (a `use` attribute of 64 KiB, escaped to several
     /// times that), for the life of a lazy aggregate (review G3). The entityID is kept whole:
     /// callers name and find the entity by it (review H1: cut, it made `samlmd split` fail and
     /// two long entityIDs read as one); it is charged where it is kept.
+    #[must_use]
     pub fn invalid_model(entity_id: String, offset: usize, reason: String) -> Self {
         RefusedEntity {
             entity_id,
             offset,
-            reason: cut_owned(reason, MAX_REFUSAL_REASON),
+            reason: if reason.len() > MAX_REFUSAL_REASON {
+                saml_core::xml::cursor::shortened(&reason, MAX_REFUSAL_REASON).into_owned()
+            } else {
+                reason
+            },
             invalid_model: true,
         }
     }
@@ -75,20 +79,6 @@ impl RefusedEntity {
 
 /// Most bytes of a [`RefusedEntity`]'s reason kept (then `…`).
 pub const MAX_REFUSAL_REASON: usize = 512;
-
-/// `s` cut to at most `max` bytes at a character boundary, with `…` after a cut.
-fn cut_owned(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-        s.push('…');
-        s.shrink_to_fit();
-    }
-    s
-}
 
 /// Verifies the root signature of `doc` under `policy` (calling `observer` with the events
 /// after it, as `saml_core::dsig::verify_observed` does), then every nested signature; returns

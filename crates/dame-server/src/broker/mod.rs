@@ -146,14 +146,7 @@ const MAX_HAY_NAMES: usize = 32;
 /// IdPs' display names are under a hundred bytes.
 const MAX_NAME_BYTES: usize = 256;
 
-/// `s` cut to at most `max` bytes at a character boundary.
-fn cut(s: &str, max: usize) -> &str {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
+use saml_core::xml::cursor::cut_to as cut;
 
 /// `word` lower-cased, cut to at most `max` bytes at a character boundary (before and after
 /// lower-casing, which can lengthen it).

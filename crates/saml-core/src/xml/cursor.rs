@@ -31,6 +31,27 @@ pub fn xml_trim(s: &str) -> &str {
     s.trim_matches(is_xml_space)
 }
 
+/// `s` cut to at most `max` bytes, at a character boundary.
+#[must_use]
+pub fn cut_to(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// `s` whole when it has at most `max` bytes, else its first bytes ([`cut_to`]) and `…`: how a
+/// value with no length bound of its own is kept or shown bounded.
+#[must_use]
+pub fn shortened(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        s.into()
+    } else {
+        format!("{}…", cut_to(s, max)).into()
+    }
+}
+
 /// XML Schema `whiteSpace=collapse` (XML Schema Part 2 §4.3.6): runs of XML white space become
 /// one space, none at the ends.
 #[must_use]
